@@ -1,0 +1,56 @@
+/* job.h: the job lifecycle and the names of its states.
+ *
+ *             submit                 claim                 finish
+ *   (none) ──────────▶ queued ───────────────▶ running ───────────────▶ succeeded | failed
+ *                        │                      │
+ *                cancel  │                      │ cancel (cooperative: the worker stops
+ *                        ▼                      ▼         at the model's next step)
+ *                    cancelled              cancelled
+ *
+ * Every arrow is one Redis script in shared/scripts/, called only through state.h.
+ * A finished job (succeeded, failed, cancelled) keeps its keys until its result TTL ends;
+ * then its id answers 404.
+ */
+#ifndef FLEET_JOB_H
+#define FLEET_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum fleet_status {
+    FLEET_STATUS_UNKNOWN = 0,
+    FLEET_STATUS_QUEUED,
+    FLEET_STATUS_RUNNING,
+    FLEET_STATUS_SUCCEEDED,
+    FLEET_STATUS_FAILED,
+    FLEET_STATUS_CANCELLED,
+} fleet_status;
+
+/* The wire name ("queued", ...) of a status; "unknown" for anything else. */
+const char *fleet_status_to_string(fleet_status s);
+/* Parses a wire name; FLEET_STATUS_UNKNOWN when it is not one. */
+fleet_status fleet_status_from_string(const char *s);
+bool fleet_status_is_final(fleet_status s);
+
+typedef enum fleet_priority {
+    FLEET_PRIORITY_HIGH = 0,
+    FLEET_PRIORITY_NORMAL,
+    FLEET_PRIORITY_LOW,
+    FLEET_PRIORITY_INVALID,
+} fleet_priority;
+
+const char *fleet_priority_to_string(fleet_priority p);
+fleet_priority fleet_priority_from_string(const char *s);
+
+/* Limits shared by the gateway (which validates) and the scripts (which trust them). */
+#define FLEET_ID_LEN 26          /* a ULID: 26 Crockford base32 characters */
+#define FLEET_MODEL_MAX 64       /* model names: [a-z0-9_-], 1..64 characters */
+#define FLEET_TENANT_MAX 64
+#define FLEET_REQUEST_ID_MAX 128 /* X-Request-ID: printable ASCII, 1..128 characters */
+
+/* True when s is a well-formed job id (so it can be put into a key name safely). */
+bool fleet_job_id_valid(const char *s);
+/* True when s is a well-formed model name. */
+bool fleet_model_name_valid(const char *s);
+
+#endif

@@ -1,0 +1,43 @@
+/* keys.h: the one place that spells Redis key names. docs/redis.md lists them all.
+ *
+ * Every key of one fleet starts with the hash tag "{<prefix>}", so all keys that one script
+ * touches live in one Redis Cluster slot. Several fleets can share a Redis with different
+ * prefixes. Callers pass ids and model names already validated (job.h), which keeps every
+ * key below FLEET_KEY_MAX.
+ */
+#ifndef FLEET_KEYS_H
+#define FLEET_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define FLEET_KEY_MAX 200
+#define FLEET_PREFIX_MAX 32
+#define FLEET_GROUP "workers" /* the consumer group on every model stream */
+
+typedef struct fleet_keys {
+    char tag[FLEET_PREFIX_MAX + 3]; /* "{prefix}" */
+} fleet_keys;
+
+/* Sets up the key builder. The prefix is 1..32 characters of [A-Za-z0-9_.-].
+ * Returns 0, or -1 when the prefix is not valid. */
+int fleet_keys_init(fleet_keys *k, const char *prefix);
+
+typedef struct fleet_key {
+    char s[FLEET_KEY_MAX];
+} fleet_key;
+
+fleet_key fleet_key_job(const fleet_keys *k, const char *id);        /* hash   */
+/* "{prefix}:job:": what fleet_key_job() puts before the id (for scripts that scan ids). */
+fleet_key fleet_key_job_prefix(const fleet_keys *k);
+fleet_key fleet_key_input(const fleet_keys *k, const char *id);      /* string, msgpack */
+fleet_key fleet_key_result(const fleet_keys *k, const char *id);     /* string, msgpack */
+fleet_key fleet_key_stream(const fleet_keys *k, const char *model);  /* stream */
+fleet_key fleet_key_queues(const fleet_keys *k);                     /* hash: <model>:seq, <model>:head */
+fleet_key fleet_key_stats(const fleet_keys *k);                      /* hash: <model>:<counter> */
+fleet_key fleet_key_index(const fleet_keys *k, const char *tenant);  /* zset, lex order */
+fleet_key fleet_key_workers(const fleet_keys *k);                    /* zset of heartbeats */
+fleet_key fleet_key_worker(const fleet_keys *k, const char *name);   /* hash */
+fleet_key fleet_key_events(const fleet_keys *k);                     /* pub/sub channel */
+
+#endif

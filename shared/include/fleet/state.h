@@ -1,0 +1,214 @@
+/* state.h: the one module that changes job state.
+ *
+ * Each transition of job.h's lifecycle is one Lua script (shared/scripts/<name>.lua) run
+ * atomically by Redis. This module builds the EVALSHA command for a transition and reads
+ * its reply; it does no I/O, so the gateway (hiredis async) and the worker (hiredis sync)
+ * send the same commands. No other C code decides a transition.
+ *
+ * Scripts are sent with EVALSHA. When Redis answers NOSCRIPT (a fresh or restarted server
+ * without the script cache), the caller calls fleet_cmd_as_eval() and sends the command
+ * again: EVAL runs the script and caches it for the following EVALSHAs.
+ *
+ * Timestamps are taken inside the scripts from Redis' own clock (TIME), so gateways and
+ * workers on different machines agree on them.
+ *
+ * Ownership: a fleet_cmd's argv points into the cmd's own buffer and into the strings of
+ * the request struct (ids, blobs); those must live until the command has been sent.
+ * Reply readers return pointers into the redisReply; they live as long as the reply.
+ */
+#ifndef FLEET_STATE_H
+#define FLEET_STATE_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fleet/job.h"
+#include "fleet/keys.h"
+
+typedef enum fleet_script_id {
+    FLEET_SCRIPT_SUBMIT = 0,
+    FLEET_SCRIPT_CLAIM,
+    FLEET_SCRIPT_PROGRESS,
+    FLEET_SCRIPT_FINISH,
+    FLEET_SCRIPT_CANCEL,
+    FLEET_SCRIPT_GET,
+    FLEET_SCRIPT_LIST,
+    FLEET_SCRIPT_COUNT,
+} fleet_script_id;
+
+typedef struct fleet_script {
+    const char *name;
+    const char *source;
+    char sha[41]; /* hex SHA-1 of source, as Redis computes it */
+} fleet_script;
+
+/* The script table; SHA-1s are computed on first use (thread-safe). */
+const fleet_script *fleet_script_get(fleet_script_id id);
+
+#define FLEET_CMD_ARGS 32
+#define FLEET_CMD_BUF 4096
+
+typedef struct fleet_cmd {
+    fleet_script_id script;
+    int argc;
+    const char *argv[FLEET_CMD_ARGS];
+    size_t argvlen[FLEET_CMD_ARGS];
+    char buf[FLEET_CMD_BUF]; /* keys and numbers that argv points to */
+    size_t used;
+} fleet_cmd;
+
+/* Turns an EVALSHA command into the equivalent EVAL (after a NOSCRIPT reply). */
+void fleet_cmd_as_eval(fleet_cmd *c);
+/* True when the reply is Redis' NOSCRIPT error. */
+bool fleet_reply_is_noscript(const redisReply *r);
+
+/* ------------------------------------------------------------------ submit ---------- */
+
+typedef struct fleet_submit {
+    const char *id;            /* fleet_id_new() */
+    const char *model;         /* validated name */
+    const char *tenant;
+    const char *request_id;
+    const char *priority;      /* "high" | "normal" | "low" */
+    const char *metadata_json; /* "" when none */
+    const char *input;         /* msgpack */
+    size_t input_len;
+    long queue_ttl_s;          /* TTL of the job's keys while queued or running */
+    long result_ttl_s;         /* TTL of the job's keys once finished */
+    long timeout_s;            /* 0: no execution limit */
+    long max_attempts;
+    long index_cap;            /* most ids kept in the tenant's job index */
+    const char *index_cutoff;  /* fleet_id_time_prefix() of the oldest id worth listing */
+} fleet_submit;
+
+void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c);
+/* Reads the submit reply. Returns 0 and the job's queue position (1 = next to start),
+ * or -1 with a message in err. */
+int fleet_state_submit_reply(const redisReply *r, long long *queue_position, const char **err);
+
+/* ------------------------------------------------------------------ claim ----------- */
+
+typedef struct fleet_claim {
+    const char *id;
+    const char *model;
+    const char *entry_id; /* the stream entry that carried the job */
+    const char *worker;
+    const char *token;    /* the new lease token: random, unique per attempt */
+    long lease_ms;
+    long queue_ttl_s;
+} fleet_claim;
+
+typedef enum fleet_claim_outcome {
+    FLEET_CLAIM_OK = 0,     /* the job is now running under this token */
+    FLEET_CLAIM_GONE,       /* its keys expired while queued; entry acknowledged */
+    FLEET_CLAIM_CANCELLED,  /* cancelled while queued; entry acknowledged, never runs */
+    FLEET_CLAIM_SKIP,       /* not queued (already running or final); left alone */
+    FLEET_CLAIM_ERROR,
+} fleet_claim_outcome;
+
+typedef struct fleet_claimed {
+    const char *input; /* msgpack, points into the reply */
+    size_t input_len;
+    long attempts;
+    long timeout_s;
+} fleet_claimed;
+
+void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c);
+fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out);
+
+/* ------------------------------------------------------------------ progress -------- */
+
+typedef struct fleet_progress {
+    const char *id;
+    const char *token;
+    double percent;      /* 0..100 */
+    const char *message; /* may be "" */
+    long done, total;    /* total 0: not counted */
+} fleet_progress;
+
+typedef enum fleet_progress_outcome {
+    FLEET_PROGRESS_OK = 0,
+    FLEET_PROGRESS_CANCEL, /* recorded, and a cancel was requested: stop the job */
+    FLEET_PROGRESS_STALE,  /* this token no longer holds the job: stop, write nothing */
+    FLEET_PROGRESS_ERROR,
+} fleet_progress_outcome;
+
+void fleet_state_progress(const fleet_keys *k, const fleet_progress *p, fleet_cmd *c);
+fleet_progress_outcome fleet_state_progress_reply(const redisReply *r);
+
+/* ------------------------------------------------------------------ finish ---------- */
+
+typedef struct fleet_finish {
+    const char *id;
+    const char *model;
+    const char *entry_id;
+    const char *token;
+    fleet_status status; /* SUCCEEDED, FAILED or CANCELLED */
+    const char *result;  /* msgpack; NULL when none */
+    size_t result_len;
+    const char *error;   /* NULL or "" on success */
+} fleet_finish;
+
+typedef enum fleet_finish_outcome {
+    FLEET_FINISH_OK = 0,
+    FLEET_FINISH_STALE, /* another attempt holds the job: nothing written */
+    FLEET_FINISH_ERROR,
+} fleet_finish_outcome;
+
+void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c);
+fleet_finish_outcome fleet_state_finish_reply(const redisReply *r);
+
+/* ------------------------------------------------------------------ cancel ---------- */
+
+typedef enum fleet_cancel_outcome {
+    FLEET_CANCEL_DONE = 0,    /* was queued: now cancelled, it never runs (HTTP 200) */
+    FLEET_CANCEL_REQUESTED,   /* running: the worker stops at the next step (HTTP 202) */
+    FLEET_CANCEL_FINAL,       /* already finished (HTTP 409) */
+    FLEET_CANCEL_MISSING,     /* no such job (HTTP 404) */
+    FLEET_CANCEL_ERROR,
+} fleet_cancel_outcome;
+
+void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c);
+/* For FINAL, *final_status names the state it ended in. */
+fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status *final_status);
+
+/* ------------------------------------------------------------------ reads ----------- */
+
+/* A job as stored: pointers into the reply, numbers parsed. -1 for absent numbers. */
+typedef struct fleet_job_view {
+    const char *id, *status, *model, *tenant, *priority, *request_id, *worker, *error;
+    const char *metadata;         /* JSON text or NULL */
+    const char *progress_message; /* NULL when no progress yet */
+    long long created_ms, started_ms, finished_ms, updated_ms;
+    long long attempts, max_attempts, timeout_s, ttl_s;
+    long long progress_done, progress_total;
+    double progress_percent;      /* < 0 when no progress yet */
+    bool cancel_requested;
+    long long queue_position;     /* > 0 only while queued */
+} fleet_job_view;
+
+/* Fills v from a flat field/value array (HGETALL's shape). Returns 0, or -1 when the
+ * array is not a job (missing id or status). */
+int fleet_job_view_from_fields(const redisReply *fields, fleet_job_view *v);
+
+void fleet_state_get(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c);
+/* Returns 1 and fills v, 0 when the job does not exist (or is another tenant's), -1 on
+ * error. */
+int fleet_state_get_reply(const redisReply *r, fleet_job_view *v);
+
+typedef struct fleet_list_query {
+    const char *tenant;
+    const char *cursor;  /* "" for the newest; else the last id of the previous page */
+    const char *status;  /* "" for any */
+    const char *model;   /* "" for any */
+    long limit;          /* 1..100 */
+    long scan_max;       /* most index entries looked at per page */
+} fleet_list_query;
+
+void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd *c);
+/* Reads the list reply: *jobs is an array of HGETALL-shaped arrays (use
+ * fleet_job_view_from_fields), *next_cursor is "" when there is nothing more. */
+int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const char **next_cursor);
+
+#endif

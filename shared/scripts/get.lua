@@ -1,0 +1,22 @@
+-- get (read only): a job's fields and its queue position.
+-- KEYS: 1 job hash, 2 queues hash
+-- ARGV: 1 tenant
+-- Returns {fields (HGETALL shape), queue_position} or {} when missing or another tenant's.
+local f = redis.call('HGETALL', KEYS[1])
+if #f == 0 then return {} end
+local status, tenant, model, seq
+for i = 1, #f, 2 do
+  local k = f[i]
+  if k == 'status' then status = f[i + 1]
+  elseif k == 'tenant' then tenant = f[i + 1]
+  elseif k == 'model' then model = f[i + 1]
+  elseif k == 'queue_seq' then seq = tonumber(f[i + 1]) end
+end
+if tenant ~= ARGV[1] then return {} end
+local pos = 0
+if status == 'queued' and seq then
+  local head = tonumber(redis.call('HGET', KEYS[2], model .. ':head') or '0')
+  pos = seq - head
+  if pos < 1 then pos = 1 end
+end
+return {f, pos}

@@ -1,0 +1,206 @@
+/* codec.c: JSON <-> msgpack for job inputs and results (codec.h). Pure. */
+#include "fleet/codec.h"
+
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* --------------------------------------------------------------- JSON -> msgpack ---- */
+
+static int pack_value(msgpack_packer *pk, const json_t *j, int depth, char *err, size_t errlen) {
+    if (depth > FLEET_CODEC_MAX_DEPTH) {
+        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        return -1;
+    }
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        msgpack_pack_map(pk, json_object_size(j));
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)j, key, v) {
+            size_t klen = strlen(key);
+            msgpack_pack_str_with_body(pk, key, klen);
+            if (pack_value(pk, v, depth + 1, err, errlen) < 0) return -1;
+        }
+        return 0;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(j);
+        msgpack_pack_array(pk, n);
+        for (size_t i = 0; i < n; i++)
+            if (pack_value(pk, json_array_get(j, i), depth + 1, err, errlen) < 0) return -1;
+        return 0;
+    }
+    case JSON_STRING:
+        return msgpack_pack_str_with_body(pk, json_string_value(j), json_string_length(j));
+    case JSON_INTEGER:
+        return msgpack_pack_int64(pk, json_integer_value(j));
+    case JSON_REAL:
+        return msgpack_pack_double(pk, json_real_value(j));
+    case JSON_TRUE:
+        return msgpack_pack_true(pk);
+    case JSON_FALSE:
+        return msgpack_pack_false(pk);
+    case JSON_NULL:
+        return msgpack_pack_nil(pk);
+    }
+    set_err(err, errlen, "unsupported JSON type");
+    return -1;
+}
+
+int fleet_json_to_msgpack(const json_t *j, char **out, size_t *len, char *err, size_t errlen) {
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init(&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+    if (!j) {
+        set_err(err, errlen, "no value");
+        msgpack_sbuffer_destroy(&sbuf);
+        return -1;
+    }
+    if (pack_value(&pk, j, 0, err, errlen) < 0) {
+        msgpack_sbuffer_destroy(&sbuf);
+        return -1;
+    }
+    *out = msgpack_sbuffer_release(&sbuf);
+    *len = sbuf.size;
+    if (!*out) { /* an empty buffer cannot happen for a packed value; be safe anyway */
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    msgpack_sbuffer_destroy(&sbuf);
+    return 0;
+}
+
+/* --------------------------------------------------------------- msgpack -> JSON ---- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static json_t *base64_string(const char *p, size_t n) {
+    size_t olen = 4 * ((n + 2) / 3);
+    char *o = malloc(olen + 1);
+    if (!o) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned char)p[i] << 16;
+        if (i + 1 < n) v |= (unsigned char)p[i + 1] << 8;
+        if (i + 2 < n) v |= (unsigned char)p[i + 2];
+        o[k++] = b64[(v >> 18) & 63];
+        o[k++] = b64[(v >> 12) & 63];
+        o[k++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+        o[k++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    json_t *s = json_stringn(o, k);
+    free(o);
+    return s;
+}
+
+static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t errlen) {
+    if (depth > FLEET_CODEC_MAX_DEPTH) {
+        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        return NULL;
+    }
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        return json_null();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (o->via.u64 > (uint64_t)INT64_MAX) return json_real((double)o->via.u64);
+        return json_integer((json_int_t)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return json_integer((json_int_t)o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: {
+        json_t *r = json_real(o->via.f64);
+        if (!r) set_err(err, errlen, "float is not finite (NaN or infinity)");
+        return r;
+    }
+    case MSGPACK_OBJECT_STR: {
+        json_t *s = json_stringn(o->via.str.ptr, o->via.str.size);
+        if (!s) set_err(err, errlen, "string is not valid UTF-8");
+        return s;
+    }
+    case MSGPACK_OBJECT_BIN:
+        return base64_string(o->via.bin.ptr, o->via.bin.size);
+    case MSGPACK_OBJECT_ARRAY: {
+        json_t *a = json_array();
+        for (uint32_t i = 0; a && i < o->via.array.size; i++) {
+            json_t *v = to_json(&o->via.array.ptr[i], depth + 1, err, errlen);
+            if (!v || json_array_append_new(a, v) < 0) {
+                json_decref(a);
+                return NULL;
+            }
+        }
+        return a;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        json_t *m = json_object();
+        for (uint32_t i = 0; m && i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            if (kv->key.type != MSGPACK_OBJECT_STR) {
+                set_err(err, errlen, "map key is not a string");
+                json_decref(m);
+                return NULL;
+            }
+            char *key = strndup(kv->key.via.str.ptr, kv->key.via.str.size);
+            json_t *v = key ? to_json(&kv->val, depth + 1, err, errlen) : NULL;
+            if (!v || strlen(key) != kv->key.via.str.size ||
+                json_object_set_new(m, key, v) < 0) {
+                if (v) {
+                    json_decref(v);
+                    set_err(err, errlen, "map key is not valid UTF-8 or holds a NUL");
+                }
+                free(key);
+                json_decref(m);
+                return NULL;
+            }
+            free(key);
+        }
+        return m;
+    }
+    case MSGPACK_OBJECT_EXT:
+        set_err(err, errlen, "msgpack ext type %d has no JSON form", o->via.ext.type);
+        return NULL;
+    }
+    set_err(err, errlen, "unknown msgpack type");
+    return NULL;
+}
+
+json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t errlen) {
+    if (!buf || len == 0) {
+        set_err(err, errlen, "empty msgpack data");
+        return NULL;
+    }
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    msgpack_unpack_return rc = msgpack_unpack_next(&up, buf, len, &off);
+    json_t *j = NULL;
+    if (rc == MSGPACK_UNPACK_SUCCESS) {
+        if (off != len)
+            set_err(err, errlen, "%zu trailing bytes after the msgpack value", len - off);
+        else
+            j = to_json(&up.data, 0, err, errlen);
+    } else if (rc == MSGPACK_UNPACK_CONTINUE) {
+        set_err(err, errlen, "truncated msgpack data");
+    } else if (rc == MSGPACK_UNPACK_NOMEM_ERROR) {
+        set_err(err, errlen, "msgpack data declares sizes beyond memory");
+    } else {
+        set_err(err, errlen, "malformed msgpack data");
+    }
+    msgpack_unpacked_destroy(&up);
+    return j;
+}

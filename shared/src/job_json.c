@@ -1,0 +1,71 @@
+/* job_json.c: the wire shape of a job (job_json.h). */
+#include "fleet/job_json.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+void fleet_format_time_ms(char out[32], long long ms) {
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static void set_time(json_t *o, const char *name, long long ms) {
+    if (ms < 0) return;
+    char buf[32];
+    fleet_format_time_ms(buf, ms);
+    json_object_set_new(o, name, json_string(buf));
+}
+
+static void set_str(json_t *o, const char *name, const char *s) {
+    if (s && *s) json_object_set_new(o, name, json_string(s));
+}
+
+json_t *fleet_job_to_json(const fleet_job_view *v) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    set_str(o, "id", v->id);
+    set_str(o, "status", v->status);
+    set_str(o, "model", v->model);
+    set_str(o, "priority", v->priority);
+    set_time(o, "created_at", v->created_ms);
+    set_time(o, "started_at", v->started_ms);
+    set_time(o, "finished_at", v->finished_ms);
+    if (v->status && strcmp(v->status, "queued") == 0 && v->queue_position > 0)
+        json_object_set_new(o, "queue_position", json_integer(v->queue_position));
+    if (v->progress_percent >= 0) {
+        json_t *p = json_object();
+        json_object_set_new(p, "percent", json_real(v->progress_percent));
+        json_object_set_new(p, "message", json_string(v->progress_message ? v->progress_message : ""));
+        if (v->progress_total > 0) {
+            json_object_set_new(p, "done", json_integer(v->progress_done));
+            json_object_set_new(p, "total", json_integer(v->progress_total));
+        }
+        json_object_set_new(o, "progress", p);
+    }
+    if (v->attempts >= 0) json_object_set_new(o, "attempts", json_integer(v->attempts));
+    set_str(o, "worker", v->worker);
+    set_str(o, "error", v->error);
+    if (v->cancel_requested && v->status && strcmp(v->status, "running") == 0)
+        json_object_set_new(o, "cancel_requested", json_true());
+    if (v->timeout_s >= 0) json_object_set_new(o, "timeout_s", json_integer(v->timeout_s));
+    if (v->ttl_s >= 0) json_object_set_new(o, "ttl_s", json_integer(v->ttl_s));
+    if (v->metadata && *v->metadata) {
+        json_t *m = json_loads(v->metadata, 0, NULL);
+        if (m) json_object_set_new(o, "metadata", m);
+    }
+    set_str(o, "request_id", v->request_id);
+    if (v->id) {
+        char self[64], result[72];
+        snprintf(self, sizeof self, "/v1/jobs/%s", v->id);
+        snprintf(result, sizeof result, "/v1/jobs/%s/result", v->id);
+        json_t *links = json_object();
+        json_object_set_new(links, "self", json_string(self));
+        json_object_set_new(links, "result", json_string(result));
+        json_object_set_new(o, "links", links);
+    }
+    return o;
+}

@@ -1,0 +1,37 @@
+/* keys.c: the one place that spells Redis key names (see keys.h and docs/redis.md). */
+#include "fleet/keys.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int fleet_keys_init(fleet_keys *k, const char *prefix) {
+    size_t n = prefix ? strlen(prefix) : 0;
+    if (n == 0 || n > FLEET_PREFIX_MAX) return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = prefix[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        if (!ok) return -1;
+    }
+    snprintf(k->tag, sizeof k->tag, "{%s}", prefix);
+    return 0;
+}
+
+static fleet_key key2(const fleet_keys *k, const char *a, const char *b, const char *c) {
+    fleet_key out;
+    snprintf(out.s, sizeof out.s, "%s:%s%s%s%s%s", k->tag, a, b ? ":" : "", b ? b : "",
+             c ? ":" : "", c ? c : "");
+    return out;
+}
+
+fleet_key fleet_key_job(const fleet_keys *k, const char *id) { return key2(k, "job", id, NULL); }
+fleet_key fleet_key_job_prefix(const fleet_keys *k) { return key2(k, "job", "", NULL); }
+fleet_key fleet_key_input(const fleet_keys *k, const char *id) { return key2(k, "job", id, "input"); }
+fleet_key fleet_key_result(const fleet_keys *k, const char *id) { return key2(k, "job", id, "result"); }
+fleet_key fleet_key_stream(const fleet_keys *k, const char *model) { return key2(k, "stream", model, NULL); }
+fleet_key fleet_key_queues(const fleet_keys *k) { return key2(k, "queues", NULL, NULL); }
+fleet_key fleet_key_stats(const fleet_keys *k) { return key2(k, "stats", NULL, NULL); }
+fleet_key fleet_key_index(const fleet_keys *k, const char *tenant) { return key2(k, "tenant", tenant, "jobs"); }
+fleet_key fleet_key_workers(const fleet_keys *k) { return key2(k, "workers", NULL, NULL); }
+fleet_key fleet_key_worker(const fleet_keys *k, const char *name) { return key2(k, "worker", name, NULL); }
+fleet_key fleet_key_events(const fleet_keys *k) { return key2(k, "events", NULL, NULL); }

@@ -1,0 +1,345 @@
+/* state.c: builds the command of each job transition and reads its reply (state.h).
+ * The transitions themselves are the Lua scripts in shared/scripts/. */
+#include "fleet/state.h"
+
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ script table ---------- */
+
+extern const char fleet__script_src_submit[], fleet__script_src_claim[],
+    fleet__script_src_progress[], fleet__script_src_finish[], fleet__script_src_cancel[],
+    fleet__script_src_get[], fleet__script_src_list[];
+
+static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
+    [FLEET_SCRIPT_SUBMIT] = {"submit", fleet__script_src_submit, ""},
+    [FLEET_SCRIPT_CLAIM] = {"claim", fleet__script_src_claim, ""},
+    [FLEET_SCRIPT_PROGRESS] = {"progress", fleet__script_src_progress, ""},
+    [FLEET_SCRIPT_FINISH] = {"finish", fleet__script_src_finish, ""},
+    [FLEET_SCRIPT_CANCEL] = {"cancel", fleet__script_src_cancel, ""},
+    [FLEET_SCRIPT_GET] = {"get", fleet__script_src_get, ""},
+    [FLEET_SCRIPT_LIST] = {"list", fleet__script_src_list, ""},
+};
+static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
+
+static void scripts_hash(void) {
+    for (int i = 0; i < FLEET_SCRIPT_COUNT; i++) {
+        unsigned char md[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)scripts[i].source, strlen(scripts[i].source), md);
+        for (int j = 0; j < SHA_DIGEST_LENGTH; j++)
+            snprintf(scripts[i].sha + 2 * j, 3, "%02x", md[j]);
+    }
+}
+
+const fleet_script *fleet_script_get(fleet_script_id id) {
+    pthread_once(&scripts_once, scripts_hash);
+    if ((unsigned)id >= FLEET_SCRIPT_COUNT) return NULL;
+    return &scripts[id];
+}
+
+/* ------------------------------------------------------------ command building ------ */
+
+static void cmd_start(fleet_cmd *c, fleet_script_id id, int numkeys) {
+    const fleet_script *s = fleet_script_get(id);
+    c->script = id;
+    c->argc = 0;
+    c->used = 0;
+    c->argv[c->argc] = "EVALSHA";
+    c->argvlen[c->argc++] = 7;
+    c->argv[c->argc] = s->sha;
+    c->argvlen[c->argc++] = 40;
+    int n = snprintf(c->buf, sizeof c->buf, "%d", numkeys);
+    c->argv[c->argc] = c->buf;
+    c->argvlen[c->argc++] = (size_t)n;
+    c->used = (size_t)n + 1;
+}
+
+/* Appends bytes the caller keeps alive. */
+static void cmd_ref(fleet_cmd *c, const char *p, size_t n) {
+    if (c->argc >= FLEET_CMD_ARGS) abort(); /* a programming error: the table is fixed */
+    c->argv[c->argc] = p ? p : "";
+    c->argvlen[c->argc++] = p ? n : 0;
+}
+
+static void cmd_str(fleet_cmd *c, const char *s) { cmd_ref(c, s, s ? strlen(s) : 0); }
+
+/* Appends text copied into the cmd's own buffer. */
+static void cmd_fmt(fleet_cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cmd_fmt(fleet_cmd *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *dst = c->buf + c->used;
+    int n = vsnprintf(dst, sizeof c->buf - c->used, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof c->buf - c->used) abort(); /* keys are bounded */
+    c->used += (size_t)n + 1;
+    cmd_ref(c, dst, (size_t)n);
+}
+
+static void cmd_key(fleet_cmd *c, fleet_key k) { cmd_fmt(c, "%s", k.s); }
+
+void fleet_cmd_as_eval(fleet_cmd *c) {
+    const fleet_script *s = fleet_script_get(c->script);
+    c->argv[0] = "EVAL";
+    c->argvlen[0] = 4;
+    c->argv[1] = s->source;
+    c->argvlen[1] = strlen(s->source);
+}
+
+bool fleet_reply_is_noscript(const redisReply *r) {
+    return r && r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/* ------------------------------------------------------------ reply helpers --------- */
+
+static bool is_str(const redisReply *r) {
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+}
+
+static bool str_eq(const redisReply *r, const char *s) { return is_str(r) && strcmp(r->str, s) == 0; }
+
+static long long reply_int(const redisReply *r) {
+    if (!r) return 0;
+    if (r->type == REDIS_REPLY_INTEGER) return r->integer;
+    if (is_str(r)) return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+/* ------------------------------------------------------------ transitions ----------- */
+
+void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_SUBMIT, 6);
+    cmd_key(c, fleet_key_job(k, s->id));
+    cmd_key(c, fleet_key_input(k, s->id));
+    cmd_key(c, fleet_key_stream(k, s->model));
+    cmd_key(c, fleet_key_queues(k));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_index(k, s->tenant));
+    cmd_str(c, s->id);
+    cmd_str(c, s->model);
+    cmd_ref(c, s->input, s->input_len);
+    cmd_str(c, s->tenant);
+    cmd_str(c, s->request_id);
+    cmd_str(c, s->priority);
+    cmd_str(c, s->metadata_json ? s->metadata_json : "");
+    cmd_fmt(c, "%ld", s->queue_ttl_s);
+    cmd_fmt(c, "%ld", s->result_ttl_s);
+    cmd_fmt(c, "%ld", s->timeout_s);
+    cmd_fmt(c, "%ld", s->max_attempts);
+    cmd_fmt(c, "%ld", s->index_cap);
+    cmd_str(c, s->index_cutoff);
+}
+
+int fleet_state_submit_reply(const redisReply *r, long long *queue_position, const char **err) {
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+        *queue_position = reply_int(r->element[0]);
+        return 0;
+    }
+    *err = r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply to submit";
+    return -1;
+}
+
+void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_CLAIM, 5);
+    cmd_key(c, fleet_key_job(k, cl->id));
+    cmd_key(c, fleet_key_input(k, cl->id));
+    cmd_key(c, fleet_key_stream(k, cl->model));
+    cmd_key(c, fleet_key_queues(k));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_str(c, cl->entry_id);
+    cmd_str(c, FLEET_GROUP);
+    cmd_str(c, cl->worker);
+    cmd_str(c, cl->token);
+    cmd_fmt(c, "%ld", cl->lease_ms);
+    cmd_fmt(c, "%ld", cl->queue_ttl_s);
+    cmd_str(c, cl->model);
+    cmd_key(c, fleet_key_events(k));
+    cmd_str(c, cl->id);
+}
+
+fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out) {
+    memset(out, 0, sizeof *out);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_CLAIM_ERROR;
+    const redisReply *tag = r->element[0];
+    if (str_eq(tag, "ok") && r->elements == 4 && is_str(r->element[1])) {
+        out->input = r->element[1]->str;
+        out->input_len = r->element[1]->len;
+        out->attempts = (long)reply_int(r->element[2]);
+        out->timeout_s = (long)reply_int(r->element[3]);
+        return FLEET_CLAIM_OK;
+    }
+    if (str_eq(tag, "gone")) return FLEET_CLAIM_GONE;
+    if (str_eq(tag, "cancelled")) return FLEET_CLAIM_CANCELLED;
+    if (str_eq(tag, "skip")) return FLEET_CLAIM_SKIP;
+    return FLEET_CLAIM_ERROR;
+}
+
+void fleet_state_progress(const fleet_keys *k, const fleet_progress *p, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_PROGRESS, 1);
+    cmd_key(c, fleet_key_job(k, p->id));
+    cmd_str(c, p->token);
+    double pct = p->percent < 0 ? 0 : p->percent > 100 ? 100 : p->percent;
+    cmd_fmt(c, "%.4g", pct);
+    /* The message goes into the buffer, bounded: a model's text must not overflow it. */
+    cmd_fmt(c, "%.200s", p->message ? p->message : "");
+    cmd_fmt(c, "%ld", p->done);
+    cmd_fmt(c, "%ld", p->total);
+    cmd_key(c, fleet_key_events(k));
+    cmd_str(c, p->id);
+}
+
+fleet_progress_outcome fleet_state_progress_reply(const redisReply *r) {
+    if (str_eq(r, "ok")) return FLEET_PROGRESS_OK;
+    if (str_eq(r, "cancel")) return FLEET_PROGRESS_CANCEL;
+    if (str_eq(r, "stale")) return FLEET_PROGRESS_STALE;
+    return FLEET_PROGRESS_ERROR;
+}
+
+void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_FINISH, 5);
+    cmd_key(c, fleet_key_job(k, f->id));
+    cmd_key(c, fleet_key_input(k, f->id));
+    cmd_key(c, fleet_key_result(k, f->id));
+    cmd_key(c, fleet_key_stream(k, f->model));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_str(c, f->token);
+    cmd_str(c, fleet_status_to_string(f->status));
+    cmd_ref(c, f->result, f->result ? f->result_len : 0);
+    cmd_str(c, f->error ? f->error : "");
+    cmd_str(c, f->entry_id);
+    cmd_str(c, FLEET_GROUP);
+    cmd_str(c, f->model);
+    cmd_key(c, fleet_key_events(k));
+    cmd_str(c, f->id);
+}
+
+fleet_finish_outcome fleet_state_finish_reply(const redisReply *r) {
+    if (str_eq(r, "ok")) return FLEET_FINISH_OK;
+    if (str_eq(r, "stale")) return FLEET_FINISH_STALE;
+    return FLEET_FINISH_ERROR;
+}
+
+void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_CANCEL, 3);
+    cmd_key(c, fleet_key_job(k, id));
+    cmd_key(c, fleet_key_input(k, id));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_str(c, tenant);
+    cmd_key(c, fleet_key_events(k));
+    cmd_str(c, id);
+}
+
+fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status *final_status) {
+    *final_status = FLEET_STATUS_UNKNOWN;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_CANCEL_ERROR;
+    const redisReply *tag = r->element[0];
+    if (str_eq(tag, "cancelled")) return FLEET_CANCEL_DONE;
+    if (str_eq(tag, "requested")) return FLEET_CANCEL_REQUESTED;
+    if (str_eq(tag, "missing")) return FLEET_CANCEL_MISSING;
+    if (str_eq(tag, "final") && r->elements == 2 && is_str(r->element[1])) {
+        *final_status = fleet_status_from_string(r->element[1]->str);
+        return FLEET_CANCEL_FINAL;
+    }
+    return FLEET_CANCEL_ERROR;
+}
+
+/* ------------------------------------------------------------ reads ----------------- */
+
+int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
+    memset(v, 0, sizeof *v);
+    v->created_ms = v->started_ms = v->finished_ms = v->updated_ms = -1;
+    v->attempts = v->max_attempts = v->timeout_s = v->ttl_s = -1;
+    v->progress_done = v->progress_total = -1;
+    v->progress_percent = -1;
+    if (!f || f->type != REDIS_REPLY_ARRAY || f->elements % 2) return -1;
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const redisReply *kr = f->element[i], *vr = f->element[i + 1];
+        if (!is_str(kr) || !is_str(vr)) return -1;
+        const char *key = kr->str, *val = vr->str;
+        static const struct {
+            const char *name;
+            size_t off;
+        } strs[] = {
+            {"id", offsetof(fleet_job_view, id)},
+            {"status", offsetof(fleet_job_view, status)},
+            {"model", offsetof(fleet_job_view, model)},
+            {"tenant", offsetof(fleet_job_view, tenant)},
+            {"priority", offsetof(fleet_job_view, priority)},
+            {"request_id", offsetof(fleet_job_view, request_id)},
+            {"worker", offsetof(fleet_job_view, worker)},
+            {"error", offsetof(fleet_job_view, error)},
+            {"metadata", offsetof(fleet_job_view, metadata)},
+            {"progress_message", offsetof(fleet_job_view, progress_message)},
+        };
+        static const struct {
+            const char *name;
+            size_t off;
+        } nums[] = {
+            {"created_ms", offsetof(fleet_job_view, created_ms)},
+            {"started_ms", offsetof(fleet_job_view, started_ms)},
+            {"finished_ms", offsetof(fleet_job_view, finished_ms)},
+            {"updated_ms", offsetof(fleet_job_view, updated_ms)},
+            {"attempts", offsetof(fleet_job_view, attempts)},
+            {"max_attempts", offsetof(fleet_job_view, max_attempts)},
+            {"timeout_s", offsetof(fleet_job_view, timeout_s)},
+            {"ttl_s", offsetof(fleet_job_view, ttl_s)},
+            {"progress_done", offsetof(fleet_job_view, progress_done)},
+            {"progress_total", offsetof(fleet_job_view, progress_total)},
+        };
+        bool found = false;
+        for (size_t j = 0; !found && j < sizeof strs / sizeof *strs; j++)
+            if (strcmp(key, strs[j].name) == 0) {
+                *(const char **)((char *)v + strs[j].off) = val;
+                found = true;
+            }
+        for (size_t j = 0; !found && j < sizeof nums / sizeof *nums; j++)
+            if (strcmp(key, nums[j].name) == 0) {
+                *(long long *)((char *)v + nums[j].off) = strtoll(val, NULL, 10);
+                found = true;
+            }
+        if (!found && strcmp(key, "progress_percent") == 0) v->progress_percent = strtod(val, NULL);
+        if (!found && strcmp(key, "cancel_requested") == 0) v->cancel_requested = val[0] == '1';
+    }
+    return v->id && v->status ? 0 : -1;
+}
+
+void fleet_state_get(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_GET, 2);
+    cmd_key(c, fleet_key_job(k, id));
+    cmd_key(c, fleet_key_queues(k));
+    cmd_str(c, tenant);
+}
+
+int fleet_state_get_reply(const redisReply *r, fleet_job_view *v) {
+    if (!r || r->type != REDIS_REPLY_ARRAY) return -1;
+    if (r->elements == 0) return 0;
+    if (r->elements != 2 || fleet_job_view_from_fields(r->element[0], v) < 0) return -1;
+    v->queue_position = reply_int(r->element[1]);
+    return 1;
+}
+
+void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_LIST, 2);
+    cmd_key(c, fleet_key_index(k, q->tenant));
+    cmd_key(c, fleet_key_queues(k));
+    cmd_str(c, q->cursor);
+    cmd_fmt(c, "%ld", q->limit);
+    cmd_str(c, q->status);
+    cmd_str(c, q->model);
+    cmd_fmt(c, "%ld", q->scan_max);
+    cmd_key(c, fleet_key_job_prefix(k));
+    cmd_str(c, q->tenant);
+}
+
+int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const char **next_cursor) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_ARRAY || !is_str(r->element[1]))
+        return -1;
+    *jobs = r->element[0];
+    *next_cursor = r->element[1]->str;
+    return 0;
+}
