@@ -35,3 +35,4 @@ fleet_key fleet_key_index(const fleet_keys *k, const char *tenant) { return key2
 fleet_key fleet_key_workers(const fleet_keys *k) { return key2(k, "workers", NULL, NULL); }
 fleet_key fleet_key_worker(const fleet_keys *k, const char *name) { return key2(k, "worker", name, NULL); }
 fleet_key fleet_key_events(const fleet_keys *k) { return key2(k, "events", NULL, NULL); }
+fleet_key fleet_key_worker_prefix(const fleet_keys *k) { return key2(k, "worker", "", NULL); }

@@ -13,7 +13,7 @@
 
 extern const char fleet__script_src_submit[], fleet__script_src_claim[],
     fleet__script_src_progress[], fleet__script_src_finish[], fleet__script_src_cancel[],
-    fleet__script_src_get[], fleet__script_src_list[];
+    fleet__script_src_get[], fleet__script_src_list[], fleet__script_src_models[];
 
 static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_SUBMIT] = {"submit", fleet__script_src_submit, ""},
@@ -23,6 +23,7 @@ static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_CANCEL] = {"cancel", fleet__script_src_cancel, ""},
     [FLEET_SCRIPT_GET] = {"get", fleet__script_src_get, ""},
     [FLEET_SCRIPT_LIST] = {"list", fleet__script_src_list, ""},
+    [FLEET_SCRIPT_MODELS] = {"models", fleet__script_src_models, ""},
 };
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 
@@ -134,9 +135,11 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_str(c, s->index_cutoff);
 }
 
-int fleet_state_submit_reply(const redisReply *r, long long *queue_position, const char **err) {
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+int fleet_state_submit_reply(const redisReply *r, long long *queue_position,
+                             long long *created_ms, const char **err) {
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         *queue_position = reply_int(r->element[0]);
+        *created_ms = reply_int(r->element[1]);
         return 0;
     }
     *err = r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply to submit";
@@ -341,5 +344,22 @@ int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const c
         return -1;
     *jobs = r->element[0];
     *next_cursor = r->element[1]->str;
+    return 0;
+}
+
+void fleet_state_models(const fleet_keys *k, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_MODELS, 2);
+    cmd_key(c, fleet_key_workers(k));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_worker_prefix(k));
+}
+
+int fleet_state_models_reply(const redisReply *r, const redisReply **workers,
+                             const redisReply **stats) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[1]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    *workers = r->element[0];
+    *stats = r->element[1];
     return 0;
 }

@@ -37,7 +37,8 @@ fleet_key fleet_key_queues(const fleet_keys *k);                     /* hash: <m
 fleet_key fleet_key_stats(const fleet_keys *k);                      /* hash: <model>:<counter> */
 fleet_key fleet_key_index(const fleet_keys *k, const char *tenant);  /* zset, lex order */
 fleet_key fleet_key_workers(const fleet_keys *k);                    /* zset of heartbeats */
-fleet_key fleet_key_worker(const fleet_keys *k, const char *name);   /* hash */
+fleet_key fleet_key_worker(const fleet_keys *k, const char *name);   /* hash, TTL: heartbeat */
+fleet_key fleet_key_worker_prefix(const fleet_keys *k);              /* "{prefix}:worker:" */
 fleet_key fleet_key_events(const fleet_keys *k);                     /* pub/sub channel */
 
 #endif

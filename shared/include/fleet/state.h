@@ -34,6 +34,7 @@ typedef enum fleet_script_id {
     FLEET_SCRIPT_CANCEL,
     FLEET_SCRIPT_GET,
     FLEET_SCRIPT_LIST,
+    FLEET_SCRIPT_MODELS,
     FLEET_SCRIPT_COUNT,
 } fleet_script_id;
 
@@ -83,9 +84,10 @@ typedef struct fleet_submit {
 } fleet_submit;
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c);
-/* Reads the submit reply. Returns 0 and the job's queue position (1 = next to start),
- * or -1 with a message in err. */
-int fleet_state_submit_reply(const redisReply *r, long long *queue_position, const char **err);
+/* Reads the submit reply. Returns 0, the job's queue position (1 = next to start) and
+ * its creation time (Redis clock), or -1 with a message in err. */
+int fleet_state_submit_reply(const redisReply *r, long long *queue_position,
+                             long long *created_ms, const char **err);
 
 /* ------------------------------------------------------------------ claim ----------- */
 
@@ -210,5 +212,12 @@ void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd 
 /* Reads the list reply: *jobs is an array of HGETALL-shaped arrays (use
  * fleet_job_view_from_fields), *next_cursor is "" when there is nothing more. */
 int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const char **next_cursor);
+
+/* Live workers and the per-model counters, for GET /v1/models. */
+void fleet_state_models(const fleet_keys *k, fleet_cmd *c);
+/* *workers: array of [name, model, backend, max_batch, busy] arrays of live workers
+ * (their heartbeat hash has not expired); *stats: HGETALL of the stats hash. */
+int fleet_state_models_reply(const redisReply *r, const redisReply **workers,
+                             const redisReply **stats);
 
 #endif

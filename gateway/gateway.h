@@ -1,0 +1,47 @@
+/* gateway.h: the fleet-gateway process: its settings and the state its handlers share.
+ *
+ * One libevent loop runs everything: libevhtp parses HTTP, hiredis (async, libevent
+ * adapter) talks to Redis. The gateway keeps no job state in memory: any replica can
+ * answer for any job.
+ */
+#ifndef GW_GATEWAY_H
+#define GW_GATEWAY_H
+
+#include <event2/event.h>
+#include <evhtp/evhtp.h>
+#include <stdbool.h>
+
+#include "fleet/keys.h"
+
+#define GW_MAX_MODELS 32
+
+typedef struct gw_config {
+    const char *listen;     /* host:port */
+    const char *redis_url;
+    const char *prefix;
+    const char *models;     /* comma-separated model names that accept jobs */
+    const char *tenant;     /* the tenant every request belongs to (until API keys exist) */
+    const char *log_level;
+    long max_body;          /* bytes */
+    long queue_ttl_s;
+    long result_ttl_s;      /* default ttl_s of a job */
+    long max_attempts;
+    long index_cap;
+    long redis_timeout_ms;  /* a command unanswered this long drops the connection */
+} gw_config;
+
+typedef struct gw_redis gw_redis;
+
+typedef struct gw {
+    struct event_base *base;
+    evhtp_t *htp;
+    gw_config cfg;
+    fleet_keys keys;
+    gw_redis *redis;
+    char models[GW_MAX_MODELS][FLEET_KEY_MAX];
+    int nmodels;
+} gw;
+
+bool gw_model_known(const gw *g, const char *name);
+
+#endif

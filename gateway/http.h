@@ -1,0 +1,63 @@
+/* http.h: one HTTP request's context and the ways to answer it.
+ *
+ * Every request gets a gw_req when its headers are parsed; it lives until libevhtp frees
+ * the request (after the answer is written, or when the client goes away). It carries the
+ * X-Request-ID that every answer repeats, and the body-size guard: a body over
+ * FLEET_MAX_BODY is drained as it arrives (never buffered) and answered 413.
+ *
+ * Functions named *_or_reply answer the request themselves when they fail, so a handler
+ * just returns.
+ */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <evhtp/evhtp.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fleet/job.h"
+#include "gateway.h"
+
+typedef struct gw_req {
+    unsigned magic;
+    gw *g;
+    evhtp_request_t *req;
+    char request_id[FLEET_REQUEST_ID_MAX + 1];
+    size_t body_len;     /* bytes received, counted even when drained */
+    bool too_large;
+    bool uri_too_long;
+    bool paused;         /* waiting for Redis: resume after answering */
+    bool answered;
+    uint64_t start_us;
+} gw_req;
+
+/* Installs the per-request hooks on the server. */
+void gw_http_install(gw *g, evhtp_callback_cb handler);
+
+/* The gw_req of a request inside the handler (NULL if the headers hook did not run). */
+gw_req *gw_req_of(evhtp_request_t *req, void *cbarg);
+
+const char *gw_header(const gw_req *r, const char *name);
+/* Copies the body into a NUL-terminated malloc'd buffer (caller frees). */
+char *gw_body(const gw_req *r, size_t *len);
+
+/* Answers; `body` is stolen. Resumes a paused request. */
+void gw_reply_json(gw_req *r, int status, json_t *body);
+void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void *data, size_t len);
+/* An RFC 9457 problem: type "urn:fleet:problem:<slug>". */
+void gw_reply_problem(gw_req *r, int status, const char *slug, const char *title,
+                      const char *detail_fmt, ...) __attribute__((format(printf, 5, 6)));
+void gw_add_header(gw_req *r, const char *name, const char *value);
+
+/* Pauses the request before an async Redis call (resumed by gw_reply_*). */
+void gw_pause(gw_req *r);
+
+/* The 503 answered when Redis cannot take a command. */
+void gw_reply_unavailable(gw_req *r);
+
+/* Query string: finds name in the raw query and URL-decodes its value into out.
+ * Returns 1 when found, 0 when absent, -1 when malformed or too long. Pure. */
+int gw_query_get(const char *raw_query, const char *name, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,153 @@
+/* info.c: health, readiness, models and stats. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleet/log.h"
+#include "fleet/state.h"
+#include "redis.h"
+#include "routes.h"
+
+void gw_info_healthz(gw_req *r) { gw_reply_json(r, 200, json_pack("{s:s}", "status", "ok")); }
+
+void gw_info_readyz(gw_req *r) {
+    if (gw_redis_ready(r->g->redis))
+        gw_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
+    else
+        gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason",
+                                        "Redis is not reachable or the scripts are not loaded"));
+}
+
+/* The counters every model reports, so clients see zeros rather than missing fields. */
+static const char *const counters[] = {"queued", "running", "submitted", "succeeded",
+                                       "failed", "cancelled", "expired"};
+
+/* Builds {"<model>": {counter: n, ...}} for the configured models from the stats hash
+ * (fields "<model>:<counter>"). Models not configured here but present are shown too. */
+static json_t *stats_by_model(const gw *g, const redisReply *stats) {
+    json_t *models = json_object();
+    for (int i = 0; i < g->nmodels; i++) {
+        json_t *m = json_object();
+        for (size_t j = 0; j < sizeof counters / sizeof *counters; j++)
+            json_object_set_new(m, counters[j], json_integer(0));
+        json_object_set_new(models, g->models[i], m);
+    }
+    for (size_t i = 0; stats && i + 1 < stats->elements; i += 2) {
+        const char *field = stats->element[i]->str;
+        const char *colon = field ? strrchr(field, ':') : NULL;
+        if (!colon || colon == field || (size_t)(colon - field) > FLEET_MODEL_MAX) continue;
+        char model[FLEET_MODEL_MAX + 1];
+        memcpy(model, field, (size_t)(colon - field));
+        model[colon - field] = '\0';
+        json_t *m = json_object_get(models, model);
+        if (!m) {
+            m = json_object();
+            for (size_t j = 0; j < sizeof counters / sizeof *counters; j++)
+                json_object_set_new(m, counters[j], json_integer(0));
+            json_object_set_new(models, model, m);
+        }
+        long long v = strtoll(stats->element[i + 1]->str ? stats->element[i + 1]->str : "0", NULL, 10);
+        json_object_set_new(m, colon + 1, json_integer(v < 0 ? 0 : v));
+    }
+    return models;
+}
+
+static void on_stats(redisReply *rep, void *arg) {
+    gw_req *r = arg;
+    if (!rep) {
+        gw_reply_unavailable(r);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        gw_reply_problem(r, 500, "internal", "Internal error", "unexpected reply for stats");
+        return;
+    }
+    json_t *models = stats_by_model(r->g, rep);
+    json_t *totals = json_object();
+    const char *name;
+    json_t *m;
+    json_object_foreach(models, name, m) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(m, k, v) {
+            json_t *t = json_object_get(totals, k);
+            json_object_set_new(totals, k, json_integer((t ? json_integer_value(t) : 0) +
+                                                        json_integer_value(v)));
+        }
+    }
+    gw_reply_json(r, 200, json_pack("{s:o, s:o}", "models", models, "totals", totals));
+}
+
+void gw_info_stats(gw_req *r) {
+    fleet_key k = fleet_key_stats(&r->g->keys);
+    const char *argv[2] = {"HGETALL", k.s};
+    size_t lens[2] = {7, strlen(k.s)};
+    if (gw_redis_command(r->g->redis, 2, argv, lens, on_stats, r) < 0) {
+        gw_reply_unavailable(r);
+        return;
+    }
+    gw_pause(r);
+}
+
+typedef struct models_call {
+    gw_req *r;
+    fleet_cmd cmd;
+} models_call;
+
+static void on_models(redisReply *rep, void *arg) {
+    models_call *c = arg;
+    gw_req *r = c->r;
+    free(c);
+    const redisReply *workers, *stats;
+    if (!rep) {
+        gw_reply_unavailable(r);
+        return;
+    }
+    if (fleet_state_models_reply(rep, &workers, &stats) < 0) {
+        gw_reply_problem(r, 500, "internal", "Internal error", "unexpected reply for models");
+        return;
+    }
+    json_t *counts = stats_by_model(r->g, stats);
+    json_t *list = json_array();
+    const char *name;
+    json_t *m;
+    json_object_foreach(counts, name, m) {
+        int live = 0, busy = 0;
+        const char *backend = NULL;
+        long max_batch = 0;
+        for (size_t i = 0; i < workers->elements; i++) {
+            const redisReply *w = workers->element[i];
+            if (w->type != REDIS_REPLY_ARRAY || w->elements != 5) continue;
+            if (strcmp(w->element[1]->str, name) != 0) continue;
+            live++;
+            busy += strcmp(w->element[4]->str, "1") == 0;
+            backend = w->element[2]->str;
+            long b = strtol(w->element[3]->str, NULL, 10);
+            if (b > max_batch) max_batch = b;
+        }
+        json_t *o = json_pack("{s:s, s:b, s:i, s:i, s:I, s:I, s:s*, s:i}", "name", name,
+                              "accepts_jobs", gw_model_known(r->g, name), "workers", live,
+                              "busy_workers", busy, "queue_depth",
+                              json_integer_value(json_object_get(m, "queued")), "running",
+                              json_integer_value(json_object_get(m, "running")), "backend",
+                              backend, "max_batch", (int)max_batch);
+        if (o) json_array_append_new(list, o);
+    }
+    json_decref(counts);
+    gw_reply_json(r, 200, json_pack("{s:o}", "models", list));
+}
+
+void gw_info_models(gw_req *r) {
+    models_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return;
+    }
+    c->r = r;
+    fleet_state_models(&r->g->keys, &c->cmd);
+    if (gw_redis_script(r->g->redis, &c->cmd, on_models, c) < 0) {
+        free(c);
+        gw_reply_unavailable(r);
+        return;
+    }
+    gw_pause(r);
+}

@@ -1,0 +1,392 @@
+/* jobs.c: the job routes. Handlers validate, then call the state module through the
+ * async Redis glue; no handler decides a state transition (see shared/scripts/). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleet/codec.h"
+#include "fleet/id.h"
+#include "fleet/job_json.h"
+#include "fleet/log.h"
+#include "fleet/state.h"
+#include "redis.h"
+#include "routes.h"
+#include "submit.h"
+
+/* One job request waiting on Redis. Owns everything the command's argv points to. */
+typedef struct job_call {
+    gw_req *r;
+    fleet_cmd cmd;
+    gw_job_request jr;
+    char id[FLEET_ID_LEN + 1];
+    char cutoff[11];
+    char cursor[FLEET_ID_LEN + 1];
+    char status[16];
+    char model[FLEET_MODEL_MAX + 1];
+    bool want_msgpack;
+    fleet_cancel_outcome cancel;
+} job_call;
+
+static job_call *call_new(gw_req *r) {
+    job_call *c = calloc(1, sizeof *c);
+    if (c) c->r = r;
+    return c;
+}
+
+static void call_free(job_call *c) {
+    if (!c) return;
+    gw_job_request_free(&c->jr);
+    free(c);
+}
+
+/* Sends c->cmd, or answers 503 and frees c when Redis cannot take it. */
+static void send_or_reply(job_call *c, gw_redis_cb cb) {
+    gw_req *r = c->r;
+    if (gw_redis_script(r->g->redis, &c->cmd, cb, c) < 0) {
+        call_free(c);
+        gw_reply_unavailable(r);
+        return;
+    }
+    if (!r->paused) gw_pause(r);
+}
+
+static void reply_internal(gw_req *r, const char *what, const redisReply *rep) {
+    fleet_log(FLEET_LOG_ERROR, "unexpected redis reply", "op", what, "reply",
+              rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "malformed",
+              "request_id", r->request_id, NULL);
+    gw_reply_problem(r, 500, "internal", "Internal error",
+                     "the job store gave an unexpected answer; request_id %s", r->request_id);
+}
+
+static void reply_not_found(gw_req *r, const char *id) {
+    gw_reply_problem(r, 404, "job-not-found", "Job not found",
+                     "no job with id '%.64s' (unknown, or expired after its ttl_s)", id);
+}
+
+/* ------------------------------------------------------------ POST /v1/jobs ---------- */
+
+static void on_submitted(redisReply *rep, void *arg) {
+    job_call *c = arg;
+    gw_req *r = c->r;
+    long long pos = 0, created = 0;
+    const char *err = NULL;
+    if (!rep) {
+        gw_reply_unavailable(r);
+    } else if (fleet_state_submit_reply(rep, &pos, &created, &err) < 0) {
+        reply_internal(r, "submit", rep);
+    } else {
+        fleet_job_view v;
+        memset(&v, 0, sizeof v);
+        v.id = c->id;
+        v.status = "queued";
+        v.model = c->jr.model;
+        v.priority = fleet_priority_to_string(c->jr.priority);
+        v.request_id = r->request_id;
+        v.metadata = c->jr.metadata_json;
+        v.created_ms = created;
+        v.started_ms = v.finished_ms = v.updated_ms = -1;
+        v.attempts = 0;
+        v.max_attempts = r->g->cfg.max_attempts;
+        v.timeout_s = c->jr.timeout_s;
+        v.ttl_s = c->jr.ttl_s;
+        v.progress_percent = -1;
+        v.queue_position = pos;
+        char loc[64];
+        snprintf(loc, sizeof loc, "/v1/jobs/%s", c->id);
+        gw_add_header(r, "Location", loc);
+        fleet_log(FLEET_LOG_INFO, "job submitted", "job_id", c->id, "model", c->jr.model,
+                  "request_id", r->request_id, NULL);
+        gw_reply_json(r, 202, fleet_job_to_json(&v));
+    }
+    call_free(c);
+}
+
+void gw_jobs_submit(gw_req *r) {
+    gw *g = r->g;
+    job_call *c = call_new(r);
+    if (!c) {
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return;
+    }
+    size_t len = 0;
+    char *body = gw_body(r, &len);
+    if (!body) {
+        call_free(c);
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return;
+    }
+    gw_problem p;
+    int rc = gw_submit_parse(body, len, gw_header(r, "Content-Type"), g->cfg.result_ttl_s,
+                             &c->jr, &p);
+    free(body);
+    if (rc < 0) {
+        call_free(c);
+        gw_reply_problem(r, p.status, p.slug, p.title, "%s", p.detail);
+        return;
+    }
+    if (!gw_model_known(g, c->jr.model)) {
+        gw_reply_problem(r, 422, "unknown-model", "Unknown model",
+                         "model '%s' is not served here; models: %s", c->jr.model, g->cfg.models);
+        call_free(c);
+        return;
+    }
+    if (fleet_id_new(c->id) < 0) {
+        call_free(c);
+        gw_reply_problem(r, 500, "internal", "Internal error", "no randomness for a job id");
+        return;
+    }
+    uint64_t horizon_ms = (uint64_t)(g->cfg.queue_ttl_s + GW_TTL_MAX) * 1000u;
+    uint64_t now = fleet_now_ms();
+    fleet_id_time_prefix(c->cutoff, now > horizon_ms ? now - horizon_ms : 0);
+    fleet_submit s = {
+        .id = c->id,
+        .model = c->jr.model,
+        .tenant = g->cfg.tenant,
+        .request_id = r->request_id,
+        .priority = fleet_priority_to_string(c->jr.priority),
+        .metadata_json = c->jr.metadata_json ? c->jr.metadata_json : "",
+        .input = c->jr.input,
+        .input_len = c->jr.input_len,
+        .queue_ttl_s = g->cfg.queue_ttl_s,
+        .result_ttl_s = c->jr.ttl_s,
+        .timeout_s = c->jr.timeout_s,
+        .max_attempts = g->cfg.max_attempts,
+        .index_cap = g->cfg.index_cap,
+        .index_cutoff = c->cutoff,
+    };
+    fleet_state_submit(&g->keys, &s, &c->cmd);
+    send_or_reply(c, on_submitted);
+}
+
+/* ------------------------------------------------------------ GET /v1/jobs/{id} ------ */
+
+static void on_got(redisReply *rep, void *arg) {
+    job_call *c = arg;
+    gw_req *r = c->r;
+    fleet_job_view v;
+    int found = rep ? fleet_state_get_reply(rep, &v) : -2;
+    if (found == -2) gw_reply_unavailable(r);
+    else if (found < 0) reply_internal(r, "get", rep);
+    else if (found == 0) reply_not_found(r, c->id);
+    else gw_reply_json(r, c->cancel == FLEET_CANCEL_REQUESTED ? 202 : 200, fleet_job_to_json(&v));
+    call_free(c);
+}
+
+/* Starts a job read; `then` gets the reply. Answers 404 at once for a malformed id. */
+static job_call *start_job_call(gw_req *r, const char *id) {
+    if (!fleet_job_id_valid(id)) {
+        reply_not_found(r, id);
+        return NULL;
+    }
+    job_call *c = call_new(r);
+    if (!c) {
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return NULL;
+    }
+    snprintf(c->id, sizeof c->id, "%s", id);
+    return c;
+}
+
+void gw_jobs_get(gw_req *r, const char *id) {
+    job_call *c = start_job_call(r, id);
+    if (!c) return;
+    c->cancel = FLEET_CANCEL_ERROR;
+    fleet_state_get(&r->g->keys, c->id, r->g->cfg.tenant, &c->cmd);
+    send_or_reply(c, on_got);
+}
+
+/* ------------------------------------------------------------ GET .../result --------- */
+
+static void on_result_blob(redisReply *rep, void *arg) {
+    job_call *c = arg;
+    gw_req *r = c->r;
+    if (!rep) {
+        gw_reply_unavailable(r);
+    } else if (rep->type == REDIS_REPLY_NIL) {
+        /* The model finished without output, or the result expired a moment ago. */
+        gw_reply_bytes(r, 200, "application/json", "null\n", 5);
+    } else if (rep->type != REDIS_REPLY_STRING) {
+        reply_internal(r, "result", rep);
+    } else if (c->want_msgpack) {
+        gw_reply_bytes(r, 200, "application/msgpack", rep->str, rep->len);
+    } else {
+        char err[128];
+        json_t *j = fleet_msgpack_to_json(rep->str, rep->len, err, sizeof err);
+        if (!j) {
+            fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", c->id, "error", err, NULL);
+            gw_reply_problem(r, 500, "result-unreadable", "Result unreadable",
+                             "the stored result cannot be shown as JSON (%s); fetch it with "
+                             "Accept: application/msgpack", err);
+        } else {
+            char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+            json_decref(j);
+            if (!text) {
+                gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+            } else {
+                size_t n = strlen(text);
+                text[n] = '\n';
+                gw_reply_bytes(r, 200, "application/json", text, n + 1);
+                free(text);
+            }
+        }
+    }
+    call_free(c);
+}
+
+static void on_result_status(redisReply *rep, void *arg) {
+    job_call *c = arg;
+    gw_req *r = c->r;
+    fleet_job_view v;
+    int found = rep ? fleet_state_get_reply(rep, &v) : -2;
+    if (found <= 0) {
+        if (found == -2) gw_reply_unavailable(r);
+        else if (found < 0) reply_internal(r, "get", rep);
+        else reply_not_found(r, c->id);
+        call_free(c);
+        return;
+    }
+    fleet_status st = fleet_status_from_string(v.status);
+    if (st == FLEET_STATUS_QUEUED || st == FLEET_STATUS_RUNNING) {
+        gw_add_header(r, "Retry-After", "1");
+        gw_reply_problem(r, 425, "result-not-ready", "Result not ready",
+                         "job %s is %s; retry after a second, or poll GET /v1/jobs/%s", c->id,
+                         v.status, c->id);
+        call_free(c);
+        return;
+    }
+    if (st != FLEET_STATUS_SUCCEEDED) {
+        gw_reply_problem(r, 409, st == FLEET_STATUS_CANCELLED ? "job-cancelled" : "job-failed",
+                         st == FLEET_STATUS_CANCELLED ? "Job cancelled" : "Job failed",
+                         "job %s %s: %s", c->id, v.status, v.error ? v.error : "no error recorded");
+        call_free(c);
+        return;
+    }
+    fleet_key k = fleet_key_result(&r->g->keys, c->id);
+    const char *argv[2] = {"GET", k.s};
+    size_t lens[2] = {3, strlen(k.s)};
+    if (gw_redis_command(r->g->redis, 2, argv, lens, on_result_blob, c) < 0) {
+        call_free(c);
+        gw_reply_unavailable(r);
+    }
+}
+
+void gw_jobs_result(gw_req *r, const char *id) {
+    job_call *c = start_job_call(r, id);
+    if (!c) return;
+    const char *accept = gw_header(r, "Accept");
+    c->want_msgpack = accept && strstr(accept, "application/msgpack") != NULL;
+    fleet_state_get(&r->g->keys, c->id, r->g->cfg.tenant, &c->cmd);
+    send_or_reply(c, on_result_status);
+}
+
+/* ------------------------------------------------------------ DELETE /v1/jobs/{id} --- */
+
+static void on_cancelled(redisReply *rep, void *arg) {
+    job_call *c = arg;
+    gw_req *r = c->r;
+    fleet_status final = FLEET_STATUS_UNKNOWN;
+    fleet_cancel_outcome o = rep ? fleet_state_cancel_reply(rep, &final) : FLEET_CANCEL_ERROR;
+    if (!rep) {
+        gw_reply_unavailable(r);
+    } else if (o == FLEET_CANCEL_MISSING) {
+        reply_not_found(r, c->id);
+    } else if (o == FLEET_CANCEL_FINAL) {
+        gw_reply_problem(r, 409, "job-finished", "Job already finished",
+                         "job %s already %s; only queued and running jobs can be cancelled",
+                         c->id, fleet_status_to_string(final));
+    } else if (o == FLEET_CANCEL_ERROR) {
+        reply_internal(r, "cancel", rep);
+    } else {
+        /* Answer with the job as it is now: 200 cancelled, or 202 while it stops. */
+        c->cancel = o;
+        fleet_log(FLEET_LOG_INFO, o == FLEET_CANCEL_DONE ? "job cancelled" : "job cancel requested",
+                  "job_id", c->id, "request_id", r->request_id, NULL);
+        fleet_state_get(&r->g->keys, c->id, r->g->cfg.tenant, &c->cmd);
+        send_or_reply(c, on_got);
+        return;
+    }
+    call_free(c);
+}
+
+void gw_jobs_cancel(gw_req *r, const char *id) {
+    job_call *c = start_job_call(r, id);
+    if (!c) return;
+    fleet_state_cancel(&r->g->keys, c->id, r->g->cfg.tenant, &c->cmd);
+    send_or_reply(c, on_cancelled);
+}
+
+/* ------------------------------------------------------------ GET /v1/jobs ----------- */
+
+static void on_listed(redisReply *rep, void *arg) {
+    job_call *c = arg;
+    gw_req *r = c->r;
+    const redisReply *jobs;
+    const char *next;
+    if (!rep) {
+        gw_reply_unavailable(r);
+    } else if (fleet_state_list_reply(rep, &jobs, &next) < 0) {
+        reply_internal(r, "list", rep);
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < jobs->elements; i++) {
+            fleet_job_view v;
+            if (fleet_job_view_from_fields(jobs->element[i], &v) == 0)
+                json_array_append_new(arr, fleet_job_to_json(&v));
+        }
+        json_t *o = json_pack("{s:o, s:o}", "jobs", arr, "next_cursor",
+                              *next ? json_string(next) : json_null());
+        gw_reply_json(r, 200, o);
+    }
+    call_free(c);
+}
+
+void gw_jobs_list(gw_req *r) {
+    const char *q = r->req->uri && r->req->uri->query_raw ? (const char *)r->req->uri->query_raw : NULL;
+    char limit_s[16] = "20";
+    job_call *c = call_new(r);
+    if (!c) {
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return;
+    }
+    int rc;
+    if ((rc = gw_query_get(q, "status", c->status, sizeof c->status)) < 0 ||
+        (rc == 1 && fleet_status_from_string(c->status) == FLEET_STATUS_UNKNOWN)) {
+        gw_reply_problem(r, 400, "invalid-query", "Invalid query",
+                         "status must be one of queued, running, succeeded, failed, cancelled");
+        goto refuse;
+    }
+    if ((rc = gw_query_get(q, "model", c->model, sizeof c->model)) < 0 ||
+        (rc == 1 && !fleet_model_name_valid(c->model))) {
+        gw_reply_problem(r, 400, "invalid-query", "Invalid query",
+                         "model must be a model name (1-64 characters of a-z, 0-9, _ -)");
+        goto refuse;
+    }
+    if ((rc = gw_query_get(q, "cursor", c->cursor, sizeof c->cursor)) < 0 ||
+        (rc == 1 && *c->cursor && !fleet_job_id_valid(c->cursor))) {
+        gw_reply_problem(r, 400, "invalid-query", "Invalid query",
+                         "cursor must be the next_cursor of a previous page");
+        goto refuse;
+    }
+    char *end = NULL;
+    long limit = 0;
+    if ((rc = gw_query_get(q, "limit", limit_s, sizeof limit_s)) < 0 ||
+        (limit = strtol(limit_s, &end, 10), !end || *end || end == limit_s) || limit < 1 ||
+        limit > 100) {
+        gw_reply_problem(r, 400, "invalid-query", "Invalid query",
+                         "limit must be a whole number from 1 to 100");
+        goto refuse;
+    }
+    fleet_list_query lq = {
+        .tenant = r->g->cfg.tenant,
+        .cursor = c->cursor,
+        .status = c->status,
+        .model = c->model,
+        .limit = limit,
+        .scan_max = 1000,
+    };
+    fleet_state_list(&r->g->keys, &lq, &c->cmd);
+    send_or_reply(c, on_listed);
+    return;
+refuse:
+    call_free(c);
+}

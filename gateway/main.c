@@ -1,0 +1,139 @@
+/* main.c: fleet-gateway's settings, start-up and shutdown. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleet/config.h"
+#include "fleet/log.h"
+#include "gateway.h"
+#include "http.h"
+#include "redis.h"
+#include "routes.h"
+
+static gw G;
+
+static const fleet_option options[] = {
+    {"listen", "FLEET_LISTEN", FLEET_OPT_STR, "127.0.0.1:8080", "address and port to serve HTTP on", &G.cfg.listen, 0, 0},
+    {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379", "Redis server (redis://host:port[/db])", &G.cfg.redis_url, 0, 0},
+    {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix; every key starts with {prefix}", &G.cfg.prefix, 0, 0},
+    {"models", "FLEET_MODELS", FLEET_OPT_STR, "echo,sleep", "comma-separated models that accept jobs", &G.cfg.models, 0, 0},
+    {"tenant", "FLEET_TENANT", FLEET_OPT_STR, "default", "tenant of every request (API keys come later)", &G.cfg.tenant, 0, 0},
+    {"max-body", "FLEET_MAX_BODY", FLEET_OPT_INT, "10485760", "largest request body in bytes (413 above)", &G.cfg.max_body, 64, 1L << 30},
+    {"queue-ttl", "FLEET_QUEUE_TTL", FLEET_OPT_INT, "86400", "seconds a job may wait or run before its keys expire", &G.cfg.queue_ttl_s, 60, 2592000},
+    {"result-ttl", "FLEET_RESULT_TTL", FLEET_OPT_INT, "86400", "default ttl_s: seconds a finished job and its result are kept", &G.cfg.result_ttl_s, 60, 604800},
+    {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT, "3", "attempts before a job whose worker vanished fails", &G.cfg.max_attempts, 1, 100},
+    {"index-cap", "FLEET_INDEX_CAP", FLEET_OPT_INT, "100000", "most jobs GET /v1/jobs can list per tenant", &G.cfg.index_cap, 100, 100000000},
+    {"redis-timeout-ms", "FLEET_REDIS_TIMEOUT_MS", FLEET_OPT_INT, "5000", "a Redis command unanswered this long drops the connection (503)", &G.cfg.redis_timeout_ms, 100, 600000},
+    {"log-level", "FLEET_LOG_LEVEL", FLEET_OPT_STR, "info", "debug (logs every request), info, warn, error", &G.cfg.log_level, 0, 0},
+};
+
+bool gw_model_known(const gw *g, const char *name) {
+    for (int i = 0; i < g->nmodels; i++)
+        if (strcmp(g->models[i], name) == 0) return true;
+    return false;
+}
+
+static int parse_models(gw *g, char *err, size_t errlen) {
+    const char *p = g->cfg.models;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n > 0) {
+            if (g->nmodels == GW_MAX_MODELS || n > FLEET_MODEL_MAX) {
+                snprintf(err, errlen, "FLEET_MODELS: too many models or a name too long");
+                return -1;
+            }
+            memcpy(g->models[g->nmodels], p, n);
+            g->models[g->nmodels][n] = '\0';
+            if (!fleet_model_name_valid(g->models[g->nmodels])) {
+                snprintf(err, errlen, "FLEET_MODELS: '%s' is not a valid model name", g->models[g->nmodels]);
+                return -1;
+            }
+            g->nmodels++;
+        }
+        p += n;
+        if (*p == ',') p++;
+    }
+    if (g->nmodels == 0) {
+        snprintf(err, errlen, "FLEET_MODELS: no model named");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    fleet_log(FLEET_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    event_base_loopexit(arg, NULL);
+}
+
+int main(int argc, char **argv) {
+    char err[256];
+    fleet_config_result cr = fleet_config_parse(
+        options, sizeof options / sizeof *options, argc, argv, NULL,
+        "usage: fleet-gateway [options]\n\nServes the fleet HTTP API (docs/api.md) over Redis.",
+        err, sizeof err);
+    if (cr == FLEET_CONFIG_HELP) return 0;
+    if (cr == FLEET_CONFIG_ERROR) {
+        fprintf(stderr, "fleet-gateway: %s\n", err);
+        return 2;
+    }
+    int level = fleet_log_level_from_string(G.cfg.log_level);
+    if (level < 0) {
+        fprintf(stderr, "fleet-gateway: FLEET_LOG_LEVEL must be debug, info, warn or error\n");
+        return 2;
+    }
+    fleet_log_init("gateway", (fleet_log_level)level);
+    if (fleet_keys_init(&G.keys, G.cfg.prefix) < 0) {
+        fprintf(stderr, "fleet-gateway: FLEET_PREFIX must be 1-32 characters of A-Z a-z 0-9 _ . -\n");
+        return 2;
+    }
+    if (parse_models(&G, err, sizeof err) < 0) {
+        fprintf(stderr, "fleet-gateway: %s\n", err);
+        return 2;
+    }
+    char host[256];
+    const char *colon = strrchr(G.cfg.listen, ':');
+    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+    if (!colon || port < 1 || port > 65535 || (size_t)(colon - G.cfg.listen) >= sizeof host) {
+        fprintf(stderr, "fleet-gateway: FLEET_LISTEN must be host:port, got '%s'\n", G.cfg.listen);
+        return 2;
+    }
+    memcpy(host, G.cfg.listen, (size_t)(colon - G.cfg.listen));
+    host[colon - G.cfg.listen] = '\0';
+
+    signal(SIGPIPE, SIG_IGN);
+    int rc = 1;
+    struct event *sigterm = NULL, *sigint = NULL;
+    G.base = event_base_new();
+    if (!G.base) goto out;
+    G.htp = evhtp_new(G.base, NULL);
+    if (!G.htp) goto out;
+    gw_http_install(&G, gw_route);
+    G.redis = gw_redis_new(G.base, G.cfg.redis_url, G.cfg.redis_timeout_ms);
+    if (!G.redis) {
+        fprintf(stderr, "fleet-gateway: FLEET_REDIS_URL '%s' is not redis://host:port[/db]\n",
+                G.cfg.redis_url);
+        rc = 2;
+        goto out;
+    }
+    if (evhtp_bind_socket(G.htp, host, (uint16_t)port, 1024) < 0) {
+        fleet_log(FLEET_LOG_ERROR, "cannot listen", "listen", G.cfg.listen, NULL);
+        goto out;
+    }
+    sigterm = evsignal_new(G.base, SIGTERM, on_signal, G.base);
+    sigint = evsignal_new(G.base, SIGINT, on_signal, G.base);
+    evsignal_add(sigterm, NULL);
+    evsignal_add(sigint, NULL);
+    fleet_log(FLEET_LOG_INFO, "listening", "listen", G.cfg.listen, "redis", G.cfg.redis_url,
+              "prefix", G.cfg.prefix, "models", G.cfg.models, NULL);
+    event_base_dispatch(G.base);
+    rc = 0;
+out:
+    if (sigterm) event_free(sigterm);
+    if (sigint) event_free(sigint);
+    if (G.htp) evhtp_unbind_socket(G.htp);
+    gw_redis_free(G.redis);
+    if (G.htp) evhtp_free(G.htp);
+    if (G.base) event_base_free(G.base);
+    return rc;
+}

@@ -1,0 +1,94 @@
+/* routes.c: the route table. libevhtp's own prefix matching is not used (it matches by
+ * prefix and ignores methods); every request comes here and is matched exactly. */
+#include "routes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT } route_kind;
+
+typedef struct route {
+    htp_method method;
+    route_kind kind;
+    const char *path; /* exact path for R_PLAIN */
+    void (*plain)(gw_req *);
+    void (*job)(gw_req *, const char *id);
+} route;
+
+static const route routes[] = {
+    {htp_method_GET, R_PLAIN, "/healthz", gw_info_healthz, NULL},
+    {htp_method_GET, R_PLAIN, "/readyz", gw_info_readyz, NULL},
+    {htp_method_GET, R_PLAIN, "/v1/models", gw_info_models, NULL},
+    {htp_method_GET, R_PLAIN, "/v1/stats", gw_info_stats, NULL},
+    {htp_method_POST, R_PLAIN, "/v1/jobs", gw_jobs_submit, NULL},
+    {htp_method_GET, R_PLAIN, "/v1/jobs", gw_jobs_list, NULL},
+    {htp_method_GET, R_JOB, NULL, NULL, gw_jobs_get},
+    {htp_method_DELETE, R_JOB, NULL, NULL, gw_jobs_cancel},
+    {htp_method_GET, R_JOB_RESULT, NULL, NULL, gw_jobs_result},
+};
+
+/* Splits "/v1/jobs/{id}" and "/v1/jobs/{id}/result". Returns the kind, or -1. */
+static int match_job_path(const char *path, char *id, size_t idlen) {
+    static const char pre[] = "/v1/jobs/";
+    if (strncmp(path, pre, sizeof pre - 1) != 0) return -1;
+    const char *s = path + sizeof pre - 1;
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= idlen) return n == 0 ? -1 : -2; /* -2: a job path, id too long */
+    memcpy(id, s, n);
+    id[n] = '\0';
+    if (!slash) return R_JOB;
+    if (strcmp(slash, "/result") == 0) return R_JOB_RESULT;
+    return -1;
+}
+
+void gw_route(evhtp_request_t *req, void *arg) {
+    gw_req *r = gw_req_of(req, arg);
+    if (!r) { /* the headers hook did not run (out of memory): answer plainly */
+        evhtp_send_reply(req, 500);
+        return;
+    }
+    if (r->uri_too_long) {
+        gw_reply_problem(r, 414, "uri-too-long", "URI too long",
+                         "the request URI is longer than 2048 bytes");
+        return;
+    }
+    if (r->too_large) {
+        gw_reply_problem(r, 413, "body-too-large", "Body too large",
+                         "the body is larger than the limit of %ld bytes (FLEET_MAX_BODY)",
+                         r->g->cfg.max_body);
+        return;
+    }
+    const char *path = req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full : "/";
+    char id[64];
+    int kind = match_job_path(path, id, sizeof id);
+    if (kind == -2) {
+        kind = R_JOB;
+        snprintf(id, sizeof id, "%s", "-"); /* too long to be an id: answers 404 */
+    }
+    bool path_known = false;
+    char allow[64] = "";
+    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+        const route *rt = &routes[i];
+        bool same = rt->kind == R_PLAIN ? (kind < 0 && strcmp(rt->path, path) == 0)
+                                        : (int)rt->kind == kind;
+        if (!same) continue;
+        path_known = true;
+        if (rt->method == req->method) {
+            if (rt->kind == R_PLAIN) rt->plain(r);
+            else rt->job(r, id);
+            return;
+        }
+        if (*allow) strncat(allow, ", ", sizeof allow - strlen(allow) - 1);
+        strncat(allow, htparser_get_methodstr_m(rt->method), sizeof allow - strlen(allow) - 1);
+    }
+    if (path_known) {
+        gw_add_header(r, "Allow", allow);
+        gw_reply_problem(r, 405, "method-not-allowed", "Method not allowed",
+                         "%s is not allowed on %.200s; allowed: %s",
+                         htparser_get_methodstr_m(req->method), path, allow);
+        return;
+    }
+    gw_reply_problem(r, 404, "not-found", "Not found",
+                     "no route %.200s; see docs/api.md for the routes", path);
+}

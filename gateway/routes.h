@@ -1,0 +1,23 @@
+/* routes.h: the route table and the handlers it dispatches to. */
+#ifndef GW_ROUTES_H
+#define GW_ROUTES_H
+
+#include "http.h"
+
+/* The libevhtp handler for every request: checks size guards, then dispatches. */
+void gw_route(evhtp_request_t *req, void *arg);
+
+/* jobs.c */
+void gw_jobs_submit(gw_req *r);
+void gw_jobs_get(gw_req *r, const char *id);
+void gw_jobs_result(gw_req *r, const char *id);
+void gw_jobs_cancel(gw_req *r, const char *id);
+void gw_jobs_list(gw_req *r);
+
+/* info.c */
+void gw_info_healthz(gw_req *r);
+void gw_info_readyz(gw_req *r);
+void gw_info_models(gw_req *r);
+void gw_info_stats(gw_req *r);
+
+#endif

@@ -1,0 +1,40 @@
+/* submit.h: reads and validates a submit body (POST /v1/jobs). Pure: no I/O, so it is
+ * unit-tested and fuzzed alone. */
+#ifndef GW_SUBMIT_H
+#define GW_SUBMIT_H
+
+#include <stddef.h>
+
+#include "fleet/job.h"
+
+/* Why a request was refused: the HTTP status, a problem type slug, a title, and a
+ * detail a person can act on. */
+typedef struct gw_problem {
+    int status;
+    const char *slug;
+    const char *title;
+    char detail[512];
+} gw_problem;
+
+typedef struct gw_job_request {
+    char model[FLEET_MODEL_MAX + 1];
+    char *input;          /* msgpack, malloc'd */
+    size_t input_len;
+    fleet_priority priority;
+    long timeout_s;
+    long ttl_s;
+    char *metadata_json;  /* compact JSON, malloc'd, or NULL */
+} gw_job_request;
+
+#define GW_TIMEOUT_MAX 86400L
+#define GW_TTL_MIN 60L
+#define GW_TTL_MAX 604800L
+#define GW_METADATA_MAX 4096
+
+/* Parses body (len bytes; content_type may be NULL). Returns 0 and fills out (free with
+ * gw_job_request_free), or -1 and fills p. Does not check that the model exists. */
+int gw_submit_parse(const char *body, size_t len, const char *content_type, long default_ttl_s,
+                    gw_job_request *out, gw_problem *p);
+void gw_job_request_free(gw_job_request *r);
+
+#endif
