@@ -56,8 +56,5 @@ void gw_pause(gw_req *r);
 /* The 503 answered when Redis cannot take a command. */
 void gw_reply_unavailable(gw_req *r);
 
-/* Query string: finds name in the raw query and URL-decodes its value into out.
- * Returns 1 when found, 0 when absent, -1 when malformed or too long. Pure. */
-int gw_query_get(const char *raw_query, const char *name, char *out, size_t outlen);
 
 #endif

@@ -9,6 +9,7 @@
 #include "fleet/job_json.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
+#include "query.h"
 #include "redis.h"
 #include "routes.h"
 #include "submit.h"

@@ -74,8 +74,8 @@ int fleet_json_to_msgpack(const json_t *j, char **out, size_t *len, char *err, s
         msgpack_sbuffer_destroy(&sbuf);
         return -1;
     }
+    *len = sbuf.size; /* release() resets size */
     *out = msgpack_sbuffer_release(&sbuf);
-    *len = sbuf.size;
     if (!*out) { /* an empty buffer cannot happen for a packed value; be safe anyway */
         set_err(err, errlen, "out of memory");
         return -1;
@@ -197,7 +197,7 @@ json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t err
     } else if (rc == MSGPACK_UNPACK_CONTINUE) {
         set_err(err, errlen, "truncated msgpack data");
     } else if (rc == MSGPACK_UNPACK_NOMEM_ERROR) {
-        set_err(err, errlen, "msgpack data declares sizes beyond memory");
+        set_err(err, errlen, "msgpack data nested deeper than 32 levels or declaring sizes beyond memory");
     } else {
         set_err(err, errlen, "malformed msgpack data");
     }

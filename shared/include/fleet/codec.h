@@ -17,7 +17,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#define FLEET_CODEC_MAX_DEPTH 64
+#define FLEET_CODEC_MAX_DEPTH 32 /* msgpack-c's unpacker stops at 32 nested containers */
 
 /* Packs j. Returns 0 and a malloc'd buffer in *out (caller frees), or -1 with a
  * message in err. */
