@@ -129,12 +129,12 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
         return r;
     }
     case MSGPACK_OBJECT_STR: {
-        json_t *s = json_stringn(o->via.str.ptr, o->via.str.size);
+        json_t *s = json_stringn(o->via.str.size ? o->via.str.ptr : "", o->via.str.size);
         if (!s) set_err(err, errlen, "string is not valid UTF-8");
         return s;
     }
     case MSGPACK_OBJECT_BIN:
-        return base64_string(o->via.bin.ptr, o->via.bin.size);
+        return base64_string(o->via.bin.size ? o->via.bin.ptr : "", o->via.bin.size);
     case MSGPACK_OBJECT_ARRAY: {
         json_t *a = json_array();
         for (uint32_t i = 0; a && i < o->via.array.size; i++) {
@@ -179,9 +179,77 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
     return NULL;
 }
 
+/* Walks one msgpack value without allocating, so that sizes declared by untrusted bytes
+ * are checked against the bytes actually present before msgpack-c allocates for them (a
+ * 5-byte array32 header would otherwise ask for gigabytes). Returns 0, or -1 with err. */
+static int check_value(const unsigned char *p, size_t len, size_t *off, int depth, char *err,
+                       size_t errlen) {
+    if (depth > FLEET_CODEC_MAX_DEPTH) {
+        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        return -1;
+    }
+    if (*off >= len) goto truncated;
+    unsigned char t = p[(*off)++];
+    uint64_t n = 0, skip = 0, items = 0;
+    int nbytes = 0; /* size of a length field that follows the marker */
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
+    if (t >= 0x80 && t <= 0x8f) items = 2u * (t & 0x0f);
+    else if (t >= 0x90 && t <= 0x9f) items = t & 0x0f;
+    else if (t >= 0xa0 && t <= 0xbf) skip = t & 0x1f;
+    else switch (t) {
+    case 0xc4: case 0xd9: nbytes = 1; break;            /* bin8, str8 */
+    case 0xc5: case 0xda: nbytes = 2; break;            /* bin16, str16 */
+    case 0xc6: case 0xdb: nbytes = 4; break;            /* bin32, str32 */
+    case 0xc7: nbytes = 1; skip = 1; break;             /* ext8: length, type, data */
+    case 0xc8: nbytes = 2; skip = 1; break;
+    case 0xc9: nbytes = 4; skip = 1; break;
+    case 0xca: skip = 4; break;                         /* float32 */
+    case 0xcb: skip = 8; break;                         /* float64 */
+    case 0xcc: case 0xd0: skip = 1; break;              /* (u)int8 */
+    case 0xcd: case 0xd1: skip = 2; break;
+    case 0xce: case 0xd2: skip = 4; break;
+    case 0xcf: case 0xd3: skip = 8; break;
+    case 0xd4: skip = 2; break;                         /* fixext 1..16: type + data */
+    case 0xd5: skip = 3; break;
+    case 0xd6: skip = 5; break;
+    case 0xd7: skip = 9; break;
+    case 0xd8: skip = 17; break;
+    case 0xdc: nbytes = 2; items = 1; break;            /* array16/32: count follows */
+    case 0xdd: nbytes = 4; items = 1; break;
+    case 0xde: nbytes = 2; items = 2; break;            /* map16/32: 2 items per entry */
+    case 0xdf: nbytes = 4; items = 2; break;
+    default:
+        set_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
+        return -1;
+    }
+    if (nbytes) {
+        if (len - *off < (size_t)nbytes) goto truncated;
+        for (int i = 0; i < nbytes; i++) n = (n << 8) | p[(*off)++];
+        if (items) items *= n; /* array or map count */
+        else skip += n;        /* byte length of str, bin or ext data */
+    }
+    if (skip) {
+        if (len - *off < skip) goto truncated;
+        *off += skip;
+    }
+    if (items > len - *off) goto truncated; /* every item takes at least one byte */
+    for (uint64_t i = 0; i < items; i++)
+        if (check_value(p, len, off, depth + 1, err, errlen) < 0) return -1;
+    return 0;
+truncated:
+    set_err(err, errlen, "truncated msgpack data");
+    return -1;
+}
+
 json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t errlen) {
     if (!buf || len == 0) {
         set_err(err, errlen, "empty msgpack data");
+        return NULL;
+    }
+    size_t end = 0;
+    if (check_value((const unsigned char *)buf, len, &end, 0, err, errlen) < 0) return NULL;
+    if (end != len) {
+        set_err(err, errlen, "%zu trailing bytes after the msgpack value", len - end);
         return NULL;
     }
     msgpack_unpacked up;

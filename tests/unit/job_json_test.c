@@ -1,0 +1,90 @@
+/* job_json_test: the wire shape of a job (shared/src/job_json.c, state.c's view). */
+#include <string.h>
+
+#include "fleet/job_json.h"
+#include "fleet/state.h"
+#include "testlib.h"
+
+/* Builds an HGETALL-shaped reply from pairs (the same struct hiredis hands us). */
+static redisReply *fields(const char **kv, size_t n) {
+    static redisReply el[64], *ptrs[64], arr;
+    for (size_t i = 0; i < n; i++) {
+        el[i] = (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)kv[i], .len = strlen(kv[i])};
+        ptrs[i] = &el[i];
+    }
+    arr = (redisReply){.type = REDIS_REPLY_ARRAY, .elements = n, .element = ptrs};
+    return &arr;
+}
+
+TL_TEST(running_job_shape) {
+    const char *kv[] = {"id", "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "status", "running", "model", "sleep",
+                        "priority", "normal", "created_ms", "1732380601123", "started_ms",
+                        "1732380601140", "attempts", "1", "worker", "w1", "progress_percent",
+                        "40", "progress_message", "step 2 of 5", "progress_done", "2",
+                        "progress_total", "5", "ttl_s", "600", "timeout_s", "0", "lease", "secret",
+                        "metadata", "{\"team\":\"ocr\"}", "request_id", "r1"};
+    fleet_job_view v;
+    ASSERT_EQ_INT(fleet_job_view_from_fields(fields(kv, TL_COUNT(kv)), &v), 0);
+    json_t *j = fleet_job_to_json(&v);
+    json_t *want = json_loads(
+        "{\"id\":\"01JDQ7ZK5W3V8X9Y0A1B2C3D4E\",\"status\":\"running\",\"model\":\"sleep\","
+        "\"priority\":\"normal\",\"created_at\":\"2024-11-23T16:50:01.123Z\","
+        "\"started_at\":\"2024-11-23T16:50:01.140Z\",\"progress\":{\"percent\":40.0,"
+        "\"message\":\"step 2 of 5\",\"done\":2,\"total\":5},\"attempts\":1,\"worker\":\"w1\","
+        "\"timeout_s\":0,\"ttl_s\":600,\"metadata\":{\"team\":\"ocr\"},\"request_id\":\"r1\","
+        "\"links\":{\"self\":\"/v1/jobs/01JDQ7ZK5W3V8X9Y0A1B2C3D4E\","
+        "\"result\":\"/v1/jobs/01JDQ7ZK5W3V8X9Y0A1B2C3D4E/result\"}}",
+        0, NULL);
+    ASSERT_NOT_NULL(want);
+    ASSERT_EQ_JSON(j, want); /* the lease token never reaches the wire */
+    json_decref(j);
+    json_decref(want);
+}
+
+TL_TEST(queued_job_has_position_and_no_progress) {
+    const char *kv[] = {"id", "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "status", "queued", "model", "echo",
+                        "created_ms", "0", "attempts", "0"};
+    fleet_job_view v;
+    ASSERT_EQ_INT(fleet_job_view_from_fields(fields(kv, TL_COUNT(kv)), &v), 0);
+    v.queue_position = 3;
+    json_t *j = fleet_job_to_json(&v);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(j, "queue_position")), 3);
+    ASSERT_NULL(json_object_get(j, "progress"));
+    ASSERT_NULL(json_object_get(j, "started_at"));
+    ASSERT_EQ_STR(json_string_value(json_object_get(j, "created_at")), "1970-01-01T00:00:00.000Z");
+    json_decref(j);
+}
+
+TL_TEST(not_a_job) {
+    const char *kv[] = {"model", "echo"};
+    fleet_job_view v;
+    ASSERT_EQ_INT(fleet_job_view_from_fields(fields(kv, TL_COUNT(kv)), &v), -1);
+    const char *odd[] = {"id"};
+    ASSERT_EQ_INT(fleet_job_view_from_fields(fields(odd, 1), &v), -1);
+}
+
+TL_TEST(commands_carry_keys_and_script) {
+    fleet_keys k;
+    fleet_keys_init(&k, "fleet");
+    fleet_cmd c;
+    fleet_state_cancel(&k, "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "default", &c);
+    ASSERT_EQ_STR(c.argv[0], "EVALSHA");
+    ASSERT_EQ_INT(strlen(c.argv[1]), 40);
+    ASSERT_EQ_STR(c.argv[2], "3");
+    ASSERT_EQ_STR(c.argv[3], "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E");
+    ASSERT_EQ_STR(c.argv[6], "default");
+    fleet_cmd_as_eval(&c);
+    ASSERT_EQ_STR(c.argv[0], "EVAL");
+    ASSERT_STR_CONTAINS(c.argv[1], "cancel");
+    ASSERT_EQ_INT(c.argvlen[1], strlen(fleet_script_get(FLEET_SCRIPT_CANCEL)->source));
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(running_job_shape),
+        TL_CASE(queued_job_has_position_and_no_progress),
+        TL_CASE(not_a_job),
+        TL_CASE(commands_carry_keys_and_script),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}

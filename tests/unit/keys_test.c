@@ -1,0 +1,85 @@
+/* keys_test: key names, ids and job state names (shared/src/keys.c, id.c, job.c). */
+#include <string.h>
+
+#include "fleet/id.h"
+#include "fleet/job.h"
+#include "fleet/keys.h"
+#include "testlib.h"
+
+TL_TEST(key_names_share_one_hash_tag) {
+    fleet_keys k;
+    ASSERT_EQ_INT(fleet_keys_init(&k, "fleet"), 0);
+    const char *id = "01JDQ7ZK5W3V8X9Y0A1B2C3D4E";
+    ASSERT_EQ_STR(fleet_key_job(&k, id).s, "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E");
+    ASSERT_EQ_STR(fleet_key_input(&k, id).s, "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E:input");
+    ASSERT_EQ_STR(fleet_key_result(&k, id).s, "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E:result");
+    ASSERT_EQ_STR(fleet_key_job_prefix(&k).s, "{fleet}:job:");
+    ASSERT_EQ_STR(fleet_key_stream(&k, "echo").s, "{fleet}:stream:echo");
+    ASSERT_EQ_STR(fleet_key_queues(&k).s, "{fleet}:queues");
+    ASSERT_EQ_STR(fleet_key_stats(&k).s, "{fleet}:stats");
+    ASSERT_EQ_STR(fleet_key_index(&k, "default").s, "{fleet}:tenant:default:jobs");
+    ASSERT_EQ_STR(fleet_key_workers(&k).s, "{fleet}:workers");
+    ASSERT_EQ_STR(fleet_key_worker(&k, "w1").s, "{fleet}:worker:w1");
+    ASSERT_EQ_STR(fleet_key_worker_prefix(&k).s, "{fleet}:worker:");
+    ASSERT_EQ_STR(fleet_key_events(&k).s, "{fleet}:events");
+}
+
+TL_TEST(prefix_is_validated) {
+    fleet_keys k;
+    ASSERT_EQ_INT(fleet_keys_init(&k, "team-a.prod_1"), 0);
+    ASSERT_EQ_STR(fleet_key_stats(&k).s, "{team-a.prod_1}:stats");
+    ASSERT_EQ_INT(fleet_keys_init(&k, ""), -1);
+    ASSERT_EQ_INT(fleet_keys_init(&k, "a}b"), -1);
+    ASSERT_EQ_INT(fleet_keys_init(&k, "a b"), -1);
+    ASSERT_EQ_INT(fleet_keys_init(&k, "123456789012345678901234567890123"), -1);
+    ASSERT_EQ_INT(fleet_keys_init(&k, NULL), -1);
+}
+
+TL_TEST(ids_sort_by_time_and_validate) {
+    uint8_t r0[10] = {0}, r1[10];
+    memset(r1, 0xff, sizeof r1);
+    char a[27], b[27], c[27];
+    fleet_id_format(a, 1000, r1);
+    fleet_id_format(b, 1001, r0);
+    ASSERT_LT_INT(strcmp(a, b), 0);
+    ASSERT_TRUE(fleet_job_id_valid(a));
+    ASSERT_TRUE(fleet_job_id_valid(b));
+    ASSERT_EQ_STR(b, "00000000Z90000000000000000");
+    char prefix[11];
+    fleet_id_time_prefix(prefix, 1001);
+    ASSERT_EQ_INT(strncmp(prefix, b, 10), 0);
+    ASSERT_EQ_INT(fleet_id_new(c), 0);
+    ASSERT_TRUE(fleet_job_id_valid(c));
+    ASSERT_FALSE(fleet_job_id_valid("01JDQ7ZK5W3V8X9Y0A1B2C3D4"));   /* 25 chars */
+    ASSERT_FALSE(fleet_job_id_valid("01JDQ7ZK5W3V8X9Y0A1B2C3D4I"));  /* I is not Crockford */
+    ASSERT_FALSE(fleet_job_id_valid("81JDQ7ZK5W3V8X9Y0A1B2C3D4E"));  /* time overflow */
+    ASSERT_FALSE(fleet_job_id_valid("01jdq7zk5w3v8x9y0a1b2c3d4e"));  /* lower case */
+    ASSERT_FALSE(fleet_job_id_valid("../../etc/passwd"));
+    ASSERT_FALSE(fleet_job_id_valid(NULL));
+}
+
+TL_TEST(status_and_priority_names) {
+    for (int s = FLEET_STATUS_QUEUED; s <= FLEET_STATUS_CANCELLED; s++)
+        ASSERT_EQ_INT(fleet_status_from_string(fleet_status_to_string((fleet_status)s)), s);
+    ASSERT_EQ_INT(fleet_status_from_string("done"), FLEET_STATUS_UNKNOWN);
+    ASSERT_EQ_INT(fleet_status_from_string("unknown"), FLEET_STATUS_UNKNOWN);
+    ASSERT_TRUE(fleet_status_is_final(FLEET_STATUS_CANCELLED));
+    ASSERT_FALSE(fleet_status_is_final(FLEET_STATUS_RUNNING));
+    ASSERT_EQ_INT(fleet_priority_from_string("high"), FLEET_PRIORITY_HIGH);
+    ASSERT_EQ_INT(fleet_priority_from_string("urgent"), FLEET_PRIORITY_INVALID);
+    ASSERT_EQ_STR(fleet_priority_to_string(FLEET_PRIORITY_LOW), "low");
+    ASSERT_TRUE(fleet_model_name_valid("embed-v2_small"));
+    ASSERT_FALSE(fleet_model_name_valid("Embed"));
+    ASSERT_FALSE(fleet_model_name_valid("a:b"));
+    ASSERT_FALSE(fleet_model_name_valid(""));
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(key_names_share_one_hash_tag),
+        TL_CASE(prefix_is_validated),
+        TL_CASE(ids_sort_by_time_and_validate),
+        TL_CASE(status_and_priority_names),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}
