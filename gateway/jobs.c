@@ -154,6 +154,7 @@ void gw_jobs_submit(gw_req *r) {
         .max_attempts = g->cfg.max_attempts,
         .index_cap = g->cfg.index_cap,
         .index_cutoff = c->cutoff,
+        .index_ttl_s = g->cfg.queue_ttl_s + GW_TTL_MAX,
     };
     fleet_state_submit(&g->keys, &s, &c->cmd);
     send_or_reply(c, on_submitted);

@@ -2,7 +2,7 @@
 -- KEYS: 1 job hash, 2 input, 3 model stream, 4 queues hash, 5 stats hash, 6 tenant index
 -- ARGV: 1 id, 2 model, 3 input (msgpack), 4 tenant, 5 request_id, 6 priority,
 --       7 metadata (JSON text or ""), 8 queue_ttl_s, 9 result_ttl_s, 10 timeout_s,
---       11 max_attempts, 12 index_cap, 13 index_cutoff (id time prefix)
+--       11 max_attempts, 12 index_cap, 13 index_cutoff (id time prefix), 14 index_ttl_s
 -- Returns {queue_position, created_ms}. Errors: DUPLICATE.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('DUPLICATE job id already exists')
@@ -29,5 +29,5 @@ redis.call('ZADD', KEYS[6], 0, ARGV[1])
 redis.call('ZREMRANGEBYLEX', KEYS[6], '-', '(' .. ARGV[13])
 local extra = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[12])
 if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, extra - 1) end
-redis.call('EXPIRE', KEYS[6], tonumber(ARGV[8]) + tonumber(ARGV[9]))
+redis.call('EXPIRE', KEYS[6], ARGV[14])
 return {seq - head, now}

@@ -133,6 +133,7 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_fmt(c, "%ld", s->max_attempts);
     cmd_fmt(c, "%ld", s->index_cap);
     cmd_str(c, s->index_cutoff);
+    cmd_fmt(c, "%ld", s->index_ttl_s);
 }
 
 int fleet_state_submit_reply(const redisReply *r, long long *queue_position,

@@ -81,6 +81,7 @@ typedef struct fleet_submit {
     long max_attempts;
     long index_cap;            /* most ids kept in the tenant's job index */
     const char *index_cutoff;  /* fleet_id_time_prefix() of the oldest id worth listing */
+    long index_ttl_s;          /* TTL of the index: as long as any job can live */
 } fleet_submit;
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c);

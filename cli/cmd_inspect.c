@@ -1,0 +1,321 @@
+/* cmd_inspect.c: `fleetctl inspect ID`: what Redis holds for one job, read directly.
+ *
+ * An operator's tool for when the API's answer is not enough ("why is this job still
+ * queued?"). It bypasses the gateway (and tenant checks), so it needs the Redis URL. It
+ * only reads: TYPE, PTTL, HGETALL, GET, XRANGE, XPENDING, XINFO GROUPS.
+ *
+ * Everything is first gathered into one JSON document, then printed either as text or
+ * (--json) as is, so both outputs always show the same facts.
+ */
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+#include "fleet/codec.h"
+#include "fleet/job.h"
+#include "fleet/job_json.h"
+#include "fleet/keys.h"
+#include "render.h"
+
+#define CTL_INSPECT_HEX_MAX 64 /* bytes shown of a blob that does not decode */
+
+/* ------------------------------------------------------------------ gathering ----------- */
+
+static redisReply *cmd(redisContext *c, const char *fmt, const char *a, const char *b) {
+    redisReply *r = redisCommand(c, fmt, a, b);
+    if (!r) ctl_error("redis: %s", c->errstr[0] ? c->errstr : "connection lost");
+    return r;
+}
+
+static json_t *decode_blob(const char *buf, size_t len, json_t *info) {
+    char err[256];
+    json_t *v = fleet_msgpack_to_json(buf, len, err, sizeof err);
+    if (v) return v;
+    json_object_set_new(info, "decode_error", json_string(err));
+    static const char hex[] = "0123456789abcdef";
+    size_t n = len < CTL_INSPECT_HEX_MAX ? len : CTL_INSPECT_HEX_MAX;
+    char out[CTL_INSPECT_HEX_MAX * 2 + 1];
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[(unsigned char)buf[i] >> 4];
+        out[2 * i + 1] = hex[(unsigned char)buf[i] & 15];
+    }
+    out[2 * n] = '\0';
+    json_object_set_new(info, "head_hex", json_string(out));
+    return NULL;
+}
+
+/* Describes one key: {"name","role","type","ttl_ms", then "fields" (hash) or "bytes" and
+ * "value" (string)}. Returns NULL on a Redis error (already printed). */
+static json_t *gather_key(redisContext *c, const char *name, const char *role) {
+    json_t *k = json_pack("{s:s,s:s}", "name", name, "role", role);
+    redisReply *t = cmd(c, "TYPE %s", name, NULL);
+    if (!t) goto err;
+    json_object_set_new(k, "type", json_string(t->type == REDIS_REPLY_STATUS ? t->str : "?"));
+    bool missing = t->type == REDIS_REPLY_STATUS && strcmp(t->str, "none") == 0;
+    bool is_hash = t->type == REDIS_REPLY_STATUS && strcmp(t->str, "hash") == 0;
+    bool is_string = t->type == REDIS_REPLY_STATUS && strcmp(t->str, "string") == 0;
+    freeReplyObject(t);
+    if (missing) return k;
+
+    redisReply *p = cmd(c, "PTTL %s", name, NULL);
+    if (!p) goto err;
+    if (p->type == REDIS_REPLY_INTEGER) json_object_set_new(k, "ttl_ms", json_integer(p->integer));
+    freeReplyObject(p);
+
+    if (is_hash) {
+        redisReply *h = cmd(c, "HGETALL %s", name, NULL);
+        if (!h) goto err;
+        json_t *fields = json_object();
+        for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2)
+            json_object_set_new(fields, h->element[i]->str,
+                                json_stringn(h->element[i + 1]->str, h->element[i + 1]->len));
+        json_object_set_new(k, "fields", fields);
+        freeReplyObject(h);
+    } else if (is_string) {
+        redisReply *g = cmd(c, "GET %s", name, NULL);
+        if (!g) goto err;
+        if (g->type == REDIS_REPLY_STRING) {
+            json_object_set_new(k, "bytes", json_integer((json_int_t)g->len));
+            json_t *v = decode_blob(g->str, g->len, k);
+            if (v) json_object_set_new(k, "value", v);
+        }
+        freeReplyObject(g);
+    }
+    return k;
+err:
+    json_decref(k);
+    return NULL;
+}
+
+/* Compares stream ids "ms-seq" numerically. */
+static int stream_id_cmp(const char *a, const char *b) {
+    uint64_t am = 0, as = 0, bm = 0, bs = 0;
+    sscanf(a, "%" SCNu64 "-%" SCNu64, &am, &as);
+    sscanf(b, "%" SCNu64 "-%" SCNu64, &bm, &bs);
+    if (am != bm) return am < bm ? -1 : 1;
+    return as < bs ? -1 : as > bs;
+}
+
+/* Where the job's stream entry stands in the consumer group: pending (delivered to a
+ * worker and not acknowledged), acknowledged, undelivered, or trimmed. */
+static json_t *gather_stream(redisContext *c, const fleet_keys *keys, const char *model,
+                             const char *entry) {
+    if (!fleet_model_name_valid(model)) return NULL;
+    fleet_key sk = fleet_key_stream(keys, model);
+    json_t *s = json_pack("{s:s,s:s,s:s}", "key", sk.s, "entry_id", entry, "group", FLEET_GROUP);
+    redisReply *x = redisCommand(c, "XRANGE %s %s %s", sk.s, entry, entry);
+    if (!x) {
+        ctl_error("redis: %s", c->errstr[0] ? c->errstr : "connection lost");
+        json_decref(s);
+        return NULL;
+    }
+    bool present = x->type == REDIS_REPLY_ARRAY && x->elements == 1;
+    if (present) {
+        redisReply *e = x->element[0];
+        json_t *fields = json_object();
+        redisReply *kv = e->elements == 2 ? e->element[1] : NULL;
+        for (size_t i = 0; kv && kv->type == REDIS_REPLY_ARRAY && i + 1 < kv->elements; i += 2)
+            json_object_set_new(fields, kv->element[i]->str,
+                                json_stringn(kv->element[i + 1]->str, kv->element[i + 1]->len));
+        json_object_set_new(s, "entry", fields);
+    }
+    freeReplyObject(x);
+
+    redisReply *pe = redisCommand(c, "XPENDING %s %s %s %s 1", sk.s, FLEET_GROUP, entry, entry);
+    if (pe && pe->type == REDIS_REPLY_ARRAY && pe->elements == 1 &&
+        pe->element[0]->type == REDIS_REPLY_ARRAY && pe->element[0]->elements == 4) {
+        redisReply *row = pe->element[0];
+        json_object_set_new(s, "state", json_string("pending"));
+        json_object_set_new(s, "consumer", json_string(row->element[1]->str));
+        json_object_set_new(s, "idle_ms", json_integer(row->element[2]->integer));
+        json_object_set_new(s, "deliveries", json_integer(row->element[3]->integer));
+    } else if (pe && pe->type == REDIS_REPLY_ERROR) {
+        /* NOGROUP: no worker has ever created the group for this model. */
+        json_object_set_new(s, "state", json_string(present ? "undelivered" : "trimmed"));
+        json_object_set_new(s, "note", json_string(pe->str));
+    } else {
+        const char *state = present ? "undelivered" : "trimmed";
+        redisReply *g = redisCommand(c, "XINFO GROUPS %s", sk.s);
+        for (size_t i = 0; g && g->type == REDIS_REPLY_ARRAY && i < g->elements; i++) {
+            redisReply *grp = g->element[i];
+            const char *gname = NULL, *last = NULL;
+            for (size_t j = 0; grp->type == REDIS_REPLY_ARRAY && j + 1 < grp->elements; j += 2) {
+                if (grp->element[j]->type != REDIS_REPLY_STRING) continue;
+                if (strcmp(grp->element[j]->str, "name") == 0) gname = grp->element[j + 1]->str;
+                if (strcmp(grp->element[j]->str, "last-delivered-id") == 0)
+                    last = grp->element[j + 1]->str;
+            }
+            if (gname && last && strcmp(gname, FLEET_GROUP) == 0 && present)
+                state = stream_id_cmp(entry, last) <= 0 ? "acknowledged" : "undelivered";
+        }
+        freeReplyObject(g);
+        json_object_set_new(s, "state", json_string(state));
+    }
+    freeReplyObject(pe);
+    return s;
+}
+
+/* ------------------------------------------------------------------ printing ------------ */
+
+static void print_ttl(const json_t *k) {
+    json_t *t = json_object_get(k, "ttl_ms");
+    if (!t) return;
+    json_int_t ms = json_integer_value(t);
+    if (ms == -1) printf("  NO TTL (every fleet key should expire)");
+    else printf("  ttl %.3f s", (double)ms / 1000.0);
+}
+
+static void print_key(const json_t *k) {
+    const char *name = json_string_value(json_object_get(k, "name"));
+    const char *type = json_string_value(json_object_get(k, "type"));
+    const char *role = json_string_value(json_object_get(k, "role"));
+    if (strcmp(type, "none") == 0) {
+        printf("%s  (missing: no %s key)\n\n", name, role);
+        return;
+    }
+    printf("%s  %s", name, type);
+    json_t *bytes = json_object_get(k, "bytes");
+    if (bytes) printf(" (msgpack, %lld bytes)", (long long)json_integer_value(bytes));
+    print_ttl(k);
+    putchar('\n');
+
+    json_t *fields = json_object_get(k, "fields");
+    const char *f;
+    json_t *v;
+    json_object_foreach(fields, f, v) {
+        const char *val = json_string_value(v);
+        printf("    %-16s %s", f, val);
+        /* Timestamps are stored as epoch milliseconds; show them readable too. */
+        size_t fl = strlen(f);
+        char *end;
+        long long ms = strtoll(val, &end, 10);
+        if (fl > 3 && strcmp(f + fl - 3, "_ms") == 0 && *end == '\0' && ms > 1000000000000LL) {
+            char when[32];
+            fleet_format_time_ms(when, ms);
+            printf("  (%s)", when);
+        }
+        putchar('\n');
+    }
+    json_t *value = json_object_get(k, "value");
+    if (value) {
+        char *s = json_dumps(value, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+        for (char *line = s, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+            nl = strchr(line, '\n');
+            printf("    %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line);
+            if (!nl) break;
+        }
+        free(s);
+    }
+    json_t *derr = json_object_get(k, "decode_error");
+    if (derr)
+        printf("    not decodable as msgpack: %s\n    first bytes: %s\n",
+               json_string_value(derr),
+               json_string_value(json_object_get(k, "head_hex")));
+    putchar('\n');
+}
+
+static void print_stream(const json_t *s) {
+    printf("stream %s  entry %s  group %s: %s", json_string_value(json_object_get(s, "key")),
+           json_string_value(json_object_get(s, "entry_id")),
+           json_string_value(json_object_get(s, "group")),
+           json_string_value(json_object_get(s, "state")));
+    if (json_object_get(s, "consumer"))
+        printf(" by %s, idle %lld ms, delivered %lld time(s)",
+               json_string_value(json_object_get(s, "consumer")),
+               (long long)json_integer_value(json_object_get(s, "idle_ms")),
+               (long long)json_integer_value(json_object_get(s, "deliveries")));
+    putchar('\n');
+    if (json_object_get(s, "note"))
+        printf("    %s\n", json_string_value(json_object_get(s, "note")));
+}
+
+/* ------------------------------------------------------------------ command ------------- */
+
+static int inspect_run(const ctl_globals *g, int argc, char **argv) {
+    const char *id = argv[0];
+    if (!ctl_check_job_id(id)) return CTL_EXIT_USAGE;
+    fleet_keys keys;
+    if (fleet_keys_init(&keys, g->prefix) < 0) {
+        ctl_error("--prefix '%s' is not valid (1..%d characters of A-Z a-z 0-9 _ . -)",
+                  g->prefix, FLEET_PREFIX_MAX);
+        return CTL_EXIT_USAGE;
+    }
+    char host[256];
+    int port, db;
+    if (fleet_redis_url_parse(g->redis_url, host, sizeof host, &port, &db) < 0) {
+        ctl_error("--redis-url '%s' is not redis://host:port[/db]", g->redis_url);
+        return CTL_EXIT_USAGE;
+    }
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (!c || c->err) {
+        ctl_error("cannot connect to Redis at %s:%d: %s", host, port,
+                  c ? c->errstr : "out of memory");
+        redisFree(c);
+        return CTL_EXIT_FAIL;
+    }
+    redisSetTimeout(c, tv);
+    int rc = CTL_EXIT_FAIL;
+    json_t *doc = json_pack("{s:s,s:[]}", "id", id, "keys");
+    json_t *list = json_object_get(doc, "keys");
+    if (db != 0) {
+        char dbs[8];
+        snprintf(dbs, sizeof dbs, "%d", db);
+        redisReply *r = cmd(c, "SELECT %s", dbs, NULL);
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r && !ok) ctl_error("redis: SELECT %d: %s", db, r->str);
+        freeReplyObject(r);
+        if (!ok) goto out;
+    }
+
+    fleet_key names[3] = {fleet_key_job(&keys, id), fleet_key_input(&keys, id),
+                          fleet_key_result(&keys, id)};
+    const char *roles[3] = {"job", "input", "result"};
+    for (int i = 0; i < 3; i++) {
+        json_t *k = gather_key(c, names[i].s, roles[i]);
+        if (!k) goto out;
+        json_array_append_new(list, k);
+    }
+    json_t *fields = json_object_get(json_array_get(list, 0), "fields");
+    const char *model = json_string_value(json_object_get(fields, "model"));
+    const char *entry = json_string_value(json_object_get(fields, "entry_id"));
+    if (model && entry) {
+        json_t *s = gather_stream(c, &keys, model, entry);
+        if (s) json_object_set_new(doc, "stream", s);
+    }
+
+    if (g->json) {
+        ctl_render_json(stdout, doc);
+    } else {
+        size_t i;
+        json_t *k;
+        json_array_foreach(list, i, k) print_key(k);
+        json_t *s = json_object_get(doc, "stream");
+        if (s) print_stream(s);
+    }
+    if (fields) {
+        rc = CTL_EXIT_OK;
+    } else {
+        ctl_error("no job %s under prefix '%s' in this Redis (never existed, or expired)", id,
+                  g->prefix);
+    }
+out:
+    json_decref(doc);
+    redisFree(c);
+    return rc;
+}
+
+const ctl_command ctl_cmd_inspect = {
+    .name = "inspect",
+    .args = "ID",
+    .summary = "show a job's Redis keys (type, TTL, fields, decoded msgpack); needs --redis-url",
+    .opts = NULL,
+    .nopts = 0,
+    .min_args = 1,
+    .max_args = 1,
+    .run = inspect_run,
+};

@@ -1,0 +1,159 @@
+/* main.c: fleetctl's entry point: global options, finding the command, dispatch.
+ *
+ * Global and per-command options form one table per run (globals after the command's
+ * own), parsed by fleet_config_parse, so `fleetctl --json status ID` and
+ * `fleetctl status ID --json` mean the same and --help shows every flag with its
+ * environment variable and default.
+ */
+#include <curl/curl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "fleet/job.h"
+
+static ctl_globals G;
+
+static const fleet_option global_opts[] = {
+    {"url", "FLEET_URL", FLEET_OPT_STR, "http://127.0.0.1:8080", "gateway base URL",
+     &G.url, 0, 0},
+    {"api-key", "FLEET_API_KEY", FLEET_OPT_STR, "",
+     "API key, sent as 'Authorization: Bearer KEY' (nothing is sent when empty)",
+     &G.api_key, 0, 0},
+    {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
+     "Redis that inspect reads directly (redis://host:port[/db])", &G.redis_url, 0, 0},
+    {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix of the fleet (inspect)",
+     &G.prefix, 0, 0},
+    {"timeout", "FLEETCTL_TIMEOUT", FLEET_OPT_INT, "0",
+     "wait: give up after this many seconds and exit 124 (0 = wait forever)", &G.timeout_s,
+     0, 31L * 24 * 3600},
+    {"json", "FLEETCTL_JSON", FLEET_OPT_BOOL, "false",
+     "print the gateway's JSON as is instead of human text", &G.json, 0, 0},
+};
+#define N_GLOBAL (sizeof global_opts / sizeof global_opts[0])
+
+static const ctl_command *const commands[] = {
+    &ctl_cmd_submit, &ctl_cmd_status, &ctl_cmd_wait,
+    &ctl_cmd_cancel, &ctl_cmd_list,   &ctl_cmd_inspect,
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+/* ------------------------------------------------------------------ shared helpers ------ */
+
+void ctl_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fleetctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+bool ctl_check_job_id(const char *id) {
+    if (fleet_job_id_valid(id)) return true;
+    ctl_error("'%s' is not a job id (26 characters of Crockford base32, as submit prints)", id);
+    return false;
+}
+
+/* ------------------------------------------------------------------ usage --------------- */
+
+/* Writes the global usage text (commands, exit codes) into buf. */
+static void global_usage(char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap,
+                                "usage: fleetctl [options] COMMAND [ARGS] [command options]\n\n"
+                                "The command-line client of a fleet gateway (docs/cli.md).\n\n"
+                                "Commands:\n");
+    for (size_t i = 0; i < N_COMMANDS && n < cap; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s %s", commands[i]->name, commands[i]->args);
+        n += (size_t)snprintf(buf + n, cap - n, "  %-28s %s\n", head, commands[i]->summary);
+    }
+    if (n < cap)
+        snprintf(buf + n, cap - n,
+                 "\n'fleetctl COMMAND --help' shows the options of one command.\n"
+                 "Exit codes: 0 ok, 1 failed, 2 usage, 3 job cancelled (wait), 124 --timeout "
+                 "expired (wait).");
+}
+
+/* The index in argv of the command name: the first argument that is neither a flag nor
+ * the value of a global flag. 0 when there is none. */
+static int find_command(int argc, char **argv, bool *help) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) return i + 1 < argc ? i + 1 : 0;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *help = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) return i;
+        if (strchr(a, '=')) continue;
+        for (size_t j = 0; j < N_GLOBAL; j++)
+            if (strcmp(a + 2, global_opts[j].flag) == 0 && global_opts[j].type != FLEET_OPT_BOOL)
+                i++; /* skip its value */
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ main ---------------- */
+
+int main(int argc, char **argv) {
+    bool help = false;
+    int ci = find_command(argc, argv, &help);
+    char gusage[2048];
+    global_usage(gusage, sizeof gusage);
+    if (ci == 0) {
+        if (help) {
+            fleet_config_print_help(stdout, global_opts, N_GLOBAL, gusage);
+            return CTL_EXIT_OK;
+        }
+        fprintf(stderr, "%s\n", gusage);
+        ctl_error("no command given");
+        return CTL_EXIT_USAGE;
+    }
+    const ctl_command *cmd = NULL;
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[ci], commands[i]->name) == 0) cmd = commands[i];
+    if (!cmd) {
+        fprintf(stderr, "%s\n", gusage);
+        ctl_error("unknown command '%s'", argv[ci]);
+        return CTL_EXIT_USAGE;
+    }
+
+    fleet_option opts[32];
+    size_t nopts = 0;
+    for (size_t i = 0; i < cmd->nopts && nopts < 32; i++) opts[nopts++] = cmd->opts[i];
+    for (size_t i = 0; i < N_GLOBAL && nopts < 32; i++) opts[nopts++] = global_opts[i];
+
+    char usage[512];
+    snprintf(usage, sizeof usage, "usage: fleetctl %s %s [options]\n\n%s", cmd->name,
+             cmd->args, cmd->summary);
+    char err[256];
+    int npos = 0;
+    fleet_config_result cr =
+        fleet_config_parse(opts, nopts, argc, argv, &npos, usage, err, sizeof err);
+    if (cr == FLEET_CONFIG_HELP) return CTL_EXIT_OK;
+    if (cr == FLEET_CONFIG_ERROR) {
+        ctl_error("%s", err);
+        fprintf(stderr, "run 'fleetctl %s --help' for its options\n", cmd->name);
+        return CTL_EXIT_USAGE;
+    }
+    /* argv[1] is the command name itself (the first positional argument). */
+    int nargs = npos - 1;
+    if (nargs < cmd->min_args || nargs > cmd->max_args) {
+        fprintf(stderr, "usage: fleetctl %s %s [options]\n", cmd->name, cmd->args);
+        ctl_error("%s takes %s%d argument%s, got %d", cmd->name,
+                  cmd->min_args == cmd->max_args ? "" : "at most ", cmd->max_args,
+                  cmd->max_args == 1 ? "" : "s", nargs);
+        return CTL_EXIT_USAGE;
+    }
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ctl_error("libcurl failed to initialise");
+        return CTL_EXIT_FAIL;
+    }
+    int rc = cmd->run(&G, nargs, argv + 2);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,329 @@
+/* batch.c: one batch of claimed jobs through the model ABI (model.h), then each job's
+ * final write. The model's callbacks land here: progress is rate-limited per job and
+ * written with fleet_state_progress, whose answer (cancel requested, lease lost) turns into
+ * stop bits the model sees on its next callback. What a job's outcome means for Redis is
+ * decided in one pure function, wk_disposition_of. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleet/log.h"
+#include "worker.h"
+
+/* ---------------------------------------------------------------- pure rules ------- */
+
+bool wk_progress_due(long long last_mono, long long now_mono, long interval_ms, long done,
+                     long total)
+{
+    if (total > 0 && done >= total)
+        return true; /* the last step is always written: clients wait for 100% */
+    if (last_mono == 0)
+        return true;
+    return now_mono - last_mono >= interval_ms;
+}
+
+wk_disposition wk_disposition_of(int outcome, int stop, long timeout_s, const char *model_error,
+                                 fleet_status *status, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    *status = FLEET_STATUS_FAILED;
+    if (stop & WK_STOP_STALE)
+        return WK_DROP; /* another attempt owns the job; anything we write is refused */
+    if (outcome == FLEET_MODEL_OK) {
+        /* Done is done: a cancel or shutdown that came too late does not undo work. */
+        *status = FLEET_STATUS_SUCCEEDED;
+        return WK_FINISH;
+    }
+    if (outcome == FLEET_MODEL_FAILED) {
+        snprintf(err, errlen, "%s",
+                 model_error && model_error[0] ? model_error : "the model failed without a message");
+        return WK_FINISH;
+    }
+    /* STOPPED, RETRY or PENDING: why it stopped decides, in this order. A cancelled job
+     * never retries; a timed-out one fails; a shutdown hands it back. */
+    if (stop & WK_STOP_CANCEL) {
+        *status = FLEET_STATUS_CANCELLED;
+        snprintf(err, errlen, "cancelled by the client while running");
+        return WK_FINISH;
+    }
+    if (stop & WK_STOP_TIMEOUT) {
+        snprintf(err, errlen, "the job ran longer than its timeout_s of %ld seconds", timeout_s);
+        return WK_FINISH;
+    }
+    if (stop & WK_STOP_SHUTDOWN)
+        return WK_HAND_BACK;
+    if (outcome == FLEET_MODEL_RETRY)
+        return WK_HAND_BACK; /* transient: the lease expires and another attempt runs it */
+    if (outcome == FLEET_MODEL_STOPPED)
+        snprintf(err, errlen, "the model stopped the job without being asked to (a model bug)");
+    else
+        snprintf(err, errlen, "the model returned no result for this job (a model bug)");
+    return WK_FINISH;
+}
+
+/* ---------------------------------------------------------------- shutdown --------- */
+
+bool wk_stopping(wk_worker *w)
+{
+    sig_atomic_t sigs = *w->signals;
+    if (sigs == 0)
+        return false;
+    long long now = wk_mono_ms();
+    if (w->stop_deadline_mono == 0) {
+        char g[24];
+        snprintf(g, sizeof g, "%ld", w->cfg.grace_s);
+        w->stop_deadline_mono = now + w->cfg.grace_s * 1000;
+        fleet_log(FLEET_LOG_INFO, "stopping: no new jobs, finishing the current batch",
+                  "grace_s", g, NULL);
+    }
+    if (sigs >= 2 && w->stop_deadline_mono > now) {
+        w->stop_deadline_mono = now;
+        fleet_log(FLEET_LOG_WARN, "second stop signal: handing the current batch back now", NULL);
+    }
+    return true;
+}
+
+bool wk_grace_over(wk_worker *w)
+{
+    return wk_stopping(w) && wk_mono_ms() >= w->stop_deadline_mono;
+}
+
+/* ---------------------------------------------------------------- callbacks -------- */
+
+typedef struct run_state {
+    wk_worker *w;
+    wk_job *jobs;
+    size_t n;
+} run_state;
+
+/* check_job adds the stop reasons the main thread can see by itself (timeout, grace) to
+ * those the progress replies and the keeper set, and returns them all. */
+static int check_job(run_state *rs, size_t i)
+{
+    wk_job *j = &rs->jobs[i];
+    int add = 0;
+    if (j->claimed.timeout_s > 0 &&
+        wk_mono_ms() - j->started_mono >= (long long)j->claimed.timeout_s * 1000)
+        add |= WK_STOP_TIMEOUT;
+    if (wk_grace_over(rs->w))
+        add |= WK_STOP_SHUTDOWN;
+    if (add)
+        return atomic_fetch_or(&j->stop, add) | add;
+    return atomic_load(&j->stop);
+}
+
+static int cb_cancelled(const fleet_model_ctx *ctx, size_t i)
+{
+    run_state *rs = ctx->opaque;
+    if (i >= rs->n)
+        return 1; /* a model bug; stopping is the harmless answer */
+    return check_job(rs, i) != 0;
+}
+
+static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, const char *message,
+                       long done, long total)
+{
+    run_state *rs = ctx->opaque;
+    wk_worker *w = rs->w;
+    if (i >= rs->n)
+        return 1;
+    wk_job *j = &rs->jobs[i];
+    if (check_job(rs, i))
+        return 1;
+    long long now = wk_mono_ms();
+    if (!wk_progress_due(j->last_progress_mono, now, w->cfg.progress_interval_ms, done, total))
+        return 0;
+    j->last_progress_mono = now;
+
+    fleet_progress p = {.id = j->e.job_id, .token = j->token, .percent = percent,
+                        .message = message ? message : "", .done = done, .total = total};
+    fleet_cmd cmd;
+    fleet_state_progress(&w->keys, &p, &cmd);
+    wk_redis_ensure(&w->rd);
+    redisReply *rep = wk_redis_script(&w->rd, &cmd);
+    if (!rep) {
+        /* Progress is advisory: keep computing; the final write retries until it lands. */
+        if (!j->progress_down_logged)
+            fleet_log(FLEET_LOG_WARN, "progress not written: redis unreachable", "job_id",
+                      j->e.job_id, NULL);
+        j->progress_down_logged = true;
+        return 0;
+    }
+    switch (fleet_state_progress_reply(rep)) {
+    case FLEET_PROGRESS_OK:
+        break;
+    case FLEET_PROGRESS_CANCEL:
+        atomic_fetch_or(&j->stop, WK_STOP_CANCEL);
+        fleet_log(FLEET_LOG_INFO, "cancel requested: stopping the job", "job_id", j->e.job_id,
+                  NULL);
+        break;
+    case FLEET_PROGRESS_STALE:
+        atomic_fetch_or(&j->stop, WK_STOP_STALE);
+        fleet_log(FLEET_LOG_WARN, "lease lost: stopping the job", "job_id", j->e.job_id, NULL);
+        break;
+    case FLEET_PROGRESS_ERROR:
+        fleet_log(FLEET_LOG_ERROR, "progress script failed", "job_id", j->e.job_id, "error",
+                  rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply", NULL);
+        break;
+    }
+    freeReplyObject(rep);
+    return atomic_load(&j->stop) != 0;
+}
+
+/* ---------------------------------------------------------------- finishing -------- */
+
+typedef struct pending_finish {
+    size_t job;
+    fleet_finish f;
+    char err[FLEET_MODEL_ERROR_MAX];
+} pending_finish;
+
+static void log_finished(const wk_job *j, fleet_status st, const char *err)
+{
+    char ms[24], attempt[24];
+    snprintf(ms, sizeof ms, "%lld", wk_mono_ms() - j->started_mono);
+    snprintf(attempt, sizeof attempt, "%ld", j->claimed.attempts);
+    fleet_log(st == FLEET_STATUS_SUCCEEDED ? FLEET_LOG_INFO : FLEET_LOG_WARN, "job finished",
+              "job_id", j->e.job_id, "status", fleet_status_to_string(st), "run_ms", ms,
+              "attempt", attempt, err && err[0] ? "error" : NULL, err, NULL);
+}
+
+/* finish_all writes pf[0..n) and retries those whose reply was lost with the connection,
+ * until they land or the grace period of a shutdown ends (then the leases expire and the
+ * jobs run again elsewhere: at-least-once, never lost). */
+static void finish_all(wk_worker *w, wk_job *jobs, pending_finish *pf, size_t n)
+{
+    fleet_cmd *cmds = calloc(n ? n : 1, sizeof *cmds);
+    redisReply **reps = calloc(n ? n : 1, sizeof *reps);
+    size_t left = n;
+
+    if (!cmds || !reps) {
+        fleet_log(FLEET_LOG_ERROR, "out of memory finishing a batch; its jobs will be retried",
+                  NULL);
+        goto out;
+    }
+    while (left > 0) {
+        if (wk_redis_ensure(&w->rd) < 0) {
+            if (wk_grace_over(w))
+                break;
+            wk_sleep_ms(wk_redis_retry_in_ms(&w->rd));
+            continue;
+        }
+        for (size_t i = 0; i < left; i++)
+            fleet_state_finish(&w->keys, &pf[i].f, &cmds[i]);
+        wk_redis_scripts(&w->rd, cmds, left, reps);
+        size_t keep = 0;
+        for (size_t i = 0; i < left; i++) {
+            wk_job *j = &jobs[pf[i].job];
+            if (!reps[i]) {
+                /* Lost with the connection: send again. The copy's error must point at
+                 * its own buffer, not at the slot it came from. */
+                pf[keep] = pf[i];
+                pf[keep].f.error = pf[keep].err;
+                keep++;
+                continue;
+            }
+            switch (fleet_state_finish_reply(reps[i])) {
+            case FLEET_FINISH_OK:
+                atomic_fetch_add(&w->jobs_done, 1);
+                log_finished(j, pf[i].f.status, pf[i].f.error);
+                break;
+            case FLEET_FINISH_STALE:
+                fleet_log(FLEET_LOG_WARN, "finish refused: another attempt holds the job",
+                          "job_id", j->e.job_id, NULL);
+                break;
+            case FLEET_FINISH_ERROR:
+                /* Not retried: a script error would repeat. The lease expires and the job
+                 * runs again, so it is not lost. */
+                fleet_log(FLEET_LOG_ERROR, "finish script failed", "job_id", j->e.job_id,
+                          "error", reps[i]->type == REDIS_REPLY_ERROR ? reps[i]->str : "unexpected reply",
+                          NULL);
+                break;
+            }
+            freeReplyObject(reps[i]);
+        }
+        left = keep;
+    }
+    for (size_t i = 0; i < left; i++)
+        fleet_log(FLEET_LOG_WARN, "result not written before shutdown; the job will run again",
+                  "job_id", jobs[pf[i].job].e.job_id, NULL);
+out:
+    free(cmds);
+    free(reps);
+}
+
+/* ---------------------------------------------------------------- the batch -------- */
+
+void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
+{
+    fleet_model_job *mj = calloc(n, sizeof *mj);
+    pending_finish *pf = calloc(n, sizeof *pf);
+    run_state rs = {.w = w, .jobs = jobs, .n = n};
+    fleet_model_ctx ctx = {.progress = cb_progress, .cancelled = cb_cancelled, .opaque = &rs};
+    size_t npf = 0;
+
+    if (!mj || !pf) {
+        fleet_log(FLEET_LOG_ERROR, "out of memory starting a batch; its jobs will be retried", NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        mj[i].id = jobs[i].e.job_id;
+        mj[i].input = jobs[i].claimed.input;
+        mj[i].input_len = jobs[i].claimed.input_len;
+        mj[i].attempt = jobs[i].claimed.attempts;
+    }
+
+    pthread_mutex_lock(&w->mu);
+    w->batch = jobs;
+    w->nbatch = n;
+    w->batch_gen++;
+    pthread_mutex_unlock(&w->mu);
+    atomic_store(&w->busy, 1);
+    wk_keeper_poke(w);
+
+    w->model->run_batch(w->model_state, mj, n, &ctx);
+
+    pthread_mutex_lock(&w->mu);
+    w->batch = NULL;
+    w->nbatch = 0;
+    pthread_mutex_unlock(&w->mu);
+    atomic_store(&w->busy, 0);
+
+    for (size_t i = 0; i < n; i++) {
+        wk_job *j = &jobs[i];
+        pending_finish *p = &pf[npf];
+        fleet_status st;
+        int stop = check_job(&rs, i);
+        mj[i].error[sizeof mj[i].error - 1] = '\0'; /* a model may have filled it all */
+        switch (wk_disposition_of(mj[i].outcome, stop, j->claimed.timeout_s, mj[i].error, &st,
+                                  p->err, sizeof p->err)) {
+        case WK_FINISH:
+            p->job = i;
+            p->f = (fleet_finish){
+                .id = j->e.job_id, .model = w->cfg.model, .entry_id = j->e.entry_id,
+                .token = j->token, .status = st, .error = p->err,
+                .result = st == FLEET_STATUS_SUCCEEDED ? mj[i].output : NULL,
+                .result_len = st == FLEET_STATUS_SUCCEEDED ? mj[i].output_len : 0,
+            };
+            npf++;
+            break;
+        case WK_HAND_BACK:
+            fleet_log(FLEET_LOG_WARN,
+                      mj[i].outcome == FLEET_MODEL_RETRY
+                          ? "transient model error: job handed back for another attempt"
+                          : "shutdown: job handed back unfinished for another attempt",
+                      "job_id", j->e.job_id, mj[i].error[0] ? "error" : NULL, mj[i].error, NULL);
+            break;
+        case WK_DROP:
+            fleet_log(FLEET_LOG_WARN, "lease lost: result dropped", "job_id", j->e.job_id, NULL);
+            break;
+        }
+    }
+    finish_all(w, jobs, pf, npf);
+out:
+    if (mj)
+        for (size_t i = 0; i < n; i++)
+            free(mj[i].output);
+    free(mj);
+    free(pf);
+}

@@ -1,0 +1,292 @@
+/* heartbeat.c: the keeper thread. It has its own Redis connection so that it keeps working
+ * while the main thread is inside a model's run_batch, which may not call back for a long
+ * time:
+ *
+ *  - registration: every HEARTBEAT_MS (and on a poke from the main loop, at most once a
+ *    second) ZADD workers <now_ms> <name> and HSET worker:<name> {model, backend, ...}
+ *    with EXPIRE, then drop entries of workers silent for a minute. /v1/models counts
+ *    live workers from these keys. On a clean exit it removes its own entries.
+ *  - watching: every WATCH_MS while a batch runs, it reads each running job's status,
+ *    lease and cancel flag, so a cancel (or a lost lease) stops the job at the model's
+ *    next cancelled() call, even when the model reports progress rarely.
+ *  - tidying: now and then it deletes consumers of the group that have been idle for
+ *    long and hold no pending entries (workers that died), so the group does not grow.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fleet/id.h"
+#include "fleet/log.h"
+#include "worker.h"
+
+#define HEARTBEAT_MS 2000L
+#define POKE_MIN_MS 1000L
+#define WORKER_KEY_TTL_S 30
+#define WORKER_GONE_MS 60000LL
+#define WATCH_MS 1000L
+#define SWEEP_MS 60000L
+#define CONSUMER_IDLE_MS 600000LL
+#define KEEPER_TIMEOUT_MS 5000L
+
+typedef struct watched {
+    char id[FLEET_ID_LEN + 1];
+    char token[WK_TOKEN_LEN + 1];
+    int stop; /* bits found by this look */
+} watched;
+
+/* ---------------------------------------------------------------- registration ----- */
+
+static void write_heartbeat(wk_worker *w, wk_redis *rd)
+{
+    long long now = (long long)fleet_now_ms();
+    fleet_key wkeys = fleet_key_workers(&w->keys);
+    fleet_key me = fleet_key_worker(&w->keys, w->cfg.name);
+    int ok = 1;
+
+    ok &= wk_redis_appendf(rd, "ZADD %s %lld %s", wkeys.s, now, w->cfg.name) == 0;
+    ok &= wk_redis_appendf(rd,
+                           "HSET %s model %s backend %s max_batch %lu pid %ld host %s "
+                           "started_ms %lld last_seen_ms %lld jobs_done %ld busy %d",
+                           me.s, w->cfg.model, w->model->backend, (unsigned long)w->max_batch,
+                           (long)getpid(), w->host, w->started_ms, now,
+                           atomic_load(&w->jobs_done), atomic_load(&w->busy)) == 0;
+    ok &= wk_redis_appendf(rd, "EXPIRE %s %d", me.s, WORKER_KEY_TTL_S) == 0;
+    ok &= wk_redis_appendf(rd, "ZREMRANGEBYSCORE %s -inf %lld", wkeys.s, now - WORKER_GONE_MS) == 0;
+    for (int i = 0; ok && i < 4; i++) {
+        redisReply *r = wk_redis_get_reply(rd);
+        if (!r)
+            return;
+        if (r->type == REDIS_REPLY_ERROR)
+            fleet_log(FLEET_LOG_ERROR, "heartbeat refused", "error", r->str, NULL);
+        freeReplyObject(r);
+    }
+}
+
+static void deregister(wk_worker *w, wk_redis *rd)
+{
+    fleet_key wkeys = fleet_key_workers(&w->keys);
+    fleet_key me = fleet_key_worker(&w->keys, w->cfg.name);
+    redisReply *r;
+
+    if (wk_redis_ensure(rd) < 0)
+        return; /* the entries expire by themselves */
+    if ((r = wk_redis_cmdf(rd, "ZREM %s %s", wkeys.s, w->cfg.name)))
+        freeReplyObject(r);
+    if ((r = wk_redis_cmdf(rd, "DEL %s", me.s)))
+        freeReplyObject(r);
+    /* Leave the group only with nothing pending: DELCONSUMER drops pending entries,
+     * and those are jobs handed back for another worker to reclaim. */
+    r = wk_redis_cmdf(rd, "XPENDING %s %s - + 1 %s", w->stream.s, FLEET_GROUP, w->cfg.name);
+    bool none = r && r->type == REDIS_REPLY_ARRAY && r->elements == 0;
+    if (r)
+        freeReplyObject(r);
+    if (none && (r = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", w->stream.s, FLEET_GROUP,
+                                   w->cfg.name)))
+        freeReplyObject(r);
+}
+
+/* sweep_consumers deletes consumers idle for CONSUMER_IDLE_MS with nothing pending: live
+ * workers read every second, so these are workers that died. */
+static void sweep_consumers(wk_worker *w, wk_redis *rd)
+{
+    redisReply *r = wk_redis_cmdf(rd, "XINFO CONSUMERS %s %s", w->stream.s, FLEET_GROUP);
+    if (!r)
+        return;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *c = r->element[i];
+        const char *name = NULL;
+        long long pending = -1, idle = -1;
+        for (size_t k = 0; c->type == REDIS_REPLY_ARRAY && k + 1 < c->elements; k += 2) {
+            const redisReply *f = c->element[k], *v = c->element[k + 1];
+            if (f->type != REDIS_REPLY_STRING && f->type != REDIS_REPLY_STATUS)
+                continue;
+            if (strcmp(f->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                name = v->str;
+            else if (strcmp(f->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(f->str, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
+                idle = v->integer;
+        }
+        if (!name || pending != 0 || idle < CONSUMER_IDLE_MS || strcmp(name, w->cfg.name) == 0)
+            continue;
+        redisReply *d = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", w->stream.s, FLEET_GROUP,
+                                      name);
+        if (!d)
+            break;
+        fleet_log(FLEET_LOG_INFO, "removed an idle consumer with nothing pending", "consumer", name,
+                  NULL);
+        freeReplyObject(d);
+    }
+    freeReplyObject(r);
+}
+
+/* ---------------------------------------------------------------- watching --------- */
+
+/* watch_jobs reads each running job's state in one pipeline and records in ws[].stop
+ * what the main thread must know: cancel requested, or the lease is not ours any more.
+ * Read-only: the transitions stay with the scripts. */
+static void watch_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
+{
+    size_t sent = 0;
+    for (; sent < n; sent++) {
+        fleet_key jk = fleet_key_job(&w->keys, ws[sent].id);
+        if (wk_redis_appendf(rd, "HMGET %s status lease cancel_requested", jk.s) < 0)
+            break;
+    }
+    for (size_t i = 0; i < sent; i++) {
+        redisReply *r = wk_redis_get_reply(rd);
+        if (!r)
+            return;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+            const redisReply *st = r->element[0], *lease = r->element[1], *cr = r->element[2];
+            bool ours = st->type == REDIS_REPLY_STRING && strcmp(st->str, "running") == 0 &&
+                        lease->type == REDIS_REPLY_STRING && strcmp(lease->str, ws[i].token) == 0;
+            if (!ours)
+                ws[i].stop |= WK_STOP_STALE;
+            else if (cr->type == REDIS_REPLY_STRING && strcmp(cr->str, "1") == 0)
+                ws[i].stop |= WK_STOP_CANCEL;
+        }
+        freeReplyObject(r);
+    }
+}
+
+/* apply_stops ORs what watch_jobs found into the batch, if it is still the same batch.
+ * Called with w->mu held. */
+static void apply_stops(wk_worker *w, unsigned long gen, const watched *ws, size_t n)
+{
+    if (!w->batch || w->batch_gen != gen || w->nbatch != n)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (!ws[i].stop)
+            continue;
+        int before = atomic_fetch_or(&w->batch[i].stop, ws[i].stop);
+        if ((ws[i].stop & ~before) & WK_STOP_CANCEL)
+            fleet_log(FLEET_LOG_INFO, "cancel requested: stopping the job", "job_id", ws[i].id,
+                      NULL);
+        if ((ws[i].stop & ~before) & WK_STOP_STALE)
+            fleet_log(FLEET_LOG_WARN, "lease lost: stopping the job", "job_id", ws[i].id, NULL);
+    }
+}
+
+/* ---------------------------------------------------------------- the thread ------- */
+
+static void deadline_after(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void *keeper_main(void *arg)
+{
+    wk_worker *w = arg;
+    wk_redis rd;
+    watched *ws = calloc(w->max_batch, sizeof *ws);
+    long long last_hb = 0, next_watch = 0, next_sweep = wk_mono_ms() + SWEEP_MS;
+
+    if (!ws || wk_redis_init(&rd, w->cfg.redis_url, "keeper", KEEPER_TIMEOUT_MS) < 0) {
+        fleet_log(FLEET_LOG_ERROR, "keeper thread cannot start; no heartbeats", NULL);
+        free(ws);
+        return NULL;
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!w->keeper_quit) {
+        long long now = wk_mono_ms();
+        long wait = (long)(last_hb + HEARTBEAT_MS - now);
+        if (w->batch && next_watch - now < wait)
+            wait = (long)(next_watch - now);
+        if (!rd.c && wk_redis_retry_in_ms(&rd) > wait)
+            wait = wk_redis_retry_in_ms(&rd); /* nothing to do before the next reconnect try */
+        if (wait > 0 && !w->keeper_poked) {
+            struct timespec ts;
+            deadline_after(&ts, wait);
+            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            if (w->keeper_quit)
+                break;
+        }
+        bool poked = w->keeper_poked;
+        w->keeper_poked = false;
+        unsigned long gen = w->batch_gen;
+        size_t n = w->batch ? w->nbatch : 0;
+        for (size_t i = 0; i < n; i++) {
+            memcpy(ws[i].id, w->batch[i].e.job_id, sizeof ws[i].id);
+            memcpy(ws[i].token, w->batch[i].token, sizeof ws[i].token);
+            ws[i].stop = 0;
+        }
+        pthread_mutex_unlock(&w->mu);
+
+        /* Redis I/O without the lock: the main thread must never wait on it. */
+        now = wk_mono_ms();
+        bool watched_now = false;
+        if (wk_redis_ensure(&rd) == 0) {
+            if (now - last_hb >= HEARTBEAT_MS || (poked && now - last_hb >= POKE_MIN_MS)) {
+                write_heartbeat(w, &rd);
+                last_hb = now;
+            }
+            if (n > 0 && now >= next_watch) {
+                watch_jobs(w, &rd, ws, n);
+                next_watch = now + WATCH_MS;
+                watched_now = true;
+            }
+            if (now >= next_sweep) {
+                sweep_consumers(w, &rd);
+                next_sweep = now + SWEEP_MS;
+            }
+        }
+
+        pthread_mutex_lock(&w->mu);
+        if (watched_now)
+            apply_stops(w, gen, ws, n);
+    }
+    pthread_mutex_unlock(&w->mu);
+    deregister(w, &rd);
+    wk_redis_close(&rd);
+    free(ws);
+    return NULL;
+}
+
+int wk_keeper_start(wk_worker *w)
+{
+    sigset_t all, old;
+    /* Signals go to the main thread, whose sleeps and reads they are meant to cut short. */
+    sigemptyset(&all);
+    sigaddset(&all, SIGINT);
+    sigaddset(&all, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&w->keeper, NULL, keeper_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        fleet_log(FLEET_LOG_ERROR, "cannot start the keeper thread", "error", strerror(rc), NULL);
+        return -1;
+    }
+    w->keeper_started = true;
+    return 0;
+}
+
+void wk_keeper_poke(wk_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->keeper_poked = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void wk_keeper_stop(wk_worker *w)
+{
+    if (!w->keeper_started)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->keeper_quit = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->keeper, NULL);
+    w->keeper_started = false;
+}

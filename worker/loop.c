@@ -1,0 +1,314 @@
+/* loop.c: fleet-worker's main loop. Each turn reads up to max_batch entries of the model's
+ * stream in the consumer group (dynamic batching: after the first entry arrives it waits
+ * at most max_delay_ms for more), claims each job with the claim script, runs the claimed
+ * ones as one batch (batch.c) and finishes them.
+ *
+ * Entries that another worker took and never finished (it crashed) are taken over with
+ * XAUTOCLAIM once they have been pending for a lease; the claim script decides whether
+ * the job may run again. An entry left pending by a failed claim is retried the same way,
+ * so nothing read from the stream is forgotten.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleet/log.h"
+#include "worker.h"
+
+#define READ_BLOCK_MS 1000L /* shorter than the socket timeout (redis.h), see DEPENDENCIES.md */
+#define ERROR_PAUSE_MS 1000L
+
+/* ---------------------------------------------------------------- stream entries --- */
+
+static bool is_str(const redisReply *r)
+{
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+}
+
+/* ack_bad_entry removes an entry that does not name a valid job: it can never run, and
+ * left pending it would be reclaimed forever. */
+static void ack_bad_entry(wk_worker *w, const char *entry_id)
+{
+    fleet_log(FLEET_LOG_WARN, "stream entry without a valid job id dropped", "entry_id", entry_id,
+              NULL);
+    redisReply *r = wk_redis_cmdf(&w->rd, "XACK %s %s %s", w->stream.s, FLEET_GROUP, entry_id);
+    if (r)
+        freeReplyObject(r);
+    r = wk_redis_cmdf(&w->rd, "XDEL %s %s", w->stream.s, entry_id);
+    if (r)
+        freeReplyObject(r);
+}
+
+/* take_entries appends the [id, [field, value, ...]] items of arr to out[*n..max). */
+static void take_entries(wk_worker *w, const redisReply *arr, wk_entry *out, size_t *n, size_t max)
+{
+    if (!arr || arr->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < arr->elements && *n < max; i++) {
+        const redisReply *e = arr->element[i];
+        if (!e || e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !is_str(e->element[0]) ||
+            e->element[0]->len >= WK_ENTRY_ID_MAX)
+            continue;
+        const char *entry_id = e->element[0]->str;
+        const redisReply *f = e->element[1];
+        const char *job = NULL;
+        if (f && f->type == REDIS_REPLY_ARRAY)
+            for (size_t k = 0; k + 1 < f->elements; k += 2)
+                if (is_str(f->element[k]) && strcmp(f->element[k]->str, "job") == 0 &&
+                    is_str(f->element[k + 1]))
+                    job = f->element[k + 1]->str;
+        if (!job || !fleet_job_id_valid(job)) {
+            ack_bad_entry(w, entry_id);
+            continue;
+        }
+        wk_entry *dst = &out[(*n)++];
+        snprintf(dst->entry_id, sizeof dst->entry_id, "%s", entry_id);
+        snprintf(dst->job_id, sizeof dst->job_id, "%s", job);
+    }
+}
+
+/* ensure_group creates the consumer group (and the stream) unless it exists. Redone after
+ * each reconnect, since a restarted server without persistence has neither. */
+static int ensure_group(wk_worker *w)
+{
+    redisReply *r = wk_redis_cmdf(&w->rd, "XGROUP CREATE %s %s 0 MKSTREAM", w->stream.s,
+                                  FLEET_GROUP);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
+        fleet_log(FLEET_LOG_ERROR, "cannot create the consumer group", "stream", w->stream.s,
+                  "error", r->str, NULL);
+        rc = -1;
+    }
+    freeReplyObject(r);
+    if (rc == 0)
+        w->group_epoch = w->rd.epoch;
+    return rc;
+}
+
+/* reply_failed logs an error reply of a stream command and arranges what fixes it.
+ * Returns true when r was an error. */
+static bool reply_failed(wk_worker *w, const redisReply *r, const char *what)
+{
+    if (r->type != REDIS_REPLY_ERROR)
+        return false;
+    if (strncmp(r->str, "NOGROUP", 7) == 0) {
+        w->group_epoch = 0; /* the stream or group vanished (server restart, FLUSHALL) */
+        fleet_log(FLEET_LOG_WARN, "consumer group missing; recreating it", "stream", w->stream.s,
+                  NULL);
+    } else {
+        fleet_log(FLEET_LOG_ERROR, what, "stream", w->stream.s, "error", r->str, NULL);
+        wk_sleep_ms(ERROR_PAUSE_MS); /* a refused command would refuse again at once */
+    }
+    return true;
+}
+
+/* reclaim takes over entries pending longer than a lease (their worker died between
+ * reading and finishing) into out[*n..max). At most every few seconds. */
+static void reclaim(wk_worker *w, wk_entry *out, size_t *n, size_t max)
+{
+    long long now = wk_mono_ms();
+    if (now < w->next_reclaim_mono || *n >= max)
+        return;
+    long every = w->cfg.lease_ms / 4;
+    every = every < 1000 ? 1000 : every > 5000 ? 5000 : every;
+    w->next_reclaim_mono = now + every;
+
+    redisReply *r = wk_redis_cmdf(&w->rd, "XAUTOCLAIM %s %s %s %ld %s COUNT %lu", w->stream.s,
+                                  FLEET_GROUP, w->cfg.name, w->cfg.lease_ms, w->reclaim_cursor,
+                                  (unsigned long)(max - *n)); /* hiredis knows no %zu */
+    if (!r)
+        return;
+    if (reply_failed(w, r, "XAUTOCLAIM failed")) {
+        freeReplyObject(r);
+        return;
+    }
+    /* Redis 7: [next cursor, entries, ids of entries deleted while pending]. */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && is_str(r->element[0])) {
+        size_t before = *n;
+        snprintf(w->reclaim_cursor, sizeof w->reclaim_cursor, "%s", r->element[0]->str);
+        take_entries(w, r->element[1], out, n, max);
+        if (*n > before) {
+            char cnt[24];
+            snprintf(cnt, sizeof cnt, "%zu", *n - before);
+            fleet_log(FLEET_LOG_INFO, "reclaimed stream entries pending longer than a lease",
+                      "count", cnt, NULL);
+        }
+        if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY)
+            for (size_t i = 0; i < r->element[2]->elements; i++)
+                if (is_str(r->element[2]->element[i]))
+                    fleet_log(FLEET_LOG_WARN,
+                              "a pending stream entry was deleted; its job cannot be identified",
+                              "entry_id", r->element[2]->element[i]->str, NULL);
+    }
+    freeReplyObject(r);
+}
+
+/* read_entries fills out[0..max) from the stream: blocks up to READ_BLOCK_MS for the first
+ * entry, then up to max_delay_ms from that first arrival to fill the batch. */
+static size_t read_entries(wk_worker *w, wk_entry *out, size_t max)
+{
+    size_t n = 0;
+    long long fill_deadline = 0;
+
+    reclaim(w, out, &n, max);
+    while (n < max && !wk_stopping(w)) {
+        long block = READ_BLOCK_MS;
+        if (n > 0) {
+            if (w->cfg.max_delay_ms <= 0)
+                break;
+            long long now = wk_mono_ms();
+            if (!fill_deadline)
+                fill_deadline = now + w->cfg.max_delay_ms;
+            if (now >= fill_deadline)
+                break;
+            block = (long)(fill_deadline - now); /* >= 1: BLOCK 0 would wait forever */
+        }
+        redisReply *r = wk_redis_cmdf(&w->rd, "XREADGROUP GROUP %s %s COUNT %lu BLOCK %ld STREAMS %s >",
+                                      FLEET_GROUP, w->cfg.name, (unsigned long)(max - n), block,
+                                      w->stream.s);
+        if (!r)
+            break;
+        if (reply_failed(w, r, "XREADGROUP failed")) {
+            freeReplyObject(r);
+            break;
+        }
+        size_t before = n;
+        /* NIL on timeout; else [[stream, [entries...]]]. */
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+            r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2)
+            take_entries(w, r->element[0]->element[1], out, &n, max);
+        freeReplyObject(r);
+        if (n == before && n == 0)
+            break; /* an idle turn: let the loop check signals and heartbeats */
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- claiming --------- */
+
+/* claim_all claims entries[0..n) in one pipeline and sets up jobs[] for those that may
+ * run. Returns how many. The jobs' claim replies are the caller's to free. */
+static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job *jobs)
+{
+    fleet_cmd *cmds = calloc(n, sizeof *cmds);
+    redisReply **reps = calloc(n, sizeof *reps);
+    char (*tokens)[WK_TOKEN_LEN + 1] = calloc(n, sizeof *tokens);
+    size_t m = 0, k = 0;
+    const wk_entry **sent = calloc(n, sizeof *sent);
+
+    if (!cmds || !reps || !tokens || !sent) {
+        fleet_log(FLEET_LOG_ERROR, "out of memory claiming a batch; entries left for reclaim", NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (wk_token_new(tokens[m]) < 0) {
+            fleet_log(FLEET_LOG_ERROR, "no randomness for a lease token; entry left for reclaim",
+                      "job_id", entries[i].job_id, NULL);
+            continue;
+        }
+        fleet_claim cl = {.id = entries[i].job_id, .model = w->cfg.model,
+                          .entry_id = entries[i].entry_id, .worker = w->cfg.name,
+                          .token = tokens[m], .lease_ms = w->cfg.lease_ms,
+                          .queue_ttl_s = w->cfg.queue_ttl_s};
+        fleet_state_claim(&w->keys, &cl, &cmds[m]);
+        sent[m++] = &entries[i];
+    }
+    wk_redis_ensure(&w->rd); /* the read may have ended with the connection */
+    wk_redis_scripts(&w->rd, cmds, m, reps);
+    long long now = wk_mono_ms();
+    for (size_t i = 0; i < m; i++) {
+        const wk_entry *e = sent[i];
+        fleet_claimed got;
+        if (!reps[i]) {
+            fleet_log(FLEET_LOG_WARN, "claim reply lost with the connection; entry left for reclaim",
+                      "job_id", e->job_id, NULL);
+            continue;
+        }
+        switch (fleet_state_claim_reply(reps[i], &got)) {
+        case FLEET_CLAIM_OK: {
+            wk_job *j = &jobs[k++];
+            memset(j, 0, sizeof *j);
+            j->e = *e;
+            memcpy(j->token, tokens[i], sizeof j->token);
+            j->claim_reply = reps[i]; /* got.input points into it */
+            j->claimed = got;
+            j->started_mono = now;
+            atomic_init(&j->stop, 0);
+            reps[i] = NULL;
+            char att[24];
+            snprintf(att, sizeof att, "%ld", got.attempts);
+            fleet_log(FLEET_LOG_DEBUG, "job claimed", "job_id", e->job_id, "attempt", att, NULL);
+            continue;
+        }
+        case FLEET_CLAIM_GONE:
+            fleet_log(FLEET_LOG_INFO, "job expired while queued; entry dropped", "job_id",
+                      e->job_id, NULL);
+            break;
+        case FLEET_CLAIM_CANCELLED:
+            fleet_log(FLEET_LOG_INFO, "job was cancelled while queued; it will not run", "job_id",
+                      e->job_id, NULL);
+            break;
+        case FLEET_CLAIM_SKIP:
+            fleet_log(FLEET_LOG_DEBUG, "job not queued; entry left to its holder", "job_id",
+                      e->job_id, NULL);
+            break;
+        case FLEET_CLAIM_ERROR:
+            fleet_log(FLEET_LOG_ERROR, "claim script failed; entry left for reclaim", "job_id",
+                      e->job_id, "error",
+                      reps[i]->type == REDIS_REPLY_ERROR ? reps[i]->str : "unexpected reply", NULL);
+            break;
+        }
+        freeReplyObject(reps[i]);
+    }
+out:
+    free(cmds);
+    free(reps);
+    free(tokens);
+    free(sent);
+    return k;
+}
+
+/* ---------------------------------------------------------------- the loop --------- */
+
+void wk_loop_run(wk_worker *w)
+{
+    wk_entry *entries = calloc(w->max_batch, sizeof *entries);
+    wk_job *jobs = calloc(w->max_batch, sizeof *jobs);
+
+    if (!entries || !jobs) {
+        fleet_log(FLEET_LOG_ERROR, "out of memory", NULL);
+        goto out;
+    }
+    snprintf(w->reclaim_cursor, sizeof w->reclaim_cursor, "0-0");
+    while (!wk_stopping(w)) {
+        wk_keeper_poke(w);
+        if (wk_redis_ensure(&w->rd) < 0) {
+            long wait = wk_redis_retry_in_ms(&w->rd);
+            wk_sleep_ms(wait > 0 ? wait : 1);
+            continue;
+        }
+        if (w->group_epoch != w->rd.epoch && ensure_group(w) < 0) {
+            wk_sleep_ms(ERROR_PAUSE_MS);
+            continue;
+        }
+        size_t n = read_entries(w, entries, w->max_batch);
+        if (n == 0)
+            continue;
+        size_t k = claim_all(w, entries, n, jobs);
+        if (k > 0) {
+            char cnt[24];
+            snprintf(cnt, sizeof cnt, "%zu", k);
+            fleet_log(FLEET_LOG_DEBUG, "running a batch", "jobs", cnt, NULL);
+            wk_batch_run(w, jobs, k);
+        }
+        for (size_t i = 0; i < k; i++) {
+            freeReplyObject(jobs[i].claim_reply);
+            jobs[i].claim_reply = NULL;
+        }
+    }
+out:
+    free(entries);
+    free(jobs);
+}

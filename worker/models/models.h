@@ -1,0 +1,43 @@
+/* models.h: the models built into fleet-worker, and the pure parts of them that unit
+ * tests call directly (no Redis, no clock). */
+#ifndef WK_MODELS_H
+#define WK_MODELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../model.h"
+
+extern const fleet_model wk_model_echo;
+extern const fleet_model wk_model_sleep;
+
+/* wk_model_builtin returns the built-in model called name, or NULL. */
+const fleet_model *wk_model_builtin(const char *name);
+/* The built-in names separated by '|' ("echo|sleep"), for --help and error messages. */
+const char *wk_model_builtin_names(void);
+
+/* ---------------------------------------------------------------- sleep input ------ */
+
+#define WK_SLEEP_MAX_MS 3600000L /* one hour: a diagnostic job, not a way to park a worker */
+#define WK_SLEEP_MAX_STEPS 1000L
+
+typedef struct wk_sleep_input {
+    long ms;        /* 0..WK_SLEEP_MAX_MS, required */
+    long steps;     /* 1..WK_SLEEP_MAX_STEPS, default 1 */
+    bool fail;      /* "fail" given: fail with fail_msg after sleeping */
+    bool retryable; /* "retryable": true: that failure is transient (default false) */
+    char fail_msg[FLEET_MODEL_ERROR_MAX];
+} wk_sleep_input;
+
+/* wk_sleep_parse reads the sleep model's input, one msgpack map:
+ *   {"ms": N, "steps": K (optional), "fail": "message" (optional),
+ *    "retryable": bool (optional, only with "fail")}
+ * Returns 0, or -1 with a message naming the field in err ("input.ms must be a
+ * non-negative integer"). Unknown fields are refused so that typos do not pass. */
+int wk_sleep_parse(const char *buf, size_t len, wk_sleep_input *out, char *err, size_t errlen);
+
+/* wk_sleep_output packs {"slept_ms": ms, "steps": steps}. Returns 0 and a malloc'd
+ * buffer, or -1 (out of memory). */
+int wk_sleep_output(long ms, long steps, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,56 @@
+/* redis.h: fleet-worker's glue to hiredis' sync client (one connection per thread).
+ *
+ * Every call that talks to Redis returns NULL (or -1) when the connection is unusable;
+ * the context has then been freed and logged once, and the next wk_redis_ensure()
+ * reconnects with backoff (100 ms doubling to 2 s). Error replies (REDIS_REPLY_ERROR) are
+ * returned as replies: the connection is fine, the command was refused.
+ *
+ * Ownership: replies are the caller's; free them with freeReplyObject.
+ */
+#ifndef WK_REDIS_H
+#define WK_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+
+#include "fleet/state.h"
+
+typedef struct wk_redis {
+    redisContext *c; /* NULL while disconnected */
+    char host[256];
+    int port, db;
+    long timeout_ms;  /* socket timeout: longer than any BLOCK this connection sends */
+    const char *role; /* "main" or "keeper", for logs */
+    long backoff_ms;
+    long long next_try_mono;
+    bool down_logged; /* the current outage was already logged at warn level */
+    unsigned long epoch; /* counts successful connects: state tied to a connection (the
+                          * consumer group after a server restart) is redone when it moves */
+} wk_redis;
+
+/* Parses url. Returns 0, or -1 when it is not a redis:// URL. Connects nothing. */
+int wk_redis_init(wk_redis *r, const char *url, const char *role, long timeout_ms);
+/* Returns 0 when connected, after one connect attempt if the backoff allows it now;
+ * -1 otherwise. Never sleeps: see wk_redis_retry_in_ms. */
+int wk_redis_ensure(wk_redis *r);
+/* Milliseconds until wk_redis_ensure will try again (0: now). */
+long wk_redis_retry_in_ms(const wk_redis *r);
+void wk_redis_close(wk_redis *r);
+
+redisReply *wk_redis_cmd(wk_redis *r, int argc, const char **argv, const size_t *argvlen);
+redisReply *wk_redis_cmdf(wk_redis *r, const char *fmt, ...);
+
+/* Pipelining: append commands, then read one reply per command in order. */
+int wk_redis_appendf(wk_redis *r, const char *fmt, ...);
+redisReply *wk_redis_get_reply(wk_redis *r);
+
+/* wk_redis_script sends one state.h command as EVALSHA and, on NOSCRIPT, again as EVAL
+ * (which also loads the script for later EVALSHAs). c is changed to the EVAL form then. */
+redisReply *wk_redis_script(wk_redis *r, fleet_cmd *c);
+/* Sends n script commands in one pipeline and reads their replies into replies[0..n);
+ * NOSCRIPT ones are resent as EVAL one by one. Returns 0, or -1 when the connection was
+ * lost: the replies read before that stay in place (their commands ran), the others are
+ * NULL (they may or may not have run). */
+int wk_redis_scripts(wk_redis *r, fleet_cmd *cmds, size_t n, redisReply **replies);
+
+#endif

@@ -1,0 +1,158 @@
+/* worker.h: fleet-worker's internals, shared by its files (not a public header).
+ *
+ *   main.c       config, signals, model load, start and stop
+ *   loop.c       the main loop: read stream entries, claim, run a batch, finish
+ *   batch.c      one batch through the model ABI: progress/cancel callbacks, outcomes
+ *   heartbeat.c  the keeper thread: worker registration and watching running jobs
+ *   redis.c      hiredis sync glue: connect with backoff, script calls with NOSCRIPT retry
+ *   util.c       clocks, sleeps, lease tokens
+ *
+ * Threads: the main thread owns the batch and its Redis connection; the keeper thread
+ * has its own connection and only reads the batch's ids/tokens and sets stop bits, under
+ * wk_worker.mu (see wk_batch_view in heartbeat.c).
+ */
+#ifndef WK_WORKER_H
+#define WK_WORKER_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fleet/job.h"
+#include "fleet/keys.h"
+#include "fleet/state.h"
+#include "model.h"
+#include "redis.h"
+
+/* ---------------------------------------------------------------- config ----------- */
+
+typedef struct wk_config {
+    const char *redis_url;
+    const char *prefix;
+    const char *model;
+    const char *model_args;
+    const char *name;
+    const char *log_level;
+    long max_batch;
+    long max_delay_ms;
+    long lease_ms;
+    long queue_ttl_s;
+    long progress_interval_ms;
+    long grace_s;
+    long heartbeat_ms; /* not an option: 2000, shorter in tests through the environment */
+} wk_config;
+
+/* ---------------------------------------------------------------- jobs ------------- */
+
+/* Why a running job must stop; bits of wk_job.stop, set by whoever learns it first. */
+enum {
+    WK_STOP_CANCEL = 1 << 0,   /* the client asked: finish as cancelled */
+    WK_STOP_STALE = 1 << 1,    /* another attempt holds the job: write nothing more */
+    WK_STOP_TIMEOUT = 1 << 2,  /* ran past its timeout_s: finish as failed */
+    WK_STOP_SHUTDOWN = 1 << 3, /* grace period over: hand the job back unfinished */
+};
+
+#define WK_ENTRY_ID_MAX 48 /* "<ms>-<seq>": two 64-bit numbers and a dash */
+#define WK_TOKEN_LEN 32    /* 16 random bytes in hex */
+
+/* One stream entry read from the model's stream. */
+typedef struct wk_entry {
+    char entry_id[WK_ENTRY_ID_MAX];
+    char job_id[FLEET_ID_LEN + 1];
+} wk_entry;
+
+/* One claimed job of the current batch. Owned by the main thread; the keeper reads id and
+ * token (which do not change while the batch runs) and ORs bits into stop. */
+typedef struct wk_job {
+    wk_entry e;
+    char token[WK_TOKEN_LEN + 1];
+    redisReply *claim_reply; /* owns the input bytes that claimed.input points to */
+    fleet_claimed claimed;
+    long long started_mono;  /* when the claim succeeded */
+    long long last_progress_mono;
+    bool progress_down_logged;
+    atomic_int stop;
+} wk_job;
+
+/* ---------------------------------------------------------------- worker ----------- */
+
+typedef struct wk_worker {
+    wk_config cfg;
+    fleet_keys keys;
+    fleet_key stream;
+    char host[256];
+    const fleet_model *model;
+    void *model_state;
+    size_t max_batch; /* cfg.max_batch, lowered to the model's own limit */
+    long long started_ms;
+
+    wk_redis rd; /* the main thread's connection */
+    unsigned long group_epoch; /* rd.epoch when the consumer group was last ensured */
+    char reclaim_cursor[WK_ENTRY_ID_MAX];
+    long long next_reclaim_mono;
+
+    /* Shutdown: the handler sets signals; the main thread turns it into stop_deadline. */
+    volatile sig_atomic_t *signals;
+    long long stop_deadline_mono; /* 0 until a stop was asked; then when the grace ends */
+
+    /* Shared with the keeper thread. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    wk_job *batch; /* the running batch, NULL between batches (under mu) */
+    size_t nbatch;
+    unsigned long batch_gen; /* bumped for each batch, so a slow keeper never touches a newer one */
+    bool keeper_quit;
+    bool keeper_poked;
+    atomic_int busy;
+    atomic_long jobs_done;
+    pthread_t keeper;
+    bool keeper_started;
+} wk_worker;
+
+/* loop.c */
+void wk_loop_run(wk_worker *w);
+
+/* batch.c */
+/* wk_batch_run runs jobs[0..n) through the model and then finishes each one in Redis. */
+void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n);
+/* True when a stop was asked (signal) and the grace period has ended. */
+bool wk_stopping(wk_worker *w);
+bool wk_grace_over(wk_worker *w);
+
+/* wk_progress_due decides whether a progress report is written: always the final one
+ * (total > 0 and done >= total) and the first one, otherwise at most once per interval.
+ * Pure, for unit tests. */
+bool wk_progress_due(long long last_mono, long long now_mono, long interval_ms, long done,
+                     long total);
+
+/* What to do with a job once the model returned (pure, for unit tests). */
+typedef enum wk_disposition {
+    WK_FINISH,    /* write *status (and the result or error) with fleet_state_finish */
+    WK_HAND_BACK, /* write nothing: the lease expires and another attempt runs it */
+    WK_DROP,      /* write nothing: the lease is lost, another attempt owns the job */
+} wk_disposition;
+
+/* wk_disposition_of maps a model outcome and the job's stop bits to what the worker
+ * writes: status and, for failures, a message for the user in err. */
+wk_disposition wk_disposition_of(int outcome, int stop, long timeout_s, const char *model_error,
+                                 fleet_status *status, char *err, size_t errlen);
+
+/* heartbeat.c */
+int wk_keeper_start(wk_worker *w);
+/* Wakes the keeper so it may write a heartbeat now (at most once a second). */
+void wk_keeper_poke(wk_worker *w);
+/* Stops the keeper; it removes this worker's registration on the way out. */
+void wk_keeper_stop(wk_worker *w);
+
+/* util.c */
+long long wk_mono_ms(void);
+/* Sleeps ms, returning early when a signal arrives. */
+void wk_sleep_ms(long ms);
+/* Writes 32 hex characters of fresh randomness and a NUL. Returns 0, or -1. */
+int wk_token_new(char out[WK_TOKEN_LEN + 1]);
+/* True for a worker name usable in a key: 1..64 of [A-Za-z0-9_.-]. */
+bool wk_name_valid(const char *s);
+
+#endif
