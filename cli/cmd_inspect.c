@@ -100,8 +100,9 @@ static int stream_id_cmp(const char *a, const char *b) {
     return as < bs ? -1 : as > bs;
 }
 
-/* Where the job's stream entry stands in the consumer group: pending (delivered to a
- * worker and not acknowledged), acknowledged, undelivered, or trimmed. */
+/* Where the job's stream entry stands in the consumer group: "pending" (delivered to a
+ * worker, not acknowledged), "acknowledged" (still in the stream), "undelivered" (no
+ * worker has read it yet), or "gone" (acknowledged and deleted, or trimmed). */
 static json_t *gather_stream(redisContext *c, const fleet_keys *keys, const char *model,
                              const char *entry) {
     if (!fleet_model_name_valid(model)) return NULL;
@@ -135,10 +136,10 @@ static json_t *gather_stream(redisContext *c, const fleet_keys *keys, const char
         json_object_set_new(s, "deliveries", json_integer(row->element[3]->integer));
     } else if (pe && pe->type == REDIS_REPLY_ERROR) {
         /* NOGROUP: no worker has ever created the group for this model. */
-        json_object_set_new(s, "state", json_string(present ? "undelivered" : "trimmed"));
+        json_object_set_new(s, "state", json_string(present ? "undelivered" : "gone"));
         json_object_set_new(s, "note", json_string(pe->str));
     } else {
-        const char *state = present ? "undelivered" : "trimmed";
+        const char *state = present ? "undelivered" : "gone";
         redisReply *g = redisCommand(c, "XINFO GROUPS %s", sk.s);
         for (size_t i = 0; g && g->type == REDIS_REPLY_ARRAY && i < g->elements; i++) {
             redisReply *grp = g->element[i];
@@ -219,10 +220,13 @@ static void print_key(const json_t *k) {
 }
 
 static void print_stream(const json_t *s) {
+    const char *state = json_string_value(json_object_get(s, "state"));
     printf("stream %s  entry %s  group %s: %s", json_string_value(json_object_get(s, "key")),
            json_string_value(json_object_get(s, "entry_id")),
            json_string_value(json_object_get(s, "group")),
-           json_string_value(json_object_get(s, "state")));
+           strcmp(state, "gone") == 0 ? "gone (acknowledged and deleted, or trimmed)"
+           : strcmp(state, "undelivered") == 0 ? "undelivered (no worker has read it yet)"
+                                               : state);
     if (json_object_get(s, "consumer"))
         printf(" by %s, idle %lld ms, delivered %lld time(s)",
                json_string_value(json_object_get(s, "consumer")),

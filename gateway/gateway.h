@@ -31,6 +31,7 @@ typedef struct gw_config {
 } gw_config;
 
 typedef struct gw_redis gw_redis;
+typedef struct gw_conn gw_conn;
 
 typedef struct gw {
     struct event_base *base;
@@ -40,6 +41,7 @@ typedef struct gw {
     gw_redis *redis;
     char models[GW_MAX_MODELS][FLEET_KEY_MAX];
     int nmodels;
+    gw_conn *conns; /* live client connections, freed at shutdown */
 } gw;
 
 bool gw_model_known(const gw *g, const char *name);

@@ -80,9 +80,35 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdr, void *ar
     return EVHTP_RES_OK;
 }
 
-static evhtp_res on_accept(evhtp_connection_t *conn, void *arg) {
-    evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, arg);
+struct gw_conn {
+    gw *g;
+    evhtp_connection_t *conn;
+    gw_conn *prev, *next;
+};
+
+static evhtp_res on_connection_fini(evhtp_connection_t *conn, void *arg) {
+    gw_conn *c = arg;
+    if (c->prev) c->prev->next = c->next;
+    else c->g->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    free(c);
     return EVHTP_RES_OK;
+}
+
+static evhtp_res on_accept(evhtp_connection_t *conn, void *arg) {
+    gw *g = arg;
+    gw_conn *c = calloc(1, sizeof *c);
+    if (!c) return EVHTP_RES_ERROR;
+    *c = (gw_conn){.g = g, .conn = conn, .next = g->conns};
+    if (g->conns) g->conns->prev = c;
+    g->conns = c;
+    evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, g);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_connection_fini, c);
+    return EVHTP_RES_OK;
+}
+
+void gw_http_close_all(gw *g) {
+    while (g->conns) evhtp_connection_free(g->conns->conn); /* fini unlinks it */
 }
 
 void gw_http_install(gw *g, evhtp_callback_cb handler) {

@@ -34,6 +34,8 @@ typedef struct gw_req {
 
 /* Installs the per-request hooks on the server. */
 void gw_http_install(gw *g, evhtp_callback_cb handler);
+/* Frees every live client connection (evhtp_free does not), at shutdown. */
+void gw_http_close_all(gw *g);
 
 /* The gw_req of a request inside the handler (NULL if the headers hook did not run). */
 gw_req *gw_req_of(evhtp_request_t *req, void *cbarg);

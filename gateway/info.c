@@ -124,7 +124,7 @@ static void on_models(redisReply *rep, void *arg) {
             long b = strtol(w->element[3]->str, NULL, 10);
             if (b > max_batch) max_batch = b;
         }
-        json_t *o = json_pack("{s:s, s:b, s:i, s:i, s:I, s:I, s:s*, s:i}", "name", name,
+        json_t *o = json_pack("{s:s, s:b, s:i, s:i, s:I, s:I, s:s?, s:i}", "name", name,
                               "accepts_jobs", gw_model_known(r->g, name), "workers", live,
                               "busy_workers", busy, "queue_depth",
                               json_integer_value(json_object_get(m, "queued")), "running",

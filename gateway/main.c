@@ -132,6 +132,7 @@ out:
     if (sigterm) event_free(sigterm);
     if (sigint) event_free(sigint);
     if (G.htp) evhtp_unbind_socket(G.htp);
+    gw_http_close_all(&G);
     gw_redis_free(G.redis);
     if (G.htp) evhtp_free(G.htp);
     if (G.base) event_base_free(G.base);

@@ -76,7 +76,7 @@ int gw_submit_parse(const char *body, size_t len, const char *content_type, long
     if (len == 0)
         return BAD(p, "body is empty; send a JSON object with 'model' and 'input'");
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root)
         return refuse(p, 400, "invalid-json", "Body is not valid JSON",
                       "body is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,

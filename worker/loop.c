@@ -210,8 +210,7 @@ static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job 
         }
         fleet_claim cl = {.id = entries[i].job_id, .model = w->cfg.model,
                           .entry_id = entries[i].entry_id, .worker = w->cfg.name,
-                          .token = tokens[m], .lease_ms = w->cfg.lease_ms,
-                          .queue_ttl_s = w->cfg.queue_ttl_s};
+                          .token = tokens[m], .lease_ms = w->cfg.lease_ms};
         fleet_state_claim(&w->keys, &cl, &cmds[m]);
         sent[m++] = &entries[i];
     }

@@ -55,9 +55,6 @@ static int parse_config(wk_config *c, int argc, char **argv)
          "a claimed job's lease; pending entries older than this are taken over from dead "
          "workers",
          &c->lease_ms, 1000, 86400000},
-        {"queue-ttl", "FLEET_QUEUE_TTL", FLEET_OPT_INT, "86400",
-         "seconds a queued or running job's keys live (the gateway's must be the same)",
-         &c->queue_ttl_s, 60, 31536000},
         {"worker-name", "FLEET_WORKER_NAME", FLEET_OPT_STR, "",
          "this worker's consumer name, [A-Za-z0-9_.-]{1,64} (default: hostname-pid-random)",
          &c->name, 0, 0},

@@ -38,7 +38,6 @@ typedef struct wk_config {
     long max_batch;
     long max_delay_ms;
     long lease_ms;
-    long queue_ttl_s;
     long progress_interval_ms;
     long grace_s;
     long heartbeat_ms; /* not an option: 2000, shorter in tests through the environment */

@@ -17,7 +17,7 @@ redis.call('HSET', KEYS[1],
   'id', ARGV[1], 'status', 'queued', 'model', model, 'tenant', ARGV[4],
   'request_id', ARGV[5], 'priority', ARGV[6], 'created_ms', now, 'updated_ms', now,
   'attempts', 0, 'max_attempts', ARGV[11], 'queue_seq', seq, 'entry_id', entry,
-  'ttl_s', ARGV[9], 'timeout_s', ARGV[10])
+  'ttl_s', ARGV[9], 'timeout_s', ARGV[10], 'queue_ttl_s', ARGV[8])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[7]) end
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[8])

@@ -159,7 +159,6 @@ void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c)
     cmd_str(c, cl->worker);
     cmd_str(c, cl->token);
     cmd_fmt(c, "%ld", cl->lease_ms);
-    cmd_fmt(c, "%ld", cl->queue_ttl_s);
     cmd_str(c, cl->model);
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, cl->id);

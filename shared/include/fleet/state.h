@@ -99,7 +99,6 @@ typedef struct fleet_claim {
     const char *worker;
     const char *token;    /* the new lease token: random, unique per attempt */
     long lease_ms;
-    long queue_ttl_s;
 } fleet_claim;
 
 typedef enum fleet_claim_outcome {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs what fleet needs to build, test and run locally on Debian 12.
+# Idempotent: when every package is already installed it touches nothing (no apt-get).
+# Run as root, or as a user with sudo.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  libhiredis-dev libevent-dev libevhtp-dev libmsgpack-dev libcurl4-openssl-dev
+  libjansson-dev libssl-dev
+  redis-server redis-tools curl ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  if [[ "$status" != "installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "install-deps: not root and no sudo; install these as root: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+"${SUDO[@]}" apt-get update
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends "${PACKAGES[@]}"

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# local.sh: a whole fleet on this machine, for trying it out.
+#
+#   ./deploy/local.sh          install deps, build (release) into build/, start Redis (AOF),
+#                              fleet-gateway, an echo worker and a sleep worker
+#   ./deploy/local.sh stop     stop them all (by pidfile)
+#   ./deploy/local.sh status   show what runs
+#
+# Running it again restarts the fleet processes (Redis keeps running and keeps its data).
+# State lives in .fleet-local/ (redis/ data, logs/, run/ pidfiles).
+#
+# Environment:
+#   FLEET_LISTEN             gateway address            (default 127.0.0.1:8080)
+#   FLEET_LOCAL_REDIS_PORT   port of the local Redis    (default 6379)
+#   FLEET_PREFIX             key prefix                 (passed through when set)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+STATE="$ROOT/.fleet-local"
+LOGS="$STATE/logs"
+RUN="$STATE/run"
+REDIS_DIR="$STATE/redis"
+REDIS_PORT="${FLEET_LOCAL_REDIS_PORT:-6379}"
+REDIS_PIDFILE="$REDIS_DIR/redis.pid"
+LISTEN="${FLEET_LISTEN:-127.0.0.1:8080}"
+LISTEN_PORT="${LISTEN##*:}"
+LISTEN_HOST="${LISTEN%:*}"
+case "$LISTEN_HOST" in
+  "" | 0.0.0.0 | "*" | "[::]") URL_HOST=127.0.0.1 ;;
+  *) URL_HOST="$LISTEN_HOST" ;;
+esac
+URL="http://$URL_HOST:$LISTEN_PORT"
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+# name:binary:args, one per fleet process
+PROCS=(
+  "gateway:fleet-gateway:"
+  "worker-echo:fleet-worker:--model echo"
+  "worker-sleep:fleet-worker:--model sleep"
+)
+
+say() { printf 'local.sh: %s\n' "$*"; }
+die() { printf 'local.sh: %s\n' "$*" >&2; exit 1; }
+
+# pid_matches PID BINARY: true when PID is alive and runs BINARY (so a stale pidfile whose
+# pid was reused by another program is never killed).
+pid_matches() {
+  local pid=$1 bin=$2
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$bin"
+}
+
+# stop_pidfile FILE BINARY: SIGTERM, up to 15 s for a graceful exit, then SIGKILL.
+stop_pidfile() {
+  local file=$1 bin=$2 pid i
+  [[ -f "$file" ]] || return 0
+  pid=$(cat "$file" 2>/dev/null || true)
+  if pid_matches "$pid" "$bin"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "$bin (pid $pid) ignored SIGTERM for 15 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    say "stopped $(basename "$file" .pid) (pid $pid)"
+  fi
+  rm -f "$file"
+}
+
+stop_fleet() {
+  local entry name bin
+  # workers first, so that they hand their jobs back while Redis still runs
+  for ((i = ${#PROCS[@]} - 1; i >= 0; i--)); do
+    entry=${PROCS[$i]}
+    name=${entry%%:*}
+    bin=$(cut -d: -f2 <<<"$entry")
+    stop_pidfile "$RUN/$name.pid" "$bin"
+  done
+}
+
+redis_answers() { redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+
+# True when the Redis on REDIS_PORT is the one this script started (its pid is in our
+# pidfile).
+redis_is_ours() {
+  [[ -f "$REDIS_PIDFILE" ]] || return 1
+  local pid served
+  pid=$(cat "$REDIS_PIDFILE" 2>/dev/null || true)
+  pid_matches "$pid" redis-server || return 1
+  served=$(redis-cli -p "$REDIS_PORT" info server 2>/dev/null | tr -d '\r' |
+    sed -n 's/^process_id://p')
+  [[ "$served" == "$pid" ]]
+}
+
+stop_redis() {
+  if redis_is_ours; then
+    local pid
+    pid=$(cat "$REDIS_PIDFILE")
+    # SHUTDOWN (not SAVE: persistence is the AOF) flushes the AOF and exits.
+    redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    say "stopped redis-server (pid $pid)"
+  fi
+}
+
+start_redis() {
+  mkdir -p "$REDIS_DIR" "$LOGS"
+  if redis_answers; then
+    if redis_is_ours; then
+      say "reusing redis-server on port $REDIS_PORT (pid $(cat "$REDIS_PIDFILE"))"
+      return 0
+    fi
+    die "another Redis already answers on port $REDIS_PORT (not started by local.sh); stop it, or choose another port: FLEET_LOCAL_REDIS_PORT=6380 $0"
+  fi
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+    --dir "$REDIS_DIR" --pidfile "$REDIS_PIDFILE" --daemonize yes \
+    --appendonly yes --appendfsync everysec --save "" \
+    --logfile "$LOGS/redis.log"
+  for ((i = 0; i < 100; i++)); do
+    redis_answers && redis_is_ours && break
+    sleep 0.1
+  done
+  redis_is_ours || { tail -n 20 "$LOGS/redis.log" >&2 || true; die "redis-server did not start on port $REDIS_PORT"; }
+  say "started redis-server on port $REDIS_PORT (AOF on, appendfsync everysec, data in ${REDIS_DIR#"$ROOT"/})"
+}
+
+build() {
+  cmake -S . -B build -DFLEET_TESTS=OFF -DFLEET_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build -j"$(nproc)"
+  local b
+  for b in fleet-gateway fleet-worker; do
+    [[ -x "build/bin/$b" ]] || die "build/bin/$b was not built"
+  done
+}
+
+start_one() {
+  local name=$1 bin=$2 args=$3
+  local -a argv
+  read -r -a argv <<<"$args"
+  local -a envs=("FLEET_REDIS_URL=$REDIS_URL")
+  [[ "$bin" == fleet-gateway ]] && envs+=("FLEET_LISTEN=$LISTEN")
+  # nohup: the process survives this shell and its terminal.
+  env "${envs[@]}" nohup "$ROOT/build/bin/$bin" "${argv[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+  say "started $name (pid $!): build/bin/$bin ${args}"
+}
+
+print_tails() {
+  local f
+  for f in "$LOGS"/*.log; do
+    [[ -f "$f" ]] || continue
+    printf '\n--- %s (last 30 lines) ---\n' "${f#"$ROOT"/}" >&2
+    tail -n 30 "$f" >&2 || true
+  done
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + 20)) gw_pid
+  gw_pid=$(cat "$RUN/gateway.pid")
+  while ((SECONDS < deadline)); do
+    if ! pid_matches "$gw_pid" fleet-gateway; then
+      print_tails
+      die "fleet-gateway exited during startup (logs above)"
+    fi
+    if curl -fsS --max-time 2 "$URL/readyz" >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  print_tails
+  die "fleet-gateway did not answer $URL/readyz within 20 s (logs above)"
+}
+
+start() {
+  ./deploy/install-deps.sh
+  build
+  mkdir -p "$LOGS" "$RUN" "$REDIS_DIR"
+  stop_fleet
+  if curl -fsS --max-time 2 -o /dev/null "$URL/healthz" 2>/dev/null; then
+    die "something else already answers on $URL; stop it or set FLEET_LISTEN=127.0.0.1:8081"
+  fi
+  start_redis
+  local entry name bin args
+  for entry in "${PROCS[@]}"; do
+    name=${entry%%:*}
+    bin=$(cut -d: -f2 <<<"$entry")
+    args=$(cut -d: -f3- <<<"$entry")
+    start_one "$name" "$bin" "$args"
+  done
+  wait_ready
+  sleep 0.3
+  for entry in "${PROCS[@]}"; do
+    name=${entry%%:*}
+    bin=$(cut -d: -f2 <<<"$entry")
+    if ! pid_matches "$(cat "$RUN/$name.pid")" "$bin"; then
+      print_tails
+      die "$name exited right after starting (logs above)"
+    fi
+  done
+
+  cat <<EOT
+
+fleet is running at $URL  (Redis: $REDIS_URL)
+
+Try it (a sleep job of 3 s in 3 steps; poll its status, then fetch the result):
+
+  id=\$(curl -s -X POST $URL/v1/jobs -H 'Content-Type: application/json' \\
+        -d '{"model":"sleep","input":{"ms":3000,"steps":3}}' | sed -n 's/.*"id": *"\\([^"]*\\)".*/\\1/p')
+  curl -s $URL/v1/jobs/\$id            # status, progress
+  curl -s $URL/v1/jobs/\$id/result     # 425 until it is done, then {"slept_ms":3000,"steps":3}
+
+EOT
+  if [[ -x build/bin/fleetctl ]]; then
+    cat <<EOT
+Or with the CLI:
+
+  build/bin/fleetctl --url $URL submit echo '{"hello":"world"}'
+  build/bin/fleetctl --url $URL wait <id>
+
+EOT
+  fi
+  cat <<EOT
+Logs:  ${LOGS#"$ROOT"/}/  (gateway.log, worker-echo.log, worker-sleep.log, redis.log)
+Stop:  ./deploy/local.sh stop
+EOT
+}
+
+status() {
+  local entry name bin pid
+  for entry in "${PROCS[@]}"; do
+    name=${entry%%:*}
+    bin=$(cut -d: -f2 <<<"$entry")
+    pid=$(cat "$RUN/$name.pid" 2>/dev/null || true)
+    if pid_matches "$pid" "$bin"; then
+      say "$name: running (pid $pid)"
+    else
+      say "$name: not running"
+    fi
+  done
+  if redis_is_ours; then
+    say "redis-server: running on port $REDIS_PORT (pid $(cat "$REDIS_PIDFILE"))"
+  else
+    say "redis-server: not running (ours) on port $REDIS_PORT"
+  fi
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop)
+    stop_fleet
+    stop_redis
+    ;;
+  status) status ;;
+  -h | --help | help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$1' (use: start, stop, status)" ;;
+esac

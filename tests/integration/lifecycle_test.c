@@ -1,0 +1,183 @@
+/* lifecycle_test.c: a job from submit to result, through the HTTP API (docs/api.md).
+ * Each case starts its own Redis, gateway and workers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+
+#define WAIT_MS 30000
+
+/* An input that exercises the JSON -> msgpack -> JSON round trip: nesting, UTF-8 (raw and
+ * escaped, including a surrogate pair), integers beyond 2^53, negative and fractional
+ * numbers, booleans, null, empty containers and escapes. (No 1.0-style reals: JSON does
+ * not distinguish 1.0 from 1, so neither does this test.) */
+static const char *const RICH_INPUT =
+    "{\"text\": \"h\\u00e9llo w\xc3\xb6rld \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e "
+    "\\ud83d\\ude00 \\\"quoted\\\" back\\\\slash\\ttab\\nnewline\","
+    " \"numbers\": [0, -17, 42, 9007199254740993, -9223372036854775808, 3.25, -0.5,"
+    " 6.02e23, 1e-7],"
+    " \"flags\": {\"yes\": true, \"no\": false, \"nothing\": null},"
+    " \"nested\": {\"a\": {\"b\": {\"c\": [[1, [2, [3, {\"d\": \"deep\"}]]]]}}},"
+    " \"empty\": {\"obj\": {}, \"arr\": [], \"str\": \"\"},"
+    " \"\xc3\xbcnic\xc3\xb8" "de key\": 1}";
+
+TL_TEST(echo_job_lifecycle_returns_its_input) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
+    const char *body = tl_printf("{\"model\": \"echo\", \"input\": %s}", RICH_INPUT);
+    tl_resp *r = tl_post(f, "/v1/jobs", body);
+    ASSERT_HTTP_STATUS(r, 202);
+    ASSERT_STR_CONTAINS(r->content_type, "application/json");
+    const char *id = tl_jstr(r->json, "id");
+    ASSERT_NOT_NULL(id);
+    ASSERT_EQ_INT(strlen(id), 26);
+    const char *self = tl_printf("/v1/jobs/%s", id);
+    const char *location = tl_resp_header(r, "Location");
+    ASSERT_NOT_NULL(location);
+    ASSERT_EQ_STR(location, self);
+    ASSERT_EQ_STR(tl_jstr(r->json, "status"), "queued");
+    ASSERT_EQ_STR(tl_jstr(r->json, "model"), "echo");
+    ASSERT_EQ_STR(tl_jstr(r->json, "priority"), "normal");
+    ASSERT_NOT_NULL(tl_jstr(r->json, "created_at"));
+    ASSERT_GE_INT(tl_jint(r->json, "queue_position"), 1);
+    ASSERT_EQ_STR(tl_jstr(r->json, "links.self"), self);
+    ASSERT_EQ_STR(tl_jstr(r->json, "links.result"), tl_printf("%s/result", self));
+
+    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    ASSERT_EQ_STR(tl_jstr(job, "id"), id);
+    ASSERT_EQ_STR(tl_jstr(job, "model"), "echo");
+    ASSERT_NOT_NULL(tl_jstr(job, "created_at"));
+    ASSERT_NOT_NULL(tl_jstr(job, "started_at"));
+    ASSERT_NOT_NULL(tl_jstr(job, "finished_at"));
+    ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
+    ASSERT_NULL(tl_jget(job, "error"));
+    ASSERT_NULL(tl_jget(job, "queue_position"));
+
+    tl_resp *res = tl_get(f, tl_printf("/v1/jobs/%s/result", id));
+    ASSERT_HTTP_STATUS(res, 200);
+    ASSERT_STR_CONTAINS(res->content_type, "application/json");
+    ASSERT_NOT_NULL(res->json);
+    ASSERT_EQ_JSON(res->json, tl_json(RICH_INPUT));
+}
+
+TL_TEST(echo_result_as_msgpack_on_request) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
+    const char *id = tl_job_submit(f, "echo", "{\"a\": 1}");
+    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    tl_resp *r = tl_request(f, tl_printf("/v1/jobs/%s/result", id),
+                            (tl_req){.headers = {"Accept: application/msgpack"}});
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_STR_CONTAINS(r->content_type, "application/msgpack");
+    /* {"a": 1} in msgpack: fixmap(1) fixstr(1) "a" positive fixint 1 */
+    ASSERT_EQ_INT(r->body_len, 4);
+    ASSERT_TRUE(memcmp(r->body, "\x81\xa1\x61\x01", 4) == 0);
+}
+
+typedef struct progress_watch {
+    tl_fleet *f;
+    const char *id;
+    bool seen_mid;      /* status running with 1 <= progress.done <= 4 */
+    long long done, total;
+    bool seen_425;      /* GET result answered 425 while it ran */
+    bool finished_early;
+    char last[2048];
+} progress_watch;
+
+static bool watch_progress(void *arg) {
+    progress_watch *w = arg;
+    tl_resp *r = tl_get(w->f, tl_printf("/v1/jobs/%s", w->id));
+    ASSERT_HTTP_STATUS(r, 200);
+    snprintf(w->last, sizeof(w->last), "%s", r->body);
+    const char *st = tl_jstr(r->json, "status");
+    if (tl_status_is_final(st)) {
+        w->finished_early = true;
+        return true;
+    }
+    if (st && strcmp(st, "running") == 0 && tl_jis_int(r->json, "progress.done")) {
+        long long done = tl_jint(r->json, "progress.done");
+        if (done >= 1 && done <= 4) {
+            w->seen_mid = true;
+            w->done = done;
+            w->total = tl_jis_int(r->json, "progress.total") ? tl_jint(r->json, "progress.total") : -1;
+            tl_resp *res = tl_get(w->f, tl_printf("/v1/jobs/%s/result", w->id));
+            w->seen_425 = res->status == 425;
+            if (!w->seen_425)
+                tl_log("GET result while running answered %ld: %s", res->status, res->body);
+            return true;
+        }
+    }
+    return false;
+}
+
+TL_TEST(sleep_job_shows_progress_while_running_then_succeeds) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
+    const char *id = tl_job_submit(f, "sleep", "{\"ms\": 1500, \"steps\": 5}");
+    progress_watch w = {.f = f, .id = id};
+    ASSERT_TRUE(tl_wait_for(watch_progress, &w, WAIT_MS));
+    if (w.finished_early)
+        FAILF("the job finished before any mid-run progress was seen; last: %s", w.last);
+    ASSERT_TRUE(w.seen_mid);
+    ASSERT_EQ_INT(w.total, 5);
+    ASSERT_TRUE(w.seen_425);
+
+    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    ASSERT_NOT_NULL(tl_jstr(job, "started_at"));
+    ASSERT_NOT_NULL(tl_jstr(job, "finished_at"));
+    tl_resp *res = tl_get(f, tl_printf("/v1/jobs/%s/result", id));
+    ASSERT_HTTP_STATUS(res, 200);
+    ASSERT_EQ_JSON(res->json, tl_json("{\"slept_ms\": 1500, \"steps\": 5}"));
+}
+
+TL_TEST(result_of_a_queued_job_is_425_with_retry_after) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0}); /* no worker: it stays queued */
+    const char *id = tl_job_submit(f, "echo", "{\"x\": 1}");
+    tl_resp *r = tl_get(f, tl_printf("/v1/jobs/%s/result", id));
+    ASSERT_PROBLEM(r, 425);
+    const char *ra = tl_resp_header(r, "Retry-After");
+    ASSERT_NOT_NULL(ra);
+    ASSERT_GE_INT(atoi(ra), 1);
+    ASSERT_EQ_STR(tl_jstr(tl_job_get(f, id), "status"), "queued");
+}
+
+TL_TEST(delete_of_a_finished_job_is_409) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
+    const char *id = tl_job_submit(f, "echo", "{\"x\": 2}");
+    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    tl_resp *r = tl_delete(f, tl_printf("/v1/jobs/%s", id));
+    ASSERT_PROBLEM(r, 409);
+    /* The refusal changed nothing: the job and its result are still there. */
+    ASSERT_EQ_STR(tl_jstr(tl_job_get(f, id), "status"), "succeeded");
+    tl_resp *res = tl_get(f, tl_printf("/v1/jobs/%s/result", id));
+    ASSERT_HTTP_STATUS(res, 200);
+    ASSERT_EQ_JSON(res->json, tl_json("{\"x\": 2}"));
+}
+
+TL_TEST(unknown_ids_are_404_whether_well_formed_or_not) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    static const char *const ids[] = {
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV",       /* a valid ULID that was never submitted */
+        "not-a-job-id",                     /* malformed */
+        "01ARZ3NDEKTSV4RRFFQ69G5FA",        /* one character short */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAVX",      /* one character long */
+        "%7B%7D*",                          /* key-pattern characters */
+        NULL,
+    };
+    for (int i = 0; ids[i]; i++) {
+        tl_log("id %s", ids[i]);
+        ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s", ids[i])), 404);
+        ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/result", ids[i])), 404);
+        ASSERT_PROBLEM(tl_delete(f, tl_printf("/v1/jobs/%s", ids[i])), 404);
+    }
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(echo_job_lifecycle_returns_its_input),
+        TL_CASE(echo_result_as_msgpack_on_request),
+        TL_CASE(sleep_job_shows_progress_while_running_then_succeeds),
+        TL_CASE(result_of_a_queued_job_is_425_with_retry_after),
+        TL_CASE(delete_of_a_finished_job_is_409),
+        TL_CASE(unknown_ids_are_404_whether_well_formed_or_not),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}

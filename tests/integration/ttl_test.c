@@ -1,0 +1,102 @@
+/* ttl_test.c: "Nothing grows without bound: every job key has a TTL" (DESIGN.md), checked
+ * on the real keys (docs/redis.md) in every state of a job, and the keys without a TTL are
+ * only the few shared ones bounded by the number of models, tenants and workers. */
+#include <stdio.h>
+#include <string.h>
+
+#include "testlib.h"
+
+#define WAIT_MS 30000
+
+/* Asserts that at least one key holds id, that each has a TTL in (0, max_ttl], and that
+ * every key of the database starts with the fleet's "{prefix}" hash tag. Returns the
+ * number of the job's keys. */
+static size_t check_job_keys(tl_fleet *f, const char *id, long long max_ttl, const char *when) {
+    tl_strlist keys = tl_redis_keys(f->rc, "*");
+    const char *tag = tl_printf("{%s}", f->prefix);
+    size_t n = 0;
+    for (size_t i = 0; i < keys.n; i++) {
+        const char *k = keys.v[i];
+        if (strncmp(k, tag, strlen(tag)) != 0)
+            FAILF("%s: key %s does not start with the prefix tag %s", when, k, tag);
+        if (!strstr(k, id)) continue;
+        n++;
+        long long ttl = tl_redis_int(f->rc, "TTL %s", k);
+        tl_log("%s: %s TTL %lld", when, k, ttl);
+        if (ttl <= 0) FAILF("%s: key %s has TTL %lld (expected > 0)", when, k, ttl);
+        if (ttl > max_ttl)
+            FAILF("%s: key %s has TTL %lld (expected at most %lld)", when, k, ttl, max_ttl);
+    }
+    if (n == 0) FAILF("%s: no key in Redis contains the job id %s", when, id);
+    return n;
+}
+
+/* Keys without a TTL must be one of the shared ones of docs/redis.md. */
+static void check_keys_without_ttl(tl_fleet *f) {
+    tl_strlist keys = tl_redis_keys(f->rc, "*");
+    const char *tag = tl_printf("{%s}:", f->prefix);
+    size_t tl = strlen(tag);
+    for (size_t i = 0; i < keys.n; i++) {
+        const char *k = keys.v[i];
+        if (tl_redis_int(f->rc, "TTL %s", k) != -1) continue;
+        const char *rest = strncmp(k, tag, tl) == 0 ? k + tl : "";
+        bool shared = strcmp(rest, "queues") == 0 || strcmp(rest, "stats") == 0 ||
+                      strcmp(rest, "workers") == 0 || strncmp(rest, "stream:", 7) == 0;
+        tl_log("no TTL: %s", k);
+        if (!shared) FAILF("key %s has no TTL and is not one of the shared keys", k);
+    }
+}
+
+static const char *submit_with_ttl(tl_fleet *f, const char *model, const char *input, int ttl_s) {
+    tl_resp *r = tl_post(f, "/v1/jobs", tl_printf("{\"model\": \"%s\", \"input\": %s, \"ttl_s\": %d}",
+                                                  model, input, ttl_s));
+    ASSERT_HTTP_STATUS(r, 202);
+    ASSERT_EQ_INT(tl_jint(r->json, "ttl_s"), ttl_s);
+    return tl_jstr(r->json, "id");
+}
+
+TL_TEST(job_keys_have_a_ttl_while_queued_and_after_succeeding) {
+    /* FLEET_QUEUE_TTL bounds the keys while queued or running. */
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_QUEUE_TTL=3600"}});
+    const char *id = submit_with_ttl(f, "echo", "{\"keep\": \"me\"}", 120);
+    check_job_keys(f, id, 3600, "queued");
+    check_keys_without_ttl(f);
+
+    tl_fleet_add_worker(f, "echo");
+    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    /* Once finished, the job and its result live ttl_s (120 s). */
+    check_job_keys(f, id, 120, "succeeded");
+    check_keys_without_ttl(f);
+    json_t *job = tl_job_get(f, id);
+    ASSERT_EQ_INT(tl_jint(job, "ttl_s"), 120);
+}
+
+TL_TEST(job_keys_have_a_ttl_while_running) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .gateway_env = {"FLEET_QUEUE_TTL=3600"}});
+    const char *id = submit_with_ttl(f, "sleep", "{\"ms\": 60000, \"steps\": 600}", 90);
+    tl_job_wait_status(f, id, "running", WAIT_MS);
+    check_job_keys(f, id, 3600, "running");
+    check_keys_without_ttl(f);
+    tl_resp *r = tl_delete(f, tl_printf("/v1/jobs/%s", id));
+    ASSERT_HTTP_STATUS(r, 202);
+    tl_job_wait_status(f, id, "cancelled", WAIT_MS);
+    check_job_keys(f, id, 90, "cancelled while running");
+}
+
+TL_TEST(job_keys_have_a_ttl_after_a_queued_cancel) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    const char *id = submit_with_ttl(f, "sleep", "{\"ms\": 10, \"steps\": 1}", 75);
+    ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s", id)), 200);
+    check_job_keys(f, id, 75, "cancelled while queued");
+    check_keys_without_ttl(f);
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(job_keys_have_a_ttl_while_queued_and_after_succeeding),
+        TL_CASE(job_keys_have_a_ttl_while_running),
+        TL_CASE(job_keys_have_a_ttl_after_a_queued_cancel),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}

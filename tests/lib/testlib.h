@@ -1,0 +1,376 @@
+/* testlib.h: fleet's small test harness (library target fleet_testlib).
+ *
+ * A test executable lists its cases explicitly and hands them to tl_main():
+ *
+ *     TL_TEST(echo_roundtrip) {
+ *         tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
+ *         const char *id = tl_job_submit(f, "echo", "{\"a\":1}");
+ *         json_t *job = tl_job_wait_status(f, id, "succeeded", 20000);
+ *         ASSERT_EQ_STR(tl_jstr(job, "model"), "echo");
+ *     }
+ *
+ *     int main(int argc, char **argv) {
+ *         static const tl_case cases[] = {TL_CASE(echo_roundtrip)};
+ *         return tl_main(argc, argv, cases, TL_COUNT(cases));
+ *     }
+ *
+ * A case function that is not listed is an unused static function, which -Werror turns
+ * into a build error, so a case cannot be forgotten.
+ *
+ * Each case runs in its own forked process and process group, with its own temporary
+ * directory (tl_tmpdir()). Everything a case starts (redis-server, fleet-gateway,
+ * fleet-worker) is stopped when the case ends, passes or fails; those processes also die
+ * with the test (PR_SET_PDEATHSIG) if it is killed. A failed assertion prints both sides
+ * with file:line, the last lines of every process log of the case, keeps the temporary
+ * directory for inspection, and ends the case. The executable prints one line per case
+ * and then "N passed, M failed"; it exits 0 when nothing failed, 77 when every case was
+ * skipped (ctest SKIP_RETURN_CODE), 1 otherwise.
+ *
+ *   ./it_lifecycle_test                 run every case
+ *   ./it_lifecycle_test NAME...         run only the cases whose name contains NAME
+ *   TL_NOFORK=1 ./it_lifecycle_test X   run in-process (for gdb); ends at a failure or skip
+ *   TL_KEEP=1                           keep temporary directories of passing cases too
+ *   TL_CASE_TIMEOUT_S=N                 per-case limit (default 60 s)
+ *   FLEET_TEST_BIN_DIR=DIR              find fleet binaries there instead of FLEET_BIN_DIR
+ *
+ * Memory: everything the harness returns (responses, parsed JSON, Redis replies, strings
+ * from tl_printf) is owned by the harness and freed when the case ends; tests never free.
+ * Waiting is always tl_wait_for() with a deadline, never a bare sleep.
+ */
+#ifndef FLEET_TESTLIB_H
+#define FLEET_TESTLIB_H
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ------------------------------------------------------------ cases and runner ------ */
+
+typedef struct tl_case {
+    const char *name;
+    void (*fn)(void);
+} tl_case;
+
+#define TL_TEST(name) static void name(void)
+#define TL_CASE(name) {#name, name}
+#define TL_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+int tl_main(int argc, char **argv, const tl_case *cases, size_t ncases);
+
+/* The current case's temporary directory (created empty for each case). */
+const char *tl_tmpdir(void);
+/* The current case's name. */
+const char *tl_case_name(void);
+
+/* Registers fn(arg) to run when the case ends (last registered runs first). */
+void tl_defer(void (*fn)(void *), void *arg);
+
+/* n zeroed bytes owned by the harness. */
+void *tl_alloc(size_t n);
+/* printf into a string owned by the harness. */
+char *tl_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints a progress note (indented, prefixed with the case name). */
+void tl_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Ends the case as failed / skipped. Never return. */
+void tl_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+void tl_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#define FAILF(...) tl_fail(__FILE__, __LINE__, __VA_ARGS__)
+#define TL_SKIP(...) tl_skip(__VA_ARGS__)
+
+/* ------------------------------------------------------------ assertions ------------ */
+
+/* Every assertion evaluates each argument exactly once and prints both sides. */
+#define ASSERT_TRUE(c)                                                                     \
+    do {                                                                                   \
+        if (!(c)) FAILF("ASSERT_TRUE(%s) is false", #c);                                   \
+    } while (0)
+#define ASSERT_FALSE(c)                                                                    \
+    do {                                                                                   \
+        if (c) FAILF("ASSERT_FALSE(%s) is true", #c);                                      \
+    } while (0)
+
+#define TL__CMP_INT(a, op, b)                                                              \
+    do {                                                                                   \
+        long long tl__a = (long long)(a), tl__b = (long long)(b);                          \
+        if (!(tl__a op tl__b))                                                             \
+            FAILF("ASSERT(%s %s %s): %lld %s %lld is false", #a, #op, #b, tl__a, #op,     \
+                  tl__b);                                                                  \
+    } while (0)
+#define ASSERT_EQ_INT(a, b) TL__CMP_INT(a, ==, b)
+#define ASSERT_NE_INT(a, b) TL__CMP_INT(a, !=, b)
+#define ASSERT_LT_INT(a, b) TL__CMP_INT(a, <, b)
+#define ASSERT_LE_INT(a, b) TL__CMP_INT(a, <=, b)
+#define ASSERT_GT_INT(a, b) TL__CMP_INT(a, >, b)
+#define ASSERT_GE_INT(a, b) TL__CMP_INT(a, >=, b)
+
+void tl__assert_str(const char *file, int line, const char *ea, const char *eb, const char *a,
+                    const char *b, bool want_equal);
+void tl__assert_contains(const char *file, int line, const char *ehay, const char *eneedle,
+                         const char *hay, const char *needle, bool ci);
+#define ASSERT_EQ_STR(a, b) tl__assert_str(__FILE__, __LINE__, #a, #b, (a), (b), true)
+#define ASSERT_NE_STR(a, b) tl__assert_str(__FILE__, __LINE__, #a, #b, (a), (b), false)
+/* hay contains needle (hay NULL fails). _CI: ignoring ASCII case. */
+#define ASSERT_STR_CONTAINS(hay, needle)                                                   \
+    tl__assert_contains(__FILE__, __LINE__, #hay, #needle, (hay), (needle), false)
+#define ASSERT_STR_CONTAINS_CI(hay, needle)                                                \
+    tl__assert_contains(__FILE__, __LINE__, #hay, #needle, (hay), (needle), true)
+
+#define ASSERT_NULL(p)                                                                     \
+    do {                                                                                   \
+        const void *tl__p = (const void *)(p);                                             \
+        if (tl__p != NULL) FAILF("ASSERT_NULL(%s): is %p", #p, tl__p);                     \
+    } while (0)
+#define ASSERT_NOT_NULL(p)                                                                 \
+    do {                                                                                   \
+        if ((const void *)(p) == NULL) FAILF("ASSERT_NOT_NULL(%s): is NULL", #p);          \
+    } while (0)
+
+/* JSON equality by value (json_equal); prints both documents. */
+void tl__assert_json(const char *file, int line, const char *ea, const char *eb,
+                     const json_t *a, const json_t *b);
+#define ASSERT_EQ_JSON(a, b) tl__assert_json(__FILE__, __LINE__, #a, #b, (a), (b))
+
+/* ------------------------------------------------------------ waiting --------------- */
+
+/* Polls cond(arg) (first at once, then every few ms) until it returns true or deadline_ms
+ * pass. Returns whether it became true. */
+bool tl_wait_for(bool (*cond)(void *arg), void *arg, int deadline_ms);
+#define ASSERT_WAIT_FOR(cond, arg, deadline_ms)                                            \
+    do {                                                                                   \
+        if (!tl_wait_for((cond), (arg), (deadline_ms)))                                    \
+            FAILF("%s(%s) did not become true within %d ms", #cond, #arg, (deadline_ms));  \
+    } while (0)
+/* Milliseconds on the monotonic clock (for deadlines, never for assertions). */
+int64_t tl_now_ms(void);
+
+/* ------------------------------------------------------------ files ----------------- */
+
+/* Reads a whole file into a harness-owned NUL-terminated string; NULL if unreadable. */
+char *tl_read_file(const char *path, size_t *len);
+/* Writes the last n lines of a file to stdout, each indented. */
+void tl_print_tail(const char *path, int n);
+/* Where fleet binaries live: $FLEET_TEST_BIN_DIR or the build's FLEET_BIN_DIR. */
+const char *tl_bin_dir(void);
+/* The full path of a fleet binary and whether it exists and is executable. */
+const char *tl_bin_path(const char *name);
+bool tl_bin_exists(const char *name);
+
+/* ------------------------------------------------------------ processes ------------- */
+
+/* A loopback TCP port that was free a moment ago (bind 127.0.0.1:0, read, close). */
+int tl_free_port(void);
+
+typedef struct tl_proc {
+    char name[64];
+    pid_t pid;
+    char log_path[4096];     /* stdout and stderr, unless split below */
+    char err_path[4096];     /* stderr when spawned with split output, else "" */
+    bool reaped;
+    int status;              /* waitpid status once reaped */
+    bool checked;            /* a fleet binary: a crash or sanitizer report fails the case */
+    bool stopped_by_us;
+} tl_proc;
+
+typedef struct tl_spawn_opts {
+    const char *name;        /* for messages and log file names; unique within a case */
+    const char *path;        /* executable */
+    const char *const *argv; /* NULL-terminated, argv[0] included */
+    const char *const *env;  /* NULL-terminated "NAME=value" overrides of the environment */
+    bool split_stderr;       /* stdout to <name>.out, stderr to <name>.err */
+    bool checked;            /* see tl_proc.checked */
+} tl_spawn_opts;
+
+/* fork/execve with the case's environment plus overrides; output goes to
+ * <tmpdir>/<name>.log. The process is stopped when the case ends. Fails the case if it
+ * cannot be started. */
+tl_proc *tl_spawn(const tl_spawn_opts *o);
+/* True while the process runs (reaps it if it has exited). */
+bool tl_proc_alive(tl_proc *p);
+/* Waits up to deadline_ms for the process to exit by itself. Returns true if it did
+ * (p->status is then valid). */
+bool tl_proc_wait(tl_proc *p, int deadline_ms);
+/* SIGTERM, then SIGKILL after grace_ms. Returns the waitpid status. */
+int tl_proc_stop(tl_proc *p, int grace_ms);
+/* SIGKILL at once (a crash, as kill -9 does). */
+void tl_proc_kill9(tl_proc *p);
+/* "exited with code 3", "killed by signal 6 (Aborted)", "running". Harness-owned. */
+const char *tl_proc_describe(tl_proc *p);
+
+typedef struct tl_cmd_result {
+    int status;     /* waitpid status */
+    int exit_code;  /* -1 if killed by a signal */
+    char *out;      /* stdout, harness-owned */
+    char *err;      /* stderr, harness-owned */
+} tl_cmd_result;
+
+/* Runs a command to completion (killing it after deadline_ms, which fails the case). */
+tl_cmd_result tl_run_cmd(const char *name, const char *path, const char *const *argv,
+                         const char *const *env, int deadline_ms);
+
+/* ------------------------------------------------------------ redis ----------------- */
+
+typedef struct tl_redis {
+    tl_proc *proc;
+    int port;
+    char dir[4096];
+    char url[64];   /* redis://127.0.0.1:<port> */
+    bool appendonly;
+} tl_redis;
+
+typedef struct tl_redis_opts {
+    bool appendonly; /* --appendonly yes (appendfsync always), else no persistence */
+} tl_redis_opts;
+
+/* Starts a throwaway redis-server on a free loopback port in <tmpdir>/redis-<n>, waits
+ * until it answers, checks that it is our process and that its database is empty
+ * (refuses to continue otherwise). Stopped when the case ends. */
+tl_redis *tl_redis_start(const tl_redis_opts *o);
+/* Stops it (SIGTERM: a clean shutdown that writes the AOF) / kill -9s it. */
+void tl_redis_stop(tl_redis *r);
+void tl_redis_kill9(tl_redis *r);
+/* Starts it again on the same port and directory (data survives only with AOF). */
+void tl_redis_restart(tl_redis *r);
+
+/* A sync hiredis connection, closed when the case ends. Fails the case if it cannot
+ * connect. */
+redisContext *tl_redis_connect(tl_redis *r);
+/* Runs a command; fails the case on a connection error or an error reply (unless
+ * allow_error). The reply is freed when the case ends. */
+redisReply *tl_redis_cmd(redisContext *c, const char *fmt, ...);
+redisReply *tl_redis_cmd_allow_error(redisContext *c, const char *fmt, ...);
+redisReply *tl_redis_cmdargv(redisContext *c, int argc, const char **argv);
+long long tl_redis_int(redisContext *c, const char *fmt, ...);
+
+typedef struct tl_strlist {
+    size_t n;
+    char **v; /* harness-owned */
+} tl_strlist;
+
+/* KEYS <pattern>, sorted. */
+tl_strlist tl_redis_keys(redisContext *c, const char *pattern);
+bool tl_strlist_contains(const tl_strlist *l, const char *s);
+
+/* ------------------------------------------------------------ HTTP ------------------ */
+
+typedef struct tl_header {
+    char *name;
+    char *value;
+} tl_header;
+
+typedef struct tl_resp {
+    long status;          /* 0 never: a transport error fails the case */
+    char *body;           /* NUL-terminated */
+    size_t body_len;
+    tl_header *headers;   /* of the final response */
+    size_t nheaders;
+    json_t *json;         /* body parsed as JSON when it parses, else NULL */
+    const char *content_type; /* "" when absent */
+} tl_resp;
+
+typedef struct tl_req {
+    const char *method;        /* default "GET", or "POST" when there is a body */
+    const char *url;           /* absolute */
+    const char *body;          /* NULL: no body */
+    size_t body_len;           /* 0: strlen(body) */
+    const char *content_type;  /* default "application/json" when there is a body;
+                                  "" sends no Content-Type at all */
+    const char *headers[16];   /* extra "Name: value" lines, NULL-terminated */
+    int timeout_ms;            /* default 30000 */
+} tl_req;
+
+/* One request on a fresh connection (closed afterwards). Fails the case on a transport
+ * error, naming any fleet process of the case that has died. */
+tl_resp *tl_http(const tl_req *req);
+/* Like tl_http, but returns NULL on a transport error and writes it to err. */
+tl_resp *tl_http_try(const tl_req *req, char *err, size_t errlen);
+/* Percent-encodes s for a URL query value (harness-owned). */
+const char *tl_urlencode(const char *s);
+/* A response header by name (case-insensitive); NULL when absent. */
+const char *tl_resp_header(const tl_resp *r, const char *name);
+
+/* Asserts the status, printing the body when it differs. */
+void tl__assert_status(const char *file, int line, const tl_resp *r, long want,
+                       const char *what);
+#define ASSERT_HTTP_STATUS(resp, want) tl__assert_status(__FILE__, __LINE__, (resp), (want), #resp)
+/* Asserts an RFC 9457 problem: the status, Content-Type application/problem+json, and a
+ * body with type, title, status (equal), detail (non-empty) and request_id (equal to the
+ * X-Request-ID header). Returns the detail. */
+const char *tl__assert_problem(const char *file, int line, const tl_resp *r, long want,
+                               const char *what);
+#define ASSERT_PROBLEM(resp, want) tl__assert_problem(__FILE__, __LINE__, (resp), (want), #resp)
+
+/* ------------------------------------------------------------ JSON ------------------ */
+
+/* Parses text (fails the case on a syntax error); freed when the case ends. */
+json_t *tl_json(const char *text);
+/* Hands a reference to the harness (json_decref at case end); returns j. */
+json_t *tl_json_own(json_t *j);
+/* Compact text of j, harness-owned ("(null)" for NULL). */
+const char *tl_json_text(const json_t *j);
+/* Follows a dotted path of object keys ("progress.done"); NULL when absent. */
+json_t *tl_jget(const json_t *j, const char *path);
+/* The string at path, or NULL when absent or not a string. */
+const char *tl_jstr(const json_t *j, const char *path);
+/* The integer at path; fails the case when absent or not an integer. */
+long long tl_jint(const json_t *j, const char *path);
+/* True when path holds an integer. */
+bool tl_jis_int(const json_t *j, const char *path);
+
+/* ------------------------------------------------------------ fleet ----------------- */
+
+#define TL_MAX_WORKERS 8
+
+typedef struct tl_fleet_opts {
+    const char *workers[TL_MAX_WORKERS]; /* models of the workers to start, e.g. {"echo"} */
+    const char *gateway_env[16];         /* extra "NAME=value" for the gateway */
+    const char *worker_env[16];          /* extra "NAME=value" for every worker */
+    bool appendonly;                     /* Redis with AOF */
+    const char *prefix;                  /* default: a fresh "t<random>" */
+} tl_fleet_opts;
+
+typedef struct tl_fleet {
+    tl_redis *redis;
+    tl_proc *gateway;
+    tl_proc *workers[TL_MAX_WORKERS];
+    int nworkers;
+    int gateway_port;
+    char url[64];          /* http://127.0.0.1:<port> */
+    char prefix[40];
+    tl_fleet_opts opts;
+    redisContext *rc;      /* a sync connection to the fleet's Redis */
+} tl_fleet;
+
+/* Starts Redis, the gateway (waiting until GET /readyz answers 200) and the workers.
+ * Fails the case otherwise, also when a binary has not been built. */
+tl_fleet *tl_fleet_start(const tl_fleet_opts *o);
+/* Starts (another) gateway on the fleet's Redis: FLEET_REDIS_URL, FLEET_PREFIX,
+ * FLEET_LISTEN=127.0.0.1:<free port>, plus opts.gateway_env; waits for /readyz. */
+void tl_fleet_start_gateway(tl_fleet *f);
+/* Starts `fleet-worker --model <model>` with FLEET_REDIS_URL, FLEET_PREFIX,
+ * FLEET_MAX_DELAY_MS=0 plus opts.worker_env. Returns it. */
+tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model);
+
+/* Requests against the fleet's gateway. path starts with "/". */
+tl_resp *tl_get(tl_fleet *f, const char *path);
+tl_resp *tl_post(tl_fleet *f, const char *path, const char *json_body);
+tl_resp *tl_delete(tl_fleet *f, const char *path);
+/* Any request; req->url is ignored and built from path. */
+tl_resp *tl_request(tl_fleet *f, const char *path, tl_req req);
+
+/* POST /v1/jobs {"model": model, "input": <input_json>}; asserts 202 and returns the id. */
+const char *tl_job_submit(tl_fleet *f, const char *model, const char *input_json);
+/* GET /v1/jobs/{id}; asserts 200 and returns the job object. */
+json_t *tl_job_get(tl_fleet *f, const char *id);
+/* Polls the job until its status is want; fails the case if it reaches another final
+ * status, or not want within deadline_ms (printing the last job object). */
+json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int deadline_ms);
+/* True for succeeded, failed, cancelled. */
+bool tl_status_is_final(const char *s);
+
+#endif

@@ -1,0 +1,204 @@
+/* tl_fleet.c: a whole fleet for one case (Redis, gateway, workers) and job helpers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tl_internal.h"
+
+#define TL__READY_DEADLINE_MS 30000
+
+static int tl__gateway_seq, tl__worker_seq;
+
+static void tl__need_binary(const char *name) {
+    if (!tl_bin_exists(name))
+        FAILF("%s not found or not executable in %s: build it first (cmake --build <build>), "
+              "or point FLEET_TEST_BIN_DIR at the binaries",
+              name, tl_bin_dir());
+}
+
+/* Copies a NULL-terminated list of "NAME=value" into out (at most max-1 entries) after
+ * the entries already there. Returns the new count. */
+static int tl__env_append(const char **out, int n, int max, const char *const *add, int addmax) {
+    for (int i = 0; i < addmax && add[i]; i++) {
+        if (n >= max - 1) FAILF("too many environment overrides");
+        out[n++] = add[i];
+    }
+    out[n] = NULL;
+    return n;
+}
+
+typedef struct tl__ready_probe {
+    tl_fleet *f;
+    tl_proc *p;
+    int port;
+    long last_status;
+    char last_err[512];
+} tl__ready_probe;
+
+static bool tl__gateway_ready(void *arg) {
+    tl__ready_probe *pr = arg;
+    if (!tl_proc_alive(pr->p)) return true;
+    tl_req req = {.url = tl_printf("http://127.0.0.1:%d/readyz", pr->port), .timeout_ms = 2000};
+    tl_resp *r = tl__http_poll(&req, pr->last_err, sizeof(pr->last_err));
+    if (!r) return false;
+    pr->last_status = r->status;
+    tl__http_poll_free(r);
+    return pr->last_status == 200;
+}
+
+void tl_fleet_start_gateway(tl_fleet *f) {
+    tl__need_binary("fleet-gateway");
+    const char *path = tl_bin_path("fleet-gateway");
+    for (int attempt = 0;; attempt++) {
+        int port = tl_free_port();
+        const char *env[40];
+        int n = 0;
+        env[n++] = tl_printf("FLEET_REDIS_URL=%s", f->redis->url);
+        env[n++] = tl_printf("FLEET_LISTEN=127.0.0.1:%d", port);
+        env[n++] = tl_printf("FLEET_PREFIX=%s", f->prefix);
+        env[n] = NULL;
+        tl__env_append(env, n, 40, f->opts.gateway_env, 16);
+        const char *argv[] = {path, NULL};
+        tl_spawn_opts o = {.name = tl_printf("gateway-%d", ++tl__gateway_seq),
+                           .path = path, .argv = argv, .env = env, .checked = true};
+        tl_proc *p = tl_spawn(&o);
+        tl__ready_probe pr = {.f = f, .p = p, .port = port, .last_status = 0};
+        bool ok = tl_wait_for(tl__gateway_ready, &pr, TL__READY_DEADLINE_MS);
+        if (ok && tl_proc_alive(p)) {
+            f->gateway = p;
+            f->gateway_port = port;
+            snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d", port);
+            return;
+        }
+        if (!tl_proc_alive(p)) {
+            char *log = tl_read_file(p->log_path, NULL);
+            if (log && strstr(log, "in use") && attempt < 3) {
+                tl_log("gateway port %d was taken; trying another", port);
+                continue;
+            }
+            FAILF("fleet-gateway exited during startup: %s", tl_proc_describe(p));
+        }
+        FAILF("fleet-gateway on port %d not ready within %d ms (last GET /readyz: %s%ld%s%s)",
+              port, TL__READY_DEADLINE_MS, pr.last_status ? "HTTP " : "", pr.last_status,
+              pr.last_err[0] ? ", " : "", pr.last_err);
+    }
+}
+
+tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model) {
+    tl__need_binary("fleet-worker");
+    if (f->nworkers >= TL_MAX_WORKERS) FAILF("too many workers");
+    const char *path = tl_bin_path("fleet-worker");
+    const char *env[40];
+    int n = 0;
+    env[n++] = tl_printf("FLEET_REDIS_URL=%s", f->redis->url);
+    env[n++] = tl_printf("FLEET_PREFIX=%s", f->prefix);
+    env[n++] = "FLEET_MAX_DELAY_MS=0";
+    env[n] = NULL;
+    tl__env_append(env, n, 40, f->opts.worker_env, 16);
+    const char *argv[] = {path, "--model", model, NULL};
+    tl_spawn_opts o = {.name = tl_printf("worker-%s-%d", model, ++tl__worker_seq), .path = path,
+                       .argv = argv, .env = env, .checked = true};
+    tl_proc *p = tl_spawn(&o);
+    f->workers[f->nworkers++] = p;
+    return p;
+}
+
+tl_fleet *tl_fleet_start(const tl_fleet_opts *o) {
+    tl__need_binary("fleet-gateway");
+    for (int i = 0; i < TL_MAX_WORKERS && o && o->workers[i]; i++) tl__need_binary("fleet-worker");
+    tl_fleet *f = tl__xmalloc(sizeof(*f));
+    memset(f, 0, sizeof(*f));
+    tl_defer(free, f);
+    if (o) f->opts = *o;
+    if (f->opts.prefix)
+        snprintf(f->prefix, sizeof(f->prefix), "%s", f->opts.prefix);
+    else
+        snprintf(f->prefix, sizeof(f->prefix), "t%x%x", (unsigned)getpid() & 0xffffu,
+                 (unsigned)(tl_now_ms() & 0xffffu));
+    f->redis = tl_redis_start(&(tl_redis_opts){.appendonly = f->opts.appendonly});
+    f->rc = tl_redis_connect(f->redis);
+    tl_fleet_start_gateway(f);
+    for (int i = 0; i < TL_MAX_WORKERS && f->opts.workers[i]; i++)
+        tl_fleet_add_worker(f, f->opts.workers[i]);
+    return f;
+}
+
+/* ------------------------------------------------------------ requests -------------- */
+
+tl_resp *tl_request(tl_fleet *f, const char *path, tl_req req) {
+    req.url = tl_printf("%s%s", f->url, path);
+    return tl_http(&req);
+}
+
+tl_resp *tl_get(tl_fleet *f, const char *path) {
+    return tl_request(f, path, (tl_req){.method = "GET"});
+}
+
+tl_resp *tl_post(tl_fleet *f, const char *path, const char *json_body) {
+    return tl_request(f, path, (tl_req){.method = "POST", .body = json_body});
+}
+
+tl_resp *tl_delete(tl_fleet *f, const char *path) {
+    return tl_request(f, path, (tl_req){.method = "DELETE"});
+}
+
+/* ------------------------------------------------------------ jobs ------------------ */
+
+const char *tl_job_submit(tl_fleet *f, const char *model, const char *input_json) {
+    const char *body = tl_printf("{\"model\":\"%s\",\"input\":%s}", model, input_json);
+    tl_resp *r = tl_post(f, "/v1/jobs", body);
+    ASSERT_HTTP_STATUS(r, 202);
+    const char *id = tl_jstr(r->json, "id");
+    if (!id || !id[0]) FAILF("submit answered 202 without an \"id\": %s", r->body);
+    return id;
+}
+
+json_t *tl_job_get(tl_fleet *f, const char *id) {
+    tl_resp *r = tl_get(f, tl_printf("/v1/jobs/%s", id));
+    ASSERT_HTTP_STATUS(r, 200);
+    if (!json_is_object(r->json)) FAILF("GET /v1/jobs/%s: not a JSON object: %s", id, r->body);
+    return r->json;
+}
+
+bool tl_status_is_final(const char *s) {
+    return s && (strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 ||
+                 strcmp(s, "cancelled") == 0);
+}
+
+json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int deadline_ms) {
+    tl_req req = {.url = tl_printf("%s/v1/jobs/%s", f->url, id)};
+    int64_t end = tl_now_ms() + deadline_ms;
+    int step = 5;
+    char err[1024];
+    for (;;) {
+        tl_resp *r = tl__http_poll(&req, err, sizeof(err));
+        if (!r) {
+            const char *dead = tl__procs_dead_summary();
+            FAILF("GET /v1/jobs/%s: %s%s%s", id, err, dead[0] ? "; died: " : "", dead);
+        }
+        if (r->status != 200) {
+            tl_resp *kept = tl_http(&req); /* a deferred copy for the message */
+            tl__http_poll_free(r);
+            FAILF("GET /v1/jobs/%s answered %ld while waiting for \"%s\": %s", id, kept->status,
+                  want, kept->body);
+        }
+        const char *st = tl_jstr(r->json, "status");
+        if (st && strcmp(st, want) == 0) {
+            json_t *job = json_incref(r->json);
+            tl__http_poll_free(r);
+            return tl_json_own(job);
+        }
+        if (tl_status_is_final(st) || tl_now_ms() >= end) {
+            const char *text = tl_printf("%s", r->body);
+            bool final = tl_status_is_final(st);
+            tl__http_poll_free(r);
+            if (final)
+                FAILF("job %s reached \"%s\" while waiting for \"%s\": %s", id, st, want, text);
+            FAILF("job %s not \"%s\" within %d ms; last: %s", id, want, deadline_ms, text);
+        }
+        tl__http_poll_free(r);
+        tl__sleep_ms(step);
+        if (step < 40) step *= 2;
+    }
+}
