@@ -21,16 +21,18 @@ void gw_info_readyz(gw_req *r) {
 static const char *const counters[] = {"queued", "running", "submitted", "succeeded",
                                        "failed", "cancelled", "expired"};
 
+static json_t *zero_counts(void) {
+    json_t *m = json_object();
+    for (size_t j = 0; j < sizeof counters / sizeof *counters; j++)
+        json_object_set_new(m, counters[j], json_integer(0));
+    return m;
+}
+
 /* Builds {"<model>": {counter: n, ...}} for the configured models from the stats hash
  * (fields "<model>:<counter>"). Models not configured here but present are shown too. */
 static json_t *stats_by_model(const gw *g, const redisReply *stats) {
     json_t *models = json_object();
-    for (int i = 0; i < g->nmodels; i++) {
-        json_t *m = json_object();
-        for (size_t j = 0; j < sizeof counters / sizeof *counters; j++)
-            json_object_set_new(m, counters[j], json_integer(0));
-        json_object_set_new(models, g->models[i], m);
-    }
+    for (int i = 0; i < g->nmodels; i++) json_object_set_new(models, g->models[i], zero_counts());
     for (size_t i = 0; stats && i + 1 < stats->elements; i += 2) {
         const char *field = stats->element[i]->str;
         const char *colon = field ? strrchr(field, ':') : NULL;
@@ -40,9 +42,7 @@ static json_t *stats_by_model(const gw *g, const redisReply *stats) {
         model[colon - field] = '\0';
         json_t *m = json_object_get(models, model);
         if (!m) {
-            m = json_object();
-            for (size_t j = 0; j < sizeof counters / sizeof *counters; j++)
-                json_object_set_new(m, counters[j], json_integer(0));
+            m = zero_counts();
             json_object_set_new(models, model, m);
         }
         long long v = strtoll(stats->element[i + 1]->str ? stats->element[i + 1]->str : "0", NULL, 10);

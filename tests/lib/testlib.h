@@ -350,10 +350,12 @@ typedef struct tl_fleet {
  * Fails the case otherwise, also when a binary has not been built. */
 tl_fleet *tl_fleet_start(const tl_fleet_opts *o);
 /* Starts (another) gateway on the fleet's Redis: FLEET_REDIS_URL, FLEET_PREFIX,
- * FLEET_LISTEN=127.0.0.1:<free port>, plus opts.gateway_env; waits for /readyz. */
+ * FLEET_LISTEN=127.0.0.1:<free port> (opts.gateway_env entries of the same name replace
+ * these), plus opts.gateway_env; waits for /readyz. */
 void tl_fleet_start_gateway(tl_fleet *f);
 /* Starts `fleet-worker --model <model>` with FLEET_REDIS_URL, FLEET_PREFIX,
- * FLEET_MAX_DELAY_MS=0 plus opts.worker_env. Returns it. */
+ * FLEET_MAX_DELAY_MS=0, FLEET_GRACE_S=2, each replaced by an entry of opts.worker_env with
+ * the same name, plus the rest of opts.worker_env. Returns it. */
 tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model);
 
 /* Requests against the fleet's gateway. path starts with "/". */

@@ -17,15 +17,30 @@ static void tl__need_binary(const char *name) {
               name, tl_bin_dir());
 }
 
-/* Copies a NULL-terminated list of "NAME=value" into out (at most max-1 entries) after
- * the entries already there. Returns the new count. */
-static int tl__env_append(const char **out, int n, int max, const char *const *add, int addmax) {
-    for (int i = 0; i < addmax && add[i]; i++) {
+static bool tl__same_name(const char *a, const char *b) {
+    const char *ea = strchr(a, '='), *eb = strchr(b, '=');
+    size_t na = ea ? (size_t)(ea - a) : strlen(a), nb = eb ? (size_t)(eb - b) : strlen(b);
+    return na == nb && strncmp(a, b, na) == 0;
+}
+
+/* out = defaults (NULL-terminated), each replaced by an entry of the same name in add
+ * (at most addmax, NULL-terminated), then the other entries of add. */
+static void tl__env_merge(const char **out, int max, const char *const *defaults,
+                          const char *const *add, int addmax) {
+    int n = 0;
+    for (int i = 0; defaults[i]; i++) {
+        bool replaced = false;
+        for (int j = 0; j < addmax && add[j]; j++)
+            if (tl__same_name(defaults[i], add[j])) replaced = true;
+        if (replaced) continue;
         if (n >= max - 1) FAILF("too many environment overrides");
-        out[n++] = add[i];
+        out[n++] = defaults[i];
+    }
+    for (int j = 0; j < addmax && add[j]; j++) {
+        if (n >= max - 1) FAILF("too many environment overrides");
+        out[n++] = add[j];
     }
     out[n] = NULL;
-    return n;
 }
 
 typedef struct tl__ready_probe {
@@ -52,13 +67,14 @@ void tl_fleet_start_gateway(tl_fleet *f) {
     const char *path = tl_bin_path("fleet-gateway");
     for (int attempt = 0;; attempt++) {
         int port = tl_free_port();
+        const char *defaults[] = {
+            tl_printf("FLEET_REDIS_URL=%s", f->redis->url),
+            tl_printf("FLEET_LISTEN=127.0.0.1:%d", port),
+            tl_printf("FLEET_PREFIX=%s", f->prefix),
+            NULL,
+        };
         const char *env[40];
-        int n = 0;
-        env[n++] = tl_printf("FLEET_REDIS_URL=%s", f->redis->url);
-        env[n++] = tl_printf("FLEET_LISTEN=127.0.0.1:%d", port);
-        env[n++] = tl_printf("FLEET_PREFIX=%s", f->prefix);
-        env[n] = NULL;
-        tl__env_append(env, n, 40, f->opts.gateway_env, 16);
+        tl__env_merge(env, 40, defaults, f->opts.gateway_env, 16);
         const char *argv[] = {path, NULL};
         tl_spawn_opts o = {.name = tl_printf("gateway-%d", ++tl__gateway_seq),
                            .path = path, .argv = argv, .env = env, .checked = true};
@@ -89,13 +105,17 @@ tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model) {
     tl__need_binary("fleet-worker");
     if (f->nworkers >= TL_MAX_WORKERS) FAILF("too many workers");
     const char *path = tl_bin_path("fleet-worker");
+    const char *defaults[] = {
+        tl_printf("FLEET_REDIS_URL=%s", f->redis->url),
+        tl_printf("FLEET_PREFIX=%s", f->prefix),
+        "FLEET_MAX_DELAY_MS=0",
+        /* A worker stopped while a job runs hands it back after this grace period; the
+         * harness allows 10 s for a SIGTERM to take effect. */
+        "FLEET_GRACE_S=2",
+        NULL,
+    };
     const char *env[40];
-    int n = 0;
-    env[n++] = tl_printf("FLEET_REDIS_URL=%s", f->redis->url);
-    env[n++] = tl_printf("FLEET_PREFIX=%s", f->prefix);
-    env[n++] = "FLEET_MAX_DELAY_MS=0";
-    env[n] = NULL;
-    tl__env_append(env, n, 40, f->opts.worker_env, 16);
+    tl__env_merge(env, 40, defaults, f->opts.worker_env, 16);
     const char *argv[] = {path, "--model", model, NULL};
     tl_spawn_opts o = {.name = tl_printf("worker-%s-%d", model, ++tl__worker_seq), .path = path,
                        .argv = argv, .env = env, .checked = true};
