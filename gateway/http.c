@@ -170,7 +170,7 @@ void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void 
 }
 
 void gw_reply_json(gw_req *r, int status, json_t *body) {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(body);
     if (!text) {
         gw_reply_bytes(r, 500, "application/problem+json",
