@@ -54,7 +54,6 @@ static int list_run(const ctl_globals *g, int argc, char **argv) {
     char *cursor = opt_cursor ? strdup(opt_cursor) : NULL;
     int rc = CTL_EXIT_OK;
     long shown = 0;
-    if (!g->json) ctl_render_table_header(stdout);
 
     for (;;) {
         char path[1024];
@@ -93,6 +92,7 @@ static int list_run(const ctl_globals *g, int argc, char **argv) {
             if (r.len == 0 || r.body[r.len - 1] != '\n') fputc('\n', stdout);
         }
         ctl_http_response_free(&r);
+        if (!g->json && shown == 0 && json_array_size(jobs) > 0) ctl_render_table_header(stdout);
         size_t i;
         json_t *job;
         json_array_foreach(jobs, i, job) {

@@ -11,17 +11,27 @@
 #
 # Environment:
 #   FLEET_LISTEN             gateway address            (default 127.0.0.1:8080)
-#   FLEET_LOCAL_REDIS_PORT   port of the local Redis    (default 6379)
+#   FLEET_LOCAL_REDIS_PORT   port of the local Redis    (default 6379, or the next free
+#                            one if another Redis holds 6379; remembered in .fleet-local)
 #   FLEET_PREFIX             key prefix                 (passed through when set)
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+cd "$(dirname "$SELF")/.."
 ROOT=$(pwd)
 
 STATE="$ROOT/.fleet-local"
 LOGS="$STATE/logs"
 RUN="$STATE/run"
 REDIS_DIR="$STATE/redis"
-REDIS_PORT="${FLEET_LOCAL_REDIS_PORT:-6379}"
+REDIS_PORTFILE="$REDIS_DIR/port"
+# The port: FLEET_LOCAL_REDIS_PORT, else the one a previous run chose, else 6379.
+if [[ -n "${FLEET_LOCAL_REDIS_PORT:-}" ]]; then
+  REDIS_PORT=$FLEET_LOCAL_REDIS_PORT
+elif [[ -s "$REDIS_PORTFILE" ]]; then
+  REDIS_PORT=$(cat "$REDIS_PORTFILE")
+else
+  REDIS_PORT=6379
+fi
 REDIS_PIDFILE="$REDIS_DIR/redis.pid"
 LISTEN="${FLEET_LISTEN:-127.0.0.1:8080}"
 LISTEN_PORT="${LISTEN##*:}"
@@ -31,7 +41,6 @@ case "$LISTEN_HOST" in
   *) URL_HOST="$LISTEN_HOST" ;;
 esac
 URL="http://$URL_HOST:$LISTEN_PORT"
-REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 # name:binary:args, one per fleet process
 PROCS=(
   "gateway:fleet-gateway:"
@@ -117,8 +126,22 @@ start_redis() {
       say "reusing redis-server on port $REDIS_PORT (pid $(cat "$REDIS_PIDFILE"))"
       return 0
     fi
-    die "another Redis already answers on port $REDIS_PORT (not started by local.sh); stop it, or choose another port: FLEET_LOCAL_REDIS_PORT=6380 $0"
+    if [[ -n "${FLEET_LOCAL_REDIS_PORT:-}" ]]; then
+      die "another Redis already answers on port $REDIS_PORT (not started by local.sh); stop it, or choose another FLEET_LOCAL_REDIS_PORT"
+    fi
+    # Debian's redis-server package runs a system Redis on 6379: leave it alone and
+    # use the next port on which nothing answers.
+    local p
+    for p in $(seq $((REDIS_PORT + 1)) $((REDIS_PORT + 20))); do
+      if ! redis-cli -p "$p" ping >/dev/null 2>&1; then
+        say "port $REDIS_PORT belongs to another Redis; using port $p for ours"
+        REDIS_PORT=$p
+        break
+      fi
+    done
+    redis_answers && die "no free port for our Redis near $REDIS_PORT; set FLEET_LOCAL_REDIS_PORT"
   fi
+  echo "$REDIS_PORT" >"$REDIS_PORTFILE"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
     --dir "$REDIS_DIR" --pidfile "$REDIS_PIDFILE" --daemonize yes \
     --appendonly yes --appendfsync everysec --save "" \
@@ -144,7 +167,7 @@ start_one() {
   local name=$1 bin=$2 args=$3
   local -a argv
   read -r -a argv <<<"$args"
-  local -a envs=("FLEET_REDIS_URL=$REDIS_URL")
+  local -a envs=("FLEET_REDIS_URL=redis://127.0.0.1:$REDIS_PORT")
   [[ "$bin" == fleet-gateway ]] && envs+=("FLEET_LISTEN=$LISTEN")
   # nohup: the process survives this shell and its terminal.
   env "${envs[@]}" nohup "$ROOT/build/bin/$bin" "${argv[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
@@ -207,7 +230,7 @@ start() {
 
   cat <<EOT
 
-fleet is running at $URL  (Redis: $REDIS_URL)
+fleet is running at $URL  (Redis: redis://127.0.0.1:$REDIS_PORT, AOF in ${REDIS_DIR#"$ROOT"/})
 
 Try it (a sleep job of 3 s in 3 steps; poll its status, then fetch the result):
 
@@ -258,6 +281,6 @@ case "${1:-start}" in
     stop_redis
     ;;
   status) status ;;
-  -h | --help | help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h | --help | help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF" ;;
   *) die "unknown command '$1' (use: start, stop, status)" ;;
 esac

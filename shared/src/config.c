@@ -58,7 +58,7 @@ void fleet_config_print_help(FILE *f, const fleet_option *opts, size_t nopts,
     fprintf(f, "%s\n\nOptions (flag, environment variable, default):\n", usage);
     for (size_t i = 0; i < nopts; i++) {
         const fleet_option *o = &opts[i];
-        fprintf(f, "  --%-20s %-28s default: %s\n      %s\n", o->flag, o->env,
+        fprintf(f, "  --%-20s %-28s default: %s\n      %s\n", o->flag, o->env ? o->env : "",
                 o->def && *o->def ? o->def : "(none)", o->help);
     }
     fprintf(f, "  --%-20s %-28s\n      %s\n", "help", "", "print this help and exit");

@@ -152,6 +152,19 @@ TL_TEST(delete_of_a_finished_job_is_409) {
     ASSERT_EQ_JSON(res->json, tl_json("{\"x\": 2}"));
 }
 
+TL_TEST(failed_job_reports_its_error_and_result_is_409) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
+    /* A permanent model error fails the job at once (no retry). */
+    const char *id = tl_job_submit(f, "sleep", "{\"ms\": 10, \"fail\": \"bad page 3\"}");
+    json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
+    ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "bad page 3");
+    ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
+    ASSERT_NOT_NULL(tl_jstr(job, "finished_at"));
+    const char *detail = ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/result", id)), 409);
+    ASSERT_STR_CONTAINS(detail, "bad page 3");
+    ASSERT_PROBLEM(tl_delete(f, tl_printf("/v1/jobs/%s", id)), 409);
+}
+
 TL_TEST(unknown_ids_are_404_whether_well_formed_or_not) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     static const char *const ids[] = {
@@ -177,6 +190,7 @@ int main(int argc, char **argv) {
         TL_CASE(sleep_job_shows_progress_while_running_then_succeeds),
         TL_CASE(result_of_a_queued_job_is_425_with_retry_after),
         TL_CASE(delete_of_a_finished_job_is_409),
+        TL_CASE(failed_job_reports_its_error_and_result_is_409),
         TL_CASE(unknown_ids_are_404_whether_well_formed_or_not),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));

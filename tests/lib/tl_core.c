@@ -396,6 +396,14 @@ static void tl__on_signal(int sig) {
     _exit(TL__FAIL);
 }
 
+/* A case that calls exit() itself (not through an assertion) still stops its
+ * processes. */
+static void tl__at_exit(void) {
+    if (tl__ending || !tl__current) return;
+    tl__ending = true;
+    tl__procs_stop_all();
+}
+
 static void tl__make_tmpdir(const char *exe) {
     const char *base = getenv("TMPDIR");
     if (!base || !*base) base = "/tmp";
@@ -421,6 +429,11 @@ static int tl__run_case(const tl_case *c, const char *exe) {
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGALRM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    static bool at_exit_registered;
+    if (!at_exit_registered) {
+        atexit(tl__at_exit);
+        at_exit_registered = true;
+    }
     alarm((unsigned)tl__case_timeout_s);
     c->fn();
     if (!tl__nofork) tl__finish(TL__PASS);
@@ -433,6 +446,7 @@ static int tl__run_case(const tl_case *c, const char *exe) {
         printf("    temporary directory kept: %s\n", tl__dir);
         exit(TL__FAIL);
     }
+    tl__procs_forget(); /* the defers free the tl_proc structs */
     tl__run_defers();
     tl__rm_rf(tl__dir);
     return TL__PASS;

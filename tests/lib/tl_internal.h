@@ -20,6 +20,7 @@ void tl__print_tail_raw(const char *path, size_t max_bytes); /* async-signal-saf
 /* tl_proc.c */
 bool tl__procs_stop_all(void);     /* stops all, newest first; false if a checked one failed */
 void tl__procs_print_tails(void);
+void tl__procs_forget(void);       /* after a case: the registry is empty again */
 void tl__procs_emergency(void);    /* async-signal-safe: SIGKILL all, print tails */
 const char *tl__procs_dead_summary(void); /* "fleet-gateway: killed by signal 11; " or "" */
 

@@ -298,6 +298,8 @@ bool tl__procs_stop_all(void) {
     return ok;
 }
 
+void tl__procs_forget(void) { tl__nprocs = 0; }
+
 void tl__procs_print_tails(void) {
     for (int i = 0; i < tl__nprocs; i++) {
         tl_proc *p = tl__procs[i].p;
