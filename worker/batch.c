@@ -120,6 +120,21 @@ static int cb_cancelled(const fleet_model_ctx *ctx, size_t i)
     return check_job(rs, i) != 0;
 }
 
+/* send_progress writes j's latest progress. Returns the reply, or NULL when the
+ * connection is down (the progress then stays unsent). */
+static redisReply *send_progress(wk_worker *w, wk_job *j)
+{
+    fleet_progress p = {.id = j->e.job_id, .token = j->token, .percent = j->unsent_percent,
+                        .message = j->unsent_message, .done = j->unsent_done,
+                        .total = j->unsent_total};
+    fleet_cmd cmd;
+    fleet_state_progress(&w->keys, &p, &cmd);
+    redisReply *rep = wk_redis_script(&w->rd, &cmd);
+    if (rep)
+        j->unsent = false;
+    return rep;
+}
+
 static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, const char *message,
                        long done, long total)
 {
@@ -130,17 +145,17 @@ static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, con
     wk_job *j = &rs->jobs[i];
     if (check_job(rs, i))
         return 1;
+    j->unsent = true;
+    j->unsent_percent = percent;
+    j->unsent_done = done;
+    j->unsent_total = total;
+    snprintf(j->unsent_message, sizeof j->unsent_message, "%s", message ? message : "");
     long long now = wk_mono_ms();
     if (!wk_progress_due(j->last_progress_mono, now, w->cfg.progress_interval_ms, done, total))
         return 0;
     j->last_progress_mono = now;
-
-    fleet_progress p = {.id = j->e.job_id, .token = j->token, .percent = percent,
-                        .message = message ? message : "", .done = done, .total = total};
-    fleet_cmd cmd;
-    fleet_state_progress(&w->keys, &p, &cmd);
     wk_redis_ensure(&w->rd);
-    redisReply *rep = wk_redis_script(&w->rd, &cmd);
+    redisReply *rep = send_progress(w, j);
     if (!rep) {
         /* Progress is advisory: keep computing; the final write retries until it lands. */
         if (!j->progress_down_logged)
@@ -183,7 +198,7 @@ static void log_finished(const wk_job *j, fleet_status st, const char *err)
     char ms[24], attempt[24];
     snprintf(ms, sizeof ms, "%lld", wk_mono_ms() - j->started_mono);
     snprintf(attempt, sizeof attempt, "%ld", j->claimed.attempts);
-    fleet_log(st == FLEET_STATUS_SUCCEEDED ? FLEET_LOG_INFO : FLEET_LOG_WARN, "job finished",
+    fleet_log(st == FLEET_STATUS_FAILED ? FLEET_LOG_WARN : FLEET_LOG_INFO, "job finished",
               "job_id", j->e.job_id, "status", fleet_status_to_string(st), "run_ms", ms,
               "attempt", attempt, err && err[0] ? "error" : NULL, err, NULL);
 }
@@ -209,6 +224,16 @@ static void finish_all(wk_worker *w, wk_job *jobs, pending_finish *pf, size_t n)
             wk_sleep_ms(wk_redis_retry_in_ms(&w->rd));
             continue;
         }
+        bool down = false;
+        for (size_t i = 0; i < left && !down; i++) {
+            wk_job *j = &jobs[pf[i].job];
+            redisReply *rep = j->unsent ? send_progress(w, j) : NULL;
+            down = j->unsent;
+            if (rep)
+                freeReplyObject(rep); /* too late to act on: the finish decides */
+        }
+        if (down)
+            continue;
         for (size_t i = 0; i < left; i++)
             fleet_state_finish(&w->keys, &pf[i].f, &cmds[i]);
         wk_redis_scripts(&w->rd, cmds, left, reps);
@@ -229,7 +254,10 @@ static void finish_all(wk_worker *w, wk_job *jobs, pending_finish *pf, size_t n)
                 log_finished(j, pf[i].f.status, pf[i].f.error);
                 break;
             case FLEET_FINISH_STALE:
-                fleet_log(FLEET_LOG_WARN, "finish refused: another attempt holds the job",
+                /* Also the answer to a retry whose first send did land. */
+                fleet_log(FLEET_LOG_WARN,
+                          "finish refused: this attempt no longer holds the job (lease lost, "
+                          "or already finished)",
                           "job_id", j->e.job_id, NULL);
                 break;
             case FLEET_FINISH_ERROR:

@@ -62,6 +62,7 @@ static void take_entries(wk_worker *w, const redisReply *arr, wk_entry *out, siz
             continue;
         }
         wk_entry *dst = &out[(*n)++];
+        dst->reclaimed = false;
         snprintf(dst->entry_id, sizeof dst->entry_id, "%s", entry_id);
         snprintf(dst->job_id, sizeof dst->job_id, "%s", job);
     }
@@ -129,12 +130,8 @@ static void reclaim(wk_worker *w, wk_entry *out, size_t *n, size_t max)
         size_t before = *n;
         snprintf(w->reclaim_cursor, sizeof w->reclaim_cursor, "%s", r->element[0]->str);
         take_entries(w, r->element[1], out, n, max);
-        if (*n > before) {
-            char cnt[24];
-            snprintf(cnt, sizeof cnt, "%zu", *n - before);
-            fleet_log(FLEET_LOG_INFO, "reclaimed stream entries pending longer than a lease",
-                      "count", cnt, NULL);
-        }
+        for (size_t i = before; i < *n; i++)
+            out[i].reclaimed = true;
         if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY)
             for (size_t i = 0; i < r->element[2]->elements; i++)
                 if (is_str(r->element[2]->element[i]))
@@ -145,43 +142,57 @@ static void reclaim(wk_worker *w, wk_entry *out, size_t *n, size_t max)
     freeReplyObject(r);
 }
 
+/* xread appends what one XREADGROUP returns to out[*n..max). block_ms < 0: no BLOCK.
+ * Returns 0, or -1 when the read failed (connection lost or an error reply). */
+static int xread(wk_worker *w, wk_entry *out, size_t *n, size_t max, long block_ms)
+{
+    /* Two formats: a %s that expands to "BLOCK n" would be sent as one argument. */
+    unsigned long count = (unsigned long)(max - *n);
+    redisReply *r =
+        block_ms >= 0
+            ? wk_redis_cmdf(&w->rd, "XREADGROUP GROUP %s %s COUNT %lu BLOCK %ld STREAMS %s >",
+                            FLEET_GROUP, w->cfg.name, count, block_ms, w->stream.s)
+            : wk_redis_cmdf(&w->rd, "XREADGROUP GROUP %s %s COUNT %lu STREAMS %s >", FLEET_GROUP,
+                            w->cfg.name, count, w->stream.s);
+    if (!r)
+        return -1;
+    if (reply_failed(w, r, "XREADGROUP failed")) {
+        freeReplyObject(r);
+        return -1;
+    }
+    /* NIL on timeout; else [[stream, [entries...]]]. */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2)
+        take_entries(w, r->element[0]->element[1], out, n, max);
+    freeReplyObject(r);
+    return 0;
+}
+
 /* read_entries fills out[0..max) from the stream: blocks up to READ_BLOCK_MS for the first
- * entry, then up to max_delay_ms from that first arrival to fill the batch. */
+ * entry, then waits up to max_delay_ms from that first arrival for more (Triton's dynamic
+ * batcher). The wait polls with non-blocking reads: Redis expires a BLOCK only on its
+ * server cron (every 100 ms at the default hz 10), so "BLOCK 5" can take 100 ms. */
 static size_t read_entries(wk_worker *w, wk_entry *out, size_t max)
 {
     size_t n = 0;
-    long long fill_deadline = 0;
 
     reclaim(w, out, &n, max);
+    if (n == 0 && (xread(w, out, &n, max, READ_BLOCK_MS) < 0 || n == 0))
+        return n; /* an idle turn: let the loop check signals and heartbeats */
+    if (w->cfg.max_delay_ms <= 0)
+        return n;
+    long step = w->cfg.max_delay_ms / 5; /* about five polls per fill, 1..20 ms apart */
+    step = step < 1 ? 1 : step > 20 ? 20 : step;
+    long long deadline = wk_mono_ms() + w->cfg.max_delay_ms;
     while (n < max && !wk_stopping(w)) {
-        long block = READ_BLOCK_MS;
-        if (n > 0) {
-            if (w->cfg.max_delay_ms <= 0)
-                break;
-            long long now = wk_mono_ms();
-            if (!fill_deadline)
-                fill_deadline = now + w->cfg.max_delay_ms;
-            if (now >= fill_deadline)
-                break;
-            block = (long)(fill_deadline - now); /* >= 1: BLOCK 0 would wait forever */
-        }
-        redisReply *r = wk_redis_cmdf(&w->rd, "XREADGROUP GROUP %s %s COUNT %lu BLOCK %ld STREAMS %s >",
-                                      FLEET_GROUP, w->cfg.name, (unsigned long)(max - n), block,
-                                      w->stream.s);
-        if (!r)
-            break;
-        if (reply_failed(w, r, "XREADGROUP failed")) {
-            freeReplyObject(r);
-            break;
-        }
         size_t before = n;
-        /* NIL on timeout; else [[stream, [entries...]]]. */
-        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-            r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2)
-            take_entries(w, r->element[0]->element[1], out, &n, max);
-        freeReplyObject(r);
-        if (n == before && n == 0)
-            break; /* an idle turn: let the loop check signals and heartbeats */
+        if (xread(w, out, &n, max, -1) < 0)
+            break;
+        long long left = deadline - wk_mono_ms();
+        if (left <= 0)
+            break;
+        if (n == before)
+            wk_sleep_ms(step < left ? step : (long)left);
     }
     return n;
 }
@@ -238,7 +249,10 @@ static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job 
             reps[i] = NULL;
             char att[24];
             snprintf(att, sizeof att, "%ld", got.attempts);
-            fleet_log(FLEET_LOG_DEBUG, "job claimed", "job_id", e->job_id, "attempt", att, NULL);
+            /* A reclaimed entry that still claims was lost by a worker that stopped. */
+            fleet_log(e->reclaimed ? FLEET_LOG_INFO : FLEET_LOG_DEBUG,
+                      e->reclaimed ? "took over a job whose worker stopped" : "job claimed",
+                      "job_id", e->job_id, "attempt", att, NULL);
             continue;
         }
         case FLEET_CLAIM_GONE:

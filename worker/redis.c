@@ -89,7 +89,7 @@ int wk_redis_ensure(wk_redis *r)
         return -1;
     snprintf(addr, sizeof addr, "%s:%d/%d", r->host, r->port, r->db);
     if (connect_once(r, why, sizeof why) == 0) {
-        fleet_log(r->down_logged ? FLEET_LOG_WARN : FLEET_LOG_INFO, "redis connected", "conn",
+        fleet_log(FLEET_LOG_INFO, "redis connected", "conn",
                   r->role, "addr", addr, NULL);
         r->down_logged = false;
         r->epoch++;

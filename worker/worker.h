@@ -40,7 +40,6 @@ typedef struct wk_config {
     long lease_ms;
     long progress_interval_ms;
     long grace_s;
-    long heartbeat_ms; /* not an option: 2000, shorter in tests through the environment */
 } wk_config;
 
 /* ---------------------------------------------------------------- jobs ------------- */
@@ -60,6 +59,7 @@ enum {
 typedef struct wk_entry {
     char entry_id[WK_ENTRY_ID_MAX];
     char job_id[FLEET_ID_LEN + 1];
+    bool reclaimed; /* taken over with XAUTOCLAIM, not read as new */
 } wk_entry;
 
 /* One claimed job of the current batch. Owned by the main thread; the keeper reads id and
@@ -72,6 +72,12 @@ typedef struct wk_job {
     long long started_mono;  /* when the claim succeeded */
     long long last_progress_mono;
     bool progress_down_logged;
+    /* The latest progress not written yet (rate-limited, or Redis was down); written
+     * before the job's finish so the stored progress ends where the model ended. */
+    bool unsent;
+    double unsent_percent;
+    long unsent_done, unsent_total;
+    char unsent_message[201];
     atomic_int stop;
 } wk_job;
 
