@@ -72,16 +72,12 @@ static void op_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     free(op);
 }
 
+/* Sends a script op's command (again, after NOSCRIPT). */
 static int op_send(gw_op *op) {
     gw_redis *r = op->r;
-    if (!r->ac) return -1;
-    int rc;
-    if (op->cmd)
-        rc = redisAsyncCommandArgv(r->ac, op_reply, op, op->cmd->argc, op->cmd->argv,
-                                   op->cmd->argvlen);
-    else
+    if (!r->ac || redisAsyncCommandArgv(r->ac, op_reply, op, op->cmd->argc, op->cmd->argv,
+                                        op->cmd->argvlen) != REDIS_OK)
         return -1;
-    if (rc != REDIS_OK) return -1;
     op_link(r, op);
     return 0;
 }
