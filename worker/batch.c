@@ -3,6 +3,7 @@
  * written with fleet_state_progress, whose answer (cancel requested, lease lost) turns into
  * stop bits the model sees on its next callback. What a job's outcome means for Redis is
  * decided in one pure function, wk_disposition_of. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,13 +53,27 @@ wk_disposition wk_disposition_of(int outcome, int stop, long timeout_s, const ch
     }
     if (stop & WK_STOP_SHUTDOWN)
         return WK_HAND_BACK;
-    if (outcome == FLEET_MODEL_RETRY)
-        return WK_HAND_BACK; /* transient: the lease expires and another attempt runs it */
+    if (outcome == FLEET_MODEL_RETRY) {
+        snprintf(err, errlen, "%s",
+                 model_error && model_error[0] ? model_error : "a retryable error without a message");
+        return WK_RETRY;
+    }
     if (outcome == FLEET_MODEL_STOPPED)
         snprintf(err, errlen, "the model stopped the job without being asked to (a model bug)");
     else
         snprintf(err, errlen, "the model returned no result for this job (a model bug)");
     return WK_FINISH;
+}
+
+long wk_retry_delay_ms(long attempt, long base_ms, long max_ms, unsigned long rnd)
+{
+    long d = base_ms < 0 ? 0 : base_ms;
+    for (long i = 1; i < attempt && d < max_ms; i++)
+        d = d > LONG_MAX / 2 ? LONG_MAX : d * 2;
+    if (d > max_ms)
+        d = max_ms;
+    long half = d / 2;
+    return d - half + (long)(rnd % ((unsigned long)half + 1));
 }
 
 /* ---------------------------------------------------------------- shutdown --------- */
@@ -71,10 +86,10 @@ bool wk_stopping(wk_worker *w)
     long long now = wk_mono_ms();
     if (w->stop_deadline_mono == 0) {
         char g[24];
-        snprintf(g, sizeof g, "%ld", w->cfg.grace_s);
-        w->stop_deadline_mono = now + w->cfg.grace_s * 1000;
+        snprintf(g, sizeof g, "%ld", w->cfg.drain_timeout_s);
+        w->stop_deadline_mono = now + w->cfg.drain_timeout_s * 1000;
         fleet_log(FLEET_LOG_INFO, "stopping: no new jobs, finishing the current batch",
-                  "grace_s", g, NULL);
+                  "drain_timeout_s", g, NULL);
     }
     if (sigs >= 2 && w->stop_deadline_mono > now) {
         w->stop_deadline_mono = now;
@@ -185,13 +200,28 @@ static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, con
     return atomic_load(&j->stop) != 0;
 }
 
-/* ---------------------------------------------------------------- finishing -------- */
+/* ---------------------------------------------------------------- final writes ----- */
 
-typedef struct pending_finish {
+/* The one write that ends a job's attempt: a finish (succeeded, failed, cancelled) or a
+ * requeue (retry after a backoff, or hand back at shutdown). */
+typedef struct pending_write {
     size_t job;
+    bool requeue;
     fleet_finish f;
+    fleet_requeue rq;
     char err[FLEET_MODEL_ERROR_MAX];
-} pending_finish;
+} pending_write;
+
+static void build_write(wk_worker *w, pending_write *p, fleet_cmd *cmd)
+{
+    /* A copy's message must point at its own buffer, not at the slot it came from. */
+    p->f.error = p->err;
+    p->rq.error = p->err;
+    if (p->requeue)
+        fleet_state_requeue(&w->keys, &p->rq, cmd);
+    else
+        fleet_state_finish(&w->keys, &p->f, cmd);
+}
 
 static void log_finished(const wk_job *j, fleet_status st, const char *err)
 {
@@ -203,10 +233,67 @@ static void log_finished(const wk_job *j, fleet_status st, const char *err)
               "attempt", attempt, err && err[0] ? "error" : NULL, err, NULL);
 }
 
-/* finish_all writes pf[0..n) and retries those whose reply was lost with the connection,
- * until they land or the grace period of a shutdown ends (then the leases expire and the
+/* read_write_reply logs what a final write did. */
+static void read_write_reply(wk_worker *w, const wk_job *j, const pending_write *p,
+                             const redisReply *rep)
+{
+    const char *why = rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply";
+    if (!p->requeue) {
+        switch (fleet_state_finish_reply(rep)) {
+        case FLEET_FINISH_OK:
+            atomic_fetch_add(&w->jobs_done, 1);
+            log_finished(j, p->f.status, p->f.error);
+            return;
+        case FLEET_FINISH_STALE:
+            /* Also the answer to a resend whose first send did land. */
+            fleet_log(FLEET_LOG_WARN,
+                      "finish refused: this attempt no longer holds the job (lease lost, or "
+                      "already finished)",
+                      "job_id", j->e.job_id, NULL);
+            return;
+        case FLEET_FINISH_ERROR:
+            /* Not resent: a script error would repeat. The lease expires and the job runs
+             * again, so it is not lost. */
+            fleet_log(FLEET_LOG_ERROR, "finish script failed", "job_id", j->e.job_id, "error",
+                      why, NULL);
+            return;
+        }
+    }
+    char delay[24];
+    snprintf(delay, sizeof delay, "%ld", p->rq.delay_ms);
+    switch (fleet_state_requeue_reply(rep)) {
+    case FLEET_REQUEUE_QUEUED:
+        fleet_log(FLEET_LOG_WARN,
+                  p->rq.kind == FLEET_REQUEUE_RETRY
+                      ? "retryable model error: job queued again after a backoff"
+                      : "shutdown: job handed back unfinished for another worker",
+                  "job_id", j->e.job_id, "delay_ms", delay, p->err[0] ? "error" : NULL, p->err,
+                  NULL);
+        return;
+    case FLEET_REQUEUE_DEAD:
+        atomic_fetch_add(&w->jobs_done, 1);
+        fleet_log(FLEET_LOG_WARN, "retryable model error, attempts used up: job failed and dead-lettered",
+                  "job_id", j->e.job_id, "error", p->err, NULL);
+        return;
+    case FLEET_REQUEUE_CANCELLED:
+        atomic_fetch_add(&w->jobs_done, 1);
+        log_finished(j, FLEET_STATUS_CANCELLED, "cancelled by the client while running");
+        return;
+    case FLEET_REQUEUE_STALE:
+        fleet_log(FLEET_LOG_WARN, "requeue refused: this attempt no longer holds the job",
+                  "job_id", j->e.job_id, NULL);
+        return;
+    case FLEET_REQUEUE_ERROR:
+        fleet_log(FLEET_LOG_ERROR, "requeue script failed", "job_id", j->e.job_id, "error", why,
+                  NULL);
+        return;
+    }
+}
+
+/* write_all sends pw[0..n) and resends those whose reply was lost with the connection,
+ * until they land or the drain time of a shutdown ends (then the leases expire and the
  * jobs run again elsewhere: at-least-once, never lost). */
-static void finish_all(wk_worker *w, wk_job *jobs, pending_finish *pf, size_t n)
+static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
 {
     fleet_cmd *cmds = calloc(n ? n : 1, sizeof *cmds);
     redisReply **reps = calloc(n ? n : 1, sizeof *reps);
@@ -226,55 +313,31 @@ static void finish_all(wk_worker *w, wk_job *jobs, pending_finish *pf, size_t n)
         }
         bool down = false;
         for (size_t i = 0; i < left && !down; i++) {
-            wk_job *j = &jobs[pf[i].job];
+            wk_job *j = &jobs[pw[i].job];
             redisReply *rep = j->unsent ? send_progress(w, j) : NULL;
             down = j->unsent;
             if (rep)
-                freeReplyObject(rep); /* too late to act on: the finish decides */
+                freeReplyObject(rep); /* too late to act on: the final write decides */
         }
         if (down)
             continue;
         for (size_t i = 0; i < left; i++)
-            fleet_state_finish(&w->keys, &pf[i].f, &cmds[i]);
+            build_write(w, &pw[i], &cmds[i]);
         wk_redis_scripts(&w->rd, cmds, left, reps);
         size_t keep = 0;
         for (size_t i = 0; i < left; i++) {
-            wk_job *j = &jobs[pf[i].job];
             if (!reps[i]) {
-                /* Lost with the connection: send again. The copy's error must point at
-                 * its own buffer, not at the slot it came from. */
-                pf[keep] = pf[i];
-                pf[keep].f.error = pf[keep].err;
-                keep++;
+                pw[keep++] = pw[i]; /* lost with the connection: send again */
                 continue;
             }
-            switch (fleet_state_finish_reply(reps[i])) {
-            case FLEET_FINISH_OK:
-                atomic_fetch_add(&w->jobs_done, 1);
-                log_finished(j, pf[i].f.status, pf[i].f.error);
-                break;
-            case FLEET_FINISH_STALE:
-                /* Also the answer to a retry whose first send did land. */
-                fleet_log(FLEET_LOG_WARN,
-                          "finish refused: this attempt no longer holds the job (lease lost, "
-                          "or already finished)",
-                          "job_id", j->e.job_id, NULL);
-                break;
-            case FLEET_FINISH_ERROR:
-                /* Not retried: a script error would repeat. The lease expires and the job
-                 * runs again, so it is not lost. */
-                fleet_log(FLEET_LOG_ERROR, "finish script failed", "job_id", j->e.job_id,
-                          "error", reps[i]->type == REDIS_REPLY_ERROR ? reps[i]->str : "unexpected reply",
-                          NULL);
-                break;
-            }
+            read_write_reply(w, &jobs[pw[i].job], &pw[i], reps[i]);
             freeReplyObject(reps[i]);
         }
         left = keep;
     }
     for (size_t i = 0; i < left; i++)
         fleet_log(FLEET_LOG_WARN, "result not written before shutdown; the job will run again",
-                  "job_id", jobs[pf[i].job].e.job_id, NULL);
+                  "job_id", jobs[pw[i].job].e.job_id, NULL);
 out:
     free(cmds);
     free(reps);
@@ -285,12 +348,12 @@ out:
 void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
 {
     fleet_model_job *mj = calloc(n, sizeof *mj);
-    pending_finish *pf = calloc(n, sizeof *pf);
+    pending_write *pw = calloc(n, sizeof *pw);
     run_state rs = {.w = w, .jobs = jobs, .n = n};
     fleet_model_ctx ctx = {.progress = cb_progress, .cancelled = cb_cancelled, .opaque = &rs};
-    size_t npf = 0;
+    size_t npw = 0;
 
-    if (!mj || !pf) {
+    if (!mj || !pw) {
         fleet_log(FLEET_LOG_ERROR, "out of memory starting a batch; its jobs will be retried", NULL);
         goto out;
     }
@@ -319,39 +382,37 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
 
     for (size_t i = 0; i < n; i++) {
         wk_job *j = &jobs[i];
-        pending_finish *p = &pf[npf];
+        pending_write *p = &pw[npw];
         fleet_status st;
         int stop = check_job(&rs, i);
         mj[i].error[sizeof mj[i].error - 1] = '\0'; /* a model may have filled it all */
-        switch (wk_disposition_of(mj[i].outcome, stop, j->claimed.timeout_s, mj[i].error, &st,
-                                  p->err, sizeof p->err)) {
-        case WK_FINISH:
-            p->job = i;
-            p->f = (fleet_finish){
-                .id = j->e.job_id, .model = w->cfg.model, .entry_id = j->e.entry_id,
-                .token = j->token, .status = st, .error = p->err,
-                .result = st == FLEET_STATUS_SUCCEEDED ? mj[i].output : NULL,
-                .result_len = st == FLEET_STATUS_SUCCEEDED ? mj[i].output_len : 0,
-            };
-            npf++;
-            break;
-        case WK_HAND_BACK:
-            fleet_log(FLEET_LOG_WARN,
-                      mj[i].outcome == FLEET_MODEL_RETRY
-                          ? "transient model error: job handed back for another attempt"
-                          : "shutdown: job handed back unfinished for another attempt",
-                      "job_id", j->e.job_id, mj[i].error[0] ? "error" : NULL, mj[i].error, NULL);
-            break;
-        case WK_DROP:
+        wk_disposition d = wk_disposition_of(mj[i].outcome, stop, j->claimed.timeout_s,
+                                             mj[i].error, &st, p->err, sizeof p->err);
+        p->job = i;
+        p->requeue = d == WK_RETRY || d == WK_HAND_BACK;
+        p->f = (fleet_finish){
+            .id = j->e.job_id, .model = w->cfg.model, .token = j->token, .status = st,
+            .result = st == FLEET_STATUS_SUCCEEDED ? mj[i].output : NULL,
+            .result_len = st == FLEET_STATUS_SUCCEEDED ? mj[i].output_len : 0,
+        };
+        p->rq = (fleet_requeue){
+            .id = j->e.job_id, .model = w->cfg.model, .token = j->token,
+            .kind = d == WK_RETRY ? FLEET_REQUEUE_RETRY : FLEET_REQUEUE_HANDBACK,
+            .delay_ms = d == WK_RETRY ? wk_retry_delay_ms(j->claimed.attempts, w->cfg.retry_base_ms,
+                                                          w->cfg.retry_max_ms, wk_random())
+                                      : 0,
+            .dlq_cap = w->cfg.dlq_cap,
+        };
+        if (d == WK_DROP)
             fleet_log(FLEET_LOG_WARN, "lease lost: result dropped", "job_id", j->e.job_id, NULL);
-            break;
-        }
+        else
+            npw++;
     }
-    finish_all(w, jobs, pf, npf);
+    write_all(w, jobs, pw, npw);
 out:
     if (mj)
         for (size_t i = 0; i < n; i++)
             free(mj[i].output);
     free(mj);
-    free(pf);
+    free(pw);
 }

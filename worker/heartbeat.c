@@ -6,9 +6,12 @@
  *    second) ZADD workers <now_ms> <name> and HSET worker:<name> {model, backend, ...}
  *    with EXPIRE, then drop entries of workers silent for a minute. /v1/models counts
  *    live workers from these keys. On a clean exit it removes its own entries.
- *  - watching: every WATCH_MS while a batch runs, it reads each running job's status,
- *    lease and cancel flag, so a cancel (or a lost lease) stops the job at the model's
- *    next cancelled() call, even when the model reports progress rarely.
+ *  - leases: every WATCH_MS while a batch runs, it renews each running job's lease (and
+ *    keeps its stream entry fresh), so a live worker's job is never taken over however
+ *    long it runs; the answer also says when a cancel was requested or the lease was lost,
+ *    which stops the job at the model's next cancelled() call, even when the model
+ *    reports progress rarely. A worker that dies stops renewing: after lease_ms its jobs
+ *    are taken over by the others (loop.c).
  *  - tidying: now and then it deletes consumers of the group that have been idle for
  *    long and hold no pending entries (workers that died), so the group does not grow.
  */
@@ -126,35 +129,42 @@ static void sweep_consumers(wk_worker *w, wk_redis *rd)
 
 /* ---------------------------------------------------------------- watching --------- */
 
-/* watch_jobs reads each running job's state in one pipeline and records in ws[].stop
- * what the main thread must know: cancel requested, or the lease is not ours any more.
- * Read-only: the transitions stay with the scripts. */
-static void watch_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
+/* renew_leases extends the lease of each running job in one pipeline (the renew script)
+ * and records in ws[].stop what the main thread must know: cancel requested, or the lease
+ * is not ours any more. While this runs every WATCH_MS, no other worker takes the jobs
+ * over, however long the model takes. */
+static void renew_leases(wk_worker *w, wk_redis *rd, watched *ws, size_t n, fleet_cmd *cmds,
+                         redisReply **reps)
 {
-    size_t sent = 0;
-    for (; sent < n; sent++) {
-        fleet_key jk = fleet_key_job(&w->keys, ws[sent].id);
-        if (wk_redis_appendf(rd, "HMGET %s status lease cancel_requested", jk.s) < 0)
-            break;
+    for (size_t i = 0; i < n; i++) {
+        fleet_renew rn = {.id = ws[i].id, .model = w->cfg.model, .token = ws[i].token,
+                          .worker = w->cfg.name, .lease_ms = w->cfg.lease_ms};
+        fleet_state_renew(&w->keys, &rn, &cmds[i]);
     }
-    for (size_t i = 0; i < sent; i++) {
-        redisReply *r = wk_redis_get_reply(rd);
-        if (!r)
-            return;
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-            const redisReply *st = r->element[0], *lease = r->element[1], *cr = r->element[2];
-            bool ours = st->type == REDIS_REPLY_STRING && strcmp(st->str, "running") == 0 &&
-                        lease->type == REDIS_REPLY_STRING && strcmp(lease->str, ws[i].token) == 0;
-            if (!ours)
-                ws[i].stop |= WK_STOP_STALE;
-            else if (cr->type == REDIS_REPLY_STRING && strcmp(cr->str, "1") == 0)
-                ws[i].stop |= WK_STOP_CANCEL;
+    wk_redis_scripts(rd, cmds, n, reps);
+    for (size_t i = 0; i < n; i++) {
+        if (!reps[i])
+            continue;
+        switch (fleet_state_progress_reply(reps[i])) {
+        case FLEET_PROGRESS_OK:
+            break;
+        case FLEET_PROGRESS_CANCEL:
+            ws[i].stop |= WK_STOP_CANCEL;
+            break;
+        case FLEET_PROGRESS_STALE:
+            ws[i].stop |= WK_STOP_STALE;
+            break;
+        case FLEET_PROGRESS_ERROR:
+            fleet_log(FLEET_LOG_ERROR, "lease renewal failed", "job_id", ws[i].id, "error",
+                      reps[i]->type == REDIS_REPLY_ERROR ? reps[i]->str : "unexpected reply", NULL);
+            break;
         }
-        freeReplyObject(r);
+        freeReplyObject(reps[i]);
+        reps[i] = NULL;
     }
 }
 
-/* apply_stops ORs what watch_jobs found into the batch, if it is still the same batch.
+/* apply_stops ORs what renew_leases found into the batch, if it is still the same batch.
  * Called with w->mu held. */
 static void apply_stops(wk_worker *w, unsigned long gen, const watched *ws, size_t n)
 {
@@ -190,11 +200,18 @@ static void *keeper_main(void *arg)
     wk_worker *w = arg;
     wk_redis rd;
     watched *ws = calloc(w->max_batch, sizeof *ws);
+    fleet_cmd *cmds = calloc(w->max_batch, sizeof *cmds);
+    redisReply **reps = calloc(w->max_batch, sizeof *reps);
     long long last_hb = 0, next_watch = 0, next_sweep = wk_mono_ms() + SWEEP_MS;
+    /* Renew well before a lease can run out, even with a short one. */
+    long watch_ms = w->cfg.lease_ms / 3 < WATCH_MS ? w->cfg.lease_ms / 3 : WATCH_MS;
 
-    if (!ws || wk_redis_init(&rd, w->cfg.redis_url, "keeper", KEEPER_TIMEOUT_MS) < 0) {
+    if (!ws || !cmds || !reps ||
+        wk_redis_init(&rd, w->cfg.redis_url, "keeper", KEEPER_TIMEOUT_MS) < 0) {
         fleet_log(FLEET_LOG_ERROR, "keeper thread cannot start; no heartbeats", NULL);
         free(ws);
+        free(cmds);
+        free(reps);
         return NULL;
     }
     pthread_mutex_lock(&w->mu);
@@ -232,8 +249,8 @@ static void *keeper_main(void *arg)
                 last_hb = now;
             }
             if (n > 0 && now >= next_watch) {
-                watch_jobs(w, &rd, ws, n);
-                next_watch = now + WATCH_MS;
+                renew_leases(w, &rd, ws, n, cmds, reps);
+                next_watch = now + watch_ms;
                 watched_now = true;
             }
             if (now >= next_sweep) {
@@ -250,6 +267,8 @@ static void *keeper_main(void *arg)
     deregister(w, &rd);
     wk_redis_close(&rd);
     free(ws);
+    free(cmds);
+    free(reps);
     return NULL;
 }
 

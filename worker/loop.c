@@ -4,9 +4,12 @@
  * ones as one batch (batch.c) and finishes them.
  *
  * Entries that another worker took and never finished (it crashed) are taken over with
- * XAUTOCLAIM once they have been pending for a lease; the claim script decides whether
- * the job may run again. An entry left pending by a failed claim is retried the same way,
- * so nothing read from the stream is forgotten.
+ * XAUTOCLAIM once they have been pending for a lease (a live worker renews its jobs'
+ * leases and keeps their entries fresh, see heartbeat.c); the claim script decides whether
+ * the job runs again, or fails and is dead-lettered. An entry left pending by a failed
+ * claim is retried the same way, so nothing read from the stream is forgotten. Jobs
+ * requeued with a backoff wait in the model's delayed set until promote() puts them back
+ * on the stream.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 
 #define READ_BLOCK_MS 1000L /* shorter than the socket timeout (redis.h), see DEPENDENCIES.md */
 #define ERROR_PAUSE_MS 1000L
+#define PROMOTE_MS 250L
 
 /* ---------------------------------------------------------------- stream entries --- */
 
@@ -62,7 +66,6 @@ static void take_entries(wk_worker *w, const redisReply *arr, wk_entry *out, siz
             continue;
         }
         wk_entry *dst = &out[(*n)++];
-        dst->reclaimed = false;
         snprintf(dst->entry_id, sizeof dst->entry_id, "%s", entry_id);
         snprintf(dst->job_id, sizeof dst->job_id, "%s", job);
     }
@@ -105,6 +108,51 @@ static bool reply_failed(wk_worker *w, const redisReply *r, const char *what)
     return true;
 }
 
+/* recover_entry deals with a pending entry that was deleted from the stream by hand
+ * (XAUTOCLAIM reports it, and has already dropped it from the pending list): its job, if it
+ * has not ended, gets a new entry. */
+static void recover_entry(wk_worker *w, const char *entry_id)
+{
+    fleet_cmd cmd;
+    const char *job = "";
+    fleet_state_recover(&w->keys, w->cfg.model, entry_id, &cmd);
+    redisReply *r = wk_redis_script(&w->rd, &cmd);
+    int rc = r ? fleet_state_recover_reply(r, &job) : -1;
+    fleet_log(rc == 1 ? FLEET_LOG_WARN : FLEET_LOG_ERROR,
+              rc == 1    ? "a pending stream entry was deleted by hand; its job was queued again"
+              : rc == 0 ? "a pending stream entry was deleted by hand; its job had ended"
+                        : "a pending stream entry was deleted by hand; recovering its job failed",
+              "entry_id", entry_id, job[0] ? "job_id" : NULL, job, NULL);
+    if (r)
+        freeReplyObject(r);
+}
+
+/* promote puts jobs whose retry backoff has passed back on the stream. Every few hundred
+ * milliseconds: the delayed set is small and a look at it is one ZRANGEBYSCORE. */
+static void promote(wk_worker *w)
+{
+    long long now = wk_mono_ms();
+    if (now < w->next_promote_mono)
+        return;
+    w->next_promote_mono = now + PROMOTE_MS;
+    fleet_cmd cmd;
+    fleet_state_promote(&w->keys, w->cfg.model, 100, &cmd);
+    redisReply *r = wk_redis_script(&w->rd, &cmd);
+    if (!r)
+        return;
+    long moved = fleet_state_promote_reply(r);
+    if (moved < 0)
+        fleet_log(FLEET_LOG_ERROR, "promote script failed", "error",
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", NULL);
+    else if (moved > 0) {
+        char m[24];
+        snprintf(m, sizeof m, "%ld", moved);
+        fleet_log(FLEET_LOG_DEBUG, "jobs back on the stream after their retry backoff", "jobs", m,
+                  NULL);
+    }
+    freeReplyObject(r);
+}
+
 /* reclaim takes over entries pending longer than a lease (their worker died between
  * reading and finishing) into out[*n..max). At most every few seconds. */
 static void reclaim(wk_worker *w, wk_entry *out, size_t *n, size_t max)
@@ -127,17 +175,12 @@ static void reclaim(wk_worker *w, wk_entry *out, size_t *n, size_t max)
     }
     /* Redis 7: [next cursor, entries, ids of entries deleted while pending]. */
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && is_str(r->element[0])) {
-        size_t before = *n;
         snprintf(w->reclaim_cursor, sizeof w->reclaim_cursor, "%s", r->element[0]->str);
         take_entries(w, r->element[1], out, n, max);
-        for (size_t i = before; i < *n; i++)
-            out[i].reclaimed = true;
         if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY)
             for (size_t i = 0; i < r->element[2]->elements; i++)
                 if (is_str(r->element[2]->element[i]))
-                    fleet_log(FLEET_LOG_WARN,
-                              "a pending stream entry was deleted; its job cannot be identified",
-                              "entry_id", r->element[2]->element[i]->str, NULL);
+                    recover_entry(w, r->element[2]->element[i]->str);
     }
     freeReplyObject(r);
 }
@@ -221,7 +264,8 @@ static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job 
         }
         fleet_claim cl = {.id = entries[i].job_id, .model = w->cfg.model,
                           .entry_id = entries[i].entry_id, .worker = w->cfg.name,
-                          .token = tokens[m], .lease_ms = w->cfg.lease_ms};
+                          .token = tokens[m], .lease_ms = w->cfg.lease_ms,
+                          .dlq_cap = w->cfg.dlq_cap};
         fleet_state_claim(&w->keys, &cl, &cmds[m]);
         sent[m++] = &entries[i];
     }
@@ -244,14 +288,16 @@ static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job 
             memcpy(j->token, tokens[i], sizeof j->token);
             j->claim_reply = reps[i]; /* got.input points into it */
             j->claimed = got;
+            if (j->claimed.timeout_s <= 0)
+                j->claimed.timeout_s = w->cfg.timeout_s; /* the model's default limit */
             j->started_mono = now;
             atomic_init(&j->stop, 0);
             reps[i] = NULL;
             char att[24];
             snprintf(att, sizeof att, "%ld", got.attempts);
-            /* A reclaimed entry that still claims was lost by a worker that stopped. */
-            fleet_log(e->reclaimed ? FLEET_LOG_INFO : FLEET_LOG_DEBUG,
-                      e->reclaimed ? "took over a job whose worker stopped" : "job claimed",
+            fleet_log(got.reclaimed ? FLEET_LOG_WARN : FLEET_LOG_DEBUG,
+                      got.reclaimed ? "took over a job whose worker was lost (its lease expired)"
+                                    : "job claimed",
                       "job_id", e->job_id, "attempt", att, NULL);
             continue;
         }
@@ -260,12 +306,16 @@ static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job 
                       e->job_id, NULL);
             break;
         case FLEET_CLAIM_CANCELLED:
-            fleet_log(FLEET_LOG_INFO, "job was cancelled while queued; it will not run", "job_id",
-                      e->job_id, NULL);
+            fleet_log(FLEET_LOG_INFO, "job was cancelled before it could run again; it will not run",
+                      "job_id", e->job_id, NULL);
+            break;
+        case FLEET_CLAIM_DEAD:
+            fleet_log(FLEET_LOG_WARN, "job failed and was dead-lettered", "job_id", e->job_id,
+                      "error", got.why, NULL);
             break;
         case FLEET_CLAIM_SKIP:
-            fleet_log(FLEET_LOG_DEBUG, "job not queued; entry left to its holder", "job_id",
-                      e->job_id, NULL);
+            fleet_log(FLEET_LOG_DEBUG, "entry not claimed", "job_id", e->job_id, "why", got.why,
+                      NULL);
             break;
         case FLEET_CLAIM_ERROR:
             fleet_log(FLEET_LOG_ERROR, "claim script failed; entry left for reclaim", "job_id",
@@ -306,6 +356,7 @@ void wk_loop_run(wk_worker *w)
             wk_sleep_ms(ERROR_PAUSE_MS);
             continue;
         }
+        promote(w);
         size_t n = read_entries(w, entries, w->max_batch);
         if (n == 0)
             continue;

@@ -2,8 +2,9 @@
  * --help), signals, loading the model, and an orderly stop.
  *
  * SIGTERM or SIGINT: stop reading new entries, let the current batch finish for up to
- * FLEET_GRACE_S seconds, then hand back whatever still runs (its lease expires and another
- * worker takes it) and exit 0. A second signal ends the grace period at once.
+ * FLEET_DRAIN_TIMEOUT seconds, then hand back whatever still runs (requeued at once for
+ * another worker; if Redis is unreachable, its lease expires and another worker takes it
+ * over) and exit 0. A second signal ends the drain at once.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -63,9 +64,20 @@ static int parse_config(wk_config *c, int argc, char **argv)
         {"progress-interval-ms", "FLEET_PROGRESS_INTERVAL_MS", FLEET_OPT_INT, "200",
          "least time between two progress writes of one job (the last step is always written)",
          &c->progress_interval_ms, 0, 3600000},
-        {"grace-s", "FLEET_GRACE_S", FLEET_OPT_INT, "25",
-         "on SIGTERM, seconds to finish the current batch before handing it back",
-         &c->grace_s, 0, 86400},
+        {"drain-timeout", "FLEET_DRAIN_TIMEOUT", FLEET_OPT_INT, "25",
+         "on SIGTERM, seconds to finish the current batch before handing the rest back",
+         &c->drain_timeout_s, 0, 86400},
+        {"timeout-s", "FLEET_TIMEOUT_S", FLEET_OPT_INT, "0",
+         "this model's execution limit for jobs that set no timeout_s (0: none)",
+         &c->timeout_s, 0, 86400 * 7},
+        {"retry-base-ms", "FLEET_RETRY_BASE_MS", FLEET_OPT_INT, "1000",
+         "backoff before the first retry of a retryable model error; doubles each attempt",
+         &c->retry_base_ms, 0, 3600000},
+        {"retry-max-ms", "FLEET_RETRY_MAX_MS", FLEET_OPT_INT, "60000",
+         "longest backoff between retries (before jitter)", &c->retry_max_ms, 0, 86400000},
+        {"dlq-cap", "FLEET_DLQ_CAP", FLEET_OPT_INT, "10000",
+         "about how many entries the dead-letter stream keeps (oldest trimmed first)",
+         &c->dlq_cap, 1, 100000000},
     };
     char err[256];
     int npos = 0;

@@ -23,6 +23,14 @@ void wk_sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+unsigned long wk_random(void)
+{
+    unsigned long v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
+        v = (unsigned long)wk_mono_ms() * 2654435761UL; /* jitter only: any spread will do */
+    return v;
+}
+
 int wk_token_new(char out[WK_TOKEN_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";

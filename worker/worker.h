@@ -39,7 +39,11 @@ typedef struct wk_config {
     long max_delay_ms;
     long lease_ms;
     long progress_interval_ms;
-    long grace_s;
+    long drain_timeout_s;
+    long timeout_s;      /* default execution limit for jobs that set none; 0: none */
+    long retry_base_ms;
+    long retry_max_ms;
+    long dlq_cap;
 } wk_config;
 
 /* ---------------------------------------------------------------- jobs ------------- */
@@ -59,7 +63,6 @@ enum {
 typedef struct wk_entry {
     char entry_id[WK_ENTRY_ID_MAX];
     char job_id[FLEET_ID_LEN + 1];
-    bool reclaimed; /* taken over with XAUTOCLAIM, not read as new */
 } wk_entry;
 
 /* One claimed job of the current batch. Owned by the main thread; the keeper reads id and
@@ -97,6 +100,7 @@ typedef struct wk_worker {
     unsigned long group_epoch; /* rd.epoch when the consumer group was last ensured */
     char reclaim_cursor[WK_ENTRY_ID_MAX];
     long long next_reclaim_mono;
+    long long next_promote_mono;
 
     /* Shutdown: the handler sets signals; the main thread turns it into stop_deadline. */
     volatile sig_atomic_t *signals;
@@ -135,7 +139,8 @@ bool wk_progress_due(long long last_mono, long long now_mono, long interval_ms, 
 /* What to do with a job once the model returned (pure, for unit tests). */
 typedef enum wk_disposition {
     WK_FINISH,    /* write *status (and the result or error) with fleet_state_finish */
-    WK_HAND_BACK, /* write nothing: the lease expires and another attempt runs it */
+    WK_RETRY,     /* a retryable error: requeue after a backoff; it uses an attempt */
+    WK_HAND_BACK, /* shutdown: requeue at once for another worker; no attempt used */
     WK_DROP,      /* write nothing: the lease is lost, another attempt owns the job */
 } wk_disposition;
 
@@ -143,6 +148,11 @@ typedef enum wk_disposition {
  * writes: status and, for failures, a message for the user in err. */
 wk_disposition wk_disposition_of(int outcome, int stop, long timeout_s, const char *model_error,
                                  fleet_status *status, char *err, size_t errlen);
+
+/* wk_retry_delay_ms is the backoff before retry number `attempt` (1 after the first
+ * failure): base_ms doubled per attempt, capped at max_ms, then "equal jitter": half of it
+ * fixed and half random (from rnd), so retries of a failed batch spread out. Pure. */
+long wk_retry_delay_ms(long attempt, long base_ms, long max_ms, unsigned long rnd);
 
 /* heartbeat.c */
 int wk_keeper_start(wk_worker *w);
@@ -153,6 +163,8 @@ void wk_keeper_stop(wk_worker *w);
 
 /* util.c */
 long long wk_mono_ms(void);
+/* A random number from the OS (for jitter). */
+unsigned long wk_random(void);
 /* Sleeps ms, returning early when a signal arrives. */
 void wk_sleep_ms(long ms);
 /* Writes 32 hex characters of fresh randomness and a NUL. Returns 0, or -1. */

@@ -1,26 +1,22 @@
--- cancel: queued -> cancelled at once; running -> cancel requested (the worker stops at
--- the model's next progress step and finishes the job as cancelled).
+-- cancel: queued -> cancelled at once (also while it waits for a retry); running -> cancel
+-- requested: the worker is told on its control channel, stops the job at the model's next
+-- step and finishes it as cancelled (a lost worker's job ends cancelled when reclaimed).
 -- KEYS: 1 job hash, 2 input, 3 stats hash
--- ARGV: 1 tenant, 2 events channel, 3 job id
+-- ARGV: 1 tenant, 2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:")
 -- Returns {'cancelled'} | {'requested'} | {'final', status} | {'missing'}
-local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'ttl_s')
+local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker')
 if not st[1] or st[2] ~= ARGV[1] then return {'missing'} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 if st[1] == 'queued' then
-  local ttl = tonumber(st[4] or '86400')
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_ms', now, 'updated_ms', now,
-    'error', 'cancelled by the client before it started')
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
-  redis.call('HINCRBY', KEYS[3], st[3] .. ':queued', -1)
-  redis.call('HINCRBY', KEYS[3], st[3] .. ':cancelled', 1)
-  redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' cancelled')
+  -- Its stream entry (or delayed-set id) stays: the claim (or promote) drops it.
+  end_job(KEYS[1], KEYS[2], KEYS[3], st[3], 'queued', 'cancelled',
+    'cancelled by the client before it started', now, ARGV[2], ARGV[3])
   return {'cancelled'}
 end
 if st[1] == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1', 'updated_ms', now)
   redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' cancelling')
+  if st[4] then redis.call('PUBLISH', ARGV[4] .. st[4], 'cancel ' .. ARGV[3]) end
   return {'requested'}
 end
 return {'final', st[1]}

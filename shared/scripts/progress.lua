@@ -4,8 +4,7 @@
 -- Returns 'ok' | 'cancel' (written, and a cancel was requested) | 'stale'
 local st = redis.call('HMGET', KEYS[1], 'status', 'lease', 'cancel_requested')
 if st[1] ~= 'running' or st[2] ~= ARGV[1] then return 'stale' end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('HSET', KEYS[1], 'progress_percent', ARGV[2], 'progress_message', ARGV[3],
   'progress_done', ARGV[4], 'progress_total', ARGV[5], 'updated_ms', now)
 redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' progress')

@@ -1,5 +1,6 @@
 -- submit: (none) -> queued. Creates the job hash, its input, the stream entry.
--- KEYS: 1 job hash, 2 input, 3 model stream, 4 queues hash, 5 stats hash, 6 tenant index
+-- KEYS: 1 job hash, 2 input, 3 model stream, 4 queues hash, 5 stats hash, 6 tenant index,
+--       7 entries hash
 -- ARGV: 1 id, 2 model, 3 input (msgpack), 4 tenant, 5 request_id, 6 priority,
 --       7 metadata (JSON text or ""), 8 queue_ttl_s, 9 result_ttl_s, 10 timeout_s,
 --       11 max_attempts, 12 index_cap, 13 index_cutoff (id time prefix), 14 index_ttl_s
@@ -7,12 +8,12 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('DUPLICATE job id already exists')
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local model = ARGV[2]
 local seq = redis.call('HINCRBY', KEYS[4], model .. ':seq', 1)
 local head = tonumber(redis.call('HGET', KEYS[4], model .. ':head') or '0')
 local entry = redis.call('XADD', KEYS[3], '*', 'job', ARGV[1])
+redis.call('HSET', KEYS[7], entry, ARGV[1])
 redis.call('HSET', KEYS[1],
   'id', ARGV[1], 'status', 'queued', 'model', model, 'tenant', ARGV[4],
   'request_id', ARGV[5], 'priority', ARGV[6], 'created_ms', now, 'updated_ms', now,

@@ -50,8 +50,12 @@ json_t *fleet_job_to_json(const fleet_job_view *v) {
         json_object_set_new(o, "progress", p);
     }
     if (v->attempts >= 0) json_object_set_new(o, "attempts", json_integer(v->attempts));
+    if (v->max_attempts >= 0) json_object_set_new(o, "max_attempts", json_integer(v->max_attempts));
+    if (v->status && strcmp(v->status, "queued") == 0) set_time(o, "retry_at", v->retry_at_ms);
     set_str(o, "worker", v->worker);
     set_str(o, "error", v->error);
+    set_str(o, "last_error", v->last_error);
+    if (v->dead_lettered) json_object_set_new(o, "dead_lettered", json_true());
     if (v->cancel_requested && v->status && strcmp(v->status, "running") == 0)
         json_object_set_new(o, "cancel_requested", json_true());
     if (v->timeout_s >= 0) json_object_set_new(o, "timeout_s", json_integer(v->timeout_s));

@@ -36,3 +36,8 @@ fleet_key fleet_key_workers(const fleet_keys *k) { return key2(k, "workers", NUL
 fleet_key fleet_key_worker(const fleet_keys *k, const char *name) { return key2(k, "worker", name, NULL); }
 fleet_key fleet_key_events(const fleet_keys *k) { return key2(k, "events", NULL, NULL); }
 fleet_key fleet_key_worker_prefix(const fleet_keys *k) { return key2(k, "worker", "", NULL); }
+fleet_key fleet_key_entries(const fleet_keys *k, const char *model) { return key2(k, "entries", model, NULL); }
+fleet_key fleet_key_delayed(const fleet_keys *k, const char *model) { return key2(k, "delayed", model, NULL); }
+fleet_key fleet_key_dlq(const fleet_keys *k) { return key2(k, "dlq", NULL, NULL); }
+fleet_key fleet_key_control(const fleet_keys *k, const char *worker) { return key2(k, "control", worker, NULL); }
+fleet_key fleet_key_control_prefix(const fleet_keys *k) { return key2(k, "control", "", NULL); }

@@ -12,15 +12,22 @@
 /* ------------------------------------------------------------ script table ---------- */
 
 extern const char fleet__script_src_submit[], fleet__script_src_claim[],
-    fleet__script_src_progress[], fleet__script_src_finish[], fleet__script_src_cancel[],
-    fleet__script_src_get[], fleet__script_src_list[], fleet__script_src_models[];
+    fleet__script_src_renew[], fleet__script_src_progress[], fleet__script_src_finish[],
+    fleet__script_src_requeue[], fleet__script_src_promote[], fleet__script_src_recover[],
+    fleet__script_src_cancel[], fleet__script_src_dlq_retry[], fleet__script_src_get[],
+    fleet__script_src_list[], fleet__script_src_models[];
 
 static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_SUBMIT] = {"submit", fleet__script_src_submit, ""},
     [FLEET_SCRIPT_CLAIM] = {"claim", fleet__script_src_claim, ""},
+    [FLEET_SCRIPT_RENEW] = {"renew", fleet__script_src_renew, ""},
     [FLEET_SCRIPT_PROGRESS] = {"progress", fleet__script_src_progress, ""},
     [FLEET_SCRIPT_FINISH] = {"finish", fleet__script_src_finish, ""},
+    [FLEET_SCRIPT_REQUEUE] = {"requeue", fleet__script_src_requeue, ""},
+    [FLEET_SCRIPT_PROMOTE] = {"promote", fleet__script_src_promote, ""},
+    [FLEET_SCRIPT_RECOVER] = {"recover", fleet__script_src_recover, ""},
     [FLEET_SCRIPT_CANCEL] = {"cancel", fleet__script_src_cancel, ""},
+    [FLEET_SCRIPT_DLQ_RETRY] = {"dlq_retry", fleet__script_src_dlq_retry, ""},
     [FLEET_SCRIPT_GET] = {"get", fleet__script_src_get, ""},
     [FLEET_SCRIPT_LIST] = {"list", fleet__script_src_list, ""},
     [FLEET_SCRIPT_MODELS] = {"models", fleet__script_src_models, ""},
@@ -113,13 +120,14 @@ static long long reply_int(const redisReply *r) {
 /* ------------------------------------------------------------ transitions ----------- */
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_SUBMIT, 6);
+    cmd_start(c, FLEET_SCRIPT_SUBMIT, 7);
     cmd_key(c, fleet_key_job(k, s->id));
     cmd_key(c, fleet_key_input(k, s->id));
     cmd_key(c, fleet_key_stream(k, s->model));
     cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_index(k, s->tenant));
+    cmd_key(c, fleet_key_entries(k, s->model));
     cmd_str(c, s->id);
     cmd_str(c, s->model);
     cmd_ref(c, s->input, s->input_len);
@@ -148,12 +156,14 @@ int fleet_state_submit_reply(const redisReply *r, long long *queue_position,
 }
 
 void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_CLAIM, 5);
+    cmd_start(c, FLEET_SCRIPT_CLAIM, 7);
     cmd_key(c, fleet_key_job(k, cl->id));
     cmd_key(c, fleet_key_input(k, cl->id));
     cmd_key(c, fleet_key_stream(k, cl->model));
     cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_entries(k, cl->model));
+    cmd_key(c, fleet_key_dlq(k));
     cmd_str(c, cl->entry_id);
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, cl->worker);
@@ -162,23 +172,37 @@ void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c)
     cmd_str(c, cl->model);
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, cl->id);
+    cmd_fmt(c, "%ld", cl->dlq_cap > 0 ? cl->dlq_cap : 1);
 }
 
 fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out) {
     memset(out, 0, sizeof *out);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_CLAIM_ERROR;
     const redisReply *tag = r->element[0];
-    if (str_eq(tag, "ok") && r->elements == 4 && is_str(r->element[1])) {
+    if (str_eq(tag, "ok") && r->elements == 5 && is_str(r->element[1])) {
         out->input = r->element[1]->str;
         out->input_len = r->element[1]->len;
         out->attempts = (long)reply_int(r->element[2]);
         out->timeout_s = (long)reply_int(r->element[3]);
+        out->reclaimed = reply_int(r->element[4]) != 0;
         return FLEET_CLAIM_OK;
     }
+    out->why = r->elements >= 2 && is_str(r->element[1]) ? r->element[1]->str : "";
     if (str_eq(tag, "gone")) return FLEET_CLAIM_GONE;
     if (str_eq(tag, "cancelled")) return FLEET_CLAIM_CANCELLED;
+    if (str_eq(tag, "dead")) return FLEET_CLAIM_DEAD;
     if (str_eq(tag, "skip")) return FLEET_CLAIM_SKIP;
     return FLEET_CLAIM_ERROR;
+}
+
+void fleet_state_renew(const fleet_keys *k, const fleet_renew *rn, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_RENEW, 2);
+    cmd_key(c, fleet_key_job(k, rn->id));
+    cmd_key(c, fleet_key_stream(k, rn->model));
+    cmd_str(c, rn->token);
+    cmd_fmt(c, "%ld", rn->lease_ms);
+    cmd_str(c, FLEET_GROUP);
+    cmd_str(c, rn->worker);
 }
 
 void fleet_state_progress(const fleet_keys *k, const fleet_progress *p, fleet_cmd *c) {
@@ -203,17 +227,17 @@ fleet_progress_outcome fleet_state_progress_reply(const redisReply *r) {
 }
 
 void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_FINISH, 5);
+    cmd_start(c, FLEET_SCRIPT_FINISH, 6);
     cmd_key(c, fleet_key_job(k, f->id));
     cmd_key(c, fleet_key_input(k, f->id));
     cmd_key(c, fleet_key_result(k, f->id));
     cmd_key(c, fleet_key_stream(k, f->model));
     cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_entries(k, f->model));
     cmd_str(c, f->token);
     cmd_str(c, fleet_status_to_string(f->status));
     cmd_ref(c, f->result, f->result ? f->result_len : 0);
     cmd_str(c, f->error ? f->error : "");
-    cmd_str(c, f->entry_id);
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, f->model);
     cmd_key(c, fleet_key_events(k));
@@ -226,6 +250,104 @@ fleet_finish_outcome fleet_state_finish_reply(const redisReply *r) {
     return FLEET_FINISH_ERROR;
 }
 
+void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_REQUEUE, 7);
+    cmd_key(c, fleet_key_job(k, rq->id));
+    cmd_key(c, fleet_key_input(k, rq->id));
+    cmd_key(c, fleet_key_stream(k, rq->model));
+    cmd_key(c, fleet_key_delayed(k, rq->model));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_entries(k, rq->model));
+    cmd_key(c, fleet_key_dlq(k));
+    cmd_str(c, rq->token);
+    cmd_fmt(c, "%ld", rq->delay_ms < 0 ? 0 : rq->delay_ms);
+    cmd_str(c, rq->kind == FLEET_REQUEUE_RETRY ? "retry" : "handback");
+    cmd_fmt(c, "%.300s", rq->error ? rq->error : "");
+    cmd_str(c, FLEET_GROUP);
+    cmd_str(c, rq->model);
+    cmd_key(c, fleet_key_events(k));
+    cmd_str(c, rq->id);
+    cmd_fmt(c, "%ld", rq->dlq_cap > 0 ? rq->dlq_cap : 1);
+}
+
+fleet_requeue_outcome fleet_state_requeue_reply(const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_REQUEUE_ERROR;
+    const redisReply *tag = r->element[0];
+    if (str_eq(tag, "queued")) return FLEET_REQUEUE_QUEUED;
+    if (str_eq(tag, "dead")) return FLEET_REQUEUE_DEAD;
+    if (str_eq(tag, "cancelled")) return FLEET_REQUEUE_CANCELLED;
+    if (str_eq(tag, "stale")) return FLEET_REQUEUE_STALE;
+    return FLEET_REQUEUE_ERROR;
+}
+
+void fleet_state_promote(const fleet_keys *k, const char *model, long max, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_PROMOTE, 4);
+    cmd_key(c, fleet_key_delayed(k, model));
+    cmd_key(c, fleet_key_stream(k, model));
+    cmd_key(c, fleet_key_queues(k));
+    cmd_key(c, fleet_key_entries(k, model));
+    cmd_str(c, model);
+    cmd_fmt(c, "%ld", max);
+    cmd_key(c, fleet_key_job_prefix(k));
+}
+
+long fleet_state_promote_reply(const redisReply *r) {
+    return r && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
+}
+
+void fleet_state_recover(const fleet_keys *k, const char *model, const char *entry_id,
+                         fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_RECOVER, 3);
+    cmd_key(c, fleet_key_entries(k, model));
+    cmd_key(c, fleet_key_stream(k, model));
+    cmd_key(c, fleet_key_queues(k));
+    cmd_str(c, entry_id);
+    cmd_str(c, model);
+    cmd_key(c, fleet_key_job_prefix(k));
+}
+
+int fleet_state_recover_reply(const redisReply *r, const char **job_id) {
+    *job_id = "";
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return -1;
+    if (r->elements >= 2 && is_str(r->element[1])) *job_id = r->element[1]->str;
+    if (str_eq(r->element[0], "requeued")) return 1;
+    if (str_eq(r->element[0], "ended") || str_eq(r->element[0], "unknown")) return 0;
+    return -1;
+}
+
+void fleet_state_dlq_retry(const fleet_keys *k, const char *id, const char *model, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_DLQ_RETRY, 8);
+    cmd_key(c, fleet_key_job(k, id));
+    cmd_key(c, fleet_key_input(k, id));
+    cmd_key(c, fleet_key_result(k, id));
+    cmd_key(c, fleet_key_stream(k, model));
+    cmd_key(c, fleet_key_queues(k));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_entries(k, model));
+    cmd_key(c, fleet_key_dlq(k));
+    cmd_str(c, id);
+    cmd_str(c, model);
+    cmd_key(c, fleet_key_events(k));
+}
+
+fleet_dlq_retry_outcome fleet_state_dlq_retry_reply(const redisReply *r, long long *position,
+                                                    fleet_status *status) {
+    *position = 0;
+    *status = FLEET_STATUS_UNKNOWN;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_DLQ_RETRY_ERROR;
+    const redisReply *tag = r->element[0];
+    if (str_eq(tag, "queued") && r->elements == 2) {
+        *position = reply_int(r->element[1]);
+        return FLEET_DLQ_RETRY_QUEUED;
+    }
+    if (str_eq(tag, "missing")) return FLEET_DLQ_RETRY_MISSING;
+    if (str_eq(tag, "not_dead") && r->elements == 2 && is_str(r->element[1])) {
+        *status = fleet_status_from_string(r->element[1]->str);
+        return FLEET_DLQ_RETRY_NOT_DEAD;
+    }
+    return FLEET_DLQ_RETRY_ERROR;
+}
+
 void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {
     cmd_start(c, FLEET_SCRIPT_CANCEL, 3);
     cmd_key(c, fleet_key_job(k, id));
@@ -234,6 +356,7 @@ void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant,
     cmd_str(c, tenant);
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, id);
+    cmd_key(c, fleet_key_control_prefix(k));
 }
 
 fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status *final_status) {
@@ -254,7 +377,7 @@ fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status 
 
 int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
     memset(v, 0, sizeof *v);
-    v->created_ms = v->started_ms = v->finished_ms = v->updated_ms = -1;
+    v->created_ms = v->started_ms = v->finished_ms = v->updated_ms = v->retry_at_ms = -1;
     v->attempts = v->max_attempts = v->timeout_s = v->ttl_s = -1;
     v->progress_done = v->progress_total = -1;
     v->progress_percent = -1;
@@ -275,6 +398,7 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
             {"request_id", offsetof(fleet_job_view, request_id)},
             {"worker", offsetof(fleet_job_view, worker)},
             {"error", offsetof(fleet_job_view, error)},
+            {"last_error", offsetof(fleet_job_view, last_error)},
             {"metadata", offsetof(fleet_job_view, metadata)},
             {"progress_message", offsetof(fleet_job_view, progress_message)},
         };
@@ -286,6 +410,7 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
             {"started_ms", offsetof(fleet_job_view, started_ms)},
             {"finished_ms", offsetof(fleet_job_view, finished_ms)},
             {"updated_ms", offsetof(fleet_job_view, updated_ms)},
+            {"retry_at_ms", offsetof(fleet_job_view, retry_at_ms)},
             {"attempts", offsetof(fleet_job_view, attempts)},
             {"max_attempts", offsetof(fleet_job_view, max_attempts)},
             {"timeout_s", offsetof(fleet_job_view, timeout_s)},
@@ -306,6 +431,7 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
             }
         if (!found && strcmp(key, "progress_percent") == 0) v->progress_percent = strtod(val, NULL);
         if (!found && strcmp(key, "cancel_requested") == 0) v->cancel_requested = val[0] == '1';
+        if (!found && strcmp(key, "dead_lettered") == 0) v->dead_lettered = val[0] == '1';
     }
     return v->id && v->status ? 0 : -1;
 }

@@ -354,7 +354,7 @@ tl_fleet *tl_fleet_start(const tl_fleet_opts *o);
  * these), plus opts.gateway_env; waits for /readyz. */
 void tl_fleet_start_gateway(tl_fleet *f);
 /* Starts `fleet-worker --model <model>` with FLEET_REDIS_URL, FLEET_PREFIX,
- * FLEET_MAX_DELAY_MS=0, FLEET_GRACE_S=2, each replaced by an entry of opts.worker_env with
+ * FLEET_MAX_DELAY_MS=0, FLEET_DRAIN_TIMEOUT=2, each replaced by an entry of opts.worker_env with
  * the same name, plus the rest of opts.worker_env. Returns it. */
 tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model);
 

@@ -111,7 +111,7 @@ tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model) {
         "FLEET_MAX_DELAY_MS=0",
         /* A worker stopped while a job runs hands it back after this grace period; the
          * harness allows 10 s for a SIGTERM to take effect. */
-        "FLEET_GRACE_S=2",
+        "FLEET_DRAIN_TIMEOUT=2",
         NULL,
     };
     const char *env[40];

@@ -22,6 +22,11 @@ TL_TEST(key_names_share_one_hash_tag) {
     ASSERT_EQ_STR(fleet_key_worker(&k, "w1").s, "{fleet}:worker:w1");
     ASSERT_EQ_STR(fleet_key_worker_prefix(&k).s, "{fleet}:worker:");
     ASSERT_EQ_STR(fleet_key_events(&k).s, "{fleet}:events");
+    ASSERT_EQ_STR(fleet_key_entries(&k, "embed").s, "{fleet}:entries:embed");
+    ASSERT_EQ_STR(fleet_key_delayed(&k, "embed").s, "{fleet}:delayed:embed");
+    ASSERT_EQ_STR(fleet_key_dlq(&k).s, "{fleet}:dlq");
+    ASSERT_EQ_STR(fleet_key_control(&k, "w-1").s, "{fleet}:control:w-1");
+    ASSERT_EQ_STR(fleet_key_control_prefix(&k).s, "{fleet}:control:");
 }
 
 TL_TEST(prefix_is_validated) {

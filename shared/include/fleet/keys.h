@@ -40,5 +40,11 @@ fleet_key fleet_key_workers(const fleet_keys *k);                    /* zset of 
 fleet_key fleet_key_worker(const fleet_keys *k, const char *name);   /* hash, TTL: heartbeat */
 fleet_key fleet_key_worker_prefix(const fleet_keys *k);              /* "{prefix}:worker:" */
 fleet_key fleet_key_events(const fleet_keys *k);                     /* pub/sub channel */
+/* Reliability (docs/reliability.md): */
+fleet_key fleet_key_entries(const fleet_keys *k, const char *model); /* hash: stream entry id -> job id */
+fleet_key fleet_key_delayed(const fleet_keys *k, const char *model); /* zset: job id by retry time */
+fleet_key fleet_key_dlq(const fleet_keys *k);                        /* stream: dead-lettered jobs */
+fleet_key fleet_key_control(const fleet_keys *k, const char *worker); /* pub/sub: "cancel <id>" */
+fleet_key fleet_key_control_prefix(const fleet_keys *k);             /* "{prefix}:control:" */
 
 #endif

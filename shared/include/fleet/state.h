@@ -29,9 +29,14 @@
 typedef enum fleet_script_id {
     FLEET_SCRIPT_SUBMIT = 0,
     FLEET_SCRIPT_CLAIM,
+    FLEET_SCRIPT_RENEW,
     FLEET_SCRIPT_PROGRESS,
     FLEET_SCRIPT_FINISH,
+    FLEET_SCRIPT_REQUEUE,
+    FLEET_SCRIPT_PROMOTE,
+    FLEET_SCRIPT_RECOVER,
     FLEET_SCRIPT_CANCEL,
+    FLEET_SCRIPT_DLQ_RETRY,
     FLEET_SCRIPT_GET,
     FLEET_SCRIPT_LIST,
     FLEET_SCRIPT_MODELS,
@@ -92,6 +97,10 @@ int fleet_state_submit_reply(const redisReply *r, long long *queue_position,
 
 /* ------------------------------------------------------------------ claim ----------- */
 
+/* A claim takes the job of one stream entry: a queued job starts; a running job whose
+ * lease expired (its worker was lost; the entry came from XAUTOCLAIM) starts again as a
+ * new attempt, or ends: cancelled if a cancel was requested, failed and dead-lettered
+ * once max_attempts were used. */
 typedef struct fleet_claim {
     const char *id;
     const char *model;
@@ -99,25 +108,45 @@ typedef struct fleet_claim {
     const char *worker;
     const char *token;    /* the new lease token: random, unique per attempt */
     long lease_ms;
+    long dlq_cap;         /* most entries kept on the dead-letter stream (approximately) */
 } fleet_claim;
 
 typedef enum fleet_claim_outcome {
     FLEET_CLAIM_OK = 0,     /* the job is now running under this token */
     FLEET_CLAIM_GONE,       /* its keys expired while queued; entry acknowledged */
-    FLEET_CLAIM_CANCELLED,  /* cancelled while queued; entry acknowledged, never runs */
-    FLEET_CLAIM_SKIP,       /* not queued (already running or final); left alone */
+    FLEET_CLAIM_CANCELLED,  /* cancelled (while queued, or its lost worker's); never runs */
+    FLEET_CLAIM_DEAD,       /* its worker was lost max_attempts times: failed, dead-lettered */
+    FLEET_CLAIM_SKIP,       /* running under a live lease (left to its holder), or the entry
+                               was stale (acknowledged) */
     FLEET_CLAIM_ERROR,
 } fleet_claim_outcome;
 
 typedef struct fleet_claimed {
     const char *input; /* msgpack, points into the reply */
     size_t input_len;
-    long attempts;
-    long timeout_s;
+    long attempts;     /* this attempt's number, 1 for the first */
+    long timeout_s;    /* the job's own limit; 0 when it set none */
+    bool reclaimed;    /* taken over from a lost worker */
+    const char *why;   /* SKIP and DEAD: the reason, points into the reply */
 } fleet_claimed;
 
 void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c);
 fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out);
+
+/* ------------------------------------------------------------------ renew ----------- */
+
+/* Extends a running job's lease by lease_ms from now and keeps its stream entry owned by
+ * worker (so no other worker takes it over). Answers like progress: OK, CANCEL (renewed,
+ * and a cancel was requested), STALE (this token no longer holds the job). */
+typedef struct fleet_renew {
+    const char *id;
+    const char *model;
+    const char *token;
+    const char *worker;
+    long lease_ms;
+} fleet_renew;
+
+void fleet_state_renew(const fleet_keys *k, const fleet_renew *rn, fleet_cmd *c);
 
 /* ------------------------------------------------------------------ progress -------- */
 
@@ -137,6 +166,7 @@ typedef enum fleet_progress_outcome {
 } fleet_progress_outcome;
 
 void fleet_state_progress(const fleet_keys *k, const fleet_progress *p, fleet_cmd *c);
+/* Reads a progress or a renew reply. */
 fleet_progress_outcome fleet_state_progress_reply(const redisReply *r);
 
 /* ------------------------------------------------------------------ finish ---------- */
@@ -144,7 +174,6 @@ fleet_progress_outcome fleet_state_progress_reply(const redisReply *r);
 typedef struct fleet_finish {
     const char *id;
     const char *model;
-    const char *entry_id;
     const char *token;
     fleet_status status; /* SUCCEEDED, FAILED or CANCELLED */
     const char *result;  /* msgpack; NULL when none */
@@ -160,6 +189,66 @@ typedef enum fleet_finish_outcome {
 
 void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c);
 fleet_finish_outcome fleet_state_finish_reply(const redisReply *r);
+
+/* ------------------------------------------------------------------ requeue --------- */
+
+/* running -> queued: the job runs again once delay_ms have passed (it waits in the
+ * model's delayed set until fleet_state_promote puts it back on the stream). */
+typedef enum fleet_requeue_kind {
+    FLEET_REQUEUE_RETRY,    /* a retryable model error: uses an attempt; after max_attempts
+                               the job fails and is dead-lettered instead */
+    FLEET_REQUEUE_HANDBACK, /* the worker stops before the job ended: no attempt used */
+} fleet_requeue_kind;
+
+typedef struct fleet_requeue {
+    const char *id;
+    const char *model;
+    const char *token;
+    fleet_requeue_kind kind;
+    long delay_ms;
+    const char *error; /* RETRY: the model's message */
+    long dlq_cap;
+} fleet_requeue;
+
+typedef enum fleet_requeue_outcome {
+    FLEET_REQUEUE_QUEUED = 0, /* queued again */
+    FLEET_REQUEUE_DEAD,       /* out of attempts: failed and dead-lettered */
+    FLEET_REQUEUE_CANCELLED,  /* a cancel was requested: ended cancelled */
+    FLEET_REQUEUE_STALE,      /* this token no longer holds the job: nothing written */
+    FLEET_REQUEUE_ERROR,
+} fleet_requeue_outcome;
+
+void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd *c);
+fleet_requeue_outcome fleet_state_requeue_reply(const redisReply *r);
+
+/* Puts up to max jobs of model whose retry time has come back on its stream. */
+void fleet_state_promote(const fleet_keys *k, const char *model, long max, fleet_cmd *c);
+/* Returns how many were moved, or -1 on an error reply. */
+long fleet_state_promote_reply(const redisReply *r);
+
+/* A pending stream entry was deleted behind fleet's back (XAUTOCLAIM reports it): gives
+ * its job, if it has not ended, a new entry. */
+void fleet_state_recover(const fleet_keys *k, const char *model, const char *entry_id,
+                         fleet_cmd *c);
+/* Returns 1 when a job was requeued, 0 when there was nothing to do, -1 on error; *job_id
+ * names the job when known (points into the reply, else ""). */
+int fleet_state_recover_reply(const redisReply *r, const char **job_id);
+
+/* ------------------------------------------------------------------ dead letters ---- */
+
+/* failed and dead-lettered -> queued, with attempts reset (fleetctl dlq retry). model is
+ * the job's (the caller read it; the script checks it). */
+void fleet_state_dlq_retry(const fleet_keys *k, const char *id, const char *model, fleet_cmd *c);
+
+typedef enum fleet_dlq_retry_outcome {
+    FLEET_DLQ_RETRY_QUEUED = 0,
+    FLEET_DLQ_RETRY_MISSING,  /* no such job (or its keys expired) */
+    FLEET_DLQ_RETRY_NOT_DEAD, /* the job exists but was not dead-lettered */
+    FLEET_DLQ_RETRY_ERROR,
+} fleet_dlq_retry_outcome;
+
+fleet_dlq_retry_outcome fleet_state_dlq_retry_reply(const redisReply *r, long long *position,
+                                                    fleet_status *status);
 
 /* ------------------------------------------------------------------ cancel ---------- */
 
@@ -180,13 +269,16 @@ fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status 
 /* A job as stored: pointers into the reply, numbers parsed. -1 for absent numbers. */
 typedef struct fleet_job_view {
     const char *id, *status, *model, *tenant, *priority, *request_id, *worker, *error;
+    const char *last_error;       /* why the previous attempt did not finish, or NULL */
     const char *metadata;         /* JSON text or NULL */
     const char *progress_message; /* NULL when no progress yet */
     long long created_ms, started_ms, finished_ms, updated_ms;
+    long long retry_at_ms;        /* queued for a retry: when it may start; else -1 */
     long long attempts, max_attempts, timeout_s, ttl_s;
     long long progress_done, progress_total;
     double progress_percent;      /* < 0 when no progress yet */
     bool cancel_requested;
+    bool dead_lettered;
     long long queue_position;     /* > 0 only while queued */
 } fleet_job_view;
 

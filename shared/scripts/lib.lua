@@ -1,0 +1,42 @@
+-- lib.lua: helpers that embed.cmake puts before every script of this folder, so each
+-- transition spells the shared steps the same way.
+
+-- Redis' own clock in milliseconds: gateways and workers on other machines agree on it.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Acknowledges and deletes a stream entry and forgets which job it carried. The stream
+-- then holds only entries that are undelivered or pending, never an acknowledged one.
+local function drop_entry(stream, group, entries, entry)
+  if not entry or entry == '' then return end
+  redis.call('XACK', stream, group, entry)
+  redis.call('XDEL', stream, entry)
+  redis.call('HDEL', entries, entry)
+end
+
+-- Ends a job in a final status: no lease any more, every key on the result TTL, the
+-- counters moved from the state it left, an event published.
+local function end_job(job, input, stats, model, from, status, err, now, channel, id)
+  local ttl = tonumber(redis.call('HGET', job, 'ttl_s') or '86400')
+  redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now)
+  redis.call('HDEL', job, 'lease', 'lease_until_ms', 'retry_at_ms')
+  if err and err ~= '' then redis.call('HSET', job, 'error', err) end
+  redis.call('EXPIRE', job, ttl)
+  redis.call('EXPIRE', input, ttl)
+  redis.call('HINCRBY', stats, model .. ':' .. from, -1)
+  redis.call('HINCRBY', stats, model .. ':' .. status, 1)
+  redis.call('PUBLISH', channel, id .. ' ' .. status)
+  return ttl
+end
+
+-- Records a failed job on the capped dead-letter stream and marks the job with it.
+local function dead_letter(dlq, cap, job, stats, model, id, err, now)
+  local f = redis.call('HMGET', job, 'tenant', 'attempts')
+  local entry = redis.call('XADD', dlq, 'MAXLEN', '~', cap, '*', 'job', id, 'model', model,
+    'tenant', f[1] or '', 'attempts', f[2] or '0', 'error', err, 'failed_ms', now)
+  redis.call('HSET', job, 'dead_lettered', '1', 'dlq_entry', entry)
+  redis.call('HINCRBY', stats, model .. ':dead_lettered', 1)
+end
+

@@ -1,0 +1,19 @@
+-- recover: a pending stream entry was deleted before its job finished (XAUTOCLAIM reports
+-- such entries; only a hand-made XDEL or XTRIM deletes one). Finds the job it carried and,
+-- unless the job has ended, gives it a new entry, so the job is not lost.
+-- KEYS: 1 entries hash, 2 model stream, 3 queues hash
+-- ARGV: 1 deleted entry id, 2 model, 3 job key prefix
+-- Returns {'requeued', id} | {'ended', id} | {'unknown'}
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+if not id then return {'unknown'} end
+local job = ARGV[3] .. id
+local st = redis.call('HMGET', job, 'status', 'entry_id')
+if (st[1] ~= 'queued' and st[1] ~= 'running') or st[2] ~= ARGV[1] then return {'ended', id} end
+local entry = redis.call('XADD', KEYS[2], '*', 'job', id)
+redis.call('HSET', job, 'entry_id', entry)
+if st[1] == 'queued' then
+  redis.call('HSET', job, 'queue_seq', redis.call('HINCRBY', KEYS[3], ARGV[2] .. ':seq', 1))
+end
+redis.call('HSET', KEYS[1], entry, id)
+return {'requeued', id}
