@@ -238,10 +238,11 @@ int main(int argc, char **argv)
     fleet_log(FLEET_LOG_INFO, "worker started", "worker", w.cfg.name, "model", w.cfg.model,
               "backend", w.model->backend, "max_batch", mb, "stream", w.stream.s, NULL);
     rc = 1;
-    if (wk_keeper_start(&w) == 0) {
+    if (wk_keeper_start(&w) == 0 && wk_control_start(&w) == 0) {
         wk_loop_run(&w);
         rc = 0;
     }
+    wk_control_stop(&w);
     wk_keeper_stop(&w);
     worker_free(&w);
     fleet_log(FLEET_LOG_INFO, "worker stopped", "worker", w.cfg.name, NULL);

@@ -32,9 +32,7 @@ void wk_redis_close(wk_redis *r)
     r->c = NULL;
 }
 
-/* Called when a command got no reply: the context is unusable (hiredis sets c->err and
- * will not recover), so free it and let wk_redis_ensure reconnect. */
-static void lost(wk_redis *r)
+void wk_redis_lost(wk_redis *r)
 {
     char why[160];
     snprintf(why, sizeof why, "%s", r->c && r->c->errstr[0] ? r->c->errstr : "no reply");
@@ -119,7 +117,7 @@ redisReply *wk_redis_cmd(wk_redis *r, int argc, const char **argv, const size_t 
         return NULL;
     redisReply *rep = redisCommandArgv(r->c, argc, argv, argvlen);
     if (!rep)
-        lost(r);
+        wk_redis_lost(r);
     return rep;
 }
 
@@ -132,7 +130,7 @@ redisReply *wk_redis_cmdf(wk_redis *r, const char *fmt, ...)
     redisReply *rep = redisvCommand(r->c, fmt, ap);
     va_end(ap);
     if (!rep)
-        lost(r);
+        wk_redis_lost(r);
     return rep;
 }
 
@@ -145,7 +143,7 @@ int wk_redis_appendf(wk_redis *r, const char *fmt, ...)
     int rc = redisvAppendCommand(r->c, fmt, ap);
     va_end(ap);
     if (rc != REDIS_OK) {
-        lost(r);
+        wk_redis_lost(r);
         return -1;
     }
     return 0;
@@ -157,7 +155,7 @@ redisReply *wk_redis_get_reply(wk_redis *r)
     if (!r->c)
         return NULL;
     if (redisGetReply(r->c, &rep) != REDIS_OK || !rep) {
-        lost(r);
+        wk_redis_lost(r);
         return NULL;
     }
     return rep;
@@ -191,7 +189,7 @@ int wk_redis_scripts(wk_redis *r, fleet_cmd *cmds, size_t n, redisReply **replie
             return -1;
     }
     if (sent < n) {
-        lost(r);
+        wk_redis_lost(r);
         return -1;
     }
     /* A fresh server answers NOSCRIPT to every EVALSHA of the pipeline; resending each

@@ -36,6 +36,10 @@ int wk_redis_ensure(wk_redis *r);
 /* Milliseconds until wk_redis_ensure will try again (0: now). */
 long wk_redis_retry_in_ms(const wk_redis *r);
 void wk_redis_close(wk_redis *r);
+/* For a connection found broken (a command got no reply, a read failed): hiredis will not
+ * recover the context, so it is freed (logged once per outage) and the next
+ * wk_redis_ensure reconnects at once. */
+void wk_redis_lost(wk_redis *r);
 
 redisReply *wk_redis_cmd(wk_redis *r, int argc, const char **argv, const size_t *argvlen);
 redisReply *wk_redis_cmdf(wk_redis *r, const char *fmt, ...);

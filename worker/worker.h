@@ -3,13 +3,14 @@
  *   main.c       config, signals, model load, start and stop
  *   loop.c       the main loop: read stream entries, claim, run a batch, finish
  *   batch.c      one batch through the model ABI: progress/cancel callbacks, outcomes
- *   heartbeat.c  the keeper thread: worker registration and watching running jobs
+ *   heartbeat.c  the keeper thread: worker registration, lease renewal of running jobs
+ *   control.c    the control thread: hears cancels of running jobs on pub/sub
  *   redis.c      hiredis sync glue: connect with backoff, script calls with NOSCRIPT retry
  *   util.c       clocks, sleeps, lease tokens
  *
- * Threads: the main thread owns the batch and its Redis connection; the keeper thread
- * has its own connection and only reads the batch's ids/tokens and sets stop bits, under
- * wk_worker.mu (see wk_batch_view in heartbeat.c).
+ * Threads: the main thread owns the batch and its Redis connection; the keeper and control
+ * threads have their own connections and only read the batch's ids/tokens and set stop
+ * bits, under wk_worker.mu.
  */
 #ifndef WK_WORKER_H
 #define WK_WORKER_H
@@ -118,6 +119,9 @@ typedef struct wk_worker {
     atomic_long jobs_done;
     pthread_t keeper;
     bool keeper_started;
+    pthread_t control;
+    bool control_started;
+    atomic_bool control_quit;
 } wk_worker;
 
 /* loop.c */
@@ -160,6 +164,10 @@ int wk_keeper_start(wk_worker *w);
 void wk_keeper_poke(wk_worker *w);
 /* Stops the keeper; it removes this worker's registration on the way out. */
 void wk_keeper_stop(wk_worker *w);
+
+/* control.c */
+int wk_control_start(wk_worker *w);
+void wk_control_stop(wk_worker *w);
 
 /* util.c */
 long long wk_mono_ms(void);

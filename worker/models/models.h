@@ -26,12 +26,16 @@ typedef struct wk_sleep_input {
     long steps;     /* 1..WK_SLEEP_MAX_STEPS, default 1 */
     bool fail;      /* "fail" given: fail with fail_msg after sleeping */
     bool retryable; /* "retryable": true: that failure is transient (default false) */
+    long fail_attempts; /* "fail_attempts": N: fail only attempts 1..N, then succeed (0: all) */
+    bool crash;     /* "crash": true: the worker process dies (SIGKILL) after sleeping */
     char fail_msg[FLEET_MODEL_ERROR_MAX];
 } wk_sleep_input;
 
 /* wk_sleep_parse reads the sleep model's input, one msgpack map:
  *   {"ms": N, "steps": K (optional), "fail": "message" (optional),
- *    "retryable": bool (optional, only with "fail")}
+ *    "retryable": bool (optional, only with "fail"),
+ *    "fail_attempts": N (optional, only with "fail": fail attempts 1..N, then succeed),
+ *    "crash": bool (optional: kill the worker process, for crash-recovery tests)}
  * Returns 0, or -1 with a message naming the field in err ("input.ms must be a
  * non-negative integer"). Unknown fields are refused so that typos do not pass. */
 int wk_sleep_parse(const char *buf, size_t len, wk_sleep_input *out, char *err, size_t errlen);

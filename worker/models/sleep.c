@@ -4,6 +4,10 @@
  *   {"ms": 5000, "steps": 5}                 5 s in 5 steps, progress "step i of 5"
  *   {"ms": 100, "fail": "bad page 3"}         fails permanently with that message
  *   {"ms": 100, "fail": "GPU busy", "retryable": true}   fails with a transient error
+ *   {"ms": 100, "fail": "GPU busy", "retryable": true, "fail_attempts": 2}
+ *                                            fails attempts 1 and 2, succeeds on the 3rd
+ *   {"ms": 100, "crash": true}               kills its own worker process (SIGKILL), as an
+ *                                            out-of-memory kill or a segfault would
  *
  * Output: {"slept_ms": N, "steps": K}. Used by load tests, the cancel/lease/retry tests
  * and demos. A batch runs its jobs side by side, as a GPU batch would: the batch takes as
@@ -12,6 +16,8 @@
  * during a long step.
  */
 #include <limits.h>
+#include <signal.h>
+#include <unistd.h>
 #include <math.h>
 #include <msgpack.h>
 #include <stdio.h>
@@ -96,6 +102,18 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
             memcpy(in->fail_msg, v->via.str.ptr, n);
             in->fail_msg[n] = '\0';
             in->fail = true;
+        } else if (key_is(k, "fail_attempts")) {
+            if (get_count(v, &in->fail_attempts) < 0 || in->fail_attempts < 1 ||
+                in->fail_attempts > 1000) {
+                snprintf(err, errlen, "input.fail_attempts must be an integer from 1 to 1000");
+                return -1;
+            }
+        } else if (key_is(k, "crash")) {
+            if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+                snprintf(err, errlen, "input.crash must be true or false");
+                return -1;
+            }
+            in->crash = v->via.boolean;
         } else if (key_is(k, "retryable")) {
             if (v->type != MSGPACK_OBJECT_BOOLEAN) {
                 snprintf(err, errlen, "input.retryable must be true or false");
@@ -104,7 +122,7 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
             in->retryable = v->via.boolean;
             have_retryable = 1;
         } else {
-            snprintf(err, errlen, "input has an unknown field \"%.*s\" (known: ms, steps, fail, retryable)",
+            snprintf(err, errlen, "input has an unknown field \"%.*s\" (known: ms, steps, fail, retryable, fail_attempts, crash)",
                      (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr);
             return -1;
         }
@@ -115,6 +133,10 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
     }
     if (have_retryable && !in->fail) {
         snprintf(err, errlen, "input.retryable only applies together with input.fail");
+        return -1;
+    }
+    if (in->fail_attempts && !in->fail) {
+        snprintf(err, errlen, "input.fail_attempts only applies together with input.fail");
         return -1;
     }
     return 0;
@@ -197,7 +219,12 @@ static long step_due(const sleep_job *j, long s)
 
 static void finish_one(fleet_model_job *mj, const sleep_job *j)
 {
-    if (j->in.fail) {
+    if (j->in.crash) {
+        fprintf(stderr, "sleep model: input asked for a crash; killing this worker process\n");
+        fflush(stderr);
+        kill(getpid(), SIGKILL);
+    }
+    if (j->in.fail && (j->in.fail_attempts == 0 || mj->attempt <= j->in.fail_attempts)) {
         fleet_model_job_fail(mj, j->in.retryable, "%s", j->in.fail_msg);
         return;
     }
