@@ -34,7 +34,7 @@ end
 -- Records a failed job on the capped dead-letter stream and marks the job with it.
 local function dead_letter(dlq, cap, job, stats, model, id, err, now)
   local f = redis.call('HMGET', job, 'tenant', 'attempts')
-  local entry = redis.call('XADD', dlq, 'MAXLEN', '~', cap, '*', 'job', id, 'model', model,
+  local entry = redis.call('XADD', dlq, 'MAXLEN', cap, '*', 'job', id, 'model', model,
     'tenant', f[1] or '', 'attempts', f[2] or '0', 'error', err, 'failed_ms', now)
   redis.call('HSET', job, 'dead_lettered', '1', 'dlq_entry', entry)
   redis.call('HINCRBY', stats, model .. ':dead_lettered', 1)

@@ -199,6 +199,9 @@ bool tl_proc_wait(tl_proc *p, int deadline_ms);
 int tl_proc_stop(tl_proc *p, int grace_ms);
 /* SIGKILL at once (a crash, as kill -9 does). */
 void tl_proc_kill9(tl_proc *p);
+/* The process is meant to die of SIGKILL by itself (a test input that crashes it): that
+ * death does not fail the case. */
+void tl_proc_expect_kill9(tl_proc *p);
 /* "exited with code 3", "killed by signal 6 (Aborted)", "running". Harness-owned. */
 const char *tl_proc_describe(tl_proc *p);
 

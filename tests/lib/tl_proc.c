@@ -218,6 +218,12 @@ void tl_proc_kill9(tl_proc *p) {
     tl__reap(p, 0);
 }
 
+void tl_proc_expect_kill9(tl_proc *p) {
+    tl__proc_state *s = tl__state_of(p);
+    if (s) s->killed9 = true;
+    p->stopped_by_us = true;
+}
+
 static void tl__describe_status(char *buf, size_t len, int st) {
     if (WIFEXITED(st))
         snprintf(buf, len, "exited with code %d", WEXITSTATUS(st));
