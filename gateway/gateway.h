@@ -28,6 +28,7 @@ typedef struct gw_config {
     long max_attempts;
     long index_cap;
     long redis_timeout_ms;  /* a command unanswered this long drops the connection */
+    long drain_timeout_s;   /* on SIGTERM, how long requests in flight may take to finish */
 } gw_config;
 
 typedef struct gw_redis gw_redis;
@@ -42,6 +43,10 @@ typedef struct gw {
     char models[GW_MAX_MODELS][FLEET_KEY_MAX];
     int nmodels;
     gw_conn *conns; /* live client connections, freed at shutdown */
+    long inflight;  /* requests received and not yet finished */
+    bool draining;  /* SIGTERM: no new connections; exit once inflight is 0 */
+    long long drain_deadline_us;
+    struct event *drain_timer;
 } gw;
 
 bool gw_model_known(const gw *g, const char *name);

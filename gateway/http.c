@@ -43,6 +43,7 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg) 
 
 static evhtp_res on_request_fini(evhtp_request_t *req, void *arg) {
     gw_req *r = arg;
+    r->g->inflight--;
     free(r);
     return EVHTP_RES_OK;
 }
@@ -53,6 +54,7 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdr, void *ar
     if (!r) return EVHTP_RES_ERROR;
     r->magic = GW_REQ_MAGIC;
     r->g = g;
+    g->inflight++;
     r->req = req;
     r->start_us = now_us();
     const char *rid = evhtp_kv_find(hdr, "X-Request-ID");
@@ -155,7 +157,11 @@ void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void 
     r->answered = true;
     gw_add_header(r, "X-Request-ID", r->request_id);
     if (content_type) gw_add_header(r, "Content-Type", content_type);
-    if (r->too_large || r->uri_too_long) gw_add_header(r, "Connection", "close");
+    if (r->too_large || r->uri_too_long || r->g->draining) {
+        /* Shutting down: the client reconnects, to another gateway. */
+        gw_add_header(r, "Connection", "close");
+        evhtp_request_set_keepalive(r->req, 0);
+    }
     if (len) evbuffer_add(r->req->buffer_out, data, len);
     char status_s[8], ms[32];
     snprintf(status_s, sizeof status_s, "%d", status);

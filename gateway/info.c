@@ -10,7 +10,10 @@
 void gw_info_healthz(gw_req *r) { gw_reply_json(r, 200, json_pack("{s:s}", "status", "ok")); }
 
 void gw_info_readyz(gw_req *r) {
-    if (gw_redis_ready(r->g->redis))
+    if (r->g->draining)
+        gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason",
+                                        "shutting down"));
+    else if (gw_redis_ready(r->g->redis))
         gw_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
     else
         gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason",

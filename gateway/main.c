@@ -1,5 +1,6 @@
 /* main.c: fleet-gateway's settings, start-up and shutdown. */
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ static const fleet_option options[] = {
     {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT, "3", "attempts before a job whose worker vanished fails", &G.cfg.max_attempts, 1, 100},
     {"index-cap", "FLEET_INDEX_CAP", FLEET_OPT_INT, "100000", "most jobs GET /v1/jobs can list per tenant", &G.cfg.index_cap, 100, 100000000},
     {"redis-timeout-ms", "FLEET_REDIS_TIMEOUT_MS", FLEET_OPT_INT, "5000", "a Redis command unanswered this long drops the connection (503)", &G.cfg.redis_timeout_ms, 100, 600000},
+    {"drain-timeout", "FLEET_DRAIN_TIMEOUT", FLEET_OPT_INT, "10", "on SIGTERM, seconds that requests in flight get to finish before the gateway exits", &G.cfg.drain_timeout_s, 0, 3600},
     {"log-level", "FLEET_LOG_LEVEL", FLEET_OPT_STR, "info", "debug (logs every request), info, warn, error", &G.cfg.log_level, 0, 0},
 };
 
@@ -61,9 +63,49 @@ static int parse_models(gw *g, char *err, size_t errlen) {
     return 0;
 }
 
+static long long mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* While draining: exit once no request is in flight, or when the drain timeout ends. */
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    gw *g = arg;
+    if (g->inflight > 0 && mono_us() < g->drain_deadline_us) return;
+    if (g->inflight > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%ld", g->inflight);
+        fleet_log(FLEET_LOG_WARN, "drain timeout: exiting with requests in flight", "requests", n,
+                  NULL);
+    }
+    event_base_loopexit(g->base, NULL);
+}
+
+/* SIGTERM/SIGINT: stop accepting connections, let the requests in flight finish (their
+ * answers close the connection), then exit. A second signal exits at once. */
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
-    fleet_log(FLEET_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
-    event_base_loopexit(arg, NULL);
+    (void)what;
+    gw *g = arg;
+    if (g->draining) {
+        fleet_log(FLEET_LOG_WARN, "second stop signal: exiting now", NULL);
+        event_base_loopexit(g->base, NULL);
+        return;
+    }
+    char n[24], t[24];
+    snprintf(n, sizeof n, "%ld", g->inflight);
+    snprintf(t, sizeof t, "%ld", g->cfg.drain_timeout_s);
+    fleet_log(FLEET_LOG_INFO, "shutting down: no new connections, finishing requests in flight",
+              "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", "requests", n, "drain_timeout_s",
+              t, NULL);
+    g->draining = true;
+    g->drain_deadline_us = mono_us() + g->cfg.drain_timeout_s * 1000000LL;
+    evhtp_unbind_socket(g->htp);
+    struct timeval every = {0, 20000};
+    g->drain_timer = event_new(g->base, -1, EV_PERSIST, on_drain_tick, g);
+    if (!g->drain_timer || event_add(g->drain_timer, &every) < 0) event_base_loopexit(g->base, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -120,8 +162,8 @@ int main(int argc, char **argv) {
         fleet_log(FLEET_LOG_ERROR, "cannot listen", "listen", G.cfg.listen, NULL);
         goto out;
     }
-    sigterm = evsignal_new(G.base, SIGTERM, on_signal, G.base);
-    sigint = evsignal_new(G.base, SIGINT, on_signal, G.base);
+    sigterm = evsignal_new(G.base, SIGTERM, on_signal, &G);
+    sigint = evsignal_new(G.base, SIGINT, on_signal, &G);
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
     fleet_log(FLEET_LOG_INFO, "listening", "listen", G.cfg.listen, "redis", G.cfg.redis_url,
@@ -131,7 +173,8 @@ int main(int argc, char **argv) {
 out:
     if (sigterm) event_free(sigterm);
     if (sigint) event_free(sigint);
-    if (G.htp) evhtp_unbind_socket(G.htp);
+    if (G.drain_timer) event_free(G.drain_timer);
+    if (G.htp && !G.draining) evhtp_unbind_socket(G.htp);
     gw_http_close_all(&G);
     gw_redis_free(G.redis);
     if (G.htp) evhtp_free(G.htp);

@@ -2,6 +2,7 @@
  * state: a queued job never starts; a running job stops at the model's next step and does
  * not retry; a finished job answers 409"). */
 #include <string.h>
+#include <unistd.h>
 
 #include "testlib.h"
 
@@ -70,10 +71,76 @@ TL_TEST(cancel_of_a_running_job_is_202_and_it_ends_cancelled) {
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
 }
 
+/* A cancel that races with claims: every job whose DELETE answered 200 never starts; every
+ * job ends in a final state, none is stuck, and a 202 ends cancelled or (done is done)
+ * succeeded. */
+TL_TEST(cancels_racing_with_claims_never_start_a_cancelled_job) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep", "sleep"},
+                                                  .worker_env = {"FLEET_MAX_BATCH=4"}});
+    enum { N = 120 };
+    const char *ids[N];
+    long codes[N];
+    for (int i = 0; i < N; i++) {
+        ids[i] = tl_job_submit(f, "sleep", "{\"ms\": 20, \"steps\": 2}");
+        codes[i] = tl_delete(f, tl_printf("/v1/jobs/%s", ids[i]))->status;
+    }
+    int queued_cancels = 0, running_cancels = 0, too_late = 0;
+    for (int i = 0; i < N; i++) {
+        json_t *job = NULL;
+        int64_t end = tl_now_ms() + WAIT_MS;
+        do {
+            job = tl_job_get(f, ids[i]);
+        } while (!tl_status_is_final(tl_jstr(job, "status")) && tl_now_ms() < end &&
+                 usleep(10 * 1000) == 0);
+        const char *st = tl_jstr(job, "status");
+        if (codes[i] == 200) {
+            queued_cancels++;
+            ASSERT_EQ_STR(st, "cancelled");
+            ASSERT_NULL(tl_jget(job, "started_at"));
+        } else if (codes[i] == 202) {
+            running_cancels++;
+            if (strcmp(st, "succeeded") != 0) ASSERT_EQ_STR(st, "cancelled");
+        } else {
+            ASSERT_EQ_INT(codes[i], 409);
+            too_late++;
+            ASSERT_TRUE(tl_status_is_final(st));
+        }
+    }
+    tl_log("DELETE answers: %d x 200 (queued), %d x 202 (running), %d x 409 (finished)",
+           queued_cancels, running_cancels, too_late);
+    /* Every cancelled-while-queued entry was dropped by a claim: nothing is left. */
+    int64_t end = tl_now_ms() + WAIT_MS;
+    while (tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix) != 0 && tl_now_ms() < end)
+        usleep(50 * 1000);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix), 0);
+}
+
+/* A cancel of a job whose worker died: the job ends cancelled when the next worker takes
+ * it over, and does not run again. */
+TL_TEST(cancel_of_a_lost_workers_job_ends_cancelled_without_a_rerun) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.worker_env = {"FLEET_LEASE_MS=1000"}});
+    tl_proc *a = tl_fleet_add_worker(f, "sleep");
+    const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
+    tl_job_wait_status(f, id, "running", WAIT_MS);
+    tl_proc_kill9(a);
+    ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s", id)), 202);
+
+    tl_fleet_add_worker(f, "sleep");
+    json_t *job = tl_job_wait_status(f, id, "cancelled", WAIT_MS);
+    ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
+    ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "cancelled");
+    tl_resp *r = tl_get(f, "/v1/stats");
+    ASSERT_EQ_INT(tl_jint(r->json, "models.sleep.running"), 0);
+    ASSERT_EQ_INT(tl_jint(r->json, "models.sleep.cancelled"), 1);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix), 0);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(cancel_of_a_queued_job_is_200_and_it_never_runs),
         TL_CASE(cancel_of_a_running_job_is_202_and_it_ends_cancelled),
+        TL_CASE(cancels_racing_with_claims_never_start_a_cancelled_job),
+        TL_CASE(cancel_of_a_lost_workers_job_ends_cancelled_without_a_rerun),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
