@@ -32,7 +32,6 @@
 #define WORKER_GONE_MS 60000LL
 #define WATCH_MS 1000L
 #define SWEEP_MS 60000L
-#define CONSUMER_IDLE_MS 600000LL
 #define KEEPER_TIMEOUT_MS 5000L
 
 typedef struct watched {
@@ -92,7 +91,7 @@ static void deregister(wk_worker *w, wk_redis *rd)
         freeReplyObject(r);
 }
 
-/* sweep_consumers deletes consumers idle for CONSUMER_IDLE_MS with nothing pending: live
+/* sweep_consumers deletes consumers idle for consumer_idle_ms with nothing pending: live
  * workers read every second, so these are workers that died. */
 static void sweep_consumers(wk_worker *w, wk_redis *rd)
 {
@@ -114,7 +113,7 @@ static void sweep_consumers(wk_worker *w, wk_redis *rd)
             else if (strcmp(f->str, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
                 idle = v->integer;
         }
-        if (!name || pending != 0 || idle < CONSUMER_IDLE_MS || strcmp(name, w->cfg.name) == 0)
+        if (!name || pending != 0 || idle < w->cfg.consumer_idle_ms || strcmp(name, w->cfg.name) == 0)
             continue;
         redisReply *d = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", w->stream.s, FLEET_GROUP,
                                       name);
@@ -202,7 +201,9 @@ static void *keeper_main(void *arg)
     watched *ws = calloc(w->max_batch, sizeof *ws);
     fleet_cmd *cmds = calloc(w->max_batch, sizeof *cmds);
     redisReply **reps = calloc(w->max_batch, sizeof *reps);
-    long long last_hb = 0, next_watch = 0, next_sweep = wk_mono_ms() + SWEEP_MS;
+    /* Sweep at least twice per idle period, so a dead consumer goes soon after it may. */
+    long sweep_ms = w->cfg.consumer_idle_ms / 2 < SWEEP_MS ? w->cfg.consumer_idle_ms / 2 : SWEEP_MS;
+    long long last_hb = 0, next_watch = 0, next_sweep = wk_mono_ms() + sweep_ms;
     /* Renew well before a lease can run out, even with a short one. */
     long watch_ms = w->cfg.lease_ms / 3 < WATCH_MS ? w->cfg.lease_ms / 3 : WATCH_MS;
 
@@ -255,7 +256,7 @@ static void *keeper_main(void *arg)
             }
             if (now >= next_sweep) {
                 sweep_consumers(w, &rd);
-                next_sweep = now + SWEEP_MS;
+                next_sweep = now + sweep_ms;
             }
         }
 

@@ -45,6 +45,7 @@ typedef struct wk_config {
     long retry_base_ms;
     long retry_max_ms;
     long dlq_cap;
+    long consumer_idle_ms; /* a consumer idle this long with nothing pending is removed */
 } wk_config;
 
 /* ---------------------------------------------------------------- jobs ------------- */
