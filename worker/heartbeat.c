@@ -33,11 +33,17 @@
 #define WATCH_MS 1000L
 #define SWEEP_MS 60000L
 #define KEEPER_TIMEOUT_MS 5000L
+/* A model gets this long past a job's timeout to stop it at a callback; then the keeper
+ * ends the job in Redis itself (the model is stuck in a call that never calls back). */
+#define TIMEOUT_GRACE_MS 5000LL
 
 typedef struct watched {
     char id[FLEET_ID_LEN + 1];
     char token[WK_TOKEN_LEN + 1];
-    int stop; /* bits found by this look */
+    long long deadline_mono; /* when the keeper ends the job itself (timeout); 0: never */
+    long timeout_s;
+    bool ended;              /* the keeper ended it already */
+    int stop;                /* bits found by this look */
 } watched;
 
 /* ---------------------------------------------------------------- registration ----- */
@@ -163,6 +169,41 @@ static void renew_leases(wk_worker *w, wk_redis *rd, watched *ws, size_t n, flee
     }
 }
 
+/* end_overdue_jobs fails, in Redis, each job past its timeout and grace whose model has
+ * not stopped it: the client gets its answer even when a model is stuck in a call that
+ * never calls back. The job's stop bit STALE then makes the main thread drop whatever the
+ * model returns later (the finish would be refused anyway: the lease is gone). */
+static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
+{
+    long long now = wk_mono_ms();
+    for (size_t i = 0; i < n; i++) {
+        if (ws[i].ended || !ws[i].deadline_mono || now < ws[i].deadline_mono)
+            continue;
+        char err[200];
+        snprintf(err, sizeof err,
+                 "the job ran longer than its timeout_s of %ld seconds (the model did not stop "
+                 "when asked, so the worker ended the job)",
+                 ws[i].timeout_s);
+        fleet_finish f = {.id = ws[i].id, .model = w->cfg.model, .token = ws[i].token,
+                          .status = FLEET_STATUS_FAILED, .error = err};
+        fleet_cmd cmd;
+        fleet_state_finish(&w->keys, &f, &cmd);
+        redisReply *r = wk_redis_script(rd, &cmd);
+        if (!r)
+            return; /* the connection went: try again at the next look */
+        if (fleet_state_finish_reply(r) == FLEET_FINISH_OK) {
+            atomic_fetch_add(&w->jobs_done, 1);
+            fleet_log(FLEET_LOG_ERROR,
+                      "job ended by its timeout while the model did not stop: the model is stuck "
+                      "in a call; this worker stays busy until it returns",
+                      "job_id", ws[i].id, NULL);
+        }
+        ws[i].ended = true;
+        ws[i].stop |= WK_STOP_STALE | WK_STOP_TIMEOUT;
+        freeReplyObject(r);
+    }
+}
+
 /* apply_stops ORs what renew_leases found into the batch, if it is still the same batch.
  * Called with w->mu held. */
 static void apply_stops(wk_worker *w, unsigned long gen, const watched *ws, size_t n)
@@ -204,6 +245,7 @@ static void *keeper_main(void *arg)
     /* Sweep at least twice per idle period, so a dead consumer goes soon after it may. */
     long sweep_ms = w->cfg.consumer_idle_ms / 2 < SWEEP_MS ? w->cfg.consumer_idle_ms / 2 : SWEEP_MS;
     long long last_hb = 0, next_watch = 0, next_sweep = wk_mono_ms() + sweep_ms;
+    unsigned long gen = 0;
     /* Renew well before a lease can run out, even with a short one. */
     long watch_ms = w->cfg.lease_ms / 3 < WATCH_MS ? w->cfg.lease_ms / 3 : WATCH_MS;
 
@@ -232,11 +274,20 @@ static void *keeper_main(void *arg)
         }
         bool poked = w->keeper_poked;
         w->keeper_poked = false;
-        unsigned long gen = w->batch_gen;
+        if (w->batch_gen != gen) {
+            gen = w->batch_gen; /* a new batch: nothing ended by the keeper yet */
+            for (size_t i = 0; i < w->max_batch; i++)
+                ws[i].ended = false;
+        }
         size_t n = w->batch ? w->nbatch : 0;
         for (size_t i = 0; i < n; i++) {
-            memcpy(ws[i].id, w->batch[i].e.job_id, sizeof ws[i].id);
-            memcpy(ws[i].token, w->batch[i].token, sizeof ws[i].token);
+            const wk_job *j = &w->batch[i];
+            memcpy(ws[i].id, j->e.job_id, sizeof ws[i].id);
+            memcpy(ws[i].token, j->token, sizeof ws[i].token);
+            ws[i].timeout_s = j->claimed.timeout_s;
+            ws[i].deadline_mono = j->claimed.timeout_s > 0
+                                      ? j->started_mono + j->claimed.timeout_s * 1000LL + TIMEOUT_GRACE_MS
+                                      : 0;
             ws[i].stop = 0;
         }
         pthread_mutex_unlock(&w->mu);
@@ -251,6 +302,7 @@ static void *keeper_main(void *arg)
             }
             if (n > 0 && now >= next_watch) {
                 renew_leases(w, &rd, ws, n, cmds, reps);
+                end_overdue_jobs(w, &rd, ws, n);
                 next_watch = now + watch_ms;
                 watched_now = true;
             }

@@ -184,6 +184,26 @@ TL_TEST(model_default_timeout_applies_to_jobs_without_one) {
     tl_job_wait_status(f, quick, "succeeded", WAIT_MS);
 }
 
+/* A model stuck in one long call never sees the timeout: the worker ends the job in Redis
+ * itself a few seconds after the limit, and drops what the model returns later. */
+TL_TEST(timeout_ends_a_job_whose_model_never_calls_back) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
+    tl_resp *r = tl_post(f, "/v1/jobs",
+                         "{\"model\": \"sleep\", \"input\": {\"ms\": 9000, \"ignore_stop\": true}, "
+                         "\"timeout_s\": 1}");
+    ASSERT_HTTP_STATUS(r, 202);
+    const char *id = tl_jstr(r->json, "id");
+    json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
+    ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "the model did not stop");
+    /* When the model finally returns, its result is dropped, not written. */
+    const char *next = tl_job_submit(f, "sleep", "{\"ms\": 1}");
+    tl_job_wait_status(f, next, "succeeded", WAIT_MS);
+    job = tl_job_get(f, id);
+    ASSERT_EQ_STR(tl_jstr(job, "status"), "failed");
+    ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/result", id)), 409);
+    ASSERT_EQ_INT(tl_jint(tl_get(f, "/v1/stats")->json, "models.sleep.running"), 0);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(retryable_error_retries_with_backoff_then_succeeds),
@@ -193,6 +213,7 @@ int main(int argc, char **argv) {
         TL_CASE(job_that_crashes_workers_is_dead_lettered_after_max_attempts),
         TL_CASE(timeout_fails_the_job_and_does_not_retry),
         TL_CASE(model_default_timeout_applies_to_jobs_without_one),
+        TL_CASE(timeout_ends_a_job_whose_model_never_calls_back),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

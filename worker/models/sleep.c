@@ -8,6 +8,8 @@
  *                                            fails attempts 1 and 2, succeeds on the 3rd
  *   {"ms": 100, "crash": true}               kills its own worker process (SIGKILL), as an
  *                                            out-of-memory kill or a segfault would
+ *   {"ms": 5000, "ignore_stop": true}        sleeps in one piece without callbacks: cancel
+ *                                            and timeout cannot stop it (a stuck model)
  *
  * Output: {"slept_ms": N, "steps": K}. Used by load tests, the cancel/lease/retry tests
  * and demos. A batch runs its jobs side by side, as a GPU batch would: the batch takes as
@@ -108,6 +110,12 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
                 snprintf(err, errlen, "input.fail_attempts must be an integer from 1 to 1000");
                 return -1;
             }
+        } else if (key_is(k, "ignore_stop")) {
+            if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+                snprintf(err, errlen, "input.ignore_stop must be true or false");
+                return -1;
+            }
+            in->ignore_stop = v->via.boolean;
         } else if (key_is(k, "crash")) {
             if (v->type != MSGPACK_OBJECT_BOOLEAN) {
                 snprintf(err, errlen, "input.crash must be true or false");
@@ -122,7 +130,7 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
             in->retryable = v->via.boolean;
             have_retryable = 1;
         } else {
-            snprintf(err, errlen, "input has an unknown field \"%.*s\" (known: ms, steps, fail, retryable, fail_attempts, crash)",
+            snprintf(err, errlen, "input has an unknown field \"%.*s\" (known: ms, steps, fail, retryable, fail_attempts, crash, ignore_stop)",
                      (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr);
             return -1;
         }
@@ -259,6 +267,11 @@ static void sleep_run_batch(void *state, fleet_model_job *jobs, size_t n, const 
         char err[FLEET_MODEL_ERROR_MAX];
         if (wk_sleep_parse(jobs[i].input, jobs[i].input_len, &sj[i].in, err, sizeof err) < 0) {
             fleet_model_job_fail(&jobs[i], 0, "%s", err);
+            continue;
+        }
+        if (sj[i].in.ignore_stop) {
+            sleep_for_ms(sj[i].in.ms); /* deaf to cancel and timeout, on purpose */
+            finish_one(&jobs[i], &sj[i]);
             continue;
         }
         sj[i].next_step = 1;
