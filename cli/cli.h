@@ -2,7 +2,8 @@
  *
  * Exit codes (documented in docs/cli.md; scripts rely on them):
  *   0   success
- *   1   the request failed (HTTP error, connection error, failed job, missing key)
+ *   1   the request failed (HTTP error, connection error, failed job, missing key), or
+ *       `dlq retry` could not queue every job again
  *   2   usage error (unknown command or option, bad argument, invalid INPUT_JSON)
  *   3   `wait`: the job was cancelled
  *   124 `wait`: --timeout expired before the job finished (the same code as timeout(1))
@@ -28,12 +29,20 @@
  * environment or the option table's defaults (nothing to free). */
 typedef struct ctl_globals {
     const char *url;       /* gateway base URL, no trailing slash needed */
-    const char *redis_url; /* inspect only */
-    const char *prefix;    /* key prefix, inspect only */
+    const char *redis_url; /* inspect and dlq only */
+    const char *prefix;    /* key prefix, inspect and dlq only */
     const char *api_key;   /* "" when none: no Authorization header is sent */
     long timeout_s;        /* wait limit; 0 = forever */
     bool json;             /* print raw JSON instead of human text */
 } ctl_globals;
+
+/* A subcommand (`dlq list`), for help texts only: the command's run() dispatches on its
+ * first argument itself. */
+typedef struct ctl_subcommand {
+    const char *name;    /* "list" */
+    const char *args;    /* "[--limit N]" */
+    const char *summary; /* one line */
+} ctl_subcommand;
 
 /* One command. Its options are parsed together with the global ones, so a flag may go
  * before or after the command name. `run` gets the positional arguments after the command
@@ -46,6 +55,8 @@ typedef struct ctl_command {
     size_t nopts;
     int min_args, max_args;
     int (*run)(const ctl_globals *g, int argc, char **argv);
+    const ctl_subcommand *subs; /* NULL, or the subcommands (the first argument) */
+    size_t nsubs;
 } ctl_command;
 
 extern const ctl_command ctl_cmd_submit;
@@ -54,6 +65,8 @@ extern const ctl_command ctl_cmd_wait;
 extern const ctl_command ctl_cmd_cancel;
 extern const ctl_command ctl_cmd_list;
 extern const ctl_command ctl_cmd_inspect;
+extern const ctl_command ctl_cmd_stats;
+extern const ctl_command ctl_cmd_dlq;
 
 /* GET /v1/jobs/ID (cmd_status.c). Returns 0 and a new reference in *job; otherwise prints
  * why on stderr and returns CTL_EXIT_FAIL (404 included). With raw, the body is also

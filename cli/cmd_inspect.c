@@ -19,6 +19,7 @@
 #include "fleet/job.h"
 #include "fleet/job_json.h"
 #include "fleet/keys.h"
+#include "redis_conn.h"
 #include "render.h"
 
 #define CTL_INSPECT_HEX_MAX 64 /* bytes shown of a blob that does not decode */
@@ -243,38 +244,12 @@ static int inspect_run(const ctl_globals *g, int argc, char **argv) {
     const char *id = argv[0];
     if (!ctl_check_job_id(id)) return CTL_EXIT_USAGE;
     fleet_keys keys;
-    if (fleet_keys_init(&keys, g->prefix) < 0) {
-        ctl_error("--prefix '%s' is not valid (1..%d characters of A-Z a-z 0-9 _ . -)",
-                  g->prefix, FLEET_PREFIX_MAX);
-        return CTL_EXIT_USAGE;
-    }
-    char host[256];
-    int port, db;
-    if (fleet_redis_url_parse(g->redis_url, host, sizeof host, &port, &db) < 0) {
-        ctl_error("--redis-url '%s' is not redis://host:port[/db]", g->redis_url);
-        return CTL_EXIT_USAGE;
-    }
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (!c || c->err) {
-        ctl_error("cannot connect to Redis at %s:%d: %s", host, port,
-                  c ? c->errstr : "out of memory");
-        redisFree(c);
-        return CTL_EXIT_FAIL;
-    }
-    redisSetTimeout(c, tv);
-    int rc = CTL_EXIT_FAIL;
+    int rc;
+    redisContext *c = ctl_redis_open(g, &keys, &rc);
+    if (!c) return rc;
+    rc = CTL_EXIT_FAIL;
     json_t *doc = json_pack("{s:s,s:[]}", "id", id, "keys");
     json_t *list = json_object_get(doc, "keys");
-    if (db != 0) {
-        char dbs[8];
-        snprintf(dbs, sizeof dbs, "%d", db);
-        redisReply *r = cmd(c, "SELECT %s", dbs, NULL);
-        bool ok = r && r->type == REDIS_REPLY_STATUS;
-        if (r && !ok) ctl_error("redis: SELECT %d: %s", db, r->str);
-        freeReplyObject(r);
-        if (!ok) goto out;
-    }
 
     fleet_key names[3] = {fleet_key_job(&keys, id), fleet_key_input(&keys, id),
                           fleet_key_result(&keys, id)};

@@ -23,20 +23,20 @@ static const fleet_option global_opts[] = {
      "API key, sent as 'Authorization: Bearer KEY' (nothing is sent when empty)",
      &G.api_key, 0, 0},
     {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
-     "Redis that inspect reads directly (redis://host:port[/db])", &G.redis_url, 0, 0},
-    {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix of the fleet (inspect)",
+     "Redis that inspect and dlq use directly (redis://host:port[/db])", &G.redis_url, 0, 0},
+    {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix of the fleet (inspect, dlq)",
      &G.prefix, 0, 0},
     {"timeout", "FLEETCTL_TIMEOUT", FLEET_OPT_INT, "0",
      "wait: give up after this many seconds and exit 124 (0 = wait forever)", &G.timeout_s,
      0, 31L * 24 * 3600},
     {"json", "FLEETCTL_JSON", FLEET_OPT_BOOL, "false",
-     "print the gateway's JSON as is instead of human text", &G.json, 0, 0},
+     "print JSON instead of human text (the gateway's as is)", &G.json, 0, 0},
 };
 #define N_GLOBAL (sizeof global_opts / sizeof global_opts[0])
 
 static const ctl_command *const commands[] = {
     &ctl_cmd_submit, &ctl_cmd_status, &ctl_cmd_wait,
-    &ctl_cmd_cancel, &ctl_cmd_list,   &ctl_cmd_inspect,
+    &ctl_cmd_cancel, &ctl_cmd_list,   &ctl_cmd_inspect, &ctl_cmd_stats, &ctl_cmd_dlq,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -59,22 +59,72 @@ bool ctl_check_job_id(const char *id) {
 
 /* ------------------------------------------------------------------ usage --------------- */
 
-/* Writes the global usage text (commands, exit codes) into buf. */
+/* Appends one "  NAME ARGS   summary" line to buf (n: what it holds). */
+static size_t usage_line(char *buf, size_t cap, size_t n, const char *name, const char *args,
+                         const char *summary) {
+    if (n >= cap) return n;
+    char head[96];
+    snprintf(head, sizeof head, "%s%s%s", name, *args ? " " : "", args);
+    return n + (size_t)snprintf(buf + n, cap - n, "  %-28s %s\n", head, summary);
+}
+
+/* Writes the global usage text (commands, exit codes) into buf. A command with
+ * subcommands gets one line per subcommand. */
 static void global_usage(char *buf, size_t cap) {
     size_t n = (size_t)snprintf(buf, cap,
                                 "usage: fleetctl [options] COMMAND [ARGS] [command options]\n\n"
                                 "The command-line client of a fleet gateway (docs/cli.md).\n\n"
                                 "Commands:\n");
-    for (size_t i = 0; i < N_COMMANDS && n < cap; i++) {
-        char head[64];
-        snprintf(head, sizeof head, "%s %s", commands[i]->name, commands[i]->args);
-        n += (size_t)snprintf(buf + n, cap - n, "  %-28s %s\n", head, commands[i]->summary);
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const ctl_command *c = commands[i];
+        if (!c->nsubs) n = usage_line(buf, cap, n, c->name, c->args, c->summary);
+        for (size_t j = 0; j < c->nsubs; j++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s %s", c->name, c->subs[j].name);
+            n = usage_line(buf, cap, n, name, c->subs[j].args, c->subs[j].summary);
+        }
     }
     if (n < cap)
         snprintf(buf + n, cap - n,
                  "\n'fleetctl COMMAND --help' shows the options of one command.\n"
-                 "Exit codes: 0 ok, 1 failed, 2 usage, 3 job cancelled (wait), 124 --timeout "
-                 "expired (wait).");
+                 "Exit codes: 0 ok, 1 failed (dlq retry: not every job queued again), 2 usage,\n"
+                 "3 job cancelled (wait), 124 --timeout expired (wait).");
+}
+
+/* Writes the usage text of one command (its --help header) into buf. */
+static void command_usage(const ctl_command *cmd, char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "usage: fleetctl %s%s%s [options]\n\n%s", cmd->name,
+                                *cmd->args ? " " : "", cmd->args, cmd->summary);
+    if (cmd->nsubs && n < cap) n += (size_t)snprintf(buf + n, cap - n, "\n\nSubcommands:\n");
+    for (size_t j = 0; j < cmd->nsubs && n < cap; j++) {
+        char head[96];
+        snprintf(head, sizeof head, "%s %s", cmd->subs[j].name, cmd->subs[j].args);
+        n += (size_t)snprintf(buf + n, cap - n, "  %-24s %s\n", head, cmd->subs[j].summary);
+    }
+    if (cmd->nsubs && n > 0 && n < cap && buf[n - 1] == '\n') buf[n - 1] = '\0';
+}
+
+/* Prints the usage line and why the number of arguments is wrong. */
+static void bad_arg_count(const ctl_command *cmd, int nargs) {
+    fprintf(stderr, "usage: fleetctl %s%s%s [options]\n", cmd->name, *cmd->args ? " " : "",
+            cmd->args);
+    if (cmd->nsubs && nargs == 0) {
+        char names[128] = "";
+        for (size_t j = 0; j < cmd->nsubs; j++) {
+            size_t n = strlen(names);
+            snprintf(names + n, sizeof names - n, "%s%s", j ? ", " : "", cmd->subs[j].name);
+        }
+        ctl_error("%s needs a subcommand: %s", cmd->name, names);
+    } else if (cmd->min_args == cmd->max_args) {
+        ctl_error("%s takes %d argument%s, got %d", cmd->name, cmd->max_args,
+                  cmd->max_args == 1 ? "" : "s", nargs);
+    } else if (nargs < cmd->min_args) {
+        ctl_error("%s takes at least %d argument%s, got %d", cmd->name, cmd->min_args,
+                  cmd->min_args == 1 ? "" : "s", nargs);
+    } else {
+        ctl_error("%s takes at most %d argument%s, got %d", cmd->name, cmd->max_args,
+                  cmd->max_args == 1 ? "" : "s", nargs);
+    }
 }
 
 /* The index in argv of the command name: the first argument that is neither a flag nor
@@ -101,7 +151,7 @@ static int find_command(int argc, char **argv, bool *help) {
 int main(int argc, char **argv) {
     bool help = false;
     int ci = find_command(argc, argv, &help);
-    char gusage[2048];
+    char gusage[4096];
     global_usage(gusage, sizeof gusage);
     if (ci == 0) {
         if (help) {
@@ -126,9 +176,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < cmd->nopts && nopts < 32; i++) opts[nopts++] = cmd->opts[i];
     for (size_t i = 0; i < N_GLOBAL && nopts < 32; i++) opts[nopts++] = global_opts[i];
 
-    char usage[512];
-    snprintf(usage, sizeof usage, "usage: fleetctl %s %s [options]\n\n%s", cmd->name,
-             cmd->args, cmd->summary);
+    char usage[2048];
+    command_usage(cmd, usage, sizeof usage);
     char err[256];
     int npos = 0;
     fleet_config_result cr =
@@ -142,10 +191,7 @@ int main(int argc, char **argv) {
     /* argv[1] is the command name itself (the first positional argument). */
     int nargs = npos - 1;
     if (nargs < cmd->min_args || nargs > cmd->max_args) {
-        fprintf(stderr, "usage: fleetctl %s %s [options]\n", cmd->name, cmd->args);
-        ctl_error("%s takes %s%d argument%s, got %d", cmd->name,
-                  cmd->min_args == cmd->max_args ? "" : "at most ", cmd->max_args,
-                  cmd->max_args == 1 ? "" : "s", nargs);
+        bad_arg_count(cmd, nargs);
         return CTL_EXIT_USAGE;
     }
 

@@ -1,0 +1,40 @@
+/* redis_conn.h: the commands that read or change Redis directly (inspect, dlq) share how
+ * they connect (--redis-url, --prefix) and how they send commands and scripts.
+ *
+ * Every function prints what went wrong on stderr ("fleetctl: redis: ...") before it
+ * returns NULL, so callers only decide the exit code.
+ */
+#ifndef CTL_REDIS_CONN_H
+#define CTL_REDIS_CONN_H
+
+#include <hiredis/hiredis.h>
+
+#include "cli.h"
+#include "fleet/keys.h"
+#include "fleet/state.h"
+
+/* Checks --prefix and --redis-url, connects (5 s timeouts) and selects the URL's
+ * database. Returns the connection and fills keys, or NULL with *rc set to
+ * CTL_EXIT_USAGE (a malformed flag) or CTL_EXIT_FAIL (Redis unreachable). */
+redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc);
+
+/* Sends one command given as NUL-terminated strings. Returns the reply (caller frees it
+ * with freeReplyObject), or NULL when the connection failed. An error reply is returned
+ * as is, not printed. */
+redisReply *ctl_redis_cmd(redisContext *c, int argc, const char *const *argv);
+
+/* Like ctl_redis_cmd, but an error reply is printed ("fleetctl: redis: WHAT: ...") and
+ * freed, and NULL is returned. */
+redisReply *ctl_redis_cmd_ok(redisContext *c, const char *what, int argc,
+                             const char *const *argv);
+
+/* Sends a state.h script command with EVALSHA, and again as EVAL when Redis does not
+ * know the script yet (NOSCRIPT). Returns the reply (an error reply included), or NULL
+ * when the connection failed. */
+redisReply *ctl_redis_script(redisContext *c, fleet_cmd *cmd);
+
+/* The value of field in a flat field/value array (HGETALL's or a stream entry's shape),
+ * or NULL when absent. */
+const char *ctl_redis_field(const redisReply *fields, const char *field);
+
+#endif
