@@ -327,7 +327,7 @@ bool tl_jis_int(const json_t *j, const char *path);
 
 /* ------------------------------------------------------------ fleet ----------------- */
 
-#define TL_MAX_WORKERS 8
+#define TL_MAX_WORKERS 64 /* a case may start (and kill) this many workers in all */
 
 typedef struct tl_fleet_opts {
     const char *workers[TL_MAX_WORKERS]; /* models of the workers to start, e.g. {"echo"} */

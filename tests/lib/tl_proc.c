@@ -22,7 +22,7 @@
 
 extern char **environ;
 
-#define TL__MAX_PROCS 64
+#define TL__MAX_PROCS 256
 #define TL__STOP_GRACE_MS 10000
 
 typedef struct tl__proc_state {
