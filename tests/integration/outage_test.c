@@ -1,5 +1,5 @@
-/* outage_test.c: Redis goes away and comes back. With AOF (appendfsync always) a crash
- * loses no accepted job; while Redis is down or hangs, the gateway answers 503 at once
+/* outage_test.c: Redis goes away and comes back. With the shipped AOF config (appendfsync
+ * everysec) a crash of the Redis process (kill -9) loses no accepted job; while Redis is down or hangs, the gateway answers 503 at once
  * (never hangs) and /readyz says so; the gateway and the workers reconnect by themselves,
  * and a worker recreates its consumer group on a Redis that lost everything. */
 #include <errno.h>

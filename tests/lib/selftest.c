@@ -107,7 +107,7 @@ TL_TEST(redis_restart_keeps_data_with_aof) {
     tl_redis *r = tl_redis_start(&(tl_redis_opts){.appendonly = true});
     redisContext *c = tl_redis_connect(r);
     tl_redis_cmd(c, "SET %s %s", "survivor", "yes");
-    tl_redis_kill9(r); /* appendfsync always: acknowledged writes are on disk */
+    tl_redis_kill9(r); /* everysec: acknowledged writes reached the kernel before the reply */
     tl_redis_restart(r);
     c = tl_redis_connect(r);
     redisReply *v = tl_redis_cmd(c, "GET %s", "survivor");

@@ -227,7 +227,8 @@ typedef struct tl_redis {
 } tl_redis;
 
 typedef struct tl_redis_opts {
-    bool appendonly; /* --appendonly yes (appendfsync always), else no persistence */
+    bool appendonly; /* --appendonly yes with appendfsync everysec (the shipped config),
+                      * else no persistence */
 } tl_redis_opts;
 
 /* Starts a throwaway redis-server on a free loopback port in <tmpdir>/redis-<n>, waits

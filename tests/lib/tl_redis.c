@@ -52,7 +52,7 @@ static void tl__redis_spawn(tl_redis *r) {
     argv[n++] = r->appendonly ? "yes" : "no";
     if (r->appendonly) {
         argv[n++] = "--appendfsync";
-        argv[n++] = "always";
+        argv[n++] = "everysec"; /* what deploy/local.sh ships */
     }
     argv[n++] = "--logfile";
     argv[n++] = "";
