@@ -103,9 +103,15 @@ void ctl_render_job(FILE *f, const json_t *job) {
     json_int_t pos = json_integer_value(json_object_get(job, "queue_position"));
     if (pos > 0)
         fprintf(f, "queue:      position %lld%s\n", (long long)pos, pos == 1 ? " (next)" : "");
-    if (json_is_integer(json_object_get(job, "attempts")))
-        fprintf(f, "attempts:   %lld\n",
+    if (json_is_integer(json_object_get(job, "attempts"))) {
+        fprintf(f, "attempts:   %lld",
                 (long long)json_integer_value(json_object_get(job, "attempts")));
+        if (json_is_integer(json_object_get(job, "max_attempts")))
+            fprintf(f, " of %lld",
+                    (long long)json_integer_value(json_object_get(job, "max_attempts")));
+        fputc('\n', f);
+    }
+    if (*str_field(job, "retry_at")) fprintf(f, "retry at:   %s\n", str_field(job, "retry_at"));
     if (*str_field(job, "worker")) fprintf(f, "worker:     %s\n", str_field(job, "worker"));
 
     const char *created = str_field(job, "created_at");
@@ -137,6 +143,10 @@ void ctl_render_job(FILE *f, const json_t *job) {
     json_int_t ttl = json_integer_value(json_object_get(job, "ttl_s"));
     if (ttl > 0) fprintf(f, "result ttl: %lld s\n", (long long)ttl);
     if (*str_field(job, "error")) fprintf(f, "error:      %s\n", str_field(job, "error"));
+    if (*str_field(job, "last_error"))
+        fprintf(f, "last error: %s\n", str_field(job, "last_error"));
+    if (json_is_true(json_object_get(job, "dead_lettered")))
+        fprintf(f, "dead-lettered: yes (fleetctl dlq show %s)\n", str_field(job, "id"));
     const json_t *meta = json_object_get(job, "metadata");
     if (meta) {
         char *m = json_dumps(meta, JSON_COMPACT | JSON_ENCODE_ANY);
