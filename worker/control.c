@@ -36,7 +36,8 @@ static void cancel_job(wk_worker *w, const char *id)
     }
     pthread_mutex_unlock(&w->mu);
     fleet_log(found ? FLEET_LOG_INFO : FLEET_LOG_DEBUG,
-              found ? "cancel requested: stopping the job" : "cancel for a job not running here",
+              found ? "cancel heard on the control channel: stopping the job"
+                    : "cancel for a job not running here",
               "job_id", id, NULL);
 }
 

@@ -41,6 +41,7 @@ TL_TEST(cancel_of_a_queued_job_is_200_and_it_never_runs) {
 
 TL_TEST(cancel_of_a_running_job_is_202_and_it_ends_cancelled) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
+    tl_proc *w = f->workers[0];
     /* 60 s in 600 steps: it would outlast the test unless the cancel stops it. */
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
     tl_job_wait_status(f, id, "running", WAIT_MS);
@@ -62,6 +63,11 @@ TL_TEST(cancel_of_a_running_job_is_202_and_it_ends_cancelled) {
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/result", id)), 409);
     ASSERT_PROBLEM(tl_delete(f, tl_printf("/v1/jobs/%s", id)), 409);
+    /* The worker was told on its control channel (pub/sub), not only by its next lease
+     * renewal. */
+    char *log = tl_read_file(w->log_path, NULL);
+    ASSERT_NOT_NULL(log);
+    ASSERT_STR_CONTAINS(log, "cancel heard on the control channel");
 
     /* The worker is free again and the cancelled job is not retried. */
     const char *next = tl_job_submit(f, "sleep", "{\"ms\": 50, \"steps\": 1}");
