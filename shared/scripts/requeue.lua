@@ -37,8 +37,8 @@ else
 end
 local at = now + tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_at_ms', at, 'updated_ms', now)
-redis.call('HDEL', KEYS[1], 'lease', 'lease_until_ms', 'entry_id', 'progress_percent',
-  'progress_message', 'progress_done', 'progress_total')
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until_ms', 'entry_id', 'worker', 'started_ms',
+  'progress_percent', 'progress_message', 'progress_done', 'progress_total')
 redis.call('ZADD', KEYS[4], at, ARGV[8])
 local qttl = tonumber(st[7] or '86400')
 redis.call('EXPIRE', KEYS[1], qttl)

@@ -39,6 +39,10 @@ TL_TEST(retryable_error_retries_with_backoff_then_succeeds) {
         if (strcmp(st, "queued") == 0 && tl_jstr(job, "retry_at")) {
             saw_retry_wait = true;
             ASSERT_STR_CONTAINS(tl_jstr(job, "last_error"), "GPU busy");
+            /* Waiting, not in the queue yet, and not on any worker. */
+            ASSERT_NULL(tl_jget(job, "queue_position"));
+            ASSERT_NULL(tl_jget(job, "worker"));
+            ASSERT_NULL(tl_jget(job, "started_at"));
         }
         if (tl_status_is_final(st)) break;
         usleep(20 * 1000);
