@@ -158,13 +158,18 @@ TL_TEST(job_that_crashes_workers_is_dead_lettered_after_max_attempts) {
     tl_job_wait_status(f, ok, "succeeded", WAIT_MS);
 }
 
+/* Submits a sleep job with a timeout_s; returns its id. */
+static const char *submit_with_timeout(tl_fleet *f, const char *input, int timeout_s) {
+    tl_resp *r = tl_post(f, "/v1/jobs",
+                         tl_printf("{\"model\": \"sleep\", \"input\": %s, \"timeout_s\": %d}",
+                                   input, timeout_s));
+    ASSERT_HTTP_STATUS(r, 202);
+    return tl_jstr(r->json, "id");
+}
+
 TL_TEST(timeout_fails_the_job_and_does_not_retry) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
-    tl_resp *r = tl_post(f, "/v1/jobs",
-                         "{\"model\": \"sleep\", \"input\": {\"ms\": 60000, \"steps\": 600}, "
-                         "\"timeout_s\": 1}");
-    ASSERT_HTTP_STATUS(r, 202);
-    const char *id = tl_jstr(r->json, "id");
+    const char *id = submit_with_timeout(f, "{\"ms\": 60000, \"steps\": 600}", 1);
     json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "timeout_s of 1 seconds");
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
@@ -192,11 +197,7 @@ TL_TEST(model_default_timeout_applies_to_jobs_without_one) {
  * itself a few seconds after the limit, and drops what the model returns later. */
 TL_TEST(timeout_ends_a_job_whose_model_never_calls_back) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
-    tl_resp *r = tl_post(f, "/v1/jobs",
-                         "{\"model\": \"sleep\", \"input\": {\"ms\": 9000, \"ignore_stop\": true}, "
-                         "\"timeout_s\": 1}");
-    ASSERT_HTTP_STATUS(r, 202);
-    const char *id = tl_jstr(r->json, "id");
+    const char *id = submit_with_timeout(f, "{\"ms\": 9000, \"ignore_stop\": true}", 1);
     json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "the model did not stop");
     /* When the model finally returns, its result is dropped, not written. */
