@@ -29,10 +29,12 @@ typedef struct gw_config {
     long index_cap;
     long redis_timeout_ms;  /* a command unanswered this long drops the connection */
     long drain_timeout_s;   /* on SIGTERM, how long requests in flight may take to finish */
+    long sse_heartbeat_s;   /* comment lines on idle SSE streams, for proxies */
 } gw_config;
 
 typedef struct gw_redis gw_redis;
 typedef struct gw_conn gw_conn;
+typedef struct gw_events gw_events;
 
 typedef struct gw {
     struct event_base *base;
@@ -40,6 +42,7 @@ typedef struct gw {
     gw_config cfg;
     fleet_keys keys;
     gw_redis *redis;
+    gw_events *events; /* the subscription that wakes waits and SSE streams */
     char models[GW_MAX_MODELS][FLEET_KEY_MAX];
     int nmodels;
     gw_conn *conns; /* live client connections, freed at shutdown */

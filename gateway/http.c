@@ -44,6 +44,7 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg) 
 static evhtp_res on_request_fini(evhtp_request_t *req, void *arg) {
     gw_req *r = arg;
     r->g->inflight--;
+    if (r->on_fini) r->on_fini(r->fini_arg);
     free(r);
     return EVHTP_RES_OK;
 }

@@ -30,6 +30,10 @@ typedef struct gw_req {
     bool paused;         /* waiting for Redis: resume after answering */
     bool answered;
     uint64_t start_us;
+    /* Called once when libevhtp frees the request (answered, or the client went away),
+     * before the gw_req is freed: streams (SSE) release what they hold. */
+    void (*on_fini)(void *arg);
+    void *fini_arg;
 } gw_req;
 
 /* Installs the per-request hooks on the server. */

@@ -10,6 +10,7 @@
 #include "fleet/log.h"
 #include "fleet/state.h"
 #include "query.h"
+#include "events.h"
 #include "redis.h"
 #include "routes.h"
 #include "submit.h"
@@ -26,6 +27,7 @@ typedef struct job_call {
     char model[FLEET_MODEL_MAX + 1];
     bool want_msgpack;
     fleet_cancel_outcome cancel;
+    long wait_s; /* Prefer: wait=N */
 } job_call;
 
 static job_call *call_new(gw_req *r) {
@@ -97,9 +99,23 @@ static void on_submitted(redisReply *rep, void *arg) {
         gw_add_header(r, "Location", loc);
         fleet_log(FLEET_LOG_INFO, "job submitted", "job_id", c->id, "model", c->jr.model,
                   "request_id", r->request_id, NULL);
-        gw_reply_json(r, 202, fleet_job_to_json(&v));
+        if (c->wait_s > 0) gw_wait_start(r, c->id, c->wait_s, 202);
+        else gw_reply_json(r, 202, fleet_job_to_json(&v));
     }
     call_free(c);
+}
+
+/* Reads the wait preference; answers 400 and returns -1 when it is malformed. */
+static int wait_or_reply(gw_req *r, long *secs) {
+    char err[128];
+    bool from_header = false;
+    const char *q = r->req->uri && r->req->uri->query_raw ? (const char *)r->req->uri->query_raw
+                                                          : NULL;
+    if (gw_wait_seconds(gw_header(r, "Prefer"), q, secs, &from_header, err, sizeof err) < 0) {
+        gw_reply_problem(r, 400, "invalid-wait", "Invalid wait", "%s", err);
+        return -1;
+    }
+    return 0;
 }
 
 void gw_jobs_submit(gw_req *r) {
@@ -107,6 +123,10 @@ void gw_jobs_submit(gw_req *r) {
     job_call *c = call_new(r);
     if (!c) {
         gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return;
+    }
+    if (wait_or_reply(r, &c->wait_s) < 0) {
+        call_free(c);
         return;
     }
     size_t len = 0;
@@ -190,6 +210,13 @@ static job_call *start_job_call(gw_req *r, const char *id) {
 }
 
 void gw_jobs_get(gw_req *r, const char *id) {
+    long wait_s = 0;
+    if (wait_or_reply(r, &wait_s) < 0) return;
+    if (wait_s > 0) {
+        if (!fleet_job_id_valid(id)) reply_not_found(r, id);
+        else gw_wait_start(r, id, wait_s, 200);
+        return;
+    }
     job_call *c = start_job_call(r, id);
     if (!c) return;
     c->cancel = FLEET_CANCEL_ERROR;

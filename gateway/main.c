@@ -9,6 +9,7 @@
 #include "fleet/log.h"
 #include "gateway.h"
 #include "http.h"
+#include "events.h"
 #include "redis.h"
 #include "routes.h"
 
@@ -26,6 +27,7 @@ static const fleet_option options[] = {
     {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT, "3", "attempts before a job whose worker vanished fails", &G.cfg.max_attempts, 1, 100},
     {"index-cap", "FLEET_INDEX_CAP", FLEET_OPT_INT, "100000", "most jobs GET /v1/jobs can list per tenant", &G.cfg.index_cap, 100, 100000000},
     {"redis-timeout-ms", "FLEET_REDIS_TIMEOUT_MS", FLEET_OPT_INT, "5000", "a Redis command unanswered this long drops the connection (503)", &G.cfg.redis_timeout_ms, 100, 600000},
+    {"sse-heartbeat-s", "FLEET_SSE_HEARTBEAT_S", FLEET_OPT_INT, "15", "seconds between the comment lines that keep an idle SSE stream open through proxies", &G.cfg.sse_heartbeat_s, 1, 3600},
     {"drain-timeout", "FLEET_DRAIN_TIMEOUT", FLEET_OPT_INT, "10", "on SIGTERM, seconds that requests in flight get to finish before the gateway exits", &G.cfg.drain_timeout_s, 0, 3600},
     {"log-level", "FLEET_LOG_LEVEL", FLEET_OPT_STR, "info", "debug (logs every request), info, warn, error", &G.cfg.log_level, 0, 0},
 };
@@ -103,6 +105,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     g->draining = true;
     g->drain_deadline_us = mono_us() + g->cfg.drain_timeout_s * 1000000LL;
     evhtp_unbind_socket(g->htp);
+    gw_events_wake_all(g->events); /* waits answer now, SSE streams end */
     struct timeval every = {0, 20000};
     g->drain_timer = event_new(g->base, -1, EV_PERSIST, on_drain_tick, g);
     if (!g->drain_timer || event_add(g->drain_timer, &every) < 0) event_base_loopexit(g->base, NULL);
@@ -152,7 +155,9 @@ int main(int argc, char **argv) {
     if (!G.htp) goto out;
     gw_http_install(&G, gw_route);
     G.redis = gw_redis_new(G.base, G.cfg.redis_url, G.cfg.redis_timeout_ms);
-    if (!G.redis) {
+    fleet_key events_channel = fleet_key_events(&G.keys);
+    G.events = gw_events_new(G.base, G.cfg.redis_url, events_channel.s);
+    if (!G.redis || !G.events) {
         fprintf(stderr, "fleet-gateway: FLEET_REDIS_URL '%s' is not redis://host:port[/db]\n",
                 G.cfg.redis_url);
         rc = 2;
@@ -176,6 +181,7 @@ out:
     if (G.drain_timer) event_free(G.drain_timer);
     if (G.htp && !G.draining) evhtp_unbind_socket(G.htp);
     gw_http_close_all(&G);
+    gw_events_free(G.events);
     gw_redis_free(G.redis);
     if (G.htp) evhtp_free(G.htp);
     if (G.base) event_base_free(G.base);

@@ -2,11 +2,21 @@
 #ifndef GW_QUERY_H
 #define GW_QUERY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Finds name in the raw query ("a=1&b=x%20y") and URL-decodes its value into out.
  * Returns 1 when found, 0 when absent, -1 when malformed (bad escape, NUL) or too long
  * for out. */
 int gw_query_get(const char *raw_query, const char *name, char *out, size_t outlen);
+
+#define GW_WAIT_MAX_S 60
+
+/* How long a request asks to wait for its job to end: "Prefer: wait=N" (RFC 7240; other
+ * preferences in the header are ignored) or "?wait=N", N in 0..60. Returns 0 and *secs
+ * (0 when neither is given; the query wins when both are), *from_header when the header
+ * gave it; or -1 with a message in err. */
+int gw_wait_seconds(const char *prefer, const char *raw_query, long *secs, bool *from_header,
+                    char *err, size_t errlen);
 
 #endif

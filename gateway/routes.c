@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT } route_kind;
+typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT, R_JOB_EVENTS } route_kind;
 
 typedef struct route {
     htp_method method;
@@ -25,9 +25,11 @@ static const route routes[] = {
     {htp_method_GET, R_JOB, NULL, NULL, gw_jobs_get},
     {htp_method_DELETE, R_JOB, NULL, NULL, gw_jobs_cancel},
     {htp_method_GET, R_JOB_RESULT, NULL, NULL, gw_jobs_result},
+    {htp_method_GET, R_JOB_EVENTS, NULL, NULL, gw_sse_start},
 };
 
-/* Splits "/v1/jobs/{id}" and "/v1/jobs/{id}/result". Returns the kind, or -1. */
+/* Splits "/v1/jobs/{id}", "/v1/jobs/{id}/result" and "/v1/jobs/{id}/events". Returns the
+ * kind, or -1. */
 static int match_job_path(const char *path, char *id, size_t idlen) {
     static const char pre[] = "/v1/jobs/";
     if (strncmp(path, pre, sizeof pre - 1) != 0) return -1;
@@ -39,6 +41,7 @@ static int match_job_path(const char *path, char *id, size_t idlen) {
     id[n] = '\0';
     if (!slash) return R_JOB;
     if (strcmp(slash, "/result") == 0) return R_JOB_RESULT;
+    if (strcmp(slash, "/events") == 0) return R_JOB_EVENTS;
     return -1;
 }
 

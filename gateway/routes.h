@@ -14,6 +14,13 @@ void gw_jobs_result(gw_req *r, const char *id);
 void gw_jobs_cancel(gw_req *r, const char *id);
 void gw_jobs_list(gw_req *r);
 
+/* wait.c: holds r (paused) until job id is final or secs pass; then answers 200 with the
+ * job (and its "result" when it succeeded), or timeout_status with the job as it is. */
+void gw_wait_start(gw_req *r, const char *id, long secs, int timeout_status);
+
+/* sse.c: GET /v1/jobs/{id}/events */
+void gw_sse_start(gw_req *r, const char *id);
+
 /* info.c */
 void gw_info_healthz(gw_req *r);
 void gw_info_readyz(gw_req *r);

@@ -106,12 +106,41 @@ TL_TEST(query_parameters) {
     ASSERT_EQ_INT(gw_query_get(NULL, "m", v, sizeof v), 0);
 }
 
+TL_TEST(wait_preference) {
+    long secs;
+    bool hdr;
+    char err[128];
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, NULL, &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(secs, 0);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=10", NULL, &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(secs, 10);
+    ASSERT_TRUE(hdr);
+    ASSERT_EQ_INT(gw_wait_seconds("respond-async, Wait = 5 ; handling=lenient", NULL, &secs, &hdr,
+                                  err, sizeof err), 0);
+    ASSERT_EQ_INT(secs, 5);
+    ASSERT_EQ_INT(gw_wait_seconds("return=minimal", NULL, &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(secs, 0);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=3", "wait=60", &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(secs, 60);
+    ASSERT_FALSE(hdr);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=61", NULL, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_STR_CONTAINS(err, "0 to 60");
+    ASSERT_EQ_INT(gw_wait_seconds("wait=-1", NULL, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=", NULL, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=1x", NULL, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, "wait=abc", &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, "wait=1000", &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, "limit=3", &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(secs, 0);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(accepts_a_full_job),
         TL_CASE(defaults),
         TL_CASE(refusals_say_what_is_wrong),
         TL_CASE(query_parameters),
+        TL_CASE(wait_preference),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

@@ -1,0 +1,47 @@
+/* events.h: the gateway's one subscription to the fleet's events channel, and the local
+ * waiters it wakes up.
+ *
+ * Every transition script publishes "<job id> <what>" on {prefix}:events. The gateway
+ * holds one SUBSCRIBE connection (its own async hiredis context) and a table of waiters
+ * by job id: a Prefer: wait request, an SSE stream. A message wakes the waiters of its job;
+ * they read the job from Redis again (the message is only a wake-up: what matters is in the
+ * job hash). When the subscription is (re)established, every waiter is woken, so nothing
+ * that happened while it was down is missed; a waiter registers before its first read, so
+ * a job that ends between a submit and the wait is seen either by the read or by a wake.
+ */
+#ifndef GW_EVENTS_H
+#define GW_EVENTS_H
+
+#include <stdbool.h>
+
+#include "fleet/job.h"
+#include "gateway.h"
+
+typedef struct gw_events gw_events;
+
+/* Called on the event loop when the waiter's job may have changed (or on any event, for a
+ * waiter of id "*"). It may unwatch its own waiter, and no other. */
+typedef void (*gw_wake_cb)(void *arg);
+
+typedef struct gw_waiter {
+    char id[FLEET_ID_LEN + 1];
+    gw_wake_cb cb;
+    void *arg;
+    unsigned bucket;
+    bool linked;
+    struct gw_waiter *prev, *next;
+} gw_waiter;
+
+gw_events *gw_events_new(struct event_base *base, const char *url, const char *channel);
+void gw_events_free(gw_events *e);
+/* True while subscribed. */
+bool gw_events_live(const gw_events *e);
+
+/* Registers w (owned by the caller, e.g. inside its request state) for job id; "*" means
+ * every event. */
+void gw_events_watch(gw_events *e, gw_waiter *w, const char *id, gw_wake_cb cb, void *arg);
+void gw_events_unwatch(gw_events *e, gw_waiter *w);
+/* Wakes every waiter (after a resubscribe; at shutdown). */
+void gw_events_wake_all(gw_events *e);
+
+#endif

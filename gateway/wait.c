@@ -1,0 +1,190 @@
+/* wait.c: "Prefer: wait=N" on POST /v1/jobs and GET /v1/jobs/{id}: the request is held
+ * (paused) until its job is final or N seconds pass.
+ *
+ *   watch the job (events.h) ──▶ read it ──▶ final?  yes: 200 + the job (+ "result")
+ *                                  ▲            no: wait for a wake-up or the deadline
+ *                                  └── wake-up (a message for this job), a resubscribe,
+ *                                      the safety tick (every SAFETY_MS), the deadline
+ *
+ * The waiter is registered before the first read, so a job that ends between the submit
+ * and the wait is seen either by that read or by the wake-up its finish publishes. When N
+ * runs out the answer is the usual one: 202 for a submit, 200 for a read, with the job as
+ * it is then. While the gateway shuts down, waits answer at once in the same way.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events.h"
+#include "fleet/codec.h"
+#include "fleet/job_json.h"
+#include "fleet/log.h"
+#include "fleet/state.h"
+#include "redis.h"
+#include "routes.h"
+
+#define SAFETY_MS 2000 /* a re-read even without a wake-up: pub/sub may drop a message */
+
+typedef struct gw_wait {
+    gw *g;
+    gw_req *r;
+    gw_waiter w;
+    char id[FLEET_ID_LEN + 1];
+    int timeout_status; /* 202 (submit) or 200 (read) when the time runs out */
+    fleet_cmd cmd;
+    struct event *deadline, *safety;
+    bool reading;  /* a read is in flight */
+    bool again;    /* woken during a read: read once more */
+    bool expired;  /* the deadline passed: the next answer is the last */
+    json_t *job;   /* a succeeded job, while its result is read */
+} gw_wait;
+
+static void read_job(gw_wait *wt);
+
+static void wait_free(gw_wait *wt) {
+    gw_events_unwatch(wt->g->events, &wt->w);
+    if (wt->deadline) event_free(wt->deadline);
+    if (wt->safety) event_free(wt->safety);
+    json_decref(wt->job);
+    free(wt);
+}
+
+/* Answers and ends the wait. */
+static void answer(gw_wait *wt, int status, json_t *body) {
+    gw_reply_json(wt->r, status, body);
+    wait_free(wt);
+}
+
+static void on_result(redisReply *rep, void *arg) {
+    gw_wait *wt = arg;
+    wt->reading = false;
+    if (!rep) {
+        gw_reply_unavailable(wt->r);
+        wait_free(wt);
+        return;
+    }
+    json_t *result = json_null();
+    if (rep->type == REDIS_REPLY_STRING) {
+        char err[128];
+        json_t *j = fleet_msgpack_to_json(rep->str, rep->len, err, sizeof err);
+        if (j) {
+            json_decref(result);
+            result = j;
+        } else {
+            fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", wt->id, "error",
+                      err, NULL);
+        }
+    }
+    json_t *job = wt->job;
+    wt->job = NULL;
+    json_object_set_new(job, "result", result);
+    answer(wt, 200, job);
+}
+
+static void on_read(redisReply *rep, void *arg) {
+    gw_wait *wt = arg;
+    gw_req *r = wt->r;
+    wt->reading = false;
+    fleet_job_view v;
+    int found = rep ? fleet_state_get_reply(rep, &v) : -2;
+    if (found == -2) {
+        gw_reply_unavailable(r);
+        wait_free(wt);
+        return;
+    }
+    if (found < 0) {
+        gw_reply_problem(r, 500, "internal", "Internal error",
+                         "the job store gave an unexpected answer; request_id %s", r->request_id);
+        wait_free(wt);
+        return;
+    }
+    if (found == 0) {
+        gw_reply_problem(r, 404, "job-not-found", "Job not found",
+                         "no job with id '%s' (unknown, or expired after its ttl_s)", wt->id);
+        wait_free(wt);
+        return;
+    }
+    fleet_status st = fleet_status_from_string(v.status);
+    if (st == FLEET_STATUS_SUCCEEDED) {
+        /* The result goes along: one more read. */
+        wt->job = fleet_job_to_json(&v);
+        fleet_key k = fleet_key_result(&wt->g->keys, wt->id);
+        const char *argv[2] = {"GET", k.s};
+        size_t lens[2] = {3, strlen(k.s)};
+        wt->reading = true;
+        if (gw_redis_command(wt->g->redis, 2, argv, lens, on_result, wt) < 0) {
+            gw_reply_unavailable(r);
+            wait_free(wt);
+        }
+        return;
+    }
+    if (fleet_status_is_final(st)) {
+        answer(wt, 200, fleet_job_to_json(&v));
+        return;
+    }
+    if (wt->expired || wt->g->draining) {
+        answer(wt, wt->timeout_status, fleet_job_to_json(&v));
+        return;
+    }
+    if (wt->again) read_job(wt);
+}
+
+static void read_job(gw_wait *wt) {
+    if (wt->reading) {
+        wt->again = true;
+        return;
+    }
+    wt->again = false;
+    fleet_state_get(&wt->g->keys, wt->id, wt->g->cfg.tenant, &wt->cmd);
+    wt->reading = true;
+    if (gw_redis_script(wt->g->redis, &wt->cmd, on_read, wt) < 0) {
+        wt->reading = false;
+        gw_reply_unavailable(wt->r);
+        wait_free(wt);
+    }
+}
+
+static void on_wake(void *arg) { read_job(arg); }
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    gw_wait *wt = arg;
+    wt->expired = true;
+    read_job(wt); /* the last read gives the answer */
+}
+
+static void on_safety(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    read_job(arg);
+}
+
+void gw_wait_start(gw_req *r, const char *id, long secs, int timeout_status) {
+    gw *g = r->g;
+    gw_wait *wt = calloc(1, sizeof *wt);
+    if (!wt) {
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return;
+    }
+    wt->g = g;
+    wt->r = r;
+    wt->timeout_status = timeout_status;
+    snprintf(wt->id, sizeof wt->id, "%s", id);
+    wt->deadline = evtimer_new(g->base, on_deadline, wt);
+    wt->safety = event_new(g->base, -1, EV_PERSIST, on_safety, wt);
+    if (!wt->deadline || !wt->safety) {
+        wait_free(wt);
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return;
+    }
+    struct timeval dl = {secs, 0}, tick = {SAFETY_MS / 1000, (SAFETY_MS % 1000) * 1000};
+    evtimer_add(wt->deadline, &dl);
+    evtimer_add(wt->safety, &tick);
+    char applied[24];
+    snprintf(applied, sizeof applied, "wait=%ld", secs);
+    gw_add_header(r, "Preference-Applied", applied);
+    gw_events_watch(g->events, &wt->w, id, on_wake, wt);
+    if (!r->paused) gw_pause(r);
+    read_job(wt);
+}
