@@ -30,11 +30,19 @@ typedef struct gw_config {
     long redis_timeout_ms;  /* a command unanswered this long drops the connection */
     long drain_timeout_s;   /* on SIGTERM, how long requests in flight may take to finish */
     long sse_heartbeat_s;   /* comment lines on idle SSE streams, for proxies */
+    const char *webhook_secret;   /* "whsec_...": signs deliveries; "" refuses webhooks */
+    const char *webhook_allow;    /* CIDRs the SSRF guard admits anyway (tests: 127.0.0.1) */
+    const char *webhook_schedule; /* seconds before each attempt: "0,5,300,..." */
+    long webhook_timeout_ms;
+    long webhook_claim_ms;        /* a delivery pending this long is taken over */
+    long webhook_max_inflight;
+    long webhook_dlq_cap;
 } gw_config;
 
 typedef struct gw_redis gw_redis;
 typedef struct gw_conn gw_conn;
 typedef struct gw_events gw_events;
+typedef struct gw_webhooks gw_webhooks;
 
 typedef struct gw {
     struct event_base *base;
@@ -43,6 +51,7 @@ typedef struct gw {
     fleet_keys keys;
     gw_redis *redis;
     gw_events *events; /* the subscription that wakes waits and SSE streams */
+    gw_webhooks *webhooks;
     char models[GW_MAX_MODELS][FLEET_KEY_MAX];
     int nmodels;
     gw_conn *conns; /* live client connections, freed at shutdown */

@@ -11,6 +11,8 @@
 #include "fleet/state.h"
 #include "query.h"
 #include "events.h"
+#include "ssrf.h"
+#include "webhooks.h"
 #include "redis.h"
 #include "routes.h"
 #include "submit.h"
@@ -79,7 +81,7 @@ static void on_submitted(redisReply *rep, void *arg) {
         reply_internal(r, "submit", rep);
     } else {
         fleet_job_view v;
-        memset(&v, 0, sizeof v);
+        fleet_job_view_init(&v);
         v.id = c->id;
         v.status = "queued";
         v.model = c->jr.model;
@@ -87,12 +89,12 @@ static void on_submitted(redisReply *rep, void *arg) {
         v.request_id = r->request_id;
         v.metadata = c->jr.metadata_json;
         v.created_ms = created;
-        v.started_ms = v.finished_ms = v.updated_ms = -1;
         v.attempts = 0;
         v.max_attempts = r->g->cfg.max_attempts;
         v.timeout_s = c->jr.timeout_s;
         v.ttl_s = c->jr.ttl_s;
-        v.progress_percent = -1;
+        v.webhook = c->jr.webhook;
+        v.webhook_events = c->jr.webhook_events;
         v.queue_position = pos;
         char loc[64];
         snprintf(loc, sizeof loc, "/v1/jobs/%s", c->id);
@@ -116,6 +118,26 @@ static int wait_or_reply(gw_req *r, long *secs) {
         return -1;
     }
     return 0;
+}
+
+/* The submit-time checks of a webhook URL: a secret to sign with, http(s), and no literal
+ * address the SSRF guard refuses (host names are checked when delivering). Answers 422
+ * and returns true when refused. */
+static bool webhook_refused(gw_req *r, const char *url) {
+    char err[300];
+    gw_url u;
+    if (!gw_webhooks_enabled(r->g->webhooks)) {
+        gw_reply_problem(r, 422, "webhooks-disabled", "Webhooks not configured",
+                         "this gateway has no webhook secret (FLEET_WEBHOOK_SECRET), so it "
+                         "cannot sign deliveries; submit without 'webhook'");
+        return true;
+    }
+    if (gw_url_parse(url, &u, err, sizeof err) < 0 ||
+        gw_url_check_literal(&u, gw_webhooks_allowlist(r->g->webhooks), err, sizeof err) < 0) {
+        gw_reply_problem(r, 422, "webhook-refused", "Webhook URL refused", "%s", err);
+        return true;
+    }
+    return false;
 }
 
 void gw_jobs_submit(gw_req *r) {
@@ -151,6 +173,10 @@ void gw_jobs_submit(gw_req *r) {
         call_free(c);
         return;
     }
+    if (c->jr.webhook && webhook_refused(r, c->jr.webhook)) {
+        call_free(c);
+        return;
+    }
     if (fleet_id_new(c->id) < 0) {
         call_free(c);
         gw_reply_problem(r, 500, "internal", "Internal error", "no randomness for a job id");
@@ -175,6 +201,8 @@ void gw_jobs_submit(gw_req *r) {
         .index_cap = g->cfg.index_cap,
         .index_cutoff = c->cutoff,
         .index_ttl_s = g->cfg.queue_ttl_s + GW_TTL_MAX,
+        .webhook = c->jr.webhook,
+        .webhook_events = c->jr.webhook_events,
     };
     fleet_state_submit(&g->keys, &s, &c->cmd);
     send_or_reply(c, on_submitted);

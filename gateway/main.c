@@ -1,4 +1,5 @@
 /* main.c: fleet-gateway's settings, start-up and shutdown. */
+#include <curl/curl.h>
 #include <signal.h>
 #include <time.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "gateway.h"
 #include "http.h"
 #include "events.h"
+#include "webhooks.h"
 #include "redis.h"
 #include "routes.h"
 
@@ -28,6 +30,13 @@ static const fleet_option options[] = {
     {"index-cap", "FLEET_INDEX_CAP", FLEET_OPT_INT, "100000", "most jobs GET /v1/jobs can list per tenant", &G.cfg.index_cap, 100, 100000000},
     {"redis-timeout-ms", "FLEET_REDIS_TIMEOUT_MS", FLEET_OPT_INT, "5000", "a Redis command unanswered this long drops the connection (503)", &G.cfg.redis_timeout_ms, 100, 600000},
     {"sse-heartbeat-s", "FLEET_SSE_HEARTBEAT_S", FLEET_OPT_INT, "15", "seconds between the comment lines that keep an idle SSE stream open through proxies", &G.cfg.sse_heartbeat_s, 1, 3600},
+    {"webhook-secret", "FLEET_WEBHOOK_SECRET", FLEET_OPT_STR, "", "whsec_... secret that signs webhook deliveries (Standard Webhooks); without it, submits with a webhook are refused (422)", &G.cfg.webhook_secret, 0, 0},
+    {"webhook-allow", "FLEET_WEBHOOK_ALLOW", FLEET_OPT_STR, "", "comma-separated CIDRs webhooks may reach although private or loopback (e.g. 10.0.0.0/8)", &G.cfg.webhook_allow, 0, 0},
+    {"webhook-schedule", "FLEET_WEBHOOK_SCHEDULE", FLEET_OPT_STR, "0,5,300,1800,7200,18000,36000,36000", "seconds before each delivery attempt (the first is 0); jittered by 10%, Retry-After wins when later", &G.cfg.webhook_schedule, 0, 0},
+    {"webhook-timeout-ms", "FLEET_WEBHOOK_TIMEOUT_MS", FLEET_OPT_INT, "15000", "one delivery attempt's time limit", &G.cfg.webhook_timeout_ms, 100, 120000},
+    {"webhook-claim-ms", "FLEET_WEBHOOK_CLAIM_MS", FLEET_OPT_INT, "60000", "a delivery left pending this long by a gateway that died is taken over by another", &G.cfg.webhook_claim_ms, 1000, 86400000},
+    {"webhook-max-inflight", "FLEET_WEBHOOK_MAX_INFLIGHT", FLEET_OPT_INT, "64", "most deliveries this gateway runs at once", &G.cfg.webhook_max_inflight, 1, 10000},
+    {"webhook-dlq-cap", "FLEET_WEBHOOK_DLQ_CAP", FLEET_OPT_INT, "10000", "entries kept on the webhook dead-letter stream", &G.cfg.webhook_dlq_cap, 1, 100000000},
     {"drain-timeout", "FLEET_DRAIN_TIMEOUT", FLEET_OPT_INT, "10", "on SIGTERM, seconds that requests in flight get to finish before the gateway exits", &G.cfg.drain_timeout_s, 0, 3600},
     {"log-level", "FLEET_LOG_LEVEL", FLEET_OPT_STR, "info", "debug (logs every request), info, warn, error", &G.cfg.log_level, 0, 0},
 };
@@ -76,7 +85,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     gw *g = arg;
-    if (g->inflight > 0 && mono_us() < g->drain_deadline_us) return;
+    size_t deliveries = gw_webhooks_inflight(g->webhooks);
+    if ((g->inflight > 0 || deliveries > 0) && mono_us() < g->drain_deadline_us) return;
     if (g->inflight > 0) {
         char n[24];
         snprintf(n, sizeof n, "%ld", g->inflight);
@@ -147,6 +157,7 @@ int main(int argc, char **argv) {
     host[colon - G.cfg.listen] = '\0';
 
     signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = 1;
     struct event *sigterm = NULL, *sigint = NULL;
     G.base = event_base_new();
@@ -157,6 +168,14 @@ int main(int argc, char **argv) {
     G.redis = gw_redis_new(G.base, G.cfg.redis_url, G.cfg.redis_timeout_ms);
     fleet_key events_channel = fleet_key_events(&G.keys);
     G.events = gw_events_new(G.base, G.cfg.redis_url, events_channel.s);
+    if (G.events) {
+        G.webhooks = gw_webhooks_new(&G, err, sizeof err);
+        if (!G.webhooks) {
+            fprintf(stderr, "fleet-gateway: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
     if (!G.redis || !G.events) {
         fprintf(stderr, "fleet-gateway: FLEET_REDIS_URL '%s' is not redis://host:port[/db]\n",
                 G.cfg.redis_url);
@@ -181,9 +200,12 @@ out:
     if (G.drain_timer) event_free(G.drain_timer);
     if (G.htp && !G.draining) evhtp_unbind_socket(G.htp);
     gw_http_close_all(&G);
+    gw_webhooks_stop(G.webhooks); /* deliveries in flight stay pending for other gateways */
     gw_events_free(G.events);
-    gw_redis_free(G.redis);
+    gw_redis_free(G.redis);      /* runs the Redis callbacks still pending */
+    gw_webhooks_free(G.webhooks);
     if (G.htp) evhtp_free(G.htp);
     if (G.base) event_base_free(G.base);
+    curl_global_cleanup();
     return rc;
 }

@@ -62,10 +62,50 @@ static int int_field(json_t *o, const char *name, long min, long max, long *out,
     return 0;
 }
 
+/* Reads "webhook" (a URL string) and "webhook_events" (a subset of running, progress,
+ * completed; default ["completed"]). */
+static int webhook_fields(json_t *root, gw_job_request *out, gw_problem *p) {
+    static const char *const kinds[] = {"running", "progress", "completed"};
+    json_t *url = json_object_get(root, "webhook");
+    json_t *events = json_object_get(root, "webhook_events");
+    if (events && !url)
+        return BAD(p, "field 'webhook_events' needs a 'webhook' URL to deliver them to");
+    if (!url) return 0;
+    if (!json_is_string(url))
+        return BAD(p, "field 'webhook' must be a string (an http:// or https:// URL), got %s",
+                   json_type_name(url));
+    bool want[3] = {false, false, true};
+    if (events) {
+        if (!json_is_array(events) || json_array_size(events) == 0)
+            return BAD(p, "field 'webhook_events' must be a non-empty array of running, "
+                          "progress, completed");
+        want[2] = false;
+        size_t i;
+        json_t *e;
+        json_array_foreach(events, i, e) {
+            bool ok = false;
+            for (size_t k = 0; json_is_string(e) && k < 3; k++)
+                if (strcmp(json_string_value(e), kinds[k]) == 0) want[k] = ok = true;
+            if (!ok)
+                return INVALID(p, "webhook_events[%zu] must be one of running, progress, "
+                                  "completed", i);
+        }
+    }
+    out->webhook_events[0] = '\0';
+    for (size_t k = 0; k < 3; k++) {
+        if (!want[k]) continue;
+        if (out->webhook_events[0]) strcat(out->webhook_events, ",");
+        strcat(out->webhook_events, kinds[k]);
+    }
+    out->webhook = strdup(json_string_value(url));
+    if (!out->webhook) return INVALID(p, "out of memory");
+    return 0;
+}
+
 int gw_submit_parse(const char *body, size_t len, const char *content_type, long default_ttl_s,
                     gw_job_request *out, gw_problem *p) {
-    static const char *const known[] = {"model", "input", "priority", "timeout_s", "ttl_s",
-                                        "metadata"};
+    static const char *const known[] = {"model",    "input",    "priority",      "timeout_s",
+                                        "ttl_s",    "metadata", "webhook",       "webhook_events"};
     memset(out, 0, sizeof *out);
     out->priority = FLEET_PRIORITY_NORMAL;
     out->ttl_s = default_ttl_s;
@@ -94,7 +134,7 @@ int gw_submit_parse(const char *body, size_t len, const char *content_type, long
         for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok |= strcmp(key, known[i]) == 0;
         if (!ok) {
             BAD(p, "unknown field '%.64s'; accepted fields are model, input, priority, "
-                   "timeout_s, ttl_s, metadata", key);
+                   "timeout_s, ttl_s, metadata, webhook, webhook_events", key);
             goto done;
         }
     }
@@ -146,6 +186,7 @@ int gw_submit_parse(const char *body, size_t len, const char *content_type, long
             goto done;
         }
     }
+    if (webhook_fields(root, out, p) < 0) goto done;
     char cerr[128];
     if (fleet_json_to_msgpack(input, &out->input, &out->input_len, cerr, sizeof cerr) < 0) {
         INVALID(p, "field 'input' cannot be stored: %s", cerr);
@@ -161,6 +202,8 @@ done:
 void gw_job_request_free(gw_job_request *r) {
     free(r->input);
     free(r->metadata_json);
+    free(r->webhook);
     r->input = NULL;
     r->metadata_json = NULL;
+    r->webhook = NULL;
 }

@@ -24,6 +24,8 @@ typedef struct gw_job_request {
     long timeout_s;
     long ttl_s;
     char *metadata_json;  /* compact JSON, malloc'd, or NULL */
+    char *webhook;        /* URL as given, malloc'd, or NULL (checked by the caller: ssrf.h) */
+    char webhook_events[32]; /* "running,progress,completed" subset, in that order */
 } gw_job_request;
 
 #define GW_TIMEOUT_MAX 86400L

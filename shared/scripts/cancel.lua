@@ -1,9 +1,11 @@
 -- cancel: queued -> cancelled at once (also while it waits for a retry); running -> cancel
 -- requested: the worker is told on its control channel, stops the job at the model's next
 -- step and finishes it as cancelled (a lost worker's job ends cancelled when reclaimed).
--- KEYS: 1 job hash, 2 input, 3 stats hash
--- ARGV: 1 tenant, 2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:")
+-- KEYS: 1 job hash, 2 input, 3 stats hash, 4 webhook task stream
+-- ARGV: 1 tenant, 2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:"),
+--       5 webhook delivery key prefix
 -- Returns {'cancelled'} | {'requested'} | {'final', status} | {'missing'}
+hooks.tasks, hooks.delivery_prefix = KEYS[4], ARGV[5]
 local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker')
 if not st[1] or st[2] ~= ARGV[1] then return {'missing'} end
 local now = now_ms()

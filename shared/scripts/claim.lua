@@ -4,11 +4,12 @@
 -- requested, failed and dead-lettered when max_attempts were used.
 -- Entries of jobs that will not run are acknowledged and deleted here.
 -- KEYS: 1 job hash, 2 input, 3 model stream, 4 queues hash, 5 stats hash, 6 entries hash,
---       7 dead-letter stream
+--       7 dead-letter stream, 8 webhook task stream
 -- ARGV: 1 entry id, 2 group, 3 worker, 4 token, 5 lease_ms, 6 model, 7 events channel,
---       8 job id, 9 dead-letter cap
+--       8 job id, 9 dead-letter cap, 10 webhook delivery key prefix
 -- Returns {'ok', input, attempts, timeout_s, reclaimed 0|1} | {'gone'} | {'cancelled'}
 --       | {'dead', error} | {'skip', why}
+hooks.tasks, hooks.delivery_prefix = KEYS[8], ARGV[10]
 local model = ARGV[6]
 local function drop() drop_entry(KEYS[3], ARGV[2], KEYS[6], ARGV[1]) end
 local st = redis.call('HMGET', KEYS[1], 'status', 'queue_seq', 'timeout_s', 'queue_ttl_s',
@@ -79,5 +80,6 @@ local qttl = tonumber(st[4] or '86400')
 redis.call('EXPIRE', KEYS[1], qttl)
 redis.call('EXPIRE', KEYS[2], qttl)
 redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' running')
+webhook_event(KEYS[1], 'running', 'job.running', ARGV[8], now)
 local input = redis.call('GET', KEYS[2]) or ''
 return {'ok', input, attempts, tonumber(st[3] or '0'), reclaimed}

@@ -2,10 +2,12 @@
 -- Stores the result, switches every key of the job to the result TTL, acknowledges and
 -- deletes the job's stream entry (so the stream holds only undelivered and pending
 -- entries).
--- KEYS: 1 job hash, 2 input, 3 result, 4 model stream, 5 stats hash, 6 entries hash
+-- KEYS: 1 job hash, 2 input, 3 result, 4 model stream, 5 stats hash, 6 entries hash,
+--       7 webhook task stream
 -- ARGV: 1 token, 2 status, 3 result (msgpack or ""), 4 error (or ""), 5 group, 6 model,
---       7 events channel, 8 job id
+--       7 events channel, 8 job id, 9 webhook delivery key prefix
 -- Returns 'ok' | 'stale'
+hooks.tasks, hooks.delivery_prefix = KEYS[7], ARGV[9]
 local st = redis.call('HMGET', KEYS[1], 'status', 'lease', 'entry_id')
 if st[1] ~= 'running' or st[2] ~= ARGV[1] then return 'stale' end
 local status = ARGV[2]

@@ -16,8 +16,32 @@ local function drop_entry(stream, group, entries, entry)
   redis.call('HDEL', entries, entry)
 end
 
+-- Webhooks: a script that can emit job events sets hooks.tasks (the delivery task stream,
+-- KEYS) and hooks.delivery_prefix (ARGV: "{fleet}:delivery:") before it calls end_job or
+-- webhook_event.
+local hooks = {}
+
+-- Queues a webhook delivery when the job asked for this kind of event ('running',
+-- 'progress', 'completed'): a delivery hash that gateways fill and update, and an entry on
+-- the task stream that one gateway of the consumer group takes.
+local function webhook_event(job, kind, etype, id, now)
+  if not hooks.tasks then return end
+  local w = redis.call('HMGET', job, 'webhook', 'webhook_events')
+  if not w[1] or w[1] == '' then return end
+  if not string.find(',' .. (w[2] or 'completed') .. ',', ',' .. kind .. ',', 1, true) then
+    return
+  end
+  local msg = 'msg_' .. id .. '_' .. redis.call('HINCRBY', job, 'webhook_seq', 1)
+  local d = hooks.delivery_prefix .. msg
+  redis.call('HSET', d, 'msg', msg, 'job', id, 'type', etype, 'ts', now, 'url', w[1],
+    'attempts', 0)
+  redis.call('EXPIRE', d, 7 * 86400)
+  redis.call('XADD', hooks.tasks, '*', 'msg', msg)
+  redis.call('HSET', job, 'webhook_state', 'pending')
+end
+
 -- Ends a job in a final status: no lease any more, every key on the result TTL, the
--- counters moved from the state it left, an event published.
+-- counters moved from the state it left, an event published, a webhook queued.
 local function end_job(job, input, stats, model, from, status, err, now, channel, id)
   local ttl = tonumber(redis.call('HGET', job, 'ttl_s') or '86400')
   redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now)
@@ -28,6 +52,7 @@ local function end_job(job, input, stats, model, from, status, err, now, channel
   redis.call('HINCRBY', stats, model .. ':' .. from, -1)
   redis.call('HINCRBY', stats, model .. ':' .. status, 1)
   redis.call('PUBLISH', channel, id .. ' ' .. status)
+  webhook_event(job, 'completed', 'job.' .. status, id, now)
   return ttl
 end
 

@@ -3,7 +3,8 @@
 --       7 entries hash
 -- ARGV: 1 id, 2 model, 3 input (msgpack), 4 tenant, 5 request_id, 6 priority,
 --       7 metadata (JSON text or ""), 8 queue_ttl_s, 9 result_ttl_s, 10 timeout_s,
---       11 max_attempts, 12 index_cap, 13 index_cutoff (id time prefix), 14 index_ttl_s
+--       11 max_attempts, 12 index_cap, 13 index_cutoff (id time prefix), 14 index_ttl_s,
+--       15 webhook URL (or ""), 16 webhook events (or "")
 -- Returns {queue_position, created_ms}. Errors: DUPLICATE.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('DUPLICATE job id already exists')
@@ -20,6 +21,9 @@ redis.call('HSET', KEYS[1],
   'attempts', 0, 'max_attempts', ARGV[11], 'queue_seq', seq, 'entry_id', entry,
   'ttl_s', ARGV[9], 'timeout_s', ARGV[10], 'queue_ttl_s', ARGV[8])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[7]) end
+if ARGV[15] ~= '' then
+  redis.call('HSET', KEYS[1], 'webhook', ARGV[15], 'webhook_events', ARGV[16])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[8])
 redis.call('HINCRBY', KEYS[5], model .. ':queued', 1)

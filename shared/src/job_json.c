@@ -56,6 +56,25 @@ json_t *fleet_job_to_json(const fleet_job_view *v) {
     set_str(o, "error", v->error);
     set_str(o, "last_error", v->last_error);
     if (v->dead_lettered) json_object_set_new(o, "dead_lettered", json_true());
+    if (v->webhook && *v->webhook) {
+        json_t *w = json_object();
+        json_object_set_new(w, "url", json_string(v->webhook));
+        json_t *ev = json_array();
+        const char *e = v->webhook_events && *v->webhook_events ? v->webhook_events : "completed";
+        while (*e) {
+            size_t n = strcspn(e, ",");
+            json_array_append_new(ev, json_stringn(e, n));
+            e += n + (e[n] == ',');
+        }
+        json_object_set_new(w, "events", ev);
+        /* The latest delivery: none yet, pending, retrying, delivered or failed. */
+        json_object_set_new(w, "state", json_string(v->webhook_state ? v->webhook_state : "none"));
+        json_object_set_new(w, "attempts", json_integer(v->webhook_attempts > 0 ? v->webhook_attempts : 0));
+        if (v->webhook_last_status >= 0)
+            json_object_set_new(w, "last_status", json_integer(v->webhook_last_status));
+        set_str(w, "last_error", v->webhook_last_error);
+        json_object_set_new(o, "webhook", w);
+    }
     if (v->cancel_requested && v->status && strcmp(v->status, "running") == 0)
         json_object_set_new(o, "cancel_requested", json_true());
     if (v->timeout_s >= 0) json_object_set_new(o, "timeout_s", json_integer(v->timeout_s));

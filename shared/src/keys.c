@@ -41,3 +41,8 @@ fleet_key fleet_key_delayed(const fleet_keys *k, const char *model) { return key
 fleet_key fleet_key_dlq(const fleet_keys *k) { return key2(k, "dlq", NULL, NULL); }
 fleet_key fleet_key_control(const fleet_keys *k, const char *worker) { return key2(k, "control", worker, NULL); }
 fleet_key fleet_key_control_prefix(const fleet_keys *k) { return key2(k, "control", "", NULL); }
+fleet_key fleet_key_webhooks(const fleet_keys *k) { return key2(k, "webhooks", NULL, NULL); }
+fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg) { return key2(k, "delivery", msg, NULL); }
+fleet_key fleet_key_delivery_prefix(const fleet_keys *k) { return key2(k, "delivery", "", NULL); }
+fleet_key fleet_key_webhook_retry(const fleet_keys *k) { return key2(k, "webhook_retry", NULL, NULL); }
+fleet_key fleet_key_webhook_dlq(const fleet_keys *k) { return key2(k, "webhook_dlq", NULL, NULL); }

@@ -15,7 +15,8 @@ extern const char fleet__script_src_submit[], fleet__script_src_claim[],
     fleet__script_src_renew[], fleet__script_src_progress[], fleet__script_src_finish[],
     fleet__script_src_requeue[], fleet__script_src_promote[], fleet__script_src_recover[],
     fleet__script_src_cancel[], fleet__script_src_dlq_retry[], fleet__script_src_get[],
-    fleet__script_src_list[], fleet__script_src_models[];
+    fleet__script_src_list[], fleet__script_src_models[], fleet__script_src_webhook_settle[],
+    fleet__script_src_webhook_promote[];
 
 static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_SUBMIT] = {"submit", fleet__script_src_submit, ""},
@@ -28,6 +29,8 @@ static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_RECOVER] = {"recover", fleet__script_src_recover, ""},
     [FLEET_SCRIPT_CANCEL] = {"cancel", fleet__script_src_cancel, ""},
     [FLEET_SCRIPT_DLQ_RETRY] = {"dlq_retry", fleet__script_src_dlq_retry, ""},
+    [FLEET_SCRIPT_WEBHOOK_SETTLE] = {"webhook_settle", fleet__script_src_webhook_settle, ""},
+    [FLEET_SCRIPT_WEBHOOK_PROMOTE] = {"webhook_promote", fleet__script_src_webhook_promote, ""},
     [FLEET_SCRIPT_GET] = {"get", fleet__script_src_get, ""},
     [FLEET_SCRIPT_LIST] = {"list", fleet__script_src_list, ""},
     [FLEET_SCRIPT_MODELS] = {"models", fleet__script_src_models, ""},
@@ -142,6 +145,8 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_fmt(c, "%ld", s->index_cap);
     cmd_str(c, s->index_cutoff);
     cmd_fmt(c, "%ld", s->index_ttl_s);
+    cmd_str(c, s->webhook ? s->webhook : "");
+    cmd_str(c, s->webhook_events ? s->webhook_events : "");
 }
 
 int fleet_state_submit_reply(const redisReply *r, long long *queue_position,
@@ -156,7 +161,7 @@ int fleet_state_submit_reply(const redisReply *r, long long *queue_position,
 }
 
 void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_CLAIM, 7);
+    cmd_start(c, FLEET_SCRIPT_CLAIM, 8);
     cmd_key(c, fleet_key_job(k, cl->id));
     cmd_key(c, fleet_key_input(k, cl->id));
     cmd_key(c, fleet_key_stream(k, cl->model));
@@ -164,6 +169,7 @@ void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c)
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_entries(k, cl->model));
     cmd_key(c, fleet_key_dlq(k));
+    cmd_key(c, fleet_key_webhooks(k));
     cmd_str(c, cl->entry_id);
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, cl->worker);
@@ -173,6 +179,7 @@ void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c)
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, cl->id);
     cmd_fmt(c, "%ld", cl->dlq_cap > 0 ? cl->dlq_cap : 1);
+    cmd_key(c, fleet_key_delivery_prefix(k));
 }
 
 fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out) {
@@ -206,8 +213,9 @@ void fleet_state_renew(const fleet_keys *k, const fleet_renew *rn, fleet_cmd *c)
 }
 
 void fleet_state_progress(const fleet_keys *k, const fleet_progress *p, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_PROGRESS, 1);
+    cmd_start(c, FLEET_SCRIPT_PROGRESS, 2);
     cmd_key(c, fleet_key_job(k, p->id));
+    cmd_key(c, fleet_key_webhooks(k));
     cmd_str(c, p->token);
     double pct = p->percent < 0 ? 0 : p->percent > 100 ? 100 : p->percent;
     cmd_fmt(c, "%.4g", pct);
@@ -217,6 +225,7 @@ void fleet_state_progress(const fleet_keys *k, const fleet_progress *p, fleet_cm
     cmd_fmt(c, "%ld", p->total);
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, p->id);
+    cmd_key(c, fleet_key_delivery_prefix(k));
 }
 
 fleet_progress_outcome fleet_state_progress_reply(const redisReply *r) {
@@ -227,13 +236,14 @@ fleet_progress_outcome fleet_state_progress_reply(const redisReply *r) {
 }
 
 void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_FINISH, 6);
+    cmd_start(c, FLEET_SCRIPT_FINISH, 7);
     cmd_key(c, fleet_key_job(k, f->id));
     cmd_key(c, fleet_key_input(k, f->id));
     cmd_key(c, fleet_key_result(k, f->id));
     cmd_key(c, fleet_key_stream(k, f->model));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_entries(k, f->model));
+    cmd_key(c, fleet_key_webhooks(k));
     cmd_str(c, f->token);
     cmd_str(c, fleet_status_to_string(f->status));
     cmd_ref(c, f->result, f->result ? f->result_len : 0);
@@ -242,6 +252,7 @@ void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c
     cmd_str(c, f->model);
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, f->id);
+    cmd_key(c, fleet_key_delivery_prefix(k));
 }
 
 fleet_finish_outcome fleet_state_finish_reply(const redisReply *r) {
@@ -251,7 +262,7 @@ fleet_finish_outcome fleet_state_finish_reply(const redisReply *r) {
 }
 
 void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_REQUEUE, 7);
+    cmd_start(c, FLEET_SCRIPT_REQUEUE, 8);
     cmd_key(c, fleet_key_job(k, rq->id));
     cmd_key(c, fleet_key_input(k, rq->id));
     cmd_key(c, fleet_key_stream(k, rq->model));
@@ -259,6 +270,7 @@ void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_entries(k, rq->model));
     cmd_key(c, fleet_key_dlq(k));
+    cmd_key(c, fleet_key_webhooks(k));
     cmd_str(c, rq->token);
     cmd_fmt(c, "%ld", rq->delay_ms < 0 ? 0 : rq->delay_ms);
     cmd_str(c, rq->kind == FLEET_REQUEUE_RETRY ? "retry" : "handback");
@@ -268,6 +280,7 @@ void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, rq->id);
     cmd_fmt(c, "%ld", rq->dlq_cap > 0 ? rq->dlq_cap : 1);
+    cmd_key(c, fleet_key_delivery_prefix(k));
 }
 
 fleet_requeue_outcome fleet_state_requeue_reply(const redisReply *r) {
@@ -349,14 +362,42 @@ fleet_dlq_retry_outcome fleet_state_dlq_retry_reply(const redisReply *r, long lo
 }
 
 void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_CANCEL, 3);
+    cmd_start(c, FLEET_SCRIPT_CANCEL, 4);
     cmd_key(c, fleet_key_job(k, id));
     cmd_key(c, fleet_key_input(k, id));
     cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_webhooks(k));
     cmd_str(c, tenant);
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, id);
     cmd_key(c, fleet_key_control_prefix(k));
+    cmd_key(c, fleet_key_delivery_prefix(k));
+}
+
+void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,
+                                fleet_cmd *c) {
+    static const char *const outcomes[] = {"delivered", "retry", "failed"};
+    cmd_start(c, FLEET_SCRIPT_WEBHOOK_SETTLE, 5);
+    cmd_key(c, fleet_key_delivery(k, ws->msg));
+    cmd_key(c, fleet_key_webhooks(k));
+    cmd_key(c, fleet_key_webhook_retry(k));
+    cmd_key(c, fleet_key_webhook_dlq(k));
+    cmd_key(c, fleet_key_job(k, ws->job_id));
+    cmd_str(c, ws->entry_id);
+    cmd_str(c, FLEET_WEBHOOK_GROUP);
+    cmd_str(c, outcomes[ws->outcome]);
+    cmd_fmt(c, "%lld", ws->due_ms);
+    cmd_fmt(c, "%ld", ws->http_status);
+    cmd_fmt(c, "%.300s", ws->error ? ws->error : "");
+    cmd_ref(c, ws->body, ws->body ? ws->body_len : 0);
+    cmd_fmt(c, "%ld", ws->dlq_cap > 0 ? ws->dlq_cap : 1);
+}
+
+void fleet_state_webhook_promote(const fleet_keys *k, long max, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_WEBHOOK_PROMOTE, 2);
+    cmd_key(c, fleet_key_webhook_retry(k));
+    cmd_key(c, fleet_key_webhooks(k));
+    cmd_fmt(c, "%ld", max);
 }
 
 fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status *final_status) {
@@ -375,12 +416,17 @@ fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status 
 
 /* ------------------------------------------------------------ reads ----------------- */
 
-int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
+void fleet_job_view_init(fleet_job_view *v) {
     memset(v, 0, sizeof *v);
     v->created_ms = v->started_ms = v->finished_ms = v->updated_ms = v->retry_at_ms = -1;
     v->attempts = v->max_attempts = v->timeout_s = v->ttl_s = -1;
     v->progress_done = v->progress_total = -1;
+    v->webhook_attempts = v->webhook_last_status = -1;
     v->progress_percent = -1;
+}
+
+int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
+    fleet_job_view_init(v);
     if (!f || f->type != REDIS_REPLY_ARRAY || f->elements % 2) return -1;
     for (size_t i = 0; i + 1 < f->elements; i += 2) {
         const redisReply *kr = f->element[i], *vr = f->element[i + 1];
@@ -399,6 +445,10 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
             {"worker", offsetof(fleet_job_view, worker)},
             {"error", offsetof(fleet_job_view, error)},
             {"last_error", offsetof(fleet_job_view, last_error)},
+            {"webhook", offsetof(fleet_job_view, webhook)},
+            {"webhook_events", offsetof(fleet_job_view, webhook_events)},
+            {"webhook_state", offsetof(fleet_job_view, webhook_state)},
+            {"webhook_last_error", offsetof(fleet_job_view, webhook_last_error)},
             {"metadata", offsetof(fleet_job_view, metadata)},
             {"progress_message", offsetof(fleet_job_view, progress_message)},
         };
@@ -411,6 +461,8 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
             {"finished_ms", offsetof(fleet_job_view, finished_ms)},
             {"updated_ms", offsetof(fleet_job_view, updated_ms)},
             {"retry_at_ms", offsetof(fleet_job_view, retry_at_ms)},
+            {"webhook_attempts", offsetof(fleet_job_view, webhook_attempts)},
+            {"webhook_last_status", offsetof(fleet_job_view, webhook_last_status)},
             {"attempts", offsetof(fleet_job_view, attempts)},
             {"max_attempts", offsetof(fleet_job_view, max_attempts)},
             {"timeout_s", offsetof(fleet_job_view, timeout_s)},

@@ -19,6 +19,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "fleet/state.h"
 #include "testlib.h"
 
 #define WAIT_MS 30000
@@ -492,51 +493,22 @@ static void set_worker_name(tl_fleet *f, int slot, const char *name) {
     f->opts.worker_env[slot] = tl_printf("FLEET_WORKER_NAME=%s", name);
 }
 
-/* The SHA-1 of the finish script as the workers send it (EVALSHA <sha> 6 <job key>
- * <input key> <result key> ...), read from the slow log, which the case sets to log every
- * command while one job finishes. */
-static const char *finish_script_sha(tl_fleet *f, const char *job_id) {
-    redisReply *log = tl_redis_cmd(f->rc, "SLOWLOG GET 100000");
-    const char *job_key = tl_printf("{%s}:job:%s", f->prefix, job_id);
-    const char *result_key = tl_printf("{%s}:job:%s:result", f->prefix, job_id);
-    for (size_t i = 0; log->type == REDIS_REPLY_ARRAY && i < log->elements; i++) {
-        redisReply *e = log->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 4) continue;
-        redisReply *a = e->element[3];
-        if (a->type != REDIS_REPLY_ARRAY || a->elements != 17) continue;
-        const char *arg[17];
-        bool strs = true;
-        for (size_t k = 0; k < 17; k++) {
-            if (a->element[k]->type != REDIS_REPLY_STRING) strs = false;
-            arg[k] = strs ? a->element[k]->str : "";
-        }
-        if (strs && strcasecmp(arg[0], "EVALSHA") == 0 && strcmp(arg[2], "6") == 0 &&
-            strcmp(arg[3], job_key) == 0 && strcmp(arg[5], result_key) == 0 &&
-            strcmp(arg[10], "succeeded") == 0)
-            return tl_printf("%s", arg[1]);
-    }
-    FAILF("no EVALSHA of the finish script for job %s in the slow log", job_id);
-}
-
-/* Sends what a worker sends to finish a job as succeeded (shared/scripts/finish.lua:
- * KEYS job, input, result, stream, stats, entries; ARGV token, status, result, error,
- * group, model, events channel, job id), with the given lease token. Returns the reply. */
-static const char *finish_with_token(tl_fleet *f, const char *sha, const char *id,
-                                     const char *token) {
-    const char *argv[] = {
-        "EVALSHA", sha, "6",
-        tl_printf("{%s}:job:%s", f->prefix, id),
-        tl_printf("{%s}:job:%s:input", f->prefix, id),
-        tl_printf("{%s}:job:%s:result", f->prefix, id),
-        tl_printf("{%s}:stream:sleep", f->prefix),
-        tl_printf("{%s}:stats", f->prefix),
-        tl_printf("{%s}:entries:sleep", f->prefix),
-        token, "succeeded", "", "", "workers", "sleep",
-        tl_printf("{%s}:events", f->prefix), id,
-    };
-    redisReply *r = tl_redis_cmdargv(f->rc, (int)TL_COUNT(argv), argv);
+/* Sends what a worker sends to finish a job as succeeded, built by the state module the
+ * workers use (fleet_state_finish), with the given lease token. Returns the reply. */
+static const char *finish_with_token(tl_fleet *f, const char *id, const char *token) {
+    fleet_keys keys;
+    if (fleet_keys_init(&keys, f->prefix) < 0) FAILF("bad prefix %s", f->prefix);
+    fleet_finish fin = {.id = id, .model = "sleep", .token = token,
+                        .status = FLEET_STATUS_SUCCEEDED};
+    fleet_cmd cmd;
+    fleet_state_finish(&keys, &fin, &cmd);
+    fleet_cmd_as_eval(&cmd); /* EVAL: no need for the script to be cached */
+    redisReply *r = redisCommandArgv(f->rc, cmd.argc, cmd.argv, cmd.argvlen);
+    if (!r) FAILF("finish script: connection error");
+    tl_defer((void (*)(void *))freeReplyObject, r);
     if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
-        FAILF("finish script answered reply type %d", r->type);
+        FAILF("finish script answered reply type %d: %s", r->type,
+              r->type == REDIS_REPLY_ERROR ? r->str : "");
     return tl_printf("%s", r->str);
 }
 
@@ -564,14 +536,6 @@ TL_TEST(stale_lease_late_finish_is_rejected) {
     set_worker_name(f, 1, "worker-a");
     tl_proc *a = tl_fleet_add_worker(f, "sleep");
 
-    /* A first job, with every command in the slow log: how a worker's finish looks. */
-    tl_redis_cmd(f->rc, "CONFIG SET slowlog-max-len 100000");
-    tl_redis_cmd(f->rc, "CONFIG SET slowlog-log-slower-than 0");
-    const char *warm = tl_job_submit(f, "sleep", "{\"ms\": 10}");
-    tl_job_wait_status(f, warm, "succeeded", WAIT_MS);
-    tl_redis_cmd(f->rc, "CONFIG SET slowlog-log-slower-than 10000");
-    const char *sha = finish_script_sha(f, warm);
-
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 3000, \"steps\": 3}");
     attempt_watch w = {.f = f, .id = id, .attempts = 1, .worker = "worker-a"};
     ASSERT_WAIT_FOR(job_running_attempt, &w, WAIT_MS);
@@ -589,7 +553,7 @@ TL_TEST(stale_lease_late_finish_is_rejected) {
      * A's old lease token (what A would send if it woke up now) is refused by Redis. */
     w = (attempt_watch){.f = f, .id = id, .attempts = 2, .worker = "worker-b"};
     ASSERT_WAIT_FOR(job_running_attempt, &w, WAIT_MS);
-    ASSERT_EQ_STR(finish_with_token(f, sha, id, token_a), "stale");
+    ASSERT_EQ_STR(finish_with_token(f, id, token_a), "stale");
     json_t *job = tl_job_get(f, id);
     ASSERT_EQ_STR(tl_jstr(job, "status"), "running");
     ASSERT_EQ_STR(tl_jstr(job, "worker"), "worker-b");
@@ -632,8 +596,8 @@ TL_TEST(stale_lease_late_finish_is_rejected) {
     ASSERT_EQ_INT(c.failed, 0);
     ASSERT_EQ_INT(c.cancelled, 0);
     ASSERT_EQ_INT(c.running, 2); /* claimed by A, then by B */
-    /* The warm-up job, the job and the probe. */
-    ASSERT_EQ_INT(stats_counter(f, "sleep", "succeeded"), 3);
+    /* The job and the probe. */
+    ASSERT_EQ_INT(stats_counter(f, "sleep", "succeeded"), 2);
     ASSERT_EQ_INT(stats_counter(f, "sleep", "reclaimed"), 1);
     assert_stream_drained(f, "sleep");
 }

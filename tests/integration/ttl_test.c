@@ -33,7 +33,8 @@ static size_t check_job_keys(tl_fleet *f, const char *id, long long max_ttl, con
 
 /* Keys without a TTL must be one of the shared ones of docs/redis.md, each bounded by
  * other means (streams and the entries hash hold only unacknowledged entries, the delayed
- * set only jobs waiting for a retry, the dead-letter stream is capped). */
+ * set only jobs waiting for a retry, the dead-letter streams are capped, the webhook task
+ * stream holds only deliveries in progress). */
 static void check_keys_without_ttl(tl_fleet *f) {
     tl_strlist keys = tl_redis_keys(f->rc, "*");
     const char *tag = tl_printf("{%s}:", f->prefix);
@@ -45,7 +46,8 @@ static void check_keys_without_ttl(tl_fleet *f) {
         bool shared = strcmp(rest, "queues") == 0 || strcmp(rest, "stats") == 0 ||
                       strcmp(rest, "workers") == 0 || strncmp(rest, "stream:", 7) == 0 ||
                       strncmp(rest, "entries:", 8) == 0 || strncmp(rest, "delayed:", 8) == 0 ||
-                      strcmp(rest, "dlq") == 0;
+                      strcmp(rest, "dlq") == 0 || strcmp(rest, "webhooks") == 0 ||
+                      strcmp(rest, "webhook_retry") == 0 || strcmp(rest, "webhook_dlq") == 0;
         tl_log("no TTL: %s", k);
         if (!shared) FAILF("key %s has no TTL and is not one of the shared keys", k);
     }

@@ -1,9 +1,13 @@
 /* selftest.c: the harness checks its own pieces (processes, Redis, JSON, waiting) so
  * that an integration failure is never the harness's. Needs redis-server, no fleet
  * binary. */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -125,6 +129,221 @@ TL_TEST(redis_without_aof_restarts_empty) {
     ASSERT_EQ_INT(tl_redis_int(c, "DBSIZE"), 0);
 }
 
+/* ------------------------------------------------------------ webhook receiver ------ */
+
+static tl_resp *post_to(tl_receiver *rx, const char *path, const char *body) {
+    return tl_http(&(tl_req){.url = tl_receiver_url(rx, path), .body = body,
+                             .headers = {"X-Fleet-Test: yes"}, .timeout_ms = 10000});
+}
+
+/* A raw client socket connected to 127.0.0.1:port (closed at case end); -1 if refused. */
+static int raw_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE_INT(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {10, 0}; /* a recv never hangs the case */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void raw_send(int fd, const char *s) {
+    ASSERT_EQ_INT(send(fd, s, strlen(s), MSG_NOSIGNAL), (long long)strlen(s));
+}
+
+/* Reads until the peer closes (or 10 s pass). Harness-owned. */
+static char *raw_read_all(int fd) {
+    char *buf = tl_alloc(65536);
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf + n, 65535 - n, 0);
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+TL_TEST(receiver_records_a_post) {
+    tl_receiver *rx = tl_receiver_start(0);
+    ASSERT_GT_INT(tl_receiver_port(rx), 0);
+    ASSERT_EQ_STR(tl_receiver_url(rx, "/x"), tl_printf("http://127.0.0.1:%d/x", tl_receiver_port(rx)));
+    tl_resp *r = post_to(rx, "/hook?a=1", "{\"n\":1}");
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_STR(r->body, "ok");
+    ASSERT_EQ_INT(tl_receiver_count(rx), 1);
+    const tl_received *q = tl_receiver_get(rx, 0);
+    ASSERT_EQ_STR(q->method, "POST");
+    ASSERT_EQ_STR(q->path, "/hook?a=1");
+    ASSERT_EQ_STR(q->version, "HTTP/1.1");
+    ASSERT_EQ_STR(q->body, "{\"n\":1}");
+    ASSERT_EQ_INT(q->body_len, 7);
+    ASSERT_EQ_INT(q->status, 200);
+    ASSERT_EQ_STR(tl_received_header(q, "x-fleet-test"), "yes");
+    ASSERT_EQ_STR(tl_received_header(q, "CONTENT-TYPE"), "application/json");
+    ASSERT_EQ_STR(tl_received_header(q, "Content-Length"), "7");
+    ASSERT_EQ_STR(tl_received_header(q, "Host"), tl_printf("127.0.0.1:%d", tl_receiver_port(rx)));
+    ASSERT_NULL(tl_received_header(q, "X-Absent"));
+    ASSERT_LE_INT(q->at_ms, tl_now_ms());
+    ASSERT_TRUE(tl_receiver_wait_count(rx, 1, 0));
+    ASSERT_FALSE(tl_receiver_wait_count(rx, 2, 50));
+}
+
+TL_TEST(receiver_answers_from_its_script) {
+    tl_receiver *rx = tl_receiver_start(0);
+    tl_receiver_respond(rx, 500, NULL, 0);
+    tl_receiver_respond(rx, 503, "Retry-After: 7\r\nX-Two: 2", 0);
+    tl_resp *r = post_to(rx, "/a", "1");
+    ASSERT_HTTP_STATUS(r, 500);
+    r = post_to(rx, "/a", "2");
+    ASSERT_HTTP_STATUS(r, 503);
+    ASSERT_EQ_STR(tl_resp_header(r, "Retry-After"), "7");
+    ASSERT_EQ_STR(tl_resp_header(r, "X-Two"), "2");
+    r = post_to(rx, "/a", "3"); /* the script is used up: 200 "ok" */
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_STR(r->body, "ok");
+    ASSERT_EQ_INT(tl_receiver_count(rx), 3);
+    ASSERT_EQ_INT(tl_receiver_get(rx, 0)->status, 500);
+    ASSERT_EQ_INT(tl_receiver_get(rx, 1)->status, 503);
+    ASSERT_EQ_STR(tl_receiver_get(rx, 1)->body, "2");
+    ASSERT_EQ_INT(tl_receiver_get(rx, 2)->status, 200);
+}
+
+TL_TEST(receiver_delay_holds_the_answer_and_stop_ends_it) {
+    tl_receiver *rx = tl_receiver_start(0);
+    tl_receiver_respond(rx, 200, NULL, 400);
+    int64_t t0 = tl_now_ms();
+    ASSERT_HTTP_STATUS(post_to(rx, "/slow", "{}"), 200);
+    ASSERT_GE_INT(tl_now_ms() - t0, 400);
+
+    /* A held answer does not hold other connections, and stop does not wait for it. */
+    tl_receiver_respond(rx, 200, NULL, 60000);
+    int fd = raw_connect(tl_receiver_port(rx));
+    ASSERT_GE_INT(fd, 0);
+    raw_send(fd, "POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
+    ASSERT_TRUE(tl_receiver_wait_count(rx, 2, 5000));
+    t0 = tl_now_ms();
+    ASSERT_HTTP_STATUS(post_to(rx, "/other", "{}"), 200);
+    ASSERT_LT_INT(tl_now_ms() - t0, 5000);
+    t0 = tl_now_ms();
+    tl_receiver_stop(rx);
+    ASSERT_LT_INT(tl_now_ms() - t0, 2000);
+    ASSERT_EQ_STR(raw_read_all(fd), ""); /* closed without an answer */
+    close(fd);
+    ASSERT_EQ_STR(tl_receiver_get(rx, 1)->body, "hi");
+}
+
+TL_TEST(receiver_stop_refuses_and_restart_listens_again) {
+    tl_receiver *rx = tl_receiver_start(0);
+    int port = tl_receiver_port(rx);
+    ASSERT_HTTP_STATUS(post_to(rx, "/1", "a"), 200);
+    tl_receiver_stop(rx);
+    tl_receiver_stop(rx); /* a no-op */
+    char err[512];
+    tl_resp *r = tl_http_try(&(tl_req){.url = tl_receiver_url(rx, "/2"), .body = "b"}, err,
+                             sizeof err);
+    ASSERT_NULL(r);
+    ASSERT_STR_CONTAINS(err, "Couldn't connect");
+    ASSERT_EQ_INT(raw_connect(port), -1);
+    tl_receiver_restart(rx);
+    ASSERT_EQ_INT(tl_receiver_port(rx), port);
+    ASSERT_HTTP_STATUS(post_to(rx, "/3", "c"), 200);
+    ASSERT_EQ_INT(tl_receiver_count(rx), 2);
+    ASSERT_EQ_STR(tl_receiver_get(rx, 0)->path, "/1");
+    ASSERT_EQ_STR(tl_receiver_get(rx, 1)->path, "/3");
+    /* And a fixed port can be asked for. */
+    tl_receiver_stop(rx);
+    tl_receiver *rx2 = tl_receiver_start(port);
+    ASSERT_EQ_INT(tl_receiver_port(rx2), port);
+    ASSERT_HTTP_STATUS(post_to(rx2, "/4", "d"), 200);
+    ASSERT_EQ_INT(tl_receiver_count(rx2), 1);
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *ud) { return size * n; }
+
+static long curl_post_on(CURL *h, const char *url, const char *body, struct curl_slist *hdrs) {
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) FAILF("curl: %s", curl_easy_strerror(rc));
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    return status;
+}
+
+static void curl_cleanup_cb(void *h) { curl_easy_cleanup(h); }
+static void slist_free_cb(void *l) { curl_slist_free_all(l); }
+
+TL_TEST(receiver_keeps_connections_alive) {
+    tl_receiver *rx = tl_receiver_start(0);
+    CURL *h = curl_easy_init();
+    ASSERT_NOT_NULL(h);
+    tl_defer(curl_cleanup_cb, h);
+    struct curl_slist *ka = curl_slist_append(NULL, "Expect:");
+    struct curl_slist *cl = curl_slist_append(NULL, "Connection: close");
+    tl_defer(slist_free_cb, ka);
+    tl_defer(slist_free_cb, cl);
+    const char *url = tl_receiver_url(rx, "/ka");
+    ASSERT_EQ_INT(curl_post_on(h, url, "one", ka), 200);
+    ASSERT_EQ_INT(curl_post_on(h, url, "two", ka), 200);
+    long fresh = -1;
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &fresh);
+    ASSERT_EQ_INT(fresh, 0); /* the second request reused the connection */
+    ASSERT_EQ_INT(curl_post_on(h, url, "three", cl), 200); /* still that one, then closed */
+    ASSERT_EQ_INT(curl_post_on(h, url, "four", ka), 200);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &fresh);
+    ASSERT_EQ_INT(fresh, 1);
+    ASSERT_EQ_INT(tl_receiver_count(rx), 4);
+    unsigned c0 = tl_receiver_get(rx, 0)->conn;
+    ASSERT_EQ_INT(tl_receiver_get(rx, 1)->conn, c0);
+    ASSERT_EQ_INT(tl_receiver_get(rx, 2)->conn, c0);
+    ASSERT_NE_INT(tl_receiver_get(rx, 3)->conn, c0);
+    ASSERT_EQ_STR(tl_receiver_get(rx, 1)->body, "two");
+
+    /* Two requests pipelined in one write, and HTTP/1.0 closes by default. */
+    int fd = raw_connect(tl_receiver_port(rx));
+    raw_send(fd, "POST /p1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nA"
+                 "POST /p2 HTTP/1.0\r\nHost: x\r\nContent-Length: 1\r\n\r\nB");
+    char *got = raw_read_all(fd);
+    close(fd);
+    ASSERT_EQ_INT(tl_receiver_count(rx), 6);
+    ASSERT_EQ_STR(tl_receiver_get(rx, 4)->body, "A");
+    ASSERT_EQ_STR(tl_receiver_get(rx, 5)->path, "/p2");
+    ASSERT_EQ_INT(tl_receiver_get(rx, 5)->conn, tl_receiver_get(rx, 4)->conn);
+    const char *second = strstr(got + 1, "HTTP/1.1 200 OK");
+    ASSERT_NOT_NULL(second);
+    ASSERT_STR_CONTAINS(second, "Connection: close");
+}
+
+TL_TEST(receiver_refuses_chunked_and_garbage) {
+    tl_receiver *rx = tl_receiver_start(0);
+    int fd = raw_connect(tl_receiver_port(rx));
+    raw_send(fd, "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "1\r\nA\r\n0\r\n\r\n");
+    ASSERT_STR_CONTAINS(raw_read_all(fd), "HTTP/1.1 411 ");
+    close(fd);
+    fd = raw_connect(tl_receiver_port(rx));
+    raw_send(fd, "garbage\r\n\r\n");
+    ASSERT_STR_CONTAINS(raw_read_all(fd), "HTTP/1.1 400 ");
+    close(fd);
+    ASSERT_EQ_INT(tl_receiver_count(rx), 0);
+    /* A body sent after "100 Continue", as curl does for large bodies by default. */
+    char *big = tl_alloc(200001);
+    memset(big, 'x', 200000);
+    tl_req req = {.url = tl_receiver_url(rx, "/big"), .body = big};
+    req.headers[0] = "Expect: 100-continue";
+    ASSERT_HTTP_STATUS(tl_http(&req), 200);
+    ASSERT_EQ_INT(tl_receiver_get(rx, 0)->body_len, 200000);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(assertions_and_json_paths),
@@ -135,6 +354,12 @@ int main(int argc, char **argv) {
         TL_CASE(redis_starts_empty_on_loopback),
         TL_CASE(redis_restart_keeps_data_with_aof),
         TL_CASE(redis_without_aof_restarts_empty),
+        TL_CASE(receiver_records_a_post),
+        TL_CASE(receiver_answers_from_its_script),
+        TL_CASE(receiver_delay_holds_the_answer_and_stop_ends_it),
+        TL_CASE(receiver_stop_refuses_and_restart_listens_again),
+        TL_CASE(receiver_keeps_connections_alive),
+        TL_CASE(receiver_refuses_chunked_and_garbage),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

@@ -379,4 +379,67 @@ json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int de
 /* True for succeeded, failed, cancelled. */
 bool tl_status_is_final(const char *s);
 
+/* ------------------------------------------------------------ webhook receiver ------ */
+
+/* A real HTTP/1.1 server on 127.0.0.1, run by a background thread of the case process,
+ * that records every request and answers from a script (tl_receiver.c):
+ *
+ *     tl_receiver *rx = tl_receiver_start(0);
+ *     tl_receiver_respond(rx, 503, "Retry-After: 1", 0);   // first request: 503
+ *     ... point a webhook at tl_receiver_url(rx, "/hook") ...
+ *     ASSERT_TRUE(tl_receiver_wait_count(rx, 2, 10000));   // the retry: 200 "ok"
+ *     ASSERT_EQ_STR(tl_receiver_get(rx, 1)->body, "{...}");
+ *
+ * It speaks keep-alive and Connection: close (and HTTP/1.0), reads Content-Length
+ * bodies (up to 16 MiB; "Expect: 100-continue" is honoured), refuses chunked bodies with
+ * 411 and malformed requests with 400; refused requests are not recorded and consume no
+ * scripted answer. It is stopped when the case ends. All functions are called from the
+ * test's thread; the recording is guarded by a mutex. */
+typedef struct tl_receiver tl_receiver;
+
+typedef struct tl_received {
+    char *method;         /* "POST" */
+    char *path;           /* the request target as sent ("/hook?x=1") */
+    char *version;        /* "HTTP/1.1" */
+    tl_header *headers;   /* in arrival order, names as sent */
+    size_t nheaders;
+    char *body;           /* NUL-terminated (body_len excludes the NUL) */
+    size_t body_len;
+    int64_t at_ms;        /* tl_now_ms() when the request was complete */
+    unsigned conn;        /* connection number (1, 2, ...): equal for requests sent on one
+                             connection; counts on across stop/restart */
+    int status;           /* the status it was answered (or is about to be) */
+} tl_received;
+
+/* Listens on 127.0.0.1:port (0: a free port picked by the kernel). Fails the case when
+ * the port cannot be bound. Stopped and freed when the case ends. */
+tl_receiver *tl_receiver_start(int port);
+int tl_receiver_port(tl_receiver *r);
+/* "http://127.0.0.1:<port><path>" (harness-owned; path NULL is ""). */
+const char *tl_receiver_url(tl_receiver *r, const char *path);
+
+/* Appends one answer to the script (FIFO): the next request without an answer of its own
+ * gets status (200..599) with extra_header ("Name: value", several joined with "\r\n",
+ * or NULL) after holding it delay_ms (0: at once). A held answer does not hold up other
+ * connections, and stop ends it. The body is "ok" for a 2xx, "status <n>" otherwise
+ * (none for 204/304). With an empty script the answer is 200 "ok" at once. */
+void tl_receiver_respond(tl_receiver *r, int status, const char *extra_header, int delay_ms);
+
+/* Closes the listener and every connection, held ones included: the port then refuses
+ * connections. No-op when stopped. Recorded requests and the unused script stay. */
+void tl_receiver_stop(tl_receiver *r);
+/* Listens again on the same port (SO_REUSEADDR) after tl_receiver_stop. */
+void tl_receiver_restart(tl_receiver *r);
+
+/* Requests recorded so far (in the order they were complete). */
+size_t tl_receiver_count(tl_receiver *r);
+/* The i-th request (0-based); fails the case when i >= count. Valid until the case
+ * ends; never changes. */
+const tl_received *tl_receiver_get(tl_receiver *r, size_t i);
+/* A header of a recorded request by name (case-insensitive, first one); NULL when
+ * absent. */
+const char *tl_received_header(const tl_received *q, const char *name);
+/* Waits until at least n requests are recorded; false when deadline_ms pass first. */
+bool tl_receiver_wait_count(tl_receiver *r, size_t n, int deadline_ms);
+
 #endif

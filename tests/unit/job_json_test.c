@@ -70,9 +70,10 @@ TL_TEST(commands_carry_keys_and_script) {
     fleet_state_cancel(&k, "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "default", &c);
     ASSERT_EQ_STR(c.argv[0], "EVALSHA");
     ASSERT_EQ_INT(strlen(c.argv[1]), 40);
-    ASSERT_EQ_STR(c.argv[2], "3");
+    ASSERT_EQ_STR(c.argv[2], "4");
     ASSERT_EQ_STR(c.argv[3], "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E");
-    ASSERT_EQ_STR(c.argv[6], "default");
+    ASSERT_EQ_STR(c.argv[6], "{fleet}:webhooks");
+    ASSERT_EQ_STR(c.argv[7], "default");
     fleet_cmd_as_eval(&c);
     ASSERT_EQ_STR(c.argv[0], "EVAL");
     ASSERT_STR_CONTAINS(c.argv[1], "cancel");

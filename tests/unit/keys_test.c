@@ -27,6 +27,11 @@ TL_TEST(key_names_share_one_hash_tag) {
     ASSERT_EQ_STR(fleet_key_dlq(&k).s, "{fleet}:dlq");
     ASSERT_EQ_STR(fleet_key_control(&k, "w-1").s, "{fleet}:control:w-1");
     ASSERT_EQ_STR(fleet_key_control_prefix(&k).s, "{fleet}:control:");
+    ASSERT_EQ_STR(fleet_key_webhooks(&k).s, "{fleet}:webhooks");
+    ASSERT_EQ_STR(fleet_key_delivery(&k, "msg_1").s, "{fleet}:delivery:msg_1");
+    ASSERT_EQ_STR(fleet_key_delivery_prefix(&k).s, "{fleet}:delivery:");
+    ASSERT_EQ_STR(fleet_key_webhook_retry(&k).s, "{fleet}:webhook_retry");
+    ASSERT_EQ_STR(fleet_key_webhook_dlq(&k).s, "{fleet}:webhook_dlq");
 }
 
 TL_TEST(prefix_is_validated) {

@@ -14,6 +14,7 @@
 #define FLEET_KEY_MAX 200
 #define FLEET_PREFIX_MAX 32
 #define FLEET_GROUP "workers" /* the consumer group on every model stream */
+#define FLEET_WEBHOOK_GROUP "gateways" /* the consumer group on the webhook task stream */
 
 typedef struct fleet_keys {
     char tag[FLEET_PREFIX_MAX + 3]; /* "{prefix}" */
@@ -46,5 +47,11 @@ fleet_key fleet_key_delayed(const fleet_keys *k, const char *model); /* zset: jo
 fleet_key fleet_key_dlq(const fleet_keys *k);                        /* stream: dead-lettered jobs */
 fleet_key fleet_key_control(const fleet_keys *k, const char *worker); /* pub/sub: "cancel <id>" */
 fleet_key fleet_key_control_prefix(const fleet_keys *k);             /* "{prefix}:control:" */
+/* Webhooks (docs/webhooks.md): */
+fleet_key fleet_key_webhooks(const fleet_keys *k);                   /* stream: delivery tasks */
+fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg);  /* hash, TTL: one delivery */
+fleet_key fleet_key_delivery_prefix(const fleet_keys *k);            /* "{prefix}:delivery:" */
+fleet_key fleet_key_webhook_retry(const fleet_keys *k);              /* zset: msg ids by due time */
+fleet_key fleet_key_webhook_dlq(const fleet_keys *k);                /* stream: failed deliveries */
 
 #endif

@@ -40,6 +40,8 @@ typedef enum fleet_script_id {
     FLEET_SCRIPT_GET,
     FLEET_SCRIPT_LIST,
     FLEET_SCRIPT_MODELS,
+    FLEET_SCRIPT_WEBHOOK_SETTLE,
+    FLEET_SCRIPT_WEBHOOK_PROMOTE,
     FLEET_SCRIPT_COUNT,
 } fleet_script_id;
 
@@ -87,6 +89,8 @@ typedef struct fleet_submit {
     long index_cap;            /* most ids kept in the tenant's job index */
     const char *index_cutoff;  /* fleet_id_time_prefix() of the oldest id worth listing */
     long index_ttl_s;          /* TTL of the index: as long as any job can live */
+    const char *webhook;       /* URL or NULL */
+    const char *webhook_events; /* "running,progress,completed" subset; NULL: "completed" */
 } fleet_submit;
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c);
@@ -250,6 +254,34 @@ typedef enum fleet_dlq_retry_outcome {
 fleet_dlq_retry_outcome fleet_state_dlq_retry_reply(const redisReply *r, long long *position,
                                                     fleet_status *status);
 
+/* ------------------------------------------------------------------ webhooks -------- */
+
+/* A gateway's delivery attempt of one webhook message, and what follows from it. */
+typedef enum fleet_webhook_outcome {
+    FLEET_WEBHOOK_DELIVERED = 0, /* 2xx */
+    FLEET_WEBHOOK_RETRY,         /* send again at due_ms */
+    FLEET_WEBHOOK_FAILED,        /* stop: recorded on the webhook dead-letter stream */
+} fleet_webhook_outcome;
+
+typedef struct fleet_webhook_settle {
+    const char *msg;       /* the message id (webhook-id) */
+    const char *job_id;
+    const char *entry_id;  /* the task stream entry, acknowledged and deleted */
+    fleet_webhook_outcome outcome;
+    long long due_ms;      /* RETRY: when (Redis clock, ms) */
+    long http_status;      /* 0 when no HTTP answer */
+    const char *error;     /* "" or why */
+    const char *body;      /* the body sent, kept for retries ("" once stored) */
+    size_t body_len;
+    long dlq_cap;
+} fleet_webhook_settle;
+
+void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,
+                                fleet_cmd *c);
+/* Puts up to max deliveries whose retry time has come back on the task stream; the reply
+ * is the number moved. */
+void fleet_state_webhook_promote(const fleet_keys *k, long max, fleet_cmd *c);
+
 /* ------------------------------------------------------------------ cancel ---------- */
 
 typedef enum fleet_cancel_outcome {
@@ -270,6 +302,8 @@ fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status 
 typedef struct fleet_job_view {
     const char *id, *status, *model, *tenant, *priority, *request_id, *worker, *error;
     const char *last_error;       /* why the previous attempt did not finish, or NULL */
+    const char *webhook, *webhook_events, *webhook_state, *webhook_last_error;
+    long long webhook_attempts, webhook_last_status;
     const char *metadata;         /* JSON text or NULL */
     const char *progress_message; /* NULL when no progress yet */
     long long created_ms, started_ms, finished_ms, updated_ms;
@@ -282,6 +316,8 @@ typedef struct fleet_job_view {
     long long queue_position;     /* > 0 only while queued */
 } fleet_job_view;
 
+/* An empty view: no strings, every number absent (-1). */
+void fleet_job_view_init(fleet_job_view *v);
 /* Fills v from a flat field/value array (HGETALL's shape). Returns 0, or -1 when the
  * array is not a job (missing id or status). */
 int fleet_job_view_from_fields(const redisReply *fields, fleet_job_view *v);

@@ -1,0 +1,555 @@
+/* webhooks.c: the delivery engine (webhooks.h). */
+#include "webhooks.h"
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "curl_loop.h"
+#include "events.h"
+#include "fleet/id.h"
+#include "fleet/job_json.h"
+#include "fleet/log.h"
+#include "fleet/state.h"
+#include "redis.h"
+#include "ssrf.h"
+#include "webhook_sign.h"
+
+#define POLL_MS 200
+#define PROMOTE_MS 500
+#define RETRY_AFTER_MAX_S 86400L
+
+struct gw_webhooks {
+    gw *g;
+    gw_curl *curl;
+    struct evdns_base *dns;
+    struct event *poll_ev, *promote_ev, *reclaim_ev;
+    gw_waiter any; /* every job event pokes the poller */
+    unsigned char key[GW_WHSEC_KEY_MAX];
+    size_t keylen;
+    gw_cidr_list allow;
+    long schedule_ms[GW_WEBHOOK_SCHEDULE_MAX];
+    int attempts_max;
+    char consumer[64];
+    bool reading, stopped, group_ok;
+    size_t inflight; /* deliveries between their task read and their settle */
+    fleet_cmd promote_cmd;
+    bool promoting;
+};
+
+/* One delivery attempt, from the task read to the settle. */
+typedef struct delivery {
+    gw_webhooks *wh;
+    char entry_id[48];
+    char msg[96];
+    char job_id[FLEET_ID_LEN + 1];
+    char type[24];
+    char url[GW_URL_MAX + 1];
+    long long ts_ms;
+    long attempts_before;
+    char *body; /* malloc'd */
+    size_t body_len;
+    bool body_new; /* built on this attempt: store it for the retries */
+    gw_url u;
+    char pin[GW_URL_MAX + 64];
+    fleet_cmd cmd;
+} delivery;
+
+/* ------------------------------------------------------------ settings -------------- */
+
+int gw_webhook_schedule_parse(const char *text, long *delays_ms, int max, int *n, char *err,
+                              size_t errlen) {
+    *n = 0;
+    const char *p = text;
+    while (p && *p) {
+        char *end;
+        double s = strtod(p, &end);
+        if (end == p || s < 0 || s > 7 * 86400.0 || (*end && *end != ',')) {
+            snprintf(err, errlen,
+                     "FLEET_WEBHOOK_SCHEDULE must be comma-separated seconds, e.g. 0,5,300");
+            return -1;
+        }
+        if (*n >= max) {
+            snprintf(err, errlen, "FLEET_WEBHOOK_SCHEDULE has more than %d attempts", max);
+            return -1;
+        }
+        delays_ms[(*n)++] = (long)(s * 1000.0);
+        p = *end ? end + 1 : end;
+    }
+    if (*n == 0) {
+        snprintf(err, errlen, "FLEET_WEBHOOK_SCHEDULE needs at least one attempt");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ settling -------------- */
+
+static void delivery_free(delivery *d) {
+    d->wh->inflight--;
+    free(d->body);
+    free(d);
+}
+
+static void on_settled(redisReply *rep, void *arg) {
+    delivery *d = arg;
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        fleet_log(FLEET_LOG_ERROR, "webhook outcome not recorded; the task is taken over later",
+                  "msg", d->msg, "error", rep ? rep->str : "redis unavailable", NULL);
+    delivery_free(d);
+}
+
+static void settle(delivery *d, fleet_webhook_outcome outcome, long long due_ms, long status,
+                   const char *error) {
+    gw_webhooks *wh = d->wh;
+    if (wh->stopped) { /* shutting down: the entry stays pending for another gateway */
+        delivery_free(d);
+        return;
+    }
+    char st[16];
+    snprintf(st, sizeof st, "%ld", status);
+    static const char *const names[] = {"delivered", "retry", "failed"};
+    fleet_log(outcome == FLEET_WEBHOOK_DELIVERED ? FLEET_LOG_INFO : FLEET_LOG_WARN,
+              outcome == FLEET_WEBHOOK_DELIVERED ? "webhook delivered"
+              : outcome == FLEET_WEBHOOK_RETRY   ? "webhook delivery failed; will retry"
+                                                 : "webhook delivery failed for good",
+              "msg", d->msg, "job_id", d->job_id, "outcome", names[outcome], "status", st,
+              error && *error ? "error" : NULL, error, NULL);
+    fleet_webhook_settle ws = {
+        .msg = d->msg, .job_id = d->job_id, .entry_id = d->entry_id, .outcome = outcome,
+        .due_ms = due_ms, .http_status = status, .error = error ? error : "",
+        .body = d->body_new ? d->body : NULL, .body_len = d->body_new ? d->body_len : 0,
+        .dlq_cap = wh->g->cfg.webhook_dlq_cap,
+    };
+    fleet_state_webhook_settle(&wh->g->keys, &ws, &d->cmd);
+    if (gw_redis_script(wh->g->redis, &d->cmd, on_settled, d) < 0) {
+        fleet_log(FLEET_LOG_WARN, "webhook outcome not recorded (redis unavailable); the task "
+                                  "is taken over later", "msg", d->msg, NULL);
+        delivery_free(d);
+    }
+}
+
+/* A failure worth another attempt: when, if any attempt is left. */
+static void retry_or_fail(delivery *d, long status, long retry_after_s, const char *error) {
+    gw_webhooks *wh = d->wh;
+    long n = d->attempts_before + 1; /* this attempt's number */
+    if (n >= wh->attempts_max) {
+        char why[400];
+        snprintf(why, sizeof why, "gave up after %ld attempts; last: %s", n, error);
+        settle(d, FLEET_WEBHOOK_FAILED, 0, status, why);
+        return;
+    }
+    long delay = wh->schedule_ms[n];
+    unsigned long rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) < 0) rnd = (unsigned long)fleet_now_ms();
+    delay += delay > 10 ? (long)(rnd % (unsigned long)(delay / 5 + 1)) - delay / 10 : 0;
+    if (retry_after_s > 0) {
+        long ra = retry_after_s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : retry_after_s;
+        if (ra * 1000 > delay) delay = ra * 1000;
+    }
+    settle(d, FLEET_WEBHOOK_RETRY, (long long)fleet_now_ms() + delay, status, error);
+}
+
+/* ------------------------------------------------------------ sending --------------- */
+
+static void on_posted(const gw_fetch_result *res, void *arg) {
+    delivery *d = arg;
+    if (d->wh->stopped) {
+        delivery_free(d);
+        return;
+    }
+    long s = res->status;
+    if (s >= 200 && s < 300) {
+        settle(d, FLEET_WEBHOOK_DELIVERED, 0, s, "");
+    } else if (s == 0) {
+        retry_or_fail(d, 0, -1, res->error && *res->error ? res->error : "no answer");
+    } else if (s == 429 || s >= 500) {
+        char why[64];
+        snprintf(why, sizeof why, "the receiver answered %ld", s);
+        retry_or_fail(d, s, res->retry_after_s, why);
+    } else {
+        char why[96];
+        snprintf(why, sizeof why, "the receiver answered %ld%s", s,
+                 s == 410 ? " (gone): deliveries stopped" : "; not retried");
+        settle(d, FLEET_WEBHOOK_FAILED, 0, s, why);
+    }
+}
+
+static int allow_addr(const struct sockaddr *sa, void *arg) {
+    gw_webhooks *wh = arg;
+    return gw_addr_refused(sa, &wh->allow) == NULL;
+}
+
+/* Signs and posts to the checked, pinned address. */
+static void post(delivery *d, const struct sockaddr *addr) {
+    gw_webhooks *wh = d->wh;
+    char ip[64] = "";
+    if (addr->sa_family == AF_INET)
+        evutil_inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, ip, sizeof ip);
+    else
+        evutil_inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, ip,
+                         sizeof ip);
+    /* CURLOPT_RESOLVE: host:port:address, IPv6 addresses in brackets. */
+    snprintf(d->pin, sizeof d->pin, "%s:%d:%s%s%s", d->u.host, d->u.port,
+             addr->sa_family == AF_INET6 ? "[" : "", ip, addr->sa_family == AF_INET6 ? "]" : "");
+    long long ts = (long long)(fleet_now_ms() / 1000);
+    char sig[GW_WEBHOOK_SIG_SIZE], h_id[128], h_ts[48], h_sig[GW_WEBHOOK_SIG_SIZE + 32];
+    if (gw_webhook_sign(wh->key, wh->keylen, d->msg, ts, d->body, d->body_len, sig, sizeof sig) <
+        0) {
+        settle(d, FLEET_WEBHOOK_FAILED, 0, 0, "cannot sign the delivery");
+        return;
+    }
+    snprintf(h_id, sizeof h_id, "webhook-id: %s", d->msg);
+    snprintf(h_ts, sizeof h_ts, "webhook-timestamp: %lld", ts);
+    snprintf(h_sig, sizeof h_sig, "webhook-signature: %s", sig);
+    const char *headers[] = {h_id, h_ts, h_sig, "Content-Type: application/json", NULL};
+    gw_fetch f = {.url = d->url, .body = d->body, .body_len = d->body_len, .headers = headers,
+                  .pin = d->pin, .timeout_ms = wh->g->cfg.webhook_timeout_ms,
+                  .allow_addr = allow_addr, .allow_arg = wh};
+    if (gw_curl_post(wh->curl, &f, on_posted, d) < 0) retry_or_fail(d, 0, -1, "cannot start the request");
+}
+
+/* Checks every address the host resolved to; posts to the first, pinned. */
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg) {
+    delivery *d = arg;
+    if (d->wh->stopped) {
+        if (res) evutil_freeaddrinfo(res);
+        delivery_free(d);
+        return;
+    }
+    if (result != 0 || !res) {
+        char why[300];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", d->u.host, evutil_gai_strerror(result));
+        if (res) evutil_freeaddrinfo(res);
+        retry_or_fail(d, 0, -1, why);
+        return;
+    }
+    for (struct evutil_addrinfo *a = res; a; a = a->ai_next) {
+        const char *why = gw_addr_refused(a->ai_addr, &d->wh->allow);
+        if (!why) continue;
+        char ip[64] = "?", msg[400];
+        if (a->ai_family == AF_INET)
+            evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)a->ai_addr)->sin_addr, ip, sizeof ip);
+        else if (a->ai_family == AF_INET6)
+            evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, ip, sizeof ip);
+        snprintf(msg, sizeof msg, "refused by the SSRF guard: %s resolves to %s (%s)", d->u.host,
+                 ip, why);
+        evutil_freeaddrinfo(res);
+        settle(d, FLEET_WEBHOOK_FAILED, 0, 0, msg);
+        return;
+    }
+    post(d, res->ai_addr);
+    evutil_freeaddrinfo(res);
+}
+
+static void check_and_post(delivery *d) {
+    char err[256];
+    if (gw_url_parse(d->url, &d->u, err, sizeof err) < 0) {
+        settle(d, FLEET_WEBHOOK_FAILED, 0, 0, err);
+        return;
+    }
+    if (d->u.host_is_ip) {
+        const char *why = gw_addr_refused((const struct sockaddr *)&d->u.addr, &d->wh->allow);
+        if (why) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "refused by the SSRF guard: %s is %s", d->u.host, why);
+            settle(d, FLEET_WEBHOOK_FAILED, 0, 0, msg);
+            return;
+        }
+        post(d, (const struct sockaddr *)&d->u.addr);
+        return;
+    }
+    char port[8];
+    snprintf(port, sizeof port, "%d", d->u.port);
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                    .ai_protocol = IPPROTO_TCP};
+    /* May call on_resolved at once (numbers, /etc/hosts). */
+    evdns_getaddrinfo(d->wh->dns, d->u.host, port, &hints, on_resolved, d);
+}
+
+/* ------------------------------------------------------------ building the body ----- */
+
+static void set_body(delivery *d, json_t *data) {
+    char when[32];
+    fleet_format_time_ms(when, d->ts_ms);
+    json_t *o = json_pack("{s:s, s:s, s:o}", "type", d->type, "timestamp", when, "data", data);
+    d->body = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(o);
+    d->body_len = d->body ? strlen(d->body) : 0;
+    d->body_new = true;
+}
+
+static void on_job(redisReply *rep, void *arg) {
+    delivery *d = arg;
+    if (d->wh->stopped || !rep) {
+        delivery_free(d); /* pending: another attempt later */
+        return;
+    }
+    fleet_job_view v;
+    int found = fleet_state_get_reply(rep, &v);
+    /* A job that expired meanwhile still gets its event, with what is known. */
+    set_body(d, found == 1 ? fleet_job_to_json(&v) : json_pack("{s:s}", "id", d->job_id));
+    if (!d->body) {
+        delivery_free(d);
+        return;
+    }
+    check_and_post(d);
+}
+
+/* The delivery hash: HGETALL shape. */
+static void on_delivery(redisReply *rep, void *arg) {
+    delivery *d = arg;
+    gw_webhooks *wh = d->wh;
+    if (wh->stopped || !rep) {
+        delivery_free(d);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
+        /* The delivery expired (or was settled by a gateway that was presumed dead): drop
+         * the task. */
+        settle(d, FLEET_WEBHOOK_FAILED, 0, 0, "");
+        return;
+    }
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const char *k = rep->element[i]->str, *v = rep->element[i + 1]->str;
+        if (!k || !v) continue;
+        if (strcmp(k, "job") == 0) snprintf(d->job_id, sizeof d->job_id, "%s", v);
+        else if (strcmp(k, "type") == 0) snprintf(d->type, sizeof d->type, "%s", v);
+        else if (strcmp(k, "url") == 0) snprintf(d->url, sizeof d->url, "%s", v);
+        else if (strcmp(k, "ts") == 0) d->ts_ms = strtoll(v, NULL, 10);
+        else if (strcmp(k, "attempts") == 0) d->attempts_before = strtol(v, NULL, 10);
+        else if (strcmp(k, "body") == 0 && !d->body) {
+            d->body = malloc(rep->element[i + 1]->len + 1);
+            if (d->body) {
+                memcpy(d->body, v, rep->element[i + 1]->len + 1);
+                d->body_len = rep->element[i + 1]->len;
+            }
+        }
+    }
+    if (d->body) {
+        check_and_post(d);
+        return;
+    }
+    fleet_state_get(&wh->g->keys, d->job_id, wh->g->cfg.tenant, &d->cmd);
+    if (gw_redis_script(wh->g->redis, &d->cmd, on_job, d) < 0) delivery_free(d);
+}
+
+/* ------------------------------------------------------------ reading tasks --------- */
+
+static void start_delivery(gw_webhooks *wh, const char *entry_id, const redisReply *fields) {
+    const char *msg = NULL;
+    for (size_t k = 0; fields && fields->type == REDIS_REPLY_ARRAY && k + 1 < fields->elements;
+         k += 2)
+        if (fields->element[k]->str && strcmp(fields->element[k]->str, "msg") == 0)
+            msg = fields->element[k + 1]->str;
+    delivery *d = calloc(1, sizeof *d);
+    if (!d) return; /* stays pending: taken over later */
+    d->wh = wh;
+    wh->inflight++;
+    snprintf(d->entry_id, sizeof d->entry_id, "%s", entry_id);
+    snprintf(d->msg, sizeof d->msg, "%s", msg ? msg : "");
+    fleet_key dk = fleet_key_delivery(&wh->g->keys, d->msg[0] ? d->msg : "-");
+    const char *argv[2] = {"HGETALL", dk.s};
+    size_t lens[2] = {7, strlen(dk.s)};
+    if (gw_redis_command(wh->g->redis, 2, argv, lens, on_delivery, d) < 0) delivery_free(d);
+}
+
+/* Entries of XREADGROUP ([[stream, [[id, fields], ...]]]) or XAUTOCLAIM ([cursor, [[id,
+ * fields], ...], deleted]). */
+static void take_entries(gw_webhooks *wh, const redisReply *list) {
+    for (size_t i = 0; list && list->type == REDIS_REPLY_ARRAY && i < list->elements; i++) {
+        const redisReply *e = list->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !e->element[0]->str) continue;
+        start_delivery(wh, e->element[0]->str, e->element[1]);
+    }
+}
+
+static void on_read(redisReply *rep, void *arg) {
+    gw_webhooks *wh = arg;
+    wh->reading = false;
+    if (!rep || wh->stopped) return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        if (strncmp(rep->str, "NOGROUP", 7) == 0) wh->group_ok = false;
+        else fleet_log(FLEET_LOG_ERROR, "webhook task read failed", "error", rep->str, NULL);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
+        rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2)
+        take_entries(wh, rep->element[0]->element[1]);
+}
+
+static void on_group(redisReply *rep, void *arg) {
+    gw_webhooks *wh = arg;
+    wh->reading = false;
+    if (rep && (rep->type == REDIS_REPLY_STATUS ||
+                (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) == 0)))
+        wh->group_ok = true;
+}
+
+static void read_tasks(gw_webhooks *wh) {
+    gw *g = wh->g;
+    if (wh->stopped || wh->reading || g->draining || !gw_redis_ready(g->redis)) return;
+    long room = g->cfg.webhook_max_inflight - (long)wh->inflight;
+    if (room <= 0) return;
+    fleet_key tasks = fleet_key_webhooks(&g->keys);
+    char count[24];
+    snprintf(count, sizeof count, "%ld", room);
+    wh->reading = true;
+    int rc;
+    if (!wh->group_ok) {
+        /* From "0": tasks queued before any gateway ran are delivered too. */
+        const char *argv[] = {"XGROUP", "CREATE", tasks.s, FLEET_WEBHOOK_GROUP, "0", "MKSTREAM"};
+        size_t lens[6];
+        for (int i = 0; i < 6; i++) lens[i] = strlen(argv[i]);
+        rc = gw_redis_command(g->redis, 6, argv, lens, on_group, wh);
+    } else {
+        const char *argv[] = {"XREADGROUP", "GROUP", FLEET_WEBHOOK_GROUP, wh->consumer, "COUNT",
+                              count, "STREAMS", tasks.s, ">"};
+        size_t lens[9];
+        for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
+        rc = gw_redis_command(g->redis, 9, argv, lens, on_read, wh);
+    }
+    if (rc < 0) wh->reading = false;
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    read_tasks(arg);
+}
+
+static void on_wake(void *arg) { read_tasks(arg); }
+
+void gw_webhooks_poke(gw_webhooks *wh) { read_tasks(wh); }
+
+/* Deliveries another gateway started and never settled (it died) are taken over once
+ * pending for FLEET_WEBHOOK_CLAIM_MS. */
+static void on_reclaimed(redisReply *rep, void *arg) {
+    gw_webhooks *wh = arg;
+    if (!rep || wh->stopped || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
+    size_t before = wh->inflight;
+    take_entries(wh, rep->element[1]);
+    if (wh->inflight > before) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", wh->inflight - before);
+        fleet_log(FLEET_LOG_WARN, "took over webhook deliveries of a gateway that stopped",
+                  "deliveries", n, NULL);
+    }
+}
+
+static void on_reclaim_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    gw_webhooks *wh = arg;
+    gw *g = wh->g;
+    if (wh->stopped || !wh->group_ok || g->draining || !gw_redis_ready(g->redis)) return;
+    long room = g->cfg.webhook_max_inflight - (long)wh->inflight;
+    if (room <= 0) return;
+    fleet_key tasks = fleet_key_webhooks(&g->keys);
+    char idle[24], count[24];
+    snprintf(idle, sizeof idle, "%ld", g->cfg.webhook_claim_ms);
+    snprintf(count, sizeof count, "%ld", room);
+    const char *argv[] = {"XAUTOCLAIM", tasks.s, FLEET_WEBHOOK_GROUP, wh->consumer, idle,
+                          "0-0", "COUNT", count};
+    size_t lens[8];
+    for (int i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
+    gw_redis_command(g->redis, 8, argv, lens, on_reclaimed, wh);
+}
+
+static void on_promoted(redisReply *rep, void *arg) {
+    gw_webhooks *wh = arg;
+    wh->promoting = false;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) read_tasks(wh);
+}
+
+static void on_promote_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    gw_webhooks *wh = arg;
+    if (wh->stopped || wh->promoting || !gw_redis_ready(wh->g->redis)) return;
+    fleet_state_webhook_promote(&wh->g->keys, 100, &wh->promote_cmd);
+    wh->promoting = true;
+    if (gw_redis_script(wh->g->redis, &wh->promote_cmd, on_promoted, wh) < 0)
+        wh->promoting = false;
+}
+
+/* ------------------------------------------------------------ lifecycle ------------- */
+
+gw_webhooks *gw_webhooks_new(gw *g, char *err, size_t errlen) {
+    gw_webhooks *wh = calloc(1, sizeof *wh);
+    if (!wh) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    wh->g = g;
+    if (g->cfg.webhook_secret[0] &&
+        gw_whsec_parse(g->cfg.webhook_secret, wh->key, &wh->keylen, err, errlen) < 0)
+        goto fail;
+    if (gw_cidr_list_parse(g->cfg.webhook_allow, &wh->allow, err, errlen) < 0) goto fail;
+    if (gw_webhook_schedule_parse(g->cfg.webhook_schedule, wh->schedule_ms,
+                                  GW_WEBHOOK_SCHEDULE_MAX, &wh->attempts_max, err, errlen) < 0)
+        goto fail;
+    /* One consumer per gateway process: host-pid-random. */
+    char host[40] = "gateway", id[FLEET_ID_LEN + 1];
+    gethostname(host, sizeof host - 1);
+    if (fleet_id_new(id) < 0) snprintf(id, sizeof id, "x");
+    snprintf(wh->consumer, sizeof wh->consumer, "%.32s-%ld-%.6s", host, (long)getpid(), id + 20);
+    wh->curl = gw_curl_new(g->base);
+    wh->dns = evdns_base_new(g->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!wh->dns) wh->dns = evdns_base_new(g->base, 0); /* no resolv.conf: hosts file only */
+    if (wh->dns) evdns_base_load_hosts(wh->dns, NULL);
+    wh->poll_ev = event_new(g->base, -1, EV_PERSIST, on_poll, wh);
+    wh->promote_ev = event_new(g->base, -1, EV_PERSIST, on_promote_tick, wh);
+    wh->reclaim_ev = event_new(g->base, -1, EV_PERSIST, on_reclaim_tick, wh);
+    if (!wh->curl || !wh->dns || !wh->poll_ev || !wh->promote_ev || !wh->reclaim_ev) {
+        snprintf(err, errlen, "cannot set up webhook delivery (out of memory)");
+        goto fail;
+    }
+    long every = g->cfg.webhook_claim_ms / 4;
+    every = every < 1000 ? 1000 : every > 10000 ? 10000 : every;
+    struct timeval poll = {0, POLL_MS * 1000}, prom = {0, PROMOTE_MS * 1000},
+                   recl = {every / 1000, (every % 1000) * 1000};
+    evtimer_add(wh->poll_ev, &poll);
+    evtimer_add(wh->promote_ev, &prom);
+    evtimer_add(wh->reclaim_ev, &recl);
+    gw_events_watch(g->events, &wh->any, "*", on_wake, wh);
+    return wh;
+fail:
+    gw_webhooks_stop(wh);
+    gw_webhooks_free(wh);
+    return NULL;
+}
+
+void gw_webhooks_stop(gw_webhooks *wh) {
+    if (!wh || wh->stopped) return;
+    wh->stopped = true;
+    if (wh->g->events) gw_events_unwatch(wh->g->events, &wh->any);
+    if (wh->poll_ev) event_del(wh->poll_ev);
+    if (wh->promote_ev) event_del(wh->promote_ev);
+    if (wh->reclaim_ev) event_del(wh->reclaim_ev);
+    /* Aborted transfers and cancelled lookups call back now and free their deliveries. */
+    gw_curl_free(wh->curl);
+    wh->curl = NULL;
+    if (wh->dns) evdns_base_free(wh->dns, 1);
+    wh->dns = NULL;
+}
+
+void gw_webhooks_free(gw_webhooks *wh) {
+    if (!wh) return;
+    if (wh->poll_ev) event_free(wh->poll_ev);
+    if (wh->promote_ev) event_free(wh->promote_ev);
+    if (wh->reclaim_ev) event_free(wh->reclaim_ev);
+    free(wh);
+}
+
+size_t gw_webhooks_inflight(const gw_webhooks *wh) { return wh ? wh->inflight : 0; }
+
+bool gw_webhooks_enabled(const gw_webhooks *wh) { return wh && wh->keylen > 0; }
+
+const struct gw_cidr_list *gw_webhooks_allowlist(const gw_webhooks *wh) { return &wh->allow; }
