@@ -145,6 +145,19 @@ void ctl_render_job(FILE *f, const json_t *job) {
     if (*str_field(job, "error")) fprintf(f, "error:      %s\n", str_field(job, "error"));
     if (*str_field(job, "last_error"))
         fprintf(f, "last error: %s\n", str_field(job, "last_error"));
+    const json_t *wh = json_object_get(job, "webhook");
+    if (json_is_object(wh)) {
+        fprintf(f, "webhook:    %s  (%s", str_field(wh, "url"), str_field(wh, "state"));
+        json_int_t att = json_integer_value(json_object_get(wh, "attempts"));
+        if (att > 0) fprintf(f, ", %lld attempt%s", (long long)att, att == 1 ? "" : "s");
+        if (json_is_integer(json_object_get(wh, "last_status")) &&
+            json_integer_value(json_object_get(wh, "last_status")) > 0)
+            fprintf(f, ", last HTTP %lld",
+                    (long long)json_integer_value(json_object_get(wh, "last_status")));
+        fputc(')', f);
+        if (*str_field(wh, "last_error")) fprintf(f, ": %s", str_field(wh, "last_error"));
+        fputc('\n', f);
+    }
     if (json_is_true(json_object_get(job, "dead_lettered")))
         fprintf(f, "dead-lettered: yes (fleetctl dlq show %s)\n", str_field(job, "id"));
     const json_t *meta = json_object_get(job, "metadata");

@@ -163,12 +163,31 @@ build() {
   done
 }
 
+# webhook_secret prints the local fleet's webhook secret (whsec_ + 32 random bytes in
+# base64), made on first use: FLEET_WEBHOOK_SECRET when set, else .fleet-local/webhook_secret.
+webhook_secret() {
+  if [[ -n "${FLEET_WEBHOOK_SECRET:-}" ]]; then
+    printf '%s' "$FLEET_WEBHOOK_SECRET"
+    return
+  fi
+  local f="$STATE/webhook_secret"
+  if [[ ! -s "$f" ]]; then
+    (umask 077 && printf 'whsec_%s' "$(head -c 32 /dev/urandom | base64 -w0)" >"$f")
+  fi
+  cat "$f"
+}
+
 start_one() {
   local name=$1 bin=$2 args=$3
   local -a argv
   read -r -a argv <<<"$args"
   local -a envs=("FLEET_REDIS_URL=redis://127.0.0.1:$REDIS_PORT")
-  [[ "$bin" == fleet-gateway ]] && envs+=("FLEET_LISTEN=$LISTEN")
+  if [[ "$bin" == fleet-gateway ]]; then
+    # Webhooks: a secret made once and kept in .fleet-local/, and receivers on this
+    # machine allowed (the SSRF guard refuses loopback otherwise).
+    envs+=("FLEET_LISTEN=$LISTEN" "FLEET_WEBHOOK_SECRET=$(webhook_secret)"
+           "FLEET_WEBHOOK_ALLOW=${FLEET_WEBHOOK_ALLOW:-127.0.0.0/8,::1/128}")
+  fi
   # nohup: the process survives this shell and its terminal.
   env "${envs[@]}" nohup "$ROOT/build/bin/$bin" "${argv[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
@@ -250,6 +269,14 @@ Or with the CLI:
 EOT
   fi
   cat <<EOT
+Wait for the result in one call, or follow a job live:
+
+  curl -s -X POST $URL/v1/jobs -H 'Content-Type: application/json' -H 'Prefer: wait=30' \\
+       -d '{"model":"echo","input":{"hello":"world"}}'
+  curl -N $URL/v1/jobs/<id>/events
+
+Webhooks are signed with the secret in ${STATE#"$ROOT"/}/webhook_secret (docs/webhooks.md).
+
 Logs:  ${LOGS#"$ROOT"/}/  (gateway.log, worker-echo.log, worker-sleep.log, redis.log)
 Stop:  ./deploy/local.sh stop
 EOT
