@@ -113,8 +113,8 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
     char id[FLEET_ID_LEN + 1];
     memcpy(id, msg, n);
     id[n] = '\0';
-    wake_list(e->buckets[hash_id(id)], id);
-    wake_list(e->any, NULL);
+    if (sp && strcmp(sp + 1, "webhook") == 0) wake_list(e->any, NULL);
+    else wake_list(e->buckets[hash_id(id)], id);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status) {

@@ -19,8 +19,9 @@
 
 typedef struct gw_events gw_events;
 
-/* Called on the event loop when the waiter's job may have changed (or on any event, for a
- * waiter of id "*"). It may unwatch its own waiter, and no other. */
+/* Called on the event loop when the waiter's job may have changed; for a waiter of id "*",
+ * when a webhook delivery was queued ("<id> webhook" messages), and on a resubscribe. It
+ * may unwatch its own waiter, and no other. */
 typedef void (*gw_wake_cb)(void *arg);
 
 typedef struct gw_waiter {

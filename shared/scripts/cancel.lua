@@ -5,7 +5,7 @@
 -- ARGV: 1 tenant, 2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:"),
 --       5 webhook delivery key prefix
 -- Returns {'cancelled'} | {'requested'} | {'final', status} | {'missing'}
-hooks.tasks, hooks.delivery_prefix = KEYS[4], ARGV[5]
+hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[4], ARGV[5], ARGV[2]
 local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker')
 if not st[1] or st[2] ~= ARGV[1] then return {'missing'} end
 local now = now_ms()

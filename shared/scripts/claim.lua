@@ -9,7 +9,7 @@
 --       8 job id, 9 dead-letter cap, 10 webhook delivery key prefix
 -- Returns {'ok', input, attempts, timeout_s, reclaimed 0|1} | {'gone'} | {'cancelled'}
 --       | {'dead', error} | {'skip', why}
-hooks.tasks, hooks.delivery_prefix = KEYS[8], ARGV[10]
+hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[8], ARGV[10], ARGV[7]
 local model = ARGV[6]
 local function drop() drop_entry(KEYS[3], ARGV[2], KEYS[6], ARGV[1]) end
 local st = redis.call('HMGET', KEYS[1], 'status', 'queue_seq', 'timeout_s', 'queue_ttl_s',

@@ -17,8 +17,8 @@ local function drop_entry(stream, group, entries, entry)
 end
 
 -- Webhooks: a script that can emit job events sets hooks.tasks (the delivery task stream,
--- KEYS) and hooks.delivery_prefix (ARGV: "{fleet}:delivery:") before it calls end_job or
--- webhook_event.
+-- KEYS), hooks.delivery_prefix (ARGV: "{fleet}:delivery:") and hooks.channel (the events
+-- channel) before it calls end_job or webhook_event.
 local hooks = {}
 
 -- Queues a webhook delivery when the job asked for this kind of event ('running',
@@ -38,6 +38,8 @@ local function webhook_event(job, kind, etype, id, now)
   redis.call('EXPIRE', d, 7 * 86400)
   redis.call('XADD', hooks.tasks, '*', 'msg', msg)
   redis.call('HSET', job, 'webhook_state', 'pending')
+  -- Wakes the gateways' delivery loops (they also look every 200 ms).
+  redis.call('PUBLISH', hooks.channel, id .. ' webhook')
 end
 
 -- Ends a job in a final status: no lease any more, every key on the result TTL, the

@@ -3,7 +3,7 @@
 -- ARGV: 1 token, 2 percent, 3 message, 4 done, 5 total, 6 events channel, 7 job id,
 --       8 webhook delivery key prefix
 -- Returns 'ok' | 'cancel' (written, and a cancel was requested) | 'stale'
-hooks.tasks, hooks.delivery_prefix = KEYS[2], ARGV[8]
+hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[2], ARGV[8], ARGV[6]
 local st = redis.call('HMGET', KEYS[1], 'status', 'lease', 'cancel_requested')
 if st[1] ~= 'running' or st[2] ~= ARGV[1] then return 'stale' end
 local now = now_ms()

@@ -9,7 +9,7 @@
 -- ARGV: 1 token, 2 delay_ms, 3 kind, 4 error (retry), 5 group, 6 model, 7 events channel,
 --       8 job id, 9 dead-letter cap, 10 webhook delivery key prefix
 -- Returns {'queued', retry_at_ms} | {'dead', error} | {'cancelled'} | {'stale'}
-hooks.tasks, hooks.delivery_prefix = KEYS[8], ARGV[10]
+hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[8], ARGV[10], ARGV[7]
 local st = redis.call('HMGET', KEYS[1], 'status', 'lease', 'attempts', 'max_attempts',
   'cancel_requested', 'entry_id', 'queue_ttl_s')
 if st[1] ~= 'running' or st[2] ~= ARGV[1] then return {'stale'} end
