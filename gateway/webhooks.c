@@ -39,6 +39,8 @@ struct gw_webhooks {
     char consumer[64];
     bool reading, stopped, group_ok;
     size_t inflight; /* deliveries between their task read and their settle */
+    struct delivery *live; /* those deliveries, for refresh_claims */
+    struct event *refresh_ev;
     fleet_cmd promote_cmd;
     bool promoting;
 };
@@ -46,6 +48,7 @@ struct gw_webhooks {
 /* One delivery attempt, from the task read to the settle. */
 typedef struct delivery {
     gw_webhooks *wh;
+    struct delivery *prev, *next; /* in wh->live */
     char entry_id[48];
     char msg[96];
     char job_id[FLEET_ID_LEN + 1];
@@ -92,7 +95,11 @@ int gw_webhook_schedule_parse(const char *text, long *delays_ms, int max, int *n
 /* ------------------------------------------------------------ settling -------------- */
 
 static void delivery_free(delivery *d) {
-    d->wh->inflight--;
+    gw_webhooks *wh = d->wh;
+    if (d->prev) d->prev->next = d->next;
+    else wh->live = d->next;
+    if (d->next) d->next->prev = d->prev;
+    wh->inflight--;
     free(d->body);
     free(d);
 }
@@ -101,7 +108,12 @@ static void on_settled(redisReply *rep, void *arg) {
     delivery *d = arg;
     if (!rep || rep->type == REDIS_REPLY_ERROR)
         fleet_log(FLEET_LOG_ERROR, "webhook outcome not recorded; the task is taken over later",
-                  "msg", d->msg, "error", rep ? rep->str : "redis unavailable", NULL);
+                  "webhook_id", d->msg, "error", rep ? rep->str : "redis unavailable", NULL);
+    else if (rep->type == REDIS_REPLY_INTEGER && rep->integer < 0)
+        fleet_log(FLEET_LOG_WARN,
+                  "webhook outcome not recorded: another gateway took this delivery over while "
+                  "it ran (it was pending longer than FLEET_WEBHOOK_CLAIM_MS)",
+                  "webhook_id", d->msg, NULL);
     delivery_free(d);
 }
 
@@ -119,18 +131,18 @@ static void settle(delivery *d, fleet_webhook_outcome outcome, long long due_ms,
               outcome == FLEET_WEBHOOK_DELIVERED ? "webhook delivered"
               : outcome == FLEET_WEBHOOK_RETRY   ? "webhook delivery failed; will retry"
                                                  : "webhook delivery failed for good",
-              "msg", d->msg, "job_id", d->job_id, "outcome", names[outcome], "status", st,
+              "webhook_id", d->msg, "job_id", d->job_id, "outcome", names[outcome], "status", st,
               error && *error ? "error" : NULL, error, NULL);
     fleet_webhook_settle ws = {
         .msg = d->msg, .job_id = d->job_id, .entry_id = d->entry_id, .outcome = outcome,
         .due_ms = due_ms, .http_status = status, .error = error ? error : "",
         .body = d->body_new ? d->body : NULL, .body_len = d->body_new ? d->body_len : 0,
-        .dlq_cap = wh->g->cfg.webhook_dlq_cap,
+        .dlq_cap = wh->g->cfg.webhook_dlq_cap, .consumer = wh->consumer,
     };
     fleet_state_webhook_settle(&wh->g->keys, &ws, &d->cmd);
     if (gw_redis_script(wh->g->redis, &d->cmd, on_settled, d) < 0) {
         fleet_log(FLEET_LOG_WARN, "webhook outcome not recorded (redis unavailable); the task "
-                                  "is taken over later", "msg", d->msg, NULL);
+                                  "is taken over later", "webhook_id", d->msg, NULL);
         delivery_free(d);
     }
 }
@@ -352,6 +364,9 @@ static void start_delivery(gw_webhooks *wh, const char *entry_id, const redisRep
     if (!d) return; /* stays pending: taken over later */
     d->wh = wh;
     wh->inflight++;
+    d->next = wh->live;
+    if (wh->live) wh->live->prev = d;
+    wh->live = d;
     snprintf(d->entry_id, sizeof d->entry_id, "%s", entry_id);
     snprintf(d->msg, sizeof d->msg, "%s", msg ? msg : "");
     fleet_key dk = fleet_key_delivery(&wh->g->keys, d->msg[0] ? d->msg : "-");
@@ -428,6 +443,36 @@ static void on_wake(void *arg) { read_tasks(arg); }
 
 void gw_webhooks_poke(gw_webhooks *wh) { read_tasks(wh); }
 
+/* Keeps this gateway's deliveries in flight owned by it and fresh (XCLAIM with min-idle 0
+ * resets their idle time), so no other gateway takes over a delivery that is merely slow;
+ * only a gateway that stops refreshing (it died) loses its tasks after
+ * FLEET_WEBHOOK_CLAIM_MS. */
+static void on_refreshed(redisReply *rep, void *arg) {
+    (void)rep;
+    (void)arg;
+}
+
+static void on_refresh_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    gw_webhooks *wh = arg;
+    if (wh->stopped || !wh->live || !gw_redis_ready(wh->g->redis)) return;
+    enum { MAX_IDS = 256 };
+    const char *argv[6 + MAX_IDS + 1];
+    size_t lens[6 + MAX_IDS + 1];
+    fleet_key tasks = fleet_key_webhooks(&wh->g->keys);
+    int n = 0;
+    argv[n++] = "XCLAIM";
+    argv[n++] = tasks.s;
+    argv[n++] = FLEET_WEBHOOK_GROUP;
+    argv[n++] = wh->consumer;
+    argv[n++] = "0";
+    for (delivery *d = wh->live; d && n < 5 + MAX_IDS; d = d->next) argv[n++] = d->entry_id;
+    argv[n++] = "JUSTID";
+    for (int i = 0; i < n; i++) lens[i] = strlen(argv[i]);
+    gw_redis_command(wh->g->redis, n, argv, lens, on_refreshed, wh);
+}
+
 /* Deliveries another gateway started and never settled (it died) are taken over once
  * pending for FLEET_WEBHOOK_CLAIM_MS. */
 static void on_reclaimed(redisReply *rep, void *arg) {
@@ -438,8 +483,8 @@ static void on_reclaimed(redisReply *rep, void *arg) {
     if (wh->inflight > before) {
         char n[24];
         snprintf(n, sizeof n, "%zu", wh->inflight - before);
-        fleet_log(FLEET_LOG_WARN, "took over webhook deliveries of a gateway that stopped",
-                  "deliveries", n, NULL);
+        fleet_log(FLEET_LOG_WARN, "took over webhook deliveries of a gateway that stopped "
+                  "refreshing them (it died)", "deliveries", n, NULL);
     }
 }
 
@@ -507,7 +552,9 @@ gw_webhooks *gw_webhooks_new(gw *g, char *err, size_t errlen) {
     wh->poll_ev = event_new(g->base, -1, EV_PERSIST, on_poll, wh);
     wh->promote_ev = event_new(g->base, -1, EV_PERSIST, on_promote_tick, wh);
     wh->reclaim_ev = event_new(g->base, -1, EV_PERSIST, on_reclaim_tick, wh);
-    if (!wh->curl || !wh->dns || !wh->poll_ev || !wh->promote_ev || !wh->reclaim_ev) {
+    wh->refresh_ev = event_new(g->base, -1, EV_PERSIST, on_refresh_tick, wh);
+    if (!wh->curl || !wh->dns || !wh->poll_ev || !wh->promote_ev || !wh->reclaim_ev ||
+        !wh->refresh_ev) {
         snprintf(err, errlen, "cannot set up webhook delivery (out of memory)");
         goto fail;
     }
@@ -518,6 +565,9 @@ gw_webhooks *gw_webhooks_new(gw *g, char *err, size_t errlen) {
     evtimer_add(wh->poll_ev, &poll);
     evtimer_add(wh->promote_ev, &prom);
     evtimer_add(wh->reclaim_ev, &recl);
+    long fresh = g->cfg.webhook_claim_ms / 3;
+    struct timeval refr = {fresh / 1000, (fresh % 1000) * 1000};
+    evtimer_add(wh->refresh_ev, &refr);
     gw_events_watch(g->events, &wh->any, "*", on_wake, wh);
     return wh;
 fail:
@@ -533,6 +583,7 @@ void gw_webhooks_stop(gw_webhooks *wh) {
     if (wh->poll_ev) event_del(wh->poll_ev);
     if (wh->promote_ev) event_del(wh->promote_ev);
     if (wh->reclaim_ev) event_del(wh->reclaim_ev);
+    if (wh->refresh_ev) event_del(wh->refresh_ev);
     /* Aborted transfers and cancelled lookups call back now and free their deliveries. */
     gw_curl_free(wh->curl);
     wh->curl = NULL;
@@ -545,6 +596,7 @@ void gw_webhooks_free(gw_webhooks *wh) {
     if (wh->poll_ev) event_free(wh->poll_ev);
     if (wh->promote_ev) event_free(wh->promote_ev);
     if (wh->reclaim_ev) event_free(wh->reclaim_ev);
+    if (wh->refresh_ev) event_free(wh->refresh_ev);
     free(wh);
 }
 

@@ -9,8 +9,11 @@
 -- retries (same webhook-id, same body).
 -- KEYS: 1 delivery hash, 2 task stream, 3 retry set, 4 webhook dead-letter stream, 5 job hash
 -- ARGV: 1 entry id, 2 group, 3 outcome, 4 due_ms, 5 HTTP status (0: none), 6 error, 7 body,
---       8 dead-letter cap
--- Returns the delivery's attempts so far.
+--       8 dead-letter cap, 9 consumer (the settling gateway)
+-- Returns the delivery's attempts so far, or -1 when the entry is no longer this gateway's
+-- (another one took it over while this attempt ran): nothing is written then.
+local owner = redis.call('XPENDING', KEYS[2], ARGV[2], ARGV[1], ARGV[1], 1)
+if #owner == 0 or owner[1][2] ~= ARGV[9] then return -1 end
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end

@@ -391,6 +391,7 @@ void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle 
     cmd_fmt(c, "%.300s", ws->error ? ws->error : "");
     cmd_ref(c, ws->body, ws->body ? ws->body_len : 0);
     cmd_fmt(c, "%ld", ws->dlq_cap > 0 ? ws->dlq_cap : 1);
+    cmd_str(c, ws->consumer);
 }
 
 void fleet_state_webhook_promote(const fleet_keys *k, long max, fleet_cmd *c) {

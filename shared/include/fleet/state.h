@@ -274,6 +274,7 @@ typedef struct fleet_webhook_settle {
     const char *body;      /* the body sent, kept for retries ("" once stored) */
     size_t body_len;
     long dlq_cap;
+    const char *consumer;  /* the settling gateway: it must still own the task entry */
 } fleet_webhook_settle;
 
 void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,
