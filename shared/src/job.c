@@ -69,3 +69,5 @@ bool fleet_model_name_valid(const char *s) {
     }
     return true;
 }
+
+bool fleet_tenant_name_valid(const char *s) { return fleet_model_name_valid(s); }

@@ -46,3 +46,13 @@ fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg) { return key2
 fleet_key fleet_key_delivery_prefix(const fleet_keys *k) { return key2(k, "delivery", "", NULL); }
 fleet_key fleet_key_webhook_retry(const fleet_keys *k) { return key2(k, "webhook_retry", NULL, NULL); }
 fleet_key fleet_key_webhook_dlq(const fleet_keys *k) { return key2(k, "webhook_dlq", NULL, NULL); }
+fleet_key fleet_key_tenants(const fleet_keys *k) { return key2(k, "tenants", NULL, NULL); }
+fleet_key fleet_key_tenant(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, NULL); }
+fleet_key fleet_key_tenant_prefix(const fleet_keys *k) { return key2(k, "tenant", "", NULL); }
+fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, "keys"); }
+fleet_key fleet_key_tenant_active(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, "active"); }
+fleet_key fleet_key_tenant_bucket(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, "bucket"); }
+fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash) { return key2(k, "apikey", hash, NULL); }
+fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash) {
+    return key2(k, "idem", t, hash);
+}

@@ -52,5 +52,7 @@ fleet_priority fleet_priority_from_string(const char *s);
 bool fleet_job_id_valid(const char *s);
 /* True when s is a well-formed model name. */
 bool fleet_model_name_valid(const char *s);
+/* Tenant names follow the same rule as model names: [a-z0-9_-], 1..64 characters. */
+bool fleet_tenant_name_valid(const char *s);
 
 #endif

@@ -47,6 +47,15 @@ fleet_key fleet_key_delayed(const fleet_keys *k, const char *model); /* zset: jo
 fleet_key fleet_key_dlq(const fleet_keys *k);                        /* stream: dead-lettered jobs */
 fleet_key fleet_key_control(const fleet_keys *k, const char *worker); /* pub/sub: "cancel <id>" */
 fleet_key fleet_key_control_prefix(const fleet_keys *k);             /* "{prefix}:control:" */
+/* Tenants and API keys (docs/security.md): */
+fleet_key fleet_key_tenants(const fleet_keys *k);                    /* set: tenant names */
+fleet_key fleet_key_tenant(const fleet_keys *k, const char *t);      /* hash: the tenant's settings */
+fleet_key fleet_key_tenant_prefix(const fleet_keys *k);              /* "{prefix}:tenant:" */
+fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t); /* set: its key hashes */
+fleet_key fleet_key_tenant_active(const fleet_keys *k, const char *t); /* zset: queued+running ids */
+fleet_key fleet_key_tenant_bucket(const fleet_keys *k, const char *t); /* hash: submit rate bucket */
+fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash);   /* hash: tenant, role */
+fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash); /* hash */
 /* Webhooks (docs/webhooks.md): */
 fleet_key fleet_key_webhooks(const fleet_keys *k);                   /* stream: delivery tasks */
 fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg);  /* hash, TTL: one delivery */
