@@ -185,7 +185,8 @@ start_one() {
   if [[ "$bin" == fleet-gateway ]]; then
     # Webhooks: a secret made once and kept in .fleet-local/, and receivers on this
     # machine allowed (the SSRF guard refuses loopback otherwise).
-    envs+=("FLEET_LISTEN=$LISTEN" "FLEET_WEBHOOK_SECRET=$(webhook_secret)"
+    # API keys are off here (local development); FLEET_AUTH=on ./deploy/local.sh turns them on.
+    envs+=("FLEET_LISTEN=$LISTEN" "FLEET_AUTH=${FLEET_AUTH:-off}" "FLEET_WEBHOOK_SECRET=$(webhook_secret)"
            "FLEET_WEBHOOK_ALLOW=${FLEET_WEBHOOK_ALLOW:-127.0.0.0/8,::1/128}")
   fi
   # nohup: the process survives this shell and its terminal.
@@ -250,6 +251,8 @@ start() {
   cat <<EOT
 
 fleet is running at $URL  (Redis: redis://127.0.0.1:$REDIS_PORT, AOF in ${REDIS_DIR#"$ROOT"/})
+API keys are ${FLEET_AUTH:-off} (local development; with FLEET_AUTH=on every /v1 request needs
+Authorization: Bearer <key>, and build/bin/fleetctl tenant add NAME makes one).
 
 Try it (a sleep job of 3 s in 3 steps; poll its status, then fetch the result):
 

@@ -11,6 +11,7 @@
 #include <evhtp/evhtp.h>
 #include <stdbool.h>
 
+#include "fleet/job.h"
 #include "fleet/keys.h"
 
 #define GW_MAX_MODELS 32
@@ -20,7 +21,12 @@ typedef struct gw_config {
     const char *redis_url;
     const char *prefix;
     const char *models;     /* comma-separated model names that accept jobs */
-    const char *tenant;     /* the tenant every request belongs to (until API keys exist) */
+    const char *tenant;     /* with FLEET_AUTH=off: the tenant every request belongs to */
+    bool auth;              /* FLEET_AUTH: API keys required on /v1 */
+    const char *auth_mode;
+    long auth_cache_ms;
+    long max_queue;         /* most queued jobs per model (503 beyond) */
+    long ready_target;      /* fair share: entries kept ready on a model stream */
     const char *log_level;
     long max_body;          /* bytes */
     long queue_ttl_s;
@@ -39,7 +45,19 @@ typedef struct gw_config {
     long webhook_dlq_cap;
 } gw_config;
 
+/* Who a request comes from (auth.h): its tenant, role and the tenant's limits. */
+typedef struct gw_principal {
+    char tenant[FLEET_TENANT_MAX + 1];
+    bool admin;
+    long max_active;          /* 0: no limit */
+    double rate;              /* submits per second, 0: no limit */
+    long burst;
+    long max_body;            /* 0: the gateway's FLEET_MAX_BODY */
+    char webhook_secret[128]; /* "" when the tenant has none (the gateway's is used) */
+} gw_principal;
+
 typedef struct gw_redis gw_redis;
+typedef struct gw_auth gw_auth_cache;
 typedef struct gw_conn gw_conn;
 typedef struct gw_events gw_events;
 typedef struct gw_webhooks gw_webhooks;
@@ -52,6 +70,7 @@ typedef struct gw {
     gw_redis *redis;
     gw_events *events; /* the subscription that wakes waits and SSE streams */
     gw_webhooks *webhooks;
+    gw_auth_cache *auth;
     char models[GW_MAX_MODELS][FLEET_KEY_MAX];
     int nmodels;
     gw_conn *conns; /* live client connections, freed at shutdown */

@@ -5,6 +5,13 @@
  * X-Request-ID that every answer repeats, and the body-size guard: a body over
  * FLEET_MAX_BODY is drained as it arrives (never buffered) and answered 413.
  *
+ * Head limits: a request line over GW_REQUEST_LINE_MAX is answered 414, a header line
+ * over GW_HEADER_LINE_MAX, more than GW_HEADERS_MAX header fields or more than
+ * GW_HEADERS_TOTAL_MAX bytes of them 431, each with a problem+json body and
+ * Connection: close. libevhtp 1.2.18 alone closes the connection without a word on any
+ * line over 8 KiB and takes any number of headers, so http.c looks at the bytes of a
+ * head before libevhtp parses them (http.c, "Head guard").
+ *
  * Functions named *_or_reply answer the request themselves when they fail, so a handler
  * just returns.
  */
@@ -19,6 +26,12 @@
 #include "fleet/job.h"
 #include "gateway.h"
 
+#define GW_URI_MAX 2048          /* longer URIs: 414 (libevhtp 1.2.18 can corrupt > ~4 KB) */
+#define GW_REQUEST_LINE_MAX (GW_URI_MAX + 32) /* method, URI, version: 414 above */
+#define GW_HEADER_LINE_MAX 8192  /* one "Name: value" line: 431 above */
+#define GW_HEADERS_MAX 100       /* header fields: 431 above */
+#define GW_HEADERS_TOTAL_MAX 32768 /* bytes of all header lines: 431 above */
+
 typedef struct gw_req {
     unsigned magic;
     gw *g;
@@ -27,9 +40,14 @@ typedef struct gw_req {
     size_t body_len;     /* bytes received, counted even when drained */
     bool too_large;
     bool uri_too_long;
+    bool headers_too_large; /* over GW_HEADERS_MAX / GW_HEADERS_TOTAL_MAX: answered 431 */
+    gw_conn *conn;       /* the connection, while both live (the head guard's state) */
     bool paused;         /* waiting for Redis: resume after answering */
     bool answered;
     uint64_t start_us;
+    gw_principal who;    /* filled by auth (auth.h) before a /v1 handler runs */
+    const void *route;   /* the matched route, while auth runs (routes.c) */
+    char route_id[64];
     /* Called once when libevhtp frees the request (answered, or the client went away),
      * before the gw_req is freed: streams (SSE) release what they hold. */
     void (*on_fini)(void *arg);

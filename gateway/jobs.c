@@ -10,6 +10,7 @@
 #include "fleet/log.h"
 #include "fleet/state.h"
 #include "query.h"
+#include "auth.h"
 #include "events.h"
 #include "ssrf.h"
 #include "webhooks.h"
@@ -30,6 +31,8 @@ typedef struct job_call {
     bool want_msgpack;
     fleet_cancel_outcome cancel;
     long wait_s; /* Prefer: wait=N */
+    bool replay; /* answering an Idempotency-Key replay */
+    char idem_hash[65], idem_digest[65];
 } job_call;
 
 static job_call *call_new(gw_req *r) {
@@ -70,14 +73,58 @@ static void reply_not_found(gw_req *r, const char *id) {
 
 /* ------------------------------------------------------------ POST /v1/jobs ---------- */
 
+static void on_got(redisReply *rep, void *arg);
+
+/* A refused submit: 429 for the tenant's own limits, 503 when the model's queue is full;
+ * Retry-After in whole seconds (at least 1). */
+static void reply_limit(gw_req *r, const fleet_submitted *out) {
+    char ra[24];
+    snprintf(ra, sizeof ra, "%lld", out->retry_after_ms > 0 ? (out->retry_after_ms + 999) / 1000 : 1);
+    gw_add_header(r, "Retry-After", ra);
+    if (strcmp(out->limit, "queue") == 0)
+        gw_reply_problem(r, 503, "queue-full", "Queue full",
+                         "the model's queue is full (FLEET_MAX_QUEUE); retry later");
+    else if (strcmp(out->limit, "rate") == 0)
+        gw_reply_problem(r, 429, "rate-limited", "Too many submits",
+                         "your tenant may submit %.6g jobs per second; retry after %s s",
+                         r->who.rate, ra);
+    else
+        gw_reply_problem(r, 429, "too-many-active-jobs", "Too many active jobs",
+                         "your tenant may have %ld jobs queued or running at once; wait for "
+                         "some to finish", r->who.max_active);
+}
+
 static void on_submitted(redisReply *rep, void *arg) {
     job_call *c = arg;
     gw_req *r = c->r;
-    long long pos = 0, created = 0;
-    const char *err = NULL;
+    fleet_submitted out;
+    fleet_submit_outcome o = rep ? fleet_state_submit_reply(rep, &out) : FLEET_SUBMIT_ERROR;
+    long long pos = out.queue_position, created = out.created_ms;
     if (!rep) {
         gw_reply_unavailable(r);
-    } else if (fleet_state_submit_reply(rep, &pos, &created, &err) < 0) {
+    } else if (o == FLEET_SUBMIT_LIMIT) {
+        reply_limit(r, &out);
+    } else if (o == FLEET_SUBMIT_CONFLICT) {
+        gw_reply_problem(r, 422, "idempotency-key-reused", "Idempotency-Key reused",
+                         "this Idempotency-Key was already used with a different request; use "
+                         "a new key for a new job");
+    } else if (o == FLEET_SUBMIT_REPLAY) {
+        /* The same request again: the same job, as it is now. */
+        snprintf(c->id, sizeof c->id, "%s", out.replay_id);
+        char loc[64];
+        snprintf(loc, sizeof loc, "/v1/jobs/%s", c->id);
+        gw_add_header(r, "Location", loc);
+        gw_add_header(r, "Idempotent-Replayed", "true");
+        if (c->wait_s > 0) {
+            gw_wait_start(r, c->id, c->wait_s, 202);
+        } else {
+            c->cancel = FLEET_CANCEL_ERROR;
+            c->replay = true;
+            fleet_state_get(&r->g->keys, c->id, r->who.tenant, &c->cmd);
+            send_or_reply(c, on_got);
+            return;
+        }
+    } else if (o != FLEET_SUBMIT_QUEUED) {
         reply_internal(r, "submit", rep);
     } else {
         fleet_job_view v;
@@ -107,6 +154,35 @@ static void on_submitted(redisReply *rep, void *arg) {
     call_free(c);
 }
 
+/* Idempotency-Key: 1..255 printable characters. Keeps its hash and a digest of the request
+ * (content type and body) in c; answers 400 and returns -1 when malformed. */
+static int idempotency_or_reply(gw_req *r, job_call *c, const char *body, size_t len) {
+    const char *key = gw_header(r, "Idempotency-Key");
+    if (!key) return 0;
+    size_t n = strlen(key);
+    bool ok = n >= 1 && n <= 255;
+    for (size_t i = 0; ok && i < n; i++) ok = key[i] >= ' ' && key[i] <= '~';
+    if (!ok) {
+        gw_reply_problem(r, 400, "invalid-idempotency-key", "Invalid Idempotency-Key",
+                         "Idempotency-Key must be 1 to 255 printable ASCII characters");
+        return -1;
+    }
+    gw_sha256_hex(key, n, c->idem_hash);
+    const char *ct = gw_header(r, "Content-Type");
+    size_t cl = ct ? strlen(ct) : 0;
+    char *buf = malloc(cl + 1 + len);
+    if (!buf) {
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return -1;
+    }
+    if (cl) memcpy(buf, ct, cl);
+    buf[cl] = '\n';
+    if (len) memcpy(buf + cl + 1, body, len);
+    gw_sha256_hex(buf, cl + 1 + len, c->idem_digest);
+    free(buf);
+    return 0;
+}
+
 /* Reads the wait preference; answers 400 and returns -1 when it is malformed. */
 static int wait_or_reply(gw_req *r, long *secs) {
     char err[128];
@@ -126,7 +202,7 @@ static int wait_or_reply(gw_req *r, long *secs) {
 static bool webhook_refused(gw_req *r, const char *url) {
     char err[300];
     gw_url u;
-    if (!gw_webhooks_enabled(r->g->webhooks)) {
+    if (!gw_webhooks_enabled(r->g->webhooks) && !r->who.webhook_secret[0]) {
         gw_reply_problem(r, 422, "webhooks-disabled", "Webhooks not configured",
                          "this gateway has no webhook secret (FLEET_WEBHOOK_SECRET), so it "
                          "cannot sign deliveries; submit without 'webhook'");
@@ -161,6 +237,11 @@ void gw_jobs_submit(gw_req *r) {
     gw_problem p;
     int rc = gw_submit_parse(body, len, gw_header(r, "Content-Type"), g->cfg.result_ttl_s,
                              &c->jr, &p);
+    if (rc == 0 && idempotency_or_reply(r, c, body, len) < 0) {
+        free(body);
+        call_free(c);
+        return;
+    }
     free(body);
     if (rc < 0) {
         call_free(c);
@@ -188,7 +269,7 @@ void gw_jobs_submit(gw_req *r) {
     fleet_submit s = {
         .id = c->id,
         .model = c->jr.model,
-        .tenant = g->cfg.tenant,
+        .tenant = r->who.tenant,
         .request_id = r->request_id,
         .priority = fleet_priority_to_string(c->jr.priority),
         .metadata_json = c->jr.metadata_json ? c->jr.metadata_json : "",
@@ -203,6 +284,13 @@ void gw_jobs_submit(gw_req *r) {
         .index_ttl_s = g->cfg.queue_ttl_s + GW_TTL_MAX,
         .webhook = c->jr.webhook,
         .webhook_events = c->jr.webhook_events,
+        .max_active = r->who.max_active,
+        .rate = r->who.rate,
+        .burst = r->who.burst,
+        .max_queue = g->cfg.max_queue,
+        .idem_hash = c->idem_hash[0] ? c->idem_hash : NULL,
+        .idem_digest = c->idem_hash[0] ? c->idem_digest : NULL,
+        .ready_target = g->cfg.ready_target,
     };
     fleet_state_submit(&g->keys, &s, &c->cmd);
     send_or_reply(c, on_submitted);
@@ -218,7 +306,8 @@ static void on_got(redisReply *rep, void *arg) {
     if (found == -2) gw_reply_unavailable(r);
     else if (found < 0) reply_internal(r, "get", rep);
     else if (found == 0) reply_not_found(r, c->id);
-    else gw_reply_json(r, c->cancel == FLEET_CANCEL_REQUESTED ? 202 : 200, fleet_job_to_json(&v));
+    else gw_reply_json(r, c->cancel == FLEET_CANCEL_REQUESTED || c->replay ? 202 : 200,
+                       fleet_job_to_json(&v));
     call_free(c);
 }
 
@@ -248,7 +337,7 @@ void gw_jobs_get(gw_req *r, const char *id) {
     job_call *c = start_job_call(r, id);
     if (!c) return;
     c->cancel = FLEET_CANCEL_ERROR;
-    fleet_state_get(&r->g->keys, c->id, r->g->cfg.tenant, &c->cmd);
+    fleet_state_get(&r->g->keys, c->id, r->who.tenant, &c->cmd);
     send_or_reply(c, on_got);
 }
 
@@ -332,7 +421,7 @@ void gw_jobs_result(gw_req *r, const char *id) {
     if (!c) return;
     const char *accept = gw_header(r, "Accept");
     c->want_msgpack = accept && strstr(accept, "application/msgpack") != NULL;
-    fleet_state_get(&r->g->keys, c->id, r->g->cfg.tenant, &c->cmd);
+    fleet_state_get(&r->g->keys, c->id, r->who.tenant, &c->cmd);
     send_or_reply(c, on_result_status);
 }
 
@@ -358,7 +447,7 @@ static void on_cancelled(redisReply *rep, void *arg) {
         c->cancel = o;
         fleet_log(FLEET_LOG_INFO, o == FLEET_CANCEL_DONE ? "job cancelled" : "job cancel requested",
                   "job_id", c->id, "request_id", r->request_id, NULL);
-        fleet_state_get(&r->g->keys, c->id, r->g->cfg.tenant, &c->cmd);
+        fleet_state_get(&r->g->keys, c->id, r->who.tenant, &c->cmd);
         send_or_reply(c, on_got);
         return;
     }
@@ -368,7 +457,7 @@ static void on_cancelled(redisReply *rep, void *arg) {
 void gw_jobs_cancel(gw_req *r, const char *id) {
     job_call *c = start_job_call(r, id);
     if (!c) return;
-    fleet_state_cancel(&r->g->keys, c->id, r->g->cfg.tenant, &c->cmd);
+    fleet_state_cancel(&r->g->keys, c->id, r->who.tenant, &c->cmd);
     send_or_reply(c, on_cancelled);
 }
 
@@ -434,7 +523,7 @@ void gw_jobs_list(gw_req *r) {
         goto refuse;
     }
     fleet_list_query lq = {
-        .tenant = r->g->cfg.tenant,
+        .tenant = r->who.tenant,
         .cursor = c->cursor,
         .status = c->status,
         .model = c->model,

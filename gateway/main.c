@@ -10,6 +10,7 @@
 #include "fleet/log.h"
 #include "gateway.h"
 #include "http.h"
+#include "auth.h"
 #include "events.h"
 #include "webhooks.h"
 #include "redis.h"
@@ -22,7 +23,11 @@ static const fleet_option options[] = {
     {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379", "Redis server (redis://host:port[/db])", &G.cfg.redis_url, 0, 0},
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix; every key starts with {prefix}", &G.cfg.prefix, 0, 0},
     {"models", "FLEET_MODELS", FLEET_OPT_STR, "echo,sleep", "comma-separated models that accept jobs", &G.cfg.models, 0, 0},
-    {"tenant", "FLEET_TENANT", FLEET_OPT_STR, "default", "tenant of every request (API keys come later)", &G.cfg.tenant, 0, 0},
+    {"auth", "FLEET_AUTH", FLEET_OPT_STR, "on", "on: every /v1 request needs an API key (fleetctl tenant add); off: local development, every request is FLEET_TENANT with admin rights", &G.cfg.auth_mode, 0, 0},
+    {"tenant", "FLEET_TENANT", FLEET_OPT_STR, "default", "with FLEET_AUTH=off, the tenant of every request", &G.cfg.tenant, 0, 0},
+    {"auth-cache-ms", "FLEET_AUTH_CACHE_MS", FLEET_OPT_INT, "5000", "how long a looked-up API key is remembered (a revoked key works this much longer)", &G.cfg.auth_cache_ms, 0, 600000},
+    {"max-queue", "FLEET_MAX_QUEUE", FLEET_OPT_INT, "1000000", "most queued jobs per model; beyond, submits answer 503 (0: no limit)", &G.cfg.max_queue, 0, 1000000000},
+    {"ready-target", "FLEET_READY_TARGET", FLEET_OPT_INT, "8", "fair share: a submit goes straight to the model's stream while fewer entries than this wait there (workers feed the rest from the tenants' wait lists)", &G.cfg.ready_target, 1, 100000},
     {"max-body", "FLEET_MAX_BODY", FLEET_OPT_INT, "10485760", "largest request body in bytes (413 above)", &G.cfg.max_body, 64, 1L << 30},
     {"queue-ttl", "FLEET_QUEUE_TTL", FLEET_OPT_INT, "86400", "seconds a job may wait or run before its keys expire", &G.cfg.queue_ttl_s, 60, 2592000},
     {"result-ttl", "FLEET_RESULT_TTL", FLEET_OPT_INT, "86400", "default ttl_s: seconds a finished job and its result are kept", &G.cfg.result_ttl_s, 60, 604800},
@@ -138,6 +143,16 @@ int main(int argc, char **argv) {
         return 2;
     }
     fleet_log_init("gateway", (fleet_log_level)level);
+    if (strcmp(G.cfg.auth_mode, "on") == 0) G.cfg.auth = true;
+    else if (strcmp(G.cfg.auth_mode, "off") == 0) G.cfg.auth = false;
+    else {
+        fprintf(stderr, "fleet-gateway: FLEET_AUTH must be on or off\n");
+        return 2;
+    }
+    if (!fleet_tenant_name_valid(G.cfg.tenant)) {
+        fprintf(stderr, "fleet-gateway: FLEET_TENANT must be 1-64 characters of a-z 0-9 _ -\n");
+        return 2;
+    }
     if (fleet_keys_init(&G.keys, G.cfg.prefix) < 0) {
         fprintf(stderr, "fleet-gateway: FLEET_PREFIX must be 1-32 characters of A-Z a-z 0-9 _ . -\n");
         return 2;
@@ -166,6 +181,7 @@ int main(int argc, char **argv) {
     if (!G.htp) goto out;
     gw_http_install(&G, gw_route);
     G.redis = gw_redis_new(G.base, G.cfg.redis_url, G.cfg.redis_timeout_ms);
+    G.auth = gw_auth_new(G.cfg.auth_cache_ms);
     fleet_key events_channel = fleet_key_events(&G.keys);
     G.events = gw_events_new(G.base, G.cfg.redis_url, events_channel.s);
     if (G.events) {
@@ -191,7 +207,11 @@ int main(int argc, char **argv) {
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
     fleet_log(FLEET_LOG_INFO, "listening", "listen", G.cfg.listen, "redis", G.cfg.redis_url,
-              "prefix", G.cfg.prefix, "models", G.cfg.models, NULL);
+              "prefix", G.cfg.prefix, "models", G.cfg.models, "auth", G.cfg.auth_mode, NULL);
+    if (!G.cfg.auth)
+        fleet_log(FLEET_LOG_WARN, "FLEET_AUTH=off: no API keys are checked; every request is "
+                  "tenant FLEET_TENANT with admin rights (local development only)",
+                  "tenant", G.cfg.tenant, NULL);
     event_base_dispatch(G.base);
     rc = 0;
 out:
@@ -204,6 +224,7 @@ out:
     gw_events_free(G.events);
     gw_redis_free(G.redis);      /* runs the Redis callbacks still pending */
     gw_webhooks_free(G.webhooks);
+    gw_auth_free(G.auth);
     if (G.htp) evhtp_free(G.htp);
     if (G.base) event_base_free(G.base);
     curl_global_cleanup();

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
+
 typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT, R_JOB_EVENTS } route_kind;
 
 typedef struct route {
@@ -45,6 +47,19 @@ static int match_job_path(const char *path, char *id, size_t idlen) {
     return -1;
 }
 
+/* Runs the matched route once the request is authenticated. */
+static void dispatch(gw_req *r) {
+    const route *rt = r->route;
+    if (r->who.max_body > 0 && r->body_len > (size_t)r->who.max_body) {
+        gw_reply_problem(r, 413, "body-too-large", "Body too large",
+                         "the body is larger than your tenant's limit of %ld bytes",
+                         r->who.max_body);
+        return;
+    }
+    if (rt->kind == R_PLAIN) rt->plain(r);
+    else rt->job(r, r->route_id);
+}
+
 void gw_route(evhtp_request_t *req, void *arg) {
     gw_req *r = gw_req_of(req, arg);
     if (!r) { /* the headers hook did not run (out of memory): answer plainly */
@@ -78,8 +93,11 @@ void gw_route(evhtp_request_t *req, void *arg) {
         if (!same) continue;
         path_known = true;
         if (rt->method == req->method) {
-            if (rt->kind == R_PLAIN) rt->plain(r);
-            else rt->job(r, id);
+            r->route = rt;
+            snprintf(r->route_id, sizeof r->route_id, "%s", id);
+            /* Every /v1 route needs an API key; health checks do not. */
+            if (strncmp(path, "/v1/", 4) == 0) gw_auth_then(r, dispatch);
+            else dispatch(r);
             return;
         }
         if (*allow) strncat(allow, ", ", sizeof allow - strlen(allow) - 1);

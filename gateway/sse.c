@@ -33,6 +33,7 @@ typedef struct gw_sse {
     gw_req *r; /* NULL once the request is gone */
     gw_waiter w;
     char id[FLEET_ID_LEN + 1];
+    char tenant[FLEET_TENANT_MAX + 1];
     fleet_cmd cmd;
     struct event *heartbeat, *safety;
     bool reading, again;
@@ -163,7 +164,7 @@ static void read_job(gw_sse *s) {
         return;
     }
     s->again = false;
-    fleet_state_get(&s->g->keys, s->id, s->g->cfg.tenant, &s->cmd);
+    fleet_state_get(&s->g->keys, s->id, s->tenant, &s->cmd);
     s->reading = true;
     if (gw_redis_script(s->g->redis, &s->cmd, on_read, s) < 0) {
         s->reading = false;
@@ -201,6 +202,7 @@ void gw_sse_start(gw_req *r, const char *id) {
     s->g = g;
     s->r = r;
     snprintf(s->id, sizeof s->id, "%s", id);
+    snprintf(s->tenant, sizeof s->tenant, "%s", r->who.tenant);
     s->heartbeat = event_new(g->base, -1, EV_PERSIST, on_heartbeat, s);
     s->safety = event_new(g->base, -1, EV_PERSIST, on_tick, s);
     if (!s->heartbeat || !s->safety) {

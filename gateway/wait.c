@@ -30,6 +30,7 @@ typedef struct gw_wait {
     gw_req *r;
     gw_waiter w;
     char id[FLEET_ID_LEN + 1];
+    char tenant[FLEET_TENANT_MAX + 1];
     int timeout_status; /* 202 (submit) or 200 (read) when the time runs out */
     fleet_cmd cmd;
     struct event *deadline, *safety;
@@ -135,7 +136,7 @@ static void read_job(gw_wait *wt) {
         return;
     }
     wt->again = false;
-    fleet_state_get(&wt->g->keys, wt->id, wt->g->cfg.tenant, &wt->cmd);
+    fleet_state_get(&wt->g->keys, wt->id, wt->tenant, &wt->cmd);
     wt->reading = true;
     if (gw_redis_script(wt->g->redis, &wt->cmd, on_read, wt) < 0) {
         wt->reading = false;
@@ -171,6 +172,7 @@ void gw_wait_start(gw_req *r, const char *id, long secs, int timeout_status) {
     wt->r = r;
     wt->timeout_status = timeout_status;
     snprintf(wt->id, sizeof wt->id, "%s", id);
+    snprintf(wt->tenant, sizeof wt->tenant, "%s", r->who.tenant);
     wt->deadline = evtimer_new(g->base, on_deadline, wt);
     wt->safety = event_new(g->base, -1, EV_PERSIST, on_safety, wt);
     if (!wt->deadline || !wt->safety) {

@@ -52,6 +52,9 @@ typedef struct delivery {
     char entry_id[48];
     char msg[96];
     char job_id[FLEET_ID_LEN + 1];
+    char tenant[FLEET_TENANT_MAX + 1];
+    unsigned char key[GW_WHSEC_KEY_MAX]; /* the tenant's secret, else the gateway's */
+    size_t keylen;
     char type[24];
     char url[GW_URL_MAX + 1];
     long long ts_ms;
@@ -212,7 +215,7 @@ static void post(delivery *d, const struct sockaddr *addr) {
              addr->sa_family == AF_INET6 ? "[" : "", ip, addr->sa_family == AF_INET6 ? "]" : "");
     long long ts = (long long)(fleet_now_ms() / 1000);
     char sig[GW_WEBHOOK_SIG_SIZE], h_id[128], h_ts[48], h_sig[GW_WEBHOOK_SIG_SIZE + 32];
-    if (gw_webhook_sign(wh->key, wh->keylen, d->msg, ts, d->body, d->body_len, sig, sizeof sig) <
+    if (gw_webhook_sign(d->key, d->keylen, d->msg, ts, d->body, d->body_len, sig, sizeof sig) <
         0) {
         settle(d, FLEET_WEBHOOK_FAILED, 0, 0, "cannot sign the delivery");
         return;
@@ -314,6 +317,39 @@ static void on_job(redisReply *rep, void *arg) {
     check_and_post(d);
 }
 
+/* Continues once the signing key is known: builds the body on the first attempt. */
+static void after_secret(delivery *d) {
+    gw_webhooks *wh = d->wh;
+    if (d->keylen == 0) {
+        settle(d, FLEET_WEBHOOK_FAILED, 0, 0,
+               "no webhook secret to sign with (the tenant has none, nor the gateway)");
+        return;
+    }
+    if (d->body) {
+        check_and_post(d);
+        return;
+    }
+    fleet_state_get(&wh->g->keys, d->job_id, d->tenant, &d->cmd);
+    if (gw_redis_script(wh->g->redis, &d->cmd, on_job, d) < 0) delivery_free(d);
+}
+
+static void on_secret(redisReply *rep, void *arg) {
+    delivery *d = arg;
+    if (d->wh->stopped || !rep) {
+        delivery_free(d);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_STRING) {
+        char err[128];
+        size_t n = 0;
+        if (gw_whsec_parse(rep->str, d->key, &n, err, sizeof err) == 0) d->keylen = n;
+        else
+            fleet_log(FLEET_LOG_ERROR, "tenant webhook secret unreadable; using the gateway's",
+                      "tenant", d->tenant, "error", err, NULL);
+    }
+    after_secret(d);
+}
+
 /* The delivery hash: HGETALL shape. */
 static void on_delivery(redisReply *rep, void *arg) {
     delivery *d = arg;
@@ -333,6 +369,7 @@ static void on_delivery(redisReply *rep, void *arg) {
         if (!k || !v) continue;
         if (strcmp(k, "job") == 0) snprintf(d->job_id, sizeof d->job_id, "%s", v);
         else if (strcmp(k, "type") == 0) snprintf(d->type, sizeof d->type, "%s", v);
+        else if (strcmp(k, "tenant") == 0) snprintf(d->tenant, sizeof d->tenant, "%s", v);
         else if (strcmp(k, "url") == 0) snprintf(d->url, sizeof d->url, "%s", v);
         else if (strcmp(k, "ts") == 0) d->ts_ms = strtoll(v, NULL, 10);
         else if (strcmp(k, "attempts") == 0) d->attempts_before = strtol(v, NULL, 10);
@@ -344,12 +381,17 @@ static void on_delivery(redisReply *rep, void *arg) {
             }
         }
     }
-    if (d->body) {
-        check_and_post(d);
+    /* The tenant's own webhook secret signs its messages; the gateway's is the fallback. */
+    memcpy(d->key, wh->key, wh->keylen);
+    d->keylen = wh->keylen;
+    if (!fleet_tenant_name_valid(d->tenant)) {
+        after_secret(d);
         return;
     }
-    fleet_state_get(&wh->g->keys, d->job_id, wh->g->cfg.tenant, &d->cmd);
-    if (gw_redis_script(wh->g->redis, &d->cmd, on_job, d) < 0) delivery_free(d);
+    fleet_key tk = fleet_key_tenant(&wh->g->keys, d->tenant);
+    const char *argv[3] = {"HGET", tk.s, "webhook_secret"};
+    size_t lens[3] = {4, strlen(tk.s), 14};
+    if (gw_redis_command(wh->g->redis, 3, argv, lens, on_secret, d) < 0) delivery_free(d);
 }
 
 /* ------------------------------------------------------------ reading tasks --------- */

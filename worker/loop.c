@@ -127,6 +127,22 @@ static void recover_entry(wk_worker *w, const char *entry_id)
         freeReplyObject(r);
 }
 
+/* feed moves waiting jobs of the tenants onto the stream, fairly (feed.lua), so that at
+ * least a batch is ready to read. */
+static void feed(wk_worker *w)
+{
+    long target = (long)w->max_batch > w->cfg.ready_target ? (long)w->max_batch
+                                                           : w->cfg.ready_target;
+    fleet_cmd cmd;
+    fleet_state_feed(&w->keys, w->cfg.model, target, &cmd);
+    redisReply *r = wk_redis_script(&w->rd, &cmd);
+    if (!r)
+        return;
+    if (r->type == REDIS_REPLY_ERROR)
+        fleet_log(FLEET_LOG_ERROR, "feed script failed", "error", r->str, NULL);
+    freeReplyObject(r);
+}
+
 /* promote puts jobs whose retry backoff has passed back on the stream. Every few hundred
  * milliseconds: the delayed set is small and a look at it is one ZRANGEBYSCORE. */
 static void promote(wk_worker *w)
@@ -357,6 +373,7 @@ void wk_loop_run(wk_worker *w)
             continue;
         }
         promote(w);
+        feed(w);
         size_t n = read_entries(w, entries, w->max_batch);
         if (n == 0)
             continue;

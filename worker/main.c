@@ -78,6 +78,10 @@ static int parse_config(wk_config *c, int argc, char **argv)
         {"consumer-idle-ms", "FLEET_CONSUMER_IDLE_MS", FLEET_OPT_INT, "600000",
          "a consumer of the group (a worker) idle this long with nothing pending is removed",
          &c->consumer_idle_ms, 1000, 86400000},
+        {"ready-target", "FLEET_READY_TARGET", FLEET_OPT_INT, "8",
+         "fair share: before each read, move waiting jobs (one tenant at a time) onto the "
+         "stream until this many, or a batch, are ready",
+         &c->ready_target, 1, 100000},
         {"dlq-cap", "FLEET_DLQ_CAP", FLEET_OPT_INT, "10000",
          "about how many entries the dead-letter stream keeps (oldest trimmed first)",
          &c->dlq_cap, 1, 100000000},

@@ -46,6 +46,7 @@ typedef struct wk_config {
     long retry_max_ms;
     long dlq_cap;
     long consumer_idle_ms; /* a consumer idle this long with nothing pending is removed */
+    long ready_target;     /* fair share: entries kept ready on the stream (feed.lua) */
 } wk_config;
 
 /* ---------------------------------------------------------------- jobs ------------- */

@@ -16,9 +16,20 @@ local function drop_entry(stream, group, entries, entry)
   redis.call('HDEL', entries, entry)
 end
 
+-- Entries on a model stream that no worker has read yet (the stream holds only
+-- undelivered and pending entries). Before any worker made the group, all of them.
+local function ready_count(stream, group)
+  local n = redis.call('XLEN', stream)
+  if n == 0 then return 0 end
+  local p = redis.pcall('XPENDING', stream, group)
+  if type(p) == 'table' and p[1] then return n - p[1] end
+  return n
+end
+
 -- Webhooks: a script that can emit job events sets hooks.tasks (the delivery task stream,
 -- KEYS), hooks.delivery_prefix (ARGV: "{fleet}:delivery:") and hooks.channel (the events
--- channel) before it calls end_job or webhook_event.
+-- channel) before it calls end_job or webhook_event; and hooks.tenant_prefix ("{fleet}:
+-- tenant:") so that end_job can take the job off its tenant's active set.
 local hooks = {}
 
 -- Queues a webhook delivery when the job asked for this kind of event ('running',
@@ -26,7 +37,7 @@ local hooks = {}
 -- the task stream that one gateway of the consumer group takes.
 local function webhook_event(job, kind, etype, id, now)
   if not hooks.tasks then return end
-  local w = redis.call('HMGET', job, 'webhook', 'webhook_events')
+  local w = redis.call('HMGET', job, 'webhook', 'webhook_events', 'tenant')
   if not w[1] or w[1] == '' then return end
   if not string.find(',' .. (w[2] or 'completed') .. ',', ',' .. kind .. ',', 1, true) then
     return
@@ -34,7 +45,7 @@ local function webhook_event(job, kind, etype, id, now)
   local msg = 'msg_' .. id .. '_' .. redis.call('HINCRBY', job, 'webhook_seq', 1)
   local d = hooks.delivery_prefix .. msg
   redis.call('HSET', d, 'msg', msg, 'job', id, 'type', etype, 'ts', now, 'url', w[1],
-    'attempts', 0)
+    'tenant', w[3] or '', 'attempts', 0)
   redis.call('EXPIRE', d, 7 * 86400)
   redis.call('XADD', hooks.tasks, '*', 'msg', msg)
   redis.call('HSET', job, 'webhook_state', 'pending')
@@ -54,6 +65,11 @@ local function end_job(job, input, stats, model, from, status, err, now, channel
   redis.call('HINCRBY', stats, model .. ':' .. from, -1)
   redis.call('HINCRBY', stats, model .. ':' .. status, 1)
   redis.call('PUBLISH', channel, id .. ' ' .. status)
+  -- No longer active for its tenant's max_active quota.
+  if hooks.tenant_prefix then
+    local tenant = redis.call('HGET', job, 'tenant')
+    if tenant then redis.call('ZREM', hooks.tenant_prefix .. tenant .. ':active', id) end
+  end
   webhook_event(job, 'completed', 'job.' .. status, id, now)
   return ttl
 end

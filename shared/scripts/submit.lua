@@ -1,25 +1,93 @@
--- submit: (none) -> queued. Creates the job hash, its input, the stream entry.
+-- submit: (none) -> queued. Checks the tenant's limits, then creates the job hash, its
+-- input, and either its stream entry or its place in the tenant's wait list (fair share:
+-- see feed.lua). A refused submit writes nothing.
 -- KEYS: 1 job hash, 2 input, 3 model stream, 4 queues hash, 5 stats hash, 6 tenant index,
---       7 entries hash
+--       7 entries hash, 8 tenant active set, 9 tenant rate bucket, 10 idempotency record
+--       (or the job hash again when there is no Idempotency-Key), 11 model's waiting
+--       tenants list, 12 this tenant's wait list for this model and priority
 -- ARGV: 1 id, 2 model, 3 input (msgpack), 4 tenant, 5 request_id, 6 priority,
 --       7 metadata (JSON text or ""), 8 queue_ttl_s, 9 result_ttl_s, 10 timeout_s,
 --       11 max_attempts, 12 index_cap, 13 index_cutoff (id time prefix), 14 index_ttl_s,
---       15 webhook URL (or ""), 16 webhook events (or "")
--- Returns {queue_position, created_ms}. Errors: DUPLICATE.
+--       15 webhook URL (or ""), 16 webhook events (or ""), 17 max_active (0: no limit),
+--       18 rate per second (0: no limit), 19 burst, 20 max queued for the model (0: no
+--       limit), 21 request digest for the Idempotency-Key ("" when none), 22 ready target,
+--       23 group, 24 wait list key prefix for this model and tenant ("...:wait:<m>:<t>:")
+-- Returns {'queued', queue_position, created_ms} | {'replay', job id}
+--       | {'limit', what, retry_after_ms}. Errors: DUPLICATE, IDEMPOTENCY.
+local now = now_ms()
+local model = ARGV[2]
+local has_idem = ARGV[21] ~= ''
+if has_idem then
+  local rec = redis.call('HMGET', KEYS[10], 'job', 'digest')
+  if rec[1] then
+    if rec[2] ~= ARGV[21] then
+      return redis.error_reply('IDEMPOTENCY this Idempotency-Key was used with a different request')
+    end
+    return {'replay', rec[1]}
+  end
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('DUPLICATE job id already exists')
 end
-local now = now_ms()
-local model = ARGV[2]
+-- Limits, checked before anything is written.
+local max_active = tonumber(ARGV[17])
+if max_active > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now) -- ids whose job has expired
+  if redis.call('ZCARD', KEYS[8]) >= max_active then
+    return {'limit', 'active', 1000}
+  end
+end
+local max_queue = tonumber(ARGV[20])
+if max_queue > 0 and tonumber(redis.call('HGET', KEYS[5], model .. ':queued') or '0') >= max_queue then
+  return {'limit', 'queue', 1000}
+end
+local rate = tonumber(ARGV[18])
+local tokens
+if rate > 0 then
+  local burst = tonumber(ARGV[19])
+  local b = redis.call('HMGET', KEYS[9], 'tokens', 'ms')
+  tokens = tonumber(b[1] or burst)
+  local last = tonumber(b[2] or now)
+  tokens = math.min(burst, tokens + (now - last) * rate / 1000)
+  if tokens < 1 then
+    return {'limit', 'rate', math.ceil((1 - tokens) * 1000 / rate)}
+  end
+end
+-- Accepted.
+if rate > 0 then
+  redis.call('HSET', KEYS[9], 'tokens', tostring(tokens - 1), 'ms', now)
+  redis.call('PEXPIRE', KEYS[9], math.ceil(tonumber(ARGV[19]) * 1000 / rate) + 60000)
+end
+local life = tonumber(ARGV[8]) + tonumber(ARGV[9])
+redis.call('ZADD', KEYS[8], now + tonumber(ARGV[8]) * 1000, ARGV[1])
+redis.call('EXPIRE', KEYS[8], life)
+if has_idem then
+  redis.call('HSET', KEYS[10], 'job', ARGV[1], 'digest', ARGV[21])
+  redis.call('EXPIRE', KEYS[10], life)
+end
 local seq = redis.call('HINCRBY', KEYS[4], model .. ':seq', 1)
 local head = tonumber(redis.call('HGET', KEYS[4], model .. ':head') or '0')
-local entry = redis.call('XADD', KEYS[3], '*', 'job', ARGV[1])
-redis.call('HSET', KEYS[7], entry, ARGV[1])
 redis.call('HSET', KEYS[1],
   'id', ARGV[1], 'status', 'queued', 'model', model, 'tenant', ARGV[4],
   'request_id', ARGV[5], 'priority', ARGV[6], 'created_ms', now, 'updated_ms', now,
-  'attempts', 0, 'max_attempts', ARGV[11], 'queue_seq', seq, 'entry_id', entry,
+  'attempts', 0, 'max_attempts', ARGV[11], 'queue_seq', seq,
   'ttl_s', ARGV[9], 'timeout_s', ARGV[10], 'queue_ttl_s', ARGV[8])
+-- Straight onto the stream while few entries wait there and this tenant has no backlog;
+-- else at the end of its wait list, which workers feed from fairly (feed.lua).
+local ready = ready_count(KEYS[3], ARGV[23])
+local backlog = false
+for _, p in ipairs({'high', 'normal', 'low'}) do
+  if redis.call('LLEN', ARGV[24] .. p) > 0 then backlog = true end
+end
+if ready < tonumber(ARGV[22]) and not backlog then
+  local entry = redis.call('XADD', KEYS[3], '*', 'job', ARGV[1])
+  redis.call('HSET', KEYS[7], entry, ARGV[1])
+  redis.call('HSET', KEYS[1], 'entry_id', entry)
+else
+  redis.call('RPUSH', KEYS[12], ARGV[1])
+  redis.call('EXPIRE', KEYS[12], ARGV[8])
+  if not redis.call('LPOS', KEYS[11], ARGV[4]) then redis.call('RPUSH', KEYS[11], ARGV[4]) end
+end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[7]) end
 if ARGV[15] ~= '' then
   redis.call('HSET', KEYS[1], 'webhook', ARGV[15], 'webhook_events', ARGV[16])
@@ -35,4 +103,4 @@ redis.call('ZREMRANGEBYLEX', KEYS[6], '-', '(' .. ARGV[13])
 local extra = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[12])
 if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, extra - 1) end
 redis.call('EXPIRE', KEYS[6], ARGV[14])
-return {seq - head, now}
+return {'queued', seq - head, now}

@@ -56,3 +56,11 @@ fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash) { return key2(
 fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash) {
     return key2(k, "idem", t, hash);
 }
+fleet_key fleet_key_waiting(const fleet_keys *k, const char *model) { return key2(k, "waiting", model, NULL); }
+fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant,
+                         const char *priority) {
+    fleet_key out;
+    snprintf(out.s, sizeof out.s, "%s:wait:%s:%s:%s", k->tag, model, tenant, priority);
+    return out;
+}
+fleet_key fleet_key_wait_prefix(const fleet_keys *k, const char *model) { return key2(k, "wait", model, ""); }

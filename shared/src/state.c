@@ -16,7 +16,7 @@ extern const char fleet__script_src_submit[], fleet__script_src_claim[],
     fleet__script_src_requeue[], fleet__script_src_promote[], fleet__script_src_recover[],
     fleet__script_src_cancel[], fleet__script_src_dlq_retry[], fleet__script_src_get[],
     fleet__script_src_list[], fleet__script_src_models[], fleet__script_src_webhook_settle[],
-    fleet__script_src_webhook_promote[];
+    fleet__script_src_webhook_promote[], fleet__script_src_feed[], fleet__script_src_auth[];
 
 static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_SUBMIT] = {"submit", fleet__script_src_submit, ""},
@@ -31,6 +31,8 @@ static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_DLQ_RETRY] = {"dlq_retry", fleet__script_src_dlq_retry, ""},
     [FLEET_SCRIPT_WEBHOOK_SETTLE] = {"webhook_settle", fleet__script_src_webhook_settle, ""},
     [FLEET_SCRIPT_WEBHOOK_PROMOTE] = {"webhook_promote", fleet__script_src_webhook_promote, ""},
+    [FLEET_SCRIPT_FEED] = {"feed", fleet__script_src_feed, ""},
+    [FLEET_SCRIPT_AUTH] = {"auth", fleet__script_src_auth, ""},
     [FLEET_SCRIPT_GET] = {"get", fleet__script_src_get, ""},
     [FLEET_SCRIPT_LIST] = {"list", fleet__script_src_list, ""},
     [FLEET_SCRIPT_MODELS] = {"models", fleet__script_src_models, ""},
@@ -123,7 +125,7 @@ static long long reply_int(const redisReply *r) {
 /* ------------------------------------------------------------ transitions ----------- */
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_SUBMIT, 7);
+    cmd_start(c, FLEET_SCRIPT_SUBMIT, 12);
     cmd_key(c, fleet_key_job(k, s->id));
     cmd_key(c, fleet_key_input(k, s->id));
     cmd_key(c, fleet_key_stream(k, s->model));
@@ -131,6 +133,12 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_index(k, s->tenant));
     cmd_key(c, fleet_key_entries(k, s->model));
+    cmd_key(c, fleet_key_tenant_active(k, s->tenant));
+    cmd_key(c, fleet_key_tenant_bucket(k, s->tenant));
+    if (s->idem_hash) cmd_key(c, fleet_key_idempotency(k, s->tenant, s->idem_hash));
+    else cmd_key(c, fleet_key_job(k, s->id)); /* unused: no key given */
+    cmd_key(c, fleet_key_waiting(k, s->model));
+    cmd_key(c, fleet_key_wait(k, s->model, s->tenant, s->priority));
     cmd_str(c, s->id);
     cmd_str(c, s->model);
     cmd_ref(c, s->input, s->input_len);
@@ -147,17 +155,72 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_fmt(c, "%ld", s->index_ttl_s);
     cmd_str(c, s->webhook ? s->webhook : "");
     cmd_str(c, s->webhook_events ? s->webhook_events : "");
+    cmd_fmt(c, "%ld", s->max_active);
+    cmd_fmt(c, "%.6f", s->rate);
+    cmd_fmt(c, "%ld", s->burst > 0 ? s->burst : 1);
+    cmd_fmt(c, "%ld", s->max_queue);
+    cmd_str(c, s->idem_hash && s->idem_digest ? s->idem_digest : "");
+    cmd_fmt(c, "%ld", s->ready_target > 0 ? s->ready_target : 1);
+    cmd_str(c, FLEET_GROUP);
+    fleet_key wp = fleet_key_wait_prefix(k, s->model);
+    cmd_fmt(c, "%s%s:", wp.s, s->tenant);
 }
 
-int fleet_state_submit_reply(const redisReply *r, long long *queue_position,
-                             long long *created_ms, const char **err) {
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-        *queue_position = reply_int(r->element[0]);
-        *created_ms = reply_int(r->element[1]);
-        return 0;
+fleet_submit_outcome fleet_state_submit_reply(const redisReply *r, fleet_submitted *out) {
+    memset(out, 0, sizeof *out);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+        const redisReply *tag = r->element[0];
+        if (str_eq(tag, "queued") && r->elements == 3) {
+            out->queue_position = reply_int(r->element[1]);
+            out->created_ms = reply_int(r->element[2]);
+            return FLEET_SUBMIT_QUEUED;
+        }
+        if (str_eq(tag, "replay") && is_str(r->element[1])) {
+            out->replay_id = r->element[1]->str;
+            return FLEET_SUBMIT_REPLAY;
+        }
+        if (str_eq(tag, "limit") && r->elements == 3 && is_str(r->element[1])) {
+            out->limit = r->element[1]->str;
+            out->retry_after_ms = reply_int(r->element[2]);
+            return FLEET_SUBMIT_LIMIT;
+        }
     }
-    *err = r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply to submit";
-    return -1;
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "IDEMPOTENCY", 11) == 0)
+        return FLEET_SUBMIT_CONFLICT;
+    out->err = r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply to submit";
+    return FLEET_SUBMIT_ERROR;
+}
+
+void fleet_state_feed(const fleet_keys *k, const char *model, long target, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_FEED, 4);
+    cmd_key(c, fleet_key_stream(k, model));
+    cmd_key(c, fleet_key_waiting(k, model));
+    cmd_key(c, fleet_key_entries(k, model));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_str(c, model);
+    cmd_fmt(c, "%ld", target);
+    cmd_str(c, FLEET_GROUP);
+    cmd_key(c, fleet_key_job_prefix(k));
+    cmd_key(c, fleet_key_wait_prefix(k, model));
+}
+
+void fleet_state_auth(const fleet_keys *k, const char *key_hash, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_AUTH, 1);
+    cmd_key(c, fleet_key_apikey(k, key_hash));
+    cmd_key(c, fleet_key_tenant_prefix(k));
+}
+
+int fleet_state_auth_reply(const redisReply *r, const char **tenant, const char **role,
+                           const redisReply **settings) {
+    if (!r || r->type != REDIS_REPLY_ARRAY) return -1;
+    if (r->elements == 0) return 0;
+    if (r->elements != 3 || !is_str(r->element[0]) || !is_str(r->element[1]) ||
+        r->element[2]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    *tenant = r->element[0]->str;
+    *role = r->element[1]->str;
+    *settings = r->element[2];
+    return 1;
 }
 
 void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c) {
@@ -180,6 +243,7 @@ void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c)
     cmd_str(c, cl->id);
     cmd_fmt(c, "%ld", cl->dlq_cap > 0 ? cl->dlq_cap : 1);
     cmd_key(c, fleet_key_delivery_prefix(k));
+    cmd_key(c, fleet_key_tenant_prefix(k));
 }
 
 fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out) {
@@ -253,6 +317,7 @@ void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, f->id);
     cmd_key(c, fleet_key_delivery_prefix(k));
+    cmd_key(c, fleet_key_tenant_prefix(k));
 }
 
 fleet_finish_outcome fleet_state_finish_reply(const redisReply *r) {
@@ -281,6 +346,7 @@ void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd
     cmd_str(c, rq->id);
     cmd_fmt(c, "%ld", rq->dlq_cap > 0 ? rq->dlq_cap : 1);
     cmd_key(c, fleet_key_delivery_prefix(k));
+    cmd_key(c, fleet_key_tenant_prefix(k));
 }
 
 fleet_requeue_outcome fleet_state_requeue_reply(const redisReply *r) {
@@ -372,6 +438,7 @@ void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant,
     cmd_str(c, id);
     cmd_key(c, fleet_key_control_prefix(k));
     cmd_key(c, fleet_key_delivery_prefix(k));
+    cmd_key(c, fleet_key_tenant_prefix(k));
 }
 
 void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,

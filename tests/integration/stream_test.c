@@ -28,10 +28,13 @@ TL_TEST(only_acknowledged_entries_leave_the_stream) {
     tl_job_wait_status(f, held, "running", WAIT_MS);
     kill(a->pid, SIGSTOP);
 
-    /* Undelivered entries stay too: nobody reads them yet. */
+    /* Undelivered entries stay too: nobody reads them yet. (FLEET_READY_TARGET of them go
+     * onto the stream; the others wait in the tenant's fair-share list.) */
     const char *ids[40];
     for (int i = 0; i < 40; i++) ids[i] = tl_job_submit(f, "sleep", "{\"ms\": 5}");
-    ASSERT_EQ_INT(xlen(f), 41);
+    long long waiting = tl_redis_int(f->rc, "LLEN {%s}:wait:sleep:default:normal", f->prefix);
+    ASSERT_EQ_INT(xlen(f), 1 + 8);
+    ASSERT_EQ_INT(waiting, 40 - 8);
     ASSERT_EQ_INT(pending(f), 1);
 
     tl_fleet_add_worker(f, "sleep");
@@ -39,6 +42,7 @@ TL_TEST(only_acknowledged_entries_leave_the_stream) {
     ASSERT_EQ_INT(xlen(f), 1);
     ASSERT_EQ_INT(pending(f), 1);
     ASSERT_EQ_INT(tl_redis_int(f->rc, "HLEN {%s}:entries:sleep", f->prefix), 1);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:wait:sleep:default:normal", f->prefix), 0);
 
     kill(a->pid, SIGCONT);
     tl_job_wait_status(f, held, "succeeded", WAIT_MS);

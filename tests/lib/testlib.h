@@ -354,8 +354,8 @@ typedef struct tl_fleet {
  * Fails the case otherwise, also when a binary has not been built. */
 tl_fleet *tl_fleet_start(const tl_fleet_opts *o);
 /* Starts (another) gateway on the fleet's Redis: FLEET_REDIS_URL, FLEET_PREFIX,
- * FLEET_LISTEN=127.0.0.1:<free port> (opts.gateway_env entries of the same name replace
- * these), plus opts.gateway_env; waits for /readyz. */
+ * FLEET_LISTEN=127.0.0.1:<free port>, FLEET_AUTH=off (opts.gateway_env entries of the same
+ * name replace these), plus opts.gateway_env; waits for /readyz. */
 void tl_fleet_start_gateway(tl_fleet *f);
 /* Starts `fleet-worker --model <model>` with FLEET_REDIS_URL, FLEET_PREFIX,
  * FLEET_MAX_DELAY_MS=0, FLEET_DRAIN_TIMEOUT=2, each replaced by an entry of opts.worker_env with

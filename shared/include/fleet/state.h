@@ -42,6 +42,8 @@ typedef enum fleet_script_id {
     FLEET_SCRIPT_MODELS,
     FLEET_SCRIPT_WEBHOOK_SETTLE,
     FLEET_SCRIPT_WEBHOOK_PROMOTE,
+    FLEET_SCRIPT_FEED,
+    FLEET_SCRIPT_AUTH,
     FLEET_SCRIPT_COUNT,
 } fleet_script_id;
 
@@ -54,7 +56,7 @@ typedef struct fleet_script {
 /* The script table; SHA-1s are computed on first use (thread-safe). */
 const fleet_script *fleet_script_get(fleet_script_id id);
 
-#define FLEET_CMD_ARGS 32
+#define FLEET_CMD_ARGS 48
 #define FLEET_CMD_BUF 4096
 
 typedef struct fleet_cmd {
@@ -91,13 +93,45 @@ typedef struct fleet_submit {
     long index_ttl_s;          /* TTL of the index: as long as any job can live */
     const char *webhook;       /* URL or NULL */
     const char *webhook_events; /* "running,progress,completed" subset; NULL: "completed" */
+    /* The tenant's limits (0: none) and the model's queue cap; checked atomically. */
+    long max_active;
+    double rate;               /* submits per second */
+    long burst;
+    long max_queue;            /* most queued jobs of the model */
+    /* Idempotency-Key: its SHA-256 (hex) and a digest of the request; NULL: none. */
+    const char *idem_hash, *idem_digest;
+    long ready_target;         /* fair share: entries kept ready on the stream (feed.lua) */
 } fleet_submit;
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c);
-/* Reads the submit reply. Returns 0, the job's queue position (1 = next to start) and
- * its creation time (Redis clock), or -1 with a message in err. */
-int fleet_state_submit_reply(const redisReply *r, long long *queue_position,
-                             long long *created_ms, const char **err);
+typedef enum fleet_submit_outcome {
+    FLEET_SUBMIT_QUEUED = 0, /* created: queue_position, created_ms */
+    FLEET_SUBMIT_REPLAY,     /* the Idempotency-Key was used before: replay_id names the job */
+    FLEET_SUBMIT_LIMIT,      /* refused, nothing written: limit is "active", "rate" or
+                                "queue"; retry_after_ms */
+    FLEET_SUBMIT_CONFLICT,   /* the Idempotency-Key was used with another request */
+    FLEET_SUBMIT_ERROR,      /* err says why */
+} fleet_submit_outcome;
+
+typedef struct fleet_submitted {
+    long long queue_position, created_ms, retry_after_ms;
+    const char *replay_id; /* points into the reply */
+    const char *limit;     /* points into the reply */
+    const char *err;
+} fleet_submitted;
+
+fleet_submit_outcome fleet_state_submit_reply(const redisReply *r, fleet_submitted *out);
+
+/* Fair share: moves jobs from the tenants' wait lists onto the model's stream until
+ * `target` entries wait there undelivered (feed.lua). Reply: the number moved. */
+void fleet_state_feed(const fleet_keys *k, const char *model, long target, fleet_cmd *c);
+
+/* Who an API key belongs to: key_hash is the SHA-256 (hex) of the key (auth.lua). */
+void fleet_state_auth(const fleet_keys *k, const char *key_hash, fleet_cmd *c);
+/* Returns 1 and the tenant, role and settings (HGETALL shape) for a known key; 0 for an
+ * unknown key or a revoked tenant; -1 on an error reply. */
+int fleet_state_auth_reply(const redisReply *r, const char **tenant, const char **role,
+                           const redisReply **settings);
 
 /* ------------------------------------------------------------------ claim ----------- */
 

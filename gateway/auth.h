@@ -1,0 +1,36 @@
+/* auth.h: who is asking. Every /v1 request carries "Authorization: Bearer <api key>";
+ * the key is hashed (SHA-256) and looked up in Redis ({prefix}:apikey:<hash>, written by
+ * `fleetctl tenant add`), which names the tenant, its role (tenant or admin) and its
+ * settings. Answers are cached for FLEET_AUTH_CACHE_MS, so a revoked key stops working
+ * within that time.
+ *
+ * With FLEET_AUTH=off (local development) every request is the tenant FLEET_TENANT with
+ * the admin role.
+ */
+#ifndef GW_AUTH_H
+#define GW_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fleet/job.h"
+#include "http.h"
+
+typedef struct gw_auth gw_auth_cache;
+
+gw_auth_cache *gw_auth_new(long ttl_ms);
+void gw_auth_free(gw_auth_cache *a);
+
+/* Authenticates r and then calls next(r), or answers 401 (missing or unknown key) or 503
+ * (Redis unavailable) itself. On success r->who (gateway.h: gw_principal) is filled. */
+void gw_auth_then(gw_req *r, void (*next)(gw_req *r));
+
+/* SHA-256 of data as 64 hex characters and a NUL. */
+void gw_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* Fills *p from a tenant's settings (HGETALL shape); exposed for the webhook engine. */
+struct redisReply;
+void gw_principal_from_settings(gw_principal *p, const char *tenant,
+                                const struct redisReply *settings);
+
+#endif
