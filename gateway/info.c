@@ -1,7 +1,9 @@
 /* info.c: health, readiness, models and stats. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fleet/id.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
 #include "redis.h"
@@ -82,7 +84,35 @@ static void on_stats(redisReply *rep, void *arg) {
     gw_reply_json(r, 200, json_pack("{s:o, s:o}", "models", models, "totals", totals));
 }
 
+/* A tenant's own view: its active jobs and limits. */
+static void on_tenant_stats(redisReply *rep, void *arg) {
+    gw_req *r = arg;
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) {
+        gw_reply_unavailable(r);
+        return;
+    }
+    json_t *t = json_pack("{s:s, s:I, s:I, s:f, s:I}", "name", r->who.tenant, "active",
+                          (json_int_t)rep->integer, "max_active", (json_int_t)r->who.max_active,
+                          "rate", r->who.rate, "max_body", (json_int_t)r->who.max_body);
+    gw_reply_json(r, 200, json_pack("{s:o}", "tenant", t));
+}
+
+/* GET /v1/stats: the global counters for an admin key (and with FLEET_AUTH=off); a
+ * tenant's own numbers otherwise. */
 void gw_info_stats(gw_req *r) {
+    if (!r->who.admin) {
+        fleet_key ak = fleet_key_tenant_active(&r->g->keys, r->who.tenant);
+        char now[32];
+        snprintf(now, sizeof now, "%llu", (unsigned long long)fleet_now_ms());
+        const char *argv[4] = {"ZCOUNT", ak.s, now, "+inf"};
+        size_t lens[4] = {6, strlen(ak.s), strlen(now), 4};
+        if (gw_redis_command(r->g->redis, 4, argv, lens, on_tenant_stats, r) < 0) {
+            gw_reply_unavailable(r);
+            return;
+        }
+        gw_pause(r);
+        return;
+    }
     fleet_key k = fleet_key_stats(&r->g->keys);
     const char *argv[2] = {"HGETALL", k.s};
     size_t lens[2] = {7, strlen(k.s)};

@@ -1,0 +1,293 @@
+/* tenant_test.c: many tenants, one fleet (DESIGN.md §2 "Tenant isolation", §6). API keys,
+ * isolation, quotas, rate limits, the queue cap, Idempotency-Key, fair share and
+ * priorities, against real gateways with FLEET_AUTH=on and real workers.
+ *
+ * Tenants are written straight into Redis here, in the layout `fleetctl tenant add` uses
+ * (docs/redis.md): {prefix}:tenant:<name> settings, {prefix}:apikey:<sha256 of the key>. */
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+#define WAIT_MS 30000
+
+static void add_tenant(tl_fleet *f, const char *name, const char *key, const char *role,
+                       const char *settings) {
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char hex[65];
+    SHA256((const unsigned char *)key, strlen(key), md);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    tl_redis_cmd(f->rc, "SADD {%s}:tenants %s", f->prefix, name);
+    tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s name %s created_ms 1", f->prefix, name, name);
+    if (settings && *settings) {
+        /* "field value field value ..." */
+        char *copy = tl_printf("%s", settings);
+        for (char *save = NULL, *k = strtok_r(copy, " ", &save); k; k = strtok_r(NULL, " ", &save)) {
+            char *v = strtok_r(NULL, " ", &save);
+            tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s %s %s", f->prefix, name, k, v ? v : "");
+        }
+    }
+    tl_redis_cmd(f->rc, "HSET {%s}:apikey:%s tenant %s role %s", f->prefix, hex, name, role);
+    tl_redis_cmd(f->rc, "SADD {%s}:tenant:%s:keys %s", f->prefix, name, hex);
+}
+
+/* A request with a key (NULL: none). */
+static tl_resp *as(tl_fleet *f, const char *key, const char *method, const char *path,
+                   const char *body) {
+    tl_req req = {.method = method, .body = body, .timeout_ms = 40000};
+    if (key) req.headers[0] = tl_printf("Authorization: Bearer %s", key);
+    return tl_request(f, path, req);
+}
+
+static const char *submit_as(tl_fleet *f, const char *key, const char *model, const char *input) {
+    tl_resp *r = as(f, key, "POST", "/v1/jobs",
+                    tl_printf("{\"model\": \"%s\", \"input\": %s}", model, input));
+    ASSERT_HTTP_STATUS(r, 202);
+    return tl_jstr(r->json, "id");
+}
+
+/* Jobs ever created, for every model (the submitted counters). */
+static long long job_keys(tl_fleet *f) {
+    redisReply *r = tl_redis_cmd(f->rc, "HGETALL {%s}:stats", f->prefix);
+    long long n = 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (strstr(r->element[i]->str, ":submitted")) n += atoll(r->element[i + 1]->str);
+    return n;
+}
+
+static long long started_ms(tl_fleet *f, const char *id) {
+    redisReply *r = tl_redis_cmd(f->rc, "HGET {%s}:job:%s started_ms", f->prefix, id);
+    return r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+}
+
+#define AUTH_ON "FLEET_AUTH=on"
+
+TL_TEST(api_keys_are_required_on_v1_routes) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"echo"}, .gateway_env = {AUTH_ON, "FLEET_AUTH_CACHE_MS=300"}});
+    add_tenant(f, "acme", "fk_acme_secret_key_1", "tenant", "");
+    const char *msg = ASSERT_PROBLEM(as(f, NULL, "GET", "/v1/jobs", NULL), 401);
+    ASSERT_STR_CONTAINS(msg, "Authorization: Bearer");
+    tl_resp *r = as(f, NULL, "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}");
+    ASSERT_PROBLEM(r, 401);
+    ASSERT_NOT_NULL(tl_resp_header(r, "WWW-Authenticate"));
+    /* An unknown key gets the same kind of answer whatever tenants exist. */
+    ASSERT_PROBLEM(as(f, "fk_nobody", "GET", "/v1/jobs", NULL), 401);
+    ASSERT_PROBLEM(as(f, "fk_acme_secret_key_2", "GET", "/v1/stats", NULL), 401);
+    ASSERT_EQ_INT(job_keys(f), 0);
+    /* Health checks need no key. */
+    ASSERT_HTTP_STATUS(as(f, NULL, "GET", "/healthz", NULL), 200);
+    ASSERT_HTTP_STATUS(as(f, NULL, "GET", "/readyz", NULL), 200);
+
+    const char *id = submit_as(f, "fk_acme_secret_key_1", "echo", "{\"a\": 1}");
+    tl_resp *got = as(f, "fk_acme_secret_key_1", "GET", tl_printf("/v1/jobs/%s?wait=20", id), NULL);
+    ASSERT_HTTP_STATUS(got, 200);
+    ASSERT_EQ_STR(tl_jstr(got->json, "status"), "succeeded");
+    ASSERT_EQ_STR(tl_redis_cmd(f->rc, "HGET {%s}:job:%s tenant", f->prefix, id)->str, "acme");
+
+    /* A revoked tenant's key stops working (after the gateway's cache time). */
+    tl_redis_cmd(f->rc, "HSET {%s}:tenant:acme revoked 1", f->prefix);
+    int64_t end = tl_now_ms() + WAIT_MS;
+    long st = 0;
+    while (tl_now_ms() < end && (st = as(f, "fk_acme_secret_key_1", "GET", "/v1/jobs", NULL)->status) != 401)
+        usleep(200 * 1000);
+    ASSERT_EQ_INT(st, 401);
+}
+
+TL_TEST(tenants_never_see_each_others_jobs) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}, .gateway_env = {AUTH_ON}});
+    add_tenant(f, "a", "fk_a", "tenant", "");
+    add_tenant(f, "b", "fk_b", "tenant", "");
+    const char *id = submit_as(f, "fk_a", "sleep", "{\"ms\": 3000, \"steps\": 3}");
+    const char *b_own = submit_as(f, "fk_b", "sleep", "{\"ms\": 1}");
+    /* Every route answers b exactly as for a job that does not exist. */
+    const char *paths[] = {"/v1/jobs/%s", "/v1/jobs/%s/result", "/v1/jobs/%s/events",
+                           "/v1/jobs/%s?wait=2"};
+    for (size_t i = 0; i < TL_COUNT(paths); i++) {
+        tl_resp *theirs = as(f, "fk_b", "GET", tl_printf(paths[i], id), NULL);
+        tl_resp *missing = as(f, "fk_b", "GET", tl_printf(paths[i], "01JDQ7ZK5W3V8X9Y0A1B2C3D4E"), NULL);
+        ASSERT_PROBLEM(theirs, 404);
+        ASSERT_EQ_INT(missing->status, 404);
+        ASSERT_EQ_STR(tl_jstr(theirs->json, "title"), tl_jstr(missing->json, "title"));
+    }
+    ASSERT_PROBLEM(as(f, "fk_b", "DELETE", tl_printf("/v1/jobs/%s", id), NULL), 404);
+    tl_resp *list = as(f, "fk_b", "GET", "/v1/jobs", NULL);
+    ASSERT_HTTP_STATUS(list, 200);
+    json_t *jobs = tl_jget(list->json, "jobs");
+    ASSERT_EQ_INT((long long)json_array_size(jobs), 1);
+    ASSERT_EQ_STR(json_string_value(json_object_get(json_array_get(jobs, 0), "id")), b_own);
+    /* The owner still sees and controls it. */
+    ASSERT_HTTP_STATUS(as(f, "fk_a", "GET", tl_printf("/v1/jobs/%s", id), NULL), 200);
+    ASSERT_HTTP_STATUS(as(f, "fk_a", "DELETE", tl_printf("/v1/jobs/%s", id), NULL), 202);
+    /* Global stats are for admin keys; a tenant sees its own. */
+    tl_resp *st = as(f, "fk_b", "GET", "/v1/stats", NULL);
+    ASSERT_HTTP_STATUS(st, 200);
+    ASSERT_EQ_STR(tl_jstr(st->json, "tenant.name"), "b");
+    ASSERT_NULL(tl_jget(st->json, "models"));
+    add_tenant(f, "ops", "fk_ops", "admin", "");
+    st = as(f, "fk_ops", "GET", "/v1/stats", NULL);
+    ASSERT_NOT_NULL(tl_jget(st->json, "models.sleep"));
+}
+
+TL_TEST(max_active_and_rate_answer_429_and_write_nothing) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {AUTH_ON}}); /* no worker */
+    add_tenant(f, "small", "fk_small", "tenant", "max_active 2");
+    submit_as(f, "fk_small", "echo", "1");
+    submit_as(f, "fk_small", "echo", "2");
+    long long before = job_keys(f);
+    tl_resp *r = as(f, "fk_small", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 3}");
+    ASSERT_STR_CONTAINS(ASSERT_PROBLEM(r, 429), "2 jobs queued or running");
+    ASSERT_NOT_NULL(tl_resp_header(r, "Retry-After"));
+    ASSERT_EQ_INT(job_keys(f), before);
+    /* Once a job ends, there is room again. */
+    tl_fleet_add_worker(f, "echo");
+    int64_t end = tl_now_ms() + WAIT_MS;
+    long st = 0;
+    while (tl_now_ms() < end &&
+           (st = as(f, "fk_small", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 4}")->status) != 202)
+        usleep(100 * 1000);
+    ASSERT_EQ_INT(st, 202);
+
+    /* 1 submit per second, a burst of 2: the third at once is refused. */
+    add_tenant(f, "slow", "fk_slow", "tenant", "rate 1 burst 2");
+    submit_as(f, "fk_slow", "echo", "1");
+    submit_as(f, "fk_slow", "echo", "2");
+    before = job_keys(f);
+    r = as(f, "fk_slow", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 3}");
+    ASSERT_STR_CONTAINS(ASSERT_PROBLEM(r, 429), "per second");
+    const char *ra = tl_resp_header(r, "Retry-After");
+    ASSERT_NOT_NULL(ra);
+    ASSERT_TRUE(atoi(ra) >= 1);
+    ASSERT_EQ_INT(job_keys(f), before);
+    /* Another tenant is not slowed down by it. */
+    add_tenant(f, "other", "fk_other", "tenant", "");
+    for (int i = 0; i < 5; i++) submit_as(f, "fk_other", "echo", "1");
+}
+
+TL_TEST(full_model_queue_answers_503) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_MAX_QUEUE=3"}});
+    for (int i = 0; i < 3; i++) tl_job_submit(f, "echo", "1");
+    long long before = job_keys(f);
+    tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}");
+    ASSERT_STR_CONTAINS(ASSERT_PROBLEM(r, 503), "queue is full");
+    ASSERT_NOT_NULL(tl_resp_header(r, "Retry-After"));
+    ASSERT_EQ_INT(job_keys(f), before);
+    /* Other models are not affected. */
+    tl_job_submit(f, "sleep", "{\"ms\": 1}");
+}
+
+TL_TEST(idempotency_key_replays_the_same_job) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}, .gateway_env = {AUTH_ON}});
+    add_tenant(f, "a", "fk_a", "tenant", "");
+    add_tenant(f, "b", "fk_b", "tenant", "");
+    const char *body = "{\"model\": \"echo\", \"input\": {\"invoice\": 42}}";
+    tl_req req = {.method = "POST", .body = body};
+    req.headers[0] = "Authorization: Bearer fk_a";
+    req.headers[1] = "Idempotency-Key: invoice-42";
+    tl_resp *first = tl_request(f, "/v1/jobs", req);
+    ASSERT_HTTP_STATUS(first, 202);
+    ASSERT_NULL(tl_resp_header(first, "Idempotent-Replayed"));
+    const char *id = tl_jstr(first->json, "id");
+    tl_resp *again = tl_request(f, "/v1/jobs", req);
+    ASSERT_HTTP_STATUS(again, 202);
+    ASSERT_EQ_STR(tl_jstr(again->json, "id"), id);
+    ASSERT_EQ_STR(tl_resp_header(again, "Idempotent-Replayed"), "true");
+    ASSERT_EQ_STR(tl_resp_header(again, "Location"), tl_printf("/v1/jobs/%s", id));
+    /* Also once it has finished: the same job, not a second one. */
+    tl_request(f, tl_printf("/v1/jobs/%s?wait=20", id), (tl_req){.headers = {"Authorization: Bearer fk_a"}});
+    again = tl_request(f, "/v1/jobs", req);
+    ASSERT_EQ_STR(tl_jstr(again->json, "id"), id);
+    ASSERT_EQ_STR(tl_jstr(again->json, "status"), "succeeded");
+    ASSERT_EQ_INT(job_keys(f), 1);
+    /* The same key with another body: 422, nothing new. */
+    tl_req other = req;
+    other.body = "{\"model\": \"echo\", \"input\": {\"invoice\": 43}}";
+    ASSERT_STR_CONTAINS(ASSERT_PROBLEM(tl_request(f, "/v1/jobs", other), 422), "different request");
+    /* Keys are per tenant: b's "invoice-42" is its own job. */
+    tl_req theirs = req;
+    theirs.headers[0] = "Authorization: Bearer fk_b";
+    tl_resp *b = tl_request(f, "/v1/jobs", theirs);
+    ASSERT_HTTP_STATUS(b, 202);
+    ASSERT_NE_STR(tl_jstr(b->json, "id"), id);
+    /* Malformed keys are refused. */
+    tl_req bad = req;
+    bad.headers[1] = tl_printf("Idempotency-Key: %0300d", 7);
+    ASSERT_PROBLEM(tl_request(f, "/v1/jobs", bad), 400);
+}
+
+/* Tenant A queues 200 jobs, then tenant B 5: B's jobs start after at most about one
+ * batch of A's (the ready entries), not after A's backlog. */
+TL_TEST(fair_share_serves_a_small_tenant_behind_a_big_backlog) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {AUTH_ON, "FLEET_READY_TARGET=4"},
+        .worker_env = {"FLEET_MAX_BATCH=4", "FLEET_READY_TARGET=4"}});
+    add_tenant(f, "big", "fk_big", "tenant", "");
+    add_tenant(f, "small", "fk_small", "tenant", "");
+    enum { A = 200, B = 5 };
+    const char *a[A], *b[B];
+    for (int i = 0; i < A; i++) a[i] = submit_as(f, "fk_big", "sleep", "{\"ms\": 20}");
+    for (int i = 0; i < B; i++) b[i] = submit_as(f, "fk_small", "sleep", "{\"ms\": 20}");
+    tl_fleet_add_worker(f, "sleep");
+    long long b_last = 0;
+    for (int i = 0; i < B; i++) {
+        tl_resp *r = as(f, "fk_small", "GET", tl_printf("/v1/jobs/%s?wait=60", b[i]), NULL);
+        ASSERT_EQ_STR(tl_jstr(r->json, "status"), "succeeded");
+        long long s = started_ms(f, b[i]);
+        if (s > b_last) b_last = s;
+    }
+    int a_before = 0;
+    for (int i = 0; i < A; i++) {
+        long long s = started_ms(f, a[i]);
+        if (s >= 0 && s <= b_last) a_before++;
+    }
+    tl_log("jobs of the big tenant started before the small tenant's last one: %d of %d",
+           a_before, A);
+    /* The 4 ready entries, one job of A between each of B's, and a batch in flight. */
+    ASSERT_LE_INT(a_before, 20);
+}
+
+/* Within a tenant, high runs before normal before low (behind the few already ready). */
+TL_TEST(priorities_order_a_tenants_jobs) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {"FLEET_READY_TARGET=1"},
+        .worker_env = {"FLEET_MAX_BATCH=1", "FLEET_READY_TARGET=1"}});
+    const char *low[20], *high[3];
+    for (int i = 0; i < 20; i++) {
+        tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"sleep\", \"input\": {\"ms\": 5}, \"priority\": \"low\"}");
+        ASSERT_HTTP_STATUS(r, 202);
+        low[i] = tl_jstr(r->json, "id");
+    }
+    for (int i = 0; i < 3; i++) {
+        tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"sleep\", \"input\": {\"ms\": 5}, \"priority\": \"high\"}");
+        ASSERT_HTTP_STATUS(r, 202);
+        high[i] = tl_jstr(r->json, "id");
+    }
+    tl_fleet_add_worker(f, "sleep");
+    for (int i = 0; i < 20; i++) tl_job_wait_status(f, low[i], "succeeded", WAIT_MS);
+    long long high_last = 0;
+    for (int i = 0; i < 3; i++) {
+        long long s = started_ms(f, high[i]);
+        if (s > high_last) high_last = s;
+    }
+    int low_before = 0;
+    for (int i = 0; i < 20; i++)
+        if (started_ms(f, low[i]) < high_last) low_before++;
+    tl_log("low jobs started before the last high one: %d of 20", low_before);
+    ASSERT_LE_INT(low_before, 2);
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(api_keys_are_required_on_v1_routes),
+        TL_CASE(tenants_never_see_each_others_jobs),
+        TL_CASE(max_active_and_rate_answer_429_and_write_nothing),
+        TL_CASE(full_model_queue_answers_503),
+        TL_CASE(idempotency_key_replays_the_same_job),
+        TL_CASE(fair_share_serves_a_small_tenant_behind_a_big_backlog),
+        TL_CASE(priorities_order_a_tenants_jobs),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}
