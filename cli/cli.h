@@ -2,8 +2,8 @@
  *
  * Exit codes (documented in docs/cli.md; scripts rely on them):
  *   0   success
- *   1   the request failed (HTTP error, connection error, failed job, missing key), or
- *       `dlq retry` could not queue every job again
+ *   1   the request failed (HTTP error, connection error, failed job, missing key),
+ *       `dlq retry` could not queue every job again, or `tenant add` found the tenant
  *   2   usage error (unknown command or option, bad argument, invalid INPUT_JSON)
  *   3   `wait`: the job was cancelled
  *   124 `wait`: --timeout expired before the job finished (the same code as timeout(1))
@@ -29,8 +29,8 @@
  * environment or the option table's defaults (nothing to free). */
 typedef struct ctl_globals {
     const char *url;       /* gateway base URL, no trailing slash needed */
-    const char *redis_url; /* inspect and dlq only */
-    const char *prefix;    /* key prefix, inspect and dlq only */
+    const char *redis_url; /* inspect, dlq and tenant only */
+    const char *prefix;    /* key prefix, inspect, dlq and tenant only */
     const char *api_key;   /* "" when none: no Authorization header is sent */
     long timeout_s;        /* wait limit; 0 = forever */
     bool json;             /* print raw JSON instead of human text */
@@ -67,6 +67,7 @@ extern const ctl_command ctl_cmd_list;
 extern const ctl_command ctl_cmd_inspect;
 extern const ctl_command ctl_cmd_stats;
 extern const ctl_command ctl_cmd_dlq;
+extern const ctl_command ctl_cmd_tenant;
 
 /* GET /v1/jobs/ID (cmd_status.c). Returns 0 and a new reference in *job; otherwise prints
  * why on stderr and returns CTL_EXIT_FAIL (404 included). With raw, the body is also

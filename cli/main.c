@@ -23,8 +23,10 @@ static const fleet_option global_opts[] = {
      "API key, sent as 'Authorization: Bearer KEY' (nothing is sent when empty)",
      &G.api_key, 0, 0},
     {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
-     "Redis that inspect and dlq use directly (redis://host:port[/db])", &G.redis_url, 0, 0},
-    {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix of the fleet (inspect, dlq)",
+     "Redis that inspect, dlq and tenant use directly (redis://host:port[/db])", &G.redis_url,
+     0, 0},
+    {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
+     "key prefix of the fleet (inspect, dlq, tenant)",
      &G.prefix, 0, 0},
     {"timeout", "FLEETCTL_TIMEOUT", FLEET_OPT_INT, "0",
      "wait: give up after this many seconds and exit 124 (0 = wait forever)", &G.timeout_s,
@@ -37,6 +39,7 @@ static const fleet_option global_opts[] = {
 static const ctl_command *const commands[] = {
     &ctl_cmd_submit, &ctl_cmd_status, &ctl_cmd_wait,
     &ctl_cmd_cancel, &ctl_cmd_list,   &ctl_cmd_inspect, &ctl_cmd_stats, &ctl_cmd_dlq,
+    &ctl_cmd_tenant,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -87,8 +90,9 @@ static void global_usage(char *buf, size_t cap) {
     if (n < cap)
         snprintf(buf + n, cap - n,
                  "\n'fleetctl COMMAND --help' shows the options of one command.\n"
-                 "Exit codes: 0 ok, 1 failed (dlq retry: not every job queued again), 2 usage,\n"
-                 "3 job cancelled (wait), 124 --timeout expired (wait).");
+                 "Exit codes: 0 ok, 1 failed (dlq retry: not every job queued again; tenant\n"
+                 "add: the tenant exists), 2 usage, 3 job cancelled (wait), 124 --timeout\n"
+                 "expired (wait).");
 }
 
 /* Writes the usage text of one command (its --help header) into buf. */

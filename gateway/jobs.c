@@ -24,7 +24,7 @@ typedef struct job_call {
     fleet_cmd cmd;
     gw_job_request jr;
     char id[FLEET_ID_LEN + 1];
-    char cutoff[11];
+    gw_submit_ids ids; /* what a submit command points to */
     char cursor[FLEET_ID_LEN + 1];
     char status[16];
     char model[FLEET_MODEL_MAX + 1];
@@ -197,23 +197,73 @@ static int wait_or_reply(gw_req *r, long *secs) {
 }
 
 /* The submit-time checks of a webhook URL: a secret to sign with, http(s), and no literal
- * address the SSRF guard refuses (host names are checked when delivering). Answers 422
- * and returns true when refused. */
-static bool webhook_refused(gw_req *r, const char *url) {
-    char err[300];
+ * address the SSRF guard refuses (host names are checked when delivering). Returns 0, or
+ * -1 with a 422 problem. */
+static int webhook_problem(gw_req *r, const char *url, gw_problem *p) {
     gw_url u;
     if (!gw_webhooks_enabled(r->g->webhooks) && !r->who.webhook_secret[0]) {
-        gw_reply_problem(r, 422, "webhooks-disabled", "Webhooks not configured",
-                         "this gateway has no webhook secret (FLEET_WEBHOOK_SECRET), so it "
-                         "cannot sign deliveries; submit without 'webhook'");
-        return true;
+        *p = (gw_problem){.status = 422, .slug = "webhooks-disabled",
+                          .title = "Webhooks not configured"};
+        snprintf(p->detail, sizeof p->detail,
+                 "this gateway has no webhook secret (FLEET_WEBHOOK_SECRET) and neither has "
+                 "your tenant, so deliveries cannot be signed; submit without 'webhook'");
+        return -1;
     }
-    if (gw_url_parse(url, &u, err, sizeof err) < 0 ||
-        gw_url_check_literal(&u, gw_webhooks_allowlist(r->g->webhooks), err, sizeof err) < 0) {
-        gw_reply_problem(r, 422, "webhook-refused", "Webhook URL refused", "%s", err);
-        return true;
+    *p = (gw_problem){.status = 422, .slug = "webhook-refused", .title = "Webhook URL refused"};
+    if (gw_url_parse(url, &u, p->detail, sizeof p->detail) < 0 ||
+        gw_url_check_literal(&u, gw_webhooks_allowlist(r->g->webhooks), p->detail,
+                             sizeof p->detail) < 0)
+        return -1;
+    return 0;
+}
+
+int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
+                      const char *idem_hash, const char *idem_digest, fleet_cmd *cmd,
+                      gw_problem *p) {
+    gw *g = r->g;
+    if (!gw_model_known(g, jr->model)) {
+        *p = (gw_problem){.status = 422, .slug = "unknown-model", .title = "Unknown model"};
+        snprintf(p->detail, sizeof p->detail, "model '%s' is not served here; models: %s",
+                 jr->model, g->cfg.models);
+        return -1;
     }
-    return false;
+    if (jr->webhook && webhook_problem(r, jr->webhook, p) < 0) return -1;
+    if (fleet_id_new(ids->id) < 0) {
+        *p = (gw_problem){.status = 500, .slug = "internal", .title = "Internal error"};
+        snprintf(p->detail, sizeof p->detail, "no randomness for a job id");
+        return -1;
+    }
+    uint64_t horizon_ms = (uint64_t)(g->cfg.queue_ttl_s + GW_TTL_MAX) * 1000u;
+    uint64_t now = fleet_now_ms();
+    fleet_id_time_prefix(ids->cutoff, now > horizon_ms ? now - horizon_ms : 0);
+    fleet_submit s = {
+        .id = ids->id,
+        .model = jr->model,
+        .tenant = r->who.tenant,
+        .request_id = r->request_id,
+        .priority = fleet_priority_to_string(jr->priority),
+        .metadata_json = jr->metadata_json ? jr->metadata_json : "",
+        .input = jr->input,
+        .input_len = jr->input_len,
+        .queue_ttl_s = g->cfg.queue_ttl_s,
+        .result_ttl_s = jr->ttl_s,
+        .timeout_s = jr->timeout_s,
+        .max_attempts = g->cfg.max_attempts,
+        .index_cap = g->cfg.index_cap,
+        .index_cutoff = ids->cutoff,
+        .index_ttl_s = g->cfg.queue_ttl_s + GW_TTL_MAX,
+        .webhook = jr->webhook,
+        .webhook_events = jr->webhook_events,
+        .max_active = r->who.max_active,
+        .rate = r->who.rate,
+        .burst = r->who.burst,
+        .max_queue = g->cfg.max_queue,
+        .idem_hash = idem_hash,
+        .idem_digest = idem_digest,
+        .ready_target = g->cfg.ready_target,
+    };
+    fleet_state_submit(&g->keys, &s, cmd);
+    return 0;
 }
 
 void gw_jobs_submit(gw_req *r) {
@@ -248,51 +298,13 @@ void gw_jobs_submit(gw_req *r) {
         gw_reply_problem(r, p.status, p.slug, p.title, "%s", p.detail);
         return;
     }
-    if (!gw_model_known(g, c->jr.model)) {
-        gw_reply_problem(r, 422, "unknown-model", "Unknown model",
-                         "model '%s' is not served here; models: %s", c->jr.model, g->cfg.models);
+    if (gw_submit_prepare(r, &c->jr, &c->ids, c->idem_hash[0] ? c->idem_hash : NULL,
+                          c->idem_hash[0] ? c->idem_digest : NULL, &c->cmd, &p) < 0) {
         call_free(c);
+        gw_reply_problem(r, p.status, p.slug, p.title, "%s", p.detail);
         return;
     }
-    if (c->jr.webhook && webhook_refused(r, c->jr.webhook)) {
-        call_free(c);
-        return;
-    }
-    if (fleet_id_new(c->id) < 0) {
-        call_free(c);
-        gw_reply_problem(r, 500, "internal", "Internal error", "no randomness for a job id");
-        return;
-    }
-    uint64_t horizon_ms = (uint64_t)(g->cfg.queue_ttl_s + GW_TTL_MAX) * 1000u;
-    uint64_t now = fleet_now_ms();
-    fleet_id_time_prefix(c->cutoff, now > horizon_ms ? now - horizon_ms : 0);
-    fleet_submit s = {
-        .id = c->id,
-        .model = c->jr.model,
-        .tenant = r->who.tenant,
-        .request_id = r->request_id,
-        .priority = fleet_priority_to_string(c->jr.priority),
-        .metadata_json = c->jr.metadata_json ? c->jr.metadata_json : "",
-        .input = c->jr.input,
-        .input_len = c->jr.input_len,
-        .queue_ttl_s = g->cfg.queue_ttl_s,
-        .result_ttl_s = c->jr.ttl_s,
-        .timeout_s = c->jr.timeout_s,
-        .max_attempts = g->cfg.max_attempts,
-        .index_cap = g->cfg.index_cap,
-        .index_cutoff = c->cutoff,
-        .index_ttl_s = g->cfg.queue_ttl_s + GW_TTL_MAX,
-        .webhook = c->jr.webhook,
-        .webhook_events = c->jr.webhook_events,
-        .max_active = r->who.max_active,
-        .rate = r->who.rate,
-        .burst = r->who.burst,
-        .max_queue = g->cfg.max_queue,
-        .idem_hash = c->idem_hash[0] ? c->idem_hash : NULL,
-        .idem_digest = c->idem_hash[0] ? c->idem_digest : NULL,
-        .ready_target = g->cfg.ready_target,
-    };
-    fleet_state_submit(&g->keys, &s, &c->cmd);
+    snprintf(c->id, sizeof c->id, "%s", c->ids.id);
     send_or_reply(c, on_submitted);
 }
 

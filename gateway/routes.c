@@ -23,6 +23,7 @@ static const route routes[] = {
     {htp_method_GET, R_PLAIN, "/v1/models", gw_info_models, NULL},
     {htp_method_GET, R_PLAIN, "/v1/stats", gw_info_stats, NULL},
     {htp_method_POST, R_PLAIN, "/v1/jobs", gw_jobs_submit, NULL},
+    {htp_method_POST, R_PLAIN, "/v1/jobs/batch", gw_jobs_batch, NULL},
     {htp_method_GET, R_PLAIN, "/v1/jobs", gw_jobs_list, NULL},
     {htp_method_GET, R_JOB, NULL, NULL, gw_jobs_get},
     {htp_method_DELETE, R_JOB, NULL, NULL, gw_jobs_cancel},
@@ -35,6 +36,7 @@ static const route routes[] = {
 static int match_job_path(const char *path, char *id, size_t idlen) {
     static const char pre[] = "/v1/jobs/";
     if (strncmp(path, pre, sizeof pre - 1) != 0) return -1;
+    if (strcmp(path, "/v1/jobs/batch") == 0) return -1; /* a plain route, not an id */
     const char *s = path + sizeof pre - 1;
     const char *slash = strchr(s, '/');
     size_t n = slash ? (size_t)(slash - s) : strlen(s);

@@ -2,6 +2,7 @@
 #ifndef GW_ROUTES_H
 #define GW_ROUTES_H
 
+#include "fleet/state.h"
 #include "http.h"
 
 /* The libevhtp handler for every request: checks size guards, then dispatches. */
@@ -13,6 +14,23 @@ void gw_jobs_get(gw_req *r, const char *id);
 void gw_jobs_result(gw_req *r, const char *id);
 void gw_jobs_cancel(gw_req *r, const char *id);
 void gw_jobs_list(gw_req *r);
+
+/* The ids a submit command refers to (they must live until it is sent). */
+typedef struct gw_submit_ids {
+    char id[FLEET_ID_LEN + 1];
+    char cutoff[11];
+} gw_submit_ids;
+
+struct gw_job_request;
+struct gw_problem;
+/* Checks a parsed job against the gateway (model, webhook URL) and builds its submit command
+ * for the tenant of r. Returns 0, or -1 with p filled (422). */
+int gw_submit_prepare(gw_req *r, const struct gw_job_request *jr, gw_submit_ids *ids,
+                      const char *idem_hash, const char *idem_digest, fleet_cmd *cmd,
+                      struct gw_problem *p);
+
+/* batch.c: POST /v1/jobs/batch */
+void gw_jobs_batch(gw_req *r);
 
 /* wait.c: holds r (paused) until job id is final or secs pass; then answers 200 with the
  * job (and its "result" when it succeeded), or timeout_status with the job as it is. */

@@ -121,7 +121,8 @@ TL_TEST(tenants_never_see_each_others_jobs) {
     ASSERT_EQ_STR(json_string_value(json_object_get(json_array_get(jobs, 0), "id")), b_own);
     /* The owner still sees and controls it. */
     ASSERT_HTTP_STATUS(as(f, "fk_a", "GET", tl_printf("/v1/jobs/%s", id), NULL), 200);
-    ASSERT_HTTP_STATUS(as(f, "fk_a", "DELETE", tl_printf("/v1/jobs/%s", id), NULL), 202);
+    long del = as(f, "fk_a", "DELETE", tl_printf("/v1/jobs/%s", id), NULL)->status;
+    ASSERT_TRUE(del == 200 || del == 202); /* queued or already running */
     /* Global stats are for admin keys; a tenant sees its own. */
     tl_resp *st = as(f, "fk_b", "GET", "/v1/stats", NULL);
     ASSERT_HTTP_STATUS(st, 200);

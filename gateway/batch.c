@@ -1,0 +1,177 @@
+/* batch.c: POST /v1/jobs/batch: up to GW_BATCH_MAX jobs in one request.
+ *
+ *   {"jobs": [{"model": "echo", "input": {...}}, {...}, ...]}
+ *   200 {"jobs": [{"id": "...", "status": "queued", "queue_position": 3},
+ *                 {"error": {"status": 422, "type": "...", "detail": "..."}}, ...]}
+ *
+ * Each item follows the rules of POST /v1/jobs (without Prefer: wait or Idempotency-Key)
+ * and is accepted or refused on its own: a refused item writes nothing, and the answer
+ * lists the outcome of every item in order. The submits go to Redis pipelined, one script
+ * each; the answer goes out when the last one returns.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fleet/log.h"
+#include "redis.h"
+#include "routes.h"
+#include "submit.h"
+
+#define GW_BATCH_MAX 1000
+
+typedef struct batch batch;
+
+typedef struct item {
+    batch *b;
+    gw_job_request jr;
+    gw_submit_ids ids;
+    fleet_cmd cmd;
+    json_t *outcome;
+} item;
+
+struct batch {
+    gw_req *r;
+    size_t n, pending;
+    item *items;
+};
+
+static json_t *item_error(int status, const char *slug, const char *detail) {
+    char type[96];
+    snprintf(type, sizeof type, "urn:fleet:problem:%s", slug);
+    return json_pack("{s:{s:i, s:s, s:s}}", "error", "status", status, "type", type, "detail",
+                     detail);
+}
+
+static void batch_finish(batch *b) {
+    json_t *arr = json_array();
+    size_t accepted = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        json_t *o = b->items[i].outcome ? b->items[i].outcome
+                                         : item_error(500, "internal", "no outcome");
+        if (json_object_get(o, "id")) accepted++;
+        json_array_append_new(arr, o);
+        b->items[i].outcome = NULL;
+        gw_job_request_free(&b->items[i].jr);
+    }
+    gw_reply_json(b->r, 200, json_pack("{s:o, s:I, s:I}", "jobs", arr, "accepted",
+                                       (json_int_t)accepted, "refused",
+                                       (json_int_t)(b->n - accepted)));
+    free(b->items);
+    free(b);
+}
+
+static void on_item(redisReply *rep, void *arg) {
+    item *it = arg;
+    batch *b = it->b;
+    fleet_submitted out;
+    fleet_submit_outcome o = rep ? fleet_state_submit_reply(rep, &out) : FLEET_SUBMIT_ERROR;
+    if (!rep) {
+        it->outcome = item_error(503, "redis-unavailable", "the job store is not reachable");
+    } else if (o == FLEET_SUBMIT_QUEUED) {
+        it->outcome = json_pack("{s:s, s:s, s:I}", "id", it->ids.id, "status", "queued",
+                                "queue_position", (json_int_t)out.queue_position);
+    } else if (o == FLEET_SUBMIT_LIMIT) {
+        bool queue = strcmp(out.limit, "queue") == 0;
+        it->outcome = item_error(queue ? 503 : 429,
+                                 queue ? "queue-full" : strcmp(out.limit, "rate") == 0
+                                                            ? "rate-limited"
+                                                            : "too-many-active-jobs",
+                                 queue ? "the model's queue is full"
+                                       : "over your tenant's limit; retry later");
+    } else {
+        it->outcome = item_error(500, "internal", "unexpected reply to submit");
+    }
+    if (--b->pending == 0) batch_finish(b);
+}
+
+void gw_jobs_batch(gw_req *r) {
+    size_t len = 0;
+    char *body = gw_body(r, &len);
+    if (!body) {
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return;
+    }
+    const char *ct = gw_header(r, "Content-Type");
+    json_error_t jerr;
+    json_t *root = NULL;
+    if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+        free(body);
+        gw_reply_problem(r, 415, "unsupported-media-type", "Unsupported content type",
+                         "a batch is JSON: send Content-Type: application/json");
+        return;
+    }
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(body);
+    json_t *jobs = root ? json_object_get(root, "jobs") : NULL;
+    if (!root) {
+        gw_reply_problem(r, 400, "invalid-json", "Body is not valid JSON",
+                         "body is not valid JSON: line %d, column %d: %s", jerr.line,
+                         jerr.column, jerr.text);
+        return;
+    }
+    if (!json_is_object(root) || !json_is_array(jobs) || json_object_size(root) != 1) {
+        json_decref(root);
+        gw_reply_problem(r, 400, "invalid-body", "Invalid body",
+                         "send {\"jobs\": [job, ...]} with 1 to %d jobs, each like the body "
+                         "of POST /v1/jobs", GW_BATCH_MAX);
+        return;
+    }
+    size_t n = json_array_size(jobs);
+    if (n == 0 || n > GW_BATCH_MAX) {
+        json_decref(root);
+        gw_reply_problem(r, n ? 413 : 400, n ? "batch-too-large" : "invalid-body",
+                         n ? "Batch too large" : "Invalid body",
+                         "a batch holds 1 to %d jobs, got %zu", GW_BATCH_MAX, n);
+        return;
+    }
+    batch *b = calloc(1, sizeof *b);
+    item *items = b ? calloc(n, sizeof *items) : NULL;
+    if (!items) {
+        free(b);
+        json_decref(root);
+        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        return;
+    }
+    b->r = r;
+    b->n = n;
+    b->items = items;
+    /* Validate every item first; the valid ones are sent together. */
+    size_t to_send = 0;
+    for (size_t i = 0; i < n; i++) {
+        item *it = &items[i];
+        it->b = b;
+        char *text = json_dumps(json_array_get(jobs, i), JSON_COMPACT | JSON_ENCODE_ANY);
+        gw_problem p;
+        int rc = text ? gw_submit_parse(text, strlen(text), "application/json",
+                                        r->g->cfg.result_ttl_s, &it->jr, &p)
+                      : -1;
+        free(text);
+        if (rc == 0 && gw_submit_prepare(r, &it->jr, &it->ids, NULL, NULL, &it->cmd, &p) == 0) {
+            to_send++;
+            continue;
+        }
+        it->outcome = item_error(text ? p.status : 500, text ? p.slug : "internal",
+                                 text ? p.detail : "out of memory");
+        gw_job_request_free(&it->jr);
+        it->cmd.argc = 0;
+    }
+    json_decref(root);
+    if (to_send == 0) {
+        batch_finish(b);
+        return;
+    }
+    b->pending = to_send;
+    gw_pause(r);
+    for (size_t i = 0; i < n; i++) {
+        item *it = &items[i];
+        if (it->outcome) continue;
+        if (gw_redis_script(r->g->redis, &it->cmd, on_item, it) < 0) {
+            it->outcome = item_error(503, "redis-unavailable", "the job store is not reachable");
+            if (--b->pending == 0) {
+                batch_finish(b);
+                return;
+            }
+        }
+    }
+}
