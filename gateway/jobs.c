@@ -11,6 +11,7 @@
 #include "fleet/state.h"
 #include "query.h"
 #include "auth.h"
+#include "result_file.h"
 #include "events.h"
 #include "ssrf.h"
 #include "webhooks.h"
@@ -33,6 +34,7 @@ typedef struct job_call {
     long wait_s; /* Prefer: wait=N */
     bool replay; /* answering an Idempotency-Key replay */
     char idem_hash[65], idem_digest[65];
+    gw_result_file_view file;
 } job_call;
 
 static job_call *call_new(gw_req *r) {
@@ -367,6 +369,13 @@ static void on_result_blob(redisReply *rep, void *arg) {
         reply_internal(r, "result", rep);
     } else if (c->want_msgpack) {
         gw_reply_bytes(r, 200, "application/msgpack", rep->str, rep->len);
+    } else if (gw_result_file(rep->str, rep->len, &c->file)) {
+        /* A file the model made: it downloads as itself. */
+        char disposition[GW_CONTENT_DISPOSITION_MAX];
+        gw_content_disposition(c->file.filename[0] ? c->file.filename : NULL, disposition,
+                               sizeof disposition);
+        gw_add_header(r, "Content-Disposition", disposition);
+        gw_reply_bytes(r, 200, c->file.content_type, c->file.bytes, c->file.len);
     } else {
         char err[128];
         json_t *j = fleet_msgpack_to_json(rep->str, rep->len, err, sizeof err);

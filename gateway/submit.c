@@ -1,14 +1,32 @@
-/* submit.c: the submit body's rules (submit.h, docs/api.md). */
+/* submit.c: the submit body's rules (submit.h, docs/api.md).
+ *
+ * Three body formats carry the same job. Each is read into a jansson object of the
+ * fields, which one set of checks validates (body_fields, option_fields), so every rule
+ * is written once. The input is stored in the form its body brought it in:
+ *
+ *   application/json     the "input" value, packed by the codec;
+ *   application/msgpack  the "input" value's own bytes, checked (sizes, nesting, UTF-8,
+ *                        no ext, map keys strings) but never re-encoded: bin stays bin;
+ *   multipart/form-data  the "input" form field (a JSON object, default {}) packed by the
+ *                        codec with "files" appended: [{name, content_type, size, bytes}],
+ *                        bytes as msgpack bin; each file's bytes are copied once.
+ */
 #include "submit.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "fleet/codec.h"
+#include "multipart.h"
+#include "utf8.h"
+
+/* ------------------------------------------------------------ refusals -------------- */
 
 static int refuse(gw_problem *p, int status, const char *slug, const char *title,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -26,6 +44,22 @@ static int refuse(gw_problem *p, int status, const char *slug, const char *title
 
 #define BAD(p, ...) refuse(p, 400, "invalid-body", "Invalid request body", __VA_ARGS__)
 #define INVALID(p, ...) refuse(p, 422, "invalid-job", "Not a valid job", __VA_ARGS__)
+/* the body's own syntax, as "invalid-json" for JSON bodies */
+#define BAD_MSGPACK(p, ...) \
+    refuse(p, 400, "invalid-msgpack", "Body is not valid msgpack", __VA_ARGS__)
+#define BAD_FORM(p, ...) \
+    refuse(p, 400, "invalid-multipart", "Invalid multipart body", __VA_ARGS__)
+
+/* Text from the request, made safe to quote in a detail (short, one line, UTF-8). */
+typedef struct shown {
+    char s[72];
+} shown;
+
+static shown show(const char *s, size_t n) {
+    shown v;
+    gw_utf8_quote(s, n, v.s, sizeof v.s);
+    return v;
+}
 
 static const char *json_type_name(const json_t *j) {
     switch (json_typeof(j)) {
@@ -41,11 +75,52 @@ static const char *json_type_name(const json_t *j) {
     return "unknown";
 }
 
-static bool content_type_is_json(const char *ct) {
-    if (!ct) return true; /* no header: read it as JSON */
-    while (*ct == ' ') ct++;
-    size_t n = strcspn(ct, "; ");
-    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0);
+/* ------------------------------------------------------------ content types --------- */
+
+typedef enum body_kind { BODY_JSON, BODY_MSGPACK, BODY_MULTIPART, BODY_OTHER } body_kind;
+
+static body_kind body_kind_of(const char *ct) {
+    if (!ct) return BODY_JSON; /* no header: read it as JSON */
+    while (*ct == ' ' || *ct == '\t') ct++;
+    size_t n = strcspn(ct, "; \t");
+#define IS(s) (n == sizeof(s) - 1 && strncasecmp(ct, s, n) == 0)
+    if (IS("application/json")) return BODY_JSON;
+    if (IS("application/msgpack") || IS("application/x-msgpack") ||
+        IS("application/vnd.msgpack"))
+        return BODY_MSGPACK;
+    if (IS("multipart/form-data")) return BODY_MULTIPART;
+#undef IS
+    return BODY_OTHER;
+}
+
+/* ------------------------------------------------------------ the fields ------------ */
+
+#define FIELD_LIST "model, input, priority, timeout_s, ttl_s, metadata, webhook, webhook_events"
+#define OPTION_LIST "priority, timeout_s, ttl_s, metadata, webhook, webhook_events"
+
+static const char *const option_names[] = {"priority", "timeout_s", "ttl_s",
+                                           "metadata", "webhook",   "webhook_events"};
+
+static bool is_option(const char *key) {
+    for (size_t i = 0; i < sizeof option_names / sizeof *option_names; i++)
+        if (strcmp(key, option_names[i]) == 0) return true;
+    return false;
+}
+
+/* Checks a model name (n bytes, not NUL-terminated) and copies it to out->model. */
+static int model_name(const char *s, size_t n, gw_job_request *out, gw_problem *p) {
+    char name[FLEET_MODEL_MAX + 1] = "";
+    bool ok = n <= FLEET_MODEL_MAX && !memchr(s, '\0', n);
+    if (ok) {
+        memcpy(name, s, n);
+        name[n] = '\0';
+        ok = fleet_model_name_valid(name);
+    }
+    if (!ok)
+        return INVALID(p, "model '%s' is not a valid model name (1-64 characters of a-z, 0-9, "
+                          "_ -)", show(s, n < 80 ? n : 80).s);
+    memcpy(out->model, name, n + 1);
+    return 0;
 }
 
 /* Reads an optional integer field in [min, max]. */
@@ -102,19 +177,56 @@ static int webhook_fields(json_t *root, gw_job_request *out, gw_problem *p) {
     return 0;
 }
 
-int gw_submit_parse(const char *body, size_t len, const char *content_type, long default_ttl_s,
-                    gw_job_request *out, gw_problem *p) {
-    static const char *const known[] = {"model",    "input",    "priority",      "timeout_s",
-                                        "ttl_s",    "metadata", "webhook",       "webhook_events"};
-    memset(out, 0, sizeof *out);
-    out->priority = FLEET_PRIORITY_NORMAL;
-    out->ttl_s = default_ttl_s;
-    if (!content_type_is_json(content_type))
-        return refuse(p, 415, "unsupported-media-type", "Unsupported content type",
-                      "content type '%.100s' is not accepted; send Content-Type: application/json",
-                      content_type);
-    if (len == 0)
-        return BAD(p, "body is empty; send a JSON object with 'model' and 'input'");
+/* Checks the optional fields of o: priority, timeout_s, ttl_s, metadata, webhook and
+ * webhook_events. */
+static int option_fields(json_t *o, gw_job_request *out, gw_problem *p) {
+    json_t *prio = json_object_get(o, "priority");
+    if (prio) {
+        if (!json_is_string(prio))
+            return BAD(p, "field 'priority' must be a string, got %s", json_type_name(prio));
+        out->priority = fleet_priority_from_string(json_string_value(prio));
+        if (out->priority == FLEET_PRIORITY_INVALID)
+            return INVALID(p, "priority '%s' is not one of high, normal, low",
+                           show(json_string_value(prio), json_string_length(prio)).s);
+    }
+    if (int_field(o, "timeout_s", 0, GW_TIMEOUT_MAX, &out->timeout_s, p) < 0) return -1;
+    if (int_field(o, "ttl_s", GW_TTL_MIN, GW_TTL_MAX, &out->ttl_s, p) < 0) return -1;
+    json_t *meta = json_object_get(o, "metadata");
+    if (meta) {
+        if (!json_is_object(meta))
+            return BAD(p, "field 'metadata' must be an object, got %s", json_type_name(meta));
+        out->metadata_json = json_dumps(meta, JSON_COMPACT);
+        if (!out->metadata_json || strlen(out->metadata_json) > GW_METADATA_MAX)
+            return INVALID(p, "field 'metadata' must be at most %d bytes once encoded",
+                           GW_METADATA_MAX);
+    }
+    return webhook_fields(o, out, p);
+}
+
+/* Checks the fields of a JSON or msgpack body (root, an object) but does not store the
+ * input: known names only, "model" and "input" present, then the options. */
+static int body_fields(json_t *root, gw_job_request *out, gw_problem *p) {
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val) {
+        if (strcmp(key, "model") != 0 && strcmp(key, "input") != 0 && !is_option(key))
+            return BAD(p, "unknown field '%s'; accepted fields are " FIELD_LIST,
+                       show(key, strlen(key)).s);
+    }
+    json_t *model = json_object_get(root, "model");
+    if (!model) return BAD(p, "field 'model' is required (a model name such as \"echo\")");
+    if (!json_is_string(model))
+        return BAD(p, "field 'model' must be a string, got %s", json_type_name(model));
+    if (model_name(json_string_value(model), json_string_length(model), out, p) < 0) return -1;
+    if (!json_object_get(root, "input"))
+        return BAD(p, "field 'input' is required (any JSON value; the model's input)");
+    return option_fields(root, out, p);
+}
+
+/* ------------------------------------------------------------ JSON bodies ----------- */
+
+static int parse_json(const char *body, size_t len, gw_job_request *out, gw_problem *p) {
+    if (len == 0) return BAD(p, "body is empty; send a JSON object with 'model' and 'input'");
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root)
@@ -122,79 +234,563 @@ int gw_submit_parse(const char *body, size_t len, const char *content_type, long
                       "body is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
                       jerr.text);
     int rc = -1;
-    if (!json_is_object(root)) {
+    char cerr[128];
+    if (!json_is_object(root))
         BAD(p, "body must be a JSON object with 'model' and 'input', got %s",
             json_type_name(root));
-        goto done;
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(root, key, val) {
-        bool ok = false;
-        for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok |= strcmp(key, known[i]) == 0;
-        if (!ok) {
-            BAD(p, "unknown field '%.64s'; accepted fields are model, input, priority, "
-                   "timeout_s, ttl_s, metadata, webhook, webhook_events", key);
-            goto done;
-        }
-    }
-    json_t *model = json_object_get(root, "model");
-    if (!model) {
-        BAD(p, "field 'model' is required (a model name such as \"echo\")");
-        goto done;
-    }
-    if (!json_is_string(model)) {
-        BAD(p, "field 'model' must be a string, got %s", json_type_name(model));
-        goto done;
-    }
-    if (!fleet_model_name_valid(json_string_value(model))) {
-        INVALID(p, "model '%.64s' is not a valid model name (1-64 characters of a-z, 0-9, _ -)",
-                json_string_value(model));
-        goto done;
-    }
-    snprintf(out->model, sizeof out->model, "%s", json_string_value(model));
-
-    json_t *input = json_object_get(root, "input");
-    if (!input) {
-        BAD(p, "field 'input' is required (any JSON value; the model's input)");
-        goto done;
-    }
-    json_t *prio = json_object_get(root, "priority");
-    if (prio) {
-        if (!json_is_string(prio)) {
-            BAD(p, "field 'priority' must be a string, got %s", json_type_name(prio));
-            goto done;
-        }
-        out->priority = fleet_priority_from_string(json_string_value(prio));
-        if (out->priority == FLEET_PRIORITY_INVALID) {
-            INVALID(p, "priority '%.32s' is not one of high, normal, low",
-                    json_string_value(prio));
-            goto done;
-        }
-    }
-    if (int_field(root, "timeout_s", 0, GW_TIMEOUT_MAX, &out->timeout_s, p) < 0) goto done;
-    if (int_field(root, "ttl_s", GW_TTL_MIN, GW_TTL_MAX, &out->ttl_s, p) < 0) goto done;
-    json_t *meta = json_object_get(root, "metadata");
-    if (meta) {
-        if (!json_is_object(meta)) {
-            BAD(p, "field 'metadata' must be an object, got %s", json_type_name(meta));
-            goto done;
-        }
-        out->metadata_json = json_dumps(meta, JSON_COMPACT);
-        if (!out->metadata_json || strlen(out->metadata_json) > GW_METADATA_MAX) {
-            INVALID(p, "field 'metadata' must be at most %d bytes once encoded", GW_METADATA_MAX);
-            goto done;
-        }
-    }
-    if (webhook_fields(root, out, p) < 0) goto done;
-    char cerr[128];
-    if (fleet_json_to_msgpack(input, &out->input, &out->input_len, cerr, sizeof cerr) < 0) {
+    else if (body_fields(root, out, p) < 0)
+        ;
+    else if (fleet_json_to_msgpack(json_object_get(root, "input"), &out->input,
+                                   &out->input_len, cerr, sizeof cerr) < 0)
         INVALID(p, "field 'input' cannot be stored: %s", cerr);
-        goto done;
+    else
+        rc = 0;
+    json_decref(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------ msgpack bodies -------- */
+
+/* Walks one msgpack value at w->off without allocating for what it declares, and checks
+ * everything the codec and the worker need to read it back as JSON: sizes within the
+ * bytes present, containers nested at most FLEET_CODEC_MAX_DEPTH deep (msgpack-c's own
+ * limit), strings valid UTF-8, map keys strings without NUL and without duplicates, no
+ * ext types, floats finite. Offsets in messages count from the body's first byte. */
+typedef struct mp_walk {
+    const unsigned char *p;
+    size_t len, off;
+    bool too_deep; /* the failure was nesting (a job rule, 422, for the input) */
+    char err[256];
+} mp_walk;
+
+static int walk_fail(mp_walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int walk_fail(mp_walk *w, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->err, sizeof w->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static const char *mp_type_name(unsigned char t) {
+    if (t <= 0x7f || t >= 0xe0) return "an integer";
+    if (t <= 0x8f || t == 0xde || t == 0xdf) return "a map";
+    if (t <= 0x9f || t == 0xdc || t == 0xdd) return "an array";
+    if (t <= 0xbf || (t >= 0xd9 && t <= 0xdb)) return "a string";
+    switch (t) {
+    case 0xc0: return "nil";
+    case 0xc2:
+    case 0xc3: return "a boolean";
+    case 0xc4:
+    case 0xc5:
+    case 0xc6: return "binary data";
+    case 0xca:
+    case 0xcb: return "a float";
+    case 0xc1: return "an unused byte (0xc1)";
+    }
+    if (t >= 0xcc && t <= 0xd3) return "an integer";
+    return "an ext value";
+}
+
+static int walk_truncated(mp_walk *w, size_t at) {
+    return walk_fail(w, "truncated at byte %zu (%s at byte %zu runs past the end)", w->len,
+                     mp_type_name(w->p[at]), at);
+}
+
+/* Reads an n-byte big-endian length after the marker. */
+static int walk_uint(mp_walk *w, size_t at, int n, uint64_t *v) {
+    if (w->len - w->off < (size_t)n) return walk_truncated(w, at);
+    *v = 0;
+    for (int i = 0; i < n; i++) *v = (*v << 8) | w->p[w->off++];
+    return 0;
+}
+
+typedef struct mp_key {
+    const unsigned char *s;
+    size_t n;
+    size_t at;
+} mp_key;
+
+static int key_cmp(const void *a, const void *b) {
+    const mp_key *x = a, *y = b;
+    if (x->n != y->n) return x->n < y->n ? -1 : 1;
+    int c = memcmp(x->s, y->s, x->n);
+    if (c) return c;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* If the value at w->off is a string, reads it (checking UTF-8) into *s, *n. Returns 1,
+ * 0 when it is not a string (nothing read), -1 on failure. */
+static int walk_str(mp_walk *w, const unsigned char **s, size_t *n) {
+    size_t at = w->off;
+    unsigned char t = w->p[at];
+    uint64_t len;
+    if (t >= 0xa0 && t <= 0xbf) {
+        w->off++;
+        len = t & 0x1f;
+    } else if (t >= 0xd9 && t <= 0xdb) {
+        w->off++;
+        if (walk_uint(w, at, 1 << (t - 0xd9), &len) < 0) return -1;
+    } else {
+        return 0;
+    }
+    if (w->len - w->off < len) return walk_truncated(w, at);
+    *s = w->p + w->off;
+    *n = (size_t)len;
+    w->off += (size_t)len;
+    if (!gw_utf8_valid((const char *)*s, *n))
+        return walk_fail(w, "the string at byte %zu is not valid UTF-8", at);
+    return 1;
+}
+
+static int walk_value(mp_walk *w, int depth);
+
+/* Walks the keys and values of a map of count entries, refusing duplicate keys. */
+static int walk_map(mp_walk *w, size_t at, uint64_t count, int depth) {
+    if (count > (w->len - w->off) / 2) return walk_truncated(w, at);
+    mp_key *keys = count > 1 ? malloc((size_t)count * sizeof *keys) : NULL;
+    if (count > 1 && !keys) return walk_fail(w, "out of memory");
+    int rc = -1;
+    for (uint64_t i = 0; i < count; i++) {
+        if (w->off >= w->len) {
+            walk_truncated(w, at);
+            goto done;
+        }
+        size_t kat = w->off;
+        const unsigned char *s = NULL;
+        size_t n = 0;
+        int r = walk_str(w, &s, &n);
+        if (r < 0) goto done;
+        if (r == 0) {
+            walk_fail(w, "the map key at byte %zu is not a string (got %s)", kat,
+                      mp_type_name(w->p[kat]));
+            goto done;
+        }
+        if (memchr(s, '\0', n)) {
+            walk_fail(w, "the map key at byte %zu holds a NUL byte", kat);
+            goto done;
+        }
+        if (keys) keys[i] = (mp_key){s, n, kat};
+        if (walk_value(w, depth + 1) < 0) goto done;
+    }
+    if (keys) {
+        qsort(keys, (size_t)count, sizeof *keys, key_cmp);
+        for (size_t i = 1; i < count; i++)
+            if (keys[i].n == keys[i - 1].n && memcmp(keys[i].s, keys[i - 1].s, keys[i].n) == 0) {
+                walk_fail(w, "the map at byte %zu has the key '%s' twice (at bytes %zu and %zu)",
+                          at, show((const char *)keys[i].s, keys[i].n).s, keys[i - 1].at,
+                          keys[i].at);
+                goto done;
+            }
     }
     rc = 0;
 done:
+    free(keys);
+    return rc;
+}
+
+static int walk_value(mp_walk *w, int depth) {
+    size_t at = w->off;
+    if (at >= w->len) return walk_fail(w, "truncated at byte %zu (a value is missing)", w->len);
+    const unsigned char *s;
+    size_t sn;
+    int r = walk_str(w, &s, &sn);
+    if (r) return r < 0 ? -1 : 0;
+    unsigned char t = w->p[w->off++];
+    uint64_t n = 0;
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
+    bool is_map = (t >= 0x80 && t <= 0x8f) || t == 0xde || t == 0xdf;
+    bool is_array = (t >= 0x90 && t <= 0x9f) || t == 0xdc || t == 0xdd;
+    if (is_map || is_array) {
+        if (depth >= FLEET_CODEC_MAX_DEPTH) {
+            w->too_deep = true;
+            return walk_fail(w, "nesting deeper than %d levels (at byte %zu)",
+                             FLEET_CODEC_MAX_DEPTH, at);
+        }
+        if (t <= 0x9f) n = t & 0x0f;
+        else if (walk_uint(w, at, (t == 0xdc || t == 0xde) ? 2 : 4, &n) < 0) return -1;
+        if (is_map) return walk_map(w, at, n, depth);
+        if (n > w->len - w->off) return walk_truncated(w, at);
+        for (uint64_t i = 0; i < n; i++)
+            if (walk_value(w, depth + 1) < 0) return -1;
+        return 0;
+    }
+    switch (t) {
+    case 0xc4:
+    case 0xc5:
+    case 0xc6: /* bin 8/16/32 */
+        if (walk_uint(w, at, 1 << (t - 0xc4), &n) < 0) return -1;
+        if (w->len - w->off < n) return walk_truncated(w, at);
+        w->off += (size_t)n;
+        return 0;
+    case 0xca:
+    case 0xcb: { /* float32, float64 */
+        uint64_t bits;
+        if (walk_uint(w, at, t == 0xca ? 4 : 8, &bits) < 0) return -1;
+        double d;
+        if (t == 0xca) {
+            uint32_t b32 = (uint32_t)bits;
+            float f;
+            memcpy(&f, &b32, sizeof f);
+            d = f;
+        } else {
+            memcpy(&d, &bits, sizeof d);
+        }
+        if (!isfinite(d))
+            return walk_fail(w, "the float at byte %zu is not finite (NaN or infinity has no "
+                                "JSON form)", at);
+        return 0;
+    }
+    case 0xcc: case 0xd0: return walk_uint(w, at, 1, &n);
+    case 0xcd: case 0xd1: return walk_uint(w, at, 2, &n);
+    case 0xce: case 0xd2: return walk_uint(w, at, 4, &n);
+    case 0xcf: case 0xd3: return walk_uint(w, at, 8, &n);
+    case 0xc1:
+        return walk_fail(w, "byte 0x%02x at byte %zu is not a msgpack type", t, at);
+    default: /* ext 8/16/32, fixext 1..16 */
+        return walk_fail(w, "the ext value at byte %zu has no JSON form; use nil, booleans, "
+                            "numbers, strings, bin, arrays and maps", at);
+    }
+}
+
+static int parse_msgpack(const char *body, size_t len, gw_job_request *out, gw_problem *p) {
+    if (len == 0) return BAD(p, "body is empty; send a msgpack map with 'model' and 'input'");
+    mp_walk w = {.p = (const unsigned char *)body, .len = len};
+    unsigned char t = w.p[0];
+    uint64_t count;
+    w.off = 1;
+    if (t >= 0x80 && t <= 0x8f) count = t & 0x0f;
+    else if (t == 0xde || t == 0xdf) {
+        if (walk_uint(&w, 0, t == 0xde ? 2 : 4, &count) < 0)
+            return BAD_MSGPACK(p, "body is not valid msgpack: %s", w.err);
+    } else {
+        return BAD(p, "msgpack body must be a map with 'model' and 'input', got %s",
+                   mp_type_name(t));
+    }
+    if (count > (len - w.off) / 2) {
+        walk_truncated(&w, 0);
+        return BAD_MSGPACK(p, "body is not valid msgpack: %s", w.err);
+    }
+    json_t *root = json_object();
+    if (!root) return INVALID(p, "out of memory");
+    size_t in_at = 0, in_len = 0;
+    int rc = -1;
+    for (uint64_t i = 0; i < count; i++) {
+        size_t kat = w.off;
+        const unsigned char *k = NULL;
+        size_t kn = 0;
+        int r = kat < len ? walk_str(&w, &k, &kn) : walk_fail(&w, "truncated at byte %zu", len);
+        if (r < 0) {
+            BAD_MSGPACK(p, "body is not valid msgpack: %s", w.err);
+            goto done;
+        }
+        if (r == 0) {
+            BAD_MSGPACK(p, "msgpack map key at byte %zu is not a string (got %s)", kat,
+                        mp_type_name(w.p[kat]));
+            goto done;
+        }
+        shown key = show((const char *)k, kn);
+        if (memchr(k, '\0', kn)) {
+            BAD_MSGPACK(p, "msgpack map key at byte %zu holds a NUL byte", kat);
+            goto done;
+        }
+        if (json_object_getn(root, (const char *)k, kn)) {
+            BAD(p, "field '%s' appears twice (at byte %zu)", key.s, kat);
+            goto done;
+        }
+        bool is_input = kn == 5 && memcmp(k, "input", 5) == 0;
+        size_t vat = w.off;
+        if (walk_value(&w, 0) < 0) {
+            if (is_input && w.too_deep)
+                INVALID(p, "field 'input' cannot be stored: %s", w.err);
+            else
+                BAD_MSGPACK(p, "body is not valid msgpack: field '%s': %s", key.s, w.err);
+            goto done;
+        }
+        json_t *v;
+        if (is_input) {
+            in_at = vat;
+            in_len = w.off - vat;
+            v = json_null(); /* a stand-in: the bytes themselves are stored */
+        } else {
+            char cerr[128];
+            v = fleet_msgpack_to_json(body + vat, w.off - vat, cerr, sizeof cerr);
+            if (!v) {
+                BAD_MSGPACK(p, "body is not valid msgpack: field '%s': %s", key.s, cerr);
+                goto done;
+            }
+        }
+        if (json_object_setn_new(root, (const char *)k, kn, v) < 0) {
+            INVALID(p, "out of memory");
+            goto done;
+        }
+    }
+    if (w.off != len) {
+        BAD_MSGPACK(p, "body is not valid msgpack: %zu trailing bytes after the map (from byte "
+                       "%zu)", len - w.off, w.off);
+        goto done;
+    }
+    if (body_fields(root, out, p) < 0) goto done;
+    out->input = malloc(in_len);
+    if (!out->input) {
+        INVALID(p, "out of memory");
+        goto done;
+    }
+    memcpy(out->input, body + in_at, in_len);
+    out->input_len = in_len;
+    rc = 0;
+done:
     json_decref(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------ multipart bodies ------ */
+
+static bool is_file_part(const gw_mp_part *pt) {
+    return strcmp(pt->name, "files") == 0 || strcmp(pt->name, "file") == 0;
+}
+
+/* A browser sends an <input type=file> left empty as filename="" with no bytes. */
+static bool is_empty_file_input(const gw_mp_part *pt) {
+    return pt->has_filename && !pt->filename[0] && pt->len == 0;
+}
+
+static const char *file_type(const gw_mp_part *pt) {
+    return pt->content_type[0] ? pt->content_type : "application/octet-stream";
+}
+
+/* msgpack writers for the "files" array: each writes at o (when o is not NULL) and
+ * returns the bytes it takes, so one pass sizes the buffer and a second fills it. */
+static size_t put_be(unsigned char *o, unsigned char marker, uint64_t v, int n) {
+    if (o) {
+        o[0] = marker;
+        for (int i = 0; i < n; i++) o[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    }
+    return 1 + (size_t)n;
+}
+
+static size_t put_uint(unsigned char *o, uint64_t v) {
+    if (v < 128) {
+        if (o) o[0] = (unsigned char)v;
+        return 1;
+    }
+    if (v <= UINT8_MAX) return put_be(o, 0xcc, v, 1);
+    if (v <= UINT16_MAX) return put_be(o, 0xcd, v, 2);
+    if (v <= UINT32_MAX) return put_be(o, 0xce, v, 4);
+    return put_be(o, 0xcf, v, 8);
+}
+
+/* A map (0x80, 0xde) or array (0x90, 0xdc) header of n entries. */
+static size_t put_container(unsigned char *o, unsigned char fix, unsigned char m16, size_t n) {
+    if (n < 16) {
+        if (o) o[0] = (unsigned char)(fix | n);
+        return 1;
+    }
+    if (n <= UINT16_MAX) return put_be(o, m16, n, 2);
+    return put_be(o, (unsigned char)(m16 + 1), n, 4);
+}
+
+static size_t put_str(unsigned char *o, const char *s, size_t n) {
+    size_t h;
+    if (n < 32) {
+        if (o) o[0] = (unsigned char)(0xa0 | n);
+        h = 1;
+    } else if (n <= UINT8_MAX) h = put_be(o, 0xd9, n, 1);
+    else if (n <= UINT16_MAX) h = put_be(o, 0xda, n, 2);
+    else h = put_be(o, 0xdb, n, 4);
+    if (o && n) memcpy(o + h, s, n);
+    return h + n;
+}
+
+static size_t put_bin(unsigned char *o, const char *s, size_t n) {
+    size_t h;
+    if (n <= UINT8_MAX) h = put_be(o, 0xc4, n, 1);
+    else if (n <= UINT16_MAX) h = put_be(o, 0xc5, n, 2);
+    else h = put_be(o, 0xc6, n, 4);
+    if (o && n) memcpy(o + h, s, n);
+    return h + n;
+}
+
+/* Writes "files": [{name, content_type, size, bytes}, ...] at o (NULL: just sizes it). */
+static size_t put_files(unsigned char *o, const gw_mp_form *form, size_t nfiles) {
+    size_t n = 0;
+#define W(call) (n += (call))
+#define AT (o ? o + n : NULL)
+    W(put_str(AT, "files", 5));
+    W(put_container(AT, 0x90, 0xdc, nfiles));
+    for (size_t i = 0; i < form->n; i++) {
+        const gw_mp_part *pt = &form->parts[i];
+        if (!is_file_part(pt) || is_empty_file_input(pt)) continue;
+        W(put_container(AT, 0x80, 0xde, 4));
+        W(put_str(AT, "name", 4));
+        W(put_str(AT, pt->filename, strlen(pt->filename)));
+        W(put_str(AT, "content_type", 12));
+        W(put_str(AT, file_type(pt), strlen(file_type(pt))));
+        W(put_str(AT, "size", 4));
+        W(put_uint(AT, pt->len));
+        W(put_str(AT, "bytes", 5));
+        W(put_bin(AT, pt->data, pt->len));
+    }
+#undef W
+#undef AT
+    return n;
+}
+
+/* Stores the input: obj (an object without "files") packed by the codec, its map header
+ * counting one more entry, then "files". Returns 0, or -1 with a refusal. */
+static int pack_input_with_files(const json_t *obj, const gw_mp_form *form, size_t nfiles,
+                                 gw_job_request *out, gw_problem *p) {
+    char *m = NULL, cerr[128];
+    size_t mlen = 0;
+    if (fleet_json_to_msgpack(obj, &m, &mlen, cerr, sizeof cerr) < 0)
+        return INVALID(p, "form field 'input' cannot be stored: %s", cerr);
+    unsigned char t = (unsigned char)m[0];
+    size_t hold = t >= 0x80 && t <= 0x8f ? 1 : t == 0xde ? 3 : t == 0xdf ? 5 : 0;
+    size_t count = json_object_size(obj);
+    if (!hold || mlen < hold) { /* the codec packs an object as a map */
+        free(m);
+        return INVALID(p, "form field 'input' cannot be stored: not packed as a map");
+    }
+    size_t hnew = put_container(NULL, 0x80, 0xde, count + 1);
+    size_t total = hnew + (mlen - hold) + put_files(NULL, form, nfiles);
+    unsigned char *buf = malloc(total);
+    if (!buf) {
+        free(m);
+        return INVALID(p, "out of memory");
+    }
+    put_container(buf, 0x80, 0xde, count + 1);
+    memcpy(buf + hnew, m + hold, mlen - hold);
+    put_files(buf + hnew + (mlen - hold), form, nfiles);
+    free(m);
+    out->input = (char *)buf;
+    out->input_len = total;
+    return 0;
+}
+
+/* Parses a JSON form field that must be an object. Returns a new reference or NULL with a
+ * refusal. */
+static json_t *form_object(const gw_mp_part *pt, const char *what, gw_problem *p) {
+    json_error_t jerr;
+    json_t *j = json_loadb(pt->data, pt->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!j) {
+        BAD(p, "form field '%s' is not valid JSON: line %d, column %d: %s", pt->name,
+                 jerr.line, jerr.column, jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        BAD(p, "form field '%s' must be a JSON object (%s), got %s", pt->name, what,
+                 json_type_name(j));
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+static int parse_multipart(const char *body, size_t len, const char *ctype,
+                           gw_job_request *out, gw_problem *p) {
+    char boundary[GW_MP_BOUNDARY_MAX + 1], err[sizeof p->detail - 40];
+    if (gw_multipart_boundary(ctype, boundary, err, sizeof err) < 0)
+        return BAD_FORM(p, "%s", err);
+    if (len == 0)
+        return BAD_FORM(p, "body is empty; send the form fields model, input, options and "
+                           "files");
+    gw_mp_form form;
+    if (gw_multipart_parse(body, len, boundary, &form, err, sizeof err) < 0) {
+        gw_multipart_form_free(&form);
+        return BAD_FORM(p, "multipart body is malformed: %s", err);
+    }
+    const gw_mp_part *model = NULL, *input = NULL, *options = NULL;
+    json_t *in = NULL, *opts = NULL;
+    size_t nfiles = 0;
+    int rc = -1;
+    for (size_t i = 0; i < form.n; i++) {
+        const gw_mp_part *pt = &form.parts[i];
+        const gw_mp_part **slot = strcmp(pt->name, "model") == 0     ? &model
+                                  : strcmp(pt->name, "input") == 0   ? &input
+                                  : strcmp(pt->name, "options") == 0 ? &options
+                                                                     : NULL;
+        if (slot && *slot) {
+            BAD(p, "form field '%s' appears twice; only 'files' may repeat", pt->name);
+            goto done;
+        }
+        if (slot) {
+            *slot = pt;
+        } else if (is_file_part(pt)) {
+            nfiles += !is_empty_file_input(pt);
+        } else {
+            BAD(p, "unknown form field '%s'; accepted fields are model, input, options "
+                        "and files (repeatable)", show(pt->name, strlen(pt->name)).s);
+            goto done;
+        }
+    }
+    if (!model) {
+        BAD(p, "form field 'model' is required (curl -F model=echo -F files=@a.pdf)");
+        goto done;
+    }
+    if (model_name(model->data, model->len, out, p) < 0) goto done;
+    if (options) {
+        opts = form_object(options, OPTION_LIST, p);
+        if (!opts) goto done;
+        const char *key;
+        json_t *val;
+        json_object_foreach(opts, key, val) {
+            if (strcmp(key, "model") == 0 || strcmp(key, "input") == 0) {
+                BAD(p, "form field 'options' must not hold '%s'; send it as its own form "
+                            "field", key);
+                goto done;
+            }
+            if (!is_option(key)) {
+                BAD(p, "form field 'options' has unknown field '%s'; accepted fields are "
+                            OPTION_LIST, show(key, strlen(key)).s);
+                goto done;
+            }
+        }
+        if (option_fields(opts, out, p) < 0) {
+            static const char pre[] = "form field 'options': ";
+            size_t keep = strnlen(p->detail, sizeof p->detail - sizeof pre);
+            memmove(p->detail + sizeof pre - 1, p->detail, keep);
+            memcpy(p->detail, pre, sizeof pre - 1);
+            p->detail[sizeof pre - 1 + keep] = '\0';
+            goto done;
+        }
+    }
+    if (input) {
+        in = form_object(input, "the files are added to it as 'files'", p);
+        if (!in) goto done;
+        if (json_object_get(in, "files")) {
+            BAD(p, "form field 'input' must not hold 'files'; the file parts fill it");
+            goto done;
+        }
+    } else if (!(in = json_object())) {
+        INVALID(p, "out of memory");
+        goto done;
+    }
+    rc = pack_input_with_files(in, &form, nfiles, out, p);
+done:
+    json_decref(in);
+    json_decref(opts);
+    gw_multipart_form_free(&form);
+    return rc;
+}
+
+/* ------------------------------------------------------------ entry point ----------- */
+
+int gw_submit_parse(const char *body, size_t len, const char *content_type, long default_ttl_s,
+                    gw_job_request *out, gw_problem *p) {
+    memset(out, 0, sizeof *out);
+    out->priority = FLEET_PRIORITY_NORMAL;
+    out->ttl_s = default_ttl_s;
+    int rc;
+    switch (body_kind_of(content_type)) {
+    case BODY_JSON: rc = parse_json(body, len, out, p); break;
+    case BODY_MSGPACK: rc = parse_msgpack(body, len, out, p); break;
+    case BODY_MULTIPART: rc = parse_multipart(body, len, content_type, out, p); break;
+    default:
+        rc = refuse(p, 415, "unsupported-media-type", "Unsupported content type",
+                    "content type '%s' is not accepted; send application/json, "
+                    "application/msgpack or multipart/form-data",
+                    show(content_type, strlen(content_type)).s);
+    }
     if (rc < 0) gw_job_request_free(out);
     return rc;
 }

@@ -34,7 +34,21 @@ typedef struct gw_job_request {
 #define GW_METADATA_MAX 4096
 
 /* Parses body (len bytes; content_type may be NULL). Returns 0 and fills out (free with
- * gw_job_request_free), or -1 and fills p. Does not check that the model exists. */
+ * gw_job_request_free), or -1 and fills p. Does not check that the model exists.
+ *
+ * The Content-Type picks the format; each carries the same fields and rules:
+ *   application/json (also no Content-Type)  {"model": ..., "input": ..., "priority": ...}
+ *   application/msgpack (x-msgpack, vnd.msgpack)  one msgpack map with the same keys; the
+ *       input is stored as its own msgpack bytes, so bin values stay bin
+ *   multipart/form-data  form fields "model" (text), "input" (optional JSON object, default
+ *       {}), "options" (optional JSON object: priority, timeout_s, ttl_s, metadata, webhook,
+ *       webhook_events) and any number of file parts named "files" (or "file"); the input
+ *       stored is the input object plus "files": [{"name", "content_type", "size",
+ *       "bytes" (bin)}, ...] in the order sent. multipart.h has the body's syntax.
+ * Anything else answers 415 naming these three. 400 is a body that cannot be read (its
+ * syntax: slugs invalid-json, invalid-msgpack, invalid-multipart; its fields:
+ * invalid-body), 422 one that reads but is no valid job (invalid-job). The body is only
+ * read: file bytes are copied once, into out->input. */
 int gw_submit_parse(const char *body, size_t len, const char *content_type, long default_ttl_s,
                     gw_job_request *out, gw_problem *p);
 void gw_job_request_free(gw_job_request *r);

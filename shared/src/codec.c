@@ -155,7 +155,9 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
                 json_decref(m);
                 return NULL;
             }
-            char *key = strndup(kv->key.via.str.ptr, kv->key.via.str.size);
+            /* An empty key ("") may come with a NULL pointer. */
+            char *key = strndup(kv->key.via.str.size ? kv->key.via.str.ptr : "",
+                                kv->key.via.str.size);
             json_t *v = key ? to_json(&kv->val, depth + 1, err, errlen) : NULL;
             if (!v || strlen(key) != kv->key.via.str.size ||
                 json_object_set_new(m, key, v) < 0) {

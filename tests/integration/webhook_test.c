@@ -712,6 +712,33 @@ TL_TEST(bad_webhook_fields_are_400_or_422) {
     submit_hook(f, "echo", "{}", url, "[\"completed\", \"running\"]");
 }
 
+/* Each tenant's deliveries are signed with its own secret (made by fleetctl tenant add),
+ * not the gateway's: another tenant's receiver cannot verify or forge them. */
+TL_TEST(tenant_secret_signs_its_deliveries) {
+    const char *tenant_secret = "whsec_dGVuYW50LXNlY3JldC1rZXktb2YtMzItYnl0ZXMhIQ==";
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"echo"}, .gateway_env = {HOOK_ENV, "FLEET_AUTH=on"}});
+    /* sha256("fk_hooks") */
+    tl_redis_cmd(f->rc, "HSET {%s}:apikey:%s tenant hooks role tenant", f->prefix,
+                 "b47e3663c1f3f158119482327c730189fe1aafc549a6fabbb4083efc8c0a868b");
+    tl_redis_cmd(f->rc, "HSET {%s}:tenant:hooks name hooks webhook_secret %s", f->prefix,
+                 tenant_secret);
+    tl_receiver *rx = tl_receiver_start(0);
+    tl_req req = {.method = "POST",
+                  .body = tl_printf("{\"model\":\"echo\",\"input\":1,\"webhook\":\"%s\"}",
+                                    tl_receiver_url(rx, "/"))};
+    req.headers[0] = "Authorization: Bearer fk_hooks";
+    ASSERT_HTTP_STATUS(tl_request(f, "/v1/jobs", req), 202);
+    wait_requests(rx, 1, WAIT_MS);
+    const tl_received *q = tl_receiver_get(rx, 0);
+    const char *id = tl_received_header(q, "webhook-id");
+    const char *ts = tl_received_header(q, "webhook-timestamp");
+    const char *sig = tl_received_header(q, "webhook-signature");
+    ASSERT_TRUE(signature_matches(sig, expected_signature(tenant_secret, id, ts, q->body,
+                                                          q->body_len)));
+    ASSERT_FALSE(delivery_verifies(q)); /* not the gateway's secret */
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(signature_verifies_independently),
@@ -727,6 +754,7 @@ int main(int argc, char **argv) {
         TL_CASE(ssrf_refuses_private_targets),
         TL_CASE(no_secret_refuses_webhooks),
         TL_CASE(bad_webhook_fields_are_400_or_422),
+        TL_CASE(tenant_secret_signs_its_deliveries),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

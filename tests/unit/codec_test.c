@@ -111,8 +111,19 @@ TL_TEST(random_bytes_do_not_crash) {
     }
 }
 
+TL_TEST(empty_map_keys_survive_a_round_trip) {
+    /* {"": 1} in msgpack: fixmap(1), fixstr(0), 1. */
+    const char mp[] = {(char)0x81, (char)0xa0, 0x01};
+    char err[128];
+    json_t *j = fleet_msgpack_to_json(mp, sizeof mp, err, sizeof err);
+    ASSERT_NOT_NULL(j);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(j, "")), 1);
+    json_decref(j);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
+        TL_CASE(empty_map_keys_survive_a_round_trip),
         TL_CASE(roundtrip_values),
         TL_CASE(depth_limit_both_ways),
         TL_CASE(refuses_truncated_and_trailing),
