@@ -324,7 +324,7 @@ static int key_cmp(const void *a, const void *b) {
 static int walk_str(mp_walk *w, const unsigned char **s, size_t *n) {
     size_t at = w->off;
     unsigned char t = w->p[at];
-    uint64_t len;
+    uint64_t len = 0;
     if (t >= 0xa0 && t <= 0xbf) {
         w->off++;
         len = t & 0x1f;
@@ -425,7 +425,7 @@ static int walk_value(mp_walk *w, int depth) {
         return 0;
     case 0xca:
     case 0xcb: { /* float32, float64 */
-        uint64_t bits;
+        uint64_t bits = 0;
         if (walk_uint(w, at, t == 0xca ? 4 : 8, &bits) < 0) return -1;
         double d;
         if (t == 0xca) {
@@ -457,7 +457,7 @@ static int parse_msgpack(const char *body, size_t len, gw_job_request *out, gw_p
     if (len == 0) return BAD(p, "body is empty; send a msgpack map with 'model' and 'input'");
     mp_walk w = {.p = (const unsigned char *)body, .len = len};
     unsigned char t = w.p[0];
-    uint64_t count;
+    uint64_t count = 0;
     w.off = 1;
     if (t >= 0x80 && t <= 0x8f) count = t & 0x0f;
     else if (t == 0xde || t == 0xdf) {
