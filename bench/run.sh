@@ -99,7 +99,7 @@ if [[ ${BENCH_BUILD:-1} != 0 ]]; then
     cmake --build "$BUILD" -j "$(nproc)" >>"$TMP/cmake.log" 2>&1 ||
         { tail -40 "$TMP/cmake.log" >&2; die "build failed"; }
 fi
-for b in fleet-gateway fleet-worker fleet-bench; do
+for b in fleet-gateway fleet-worker fleet-bench fleetctl; do
     [[ -x $BIN/$b ]] || die "$BIN/$b was not built"
 done
 command -v redis-server >/dev/null || die "redis-server is not installed (Debian: redis-server)"
@@ -122,6 +122,11 @@ PIDS+=($!)
 GATEWAY_PID=$!
 ready() { http_get "$GPORT" /readyz | head -1 | grep -q ' 200 '; }
 wait_for 20 ready || { tail -20 "$TMP/gateway.log" >&2; die "fleet-gateway did not become ready"; }
+# API keys are on, as in production: one admin tenant (e2e reads the global /v1/stats).
+FLEET_API_KEY=$("$BIN/fleetctl" --redis-url "$FLEET_REDIS_URL" --json tenant add bench --admin |
+    sed -n 's/.*"api_key": *"\([^"]*\)".*/\1/p')
+[[ -n $FLEET_API_KEY ]] || die "fleetctl tenant add did not print an API key"
+export FLEET_API_KEY
 
 "$BIN/fleet-worker" --model echo >"$TMP/worker.log" 2>&1 &
 PIDS+=($!)

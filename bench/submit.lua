@@ -5,6 +5,9 @@ wrk.method = "POST"
 wrk.path = "/v1/jobs"
 wrk.body = '{"model":"echo","input":{"text":"hello"}}'
 wrk.headers["Content-Type"] = "application/json"
+-- bench/run.sh exports FLEET_API_KEY (a tenant made for the run).
+local key = os.getenv("FLEET_API_KEY")
+if key and key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
 
 local threads = {}
 
