@@ -9,6 +9,9 @@ PACKAGES=(
   libhiredis-dev libevent-dev libevhtp-dev libmsgpack-dev libcurl4-openssl-dev
   libjansson-dev libssl-dev
   redis-server redis-tools curl ca-certificates
+  # the fuzz targets (tests/fuzz): clang, its libFuzzer and sanitizer runtimes, and
+  # llvm-symbolizer for readable crash reports
+  clang libclang-rt-14-dev llvm
 )
 
 missing=()

@@ -101,7 +101,10 @@ void gw_jobs_batch(gw_req *r) {
                          "a batch is JSON: send Content-Type: application/json");
         return;
     }
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* not JSON, yet jansson may load it (submit.c, parse_json) */
+    bool nul = memchr(body, '\0', len) != NULL;
+    root = nul ? NULL : json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (nul) jerr = (json_error_t){.line = 1, .column = 0, .text = "a NUL byte in the body"};
     free(body);
     json_t *jobs = root ? json_object_get(root, "jobs") : NULL;
     if (!root) {

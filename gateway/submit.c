@@ -227,6 +227,12 @@ static int body_fields(json_t *root, gw_job_request *out, gw_problem *p) {
 
 static int parse_json(const char *body, size_t len, gw_job_request *out, gw_problem *p) {
     if (len == 0) return BAD(p, "body is empty; send a JSON object with 'model' and 'input'");
+    /* JSON text never holds a NUL byte, and jansson skips one that follows a number or a
+     * literal (its reader marks the end of its buffer with NUL): {"a":1<NUL>} loads. */
+    const char *nul = memchr(body, '\0', len);
+    if (nul)
+        return refuse(p, 400, "invalid-json", "Body is not valid JSON",
+                      "body is not valid JSON: a NUL byte at offset %zu", (size_t)(nul - body));
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root)
@@ -670,6 +676,10 @@ static int pack_input_with_files(const json_t *obj, const gw_mp_form *form, size
 /* Parses a JSON form field that must be an object. Returns a new reference or NULL with a
  * refusal. */
 static json_t *form_object(const gw_mp_part *pt, const char *what, gw_problem *p) {
+    if (memchr(pt->data, '\0', pt->len)) { /* not JSON, yet jansson may load it: parse_json */
+        BAD(p, "form field '%s' is not valid JSON: it holds a NUL byte", pt->name);
+        return NULL;
+    }
     json_error_t jerr;
     json_t *j = json_loadb(pt->data, pt->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!j) {

@@ -2,6 +2,7 @@
 #include "fleet/codec.h"
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,10 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 /* --------------------------------------------------------------- JSON -> msgpack ---- */
 
 static int pack_value(msgpack_packer *pk, const json_t *j, int depth, char *err, size_t errlen) {
-    if (depth > FLEET_CODEC_MAX_DEPTH) {
+    /* at most FLEET_CODEC_MAX_DEPTH containers, one inside the other: the outermost is
+     * at depth 0, so none may start at FLEET_CODEC_MAX_DEPTH (an empty one included) */
+    if (depth > FLEET_CODEC_MAX_DEPTH ||
+        (depth == FLEET_CODEC_MAX_DEPTH && (json_is_object(j) || json_is_array(j)))) {
         set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
         return -1;
     }
@@ -159,12 +163,11 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
             char *key = strndup(kv->key.via.str.size ? kv->key.via.str.ptr : "",
                                 kv->key.via.str.size);
             json_t *v = key ? to_json(&kv->val, depth + 1, err, errlen) : NULL;
-            if (!v || strlen(key) != kv->key.via.str.size ||
-                json_object_set_new(m, key, v) < 0) {
-                if (v) {
-                    json_decref(v);
-                    set_err(err, errlen, "map key is not valid UTF-8 or holds a NUL");
-                }
+            bool nul_in_key = v && strlen(key) != kv->key.via.str.size;
+            if (nul_in_key) json_decref(v);
+            /* json_object_set_new takes v even when it fails (a key that is not UTF-8) */
+            if (!v || nul_in_key || json_object_set_new(m, key, v) < 0) {
+                if (v) set_err(err, errlen, "map key is not valid UTF-8 or holds a NUL");
                 free(key);
                 json_decref(m);
                 return NULL;
@@ -195,6 +198,10 @@ static int check_value(const unsigned char *p, size_t len, size_t *off, int dept
     uint64_t n = 0, skip = 0, items = 0;
     int nbytes = 0; /* size of a length field that follows the marker */
     if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
+    if (depth == FLEET_CODEC_MAX_DEPTH && ((t >= 0x80 && t <= 0x9f) || (t >= 0xdc && t <= 0xdf))) {
+        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        return -1; /* a container inside 32 others, even an empty one */
+    }
     if (t >= 0x80 && t <= 0x8f) items = 2u * (t & 0x0f);
     else if (t >= 0x90 && t <= 0x9f) items = t & 0x0f;
     else if (t >= 0xa0 && t <= 0xbf) skip = t & 0x1f;
