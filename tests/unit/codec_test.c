@@ -121,8 +121,34 @@ TL_TEST(empty_map_keys_survive_a_round_trip) {
     json_decref(j);
 }
 
+TL_TEST(bad_keys_and_deep_empty_containers_are_refused) {
+    char err[128];
+    /* {"\xc3(": 2}: a map key that is not UTF-8 is an error, not a crash (double free). */
+    const char bad_key[] = {(char)0x81, (char)0xa2, (char)0xc3, '(', 0x02};
+    ASSERT_NULL(fleet_msgpack_to_json(bad_key, sizeof bad_key, err, sizeof err));
+    ASSERT_STR_CONTAINS(err, "UTF-8");
+    /* 33 nested arrays, the innermost empty: refused when packing ... */
+    json_t *inner = json_array();
+    for (int i = 0; i < 32; i++) {
+        json_t *outer = json_array();
+        json_array_append_new(outer, inner);
+        inner = outer;
+    }
+    char *mp = NULL;
+    size_t len = 0;
+    ASSERT_EQ_INT(fleet_json_to_msgpack(inner, &mp, &len, err, sizeof err), -1);
+    ASSERT_STR_CONTAINS(err, "nesting");
+    json_decref(inner);
+    /* ... and when reading: 33 fixarray(1) markers would need a 34th level. */
+    char deep[33];
+    for (int i = 0; i < 32; i++) deep[i] = (char)0x91;
+    deep[32] = (char)0x90;
+    ASSERT_NULL(fleet_msgpack_to_json(deep, sizeof deep, err, sizeof err));
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
+        TL_CASE(bad_keys_and_deep_empty_containers_are_refused),
         TL_CASE(empty_map_keys_survive_a_round_trip),
         TL_CASE(roundtrip_values),
         TL_CASE(depth_limit_both_ways),

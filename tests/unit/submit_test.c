@@ -716,8 +716,18 @@ TL_TEST(unsupported_content_types_name_the_accepted_ones) {
     ASSERT_STR_CONTAINS(p.detail, "'text/???X: y'");
 }
 
+TL_TEST(nul_bytes_in_json_are_refused) {
+    static const char nul_body[] = "{\"model\":\"echo\",\"input\":{\"a\":1\0}}";
+    gw_job_request jr;
+    gw_problem p;
+    ASSERT_EQ_INT(gw_submit_parse(nul_body, sizeof nul_body - 1, "application/json", 60, &jr, &p), -1);
+    ASSERT_EQ_INT(p.status, 400);
+    ASSERT_STR_CONTAINS(p.detail, "NUL");
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
+        TL_CASE(nul_bytes_in_json_are_refused),
         TL_CASE(accepts_a_full_job),
         TL_CASE(defaults),
         TL_CASE(refusals_say_what_is_wrong),
