@@ -42,6 +42,7 @@
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -441,5 +442,18 @@ const tl_received *tl_receiver_get(tl_receiver *r, size_t i);
 const char *tl_received_header(const tl_received *q, const char *name);
 /* Waits until at least n requests are recorded; false when deadline_ms pass first. */
 bool tl_receiver_wait_count(tl_receiver *r, size_t n, int deadline_ms);
+
+/* ------------------------------------------------------------ msgpack ---------------- */
+
+/* A msgpack buffer to build test inputs with msgpack-c's packer (m->pk); freed when the
+ * case ends. The bytes are m->sb.data, m->sb.size. */
+typedef struct tl_mp {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} tl_mp;
+
+tl_mp *tl_mp_new(void);
+/* Packs a string. */
+void tl_mp_str(tl_mp *m, const char *s);
 
 #endif

@@ -554,3 +554,17 @@ int tl_main(int argc, char **argv, const tl_case *cases, size_t ncases) {
     if (passed == 0 && skipped > 0) return TL__SKIP;
     return 0;
 }
+
+/* ------------------------------------------------------------ msgpack ---------------- */
+
+static void tl__mp_free(void *arg) { msgpack_sbuffer_destroy(&((tl_mp *)arg)->sb); }
+
+tl_mp *tl_mp_new(void) {
+    tl_mp *m = tl_alloc(sizeof *m);
+    msgpack_sbuffer_init(&m->sb);
+    msgpack_packer_init(&m->pk, &m->sb, msgpack_sbuffer_write);
+    tl_defer(tl__mp_free, m);
+    return m;
+}
+
+void tl_mp_str(tl_mp *m, const char *s) { msgpack_pack_str_with_body(&m->pk, s, strlen(s)); }

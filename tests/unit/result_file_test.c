@@ -9,34 +9,15 @@
 
 /* ------------------------------------------------------------ packing helpers ------- */
 
-typedef struct packed {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-} packed;
+/* Packing: tl_mp (testlib.h). */
 
-static void packed_free(void *arg) {
-    msgpack_sbuffer_destroy(&((packed *)arg)->sb);
-}
-
-static packed *packed_new(void) {
-    packed *m = tl_alloc(sizeof *m);
-    msgpack_sbuffer_init(&m->sb);
-    msgpack_packer_init(&m->pk, &m->sb, msgpack_sbuffer_write);
-    tl_defer(packed_free, m);
-    return m;
-}
-
-static void str(packed *m, const char *s) {
-    msgpack_pack_str_with_body(&m->pk, s, strlen(s));
-}
-
-static void bin(packed *m, const void *b, size_t n) {
+static void bin(tl_mp *m, const void *b, size_t n) {
     msgpack_pack_bin_with_body(&m->pk, b, n);
 }
 
 /* Checks gw_result_file on an exact-size copy (kept until the case ends), so ASan sees
  * any read past the end. */
-static bool is_file(const packed *m, gw_result_file_view *v) {
+static bool is_file(const tl_mp *m, gw_result_file_view *v) {
     char *copy = malloc(m->sb.size ? m->sb.size : 1);
     tl_defer(free, copy);
     memcpy(copy, m->sb.data, m->sb.size);
@@ -50,14 +31,14 @@ static bool is_file(const packed *m, gw_result_file_view *v) {
 
 TL_TEST(a_file_result) {
     static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0};
-    packed *m = packed_new();
+    tl_mp *m = tl_mp_new();
     msgpack_pack_map(&m->pk, 3);
-    str(m, "content_type");
-    str(m, "image/png");
-    str(m, "bytes");
+    tl_mp_str(m, "content_type");
+    tl_mp_str(m, "image/png");
+    tl_mp_str(m, "bytes");
     bin(m, png, sizeof png);
-    str(m, "filename");
-    str(m, "out \xe2\x82\xac.png");
+    tl_mp_str(m, "filename");
+    tl_mp_str(m, "out \xe2\x82\xac.png");
     gw_result_file_view v;
     ASSERT_TRUE(is_file(m, &v));
     ASSERT_EQ_STR(v.content_type, "image/png");
@@ -67,12 +48,12 @@ TL_TEST(a_file_result) {
 }
 
 TL_TEST(without_filename_any_order_and_empty) {
-    packed *m = packed_new();
+    tl_mp *m = tl_mp_new();
     msgpack_pack_map(&m->pk, 2);
-    str(m, "bytes");
+    tl_mp_str(m, "bytes");
     bin(m, "", 0);
-    str(m, "content_type");
-    str(m, "text/plain; charset=utf-8");
+    tl_mp_str(m, "content_type");
+    tl_mp_str(m, "text/plain; charset=utf-8");
     gw_result_file_view v;
     ASSERT_TRUE(is_file(m, &v));
     ASSERT_EQ_STR(v.content_type, "text/plain; charset=utf-8");
@@ -85,11 +66,11 @@ TL_TEST(large_file) {
     char *data = malloc(n);
     tl_defer(free, data);
     for (size_t i = 0; i < n; i++) data[i] = (char)(i * 31);
-    packed *m = packed_new();
+    tl_mp *m = tl_mp_new();
     msgpack_pack_map(&m->pk, 2);
-    str(m, "content_type");
-    str(m, "application/pdf");
-    str(m, "bytes");
+    tl_mp_str(m, "content_type");
+    tl_mp_str(m, "application/pdf");
+    tl_mp_str(m, "bytes");
     bin(m, data, n);
     gw_result_file_view v;
     ASSERT_TRUE(is_file(m, &v));
@@ -100,49 +81,49 @@ TL_TEST(large_file) {
 /* Maps that are not files: each is an ordinary result. */
 TL_TEST(not_files) {
     gw_result_file_view v;
-    packed *m;
+    tl_mp *m;
     /* bytes as str */
-    m = packed_new();
+    m = tl_mp_new();
     msgpack_pack_map(&m->pk, 2);
-    str(m, "content_type"), str(m, "text/plain"), str(m, "bytes"), str(m, "hello");
+    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"), tl_mp_str(m, "hello");
     ASSERT_FALSE(is_file(m, &v));
     /* an extra key */
-    m = packed_new();
+    m = tl_mp_new();
     msgpack_pack_map(&m->pk, 3);
-    str(m, "content_type"), str(m, "text/plain"), str(m, "bytes"), bin(m, "x", 1);
-    str(m, "size"), msgpack_pack_int(&m->pk, 1);
+    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"), bin(m, "x", 1);
+    tl_mp_str(m, "size"), msgpack_pack_int(&m->pk, 1);
     ASSERT_FALSE(is_file(m, &v));
     /* a key twice */
-    m = packed_new();
+    m = tl_mp_new();
     msgpack_pack_map(&m->pk, 3);
-    str(m, "content_type"), str(m, "text/plain"), str(m, "bytes"), bin(m, "x", 1);
-    str(m, "bytes"), bin(m, "y", 1);
+    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"), bin(m, "x", 1);
+    tl_mp_str(m, "bytes"), bin(m, "y", 1);
     ASSERT_FALSE(is_file(m, &v));
     /* no content_type */
-    m = packed_new();
+    m = tl_mp_new();
     msgpack_pack_map(&m->pk, 2);
-    str(m, "bytes"), bin(m, "x", 1), str(m, "filename"), str(m, "a.txt");
+    tl_mp_str(m, "bytes"), bin(m, "x", 1), tl_mp_str(m, "filename"), tl_mp_str(m, "a.txt");
     ASSERT_FALSE(is_file(m, &v));
     /* only bytes */
-    m = packed_new();
+    m = tl_mp_new();
     msgpack_pack_map(&m->pk, 1);
-    str(m, "bytes"), bin(m, "x", 1);
+    tl_mp_str(m, "bytes"), bin(m, "x", 1);
     ASSERT_FALSE(is_file(m, &v));
     /* not a map */
-    m = packed_new();
+    m = tl_mp_new();
     msgpack_pack_array(&m->pk, 2);
-    str(m, "text/plain"), bin(m, "x", 1);
+    tl_mp_str(m, "text/plain"), bin(m, "x", 1);
     ASSERT_FALSE(is_file(m, &v));
     /* trailing bytes */
-    m = packed_new();
+    m = tl_mp_new();
     msgpack_pack_map(&m->pk, 2);
-    str(m, "content_type"), str(m, "text/plain"), str(m, "bytes"), bin(m, "x", 1);
+    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"), bin(m, "x", 1);
     msgpack_pack_nil(&m->pk);
     ASSERT_FALSE(is_file(m, &v));
     /* a non-string key */
-    m = packed_new();
+    m = tl_mp_new();
     msgpack_pack_map(&m->pk, 2);
-    msgpack_pack_int(&m->pk, 1), str(m, "text/plain"), str(m, "bytes"), bin(m, "x", 1);
+    msgpack_pack_int(&m->pk, 1), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"), bin(m, "x", 1);
     ASSERT_FALSE(is_file(m, &v));
     /* filename: empty, a control character, not UTF-8, too long, not a string */
     const char *bad_names[] = {"", "a\r\nSet-Cookie: x=1", "\xff.txt", NULL};
@@ -151,16 +132,16 @@ TL_TEST(not_files) {
     longname[sizeof longname - 1] = '\0';
     bad_names[3] = longname;
     for (size_t i = 0; i < TL_COUNT(bad_names); i++) {
-        m = packed_new();
+        m = tl_mp_new();
         msgpack_pack_map(&m->pk, 3);
-        str(m, "content_type"), str(m, "text/plain"), str(m, "bytes"), bin(m, "x", 1);
-        str(m, "filename"), str(m, bad_names[i]);
+        tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"), bin(m, "x", 1);
+        tl_mp_str(m, "filename"), tl_mp_str(m, bad_names[i]);
         if (is_file(m, &v)) FAILF("filename %zu was accepted", i);
     }
-    m = packed_new();
+    m = tl_mp_new();
     msgpack_pack_map(&m->pk, 3);
-    str(m, "content_type"), str(m, "text/plain"), str(m, "bytes"), bin(m, "x", 1);
-    str(m, "filename"), bin(m, "a.txt", 5);
+    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"), bin(m, "x", 1);
+    tl_mp_str(m, "filename"), bin(m, "a.txt", 5);
     ASSERT_FALSE(is_file(m, &v));
     ASSERT_FALSE(gw_result_file(NULL, 0, &v));
     ASSERT_FALSE(gw_result_file("", 0, &v));
@@ -179,9 +160,9 @@ TL_TEST(content_types) {
     for (size_t i = 0; i < TL_COUNT(bad); i++)
         if (gw_media_type_valid(bad[i], strlen(bad[i]))) FAILF("'%s' was accepted", bad[i]);
     /* a result whose content type could inject a header is no file */
-    packed *m = packed_new();
+    tl_mp *m = tl_mp_new();
     msgpack_pack_map(&m->pk, 2);
-    str(m, "content_type"), str(m, "text/html\r\nSet-Cookie: a=b"), str(m, "bytes");
+    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/html\r\nSet-Cookie: a=b"), tl_mp_str(m, "bytes");
     bin(m, "x", 1);
     gw_result_file_view v;
     ASSERT_FALSE(is_file(m, &v));
@@ -189,11 +170,11 @@ TL_TEST(content_types) {
 
 /* Every prefix of a file result is refused, reading nothing past its end. */
 TL_TEST(every_truncation_is_refused) {
-    packed *m = packed_new();
+    tl_mp *m = tl_mp_new();
     msgpack_pack_map(&m->pk, 3);
-    str(m, "content_type"), str(m, "application/octet-stream"), str(m, "bytes");
+    tl_mp_str(m, "content_type"), tl_mp_str(m, "application/octet-stream"), tl_mp_str(m, "bytes");
     bin(m, "0123456789", 10);
-    str(m, "filename"), str(m, "a.bin");
+    tl_mp_str(m, "filename"), tl_mp_str(m, "a.bin");
     for (size_t n = 0; n < m->sb.size; n++) {
         char *copy = malloc(n ? n : 1);
         memcpy(copy, m->sb.data, n);

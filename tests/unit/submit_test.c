@@ -140,26 +140,7 @@ TL_TEST(wait_preference) {
 
 /* ------------------------------------------------------------ msgpack bodies -------- */
 
-typedef struct packed {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-} packed;
-
-static void packed_free(void *arg) {
-    msgpack_sbuffer_destroy(&((packed *)arg)->sb);
-}
-
-static packed *packed_new(void) {
-    packed *m = tl_alloc(sizeof *m);
-    msgpack_sbuffer_init(&m->sb);
-    msgpack_packer_init(&m->pk, &m->sb, msgpack_sbuffer_write);
-    tl_defer(packed_free, m);
-    return m;
-}
-
-static void mp_str(packed *m, const char *s) {
-    msgpack_pack_str_with_body(&m->pk, s, strlen(s));
-}
+/* Packing: tl_mp (testlib.h). */
 
 /* Parses n bytes of m as a msgpack body from an exact-size copy (ASan sees overreads). */
 static int parse_mp(const char *data, size_t n, gw_job_request *r, gw_problem *p) {
@@ -172,7 +153,7 @@ static int parse_mp(const char *data, size_t n, gw_job_request *r, gw_problem *p
     return rc;
 }
 
-static gw_problem refuse_mp(const packed *m) {
+static gw_problem refuse_mp(const tl_mp *m) {
     gw_job_request r;
     gw_problem p;
     if (parse_mp(m->sb.data, m->sb.size, &r, &p) == 0) {
@@ -184,20 +165,20 @@ static gw_problem refuse_mp(const packed *m) {
 
 TL_TEST(msgpack_body_keeps_bin_input) {
     static const char blob[] = {'\r', '\n', 0, (char)0xff, (char)0xc4};
-    packed *m = packed_new();
+    tl_mp *m = tl_mp_new();
     msgpack_pack_map(&m->pk, 6);
-    mp_str(m, "model"), mp_str(m, "ocr");
-    mp_str(m, "priority"), mp_str(m, "low");
-    mp_str(m, "ttl_s"), msgpack_pack_int(&m->pk, 120);
-    mp_str(m, "metadata");
-    msgpack_pack_map(&m->pk, 1), mp_str(m, "k"), mp_str(m, "v");
-    mp_str(m, "webhook"), mp_str(m, "https://example.com/hook");
-    mp_str(m, "input");
+    tl_mp_str(m, "model"), tl_mp_str(m, "ocr");
+    tl_mp_str(m, "priority"), tl_mp_str(m, "low");
+    tl_mp_str(m, "ttl_s"), msgpack_pack_int(&m->pk, 120);
+    tl_mp_str(m, "metadata");
+    msgpack_pack_map(&m->pk, 1), tl_mp_str(m, "k"), tl_mp_str(m, "v");
+    tl_mp_str(m, "webhook"), tl_mp_str(m, "https://example.com/hook");
+    tl_mp_str(m, "input");
     size_t in_at = m->sb.size;
     msgpack_pack_map(&m->pk, 2);
-    mp_str(m, "image");
+    tl_mp_str(m, "image");
     msgpack_pack_bin_with_body(&m->pk, blob, sizeof blob);
-    mp_str(m, "pages");
+    tl_mp_str(m, "pages");
     msgpack_pack_array(&m->pk, 2), msgpack_pack_int(&m->pk, 1), msgpack_pack_double(&m->pk, 2.5);
     size_t in_len = m->sb.size - in_at;
     gw_job_request r;
@@ -231,45 +212,45 @@ TL_TEST(msgpack_body_keeps_bin_input) {
 }
 
 TL_TEST(msgpack_body_same_rules_as_json) {
-    packed *m;
+    tl_mp *m;
     gw_problem p;
-    m = packed_new();
-    msgpack_pack_map(&m->pk, 1), mp_str(m, "input"), msgpack_pack_nil(&m->pk);
+    m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 1), tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk);
     p = refuse_mp(m);
     ASSERT_EQ_INT(p.status, 400);
     ASSERT_STR_CONTAINS(p.detail, "'model' is required");
-    m = packed_new();
-    msgpack_pack_map(&m->pk, 1), mp_str(m, "model"), mp_str(m, "echo");
+    m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 1), tl_mp_str(m, "model"), tl_mp_str(m, "echo");
     ASSERT_STR_CONTAINS(refuse_mp(m).detail, "'input' is required");
-    m = packed_new();
-    msgpack_pack_map(&m->pk, 2), mp_str(m, "model"), msgpack_pack_int(&m->pk, 5);
-    mp_str(m, "input"), msgpack_pack_nil(&m->pk);
+    m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 2), tl_mp_str(m, "model"), msgpack_pack_int(&m->pk, 5);
+    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk);
     ASSERT_STR_CONTAINS(refuse_mp(m).detail, "'model' must be a string, got an integer");
-    m = packed_new();
-    msgpack_pack_map(&m->pk, 3), mp_str(m, "model"), mp_str(m, "echo");
-    mp_str(m, "input"), msgpack_pack_nil(&m->pk), mp_str(m, "modle"), msgpack_pack_nil(&m->pk);
+    m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 3), tl_mp_str(m, "model"), tl_mp_str(m, "echo");
+    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk), tl_mp_str(m, "modle"), msgpack_pack_nil(&m->pk);
     ASSERT_STR_CONTAINS(refuse_mp(m).detail, "unknown field 'modle'");
-    m = packed_new();
-    msgpack_pack_map(&m->pk, 3), mp_str(m, "model"), mp_str(m, "echo");
-    mp_str(m, "input"), msgpack_pack_nil(&m->pk), mp_str(m, "priority"), mp_str(m, "urgent");
+    m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 3), tl_mp_str(m, "model"), tl_mp_str(m, "echo");
+    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk), tl_mp_str(m, "priority"), tl_mp_str(m, "urgent");
     p = refuse_mp(m);
     ASSERT_EQ_INT(p.status, 422);
     ASSERT_STR_CONTAINS(p.detail, "priority 'urgent' is not one of");
-    m = packed_new();
-    msgpack_pack_map(&m->pk, 3), mp_str(m, "model"), mp_str(m, "echo");
-    mp_str(m, "input"), msgpack_pack_nil(&m->pk), mp_str(m, "timeout_s"), mp_str(m, "5");
+    m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 3), tl_mp_str(m, "model"), tl_mp_str(m, "echo");
+    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk), tl_mp_str(m, "timeout_s"), tl_mp_str(m, "5");
     p = refuse_mp(m);
     ASSERT_EQ_INT(p.status, 400);
     ASSERT_STR_CONTAINS(p.detail, "'timeout_s' must be an integer, got a string");
-    m = packed_new();
-    msgpack_pack_map(&m->pk, 3), mp_str(m, "model"), mp_str(m, "echo");
-    mp_str(m, "input"), msgpack_pack_nil(&m->pk), mp_str(m, "model"), mp_str(m, "sleep");
+    m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 3), tl_mp_str(m, "model"), tl_mp_str(m, "echo");
+    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk), tl_mp_str(m, "model"), tl_mp_str(m, "sleep");
     p = refuse_mp(m);
     ASSERT_EQ_INT(p.status, 400);
     ASSERT_STR_CONTAINS(p.detail, "field 'model' appears twice");
-    m = packed_new();
-    msgpack_pack_map(&m->pk, 3), mp_str(m, "model"), mp_str(m, "echo");
-    mp_str(m, "input"), msgpack_pack_nil(&m->pk), mp_str(m, "metadata");
+    m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 3), tl_mp_str(m, "model"), tl_mp_str(m, "echo");
+    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk), tl_mp_str(m, "metadata");
     msgpack_pack_array(&m->pk, 0);
     ASSERT_STR_CONTAINS(refuse_mp(m).detail, "'metadata' must be an object");
 }
@@ -342,9 +323,9 @@ TL_TEST(msgpack_body_refusals) {
 }
 
 /* {"model": "echo", "input": <depth nested arrays around 1>} */
-static packed *nested_input(int depth) {
-    packed *m = packed_new();
-    msgpack_pack_map(&m->pk, 2), mp_str(m, "model"), mp_str(m, "echo"), mp_str(m, "input");
+static tl_mp *nested_input(int depth) {
+    tl_mp *m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 2), tl_mp_str(m, "model"), tl_mp_str(m, "echo"), tl_mp_str(m, "input");
     for (int i = 0; i < depth; i++) msgpack_pack_array(&m->pk, 1);
     msgpack_pack_int(&m->pk, 1);
     return m;
@@ -353,7 +334,7 @@ static packed *nested_input(int depth) {
 TL_TEST(msgpack_body_depth) {
     gw_job_request r;
     gw_problem p;
-    packed *m = nested_input(FLEET_CODEC_MAX_DEPTH);
+    tl_mp *m = nested_input(FLEET_CODEC_MAX_DEPTH);
     if (parse_mp(m->sb.data, m->sb.size, &r, &p) < 0) FAILF("depth 32 refused: %s", p.detail);
     char err[128];
     json_t *j = fleet_msgpack_to_json(r.input, r.input_len, err, sizeof err);
@@ -366,10 +347,10 @@ TL_TEST(msgpack_body_depth) {
     p = refuse_mp(nested_input(100000)); /* deep, but no deeper recursion in the reader */
     ASSERT_EQ_INT(p.status, 422);
     /* nesting elsewhere is malformed, not a job rule */
-    m = packed_new();
-    msgpack_pack_map(&m->pk, 3), mp_str(m, "model"), mp_str(m, "echo"), mp_str(m, "input");
-    msgpack_pack_nil(&m->pk), mp_str(m, "metadata");
-    for (int i = 0; i < 40; i++) msgpack_pack_map(&m->pk, 1), mp_str(m, "k");
+    m = tl_mp_new();
+    msgpack_pack_map(&m->pk, 3), tl_mp_str(m, "model"), tl_mp_str(m, "echo"), tl_mp_str(m, "input");
+    msgpack_pack_nil(&m->pk), tl_mp_str(m, "metadata");
+    for (int i = 0; i < 40; i++) msgpack_pack_map(&m->pk, 1), tl_mp_str(m, "k");
     msgpack_pack_nil(&m->pk);
     p = refuse_mp(m);
     ASSERT_EQ_INT(p.status, 400);
@@ -378,17 +359,17 @@ TL_TEST(msgpack_body_depth) {
 
 /* Every prefix of a valid msgpack body is refused without reading past its end. */
 TL_TEST(msgpack_every_truncation_is_refused) {
-    packed *m = packed_new();
+    tl_mp *m = tl_mp_new();
     msgpack_pack_map(&m->pk, 4);
-    mp_str(m, "model"), mp_str(m, "echo");
-    mp_str(m, "input");
+    tl_mp_str(m, "model"), tl_mp_str(m, "echo");
+    tl_mp_str(m, "input");
     msgpack_pack_map(&m->pk, 3);
-    mp_str(m, "b"), msgpack_pack_bin_with_body(&m->pk, "\x00\x01\x02", 3);
-    mp_str(m, "f"), msgpack_pack_double(&m->pk, 1.5);
-    mp_str(m, "a"), msgpack_pack_array(&m->pk, 2), msgpack_pack_int64(&m->pk, -70000);
-    mp_str(m, "\xc3\xa9t\xc3\xa9");
-    mp_str(m, "metadata"), msgpack_pack_map(&m->pk, 1), mp_str(m, "k"), msgpack_pack_true(&m->pk);
-    mp_str(m, "timeout_s"), msgpack_pack_uint16(&m->pk, 300);
+    tl_mp_str(m, "b"), msgpack_pack_bin_with_body(&m->pk, "\x00\x01\x02", 3);
+    tl_mp_str(m, "f"), msgpack_pack_double(&m->pk, 1.5);
+    tl_mp_str(m, "a"), msgpack_pack_array(&m->pk, 2), msgpack_pack_int64(&m->pk, -70000);
+    tl_mp_str(m, "\xc3\xa9t\xc3\xa9");
+    tl_mp_str(m, "metadata"), msgpack_pack_map(&m->pk, 1), tl_mp_str(m, "k"), msgpack_pack_true(&m->pk);
+    tl_mp_str(m, "timeout_s"), msgpack_pack_uint16(&m->pk, 300);
     gw_job_request r;
     gw_problem p;
     if (parse_mp(m->sb.data, m->sb.size, &r, &p) < 0) FAILF("refused: %s", p.detail);
