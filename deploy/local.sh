@@ -251,8 +251,8 @@ start() {
   cat <<EOT
 
 fleet is running at $URL  (Redis: redis://127.0.0.1:$REDIS_PORT, AOF in ${REDIS_DIR#"$ROOT"/})
-API keys are ${FLEET_AUTH:-off} (local development; with FLEET_AUTH=on every /v1 request needs
-Authorization: Bearer <key>, and build/bin/fleetctl tenant add NAME makes one).
+API keys: ${FLEET_AUTH:-off}. Off is for local development only; with FLEET_AUTH=on every /v1
+request needs Authorization: Bearer <key>, and build/bin/fleetctl tenant add NAME makes one.
 
 Try it (a sleep job of 3 s in 3 steps; poll its status, then fetch the result):
 
