@@ -45,6 +45,10 @@ static int parse_config(wk_config *c, int argc, char **argv)
          "key prefix of this fleet (the gateway's must be the same)", &c->prefix, 0, 0},
         {"model", "FLEET_MODEL", FLEET_OPT_STR, "", "model to serve (required): echo|sleep",
          &c->model, 0, 0},
+        {"model-plugin", "FLEET_MODEL_PLUGIN", FLEET_OPT_STR, "",
+         "a model plug-in: a shared object exporting fleet_model_v1 (worker/model.h); "
+         "--model may then be left out",
+         &c->model_plugin, 0, 0},
         {"model-args", "FLEET_MODEL_ARGS", FLEET_OPT_STR, "",
          "free text passed to the model's load()", &c->model_args, 0, 0},
         {"max-batch", "FLEET_MAX_BATCH", FLEET_OPT_INT, "8", "most jobs run together (1..256)",
@@ -138,13 +142,22 @@ static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err,
     w->started_ms = (long long)fleet_now_ms();
     if (gethostname(w->host, sizeof w->host - 1) != 0)
         snprintf(w->host, sizeof w->host, "unknown");
-    if (!w->cfg.model[0]) {
-        snprintf(err, errlen, "no model: set --model or FLEET_MODEL (%s)", wk_model_builtin_names());
-        goto err;
-    }
-    if (!(w->model = wk_model_builtin(w->cfg.model))) {
-        snprintf(err, errlen, "unknown model '%s' (built-in: %s)", w->cfg.model,
+    if (w->cfg.model_plugin[0]) {
+        if (!(w->model = wk_plugin_load(w->cfg.model_plugin, &w->plugin, err, errlen)))
+            goto err;
+        if (w->cfg.model[0] && strcmp(w->cfg.model, w->model->name) != 0) {
+            snprintf(err, errlen, "--model %s, but the plug-in's model is %s", w->cfg.model,
+                     w->model->name);
+            goto err;
+        }
+        w->cfg.model = w->model->name;
+    } else if (!w->cfg.model[0]) {
+        snprintf(err, errlen, "no model: set --model or FLEET_MODEL (%s), or --model-plugin",
                  wk_model_builtin_names());
+        goto err;
+    } else if (!(w->model = wk_model_builtin(w->cfg.model))) {
+        snprintf(err, errlen, "unknown model '%s' (built-in: %s; or a --model-plugin)",
+                 w->cfg.model, wk_model_builtin_names());
         goto err;
     }
     if (fleet_keys_init(&w->keys, w->cfg.prefix) < 0) {
@@ -191,6 +204,8 @@ static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err,
         goto err;
     return 0;
 err:
+    wk_plugin_close(w->plugin);
+    w->plugin = NULL;
     if (cv_ok)
         pthread_cond_destroy(&w->cv);
     if (mu_ok)
@@ -201,6 +216,7 @@ err:
 static void worker_free(wk_worker *w)
 {
     w->model->unload(w->model_state);
+    wk_plugin_close(w->plugin);
     wk_redis_close(&w->rd);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);

@@ -34,6 +34,7 @@ typedef struct wk_config {
     const char *prefix;
     const char *model;
     const char *model_args;
+    const char *model_plugin; /* path of a .so exporting fleet_model_v1, or "" */
     const char *name;
     const char *log_level;
     long max_batch;
@@ -96,6 +97,7 @@ typedef struct wk_worker {
     char host[256];
     const fleet_model *model;
     void *model_state;
+    void *plugin; /* dlopen handle of a model plug-in, or NULL */
     size_t max_batch; /* cfg.max_batch, lowered to the model's own limit */
     long long started_ms;
 
@@ -166,6 +168,11 @@ int wk_keeper_start(wk_worker *w);
 void wk_keeper_poke(wk_worker *w);
 /* Stops the keeper; it removes this worker's registration on the way out. */
 void wk_keeper_stop(wk_worker *w);
+
+/* plugin.c: a model from a shared object exporting fleet_model_v1. Returns the model and
+ * the handle to close after unload, or NULL with a message. */
+const fleet_model *wk_plugin_load(const char *path, void **handle, char *err, size_t errlen);
+void wk_plugin_close(void *handle);
 
 /* control.c */
 int wk_control_start(wk_worker *w);
