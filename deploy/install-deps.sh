@@ -8,6 +8,9 @@ PACKAGES=(
   build-essential cmake pkg-config
   libhiredis-dev libevent-dev libevhtp-dev libmsgpack-dev libcurl4-openssl-dev
   libjansson-dev libssl-dev
+  # worker/embed/gen_unicode.py reads /usr/share/unicode/UnicodeData.txt (only to
+  # regenerate worker/embed/unicode_tables.c; the build does not need it)
+  unicode-data
   redis-server redis-tools curl ca-certificates
   # the fuzz targets (tests/fuzz): clang, its libFuzzer and sanitizer runtimes, and
   # llvm-symbolizer for readable crash reports
