@@ -87,26 +87,17 @@ def main():
         " *     python3 worker/embed/gen_unicode.py /usr/share/unicode/UnicodeData.txt \\",
         " *         > worker/embed/unicode_tables.c",
         " *",
-        " * Source: UnicodeData.txt of Debian's unicode-data package. Declarations and use:",
-        " * tokenizer.c. */",
-        "#include <stddef.h>",
-        "#include <stdint.h>",
+        " * Source: UnicodeData.txt of Debian's unicode-data package. Declarations:",
+        " * unicode_tables.h; use: tokenizer.c. */",
+        "#include \"unicode_tables.h\"",
         "",
     ]
-    decls = []
     for name, pred in (("whitespace", lambda k: k in ("Zs", "Zl", "Zp")),
                        ("control", lambda k: k in ("Cc", "Cf")),
                        ("punct", lambda k: k.startswith("P")),
                        ("mark_mn", lambda k: k == "Mn")):
-        decls.append("extern const uint32_t fleet__uc_%s[][2];" % name)
-        decls.append("extern const size_t fleet__uc_%s_n;" % name)
         emit_ranges(name, by(pred), out)
 
-    decls += ["extern const uint32_t fleet__uc_lower[][2];",
-              "extern const size_t fleet__uc_lower_n;",
-              "extern const uint32_t fleet__uc_decomp_data[];",
-              "extern const uint32_t fleet__uc_decomp[][3];",
-              "extern const size_t fleet__uc_decomp_n;"]
     pairs = sorted((c, l) for c, l in lower.items() if l != c)
     out.append("const uint32_t fleet__uc_lower[][2] = {")
     for c, l in pairs:
@@ -130,8 +121,8 @@ def main():
         out.append("    {0x%04X, %d, %d}," % (cp, off, n))
     out.append("};")
     out.append("const size_t fleet__uc_decomp_n = %d;" % len(index))
-    # The declarations tokenizer.c repeats, so a compiler checks the two agree in type.
-    sys.stdout.write("\n".join(out[:10] + decls + [""] + out[10:]) + "\n")
+    # The declarations are in unicode_tables.h, which both files include.
+    sys.stdout.write("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 /* safetensors.c: parsing and mapping safetensors files; see safetensors.h. */
+#include "embed_err.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -20,19 +21,6 @@ struct fleet_st {
     size_t map_len;
 };
 
-static int st__fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int st__fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ------------------------------------------------------------ dtypes ------------- */
 
@@ -97,24 +85,24 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
                            fleet_st_tensor *t, char *err, size_t errlen)
 {
     if (!json_is_object(e))
-        return st__fail(err, errlen, "safetensors: tensor %s: entry is not an object", name);
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: entry is not an object", name);
 
     const json_t *jd = json_object_get(e, "dtype");
     if (!json_is_string(jd))
-        return st__fail(err, errlen, "safetensors: tensor %s: dtype missing or not a string",
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: dtype missing or not a string",
                         name);
     if (st__dtype_from_name(json_string_value(jd), &t->dtype) != 0)
-        return st__fail(err, errlen,
+        return fleet_embed_fail(err, errlen,
                         "safetensors: tensor %s: unsupported dtype %s (supported: F32, F16, "
                         "BF16, I64)", name, json_string_value(jd));
 
     const json_t *js = json_object_get(e, "shape");
     if (!json_is_array(js))
-        return st__fail(err, errlen, "safetensors: tensor %s: shape missing or not an array",
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: shape missing or not an array",
                         name);
     size_t ndim = json_array_size(js);
     if (ndim > FLEET_ST_MAX_DIMS)
-        return st__fail(err, errlen, "safetensors: tensor %s: %zu dimensions, at most %d "
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: %zu dimensions, at most %d "
                         "supported", name, ndim, FLEET_ST_MAX_DIMS);
     t->ndim = (int)ndim;
     uint64_t elems = 1;
@@ -123,16 +111,16 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
     for (size_t i = 0; i < ndim; i++) {
         uint64_t d;
         if (st__uint(json_array_get(js, i), &d) != 0 || d > INT64_MAX)
-            return st__fail(err, errlen, "safetensors: tensor %s: shape[%zu] is not a "
+            return fleet_embed_fail(err, errlen, "safetensors: tensor %s: shape[%zu] is not a "
                             "non-negative integer", name, i);
         t->shape[i] = (int64_t)d;
         if (d && elems > UINT64_MAX / d)
-            return st__fail(err, errlen, "safetensors: tensor %s: shape overflows", name);
+            return fleet_embed_fail(err, errlen, "safetensors: tensor %s: shape overflows", name);
         elems *= d;
     }
     size_t esize = fleet_st_dtype_size(t->dtype);
     if (elems > UINT64_MAX / esize)
-        return st__fail(err, errlen, "safetensors: tensor %s: shape overflows", name);
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: shape overflows", name);
     uint64_t want = elems * esize;
 
     const json_t *jo = json_object_get(e, "data_offsets");
@@ -140,19 +128,19 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
     if (!json_is_array(jo) || json_array_size(jo) != 2 ||
         st__uint(json_array_get(jo, 0), &begin) != 0 ||
         st__uint(json_array_get(jo, 1), &end) != 0)
-        return st__fail(err, errlen, "safetensors: tensor %s: data_offsets must be two "
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: data_offsets must be two "
                         "non-negative integers [begin, end]", name);
     if (end < begin)
-        return st__fail(err, errlen, "safetensors: tensor %s: data_offsets [%llu, %llu] end "
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: data_offsets [%llu, %llu] end "
                         "before begin", name, (unsigned long long)begin,
                         (unsigned long long)end);
     if (end > data_size)
-        return st__fail(err, errlen, "safetensors: tensor %s: data_offsets [%llu, %llu] past "
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: data_offsets [%llu, %llu] past "
                         "the end of the data region (%llu bytes)", name,
                         (unsigned long long)begin, (unsigned long long)end,
                         (unsigned long long)data_size);
     if (end - begin != want)
-        return st__fail(err, errlen, "safetensors: tensor %s: %llu bytes in data_offsets but "
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: %llu bytes in data_offsets but "
                         "shape and dtype %s need %llu", name,
                         (unsigned long long)(end - begin), json_string_value(jd),
                         (unsigned long long)want);
@@ -173,38 +161,38 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
 {
     *out = NULL;
     if (len < 8 || file_size < 8)
-        return st__fail(err, errlen, "safetensors: file shorter than the 8-byte header "
+        return fleet_embed_fail(err, errlen, "safetensors: file shorter than the 8-byte header "
                         "length");
     uint64_t hlen = st__le64((const unsigned char *)buf);
     if (hlen > FLEET_ST_MAX_HEADER)
-        return st__fail(err, errlen, "safetensors: header length %llu over the %u-byte limit",
+        return fleet_embed_fail(err, errlen, "safetensors: header length %llu over the %u-byte limit",
                         (unsigned long long)hlen, FLEET_ST_MAX_HEADER);
     if (hlen > file_size - 8)
-        return st__fail(err, errlen, "safetensors: header length %llu past the end of the "
+        return fleet_embed_fail(err, errlen, "safetensors: header length %llu past the end of the "
                         "file (%llu bytes)", (unsigned long long)hlen,
                         (unsigned long long)file_size);
     if (hlen > len - 8)
-        return st__fail(err, errlen, "safetensors: header length %llu but only %zu header "
+        return fleet_embed_fail(err, errlen, "safetensors: header length %llu but only %zu header "
                         "bytes given", (unsigned long long)hlen, len - 8);
     uint64_t data_size = file_size - 8 - hlen;
 
     json_error_t jerr;
     json_t *root = json_loadb(buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return st__fail(err, errlen, "safetensors: header is not valid JSON: %s (at byte %d)",
+        return fleet_embed_fail(err, errlen, "safetensors: header is not valid JSON: %s (at byte %d)",
                         jerr.text, jerr.position);
     fleet_st *st = calloc(1, sizeof *st);
     if (!st) {
         json_decref(root);
-        return st__fail(err, errlen, "safetensors: out of memory");
+        return fleet_embed_fail(err, errlen, "safetensors: out of memory");
     }
     if (!json_is_object(root)) {
-        st__fail(err, errlen, "safetensors: header is not a JSON object");
+        fleet_embed_fail(err, errlen, "safetensors: header is not a JSON object");
         goto err;
     }
     st->tensors = calloc(json_object_size(root) + 1, sizeof *st->tensors);
     if (!st->tensors) {
-        st__fail(err, errlen, "safetensors: out of memory");
+        fleet_embed_fail(err, errlen, "safetensors: out of memory");
         goto err;
     }
     const char *key;
@@ -212,7 +200,7 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
     json_object_foreach(root, key, val) {
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(val)) {
-                st__fail(err, errlen, "safetensors: __metadata__ is not an object");
+                fleet_embed_fail(err, errlen, "safetensors: __metadata__ is not an object");
                 goto err;
             }
             st->meta = json_incref(val);
@@ -222,7 +210,7 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
         if (st__parse_entry(key, val, data_size, t, err, errlen) != 0)
             goto err;
         if (!(t->name = strdup(key))) {
-            st__fail(err, errlen, "safetensors: out of memory");
+            fleet_embed_fail(err, errlen, "safetensors: out of memory");
             goto err;
         }
         if (data)
@@ -253,20 +241,20 @@ int fleet_st_open(const char *path, fleet_st **out, char *err, size_t errlen)
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return st__fail(err, errlen, "safetensors: %s: %s", path, strerror(errno));
+        return fleet_embed_fail(err, errlen, "safetensors: %s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
         close(fd);
-        return st__fail(err, errlen, "safetensors: %s: %s", path, strerror(e));
+        return fleet_embed_fail(err, errlen, "safetensors: %s: %s", path, strerror(e));
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return st__fail(err, errlen, "safetensors: %s: not a regular file", path);
+        return fleet_embed_fail(err, errlen, "safetensors: %s: not a regular file", path);
     }
     if (sb.st_size < 8) {
         close(fd);
-        return st__fail(err, errlen, "safetensors: %s: %lld bytes, shorter than the 8-byte "
+        return fleet_embed_fail(err, errlen, "safetensors: %s: %lld bytes, shorter than the 8-byte "
                         "header length", path, (long long)sb.st_size);
     }
     size_t size = (size_t)sb.st_size;
@@ -274,7 +262,7 @@ int fleet_st_open(const char *path, fleet_st **out, char *err, size_t errlen)
     int e = errno;
     close(fd); /* the mapping keeps the file */
     if (map == MAP_FAILED)
-        return st__fail(err, errlen, "safetensors: %s: mmap: %s", path, strerror(e));
+        return fleet_embed_fail(err, errlen, "safetensors: %s: mmap: %s", path, strerror(e));
 
     const char *base = map;
     uint64_t hlen = st__le64(map);

@@ -8,19 +8,7 @@
 #include <string.h>
 
 /* The generated tables (unicode_tables.c). */
-extern const uint32_t fleet__uc_whitespace[][2];
-extern const size_t fleet__uc_whitespace_n;
-extern const uint32_t fleet__uc_control[][2];
-extern const size_t fleet__uc_control_n;
-extern const uint32_t fleet__uc_punct[][2];
-extern const size_t fleet__uc_punct_n;
-extern const uint32_t fleet__uc_mark_mn[][2];
-extern const size_t fleet__uc_mark_mn_n;
-extern const uint32_t fleet__uc_lower[][2];
-extern const size_t fleet__uc_lower_n;
-extern const uint32_t fleet__uc_decomp_data[];
-extern const uint32_t fleet__uc_decomp[][3];
-extern const size_t fleet__uc_decomp_n;
+#include "unicode_tables.h"
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -3,24 +3,9 @@
  *     python3 worker/embed/gen_unicode.py /usr/share/unicode/UnicodeData.txt \
  *         > worker/embed/unicode_tables.c
  *
- * Source: UnicodeData.txt of Debian's unicode-data package. Declarations and use:
- * tokenizer.c. */
-#include <stddef.h>
-#include <stdint.h>
-
-extern const uint32_t fleet__uc_whitespace[][2];
-extern const size_t fleet__uc_whitespace_n;
-extern const uint32_t fleet__uc_control[][2];
-extern const size_t fleet__uc_control_n;
-extern const uint32_t fleet__uc_punct[][2];
-extern const size_t fleet__uc_punct_n;
-extern const uint32_t fleet__uc_mark_mn[][2];
-extern const size_t fleet__uc_mark_mn_n;
-extern const uint32_t fleet__uc_lower[][2];
-extern const size_t fleet__uc_lower_n;
-extern const uint32_t fleet__uc_decomp_data[];
-extern const uint32_t fleet__uc_decomp[][3];
-extern const size_t fleet__uc_decomp_n;
+ * Source: UnicodeData.txt of Debian's unicode-data package. Declarations:
+ * unicode_tables.h; use: tokenizer.c. */
+#include "unicode_tables.h"
 
 const uint32_t fleet__uc_whitespace[][2] = {
     {0x0020, 0x0020},
