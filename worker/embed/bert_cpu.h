@@ -1,0 +1,56 @@
+/* bert_cpu.h: the embed model's forward pass on the CPU, in plain C loops.
+ *
+ * A sentence-transformers BERT (all-MiniLM-L6-v2 and anything shaped like it):
+ *
+ *   ids --> word + position + token_type(0) embeddings --> LayerNorm
+ *       --> N x [ self-attention (padded keys never seen) --> +residual --> LayerNorm
+ *                 --> dense --> GELU(erf) --> dense --> +residual --> LayerNorm ]
+ *       --> mean over the sequence's real tokens --> / max(||v||, 1e-12) (if Normalize)
+ *
+ * This is the reference for correctness (tests/embed/reference.py computes the same with
+ * torch); a faster backend implements the same three functions.
+ *
+ * Batches: the sequences of one call are packed end to end (no padding rows at all), and
+ * attention runs per sequence over its own tokens, so a sequence's vector is the same,
+ * bit for bit, alone or in any batch.
+ *
+ * Errors: 0 or -1; on -1 `err` holds a one-line message (errlen bytes, truncated as
+ * snprintf does), e.g. "config.json: cannot read: ..." or "safetensors: DIR/model.
+ * safetensors: ...", "embed: sequence 3: id 40000 outside the vocabulary (30522)".
+ *
+ * Ownership: a fleet_bert_cpu owns F32 copies of every weight (converted from F32, F16
+ * or BF16 once at load; linear weights stored transposed, [in, out]); the safetensors
+ * mapping is closed before fleet_bert_cpu_load returns. fleet_bert_cpu_embed allocates
+ * its scratch per call and only reads the model, so threads may share one model.
+ */
+#ifndef FLEET_EMBED_BERT_CPU_H
+#define FLEET_EMBED_BERT_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bert_config.h"
+
+typedef struct fleet_bert_cpu fleet_bert_cpu;
+
+/* fleet_bert_cpu_load reads the model directory `dir` (fleet_bert_config_load), opens
+ * dir/model.safetensors, checks its tensors against the config (fleet_bert_check_tensors)
+ * and converts them to F32. */
+int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t errlen);
+
+/* The configuration the model was loaded with; lives as long as the model. */
+const fleet_bert_config *fleet_bert_cpu_config(const fleet_bert_cpu *m);
+
+/* fleet_bert_cpu_embed embeds n sequences: ids[i] holds lens[i] token ids, already
+ * tokenized with [CLS]/[SEP] and truncated. Each length must be in
+ * [1, max_position_embeddings], each id in [0, vocab_size). Writes n x hidden_size floats
+ * to `out`, row i for sequence i: mean-pooled over its tokens, L2-normalised when the
+ * model lists a Normalize module. Token type ids are all 0. n == 0 does nothing. On -1
+ * `out` is untouched. */
+int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const size_t *lens,
+                         size_t n, float *out, char *err, size_t errlen);
+
+/* Accepts NULL. */
+void fleet_bert_cpu_free(fleet_bert_cpu *m);
+
+#endif
