@@ -34,7 +34,8 @@ static const char usage[] =
     "\n"
     "Runs the jobs of one model from Redis: reads its stream in the consumer group\n"
     "\"workers\", batches them dynamically, writes progress and results.\n"
-    "Built-in models: echo (output = input), sleep ({\"ms\": N, \"steps\": K, \"fail\": \"msg\"}).";
+    "Built-in models: echo (output = input), sleep ({\"ms\": N, \"steps\": K, \"fail\": \"msg\"}),\n"
+    "embed (sentence embeddings; --model-args MODEL_DIR, docs/models.md).";
 
 static int parse_config(wk_config *c, int argc, char **argv)
 {
@@ -43,7 +44,7 @@ static int parse_config(wk_config *c, int argc, char **argv)
          "Redis server: redis://host:port[/db]", &c->redis_url, 0, 0},
         {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
          "key prefix of this fleet (the gateway's must be the same)", &c->prefix, 0, 0},
-        {"model", "FLEET_MODEL", FLEET_OPT_STR, "", "model to serve (required): echo|sleep",
+        {"model", "FLEET_MODEL", FLEET_OPT_STR, "", "model to serve (required unless --model-plugin): echo|embed|sleep",
          &c->model, 0, 0},
         {"model-plugin", "FLEET_MODEL_PLUGIN", FLEET_OPT_STR, "",
          "a model plug-in: a shared object exporting fleet_model_v1 (worker/model.h); "

@@ -9,11 +9,12 @@
 #include "../model.h"
 
 extern const fleet_model wk_model_echo;
+extern const fleet_model wk_model_embed; /* embed.c: BERT sentence embeddings on the CPU */
 extern const fleet_model wk_model_sleep;
 
 /* wk_model_builtin returns the built-in model called name, or NULL. */
 const fleet_model *wk_model_builtin(const char *name);
-/* The built-in names separated by '|' ("echo|sleep"), for --help and error messages. */
+/* The built-in names separated by '|' ("echo|embed|sleep"), for --help and error messages. */
 const char *wk_model_builtin_names(void);
 
 /* ---------------------------------------------------------------- sleep input ------ */

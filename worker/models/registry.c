@@ -6,6 +6,7 @@
 
 static const fleet_model *const builtins[] = {
     &wk_model_echo,
+    &wk_model_embed,
     &wk_model_sleep,
 };
 
@@ -19,5 +20,5 @@ const fleet_model *wk_model_builtin(const char *name)
 
 const char *wk_model_builtin_names(void)
 {
-    return "echo|sleep";
+    return "echo|embed|sleep";
 }

@@ -1,0 +1,169 @@
+/* embed_test.c: the built-in embed model (worker/models/embed.c) serving jobs through the
+ * gateway on the tiny generated BERT of tests/lib/tl_tiny_bert.c: vectors of the model's
+ * size, normalised, the same for a text alone or in a list; bad inputs and a worker
+ * without a model directory are refused with a message. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "testlib.h"
+#include "tl_tiny_bert.h"
+
+#define WAIT_MS 30000
+
+/* A fleet whose gateway accepts embed, and one embed worker on a fresh tiny model. */
+static tl_fleet *start_embed_fleet(void)
+{
+    const char *dir = tl_tiny_bert_write("model", false, "");
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_MODELS=echo,embed"}});
+    const char *path = tl_bin_path("fleet-worker");
+    const char *argv[] = {path, "--model", "embed", "--model-args", dir, NULL};
+    const char *env[] = {tl_printf("FLEET_REDIS_URL=%s", f->redis->url),
+                         tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_MAX_DELAY_MS=0", NULL};
+    tl_spawn(&(tl_spawn_opts){.name = "worker-embed", .path = path, .argv = argv, .env = env,
+                              .checked = true});
+    return f;
+}
+
+/* POST /v1/jobs with Prefer: wait=30; asserts 200 and returns the job. */
+static json_t *submit_wait(tl_fleet *f, const char *input_json)
+{
+    tl_req req = {.method = "POST",
+                  .body = tl_printf("{\"model\": \"embed\", \"input\": %s}", input_json),
+                  .timeout_ms = 40000};
+    req.headers[0] = "Prefer: wait=30";
+    tl_resp *r = tl_request(f, "/v1/jobs", req);
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_NOT_NULL(r->json);
+    return r->json;
+}
+
+/* The embeddings of a succeeded job's result, checked for shape; n vectors of dim. */
+static json_t *embeddings_of(const json_t *job, size_t n)
+{
+    if (strcmp(tl_jstr(job, "status") ? tl_jstr(job, "status") : "", "succeeded") != 0)
+        FAILF("job did not succeed: %s", tl_json_text(job));
+    ASSERT_EQ_STR(tl_jstr(job, "result.model"), "embed");
+    ASSERT_EQ_INT(tl_jint(job, "result.dim"), TL_TINY_HIDDEN);
+    ASSERT_GT_INT(tl_jint(job, "result.tokens"), 0);
+    json_t *e = tl_jget(job, "result.embeddings");
+    ASSERT_TRUE(json_is_array(e));
+    ASSERT_EQ_INT(json_array_size(e), n);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(e, i);
+        ASSERT_TRUE(json_is_array(v));
+        ASSERT_EQ_INT(json_array_size(v), TL_TINY_HIDDEN);
+        double norm = 0;
+        for (size_t d = 0; d < TL_TINY_HIDDEN; d++) {
+            json_t *x = json_array_get(v, d);
+            ASSERT_TRUE(json_is_number(x));
+            norm += json_number_value(x) * json_number_value(x);
+        }
+        if (fabs(sqrt(norm) - 1.0) >= 1e-3)
+            FAILF("embedding %zu: L2 norm %.7f, not 1", i, sqrt(norm));
+        worst = fmax(worst, fabs(sqrt(norm) - 1.0));
+    }
+    tl_log("%zu embeddings, L2 norms within %.2g of 1", n, worst);
+    return e;
+}
+
+static double max_abs_diff(const json_t *a, const json_t *b)
+{
+    double m = 0;
+    for (size_t d = 0; d < TL_TINY_HIDDEN; d++)
+        m = fmax(m, fabs(json_number_value(json_array_get(a, d)) -
+                         json_number_value(json_array_get(b, d))));
+    return m;
+}
+
+TL_TEST(embeds_texts_in_input_order) {
+    tl_fleet *f = start_embed_fleet();
+    json_t *job = submit_wait(f, "{\"texts\": [\"hello world\", \"a b c\"]}");
+    json_t *both = embeddings_of(job, 2);
+    /* Progress counts texts. */
+    ASSERT_EQ_INT(tl_jint(job, "progress.done"), 2);
+    ASSERT_EQ_INT(tl_jint(job, "progress.total"), 2);
+    /* [CLS] hello world [SEP] and [CLS] a b c [SEP]. */
+    ASSERT_EQ_INT(tl_jint(submit_wait(f, "{\"texts\": [\"hello world\", \"a b c\"]}"),
+                          "result.tokens"), 9);
+    json_t *hello = embeddings_of(submit_wait(f, "{\"text\": \"hello world\"}"), 1);
+    json_t *abc = embeddings_of(submit_wait(f, "{\"texts\": [\"a b c\"]}"), 1);
+    double d0 = max_abs_diff(json_array_get(both, 0), json_array_get(hello, 0));
+    double d1 = max_abs_diff(json_array_get(both, 1), json_array_get(abc, 0));
+    tl_log("alone vs in a list: %.3g, %.3g", d0, d1);
+    ASSERT_TRUE(d0 <= 1e-5);
+    ASSERT_TRUE(d1 <= 1e-5);
+    /* Different texts give different vectors; the uppercase text is lowercased. */
+    ASSERT_TRUE(max_abs_diff(json_array_get(both, 0), json_array_get(both, 1)) > 1e-3);
+    json_t *upper = embeddings_of(submit_wait(f, "{\"text\": \"HELLO World\"}"), 1);
+    ASSERT_TRUE(max_abs_diff(json_array_get(upper, 0), json_array_get(hello, 0)) <= 1e-5);
+
+    /* More texts than one chunk (32), of mixed lengths, come back in input order. */
+    char *many = tl_printf("[");
+    for (int i = 0; i < 40; i++)
+        many = tl_printf("%s%s\"%s\"", many, i ? ", " : "",
+                         i % 3 == 0 ? "hello world" : i % 3 == 1 ? "a b c" : "the quick brown fox");
+    json_t *e = embeddings_of(submit_wait(f, tl_printf("{\"texts\": %s]}", many)), 40);
+    for (size_t i = 0; i < 40; i++) {
+        const json_t *want = i % 3 == 0   ? json_array_get(hello, 0)
+                             : i % 3 == 1 ? json_array_get(abc, 0)
+                                          : json_array_get(e, 2);
+        if (max_abs_diff(json_array_get(e, i), want) > 1e-5)
+            FAILF("embedding %zu of 40 is not its text's vector", i);
+    }
+    tl_resp *m = tl_get(f, "/v1/models");
+    ASSERT_STR_CONTAINS(m->body, "\"name\":\"embed\"");
+}
+
+TL_TEST(bad_inputs_fail_with_a_message) {
+    tl_fleet *f = start_embed_fleet();
+    static const struct {
+        const char *input, *error;
+    } cases[] = {
+        {"{\"txt\": 1}", "input must be {\"text\": ...} or {\"texts\": [...]}"},
+        {"{\"text\": 1}", "input must be {\"text\": ...} or {\"texts\": [...]}"},
+        {"{\"text\": \"a\", \"texts\": [\"b\"]}", "input must be {\"text\": ...} or {\"texts\": [...]}"},
+        {"{\"texts\": []}", "input.texts must hold 1 to 1024 strings, got 0"},
+        {"{\"texts\": [\"a\", 2]}", "input.texts[1] must be a string"},
+    };
+    for (size_t i = 0; i < TL_COUNT(cases); i++) {
+        json_t *job = submit_wait(f, cases[i].input);
+        ASSERT_EQ_STR(tl_jstr(job, "status"), "failed");
+        ASSERT_EQ_STR(tl_jstr(job, "error"), cases[i].error);
+        ASSERT_NULL(tl_jget(job, "result"));
+    }
+    /* A text over 100,000 bytes. */
+    char *big = tl_alloc(100002);
+    memset(big, 'a', 100001);
+    json_t *job = submit_wait(f, tl_printf("{\"text\": \"%s\"}", big));
+    ASSERT_EQ_STR(tl_jstr(job, "status"), "failed");
+    ASSERT_EQ_STR(tl_jstr(job, "error"), "input.text is 100001 bytes; at most 100000");
+    /* The worker still serves after refusing. */
+    embeddings_of(submit_wait(f, "{\"text\": \"hello\"}"), 1);
+}
+
+TL_TEST(worker_without_a_model_directory_is_refused) {
+    const char *path = tl_bin_path("fleet-worker");
+    const char *a1[] = {path, "--model", "embed", NULL};
+    tl_cmd_result r1 = tl_run_cmd("worker-noargs", path, a1, NULL, WAIT_MS);
+    /* load() failing is a start-up failure of the worker (worker/main.c: exit status 1). */
+    ASSERT_NE_INT(r1.exit_code, 0);
+    ASSERT_STR_CONTAINS(tl_printf("%s%s", r1.out, r1.err),
+                        "embed needs the model directory in --model-args");
+    tl_log("without --model-args: exit %d", r1.exit_code);
+    /* A directory without a model names what is missing. */
+    const char *a2[] = {path, "--model", "embed", "--model-args", tl_tmpdir(), NULL};
+    tl_cmd_result r2 = tl_run_cmd("worker-nomodel", path, a2, NULL, WAIT_MS);
+    ASSERT_NE_INT(r2.exit_code, 0);
+    ASSERT_STR_CONTAINS(tl_printf("%s%s", r2.out, r2.err), "vocab.txt");
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(embeds_texts_in_input_order),
+        TL_CASE(bad_inputs_fail_with_a_message),
+        TL_CASE(worker_without_a_model_directory_is_refused),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}
