@@ -93,26 +93,20 @@ void gw_jobs_batch(gw_req *r) {
         return;
     }
     const char *ct = gw_header(r, "Content-Type");
-    json_error_t jerr;
-    json_t *root = NULL;
     if (ct && strncasecmp(ct, "application/json", 16) != 0) {
         free(body);
         gw_reply_problem(r, 415, "unsupported-media-type", "Unsupported content type",
                          "a batch is JSON: send Content-Type: application/json");
         return;
     }
-    /* not JSON, yet jansson may load it (submit.c, parse_json) */
-    bool nul = memchr(body, '\0', len) != NULL;
-    root = nul ? NULL : json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (nul) jerr = (json_error_t){.line = 1, .column = 0, .text = "a NUL byte in the body"};
+    gw_problem p;
+    json_t *root = gw_json_load(body, len, "body", &p);
     free(body);
-    json_t *jobs = root ? json_object_get(root, "jobs") : NULL;
     if (!root) {
-        gw_reply_problem(r, 400, "invalid-json", "Body is not valid JSON",
-                         "body is not valid JSON: line %d, column %d: %s", jerr.line,
-                         jerr.column, jerr.text);
+        gw_reply_problem(r, p.status, p.slug, p.title, "%s", p.detail);
         return;
     }
+    json_t *jobs = json_object_get(root, "jobs");
     if (!json_is_object(root) || !json_is_array(jobs) || json_object_size(root) != 1) {
         json_decref(root);
         gw_reply_problem(r, 400, "invalid-body", "Invalid body",
@@ -144,18 +138,12 @@ void gw_jobs_batch(gw_req *r) {
     for (size_t i = 0; i < n; i++) {
         item *it = &items[i];
         it->b = b;
-        char *text = json_dumps(json_array_get(jobs, i), JSON_COMPACT | JSON_ENCODE_ANY);
-        gw_problem p;
-        int rc = text ? gw_submit_parse(text, strlen(text), "application/json",
-                                        r->g->cfg.result_ttl_s, &it->jr, &p)
-                      : -1;
-        free(text);
+        int rc = gw_job_from_json(json_array_get(jobs, i), r->g->cfg.result_ttl_s, &it->jr, &p);
         if (rc == 0 && gw_submit_prepare(r, &it->jr, &it->ids, NULL, NULL, &it->cmd, &p) == 0) {
             to_send++;
             continue;
         }
-        it->outcome = item_error(text ? p.status : 500, text ? p.slug : "internal",
-                                 text ? p.detail : "out of memory");
+        it->outcome = item_error(p.status, p.slug, p.detail);
         gw_job_request_free(&it->jr);
         it->cmd.argc = 0;
     }

@@ -225,24 +225,32 @@ static int body_fields(json_t *root, gw_job_request *out, gw_problem *p) {
 
 /* ------------------------------------------------------------ JSON bodies ----------- */
 
-static int parse_json(const char *body, size_t len, gw_job_request *out, gw_problem *p) {
-    if (len == 0) return BAD(p, "body is empty; send a JSON object with 'model' and 'input'");
+json_t *gw_json_load(const char *text, size_t len, const char *what, gw_problem *p) {
     /* JSON text never holds a NUL byte, and jansson skips one that follows a number or a
      * literal (its reader marks the end of its buffer with NUL): {"a":1<NUL>} loads. */
-    const char *nul = memchr(body, '\0', len);
-    if (nul)
-        return refuse(p, 400, "invalid-json", "Body is not valid JSON",
-                      "body is not valid JSON: a NUL byte at offset %zu", (size_t)(nul - body));
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        refuse(p, 400, "invalid-json", "Body is not valid JSON",
+               "%s is not valid JSON: a NUL byte at offset %zu", what, (size_t)(nul - text));
+        return NULL;
+    }
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (!root)
-        return refuse(p, 400, "invalid-json", "Body is not valid JSON",
-                      "body is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
-                      jerr.text);
+    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!j)
+        refuse(p, 400, "invalid-json", "Body is not valid JSON",
+               "%s is not valid JSON: line %d, column %d: %s", what, jerr.line, jerr.column,
+               jerr.text);
+    return j;
+}
+
+int gw_job_from_json(json_t *root, long default_ttl_s, gw_job_request *out, gw_problem *p) {
+    memset(out, 0, sizeof *out);
+    out->priority = FLEET_PRIORITY_NORMAL;
+    out->ttl_s = default_ttl_s;
     int rc = -1;
     char cerr[128];
     if (!json_is_object(root))
-        BAD(p, "body must be a JSON object with 'model' and 'input', got %s",
+        BAD(p, "a job must be a JSON object with 'model' and 'input', got %s",
             json_type_name(root));
     else if (body_fields(root, out, p) < 0)
         ;
@@ -251,6 +259,16 @@ static int parse_json(const char *body, size_t len, gw_job_request *out, gw_prob
         INVALID(p, "field 'input' cannot be stored: %s", cerr);
     else
         rc = 0;
+    if (rc < 0) gw_job_request_free(out);
+    return rc;
+}
+
+static int parse_json(const char *body, size_t len, long default_ttl_s, gw_job_request *out,
+                      gw_problem *p) {
+    if (len == 0) return BAD(p, "body is empty; send a JSON object with 'model' and 'input'");
+    json_t *root = gw_json_load(body, len, "body", p);
+    if (!root) return -1;
+    int rc = gw_job_from_json(root, default_ttl_s, out, p);
     json_decref(root);
     return rc;
 }
@@ -676,17 +694,10 @@ static int pack_input_with_files(const json_t *obj, const gw_mp_form *form, size
 /* Parses a JSON form field that must be an object. Returns a new reference or NULL with a
  * refusal. */
 static json_t *form_object(const gw_mp_part *pt, const char *what, gw_problem *p) {
-    if (memchr(pt->data, '\0', pt->len)) { /* not JSON, yet jansson may load it: parse_json */
-        BAD(p, "form field '%s' is not valid JSON: it holds a NUL byte", pt->name);
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *j = json_loadb(pt->data, pt->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (!j) {
-        BAD(p, "form field '%s' is not valid JSON: line %d, column %d: %s", pt->name,
-                 jerr.line, jerr.column, jerr.text);
-        return NULL;
-    }
+    char field[300];
+    snprintf(field, sizeof field, "form field '%s'", pt->name);
+    json_t *j = gw_json_load(pt->data, pt->len, field, p);
+    if (!j) return NULL;
     if (!json_is_object(j)) {
         BAD(p, "form field '%s' must be a JSON object (%s), got %s", pt->name, what,
                  json_type_name(j));
@@ -792,7 +803,7 @@ int gw_submit_parse(const char *body, size_t len, const char *content_type, long
     out->ttl_s = default_ttl_s;
     int rc;
     switch (body_kind_of(content_type)) {
-    case BODY_JSON: rc = parse_json(body, len, out, p); break;
+    case BODY_JSON: rc = parse_json(body, len, default_ttl_s, out, p); break;
     case BODY_MSGPACK: rc = parse_msgpack(body, len, out, p); break;
     case BODY_MULTIPART: rc = parse_multipart(body, len, content_type, out, p); break;
     default:

@@ -3,6 +3,7 @@
 #ifndef GW_SUBMIT_H
 #define GW_SUBMIT_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "fleet/job.h"
@@ -52,5 +53,14 @@ typedef struct gw_job_request {
 int gw_submit_parse(const char *body, size_t len, const char *content_type, long default_ttl_s,
                     gw_job_request *out, gw_problem *p);
 void gw_job_request_free(gw_job_request *r);
+
+/* Loads JSON text strictly (no NUL byte, no duplicate keys, any value at the top); what
+ * names the text in the detail ("body", "form field 'options'"). Returns a new reference,
+ * or NULL with a 400 invalid-json problem. */
+json_t *gw_json_load(const char *text, size_t len, const char *what, gw_problem *p);
+/* Reads one job from a parsed JSON object, by the rules of a submit body (a batch item).
+ * Returns 0 and fills out (free with gw_job_request_free), or -1 and fills p. */
+int gw_job_from_json(json_t *root, long default_ttl_s, gw_job_request *out,
+                     gw_problem *p);
 
 #endif

@@ -29,15 +29,8 @@
 
 typedef struct gw_webhooks gw_webhooks;
 
-/* Reads the webhook settings of g->cfg. Returns 0, or -1 with a message (a malformed
- * secret, allowlist or schedule). Pure. */
-typedef struct gw_webhook_settings {
-    unsigned char key[64];
-    size_t keylen;                        /* 0: no secret: webhooks are refused at submit */
-    long schedule_ms[GW_WEBHOOK_SCHEDULE_MAX]; /* delay before attempt i+1; [0] is 0 */
-    int attempts;                         /* entries in schedule_ms */
-} gw_webhook_settings;
-
+/* Reads FLEET_WEBHOOK_SCHEDULE ("0,5,300": seconds before each attempt) into delays_ms[0..
+ * *n). Returns 0, or -1 with a message. Pure. */
 int gw_webhook_schedule_parse(const char *text, long *delays_ms, int max, int *n, char *err,
                               size_t errlen);
 
