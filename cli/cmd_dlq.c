@@ -286,8 +286,8 @@ static void print_show(const json_t *doc, const char *dlq_key) {
     if (*jstr(now, "last_error")) printf("last error: %s\n", jstr(now, "last_error"));
 }
 
-/* dlq show JOB_ID: the job hash into *h, then the entry its dlq_entry names (a minimal
- * naming the job when the stream was trimmed past it), or, when the hash has expired, the
+/* dlq show JOB_ID: the job hash into *h, then the entry its dlq_entry names (an object
+ * naming only the job when the stream was trimmed past it), or, when the hash has expired, the
  * job's newest entry found by scanning. Returns 0 (*e may stay NULL), or CTL_EXIT_FAIL
  * after printing why. */
 static int lookup_by_job(redisContext *c, const fleet_keys *k, const char *id, json_t **e,
@@ -317,7 +317,7 @@ static int lookup_by_entry(redisContext *c, const fleet_keys *k, const char *ent
     return 0;
 }
 
-/* Looks up what `dlq show ARG` is about: *doc gets the entry's object (or a minimal one naming
+/* Looks up what `dlq show ARG` is about: *doc gets the entry's object (or one naming only
  * the job) with "on_stream" and "current". Returns 0, or CTL_EXIT_FAIL after printing
  * why (nothing found, not dead-lettered, a Redis error). */
 static int show_lookup(redisContext *c, const fleet_keys *k, const ctl_globals *g,
