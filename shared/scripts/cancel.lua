@@ -3,9 +3,9 @@
 -- step and finishes it as cancelled (a lost worker's job ends cancelled when reclaimed).
 -- KEYS: 1 job hash, 2 input, 3 stats hash, 4 webhook task stream
 -- ARGV: 1 tenant, 2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:"),
---       5 webhook delivery key prefix, 6 tenant key prefix
+--       5 webhook delivery key prefix, 6 active set key prefix
 -- Returns {'cancelled'} | {'requested'} | {'final', status} | {'missing'}
-hooks.tenant_prefix = ARGV[6]
+hooks.active_prefix = ARGV[6]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[4], ARGV[5], ARGV[2]
 local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker')
 if not st[1] or st[2] ~= ARGV[1] then return {'missing'} end

@@ -6,10 +6,10 @@
 -- KEYS: 1 job hash, 2 input, 3 model stream, 4 queues hash, 5 stats hash, 6 entries hash,
 --       7 dead-letter stream, 8 webhook task stream
 -- ARGV: 1 entry id, 2 group, 3 worker, 4 token, 5 lease_ms, 6 model, 7 events channel,
---       8 job id, 9 dead-letter cap, 10 webhook delivery key prefix, 11 tenant key prefix
+--       8 job id, 9 dead-letter cap, 10 webhook delivery key prefix, 11 active set key prefix
 -- Returns {'ok', input, attempts, timeout_s, reclaimed 0|1} | {'gone'} | {'cancelled'}
 --       | {'dead', error} | {'skip', why}
-hooks.tenant_prefix = ARGV[11]
+hooks.active_prefix = ARGV[11]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[8], ARGV[10], ARGV[7]
 local model = ARGV[6]
 local function drop() drop_entry(KEYS[3], ARGV[2], KEYS[6], ARGV[1]) end

@@ -1,25 +1,22 @@
--- feed: fair share. Moves jobs from the tenants' wait lists onto the model's stream until
+-- feed: fair share. Moves jobs from the tenants' wait sets onto the model's stream until
 -- `target` entries wait there undelivered, taking one job per tenant in turn (the waiting
--- tenants list rotates), and within a tenant high before normal before low. Workers call
--- it before they read, so a tenant who submits 10 jobs behind another tenant's 10,000
--- waits behind at most `target` entries, not behind the backlog.
--- KEYS: 1 model stream, 2 waiting tenants list, 3 entries hash, 4 stats hash
--- ARGV: 1 model, 2 target, 3 group, 4 job key prefix, 5 wait list prefix ("...:wait:<m>:")
+-- list of wait set keys rotates), and within a tenant the lowest score first: high before
+-- normal before low, each in submit order. Workers call it before they read, so a tenant
+-- who submits 10 jobs behind another tenant's 10,000 waits behind at most `target`
+-- entries, not behind the backlog.
+-- KEYS: 1 model stream, 2 waiting list, 3 entries hash, 4 stats hash
+-- ARGV: 1 model, 2 target, 3 group, 4 job key prefix
 -- Returns how many jobs went onto the stream.
 local ready = ready_count(KEYS[1], ARGV[3])
 local need = tonumber(ARGV[2]) - ready
 local moved, looks = 0, 0
 while need > 0 and looks < 4 * tonumber(ARGV[2]) + 64 do
   looks = looks + 1
-  local t = redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT')
-  if not t then break end
-  local id
-  for _, p in ipairs({'high', 'normal', 'low'}) do
-    id = redis.call('LPOP', ARGV[5] .. t .. ':' .. p)
-    if id then break end
-  end
+  local wait = redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT')
+  if not wait then break end
+  local id = redis.call('ZPOPMIN', wait)[1]
   if not id then
-    redis.call('LREM', KEYS[2], 1, t) -- nothing left waiting for this tenant
+    redis.call('LREM', KEYS[2], 1, wait) -- nothing left waiting for this tenant
   else
     local job = ARGV[4] .. id
     local st = redis.call('HGET', job, 'status')

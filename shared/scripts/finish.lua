@@ -5,9 +5,9 @@
 -- KEYS: 1 job hash, 2 input, 3 result, 4 model stream, 5 stats hash, 6 entries hash,
 --       7 webhook task stream
 -- ARGV: 1 token, 2 status, 3 result (msgpack or ""), 4 error (or ""), 5 group, 6 model,
---       7 events channel, 8 job id, 9 webhook delivery key prefix, 10 tenant key prefix
+--       7 events channel, 8 job id, 9 webhook delivery key prefix, 10 active set key prefix
 -- Returns 'ok' | 'stale'
-hooks.tenant_prefix = ARGV[10]
+hooks.active_prefix = ARGV[10]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[7], ARGV[9], ARGV[7]
 local st = redis.call('HMGET', KEYS[1], 'status', 'lease', 'entry_id')
 if st[1] ~= 'running' or st[2] ~= ARGV[1] then return 'stale' end

@@ -28,8 +28,9 @@ end
 
 -- Webhooks: a script that can emit job events sets hooks.tasks (the delivery task stream,
 -- KEYS), hooks.delivery_prefix (ARGV: "{fleet}:delivery:") and hooks.channel (the events
--- channel) before it calls end_job or webhook_event; and hooks.tenant_prefix ("{fleet}:
--- tenant:") so that end_job can take the job off its tenant's active set.
+-- channel) before it calls end_job or webhook_event; and hooks.active_prefix ("{fleet}:
+-- active:", a tenant's active set is that plus its name) so that end_job can take the
+-- job off its tenant's active set.
 local hooks = {}
 
 -- Queues a webhook delivery when the job asked for this kind of event ('running',
@@ -66,9 +67,9 @@ local function end_job(job, input, stats, model, from, status, err, now, channel
   redis.call('HINCRBY', stats, model .. ':' .. status, 1)
   redis.call('PUBLISH', channel, id .. ' ' .. status)
   -- No longer active for its tenant's max_active quota.
-  if hooks.tenant_prefix then
+  if hooks.active_prefix then
     local tenant = redis.call('HGET', job, 'tenant')
-    if tenant then redis.call('ZREM', hooks.tenant_prefix .. tenant .. ':active', id) end
+    if tenant then redis.call('ZREM', hooks.active_prefix .. tenant, id) end
   end
   webhook_event(job, 'completed', 'job.' .. status, id, now)
   return ttl

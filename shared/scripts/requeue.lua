@@ -7,9 +7,9 @@
 -- KEYS: 1 job hash, 2 input, 3 model stream, 4 delayed set, 5 stats hash, 6 entries hash,
 --       7 dead-letter stream, 8 webhook task stream
 -- ARGV: 1 token, 2 delay_ms, 3 kind, 4 error (retry), 5 group, 6 model, 7 events channel,
---       8 job id, 9 dead-letter cap, 10 webhook delivery key prefix, 11 tenant key prefix
+--       8 job id, 9 dead-letter cap, 10 webhook delivery key prefix, 11 active set key prefix
 -- Returns {'queued', retry_at_ms} | {'dead', error} | {'cancelled'} | {'stale'}
-hooks.tenant_prefix = ARGV[11]
+hooks.active_prefix = ARGV[11]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[8], ARGV[10], ARGV[7]
 local st = redis.call('HMGET', KEYS[1], 'status', 'lease', 'attempts', 'max_attempts',
   'cancel_requested', 'entry_id', 'queue_ttl_s')

@@ -4,14 +4,14 @@
 -- KEYS: 1 job hash, 2 input, 3 model stream, 4 queues hash, 5 stats hash, 6 tenant index,
 --       7 entries hash, 8 tenant active set, 9 tenant rate bucket, 10 idempotency record
 --       (or the job hash again when there is no Idempotency-Key), 11 model's waiting
---       tenants list, 12 this tenant's wait list for this model and priority
+--       list (of wait set keys), 12 this tenant's wait set for this model
 -- ARGV: 1 id, 2 model, 3 input (msgpack), 4 tenant, 5 request_id, 6 priority,
 --       7 metadata (JSON text or ""), 8 queue_ttl_s, 9 result_ttl_s, 10 timeout_s,
 --       11 max_attempts, 12 index_cap, 13 index_cutoff (id time prefix), 14 index_ttl_s,
 --       15 webhook URL (or ""), 16 webhook events (or ""), 17 max_active (0: no limit),
 --       18 rate per second (0: no limit), 19 burst, 20 max queued for the model (0: no
 --       limit), 21 request digest for the Idempotency-Key ("" when none), 22 ready target,
---       23 group, 24 wait list key prefix for this model and tenant ("...:wait:<m>:<t>:")
+--       23 group, 24 priority rank (0 high, 1 normal, 2 low)
 -- Returns {'queued', queue_position, created_ms} | {'replay', job id}
 --       | {'limit', what, retry_after_ms}. Errors: DUPLICATE, IDEMPOTENCY.
 local now = now_ms()
@@ -73,20 +73,18 @@ redis.call('HSET', KEYS[1],
   'attempts', 0, 'max_attempts', ARGV[11], 'queue_seq', seq,
   'ttl_s', ARGV[9], 'timeout_s', ARGV[10], 'queue_ttl_s', ARGV[8])
 -- Straight onto the stream while few entries wait there and this tenant has no backlog;
--- else at the end of its wait list, which workers feed from fairly (feed.lua).
+-- else into its wait set (by priority, then submit order), which workers feed from fairly
+-- (feed.lua).
 local ready = ready_count(KEYS[3], ARGV[23])
-local backlog = false
-for _, p in ipairs({'high', 'normal', 'low'}) do
-  if redis.call('LLEN', ARGV[24] .. p) > 0 then backlog = true end
-end
-if ready < tonumber(ARGV[22]) and not backlog then
+if ready < tonumber(ARGV[22]) and redis.call('ZCARD', KEYS[12]) == 0 then
   local entry = redis.call('XADD', KEYS[3], '*', 'job', ARGV[1])
   redis.call('HSET', KEYS[7], entry, ARGV[1])
   redis.call('HSET', KEYS[1], 'entry_id', entry)
 else
-  redis.call('RPUSH', KEYS[12], ARGV[1])
+  -- Scores stay exact: seq < 2^40, ranks 0..2.
+  redis.call('ZADD', KEYS[12], tonumber(ARGV[24]) * 1099511627776 + seq, ARGV[1])
   redis.call('EXPIRE', KEYS[12], ARGV[8])
-  if not redis.call('LPOS', KEYS[11], ARGV[4]) then redis.call('RPUSH', KEYS[11], ARGV[4]) end
+  if not redis.call('LPOS', KEYS[11], KEYS[12]) then redis.call('RPUSH', KEYS[11], KEYS[12]) end
 end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[7]) end
 if ARGV[15] ~= '' then

@@ -50,17 +50,14 @@ fleet_key fleet_key_tenants(const fleet_keys *k) { return key2(k, "tenants", NUL
 fleet_key fleet_key_tenant(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, NULL); }
 fleet_key fleet_key_tenant_prefix(const fleet_keys *k) { return key2(k, "tenant", "", NULL); }
 fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, "keys"); }
-fleet_key fleet_key_tenant_active(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, "active"); }
+fleet_key fleet_key_tenant_active(const fleet_keys *k, const char *t) { return key2(k, "active", t, NULL); }
+fleet_key fleet_key_active_prefix(const fleet_keys *k) { return key2(k, "active", "", NULL); }
 fleet_key fleet_key_tenant_bucket(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, "bucket"); }
 fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash) { return key2(k, "apikey", hash, NULL); }
 fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash) {
     return key2(k, "idem", t, hash);
 }
 fleet_key fleet_key_waiting(const fleet_keys *k, const char *model) { return key2(k, "waiting", model, NULL); }
-fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant,
-                         const char *priority) {
-    fleet_key out;
-    snprintf(out.s, sizeof out.s, "%s:wait:%s:%s:%s", k->tag, model, tenant, priority);
-    return out;
+fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant) {
+    return key2(k, "wait", model, tenant);
 }
-fleet_key fleet_key_wait_prefix(const fleet_keys *k, const char *model) { return key2(k, "wait", model, ""); }

@@ -138,7 +138,7 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     if (s->idem_hash) cmd_key(c, fleet_key_idempotency(k, s->tenant, s->idem_hash));
     else cmd_key(c, fleet_key_job(k, s->id)); /* unused: no key given */
     cmd_key(c, fleet_key_waiting(k, s->model));
-    cmd_key(c, fleet_key_wait(k, s->model, s->tenant, s->priority));
+    cmd_key(c, fleet_key_wait(k, s->model, s->tenant));
     cmd_str(c, s->id);
     cmd_str(c, s->model);
     cmd_ref(c, s->input, s->input_len);
@@ -162,8 +162,9 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_str(c, s->idem_hash && s->idem_digest ? s->idem_digest : "");
     cmd_fmt(c, "%ld", s->ready_target > 0 ? s->ready_target : 1);
     cmd_str(c, FLEET_GROUP);
-    fleet_key wp = fleet_key_wait_prefix(k, s->model);
-    cmd_fmt(c, "%s%s:", wp.s, s->tenant);
+    /* The wait set orders by priority, then submit order: HIGH < NORMAL < LOW. */
+    fleet_priority prio = fleet_priority_from_string(s->priority);
+    cmd_fmt(c, "%d", prio == FLEET_PRIORITY_INVALID ? (int)FLEET_PRIORITY_NORMAL : (int)prio);
 }
 
 fleet_submit_outcome fleet_state_submit_reply(const redisReply *r, fleet_submitted *out) {
@@ -201,7 +202,6 @@ void fleet_state_feed(const fleet_keys *k, const char *model, long target, fleet
     cmd_fmt(c, "%ld", target);
     cmd_str(c, FLEET_GROUP);
     cmd_key(c, fleet_key_job_prefix(k));
-    cmd_key(c, fleet_key_wait_prefix(k, model));
 }
 
 void fleet_state_auth(const fleet_keys *k, const char *key_hash, fleet_cmd *c) {
@@ -243,7 +243,7 @@ void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c)
     cmd_str(c, cl->id);
     cmd_fmt(c, "%ld", cl->dlq_cap > 0 ? cl->dlq_cap : 1);
     cmd_key(c, fleet_key_delivery_prefix(k));
-    cmd_key(c, fleet_key_tenant_prefix(k));
+    cmd_key(c, fleet_key_active_prefix(k));
 }
 
 fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out) {
@@ -317,7 +317,7 @@ void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c
     cmd_key(c, fleet_key_events(k));
     cmd_str(c, f->id);
     cmd_key(c, fleet_key_delivery_prefix(k));
-    cmd_key(c, fleet_key_tenant_prefix(k));
+    cmd_key(c, fleet_key_active_prefix(k));
 }
 
 fleet_finish_outcome fleet_state_finish_reply(const redisReply *r) {
@@ -346,7 +346,7 @@ void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd
     cmd_str(c, rq->id);
     cmd_fmt(c, "%ld", rq->dlq_cap > 0 ? rq->dlq_cap : 1);
     cmd_key(c, fleet_key_delivery_prefix(k));
-    cmd_key(c, fleet_key_tenant_prefix(k));
+    cmd_key(c, fleet_key_active_prefix(k));
 }
 
 fleet_requeue_outcome fleet_state_requeue_reply(const redisReply *r) {
@@ -438,7 +438,7 @@ void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant,
     cmd_str(c, id);
     cmd_key(c, fleet_key_control_prefix(k));
     cmd_key(c, fleet_key_delivery_prefix(k));
-    cmd_key(c, fleet_key_tenant_prefix(k));
+    cmd_key(c, fleet_key_active_prefix(k));
 }
 
 void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,

@@ -341,7 +341,7 @@ TL_TEST(list_and_show_report_settings_and_counts) {
     r = fleetctl(f, ARGS("tenant", "add", "root", "--admin"));
     expect_exit(&r, 0);
     /* Two of acme's jobs are active (the gateway's set of queued + running ids). */
-    tl_redis_cmd(f->rc, "ZADD {%s}:tenant:acme:active 1 01ARZ3NDEKTSV4RRFFQ69G5FAV 2 "
+    tl_redis_cmd(f->rc, "ZADD {%s}:active:acme 1 01ARZ3NDEKTSV4RRFFQ69G5FAV 2 "
                         "01ARZ3NDEKTSV4RRFFQ69G5FAW", f->prefix);
 
     r = fleetctl(f, ARGS("tenant", "list"));
@@ -536,7 +536,7 @@ TL_TEST(revoke_deletes_every_key_and_rotate_key_enables_again) {
     const char *h2 = sha256_hex(printed_key(r.out));
     ASSERT_TRUE(apikey_exists(f, h1));
     ASSERT_TRUE(apikey_exists(f, h2));
-    tl_redis_cmd(f->rc, "ZADD {%s}:tenant:acme:active 1 01ARZ3NDEKTSV4RRFFQ69G5FAV", f->prefix);
+    tl_redis_cmd(f->rc, "ZADD {%s}:active:acme 1 01ARZ3NDEKTSV4RRFFQ69G5FAV", f->prefix);
 
     r = fleetctl(f, ARGS("tenant", "revoke", "acme"));
     expect_exit(&r, 0);
@@ -548,7 +548,7 @@ TL_TEST(revoke_deletes_every_key_and_rotate_key_enables_again) {
     ASSERT_EQ_STR(tenant_field(f, "acme", "revoked"), "1");
     ASSERT_EQ_STR(tenant_field(f, "acme", "max_active"), "4"); /* settings stay */
     /* Its jobs stay. */
-    ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD {%s}:tenant:acme:active", f->prefix), 1);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD {%s}:active:acme", f->prefix), 1);
     tl_strlist apikeys = tl_redis_keys(f->rc, tl_printf("{%s}:apikey:*", f->prefix));
     ASSERT_EQ_INT(apikeys.n, 0);
 

@@ -32,6 +32,17 @@ TL_TEST(key_names_share_one_hash_tag) {
     ASSERT_EQ_STR(fleet_key_delivery_prefix(&k).s, "{fleet}:delivery:");
     ASSERT_EQ_STR(fleet_key_webhook_retry(&k).s, "{fleet}:webhook_retry");
     ASSERT_EQ_STR(fleet_key_webhook_dlq(&k).s, "{fleet}:webhook_dlq");
+    ASSERT_EQ_STR(fleet_key_tenant(&k, "acme").s, "{fleet}:tenant:acme");
+    ASSERT_EQ_STR(fleet_key_tenant_prefix(&k).s, "{fleet}:tenant:");
+    ASSERT_EQ_STR(fleet_key_tenant_keys(&k, "acme").s, "{fleet}:tenant:acme:keys");
+    ASSERT_EQ_STR(fleet_key_tenant_bucket(&k, "acme").s, "{fleet}:tenant:acme:bucket");
+    /* The scripts append a tenant's name to these prefixes: the two must agree. */
+    ASSERT_EQ_STR(fleet_key_tenant_active(&k, "acme").s, "{fleet}:active:acme");
+    ASSERT_EQ_STR(fleet_key_active_prefix(&k).s, "{fleet}:active:");
+    ASSERT_EQ_STR(fleet_key_apikey(&k, "ab12").s, "{fleet}:apikey:ab12");
+    ASSERT_EQ_STR(fleet_key_idempotency(&k, "acme", "ff").s, "{fleet}:idem:acme:ff");
+    ASSERT_EQ_STR(fleet_key_waiting(&k, "echo").s, "{fleet}:waiting:echo");
+    ASSERT_EQ_STR(fleet_key_wait(&k, "echo", "acme").s, "{fleet}:wait:echo:acme");
 }
 
 TL_TEST(prefix_is_validated) {

@@ -53,14 +53,13 @@ fleet_key fleet_key_tenant(const fleet_keys *k, const char *t);      /* hash: th
 fleet_key fleet_key_tenant_prefix(const fleet_keys *k);              /* "{prefix}:tenant:" */
 fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t); /* set: its key hashes */
 fleet_key fleet_key_tenant_active(const fleet_keys *k, const char *t); /* zset: queued+running ids */
+fleet_key fleet_key_active_prefix(const fleet_keys *k);              /* "{prefix}:active:" */
 fleet_key fleet_key_tenant_bucket(const fleet_keys *k, const char *t); /* hash: submit rate bucket */
 fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash);   /* hash: tenant, role */
 fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash); /* hash */
 /* Fair share (feed.lua): tenants with jobs waiting for a model, and their wait lists. */
-fleet_key fleet_key_waiting(const fleet_keys *k, const char *model); /* list: tenant names */
-fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant,
-                         const char *priority);                      /* list: job ids */
-fleet_key fleet_key_wait_prefix(const fleet_keys *k, const char *model); /* "...:wait:<m>:" */
+fleet_key fleet_key_waiting(const fleet_keys *k, const char *model); /* list: wait keys */
+fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant); /* zset */
 /* Webhooks (docs/webhooks.md): */
 fleet_key fleet_key_webhooks(const fleet_keys *k);                   /* stream: delivery tasks */
 fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg);  /* hash, TTL: one delivery */
