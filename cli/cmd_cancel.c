@@ -13,11 +13,8 @@ static int cancel_run(const ctl_globals *g, int argc, char **argv) {
     const char *id = argv[0];
     if (!ctl_check_job_id(id)) return CTL_EXIT_USAGE;
     char err[512], path[64];
-    ctl_http *h = ctl_http_new(g->url, g->api_key, err, sizeof err);
-    if (!h) {
-        ctl_error("%s", err);
-        return CTL_EXIT_USAGE;
-    }
+    ctl_http *h = ctl_http_open(g);
+    if (!h) return CTL_EXIT_USAGE;
     snprintf(path, sizeof path, "/v1/jobs/%s", id);
     ctl_http_response r;
     int rc = CTL_EXIT_FAIL;

@@ -45,11 +45,8 @@ static int add_param(ctl_http *h, char *path, size_t cap, const char *name, cons
 
 static int list_run(const ctl_globals *g, int argc, char **argv) {
     char err[512];
-    ctl_http *h = ctl_http_new(g->url, g->api_key, err, sizeof err);
-    if (!h) {
-        ctl_error("%s", err);
-        return CTL_EXIT_USAGE;
-    }
+    ctl_http *h = ctl_http_open(g);
+    if (!h) return CTL_EXIT_USAGE;
     json_t *merged = g->json && opt_all ? json_array() : NULL;
     char *cursor = opt_cursor ? strdup(opt_cursor) : NULL;
     int rc = CTL_EXIT_OK;

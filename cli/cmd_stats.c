@@ -106,11 +106,8 @@ static int stats_run(const ctl_globals *g, int argc, char **argv) {
     (void)argc;
     (void)argv;
     char err[512];
-    ctl_http *h = ctl_http_new(g->url, g->api_key, err, sizeof err);
-    if (!h) {
-        ctl_error("%s", err);
-        return CTL_EXIT_USAGE;
-    }
+    ctl_http *h = ctl_http_open(g);
+    if (!h) return CTL_EXIT_USAGE;
     ctl_http_response r;
     int rc = CTL_EXIT_FAIL;
     if (ctl_http_request(h, "GET", "/v1/stats", NULL, &r, err, sizeof err) < 0) {

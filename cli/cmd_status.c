@@ -33,12 +33,8 @@ int ctl_fetch_job(ctl_http *h, const char *id, json_t **job, char **raw) {
 static int status_run(const ctl_globals *g, int argc, char **argv) {
     const char *id = argv[0];
     if (!ctl_check_job_id(id)) return CTL_EXIT_USAGE;
-    char err[512];
-    ctl_http *h = ctl_http_new(g->url, g->api_key, err, sizeof err);
-    if (!h) {
-        ctl_error("%s", err);
-        return CTL_EXIT_USAGE;
-    }
+    ctl_http *h = ctl_http_open(g);
+    if (!h) return CTL_EXIT_USAGE;
     json_t *job;
     char *raw;
     int rc = ctl_fetch_job(h, id, &job, &raw);

@@ -125,10 +125,9 @@ static int submit_run(const ctl_globals *g, int argc, char **argv) {
     }
 
     char err[512];
-    ctl_http *h = ctl_http_new(g->url, g->api_key, err, sizeof err);
+    ctl_http *h = ctl_http_open(g);
     if (!h) {
         free(text);
-        ctl_error("%s", err);
         return CTL_EXIT_USAGE;
     }
     ctl_http_response r;

@@ -243,3 +243,10 @@ void ctl_http_print_problem(const ctl_http_response *r, const char *what) {
     }
     json_decref(j);
 }
+
+ctl_http *ctl_http_open(const ctl_globals *g) {
+    char err[512];
+    ctl_http *h = ctl_http_new(g->url, g->api_key, err, sizeof err);
+    if (!h) ctl_error("%s", err);
+    return h;
+}

@@ -27,6 +27,9 @@ typedef struct ctl_http_response {
 /* base_url: "http://host:port" (a trailing slash is tolerated). api_key: "" or NULL for
  * none. Returns NULL with a message in err. */
 ctl_http *ctl_http_new(const char *base_url, const char *api_key, char *err, size_t errlen);
+/* ctl_http_new for the global --url and --api-key; prints why it failed (NULL). */
+struct ctl_globals;
+ctl_http *ctl_http_open(const struct ctl_globals *g);
 void ctl_http_free(ctl_http *h);
 
 /* Sends method path (path starts with '/', may carry a query string); body may be NULL.
