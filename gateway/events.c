@@ -19,7 +19,6 @@ struct gw_events {
     char host[256];
     int port, db;
     char channel[FLEET_KEY_MAX];
-    bool live;
     long backoff_ms;
     struct event *reconnect_ev;
     gw_waiter *buckets[BUCKETS];
@@ -79,8 +78,6 @@ void gw_events_wake_all(gw_events *e) {
     wake_list(e->any, NULL);
 }
 
-bool gw_events_live(const gw_events *e) { return e->live; }
-
 /* ------------------------------------------------------------ subscription ---------- */
 
 static void schedule_reconnect(gw_events *e) {
@@ -98,7 +95,6 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
         return;
     const char *kind = r->element[0]->str;
     if (strcmp(kind, "subscribe") == 0) {
-        e->live = true;
         e->backoff_ms = BACKOFF_MIN_MS;
         fleet_log(FLEET_LOG_INFO, "subscribed to job events", "channel", e->channel, NULL);
         gw_events_wake_all(e); /* anything may have happened while we were away */
@@ -141,7 +137,6 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
     fleet_log(FLEET_LOG_WARN, "events: subscription lost", "error",
               status == REDIS_OK ? "closed" : ac->errstr, NULL);
     e->ac = NULL;
-    e->live = false;
     schedule_reconnect(e);
 }
 

@@ -35,8 +35,6 @@ typedef struct gw_waiter {
 
 gw_events *gw_events_new(struct event_base *base, const char *url, const char *channel);
 void gw_events_free(gw_events *e);
-/* True while subscribed. */
-bool gw_events_live(const gw_events *e);
 
 /* Registers w (owned by the caller, e.g. inside its request state) for job id; "*" means
  * every event. */

@@ -483,8 +483,6 @@ static void on_poll(evutil_socket_t fd, short what, void *arg) {
 
 static void on_wake(void *arg) { read_tasks(arg); }
 
-void gw_webhooks_poke(gw_webhooks *wh) { read_tasks(wh); }
-
 /* Keeps this gateway's deliveries in flight owned by it and fresh (XCLAIM with min-idle 0
  * resets their idle time), so no other gateway takes over a delivery that is merely slow;
  * only a gateway that stops refreshing (it died) loses its tasks after

@@ -39,8 +39,6 @@ gw_webhooks *gw_webhooks_new(gw *g, char *err, size_t errlen);
  * and another gateway takes them over). Call before the Redis connection is freed. */
 void gw_webhooks_stop(gw_webhooks *wh);
 void gw_webhooks_free(gw_webhooks *wh);
-/* Looks at the task stream now (a job event came in). */
-void gw_webhooks_poke(gw_webhooks *wh);
 /* Deliveries in progress (for the shutdown drain). */
 size_t gw_webhooks_inflight(const gw_webhooks *wh);
 /* True when a webhook URL may be accepted at submit: a secret is configured. */
