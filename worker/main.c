@@ -52,6 +52,10 @@ static int parse_config(wk_config *c, int argc, char **argv)
          &c->model_plugin, 0, 0},
         {"model-args", "FLEET_MODEL_ARGS", FLEET_OPT_STR, "",
          "free text passed to the model's load()", &c->model_args, 0, 0},
+        {"backend", "FLEET_BACKEND", FLEET_OPT_STR, "auto",
+         "where a built-in model runs: cpu|cuda|auto (auto: CUDA when this build has it and "
+         "a GPU is present, else CPU)",
+         &c->backend, 0, 0},
         {"max-batch", "FLEET_MAX_BATCH", FLEET_OPT_INT, "8", "most jobs run together (1..256)",
          &c->max_batch, 1, 256},
         {"max-delay-ms", "FLEET_MAX_DELAY_MS", FLEET_OPT_INT, "5",
@@ -151,14 +155,17 @@ static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err,
                      w->model->name);
             goto err;
         }
+        if (strcmp(w->cfg.backend, "auto") != 0 && strcmp(w->cfg.backend, w->model->backend) != 0) {
+            snprintf(err, errlen, "--backend %s, but the plug-in's backend is %s", w->cfg.backend,
+                     w->model->backend);
+            goto err;
+        }
         w->cfg.model = w->model->name;
     } else if (!w->cfg.model[0]) {
         snprintf(err, errlen, "no model: set --model or FLEET_MODEL (%s), or --model-plugin",
                  wk_model_builtin_names());
         goto err;
-    } else if (!(w->model = wk_model_builtin(w->cfg.model))) {
-        snprintf(err, errlen, "unknown model '%s' (built-in: %s; or a --model-plugin)",
-                 w->cfg.model, wk_model_builtin_names());
+    } else if (!(w->model = wk_model_builtin(w->cfg.model, w->cfg.backend, err, errlen))) {
         goto err;
     }
     if (fleet_keys_init(&w->keys, w->cfg.prefix) < 0) {

@@ -34,6 +34,7 @@ typedef struct wk_config {
     const char *prefix;
     const char *model;
     const char *model_args;
+    const char *backend;    /* --backend: cpu|cuda|auto, for built-in models */
     const char *model_plugin; /* path of a .so exporting fleet_model_v1, or "" */
     const char *name;
     const char *log_level;

@@ -462,3 +462,43 @@ out:
     free(scores);
     return rc;
 }
+
+/* ------------------------------------------------------------ the backend table -- */
+
+static int bcpu__ops_load(const char *dir, void **model, char *err, size_t errlen)
+{
+    fleet_bert_cpu *m = NULL;
+    int rc = fleet_bert_cpu_load(dir, &m, err, errlen);
+    *model = m;
+    return rc;
+}
+
+static const fleet_bert_config *bcpu__ops_config(const void *model)
+{
+    return fleet_bert_cpu_config(model);
+}
+
+static size_t bcpu__ops_max_seqs(const void *model)
+{
+    return FLEET_BERT_CPU_MAX_SEQS;
+}
+
+static int bcpu__ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
+                           float *out, char *err, size_t errlen)
+{
+    return fleet_bert_cpu_embed(model, ids, lens, n, out, err, errlen);
+}
+
+static void bcpu__ops_free(void *model)
+{
+    fleet_bert_cpu_free(model);
+}
+
+const fleet_bert_ops fleet_bert_cpu_ops = {
+    .name = "cpu",
+    .load = bcpu__ops_load,
+    .config = bcpu__ops_config,
+    .max_seqs = bcpu__ops_max_seqs,
+    .embed = bcpu__ops_embed,
+    .free = bcpu__ops_free,
+};

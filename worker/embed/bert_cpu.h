@@ -29,7 +29,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bert.h"
 #include "bert_config.h"
+
+/* The most sequences per fleet_bert_cpu_embed call through fleet_bert_cpu_ops (a direct
+ * call takes any number; this keeps progress reports and cancel checks frequent). */
+#define FLEET_BERT_CPU_MAX_SEQS 32
 
 typedef struct fleet_bert_cpu fleet_bert_cpu;
 

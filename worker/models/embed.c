@@ -1,11 +1,15 @@
 /* embed.c: the "embed" model: sentence embeddings with a BERT model directory
- * (all-MiniLM-L6-v2 or anything shaped like it) on the CPU (worker/embed/).
+ * (all-MiniLM-L6-v2 or anything shaped like it) on the CPU or a CUDA GPU (worker/embed/).
  *
- *   fleet-worker --model embed --model-args /models/all-MiniLM-L6-v2
+ *   fleet-worker --model embed --backend cuda --model-args /models/all-MiniLM-L6-v2
+ *
+ * There is one fleet_model table per backend (wk_model_embed for "cpu",
+ * wk_model_embed_cuda for "cuda" when built with CUDA); they differ only in the
+ * fleet_bert_ops they load with (worker/embed/bert.h).
  *
  * load reads DIR/vocab.txt (the WordPiece tokenizer) and the model (config files and
- * model.safetensors, fleet_bert_cpu_load); lower_case comes from tokenizer_config.json and
- * the token limit from max_seq_length.
+ * model.safetensors, through the backend's load); lower_case comes from
+ * tokenizer_config.json and the token limit from max_seq_length.
  *
  * Input:  {"text": "..."}  or  {"texts": ["...", ...]}   (1..1024 texts, each at most
  *         100,000 bytes)
@@ -13,7 +17,7 @@
  *          input order), "tokens": N (all token ids embedded, [CLS] and [SEP] included)}
  *
  * A batch tokenizes every text of every job, sorts the sequences by length (so a faster
- * backend that pads wastes little) and embeds them in chunks of at most CHUNK sequences.
+ * backend that pads wastes little) and embeds them in chunks of at most the backend's max_seqs sequences.
  * After each chunk every job that had texts in it reports progress (done/total texts),
  * and before each chunk every unfinished job is asked whether it must stop.
  */
@@ -23,18 +27,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bert_cpu.h"
+#include "bert.h"
 #include "models.h"
 #include "tokenizer.h"
 
-#define CHUNK 32            /* most sequences per fleet_bert_cpu_embed call */
 #define MAX_TEXTS 1024      /* per job */
 #define MAX_TEXT_BYTES 100000
 #define SHAPE_ERROR "input must be {\"text\": ...} or {\"texts\": [...]}"
 
 typedef struct embed_state {
     fleet_vocab *vocab;
-    fleet_bert_cpu *model;
+    const fleet_bert_ops *ops;
+    void *model;
+    size_t chunk; /* most sequences per ops->embed call */
     fleet_tokenizer_opts tok;
     int dim;
 } embed_state;
@@ -67,12 +72,14 @@ static void embed_unload(void *state)
     embed_state *s = state;
     if (!s)
         return;
-    fleet_bert_cpu_free(s->model);
+    if (s->ops)
+        s->ops->free(s->model);
     fleet_vocab_free(s->vocab);
     free(s);
 }
 
-static int embed_load(const char *args, void **state, char *err, size_t errlen)
+static int embed_load_with(const fleet_bert_ops *ops, const char *args, void **state,
+                           char *err, size_t errlen)
 {
     char e[FLEET_MODEL_ERROR_MAX] = "";
     *state = NULL;
@@ -97,11 +104,15 @@ static int embed_load(const char *args, void **state, char *err, size_t errlen)
         snprintf(err, errlen, "embed: %s", e);
         goto fail;
     }
-    if (fleet_bert_cpu_load(args, &s->model, e, sizeof e) != 0) {
-        snprintf(err, errlen, "embed: %s", e);
+    s->ops = ops;
+    if (ops->load(args, &s->model, e, sizeof e) != 0) {
+        snprintf(err, errlen, "embed (%s): %s", ops->name, e);
         goto fail;
     }
-    const fleet_bert_config *c = fleet_bert_cpu_config(s->model);
+    const fleet_bert_config *c = ops->config(s->model);
+    s->chunk = ops->max_seqs(s->model);
+    if (s->chunk < 1)
+        s->chunk = 1;
     if (fleet_vocab_size(s->vocab) > (size_t)c->vocab_size) {
         snprintf(err, errlen, "embed: %s/vocab.txt has %zu tokens, the model only %d", args,
                  fleet_vocab_size(s->vocab), c->vocab_size);
@@ -260,12 +271,13 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
     embed_job *ej = calloc(n, sizeof *ej);
     embed_seq *seq = NULL;
     int32_t *scratch = malloc(s->tok.max_len * sizeof *scratch);
-    float *cout = malloc(CHUNK * dim * sizeof *cout); /* one chunk's embeddings */
-    const int32_t *cids[CHUNK];
-    size_t clens[CHUNK], cpos[CHUNK], nseq = 0, total = 0, next = 0, chunk = 0;
+    float *cout = malloc(s->chunk * dim * sizeof *cout); /* one chunk's embeddings */
+    const int32_t **cids = malloc(s->chunk * sizeof *cids);
+    size_t *clens = malloc(s->chunk * sizeof *clens), *cpos = malloc(s->chunk * sizeof *cpos);
+    size_t nseq = 0, total = 0, next = 0, chunk = 0;
     char err[FLEET_MODEL_ERROR_MAX];
 
-    if (!ej || !scratch || !cout) {
+    if (!ej || !scratch || !cout || !cids || !clens || !cpos) {
         for (size_t i = 0; i < n; i++)
             fleet_model_job_fail(&jobs[i], 1, "out of memory starting the batch");
         goto out;
@@ -316,7 +328,7 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
                 ej[i].active = 0;
             }
         size_t m = 0;
-        while (next < nseq && m < CHUNK) {
+        while (next < nseq && m < s->chunk) {
             if (ej[seq[next].job].active) {
                 cids[m] = seq[next].ids;
                 clens[m] = seq[next].len;
@@ -327,7 +339,7 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
         }
         if (m == 0)
             break;
-        if (fleet_bert_cpu_embed(s->model, cids, clens, m, cout, err, sizeof err) != 0) {
+        if (s->ops->embed(s->model, cids, clens, m, cout, err, sizeof err) != 0) {
             for (size_t k = 0; k < m; k++) {
                 size_t i = seq[cpos[k]].job;
                 if (ej[i].active) {
@@ -375,6 +387,9 @@ out:
     free(seq);
     free(scratch);
     free(cout);
+    free(cids);
+    free(clens);
+    free(cpos);
     for (size_t i = 0; ej && i < n; i++) {
         if (ej[i].up_init)
             msgpack_unpacked_destroy(&ej[i].up);
@@ -385,12 +400,34 @@ out:
     free(ej);
 }
 
+static int embed_load_cpu(const char *args, void **state, char *err, size_t errlen)
+{
+    return embed_load_with(&fleet_bert_cpu_ops, args, state, err, errlen);
+}
+
 const fleet_model wk_model_embed = {
     .abi_version = FLEET_MODEL_ABI_VERSION,
     .name = "embed",
     .backend = "cpu",
     .max_batch = 64,
-    .load = embed_load,
+    .load = embed_load_cpu,
     .run_batch = embed_run_batch,
     .unload = embed_unload,
 };
+
+#ifdef FLEET_HAVE_CUDA
+static int embed_load_cuda(const char *args, void **state, char *err, size_t errlen)
+{
+    return embed_load_with(fleet_bert_backend("cuda"), args, state, err, errlen);
+}
+
+const fleet_model wk_model_embed_cuda = {
+    .abi_version = FLEET_MODEL_ABI_VERSION,
+    .name = "embed",
+    .backend = "cuda",
+    .max_batch = 256,
+    .load = embed_load_cuda,
+    .run_batch = embed_run_batch,
+    .unload = embed_unload,
+};
+#endif

@@ -10,10 +10,17 @@
 
 extern const fleet_model wk_model_echo;
 extern const fleet_model wk_model_embed; /* embed.c: BERT sentence embeddings on the CPU */
+#ifdef FLEET_HAVE_CUDA
+extern const fleet_model wk_model_embed_cuda; /* embed.c: the same on a CUDA GPU */
+#endif
 extern const fleet_model wk_model_sleep;
 
-/* wk_model_builtin returns the built-in model called name, or NULL. */
-const fleet_model *wk_model_builtin(const char *name);
+/* wk_model_builtin returns the built-in model called name with the given backend ("cpu",
+ * "cuda"; "auto" or "" or NULL: the first one whose device is present, CUDA before CPU),
+ * or NULL with a message in err: unknown model, no such backend in this build, or (auto)
+ * no device for any of them. */
+const fleet_model *wk_model_builtin(const char *name, const char *backend, char *err,
+                                    size_t errlen);
 /* The built-in names separated by '|' ("echo|embed|sleep"), for --help and error messages. */
 const char *wk_model_builtin_names(void);
 

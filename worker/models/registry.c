@@ -1,20 +1,57 @@
 /* registry.c: the table of models compiled into fleet-worker. A new built-in model adds
- * one line here and one source file to worker/CMakeLists.txt. */
+ * one line here and one source file to worker/CMakeLists.txt. A model with several
+ * backends has one line per backend; --backend auto takes the first whose device is
+ * present, so the faster backend goes first. */
+#include <stdio.h>
 #include <string.h>
 
 #include "models.h"
 
-static const fleet_model *const builtins[] = {
-    &wk_model_echo,
-    &wk_model_embed,
-    &wk_model_sleep,
+#ifdef FLEET_HAVE_CUDA
+#include "bert_cuda.h"
+#endif
+
+typedef struct builtin {
+    const fleet_model *model;
+    int (*present)(void); /* NULL: always; else nonzero when its device is there */
+} builtin;
+
+static const builtin builtins[] = {
+    {&wk_model_echo, NULL},
+#ifdef FLEET_HAVE_CUDA
+    {&wk_model_embed_cuda, fleet_bert_cuda_present},
+#endif
+    {&wk_model_embed, NULL},
+    {&wk_model_sleep, NULL},
 };
 
-const fleet_model *wk_model_builtin(const char *name)
+#define NBUILTINS (sizeof builtins / sizeof builtins[0])
+
+const fleet_model *wk_model_builtin(const char *name, const char *backend, char *err,
+                                    size_t errlen)
 {
-    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
-        if (name && strcmp(builtins[i]->name, name) == 0)
-            return builtins[i];
+    int auto_pick = !backend || !backend[0] || strcmp(backend, "auto") == 0;
+    char have[128] = "";
+    size_t used = 0;
+    for (size_t i = 0; name && i < NBUILTINS; i++) {
+        const builtin *b = &builtins[i];
+        if (strcmp(b->model->name, name) != 0)
+            continue;
+        if (auto_pick ? !b->present || b->present() : strcmp(b->model->backend, backend) == 0)
+            return b->model;
+        int k = snprintf(have + used, sizeof have - used, "%s%s", used ? "|" : "",
+                         b->model->backend);
+        if (k > 0 && (size_t)k < sizeof have - used)
+            used += (size_t)k;
+    }
+    if (!used)
+        snprintf(err, errlen, "unknown model '%s' (built-in: %s; or a --model-plugin)",
+                 name ? name : "", wk_model_builtin_names());
+    else if (auto_pick)
+        snprintf(err, errlen, "model '%s': no device for any of its backends (%s)", name, have);
+    else
+        snprintf(err, errlen, "model '%s' has no backend '%s' in this build (it has: %s)", name,
+                 backend, have);
     return NULL;
 }
 

@@ -1,0 +1,44 @@
+/* bert.h: one BERT sentence encoder, whichever backend runs it.
+ *
+ * A backend is a constant table of four functions over its own model type. Every backend
+ * computes the same thing (bert_cpu.h describes the forward pass, tests/embed/reference.py
+ * spells it in torch) from the same model directory:
+ *
+ *   load(dir) --> embed(ids, lens, n) --> embed(...) --> ... --> free()
+ *
+ * embed(m, ids, lens, n, out): n sequences, ids[i] holding lens[i] token ids (already
+ * tokenized with [CLS]/[SEP] and truncated); each length in [1, max_position_embeddings]
+ * and at most max_seqs() sequences per call. Writes n x hidden_size floats to out, row i
+ * for sequence i. Returns 0, or -1 with a one-line message in err (out untouched).
+ *
+ * "cpu" is always built (bert_cpu.c). "cuda" exists when fleet was built with the CUDA
+ * toolkit (bert_cuda.c); fleet_bert_backend("cuda") is NULL otherwise.
+ */
+#ifndef FLEET_EMBED_BERT_H
+#define FLEET_EMBED_BERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bert_config.h"
+
+typedef struct fleet_bert_ops {
+    const char *name; /* "cpu", "cuda" */
+    int (*load)(const char *dir, void **model, char *err, size_t errlen);
+    const fleet_bert_config *(*config)(const void *model);
+    /* The most sequences one embed call takes (callers split larger batches). */
+    size_t (*max_seqs)(const void *model);
+    int (*embed)(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
+                 float *out, char *err, size_t errlen);
+    void (*free)(void *model); /* accepts NULL */
+} fleet_bert_ops;
+
+extern const fleet_bert_ops fleet_bert_cpu_ops;
+
+/* The backend called name ("cpu", "cuda"), or NULL when unknown or not built in. */
+const fleet_bert_ops *fleet_bert_backend(const char *name);
+
+/* The backends built in, separated by '|': "cpu|cuda" or "cpu". */
+const char *fleet_bert_backend_names(void);
+
+#endif
