@@ -8,6 +8,8 @@ PACKAGES=(
   build-essential cmake pkg-config
   libhiredis-dev libevent-dev libevhtp-dev libmsgpack-dev libcurl4-openssl-dev
   libjansson-dev libssl-dev
+  # the embed model's CPU backend (worker/embed/bert_cpu.c): OpenBLAS's sgemm
+  libopenblas-dev
   # worker/embed/gen_unicode.py reads /usr/share/unicode/UnicodeData.txt (only to
   # regenerate worker/embed/unicode_tables.c; the build does not need it)
   unicode-data

@@ -368,7 +368,19 @@ static void on_result_blob(redisReply *rep, void *arg) {
     } else if (rep->type != REDIS_REPLY_STRING) {
         reply_internal(r, "result", rep);
     } else if (c->want_msgpack) {
-        gw_reply_bytes(r, 200, "application/msgpack", rep->str, rep->len);
+        /* The stored bytes, except that float32 arrays (FLEET_EXT_F32) go out as bin:
+         * clients need not know fleet's ext type. Copied only when there is one. */
+        char err[128], *mp = NULL;
+        size_t mplen = 0;
+        if (fleet_msgpack_for_client(rep->str, rep->len, &mp, &mplen, err, sizeof err) < 0) {
+            fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", c->id, "error", err, NULL);
+            gw_reply_problem(r, 500, "result-unreadable", "Result unreadable",
+                             "the stored result cannot be sent as msgpack (%s)", err);
+        } else {
+            gw_reply_bytes(r, 200, "application/msgpack", mp ? mp : rep->str,
+                           mp ? mplen : rep->len);
+            free(mp);
+        }
     } else if (gw_result_file(rep->str, rep->len, &c->file)) {
         /* A file the model made: it downloads as itself. */
         char disposition[GW_CONTENT_DISPOSITION_MAX];

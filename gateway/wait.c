@@ -78,8 +78,30 @@ static void on_result(redisReply *rep, void *arg) {
     }
     json_t *job = wt->job;
     wt->job = NULL;
-    json_object_set_new(job, "result", result);
-    answer(wt, 200, job);
+    /* The job prints as every job object does (reals with 6 significant digits, for the
+     * progress percent); its "result" with every digit, as GET .../result gives it. */
+    char *jt = json_dumps(job, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    char *rt = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(job);
+    json_decref(result);
+    size_t jn = jt ? strlen(jt) : 0, rn = rt ? strlen(rt) : 0;
+    char *body = jn >= 2 && rt && jt[jn - 1] == '}' ? malloc(jn + rn + 16) : NULL;
+    if (!body) {
+        gw_reply_problem(wt->r, 500, "internal", "Internal error", "out of memory");
+    } else {
+        size_t n = jn - 1; /* the job without its closing brace, then ,"result":...} */
+        memcpy(body, jt, n);
+        n += (size_t)sprintf(body + n, "%s\"result\":", jn > 2 ? "," : "");
+        memcpy(body + n, rt, rn);
+        n += rn;
+        body[n++] = '}';
+        body[n++] = '\n';
+        gw_reply_bytes(wt->r, 200, "application/json", body, n);
+    }
+    free(body);
+    free(jt);
+    free(rt);
+    wait_free(wt);
 }
 
 static void on_read(redisReply *rep, void *arg) {

@@ -1,8 +1,10 @@
 /* codec.c: JSON <-> msgpack for job inputs and results (codec.h). Pure. */
 #include "fleet/codec.h"
 
+#include <float.h>
 #include <msgpack.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +113,51 @@ static json_t *base64_string(const char *p, size_t n) {
     return s;
 }
 
+/* ----------------------------------------------------------- FLEET_EXT_F32 ---------- */
+
+_Static_assert(sizeof(float) == 4 && sizeof(uint32_t) == 4, "float must be IEEE binary32");
+_Static_assert(FLT_MANT_DIG == 24 && FLT_MAX_EXP == 128, "float must be IEEE binary32");
+
+/* The rules an ext-1 value obeys wherever it is read: it counts as a container (it reads
+ * as an array), and its payload is whole float32 values. */
+static int f32_check(uint64_t size, int depth, char *err, size_t errlen) {
+    if (depth >= FLEET_CODEC_MAX_DEPTH) {
+        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        return -1;
+    }
+    if (size % 4) {
+        set_err(err, errlen,
+                "msgpack ext type %d (float32 array) holds %llu bytes, not a multiple of 4",
+                FLEET_EXT_F32, (unsigned long long)size);
+        return -1;
+    }
+    return 0;
+}
+
+static float f32_le(const unsigned char *p) {
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                 (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* An ext-1 value as a JSON array of numbers: each float32 widened to double, exactly. */
+static json_t *f32_array(const msgpack_object *o, int depth, char *err, size_t errlen) {
+    if (f32_check(o->via.ext.size, depth, err, errlen) < 0) return NULL;
+    const unsigned char *p = (const unsigned char *)o->via.ext.ptr;
+    json_t *a = json_array();
+    for (uint32_t i = 0; a && i < o->via.ext.size / 4; i++) {
+        json_t *v = json_real((double)f32_le(p + 4 * (size_t)i));
+        if (!v) set_err(err, errlen, "float32 array item %u is not finite (NaN or infinity)", i);
+        if (!v || json_array_append_new(a, v) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
 static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t errlen) {
     if (depth > FLEET_CODEC_MAX_DEPTH) {
         set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
@@ -177,6 +224,7 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
         return m;
     }
     case MSGPACK_OBJECT_EXT:
+        if (o->via.ext.type == FLEET_EXT_F32) return f32_array(o, depth, err, errlen);
         set_err(err, errlen, "msgpack ext type %d has no JSON form", o->via.ext.type);
         return NULL;
     }
@@ -280,4 +328,152 @@ json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t err
     }
     msgpack_unpacked_destroy(&up);
     return j;
+}
+
+/* --------------------------------------------------------------- msgpack for clients -- */
+
+/* Walks one value the way check_value does (sizes checked against the bytes present,
+ * FLEET_CODEC_MAX_DEPTH kept, nothing allocated). With out == NULL it only checks, adding
+ * the ext-1 values it meets to *nf32; otherwise it also writes the value at out + *o, every
+ * byte as it was except that each ext-1 becomes a bin of the same payload. Other ext types
+ * are refused. Returns 0, or -1 with err. */
+static int client_walk(const unsigned char *p, size_t len, size_t *off, int depth,
+                       unsigned char *out, size_t *o, size_t *nf32, char *err, size_t errlen) {
+    if (depth > FLEET_CODEC_MAX_DEPTH) {
+        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        return -1;
+    }
+    size_t start = *off;
+    if (*off >= len) goto truncated;
+    unsigned char t = p[(*off)++];
+    uint64_t n = 0, skip = 0, items = 0;
+    int nbytes = 0;   /* size of a length field that follows the marker */
+    bool ext = false; /* n: the ext payload's length, once read */
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+        /* one byte: fixint, nil, bool */
+    } else {
+        if (depth == FLEET_CODEC_MAX_DEPTH &&
+            ((t >= 0x80 && t <= 0x9f) || (t >= 0xdc && t <= 0xdf))) {
+            set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+            return -1;
+        }
+        if (t >= 0x80 && t <= 0x8f) items = 2u * (t & 0x0f);
+        else if (t >= 0x90 && t <= 0x9f) items = t & 0x0f;
+        else if (t >= 0xa0 && t <= 0xbf) skip = t & 0x1f;
+        else switch (t) {
+        case 0xc4: case 0xd9: nbytes = 1; break;
+        case 0xc5: case 0xda: nbytes = 2; break;
+        case 0xc6: case 0xdb: nbytes = 4; break;
+        case 0xc7: nbytes = 1; ext = true; break;
+        case 0xc8: nbytes = 2; ext = true; break;
+        case 0xc9: nbytes = 4; ext = true; break;
+        case 0xca: skip = 4; break;
+        case 0xcb: skip = 8; break;
+        case 0xcc: case 0xd0: skip = 1; break;
+        case 0xcd: case 0xd1: skip = 2; break;
+        case 0xce: case 0xd2: skip = 4; break;
+        case 0xcf: case 0xd3: skip = 8; break;
+        case 0xd4: n = 1; ext = true; break;
+        case 0xd5: n = 2; ext = true; break;
+        case 0xd6: n = 4; ext = true; break;
+        case 0xd7: n = 8; ext = true; break;
+        case 0xd8: n = 16; ext = true; break;
+        case 0xdc: nbytes = 2; items = 1; break;
+        case 0xdd: nbytes = 4; items = 1; break;
+        case 0xde: nbytes = 2; items = 2; break;
+        case 0xdf: nbytes = 4; items = 2; break;
+        default:
+            set_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
+            return -1;
+        }
+    }
+    if (nbytes) {
+        if (len - *off < (size_t)nbytes) goto truncated;
+        for (int i = 0; i < nbytes; i++) n = (n << 8) | p[(*off)++];
+        if (!ext) { /* for an ext, n is the payload's length */
+            if (items) items *= n;
+            else skip += n;
+        }
+    }
+    if (ext) {
+        if (len - *off < 1) goto truncated;
+        int type = (int8_t)p[(*off)++];
+        if (len - *off < n) goto truncated;
+        if (type != FLEET_EXT_F32) {
+            set_err(err, errlen, "msgpack ext type %d has no client form (only type %d does)",
+                    type, FLEET_EXT_F32);
+            return -1;
+        }
+        if (f32_check(n, depth, err, errlen) < 0) return -1;
+        (*nf32)++;
+        if (out) {
+            unsigned char *w = out + *o;
+            if (n <= 0xff) {
+                *w++ = 0xc4;
+            } else if (n <= 0xffff) {
+                *w++ = 0xc5;
+                *w++ = (unsigned char)(n >> 8);
+            } else {
+                *w++ = 0xc6;
+                *w++ = (unsigned char)(n >> 24);
+                *w++ = (unsigned char)(n >> 16);
+                *w++ = (unsigned char)(n >> 8);
+            }
+            *w++ = (unsigned char)n;
+            if (n) memcpy(w, p + *off, n);
+            *o = (size_t)(w - out) + n;
+        }
+        *off += n;
+        return 0;
+    }
+    if (skip) {
+        if (len - *off < skip) goto truncated;
+        *off += skip;
+    }
+    if (out) {
+        memcpy(out + *o, p + start, *off - start);
+        *o += *off - start;
+    }
+    if (items > len - *off) goto truncated; /* every item takes at least one byte */
+    for (uint64_t i = 0; i < items; i++)
+        if (client_walk(p, len, off, depth + 1, out, o, nf32, err, errlen) < 0) return -1;
+    return 0;
+truncated:
+    set_err(err, errlen, "truncated msgpack data");
+    return -1;
+}
+
+int fleet_msgpack_for_client(const char *buf, size_t len, char **out, size_t *outlen,
+                             char *err, size_t errlen) {
+    *out = NULL;
+    *outlen = len;
+    if (!buf || len == 0) {
+        set_err(err, errlen, "empty msgpack data");
+        return -1;
+    }
+    const unsigned char *p = (const unsigned char *)buf;
+    size_t off = 0, nf32 = 0;
+    if (client_walk(p, len, &off, 0, NULL, NULL, &nf32, err, errlen) < 0) return -1;
+    if (off != len) {
+        set_err(err, errlen, "%zu trailing bytes after the msgpack value", len - off);
+        return -1;
+    }
+    if (nf32 == 0) return 0; /* nothing to rewrite: the caller sends buf itself */
+    /* A bin header is never longer than the ext header it replaces (fixext: 2 bytes,
+     * ext8/16/32: 3/4/6), so len bytes are enough. */
+    unsigned char *o = malloc(len);
+    if (!o) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t w = 0;
+    off = 0;
+    nf32 = 0;
+    if (client_walk(p, len, &off, 0, o, &w, &nf32, err, errlen) < 0) { /* cannot happen */
+        free(o);
+        return -1;
+    }
+    *out = (char *)o;
+    *outlen = w;
+    return 0;
 }

@@ -208,6 +208,20 @@ msgpack = [
      + b"\xd6\x01" + b"\x00" * 4 + b"\xd7\xff" + b"\x00" * 8 + b"\xd8\x01" + b"\x00" * 16),
     ("ext8.mp", b"\xc7\x03\x05abc"),
     ("ext16_ext32.mp", mp_array_hdr(2) + b"\xc8\x00\x01\x05a" + b"\xc9\x00\x00\x00\x01\x05a"),
+    # FLEET_EXT_F32 (ext type 1): little-endian float32 arrays, as the embed model stores them
+    ("ext_f32_result.mp", mp_map_hdr(4) + mp("model") + mp("embed") + mp("dim") + mp(3)
+     + mp("embeddings") + mp_array_hdr(2)
+     + b"\xc7\x0c\x01" + struct.pack("<3f", 0.25, -1.5, 0.1)
+     + b"\xc7\x0c\x01" + struct.pack("<3f", 1.0, 0.0, -0.0)
+     + mp("tokens") + mp(9)),
+    ("ext_f32_forms.mp", mp_array_hdr(6) + b"\xd6\x01" + struct.pack("<f", 2.5)
+     + b"\xd7\x01" + struct.pack("<2f", 1, 2) + b"\xd8\x01" + struct.pack("<4f", 1, 2, 3, 4)
+     + b"\xc8\x00\x04\x01" + struct.pack("<f", 3) + b"\xc9\x00\x00\x00\x00\x01"
+     + b"\xc7\x00\x01"),
+    ("ext_f32_bad_length.mp", b"\xc7\x06\x01" + b"\x00" * 6),
+    ("ext_f32_nan.mp", b"\xd6\x01\x00\x00\xc0\x7f"),
+    ("ext_f32_nest_32.mp", mp_array_hdr(1) * 31 + b"\xd6\x01" + struct.pack("<f", 1)),
+    ("ext_f32_nest_33.mp", mp_array_hdr(1) * 32 + b"\xd6\x01" + struct.pack("<f", 1)),
     ("reserved_c1.mp", b"\xc1"),
     ("nest_32.mp", mp_array_hdr(1) * 32 + mp(1)),
     ("nest_33.mp", mp_array_hdr(1) * 33 + mp(1)),

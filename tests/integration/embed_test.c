@@ -3,6 +3,8 @@
  * size, normalised, the same for a text alone or in a list; bad inputs and a worker
  * without a model directory are refused with a message. */
 #include <math.h>
+#include <msgpack.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -116,6 +118,74 @@ TL_TEST(embeds_texts_in_input_order) {
     ASSERT_STR_CONTAINS(m->body, "\"name\":\"embed\"");
 }
 
+/* A float32 from 4 little-endian bytes. */
+static float f32_le(const char *b)
+{
+    const unsigned char *u = (const unsigned char *)b;
+    uint32_t x = (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+/* The model stores each embedding as one float32 array (msgpack ext type 1); a msgpack
+ * client gets it as a bin of dim*4 little-endian bytes, a JSON client as numbers, and the
+ * two hold the same floats. */
+TL_TEST(msgpack_result_holds_float32_bins) {
+    tl_fleet *f = start_embed_fleet();
+    json_t *job = submit_wait(f, "{\"texts\": [\"hello world\", \"a b c\", \"the quick brown fox\"]}");
+    json_t *waited = embeddings_of(job, 3);
+    const char *id = tl_jstr(job, "id");
+    /* GET .../result: the same shape, every float32 at full precision. (The job object of
+     * Prefer: wait prints its reals with 6 significant digits, result included: compared
+     * below within that.) */
+    tl_resp *js = tl_get(f, tl_printf("/v1/jobs/%s/result", id));
+    ASSERT_HTTP_STATUS(js, 200);
+    json_t *e = embeddings_of(tl_json_own(json_pack("{s:s, s:O}", "status", "succeeded",
+                                                    "result", js->json)), 3);
+
+    tl_req want = {.headers = {"Accept: application/msgpack"}};
+    tl_resp *mp = tl_request(f, tl_printf("/v1/jobs/%s/result", id), want);
+    ASSERT_HTTP_STATUS(mp, 200);
+    ASSERT_STR_CONTAINS(mp->content_type, "application/msgpack");
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    ASSERT_EQ_INT(msgpack_unpack_next(&up, mp->body, mp->body_len, &off), MSGPACK_UNPACK_SUCCESS);
+    ASSERT_EQ_INT(off, mp->body_len);
+    ASSERT_EQ_INT(up.data.type, MSGPACK_OBJECT_MAP);
+    const msgpack_object *emb = NULL;
+    for (uint32_t i = 0; i < up.data.via.map.size; i++) {
+        const msgpack_object_kv *kv = &up.data.via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 10 &&
+            memcmp(kv->key.via.str.ptr, "embeddings", 10) == 0)
+            emb = &kv->val;
+    }
+    ASSERT_NOT_NULL(emb);
+    ASSERT_EQ_INT(emb->type, MSGPACK_OBJECT_ARRAY);
+    ASSERT_EQ_INT(emb->via.array.size, 3);
+    for (uint32_t i = 0; i < 3; i++) {
+        const msgpack_object *v = &emb->via.array.ptr[i];
+        if (v->type != MSGPACK_OBJECT_BIN)
+            FAILF("embedding %u is msgpack type %d, not bin", i, (int)v->type);
+        ASSERT_EQ_INT(v->via.bin.size, TL_TINY_HIDDEN * 4);
+        const json_t *row = json_array_get(e, i);
+        for (size_t d = 0; d < TL_TINY_HIDDEN; d++) {
+            float x = f32_le(v->via.bin.ptr + 4 * d);
+            double want_d = json_number_value(json_array_get(row, d));
+            if ((double)x != want_d) /* the JSON number is the float32 widened, exactly */
+                FAILF("embedding %u[%zu]: bin %.9g, JSON %.17g", i, d, (double)x, want_d);
+            double w = json_number_value(json_array_get(json_array_get(waited, i), d));
+            if (w != (double)x)
+                FAILF("embedding %u[%zu]: bin %.9g, Prefer: wait %.17g", i, d, (double)x, w);
+        }
+    }
+    msgpack_unpacked_destroy(&up);
+    /* Stored as ext-1: dim*4 bytes plus a small header per vector, not 5 bytes a float. */
+    tl_log("msgpack result %zu bytes, JSON result %zu bytes", mp->body_len, js->body_len);
+    ASSERT_TRUE(mp->body_len < 3 * (TL_TINY_HIDDEN * 4 + 8) + 64);
+}
+
 TL_TEST(bad_inputs_fail_with_a_message) {
     tl_fleet *f = start_embed_fleet();
     static const struct {
@@ -162,6 +232,7 @@ TL_TEST(worker_without_a_model_directory_is_refused) {
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(embeds_texts_in_input_order),
+        TL_CASE(msgpack_result_holds_float32_bins),
         TL_CASE(bad_inputs_fail_with_a_message),
         TL_CASE(worker_without_a_model_directory_is_refused),
     };

@@ -509,7 +509,7 @@ static void finish(storm *s, slot *sl, outcome o, int status) {
         describe(shown, sizeof shown, r);
         if (s->failures < TL_COUNT(s->first_failures))
             snprintf(s->first_failures[s->failures], sizeof s->first_failures[0],
-                     "#%zu %s: %s (got %s %d, want %d) for \"%s\"", sl->idx, r->cat, why,
+                     "#%zu %s: %s (got %s %d, want %d) for \"%.160s\"", sl->idx, r->cat, why,
                      outcome_names[o], status, r->want, shown);
         s->failures++;
     }

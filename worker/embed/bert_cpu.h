@@ -1,4 +1,4 @@
-/* bert_cpu.h: the embed model's forward pass on the CPU, in plain C loops.
+/* bert_cpu.h: the embed model's forward pass on the CPU, its matrix products in OpenBLAS.
  *
  * A sentence-transformers BERT (all-MiniLM-L6-v2 and anything shaped like it):
  *
@@ -8,18 +8,30 @@
  *       --> mean over the sequence's real tokens --> / max(||v||, 1e-12) (if Normalize)
  *
  * This is the reference for correctness (tests/embed/reference.py computes the same with
- * torch); a faster backend implements the same three functions.
+ * torch; tests/unit/bert_cpu_test.c holds it to 1e-4 relative); other backends implement
+ * the same three functions.
+ *
+ * Products: every linear layer is one cblas_sgemm over all the call's tokens (query, key
+ * and value stacked into one); attention is two sgemms per sequence and head (scores =
+ * q k^T, ctx = p v) on strided views of the packed rows. Softmax, GELU and pooling are
+ * plain loops; LayerNorm and pooling statistics are summed in double.
  *
  * Batches: the sequences of one call are packed end to end (no padding rows at all), and
- * attention runs per sequence over its own tokens, so a sequence's vector is the same,
- * bit for bit, alone or in any batch.
+ * attention runs per sequence over its own tokens, so no sequence sees another's. A
+ * sequence's vector alone and in any batch agrees within 1e-6 relative (not bit for bit:
+ * OpenBLAS may block or split a product differently for a different number of rows).
+ *
+ * Threads: OpenBLAS's own pool, sized by OPENBLAS_NUM_THREADS (read at process start;
+ * default one per online CPU), or by FLEET_CPU_THREADS=N, which fleet_bert_cpu_load
+ * applies with openblas_set_num_threads (process-wide; a value outside [1, 1024] fails
+ * the load).
  *
  * Errors: 0 or -1; on -1 `err` holds a one-line message (errlen bytes, truncated as
  * snprintf does), e.g. "config.json: cannot read: ..." or "safetensors: DIR/model.
  * safetensors: ...", "embed: sequence 3: id 40000 outside the vocabulary (30522)".
  *
  * Ownership: a fleet_bert_cpu owns F32 copies of every weight (converted from F32, F16
- * or BF16 once at load; linear weights stored transposed, [in, out]); the safetensors
+ * or BF16 once at load; linear weights kept [out, in] as in the checkpoint); the safetensors
  * mapping is closed before fleet_bert_cpu_load returns. fleet_bert_cpu_embed allocates
  * its scratch per call and only reads the model, so threads may share one model.
  */
@@ -54,6 +66,10 @@ const fleet_bert_config *fleet_bert_cpu_config(const fleet_bert_cpu *m);
  * `out` is untouched. */
 int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out, char *err, size_t errlen);
+
+/* The threads OpenBLAS uses for one product now (after FLEET_CPU_THREADS, if a load
+ * applied it). */
+int fleet_bert_cpu_threads(void);
 
 /* Accepts NULL. */
 void fleet_bert_cpu_free(fleet_bert_cpu *m);

@@ -320,3 +320,60 @@ void fleet_st_close(fleet_st *st)
         munmap(st->map, st->map_len);
     free(st);
 }
+
+/* ------------------------------------------------------------ conversion --------- */
+
+/* IEEE binary16 to binary32, subnormals, infinities and NaNs included. */
+static float st__half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: value = man * 2^-24 */
+            float f = (float)man * 5.9604644775390625e-8f;
+            return sign ? -f : f;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+int fleet_st_read_f32(const fleet_st_tensor *t, float *dst, char *err, size_t errlen)
+{
+    if (!t->data)
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s has no data", t->name);
+    const unsigned char *src = t->data;
+    size_t n = t->nbytes / fleet_st_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case FLEET_ST_F32:
+        memcpy(dst, src, n * sizeof *dst);
+        return 0;
+    case FLEET_ST_F16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = st__half_to_float(h);
+        }
+        return 0;
+    case FLEET_ST_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            uint32_t bits = (uint32_t)h << 16;
+            memcpy(&dst[i], &bits, 4);
+        }
+        return 0;
+    default:
+        return fleet_embed_fail(err, errlen, "safetensors: tensor %s has dtype %s, not a float",
+                                t->name, fleet_st_dtype_name(t->dtype));
+    }
+}

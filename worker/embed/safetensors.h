@@ -79,6 +79,11 @@ const fleet_st_tensor *fleet_st_at(const fleet_st *st, size_t i);
 /* A __metadata__ string value, or NULL. */
 const char *fleet_st_metadata(const fleet_st *st, const char *key);
 
+/* fleet_st_read_f32 converts tensor t (F32, F16 or BF16, with data) to count float32
+ * values in dst, count = nbytes / element size; the source may be unaligned. Returns 0,
+ * or -1 with a message naming the tensor (no data, or an integer dtype). */
+int fleet_st_read_f32(const fleet_st_tensor *t, float *dst, char *err, size_t errlen);
+
 /* Accepts NULL. */
 void fleet_st_close(fleet_st *st);
 

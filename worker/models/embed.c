@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "bert.h"
+#include "fleet/codec.h"
 #include "models.h"
 #include "tokenizer.h"
 
@@ -226,10 +227,27 @@ static int pack_output(const embed_job *ej, int dim, char **out, size_t *len)
     bad |= msgpack_pack_int64(&pk, dim);
     bad |= msgpack_pack_str_with_body(&pk, "embeddings", 10);
     bad |= msgpack_pack_array(&pk, ej->ntexts);
+    /* Each embedding is one FLEET_EXT_F32 value (msgpack ext type 1, shared/include/fleet/
+     * codec.h): dim little-endian float32s, dim*4 bytes. JSON clients read it as an array
+     * of numbers, msgpack clients as a bin of the same bytes. */
+    enum { CHUNK = 64 };
+    _Static_assert(sizeof(float) == sizeof(uint32_t), "float must be IEEE binary32");
+    unsigned char le[CHUNK * 4];
     for (size_t i = 0; i < ej->ntexts && !bad; i++) {
-        bad |= msgpack_pack_array(&pk, (size_t)dim);
-        for (int d = 0; d < dim; d++)
-            bad |= msgpack_pack_float(&pk, ej->emb[i * (size_t)dim + (size_t)d]);
+        const float *v = ej->emb + i * (size_t)dim;
+        bad |= msgpack_pack_ext(&pk, (size_t)dim * 4, FLEET_EXT_F32);
+        for (size_t d0 = 0; d0 < (size_t)dim && !bad; d0 += CHUNK) {
+            size_t m = (size_t)dim - d0 < CHUNK ? (size_t)dim - d0 : CHUNK;
+            for (size_t k = 0; k < m; k++) {
+                uint32_t u;
+                memcpy(&u, &v[d0 + k], sizeof u);
+                le[4 * k] = (unsigned char)u;
+                le[4 * k + 1] = (unsigned char)(u >> 8);
+                le[4 * k + 2] = (unsigned char)(u >> 16);
+                le[4 * k + 3] = (unsigned char)(u >> 24);
+            }
+            bad |= msgpack_pack_ext_body(&pk, le, 4 * m);
+        }
     }
     bad |= msgpack_pack_str_with_body(&pk, "tokens", 6);
     bad |= msgpack_pack_int64(&pk, ej->tokens);
@@ -343,7 +361,9 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
             for (size_t k = 0; k < m; k++) {
                 size_t i = seq[cpos[k]].job;
                 if (ej[i].active) {
-                    fleet_model_job_fail(&jobs[i], 0, "%s", err);
+                    /* The tokenizer only makes ids and lengths the model takes, so this is
+                     * the device or memory failing: another attempt may succeed. */
+                    fleet_model_job_fail(&jobs[i], 1, "%s", err);
                     ej[i].active = 0;
                 }
             }

@@ -1,0 +1,325 @@
+/* embed_bench.c: fleet-embed-bench, the speed of one BERT backend (worker/embed/bert.h)
+ * on its own: no gateway, no Redis, no tokenizer (docs/benchmarks.md, "embed on the CPU").
+ *
+ *   fleet-embed-bench [--model-dir DIR] [--backend cpu|cuda] [--batches 1,8,64]
+ *                     [--tokens 128] [--seconds N]
+ *
+ * Without --model-dir it writes a MiniLM-shaped model with random weights (6 layers,
+ * hidden 384, 12 heads, intermediate 1536, vocabulary 30522, 512 positions; the
+ * generator of tests/lib/bert_gen.c) into a temporary directory and removes it after.
+ * Every sequence is exactly --tokens ids: [CLS], random ids in [1000, vocab), [SEP]. After
+ * one warm-up call it times repeated batches of each size for about --seconds each (at
+ * least 3 batches), splitting a batch into calls of the backend's max_seqs(), and prints
+ * one line per batch size: backend, batch, tokens, sentences/s and the median ms per
+ * batch (sentences/s = batch / median).
+ *
+ * Exit code: 0 when it ran, 1 when the model or backend could not be used, 2 on misuse.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bert.h"
+#include "bert_cpu.h"
+#include "bert_gen.h"
+
+#define BENCH_MAX_BATCHES 32
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: fleet-embed-bench [--model-dir DIR] [--backend %s] [--batches 1,8,64]\n"
+               "                         [--tokens 128] [--seconds 3]\n"
+               "Without --model-dir a MiniLM-shaped random model is generated in a temporary\n"
+               "directory. Thread settings: OPENBLAS_NUM_THREADS, FLEET_CPU_THREADS.\n",
+            fleet_bert_backend_names());
+}
+
+/* Parses "1,8,64" into b[]; returns the count, or -1. */
+static int parse_batches(const char *s, long *b)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 1 || v > 100000 || n == BENCH_MAX_BATCHES)
+            return -1;
+        b[n++] = v;
+        if (*end == ',')
+            end++;
+        else if (*end)
+            return -1;
+        s = end;
+    }
+    return n ? n : -1;
+}
+
+static long parse_long(const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi)
+        return -1;
+    return v;
+}
+
+/* The line of `token` in dir/vocab.txt (its id), or fallback. */
+static int32_t vocab_id(const char *dir, const char *token, int32_t fallback)
+{
+    char path[4096], line[256];
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fallback;
+    int32_t id = 0, found = fallback;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (strcmp(line, token) == 0) {
+            found = id;
+            break;
+        }
+        id++;
+    }
+    fclose(f);
+    return found;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Embeds sequences [0, n) in calls of at most max_seqs. */
+static int run_batch(const fleet_bert_ops *ops, void *m, const int32_t *const *ids,
+                     const size_t *lens, size_t n, size_t max_seqs, float *out, size_t h)
+{
+    char err[512] = "";
+    for (size_t i = 0; i < n; i += max_seqs) {
+        size_t k = n - i < max_seqs ? n - i : max_seqs;
+        if (ops->embed(m, ids + i, lens + i, k, out + i * h, err, sizeof err) != 0) {
+            fprintf(stderr, "fleet-embed-bench: embed: %s\n", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *model_dir = NULL, *backend = "cpu";
+    long batches[BENCH_MAX_BATCHES] = {1, 8, 64};
+    int nbatches = 3;
+    long tokens = 128, seconds = 3;
+    static const struct option opts[] = {
+        {"model-dir", required_argument, NULL, 'm'}, {"backend", required_argument, NULL, 'b'},
+        {"batches", required_argument, NULL, 'B'},   {"tokens", required_argument, NULL, 't'},
+        {"seconds", required_argument, NULL, 's'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            model_dir = optarg;
+            break;
+        case 'b':
+            backend = optarg;
+            break;
+        case 'B':
+            if ((nbatches = parse_batches(optarg, batches)) < 0) {
+                fprintf(stderr, "fleet-embed-bench: --batches: a list like 1,8,64\n");
+                return 2;
+            }
+            break;
+        case 't':
+            if ((tokens = parse_long(optarg, 2, 1000000)) < 0) {
+                fprintf(stderr, "fleet-embed-bench: --tokens: an integer >= 2\n");
+                return 2;
+            }
+            break;
+        case 's':
+            if ((seconds = parse_long(optarg, 0, 3600)) < 0) {
+                fprintf(stderr, "fleet-embed-bench: --seconds: an integer in [0, 3600]\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    const fleet_bert_ops *ops = fleet_bert_backend(backend);
+    if (!ops) {
+        fprintf(stderr, "fleet-embed-bench: backend %s is not built in (have: %s)\n", backend,
+                fleet_bert_backend_names());
+        return 2;
+    }
+
+    int rc = 1;
+    char tmpdir[] = "/tmp/fleet-embed-bench.XXXXXX";
+    bool made = false;
+    char err[512] = "";
+    if (!model_dir) {
+        if (!mkdtemp(tmpdir)) {
+            fprintf(stderr, "fleet-embed-bench: mkdtemp: %s\n", strerror(errno));
+            return 1;
+        }
+        made = true;
+        model_dir = tmpdir;
+        static const bert_gen_shape minilm = {
+            .hidden = 384,
+            .layers = 6,
+            .heads = 12,
+            .inter = 1536,
+            .vocab = 30522,
+            .max_pos = 512,
+            .max_seq_length = 256,
+        };
+        double t0 = now_s();
+        if (bert_gen_write(tmpdir, &minilm, false, "", err, sizeof err) != 0) {
+            fprintf(stderr, "fleet-embed-bench: generating a model: %s\n", err);
+            goto out;
+        }
+        printf("model: MiniLM-shaped random F32 weights in %s (written in %.1f s)\n", tmpdir,
+               now_s() - t0);
+    } else {
+        printf("model: %s\n", model_dir);
+    }
+
+    void *m = NULL;
+    double t0 = now_s();
+    if (ops->load(model_dir, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "fleet-embed-bench: load %s: %s\n", model_dir, err);
+        goto out;
+    }
+    const fleet_bert_config *cfg = ops->config(m);
+    printf("loaded in %.2f s: %d layers, hidden %d, %d heads, intermediate %d, vocab %d\n",
+           now_s() - t0, cfg->num_hidden_layers, cfg->hidden_size, cfg->num_attention_heads,
+           cfg->intermediate_size, cfg->vocab_size);
+    if (tokens > cfg->max_position_embeddings) {
+        fprintf(stderr, "fleet-embed-bench: --tokens %ld is above the model's %d positions\n",
+                tokens, cfg->max_position_embeddings);
+        ops->free(m);
+        goto out;
+    }
+    if (strcmp(ops->name, "cpu") == 0) {
+        const char *ob = getenv("OPENBLAS_NUM_THREADS"), *ft = getenv("FLEET_CPU_THREADS");
+        printf("threads: %d (OPENBLAS_NUM_THREADS=%s, FLEET_CPU_THREADS=%s), %ld online CPUs\n",
+               fleet_bert_cpu_threads(), ob ? ob : "unset", ft ? ft : "unset",
+               sysconf(_SC_NPROCESSORS_ONLN));
+    }
+
+    /* The sequences: as many as the largest batch, all different. */
+    long maxb = 0;
+    for (int i = 0; i < nbatches; i++)
+        maxb = batches[i] > maxb ? batches[i] : maxb;
+    size_t h = (size_t)cfg->hidden_size;
+    int32_t cls = vocab_id(model_dir, "[CLS]", 2), sep = vocab_id(model_dir, "[SEP]", 3);
+    int32_t lo = cfg->vocab_size > 1000 ? 1000 : 0;
+    int32_t **seqs = calloc((size_t)maxb, sizeof *seqs);
+    size_t *lens = calloc((size_t)maxb, sizeof *lens);
+    float *out = malloc((size_t)maxb * h * sizeof *out);
+    double *times = NULL;
+    size_t ntimes = 0, captimes = 0;
+    if (!seqs || !lens || !out) {
+        fprintf(stderr, "fleet-embed-bench: out of memory\n");
+        goto done;
+    }
+    uint64_t state = 7;
+    for (long s = 0; s < maxb; s++) {
+        if (!(seqs[s] = malloc((size_t)tokens * sizeof *seqs[s]))) {
+            fprintf(stderr, "fleet-embed-bench: out of memory\n");
+            goto done;
+        }
+        lens[s] = (size_t)tokens;
+        seqs[s][0] = cls;
+        for (long j = 1; j < tokens - 1; j++)
+            seqs[s][j] = lo + (int32_t)(splitmix64(&state) % (uint64_t)(cfg->vocab_size - lo));
+        seqs[s][tokens - 1] = sep;
+    }
+    size_t max_seqs = ops->max_seqs(m);
+    const int32_t *const *ids = (const int32_t *const *)seqs;
+
+    /* One warm-up call, then each batch size. */
+    if (run_batch(ops, m, ids, lens, (size_t)maxb < max_seqs ? (size_t)maxb : max_seqs,
+                  max_seqs, out, h) != 0)
+        goto done;
+    printf("%-8s %6s %7s %12s %14s %6s\n", "backend", "batch", "tokens", "sentences/s",
+           "ms/batch(med)", "runs");
+    for (int b = 0; b < nbatches; b++) {
+        ntimes = 0;
+        double start = now_s();
+        do {
+            double t = now_s();
+            if (run_batch(ops, m, ids, lens, (size_t)batches[b], max_seqs, out, h) != 0)
+                goto done;
+            t = now_s() - t;
+            if (ntimes == captimes) {
+                captimes = captimes ? 2 * captimes : 64;
+                double *nt = realloc(times, captimes * sizeof *nt);
+                if (!nt) {
+                    fprintf(stderr, "fleet-embed-bench: out of memory\n");
+                    goto done;
+                }
+                times = nt;
+            }
+            times[ntimes++] = t;
+        } while (ntimes < 3 || now_s() - start < (double)seconds);
+        qsort(times, ntimes, sizeof *times, cmp_double);
+        double med = ntimes % 2 ? times[ntimes / 2]
+                                : (times[ntimes / 2 - 1] + times[ntimes / 2]) / 2;
+        printf("%-8s %6ld %7ld %12.1f %14.2f %6zu\n", ops->name, batches[b], tokens,
+               (double)batches[b] / med, med * 1e3, ntimes);
+        fflush(stdout);
+    }
+    rc = 0;
+done:
+    if (seqs)
+        for (long s = 0; s < maxb; s++)
+            free(seqs[s]);
+    free(seqs);
+    free(lens);
+    free(out);
+    free(times);
+    ops->free(m);
+out:
+    if (made)
+        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return rc;
+}

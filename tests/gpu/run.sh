@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# run.sh: the embed model's GPU checks and timings, for a machine with an NVIDIA GPU, the
+# CUDA toolkit (nvcc) and PyTorch with transformers. CI has no GPU and does not run this;
+# docs/benchmarks.md ("embed on a GPU") holds what it printed and where.
+#
+#   tests/gpu/run.sh [OUTDIR]          (default OUTDIR: $OUT, else /tmp/fleet-gpu)
+#
+# 1. Builds only the embed model's backends, fleet-embed-check and fleet-embed-bench
+#    (cmake -DFLEET_EMBED_ONLY=ON: needs CUDA, jansson and OpenBLAS, none of the server's
+#    libraries) into build-gpu/. A machine without jansson/OpenBLAS and without a package
+#    registry gets them from .gpu-debs/ (tests/gpu/fetch-debs.sh, run beforehand on a
+#    Debian machine), unpacked into a private sysroot, never into /.
+# 2. fleet-embed-check: CUDA against the CPU backend on fresh random batches, buffers
+#    poisoned with NaN before every call, both softmax implementations (limit 1e-3).
+# 3. tests/gpu/torch_bench.py: the same vectors from PyTorch (limit 1e-3), and PyTorch's
+#    sentences/s at batch 1, 8, 64 x 128 tokens on the same weights.
+# 4. fleet-embed-bench: fleet's sentences/s for the same shapes: CUDA with our softmax,
+#    with cuDNN's, and with TF32 GEMMs; and the CPU backend for scale.
+# Exit: nonzero when a build or a check fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+out=${1:-${OUT:-/tmp/fleet-gpu}}
+mkdir -p "$out"
+log="$out/gpu-run.txt"
+exec > >(tee "$log") 2>&1
+
+echo "== machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+nvcc --version | tail -n 2
+nproc
+
+# ---------------------------------------------------------------- dependencies --------
+sysroot=/tmp/fleet-gpu-sysroot
+cmake_args=()
+if compgen -G ".gpu-debs/*.deb" >/dev/null; then
+  mkdir -p "$sysroot"
+  for f in .gpu-debs/*.deb; do dpkg -x "$f" "$sysroot"; done
+  lib="$sysroot/usr/lib/x86_64-linux-gnu"
+  export PKG_CONFIG_SYSROOT_DIR="$sysroot"
+  export PKG_CONFIG_LIBDIR="$lib/openblas-pthread/pkgconfig:$lib/pkgconfig:$sysroot/usr/share/pkgconfig"
+  export LD_LIBRARY_PATH="$lib/openblas-pthread:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  if ! command -v pkg-config >/dev/null; then
+    cmake_args+=("-DPKG_CONFIG_EXECUTABLE=$sysroot/usr/bin/pkgconf")
+  fi
+fi
+# cuDNN: from the toolkit's directory, else from the nvidia-cudnn wheel PyTorch brings.
+if [[ ! -e /usr/local/cuda/include/cudnn.h ]]; then
+  cudnn=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' \
+          2>/dev/null || true)
+  if [[ -n "$cudnn" && -e "$cudnn/include/cudnn.h" ]]; then
+    lib=$(ls "$cudnn"/lib/libcudnn.so* | head -n 1)
+    cmake_args+=("-DCUDNN_INCLUDE_DIR=$cudnn/include" "-DCUDNN_LIBRARY=$lib")
+    export LD_LIBRARY_PATH="$cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+fi
+
+echo "== build"
+cmake -S . -B build-gpu -DFLEET_EMBED_ONLY=ON -DCMAKE_BUILD_TYPE=Release "${cmake_args[@]}" \
+  | grep -E "fleet|CUDA" || true
+cmake --build build-gpu -j"$(nproc)" >"$out/build.log" 2>&1 || { tail -n 60 "$out/build.log"; exit 1; }
+bin=build-gpu/bin
+
+# ---------------------------------------------------------------- correctness ---------
+model=/tmp/fleet-gpu-minilm
+rm -rf "$model" && mkdir -p "$model"
+echo "== fleet-embed-check (CUDA vs CPU)"
+rc=0
+"$bin/fleet-embed-check" --model-dir "$model" --dump "$out/dump.txt" --rounds 40 || rc=1
+
+echo "== PyTorch: parity and timings"
+PYTHONUNBUFFERED=1 python3 tests/gpu/torch_bench.py "$model" --dump "$out/dump.txt" \
+  --batches 1,8,64 --tokens 128 --seconds 2 || rc=1
+
+# ---------------------------------------------------------------- timings -------------
+echo "== fleet-embed-bench, CUDA (own softmax, float32 GEMMs)"
+"$bin/fleet-embed-bench" --model-dir "$model" --backend cuda --batches 1,8,64 --tokens 128 \
+  --seconds 2 || rc=1
+echo "== fleet-embed-bench, CUDA (cuDNN softmax)"
+FLEET_EMBED_SOFTMAX=cudnn "$bin/fleet-embed-bench" --model-dir "$model" --backend cuda \
+  --batches 1,8,64 --tokens 128 --seconds 2 || echo "(cuDNN softmax not available)"
+echo "== fleet-embed-bench, CUDA (TF32 GEMMs)"
+FLEET_EMBED_TF32=1 "$bin/fleet-embed-bench" --model-dir "$model" --backend cuda \
+  --batches 1,8,64 --tokens 128 --seconds 2 || rc=1
+echo "== fleet-embed-bench, CPU ($(nproc) cores)"
+"$bin/fleet-embed-bench" --model-dir "$model" --backend cpu --batches 1,8,64 --tokens 128 \
+  --seconds 2 || rc=1
+
+echo "== done: rc=$rc (log: $log)"
+exit $rc

@@ -1,0 +1,634 @@
+/* bert_cuda.c: the BERT encoder on a CUDA GPU; see bert_cuda.h. Host code in C: cuBLAS
+ * for the GEMMs, bert_kernels.cu for everything between them. */
+#include "bert_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef FLEET_HAVE_CUDNN
+#include <cudnn.h>
+#endif
+
+#include "bert_kernels.h"
+#include "embed_err.h"
+#include "safetensors.h"
+
+#define SELF_CHECK_TOL 1e-3      /* float32 GEMMs */
+#define SELF_CHECK_TOL_TF32 1e-2 /* FLEET_EMBED_TF32=1: 10-bit mantissas in the products */
+
+typedef struct bgpu__layer {
+    const float *qkv_w, *qkv_b;   /* [3H, H], [3H]: query, key, value rows in that order */
+    const float *ao_w, *ao_b;     /* attention output dense [H, H], [H] */
+    const float *ln1_g, *ln1_b;   /* attention output LayerNorm */
+    const float *in_w, *in_b;     /* intermediate dense [I, H], [I] */
+    const float *out_w, *out_b;   /* output dense [H, I], [H] */
+    const float *ln2_g, *ln2_b;   /* output LayerNorm */
+} bgpu__layer;
+
+typedef struct fleet_bert_cuda {
+    fleet_bert_config cfg;
+    int H, I, heads, d, max_len, max_seqs;
+    long max_tokens; /* max_seqs * max_len */
+    int softmax_cudnn, poison, tf32;
+
+    cudaStream_t stream;
+    cublasHandle_t blas;
+#ifdef FLEET_HAVE_CUDNN
+    cudnnHandle_t dnn;
+    cudnnTensorDescriptor_t scores_desc;
+#endif
+
+    float *weights; /* one allocation; the pointers below point into it */
+    const float *word, *position, *type0, *emb_g, *emb_b;
+    bgpu__layer *layers;
+
+    float *work; /* one allocation for the buffers below */
+    float *x, *y, *qkv, *q, *k, *v, *scores, *inter, *pooled;
+    long work_floats;
+    int32_t *dint;  /* ids, tok_pos, tok_seq [max_tokens]; start, len [max_seqs] */
+    int32_t *hint;  /* pinned mirror of dint */
+    float *hout;    /* pinned [max_seqs, H] */
+} fleet_bert_cuda;
+
+/* ------------------------------------------------------------ errors ------------- */
+
+static int bgpu__cuda(cudaError_t e, const char *what, char *err, size_t errlen)
+{
+    if (e == cudaSuccess)
+        return 0;
+    return fleet_embed_fail(err, errlen, "cuda: %s: %s", what, cudaGetErrorString(e));
+}
+
+static int bgpu__kernel(int e, const char *what, char *err, size_t errlen)
+{
+    return bgpu__cuda((cudaError_t)e, what, err, errlen);
+}
+
+static int bgpu__blas(cublasStatus_t s, const char *what, char *err, size_t errlen)
+{
+    if (s == CUBLAS_STATUS_SUCCESS)
+        return 0;
+    return fleet_embed_fail(err, errlen, "cuda: cuBLAS %s: %s", what, cublasGetStatusString(s));
+}
+
+#ifdef FLEET_HAVE_CUDNN
+static int bgpu__dnn(cudnnStatus_t s, const char *what, char *err, size_t errlen)
+{
+    if (s == CUDNN_STATUS_SUCCESS)
+        return 0;
+    return fleet_embed_fail(err, errlen, "cuda: cuDNN %s: %s", what, cudnnGetErrorString(s));
+}
+#endif
+
+int fleet_bert_cuda_present(void)
+{
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+int fleet_bert_cuda_has_cudnn(void)
+{
+#ifdef FLEET_HAVE_CUDNN
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* ------------------------------------------------------------ loading ------------ */
+
+/* Converts tensor prefix+name to float32 and copies it to dst (device), count floats. */
+static int bgpu__upload(const fleet_st *st, const char *prefix, const char *name, float *dst,
+                        size_t count, float *host, char *err, size_t errlen)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    const fleet_st_tensor *t = fleet_st_find(st, full);
+    if (!t)
+        return fleet_embed_fail(err, errlen, "weights: tensor %s missing", full);
+    size_t n = t->nbytes / fleet_st_dtype_size(t->dtype);
+    if (n < count)
+        return fleet_embed_fail(err, errlen, "weights: tensor %s has %zu values, need %zu", full,
+                                n, count);
+    if (fleet_st_read_f32(t, host, err, errlen) != 0)
+        return -1;
+    return bgpu__cuda(cudaMemcpy(dst, host, count * sizeof *dst, cudaMemcpyHostToDevice),
+                      "copying the weights to the GPU", err, errlen);
+}
+
+/* Lays the weights out in m->weights (device) and uploads them. */
+static int bgpu__load_weights(fleet_bert_cuda *m, const fleet_st *st, char *err, size_t errlen)
+{
+    const fleet_bert_config *c = &m->cfg;
+    const size_t H = (size_t)m->H, I = (size_t)m->I, L = (size_t)c->num_hidden_layers;
+    const size_t per_layer = 3 * H * H + 3 * H + H * H + H + 2 * H + I * H + I + H * I + H + 2 * H;
+    const size_t total = (size_t)c->vocab_size * H + (size_t)c->max_position_embeddings * H +
+                         H + 2 * H + L * per_layer;
+    /* The largest single tensor bounds the host staging buffer. */
+    size_t stage = (size_t)c->vocab_size * H;
+    if ((size_t)c->max_position_embeddings * H > stage)
+        stage = (size_t)c->max_position_embeddings * H;
+    if ((size_t)c->type_vocab_size * H > stage)
+        stage = (size_t)c->type_vocab_size * H;
+    if (I * H > stage)
+        stage = I * H;
+
+    if (bgpu__cuda(cudaMalloc((void **)&m->weights, total * sizeof(float)),
+                   "allocating the weights", err, errlen) != 0)
+        return -1;
+    m->layers = calloc(L, sizeof *m->layers);
+    float *host = malloc(stage * sizeof *host);
+    int rc = -1;
+    if (!m->layers || !host) {
+        fleet_embed_fail(err, errlen, "embed: out of memory");
+        goto out;
+    }
+    const char *prefix = fleet_bert_tensor_prefix(st);
+    float *p = m->weights;
+#define TAKE(var, n) ((var) = p, p += (n))
+    float *word, *pos, *type0, *eg, *eb;
+    TAKE(word, (size_t)c->vocab_size * H);
+    TAKE(pos, (size_t)c->max_position_embeddings * H);
+    TAKE(type0, H);
+    TAKE(eg, H);
+    TAKE(eb, H);
+    m->word = word;
+    m->position = pos;
+    m->type0 = type0;
+    m->emb_g = eg;
+    m->emb_b = eb;
+    if (bgpu__upload(st, prefix, "embeddings.word_embeddings.weight", word,
+                     (size_t)c->vocab_size * H, host, err, errlen) != 0 ||
+        bgpu__upload(st, prefix, "embeddings.position_embeddings.weight", pos,
+                     (size_t)c->max_position_embeddings * H, host, err, errlen) != 0 ||
+        bgpu__upload(st, prefix, "embeddings.token_type_embeddings.weight", type0, H, host, err,
+                     errlen) != 0 ||
+        bgpu__upload(st, prefix, "embeddings.LayerNorm.weight", eg, H, host, err, errlen) != 0 ||
+        bgpu__upload(st, prefix, "embeddings.LayerNorm.bias", eb, H, host, err, errlen) != 0)
+        goto out;
+    for (size_t l = 0; l < L; l++) {
+        bgpu__layer *ly = &m->layers[l];
+        float *qkv_w, *qkv_b, *ao_w, *ao_b, *g1, *b1, *in_w, *in_b, *out_w, *out_b, *g2, *b2;
+        TAKE(qkv_w, 3 * H * H);
+        TAKE(qkv_b, 3 * H);
+        TAKE(ao_w, H * H);
+        TAKE(ao_b, H);
+        TAKE(g1, H);
+        TAKE(b1, H);
+        TAKE(in_w, I * H);
+        TAKE(in_b, I);
+        TAKE(out_w, H * I);
+        TAKE(out_b, H);
+        TAKE(g2, H);
+        TAKE(b2, H);
+        *ly = (bgpu__layer){qkv_w, qkv_b, ao_w, ao_b, g1, b1, in_w, in_b, out_w, out_b, g2, b2};
+        static const char *const qkv_names[3] = {"query", "key", "value"};
+        char name[160];
+        for (int s = 0; s < 3; s++) {
+            snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.weight", l,
+                     qkv_names[s]);
+            if (bgpu__upload(st, prefix, name, qkv_w + (size_t)s * H * H, H * H, host, err,
+                             errlen) != 0)
+                goto out;
+            snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.bias", l,
+                     qkv_names[s]);
+            if (bgpu__upload(st, prefix, name, qkv_b + (size_t)s * H, H, host, err, errlen) != 0)
+                goto out;
+        }
+        const struct {
+            const char *fmt;
+            float *dst;
+            size_t count;
+        } rest[] = {
+            {"encoder.layer.%zu.attention.output.dense.weight", ao_w, H * H},
+            {"encoder.layer.%zu.attention.output.dense.bias", ao_b, H},
+            {"encoder.layer.%zu.attention.output.LayerNorm.weight", g1, H},
+            {"encoder.layer.%zu.attention.output.LayerNorm.bias", b1, H},
+            {"encoder.layer.%zu.intermediate.dense.weight", in_w, I * H},
+            {"encoder.layer.%zu.intermediate.dense.bias", in_b, I},
+            {"encoder.layer.%zu.output.dense.weight", out_w, H * I},
+            {"encoder.layer.%zu.output.dense.bias", out_b, H},
+            {"encoder.layer.%zu.output.LayerNorm.weight", g2, H},
+            {"encoder.layer.%zu.output.LayerNorm.bias", b2, H},
+        };
+        for (size_t r = 0; r < sizeof rest / sizeof rest[0]; r++) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+            snprintf(name, sizeof name, rest[r].fmt, l);
+#pragma GCC diagnostic pop
+            if (bgpu__upload(st, prefix, name, rest[r].dst, rest[r].count, host, err, errlen) != 0)
+                goto out;
+        }
+    }
+#undef TAKE
+    rc = 0;
+out:
+    free(host);
+    return rc;
+}
+
+/* Allocates the work buffers for max_seqs sequences of max_len tokens. */
+static int bgpu__alloc_work(fleet_bert_cuda *m, char *err, size_t errlen)
+{
+    const long T = m->max_tokens, H = m->H, I = m->I, S = m->max_seqs, L = m->max_len;
+    const long sizes[] = {
+        T * H,                   /* x */
+        T * H,                   /* y */
+        T * 3 * H,               /* qkv */
+        T * H, T * H, T * H,     /* q, k, v (padded: S * heads * L * d = T * H) */
+        S * m->heads * L * L,    /* scores */
+        T * I,                   /* inter */
+        S * H,                   /* pooled */
+    };
+    float **dst[] = {&m->x, &m->y, &m->qkv, &m->q, &m->k, &m->v, &m->scores, &m->inter,
+                     &m->pooled};
+    long total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        total += (sizes[i] + 63) / 64 * 64; /* 256-byte aligned starts */
+    if (bgpu__cuda(cudaMalloc((void **)&m->work, (size_t)total * sizeof(float)),
+                   "allocating the work buffers", err, errlen) != 0)
+        return -1;
+    m->work_floats = total;
+    float *p = m->work;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *dst[i] = p;
+        p += (sizes[i] + 63) / 64 * 64;
+    }
+    const size_t nint = (size_t)(3 * T + 2 * S);
+    if (bgpu__cuda(cudaMalloc((void **)&m->dint, nint * sizeof(int32_t)),
+                   "allocating the token buffer", err, errlen) != 0 ||
+        bgpu__cuda(cudaMallocHost((void **)&m->hint, nint * sizeof(int32_t)),
+                   "allocating pinned host memory", err, errlen) != 0 ||
+        bgpu__cuda(cudaMallocHost((void **)&m->hout, (size_t)(S * H) * sizeof(float)),
+                   "allocating pinned host memory", err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+static void bgpu__free(void *model)
+{
+    fleet_bert_cuda *m = model;
+    if (!m)
+        return;
+#ifdef FLEET_HAVE_CUDNN
+    if (m->scores_desc)
+        cudnnDestroyTensorDescriptor(m->scores_desc);
+    if (m->dnn)
+        cudnnDestroy(m->dnn);
+#endif
+    if (m->blas)
+        cublasDestroy(m->blas);
+    if (m->stream)
+        cudaStreamDestroy(m->stream);
+    cudaFree(m->weights);
+    cudaFree(m->work);
+    cudaFree(m->dint);
+    cudaFreeHost(m->hint);
+    cudaFreeHost(m->hout);
+    free(m->layers);
+    free(m);
+}
+
+static int bgpu__embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
+                       float *out, char *err, size_t errlen);
+
+/* Embeds a few fixed pseudo-random sequences with this model and with the CPU backend
+ * and compares them: the load fails on a NaN or a difference over SELF_CHECK_TOL. */
+static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size_t errlen)
+{
+    enum { NSEQ = 4 };
+    size_t lens[NSEQ] = {1, 7, 33, (size_t)m->max_len};
+    int32_t *ids[NSEQ] = {0};
+    float *gpu = malloc(NSEQ * (size_t)m->H * sizeof *gpu);
+    float *cpu = malloc(NSEQ * (size_t)m->H * sizeof *cpu);
+    void *ref = NULL;
+    int rc = -1;
+    if (!gpu || !cpu) {
+        fleet_embed_fail(err, errlen, "embed: out of memory");
+        goto out;
+    }
+    uint32_t seed = 12345;
+    for (int s = 0; s < NSEQ; s++) {
+        if (lens[s] > (size_t)m->max_len)
+            lens[s] = (size_t)m->max_len;
+        if (!(ids[s] = malloc(lens[s] * sizeof *ids[s]))) {
+            fleet_embed_fail(err, errlen, "embed: out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < lens[s]; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            ids[s][i] = (int32_t)((seed >> 8) % (uint32_t)m->cfg.vocab_size);
+        }
+    }
+    if (bgpu__embed(m, (const int32_t *const *)ids, lens, NSEQ, gpu, err, errlen) != 0)
+        goto out;
+    char e[256];
+    if (fleet_bert_cpu_ops.load(dir, &ref, e, sizeof e) != 0) {
+        fleet_embed_fail(err, errlen, "self-check: the CPU backend did not load: %s", e);
+        goto out;
+    }
+    if (fleet_bert_cpu_ops.embed(ref, (const int32_t *const *)ids, lens, NSEQ, cpu, e,
+                                 sizeof e) != 0) {
+        fleet_embed_fail(err, errlen, "self-check: the CPU backend failed: %s", e);
+        goto out;
+    }
+    for (int s = 0; s < NSEQ; s++) {
+        const float *g = gpu + (size_t)s * (size_t)m->H, *c = cpu + (size_t)s * (size_t)m->H;
+        double scale = 1e-6, diff = 0;
+        for (int j = 0; j < m->H; j++) {
+            if (isnan(g[j])) {
+                fleet_embed_fail(err, errlen, "cuda self-check: sequence of %zu tokens gives NaN "
+                                 "at %d; refusing to serve wrong numbers", lens[s], j);
+                goto out;
+            }
+            if (fabs(c[j]) > scale)
+                scale = fabs(c[j]);
+            if (fabs((double)g[j] - c[j]) > diff)
+                diff = fabs((double)g[j] - c[j]);
+        }
+        const double tol = m->tf32 ? SELF_CHECK_TOL_TF32 : SELF_CHECK_TOL;
+        if (diff / scale > tol) {
+            fleet_embed_fail(err, errlen, "cuda self-check: a sequence of %zu tokens differs from "
+                             "the CPU backend by %.2g relative (limit %g); refusing to serve "
+                             "wrong numbers", lens[s], diff / scale, tol);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    fleet_bert_cpu_ops.free(ref);
+    for (int s = 0; s < NSEQ; s++)
+        free(ids[s]);
+    free(gpu);
+    free(cpu);
+    return rc;
+}
+
+static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
+{
+    *model = NULL;
+    fleet_st *st = NULL;
+    fleet_bert_cuda *m = calloc(1, sizeof *m);
+    if (!m)
+        return fleet_embed_fail(err, errlen, "embed: out of memory");
+    if (fleet_bert_config_load(dir, &m->cfg, err, errlen) != 0)
+        goto fail;
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", dir) >= sizeof path) {
+        fleet_embed_fail(err, errlen, "model.safetensors: path too long");
+        goto fail;
+    }
+    if (fleet_st_open(path, &st, err, errlen) != 0 ||
+        fleet_bert_check_tensors(&m->cfg, st, err, errlen) != 0)
+        goto fail;
+
+    const fleet_bert_config *c = &m->cfg;
+    m->H = c->hidden_size;
+    m->I = c->intermediate_size;
+    m->heads = c->num_attention_heads;
+    m->d = c->head_dim;
+    m->max_len = c->max_seq_length < c->max_position_embeddings ? c->max_seq_length
+                                                                : c->max_position_embeddings;
+    m->max_seqs = FLEET_BERT_CUDA_MAX_SEQS;
+    m->max_tokens = (long)m->max_seqs * m->max_len;
+    const char *sm = getenv("FLEET_EMBED_SOFTMAX");
+    if (sm && strcmp(sm, "cudnn") == 0) {
+#ifdef FLEET_HAVE_CUDNN
+        m->softmax_cudnn = 1;
+#else
+        fleet_embed_fail(err, errlen, "FLEET_EMBED_SOFTMAX=cudnn, but this build has no cuDNN");
+        goto fail;
+#endif
+    } else if (sm && sm[0] && strcmp(sm, "own") != 0) {
+        fleet_embed_fail(err, errlen, "FLEET_EMBED_SOFTMAX is '%s', not own|cudnn", sm);
+        goto fail;
+    }
+    const char *tf32 = getenv("FLEET_EMBED_TF32");
+    m->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    const char *poison = getenv("FLEET_EMBED_POISON");
+    m->poison = poison && strcmp(poison, "1") == 0;
+
+    int ndev = 0;
+    cudaError_t ce = cudaGetDeviceCount(&ndev);
+    if (ce != cudaSuccess || ndev == 0) {
+        fleet_embed_fail(err, errlen, "cuda: no GPU available (%s); use --backend cpu",
+                         ce != cudaSuccess ? cudaGetErrorString(ce) : "no device");
+        goto fail;
+    }
+    if (bgpu__cuda(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
+                   "creating a stream", err, errlen) != 0 ||
+        bgpu__blas(cublasCreate(&m->blas), "create", err, errlen) != 0 ||
+        bgpu__blas(cublasSetStream(m->blas, m->stream), "set stream", err, errlen) != 0 ||
+        bgpu__blas(cublasSetMathMode(m->blas, m->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                      : CUBLAS_DEFAULT_MATH),
+                   "set math mode", err, errlen) != 0)
+        goto fail;
+#ifdef FLEET_HAVE_CUDNN
+    if (m->softmax_cudnn &&
+        (bgpu__dnn(cudnnCreate(&m->dnn), "create", err, errlen) != 0 ||
+         bgpu__dnn(cudnnSetStream(m->dnn, m->stream), "set stream", err, errlen) != 0 ||
+         bgpu__dnn(cudnnCreateTensorDescriptor(&m->scores_desc), "create a descriptor", err,
+                   errlen) != 0))
+        goto fail;
+#endif
+    if (bgpu__load_weights(m, st, err, errlen) != 0 || bgpu__alloc_work(m, err, errlen) != 0)
+        goto fail;
+    fleet_st_close(st);
+    st = NULL;
+    if (bgpu__self_check(m, dir, err, errlen) != 0)
+        goto fail;
+    *model = m;
+    return 0;
+fail:
+    fleet_st_close(st);
+    bgpu__free(m);
+    return -1;
+}
+
+/* ------------------------------------------------------------ the forward pass --- */
+
+/* Y[T, out] = X[T, in] W^T, W row-major [out, in] as the checkpoint stores it. cuBLAS is
+ * column-major: there Y is Y^T [out, T] = W [out, in] . X^T [in, T], W being the
+ * transpose of the column-major view of its buffer. */
+static int bgpu__linear(fleet_bert_cuda *m, const float *X, int T, int in, const float *W,
+                        int out, float *Y, const char *what, char *err, size_t errlen)
+{
+    const float one = 1.0f, zero = 0.0f;
+    return bgpu__blas(cublasSgemm(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W, in, X,
+                                  in, &zero, Y, out),
+                      what, err, errlen);
+}
+
+/* scores[bh] = q[bh] k[bh]^T ([L, d] x [d, L]); then ctx[bh] = p[bh] v[bh] into q. */
+static int bgpu__attention(fleet_bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
+                           size_t errlen)
+{
+    const float one = 1.0f, zero = 0.0f;
+    const int d = m->d, batch = B * m->heads;
+    /* Row-major S [L, L] is column-major S^T = K Q^T: A = K's buffer (column-major
+     * [d, L], transposed), B = Q's buffer (column-major [d, L]). */
+    if (bgpu__blas(cublasSgemmStridedBatched(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, &one,
+                                             m->k, d, (long long)L * d, m->q, d,
+                                             (long long)L * d, &zero, m->scores, L,
+                                             (long long)L * L, batch),
+                   "attention scores", err, errlen) != 0)
+        return -1;
+    if (!m->softmax_cudnn) {
+        if (bgpu__kernel(fbk_masked_softmax(m->scores, dlen, B, m->heads, L, m->stream),
+                         "masked softmax", err, errlen) != 0)
+            return -1;
+    } else {
+#ifdef FLEET_HAVE_CUDNN
+        if (bgpu__kernel(fbk_mask_scores(m->scores, dlen, B, m->heads, L, m->stream),
+                         "mask scores", err, errlen) != 0 ||
+            bgpu__dnn(cudnnSetTensor4dDescriptor(m->scores_desc, CUDNN_TENSOR_NCHW,
+                                                 CUDNN_DATA_FLOAT, batch * L, L, 1, 1),
+                      "set the scores descriptor", err, errlen) != 0 ||
+            bgpu__dnn(cudnnSoftmaxForward(m->dnn, CUDNN_SOFTMAX_ACCURATE,
+                                          CUDNN_SOFTMAX_MODE_CHANNEL, &one, m->scores_desc,
+                                          m->scores, &zero, m->scores_desc, m->scores),
+                      "softmax", err, errlen) != 0)
+            return -1;
+#endif
+    }
+    /* Row-major ctx [L, d] is column-major ctx^T = V^T P^T: A = V's buffer (column-major
+     * [d, L]), B = P's buffer (column-major [L, L] = P^T). */
+    return bgpu__blas(cublasSgemmStridedBatched(m->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, &one,
+                                                m->v, d, (long long)L * d, m->scores, L,
+                                                (long long)L * L, &zero, m->q, d,
+                                                (long long)L * d, batch),
+                      "attention context", err, errlen);
+}
+
+/* The forward pass proper; bgpu__embed wraps it. */
+static int bgpu__forward(fleet_bert_cuda *m, const int32_t *const *ids, const size_t *lens,
+                         size_t n, float *out, char *err, size_t errlen)
+{
+    const fleet_bert_config *c = &m->cfg;
+    if (n == 0)
+        return 0;
+    if (n > (size_t)m->max_seqs)
+        return fleet_embed_fail(err, errlen, "embed: %zu sequences in one call; at most %d", n,
+                                m->max_seqs);
+    const int H = m->H, B = (int)n;
+    size_t T = 0, L = 0;
+    for (size_t s = 0; s < n; s++) {
+        if (lens[s] == 0 || lens[s] > (size_t)m->max_len)
+            return fleet_embed_fail(err, errlen,
+                                    "embed: sequence %zu: length %zu, must be in [1, %d]", s,
+                                    lens[s], m->max_len);
+        for (size_t i = 0; i < lens[s]; i++)
+            if (ids[s][i] < 0 || ids[s][i] >= c->vocab_size)
+                return fleet_embed_fail(err, errlen,
+                                        "embed: sequence %zu: id %ld outside the vocabulary (%d)",
+                                        s, (long)ids[s][i], c->vocab_size);
+        T += lens[s];
+        if (lens[s] > L)
+            L = lens[s];
+    }
+    /* Token ids and offsets: one pinned buffer, one copy. */
+    const size_t mt = (size_t)m->max_tokens;
+    int32_t *h_ids = m->hint, *h_pos = m->hint + mt, *h_seq = m->hint + 2 * mt;
+    int32_t *h_start = m->hint + 3 * mt, *h_len = h_start + m->max_seqs;
+    size_t row = 0;
+    for (size_t s = 0; s < n; s++) {
+        h_start[s] = (int32_t)row;
+        h_len[s] = (int32_t)lens[s];
+        for (size_t i = 0; i < lens[s]; i++, row++) {
+            h_ids[row] = ids[s][i];
+            h_pos[row] = (int32_t)i;
+            h_seq[row] = (int32_t)s;
+        }
+    }
+    const int32_t *d_ids = m->dint, *d_pos = m->dint + mt, *d_seq = m->dint + 2 * mt;
+    const int32_t *d_start = m->dint + 3 * mt, *d_len = d_start + m->max_seqs;
+    const int Ti = (int)T, Li = (int)L;
+    const float eps = (float)c->layer_norm_eps;
+
+    if (m->poison && bgpu__kernel(fbk_poison(m->work, m->work_floats, m->stream), "poison", err,
+                                  errlen) != 0)
+        return -1;
+    if (bgpu__cuda(cudaMemcpyAsync(m->dint, m->hint, (3 * mt + 2 * (size_t)m->max_seqs) *
+                                                         sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, m->stream),
+                   "copying token ids to the GPU", err, errlen) != 0 ||
+        bgpu__kernel(fbk_embed_layernorm(d_ids, d_pos, Ti, H, m->word, m->position, m->type0,
+                                         m->emb_g, m->emb_b, eps, m->x, m->stream),
+                     "embeddings", err, errlen) != 0)
+        return -1;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const bgpu__layer *ly = &m->layers[l];
+        if (bgpu__linear(m, m->x, Ti, H, ly->qkv_w, 3 * H, m->qkv, "QKV projection", err,
+                         errlen) != 0 ||
+            bgpu__kernel(fbk_split_heads(m->qkv, ly->qkv_b, d_start, d_len, B, Li, m->heads,
+                                         m->d, 1.0f / sqrtf((float)m->d), m->q, m->k, m->v,
+                                         m->stream),
+                         "split heads", err, errlen) != 0 ||
+            bgpu__attention(m, B, Li, d_len, err, errlen) != 0 ||
+            bgpu__kernel(fbk_merge_heads(m->q, d_seq, d_pos, Ti, Li, m->heads, m->d, m->y,
+                                         m->stream),
+                         "merge heads", err, errlen) != 0 ||
+            /* qkv is free again: it takes the attention output projection */
+            bgpu__linear(m, m->y, Ti, H, ly->ao_w, H, m->qkv, "attention output", err,
+                         errlen) != 0 ||
+            bgpu__kernel(fbk_bias_residual_layernorm(m->x, m->qkv, ly->ao_b, Ti, H, ly->ln1_g,
+                                                     ly->ln1_b, eps, m->stream),
+                         "attention LayerNorm", err, errlen) != 0 ||
+            bgpu__linear(m, m->x, Ti, H, ly->in_w, m->I, m->inter, "intermediate", err,
+                         errlen) != 0 ||
+            bgpu__kernel(fbk_bias_gelu(m->inter, ly->in_b, Ti, m->I, m->stream), "GELU", err,
+                         errlen) != 0 ||
+            bgpu__linear(m, m->inter, Ti, m->I, ly->out_w, H, m->y, "output", err, errlen) != 0 ||
+            bgpu__kernel(fbk_bias_residual_layernorm(m->x, m->y, ly->out_b, Ti, H, ly->ln2_g,
+                                                     ly->ln2_b, eps, m->stream),
+                         "output LayerNorm", err, errlen) != 0)
+            return -1;
+    }
+    if (bgpu__kernel(fbk_mean_pool(m->x, d_start, d_len, B, H, c->normalize ? 1 : 0, m->pooled,
+                                   m->stream),
+                     "mean pool", err, errlen) != 0 ||
+        bgpu__cuda(cudaMemcpyAsync(m->hout, m->pooled, n * (size_t)H * sizeof(float),
+                                   cudaMemcpyDeviceToHost, m->stream),
+                   "copying embeddings from the GPU", err, errlen) != 0 ||
+        bgpu__cuda(cudaStreamSynchronize(m->stream), "running the batch", err, errlen) != 0)
+        return -1;
+    memcpy(out, m->hout, n * (size_t)H * sizeof(float));
+    return 0;
+}
+
+static int bgpu__embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
+                       float *out, char *err, size_t errlen)
+{
+    fleet_bert_cuda *m = model;
+    if (bgpu__forward(m, ids, lens, n, out, err, errlen) == 0)
+        return 0;
+    /* Let whatever was queued finish before the next call reuses the pinned buffers. */
+    cudaStreamSynchronize(m->stream);
+    return -1;
+}
+
+/* ------------------------------------------------------------ the backend table -- */
+
+static const fleet_bert_config *bgpu__config(const void *model)
+{
+    return &((const fleet_bert_cuda *)model)->cfg;
+}
+
+static size_t bgpu__max_seqs(const void *model)
+{
+    return (size_t)((const fleet_bert_cuda *)model)->max_seqs;
+}
+
+const fleet_bert_ops fleet_bert_cuda_ops = {
+    .name = "cuda",
+    .load = bgpu__load,
+    .config = bgpu__config,
+    .max_seqs = bgpu__max_seqs,
+    .embed = bgpu__embed,
+    .free = bgpu__free,
+};
