@@ -5,13 +5,14 @@
  *
  * For each model (a MiniLM-shaped one with F32 weights, written into --model-dir when
  * that holds no config.json yet, or into a temporary directory; and a small 3-layer one
- * with F16 weights and "bert."-prefixed names) and each softmax (own, and cudnn when
- * built with it), it loads the CUDA backend with FLEET_EMBED_POISON=1 (every work buffer
+ * with F16 weights and "bert."-prefixed names) and each configuration (softmax own or
+ * cudnn, GEMMs fp32, 3xtf32 or tf32; bert_cuda.h), it loads the CUDA backend with FLEET_EMBED_POISON=1 (every work buffer
  * is NaN before each call, so an element a kernel skips shows) and the CPU backend, then
  * runs --rounds batches of random size (1..64 sequences), random lengths (1..max, the
  * maximum always among them) and random ids, and compares every sequence:
  *
  *   relative error = max_j |cuda_j - cpu_j| / max_j |cpu_j|    must be <= 1e-3, no NaN
+ *                                                              (1e-2 for opt-in tf32)
  *
  * It also embeds the first sequence of each batch alone and compares it with its vector
  * inside the batch (padding and batch composition must not change a vector).
@@ -40,7 +41,8 @@
 #include "bert_cuda.h"
 #endif
 
-#define TOL 1e-3
+#define TOL 1e-3      /* float32 and 3xtf32 GEMMs */
+#define TOL_TF32 1e-2 /* FLEET_EMBED_GEMM=tf32, opt-in: 10-bit mantissas */
 #define MAX_BATCH 64
 
 static uint64_t rng_state;
@@ -80,9 +82,10 @@ typedef struct check_totals {
 } check_totals;
 
 /* Runs the rounds for one model directory and one softmax; returns 0 or -1. */
-static int check_model(const char *dir, const char *label, const char *softmax, int rounds,
-                       const char *dump)
+static int check_model(const char *dir, const char *label, const char *softmax,
+                       const char *gemm, int rounds, const char *dump)
 {
+    const double tol = strcmp(gemm, "tf32") == 0 ? TOL_TF32 : TOL;
     const fleet_bert_ops *gpu_ops = fleet_bert_backend("cuda"), *cpu_ops = &fleet_bert_cpu_ops;
     void *gpu = NULL, *cpu = NULL;
     char err[512];
@@ -93,9 +96,10 @@ static int check_model(const char *dir, const char *label, const char *softmax, 
     check_totals t = {0};
 
     setenv("FLEET_EMBED_SOFTMAX", softmax, 1);
+    setenv("FLEET_EMBED_GEMM", gemm, 1);
     setenv("FLEET_EMBED_POISON", "1", 1);
     if (gpu_ops->load(dir, &gpu, err, sizeof err) != 0) {
-        printf("FAIL %s softmax=%s: the CUDA backend did not load: %s\n", label, softmax, err);
+        printf("FAIL %s softmax=%s gemm=%s: the CUDA backend did not load: %s\n", label, softmax, gemm, err);
         goto out;
     }
     if (cpu_ops->load(dir, &cpu, err, sizeof err) != 0) {
@@ -137,31 +141,31 @@ static int check_model(const char *dir, const char *label, const char *softmax, 
         }
         if (gpu_ops->embed(gpu, (const int32_t *const *)ids, lens, n, g, err, sizeof err) != 0 ||
             cpu_ops->embed(cpu, (const int32_t *const *)ids, lens, n, c, err, sizeof err) != 0) {
-            printf("FAIL %s softmax=%s: round %d: %s\n", label, softmax, r, err);
+            printf("FAIL %s softmax=%s gemm=%s: round %d: %s\n", label, softmax, gemm, r, err);
             goto out;
         }
         for (size_t s = 0; s < n; s++) {
             double e = rel_error(g + s * (size_t)dim, c + s * (size_t)dim, dim);
             if (e > t.worst)
                 t.worst = e;
-            if (!(e <= TOL)) {
-                printf("FAIL %s softmax=%s: round %d, sequence %zu of %zu (%zu tokens): relative "
+            if (!(e <= tol)) {
+                printf("FAIL %s softmax=%s gemm=%s: round %d, sequence %zu of %zu (%zu tokens): relative "
                        "error %.3g (limit %g)\n",
-                       label, softmax, r, s, n, lens[s], e, TOL);
+                       label, softmax, gemm, r, s, n, lens[s], e, tol);
                 goto out;
             }
         }
         if (gpu_ops->embed(gpu, (const int32_t *const *)ids, lens, 1, alone, err, sizeof err) !=
             0) {
-            printf("FAIL %s softmax=%s: round %d alone: %s\n", label, softmax, r, err);
+            printf("FAIL %s softmax=%s gemm=%s: round %d alone: %s\n", label, softmax, gemm, r, err);
             goto out;
         }
         double e = rel_error(alone, g, dim);
         if (e > t.worst_alone)
             t.worst_alone = e;
-        if (!(e <= TOL)) {
-            printf("FAIL %s softmax=%s: round %d: a sequence alone and in a batch of %zu differ "
-                   "by %.3g\n", label, softmax, r, n, e);
+        if (!(e <= tol)) {
+            printf("FAIL %s softmax=%s gemm=%s: round %d: a sequence alone and in a batch of %zu "
+                   "differ by %.3g\n", label, softmax, gemm, r, n, e);
             goto out;
         }
         t.batches++;
@@ -185,12 +189,14 @@ static int check_model(const char *dir, const char *label, const char *softmax, 
             fclose(f);
         }
     }
-    printf("ok   %s softmax=%s: %ld batches, %ld sequences; CUDA vs CPU max relative error "
+    printf("ok   %s softmax=%s gemm=%s: %ld batches, %ld sequences; CUDA vs CPU max relative error "
            "%.3g; alone vs in a batch %.3g (limit %g, poisoned buffers)\n",
-           label, softmax, t.batches, t.seqs, t.worst, t.worst_alone, TOL);
+           label, softmax, gemm, t.batches, t.seqs, t.worst, t.worst_alone, tol);
     rc = 0;
 out:
     unsetenv("FLEET_EMBED_POISON");
+    unsetenv("FLEET_EMBED_SOFTMAX");
+    unsetenv("FLEET_EMBED_GEMM");
     if (gpu)
         gpu_ops->free(gpu);
     cpu_ops->free(cpu);
@@ -265,17 +271,19 @@ int main(int argc, char **argv)
         printf("FAIL: writing the small model: %s\n", err);
         goto out;
     }
-    const char *softmaxes[] = {"own", "cudnn"};
+    /* softmax, gemm: the default first (it writes the dump), then each alternative. */
+    static const char *const configs[][2] = {
+        {"own", "fp32"}, {"cudnn", "fp32"}, {"own", "3xtf32"}, {"own", "tf32"}};
     int failed = 0;
-    for (size_t i = 0; i < sizeof softmaxes / sizeof softmaxes[0]; i++) {
-        if (i == 1 && !fleet_bert_cuda_has_cudnn()) {
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        if (strcmp(configs[i][0], "cudnn") == 0 && !fleet_bert_cuda_has_cudnn()) {
             printf("skipped: softmax=cudnn (this build has no cuDNN)\n");
             continue;
         }
-        failed |= check_model(minilm_dir, "minilm-f32", softmaxes[i], rounds,
+        failed |= check_model(minilm_dir, "minilm-f32", configs[i][0], configs[i][1], rounds,
                               i == 0 ? dump : NULL) != 0;
-        failed |= check_model(small_dir, "small-f16-bert-prefix", softmaxes[i], rounds / 2 + 1,
-                              NULL) != 0;
+        failed |= check_model(small_dir, "small-f16-bert-prefix", configs[i][0], configs[i][1],
+                              rounds / 2 + 1, NULL) != 0;
     }
     rc = failed ? 1 : 0;
     printf("%s\n", failed ? "FAILED" : "all CUDA results within limits");

@@ -11,11 +11,12 @@
 #    registry gets them from .gpu-debs/ (tests/gpu/fetch-debs.sh, run beforehand on a
 #    Debian machine), unpacked into a private sysroot, never into /.
 # 2. fleet-embed-check: CUDA against the CPU backend on fresh random batches, buffers
-#    poisoned with NaN before every call, both softmax implementations (limit 1e-3).
+#    poisoned with NaN before every call, both softmaxes and every GEMM mode (limit 1e-3;
+#    1e-2 for the opt-in tf32).
 # 3. tests/gpu/torch_bench.py: the same vectors from PyTorch (limit 1e-3), and PyTorch's
 #    sentences/s at batch 1, 8, 64 x 128 tokens on the same weights.
 # 4. fleet-embed-bench: fleet's sentences/s for the same shapes: CUDA with our softmax,
-#    with cuDNN's, and with TF32 GEMMs; and the CPU backend for scale.
+#    with cuDNN's, with 3xTF32 and with TF32 GEMMs; and the CPU backend for scale.
 # Exit: nonzero when a build or a check fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -78,9 +79,11 @@ echo "== fleet-embed-bench, CUDA (own softmax, float32 GEMMs)"
 echo "== fleet-embed-bench, CUDA (cuDNN softmax)"
 FLEET_EMBED_SOFTMAX=cudnn "$bin/fleet-embed-bench" --model-dir "$model" --backend cuda \
   --batches 1,8,64 --tokens 128 --seconds 2 || echo "(cuDNN softmax not available)"
-echo "== fleet-embed-bench, CUDA (TF32 GEMMs)"
-FLEET_EMBED_TF32=1 "$bin/fleet-embed-bench" --model-dir "$model" --backend cuda \
-  --batches 1,8,64 --tokens 128 --seconds 2 || rc=1
+for gemm in 3xtf32 tf32; do
+  echo "== fleet-embed-bench, CUDA (FLEET_EMBED_GEMM=$gemm)"
+  FLEET_EMBED_GEMM=$gemm "$bin/fleet-embed-bench" --model-dir "$model" --backend cuda \
+    --batches 1,8,64 --tokens 128 --seconds 2 || rc=1
+done
 echo "== fleet-embed-bench, CPU ($(nproc) cores)"
 "$bin/fleet-embed-bench" --model-dir "$model" --backend cpu --batches 1,8,64 --tokens 128 \
   --seconds 2 || rc=1

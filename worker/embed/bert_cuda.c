@@ -18,8 +18,15 @@
 #include "embed_err.h"
 #include "safetensors.h"
 
-#define SELF_CHECK_TOL 1e-3      /* float32 GEMMs */
-#define SELF_CHECK_TOL_TF32 1e-2 /* FLEET_EMBED_TF32=1: 10-bit mantissas in the products */
+#define SELF_CHECK_TOL 1e-3      /* float32 and 3xtf32 GEMMs */
+#define SELF_CHECK_TOL_TF32 1e-2 /* tf32: 10-bit mantissas in the products */
+
+/* How the linear layers multiply (FLEET_EMBED_GEMM). */
+typedef enum bgpu__gemm {
+    GEMM_FP32,   /* cuBLAS float32 (no tensor cores) */
+    GEMM_TF32,   /* one TF32 tensor-core product: fastest, about 1e-3 less exact */
+    GEMM_3XTF32, /* hi*hi + hi*lo + lo*hi in TF32: float32 accuracy on tensor cores */
+} bgpu__gemm;
 
 typedef struct bgpu__layer {
     const float *qkv_w, *qkv_b;   /* [3H, H], [3H]: query, key, value rows in that order */
@@ -34,7 +41,8 @@ typedef struct fleet_bert_cuda {
     fleet_bert_config cfg;
     int H, I, heads, d, max_len, max_seqs;
     long max_tokens; /* max_seqs * max_len */
-    int softmax_cudnn, poison, tf32;
+    int softmax_cudnn, poison;
+    bgpu__gemm gemm;
 
     cudaStream_t stream;
     cublasHandle_t blas;
@@ -44,11 +52,15 @@ typedef struct fleet_bert_cuda {
 #endif
 
     float *weights; /* one allocation; the pointers below point into it */
+    float *weights_hi, *weights_lo; /* GEMM_3XTF32: TF32(weights) and the rest, same
+                                     * layout as weights (used by the GEMMs only) */
+    long weight_floats;
     const float *word, *position, *type0, *emb_g, *emb_b;
     bgpu__layer *layers;
 
     float *work; /* one allocation for the buffers below */
     float *x, *y, *qkv, *q, *k, *v, *scores, *inter, *pooled;
+    float *act_hi, *act_lo; /* GEMM_3XTF32: a linear layer's input split, [T, max(H, I)] */
     long work_floats;
     int32_t *dint;  /* ids, tok_pos, tok_seq [max_tokens]; start, len [max_seqs] */
     int32_t *hint;  /* pinned mirror of dint */
@@ -141,6 +153,7 @@ static int bgpu__load_weights(fleet_bert_cuda *m, const fleet_st *st, char *err,
     if (bgpu__cuda(cudaMalloc((void **)&m->weights, total * sizeof(float)),
                    "allocating the weights", err, errlen) != 0)
         return -1;
+    m->weight_floats = (long)total;
     m->layers = calloc(L, sizeof *m->layers);
     float *host = malloc(stage * sizeof *host);
     int rc = -1;
@@ -244,9 +257,11 @@ static int bgpu__alloc_work(fleet_bert_cuda *m, char *err, size_t errlen)
         S * m->heads * L * L,    /* scores */
         T * I,                   /* inter */
         S * H,                   /* pooled */
+        m->gemm == GEMM_3XTF32 ? T * (I > H ? I : H) : 0, /* act_hi */
+        m->gemm == GEMM_3XTF32 ? T * (I > H ? I : H) : 0, /* act_lo */
     };
     float **dst[] = {&m->x, &m->y, &m->qkv, &m->q, &m->k, &m->v, &m->scores, &m->inter,
-                     &m->pooled};
+                     &m->pooled, &m->act_hi, &m->act_lo};
     long total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         total += (sizes[i] + 63) / 64 * 64; /* 256-byte aligned starts */
@@ -286,6 +301,8 @@ static void bgpu__free(void *model)
     if (m->stream)
         cudaStreamDestroy(m->stream);
     cudaFree(m->weights);
+    cudaFree(m->weights_hi);
+    cudaFree(m->weights_lo);
     cudaFree(m->work);
     cudaFree(m->dint);
     cudaFreeHost(m->hint);
@@ -351,7 +368,7 @@ static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size
             if (fabs((double)g[j] - c[j]) > diff)
                 diff = fabs((double)g[j] - c[j]);
         }
-        const double tol = m->tf32 ? SELF_CHECK_TOL_TF32 : SELF_CHECK_TOL;
+        const double tol = m->gemm == GEMM_TF32 ? SELF_CHECK_TOL_TF32 : SELF_CHECK_TOL;
         if (diff / scale > tol) {
             fleet_embed_fail(err, errlen, "cuda self-check: a sequence of %zu tokens differs from "
                              "the CPU backend by %.2g relative (limit %g); refusing to serve "
@@ -408,8 +425,17 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
         fleet_embed_fail(err, errlen, "FLEET_EMBED_SOFTMAX is '%s', not own|cudnn", sm);
         goto fail;
     }
-    const char *tf32 = getenv("FLEET_EMBED_TF32");
-    m->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    const char *gm = getenv("FLEET_EMBED_GEMM");
+    if (!gm || !gm[0] || strcmp(gm, "fp32") == 0) {
+        m->gemm = GEMM_FP32;
+    } else if (strcmp(gm, "tf32") == 0) {
+        m->gemm = GEMM_TF32;
+    } else if (strcmp(gm, "3xtf32") == 0) {
+        m->gemm = GEMM_3XTF32;
+    } else {
+        fleet_embed_fail(err, errlen, "FLEET_EMBED_GEMM is '%s', not fp32|tf32|3xtf32", gm);
+        goto fail;
+    }
     const char *poison = getenv("FLEET_EMBED_POISON");
     m->poison = poison && strcmp(poison, "1") == 0;
 
@@ -423,10 +449,7 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
     if (bgpu__cuda(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
                    "creating a stream", err, errlen) != 0 ||
         bgpu__blas(cublasCreate(&m->blas), "create", err, errlen) != 0 ||
-        bgpu__blas(cublasSetStream(m->blas, m->stream), "set stream", err, errlen) != 0 ||
-        bgpu__blas(cublasSetMathMode(m->blas, m->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                      : CUBLAS_DEFAULT_MATH),
-                   "set math mode", err, errlen) != 0)
+        bgpu__blas(cublasSetStream(m->blas, m->stream), "set stream", err, errlen) != 0)
         goto fail;
 #ifdef FLEET_HAVE_CUDNN
     if (m->softmax_cudnn &&
@@ -437,6 +460,16 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
         goto fail;
 #endif
     if (bgpu__load_weights(m, st, err, errlen) != 0 || bgpu__alloc_work(m, err, errlen) != 0)
+        goto fail;
+    if (m->gemm == GEMM_3XTF32 &&
+        (bgpu__cuda(cudaMalloc((void **)&m->weights_hi, (size_t)m->weight_floats * sizeof(float)),
+                    "allocating the weights' TF32 parts", err, errlen) != 0 ||
+         bgpu__cuda(cudaMalloc((void **)&m->weights_lo, (size_t)m->weight_floats * sizeof(float)),
+                    "allocating the weights' TF32 parts", err, errlen) != 0 ||
+         bgpu__kernel(fbk_split_tf32(m->weights, m->weight_floats, m->weights_hi, m->weights_lo,
+                                     m->stream),
+                      "splitting the weights", err, errlen) != 0 ||
+         bgpu__cuda(cudaStreamSynchronize(m->stream), "splitting the weights", err, errlen) != 0))
         goto fail;
     fleet_st_close(st);
     st = NULL;
@@ -455,13 +488,44 @@ fail:
 /* Y[T, out] = X[T, in] W^T, W row-major [out, in] as the checkpoint stores it. cuBLAS is
  * column-major: there Y is Y^T [out, T] = W [out, in] . X^T [in, T], W being the
  * transpose of the column-major view of its buffer. */
+static int bgpu__gemm_one(fleet_bert_cuda *m, const float *X, int T, int in, const float *W,
+                          int out, float *Y, float beta, cublasComputeType_t compute,
+                          const char *what, char *err, size_t errlen)
+{
+    const float one = 1.0f;
+    return bgpu__blas(cublasGemmEx(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W,
+                                   CUDA_R_32F, in, X, CUDA_R_32F, in, &beta, Y, CUDA_R_32F, out,
+                                   compute, CUBLAS_GEMM_DEFAULT),
+                      what, err, errlen);
+}
+
 static int bgpu__linear(fleet_bert_cuda *m, const float *X, int T, int in, const float *W,
                         int out, float *Y, const char *what, char *err, size_t errlen)
 {
-    const float one = 1.0f, zero = 0.0f;
-    return bgpu__blas(cublasSgemm(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W, in, X,
-                                  in, &zero, Y, out),
-                      what, err, errlen);
+    switch (m->gemm) {
+    case GEMM_FP32:
+        return bgpu__gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F, what, err,
+                              errlen);
+    case GEMM_TF32:
+        return bgpu__gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F_FAST_TF32, what,
+                              err, errlen);
+    case GEMM_3XTF32: {
+        /* W's parts sit at the same offset in weights_hi and weights_lo. */
+        const float *Whi = m->weights_hi + (W - m->weights);
+        const float *Wlo = m->weights_lo + (W - m->weights);
+        const cublasComputeType_t tf = CUBLAS_COMPUTE_32F_FAST_TF32;
+        if (bgpu__kernel(fbk_split_tf32(X, (long)T * in, m->act_hi, m->act_lo, m->stream),
+                         "splitting an activation", err, errlen) != 0)
+            return -1;
+        /* Small products first, so the large one is added to them last. */
+        return bgpu__gemm_one(m, m->act_lo, T, in, Whi, out, Y, 0.0f, tf, what, err, errlen) ||
+               bgpu__gemm_one(m, m->act_hi, T, in, Wlo, out, Y, 1.0f, tf, what, err, errlen) ||
+               bgpu__gemm_one(m, m->act_hi, T, in, Whi, out, Y, 1.0f, tf, what, err, errlen)
+                   ? -1
+                   : 0;
+    }
+    }
+    return fleet_embed_fail(err, errlen, "embed: unknown GEMM mode");
 }
 
 /* scores[bh] = q[bh] k[bh]^T ([L, d] x [d, L]); then ctx[bh] = p[bh] v[bh] into q. */
@@ -470,12 +534,17 @@ static int bgpu__attention(fleet_bert_cuda *m, int B, int L, const int32_t *dlen
 {
     const float one = 1.0f, zero = 0.0f;
     const int d = m->d, batch = B * m->heads;
+    /* The attention products are a few percent of the work: float32 unless plain TF32
+     * was asked for. */
+    const cublasComputeType_t compute =
+        m->gemm == GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     /* Row-major S [L, L] is column-major S^T = K Q^T: A = K's buffer (column-major
      * [d, L], transposed), B = Q's buffer (column-major [d, L]). */
-    if (bgpu__blas(cublasSgemmStridedBatched(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, &one,
-                                             m->k, d, (long long)L * d, m->q, d,
-                                             (long long)L * d, &zero, m->scores, L,
-                                             (long long)L * L, batch),
+    if (bgpu__blas(cublasGemmStridedBatchedEx(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, &one,
+                                              m->k, CUDA_R_32F, d, (long long)L * d, m->q,
+                                              CUDA_R_32F, d, (long long)L * d, &zero, m->scores,
+                                              CUDA_R_32F, L, (long long)L * L, batch, compute,
+                                              CUBLAS_GEMM_DEFAULT),
                    "attention scores", err, errlen) != 0)
         return -1;
     if (!m->softmax_cudnn) {
@@ -498,10 +567,11 @@ static int bgpu__attention(fleet_bert_cuda *m, int B, int L, const int32_t *dlen
     }
     /* Row-major ctx [L, d] is column-major ctx^T = V^T P^T: A = V's buffer (column-major
      * [d, L]), B = P's buffer (column-major [L, L] = P^T). */
-    return bgpu__blas(cublasSgemmStridedBatched(m->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, &one,
-                                                m->v, d, (long long)L * d, m->scores, L,
-                                                (long long)L * L, &zero, m->q, d,
-                                                (long long)L * d, batch),
+    return bgpu__blas(cublasGemmStridedBatchedEx(m->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, &one,
+                                                 m->v, CUDA_R_32F, d, (long long)L * d,
+                                                 m->scores, CUDA_R_32F, L, (long long)L * L,
+                                                 &zero, m->q, CUDA_R_32F, d, (long long)L * d,
+                                                 batch, compute, CUBLAS_GEMM_DEFAULT),
                       "attention context", err, errlen);
 }
 

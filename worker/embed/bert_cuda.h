@@ -23,9 +23,13 @@
  * Settings (environment, read at load):
  *   FLEET_EMBED_SOFTMAX=own|cudnn   attention softmax: our fused masked kernel (default)
  *                                    or a mask kernel + cudnnSoftmaxForward
- *   FLEET_EMBED_TF32=1               let cuBLAS use TF32 tensor cores for the GEMMs
- *                                    (faster, about 1e-3 less exact; the load's
- *                                    self-check then allows 1e-2); default off
+ *   FLEET_EMBED_GEMM=fp32|tf32|3xtf32
+ *                                    how the linear layers multiply: cuBLAS float32
+ *                                    (default); one TF32 tensor-core product (fastest,
+ *                                    about 1e-3 less exact; the self-check then allows
+ *                                    1e-2); or three TF32 products of split operands
+ *                                    (hi*hi + hi*lo + lo*hi: float32 accuracy on tensor
+ *                                    cores, weights held three times)
  *   FLEET_EMBED_POISON=1             fill every work buffer with NaN before each call, so
  *                                    a kernel that skips an element shows (tests/gpu/)
  *

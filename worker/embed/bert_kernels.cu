@@ -217,6 +217,25 @@ __global__ void mean_pool_kernel(const float *x, const int32_t *start, const int
         out[(long)b * H + j] = v[j] * scale;
 }
 
+__device__ float round_tf32(float x)
+{
+    unsigned u = __float_as_uint(x);
+    if ((u & 0x7f800000u) == 0x7f800000u) // inf, NaN: as they are
+        return x;
+    u += 0x1000u; // half of the 13 dropped bits: round to nearest (ties away)
+    return __uint_as_float(u & 0xffffe000u);
+}
+
+__global__ void split_tf32_kernel(const float *x, long n, float *hi, float *lo)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n;
+         i += (long)gridDim.x * blockDim.x) {
+        const float v = x[i], h = round_tf32(v);
+        lo[i] = v - h;
+        hi[i] = h;
+    }
+}
+
 __global__ void poison_kernel(float *p, long n)
 {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n;
@@ -310,6 +329,14 @@ extern "C" int fbk_mean_pool(const float *x, const int32_t *start, const int32_t
         return 0;
     mean_pool_kernel<<<B, kRowThreads, H * sizeof(float), stream>>>(x, start, len, H, normalize,
                                                                     out);
+    return launched();
+}
+
+extern "C" int fbk_split_tf32(const float *x, long n, float *hi, float *lo, fbk_stream stream)
+{
+    if (n <= 0)
+        return 0;
+    split_tf32_kernel<<<elem_blocks(n), kElemThreads, 0, stream>>>(x, n, hi, lo);
     return launched();
 }
 
