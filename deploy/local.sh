@@ -14,6 +14,9 @@
 #   FLEET_LOCAL_REDIS_PORT   port of the local Redis    (default 6379, or the next free
 #                            one if another Redis holds 6379; remembered in .fleet-local)
 #   FLEET_PREFIX             key prefix                 (passed through when set)
+#   FLEET_EMBED_MODEL        a sentence-transformers model directory (all-MiniLM-L6-v2;
+#                            docs/models.md says how to get it): also start an embed
+#                            worker on it (--backend auto: the GPU when there is one)
 set -euo pipefail
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 cd "$(dirname "$SELF")/.."
@@ -47,6 +50,18 @@ PROCS=(
   "worker-echo:fleet-worker:--model echo"
   "worker-sleep:fleet-worker:--model sleep"
 )
+# What stop looks for: also the embed worker of an earlier run with FLEET_EMBED_MODEL.
+STOP_PROCS=("${PROCS[@]}" "worker-embed:fleet-worker:")
+EMBED_MODEL="${FLEET_EMBED_MODEL:-}"
+if [[ -n "$EMBED_MODEL" ]]; then
+  [[ "$EMBED_MODEL" =~ [[:space:]] ]] &&
+    { printf 'local.sh: FLEET_EMBED_MODEL must not contain spaces\n' >&2; exit 2; }
+  [[ -f "$EMBED_MODEL/config.json" ]] ||
+    { printf 'local.sh: FLEET_EMBED_MODEL=%s has no config.json (docs/models.md)\n' "$EMBED_MODEL" >&2; exit 2; }
+  EMBED_MODEL=$(cd "$EMBED_MODEL" && pwd)
+  PROCS[0]="gateway:fleet-gateway:--models echo,sleep,embed"
+  PROCS+=("worker-embed:fleet-worker:--model embed --model-args $EMBED_MODEL")
+fi
 
 say() { printf 'local.sh: %s\n' "$*"; }
 die() { printf 'local.sh: %s\n' "$*" >&2; exit 1; }
@@ -83,8 +98,8 @@ stop_pidfile() {
 stop_fleet() {
   local entry name bin
   # workers first, so that they hand their jobs back while Redis still runs
-  for ((i = ${#PROCS[@]} - 1; i >= 0; i--)); do
-    entry=${PROCS[$i]}
+  for ((i = ${#STOP_PROCS[@]} - 1; i >= 0; i--)); do
+    entry=${STOP_PROCS[$i]}
     name=${entry%%:*}
     bin=$(cut -d: -f2 <<<"$entry")
     stop_pidfile "$RUN/$name.pid" "$bin"
@@ -279,8 +294,28 @@ Wait for the result in one call, or follow a job live:
   curl -N $URL/v1/jobs/<id>/events
 
 Webhooks are signed with the secret in ${STATE#"$ROOT"/}/webhook_secret (docs/webhooks.md).
+EOT
+  if [[ -n "$EMBED_MODEL" ]]; then
+    cat <<EOT
 
-Logs:  ${LOGS#"$ROOT"/}/  (gateway.log, worker-echo.log, worker-sleep.log, redis.log)
+Sentence embeddings ($EMBED_MODEL):
+
+  curl -s -X POST $URL/v1/jobs -H 'Content-Type: application/json' -H 'Prefer: wait=30' \\
+       -d '{"model":"embed","input":{"texts":["hello world","fleet embeds texts"]}}'
+
+EOT
+  else
+    cat <<EOT
+
+Sentence embeddings: FLEET_EMBED_MODEL=/path/to/all-MiniLM-L6-v2 ./deploy/local.sh also
+starts an embed worker (docs/models.md says how to get the model).
+
+EOT
+  fi
+  cat <<EOT
+
+
+Logs:  ${LOGS#"$ROOT"/}/  (gateway.log, worker-*.log, redis.log)
 Stop:  ./deploy/local.sh stop
 EOT
 }
