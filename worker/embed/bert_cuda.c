@@ -62,7 +62,8 @@ typedef struct fleet_bert_cuda {
     float *x, *y, *qkv, *q, *k, *v, *scores, *inter, *pooled;
     float *act_hi, *act_lo; /* GEMM_3XTF32: a linear layer's input split, [T, max(H, I)] */
     long work_floats;
-    int32_t *dint;  /* ids, tok_pos, tok_seq [max_tokens]; start, len [max_seqs] */
+    int32_t *dint;  /* per call: ids, tok_pos, tok_seq [T]; start, len [n] (room for
+                     * max_tokens and max_seqs) */
     int32_t *hint;  /* pinned mirror of dint */
     float *hout;    /* pinned [max_seqs, H] */
 } fleet_bert_cuda;
@@ -114,9 +115,10 @@ int fleet_bert_cuda_has_cudnn(void)
 
 /* ------------------------------------------------------------ loading ------------ */
 
-/* Converts tensor prefix+name to float32 and copies it to dst (device), count floats. */
+/* Converts tensor prefix+name to float32 in host (stage floats) and copies its first
+ * count floats to dst (device). */
 static int bgpu__upload(const fleet_st *st, const char *prefix, const char *name, float *dst,
-                        size_t count, float *host, char *err, size_t errlen)
+                        size_t count, float *host, size_t stage, char *err, size_t errlen)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
@@ -127,6 +129,9 @@ static int bgpu__upload(const fleet_st *st, const char *prefix, const char *name
     if (n < count)
         return fleet_embed_fail(err, errlen, "weights: tensor %s has %zu values, need %zu", full,
                                 n, count);
+    if (n > stage)
+        return fleet_embed_fail(err, errlen, "weights: tensor %s has %zu values, more than the "
+                                "largest the config allows (%zu)", full, n, stage);
     if (fleet_st_read_f32(t, host, err, errlen) != 0)
         return -1;
     return bgpu__cuda(cudaMemcpy(dst, host, count * sizeof *dst, cudaMemcpyHostToDevice),
@@ -149,6 +154,8 @@ static int bgpu__load_weights(fleet_bert_cuda *m, const fleet_st *st, char *err,
         stage = (size_t)c->type_vocab_size * H;
     if (I * H > stage)
         stage = I * H;
+    if (H * H > stage)
+        stage = H * H;
 
     if (bgpu__cuda(cudaMalloc((void **)&m->weights, total * sizeof(float)),
                    "allocating the weights", err, errlen) != 0)
@@ -176,13 +183,13 @@ static int bgpu__load_weights(fleet_bert_cuda *m, const fleet_st *st, char *err,
     m->emb_g = eg;
     m->emb_b = eb;
     if (bgpu__upload(st, prefix, "embeddings.word_embeddings.weight", word,
-                     (size_t)c->vocab_size * H, host, err, errlen) != 0 ||
+                     (size_t)c->vocab_size * H, host, stage, err, errlen) != 0 ||
         bgpu__upload(st, prefix, "embeddings.position_embeddings.weight", pos,
-                     (size_t)c->max_position_embeddings * H, host, err, errlen) != 0 ||
-        bgpu__upload(st, prefix, "embeddings.token_type_embeddings.weight", type0, H, host, err,
+                     (size_t)c->max_position_embeddings * H, host, stage, err, errlen) != 0 ||
+        bgpu__upload(st, prefix, "embeddings.token_type_embeddings.weight", type0, H, host, stage, err,
                      errlen) != 0 ||
-        bgpu__upload(st, prefix, "embeddings.LayerNorm.weight", eg, H, host, err, errlen) != 0 ||
-        bgpu__upload(st, prefix, "embeddings.LayerNorm.bias", eb, H, host, err, errlen) != 0)
+        bgpu__upload(st, prefix, "embeddings.LayerNorm.weight", eg, H, host, stage, err, errlen) != 0 ||
+        bgpu__upload(st, prefix, "embeddings.LayerNorm.bias", eb, H, host, stage, err, errlen) != 0)
         goto out;
     for (size_t l = 0; l < L; l++) {
         bgpu__layer *ly = &m->layers[l];
@@ -205,12 +212,12 @@ static int bgpu__load_weights(fleet_bert_cuda *m, const fleet_st *st, char *err,
         for (int s = 0; s < 3; s++) {
             snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.weight", l,
                      qkv_names[s]);
-            if (bgpu__upload(st, prefix, name, qkv_w + (size_t)s * H * H, H * H, host, err,
+            if (bgpu__upload(st, prefix, name, qkv_w + (size_t)s * H * H, H * H, host, stage, err,
                              errlen) != 0)
                 goto out;
             snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.bias", l,
                      qkv_names[s]);
-            if (bgpu__upload(st, prefix, name, qkv_b + (size_t)s * H, H, host, err, errlen) != 0)
+            if (bgpu__upload(st, prefix, name, qkv_b + (size_t)s * H, H, host, stage, err, errlen) != 0)
                 goto out;
         }
         const struct {
@@ -234,7 +241,7 @@ static int bgpu__load_weights(fleet_bert_cuda *m, const fleet_st *st, char *err,
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
             snprintf(name, sizeof name, rest[r].fmt, l);
 #pragma GCC diagnostic pop
-            if (bgpu__upload(st, prefix, name, rest[r].dst, rest[r].count, host, err, errlen) != 0)
+            if (bgpu__upload(st, prefix, name, rest[r].dst, rest[r].count, host, stage, err, errlen) != 0)
                 goto out;
         }
     }
@@ -300,13 +307,17 @@ static void bgpu__free(void *model)
         cublasDestroy(m->blas);
     if (m->stream)
         cudaStreamDestroy(m->stream);
-    cudaFree(m->weights);
-    cudaFree(m->weights_hi);
-    cudaFree(m->weights_lo);
-    cudaFree(m->work);
-    cudaFree(m->dint);
-    cudaFreeHost(m->hint);
-    cudaFreeHost(m->hout);
+    /* Only what was made: a model refused before any CUDA call needs no context. */
+    float *dev[] = {m->weights, m->weights_hi, m->weights_lo, m->work};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        if (dev[i])
+            cudaFree(dev[i]);
+    if (m->dint)
+        cudaFree(m->dint);
+    if (m->hint)
+        cudaFreeHost(m->hint);
+    if (m->hout)
+        cudaFreeHost(m->hout);
     free(m->layers);
     free(m);
 }
@@ -358,9 +369,10 @@ static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size
         const float *g = gpu + (size_t)s * (size_t)m->H, *c = cpu + (size_t)s * (size_t)m->H;
         double scale = 1e-6, diff = 0;
         for (int j = 0; j < m->H; j++) {
-            if (isnan(g[j])) {
+            if (isnan(g[j]) || isnan(c[j])) {
                 fleet_embed_fail(err, errlen, "cuda self-check: sequence of %zu tokens gives NaN "
-                                 "at %d; refusing to serve wrong numbers", lens[s], j);
+                                 "at %d (%s); refusing to serve wrong numbers", lens[s], j,
+                                 isnan(g[j]) ? "GPU" : "CPU");
                 goto out;
             }
             if (fabs(c[j]) > scale)
@@ -459,7 +471,11 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
                    errlen) != 0))
         goto fail;
 #endif
-    if (bgpu__load_weights(m, st, err, errlen) != 0 || bgpu__alloc_work(m, err, errlen) != 0)
+    /* cudaMemcpy from pageable memory may return before the device has the bytes, and
+     * m->stream does not wait for the legacy stream: synchronise before using them. */
+    if (bgpu__load_weights(m, st, err, errlen) != 0 ||
+        bgpu__cuda(cudaDeviceSynchronize(), "uploading the weights", err, errlen) != 0 ||
+        bgpu__alloc_work(m, err, errlen) != 0)
         goto fail;
     if (m->gemm == GEMM_3XTF32 &&
         (bgpu__cuda(cudaMalloc((void **)&m->weights_hi, (size_t)m->weight_floats * sizeof(float)),
@@ -601,10 +617,10 @@ static int bgpu__forward(fleet_bert_cuda *m, const int32_t *const *ids, const si
         if (lens[s] > L)
             L = lens[s];
     }
-    /* Token ids and offsets: one pinned buffer, one copy. */
-    const size_t mt = (size_t)m->max_tokens;
-    int32_t *h_ids = m->hint, *h_pos = m->hint + mt, *h_seq = m->hint + 2 * mt;
-    int32_t *h_start = m->hint + 3 * mt, *h_len = h_start + m->max_seqs;
+    /* Token ids and offsets: one pinned buffer [ids T][pos T][seq T][start n][len n],
+     * one copy of what this call uses, the same offsets on the device. */
+    int32_t *h_ids = m->hint, *h_pos = m->hint + T, *h_seq = m->hint + 2 * T;
+    int32_t *h_start = m->hint + 3 * T, *h_len = h_start + n;
     size_t row = 0;
     for (size_t s = 0; s < n; s++) {
         h_start[s] = (int32_t)row;
@@ -615,16 +631,15 @@ static int bgpu__forward(fleet_bert_cuda *m, const int32_t *const *ids, const si
             h_seq[row] = (int32_t)s;
         }
     }
-    const int32_t *d_ids = m->dint, *d_pos = m->dint + mt, *d_seq = m->dint + 2 * mt;
-    const int32_t *d_start = m->dint + 3 * mt, *d_len = d_start + m->max_seqs;
+    const int32_t *d_ids = m->dint, *d_pos = m->dint + T, *d_seq = m->dint + 2 * T;
+    const int32_t *d_start = m->dint + 3 * T, *d_len = d_start + n;
     const int Ti = (int)T, Li = (int)L;
     const float eps = (float)c->layer_norm_eps;
 
     if (m->poison && bgpu__kernel(fbk_poison(m->work, m->work_floats, m->stream), "poison", err,
                                   errlen) != 0)
         return -1;
-    if (bgpu__cuda(cudaMemcpyAsync(m->dint, m->hint, (3 * mt + 2 * (size_t)m->max_seqs) *
-                                                         sizeof(int32_t),
+    if (bgpu__cuda(cudaMemcpyAsync(m->dint, m->hint, (3 * T + 2 * n) * sizeof(int32_t),
                                    cudaMemcpyHostToDevice, m->stream),
                    "copying token ids to the GPU", err, errlen) != 0 ||
         bgpu__kernel(fbk_embed_layernorm(d_ids, d_pos, Ti, H, m->word, m->position, m->type0,

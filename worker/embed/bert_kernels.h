@@ -61,10 +61,10 @@ int fbk_merge_heads(const float *ctx, const int32_t *tok_seq, const int32_t *tok
 int fbk_mean_pool(const float *x, const int32_t *start, const int32_t *len, int B, int H,
                   int normalize, float *out, fbk_stream stream);
 
-/* Splits x[0..n) into hi = x rounded to TF32 (10-bit mantissa, to nearest) and
- * lo = x - hi, so that hi and lo are both exact TF32 inputs and hi + lo == x within
- * 2^-22 relative: three TF32 GEMMs (hi*hi + hi*lo + lo*hi) then give float32 accuracy
- * on tensor cores. hi may be x itself (in place). */
+/* Splits x[0..n) into hi = x rounded to TF32 (10-bit mantissa, to nearest; exact as a
+ * TF32 input) and lo = x - hi (exact in float32; the tensor cores round it to TF32,
+ * which costs about 2^-22 relative of x): three TF32 GEMMs (hi*hi + hi*lo + lo*hi)
+ * then give float32 accuracy on tensor cores. hi may be x itself (in place). */
 int fbk_split_tf32(const float *x, long n, float *hi, float *lo, fbk_stream stream);
 
 /* Sets n floats to NaN: poisons a buffer so that a kernel that skips an element shows. */
