@@ -232,49 +232,57 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
     return NULL;
 }
 
-/* Walks one msgpack value without allocating, so that sizes declared by untrusted bytes
- * are checked against the bytes actually present before msgpack-c allocates for them (a
- * 5-byte array32 header would otherwise ask for gigabytes). Returns 0, or -1 with err. */
-static int check_value(const unsigned char *p, size_t len, size_t *off, int depth, char *err,
-                       size_t errlen) {
-    if (depth > FLEET_CODEC_MAX_DEPTH) {
-        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
-        return -1;
-    }
+/* One msgpack value's header (marker, length field, ext type), decoded without
+ * allocating by read_head. */
+typedef struct mp_head {
+    uint64_t items; /* values that follow: an array's n, a map's 2n */
+    uint64_t skip;  /* bytes that follow: a number's, a str/bin's, an ext's payload */
+    bool ext;       /* an ext value: type holds its type, skip its payload length */
+    int type;
+} mp_head;
+
+/* read_head reads the header of the value at *off and moves *off past it. Sizes declared
+ * by untrusted bytes are checked against the bytes actually present (a 5-byte array32
+ * header would otherwise ask for gigabytes), and a container deeper than
+ * FLEET_CODEC_MAX_DEPTH is refused. Returns 0, or -1 with err. */
+static int read_head(const unsigned char *p, size_t len, size_t *off, int depth, mp_head *h,
+                     char *err, size_t errlen) {
+    *h = (mp_head){0};
     if (*off >= len) goto truncated;
     unsigned char t = p[(*off)++];
-    uint64_t n = 0, skip = 0, items = 0;
-    int nbytes = 0; /* size of a length field that follows the marker */
+    uint64_t n = 0;
+    int nbytes = 0;   /* size of a length field that follows the marker */
+    bool ext = false; /* n: the ext payload's length, once read */
     if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
-    if (depth == FLEET_CODEC_MAX_DEPTH && ((t >= 0x80 && t <= 0x9f) || (t >= 0xdc && t <= 0xdf))) {
+    if (depth >= FLEET_CODEC_MAX_DEPTH && ((t >= 0x80 && t <= 0x9f) || (t >= 0xdc && t <= 0xdf))) {
         set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
         return -1; /* a container inside 32 others, even an empty one */
     }
-    if (t >= 0x80 && t <= 0x8f) items = 2u * (t & 0x0f);
-    else if (t >= 0x90 && t <= 0x9f) items = t & 0x0f;
-    else if (t >= 0xa0 && t <= 0xbf) skip = t & 0x1f;
+    if (t >= 0x80 && t <= 0x8f) h->items = 2u * (t & 0x0f);
+    else if (t >= 0x90 && t <= 0x9f) h->items = t & 0x0f;
+    else if (t >= 0xa0 && t <= 0xbf) h->skip = t & 0x1f;
     else switch (t) {
     case 0xc4: case 0xd9: nbytes = 1; break;            /* bin8, str8 */
     case 0xc5: case 0xda: nbytes = 2; break;            /* bin16, str16 */
     case 0xc6: case 0xdb: nbytes = 4; break;            /* bin32, str32 */
-    case 0xc7: nbytes = 1; skip = 1; break;             /* ext8: length, type, data */
-    case 0xc8: nbytes = 2; skip = 1; break;
-    case 0xc9: nbytes = 4; skip = 1; break;
-    case 0xca: skip = 4; break;                         /* float32 */
-    case 0xcb: skip = 8; break;                         /* float64 */
-    case 0xcc: case 0xd0: skip = 1; break;              /* (u)int8 */
-    case 0xcd: case 0xd1: skip = 2; break;
-    case 0xce: case 0xd2: skip = 4; break;
-    case 0xcf: case 0xd3: skip = 8; break;
-    case 0xd4: skip = 2; break;                         /* fixext 1..16: type + data */
-    case 0xd5: skip = 3; break;
-    case 0xd6: skip = 5; break;
-    case 0xd7: skip = 9; break;
-    case 0xd8: skip = 17; break;
-    case 0xdc: nbytes = 2; items = 1; break;            /* array16/32: count follows */
-    case 0xdd: nbytes = 4; items = 1; break;
-    case 0xde: nbytes = 2; items = 2; break;            /* map16/32: 2 items per entry */
-    case 0xdf: nbytes = 4; items = 2; break;
+    case 0xc7: nbytes = 1; ext = true; break;           /* ext8/16/32: length, type, data */
+    case 0xc8: nbytes = 2; ext = true; break;
+    case 0xc9: nbytes = 4; ext = true; break;
+    case 0xca: h->skip = 4; break;                      /* float32 */
+    case 0xcb: h->skip = 8; break;                      /* float64 */
+    case 0xcc: case 0xd0: h->skip = 1; break;           /* (u)int8 */
+    case 0xcd: case 0xd1: h->skip = 2; break;
+    case 0xce: case 0xd2: h->skip = 4; break;
+    case 0xcf: case 0xd3: h->skip = 8; break;
+    case 0xd4: n = 1; ext = true; break;                /* fixext 1..16: type, data */
+    case 0xd5: n = 2; ext = true; break;
+    case 0xd6: n = 4; ext = true; break;
+    case 0xd7: n = 8; ext = true; break;
+    case 0xd8: n = 16; ext = true; break;
+    case 0xdc: nbytes = 2; h->items = 1; break;         /* array16/32: count follows */
+    case 0xdd: nbytes = 4; h->items = 1; break;
+    case 0xde: nbytes = 2; h->items = 2; break;         /* map16/32: 2 items per entry */
+    case 0xdf: nbytes = 4; h->items = 2; break;
     default:
         set_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
         return -1;
@@ -282,20 +290,38 @@ static int check_value(const unsigned char *p, size_t len, size_t *off, int dept
     if (nbytes) {
         if (len - *off < (size_t)nbytes) goto truncated;
         for (int i = 0; i < nbytes; i++) n = (n << 8) | p[(*off)++];
-        if (items) items *= n; /* array or map count */
-        else skip += n;        /* byte length of str, bin or ext data */
+        if (ext) {
+        } else if (h->items) {
+            h->items *= n; /* array or map count */
+        } else {
+            h->skip = n; /* byte length of str or bin */
+        }
     }
-    if (skip) {
-        if (len - *off < skip) goto truncated;
-        *off += skip;
+    if (ext) {
+        if (len - *off < 1) goto truncated;
+        h->ext = true;
+        h->type = (int8_t)p[(*off)++];
+        h->skip = n;
     }
-    if (items > len - *off) goto truncated; /* every item takes at least one byte */
-    for (uint64_t i = 0; i < items; i++)
-        if (check_value(p, len, off, depth + 1, err, errlen) < 0) return -1;
+    if (h->skip > len - *off) goto truncated;
+    if (h->items > len - *off) goto truncated; /* every item takes at least one byte */
     return 0;
 truncated:
     set_err(err, errlen, "truncated msgpack data");
     return -1;
+}
+
+/* Walks one msgpack value without allocating (read_head's checks, all the way down), so
+ * that msgpack-c never allocates for sizes the bytes do not back. Returns 0, or -1 with
+ * err. */
+static int check_value(const unsigned char *p, size_t len, size_t *off, int depth, char *err,
+                       size_t errlen) {
+    mp_head h;
+    if (read_head(p, len, off, depth, &h, err, errlen) < 0) return -1;
+    *off += h.skip;
+    for (uint64_t i = 0; i < h.items; i++)
+        if (check_value(p, len, off, depth + 1, err, errlen) < 0) return -1;
+    return 0;
 }
 
 json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t errlen) {
@@ -332,76 +358,20 @@ json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t err
 
 /* --------------------------------------------------------------- msgpack for clients -- */
 
-/* Walks one value the way check_value does (sizes checked against the bytes present,
- * FLEET_CODEC_MAX_DEPTH kept, nothing allocated). With out == NULL it only checks, adding
+/* Walks one value the way check_value does. With out == NULL it only checks, adding
  * the ext-1 values it meets to *nf32; otherwise it also writes the value at out + *o, every
  * byte as it was except that each ext-1 becomes a bin of the same payload. Other ext types
  * are refused. Returns 0, or -1 with err. */
 static int client_walk(const unsigned char *p, size_t len, size_t *off, int depth,
                        unsigned char *out, size_t *o, size_t *nf32, char *err, size_t errlen) {
-    if (depth > FLEET_CODEC_MAX_DEPTH) {
-        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
-        return -1;
-    }
     size_t start = *off;
-    if (*off >= len) goto truncated;
-    unsigned char t = p[(*off)++];
-    uint64_t n = 0, skip = 0, items = 0;
-    int nbytes = 0;   /* size of a length field that follows the marker */
-    bool ext = false; /* n: the ext payload's length, once read */
-    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
-        /* one byte: fixint, nil, bool */
-    } else {
-        if (depth == FLEET_CODEC_MAX_DEPTH &&
-            ((t >= 0x80 && t <= 0x9f) || (t >= 0xdc && t <= 0xdf))) {
-            set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
-            return -1;
-        }
-        if (t >= 0x80 && t <= 0x8f) items = 2u * (t & 0x0f);
-        else if (t >= 0x90 && t <= 0x9f) items = t & 0x0f;
-        else if (t >= 0xa0 && t <= 0xbf) skip = t & 0x1f;
-        else switch (t) {
-        case 0xc4: case 0xd9: nbytes = 1; break;
-        case 0xc5: case 0xda: nbytes = 2; break;
-        case 0xc6: case 0xdb: nbytes = 4; break;
-        case 0xc7: nbytes = 1; ext = true; break;
-        case 0xc8: nbytes = 2; ext = true; break;
-        case 0xc9: nbytes = 4; ext = true; break;
-        case 0xca: skip = 4; break;
-        case 0xcb: skip = 8; break;
-        case 0xcc: case 0xd0: skip = 1; break;
-        case 0xcd: case 0xd1: skip = 2; break;
-        case 0xce: case 0xd2: skip = 4; break;
-        case 0xcf: case 0xd3: skip = 8; break;
-        case 0xd4: n = 1; ext = true; break;
-        case 0xd5: n = 2; ext = true; break;
-        case 0xd6: n = 4; ext = true; break;
-        case 0xd7: n = 8; ext = true; break;
-        case 0xd8: n = 16; ext = true; break;
-        case 0xdc: nbytes = 2; items = 1; break;
-        case 0xdd: nbytes = 4; items = 1; break;
-        case 0xde: nbytes = 2; items = 2; break;
-        case 0xdf: nbytes = 4; items = 2; break;
-        default:
-            set_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
-            return -1;
-        }
-    }
-    if (nbytes) {
-        if (len - *off < (size_t)nbytes) goto truncated;
-        for (int i = 0; i < nbytes; i++) n = (n << 8) | p[(*off)++];
-        if (!ext) { /* for an ext, n is the payload's length */
-            if (items) items *= n;
-            else skip += n;
-        }
-    }
-    if (ext) {
-        if (len - *off < 1) goto truncated;
-        int type = (int8_t)p[(*off)++];
-        if (len - *off < n) goto truncated;
-        if (type != FLEET_EXT_F32) {
+    mp_head h;
+    if (read_head(p, len, off, depth, &h, err, errlen) < 0) return -1;
+    if (h.ext) {
+        uint64_t n = h.skip;
+        if (h.type != FLEET_EXT_F32) {
             set_err(err, errlen, "msgpack ext type %d has no client form (only type %d does)",
-                    type, FLEET_EXT_F32);
+                    h.type, FLEET_EXT_F32);
             return -1;
         }
         if (f32_check(n, depth, err, errlen) < 0) return -1;
@@ -426,21 +396,14 @@ static int client_walk(const unsigned char *p, size_t len, size_t *off, int dept
         *off += n;
         return 0;
     }
-    if (skip) {
-        if (len - *off < skip) goto truncated;
-        *off += skip;
-    }
+    *off += h.skip;
     if (out) {
         memcpy(out + *o, p + start, *off - start);
         *o += *off - start;
     }
-    if (items > len - *off) goto truncated; /* every item takes at least one byte */
-    for (uint64_t i = 0; i < items; i++)
+    for (uint64_t i = 0; i < h.items; i++)
         if (client_walk(p, len, off, depth + 1, out, o, nf32, err, errlen) < 0) return -1;
     return 0;
-truncated:
-    set_err(err, errlen, "truncated msgpack data");
-    return -1;
 }
 
 int fleet_msgpack_for_client(const char *buf, size_t len, char **out, size_t *outlen,

@@ -10,21 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "embed_err.h"
 #include "safetensors.h"
-
-static int bcpu__fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int bcpu__fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ------------------------------------------------------------ the model ---------- */
 
@@ -68,13 +55,13 @@ static float *bcpu__tensor(const fleet_st *st, const char *prefix, const char *n
     snprintf(full, sizeof full, "%s%s", prefix, name);
     const fleet_st_tensor *t = fleet_st_find(st, full);
     if (!t || !t->data) {
-        bcpu__fail(err, errlen, "weights: tensor %s missing", full);
+        fleet_embed_fail(err, errlen, "weights: tensor %s missing", full);
         return NULL;
     }
     size_t n = t->nbytes / fleet_st_dtype_size(t->dtype);
     float *dst = malloc((n ? n : 1) * sizeof *dst);
     if (!dst) {
-        bcpu__fail(err, errlen, "weights: out of memory for %s", full);
+        fleet_embed_fail(err, errlen, "weights: out of memory for %s", full);
         return NULL;
     }
     if (fleet_st_read_f32(t, dst, err, errlen) != 0) {
@@ -98,7 +85,7 @@ static int bcpu__linear_load(const fleet_st *st, const char *prefix, const char 
     l->w = malloc((size_t)nbase * wn * sizeof *l->w);
     l->b = malloc((size_t)nbase * on * sizeof *l->b);
     if (!l->w || !l->b)
-        return bcpu__fail(err, errlen, "weights: out of memory for %s", base[0]);
+        return fleet_embed_fail(err, errlen, "weights: out of memory for %s", base[0]);
     for (int i = 0; i < nbase; i++) {
         char name[256];
         snprintf(name, sizeof name, "%s.weight", base[i]);
@@ -138,7 +125,7 @@ static int bcpu__threads_from_env(char *err, size_t errlen)
     errno = 0;
     long n = strtol(v, &end, 10);
     if (*end || errno || n < 1 || n > 1024)
-        return bcpu__fail(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, 1024]",
+        return fleet_embed_fail(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, 1024]",
                           v);
     openblas_set_num_threads((int)n);
     return 0;
@@ -157,12 +144,12 @@ int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t
     fleet_st *st = NULL;
     fleet_bert_cpu *m = calloc(1, sizeof *m);
     if (!m)
-        return bcpu__fail(err, errlen, "embed: out of memory");
+        return fleet_embed_fail(err, errlen, "embed: out of memory");
     if (fleet_bert_config_load(dir, &m->cfg, err, errlen) != 0)
         goto err;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", dir) >= sizeof path) {
-        bcpu__fail(err, errlen, "model.safetensors: path too long");
+        fleet_embed_fail(err, errlen, "model.safetensors: path too long");
         goto err;
     }
     if (fleet_st_open(path, &st, err, errlen) != 0)
@@ -183,7 +170,7 @@ int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t
         goto err;
     m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
     if (!m->layers) {
-        bcpu__fail(err, errlen, "embed: out of memory");
+        fleet_embed_fail(err, errlen, "embed: out of memory");
         goto err;
     }
     for (int l = 0; l < c->num_hidden_layers; l++) {
@@ -382,12 +369,12 @@ int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const siz
     size_t total = 0, maxlen = 0;
     for (size_t s = 0; s < n; s++) {
         if (lens[s] == 0 || lens[s] > (size_t)c->max_position_embeddings)
-            return bcpu__fail(err, errlen,
+            return fleet_embed_fail(err, errlen,
                               "embed: sequence %zu: length %zu, must be in [1, %d]", s,
                               lens[s], c->max_position_embeddings);
         for (size_t i = 0; i < lens[s]; i++)
             if (ids[s][i] < 0 || ids[s][i] >= c->vocab_size)
-                return bcpu__fail(err, errlen,
+                return fleet_embed_fail(err, errlen,
                                   "embed: sequence %zu: id %ld outside the vocabulary (%d)",
                                   s, (long)ids[s][i], c->vocab_size);
         total += lens[s];
@@ -399,7 +386,7 @@ int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const siz
      * intermediate]; scores [maxlen, maxlen]. */
     if (total > SIZE_MAX / sizeof(float) / (inter > 3 * h ? inter : 3 * h) ||
         total > (size_t)INT32_MAX)
-        return bcpu__fail(err, errlen, "embed: %zu tokens is too many", total);
+        return fleet_embed_fail(err, errlen, "embed: %zu tokens is too many", total);
     float *x = malloc(total * h * sizeof *x);
     float *qkv = malloc(total * 3 * h * sizeof *qkv);
     float *ctx = malloc(total * h * sizeof *ctx);
@@ -408,7 +395,7 @@ int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const siz
     float *scores = malloc(maxlen * maxlen * sizeof *scores);
     int rc = -1;
     if (!x || !qkv || !ctx || !tmp || !mid || !scores) {
-        bcpu__fail(err, errlen, "embed: out of memory for %zu tokens", total);
+        fleet_embed_fail(err, errlen, "embed: out of memory for %zu tokens", total);
         goto out;
     }
 
