@@ -1,5 +1,6 @@
 /* bert_gen.c: a BERT model directory with PRNG weights; see bert_gen.h. */
 #include "bert_gen.h"
+#include "embed_err.h" /* worker/embed: fleet_embed_fail */
 
 #include <errno.h>
 #include <math.h>
@@ -9,20 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static int bg__fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int bg__fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static uint64_t bg__splitmix64(uint64_t *state)
 {
@@ -103,7 +90,7 @@ static FILE *bg__open(const char *dir, const char *rel, char *err, size_t errlen
     snprintf(path, sizeof path, "%s/%s", dir, rel);
     FILE *f = fopen(path, "wb");
     if (!f)
-        bg__fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        fleet_embed_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
     return f;
 }
 
@@ -111,7 +98,7 @@ static int bg__close(FILE *f, const char *dir, const char *rel, char *err, size_
 {
     int bad = ferror(f);
     if (fclose(f) != 0 || bad)
-        return bg__fail(err, errlen, "cannot write %s/%s", dir, rel);
+        return fleet_embed_fail(err, errlen, "cannot write %s/%s", dir, rel);
     return 0;
 }
 
@@ -162,13 +149,13 @@ static int bg__safetensors(const char *dir, const bert_gen_shape *s, bool f16,
     size_t hlen = 0;
     FILE *h = NULL, *f = NULL;
     if (!t)
-        return bg__fail(err, errlen, "model.safetensors: out of memory");
+        return fleet_embed_fail(err, errlen, "model.safetensors: out of memory");
     int nt = bg__order(s, t);
     size_t esize = f16 ? 2 : 4;
 
     /* The header, with each tensor's offsets in one contiguous data block. */
     if (!(h = open_memstream(&hdr, &hlen))) {
-        bg__fail(err, errlen, "model.safetensors: out of memory");
+        fleet_embed_fail(err, errlen, "model.safetensors: out of memory");
         goto out;
     }
     fputc('{', h);
@@ -187,7 +174,7 @@ static int bg__safetensors(const char *dir, const bert_gen_shape *s, bool f16,
     fputc('}', h);
     if (fclose(h) != 0) {
         h = NULL;
-        bg__fail(err, errlen, "model.safetensors: out of memory");
+        fleet_embed_fail(err, errlen, "model.safetensors: out of memory");
         goto out;
     }
     h = NULL;
@@ -239,7 +226,7 @@ int bert_gen_write(const char *dir, const bert_gen_shape *s, bool f16, const cha
     char path[4096];
     snprintf(path, sizeof path, "%s/1_Pooling", dir);
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return bg__fail(err, errlen, "cannot create %s: %s", path, strerror(errno));
+        return fleet_embed_fail(err, errlen, "cannot create %s: %s", path, strerror(errno));
     if (bg__text(dir, "config.json", err, errlen,
                  "{\"model_type\": \"bert\", \"hidden_size\": %d, "
                  "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
