@@ -45,6 +45,7 @@
 #define TOL_TF32 1e-2 /* FLEET_EMBED_GEMM=tf32, opt-in: 10-bit mantissas */
 #define MAX_BATCH 64
 
+#ifdef FLEET_HAVE_CUDA
 static uint64_t rng_state;
 
 static uint32_t rnd(uint32_t n)
@@ -208,6 +209,8 @@ out:
     return rc;
 }
 
+#endif /* FLEET_HAVE_CUDA */
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -220,12 +223,12 @@ int main(int argc, char **argv)
     };
     const char *model_dir = NULL, *dump = NULL;
     int rounds = 40, opt;
-    rng_state = 1;
+    unsigned long long seed = 1;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case 'm': model_dir = optarg; break;
         case 'r': rounds = atoi(optarg); break;
-        case 's': rng_state = strtoull(optarg, NULL, 10); break;
+        case 's': seed = strtoull(optarg, NULL, 10); break;
         case 'd': dump = optarg; break;
         case 'h':
             printf("usage: fleet-embed-check [--model-dir DIR] [--rounds N] [--seed S] "
@@ -239,9 +242,13 @@ int main(int argc, char **argv)
         return 2;
     }
 #ifndef FLEET_HAVE_CUDA
+    (void)model_dir;
+    (void)dump;
+    (void)seed;
     printf("skipped: this build has no CUDA backend (no nvcc when it was configured)\n");
     return 77;
 #else
+    rng_state = seed;
     if (!fleet_bert_cuda_present()) {
         printf("skipped: no GPU visible to the CUDA runtime\n");
         return 77;

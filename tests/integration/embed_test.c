@@ -218,15 +218,46 @@ TL_TEST(worker_without_a_model_directory_is_refused) {
     const char *a1[] = {path, "--model", "embed", NULL};
     tl_cmd_result r1 = tl_run_cmd("worker-noargs", path, a1, NULL, WAIT_MS);
     /* load() failing is a start-up failure of the worker (worker/main.c: exit status 1). */
-    ASSERT_NE_INT(r1.exit_code, 0);
+    ASSERT_EQ_INT(r1.exit_code, 1);
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r1.out, r1.err),
                         "embed needs the model directory in --model-args");
     tl_log("without --model-args: exit %d", r1.exit_code);
     /* A directory without a model names what is missing. */
     const char *a2[] = {path, "--model", "embed", "--model-args", tl_tmpdir(), NULL};
     tl_cmd_result r2 = tl_run_cmd("worker-nomodel", path, a2, NULL, WAIT_MS);
-    ASSERT_NE_INT(r2.exit_code, 0);
+    ASSERT_EQ_INT(r2.exit_code, 1);
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r2.out, r2.err), "vocab.txt");
+}
+
+/* --backend: an unknown one is a settings error (exit 2); cuda where the build has no
+ * CUDA backend is one too, and where it has one but no GPU is visible
+ * (CUDA_VISIBLE_DEVICES empty) the load fails (exit 1) saying so; cpu always serves. */
+TL_TEST(backend_choice_is_checked) {
+    const char *dir = tl_tiny_bert_write("model", false, "");
+    const char *path = tl_bin_path("fleet-worker");
+    const char *a1[] = {path, "--model", "embed", "--backend", "gpu", "--model-args", dir, NULL};
+    tl_cmd_result r1 = tl_run_cmd("worker-gpu", path, a1, NULL, WAIT_MS);
+    ASSERT_EQ_INT(r1.exit_code, 2);
+    ASSERT_STR_CONTAINS(tl_printf("%s%s", r1.out, r1.err), "model 'embed' has no backend 'gpu'");
+
+    const char *a2[] = {path, "--model", "embed", "--backend", "cuda", "--model-args", dir, NULL};
+    const char *env[] = {"CUDA_VISIBLE_DEVICES=", NULL};
+    tl_cmd_result r2 = tl_run_cmd("worker-cuda", path, a2, env, WAIT_MS);
+    const char *said = tl_printf("%s%s", r2.out, r2.err);
+    if (r2.exit_code == 2) {
+        ASSERT_STR_CONTAINS(said, "model 'embed' has no backend 'cuda' in this build (it has: cpu)");
+        tl_log("this build has no CUDA backend: --backend cuda is refused as a setting");
+    } else {
+        ASSERT_EQ_INT(r2.exit_code, 1);
+        ASSERT_STR_CONTAINS(said, "cuda: no GPU available");
+        tl_log("CUDA build, no visible GPU: --backend cuda fails its load");
+    }
+
+    const char *a3[] = {path, "--model", "echo", "--backend", "cuda", NULL};
+    tl_cmd_result r3 = tl_run_cmd("worker-echo-cuda", path, a3, NULL, WAIT_MS);
+    ASSERT_EQ_INT(r3.exit_code, 2);
+    ASSERT_STR_CONTAINS(tl_printf("%s%s", r3.out, r3.err),
+                        "model 'echo' has no backend 'cuda' in this build (it has: cpu)");
 }
 
 int main(int argc, char **argv) {
@@ -235,6 +266,7 @@ int main(int argc, char **argv) {
         TL_CASE(msgpack_result_holds_float32_bins),
         TL_CASE(bad_inputs_fail_with_a_message),
         TL_CASE(worker_without_a_model_directory_is_refused),
+        TL_CASE(backend_choice_is_checked),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
