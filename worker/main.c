@@ -208,8 +208,24 @@ static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err,
     cv_ok = true;
 
     rc = 1;
-    if (w->model->load(w->cfg.model_args, &w->model_state, err, errlen) != 0)
-        goto err;
+    if (w->model->load(w->cfg.model_args, &w->model_state, err, errlen) != 0) {
+        /* --backend auto picked a device backend that did not load (out of GPU memory,
+         * a failed self-check, ...): say why, loudly, and serve from the CPU instead. An
+         * explicit --backend fails. */
+        const fleet_model *cpu;
+        char cpu_err[256];
+        if (w->plugin || strcmp(w->cfg.backend, "auto") != 0 ||
+            strcmp(w->model->backend, "cpu") == 0 ||
+            !(cpu = wk_model_builtin(w->cfg.model, "cpu", cpu_err, sizeof cpu_err)))
+            goto err;
+        fleet_log(FLEET_LOG_WARN, "backend did not load; using the CPU", "backend",
+                  w->model->backend, "error", err, NULL);
+        w->model = cpu;
+        if (w->model->max_batch && w->model->max_batch < w->max_batch)
+            w->max_batch = w->model->max_batch;
+        if (w->model->load(w->cfg.model_args, &w->model_state, err, errlen) != 0)
+            goto err;
+    }
     return 0;
 err:
     wk_plugin_close(w->plugin);
