@@ -5,6 +5,10 @@
 #
 #   tests/gpu/run.sh [OUTDIR]          (default OUTDIR: $OUT, else /tmp/fleet-gpu)
 #
+# With this workplace's device tool: run tests/gpu/fetch-debs.sh here first, then
+#   run(command="bash tests/gpu/run.sh", carry=[".gpu-debs"], timeout_s=600)
+# (about 5 minutes on an H100; the log comes back as $OUT/gpu-run.txt).
+#
 # 1. Builds only the embed model's backends, fleet-embed-check and fleet-embed-bench
 #    (cmake -DFLEET_EMBED_ONLY=ON: needs CUDA, jansson and OpenBLAS, none of the server's
 #    libraries) into build-gpu/. A machine without jansson/OpenBLAS and without a package
@@ -46,7 +50,7 @@ if compgen -G ".gpu-debs/*.deb" >/dev/null; then
 fi
 # cuDNN: from the toolkit's directory, else from the nvidia-cudnn wheel PyTorch brings.
 if [[ ! -e /usr/local/cuda/include/cudnn.h ]]; then
-  cudnn=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' \
+  cudnn=$(python3 -c 'import nvidia.cudnn; print(list(nvidia.cudnn.__path__)[0])' \
           2>/dev/null || true)
   if [[ -n "$cudnn" && -e "$cudnn/include/cudnn.h" ]]; then
     lib=$(ls "$cudnn"/lib/libcudnn.so* | head -n 1)
@@ -66,7 +70,7 @@ model=/tmp/fleet-gpu-minilm
 rm -rf "$model" && mkdir -p "$model"
 echo "== fleet-embed-check (CUDA vs CPU)"
 rc=0
-"$bin/fleet-embed-check" --model-dir "$model" --dump "$out/dump.txt" --rounds 40 || rc=1
+"$bin/fleet-embed-check" --model-dir "$model" --dump "$out/dump.txt" --rounds 24 || rc=1
 
 echo "== PyTorch: parity and timings"
 PYTHONUNBUFFERED=1 python3 tests/gpu/torch_bench.py "$model" --dump "$out/dump.txt" \
