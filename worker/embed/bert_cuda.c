@@ -18,6 +18,7 @@
 #include "embed_err.h"
 #include "safetensors.h"
 
+#define BLAS_WORKSPACE (32u << 20) /* cuBLAS's workspace, ours: NVIDIA's size for Hopper */
 #define SELF_CHECK_TOL 1e-3      /* float32 and 3xtf32 GEMMs */
 #define SELF_CHECK_TOL_TF32 1e-2 /* tf32: 10-bit mantissas in the products */
 
@@ -58,6 +59,7 @@ typedef struct fleet_bert_cuda {
     const float *word, *position, *type0, *emb_g, *emb_b;
     bgpu__layer *layers;
 
+    void *blas_ws; /* cuBLAS's workspace (BLAS_WORKSPACE bytes), so it allocates nothing */
     float *work; /* one allocation for the buffers below */
     float *x, *y, *qkv, *q, *k, *v, *scores, *inter, *pooled;
     float *act_hi, *act_lo; /* GEMM_3XTF32: a linear layer's input split, [T, max(H, I)] */
@@ -308,7 +310,7 @@ static void bgpu__free(void *model)
     if (m->stream)
         cudaStreamDestroy(m->stream);
     /* Only what was made: a model refused before any CUDA call needs no context. */
-    float *dev[] = {m->weights, m->weights_hi, m->weights_lo, m->work};
+    void *dev[] = {m->weights, m->weights_hi, m->weights_lo, m->work, m->blas_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i])
             cudaFree(dev[i]);
@@ -461,7 +463,11 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
     if (bgpu__cuda(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
                    "creating a stream", err, errlen) != 0 ||
         bgpu__blas(cublasCreate(&m->blas), "create", err, errlen) != 0 ||
-        bgpu__blas(cublasSetStream(m->blas, m->stream), "set stream", err, errlen) != 0)
+        bgpu__blas(cublasSetStream(m->blas, m->stream), "set stream", err, errlen) != 0 ||
+        bgpu__cuda(cudaMalloc(&m->blas_ws, BLAS_WORKSPACE), "allocating cuBLAS's workspace", err,
+                   errlen) != 0 ||
+        bgpu__blas(cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WORKSPACE), "set workspace", err,
+                   errlen) != 0)
         goto fail;
 #ifdef FLEET_HAVE_CUDNN
     if (m->softmax_cudnn &&

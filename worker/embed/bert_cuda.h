@@ -8,8 +8,8 @@
  *     query/key/value projections concatenated into one [3H, H] matrix;
  *   - allocates every buffer a call can need (max_seqs sequences of max_seq_length
  *     tokens) plus pinned host buffers, so embed allocates nothing;
- *   - creates one stream, a cuBLAS handle bound to it, and (FLEET_EMBED_SOFTMAX=cudnn)
- *     a cuDNN handle;
+ *   - creates one stream, a cuBLAS handle bound to it with a workspace of ours (so cuBLAS
+ *     allocates nothing either), and (FLEET_EMBED_SOFTMAX=cudnn) a cuDNN handle;
  *   - checks itself: a few sequences of different lengths, one batch, against the CPU
  *     backend on the same weights; a difference over 1e-3 relative or a NaN refuses the
  *     load (a wrong driver, a broken card or a bad build does not serve wrong numbers).
