@@ -31,8 +31,10 @@ from transformers import BertConfig, BertModel
 
 def load_model(model_dir, attn):
     with open(os.path.join(model_dir, "config.json")) as f:
-        cfg = BertConfig(**json.load(f))
-    cfg._attn_implementation = attn
+        fields = json.load(f)
+    fields.pop("model_type", None)  # BertConfig's own
+    cfg = BertConfig(**fields, attn_implementation=attn)
+    cfg._attn_implementation = attn  # what BertModel reads, in transformers 4 and 5
     model = BertModel(cfg, add_pooling_layer=False)
     state = load_file(os.path.join(model_dir, "model.safetensors"))
     state = {k[len("bert."):] if k.startswith("bert.") else k: v.float() for k, v in state.items()}
