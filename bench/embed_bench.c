@@ -29,6 +29,7 @@
 #include "bert.h"
 #include "bert_cpu.h"
 #include "bert_gen.h"
+#include "tokenizer.h"
 
 #define BENCH_MAX_BATCHES 32
 
@@ -86,25 +87,17 @@ static long parse_long(const char *s, long lo, long hi)
     return v;
 }
 
-/* The line of `token` in dir/vocab.txt (its id), or fallback. */
+/* The id of `token` in dir/vocab.txt (the tokenizer's vocabulary), or fallback. */
 static int32_t vocab_id(const char *dir, const char *token, int32_t fallback)
 {
-    char path[4096], line[256];
+    char path[4096], err[256];
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    fleet_vocab *v = NULL;
+    if (fleet_vocab_load(path, &v, err, sizeof err) != 0)
         return fallback;
-    int32_t id = 0, found = fallback;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (strcmp(line, token) == 0) {
-            found = id;
-            break;
-        }
-        id++;
-    }
-    fclose(f);
-    return found;
+    long id = fleet_vocab_id(v, token);
+    fleet_vocab_free(v);
+    return id >= 0 ? (int32_t)id : fallback;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)

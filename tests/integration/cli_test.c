@@ -1,5 +1,4 @@
-/* cli_test.c: fleetctl against a real gateway and Redis (docs/cli.md). Skipped when
- * fleetctl was not built. */
+/* cli_test.c: fleetctl against a real gateway and Redis (docs/cli.md). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,39 +6,18 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
-static void need_fleetctl(void) {
-    if (!tl_bin_exists("fleetctl")) TL_SKIP("fleetctl not built in %s", tl_bin_dir());
-}
-
-/* Runs fleetctl with the options pre (NULL-terminated) and then ARGS... */
-static tl_cmd_result fleetctl_with(const char *const *pre, const char *const *args) {
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = tl_bin_path("fleetctl");
-    for (int i = 0; pre[i] && n < 31; i++) argv[n++] = pre[i];
-    for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    const char *line = "fleetctl";
-    for (int i = 1; i < n; i++) line = tl_printf("%s '%s'", line, argv[i]);
-    tl_log("%s", line);
-    static int seq;
-    return tl_run_cmd(tl_printf("fleetctl-%d", ++seq), argv[0], argv, NULL, WAIT_MS);
-}
 
 /* Runs fleetctl --url <gateway> ARGS... and returns its result. */
 static tl_cmd_result fleetctl(tl_fleet *f, const char *const *args) {
-    return fleetctl_with((const char *const[]){"--url", f->url, NULL}, args);
+    return tl_fleetctl(TL_ARGS("--url", f->url), args);
 }
 
 /* Runs fleetctl --redis-url <fleet's Redis> --prefix <fleet's prefix> ARGS... (dlq). */
 static tl_cmd_result fleetctl_redis(tl_fleet *f, const char *const *args) {
-    return fleetctl_with(
-        (const char *const[]){"--redis-url", f->redis->url, "--prefix", f->prefix, NULL}, args);
+    return tl_fleetctl(TL_ARGS("--redis-url", f->redis->url, "--prefix", f->prefix), args);
 }
 
-#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define ARGS TL_ARGS
 
 /* The first 26-character token of Crockford base32 in s (a job id), or NULL. */
 static const char *find_id(const char *s) {
@@ -52,24 +30,18 @@ static const char *find_id(const char *s) {
     return NULL;
 }
 
-static void expect_exit(const tl_cmd_result *r, int code) {
-    if (r->exit_code != code)
-        FAILF("fleetctl exited with %d (expected %d)\n      stdout: %s\n      stderr: %s",
-              r->exit_code, code, r->out, r->err);
-}
 
 TL_TEST(fleetctl_submit_then_wait_prints_the_result) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     tl_cmd_result sub = fleetctl(f, ARGS("submit", "echo", "{\"a\":1}"));
-    expect_exit(&sub, 0);
+    tl_expect_exit(&sub, 0);
     const char *id = find_id(sub.out);
     if (!id) FAILF("fleetctl submit printed no job id:\n%s", sub.out);
     /* It is a real job of this gateway. */
     ASSERT_EQ_STR(tl_jstr(tl_job_get(f, id), "model"), "echo");
 
     tl_cmd_result w = fleetctl(f, ARGS("wait", id, "--timeout", "60"));
-    expect_exit(&w, 0);
+    tl_expect_exit(&w, 0);
     json_error_t e;
     json_t *out = tl_json_own(json_loads(w.out, JSON_DECODE_ANY, &e));
     if (!out) FAILF("fleetctl wait did not print the result as JSON (%s):\n%s", e.text, w.out);
@@ -77,19 +49,17 @@ TL_TEST(fleetctl_submit_then_wait_prints_the_result) {
 }
 
 TL_TEST(fleetctl_cancel_then_wait_reports_cancelled) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0}); /* no worker: the job stays queued */
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 10, \"steps\": 1}");
     tl_cmd_result c = fleetctl(f, ARGS("cancel", id));
-    expect_exit(&c, 0);
+    tl_expect_exit(&c, 0);
     ASSERT_EQ_STR(tl_jstr(tl_job_get(f, id), "status"), "cancelled");
     /* docs: exit code 3 when the awaited job was cancelled. */
     tl_cmd_result w = fleetctl(f, ARGS("wait", id, "--timeout", "60"));
-    expect_exit(&w, 3);
+    tl_expect_exit(&w, 3);
 }
 
 TL_TEST(fleetctl_status_of_an_unknown_job_fails) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     tl_cmd_result r = fleetctl(f, ARGS("status", "01ARZ3NDEKTSV4RRFFQ69G5FAV"));
     ASSERT_NE_INT(r.exit_code, 0);
@@ -173,13 +143,12 @@ static const char *table_cell(const char *table, const char *first, const char *
 }
 
 TL_TEST(fleetctl_dlq_list_shows_a_dead_lettered_job) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     const char *entry;
     const char *id = submit_dead_lettered(f, &entry);
 
     tl_cmd_result t = fleetctl_redis(f, ARGS("dlq", "list"));
-    expect_exit(&t, 0);
+    tl_expect_exit(&t, 0);
     ASSERT_STR_CONTAINS(t.out, "DLQ ENTRY");
     ASSERT_STR_CONTAINS(t.out, "FAILED AT");
     ASSERT_STR_CONTAINS(t.out, entry);
@@ -187,7 +156,7 @@ TL_TEST(fleetctl_dlq_list_shows_a_dead_lettered_job) {
     ASSERT_STR_CONTAINS(t.out, "worker lost 3 times");
 
     tl_cmd_result j = fleetctl_redis(f, ARGS("dlq", "list", "--json"));
-    expect_exit(&j, 0);
+    tl_expect_exit(&j, 0);
     json_t *arr = tl_json(j.out);
     ASSERT_TRUE(json_is_array(arr));
     ASSERT_EQ_INT(json_array_size(arr), 1);
@@ -203,49 +172,46 @@ TL_TEST(fleetctl_dlq_list_shows_a_dead_lettered_job) {
 }
 
 TL_TEST(fleetctl_dlq_list_of_an_empty_stream) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     tl_cmd_result t = fleetctl_redis(f, ARGS("dlq", "list"));
-    expect_exit(&t, 0);
+    tl_expect_exit(&t, 0);
     ASSERT_STR_CONTAINS(t.out, "the dead-letter stream is empty");
     tl_cmd_result j = fleetctl_redis(f, ARGS("dlq", "list", "--json"));
-    expect_exit(&j, 0);
+    tl_expect_exit(&j, 0);
     ASSERT_EQ_JSON(tl_json(j.out), tl_json("[]"));
 }
 
 TL_TEST(fleetctl_dlq_list_limit_shows_the_newest) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     const char *e1, *e2;
     submit_dead_lettered(f, &e1);
     const char *id2 = submit_dead_lettered(f, &e2);
     tl_cmd_result j = fleetctl_redis(f, ARGS("dlq", "list", "--limit", "1", "--json"));
-    expect_exit(&j, 0);
+    tl_expect_exit(&j, 0);
     json_t *arr = tl_json(j.out);
     ASSERT_EQ_INT(json_array_size(arr), 1);
     ASSERT_EQ_STR(tl_jstr(json_array_get(arr, 0), "job"), id2);
     tl_cmd_result t = fleetctl_redis(f, ARGS("dlq", "list", "--limit", "1"));
-    expect_exit(&t, 0);
+    tl_expect_exit(&t, 0);
     ASSERT_STR_CONTAINS(t.err, "of 2 entries");
     tl_cmd_result bad = fleetctl_redis(f, ARGS("dlq", "list", "--limit", "0"));
-    expect_exit(&bad, 2);
+    tl_expect_exit(&bad, 2);
 }
 
 TL_TEST(fleetctl_dlq_show_by_job_id_and_by_entry_id) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     const char *entry;
     const char *id = submit_dead_lettered(f, &entry);
 
     tl_cmd_result t = fleetctl_redis(f, ARGS("dlq", "show", id));
-    expect_exit(&t, 0);
+    tl_expect_exit(&t, 0);
     ASSERT_STR_CONTAINS(t.out, entry);
     ASSERT_STR_CONTAINS(t.out, "worker lost 3 times");
     ASSERT_STR_CONTAINS(t.out, "failed (dead-lettered)");
     ASSERT_STR_CONTAINS(t.out, "attempt 3: worker lost"); /* last_error of the job hash */
 
     tl_cmd_result e = fleetctl_redis(f, ARGS("dlq", "show", entry, "--json"));
-    expect_exit(&e, 0);
+    tl_expect_exit(&e, 0);
     json_t *doc = tl_json(e.out);
     ASSERT_EQ_STR(tl_jstr(doc, "entry"), entry);
     ASSERT_EQ_STR(tl_jstr(doc, "job"), id);
@@ -259,32 +225,30 @@ TL_TEST(fleetctl_dlq_show_by_job_id_and_by_entry_id) {
     /* The dead-letter entry may outlive the job's keys: still found, and said so. */
     tl_redis_cmd(f->rc, "DEL {%s}:job:%s {%s}:job:%s:input", f->prefix, id, f->prefix, id);
     tl_cmd_result x = fleetctl_redis(f, ARGS("dlq", "show", id));
-    expect_exit(&x, 0);
+    tl_expect_exit(&x, 0);
     ASSERT_STR_CONTAINS(x.out, entry);
     ASSERT_STR_CONTAINS(x.out, "expired");
     tl_cmd_result xj = fleetctl_redis(f, ARGS("dlq", "show", id, "--json"));
-    expect_exit(&xj, 0);
+    tl_expect_exit(&xj, 0);
     ASSERT_TRUE(json_is_null(tl_jget(tl_json(xj.out), "current")));
 }
 
 TL_TEST(fleetctl_dlq_show_of_nothing_fails) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     tl_cmd_result u = fleetctl_redis(f, ARGS("dlq", "show", "01ARZ3NDEKTSV4RRFFQ69G5FAV"));
-    expect_exit(&u, 1);
+    tl_expect_exit(&u, 1);
     ASSERT_STR_CONTAINS(u.err, "no dead-letter entry");
     tl_cmd_result e = fleetctl_redis(f, ARGS("dlq", "show", "1732380601140-0"));
-    expect_exit(&e, 1);
+    tl_expect_exit(&e, 1);
     ASSERT_STR_CONTAINS(e.err, "no entry 1732380601140-0");
     /* A job that exists but was not dead-lettered. */
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 10}");
     tl_cmd_result q = fleetctl_redis(f, ARGS("dlq", "show", id));
-    expect_exit(&q, 1);
+    tl_expect_exit(&q, 1);
     ASSERT_STR_CONTAINS(q.err, "not dead-lettered (status queued)");
 }
 
 TL_TEST(fleetctl_dlq_retry_queues_the_job_again) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     const char *entry;
     const char *id = submit_dead_lettered(f, &entry);
@@ -292,7 +256,7 @@ TL_TEST(fleetctl_dlq_retry_queues_the_job_again) {
     ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix), 0);
 
     tl_cmd_result r = fleetctl_redis(f, ARGS("dlq", "retry", id));
-    expect_exit(&r, 0);
+    tl_expect_exit(&r, 0);
     ASSERT_STR_CONTAINS(r.out, tl_printf("%s: queued again (position 1)", id));
 
     json_t *job = tl_job_get(f, id);
@@ -311,18 +275,17 @@ TL_TEST(fleetctl_dlq_retry_queues_the_job_again) {
 
     /* Once more: it is not dead-lettered any more, nothing is done, exit 1. */
     tl_cmd_result again = fleetctl_redis(f, ARGS("dlq", "retry", id));
-    expect_exit(&again, 1);
+    tl_expect_exit(&again, 1);
     ASSERT_STR_CONTAINS(again.out,
                         tl_printf("%s: not dead-lettered (status queued); nothing done", id));
     ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix), 1);
 
     tl_cmd_result empty = fleetctl_redis(f, ARGS("dlq", "list"));
-    expect_exit(&empty, 0);
+    tl_expect_exit(&empty, 0);
     ASSERT_STR_CONTAINS(empty.out, "the dead-letter stream is empty");
 }
 
 TL_TEST(fleetctl_dlq_retry_of_several_reports_each) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     const char *entry;
     const char *id = submit_dead_lettered(f, &entry);
@@ -330,7 +293,7 @@ TL_TEST(fleetctl_dlq_retry_of_several_reports_each) {
     /* A Redis that has forgotten its scripts: the retry falls back from EVALSHA to EVAL. */
     tl_redis_cmd(f->rc, "SCRIPT FLUSH");
     tl_cmd_result r = fleetctl_redis(f, ARGS("dlq", "retry", unknown, id, "--json"));
-    expect_exit(&r, 1); /* not every job was queued again */
+    tl_expect_exit(&r, 1); /* not every job was queued again */
     json_t *rep = tl_json(r.out);
     ASSERT_EQ_INT(json_array_size(rep), 2);
     ASSERT_EQ_STR(tl_jstr(json_array_get(rep, 0), "outcome"), "not_found");
@@ -340,12 +303,11 @@ TL_TEST(fleetctl_dlq_retry_of_several_reports_each) {
     ASSERT_EQ_STR(tl_jstr(tl_job_get(f, id), "status"), "queued");
 
     tl_cmd_result t = fleetctl_redis(f, ARGS("dlq", "retry", unknown));
-    expect_exit(&t, 1);
+    tl_expect_exit(&t, 1);
     ASSERT_STR_CONTAINS(t.out, tl_printf("%s: not found (expired or never existed)", unknown));
 }
 
 TL_TEST(fleetctl_dlq_retry_all_walks_the_stream) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     const char *e1, *e2, *e3;
     const char *id1 = submit_dead_lettered(f, &e1);
@@ -355,7 +317,7 @@ TL_TEST(fleetctl_dlq_retry_all_walks_the_stream) {
     tl_redis_cmd(f->rc, "DEL {%s}:job:%s {%s}:job:%s:input", f->prefix, gone, f->prefix, gone);
 
     tl_cmd_result r = fleetctl_redis(f, ARGS("dlq", "retry", "--all"));
-    expect_exit(&r, 1);
+    tl_expect_exit(&r, 1);
     ASSERT_STR_CONTAINS(r.out, "queued again 2 of 3 dead-lettered jobs");
     ASSERT_STR_CONTAINS(r.out, tl_printf("%s: not found", gone));
     ASSERT_EQ_STR(tl_jstr(tl_job_get(f, id1), "status"), "queued");
@@ -364,12 +326,11 @@ TL_TEST(fleetctl_dlq_retry_all_walks_the_stream) {
 
     tl_redis_cmd(f->rc, "DEL {%s}:dlq", f->prefix);
     tl_cmd_result none = fleetctl_redis(f, ARGS("dlq", "retry", "--all"));
-    expect_exit(&none, 0);
+    tl_expect_exit(&none, 0);
     ASSERT_STR_CONTAINS(none.out, "empty");
 }
 
 TL_TEST(fleetctl_dlq_walks_more_than_one_page) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     const char *entry;
     const char *old = submit_dead_lettered(f, &entry);
@@ -382,12 +343,12 @@ TL_TEST(fleetctl_dlq_walks_more_than_one_page) {
 
     /* show finds the old entry by scanning back from the newest. */
     tl_cmd_result s = fleetctl_redis(f, ARGS("dlq", "show", old));
-    expect_exit(&s, 0);
+    tl_expect_exit(&s, 0);
     ASSERT_STR_CONTAINS(s.out, entry);
 
     /* retry --all visits every entry once. */
     tl_cmd_result r = fleetctl_redis(f, ARGS("dlq", "retry", "--all", "--json"));
-    expect_exit(&r, 1);
+    tl_expect_exit(&r, 1);
     json_t *rep = tl_json(r.out);
     ASSERT_EQ_INT(json_array_size(rep), 151);
     ASSERT_EQ_STR(tl_jstr(json_array_get(rep, 0), "id"), old);
@@ -396,21 +357,19 @@ TL_TEST(fleetctl_dlq_walks_more_than_one_page) {
 }
 
 TL_TEST(fleetctl_inspect_shows_the_job_keys) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     const char *entry;
     const char *id = submit_dead_lettered(f, &entry);
     tl_cmd_result r = fleetctl_redis(f, ARGS("inspect", id));
-    expect_exit(&r, 0);
+    tl_expect_exit(&r, 0);
     ASSERT_STR_CONTAINS(r.out, tl_printf("{%s}:job:%s  hash", f->prefix, id));
     ASSERT_STR_CONTAINS(r.out, tl_printf("dlq_entry        %s", entry));
     tl_cmd_result u = fleetctl_redis(f, ARGS("inspect", "01ARZ3NDEKTSV4RRFFQ69G5FAV"));
-    expect_exit(&u, 1);
+    tl_expect_exit(&u, 1);
     ASSERT_STR_CONTAINS(u.err, "no job 01ARZ3NDEKTSV4RRFFQ69G5FAV");
 }
 
 TL_TEST(fleetctl_dlq_bad_arguments_exit_2_without_touching_redis) {
-    need_fleetctl();
     /* Nothing listens on this port: a usage error must come before any connection. */
     const char *nowhere = tl_printf("redis://127.0.0.1:%d", tl_free_port());
     const char *const pre[] = {"--redis-url", nowhere, NULL};
@@ -427,25 +386,24 @@ TL_TEST(fleetctl_dlq_bad_arguments_exit_2_without_touching_redis) {
         ARGS("dlq"),
     };
     for (size_t i = 0; i < TL_COUNT(cases); i++) {
-        tl_cmd_result r = fleetctl_with(pre, cases[i]);
-        expect_exit(&r, 2);
+        tl_cmd_result r = tl_fleetctl(pre, cases[i]);
+        tl_expect_exit(&r, 2);
         ASSERT_GT_INT(strlen(r.err), 0);
     }
     /* A well-formed command does try Redis, and says it cannot reach it (exit 1). */
-    tl_cmd_result r = fleetctl_with(pre, ARGS("dlq", "list"));
-    expect_exit(&r, 1);
+    tl_cmd_result r = tl_fleetctl(pre, ARGS("dlq", "list"));
+    tl_expect_exit(&r, 1);
     ASSERT_STR_CONTAINS(r.err, "cannot connect to Redis");
 }
 
 TL_TEST(fleetctl_stats_prints_the_counters) {
-    need_fleetctl();
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0}); /* default FLEET_MODELS: echo,sleep */
     const char *entry;
     const char *id = submit_dead_lettered(f, &entry);
     tl_job_submit(f, "sleep", "{\"ms\": 10}");
 
     tl_cmd_result t = fleetctl(f, ARGS("stats"));
-    expect_exit(&t, 0);
+    tl_expect_exit(&t, 0);
     ASSERT_STR_CONTAINS(t.out, "dead_lettered");
     ASSERT_STR_CONTAINS(t.out, "dlq_retried");
     ASSERT_STR_CONTAINS(t.out, "handed_back");
@@ -457,16 +415,16 @@ TL_TEST(fleetctl_stats_prints_the_counters) {
     ASSERT_EQ_STR(table_cell(t.out, "total", "submitted"), "2");
 
     tl_cmd_result j = fleetctl(f, ARGS("stats", "--json"));
-    expect_exit(&j, 0);
+    tl_expect_exit(&j, 0);
     json_t *doc = tl_json(j.out);
     ASSERT_EQ_INT(tl_jint(doc, "models.sleep.dead_lettered"), 1);
     ASSERT_EQ_INT(tl_jint(doc, "totals.submitted"), 2);
 
     /* After a retry the counters follow. */
     tl_cmd_result rr = fleetctl_redis(f, ARGS("dlq", "retry", id));
-    expect_exit(&rr, 0);
+    tl_expect_exit(&rr, 0);
     tl_cmd_result t2 = fleetctl(f, ARGS("stats"));
-    expect_exit(&t2, 0);
+    tl_expect_exit(&t2, 0);
     ASSERT_EQ_STR(table_cell(t2.out, "sleep", "dlq_retried"), "1");
     ASSERT_EQ_STR(table_cell(t2.out, "sleep", "queued"), "2");
 }

@@ -217,6 +217,15 @@ typedef struct tl_cmd_result {
 tl_cmd_result tl_run_cmd(const char *name, const char *path, const char *const *argv,
                          const char *const *env, int deadline_ms);
 
+/* TL_ARGS("a", "b") is a NULL-terminated argument list. */
+#define TL_ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+/* Runs fleetctl (from tl_bin_dir) with the options pre, then args (NULL-terminated; pre
+ * may be NULL), logging the command line; at most 30 s. Fails the case when fleetctl
+ * is not built; the exit code is the caller's to judge (tl_expect_exit). */
+tl_cmd_result tl_fleetctl(const char *const *pre, const char *const *args);
+/* Fails the case, printing the command's stdout and stderr, unless it exited with code. */
+void tl_expect_exit(const tl_cmd_result *r, int code);
+
 /* ------------------------------------------------------------ redis ----------------- */
 
 typedef struct tl_redis {

@@ -386,3 +386,31 @@ tl_cmd_result tl_run_cmd(const char *name, const char *path, const char *const *
     if (s && tl__check(s, why, sizeof(why))) FAILF("%s %s; stderr:\n%s", name, why, r.err);
     return r;
 }
+
+tl_cmd_result tl_fleetctl(const char *const *pre, const char *const *args) {
+    if (!tl_bin_exists("fleetctl"))
+        FAILF("fleetctl not found or not executable in %s: build it first", tl_bin_dir());
+    const char *argv[48];
+    int n = 0;
+    argv[n++] = tl_bin_path("fleetctl");
+    for (int i = 0; pre && pre[i]; i++) {
+        if (n >= 47) FAILF("tl_fleetctl: too many arguments");
+        argv[n++] = pre[i];
+    }
+    for (int i = 0; args[i]; i++) {
+        if (n >= 47) FAILF("tl_fleetctl: too many arguments");
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    const char *line = "fleetctl";
+    for (int i = 1; i < n; i++) line = tl_printf("%s '%s'", line, argv[i]);
+    tl_log("%s", line);
+    static int seq;
+    return tl_run_cmd(tl_printf("fleetctl-%d", ++seq), argv[0], argv, NULL, 30000);
+}
+
+void tl_expect_exit(const tl_cmd_result *r, int code) {
+    if (r->exit_code != code)
+        FAILF("exited with %d (expected %d)\n      stdout: %s\n      stderr: %s", r->exit_code,
+              code, r->out, r->err);
+}
