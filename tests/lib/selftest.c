@@ -220,18 +220,15 @@ TL_TEST(receiver_delay_holds_the_answer_and_stop_ends_it) {
     ASSERT_HTTP_STATUS(post_to(rx, "/slow", "{}"), 200);
     ASSERT_GE_INT(tl_now_ms() - t0, 400);
 
-    /* A held answer does not hold other connections, and stop does not wait for it. */
-    tl_receiver_respond(rx, 200, NULL, 60000);
+    /* A held answer does not hold other connections, and stop does not wait for it: it is
+     * held for longer than ctest lets a test run, so either mistake fails by timeout. */
+    tl_receiver_respond(rx, 200, NULL, 600000);
     int fd = raw_connect(tl_receiver_port(rx));
     ASSERT_GE_INT(fd, 0);
     raw_send(fd, "POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
     ASSERT_TRUE(tl_receiver_wait_count(rx, 2, 5000));
-    t0 = tl_now_ms();
     ASSERT_HTTP_STATUS(post_to(rx, "/other", "{}"), 200);
-    ASSERT_LT_INT(tl_now_ms() - t0, 5000);
-    t0 = tl_now_ms();
     tl_receiver_stop(rx);
-    ASSERT_LT_INT(tl_now_ms() - t0, 2000);
     ASSERT_EQ_STR(raw_read_all(fd), ""); /* closed without an answer */
     close(fd);
     ASSERT_EQ_STR(tl_receiver_get(rx, 1)->body, "hi");

@@ -385,10 +385,10 @@ TL_TEST(free_aborts_transfers_in_flight) {
                   0);
     ASSERT_EQ_INT(gw_curl_active(l->c), 4);
     for (int i = 0; i < 4; i++) ASSERT_EQ_INT(g[i].calls, 0);
-    int64_t t0 = tl_now_ms();
+    /* The receiver would answer 200 after 30 s: status 0 and "aborted" below show that
+     * free cut the transfers instead of waiting for them. */
     gw_curl_free(l->c);
     l->c = NULL;
-    ASSERT_LT_INT(tl_now_ms() - t0, 1000);
     for (int i = 0; i < 4; i++) {
         ASSERT_EQ_INT(g[i].calls, 1);
         ASSERT_EQ_INT(g[i].r.status, 0);
