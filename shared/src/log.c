@@ -58,6 +58,7 @@ static void put_raw(char *buf, size_t cap, size_t *pos, const char *s) {
 void fleet_log(fleet_log_level level, const char *msg, ...) {
     if (level < log_min) return;
     char buf[4096];
+    const size_t cap = sizeof buf - 3; /* the helpers stop short of the closing "}\n\0" */
     size_t pos = 0;
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -67,22 +68,22 @@ void fleet_log(fleet_log_level level, const char *msg, ...) {
     snprintf(ts, sizeof ts, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"level\":",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
              (int)(tv.tv_usec / 1000));
-    put_raw(buf, sizeof buf, &pos, ts);
-    put_json_string(buf, sizeof buf, &pos, level_names[level]);
-    put_raw(buf, sizeof buf, &pos, ",\"component\":");
-    put_json_string(buf, sizeof buf, &pos, log_component);
-    put_raw(buf, sizeof buf, &pos, ",\"msg\":");
-    put_json_string(buf, sizeof buf, &pos, msg);
+    put_raw(buf, cap, &pos, ts);
+    put_json_string(buf, cap, &pos, level_names[level]);
+    put_raw(buf, cap, &pos, ",\"component\":");
+    put_json_string(buf, cap, &pos, log_component);
+    put_raw(buf, cap, &pos, ",\"msg\":");
+    put_json_string(buf, cap, &pos, msg);
     va_list ap;
     va_start(ap, msg);
     for (;;) {
         const char *k = va_arg(ap, const char *);
         if (!k) break;
         const char *v = va_arg(ap, const char *);
-        put_raw(buf, sizeof buf, &pos, ",");
-        put_json_string(buf, sizeof buf, &pos, k);
-        put_raw(buf, sizeof buf, &pos, ":");
-        put_json_string(buf, sizeof buf, &pos, v);
+        put_raw(buf, cap, &pos, ",");
+        put_json_string(buf, cap, &pos, k);
+        put_raw(buf, cap, &pos, ":");
+        put_json_string(buf, cap, &pos, v);
     }
     va_end(ap);
     buf[pos++] = '}';
