@@ -191,7 +191,16 @@ static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
         redisReply *r = wk_redis_script(rd, &cmd);
         if (!r)
             return; /* the connection went: try again at the next look */
-        if (fleet_state_finish_reply(r) == FLEET_FINISH_OK) {
+        fleet_finish_outcome fr = fleet_state_finish_reply(r);
+        if (fr == FLEET_FINISH_ERROR) {
+            /* Nothing was written: the job still runs in Redis. Try again next time. */
+            fleet_log(FLEET_LOG_ERROR, "could not end a job past its timeout; will retry",
+                      "job_id", ws[i].id, "error",
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", NULL);
+            freeReplyObject(r);
+            continue;
+        }
+        if (fr == FLEET_FINISH_OK) {
             atomic_fetch_add(&w->jobs_done, 1);
             fleet_log(FLEET_LOG_ERROR,
                       "job ended by its timeout while the model did not stop: the model is stuck "

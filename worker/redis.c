@@ -199,8 +199,16 @@ int wk_redis_scripts(wk_redis *r, fleet_cmd *cmds, size_t n, redisReply **replie
             continue;
         freeReplyObject(replies[i]);
         fleet_cmd_as_eval(&cmds[i]);
-        if (!(replies[i] = wk_redis_cmd(r, cmds[i].argc, cmds[i].argv, cmds[i].argvlen)))
+        if (!(replies[i] = wk_redis_cmd(r, cmds[i].argc, cmds[i].argv, cmds[i].argvlen))) {
+            /* The connection went: the commands not yet resent did not run, so their
+             * NOSCRIPT must not read as a final answer. Callers resend what has none. */
+            for (size_t j = i + 1; j < n; j++)
+                if (fleet_reply_is_noscript(replies[j])) {
+                    freeReplyObject(replies[j]);
+                    replies[j] = NULL;
+                }
             return -1;
+        }
     }
     return 0;
 }
