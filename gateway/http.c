@@ -434,8 +434,8 @@ void gw_reply_json(gw_req *r, int status, json_t *body) {
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(body);
     if (!text) {
-        gw_reply_bytes(r, 500, "application/problem+json",
-                       "{\"type\":\"urn:fleet:problem:internal\",\"status\":500}", 46);
+        static const char fallback[] = "{\"type\":\"urn:fleet:problem:internal\",\"status\":500}";
+        gw_reply_bytes(r, 500, "application/problem+json", fallback, sizeof fallback - 1);
         return;
     }
     size_t n = strlen(text);

@@ -219,10 +219,14 @@ out:
     if (sigint) event_free(sigint);
     if (G.drain_timer) event_free(G.drain_timer);
     if (G.htp && !G.draining) evhtp_unbind_socket(G.htp);
-    gw_http_close_all(&G);
     gw_webhooks_stop(G.webhooks); /* deliveries in flight stay pending for other gateways */
+    /* Redis first: its pending callbacks answer requests that must still exist. Then the
+     * connections, whose requests' fini hooks may still unwatch events. */
+    gw_redis_free(G.redis);
+    G.redis = NULL;
+    gw_http_close_all(&G);
     gw_events_free(G.events);
-    gw_redis_free(G.redis);      /* runs the Redis callbacks still pending */
+    G.events = NULL;
     gw_webhooks_free(G.webhooks);
     gw_auth_free(G.auth);
     if (G.htp) evhtp_free(G.htp);

@@ -134,12 +134,42 @@ TL_TEST(gateway_sigterm_answers_requests_in_flight_then_exits_0) {
     ASSERT_TRUE(exited_zero(f->gateway));
 }
 
+/* The drain timeout ends while requests still wait on a paused Redis: the gateway exits
+ * 0 and frees them in an order where no Redis callback touches a freed request (the
+ * harness fails the case on any sanitizer report of the gateway). */
+TL_TEST(gateway_drain_timeout_with_requests_waiting_on_redis_exits_cleanly) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {"FLEET_DRAIN_TIMEOUT=1", "FLEET_REDIS_TIMEOUT_MS=60000"}});
+    kill(f->redis->proc->pid, SIGSTOP);
+    pid_t kids[3];
+    for (int i = 0; i < 3; i++) {
+        if ((kids[i] = fork()) == 0) {
+            char err[256];
+            tl_req req = {.url = tl_printf("%s/v1/jobs/01M84YH1AGR5R5JNF9DA2Q5WAF", f->url),
+                          .timeout_ms = 20000};
+            tl_http_try(&req, err, sizeof err);
+            _exit(0);
+        }
+    }
+    usleep(500 * 1000); /* the requests reach the gateway and wait on Redis */
+    kill(f->gateway->pid, SIGTERM);
+    bool exited = tl_proc_wait(f->gateway, WAIT_MS);
+    kill(f->redis->proc->pid, SIGCONT);
+    for (int i = 0; i < 3; i++) waitpid(kids[i], NULL, 0);
+    ASSERT_TRUE(exited);
+    ASSERT_TRUE(exited_zero(f->gateway));
+    const char *log = tl_read_file(f->gateway->log_path, NULL);
+    ASSERT_NOT_NULL(log);
+    ASSERT_STR_CONTAINS(log, "drain timeout: exiting with requests in flight");
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(sigterm_finishes_the_running_batch_and_exits_0),
         TL_CASE(sigterm_hands_back_what_outlasts_the_drain_timeout),
         TL_CASE(sigterm_without_redis_exits_and_the_lease_brings_the_job_back),
         TL_CASE(gateway_sigterm_answers_requests_in_flight_then_exits_0),
+        TL_CASE(gateway_drain_timeout_with_requests_waiting_on_redis_exits_cleanly),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
