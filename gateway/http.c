@@ -407,6 +407,12 @@ void gw_pause(gw_req *r) {
     evhtp_request_pause(r->req);
 }
 
+void gw_resume(gw_req *r) {
+    if (!r->paused) return;
+    r->paused = false;
+    evhtp_request_resume(r->req);
+}
+
 void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void *data, size_t len) {
     if (r->answered) return;
     r->answered = true;

@@ -76,6 +76,9 @@ void gw_add_header(gw_req *r, const char *name, const char *value);
 
 /* Pauses the request before an async Redis call (resumed by gw_reply_*). */
 void gw_pause(gw_req *r);
+/* Undoes gw_pause before answering, for a request that goes on without Redis (an event
+ * stream after its API key was looked up): reading again lets a client's close be seen. */
+void gw_resume(gw_req *r);
 
 /* The 503 answered when Redis cannot take a command. */
 void gw_reply_unavailable(gw_req *r);

@@ -193,6 +193,9 @@ void gw_sse_start(gw_req *r, const char *id) {
                          "no job with id '%.64s' (unknown, or expired after its ttl_s)", id);
         return;
     }
+    /* Paused if the API key was looked up in Redis: the stream reads again, so a client
+     * that goes away is noticed at once, as when the key came from the cache. */
+    gw_resume(r);
     gw *g = r->g;
     gw_sse *s = calloc(1, sizeof *s);
     if (!s) {

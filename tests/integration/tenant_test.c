@@ -10,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include "testlib.h"
 
 #define WAIT_MS 30000
@@ -280,8 +283,50 @@ TL_TEST(priorities_order_a_tenants_jobs) {
     ASSERT_LE_INT(low_before, 2);
 }
 
+/* Sockets of the gateway's port that the client closed but the gateway still holds
+ * (TCP state CLOSE_WAIT, 08 in /proc/net/tcp). */
+static int close_wait_on(int port) {
+    FILE *f = fopen("/proc/net/tcp", "r");
+    ASSERT_NOT_NULL(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned lport, state;
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x", &lport, &state) == 2 &&
+            (int)lport == port && state == 0x08)
+            n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* An event stream whose key was looked up in Redis (no cache) notices its client leaving
+ * at once, as one whose key came from the cache does: nothing is left in CLOSE_WAIT
+ * until the next heartbeat (set far away here). */
+TL_TEST(event_stream_after_a_key_lookup_sees_its_client_leave) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {AUTH_ON, "FLEET_AUTH_CACHE_MS=0", "FLEET_SSE_HEARTBEAT_S=3600"}});
+    add_tenant(f, "acme", "fk_acme_secret_key_1", "tenant", "");
+    const char *id = submit_as(f, "fk_acme_secret_key_1", "echo", "1");
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE_INT(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->gateway_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ_INT(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char *req = tl_printf("GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n"
+                                "Authorization: Bearer fk_acme_secret_key_1\r\n\r\n", id);
+    ASSERT_EQ_INT(write(fd, req, strlen(req)), (long)strlen(req));
+    char buf[512];
+    ASSERT_GT_INT(read(fd, buf, sizeof buf), 0); /* the stream has started */
+    close(fd);
+    int64_t deadline = tl_now_ms() + 20000;
+    while (close_wait_on(f->gateway_port) > 0 && tl_now_ms() < deadline) usleep(20 * 1000);
+    ASSERT_EQ_INT(close_wait_on(f->gateway_port), 0);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
+        TL_CASE(event_stream_after_a_key_lookup_sees_its_client_leave),
         TL_CASE(api_keys_are_required_on_v1_routes),
         TL_CASE(tenants_never_see_each_others_jobs),
         TL_CASE(max_active_and_rate_answer_429_and_write_nothing),
