@@ -18,8 +18,7 @@ local st = redis.call('HMGET', KEYS[1], 'status', 'queue_seq', 'timeout_s', 'que
 if not st[1] then
   -- The job's keys expired while it waited: it was counted as queued.
   drop()
-  redis.call('HINCRBY', KEYS[5], model .. ':queued', -1)
-  redis.call('HINCRBY', KEYS[5], model .. ':expired', 1)
+  count_expired(KEYS[5], model)
   return {'gone'}
 end
 local status = st[1]

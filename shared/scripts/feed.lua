@@ -27,9 +27,7 @@ while need > 0 and looks < 4 * tonumber(ARGV[2]) + 64 do
       need = need - 1
       moved = moved + 1
     elseif not st then
-      -- Its keys expired while it waited: it was counted as queued.
-      redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':queued', -1)
-      redis.call('HINCRBY', KEYS[4], ARGV[1] .. ':expired', 1)
+      count_expired(KEYS[4], ARGV[1]) -- its keys expired while it waited
     end -- cancelled while waiting: nothing to do
   end
 end

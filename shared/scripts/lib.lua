@@ -18,6 +18,12 @@ end
 
 -- Entries on a model stream that no worker has read yet (the stream holds only
 -- undelivered and pending entries). Before any worker made the group, all of them.
+-- A queued job whose keys expired before a worker took it: it was counted as queued.
+local function count_expired(stats, model)
+  redis.call('HINCRBY', stats, model .. ':queued', -1)
+  redis.call('HINCRBY', stats, model .. ':expired', 1)
+end
+
 local function ready_count(stream, group)
   local n = redis.call('XLEN', stream)
   if n == 0 then return 0 end

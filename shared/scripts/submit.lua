@@ -82,8 +82,9 @@ if ready < tonumber(ARGV[22]) and redis.call('ZCARD', KEYS[12]) == 0 then
   redis.call('HSET', KEYS[1], 'entry_id', entry)
 else
   -- Scores stay exact: seq < 2^40, ranks 0..2.
+  -- No TTL on the wait set: an id whose job expires in it is counted as expired when
+  -- feed.lua pops it (an expiring set would take its ids out of the count for good).
   redis.call('ZADD', KEYS[12], tonumber(ARGV[24]) * 1099511627776 + seq, ARGV[1])
-  redis.call('EXPIRE', KEYS[12], ARGV[8])
   if not redis.call('LPOS', KEYS[11], KEYS[12]) then redis.call('RPUSH', KEYS[11], KEYS[12]) end
 end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[7]) end

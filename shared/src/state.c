@@ -360,11 +360,12 @@ fleet_requeue_outcome fleet_state_requeue_reply(const redisReply *r) {
 }
 
 void fleet_state_promote(const fleet_keys *k, const char *model, long max, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_PROMOTE, 4);
+    cmd_start(c, FLEET_SCRIPT_PROMOTE, 5);
     cmd_key(c, fleet_key_delayed(k, model));
     cmd_key(c, fleet_key_stream(k, model));
     cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_entries(k, model));
+    cmd_key(c, fleet_key_stats(k));
     cmd_str(c, model);
     cmd_fmt(c, "%ld", max);
     cmd_key(c, fleet_key_job_prefix(k));

@@ -3,6 +3,7 @@
  * only the few shared ones bounded by the number of models, tenants and workers. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testlib.h"
 
@@ -34,7 +35,8 @@ static size_t check_job_keys(tl_fleet *f, const char *id, long long max_ttl, con
 /* Keys without a TTL must be one of the shared ones of docs/redis.md, each bounded by
  * other means (streams and the entries hash hold only unacknowledged entries, the delayed
  * set only jobs waiting for a retry, the dead-letter streams are capped, the webhook task
- * stream holds only deliveries in progress). */
+ * stream holds only deliveries in progress, a tenant's wait set and the waiting list only
+ * jobs waiting for the feed). */
 static void check_keys_without_ttl(tl_fleet *f) {
     tl_strlist keys = tl_redis_keys(f->rc, "*");
     const char *tag = tl_printf("{%s}:", f->prefix);
@@ -46,6 +48,7 @@ static void check_keys_without_ttl(tl_fleet *f) {
         bool shared = strcmp(rest, "queues") == 0 || strcmp(rest, "stats") == 0 ||
                       strcmp(rest, "workers") == 0 || strncmp(rest, "stream:", 7) == 0 ||
                       strncmp(rest, "entries:", 8) == 0 || strncmp(rest, "delayed:", 8) == 0 ||
+                      strncmp(rest, "wait:", 5) == 0 || strncmp(rest, "waiting:", 8) == 0 ||
                       strcmp(rest, "dlq") == 0 || strcmp(rest, "webhooks") == 0 ||
                       strcmp(rest, "webhook_retry") == 0 || strcmp(rest, "webhook_dlq") == 0;
         tl_log("no TTL: %s", k);
@@ -98,11 +101,60 @@ TL_TEST(job_keys_have_a_ttl_after_a_queued_cancel) {
     check_keys_without_ttl(f);
 }
 
+/* A stats counter of the model ({prefix}:stats field "<model>:<name>"), 0 when absent. */
+static long long stat_of(tl_fleet *f, const char *model, const char *name) {
+    return tl_redis_int(f->rc, "HINCRBY {%s}:stats %s:%s 0", f->prefix, model, name);
+}
+
+/* Polls until the model's queued count is 0; fails after WAIT_MS. */
+static void wait_queued_zero(tl_fleet *f, const char *model) {
+    int64_t end = tl_now_ms() + WAIT_MS;
+    while (stat_of(f, model, "queued") != 0 && tl_now_ms() < end) usleep(50 * 1000);
+    ASSERT_EQ_INT(stat_of(f, model, "queued"), 0);
+}
+
+/* A job whose keys expire while it waits in its tenant's wait set, or in the delayed set
+ * for a retry, leaves the queued count and is counted as expired when the feed or promote
+ * meets its id (its keys are deleted here, as expiry would). The wait set itself has no
+ * TTL: expiring it would take its ids out of the count for good. */
+TL_TEST(jobs_expired_while_waiting_or_delayed_are_counted_as_expired) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {"FLEET_READY_TARGET=1"},
+        .worker_env = {"FLEET_RETRY_BASE_MS=1500", "FLEET_RETRY_MAX_MS=1500"}});
+    /* The first goes onto the stream; the next two wait in the tenant's wait set. */
+    const char *ids[3];
+    for (int i = 0; i < 3; i++) ids[i] = submit_with_ttl(f, "echo", "1", 60);
+    tl_strlist waits = tl_redis_keys(f->rc, tl_printf("{%s}:wait:echo:*", f->prefix));
+    ASSERT_EQ_INT(waits.n, 1);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD %s", waits.v[0]), 2);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "TTL %s", waits.v[0]), -1);
+    for (int i = 1; i < 3; i++) tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, ids[i]);
+    tl_fleet_add_worker(f, "echo");
+    tl_job_wait_status(f, ids[0], "succeeded", WAIT_MS);
+    wait_queued_zero(f, "echo");
+    ASSERT_EQ_INT(stat_of(f, "echo", "expired"), 2);
+
+    /* A retry waiting in the delayed set. */
+    const char *id = submit_with_ttl(
+        f, "sleep", "{\"ms\": 1, \"fail\": \"once\", \"retryable\": true, \"fail_attempts\": 1}",
+        60);
+    tl_fleet_add_worker(f, "sleep");
+    int64_t end = tl_now_ms() + WAIT_MS;
+    while (tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix) == 0 && tl_now_ms() < end)
+        usleep(20 * 1000);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix), 1);
+    tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, id);
+    wait_queued_zero(f, "sleep");
+    ASSERT_EQ_INT(stat_of(f, "sleep", "expired"), 1);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix), 0);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(job_keys_have_a_ttl_while_queued_and_after_succeeding),
         TL_CASE(job_keys_have_a_ttl_while_running),
         TL_CASE(job_keys_have_a_ttl_after_a_queued_cancel),
+        TL_CASE(jobs_expired_while_waiting_or_delayed_are_counted_as_expired),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
