@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "utf8.h"
+#include "fleet/utf8.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -186,7 +186,7 @@ static const char *part_label(size_t k, const gw_mp_part *pt, char *buf, size_t 
         snprintf(buf, size, "part %zu", k);
     } else {
         char q[72];
-        gw_utf8_quote(pt->name, strlen(pt->name), q, sizeof q);
+        fleet_utf8_quote(pt->name, strlen(pt->name), q, sizeof q);
         snprintf(buf, size, "part %zu ('%s')", k, q);
     }
     return buf;
@@ -199,7 +199,7 @@ static int disposition(const char *v, const char *end, size_t k, gw_mp_part *pt,
     while (t < end && *t != ';' && !is_ows(*t)) t++;
     if (!((size_t)(t - v) == 9 && strncasecmp(v, "form-data", 9) == 0)) {
         char q[72];
-        gw_utf8_quote(v, (size_t)(t - v), q, sizeof q);
+        fleet_utf8_quote(v, (size_t)(t - v), q, sizeof q);
         return fail(err, errlen, "part %zu: Content-Disposition is '%s', not form-data", k, q);
     }
     bool seen_name = false, seen_file = false, seen_file_ext = false;
@@ -243,7 +243,7 @@ static int disposition(const char *v, const char *end, size_t k, gw_mp_part *pt,
     if (!pt->name[0])
         return fail(err, errlen,
                     "part %zu has no name (Content-Disposition: form-data; name=\"...\")", k);
-    if (!gw_utf8_valid(pt->filename, strlen(pt->filename))) {
+    if (!fleet_utf8_valid(pt->filename, strlen(pt->filename))) {
         char lb[96];
         return fail(err, errlen, "%s: its filename is not valid UTF-8",
                     part_label(k, pt, lb, sizeof lb));

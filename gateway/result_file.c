@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "fleet/utf8.h"
 
 /* ------------------------------------------------------------ media types ----------- */
 
@@ -125,7 +125,7 @@ static bool read_file_map(const char *mp, size_t len, gw_result_file_view *out) 
             have_bytes = true;
         } else if (key_is(k, kn, "filename") && !have_name) {
             if (!rd_bytes(&r, false, &v, &vn) || vn == 0 || vn > GW_RESULT_FILENAME_MAX ||
-                !gw_utf8_valid(v, vn))
+                !fleet_utf8_valid(v, vn))
                 return false;
             for (size_t j = 0; j < vn; j++)
                 if ((unsigned char)v[j] < 0x20 || v[j] == 0x7f) return false;
@@ -151,7 +151,7 @@ bool gw_result_file(const char *mp, size_t len, gw_result_file_view *out) {
 /* Length of the UTF-8 character at s (n bytes left): 1 for a byte that starts none. */
 static size_t char_len(const unsigned char *s, size_t n) {
     size_t k = s[0] < 0x80 ? 1 : s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 1;
-    if (k > n || !gw_utf8_valid((const char *)s, k)) return 1;
+    if (k > n || !fleet_utf8_valid((const char *)s, k)) return 1;
     return k;
 }
 
@@ -184,7 +184,7 @@ void gw_content_disposition(const char *filename, char *out, size_t outlen) {
         i += k;
     }
     plain[pn] = '\0';
-    bool utf8 = gw_utf8_valid(filename ? filename : "", n);
+    bool utf8 = fleet_utf8_valid(filename ? filename : "", n);
     for (size_t i = 0; utf8 && i < n; i++) {
         unsigned char c = s[i];
         if (c < 0x20 || c == 0x7f) continue;

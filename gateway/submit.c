@@ -24,7 +24,7 @@
 
 #include "fleet/codec.h"
 #include "multipart.h"
-#include "utf8.h"
+#include "fleet/utf8.h"
 
 /* ------------------------------------------------------------ refusals -------------- */
 
@@ -57,7 +57,7 @@ typedef struct shown {
 
 static shown show(const char *s, size_t n) {
     shown v;
-    gw_utf8_quote(s, n, v.s, sizeof v.s);
+    fleet_utf8_quote(s, n, v.s, sizeof v.s);
     return v;
 }
 
@@ -362,7 +362,7 @@ static int walk_str(mp_walk *w, const unsigned char **s, size_t *n) {
     *s = w->p + w->off;
     *n = (size_t)len;
     w->off += (size_t)len;
-    if (!gw_utf8_valid((const char *)*s, *n))
+    if (!fleet_utf8_valid((const char *)*s, *n))
         return walk_fail(w, "the string at byte %zu is not valid UTF-8", at);
     return 1;
 }

@@ -1,7 +1,9 @@
 /* job_json.c: the wire shape of a job (job_json.h). */
 #include "fleet/job_json.h"
+#include "fleet/utf8.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -23,8 +25,22 @@ static void set_time(json_t *o, const char *name, long long ms) {
     json_object_set_new(o, name, json_string(buf));
 }
 
+/* s as a JSON string. Text from models (errors, progress messages) is meant to be UTF-8;
+ * where it is not, the bytes that are not become '?' rather than the field vanishing. */
+static json_t *text(const char *s) {
+    json_t *j = json_string(s);
+    if (j) return j;
+    size_t n = strlen(s);
+    char *clean = malloc(n + 4);
+    if (!clean) return NULL;
+    fleet_utf8_quote(s, n, clean, n + 4);
+    j = json_string(clean);
+    free(clean);
+    return j;
+}
+
 static void set_str(json_t *o, const char *name, const char *s) {
-    if (s && *s) json_object_set_new(o, name, json_string(s));
+    if (s && *s) json_object_set_new(o, name, text(s));
 }
 
 json_t *fleet_job_to_json(const fleet_job_view *v) {
@@ -42,7 +58,7 @@ json_t *fleet_job_to_json(const fleet_job_view *v) {
     if (v->progress_percent >= 0) {
         json_t *p = json_object();
         json_object_set_new(p, "percent", json_real(v->progress_percent));
-        json_object_set_new(p, "message", json_string(v->progress_message ? v->progress_message : ""));
+        json_object_set_new(p, "message", text(v->progress_message ? v->progress_message : ""));
         if (v->progress_total > 0) {
             json_object_set_new(p, "done", json_integer(v->progress_done));
             json_object_set_new(p, "total", json_integer(v->progress_total));

@@ -1,6 +1,7 @@
 /* state.c: builds the command of each job transition and reads its reply (state.h).
  * The transitions themselves are the Lua scripts in shared/scripts/. */
 #include "fleet/state.h"
+#include "fleet/utf8.h"
 
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -284,7 +285,8 @@ void fleet_state_progress(const fleet_keys *k, const fleet_progress *p, fleet_cm
     double pct = p->percent < 0 ? 0 : p->percent > 100 ? 100 : p->percent;
     cmd_fmt(c, "%.4g", pct);
     /* The message goes into the buffer, bounded: a model's text must not overflow it. */
-    cmd_fmt(c, "%.200s", p->message ? p->message : "");
+    const char *msg = p->message ? p->message : "";
+    cmd_fmt(c, "%.*s", (int)fleet_utf8_cut(msg, 200), msg);
     cmd_fmt(c, "%ld", p->done);
     cmd_fmt(c, "%ld", p->total);
     cmd_key(c, fleet_key_events(k));
@@ -311,7 +313,8 @@ void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c
     cmd_str(c, f->token);
     cmd_str(c, fleet_status_to_string(f->status));
     cmd_ref(c, f->result, f->result ? f->result_len : 0);
-    cmd_str(c, f->error ? f->error : "");
+    const char *ferr = f->error ? f->error : ""; /* a model's text, maybe cut short */
+    cmd_ref(c, ferr, fleet_utf8_cut(ferr, strlen(ferr)));
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, f->model);
     cmd_key(c, fleet_key_events(k));
@@ -339,7 +342,8 @@ void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd
     cmd_str(c, rq->token);
     cmd_fmt(c, "%ld", rq->delay_ms < 0 ? 0 : rq->delay_ms);
     cmd_str(c, rq->kind == FLEET_REQUEUE_RETRY ? "retry" : "handback");
-    cmd_fmt(c, "%.300s", rq->error ? rq->error : "");
+    const char *rerr = rq->error ? rq->error : "";
+    cmd_fmt(c, "%.*s", (int)fleet_utf8_cut(rerr, 300), rerr);
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, rq->model);
     cmd_key(c, fleet_key_events(k));
@@ -456,7 +460,8 @@ void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle 
     cmd_str(c, outcomes[ws->outcome]);
     cmd_fmt(c, "%lld", ws->due_ms);
     cmd_fmt(c, "%ld", ws->http_status);
-    cmd_fmt(c, "%.300s", ws->error ? ws->error : "");
+    const char *werr = ws->error ? ws->error : "";
+    cmd_fmt(c, "%.*s", (int)fleet_utf8_cut(werr, 300), werr);
     cmd_ref(c, ws->body, ws->body ? ws->body_len : 0);
     cmd_fmt(c, "%ld", ws->dlq_cap > 0 ? ws->dlq_cap : 1);
     cmd_str(c, ws->consumer);

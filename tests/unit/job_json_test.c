@@ -3,6 +3,7 @@
 
 #include "fleet/job_json.h"
 #include "fleet/state.h"
+#include "fleet/utf8.h"
 #include "testlib.h"
 
 /* Builds an HGETALL-shaped reply from pairs (the same struct hiredis hands us). */
@@ -55,6 +56,33 @@ TL_TEST(queued_job_has_position_and_no_progress) {
     json_decref(j);
 }
 
+/* A model's text that is not UTF-8 (or was cut inside a character before this change)
+ * still shows, its bad bytes as '?', instead of the field vanishing. */
+TL_TEST(text_that_is_not_utf8_still_shows) {
+    const char *kv[] = {"id", "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "status", "failed", "model", "echo",
+                        "created_ms", "0", "attempts", "1", "error", "caf\xc3", "progress_percent",
+                        "10", "progress_message", "\xff step"};
+    fleet_job_view v;
+    ASSERT_EQ_INT(fleet_job_view_from_fields(fields(kv, TL_COUNT(kv)), &v), 0);
+    json_t *j = fleet_job_to_json(&v);
+    ASSERT_EQ_STR(json_string_value(json_object_get(j, "error")), "caf?");
+    ASSERT_EQ_STR(json_string_value(json_object_get(json_object_get(j, "progress"), "message")),
+                  "? step");
+    json_decref(j);
+}
+
+/* Bounded text is cut between characters, never inside one. */
+TL_TEST(utf8_cut_keeps_whole_characters) {
+    const char *s = "ab\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"; /* a b é € 😀 */
+    ASSERT_EQ_INT(fleet_utf8_cut(s, 100), 11);
+    ASSERT_EQ_INT(fleet_utf8_cut(s, 11), 11);
+    for (size_t max = 7; max <= 10; max++) ASSERT_EQ_INT(fleet_utf8_cut(s, max), 7);
+    for (size_t max = 4; max <= 6; max++) ASSERT_EQ_INT(fleet_utf8_cut(s, max), 4);
+    ASSERT_EQ_INT(fleet_utf8_cut(s, 3), 2);
+    ASSERT_EQ_INT(fleet_utf8_cut(s, 0), 0);
+    ASSERT_EQ_INT(fleet_utf8_cut("caf\xc3", 100), 3); /* left incomplete by an earlier cut */
+}
+
 TL_TEST(not_a_job) {
     const char *kv[] = {"model", "echo"};
     fleet_job_view v;
@@ -85,6 +113,8 @@ int main(int argc, char **argv) {
         TL_CASE(running_job_shape),
         TL_CASE(queued_job_has_position_and_no_progress),
         TL_CASE(not_a_job),
+        TL_CASE(text_that_is_not_utf8_still_shows),
+        TL_CASE(utf8_cut_keeps_whole_characters),
         TL_CASE(commands_carry_keys_and_script),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));

@@ -7,7 +7,7 @@
 
 #include "multipart.h"
 #include "testlib.h"
-#include "utf8.h"
+#include "fleet/utf8.h"
 
 /* ------------------------------------------------------------ body builder ---------- */
 
@@ -408,25 +408,25 @@ TL_TEST(every_truncation_is_refused) {
 /* ------------------------------------------------------------ UTF-8 ----------------- */
 
 TL_TEST(utf8_rules) {
-    ASSERT_TRUE(gw_utf8_valid("", 0));
-    ASSERT_TRUE(gw_utf8_valid("plain", 5));
-    ASSERT_TRUE(gw_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
-    ASSERT_TRUE(gw_utf8_valid("a\0b", 3));
-    ASSERT_FALSE(gw_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
-    ASSERT_FALSE(gw_utf8_valid("\xed\xa0\x80", 3));     /* a surrogate */
-    ASSERT_FALSE(gw_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
-    ASSERT_FALSE(gw_utf8_valid("\xe2\x82", 2));         /* cut short */
-    ASSERT_FALSE(gw_utf8_valid("\x80", 1));
+    ASSERT_TRUE(fleet_utf8_valid("", 0));
+    ASSERT_TRUE(fleet_utf8_valid("plain", 5));
+    ASSERT_TRUE(fleet_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
+    ASSERT_TRUE(fleet_utf8_valid("a\0b", 3));
+    ASSERT_FALSE(fleet_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
+    ASSERT_FALSE(fleet_utf8_valid("\xed\xa0\x80", 3));     /* a surrogate */
+    ASSERT_FALSE(fleet_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+    ASSERT_FALSE(fleet_utf8_valid("\xe2\x82", 2));         /* cut short */
+    ASSERT_FALSE(fleet_utf8_valid("\x80", 1));
     char out[16];
-    gw_utf8_quote("ab\r\ncd", 6, out, sizeof out);
+    fleet_utf8_quote("ab\r\ncd", 6, out, sizeof out);
     ASSERT_EQ_STR(out, "ab??cd");
-    gw_utf8_quote("\xff\xc3\xa9", 3, out, sizeof out);
+    fleet_utf8_quote("\xff\xc3\xa9", 3, out, sizeof out);
     ASSERT_EQ_STR(out, "?\xc3\xa9");
-    gw_utf8_quote("0123456789abcdefghij", 20, out, sizeof out);
+    fleet_utf8_quote("0123456789abcdefghij", 20, out, sizeof out);
     ASSERT_EQ_STR(out, "0123456789ab...");
-    gw_utf8_quote("0123456789abcde", 15, out, sizeof out); /* fits exactly */
+    fleet_utf8_quote("0123456789abcde", 15, out, sizeof out); /* fits exactly */
     ASSERT_EQ_STR(out, "0123456789abcde");
-    gw_utf8_quote("0123456789\xe2\x82\xac\xe2\x82\xac", 16, out, 14); /* no half euro */
+    fleet_utf8_quote("0123456789\xe2\x82\xac\xe2\x82\xac", 16, out, 14); /* no half euro */
     ASSERT_EQ_STR(out, "0123456789...");
 }
 

@@ -1,5 +1,5 @@
-/* utf8.c: UTF-8 checks (utf8.h). */
-#include "utf8.h"
+/* utf8.c: UTF-8 checks (fleet/utf8.h). */
+#include "fleet/utf8.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -23,7 +23,7 @@ static size_t seq_len(const unsigned char *p, size_t n) {
     return k + 1;
 }
 
-bool gw_utf8_valid(const char *s, size_t n) {
+bool fleet_utf8_valid(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
@@ -38,7 +38,7 @@ bool gw_utf8_valid(const char *s, size_t n) {
     return true;
 }
 
-void gw_utf8_quote(const char *s, size_t n, char *out, size_t outlen) {
+void fleet_utf8_quote(const char *s, size_t n, char *out, size_t outlen) {
     if (!outlen) return;
     const unsigned char *p = (const unsigned char *)s;
     size_t o = 0, i = 0;
@@ -58,4 +58,17 @@ void gw_utf8_quote(const char *s, size_t n, char *out, size_t outlen) {
         i += w;
     }
     out[o] = '\0';
+}
+
+size_t fleet_utf8_cut(const char *s, size_t max) {
+    size_t n = strnlen(s, max);
+    /* Step back over continuation bytes to the start of the last character; keep it
+     * only if all of its bytes are within the first n. */
+    const unsigned char *p = (const unsigned char *)s;
+    size_t start = n;
+    while (start > 0 && (p[start - 1] & 0xc0) == 0x80 && n - start < 3) start--;
+    if (start == 0) return n;
+    unsigned lead = p[start - 1];
+    size_t want = lead < 0xc0 ? 1 : lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+    return n - (start - 1) >= want ? n : start - 1;
 }
