@@ -26,7 +26,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest_log=$(mktemp /tmp/fleet-ctest-XXXXXX)
 trap 'rm -f "$ctest_log"' EXIT
 set +e
-ctest --test-dir build-test --output-on-failure -j2 --timeout 120 "$@" 2>&1 | tee "$ctest_log"
+ctest --test-dir build-test --output-on-failure --no-tests=error -j2 --timeout 120 "$@" 2>&1 |
+  tee "$ctest_log"
 rc=${PIPESTATUS[0]}
 set -e
 
@@ -45,8 +46,9 @@ run_fuzzers() {
     return
   fi
   if ! command -v clang >/dev/null 2>&1; then
-    echo "fuzz: SKIPPED: clang is not installed, so the libFuzzer targets were not built" \
-         "or run (deploy/install-deps.sh installs clang and libclang-rt-14-dev)"
+    echo "fuzz: FAILED: clang is not installed, so the libFuzzer targets cannot be built" \
+         "(deploy/install-deps.sh installs clang and libclang-rt-14-dev)"
+    fuzz_failed=1
     return
   fi
   echo "fuzz: building the libFuzzer targets (clang) into build-fuzz/"
@@ -63,10 +65,13 @@ run_fuzzers() {
   fi
   local work
   work=$(mktemp -d /tmp/fleet-fuzz-XXXXXX)
-  local bin t dict seeds log runs cov ft corp eps frc
+  local bin t dict seeds log runs cov ft corp eps frc ran=0
+  local want
+  want=$(find tests/fuzz -maxdepth 1 -name 'fuzz_*.c' | wc -l)
   for bin in build-fuzz/tests/fuzz/fuzz_*; do
     [[ -f "$bin" && -x "$bin" ]] || continue
     t=$(basename "$bin")
+    ran=$((ran + 1))
     mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
     seeds=0
     if [[ -d "tests/fuzz/corpus/$t" ]]; then
@@ -101,6 +106,10 @@ run_fuzzers() {
     fi
   done
   rm -rf "$work"
+  if [[ $ran -ne $want ]]; then
+    echo "fuzz: FAILED: $ran fuzz targets ran, tests/fuzz has $want"
+    fuzz_failed=1
+  fi
 }
 run_fuzzers "$@"
 
