@@ -28,6 +28,7 @@ typedef struct item {
     gw_submit_ids ids;
     fleet_cmd cmd;
     json_t *outcome;
+    bool send; /* valid: its submit goes to Redis (else outcome holds why not) */
 } item;
 
 struct batch {
@@ -140,6 +141,7 @@ void gw_jobs_batch(gw_req *r) {
         it->b = b;
         int rc = gw_job_from_json(json_array_get(jobs, i), r->g->cfg.result_ttl_s, &it->jr, &p);
         if (rc == 0 && gw_submit_prepare(r, &it->jr, &it->ids, NULL, NULL, &it->cmd, &p) == 0) {
+            it->send = true;
             to_send++;
             continue;
         }
@@ -156,7 +158,7 @@ void gw_jobs_batch(gw_req *r) {
     gw_pause(r);
     for (size_t i = 0; i < n; i++) {
         item *it = &items[i];
-        if (it->outcome) continue;
+        if (!it->send) continue; /* refused above: its outcome says why */
         if (gw_redis_script(r->g->redis, &it->cmd, on_item, it) < 0) {
             it->outcome = item_error(503, "redis-unavailable", "the job store is not reachable");
             if (--b->pending == 0) {
