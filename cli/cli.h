@@ -77,6 +77,14 @@ int ctl_fetch_job(ctl_http *h, const char *id, json_t **job, char **raw);
 /* Prints "fleetctl: <message>" and a newline on stderr. */
 void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Prints "usage: fleetctl <command> <usage> [options]" and "fleetctl: <message>" on
+ * stderr, and returns CTL_EXIT_USAGE (`return ctl_usage_error("dlq", "list", "...")`). */
+int ctl_usage_error(const char *command, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The string member name of o, or "" when it is missing or not a string. */
+const char *ctl_jstr(const json_t *o, const char *name);
+
 /* True when s is a job id that can go into a URL path or a key name; otherwise prints
  * why on stderr. */
 bool ctl_check_job_id(const char *id);

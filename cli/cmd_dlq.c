@@ -55,12 +55,6 @@ static bool entry_id_valid(const char *s) {
     return seq > 0 && seq <= 20 && s[ms + 1 + seq] == '\0';
 }
 
-static int usage_error(const char *usage, const char *why) {
-    fprintf(stderr, "usage: fleetctl dlq %s [options]\n", usage);
-    ctl_error("%s", why);
-    return CTL_EXIT_USAGE;
-}
-
 /* ------------------------------------------------------------------ entries ------------- */
 
 /* The entry id of one XRANGE item ([id, [field, value, ...]]); "" when it is not one. */
@@ -170,11 +164,6 @@ static void error_cell(char out[DLQ_ERROR_COLS + 1], const char *err) {
     if (n < strlen(err)) strcat(out, "...");
 }
 
-static const char *jstr(const json_t *o, const char *name) {
-    const char *s = json_string_value(json_object_get(o, name));
-    return s ? s : "";
-}
-
 static void print_list_table(const json_t *entries) {
     printf("%-15s  %-26s  %-12s  %-12s  %8s  %-24s  %s\n", "DLQ ENTRY", "JOB", "MODEL",
            "TENANT", "ATTEMPTS", "FAILED AT", "ERROR");
@@ -182,10 +171,10 @@ static void print_list_table(const json_t *entries) {
     json_t *e;
     json_array_foreach(entries, i, e) {
         char err[DLQ_ERROR_COLS + 1];
-        error_cell(err, jstr(e, "error"));
+        error_cell(err, ctl_jstr(e, "error"));
         const char *at = json_string_value(json_object_get(e, "failed_at"));
-        printf("%-15s  %-26s  %-12s  %-12s  %8lld  %-24s  %s\n", jstr(e, "entry"),
-               jstr(e, "job"), jstr(e, "model"), jstr(e, "tenant"),
+        printf("%-15s  %-26s  %-12s  %-12s  %8lld  %-24s  %s\n", ctl_jstr(e, "entry"),
+               ctl_jstr(e, "job"), ctl_jstr(e, "model"), ctl_jstr(e, "tenant"),
                (long long)json_integer_value(json_object_get(e, "attempts")), at ? at : "-",
                err);
     }
@@ -253,24 +242,24 @@ static json_t *current_json(const redisReply *h) {
 }
 
 static void print_show(const json_t *doc, const char *dlq_key) {
-    const char *entry = jstr(doc, "entry");
+    const char *entry = ctl_jstr(doc, "entry");
     if (json_is_true(json_object_get(doc, "on_stream"))) {
         const char *at = json_string_value(json_object_get(doc, "failed_at"));
         printf("entry:      %s  (%s)\n", entry, dlq_key);
-        printf("job:        %s\n", jstr(doc, "job"));
-        printf("model:      %s\n", jstr(doc, "model"));
-        printf("tenant:     %s\n", jstr(doc, "tenant"));
+        printf("job:        %s\n", ctl_jstr(doc, "job"));
+        printf("model:      %s\n", ctl_jstr(doc, "model"));
+        printf("tenant:     %s\n", ctl_jstr(doc, "tenant"));
         printf("attempts:   %lld\n",
                (long long)json_integer_value(json_object_get(doc, "attempts")));
         printf("failed at:  %s\n", at ? at : "-");
-        printf("error:      %s\n", jstr(doc, "error"));
+        printf("error:      %s\n", ctl_jstr(doc, "error"));
     } else {
         if (*entry)
             printf("entry:      %s is no longer on %s (trimmed: the stream is capped)\n",
                    entry, dlq_key);
         else
             printf("entry:      none recorded in the job hash\n");
-        printf("job:        %s\n", jstr(doc, "job"));
+        printf("job:        %s\n", ctl_jstr(doc, "job"));
     }
     const json_t *now = json_object_get(doc, "current");
     if (!json_is_object(now)) {
@@ -279,11 +268,11 @@ static void print_show(const json_t *doc, const char *dlq_key) {
         return;
     }
     printf("\nthe job now:\n");
-    printf("status:     %s%s\n", jstr(now, "status"),
+    printf("status:     %s%s\n", ctl_jstr(now, "status"),
            json_is_true(json_object_get(now, "dead_lettered")) ? " (dead-lettered)" : "");
     printf("attempts:   %lld\n", (long long)json_integer_value(json_object_get(now, "attempts")));
-    if (*jstr(now, "error")) printf("error:      %s\n", jstr(now, "error"));
-    if (*jstr(now, "last_error")) printf("last error: %s\n", jstr(now, "last_error"));
+    if (*ctl_jstr(now, "error")) printf("error:      %s\n", ctl_jstr(now, "error"));
+    if (*ctl_jstr(now, "last_error")) printf("last error: %s\n", ctl_jstr(now, "last_error"));
 }
 
 /* dlq show JOB_ID: the job hash into *h, then the entry its dlq_entry names (an object
@@ -312,7 +301,7 @@ static int lookup_by_job(redisContext *c, const fleet_keys *k, const char *id, j
 static int lookup_by_entry(redisContext *c, const fleet_keys *k, const char *entry,
                            json_t **e, redisReply **h) {
     if (entry_by_id(c, k, entry, e) < 0) return CTL_EXIT_FAIL;
-    const char *job = *e ? jstr(*e, "job") : "";
+    const char *job = *e ? ctl_jstr(*e, "job") : "";
     if (fleet_job_id_valid(job) && !(*h = job_hash(c, k, job))) return CTL_EXIT_FAIL;
     return 0;
 }
@@ -537,28 +526,29 @@ static int dlq_retry_ids(redisContext *c, const fleet_keys *k, const ctl_globals
  * usage exit code after printing why. */
 static int check_args(const char *sub, int argc, char **argv) {
     if (strcmp(sub, "list") == 0) {
-        if (argc != 0) return usage_error("list [--limit N]", "dlq list takes no arguments");
+        if (argc != 0)
+            return ctl_usage_error("dlq", "list [--limit N]", "dlq list takes no arguments");
     } else if (strcmp(sub, "show") == 0) {
         if (argc != 1)
-            return usage_error("show ID|ENTRY", "dlq show takes one job id or entry id");
+            return ctl_usage_error("dlq", "show ID|ENTRY", "dlq show takes one job id or entry id");
         if (!fleet_job_id_valid(argv[0]) && !entry_id_valid(argv[0]))
-            return usage_error("show ID|ENTRY",
-                               "the argument is neither a job id (26 characters of Crockford "
-                               "base32) nor a stream entry id (like 1732380601140-0)");
+            return ctl_usage_error("dlq", "show ID|ENTRY",
+                                   "the argument is neither a job id (26 characters of Crockford "
+                                   "base32) nor a stream entry id (like 1732380601140-0)");
     } else if (strcmp(sub, "retry") == 0) {
         if (opt_all && argc > 0)
-            return usage_error("retry ID...|--all", "dlq retry takes job ids or --all, not both");
+            return ctl_usage_error("dlq", "retry ID...|--all",
+                                   "dlq retry takes job ids or --all, not both");
         if (!opt_all && argc == 0)
-            return usage_error("retry ID...|--all", "dlq retry needs job ids, or --all");
+            return ctl_usage_error("dlq", "retry ID...|--all", "dlq retry needs job ids, or --all");
         for (int i = 0; i < argc; i++)
             if (!ctl_check_job_id(argv[i])) return CTL_EXIT_USAGE;
     } else {
-        char why[160];
-        snprintf(why, sizeof why, "unknown dlq subcommand '%.64s'; use list, show or retry", sub);
-        return usage_error("list|show|retry ...", why);
+        return ctl_usage_error("dlq", "list|show|retry ...",
+                               "unknown dlq subcommand '%.64s'; use list, show or retry", sub);
     }
     if (opt_all && strcmp(sub, "retry") != 0)
-        return usage_error("retry ID...|--all", "--all belongs to dlq retry");
+        return ctl_usage_error("dlq", "retry ID...|--all", "--all belongs to dlq retry");
     return 0;
 }
 

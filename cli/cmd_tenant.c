@@ -111,19 +111,6 @@ typedef struct tenant_limits {
     double rate_v;
 } tenant_limits;
 
-static int usage_error(const char *usage, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int usage_error(const char *usage, const char *fmt, ...) {
-    char why[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "usage: fleetctl tenant %s [options]\n", usage);
-    ctl_error("%s", why);
-    return CTL_EXIT_USAGE;
-}
-
 /* Parses a whole number of decimal digits (no sign, no spaces) within min..max. Returns
  * 0, or CTL_EXIT_USAGE after printing why (hint: the range in words). */
 static int parse_count(const char *flag, const char *text, long long min, long long max,
@@ -199,8 +186,9 @@ static int parse_limits(tenant_limits *l) {
 /* Checks a tenant name. Returns 0, or CTL_EXIT_USAGE after printing why. */
 static int check_name(const char *usage, const char *name) {
     if (fleet_tenant_name_valid(name)) return 0;
-    return usage_error(usage, "'%.80s' is not a tenant name (1..%d characters of a-z 0-9 _ -)",
-                       name, FLEET_TENANT_MAX);
+    return ctl_usage_error("tenant", usage,
+                           "'%.80s' is not a tenant name (1..%d characters of a-z 0-9 _ -)", name,
+                           FLEET_TENANT_MAX);
 }
 
 /* ------------------------------------------------------------------ secrets ------------- */
@@ -556,11 +544,6 @@ static void print_json(const json_t *v) {
     free(s);
 }
 
-static const char *jstr(const json_t *o, const char *name) {
-    const char *s = json_string_value(json_object_get(o, name));
-    return s ? s : "";
-}
-
 static long long jint(const json_t *o, const char *name) {
     return (long long)json_integer_value(json_object_get(o, name));
 }
@@ -614,8 +597,8 @@ static void print_settings(const json_t *t) {
 static void print_show(const json_t *t) {
     char roles[32];
     roles_text(t, roles, sizeof roles);
-    printf("tenant:          %s\n", jstr(t, "tenant"));
-    printf("status:          %s\n", jstr(t, "status"));
+    printf("tenant:          %s\n", ctl_jstr(t, "tenant"));
+    printf("status:          %s\n", ctl_jstr(t, "status"));
     printf("role:            %s\n", roles);
     print_settings(t);
     const char *secret = json_string_value(json_object_get(t, "webhook_secret"));
@@ -630,9 +613,9 @@ static void print_show(const json_t *t) {
         const char *role = json_string_value(json_object_get(key, "role"));
         const char *at = json_string_value(json_object_get(key, "created_at"));
         if (role)
-            printf("  sha256 %s  %-6s  created %s\n", jstr(key, "hash"), role, at ? at : "-");
+            printf("  sha256 %s  %-6s  created %s\n", ctl_jstr(key, "hash"), role, at ? at : "-");
         else
-            printf("  sha256 %s  (its apikey hash is missing)\n", jstr(key, "hash"));
+            printf("  sha256 %s  (its apikey hash is missing)\n", ctl_jstr(key, "hash"));
     }
 }
 
@@ -649,8 +632,8 @@ static void print_list_table(const json_t *tenants) {
         else snprintf(ma, sizeof ma, "unlimited");
         if (jint(t, "max_body") > 0) snprintf(mb, sizeof mb, "%lld", jint(t, "max_body"));
         else snprintf(mb, sizeof mb, "default");
-        printf("%-20s  %-12s  %10s  %10s  %10s  %7lld  %5lld  %s\n", jstr(t, "tenant"), roles,
-               ma, rate, mb, jint(t, "active"), jint(t, "keys"), jstr(t, "status"));
+        printf("%-20s  %-12s  %10s  %10s  %10s  %7lld  %5lld  %s\n", ctl_jstr(t, "tenant"), roles,
+               ma, rate, mb, jint(t, "active"), jint(t, "keys"), ctl_jstr(t, "status"));
     }
 }
 
@@ -810,7 +793,7 @@ static long long queue_delete_keys(txn *x, const fleet_keys *k, const char *name
     size_t i;
     json_t *key;
     json_array_foreach(json_object_get(t, "api_keys"), i, key) {
-        const char *h = jstr(key, "hash");
+        const char *h = ctl_jstr(key, "hash");
         if (!is_key_hash(h)) continue;
         fleet_key ak = fleet_key_apikey(k, h);
         txn_cmd(x, 2, (const char *[]){"DEL", ak.s});
@@ -830,7 +813,7 @@ static int rotate_key_change(txn *x, const fleet_keys *k, const char *name, cons
                                strcmp(json_string_value(json_array_get(roles, 0)),
                                       TENANT_ROLE_ADMIN) == 0);
     a->role = admin ? TENANT_ROLE_ADMIN : TENANT_ROLE_TENANT;
-    a->was_revoked = strcmp(jstr(t, "status"), "revoked") == 0;
+    a->was_revoked = strcmp(ctl_jstr(t, "status"), "revoked") == 0;
     a->removed = a->kept = 0;
     if (opt_keep_old) a->kept = jint(t, "keys");
     else a->removed = queue_delete_keys(x, k, name, t);
@@ -958,7 +941,8 @@ static int check_flags(const char *usage, int sub) {
                                                : *(const char *const *)o->target != NULL;
         for (size_t j = 0; given && j < sizeof flag_owners / sizeof flag_owners[0]; j++)
             if (strcmp(flag_owners[j].flag, o->flag) == 0 && !(flag_owners[j].subs & SUB_BIT(sub)))
-                return usage_error(usage, "--%s belongs to %s", o->flag, flag_owners[j].owners);
+                return ctl_usage_error("tenant", usage, "--%s belongs to %s", o->flag,
+                                       flag_owners[j].owners);
     }
     return 0;
 }
@@ -970,7 +954,7 @@ static int check_args(int argc, char **argv, int *sub, tenant_limits *l) {
     for (size_t i = 0; i < SUB_COUNT; i++)
         if (strcmp(argv[0], tenant_subs[i].name) == 0) *sub = (int)i;
     if (*sub < 0)
-        return usage_error("add|list|show|set|rotate-key|rotate-secret|revoke ...",
+        return ctl_usage_error("tenant", "add|list|show|set|rotate-key|rotate-secret|revoke ...",
                            "unknown tenant subcommand '%.64s'; use add, list, show, set, "
                            "rotate-key, rotate-secret or revoke",
                            argv[0]);
@@ -979,9 +963,10 @@ static int check_args(int argc, char **argv, int *sub, tenant_limits *l) {
     snprintf(usage, sizeof usage, "%s%s%s", s->name, *s->args ? " " : "", s->args);
     int want = *sub == SUB_LIST ? 0 : 1;
     if (argc - 1 != want)
-        return usage_error(usage, want ? "tenant %s takes one tenant name, got %d arguments"
-                                       : "tenant %s takes no arguments, got %d",
-                           s->name, argc - 1);
+        return ctl_usage_error("tenant", usage,
+                               want ? "tenant %s takes one tenant name, got %d arguments"
+                                    : "tenant %s takes no arguments, got %d",
+                               s->name, argc - 1);
     if (want) {
         int rc = check_name(usage, argv[1]);
         if (rc) return rc;
@@ -992,8 +977,9 @@ static int check_args(int argc, char **argv, int *sub, tenant_limits *l) {
     if (rc) return rc;
     if (*sub == SUB_SET && !l->has_max_active && !l->has_rate && !l->has_burst &&
         !l->has_max_body)
-        return usage_error(usage, "tenant set needs at least one of --max-active, --rate, "
-                                  "--burst, --max-body");
+        return ctl_usage_error("tenant", usage,
+                               "tenant set needs at least one of --max-active, --rate, --burst, "
+                               "--max-body");
     return 0;
 }
 

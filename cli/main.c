@@ -54,6 +54,22 @@ void ctl_error(const char *fmt, ...) {
     va_end(ap);
 }
 
+int ctl_usage_error(const char *command, const char *usage, const char *fmt, ...) {
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "usage: fleetctl %s %s [options]\n", command, usage);
+    ctl_error("%s", why);
+    return CTL_EXIT_USAGE;
+}
+
+const char *ctl_jstr(const json_t *o, const char *name) {
+    const char *s = json_string_value(json_object_get(o, name));
+    return s ? s : "";
+}
+
 bool ctl_check_job_id(const char *id) {
     if (fleet_job_id_valid(id)) return true;
     ctl_error("'%s' is not a job id (26 characters of Crockford base32, as submit prints)", id);
