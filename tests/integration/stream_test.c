@@ -77,7 +77,7 @@ TL_TEST(pending_entry_deleted_by_hand_does_not_lose_its_job) {
  * then is removed from the group. */
 TL_TEST(dead_consumer_is_removed_only_after_its_entries_were_taken_over) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .worker_env = {"FLEET_LEASE_MS=4000", "FLEET_CONSUMER_IDLE_MS=1000",
+        .worker_env = {"FLEET_LEASE_MS=10000", "FLEET_CONSUMER_IDLE_MS=1000",
                        "FLEET_WORKER_NAME=dies"}});
     tl_proc *a = tl_fleet_add_worker(f, "sleep");
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
@@ -86,7 +86,8 @@ TL_TEST(dead_consumer_is_removed_only_after_its_entries_were_taken_over) {
     f->opts.worker_env[2] = "FLEET_WORKER_NAME=survives";
     tl_fleet_add_worker(f, "sleep");
 
-    /* Idle past FLEET_CONSUMER_IDLE_MS, but its entry is pending: it stays. */
+    /* Idle past FLEET_CONSUMER_IDLE_MS, but its entry is pending (the lease of 10 s, renewed
+     * until the kill, runs well past this look): it stays. */
     usleep(2500 * 1000);
     redisReply *c = tl_redis_cmd(f->rc, "XINFO CONSUMERS {%s}:stream:sleep workers", f->prefix);
     bool dies_present = false;
