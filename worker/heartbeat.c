@@ -48,9 +48,27 @@ typedef struct watched {
 
 /* ---------------------------------------------------------------- registration ----- */
 
+/* Redis's clock in ms (TIME), or -1 when the connection failed. Every worker scores the
+ * workers set with the same clock, so one whose own clock runs ahead cannot prune the
+ * others from it. */
+static long long redis_now_ms(wk_redis *rd)
+{
+    if (wk_redis_appendf(rd, "TIME") != 0)
+        return -1;
+    redisReply *r = wk_redis_get_reply(rd);
+    long long ms = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING)
+        ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
 static void write_heartbeat(wk_worker *w, wk_redis *rd)
 {
-    long long now = (long long)fleet_now_ms();
+    long long now = redis_now_ms(rd);
+    if (now < 0)
+        return;
     fleet_key wkeys = fleet_key_workers(&w->keys);
     fleet_key me = fleet_key_worker(&w->keys, w->cfg.name);
     int ok = 1;
