@@ -449,6 +449,8 @@ void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant,
 void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,
                                 fleet_cmd *c) {
     static const char *const outcomes[] = {"delivered", "retry", "failed"};
+    if ((unsigned)ws->outcome >= sizeof outcomes / sizeof outcomes[0])
+        abort(); /* a programming error, like an overfull command table */
     cmd_start(c, FLEET_SCRIPT_WEBHOOK_SETTLE, 5);
     cmd_key(c, fleet_key_delivery(k, ws->msg));
     cmd_key(c, fleet_key_webhooks(k));
