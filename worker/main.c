@@ -135,6 +135,14 @@ static void default_name(char *out, size_t len, const char *host)
 
 /* ---------------------------------------------------------------- worker ----------- */
 
+/* fit_batch sets the batch size: --max-batch, lowered to the model's own limit. */
+static void fit_batch(wk_worker *w)
+{
+    w->max_batch = (size_t)w->cfg.max_batch;
+    if (w->model->max_batch && w->model->max_batch < w->max_batch)
+        w->max_batch = w->model->max_batch;
+}
+
 /* worker_init checks the settings and loads the model. Returns 0, or the exit status:
  * 2 for settings that are wrong, 1 for a failure at run time (the model did not load). */
 static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err, size_t errlen)
@@ -187,9 +195,7 @@ static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err,
         goto err;
     }
     w->stream = fleet_key_stream(&w->keys, w->cfg.model);
-    w->max_batch = (size_t)w->cfg.max_batch;
-    if (w->model->max_batch && w->model->max_batch < w->max_batch)
-        w->max_batch = w->model->max_batch;
+    fit_batch(w);
 
     if (pthread_mutex_init(&w->mu, NULL) != 0) {
         rc = 1;
@@ -221,8 +227,7 @@ static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err,
         fleet_log(FLEET_LOG_WARN, "backend did not load; using the CPU", "backend",
                   w->model->backend, "error", err, NULL);
         w->model = cpu;
-        if (w->model->max_batch && w->model->max_batch < w->max_batch)
-            w->max_batch = w->model->max_batch;
+        fit_batch(w);
         if (w->model->load(w->cfg.model_args, &w->model_state, err, errlen) != 0)
             goto err;
     }
