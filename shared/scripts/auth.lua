@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- auth (read only): who an API key belongs to. Keys are stored only as the SHA-256 of the
 -- key, so the caller hashes what the client sent.
 -- KEYS: 1 the key's hash record

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- get (read only): a job's fields and its queue position.
 -- KEYS: 1 job hash, 2 queues hash
 -- ARGV: 1 tenant

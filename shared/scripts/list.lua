@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- list (read only): a tenant's jobs, newest first, filtered, one page at a time.
 -- KEYS: 1 tenant index, 2 queues hash
 -- ARGV: 1 cursor ("" = newest), 2 limit, 3 status filter (""), 4 model filter (""),

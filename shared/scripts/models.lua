@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- models (read only): live workers and the per-model counters.
 -- KEYS: 1 workers zset, 2 stats hash
 -- ARGV: 1 worker key prefix ("{fleet}:worker:")

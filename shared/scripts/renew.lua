@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- renew: extends the lease of a running job while its worker is alive, and keeps the
 -- job's stream entry owned by that worker and fresh, so no other worker takes it over.
 -- Only the current lease may renew.

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- webhook_settle: records the outcome of one delivery attempt of a gateway and takes the
 -- task off the stream (XACK + XDEL). Outcomes:
 --   delivered  2xx: done; the delivery hash is deleted
