@@ -36,6 +36,10 @@ typedef struct gw_config {
     long redis_timeout_ms;  /* a command unanswered this long drops the connection */
     long drain_timeout_s;   /* on SIGTERM, how long requests in flight may take to finish */
     long sse_heartbeat_s;   /* comment lines on idle SSE streams, for proxies */
+    long header_timeout_s;  /* a request head must be complete this long after it began */
+    long idle_timeout_s;    /* a keep-alive connection without a request is closed */
+    long body_timeout_s;    /* a body that stalls this long between reads: 408 */
+    long max_conns;         /* FLEET_MAX_CONNECTIONS; 0: from RLIMIT_NOFILE (http.c) */
     const char *webhook_secret;   /* "whsec_...": signs deliveries; "" refuses webhooks */
     const char *webhook_allow;    /* CIDRs the SSRF guard admits anyway (tests: 127.0.0.1) */
     const char *webhook_schedule; /* seconds before each attempt: "0,5,300,..." */
@@ -74,6 +78,11 @@ typedef struct gw {
     char models[GW_MAX_MODELS][FLEET_KEY_MAX];
     int nmodels;
     gw_conn *conns; /* live client connections, freed at shutdown */
+    long nconns;    /* how many */
+    long max_conns; /* past it, connections get health answers only (http.c) */
+    struct event *accept_pause;       /* the listener rests after an EMFILE */
+    unsigned long accept_errors;      /* accept failures not logged yet */
+    long long accept_log_ms;          /* when they were last logged */
     long inflight;  /* requests received and not yet finished */
     bool draining;  /* SIGTERM: no new connections; exit once inflight is 0 */
     long long drain_deadline_us;

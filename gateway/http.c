@@ -3,15 +3,20 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "fleet/id.h"
 #include "fleet/log.h"
+#include "framing.h"
 
 #define GW_REQ_MAGIC 0x6777u
 #define GW_LINGER_MS 2000          /* a refused head: how long its client may still send */
@@ -31,13 +36,24 @@ struct gw_conn {
     gw_conn *prev, *next;
     gw_req *r;                       /* the request past its head, while it lives */
     bool in_body;                    /* from a head's end to its message's end */
+    bool over_cap;                   /* accepted past FLEET_MAX_CONNECTIONS: health only */
     bufferevent_data_cb evhtp_readcb, evhtp_writecb;
     bufferevent_event_cb evhtp_eventcb;
-    /* the head being read, as far as the guard has seen it */
+    /* the head being read, as far as the guard has seen it; its bytes stay in the input
+     * (libevhtp sees none of them) until the head is complete */
+    size_t scanned;                  /* bytes of the input read so far */
     size_t line_len;                 /* bytes of the current line, without CR LF */
     size_t headers_len;              /* bytes of the complete header lines */
     unsigned lines;                  /* complete lines; the request line is the first */
     evhtp_request_t *over;           /* on_header saw this request go over the limits */
+    /* a chunked body being decoded: libevhtp gets the head without its framing, then
+     * Content-Length and the decoded data, once the last chunk is in */
+    bool dechunk;
+    gw_chunked chunk;
+    struct evbuffer *msg, *body;
+    /* the read timeouts: one timer, whose meaning is phase */
+    struct event *timer;
+    int phase;
     /* a refused head: the answer is written, then the rest is read and dropped */
     bool refused, shut;
     size_t lingered;
@@ -69,13 +85,14 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg) 
     return EVHTP_RES_OK;
 }
 
-static void conn_kick(gw_conn *c);
+static void conn_after_request(gw_conn *c);
+static void timer_off(gw_conn *c);
 
 static evhtp_res on_request_fini(evhtp_request_t *req, void *arg) {
     gw_req *r = arg;
     if (r->conn) {
         r->conn->r = NULL;
-        conn_kick(r->conn); /* what the client pipelined behind it is read now */
+        conn_after_request(r->conn);
     }
     r->g->inflight--;
     if (r->on_fini) r->on_fini(r->fini_arg);
@@ -144,7 +161,10 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdr, void *ar
  * counted is answered 431; the rest goes to the routes. */
 static void dispatch(evhtp_request_t *req, void *arg) {
     gw_req *r = gw_req_of(req, arg);
-    if (r && r->conn) r->conn->in_body = false; /* the message is complete: a head is next */
+    if (r && r->conn) { /* the message is complete: no read timeout while it is handled */
+        r->conn->in_body = false;
+        timer_off(r->conn);
+    }
     if (r && r->headers_too_large) {
         gw_reply_problem(r, 431, "headers-too-large", "Request header fields too large",
                          "the request has more than %d header fields or more than %d bytes "
@@ -157,21 +177,57 @@ static void dispatch(evhtp_request_t *req, void *arg) {
 /* ------------------------------------------------------------ head guard ------------ *
  * libevhtp 1.2.18 parses each token of a head (the URI, a header name, a header value)
  * into an 8 KiB buffer and closes the connection without an answer when one is longer;
- * it takes any number of headers; and request lines over ~4 KB can come out corrupted.
- * So the guard reads the bytes of a head before libevhtp's parser does, and refuses a
- * head over the limits (http.h) itself: it writes a complete problem+json answer with
- * Connection: close, stops giving libevhtp anything, drops what the client still sends
- * (at most GW_LINGER_MAX bytes for GW_LINGER_MS, so that the client reads the answer
- * instead of a reset), then frees the connection.
+ * it takes any number of headers; request lines over ~4 KB can come out corrupted; and
+ * its framing is lax (framing.h). So the guard reads the bytes of a head before libevhtp's
+ * parser does, holding them back until the head is complete, and refuses a head over the
+ * limits (http.h) or with bad framing itself: it writes a complete problem+json answer
+ * with Connection: close, stops giving libevhtp anything, drops what the client still
+ * sends (at most GW_LINGER_MAX bytes for GW_LINGER_MS, so that the client reads the
+ * answer instead of a reset), then frees the connection. A chunked body is decoded here
+ * and handed to libevhtp with Content-Length framing.
  *
  * The guard sees what arrives from the socket, and what a finished request left behind
- * (conn_kick). Bytes that libevhtp parses on its own pass unseen: those it reads when it
- * resumes a request that waited for Redis, and those behind an answer still being
- * written (an event stream). The counts then start late, never early, and on_header
- * still counts the fields. */
+ * (conn_kick): bytes that arrive while a request is being handled are held in the input
+ * until it ends. Bytes libevhtp reads on its own pass unseen: those it reads when
+ * gw_resume lets an event stream go on with nothing written yet. The counts then start
+ * late, never early, and on_header still counts the fields.
+ *
+ * Timeouts (one timer per connection, its phase says which):
+ *   T_HEAD  a head must be complete FLEET_HEADER_TIMEOUT_S after the connection was
+ *           accepted, or after the first byte of a keep-alive connection's next head:
+ *           408 when some of it came, a plain close when nothing did;
+ *   T_BODY  a body that stalls FLEET_BODY_TIMEOUT_S between reads: 408;
+ *   T_IDLE  a keep-alive connection with no request FLEET_IDLE_TIMEOUT_S: closed.
+ * No timer runs while a request is handled (waiting for Redis, a Prefer: wait hold, an
+ * event stream, an answer written to a slow reader). */
+
+enum { T_NONE, T_HEAD, T_BODY, T_IDLE };
+
+#define GW_OVER_CAP_HEAD_MS 2000 /* a connection past the cap: at most this for its head */
+#define GW_HOLD_MAX 65536 /* bytes held behind a request being handled: reading stops */
 
 static void conn_close(gw_conn *c) {
     evhtp_connection_free(c->conn); /* on_connection_fini frees c */
+}
+
+static void conn_timeout(evutil_socket_t fd, short what, void *arg);
+
+static void timer_set(gw_conn *c, int phase, long ms) {
+    if (!c->timer) c->timer = evtimer_new(c->g->base, conn_timeout, c);
+    if (!c->timer) return;
+    c->phase = phase;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void timer_off(gw_conn *c) {
+    c->phase = T_NONE;
+    if (c->timer) evtimer_del(c->timer);
+}
+
+static long head_timeout_ms(const gw_conn *c) {
+    long ms = c->g->cfg.header_timeout_s * 1000;
+    return c->over_cap && ms > GW_OVER_CAP_HEAD_MS ? GW_OVER_CAP_HEAD_MS : ms;
 }
 
 static void linger_readcb(struct bufferevent *bev, void *arg) {
@@ -197,9 +253,14 @@ static void linger_timeout(evutil_socket_t fd, short what, void *arg) {
     conn_close(arg);
 }
 
+/* Answers status with a problem+json body (extra: more header lines, each ending in
+ * CR LF, or NULL) and closes the connection once the client has read it. */
 static void guard_refuse(gw_conn *c, struct bufferevent *bev, int status, const char *reason,
-                         const char *slug, const char *title, const char *detail) {
+                         const char *slug, const char *title, const char *detail,
+                         const char *extra) {
     c->refused = true;
+    c->dechunk = false;
+    timer_off(c);
     struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
     c->lingered = evbuffer_get_length(in);
     evbuffer_drain(in, evbuffer_get_length(in));
@@ -214,10 +275,10 @@ static void guard_refuse(gw_conn *c, struct bufferevent *bev, int status, const 
     json_decref(p);
     const char *b = body ? body : "{}";
     evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\nX-Request-ID: %s\r\n"
+                        "HTTP/1.1 %d %s\r\nX-Request-ID: %s\r\n%s"
                         "Content-Type: application/problem+json\r\nContent-Length: %zu\r\n"
                         "Connection: close\r\n\r\n%s",
-                        status, reason, rid, strlen(b), b);
+                        status, reason, rid, extra ? extra : "", strlen(b), b);
     free(body);
     char status_s[8];
     snprintf(status_s, sizeof status_s, "%d", status);
@@ -230,10 +291,36 @@ static void guard_refuse(gw_conn *c, struct bufferevent *bev, int status, const 
     if (c->linger) evtimer_add(c->linger, &tv);
 }
 
-/* Reads the head bytes in buf[0, n) on from where the last call stopped. Returns 0 when
- * they are within the limits (the head may go on, or ended within buf), or refuses the
- * head and returns -1. */
-static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *buf, size_t n) {
+static void refuse_framing(gw_conn *c, struct bufferevent *bev, const gw_head_framing *f) {
+    guard_refuse(c, bev, f->status, f->status == 501 ? "Not Implemented" : "Bad Request",
+                 f->slug, f->title, f->detail, NULL);
+}
+
+static void conn_timeout(evutil_socket_t fd, short what, void *arg) {
+    gw_conn *c = arg;
+    struct bufferevent *bev = evhtp_connection_get_bev(c->conn);
+    int phase = c->phase;
+    c->phase = T_NONE;
+    if (!bev || phase == T_IDLE ||
+        (phase == T_HEAD && c->scanned == 0 && evbuffer_get_length(bufferevent_get_input(bev)) == 0)) {
+        conn_close(c); /* nothing of a request came: nothing to answer */
+        return;
+    }
+    char d[128];
+    if (phase == T_HEAD)
+        snprintf(d, sizeof d, "the request head was not complete within %ld s (FLEET_HEADER_TIMEOUT_S)",
+                 c->g->cfg.header_timeout_s);
+    else
+        snprintf(d, sizeof d, "no byte of the request body came for %ld s (FLEET_BODY_TIMEOUT_S)",
+                 c->g->cfg.body_timeout_s);
+    guard_refuse(c, bev, 408, "Request Timeout", "request-timeout", "Request timeout", d, NULL);
+}
+
+/* Reads the head bytes in buf[0, n) on from where the last call stopped. Returns 1 and
+ * sets *end to the bytes after the head's empty line when the head ends within buf, 0
+ * when it goes on (within the limits), or refuses the head and returns -1. */
+static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *buf, size_t n,
+                      size_t *end) {
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = buf[i];
         if (ch == '\r') continue;
@@ -243,7 +330,7 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
                 char d[96];
                 snprintf(d, sizeof d, "the request line is longer than %d bytes; the URI may "
                          "have at most %d", GW_REQUEST_LINE_MAX, GW_URI_MAX);
-                guard_refuse(c, bev, 414, "URI Too Long", "uri-too-long", "URI too long", d);
+                guard_refuse(c, bev, 414, "URI Too Long", "uri-too-long", "URI too long", d, NULL);
                 return -1;
             }
             if (c->lines > 0 && (c->line_len > GW_HEADER_LINE_MAX ||
@@ -256,7 +343,7 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
                     snprintf(d, sizeof d, "the header lines are longer than %d bytes in all",
                              GW_HEADERS_TOTAL_MAX);
                 guard_refuse(c, bev, 431, "Request Header Fields Too Large", "headers-too-large",
-                             "Request header fields too large", d);
+                             "Request header fields too large", d, NULL);
                 return -1;
             }
             continue;
@@ -265,7 +352,8 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
         if (c->line_len == 0) { /* the empty line: the head ends here */
             c->lines = 0;
             c->headers_len = 0;
-            return 0;
+            *end = i + 1;
+            return 1;
         }
         if (c->lines > 0) c->headers_len += c->line_len;
         c->lines++;
@@ -274,32 +362,181 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
             char d[64];
             snprintf(d, sizeof d, "the request has more than %d header fields", GW_HEADERS_MAX);
             guard_refuse(c, bev, 431, "Request Header Fields Too Large", "headers-too-large",
-                         "Request header fields too large", d);
+                         "Request header fields too large", d, NULL);
             return -1;
         }
     }
     return 0;
 }
 
-/* True while an answer is still being written (an event stream): a refusal written now
- * would land inside it. */
-static bool answering(const gw_conn *c) {
-    return c->r && c->r->req == c->conn->request &&
-           !(c->r->req->flags & EVHTP_REQ_FLAG_FINISHED);
+static void scan_reset(gw_conn *c) {
+    c->scanned = c->line_len = c->headers_len = c->lines = 0;
+}
+
+/* A connection past the cap may ask only for its health. */
+static bool health_request(const char *head, size_t n) {
+    while (n > 0 && (*head == '\r' || *head == '\n')) head++, n--;
+    static const char *const ok[] = {"GET /healthz ", "GET /healthz?", "GET /readyz ",
+                                     "GET /readyz?"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        if (n > strlen(ok[i]) && memcmp(head, ok[i], strlen(ok[i])) == 0) return true;
+    return false;
+}
+
+static void dechunk_data(void *arg, const char *p, size_t n) {
+    evbuffer_add(arg, p, n);
+}
+
+static void dechunk_free(gw_conn *c) {
+    if (c->msg) evbuffer_free(c->msg);
+    if (c->body) evbuffer_free(c->body);
+    c->msg = c->body = NULL;
+    c->dechunk = false;
+}
+
+/* Reads the chunked body in the input; at its end, hands libevhtp the message with
+ * Content-Length framing and what follows it. */
+static void dechunk_read(gw_conn *c, struct bufferevent *bev) {
+    struct evbuffer *in = bufferevent_get_input(bev);
+    timer_set(c, T_BODY, c->g->cfg.body_timeout_s * 1000);
+    while (evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        size_t used = 0;
+        gw_chunk_res res = gw_chunked_feed(&c->chunk, v.iov_base, v.iov_len, &used,
+                                           dechunk_data, c->body);
+        evbuffer_drain(in, used);
+        if (res == GW_CHUNK_ERROR) {
+            char d[128];
+            snprintf(d, sizeof d, "bad chunked body: %s", c->chunk.error);
+            dechunk_free(c);
+            guard_refuse(c, bev, 400, "Bad Request", "bad-framing", "Bad request framing", d,
+                         NULL);
+            return;
+        }
+        if (res == GW_CHUNK_TOO_LARGE) {
+            char d[128];
+            snprintf(d, sizeof d, "the body is larger than the limit of %ld bytes "
+                     "(FLEET_MAX_BODY)", c->g->cfg.max_body);
+            dechunk_free(c);
+            guard_refuse(c, bev, 413, "Payload Too Large", "body-too-large", "Body too large", d,
+                         NULL);
+            return;
+        }
+        if (res == GW_CHUNK_DONE) {
+            evbuffer_add_printf(c->msg, "Content-Length: %zu\r\n\r\n",
+                                evbuffer_get_length(c->body));
+            evbuffer_add_buffer(c->msg, c->body);
+            evbuffer_prepend_buffer(in, c->msg);
+            dechunk_free(c);
+            timer_off(c);
+            c->evhtp_readcb(bev, c->conn); /* may free the connection, and c */
+            return;
+        }
+    }
+}
+
+static void dechunk_start(gw_conn *c, struct bufferevent *bev, const char *head, size_t h,
+                          const gw_head_framing *f) {
+    char *stripped = malloc(h);
+    c->msg = evbuffer_new();
+    c->body = evbuffer_new();
+    if (!stripped || !c->msg || !c->body) {
+        free(stripped);
+        dechunk_free(c);
+        conn_close(c);
+        return;
+    }
+    evbuffer_add(c->msg, stripped, gw_framing_strip(head, h, stripped));
+    free(stripped);
+    evbuffer_drain(bufferevent_get_input(bev), h);
+    c->dechunk = true;
+    c->chunk = (gw_chunked){.max = (uint64_t)c->g->cfg.max_body};
+    if (f->expect_continue) /* libevhtp never sees this Expect: the guard answers it */
+        evbuffer_add_printf(bufferevent_get_output(bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    dechunk_read(c, bev);
+}
+
+/* The head in the input's first h bytes is complete: refuse it, or hand it on. */
+static void head_complete(gw_conn *c, struct bufferevent *bev, size_t h) {
+    struct evbuffer *in = bufferevent_get_input(bev);
+    const char *head = (const char *)evbuffer_pullup(in, (ev_ssize_t)h);
+    scan_reset(c);
+    if (!head) {
+        conn_close(c);
+        return;
+    }
+    gw_head_framing f;
+    if (gw_framing_head(head, h, &f) < 0) {
+        refuse_framing(c, bev, &f);
+        return;
+    }
+    if (c->over_cap && !health_request(head, h)) {
+        char d[128];
+        snprintf(d, sizeof d, "the gateway holds its limit of %ld connections "
+                 "(FLEET_MAX_CONNECTIONS); retry shortly", c->g->max_conns);
+        guard_refuse(c, bev, 503, "Service Unavailable", "too-many-connections",
+                     "Too many connections", d, "Retry-After: 1\r\n");
+        return;
+    }
+    if (f.expect_continue && f.body == GW_BODY_LENGTH && f.length > (uint64_t)c->g->cfg.max_body) {
+        /* before libevhtp would answer 100 Continue and take the whole body */
+        char d[128];
+        snprintf(d, sizeof d, "the body is larger than the limit of %ld bytes (FLEET_MAX_BODY)",
+                 c->g->cfg.max_body);
+        guard_refuse(c, bev, 413, "Payload Too Large", "body-too-large", "Body too large", d,
+                     NULL);
+        return;
+    }
+    if (f.body == GW_BODY_CHUNKED) {
+        dechunk_start(c, bev, head, h, &f);
+        return;
+    }
+    if (f.body == GW_BODY_LENGTH && f.length > 0) timer_set(c, T_BODY, c->g->cfg.body_timeout_s * 1000);
+    else timer_off(c);
+    c->evhtp_readcb(bev, c->conn); /* may free the connection, and c */
 }
 
 static void guard_readcb(struct bufferevent *bev, void *arg) {
     gw_conn *c = arg;
-    if (c->in_body || answering(c)) { /* libevhtp's business */
-        c->line_len = c->headers_len = c->lines = 0;
-    } else {
-        struct evbuffer *in = bufferevent_get_input(bev);
-        size_t n = evbuffer_get_length(in);
-        /* libevhtp pulls the whole input up itself, right after this */
-        const unsigned char *buf = n ? evbuffer_pullup(in, -1) : NULL;
-        if (buf && guard_scan(c, bev, buf, n) < 0) return;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (c->dechunk) {
+        dechunk_read(c, bev);
+        return;
     }
-    c->evhtp_readcb(bev, c->conn); /* may free the connection, and c */
+    if (c->in_body) { /* libevhtp's business */
+        scan_reset(c);
+        timer_set(c, T_BODY, c->g->cfg.body_timeout_s * 1000);
+        c->evhtp_readcb(bev, c->conn); /* may free the connection, and c */
+        return;
+    }
+    if (c->r) { /* a request is being handled: what comes is read after it (conn_kick) */
+        if (evbuffer_get_length(in) > GW_HOLD_MAX) bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    size_t n = evbuffer_get_length(in);
+    if (n <= c->scanned) return;
+    if (c->phase != T_HEAD) timer_set(c, T_HEAD, head_timeout_ms(c)); /* its first byte */
+    /* the new bytes only: a slow client's head is not read again at every byte */
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(in, &at, c->scanned, EVBUFFER_PTR_SET) < 0) return;
+    struct evbuffer_iovec v[8];
+    while (c->scanned < n) {
+        int nv = evbuffer_peek(in, (ev_ssize_t)(n - c->scanned), &at, v, 8);
+        if (nv <= 0) return;
+        for (int i = 0; i < nv && i < 8; i++) {
+            size_t end = 0, len = v[i].iov_len;
+            if (c->scanned + len > n) len = n - c->scanned;
+            int rc = guard_scan(c, bev, v[i].iov_base, len, &end);
+            if (rc < 0) return;
+            if (rc > 0) {
+                head_complete(c, bev, c->scanned + end);
+                return;
+            }
+            c->scanned += len;
+        }
+        if (evbuffer_ptr_set(in, &at, c->scanned, EVBUFFER_PTR_SET) < 0) return;
+    }
 }
 
 /* libevhtp 1.2.18 does not parse what is left in its input once a keep-alive request is
@@ -308,13 +545,14 @@ static void guard_readcb(struct bufferevent *bev, void *arg) {
 static void kick_cb(evutil_socket_t fd, short what, void *arg) {
     gw_conn *c = arg;
     struct bufferevent *bev = evhtp_connection_get_bev(c->conn);
-    if (bev && !c->in_body && !c->refused && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-        guard_readcb(bev, c);
+    if (!bev || c->in_body || c->refused || c->r) return;
+    bufferevent_enable(bev, EV_READ); /* reading stopped if too much was held */
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) guard_readcb(bev, c);
 }
 
 static void conn_kick(gw_conn *c) {
     struct bufferevent *bev = evhtp_connection_get_bev(c->conn);
-    if (!bev || !c->evhtp_readcb || evbuffer_get_length(bufferevent_get_input(bev)) == 0) return;
+    if (!bev || !c->evhtp_readcb || c->refused) return;
     if (!c->kick) c->kick = event_new(bufferevent_get_base(bev), -1, 0, kick_cb, c);
     if (c->kick) event_active(c->kick, EV_TIMEOUT, 0);
 }
@@ -329,6 +567,13 @@ static void guard_eventcb(struct bufferevent *bev, short what, void *arg) {
     c->evhtp_eventcb(bev, what, c->conn);
 }
 
+/* A request ended and its connection stays open: wait for the next one. */
+static void conn_after_request(gw_conn *c) {
+    if (c->refused) return;
+    timer_set(c, T_IDLE, c->g->cfg.idle_timeout_s * 1000);
+    conn_kick(c); /* what the client pipelined behind it is read now */
+}
+
 /* ------------------------------------------------------------ connections ----------- */
 
 static evhtp_res on_connection_fini(evhtp_connection_t *conn, void *arg) {
@@ -336,9 +581,12 @@ static evhtp_res on_connection_fini(evhtp_connection_t *conn, void *arg) {
     if (c->prev) c->prev->next = c->next;
     else c->g->conns = c->next;
     if (c->next) c->next->prev = c->prev;
+    c->g->nconns--;
     if (c->r) c->r->conn = NULL; /* libevhtp frees the request after this hook */
     if (c->linger) event_free(c->linger);
     if (c->kick) event_free(c->kick);
+    if (c->timer) event_free(c->timer);
+    dechunk_free(c);
     free(c);
     return EVHTP_RES_OK;
 }
@@ -350,6 +598,8 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg) {
     *c = (gw_conn){.g = g, .conn = conn, .next = g->conns};
     if (g->conns) g->conns->prev = c;
     g->conns = c;
+    g->nconns++;
+    c->over_cap = g->nconns > g->max_conns;
     evhtp_connection_set_hook(conn, evhtp_hook_on_header, (evhtp_hook)on_header, c);
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, c);
     evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_connection_fini, c);
@@ -360,17 +610,83 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg) {
     if (bev) bufferevent_getcb(bev, &c->evhtp_readcb, &c->evhtp_writecb, &c->evhtp_eventcb, &cbarg);
     if (bev && cbarg == conn && c->evhtp_readcb && c->evhtp_writecb && c->evhtp_eventcb)
         bufferevent_setcb(bev, guard_readcb, guard_writecb, guard_eventcb, c);
+    timer_set(c, T_HEAD, head_timeout_ms(c));
     return EVHTP_RES_OK;
 }
 
 void gw_http_close_all(gw *g) {
     while (g->conns) evhtp_connection_free(g->conns->conn); /* fini unlinks it */
+    if (g->accept_pause) event_free(g->accept_pause);
+    g->accept_pause = NULL;
+}
+
+/* The default connection cap: the descriptor limit less a reserve for Redis, webhook
+ * deliveries, the listener and the process's own files, so that the connections the cap
+ * admits can never take the descriptors those need. */
+static long default_max_conns(const gw *g) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) return 100000;
+    long nofile = rl.rlim_cur > 10000000 ? 10000000 : (long)rl.rlim_cur;
+    long cap = nofile - GW_FD_RESERVE - g->cfg.webhook_max_inflight;
+    return cap < nofile / 2 ? nofile / 2 : cap;
 }
 
 void gw_http_install(gw *g, evhtp_callback_cb handler) {
     route_handler = handler;
+    g->max_conns = g->cfg.max_conns > 0 ? g->cfg.max_conns : default_max_conns(g);
     evhtp_set_post_accept_cb(g->htp, on_accept, g);
     evhtp_set_gencb(g->htp, dispatch, g);
+}
+
+/* ------------------------------------------------------------ accepting ------------- *
+ * At the descriptor limit accept() fails with EMFILE while the connection stays queued,
+ * so the listener is readable again at once: libevent's loop would spin on it and log
+ * every failure. Instead the listener pauses GW_ACCEPT_PAUSE_MS and the failures are
+ * logged at most once a second, with their count. */
+
+#define GW_ACCEPT_PAUSE_MS 100
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void accept_resume(evutil_socket_t fd, short what, void *arg) {
+    gw *g = arg;
+    if (!g->draining && g->htp->server) evconnlistener_enable(g->htp->server);
+}
+
+static gw *listen_gw; /* the listener's error callback gets libevhtp's argument, not g */
+
+static void accept_error(struct evconnlistener *lev, void *arg) {
+    gw *g = listen_gw;
+    int err = EVUTIL_SOCKET_ERROR();
+    g->accept_errors++;
+    long long now = mono_ms();
+    if (now - g->accept_log_ms >= 1000) {
+        char n[24], open[24];
+        snprintf(n, sizeof n, "%lu", g->accept_errors);
+        snprintf(open, sizeof open, "%ld", g->nconns);
+        fleet_log(FLEET_LOG_WARN, "accept failed; accepting paused briefly", "error",
+                  evutil_socket_error_to_string(err), "errors", n, "connections", open, NULL);
+        g->accept_errors = 0;
+        g->accept_log_ms = now;
+    }
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) return;
+    if (!g->accept_pause) g->accept_pause = evtimer_new(g->base, accept_resume, g);
+    if (!g->accept_pause) return;
+    evconnlistener_disable(lev);
+    struct timeval tv = {0, GW_ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(g->accept_pause, &tv);
+}
+
+void gw_http_listen_guard(gw *g) {
+    listen_gw = g;
+    if (g->htp->server) evconnlistener_set_error_cb(g->htp->server, accept_error);
+    char cap[24];
+    snprintf(cap, sizeof cap, "%ld", g->max_conns);
+    fleet_log(FLEET_LOG_INFO, "connection limits", "max_connections", cap, NULL);
 }
 
 gw_req *gw_req_of(evhtp_request_t *req, void *cbarg) {
@@ -418,8 +734,10 @@ void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void 
     r->answered = true;
     gw_add_header(r, "X-Request-ID", r->request_id);
     if (content_type) gw_add_header(r, "Content-Type", content_type);
-    if (r->too_large || r->uri_too_long || r->headers_too_large || r->g->draining) {
-        /* Shutting down: the client reconnects, to another gateway. */
+    if (r->too_large || r->uri_too_long || r->headers_too_large || r->g->draining ||
+        (r->conn && r->conn->over_cap)) {
+        /* Shutting down: the client reconnects, to another gateway. Past the connection
+         * cap: the connection is not kept. */
         gw_add_header(r, "Connection", "close");
         evhtp_request_set_keepalive(r->req, 0);
     }

@@ -12,6 +12,16 @@
  * line over 8 KiB and takes any number of headers, so http.c looks at the bytes of a
  * head before libevhtp parses them (http.c, "Head guard").
  *
+ * Framing (framing.h): both Content-Length and Transfer-Encoding, a bad Content-Length, a
+ * header name followed by whitespace, or a bad chunk size: 400; a transfer coding other
+ * than chunked: 501; Expect: 100-continue with a Content-Length over FLEET_MAX_BODY: 413
+ * without 100 Continue. Each closes the connection.
+ *
+ * Connections: a head must be complete within FLEET_HEADER_TIMEOUT_S (408), a body may
+ * stall at most FLEET_BODY_TIMEOUT_S (408), an idle keep-alive connection is closed after
+ * FLEET_IDLE_TIMEOUT_S; past FLEET_MAX_CONNECTIONS a connection gets only GET /healthz
+ * and /readyz answered, anything else 503 with Retry-After, and is closed (http.c).
+ *
  * Functions named *_or_reply answer the request themselves when they fail, so a handler
  * just returns.
  */
@@ -31,6 +41,7 @@
 #define GW_HEADER_LINE_MAX 8192  /* one "Name: value" line: 431 above */
 #define GW_HEADERS_MAX 100       /* header fields: 431 above */
 #define GW_HEADERS_TOTAL_MAX 32768 /* bytes of all header lines: 431 above */
+#define GW_FD_RESERVE 64         /* descriptors kept from the default connection cap */
 
 typedef struct gw_req {
     unsigned magic;
@@ -54,8 +65,11 @@ typedef struct gw_req {
     void *fini_arg;
 } gw_req;
 
-/* Installs the per-request hooks on the server. */
+/* Installs the per-request hooks on the server and sets g->max_conns. */
 void gw_http_install(gw *g, evhtp_callback_cb handler);
+/* Once the server listens: accept failures at the descriptor limit pause the listener
+ * briefly and are logged at most once a second, instead of spinning. */
+void gw_http_listen_guard(gw *g);
 /* Frees every live client connection (evhtp_free does not), at shutdown. */
 void gw_http_close_all(gw *g);
 

@@ -42,6 +42,10 @@ static const fleet_option options[] = {
     {"webhook-claim-ms", "FLEET_WEBHOOK_CLAIM_MS", FLEET_OPT_INT, "60000", "a delivery left pending this long by a gateway that died is taken over by another", &G.cfg.webhook_claim_ms, 1000, 86400000},
     {"webhook-max-inflight", "FLEET_WEBHOOK_MAX_INFLIGHT", FLEET_OPT_INT, "64", "most deliveries this gateway runs at once", &G.cfg.webhook_max_inflight, 1, 10000},
     {"webhook-dlq-cap", "FLEET_WEBHOOK_DLQ_CAP", FLEET_OPT_INT, "10000", "entries kept on the webhook dead-letter stream", &G.cfg.webhook_dlq_cap, 1, 100000000},
+    {"header-timeout-s", "FLEET_HEADER_TIMEOUT_S", FLEET_OPT_INT, "10", "seconds a request head may take to arrive, from the connection's accept or the first byte of a keep-alive connection's next head (408 after)", &G.cfg.header_timeout_s, 1, 3600},
+    {"idle-timeout-s", "FLEET_IDLE_TIMEOUT_S", FLEET_OPT_INT, "60", "seconds a keep-alive connection may wait for its next request before it is closed", &G.cfg.idle_timeout_s, 1, 86400},
+    {"body-timeout-s", "FLEET_BODY_TIMEOUT_S", FLEET_OPT_INT, "30", "seconds a request body may stall between reads (408 after)", &G.cfg.body_timeout_s, 1, 3600},
+    {"max-connections", "FLEET_MAX_CONNECTIONS", FLEET_OPT_INT, "0", "most client connections served; past it only GET /healthz and /readyz are answered, the rest 503 (0: the descriptor limit less 64 and FLEET_WEBHOOK_MAX_INFLIGHT)", &G.cfg.max_conns, 0, 10000000},
     {"drain-timeout", "FLEET_DRAIN_TIMEOUT", FLEET_OPT_INT, "10", "on SIGTERM, seconds that requests in flight get to finish before the gateway exits", &G.cfg.drain_timeout_s, 0, 3600},
     {"log-level", "FLEET_LOG_LEVEL", FLEET_OPT_STR, "info", "debug (logs every request), info, warn, error", &G.cfg.log_level, 0, 0},
 };
@@ -202,6 +206,7 @@ int main(int argc, char **argv) {
         fleet_log(FLEET_LOG_ERROR, "cannot listen", "listen", G.cfg.listen, NULL);
         goto out;
     }
+    gw_http_listen_guard(&G);
     sigterm = evsignal_new(G.base, SIGTERM, on_signal, &G);
     sigint = evsignal_new(G.base, SIGINT, on_signal, &G);
     evsignal_add(sigterm, NULL);
