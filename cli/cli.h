@@ -33,6 +33,8 @@ typedef struct ctl_globals {
     const char *prefix;    /* key prefix, inspect, dlq and tenant only */
     const char *api_key;   /* "" when none: no Authorization header is sent */
     long timeout_s;        /* wait limit; 0 = forever */
+    long redis_wait_s;     /* how long a loading, busy or failing-over Redis is waited out */
+    const char *allow_eviction; /* "on": use a Redis whose maxmemory-policy evicts keys */
     bool json;             /* print raw JSON instead of human text */
 } ctl_globals;
 

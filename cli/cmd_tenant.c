@@ -296,6 +296,7 @@ static int txn_exec(txn *x) {
     }
     if (first_err[0]) {
         ctl_error("redis: MULTI/EXEC: %s", first_err);
+        ctl_redis_explain(first_err);
         return -1;
     }
     return rc;

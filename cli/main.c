@@ -28,6 +28,13 @@ static const fleet_option global_opts[] = {
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
      "key prefix of the fleet (inspect, dlq, tenant)",
      &G.prefix, 0, 0},
+    {"redis-wait", "FLEETCTL_REDIS_WAIT", FLEET_OPT_INT, "10",
+     "inspect, dlq, tenant: seconds to wait out a Redis that is loading its dataset, busy or "
+     "failing over, before giving up", &G.redis_wait_s, 0, 3600},
+    {"allow-eviction", "FLEET_ALLOW_EVICTION", FLEET_OPT_STR, "off",
+     "inspect, dlq, tenant: on: use a Redis whose maxmemory-policy evicts keys (it loses "
+     "jobs and API keys; off refuses it: set maxmemory-policy noeviction)", &G.allow_eviction,
+     0, 0},
     {"timeout", "FLEETCTL_TIMEOUT", FLEET_OPT_INT, "0",
      "wait: give up after this many seconds and exit 124 (0 = wait forever)", &G.timeout_s,
      0, 31L * 24 * 3600},

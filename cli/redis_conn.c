@@ -3,9 +3,88 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "fleet/id.h"
+#include "fleet/redis_health.h"
+
+#define WAIT_STEP_MIN_MS 50
+#define WAIT_STEP_MAX_MS 500
+
+/* --redis-wait of this run, in ms (ctl_redis_open sets it). */
+static long wait_ms = 10000;
 
 static void print_conn_error(const redisContext *c) {
     ctl_error("redis: %s", c->errstr[0] ? c->errstr : "connection lost");
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {}
+}
+
+void ctl_redis_explain(const char *error) {
+    redisReply r = {.type = REDIS_REPLY_ERROR, .str = (char *)error, .len = strlen(error)};
+    fleet_redis_err e = fleet_redis_err_of(&r);
+    if (e == FLEET_REDIS_OOM)
+        ctl_error("Redis is full (used memory reached maxmemory): it refused the write and "
+                  "nothing was changed; raise maxmemory or free memory, then run this again");
+    else if (e == FLEET_REDIS_TRANSIENT)
+        ctl_error("Redis still refuses commands after %ld s (%s): it is loading, busy or "
+                  "failing over; run this again later (--redis-wait sets how long to wait)",
+                  wait_ms / 1000, error);
+}
+
+static void explain(const redisReply *r) {
+    if (r->type == REDIS_REPLY_ERROR && r->str) ctl_redis_explain(r->str);
+}
+
+/* Sends a command, and again with backoff for up to --redis-wait while Redis refuses it
+ * for now (LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN): fleetctl is often run just
+ * after a Redis restart. */
+static redisReply *send_waiting(redisContext *c, int argc, const char **argv,
+                                const size_t *lens) {
+    uint64_t start = fleet_now_ms();
+    long step = WAIT_STEP_MIN_MS;
+    bool told = false;
+    for (;;) {
+        redisReply *r = redisCommandArgv(c, argc, argv, lens);
+        if (!r || fleet_redis_err_of(r) != FLEET_REDIS_TRANSIENT) return r;
+        if (fleet_now_ms() - start + (uint64_t)step > (uint64_t)wait_ms) return r;
+        if (!told) {
+            ctl_error("redis: %s: waiting up to %ld s", r->str, wait_ms / 1000);
+            told = true;
+        }
+        freeReplyObject(r);
+        sleep_ms(step);
+        step = step * 2 > WAIT_STEP_MAX_MS ? WAIT_STEP_MAX_MS : step * 2;
+    }
+}
+
+/* A Redis whose maxmemory-policy evicts keys loses jobs and API keys when it fills up:
+ * refused unless --allow-eviction on. Returns -1 after saying why. */
+static int check_policy(redisContext *c, const ctl_globals *g) {
+    const char *argv[] = {"INFO", "memory"};
+    size_t lens[] = {4, 6};
+    redisReply *r = send_waiting(c, 2, argv, lens);
+    if (!r) {
+        print_conn_error(c);
+        return -1;
+    }
+    fleet_redis_memory m;
+    bool known = r->type == REDIS_REPLY_STRING && fleet_redis_memory_parse(r->str, r->len, &m) == 0;
+    freeReplyObject(r);
+    if (!known) return 0; /* INFO refused (renamed, no permission): nothing to judge by */
+    if (!fleet_redis_policy_evicts(m.policy)) return 0;
+    if (g->allow_eviction && strcmp(g->allow_eviction, "on") == 0) {
+        ctl_error("warning: Redis maxmemory-policy is %s: it evicts fleet's jobs and API keys "
+                  "when memory runs out (set maxmemory-policy noeviction)", m.policy);
+        return 0;
+    }
+    ctl_error("Redis maxmemory-policy is %s: it evicts fleet's jobs and API keys when memory "
+              "runs out; set maxmemory-policy noeviction (or --allow-eviction on / "
+              "FLEET_ALLOW_EVICTION=on to accept losing jobs)", m.policy);
+    return -1;
 }
 
 redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
@@ -21,6 +100,12 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
         ctl_error("--redis-url '%s' is not redis://host:port[/db]", g->redis_url);
         return NULL;
     }
+    if (g->allow_eviction && strcmp(g->allow_eviction, "on") != 0 &&
+        strcmp(g->allow_eviction, "off") != 0) {
+        ctl_error("--allow-eviction must be on or off, got '%s'", g->allow_eviction);
+        return NULL;
+    }
+    wait_ms = g->redis_wait_s * 1000;
     *rc = CTL_EXIT_FAIL;
     struct timeval tv = {5, 0};
     redisContext *c = redisConnectWithTimeout(host, port, tv);
@@ -42,6 +127,15 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
         }
         freeReplyObject(r);
     }
+    /* A Redis that is loading answers PING with LOADING: waited out here, once. */
+    const char *ping[] = {"PING"};
+    redisReply *p = ctl_redis_cmd_ok(c, "PING", 1, ping);
+    if (!p || check_policy(c, g) < 0) {
+        if (p) freeReplyObject(p);
+        redisFree(c);
+        return NULL;
+    }
+    freeReplyObject(p);
     *rc = CTL_EXIT_OK;
     return c;
 }
@@ -50,8 +144,9 @@ redisReply *ctl_redis_cmd(redisContext *c, int argc, const char *const *argv) {
     size_t lens[16];
     if (argc > 16) return NULL;
     for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    redisReply *r = redisCommandArgv(c, argc, (const char **)argv, lens);
+    redisReply *r = send_waiting(c, argc, (const char **)argv, lens);
     if (!r) print_conn_error(c);
+    else explain(r);
     return r;
 }
 
@@ -67,13 +162,14 @@ redisReply *ctl_redis_cmd_ok(redisContext *c, const char *what, int argc,
 }
 
 redisReply *ctl_redis_script(redisContext *c, fleet_cmd *cmd) {
-    redisReply *r = redisCommandArgv(c, cmd->argc, cmd->argv, cmd->argvlen);
+    redisReply *r = send_waiting(c, cmd->argc, cmd->argv, cmd->argvlen);
     if (r && fleet_reply_is_noscript(r)) {
         freeReplyObject(r);
         fleet_cmd_as_eval(cmd);
-        r = redisCommandArgv(c, cmd->argc, cmd->argv, cmd->argvlen);
+        r = send_waiting(c, cmd->argc, cmd->argv, cmd->argvlen);
     }
     if (!r) print_conn_error(c);
+    else explain(r);
     return r;
 }
 

@@ -13,9 +13,16 @@
 #include "fleet/keys.h"
 #include "fleet/state.h"
 
-/* Checks --prefix and --redis-url, connects (5 s timeouts) and selects the URL's
- * database. Returns the connection and fills keys, or NULL with *rc set to
- * CTL_EXIT_USAGE (a malformed flag) or CTL_EXIT_FAIL (Redis unreachable). */
+/* Checks --prefix and --redis-url, connects (5 s timeouts), selects the URL's database,
+ * waits out a Redis that is loading (--redis-wait) and refuses one whose
+ * maxmemory-policy evicts keys unless --allow-eviction on. Returns the connection and
+ * fills keys, or NULL with *rc set to CTL_EXIT_USAGE (a malformed flag) or CTL_EXIT_FAIL
+ * (Redis unreachable, still loading, or evicting).
+ *
+ * Every command below is sent again with backoff for up to --redis-wait while Redis
+ * refuses it for now (LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN); a refusal that
+ * remains, and an OOM refusal (Redis full: nothing was written), is explained on
+ * stderr as well. */
 redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc);
 
 /* Sends one command given as NUL-terminated strings. Returns the reply (caller frees it
@@ -32,6 +39,10 @@ redisReply *ctl_redis_cmd_ok(redisContext *c, const char *what, int argc,
  * know the script yet (NOSCRIPT). Returns the reply (an error reply included), or NULL
  * when the connection failed. */
 redisReply *ctl_redis_script(redisContext *c, fleet_cmd *cmd);
+
+/* Says on stderr what an error reply's text means for the operator when Redis is full
+ * (OOM) or still refuses commands for now; nothing for other errors. */
+void ctl_redis_explain(const char *error);
 
 /* The value of field in a flat field/value array (HGETALL's or a stream entry's shape),
  * or NULL when absent. */

@@ -131,10 +131,9 @@ static void on_auth(redisReply *rep, void *arg) {
     const redisReply *settings = NULL;
     int found = rep ? fleet_state_auth_reply(rep, &tenant, &role, &settings) : -2;
     if (found == -2) {
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "auth", NULL);
     } else if (found < 0) {
-        gw_reply_problem(r, 500, "internal", "Internal error",
-                         "the key store gave an unexpected answer; request_id %s", r->request_id);
+        gw_reply_redis_error(r, "auth", rep);
     } else if (found == 0 || !fleet_tenant_name_valid(tenant)) {
         unauthorized(r, "the API key is not valid (unknown or revoked)");
     } else {
@@ -203,7 +202,7 @@ void gw_auth_then(gw_req *r, void (*next)(gw_req *r)) {
     fleet_state_auth(&g->keys, c->hash, &c->cmd);
     if (gw_redis_script(g->redis, &c->cmd, on_auth, c) < 0) {
         free(c);
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "auth", NULL);
         return;
     }
     if (!r->paused) gw_pause(r);

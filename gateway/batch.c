@@ -35,6 +35,7 @@ struct batch {
     gw_req *r;
     size_t n, pending;
     item *items;
+    const char *retry_after; /* an item was refused by a sick Redis: the longest wait */
 };
 
 static json_t *item_error(int status, const char *slug, const char *detail) {
@@ -42,6 +43,20 @@ static json_t *item_error(int status, const char *slug, const char *detail) {
     snprintf(type, sizeof type, "urn:fleet:problem:%s", slug);
     return json_pack("{s:{s:i, s:s, s:s}}", "error", "status", status, "type", type, "detail",
                      detail);
+}
+
+/* An item whose submit Redis did not take (unreachable, loading, full, ...), as POST
+ * /v1/jobs would answer it (redis.c); the batch answer carries Retry-After then. */
+static json_t *item_redis_error(batch *b, const redisReply *rep) {
+    gw_redis_problem p;
+    gw_redis_problem_of(b->r->g->redis, rep, &p);
+    if (p.status == 500)
+        fleet_log(FLEET_LOG_ERROR, "unexpected redis reply", "op", "batch submit", "reply",
+                  rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "malformed", "request_id",
+                  b->r->request_id, NULL);
+    if (p.retry_after && (!b->retry_after || atoi(p.retry_after) > atoi(b->retry_after)))
+        b->retry_after = p.retry_after;
+    return item_error(p.status, p.slug, p.detail);
 }
 
 static void batch_finish(batch *b) {
@@ -55,6 +70,7 @@ static void batch_finish(batch *b) {
         b->items[i].outcome = NULL;
         gw_job_request_free(&b->items[i].jr);
     }
+    if (b->retry_after) gw_add_header(b->r, "Retry-After", b->retry_after);
     gw_reply_json(b->r, 200, json_pack("{s:o, s:I, s:I}", "jobs", arr, "accepted",
                                        (json_int_t)accepted, "refused",
                                        (json_int_t)(b->n - accepted)));
@@ -68,7 +84,7 @@ static void on_item(redisReply *rep, void *arg) {
     fleet_submitted out;
     fleet_submit_outcome o = rep ? fleet_state_submit_reply(rep, &out) : FLEET_SUBMIT_ERROR;
     if (!rep) {
-        it->outcome = item_error(503, "redis-unavailable", "the job store is not reachable");
+        it->outcome = item_redis_error(b, NULL);
     } else if (o == FLEET_SUBMIT_QUEUED) {
         it->outcome = json_pack("{s:s, s:s, s:I}", "id", it->ids.id, "status", "queued",
                                 "queue_position", (json_int_t)out.queue_position);
@@ -81,7 +97,7 @@ static void on_item(redisReply *rep, void *arg) {
                                  queue ? "the model's queue is full"
                                        : "over your tenant's limit; retry later");
     } else {
-        it->outcome = item_error(500, "internal", "unexpected reply to submit");
+        it->outcome = item_redis_error(b, rep);
     }
     if (--b->pending == 0) batch_finish(b);
 }
@@ -160,7 +176,7 @@ void gw_jobs_batch(gw_req *r) {
         item *it = &items[i];
         if (!it->send) continue; /* refused above: its outcome says why */
         if (gw_redis_script(r->g->redis, &it->cmd, on_item, it) < 0) {
-            it->outcome = item_error(503, "redis-unavailable", "the job store is not reachable");
+            it->outcome = item_redis_error(b, NULL);
             if (--b->pending == 0) {
                 batch_finish(b);
                 return;

@@ -90,6 +90,13 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
     gw_events *e = privdata;
     redisReply *r = reply;
     (void)ac;
+    if (r && r->type == REDIS_REPLY_ERROR && e->ac) {
+        /* The subscription was refused (a Redis that is loading, failing over, ...): start
+         * over on a fresh connection after the backoff. */
+        fleet_log(FLEET_LOG_WARN, "events: subscribe refused", "error", r->str, NULL);
+        redisAsyncDisconnect(e->ac);
+        return;
+    }
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING)
         return;

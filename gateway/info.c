@@ -12,14 +12,13 @@
 void gw_info_healthz(gw_req *r) { gw_reply_json(r, 200, json_pack("{s:s}", "status", "ok")); }
 
 void gw_info_readyz(gw_req *r) {
-    if (r->g->draining)
-        gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason",
-                                        "shutting down"));
-    else if (gw_redis_ready(r->g->redis))
+    char why[256];
+    const char *reason = r->g->draining ? "shutting down"
+                                        : gw_redis_health(r->g->redis, why, sizeof why);
+    if (!reason)
         gw_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
     else
-        gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason",
-                                        "Redis is not reachable or the scripts are not loaded"));
+        gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason", reason));
 }
 
 /* The counters every model reports, so clients see zeros rather than missing fields. */
@@ -60,12 +59,8 @@ static json_t *stats_by_model(const gw *g, const redisReply *stats) {
 
 static void on_stats(redisReply *rep, void *arg) {
     gw_req *r = arg;
-    if (!rep) {
-        gw_reply_unavailable(r);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "unexpected reply for stats");
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        gw_reply_redis_error(r, "stats", rep);
         return;
     }
     json_t *models = stats_by_model(r->g, rep);
@@ -88,7 +83,7 @@ static void on_stats(redisReply *rep, void *arg) {
 static void on_tenant_stats(redisReply *rep, void *arg) {
     gw_req *r = arg;
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "tenant stats", rep);
         return;
     }
     json_t *t = json_pack("{s:s, s:I, s:I, s:f, s:I}", "name", r->who.tenant, "active",
@@ -107,7 +102,7 @@ void gw_info_stats(gw_req *r) {
         const char *argv[4] = {"ZCOUNT", ak.s, now, "+inf"};
         size_t lens[4] = {6, strlen(ak.s), strlen(now), 4};
         if (gw_redis_command(r->g->redis, 4, argv, lens, on_tenant_stats, r) < 0) {
-            gw_reply_unavailable(r);
+            gw_reply_redis_error(r, "send", NULL);
             return;
         }
         gw_pause(r);
@@ -117,7 +112,7 @@ void gw_info_stats(gw_req *r) {
     const char *argv[2] = {"HGETALL", k.s};
     size_t lens[2] = {7, strlen(k.s)};
     if (gw_redis_command(r->g->redis, 2, argv, lens, on_stats, r) < 0) {
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "send", NULL);
         return;
     }
     gw_pause(r);
@@ -133,12 +128,8 @@ static void on_models(redisReply *rep, void *arg) {
     gw_req *r = c->r;
     free(c);
     const redisReply *workers, *stats;
-    if (!rep) {
-        gw_reply_unavailable(r);
-        return;
-    }
-    if (fleet_state_models_reply(rep, &workers, &stats) < 0) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "unexpected reply for models");
+    if (!rep || fleet_state_models_reply(rep, &workers, &stats) < 0) {
+        gw_reply_redis_error(r, "models", rep);
         return;
     }
     json_t *counts = stats_by_model(r->g, stats);
@@ -181,7 +172,7 @@ void gw_info_models(gw_req *r) {
     fleet_state_models(&r->g->keys, &c->cmd);
     if (gw_redis_script(r->g->redis, &c->cmd, on_models, c) < 0) {
         free(c);
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "send", NULL);
         return;
     }
     gw_pause(r);

@@ -54,18 +54,15 @@ static void send_or_reply(job_call *c, gw_redis_cb cb) {
     gw_req *r = c->r;
     if (gw_redis_script(r->g->redis, &c->cmd, cb, c) < 0) {
         call_free(c);
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "send", NULL);
         return;
     }
     if (!r->paused) gw_pause(r);
 }
 
 static void reply_internal(gw_req *r, const char *what, const redisReply *rep) {
-    fleet_log(FLEET_LOG_ERROR, "unexpected redis reply", "op", what, "reply",
-              rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "malformed",
-              "request_id", r->request_id, NULL);
-    gw_reply_problem(r, 500, "internal", "Internal error",
-                     "the job store gave an unexpected answer; request_id %s", r->request_id);
+/* A Redis refusal (loading, full, ...) or an unexpected answer: redis.c decides. */
+    gw_reply_redis_error(r, what, rep);
 }
 
 static void reply_not_found(gw_req *r, const char *id) {
@@ -103,7 +100,7 @@ static void on_submitted(redisReply *rep, void *arg) {
     fleet_submit_outcome o = rep ? fleet_state_submit_reply(rep, &out) : FLEET_SUBMIT_ERROR;
     long long pos = out.queue_position, created = out.created_ms;
     if (!rep) {
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "send", NULL);
     } else if (o == FLEET_SUBMIT_LIMIT) {
         reply_limit(r, &out);
     } else if (o == FLEET_SUBMIT_CONFLICT) {
@@ -317,7 +314,7 @@ static void on_got(redisReply *rep, void *arg) {
     gw_req *r = c->r;
     fleet_job_view v;
     int found = rep ? fleet_state_get_reply(rep, &v) : -2;
-    if (found == -2) gw_reply_unavailable(r);
+    if (found == -2) gw_reply_redis_error(r, "get", NULL);
     else if (found < 0) reply_internal(r, "get", rep);
     else if (found == 0) reply_not_found(r, c->id);
     else gw_reply_json(r, c->cancel == FLEET_CANCEL_REQUESTED || c->replay ? 202 : 200,
@@ -466,7 +463,7 @@ static void on_cancelled(redisReply *rep, void *arg) {
     fleet_status final = FLEET_STATUS_UNKNOWN;
     fleet_cancel_outcome o = rep ? fleet_state_cancel_reply(rep, &final) : FLEET_CANCEL_ERROR;
     if (!rep) {
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "send", NULL);
     } else if (o == FLEET_CANCEL_MISSING) {
         reply_not_found(r, c->id);
     } else if (o == FLEET_CANCEL_FINAL) {
@@ -502,7 +499,7 @@ static void on_listed(redisReply *rep, void *arg) {
     const redisReply *jobs;
     const char *next;
     if (!rep) {
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "send", NULL);
     } else if (fleet_state_list_reply(rep, &jobs, &next) < 0) {
         reply_internal(r, "list", rep);
     } else {

@@ -10,15 +10,23 @@
 #include "fleet/config.h"
 #include "fleet/id.h"
 #include "fleet/log.h"
+#include "fleet/redis_health.h"
+#include "http.h"
 
-/* One command in flight. Linked so that a stalled server can be detected. */
+/* One command in flight, or waiting to be sent again after a transient refusal. Linked
+ * so that a stalled server can be detected and every op answered at shutdown. */
 typedef struct gw_op {
     struct gw_redis *r;
-    fleet_cmd *cmd; /* NULL for plain commands */
+    fleet_cmd *cmd;   /* a state script, or NULL */
+    char *formatted;  /* a plain command as RESP, kept for sending again */
+    size_t formatted_len;
     gw_redis_cb cb;
     void *arg;
-    uint64_t sent_ms;
-    bool retried;
+    uint64_t first_ms; /* the first sending: the retry budget counts from here */
+    uint64_t sent_ms;  /* the latest sending: the watchdog counts from here */
+    int tries;
+    bool retried;      /* NOSCRIPT: sent again as EVAL */
+    struct event *retry_ev;
     struct gw_op *prev, *next;
 } gw_op;
 
@@ -28,67 +36,164 @@ struct gw_redis {
     char host[256];
     int port, db;
     long timeout_ms;
+    bool allow_eviction;
     bool ready;            /* connected and scripts loaded */
-    int scripts_pending;
+    bool loading;          /* the latest refusal or INFO said: loading the dataset */
+    int loads_outstanding; /* SCRIPT LOAD replies still to come in this round */
+    bool loads_failed;     /* one of this round's loads was refused */
+    long load_retry_ms;
     long backoff_ms;
     struct event *reconnect_ev;
     struct event *watchdog_ev;
+    struct event *load_retry_ev;
+    struct event *health_ev;
+    bool info_inflight;
+    bool info_known;       /* INFO memory answered on this connection */
+    fleet_redis_memory mem;
+    uint64_t oom_until_ms; /* an OOM refusal holds "full" until then */
+    uint64_t oom_logged_ms;
+    char evict_logged[sizeof(((fleet_redis_memory *)0)->policy)];
+    uint64_t evict_logged_ms;
     gw_op *ops;            /* in flight, oldest last */
+    gw_op *waiting;        /* refused for now, to be sent again */
 };
 
 static void start_connect(gw_redis *r);
+static void load_scripts(gw_redis *r);
 
 /* ------------------------------------------------------------ ops ------------------- */
 
-static void op_link(gw_redis *r, gw_op *op) {
+static void op_link(gw_op **list, gw_op *op) {
     op->prev = NULL;
-    op->next = r->ops;
-    if (r->ops) r->ops->prev = op;
-    r->ops = op;
+    op->next = *list;
+    if (*list) (*list)->prev = op;
+    *list = op;
 }
 
-static void op_unlink(gw_redis *r, gw_op *op) {
+static void op_unlink(gw_op **list, gw_op *op) {
     if (op->prev) op->prev->next = op->next;
-    else r->ops = op->next;
+    else *list = op->next;
     if (op->next) op->next->prev = op->prev;
     op->prev = op->next = NULL;
 }
 
+static void op_free(gw_op *op) {
+    if (op->retry_ev) event_free(op->retry_ev);
+    free(op->formatted);
+    free(op);
+}
+
 static int op_send(gw_op *op);
 
+static void note_oom(gw_redis *r) {
+    uint64_t now = fleet_now_ms();
+    r->oom_until_ms = now + GW_REDIS_OOM_HOLD_MS;
+    if (now - r->oom_logged_ms >= 10000 || r->oom_logged_ms == 0) {
+        r->oom_logged_ms = now;
+        fleet_log(FLEET_LOG_ERROR,
+                  "redis is full: writes are refused (OOM); raise maxmemory or free memory",
+                  "host", r->host, NULL);
+    }
+}
+
+static void on_op_retry(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    gw_op *op = arg;
+    gw_redis *r = op->r;
+    op_unlink(&r->waiting, op);
+    if (!r->ready || op_send(op) < 0) {
+        op->cb(NULL, op->arg);
+        op_free(op);
+    }
+}
+
+/* A transient refusal: sends op again later when the budget allows. */
+static bool op_retry_later(gw_op *op) {
+    gw_redis *r = op->r;
+    long delay = GW_REDIS_RETRY_MIN_MS << (op->tries < 3 ? op->tries : 3);
+    if (delay > GW_REDIS_RETRY_MAX_MS) delay = GW_REDIS_RETRY_MAX_MS;
+    if (fleet_now_ms() + (uint64_t)delay - op->first_ms >= (uint64_t)r->timeout_ms) return false;
+    if (!op->retry_ev) op->retry_ev = evtimer_new(r->base, on_op_retry, op);
+    if (!op->retry_ev) return false;
+    op->tries++;
+    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+    evtimer_add(op->retry_ev, &tv);
+    op_link(&r->waiting, op);
+    return true;
+}
+
 static void op_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+    (void)ac;
     gw_op *op = privdata;
     gw_redis *r = op->r;
     redisReply *rep = reply;
-    op_unlink(r, op);
-    if (rep && op->cmd && !op->retried && fleet_reply_is_noscript(rep)) {
+    op_unlink(&r->ops, op);
+    fleet_redis_err e = fleet_redis_err_of(rep);
+    if (e == FLEET_REDIS_NOSCRIPT && op->cmd && !op->retried) {
         /* The server lost its script cache (restart, SCRIPT FLUSH): send the source. */
         op->retried = true;
         fleet_cmd_as_eval(op->cmd);
         if (op_send(op) == 0) return;
         rep = NULL;
+    } else if (e == FLEET_REDIS_TRANSIENT) {
+        r->loading = strncmp(rep->str, "LOADING", 7) == 0;
+        if (op_retry_later(op)) return;
+    } else if (e == FLEET_REDIS_OOM) {
+        note_oom(r);
     }
     op->cb(rep, op->arg);
-    free(op);
+    op_free(op);
 }
 
-/* Sends a script op's command (again, after NOSCRIPT). */
+/* Sends an op's command (again, after NOSCRIPT or a transient refusal). */
 static int op_send(gw_op *op) {
     gw_redis *r = op->r;
-    if (!r->ac || redisAsyncCommandArgv(r->ac, op_reply, op, op->cmd->argc, op->cmd->argv,
-                                        op->cmd->argvlen) != REDIS_OK)
-        return -1;
-    op_link(r, op);
+    if (!r->ac) return -1;
+    int rc = op->cmd ? redisAsyncCommandArgv(r->ac, op_reply, op, op->cmd->argc,
+                                             op->cmd->argv, op->cmd->argvlen)
+                     : redisAsyncFormattedCommand(r->ac, op_reply, op, op->formatted,
+                                                  op->formatted_len);
+    if (rc != REDIS_OK) return -1;
+    op->sent_ms = fleet_now_ms();
+    op_link(&r->ops, op);
     return 0;
+}
+
+static gw_op *op_new(gw_redis *r, gw_redis_cb cb, void *arg) {
+    gw_op *op = calloc(1, sizeof *op);
+    if (!op) return NULL;
+    *op = (gw_op){.r = r, .cb = cb, .arg = arg, .first_ms = fleet_now_ms()};
+    return op;
 }
 
 int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg) {
     if (!r->ready) return -1;
-    gw_op *op = calloc(1, sizeof *op);
+    gw_op *op = op_new(r, cb, arg);
     if (!op) return -1;
-    *op = (gw_op){.r = r, .cmd = cmd, .cb = cb, .arg = arg, .sent_ms = fleet_now_ms()};
+    op->cmd = cmd;
     if (op_send(op) < 0) {
-        free(op);
+        op_free(op);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends a plain command on the connection whether or not the scripts are loaded (the
+ * health probe). */
+static int command_raw(gw_redis *r, int argc, const char **argv, const size_t *lens,
+                       gw_redis_cb cb, void *arg) {
+    if (!r->ac) return -1;
+    gw_op *op = op_new(r, cb, arg);
+    if (!op) return -1;
+    long long n = redisFormatCommandArgv(&op->formatted, argc, argv, lens);
+    if (n < 0) {
+        op_free(op);
+        return -1;
+    }
+    op->formatted_len = (size_t)n;
+    if (op_send(op) < 0) {
+        op_free(op);
         return -1;
     }
     return 0;
@@ -96,19 +201,97 @@ int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg) {
 
 int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *lens,
                      gw_redis_cb cb, void *arg) {
-    if (!r->ready || !r->ac) return -1;
-    gw_op *op = calloc(1, sizeof *op);
-    if (!op) return -1;
-    *op = (gw_op){.r = r, .cb = cb, .arg = arg, .sent_ms = fleet_now_ms()};
-    if (redisAsyncCommandArgv(r->ac, op_reply, op, argc, argv, lens) != REDIS_OK) {
-        free(op);
-        return -1;
-    }
-    op_link(r, op);
-    return 0;
+    if (!r->ready) return -1;
+    return command_raw(r, argc, argv, lens, cb, arg);
 }
 
 bool gw_redis_ready(const gw_redis *r) { return r->ready; }
+
+bool gw_redis_loading(const gw_redis *r) { return r->loading; }
+
+const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
+    if (!r->ac)
+        snprintf(buf, len, "Redis is not reachable");
+    else if (r->loading)
+        snprintf(buf, len, "Redis is loading its dataset");
+    else if (!r->ready)
+        snprintf(buf, len, "the state scripts are not loaded into Redis yet");
+    else if (!r->info_known)
+        snprintf(buf, len, "Redis has not answered INFO memory yet");
+    else if (!r->allow_eviction && r->mem.policy[0] && fleet_redis_policy_evicts(r->mem.policy))
+        snprintf(buf, len,
+                 "Redis maxmemory-policy is %s, which evicts jobs and API keys: set "
+                 "maxmemory-policy noeviction (or FLEET_ALLOW_EVICTION=on to accept losing jobs)",
+                 r->mem.policy);
+    else if (fleet_redis_memory_full(&r->mem) || fleet_now_ms() < r->oom_until_ms)
+        snprintf(buf, len,
+                 "Redis is full (used_memory %llu of maxmemory %llu): writes are refused; "
+                 "raise maxmemory or free memory",
+                 r->mem.used, r->mem.max);
+    else
+        return NULL;
+    return buf;
+}
+
+/* ------------------------------------------------------------ health ---------------- */
+
+static void check_policy(gw_redis *r) {
+    if (!fleet_redis_policy_evicts(r->mem.policy) || !r->mem.policy[0]) {
+        r->evict_logged[0] = '\0';
+        return;
+    }
+    uint64_t now = fleet_now_ms();
+    if (strcmp(r->evict_logged, r->mem.policy) == 0 && now - r->evict_logged_ms < 60000) return;
+    snprintf(r->evict_logged, sizeof r->evict_logged, "%s", r->mem.policy);
+    r->evict_logged_ms = now;
+    fleet_log(FLEET_LOG_ERROR,
+              r->allow_eviction
+                  ? "redis maxmemory-policy evicts keys: jobs and API keys can vanish "
+                    "(FLEET_ALLOW_EVICTION=on accepts that); set maxmemory-policy noeviction"
+                  : "redis maxmemory-policy evicts keys: jobs and API keys can vanish; set "
+                    "maxmemory-policy noeviction (not ready until then, or FLEET_ALLOW_EVICTION=on)",
+              "policy", r->mem.policy, "host", r->host, NULL);
+}
+
+static void on_info(redisReply *rep, void *arg) {
+    gw_redis *r = arg;
+    r->info_inflight = false;
+    if (!rep) return; /* the connection went: the next connect asks again */
+    if (rep->type == REDIS_REPLY_STRING) {
+        fleet_redis_memory m;
+        if (fleet_redis_memory_parse(rep->str, rep->len, &m) == 0) {
+            r->mem = m;
+            check_policy(r);
+        }
+        /* A replica in a full resync loads while its connections stay open. */
+        const char *l = strstr(rep->str, "\nloading:");
+        r->loading = l && l[9] == '1';
+        r->info_known = true;
+        return;
+    }
+    fleet_redis_err e = fleet_redis_err_of(rep);
+    if (e == FLEET_REDIS_TRANSIENT) return; /* asked again next tick */
+    /* INFO refused for good (renamed, no permission): health cannot be read; do not hold
+     * the gateway unready for that. */
+    if (!r->info_known)
+        fleet_log(FLEET_LOG_WARN, "redis INFO memory refused: maxmemory-policy cannot be checked",
+                  "reply", rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected", NULL);
+    r->info_known = true;
+}
+
+static void ask_info(gw_redis *r) {
+    if (!r->ac || r->info_inflight) return;
+    /* memory: used_memory, maxmemory, maxmemory_policy; persistence: loading. */
+    const char *argv[3] = {"INFO", "memory", "persistence"};
+    size_t lens[3] = {4, 6, 11};
+    if (command_raw(r, 3, argv, lens, on_info, r) == 0) r->info_inflight = true;
+}
+
+static void on_health_timer(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    ask_info(arg);
+}
 
 /* ------------------------------------------------------------ connection ------------ */
 
@@ -124,15 +307,45 @@ static void on_script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *rep = reply;
     if (!rep || !r) return; /* disconnected: the disconnect callback takes over */
     if (rep->type != REDIS_REPLY_STRING || strcmp(rep->str, s->sha) != 0) {
-        fleet_log(FLEET_LOG_ERROR, "script load failed", "script", s->name, "reply",
-                  rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected", NULL);
-        return; /* stays not ready: /readyz says 503 */
+        fleet_redis_err e = fleet_redis_err_of(rep);
+        if (e == FLEET_REDIS_TRANSIENT) r->loading = strncmp(rep->str, "LOADING", 7) == 0;
+        /* Logged once per round of loads: a loading Redis refuses every one. */
+        if (!r->loads_failed)
+            fleet_log(e == FLEET_REDIS_TRANSIENT ? FLEET_LOG_WARN : FLEET_LOG_ERROR,
+                      "script load refused: trying again", "script", s->name, "reply",
+                      rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected", NULL);
+        r->loads_failed = true;
     }
-    if (--r->scripts_pending == 0) {
-        r->ready = true;
-        r->backoff_ms = 100;
-        fleet_log(FLEET_LOG_INFO, "redis ready", "host", r->host, NULL);
+    if (--r->loads_outstanding > 0) return;
+    if (r->loads_failed) {
+        /* Until Redis takes them: a refusal for now (LOADING, BUSY, ...) goes away by
+         * itself, and the gateway must notice within a fraction of a second. */
+        struct timeval tv = {r->load_retry_ms / 1000, (r->load_retry_ms % 1000) * 1000};
+        evtimer_add(r->load_retry_ev, &tv);
+        r->load_retry_ms = r->load_retry_ms * 2 > GW_REDIS_RETRY_MAX_MS ? GW_REDIS_RETRY_MAX_MS
+                                                                        : r->load_retry_ms * 2;
+        return;
     }
+    r->ready = true;
+    r->loading = false;
+    r->backoff_ms = 100;
+    fleet_log(FLEET_LOG_INFO, "redis ready", "host", r->host, NULL);
+}
+
+static void load_scripts(gw_redis *r) {
+    if (!r->ac) return;
+    r->loads_outstanding = FLEET_SCRIPT_COUNT;
+    r->loads_failed = false;
+    for (int i = 0; i < FLEET_SCRIPT_COUNT; i++) {
+        const fleet_script *s = fleet_script_get((fleet_script_id)i);
+        redisAsyncCommand(r->ac, on_script_loaded, (void *)s, "SCRIPT LOAD %s", s->source);
+    }
+}
+
+static void on_load_retry(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    load_scripts(arg);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status) {
@@ -146,11 +359,18 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     }
     redisAsyncContext *c = (redisAsyncContext *)ac;
     if (r->db) redisAsyncCommand(c, NULL, NULL, "SELECT %d", r->db);
-    r->scripts_pending = FLEET_SCRIPT_COUNT;
-    for (int i = 0; i < FLEET_SCRIPT_COUNT; i++) {
-        const fleet_script *s = fleet_script_get((fleet_script_id)i);
-        redisAsyncCommand(c, on_script_loaded, (void *)s, "SCRIPT LOAD %s", s->source);
-    }
+    r->load_retry_ms = GW_REDIS_RETRY_MIN_MS;
+    load_scripts(r);
+    ask_info(r);
+}
+
+/* The connection is gone (r->ac already NULL): forget what it said. */
+static void connection_lost(gw_redis *r) {
+    r->ready = false;
+    r->info_known = false;
+    r->info_inflight = false;
+    evtimer_del(r->load_retry_ev);
+    schedule_reconnect(r);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status) {
@@ -159,8 +379,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
     fleet_log(FLEET_LOG_WARN, "redis disconnected", "error",
               status == REDIS_OK ? "closed" : ac->errstr, NULL);
     r->ac = NULL;
-    r->ready = false;
-    schedule_reconnect(r);
+    connection_lost(r);
 }
 
 static void start_connect(gw_redis *r) {
@@ -179,6 +398,8 @@ static void start_connect(gw_redis *r) {
 }
 
 static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
     gw_redis *r = arg;
     if (!r->ac) start_connect(r);
 }
@@ -187,6 +408,8 @@ static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg) {
  * black hole) would hold requests forever: drop the connection instead, which answers
  * every pending command with NULL and reconnects. */
 static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
     gw_redis *r = arg;
     if (!r->ac || !r->ops) return;
     gw_op *oldest = r->ops;
@@ -195,25 +418,31 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
         fleet_log(FLEET_LOG_WARN, "redis not answering: dropping the connection", NULL);
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;
-        r->ready = false;
         ac->data = NULL; /* on_disconnect must not reschedule twice */
         redisAsyncFree(ac);
-        schedule_reconnect(r);
+        connection_lost(r);
     }
 }
 
-gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms) {
+gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms,
+                       bool allow_eviction) {
     gw_redis *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->base = base;
     r->timeout_ms = timeout_ms;
+    r->allow_eviction = allow_eviction;
     r->backoff_ms = 100;
+    r->load_retry_ms = GW_REDIS_RETRY_MIN_MS;
     if (fleet_redis_url_parse(url, r->host, sizeof r->host, &r->port, &r->db) < 0) goto err;
     r->reconnect_ev = evtimer_new(base, on_reconnect_timer, r);
     r->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, r);
-    if (!r->reconnect_ev || !r->watchdog_ev) goto err;
+    r->load_retry_ev = evtimer_new(base, on_load_retry, r);
+    r->health_ev = event_new(base, -1, EV_PERSIST, on_health_timer, r);
+    if (!r->reconnect_ev || !r->watchdog_ev || !r->load_retry_ev || !r->health_ev) goto err;
     struct timeval tick = {0, 250000};
     evtimer_add(r->watchdog_ev, &tick);
+    struct timeval health = {GW_REDIS_HEALTH_MS / 1000, (GW_REDIS_HEALTH_MS % 1000) * 1000};
+    evtimer_add(r->health_ev, &health);
     start_connect(r);
     return r;
 err:
@@ -229,7 +458,59 @@ void gw_redis_free(gw_redis *r) {
         ac->data = NULL;
         redisAsyncFree(ac); /* runs pending callbacks with NULL */
     }
+    while (r->waiting) {
+        gw_op *op = r->waiting;
+        op_unlink(&r->waiting, op);
+        op->cb(NULL, op->arg);
+        op_free(op);
+    }
     if (r->reconnect_ev) event_free(r->reconnect_ev);
     if (r->watchdog_ev) event_free(r->watchdog_ev);
+    if (r->load_retry_ev) event_free(r->load_retry_ev);
+    if (r->health_ev) event_free(r->health_ev);
     free(r);
+}
+
+/* ------------------------------------------------------------ answers --------------- */
+
+void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_problem *p) {
+    fleet_redis_err e = rep ? fleet_redis_err_of(rep) : FLEET_REDIS_TRANSIENT;
+    bool loading = rep ? e == FLEET_REDIS_TRANSIENT && strncmp(rep->str, "LOADING", 7) == 0
+                       : r && r->loading;
+    if (e == FLEET_REDIS_TRANSIENT && loading) {
+        *p = (gw_redis_problem){503, "redis-loading", "Service unavailable",
+                                "the job store (Redis) is loading its dataset; retry shortly",
+                                "1"};
+    } else if (e == FLEET_REDIS_TRANSIENT && rep) {
+        *p = (gw_redis_problem){503, "redis-unavailable", "Service unavailable",
+                                "the job store (Redis) is busy or failing over; retry shortly",
+                                "1"};
+    } else if (e == FLEET_REDIS_TRANSIENT) {
+        *p = (gw_redis_problem){503, "redis-unavailable", "Service unavailable",
+                                "the job store (Redis) is not reachable right now; retry shortly",
+                                "1"};
+    } else if (e == FLEET_REDIS_OOM) {
+        *p = (gw_redis_problem){503, "redis-full", "Job store full",
+                                "the job store (Redis) is out of memory and refuses writes; "
+                                "nothing was written; retry later",
+                                "5"};
+    } else {
+        *p = (gw_redis_problem){500, "internal", "Internal error",
+                                "the job store gave an unexpected answer", NULL};
+    }
+}
+
+void gw_reply_redis_error(gw_req *req, const char *what, const redisReply *rep) {
+    gw_redis_problem p;
+    gw_redis_problem_of(req->g->redis, rep, &p);
+    if (p.status == 500)
+        fleet_log(FLEET_LOG_ERROR, "unexpected redis reply", "op", what, "reply",
+                  rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "malformed", "request_id",
+                  req->request_id, NULL);
+    if (p.retry_after) gw_add_header(req, "Retry-After", p.retry_after);
+    if (p.status == 500)
+        gw_reply_problem(req, p.status, p.slug, p.title, "%s; request_id %s", p.detail,
+                         req->request_id);
+    else
+        gw_reply_problem(req, p.status, p.slug, p.title, "%s", p.detail);
 }

@@ -1,31 +1,76 @@
 /* redis.h: the gateway's one async Redis connection (hiredis on the gateway's loop).
  *
  * Reconnects with backoff after any loss; loads the state scripts after each connect and
- * is "ready" only once they are loaded. Every pending callback runs exactly once: with
- * the reply, or with NULL when Redis is unreachable, the connection dropped, or the
- * command went unanswered for redis_timeout_ms (then the connection is dropped and
- * remade). A reply lives only during its callback.
+ * is usable only once they are loaded. A script load that Redis refuses for now (it is
+ * loading its dataset, busy, failing over) is sent again every GW_REDIS_RETRY_MIN_MS to
+ * GW_REDIS_RETRY_MAX_MS, so the gateway is usable within about that long after Redis is.
+ *
+ * Every pending callback runs exactly once: with the reply, or with NULL when Redis is
+ * unreachable, the connection dropped, or the command went unanswered for
+ * redis_timeout_ms (then the connection is dropped and remade). A command answered with
+ * a transient refusal (LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN:
+ * fleet_redis_err_of) is sent again with backoff while redis_timeout_ms since its first
+ * sending allows; then the callback gets that refusal. A reply lives only during its
+ * callback.
+ *
+ * Health (gw_redis_health): besides being usable, Redis must not be loading, must not be
+ * full (INFO memory's used_memory >= maxmemory, or an OOM refusal in the last
+ * GW_REDIS_OOM_HOLD_MS) and must not run a maxmemory-policy that evicts keys unless
+ * allow_eviction. INFO memory and persistence are read at connect and every
+ * GW_REDIS_HEALTH_MS on the same connection; an evicting policy is logged as an error at
+ * connect, when it changes, and at most once a minute (docs/reliability.md, "A sick
+ * Redis").
  */
 #ifndef GW_REDIS_H
 #define GW_REDIS_H
 
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "fleet/state.h"
 #include "gateway.h"
 
+#define GW_REDIS_RETRY_MIN_MS 50
+#define GW_REDIS_RETRY_MAX_MS 250
+#define GW_REDIS_HEALTH_MS 1000
+#define GW_REDIS_OOM_HOLD_MS 2000
+
 typedef void (*gw_redis_cb)(redisReply *reply, void *arg);
 
-gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms);
+gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms,
+                       bool allow_eviction);
 void gw_redis_free(gw_redis *r);
+/* Connected and the scripts loaded: commands can be sent. */
 bool gw_redis_ready(const gw_redis *r);
+/* NULL when Redis is healthy (see above); otherwise why not, written into buf. */
+const char *gw_redis_health(const gw_redis *r, char *buf, size_t len);
+/* True while the last word from Redis was that it is loading its dataset. */
+bool gw_redis_loading(const gw_redis *r);
 
 /* Sends a state script. cmd must stay alive until cb runs (NOSCRIPT is retried as EVAL
- * with the same cmd). Returns 0, or -1 when not ready: then cb is NOT called. */
+ * with the same cmd; transient refusals are retried with it). Returns 0, or -1 when not
+ * ready: then cb is NOT called. */
 int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg);
-/* Sends a plain command; argv is copied by hiredis. Same contract as above. */
+/* Sends a plain command; argv is copied. Same contract as above. */
 int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *lens,
                      gw_redis_cb cb, void *arg);
+
+/* How a failed Redis command is answered: 503 + Retry-After for a refusal worth retrying
+ * (slug redis-loading, redis-unavailable or redis-full), else 500 internal. */
+typedef struct gw_redis_problem {
+    int status;
+    const char *slug, *title, *detail;
+    const char *retry_after; /* seconds, NULL for none */
+} gw_redis_problem;
+
+/* rep is the reply (NULL: no reply, Redis unreachable or not ready). Fills p. */
+void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_problem *p);
+
+struct gw_req;
+/* Answers a request whose Redis command failed (rep NULL, an error reply, or a reply of
+ * the wrong shape) as gw_redis_problem_of says; `what` names the operation in the log of
+ * an unexpected answer. */
+void gw_reply_redis_error(struct gw_req *req, const char *what, const redisReply *rep);
 
 #endif

@@ -16,6 +16,7 @@
 #include "fleet/id.h"
 #include "fleet/job_json.h"
 #include "fleet/log.h"
+#include "fleet/redis_health.h"
 #include "fleet/state.h"
 #include "redis.h"
 #include "ssrf.h"
@@ -23,6 +24,7 @@
 
 #define POLL_MS 200
 #define PROMOTE_MS 500
+#define GW_WEBHOOK_SICK_MS 1000 /* task reads paused after Redis refused one for now */
 #define RETRY_AFTER_MAX_S 86400L
 
 struct gw_webhooks {
@@ -43,6 +45,7 @@ struct gw_webhooks {
     struct event *refresh_ev;
     fleet_cmd promote_cmd;
     bool promoting;
+    uint64_t sick_until_ms; /* Redis refused the task read (full, loading): wait till then */
 };
 
 /* One delivery attempt, from the task read to the settle. */
@@ -432,8 +435,19 @@ static void on_read(redisReply *rep, void *arg) {
     wh->reading = false;
     if (!rep || wh->stopped) return;
     if (rep->type == REDIS_REPLY_ERROR) {
-        if (strncmp(rep->str, "NOGROUP", 7) == 0) wh->group_ok = false;
-        else fleet_log(FLEET_LOG_ERROR, "webhook task read failed", "error", rep->str, NULL);
+        fleet_redis_err e = fleet_redis_err_of(rep);
+        if (strncmp(rep->str, "NOGROUP", 7) == 0) {
+            wh->group_ok = false;
+        } else if (e == FLEET_REDIS_OOM || e == FLEET_REDIS_TRANSIENT) {
+            /* XREADGROUP writes the pending list: a full or loading Redis refuses it. Wake
+             * ups would only ask again at once; pause the reads for a while instead. */
+            if (fleet_now_ms() >= wh->sick_until_ms + GW_WEBHOOK_SICK_MS)
+                fleet_log(FLEET_LOG_WARN, "webhook task read refused: pausing deliveries",
+                          "error", rep->str, NULL);
+            wh->sick_until_ms = fleet_now_ms() + GW_WEBHOOK_SICK_MS;
+        } else {
+            fleet_log(FLEET_LOG_ERROR, "webhook task read failed", "error", rep->str, NULL);
+        }
         return;
     }
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
@@ -451,7 +465,9 @@ static void on_group(redisReply *rep, void *arg) {
 
 static void read_tasks(gw_webhooks *wh) {
     gw *g = wh->g;
-    if (wh->stopped || wh->reading || g->draining || !gw_redis_ready(g->redis)) return;
+    if (wh->stopped || wh->reading || g->draining || !gw_redis_ready(g->redis) ||
+        fleet_now_ms() < wh->sick_until_ms)
+        return;
     long room = g->cfg.webhook_max_inflight - (long)wh->inflight;
     if (room <= 0) return;
     fleet_key tasks = fleet_key_webhooks(&g->keys);

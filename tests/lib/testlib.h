@@ -250,6 +250,12 @@ void tl_redis_stop(tl_redis *r);
 void tl_redis_kill9(tl_redis *r);
 /* Starts it again on the same port and directory (data survives only with AOF). */
 void tl_redis_restart(tl_redis *r);
+/* Starts it again (stopping it first) on the same port and directory with extra
+ * redis-server arguments (NULL-terminated), and returns as soon as it accepts
+ * connections, while it may still be loading its dataset (PING answered -LOADING). A
+ * dump.rdb written there by SAVE is loaded (the harness runs Redis without AOF unless
+ * asked); "--key-load-delay", "100" makes that take about 0.15 ms per key. */
+void tl_redis_restart_args(tl_redis *r, const char *const *extra_args);
 
 /* A sync hiredis connection, closed when the case ends. Fails the case if it cannot
  * connect. */

@@ -29,7 +29,10 @@ static const char *tl__redis_server_path(void) {
           "FLEET_TEST_REDIS_SERVER)");
 }
 
-static void tl__redis_spawn(tl_redis *r) {
+static void tl__redis_spawn_args(tl_redis *r, const char *const *extra);
+static void tl__redis_spawn(tl_redis *r) { tl__redis_spawn_args(r, NULL); }
+
+static void tl__redis_spawn_args(tl_redis *r, const char *const *extra) {
     const char *port = tl_printf("%d", r->port);
     const char *pidfile = tl_printf("%s/redis.pid", r->dir);
     const char *argv[32];
@@ -58,6 +61,10 @@ static void tl__redis_spawn(tl_redis *r) {
     argv[n++] = "";
     argv[n++] = "--databases";
     argv[n++] = "16";
+    for (int i = 0; extra && extra[i]; i++) {
+        if (n >= 31) FAILF("too many extra redis-server arguments");
+        argv[n++] = extra[i];
+    }
     argv[n++] = NULL;
     tl_spawn_opts o = {.name = tl_printf("redis-%d-port%d", tl__redis_seq, r->port),
                        .path = path, .argv = argv};
@@ -152,6 +159,43 @@ void tl_redis_restart(tl_redis *r) {
         tl__redis_boot(r, false);
         if (tl_proc_alive(r->proc)) return;
         /* The old socket may linger briefly; try again on the same port. */
+        if (attempt >= 20) FAILF("redis-server did not restart on port %d", r->port);
+        tl__sleep_ms(100);
+    }
+}
+
+/* ------------------------------------------------------------ restart while loading - */
+
+/* Connects and sends PING: true on any answer, LOADING included. */
+static bool tl__redis_accepts(void *arg) {
+    tl__redis_probe *pr = arg;
+    if (!tl_proc_alive(pr->r->proc)) {
+        pr->died = true;
+        return true;
+    }
+    struct timeval tv = {0, 200000};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", pr->r->port, tv);
+    bool ok = false;
+    if (c && !c->err) {
+        redisReply *rep = redisCommand(c, "PING");
+        ok = rep != NULL;
+        if (rep) freeReplyObject(rep);
+    }
+    if (c) redisFree(c);
+    return ok;
+}
+
+void tl_redis_restart_args(tl_redis *r, const char *const *extra_args) {
+    if (tl_proc_alive(r->proc)) tl_redis_stop(r);
+    for (int attempt = 0;; attempt++) {
+        tl__redis_spawn_args(r, extra_args);
+        tl__redis_probe pr = {r, false};
+        if (!tl_wait_for(tl__redis_accepts, &pr, 10000))
+            FAILF("redis-server on port %d did not accept connections within 10 s", r->port);
+        if (!pr.died) {
+            tl__redis_check_identity(r, tl_redis_connect(r));
+            return;
+        }
         if (attempt >= 20) FAILF("redis-server did not restart on port %d", r->port);
         tl__sleep_ms(100);
     }

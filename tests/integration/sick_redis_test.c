@@ -1,0 +1,256 @@
+/* sick_redis_test.c: a Redis that is loading, evicting or full (docs/reliability.md, "A
+ * sick Redis"). The gateway is unready while Redis loads its dataset and ready again by
+ * itself once Redis is; it is unready, and says what to set, while Redis runs a
+ * maxmemory-policy that evicts keys, unless FLEET_ALLOW_EVICTION=on; a full Redis makes
+ * submits answer 503 redis-full with Retry-After and write nothing. fleetctl refuses an
+ * evicting Redis and explains a full one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+
+#define WAIT_MS 20000
+#define PAD_KEYS 20000 /* with --key-load-delay 100: a load of about 3 s */
+
+typedef struct ready_probe {
+    tl_fleet *f;
+    long want;
+    const char *reason; /* a word the reason must hold (503), or NULL */
+    tl_resp *last;
+} ready_probe;
+
+static bool readyz_is(void *arg) {
+    ready_probe *p = arg;
+    char err[512];
+    tl_req req = {.url = tl_printf("%s/readyz", p->f->url), .timeout_ms = 3000};
+    p->last = tl_http_try(&req, err, sizeof err);
+    if (!p->last || p->last->status != p->want) return false;
+    if (!p->reason) return true;
+    const char *why = tl_jstr(p->last->json, "reason");
+    return why && strstr(why, p->reason);
+}
+
+static tl_resp *wait_readyz(tl_fleet *f, long want, const char *reason) {
+    ready_probe p = {.f = f, .want = want, .reason = reason};
+    if (!tl_wait_for(readyz_is, &p, WAIT_MS))
+        FAILF("GET /readyz did not answer %ld%s%s within %d ms (last: %s)", want,
+              reason ? " with a reason naming " : "", reason ? reason : "", WAIT_MS,
+              p.last ? p.last->body : "no answer");
+    return p.last;
+}
+
+/* A 503 that says why and when to come back. Returns the problem type. */
+static const char *assert_refused(const tl_resp *r) {
+    ASSERT_PROBLEM(r, 503);
+    const char *ra = tl_resp_header(r, "Retry-After");
+    ASSERT_NOT_NULL(ra);
+    ASSERT_GE_INT(atoi(ra), 1);
+    return tl_jstr(r->json, "type");
+}
+
+static const char *submit_body(const char *input) {
+    return tl_printf("{\"model\":\"echo\",\"input\":%s}", input);
+}
+
+/* ------------------------------------------------------------ loading --------------- */
+
+static bool redis_pongs(void *arg) {
+    tl_redis *r = arg;
+    redisContext *c = tl_redis_connect(r);
+    redisReply *rep = tl_redis_cmd_allow_error(c, "PING");
+    return rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+}
+
+/* Redis restarts on a dataset that takes seconds to load: the gateway reconnects during
+ * LOADING, is unready (and refuses submits with Retry-After) while it lasts, and is ready
+ * again by itself once Redis is; jobs run again. */
+TL_TEST(gateway_recovers_after_redis_loading) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
+    const char *before = tl_job_submit(f, "echo", "{\"n\":1}");
+    tl_job_wait_status(f, before, "succeeded", WAIT_MS);
+
+    redisContext *c = f->rc;
+    for (int i = 0; i < PAD_KEYS; i++)
+        redisAppendCommand(c, "SET pad:%d %s", i, "0123456789abcdef0123456789abcdef");
+    for (int i = 0; i < PAD_KEYS; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(c, (void **)&rep) != REDIS_OK) FAILF("pipeline: %s", c->errstr);
+        freeReplyObject(rep);
+    }
+    tl_redis_cmd(c, "SAVE");
+    /* Redis answers (LOADING) only between chunks of this many bytes of the file. */
+    tl_redis_restart_args(f->redis, TL_ARGS("--key-load-delay", "100",
+                                            "--loading-process-events-interval-bytes", "1024"));
+    redisContext *c2 = tl_redis_connect(f->redis);
+    redisReply *ping = tl_redis_cmd_allow_error(c2, "PING");
+    if (ping->type != REDIS_REPLY_ERROR || strncmp(ping->str, "LOADING", 7) != 0)
+        FAILF("Redis was not loading after the restart (PING: %s): the dataset is too small",
+              ping->str ? ping->str : "?");
+
+    tl_resp *r = wait_readyz(f, 503, "loading");
+    tl_log("while loading: %s", r->body);
+    const char *type = assert_refused(tl_post(f, "/v1/jobs", submit_body("{\"n\":2}")));
+    tl_log("submit while loading: %s", type);
+    ASSERT_TRUE(strcmp(type, "urn:fleet:problem:redis-loading") == 0 ||
+                strcmp(type, "urn:fleet:problem:redis-unavailable") == 0);
+
+    ASSERT_WAIT_FOR(redis_pongs, f->redis, WAIT_MS);
+    int64_t loaded_ms = tl_now_ms();
+    wait_readyz(f, 200, NULL);
+    /* The figure for docs/reliability.md; timing is reported, never asserted. */
+    tl_log("gateway ready %lld ms after Redis finished loading",
+           (long long)(tl_now_ms() - loaded_ms));
+    const char *after = tl_job_submit(f, "echo", "{\"n\":3}");
+    tl_job_wait_status(f, after, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, before, "succeeded", WAIT_MS);
+}
+
+/* ------------------------------------------------------------ eviction -------------- */
+
+static bool log_has(const char *path, const char *text) {
+    char *log = tl_read_file(path, NULL);
+    return log && strstr(log, text);
+}
+
+typedef struct log_probe {
+    const char *path, *text;
+} log_probe;
+
+static bool log_probe_has(void *arg) {
+    log_probe *p = arg;
+    return log_has(p->path, p->text);
+}
+
+/* allkeys-lru set at runtime: the gateway turns unready with a reason naming
+ * noeviction and logs an error saying what to set; a gateway with
+ * FLEET_ALLOW_EVICTION=on is ready. fleetctl refuses such a Redis unless
+ * --allow-eviction on. */
+TL_TEST(evicting_policy_makes_gateway_unready) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    tl_redis_cmd(f->rc, "CONFIG SET maxmemory-policy allkeys-lru");
+    tl_resp *r = wait_readyz(f, 503, "noeviction");
+    ASSERT_STR_CONTAINS(tl_jstr(r->json, "reason"), "allkeys-lru");
+    log_probe lp = {f->gateway->log_path, "maxmemory-policy noeviction"};
+    ASSERT_WAIT_FOR(log_probe_has, &lp, WAIT_MS);
+    /* /healthz is liveness: the process is fine. */
+    ASSERT_HTTP_STATUS(tl_get(f, "/healthz"), 200);
+
+    const char *const *pre = TL_ARGS("--redis-url", f->redis->url, "--prefix", f->prefix);
+    tl_cmd_result cr = tl_fleetctl(pre, TL_ARGS("tenant", "list"));
+    tl_expect_exit(&cr, 1);
+    ASSERT_STR_CONTAINS(cr.err, "maxmemory-policy noeviction");
+    cr = tl_fleetctl(TL_ARGS("--redis-url", f->redis->url, "--prefix", f->prefix,
+                             "--allow-eviction", "on"),
+                     TL_ARGS("tenant", "list"));
+    tl_expect_exit(&cr, 0);
+
+    /* An operator who accepts losing jobs says so: that gateway is ready. */
+    char first[sizeof f->url];
+    snprintf(first, sizeof first, "%s", f->url);
+    f->opts.gateway_env[0] = "FLEET_ALLOW_EVICTION=on";
+    tl_fleet_start_gateway(f); /* fails the case unless /readyz answers 200 */
+    wait_readyz(f, 200, NULL);
+    ASSERT_NE_STR(f->url, first);
+
+    /* Back to noeviction: the first gateway is ready again by itself. */
+    tl_redis_cmd(f->rc, "CONFIG SET maxmemory-policy noeviction");
+    snprintf(f->url, sizeof f->url, "%s", first);
+    wait_readyz(f, 200, NULL);
+}
+
+/* ------------------------------------------------------------ full ------------------ */
+
+typedef struct fill {
+    tl_fleet *f;
+    const char *input;
+    tl_resp *refused;
+    int accepted;
+} fill;
+
+static bool submit_until_refused(void *arg) {
+    fill *x = arg;
+    tl_resp *r = tl_post(x->f, "/v1/jobs", submit_body(x->input));
+    if (r->status == 202) {
+        x->accepted++;
+        return false;
+    }
+    x->refused = r;
+    return true;
+}
+
+static const char *stats_text(tl_fleet *f) {
+    redisReply *rep = tl_redis_cmd(f->rc, "HGETALL {%s}:stats", f->prefix);
+    const char *s = "";
+    for (size_t i = 0; i < rep->elements; i++) s = tl_printf("%s %s", s, rep->element[i]->str);
+    return s;
+}
+
+/* A small maxmemory under noeviction, filled by submits: the first refused submit is 503
+ * + Retry-After + redis-full and writes nothing; batch items are refused the same way;
+ * /readyz is 503 saying Redis is full; fleetctl explains the refusal; with maxmemory
+ * raised, everything works again. */
+TL_TEST(full_redis_refuses_submits_cleanly) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    redisReply *info = tl_redis_cmd(f->rc, "INFO memory");
+    const char *u = strstr(info->str, "used_memory:");
+    ASSERT_NOT_NULL(u);
+    long long used = atoll(u + strlen("used_memory:"));
+    tl_redis_cmd(f->rc, "CONFIG SET maxmemory %lld", used + 2 * 1024 * 1024);
+
+    char *big = malloc(32 * 1024 + 16);
+    ASSERT_NOT_NULL(big);
+    tl_defer(free, big);
+    strcpy(big, "{\"s\":\"");
+    memset(big + 6, 'x', 32 * 1024);
+    strcpy(big + 6 + 32 * 1024, "\"}");
+    fill x = {.f = f, .input = big};
+    ASSERT_WAIT_FOR(submit_until_refused, &x, 60000);
+    tl_log("%d submits accepted before Redis was full", x.accepted);
+    ASSERT_GT_INT(x.accepted, 0);
+    ASSERT_EQ_STR(assert_refused(x.refused), "urn:fleet:problem:redis-full");
+
+    /* A refused submit writes nothing. */
+    long long keys = tl_redis_int(f->rc, "DBSIZE");
+    const char *stats = stats_text(f);
+    ASSERT_EQ_STR(assert_refused(tl_post(f, "/v1/jobs", submit_body(big))),
+                  "urn:fleet:problem:redis-full");
+    tl_resp *b = tl_post(f, "/v1/jobs/batch",
+                         tl_printf("{\"jobs\":[{\"model\":\"echo\",\"input\":%s},"
+                                   "{\"model\":\"echo\",\"input\":%s}]}", big, big));
+    ASSERT_HTTP_STATUS(b, 200);
+    ASSERT_EQ_INT(tl_jint(b->json, "accepted"), 0);
+    ASSERT_NOT_NULL(tl_resp_header(b, "Retry-After"));
+    json_t *items = json_object_get(b->json, "jobs");
+    ASSERT_EQ_INT((long long)json_array_size(items), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *it = json_array_get(items, i);
+        ASSERT_EQ_INT(tl_jint(it, "error.status"), 503);
+        ASSERT_EQ_STR(tl_jstr(it, "error.type"), "urn:fleet:problem:redis-full");
+    }
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "DBSIZE"), keys);
+    ASSERT_EQ_STR(stats_text(f), stats);
+
+    tl_resp *r = wait_readyz(f, 503, "full");
+    tl_log("while full: %s", r->body);
+    /* Reads still work. */
+    ASSERT_HTTP_STATUS(tl_get(f, "/v1/jobs?limit=1"), 200);
+
+    tl_cmd_result cr = tl_fleetctl(TL_ARGS("--redis-url", f->redis->url, "--prefix", f->prefix),
+                                   TL_ARGS("tenant", "add", "acme"));
+    ASSERT_NE_INT(cr.exit_code, 0);
+    ASSERT_STR_CONTAINS(cr.err, "Redis is full");
+
+    tl_redis_cmd(f->rc, "CONFIG SET maxmemory 0");
+    wait_readyz(f, 200, NULL);
+    tl_job_submit(f, "echo", "{\"n\":1}");
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(gateway_recovers_after_redis_loading),
+        TL_CASE(evicting_policy_makes_gateway_unready),
+        TL_CASE(full_redis_refuses_submits_cleanly),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}
