@@ -85,14 +85,14 @@ static evhtp_res on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg) 
     return EVHTP_RES_OK;
 }
 
-static void conn_after_request(gw_conn *c);
+static void conn_after_request(gw_conn *c, bool close_conn);
 static void timer_off(gw_conn *c);
 
 static evhtp_res on_request_fini(evhtp_request_t *req, void *arg) {
     gw_req *r = arg;
     if (r->conn) {
         r->conn->r = NULL;
-        conn_after_request(r->conn);
+        conn_after_request(r->conn, r->close_conn);
     }
     r->g->inflight--;
     if (r->on_fini) r->on_fini(r->fini_arg);
@@ -559,6 +559,7 @@ static void conn_kick(gw_conn *c) {
 
 static void guard_writecb(struct bufferevent *bev, void *arg) {
     gw_conn *c = arg;
+    if (c->dechunk) return; /* the guard's own 100 Continue: libevhtp has no request yet */
     c->evhtp_writecb(bev, c->conn);
 }
 
@@ -567,10 +568,13 @@ static void guard_eventcb(struct bufferevent *bev, short what, void *arg) {
     c->evhtp_eventcb(bev, what, c->conn);
 }
 
-/* A request ended and its connection stays open: wait for the next one. */
-static void conn_after_request(gw_conn *c) {
+/* A request ended and its connection stays open: wait for the next one, or close it
+ * now when its answer said Connection: close (libevhtp 1.2.18 keeps such a connection
+ * open; it is freed from the loop, not from inside libevhtp's write callback). */
+static void conn_after_request(gw_conn *c, bool close_conn) {
     if (c->refused) return;
-    timer_set(c, T_IDLE, c->g->cfg.idle_timeout_s * 1000);
+    timer_set(c, T_IDLE, close_conn ? 0 : c->g->cfg.idle_timeout_s * 1000);
+    if (close_conn) return;
     conn_kick(c); /* what the client pipelined behind it is read now */
 }
 
@@ -740,6 +744,7 @@ void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void 
          * cap: the connection is not kept. */
         gw_add_header(r, "Connection", "close");
         evhtp_request_set_keepalive(r->req, 0);
+        r->close_conn = true;
     }
     if (len) evbuffer_add(r->req->buffer_out, data, len);
     char status_s[8], ms[32];

@@ -55,6 +55,7 @@ typedef struct gw_req {
     gw_conn *conn;       /* the connection, while both live (the head guard's state) */
     bool paused;         /* waiting for Redis: resume after answering */
     bool answered;
+    bool close_conn;     /* answered with Connection: close: closed once written */
     uint64_t start_us;
     gw_principal who;    /* filled by auth (auth.h) before a /v1 handler runs */
     const void *route;   /* the matched route, while auth runs (routes.c) */
