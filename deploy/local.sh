@@ -157,16 +157,19 @@ start_redis() {
     redis_answers && die "no free port for our Redis near $REDIS_PORT; set FLEET_LOCAL_REDIS_PORT"
   fi
   echo "$REDIS_PORT" >"$REDIS_PORTFILE"
+  # noeviction: a full Redis refuses writes (fleet answers 503 redis-full) instead of
+  # deleting jobs and API keys to make room (docs/reliability.md, "A sick Redis").
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
     --dir "$REDIS_DIR" --pidfile "$REDIS_PIDFILE" --daemonize yes \
     --appendonly yes --appendfsync everysec --save "" \
+    --maxmemory-policy noeviction \
     --logfile "$LOGS/redis.log"
   for ((i = 0; i < 100; i++)); do
     redis_answers && redis_is_ours && break
     sleep 0.1
   done
   redis_is_ours || { tail -n 20 "$LOGS/redis.log" >&2 || true; die "redis-server did not start on port $REDIS_PORT"; }
-  say "started redis-server on port $REDIS_PORT (AOF on, appendfsync everysec, data in ${REDIS_DIR#"$ROOT"/})"
+  say "started redis-server on port $REDIS_PORT (AOF on, appendfsync everysec, maxmemory-policy noeviction, data in ${REDIS_DIR#"$ROOT"/})"
 }
 
 build() {
