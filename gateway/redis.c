@@ -223,11 +223,16 @@ const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
                  "Redis maxmemory-policy is %s, which evicts jobs and API keys: set "
                  "maxmemory-policy noeviction (or FLEET_ALLOW_EVICTION=on to accept losing jobs)",
                  r->mem.policy);
-    else if (fleet_redis_memory_full(&r->mem) || fleet_now_ms() < r->oom_until_ms)
+    else if (fleet_redis_memory_full(&r->mem))
         snprintf(buf, len,
-                 "Redis is full (used_memory %llu of maxmemory %llu): writes are refused; "
+                 "Redis is full (used_memory %llu, maxmemory %llu): writes are refused; "
                  "raise maxmemory or free memory",
                  r->mem.used, r->mem.max);
+    else if (fleet_now_ms() < r->oom_until_ms)
+        snprintf(buf, len,
+                 "Redis is full: it refused a write for lack of memory in the last %d s "
+                 "(used_memory %llu, maxmemory %llu); raise maxmemory or free memory",
+                 GW_REDIS_OOM_HOLD_MS / 1000, r->mem.used, r->mem.max);
     else
         return NULL;
     return buf;

@@ -106,6 +106,37 @@ TL_TEST(gateway_recovers_after_redis_loading) {
     tl_job_wait_status(f, before, "succeeded", WAIT_MS);
 }
 
+/* A Lua script keeps Redis busy (BUSY to everyone else) for about 2 s: a submit that
+ * arrives meanwhile is sent again until Redis is free, and is accepted, within the
+ * gateway's FLEET_REDIS_TIMEOUT_MS. */
+TL_TEST(busy_redis_is_waited_out) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
+    tl_redis_cmd(f->rc, "CONFIG SET busy-reply-threshold 100");
+    redisContext *busy = tl_redis_connect(f->redis);
+    redisAppendCommand(busy, "EVAL %s 0",
+                       "local t0 = redis.call('TIME') "
+                       "while true do local t = redis.call('TIME') "
+                       "if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 2000000 then break end "
+                       "end return 1");
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(busy, &done) != REDIS_OK) FAILF("EVAL: %s", busy->errstr);
+    /* Wait until Redis answers BUSY, so the submit below meets it. */
+    redisContext *probe = tl_redis_connect(f->redis);
+    bool seen = false;
+    for (int i = 0; i < 100 && !seen; i++) {
+        redisReply *rep = tl_redis_cmd_allow_error(probe, "PING");
+        seen = rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSY", 4) == 0;
+    }
+    if (!seen) FAILF("Redis never answered BUSY while the script ran");
+    tl_resp *r = tl_post(f, "/v1/jobs", submit_body("{\"n\":1}"));
+    ASSERT_HTTP_STATUS(r, 202);
+    redisReply *ok = NULL;
+    if (redisGetReply(busy, (void **)&ok) != REDIS_OK) FAILF("EVAL reply: %s", busy->errstr);
+    freeReplyObject(ok);
+    tl_job_wait_status(f, tl_jstr(r->json, "id"), "succeeded", WAIT_MS);
+}
+
 /* ------------------------------------------------------------ eviction -------------- */
 
 static bool log_has(const char *path, const char *text) {
@@ -249,6 +280,7 @@ TL_TEST(full_redis_refuses_submits_cleanly) {
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(gateway_recovers_after_redis_loading),
+        TL_CASE(busy_redis_is_waited_out),
         TL_CASE(evicting_policy_makes_gateway_unready),
         TL_CASE(full_redis_refuses_submits_cleanly),
     };
