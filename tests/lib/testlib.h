@@ -397,8 +397,8 @@ bool tl_status_is_final(const char *s);
 
 /* ------------------------------------------------------------ webhook receiver ------ */
 
-/* A real HTTP/1.1 server on 127.0.0.1, run by a background thread of the case process,
- * that records every request and answers from a script (tl_receiver.c):
+/* A real HTTP/1.1 server on 127.0.0.1 (or [::1]), run by a background thread of the case
+ * process, that records every request and answers from a script (tl_receiver.c):
  *
  *     tl_receiver *rx = tl_receiver_start(0);
  *     tl_receiver_respond(rx, 503, "Retry-After: 1", 0);   // first request: 503
@@ -430,8 +430,11 @@ typedef struct tl_received {
 /* Listens on 127.0.0.1:port (0: a free port picked by the kernel). Fails the case when
  * the port cannot be bound. Stopped and freed when the case ends. */
 tl_receiver *tl_receiver_start(int port);
+/* The same on [::1] (IPv6 only), for deliveries to IPv6 addresses. */
+tl_receiver *tl_receiver_start_ipv6(int port);
 int tl_receiver_port(tl_receiver *r);
-/* "http://127.0.0.1:<port><path>" (harness-owned; path NULL is ""). */
+/* "http://127.0.0.1:<port><path>", or "http://[::1]:<port><path>" (harness-owned; path
+ * NULL is ""). */
 const char *tl_receiver_url(tl_receiver *r, const char *path);
 
 /* Appends one answer to the script (FIFO): the next request without an answer of its own

@@ -62,6 +62,7 @@ typedef struct tl__conn {
 
 struct tl_receiver {
     int port;
+    bool ipv6;             /* listens on [::1] instead of 127.0.0.1 */
     int listen_fd;         /* -1 while stopped; owned by the thread while it runs */
     int wake[2];           /* pipe: the test thread writes one byte to stop the loop */
     pthread_t thread;
@@ -112,26 +113,38 @@ static char *tl__memdup0(const char *s, size_t n) {
     return d;
 }
 
-/* Binds and listens on 127.0.0.1:port (0: any free port). -1 and errno on failure. */
-static int tl__listen(int port, int *bound_port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+/* Binds and listens on 127.0.0.1:port, or [::1]:port (IPv6 only), 0: any free port. -1
+ * and errno on failure. */
+static int tl__listen(bool ipv6, int port, int *bound_port) {
+    int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    socklen_t alen = sizeof a;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 128) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
+    if (ipv6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    socklen_t alen;
+    if (ipv6) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_addr = in6addr_loopback;
+        a6->sin6_port = htons((uint16_t)port);
+        alen = sizeof *a6;
+    } else {
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a4->sin_port = htons((uint16_t)port);
+        alen = sizeof *a4;
+    }
+    if (bind(fd, (struct sockaddr *)&ss, alen) < 0 || listen(fd, 128) < 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &alen) < 0) {
         int e = errno;
         close(fd);
         errno = e;
         return -1;
     }
-    *bound_port = ntohs(a.sin_port);
+    *bound_port = ntohs(ipv6 ? a6->sin6_port : a4->sin_port);
     return fd;
 }
 
@@ -511,13 +524,16 @@ static void tl__receiver_free(void *arg) {
     free(r);
 }
 
-tl_receiver *tl_receiver_start(int port) {
+static tl_receiver *tl__receiver_start(bool ipv6, int port) {
     int bound = 0;
-    int fd = tl__listen(port, &bound);
-    if (fd < 0) FAILF("receiver: cannot listen on 127.0.0.1:%d: %s", port, strerror(errno));
+    int fd = tl__listen(ipv6, port, &bound);
+    if (fd < 0)
+        FAILF("receiver: cannot listen on %s:%d: %s", ipv6 ? "[::1]" : "127.0.0.1", port,
+              strerror(errno));
     tl_receiver *r = tl__xmalloc(sizeof *r);
     memset(r, 0, sizeof *r);
     r->port = bound;
+    r->ipv6 = ipv6;
     r->listen_fd = fd;
     if (pipe2(r->wake, O_CLOEXEC) < 0) {
         int e = errno;
@@ -536,10 +552,15 @@ tl_receiver *tl_receiver_start(int port) {
     return r;
 }
 
+tl_receiver *tl_receiver_start(int port) { return tl__receiver_start(false, port); }
+
+tl_receiver *tl_receiver_start_ipv6(int port) { return tl__receiver_start(true, port); }
+
 int tl_receiver_port(tl_receiver *r) { return r->port; }
 
 const char *tl_receiver_url(tl_receiver *r, const char *path) {
-    return tl_printf("http://127.0.0.1:%d%s", r->port, path ? path : "");
+    return tl_printf("http://%s:%d%s", r->ipv6 ? "[::1]" : "127.0.0.1", r->port,
+                     path ? path : "");
 }
 
 void tl_receiver_respond(tl_receiver *r, int status, const char *extra_header, int delay_ms) {
@@ -571,8 +592,10 @@ void tl_receiver_stop(tl_receiver *r) {
 void tl_receiver_restart(tl_receiver *r) {
     if (r->running) FAILF("receiver: restart while it runs (stop it first)");
     int bound = 0;
-    int fd = tl__listen(r->port, &bound);
-    if (fd < 0) FAILF("receiver: cannot listen again on 127.0.0.1:%d: %s", r->port, strerror(errno));
+    int fd = tl__listen(r->ipv6, r->port, &bound);
+    if (fd < 0)
+        FAILF("receiver: cannot listen again on %s:%d: %s", r->ipv6 ? "[::1]" : "127.0.0.1",
+              r->port, strerror(errno));
     r->listen_fd = fd;
     tl__receiver_spawn(r);
 }
