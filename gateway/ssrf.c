@@ -34,8 +34,6 @@ static bool prefix_match(const unsigned char *a, const unsigned char *net, int p
     return (a[whole] & mask) == (net[whole] & mask);
 }
 
-static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
 /* ------------------------------------------------------------ URLs ------------------ */
 
 #define URL_ERR(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -274,13 +272,45 @@ static bool list_contains(const gw_cidr_list *l, int family, const unsigned char
     return false;
 }
 
+/* IPv6 forms that carry an IPv4 address, and where it sits. A connection to one of them
+ * reaches (or is translated or tunnelled to) that IPv4 address, so it is judged as it. */
+typedef struct embedding {
+    unsigned char net[16];
+    int prefix;
+    int at; /* byte offset of the IPv4 address */
+} embedding;
+
+/* The ranges do not overlap; IPv4-compatible stays last (EMBED_COMPATIBLE). */
+static const embedding v4_embeddings[] = {
+    {{[10] = 0xff, [11] = 0xff}, 96, 12}, /* ::ffff:0:0/96 IPv4-mapped */
+    {{[8] = 0xff, [9] = 0xff}, 96, 12},   /* ::ffff:0:0:0/96 IPv4-translated (SIIT) */
+    {{0x00, 0x64, 0xff, 0x9b}, 96, 12},   /* 64:ff9b::/96 NAT64 */
+    {{0x20, 0x02}, 16, 2},                /* 2002::/16 6to4: the 6to4 router's address */
+    {{0}, 96, 12},                        /* ::/96 IPv4-compatible (deprecated) */
+};
+
+#define EMBED_COMPATIBLE (sizeof v4_embeddings / sizeof *v4_embeddings - 1)
+
+/* The embedding a carries its IPv4 address in (its index; *v4 points at the address), or
+ * -1. "::" and "::1" are not IPv4-compatible addresses: they are themselves. */
+static int embedded_v4(const unsigned char *a, const unsigned char **v4) {
+    static const unsigned char loopback[16] = {[15] = 1};
+    if (memcmp(a, loopback, 15) == 0 && a[15] <= 1) return -1;
+    for (size_t i = 0; i < sizeof v4_embeddings / sizeof *v4_embeddings; i++) {
+        if (prefix_match(a, v4_embeddings[i].net, v4_embeddings[i].prefix)) {
+            *v4 = a + v4_embeddings[i].at;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
 bool gw_cidr_list_contains(const gw_cidr_list *l, const struct sockaddr *sa) {
-    const unsigned char *a;
+    const unsigned char *a, *v4;
     int family = addr_bytes(sa, &a);
     if (!family || !l) return false;
     if (list_contains(l, family, a)) return true;
-    return family == AF_INET6 && memcmp(a, v4_mapped, sizeof v4_mapped) == 0 &&
-           list_contains(l, AF_INET, a + 12);
+    return family == AF_INET6 && embedded_v4(a, &v4) >= 0 && list_contains(l, AF_INET, v4);
 }
 
 /* ------------------------------------------------------------ policy ---------------- */
@@ -305,6 +335,7 @@ static const rule v4_rules[] = {
     {{172, 16}, 12, "private"},
     {{192, 0, 0}, 24, "reserved"},    /* IETF protocol assignments */
     {{192, 0, 2}, 24, "reserved"},    /* documentation */
+    {{192, 88, 99}, 24, "reserved"},  /* 6to4 relay anycast, deprecated */
     {{192, 168}, 16, "private"},
     {{198, 18}, 15, "reserved"},      /* benchmarking */
     {{198, 51, 100}, 24, "reserved"}, /* documentation */
@@ -313,14 +344,18 @@ static const rule v4_rules[] = {
     {{240}, 4, "reserved"},
 };
 
+/* For IPv6 addresses that carry no IPv4 address (v4_embeddings). */
 static const rule v6_rules[] = {
     {{0xfd, 0x00, 0x0e, 0xc2, [14] = 0x02, [15] = 0x54}, 128, "cloud metadata"}, /* AWS */
     {{0}, 128, "unspecified"},
     {{[15] = 1}, 128, "loopback"},
-    {{0}, 96, "reserved"},                        /* IPv4-compatible, deprecated */
     {{0x01, 0x00}, 64, "reserved"},               /* discard only */
+    {{0x20, 0x01, 0x00, 0x02, 0x00, 0x00}, 48, "reserved"}, /* benchmarking */
+    {{0x20, 0x01, 0x00, 0x10}, 28, "reserved"},   /* ORCHID, deprecated */
+    {{0x20, 0x01, 0x00, 0x20}, 28, "reserved"},   /* ORCHIDv2, not routed */
     {{0x20, 0x01, 0x0d, 0xb8}, 32, "reserved"},   /* documentation */
-    {{0x20, 0x01, 0x00, 0x00}, 32, "reserved"},   /* Teredo */
+    {{0x20, 0x01, 0x00, 0x00}, 32, "reserved"},   /* Teredo: the IPv4 inside is obfuscated */
+    {{0x3f, 0xff, 0x00}, 20, "reserved"},         /* documentation */
     {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48, "private"}, /* local-use NAT64 */
     {{0xfc}, 7, "unique-local"},
     {{0xfe, 0x80}, 10, "link-local"},
@@ -338,18 +373,21 @@ static const char *v4_refused(const unsigned char *a) {
     return match_rules(v4_rules, sizeof v4_rules / sizeof *v4_rules, a);
 }
 
+/* The one rule set: the submit-time check (gw_url_check_literal), the delivery's check of
+ * every resolved address and curl's check of every socket all come here. */
 const char *gw_addr_refused(const struct sockaddr *sa, const gw_cidr_list *allow) {
-    static const unsigned char nat64[12] = {0x00, 0x64, 0xff, 0x9b};
-    static const unsigned char six_to_four[2] = {0x20, 0x02};
-    const unsigned char *a;
+    const unsigned char *a, *v4;
     int family = addr_bytes(sa, &a);
     if (!family) return "not an IP address";
     if (gw_cidr_list_contains(allow, sa)) return NULL;
     if (family == AF_INET) return v4_refused(a);
-    /* Addresses that carry an IPv4 address reach (or are translated to) that address. */
-    if (memcmp(a, v4_mapped, 12) == 0 || memcmp(a, nat64, 12) == 0) return v4_refused(a + 12);
-    if (memcmp(a, six_to_four, 2) == 0) return v4_refused(a + 2);
-    return match_rules(v6_rules, sizeof v6_rules / sizeof *v6_rules, a);
+    int e = embedded_v4(a, &v4);
+    if (e < 0) return match_rules(v6_rules, sizeof v6_rules / sizeof *v6_rules, a);
+    const char *why = v4_refused(v4);
+    /* An IPv4-compatible address with a public IPv4 inside still goes out through a
+     * tunnel (sit) if it goes anywhere; RFC 4291 deprecated the form. */
+    if (!why && (size_t)e == EMBED_COMPATIBLE) why = "reserved";
+    return why;
 }
 
 static bool is_localhost(const char *host) {
@@ -377,6 +415,25 @@ int gw_url_check_literal(const gw_url *u, const gw_cidr_list *allow, char *err, 
             gw_cidr_list_contains(allow, (const struct sockaddr *)&lo6))
             return 0;
         snprintf(err, errlen, "webhook URL points to localhost (%.64s); refused", u->host);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ pinning --------------- */
+
+int gw_url_pin(const gw_url *u, const struct sockaddr *sa, char *out, size_t outlen) {
+    if (outlen == 0) return -1;
+    out[0] = '\0';
+    if (u->host_is_ip) return 0;
+    const unsigned char *a;
+    int family = addr_bytes(sa, &a);
+    char ip[INET6_ADDRSTRLEN];
+    if (!family || !inet_ntop(family, a, ip, sizeof ip)) return -1;
+    int n = snprintf(out, outlen, family == AF_INET6 ? "%s:%d:[%s]" : "%s:%d:%s", u->host,
+                     u->port, ip);
+    if (n < 0 || (size_t)n >= outlen) {
+        out[0] = '\0';
         return -1;
     }
     return 0;

@@ -1,10 +1,12 @@
 /* ssrf.h: which webhook URLs and addresses the gateway may contact. Pure: no DNS, no I/O.
  *
- * Two checks guard a webhook:
+ * Two checks guard a webhook, and one rule set (gw_addr_refused) decides both:
  *   at submit   gw_url_parse + gw_url_check_literal: the URL's form, and its host when it
  *               is an IP literal (or "localhost"), so an obvious mistake is a 422 at once;
- *   at delivery gw_addr_refused on every address the host name resolves to, at connect
- *               time (a name may resolve anywhere, and differently on each lookup).
+ *   at delivery the same gw_url_parse + gw_url_check_literal on the stored URL, then
+ *               gw_addr_refused on every address a host name resolves to, and again on
+ *               every socket curl opens (a name may resolve anywhere, and differently on
+ *               each lookup); the checked address is pinned (gw_url_pin).
  * An operator's allowlist (gw_cidr_list) admits addresses that would be refused, such as a
  * receiver on the same private network.
  *
@@ -12,14 +14,18 @@
  *   IPv4  0.0.0.0/8 "unspecified"   10/8, 172.16/12, 192.168/16 "private"
  *         100.64/10 "carrier-grade NAT"   127/8 "loopback"   169.254/16 "link-local"
  *         169.254.169.254, 100.100.100.200, 168.63.129.16 "cloud metadata"
- *         192.0.0/24, 192.0.2/24, 198.18/15, 198.51.100/24, 203.0.113/24, 240/4 "reserved"
- *         224/4 "multicast"   255.255.255.255 "broadcast"
- *   IPv6  ::/128 "unspecified"   ::1 "loopback"   other ::/96 "reserved" (IPv4-compatible)
- *         fe80::/10 "link-local"   fec0::/10 "site-local"   fc00::/7 "unique-local"
- *         fd00:ec2::254 "cloud metadata"   ff00::/8 "multicast"
- *         100::/64, 2001::/32 (Teredo), 2001:db8::/32 "reserved"   64:ff9b:1::/48 "private"
- *         ::ffff:0:0/96 (IPv4-mapped), 64:ff9b::/96 (NAT64), 2002::/16 (6to4): the embedded
- *         IPv4 address by the IPv4 rules.
+ *         192.0.0/24, 192.0.2/24, 192.88.99/24, 198.18/15, 198.51.100/24, 203.0.113/24,
+ *         240/4 "reserved"   224/4 "multicast"   255.255.255.255 "broadcast"
+ *   IPv6  ::/128 "unspecified"   ::1 "loopback"   fe80::/10 "link-local"
+ *         fec0::/10 "site-local"   fc00::/7 "unique-local"   fd00:ec2::254 "cloud metadata"
+ *         ff00::/8 "multicast"   64:ff9b:1::/48 "private" (local-use NAT64)
+ *         100::/64, 2001::/32 (Teredo), 2001:2::/48, 2001:10::/28, 2001:20::/28,
+ *         2001:db8::/32, 3fff::/20 "reserved"
+ *   IPv6 that carries an IPv4 address is judged as that IPv4 address, by the IPv4 rules
+ *   and by the allowlist's IPv4 entries: ::ffff:0:0/96 (IPv4-mapped), ::ffff:0:0:0/96
+ *   (IPv4-translated, SIIT), 64:ff9b::/96 (NAT64), 2002::/16 (6to4: bits 16..47), and
+ *   ::/96 (IPv4-compatible, other than :: and ::1), which is "reserved" even when its IPv4
+ *   address is public (deprecated, RFC 4291).
  */
 #ifndef GW_SSRF_H
 #define GW_SSRF_H
@@ -73,8 +79,9 @@ typedef struct gw_cidr_list {
  * one host but would admit a network. Returns 0, or -1 with err naming the entry. */
 int gw_cidr_list_parse(const char *text, gw_cidr_list *out, char *err, size_t errlen);
 
-/* Whether the address (AF_INET or AF_INET6; an IPv4-mapped IPv6 address is matched as its
- * IPv4 address too) is inside one of the list's networks. l may be NULL (empty). */
+/* Whether the address (AF_INET or AF_INET6; an IPv6 address that carries an IPv4 address,
+ * as listed above, is matched as that IPv4 address too) is inside one of the list's
+ * networks. l may be NULL (empty). */
 bool gw_cidr_list_contains(const gw_cidr_list *l, const struct sockaddr *sa);
 
 /* ------------------------------------------------------------ policy ---------------- */
@@ -90,5 +97,15 @@ const char *gw_addr_refused(const struct sockaddr *sa, const gw_cidr_list *allow
  * (127.0.0.1); refused". Any other host name gives 0: it is not resolved here; the
  * delivery checks what it resolves to. */
 int gw_url_check_literal(const gw_url *u, const gw_cidr_list *allow, char *err, size_t errlen);
+
+/* ------------------------------------------------------------ pinning --------------- */
+
+/* The CURLOPT_RESOLVE entry that makes curl connect to sa, the address that was checked,
+ * for u's host name: "hooks.example.com:443:192.0.2.7", "hooks.example.com:443:[2001:db8::7]"
+ * (an IPv6 address in brackets). An IP literal host gets "" (no pin): curl looks nothing
+ * up for it, and libcurl 7.88 cannot parse an entry whose host is an IPv6 literal, in any
+ * spelling ("::1:80:[::1]", "[::1]:80:[::1]"), and fails the transfer on it. Returns 0, or
+ * -1 with out "" when sa is not AF_INET / AF_INET6 or out is too short. */
+int gw_url_pin(const gw_url *u, const struct sockaddr *sa, char *out, size_t outlen);
 
 #endif

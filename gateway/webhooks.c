@@ -207,15 +207,11 @@ static int allow_addr(const struct sockaddr *sa, void *arg) {
 /* Signs and posts to the checked, pinned address. */
 static void post(delivery *d, const struct sockaddr *addr) {
     gw_webhooks *wh = d->wh;
-    char ip[64] = "";
-    if (addr->sa_family == AF_INET)
-        evutil_inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, ip, sizeof ip);
-    else
-        evutil_inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, ip,
-                         sizeof ip);
-    /* CURLOPT_RESOLVE: host:port:address, IPv6 addresses in brackets. */
-    snprintf(d->pin, sizeof d->pin, "%s:%d:%s%s%s", d->u.host, d->u.port,
-             addr->sa_family == AF_INET6 ? "[" : "", ip, addr->sa_family == AF_INET6 ? "]" : "");
+    /* An IP literal gets no pin: curl connects to the literal itself. */
+    if (gw_url_pin(&d->u, addr, d->pin, sizeof d->pin) < 0) {
+        settle(d, FLEET_WEBHOOK_FAILED, 0, 0, "cannot pin the checked address");
+        return;
+    }
     long long ts = (long long)(fleet_now_ms() / 1000);
     char sig[GW_WEBHOOK_SIG_SIZE], h_id[128], h_ts[48], h_sig[GW_WEBHOOK_SIG_SIZE + 32];
     if (gw_webhook_sign(d->key, d->keylen, d->msg, ts, d->body, d->body_len, sig, sizeof sig) <
@@ -228,8 +224,9 @@ static void post(delivery *d, const struct sockaddr *addr) {
     snprintf(h_sig, sizeof h_sig, "webhook-signature: %s", sig);
     const char *headers[] = {h_id, h_ts, h_sig, "Content-Type: application/json", NULL};
     gw_fetch f = {.url = d->url, .body = d->body, .body_len = d->body_len, .headers = headers,
-                  .pin = d->pin, .timeout_ms = wh->g->cfg.webhook_timeout_ms,
-                  .allow_addr = allow_addr, .allow_arg = wh};
+                  .pin = d->pin[0] ? d->pin : NULL,
+                  .timeout_ms = wh->g->cfg.webhook_timeout_ms, .allow_addr = allow_addr,
+                  .allow_arg = wh};
     if (gw_curl_post(wh->curl, &f, on_posted, d) < 0) retry_or_fail(d, 0, -1, "cannot start the request");
 }
 
@@ -272,14 +269,15 @@ static void check_and_post(delivery *d) {
         settle(d, FLEET_WEBHOOK_FAILED, 0, 0, err);
         return;
     }
+    /* The submit-time check again, by the same function: the allowlist may have changed
+     * since, and a task may have been written by an older gateway. */
+    if (gw_url_check_literal(&d->u, &d->wh->allow, err, sizeof err) < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "refused by the SSRF guard: %s", err);
+        settle(d, FLEET_WEBHOOK_FAILED, 0, 0, msg);
+        return;
+    }
     if (d->u.host_is_ip) {
-        const char *why = gw_addr_refused((const struct sockaddr *)&d->u.addr, &d->wh->allow);
-        if (why) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "refused by the SSRF guard: %s is %s", d->u.host, why);
-            settle(d, FLEET_WEBHOOK_FAILED, 0, 0, msg);
-            return;
-        }
         post(d, (const struct sockaddr *)&d->u.addr);
         return;
     }

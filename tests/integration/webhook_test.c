@@ -695,6 +695,57 @@ TL_TEST(ssrf_refuses_private_targets) {
     check_refused_at_delivery(g, rx, "ip6-localhost");
 }
 
+/* A receiver on [::1] with only ::1/128 allowed gets its signed delivery at an IPv6
+ * literal URL (curl gets no pin for a literal: libcurl 7.88 refuses any CURLOPT_RESOLVE
+ * entry whose host is an IPv6 literal, which dead-lettered every such delivery). */
+TL_TEST(ipv6_literal_receiver_gets_signed_delivery) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"echo"},
+        .gateway_env = {"FLEET_WEBHOOK_SECRET=" SECRET, "FLEET_WEBHOOK_ALLOW=::1/128"}});
+    tl_receiver *rx = tl_receiver_start_ipv6(0);
+    const char *url = tl_receiver_url(rx, "/hook");
+    ASSERT_TRUE(strncmp(url, "http://[::1]:", 13) == 0);
+    const char *id = submit_hook(f, "echo", "{\"v6\": true}", url, NULL);
+    json_t *w = wait_hook_state(f, id, "delivered", WAIT_MS);
+    ASSERT_EQ_INT(tl_jint(w, "attempts"), 1);
+    ASSERT_EQ_INT(tl_jint(w, "last_status"), 200);
+    ASSERT_EQ_INT(tl_receiver_count(rx), 1);
+    const tl_received *q = tl_receiver_get(rx, 0);
+    ASSERT_EQ_STR(q->path, "/hook");
+    ASSERT_EQ_STR(tl_received_header(q, "Host"), tl_printf("[::1]:%d", tl_receiver_port(rx)));
+    ASSERT_TRUE(delivery_verifies(q));
+    ASSERT_EQ_STR(tl_jstr(tl_json(q->body), "data.id"), id);
+    ASSERT_EQ_INT(json_array_size(webhook_dlq(f)), 0);
+}
+
+/* IPv6 spellings of internal IPv4 addresses are 422 at submit, by the same rules as
+ * IPv4 (allowing ::1 admits none of them), and nothing is stored. */
+TL_TEST(ipv4_inside_ipv6_is_refused_at_submit) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"echo"},
+        .gateway_env = {"FLEET_WEBHOOK_SECRET=" SECRET, "FLEET_WEBHOOK_ALLOW=::1/128"}});
+    static const struct {
+        const char *url, *why;
+    } refused[] = {
+        {"http://[::ffff:0:7f00:1]/", "loopback"},            /* IPv4-translated (SIIT) */
+        {"http://[0:0:0:0:FFFF:0:127.0.0.1]:8080/", "loopback"},
+        {"http://[::ffff:7f00:1]/", "loopback"},              /* IPv4-mapped */
+        {"http://[::7f00:1]/", "loopback"},                   /* IPv4-compatible */
+        {"http://[64:ff9b::a9fe:a9fe]/", "cloud metadata"},   /* NAT64 */
+        {"http://[2002:a00:1::1]/", "private"},               /* 6to4 */
+        {"http://[2001:0:4136:e378::1]/", "reserved"},        /* Teredo */
+        {"http://[::1%25lo]/", "zone id"},
+    };
+    for (size_t i = 0; i < TL_COUNT(refused); i++) {
+        const char *detail =
+            ASSERT_PROBLEM(submit_hook_resp(f, "echo", "{}", refused[i].url, NULL), 422);
+        tl_log("%s: %s", refused[i].url, detail);
+        ASSERT_STR_CONTAINS(detail, refused[i].why);
+    }
+    ASSERT_EQ_INT(job_keys(f), 0);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN {%s}:stream:echo", f->prefix), 0);
+}
+
 TL_TEST(no_secret_refuses_webhooks) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     tl_receiver *rx = tl_receiver_start(0);
@@ -771,6 +822,8 @@ int main(int argc, char **argv) {
         TL_CASE(killed_gateway_hands_its_delivery_to_another),
         TL_CASE(slow_delivery_is_not_taken_over_by_a_live_gateway),
         TL_CASE(ssrf_refuses_private_targets),
+        TL_CASE(ipv6_literal_receiver_gets_signed_delivery),
+        TL_CASE(ipv4_inside_ipv6_is_refused_at_submit),
         TL_CASE(no_secret_refuses_webhooks),
         TL_CASE(bad_webhook_fields_are_400_or_422),
         TL_CASE(tenant_secret_signs_its_deliveries),

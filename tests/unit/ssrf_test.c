@@ -1,7 +1,14 @@
-/* ssrf_test: the webhook URL form, the allowlist and the address policy (gateway/ssrf.c). */
+/* ssrf_test: the webhook URL form, the allowlist and the address policy (gateway/ssrf.c):
+ * one table of URLs run through the submit-time check and the checks a delivery makes,
+ * and the pin (CURLOPT_RESOLVE) entry, sent through real libcurl (gateway/curl_loop.c) to
+ * receivers on 127.0.0.1 and [::1]. No Redis; loopback only. */
 #include <arpa/inet.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "curl_loop.h"
 #include "ssrf.h"
 #include "testlib.h"
 
@@ -224,7 +231,8 @@ TL_TEST(refuses_every_internal_class) {
 
     ASSERT_REFUSED("::", NULL, "unspecified");
     ASSERT_REFUSED("::1", NULL, "loopback");
-    ASSERT_REFUSED("::127.0.0.1", NULL, "reserved");
+    ASSERT_REFUSED("::127.0.0.1", NULL, "loopback");
+    ASSERT_REFUSED("::8.8.8.8", NULL, "reserved");
     ASSERT_REFUSED("fe80::1", NULL, "link-local");
     ASSERT_REFUSED("febf:ffff::1", NULL, "link-local");
     ASSERT_REFUSED("fec0::1", NULL, "site-local");
@@ -244,6 +252,7 @@ TL_TEST(refuses_every_internal_class) {
     ASSERT_REFUSED("64:ff9b::192.168.0.1", NULL, "private");
     ASSERT_REFUSED("2002:7f00:1::1", NULL, "loopback");
     ASSERT_REFUSED("2002:a9fe:a9fe::", NULL, "cloud metadata");
+    ASSERT_REFUSED("::ffff:0:7f00:1", NULL, "loopback"); /* IPv4-translated (SIIT) */
 }
 
 TL_TEST(admits_public_addresses) {
@@ -393,6 +402,321 @@ TL_TEST(literal_check_at_submit) {
     ASSERT_STR_CONTAINS(check("http://localhost/", allow("10.0.0.0/8")), "localhost");
 }
 
+/* ------------------------------------------------------------ one table, both checks  */
+
+enum { FORM = 1 }; /* the submit-time check refuses the URL's form before its address */
+
+/* Every row's URL goes through the check a submit makes and the checks a delivery makes;
+ * why is the reason gw_addr_refused gives for the address (NULL: admitted). */
+static const struct verdict_row {
+    const char *url, *allow, *why;
+    int flags;
+} verdicts[] = {
+    /* IPv4 */
+    {"http://127.0.0.1:8080/", NULL, "loopback", 0},
+    {"http://10.0.0.1/", NULL, "private", 0},
+    {"http://172.16.5.4/", NULL, "private", 0},
+    {"http://192.168.1.1/", NULL, "private", 0},
+    {"http://100.64.0.1/", NULL, "carrier-grade NAT", 0},
+    {"http://169.254.169.254/latest/meta-data/", NULL, "cloud metadata", 0},
+    {"http://100.100.100.200/", NULL, "cloud metadata", 0},
+    {"http://169.254.1.1/", NULL, "link-local", 0},
+    {"http://0.0.0.0/", NULL, "unspecified", 0},
+    {"http://255.255.255.255/", NULL, "broadcast", 0},
+    {"http://224.0.0.1/", NULL, "multicast", 0},
+    {"http://240.0.0.1/", NULL, "reserved", 0},
+    {"http://192.88.99.1/", NULL, "reserved", 0},
+    {"http://198.18.0.1/", NULL, "reserved", 0},
+    {"http://8.8.8.8/", NULL, NULL, 0},
+    {"https://93.184.216.34:8443/hook", NULL, NULL, 0},
+    /* IPv4 in the other spellings resolvers read (inet_aton): refused for their form at
+     * submit and at delivery (the same parser), and their address judged all the same. */
+    {"http://2130706433/", NULL, "loopback", FORM},
+    {"http://0177.0.0.1/", NULL, "loopback", FORM},
+    {"http://017700000001/", NULL, "loopback", FORM},
+    {"http://0x7f.1/", NULL, "loopback", FORM},
+    {"http://0X7F.0.0.1/", NULL, "loopback", FORM},
+    {"http://0x7f000001/", NULL, "loopback", FORM},
+    {"http://127.1/", NULL, "loopback", FORM},
+    {"http://0/", NULL, "unspecified", FORM},
+    {"http://2852039166/", NULL, "cloud metadata", FORM},
+    {"http://0xa9.0xfe.0xa9.0xfe/", NULL, "cloud metadata", FORM},
+    {"http://10.1/", NULL, "private", FORM},
+    {"http://134744072/", NULL, NULL, FORM}, /* 8.8.8.8: a fine address, a hidden form */
+    /* IPv6 */
+    {"http://[::1]:19405/hook", NULL, "loopback", 0},
+    {"http://[0:0:0:0:0:0:0:1]/", NULL, "loopback", 0},
+    {"http://[::]/", NULL, "unspecified", 0},
+    {"http://[fe80::1]/", NULL, "link-local", 0},
+    {"http://[fec0::1]/", NULL, "site-local", 0},
+    {"http://[fc00::1]/", NULL, "unique-local", 0},
+    {"http://[fd00:ec2::254]/", NULL, "cloud metadata", 0},
+    {"http://[ff02::1]/", NULL, "multicast", 0},
+    {"http://[100::1]/", NULL, "reserved", 0},
+    {"http://[2001:db8::1]/", NULL, "reserved", 0},
+    {"http://[3fff::1]/", NULL, "reserved", 0},
+    {"http://[2001:2::1]/", NULL, "reserved", 0},
+    {"http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", NULL, "reserved", 0}, /* Teredo */
+    {"https://[2606:2800:220:1::1]/", NULL, NULL, 0},
+    {"http://[2001:4860:4860::8888]/", NULL, NULL, 0},
+    /* IPv4-mapped, any spelling */
+    {"http://[::ffff:127.0.0.1]/", NULL, "loopback", 0},
+    {"http://[::ffff:7f00:1]/", NULL, "loopback", 0},
+    {"http://[::FFFF:7F00:0001]/", NULL, "loopback", 0},
+    {"http://[0:0:0:0:0:ffff:127.0.0.1]/", NULL, "loopback", 0},
+    {"http://[0000:0000:0000:0000:0000:ffff:7f00:0001]/", NULL, "loopback", 0},
+    {"http://[::ffff:169.254.169.254]/", NULL, "cloud metadata", 0},
+    {"http://[::ffff:a9fe:a9fe]/", NULL, "cloud metadata", 0},
+    {"http://[::ffff:10.0.0.1]/", NULL, "private", 0},
+    {"http://[::ffff:0.0.0.0]/", NULL, "unspecified", 0},
+    {"http://[::ffff:8.8.8.8]/", NULL, NULL, 0},
+    /* IPv4-translated (SIIT) */
+    {"http://[::ffff:0:7f00:1]/", NULL, "loopback", 0},
+    {"http://[::ffff:0:127.0.0.1]/", NULL, "loopback", 0},
+    {"http://[0:0:0:0:ffff:0:7f00:1]/", NULL, "loopback", 0},
+    {"http://[::FFFF:0:A9FE:A9FE]/", NULL, "cloud metadata", 0},
+    {"http://[::ffff:0:808:808]/", NULL, NULL, 0},
+    /* IPv4-compatible (deprecated) */
+    {"http://[::127.0.0.1]/", NULL, "loopback", 0},
+    {"http://[::7f00:1]/", NULL, "loopback", 0},
+    {"http://[::a9fe:a9fe]/", NULL, "cloud metadata", 0},
+    {"http://[::0.0.0.2]/", NULL, "unspecified", 0},
+    {"http://[::8.8.8.8]/", NULL, "reserved", 0},
+    /* NAT64, well-known and local-use prefixes */
+    {"http://[64:ff9b::127.0.0.1]/", NULL, "loopback", 0},
+    {"http://[64:ff9b::7f00:1]/", NULL, "loopback", 0},
+    {"http://[64:FF9B::A9FE:A9FE]/", NULL, "cloud metadata", 0},
+    {"http://[64:ff9b::c0a8:1]/", NULL, "private", 0},
+    {"http://[64:ff9b::8.8.8.8]/", NULL, NULL, 0},
+    {"http://[64:ff9b:1::8.8.8.8]/", NULL, "private", 0},
+    {"http://[64:ff9b:1:abcd::1]/", NULL, "private", 0},
+    /* 6to4: the relay's IPv4 address, bits 16..47 */
+    {"http://[2002:7f00:1::1]/", NULL, "loopback", 0},
+    {"http://[2002:a9fe:a9fe::1]/", NULL, "cloud metadata", 0},
+    {"http://[2002:a00:1:1::1]/", NULL, "private", 0},
+    {"http://[2002:c058:6301::]/", NULL, "reserved", 0},
+    {"http://[2002:808:808::1]/", NULL, NULL, 0},
+    /* zone ids: refused for their form; the address without them judged as well */
+    {"http://[fe80::1%25eth0]/", NULL, "link-local", FORM},
+    {"http://[::1%25lo]/", NULL, "loopback", FORM},
+    {"http://[::ffff:127.0.0.1%25lo]/", NULL, "loopback", FORM},
+    /* the operator's allowlist admits the judged address, IPv4 or IPv6 */
+    {"http://[::1]:19405/hook", "::1/128", NULL, 0},
+    {"http://127.0.0.1/", "::1/128", "loopback", 0},
+    {"http://[::1]/", "127.0.0.0/8", "loopback", 0},
+    {"http://[::ffff:127.0.0.1]/", "127.0.0.0/8", NULL, 0},
+    {"http://[::ffff:0:7f00:1]/", "127.0.0.0/8", NULL, 0},
+    {"http://[::ffff:0:7f00:1]/", "::1/128", "loopback", 0},
+    {"http://[64:ff9b::a01:203]/", "10.0.0.0/8", NULL, 0},
+    {"http://[2002:a01:203::1]/", "10.0.0.0/8", NULL, 0},
+    {"http://[64:ff9b::7f00:1]/", "64:ff9b::/96", NULL, 0},
+    {"http://[fd00::1]/", "fd00::/8", NULL, 0},
+    {"http://169.254.169.254/", "10.0.0.0/8", "cloud metadata", 0},
+    {"http://[::ffff:a9fe:a9fe]/", "127.0.0.0/8", "cloud metadata", 0},
+};
+
+/* The URL's host as the system resolver (and curl) reads it, zone id decoded; NULL when
+ * it reads no address there (a host name). */
+static const struct sockaddr *resolver_reading(const char *url) {
+    const char *h = strstr(url, "//") + 2;
+    char host[256];
+    size_t n;
+    if (*h == '[') {
+        h++;
+        n = strcspn(h, "]");
+    } else {
+        n = strcspn(h, ":/");
+    }
+    ASSERT_TRUE(n < sizeof host);
+    memcpy(host, h, n);
+    host[n] = '\0';
+    char *pct = strstr(host, "%25");
+    if (pct) memmove(pct + 1, pct + 3, strlen(pct + 3) + 1);
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 && pct) {
+        *pct = '\0'; /* a zone this machine lacks: the address alone */
+        res = NULL;
+        if (getaddrinfo(host, NULL, &hints, &res) != 0) res = NULL;
+    }
+    if (!res) return NULL;
+    struct sockaddr_storage *ss = tl_alloc(sizeof *ss);
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return (const struct sockaddr *)ss;
+}
+
+/* The check a submit makes (gateway/jobs.c): NULL when admitted, else the 422 detail. */
+static const char *submit_check(const char *url, const gw_cidr_list *l) {
+    gw_url *u = tl_alloc(sizeof *u);
+    char *err = tl_alloc(256);
+    if (gw_url_parse(url, u, err, 256) < 0) return err;
+    return gw_url_check_literal(u, l, err, 256) == 0 ? NULL : err;
+}
+
+static bool same_address(const struct sockaddr *a, const struct sockaddr *b) {
+    if (a->sa_family != b->sa_family) return false;
+    if (a->sa_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                      &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+TL_TEST(one_table_for_submit_and_delivery) {
+    for (size_t i = 0; i < TL_COUNT(verdicts); i++) {
+        const struct verdict_row *v = &verdicts[i];
+        gw_cidr_list *l = allow(v->allow ? v->allow : "");
+        tl_log("%s allow=%s: want %s%s", v->url, v->allow ? v->allow : "-",
+               v->why ? v->why : "admitted", v->flags & FORM ? " (form refused)" : "");
+
+        /* At submit. */
+        const char *sub = submit_check(v->url, l);
+        if (v->flags & FORM) {
+            if (!sub) FAILF("%s: admitted at submit; want its form refused", v->url);
+            if (!strstr(sub, "IPv4") && !strstr(sub, "zone id"))
+                FAILF("%s: refused at submit as '%s'; want its form refused", v->url, sub);
+        } else if (v->why) {
+            if (!sub) FAILF("%s: admitted at submit; want refused as %s", v->url, v->why);
+            ASSERT_STR_CONTAINS(sub, tl_printf("%s address", v->why));
+        } else if (sub) {
+            FAILF("%s: refused at submit (%s); want admitted", v->url, sub);
+        }
+
+        /* At delivery: the stored URL gets the same parse and literal check (webhooks.c
+         * check_and_post), then the address connected to is judged by gw_addr_refused
+         * (on_resolved for a name's addresses, curl_loop's socket callback for every
+         * connection). That address is the host as the resolver and curl read it. */
+        const struct sockaddr *sa = resolver_reading(v->url);
+        if (!sa) FAILF("%s: the resolver reads no address in it", v->url);
+        const char *why = gw_addr_refused(sa, l);
+        if ((why == NULL) != (v->why == NULL) || (why && strcmp(why, v->why) != 0))
+            FAILF("%s: address judged %s at delivery; want %s", v->url,
+                  why ? why : "admitted", v->why ? v->why : "admitted");
+        if (!(v->flags & FORM)) {
+            gw_url *u = parse_ok(v->url);
+            ASSERT_TRUE(u->host_is_ip);
+            if (!same_address((const struct sockaddr *)&u->addr, sa))
+                FAILF("%s: the gateway's parse and the resolver's differ", v->url);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ pinning --------------- */
+
+static const char *pin_of(const char *url, const char *addr) {
+    char *out = tl_alloc(GW_URL_MAX + 64);
+    ASSERT_EQ_INT(gw_url_pin(parse_ok(url), sa(addr), out, GW_URL_MAX + 64), 0);
+    return out;
+}
+
+TL_TEST(pin_strings) {
+    ASSERT_EQ_STR(pin_of("https://hooks.example.com/x", "192.0.2.7"),
+                  "hooks.example.com:443:192.0.2.7");
+    ASSERT_EQ_STR(pin_of("http://Hooks.Example.com:8080/x", "2001:db8::7"),
+                  "hooks.example.com:8080:[2001:db8::7]");
+    ASSERT_EQ_STR(pin_of("http://hook.test:19405/", "::1"), "hook.test:19405:[::1]");
+    ASSERT_EQ_STR(pin_of("http://hook.test:19405/", "::ffff:127.0.0.1"),
+                  "hook.test:19405:[::ffff:127.0.0.1]");
+    /* curl matches the name as written, trailing dot included. */
+    ASSERT_EQ_STR(pin_of("http://hook.test.:80/", "127.0.0.1"), "hook.test.:80:127.0.0.1");
+    /* An IP literal is not pinned: curl resolves nothing for it, and libcurl 7.88 refuses
+     * every entry whose host is an IPv6 literal. */
+    ASSERT_EQ_STR(pin_of("http://[::1]:19405/hook", "::1"), "");
+    ASSERT_EQ_STR(pin_of("http://[2606:2800:220:1::1]/", "2606:2800:220:1::1"), "");
+    ASSERT_EQ_STR(pin_of("http://93.184.216.34/", "93.184.216.34"), "");
+
+    char out[32] = "x";
+    struct sockaddr un = {.sa_family = AF_UNIX};
+    ASSERT_EQ_INT(gw_url_pin(parse_ok("http://hook.test/"), &un, out, sizeof out), -1);
+    ASSERT_EQ_STR(out, "");
+    ASSERT_EQ_INT(gw_url_pin(parse_ok("http://a-rather-long-host-name.example.com/"),
+                             sa("2001:db8::7"), out, sizeof out), -1);
+    ASSERT_EQ_STR(out, "");
+}
+
+typedef struct posted {
+    int calls;
+    long status;
+    char error[512];
+} posted;
+
+static void on_posted(const gw_fetch_result *res, void *arg) {
+    posted *p = arg;
+    p->calls++;
+    p->status = res->status;
+    snprintf(p->error, sizeof p->error, "%s", res->error);
+}
+
+static int allow_by_policy(const struct sockaddr *a, void *arg) {
+    return gw_addr_refused(a, arg) == NULL;
+}
+
+typedef struct curl_env {
+    struct event_base *base;
+    gw_curl *c;
+} curl_env;
+
+static void curl_env_free(void *p) {
+    curl_env *e = p;
+    gw_curl_free(e->c);
+    event_base_free(e->base);
+    free(e);
+}
+
+/* POSTs url as a delivery does (the pin gw_url_pin makes for addr, every socket judged by
+ * the policy with allow l) and runs the loop until it ends; returns the HTTP status. */
+static long deliver(curl_env *e, const char *url, const char *addr, gw_cidr_list *l) {
+    char pin[GW_URL_MAX + 64];
+    ASSERT_EQ_INT(gw_url_pin(parse_ok(url), sa(addr), pin, sizeof pin), 0);
+    posted *p = tl_alloc(sizeof *p);
+    gw_fetch f = {.url = url, .body = "{}", .body_len = 2, .pin = pin[0] ? pin : NULL,
+                  .timeout_ms = 10000, .allow_addr = allow_by_policy, .allow_arg = l};
+    ASSERT_EQ_INT(gw_curl_post(e->c, &f, on_posted, p), 0);
+    int64_t end = tl_now_ms() + 15000;
+    while (!p->calls && tl_now_ms() < end) event_base_loop(e->base, EVLOOP_ONCE);
+    ASSERT_EQ_INT(p->calls, 1);
+    tl_log("%s pinned '%s' -> %ld %s", url, pin, p->status, p->error);
+    return p->status;
+}
+
+TL_TEST(pinned_delivery_reaches_ipv4_and_ipv6_receivers) {
+    tl_receiver *rx6 = tl_receiver_start_ipv6(0), *rx4 = tl_receiver_start(0);
+    curl_env *e = calloc(1, sizeof *e);
+    ASSERT_NOT_NULL(e);
+    e->base = event_base_new();
+    ASSERT_NOT_NULL(e->base);
+    e->c = gw_curl_new(e->base);
+    ASSERT_NOT_NULL(e->c);
+    tl_defer(curl_env_free, e);
+    gw_cidr_list *l = allow("::1/128,127.0.0.1/32");
+    int p6 = tl_receiver_port(rx6), p4 = tl_receiver_port(rx4);
+
+    /* An IPv6 literal (no pin), and a name pinned to ::1: the name resolves nowhere, so
+     * only the pin can bring the request to the receiver. */
+    ASSERT_EQ_INT(deliver(e, tl_receiver_url(rx6, "/literal"), "::1", l), 200);
+    ASSERT_EQ_INT(deliver(e, tl_printf("http://hook.test:%d/name6", p6), "::1", l), 200);
+    ASSERT_EQ_INT(deliver(e, tl_printf("http://HOOK.test.:%d/dot6", p6), "::1", l), 200);
+    ASSERT_EQ_INT(tl_receiver_count(rx6), 3);
+    ASSERT_EQ_STR(tl_receiver_get(rx6, 0)->path, "/literal");
+    ASSERT_EQ_STR(tl_receiver_get(rx6, 1)->path, "/name6");
+    ASSERT_EQ_STR(tl_received_header(tl_receiver_get(rx6, 1), "Host"),
+                  tl_printf("hook.test:%d", p6));
+    ASSERT_EQ_STR(tl_receiver_get(rx6, 2)->path, "/dot6");
+
+    /* IPv4: a literal and a name pinned to 127.0.0.1. */
+    ASSERT_EQ_INT(deliver(e, tl_receiver_url(rx4, "/literal4"), "127.0.0.1", l), 200);
+    ASSERT_EQ_INT(deliver(e, tl_printf("http://hook.test:%d/name4", p4), "127.0.0.1", l), 200);
+    ASSERT_EQ_INT(tl_receiver_count(rx4), 2);
+
+    /* The socket check still refuses what the allowlist does not admit (a receiver of
+     * its own: a kept-alive connection to rx6 would be reused without a new check). */
+    tl_receiver *other6 = tl_receiver_start_ipv6(0);
+    ASSERT_EQ_INT(deliver(e, tl_receiver_url(other6, "/refused"), "::1", allow("127.0.0.1/32")),
+                  0);
+    ASSERT_EQ_INT(tl_receiver_count(other6), 0);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(parses_good_urls),
@@ -403,6 +727,9 @@ int main(int argc, char **argv) {
         TL_CASE(allowlist_edge_prefixes),
         TL_CASE(allowlist_parse_errors),
         TL_CASE(literal_check_at_submit),
+        TL_CASE(one_table_for_submit_and_delivery),
+        TL_CASE(pin_strings),
+        TL_CASE(pinned_delivery_reaches_ipv4_and_ipv6_receivers),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
