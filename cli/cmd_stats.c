@@ -5,6 +5,7 @@
  * this fleetctl does not know (a newer gateway) is left out of the table, but --json
  * prints the gateway's document as is.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,17 +28,23 @@ static int row_cmp(const void *a, const void *b) {
     return strcmp(((const stats_row *)a)->model, ((const stats_row *)b)->model);
 }
 
-/* Fills a row from one model's object of counters; a missing or negative counter is 0. */
+/* Fills a row from one model's object of counters; a missing counter is 0. A negative
+ * one is shown as it is: the counters cannot go below 0 (docs/redis.md), and if one
+ * does the operator must see it. */
 static void fill_row(stats_row *row, const char *model, const json_t *m) {
     row->model = model;
     for (size_t j = 0; j < N_COUNTERS; j++) {
         json_int_t v = json_integer_value(json_object_get(m, counters[j]));
-        row->n[j] = v > 0 ? (long long)v : 0;
+        row->n[j] = (long long)v;
     }
 }
 
 static int digits(long long v) {
     int d = 1;
+    if (v < 0) {
+        d++; /* the minus sign */
+        v = v == LLONG_MIN ? LLONG_MAX : -v;
+    }
     while (v >= 10) {
         v /= 10;
         d++;

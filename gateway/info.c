@@ -52,7 +52,9 @@ static json_t *stats_by_model(const gw *g, const redisReply *stats) {
             json_object_set_new(models, model, m);
         }
         long long v = strtoll(stats->element[i + 1]->str ? stats->element[i + 1]->str : "0", NULL, 10);
-        json_object_set_new(m, colon + 1, json_integer(v < 0 ? 0 : v));
+        /* Shown as stored, also below 0: the counters balance by construction
+         * (docs/redis.md), so a negative one is a fault to see, not to hide. */
+        json_object_set_new(m, colon + 1, json_integer(v));
     }
     return models;
 }

@@ -3,16 +3,26 @@
 -- step and finishes it as cancelled (a lost worker's job ends cancelled when reclaimed).
 -- KEYS: 1 job hash, 2 input, 3 stats hash, 4 webhook task stream
 -- ARGV: 1 tenant, 2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:"),
---       5 webhook delivery key prefix, 6 active set key prefix
+--       5 webhook delivery key prefix, 6 active set key prefix, 7 stream key prefix
+--       ("{fleet}:stream:"), 8 entries hash key prefix, 9 delayed set key prefix, 10 group
 -- Returns {'cancelled'} | {'requested'} | {'final', status} | {'missing'}
 hooks.active_prefix = ARGV[6]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[4], ARGV[5], ARGV[2]
-local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker')
+local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker', 'entry_id',
+  'wait_key')
 if not st[1] or st[2] ~= ARGV[1] then return {'missing'} end
 local now = now_ms()
 if st[1] == 'queued' then
-  -- Its stream entry (or delayed-set id) stays: the claim (or promote) drops it.
-  end_job(KEYS[1], KEYS[2], KEYS[3], st[3], 'queued', 'cancelled',
+  -- Its stream entry, delayed-set id or wait-set id goes now: left there, it would be
+  -- counted as expired when found after the cancelled job's keys expired, a second count
+  -- of one job. A worker that has read the entry but not claimed it yet finds the job
+  -- cancelled and drops it (claim.lua).
+  local model = st[3]
+  drop_entry(ARGV[7] .. model, ARGV[10], ARGV[8] .. model, st[5])
+  redis.call('ZREM', ARGV[9] .. model, ARGV[3])
+  if st[6] then redis.call('ZREM', st[6], ARGV[3]) end
+  redis.call('HDEL', KEYS[1], 'wait_key')
+  end_job(KEYS[1], KEYS[2], KEYS[3], model, 'queued', 'cancelled',
     'cancelled by the client before it started', now, ARGV[2], ARGV[3])
   return {'cancelled'}
 end

@@ -16,9 +16,15 @@ local function drop() drop_entry(KEYS[3], ARGV[2], KEYS[6], ARGV[1]) end
 local st = redis.call('HMGET', KEYS[1], 'status', 'queue_seq', 'timeout_s', 'queue_ttl_s',
   'entry_id', 'lease_until_ms', 'attempts', 'max_attempts', 'cancel_requested', 'worker')
 if not st[1] then
-  -- The job's keys expired while it waited: it was counted as queued.
+  -- The job's keys expired while it waited, or while it ran (a run longer than its queue
+  -- TTL; the entry came back here after its lease): counted once, from the state its
+  -- entry records, unless the entry was already dropped (a cancel took it out).
+  local v = redis.call('HGET', KEYS[6], ARGV[1])
   drop()
-  count_expired(KEYS[5], model)
+  if v then
+    local _, from = entry_job(v)
+    count_expired(KEYS[5], model, from)
+  end
   return {'gone'}
 end
 local status = st[1]
@@ -69,6 +75,7 @@ else
   advance_head()
   redis.call('HINCRBY', KEYS[5], model .. ':queued', -1)
   redis.call('HINCRBY', KEYS[5], model .. ':running', 1)
+  redis.call('HSET', KEYS[6], ARGV[1], entry_value(ARGV[8], 'running'))
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[3], 'lease', ARGV[4],
@@ -76,9 +83,7 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[3], 'lease', ARG
 redis.call('HDEL', KEYS[1], 'progress_percent', 'progress_message', 'progress_done',
   'progress_total', 'retry_at_ms')
 -- The keys live another queue TTL (the one the gateway gave the job) from the start.
-local qttl = tonumber(st[4] or '86400')
-redis.call('EXPIRE', KEYS[1], qttl)
-redis.call('EXPIRE', KEYS[2], qttl)
+expire_job(KEYS[1], KEYS[2], tonumber(st[4] or '86400'))
 redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' running')
 webhook_event(KEYS[1], 'running', 'job.running', ARGV[8], now)
 local input = redis.call('GET', KEYS[2]) or ''

@@ -1,5 +1,6 @@
 -- dlq_retry: failed (dead-lettered) -> queued with its attempts reset: an operator's
--- "fleetctl dlq retry". The dead-letter entry is deleted; the job keeps its id.
+-- "fleetctl dlq retry". The dead-letter entry is deleted; the job keeps its id. The job
+-- leaves the failed count for the queued one (submitted stays: it is the same job).
 -- KEYS: 1 job hash, 2 input, 3 result, 4 model stream, 5 queues hash, 6 stats hash,
 --       7 entries hash, 8 dead-letter stream
 -- ARGV: 1 job id, 2 model, 3 events channel
@@ -22,9 +23,8 @@ redis.call('HDEL', KEYS[1], 'dead_lettered', 'dlq_entry', 'error', 'finished_ms'
 redis.call('HSET', KEYS[7], entry, ARGV[1])
 if st[5] then redis.call('XDEL', KEYS[8], st[5]) end
 redis.call('DEL', KEYS[3])
-local qttl = tonumber(st[4] or '86400')
-redis.call('EXPIRE', KEYS[1], qttl)
-redis.call('EXPIRE', KEYS[2], qttl)
+expire_job(KEYS[1], KEYS[2], tonumber(st[4] or '86400'))
+redis.call('HINCRBY', KEYS[6], model .. ':failed', -1)
 redis.call('HINCRBY', KEYS[6], model .. ':queued', 1)
 redis.call('HINCRBY', KEYS[6], model .. ':dlq_retried', 1)
 redis.call('PUBLISH', ARGV[3], ARGV[1] .. ' queued')

@@ -24,11 +24,13 @@ while need > 0 and looks < 4 * tonumber(ARGV[2]) + 64 do
       local entry = redis.call('XADD', KEYS[1], '*', 'job', id)
       redis.call('HSET', KEYS[3], entry, id)
       redis.call('HSET', job, 'entry_id', entry)
+      redis.call('HDEL', job, 'wait_key')
       need = need - 1
       moved = moved + 1
     elseif not st then
-      count_expired(KEYS[4], ARGV[1]) -- its keys expired while it waited
-    end -- cancelled while waiting: nothing to do
+      -- Its keys expired while it waited (a cancel takes its id out first).
+      count_expired(KEYS[4], ARGV[1], 'queued')
+    end
   end
 end
 return moved

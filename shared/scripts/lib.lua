@@ -16,14 +16,45 @@ local function drop_entry(stream, group, entries, entry)
   redis.call('HDEL', entries, entry)
 end
 
--- Entries on a model stream that no worker has read yet (the stream holds only
--- undelivered and pending entries). Before any worker made the group, all of them.
--- A queued job whose keys expired before a worker took it: it was counted as queued.
-local function count_expired(stats, model)
-  redis.call('HINCRBY', stats, model .. ':queued', -1)
+-- The counters of {fleet}:stats keep, per model, submitted = queued + running + succeeded
+-- + failed + cancelled + expired (docs/redis.md): every script that moves a job moves one
+-- count from the state it leaves to the one it enters, in the same script.
+
+-- A job whose keys expired before it ended leaves the state it was counted in ('queued'
+-- or 'running') for expired. Only the script that removes the job's last reference (its
+-- stream entry, wait set or delayed set id) counts it, so it is counted once.
+local function count_expired(stats, model, from)
+  redis.call('HINCRBY', stats, model .. ':' .. from, -1)
   redis.call('HINCRBY', stats, model .. ':expired', 1)
 end
 
+-- The value of a stream entry in the entries hash: the job id while the job is queued,
+-- '<id> running' once it was claimed, so that the script that finds the job's keys
+-- expired knows which count the job was in.
+local function entry_value(id, status)
+  if status == 'running' then return id .. ' running' end
+  return id
+end
+
+-- Reads an entries hash value: the job id and 'queued' or 'running'.
+local function entry_job(v)
+  local sp = string.find(v, ' ', 1, true)
+  if not sp then return v, 'queued' end
+  if string.sub(v, sp + 1) == 'running' then return string.sub(v, 1, sp - 1), 'running' end
+  return string.sub(v, 1, sp - 1), 'queued'
+end
+
+-- Gives a job's keys ttl seconds: its hash, its input and its Idempotency-Key record
+-- (field idem_key), so the record never outlives the job it names nor ends before it.
+local function expire_job(job, input, ttl)
+  local idem = redis.call('HGET', job, 'idem_key')
+  redis.call('EXPIRE', job, ttl)
+  redis.call('EXPIRE', input, ttl)
+  if idem then redis.call('EXPIRE', idem, ttl) end
+end
+
+-- Entries on a model stream that no worker has read yet (the stream holds only
+-- undelivered and pending entries). Before any worker made the group, all of them.
 local function ready_count(stream, group)
   local n = redis.call('XLEN', stream)
   if n == 0 then return 0 end
@@ -67,8 +98,7 @@ local function end_job(job, input, stats, model, from, status, err, now, channel
   redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now)
   redis.call('HDEL', job, 'lease', 'lease_until_ms', 'retry_at_ms')
   if err and err ~= '' then redis.call('HSET', job, 'error', err) end
-  redis.call('EXPIRE', job, ttl)
-  redis.call('EXPIRE', input, ttl)
+  expire_job(job, input, ttl)
   redis.call('HINCRBY', stats, model .. ':' .. from, -1)
   redis.call('HINCRBY', stats, model .. ':' .. status, 1)
   redis.call('PUBLISH', channel, id .. ' ' .. status)

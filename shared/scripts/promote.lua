@@ -11,7 +11,8 @@ for _, id in ipairs(due) do
   local job = ARGV[3] .. id
   local st = redis.call('HGET', job, 'status')
   if not st then
-    count_expired(KEYS[5], ARGV[1])
+    -- Its keys expired while it waited for its retry (a cancel takes its id out first).
+    count_expired(KEYS[5], ARGV[1], 'queued')
   elseif st == 'queued' then
     local entry = redis.call('XADD', KEYS[2], '*', 'job', id)
     local seq = redis.call('HINCRBY', KEYS[3], ARGV[1] .. ':seq', 1)

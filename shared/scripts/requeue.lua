@@ -42,9 +42,7 @@ redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_at_ms', at, 'updated_ms',
 redis.call('HDEL', KEYS[1], 'lease', 'lease_until_ms', 'entry_id', 'worker', 'started_ms',
   'progress_percent', 'progress_message', 'progress_done', 'progress_total')
 redis.call('ZADD', KEYS[4], at, ARGV[8])
-local qttl = tonumber(st[7] or '86400')
-redis.call('EXPIRE', KEYS[1], qttl)
-redis.call('EXPIRE', KEYS[2], qttl)
+expire_job(KEYS[1], KEYS[2], tonumber(st[7] or '86400'))
 redis.call('HINCRBY', KEYS[5], model .. ':running', -1)
 redis.call('HINCRBY', KEYS[5], model .. ':queued', 1)
 redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' queued')

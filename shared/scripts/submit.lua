@@ -11,7 +11,8 @@
 --       15 webhook URL (or ""), 16 webhook events (or ""), 17 max_active (0: no limit),
 --       18 rate per second (0: no limit), 19 burst, 20 max queued for the model (0: no
 --       limit), 21 request digest for the Idempotency-Key ("" when none), 22 ready target,
---       23 group, 24 priority rank (0 high, 1 normal, 2 low)
+--       23 group, 24 priority rank (0 high, 1 normal, 2 low), 25 job key prefix
+--       ("{fleet}:job:")
 -- Returns {'queued', queue_position, created_ms} | {'replay', job id}
 --       | {'limit', what, retry_after_ms}. Errors: DUPLICATE, IDEMPOTENCY.
 local now = now_ms()
@@ -19,7 +20,11 @@ local model = ARGV[2]
 local has_idem = ARGV[21] ~= ''
 if has_idem then
   local rec = redis.call('HMGET', KEYS[10], 'job', 'digest')
-  if rec[1] then
+  if rec[1] and redis.call('EXISTS', ARGV[25] .. rec[1]) == 0 then
+    -- The job it named has expired (the record expires with it; this covers a record
+    -- left from before that): the key is free again, and this is a fresh submit.
+    redis.call('DEL', KEYS[10])
+  elseif rec[1] then
     if rec[2] ~= ARGV[21] then
       return redis.error_reply('IDEMPOTENCY this Idempotency-Key was used with a different request')
     end
@@ -62,8 +67,11 @@ local life = tonumber(ARGV[8]) + tonumber(ARGV[9])
 redis.call('ZADD', KEYS[8], now + tonumber(ARGV[8]) * 1000, ARGV[1])
 redis.call('EXPIRE', KEYS[8], life)
 if has_idem then
+  -- The record lives exactly as long as the job: every script that moves the job's TTL
+  -- moves the record's with it (expire_job, through the job's idem_key field).
   redis.call('HSET', KEYS[10], 'job', ARGV[1], 'digest', ARGV[21])
-  redis.call('EXPIRE', KEYS[10], life)
+  redis.call('EXPIRE', KEYS[10], ARGV[8])
+  redis.call('HSET', KEYS[1], 'idem_key', KEYS[10])
 end
 local seq = redis.call('HINCRBY', KEYS[4], model .. ':seq', 1)
 local head = tonumber(redis.call('HGET', KEYS[4], model .. ':head') or '0')
@@ -85,6 +93,7 @@ else
   -- No TTL on the wait set: an id whose job expires in it is counted as expired when
   -- feed.lua pops it (an expiring set would take its ids out of the count for good).
   redis.call('ZADD', KEYS[12], tonumber(ARGV[24]) * 1099511627776 + seq, ARGV[1])
+  redis.call('HSET', KEYS[1], 'wait_key', KEYS[12]) -- so a cancel can take it out
   if not redis.call('LPOS', KEYS[11], KEYS[12]) then redis.call('RPUSH', KEYS[11], KEYS[12]) end
 end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[7]) end

@@ -166,6 +166,7 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     /* The wait set orders by priority, then submit order: HIGH < NORMAL < LOW. */
     fleet_priority prio = fleet_priority_from_string(s->priority);
     cmd_fmt(c, "%d", prio == FLEET_PRIORITY_INVALID ? (int)FLEET_PRIORITY_NORMAL : (int)prio);
+    cmd_key(c, fleet_key_job_prefix(k)); /* to see whether a replayed job still exists */
 }
 
 fleet_submit_outcome fleet_state_submit_reply(const redisReply *r, fleet_submitted *out) {
@@ -381,10 +382,11 @@ long fleet_state_promote_reply(const redisReply *r) {
 
 void fleet_state_recover(const fleet_keys *k, const char *model, const char *entry_id,
                          fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_RECOVER, 3);
+    cmd_start(c, FLEET_SCRIPT_RECOVER, 4);
     cmd_key(c, fleet_key_entries(k, model));
     cmd_key(c, fleet_key_stream(k, model));
     cmd_key(c, fleet_key_queues(k));
+    cmd_key(c, fleet_key_stats(k));
     cmd_str(c, entry_id);
     cmd_str(c, model);
     cmd_key(c, fleet_key_job_prefix(k));
@@ -444,6 +446,12 @@ void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant,
     cmd_key(c, fleet_key_control_prefix(k));
     cmd_key(c, fleet_key_delivery_prefix(k));
     cmd_key(c, fleet_key_active_prefix(k));
+    /* A queued job's stream entry or delayed-set id goes with the cancel; the model is
+     * the job's, read by the script, so these are prefixes ("" model). */
+    cmd_key(c, fleet_key_stream(k, ""));
+    cmd_key(c, fleet_key_entries(k, ""));
+    cmd_key(c, fleet_key_delayed(k, ""));
+    cmd_str(c, FLEET_GROUP);
 }
 
 void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,

@@ -222,6 +222,100 @@ TL_TEST(idempotency_key_replays_the_same_job) {
     ASSERT_PROBLEM(tl_request(f, "/v1/jobs", bad), 400);
 }
 
+/* The TTL of a key in seconds (-2: no such key). */
+static long long ttl_of(tl_fleet *f, const char *key) {
+    return tl_redis_int(f->rc, "TTL %s", key);
+}
+
+static bool job_gone(void *arg) {
+    void **a = arg;
+    tl_fleet *f = a[0];
+    return tl_redis_int(f->rc, "EXISTS {%s}:job:%s", f->prefix, (const char *)a[1]) == 0;
+}
+
+/* Cuts the TTL of a job's keys to 50 ms and waits until Redis has expired them, as it
+ * does once the job's queue TTL or ttl_s runs out. The Idempotency-Key record is left as
+ * it is. */
+static void expire_job_now(tl_fleet *f, const char *id) {
+    tl_redis_cmd(f->rc, "PEXPIRE {%s}:job:%s 50", f->prefix, id);
+    tl_redis_cmd(f->rc, "PEXPIRE {%s}:job:%s:input 50", f->prefix, id);
+    tl_redis_cmd(f->rc, "PEXPIRE {%s}:job:%s:result 50", f->prefix, id);
+    ASSERT_WAIT_FOR(job_gone, ((void *[]){f, (void *)id}), WAIT_MS);
+}
+
+/* Waits (GET ?wait=, tenant a's key) until job id has succeeded. */
+static void wait_succeeded_as_a(tl_fleet *f, const char *id) {
+    const char *status = "";
+    int64_t end = tl_now_ms() + WAIT_MS;
+    while (strcmp(status, "succeeded") != 0 && tl_now_ms() < end) {
+        tl_resp *r = as(f, "fk_a", "GET", tl_printf("/v1/jobs/%s?wait=5", id), NULL);
+        ASSERT_HTTP_STATUS(r, 200);
+        status = tl_jstr(r->json, "status");
+    }
+    ASSERT_EQ_STR(status, "succeeded");
+}
+
+/* The Idempotency-Key record lives as long as its job (the same TTL in every state), and a
+ * key whose job has expired is free again: the same key and body make a new job, not a
+ * replay of a job that no longer exists. */
+TL_TEST(idempotency_key_after_its_job_expired_makes_a_new_job) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {AUTH_ON}});
+    add_tenant(f, "a", "fk_a", "tenant", "");
+    const char *body = "{\"model\": \"echo\", \"input\": {\"invoice\": 7}, \"ttl_s\": 120}";
+    tl_req req = {.method = "POST", .body = body};
+    req.headers[0] = "Authorization: Bearer fk_a";
+    req.headers[1] = "Idempotency-Key: invoice-7";
+    tl_resp *first = tl_request(f, "/v1/jobs", req);
+    ASSERT_HTTP_STATUS(first, 202);
+    const char *id = tl_jstr(first->json, "id");
+    tl_strlist recs = tl_redis_keys(f->rc, tl_printf("{%s}:idem:a:*", f->prefix));
+    ASSERT_EQ_INT(recs.n, 1);
+    const char *rec = recs.v[0];
+    const char *job = tl_printf("{%s}:job:%s", f->prefix, id);
+    /* Queued: the record expires with the job (the queue TTL), not a result TTL later. */
+    ASSERT_LE_INT(ttl_of(f, rec), ttl_of(f, job));
+    ASSERT_GE_INT(ttl_of(f, rec), ttl_of(f, job) - 2);
+
+    /* It expires unstarted (no worker yet): the same request makes a new job. */
+    expire_job_now(f, id);
+    tl_resp *second = tl_request(f, "/v1/jobs", req);
+    ASSERT_HTTP_STATUS(second, 202);
+    ASSERT_NULL(tl_resp_header(second, "Idempotent-Replayed"));
+    const char *id2 = tl_jstr(second->json, "id");
+    ASSERT_NE_STR(id2, id);
+    /* ... which the key now names. */
+    tl_resp *again = tl_request(f, "/v1/jobs", req);
+    ASSERT_EQ_STR(tl_jstr(again->json, "id"), id2);
+    ASSERT_EQ_STR(tl_resp_header(again, "Idempotent-Replayed"), "true");
+
+    /* Finished: the record follows the job onto its ttl_s (120 s). */
+    tl_fleet_add_worker(f, "echo");
+    wait_succeeded_as_a(f, id2);
+    const char *job2 = tl_printf("{%s}:job:%s", f->prefix, id2);
+    ASSERT_LE_INT(ttl_of(f, rec), 120);
+    ASSERT_GE_INT(ttl_of(f, rec), ttl_of(f, job2) - 2);
+    /* While the job exists another body under the key is still refused. */
+    tl_req other = req;
+    other.body = "{\"model\": \"echo\", \"input\": {\"invoice\": 8}}";
+    ASSERT_PROBLEM(tl_request(f, "/v1/jobs", other), 422);
+
+    /* Once the finished job has expired, the same request makes a third job, and another
+     * body is no longer a conflict either. */
+    expire_job_now(f, id2);
+    tl_resp *third = tl_request(f, "/v1/jobs", req);
+    ASSERT_HTTP_STATUS(third, 202);
+    ASSERT_NULL(tl_resp_header(third, "Idempotent-Replayed"));
+    const char *id3 = tl_jstr(third->json, "id");
+    ASSERT_NE_STR(id3, id);
+    ASSERT_NE_STR(id3, id2);
+    wait_succeeded_as_a(f, id3);
+    expire_job_now(f, id3);
+    tl_resp *fourth = tl_request(f, "/v1/jobs", other);
+    ASSERT_HTTP_STATUS(fourth, 202);
+    ASSERT_NULL(tl_resp_header(fourth, "Idempotent-Replayed"));
+    ASSERT_EQ_INT(job_keys(f), 4);
+}
+
 /* Tenant A queues 200 jobs, then tenant B 5: B's jobs start after at most about one
  * batch of A's (the ready entries), not after A's backlog. */
 TL_TEST(fair_share_serves_a_small_tenant_behind_a_big_backlog) {
@@ -332,6 +426,7 @@ int main(int argc, char **argv) {
         TL_CASE(max_active_and_rate_answer_429_and_write_nothing),
         TL_CASE(full_model_queue_answers_503),
         TL_CASE(idempotency_key_replays_the_same_job),
+        TL_CASE(idempotency_key_after_its_job_expired_makes_a_new_job),
         TL_CASE(fair_share_serves_a_small_tenant_behind_a_big_backlog),
         TL_CASE(priorities_order_a_tenants_jobs),
     };
