@@ -136,7 +136,8 @@ static int cb_cancelled(const fleet_model_ctx *ctx, size_t i)
 }
 
 /* send_progress writes j's latest progress. Returns the reply, or NULL when the
- * connection is down (the progress then stays unsent). */
+ * connection is down. The progress stays unsent then, and when Redis refused it for now
+ * (full, loading, busy). */
 static redisReply *send_progress(wk_worker *w, wk_job *j)
 {
     fleet_progress p = {.id = j->e.job_id, .token = j->token, .percent = j->unsent_percent,
@@ -145,9 +146,35 @@ static redisReply *send_progress(wk_worker *w, wk_job *j)
     fleet_cmd cmd;
     fleet_state_progress(&w->keys, &p, &cmd);
     redisReply *rep = wk_redis_script(&w->rd, &cmd);
-    if (rep)
+    if (rep && !wk_reply_refused(rep))
         j->unsent = false;
     return rep;
+}
+
+#define PROGRESS_PAUSE_MIN_MS 250L
+#define PROGRESS_PAUSE_MAX_MS 5000L
+#define PROGRESS_LOG_MS 5000L
+
+/* progress_refused backs progress writes off after Redis refused one (a full Redis
+ * refuses each of them; a loading or busy one would be asked again at once): none is
+ * sent for 250 ms doubling to 5 s, and the warning is written every few seconds with a
+ * count. The final write of the batch sends the latest progress before the finish. */
+static void progress_refused(wk_worker *w, const wk_job *j, const redisReply *rep)
+{
+    wk_health *h = &w->health;
+    h->progress_pause_ms = h->progress_pause_ms <= 0 ? PROGRESS_PAUSE_MIN_MS
+                           : h->progress_pause_ms * 2 > PROGRESS_PAUSE_MAX_MS
+                               ? PROGRESS_PAUSE_MAX_MS
+                               : h->progress_pause_ms * 2;
+    h->progress_pause_until_mono = wk_mono_ms() + h->progress_pause_ms;
+    long count;
+    if (wk_ratelog_due(&h->progress_log, PROGRESS_LOG_MS, &count)) {
+        char n[24];
+        snprintf(n, sizeof n, "%ld", count);
+        fleet_log(FLEET_LOG_WARN, "progress not written: redis refused it for now; backing off",
+                  "job_id", j->e.job_id, "kind", fleet_redis_err_name(fleet_redis_err_of(rep)),
+                  "error", rep->str, "count", n, NULL);
+    }
 }
 
 static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, const char *message,
@@ -168,6 +195,8 @@ static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, con
     long long now = wk_mono_ms();
     if (!wk_progress_due(j->last_progress_mono, now, w->cfg.progress_interval_ms, done, total))
         return 0;
+    if (now < w->health.progress_pause_until_mono)
+        return 0; /* Redis refused the last one: kept unsent, see progress_refused */
     j->last_progress_mono = now;
     wk_redis_ensure(&w->rd);
     redisReply *rep = send_progress(w, j);
@@ -179,6 +208,12 @@ static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, con
         j->progress_down_logged = true;
         return 0;
     }
+    if (wk_reply_refused(rep)) {
+        progress_refused(w, j, rep);
+        freeReplyObject(rep);
+        return 0;
+    }
+    w->health.progress_pause_ms = 0;
     switch (fleet_state_progress_reply(rep)) {
     case FLEET_PROGRESS_OK:
         break;
@@ -290,14 +325,67 @@ static void read_write_reply(wk_worker *w, const wk_job *j, const pending_write 
     }
 }
 
-/* write_all sends pw[0..n) and resends those whose reply was lost with the connection,
- * until they land or the drain time of a shutdown ends (then the leases expire and the
- * jobs run again elsewhere: at-least-once, never lost). */
+#define WRITE_PAUSE_MIN_MS 100L
+#define WRITE_PAUSE_MAX_MS 2000L
+#define WRITE_LOG_MS 5000L
+
+/* drop_lost removes from pw[0..n) the writes of jobs whose lease the keeper found lost
+ * while they waited (it renews them all the while, so this is another attempt's job now,
+ * or the write landed before its reply was lost). Returns how many are left. */
+static size_t drop_lost(wk_job *jobs, pending_write *pw, size_t n)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++) {
+        const wk_job *j = &jobs[pw[i].job];
+        if (atomic_load(&j->stop) & WK_STOP_STALE)
+            fleet_log(FLEET_LOG_WARN,
+                      "result given up: this attempt no longer holds the job (lease lost, or "
+                      "the write landed before its reply was lost)",
+                      "job_id", j->e.job_id, NULL);
+        else
+            pw[keep++] = pw[i];
+    }
+    return keep;
+}
+
+/* send_unsent writes the latest progress of each job of pw[0..n) not written yet, so the
+ * stored progress ends where the model ended. Returns 0, -1 when the connection went, or
+ * 1 when Redis refused one for now (the progress stays unsent). */
+static int send_unsent(wk_worker *w, wk_job *jobs, const pending_write *pw, size_t n,
+                       char *why, size_t whylen)
+{
+    for (size_t i = 0; i < n; i++) {
+        wk_job *j = &jobs[pw[i].job];
+        if (!j->unsent)
+            continue;
+        redisReply *rep = send_progress(w, j);
+        if (!rep)
+            return -1;
+        bool refused = wk_reply_refused(rep);
+        if (refused)
+            snprintf(why, whylen, "%s", rep->str);
+        freeReplyObject(rep); /* too late to act on: the final write decides */
+        if (refused)
+            return 1;
+    }
+    return 0;
+}
+
+/* write_all sends pw[0..n) until each one has an answer. A write whose reply was lost
+ * with the connection is sent again (the scripts are lease-guarded: a resend of one that
+ * landed reads "stale"); one that Redis refused for now (full: OOM, or loading, busy,
+ * failing over) did not run and is sent again after a backoff of 100 ms doubling to 2 s,
+ * while the keeper keeps renewing the leases (the renew script is allowed while Redis is
+ * full). A result is given up only when its lease is lost, or when the drain time of a
+ * shutdown ends (then the leases expire and the jobs run again elsewhere: at-least-once,
+ * never lost). */
 static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
 {
     fleet_cmd *cmds = calloc(n ? n : 1, sizeof *cmds);
     redisReply **reps = calloc(n ? n : 1, sizeof *reps);
     size_t left = n;
+    long pause_ms = 0;
+    wk_ratelog refused_log = {0};
 
     if (!cmds || !reps) {
         fleet_log(FLEET_LOG_ERROR, "out of memory finishing a batch; its jobs will be retried",
@@ -305,35 +393,63 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
         goto out;
     }
     while (left > 0) {
+        if (pause_ms > 0) {
+            if (wk_grace_over(w))
+                break;
+            wk_sleep_ms(pause_ms);
+            if ((left = drop_lost(jobs, pw, left)) == 0)
+                break;
+        }
         if (wk_redis_ensure(&w->rd) < 0) {
             if (wk_grace_over(w))
                 break;
             wk_sleep_ms(wk_redis_retry_in_ms(&w->rd));
             continue;
         }
-        bool down = false;
-        for (size_t i = 0; i < left && !down; i++) {
-            wk_job *j = &jobs[pw[i].job];
-            redisReply *rep = j->unsent ? send_progress(w, j) : NULL;
-            down = j->unsent;
-            if (rep)
-                freeReplyObject(rep); /* too late to act on: the final write decides */
-        }
-        if (down)
+        char why[256] = "";
+        int unsent = send_unsent(w, jobs, pw, left, why, sizeof why);
+        if (unsent < 0)
             continue;
-        for (size_t i = 0; i < left; i++)
-            build_write(w, &pw[i], &cmds[i]);
-        wk_redis_scripts(&w->rd, cmds, left, reps);
-        size_t keep = 0;
-        for (size_t i = 0; i < left; i++) {
-            if (!reps[i]) {
-                pw[keep++] = pw[i]; /* lost with the connection: send again */
-                continue;
+        size_t keep = 0, refused = 0;
+        if (unsent == 0) {
+            for (size_t i = 0; i < left; i++)
+                build_write(w, &pw[i], &cmds[i]);
+            wk_redis_scripts(&w->rd, cmds, left, reps);
+            for (size_t i = 0; i < left; i++) {
+                if (!reps[i]) {
+                    pw[keep++] = pw[i]; /* lost with the connection: send again */
+                    continue;
+                }
+                if (wk_reply_refused(reps[i])) {
+                    snprintf(why, sizeof why, "%s", reps[i]->str);
+                    pw[keep++] = pw[i]; /* nothing was written: send again */
+                    refused++;
+                } else {
+                    read_write_reply(w, &jobs[pw[i].job], &pw[i], reps[i]);
+                }
+                freeReplyObject(reps[i]);
+                reps[i] = NULL;
             }
-            read_write_reply(w, &jobs[pw[i].job], &pw[i], reps[i]);
-            freeReplyObject(reps[i]);
+            left = keep;
         }
-        left = keep;
+        if (unsent == 0 && refused == 0) {
+            pause_ms = 0;
+            continue;
+        }
+        pause_ms = pause_ms <= 0 ? WRITE_PAUSE_MIN_MS
+                   : pause_ms * 2 > WRITE_PAUSE_MAX_MS ? WRITE_PAUSE_MAX_MS
+                                                       : pause_ms * 2;
+        long count;
+        if (wk_ratelog_due(&refused_log, WRITE_LOG_MS, &count)) {
+            char c[24], jobs_left[24];
+            snprintf(c, sizeof c, "%ld", count);
+            snprintf(jobs_left, sizeof jobs_left, "%zu", left);
+            fleet_log(FLEET_LOG_WARN,
+                      "results kept: redis refused to write them for now; retrying while the "
+                      "leases are renewed",
+                      "job_id", jobs[pw[0].job].e.job_id, "jobs", jobs_left, "error", why,
+                      "count", c, NULL);
+        }
     }
     for (size_t i = 0; i < left; i++)
         fleet_log(FLEET_LOG_WARN, "result not written before shutdown; the job will run again",
@@ -374,11 +490,11 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
 
     w->model->run_batch(w->model_state, mj, n, &ctx);
 
+    /* The keeper goes on renewing the leases while the results are written: a finish that
+     * a full Redis refuses is kept and retried, and must not lose its job meanwhile. */
     pthread_mutex_lock(&w->mu);
-    w->batch = NULL;
-    w->nbatch = 0;
+    w->batch_writing = true;
     pthread_mutex_unlock(&w->mu);
-    atomic_store(&w->busy, 0);
 
     for (size_t i = 0; i < n; i++) {
         wk_job *j = &jobs[i];
@@ -409,6 +525,13 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
             npw++;
     }
     write_all(w, jobs, pw, npw);
+
+    pthread_mutex_lock(&w->mu);
+    w->batch = NULL;
+    w->nbatch = 0;
+    w->batch_writing = false;
+    pthread_mutex_unlock(&w->mu);
+    atomic_store(&w->busy, 0);
 out:
     if (mj)
         for (size_t i = 0; i < n; i++)

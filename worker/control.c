@@ -22,6 +22,7 @@
 
 #define POLL_MS 250
 #define CONTROL_TIMEOUT_MS 5000L
+#define SUBSCRIBE_LOG_MS 10000L
 
 /* cancel_job sets the cancel bit of the batch's job with this id, if it runs here. */
 static void cancel_job(wk_worker *w, const char *id)
@@ -55,12 +56,26 @@ static void on_message(wk_worker *w, const redisReply *r)
         fleet_log(FLEET_LOG_WARN, "unknown control message ignored", "message", msg, NULL);
 }
 
-static int subscribe(wk_worker *w, wk_redis *rd)
+/* subscribe returns 0 once subscribed, or -1 (after a pause when Redis refused it: a busy
+ * script refuses SUBSCRIBE too, and the next try must not come at once). */
+static int subscribe(wk_worker *w, wk_redis *rd, wk_ratelog *rl)
 {
     fleet_key ch = fleet_key_control(&w->keys, w->cfg.name);
     redisReply *r = wk_redis_cmdf(rd, "SUBSCRIBE %s", ch.s);
     if (!r)
         return -1;
+    if (r->type == REDIS_REPLY_ERROR) {
+        long count;
+        if (wk_ratelog_due(rl, SUBSCRIBE_LOG_MS, &count)) {
+            char n[24];
+            snprintf(n, sizeof n, "%ld", count);
+            fleet_log(FLEET_LOG_WARN, "control channel: SUBSCRIBE refused; retrying", "error",
+                      r->str, "count", n, NULL);
+        }
+        freeReplyObject(r);
+        wk_sleep_ms(POLL_MS);
+        return -1;
+    }
     freeReplyObject(r); /* ["subscribe", channel, 1] */
     return 0;
 }
@@ -70,6 +85,7 @@ static void *control_main(void *arg)
     wk_worker *w = arg;
     wk_redis rd;
     unsigned long subscribed_epoch = 0;
+    wk_ratelog refused_log = {0};
 
     if (wk_redis_init(&rd, w->cfg.redis_url, "control", CONTROL_TIMEOUT_MS) < 0)
         return NULL;
@@ -80,7 +96,7 @@ static void *control_main(void *arg)
             continue;
         }
         if (subscribed_epoch != rd.epoch) {
-            if (subscribe(w, &rd) < 0)
+            if (subscribe(w, &rd, &refused_log) < 0)
                 continue;
             subscribed_epoch = rd.epoch;
         }

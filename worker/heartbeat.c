@@ -12,8 +12,15 @@
  *    which stops the job at the model's next cancelled() call, even when the model
  *    reports progress rarely. A worker that dies stops renewing: after lease_ms its jobs
  *    are taken over by the others (loop.c).
+ *    The leases are renewed until the batch's results are written, also while a full
+ *    Redis refuses the finish (the renew script is allow-oom), so a finished job is not
+ *    taken over and run again while its worker waits for room.
  *  - tidying: now and then it deletes consumers of the group that have been idle for
  *    long and hold no pending entries (workers that died), so the group does not grow.
+ *
+ * Redis that refuses heartbeats for now (full, loading, busy) slows them down, from every
+ * 2 s to every 8 s (the registration lives 30 s), and refusals are logged at most every
+ * REFUSED_LOG_MS with a count.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,6 +34,9 @@
 #include "worker.h"
 
 #define HEARTBEAT_MS 2000L
+#define HEARTBEAT_SLOW_MS 8000L /* after a refusal: under WORKER_KEY_TTL_S, so one that
+                                 * lands keeps the registration alive */
+#define REFUSED_LOG_MS 10000L
 #define POKE_MIN_MS 1000L
 #define WORKER_KEY_TTL_S 30
 #define WORKER_GONE_MS 60000LL
@@ -64,11 +74,25 @@ static long long redis_now_ms(wk_redis *rd)
     return ms;
 }
 
-static void write_heartbeat(wk_worker *w, wk_redis *rd)
+/* Refusals of the keeper's commands, logged at most every REFUSED_LOG_MS with a count. */
+static void log_refused(wk_ratelog *rl, const char *what, const char *job_id, const redisReply *r)
+{
+    long count;
+    if (!wk_ratelog_due(rl, REFUSED_LOG_MS, &count))
+        return;
+    char n[24];
+    snprintf(n, sizeof n, "%ld", count);
+    fleet_log(FLEET_LOG_WARN, what, "kind", fleet_redis_err_name(fleet_redis_err_of(r)), "error",
+              r->str, "count", n, job_id ? "job_id" : NULL, job_id, NULL);
+}
+
+/* write_heartbeat registers this worker. Returns true when Redis refused it for now. */
+static bool write_heartbeat(wk_worker *w, wk_redis *rd, wk_ratelog *rl)
 {
     long long now = redis_now_ms(rd);
+    bool refused = false;
     if (now < 0)
-        return;
+        return false;
     fleet_key wkeys = fleet_key_workers(&w->keys);
     fleet_key me = fleet_key_worker(&w->keys, w->cfg.name);
     int ok = 1;
@@ -85,11 +109,17 @@ static void write_heartbeat(wk_worker *w, wk_redis *rd)
     for (int i = 0; ok && i < 4; i++) {
         redisReply *r = wk_redis_get_reply(rd);
         if (!r)
-            return;
-        if (r->type == REDIS_REPLY_ERROR)
+            return refused;
+        if (wk_reply_refused(r)) {
+            if (!refused)
+                log_refused(rl, "heartbeat refused by redis for now; slowing down", NULL, r);
+            refused = true;
+        } else if (r->type == REDIS_REPLY_ERROR) {
             fleet_log(FLEET_LOG_ERROR, "heartbeat refused", "error", r->str, NULL);
+        }
         freeReplyObject(r);
     }
+    return refused;
 }
 
 static void deregister(wk_worker *w, wk_redis *rd)
@@ -157,7 +187,7 @@ static void sweep_consumers(wk_worker *w, wk_redis *rd)
  * is not ours any more. While this runs every WATCH_MS, no other worker takes the jobs
  * over, however long the model takes. */
 static void renew_leases(wk_worker *w, wk_redis *rd, watched *ws, size_t n, fleet_cmd *cmds,
-                         redisReply **reps)
+                         redisReply **reps, wk_ratelog *rl)
 {
     for (size_t i = 0; i < n; i++) {
         fleet_renew rn = {.id = ws[i].id, .model = w->cfg.model, .token = ws[i].token,
@@ -168,6 +198,13 @@ static void renew_leases(wk_worker *w, wk_redis *rd, watched *ws, size_t n, flee
     for (size_t i = 0; i < n; i++) {
         if (!reps[i])
             continue;
+        if (wk_reply_refused(reps[i])) {
+            /* Loading, busy, failing over: the next look (within a second) renews. */
+            log_refused(rl, "lease renewal refused by redis for now; retrying", ws[i].id, reps[i]);
+            freeReplyObject(reps[i]);
+            reps[i] = NULL;
+            continue;
+        }
         switch (fleet_state_progress_reply(reps[i])) {
         case FLEET_PROGRESS_OK:
             break;
@@ -232,19 +269,21 @@ static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
 }
 
 /* apply_stops ORs what renew_leases found into the batch, if it is still the same batch.
+ * While its results are written only a lost lease matters (it gives the result up).
  * Called with w->mu held. */
 static void apply_stops(wk_worker *w, unsigned long gen, const watched *ws, size_t n)
 {
     if (!w->batch || w->batch_gen != gen || w->nbatch != n)
         return;
     for (size_t i = 0; i < n; i++) {
-        if (!ws[i].stop)
+        int stop = w->batch_writing ? ws[i].stop & WK_STOP_STALE : ws[i].stop;
+        if (!stop)
             continue;
-        int before = atomic_fetch_or(&w->batch[i].stop, ws[i].stop);
-        if ((ws[i].stop & ~before) & WK_STOP_CANCEL)
+        int before = atomic_fetch_or(&w->batch[i].stop, stop);
+        if ((stop & ~before) & WK_STOP_CANCEL)
             fleet_log(FLEET_LOG_INFO, "cancel requested: stopping the job", "job_id", ws[i].id,
                       NULL);
-        if ((ws[i].stop & ~before) & WK_STOP_STALE)
+        if ((stop & ~before) & WK_STOP_STALE)
             fleet_log(FLEET_LOG_WARN, "lease lost: stopping the job", "job_id", ws[i].id, NULL);
     }
 }
@@ -272,6 +311,8 @@ static void *keeper_main(void *arg)
     /* Sweep at least twice per idle period, so a dead consumer goes soon after it may. */
     long sweep_ms = w->cfg.consumer_idle_ms / 2 < SWEEP_MS ? w->cfg.consumer_idle_ms / 2 : SWEEP_MS;
     long long last_hb = 0, next_watch = 0, next_sweep = wk_mono_ms() + sweep_ms;
+    long hb_ms = HEARTBEAT_MS; /* HEARTBEAT_SLOW_MS while Redis refuses heartbeats */
+    wk_ratelog hb_log = {0}, renew_log = {0};
     unsigned long gen = 0;
     /* Renew well before a lease can run out, even with a short one. */
     long watch_ms = w->cfg.lease_ms / 3 < WATCH_MS ? w->cfg.lease_ms / 3 : WATCH_MS;
@@ -287,7 +328,7 @@ static void *keeper_main(void *arg)
     pthread_mutex_lock(&w->mu);
     while (!w->keeper_quit) {
         long long now = wk_mono_ms();
-        long wait = (long)(last_hb + HEARTBEAT_MS - now);
+        long wait = (long)(last_hb + hb_ms - now);
         if (w->batch && next_watch - now < wait)
             wait = (long)(next_watch - now);
         if (!rd.c && wk_redis_retry_in_ms(&rd) > wait)
@@ -307,6 +348,7 @@ static void *keeper_main(void *arg)
                 ws[i].ended = false;
         }
         size_t n = w->batch ? w->nbatch : 0;
+        bool writing = w->batch_writing;
         for (size_t i = 0; i < n; i++) {
             const wk_job *j = &w->batch[i];
             memcpy(ws[i].id, j->e.job_id, sizeof ws[i].id);
@@ -323,13 +365,17 @@ static void *keeper_main(void *arg)
         now = wk_mono_ms();
         bool watched_now = false;
         if (wk_redis_ensure(&rd) == 0) {
-            if (now - last_hb >= HEARTBEAT_MS || (poked && now - last_hb >= POKE_MIN_MS)) {
-                write_heartbeat(w, &rd);
+            if (now - last_hb >= hb_ms ||
+                (poked && hb_ms == HEARTBEAT_MS && now - last_hb >= POKE_MIN_MS)) {
+                hb_ms = write_heartbeat(w, &rd, &hb_log) ? HEARTBEAT_SLOW_MS : HEARTBEAT_MS;
                 last_hb = now;
             }
             if (n > 0 && now >= next_watch) {
-                renew_leases(w, &rd, ws, n, cmds, reps);
-                end_overdue_jobs(w, &rd, ws, n);
+                renew_leases(w, &rd, ws, n, cmds, reps, &renew_log);
+                /* A job whose model is done waits for its result to be written, not for
+                 * its timeout: the result is there. */
+                if (!writing)
+                    end_overdue_jobs(w, &rd, ws, n);
                 next_watch = now + watch_ms;
                 watched_now = true;
             }

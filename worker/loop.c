@@ -10,6 +10,10 @@
  * claim is retried the same way, so nothing read from the stream is forgotten. Jobs
  * requeued with a backoff wait in the model's delayed set until promote() puts them back
  * on the stream.
+ *
+ * Redis that refuses a command for now (loading, busy, failing over, full: health.c)
+ * pauses the loop with a backoff; a claim it refused is sent again (it did not run), and
+ * nothing is claimed while Redis is full or its maxmemory-policy evicts keys.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +84,9 @@ static int ensure_group(wk_worker *w)
     if (!r)
         return -1;
     int rc = 0;
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
+    if (wk_health_refused(w, r, "XGROUP CREATE")) {
+        rc = -1; /* loading, or full: the loop waits out the pause and tries again */
+    } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
         fleet_log(FLEET_LOG_ERROR, "cannot create the consumer group", "stream", w->stream.s,
                   "error", r->str, NULL);
         rc = -1;
@@ -97,6 +103,8 @@ static bool reply_failed(wk_worker *w, const redisReply *r, const char *what)
 {
     if (r->type != REDIS_REPLY_ERROR)
         return false;
+    if (wk_health_refused(w, r, what))
+        return true; /* the loop waits out the pause */
     if (strncmp(r->str, "NOGROUP", 7) == 0) {
         w->group_epoch = 0; /* the stream or group vanished (server restart, FLUSHALL) */
         fleet_log(FLEET_LOG_WARN, "consumer group missing; recreating it", "stream", w->stream.s,
@@ -117,6 +125,14 @@ static void recover_entry(wk_worker *w, const char *entry_id)
     const char *job = "";
     fleet_state_recover(&w->keys, w->cfg.model, entry_id, &cmd);
     redisReply *r = wk_redis_script(&w->rd, &cmd);
+    /* XAUTOCLAIM has dropped the entry already: this is the job's only way back, so a
+     * refusal for now is waited out rather than given up. */
+    while (r && wk_health_refused(w, r, "recover") && !wk_stopping(w)) {
+        freeReplyObject(r);
+        wk_sleep_ms(wk_health_wait_ms(w));
+        fleet_state_recover(&w->keys, w->cfg.model, entry_id, &cmd);
+        r = wk_redis_script(&w->rd, &cmd);
+    }
     int rc = r ? fleet_state_recover_reply(r, &job) : -1;
     fleet_log(rc == 1 ? FLEET_LOG_WARN : FLEET_LOG_ERROR,
               rc == 1    ? "a pending stream entry was deleted by hand; its job was queued again"
@@ -138,7 +154,7 @@ static void feed(wk_worker *w)
     redisReply *r = wk_redis_script(&w->rd, &cmd);
     if (!r)
         return;
-    if (r->type == REDIS_REPLY_ERROR)
+    if (!wk_health_refused(w, r, "feed") && r->type == REDIS_REPLY_ERROR)
         fleet_log(FLEET_LOG_ERROR, "feed script failed", "error", r->str, NULL);
     freeReplyObject(r);
 }
@@ -157,7 +173,9 @@ static void promote(wk_worker *w)
     if (!r)
         return;
     long moved = fleet_state_promote_reply(r);
-    if (moved < 0)
+    if (wk_health_refused(w, r, "promote")) {
+        /* The jobs stay in the delayed set until Redis takes writes again. */
+    } else if (moved < 0)
         fleet_log(FLEET_LOG_ERROR, "promote script failed", "error",
                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", NULL);
     else if (moved > 0) {
@@ -258,39 +276,39 @@ static size_t read_entries(wk_worker *w, wk_entry *out, size_t max)
 
 /* ---------------------------------------------------------------- claiming --------- */
 
-/* claim_all claims entries[0..n) in one pipeline and sets up jobs[] for those that may
- * run. Returns how many. The jobs' claim replies are the caller's to free. */
-static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job *jobs)
+/* build_claims builds the claim commands of sent[0..m) with their tokens. */
+static void build_claims(wk_worker *w, const wk_entry *const *sent,
+                         char (*tokens)[WK_TOKEN_LEN + 1], size_t m, fleet_cmd *cmds)
 {
-    fleet_cmd *cmds = calloc(n, sizeof *cmds);
-    redisReply **reps = calloc(n, sizeof *reps);
-    char (*tokens)[WK_TOKEN_LEN + 1] = calloc(n, sizeof *tokens);
-    size_t m = 0, k = 0;
-    const wk_entry **sent = calloc(n, sizeof *sent);
-
-    if (!cmds || !reps || !tokens || !sent) {
-        fleet_log(FLEET_LOG_ERROR, "out of memory claiming a batch; entries left for reclaim", NULL);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (wk_token_new(tokens[m]) < 0) {
-            fleet_log(FLEET_LOG_ERROR, "no randomness for a lease token; entry left for reclaim",
-                      "job_id", entries[i].job_id, NULL);
-            continue;
-        }
-        fleet_claim cl = {.id = entries[i].job_id, .model = w->cfg.model,
-                          .entry_id = entries[i].entry_id, .worker = w->cfg.name,
-                          .token = tokens[m], .lease_ms = w->cfg.lease_ms,
+    for (size_t i = 0; i < m; i++) {
+        fleet_claim cl = {.id = sent[i]->job_id, .model = w->cfg.model,
+                          .entry_id = sent[i]->entry_id, .worker = w->cfg.name,
+                          .token = tokens[i], .lease_ms = w->cfg.lease_ms,
                           .dlq_cap = w->cfg.dlq_cap};
-        fleet_state_claim(&w->keys, &cl, &cmds[m]);
-        sent[m++] = &entries[i];
+        fleet_state_claim(&w->keys, &cl, &cmds[i]);
     }
-    wk_redis_ensure(&w->rd); /* the read may have ended with the connection */
-    wk_redis_scripts(&w->rd, cmds, m, reps);
+}
+
+/* claim_replies reads the claim replies reps[0..m) of sent[0..m): sets up jobs[*k..] for
+ * the claimed ones and frees the others' replies. The entries whose claim Redis refused
+ * for now are moved, with their tokens, to the front of sent and tokens; returns how
+ * many. */
+static size_t claim_replies(wk_worker *w, const wk_entry **sent, char (*tokens)[WK_TOKEN_LEN + 1],
+                            redisReply **reps, size_t m, wk_job *jobs, size_t *kp)
+{
+    size_t again = 0, k = *kp;
     long long now = wk_mono_ms();
     for (size_t i = 0; i < m; i++) {
         const wk_entry *e = sent[i];
         fleet_claimed got;
+        if (reps[i] && wk_health_refused(w, reps[i], "claim")) {
+            freeReplyObject(reps[i]);
+            reps[i] = NULL;
+            sent[again] = e;
+            memmove(tokens[again], tokens[i], sizeof tokens[again]);
+            again++;
+            continue;
+        }
         if (!reps[i]) {
             fleet_log(FLEET_LOG_WARN, "claim reply lost with the connection; entry left for reclaim",
                       "job_id", e->job_id, NULL);
@@ -340,6 +358,51 @@ static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job 
             break;
         }
         freeReplyObject(reps[i]);
+        reps[i] = NULL;
+    }
+    *kp = k;
+    return again;
+}
+
+/* claim_all claims entries[0..n) in one pipeline and sets up jobs[] for those that may
+ * run. Returns how many. The jobs' claim replies are the caller's to free. A claim that
+ * Redis refused for now (loading, busy, full: the script did not run) is sent again after
+ * a backoff, until it gets an answer or the worker stops (its entry is then left for
+ * reclaim). */
+static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job *jobs)
+{
+    fleet_cmd *cmds = calloc(n, sizeof *cmds);
+    redisReply **reps = calloc(n, sizeof *reps);
+    char (*tokens)[WK_TOKEN_LEN + 1] = calloc(n, sizeof *tokens);
+    size_t m = 0, k = 0;
+    const wk_entry **sent = calloc(n, sizeof *sent);
+
+    if (!cmds || !reps || !tokens || !sent) {
+        fleet_log(FLEET_LOG_ERROR, "out of memory claiming a batch; entries left for reclaim", NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (wk_token_new(tokens[m]) < 0) {
+            fleet_log(FLEET_LOG_ERROR, "no randomness for a lease token; entry left for reclaim",
+                      "job_id", entries[i].job_id, NULL);
+            continue;
+        }
+        sent[m++] = &entries[i];
+    }
+    while (m > 0) {
+        build_claims(w, sent, tokens, m, cmds);
+        wk_redis_ensure(&w->rd); /* the read may have ended with the connection */
+        wk_redis_scripts(&w->rd, cmds, m, reps);
+        size_t again = claim_replies(w, sent, tokens, reps, m, jobs, &k);
+        if (again > 0 && wk_stopping(w)) {
+            for (size_t i = 0; i < again; i++)
+                fleet_log(FLEET_LOG_WARN, "claim refused by redis at shutdown; entry left for reclaim",
+                          "job_id", sent[i]->job_id, NULL);
+            break;
+        }
+        if (again > 0)
+            wk_sleep_ms(wk_health_wait_ms(w));
+        m = again;
     }
 out:
     free(cmds);
@@ -368,8 +431,13 @@ void wk_loop_run(wk_worker *w)
             wk_sleep_ms(wait > 0 ? wait : 1);
             continue;
         }
+        if (!wk_health_may_claim(w)) {
+            wk_sleep_ms(wk_health_wait_ms(w)); /* loading, full, or an evicting policy */
+            continue;
+        }
         if (w->group_epoch != w->rd.epoch && ensure_group(w) < 0) {
-            wk_sleep_ms(ERROR_PAUSE_MS);
+            wk_sleep_ms(w->health.pause_until_mono > wk_mono_ms() ? wk_health_wait_ms(w)
+                                                                  : ERROR_PAUSE_MS);
             continue;
         }
         promote(w);

@@ -94,6 +94,10 @@ static int parse_config(wk_config *c, int argc, char **argv)
         {"dlq-cap", "FLEET_DLQ_CAP", FLEET_OPT_INT, "10000",
          "about how many entries the dead-letter stream keeps (oldest trimmed first)",
          &c->dlq_cap, 1, 100000000},
+        {"allow-eviction", "FLEET_ALLOW_EVICTION", FLEET_OPT_BOOL, "off",
+         "on: run even when Redis's maxmemory-policy evicts keys, accepting that a full Redis "
+         "deletes jobs; off: claim nothing until it is noeviction (docs/reliability.md)",
+         &c->allow_eviction, 0, 0},
     };
     char err[256];
     int npos = 0;

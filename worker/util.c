@@ -1,5 +1,6 @@
 /* util.c: small helpers of fleet-worker: the monotonic clock every deadline uses (so a
- * wall-clock step never expires a lease or a grace period), sleeps, lease tokens. */
+ * wall-clock step never expires a lease or a grace period), sleeps, lease tokens,
+ * rate-limited warnings. */
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
@@ -65,5 +66,17 @@ bool wk_name_valid(const char *s)
               c == '_' || c == '.' || c == '-'))
             return false;
     }
+    return true;
+}
+
+bool wk_ratelog_due(wk_ratelog *rl, long every_ms, long *count)
+{
+    long long now = wk_mono_ms();
+    rl->count++;
+    if (rl->next_mono != 0 && now < rl->next_mono)
+        return false;
+    *count = rl->count;
+    rl->count = 0;
+    rl->next_mono = now + every_ms;
     return true;
 }

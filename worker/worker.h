@@ -5,6 +5,8 @@
  *   batch.c      one batch through the model ABI: progress/cancel callbacks, outcomes
  *   heartbeat.c  the keeper thread: worker registration, lease renewal of running jobs
  *   control.c    the control thread: hears cancels of running jobs on pub/sub
+ *   health.c     whether Redis may be given new jobs: its maxmemory-policy, a full Redis,
+ *                refusals to wait out (LOADING, BUSY, OOM, ...)
  *   redis.c      hiredis sync glue: connect with backoff, script calls with NOSCRIPT retry
  *   util.c       clocks, sleeps, lease tokens
  *
@@ -23,6 +25,7 @@
 
 #include "fleet/job.h"
 #include "fleet/keys.h"
+#include "fleet/redis_health.h"
 #include "fleet/state.h"
 #include "model.h"
 #include "redis.h"
@@ -49,7 +52,42 @@ typedef struct wk_config {
     long dlq_cap;
     long consumer_idle_ms; /* a consumer idle this long with nothing pending is removed */
     long ready_target;     /* fair share: entries kept ready on the stream (feed.lua) */
+    bool allow_eviction;   /* run on a Redis whose maxmemory-policy evicts keys */
 } wk_config;
+
+/* ---------------------------------------------------------------- rate-limited logs  */
+
+/* A warning that may repeat many times a second (every progress write refused by a full
+ * Redis) is written at most once per period, with how many times it happened. */
+typedef struct wk_ratelog {
+    long long next_mono;
+    long count;
+} wk_ratelog;
+
+/* Counts one occurrence; true when it is time to log, with *count the occurrences since
+ * the last log (this one included). */
+bool wk_ratelog_due(wk_ratelog *rl, long every_ms, long *count);
+
+/* ---------------------------------------------------------------- redis health ----- */
+
+/* What the main thread knows about its Redis (health.c). Main thread only. */
+typedef struct wk_health {
+    unsigned long epoch;       /* rd.epoch of the last INFO look */
+    long long next_look_mono;
+    bool known;                /* a look has read the policy */
+    bool unknown_logged;
+    fleet_redis_memory mem;    /* the last look */
+    bool evicts;               /* mem.policy may delete keys */
+    bool full;                 /* at maxmemory (a look, or an OOM refusal since) */
+    long long policy_logged_mono;
+    long pause_ms;             /* backoff after a refusal: 0, or 100 ms doubling to 2 s */
+    long long pause_until_mono;
+    wk_ratelog refused_log;
+    /* Progress writes refused by Redis back off the same way, on their own clock. */
+    long progress_pause_ms;
+    long long progress_pause_until_mono;
+    wk_ratelog progress_log;
+} wk_health;
 
 /* ---------------------------------------------------------------- jobs ------------- */
 
@@ -107,6 +145,7 @@ typedef struct wk_worker {
     char reclaim_cursor[WK_ENTRY_ID_MAX];
     long long next_reclaim_mono;
     long long next_promote_mono;
+    wk_health health;
 
     /* Shutdown: the handler sets signals; the main thread turns it into stop_deadline. */
     volatile sig_atomic_t *signals;
@@ -117,6 +156,10 @@ typedef struct wk_worker {
     pthread_cond_t cv;
     wk_job *batch; /* the running batch, NULL between batches (under mu) */
     size_t nbatch;
+    /* The model is done with the batch and its results are being written: the keeper
+     * still renews the leases (a finish refused by a full Redis is retried until it
+     * lands) but no longer stops or ends the jobs (under mu). */
+    bool batch_writing;
     unsigned long batch_gen; /* bumped for each batch, so a slow keeper never touches a newer one */
     bool keeper_quit;
     bool keeper_poked;
@@ -162,6 +205,22 @@ wk_disposition wk_disposition_of(int outcome, int stop, long timeout_s, const ch
  * failure): base_ms doubled per attempt, capped at max_ms, then "equal jitter": half of it
  * fixed and half random (from rnd), so retries of a failed batch spread out. Pure. */
 long wk_retry_delay_ms(long attempt, long base_ms, long max_ms, unsigned long rnd);
+
+/* health.c */
+/* True when the main thread may claim jobs now: no refusal backoff pending, Redis not
+ * full, and its maxmemory-policy keeps keys (or --allow-eviction). Reads INFO memory at
+ * each connect and now and then; logs what is wrong. */
+bool wk_health_may_claim(wk_worker *w);
+/* How long to wait before asking wk_health_may_claim again (1..1000 ms). */
+long wk_health_wait_ms(const wk_worker *w);
+/* For a reply of a main-thread command: true when Redis refused it for now (transient or
+ * OOM: nothing was done, the same command works later). Then the main thread pauses with
+ * a backoff and a rate-limited warning says so; an OOM also marks Redis full. Any other
+ * reply resets the backoff and returns false. */
+bool wk_health_refused(wk_worker *w, const redisReply *r, const char *what);
+/* True for an error reply that a later retry of the same command may get past
+ * (fleet_redis_err_of: TRANSIENT or OOM). */
+bool wk_reply_refused(const redisReply *r);
 
 /* heartbeat.c */
 int wk_keeper_start(wk_worker *w);
