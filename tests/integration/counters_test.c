@@ -329,12 +329,33 @@ static void run_seed(unsigned long long seed) {
            s.event[4]);
 }
 
+/* The counters cannot go below 0; if one ever did, GET /v1/stats and fleetctl stats show
+ * it as stored instead of hiding it as 0 (written by hand here). */
+TL_TEST(stats_show_a_negative_counter_as_it_is) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    tl_redis_cmd(f->rc, "HSET {%s}:stats sleep:queued -1234567", f->prefix);
+    json_t *doc = tl_get(f, "/v1/stats")->json;
+    ASSERT_EQ_INT(tl_jint(doc, "models.sleep.queued"), -1234567);
+    ASSERT_EQ_INT(tl_jint(doc, "totals.queued"), -1234567);
+    tl_cmd_result t = tl_fleetctl(TL_ARGS("--url", f->url), TL_ARGS("stats"));
+    tl_expect_exit(&t, 0);
+    ASSERT_STR_CONTAINS(t.out, " -1234567");
+    /* The column is as wide as the number with its sign: the header lines up. */
+    const char *nl = strchr(t.out, '\n');
+    ASSERT_NOT_NULL(nl);
+    const char *row = strstr(t.out, "\nsleep");
+    ASSERT_NOT_NULL(row);
+    const char *row_end = strchr(row + 1, '\n');
+    ASSERT_EQ_INT(row_end ? row_end - row - 1 : (long)strlen(row + 1), nl - t.out);
+}
+
 TL_TEST(counters_add_up_seed_1) { run_seed(1); }
 TL_TEST(counters_add_up_seed_2) { run_seed(2); }
 TL_TEST(counters_add_up_seed_3) { run_seed(3); }
 
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
+        TL_CASE(stats_show_a_negative_counter_as_it_is),
         TL_CASE(counters_add_up_seed_1),
         TL_CASE(counters_add_up_seed_2),
         TL_CASE(counters_add_up_seed_3),
