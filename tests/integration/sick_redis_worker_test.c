@@ -2,7 +2,8 @@
  *
  *  - full under noeviction: a finish that Redis refuses (OOM) is kept and retried while
  *    the keeper renews the lease (renew is allow-oom); once Redis has room the job
- *    succeeds on its first attempt: it did not run again;
+ *    succeeds on its first attempt: it did not run again. A shutdown gives the result up
+ *    only past its drain time;
  *  - an evicting maxmemory-policy: the worker says what to set and claims nothing until
  *    the policy is noeviction, unless FLEET_ALLOW_EVICTION=on;
  *  - a busy Redis (a script past busy-reply-threshold answers BUSY to everyone): a finish
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "fleet/keys.h"
 #include "fleet/redis_health.h"
@@ -141,6 +143,31 @@ TL_TEST(oom_finish_is_kept_and_retried_while_the_lease_is_renewed) {
     tl_redis_cmd(f->rc, "DEL %s", FILLER_KEY);
 }
 
+/* A shutdown while Redis is still full: the worker keeps the result only through its drain
+ * time, then gives it up and exits cleanly; the job's lease runs out and the job runs
+ * again on another worker once Redis has room (at-least-once: never lost). */
+TL_TEST(oom_result_given_up_only_past_the_drain_time) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"sleep"},
+        .worker_env = {"FLEET_LEASE_MS=3000", "FLEET_PROGRESS_INTERVAL_MS=0"}});
+    const char *id = tl_job_submit(f, "sleep", "{\"ms\":500,\"steps\":2}");
+    wait_running(f, id);
+    fill_redis(f);
+    wait_log(f->workers[0], "results kept");
+
+    int st = tl_proc_stop(f->workers[0], 10000);
+    ASSERT_TRUE(WIFEXITED(st));
+    ASSERT_EQ_INT(WEXITSTATUS(st), 0);
+    wait_log(f->workers[0], "result not written before shutdown");
+    ASSERT_EQ_STR(job_field(f, id, "status"), "running");
+    ASSERT_EQ_INT(job_field_ll(f, id, "attempts"), 1);
+
+    tl_redis_cmd(f->rc, "CONFIG SET maxmemory 0");
+    tl_fleet_add_worker(f, "sleep");
+    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    ASSERT_EQ_INT(tl_jint(job, "attempts"), 2);
+}
+
 /* While Redis is full a worker claims nothing: a job submitted before it filled up stays
  * queued (no attempt used) until there is room. */
 TL_TEST(full_redis_claims_nothing_until_it_has_room) {
@@ -215,6 +242,7 @@ TL_TEST(busy_redis_finish_is_retried) {
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(oom_finish_is_kept_and_retried_while_the_lease_is_renewed),
+        TL_CASE(oom_result_given_up_only_past_the_drain_time),
         TL_CASE(full_redis_claims_nothing_until_it_has_room),
         TL_CASE(evicting_policy_holds_claims_until_noeviction),
         TL_CASE(allow_eviction_runs_at_once),
