@@ -64,7 +64,7 @@ static bool redis_pongs(void *arg) {
 
 /* Redis restarts on a dataset that takes seconds to load: the gateway reconnects during
  * LOADING, is unready (and refuses submits with Retry-After) while it lasts, and is ready
- * again by itself once Redis is; jobs run again. */
+ * again by itself once Redis is; jobs run again. fleetctl waits a loading Redis out. */
 TL_TEST(gateway_recovers_after_redis_loading) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     const char *before = tl_job_submit(f, "echo", "{\"n\":1}");
@@ -104,6 +104,15 @@ TL_TEST(gateway_recovers_after_redis_loading) {
     const char *after = tl_job_submit(f, "echo", "{\"n\":3}");
     tl_job_wait_status(f, after, "succeeded", WAIT_MS);
     tl_job_wait_status(f, before, "succeeded", WAIT_MS);
+
+    /* fleetctl run while Redis loads waits it out (--redis-wait, 10 s by default). */
+    tl_redis_cmd(tl_redis_connect(f->redis), "SAVE");
+    tl_redis_restart_args(f->redis, TL_ARGS("--key-load-delay", "100",
+                                            "--loading-process-events-interval-bytes", "1024"));
+    tl_cmd_result cr = tl_fleetctl(TL_ARGS("--redis-url", f->redis->url, "--prefix", f->prefix),
+                                   TL_ARGS("tenant", "list"));
+    tl_expect_exit(&cr, 0);
+    ASSERT_STR_CONTAINS(cr.err, "LOADING");
 }
 
 /* A Lua script keeps Redis busy (BUSY to everyone else) for about 2 s: a submit that
