@@ -6,8 +6,9 @@
  *    only past its drain time;
  *  - an evicting maxmemory-policy: the worker says what to set and claims nothing until
  *    the policy is noeviction, unless FLEET_ALLOW_EVICTION=on;
- *  - a busy Redis (a script past busy-reply-threshold answers BUSY to everyone): a finish
- *    refused with BUSY is retried, and the job succeeds once.
+ *  - a busy Redis (a script past busy-reply-threshold answers BUSY to everyone), or one
+ *    that restarts and loads its dataset (LOADING): a refused finish is retried, and the
+ *    job succeeds once.
  *
  * The test reads the job's hash itself (the key spelled by libfleet's keys module) where
  * the gateway is not the point, and fills Redis with a key of its own.
@@ -95,6 +96,11 @@ static void wait_log(tl_proc *p, const char *needle) {
 static void wait_running(tl_fleet *f, const char *id) {
     field_probe p = {.f = f, .id = id, .field = "status", .want = "running"};
     ASSERT_WAIT_FOR(field_is, &p, WAIT_MS);
+}
+
+static bool redis_pongs(void *arg) {
+    redisReply *r = tl_redis_cmd_allow_error(arg, "PING");
+    return r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
 }
 
 /* fill_redis writes a big key and sets maxmemory just below what Redis then uses, so
@@ -239,6 +245,39 @@ TL_TEST(busy_redis_finish_is_retried) {
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
 }
 
+/* Redis restarts on a dataset that takes seconds to load, while a job runs: every command
+ * is refused with LOADING until it is loaded. The job's finish is retried until Redis
+ * takes it, and the job succeeds on its first attempt (its lease, 10 s, outlasts the
+ * load). */
+TL_TEST(loading_redis_finish_is_retried) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"sleep"},
+        .worker_env = {"FLEET_LEASE_MS=10000", "FLEET_PROGRESS_INTERVAL_MS=0"}});
+    const char *id = tl_job_submit(f, "sleep", "{\"ms\":1500,\"steps\":3}");
+    wait_running(f, id);
+
+    /* 20,000 keys with --key-load-delay 100: a load of about 3 s. */
+    redisContext *c = f->rc;
+    for (int i = 0; i < 20000; i++)
+        redisAppendCommand(c, "SET sick-redis-test:pad:%d %s", i, "0123456789abcdef");
+    for (int i = 0; i < 20000; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(c, (void **)&rep) != REDIS_OK) FAILF("pipeline: %s", c->errstr);
+        freeReplyObject(rep);
+    }
+    tl_redis_cmd(c, "SAVE");
+    tl_redis_restart_args(f->redis, TL_ARGS("--key-load-delay", "100",
+                                            "--loading-process-events-interval-bytes", "1024"));
+    wait_log(f->workers[0], "results kept");
+    /* The job is read from Redis itself, on a connection to the restarted server, once it
+     * has loaded: the gateway's readiness is not this test's point. */
+    f->rc = tl_redis_connect(f->redis);
+    ASSERT_WAIT_FOR(redis_pongs, f->rc, WAIT_MS);
+    field_probe done = {.f = f, .id = id, .field = "status", .want = "succeeded"};
+    ASSERT_WAIT_FOR(field_is, &done, WAIT_MS);
+    ASSERT_EQ_INT(job_field_ll(f, id, "attempts"), 1);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(oom_finish_is_kept_and_retried_while_the_lease_is_renewed),
@@ -247,6 +286,7 @@ int main(int argc, char **argv) {
         TL_CASE(evicting_policy_holds_claims_until_noeviction),
         TL_CASE(allow_eviction_runs_at_once),
         TL_CASE(busy_redis_finish_is_retried),
+        TL_CASE(loading_redis_finish_is_retried),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
