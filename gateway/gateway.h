@@ -29,6 +29,7 @@ typedef struct gw_config {
     long ready_target;      /* fair share: entries kept ready on a model stream */
     const char *log_level;
     long max_body;          /* bytes */
+    long max_conn_output;   /* bytes of a response buffered per connection (out_stream.h) */
     long queue_ttl_s;
     long result_ttl_s;      /* default ttl_s of a job */
     long max_attempts;

@@ -12,6 +12,7 @@
 #include "query.h"
 #include "auth.h"
 #include "result_file.h"
+#include "out_stream.h"
 #include "events.h"
 #include "ssrf.h"
 #include "webhooks.h"
@@ -409,6 +410,8 @@ static void on_result_blob(redisReply *rep, void *arg) {
     call_free(c);
 }
 
+static void result_taken(void *arg) { call_free(arg); }
+
 static void on_result_status(redisReply *rep, void *arg) {
     job_call *c = arg;
     gw_req *r = c->r;
@@ -437,13 +440,14 @@ static void on_result_status(redisReply *rep, void *arg) {
         call_free(c);
         return;
     }
+    /* A large result is sent as the client reads it (out_stream.h); a small one, and
+     * one that cannot be streamed, comes back whole to on_result_blob. */
     fleet_key k = fleet_key_result(&r->g->keys, c->id);
-    const char *argv[2] = {"GET", k.s};
-    size_t lens[2] = {3, strlen(k.s)};
-    if (gw_redis_command(r->g->redis, 2, argv, lens, on_result_blob, c) < 0) {
-        call_free(c);
-        gw_reply_unavailable(r);
-    }
+    gw_result_stream(r, &(gw_stream_opts){.key = k.s, .job_id = c->id,
+                                          .want_msgpack = c->want_msgpack, .allow_file = true,
+                                          .suffix = c->want_msgpack ? NULL : "\n",
+                                          .whole = on_result_blob, .taken = result_taken,
+                                          .arg = c});
 }
 
 void gw_jobs_result(gw_req *r, const char *id) {

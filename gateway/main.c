@@ -29,6 +29,7 @@ static const fleet_option options[] = {
     {"max-queue", "FLEET_MAX_QUEUE", FLEET_OPT_INT, "1000000", "most queued jobs per model; beyond, submits answer 503 (0: no limit)", &G.cfg.max_queue, 0, 1000000000},
     {"ready-target", "FLEET_READY_TARGET", FLEET_OPT_INT, "8", "fair share: a submit goes straight to the model's stream while fewer entries than this wait there (workers feed the rest from the tenants' wait lists)", &G.cfg.ready_target, 1, 100000},
     {"max-body", "FLEET_MAX_BODY", FLEET_OPT_INT, "10485760", "largest request body in bytes (413 above)", &G.cfg.max_body, 64, 1L << 30},
+    {"max-conn-output", "FLEET_MAX_CONN_OUTPUT", FLEET_OPT_INT, "1048576", "most bytes of a response the gateway buffers for one connection; a larger result is read from Redis as the client takes it", &G.cfg.max_conn_output, 65536, 1L << 30},
     {"queue-ttl", "FLEET_QUEUE_TTL", FLEET_OPT_INT, "86400", "seconds a job may wait or run before its keys expire", &G.cfg.queue_ttl_s, 60, 2592000},
     {"result-ttl", "FLEET_RESULT_TTL", FLEET_OPT_INT, "86400", "default ttl_s: seconds a finished job and its result are kept", &G.cfg.result_ttl_s, 60, 604800},
     {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT, "3", "attempts before a job whose worker vanished fails", &G.cfg.max_attempts, 1, 100},

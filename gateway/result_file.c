@@ -146,6 +146,63 @@ bool gw_result_file(const char *mp, size_t len, gw_result_file_view *out) {
     return false;
 }
 
+int gw_result_file_probe_step(gw_result_file_probe *p, const char *win, size_t n) {
+    rd r = {(const unsigned char *)win, n, 0};
+    if (!p->started) {
+        if (n == 0) return 0;
+        unsigned char t = r.p[r.off++];
+        uint64_t count;
+        if (t >= 0x80 && t <= 0x8f) count = t & 0x0f;
+        else if (t == 0xde || t == 0xdf) {
+            if (!rd_be(&r, t == 0xde ? 2 : 4, &count)) return 0;
+        } else {
+            return 0;
+        }
+        if (count != 2 && count != 3) return 0;
+        p->count = count;
+        p->started = true;
+    }
+    while (p->done < p->count) {
+        const char *k, *v;
+        size_t kn, vn;
+        if (!rd_bytes(&r, false, &k, &kn)) return 0;
+        p->done++;
+        if (key_is(k, kn, "content_type") && !p->have_type) {
+            if (!rd_bytes(&r, false, &v, &vn) || !gw_media_type_valid(v, vn)) return 0;
+            memcpy(p->view.content_type, v, vn);
+            p->view.content_type[vn] = '\0';
+            p->have_type = true;
+        } else if (key_is(k, kn, "filename") && !p->have_name) {
+            if (!rd_bytes(&r, false, &v, &vn) || vn == 0 || vn > GW_RESULT_FILENAME_MAX ||
+                !fleet_utf8_valid(v, vn))
+                return 0;
+            for (size_t j = 0; j < vn; j++)
+                if ((unsigned char)v[j] < 0x20 || v[j] == 0x7f) return 0;
+            memcpy(p->view.filename, v, vn);
+            p->view.filename[vn] = '\0';
+            p->have_name = true;
+        } else if (key_is(k, kn, "bytes") && !p->have_bytes) {
+            /* only the bin's header: its bytes are skipped, and read when sent */
+            if (r.off >= r.len) return 0;
+            unsigned char t = r.p[r.off++];
+            uint64_t len;
+            if (t < 0xc4 || t > 0xc6 || !rd_be(&r, 1 << (t - 0xc4), &len)) return 0;
+            unsigned long long at = p->pos + r.off;
+            if (len > p->total - at) return 0;
+            p->bytes_off = at;
+            p->bytes_len = len;
+            p->have_bytes = true;
+            p->pos = at + len;
+            if (p->done < p->count) return 2;
+            break;
+        } else {
+            return 0; /* another key, or one of ours twice */
+        }
+        if (p->done == p->count) p->pos += r.off;
+    }
+    return p->pos == p->total && p->have_type && p->have_bytes ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ Content-Disposition --- */
 
 /* Length of the UTF-8 character at s (n bytes left): 1 for a byte that starts none. */

@@ -40,6 +40,23 @@ typedef struct gw_result_file_view {
  * fills out, whose bytes point into mp (valid while mp is). Never reads past len. */
 bool gw_result_file(const char *mp, size_t len, gw_result_file_view *out);
 
+/* The same question for a result too large to read whole (gw_result_stream): it is asked
+ * a window at a time. p starts zeroed with p->total set; each call gets the stored bytes
+ * from p->pos on (GW_RESULT_FILE_WINDOW of them, or up to the end) and returns 1 when the
+ * result follows the convention (p->view has the content type and filename, its bytes are
+ * p->bytes_len bytes at offset p->bytes_off), 0 when it does not, or 2 to be called again
+ * with the bytes from the new p->pos (past the file's bytes, which are never read here).
+ * Answers exactly as gw_result_file does on the whole buffer. */
+#define GW_RESULT_FILE_WINDOW 640 /* > the longest entry but "bytes": key + 255-byte str */
+typedef struct gw_result_file_probe {
+    unsigned long long total, pos;
+    unsigned long long count, done; /* the map's entries; entries read */
+    bool started, have_type, have_bytes, have_name;
+    unsigned long long bytes_off, bytes_len;
+    gw_result_file_view view;
+} gw_result_file_probe;
+int gw_result_file_probe_step(gw_result_file_probe *p, const char *win, size_t n);
+
 /* Whether s[0..n) is a media type as the convention requires (no CR, LF or other control
  * characters anywhere, so it is safe as a header value). */
 bool gw_media_type_valid(const char *s, size_t n);

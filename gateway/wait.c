@@ -20,6 +20,7 @@
 #include "fleet/job_json.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
+#include "out_stream.h"
 #include "redis.h"
 #include "routes.h"
 
@@ -104,6 +105,31 @@ static void on_result(redisReply *rep, void *arg) {
     wait_free(wt);
 }
 
+static void result_taken(void *arg) { wait_free(arg); }
+
+/* Reads the result of a succeeded job. A large one is streamed (out_stream.h) after the
+ * job object, written as on_result writes it; a small one comes back to on_result. */
+static void read_result(gw_wait *wt) {
+    fleet_key k = fleet_key_result(&wt->g->keys, wt->id);
+    char *jt = wt->job ? json_dumps(wt->job, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    size_t jn = jt ? strlen(jt) : 0;
+    char *prefix = jn >= 2 && jt[jn - 1] == '}' ? malloc(jn + 16) : NULL;
+    size_t pn = 0;
+    if (prefix) {
+        memcpy(prefix, jt, jn - 1);
+        pn = jn - 1 + (size_t)sprintf(prefix + jn - 1, "%s\"result\":", jn > 2 ? "," : "");
+    }
+    free(jt);
+    wt->reading = true;
+    /* without a prefix (out of memory) the stream is not tried: on_result answers */
+    gw_result_stream(wt->r, &(gw_stream_opts){.key = k.s, .job_id = wt->id,
+                                              .prefix = prefix, .prefix_len = pn,
+                                              .suffix = "}\n", .whole = on_result,
+                                              .taken = result_taken, .arg = wt,
+                                              .whole_only = !prefix});
+    free(prefix);
+}
+
 static void on_read(redisReply *rep, void *arg) {
     gw_wait *wt = arg;
     gw_req *r = wt->r;
@@ -131,14 +157,7 @@ static void on_read(redisReply *rep, void *arg) {
     if (st == FLEET_STATUS_SUCCEEDED) {
         /* The result goes along: one more read. */
         wt->job = fleet_job_to_json(&v);
-        fleet_key k = fleet_key_result(&wt->g->keys, wt->id);
-        const char *argv[2] = {"GET", k.s};
-        size_t lens[2] = {3, strlen(k.s)};
-        wt->reading = true;
-        if (gw_redis_command(wt->g->redis, 2, argv, lens, on_result, wt) < 0) {
-            gw_reply_unavailable(r);
-            wait_free(wt);
-        }
+        read_result(wt);
         return;
     }
     if (fleet_status_is_final(st)) {
