@@ -7,7 +7,10 @@
  * fleet_msgpack_for_client (what a msgpack client gets of a stored result) gets the same
  * bytes: it must not crash either, must accept every value that reads as JSON, and what
  * it rewrites (ext-1 to bin) is no longer than the input, reads as JSON too, and needs no
- * second rewrite. A broken rule aborts, which libFuzzer reports as a crash. */
+ * second rewrite. The range-at-a-time converter (shared/src/codec_stream.c) fed the same
+ * bytes in ranges of 1 byte, of a size taken from the input, and whole, must give the same
+ * output or the same error as both. A broken rule aborts, which libFuzzer reports as a
+ * crash. */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,6 +19,7 @@
 #include <string.h>
 
 #include "fleet/codec.h"
+#include "fleet/codec_stream.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -52,10 +56,67 @@ static void for_client(const uint8_t *data, size_t size, bool reads_as_json) {
     free(out);
 }
 
+typedef struct out {
+    char *p;
+    size_t n;
+} out;
+
+static void sink(void *arg, const char *p, size_t n) {
+    out *o = arg;
+    o->p = realloc(o->p, o->n + n);
+    require(o->p != NULL, "memory for the streamed output", NULL);
+    memcpy(o->p + o->n, p, n);
+    o->n += n;
+}
+
+/* The streamed conversion of data equals want (ok: want[0..wn) is the output, else err
+ * is the error), for several range sizes. */
+static void streamed(fleet_mps_mode mode, const uint8_t *data, size_t size, bool ok,
+                     const char *want, size_t wn, const char *err) {
+    if (size == 0) return;
+    size_t steps[3] = {1, 1 + data[0] % 61, size};
+    for (int i = 0; i < 3; i++) {
+        out o = {0};
+        fleet_mps *s = fleet_mps_new(mode, size, sink, &o);
+        require(s != NULL, "a converter", NULL);
+        int rc = 0;
+        for (size_t off = 0; off < size && rc == 0; off += steps[i])
+            rc = fleet_mps_feed(s, data + off, size - off < steps[i] ? size - off : steps[i]);
+        if (rc == 0) rc = fleet_mps_finish(s);
+        if (!fleet_mps_needs_whole(s)) {
+            require((rc == 0) == ok, "streamed and whole agree on success", fleet_mps_error(s));
+            if (ok)
+                require(o.n == wn && (wn == 0 || memcmp(o.p, want, wn) == 0) &&
+                            fleet_mps_out_len(s) == wn,
+                        "streamed output equals the whole conversion", NULL);
+            else
+                require(strcmp(fleet_mps_error(s), err) == 0, "streamed and whole errors agree",
+                        fleet_mps_error(s));
+        } else {
+            require(mode == FLEET_MPS_JSON, "only JSON falls back to the whole document", NULL);
+        }
+        fleet_mps_free(s);
+        free(o.p);
+    }
+}
+
+static void streamed_both(const uint8_t *data, size_t size, const json_t *j, const char *jerr) {
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    require(!j || text, "the whole JSON dumps", NULL);
+    streamed(FLEET_MPS_JSON, data, size, j != NULL, text, text ? strlen(text) : 0, jerr);
+    free(text);
+    char err[128] = "", *mp = NULL;
+    size_t mplen = 0;
+    int rc = fleet_msgpack_for_client((const char *)data, size, &mp, &mplen, err, sizeof err);
+    streamed(FLEET_MPS_CLIENT, data, size, rc == 0, mp ? mp : (const char *)data, mplen, err);
+    free(mp);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[128] = "";
     json_t *j = fleet_msgpack_to_json((const char *)data, size, err, sizeof err);
     for_client(data, size, j != NULL);
+    streamed_both(data, size, j, err);
     if (!j) {
         require(err[0] != '\0', "a refusal says why", NULL);
         return 0;
