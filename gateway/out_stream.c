@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "fleet/codec_stream.h"
 #include "fleet/keys.h"
 #include "fleet/log.h"
 #include "result_file.h"
 
+/* STRLEN in flight, then: the file check, the check pass, the send pass (out_stream.h) */
 typedef enum phase { P_LEN, P_PROBE, P_CHECK, P_SEND } phase;
 
 typedef struct gw_rstream {
@@ -120,9 +120,10 @@ static void finish(gw_rstream *s) {
     if (out_len(s) == 0) bufferevent_trigger(s->bev, EV_WRITE, 0); /* may free s */
 }
 
-/* The head and the first bytes: run from s->pump once libevhtp has resumed the request
- * with nothing queued (had the head been queued before its resume ran, libevhtp would
- * take the first drain for the end of an earlier answer and never finish this one). */
+/* The head and the first bytes: run from s->pump, after libevhtp's resume of the request
+ * (activated first, so it runs first) found nothing queued. Had the head been queued
+ * before that resume ran, libevhtp would wait for it to drain, take that drain for the end
+ * of its wait, and never look at the finished answer again: the connection would hang. */
 static void send_head(gw_rstream *s) {
     gw_req *r = s->r;
     if (s->file) {
@@ -310,8 +311,7 @@ static void on_strlen(redisReply *rep, void *arg) {
             return;
         }
     }
-    /* the caller's state is no longer needed: the stream answers from here, or hands a
-     * GET back through whole(), which the caller's state must then still be there for */
+    /* the caller keeps its state until taken() (the head goes out) or whole() runs */
     read_next(s);
 }
 
