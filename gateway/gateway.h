@@ -35,9 +35,9 @@ typedef struct gw_config {
     long max_attempts;
     long index_cap;
     long redis_timeout_ms;  /* a command unanswered this long drops the connection */
-    long drain_timeout_s;   /* on SIGTERM, how long requests in flight may take to finish */
     const char *allow_eviction_mode; /* FLEET_ALLOW_EVICTION: "off" or "on" */
     bool allow_eviction;    /* ready although Redis's maxmemory-policy evicts keys */
+    long drain_timeout_s;   /* on SIGTERM, how long requests in flight may take to finish */
     long sse_heartbeat_s;   /* comment lines on idle SSE streams, for proxies */
     long header_timeout_s;  /* a request head must be complete this long after it began */
     long idle_timeout_s;    /* a keep-alive connection without a request is closed */

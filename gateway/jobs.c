@@ -61,8 +61,8 @@ static void send_or_reply(job_call *c, gw_redis_cb cb) {
     if (!r->paused) gw_pause(r);
 }
 
-static void reply_internal(gw_req *r, const char *what, const redisReply *rep) {
 /* A Redis refusal (loading, full, ...) or an unexpected answer: redis.c decides. */
+static void reply_internal(gw_req *r, const char *what, const redisReply *rep) {
     gw_reply_redis_error(r, what, rep);
 }
 

@@ -35,8 +35,8 @@ static const fleet_option options[] = {
     {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT, "3", "attempts before a job whose worker vanished fails", &G.cfg.max_attempts, 1, 100},
     {"index-cap", "FLEET_INDEX_CAP", FLEET_OPT_INT, "100000", "most jobs GET /v1/jobs can list per tenant", &G.cfg.index_cap, 100, 100000000},
     {"redis-timeout-ms", "FLEET_REDIS_TIMEOUT_MS", FLEET_OPT_INT, "5000", "a Redis command unanswered this long drops the connection (503)", &G.cfg.redis_timeout_ms, 100, 600000},
-    {"sse-heartbeat-s", "FLEET_SSE_HEARTBEAT_S", FLEET_OPT_INT, "15", "seconds between the comment lines that keep an idle SSE stream open through proxies", &G.cfg.sse_heartbeat_s, 1, 3600},
     {"allow-eviction", "FLEET_ALLOW_EVICTION", FLEET_OPT_STR, "off", "off: not ready while Redis runs a maxmemory-policy that evicts keys (it loses jobs and API keys: set noeviction); on: accept that", &G.cfg.allow_eviction_mode, 0, 0},
+    {"sse-heartbeat-s", "FLEET_SSE_HEARTBEAT_S", FLEET_OPT_INT, "15", "seconds between the comment lines that keep an idle SSE stream open through proxies", &G.cfg.sse_heartbeat_s, 1, 3600},
     {"webhook-secret", "FLEET_WEBHOOK_SECRET", FLEET_OPT_STR, "", "whsec_... secret that signs webhook deliveries (Standard Webhooks); without it, submits with a webhook are refused (422)", &G.cfg.webhook_secret, 0, 0},
     {"webhook-allow", "FLEET_WEBHOOK_ALLOW", FLEET_OPT_STR, "", "comma-separated CIDRs webhooks may reach although private or loopback (e.g. 10.0.0.0/8)", &G.cfg.webhook_allow, 0, 0},
     {"webhook-schedule", "FLEET_WEBHOOK_SCHEDULE", FLEET_OPT_STR, "0,5,300,1800,7200,18000,36000,36000", "seconds before each delivery attempt (the first is 0); jittered by 10%, Retry-After wins when later", &G.cfg.webhook_schedule, 0, 0},
@@ -155,13 +155,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "fleet-gateway: FLEET_AUTH must be on or off\n");
         return 2;
     }
-    if (!fleet_tenant_name_valid(G.cfg.tenant)) {
     if (strcmp(G.cfg.allow_eviction_mode, "on") == 0) G.cfg.allow_eviction = true;
     else if (strcmp(G.cfg.allow_eviction_mode, "off") == 0) G.cfg.allow_eviction = false;
     else {
         fprintf(stderr, "fleet-gateway: FLEET_ALLOW_EVICTION must be on or off\n");
         return 2;
     }
+    if (!fleet_tenant_name_valid(G.cfg.tenant)) {
         fprintf(stderr, "fleet-gateway: FLEET_TENANT must be 1-64 characters of a-z 0-9 _ -\n");
         return 2;
     }
