@@ -114,10 +114,7 @@ static void on_read(redisReply *rep, void *arg) {
     fleet_job_view v;
     int found = rep ? fleet_state_get_reply(rep, &v) : -2;
     if (!s->started) {
-        if (found == -2) gw_reply_unavailable(s->r);
-        else if (found < 0)
-            gw_reply_problem(s->r, 500, "internal", "Internal error",
-                             "the job store gave an unexpected answer");
+        if (found < 0) gw_reply_redis_error(s->r, "get", rep);
         else if (found == 0)
             gw_reply_problem(s->r, 404, "job-not-found", "Job not found",
                              "no job with id '%s' (unknown, or expired after its ttl_s)", s->id);

@@ -136,14 +136,8 @@ static void on_read(redisReply *rep, void *arg) {
     wt->reading = false;
     fleet_job_view v;
     int found = rep ? fleet_state_get_reply(rep, &v) : -2;
-    if (found == -2) {
-        gw_reply_unavailable(r);
-        wait_free(wt);
-        return;
-    }
-    if (found < 0) {
-        gw_reply_problem(r, 500, "internal", "Internal error",
-                         "the job store gave an unexpected answer; request_id %s", r->request_id);
+    if (found < 0) { /* no reply, a refusal (loading, busy), or an unexpected answer */
+        gw_reply_redis_error(r, "get", rep);
         wait_free(wt);
         return;
     }
