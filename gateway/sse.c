@@ -14,6 +14,13 @@
  * everything here; a read still in flight then frees the stream when it returns. While the
  * gateway shuts down, open streams end after their next read (clients reconnect to
  * another gateway).
+ *
+ * A client that does not read cannot make the stream hold more than about
+ * FLEET_MAX_CONN_OUTPUT: while the connection's unsent output is over that cap, progress
+ * and status events and heartbeats are not written (and not remembered as sent), so once
+ * the client reads again the next read sends the job as it is then. Every event carries
+ * the whole job, so a skipped one loses nothing but an intermediate step. The final
+ * event is always written: the stream ends with it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +68,14 @@ static void on_fini(void *arg) {
     s->r = NULL;
     gw_events_unwatch(s->g->events, &s->w);
     if (!s->reading) sse_free(s);
+}
+
+/* True while the client has not taken what was written (over FLEET_MAX_CONN_OUTPUT). */
+static bool backed_up(const gw_sse *s) {
+    evhtp_connection_t *conn = evhtp_request_get_connection(s->r->req);
+    struct bufferevent *bev = conn ? evhtp_connection_get_bev(conn) : NULL;
+    return bev && evbuffer_get_length(bufferevent_get_output(bev)) >
+                      (size_t)s->g->cfg.max_conn_output;
 }
 
 static void send_text(gw_sse *s, const char *text, size_t len) {
@@ -134,6 +149,7 @@ static void on_read(redisReply *rep, void *arg) {
     else if (v.progress_percent != s->last_percent || v.progress_done != s->last_done ||
              strcmp(v.progress_message ? v.progress_message : "", s->last_message) != 0)
         event = "progress";
+    if (event && !final && s->seq > 0 && backed_up(s)) event = NULL; /* sent when drained */
     if (event) {
         snprintf(s->last_status, sizeof s->last_status, "%s", v.status);
         s->last_percent = v.progress_percent;
@@ -181,7 +197,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     gw_sse *s = arg;
-    if (s->r && s->started && !s->ended) send_text(s, ": ping\n\n", 8);
+    if (s->r && s->started && !s->ended && !backed_up(s)) send_text(s, ": ping\n\n", 8);
 }
 
 void gw_sse_start(gw_req *r, const char *id) {

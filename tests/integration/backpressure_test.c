@@ -329,6 +329,43 @@ TL_TEST(redis_lost_mid_stream_closes_the_connection) {
     ASSERT_TRUE(tl_proc_alive(s.f->gateway));
 }
 
+/* Reads a chunked answer until its last chunk. */
+static bool read_until_last_chunk(void *arg) {
+    client *c = arg;
+    while (client_read(c, 262144, 2) > 0) {
+    }
+    return c->eof || (c->n >= 5 && memcmp(c->buf + c->n - 5, "0\r\n\r\n", 5) == 0);
+}
+
+/* An event stream whose client does not read: while the connection holds more than
+ * FLEET_MAX_CONN_OUTPUT unsent, progress events are skipped (each event carries the whole
+ * job, so the next one sent says where it is), and the final event still arrives. The
+ * job's 1,000 steps with 4 KB of metadata are about 5 MB of events: more than the cap and
+ * the kernel's socket buffers, so a stream that wrote every event would hand the client
+ * every one of them once it reads. */
+TL_TEST(event_stream_skips_steps_for_a_client_that_does_not_read) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"sleep"},
+        .gateway_env = {"FLEET_MAX_CONN_OUTPUT=65536"},
+        .worker_env = {"FLEET_PROGRESS_INTERVAL_MS=0"}});
+    char *meta = tl_alloc(4200);
+    memset(meta, 'm', 4000);
+    const char *body = tl_printf("{\"model\":\"sleep\",\"input\":{\"ms\":4000,\"steps\":1000},"
+                                 "\"metadata\":{\"pad\":\"%s\"}}", meta);
+    tl_resp *r = tl_request(f, "/v1/jobs", (tl_req){.method = "POST", .body = body,
+                                                    .body_len = strlen(body)});
+    ASSERT_HTTP_STATUS(r, 202);
+    const char *id = tl_jstr(r->json, "id");
+    client *c = client_get(f->gateway_port, tl_printf("/v1/jobs/%s/events", id), NULL);
+    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    ASSERT_WAIT_FOR(read_until_last_chunk, c, WAIT_MS); /* it ends after its final event */
+    int progress = 0;
+    for (const char *p = c->buf; (p = strstr(p, "event: progress\n")) != NULL; p++) progress++;
+    tl_log("%d progress events of 1000 steps reached the client", progress);
+    ASSERT_TRUE(strstr(c->buf, "event: final\n") != NULL);
+    ASSERT_LT_INT(progress, 900);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(non_reading_clients_hold_little_memory),
@@ -336,6 +373,7 @@ int main(int argc, char **argv) {
         TL_CASE(file_result_streams_its_bytes),
         TL_CASE(result_vanishing_mid_stream_closes_the_connection),
         TL_CASE(redis_lost_mid_stream_closes_the_connection),
+        TL_CASE(event_stream_skips_steps_for_a_client_that_does_not_read),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
