@@ -70,18 +70,7 @@ TL_TEST(gateway_recovers_after_redis_loading) {
     const char *before = tl_job_submit(f, "echo", "{\"n\":1}");
     tl_job_wait_status(f, before, "succeeded", WAIT_MS);
 
-    redisContext *c = f->rc;
-    for (int i = 0; i < PAD_KEYS; i++)
-        redisAppendCommand(c, "SET pad:%d %s", i, "0123456789abcdef0123456789abcdef");
-    for (int i = 0; i < PAD_KEYS; i++) {
-        redisReply *rep = NULL;
-        if (redisGetReply(c, (void **)&rep) != REDIS_OK) FAILF("pipeline: %s", c->errstr);
-        freeReplyObject(rep);
-    }
-    tl_redis_cmd(c, "SAVE");
-    /* Redis answers (LOADING) only between chunks of this many bytes of the file. */
-    tl_redis_restart_args(f->redis, TL_ARGS("--key-load-delay", "100",
-                                            "--loading-process-events-interval-bytes", "1024"));
+    tl_redis_restart_loading(f->redis, f->rc, PAD_KEYS);
     redisContext *c2 = tl_redis_connect(f->redis);
     redisReply *ping = tl_redis_cmd_allow_error(c2, "PING");
     if (ping->type != REDIS_REPLY_ERROR || strncmp(ping->str, "LOADING", 7) != 0)

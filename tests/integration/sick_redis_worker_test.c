@@ -257,17 +257,7 @@ TL_TEST(loading_redis_finish_is_retried) {
     wait_running(f, id);
 
     /* 20,000 keys with --key-load-delay 100: a load of about 3 s. */
-    redisContext *c = f->rc;
-    for (int i = 0; i < 20000; i++)
-        redisAppendCommand(c, "SET sick-redis-test:pad:%d %s", i, "0123456789abcdef");
-    for (int i = 0; i < 20000; i++) {
-        redisReply *rep = NULL;
-        if (redisGetReply(c, (void **)&rep) != REDIS_OK) FAILF("pipeline: %s", c->errstr);
-        freeReplyObject(rep);
-    }
-    tl_redis_cmd(c, "SAVE");
-    tl_redis_restart_args(f->redis, TL_ARGS("--key-load-delay", "100",
-                                            "--loading-process-events-interval-bytes", "1024"));
+    tl_redis_restart_loading(f->redis, f->rc, 20000);
     wait_log(f->workers[0], "results kept");
     /* The job is read from Redis itself, on a connection to the restarted server, once it
      * has loaded: the gateway's readiness is not this test's point. */

@@ -256,6 +256,10 @@ void tl_redis_restart(tl_redis *r);
  * dump.rdb written there by SAVE is loaded (the harness runs Redis without AOF unless
  * asked); "--key-load-delay", "100" makes that take about 0.15 ms per key. */
 void tl_redis_restart_args(tl_redis *r, const char *const *extra_args);
+/* Writes `keys` small keys through c, SAVEs, and restarts r so that loading them takes
+ * seconds (about 0.15 ms a key); returns while it is still loading. c is closed by the
+ * restart: connect again. */
+void tl_redis_restart_loading(tl_redis *r, redisContext *c, int keys);
 
 /* A sync hiredis connection, closed when the case ends. Fails the case if it cannot
  * connect. */

@@ -74,9 +74,12 @@ static void tl__redis_spawn_args(tl_redis *r, const char *const *extra) {
 
 typedef struct tl__redis_probe {
     tl_redis *r;
+    bool any_answer; /* LOADING counts as an answer (a server still loading its data) */
     bool died;
 } tl__redis_probe;
 
+/* Connects and sends PING: true on PONG (or on any answer with any_answer), or when the
+ * process died (pr->died says so). */
 static bool tl__redis_answers(void *arg) {
     tl__redis_probe *pr = arg;
     if (!tl_proc_alive(pr->r->proc)) {
@@ -88,7 +91,8 @@ static bool tl__redis_answers(void *arg) {
     bool ok = false;
     if (c && !c->err) {
         redisReply *rep = redisCommand(c, "PING");
-        ok = rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+        ok = rep && (pr->any_answer ||
+                     (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0));
         if (rep) freeReplyObject(rep);
     }
     if (c) redisFree(c);
@@ -110,7 +114,7 @@ static void tl__redis_check_identity(tl_redis *r, redisContext *c) {
 }
 
 static void tl__redis_boot(tl_redis *r, bool require_empty) {
-    tl__redis_probe pr = {r, false};
+    tl__redis_probe pr = {.r = r};
     if (!tl_wait_for(tl__redis_answers, &pr, 10000))
         FAILF("redis-server on port %d did not answer PING within 10 s", r->port);
     if (pr.died) return; /* the caller decides: retry on another port, or fail */
@@ -166,31 +170,12 @@ void tl_redis_restart(tl_redis *r) {
 
 /* ------------------------------------------------------------ restart while loading - */
 
-/* Connects and sends PING: true on any answer, LOADING included. */
-static bool tl__redis_accepts(void *arg) {
-    tl__redis_probe *pr = arg;
-    if (!tl_proc_alive(pr->r->proc)) {
-        pr->died = true;
-        return true;
-    }
-    struct timeval tv = {0, 200000};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", pr->r->port, tv);
-    bool ok = false;
-    if (c && !c->err) {
-        redisReply *rep = redisCommand(c, "PING");
-        ok = rep != NULL;
-        if (rep) freeReplyObject(rep);
-    }
-    if (c) redisFree(c);
-    return ok;
-}
-
 void tl_redis_restart_args(tl_redis *r, const char *const *extra_args) {
     if (tl_proc_alive(r->proc)) tl_redis_stop(r);
     for (int attempt = 0;; attempt++) {
         tl__redis_spawn_args(r, extra_args);
-        tl__redis_probe pr = {r, false};
-        if (!tl_wait_for(tl__redis_accepts, &pr, 10000))
+        tl__redis_probe pr = {.r = r, .any_answer = true};
+        if (!tl_wait_for(tl__redis_answers, &pr, 10000))
             FAILF("redis-server on port %d did not accept connections within 10 s", r->port);
         if (!pr.died) {
             tl__redis_check_identity(r, tl_redis_connect(r));
@@ -199,6 +184,20 @@ void tl_redis_restart_args(tl_redis *r, const char *const *extra_args) {
         if (attempt >= 20) FAILF("redis-server did not restart on port %d", r->port);
         tl__sleep_ms(100);
     }
+}
+
+void tl_redis_restart_loading(tl_redis *r, redisContext *c, int keys) {
+    for (int i = 0; i < keys; i++)
+        redisAppendCommand(c, "SET tl-loading-pad:%d %s", i, "0123456789abcdef0123456789abcdef");
+    for (int i = 0; i < keys; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(c, (void **)&rep) != REDIS_OK) FAILF("pipeline: %s", c->errstr);
+        freeReplyObject(rep);
+    }
+    tl_redis_cmd(c, "SAVE");
+    /* Redis answers (LOADING) only between chunks of this many bytes of the file. */
+    tl_redis_restart_args(r, TL_ARGS("--key-load-delay", "100",
+                                     "--loading-process-events-interval-bytes", "1024"));
 }
 
 /* ------------------------------------------------------------ hiredis --------------- */
