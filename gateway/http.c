@@ -59,6 +59,10 @@ struct gw_conn {
     size_t lingered;
     struct event *linger;
     struct event *kick; /* parses what a client pipelined behind a finished request */
+    /* what the client pipelined behind a request that gw_resume let go on: set aside, so
+     * that libevhtp's resume (which parses its input at once when nothing is queued to
+     * write) cannot start a second request inside the first; put back by kick_cb */
+    struct evbuffer *stash;
 };
 
 static evhtp_callback_cb route_handler; /* gw_http_install's handler */
@@ -188,9 +192,9 @@ static void dispatch(evhtp_request_t *req, void *arg) {
  *
  * The guard sees what arrives from the socket, and what a finished request left behind
  * (conn_kick): bytes that arrive while a request is being handled are held in the input
- * until it ends. Bytes libevhtp reads on its own pass unseen: those it reads when
- * gw_resume lets an event stream go on with nothing written yet. The counts then start
- * late, never early, and on_header still counts the fields.
+ * until it ends. gw_resume sets aside what is in the input before libevhtp's resume
+ * would parse it (c->stash), and kick_cb puts it back in front when the request ends, so
+ * libevhtp parses no byte the guard has not seen.
  *
  * Timeouts (one timer per connection, its phase says which):
  *   T_HEAD  a head must be complete FLEET_HEADER_TIMEOUT_S after the connection was
@@ -511,7 +515,8 @@ static void guard_readcb(struct bufferevent *bev, void *arg) {
         return;
     }
     if (c->r) { /* a request is being handled: what comes is read after it (conn_kick) */
-        if (evbuffer_get_length(in) > GW_HOLD_MAX) bufferevent_disable(bev, EV_READ);
+        size_t held = evbuffer_get_length(in) + (c->stash ? evbuffer_get_length(c->stash) : 0);
+        if (held > GW_HOLD_MAX) bufferevent_disable(bev, EV_READ);
         return;
     }
     size_t n = evbuffer_get_length(in);
@@ -547,6 +552,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg) {
     struct bufferevent *bev = evhtp_connection_get_bev(c->conn);
     if (!bev || c->in_body || c->refused || c->r) return;
     bufferevent_enable(bev, EV_READ); /* reading stopped if too much was held */
+    if (c->stash) evbuffer_prepend_buffer(bufferevent_get_input(bev), c->stash); /* first in */
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) guard_readcb(bev, c);
 }
 
@@ -590,6 +596,7 @@ static evhtp_res on_connection_fini(evhtp_connection_t *conn, void *arg) {
     if (c->linger) event_free(c->linger);
     if (c->kick) event_free(c->kick);
     if (c->timer) event_free(c->timer);
+    if (c->stash) evbuffer_free(c->stash);
     dechunk_free(c);
     free(c);
     return EVHTP_RES_OK;
@@ -730,6 +737,13 @@ void gw_pause(gw_req *r) {
 void gw_resume(gw_req *r) {
     if (!r->paused) return;
     r->paused = false;
+    gw_conn *c = r->conn;
+    struct bufferevent *bev = c ? evhtp_connection_get_bev(c->conn) : NULL;
+    struct evbuffer *in = bev ? bufferevent_get_input(bev) : NULL;
+    if (in && evbuffer_get_length(in) > 0) { /* a next request, pipelined: see c->stash */
+        if (!c->stash) c->stash = evbuffer_new();
+        if (c->stash) evbuffer_add_buffer(c->stash, in); /* (out of memory: left in place) */
+    }
     evhtp_request_resume(r->req);
 }
 

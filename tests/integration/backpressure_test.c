@@ -329,6 +329,14 @@ TL_TEST(redis_lost_mid_stream_closes_the_connection) {
     ASSERT_TRUE(tl_proc_alive(s.f->gateway));
 }
 
+/* Reads until the gateway closes the connection. */
+static bool read_until_eof(void *arg) {
+    client *c = arg;
+    while (client_read(c, 262144, 2) > 0) {
+    }
+    return c->eof;
+}
+
 /* Reads a chunked answer until its last chunk. */
 static bool read_until_last_chunk(void *arg) {
     client *c = arg;
@@ -366,6 +374,38 @@ TL_TEST(event_stream_skips_steps_for_a_client_that_does_not_read) {
     ASSERT_LT_INT(progress, 900);
 }
 
+/* A request pipelined behind a streamed result (sent in the same packet) is answered
+ * after the whole result, on the same connection. Before, libevhtp parsed it while the
+ * result was going out, and the connection closed without a byte of either answer. */
+TL_TEST(request_pipelined_behind_a_stream_is_answered_after_it) {
+    setup s = start();
+    client *c = tl_alloc(sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_TRUE(c->fd >= 0);
+    tl_defer(client_close, c);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ_INT(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char *req = tl_printf("GET /v1/jobs/%s/result HTTP/1.1\r\nHost: t\r\n\r\n"
+                                "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                s.id);
+    ASSERT_EQ_INT(send(c->fd, req, strlen(req), 0), (long long)strlen(req));
+    ASSERT_WAIT_FOR(read_until_eof, c, WAIT_MS);
+    client *want = reference(&s, tl_printf("/v1/jobs/%s/result", s.id), NULL);
+    size_t wl = 0;
+    const char *wb = client_body(want, &wl);
+    ASSERT_NOT_NULL(wb);
+    ASSERT_TRUE(strncmp(c->buf, "HTTP/1.1 200", 12) == 0);
+    size_t gl = 0;
+    const char *gb = client_body(c, &gl);
+    ASSERT_NOT_NULL(gb);
+    ASSERT_GT_INT(gl, wl);
+    ASSERT_TRUE(memcmp(gb, wb, wl) == 0);
+    const char *second = gb + wl;
+    ASSERT_TRUE(strncmp(second, "HTTP/1.1 200", 12) == 0);
+    ASSERT_TRUE(strstr(second, "{\"status\":\"ok\"}") != NULL);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(non_reading_clients_hold_little_memory),
@@ -374,6 +414,7 @@ int main(int argc, char **argv) {
         TL_CASE(result_vanishing_mid_stream_closes_the_connection),
         TL_CASE(redis_lost_mid_stream_closes_the_connection),
         TL_CASE(event_stream_skips_steps_for_a_client_that_does_not_read),
+        TL_CASE(request_pipelined_behind_a_stream_is_answered_after_it),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
