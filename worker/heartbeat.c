@@ -224,6 +224,9 @@ static void renew_leases(wk_worker *w, wk_redis *rd, watched *ws, size_t n, flee
     }
 }
 
+#define OVERDUE_LOG_MS 10000
+static wk_ratelog overdue_refused_log; /* the keeper thread's alone */
+
 /* end_overdue_jobs fails, in Redis, each job past its timeout and grace whose model has
  * not stopped it: the client gets its answer even when a model is stuck in a call that
  * never calls back. The job's stop bit STALE then makes the main thread drop whatever the
@@ -248,10 +251,17 @@ static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
             return; /* the connection went: try again at the next look */
         fleet_finish_outcome fr = fleet_state_finish_reply(r);
         if (fr == FLEET_FINISH_ERROR) {
-            /* Nothing was written: the job still runs in Redis. Try again next time. */
-            fleet_log(FLEET_LOG_ERROR, "could not end a job past its timeout; will retry",
-                      "job_id", ws[i].id, "error",
-                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", NULL);
+            /* Nothing was written: the job still runs in Redis. Try again next time (every
+             * second while Redis refuses: logged at most every OVERDUE_LOG_MS). */
+            long count;
+            if (wk_ratelog_due(&overdue_refused_log, OVERDUE_LOG_MS, &count)) {
+                char times[24];
+                snprintf(times, sizeof times, "%ld", count);
+                fleet_log(FLEET_LOG_ERROR, "could not end a job past its timeout; will retry",
+                          "job_id", ws[i].id, "error",
+                          r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", "count", times,
+                          NULL);
+            }
             freeReplyObject(r);
             continue;
         }
