@@ -26,10 +26,11 @@
 
 /* ------------------------------------------------------------------ gathering ----------- */
 
-static redisReply *cmd(redisContext *c, const char *fmt, const char *a, const char *b) {
-    redisReply *r = redisCommand(c, fmt, a, b);
-    if (!r) ctl_error("redis: %s", c->errstr[0] ? c->errstr : "connection lost");
-    return r;
+/* One read of a key (TYPE, PTTL, HGETALL, GET), waited out while Redis refuses it for
+ * now (redis_conn.h). Returns NULL on a lost connection (already printed). */
+static redisReply *cmd(redisContext *c, const char *verb, const char *key) {
+    const char *argv[2] = {verb, key};
+    return ctl_redis_cmd(c, 2, argv);
 }
 
 static json_t *decode_blob(const char *buf, size_t len, json_t *info) {
@@ -53,7 +54,7 @@ static json_t *decode_blob(const char *buf, size_t len, json_t *info) {
  * "value" (string)}. Returns NULL on a Redis error (already printed). */
 static json_t *gather_key(redisContext *c, const char *name, const char *role) {
     json_t *k = json_pack("{s:s,s:s}", "name", name, "role", role);
-    redisReply *t = cmd(c, "TYPE %s", name, NULL);
+    redisReply *t = cmd(c, "TYPE", name);
     if (!t) goto err;
     json_object_set_new(k, "type", json_string(t->type == REDIS_REPLY_STATUS ? t->str : "?"));
     bool missing = t->type == REDIS_REPLY_STATUS && strcmp(t->str, "none") == 0;
@@ -62,13 +63,13 @@ static json_t *gather_key(redisContext *c, const char *name, const char *role) {
     freeReplyObject(t);
     if (missing) return k;
 
-    redisReply *p = cmd(c, "PTTL %s", name, NULL);
+    redisReply *p = cmd(c, "PTTL", name);
     if (!p) goto err;
     if (p->type == REDIS_REPLY_INTEGER) json_object_set_new(k, "ttl_ms", json_integer(p->integer));
     freeReplyObject(p);
 
     if (is_hash) {
-        redisReply *h = cmd(c, "HGETALL %s", name, NULL);
+        redisReply *h = cmd(c, "HGETALL", name);
         if (!h) goto err;
         json_t *fields = json_object();
         for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2)
@@ -77,7 +78,7 @@ static json_t *gather_key(redisContext *c, const char *name, const char *role) {
         json_object_set_new(k, "fields", fields);
         freeReplyObject(h);
     } else if (is_string) {
-        redisReply *g = cmd(c, "GET %s", name, NULL);
+        redisReply *g = cmd(c, "GET", name);
         if (!g) goto err;
         if (g->type == REDIS_REPLY_STRING) {
             json_object_set_new(k, "bytes", json_integer((json_int_t)g->len));
@@ -109,9 +110,8 @@ static json_t *gather_stream(redisContext *c, const fleet_keys *keys, const char
     if (!fleet_model_name_valid(model)) return NULL;
     fleet_key sk = fleet_key_stream(keys, model);
     json_t *s = json_pack("{s:s,s:s,s:s}", "key", sk.s, "entry_id", entry, "group", FLEET_GROUP);
-    redisReply *x = redisCommand(c, "XRANGE %s %s %s", sk.s, entry, entry);
+    redisReply *x = ctl_redis_cmd(c, 4, (const char *const[]){"XRANGE", sk.s, entry, entry});
     if (!x) {
-        ctl_error("redis: %s", c->errstr[0] ? c->errstr : "connection lost");
         json_decref(s);
         return NULL;
     }
@@ -127,7 +127,8 @@ static json_t *gather_stream(redisContext *c, const fleet_keys *keys, const char
     }
     freeReplyObject(x);
 
-    redisReply *pe = redisCommand(c, "XPENDING %s %s %s %s 1", sk.s, FLEET_GROUP, entry, entry);
+    redisReply *pe = ctl_redis_cmd(
+        c, 6, (const char *const[]){"XPENDING", sk.s, FLEET_GROUP, entry, entry, "1"});
     if (pe && pe->type == REDIS_REPLY_ARRAY && pe->elements == 1 &&
         pe->element[0]->type == REDIS_REPLY_ARRAY && pe->element[0]->elements == 4) {
         redisReply *row = pe->element[0];
@@ -141,7 +142,7 @@ static json_t *gather_stream(redisContext *c, const fleet_keys *keys, const char
         json_object_set_new(s, "note", json_string(pe->str));
     } else {
         const char *state = present ? "undelivered" : "gone";
-        redisReply *g = redisCommand(c, "XINFO GROUPS %s", sk.s);
+        redisReply *g = ctl_redis_cmd(c, 3, (const char *const[]){"XINFO", "GROUPS", sk.s});
         for (size_t i = 0; g && g->type == REDIS_REPLY_ARRAY && i < g->elements; i++) {
             redisReply *grp = g->element[i];
             const char *gname = NULL, *last = NULL;
