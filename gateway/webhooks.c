@@ -22,8 +22,17 @@
 #include "ssrf.h"
 #include "webhook_sign.h"
 
-#define POLL_MS 200
-#define PROMOTE_MS 500
+/* An idle gateway sends Redis no command for deliveries beyond this safety tick: new
+ * tasks wake the loop through the events channel ("<id> webhook", events.c), and a due
+ * retry through a timer armed for the schedule's first due time. The tick catches a lost
+ * message, and reads the schedule's head for retries another gateway scheduled (then
+ * died). Jittered so that many gateways started together do not tick together. */
+#define SAFETY_MS 5000
+#define SAFETY_JITTER_MS 1000
+/* A due time that the promote script did not find due yet (the Redis clock runs behind
+ * this gateway's): asked again no sooner than this. */
+#define PROMOTE_SKEW_MS 1000
+#define PROMOTE_MAX 100
 #define GW_WEBHOOK_SICK_MS 1000 /* task reads paused after Redis refused one for now */
 #define RETRY_AFTER_MAX_S 86400L
 
@@ -31,8 +40,11 @@ struct gw_webhooks {
     gw *g;
     gw_curl *curl;
     struct evdns_base *dns;
-    struct event *poll_ev, *promote_ev, *reclaim_ev;
-    gw_waiter any; /* every job event pokes the poller */
+    struct event *safety_ev;  /* the slow tick (SAFETY_MS) */
+    struct event *read_ev;    /* a task read put off: room freed, Redis sick until then */
+    struct event *promote_ev; /* armed for the earliest known due retry */
+    struct event *reclaim_ev;
+    gw_waiter any; /* "<id> webhook" messages wake the task read */
     unsigned char key[GW_WHSEC_KEY_MAX];
     size_t keylen;
     gw_cidr_list allow;
@@ -40,11 +52,15 @@ struct gw_webhooks {
     int attempts_max;
     char consumer[64];
     bool reading, stopped, group_ok;
+    bool read_again;  /* woken while a read was in flight: read once more after it */
+    bool want_room;   /* a read was put off for lack of room: read when a delivery ends */
     size_t inflight; /* deliveries between their task read and their settle */
     struct delivery *live; /* those deliveries, for refresh_claims */
     struct event *refresh_ev;
     fleet_cmd promote_cmd;
-    bool promoting;
+    bool promoting, reading_head;
+    long long promote_at_ms;    /* when promote_ev fires (0: not armed) */
+    long long promote_floor_ms; /* no promote before this (after one that found none due) */
     uint64_t sick_until_ms; /* Redis refused the task read (full, loading): wait till then */
 };
 
@@ -68,7 +84,12 @@ typedef struct delivery {
     gw_url u;
     char pin[GW_URL_MAX + 64];
     fleet_cmd cmd;
+    fleet_webhook_outcome outcome; /* of the settle in flight */
+    long long due_ms;              /* its retry time */
 } delivery;
+
+static void arm_promote(gw_webhooks *wh, long long due_ms);
+static void read_soon(gw_webhooks *wh, long delay_ms);
 
 /* ------------------------------------------------------------ settings -------------- */
 
@@ -108,6 +129,12 @@ static void delivery_free(delivery *d) {
     wh->inflight--;
     free(d->body);
     free(d);
+    /* A read put off for lack of room goes on now that there is some (from the loop, not
+     * from inside this caller). */
+    if (wh->want_room && !wh->stopped) {
+        wh->want_room = false;
+        read_soon(wh, 0);
+    }
 }
 
 static void on_settled(redisReply *rep, void *arg) {
@@ -120,6 +147,9 @@ static void on_settled(redisReply *rep, void *arg) {
                   "webhook outcome not recorded: another gateway took this delivery over while "
                   "it ran (it was pending longer than FLEET_WEBHOOK_CLAIM_MS)",
                   "webhook_id", d->msg, NULL);
+    else if (rep->type == REDIS_REPLY_INTEGER && rep->integer > 0 &&
+             d->outcome == FLEET_WEBHOOK_RETRY && !d->wh->stopped)
+        arm_promote(d->wh, d->due_ms); /* this gateway promotes its own retry when due */
     delivery_free(d);
 }
 
@@ -139,6 +169,8 @@ static void settle(delivery *d, fleet_webhook_outcome outcome, long long due_ms,
                                                  : "webhook delivery failed for good",
               "webhook_id", d->msg, "job_id", d->job_id, "outcome", names[outcome], "status", st,
               error && *error ? "error" : NULL, error, NULL);
+    d->outcome = outcome;
+    d->due_ms = due_ms;
     fleet_webhook_settle ws = {
         .msg = d->msg, .job_id = d->job_id, .entry_id = d->entry_id, .outcome = outcome,
         .due_ms = due_ms, .http_status = status, .error = error ? error : "",
@@ -428,6 +460,8 @@ static void take_entries(gw_webhooks *wh, const redisReply *list) {
     }
 }
 
+static void read_tasks(gw_webhooks *wh);
+
 static void on_read(redisReply *rep, void *arg) {
     gw_webhooks *wh = arg;
     wh->reading = false;
@@ -435,7 +469,8 @@ static void on_read(redisReply *rep, void *arg) {
     if (rep->type == REDIS_REPLY_ERROR) {
         fleet_redis_err e = fleet_redis_err_of(rep);
         if (strncmp(rep->str, "NOGROUP", 7) == 0) {
-            wh->group_ok = false;
+            wh->group_ok = false; /* the stream was deleted: create the group again */
+            read_soon(wh, 0);
         } else if (e == FLEET_REDIS_OOM || e == FLEET_REDIS_TRANSIENT) {
             /* XREADGROUP writes the pending list: a full or loading Redis refuses it. Wake
              * ups would only ask again at once; pause the reads for a while instead. */
@@ -443,35 +478,66 @@ static void on_read(redisReply *rep, void *arg) {
                 fleet_log(FLEET_LOG_WARN, "webhook task read refused: pausing deliveries",
                           "error", rep->str, NULL);
             wh->sick_until_ms = fleet_now_ms() + GW_WEBHOOK_SICK_MS;
+            read_soon(wh, GW_WEBHOOK_SICK_MS);
         } else {
             fleet_log(FLEET_LOG_ERROR, "webhook task read failed", "error", rep->str, NULL);
         }
         return;
     }
+    size_t got = 0;
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
-        rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2)
-        take_entries(wh, rep->element[0]->element[1]);
+        rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2) {
+        const redisReply *list = rep->element[0]->element[1];
+        got = list->type == REDIS_REPLY_ARRAY ? list->elements : 0;
+        take_entries(wh, list);
+    }
+    /* A full batch may have left more on the stream, and a wake-up that came while this
+     * read was in flight may be for an entry it did not see: read once more. */
+    if (got > 0 || wh->read_again) {
+        wh->read_again = false;
+        read_tasks(wh);
+    }
 }
 
 static void on_group(redisReply *rep, void *arg) {
     gw_webhooks *wh = arg;
     wh->reading = false;
     if (rep && (rep->type == REDIS_REPLY_STATUS ||
-                (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) == 0)))
+                (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) == 0))) {
         wh->group_ok = true;
+        read_tasks(wh); /* the tasks queued before the group existed */
+    }
 }
 
+/* Reads new tasks (XREADGROUP without BLOCK: a blocking read on the shared async link
+ * would hold up every other command behind it). Called on a wake-up, never on a timer of
+ * its own but the safety tick. */
 static void read_tasks(gw_webhooks *wh) {
     gw *g = wh->g;
-    if (wh->stopped || wh->reading || g->draining || !gw_redis_ready(g->redis) ||
-        fleet_now_ms() < wh->sick_until_ms)
+    if (wh->stopped || g->draining) return;
+    if (!gw_redis_ready(g->redis)) {
+        /* Looks at the link again in a second (no command is sent while it is down). */
+        read_soon(wh, GW_WEBHOOK_SICK_MS);
         return;
+    }
+    if (wh->reading) {
+        wh->read_again = true;
+        return;
+    }
+    if (fleet_now_ms() < wh->sick_until_ms) {
+        read_soon(wh, (long)(wh->sick_until_ms - fleet_now_ms()));
+        return;
+    }
     long room = g->cfg.webhook_max_inflight - (long)wh->inflight;
-    if (room <= 0) return;
+    if (room <= 0) {
+        wh->want_room = true;
+        return;
+    }
     fleet_key tasks = fleet_key_webhooks(&g->keys);
     char count[24];
     snprintf(count, sizeof count, "%ld", room);
     wh->reading = true;
+    wh->read_again = false;
     int rc;
     if (!wh->group_ok) {
         /* From "0": tasks queued before any gateway ran are delivered too. */
@@ -489,10 +555,17 @@ static void read_tasks(gw_webhooks *wh) {
     if (rc < 0) wh->reading = false;
 }
 
-static void on_poll(evutil_socket_t fd, short what, void *arg) {
+static void on_read_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     read_tasks(arg);
+}
+
+/* A task read from the loop after delay_ms (an earlier one armed stays). */
+static void read_soon(gw_webhooks *wh, long delay_ms) {
+    if (wh->stopped || evtimer_pending(wh->read_ev, NULL)) return;
+    struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+    evtimer_add(wh->read_ev, &tv);
 }
 
 static void on_wake(void *arg) { read_tasks(arg); }
@@ -561,21 +634,93 @@ static void on_reclaim_tick(evutil_socket_t fd, short what, void *arg) {
     gw_redis_command(g->redis, 8, argv, lens, on_reclaimed, wh);
 }
 
+/* ------------------------------------------------------------ due retries ----------- */
+
+/* Arms the promote timer for due_ms unless it is armed for an earlier time already. */
+static void arm_promote(gw_webhooks *wh, long long due_ms) {
+    if (wh->stopped) return;
+    if (due_ms < wh->promote_floor_ms) due_ms = wh->promote_floor_ms;
+    if (wh->promote_at_ms && wh->promote_at_ms <= due_ms &&
+        evtimer_pending(wh->promote_ev, NULL))
+        return;
+    long long delay = due_ms - (long long)fleet_now_ms();
+    if (delay < 0) delay = 0;
+    struct timeval tv = {(long)(delay / 1000), (long)(delay % 1000) * 1000};
+    wh->promote_at_ms = due_ms;
+    evtimer_add(wh->promote_ev, &tv);
+}
+
+/* The retry schedule's first entry: ZRANGE <set> 0 0 WITHSCORES -> [msg, due_ms]. */
+static void on_head(redisReply *rep, void *arg) {
+    gw_webhooks *wh = arg;
+    wh->reading_head = false;
+    if (!rep || wh->stopped || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        !rep->element[1]->str)
+        return; /* nothing scheduled (or Redis away: the safety tick asks again) */
+    arm_promote(wh, strtoll(rep->element[1]->str, NULL, 10));
+}
+
+static void read_head(gw_webhooks *wh) {
+    if (wh->stopped || wh->reading_head || !gw_redis_ready(wh->g->redis)) return;
+    fleet_key retry = fleet_key_webhook_retry(&wh->g->keys);
+    const char *argv[] = {"ZRANGE", retry.s, "0", "0", "WITHSCORES"};
+    size_t lens[5];
+    for (int i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
+    wh->reading_head = true;
+    if (gw_redis_command(wh->g->redis, 5, argv, lens, on_head, wh) < 0)
+        wh->reading_head = false;
+}
+
 static void on_promoted(redisReply *rep, void *arg) {
     gw_webhooks *wh = arg;
     wh->promoting = false;
-    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) read_tasks(wh);
+    if (!rep || wh->stopped || rep->type != REDIS_REPLY_INTEGER) return;
+    if (rep->integer > 0) read_tasks(wh);
+    if (rep->integer >= PROMOTE_MAX) {
+        arm_promote(wh, 0); /* more may be due at once */
+    } else if (rep->integer == 0) {
+        /* Nothing due: another gateway promoted it, or it is due here but not yet on
+         * the Redis clock. The head is read again, and promoted no sooner than
+         * PROMOTE_SKEW_MS from now, so a clock skew cannot make a tight loop. */
+        wh->promote_floor_ms = (long long)fleet_now_ms() + PROMOTE_SKEW_MS;
+        read_head(wh);
+    } else {
+        wh->promote_floor_ms = 0;
+        read_head(wh); /* the next one due */
+    }
 }
 
-static void on_promote_tick(evutil_socket_t fd, short what, void *arg) {
+static void on_promote_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     gw_webhooks *wh = arg;
-    if (wh->stopped || wh->promoting || !gw_redis_ready(wh->g->redis)) return;
-    fleet_state_webhook_promote(&wh->g->keys, 100, &wh->promote_cmd);
+    wh->promote_at_ms = 0;
+    if (wh->stopped || wh->promoting) return;
+    if (!gw_redis_ready(wh->g->redis)) return; /* the safety tick reads the head again */
+    fleet_state_webhook_promote(&wh->g->keys, PROMOTE_MAX, &wh->promote_cmd);
     wh->promoting = true;
     if (gw_redis_script(wh->g->redis, &wh->promote_cmd, on_promoted, wh) < 0)
         wh->promoting = false;
+}
+
+static void arm_safety(gw_webhooks *wh) {
+    unsigned int rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) < 0) rnd = (unsigned int)fleet_now_ms();
+    long ms = SAFETY_MS - SAFETY_JITTER_MS + (long)(rnd % (2 * SAFETY_JITTER_MS + 1));
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(wh->safety_ev, &tv);
+}
+
+static void on_safety_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    gw_webhooks *wh = arg;
+    if (wh->stopped) return;
+    read_tasks(wh);
+    /* Retries scheduled by another gateway (which may have died since) are seen here; an
+     * earlier one than the timer's moves it sooner. */
+    read_head(wh);
+    arm_safety(wh);
 }
 
 /* ------------------------------------------------------------ lifecycle ------------- */
@@ -603,21 +748,20 @@ gw_webhooks *gw_webhooks_new(gw *g, char *err, size_t errlen) {
     wh->dns = evdns_base_new(g->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     if (!wh->dns) wh->dns = evdns_base_new(g->base, 0); /* no resolv.conf: hosts file only */
     if (wh->dns) evdns_base_load_hosts(wh->dns, NULL);
-    wh->poll_ev = event_new(g->base, -1, EV_PERSIST, on_poll, wh);
-    wh->promote_ev = event_new(g->base, -1, EV_PERSIST, on_promote_tick, wh);
+    wh->safety_ev = evtimer_new(g->base, on_safety_tick, wh);
+    wh->read_ev = evtimer_new(g->base, on_read_timer, wh);
+    wh->promote_ev = evtimer_new(g->base, on_promote_timer, wh);
     wh->reclaim_ev = event_new(g->base, -1, EV_PERSIST, on_reclaim_tick, wh);
     wh->refresh_ev = event_new(g->base, -1, EV_PERSIST, on_refresh_tick, wh);
-    if (!wh->curl || !wh->dns || !wh->poll_ev || !wh->promote_ev || !wh->reclaim_ev ||
-        !wh->refresh_ev) {
+    if (!wh->curl || !wh->dns || !wh->safety_ev || !wh->read_ev || !wh->promote_ev ||
+        !wh->reclaim_ev || !wh->refresh_ev) {
         snprintf(err, errlen, "cannot set up webhook delivery (out of memory)");
         goto fail;
     }
     long every = g->cfg.webhook_claim_ms / 4;
     every = every < 1000 ? 1000 : every > 10000 ? 10000 : every;
-    struct timeval poll = {0, POLL_MS * 1000}, prom = {0, PROMOTE_MS * 1000},
-                   recl = {every / 1000, (every % 1000) * 1000};
-    evtimer_add(wh->poll_ev, &poll);
-    evtimer_add(wh->promote_ev, &prom);
+    struct timeval now = {0, 0}, recl = {every / 1000, (every % 1000) * 1000};
+    evtimer_add(wh->safety_ev, &now); /* the first tick at once: backlog and schedule */
     evtimer_add(wh->reclaim_ev, &recl);
     long fresh = g->cfg.webhook_claim_ms / 3;
     struct timeval refr = {fresh / 1000, (fresh % 1000) * 1000};
@@ -634,7 +778,8 @@ void gw_webhooks_stop(gw_webhooks *wh) {
     if (!wh || wh->stopped) return;
     wh->stopped = true;
     if (wh->g->events) gw_events_unwatch(wh->g->events, &wh->any);
-    if (wh->poll_ev) event_del(wh->poll_ev);
+    if (wh->safety_ev) event_del(wh->safety_ev);
+    if (wh->read_ev) event_del(wh->read_ev);
     if (wh->promote_ev) event_del(wh->promote_ev);
     if (wh->reclaim_ev) event_del(wh->reclaim_ev);
     if (wh->refresh_ev) event_del(wh->refresh_ev);
@@ -647,7 +792,8 @@ void gw_webhooks_stop(gw_webhooks *wh) {
 
 void gw_webhooks_free(gw_webhooks *wh) {
     if (!wh) return;
-    if (wh->poll_ev) event_free(wh->poll_ev);
+    if (wh->safety_ev) event_free(wh->safety_ev);
+    if (wh->read_ev) event_free(wh->read_ev);
     if (wh->promote_ev) event_free(wh->promote_ev);
     if (wh->reclaim_ev) event_free(wh->reclaim_ev);
     if (wh->refresh_ev) event_free(wh->refresh_ev);
