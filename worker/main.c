@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bert_module.h"
 #include "fleet/config.h"
 #include "fleet/id.h"
 #include "fleet/log.h"
@@ -21,6 +22,7 @@
 #define MAIN_TIMEOUT_MS 5000L /* socket timeout: above the 1 s XREADGROUP BLOCK */
 
 static volatile sig_atomic_t signals_seen;
+static const char *cuda_module; /* --cuda-module; "" for the default places */
 
 static void on_signal(int sig)
 {
@@ -53,9 +55,13 @@ static int parse_config(wk_config *c, int argc, char **argv)
         {"model-args", "FLEET_MODEL_ARGS", FLEET_OPT_STR, "",
          "free text passed to the model's load()", &c->model_args, 0, 0},
         {"backend", "FLEET_BACKEND", FLEET_OPT_STR, "auto",
-         "where a built-in model runs: cpu|cuda|auto (auto: CUDA when this build has it and "
+         "where a built-in model runs: cpu|cuda|auto (auto: CUDA when its module loads and "
          "a GPU is present, else CPU)",
          &c->backend, 0, 0},
+        {"cuda-module", "FLEET_CUDA_MODULE", FLEET_OPT_STR, "",
+         "the embed model's CUDA backend, opened only when that model runs on CUDA (default: "
+         "fleet-embed-cuda.so next to fleet-worker, else ../lib/fleet/fleet-embed-cuda.so)",
+         &cuda_module, 0, 0},
         {"max-batch", "FLEET_MAX_BATCH", FLEET_OPT_INT, "8", "most jobs run together (1..256)",
          &c->max_batch, 1, 256},
         {"max-delay-ms", "FLEET_MAX_DELAY_MS", FLEET_OPT_INT, "5",
@@ -274,6 +280,7 @@ int main(int argc, char **argv)
         return 2;
     }
     fleet_log_init("worker", (fleet_log_level)level);
+    fleet_bert_cuda_module_use(cuda_module);
 
     /* No SA_RESTART: a signal should cut sleeps short. A peer closing the socket must be
      * an error from write(), not a SIGPIPE that kills the worker. */

@@ -87,7 +87,7 @@ static int check_model(const char *dir, const char *label, const char *softmax,
                        const char *gemm, int rounds, const char *dump)
 {
     const double tol = strcmp(gemm, "tf32") == 0 ? TOL_TF32 : TOL;
-    const fleet_bert_ops *gpu_ops = fleet_bert_backend("cuda"), *cpu_ops = &fleet_bert_cpu_ops;
+    const fleet_bert_ops *gpu_ops = &fleet_bert_cuda_ops, *cpu_ops = &fleet_bert_cpu_ops;
     void *gpu = NULL, *cpu = NULL;
     char err[512];
     int rc = -1;

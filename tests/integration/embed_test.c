@@ -1,7 +1,11 @@
 /* embed_test.c: the built-in embed model (worker/models/embed.c) serving jobs through the
  * gateway on the tiny generated BERT of tests/lib/tl_tiny_bert.c: vectors of the model's
  * size, normalised, the same for a text alone or in a list; bad inputs and a worker
- * without a model directory are refused with a message. */
+ * without a model directory are refused with a message. The CUDA backend is a module
+ * (fleet-embed-cuda.so) opened only when the embed model runs on CUDA: fleet-worker links
+ * no CUDA library, echo and CPU workers map none, and a missing module leaves auto on the
+ * CPU with a warning that says why. */
+#include <elf.h>
 #include <math.h>
 #include <msgpack.h>
 #include <stdint.h>
@@ -13,18 +17,30 @@
 
 #define WAIT_MS 30000
 
-/* A fleet whose gateway accepts embed, and one embed worker on a fresh tiny model. */
-static tl_fleet *start_embed_fleet(void)
+/* A fleet whose gateway accepts embed, and one embed worker on a fresh tiny model, on
+ * --backend backend (NULL: the default), with one more environment entry (or NULL); the
+ * worker is f->workers[0]. */
+static tl_fleet *start_embed_fleet_on(const char *backend, const char *extra_env)
 {
     const char *dir = tl_tiny_bert_write("model", false, "");
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_MODELS=echo,embed"}});
     const char *path = tl_bin_path("fleet-worker");
-    const char *argv[] = {path, "--model", "embed", "--model-args", dir, NULL};
+    const char *argv[] = {path, "--model", "embed", "--model-args", dir, NULL, NULL, NULL};
+    if (backend) {
+        argv[5] = "--backend";
+        argv[6] = backend;
+    }
     const char *env[] = {tl_printf("FLEET_REDIS_URL=%s", f->redis->url),
-                         tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_MAX_DELAY_MS=0", NULL};
-    tl_spawn(&(tl_spawn_opts){.name = "worker-embed", .path = path, .argv = argv, .env = env,
-                              .checked = true});
+                         tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_MAX_DELAY_MS=0",
+                         extra_env, NULL};
+    f->workers[f->nworkers++] = tl_spawn(&(tl_spawn_opts){
+        .name = "worker-embed", .path = path, .argv = argv, .env = env, .checked = true});
     return f;
+}
+
+static tl_fleet *start_embed_fleet(void)
+{
+    return start_embed_fleet_on(NULL, NULL);
 }
 
 /* POST /v1/jobs with Prefer: wait=30; asserts 200 and returns the job. */
@@ -229,9 +245,10 @@ TL_TEST(worker_without_a_model_directory_is_refused) {
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r2.out, r2.err), "vocab.txt");
 }
 
-/* --backend: an unknown one is a settings error (exit 2); cuda where the build has no
- * CUDA backend is one too, and where it has one but no GPU is visible
- * (CUDA_VISIBLE_DEVICES empty) the load fails (exit 1) saying so; cpu always serves. */
+/* --backend: an unknown one is a settings error (exit 2); cuda without its module (a build
+ * without the CUDA toolkit, or FLEET_CUDA_MODULE naming no file) fails the load (exit 1)
+ * with dlopen's reason, and with the module but no visible GPU (CUDA_VISIBLE_DEVICES
+ * empty) it fails saying so; echo has no cuda backend at all. */
 TL_TEST(backend_choice_is_checked) {
     const char *dir = tl_tiny_bert_write("model", false, "");
     const char *path = tl_bin_path("fleet-worker");
@@ -244,20 +261,131 @@ TL_TEST(backend_choice_is_checked) {
     const char *env[] = {"CUDA_VISIBLE_DEVICES=", NULL};
     tl_cmd_result r2 = tl_run_cmd("worker-cuda", path, a2, env, WAIT_MS);
     const char *said = tl_printf("%s%s", r2.out, r2.err);
-    if (r2.exit_code == 2) {
-        ASSERT_STR_CONTAINS(said, "model 'embed' has no backend 'cuda' in this build (it has: cpu)");
-        tl_log("this build has no CUDA backend: --backend cuda is refused as a setting");
-    } else {
-        ASSERT_EQ_INT(r2.exit_code, 1);
+    ASSERT_EQ_INT(r2.exit_code, 1);
+    if (tl_bin_exists("fleet-embed-cuda.so")) {
         ASSERT_STR_CONTAINS(said, "cuda: no GPU available");
-        tl_log("CUDA build, no visible GPU: --backend cuda fails its load");
+        tl_log("CUDA module built, no visible GPU: --backend cuda fails its load");
+    } else {
+        ASSERT_STR_CONTAINS(said, "embed (cuda): cannot load the CUDA backend module: ");
+        ASSERT_STR_CONTAINS(said, "fleet-embed-cuda.so: cannot open shared object file");
+        tl_log("no CUDA module in this build: --backend cuda fails its load");
     }
+
+    const char *missing = tl_printf("%s/nowhere/fleet-embed-cuda.so", tl_tmpdir());
+    const char *env4[] = {tl_printf("FLEET_CUDA_MODULE=%s", missing), NULL};
+    tl_cmd_result r4 = tl_run_cmd("worker-cuda-missing", path, a2, env4, WAIT_MS);
+    ASSERT_EQ_INT(r4.exit_code, 1);
+    ASSERT_STR_CONTAINS(tl_printf("%s%s", r4.out, r4.err),
+                        tl_printf("embed (cuda): cannot load the CUDA backend module: %s: "
+                                  "cannot open shared object file",
+                                  missing));
 
     const char *a3[] = {path, "--model", "echo", "--backend", "cuda", NULL};
     tl_cmd_result r3 = tl_run_cmd("worker-echo-cuda", path, a3, NULL, WAIT_MS);
     ASSERT_EQ_INT(r3.exit_code, 2);
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r3.out, r3.err),
                         "model 'echo' has no backend 'cuda' in this build (it has: cpu)");
+}
+
+/* elf_needed returns the DT_NEEDED entries of the ELF file at path, each followed by '\n'
+ * (read from its .dynamic section and the string table that section links to). */
+static const char *elf_needed(const char *path)
+{
+    size_t len = 0;
+    const char *buf = tl_read_file(path, &len);
+    if (!buf) FAILF("cannot read %s", path);
+    Elf64_Ehdr eh;
+    if (len < sizeof eh) FAILF("%s: too short for an ELF header", path);
+    memcpy(&eh, buf, sizeof eh);
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64)
+        FAILF("%s is not a 64-bit ELF file", path);
+    if (eh.e_shoff == 0 || eh.e_shoff + (size_t)eh.e_shnum * sizeof(Elf64_Shdr) > len)
+        FAILF("%s: section headers out of the file", path);
+    const char *out = "";
+    int dynamic = 0;
+    for (size_t i = 0; i < eh.e_shnum; i++) {
+        Elf64_Shdr sh, str;
+        memcpy(&sh, buf + eh.e_shoff + i * sizeof sh, sizeof sh);
+        if (sh.sh_type != SHT_DYNAMIC)
+            continue;
+        dynamic = 1;
+        if (sh.sh_link >= eh.e_shnum)
+            FAILF("%s: .dynamic links to no section", path);
+        memcpy(&str, buf + eh.e_shoff + sh.sh_link * sizeof str, sizeof str);
+        if (sh.sh_offset + sh.sh_size > len || str.sh_offset + str.sh_size > len)
+            FAILF("%s: .dynamic or its strings out of the file", path);
+        for (size_t k = 0; k + sizeof(Elf64_Dyn) <= sh.sh_size; k += sizeof(Elf64_Dyn)) {
+            Elf64_Dyn d;
+            memcpy(&d, buf + sh.sh_offset + k, sizeof d);
+            if (d.d_tag == DT_NULL)
+                break;
+            if (d.d_tag != DT_NEEDED)
+                continue;
+            if (d.d_un.d_val >= str.sh_size)
+                FAILF("%s: a DT_NEEDED name out of its string table", path);
+            out = tl_printf("%s%.*s\n", out, (int)(str.sh_size - d.d_un.d_val),
+                            buf + str.sh_offset + d.d_un.d_val);
+        }
+    }
+    if (!dynamic) FAILF("%s has no .dynamic section", path);
+    return out;
+}
+
+/* The CUDA libraries' names as the dynamic loader sees them (libcudart.so.13, ...). */
+static const char *const cuda_libs[] = {"libcudart", "libcublas", "libcudnn", "libcuda.so"};
+
+/* Fails when text (a NEEDED list or /proc/PID/maps) names a CUDA library. */
+static void assert_no_cuda(const char *what, const char *text)
+{
+    for (size_t i = 0; i < TL_COUNT(cuda_libs); i++)
+        if (strstr(text, cuda_libs[i]))
+            FAILF("%s names %s:\n%s", what, cuda_libs[i], text);
+}
+
+/* The libraries a running process has mapped. */
+static const char *maps_of(const tl_proc *p)
+{
+    const char *m = tl_read_file(tl_printf("/proc/%ld/maps", (long)p->pid), NULL);
+    if (!m) FAILF("cannot read /proc/%ld/maps", (long)p->pid);
+    return m;
+}
+
+/* fleet-worker needs no CUDA library to start (the CUDA backend is fleet-embed-cuda.so),
+ * and an echo worker and a CPU embed worker, having served a job each, have none mapped.
+ * Where the build made the module, it is the one that links the CUDA runtime. */
+TL_TEST(worker_links_and_loads_no_cuda_library) {
+    const char *needed = elf_needed(tl_bin_path("fleet-worker"));
+    tl_log("fleet-worker NEEDED: %s", needed);
+    assert_no_cuda("fleet-worker's NEEDED entries", needed);
+    if (tl_bin_exists("fleet-embed-cuda.so"))
+        ASSERT_STR_CONTAINS(elf_needed(tl_bin_path("fleet-embed-cuda.so")), "libcudart");
+
+    tl_fleet *f = start_embed_fleet_on("cpu", NULL);
+    tl_proc *echo = tl_fleet_add_worker(f, "echo");
+    tl_job_wait_status(f, tl_job_submit(f, "echo", "{\"x\": 1}"), "succeeded", WAIT_MS);
+    embeddings_of(submit_wait(f, "{\"text\": \"hello\"}"), 1);
+    assert_no_cuda("the echo worker's /proc/PID/maps", maps_of(echo));
+    assert_no_cuda("the CPU embed worker's /proc/PID/maps", maps_of(f->workers[0]));
+}
+
+static bool log_has_reason(void *arg)
+{
+    const tl_proc *p = arg;
+    const char *log = tl_read_file(p->log_path, NULL);
+    return log && strstr(log, "no CUDA backend; the embed model runs on the CPU") &&
+           strstr(log, "nowhere/fleet-embed-cuda.so: cannot open shared object file");
+}
+
+/* --backend auto with FLEET_CUDA_MODULE naming a file that is not there (as on a machine
+ * without the module, or without libcudart for it) serves from the CPU and logs why. */
+TL_TEST(auto_without_the_cuda_module_serves_from_the_cpu) {
+    const char *missing = tl_printf("FLEET_CUDA_MODULE=%s/nowhere/fleet-embed-cuda.so", tl_tmpdir());
+    tl_fleet *f = start_embed_fleet_on("auto", missing);
+    embeddings_of(submit_wait(f, "{\"text\": \"hello world\"}"), 1);
+    ASSERT_WAIT_FOR(log_has_reason, f->workers[0], WAIT_MS);
+    const char *log = tl_read_file(f->workers[0]->log_path, NULL);
+    ASSERT_STR_CONTAINS(log, "\"backend\":\"cpu\"");
+    assert_no_cuda("the auto embed worker's /proc/PID/maps", maps_of(f->workers[0]));
 }
 
 int main(int argc, char **argv) {
@@ -267,6 +395,8 @@ int main(int argc, char **argv) {
         TL_CASE(bad_inputs_fail_with_a_message),
         TL_CASE(worker_without_a_model_directory_is_refused),
         TL_CASE(backend_choice_is_checked),
+        TL_CASE(worker_links_and_loads_no_cuda_library),
+        TL_CASE(auto_without_the_cuda_module_serves_from_the_cpu),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

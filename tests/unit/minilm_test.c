@@ -22,9 +22,7 @@
 #include "testlib.h"
 #include "tokenizer.h"
 
-#ifdef FLEET_HAVE_CUDA
-#include "bert_cuda.h"
-#endif
+#include "bert_module.h"
 
 #define SHARED_DIR FLEET_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2"
 
@@ -80,12 +78,16 @@ static void published_outputs(const char *backend) {
     if (!dir)
         TL_SKIP("skipped: the real all-MiniLM-L6-v2 weights are not present (set "
                 "FLEET_MINILM_DIR to a directory holding them)");
-    const fleet_bert_ops *ops = fleet_bert_backend(backend);
-    if (!ops) TL_SKIP("skipped: this build has no %s backend", backend);
-#ifdef FLEET_HAVE_CUDA
-    if (strcmp(backend, "cuda") == 0 && !fleet_bert_cuda_present())
-        TL_SKIP("skipped: no GPU");
-#endif
+    const fleet_bert_ops *ops = &fleet_bert_cpu_ops;
+    if (strcmp(backend, "cuda") == 0) {
+        /* The CUDA backend is the module the build wrote next to the fleet binaries. */
+        char err[512];
+        fleet_bert_cuda_module_use(FLEET_BIN_DIR "/fleet-embed-cuda.so");
+        const fleet_bert_module *m = fleet_bert_cuda_module(err, sizeof err);
+        if (!m) TL_SKIP("skipped: no CUDA backend: %s", err);
+        if (!m->present()) TL_SKIP("skipped: no GPU");
+        ops = m->ops;
+    }
     static const char *const texts[] = {"The weather is lovely today.", "It's so sunny outside!",
                                         "He drove to the stadium.", "hello world"};
     float out[4 * 384];

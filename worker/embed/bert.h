@@ -11,8 +11,10 @@
  * and at most max_seqs() sequences per call. Writes n x hidden_size floats to out, row i
  * for sequence i. Returns 0, or -1 with a one-line message in err (out untouched).
  *
- * "cpu" is always built (bert_cpu.c). "cuda" exists when fleet was built with the CUDA
- * toolkit (bert_cuda.c); fleet_bert_backend("cuda") is NULL otherwise.
+ * "cpu" is built in (bert_cpu.c). "cuda" (bert_cuda.c) lives in the module
+ * fleet-embed-cuda.so, built when fleet was configured with the CUDA toolkit and opened
+ * the first time it is asked for (bert_module.h); fleet_bert_backend("cuda") is NULL when
+ * the module cannot be opened or is refused.
  */
 #ifndef FLEET_EMBED_BERT_H
 #define FLEET_EMBED_BERT_H
@@ -35,10 +37,11 @@ typedef struct fleet_bert_ops {
 
 extern const fleet_bert_ops fleet_bert_cpu_ops;
 
-/* The backend called name ("cpu", "cuda"), or NULL when unknown or not built in. */
+/* The backend called name ("cpu", "cuda"), or NULL when unknown or (cuda) its module does
+ * not open; fleet_bert_cuda_module (bert_module.h) says why. */
 const fleet_bert_ops *fleet_bert_backend(const char *name);
 
-/* The backends built in, separated by '|': "cpu|cuda" or "cpu". */
+/* The backend names, separated by '|': "cpu|cuda" (cuda when its module opens). */
 const char *fleet_bert_backend_names(void);
 
 #endif

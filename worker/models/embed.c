@@ -4,8 +4,10 @@
  *   fleet-worker --model embed --backend cuda --model-args /models/all-MiniLM-L6-v2
  *
  * There is one fleet_model table per backend (wk_model_embed for "cpu",
- * wk_model_embed_cuda for "cuda" when built with CUDA); they differ only in the
- * fleet_bert_ops they load with (worker/embed/bert.h).
+ * wk_model_embed_cuda for "cuda"); they differ only in the fleet_bert_ops they load with
+ * (worker/embed/bert.h). The CUDA one comes from the module fleet-embed-cuda.so, opened
+ * the first time the cuda backend is considered (wk_embed_cuda_present, embed_load_cuda),
+ * so no other model ever loads a CUDA library.
  *
  * load reads DIR/vocab.txt (the WordPiece tokenizer) and the model (config files and
  * model.safetensors, through the backend's load); lower_case comes from
@@ -28,7 +30,9 @@
 #include <string.h>
 
 #include "bert.h"
+#include "bert_module.h"
 #include "fleet/codec.h"
+#include "fleet/log.h"
 #include "models.h"
 #include "tokenizer.h"
 
@@ -435,10 +439,29 @@ const fleet_model wk_model_embed = {
     .unload = embed_unload,
 };
 
-#ifdef FLEET_HAVE_CUDA
+/* The CUDA backend is opened from its module (worker/embed/bert_module.h) only here, when
+ * the embed model is asked to run on CUDA. */
+int wk_embed_cuda_present(void)
+{
+    char err[FLEET_MODEL_ERROR_MAX];
+    const fleet_bert_module *m = fleet_bert_cuda_module(err, sizeof err);
+    if (!m) {
+        fleet_log(FLEET_LOG_WARN, "no CUDA backend; the embed model runs on the CPU", "error",
+                  err, NULL);
+        return 0;
+    }
+    return m->present();
+}
+
 static int embed_load_cuda(const char *args, void **state, char *err, size_t errlen)
 {
-    return embed_load_with(fleet_bert_backend("cuda"), args, state, err, errlen);
+    char e[FLEET_MODEL_ERROR_MAX];
+    const fleet_bert_module *m = fleet_bert_cuda_module(e, sizeof e);
+    if (!m) {
+        snprintf(err, errlen, "embed (cuda): %s", e);
+        return -1;
+    }
+    return embed_load_with(m->ops, args, state, err, errlen);
 }
 
 const fleet_model wk_model_embed_cuda = {
@@ -450,4 +473,3 @@ const fleet_model wk_model_embed_cuda = {
     .run_batch = embed_run_batch,
     .unload = embed_unload,
 };
-#endif

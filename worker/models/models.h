@@ -10,9 +10,10 @@
 
 extern const fleet_model wk_model_echo;
 extern const fleet_model wk_model_embed; /* embed.c: BERT sentence embeddings on the CPU */
-#ifdef FLEET_HAVE_CUDA
 extern const fleet_model wk_model_embed_cuda; /* embed.c: the same on a CUDA GPU */
-#endif
+/* Nonzero when the CUDA backend's module opens and sees a GPU; when it does not open, logs
+ * a warning with the reason (embed.c). */
+int wk_embed_cuda_present(void);
 extern const fleet_model wk_model_sleep;
 
 /* wk_model_builtin returns the built-in model called name with the given backend ("cpu",

@@ -7,10 +7,6 @@
 
 #include "models.h"
 
-#ifdef FLEET_HAVE_CUDA
-#include "bert_cuda.h"
-#endif
-
 typedef struct builtin {
     const fleet_model *model;
     int (*present)(void); /* NULL: always; else nonzero when its device is there */
@@ -18,9 +14,7 @@ typedef struct builtin {
 
 static const builtin builtins[] = {
     {&wk_model_echo, NULL},
-#ifdef FLEET_HAVE_CUDA
-    {&wk_model_embed_cuda, fleet_bert_cuda_present},
-#endif
+    {&wk_model_embed_cuda, wk_embed_cuda_present},
     {&wk_model_embed, NULL},
     {&wk_model_sleep, NULL},
 };
