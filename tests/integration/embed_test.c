@@ -2,9 +2,10 @@
  * gateway on the tiny generated BERT of tests/lib/tl_tiny_bert.c: vectors of the model's
  * size, normalised, the same for a text alone or in a list; bad inputs and a worker
  * without a model directory are refused with a message. The CUDA backend is a module
- * (fleet-embed-cuda.so) opened only when the embed model runs on CUDA: fleet-worker links
- * no CUDA library, echo and CPU workers map none, and a missing module leaves auto on the
- * CPU with a warning that says why. */
+ * (fleet-embed-cuda.so), the CPU backend another (fleet-embed-cpu.so), each opened only
+ * when the embed model loads on it: fleet-worker links neither OpenBLAS nor a CUDA
+ * library, an echo worker maps neither, a CPU worker no CUDA library, and a missing CUDA
+ * module leaves auto on the CPU with a warning that says why. */
 #include <elf.h>
 #include <math.h>
 #include <msgpack.h>
@@ -333,13 +334,26 @@ static const char *elf_needed(const char *path)
 
 /* The CUDA libraries' names as the dynamic loader sees them (libcudart.so.13, ...). */
 static const char *const cuda_libs[] = {"libcudart", "libcublas", "libcudnn", "libcuda.so"};
+/* OpenBLAS: libopenblas.so.0, mapped as libopenblasp-r0.3.21.so and the like. */
+static const char *const blas_libs[] = {"libopenblas", "fleet-embed-cpu.so"};
 
-/* Fails when text (a NEEDED list or /proc/PID/maps) names a CUDA library. */
+/* Fails when text (a NEEDED list or /proc/PID/maps) names one of libs. */
+static void assert_none_of(const char *what, const char *text, const char *const *libs,
+                           size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strstr(text, libs[i]))
+            FAILF("%s names %s:\n%s", what, libs[i], text);
+}
+
 static void assert_no_cuda(const char *what, const char *text)
 {
-    for (size_t i = 0; i < TL_COUNT(cuda_libs); i++)
-        if (strstr(text, cuda_libs[i]))
-            FAILF("%s names %s:\n%s", what, cuda_libs[i], text);
+    assert_none_of(what, text, cuda_libs, TL_COUNT(cuda_libs));
+}
+
+static void assert_no_blas(const char *what, const char *text)
+{
+    assert_none_of(what, text, blas_libs, TL_COUNT(blas_libs));
 }
 
 /* The libraries a running process has mapped. */
@@ -350,13 +364,15 @@ static const char *maps_of(const tl_proc *p)
     return m;
 }
 
-/* fleet-worker needs no CUDA library to start (the CUDA backend is fleet-embed-cuda.so),
- * and an echo worker and a CPU embed worker, having served a job each, have none mapped.
- * Where the build made the module, it is the one that links the CUDA runtime. */
-TL_TEST(worker_links_and_loads_no_cuda_library) {
+/* fleet-worker links neither OpenBLAS nor a CUDA library (the embed model's backends are
+ * fleet-embed-cpu.so and fleet-embed-cuda.so, which link them); an echo worker that served
+ * a job has neither mapped, and a CPU embed worker has OpenBLAS but no CUDA library. */
+TL_TEST(worker_links_and_loads_no_model_library) {
     const char *needed = elf_needed(tl_bin_path("fleet-worker"));
     tl_log("fleet-worker NEEDED: %s", needed);
     assert_no_cuda("fleet-worker's NEEDED entries", needed);
+    assert_no_blas("fleet-worker's NEEDED entries", needed);
+    ASSERT_STR_CONTAINS(elf_needed(tl_bin_path("fleet-embed-cpu.so")), "libopenblas");
     if (tl_bin_exists("fleet-embed-cuda.so"))
         ASSERT_STR_CONTAINS(elf_needed(tl_bin_path("fleet-embed-cuda.so")), "libcudart");
 
@@ -365,7 +381,10 @@ TL_TEST(worker_links_and_loads_no_cuda_library) {
     tl_job_wait_status(f, tl_job_submit(f, "echo", "{\"x\": 1}"), "succeeded", WAIT_MS);
     embeddings_of(submit_wait(f, "{\"text\": \"hello\"}"), 1);
     assert_no_cuda("the echo worker's /proc/PID/maps", maps_of(echo));
-    assert_no_cuda("the CPU embed worker's /proc/PID/maps", maps_of(f->workers[0]));
+    assert_no_blas("the echo worker's /proc/PID/maps", maps_of(echo));
+    const char *cpu_maps = maps_of(f->workers[0]);
+    assert_no_cuda("the CPU embed worker's /proc/PID/maps", cpu_maps);
+    ASSERT_STR_CONTAINS(cpu_maps, "fleet-embed-cpu.so");
 }
 
 static bool log_has_reason(void *arg)
@@ -395,7 +414,7 @@ int main(int argc, char **argv) {
         TL_CASE(bad_inputs_fail_with_a_message),
         TL_CASE(worker_without_a_model_directory_is_refused),
         TL_CASE(backend_choice_is_checked),
-        TL_CASE(worker_links_and_loads_no_cuda_library),
+        TL_CASE(worker_links_and_loads_no_model_library),
         TL_CASE(auto_without_the_cuda_module_serves_from_the_cpu),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));

@@ -82,8 +82,8 @@ static void published_outputs(const char *backend) {
     if (strcmp(backend, "cuda") == 0) {
         /* The CUDA backend is the module the build wrote next to the fleet binaries. */
         char err[512];
-        fleet_bert_cuda_module_use(FLEET_BIN_DIR "/fleet-embed-cuda.so");
-        const fleet_bert_module *m = fleet_bert_cuda_module(err, sizeof err);
+        fleet_bert_module_use("cuda", FLEET_BIN_DIR "/fleet-embed-cuda.so");
+        const fleet_bert_module *m = fleet_bert_module_open("cuda", err, sizeof err);
         if (!m) TL_SKIP("skipped: no CUDA backend: %s", err);
         if (!m->present()) TL_SKIP("skipped: no GPU");
         ops = m->ops;

@@ -11,10 +11,11 @@
  * and at most max_seqs() sequences per call. Writes n x hidden_size floats to out, row i
  * for sequence i. Returns 0, or -1 with a one-line message in err (out untouched).
  *
- * "cpu" is built in (bert_cpu.c). "cuda" (bert_cuda.c) lives in the module
- * fleet-embed-cuda.so, built when fleet was configured with the CUDA toolkit and opened
- * the first time it is asked for (bert_module.h); fleet_bert_backend("cuda") is NULL when
- * the module cannot be opened or is refused.
+ * "cpu" (bert_cpu.c) and "cuda" (bert_cuda.c, built when fleet was configured with the
+ * CUDA toolkit) live in the modules fleet-embed-cpu.so and fleet-embed-cuda.so, opened the
+ * first time they are asked for (bert_module.h); fleet_bert_backend returns NULL when the
+ * module cannot be opened or is refused. Programs that link the fleet_embed library (the
+ * tests, fleet-embed-bench) may also use fleet_bert_cpu_ops directly.
  */
 #ifndef FLEET_EMBED_BERT_H
 #define FLEET_EMBED_BERT_H
@@ -35,13 +36,14 @@ typedef struct fleet_bert_ops {
     void (*free)(void *model); /* accepts NULL */
 } fleet_bert_ops;
 
+/* In bert_cpu.c: in the fleet_embed library and fleet-embed-cpu.so, not in fleet-worker. */
 extern const fleet_bert_ops fleet_bert_cpu_ops;
 
-/* The backend called name ("cpu", "cuda"), or NULL when unknown or (cuda) its module does
- * not open; fleet_bert_cuda_module (bert_module.h) says why. */
+/* The backend called name ("cpu", "cuda"), or NULL when unknown or its module does not
+ * open; fleet_bert_module_open (bert_module.h) says why. */
 const fleet_bert_ops *fleet_bert_backend(const char *name);
 
-/* The backend names, separated by '|': "cpu|cuda" (cuda when its module opens). */
+/* The backend names, separated by '|': "cpu|cuda" (each there when its module opens). */
 const char *fleet_bert_backend_names(void);
 
 #endif

@@ -3,9 +3,9 @@
 #include "bert_cuda.h"
 #include "bert_module.h"
 
-__attribute__((visibility("default"))) extern const fleet_bert_module fleet_bert_cuda_module_v1;
+__attribute__((visibility("default"))) extern const fleet_bert_module fleet_bert_module_v1;
 
-const fleet_bert_module fleet_bert_cuda_module_v1 = {
+const fleet_bert_module fleet_bert_module_v1 = {
     .abi_version = FLEET_BERT_MODULE_ABI,
     .size = sizeof(fleet_bert_module),
     .ops_size = sizeof(fleet_bert_ops),

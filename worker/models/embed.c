@@ -5,9 +5,10 @@
  *
  * There is one fleet_model table per backend (wk_model_embed for "cpu",
  * wk_model_embed_cuda for "cuda"); they differ only in the fleet_bert_ops they load with
- * (worker/embed/bert.h). The CUDA one comes from the module fleet-embed-cuda.so, opened
- * the first time the cuda backend is considered (wk_embed_cuda_present, embed_load_cuda),
- * so no other model ever loads a CUDA library.
+ * (worker/embed/bert.h), which come from the modules fleet-embed-cpu.so and
+ * fleet-embed-cuda.so, opened the first time the embed model considers that backend
+ * (embed_load_on, wk_embed_cuda_present): no other model ever loads OpenBLAS or a CUDA
+ * library.
  *
  * load reads DIR/vocab.txt (the WordPiece tokenizer) and the model (config files and
  * model.safetensors, through the backend's load); lower_case comes from
@@ -424,9 +425,25 @@ out:
     free(ej);
 }
 
+/* Each backend is opened from its module (worker/embed/bert_module.h) only here, when the
+ * embed model loads on it (or, for cuda, when --backend auto asks whether a GPU is
+ * there): no other model loads OpenBLAS or a CUDA library. */
+static int embed_load_on(const char *backend, const char *args, void **state, char *err,
+                         size_t errlen)
+{
+    char e[FLEET_MODEL_ERROR_MAX];
+    const fleet_bert_module *m = fleet_bert_module_open(backend, e, sizeof e);
+    if (!m) {
+        *state = NULL;
+        snprintf(err, errlen, "embed (%s): %s", backend, e);
+        return -1;
+    }
+    return embed_load_with(m->ops, args, state, err, errlen);
+}
+
 static int embed_load_cpu(const char *args, void **state, char *err, size_t errlen)
 {
-    return embed_load_with(&fleet_bert_cpu_ops, args, state, err, errlen);
+    return embed_load_on("cpu", args, state, err, errlen);
 }
 
 const fleet_model wk_model_embed = {
@@ -439,12 +456,10 @@ const fleet_model wk_model_embed = {
     .unload = embed_unload,
 };
 
-/* The CUDA backend is opened from its module (worker/embed/bert_module.h) only here, when
- * the embed model is asked to run on CUDA. */
 int wk_embed_cuda_present(void)
 {
     char err[FLEET_MODEL_ERROR_MAX];
-    const fleet_bert_module *m = fleet_bert_cuda_module(err, sizeof err);
+    const fleet_bert_module *m = fleet_bert_module_open("cuda", err, sizeof err);
     if (!m) {
         fleet_log(FLEET_LOG_WARN, "no CUDA backend; the embed model runs on the CPU", "error",
                   err, NULL);
@@ -455,13 +470,7 @@ int wk_embed_cuda_present(void)
 
 static int embed_load_cuda(const char *args, void **state, char *err, size_t errlen)
 {
-    char e[FLEET_MODEL_ERROR_MAX];
-    const fleet_bert_module *m = fleet_bert_cuda_module(e, sizeof e);
-    if (!m) {
-        snprintf(err, errlen, "embed (cuda): %s", e);
-        return -1;
-    }
-    return embed_load_with(m->ops, args, state, err, errlen);
+    return embed_load_on("cuda", args, state, err, errlen);
 }
 
 const fleet_model wk_model_embed_cuda = {
