@@ -80,7 +80,7 @@ void gw_route(evhtp_request_t *req, void *arg) {
         return;
     }
     const char *path = req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full : "/";
-    char id[64];
+    char id[64] = ""; /* a plain route leaves it unset: its route_id is "" */
     int kind = match_job_path(path, id, sizeof id);
     if (kind == -2) {
         kind = R_JOB;
