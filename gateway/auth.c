@@ -121,7 +121,7 @@ typedef struct auth_call {
 
 static void unauthorized(gw_req *r, const char *detail) {
     gw_add_header(r, "WWW-Authenticate", "Bearer realm=\"fleet\"");
-    gw_reply_problem(r, 401, "unauthorized", "Unauthorized", "%s", detail);
+    gw_reply_problem(r, GW_PROBLEM_UNAUTHORIZED, "%s", detail);
 }
 
 static void on_auth(redisReply *rep, void *arg) {
@@ -193,7 +193,7 @@ void gw_auth_then(gw_req *r, void (*next)(gw_req *r)) {
     }
     auth_call *c = calloc(1, sizeof *c);
     if (!c) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     c->r = r;

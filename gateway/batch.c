@@ -106,13 +106,13 @@ void gw_jobs_batch(gw_req *r) {
     size_t len = 0;
     char *body = gw_body(r, &len);
     if (!body) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     const char *ct = gw_header(r, "Content-Type");
     if (ct && strncasecmp(ct, "application/json", 16) != 0) {
         free(body);
-        gw_reply_problem(r, 415, "unsupported-media-type", "Unsupported content type",
+        gw_reply_problem(r, GW_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
                          "a batch is JSON: send Content-Type: application/json");
         return;
     }
@@ -120,13 +120,13 @@ void gw_jobs_batch(gw_req *r) {
     json_t *root = gw_json_load(body, len, "body", &p);
     free(body);
     if (!root) {
-        gw_reply_problem(r, p.status, p.slug, p.title, "%s", p.detail);
+        gw_reply_problem(r, gw_problem_of_slug(p.slug), "%s", p.detail);
         return;
     }
     json_t *jobs = json_object_get(root, "jobs");
     if (!json_is_object(root) || !json_is_array(jobs) || json_object_size(root) != 1) {
         json_decref(root);
-        gw_reply_problem(r, 400, "invalid-body", "Invalid body",
+        gw_reply_problem(r, GW_PROBLEM_INVALID_BODY,
                          "send {\"jobs\": [job, ...]} with 1 to %d jobs, each like the body "
                          "of POST /v1/jobs", GW_BATCH_MAX);
         return;
@@ -134,8 +134,7 @@ void gw_jobs_batch(gw_req *r) {
     size_t n = json_array_size(jobs);
     if (n == 0 || n > GW_BATCH_MAX) {
         json_decref(root);
-        gw_reply_problem(r, n ? 413 : 400, n ? "batch-too-large" : "invalid-body",
-                         n ? "Batch too large" : "Invalid body",
+        gw_reply_problem(r, n ? GW_PROBLEM_BATCH_TOO_LARGE : GW_PROBLEM_INVALID_BODY,
                          "a batch holds 1 to %d jobs, got %zu", GW_BATCH_MAX, n);
         return;
     }
@@ -144,7 +143,7 @@ void gw_jobs_batch(gw_req *r) {
     if (!items) {
         free(b);
         json_decref(root);
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     b->r = r;

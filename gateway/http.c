@@ -17,6 +17,7 @@
 #include "fleet/id.h"
 #include "fleet/log.h"
 #include "framing.h"
+#include "problems.h"
 
 #define GW_REQ_MAGIC 0x6777u
 #define GW_LINGER_MS 2000          /* a refused head: how long its client may still send */
@@ -170,7 +171,7 @@ static void dispatch(evhtp_request_t *req, void *arg) {
         timer_off(r->conn);
     }
     if (r && r->headers_too_large) {
-        gw_reply_problem(r, 431, "headers-too-large", "Request header fields too large",
+        gw_reply_problem(r, GW_PROBLEM_HEADERS_TOO_LARGE,
                          "the request has more than %d header fields or more than %d bytes "
                          "of them", GW_HEADERS_MAX, GW_HEADERS_TOTAL_MAX);
         return;
@@ -257,11 +258,14 @@ static void linger_timeout(evutil_socket_t fd, short what, void *arg) {
     conn_close(arg);
 }
 
-/* Answers status with a problem+json body (extra: more header lines, each ending in
- * CR LF, or NULL) and closes the connection once the client has read it. */
-static void guard_refuse(gw_conn *c, struct bufferevent *bev, int status, const char *reason,
-                         const char *slug, const char *title, const char *detail,
-                         const char *extra) {
+/* Answers the problem pid (problems.h) with a problem+json body (extra: more header lines,
+ * each ending in CR LF, or NULL) and closes the connection once the client has read it.
+ * The guard writes the whole answer itself, status line and reason phrase included. */
+static void guard_refuse(gw_conn *c, struct bufferevent *bev, gw_problem_id pid,
+                         const char *detail, const char *extra) {
+    const gw_problem_type *t = gw_problem_type_of(pid);
+    int status = t->status;
+    const char *reason = gw_status_reason(status);
     c->refused = true;
     c->dechunk = false;
     timer_off(c);
@@ -272,8 +276,8 @@ static void guard_refuse(gw_conn *c, struct bufferevent *bev, int status, const 
     if (fleet_id_new(id) < 0) snprintf(id, sizeof id, "%llu", (unsigned long long)now_us());
     snprintf(rid, sizeof rid, "req_%s", id);
     char type[96];
-    snprintf(type, sizeof type, "urn:fleet:problem:%s", slug);
-    json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", title, "status",
+    snprintf(type, sizeof type, "urn:fleet:problem:%s", t->slug);
+    json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", t->title, "status",
                           status, "detail", detail, "request_id", rid);
     char *body = p ? json_dumps(p, JSON_COMPACT) : NULL;
     json_decref(p);
@@ -282,7 +286,7 @@ static void guard_refuse(gw_conn *c, struct bufferevent *bev, int status, const 
                         "HTTP/1.1 %d %s\r\nX-Request-ID: %s\r\n%s"
                         "Content-Type: application/problem+json\r\nContent-Length: %zu\r\n"
                         "Connection: close\r\n\r\n%s",
-                        status, reason, rid, extra ? extra : "", strlen(b), b);
+                        status, reason ? reason : "Error", rid, extra ? extra : "", strlen(b), b);
     free(body);
     char status_s[8];
     snprintf(status_s, sizeof status_s, "%d", status);
@@ -296,8 +300,7 @@ static void guard_refuse(gw_conn *c, struct bufferevent *bev, int status, const 
 }
 
 static void refuse_framing(gw_conn *c, struct bufferevent *bev, const gw_head_framing *f) {
-    guard_refuse(c, bev, f->status, f->status == 501 ? "Not Implemented" : "Bad Request",
-                 f->slug, f->title, f->detail, NULL);
+    guard_refuse(c, bev, gw_problem_of_slug(f->slug), f->detail, NULL);
 }
 
 static void conn_timeout(evutil_socket_t fd, short what, void *arg) {
@@ -317,7 +320,7 @@ static void conn_timeout(evutil_socket_t fd, short what, void *arg) {
     else
         snprintf(d, sizeof d, "no byte of the request body came for %ld s (FLEET_BODY_TIMEOUT_S)",
                  c->g->cfg.body_timeout_s);
-    guard_refuse(c, bev, 408, "Request Timeout", "request-timeout", "Request timeout", d, NULL);
+    guard_refuse(c, bev, GW_PROBLEM_REQUEST_TIMEOUT, d, NULL);
 }
 
 /* Reads the head bytes in buf[0, n) on from where the last call stopped. Returns 1 and
@@ -334,7 +337,7 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
                 char d[96];
                 snprintf(d, sizeof d, "the request line is longer than %d bytes; the URI may "
                          "have at most %d", GW_REQUEST_LINE_MAX, GW_URI_MAX);
-                guard_refuse(c, bev, 414, "URI Too Long", "uri-too-long", "URI too long", d, NULL);
+                guard_refuse(c, bev, GW_PROBLEM_URI_TOO_LONG, d, NULL);
                 return -1;
             }
             if (c->lines > 0 && (c->line_len > GW_HEADER_LINE_MAX ||
@@ -346,8 +349,7 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
                 else
                     snprintf(d, sizeof d, "the header lines are longer than %d bytes in all",
                              GW_HEADERS_TOTAL_MAX);
-                guard_refuse(c, bev, 431, "Request Header Fields Too Large", "headers-too-large",
-                             "Request header fields too large", d, NULL);
+                guard_refuse(c, bev, GW_PROBLEM_HEADERS_TOO_LARGE, d, NULL);
                 return -1;
             }
             continue;
@@ -365,8 +367,7 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
         if (c->lines - 1 > GW_HEADERS_MAX) {
             char d[64];
             snprintf(d, sizeof d, "the request has more than %d header fields", GW_HEADERS_MAX);
-            guard_refuse(c, bev, 431, "Request Header Fields Too Large", "headers-too-large",
-                         "Request header fields too large", d, NULL);
+            guard_refuse(c, bev, GW_PROBLEM_HEADERS_TOO_LARGE, d, NULL);
             return -1;
         }
     }
@@ -414,8 +415,7 @@ static void dechunk_read(gw_conn *c, struct bufferevent *bev) {
             char d[128];
             snprintf(d, sizeof d, "bad chunked body: %s", c->chunk.error);
             dechunk_free(c);
-            guard_refuse(c, bev, 400, "Bad Request", "bad-framing", "Bad request framing", d,
-                         NULL);
+            guard_refuse(c, bev, GW_PROBLEM_BAD_FRAMING, d, NULL);
             return;
         }
         if (res == GW_CHUNK_TOO_LARGE) {
@@ -423,8 +423,7 @@ static void dechunk_read(gw_conn *c, struct bufferevent *bev) {
             snprintf(d, sizeof d, "the body is larger than the limit of %ld bytes "
                      "(FLEET_MAX_BODY)", c->g->cfg.max_body);
             dechunk_free(c);
-            guard_refuse(c, bev, 413, "Payload Too Large", "body-too-large", "Body too large", d,
-                         NULL);
+            guard_refuse(c, bev, GW_PROBLEM_BODY_TOO_LARGE, d, NULL);
             return;
         }
         if (res == GW_CHUNK_DONE) {
@@ -479,8 +478,7 @@ static void head_complete(gw_conn *c, struct bufferevent *bev, size_t h) {
         char d[128];
         snprintf(d, sizeof d, "the gateway holds its limit of %ld connections "
                  "(FLEET_MAX_CONNECTIONS); retry shortly", c->g->max_conns);
-        guard_refuse(c, bev, 503, "Service Unavailable", "too-many-connections",
-                     "Too many connections", d, "Retry-After: 1\r\n");
+        guard_refuse(c, bev, GW_PROBLEM_TOO_MANY_CONNECTIONS, d, "Retry-After: 1\r\n");
         return;
     }
     if (f.expect_continue && f.body == GW_BODY_LENGTH && f.length > (uint64_t)c->g->cfg.max_body) {
@@ -488,8 +486,7 @@ static void head_complete(gw_conn *c, struct bufferevent *bev, size_t h) {
         char d[128];
         snprintf(d, sizeof d, "the body is larger than the limit of %ld bytes (FLEET_MAX_BODY)",
                  c->g->cfg.max_body);
-        guard_refuse(c, bev, 413, "Payload Too Large", "body-too-large", "Body too large", d,
-                     NULL);
+        guard_refuse(c, bev, GW_PROBLEM_BODY_TOO_LARGE, d, NULL);
         return;
     }
     if (f.body == GW_BODY_CHUNKED) {
@@ -747,6 +744,53 @@ void gw_resume(gw_req *r) {
     evhtp_request_resume(r->req);
 }
 
+/* libevhtp 1.2.18 writes the status line itself, from a table of its own that has no
+ * phrase for 422, 425, 429 or 431 ("UNKNOWN") and older ones for 413 and 414, and it takes
+ * no phrase from its caller. Writing whole answers here instead would mean copying what
+ * evhtp_send_reply does besides (keep-alive, HEAD, the end of the request and the read of
+ * the next). So the line it wrote is corrected in place: evhtp_send_reply appends the
+ * whole answer to the connection's output buffer and the socket is written later, from
+ * the loop, so right after the call the answer starts at the length the buffer had
+ * before. Only a line that reads "HTTP/<d>.<d> <status> <phrase>\r\n" there is
+ * touched; anything else is left as libevhtp wrote it. The socket bufferevent freezes the
+ * start of its output buffer (only its writer drains it); it is unfrozen for the rewrite
+ * and frozen again, as libevent's own writer does. */
+static void fix_status_line(struct bufferevent *bev, size_t at, int status) {
+    const char *want = gw_status_reason(status);
+    struct evbuffer *out = bev ? bufferevent_get_output(bev) : NULL;
+    if (!want || !out || evbuffer_get_length(out) <= at) return;
+    /* Copying out counts as a read of the start too, so the buffer is unfrozen first. */
+    bool frozen = evbuffer_drain(out, 0) < 0; /* a drain of nothing fails only when frozen */
+    if (frozen) evbuffer_unfreeze(out, 1);
+    char line[96];
+    struct evbuffer_ptr p;
+    ev_ssize_t n = evbuffer_ptr_set(out, &p, at, EVBUFFER_PTR_SET) == 0
+                       ? evbuffer_copyout_from(out, &p, line, sizeof line - 1)
+                       : -1;
+    line[n > 0 ? n : 0] = '\0';
+    char code[8];
+    snprintf(code, sizeof code, " %03d ", status);
+    const char *eol = strstr(line, "\r\n");
+    const size_t prefix = 13; /* "HTTP/1.1 425 " */
+    size_t old = eol ? (size_t)(eol - line) - prefix : 0;
+    struct evbuffer *head = NULL;
+    if (!eol || (size_t)(eol - line) < prefix || strncmp(line, "HTTP/", 5) != 0 ||
+        memcmp(line + 8, code, 5) != 0 ||
+        (old == strlen(want) && memcmp(line + prefix, want, old) == 0) ||
+        !(head = evbuffer_new()))
+        goto done;
+    /* The bytes before the phrase move aside, the phrase is dropped, the new one follows
+     * them and they go back in front. Should memory run out midway, the line keeps its
+     * old phrase, or none ("HTTP/1.1 425 \r\n" is still a valid status line). */
+    if (evbuffer_remove_buffer(out, head, at + prefix) == (int)(at + prefix) &&
+        evbuffer_drain(out, old) == 0)
+        evbuffer_add(head, want, strlen(want));
+    evbuffer_prepend_buffer(out, head);
+    evbuffer_free(head);
+done:
+    if (frozen) evbuffer_freeze(out, 1);
+}
+
 void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void *data, size_t len) {
     if (r->answered) return;
     r->answered = true;
@@ -769,7 +813,11 @@ void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void 
               "status", status_s, "ms", ms, "request_id", r->request_id, NULL);
     bool paused = r->paused;
     evhtp_request_t *req = r->req;
+    evhtp_connection_t *conn = evhtp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhtp_connection_get_bev(conn) : NULL;
+    size_t at = bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
     evhtp_send_reply(req, (evhtp_res)status);
+    fix_status_line(bev, at, status);
     if (paused) evhtp_request_resume(req);
 }
 
@@ -787,8 +835,10 @@ void gw_reply_json(gw_req *r, int status, json_t *body) {
     free(text);
 }
 
-void gw_reply_problem(gw_req *r, int status, const char *slug, const char *title,
-                      const char *detail_fmt, ...) {
+void gw_reply_problem(gw_req *r, gw_problem_id id, const char *detail_fmt, ...) {
+    const gw_problem_type *t = gw_problem_type_of(id);
+    int status = t->status;
+    const char *slug = t->slug, *title = t->title;
     char detail[1024];
     va_list ap;
     va_start(ap, detail_fmt);
@@ -813,6 +863,6 @@ void gw_reply_problem(gw_req *r, int status, const char *slug, const char *title
 
 void gw_reply_unavailable(gw_req *r) {
     gw_add_header(r, "Retry-After", "1");
-    gw_reply_problem(r, 503, "redis-unavailable", "Service unavailable",
+    gw_reply_problem(r, GW_PROBLEM_REDIS_UNAVAILABLE,
                      "the job store (Redis) is not reachable right now; retry shortly");
 }

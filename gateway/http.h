@@ -35,6 +35,7 @@
 
 #include "fleet/job.h"
 #include "gateway.h"
+#include "problems.h"
 
 #define GW_URI_MAX 2048          /* longer URIs: 414 (libevhtp 1.2.18 can corrupt > ~4 KB) */
 #define GW_REQUEST_LINE_MAX (GW_URI_MAX + 32) /* method, URI, version: 414 above */
@@ -84,9 +85,10 @@ char *gw_body(const gw_req *r, size_t *len);
 /* Answers; `body` is stolen. Resumes a paused request. */
 void gw_reply_json(gw_req *r, int status, json_t *body);
 void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void *data, size_t len);
-/* An RFC 9457 problem: type "urn:fleet:problem:<slug>". */
-void gw_reply_problem(gw_req *r, int status, const char *slug, const char *title,
-                      const char *detail_fmt, ...) __attribute__((format(printf, 5, 6)));
+/* An RFC 9457 problem of type "urn:fleet:problem:<slug>"; its slug, status and title come
+ * from the table in problems.h. */
+void gw_reply_problem(gw_req *r, gw_problem_id id, const char *detail_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void gw_add_header(gw_req *r, const char *name, const char *value);
 
 /* Pauses the request before an async Redis call (resumed by gw_reply_*). */

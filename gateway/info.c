@@ -167,7 +167,7 @@ static void on_models(redisReply *rep, void *arg) {
 void gw_info_models(gw_req *r) {
     models_call *c = calloc(1, sizeof *c);
     if (!c) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     c->r = r;

@@ -67,7 +67,7 @@ static void reply_internal(gw_req *r, const char *what, const redisReply *rep) {
 }
 
 static void reply_not_found(gw_req *r, const char *id) {
-    gw_reply_problem(r, 404, "job-not-found", "Job not found",
+    gw_reply_problem(r, GW_PROBLEM_JOB_NOT_FOUND,
                      "no job with id '%.64s' (unknown, or expired after its ttl_s)", id);
 }
 
@@ -82,14 +82,14 @@ static void reply_limit(gw_req *r, const fleet_submitted *out) {
     snprintf(ra, sizeof ra, "%lld", out->retry_after_ms > 0 ? (out->retry_after_ms + 999) / 1000 : 1);
     gw_add_header(r, "Retry-After", ra);
     if (strcmp(out->limit, "queue") == 0)
-        gw_reply_problem(r, 503, "queue-full", "Queue full",
+        gw_reply_problem(r, GW_PROBLEM_QUEUE_FULL,
                          "the model's queue is full (FLEET_MAX_QUEUE); retry later");
     else if (strcmp(out->limit, "rate") == 0)
-        gw_reply_problem(r, 429, "rate-limited", "Too many submits",
+        gw_reply_problem(r, GW_PROBLEM_RATE_LIMITED,
                          "your tenant may submit %.6g jobs per second; retry after %s s",
                          r->who.rate, ra);
     else
-        gw_reply_problem(r, 429, "too-many-active-jobs", "Too many active jobs",
+        gw_reply_problem(r, GW_PROBLEM_TOO_MANY_ACTIVE_JOBS,
                          "your tenant may have %ld jobs queued or running at once; wait for "
                          "some to finish", r->who.max_active);
 }
@@ -105,7 +105,7 @@ static void on_submitted(redisReply *rep, void *arg) {
     } else if (o == FLEET_SUBMIT_LIMIT) {
         reply_limit(r, &out);
     } else if (o == FLEET_SUBMIT_CONFLICT) {
-        gw_reply_problem(r, 422, "idempotency-key-reused", "Idempotency-Key reused",
+        gw_reply_problem(r, GW_PROBLEM_IDEMPOTENCY_KEY_REUSED,
                          "this Idempotency-Key was already used with a different request; use "
                          "a new key for a new job");
     } else if (o == FLEET_SUBMIT_REPLAY) {
@@ -163,7 +163,7 @@ static int idempotency_or_reply(gw_req *r, job_call *c, const char *body, size_t
     bool ok = n >= 1 && n <= 255;
     for (size_t i = 0; ok && i < n; i++) ok = key[i] >= ' ' && key[i] <= '~';
     if (!ok) {
-        gw_reply_problem(r, 400, "invalid-idempotency-key", "Invalid Idempotency-Key",
+        gw_reply_problem(r, GW_PROBLEM_INVALID_IDEMPOTENCY_KEY,
                          "Idempotency-Key must be 1 to 255 printable ASCII characters");
         return -1;
     }
@@ -172,7 +172,7 @@ static int idempotency_or_reply(gw_req *r, job_call *c, const char *body, size_t
     size_t cl = ct ? strlen(ct) : 0;
     char *buf = malloc(cl + 1 + len);
     if (!buf) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return -1;
     }
     if (cl) memcpy(buf, ct, cl);
@@ -190,7 +190,7 @@ static int wait_or_reply(gw_req *r, long *secs) {
     const char *q = r->req->uri && r->req->uri->query_raw ? (const char *)r->req->uri->query_raw
                                                           : NULL;
     if (gw_wait_seconds(gw_header(r, "Prefer"), q, secs, &from_header, err, sizeof err) < 0) {
-        gw_reply_problem(r, 400, "invalid-wait", "Invalid wait", "%s", err);
+        gw_reply_problem(r, GW_PROBLEM_INVALID_WAIT, "%s", err);
         return -1;
     }
     return 0;
@@ -270,7 +270,7 @@ void gw_jobs_submit(gw_req *r) {
     gw *g = r->g;
     job_call *c = call_new(r);
     if (!c) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     if (wait_or_reply(r, &c->wait_s) < 0) {
@@ -281,7 +281,7 @@ void gw_jobs_submit(gw_req *r) {
     char *body = gw_body(r, &len);
     if (!body) {
         call_free(c);
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     gw_problem p;
@@ -295,13 +295,13 @@ void gw_jobs_submit(gw_req *r) {
     free(body);
     if (rc < 0) {
         call_free(c);
-        gw_reply_problem(r, p.status, p.slug, p.title, "%s", p.detail);
+        gw_reply_problem(r, gw_problem_of_slug(p.slug), "%s", p.detail);
         return;
     }
     if (gw_submit_prepare(r, &c->jr, &c->ids, c->idem_hash[0] ? c->idem_hash : NULL,
                           c->idem_hash[0] ? c->idem_digest : NULL, &c->cmd, &p) < 0) {
         call_free(c);
-        gw_reply_problem(r, p.status, p.slug, p.title, "%s", p.detail);
+        gw_reply_problem(r, gw_problem_of_slug(p.slug), "%s", p.detail);
         return;
     }
     snprintf(c->id, sizeof c->id, "%s", c->ids.id);
@@ -331,7 +331,7 @@ static job_call *start_job_call(gw_req *r, const char *id) {
     }
     job_call *c = call_new(r);
     if (!c) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return NULL;
     }
     snprintf(c->id, sizeof c->id, "%s", id);
@@ -372,7 +372,7 @@ static void on_result_blob(redisReply *rep, void *arg) {
         size_t mplen = 0;
         if (fleet_msgpack_for_client(rep->str, rep->len, &mp, &mplen, err, sizeof err) < 0) {
             fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", c->id, "error", err, NULL);
-            gw_reply_problem(r, 500, "result-unreadable", "Result unreadable",
+            gw_reply_problem(r, GW_PROBLEM_RESULT_UNREADABLE,
                              "the stored result cannot be sent as msgpack (%s)", err);
         } else {
             gw_reply_bytes(r, 200, "application/msgpack", mp ? mp : rep->str,
@@ -391,14 +391,14 @@ static void on_result_blob(redisReply *rep, void *arg) {
         json_t *j = fleet_msgpack_to_json(rep->str, rep->len, err, sizeof err);
         if (!j) {
             fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", c->id, "error", err, NULL);
-            gw_reply_problem(r, 500, "result-unreadable", "Result unreadable",
+            gw_reply_problem(r, GW_PROBLEM_RESULT_UNREADABLE,
                              "the stored result cannot be shown as JSON (%s); fetch it with "
                              "Accept: application/msgpack", err);
         } else {
             char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
             json_decref(j);
             if (!text) {
-                gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+                gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
             } else {
                 size_t n = strlen(text);
                 text[n] = '\n';
@@ -427,15 +427,16 @@ static void on_result_status(redisReply *rep, void *arg) {
     fleet_status st = fleet_status_from_string(v.status);
     if (st == FLEET_STATUS_QUEUED || st == FLEET_STATUS_RUNNING) {
         gw_add_header(r, "Retry-After", "1");
-        gw_reply_problem(r, 425, "result-not-ready", "Result not ready",
+        gw_reply_problem(r, GW_PROBLEM_RESULT_NOT_READY,
                          "job %s is %s; retry after a second, or poll GET /v1/jobs/%s", c->id,
                          v.status, c->id);
         call_free(c);
         return;
     }
     if (st != FLEET_STATUS_SUCCEEDED) {
-        gw_reply_problem(r, 409, st == FLEET_STATUS_CANCELLED ? "job-cancelled" : "job-failed",
-                         st == FLEET_STATUS_CANCELLED ? "Job cancelled" : "Job failed",
+        gw_reply_problem(r,
+                         st == FLEET_STATUS_CANCELLED ? GW_PROBLEM_JOB_CANCELLED
+                                                      : GW_PROBLEM_JOB_FAILED,
                          "job %s %s: %s", c->id, v.status, v.error ? v.error : "no error recorded");
         call_free(c);
         return;
@@ -471,7 +472,7 @@ static void on_cancelled(redisReply *rep, void *arg) {
     } else if (o == FLEET_CANCEL_MISSING) {
         reply_not_found(r, c->id);
     } else if (o == FLEET_CANCEL_FINAL) {
-        gw_reply_problem(r, 409, "job-finished", "Job already finished",
+        gw_reply_problem(r, GW_PROBLEM_JOB_FINISHED,
                          "job %s already %s; only queued and running jobs can be cancelled",
                          c->id, fleet_status_to_string(final));
     } else if (o == FLEET_CANCEL_ERROR) {
@@ -525,25 +526,25 @@ void gw_jobs_list(gw_req *r) {
     char limit_s[16] = "20";
     job_call *c = call_new(r);
     if (!c) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     int rc;
     if ((rc = gw_query_get(q, "status", c->status, sizeof c->status)) < 0 ||
         (rc == 1 && fleet_status_from_string(c->status) == FLEET_STATUS_UNKNOWN)) {
-        gw_reply_problem(r, 400, "invalid-query", "Invalid query",
+        gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
                          "status must be one of queued, running, succeeded, failed, cancelled");
         goto refuse;
     }
     if ((rc = gw_query_get(q, "model", c->model, sizeof c->model)) < 0 ||
         (rc == 1 && !fleet_model_name_valid(c->model))) {
-        gw_reply_problem(r, 400, "invalid-query", "Invalid query",
+        gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
                          "model must be a model name (1-64 characters of a-z, 0-9, _ -)");
         goto refuse;
     }
     if ((rc = gw_query_get(q, "cursor", c->cursor, sizeof c->cursor)) < 0 ||
         (rc == 1 && *c->cursor && !fleet_job_id_valid(c->cursor))) {
-        gw_reply_problem(r, 400, "invalid-query", "Invalid query",
+        gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
                          "cursor must be the next_cursor of a previous page");
         goto refuse;
     }
@@ -552,8 +553,7 @@ void gw_jobs_list(gw_req *r) {
     if ((rc = gw_query_get(q, "limit", limit_s, sizeof limit_s)) < 0 ||
         (limit = strtol(limit_s, &end, 10), !end || *end || end == limit_s) || limit < 1 ||
         limit > 100) {
-        gw_reply_problem(r, 400, "invalid-query", "Invalid query",
-                         "limit must be a whole number from 1 to 100");
+        gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY, "limit must be a whole number from 1 to 100");
         goto refuse;
     }
     fleet_list_query lq = {

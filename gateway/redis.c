@@ -514,8 +514,8 @@ void gw_reply_redis_error(gw_req *req, const char *what, const redisReply *rep) 
                   req->request_id, NULL);
     if (p.retry_after) gw_add_header(req, "Retry-After", p.retry_after);
     if (p.status == 500)
-        gw_reply_problem(req, p.status, p.slug, p.title, "%s; request_id %s", p.detail,
+        gw_reply_problem(req, gw_problem_of_slug(p.slug), "%s; request_id %s", p.detail,
                          req->request_id);
     else
-        gw_reply_problem(req, p.status, p.slug, p.title, "%s", p.detail);
+        gw_reply_problem(req, gw_problem_of_slug(p.slug), "%s", p.detail);
 }

@@ -53,7 +53,7 @@ static int match_job_path(const char *path, char *id, size_t idlen) {
 static void dispatch(gw_req *r) {
     const route *rt = r->route;
     if (r->who.max_body > 0 && r->body_len > (size_t)r->who.max_body) {
-        gw_reply_problem(r, 413, "body-too-large", "Body too large",
+        gw_reply_problem(r, GW_PROBLEM_BODY_TOO_LARGE,
                          "the body is larger than your tenant's limit of %ld bytes",
                          r->who.max_body);
         return;
@@ -69,12 +69,11 @@ void gw_route(evhtp_request_t *req, void *arg) {
         return;
     }
     if (r->uri_too_long) {
-        gw_reply_problem(r, 414, "uri-too-long", "URI too long",
-                         "the request URI is longer than 2048 bytes");
+        gw_reply_problem(r, GW_PROBLEM_URI_TOO_LONG, "the request URI is longer than 2048 bytes");
         return;
     }
     if (r->too_large) {
-        gw_reply_problem(r, 413, "body-too-large", "Body too large",
+        gw_reply_problem(r, GW_PROBLEM_BODY_TOO_LARGE,
                          "the body is larger than the limit of %ld bytes (FLEET_MAX_BODY)",
                          r->g->cfg.max_body);
         return;
@@ -107,11 +106,11 @@ void gw_route(evhtp_request_t *req, void *arg) {
     }
     if (path_known) {
         gw_add_header(r, "Allow", allow);
-        gw_reply_problem(r, 405, "method-not-allowed", "Method not allowed",
+        gw_reply_problem(r, GW_PROBLEM_METHOD_NOT_ALLOWED,
                          "%s is not allowed on %.200s; allowed: %s",
                          htparser_get_methodstr_m(req->method), path, allow);
         return;
     }
-    gw_reply_problem(r, 404, "not-found", "Not found",
+    gw_reply_problem(r, GW_PROBLEM_NOT_FOUND,
                      "no route %.200s; see docs/api.md for the routes", path);
 }

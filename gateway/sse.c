@@ -131,7 +131,7 @@ static void on_read(redisReply *rep, void *arg) {
     if (!s->started) {
         if (found < 0) gw_reply_redis_error(s->r, "get", rep);
         else if (found == 0)
-            gw_reply_problem(s->r, 404, "job-not-found", "Job not found",
+            gw_reply_problem(s->r, GW_PROBLEM_JOB_NOT_FOUND,
                              "no job with id '%s' (unknown, or expired after its ttl_s)", s->id);
         if (found <= 0) return; /* answered: on_fini frees s */
         start_stream(s);
@@ -202,7 +202,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg) {
 
 void gw_sse_start(gw_req *r, const char *id) {
     if (!fleet_job_id_valid(id)) {
-        gw_reply_problem(r, 404, "job-not-found", "Job not found",
+        gw_reply_problem(r, GW_PROBLEM_JOB_NOT_FOUND,
                          "no job with id '%.64s' (unknown, or expired after its ttl_s)", id);
         return;
     }
@@ -212,7 +212,7 @@ void gw_sse_start(gw_req *r, const char *id) {
     gw *g = r->g;
     gw_sse *s = calloc(1, sizeof *s);
     if (!s) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     s->g = g;
@@ -223,7 +223,7 @@ void gw_sse_start(gw_req *r, const char *id) {
     s->safety = event_new(g->base, -1, EV_PERSIST, on_tick, s);
     if (!s->heartbeat || !s->safety) {
         sse_free(s);
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     struct timeval hb = {g->cfg.sse_heartbeat_s, 0}, tick = {SAFETY_MS / 1000, 0};

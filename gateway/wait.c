@@ -88,7 +88,7 @@ static void on_result(redisReply *rep, void *arg) {
     size_t jn = jt ? strlen(jt) : 0, rn = rt ? strlen(rt) : 0;
     char *body = jn >= 2 && rt && jt[jn - 1] == '}' ? malloc(jn + rn + 16) : NULL;
     if (!body) {
-        gw_reply_problem(wt->r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(wt->r, GW_PROBLEM_INTERNAL, "out of memory");
     } else {
         size_t n = jn - 1; /* the job without its closing brace, then ,"result":...} */
         memcpy(body, jt, n);
@@ -142,7 +142,7 @@ static void on_read(redisReply *rep, void *arg) {
         return;
     }
     if (found == 0) {
-        gw_reply_problem(r, 404, "job-not-found", "Job not found",
+        gw_reply_problem(r, GW_PROBLEM_JOB_NOT_FOUND,
                          "no job with id '%s' (unknown, or expired after its ttl_s)", wt->id);
         wait_free(wt);
         return;
@@ -200,7 +200,7 @@ void gw_wait_start(gw_req *r, const char *id, long secs, int timeout_status) {
     gw *g = r->g;
     gw_wait *wt = calloc(1, sizeof *wt);
     if (!wt) {
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     wt->g = g;
@@ -212,7 +212,7 @@ void gw_wait_start(gw_req *r, const char *id, long secs, int timeout_status) {
     wt->safety = event_new(g->base, -1, EV_PERSIST, on_safety, wt);
     if (!wt->deadline || !wt->safety) {
         wait_free(wt);
-        gw_reply_problem(r, 500, "internal", "Internal error", "out of memory");
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
     struct timeval dl = {secs, 0}, tick = {SAFETY_MS / 1000, (SAFETY_MS % 1000) * 1000};
