@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testlib.h"
 #include "tl_tiny_bert.h"
@@ -387,6 +388,29 @@ TL_TEST(worker_links_and_loads_no_model_library) {
     ASSERT_STR_CONTAINS(cpu_maps, "fleet-embed-cpu.so");
 }
 
+static bool log_says_no_driver(void *arg)
+{
+    const tl_proc *p = arg;
+    const char *log = tl_read_file(p->log_path, NULL);
+    return log && strstr(log, "no NVIDIA driver on this machine; the embed model runs on the "
+                              "CPU without loading the CUDA module");
+}
+
+/* On a machine without an NVIDIA driver, --backend auto does not open the CUDA module just
+ * to find no GPU there (it would map libcudart, cuBLAS and cuDNN until exit): it says why
+ * and serves from the CPU. */
+TL_TEST(auto_without_an_nvidia_driver_does_not_open_the_cuda_module) {
+    if (access("/proc/driver/nvidia/version", F_OK) == 0 || access("/dev/nvidiactl", F_OK) == 0 ||
+        access("/dev/dxg", F_OK) == 0)
+        TL_SKIP("skipped: this machine has an NVIDIA driver");
+    if (!tl_bin_exists("fleet-embed-cuda.so"))
+        TL_SKIP("skipped: this build has no CUDA module");
+    tl_fleet *f = start_embed_fleet_on("auto", NULL);
+    embeddings_of(submit_wait(f, "{\"text\": \"hello world\"}"), 1);
+    ASSERT_WAIT_FOR(log_says_no_driver, f->workers[0], WAIT_MS);
+    assert_no_cuda("the auto embed worker's /proc/PID/maps", maps_of(f->workers[0]));
+}
+
 static bool log_has_reason(void *arg)
 {
     const tl_proc *p = arg;
@@ -416,6 +440,7 @@ int main(int argc, char **argv) {
         TL_CASE(backend_choice_is_checked),
         TL_CASE(worker_links_and_loads_no_model_library),
         TL_CASE(auto_without_the_cuda_module_serves_from_the_cpu),
+        TL_CASE(auto_without_an_nvidia_driver_does_not_open_the_cuda_module),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
