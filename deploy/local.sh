@@ -179,6 +179,10 @@ build() {
   for b in fleet-gateway fleet-worker; do
     [[ -x "build/bin/$b" ]] || die "build/bin/$b was not built"
   done
+  # The embed model's backends are modules that fleet-worker opens from its own directory
+  # (docs/models.md, "Backend modules"): fleet-embed-cpu.so always, fleet-embed-cuda.so
+  # where the build found nvcc.
+  [[ -f build/bin/fleet-embed-cpu.so ]] || die "build/bin/fleet-embed-cpu.so was not built"
 }
 
 # webhook_secret prints the local fleet's webhook secret (whsec_ + 32 random bytes in
