@@ -247,15 +247,38 @@ typedef struct pending_write {
     char err[FLEET_MODEL_ERROR_MAX];
 } pending_write;
 
-static void build_write(wk_worker *w, pending_write *p, fleet_cmd *cmd)
+/* build_writes builds the commands of pw[0..n): the finishes in one command (finish.lua
+ * takes a batch) unless they are too many for one, each requeue in its own. Command c
+ * holds per[c] writes, whose indexes in pw are idx[first[c]..first[c] + per[c]); finish
+ * says which kind it is. Returns how many commands. */
+static size_t build_writes(wk_worker *w, pending_write *pw, size_t n, fleet_finish *fs,
+                           size_t *idx, fleet_cmd *cmds, size_t *first, size_t *per, bool *finish)
 {
-    /* A copy's message must point at its own buffer, not at the slot it came from. */
-    p->f.error = p->err;
-    p->rq.error = p->err;
-    if (p->requeue)
-        fleet_state_requeue(&w->keys, &p->rq, cmd);
-    else
-        fleet_state_finish(&w->keys, &p->f, cmd);
+    size_t nf = 0, nc = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* A copy's message must point at its own buffer, not at the slot it came from. */
+        pw[i].f.error = pw[i].err;
+        pw[i].rq.error = pw[i].err;
+        if (!pw[i].requeue) {
+            fs[nf] = pw[i].f;
+            idx[nf++] = i;
+        }
+    }
+    for (size_t i = 0; i < nf; nc++) {
+        first[nc] = i;
+        finish[nc] = true;
+        per[nc] = fleet_state_finish(&w->keys, &fs[i], nf - i, &cmds[nc]);
+        i += per[nc];
+    }
+    for (size_t i = 0, at = nf; i < n; i++)
+        if (pw[i].requeue) {
+            idx[at] = i;
+            first[nc] = at++;
+            finish[nc] = false;
+            per[nc] = 1;
+            fleet_state_requeue(&w->keys, &pw[i].rq, &cmds[nc++]);
+        }
+    return nc;
 }
 
 static void log_finished(const wk_job *j, fleet_status st, const char *err)
@@ -371,7 +394,8 @@ static int send_unsent(wk_worker *w, wk_job *jobs, const pending_write *pw, size
     return 0;
 }
 
-/* write_all sends pw[0..n) until each one has an answer. A write whose reply was lost
+/* write_all sends pw[0..n) until each one has an answer: the finishes of the batch in one
+ * script call (or a few), the requeues each in one. A write whose reply was lost
  * with the connection is sent again (the scripts are lease-guarded: a resend of one that
  * landed reads "stale"); one that Redis refused for now (full: OOM, or loading, busy,
  * failing over) did not run and is sent again after a backoff of 100 ms doubling to 2 s,
@@ -381,13 +405,19 @@ static int send_unsent(wk_worker *w, wk_job *jobs, const pending_write *pw, size
  * never lost). */
 static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
 {
-    fleet_cmd *cmds = calloc(n ? n : 1, sizeof *cmds);
-    redisReply **reps = calloc(n ? n : 1, sizeof *reps);
+    size_t cap = n ? n : 1;
+    fleet_cmd *cmds = calloc(cap, sizeof *cmds);
+    redisReply **reps = calloc(cap, sizeof *reps);
+    fleet_finish *fs = calloc(cap, sizeof *fs);
+    size_t *idx = calloc(cap, sizeof *idx), *first = calloc(cap, sizeof *first);
+    size_t *per = calloc(cap, sizeof *per);
+    bool *finish = calloc(cap, sizeof *finish);
+    pending_write *kept = calloc(cap, sizeof *kept);
     size_t left = n;
     long pause_ms = 0;
     wk_ratelog refused_log = {0};
 
-    if (!cmds || !reps) {
+    if (!cmds || !reps || !fs || !idx || !first || !per || !finish || !kept) {
         fleet_log(FLEET_LOG_ERROR, "out of memory finishing a batch; its jobs will be retried",
                   NULL);
         goto out;
@@ -412,24 +442,37 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
             continue;
         size_t keep = 0, refused = 0;
         if (unsent == 0) {
-            for (size_t i = 0; i < left; i++)
-                build_write(w, &pw[i], &cmds[i]);
-            wk_redis_scripts(&w->rd, cmds, left, reps);
-            for (size_t i = 0; i < left; i++) {
-                if (!reps[i]) {
-                    pw[keep++] = pw[i]; /* lost with the connection: send again */
-                    continue;
-                }
-                if (wk_reply_refused(reps[i])) {
-                    snprintf(why, sizeof why, "%s", reps[i]->str);
-                    pw[keep++] = pw[i]; /* nothing was written: send again */
+            size_t nc = build_writes(w, pw, left, fs, idx, cmds, first, per, finish);
+            wk_redis_scripts(&w->rd, cmds, nc, reps);
+            for (size_t c = 0; c < nc; c++) {
+                bool again = !reps[c]; /* lost with the connection: send again */
+                if (reps[c] && wk_reply_refused(reps[c])) {
+                    snprintf(why, sizeof why, "%s", reps[c]->str);
+                    again = true; /* nothing was written: send again */
                     refused++;
-                } else {
-                    read_write_reply(w, &jobs[pw[i].job], &pw[i], reps[i]);
                 }
-                freeReplyObject(reps[i]);
-                reps[i] = NULL;
+                for (size_t i = first[c]; i < first[c] + per[c]; i++) {
+                    const pending_write *p = &pw[idx[i]];
+                    if (again) {
+                        kept[keep++] = *p;
+                        continue;
+                    }
+                    /* A finish command answers for each of its jobs; an error reply (a
+                     * script error) answers for all of them. */
+                    const redisReply *a = reps[c];
+                    if (finish[c] && a->type == REDIS_REPLY_ARRAY)
+                        a = fleet_state_batch_item(a, i - first[c]);
+                    if (a)
+                        read_write_reply(w, &jobs[p->job], p, a);
+                    else
+                        fleet_log(FLEET_LOG_ERROR, "finish reply without this job",
+                                  "job_id", jobs[p->job].e.job_id, NULL);
+                }
+                if (reps[c])
+                    freeReplyObject(reps[c]);
+                reps[c] = NULL;
             }
+            memcpy(pw, kept, keep * sizeof *pw);
             left = keep;
         }
         if (unsent == 0 && refused == 0) {
@@ -457,6 +500,12 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
 out:
     free(cmds);
     free(reps);
+    free(fs);
+    free(idx);
+    free(first);
+    free(per);
+    free(finish);
+    free(kept);
 }
 
 /* ---------------------------------------------------------------- the batch -------- */

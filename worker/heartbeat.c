@@ -245,7 +245,7 @@ static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
         fleet_finish f = {.id = ws[i].id, .model = w->cfg.model, .token = ws[i].token,
                           .status = FLEET_STATUS_FAILED, .error = err};
         fleet_cmd cmd;
-        fleet_state_finish(&w->keys, &f, &cmd);
+        fleet_state_finish(&w->keys, &f, 1, &cmd);
         redisReply *r = wk_redis_script(rd, &cmd);
         if (!r)
             return; /* the connection went: try again at the next look */

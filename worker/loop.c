@@ -1,7 +1,7 @@
 /* loop.c: fleet-worker's main loop. Each turn reads up to max_batch entries of the model's
- * stream in the consumer group (dynamic batching: after the first entry arrives it waits
- * at most max_delay_ms for more), claims each job with the claim script, runs the claimed
- * ones as one batch (batch.c) and finishes them.
+ * stream in the consumer group (dynamic batching: an idle worker starts at once, a busy
+ * one waits at most max_delay_ms for a fuller batch), claims each job with the claim
+ * script, runs the claimed ones as one batch (batch.c) and finishes them.
  *
  * Entries that another worker took and never finished (it crashed) are taken over with
  * XAUTOCLAIM once they have been pending for a lease (a live worker renews its jobs'
@@ -245,17 +245,27 @@ static int xread(wk_worker *w, wk_entry *out, size_t *n, size_t max, long block_
     return 0;
 }
 
-/* read_entries fills out[0..max) from the stream: blocks up to READ_BLOCK_MS for the first
- * entry, then waits up to max_delay_ms from that first arrival for more (Triton's dynamic
- * batcher). The wait polls with non-blocking reads: Redis expires a BLOCK only on its
- * server cron (every 100 ms at the default hz 10), so "BLOCK 5" can take 100 ms. */
+/* read_entries fills out[0..max) from the stream. A worker whose last turn did not run a
+ * full batch is not saturated: it takes what is there or waits for the first entry
+ * (blocking up to READ_BLOCK_MS) and starts that batch at once; the entries that arrive
+ * while the model runs make the next one (Triton's dynamic batcher never makes an idle
+ * server wait for company). A worker that just ran a full batch is under load: it waits
+ * up to max_delay_ms for the next one to fill. The wait polls with non-blocking reads:
+ * Redis expires a BLOCK only on its server cron (every 100 ms at the default hz 10), so
+ * "BLOCK 5" can take 100 ms. */
 static size_t read_entries(wk_worker *w, wk_entry *out, size_t max)
 {
     size_t n = 0;
 
     reclaim(w, out, &n, max);
-    if (n == 0 && (xread(w, out, &n, max, READ_BLOCK_MS) < 0 || n == 0))
-        return n; /* an idle turn: let the loop check signals and heartbeats */
+    if (n == 0 && w->ran_full_batch && xread(w, out, &n, max, -1) < 0)
+        return n;
+    if (n == 0 || !w->ran_full_batch) {
+        /* Not saturated: what is there, or the first entry that comes, starts at once. */
+        if (n == 0)
+            xread(w, out, &n, max, READ_BLOCK_MS);
+        return n; /* none: an idle turn lets the loop check signals and heartbeats */
+    }
     if (w->cfg.max_delay_ms <= 0)
         return n;
     long step = w->cfg.max_delay_ms / 5; /* about five polls per fill, 1..20 ms apart */
@@ -276,108 +286,147 @@ static size_t read_entries(wk_worker *w, wk_entry *out, size_t max)
 
 /* ---------------------------------------------------------------- claiming --------- */
 
-/* build_claims builds the claim commands of sent[0..m) with their tokens. */
-static void build_claims(wk_worker *w, const wk_entry *const *sent,
-                         char (*tokens)[WK_TOKEN_LEN + 1], size_t m, fleet_cmd *cmds)
+/* build_claims builds the claim commands of sent[0..m) with their tokens: one command
+ * holds the whole batch (claim.lua takes many entries) unless it is too long for one.
+ * Sets per[c] to how many entries command c holds; returns how many commands. */
+static size_t build_claims(wk_worker *w, const wk_entry *const *sent,
+                           char (*tokens)[WK_TOKEN_LEN + 1], size_t m, fleet_claim *cls,
+                           fleet_cmd *cmds, size_t *per)
 {
-    for (size_t i = 0; i < m; i++) {
-        fleet_claim cl = {.id = sent[i]->job_id, .model = w->cfg.model,
-                          .entry_id = sent[i]->entry_id, .worker = w->cfg.name,
-                          .token = tokens[i], .lease_ms = w->cfg.lease_ms,
-                          .dlq_cap = w->cfg.dlq_cap};
-        fleet_state_claim(&w->keys, &cl, &cmds[i]);
+    for (size_t i = 0; i < m; i++)
+        cls[i] = (fleet_claim){.id = sent[i]->job_id, .model = w->cfg.model,
+                               .entry_id = sent[i]->entry_id, .worker = w->cfg.name,
+                               .token = tokens[i], .lease_ms = w->cfg.lease_ms,
+                               .dlq_cap = w->cfg.dlq_cap};
+    size_t nc = 0;
+    for (size_t i = 0; i < m; nc++) {
+        per[nc] = fleet_state_claim(&w->keys, &cls[i], m - i, &cmds[nc]);
+        i += per[nc];
     }
+    return nc;
 }
 
-/* claim_replies reads the claim replies reps[0..m) of sent[0..m): sets up jobs[*k..] for
- * the claimed ones and frees the others' replies. The entries whose claim Redis refused
- * for now are moved, with their tokens, to the front of sent and tokens; returns how
- * many. */
-static size_t claim_replies(wk_worker *w, const wk_entry **sent, char (*tokens)[WK_TOKEN_LEN + 1],
-                            redisReply **reps, size_t m, wk_job *jobs, size_t *kp)
+/* claim_one reads the claim reply rep of entry e: sets up jobs[*kp] when the job was
+ * claimed (returns true), logs what happened otherwise. */
+static bool claim_one(wk_worker *w, const wk_entry *e, const char *token, const redisReply *rep,
+                      long long now, wk_job *jobs, size_t *kp)
 {
-    size_t again = 0, k = *kp;
-    long long now = wk_mono_ms();
-    for (size_t i = 0; i < m; i++) {
-        const wk_entry *e = sent[i];
-        fleet_claimed got;
-        if (reps[i] && wk_health_refused(w, reps[i], "claim")) {
-            freeReplyObject(reps[i]);
-            reps[i] = NULL;
-            sent[again] = e;
-            memmove(tokens[again], tokens[i], sizeof tokens[again]);
-            again++;
-            continue;
-        }
-        if (!reps[i]) {
-            fleet_log(FLEET_LOG_WARN, "claim reply lost with the connection; entry left for reclaim",
-                      "job_id", e->job_id, NULL);
-            continue;
-        }
-        switch (fleet_state_claim_reply(reps[i], &got)) {
-        case FLEET_CLAIM_OK: {
-            wk_job *j = &jobs[k++];
-            memset(j, 0, sizeof *j);
-            j->e = *e;
-            memcpy(j->token, tokens[i], sizeof j->token);
-            j->claim_reply = reps[i]; /* got.input points into it */
-            j->claimed = got;
-            if (j->claimed.timeout_s <= 0)
-                j->claimed.timeout_s = w->cfg.timeout_s; /* the model's default limit */
-            j->started_mono = now;
-            atomic_init(&j->stop, 0);
-            reps[i] = NULL;
-            char att[24];
-            snprintf(att, sizeof att, "%ld", got.attempts);
-            fleet_log(got.reclaimed ? FLEET_LOG_WARN : FLEET_LOG_DEBUG,
-                      got.reclaimed ? "took over a job whose worker was lost (its lease expired)"
-                                    : "job claimed",
-                      "job_id", e->job_id, "attempt", att, NULL);
-            continue;
-        }
-        case FLEET_CLAIM_GONE:
-            fleet_log(FLEET_LOG_INFO, "job expired while queued; entry dropped", "job_id",
-                      e->job_id, NULL);
-            break;
-        case FLEET_CLAIM_CANCELLED:
-            fleet_log(FLEET_LOG_INFO, "job was cancelled before it could run again; it will not run",
-                      "job_id", e->job_id, NULL);
-            break;
-        case FLEET_CLAIM_DEAD:
-            fleet_log(FLEET_LOG_WARN, "job failed and was dead-lettered", "job_id", e->job_id,
-                      "error", got.why, NULL);
-            break;
-        case FLEET_CLAIM_SKIP:
-            fleet_log(FLEET_LOG_DEBUG, "entry not claimed", "job_id", e->job_id, "why", got.why,
-                      NULL);
-            break;
-        case FLEET_CLAIM_ERROR:
-            fleet_log(FLEET_LOG_ERROR, "claim script failed; entry left for reclaim", "job_id",
-                      e->job_id, "error",
-                      reps[i]->type == REDIS_REPLY_ERROR ? reps[i]->str : "unexpected reply", NULL);
-            break;
-        }
-        freeReplyObject(reps[i]);
-        reps[i] = NULL;
+    fleet_claimed got;
+    if (!rep) {
+        fleet_log(FLEET_LOG_ERROR, "claim reply without this entry; entry left for reclaim",
+                  "job_id", e->job_id, NULL);
+        return false;
     }
-    *kp = k;
+    switch (fleet_state_claim_reply(rep, &got)) {
+    case FLEET_CLAIM_OK: {
+        wk_job *j = &jobs[(*kp)++];
+        memset(j, 0, sizeof *j);
+        j->e = *e;
+        memcpy(j->token, token, sizeof j->token);
+        j->claimed = got; /* got.input points into the batch reply */
+        if (j->claimed.timeout_s <= 0)
+            j->claimed.timeout_s = w->cfg.timeout_s; /* the model's default limit */
+        j->started_mono = now;
+        atomic_init(&j->stop, 0);
+        char att[24];
+        snprintf(att, sizeof att, "%ld", got.attempts);
+        fleet_log(got.reclaimed ? FLEET_LOG_WARN : FLEET_LOG_DEBUG,
+                  got.reclaimed ? "took over a job whose worker was lost (its lease expired)"
+                                : "job claimed",
+                  "job_id", e->job_id, "attempt", att, NULL);
+        return true;
+    }
+    case FLEET_CLAIM_GONE:
+        fleet_log(FLEET_LOG_INFO, "job expired while queued; entry dropped", "job_id",
+                  e->job_id, NULL);
+        break;
+    case FLEET_CLAIM_CANCELLED:
+        fleet_log(FLEET_LOG_INFO, "job was cancelled before it could run again; it will not run",
+                  "job_id", e->job_id, NULL);
+        break;
+    case FLEET_CLAIM_DEAD:
+        fleet_log(FLEET_LOG_WARN, "job failed and was dead-lettered", "job_id", e->job_id,
+                  "error", got.why, NULL);
+        break;
+    case FLEET_CLAIM_SKIP:
+        fleet_log(FLEET_LOG_DEBUG, "entry not claimed", "job_id", e->job_id, "why", got.why,
+                  NULL);
+        break;
+    case FLEET_CLAIM_ERROR:
+        fleet_log(FLEET_LOG_ERROR, "claim script failed; entry left for reclaim", "job_id",
+                  e->job_id, "error", rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply",
+                  NULL);
+        break;
+    }
+    return false;
+}
+
+/* claim_replies reads the replies reps[0..nc) of the claim commands of sent[0..m)
+ * (command c held per[c] entries): sets up jobs[*kp..] for the claimed ones. A command's
+ * reply goes to the first job it claimed (its claim_reply owns the inputs of that
+ * command's jobs) or is freed. The entries of a command that Redis refused for now (the
+ * script did not run) are moved, with their tokens, to the front of sent and tokens;
+ * returns how many. */
+static size_t claim_replies(wk_worker *w, const wk_entry **sent, char (*tokens)[WK_TOKEN_LEN + 1],
+                            redisReply **reps, size_t nc, const size_t *per, wk_job *jobs,
+                            size_t *kp)
+{
+    size_t again = 0, at = 0;
+    long long now = wk_mono_ms();
+    for (size_t c = 0; c < nc; at += per[c], c++) {
+        redisReply *rep = reps[c];
+        reps[c] = NULL;
+        if (rep && wk_health_refused(w, rep, "claim")) {
+            freeReplyObject(rep);
+            for (size_t i = at; i < at + per[c]; i++) {
+                sent[again] = sent[i];
+                memmove(tokens[again], tokens[i], sizeof tokens[again]);
+                again++;
+            }
+            continue;
+        }
+        if (!rep) {
+            for (size_t i = at; i < at + per[c]; i++)
+                fleet_log(FLEET_LOG_WARN,
+                          "claim reply lost with the connection; entry left for reclaim",
+                          "job_id", sent[i]->job_id, NULL);
+            continue;
+        }
+        if (rep->type == REDIS_REPLY_ERROR)
+            fleet_log(FLEET_LOG_ERROR, "claim script failed; entries left for reclaim", "jobs",
+                      sent[at]->job_id, "error", rep->str, NULL);
+        size_t first = *kp;
+        bool owned = false;
+        for (size_t i = at; rep->type != REDIS_REPLY_ERROR && i < at + per[c]; i++)
+            if (claim_one(w, sent[i], tokens[i], fleet_state_batch_item(rep, i - at), now, jobs,
+                          kp) &&
+                !owned) {
+                jobs[first].claim_reply = rep;
+                owned = true;
+            }
+        if (!owned)
+            freeReplyObject(rep);
+    }
     return again;
 }
 
-/* claim_all claims entries[0..n) in one pipeline and sets up jobs[] for those that may
- * run. Returns how many. The jobs' claim replies are the caller's to free. A claim that
- * Redis refused for now (loading, busy, full: the script did not run) is sent again after
- * a backoff, until it gets an answer or the worker stops (its entry is then left for
+/* claim_all claims entries[0..n) in one script call (or a few, for a very large batch)
+ * and sets up jobs[] for those that may run. Returns how many. The jobs' claim replies
+ * are the caller's to free (set on the first job of each command). A claim that Redis
+ * refused for now (loading, busy, full: the script did not run) is sent again after a
+ * backoff, until it gets an answer or the worker stops (its entries are then left for
  * reclaim). */
 static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job *jobs)
 {
     fleet_cmd *cmds = calloc(n, sizeof *cmds);
+    fleet_claim *cls = calloc(n, sizeof *cls);
+    size_t *per = calloc(n, sizeof *per);
     redisReply **reps = calloc(n, sizeof *reps);
     char (*tokens)[WK_TOKEN_LEN + 1] = calloc(n, sizeof *tokens);
     size_t m = 0, k = 0;
     const wk_entry **sent = calloc(n, sizeof *sent);
 
-    if (!cmds || !reps || !tokens || !sent) {
+    if (!cmds || !cls || !per || !reps || !tokens || !sent) {
         fleet_log(FLEET_LOG_ERROR, "out of memory claiming a batch; entries left for reclaim", NULL);
         goto out;
     }
@@ -390,10 +439,10 @@ static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job 
         sent[m++] = &entries[i];
     }
     while (m > 0) {
-        build_claims(w, sent, tokens, m, cmds);
+        size_t nc = build_claims(w, sent, tokens, m, cls, cmds, per);
         wk_redis_ensure(&w->rd); /* the read may have ended with the connection */
-        wk_redis_scripts(&w->rd, cmds, m, reps);
-        size_t again = claim_replies(w, sent, tokens, reps, m, jobs, &k);
+        wk_redis_scripts(&w->rd, cmds, nc, reps);
+        size_t again = claim_replies(w, sent, tokens, reps, nc, per, jobs, &k);
         if (again > 0 && wk_stopping(w)) {
             for (size_t i = 0; i < again; i++)
                 fleet_log(FLEET_LOG_WARN, "claim refused by redis at shutdown; entry left for reclaim",
@@ -406,6 +455,8 @@ static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job 
     }
 out:
     free(cmds);
+    free(cls);
+    free(per);
     free(reps);
     free(tokens);
     free(sent);
@@ -443,9 +494,11 @@ void wk_loop_run(wk_worker *w)
         promote(w);
         feed(w);
         size_t n = read_entries(w, entries, w->max_batch);
+        w->ran_full_batch = false;
         if (n == 0)
             continue;
         size_t k = claim_all(w, entries, n, jobs);
+        w->ran_full_batch = k > 0 && n >= w->max_batch;
         if (k > 0) {
             char cnt[24];
             snprintf(cnt, sizeof cnt, "%zu", k);
@@ -453,7 +506,8 @@ void wk_loop_run(wk_worker *w)
             wk_batch_run(w, jobs, k);
         }
         for (size_t i = 0; i < k; i++) {
-            freeReplyObject(jobs[i].claim_reply);
+            if (jobs[i].claim_reply)
+                freeReplyObject(jobs[i].claim_reply);
             jobs[i].claim_reply = NULL;
         }
     }

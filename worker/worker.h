@@ -113,7 +113,10 @@ typedef struct wk_entry {
 typedef struct wk_job {
     wk_entry e;
     char token[WK_TOKEN_LEN + 1];
-    redisReply *claim_reply; /* owns the input bytes that claimed.input points to */
+    /* The claim command's reply, which holds the input bytes that claimed.input points
+     * to: set on the first job that command claimed (NULL on the others), freed after
+     * the batch. */
+    redisReply *claim_reply;
     fleet_claimed claimed;
     long long started_mono;  /* when the claim succeeded */
     long long last_progress_mono;
@@ -145,6 +148,7 @@ typedef struct wk_worker {
     char reclaim_cursor[WK_ENTRY_ID_MAX];
     long long next_reclaim_mono;
     long long next_promote_mono;
+    bool ran_full_batch; /* the last turn ran a full batch: the worker is under load */
     wk_health health;
 
     /* Shutdown: the handler sets signals; the main thread turns it into stop_deadline. */

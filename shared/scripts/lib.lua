@@ -46,8 +46,9 @@ end
 
 -- Gives a job's keys ttl seconds: its hash, its input and its Idempotency-Key record
 -- (field idem_key), so the record never outlives the job it names nor ends before it.
-local function expire_job(job, input, ttl)
-  local idem = redis.call('HGET', job, 'idem_key')
+-- idem: the job's idem_key as the caller read it (false: none), or nil to read it here.
+local function expire_job(job, input, ttl, idem)
+  if idem == nil then idem = redis.call('HGET', job, 'idem_key') end
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', input, ttl)
   if idem then redis.call('EXPIRE', idem, ttl) end
@@ -73,9 +74,11 @@ local hooks = {}
 -- Queues a webhook delivery when the job asked for this kind of event ('running',
 -- 'progress', 'completed'): a delivery hash that gateways fill and update, and an entry on
 -- the task stream that one gateway of the consumer group takes.
-local function webhook_event(job, kind, etype, id, now)
+-- w: the job's {webhook, webhook_events, tenant} as the caller read them, or nil to read
+-- them here.
+local function webhook_event(job, kind, etype, id, now, w)
   if not hooks.tasks then return end
-  local w = redis.call('HMGET', job, 'webhook', 'webhook_events', 'tenant')
+  if not w then w = redis.call('HMGET', job, 'webhook', 'webhook_events', 'tenant') end
   if not w[1] or w[1] == '' then return end
   if not string.find(',' .. (w[2] or 'completed') .. ',', ',' .. kind .. ',', 1, true) then
     return
@@ -91,23 +94,32 @@ local function webhook_event(job, kind, etype, id, now)
   redis.call('PUBLISH', hooks.channel, id .. ' webhook')
 end
 
+-- The fields of a job that end_job needs, in this order: a caller that reads the job
+-- anyway reads these with it (HMGET) and passes them as f, saving the reads.
+local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events'}
+
 -- Ends a job in a final status: no lease any more, every key on the result TTL, the
 -- counters moved from the state it left, an event published, a webhook queued.
-local function end_job(job, input, stats, model, from, status, err, now, channel, id)
-  local ttl = tonumber(redis.call('HGET', job, 'ttl_s') or '86400')
-  redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now)
+-- f: END_FIELDS as read by the caller, or nil to read them here. counted: the caller
+-- moves the counters itself (a batch moves them once for all its jobs).
+local function end_job(job, input, stats, model, from, status, err, now, channel, id, f, counted)
+  if not f then f = redis.call('HMGET', job, unpack(END_FIELDS)) end
+  local ttl = tonumber(f[1] or '86400')
+  if err and err ~= '' then
+    redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now, 'error', err)
+  else
+    redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now)
+  end
   redis.call('HDEL', job, 'lease', 'lease_until_ms', 'retry_at_ms')
-  if err and err ~= '' then redis.call('HSET', job, 'error', err) end
-  expire_job(job, input, ttl)
-  redis.call('HINCRBY', stats, model .. ':' .. from, -1)
-  redis.call('HINCRBY', stats, model .. ':' .. status, 1)
+  expire_job(job, input, ttl, f[2])
+  if not counted then
+    redis.call('HINCRBY', stats, model .. ':' .. from, -1)
+    redis.call('HINCRBY', stats, model .. ':' .. status, 1)
+  end
   redis.call('PUBLISH', channel, id .. ' ' .. status)
   -- No longer active for its tenant's max_active quota.
-  if hooks.active_prefix then
-    local tenant = redis.call('HGET', job, 'tenant')
-    if tenant then redis.call('ZREM', hooks.active_prefix .. tenant, id) end
-  end
-  webhook_event(job, 'completed', 'job.' .. status, id, now)
+  if hooks.active_prefix and f[3] then redis.call('ZREM', hooks.active_prefix .. f[3], id) end
+  webhook_event(job, 'completed', 'job.' .. status, id, now, {f[4], f[5], f[3]})
   return ttl
 end
 

@@ -26,8 +26,16 @@ static fleet_key key2(const fleet_keys *k, const char *a, const char *b, const c
 
 fleet_key fleet_key_job(const fleet_keys *k, const char *id) { return key2(k, "job", id, NULL); }
 fleet_key fleet_key_job_prefix(const fleet_keys *k) { return key2(k, "job", "", NULL); }
-fleet_key fleet_key_input(const fleet_keys *k, const char *id) { return key2(k, "job", id, "input"); }
-fleet_key fleet_key_result(const fleet_keys *k, const char *id) { return key2(k, "job", id, "result"); }
+fleet_key fleet_key_input(const fleet_keys *k, const char *id) {
+    fleet_key out;
+    snprintf(out.s, sizeof out.s, "%s:job:%s" FLEET_KEY_INPUT_SUFFIX, k->tag, id);
+    return out;
+}
+fleet_key fleet_key_result(const fleet_keys *k, const char *id) {
+    fleet_key out;
+    snprintf(out.s, sizeof out.s, "%s:job:%s" FLEET_KEY_RESULT_SUFFIX, k->tag, id);
+    return out;
+}
 fleet_key fleet_key_stream(const fleet_keys *k, const char *model) { return key2(k, "stream", model, NULL); }
 fleet_key fleet_key_queues(const fleet_keys *k) { return key2(k, "queues", NULL, NULL); }
 fleet_key fleet_key_stats(const fleet_keys *k) { return key2(k, "stats", NULL, NULL); }

@@ -225,27 +225,36 @@ int fleet_state_auth_reply(const redisReply *r, const char **tenant, const char 
     return 1;
 }
 
-void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_CLAIM, 8);
-    cmd_key(c, fleet_key_job(k, cl->id));
-    cmd_key(c, fleet_key_input(k, cl->id));
+size_t fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, size_t n, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_CLAIM, 6);
     cmd_key(c, fleet_key_stream(k, cl->model));
     cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_entries(k, cl->model));
     cmd_key(c, fleet_key_dlq(k));
     cmd_key(c, fleet_key_webhooks(k));
-    cmd_str(c, cl->entry_id);
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, cl->worker);
-    cmd_str(c, cl->token);
     cmd_fmt(c, "%ld", cl->lease_ms);
     cmd_str(c, cl->model);
     cmd_key(c, fleet_key_events(k));
-    cmd_str(c, cl->id);
     cmd_fmt(c, "%ld", cl->dlq_cap > 0 ? cl->dlq_cap : 1);
     cmd_key(c, fleet_key_delivery_prefix(k));
     cmd_key(c, fleet_key_active_prefix(k));
+    cmd_key(c, fleet_key_job_prefix(k));
+    cmd_str(c, FLEET_KEY_INPUT_SUFFIX);
+    size_t i = 0;
+    for (; i < n && (i == 0 || c->argc + 3 <= FLEET_CMD_ARGS); i++) {
+        cmd_str(c, cl[i].entry_id);
+        cmd_str(c, cl[i].id);
+        cmd_str(c, cl[i].token);
+    }
+    return i;
+}
+
+const redisReply *fleet_state_batch_item(const redisReply *r, size_t i) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements) return NULL;
+    return r->element[i];
 }
 
 fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out) {
@@ -302,29 +311,34 @@ fleet_progress_outcome fleet_state_progress_reply(const redisReply *r) {
     return FLEET_PROGRESS_ERROR;
 }
 
-void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_FINISH, 7);
-    cmd_key(c, fleet_key_job(k, f->id));
-    cmd_key(c, fleet_key_input(k, f->id));
-    cmd_key(c, fleet_key_result(k, f->id));
+size_t fleet_state_finish(const fleet_keys *k, const fleet_finish *f, size_t n, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_FINISH, 4);
     cmd_key(c, fleet_key_stream(k, f->model));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_entries(k, f->model));
     cmd_key(c, fleet_key_webhooks(k));
-    cmd_str(c, f->token);
-    cmd_str(c, fleet_status_to_string(f->status));
-    cmd_ref(c, f->result, f->result ? f->result_len : 0);
-    const char *ferr = f->error ? f->error : ""; /* a model's text, maybe cut short */
-    cmd_ref(c, ferr, fleet_utf8_cut(ferr, strlen(ferr)));
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, f->model);
     cmd_key(c, fleet_key_events(k));
-    cmd_str(c, f->id);
     cmd_key(c, fleet_key_delivery_prefix(k));
     cmd_key(c, fleet_key_active_prefix(k));
+    cmd_key(c, fleet_key_job_prefix(k));
+    cmd_str(c, FLEET_KEY_INPUT_SUFFIX);
+    cmd_str(c, FLEET_KEY_RESULT_SUFFIX);
+    size_t i = 0;
+    for (; i < n && (i == 0 || c->argc + 5 <= FLEET_CMD_ARGS); i++) {
+        cmd_str(c, f[i].id);
+        cmd_str(c, f[i].token);
+        cmd_str(c, fleet_status_to_string(f[i].status));
+        cmd_ref(c, f[i].result, f[i].result ? f[i].result_len : 0);
+        const char *ferr = f[i].error ? f[i].error : ""; /* a model's text, maybe cut short */
+        cmd_ref(c, ferr, fleet_utf8_cut(ferr, strlen(ferr)));
+    }
+    return i;
 }
 
 fleet_finish_outcome fleet_state_finish_reply(const redisReply *r) {
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1) r = r->element[0];
     if (str_eq(r, "ok")) return FLEET_FINISH_OK;
     if (str_eq(r, "stale")) return FLEET_FINISH_STALE;
     return FLEET_FINISH_ERROR;

@@ -501,15 +501,17 @@ static const char *finish_with_token(tl_fleet *f, const char *id, const char *to
     fleet_finish fin = {.id = id, .model = "sleep", .token = token,
                         .status = FLEET_STATUS_SUCCEEDED};
     fleet_cmd cmd;
-    fleet_state_finish(&keys, &fin, &cmd);
+    fleet_state_finish(&keys, &fin, 1, &cmd);
     fleet_cmd_as_eval(&cmd); /* EVAL: no need for the script to be cached */
     redisReply *r = redisCommandArgv(f->rc, cmd.argc, cmd.argv, cmd.argvlen);
     if (!r) FAILF("finish script: connection error");
     tl_defer((void (*)(void *))freeReplyObject, r);
-    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
+    /* One answer per job of the batch: here one. */
+    const redisReply *a = fleet_state_batch_item(r, 0);
+    if (!a || (a->type != REDIS_REPLY_STRING && a->type != REDIS_REPLY_STATUS))
         FAILF("finish script answered reply type %d: %s", r->type,
               r->type == REDIS_REPLY_ERROR ? r->str : "");
-    return tl_printf("%s", r->str);
+    return tl_printf("%s", a->str);
 }
 
 typedef struct attempt_watch {

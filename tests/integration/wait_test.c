@@ -36,6 +36,21 @@ TL_TEST(submit_with_wait_answers_200_with_the_result_of_a_fast_job) {
     ASSERT_NULL(tl_jget(r->json, "result"));
 }
 
+/* An idle worker starts a batch as soon as one job comes, whatever its max delay (which
+ * only lets a busy worker wait for a fuller batch): a lone client waiting on its job is
+ * never held back waiting for company. With a 60 s delay, a worker that waited for
+ * company would let the 10 s wait run out. */
+TL_TEST(idle_worker_starts_a_lone_job_at_once_whatever_its_max_delay) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"echo"}, .worker_env = {"FLEET_MAX_DELAY_MS=60000"}});
+    for (int i = 0; i < 3; i++) {
+        tl_resp *r = submit_wait(f, tl_printf("{\"model\": \"echo\", \"input\": %d}", i),
+                                 "Prefer: wait=10");
+        ASSERT_HTTP_STATUS(r, 200);
+        ASSERT_EQ_STR(tl_jstr(r->json, "status"), "succeeded");
+    }
+}
+
 TL_TEST(wait_that_runs_out_answers_the_usual_status) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     tl_resp *r = submit_wait(f, "{\"model\": \"sleep\", \"input\": {\"ms\": 5000, \"steps\": 5}}",
@@ -202,6 +217,7 @@ TL_TEST(events_client_that_disconnects_frees_everything) {
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(submit_with_wait_answers_200_with_the_result_of_a_fast_job),
+        TL_CASE(idle_worker_starts_a_lone_job_at_once_whatever_its_max_delay),
         TL_CASE(wait_that_runs_out_answers_the_usual_status),
         TL_CASE(wait_refuses_bad_values_and_unknown_jobs),
         TL_CASE(no_completion_is_missed_in_500_racing_submits),

@@ -56,7 +56,10 @@ typedef struct fleet_script {
 /* The script table; SHA-1s are computed on first use (thread-safe). */
 const fleet_script *fleet_script_get(fleet_script_id id);
 
-#define FLEET_CMD_ARGS 48
+/* Room for a batch claim of 36 entries or a batch finish of 22 jobs in one command (the
+ * batch builders put as many as fit and say how many); the gateway keeps one command per
+ * request in flight, so the table stays small. */
+#define FLEET_CMD_ARGS 128
 #define FLEET_CMD_BUF 4096
 
 typedef struct fleet_cmd {
@@ -168,8 +171,17 @@ typedef struct fleet_claimed {
     const char *why;   /* SKIP and DEAD: the reason, points into the reply */
 } fleet_claimed;
 
-void fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, fleet_cmd *c);
+/* Claims the entries cl[0..n) in one script call (claim.lua takes a batch): puts as many
+ * of them into the command as it holds and returns how many (1..n); the caller sends the
+ * rest in another. They share cl[0]'s model, worker, lease_ms and dlq_cap. The reply is
+ * an array of one claim reply per entry: fleet_state_batch_item() gives each. */
+size_t fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, size_t n, fleet_cmd *c);
+/* Reads one entry's claim reply (an item of the batch reply). */
 fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out);
+/* Item i of a batch script's reply (claim, finish), or NULL when the reply is not an array
+ * of at least i + 1 items (an error reply: nothing of the batch was done, or a script
+ * error). */
+const redisReply *fleet_state_batch_item(const redisReply *r, size_t i);
 
 /* ------------------------------------------------------------------ renew ----------- */
 
@@ -225,7 +237,11 @@ typedef enum fleet_finish_outcome {
     FLEET_FINISH_ERROR,
 } fleet_finish_outcome;
 
-void fleet_state_finish(const fleet_keys *k, const fleet_finish *f, fleet_cmd *c);
+/* Finishes the jobs f[0..n) (all of one model) in one script call (finish.lua takes a
+ * batch): puts as many as the command holds and returns how many (1..n). The reply is an
+ * array of one answer per job: fleet_state_finish_reply(fleet_state_batch_item(r, i)). */
+size_t fleet_state_finish(const fleet_keys *k, const fleet_finish *f, size_t n, fleet_cmd *c);
+/* Reads one job's answer; a whole reply of one job (an array of one) reads the same. */
 fleet_finish_outcome fleet_state_finish_reply(const redisReply *r);
 
 /* ------------------------------------------------------------------ requeue --------- */
