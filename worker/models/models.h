@@ -11,8 +11,9 @@
 extern const fleet_model wk_model_echo;
 extern const fleet_model wk_model_embed; /* embed.c: BERT sentence embeddings on the CPU */
 extern const fleet_model wk_model_embed_cuda; /* embed.c: the same on a CUDA GPU */
-/* Nonzero when the CUDA backend's module opens and sees a GPU; when it does not open, logs
- * a warning with the reason (embed.c). */
+/* --backend auto's question for embed on CUDA (embed.c): nonzero when the CUDA module opens
+ * and sees a GPU. Without an NVIDIA driver on the machine it does not open the module and
+ * logs so; when the module does not open it logs a warning with dlopen's reason. */
 int wk_embed_cuda_present(void);
 extern const fleet_model wk_model_sleep;
 
