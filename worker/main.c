@@ -65,7 +65,8 @@ static int parse_config(wk_config *c, int argc, char **argv)
         {"max-batch", "FLEET_MAX_BATCH", FLEET_OPT_INT, "8", "most jobs run together (1..256)",
          &c->max_batch, 1, 256},
         {"max-delay-ms", "FLEET_MAX_DELAY_MS", FLEET_OPT_INT, "5",
-         "after a job arrives, how long to wait for more to fill the batch (0: do not wait)",
+         "under load (the last batch was full), how long to wait for the next batch to fill; "
+         "an idle worker starts at once (0: never wait)",
          &c->max_delay_ms, 0, 60000},
         {"lease-ms", "FLEET_LEASE_MS", FLEET_OPT_INT, "30000",
          "a claimed job's lease; pending entries older than this are taken over from dead "
