@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "fleet/job.h"
 
 typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT, R_JOB_EVENTS } route_kind;
 
@@ -49,7 +50,9 @@ static int match_job_path(const char *path, char *id, size_t idlen) {
     return -1;
 }
 
-/* Runs the matched route once the request is authenticated. */
+/* Runs the matched route once the request is authenticated. A job route's handler runs
+ * only with a well-formed id: any other answers 404 here, as an unknown id would, so the
+ * handlers (jobs.c, wait.c, sse.c) need not check it. */
 static void dispatch(gw_req *r) {
     const route *rt = r->route;
     if (r->who.max_body > 0 && r->body_len > (size_t)r->who.max_body) {
@@ -58,8 +61,15 @@ static void dispatch(gw_req *r) {
                          r->who.max_body);
         return;
     }
-    if (rt->kind == R_PLAIN) rt->plain(r);
-    else rt->job(r, r->route_id);
+    if (rt->kind == R_PLAIN) {
+        rt->plain(r);
+    } else if (!fleet_job_id_valid(r->route_id)) {
+        gw_reply_problem(r, GW_PROBLEM_JOB_NOT_FOUND,
+                         "no job with id '%.64s' (unknown, or expired after its ttl_s)",
+                         r->route_id);
+    } else {
+        rt->job(r, r->route_id);
+    }
 }
 
 void gw_route(evhtp_request_t *req, void *arg) {

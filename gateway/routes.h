@@ -8,7 +8,8 @@
 /* The libevhtp handler for every request: checks size guards, then dispatches. */
 void gw_route(evhtp_request_t *req, void *arg);
 
-/* jobs.c */
+/* jobs.c. A handler that takes an id gets a well-formed one (fleet_job_id_valid): the
+ * router answers 404 job-not-found for any other before the handler runs. */
 void gw_jobs_submit(gw_req *r);
 void gw_jobs_get(gw_req *r, const char *id);
 void gw_jobs_result(gw_req *r, const char *id);

@@ -201,11 +201,6 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg) {
 }
 
 void gw_sse_start(gw_req *r, const char *id) {
-    if (!fleet_job_id_valid(id)) {
-        gw_reply_problem(r, GW_PROBLEM_JOB_NOT_FOUND,
-                         "no job with id '%.64s' (unknown, or expired after its ttl_s)", id);
-        return;
-    }
     /* Paused if the API key was looked up in Redis: the stream reads again, so a client
      * that goes away is noticed at once, as when the key came from the cache. */
     gw_resume(r);
