@@ -1,25 +1,13 @@
 /* multipart.c: multipart/form-data bodies (multipart.h). Pure. */
 #include "multipart.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "fleet/err.h"
 #include "fleet/utf8.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ------------------------------------------------------------ header parameters ----- */
 
@@ -112,7 +100,7 @@ static bool is_bchar(unsigned char c) {
 }
 
 int gw_multipart_boundary(const char *content_type, char *boundary, char *err, size_t errlen) {
-    if (!content_type) return fail(err, errlen, "a multipart body needs a Content-Type header");
+    if (!content_type) return fleet_err(err, errlen, "a multipart body needs a Content-Type header");
     const char *end = content_type + strlen(content_type);
     const char *s = content_type + strcspn(content_type, ";");
     bool found = false;
@@ -121,26 +109,26 @@ int gw_multipart_boundary(const char *content_type, char *boundary, char *err, s
     int rc;
     while ((rc = next_param(&s, end, &prm, &why)) > 0) {
         if (!param_is(&prm, "boundary")) continue;
-        if (found) return fail(err, errlen, "Content-Type has two boundary parameters");
+        if (found) return fleet_err(err, errlen, "Content-Type has two boundary parameters");
         found = true;
-        if (prm.vlen == 0) return fail(err, errlen, "the multipart boundary is empty");
+        if (prm.vlen == 0) return fleet_err(err, errlen, "the multipart boundary is empty");
         if (prm.vlen > GW_MP_BOUNDARY_MAX)
-            return fail(err, errlen,
+            return fleet_err(err, errlen,
                         "the multipart boundary is %zu characters long; RFC 2046 allows 1 to %d",
                         prm.vlen, GW_MP_BOUNDARY_MAX);
         for (size_t i = 0; i < prm.vlen; i++)
             if (!is_bchar((unsigned char)prm.value[i]))
-                return fail(err, errlen,
+                return fleet_err(err, errlen,
                             "the multipart boundary has a character RFC 2046 does not allow "
                             "(byte 0x%02x at position %zu); use letters, digits and '()+_,-./:=?",
                             (unsigned char)prm.value[i], i + 1);
         if (prm.value[prm.vlen - 1] == ' ')
-            return fail(err, errlen, "the multipart boundary must not end in a space");
+            return fleet_err(err, errlen, "the multipart boundary must not end in a space");
         memcpy(boundary, prm.value, prm.vlen + 1);
     }
-    if (rc < 0) return fail(err, errlen, "the Content-Type parameters are malformed: %s", why);
+    if (rc < 0) return fleet_err(err, errlen, "the Content-Type parameters are malformed: %s", why);
     if (!found)
-        return fail(err, errlen,
+        return fleet_err(err, errlen,
                     "Content-Type multipart/form-data needs a boundary parameter "
                     "(multipart/form-data; boundary=...)");
     return 0;
@@ -200,7 +188,7 @@ static int disposition(const char *v, const char *end, size_t k, gw_mp_part *pt,
     if (!((size_t)(t - v) == 9 && strncasecmp(v, "form-data", 9) == 0)) {
         char q[72];
         fleet_utf8_quote(v, (size_t)(t - v), q, sizeof q);
-        return fail(err, errlen, "part %zu: Content-Disposition is '%s', not form-data", k, q);
+        return fleet_err(err, errlen, "part %zu: Content-Disposition is '%s', not form-data", k, q);
     }
     bool seen_name = false, seen_file = false, seen_file_ext = false;
     char ext_name[GW_MP_FILENAME_MAX + 1];
@@ -211,41 +199,41 @@ static int disposition(const char *v, const char *end, size_t k, gw_mp_part *pt,
     while ((rc = next_param(&t, end, &prm, &why)) > 0) {
         if (param_is(&prm, "name")) {
             if (seen_name)
-                return fail(err, errlen, "part %zu: Content-Disposition has two names", k);
+                return fleet_err(err, errlen, "part %zu: Content-Disposition has two names", k);
             seen_name = true;
             if (prm.vlen > GW_MP_NAME_MAX)
-                return fail(err, errlen, "part %zu: its name is %zu bytes long; at most %d", k,
+                return fleet_err(err, errlen, "part %zu: its name is %zu bytes long; at most %d", k,
                             prm.vlen, GW_MP_NAME_MAX);
             memcpy(pt->name, prm.value, prm.vlen + 1);
         } else if (param_is(&prm, "filename")) {
             if (seen_file)
-                return fail(err, errlen, "part %zu: Content-Disposition has two filenames", k);
+                return fleet_err(err, errlen, "part %zu: Content-Disposition has two filenames", k);
             seen_file = pt->has_filename = true;
             if (prm.vlen > GW_MP_FILENAME_MAX)
-                return fail(err, errlen, "part %zu: its filename is %zu bytes long; at most %d",
+                return fleet_err(err, errlen, "part %zu: its filename is %zu bytes long; at most %d",
                             k, prm.vlen, GW_MP_FILENAME_MAX);
             memcpy(pt->filename, prm.value, prm.vlen + 1);
         } else if (param_is(&prm, "filename*")) {
             if (seen_file_ext)
-                return fail(err, errlen, "part %zu: Content-Disposition has two filename*", k);
+                return fleet_err(err, errlen, "part %zu: Content-Disposition has two filename*", k);
             seen_file_ext = pt->has_filename = true;
             ext_len = prm.vlen < sizeof prm.value
                           ? ext_value(prm.value, prm.vlen, ext_name, sizeof ext_name)
                           : -1;
             if (ext_len < 0)
-                return fail(err, errlen,
+                return fleet_err(err, errlen,
                             "part %zu: filename* is not UTF-8''<percent-encoded name> of at "
                             "most %d bytes", k, GW_MP_FILENAME_MAX);
         }
     }
-    if (rc < 0) return fail(err, errlen, "part %zu: Content-Disposition is malformed: %s", k, why);
+    if (rc < 0) return fleet_err(err, errlen, "part %zu: Content-Disposition is malformed: %s", k, why);
     if (ext_len >= 0) memcpy(pt->filename, ext_name, (size_t)ext_len + 1); /* it wins */
     if (!pt->name[0])
-        return fail(err, errlen,
+        return fleet_err(err, errlen,
                     "part %zu has no name (Content-Disposition: form-data; name=\"...\")", k);
     if (!fleet_utf8_valid(pt->filename, strlen(pt->filename))) {
         char lb[96];
-        return fail(err, errlen, "%s: its filename is not valid UTF-8",
+        return fleet_err(err, errlen, "%s: its filename is not valid UTF-8",
                     part_label(k, pt, lb, sizeof lb));
     }
     return 0;
@@ -259,11 +247,11 @@ static int part_headers(const char *h, const char *hend, size_t k, gw_mp_part *p
         const char *eol = memmem(h, (size_t)(hend - h), "\r\n", 2);
         if (!eol) eol = hend; /* cannot happen: the block ends in CRLF */
         if (is_ows(*h) || (eol + 2 < hend && is_ows(eol[2])))
-            return fail(err, errlen, "part %zu: folded header lines are not supported", k);
+            return fleet_err(err, errlen, "part %zu: folded header lines are not supported", k);
         for (const char *c = h; c < eol; c++) {
             unsigned char ch = (unsigned char)*c;
             if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                return fail(err, errlen,
+                return fleet_err(err, errlen,
                             "part %zu: a header line holds control byte 0x%02x (lines end in "
                             "CRLF)", k, ch);
         }
@@ -271,32 +259,32 @@ static int part_headers(const char *h, const char *hend, size_t k, gw_mp_part *p
         const char *c = h;
         while (c < eol && is_tchar((unsigned char)*c)) c++;
         if (!colon || c != colon || c == h)
-            return fail(err, errlen, "part %zu: a header line is not 'Name: value'", k);
+            return fleet_err(err, errlen, "part %zu: a header line is not 'Name: value'", k);
         size_t nlen = (size_t)(colon - h);
         const char *v = colon + 1, *ve = eol;
         while (v < ve && is_ows(*v)) v++;
         while (ve > v && is_ows(ve[-1])) ve--;
         if (nlen == 19 && strncasecmp(h, "Content-Disposition", 19) == 0) {
             if (seen_cd)
-                return fail(err, errlen, "part %zu has two Content-Disposition headers", k);
+                return fleet_err(err, errlen, "part %zu has two Content-Disposition headers", k);
             seen_cd = true;
             if (disposition(v, ve, k, pt, err, errlen) < 0) return -1;
         } else if (nlen == 12 && strncasecmp(h, "Content-Type", 12) == 0) {
-            if (seen_ct) return fail(err, errlen, "part %zu has two Content-Type headers", k);
+            if (seen_ct) return fleet_err(err, errlen, "part %zu has two Content-Type headers", k);
             seen_ct = true;
             if ((size_t)(ve - v) > GW_MP_CTYPE_MAX)
-                return fail(err, errlen, "part %zu: its Content-Type is longer than %d bytes", k,
+                return fleet_err(err, errlen, "part %zu: its Content-Type is longer than %d bytes", k,
                             GW_MP_CTYPE_MAX);
             for (const char *c2 = v; c2 < ve; c2++)
                 if ((unsigned char)*c2 >= 0x80)
-                    return fail(err, errlen, "part %zu: its Content-Type is not ASCII", k);
+                    return fleet_err(err, errlen, "part %zu: its Content-Type is not ASCII", k);
             memcpy(pt->content_type, v, (size_t)(ve - v));
             pt->content_type[ve - v] = '\0';
         }
         h = eol + 2;
     }
     if (!seen_cd)
-        return fail(err, errlen,
+        return fleet_err(err, errlen,
                     "part %zu has no Content-Disposition header (each part needs "
                     "Content-Disposition: form-data; name=\"...\")", k);
     return 0;
@@ -323,7 +311,7 @@ int gw_multipart_parse(const char *body, size_t len, const char *boundary, gw_mp
     form->parts = NULL;
     form->n = 0;
     size_t blen = strlen(boundary), cap = 0;
-    if (blen == 0 || blen > GW_MP_BOUNDARY_MAX) return fail(err, errlen, "bad boundary");
+    if (blen == 0 || blen > GW_MP_BOUNDARY_MAX) return fleet_err(err, errlen, "bad boundary");
     char delim[4 + GW_MP_BOUNDARY_MAX]; /* CRLF "--" boundary */
     memcpy(delim, "\r\n--", 4);
     memcpy(delim + 4, boundary, blen);
@@ -334,7 +322,7 @@ int gw_multipart_parse(const char *body, size_t len, const char *boundary, gw_mp
     } else {
         cur = len ? memmem(body, len, delim, dlen) : NULL;
         if (!cur)
-            return fail(err, errlen,
+            return fleet_err(err, errlen,
                         "the body has no boundary line '--%s' (does the boundary in "
                         "Content-Type match the body?)", boundary);
         cur += 2;
@@ -344,19 +332,19 @@ int gw_multipart_parse(const char *body, size_t len, const char *boundary, gw_mp
         if (end - q >= 2 && q[0] == '-' && q[1] == '-') return 0; /* the epilogue is ignored */
         while (q < end && is_ows(*q)) q++;
         if (q == end)
-            return fail(err, errlen,
+            return fleet_err(err, errlen,
                         "the body ends after a boundary line, without the final '--%s--' "
                         "(truncated?)", boundary);
         if (end - q < 2 || q[0] != '\r' || q[1] != '\n')
-            return fail(err, errlen,
+            return fleet_err(err, errlen,
                         "the boundary line at byte %zu is followed by neither CRLF nor '--'",
                         (size_t)(cur - body));
         q += 2;
         size_t k = form->n + 1;
         if (form->n == GW_MP_PARTS_MAX)
-            return fail(err, errlen, "the body has more than %d parts", GW_MP_PARTS_MAX);
+            return fleet_err(err, errlen, "the body has more than %d parts", GW_MP_PARTS_MAX);
         gw_mp_part *pt = add_part(form, &cap);
-        if (!pt) return fail(err, errlen, "out of memory");
+        if (!pt) return fleet_err(err, errlen, "out of memory");
         const char *content;
         if (end - q >= 2 && q[0] == '\r' && q[1] == '\n') {
             content = q + 2; /* no headers at all: part_headers says what is missing */
@@ -366,10 +354,10 @@ int gw_multipart_parse(const char *body, size_t len, const char *boundary, gw_mp
             size_t lim = avail < GW_MP_HEADERS_MAX + 4 ? avail : GW_MP_HEADERS_MAX + 4;
             const char *h = memmem(q, lim, "\r\n\r\n", 4);
             if (!h && avail > GW_MP_HEADERS_MAX)
-                return fail(err, errlen, "part %zu: its headers are longer than %d bytes", k,
+                return fleet_err(err, errlen, "part %zu: its headers are longer than %d bytes", k,
                             GW_MP_HEADERS_MAX);
             if (!h)
-                return fail(err, errlen,
+                return fleet_err(err, errlen,
                             "part %zu: the body ends inside its headers (truncated, or the "
                             "headers do not end with an empty CRLF line)", k);
             if (part_headers(q, h + 2, k, pt, err, errlen) < 0) return -1;
@@ -378,7 +366,7 @@ int gw_multipart_parse(const char *body, size_t len, const char *boundary, gw_mp
         const char *next = memmem(content, (size_t)(end - content), delim, dlen);
         if (!next) {
             char lb[96];
-            return fail(err, errlen,
+            return fleet_err(err, errlen,
                         "%s: no boundary line after its content; the body is truncated or "
                         "lacks the final '--%s--'", part_label(k, pt, lb, sizeof lb), boundary);
         }

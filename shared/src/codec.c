@@ -5,20 +5,11 @@
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#include "fleet/err.h"
 
 /* --------------------------------------------------------------- JSON -> msgpack ---- */
 
@@ -27,7 +18,7 @@ static int pack_value(msgpack_packer *pk, const json_t *j, int depth, char *err,
      * at depth 0, so none may start at FLEET_CODEC_MAX_DEPTH (an empty one included) */
     if (depth > FLEET_CODEC_MAX_DEPTH ||
         (depth == FLEET_CODEC_MAX_DEPTH && (json_is_object(j) || json_is_array(j)))) {
-        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        fleet_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
         return -1;
     }
     switch (json_typeof(j)) {
@@ -62,7 +53,7 @@ static int pack_value(msgpack_packer *pk, const json_t *j, int depth, char *err,
     case JSON_NULL:
         return msgpack_pack_nil(pk);
     }
-    set_err(err, errlen, "unsupported JSON type");
+    fleet_err(err, errlen, "unsupported JSON type");
     return -1;
 }
 
@@ -72,7 +63,7 @@ int fleet_json_to_msgpack(const json_t *j, char **out, size_t *len, char *err, s
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
     if (!j) {
-        set_err(err, errlen, "no value");
+        fleet_err(err, errlen, "no value");
         msgpack_sbuffer_destroy(&sbuf);
         return -1;
     }
@@ -83,7 +74,7 @@ int fleet_json_to_msgpack(const json_t *j, char **out, size_t *len, char *err, s
     *len = sbuf.size; /* release() resets size */
     *out = msgpack_sbuffer_release(&sbuf);
     if (!*out) { /* an empty buffer cannot happen for a packed value; be safe anyway */
-        set_err(err, errlen, "out of memory");
+        fleet_err(err, errlen, "out of memory");
         return -1;
     }
     msgpack_sbuffer_destroy(&sbuf);
@@ -122,11 +113,11 @@ _Static_assert(FLT_MANT_DIG == 24 && FLT_MAX_EXP == 128, "float must be IEEE bin
  * as an array), and its payload is whole float32 values. */
 static int f32_check(uint64_t size, int depth, char *err, size_t errlen) {
     if (depth >= FLEET_CODEC_MAX_DEPTH) {
-        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        fleet_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
         return -1;
     }
     if (size % 4) {
-        set_err(err, errlen,
+        fleet_err(err, errlen,
                 "msgpack ext type %d (float32 array) holds %llu bytes, not a multiple of 4",
                 FLEET_EXT_F32, (unsigned long long)size);
         return -1;
@@ -149,7 +140,7 @@ static json_t *f32_array(const msgpack_object *o, int depth, char *err, size_t e
     json_t *a = json_array();
     for (uint32_t i = 0; a && i < o->via.ext.size / 4; i++) {
         json_t *v = json_real((double)f32_le(p + 4 * (size_t)i));
-        if (!v) set_err(err, errlen, "float32 array item %u is not finite (NaN or infinity)", i);
+        if (!v) fleet_err(err, errlen, "float32 array item %u is not finite (NaN or infinity)", i);
         if (!v || json_array_append_new(a, v) < 0) {
             json_decref(a);
             return NULL;
@@ -160,7 +151,7 @@ static json_t *f32_array(const msgpack_object *o, int depth, char *err, size_t e
 
 static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t errlen) {
     if (depth > FLEET_CODEC_MAX_DEPTH) {
-        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        fleet_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
         return NULL;
     }
     switch (o->type) {
@@ -176,12 +167,12 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: {
         json_t *r = json_real(o->via.f64);
-        if (!r) set_err(err, errlen, "float is not finite (NaN or infinity)");
+        if (!r) fleet_err(err, errlen, "float is not finite (NaN or infinity)");
         return r;
     }
     case MSGPACK_OBJECT_STR: {
         json_t *s = json_stringn(o->via.str.size ? o->via.str.ptr : "", o->via.str.size);
-        if (!s) set_err(err, errlen, "string is not valid UTF-8");
+        if (!s) fleet_err(err, errlen, "string is not valid UTF-8");
         return s;
     }
     case MSGPACK_OBJECT_BIN:
@@ -202,7 +193,7 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
         for (uint32_t i = 0; m && i < o->via.map.size; i++) {
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
             if (kv->key.type != MSGPACK_OBJECT_STR) {
-                set_err(err, errlen, "map key is not a string");
+                fleet_err(err, errlen, "map key is not a string");
                 json_decref(m);
                 return NULL;
             }
@@ -214,7 +205,7 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
             if (nul_in_key) json_decref(v);
             /* json_object_set_new takes v even when it fails (a key that is not UTF-8) */
             if (!v || nul_in_key || json_object_set_new(m, key, v) < 0) {
-                if (v) set_err(err, errlen, "map key is not valid UTF-8 or holds a NUL");
+                if (v) fleet_err(err, errlen, "map key is not valid UTF-8 or holds a NUL");
                 free(key);
                 json_decref(m);
                 return NULL;
@@ -225,10 +216,10 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
     }
     case MSGPACK_OBJECT_EXT:
         if (o->via.ext.type == FLEET_EXT_F32) return f32_array(o, depth, err, errlen);
-        set_err(err, errlen, "msgpack ext type %d has no JSON form", o->via.ext.type);
+        fleet_err(err, errlen, "msgpack ext type %d has no JSON form", o->via.ext.type);
         return NULL;
     }
-    set_err(err, errlen, "unknown msgpack type");
+    fleet_err(err, errlen, "unknown msgpack type");
     return NULL;
 }
 
@@ -255,7 +246,7 @@ static int read_head(const unsigned char *p, size_t len, size_t *off, int depth,
     bool ext = false; /* n: the ext payload's length, once read */
     if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
     if (depth >= FLEET_CODEC_MAX_DEPTH && ((t >= 0x80 && t <= 0x9f) || (t >= 0xdc && t <= 0xdf))) {
-        set_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+        fleet_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
         return -1; /* a container inside 32 others, even an empty one */
     }
     if (t >= 0x80 && t <= 0x8f) h->items = 2u * (t & 0x0f);
@@ -284,7 +275,7 @@ static int read_head(const unsigned char *p, size_t len, size_t *off, int depth,
     case 0xde: nbytes = 2; h->items = 2; break;         /* map16/32: 2 items per entry */
     case 0xdf: nbytes = 4; h->items = 2; break;
     default:
-        set_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
+        fleet_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
         return -1;
     }
     if (nbytes) {
@@ -307,7 +298,7 @@ static int read_head(const unsigned char *p, size_t len, size_t *off, int depth,
     if (h->items > len - *off) goto truncated; /* every item takes at least one byte */
     return 0;
 truncated:
-    set_err(err, errlen, "truncated msgpack data");
+    fleet_err(err, errlen, "truncated msgpack data");
     return -1;
 }
 
@@ -326,13 +317,13 @@ static int check_value(const unsigned char *p, size_t len, size_t *off, int dept
 
 json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t errlen) {
     if (!buf || len == 0) {
-        set_err(err, errlen, "empty msgpack data");
+        fleet_err(err, errlen, "empty msgpack data");
         return NULL;
     }
     size_t end = 0;
     if (check_value((const unsigned char *)buf, len, &end, 0, err, errlen) < 0) return NULL;
     if (end != len) {
-        set_err(err, errlen, "%zu trailing bytes after the msgpack value", len - end);
+        fleet_err(err, errlen, "%zu trailing bytes after the msgpack value", len - end);
         return NULL;
     }
     msgpack_unpacked up;
@@ -342,15 +333,15 @@ json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t err
     json_t *j = NULL;
     if (rc == MSGPACK_UNPACK_SUCCESS) {
         if (off != len)
-            set_err(err, errlen, "%zu trailing bytes after the msgpack value", len - off);
+            fleet_err(err, errlen, "%zu trailing bytes after the msgpack value", len - off);
         else
             j = to_json(&up.data, 0, err, errlen);
     } else if (rc == MSGPACK_UNPACK_CONTINUE) {
-        set_err(err, errlen, "truncated msgpack data");
+        fleet_err(err, errlen, "truncated msgpack data");
     } else if (rc == MSGPACK_UNPACK_NOMEM_ERROR) {
-        set_err(err, errlen, "msgpack data nested deeper than 32 levels or declaring sizes beyond memory");
+        fleet_err(err, errlen, "msgpack data nested deeper than 32 levels or declaring sizes beyond memory");
     } else {
-        set_err(err, errlen, "malformed msgpack data");
+        fleet_err(err, errlen, "malformed msgpack data");
     }
     msgpack_unpacked_destroy(&up);
     return j;
@@ -370,7 +361,7 @@ static int client_walk(const unsigned char *p, size_t len, size_t *off, int dept
     if (h.ext) {
         uint64_t n = h.skip;
         if (h.type != FLEET_EXT_F32) {
-            set_err(err, errlen, "msgpack ext type %d has no client form (only type %d does)",
+            fleet_err(err, errlen, "msgpack ext type %d has no client form (only type %d does)",
                     h.type, FLEET_EXT_F32);
             return -1;
         }
@@ -411,14 +402,14 @@ int fleet_msgpack_for_client(const char *buf, size_t len, char **out, size_t *ou
     *out = NULL;
     *outlen = len;
     if (!buf || len == 0) {
-        set_err(err, errlen, "empty msgpack data");
+        fleet_err(err, errlen, "empty msgpack data");
         return -1;
     }
     const unsigned char *p = (const unsigned char *)buf;
     size_t off = 0, nf32 = 0;
     if (client_walk(p, len, &off, 0, NULL, NULL, &nf32, err, errlen) < 0) return -1;
     if (off != len) {
-        set_err(err, errlen, "%zu trailing bytes after the msgpack value", len - off);
+        fleet_err(err, errlen, "%zu trailing bytes after the msgpack value", len - off);
         return -1;
     }
     if (nf32 == 0) return 0; /* nothing to rewrite: the caller sends buf itself */
@@ -426,7 +417,7 @@ int fleet_msgpack_for_client(const char *buf, size_t len, char **out, size_t *ou
      * ext8/16/32: 3/4/6), so len bytes are enough. */
     unsigned char *o = malloc(len);
     if (!o) {
-        set_err(err, errlen, "out of memory");
+        fleet_err(err, errlen, "out of memory");
         return -1;
     }
     size_t w = 0;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fleet/codec.h"
+#include "fleet/err.h"
 
 /* One open container. */
 typedef struct frame {
@@ -72,7 +73,7 @@ static void set_err(fleet_mps *s, bool structural, const char *fmt, ...) {
     if (s->fatal || (!structural && s->sem_err)) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    fleet_verr(s->err, sizeof s->err, fmt, ap);
     va_end(ap);
     if (structural || s->mode == FLEET_MPS_CLIENT) s->fatal = true;
     else s->sem_err = true;

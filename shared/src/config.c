@@ -2,18 +2,10 @@
 #include "fleet/config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#include "fleet/err.h"
 
 /* Stores text into opt's target, checking its type and range. */
 static int assign(const fleet_option *o, const char *text, const char *source, char *err,
@@ -27,11 +19,11 @@ static int assign(const fleet_option *o, const char *text, const char *source, c
         char *end = NULL;
         long v = strtol(text, &end, 10);
         if (errno || end == text || *end != '\0') {
-            set_err(err, errlen, "%s: '%s' is not a whole number", source, text);
+            fleet_err(err, errlen, "%s: '%s' is not a whole number", source, text);
             return -1;
         }
         if (v < o->min || v > o->max) {
-            set_err(err, errlen, "%s: %ld is out of range %ld..%ld", source, v, o->min, o->max);
+            fleet_err(err, errlen, "%s: %ld is out of range %ld..%ld", source, v, o->min, o->max);
             return -1;
         }
         *(long *)o->target = v;
@@ -45,7 +37,7 @@ static int assign(const fleet_option *o, const char *text, const char *source, c
                    !strcmp(text, "off")) {
             *(bool *)o->target = false;
         } else {
-            set_err(err, errlen, "%s: '%s' is not a boolean (true/false)", source, text);
+            fleet_err(err, errlen, "%s: '%s' is not a boolean (true/false)", source, text);
             return -1;
         }
         return 0;
@@ -103,7 +95,7 @@ fleet_config_result fleet_config_parse(const fleet_option *opts, size_t nopts, i
             if (strlen(opts[j].flag) == nlen && strncmp(opts[j].flag, name, nlen) == 0)
                 o = &opts[j];
         if (!o) {
-            set_err(err, errlen, "unknown option '%.*s' (see --help)", (int)nlen + 2, a);
+            fleet_err(err, errlen, "unknown option '%.*s' (see --help)", (int)nlen + 2, a);
             return FLEET_CONFIG_ERROR;
         }
         const char *val = NULL;
@@ -114,7 +106,7 @@ fleet_config_result fleet_config_parse(const fleet_option *opts, size_t nopts, i
         } else if (i + 1 < argc) {
             val = argv[++i];
         } else {
-            set_err(err, errlen, "option --%s needs a value", o->flag);
+            fleet_err(err, errlen, "option --%s needs a value", o->flag);
             return FLEET_CONFIG_ERROR;
         }
         snprintf(source, sizeof source, "--%s", o->flag);

@@ -1,6 +1,6 @@
 /* bert_gen.c: a BERT model directory with PRNG weights; see bert_gen.h. */
 #include "bert_gen.h"
-#include "embed_err.h" /* worker/embed: fleet_embed_fail */
+#include "fleet/err.h" /* fleet_err, as worker/embed reports failures */
 
 #include <errno.h>
 #include <math.h>
@@ -90,7 +90,7 @@ static FILE *bg__open(const char *dir, const char *rel, char *err, size_t errlen
     snprintf(path, sizeof path, "%s/%s", dir, rel);
     FILE *f = fopen(path, "wb");
     if (!f)
-        fleet_embed_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        fleet_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
     return f;
 }
 
@@ -98,7 +98,7 @@ static int bg__close(FILE *f, const char *dir, const char *rel, char *err, size_
 {
     int bad = ferror(f);
     if (fclose(f) != 0 || bad)
-        return fleet_embed_fail(err, errlen, "cannot write %s/%s", dir, rel);
+        return fleet_err(err, errlen, "cannot write %s/%s", dir, rel);
     return 0;
 }
 
@@ -149,13 +149,13 @@ static int bg__safetensors(const char *dir, const bert_gen_shape *s, bool f16,
     size_t hlen = 0;
     FILE *h = NULL, *f = NULL;
     if (!t)
-        return fleet_embed_fail(err, errlen, "model.safetensors: out of memory");
+        return fleet_err(err, errlen, "model.safetensors: out of memory");
     int nt = bg__order(s, t);
     size_t esize = f16 ? 2 : 4;
 
     /* The header, with each tensor's offsets in one contiguous data block. */
     if (!(h = open_memstream(&hdr, &hlen))) {
-        fleet_embed_fail(err, errlen, "model.safetensors: out of memory");
+        fleet_err(err, errlen, "model.safetensors: out of memory");
         goto out;
     }
     fputc('{', h);
@@ -174,7 +174,7 @@ static int bg__safetensors(const char *dir, const bert_gen_shape *s, bool f16,
     fputc('}', h);
     if (fclose(h) != 0) {
         h = NULL;
-        fleet_embed_fail(err, errlen, "model.safetensors: out of memory");
+        fleet_err(err, errlen, "model.safetensors: out of memory");
         goto out;
     }
     h = NULL;
@@ -226,7 +226,7 @@ int bert_gen_write(const char *dir, const bert_gen_shape *s, bool f16, const cha
     char path[4096];
     snprintf(path, sizeof path, "%s/1_Pooling", dir);
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return fleet_embed_fail(err, errlen, "cannot create %s: %s", path, strerror(errno));
+        return fleet_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
     if (bg__text(dir, "config.json", err, errlen,
                  "{\"model_type\": \"bert\", \"hidden_size\": %d, "
                  "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, "

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "fleet/config.h"
+#include "fleet/utf8.h"
 #include "testlib.h"
 
 static const char *s_listen;
@@ -87,12 +88,28 @@ TL_TEST(redis_urls) {
     ASSERT_EQ_INT(fleet_redis_url_parse("redis://u:p@h:1", host, sizeof host, &port, &db), -1);
 }
 
+/* A message longer than the caller's buffer is cut at a UTF-8 character boundary
+ * (fleet_err), never in the middle of a character from the command line. */
+TL_TEST(a_cut_message_stays_utf8) {
+    char *a[] = {"t", "--\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", NULL};
+    for (size_t len = 16; len <= 32; len++) {
+        char err[32];
+        memset(err, 'x', sizeof err);
+        ASSERT_EQ_INT(fleet_config_parse(opts, TL_COUNT(opts), 2, a, NULL, "usage: t", err, len),
+                      FLEET_CONFIG_ERROR);
+        ASSERT_TRUE(strlen(err) < len);
+        ASSERT_TRUE(fleet_utf8_valid(err, strlen(err)));
+        ASSERT_TRUE(strncmp(err, "unknown option '--", strlen(err) < 18 ? strlen(err) : 18) == 0);
+    }
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(defaults_env_flags_in_order),
         TL_CASE(errors_name_the_problem),
         TL_CASE(positionals_are_kept),
         TL_CASE(redis_urls),
+        TL_CASE(a_cut_message_stays_utf8),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

@@ -1,6 +1,6 @@
 /* bert_config.c: reading and checking a sentence-transformers BERT directory; see
  * bert_config.h. */
-#include "embed_err.h"
+#include "fleet/err.h"
 #include "bert_config.h"
 
 #include <errno.h>
@@ -22,22 +22,22 @@ static int bc__load(const char *dir, const char *rel, bool optional, json_t **ou
     *out = NULL;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, rel) >= sizeof path)
-        return fleet_embed_fail(err, errlen, "%s: path too long", rel);
+        return fleet_err(err, errlen, "%s: path too long", rel);
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (optional && errno == ENOENT)
             return 1;
-        return fleet_embed_fail(err, errlen, "%s: cannot read: %s", rel, strerror(errno));
+        return fleet_err(err, errlen, "%s: cannot read: %s", rel, strerror(errno));
     }
     json_error_t jerr;
     json_t *j = json_loadf(f, 0, &jerr);
     fclose(f);
     if (!j)
-        return fleet_embed_fail(err, errlen, "%s: invalid JSON: %s (line %d)", rel, jerr.text,
-                        jerr.line);
+        return fleet_err(err, errlen, "%s: invalid JSON: %s (line %d)", rel, jerr.text,
+                 jerr.line);
     if (!json_is_object(j)) {
         json_decref(j);
-        return fleet_embed_fail(err, errlen, "%s: not a JSON object", rel);
+        return fleet_err(err, errlen, "%s: not a JSON object", rel);
     }
     *out = j;
     return 0;
@@ -49,13 +49,13 @@ static int bc__int(const json_t *o, const char *rel, const char *key, long min, 
 {
     const json_t *v = json_object_get(o, key);
     if (!v)
-        return fleet_embed_fail(err, errlen, "%s: %s missing", rel, key);
+        return fleet_err(err, errlen, "%s: %s missing", rel, key);
     if (!json_is_integer(v))
-        return fleet_embed_fail(err, errlen, "%s: %s must be an integer", rel, key);
+        return fleet_err(err, errlen, "%s: %s must be an integer", rel, key);
     json_int_t x = json_integer_value(v);
     if (x < min || x > max)
-        return fleet_embed_fail(err, errlen, "%s: %s is %lld, must be in [%ld, %ld]", rel, key,
-                        (long long)x, min, max);
+        return fleet_err(err, errlen, "%s: %s is %lld, must be in [%ld, %ld]", rel, key,
+                 (long long)x, min, max);
     *out = (int)x;
     return 0;
 }
@@ -68,7 +68,7 @@ static int bc__bool(const json_t *o, const char *rel, const char *key, bool *out
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_boolean(v))
-        return fleet_embed_fail(err, errlen, "%s: %s must be true or false", rel, key);
+        return fleet_err(err, errlen, "%s: %s must be true or false", rel, key);
     *out = json_is_true(v);
     return 0;
 }
@@ -96,41 +96,41 @@ static int bc__config_json(const char *dir, fleet_bert_config *c, char *err, siz
 
     const json_t *eps = json_object_get(o, "layer_norm_eps");
     if (!eps) {
-        fleet_embed_fail(err, errlen, "%s: layer_norm_eps missing", rel);
+        fleet_err(err, errlen, "%s: layer_norm_eps missing", rel);
         goto out;
     }
     if (!json_is_number(eps) || !(json_number_value(eps) > 0 && json_number_value(eps) < 1)) {
-        fleet_embed_fail(err, errlen, "%s: layer_norm_eps must be a number in (0, 1)", rel);
+        fleet_err(err, errlen, "%s: layer_norm_eps must be a number in (0, 1)", rel);
         goto out;
     }
     c->layer_norm_eps = json_number_value(eps);
 
     const json_t *act = json_object_get(o, "hidden_act");
     if (!act) {
-        fleet_embed_fail(err, errlen, "%s: hidden_act missing", rel);
+        fleet_err(err, errlen, "%s: hidden_act missing", rel);
         goto out;
     }
     if (!json_is_string(act) || strcmp(json_string_value(act), "gelu") != 0) {
-        fleet_embed_fail(err, errlen, "%s: hidden_act must be \"gelu\" (the exact erf form), got %s",
-                 rel, json_is_string(act) ? json_string_value(act) : "a non-string");
+        fleet_err(err, errlen, "%s: hidden_act must be \"gelu\" (the exact erf form), got %s",
+          rel, json_is_string(act) ? json_string_value(act) : "a non-string");
         goto out;
     }
     /* Optional, but when present they must be what the encoder implements. */
     const json_t *mt = json_object_get(o, "model_type");
     if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "bert") != 0)) {
-        fleet_embed_fail(err, errlen, "%s: model_type must be \"bert\", got %s", rel,
-                 json_is_string(mt) ? json_string_value(mt) : "a non-string");
+        fleet_err(err, errlen, "%s: model_type must be \"bert\", got %s", rel,
+          json_is_string(mt) ? json_string_value(mt) : "a non-string");
         goto out;
     }
     const json_t *pe = json_object_get(o, "position_embedding_type");
     if (pe && (!json_is_string(pe) || strcmp(json_string_value(pe), "absolute") != 0)) {
-        fleet_embed_fail(err, errlen, "%s: position_embedding_type must be \"absolute\", got %s", rel,
-                 json_is_string(pe) ? json_string_value(pe) : "a non-string");
+        fleet_err(err, errlen, "%s: position_embedding_type must be \"absolute\", got %s", rel,
+          json_is_string(pe) ? json_string_value(pe) : "a non-string");
         goto out;
     }
     if (c->hidden_size % c->num_attention_heads != 0) {
-        fleet_embed_fail(err, errlen, "%s: hidden_size %d is not a multiple of num_attention_heads %d",
-                 rel, c->hidden_size, c->num_attention_heads);
+        fleet_err(err, errlen, "%s: hidden_size %d is not a multiple of num_attention_heads %d",
+          rel, c->hidden_size, c->num_attention_heads);
         goto out;
     }
     c->head_dim = c->hidden_size / c->num_attention_heads;
@@ -169,9 +169,9 @@ static int bc__sentence_config(const char *dir, fleet_bert_config *c, char *err,
         r = bc__int(o, rel, "max_seq_length", 2, INT32_MAX, &c->max_seq_length, err, errlen);
     json_decref(o);
     if (r == 0 && c->max_seq_length > c->max_position_embeddings)
-        r = fleet_embed_fail(err, errlen, "%s: max_seq_length %d is over config.json's "
-                     "max_position_embeddings %d", rel, c->max_seq_length,
-                     c->max_position_embeddings);
+        r = fleet_err(err, errlen, "%s: max_seq_length %d is over config.json's "
+              "max_position_embeddings %d", rel, c->max_seq_length,
+              c->max_position_embeddings);
     return r;
 }
 
@@ -185,16 +185,16 @@ static int bc__modules(const char *dir, fleet_bert_config *c, char *err, size_t 
     if (!a) {
         FILE *f = fopen(path, "rb");
         if (!f)
-            return fleet_embed_fail(err, errlen, "%s: cannot read: %s", rel, strerror(errno));
+            return fleet_err(err, errlen, "%s: cannot read: %s", rel, strerror(errno));
         fclose(f);
-        return fleet_embed_fail(err, errlen, "%s: invalid JSON: %s (line %d)", rel, jerr.text,
-                        jerr.line);
+        return fleet_err(err, errlen, "%s: invalid JSON: %s (line %d)", rel, jerr.text,
+                 jerr.line);
     }
     int rc = -1;
     bool pooling = false;
     c->normalize = false;
     if (!json_is_array(a)) {
-        fleet_embed_fail(err, errlen, "%s: not a JSON array", rel);
+        fleet_err(err, errlen, "%s: not a JSON array", rel);
         goto out;
     }
     size_t i;
@@ -203,7 +203,7 @@ static int bc__modules(const char *dir, fleet_bert_config *c, char *err, size_t 
         const char *type = json_string_value(json_object_get(m, "type"));
         const char *mpath = json_string_value(json_object_get(m, "path"));
         if (!type) {
-            fleet_embed_fail(err, errlen, "%s: module %zu has no type", rel, i);
+            fleet_err(err, errlen, "%s: module %zu has no type", rel, i);
             goto out;
         }
         if (strcmp(type, "sentence_transformers.models.Transformer") == 0)
@@ -214,30 +214,30 @@ static int bc__modules(const char *dir, fleet_bert_config *c, char *err, size_t 
         }
         if (strcmp(type, "sentence_transformers.models.Pooling") == 0) {
             if (pooling) {
-                fleet_embed_fail(err, errlen, "%s: more than one Pooling module", rel);
+                fleet_err(err, errlen, "%s: more than one Pooling module", rel);
                 goto out;
             }
             if (!mpath) {
-                fleet_embed_fail(err, errlen, "%s: the Pooling module has no path", rel);
+                fleet_err(err, errlen, "%s: the Pooling module has no path", rel);
                 goto out;
             }
             /* The pooling config must stay inside the model directory. */
             if (mpath[0] == '/' || strstr(mpath, "..") ||
                 strlen(mpath) >= sizeof c->pooling_path) {
-                fleet_embed_fail(err, errlen, "%s: the Pooling module's path \"%s\" must be a short "
-                         "relative path inside the model directory", rel, mpath);
+                fleet_err(err, errlen, "%s: the Pooling module's path \"%s\" must be a short "
+                  "relative path inside the model directory", rel, mpath);
                 goto out;
             }
             snprintf(c->pooling_path, sizeof c->pooling_path, "%s", mpath);
             pooling = true;
             continue;
         }
-        fleet_embed_fail(err, errlen, "%s: unsupported module %s (path %s); only Transformer, "
-                 "Pooling and Normalize are", rel, type, mpath ? mpath : "none");
+        fleet_err(err, errlen, "%s: unsupported module %s (path %s); only Transformer, "
+          "Pooling and Normalize are", rel, type, mpath ? mpath : "none");
         goto out;
     }
     if (!pooling) {
-        fleet_embed_fail(err, errlen, "%s: no sentence_transformers.models.Pooling module", rel);
+        fleet_err(err, errlen, "%s: no sentence_transformers.models.Pooling module", rel);
         goto out;
     }
     rc = 0;
@@ -253,7 +253,7 @@ static int bc__pooling(const char *dir, fleet_bert_config *c, char *err, size_t 
              c->pooling_path[0] ? "/" : "");
     /* With path "" the pooling config would be the encoder's config.json. */
     if (!c->pooling_path[0])
-        return fleet_embed_fail(err, errlen, "modules.json: the Pooling module's path is empty");
+        return fleet_err(err, errlen, "modules.json: the Pooling module's path is empty");
     json_t *o;
     if (bc__load(dir, rel, false, &o, err, errlen) != 0)
         return -1;
@@ -265,7 +265,7 @@ static int bc__pooling(const char *dir, fleet_bert_config *c, char *err, size_t 
         if (strncmp(key, "pooling_mode_", 13) != 0)
             continue;
         if (!json_is_boolean(v)) {
-            fleet_embed_fail(err, errlen, "%s: %s must be true or false", rel, key);
+            fleet_err(err, errlen, "%s: %s must be true or false", rel, key);
             goto out;
         }
         if (!json_is_true(v))
@@ -274,18 +274,18 @@ static int bc__pooling(const char *dir, fleet_bert_config *c, char *err, size_t 
             mean = true;
             continue;
         }
-        fleet_embed_fail(err, errlen, "%s: only mean pooling is supported, got %s", rel, key);
+        fleet_err(err, errlen, "%s: only mean pooling is supported, got %s", rel, key);
         goto out;
     }
     if (!mean) {
-        fleet_embed_fail(err, errlen, "%s: only mean pooling is supported, and "
-                 "pooling_mode_mean_tokens is not true", rel);
+        fleet_err(err, errlen, "%s: only mean pooling is supported, and "
+          "pooling_mode_mean_tokens is not true", rel);
         goto out;
     }
     const json_t *dim = json_object_get(o, "word_embedding_dimension");
     if (dim && (!json_is_integer(dim) || json_integer_value(dim) != c->hidden_size)) {
-        fleet_embed_fail(err, errlen, "%s: word_embedding_dimension must equal config.json's "
-                 "hidden_size %d", rel, c->hidden_size);
+        fleet_err(err, errlen, "%s: word_embedding_dimension must equal config.json's "
+          "hidden_size %d", rel, c->hidden_size);
         goto out;
     }
     rc = 0;
@@ -336,18 +336,18 @@ static int bc__expect(const fleet_st *st, const char *prefix, const char *name, 
     snprintf(full, sizeof full, "%s%s", prefix, name);
     const fleet_st_tensor *t = fleet_st_find(st, full);
     if (!t)
-        return fleet_embed_fail(err, errlen, "weights: tensor %s missing", full);
+        return fleet_err(err, errlen, "weights: tensor %s missing", full);
     if (t->dtype != FLEET_ST_F32 && t->dtype != FLEET_ST_F16 && t->dtype != FLEET_ST_BF16)
-        return fleet_embed_fail(err, errlen, "weights: tensor %s has dtype %s, expected F32, F16 or "
-                        "BF16", full, fleet_st_dtype_name(t->dtype));
+        return fleet_err(err, errlen, "weights: tensor %s has dtype %s, expected F32, F16 or "
+                 "BF16", full, fleet_st_dtype_name(t->dtype));
     int64_t want[2] = {d0, d1};
     int wnd = d1 < 0 ? 1 : 2;
     if (t->ndim != wnd || t->shape[0] != want[0] || (wnd == 2 && t->shape[1] != want[1])) {
         char got[96], exp[96];
         bc__shape_text(got, sizeof got, t->shape, t->ndim);
         bc__shape_text(exp, sizeof exp, want, wnd);
-        return fleet_embed_fail(err, errlen, "weights: tensor %s has shape %s, expected %s", full, got,
-                        exp);
+        return fleet_err(err, errlen, "weights: tensor %s has shape %s, expected %s", full, got,
+                 exp);
     }
     return 0;
 }
@@ -357,8 +357,8 @@ int fleet_bert_check_tensors(const fleet_bert_config *c, const fleet_st *st, cha
 {
     const char *p = fleet_bert_tensor_prefix(st);
     if (!p)
-        return fleet_embed_fail(err, errlen, "weights: tensor embeddings.word_embeddings.weight "
-                        "missing (looked with and without a \"bert.\" prefix)");
+        return fleet_err(err, errlen, "weights: tensor embeddings.word_embeddings.weight "
+                 "missing (looked with and without a \"bert.\" prefix)");
     const int64_t h = c->hidden_size, in = c->intermediate_size;
     if (bc__expect(st, p, "embeddings.word_embeddings.weight", c->vocab_size, h, err,
                    errlen) ||
@@ -399,7 +399,7 @@ int fleet_bert_check_tensors(const fleet_bert_config *c, const fleet_st *st, cha
     snprintf(extra, sizeof extra, "%sencoder.layer.%d.attention.self.query.weight", p,
              c->num_hidden_layers);
     if (fleet_st_find(st, extra))
-        return fleet_embed_fail(err, errlen, "weights: tensor %s present, but config.json has "
-                        "num_hidden_layers %d", extra, c->num_hidden_layers);
+        return fleet_err(err, errlen, "weights: tensor %s present, but config.json has "
+                 "num_hidden_layers %d", extra, c->num_hidden_layers);
     return 0;
 }

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "embed_err.h"
+#include "fleet/err.h"
 #include "safetensors.h"
 
 /* ------------------------------------------------------------ the model ---------- */
@@ -55,13 +55,13 @@ static float *bcpu__tensor(const fleet_st *st, const char *prefix, const char *n
     snprintf(full, sizeof full, "%s%s", prefix, name);
     const fleet_st_tensor *t = fleet_st_find(st, full);
     if (!t || !t->data) {
-        fleet_embed_fail(err, errlen, "weights: tensor %s missing", full);
+        fleet_err(err, errlen, "weights: tensor %s missing", full);
         return NULL;
     }
     size_t n = t->nbytes / fleet_st_dtype_size(t->dtype);
     float *dst = malloc((n ? n : 1) * sizeof *dst);
     if (!dst) {
-        fleet_embed_fail(err, errlen, "weights: out of memory for %s", full);
+        fleet_err(err, errlen, "weights: out of memory for %s", full);
         return NULL;
     }
     if (fleet_st_read_f32(t, dst, err, errlen) != 0) {
@@ -85,7 +85,7 @@ static int bcpu__linear_load(const fleet_st *st, const char *prefix, const char 
     l->w = malloc((size_t)nbase * wn * sizeof *l->w);
     l->b = malloc((size_t)nbase * on * sizeof *l->b);
     if (!l->w || !l->b)
-        return fleet_embed_fail(err, errlen, "weights: out of memory for %s", base[0]);
+        return fleet_err(err, errlen, "weights: out of memory for %s", base[0]);
     for (int i = 0; i < nbase; i++) {
         char name[256];
         snprintf(name, sizeof name, "%s.weight", base[i]);
@@ -125,8 +125,8 @@ static int bcpu__threads_from_env(char *err, size_t errlen)
     errno = 0;
     long n = strtol(v, &end, 10);
     if (*end || errno || n < 1 || n > 1024)
-        return fleet_embed_fail(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, 1024]",
-                          v);
+        return fleet_err(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, 1024]",
+                   v);
     openblas_set_num_threads((int)n);
     return 0;
 }
@@ -144,12 +144,12 @@ int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t
     fleet_st *st = NULL;
     fleet_bert_cpu *m = calloc(1, sizeof *m);
     if (!m)
-        return fleet_embed_fail(err, errlen, "embed: out of memory");
+        return fleet_err(err, errlen, "embed: out of memory");
     if (fleet_bert_config_load(dir, &m->cfg, err, errlen) != 0)
         goto err;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", dir) >= sizeof path) {
-        fleet_embed_fail(err, errlen, "model.safetensors: path too long");
+        fleet_err(err, errlen, "model.safetensors: path too long");
         goto err;
     }
     if (fleet_st_open(path, &st, err, errlen) != 0)
@@ -170,7 +170,7 @@ int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t
         goto err;
     m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
     if (!m->layers) {
-        fleet_embed_fail(err, errlen, "embed: out of memory");
+        fleet_err(err, errlen, "embed: out of memory");
         goto err;
     }
     for (int l = 0; l < c->num_hidden_layers; l++) {
@@ -369,14 +369,14 @@ int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const siz
     size_t total = 0, maxlen = 0;
     for (size_t s = 0; s < n; s++) {
         if (lens[s] == 0 || lens[s] > (size_t)c->max_position_embeddings)
-            return fleet_embed_fail(err, errlen,
-                              "embed: sequence %zu: length %zu, must be in [1, %d]", s,
-                              lens[s], c->max_position_embeddings);
+            return fleet_err(err, errlen,
+                       "embed: sequence %zu: length %zu, must be in [1, %d]", s,
+                       lens[s], c->max_position_embeddings);
         for (size_t i = 0; i < lens[s]; i++)
             if (ids[s][i] < 0 || ids[s][i] >= c->vocab_size)
-                return fleet_embed_fail(err, errlen,
-                                  "embed: sequence %zu: id %ld outside the vocabulary (%d)",
-                                  s, (long)ids[s][i], c->vocab_size);
+                return fleet_err(err, errlen,
+                           "embed: sequence %zu: id %ld outside the vocabulary (%d)",
+                           s, (long)ids[s][i], c->vocab_size);
         total += lens[s];
         if (lens[s] > maxlen)
             maxlen = lens[s];
@@ -386,7 +386,7 @@ int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const siz
      * intermediate]; scores [maxlen, maxlen]. */
     if (total > SIZE_MAX / sizeof(float) / (inter > 3 * h ? inter : 3 * h) ||
         total > (size_t)INT32_MAX)
-        return fleet_embed_fail(err, errlen, "embed: %zu tokens is too many", total);
+        return fleet_err(err, errlen, "embed: %zu tokens is too many", total);
     float *x = malloc(total * h * sizeof *x);
     float *qkv = malloc(total * 3 * h * sizeof *qkv);
     float *ctx = malloc(total * h * sizeof *ctx);
@@ -395,7 +395,7 @@ int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const siz
     float *scores = malloc(maxlen * maxlen * sizeof *scores);
     int rc = -1;
     if (!x || !qkv || !ctx || !tmp || !mid || !scores) {
-        fleet_embed_fail(err, errlen, "embed: out of memory for %zu tokens", total);
+        fleet_err(err, errlen, "embed: out of memory for %zu tokens", total);
         goto out;
     }
 

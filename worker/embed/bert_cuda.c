@@ -15,7 +15,7 @@
 #endif
 
 #include "bert_kernels.h"
-#include "embed_err.h"
+#include "fleet/err.h"
 #include "safetensors.h"
 
 #define BLAS_WORKSPACE (32u << 20) /* cuBLAS's workspace, ours: NVIDIA's size for Hopper */
@@ -76,7 +76,7 @@ static int bgpu__cuda(cudaError_t e, const char *what, char *err, size_t errlen)
 {
     if (e == cudaSuccess)
         return 0;
-    return fleet_embed_fail(err, errlen, "cuda: %s: %s", what, cudaGetErrorString(e));
+    return fleet_err(err, errlen, "cuda: %s: %s", what, cudaGetErrorString(e));
 }
 
 static int bgpu__kernel(int e, const char *what, char *err, size_t errlen)
@@ -88,7 +88,7 @@ static int bgpu__blas(cublasStatus_t s, const char *what, char *err, size_t errl
 {
     if (s == CUBLAS_STATUS_SUCCESS)
         return 0;
-    return fleet_embed_fail(err, errlen, "cuda: cuBLAS %s: %s", what, cublasGetStatusString(s));
+    return fleet_err(err, errlen, "cuda: cuBLAS %s: %s", what, cublasGetStatusString(s));
 }
 
 #ifdef FLEET_HAVE_CUDNN
@@ -96,7 +96,7 @@ static int bgpu__dnn(cudnnStatus_t s, const char *what, char *err, size_t errlen
 {
     if (s == CUDNN_STATUS_SUCCESS)
         return 0;
-    return fleet_embed_fail(err, errlen, "cuda: cuDNN %s: %s", what, cudnnGetErrorString(s));
+    return fleet_err(err, errlen, "cuda: cuDNN %s: %s", what, cudnnGetErrorString(s));
 }
 #endif
 
@@ -126,14 +126,14 @@ static int bgpu__upload(const fleet_st *st, const char *prefix, const char *name
     snprintf(full, sizeof full, "%s%s", prefix, name);
     const fleet_st_tensor *t = fleet_st_find(st, full);
     if (!t)
-        return fleet_embed_fail(err, errlen, "weights: tensor %s missing", full);
+        return fleet_err(err, errlen, "weights: tensor %s missing", full);
     size_t n = t->nbytes / fleet_st_dtype_size(t->dtype);
     if (n < count)
-        return fleet_embed_fail(err, errlen, "weights: tensor %s has %zu values, need %zu", full,
-                                n, count);
+        return fleet_err(err, errlen, "weights: tensor %s has %zu values, need %zu", full,
+                         n, count);
     if (n > stage)
-        return fleet_embed_fail(err, errlen, "weights: tensor %s has %zu values, more than the "
-                                "largest the config allows (%zu)", full, n, stage);
+        return fleet_err(err, errlen, "weights: tensor %s has %zu values, more than the "
+                         "largest the config allows (%zu)", full, n, stage);
     if (fleet_st_read_f32(t, host, err, errlen) != 0)
         return -1;
     return bgpu__cuda(cudaMemcpy(dst, host, count * sizeof *dst, cudaMemcpyHostToDevice),
@@ -167,7 +167,7 @@ static int bgpu__load_weights(fleet_bert_cuda *m, const fleet_st *st, char *err,
     float *host = malloc(stage * sizeof *host);
     int rc = -1;
     if (!m->layers || !host) {
-        fleet_embed_fail(err, errlen, "embed: out of memory");
+        fleet_err(err, errlen, "embed: out of memory");
         goto out;
     }
     const char *prefix = fleet_bert_tensor_prefix(st);
@@ -339,7 +339,7 @@ static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size
     void *ref = NULL;
     int rc = -1;
     if (!gpu || !cpu) {
-        fleet_embed_fail(err, errlen, "embed: out of memory");
+        fleet_err(err, errlen, "embed: out of memory");
         goto out;
     }
     uint32_t seed = 12345;
@@ -347,7 +347,7 @@ static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size
         if (lens[s] > (size_t)m->max_len)
             lens[s] = (size_t)m->max_len;
         if (!(ids[s] = malloc(lens[s] * sizeof *ids[s]))) {
-            fleet_embed_fail(err, errlen, "embed: out of memory");
+            fleet_err(err, errlen, "embed: out of memory");
             goto out;
         }
         for (size_t i = 0; i < lens[s]; i++) {
@@ -359,12 +359,12 @@ static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size
         goto out;
     char e[256];
     if (fleet_bert_cpu_ops.load(dir, &ref, e, sizeof e) != 0) {
-        fleet_embed_fail(err, errlen, "self-check: the CPU backend did not load: %s", e);
+        fleet_err(err, errlen, "self-check: the CPU backend did not load: %s", e);
         goto out;
     }
     if (fleet_bert_cpu_ops.embed(ref, (const int32_t *const *)ids, lens, NSEQ, cpu, e,
                                  sizeof e) != 0) {
-        fleet_embed_fail(err, errlen, "self-check: the CPU backend failed: %s", e);
+        fleet_err(err, errlen, "self-check: the CPU backend failed: %s", e);
         goto out;
     }
     for (int s = 0; s < NSEQ; s++) {
@@ -372,9 +372,9 @@ static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size
         double scale = 1e-6, diff = 0;
         for (int j = 0; j < m->H; j++) {
             if (isnan(g[j]) || isnan(c[j])) {
-                fleet_embed_fail(err, errlen, "cuda self-check: sequence of %zu tokens gives NaN "
-                                 "at %d (%s); refusing to serve wrong numbers", lens[s], j,
-                                 isnan(g[j]) ? "GPU" : "CPU");
+                fleet_err(err, errlen, "cuda self-check: sequence of %zu tokens gives NaN "
+                          "at %d (%s); refusing to serve wrong numbers", lens[s], j,
+                          isnan(g[j]) ? "GPU" : "CPU");
                 goto out;
             }
             if (fabs(c[j]) > scale)
@@ -384,9 +384,9 @@ static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size
         }
         const double tol = m->gemm == GEMM_TF32 ? SELF_CHECK_TOL_TF32 : SELF_CHECK_TOL;
         if (diff / scale > tol) {
-            fleet_embed_fail(err, errlen, "cuda self-check: a sequence of %zu tokens differs from "
-                             "the CPU backend by %.2g relative (limit %g); refusing to serve "
-                             "wrong numbers", lens[s], diff / scale, tol);
+            fleet_err(err, errlen, "cuda self-check: a sequence of %zu tokens differs from "
+                      "the CPU backend by %.2g relative (limit %g); refusing to serve "
+                      "wrong numbers", lens[s], diff / scale, tol);
             goto out;
         }
     }
@@ -406,12 +406,12 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
     fleet_st *st = NULL;
     fleet_bert_cuda *m = calloc(1, sizeof *m);
     if (!m)
-        return fleet_embed_fail(err, errlen, "embed: out of memory");
+        return fleet_err(err, errlen, "embed: out of memory");
     if (fleet_bert_config_load(dir, &m->cfg, err, errlen) != 0)
         goto fail;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", dir) >= sizeof path) {
-        fleet_embed_fail(err, errlen, "model.safetensors: path too long");
+        fleet_err(err, errlen, "model.safetensors: path too long");
         goto fail;
     }
     if (fleet_st_open(path, &st, err, errlen) != 0 ||
@@ -432,11 +432,11 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
 #ifdef FLEET_HAVE_CUDNN
         m->softmax_cudnn = 1;
 #else
-        fleet_embed_fail(err, errlen, "FLEET_EMBED_SOFTMAX=cudnn, but this build has no cuDNN");
+        fleet_err(err, errlen, "FLEET_EMBED_SOFTMAX=cudnn, but this build has no cuDNN");
         goto fail;
 #endif
     } else if (sm && sm[0] && strcmp(sm, "own") != 0) {
-        fleet_embed_fail(err, errlen, "FLEET_EMBED_SOFTMAX is '%s', not own|cudnn", sm);
+        fleet_err(err, errlen, "FLEET_EMBED_SOFTMAX is '%s', not own|cudnn", sm);
         goto fail;
     }
     const char *gm = getenv("FLEET_EMBED_GEMM");
@@ -447,7 +447,7 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
     } else if (strcmp(gm, "3xtf32") == 0) {
         m->gemm = GEMM_3XTF32;
     } else {
-        fleet_embed_fail(err, errlen, "FLEET_EMBED_GEMM is '%s', not fp32|tf32|3xtf32", gm);
+        fleet_err(err, errlen, "FLEET_EMBED_GEMM is '%s', not fp32|tf32|3xtf32", gm);
         goto fail;
     }
     const char *poison = getenv("FLEET_EMBED_POISON");
@@ -456,8 +456,8 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
     if (ce != cudaSuccess || ndev == 0) {
-        fleet_embed_fail(err, errlen, "cuda: no GPU available (%s); use --backend cpu",
-                         ce != cudaSuccess ? cudaGetErrorString(ce) : "no device");
+        fleet_err(err, errlen, "cuda: no GPU available (%s); use --backend cpu",
+                  ce != cudaSuccess ? cudaGetErrorString(ce) : "no device");
         goto fail;
     }
     if (bgpu__cuda(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
@@ -547,7 +547,7 @@ static int bgpu__linear(fleet_bert_cuda *m, const float *X, int T, int in, const
                    : 0;
     }
     }
-    return fleet_embed_fail(err, errlen, "embed: unknown GEMM mode");
+    return fleet_err(err, errlen, "embed: unknown GEMM mode");
 }
 
 /* scores[bh] = q[bh] k[bh]^T ([L, d] x [d, L]); then ctx[bh] = p[bh] v[bh] into q. */
@@ -605,20 +605,20 @@ static int bgpu__forward(fleet_bert_cuda *m, const int32_t *const *ids, const si
     if (n == 0)
         return 0;
     if (n > (size_t)m->max_seqs)
-        return fleet_embed_fail(err, errlen, "embed: %zu sequences in one call; at most %d", n,
-                                m->max_seqs);
+        return fleet_err(err, errlen, "embed: %zu sequences in one call; at most %d", n,
+                         m->max_seqs);
     const int H = m->H, B = (int)n;
     size_t T = 0, L = 0;
     for (size_t s = 0; s < n; s++) {
         if (lens[s] == 0 || lens[s] > (size_t)m->max_len)
-            return fleet_embed_fail(err, errlen,
-                                    "embed: sequence %zu: length %zu, must be in [1, %d]", s,
-                                    lens[s], m->max_len);
+            return fleet_err(err, errlen,
+                             "embed: sequence %zu: length %zu, must be in [1, %d]", s,
+                             lens[s], m->max_len);
         for (size_t i = 0; i < lens[s]; i++)
             if (ids[s][i] < 0 || ids[s][i] >= c->vocab_size)
-                return fleet_embed_fail(err, errlen,
-                                        "embed: sequence %zu: id %ld outside the vocabulary (%d)",
-                                        s, (long)ids[s][i], c->vocab_size);
+                return fleet_err(err, errlen,
+                                 "embed: sequence %zu: id %ld outside the vocabulary (%d)",
+                                 s, (long)ids[s][i], c->vocab_size);
         T += lens[s];
         if (lens[s] > L)
             L = lens[s];

@@ -1,5 +1,5 @@
 /* safetensors.c: parsing and mapping safetensors files; see safetensors.h. */
-#include "embed_err.h"
+#include "fleet/err.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -85,25 +85,25 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
                            fleet_st_tensor *t, char *err, size_t errlen)
 {
     if (!json_is_object(e))
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: entry is not an object", name);
+        return fleet_err(err, errlen, "safetensors: tensor %s: entry is not an object", name);
 
     const json_t *jd = json_object_get(e, "dtype");
     if (!json_is_string(jd))
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: dtype missing or not a string",
-                        name);
+        return fleet_err(err, errlen, "safetensors: tensor %s: dtype missing or not a string",
+                 name);
     if (st__dtype_from_name(json_string_value(jd), &t->dtype) != 0)
-        return fleet_embed_fail(err, errlen,
-                        "safetensors: tensor %s: unsupported dtype %s (supported: F32, F16, "
-                        "BF16, I64)", name, json_string_value(jd));
+        return fleet_err(err, errlen,
+                 "safetensors: tensor %s: unsupported dtype %s (supported: F32, F16, "
+                 "BF16, I64)", name, json_string_value(jd));
 
     const json_t *js = json_object_get(e, "shape");
     if (!json_is_array(js))
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: shape missing or not an array",
-                        name);
+        return fleet_err(err, errlen, "safetensors: tensor %s: shape missing or not an array",
+                 name);
     size_t ndim = json_array_size(js);
     if (ndim > FLEET_ST_MAX_DIMS)
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: %zu dimensions, at most %d "
-                        "supported", name, ndim, FLEET_ST_MAX_DIMS);
+        return fleet_err(err, errlen, "safetensors: tensor %s: %zu dimensions, at most %d "
+                 "supported", name, ndim, FLEET_ST_MAX_DIMS);
     t->ndim = (int)ndim;
     uint64_t elems = 1;
     for (size_t i = 0; i < FLEET_ST_MAX_DIMS; i++)
@@ -111,16 +111,16 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
     for (size_t i = 0; i < ndim; i++) {
         uint64_t d;
         if (st__uint(json_array_get(js, i), &d) != 0 || d > INT64_MAX)
-            return fleet_embed_fail(err, errlen, "safetensors: tensor %s: shape[%zu] is not a "
-                            "non-negative integer", name, i);
+            return fleet_err(err, errlen, "safetensors: tensor %s: shape[%zu] is not a "
+                     "non-negative integer", name, i);
         t->shape[i] = (int64_t)d;
         if (d && elems > UINT64_MAX / d)
-            return fleet_embed_fail(err, errlen, "safetensors: tensor %s: shape overflows", name);
+            return fleet_err(err, errlen, "safetensors: tensor %s: shape overflows", name);
         elems *= d;
     }
     size_t esize = fleet_st_dtype_size(t->dtype);
     if (elems > UINT64_MAX / esize)
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: shape overflows", name);
+        return fleet_err(err, errlen, "safetensors: tensor %s: shape overflows", name);
     uint64_t want = elems * esize;
 
     const json_t *jo = json_object_get(e, "data_offsets");
@@ -128,22 +128,22 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
     if (!json_is_array(jo) || json_array_size(jo) != 2 ||
         st__uint(json_array_get(jo, 0), &begin) != 0 ||
         st__uint(json_array_get(jo, 1), &end) != 0)
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: data_offsets must be two "
-                        "non-negative integers [begin, end]", name);
+        return fleet_err(err, errlen, "safetensors: tensor %s: data_offsets must be two "
+                 "non-negative integers [begin, end]", name);
     if (end < begin)
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: data_offsets [%llu, %llu] end "
-                        "before begin", name, (unsigned long long)begin,
-                        (unsigned long long)end);
+        return fleet_err(err, errlen, "safetensors: tensor %s: data_offsets [%llu, %llu] end "
+                 "before begin", name, (unsigned long long)begin,
+                 (unsigned long long)end);
     if (end > data_size)
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: data_offsets [%llu, %llu] past "
-                        "the end of the data region (%llu bytes)", name,
-                        (unsigned long long)begin, (unsigned long long)end,
-                        (unsigned long long)data_size);
+        return fleet_err(err, errlen, "safetensors: tensor %s: data_offsets [%llu, %llu] past "
+                 "the end of the data region (%llu bytes)", name,
+                 (unsigned long long)begin, (unsigned long long)end,
+                 (unsigned long long)data_size);
     if (end - begin != want)
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s: %llu bytes in data_offsets but "
-                        "shape and dtype %s need %llu", name,
-                        (unsigned long long)(end - begin), json_string_value(jd),
-                        (unsigned long long)want);
+        return fleet_err(err, errlen, "safetensors: tensor %s: %llu bytes in data_offsets but "
+                 "shape and dtype %s need %llu", name,
+                 (unsigned long long)(end - begin), json_string_value(jd),
+                 (unsigned long long)want);
     t->offset = begin;
     t->nbytes = (size_t)(end - begin);
     return 0;
@@ -161,38 +161,38 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
 {
     *out = NULL;
     if (len < 8 || file_size < 8)
-        return fleet_embed_fail(err, errlen, "safetensors: file shorter than the 8-byte header "
-                        "length");
+        return fleet_err(err, errlen, "safetensors: file shorter than the 8-byte header "
+                 "length");
     uint64_t hlen = st__le64((const unsigned char *)buf);
     if (hlen > FLEET_ST_MAX_HEADER)
-        return fleet_embed_fail(err, errlen, "safetensors: header length %llu over the %u-byte limit",
-                        (unsigned long long)hlen, FLEET_ST_MAX_HEADER);
+        return fleet_err(err, errlen, "safetensors: header length %llu over the %u-byte limit",
+                 (unsigned long long)hlen, FLEET_ST_MAX_HEADER);
     if (hlen > file_size - 8)
-        return fleet_embed_fail(err, errlen, "safetensors: header length %llu past the end of the "
-                        "file (%llu bytes)", (unsigned long long)hlen,
-                        (unsigned long long)file_size);
+        return fleet_err(err, errlen, "safetensors: header length %llu past the end of the "
+                 "file (%llu bytes)", (unsigned long long)hlen,
+                 (unsigned long long)file_size);
     if (hlen > len - 8)
-        return fleet_embed_fail(err, errlen, "safetensors: header length %llu but only %zu header "
-                        "bytes given", (unsigned long long)hlen, len - 8);
+        return fleet_err(err, errlen, "safetensors: header length %llu but only %zu header "
+                 "bytes given", (unsigned long long)hlen, len - 8);
     uint64_t data_size = file_size - 8 - hlen;
 
     json_error_t jerr;
     json_t *root = json_loadb(buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return fleet_embed_fail(err, errlen, "safetensors: header is not valid JSON: %s (at byte %d)",
-                        jerr.text, jerr.position);
+        return fleet_err(err, errlen, "safetensors: header is not valid JSON: %s (at byte %d)",
+                 jerr.text, jerr.position);
     fleet_st *st = calloc(1, sizeof *st);
     if (!st) {
         json_decref(root);
-        return fleet_embed_fail(err, errlen, "safetensors: out of memory");
+        return fleet_err(err, errlen, "safetensors: out of memory");
     }
     if (!json_is_object(root)) {
-        fleet_embed_fail(err, errlen, "safetensors: header is not a JSON object");
+        fleet_err(err, errlen, "safetensors: header is not a JSON object");
         goto err;
     }
     st->tensors = calloc(json_object_size(root) + 1, sizeof *st->tensors);
     if (!st->tensors) {
-        fleet_embed_fail(err, errlen, "safetensors: out of memory");
+        fleet_err(err, errlen, "safetensors: out of memory");
         goto err;
     }
     const char *key;
@@ -200,7 +200,7 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
     json_object_foreach(root, key, val) {
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(val)) {
-                fleet_embed_fail(err, errlen, "safetensors: __metadata__ is not an object");
+                fleet_err(err, errlen, "safetensors: __metadata__ is not an object");
                 goto err;
             }
             st->meta = json_incref(val);
@@ -210,7 +210,7 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
         if (st__parse_entry(key, val, data_size, t, err, errlen) != 0)
             goto err;
         if (!(t->name = strdup(key))) {
-            fleet_embed_fail(err, errlen, "safetensors: out of memory");
+            fleet_err(err, errlen, "safetensors: out of memory");
             goto err;
         }
         if (data)
@@ -241,28 +241,28 @@ int fleet_st_open(const char *path, fleet_st **out, char *err, size_t errlen)
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fleet_embed_fail(err, errlen, "safetensors: %s: %s", path, strerror(errno));
+        return fleet_err(err, errlen, "safetensors: %s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
         close(fd);
-        return fleet_embed_fail(err, errlen, "safetensors: %s: %s", path, strerror(e));
+        return fleet_err(err, errlen, "safetensors: %s: %s", path, strerror(e));
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return fleet_embed_fail(err, errlen, "safetensors: %s: not a regular file", path);
+        return fleet_err(err, errlen, "safetensors: %s: not a regular file", path);
     }
     if (sb.st_size < 8) {
         close(fd);
-        return fleet_embed_fail(err, errlen, "safetensors: %s: %lld bytes, shorter than the 8-byte "
-                        "header length", path, (long long)sb.st_size);
+        return fleet_err(err, errlen, "safetensors: %s: %lld bytes, shorter than the 8-byte "
+                 "header length", path, (long long)sb.st_size);
     }
     size_t size = (size_t)sb.st_size;
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd); /* the mapping keeps the file */
     if (map == MAP_FAILED)
-        return fleet_embed_fail(err, errlen, "safetensors: %s: mmap: %s", path, strerror(e));
+        return fleet_err(err, errlen, "safetensors: %s: mmap: %s", path, strerror(e));
 
     const char *base = map;
     uint64_t hlen = st__le64(map);
@@ -350,7 +350,7 @@ static float st__half_to_float(uint16_t h)
 int fleet_st_read_f32(const fleet_st_tensor *t, float *dst, char *err, size_t errlen)
 {
     if (!t->data)
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s has no data", t->name);
+        return fleet_err(err, errlen, "safetensors: tensor %s has no data", t->name);
     const unsigned char *src = t->data;
     size_t n = t->nbytes / fleet_st_dtype_size(t->dtype);
     switch (t->dtype) {
@@ -373,7 +373,7 @@ int fleet_st_read_f32(const fleet_st_tensor *t, float *dst, char *err, size_t er
         }
         return 0;
     default:
-        return fleet_embed_fail(err, errlen, "safetensors: tensor %s has dtype %s, not a float",
-                                t->name, fleet_st_dtype_name(t->dtype));
+        return fleet_err(err, errlen, "safetensors: tensor %s has dtype %s, not a float",
+                         t->name, fleet_st_dtype_name(t->dtype));
     }
 }

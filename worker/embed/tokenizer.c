@@ -2,23 +2,14 @@
 #include "tokenizer.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fleet/err.h"
+
 /* The generated tables (unicode_tables.c). */
 #include "unicode_tables.h"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (err == NULL || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------ Unicode ---------------- */
 
@@ -236,7 +227,7 @@ int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errl
     if (v == NULL) goto oom;
     f = fopen(path, "rb");
     if (f == NULL) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        fleet_err(err, errlen, "%s: %s", path, strerror(errno));
         goto err;
     }
     size_t cap = 1 << 16, len = 0;
@@ -245,7 +236,7 @@ int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errl
     for (;;) {
         if (len + 1 >= cap) {
             if (cap > ((size_t)1 << 30)) {
-                seterr(err, errlen, "%s: larger than 1 GiB", path);
+                fleet_err(err, errlen, "%s: larger than 1 GiB", path);
                 goto err;
             }
             char *t = realloc(v->text, cap * 2);
@@ -257,14 +248,14 @@ int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errl
         if (got == 0) break;
     }
     if (ferror(f)) {
-        seterr(err, errlen, "%s: read error", path);
+        fleet_err(err, errlen, "%s: read error", path);
         goto err;
     }
     fclose(f);
     f = NULL;
     v->text[len] = '\0';
     if (len == 0) {
-        seterr(err, errlen, "%s: empty vocabulary", path);
+        fleet_err(err, errlen, "%s: empty vocabulary", path);
         goto err;
     }
 
@@ -273,7 +264,7 @@ int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errl
     for (size_t i = 0; i < len; i++) lines += v->text[i] == '\n';
     if (v->text[len - 1] != '\n') lines++;
     if (lines > INT32_MAX) {
-        seterr(err, errlen, "%s: too many lines", path);
+        fleet_err(err, errlen, "%s: too many lines", path);
         goto err;
     }
     size_t nslots = 16;
@@ -290,11 +281,11 @@ int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errl
         if (e > p && e[-1] == '\r') e--;
         size_t n = (size_t)(e - p);
         if (memchr(p, '\0', n) != NULL) {
-            seterr(err, errlen, "%s: line %zu: contains a NUL byte", path, id + 1);
+            fleet_err(err, errlen, "%s: line %zu: contains a NUL byte", path, id + 1);
             goto err;
         }
         if (!utf8_valid(p, n)) {
-            seterr(err, errlen, "%s: line %zu: not valid UTF-8", path, id + 1);
+            fleet_err(err, errlen, "%s: line %zu: not valid UTF-8", path, id + 1);
             goto err;
         }
         *e = '\0';
@@ -306,7 +297,7 @@ int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errl
     for (size_t i = 0; i < 3; i++) {
         long id = fleet_vocab_id(v, need[i]);
         if (id < 0) {
-            seterr(err, errlen, "%s: no %s token", path, need[i]);
+            fleet_err(err, errlen, "%s: no %s token", path, need[i]);
             goto err;
         }
         *slot[i] = (int32_t)id;
@@ -315,7 +306,7 @@ int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errl
     return 0;
 
 oom:
-    seterr(err, errlen, "%s: out of memory", path);
+    fleet_err(err, errlen, "%s: out of memory", path);
 err:
     if (f != NULL) fclose(f);
     fleet_vocab_free(v);
@@ -435,7 +426,7 @@ long fleet_tokenize(const fleet_vocab *v, const fleet_tokenizer_opts *o, const c
     size_t limit = cap;
     if (o->max_len != 0 && o->max_len < limit) limit = o->max_len;
     if (limit < 2) {
-        seterr(err, errlen, "no room for [CLS] and [SEP] (cap %zu, max_len %zu)", cap,
+        fleet_err(err, errlen, "no room for [CLS] and [SEP] (cap %zu, max_len %zu)", cap,
                o->max_len);
         return -1;
     }
@@ -455,7 +446,7 @@ long fleet_tokenize(const fleet_vocab *v, const fleet_tokenizer_opts *o, const c
         if (cjk) wordpiece(&r);
         if (add_char(&r, c, o->lower_case, cjk) < 0) {
             free(r.word);
-            seterr(err, errlen, "out of memory");
+            fleet_err(err, errlen, "out of memory");
             return -1;
         }
     }
