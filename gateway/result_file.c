@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fleet/msgpack_wire.h"
 #include "fleet/utf8.h"
 
 /* ------------------------------------------------------------ media types ----------- */
@@ -67,30 +68,15 @@ typedef struct rd {
     size_t len, off;
 } rd;
 
-static bool rd_be(rd *r, int n, uint64_t *v) {
-    if (r->len - r->off < (size_t)n) return false;
-    *v = 0;
-    for (int i = 0; i < n; i++) *v = (*v << 8) | r->p[r->off++];
-    return true;
-}
-
-/* Reads a str (want_bin false) or a bin (true); false if it is something else. */
-static bool rd_bytes(rd *r, bool want_bin, const char **s, size_t *n) {
-    if (r->off >= r->len) return false;
-    unsigned char t = r->p[r->off++];
-    uint64_t len;
-    if (!want_bin && t >= 0xa0 && t <= 0xbf) len = t & 0x1f;
-    else if (!want_bin && t >= 0xd9 && t <= 0xdb) {
-        if (!rd_be(r, 1 << (t - 0xd9), &len)) return false;
-    } else if (want_bin && t >= 0xc4 && t <= 0xc6) {
-        if (!rd_be(r, 1 << (t - 0xc4), &len)) return false;
-    } else {
+/* Reads a str (want FLEET_MP_STR) or a bin (FLEET_MP_BIN) whose bytes all lie in r; false
+ * if it is something else or runs past the end. */
+static bool rd_bytes(rd *r, fleet_mp_type want, const char **s, size_t *n) {
+    fleet_mp_head h;
+    if (fleet_mp_read_head(r->p, r->len, &r->off, &h) != FLEET_MP_OK || h.type != want)
         return false;
-    }
-    if (r->len - r->off < len) return false;
     *s = (const char *)r->p + r->off;
-    *n = (size_t)len;
-    r->off += (size_t)len;
+    *n = (size_t)h.n;
+    r->off += (size_t)h.n;
     return true;
 }
 
@@ -98,82 +84,44 @@ static bool key_is(const char *k, size_t kn, const char *name) {
     return kn == strlen(name) && memcmp(k, name, kn) == 0;
 }
 
-static bool read_file_map(const char *mp, size_t len, gw_result_file_view *out) {
-    if (!mp || len == 0) return false;
-    rd r = {(const unsigned char *)mp, len, 1};
-    unsigned char t = r.p[0];
-    uint64_t count;
-    if (t >= 0x80 && t <= 0x8f) count = t & 0x0f;
-    else if (t == 0xde || t == 0xdf) {
-        if (!rd_be(&r, t == 0xde ? 2 : 4, &count)) return false;
-    } else {
-        return false;
-    }
-    if (count != 2 && count != 3) return false;
-    bool have_type = false, have_bytes = false, have_name = false;
-    for (uint64_t i = 0; i < count; i++) {
-        const char *k, *v;
-        size_t kn, vn;
-        if (!rd_bytes(&r, false, &k, &kn)) return false;
-        if (key_is(k, kn, "content_type") && !have_type) {
-            if (!rd_bytes(&r, false, &v, &vn) || !gw_media_type_valid(v, vn)) return false;
-            memcpy(out->content_type, v, vn);
-            out->content_type[vn] = '\0';
-            have_type = true;
-        } else if (key_is(k, kn, "bytes") && !have_bytes) {
-            if (!rd_bytes(&r, true, &out->bytes, &out->len)) return false;
-            have_bytes = true;
-        } else if (key_is(k, kn, "filename") && !have_name) {
-            if (!rd_bytes(&r, false, &v, &vn) || vn == 0 || vn > GW_RESULT_FILENAME_MAX ||
-                !fleet_utf8_valid(v, vn))
-                return false;
-            for (size_t j = 0; j < vn; j++)
-                if ((unsigned char)v[j] < 0x20 || v[j] == 0x7f) return false;
-            memcpy(out->filename, v, vn);
-            out->filename[vn] = '\0';
-            have_name = true;
-        } else {
-            return false; /* another key, or one of ours twice */
-        }
-    }
-    return r.off == len && have_type && have_bytes;
-}
-
+/* The whole buffer is one window: the probe reads it in one step, or in two around the
+ * file's bytes. */
 bool gw_result_file(const char *mp, size_t len, gw_result_file_view *out) {
     memset(out, 0, sizeof *out);
-    if (read_file_map(mp, len, out)) return true;
-    memset(out, 0, sizeof *out);
-    return false;
+    if (!mp || len == 0) return false;
+    gw_result_file_probe p = {.total = len};
+    int rc;
+    while ((rc = gw_result_file_probe_step(&p, mp + p.pos, (size_t)(len - p.pos))) == 2) {
+    }
+    if (rc != 1) return false;
+    *out = p.view;
+    out->bytes = mp + p.bytes_off;
+    out->len = (size_t)p.bytes_len;
+    return true;
 }
 
 int gw_result_file_probe_step(gw_result_file_probe *p, const char *win, size_t n) {
     rd r = {(const unsigned char *)win, n, 0};
     if (!p->started) {
-        if (n == 0) return 0;
-        unsigned char t = r.p[r.off++];
-        uint64_t count;
-        if (t >= 0x80 && t <= 0x8f) count = t & 0x0f;
-        else if (t == 0xde || t == 0xdf) {
-            if (!rd_be(&r, t == 0xde ? 2 : 4, &count)) return 0;
-        } else {
+        fleet_mp_head h;
+        if (fleet_mp_read_head(r.p, r.len, &r.off, &h) != FLEET_MP_OK || h.type != FLEET_MP_MAP)
             return 0;
-        }
-        if (count != 2 && count != 3) return 0;
-        p->count = count;
+        if (h.n != 2 && h.n != 3) return 0;
+        p->count = h.n;
         p->started = true;
     }
     while (p->done < p->count) {
         const char *k, *v;
         size_t kn, vn;
-        if (!rd_bytes(&r, false, &k, &kn)) return 0;
+        if (!rd_bytes(&r, FLEET_MP_STR, &k, &kn)) return 0;
         p->done++;
         if (key_is(k, kn, "content_type") && !p->have_type) {
-            if (!rd_bytes(&r, false, &v, &vn) || !gw_media_type_valid(v, vn)) return 0;
+            if (!rd_bytes(&r, FLEET_MP_STR, &v, &vn) || !gw_media_type_valid(v, vn)) return 0;
             memcpy(p->view.content_type, v, vn);
             p->view.content_type[vn] = '\0';
             p->have_type = true;
         } else if (key_is(k, kn, "filename") && !p->have_name) {
-            if (!rd_bytes(&r, false, &v, &vn) || vn == 0 || vn > GW_RESULT_FILENAME_MAX ||
+            if (!rd_bytes(&r, FLEET_MP_STR, &v, &vn) || vn == 0 || vn > GW_RESULT_FILENAME_MAX ||
                 !fleet_utf8_valid(v, vn))
                 return 0;
             for (size_t j = 0; j < vn; j++)
@@ -183,10 +131,13 @@ int gw_result_file_probe_step(gw_result_file_probe *p, const char *win, size_t n
             p->have_name = true;
         } else if (key_is(k, kn, "bytes") && !p->have_bytes) {
             /* only the bin's header: its bytes are skipped, and read when sent */
-            if (r.off >= r.len) return 0;
-            unsigned char t = r.p[r.off++];
-            uint64_t len;
-            if (t < 0xc4 || t > 0xc6 || !rd_be(&r, 1 << (t - 0xc4), &len)) return 0;
+            fleet_mp_head h;
+            if (r.off >= r.len ||
+                fleet_mp_head_decode(r.p + r.off, r.len - r.off, &h) != FLEET_MP_OK ||
+                h.type != FLEET_MP_BIN)
+                return 0;
+            r.off += h.hlen;
+            uint64_t len = h.n;
             unsigned long long at = p->pos + r.off;
             if (len > p->total - at) return 0;
             p->bytes_off = at;

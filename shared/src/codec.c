@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fleet/err.h"
+#include "fleet/msgpack_wire.h"
 
 /* --------------------------------------------------------------- JSON -> msgpack ---- */
 
@@ -223,83 +224,20 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
     return NULL;
 }
 
-/* One msgpack value's header (marker, length field, ext type), decoded without
- * allocating by read_head. */
-typedef struct mp_head {
-    uint64_t items; /* values that follow: an array's n, a map's 2n */
-    uint64_t skip;  /* bytes that follow: a number's, a str/bin's, an ext's payload */
-    bool ext;       /* an ext value: type holds its type, skip its payload length */
-    int type;
-} mp_head;
-
-/* read_head reads the header of the value at *off and moves *off past it. Sizes declared
- * by untrusted bytes are checked against the bytes actually present (a 5-byte array32
- * header would otherwise ask for gigabytes), and a container deeper than
- * FLEET_CODEC_MAX_DEPTH is refused. Returns 0, or -1 with err. */
-static int read_head(const unsigned char *p, size_t len, size_t *off, int depth, mp_head *h,
-                     char *err, size_t errlen) {
-    *h = (mp_head){0};
-    if (*off >= len) goto truncated;
-    unsigned char t = p[(*off)++];
-    uint64_t n = 0;
-    int nbytes = 0;   /* size of a length field that follows the marker */
-    bool ext = false; /* n: the ext payload's length, once read */
-    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
-    if (depth >= FLEET_CODEC_MAX_DEPTH && ((t >= 0x80 && t <= 0x9f) || (t >= 0xdc && t <= 0xdf))) {
-        fleet_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
-        return -1; /* a container inside 32 others, even an empty one */
+/* read_head reads the header of the value at *off with fleet_mp_read_head (which checks
+ * every size the untrusted bytes declare against the bytes present) and moves *off past
+ * it; a container deeper than FLEET_CODEC_MAX_DEPTH is refused before its length field is
+ * read. Returns 0, or -1 with err. */
+static int read_head(const unsigned char *p, size_t len, size_t *off, int depth,
+                     fleet_mp_head *h, char *err, size_t errlen) {
+    if (*off < len && depth >= FLEET_CODEC_MAX_DEPTH && fleet_mp_is_container(p[*off]))
+        return fleet_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
+    unsigned char t = *off < len ? p[*off] : 0;
+    switch (fleet_mp_read_head(p, len, off, h)) {
+    case FLEET_MP_OK: return 0;
+    case FLEET_MP_BAD: return fleet_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
+    default: return fleet_err(err, errlen, "truncated msgpack data");
     }
-    if (t >= 0x80 && t <= 0x8f) h->items = 2u * (t & 0x0f);
-    else if (t >= 0x90 && t <= 0x9f) h->items = t & 0x0f;
-    else if (t >= 0xa0 && t <= 0xbf) h->skip = t & 0x1f;
-    else switch (t) {
-    case 0xc4: case 0xd9: nbytes = 1; break;            /* bin8, str8 */
-    case 0xc5: case 0xda: nbytes = 2; break;            /* bin16, str16 */
-    case 0xc6: case 0xdb: nbytes = 4; break;            /* bin32, str32 */
-    case 0xc7: nbytes = 1; ext = true; break;           /* ext8/16/32: length, type, data */
-    case 0xc8: nbytes = 2; ext = true; break;
-    case 0xc9: nbytes = 4; ext = true; break;
-    case 0xca: h->skip = 4; break;                      /* float32 */
-    case 0xcb: h->skip = 8; break;                      /* float64 */
-    case 0xcc: case 0xd0: h->skip = 1; break;           /* (u)int8 */
-    case 0xcd: case 0xd1: h->skip = 2; break;
-    case 0xce: case 0xd2: h->skip = 4; break;
-    case 0xcf: case 0xd3: h->skip = 8; break;
-    case 0xd4: n = 1; ext = true; break;                /* fixext 1..16: type, data */
-    case 0xd5: n = 2; ext = true; break;
-    case 0xd6: n = 4; ext = true; break;
-    case 0xd7: n = 8; ext = true; break;
-    case 0xd8: n = 16; ext = true; break;
-    case 0xdc: nbytes = 2; h->items = 1; break;         /* array16/32: count follows */
-    case 0xdd: nbytes = 4; h->items = 1; break;
-    case 0xde: nbytes = 2; h->items = 2; break;         /* map16/32: 2 items per entry */
-    case 0xdf: nbytes = 4; h->items = 2; break;
-    default:
-        fleet_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
-        return -1;
-    }
-    if (nbytes) {
-        if (len - *off < (size_t)nbytes) goto truncated;
-        for (int i = 0; i < nbytes; i++) n = (n << 8) | p[(*off)++];
-        if (ext) {
-        } else if (h->items) {
-            h->items *= n; /* array or map count */
-        } else {
-            h->skip = n; /* byte length of str or bin */
-        }
-    }
-    if (ext) {
-        if (len - *off < 1) goto truncated;
-        h->ext = true;
-        h->type = (int8_t)p[(*off)++];
-        h->skip = n;
-    }
-    if (h->skip > len - *off) goto truncated;
-    if (h->items > len - *off) goto truncated; /* every item takes at least one byte */
-    return 0;
-truncated:
-    fleet_err(err, errlen, "truncated msgpack data");
-    return -1;
 }
 
 /* Walks one msgpack value without allocating (read_head's checks, all the way down), so
@@ -307,7 +245,7 @@ truncated:
  * err. */
 static int check_value(const unsigned char *p, size_t len, size_t *off, int depth, char *err,
                        size_t errlen) {
-    mp_head h;
+    fleet_mp_head h;
     if (read_head(p, len, off, depth, &h, err, errlen) < 0) return -1;
     *off += h.skip;
     for (uint64_t i = 0; i < h.items; i++)
@@ -356,33 +294,20 @@ json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t err
 static int client_walk(const unsigned char *p, size_t len, size_t *off, int depth,
                        unsigned char *out, size_t *o, size_t *nf32, char *err, size_t errlen) {
     size_t start = *off;
-    mp_head h;
+    fleet_mp_head h;
     if (read_head(p, len, off, depth, &h, err, errlen) < 0) return -1;
-    if (h.ext) {
+    if (h.type == FLEET_MP_EXT) {
         uint64_t n = h.skip;
-        if (h.type != FLEET_EXT_F32) {
-            fleet_err(err, errlen, "msgpack ext type %d has no client form (only type %d does)",
-                    h.type, FLEET_EXT_F32);
-            return -1;
-        }
+        if (h.ext_type != FLEET_EXT_F32)
+            return fleet_err(err, errlen,
+                             "msgpack ext type %d has no client form (only type %d does)",
+                             h.ext_type, FLEET_EXT_F32);
         if (f32_check(n, depth, err, errlen) < 0) return -1;
         (*nf32)++;
         if (out) {
-            unsigned char *w = out + *o;
-            if (n <= 0xff) {
-                *w++ = 0xc4;
-            } else if (n <= 0xffff) {
-                *w++ = 0xc5;
-                *w++ = (unsigned char)(n >> 8);
-            } else {
-                *w++ = 0xc6;
-                *w++ = (unsigned char)(n >> 24);
-                *w++ = (unsigned char)(n >> 16);
-                *w++ = (unsigned char)(n >> 8);
-            }
-            *w++ = (unsigned char)n;
-            if (n) memcpy(w, p + *off, n);
-            *o = (size_t)(w - out) + n;
+            *o += fleet_mp_put_bin_head(out + *o, n);
+            if (n) memcpy(out + *o, p + *off, n);
+            *o += n;
         }
         *off += n;
         return 0;

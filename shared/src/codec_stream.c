@@ -1,6 +1,7 @@
 /* codec_stream.c: msgpack to JSON / client msgpack, a range at a time (codec_stream.h).
- * Pure. The rules mirror codec.c's read_head, to_json and client_walk; tests/unit/
- * codec_stream_test.c checks the output against them byte for byte. */
+ * Pure. Headers are decoded by msgpack_wire.c; the rules mirror codec.c's read_head,
+ * to_json and client_walk; tests/unit/codec_stream_test.c checks the output against them
+ * byte for byte. */
 #include "fleet/codec_stream.h"
 
 #include <math.h>
@@ -11,6 +12,7 @@
 
 #include "fleet/codec.h"
 #include "fleet/err.h"
+#include "fleet/msgpack_wire.h"
 
 /* One open container. */
 typedef struct frame {
@@ -208,23 +210,6 @@ static void item_start(fleet_mps *s) {
     s->is_key = key;
 }
 
-/* Bytes of the header that starts with marker t (the marker included). */
-static size_t head_len(unsigned char t) {
-    switch (t) {
-    case 0xc4: case 0xd9: case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: return 2;
-    case 0xc5: case 0xda: case 0xdc: case 0xde: return 3;
-    case 0xc7: return 3;
-    case 0xc8: return 4;
-    case 0xc6: case 0xdb: case 0xdd: case 0xdf: return 5;
-    case 0xc9: return 6;
-    default: return 1;
-    }
-}
-
-static bool is_container(unsigned char t) {
-    return (t >= 0x80 && t <= 0x9f) || (t >= 0xdc && t <= 0xdf);
-}
-
 static uint64_t be(const unsigned char *p, size_t n) {
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) v = (v << 8) | p[i];
@@ -339,6 +324,8 @@ static void scalar_end(fleet_mps *s) {
 /* The header in hdr[0..hlen) is complete: checks it and starts the value. */
 static void head_end(fleet_mps *s) {
     unsigned char t = s->hdr[0];
+    fleet_mp_head h;
+    fleet_mp_head_decode(s->hdr, s->hlen, &h); /* complete: head_begin refused 0xc1 */
     size_t hl = s->hlen;
     s->hlen = 0; /* the next header starts afresh (a scalar's payload refills hdr[1..]) */
     s->marker = t;
@@ -366,36 +353,23 @@ static void head_end(fleet_mps *s) {
         return;
     }
     uint64_t remain = s->total - s->off;
-    if (t >= 0x80 && t <= 0x9f) {
-        uint64_t n = t & 0x0f;
-        bool map = t <= 0x8f;
-        if ((map ? 2 * n : n) > remain) {
-            set_err(s, true, "truncated msgpack data");
-            return;
-        }
-        if (!json(s)) put(s, s->hdr, 1);
-        open_container(s, map, n);
-        return;
-    }
-    if (t >= 0xdc && t <= 0xdf) {
-        uint64_t n = be(s->hdr + 1, hl - 1);
-        bool map = t >= 0xde;
-        if ((map ? 2 * n : n) > remain) {
+    if (h.type == FLEET_MP_ARRAY || h.type == FLEET_MP_MAP) {
+        if (h.items > remain) {
             set_err(s, true, "truncated msgpack data");
             return;
         }
         if (!json(s)) put(s, s->hdr, hl);
-        open_container(s, map, n);
+        open_container(s, h.type == FLEET_MP_MAP, h.n);
         return;
     }
-    if ((t >= 0xa0 && t <= 0xbf) || (t >= 0xd9 && t <= 0xdb) || (t >= 0xc4 && t <= 0xc6)) {
-        uint64_t n = t <= 0xbf && t >= 0xa0 ? (uint64_t)(t & 0x1f) : be(s->hdr + 1, hl - 1);
+    if (h.type == FLEET_MP_STR || h.type == FLEET_MP_BIN) {
+        uint64_t n = h.n;
         if (n > remain) {
             set_err(s, true, "truncated msgpack data");
             return;
         }
         if (!json(s)) put(s, s->hdr, hl);
-        if (t >= 0xc4 && t <= 0xc6) {
+        if (h.type == FLEET_MP_BIN) {
             s->state = ST_BIN;
             s->left = n;
             s->ncarry = 0;
@@ -405,9 +379,8 @@ static void head_end(fleet_mps *s) {
         }
         return;
     }
-    if (t >= 0xca && t <= 0xd3) {
-        static const unsigned char sizes[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
-        uint64_t n = sizes[t - 0xca];
+    if (h.type == FLEET_MP_FLOAT || h.type == FLEET_MP_INT) { /* fixints returned above */
+        uint64_t n = h.skip;
         if (n > remain) {
             set_err(s, true, "truncated msgpack data");
             return;
@@ -419,15 +392,8 @@ static void head_end(fleet_mps *s) {
         return;
     }
     /* ext: fixext (type follows the marker) or ext8/16/32 (length, then type) */
-    uint64_t n;
-    int type;
-    if (t >= 0xd4 && t <= 0xd8) {
-        n = (uint64_t)1 << (t - 0xd4);
-        type = (int8_t)s->hdr[1];
-    } else {
-        n = be(s->hdr + 1, hl - 2);
-        type = (int8_t)s->hdr[hl - 1];
-    }
+    uint64_t n = h.n;
+    int type = h.ext_type;
     if (n > remain) {
         set_err(s, true, "truncated msgpack data");
         return;
@@ -456,20 +422,7 @@ static void head_end(fleet_mps *s) {
         putc1(s, '[');
     } else { /* the client form: a bin of the same payload */
         unsigned char b[5];
-        size_t k = 0;
-        if (n <= 0xff) {
-            b[k++] = 0xc4;
-        } else if (n <= 0xffff) {
-            b[k++] = 0xc5;
-            b[k++] = (unsigned char)(n >> 8);
-        } else {
-            b[k++] = 0xc6;
-            b[k++] = (unsigned char)(n >> 24);
-            b[k++] = (unsigned char)(n >> 16);
-            b[k++] = (unsigned char)(n >> 8);
-        }
-        b[k++] = (unsigned char)n;
-        put(s, b, k);
+        put(s, b, fleet_mp_put_bin_head(b, n));
     }
     s->state = ST_F32;
 }
@@ -479,13 +432,13 @@ static void head_begin(fleet_mps *s, unsigned char t) {
     item_start(s);
     s->hdr[0] = t;
     s->hlen = 1;
-    s->hneed = head_len(t);
+    s->hneed = t == 0xc1 ? 1 : fleet_mp_head_size(t);
     s->state = ST_HEAD;
     if (t == 0xc1) {
         set_err(s, true, "malformed msgpack data (byte 0x%02x)", t);
         return;
     }
-    if (s->depth >= FLEET_CODEC_MAX_DEPTH && is_container(t)) {
+    if (s->depth >= FLEET_CODEC_MAX_DEPTH && fleet_mp_is_container(t)) {
         set_err(s, true, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
         return;
     }
