@@ -1,7 +1,7 @@
 /* auth.c: API keys to tenants (auth.h). */
 #include "auth.h"
 
-#include <openssl/sha.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,7 @@
 #include "fleet/id.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
+#include "fleet/tenant.h"
 #include "redis.h"
 
 #define BUCKETS 256u
@@ -17,7 +18,7 @@
 #define KEY_MAX 256    /* longest API key accepted */
 
 typedef struct cached {
-    char hash[65];
+    char hash[FLEET_APIKEY_HASH_HEX + 1];
     gw_principal who;
     uint64_t expires_ms;
     struct cached *next;
@@ -90,24 +91,17 @@ static void cache_put(gw_auth_cache *a, const char *hash, const gw_principal *wh
 
 void gw_principal_from_settings(gw_principal *p, const char *tenant,
                                 const struct redisReply *settings) {
+    fleet_tenant t;
+    fleet_tenant_read(&t, settings);
     memset(p, 0, sizeof *p);
     snprintf(p->tenant, sizeof p->tenant, "%s", tenant);
-    p->burst = 1;
-    bool burst_set = false;
-    for (size_t i = 0; settings && i + 1 < settings->elements; i += 2) {
-        const char *k = settings->element[i]->str, *v = settings->element[i + 1]->str;
-        if (!k || !v) continue;
-        if (strcmp(k, "max_active") == 0) p->max_active = strtol(v, NULL, 10);
-        else if (strcmp(k, "rate") == 0) p->rate = strtod(v, NULL);
-        else if (strcmp(k, "burst") == 0) p->burst = strtol(v, NULL, 10), burst_set = true;
-        else if (strcmp(k, "max_body") == 0) p->max_body = strtol(v, NULL, 10);
-        else if (strcmp(k, "webhook_secret") == 0)
-            snprintf(p->webhook_secret, sizeof p->webhook_secret, "%s", v);
-    }
-    if (!burst_set && p->rate > 1) p->burst = (long)(p->rate + 0.999);
-    if (p->burst < 1) p->burst = 1;
-    if (p->max_active < 0) p->max_active = 0;
-    if (p->rate < 0) p->rate = 0;
+    /* The record's limits fit a long: fleetctl writes them within tenant.h's ranges, and
+     * one written by hand beyond them is clamped there. */
+    p->max_active = t.max_active > LONG_MAX ? LONG_MAX : (long)t.max_active;
+    p->rate = t.rate;
+    p->burst = t.burst > LONG_MAX ? LONG_MAX : (long)t.burst;
+    p->max_body = t.max_body > LONG_MAX ? LONG_MAX : (long)t.max_body;
+    snprintf(p->webhook_secret, sizeof p->webhook_secret, "%s", t.webhook_secret);
 }
 
 /* ------------------------------------------------------------ the check ------------- */
@@ -115,7 +109,7 @@ void gw_principal_from_settings(gw_principal *p, const char *tenant,
 typedef struct auth_call {
     gw_req *r;
     void (*next)(gw_req *r);
-    char hash[65];
+    char hash[FLEET_APIKEY_HASH_HEX + 1];
     fleet_cmd cmd;
 } auth_call;
 
@@ -138,7 +132,7 @@ static void on_auth(redisReply *rep, void *arg) {
         unauthorized(r, "the API key is not valid (unknown or revoked)");
     } else {
         gw_principal_from_settings(&r->who, tenant, settings);
-        r->who.admin = strcmp(role, "admin") == 0;
+        r->who.admin = strcmp(role, FLEET_ROLE_ADMIN) == 0;
         cache_put(r->g->auth, c->hash, &r->who);
         void (*next)(gw_req *) = c->next;
         free(c);
@@ -162,9 +156,7 @@ static const char *bearer(gw_req *r) {
 }
 
 void gw_sha256_hex(const void *data, size_t len, char out[65]) {
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)data, len, md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    fleet_apikey_hash(data, len, out);
 }
 
 void gw_auth_then(gw_req *r, void (*next)(gw_req *r)) {
@@ -183,8 +175,8 @@ void gw_auth_then(gw_req *r, void (*next)(gw_req *r)) {
                         "makes one)");
         return;
     }
-    char hash[65];
-    gw_sha256_hex(key, strlen(key), hash);
+    char hash[FLEET_APIKEY_HASH_HEX + 1];
+    fleet_apikey_hash(key, strlen(key), hash);
     cached *hit = cache_find(g->auth, hash);
     if (hit) {
         r->who = hit->who;

@@ -1,8 +1,8 @@
 /* auth.h: who is asking. Every /v1 request carries "Authorization: Bearer <api key>";
- * the key is hashed (SHA-256) and looked up in Redis ({prefix}:apikey:<hash>, written by
- * `fleetctl tenant add`), which names the tenant, its role (tenant or admin) and its
- * settings. Answers are cached for FLEET_AUTH_CACHE_MS, so a revoked key stops working
- * within that time.
+ * the key is hashed (SHA-256, fleet/tenant.h) and looked up in Redis by auth.lua
+ * ({prefix}:apikey:<hash>, written by `fleetctl tenant add`), which names the tenant, its
+ * role (tenant or admin) and its settings, read with fleet_tenant_read. Answers are cached
+ * for FLEET_AUTH_CACHE_MS, so a revoked key stops working within that time.
  *
  * With FLEET_AUTH=off (local development) every request is the tenant FLEET_TENANT with
  * the admin role.
@@ -25,7 +25,8 @@ void gw_auth_free(gw_auth_cache *a);
  * (Redis unavailable) itself. On success r->who (gateway.h: gw_principal) is filled. */
 void gw_auth_then(gw_req *r, void (*next)(gw_req *r));
 
-/* SHA-256 of data as 64 hex characters and a NUL. */
+/* SHA-256 of data as 64 lower-case hex characters and a NUL (an idempotency key's digest;
+ * the same function as fleet_apikey_hash). */
 void gw_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* Fills *p from a tenant's settings (HGETALL shape); exposed for the webhook engine. */

@@ -18,6 +18,7 @@
 #include "fleet/log.h"
 #include "fleet/redis_health.h"
 #include "fleet/state.h"
+#include "fleet/tenant.h"
 #include "redis.h"
 #include "ssrf.h"
 #include "webhook_sign.h"
@@ -421,10 +422,10 @@ static void on_delivery(redisReply *rep, void *arg) {
         after_secret(d);
         return;
     }
-    fleet_key tk = fleet_key_tenant(&wh->g->keys, d->tenant);
-    const char *argv[3] = {"HGET", tk.s, "webhook_secret"};
-    size_t lens[3] = {4, strlen(tk.s), 14};
-    if (gw_redis_command(wh->g->redis, 3, argv, lens, on_secret, d) < 0) delivery_free(d);
+    fleet_tenant_cmd c; /* gw_redis_command copies the arguments */
+    if (fleet_tenant_cmd_read_secret(&wh->g->keys, d->tenant, &c) < 0 ||
+        gw_redis_command(wh->g->redis, c.argc, c.argv, c.len, on_secret, d) < 0)
+        delivery_free(d);
 }
 
 /* ------------------------------------------------------------ reading tasks --------- */
