@@ -1,15 +1,32 @@
 /* job.h: the job lifecycle and the names of its states.
  *
- *             submit                 claim                 finish
- *   (none) ──────────▶ queued ───────────────▶ running ───────────────▶ succeeded | failed
- *                        │                      │
- *                cancel  │                      │ cancel (cooperative: the worker stops
- *                        ▼                      ▼         at the model's next step)
- *                    cancelled              cancelled
+ *              submit            claim                  finish
+ *   (none) ───────────▶ queued ─────────▶ running ─────────────────▶ succeeded | failed
+ *                        ▲ ▲  │            │ ▲  │                     | cancelled
+ *                        │ │  │            │ └──┘ takeover: its lease expired (a lost
+ *                        │ │  │            │      worker); claim starts a new attempt
+ *                        │ │  │            │      under a new token
+ *                        │ └──┼────────────┘
+ *                        │    │  requeue: retry (an attempt used) or handback (the worker
+ *                        │    │  stops; not counted); it waits in the delayed set until
+ *                        │    │  promote puts it back on the stream
+ *                        │    │
+ *                        │    │ cancel         requeue (retry) or takeover with max_attempts
+ *                        │    ▼                used ────▶ failed + a dead-letter stream entry
+ *                        │  cancelled                                 │
+ *                        └────────────────────────────────────────────┘
+ *                           dlq_retry (fleetctl dlq retry): queued again, attempts reset
  *
- * Every arrow is one Redis script in shared/scripts/, called only through state.h.
- * A finished job (succeeded, failed, cancelled) keeps its keys until its result TTL ends;
- * then its id answers 404.
+ *   running ── cancel ──▶ cancel requested: the worker is told, stops at the model's next
+ *                         step and finishes the job cancelled; requeue and takeover end
+ *                         it cancelled too (a lost worker's job).
+ *
+ * Each transition is made by one Lua script in shared/scripts/, called only through
+ * state.h: submit.lua, claim.lua (claim and takeover), finish.lua, requeue.lua (retry,
+ * handback, dead-letter), promote.lua (delayed set -> stream), cancel.lua, dlq_retry.lua;
+ * recover.lua gives a job whose stream entry was deleted by hand a new one, in the same
+ * state. A queued job whose queue TTL ends, and a finished one (succeeded, failed,
+ * cancelled) whose result TTL ends, loses its keys: its id answers 404.
  */
 #ifndef FLEET_JOB_H
 #define FLEET_JOB_H
