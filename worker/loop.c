@@ -22,7 +22,8 @@
 #include "fleet/log.h"
 #include "worker.h"
 
-#define READ_BLOCK_MS 1000L /* shorter than the socket timeout (redis.h), see DEPENDENCIES.md */
+#define READ_BLOCK_MS 1000L /* shorter than the socket timeout (redis.h): hiredis
+                                  * ends a read that blocks past it as an error */
 #define ERROR_PAUSE_MS 1000L
 #define PROMOTE_MS 250L
 

@@ -1,4 +1,4 @@
-/* model.h: the C ABI between fleet-worker and a model (DESIGN §5).
+/* model.h: the C ABI between fleet-worker and a model (docs/models.md).
  *
  * A model is one constant fleet_model table of three functions. The worker loads it once,
  * hands it batches of jobs, and unloads it at exit:

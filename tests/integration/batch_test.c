@@ -1,4 +1,4 @@
-/* batch_test.c: POST /v1/jobs/batch (DESIGN.md §3): up to 1,000 jobs in one request, each
+/* batch_test.c: POST /v1/jobs/batch (docs/api.md): up to 1,000 jobs in one request, each
  * accepted or refused on its own, in order. */
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* formats_test.c: the other ways in and out (DESIGN.md §3): multipart/form-data with real
+/* formats_test.c: the other ways in and out (docs/api.md): multipart/form-data with real
  * files, application/msgpack bodies, a result that is a file (downloads as itself), and
  * msgpack results. */
 #include <string.h>

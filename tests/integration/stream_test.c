@@ -1,5 +1,5 @@
-/* stream_test.c: what the model streams hold, and for how long (DESIGN.md §2, "Nothing
- * grows without bound"): entries leave a stream only once acknowledged, never while
+/* stream_test.c: what the model streams hold, and for how long (docs/reliability.md,
+ * "Nothing grows without bound"): entries leave a stream only once acknowledged, never while
  * undelivered or pending; a pending entry deleted by hand does not lose its job; a dead
  * worker's consumer is removed only after its pending entries were taken over. */
 #include <signal.h>

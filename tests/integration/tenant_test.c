@@ -1,4 +1,4 @@
-/* tenant_test.c: many tenants, one fleet (DESIGN.md §2 "Tenant isolation", §6). API keys,
+/* tenant_test.c: many tenants, one fleet (docs/security.md). API keys,
  * isolation, quotas, rate limits, the queue cap, Idempotency-Key, fair share and
  * priorities, against real gateways with FLEET_AUTH=on and real workers.
  *

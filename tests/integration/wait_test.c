@@ -1,5 +1,5 @@
 /* wait_test.c: completion reaches the client without polling. Prefer: wait=N on submit and
- * read (DESIGN.md §3), and GET /v1/jobs/{id}/events (Server-Sent Events). */
+ * read (docs/api.md, "Waiting"), and GET /v1/jobs/{id}/events (Server-Sent Events). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>

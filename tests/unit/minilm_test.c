@@ -1,5 +1,5 @@
 /* minilm_test: the embed model on the real all-MiniLM-L6-v2 weights against the model's
- * published outputs (../shared/models/all-MiniLM-L6-v2/FACTS.md):
+ * published outputs:
  *
  *   - cosine similarities of "The weather is lovely today.", "It's so sunny outside!",
  *     "He drove to the stadium.": [[1, 0.6660, 0.1046], [0.6660, 1, 0.1411],

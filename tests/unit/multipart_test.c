@@ -1,5 +1,5 @@
 /* multipart_test: multipart/form-data bodies (gateway/multipart.c) and the UTF-8 helpers
- * (gateway/utf8.c). */
+ * (shared/src/utf8.c). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

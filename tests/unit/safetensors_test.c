@@ -73,7 +73,7 @@ TL_TEST(real_minilm_header_parses) {
             data = (uint64_t)json_integer_value(json_array_get(o, 1));
     }
     uint64_t file_size = 8 + hlen + data;
-    ASSERT_EQ_INT(file_size, 90868376); /* FACTS.md: the real file's size */
+    ASSERT_EQ_INT(file_size, 90868376); /* the published file's size */
 
     fleet_st *st;
     char err[512] = "";
