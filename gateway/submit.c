@@ -23,6 +23,8 @@
 #include <strings.h>
 
 #include "fleet/codec.h"
+#include "fleet/err.h"
+#include "fleet/msgpack_wire.h"
 #include "multipart.h"
 #include "fleet/utf8.h"
 
@@ -37,7 +39,7 @@ static int refuse(gw_problem *p, int status, const char *slug, const char *title
     p->title = title;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->detail, sizeof p->detail, fmt, ap);
+    fleet_verr(p->detail, sizeof p->detail, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -178,8 +180,9 @@ static int webhook_fields(json_t *root, gw_job_request *out, gw_problem *p) {
 }
 
 /* Checks the optional fields of o: priority, timeout_s, ttl_s, metadata, webhook and
- * webhook_events. */
-static int option_fields(json_t *o, gw_job_request *out, gw_problem *p) {
+ * webhook_events. meta_too_long: o's "metadata" is a stand-in for an object known to be
+ * longer than GW_METADATA_MAX once encoded (a msgpack body's, never converted). */
+static int option_fields(json_t *o, bool meta_too_long, gw_job_request *out, gw_problem *p) {
     json_t *prio = json_object_get(o, "priority");
     if (prio) {
         if (!json_is_string(prio))
@@ -195,7 +198,7 @@ static int option_fields(json_t *o, gw_job_request *out, gw_problem *p) {
     if (meta) {
         if (!json_is_object(meta))
             return BAD(p, "field 'metadata' must be an object, got %s", json_type_name(meta));
-        out->metadata_json = json_dumps(meta, JSON_COMPACT);
+        out->metadata_json = meta_too_long ? NULL : json_dumps(meta, JSON_COMPACT);
         if (!out->metadata_json || strlen(out->metadata_json) > GW_METADATA_MAX)
             return INVALID(p, "field 'metadata' must be at most %d bytes once encoded",
                            GW_METADATA_MAX);
@@ -205,7 +208,7 @@ static int option_fields(json_t *o, gw_job_request *out, gw_problem *p) {
 
 /* Checks the fields of a JSON or msgpack body (root, an object) but does not store the
  * input: known names only, "model" and "input" present, then the options. */
-static int body_fields(json_t *root, gw_job_request *out, gw_problem *p) {
+static int body_fields(json_t *root, bool meta_too_long, gw_job_request *out, gw_problem *p) {
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val) {
@@ -220,7 +223,7 @@ static int body_fields(json_t *root, gw_job_request *out, gw_problem *p) {
     if (model_name(json_string_value(model), json_string_length(model), out, p) < 0) return -1;
     if (!json_object_get(root, "input"))
         return BAD(p, "field 'input' is required (any JSON value; the model's input)");
-    return option_fields(root, out, p);
+    return option_fields(root, meta_too_long, out, p);
 }
 
 /* ------------------------------------------------------------ JSON bodies ----------- */
@@ -252,7 +255,7 @@ int gw_job_from_json(json_t *root, long default_ttl_s, gw_job_request *out, gw_p
     if (!json_is_object(root))
         BAD(p, "a job must be a JSON object with 'model' and 'input', got %s",
             json_type_name(root));
-    else if (body_fields(root, out, p) < 0)
+    else if (body_fields(root, false, out, p) < 0)
         ;
     else if (fleet_json_to_msgpack(json_object_get(root, "input"), &out->input,
                                    &out->input_len, cerr, sizeof cerr) < 0)
@@ -277,9 +280,10 @@ static int parse_json(const char *body, size_t len, long default_ttl_s, gw_job_r
 
 /* Walks one msgpack value at w->off without allocating for what it declares, and checks
  * everything the codec and the worker need to read it back as JSON: sizes within the
- * bytes present, containers nested at most FLEET_CODEC_MAX_DEPTH deep (msgpack-c's own
- * limit), strings valid UTF-8, map keys strings without NUL and without duplicates, no
- * ext types, floats finite. Offsets in messages count from the body's first byte. */
+ * bytes present (fleet_mp_read_head), containers nested at most FLEET_CODEC_MAX_DEPTH
+ * deep (msgpack-c's own limit), strings valid UTF-8, map keys strings without NUL and
+ * without duplicates, no ext types, floats finite. Offsets in messages count from the
+ * body's first byte. */
 typedef struct mp_walk {
     const unsigned char *p;
     size_t len, off;
@@ -291,42 +295,33 @@ static int walk_fail(mp_walk *w, const char *fmt, ...) __attribute__((format(pri
 static int walk_fail(mp_walk *w, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(w->err, sizeof w->err, fmt, ap);
+    fleet_verr(w->err, sizeof w->err, fmt, ap);
     va_end(ap);
     return -1;
 }
 
-static const char *mp_type_name(unsigned char t) {
-    if (t <= 0x7f || t >= 0xe0) return "an integer";
-    if (t <= 0x8f || t == 0xde || t == 0xdf) return "a map";
-    if (t <= 0x9f || t == 0xdc || t == 0xdd) return "an array";
-    if (t <= 0xbf || (t >= 0xd9 && t <= 0xdb)) return "a string";
-    switch (t) {
-    case 0xc0: return "nil";
-    case 0xc2:
-    case 0xc3: return "a boolean";
-    case 0xc4:
-    case 0xc5:
-    case 0xc6: return "binary data";
-    case 0xca:
-    case 0xcb: return "a float";
-    case 0xc1: return "an unused byte (0xc1)";
-    }
-    if (t >= 0xcc && t <= 0xd3) return "an integer";
-    return "an ext value";
-}
-
 static int walk_truncated(mp_walk *w, size_t at) {
     return walk_fail(w, "truncated at byte %zu (%s at byte %zu runs past the end)", w->len,
-                     mp_type_name(w->p[at]), at);
+                     fleet_mp_type_name(w->p[at]), at);
 }
 
-/* Reads an n-byte big-endian length after the marker. */
-static int walk_uint(mp_walk *w, size_t at, int n, uint64_t *v) {
-    if (w->len - w->off < (size_t)n) return walk_truncated(w, at);
-    *v = 0;
-    for (int i = 0; i < n; i++) *v = (*v << 8) | w->p[w->off++];
-    return 0;
+/* Reads the header at w->off (< w->len) and moves past it. */
+static int walk_head(mp_walk *w, fleet_mp_head *h) {
+    size_t at = w->off;
+    switch (fleet_mp_read_head(w->p, w->len, &w->off, h)) {
+    case FLEET_MP_OK: return 0;
+    case FLEET_MP_BAD:
+        return walk_fail(w, "byte 0x%02x at byte %zu is not a msgpack type", w->p[at], at);
+    default: return walk_truncated(w, at);
+    }
+}
+
+/* The type of the value at w->off (< w->len), its header left unread; false for 0xc1. */
+static bool peek_type(const mp_walk *w, fleet_mp_type *type) {
+    fleet_mp_head h;
+    if (fleet_mp_head_decode(w->p + w->off, w->len - w->off, &h) == FLEET_MP_BAD) return false;
+    *type = h.type;
+    return true;
 }
 
 typedef struct mp_key {
@@ -343,25 +338,17 @@ static int key_cmp(const void *a, const void *b) {
     return x->at < y->at ? -1 : x->at > y->at;
 }
 
-/* If the value at w->off is a string, reads it (checking UTF-8) into *s, *n. Returns 1,
- * 0 when it is not a string (nothing read), -1 on failure. */
+/* If the value at w->off (< w->len) is a string, reads it (checking UTF-8) into *s, *n.
+ * Returns 1, 0 when it is not a string (nothing read), -1 on failure. */
 static int walk_str(mp_walk *w, const unsigned char **s, size_t *n) {
     size_t at = w->off;
-    unsigned char t = w->p[at];
-    uint64_t len = 0;
-    if (t >= 0xa0 && t <= 0xbf) {
-        w->off++;
-        len = t & 0x1f;
-    } else if (t >= 0xd9 && t <= 0xdb) {
-        w->off++;
-        if (walk_uint(w, at, 1 << (t - 0xd9), &len) < 0) return -1;
-    } else {
-        return 0;
-    }
-    if (w->len - w->off < len) return walk_truncated(w, at);
+    fleet_mp_type type;
+    if (!peek_type(w, &type) || type != FLEET_MP_STR) return 0;
+    fleet_mp_head h;
+    if (walk_head(w, &h) < 0) return -1;
     *s = w->p + w->off;
-    *n = (size_t)len;
-    w->off += (size_t)len;
+    *n = (size_t)h.n;
+    w->off += (size_t)h.n;
     if (!fleet_utf8_valid((const char *)*s, *n))
         return walk_fail(w, "the string at byte %zu is not valid UTF-8", at);
     return 1;
@@ -369,11 +356,12 @@ static int walk_str(mp_walk *w, const unsigned char **s, size_t *n) {
 
 static int walk_value(mp_walk *w, int depth);
 
-/* Walks the keys and values of a map of count entries, refusing duplicate keys. */
+/* Walks the keys and values of a map of count entries, refusing duplicate keys. The keys
+ * are kept for that as they are read, never reserved for the count the header declares: a
+ * map that claims many entries and fails early costs nothing. */
 static int walk_map(mp_walk *w, size_t at, uint64_t count, int depth) {
-    if (count > (w->len - w->off) / 2) return walk_truncated(w, at);
-    mp_key *keys = count > 1 ? malloc((size_t)count * sizeof *keys) : NULL;
-    if (count > 1 && !keys) return walk_fail(w, "out of memory");
+    mp_key *keys = NULL;
+    size_t nkeys = 0, cap = 0;
     int rc = -1;
     for (uint64_t i = 0; i < count; i++) {
         if (w->off >= w->len) {
@@ -387,19 +375,31 @@ static int walk_map(mp_walk *w, size_t at, uint64_t count, int depth) {
         if (r < 0) goto done;
         if (r == 0) {
             walk_fail(w, "the map key at byte %zu is not a string (got %s)", kat,
-                      mp_type_name(w->p[kat]));
+                      fleet_mp_type_name(w->p[kat]));
             goto done;
         }
         if (memchr(s, '\0', n)) {
             walk_fail(w, "the map key at byte %zu holds a NUL byte", kat);
             goto done;
         }
-        if (keys) keys[i] = (mp_key){s, n, kat};
+        if (count > 1) {
+            if (nkeys == cap) {
+                size_t ncap = cap ? 2 * cap : 8;
+                mp_key *k = realloc(keys, ncap * sizeof *k);
+                if (!k) {
+                    walk_fail(w, "out of memory");
+                    goto done;
+                }
+                keys = k;
+                cap = ncap;
+            }
+            keys[nkeys++] = (mp_key){s, n, kat};
+        }
         if (walk_value(w, depth + 1) < 0) goto done;
     }
-    if (keys) {
-        qsort(keys, (size_t)count, sizeof *keys, key_cmp);
-        for (size_t i = 1; i < count; i++)
+    if (nkeys > 1) {
+        qsort(keys, nkeys, sizeof *keys, key_cmp);
+        for (size_t i = 1; i < nkeys; i++)
             if (keys[i].n == keys[i - 1].n && memcmp(keys[i].s, keys[i - 1].s, keys[i].n) == 0) {
                 walk_fail(w, "the map at byte %zu has the key '%s' twice (at bytes %zu and %zu)",
                           at, show((const char *)keys[i].s, keys[i].n).s, keys[i - 1].at,
@@ -420,84 +420,84 @@ static int walk_value(mp_walk *w, int depth) {
     size_t sn;
     int r = walk_str(w, &s, &sn);
     if (r) return r < 0 ? -1 : 0;
-    unsigned char t = w->p[w->off++];
-    uint64_t n = 0;
-    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
-    bool is_map = (t >= 0x80 && t <= 0x8f) || t == 0xde || t == 0xdf;
-    bool is_array = (t >= 0x90 && t <= 0x9f) || t == 0xdc || t == 0xdd;
-    if (is_map || is_array) {
-        if (depth >= FLEET_CODEC_MAX_DEPTH) {
+    fleet_mp_type type;
+    if (peek_type(w, &type)) {
+        if (type == FLEET_MP_EXT)
+            return walk_fail(w, "the ext value at byte %zu has no JSON form; use nil, booleans, "
+                                "numbers, strings, bin, arrays and maps", at);
+        if ((type == FLEET_MP_MAP || type == FLEET_MP_ARRAY) && depth >= FLEET_CODEC_MAX_DEPTH) {
             w->too_deep = true;
             return walk_fail(w, "nesting deeper than %d levels (at byte %zu)",
                              FLEET_CODEC_MAX_DEPTH, at);
         }
-        if (t <= 0x9f) n = t & 0x0f;
-        else if (walk_uint(w, at, (t == 0xdc || t == 0xde) ? 2 : 4, &n) < 0) return -1;
-        if (is_map) return walk_map(w, at, n, depth);
-        if (n > w->len - w->off) return walk_truncated(w, at);
-        for (uint64_t i = 0; i < n; i++)
+    }
+    fleet_mp_head h;
+    if (walk_head(w, &h) < 0) return -1;
+    if (h.type == FLEET_MP_MAP) return walk_map(w, at, h.n, depth);
+    if (h.type == FLEET_MP_ARRAY) {
+        for (uint64_t i = 0; i < h.n; i++)
             if (walk_value(w, depth + 1) < 0) return -1;
         return 0;
     }
-    switch (t) {
-    case 0xc4:
-    case 0xc5:
-    case 0xc6: /* bin 8/16/32 */
-        if (walk_uint(w, at, 1 << (t - 0xc4), &n) < 0) return -1;
-        if (w->len - w->off < n) return walk_truncated(w, at);
-        w->off += (size_t)n;
-        return 0;
-    case 0xca:
-    case 0xcb: { /* float32, float64 */
-        uint64_t bits = 0;
-        if (walk_uint(w, at, t == 0xca ? 4 : 8, &bits) < 0) return -1;
+    const unsigned char *b = w->p + w->off;
+    w->off += (size_t)h.skip;
+    if (h.type == FLEET_MP_FLOAT) {
         double d;
-        if (t == 0xca) {
-            uint32_t b32 = (uint32_t)bits;
+        if (h.skip == 4) {
+            uint32_t b32 = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
             float f;
             memcpy(&f, &b32, sizeof f);
             d = f;
         } else {
-            memcpy(&d, &bits, sizeof d);
+            uint64_t b64 = 0;
+            for (int i = 0; i < 8; i++) b64 = (b64 << 8) | b[i];
+            memcpy(&d, &b64, sizeof d);
         }
         if (!isfinite(d))
             return walk_fail(w, "the float at byte %zu is not finite (NaN or infinity has no "
                                 "JSON form)", at);
-        return 0;
     }
-    case 0xcc: case 0xd0: return walk_uint(w, at, 1, &n);
-    case 0xcd: case 0xd1: return walk_uint(w, at, 2, &n);
-    case 0xce: case 0xd2: return walk_uint(w, at, 4, &n);
-    case 0xcf: case 0xd3: return walk_uint(w, at, 8, &n);
-    case 0xc1:
-        return walk_fail(w, "byte 0x%02x at byte %zu is not a msgpack type", t, at);
-    default: /* ext 8/16/32, fixext 1..16 */
-        return walk_fail(w, "the ext value at byte %zu has no JSON form; use nil, booleans, "
-                            "numbers, strings, bin, arrays and maps", at);
+    return 0; /* nil, booleans, integers, bin */
+}
+
+/* A msgpack body's metadata is converted to JSON only when that JSON can fit in
+ * GW_METADATA_MAX bytes. Every msgpack value writes at least one JSON character for its
+ * header and number bytes (at most 9) and at least one for each str or bin payload byte,
+ * so a value longer than this many bytes cannot, and is refused without being converted. */
+#define METADATA_MSGPACK_MAX (9 * (size_t)GW_METADATA_MAX)
+
+/* A stand-in for a msgpack body's "metadata" value (n bytes at v, walked) when converting
+ * it would only be thrown away: a str, bin or array (option_fields refuses any value but a
+ * map, naming its JSON type), or a map too long to fit once converted (*too_long). NULL
+ * when the value is to be converted: a map that may fit, or a scalar (9 bytes at most). */
+static json_t *metadata_stand_in(const unsigned char *v, size_t n, bool *too_long) {
+    fleet_mp_head h;
+    fleet_mp_head_decode(v, n, &h);
+    switch (h.type) {
+    case FLEET_MP_STR:
+    case FLEET_MP_BIN: return json_string("");
+    case FLEET_MP_ARRAY: return json_array();
+    case FLEET_MP_MAP:
+        if (n <= METADATA_MSGPACK_MAX) return NULL;
+        *too_long = true;
+        return json_object();
+    default: return NULL;
     }
 }
 
 static int parse_msgpack(const char *body, size_t len, gw_job_request *out, gw_problem *p) {
     if (len == 0) return BAD(p, "body is empty; send a msgpack map with 'model' and 'input'");
     mp_walk w = {.p = (const unsigned char *)body, .len = len};
-    unsigned char t = w.p[0];
-    uint64_t count = 0;
-    w.off = 1;
-    if (t >= 0x80 && t <= 0x8f) count = t & 0x0f;
-    else if (t == 0xde || t == 0xdf) {
-        if (walk_uint(&w, 0, t == 0xde ? 2 : 4, &count) < 0)
-            return BAD_MSGPACK(p, "body is not valid msgpack: %s", w.err);
-    } else {
+    fleet_mp_head h;
+    if (fleet_mp_head_decode(w.p, len, &h) == FLEET_MP_BAD || h.type != FLEET_MP_MAP)
         return BAD(p, "msgpack body must be a map with 'model' and 'input', got %s",
-                   mp_type_name(t));
-    }
-    if (count > (len - w.off) / 2) {
-        walk_truncated(&w, 0);
-        return BAD_MSGPACK(p, "body is not valid msgpack: %s", w.err);
-    }
+                   fleet_mp_type_name(w.p[0]));
+    if (walk_head(&w, &h) < 0) return BAD_MSGPACK(p, "body is not valid msgpack: %s", w.err);
+    uint64_t count = h.n;
     json_t *root = json_object();
     if (!root) return INVALID(p, "out of memory");
     size_t in_at = 0, in_len = 0;
+    bool meta_too_long = false;
     int rc = -1;
     for (uint64_t i = 0; i < count; i++) {
         size_t kat = w.off;
@@ -510,7 +510,7 @@ static int parse_msgpack(const char *body, size_t len, gw_job_request *out, gw_p
         }
         if (r == 0) {
             BAD_MSGPACK(p, "msgpack map key at byte %zu is not a string (got %s)", kat,
-                        mp_type_name(w.p[kat]));
+                        fleet_mp_type_name(w.p[kat]));
             goto done;
         }
         shown key = show((const char *)k, kn);
@@ -522,7 +522,17 @@ static int parse_msgpack(const char *body, size_t len, gw_job_request *out, gw_p
             BAD(p, "field '%s' appears twice (at byte %zu)", key.s, kat);
             goto done;
         }
-        bool is_input = kn == 5 && memcmp(k, "input", 5) == 0;
+        /* An unknown field is refused as soon as its name is read: its value, however
+         * large, is neither walked nor converted (a JSON body's is never parsed either,
+         * past the syntax). */
+        char name[16] = "";
+        if (kn < sizeof name) memcpy(name, k, kn);
+        if (kn >= sizeof name || (strcmp(name, "model") != 0 && strcmp(name, "input") != 0 &&
+                                  !is_option(name))) {
+            BAD(p, "unknown field '%s'; accepted fields are " FIELD_LIST, key.s);
+            goto done;
+        }
+        bool is_input = strcmp(name, "input") == 0;
         size_t vat = w.off;
         if (walk_value(&w, 0) < 0) {
             if (is_input && w.too_deep)
@@ -536,6 +546,9 @@ static int parse_msgpack(const char *body, size_t len, gw_job_request *out, gw_p
             in_at = vat;
             in_len = w.off - vat;
             v = json_null(); /* a stand-in: the bytes themselves are stored */
+        } else if (strcmp(name, "metadata") == 0 &&
+                   (v = metadata_stand_in(w.p + vat, w.off - vat, &meta_too_long))) {
+            /* refused by option_fields as the value itself would be */
         } else {
             char cerr[128];
             v = fleet_msgpack_to_json(body + vat, w.off - vat, cerr, sizeof cerr);
@@ -554,7 +567,7 @@ static int parse_msgpack(const char *body, size_t len, gw_job_request *out, gw_p
                        "%zu)", len - w.off, w.off);
         goto done;
     }
-    if (body_fields(root, out, p) < 0) goto done;
+    if (body_fields(root, meta_too_long, out, p) < 0) goto done;
     out->input = malloc(in_len);
     if (!out->input) {
         INVALID(p, "out of memory");
@@ -583,77 +596,25 @@ static const char *file_type(const gw_mp_part *pt) {
     return pt->content_type[0] ? pt->content_type : "application/octet-stream";
 }
 
-/* msgpack writers for the "files" array: each writes at o (when o is not NULL) and
- * returns the bytes it takes, so one pass sizes the buffer and a second fills it. */
-static size_t put_be(unsigned char *o, unsigned char marker, uint64_t v, int n) {
-    if (o) {
-        o[0] = marker;
-        for (int i = 0; i < n; i++) o[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
-    }
-    return 1 + (size_t)n;
-}
-
-static size_t put_uint(unsigned char *o, uint64_t v) {
-    if (v < 128) {
-        if (o) o[0] = (unsigned char)v;
-        return 1;
-    }
-    if (v <= UINT8_MAX) return put_be(o, 0xcc, v, 1);
-    if (v <= UINT16_MAX) return put_be(o, 0xcd, v, 2);
-    if (v <= UINT32_MAX) return put_be(o, 0xce, v, 4);
-    return put_be(o, 0xcf, v, 8);
-}
-
-/* A map (0x80, 0xde) or array (0x90, 0xdc) header of n entries. */
-static size_t put_container(unsigned char *o, unsigned char fix, unsigned char m16, size_t n) {
-    if (n < 16) {
-        if (o) o[0] = (unsigned char)(fix | n);
-        return 1;
-    }
-    if (n <= UINT16_MAX) return put_be(o, m16, n, 2);
-    return put_be(o, (unsigned char)(m16 + 1), n, 4);
-}
-
-static size_t put_str(unsigned char *o, const char *s, size_t n) {
-    size_t h;
-    if (n < 32) {
-        if (o) o[0] = (unsigned char)(0xa0 | n);
-        h = 1;
-    } else if (n <= UINT8_MAX) h = put_be(o, 0xd9, n, 1);
-    else if (n <= UINT16_MAX) h = put_be(o, 0xda, n, 2);
-    else h = put_be(o, 0xdb, n, 4);
-    if (o && n) memcpy(o + h, s, n);
-    return h + n;
-}
-
-static size_t put_bin(unsigned char *o, const char *s, size_t n) {
-    size_t h;
-    if (n <= UINT8_MAX) h = put_be(o, 0xc4, n, 1);
-    else if (n <= UINT16_MAX) h = put_be(o, 0xc5, n, 2);
-    else h = put_be(o, 0xc6, n, 4);
-    if (o && n) memcpy(o + h, s, n);
-    return h + n;
-}
-
 /* Writes "files": [{name, content_type, size, bytes}, ...] at o (NULL: just sizes it). */
 static size_t put_files(unsigned char *o, const gw_mp_form *form, size_t nfiles) {
     size_t n = 0;
 #define W(call) (n += (call))
 #define AT (o ? o + n : NULL)
-    W(put_str(AT, "files", 5));
-    W(put_container(AT, 0x90, 0xdc, nfiles));
+    W(fleet_mp_put_str(AT, "files", 5));
+    W(fleet_mp_put_array(AT, nfiles));
     for (size_t i = 0; i < form->n; i++) {
         const gw_mp_part *pt = &form->parts[i];
         if (!is_file_part(pt) || is_empty_file_input(pt)) continue;
-        W(put_container(AT, 0x80, 0xde, 4));
-        W(put_str(AT, "name", 4));
-        W(put_str(AT, pt->filename, strlen(pt->filename)));
-        W(put_str(AT, "content_type", 12));
-        W(put_str(AT, file_type(pt), strlen(file_type(pt))));
-        W(put_str(AT, "size", 4));
-        W(put_uint(AT, pt->len));
-        W(put_str(AT, "bytes", 5));
-        W(put_bin(AT, pt->data, pt->len));
+        W(fleet_mp_put_map(AT, 4));
+        W(fleet_mp_put_str(AT, "name", 4));
+        W(fleet_mp_put_str(AT, pt->filename, strlen(pt->filename)));
+        W(fleet_mp_put_str(AT, "content_type", 12));
+        W(fleet_mp_put_str(AT, file_type(pt), strlen(file_type(pt))));
+        W(fleet_mp_put_str(AT, "size", 4));
+        W(fleet_mp_put_uint(AT, pt->len));
+        W(fleet_mp_put_str(AT, "bytes", 5));
+        W(fleet_mp_put_bin(AT, pt->data, pt->len));
     }
 #undef W
 #undef AT
@@ -668,21 +629,24 @@ static int pack_input_with_files(const json_t *obj, const gw_mp_form *form, size
     size_t mlen = 0;
     if (fleet_json_to_msgpack(obj, &m, &mlen, cerr, sizeof cerr) < 0)
         return INVALID(p, "form field 'input' cannot be stored: %s", cerr);
-    unsigned char t = (unsigned char)m[0];
-    size_t hold = t >= 0x80 && t <= 0x8f ? 1 : t == 0xde ? 3 : t == 0xdf ? 5 : 0;
+    fleet_mp_head h;
+    size_t hold = fleet_mp_head_decode((const unsigned char *)m, mlen, &h) == FLEET_MP_OK &&
+                          h.type == FLEET_MP_MAP
+                      ? h.hlen
+                      : 0;
     size_t count = json_object_size(obj);
-    if (!hold || mlen < hold) { /* the codec packs an object as a map */
+    if (!hold) { /* the codec packs an object as a map */
         free(m);
         return INVALID(p, "form field 'input' cannot be stored: not packed as a map");
     }
-    size_t hnew = put_container(NULL, 0x80, 0xde, count + 1);
+    size_t hnew = fleet_mp_put_map(NULL, count + 1);
     size_t total = hnew + (mlen - hold) + put_files(NULL, form, nfiles);
     unsigned char *buf = malloc(total);
     if (!buf) {
         free(m);
         return INVALID(p, "out of memory");
     }
-    put_container(buf, 0x80, 0xde, count + 1);
+    fleet_mp_put_map(buf, count + 1);
     memcpy(buf + hnew, m + hold, mlen - hold);
     put_files(buf + hnew + (mlen - hold), form, nfiles);
     free(m);
@@ -766,7 +730,7 @@ static int parse_multipart(const char *body, size_t len, const char *ctype,
                 goto done;
             }
         }
-        if (option_fields(opts, out, p) < 0) {
+        if (option_fields(opts, false, out, p) < 0) {
             static const char pre[] = "form field 'options': ";
             size_t keep = strnlen(p->detail, sizeof p->detail - sizeof pre);
             memmove(p->detail + sizeof pre - 1, p->detail, keep);

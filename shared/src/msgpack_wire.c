@@ -31,8 +31,10 @@ int fleet_mp_head_decode(const unsigned char *p, size_t avail, fleet_mp_head *h)
     unsigned char t = p[0];
     *h = (fleet_mp_head){.marker = t, .hlen = fleet_mp_head_size(t)};
     if (h->hlen == 0) return FLEET_MP_BAD;
-    if (avail < h->hlen) return FLEET_MP_TRUNCATED;
-    const unsigned char *f = p + 1; /* the length field, if any */
+    /* a header cut short still tells its type: read its fields from zeros */
+    unsigned char whole[6] = {0};
+    if (avail < h->hlen) memcpy(whole, p, avail);
+    const unsigned char *f = (avail < h->hlen ? whole : p) + 1; /* the length field */
     if (t <= 0x7f || t >= 0xe0) {
         h->type = FLEET_MP_INT;
     } else if (t <= 0x8f) {
@@ -54,7 +56,7 @@ int fleet_mp_head_decode(const unsigned char *p, size_t avail, fleet_mp_head *h)
     } else if (t >= 0xc7 && t <= 0xc9) { /* ext 8/16/32: length, type, payload */
         h->type = FLEET_MP_EXT;
         h->n = be(f, h->hlen - 2);
-        h->ext_type = (int8_t)p[h->hlen - 1];
+        h->ext_type = (int8_t)f[h->hlen - 2];
     } else if (t == 0xca || t == 0xcb) {
         h->type = FLEET_MP_FLOAT;
         h->skip = t == 0xca ? 4 : 8;
@@ -64,7 +66,7 @@ int fleet_mp_head_decode(const unsigned char *p, size_t avail, fleet_mp_head *h)
     } else if (t >= 0xd4 && t <= 0xd8) { /* fixext 1..16: type, payload */
         h->type = FLEET_MP_EXT;
         h->n = (uint64_t)1 << (t - 0xd4);
-        h->ext_type = (int8_t)p[1];
+        h->ext_type = (int8_t)f[0];
     } else if (t >= 0xd9 && t <= 0xdb) {
         h->type = FLEET_MP_STR;
         h->n = be(f, h->hlen - 1);
@@ -81,7 +83,7 @@ int fleet_mp_head_decode(const unsigned char *p, size_t avail, fleet_mp_head *h)
         h->items = h->n;
     else if (h->type == FLEET_MP_MAP)
         h->items = 2 * h->n; /* n < 2^32: no overflow */
-    return FLEET_MP_OK;
+    return avail < h->hlen ? FLEET_MP_TRUNCATED : FLEET_MP_OK;
 }
 
 int fleet_mp_read_head(const unsigned char *p, size_t len, size_t *off, fleet_mp_head *h) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fleet/codec.h"
+#include "fleet/msgpack_wire.h"
 #include "query.h"
 #include "submit.h"
 #include "testlib.h"
@@ -706,6 +707,131 @@ TL_TEST(nul_bytes_in_json_are_refused) {
     ASSERT_STR_CONTAINS(p.detail, "NUL");
 }
 
+/* ------------------------------------------------------------ heap use -------------- */
+
+/* The most heap a msgpack body's refusal takes above what was live before it, read off
+ * ASan's allocator at every allocation (the suite's build has ASan; without it the cases
+ * that use this are skipped). */
+#if defined(__SANITIZE_ADDRESS__)
+/* ASan's allocator interface (sanitizer/allocator_interface.h, which gcc does not ship) */
+size_t __sanitizer_get_current_allocated_bytes(void);
+int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
+                                              void (*f)(const volatile void *));
+static size_t s_peak;
+static void on_malloc(const volatile void *ptr, size_t size) {
+    (void)ptr, (void)size;
+    size_t now = __sanitizer_get_current_allocated_bytes();
+    if (now > s_peak) s_peak = now;
+}
+static void on_free(const volatile void *ptr) { (void)ptr; }
+#endif
+
+static size_t refusal_heap(const unsigned char *msg, size_t len, gw_problem *p) {
+#if defined(__SANITIZE_ADDRESS__)
+    gw_job_request r;
+    size_t before = __sanitizer_get_current_allocated_bytes();
+    s_peak = before;
+    __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+    int rc = gw_submit_parse((const char *)msg, len, "application/msgpack", 3600, &r, p);
+    __sanitizer_install_malloc_and_free_hooks(NULL, NULL);
+    if (rc == 0) FAILF("msgpack body was accepted");
+    return s_peak - before;
+#else
+    (void)msg, (void)len, (void)p;
+    TL_SKIP("needs AddressSanitizer's allocator to read heap use (-DFLEET_SANITIZE=ON)");
+#endif
+}
+
+/* {"model": "echo", "input": 1, name: <n bytes written by the caller at the returned
+ * offset>} in a buffer of *len bytes (caller frees). */
+static unsigned char *body_with(const char *name, size_t n, size_t *len, size_t *at) {
+    size_t head = fleet_mp_put_map(NULL, 3) + fleet_mp_put_str(NULL, "model", 5) +
+                  fleet_mp_put_str(NULL, "echo", 4) + fleet_mp_put_str(NULL, "input", 5) + 1 +
+                  fleet_mp_put_str(NULL, name, strlen(name));
+    unsigned char *b = malloc(head + n), *o = b;
+    ASSERT_NOT_NULL(b);
+    o += fleet_mp_put_map(o, 3);
+    o += fleet_mp_put_str(o, "model", 5);
+    o += fleet_mp_put_str(o, "echo", 4);
+    o += fleet_mp_put_str(o, "input", 5);
+    *o++ = 1;
+    o += fleet_mp_put_str(o, name, strlen(name));
+    *at = (size_t)(o - b);
+    *len = head + n;
+    return b;
+}
+
+/* An unknown field is refused at its name: its value is never read, so neither its
+ * conversion to JSON nor an error inside it comes first. */
+TL_TEST(msgpack_unknown_field_is_refused_before_its_value) {
+    enum { N = 1 << 20 };
+    size_t len, at;
+    unsigned char *b = body_with("modle", 5 + N, &len, &at);
+    b[at] = 0xdd; /* an array of N nils */
+    b[at + 1] = (unsigned char)(N >> 24), b[at + 2] = (unsigned char)(N >> 16);
+    b[at + 3] = (unsigned char)(N >> 8), b[at + 4] = (unsigned char)N;
+    memset(b + at + 5, 0xc0, N);
+    gw_problem p;
+    size_t heap = refusal_heap(b, len, &p);
+    ASSERT_EQ_INT(p.status, 400);
+    ASSERT_EQ_STR(p.slug, "invalid-body");
+    ASSERT_STR_CONTAINS(p.detail, "unknown field 'modle'");
+    ASSERT_TRUE(heap < 64 * 1024);
+    b[at + 5] = 0xc1; /* a malformed value is not reached either */
+    heap = refusal_heap(b, len, &p);
+    ASSERT_STR_CONTAINS(p.detail, "unknown field 'modle'");
+    free(b);
+}
+
+/* metadata that cannot fit in GW_METADATA_MAX once encoded, or that is not an object, is
+ * refused as before but without being converted to JSON first. */
+TL_TEST(msgpack_big_metadata_is_refused_unconverted) {
+    enum { N = 1 << 20 };
+    size_t len, at;
+    unsigned char *b = body_with("metadata", 1 + 2 + 5 + N, &len, &at);
+    b[at] = 0x81; /* {"k": [N nils]} */
+    b[at + 1] = 0xa1, b[at + 2] = 'k';
+    b[at + 3] = 0xdd;
+    b[at + 4] = (unsigned char)(N >> 24), b[at + 5] = (unsigned char)(N >> 16);
+    b[at + 6] = (unsigned char)(N >> 8), b[at + 7] = (unsigned char)N;
+    memset(b + at + 8, 0xc0, N);
+    gw_problem p;
+    size_t heap = refusal_heap(b, len, &p);
+    ASSERT_EQ_INT(p.status, 422);
+    ASSERT_STR_CONTAINS(p.detail, "field 'metadata' must be at most 4096 bytes once encoded");
+    ASSERT_TRUE(heap < 64 * 1024);
+    free(b);
+    b = body_with("metadata", 5 + N, &len, &at); /* [N nils] */
+    b[at] = 0xdd;
+    b[at + 1] = (unsigned char)(N >> 24), b[at + 2] = (unsigned char)(N >> 16);
+    b[at + 3] = (unsigned char)(N >> 8), b[at + 4] = (unsigned char)N;
+    memset(b + at + 5, 0xc0, N);
+    heap = refusal_heap(b, len, &p);
+    ASSERT_EQ_INT(p.status, 400);
+    ASSERT_STR_CONTAINS(p.detail, "field 'metadata' must be an object, got an array");
+    ASSERT_TRUE(heap < 64 * 1024);
+    free(b);
+}
+
+/* A map that declares many entries and fails at its first value reserves nothing for the
+ * entries it only claims. */
+TL_TEST(msgpack_map_claims_are_not_reserved) {
+    enum { N = 1 << 19 };
+    size_t len, at;
+    unsigned char *b = body_with("metadata", 5 + 3 + 2 * (size_t)N, &len, &at);
+    b[at] = 0xdf; /* a map of N entries: "k", then 0xc1, then filler the count can claim */
+    b[at + 1] = (unsigned char)(N >> 24), b[at + 2] = (unsigned char)(N >> 16);
+    b[at + 3] = (unsigned char)(N >> 8), b[at + 4] = (unsigned char)N;
+    b[at + 5] = 0xa1, b[at + 6] = 'k', b[at + 7] = 0xc1;
+    memset(b + at + 8, 0xc0, 2 * (size_t)N);
+    gw_problem p;
+    size_t heap = refusal_heap(b, len, &p);
+    ASSERT_EQ_INT(p.status, 400);
+    ASSERT_STR_CONTAINS(p.detail, "byte 0xc1 at byte");
+    ASSERT_TRUE(heap < 64 * 1024);
+    free(b);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(nul_bytes_in_json_are_refused),
@@ -719,6 +845,9 @@ int main(int argc, char **argv) {
         TL_CASE(msgpack_body_refusals),
         TL_CASE(msgpack_body_depth),
         TL_CASE(msgpack_every_truncation_is_refused),
+        TL_CASE(msgpack_unknown_field_is_refused_before_its_value),
+        TL_CASE(msgpack_big_metadata_is_refused_unconverted),
+        TL_CASE(msgpack_map_claims_are_not_reserved),
         TL_CASE(multipart_curl_form),
         TL_CASE(multipart_input_field_and_files),
         TL_CASE(multipart_big_input_object_and_megabyte_file),

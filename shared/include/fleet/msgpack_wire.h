@@ -54,8 +54,9 @@ size_t fleet_mp_head_size(unsigned char marker);
 bool fleet_mp_is_container(unsigned char marker);
 
 /* Decodes the header at p, of which avail bytes are at hand (avail > 0). Returns
- * FLEET_MP_OK, FLEET_MP_TRUNCATED when fewer than fleet_mp_head_size bytes are at hand, or
- * FLEET_MP_BAD. Sizes are not checked against anything: see fleet_mp_read_head. */
+ * FLEET_MP_OK, FLEET_MP_TRUNCATED when fewer than fleet_mp_head_size bytes are at hand (h
+ * then holds the type and marker, its sizes are meaningless), or FLEET_MP_BAD. Sizes are
+ * not checked against anything: see fleet_mp_read_head. */
 int fleet_mp_head_decode(const unsigned char *p, size_t avail, fleet_mp_head *h);
 
 /* Reads the header at p[*off] (len bytes in all) and moves *off past it. Returns
