@@ -89,8 +89,9 @@ static void cache_put(gw_auth_cache *a, const char *hash, const gw_principal *wh
 
 /* ------------------------------------------------------------ principals ------------ */
 
-void gw_principal_from_settings(gw_principal *p, const char *tenant,
-                                const struct redisReply *settings) {
+/* Fills *p from a tenant's settings (HGETALL shape, from auth.lua). */
+static void principal_from_settings(gw_principal *p, const char *tenant,
+                                    const redisReply *settings) {
     fleet_tenant t;
     fleet_tenant_read(&t, settings);
     memset(p, 0, sizeof *p);
@@ -131,7 +132,7 @@ static void on_auth(redisReply *rep, void *arg) {
     } else if (found == 0 || !fleet_tenant_name_valid(tenant)) {
         unauthorized(r, "the API key is not valid (unknown or revoked)");
     } else {
-        gw_principal_from_settings(&r->who, tenant, settings);
+        principal_from_settings(&r->who, tenant, settings);
         r->who.admin = strcmp(role, FLEET_ROLE_ADMIN) == 0;
         cache_put(r->g->auth, c->hash, &r->who);
         void (*next)(gw_req *) = c->next;

@@ -29,9 +29,4 @@ void gw_auth_then(gw_req *r, void (*next)(gw_req *r));
  * the same function as fleet_apikey_hash). */
 void gw_sha256_hex(const void *data, size_t len, char out[65]);
 
-/* Fills *p from a tenant's settings (HGETALL shape); exposed for the webhook engine. */
-struct redisReply;
-void gw_principal_from_settings(gw_principal *p, const char *tenant,
-                                const struct redisReply *settings);
-
 #endif
