@@ -1,6 +1,6 @@
 /* cancel_test.c: DELETE /v1/jobs/{id} in every state (docs/reliability.md, "Cancel works in
- * every state": a queued job never starts; a running job stops at the model's next step and does
- * not retry; a finished job answers 409"). */
+ * every state"): a queued job never starts; a running job stops at the model's next step
+ * and does not retry; a finished job answers 409. */
 #include <string.h>
 #include <unistd.h>
 

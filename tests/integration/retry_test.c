@@ -1,6 +1,6 @@
 /* retry_test.c: bounded retries and the dead-letter stream (docs/reliability.md,
- * "Bounded retries"): a retryable model error retries with backoff, a permanent one fails at once,
- * a worker that crashes on a job is replaced and the job is retried until max_attempts,
+ * "Bounded retries"): a retryable model error retries with backoff, a permanent one fails
+ * at once, a worker that crashes on a job is replaced and the job is retried until max_attempts,
  * then it fails with a clear error and is dead-lettered; the execution timeout fails a
  * job without retry. */
 #include <signal.h>

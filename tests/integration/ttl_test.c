@@ -1,5 +1,5 @@
-/* ttl_test.c: "Nothing grows without bound: every job key has a TTL" (docs/reliability.md), checked
- * on the real keys (docs/redis.md) in every state of a job, and the keys without a TTL are
+/* ttl_test.c: "Nothing grows without bound: every job key has a TTL" (docs/reliability.md),
+ * checked on the real keys (docs/redis.md) in every state of a job, and the keys without a TTL are
  * only the few shared ones bounded by the number of models, tenants and workers. */
 #include <stdio.h>
 #include <string.h>
