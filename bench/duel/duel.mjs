@@ -491,7 +491,9 @@ async function main() {
   const per = { fleet: [], BullMQ: [] };
   for (let round = 1; round <= ROUNDS; round++) {
     const order = round % 2 ? [fleet, bullmq] : [bullmq, fleet];
-    console.log(`\n== round ${round} of ${ROUNDS} (${order[0].name} first)`);
+    // Other work on the machine moves the throughput figures: the load average says how much.
+    const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    console.log(`\n== round ${round} of ${ROUNDS} (${order[0].name} first; load average ${load})`);
     const res = { fleet: {}, BullMQ: {} };
     const phases = [
       [`-- lifecycle: ${fmt(JOBS)} jobs submitted with ${INFLIGHT} in flight, no worker; then one worker drains them`, lifecycle],

@@ -4,8 +4,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
 TL_TEST(batch_submits_each_job_and_reports_each_outcome) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     tl_resp *r = tl_post(f, "/v1/jobs/batch",
@@ -26,9 +24,9 @@ TL_TEST(batch_submits_each_job_and_reports_each_outcome) {
     ASSERT_STR_CONTAINS(tl_jstr(json_array_get(jobs, 1), "error.detail"), "nope");
     ASSERT_EQ_INT(tl_jint(json_array_get(jobs, 2), "error.status"), 400);
     ASSERT_STR_CONTAINS(tl_jstr(json_array_get(jobs, 2), "error.detail"), "input");
-    json_t *ja = tl_job_wait_status(f, a, "succeeded", WAIT_MS);
+    json_t *ja = tl_job_wait_status(f, a, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_STR(tl_jstr(ja, "model"), "echo");
-    tl_job_wait_status(f, d, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, d, "succeeded", TL_WAIT_MS);
     tl_resp *res = tl_get(f, tl_printf("/v1/jobs/%s/result", d));
     ASSERT_EQ_INT(tl_jint(res->json, "n"), 2);
     /* Only the two accepted jobs exist. */

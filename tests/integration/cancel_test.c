@@ -6,8 +6,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
 TL_TEST(cancel_of_a_queued_job_is_200_and_it_never_runs) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0}); /* no worker yet */
     const char *a = tl_job_submit(f, "echo", "{\"job\": \"a\"}");
@@ -29,7 +27,7 @@ TL_TEST(cancel_of_a_queued_job_is_200_and_it_never_runs) {
      * first, then b. Once b has succeeded, the worker has passed a. */
     tl_fleet_add_worker(f, "echo");
     const char *b = tl_job_submit(f, "echo", "{\"job\": \"b\"}");
-    tl_job_wait_status(f, b, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, b, "succeeded", TL_WAIT_MS);
 
     job = tl_job_get(f, a);
     ASSERT_EQ_STR(tl_jstr(job, "status"), "cancelled");
@@ -44,7 +42,7 @@ TL_TEST(cancel_of_a_running_job_is_202_and_it_ends_cancelled) {
     tl_proc *w = f->workers[0];
     /* 60 s in 600 steps: it would outlast the test unless the cancel stops it. */
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
-    tl_job_wait_status(f, id, "running", WAIT_MS);
+    tl_job_wait_status(f, id, "running", TL_WAIT_MS);
 
     tl_resp *r = tl_delete(f, tl_printf("/v1/jobs/%s", id));
     ASSERT_HTTP_STATUS(r, 202);
@@ -56,7 +54,7 @@ TL_TEST(cancel_of_a_running_job_is_202_and_it_ends_cancelled) {
     else
         ASSERT_EQ_STR(st, "cancelled");
 
-    json_t *job = tl_job_wait_status(f, id, "cancelled", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "cancelled", TL_WAIT_MS);
     ASSERT_NOT_NULL(tl_jstr(job, "started_at"));
     ASSERT_NOT_NULL(tl_jstr(job, "finished_at"));
     ASSERT_NOT_NULL(tl_jstr(job, "error"));
@@ -71,7 +69,7 @@ TL_TEST(cancel_of_a_running_job_is_202_and_it_ends_cancelled) {
 
     /* The worker is free again and the cancelled job is not retried. */
     const char *next = tl_job_submit(f, "sleep", "{\"ms\": 50, \"steps\": 1}");
-    tl_job_wait_status(f, next, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, next, "succeeded", TL_WAIT_MS);
     job = tl_job_get(f, id);
     ASSERT_EQ_STR(tl_jstr(job, "status"), "cancelled");
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
@@ -93,11 +91,8 @@ TL_TEST(cancels_racing_with_claims_never_start_a_cancelled_job) {
     int queued_cancels = 0, running_cancels = 0, too_late = 0;
     for (int i = 0; i < N; i++) {
         json_t *job = NULL;
-        int64_t end = tl_now_ms() + WAIT_MS;
-        do {
-            job = tl_job_get(f, ids[i]);
-        } while (!tl_status_is_final(tl_jstr(job, "status")) && tl_now_ms() < end &&
-                 usleep(10 * 1000) == 0);
+        TL_WAIT_UNTIL(tl_status_is_final(tl_jstr(job = tl_job_get(f, ids[i]), "status")),
+                      TL_WAIT_MS);
         const char *st = tl_jstr(job, "status");
         if (codes[i] == 200) {
             queued_cancels++;
@@ -115,10 +110,7 @@ TL_TEST(cancels_racing_with_claims_never_start_a_cancelled_job) {
     tl_log("DELETE answers: %d x 200 (queued), %d x 202 (running), %d x 409 (finished)",
            queued_cancels, running_cancels, too_late);
     /* Every cancelled-while-queued entry was dropped by a claim: nothing is left. */
-    int64_t end = tl_now_ms() + WAIT_MS;
-    while (tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix) != 0 && tl_now_ms() < end)
-        usleep(50 * 1000);
-    ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix), 0);
+    ASSERT_EVENTUALLY(tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix) == 0, TL_WAIT_MS);
 }
 
 /* A cancel of a job whose worker died: the job ends cancelled when the next worker takes
@@ -127,12 +119,12 @@ TL_TEST(cancel_of_a_lost_workers_job_ends_cancelled_without_a_rerun) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.worker_env = {"FLEET_LEASE_MS=1000"}});
     tl_proc *a = tl_fleet_add_worker(f, "sleep");
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
-    tl_job_wait_status(f, id, "running", WAIT_MS);
+    tl_job_wait_status(f, id, "running", TL_WAIT_MS);
     tl_proc_kill9(a);
     ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s", id)), 202);
 
     tl_fleet_add_worker(f, "sleep");
-    json_t *job = tl_job_wait_status(f, id, "cancelled", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "cancelled", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "cancelled");
     tl_resp *r = tl_get(f, "/v1/stats");

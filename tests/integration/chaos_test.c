@@ -22,8 +22,6 @@
 #include "fleet/state.h"
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
 /* ------------------------------------------------------------ the events subscriber - */
 
 typedef struct event_msg {
@@ -224,6 +222,7 @@ static void events_settle(events *ev, int quiet_ms, int deadline_ms) {
     size_t last = events_count(ev);
     int64_t since = tl_now_ms();
     while (tl_now_ms() < end) {
+        /* Quiet is time without messages: it has to pass, so this polls every 50 ms. */
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
         size_t n = events_count(ev);
@@ -382,7 +381,7 @@ TL_TEST(kill9_chaos_loses_nothing) {
     all_final_arg af = {.f = f, .ids = ids, .n = njobs};
     while (!all_final(&af) && kills < max_kills && tl_now_ms() - t0 < CHAOS_KILL_FOR_MS) {
         int64_t now = tl_now_ms();
-        if (now < next_kill) {
+        if (now < next_kill) { /* kills are paced in time on purpose: one every kill_every ms */
             struct timespec ts = {0, (long)(next_kill - now) * 1000000L};
             nanosleep(&ts, NULL);
         }
@@ -540,7 +539,7 @@ TL_TEST(stale_lease_late_finish_is_rejected) {
 
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 3000, \"steps\": 3}");
     attempt_watch w = {.f = f, .id = id, .attempts = 1, .worker = "worker-a"};
-    ASSERT_WAIT_FOR(job_running_attempt, &w, WAIT_MS);
+    ASSERT_WAIT_FOR(job_running_attempt, &w, TL_WAIT_MS);
     redisReply *lease = tl_redis_cmd(f->rc, "HGET {%s}:job:%s lease", f->prefix, id);
     if (lease->type != REDIS_REPLY_STRING) FAILF("the running job has no lease token");
     const char *token_a = tl_printf("%s", lease->str);
@@ -554,13 +553,13 @@ TL_TEST(stale_lease_late_finish_is_rejected) {
     /* B takes the job over once A's lease has run out. While B runs it, a finish under
      * A's old lease token (what A would send if it woke up now) is refused by Redis. */
     w = (attempt_watch){.f = f, .id = id, .attempts = 2, .worker = "worker-b"};
-    ASSERT_WAIT_FOR(job_running_attempt, &w, WAIT_MS);
+    ASSERT_WAIT_FOR(job_running_attempt, &w, TL_WAIT_MS);
     ASSERT_EQ_STR(finish_with_token(f, id, token_a), "stale");
     json_t *job = tl_job_get(f, id);
     ASSERT_EQ_STR(tl_jstr(job, "status"), "running");
     ASSERT_EQ_STR(tl_jstr(job, "worker"), "worker-b");
 
-    job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 2);
     ASSERT_EQ_STR(tl_jstr(job, "worker"), "worker-b");
     const char *finished_at = tl_printf("%s", tl_jstr(job, "finished_at"));
@@ -576,7 +575,7 @@ TL_TEST(stale_lease_late_finish_is_rejected) {
 
     /* The fleet goes on working (either worker may take this one). */
     const char *probe = tl_job_submit(f, "sleep", "{\"ms\": 10}");
-    tl_job_wait_status(f, probe, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, probe, "succeeded", TL_WAIT_MS);
 
     job = tl_job_get(f, id);
     ASSERT_EQ_STR(tl_jstr(job, "status"), "succeeded");
@@ -614,9 +613,9 @@ TL_TEST(live_worker_keeps_a_job_longer_than_its_lease) {
     tl_fleet_add_worker(f, "sleep");
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 4000}");
     job_watch w = {.f = f, .id = id};
-    ASSERT_WAIT_FOR(job_running_with_worker, &w, WAIT_MS);
+    ASSERT_WAIT_FOR(job_running_with_worker, &w, TL_WAIT_MS);
     const char *owner = tl_printf("%s", tl_jstr(w.job, "worker"));
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     ASSERT_EQ_STR(tl_jstr(job, "worker"), owner);
     ASSERT_EQ_INT(stats_counter(f, "sleep", "reclaimed"), 0);

@@ -286,7 +286,7 @@ TL_TEST(descriptor_limit_does_not_spin) {
     while (tl_now_ms() < until) {
         int fd = dial(f, 100);
         if (fd >= 0) send_str(fd, "GET /healthz HTTP/1.1\r\n\r\n");
-        usleep(50000);
+        usleep(50000); /* paced on purpose: the gateway is held at its limit for 2 s */
     }
     size_t lines = accept_lines(f);
     double seconds = (double)(tl_now_ms() - t0) / 1000.0;

@@ -46,7 +46,7 @@ typedef struct model_counts {
 
 typedef struct run {
     tl_fleet *f;
-    unsigned long long rng;
+    uint64_t rng;
     unsigned long long seed;
     const char *ids[MAX_JOBS];
     const char *models[MAX_JOBS];
@@ -62,12 +62,7 @@ typedef struct run {
     int op;
 } run;
 
-static unsigned long long next_rand(run *r) { /* xorshift64* */
-    r->rng ^= r->rng >> 12;
-    r->rng ^= r->rng << 25;
-    r->rng ^= r->rng >> 27;
-    return r->rng * 2685821657736338717ULL;
-}
+static unsigned long long next_rand(run *r) { return tl_rand64(&r->rng); }
 
 static int pick(run *r, int n) { return (int)(next_rand(r) % (unsigned long long)n); }
 
@@ -151,7 +146,8 @@ static model_counts check(run *r, const char *want_model) {
     return out;
 }
 
-/* Sleeps about ms, checking the counters every few ms meanwhile. */
+/* Lets about ms pass (on purpose: jobs run, expire and are cancelled meanwhile), checking
+ * the counters every few ms. */
 static void pause_checking(run *r, int ms) {
     int64_t end = tl_now_ms() + ms;
     do {

@@ -17,8 +17,6 @@
 #include "testlib.h"
 #include "tl_tiny_bert.h"
 
-#define WAIT_MS 30000
-
 /* A fleet whose gateway accepts embed, and one embed worker on a fresh tiny model, on
  * --backend backend (NULL: the default), with one more environment entry (or NULL); the
  * worker is f->workers[0]. */
@@ -234,7 +232,7 @@ TL_TEST(bad_inputs_fail_with_a_message) {
 TL_TEST(worker_without_a_model_directory_is_refused) {
     const char *path = tl_bin_path("fleet-worker");
     const char *a1[] = {path, "--model", "embed", NULL};
-    tl_cmd_result r1 = tl_run_cmd("worker-noargs", path, a1, NULL, WAIT_MS);
+    tl_cmd_result r1 = tl_run_cmd("worker-noargs", path, a1, NULL, TL_WAIT_MS);
     /* load() failing is a start-up failure of the worker (worker/main.c: exit status 1). */
     ASSERT_EQ_INT(r1.exit_code, 1);
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r1.out, r1.err),
@@ -242,7 +240,7 @@ TL_TEST(worker_without_a_model_directory_is_refused) {
     tl_log("without --model-args: exit %d", r1.exit_code);
     /* A directory without a model names what is missing. */
     const char *a2[] = {path, "--model", "embed", "--model-args", tl_tmpdir(), NULL};
-    tl_cmd_result r2 = tl_run_cmd("worker-nomodel", path, a2, NULL, WAIT_MS);
+    tl_cmd_result r2 = tl_run_cmd("worker-nomodel", path, a2, NULL, TL_WAIT_MS);
     ASSERT_EQ_INT(r2.exit_code, 1);
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r2.out, r2.err), "vocab.txt");
 }
@@ -255,13 +253,13 @@ TL_TEST(backend_choice_is_checked) {
     const char *dir = tl_tiny_bert_write("model", false, "");
     const char *path = tl_bin_path("fleet-worker");
     const char *a1[] = {path, "--model", "embed", "--backend", "gpu", "--model-args", dir, NULL};
-    tl_cmd_result r1 = tl_run_cmd("worker-gpu", path, a1, NULL, WAIT_MS);
+    tl_cmd_result r1 = tl_run_cmd("worker-gpu", path, a1, NULL, TL_WAIT_MS);
     ASSERT_EQ_INT(r1.exit_code, 2);
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r1.out, r1.err), "model 'embed' has no backend 'gpu'");
 
     const char *a2[] = {path, "--model", "embed", "--backend", "cuda", "--model-args", dir, NULL};
     const char *env[] = {"CUDA_VISIBLE_DEVICES=", NULL};
-    tl_cmd_result r2 = tl_run_cmd("worker-cuda", path, a2, env, WAIT_MS);
+    tl_cmd_result r2 = tl_run_cmd("worker-cuda", path, a2, env, TL_WAIT_MS);
     const char *said = tl_printf("%s%s", r2.out, r2.err);
     ASSERT_EQ_INT(r2.exit_code, 1);
     if (tl_bin_exists("fleet-embed-cuda.so")) {
@@ -275,7 +273,7 @@ TL_TEST(backend_choice_is_checked) {
 
     const char *missing = tl_printf("%s/nowhere/fleet-embed-cuda.so", tl_tmpdir());
     const char *env4[] = {tl_printf("FLEET_CUDA_MODULE=%s", missing), NULL};
-    tl_cmd_result r4 = tl_run_cmd("worker-cuda-missing", path, a2, env4, WAIT_MS);
+    tl_cmd_result r4 = tl_run_cmd("worker-cuda-missing", path, a2, env4, TL_WAIT_MS);
     ASSERT_EQ_INT(r4.exit_code, 1);
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r4.out, r4.err),
                         tl_printf("embed (cuda): cannot load the CUDA backend module: %s: "
@@ -283,7 +281,7 @@ TL_TEST(backend_choice_is_checked) {
                                   missing));
 
     const char *a3[] = {path, "--model", "echo", "--backend", "cuda", NULL};
-    tl_cmd_result r3 = tl_run_cmd("worker-echo-cuda", path, a3, NULL, WAIT_MS);
+    tl_cmd_result r3 = tl_run_cmd("worker-echo-cuda", path, a3, NULL, TL_WAIT_MS);
     ASSERT_EQ_INT(r3.exit_code, 2);
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r3.out, r3.err),
                         "model 'echo' has no backend 'cuda' in this build (it has: cpu)");
@@ -379,7 +377,7 @@ TL_TEST(worker_links_and_loads_no_model_library) {
 
     tl_fleet *f = start_embed_fleet_on("cpu", NULL);
     tl_proc *echo = tl_fleet_add_worker(f, "echo");
-    tl_job_wait_status(f, tl_job_submit(f, "echo", "{\"x\": 1}"), "succeeded", WAIT_MS);
+    tl_job_wait_status(f, tl_job_submit(f, "echo", "{\"x\": 1}"), "succeeded", TL_WAIT_MS);
     embeddings_of(submit_wait(f, "{\"text\": \"hello\"}"), 1);
     assert_no_cuda("the echo worker's /proc/PID/maps", maps_of(echo));
     assert_no_blas("the echo worker's /proc/PID/maps", maps_of(echo));
@@ -407,7 +405,7 @@ TL_TEST(auto_without_an_nvidia_driver_does_not_open_the_cuda_module) {
         TL_SKIP("skipped: this build has no CUDA module");
     tl_fleet *f = start_embed_fleet_on("auto", NULL);
     embeddings_of(submit_wait(f, "{\"text\": \"hello world\"}"), 1);
-    ASSERT_WAIT_FOR(log_says_no_driver, f->workers[0], WAIT_MS);
+    ASSERT_WAIT_FOR(log_says_no_driver, f->workers[0], TL_WAIT_MS);
     assert_no_cuda("the auto embed worker's /proc/PID/maps", maps_of(f->workers[0]));
 }
 
@@ -425,7 +423,7 @@ TL_TEST(auto_without_the_cuda_module_serves_from_the_cpu) {
     const char *missing = tl_printf("FLEET_CUDA_MODULE=%s/nowhere/fleet-embed-cuda.so", tl_tmpdir());
     tl_fleet *f = start_embed_fleet_on("auto", missing);
     embeddings_of(submit_wait(f, "{\"text\": \"hello world\"}"), 1);
-    ASSERT_WAIT_FOR(log_has_reason, f->workers[0], WAIT_MS);
+    ASSERT_WAIT_FOR(log_has_reason, f->workers[0], TL_WAIT_MS);
     const char *log = tl_read_file(f->workers[0]->log_path, NULL);
     ASSERT_STR_CONTAINS(log, "\"backend\":\"cpu\"");
     assert_no_cuda("the auto embed worker's /proc/PID/maps", maps_of(f->workers[0]));

@@ -5,8 +5,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
 TL_TEST(multipart_files_become_the_input) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     /* Two files, one with CRLF and NUL bytes inside, as curl -F sends them. */
@@ -63,7 +61,7 @@ TL_TEST(msgpack_body_and_a_file_result) {
     tl_resp *r = tl_request(f, "/v1/jobs", req);
     ASSERT_HTTP_STATUS(r, 202);
     const char *id = tl_jstr(r->json, "id");
-    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     tl_resp *res = tl_get(f, tl_printf("/v1/jobs/%s/result", id));
     ASSERT_HTTP_STATUS(res, 200);
     ASSERT_STR_CONTAINS(res->content_type, "text/plain");

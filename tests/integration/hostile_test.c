@@ -85,12 +85,7 @@ static void bfill(buf *b, char c, size_t n) {
 
 static uint64_t rng = STORM_SEED;
 
-static uint64_t rnd64(void) { /* xorshift64* */
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545F4914F6CDD1DULL;
-}
+static uint64_t rnd64(void) { return tl_rand64(&rng); }
 
 static size_t rnd(size_t n) { return n ? (size_t)(rnd64() % n) : 0; }
 

@@ -5,8 +5,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
 /* ------------------------------------------------------------ X-Request-ID ---------- */
 
 TL_TEST(request_id_is_echoed_when_sent) {
@@ -96,9 +94,9 @@ TL_TEST(readyz_follows_redis_and_submit_is_503_without_it) {
     tl_redis_stop(f->redis);
 
     readiness w = {f, 503, 0};
-    if (!tl_wait_for(readyz_is, &w, WAIT_MS))
+    if (!tl_wait_for(readyz_is, &w, TL_WAIT_MS))
         FAILF("GET /readyz still answers %ld %d s after Redis stopped (expected 503)", w.last,
-              WAIT_MS / 1000);
+              TL_WAIT_MS / 1000);
     tl_resp *h = tl_get(f, "/healthz");
     ASSERT_HTTP_STATUS(h, 200); /* liveness does not depend on Redis */
 
@@ -111,9 +109,9 @@ TL_TEST(readyz_follows_redis_and_submit_is_503_without_it) {
      * its scripts again and serves. */
     tl_redis_restart(f->redis);
     w.want = 200;
-    if (!tl_wait_for(readyz_is, &w, WAIT_MS))
+    if (!tl_wait_for(readyz_is, &w, TL_WAIT_MS))
         FAILF("GET /readyz answers %ld %d s after Redis came back (expected 200)", w.last,
-              WAIT_MS / 1000);
+              TL_WAIT_MS / 1000);
     const char *id = tl_job_submit(f, "echo", "{\"after\": \"restart\"}");
     ASSERT_EQ_STR(tl_jstr(tl_job_get(f, id), "status"), "queued");
 }
@@ -156,14 +154,14 @@ static bool model_field_is(void *arg) {
 TL_TEST(models_lists_configured_models_with_workers_and_depth) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     model_watch w = {.f = f, .model = "echo", .field = "workers", .want = 1};
-    if (!tl_wait_for(model_field_is, &w, WAIT_MS))
+    if (!tl_wait_for(model_field_is, &w, TL_WAIT_MS))
         FAILF("echo never showed workers=1 in GET /v1/models; last: %s", w.last);
 
     /* Two sleep jobs and no sleep worker: a queue depth of 2. */
     tl_job_submit(f, "sleep", "{\"ms\": 10, \"steps\": 1}");
     tl_job_submit(f, "sleep", "{\"ms\": 10, \"steps\": 1}");
     w = (model_watch){.f = f, .model = "sleep", .field = "queue_depth", .want = 2};
-    if (!tl_wait_for(model_field_is, &w, WAIT_MS))
+    if (!tl_wait_for(model_field_is, &w, TL_WAIT_MS))
         FAILF("sleep never showed queue_depth=2 in GET /v1/models; last: %s", w.last);
 
     tl_resp *r = tl_get(f, "/v1/models");
@@ -229,8 +227,8 @@ TL_TEST(stats_count_jobs_by_model_and_status) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     const char *e1 = tl_job_submit(f, "echo", "{\"n\": 1}");
     const char *e2 = tl_job_submit(f, "echo", "{\"n\": 2}");
-    tl_job_wait_status(f, e1, "succeeded", WAIT_MS);
-    tl_job_wait_status(f, e2, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, e1, "succeeded", TL_WAIT_MS);
+    tl_job_wait_status(f, e2, "succeeded", TL_WAIT_MS);
     const char *s1 = tl_job_submit(f, "sleep", "{\"ms\": 10, \"steps\": 1}");
     tl_job_submit(f, "sleep", "{\"ms\": 10, \"steps\": 1}");
     ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s", s1)), 200);
@@ -244,7 +242,7 @@ TL_TEST(stats_count_jobs_by_model_and_status) {
                   " \"totals\": {\"submitted\": 4, \"succeeded\": 2, \"cancelled\": 1,"
                   "              \"queued\": 1, \"running\": 0, \"failed\": 0}}",
     };
-    if (!tl_wait_for(stats_match, &w, WAIT_MS))
+    if (!tl_wait_for(stats_match, &w, TL_WAIT_MS))
         FAILF("GET /v1/stats does not match %s\n      last: %s", w.expect, w.last);
 
     tl_resp *r = tl_get(f, "/v1/stats");

@@ -6,8 +6,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
 /* An input that exercises the JSON -> msgpack -> JSON round trip: nesting, UTF-8 (raw and
  * escaped, including a surrogate pair), integers beyond 2^53, negative and fractional
  * numbers, booleans, null, empty containers and escapes. (No 1.0-style reals: JSON does
@@ -43,7 +41,7 @@ TL_TEST(echo_job_lifecycle_returns_its_input) {
     ASSERT_EQ_STR(tl_jstr(r->json, "links.self"), self);
     ASSERT_EQ_STR(tl_jstr(r->json, "links.result"), tl_printf("%s/result", self));
 
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_STR(tl_jstr(job, "id"), id);
     ASSERT_EQ_STR(tl_jstr(job, "model"), "echo");
     ASSERT_NOT_NULL(tl_jstr(job, "created_at"));
@@ -63,7 +61,7 @@ TL_TEST(echo_job_lifecycle_returns_its_input) {
 TL_TEST(echo_result_as_msgpack_on_request) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     const char *id = tl_job_submit(f, "echo", "{\"a\": 1}");
-    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     tl_resp *r = tl_request(f, tl_printf("/v1/jobs/%s/result", id),
                             (tl_req){.headers = {"Accept: application/msgpack"}});
     ASSERT_HTTP_STATUS(r, 200);
@@ -113,14 +111,14 @@ TL_TEST(sleep_job_shows_progress_while_running_then_succeeds) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 1500, \"steps\": 5}");
     progress_watch w = {.f = f, .id = id};
-    ASSERT_TRUE(tl_wait_for(watch_progress, &w, WAIT_MS));
+    ASSERT_TRUE(tl_wait_for(watch_progress, &w, TL_WAIT_MS));
     if (w.finished_early)
         FAILF("the job finished before any mid-run progress was seen; last: %s", w.last);
     ASSERT_TRUE(w.seen_mid);
     ASSERT_EQ_INT(w.total, 5);
     ASSERT_TRUE(w.seen_425);
 
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_NOT_NULL(tl_jstr(job, "started_at"));
     ASSERT_NOT_NULL(tl_jstr(job, "finished_at"));
     tl_resp *res = tl_get(f, tl_printf("/v1/jobs/%s/result", id));
@@ -142,7 +140,7 @@ TL_TEST(result_of_a_queued_job_is_425_with_retry_after) {
 TL_TEST(delete_of_a_finished_job_is_409) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     const char *id = tl_job_submit(f, "echo", "{\"x\": 2}");
-    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     tl_resp *r = tl_delete(f, tl_printf("/v1/jobs/%s", id));
     ASSERT_PROBLEM(r, 409);
     /* The refusal changed nothing: the job and its result are still there. */
@@ -156,7 +154,7 @@ TL_TEST(failed_job_reports_its_error_and_result_is_409) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     /* A permanent model error fails the job at once (no retry). */
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 10, \"fail\": \"bad page 3\"}");
-    json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "bad page 3");
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     ASSERT_NOT_NULL(tl_jstr(job, "finished_at"));

@@ -11,7 +11,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
 #define CLIENT_TIMEOUT_MS 3000 /* a request without an answer by then "hangs" */
 
 /* ------------------------------------------------------------ helpers --------------- */
@@ -104,20 +103,15 @@ static bool jobs_all_succeeded(void *arg) {
     return w->ndone == w->n;
 }
 
-static long long stat_of(redisContext *c, const char *prefix, const char *field) {
-    redisReply *r = tl_redis_cmd(c, "HGET {%s}:stats %s", prefix, field);
-    return r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
-}
-
 typedef struct stat_watch {
     tl_fleet *f;
-    const char *field;
+    const char *model, *counter;
     long long want;
 } stat_watch;
 
 static bool stat_reached(void *arg) {
     stat_watch *w = arg;
-    return stat_of(w->f->rc, w->f->prefix, w->field) >= w->want;
+    return tl_stat(w->f, w->model, w->counter) >= w->want;
 }
 
 /* ------------------------------------------------------------ cases ----------------- */
@@ -139,10 +133,10 @@ TL_TEST(redis_restart_with_aof_loses_no_accepted_job) {
     for (int i = 0; i < AOF_JOBS; i++)
         ids[i] = tl_job_submit(f, "sleep", tl_printf("{\"ms\": %d}", rng_range(20, 60)));
     for (int i = 0; i < 2; i++) tl_fleet_add_worker(f, "sleep");
-    stat_watch sw = {.f = f, .field = "sleep:succeeded", .want = 20};
-    ASSERT_WAIT_FOR(stat_reached, &sw, WAIT_MS);
+    stat_watch sw = {.f = f, .model = "sleep", .counter = "succeeded", .want = 20};
+    ASSERT_WAIT_FOR(stat_reached, &sw, TL_WAIT_MS);
 
-    long long done_at_crash = stat_of(f->rc, f->prefix, "sleep:succeeded");
+    long long done_at_crash = tl_stat(f, "sleep", "succeeded");
 
     /* The crash: kill -9, no shutdown, then the same Redis again on its AOF. */
     tl_redis_kill9(f->redis);
@@ -165,9 +159,9 @@ TL_TEST(redis_restart_with_aof_loses_no_accepted_job) {
     for (int i = 0; i < AOF_AFTER; i++)
         more[i] = tl_job_submit(f, "sleep", tl_printf("{\"ms\": %d}", rng_range(20, 60)));
     jobs_watch w2 = {.f = f, .ids = more, .done = tl_alloc(AOF_AFTER * sizeof(bool)), .n = AOF_AFTER};
-    if (!tl_wait_for(jobs_all_succeeded, &w2, WAIT_MS))
+    if (!tl_wait_for(jobs_all_succeeded, &w2, TL_WAIT_MS))
         FAILF("%zu of %d jobs submitted after the restart succeeded within %d ms", w2.ndone,
-              AOF_AFTER, WAIT_MS);
+              AOF_AFTER, TL_WAIT_MS);
     if (w2.bad) FAILF("a job submitted after the restart did not succeed: %s", w2.bad);
 
     long long attempts_max = 0, retried = 0;
@@ -190,7 +184,7 @@ TL_TEST(redis_down_answers_503_fast_and_recovers) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
                                                   .gateway_env = {"FLEET_REDIS_TIMEOUT_MS=500"}});
     const char *first = tl_job_submit(f, "echo", "{\"before\": true}");
-    tl_job_wait_status(f, first, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, first, "succeeded", TL_WAIT_MS);
 
     /* Redis is down (refused connections). */
     tl_redis_stop(f->redis);
@@ -232,7 +226,7 @@ TL_TEST(redis_down_answers_503_fast_and_recovers) {
     wait_readyz(f, 200, 15000);
     tl_log("redis resumed: /readyz 200 after %lld ms", (long long)(tl_now_ms() - t_cont));
     const char *after = tl_job_submit(f, "echo", "{\"after\": true}");
-    json_t *job = tl_job_wait_status(f, after, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, after, "succeeded", TL_WAIT_MS);
     tl_log("redis resumed: a job succeeded %lld ms after SIGCONT (attempts %lld)",
            (long long)(tl_now_ms() - t_cont), tl_jint(job, "attempts"));
     tl_resp *res = tl_get(f, tl_printf("/v1/jobs/%s/result", after));
@@ -242,8 +236,8 @@ TL_TEST(redis_down_answers_503_fast_and_recovers) {
      * socket buffer, and a resumed Redis may run it although the client got a 503 (a 503
      * means "unknown", not "not done"). */
     tl_log("jobs Redis counts as submitted since its restart: %lld (the hung submit %s)",
-           stat_of(f->rc, f->prefix, "echo:submitted"),
-           stat_of(f->rc, f->prefix, "echo:submitted") > 1 ? "ran after the resume"
+           tl_stat(f, "echo", "submitted"),
+           tl_stat(f, "echo", "submitted") > 1 ? "ran after the resume"
                                                            : "did not run");
 }
 
@@ -271,7 +265,7 @@ static bool group_exists(void *arg) {
 TL_TEST(worker_survives_redis_restart) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     const char *before = tl_job_submit(f, "sleep", "{\"ms\": 10}");
-    tl_job_wait_status(f, before, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, before, "succeeded", TL_WAIT_MS);
 
     /* No AOF: the restarted Redis is empty, without the stream and its consumer group. */
     tl_redis_restart(f->redis);
@@ -285,7 +279,7 @@ TL_TEST(worker_survives_redis_restart) {
     wait_readyz(f, 200, 15000);
 
     const char *after = tl_job_submit(f, "sleep", "{\"ms\": 10}");
-    json_t *job = tl_job_wait_status(f, after, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, after, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     tl_log("a job submitted after the restart succeeded %lld ms after it",
            (long long)(tl_now_ms() - t_up));

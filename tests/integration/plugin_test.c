@@ -6,8 +6,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
 static const char *plugin_path(void) {
     return tl_printf("%s/../lib/libfleet_model_bytes.so", tl_bin_dir());
 }
@@ -21,7 +19,7 @@ TL_TEST(example_plugin_serves_jobs) {
     tl_spawn(&(tl_spawn_opts){.name = "worker-bytes", .path = path, .argv = argv, .env = env,
                               .checked = true});
     const char *id = tl_job_submit(f, "bytes", "{\"text\": \"hello\"}");
-    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     tl_resp *r = tl_get(f, tl_printf("/v1/jobs/%s/result", id));
     ASSERT_HTTP_STATUS(r, 200);
     /* {"text": "hello"} is 12 bytes of msgpack: fixmap, fixstr "text", fixstr "hello". */
@@ -39,12 +37,12 @@ TL_TEST(broken_plugins_are_refused) {
     fputs("not an ELF file\n", fp);
     fclose(fp);
     const char *a1[] = {path, "--model-plugin", bogus, NULL};
-    tl_cmd_result r1 = tl_run_cmd("worker-bogus", path, a1, NULL, WAIT_MS);
+    tl_cmd_result r1 = tl_run_cmd("worker-bogus", path, a1, NULL, TL_WAIT_MS);
     ASSERT_EQ_INT(r1.exit_code, 2); /* a setting that cannot work */
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r1.out, r1.err), "cannot load model plugin");
     /* A model name that is not the plug-in's. */
     const char *a2[] = {path, "--model-plugin", plugin_path(), "--model", "echo", NULL};
-    tl_cmd_result r2 = tl_run_cmd("worker-mismatch", path, a2, NULL, WAIT_MS);
+    tl_cmd_result r2 = tl_run_cmd("worker-mismatch", path, a2, NULL, TL_WAIT_MS);
     ASSERT_EQ_INT(r2.exit_code, 2);
     ASSERT_STR_CONTAINS(tl_printf("%s%s", r2.out, r2.err), "plug-in's model is bytes");
 }

@@ -10,16 +10,23 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
-static long long stat_of(tl_fleet *f, const char *model, const char *counter) {
-    tl_resp *r = tl_get(f, "/v1/stats");
-    ASSERT_HTTP_STATUS(r, 200);
-    return tl_jint(r->json, tl_printf("models.%s.%s", model, counter));
-}
-
 static long long dlq_len(tl_fleet *f) {
     return tl_redis_int(f->rc, "XLEN {%s}:dlq", f->prefix);
+}
+
+/* GET of the job; when it waits for its next attempt (queued with retry_at), checks that
+ * it is neither in the queue nor on a worker, and sets *saw. */
+static json_t *look_between_attempts(tl_fleet *f, const char *id, bool *saw) {
+    json_t *job = tl_job_get(f, id);
+    if (strcmp(tl_jstr(job, "status"), "queued") == 0 && tl_jstr(job, "retry_at")) {
+        *saw = true;
+        ASSERT_STR_CONTAINS(tl_jstr(job, "last_error"), "GPU busy");
+        /* Waiting, not in the queue yet, and not on any worker. */
+        ASSERT_NULL(tl_jget(job, "queue_position"));
+        ASSERT_NULL(tl_jget(job, "worker"));
+        ASSERT_NULL(tl_jget(job, "started_at"));
+    }
+    return job;
 }
 
 TL_TEST(retryable_error_retries_with_backoff_then_succeeds) {
@@ -32,31 +39,19 @@ TL_TEST(retryable_error_retries_with_backoff_then_succeeds) {
     /* Between attempts the job is queued again, with the time it may start. */
     bool saw_retry_wait = false;
     json_t *job = NULL;
-    int64_t end = tl_now_ms() + WAIT_MS;
-    while (tl_now_ms() < end) {
-        job = tl_job_get(f, id);
-        const char *st = tl_jstr(job, "status");
-        if (strcmp(st, "queued") == 0 && tl_jstr(job, "retry_at")) {
-            saw_retry_wait = true;
-            ASSERT_STR_CONTAINS(tl_jstr(job, "last_error"), "GPU busy");
-            /* Waiting, not in the queue yet, and not on any worker. */
-            ASSERT_NULL(tl_jget(job, "queue_position"));
-            ASSERT_NULL(tl_jget(job, "worker"));
-            ASSERT_NULL(tl_jget(job, "started_at"));
-        }
-        if (tl_status_is_final(st)) break;
-        usleep(20 * 1000);
-    }
+    TL_WAIT_UNTIL(tl_status_is_final(tl_jstr(job = look_between_attempts(f, id, &saw_retry_wait),
+                                             "status")),
+                  TL_WAIT_MS);
     ASSERT_EQ_STR(tl_jstr(job, "status"), "succeeded");
     ASSERT_TRUE(saw_retry_wait);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 3);
     ASSERT_STR_CONTAINS(tl_jstr(job, "last_error"), "attempt 2: GPU busy");
     ASSERT_NULL(tl_jget(job, "error"));
     ASSERT_NULL(tl_jget(job, "dead_lettered"));
-    ASSERT_EQ_INT(stat_of(f, "sleep", "retried"), 2);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "succeeded"), 1);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "queued"), 0);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "running"), 0);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "retried"), 2);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "succeeded"), 1);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "queued"), 0);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "running"), 0);
     ASSERT_EQ_INT(dlq_len(f), 0);
     /* Nothing left behind: no stream entry, no delayed id, no entry mapping. */
     ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix), 0);
@@ -70,7 +65,7 @@ TL_TEST(retryable_error_past_max_attempts_fails_and_is_dead_lettered) {
                                                   .worker_env = {"FLEET_RETRY_BASE_MS=100"}});
     const char *id =
         tl_job_submit(f, "sleep", "{\"ms\": 10, \"fail\": \"GPU busy\", \"retryable\": true}");
-    json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 2);
     ASSERT_EQ_INT(tl_jint(job, "max_attempts"), 2);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "failed 2 times with a retryable error");
@@ -86,21 +81,21 @@ TL_TEST(retryable_error_past_max_attempts_fails_and_is_dead_lettered) {
         if (strcmp(fields->element[i]->str, "job") == 0)
             has_job = strcmp(fields->element[i + 1]->str, id) == 0;
     ASSERT_TRUE(has_job);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "dead_lettered"), 1);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "retried"), 1);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "failed"), 1);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "dead_lettered"), 1);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "retried"), 1);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "failed"), 1);
     ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/result", id)), 409);
 }
 
 TL_TEST(permanent_error_fails_at_once_without_dead_letter) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 10, \"fail\": \"page 3 is not a PDF\"}");
-    json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     ASSERT_EQ_STR(tl_jstr(job, "error"), "page 3 is not a PDF");
     ASSERT_NULL(tl_jget(job, "dead_lettered"));
     ASSERT_EQ_INT(dlq_len(f), 0);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "retried"), 0);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "retried"), 0);
 }
 
 /* The dead-letter stream keeps at most FLEET_DLQ_CAP entries, the newest. */
@@ -111,9 +106,9 @@ TL_TEST(dead_letter_stream_is_capped) {
     const char *ids[5];
     for (int i = 0; i < 5; i++)
         ids[i] = tl_job_submit(f, "sleep", "{\"ms\": 1, \"fail\": \"busy\", \"retryable\": true}");
-    for (int i = 0; i < 5; i++) tl_job_wait_status(f, ids[i], "failed", WAIT_MS);
+    for (int i = 0; i < 5; i++) tl_job_wait_status(f, ids[i], "failed", TL_WAIT_MS);
     ASSERT_EQ_INT(dlq_len(f), 3);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "dead_lettered"), 5);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "dead_lettered"), 5);
 }
 
 /* A job that kills its worker (as an out-of-memory kill would) is taken over by the next
@@ -129,12 +124,8 @@ TL_TEST(job_that_crashes_workers_is_dead_lettered_after_max_attempts) {
         tl_proc *w = tl_fleet_add_worker(f, "sleep");
         tl_proc_expect_kill9(w);
         /* Either the worker dies running the job, or it ends the job (the last round). */
-        int64_t end = tl_now_ms() + WAIT_MS;
-        while (tl_now_ms() < end && tl_proc_alive(w)) {
-            job = tl_job_get(f, id);
-            if (tl_status_is_final(tl_jstr(job, "status"))) break;
-            usleep(50 * 1000);
-        }
+        TL_WAIT_UNTIL(!tl_proc_alive(w) || tl_status_is_final(tl_jstr(job = tl_job_get(f, id), "status")),
+                      TL_WAIT_MS);
         if (!tl_proc_alive(w)) {
             ASSERT_TRUE(WIFSIGNALED(w->status) && WTERMSIG(w->status) == SIGKILL);
             crashes++;
@@ -142,20 +133,20 @@ TL_TEST(job_that_crashes_workers_is_dead_lettered_after_max_attempts) {
         }
         break;
     }
-    job = tl_job_wait_status(f, id, "failed", WAIT_MS);
+    job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     tl_log("workers crashed by the job: %d", crashes);
     ASSERT_EQ_INT(crashes, 2);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 2);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "worker lost 2 times");
     ASSERT_TRUE(json_is_true(tl_jget(job, "dead_lettered")));
     ASSERT_EQ_INT(dlq_len(f), 1);
-    ASSERT_TRUE(stat_of(f, "sleep", "reclaimed") >= 2);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "dead_lettered"), 1);
-    ASSERT_EQ_INT(stat_of(f, "sleep", "running"), 0);
+    ASSERT_TRUE(tl_stat(f, "sleep", "reclaimed") >= 2);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "dead_lettered"), 1);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "running"), 0);
     /* Its stream entry is gone; the surviving worker is still fine. */
     ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix), 0);
     const char *ok = tl_job_submit(f, "sleep", "{\"ms\": 1}");
-    tl_job_wait_status(f, ok, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, ok, "succeeded", TL_WAIT_MS);
 }
 
 /* Submits a sleep job with a timeout_s; returns its id. */
@@ -170,13 +161,13 @@ static const char *submit_with_timeout(tl_fleet *f, const char *input, int timeo
 TL_TEST(timeout_fails_the_job_and_does_not_retry) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     const char *id = submit_with_timeout(f, "{\"ms\": 60000, \"steps\": 600}", 1);
-    json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "timeout_s of 1 seconds");
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     ASSERT_NULL(tl_jget(job, "dead_lettered"));
     /* Not retried: the worker moves on and the job stays failed. */
     const char *next = tl_job_submit(f, "sleep", "{\"ms\": 1}");
-    tl_job_wait_status(f, next, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, next, "succeeded", TL_WAIT_MS);
     job = tl_job_get(f, id);
     ASSERT_EQ_STR(tl_jstr(job, "status"), "failed");
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
@@ -187,10 +178,10 @@ TL_TEST(model_default_timeout_applies_to_jobs_without_one) {
     tl_fleet *f = tl_fleet_start(
         &(tl_fleet_opts){.workers = {"sleep"}, .worker_env = {"FLEET_TIMEOUT_S=1"}});
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
-    json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "timeout_s of 1 seconds");
     const char *quick = tl_job_submit(f, "sleep", "{\"ms\": 100}");
-    tl_job_wait_status(f, quick, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, quick, "succeeded", TL_WAIT_MS);
 }
 
 /* A model stuck in one long call never sees the timeout: the worker ends the job in Redis
@@ -198,11 +189,11 @@ TL_TEST(model_default_timeout_applies_to_jobs_without_one) {
 TL_TEST(timeout_ends_a_job_whose_model_never_calls_back) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     const char *id = submit_with_timeout(f, "{\"ms\": 9000, \"ignore_stop\": true}", 1);
-    json_t *job = tl_job_wait_status(f, id, "failed", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "the model did not stop");
     /* When the model finally returns, its result is dropped, not written. */
     const char *next = tl_job_submit(f, "sleep", "{\"ms\": 1}");
-    tl_job_wait_status(f, next, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, next, "succeeded", TL_WAIT_MS);
     job = tl_job_get(f, id);
     ASSERT_EQ_STR(tl_jstr(job, "status"), "failed");
     ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/result", id)), 409);

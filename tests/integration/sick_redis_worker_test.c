@@ -22,7 +22,6 @@
 #include "fleet/redis_health.h"
 #include "testlib.h"
 
-#define WAIT_MS 30000
 #define LEASE_MS 3000
 #define FILLER_KEY "sick-redis-test:filler"
 #define FILLER_BYTES (32L * 1024 * 1024)
@@ -89,13 +88,13 @@ static bool log_has(void *arg) {
 
 static void wait_log(tl_proc *p, const char *needle) {
     log_probe lp = {.p = p, .needle = needle};
-    if (!tl_wait_for(log_has, &lp, WAIT_MS))
-        FAILF("%s did not log \"%s\" within %d ms", p->name, needle, WAIT_MS);
+    if (!tl_wait_for(log_has, &lp, TL_WAIT_MS))
+        FAILF("%s did not log \"%s\" within %d ms", p->name, needle, TL_WAIT_MS);
 }
 
 static void wait_running(tl_fleet *f, const char *id) {
     field_probe p = {.f = f, .id = id, .field = "status", .want = "running"};
-    ASSERT_WAIT_FOR(field_is, &p, WAIT_MS);
+    ASSERT_WAIT_FOR(field_is, &p, TL_WAIT_MS);
 }
 
 static bool redis_pongs(void *arg) {
@@ -139,12 +138,12 @@ TL_TEST(oom_finish_is_kept_and_retried_while_the_lease_is_renewed) {
     long long lease0 = job_field_ll(f, id, "lease_until_ms");
     field_probe renewed = {.f = f, .id = id, .field = "lease_until_ms",
                            .at_least = lease0 + LEASE_MS};
-    ASSERT_WAIT_FOR(field_is, &renewed, WAIT_MS);
+    ASSERT_WAIT_FOR(field_is, &renewed, TL_WAIT_MS);
     ASSERT_EQ_STR(job_field(f, id, "status"), "running");
     ASSERT_EQ_INT(job_field_ll(f, id, "attempts"), 1);
 
     tl_redis_cmd(f->rc, "CONFIG SET maxmemory 0");
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     tl_redis_cmd(f->rc, "DEL %s", FILLER_KEY);
 }
@@ -170,7 +169,7 @@ TL_TEST(oom_result_given_up_only_past_the_drain_time) {
 
     tl_redis_cmd(f->rc, "CONFIG SET maxmemory 0");
     tl_fleet_add_worker(f, "sleep");
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 2);
 }
 
@@ -185,7 +184,7 @@ TL_TEST(full_redis_claims_nothing_until_it_has_room) {
     ASSERT_EQ_STR(job_field(f, id, "status"), "queued");
     ASSERT_EQ_INT(job_field_ll(f, id, "attempts"), 0);
     tl_redis_cmd(f->rc, "CONFIG SET maxmemory 0");
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
 }
 
@@ -202,7 +201,7 @@ TL_TEST(evicting_policy_holds_claims_until_noeviction) {
     ASSERT_EQ_INT(job_field_ll(f, id, "attempts"), 0);
 
     tl_redis_cmd(f->rc, "CONFIG SET maxmemory-policy noeviction");
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
 }
 
@@ -213,7 +212,7 @@ TL_TEST(allow_eviction_runs_at_once) {
     tl_redis_cmd(f->rc, "CONFIG SET maxmemory-policy volatile-lru");
     const char *id = tl_job_submit(f, "sleep", "{\"ms\":0}");
     tl_proc *wk = tl_fleet_add_worker(f, "sleep");
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     wait_log(wk, "FLEET_ALLOW_EVICTION=on");
 }
@@ -241,7 +240,7 @@ TL_TEST(busy_redis_finish_is_retried) {
     /* SCRIPT KILL is one of the few commands a busy Redis serves. */
     redisReply *k = tl_redis_cmd_allow_error(f->rc, "SCRIPT KILL");
     if (k->type == REDIS_REPLY_ERROR) FAILF("SCRIPT KILL: %s", k->str);
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
 }
 
@@ -262,9 +261,9 @@ TL_TEST(loading_redis_finish_is_retried) {
     /* The job is read from Redis itself, on a connection to the restarted server, once it
      * has loaded: the gateway's readiness is not this test's point. */
     f->rc = tl_redis_connect(f->redis);
-    ASSERT_WAIT_FOR(redis_pongs, f->rc, WAIT_MS);
+    ASSERT_WAIT_FOR(redis_pongs, f->rc, TL_WAIT_MS);
     field_probe done = {.f = f, .id = id, .field = "status", .want = "succeeded"};
-    ASSERT_WAIT_FOR(field_is, &done, WAIT_MS);
+    ASSERT_WAIT_FOR(field_is, &done, TL_WAIT_MS);
     ASSERT_EQ_INT(job_field_ll(f, id, "attempts"), 1);
 }
 

@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <openssl/sha.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -58,10 +57,7 @@ static const char *bearer(const char *key) {
 
 /* A tenant with an API key (auth on); max_active 0 means no limit. */
 static void add_tenant(tl_fleet *f, const char *name, const char *key, int max_active) {
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    char hex[65];
-    SHA256((const unsigned char *)key, strlen(key), md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    const char *hex = tl_sha256_hex(key);
     tl_redis_cmd(f->rc, "SADD {%s}:tenants %s", f->prefix, name);
     tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s name %s created_ms 1", f->prefix, name, name);
     if (max_active > 0)

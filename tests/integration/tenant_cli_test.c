@@ -12,11 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/sha.h>
 
 #include "testlib.h"
-
-#define WAIT_MS 30000
 
 #define ARGS TL_ARGS
 
@@ -84,14 +81,6 @@ static tl_strlist row_words(const char *table, const char *first) {
 
 /* ------------------------------------------------------------ reading Redis ---------- */
 
-static const char *sha256_hex(const char *s) {
-    unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)s, strlen(s), d);
-    char *out = tl_alloc(2 * SHA256_DIGEST_LENGTH + 1);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) sprintf(out + 2 * i, "%02x", d[i]);
-    return out;
-}
-
 static const char *field_of(const redisReply *fields, const char *field) {
     for (size_t i = 0; i + 1 < fields->elements; i += 2)
         if (strcmp(fields->element[i]->str, field) == 0) return fields->element[i + 1]->str;
@@ -118,7 +107,7 @@ static bool in_key_set(tl_fleet *f, const char *name, const char *hash) {
  * tenant with the role, and is a member of the tenant's key set. */
 static const char *expect_stored_key(tl_fleet *f, const char *name, const char *key,
                                      const char *role) {
-    const char *h = sha256_hex(key);
+    const char *h = tl_sha256_hex(key);
     ASSERT_TRUE(apikey_exists(f, h));
     ASSERT_EQ_STR(apikey_field(f, h, "tenant"), name);
     ASSERT_EQ_STR(apikey_field(f, h, "role"), role);
@@ -234,7 +223,7 @@ TL_TEST(duplicate_add_exits_1) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     tl_cmd_result r = fleetctl(f, ARGS("tenant", "add", "acme"));
     tl_expect_exit(&r, 0);
-    const char *h = sha256_hex(printed_key(r.out));
+    const char *h = tl_sha256_hex(printed_key(r.out));
     const char *secret = tenant_field(f, "acme", "webhook_secret");
 
     r = fleetctl(f, ARGS("tenant", "add", "acme", "--max-active", "3"));
@@ -474,7 +463,7 @@ TL_TEST(rotate_secret_stores_a_new_secret) {
     tl_cmd_result r = fleetctl(f, ARGS("tenant", "add", "acme"));
     tl_expect_exit(&r, 0);
     const char *s1 = printed_secret(r.out);
-    const char *h = sha256_hex(printed_key(r.out));
+    const char *h = tl_sha256_hex(printed_key(r.out));
     r = fleetctl(f, ARGS("tenant", "rotate-secret", "acme"));
     tl_expect_exit(&r, 0);
     const char *s2 = printed_secret(r.out);
@@ -491,10 +480,10 @@ TL_TEST(revoke_deletes_every_key_and_rotate_key_enables_again) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     tl_cmd_result r = fleetctl(f, ARGS("tenant", "add", "acme", "--max-active", "4"));
     tl_expect_exit(&r, 0);
-    const char *h1 = sha256_hex(printed_key(r.out));
+    const char *h1 = tl_sha256_hex(printed_key(r.out));
     r = fleetctl(f, ARGS("tenant", "rotate-key", "acme", "--keep-old"));
     tl_expect_exit(&r, 0);
-    const char *h2 = sha256_hex(printed_key(r.out));
+    const char *h2 = tl_sha256_hex(printed_key(r.out));
     ASSERT_TRUE(apikey_exists(f, h1));
     ASSERT_TRUE(apikey_exists(f, h2));
     tl_redis_cmd(f->rc, "ZADD {%s}:active:acme 1 01ARZ3NDEKTSV4RRFFQ69G5FAV", f->prefix);
@@ -559,14 +548,14 @@ TL_TEST(gateway_accepts_a_new_key_and_refuses_it_after_revoke) {
 
 TL_TEST(help_lists_the_tenant_commands) {
     const char *argv[] = {tl_bin_path("fleetctl"), "--help", NULL};
-    tl_cmd_result r = tl_run_cmd("fleetctl-help", argv[0], argv, NULL, WAIT_MS);
+    tl_cmd_result r = tl_run_cmd("fleetctl-help", argv[0], argv, NULL, TL_WAIT_MS);
     tl_expect_exit(&r, 0);
     static const char *const subs[] = {"tenant add", "tenant list", "tenant show",
                                        "tenant set", "tenant rotate-key",
                                        "tenant rotate-secret", "tenant revoke"};
     for (size_t i = 0; i < TL_COUNT(subs); i++) ASSERT_STR_CONTAINS(r.out, subs[i]);
     const char *targv[] = {tl_bin_path("fleetctl"), "tenant", "--help", NULL};
-    r = tl_run_cmd("fleetctl-tenant-help", targv[0], targv, NULL, WAIT_MS);
+    r = tl_run_cmd("fleetctl-tenant-help", targv[0], targv, NULL, TL_WAIT_MS);
     tl_expect_exit(&r, 0);
     ASSERT_STR_CONTAINS(r.out, "--max-active");
     ASSERT_STR_CONTAINS(r.out, "--keep-old");

@@ -7,8 +7,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
 /* Asserts that at least one key holds id, that each has a TTL in (0, max_ttl], and that
  * every key of the database starts with the fleet's "{prefix}" hash tag. Returns the
  * number of the job's keys. */
@@ -72,7 +70,7 @@ TL_TEST(job_keys_have_a_ttl_while_queued_and_after_succeeding) {
     check_keys_without_ttl(f);
 
     tl_fleet_add_worker(f, "echo");
-    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     /* Once finished, the job and its result live ttl_s (120 s). */
     check_job_keys(f, id, 120, "succeeded");
     check_keys_without_ttl(f);
@@ -84,12 +82,12 @@ TL_TEST(job_keys_have_a_ttl_while_running) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
                                                   .gateway_env = {"FLEET_QUEUE_TTL=3600"}});
     const char *id = submit_with_ttl(f, "sleep", "{\"ms\": 60000, \"steps\": 600}", 90);
-    tl_job_wait_status(f, id, "running", WAIT_MS);
+    tl_job_wait_status(f, id, "running", TL_WAIT_MS);
     check_job_keys(f, id, 3600, "running");
     check_keys_without_ttl(f);
     tl_resp *r = tl_delete(f, tl_printf("/v1/jobs/%s", id));
     ASSERT_HTTP_STATUS(r, 202);
-    tl_job_wait_status(f, id, "cancelled", WAIT_MS);
+    tl_job_wait_status(f, id, "cancelled", TL_WAIT_MS);
     check_job_keys(f, id, 90, "cancelled while running");
 }
 
@@ -101,16 +99,9 @@ TL_TEST(job_keys_have_a_ttl_after_a_queued_cancel) {
     check_keys_without_ttl(f);
 }
 
-/* A stats counter of the model ({prefix}:stats field "<model>:<name>"), 0 when absent. */
-static long long stat_of(tl_fleet *f, const char *model, const char *name) {
-    return tl_redis_int(f->rc, "HINCRBY {%s}:stats %s:%s 0", f->prefix, model, name);
-}
-
-/* Polls until the model's queued count is 0; fails after WAIT_MS. */
+/* Polls until the model's queued count is 0; fails after TL_WAIT_MS. */
 static void wait_queued_zero(tl_fleet *f, const char *model) {
-    int64_t end = tl_now_ms() + WAIT_MS;
-    while (stat_of(f, model, "queued") != 0 && tl_now_ms() < end) usleep(50 * 1000);
-    ASSERT_EQ_INT(stat_of(f, model, "queued"), 0);
+    ASSERT_EVENTUALLY(tl_stat(f, model, "queued") == 0, TL_WAIT_MS);
 }
 
 /* A job whose keys expire while it waits in its tenant's wait set, or in the delayed set
@@ -130,22 +121,20 @@ TL_TEST(jobs_expired_while_waiting_or_delayed_are_counted_as_expired) {
     ASSERT_EQ_INT(tl_redis_int(f->rc, "TTL %s", waits.v[0]), -1);
     for (int i = 1; i < 3; i++) tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, ids[i]);
     tl_fleet_add_worker(f, "echo");
-    tl_job_wait_status(f, ids[0], "succeeded", WAIT_MS);
+    tl_job_wait_status(f, ids[0], "succeeded", TL_WAIT_MS);
     wait_queued_zero(f, "echo");
-    ASSERT_EQ_INT(stat_of(f, "echo", "expired"), 2);
+    ASSERT_EQ_INT(tl_stat(f, "echo", "expired"), 2);
 
     /* A retry waiting in the delayed set. */
     const char *id = submit_with_ttl(
         f, "sleep", "{\"ms\": 1, \"fail\": \"once\", \"retryable\": true, \"fail_attempts\": 1}",
         60);
     tl_fleet_add_worker(f, "sleep");
-    int64_t end = tl_now_ms() + WAIT_MS;
-    while (tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix) == 0 && tl_now_ms() < end)
-        usleep(20 * 1000);
+    ASSERT_EVENTUALLY(tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix) != 0, TL_WAIT_MS);
     ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix), 1);
     tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, id);
     wait_queued_zero(f, "sleep");
-    ASSERT_EQ_INT(stat_of(f, "sleep", "expired"), 1);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "expired"), 1);
     ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix), 0);
 }
 

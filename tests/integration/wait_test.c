@@ -9,8 +9,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 30000
-
 static tl_resp *submit_wait(tl_fleet *f, const char *body, const char *prefer) {
     tl_req req = {.method = "POST", .body = body, .timeout_ms = 70000};
     req.headers[0] = prefer;
@@ -205,7 +203,7 @@ TL_TEST(events_client_that_disconnects_frees_everything) {
     for (int i = 0; i < 20; i++) sse_open_and_drop(f, id);
     /* The gateway keeps serving, the job ends normally, and at the end of the case the
      * gateway exits cleanly under LeakSanitizer (the harness checks its log). */
-    tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     tl_resp *r = tl_get(f, "/healthz");
     ASSERT_HTTP_STATUS(r, 200);
     /* Heartbeats: a stream of a long job carries ": ping" comments. */

@@ -150,6 +150,42 @@ bool tl_wait_for(bool (*cond)(void *arg), void *arg, int deadline_ms);
 /* Milliseconds on the monotonic clock (for deadlines, never for assertions). */
 int64_t tl_now_ms(void);
 
+/* The deadline the integration tests give a job or a condition to come about. */
+#define TL_WAIT_MS 30000
+
+/* Re-evaluates the expression expr (first at once, then every 5 ms, backing off to 50 ms)
+ * until it is true or timeout_ms pass; its value is whether it became true. expr may call
+ * the harness and assertions; it is evaluated once more after the deadline, so a
+ * condition that came true while the case slept is still seen. (A GNU statement
+ * expression: gcc and clang accept it under -std=c11.) */
+#define TL_WAIT_UNTIL(expr, timeout_ms)                                                    \
+    __extension__({                                                                        \
+        int64_t tl__end = tl_now_ms() + (timeout_ms);                                      \
+        int tl__step = 5;                                                                  \
+        bool tl__ok;                                                                       \
+        while (!(tl__ok = (expr)) && tl__wait_step(tl__end, &tl__step)) {                  \
+        }                                                                                  \
+        tl__ok;                                                                            \
+    })
+/* TL_WAIT_UNTIL, failing the case with the expression's text when it stays false. */
+#define ASSERT_EVENTUALLY(expr, timeout_ms)                                                \
+    do {                                                                                   \
+        int tl__ms = (timeout_ms);                                                         \
+        if (!TL_WAIT_UNTIL((expr), tl__ms))                                                \
+            FAILF("ASSERT_EVENTUALLY(%s) still false after %d ms", #expr, tl__ms);         \
+    } while (0)
+/* For TL_WAIT_UNTIL: false once end has passed, else sleeps *step ms (doubling it up to
+ * 50) and returns true. */
+bool tl__wait_step(int64_t end, int *step);
+
+/* The xorshift64* generator: the next number from *state (which must not be 0). The same
+ * seed gives the same sequence, so a failing seed can be replayed. */
+uint64_t tl_rand64(uint64_t *state);
+
+/* The lowercase hex SHA-256 of s (harness-owned): the name an API key's record has in
+ * Redis ({prefix}:apikey:<hex>, as fleetctl writes it). */
+const char *tl_sha256_hex(const char *s);
+
 /* ------------------------------------------------------------ files ----------------- */
 
 /* Reads a whole file into a harness-owned NUL-terminated string; NULL if unreadable. */
@@ -329,6 +365,23 @@ const char *tl__assert_problem(const char *file, int line, const tl_resp *r, lon
                                const char *what);
 #define ASSERT_PROBLEM(resp, want) tl__assert_problem(__FILE__, __LINE__, (resp), (want), #resp)
 
+/* ------------------------------------------------------------ raw TCP --------------- */
+
+/* Connects to 127.0.0.1:port and writes all of data before returning, so that the bytes
+ * are in the server's receive queue; reads time out after recv_ms. The socket is closed
+ * when the case ends. Fails the case when it cannot connect or write. */
+int tl_tcp_send(int port, const char *data, int recv_ms);
+/* Reads fd until EOF, an error or the read timeout; harness-owned, NUL-terminated. */
+char *tl_tcp_read_all(int fd);
+
+/* TCP states as /proc/net/tcp numbers them. */
+enum { TL_TCP_ESTABLISHED = 0x01, TL_TCP_LISTEN = 0x0A, TL_TCP_CLOSE_WAIT = 0x08 };
+/* How many IPv4 TCP sockets of this machine have local port port and state state (0: any
+ * state); *unread (when not NULL) gets the bytes in their receive queues that their
+ * process has not read yet. Read from /proc/net/tcp: the server's side of a loopback
+ * connection tells whether the server has read what was sent to it. */
+int tl_tcp_sockets(int port, int state, long *unread);
+
 /* ------------------------------------------------------------ JSON ------------------ */
 
 /* Parses text (fails the case on a syntax error); freed when the case ends. */
@@ -398,6 +451,9 @@ json_t *tl_job_get(tl_fleet *f, const char *id);
 json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int deadline_ms);
 /* True for succeeded, failed, cancelled. */
 bool tl_status_is_final(const char *s);
+/* A model's counter as stored in Redis ({prefix}:stats field "<model>:<counter>", e.g.
+ * "sleep", "succeeded"), 0 when absent. */
+long long tl_stat(tl_fleet *f, const char *model, const char *counter);
 
 /* ------------------------------------------------------------ webhook receiver ------ */
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/sha.h>
 
 #include "tl_internal.h"
 
@@ -141,6 +142,28 @@ void tl__sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+bool tl__wait_step(int64_t end, int *step) {
+    if (tl_now_ms() >= end) return false;
+    tl__sleep_ms(*step);
+    if (*step < 50) *step *= 2;
+    return true;
+}
+
+uint64_t tl_rand64(uint64_t *state) {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 0x2545F4914F6CDD1DULL;
+}
+
+const char *tl_sha256_hex(const char *s) {
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)s, strlen(s), d);
+    char *out = tl_alloc(2 * SHA256_DIGEST_LENGTH + 1);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+    return out;
 }
 
 bool tl_wait_for(bool (*cond)(void *arg), void *arg, int deadline_ms) {

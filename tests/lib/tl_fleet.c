@@ -188,6 +188,11 @@ bool tl_status_is_final(const char *s) {
                  strcmp(s, "cancelled") == 0);
 }
 
+long long tl_stat(tl_fleet *f, const char *model, const char *counter) {
+    redisReply *r = tl_redis_cmd(f->rc, "HGET {%s}:stats %s:%s", f->prefix, model, counter);
+    return r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+}
+
 json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int deadline_ms) {
     tl_req req = {.url = tl_printf("%s/v1/jobs/%s", f->url, id)};
     int64_t end = tl_now_ms() + deadline_ms;

@@ -1,10 +1,17 @@
 /* tl_http.c: an HTTP client over libcurl's easy interface, one fresh connection per
  * request (so that no idle keep-alive connection outlives a test), and JSON helpers. */
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -297,4 +304,68 @@ long long tl_jint(const json_t *j, const char *path) {
     if (!json_is_integer(v))
         FAILF("expected an integer at \"%s\" in %s", path, tl_json_text(j));
     return (long long)json_integer_value(v);
+}
+
+/* ------------------------------------------------------------ raw TCP --------------- */
+
+static void tcp_close(void *arg) {
+    close((int)(intptr_t)arg);
+}
+
+int tl_tcp_send(int port, const char *data, int recv_ms) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) FAILF("socket: %s", strerror(errno));
+    tl_defer(tcp_close, (void *)(intptr_t)fd);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+        FAILF("connect 127.0.0.1:%d: %s", port, strerror(errno));
+    struct timeval tv = {recv_ms / 1000, (recv_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (size_t n = strlen(data); n > 0;) {
+        ssize_t k = send(fd, data, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) FAILF("send to 127.0.0.1:%d: %s", port, strerror(errno));
+        data += k;
+        n -= (size_t)k;
+    }
+    return fd;
+}
+
+char *tl_tcp_read_all(int fd) {
+    size_t cap = 4096, n = 0;
+    char *buf = tl_alloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *bigger = tl_alloc(cap * 2);
+            memcpy(bigger, buf, n);
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+int tl_tcp_sockets(int port, int state, long *unread) {
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (!f) FAILF("/proc/net/tcp: %s", strerror(errno));
+    char line[512];
+    int n = 0;
+    long queued = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned lport, st;
+        unsigned long tx, rx;
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %lx:%lx", &lport, &st, &tx, &rx) != 4) continue;
+        if ((int)lport != port || (state && (int)st != state)) continue;
+        n++;
+        queued += (long)rx;
+    }
+    fclose(f);
+    if (unread) *unread = queued;
+    return n;
 }
