@@ -1,31 +1,23 @@
 /* events.c: the subscription to {prefix}:events and the table of local waiters (events.h). */
 #include "events.h"
 
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fleet/config.h"
 #include "fleet/log.h"
+#include "redis_link.h"
 
 #define BUCKETS 1024u
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
 
 struct gw_events {
-    struct event_base *base;
-    redisAsyncContext *ac; /* NULL while disconnected */
-    char host[256];
-    int port, db;
+    gw_redis_link *link; /* its own connection: a subscribed one takes no other command */
     char channel[FLEET_KEY_MAX];
-    long backoff_ms;
-    struct event *reconnect_ev;
     gw_waiter *buckets[BUCKETS];
     gw_waiter *any; /* waiters of every event */
 };
-
-static void start_connect(gw_events *e);
 
 /* ------------------------------------------------------------ waiters --------------- */
 
@@ -80,21 +72,15 @@ void gw_events_wake_all(gw_events *e) {
 
 /* ------------------------------------------------------------ subscription ---------- */
 
-static void schedule_reconnect(gw_events *e) {
-    struct timeval tv = {e->backoff_ms / 1000, (e->backoff_ms % 1000) * 1000};
-    evtimer_add(e->reconnect_ev, &tv);
-    e->backoff_ms = e->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : e->backoff_ms * 2;
-}
-
 static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
     gw_events *e = privdata;
     redisReply *r = reply;
     (void)ac;
-    if (r && r->type == REDIS_REPLY_ERROR && e->ac) {
+    if (r && r->type == REDIS_REPLY_ERROR) {
         /* The subscription was refused (a Redis that is loading, failing over, ...): start
          * over on a fresh connection after the backoff. */
         fleet_log(FLEET_LOG_WARN, "events: subscribe refused", "error", r->str, NULL);
-        redisAsyncDisconnect(e->ac);
+        gw_redis_link_close(e->link, "SUBSCRIBE refused");
         return;
     }
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
@@ -102,7 +88,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
         return;
     const char *kind = r->element[0]->str;
     if (strcmp(kind, "subscribe") == 0) {
-        e->backoff_ms = BACKOFF_MIN_MS;
+        gw_redis_link_settled(e->link);
         fleet_log(FLEET_LOG_INFO, "subscribed to job events", "channel", e->channel, NULL);
         gw_events_wake_all(e); /* anything may have happened while we were away */
         return;
@@ -120,78 +106,37 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
     else wake_list(e->buckets[hash_id(id)], id);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status) {
-    gw_events *e = ac->data;
-    if (!e) return;
-    if (status != REDIS_OK) {
-        fleet_log(FLEET_LOG_WARN, "events: redis connect failed", "error", ac->errstr, NULL);
-        e->ac = NULL; /* hiredis frees the context after this callback */
-        ((redisAsyncContext *)ac)->data = NULL;
-        schedule_reconnect(e);
-        return;
-    }
-    redisAsyncContext *c = (redisAsyncContext *)ac;
-    /* A subscriber that Redis stops answering is found by TCP keepalive; the waiters also
-     * read again on their own now and then (wait.c, sse.c). */
-    redisEnableKeepAlive(&c->c);
-    if (e->db) redisAsyncCommand(c, NULL, NULL, "SELECT %d", e->db);
-    redisAsyncCommand(c, on_message, e, "SUBSCRIBE %s", e->channel);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status) {
-    gw_events *e = ac->data;
-    if (!e) return;
-    fleet_log(FLEET_LOG_WARN, "events: subscription lost", "error",
-              status == REDIS_OK ? "closed" : ac->errstr, NULL);
-    e->ac = NULL;
-    schedule_reconnect(e);
-}
-
-static void start_connect(gw_events *e) {
-    redisAsyncContext *ac = redisAsyncConnect(e->host, e->port);
-    if (!ac || ac->err) {
-        if (ac) redisAsyncFree(ac);
-        schedule_reconnect(e);
-        return;
-    }
-    ac->data = e;
-    redisLibeventAttach(ac, e->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    e->ac = ac;
-}
-
-static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
+/* The link is connected on its database: subscribe. A subscriber that Redis stops
+ * answering is found by TCP keepalive (redis_link.h); the waiters also read again on their
+ * own now and then (watch.c). */
+static void on_link_up(redisAsyncContext *ac, void *arg) {
     gw_events *e = arg;
-    if (!e->ac) start_connect(e);
+    if (redisAsyncCommand(ac, on_message, e, "SUBSCRIBE %s", e->channel) != REDIS_OK)
+        gw_redis_link_close(e->link, "SUBSCRIBE could not be sent");
+}
+
+/* Nothing to forget: the next subscribe wakes every waiter. */
+static void on_link_down(void *arg) {
+    (void)arg;
+    fleet_log(FLEET_LOG_WARN, "events: subscription lost", NULL);
 }
 
 gw_events *gw_events_new(struct event_base *base, const char *url, const char *channel) {
     gw_events *e = calloc(1, sizeof *e);
     if (!e) return NULL;
-    e->base = base;
-    e->backoff_ms = BACKOFF_MIN_MS;
     snprintf(e->channel, sizeof e->channel, "%s", channel);
-    if (fleet_redis_url_parse(url, e->host, sizeof e->host, &e->port, &e->db) < 0) goto err;
-    e->reconnect_ev = evtimer_new(base, on_reconnect_timer, e);
-    if (!e->reconnect_ev) goto err;
-    start_connect(e);
+    e->link = gw_redis_link_new(base, url, "events",
+                                &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down,
+                                                     .arg = e});
+    if (!e->link) {
+        free(e);
+        return NULL;
+    }
     return e;
-err:
-    gw_events_free(e);
-    return NULL;
 }
 
 void gw_events_free(gw_events *e) {
     if (!e) return;
-    if (e->ac) {
-        redisAsyncContext *ac = e->ac;
-        e->ac = NULL;
-        ac->data = NULL;
-        redisAsyncFree(ac);
-    }
-    if (e->reconnect_ev) event_free(e->reconnect_ev);
+    gw_redis_link_free(e->link);
     free(e);
 }

@@ -1,7 +1,6 @@
 /* redis.c: async Redis glue for the gateway (redis.h). */
 #include "redis.h"
 
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include "fleet/log.h"
 #include "fleet/redis_health.h"
 #include "http.h"
+#include "redis_link.h"
 
 /* One command in flight, or waiting to be sent again after a transient refusal. Linked
  * so that a stalled server can be detected and every op answered at shutdown. */
@@ -30,11 +30,17 @@ typedef struct gw_op {
     struct gw_op *prev, *next;
 } gw_op;
 
+/* One SCRIPT LOAD in flight: its reply needs both. */
+typedef struct gw_load {
+    struct gw_redis *r;
+    const fleet_script *s;
+} gw_load;
+
 struct gw_redis {
     struct event_base *base;
-    redisAsyncContext *ac; /* NULL while disconnected */
-    char host[256];
-    int port, db;
+    gw_redis_link *link;
+    redisAsyncContext *ac; /* the link's context while it is up, else NULL */
+    const char *host;      /* for logs */
     long timeout_ms;
     bool allow_eviction;
     bool ready;            /* connected and scripts loaded */
@@ -42,8 +48,7 @@ struct gw_redis {
     int loads_outstanding; /* SCRIPT LOAD replies still to come in this round */
     bool loads_failed;     /* one of this round's loads was refused */
     long load_retry_ms;
-    long backoff_ms;
-    struct event *reconnect_ev;
+    gw_load loads[FLEET_SCRIPT_COUNT];
     struct event *watchdog_ev;
     struct event *load_retry_ev;
     struct event *health_ev;
@@ -58,7 +63,6 @@ struct gw_redis {
     gw_op *waiting;        /* refused for now, to be sent again */
 };
 
-static void start_connect(gw_redis *r);
 static void load_scripts(gw_redis *r);
 
 /* ------------------------------------------------------------ ops ------------------- */
@@ -210,7 +214,10 @@ bool gw_redis_ready(const gw_redis *r) { return r->ready; }
 bool gw_redis_loading(const gw_redis *r) { return r->loading; }
 
 const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
-    if (!r->ac)
+    const char *refusal = r->ac ? NULL : gw_redis_link_refusal(r->link);
+    if (refusal)
+        snprintf(buf, len, "%s: check the database number of FLEET_REDIS_URL", refusal);
+    else if (!r->ac)
         snprintf(buf, len, "Redis is not reachable");
     else if (r->loading)
         snprintf(buf, len, "Redis is loading its dataset");
@@ -300,17 +307,12 @@ static void on_health_timer(evutil_socket_t fd, short what, void *arg) {
 
 /* ------------------------------------------------------------ connection ------------ */
 
-static void schedule_reconnect(gw_redis *r) {
-    struct timeval tv = {r->backoff_ms / 1000, (r->backoff_ms % 1000) * 1000};
-    evtimer_add(r->reconnect_ev, &tv);
-    r->backoff_ms = r->backoff_ms * 2 > 2000 ? 2000 : r->backoff_ms * 2;
-}
-
 static void on_script_loaded(redisAsyncContext *ac, void *reply, void *privdata) {
-    gw_redis *r = ac->data;
-    const fleet_script *s = privdata;
+    const gw_load *ld = privdata;
+    gw_redis *r = ld->r;
+    const fleet_script *s = ld->s;
     redisReply *rep = reply;
-    if (!rep || !r) return; /* disconnected: the disconnect callback takes over */
+    if (!rep || ac != r->ac) return; /* the connection went: on_link_down takes over */
     if (rep->type != REDIS_REPLY_STRING || strcmp(rep->str, s->sha) != 0) {
         fleet_redis_err e = fleet_redis_err_of(rep);
         if (e == FLEET_REDIS_TRANSIENT) r->loading = strncmp(rep->str, "LOADING", 7) == 0;
@@ -323,8 +325,9 @@ static void on_script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
     }
     if (--r->loads_outstanding > 0) return;
     if (r->loads_failed) {
-        /* Until Redis takes them: a refusal for now (LOADING, BUSY, ...) goes away by
-         * itself, and the gateway must notice within a fraction of a second. */
+        /* Until Redis takes them, on this same connection: a refusal for now (LOADING,
+         * BUSY, ...) goes away by itself, and the gateway must notice within a fraction
+         * of a second, not at the next reconnect. */
         struct timeval tv = {r->load_retry_ms / 1000, (r->load_retry_ms % 1000) * 1000};
         evtimer_add(r->load_retry_ev, &tv);
         r->load_retry_ms = r->load_retry_ms * 2 > GW_REDIS_RETRY_MAX_MS ? GW_REDIS_RETRY_MAX_MS
@@ -333,17 +336,27 @@ static void on_script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
     }
     r->ready = true;
     r->loading = false;
-    r->backoff_ms = 100;
+    gw_redis_link_settled(r->link);
     fleet_log(FLEET_LOG_INFO, "redis ready", "host", r->host, NULL);
 }
 
 static void load_scripts(gw_redis *r) {
     if (!r->ac) return;
-    r->loads_outstanding = FLEET_SCRIPT_COUNT;
+    r->loads_outstanding = 0;
     r->loads_failed = false;
     for (int i = 0; i < FLEET_SCRIPT_COUNT; i++) {
-        const fleet_script *s = fleet_script_get((fleet_script_id)i);
-        redisAsyncCommand(r->ac, on_script_loaded, (void *)s, "SCRIPT LOAD %s", s->source);
+        gw_load *ld = &r->loads[i];
+        ld->r = r;
+        ld->s = fleet_script_get((fleet_script_id)i);
+        if (redisAsyncCommand(r->ac, on_script_loaded, ld, "SCRIPT LOAD %s", ld->s->source) ==
+            REDIS_OK)
+            r->loads_outstanding++;
+        else
+            r->loads_failed = true;
+    }
+    if (r->loads_outstanding == 0) {
+        /* Not even sent (the context is closing): its loss is on its way. */
+        r->loads_failed = false;
     }
 }
 
@@ -353,60 +366,24 @@ static void on_load_retry(evutil_socket_t fd, short what, void *arg) {
     load_scripts(arg);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status) {
-    gw_redis *r = ac->data;
-    if (status != REDIS_OK) {
-        fleet_log(FLEET_LOG_WARN, "redis connect failed", "error", ac->errstr, NULL);
-        r->ac = NULL; /* hiredis frees the context after this callback */
-        ((redisAsyncContext *)ac)->data = NULL;
-        schedule_reconnect(r);
-        return;
-    }
-    redisAsyncContext *c = (redisAsyncContext *)ac;
-    if (r->db) redisAsyncCommand(c, NULL, NULL, "SELECT %d", r->db);
+/* The link is connected on its database: load the scripts, read the health. */
+static void on_link_up(redisAsyncContext *ac, void *arg) {
+    gw_redis *r = arg;
+    r->ac = ac;
     r->load_retry_ms = GW_REDIS_RETRY_MIN_MS;
     load_scripts(r);
     ask_info(r);
 }
 
-/* The connection is gone (r->ac already NULL): forget what it said. */
-static void connection_lost(gw_redis *r) {
+/* The connection is gone: forget what it said (the link reconnects). */
+static void on_link_down(void *arg) {
+    gw_redis *r = arg;
+    r->ac = NULL;
     r->ready = false;
     r->info_known = false;
     r->info_inflight = false;
+    r->loads_outstanding = 0;
     evtimer_del(r->load_retry_ev);
-    schedule_reconnect(r);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status) {
-    gw_redis *r = ac->data;
-    if (!r) return;
-    fleet_log(FLEET_LOG_WARN, "redis disconnected", "error",
-              status == REDIS_OK ? "closed" : ac->errstr, NULL);
-    r->ac = NULL;
-    connection_lost(r);
-}
-
-static void start_connect(gw_redis *r) {
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
-    if (!ac || ac->err) {
-        fleet_log(FLEET_LOG_WARN, "redis connect failed", "error", ac ? ac->errstr : "oom", NULL);
-        if (ac) redisAsyncFree(ac);
-        schedule_reconnect(r);
-        return;
-    }
-    ac->data = r;
-    redisLibeventAttach(ac, r->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    r->ac = ac;
-}
-
-static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    gw_redis *r = arg;
-    if (!r->ac) start_connect(r);
 }
 
 /* A server that accepts commands but does not answer (paused, swapped out, a network
@@ -419,14 +396,8 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
     if (!r->ac || !r->ops) return;
     gw_op *oldest = r->ops;
     while (oldest->next) oldest = oldest->next;
-    if (fleet_now_ms() - oldest->sent_ms > (uint64_t)r->timeout_ms) {
-        fleet_log(FLEET_LOG_WARN, "redis not answering: dropping the connection", NULL);
-        redisAsyncContext *ac = r->ac;
-        r->ac = NULL;
-        ac->data = NULL; /* on_disconnect must not reschedule twice */
-        redisAsyncFree(ac);
-        connection_lost(r);
-    }
+    if (fleet_now_ms() - oldest->sent_ms > (uint64_t)r->timeout_ms)
+        gw_redis_link_close(r->link, "not answering: dropping the connection");
 }
 
 gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms,
@@ -436,19 +407,21 @@ gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms
     r->base = base;
     r->timeout_ms = timeout_ms;
     r->allow_eviction = allow_eviction;
-    r->backoff_ms = 100;
     r->load_retry_ms = GW_REDIS_RETRY_MIN_MS;
-    if (fleet_redis_url_parse(url, r->host, sizeof r->host, &r->port, &r->db) < 0) goto err;
-    r->reconnect_ev = evtimer_new(base, on_reconnect_timer, r);
+    r->host = "";
     r->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, r);
     r->load_retry_ev = evtimer_new(base, on_load_retry, r);
     r->health_ev = event_new(base, -1, EV_PERSIST, on_health_timer, r);
-    if (!r->reconnect_ev || !r->watchdog_ev || !r->load_retry_ev || !r->health_ev) goto err;
+    if (!r->watchdog_ev || !r->load_retry_ev || !r->health_ev) goto err;
     struct timeval tick = {0, 250000};
     evtimer_add(r->watchdog_ev, &tick);
     struct timeval health = {GW_REDIS_HEALTH_MS / 1000, (GW_REDIS_HEALTH_MS % 1000) * 1000};
     evtimer_add(r->health_ev, &health);
-    start_connect(r);
+    r->link = gw_redis_link_new(base, url, "redis",
+                                &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down,
+                                                     .arg = r});
+    if (!r->link) goto err;
+    r->host = gw_redis_link_host(r->link);
     return r;
 err:
     gw_redis_free(r);
@@ -457,19 +430,16 @@ err:
 
 void gw_redis_free(gw_redis *r) {
     if (!r) return;
-    if (r->ac) {
-        redisAsyncContext *ac = r->ac;
-        r->ac = NULL;
-        ac->data = NULL;
-        redisAsyncFree(ac); /* runs pending callbacks with NULL */
-    }
+    gw_redis_link *link = r->link;
+    r->link = NULL;
+    r->ac = NULL;
+    gw_redis_link_free(link); /* runs pending callbacks with NULL */
     while (r->waiting) {
         gw_op *op = r->waiting;
         op_unlink(&r->waiting, op);
         op->cb(NULL, op->arg);
         op_free(op);
     }
-    if (r->reconnect_ev) event_free(r->reconnect_ev);
     if (r->watchdog_ev) event_free(r->watchdog_ev);
     if (r->load_retry_ev) event_free(r->load_retry_ev);
     if (r->health_ev) event_free(r->health_ev);

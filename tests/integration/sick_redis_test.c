@@ -3,7 +3,8 @@
  * itself once Redis is; it is unready, and says what to set, while Redis runs a
  * maxmemory-policy that evicts keys, unless FLEET_ALLOW_EVICTION=on; a full Redis makes
  * submits answer 503 redis-full with Retry-After and write nothing. fleetctl refuses an
- * evicting Redis and explains a full one. */
+ * evicting Redis and explains a full one. A database number the server refuses to SELECT
+ * leaves the gateway unready instead of on db 0. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,54 @@ TL_TEST(evicting_policy_makes_gateway_unready) {
     wait_readyz(f, 200, NULL);
 }
 
+/* ------------------------------------------------------------ SELECT --------------- */
+
+/* Starts a gateway on the fleet's Redis with FLEET_REDIS_URL naming database db, without
+ * waiting for it to be ready, and points f's requests at it. */
+static void start_gateway_on_db(tl_fleet *f, int db) {
+    int port = tl_free_port();
+    const char *path = tl_bin_path("fleet-gateway");
+    const char *env[] = {tl_printf("FLEET_REDIS_URL=%s/%d", f->redis->url, db),
+                         tl_printf("FLEET_LISTEN=127.0.0.1:%d", port),
+                         tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_AUTH=off", NULL};
+    const char *argv[] = {path, NULL};
+    f->gateway = tl_spawn(&(tl_spawn_opts){.name = tl_printf("gateway-db%d", db), .path = path,
+                                           .argv = argv, .env = env, .checked = true});
+    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d", port);
+}
+
+/* A URL whose database number the server refuses (beyond its `databases`, 4 here): the
+ * gateway must not go on with db 0. It stays unready with a reason naming SELECT, logs
+ * what to check, and refuses submits with 503 + Retry-After; db 0 gets no job. A
+ * database the server has is selected: that gateway is ready and writes there. */
+TL_TEST(refused_select_leaves_the_gateway_unready) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
+    tl_redis_restart_args(f->redis, TL_ARGS("--databases", "4"));
+    f->rc = tl_redis_connect(f->redis);
+    ASSERT_WAIT_FOR(redis_pongs, f->redis, WAIT_MS);
+    char first[sizeof f->url];
+    snprintf(first, sizeof first, "%s", f->url);
+    wait_readyz(f, 200, NULL); /* the first gateway is back on db 0 */
+    start_gateway_on_db(f, 9);
+    tl_resp *r = wait_readyz(f, 503, "SELECT");
+    ASSERT_STR_CONTAINS(tl_jstr(r->json, "reason"), "FLEET_REDIS_URL");
+    log_probe lp = {f->gateway->log_path, "refused SELECT"};
+    ASSERT_WAIT_FOR(log_probe_has, &lp, WAIT_MS);
+    ASSERT_EQ_STR(assert_refused(tl_post(f, "/v1/jobs", submit_body("{\"n\":1}"))),
+                  "urn:fleet:problem:redis-unavailable");
+    redisReply *keys = tl_redis_cmd(f->rc, "DBSIZE");
+    long long before = keys->integer;
+
+    start_gateway_on_db(f, 3);
+    wait_readyz(f, 200, NULL);
+    ASSERT_HTTP_STATUS(tl_post(f, "/v1/jobs", submit_body("{\"n\":2}")), 202);
+    ASSERT_EQ_INT(tl_redis_cmd(f->rc, "DBSIZE")->integer, before); /* nothing on db 0 */
+    tl_redis_cmd(f->rc, "SELECT 3");
+    ASSERT_GT_INT(tl_redis_cmd(f->rc, "DBSIZE")->integer, 0);
+    tl_redis_cmd(f->rc, "SELECT 0");
+    snprintf(f->url, sizeof f->url, "%s", first);
+}
+
 /* ------------------------------------------------------------ full ------------------ */
 
 typedef struct fill {
@@ -281,6 +330,7 @@ int main(int argc, char **argv) {
         TL_CASE(busy_redis_is_waited_out),
         TL_CASE(evicting_policy_makes_gateway_unready),
         TL_CASE(full_redis_refuses_submits_cleanly),
+        TL_CASE(refused_select_leaves_the_gateway_unready),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

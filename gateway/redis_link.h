@@ -1,0 +1,71 @@
+/* redis_link.h: one reconnecting async Redis connection on the gateway's loop (hiredis).
+ *
+ * The gateway holds two: the command link (redis.c: scripts, commands, health) and the
+ * events link (events.c: SUBSCRIBE). Both need the same connection handling, kept here:
+ *
+ *   connect ──▶ SELECT db (when the URL names one) ──OK──▶ up(ac): the owner's commands
+ *     ▲            │ refused: logged as an error,              │
+ *     │            ▼ the link stays down                        ▼ lost, closed, dropped
+ *     └──── backoff (GW_REDIS_LINK_BACKOFF_MIN_MS doubling to _MAX_MS) ◀── down()
+ *
+ * The SELECT reply is checked: a refused one (a db number beyond the server's
+ * `databases`, a Redis that is loading) never leaves the link on db 0; the link stays
+ * down and tries again after the backoff, and the refusal is logged once until a SELECT
+ * succeeds. The owner sees the context only between up() and down(): never before its
+ * database is selected. The backoff grows on every failed attempt and goes back to its
+ * minimum only when the owner says the link is in use (gw_redis_link_settled), so a
+ * server that accepts connections and then refuses the owner's first commands is not
+ * hammered. TCP keepalive is on, so a peer that vanished is noticed by the kernel even on
+ * a connection that sends nothing (a subscription); a server that accepts commands and
+ * does not answer is the owner's to notice (redis.c's watchdog), since only it knows
+ * what it is waiting for.
+ *
+ * Every reply callback the owner registered on the context runs exactly once (hiredis
+ * runs pending ones with NULL when the context goes); up() and down() alternate, down()
+ * only after an up().
+ */
+#ifndef GW_REDIS_LINK_H
+#define GW_REDIS_LINK_H
+
+#include <hiredis/async.h>
+
+#include "gateway.h"
+
+#define GW_REDIS_LINK_BACKOFF_MIN_MS 100
+#define GW_REDIS_LINK_BACKOFF_MAX_MS 2000
+
+typedef struct gw_redis_link gw_redis_link;
+
+typedef struct gw_redis_link_cbs {
+    /* The connection is usable (connected, its database selected). */
+    void (*up)(redisAsyncContext *ac, void *arg);
+    /* The connection of the last up() is gone; the link reconnects after its backoff.
+     * Replies pending on it have run (or run now) with NULL. */
+    void (*down)(void *arg);
+    void *arg;
+} gw_redis_link_cbs;
+
+/* name labels the link's log lines ("redis", "events"). Connects at once. Returns NULL
+ * for a URL fleet_redis_url_parse refuses, or out of memory. */
+gw_redis_link *gw_redis_link_new(struct event_base *base, const char *url, const char *name,
+                                 const gw_redis_link_cbs *cbs);
+/* Closes the connection (pending callbacks run with NULL; down() is not called). NULL
+ * is fine. */
+void gw_redis_link_free(gw_redis_link *l);
+
+/* The usable context, or NULL while down (connecting, selecting, backing off). */
+redisAsyncContext *gw_redis_link_ac(const gw_redis_link *l);
+const char *gw_redis_link_host(const gw_redis_link *l);
+/* Why the link stays down although Redis answers (its SELECT was refused), or NULL. */
+const char *gw_redis_link_refusal(const gw_redis_link *l);
+
+/* The owner found the link working: the next loss reconnects after the minimum delay. */
+void gw_redis_link_settled(gw_redis_link *l);
+
+/* Ends the connection and reconnects after the backoff; down() runs if it was up. From
+ * inside one of the link's reply callbacks, the connection ends once that callback
+ * returns (hiredis frees it then); from anywhere else (a timer), at once, without waiting
+ * for replies a stalled server would never send. */
+void gw_redis_link_close(gw_redis_link *l, const char *why);
+
+#endif
