@@ -2,8 +2,8 @@
  * waiters it wakes up.
  *
  * Every transition script publishes "<job id> <what>" on {prefix}:events. The gateway
- * holds one SUBSCRIBE connection (its own async hiredis context) and a table of waiters
- * by job id: a Prefer: wait request, an SSE stream. A message wakes the waiters of its job;
+ * holds one SUBSCRIBE connection (its own link, redis_link.h) and a table of waiters by
+ * job id: a job watch (watch.h: a Prefer: wait request, an SSE stream), the webhook loop. A message wakes the waiters of its job;
  * they read the job from Redis again (the message is only a wake-up: what matters is in the
  * job hash). When the subscription is (re)established, every waiter is woken, so nothing
  * that happened while it was down is missed; a waiter registers before its first read, so

@@ -8,10 +8,10 @@
  * Each event's data is the job object of GET /v1/jobs/{id} on one line. Comment lines
  * (": ping") go out every FLEET_SSE_HEARTBEAT_S seconds so proxies keep the stream open.
  *
- * The stream is woken by the events subscription (events.h) and reads the job again on
- * each wake-up (and every SAFETY_MS), so a dropped message delays an event but does not
- * lose the final one. A client that goes away fires the request's fini hook, which ends
- * everything here; a read still in flight then frees the stream when it returns. While the
+ * The stream watches its job (watch.h): it reads the job again on each wake-up and on the
+ * safety tick, so a dropped message delays an event but does not lose the final one. A
+ * client that goes away fires the request's fini hook, which ends everything here; a
+ * read still in flight then frees the stream when it returns. While the
  * gateway shuts down, open streams end after their next read (clients reconnect to
  * another gateway).
  *
@@ -26,24 +26,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "events.h"
 #include "fleet/job_json.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
 #include "redis.h"
 #include "routes.h"
-
-#define SAFETY_MS 2000
+#include "watch.h"
 
 typedef struct gw_sse {
     gw *g;
     gw_req *r; /* NULL once the request is gone */
-    gw_waiter w;
+    gw_watch watch;
     char id[FLEET_ID_LEN + 1];
-    char tenant[FLEET_TENANT_MAX + 1];
-    fleet_cmd cmd;
-    struct event *heartbeat, *safety;
-    bool reading, again;
+    struct event *heartbeat;
     bool started; /* the 200 and its headers went out */
     bool ended;   /* the final chunk went out */
     long seq;     /* event ids */
@@ -53,12 +48,9 @@ typedef struct gw_sse {
     char last_message[208];
 } gw_sse;
 
-static void read_job(gw_sse *s);
-
 static void sse_free(gw_sse *s) {
-    gw_events_unwatch(s->g->events, &s->w);
+    gw_watch_stop(&s->watch);
     if (s->heartbeat) event_free(s->heartbeat);
-    if (s->safety) event_free(s->safety);
     free(s);
 }
 
@@ -66,8 +58,8 @@ static void sse_free(gw_sse *s) {
 static void on_fini(void *arg) {
     gw_sse *s = arg;
     s->r = NULL;
-    gw_events_unwatch(s->g->events, &s->w);
-    if (!s->reading) sse_free(s);
+    gw_watch_stop(&s->watch);
+    if (!gw_watch_reading(&s->watch)) sse_free(s);
 }
 
 /* True while the client has not taken what was written (over FLEET_MAX_CONN_OUTPUT). */
@@ -100,10 +92,12 @@ static void send_event(gw_sse *s, const char *event, json_t *job) {
     free(data);
 }
 
-/* Ends the stream: the last chunk; libevhtp then finishes the request (on_fini). */
+/* Ends the stream: the last chunk; libevhtp then finishes the request (on_fini, which
+ * may run before this returns). */
 static void end_stream(gw_sse *s) {
     if (s->ended || !s->r) return;
     s->ended = true;
+    gw_watch_stop(&s->watch);
     evhtp_send_reply_chunk_end(s->r->req);
 }
 
@@ -119,78 +113,57 @@ static void start_stream(gw_sse *s) {
     send_text(s, "retry: 2000\n\n", 13);
 }
 
-static void on_read(redisReply *rep, void *arg) {
+/* Each read of the job: the first answers the request (an error, or the stream's
+ * start); then an event when something changed, the final one, or the end. */
+static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job_view *v) {
     gw_sse *s = arg;
-    s->reading = false;
     if (!s->r) { /* the client left while we read */
         sse_free(s);
-        return;
+        return false;
     }
-    fleet_job_view v;
-    int found = rep ? fleet_state_get_reply(rep, &v) : -2;
     if (!s->started) {
         if (found < 0) gw_reply_redis_error(s->r, "get", rep);
         else if (found == 0)
             gw_reply_problem(s->r, GW_PROBLEM_JOB_NOT_FOUND,
                              "no job with id '%s' (unknown, or expired after its ttl_s)", s->id);
-        if (found <= 0) return; /* answered: on_fini frees s */
+        if (found <= 0) return false; /* answered: on_fini frees s */
         start_stream(s);
     } else if (found <= 0) {
         /* Redis away: keep the stream and read again on the next tick. An expired job
          * cannot end any more: close. */
-        if (found == 0) end_stream(s);
-        return;
+        if (found == 0) {
+            end_stream(s);
+            return false;
+        }
+        return true;
     }
-    fleet_status st = fleet_status_from_string(v.status);
+    fleet_status st = fleet_status_from_string(v->status);
     bool final = fleet_status_is_final(st);
     const char *event = NULL;
     if (s->seq == 0) event = "state";
-    else if (strcmp(v.status, s->last_status) != 0) event = final ? "final" : "status";
-    else if (v.progress_percent != s->last_percent || v.progress_done != s->last_done ||
-             strcmp(v.progress_message ? v.progress_message : "", s->last_message) != 0)
+    else if (strcmp(v->status, s->last_status) != 0) event = final ? "final" : "status";
+    else if (v->progress_percent != s->last_percent || v->progress_done != s->last_done ||
+             strcmp(v->progress_message ? v->progress_message : "", s->last_message) != 0)
         event = "progress";
     if (event && !final && s->seq > 0 && backed_up(s)) event = NULL; /* sent when drained */
     if (event) {
-        snprintf(s->last_status, sizeof s->last_status, "%s", v.status);
-        s->last_percent = v.progress_percent;
-        s->last_done = v.progress_done;
+        snprintf(s->last_status, sizeof s->last_status, "%s", v->status);
+        s->last_percent = v->progress_percent;
+        s->last_done = v->progress_done;
         snprintf(s->last_message, sizeof s->last_message, "%s",
-                 v.progress_message ? v.progress_message : "");
-        send_event(s, event, fleet_job_to_json(&v));
+                 v->progress_message ? v->progress_message : "");
+        send_event(s, event, fleet_job_to_json(v));
     }
     if (final) {
-        if (strcmp(event ? event : "", "final") != 0) send_event(s, "final", fleet_job_to_json(&v));
+        if (strcmp(event ? event : "", "final") != 0) send_event(s, "final", fleet_job_to_json(v));
         end_stream(s);
-        return;
+        return false;
     }
     if (s->g->draining) {
         end_stream(s);
-        return;
+        return false;
     }
-    if (s->again) read_job(s);
-}
-
-static void read_job(gw_sse *s) {
-    if (!s->r || s->ended) return;
-    if (s->reading) {
-        s->again = true;
-        return;
-    }
-    s->again = false;
-    fleet_state_get(&s->g->keys, s->id, s->tenant, &s->cmd);
-    s->reading = true;
-    if (gw_redis_script(s->g->redis, &s->cmd, on_read, s) < 0) {
-        s->reading = false;
-        if (!s->started) gw_reply_unavailable(s->r); /* on_fini frees s */
-    }
-}
-
-static void on_wake(void *arg) { read_job(arg); }
-
-static void on_tick(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    read_job(arg);
+    return true;
 }
 
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg) {
@@ -213,19 +186,16 @@ void gw_sse_start(gw_req *r, const char *id) {
     s->g = g;
     s->r = r;
     snprintf(s->id, sizeof s->id, "%s", id);
-    snprintf(s->tenant, sizeof s->tenant, "%s", r->who.tenant);
     s->heartbeat = event_new(g->base, -1, EV_PERSIST, on_heartbeat, s);
-    s->safety = event_new(g->base, -1, EV_PERSIST, on_tick, s);
-    if (!s->heartbeat || !s->safety) {
+    if (!s->heartbeat) {
         sse_free(s);
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
-    struct timeval hb = {g->cfg.sse_heartbeat_s, 0}, tick = {SAFETY_MS / 1000, 0};
+    struct timeval hb = {g->cfg.sse_heartbeat_s, 0};
     evtimer_add(s->heartbeat, &hb);
-    evtimer_add(s->safety, &tick);
     r->on_fini = on_fini;
     r->fini_arg = s;
-    gw_events_watch(g->events, &s->w, id, on_wake, s);
-    read_job(s);
+    if (gw_watch_start(&s->watch, g, id, r->who.tenant, on_read, s) < 0)
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory"); /* on_fini frees s */
 }

@@ -1,13 +1,12 @@
 /* wait.c: "Prefer: wait=N" on POST /v1/jobs and GET /v1/jobs/{id}: the request is held
  * (paused) until its job is final or N seconds pass.
  *
- *   watch the job (events.h) ──▶ read it ──▶ final?  yes: 200 + the job (+ "result")
- *                                  ▲            no: wait for a wake-up or the deadline
- *                                  └── wake-up (a message for this job), a resubscribe,
- *                                      the safety tick (every SAFETY_MS), the deadline
+ *   watch the job (watch.h) ──▶ each read ──▶ final?  yes: 200 + the job (+ "result")
+ *                                 ▲              no: wait for the next read
+ *                                 └── a wake-up, the safety tick (watch.h), the deadline
  *
- * The waiter is registered before the first read, so a job that ends between the submit
- * and the wait is seen either by that read or by the wake-up its finish publishes. When N
+ * The watch registers before its first read, so a job that ends between the submit and
+ * the wait is seen either by that read or by the wake-up its finish publishes. When N
  * runs out the answer is the usual one: 202 for a submit, 200 for a read, with the job as
  * it is then. While the gateway shuts down, waits answer at once in the same way.
  */
@@ -15,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "events.h"
 #include "fleet/codec.h"
 #include "fleet/job_json.h"
 #include "fleet/log.h"
@@ -23,30 +21,22 @@
 #include "out_stream.h"
 #include "redis.h"
 #include "routes.h"
-
-#define SAFETY_MS 2000 /* a re-read even without a wake-up: pub/sub may drop a message */
+#include "watch.h"
 
 typedef struct gw_wait {
     gw *g;
     gw_req *r;
-    gw_waiter w;
+    gw_watch watch;
     char id[FLEET_ID_LEN + 1];
-    char tenant[FLEET_TENANT_MAX + 1];
     int timeout_status; /* 202 (submit) or 200 (read) when the time runs out */
-    fleet_cmd cmd;
-    struct event *deadline, *safety;
-    bool reading;  /* a read is in flight */
-    bool again;    /* woken during a read: read once more */
+    struct event *deadline;
     bool expired;  /* the deadline passed: the next answer is the last */
     json_t *job;   /* a succeeded job, while its result is read */
 } gw_wait;
 
-static void read_job(gw_wait *wt);
-
 static void wait_free(gw_wait *wt) {
-    gw_events_unwatch(wt->g->events, &wt->w);
+    gw_watch_stop(&wt->watch);
     if (wt->deadline) event_free(wt->deadline);
-    if (wt->safety) event_free(wt->safety);
     json_decref(wt->job);
     free(wt);
 }
@@ -59,7 +49,6 @@ static void answer(gw_wait *wt, int status, json_t *body) {
 
 static void on_result(redisReply *rep, void *arg) {
     gw_wait *wt = arg;
-    wt->reading = false;
     if (!rep) {
         gw_reply_unavailable(wt->r);
         wait_free(wt);
@@ -120,7 +109,6 @@ static void read_result(gw_wait *wt) {
         pn = jn - 1 + (size_t)sprintf(prefix + jn - 1, "%s\"result\":", jn > 2 ? "," : "");
     }
     free(jt);
-    wt->reading = true;
     /* without a prefix (out of memory) the stream is not tried: on_result answers */
     gw_result_stream(wt->r, &(gw_stream_opts){.key = k.s, .job_id = wt->id,
                                               .prefix = prefix, .prefix_len = pn,
@@ -130,70 +118,47 @@ static void read_result(gw_wait *wt) {
     free(prefix);
 }
 
-static void on_read(redisReply *rep, void *arg) {
+/* Each read of the job: answers once it is final, the deadline passed or the gateway
+ * drains; otherwise keeps watching. */
+static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job_view *v) {
     gw_wait *wt = arg;
     gw_req *r = wt->r;
-    wt->reading = false;
-    fleet_job_view v;
-    int found = rep ? fleet_state_get_reply(rep, &v) : -2;
     if (found < 0) { /* no reply, a refusal (loading, busy), or an unexpected answer */
         gw_reply_redis_error(r, "get", rep);
         wait_free(wt);
-        return;
+        return false;
     }
     if (found == 0) {
         gw_reply_problem(r, GW_PROBLEM_JOB_NOT_FOUND,
                          "no job with id '%s' (unknown, or expired after its ttl_s)", wt->id);
         wait_free(wt);
-        return;
+        return false;
     }
-    fleet_status st = fleet_status_from_string(v.status);
+    fleet_status st = fleet_status_from_string(v->status);
     if (st == FLEET_STATUS_SUCCEEDED) {
-        /* The result goes along: one more read. */
-        wt->job = fleet_job_to_json(&v);
+        /* The result goes along: one more read, and the job is read no more. */
+        gw_watch_stop(&wt->watch);
+        wt->job = fleet_job_to_json(v);
         read_result(wt);
-        return;
+        return false;
     }
     if (fleet_status_is_final(st)) {
-        answer(wt, 200, fleet_job_to_json(&v));
-        return;
+        answer(wt, 200, fleet_job_to_json(v));
+        return false;
     }
     if (wt->expired || wt->g->draining) {
-        answer(wt, wt->timeout_status, fleet_job_to_json(&v));
-        return;
+        answer(wt, wt->timeout_status, fleet_job_to_json(v));
+        return false;
     }
-    if (wt->again) read_job(wt);
+    return true;
 }
-
-static void read_job(gw_wait *wt) {
-    if (wt->reading) {
-        wt->again = true;
-        return;
-    }
-    wt->again = false;
-    fleet_state_get(&wt->g->keys, wt->id, wt->tenant, &wt->cmd);
-    wt->reading = true;
-    if (gw_redis_script(wt->g->redis, &wt->cmd, on_read, wt) < 0) {
-        wt->reading = false;
-        gw_reply_unavailable(wt->r);
-        wait_free(wt);
-    }
-}
-
-static void on_wake(void *arg) { read_job(arg); }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     gw_wait *wt = arg;
     wt->expired = true;
-    read_job(wt); /* the last read gives the answer */
-}
-
-static void on_safety(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    read_job(arg);
+    gw_watch_read(&wt->watch); /* the last read gives the answer */
 }
 
 void gw_wait_start(gw_req *r, const char *id, long secs, int timeout_status) {
@@ -207,21 +172,20 @@ void gw_wait_start(gw_req *r, const char *id, long secs, int timeout_status) {
     wt->r = r;
     wt->timeout_status = timeout_status;
     snprintf(wt->id, sizeof wt->id, "%s", id);
-    snprintf(wt->tenant, sizeof wt->tenant, "%s", r->who.tenant);
     wt->deadline = evtimer_new(g->base, on_deadline, wt);
-    wt->safety = event_new(g->base, -1, EV_PERSIST, on_safety, wt);
-    if (!wt->deadline || !wt->safety) {
+    if (!wt->deadline) {
         wait_free(wt);
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
-    struct timeval dl = {secs, 0}, tick = {SAFETY_MS / 1000, (SAFETY_MS % 1000) * 1000};
+    struct timeval dl = {secs, 0};
     evtimer_add(wt->deadline, &dl);
-    evtimer_add(wt->safety, &tick);
     char applied[24];
     snprintf(applied, sizeof applied, "wait=%ld", secs);
     gw_add_header(r, "Preference-Applied", applied);
-    gw_events_watch(g->events, &wt->w, id, on_wake, wt);
     if (!r->paused) gw_pause(r);
-    read_job(wt);
+    if (gw_watch_start(&wt->watch, g, id, r->who.tenant, on_read, wt) < 0) {
+        wait_free(wt);
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
+    }
 }
