@@ -1,7 +1,8 @@
-/* redis.h: the gateway's one async Redis connection (hiredis on the gateway's loop).
+/* redis.h: the gateway's command link to Redis (hiredis on the gateway's loop).
  *
- * Reconnects with backoff after any loss; loads the state scripts after each connect and
- * is usable only once they are loaded. A script load that Redis refuses for now (it is
+ * The connection itself (reconnect with backoff, SELECT checked) is a redis_link.h link;
+ * this module loads the state scripts each time it comes up and is usable only once they
+ * are loaded. A script load that Redis refuses for now (it is
  * loading its dataset, busy, failing over) is sent again every GW_REDIS_RETRY_MIN_MS to
  * GW_REDIS_RETRY_MAX_MS, so the gateway is usable within about that long after Redis is.
  *

@@ -22,9 +22,8 @@ struct gw_redis_link {
     char refused[160];     /* why the last SELECT was refused; "" once one succeeds */
     long backoff_ms;
     struct event *reconnect_ev;
+    struct event *setup_ev; /* armed from connect until up */
 };
-
-static void start_connect(gw_redis_link *l);
 
 static void schedule_reconnect(gw_redis_link *l) {
     struct timeval tv = {l->backoff_ms / 1000, (l->backoff_ms % 1000) * 1000};
@@ -37,11 +36,13 @@ static void schedule_reconnect(gw_redis_link *l) {
 static void lost(gw_redis_link *l) {
     bool was_up = l->up;
     l->up = false;
+    evtimer_del(l->setup_ev);
     schedule_reconnect(l);
     if (was_up) l->cbs.down(l->cbs.arg);
 }
 
 static void set_up(gw_redis_link *l) {
+    evtimer_del(l->setup_ev);
     l->up = true;
     l->cbs.up(l->ac, l->cbs.arg);
 }
@@ -121,6 +122,17 @@ static void start_connect(gw_redis_link *l) {
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     l->ac = ac;
+    struct timeval tv = {GW_REDIS_LINK_SETUP_MS / 1000, (GW_REDIS_LINK_SETUP_MS % 1000) * 1000};
+    evtimer_add(l->setup_ev, &tv);
+}
+
+/* hiredis 0.14 has no connect timeout, and a stopped server still completes the TCP
+ * handshake (the kernel does) but never answers SELECT: give up and start over. */
+static void on_setup_timeout(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    gw_redis_link *l = arg;
+    if (l->ac && !l->up) gw_redis_link_close(l, "no connection or SELECT answer in time");
 }
 
 static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg) {
@@ -166,7 +178,8 @@ gw_redis_link *gw_redis_link_new(struct event_base *base, const char *url, const
     snprintf(l->name, sizeof l->name, "%s", name);
     if (fleet_redis_url_parse(url, l->host, sizeof l->host, &l->port, &l->db) < 0) goto err;
     l->reconnect_ev = evtimer_new(base, on_reconnect_timer, l);
-    if (!l->reconnect_ev) goto err;
+    l->setup_ev = evtimer_new(base, on_setup_timeout, l);
+    if (!l->reconnect_ev || !l->setup_ev) goto err;
     start_connect(l);
     return l;
 err:
@@ -184,5 +197,6 @@ void gw_redis_link_free(gw_redis_link *l) {
         redisAsyncFree(ac); /* runs pending callbacks with NULL */
     }
     if (l->reconnect_ev) event_free(l->reconnect_ev);
+    if (l->setup_ev) event_free(l->setup_ev);
     free(l);
 }

@@ -15,7 +15,8 @@
  * database is selected. The backoff grows on every failed attempt and goes back to its
  * minimum only when the owner says the link is in use (gw_redis_link_settled), so a
  * server that accepts connections and then refuses the owner's first commands is not
- * hammered. TCP keepalive is on, so a peer that vanished is noticed by the kernel even on
+ * hammered. A connect or SELECT not answered within GW_REDIS_LINK_SETUP_MS (a stopped
+ * server: the kernel still accepts) is given up and tried again. TCP keepalive is on, so a peer that vanished is noticed by the kernel even on
  * a connection that sends nothing (a subscription); a server that accepts commands and
  * does not answer is the owner's to notice (redis.c's watchdog), since only it knows
  * what it is waiting for.
@@ -33,6 +34,7 @@
 
 #define GW_REDIS_LINK_BACKOFF_MIN_MS 100
 #define GW_REDIS_LINK_BACKOFF_MAX_MS 2000
+#define GW_REDIS_LINK_SETUP_MS 5000 /* connect and SELECT, or start over */
 
 typedef struct gw_redis_link gw_redis_link;
 
