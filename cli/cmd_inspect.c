@@ -50,6 +50,49 @@ static json_t *decode_blob(const char *buf, size_t len, json_t *info) {
     return NULL;
 }
 
+/* The job hash holds the input in fields in1..inN, N in field in_n (docs/redis.md).
+ * Returns the part number of a field name in1..inN, 0 for in_n, -1 for any other field. */
+static long input_part(const char *field) {
+    if (strcmp(field, "in_n") == 0) return 0;
+    if (strncmp(field, "in", 2) != 0 || field[2] < '1' || field[2] > '9') return -1;
+    char *end;
+    long n = strtol(field + 2, &end, 10);
+    return *end == '\0' ? n : -1;
+}
+
+/* The input, put together from the job hash's parts (HGETALL reply h), described like a
+ * string key: {"name","role","type","ttl_ms","bytes", "value" or "decode_error"}. NULL
+ * when the hash holds no in_n field. */
+static json_t *gather_input(const redisReply *h, const char *name, const json_t *job) {
+    long n = -1;
+    size_t len = 0;
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        long p = input_part(h->element[i]->str);
+        if (p == 0) n = strtol(h->element[i + 1]->str, NULL, 10);
+        else if (p > 0) len += h->element[i + 1]->len;
+    }
+    if (n < 0) return NULL;
+    char *buf = malloc(len + 1);
+    if (!buf) return NULL;
+    size_t at = 0;
+    for (long part = 1; part <= n; part++)
+        for (size_t i = 0; i + 1 < h->elements; i += 2)
+            if (input_part(h->element[i]->str) == part) {
+                memcpy(buf + at, h->element[i + 1]->str, h->element[i + 1]->len);
+                at += h->element[i + 1]->len;
+            }
+    char label[FLEET_KEY_MAX + 48];
+    snprintf(label, sizeof label, "%s fields in1..in%ld", name, n);
+    json_t *k = json_pack("{s:s,s:s,s:s}", "name", label, "role", "input", "type", "hash fields");
+    json_t *ttl = json_object_get(job, "ttl_ms");
+    if (ttl) json_object_set(k, "ttl_ms", ttl);
+    json_object_set_new(k, "bytes", json_integer((json_int_t)at));
+    json_t *v = decode_blob(buf, at, k);
+    if (v) json_object_set_new(k, "value", v);
+    free(buf);
+    return k;
+}
+
 /* Describes one key: {"name","role","type","ttl_ms", then "fields" (hash) or "bytes" and
  * "value" (string)}. Returns NULL on a Redis error (already printed). */
 static json_t *gather_key(redisContext *c, const char *name, const char *role) {
@@ -72,10 +115,14 @@ static json_t *gather_key(redisContext *c, const char *name, const char *role) {
         redisReply *h = cmd(c, "HGETALL", name);
         if (!h) goto err;
         json_t *fields = json_object();
-        for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2)
+        for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
+            if (input_part(h->element[i]->str) >= 0) continue; /* gather_input shows them */
             json_object_set_new(fields, h->element[i]->str,
                                 json_stringn(h->element[i + 1]->str, h->element[i + 1]->len));
+        }
         json_object_set_new(k, "fields", fields);
+        json_t *in = h->type == REDIS_REPLY_ARRAY ? gather_input(h, name, k) : NULL;
+        if (in) json_object_set_new(k, "input", in);
         freeReplyObject(h);
     } else if (is_string) {
         redisReply *g = cmd(c, "GET", name);
@@ -252,13 +299,17 @@ static int inspect_run(const ctl_globals *g, int argc, char **argv) {
     json_t *doc = json_pack("{s:s,s:[]}", "id", id, "keys");
     json_t *list = json_object_get(doc, "keys");
 
-    fleet_key names[3] = {fleet_key_job(&keys, id), fleet_key_input(&keys, id),
-                          fleet_key_result(&keys, id)};
-    const char *roles[3] = {"job", "input", "result"};
-    for (int i = 0; i < 3; i++) {
+    fleet_key names[2] = {fleet_key_job(&keys, id), fleet_key_result(&keys, id)};
+    const char *roles[2] = {"job", "result"};
+    for (int i = 0; i < 2; i++) {
         json_t *k = gather_key(c, names[i].s, roles[i]);
         if (!k) goto out;
         json_array_append_new(list, k);
+        json_t *in = json_object_get(k, "input");
+        if (in) {
+            json_array_append(list, in);
+            json_object_del(k, "input");
+        }
     }
     json_t *fields = json_object_get(json_array_get(list, 0), "fields");
     const char *model = json_string_value(json_object_get(fields, "model"));

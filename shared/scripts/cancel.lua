@@ -1,13 +1,13 @@
 -- cancel: queued -> cancelled at once (also while it waits for a retry); running -> cancel
 -- requested: the worker is told on its control channel, stops the job at the model's next
 -- step and finishes it as cancelled (a lost worker's job ends cancelled when reclaimed).
--- KEYS: 1 job hash, 2 input, 3 stats hash, 4 webhook task stream
+-- KEYS: 1 job hash, 2 stats hash, 3 webhook task stream
 -- ARGV: 1 tenant, 2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:"),
 --       5 webhook delivery key prefix, 6 active set key prefix, 7 stream key prefix
 --       ("{fleet}:stream:"), 8 entries hash key prefix, 9 delayed set key prefix, 10 group
 -- Returns {'cancelled'} | {'requested'} | {'final', status} | {'missing'}
 hooks.active_prefix = ARGV[6]
-hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[4], ARGV[5], ARGV[2]
+hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[3], ARGV[5], ARGV[2]
 local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker', 'entry_id',
   'wait_key')
 if not st[1] or st[2] ~= ARGV[1] then return {'missing'} end
@@ -22,7 +22,7 @@ if st[1] == 'queued' then
   redis.call('ZREM', ARGV[9] .. model, ARGV[3])
   if st[6] then redis.call('ZREM', st[6], ARGV[3]) end
   redis.call('HDEL', KEYS[1], 'wait_key')
-  end_job(KEYS[1], KEYS[2], KEYS[3], model, 'queued', 'cancelled',
+  end_job(KEYS[1], KEYS[2], model, 'queued', 'cancelled',
     'cancelled by the client before it started', now, ARGV[2], ARGV[3])
   return {'cancelled'}
 end

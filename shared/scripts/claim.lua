@@ -9,8 +9,7 @@
 --       6 webhook task stream
 -- ARGV: 1 group, 2 worker, 3 lease_ms, 4 model, 5 events channel, 6 dead-letter cap,
 --       7 webhook delivery key prefix, 8 active set key prefix, 9 job key prefix
---       ("{fleet}:job:"), 10 input key suffix (":input"), then for each entry three:
---       entry id, job id, lease token
+--       ("{fleet}:job:"), then for each entry three: entry id, job id, lease token
 -- Returns one reply per entry, in order: {'ok', input, attempts, timeout_s, reclaimed 0|1}
 --       | {'gone'} | {'cancelled'} | {'dead', error} | {'skip', why}
 hooks.active_prefix = ARGV[8]
@@ -21,14 +20,13 @@ local lease_until = now + tonumber(ARGV[3])
 local FIELDS = {'status', 'queue_seq', 'timeout_s', 'queue_ttl_s', 'entry_id',
   'lease_until_ms', 'attempts', 'max_attempts', 'cancel_requested', 'worker',
   'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'progress_percent',
-  'retry_at_ms'}
+  'retry_at_ms', 'in_n'}
 local started, reclaimed_n, top_seq = 0, 0, 0
 local running_entries = {}
 local out = {}
 
 local function claim_one(entry, id, token)
   local job = ARGV[9] .. id
-  local input = job .. ARGV[10]
   local function drop() drop_entry(KEYS[1], ARGV[1], KEYS[4], entry) end
   local st = redis.call('HMGET', job, unpack(FIELDS))
   if not st[1] then
@@ -67,7 +65,7 @@ local function claim_one(entry, id, token)
     reclaimed = 1
     reclaimed_n = reclaimed_n + 1
     if st[9] == '1' then
-      end_job(job, input, KEYS[3], model, 'running', 'cancelled',
+      end_job(job, KEYS[3], model, 'running', 'cancelled',
         'cancelled by the client while running', now, ARGV[5], id, ended)
       drop()
       return {'cancelled'}
@@ -76,7 +74,7 @@ local function claim_one(entry, id, token)
     if attempts >= max then
       local err = string.format('worker lost %d times (the last one was %s); not retried',
         attempts, st[10] or 'unknown')
-      end_job(job, input, KEYS[3], model, 'running', 'failed', err, now, ARGV[5], id, ended)
+      end_job(job, KEYS[3], model, 'running', 'failed', err, now, ARGV[5], id, ended)
       dead_letter(KEYS[5], ARGV[6], job, KEYS[3], model, id, err, now)
       drop()
       return {'dead', err}
@@ -99,13 +97,13 @@ local function claim_one(entry, id, token)
       'progress_total', 'retry_at_ms')
   end
   -- The keys live another queue TTL (the one the gateway gave the job) from the start.
-  expire_job(job, input, tonumber(st[4] or '86400'), st[12])
+  expire_job(job, tonumber(st[4] or '86400'), st[12])
   redis.call('PUBLISH', ARGV[5], id .. ' running')
   webhook_event(job, 'running', 'job.running', id, now, {st[14], st[15], st[13]})
-  return {'ok', redis.call('GET', input) or '', attempts, tonumber(st[3] or '0'), reclaimed}
+  return {'ok', read_input(job, st[18]), attempts, tonumber(st[3] or '0'), reclaimed}
 end
 
-for i = 11, #ARGV, 3 do
+for i = 10, #ARGV, 3 do
   out[#out + 1] = claim_one(ARGV[i], ARGV[i + 1], ARGV[i + 2])
 end
 if top_seq > 0 then

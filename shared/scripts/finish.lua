@@ -6,14 +6,14 @@
 -- are done once for the batch.
 -- KEYS: 1 model stream, 2 stats hash, 3 entries hash, 4 webhook task stream
 -- ARGV: 1 group, 2 model, 3 events channel, 4 webhook delivery key prefix, 5 active set
---       key prefix, 6 job key prefix ("{fleet}:job:"), 7 input key suffix (":input"),
---       8 result key suffix (":result"), then for each job five: job id, token, status,
---       result (msgpack or ""), error (or "")
+--       key prefix, 6 job key prefix ("{fleet}:job:"), 7 result key suffix (":result"),
+--       then for each job five: job id, token, status, result (msgpack or ""), error
+--       (or "")
 -- Returns one reply per job, in order: 'ok' | 'stale'. Error: BADSTATUS (nothing written).
 hooks.active_prefix = ARGV[5]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[4], ARGV[4], ARGV[3]
 local model = ARGV[2]
-for i = 9, #ARGV, 5 do
+for i = 8, #ARGV, 5 do
   local status = ARGV[i + 2]
   if status ~= 'succeeded' and status ~= 'failed' and status ~= 'cancelled' then
     return redis.error_reply('BADSTATUS ' .. status .. ' is not a final status')
@@ -22,17 +22,17 @@ end
 local now = now_ms()
 local out, entries, counts = {}, {}, {}
 local FIELDS = {'status', 'lease', 'entry_id', unpack(END_FIELDS)}
-for i = 9, #ARGV, 5 do
+for i = 8, #ARGV, 5 do
   local id, status = ARGV[i], ARGV[i + 2]
   local job = ARGV[6] .. id
   local st = redis.call('HMGET', job, unpack(FIELDS))
   if st[1] ~= 'running' or st[2] ~= ARGV[i + 1] then
     out[#out + 1] = 'stale'
   else
-    local ttl = end_job(job, job .. ARGV[7], KEYS[2], model, 'running', status, ARGV[i + 4],
+    local ttl = end_job(job, KEYS[2], model, 'running', status, ARGV[i + 4],
       now, ARGV[3], id, {st[4], st[5], st[6], st[7], st[8]}, true)
     counts[status] = (counts[status] or 0) + 1
-    if ARGV[i + 3] ~= '' then redis.call('SET', job .. ARGV[8], ARGV[i + 3], 'EX', ttl) end
+    if ARGV[i + 3] ~= '' then redis.call('SET', job .. ARGV[7], ARGV[i + 3], 'EX', ttl) end
     if st[3] and st[3] ~= '' then entries[#entries + 1] = st[3] end
     out[#out + 1] = 'ok'
   end

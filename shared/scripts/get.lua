@@ -5,6 +5,7 @@
 -- Returns {fields (HGETALL shape), queue_position} or {} when missing or another tenant's.
 local f = redis.call('HGETALL', KEYS[1])
 if #f == 0 then return {} end
+f = job_fields(f)
 local status, tenant, model, seq, retry_at
 for i = 1, #f, 2 do
   local k = f[i]

@@ -44,14 +44,62 @@ local function entry_job(v)
   return string.sub(v, 1, sp - 1), 'queued'
 end
 
--- Gives a job's keys ttl seconds: its hash, its input and its Idempotency-Key record
--- (field idem_key), so the record never outlives the job it names nor ends before it.
+-- Gives a job's keys ttl seconds: its hash (which holds its input) and its
+-- Idempotency-Key record (field idem_key), so the record never outlives the job it names
+-- nor ends before it.
 -- idem: the job's idem_key as the caller read it (false: none), or nil to read it here.
-local function expire_job(job, input, ttl, idem)
+local function expire_job(job, ttl, idem)
   if idem == nil then idem = redis.call('HGET', job, 'idem_key') end
   redis.call('EXPIRE', job, ttl)
-  redis.call('EXPIRE', input, ttl)
   if idem then redis.call('EXPIRE', idem, ttl) end
+end
+
+-- The input lives in the job hash, cut into parts: fields in1..inN, N in field in_n. An
+-- input of up to INPUT_PARTS_MAX * INPUT_PART bytes is cut into parts of INPUT_PART bytes,
+-- Redis' default hash-max-listpack-value, so the hash stays listpack-encoded (a 200-byte
+-- value would turn the whole hash into a hashtable: about 1,500 B per queued job instead
+-- of about 600, docs/redis.md). A longer input is one part: the hashtable's overhead is
+-- then small next to the input.
+local INPUT_PART, INPUT_PARTS_MAX = 64, 32
+
+-- Appends the input's fields (in_n, in1..inN) to the field list f of an HSET.
+local function input_fields(f, input)
+  local len = #input
+  local size = INPUT_PART
+  if len > INPUT_PART * INPUT_PARTS_MAX then size = len end
+  local n = 0
+  for at = 1, len, size do
+    n = n + 1
+    f[#f + 1] = 'in' .. n
+    f[#f + 1] = string.sub(input, at, at + size - 1)
+  end
+  f[#f + 1] = 'in_n'
+  f[#f + 1] = n
+end
+
+-- The input of a job whose in_n field reads n (a string or number; nil: none).
+local function read_input(job, n)
+  n = tonumber(n or '0')
+  if n == 0 then return '' end
+  local names = {}
+  for i = 1, n do names[i] = 'in' .. i end
+  local parts = redis.call('HMGET', job, unpack(names))
+  for i = 1, n do if not parts[i] then return '' end end
+  return table.concat(parts)
+end
+
+-- A job hash's fields as HGETALL returns them, without the input's parts: what the
+-- read-only scripts answer (the API never shows the input).
+local function job_fields(f)
+  local out = {}
+  for i = 1, #f, 2 do
+    local k = f[i]
+    if not (string.sub(k, 1, 2) == 'in' and (k == 'in_n' or string.find(k, '^in%d+$'))) then
+      out[#out + 1] = k
+      out[#out + 1] = f[i + 1]
+    end
+  end
+  return out
 end
 
 -- Entries on a model stream that no worker has read yet (the stream holds only
@@ -102,7 +150,7 @@ local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events'}
 -- counters moved from the state it left, an event published, a webhook queued.
 -- f: END_FIELDS as read by the caller, or nil to read them here. counted: the caller
 -- moves the counters itself (a batch moves them once for all its jobs).
-local function end_job(job, input, stats, model, from, status, err, now, channel, id, f, counted)
+local function end_job(job, stats, model, from, status, err, now, channel, id, f, counted)
   if not f then f = redis.call('HMGET', job, unpack(END_FIELDS)) end
   local ttl = tonumber(f[1] or '86400')
   if err and err ~= '' then
@@ -111,7 +159,7 @@ local function end_job(job, input, stats, model, from, status, err, now, channel
     redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now)
   end
   redis.call('HDEL', job, 'lease', 'lease_until_ms', 'retry_at_ms')
-  expire_job(job, input, ttl, f[2])
+  expire_job(job, ttl, f[2])
   if not counted then
     redis.call('HINCRBY', stats, model .. ':' .. from, -1)
     redis.call('HINCRBY', stats, model .. ':' .. status, 1)

@@ -27,7 +27,7 @@ while #out < limit and budget > 0 do
       end
       if tenant == ARGV[7] and (ARGV[3] == '' or ARGV[3] == status) and
          (ARGV[4] == '' or ARGV[4] == model) then
-        out[#out + 1] = f
+        out[#out + 1] = job_fields(f)
         if #out >= limit then break end
       end
     end

@@ -26,11 +26,6 @@ static fleet_key key2(const fleet_keys *k, const char *a, const char *b, const c
 
 fleet_key fleet_key_job(const fleet_keys *k, const char *id) { return key2(k, "job", id, NULL); }
 fleet_key fleet_key_job_prefix(const fleet_keys *k) { return key2(k, "job", "", NULL); }
-fleet_key fleet_key_input(const fleet_keys *k, const char *id) {
-    fleet_key out;
-    snprintf(out.s, sizeof out.s, "%s:job:%s" FLEET_KEY_INPUT_SUFFIX, k->tag, id);
-    return out;
-}
 fleet_key fleet_key_result(const fleet_keys *k, const char *id) {
     fleet_key out;
     snprintf(out.s, sizeof out.s, "%s:job:%s" FLEET_KEY_RESULT_SUFFIX, k->tag, id);

@@ -126,9 +126,8 @@ static long long reply_int(const redisReply *r) {
 /* ------------------------------------------------------------ transitions ----------- */
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_SUBMIT, 12);
+    cmd_start(c, FLEET_SCRIPT_SUBMIT, 11);
     cmd_key(c, fleet_key_job(k, s->id));
-    cmd_key(c, fleet_key_input(k, s->id));
     cmd_key(c, fleet_key_stream(k, s->model));
     cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_stats(k));
@@ -242,7 +241,6 @@ size_t fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, size_t n, f
     cmd_key(c, fleet_key_delivery_prefix(k));
     cmd_key(c, fleet_key_active_prefix(k));
     cmd_key(c, fleet_key_job_prefix(k));
-    cmd_str(c, FLEET_KEY_INPUT_SUFFIX);
     size_t i = 0;
     for (; i < n && (i == 0 || c->argc + 3 <= FLEET_CMD_ARGS); i++) {
         cmd_str(c, cl[i].entry_id);
@@ -323,7 +321,6 @@ size_t fleet_state_finish(const fleet_keys *k, const fleet_finish *f, size_t n, 
     cmd_key(c, fleet_key_delivery_prefix(k));
     cmd_key(c, fleet_key_active_prefix(k));
     cmd_key(c, fleet_key_job_prefix(k));
-    cmd_str(c, FLEET_KEY_INPUT_SUFFIX);
     cmd_str(c, FLEET_KEY_RESULT_SUFFIX);
     size_t i = 0;
     for (; i < n && (i == 0 || c->argc + 5 <= FLEET_CMD_ARGS); i++) {
@@ -345,9 +342,8 @@ fleet_finish_outcome fleet_state_finish_reply(const redisReply *r) {
 }
 
 void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_REQUEUE, 8);
+    cmd_start(c, FLEET_SCRIPT_REQUEUE, 7);
     cmd_key(c, fleet_key_job(k, rq->id));
-    cmd_key(c, fleet_key_input(k, rq->id));
     cmd_key(c, fleet_key_stream(k, rq->model));
     cmd_key(c, fleet_key_delayed(k, rq->model));
     cmd_key(c, fleet_key_stats(k));
@@ -416,9 +412,8 @@ int fleet_state_recover_reply(const redisReply *r, const char **job_id) {
 }
 
 void fleet_state_dlq_retry(const fleet_keys *k, const char *id, const char *model, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_DLQ_RETRY, 8);
+    cmd_start(c, FLEET_SCRIPT_DLQ_RETRY, 7);
     cmd_key(c, fleet_key_job(k, id));
-    cmd_key(c, fleet_key_input(k, id));
     cmd_key(c, fleet_key_result(k, id));
     cmd_key(c, fleet_key_stream(k, model));
     cmd_key(c, fleet_key_queues(k));
@@ -449,9 +444,8 @@ fleet_dlq_retry_outcome fleet_state_dlq_retry_reply(const redisReply *r, long lo
 }
 
 void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_CANCEL, 4);
+    cmd_start(c, FLEET_SCRIPT_CANCEL, 3);
     cmd_key(c, fleet_key_job(k, id));
-    cmd_key(c, fleet_key_input(k, id));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_webhooks(k));
     cmd_str(c, tenant);

@@ -223,7 +223,7 @@ TL_TEST(fleetctl_dlq_show_by_job_id_and_by_entry_id) {
     ASSERT_TRUE(json_is_true(tl_jget(doc, "current.dead_lettered")));
 
     /* The dead-letter entry may outlive the job's keys: still found, and said so. */
-    tl_redis_cmd(f->rc, "DEL {%s}:job:%s {%s}:job:%s:input", f->prefix, id, f->prefix, id);
+    tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, id);
     tl_cmd_result x = fleetctl_redis(f, ARGS("dlq", "show", id));
     tl_expect_exit(&x, 0);
     ASSERT_STR_CONTAINS(x.out, entry);
@@ -314,7 +314,7 @@ TL_TEST(fleetctl_dlq_retry_all_walks_the_stream) {
     const char *id2 = submit_dead_lettered(f, &e2);
     const char *gone = submit_dead_lettered(f, &e3);
     /* The third job's keys expired; its dead-letter entry outlived them. */
-    tl_redis_cmd(f->rc, "DEL {%s}:job:%s {%s}:job:%s:input", f->prefix, gone, f->prefix, gone);
+    tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, gone);
 
     tl_cmd_result r = fleetctl_redis(f, ARGS("dlq", "retry", "--all"));
     tl_expect_exit(&r, 1);
@@ -334,7 +334,7 @@ TL_TEST(fleetctl_dlq_walks_more_than_one_page) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     const char *entry;
     const char *old = submit_dead_lettered(f, &entry);
-    tl_redis_cmd(f->rc, "DEL {%s}:job:%s {%s}:job:%s:input", f->prefix, old, f->prefix, old);
+    tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, old);
     /* 150 newer entries of jobs that no longer exist: more than one page of 100. */
     for (int i = 0; i < 150; i++)
         tl_redis_cmd(f->rc, "XADD {%s}:dlq * job 01ARZ3NDEKTSV4RRFFQ69G%04d model sleep "
@@ -364,6 +364,10 @@ TL_TEST(fleetctl_inspect_shows_the_job_keys) {
     tl_expect_exit(&r, 0);
     ASSERT_STR_CONTAINS(r.out, tl_printf("{%s}:job:%s  hash", f->prefix, id));
     ASSERT_STR_CONTAINS(r.out, tl_printf("dlq_entry        %s", entry));
+    /* The input is put together from the job hash's parts and decoded. */
+    ASSERT_STR_CONTAINS(r.out, tl_printf("{%s}:job:%s fields in1..in", f->prefix, id));
+    ASSERT_STR_CONTAINS(r.out, "hash fields (msgpack, ");
+    ASSERT_NULL(strstr(r.out, "in_n "));
     tl_cmd_result u = fleetctl_redis(f, ARGS("inspect", "01ARZ3NDEKTSV4RRFFQ69G5FAV"));
     tl_expect_exit(&u, 1);
     ASSERT_STR_CONTAINS(u.err, "no job 01ARZ3NDEKTSV4RRFFQ69G5FAV");

@@ -214,7 +214,6 @@ static void op_expire(run *r) {
     int ms = 1 + pick(r, 100);
     redisReply *st = tl_redis_cmd(r->f->rc, "HGET {%s}:job:%s status", r->f->prefix, id);
     tl_redis_cmd(r->f->rc, "PEXPIRE {%s}:job:%s %d", r->f->prefix, id, ms);
-    tl_redis_cmd(r->f->rc, "PEXPIRE {%s}:job:%s:input %d", r->f->prefix, id, ms);
     tl_redis_cmd(r->f->rc, "PEXPIRE {%s}:job:%s:result %d", r->f->prefix, id, ms);
     const char *was = st->type == REDIS_REPLY_STRING ? st->str : "gone";
     logf_op(r, "expire %s in %d ms (it was %s)", id, ms, was);

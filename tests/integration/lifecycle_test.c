@@ -58,6 +58,39 @@ TL_TEST(echo_job_lifecycle_returns_its_input) {
     ASSERT_EQ_JSON(res->json, tl_json(RICH_INPUT));
 }
 
+/* A queued job is one key: its input lives inside the job hash, cut into parts small
+ * enough that Redis keeps the hash listpack-encoded (docs/redis.md). Inputs of one part,
+ * of several and one too long to cut (a hashtable then) come back whole from the worker. */
+TL_TEST(a_queued_job_is_one_key_holding_its_input) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0}); /* no worker yet: they stay queued */
+    const size_t lens[3] = {5, 200, 5000};
+    const char *ids[3], *inputs[3];
+    for (int i = 0; i < 3; i++) {
+        char *text = tl_printf("%*s", (int)lens[i], "");
+        for (size_t j = 0; j < lens[i]; j++) text[j] = (char)('a' + (j * 7 + (size_t)i) % 26);
+        inputs[i] = tl_printf("{\"text\": \"%s\"}", text);
+        tl_resp *r = tl_post(f, "/v1/jobs", tl_printf("{\"model\": \"echo\", \"input\": %s}", inputs[i]));
+        ASSERT_HTTP_STATUS(r, 202);
+        ids[i] = tl_jstr(r->json, "id");
+        ASSERT_NOT_NULL(ids[i]);
+        ASSERT_EQ_INT(tl_redis_keys(f->rc, tl_printf("{%s}:job:%s*", f->prefix, ids[i])).n, 1);
+        /* The API never shows the input's parts. */
+        tl_resp *g = tl_get(f, tl_printf("/v1/jobs/%s", ids[i]));
+        ASSERT_HTTP_STATUS(g, 200);
+        ASSERT_NULL(tl_jget(g->json, "in_n"));
+        ASSERT_NULL(tl_jget(g->json, "in1"));
+    }
+    redisReply *enc = tl_redis_cmd(f->rc, "OBJECT ENCODING {%s}:job:%s", f->prefix, ids[1]);
+    ASSERT_EQ_STR(enc->str, "listpack");
+    tl_fleet_add_worker(f, "echo");
+    for (int i = 0; i < 3; i++) {
+        tl_job_wait_status(f, ids[i], "succeeded", TL_WAIT_MS);
+        tl_resp *res = tl_get(f, tl_printf("/v1/jobs/%s/result", ids[i]));
+        ASSERT_HTTP_STATUS(res, 200);
+        ASSERT_EQ_JSON(res->json, tl_json(inputs[i]));
+    }
+}
+
 TL_TEST(echo_result_as_msgpack_on_request) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     const char *id = tl_job_submit(f, "echo", "{\"a\": 1}");
@@ -184,6 +217,7 @@ TL_TEST(unknown_ids_are_404_whether_well_formed_or_not) {
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(echo_job_lifecycle_returns_its_input),
+        TL_CASE(a_queued_job_is_one_key_holding_its_input),
         TL_CASE(echo_result_as_msgpack_on_request),
         TL_CASE(sleep_job_shows_progress_while_running_then_succeeds),
         TL_CASE(result_of_a_queued_job_is_425_with_retry_after),

@@ -226,7 +226,6 @@ static bool job_gone(void *arg) {
  * it is. */
 static void expire_job_now(tl_fleet *f, const char *id) {
     tl_redis_cmd(f->rc, "PEXPIRE {%s}:job:%s 50", f->prefix, id);
-    tl_redis_cmd(f->rc, "PEXPIRE {%s}:job:%s:input 50", f->prefix, id);
     tl_redis_cmd(f->rc, "PEXPIRE {%s}:job:%s:result 50", f->prefix, id);
     ASSERT_WAIT_FOR(job_gone, ((void *[]){f, (void *)id}), TL_WAIT_MS);
 }

@@ -11,7 +11,6 @@ TL_TEST(key_names_share_one_hash_tag) {
     ASSERT_EQ_INT(fleet_keys_init(&k, "fleet"), 0);
     const char *id = "01JDQ7ZK5W3V8X9Y0A1B2C3D4E";
     ASSERT_EQ_STR(fleet_key_job(&k, id).s, "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E");
-    ASSERT_EQ_STR(fleet_key_input(&k, id).s, "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E:input");
     ASSERT_EQ_STR(fleet_key_result(&k, id).s, "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E:result");
     ASSERT_EQ_STR(fleet_key_job_prefix(&k).s, "{fleet}:job:");
     ASSERT_EQ_STR(fleet_key_stream(&k, "echo").s, "{fleet}:stream:echo");

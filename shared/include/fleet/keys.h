@@ -28,15 +28,15 @@ typedef struct fleet_key {
     char s[FLEET_KEY_MAX];
 } fleet_key;
 
+/* The job hash also holds the job's input (msgpack), cut into fields in1..inN with N in
+ * field in_n, so that a queued job is one key (shared/scripts/lib.lua, docs/redis.md). */
 fleet_key fleet_key_job(const fleet_keys *k, const char *id);        /* hash   */
 /* "{prefix}:job:": what fleet_key_job() puts before the id (for scripts that scan ids). */
 fleet_key fleet_key_job_prefix(const fleet_keys *k);
-/* What fleet_key_input() and fleet_key_result() put after fleet_key_job(): the scripts that
- * handle a batch of jobs (claim, finish) build those keys from the job prefix, the id and
- * these suffixes, all within the fleet's hash tag. */
-#define FLEET_KEY_INPUT_SUFFIX ":input"
+/* What fleet_key_result() puts after fleet_key_job(): the script that finishes a batch of
+ * jobs builds the result keys from the job prefix, the id and this suffix, all within the
+ * fleet's hash tag. */
 #define FLEET_KEY_RESULT_SUFFIX ":result"
-fleet_key fleet_key_input(const fleet_keys *k, const char *id);      /* string, msgpack */
 fleet_key fleet_key_result(const fleet_keys *k, const char *id);     /* string, msgpack */
 fleet_key fleet_key_stream(const fleet_keys *k, const char *model);  /* stream */
 fleet_key fleet_key_queues(const fleet_keys *k);                     /* hash: <model>:seq, <model>:head */
