@@ -62,6 +62,53 @@ TL_TEST(wait_for_polls_until_true_or_deadline) {
     ASSERT_GE_INT(calls, 2);
 }
 
+TL_TEST(wait_until_reevaluates_the_expression) {
+    int calls = 0;
+    ASSERT_TRUE(TL_WAIT_UNTIL(++calls >= 3, 5000));
+    ASSERT_EQ_INT(calls, 3);
+    calls = 0;
+    ASSERT_FALSE(TL_WAIT_UNTIL(++calls < 0, 50));
+    ASSERT_GE_INT(calls, 2);
+    calls = 0;
+    ASSERT_EVENTUALLY(++calls == 4, 5000);
+    ASSERT_EQ_INT(calls, 4);
+}
+
+TL_TEST(shared_helpers_give_known_values) {
+    ASSERT_EQ_STR(tl_sha256_hex("abc"),
+                  "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    uint64_t a = 1, b = 1;
+    uint64_t first = tl_rand64(&a);
+    ASSERT_EQ_INT((long long)(first == tl_rand64(&b)), 1); /* the same seed, the same run */
+    ASSERT_NE_INT((long long)(tl_rand64(&a) == first), 1);
+}
+
+/* tl_tcp_sockets sees a listener, a connection's unread bytes, and both going away. */
+TL_TEST(tcp_sockets_counts_states_and_unread_bytes) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE_INT(l, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ_INT(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ_INT(listen(l, 4), 0);
+    socklen_t len = sizeof a;
+    ASSERT_EQ_INT(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    int port = ntohs(a.sin_port);
+    ASSERT_EQ_INT(tl_tcp_sockets(port, TL_TCP_LISTEN, NULL), 1);
+
+    tl_tcp_send(port, "hello", 1000);
+    long unread = -1;
+    ASSERT_EVENTUALLY(tl_tcp_sockets(port, TL_TCP_ESTABLISHED, &unread) == 1 && unread == 5, 5000);
+    int c = accept(l, NULL, NULL);
+    ASSERT_GE_INT(c, 0);
+    char buf[8];
+    ASSERT_EQ_INT(read(c, buf, sizeof buf), 5);
+    ASSERT_EQ_INT(tl_tcp_sockets(port, TL_TCP_ESTABLISHED, &unread), 1);
+    ASSERT_EQ_INT(unread, 0);
+    close(c);
+    close(l);
+    ASSERT_EQ_INT(tl_tcp_sockets(port, TL_TCP_LISTEN, NULL), 0);
+}
+
 static bool log_says_started(void *arg) {
     const char *log = tl_read_file(((tl_proc *)arg)->log_path, NULL);
     return log && strstr(log, "from-env");
@@ -347,6 +394,9 @@ int main(int argc, char **argv) {
         TL_CASE(tmpdir_is_fresh_and_private),
         TL_CASE(free_port_is_loopback_and_nonzero),
         TL_CASE(wait_for_polls_until_true_or_deadline),
+        TL_CASE(wait_until_reevaluates_the_expression),
+        TL_CASE(shared_helpers_give_known_values),
+        TL_CASE(tcp_sockets_counts_states_and_unread_bytes),
         TL_CASE(spawn_stop_and_run_commands),
         TL_CASE(redis_starts_empty_on_loopback),
         TL_CASE(redis_restart_keeps_data_with_aof),

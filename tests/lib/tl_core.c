@@ -167,14 +167,7 @@ const char *tl_sha256_hex(const char *s) {
 }
 
 bool tl_wait_for(bool (*cond)(void *arg), void *arg, int deadline_ms) {
-    int64_t end = tl_now_ms() + deadline_ms;
-    int step = 5;
-    for (;;) {
-        if (cond(arg)) return true;
-        if (tl_now_ms() >= end) return false;
-        tl__sleep_ms(step);
-        if (step < 50) step *= 2;
-    }
+    return TL_WAIT_UNTIL(cond(arg), deadline_ms);
 }
 
 /* ------------------------------------------------------------ files ----------------- */
