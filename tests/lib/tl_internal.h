@@ -9,7 +9,7 @@
 void *tl__xmalloc(size_t n);
 void *tl__xrealloc(void *p, size_t n);
 char *tl__xstrdup(const char *s);
-char *tl__vprintf_raw(const char *fmt, va_list ap);
+char *tl__vprintf_raw(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 char *tl__read_file_raw(const char *path, size_t *len);
 void tl__sleep_ms(int ms);
 /* Ends the case as failed after the caller printed the "FAIL file:line" message. */
