@@ -11,7 +11,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 20000
 #define PAD_KEYS 20000 /* with --key-load-delay 100: a load of about 3 s */
 
 typedef struct ready_probe {
@@ -34,9 +33,9 @@ static bool readyz_is(void *arg) {
 
 static tl_resp *wait_readyz(tl_fleet *f, long want, const char *reason) {
     ready_probe p = {.f = f, .want = want, .reason = reason};
-    if (!tl_wait_for(readyz_is, &p, WAIT_MS))
+    if (!tl_wait_for(readyz_is, &p, TL_WAIT_MS))
         FAILF("GET /readyz did not answer %ld%s%s within %d ms (last: %s)", want,
-              reason ? " with a reason naming " : "", reason ? reason : "", WAIT_MS,
+              reason ? " with a reason naming " : "", reason ? reason : "", TL_WAIT_MS,
               p.last ? p.last->body : "no answer");
     return p.last;
 }
@@ -69,7 +68,7 @@ static bool redis_pongs(void *arg) {
 TL_TEST(gateway_recovers_after_redis_loading) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     const char *before = tl_job_submit(f, "echo", "{\"n\":1}");
-    tl_job_wait_status(f, before, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, before, "succeeded", TL_WAIT_MS);
 
     tl_redis_restart_loading(f->redis, f->rc, PAD_KEYS);
     redisContext *c2 = tl_redis_connect(f->redis);
@@ -85,15 +84,15 @@ TL_TEST(gateway_recovers_after_redis_loading) {
     ASSERT_TRUE(strcmp(type, "urn:fleet:problem:redis-loading") == 0 ||
                 strcmp(type, "urn:fleet:problem:redis-unavailable") == 0);
 
-    ASSERT_WAIT_FOR(redis_pongs, f->redis, WAIT_MS);
+    ASSERT_WAIT_FOR(redis_pongs, f->redis, TL_WAIT_MS);
     int64_t loaded_ms = tl_now_ms();
     wait_readyz(f, 200, NULL);
     /* The figure for docs/reliability.md; timing is reported, never asserted. */
     tl_log("gateway ready %lld ms after Redis finished loading",
            (long long)(tl_now_ms() - loaded_ms));
     const char *after = tl_job_submit(f, "echo", "{\"n\":3}");
-    tl_job_wait_status(f, after, "succeeded", WAIT_MS);
-    tl_job_wait_status(f, before, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, after, "succeeded", TL_WAIT_MS);
+    tl_job_wait_status(f, before, "succeeded", TL_WAIT_MS);
 
     /* fleetctl run while Redis loads waits it out (--redis-wait, 10 s by default). */
     tl_redis_cmd(tl_redis_connect(f->redis), "SAVE");
@@ -133,7 +132,7 @@ TL_TEST(busy_redis_is_waited_out) {
     redisReply *ok = NULL;
     if (redisGetReply(busy, (void **)&ok) != REDIS_OK) FAILF("EVAL reply: %s", busy->errstr);
     freeReplyObject(ok);
-    tl_job_wait_status(f, tl_jstr(r->json, "id"), "succeeded", WAIT_MS);
+    tl_job_wait_status(f, tl_jstr(r->json, "id"), "succeeded", TL_WAIT_MS);
 }
 
 /* ------------------------------------------------------------ eviction -------------- */
@@ -162,7 +161,7 @@ TL_TEST(evicting_policy_makes_gateway_unready) {
     tl_resp *r = wait_readyz(f, 503, "noeviction");
     ASSERT_STR_CONTAINS(tl_jstr(r->json, "reason"), "allkeys-lru");
     log_probe lp = {f->gateway->log_path, "maxmemory-policy noeviction"};
-    ASSERT_WAIT_FOR(log_probe_has, &lp, WAIT_MS);
+    ASSERT_WAIT_FOR(log_probe_has, &lp, TL_WAIT_MS);
     /* /healthz is liveness: the process is fine. */
     ASSERT_HTTP_STATUS(tl_get(f, "/healthz"), 200);
 
@@ -213,7 +212,7 @@ TL_TEST(refused_select_leaves_the_gateway_unready) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     tl_redis_restart_args(f->redis, TL_ARGS("--databases", "4"));
     f->rc = tl_redis_connect(f->redis);
-    ASSERT_WAIT_FOR(redis_pongs, f->redis, WAIT_MS);
+    ASSERT_WAIT_FOR(redis_pongs, f->redis, TL_WAIT_MS);
     char first[sizeof f->url];
     snprintf(first, sizeof first, "%s", f->url);
     wait_readyz(f, 200, NULL); /* the first gateway is back on db 0 */
@@ -221,7 +220,7 @@ TL_TEST(refused_select_leaves_the_gateway_unready) {
     tl_resp *r = wait_readyz(f, 503, "SELECT");
     ASSERT_STR_CONTAINS(tl_jstr(r->json, "reason"), "FLEET_REDIS_URL");
     log_probe lp = {f->gateway->log_path, "refused SELECT"};
-    ASSERT_WAIT_FOR(log_probe_has, &lp, WAIT_MS);
+    ASSERT_WAIT_FOR(log_probe_has, &lp, TL_WAIT_MS);
     ASSERT_EQ_STR(assert_refused(tl_post(f, "/v1/jobs", submit_body("{\"n\":1}"))),
                   "urn:fleet:problem:redis-unavailable");
     redisReply *keys = tl_redis_cmd(f->rc, "DBSIZE");

@@ -17,8 +17,6 @@
 
 #include "testlib.h"
 
-#define WAIT_MS 20000
-
 /* The Standard Webhooks test secret (docs/webhooks.md). */
 #define SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 /* A gateway that signs and may reach the receiver on 127.0.0.1. */
@@ -245,7 +243,7 @@ TL_TEST(signature_verifies_independently) {
                                                   .gateway_env = {HOOK_ENV}});
     tl_receiver *rx = tl_receiver_start(0);
     const char *id = submit_hook(f, "echo", "{\"page\": 1}", tl_receiver_url(rx, "/hook"), NULL);
-    wait_requests(rx, 1, WAIT_MS);
+    wait_requests(rx, 1, TL_WAIT_MS);
     const tl_received *q = tl_receiver_get(rx, 0);
 
     ASSERT_EQ_STR(q->method, "POST");
@@ -280,7 +278,7 @@ TL_TEST(signature_verifies_independently) {
     ASSERT_EQ_STR(tl_jstr(body, "data.status"), "succeeded");
     ASSERT_EQ_STR(tl_jstr(body, "data.model"), "echo");
 
-    json_t *w = wait_hook_state(f, id, "delivered", WAIT_MS);
+    json_t *w = wait_hook_state(f, id, "delivered", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(w, "attempts"), 1);
     ASSERT_EQ_INT(tl_jint(w, "last_status"), 200);
     ASSERT_EQ_STR(tl_jstr(w, "url"), tl_receiver_url(rx, "/hook"));
@@ -294,7 +292,7 @@ static const char **types_by_seq(tl_fleet *f, tl_receiver *rx, const char *job,
                                  long long *nout) {
     long long n = events_queued(f, job);
     ASSERT_GT_INT(n, 0);
-    wait_requests_for(rx, job, (size_t)n, WAIT_MS);
+    wait_requests_for(rx, job, (size_t)n, TL_WAIT_MS);
     const tl_received *qs[64];
     size_t got = requests_for(rx, job, qs, 64);
     ASSERT_EQ_INT(got, n);
@@ -327,8 +325,8 @@ TL_TEST(event_types_follow_the_subscription) {
                                   "[\"running\", \"progress\", \"completed\"]");
     /* Default events: only job.succeeded, although it runs and reports progress too. */
     const char *dflt = submit_hook(f, "sleep", "{\"ms\": 300, \"steps\": 3}", url, NULL);
-    tl_job_wait_status(f, all, "succeeded", WAIT_MS);
-    tl_job_wait_status(f, dflt, "succeeded", WAIT_MS);
+    tl_job_wait_status(f, all, "succeeded", TL_WAIT_MS);
+    tl_job_wait_status(f, dflt, "succeeded", TL_WAIT_MS);
 
     long long n;
     const char **types = types_by_seq(f, rx, all, &n);
@@ -343,13 +341,13 @@ TL_TEST(event_types_follow_the_subscription) {
     types = types_by_seq(f, rx, dflt, &n);
     ASSERT_EQ_INT(n, 1);
     ASSERT_EQ_STR(types[1], "job.succeeded");
-    wait_hook_state(f, dflt, "delivered", WAIT_MS);
+    wait_hook_state(f, dflt, "delivered", TL_WAIT_MS);
     const tl_received *qs[8];
     ASSERT_EQ_INT(requests_for(rx, dflt, qs, 8), 1);
 
     /* A failed job: job.failed with the error. */
     const char *bad = submit_hook(f, "sleep", "{\"ms\": 10, \"fail\": \"bad page\"}", url, NULL);
-    tl_job_wait_status(f, bad, "failed", WAIT_MS);
+    tl_job_wait_status(f, bad, "failed", TL_WAIT_MS);
     types = types_by_seq(f, rx, bad, &n);
     ASSERT_EQ_INT(n, 1);
     ASSERT_EQ_STR(types[1], "job.failed");
@@ -366,7 +364,7 @@ TL_TEST(event_types_follow_the_subscription) {
     ASSERT_EQ_STR(types[1], "job.cancelled");
     requests_for(rx, queued, qs, 8);
     ASSERT_EQ_STR(tl_jstr(tl_json(qs[0]->body), "data.status"), "cancelled");
-    wait_hook_state(f, queued, "delivered", WAIT_MS);
+    wait_hook_state(f, queued, "delivered", TL_WAIT_MS);
 
     /* Every webhook-id seen is unique. */
     size_t total = tl_receiver_count(rx);
@@ -383,7 +381,7 @@ TL_TEST(retry_500_then_200_same_webhook_id) {
     tl_receiver_respond(rx, 500, NULL, 0);
     tl_receiver_respond(rx, 200, NULL, 0);
     const char *id = submit_hook(f, "echo", "{\"n\": 3}", tl_receiver_url(rx, "/"), NULL);
-    json_t *w = wait_hook_state(f, id, "delivered", WAIT_MS);
+    json_t *w = wait_hook_state(f, id, "delivered", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(w, "attempts"), 2);
     ASSERT_EQ_INT(tl_jint(w, "last_status"), 200);
 
@@ -406,7 +404,7 @@ TL_TEST(receiver_down_then_up_is_delivered) {
     tl_receiver *rx = tl_receiver_start(0);
     tl_receiver_stop(rx);
     const char *id = submit_hook(f, "echo", "{\"n\": 4}", tl_receiver_url(rx, "/"), NULL);
-    json_t *w = wait_hook_state(f, id, "retrying", WAIT_MS);
+    json_t *w = wait_hook_state(f, id, "retrying", TL_WAIT_MS);
     tl_log("while down: %s", tl_json_text(w));
     ASSERT_GE_INT(tl_jint(w, "attempts"), 1);
     ASSERT_EQ_INT(tl_jint(w, "last_status"), 0); /* no HTTP answer */
@@ -414,7 +412,7 @@ TL_TEST(receiver_down_then_up_is_delivered) {
     ASSERT_EQ_INT(tl_receiver_count(rx), 0);
 
     tl_receiver_restart(rx);
-    w = wait_hook_state(f, id, "delivered", WAIT_MS);
+    w = wait_hook_state(f, id, "delivered", TL_WAIT_MS);
     tl_log("after restart: %s", tl_json_text(w));
     ASSERT_GE_INT(tl_jint(w, "attempts"), 2);
     ASSERT_EQ_INT(tl_jint(w, "last_status"), 200);
@@ -428,7 +426,7 @@ TL_TEST(receiver_down_then_up_is_delivered) {
 static void check_stops_after_one(tl_fleet *f, tl_receiver *rx, int status, size_t nth) {
     tl_receiver_respond(rx, status, NULL, 0);
     const char *id = submit_hook(f, "echo", "{\"n\": 5}", tl_receiver_url(rx, "/"), NULL);
-    json_t *w = wait_hook_state(f, id, "failed", WAIT_MS);
+    json_t *w = wait_hook_state(f, id, "failed", TL_WAIT_MS);
     tl_log("%d: %s", status, tl_json_text(w));
     ASSERT_EQ_INT(tl_jint(w, "attempts"), 1);
     ASSERT_EQ_INT(tl_jint(w, "last_status"), status);
@@ -469,7 +467,7 @@ TL_TEST(exhausted_retries_go_to_the_dead_letter_stream) {
     tl_receiver *rx = tl_receiver_start(0);
     for (int i = 0; i < 6; i++) tl_receiver_respond(rx, 503, NULL, 0); /* always 503 */
     const char *id = submit_hook(f, "echo", "{\"n\": 6}", tl_receiver_url(rx, "/"), NULL);
-    json_t *w = wait_hook_state(f, id, "failed", WAIT_MS);
+    json_t *w = wait_hook_state(f, id, "failed", TL_WAIT_MS);
     tl_log("%s", tl_json_text(w));
     ASSERT_EQ_INT(tl_jint(w, "attempts"), 3);
     ASSERT_EQ_INT(tl_jint(w, "last_status"), 503);
@@ -513,15 +511,15 @@ TL_TEST(retry_after_is_honoured) {
     tl_receiver *rx = tl_receiver_start(0);
     tl_receiver_respond(rx, 503, "Retry-After: 30", 0);
     const char *id = submit_hook(f, "echo", "{\"n\": 7}", tl_receiver_url(rx, "/"), NULL);
-    wait_requests(rx, 1, WAIT_MS);
+    wait_requests(rx, 1, TL_WAIT_MS);
     const tl_received *first = tl_receiver_get(rx, 0);
     retry_probe p = {.f = f, .msg = hook_id(first)};
-    ASSERT_WAIT_FOR(retry_scheduled, &p, WAIT_MS);
+    ASSERT_WAIT_FOR(retry_scheduled, &p, TL_WAIT_MS);
     long long sent_ms = atoll(tl_received_header(first, "webhook-timestamp")) * 1000;
     tl_log("next attempt due %lld ms after the first was sent (schedule 0.1 s, Retry-After 30 s)",
            p.due_ms - sent_ms);
     ASSERT_GE_INT(p.due_ms - sent_ms, 29000);
-    json_t *w = wait_hook_state(f, id, "retrying", WAIT_MS);
+    json_t *w = wait_hook_state(f, id, "retrying", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(w, "last_status"), 503);
     ASSERT_EQ_INT((long long)tl_receiver_count(rx), 1);
 }
@@ -536,7 +534,7 @@ TL_TEST(two_gateways_deliver_each_event_once) {
     for (int i = 0; i < JOBS; i++)
         ids[i] = submit_hook(i % 2 ? g2 : f, "echo", tl_printf("{\"i\": %d}", i),
                              tl_receiver_url(rx, "/"), NULL);
-    wait_requests(rx, JOBS, WAIT_MS);
+    wait_requests(rx, JOBS, TL_WAIT_MS);
     ASSERT_FALSE(tl_receiver_wait_count(rx, JOBS + 1, 1000)); /* no duplicate shows up */
     ASSERT_EQ_INT(tl_receiver_count(rx), JOBS);
     for (int i = 0; i < JOBS; i++) {
@@ -570,7 +568,7 @@ TL_TEST(killed_gateway_hands_its_delivery_to_another) {
     tl_receiver *rx = tl_receiver_start(0);
     tl_receiver_respond(rx, 200, NULL, 8000); /* the first answer is held; then 200 at once */
     const char *id = submit_hook(f, "echo", "{\"n\": 9}", tl_receiver_url(rx, "/"), NULL);
-    wait_requests(rx, 1, WAIT_MS);
+    wait_requests(rx, 1, TL_WAIT_MS);
 
     redisReply *p = tl_redis_cmd(f->rc, "XPENDING {%s}:webhooks gateways - + 10", f->prefix);
     ASSERT_EQ_INT(p->elements, 1);
@@ -583,14 +581,14 @@ TL_TEST(killed_gateway_hands_its_delivery_to_another) {
     tl_fleet *other = holder == f ? g2 : f;
     tl_proc_kill9(holder->gateway);
 
-    wait_requests(rx, 2, WAIT_MS);
+    wait_requests(rx, 2, TL_WAIT_MS);
     const tl_received *a = tl_receiver_get(rx, 0), *b = tl_receiver_get(rx, 1);
     tl_log("taken over %lld ms after the first request",
            (long long)(b->at_ms - a->at_ms));
     ASSERT_EQ_STR(hook_id(b), hook_id(a));
     ASSERT_EQ_INT(b->status, 200);
     ASSERT_TRUE(delivery_verifies(b));
-    json_t *w = wait_hook_state(other, id, "delivered", WAIT_MS);
+    json_t *w = wait_hook_state(other, id, "delivered", TL_WAIT_MS);
     /* The holder is dead, so the survivor sent it, and says it took it over. */
     ASSERT_STR_CONTAINS(tl_read_file(other->gateway->log_path, NULL),
                         "took over webhook deliveries");
@@ -612,7 +610,7 @@ TL_TEST(slow_delivery_is_not_taken_over_by_a_live_gateway) {
     tl_receiver *rx = tl_receiver_start(0);
     tl_receiver_respond(rx, 200, NULL, 4000); /* well past the claim time */
     const char *id = submit_hook(f, "echo", "{\"n\": 10}", tl_receiver_url(rx, "/"), NULL);
-    wait_hook_state(f, id, "delivered", WAIT_MS);
+    wait_hook_state(f, id, "delivered", TL_WAIT_MS);
     ASSERT_FALSE(tl_receiver_wait_count(rx, 2, 3000));
     ASSERT_EQ_INT((long long)tl_receiver_count(rx), 1);
     ASSERT_EQ_INT(tl_jint(job_hook(f, id), "attempts"), 1);
@@ -641,7 +639,7 @@ static bool resolves_to_loopback(const char *host, bool want6) {
 static void check_refused_at_delivery(tl_fleet *f, tl_receiver *rx, const char *host) {
     const char *url = tl_printf("http://%s:%d/", host, tl_receiver_port(rx));
     const char *id = submit_hook(f, "echo", "{\"n\": 10}", url, NULL);
-    json_t *w = wait_hook_state(f, id, "failed", WAIT_MS);
+    json_t *w = wait_hook_state(f, id, "failed", TL_WAIT_MS);
     tl_log("%s: %s", url, tl_json_text(w));
     ASSERT_STR_CONTAINS(tl_jstr(w, "last_error"), "SSRF");
     ASSERT_EQ_INT(tl_jint(w, "attempts"), 1);
@@ -706,7 +704,7 @@ TL_TEST(ipv6_literal_receiver_gets_signed_delivery) {
     const char *url = tl_receiver_url(rx, "/hook");
     ASSERT_TRUE(strncmp(url, "http://[::1]:", 13) == 0);
     const char *id = submit_hook(f, "echo", "{\"v6\": true}", url, NULL);
-    json_t *w = wait_hook_state(f, id, "delivered", WAIT_MS);
+    json_t *w = wait_hook_state(f, id, "delivered", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(w, "attempts"), 1);
     ASSERT_EQ_INT(tl_jint(w, "last_status"), 200);
     ASSERT_EQ_INT(tl_receiver_count(rx), 1);
@@ -754,7 +752,7 @@ TL_TEST(no_secret_refuses_webhooks) {
     ASSERT_STR_CONTAINS(detail, "FLEET_WEBHOOK_SECRET");
     ASSERT_EQ_INT(job_keys(f), 0);
     const char *id = tl_job_submit(f, "echo", "{\"plain\": true}");
-    json_t *job = tl_job_wait_status(f, id, "succeeded", WAIT_MS);
+    json_t *job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_NULL(tl_jget(job, "webhook"));
     ASSERT_EQ_INT(tl_receiver_count(rx), 0);
 }
@@ -799,7 +797,7 @@ TL_TEST(tenant_secret_signs_its_deliveries) {
                                     tl_receiver_url(rx, "/"))};
     req.headers[0] = "Authorization: Bearer fk_hooks";
     ASSERT_HTTP_STATUS(tl_request(f, "/v1/jobs", req), 202);
-    wait_requests(rx, 1, WAIT_MS);
+    wait_requests(rx, 1, TL_WAIT_MS);
     const tl_received *q = tl_receiver_get(rx, 0);
     const char *id = tl_received_header(q, "webhook-id");
     const char *ts = tl_received_header(q, "webhook-timestamp");
