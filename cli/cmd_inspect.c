@@ -81,9 +81,12 @@ static json_t *gather_input(const redisReply *h, const char *name, const json_t 
                 memcpy(buf + at, h->element[i + 1]->str, h->element[i + 1]->len);
                 at += h->element[i + 1]->len;
             }
-    char label[FLEET_KEY_MAX + 48];
-    snprintf(label, sizeof label, "%s fields in1..in%ld", name, n);
-    json_t *k = json_pack("{s:s,s:s,s:s}", "name", label, "role", "input", "type", "hash fields");
+    json_t *k = json_pack("{s:o,s:s,s:s}", "name", json_sprintf("%s fields in1..in%ld", name, n),
+                          "role", "input", "type", "hash fields");
+    if (!k) {
+        free(buf);
+        return NULL;
+    }
     json_t *ttl = json_object_get(job, "ttl_ms");
     if (ttl) json_object_set(k, "ttl_ms", ttl);
     json_object_set_new(k, "bytes", json_integer((json_int_t)at));

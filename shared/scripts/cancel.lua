@@ -4,12 +4,13 @@
 -- KEYS: 1 job hash, 2 stats hash, 3 webhook task stream
 -- ARGV: 1 tenant, 2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:"),
 --       5 webhook delivery key prefix, 6 active set key prefix, 7 stream key prefix
---       ("{fleet}:stream:"), 8 entries hash key prefix, 9 delayed set key prefix, 10 group
+--       ("{fleet}:stream:"), 8 entries hash key prefix, 9 delayed set key prefix, 10 group,
+--       11 wait set key prefix ("{fleet}:wait:"; a wait set is that, the model, ':', the
+--       tenant)
 -- Returns {'cancelled'} | {'requested'} | {'final', status} | {'missing'}
 hooks.active_prefix = ARGV[6]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[3], ARGV[5], ARGV[2]
-local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker', 'entry_id',
-  'wait_key')
+local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker', 'entry_id')
 if not st[1] or st[2] ~= ARGV[1] then return {'missing'} end
 local now = now_ms()
 if st[1] == 'queued' then
@@ -20,8 +21,7 @@ if st[1] == 'queued' then
   local model = st[3]
   drop_entry(ARGV[7] .. model, ARGV[10], ARGV[8] .. model, st[5])
   redis.call('ZREM', ARGV[9] .. model, ARGV[3])
-  if st[6] then redis.call('ZREM', st[6], ARGV[3]) end
-  redis.call('HDEL', KEYS[1], 'wait_key')
+  if not st[5] then redis.call('ZREM', ARGV[11] .. model .. ':' .. st[2], ARGV[3]) end
   end_job(KEYS[1], KEYS[2], model, 'queued', 'cancelled',
     'cancelled by the client before it started', now, ARGV[2], ARGV[3])
   return {'cancelled'}

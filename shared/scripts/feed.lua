@@ -3,28 +3,39 @@
 -- list of wait set keys rotates), and within a tenant the lowest score first: high before
 -- normal before low, each in submit order. Workers call it before they read, so a tenant
 -- who submits 10 jobs behind another tenant's 10,000 waits behind at most `target`
--- entries, not behind the backlog.
+-- entries, not behind the backlog. While only one tenant waits there are no turns to take:
+-- its jobs are taken in one ZPOPMIN. The moved jobs' entries hash fields are written with
+-- one HSET.
 -- KEYS: 1 model stream, 2 waiting list, 3 entries hash, 4 stats hash
 -- ARGV: 1 model, 2 target, 3 group, 4 job key prefix
 -- Returns how many jobs went onto the stream.
 local ready = ready_count(KEYS[1], ARGV[3])
 local need = tonumber(ARGV[2]) - ready
 local moved, looks = 0, 0
-while need > 0 and looks < 4 * tonumber(ARGV[2]) + 64 do
+local tenants = need > 0 and redis.call('LLEN', KEYS[2]) or 0
+local entries = {}
+while need > 0 and tenants > 0 and looks < 4 * tonumber(ARGV[2]) + 64 do
   looks = looks + 1
-  local wait = redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT')
-  if not wait then break end
-  local id = redis.call('ZPOPMIN', wait)[1]
-  if not id then
-    redis.call('LREM', KEYS[2], 1, wait) -- nothing left waiting for this tenant
+  local wait, take
+  if tenants == 1 then
+    wait, take = redis.call('LINDEX', KEYS[2], 0), need
   else
+    wait, take = redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT'), 1
+  end
+  local popped = redis.call('ZPOPMIN', wait, take)
+  if #popped == 0 then
+    redis.call('LREM', KEYS[2], 1, wait) -- nothing left waiting for this tenant
+    tenants = tenants - 1
+  end
+  for i = 1, #popped, 2 do
+    local id = popped[i]
     local job = ARGV[4] .. id
     local st = redis.call('HGET', job, 'status')
     if st == 'queued' then
       local entry = redis.call('XADD', KEYS[1], '*', 'job', id)
-      redis.call('HSET', KEYS[3], entry, id)
+      entries[#entries + 1] = entry
+      entries[#entries + 1] = id
       redis.call('HSET', job, 'entry_id', entry)
-      redis.call('HDEL', job, 'wait_key')
       need = need - 1
       moved = moved + 1
     elseif not st then
@@ -33,4 +44,5 @@ while need > 0 and looks < 4 * tonumber(ARGV[2]) + 64 do
     end
   end
 end
+if #entries > 0 then redis.call('HSET', KEYS[3], unpack(entries)) end
 return moved

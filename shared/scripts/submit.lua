@@ -95,9 +95,9 @@ else
   -- Scores stay exact: seq < 2^40, ranks 0..2.
   -- No TTL on the wait set: an id whose job expires in it is counted as expired when
   -- feed.lua pops it (an expiring set would take its ids out of the count for good).
+  -- A job without entry_id that is not waiting for a retry is in this set: a cancel
+  -- takes it out from there.
   redis.call('ZADD', KEYS[11], tonumber(ARGV[24]) * 1099511627776 + seq, ARGV[1])
-  f[#f + 1] = 'wait_key' -- so a cancel can take it out
-  f[#f + 1] = KEYS[11]
   if not redis.call('LPOS', KEYS[10], KEYS[11]) then redis.call('RPUSH', KEYS[10], KEYS[11]) end
 end
 if ARGV[7] ~= '' then

@@ -64,3 +64,4 @@ fleet_key fleet_key_waiting(const fleet_keys *k, const char *model) { return key
 fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant) {
     return key2(k, "wait", model, tenant);
 }
+fleet_key fleet_key_wait_prefix(const fleet_keys *k) { return key2(k, "wait", "", NULL); }

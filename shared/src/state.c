@@ -460,6 +460,7 @@ void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant,
     cmd_key(c, fleet_key_entries(k, ""));
     cmd_key(c, fleet_key_delayed(k, ""));
     cmd_str(c, FLEET_GROUP);
+    cmd_key(c, fleet_key_wait_prefix(k));
 }
 
 void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,

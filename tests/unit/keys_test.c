@@ -42,6 +42,7 @@ TL_TEST(key_names_share_one_hash_tag) {
     ASSERT_EQ_STR(fleet_key_idempotency(&k, "acme", "ff").s, "{fleet}:idem:acme:ff");
     ASSERT_EQ_STR(fleet_key_waiting(&k, "echo").s, "{fleet}:waiting:echo");
     ASSERT_EQ_STR(fleet_key_wait(&k, "echo", "acme").s, "{fleet}:wait:echo:acme");
+    ASSERT_EQ_STR(fleet_key_wait_prefix(&k).s, "{fleet}:wait:");
 }
 
 TL_TEST(prefix_is_validated) {

@@ -65,6 +65,8 @@ fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *
 /* Fair share (feed.lua): tenants with jobs waiting for a model, and their wait lists. */
 fleet_key fleet_key_waiting(const fleet_keys *k, const char *model); /* list: wait keys */
 fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant); /* zset */
+/* "{prefix}:wait:": cancel.lua builds a job's wait set key from it, "<model>:<tenant>". */
+fleet_key fleet_key_wait_prefix(const fleet_keys *k);
 /* Webhooks (docs/webhooks.md): */
 fleet_key fleet_key_webhooks(const fleet_keys *k);                   /* stream: delivery tasks */
 fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg);  /* hash, TTL: one delivery */
