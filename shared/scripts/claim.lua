@@ -20,7 +20,7 @@ local lease_until = now + tonumber(ARGV[3])
 local FIELDS = {'status', 'queue_seq', 'timeout_s', 'queue_ttl_s', 'entry_id',
   'lease_until_ms', 'attempts', 'max_attempts', 'cancel_requested', 'worker',
   'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'progress_percent',
-  'retry_at_ms', 'in_n'}
+  'retry_at_ms', 'in_n', 'active'}
 local started, reclaimed_n, top_seq = 0, 0, 0
 local running_entries = {}
 local out = {}
@@ -58,7 +58,7 @@ local function claim_one(entry, id, token)
     return {'skip', status}
   end
   local reclaimed = 0
-  local ended = {st[11], st[12], st[13], st[14], st[15]} -- END_FIELDS
+  local ended = {st[11], st[12], st[13], st[14], st[15], st[19]} -- END_FIELDS
   if status == 'running' then
     if tonumber(st[6] or '0') > now then return {'skip', 'running under a live lease'} end
     -- Its worker stopped renewing the lease: that attempt is lost.

@@ -30,7 +30,7 @@ for i = 8, #ARGV, 5 do
     out[#out + 1] = 'stale'
   else
     local ttl = end_job(job, KEYS[2], model, 'running', status, ARGV[i + 4],
-      now, ARGV[3], id, {st[4], st[5], st[6], st[7], st[8]}, true)
+      now, ARGV[3], id, {st[4], st[5], st[6], st[7], st[8], st[9]}, true)
     counts[status] = (counts[status] or 0) + 1
     if ARGV[i + 3] ~= '' then redis.call('SET', job .. ARGV[7], ARGV[i + 3], 'EX', ttl) end
     if st[3] and st[3] ~= '' then entries[#entries + 1] = st[3] end

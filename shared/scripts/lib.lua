@@ -144,7 +144,7 @@ end
 
 -- The fields of a job that end_job needs, in this order: a caller that reads the job
 -- anyway reads these with it (HMGET) and passes them as f, saving the reads.
-local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events'}
+local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'active'}
 
 -- Ends a job in a final status: no lease any more, every key on the result TTL, the
 -- counters moved from the state it left, an event published, a webhook queued.
@@ -165,8 +165,11 @@ local function end_job(job, stats, model, from, status, err, now, channel, id, f
     redis.call('HINCRBY', stats, model .. ':' .. status, 1)
   end
   redis.call('PUBLISH', channel, id .. ' ' .. status)
-  -- No longer active for its tenant's max_active quota.
-  if hooks.active_prefix and f[3] then redis.call('ZREM', hooks.active_prefix .. f[3], id) end
+  -- No longer active for its tenant's max_active quota (field active: submit put it in
+  -- the tenant's active set, which it does only for a tenant with that limit).
+  if hooks.active_prefix and f[3] and f[6] then
+    redis.call('ZREM', hooks.active_prefix .. f[3], id)
+  end
   webhook_event(job, 'completed', 'job.' .. status, id, now, {f[4], f[5], f[3]})
   return ttl
 end

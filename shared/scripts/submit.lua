@@ -75,6 +75,10 @@ local f = {'id', ARGV[1], 'status', 'queued', 'model', model, 'tenant', ARGV[4],
   'request_id', ARGV[5], 'priority', ARGV[6], 'created_ms', now, 'updated_ms', now,
   'attempts', 0, 'max_attempts', ARGV[11], 'queue_seq', seq,
   'ttl_s', ARGV[9], 'timeout_s', ARGV[10], 'queue_ttl_s', ARGV[8]}
+if max_active > 0 then
+  f[#f + 1] = 'active' -- in the active set: end_job takes it out
+  f[#f + 1] = '1'
+end
 if has_idem then
   -- The record lives exactly as long as the job: every script that moves the job's TTL
   -- moves the record's with it (expire_job, through the job's idem_key field).

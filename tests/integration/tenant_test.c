@@ -157,6 +157,10 @@ TL_TEST(max_active_and_rate_answer_429_and_write_nothing) {
     /* Another tenant is not slowed down by it. */
     add_tenant(f, "other", "fk_other", "tenant", "");
     for (int i = 0; i < 5; i++) submit_as(f, "fk_other", "echo", "1");
+    /* A tenant without max_active has no active set: nothing to count, nothing written
+     * (a job of a model no worker serves stays queued while this looks). */
+    submit_as(f, "fk_other", "sleep", "1");
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:active:other", f->prefix), 0);
 }
 
 TL_TEST(full_model_queue_answers_503) {
