@@ -98,10 +98,10 @@ TL_TEST(commands_carry_keys_and_script) {
     fleet_state_cancel(&k, "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "default", &c);
     ASSERT_EQ_STR(c.argv[0], "EVALSHA");
     ASSERT_EQ_INT(strlen(c.argv[1]), 40);
-    ASSERT_EQ_STR(c.argv[2], "4");
+    ASSERT_EQ_STR(c.argv[2], "3");
     ASSERT_EQ_STR(c.argv[3], "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E");
-    ASSERT_EQ_STR(c.argv[6], "{fleet}:webhooks");
-    ASSERT_EQ_STR(c.argv[7], "default");
+    ASSERT_EQ_STR(c.argv[5], "{fleet}:webhooks");
+    ASSERT_EQ_STR(c.argv[6], "default");
     fleet_cmd_as_eval(&c);
     ASSERT_EQ_STR(c.argv[0], "EVAL");
     ASSERT_STR_CONTAINS(c.argv[1], "cancel");
@@ -126,13 +126,13 @@ TL_TEST(batch_commands_take_as_many_jobs_as_fit) {
     ASSERT_EQ_INT(fleet_state_claim(&k, cl, 3, &c), 3);
     ASSERT_EQ_STR(c.argv[2], "6");
     ASSERT_EQ_STR(c.argv[3], "{fleet}:stream:echo");
-    ASSERT_EQ_INT(c.argc, 3 + 6 + 10 + 3 * 3);
+    ASSERT_EQ_INT(c.argc, 3 + 6 + 9 + 3 * 3);
     ASSERT_EQ_STR(c.argv[c.argc - 3], "1-1");
     ASSERT_EQ_STR(c.argv[c.argc - 1], "t");
     ASSERT_EQ_INT(fleet_state_claim(&k, cl, 100, &c), 36);
     ASSERT_EQ_INT(fleet_state_finish(&k, f, 2, &c), 2);
     ASSERT_EQ_STR(c.argv[2], "4");
-    ASSERT_EQ_INT(c.argc, 3 + 4 + 8 + 2 * 5);
+    ASSERT_EQ_INT(c.argc, 3 + 4 + 7 + 2 * 5);
     ASSERT_EQ_STR(c.argv[c.argc - 3], "succeeded");
     ASSERT_EQ_INT(fleet_state_finish(&k, f, 100, &c), 22);
 }
