@@ -3,8 +3,8 @@
  * time:
  *
  *  - registration: every HEARTBEAT_MS (and on a poke from the main loop, at most once a
- *    second) ZADD workers <now_ms> <name> and HSET worker:<name> {model, backend, ...}
- *    with EXPIRE, then drop entries of workers silent for a minute. /v1/models counts
+ *    second) ZADD workers <now_ms> <name> and HSET worker:<name> {model, backend, ...,
+ *    protocol} with EXPIRE, then drop entries of workers silent for a minute. /v1/models counts
  *    live workers from these keys. On a clean exit it removes its own entries.
  *  - leases: every WATCH_MS while a batch runs, it renews each running job's lease (and
  *    keeps its stream entry fresh), so a live worker's job is never taken over however
@@ -100,10 +100,11 @@ static bool write_heartbeat(wk_worker *w, wk_redis *rd, wk_ratelog *rl)
     ok &= wk_redis_appendf(rd, "ZADD %s %lld %s", wkeys.s, now, w->cfg.name) == 0;
     ok &= wk_redis_appendf(rd,
                            "HSET %s model %s backend %s max_batch %lu pid %ld host %s "
-                           "started_ms %lld last_seen_ms %lld jobs_done %ld busy %d",
+                           "started_ms %lld last_seen_ms %lld jobs_done %ld busy %d protocol %d",
                            me.s, w->cfg.model, w->model->backend, (unsigned long)w->max_batch,
                            (long)getpid(), w->host, w->started_ms, now,
-                           atomic_load(&w->jobs_done), atomic_load(&w->busy)) == 0;
+                           atomic_load(&w->jobs_done), atomic_load(&w->busy),
+                           FLEET_PROTOCOL_VERSION) == 0;
     ok &= wk_redis_appendf(rd, "EXPIRE %s %d", me.s, WORKER_KEY_TTL_S) == 0;
     ok &= wk_redis_appendf(rd, "ZREMRANGEBYSCORE %s -inf %lld", wkeys.s, now - WORKER_GONE_MS) == 0;
     for (int i = 0; ok && i < 4; i++) {
