@@ -12,32 +12,17 @@
 
 /* ------------------------------------------------------------ script table ---------- */
 
-extern const char fleet__script_src_submit[], fleet__script_src_claim[],
-    fleet__script_src_renew[], fleet__script_src_progress[], fleet__script_src_finish[],
-    fleet__script_src_requeue[], fleet__script_src_promote[], fleet__script_src_recover[],
-    fleet__script_src_cancel[], fleet__script_src_dlq_retry[], fleet__script_src_get[],
-    fleet__script_src_list[], fleet__script_src_models[], fleet__script_src_webhook_settle[],
-    fleet__script_src_webhook_promote[], fleet__script_src_feed[], fleet__script_src_auth[];
+/* The sources embed.cmake generates, one per script of scripts.def. */
+#define FLEET_SCRIPT(name, NAME) extern const char fleet__script_src_##name[];
+#include "../scripts/scripts.def"
+#undef FLEET_SCRIPT
 
 static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
-    [FLEET_SCRIPT_SUBMIT] = {"submit", fleet__script_src_submit, ""},
-    [FLEET_SCRIPT_CLAIM] = {"claim", fleet__script_src_claim, ""},
-    [FLEET_SCRIPT_RENEW] = {"renew", fleet__script_src_renew, ""},
-    [FLEET_SCRIPT_PROGRESS] = {"progress", fleet__script_src_progress, ""},
-    [FLEET_SCRIPT_FINISH] = {"finish", fleet__script_src_finish, ""},
-    [FLEET_SCRIPT_REQUEUE] = {"requeue", fleet__script_src_requeue, ""},
-    [FLEET_SCRIPT_PROMOTE] = {"promote", fleet__script_src_promote, ""},
-    [FLEET_SCRIPT_RECOVER] = {"recover", fleet__script_src_recover, ""},
-    [FLEET_SCRIPT_CANCEL] = {"cancel", fleet__script_src_cancel, ""},
-    [FLEET_SCRIPT_DLQ_RETRY] = {"dlq_retry", fleet__script_src_dlq_retry, ""},
-    [FLEET_SCRIPT_WEBHOOK_SETTLE] = {"webhook_settle", fleet__script_src_webhook_settle, ""},
-    [FLEET_SCRIPT_WEBHOOK_PROMOTE] = {"webhook_promote", fleet__script_src_webhook_promote, ""},
-    [FLEET_SCRIPT_FEED] = {"feed", fleet__script_src_feed, ""},
-    [FLEET_SCRIPT_AUTH] = {"auth", fleet__script_src_auth, ""},
-    [FLEET_SCRIPT_GET] = {"get", fleet__script_src_get, ""},
-    [FLEET_SCRIPT_LIST] = {"list", fleet__script_src_list, ""},
-    [FLEET_SCRIPT_MODELS] = {"models", fleet__script_src_models, ""},
+#define FLEET_SCRIPT(name, NAME) [FLEET_SCRIPT_##NAME] = {#name, fleet__script_src_##name, ""},
+#include "../scripts/scripts.def"
+#undef FLEET_SCRIPT
 };
+
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 
 static void scripts_hash(void) {

@@ -91,52 +91,6 @@ TL_TEST(not_a_job) {
     ASSERT_EQ_INT(fleet_job_view_from_fields(fields(odd, 1), &v), -1);
 }
 
-TL_TEST(commands_carry_keys_and_script) {
-    fleet_keys k;
-    fleet_keys_init(&k, "fleet");
-    fleet_cmd c;
-    fleet_state_cancel(&k, "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "default", &c);
-    ASSERT_EQ_STR(c.argv[0], "EVALSHA");
-    ASSERT_EQ_INT(strlen(c.argv[1]), 40);
-    ASSERT_EQ_STR(c.argv[2], "3");
-    ASSERT_EQ_STR(c.argv[3], "{fleet}:job:01JDQ7ZK5W3V8X9Y0A1B2C3D4E");
-    ASSERT_EQ_STR(c.argv[5], "{fleet}:webhooks");
-    ASSERT_EQ_STR(c.argv[6], "default");
-    fleet_cmd_as_eval(&c);
-    ASSERT_EQ_STR(c.argv[0], "EVAL");
-    ASSERT_STR_CONTAINS(c.argv[1], "cancel");
-    ASSERT_EQ_INT(c.argvlen[1], strlen(fleet_script_get(FLEET_SCRIPT_CANCEL)->source));
-}
-
-/* A batch claim or finish puts as many jobs into one command as the table holds, each
- * job's arguments after the shared ones, and says how many it took. */
-TL_TEST(batch_commands_take_as_many_jobs_as_fit) {
-    fleet_keys k;
-    fleet_keys_init(&k, "fleet");
-    static fleet_claim cl[100];
-    static fleet_finish f[100];
-    for (int i = 0; i < 100; i++) {
-        cl[i] = (fleet_claim){.id = "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", .model = "echo",
-                              .entry_id = "1-1", .worker = "w", .token = "t", .lease_ms = 1000,
-                              .dlq_cap = 10};
-        f[i] = (fleet_finish){.id = "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", .model = "echo",
-                              .token = "t", .status = FLEET_STATUS_SUCCEEDED};
-    }
-    fleet_cmd c;
-    ASSERT_EQ_INT(fleet_state_claim(&k, cl, 3, &c), 3);
-    ASSERT_EQ_STR(c.argv[2], "6");
-    ASSERT_EQ_STR(c.argv[3], "{fleet}:stream:echo");
-    ASSERT_EQ_INT(c.argc, 3 + 6 + 9 + 3 * 3);
-    ASSERT_EQ_STR(c.argv[c.argc - 3], "1-1");
-    ASSERT_EQ_STR(c.argv[c.argc - 1], "t");
-    ASSERT_EQ_INT(fleet_state_claim(&k, cl, 100, &c), 36);
-    ASSERT_EQ_INT(fleet_state_finish(&k, f, 2, &c), 2);
-    ASSERT_EQ_STR(c.argv[2], "4");
-    ASSERT_EQ_INT(c.argc, 3 + 4 + 7 + 2 * 5);
-    ASSERT_EQ_STR(c.argv[c.argc - 3], "succeeded");
-    ASSERT_EQ_INT(fleet_state_finish(&k, f, 100, &c), 22);
-}
-
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(running_job_shape),
@@ -144,8 +98,6 @@ int main(int argc, char **argv) {
         TL_CASE(not_a_job),
         TL_CASE(text_that_is_not_utf8_still_shows),
         TL_CASE(utf8_cut_keeps_whole_characters),
-        TL_CASE(commands_carry_keys_and_script),
-        TL_CASE(batch_commands_take_as_many_jobs_as_fit),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

@@ -26,24 +26,11 @@
 #include "fleet/job.h"
 #include "fleet/keys.h"
 
+/* One id per script of shared/scripts/scripts.def, in its order. */
 typedef enum fleet_script_id {
-    FLEET_SCRIPT_SUBMIT = 0,
-    FLEET_SCRIPT_CLAIM,
-    FLEET_SCRIPT_RENEW,
-    FLEET_SCRIPT_PROGRESS,
-    FLEET_SCRIPT_FINISH,
-    FLEET_SCRIPT_REQUEUE,
-    FLEET_SCRIPT_PROMOTE,
-    FLEET_SCRIPT_RECOVER,
-    FLEET_SCRIPT_CANCEL,
-    FLEET_SCRIPT_DLQ_RETRY,
-    FLEET_SCRIPT_GET,
-    FLEET_SCRIPT_LIST,
-    FLEET_SCRIPT_MODELS,
-    FLEET_SCRIPT_WEBHOOK_SETTLE,
-    FLEET_SCRIPT_WEBHOOK_PROMOTE,
-    FLEET_SCRIPT_FEED,
-    FLEET_SCRIPT_AUTH,
+#define FLEET_SCRIPT(name, NAME) FLEET_SCRIPT_##NAME,
+#include "../../scripts/scripts.def"
+#undef FLEET_SCRIPT
     FLEET_SCRIPT_COUNT,
 } fleet_script_id;
 
