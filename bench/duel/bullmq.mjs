@@ -13,7 +13,7 @@
 // that package.json pins, which its ESM build cannot load by itself.
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import { percentile } from './util.mjs';
+import { drive, percentile } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Queue, Worker, QueueEvents } = require('bullmq');
@@ -108,20 +108,7 @@ async function latency() {
       failed++;
     }
   };
-  if (rate <= 0) {
-    for (let i = 0; i < jobs; i++) await one(performance.now());
-  } else {
-    // Open loop: job i is due at t0 + i/rate whatever the earlier ones are doing, and its
-    // latency counts from that moment, so a stall shows in the figures.
-    const pending = [];
-    for (let i = 0; i < jobs; i++) {
-      const due = t0 + (i * 1000) / rate;
-      const ahead = due - performance.now();
-      if (ahead > 1) await new Promise((r) => setTimeout(r, ahead));
-      pending.push(one(due));
-    }
-    await Promise.all(pending);
-  }
+  await drive(jobs, rate, t0, one);
   const secs = (performance.now() - t0) / 1000;
   lat.sort((a, b) => a - b);
   console.log(JSON.stringify({

@@ -10,7 +10,7 @@
 // {n, failed, secs, cpu_s, p50_ms, p99_ms, max_ms}.
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { percentile } from './util.mjs';
+import { drive, percentile } from './util.mjs';
 
 const { values: o } = parseArgs({
   options: {
@@ -73,18 +73,7 @@ const one = async (scheduled) => {
   if (await submit()) lat.push(performance.now() - scheduled);
   else failed++;
 };
-if (rate <= 0) {
-  for (let i = 0; i < jobs; i++) await one(performance.now());
-} else {
-  const pending = [];
-  for (let i = 0; i < jobs; i++) {
-    const due = t0 + (i * 1000) / rate;
-    const ahead = due - performance.now();
-    if (ahead > 1) await new Promise((r) => setTimeout(r, ahead));
-    pending.push(one(due));
-  }
-  await Promise.all(pending);
-}
+await drive(jobs, rate, t0, one);
 const secs = (performance.now() - t0) / 1000;
 const u = process.cpuUsage(cpu0);
 lat.sort((a, b) => a - b);

@@ -30,3 +30,22 @@ export function cpuOf(pid) {
     return NaN;
   }
 }
+
+// Runs one(scheduled) for `jobs` jobs: one after another when rate <= 0 (a lone client),
+// else open loop: job i is due at t0 + i/rate whatever the earlier ones are doing, and
+// its latency counts from that moment, so a stall shows in the figures. Returns when
+// every job has ended.
+export async function drive(jobs, rate, t0, one) {
+  if (rate <= 0) {
+    for (let i = 0; i < jobs; i++) await one(performance.now());
+    return;
+  }
+  const pending = [];
+  for (let i = 0; i < jobs; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const ahead = due - performance.now();
+    if (ahead > 1) await new Promise((r) => setTimeout(r, ahead));
+    pending.push(one(due));
+  }
+  await Promise.all(pending);
+}
