@@ -16,7 +16,7 @@
 #include "fleet/log.h"
 #include "redis.h"
 #include "routes.h"
-#include "submit.h"
+#include "job_body.h"
 
 #define GW_BATCH_MAX 1000
 

@@ -18,7 +18,7 @@
 #include "webhooks.h"
 #include "redis.h"
 #include "routes.h"
-#include "submit.h"
+#include "job_body.h"
 
 /* One job request waiting on Redis. Owns everything the command's argv points to. */
 typedef struct job_call {

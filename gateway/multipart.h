@@ -1,5 +1,5 @@
 /* multipart.h: reads a multipart/form-data body (RFC 7578 on RFC 2046 §5.1). Pure: no
- * I/O, so it is unit-tested and fuzzed alone; submit.c gives the fields their meaning.
+ * I/O, so it is unit-tested and fuzzed alone; job_body.c gives the fields their meaning.
  *
  *   Content-Type: multipart/form-data; boundary=XyZ
  *

@@ -67,7 +67,7 @@ typedef struct gw_problem_type {
 const gw_problem_type *gw_problem_type_of(gw_problem_id id);
 /* The id of a slug, or -1 when the table has none. */
 int gw_problem_find(const char *slug);
-/* The id of a slug that a refusal carries (submit.c, framing.c, redis.c fill a slug
+/* The id of a slug that a refusal carries (job_body.c, framing.c, redis.c fill a slug
  * in their results); GW_PROBLEM_INTERNAL, logged, for a slug the table lacks. */
 gw_problem_id gw_problem_of_slug(const char *slug);
 

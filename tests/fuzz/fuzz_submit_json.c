@@ -1,4 +1,4 @@
-/* fuzz_submit_json: libFuzzer target for the submit body parser (gateway/submit.c) with
+/* fuzz_submit_json: libFuzzer target for the submit body parser (gateway/job_body.c) with
  * Content-Type application/json. Whatever the bytes, gw_submit_parse must not crash, leak
  * or hit undefined behaviour (the sanitizers check that), and:
  *   - a refusal is a 4xx with a slug, a title and a terminated detail;
@@ -17,7 +17,7 @@
 
 #include "fleet/codec.h"
 #include "fleet/job.h"
-#include "submit.h"
+#include "job_body.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,7 +1,7 @@
 /* problems_test: the gateway's table of problem types (gateway/problems.h) and the one in
  * docs/api.md list the same types with the same statuses and titles; every status the
  * table names has an RFC 9110 reason phrase; and every refusal that the gateway's sources
- * spell as a status and a slug literal (submit.c, framing.c, redis.c, jobs.c ...) names a
+ * spell as a status and a slug literal (job_body.c, framing.c, redis.c, jobs.c ...) names a
  * type of the table with its status. */
 #include <ctype.h>
 #include <dirent.h>

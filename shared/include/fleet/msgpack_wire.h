@@ -7,7 +7,7 @@
  * array32 header would otherwise ask for gigabytes): the codec (codec.c), the range
  * converter (codec_stream.c, which decodes headers as they arrive with
  * fleet_mp_head_size and fleet_mp_head_decode), the submit body walker
- * (gateway/submit.c) and the result-file convention (gateway/result_file.c). The writers
+ * (gateway/job_body.c) and the result-file convention (gateway/result_file.c). The writers
  * are those of the values fleet builds by hand (a multipart job's "files", the bin a
  * float32 vector becomes for msgpack clients); the codec packs JSON with msgpack-c.
  *

@@ -1,7 +1,7 @@
-/* submit.h: reads and validates a submit body (POST /v1/jobs). Pure: no I/O, so it is
- * unit-tested and fuzzed alone. */
-#ifndef GW_SUBMIT_H
-#define GW_SUBMIT_H
+/* job_body.h: reads and validates a submit body (POST /v1/jobs, or one item of a batch)
+ * into a job. Pure: no I/O, so it is unit-tested and fuzzed alone. */
+#ifndef GW_JOB_BODY_H
+#define GW_JOB_BODY_H
 
 #include <jansson.h>
 #include <stddef.h>

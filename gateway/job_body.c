@@ -1,4 +1,5 @@
-/* submit.c: the submit body's rules (submit.h, docs/api.md).
+/* job_body.c: a submit body (POST /v1/jobs) read and checked into a job (job_body.h,
+ * docs/api.md).
  *
  * Three body formats carry the same job. Each is read into a jansson object of the
  * fields, which one set of checks validates (body_fields, option_fields), so every rule
@@ -11,7 +12,7 @@
  *                        codec with "files" appended: [{name, content_type, size, bytes}],
  *                        bytes as msgpack bin; each file's bytes are copied once.
  */
-#include "submit.h"
+#include "job_body.h"
 
 #include <jansson.h>
 #include <math.h>

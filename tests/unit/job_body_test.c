@@ -1,4 +1,4 @@
-/* submit_test: the submit body's rules and the query parser (gateway/submit.c, query.c). */
+/* job_body_test: the submit body's rules and the query parser (gateway/job_body.c, query.c). */
 #include <msgpack.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include "fleet/codec.h"
 #include "fleet/msgpack_wire.h"
 #include "query.h"
-#include "submit.h"
+#include "job_body.h"
 #include "testlib.h"
 
 static gw_problem refuse(const char *body, const char *ctype) {
