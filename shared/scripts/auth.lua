@@ -5,9 +5,10 @@
 -- ARGV: 1 tenant key prefix ("{fleet}:tenant:")
 -- Returns {} for an unknown key or a revoked tenant, else {tenant, role, tenant settings
 -- (HGETALL shape)}.
-local a = redis.call('HMGET', KEYS[1], 'tenant', 'role')
+local key_record, tenant_prefix = KEYS[1], ARGV[1]
+local a = redis.call('HMGET', key_record, 'tenant', 'role')
 if not a[1] then return {} end
-local t = redis.call('HGETALL', ARGV[1] .. a[1])
+local t = redis.call('HGETALL', tenant_prefix .. a[1])
 for i = 1, #t, 2 do
   if t[i] == 'revoked' and t[i + 1] == '1' then return {} end
 end

@@ -12,11 +12,16 @@
 --       ("{fleet}:job:"), then for each entry three: entry id, job id, lease token
 -- Returns one reply per entry, in order: {'ok', input, attempts, timeout_s, reclaimed 0|1}
 --       | {'gone'} | {'cancelled'} | {'dead', error} | {'skip', why}
-hooks.active_prefix = ARGV[8]
-hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[6], ARGV[7], ARGV[5]
-local model = ARGV[4]
+local stream_key, queues_key, stats_key, entries_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local dlq_key, tasks_key = KEYS[5], KEYS[6]
+local group, worker, lease_ms, model = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local channel, dlq_cap, delivery_prefix, active_prefix = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local job_prefix = ARGV[9]
+local FIRST_ENTRY = 10 -- the ARGV index of the first entry's three
+hooks.active_prefix = active_prefix
+hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
 local now = now_ms()
-local lease_until = now + tonumber(ARGV[3])
+local lease_until = now + lease_ms
 local FIELDS = {'status', 'queue_seq', 'timeout_s', 'queue_ttl_s', 'entry_id',
   'lease_until_ms', 'attempts', 'max_attempts', 'cancel_requested', 'worker',
   'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'progress_percent',
@@ -26,18 +31,18 @@ local running_entries = {}
 local out = {}
 
 local function claim_one(entry, id, token)
-  local job = ARGV[9] .. id
-  local function drop() drop_entry(KEYS[1], ARGV[1], KEYS[4], entry) end
+  local job = job_prefix .. id
+  local function drop() drop_entry(stream_key, group, entries_key, entry) end
   local st = redis.call('HMGET', job, unpack(FIELDS))
   if not st[1] then
     -- The job's keys expired while it waited, or while it ran (a run longer than its
     -- queue TTL; the entry came back here after its lease): counted once, from the state
     -- its entry records, unless the entry was already dropped (a cancel took it out).
-    local v = redis.call('HGET', KEYS[4], entry)
+    local v = redis.call('HGET', entries_key, entry)
     drop()
     if v then
       local _, from = entry_job(v)
-      count_expired(KEYS[3], model, from)
+      count_expired(stats_key, model, from)
     end
     return {'gone'}
   end
@@ -65,17 +70,15 @@ local function claim_one(entry, id, token)
     reclaimed = 1
     reclaimed_n = reclaimed_n + 1
     if st[9] == '1' then
-      end_job(job, KEYS[3], model, 'running', 'cancelled',
-        'cancelled by the client while running', now, ARGV[5], id, ended)
+      cancel_running(job, stats_key, model, now, channel, id, ended)
       drop()
       return {'cancelled'}
     end
-    local attempts, max = tonumber(st[7] or '0'), tonumber(st[8] or '3')
+    local attempts, max = tonumber(st[7] or '0'), tonumber(st[8] or DEFAULT_MAX_ATTEMPTS)
     if attempts >= max then
       local err = string.format('worker lost %d times (the last one was %s); not retried',
         attempts, st[10] or 'unknown')
-      end_job(job, KEYS[3], model, 'running', 'failed', err, now, ARGV[5], id, ended)
-      dead_letter(KEYS[5], ARGV[6], job, KEYS[3], model, id, err, now)
+      fail_dead(job, stats_key, dlq_key, dlq_cap, model, id, err, now, channel, ended)
       drop()
       return {'dead', err}
     end
@@ -88,7 +91,7 @@ local function claim_one(entry, id, token)
     running_entries[#running_entries + 1] = entry_value(id, 'running')
   end
   local attempts = tonumber(st[7] or '0') + 1
-  redis.call('HSET', job, 'status', 'running', 'worker', ARGV[2], 'lease', token,
+  redis.call('HSET', job, 'status', 'running', 'worker', worker, 'lease', token,
     'lease_until_ms', lease_until, 'started_ms', now, 'updated_ms', now, 'attempts', attempts)
   -- Progress and a retry time are left only by an earlier attempt (progress_percent is
   -- written with the other progress fields).
@@ -97,23 +100,23 @@ local function claim_one(entry, id, token)
       'progress_total', 'retry_at_ms')
   end
   -- The keys live another queue TTL (the one the gateway gave the job) from the start.
-  expire_job(job, tonumber(st[4] or '86400'), st[12])
-  redis.call('PUBLISH', ARGV[5], id .. ' running')
+  expire_job(job, ttl_of(st[4]), st[12])
+  redis.call('PUBLISH', channel, id .. ' running')
   webhook_event(job, 'running', 'job.running', id, now, {st[14], st[15], st[13]})
   return {'ok', read_input(job, st[18]), attempts, tonumber(st[3] or '0'), reclaimed}
 end
 
-for i = 10, #ARGV, 3 do
+for i = FIRST_ENTRY, #ARGV, 3 do
   out[#out + 1] = claim_one(ARGV[i], ARGV[i + 1], ARGV[i + 2])
 end
 if top_seq > 0 then
-  local head = tonumber(redis.call('HGET', KEYS[2], model .. ':head') or '0')
-  if top_seq > head then redis.call('HSET', KEYS[2], model .. ':head', top_seq) end
+  local head = tonumber(redis.call('HGET', queues_key, model .. ':head') or '0')
+  if top_seq > head then redis.call('HSET', queues_key, model .. ':head', top_seq) end
 end
 if started > 0 then
-  redis.call('HINCRBY', KEYS[3], model .. ':queued', -started)
-  redis.call('HINCRBY', KEYS[3], model .. ':running', started)
-  redis.call('HSET', KEYS[4], unpack(running_entries))
+  redis.call('HINCRBY', stats_key, model .. ':queued', -started)
+  redis.call('HINCRBY', stats_key, model .. ':running', started)
+  redis.call('HSET', entries_key, unpack(running_entries))
 end
-if reclaimed_n > 0 then redis.call('HINCRBY', KEYS[3], model .. ':reclaimed', reclaimed_n) end
+if reclaimed_n > 0 then redis.call('HINCRBY', stats_key, model .. ':reclaimed', reclaimed_n) end
 return out

@@ -10,10 +10,13 @@
 --       then for each job five: job id, token, status, result (msgpack or ""), error
 --       (or "")
 -- Returns one reply per job, in order: 'ok' | 'stale'. Error: BADSTATUS (nothing written).
-hooks.active_prefix = ARGV[5]
-hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[4], ARGV[4], ARGV[3]
-local model = ARGV[2]
-for i = 8, #ARGV, 5 do
+local stream_key, stats_key, entries_key, tasks_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group, model, channel, delivery_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local active_prefix, job_prefix, result_suffix = ARGV[5], ARGV[6], ARGV[7]
+local FIRST_JOB = 8 -- the ARGV index of the first job's five
+hooks.active_prefix = active_prefix
+hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
+for i = FIRST_JOB, #ARGV, 5 do
   local status = ARGV[i + 2]
   if status ~= 'succeeded' and status ~= 'failed' and status ~= 'cancelled' then
     return redis.error_reply('BADSTATUS ' .. status .. ' is not a final status')
@@ -22,30 +25,31 @@ end
 local now = now_ms()
 local out, entries, counts = {}, {}, {}
 local FIELDS = {'status', 'lease', 'entry_id', unpack(END_FIELDS)}
-for i = 8, #ARGV, 5 do
-  local id, status = ARGV[i], ARGV[i + 2]
-  local job = ARGV[6] .. id
+for i = FIRST_JOB, #ARGV, 5 do
+  local id, token, status, result, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+    ARGV[i + 4]
+  local job = job_prefix .. id
   local st = redis.call('HMGET', job, unpack(FIELDS))
-  if st[1] ~= 'running' or st[2] ~= ARGV[i + 1] then
+  if st[1] ~= 'running' or st[2] ~= token then
     out[#out + 1] = 'stale'
   else
-    local ttl = end_job(job, KEYS[2], model, 'running', status, ARGV[i + 4],
-      now, ARGV[3], id, {st[4], st[5], st[6], st[7], st[8], st[9]}, true)
+    local ttl = end_job(job, stats_key, model, 'running', status, err,
+      now, channel, id, {st[4], st[5], st[6], st[7], st[8], st[9]}, true)
     counts[status] = (counts[status] or 0) + 1
-    if ARGV[i + 3] ~= '' then redis.call('SET', job .. ARGV[7], ARGV[i + 3], 'EX', ttl) end
+    if result ~= '' then redis.call('SET', job .. result_suffix, result, 'EX', ttl) end
     if st[3] and st[3] ~= '' then entries[#entries + 1] = st[3] end
     out[#out + 1] = 'ok'
   end
 end
 local done = 0
 for status, n in pairs(counts) do
-  redis.call('HINCRBY', KEYS[2], model .. ':' .. status, n)
+  redis.call('HINCRBY', stats_key, model .. ':' .. status, n)
   done = done + n
 end
-if done > 0 then redis.call('HINCRBY', KEYS[2], model .. ':running', -done) end
+if done > 0 then redis.call('HINCRBY', stats_key, model .. ':running', -done) end
 if #entries > 0 then
-  redis.call('XACK', KEYS[1], ARGV[1], unpack(entries))
-  redis.call('XDEL', KEYS[1], unpack(entries))
-  redis.call('HDEL', KEYS[3], unpack(entries))
+  redis.call('XACK', stream_key, group, unpack(entries))
+  redis.call('XDEL', stream_key, unpack(entries))
+  redis.call('HDEL', entries_key, unpack(entries))
 end
 return out

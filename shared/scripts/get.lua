@@ -3,23 +3,25 @@
 -- KEYS: 1 job hash, 2 queues hash
 -- ARGV: 1 tenant
 -- Returns {fields (HGETALL shape), queue_position} or {} when missing or another tenant's.
-local f = redis.call('HGETALL', KEYS[1])
+local job_key, queues_key = KEYS[1], KEYS[2]
+local tenant = ARGV[1]
+local f = redis.call('HGETALL', job_key)
 if #f == 0 then return {} end
 f = job_fields(f)
-local status, tenant, model, seq, retry_at
+local status, owner, model, seq, retry_at
 for i = 1, #f, 2 do
   local k = f[i]
   if k == 'status' then status = f[i + 1]
-  elseif k == 'tenant' then tenant = f[i + 1]
+  elseif k == 'tenant' then owner = f[i + 1]
   elseif k == 'model' then model = f[i + 1]
   elseif k == 'queue_seq' then seq = tonumber(f[i + 1])
   elseif k == 'retry_at_ms' then retry_at = true end
 end
-if tenant ~= ARGV[1] then return {} end
+if owner ~= tenant then return {} end
 -- A job waiting for its retry time is not in the queue yet: no position.
 local pos = 0
 if status == 'queued' and seq and not retry_at then
-  local head = tonumber(redis.call('HGET', KEYS[2], model .. ':head') or '0')
+  local head = tonumber(redis.call('HGET', queues_key, model .. ':head') or '0')
   pos = seq - head
   if pos < 1 then pos = 1 end
 end

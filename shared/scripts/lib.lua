@@ -1,6 +1,15 @@
 -- lib.lua: helpers that embed.cmake puts before every script of this folder, so each
 -- transition spells the shared steps the same way.
 
+-- Defaults for a job hash that lacks a field (a job written before the field existed):
+-- the TTL in seconds of its keys (fields ttl_s and queue_ttl_s) and its max_attempts.
+local DEFAULT_TTL_S, DEFAULT_MAX_ATTEMPTS = 86400, 3
+
+-- A TTL field of a job hash as a number of seconds.
+local function ttl_of(v)
+  return tonumber(v or DEFAULT_TTL_S)
+end
+
 -- Redis' own clock in milliseconds: gateways and workers on other machines agree on it.
 local function now_ms()
   local t = redis.call('TIME')
@@ -152,7 +161,7 @@ local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 
 -- moves the counters itself (a batch moves them once for all its jobs).
 local function end_job(job, stats, model, from, status, err, now, channel, id, f, counted)
   if not f then f = redis.call('HMGET', job, unpack(END_FIELDS)) end
-  local ttl = tonumber(f[1] or '86400')
+  local ttl = ttl_of(f[1])
   if err and err ~= '' then
     redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now, 'error', err)
   else
@@ -183,3 +192,16 @@ local function dead_letter(dlq, cap, job, stats, model, id, err, now)
   redis.call('HINCRBY', stats, model .. ':dead_lettered', 1)
 end
 
+-- The two exits of a running job that will not run again, shared by requeue (its worker
+-- handed it back) and claim (its worker was lost). f: END_FIELDS, or nil (see end_job).
+-- A cancel was requested while it ran: it ends cancelled.
+local function cancel_running(job, stats, model, now, channel, id, f)
+  end_job(job, stats, model, 'running', 'cancelled', 'cancelled by the client while running',
+    now, channel, id, f)
+end
+
+-- It used all its attempts: it ends failed and goes on the dead-letter stream.
+local function fail_dead(job, stats, dlq, cap, model, id, err, now, channel, f)
+  end_job(job, stats, model, 'running', 'failed', err, now, channel, id, f)
+  dead_letter(dlq, cap, job, stats, model, id, err, now)
+end

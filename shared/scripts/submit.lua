@@ -15,42 +15,49 @@
 --       ("{fleet}:job:")
 -- Returns {'queued', queue_position, created_ms} | {'replay', job id}
 --       | {'limit', what, retry_after_ms}. Errors: DUPLICATE, IDEMPOTENCY.
+local job_key, stream_key, queues_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local index_key, entries_key, active_key, bucket_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local idem_key, waiting_key, wait_key = KEYS[9], KEYS[10], KEYS[11]
+local id, model, input, tenant, request_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local priority, metadata, queue_ttl_s, result_ttl_s = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local timeout_s, max_attempts, index_cap = ARGV[10], ARGV[11], tonumber(ARGV[12])
+local index_cutoff, index_ttl_s, webhook, webhook_events = ARGV[13], ARGV[14], ARGV[15], ARGV[16]
+local max_active, rate, burst = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
+local max_queue, digest, ready_target = tonumber(ARGV[20]), ARGV[21], tonumber(ARGV[22])
+local group, rank, job_prefix = ARGV[23], tonumber(ARGV[24]), ARGV[25]
+-- The TTLs as numbers, for the sums; the job hash keeps them as given.
+local queue_ttl, result_ttl = tonumber(queue_ttl_s), tonumber(result_ttl_s)
 local now = now_ms()
-local model = ARGV[2]
-local has_idem = ARGV[21] ~= ''
+local has_idem = digest ~= ''
 if has_idem then
-  local rec = redis.call('HMGET', KEYS[9], 'job', 'digest')
-  if rec[1] and redis.call('EXISTS', ARGV[25] .. rec[1]) == 0 then
+  local rec = redis.call('HMGET', idem_key, 'job', 'digest')
+  if rec[1] and redis.call('EXISTS', job_prefix .. rec[1]) == 0 then
     -- The job it named has expired (the record expires with it; this covers a record
     -- left from before that): the key is free again, and this is a fresh submit.
-    redis.call('DEL', KEYS[9])
+    redis.call('DEL', idem_key)
   elseif rec[1] then
-    if rec[2] ~= ARGV[21] then
+    if rec[2] ~= digest then
       return redis.error_reply('IDEMPOTENCY this Idempotency-Key was used with a different request')
     end
     return {'replay', rec[1]}
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
+if redis.call('EXISTS', job_key) == 1 then
   return redis.error_reply('DUPLICATE job id already exists')
 end
 -- Limits, checked before anything is written; a limit that is off costs no call.
-local max_active = tonumber(ARGV[17])
 if max_active > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now) -- ids whose job has expired
-  if redis.call('ZCARD', KEYS[7]) >= max_active then
+  redis.call('ZREMRANGEBYSCORE', active_key, '-inf', now) -- ids whose job has expired
+  if redis.call('ZCARD', active_key) >= max_active then
     return {'limit', 'active', 1000}
   end
 end
-local max_queue = tonumber(ARGV[20])
-if max_queue > 0 and tonumber(redis.call('HGET', KEYS[4], model .. ':queued') or '0') >= max_queue then
+if max_queue > 0 and tonumber(redis.call('HGET', stats_key, model .. ':queued') or '0') >= max_queue then
   return {'limit', 'queue', 1000}
 end
-local rate = tonumber(ARGV[18])
 local tokens
 if rate > 0 then
-  local burst = tonumber(ARGV[19])
-  local b = redis.call('HMGET', KEYS[8], 'tokens', 'ms')
+  local b = redis.call('HMGET', bucket_key, 'tokens', 'ms')
   tokens = tonumber(b[1] or burst)
   local last = tonumber(b[2] or now)
   tokens = math.min(burst, tokens + (now - last) * rate / 1000)
@@ -60,21 +67,21 @@ if rate > 0 then
 end
 -- Accepted.
 if rate > 0 then
-  redis.call('HSET', KEYS[8], 'tokens', tostring(tokens - 1), 'ms', now)
-  redis.call('PEXPIRE', KEYS[8], math.ceil(tonumber(ARGV[19]) * 1000 / rate) + 60000)
+  redis.call('HSET', bucket_key, 'tokens', tostring(tokens - 1), 'ms', now)
+  redis.call('PEXPIRE', bucket_key, math.ceil(burst * 1000 / rate) + 60000)
 end
 -- The active set is kept only for a tenant with a max_active limit (docs/redis.md: a
 -- limit switched on later counts the jobs submitted from then on).
 if max_active > 0 then
-  redis.call('ZADD', KEYS[7], now + tonumber(ARGV[8]) * 1000, ARGV[1])
-  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[8]) + tonumber(ARGV[9]))
+  redis.call('ZADD', active_key, now + queue_ttl * 1000, id)
+  redis.call('EXPIRE', active_key, queue_ttl + result_ttl)
 end
-local seq = redis.call('HINCRBY', KEYS[3], model .. ':seq', 1)
-local head = tonumber(redis.call('HGET', KEYS[3], model .. ':head') or '0')
-local f = {'id', ARGV[1], 'status', 'queued', 'model', model, 'tenant', ARGV[4],
-  'request_id', ARGV[5], 'priority', ARGV[6], 'created_ms', now, 'updated_ms', now,
-  'attempts', 0, 'max_attempts', ARGV[11], 'queue_seq', seq,
-  'ttl_s', ARGV[9], 'timeout_s', ARGV[10], 'queue_ttl_s', ARGV[8]}
+local seq = redis.call('HINCRBY', queues_key, model .. ':seq', 1)
+local head = tonumber(redis.call('HGET', queues_key, model .. ':head') or '0')
+local f = {'id', id, 'status', 'queued', 'model', model, 'tenant', tenant,
+  'request_id', request_id, 'priority', priority, 'created_ms', now, 'updated_ms', now,
+  'attempts', 0, 'max_attempts', max_attempts, 'queue_seq', seq,
+  'ttl_s', result_ttl_s, 'timeout_s', timeout_s, 'queue_ttl_s', queue_ttl_s}
 if max_active > 0 then
   f[#f + 1] = 'active' -- in the active set: end_job takes it out
   f[#f + 1] = '1'
@@ -82,17 +89,17 @@ end
 if has_idem then
   -- The record lives exactly as long as the job: every script that moves the job's TTL
   -- moves the record's with it (expire_job, through the job's idem_key field).
-  redis.call('HSET', KEYS[9], 'job', ARGV[1], 'digest', ARGV[21])
-  redis.call('EXPIRE', KEYS[9], ARGV[8])
+  redis.call('HSET', idem_key, 'job', id, 'digest', digest)
+  redis.call('EXPIRE', idem_key, queue_ttl_s)
   f[#f + 1] = 'idem_key'
-  f[#f + 1] = KEYS[9]
+  f[#f + 1] = idem_key
 end
 -- Straight onto the stream while this tenant has no backlog and few entries wait there;
 -- else into its wait set (by priority, then submit order), which workers feed from fairly
 -- (feed.lua).
-if redis.call('ZCARD', KEYS[11]) == 0 and ready_count(KEYS[2], ARGV[23]) < tonumber(ARGV[22]) then
-  local entry = redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
-  redis.call('HSET', KEYS[6], entry, ARGV[1])
+if redis.call('ZCARD', wait_key) == 0 and ready_count(stream_key, group) < ready_target then
+  local entry = redis.call('XADD', stream_key, '*', 'job', id)
+  redis.call('HSET', entries_key, entry, id)
   f[#f + 1] = 'entry_id'
   f[#f + 1] = entry
 else
@@ -101,34 +108,34 @@ else
   -- feed.lua pops it (an expiring set would take its ids out of the count for good).
   -- A job without entry_id that is not waiting for a retry is in this set: a cancel
   -- takes it out from there.
-  redis.call('ZADD', KEYS[11], tonumber(ARGV[24]) * 1099511627776 + seq, ARGV[1])
-  if not redis.call('LPOS', KEYS[10], KEYS[11]) then redis.call('RPUSH', KEYS[10], KEYS[11]) end
+  redis.call('ZADD', wait_key, rank * 1099511627776 + seq, id)
+  if not redis.call('LPOS', waiting_key, wait_key) then redis.call('RPUSH', waiting_key, wait_key) end
 end
-if ARGV[7] ~= '' then
+if metadata ~= '' then
   f[#f + 1] = 'metadata'
-  f[#f + 1] = ARGV[7]
+  f[#f + 1] = metadata
 end
-if ARGV[15] ~= '' then
+if webhook ~= '' then
   f[#f + 1] = 'webhook'
-  f[#f + 1] = ARGV[15]
+  f[#f + 1] = webhook
   f[#f + 1] = 'webhook_events'
-  f[#f + 1] = ARGV[16]
+  f[#f + 1] = webhook_events
 end
-input_fields(f, ARGV[3])
-redis.call('HSET', KEYS[1], unpack(f))
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('HINCRBY', KEYS[4], model .. ':queued', 1)
-redis.call('HINCRBY', KEYS[4], model .. ':submitted', 1)
+input_fields(f, input)
+redis.call('HSET', job_key, unpack(f))
+redis.call('EXPIRE', job_key, queue_ttl_s)
+redis.call('HINCRBY', stats_key, model .. ':queued', 1)
+redis.call('HINCRBY', stats_key, model .. ':submitted', 1)
 -- The index lists ids in time order (score 0, lexical order = creation order), at most
 -- index_cap of them, none older than any job can live. ZADD and ZCARD are cheap; the trims
 -- run when the index is over its cap, and the time cut also every 64th submit of the
 -- model (ids older than the cutoff point at expired jobs: list.lua skips those).
-redis.call('ZADD', KEYS[5], 0, ARGV[1])
-local extra = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[12])
+redis.call('ZADD', index_key, 0, id)
+local extra = redis.call('ZCARD', index_key) - index_cap
 if extra > 0 or seq % 64 == 0 then
-  redis.call('ZREMRANGEBYLEX', KEYS[5], '-', '(' .. ARGV[13])
-  extra = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[12])
-  if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[5], 0, extra - 1) end
+  redis.call('ZREMRANGEBYLEX', index_key, '-', '(' .. index_cutoff)
+  extra = redis.call('ZCARD', index_key) - index_cap
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', index_key, 0, extra - 1) end
 end
-redis.call('EXPIRE', KEYS[5], ARGV[14])
+redis.call('EXPIRE', index_key, index_ttl_s)
 return {'queued', seq - head, now}
