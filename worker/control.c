@@ -5,7 +5,7 @@
  * call.
  *
  * Messages are a shortcut, not the guarantee: pub/sub drops what arrives while this
- * connection is down, and the keeper's lease renewal (heartbeat.c) sees the same cancel
+ * connection is down, and the keeper's lease renewal (keeper.c) sees the same cancel
  * flag within a second. A lost message delays a cancel; it never loses one.
  *
  * The thread waits with poll() on the socket (250 ms at most, to notice the stop flag)

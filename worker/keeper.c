@@ -1,4 +1,4 @@
-/* heartbeat.c: the keeper thread. It has its own Redis connection so that it keeps working
+/* keeper.c: the keeper thread. It has its own Redis connection so that it keeps working
  * while the main thread is inside a model's run_batch, which may not call back for a long
  * time:
  *

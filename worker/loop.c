@@ -5,7 +5,7 @@
  *
  * Entries that another worker took and never finished (it crashed) are taken over with
  * XAUTOCLAIM once they have been pending for a lease (a live worker renews its jobs'
- * leases and keeps their entries fresh, see heartbeat.c); the claim script decides whether
+ * leases and keeps their entries fresh, see keeper.c); the claim script decides whether
  * the job runs again, or fails and is dead-lettered. An entry left pending by a failed
  * claim is retried the same way, so nothing read from the stream is forgotten. Jobs
  * requeued with a backoff wait in the model's delayed set until promote() puts them back

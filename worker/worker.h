@@ -3,7 +3,7 @@
  *   main.c       config, signals, model load, start and stop
  *   loop.c       the main loop: read stream entries, claim, run a batch, finish
  *   batch.c      one batch through the model ABI: progress/cancel callbacks, outcomes
- *   heartbeat.c  the keeper thread: worker registration, lease renewal of running jobs
+ *   keeper.c     the keeper thread: worker registration, lease renewal of running jobs
  *   control.c    the control thread: hears cancels of running jobs on pub/sub
  *   health.c     whether Redis may be given new jobs: its maxmemory-policy, a full Redis,
  *                refusals to wait out (LOADING, BUSY, OOM, ...)
@@ -226,7 +226,7 @@ bool wk_health_refused(wk_worker *w, const redisReply *r, const char *what);
  * (fleet_redis_err_of: TRANSIENT or OOM). */
 bool wk_reply_refused(const redisReply *r);
 
-/* heartbeat.c */
+/* keeper.c */
 int wk_keeper_start(wk_worker *w);
 /* Wakes the keeper so it may write a heartbeat now (at most once a second). */
 void wk_keeper_poke(wk_worker *w);
