@@ -30,7 +30,7 @@ int gw_submit_prepare(gw_req *r, const struct gw_job_request *jr, gw_submit_ids 
                       const char *idem_hash, const char *idem_digest, fleet_cmd *cmd,
                       struct gw_problem *p);
 
-/* batch.c: POST /v1/jobs/batch */
+/* submit_batch.c: POST /v1/jobs/batch */
 void gw_jobs_batch(gw_req *r);
 
 /* wait.c: holds r (paused) until job id is final or secs pass; then answers 200 with the

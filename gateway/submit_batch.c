@@ -1,4 +1,4 @@
-/* batch.c: POST /v1/jobs/batch: up to GW_BATCH_MAX jobs in one request.
+/* submit_batch.c: POST /v1/jobs/batch: up to GW_BATCH_MAX jobs in one request.
  *
  *   {"jobs": [{"model": "echo", "input": {...}}, {...}, ...]}
  *   200 {"jobs": [{"id": "...", "status": "queued", "queue_position": 3},
