@@ -8,10 +8,15 @@
 --       11 wait set key prefix ("{fleet}:wait:"; a wait set is that, the model, ':', the
 --       tenant)
 -- Returns {'cancelled'} | {'requested'} | {'final', status} | {'missing'}
-hooks.active_prefix = ARGV[6]
-hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[3], ARGV[5], ARGV[2]
-local st = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'model', 'worker', 'entry_id')
-if not st[1] or st[2] ~= ARGV[1] then return {'missing'} end
+local job_key, stats_key, tasks_key = KEYS[1], KEYS[2], KEYS[3]
+local tenant, channel, id, control_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local delivery_prefix, active_prefix = ARGV[5], ARGV[6]
+local stream_prefix, entries_prefix, delayed_prefix = ARGV[7], ARGV[8], ARGV[9]
+local group, wait_prefix = ARGV[10], ARGV[11]
+hooks.active_prefix = active_prefix
+hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
+local st = redis.call('HMGET', job_key, 'status', 'tenant', 'model', 'worker', 'entry_id')
+if not st[1] or st[2] ~= tenant then return {'missing'} end
 local now = now_ms()
 if st[1] == 'queued' then
   -- Its stream entry, delayed-set id or wait-set id goes now: left there, it would be
@@ -19,17 +24,17 @@ if st[1] == 'queued' then
   -- of one job. A worker that has read the entry but not claimed it yet finds the job
   -- cancelled and drops it (claim.lua).
   local model = st[3]
-  drop_entry(ARGV[7] .. model, ARGV[10], ARGV[8] .. model, st[5])
-  redis.call('ZREM', ARGV[9] .. model, ARGV[3])
-  if not st[5] then redis.call('ZREM', ARGV[11] .. model .. ':' .. st[2], ARGV[3]) end
-  end_job(KEYS[1], KEYS[2], model, 'queued', 'cancelled',
-    'cancelled by the client before it started', now, ARGV[2], ARGV[3])
+  drop_entry(stream_prefix .. model, group, entries_prefix .. model, st[5])
+  redis.call('ZREM', delayed_prefix .. model, id)
+  if not st[5] then redis.call('ZREM', wait_prefix .. model .. ':' .. st[2], id) end
+  end_job(job_key, stats_key, model, 'queued', 'cancelled',
+    'cancelled by the client before it started', now, channel, id)
   return {'cancelled'}
 end
 if st[1] == 'running' then
-  redis.call('HSET', KEYS[1], 'cancel_requested', '1', 'updated_ms', now)
-  redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' cancelling')
-  if st[4] then redis.call('PUBLISH', ARGV[4] .. st[4], 'cancel ' .. ARGV[3]) end
+  redis.call('HSET', job_key, 'cancel_requested', '1', 'updated_ms', now)
+  redis.call('PUBLISH', channel, id .. ' cancelling')
+  if st[4] then redis.call('PUBLISH', control_prefix .. st[4], 'cancel ' .. id) end
   return {'requested'}
 end
 return {'final', st[1]}

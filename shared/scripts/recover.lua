@@ -5,21 +5,23 @@
 -- KEYS: 1 entries hash, 2 model stream, 3 queues hash, 4 stats hash
 -- ARGV: 1 deleted entry id, 2 model, 3 job key prefix
 -- Returns {'requeued', id} | {'ended', id} | {'unknown'}
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[1], ARGV[1])
+local entries_key, stream_key, queues_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local deleted, model, job_prefix = ARGV[1], ARGV[2], ARGV[3]
+local v = redis.call('HGET', entries_key, deleted)
+redis.call('HDEL', entries_key, deleted)
 if not v then return {'unknown'} end
 local id, from = entry_job(v)
-local job = ARGV[3] .. id
+local job = job_prefix .. id
 local st = redis.call('HMGET', job, 'status', 'entry_id')
 if not st[1] then
-  count_expired(KEYS[4], ARGV[2], from)
+  count_expired(stats_key, model, from)
   return {'ended', id}
 end
-if (st[1] ~= 'queued' and st[1] ~= 'running') or st[2] ~= ARGV[1] then return {'ended', id} end
-local entry = redis.call('XADD', KEYS[2], '*', 'job', id)
+if (st[1] ~= 'queued' and st[1] ~= 'running') or st[2] ~= deleted then return {'ended', id} end
+local entry = redis.call('XADD', stream_key, '*', 'job', id)
 redis.call('HSET', job, 'entry_id', entry)
 if st[1] == 'queued' then
-  redis.call('HSET', job, 'queue_seq', redis.call('HINCRBY', KEYS[3], ARGV[2] .. ':seq', 1))
+  redis.call('HSET', job, 'queue_seq', redis.call('HINCRBY', queues_key, model .. ':seq', 1))
 end
-redis.call('HSET', KEYS[1], entry, entry_value(id, st[1]))
+redis.call('HSET', entries_key, entry, entry_value(id, st[1]))
 return {'requeued', id}

@@ -9,41 +9,43 @@
 -- ARGV: 1 token, 2 delay_ms, 3 kind, 4 error (retry), 5 group, 6 model, 7 events channel,
 --       8 job id, 9 dead-letter cap, 10 webhook delivery key prefix, 11 active set key prefix
 -- Returns {'queued', retry_at_ms} | {'dead', error} | {'cancelled'} | {'stale'}
-hooks.active_prefix = ARGV[11]
-hooks.tasks, hooks.delivery_prefix, hooks.channel = KEYS[7], ARGV[10], ARGV[7]
-local st = redis.call('HMGET', KEYS[1], 'status', 'lease', 'attempts', 'max_attempts',
+local job_key, stream_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local entries_key, dlq_key, tasks_key = KEYS[5], KEYS[6], KEYS[7]
+local token, delay_ms, kind, err = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local group, model, channel, id = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local dlq_cap, delivery_prefix, active_prefix = ARGV[9], ARGV[10], ARGV[11]
+hooks.active_prefix = active_prefix
+hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
+local st = redis.call('HMGET', job_key, 'status', 'lease', 'attempts', 'max_attempts',
   'cancel_requested', 'entry_id', 'queue_ttl_s')
-if st[1] ~= 'running' or st[2] ~= ARGV[1] then return {'stale'} end
-local model = ARGV[6]
+if st[1] ~= 'running' or st[2] ~= token then return {'stale'} end
 local now = now_ms()
-drop_entry(KEYS[2], ARGV[5], KEYS[5], st[6])
+drop_entry(stream_key, group, entries_key, st[6])
 if st[5] == '1' then
-  end_job(KEYS[1], KEYS[4], model, 'running', 'cancelled',
-    'cancelled by the client while running', now, ARGV[7], ARGV[8])
+  cancel_running(job_key, stats_key, model, now, channel, id)
   return {'cancelled'}
 end
-local attempts, max = tonumber(st[3] or '0'), tonumber(st[4] or '3')
-if ARGV[3] == 'retry' then
+local attempts, max = tonumber(st[3] or '0'), tonumber(st[4] or DEFAULT_MAX_ATTEMPTS)
+if kind == 'retry' then
   if attempts >= max then
-    local err = string.format('failed %d times with a retryable error; not retried (last: %s)',
-      attempts, ARGV[4])
-    end_job(KEYS[1], KEYS[4], model, 'running', 'failed', err, now, ARGV[7], ARGV[8])
-    dead_letter(KEYS[6], ARGV[9], KEYS[1], KEYS[4], model, ARGV[8], err, now)
-    return {'dead', err}
+    local why = string.format('failed %d times with a retryable error; not retried (last: %s)',
+      attempts, err)
+    fail_dead(job_key, stats_key, dlq_key, dlq_cap, model, id, why, now, channel)
+    return {'dead', why}
   end
-  redis.call('HSET', KEYS[1], 'last_error', string.format('attempt %d: %s', attempts, ARGV[4]))
-  redis.call('HINCRBY', KEYS[4], model .. ':retried', 1)
+  redis.call('HSET', job_key, 'last_error', string.format('attempt %d: %s', attempts, err))
+  redis.call('HINCRBY', stats_key, model .. ':retried', 1)
 else
-  redis.call('HINCRBY', KEYS[1], 'attempts', -1)
-  redis.call('HINCRBY', KEYS[4], model .. ':handed_back', 1)
+  redis.call('HINCRBY', job_key, 'attempts', -1)
+  redis.call('HINCRBY', stats_key, model .. ':handed_back', 1)
 end
-local at = now + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_at_ms', at, 'updated_ms', now)
-redis.call('HDEL', KEYS[1], 'lease', 'lease_until_ms', 'entry_id', 'worker', 'started_ms',
+local at = now + delay_ms
+redis.call('HSET', job_key, 'status', 'queued', 'retry_at_ms', at, 'updated_ms', now)
+redis.call('HDEL', job_key, 'lease', 'lease_until_ms', 'entry_id', 'worker', 'started_ms',
   'progress_percent', 'progress_message', 'progress_done', 'progress_total')
-redis.call('ZADD', KEYS[3], at, ARGV[8])
-expire_job(KEYS[1], tonumber(st[7] or '86400'))
-redis.call('HINCRBY', KEYS[4], model .. ':running', -1)
-redis.call('HINCRBY', KEYS[4], model .. ':queued', 1)
-redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' queued')
+redis.call('ZADD', delayed_key, at, id)
+expire_job(job_key, ttl_of(st[7]))
+redis.call('HINCRBY', stats_key, model .. ':running', -1)
+redis.call('HINCRBY', stats_key, model .. ':queued', 1)
+redis.call('PUBLISH', channel, id .. ' queued')
 return {'queued', at}
