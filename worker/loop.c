@@ -1,7 +1,7 @@
 /* loop.c: fleet-worker's main loop. Each turn reads up to max_batch entries of the model's
  * stream in the consumer group (dynamic batching: an idle worker starts at once, a busy
  * one waits at most max_delay_ms for a fuller batch), claims each job with the claim
- * script, runs the claimed ones as one batch (batch.c) and finishes them.
+ * script, runs the claimed ones as one batch (batch_run.c) and finishes them.
  *
  * Entries that another worker took and never finished (it crashed) are taken over with
  * XAUTOCLAIM once they have been pending for a lease (a live worker renews its jobs'

@@ -2,7 +2,7 @@
  *
  *   main.c       config, signals, model load, start and stop
  *   loop.c       the main loop: read stream entries, claim, run a batch, finish
- *   batch.c      one batch through the model ABI: progress/cancel callbacks, outcomes
+ *   batch_run.c  one batch through the model ABI: progress/cancel callbacks, outcomes
  *   keeper.c     the keeper thread: worker registration, lease renewal of running jobs
  *   control.c    the control thread: hears cancels of running jobs on pub/sub
  *   health.c     whether Redis may be given new jobs: its maxmemory-policy, a full Redis,
@@ -179,7 +179,7 @@ typedef struct wk_worker {
 /* loop.c */
 void wk_loop_run(wk_worker *w);
 
-/* batch.c */
+/* batch_run.c */
 /* wk_batch_run runs jobs[0..n) through the model and then finishes each one in Redis. */
 void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n);
 /* True when a stop was asked (signal) and the grace period has ended. */

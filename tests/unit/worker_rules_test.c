@@ -1,4 +1,4 @@
-/* worker_rules_test: fleet-worker's pure rules (worker/batch.c): what a model's outcome
+/* worker_rules_test: fleet-worker's pure rules (worker/batch_run.c): what a model's outcome
  * means for the job, and the retry backoff. */
 #include <stdlib.h>
 #include <string.h>

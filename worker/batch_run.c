@@ -1,4 +1,4 @@
-/* batch.c: one batch of claimed jobs through the model ABI (model.h), then each job's
+/* batch_run.c: one batch of claimed jobs through the model ABI (model.h), then each job's
  * final write. The model's callbacks land here: progress is rate-limited per job and
  * written with fleet_state_progress, whose answer (cancel requested, lease lost) turns into
  * stop bits the model sees on its next callback. What a job's outcome means for Redis is
