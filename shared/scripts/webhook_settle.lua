@@ -13,31 +13,35 @@
 --       8 dead-letter cap, 9 consumer (the settling gateway)
 -- Returns the delivery's attempts so far, or -1 when the entry is no longer this gateway's
 -- (another one took it over while this attempt ran): nothing is written then.
-local owner = redis.call('XPENDING', KEYS[2], ARGV[2], ARGV[1], ARGV[1], 1)
-if #owner == 0 or owner[1][2] ~= ARGV[9] then return -1 end
-redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
-redis.call('XDEL', KEYS[2], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'last_status', ARGV[5], 'last_error', ARGV[6])
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'body', ARGV[7]) end
-local outcome = ARGV[3]
+local delivery_key, tasks_key, retry_key, dlq_key, job_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+  KEYS[5]
+local entry, group, outcome, due_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local http_status, err, body, cap, consumer = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]),
+  ARGV[9]
+local owner = redis.call('XPENDING', tasks_key, group, entry, entry, 1)
+if #owner == 0 or owner[1][2] ~= consumer then return -1 end
+redis.call('XACK', tasks_key, group, entry)
+redis.call('XDEL', tasks_key, entry)
+if redis.call('EXISTS', delivery_key) == 0 then return 0 end
+local attempts = redis.call('HINCRBY', delivery_key, 'attempts', 1)
+redis.call('HSET', delivery_key, 'last_status', http_status, 'last_error', err)
+if body ~= '' then redis.call('HSET', delivery_key, 'body', body) end
 local state = outcome == 'retry' and 'retrying' or outcome
-if redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('HSET', KEYS[5], 'webhook_state', state, 'webhook_attempts', attempts,
-    'webhook_last_status', ARGV[5])
-  if ARGV[6] ~= '' then redis.call('HSET', KEYS[5], 'webhook_last_error', ARGV[6])
-  else redis.call('HDEL', KEYS[5], 'webhook_last_error') end
+if redis.call('EXISTS', job_key) == 1 then
+  redis.call('HSET', job_key, 'webhook_state', state, 'webhook_attempts', attempts,
+    'webhook_last_status', http_status)
+  if err ~= '' then redis.call('HSET', job_key, 'webhook_last_error', err)
+  else redis.call('HDEL', job_key, 'webhook_last_error') end
 end
 if outcome == 'retry' then
-  redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), redis.call('HGET', KEYS[1], 'msg'))
+  redis.call('ZADD', retry_key, due_ms, redis.call('HGET', delivery_key, 'msg'))
   return attempts
 end
 if outcome == 'failed' then
-  local d = redis.call('HMGET', KEYS[1], 'msg', 'job', 'type', 'url')
-  redis.call('XADD', KEYS[4], 'MAXLEN', tonumber(ARGV[8]), '*', 'msg', d[1], 'job', d[2],
-    'type', d[3], 'url', d[4], 'attempts', attempts, 'last_status', ARGV[5], 'error', ARGV[6],
+  local d = redis.call('HMGET', delivery_key, 'msg', 'job', 'type', 'url')
+  redis.call('XADD', dlq_key, 'MAXLEN', cap, '*', 'msg', d[1], 'job', d[2],
+    'type', d[3], 'url', d[4], 'attempts', attempts, 'last_status', http_status, 'error', err,
     'failed_ms', now_ms())
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', delivery_key)
 return attempts
