@@ -99,6 +99,7 @@ static void *control_main(void *arg)
             if (subscribe(w, &rd, &refused_log) < 0)
                 continue;
             subscribed_epoch = rd.epoch;
+            atomic_store(&w->control_subscribed, true);
         }
         struct pollfd pfd = {.fd = rd.c->fd, .events = POLLIN};
         int n = poll(&pfd, 1, POLL_MS);

@@ -22,6 +22,7 @@
 #include "fleet/log.h"
 #include "worker.h"
 
+#define CONTROL_WAIT_MS 2000L /* at start: how long claims wait for the control channel */
 #define READ_BLOCK_MS 1000L /* shorter than the socket timeout (redis.h): hiredis
                                   * ends a read that blocks past it as an error */
 #define ERROR_PAUSE_MS 1000L
@@ -476,6 +477,12 @@ void wk_loop_run(wk_worker *w)
         goto out;
     }
     snprintf(w->reclaim_cursor, sizeof w->reclaim_cursor, "0-0");
+    /* Claim nothing until the control channel listens (worker.h, control_subscribed);
+     * past CONTROL_WAIT_MS go on: the lease renewal still hears a cancel within 1 s. */
+    long long control_deadline = wk_mono_ms() + CONTROL_WAIT_MS;
+    while (!wk_stopping(w) && !atomic_load(&w->control_subscribed) &&
+           wk_mono_ms() < control_deadline)
+        wk_sleep_ms(5);
     while (!wk_stopping(w)) {
         wk_keeper_poke(w);
         if (wk_redis_ensure(&w->rd) < 0) {

@@ -174,6 +174,10 @@ typedef struct wk_worker {
     pthread_t control;
     bool control_started;
     atomic_bool control_quit;
+    /* set by the control thread once its first SUBSCRIBE is confirmed: the main loop
+     * claims nothing before (for at most CONTROL_WAIT_MS), so a cancel published for a
+     * job it claims reaches it on the channel, not only at the next lease renewal */
+    atomic_bool control_subscribed;
 } wk_worker;
 
 /* loop.c */

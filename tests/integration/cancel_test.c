@@ -37,12 +37,22 @@ TL_TEST(cancel_of_a_queued_job_is_200_and_it_never_runs) {
     ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/result", a)), 409);
 }
 
+/* Workers subscribed to their control channels ({prefix}:control:<worker>). */
+static long long control_subscribers(tl_fleet *f) {
+    redisReply *r = tl_redis_cmd(f->rc, "PUBSUB CHANNELS {%s}:control:*", f->prefix);
+    return r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : 0;
+}
+
 TL_TEST(cancel_of_a_running_job_is_202_and_it_ends_cancelled) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     tl_proc *w = f->workers[0];
     /* 60 s in 600 steps: it would outlast the test unless the cancel stops it. */
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
     tl_job_wait_status(f, id, "running", TL_WAIT_MS);
+    /* An idle worker claims at once, possibly before its control connection has
+     * subscribed: a cancel published before that reaches it only by its next progress
+     * write or lease renewal. This case is about the channel, so it waits for it. */
+    ASSERT_EVENTUALLY(control_subscribers(f) >= 1, TL_WAIT_MS);
 
     tl_resp *r = tl_delete(f, tl_printf("/v1/jobs/%s", id));
     ASSERT_HTTP_STATUS(r, 202);
