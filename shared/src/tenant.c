@@ -3,7 +3,6 @@
 #include "fleet/tenant.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+
+#include "fleet/err.h"
 
 #define SECRET_BYTES 32 /* random bytes in an API key and in a webhook secret */
 
@@ -27,28 +28,18 @@ const char *const fleet_apikey_fields[] = {
 
 /* ------------------------------------------------------------------ limits ------------ */
 
-static void say(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* A whole number of decimal digits within min..max. */
 static int parse_count(const char *text, long long min, long long max, const char *hint,
                        long long *out, char *err, size_t errlen) {
     size_t n = strlen(text);
     if (n == 0 || strspn(text, "0123456789") != n) {
-        say(err, errlen, "'%.40s' is not a whole number (%s)", text, hint);
+        fleet_err(err, errlen, "'%.40s' is not a whole number (%s)", text, hint);
         return -1;
     }
     errno = 0;
     unsigned long long v = strtoull(text, NULL, 10);
     if (errno || n > 19 || v < (unsigned long long)min || v > (unsigned long long)max) {
-        say(err, errlen, "%.40s is out of range (%s)", text, hint);
+        fleet_err(err, errlen, "%.40s is out of range (%s)", text, hint);
         return -1;
     }
     *out = (long long)v;
@@ -63,7 +54,7 @@ static int parse_rate(const char *text, char out[FLEET_TENANT_RATE_TEXT_MAX + 2]
     const char *frac = text + ni;
     if (*frac == '.') nf = strspn(++frac, digits);
     if (ni + nf == 0 || frac + nf != text + n || n > FLEET_TENANT_RATE_TEXT_MAX) {
-        say(err, errlen, "'%.40s' is not a decimal number (%s)", text, hint);
+        fleet_err(err, errlen, "'%.40s' is not a decimal number (%s)", text, hint);
         return -1;
     }
     const char *ip = text;
@@ -73,7 +64,7 @@ static int parse_rate(const char *text, char out[FLEET_TENANT_RATE_TEXT_MAX + 2]
              nf ? "." : "", (int)nf, frac);
     *v = strtod(out, NULL);
     if (*v > FLEET_TENANT_RATE_MAX) {
-        say(err, errlen, "%.40s is out of range (%s)", text, hint);
+        fleet_err(err, errlen, "%.40s is out of range (%s)", text, hint);
         return -1;
     }
     return 0;
@@ -82,7 +73,7 @@ static int parse_rate(const char *text, char out[FLEET_TENANT_RATE_TEXT_MAX + 2]
 int fleet_tenant_limit_parse(fleet_tenant_limits *l, const char *field, const char *text,
                              char *err, size_t errlen) {
     if (!field || !text) {
-        say(err, errlen, "no value");
+        fleet_err(err, errlen, "no value");
         return -1;
     }
     if (strcmp(field, FLEET_TENANT_F_MAX_ACTIVE) == 0) {
@@ -106,7 +97,7 @@ int fleet_tenant_limit_parse(fleet_tenant_limits *l, const char *field, const ch
             return -1;
         l->has_max_body = true;
     } else {
-        say(err, errlen, "'%.40s' is not a tenant limit", field);
+        fleet_err(err, errlen, "'%.40s' is not a tenant limit", field);
         return -1;
     }
     return 0;
