@@ -162,10 +162,8 @@ static redisReply *send_progress(wk_worker *w, wk_job *j)
 static void progress_refused(wk_worker *w, const wk_job *j, const redisReply *rep)
 {
     wk_health *h = &w->health;
-    h->progress_pause_ms = h->progress_pause_ms <= 0 ? PROGRESS_PAUSE_MIN_MS
-                           : h->progress_pause_ms * 2 > PROGRESS_PAUSE_MAX_MS
-                               ? PROGRESS_PAUSE_MAX_MS
-                               : h->progress_pause_ms * 2;
+    h->progress_pause_ms =
+        wk_backoff_next(h->progress_pause_ms, PROGRESS_PAUSE_MIN_MS, PROGRESS_PAUSE_MAX_MS);
     h->progress_pause_until_mono = wk_mono_ms() + h->progress_pause_ms;
     long count;
     if (wk_ratelog_due(&h->progress_log, PROGRESS_LOG_MS, &count)) {
@@ -479,9 +477,7 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
             pause_ms = 0;
             continue;
         }
-        pause_ms = pause_ms <= 0 ? WRITE_PAUSE_MIN_MS
-                   : pause_ms * 2 > WRITE_PAUSE_MAX_MS ? WRITE_PAUSE_MAX_MS
-                                                       : pause_ms * 2;
+        pause_ms = wk_backoff_next(pause_ms, WRITE_PAUSE_MIN_MS, WRITE_PAUSE_MAX_MS);
         long count;
         if (wk_ratelog_due(&refused_log, WRITE_LOG_MS, &count)) {
             char c[24], jobs_left[24];

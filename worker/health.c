@@ -134,15 +134,13 @@ long wk_health_wait_ms(const wk_worker *w)
 bool wk_health_refused(wk_worker *w, const redisReply *r, const char *what)
 {
     wk_health *h = &w->health;
-    fleet_redis_err e = fleet_redis_err_of(r);
-    if (e != FLEET_REDIS_TRANSIENT && e != FLEET_REDIS_OOM) {
+    if (!wk_reply_refused(r)) {
         h->pause_ms = 0; /* Redis answered: the next refusal starts the backoff afresh */
         return false;
     }
+    fleet_redis_err e = fleet_redis_err_of(r);
     long long now = wk_mono_ms();
-    h->pause_ms = h->pause_ms <= 0 ? PAUSE_MIN_MS
-                  : h->pause_ms * 2 > PAUSE_MAX_MS ? PAUSE_MAX_MS
-                                                   : h->pause_ms * 2;
+    h->pause_ms = wk_backoff_next(h->pause_ms, PAUSE_MIN_MS, PAUSE_MAX_MS);
     h->pause_until_mono = now + h->pause_ms;
     if (e == FLEET_REDIS_OOM) {
         h->full = true; /* until a look says there is room */

@@ -1,6 +1,6 @@
 /* util.c: small helpers of fleet-worker: the monotonic clock every deadline uses (so a
  * wall-clock step never expires a lease or a grace period), sleeps, lease tokens,
- * rate-limited warnings. */
+ * rate-limited warnings, backoffs. */
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
@@ -79,4 +79,11 @@ bool wk_ratelog_due(wk_ratelog *rl, long every_ms, long *count)
     rl->count = 0;
     rl->next_mono = now + every_ms;
     return true;
+}
+
+long wk_backoff_next(long prev_ms, long min_ms, long max_ms)
+{
+    if (prev_ms <= 0)
+        return min_ms;
+    return prev_ms > max_ms / 2 ? max_ms : prev_ms * 2;
 }

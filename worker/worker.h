@@ -8,7 +8,7 @@
  *   health.c     whether Redis may be given new jobs: its maxmemory-policy, a full Redis,
  *                refusals to wait out (LOADING, BUSY, OOM, ...)
  *   redis.c      hiredis sync glue: connect with backoff, script calls with NOSCRIPT retry
- *   util.c       clocks, sleeps, lease tokens
+ *   util.c       clocks, sleeps, lease tokens, rate-limited warnings, backoffs
  *
  * Threads: the main thread owns the batch and its Redis connection; the keeper and control
  * threads have their own connections and only read the batch's ids/tokens and set stop
@@ -256,5 +256,8 @@ void wk_sleep_ms(long ms);
 int wk_token_new(char out[WK_TOKEN_LEN + 1]);
 /* True for a worker name usable in a key: 1..64 of [A-Za-z0-9_.-]. */
 bool wk_name_valid(const char *s);
+/* The next pause of a backoff after a refusal: min_ms after none (prev_ms <= 0), else
+ * prev_ms doubled, at most max_ms. Pure. */
+long wk_backoff_next(long prev_ms, long min_ms, long max_ms);
 
 #endif

@@ -88,6 +88,16 @@ static int sleep_parse(const char *json, wk_sleep_input *in, char *err) {
     return rc;
 }
 
+TL_TEST(refusal_backoff_starts_at_min_doubles_and_is_capped) {
+    ASSERT_EQ_INT(wk_backoff_next(0, 100, 2000), 100);
+    ASSERT_EQ_INT(wk_backoff_next(-5, 100, 2000), 100);
+    ASSERT_EQ_INT(wk_backoff_next(100, 100, 2000), 200);
+    ASSERT_EQ_INT(wk_backoff_next(1000, 100, 2000), 2000);
+    ASSERT_EQ_INT(wk_backoff_next(1500, 100, 2000), 2000);
+    ASSERT_EQ_INT(wk_backoff_next(2000, 100, 2000), 2000);
+    ASSERT_EQ_INT(wk_backoff_next(2500, 250, 5000), 5000);
+}
+
 TL_TEST(sleep_input_has_failure_knobs_for_tests) {
     wk_sleep_input in;
     char err[256];
@@ -110,6 +120,7 @@ int main(int argc, char **argv) {
         TL_CASE(outcomes_map_to_final_writes),
         TL_CASE(stopped_jobs_end_by_why_they_stopped),
         TL_CASE(retry_backoff_doubles_is_capped_and_jittered),
+        TL_CASE(refusal_backoff_starts_at_min_doubles_and_is_capped),
         TL_CASE(sleep_input_has_failure_knobs_for_tests),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
