@@ -453,24 +453,24 @@ void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_prob
     bool loading = rep ? e == FLEET_REDIS_TRANSIENT && strncmp(rep->str, "LOADING", 7) == 0
                        : r && r->loading;
     if (e == FLEET_REDIS_TRANSIENT && loading) {
-        *p = (gw_redis_problem){503, "redis-loading", "Service unavailable",
+        *p = (gw_redis_problem){GW_PROBLEM_REDIS_LOADING,
                                 "the job store (Redis) is loading its dataset; retry shortly",
                                 "1"};
     } else if (e == FLEET_REDIS_TRANSIENT && rep) {
-        *p = (gw_redis_problem){503, "redis-unavailable", "Service unavailable",
+        *p = (gw_redis_problem){GW_PROBLEM_REDIS_UNAVAILABLE,
                                 "the job store (Redis) is busy or failing over; retry shortly",
                                 "1"};
     } else if (e == FLEET_REDIS_TRANSIENT) {
-        *p = (gw_redis_problem){503, "redis-unavailable", "Service unavailable",
+        *p = (gw_redis_problem){GW_PROBLEM_REDIS_UNAVAILABLE,
                                 "the job store (Redis) is not reachable right now; retry shortly",
                                 "1"};
     } else if (e == FLEET_REDIS_OOM) {
-        *p = (gw_redis_problem){503, "redis-full", "Job store full",
+        *p = (gw_redis_problem){GW_PROBLEM_REDIS_FULL,
                                 "the job store (Redis) is out of memory and refuses writes; "
                                 "nothing was written; retry later",
                                 "5"};
     } else {
-        *p = (gw_redis_problem){500, "internal", "Internal error",
+        *p = (gw_redis_problem){GW_PROBLEM_INTERNAL,
                                 "the job store gave an unexpected answer", NULL};
     }
 }
@@ -478,14 +478,13 @@ void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_prob
 void gw_reply_redis_error(gw_req *req, const char *what, const redisReply *rep) {
     gw_redis_problem p;
     gw_redis_problem_of(req->g->redis, rep, &p);
-    if (p.status == 500)
+    if (p.id == GW_PROBLEM_INTERNAL)
         fleet_log(FLEET_LOG_ERROR, "unexpected redis reply", "op", what, "reply",
                   rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "malformed", "request_id",
                   req->request_id, NULL);
     if (p.retry_after) gw_add_header(req, "Retry-After", p.retry_after);
-    if (p.status == 500)
-        gw_reply_problem(req, gw_problem_of_slug(p.slug), "%s; request_id %s", p.detail,
-                         req->request_id);
+    if (p.id == GW_PROBLEM_INTERNAL)
+        gw_reply_problem(req, p.id, "%s; request_id %s", p.detail, req->request_id);
     else
-        gw_reply_problem(req, gw_problem_of_slug(p.slug), "%s", p.detail);
+        gw_reply_problem(req, p.id, "%s", p.detail);
 }

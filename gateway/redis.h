@@ -31,6 +31,7 @@
 
 #include "fleet/state.h"
 #include "gateway.h"
+#include "problems.h"
 
 #define GW_REDIS_RETRY_MIN_MS 50
 #define GW_REDIS_RETRY_MAX_MS 250
@@ -58,10 +59,11 @@ int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *len
                      gw_redis_cb cb, void *arg);
 
 /* How a failed Redis command is answered: 503 + Retry-After for a refusal worth retrying
- * (slug redis-loading, redis-unavailable or redis-full), else 500 internal. */
+ * (redis-loading, redis-unavailable or redis-full), else 500 internal; the status, slug
+ * and title are the problem's row in problems.h. */
 typedef struct gw_redis_problem {
-    int status;
-    const char *slug, *title, *detail;
+    gw_problem_id id;
+    const char *detail;
     const char *retry_after; /* seconds, NULL for none */
 } gw_redis_problem;
 

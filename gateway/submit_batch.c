@@ -38,11 +38,13 @@ struct batch {
     const char *retry_after; /* an item was refused by a sick Redis: the longest wait */
 };
 
-static json_t *item_error(int status, const char *slug, const char *detail) {
+/* An item's refusal: the problem's status and type come from its row in problems.h. */
+static json_t *item_error(gw_problem_id id, const char *detail) {
+    const gw_problem_type *t = gw_problem_type_of(id);
     char type[96];
-    snprintf(type, sizeof type, "urn:fleet:problem:%s", slug);
-    return json_pack("{s:{s:i, s:s, s:s}}", "error", "status", status, "type", type, "detail",
-                     detail);
+    snprintf(type, sizeof type, "urn:fleet:problem:%s", t->slug);
+    return json_pack("{s:{s:i, s:s, s:s}}", "error", "status", t->status, "type", type,
+                     "detail", detail);
 }
 
 /* An item whose submit Redis did not take (unreachable, loading, full, ...), as POST
@@ -50,13 +52,13 @@ static json_t *item_error(int status, const char *slug, const char *detail) {
 static json_t *item_redis_error(batch *b, const redisReply *rep) {
     gw_redis_problem p;
     gw_redis_problem_of(b->r->g->redis, rep, &p);
-    if (p.status == 500)
+    if (p.id == GW_PROBLEM_INTERNAL)
         fleet_log(FLEET_LOG_ERROR, "unexpected redis reply", "op", "batch submit", "reply",
                   rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "malformed", "request_id",
                   b->r->request_id, NULL);
     if (p.retry_after && (!b->retry_after || atoi(p.retry_after) > atoi(b->retry_after)))
         b->retry_after = p.retry_after;
-    return item_error(p.status, p.slug, p.detail);
+    return item_error(p.id, p.detail);
 }
 
 static void batch_finish(batch *b) {
@@ -64,7 +66,7 @@ static void batch_finish(batch *b) {
     size_t accepted = 0;
     for (size_t i = 0; i < b->n; i++) {
         json_t *o = b->items[i].outcome ? b->items[i].outcome
-                                         : item_error(500, "internal", "no outcome");
+                                         : item_error(GW_PROBLEM_INTERNAL, "no outcome");
         if (json_object_get(o, "id")) accepted++;
         json_array_append_new(arr, o);
         b->items[i].outcome = NULL;
@@ -90,10 +92,9 @@ static void on_item(redisReply *rep, void *arg) {
                                 "queue_position", (json_int_t)out.queue_position);
     } else if (o == FLEET_SUBMIT_LIMIT) {
         bool queue = strcmp(out.limit, "queue") == 0;
-        it->outcome = item_error(queue ? 503 : 429,
-                                 queue ? "queue-full" : strcmp(out.limit, "rate") == 0
-                                                            ? "rate-limited"
-                                                            : "too-many-active-jobs",
+        it->outcome = item_error(queue ? GW_PROBLEM_QUEUE_FULL
+                                 : strcmp(out.limit, "rate") == 0 ? GW_PROBLEM_RATE_LIMITED
+                                                                  : GW_PROBLEM_TOO_MANY_ACTIVE_JOBS,
                                  queue ? "the model's queue is full"
                                        : "over your tenant's limit; retry later");
     } else {
@@ -160,7 +161,7 @@ void gw_jobs_batch(gw_req *r) {
             to_send++;
             continue;
         }
-        it->outcome = item_error(p.status, p.slug, p.detail);
+        it->outcome = item_error(gw_problem_of_slug(p.slug), p.detail);
         gw_job_request_free(&it->jr);
         it->cmd.argc = 0;
     }
