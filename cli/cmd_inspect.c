@@ -72,10 +72,12 @@ static json_t *gather_input(const redisReply *h, const char *name, const json_t 
         else if (p > 0) len += h->element[i + 1]->len;
     }
     if (n < 0) return NULL;
+    /* No more parts than the hash has fields: a hand-edited in_n must not loop for ever. */
+    long last = n < (long)(h->elements / 2) ? n : (long)(h->elements / 2);
     char *buf = malloc(len + 1);
     if (!buf) return NULL;
     size_t at = 0;
-    for (long part = 1; part <= n; part++)
+    for (long part = 1; part <= last; part++)
         for (size_t i = 0; i + 1 < h->elements; i += 2)
             if (input_part(h->element[i]->str) == part) {
                 memcpy(buf + at, h->element[i + 1]->str, h->element[i + 1]->len);
