@@ -74,7 +74,10 @@ void ctl_tenant_print_show(const json_t *t) {
     printf("webhook secret:  %s\n", secret ? secret : "(hidden; --show-secret prints it)");
     const char *created = json_string_value(json_object_get(t, "created_at"));
     printf("created:         %s\n", created ? created : "-");
-    printf("active jobs:     %lld\n", jint(t, "active"));
+    if (json_is_integer(json_object_get(t, "active")))
+        printf("active jobs:     %lld\n", jint(t, "active"));
+    else
+        printf("active jobs:     not counted (no max active)\n");
     printf("api keys:        %lld\n", jint(t, "keys"));
     size_t i;
     json_t *key;
@@ -101,7 +104,10 @@ void ctl_tenant_print_list(const json_t *tenants) {
         else snprintf(ma, sizeof ma, "unlimited");
         if (jint(t, "max_body") > 0) snprintf(mb, sizeof mb, "%lld", jint(t, "max_body"));
         else snprintf(mb, sizeof mb, "default");
-        printf("%-20s  %-12s  %10s  %10s  %10s  %7lld  %5lld  %s\n", ctl_jstr(t, "tenant"), roles,
-               ma, rate, mb, jint(t, "active"), jint(t, "keys"), ctl_jstr(t, "status"));
+        char active[24] = "-"; /* not counted without max_active */
+        if (json_is_integer(json_object_get(t, "active")))
+            snprintf(active, sizeof active, "%lld", jint(t, "active"));
+        printf("%-20s  %-12s  %10s  %10s  %10s  %7s  %5lld  %s\n", ctl_jstr(t, "tenant"), roles,
+               ma, rate, mb, active, jint(t, "keys"), ctl_jstr(t, "status"));
     }
 }

@@ -194,12 +194,14 @@ int ctl_tenant_load(redisContext *c, const fleet_keys *k, const char *name, bool
     }
     fleet_tenant t;
     fleet_tenant_read(&t, h);
-    json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:o, s:I, s:I, s:o, s:I, s:I, s:o}", "tenant",
+    json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:o, s:I, s:I, s:o, s:o, s:I, s:o}", "tenant",
                           name, "status", t.revoked ? "revoked" : "active", "roles",
                           roles_of(keys), "max_active", (json_int_t)t.max_active, "rate",
                           rate_json(&t), "burst", (json_int_t)t.burst, "max_body",
                           (json_int_t)t.max_body, "created_at", time_json(t.created_ms),
-                          "active", (json_int_t)z->integer, "keys",
+                          /* only a tenant with max_active has its jobs counted (submit.lua) */
+                          "active", t.max_active > 0 ? json_integer(z->integer) : json_null(),
+                          "keys",
                           (json_int_t)json_array_size(keys), "api_keys", keys);
     if (o && with_secret)
         json_object_set_new(o, "webhook_secret",
