@@ -9,8 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include "testlib.h"
 
@@ -376,17 +374,13 @@ TL_TEST(event_stream_after_a_key_lookup_sees_its_client_leave) {
         .gateway_env = {AUTH_ON, "FLEET_AUTH_CACHE_MS=0", "FLEET_SSE_HEARTBEAT_S=3600"}});
     add_tenant(f, "acme", "fk_acme_secret_key_1", "tenant", "");
     const char *id = submit_as(f, "fk_acme_secret_key_1", "echo", "1");
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_GE_INT(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->gateway_port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ_INT(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    const char *req = tl_printf("GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n"
-                                "Authorization: Bearer fk_acme_secret_key_1\r\n\r\n", id);
-    ASSERT_EQ_INT(write(fd, req, strlen(req)), (long)strlen(req));
+    int fd = tl_tcp_send(f->gateway_port,
+                         tl_printf("GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n"
+                                   "Authorization: Bearer fk_acme_secret_key_1\r\n\r\n", id),
+                         10000);
     char buf[512];
     ASSERT_GT_INT(read(fd, buf, sizeof buf), 0); /* the stream has started */
-    close(fd);
+    shutdown(fd, SHUT_RDWR); /* the client leaves (the harness closes fd) */
     ASSERT_EVENTUALLY(tl_tcp_sockets(f->gateway_port, TL_TCP_CLOSE_WAIT, NULL) == 0, 20000);
 }
 

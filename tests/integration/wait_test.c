@@ -1,7 +1,5 @@
 /* wait_test.c: completion reaches the client without polling. Prefer: wait=N on submit and
  * read (docs/api.md, "Waiting"), and GET /v1/jobs/{id}/events (Server-Sent Events). */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -176,13 +174,9 @@ TL_TEST(events_stream_a_job_from_state_to_final) {
 
 /* Opens the stream on a raw socket, reads its first bytes, and hangs up. */
 static void sse_open_and_drop(tl_fleet *f, const char *id) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_TRUE(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->gateway_port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    ASSERT_EQ_INT(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    const char *req = tl_printf("GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n\r\n", id);
-    ASSERT_EQ_INT(write(fd, req, strlen(req)), (long long)strlen(req));
+    int fd = tl_tcp_send(f->gateway_port,
+                         tl_printf("GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n\r\n", id),
+                         10000);
     char buf[4096];
     size_t got = 0;
     while (got < sizeof buf - 1) {
@@ -193,7 +187,7 @@ static void sse_open_and_drop(tl_fleet *f, const char *id) {
         if (strstr(buf, "event: state")) break;
     }
     ASSERT_STR_CONTAINS(buf, "text/event-stream");
-    close(fd);
+    shutdown(fd, SHUT_RDWR); /* hang up (the harness closes fd) */
 }
 
 TL_TEST(events_client_that_disconnects_frees_everything) {
