@@ -860,9 +860,3 @@ void gw_reply_problem(gw_req *r, gw_problem_id id, const char *detail_fmt, ...) 
     gw_reply_bytes(r, status, "application/problem+json", text, strlen(text));
     free(text);
 }
-
-void gw_reply_unavailable(gw_req *r) {
-    gw_add_header(r, "Retry-After", "1");
-    gw_reply_problem(r, GW_PROBLEM_REDIS_UNAVAILABLE,
-                     "the job store (Redis) is not reachable right now; retry shortly");
-}

@@ -97,8 +97,4 @@ void gw_pause(gw_req *r);
  * stream after its API key was looked up): reading again lets a client's close be seen. */
 void gw_resume(gw_req *r);
 
-/* The 503 answered when Redis cannot take a command. */
-void gw_reply_unavailable(gw_req *r);
-
-
 #endif

@@ -354,7 +354,7 @@ static void on_result_blob(redisReply *rep, void *arg) {
     job_call *c = arg;
     gw_req *r = c->r;
     if (!rep) {
-        gw_reply_unavailable(r);
+        gw_reply_redis_error(r, "result", NULL);
     } else if (rep->type == REDIS_REPLY_NIL) {
         /* The model finished without output, or the result expired a moment ago. */
         gw_reply_bytes(r, 200, "application/json", "null\n", 5);
@@ -413,8 +413,7 @@ static void on_result_status(redisReply *rep, void *arg) {
     fleet_job_view v;
     int found = rep ? fleet_state_get_reply(rep, &v) : -2;
     if (found <= 0) {
-        if (found == -2) gw_reply_unavailable(r);
-        else if (found < 0) reply_internal(r, "get", rep);
+        if (found < 0) reply_internal(r, "get", rep);
         else reply_not_found(r, c->id);
         call_free(c);
         return;

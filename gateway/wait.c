@@ -50,7 +50,7 @@ static void answer(gw_wait *wt, int status, json_t *body) {
 static void on_result(redisReply *rep, void *arg) {
     gw_wait *wt = arg;
     if (!rep) {
-        gw_reply_unavailable(wt->r);
+        gw_reply_redis_error(wt->r, "result", NULL);
         wait_free(wt);
         return;
     }
