@@ -49,9 +49,10 @@ TL_TEST(cancel_of_a_running_job_is_202_and_it_ends_cancelled) {
     /* 60 s in 600 steps: it would outlast the test unless the cancel stops it. */
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
     tl_job_wait_status(f, id, "running", TL_WAIT_MS);
-    /* An idle worker claims at once, possibly before its control connection has
-     * subscribed: a cancel published before that reaches it only by its next progress
-     * write or lease renewal. This case is about the channel, so it waits for it. */
+    /* A worker claims nothing until its control channel is subscribed, but gives up
+     * waiting after 2 s (a slow start): a cancel published before the subscription would
+     * reach it only by its next progress write or lease renewal. This case is about the
+     * channel, so it makes sure of it. */
     ASSERT_EVENTUALLY(control_subscribers(f) >= 1, TL_WAIT_MS);
 
     tl_resp *r = tl_delete(f, tl_printf("/v1/jobs/%s", id));
