@@ -211,8 +211,6 @@ int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *len
 
 bool gw_redis_ready(const gw_redis *r) { return r->ready; }
 
-bool gw_redis_loading(const gw_redis *r) { return r->loading; }
-
 const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
     const char *refusal = r->ac ? NULL : gw_redis_link_refusal(r->link);
     if (refusal)

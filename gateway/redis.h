@@ -47,8 +47,6 @@ void gw_redis_free(gw_redis *r);
 bool gw_redis_ready(const gw_redis *r);
 /* NULL when Redis is healthy (see above); otherwise why not, written into buf. */
 const char *gw_redis_health(const gw_redis *r, char *buf, size_t len);
-/* True while the last word from Redis was that it is loading its dataset. */
-bool gw_redis_loading(const gw_redis *r);
 
 /* Sends a state script. cmd must stay alive until cb runs (NOSCRIPT is retried as EVAL
  * with the same cmd; transient refusals are retried with it). Returns 0, or -1 when not

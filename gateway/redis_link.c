@@ -142,7 +142,6 @@ static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg) {
     if (!l->ac) start_connect(l);
 }
 
-redisAsyncContext *gw_redis_link_ac(const gw_redis_link *l) { return l->up ? l->ac : NULL; }
 
 const char *gw_redis_link_host(const gw_redis_link *l) { return l->host; }
 

@@ -55,8 +55,6 @@ gw_redis_link *gw_redis_link_new(struct event_base *base, const char *url, const
  * is fine. */
 void gw_redis_link_free(gw_redis_link *l);
 
-/* The usable context, or NULL while down (connecting, selecting, backing off). */
-redisAsyncContext *gw_redis_link_ac(const gw_redis_link *l);
 const char *gw_redis_link_host(const gw_redis_link *l);
 /* Why the link stays down although Redis answers (its SELECT was refused), or NULL. */
 const char *gw_redis_link_refusal(const gw_redis_link *l);

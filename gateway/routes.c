@@ -79,7 +79,7 @@ void gw_route(evhtp_request_t *req, void *arg) {
         return;
     }
     if (r->uri_too_long) {
-        gw_reply_problem(r, GW_PROBLEM_URI_TOO_LONG, "the request URI is longer than 2048 bytes");
+        gw_reply_problem(r, GW_PROBLEM_URI_TOO_LONG, "the request URI is longer than %d bytes", GW_URI_MAX);
         return;
     }
     if (r->too_large) {
