@@ -1,4 +1,4 @@
-# Turns each scripts/<name>.lua into a C string constant fleet__script_src_<name>, with
+# Turns each scripts/<name>.lua into a C string constant fleet_script_src_<name>, with
 # scripts/lib.lua (the helpers every transition shares) in front of it.
 #
 # Every script is sent with a shebang (Redis 7 script flags), which must be its first
@@ -23,7 +23,7 @@ foreach(name ${NAMES})
   file(READ ${OUT}.${name}.lua hex HEX)
   file(REMOVE ${OUT}.${name}.lua)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
-  string(APPEND body "const char fleet__script_src_${name}[] = {${bytes}0x00};\n")
+  string(APPEND body "const char fleet_script_src_${name}[] = {${bytes}0x00};\n")
 endforeach()
 file(WRITE ${OUT}.tmp "${body}")
 file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -13,12 +13,12 @@
 /* ------------------------------------------------------------ script table ---------- */
 
 /* The sources embed.cmake generates, one per script of scripts.def. */
-#define FLEET_SCRIPT(name, NAME) extern const char fleet__script_src_##name[];
+#define FLEET_SCRIPT(name, NAME) extern const char fleet_script_src_##name[];
 #include "../scripts/scripts.def"
 #undef FLEET_SCRIPT
 
 static fleet_script scripts[FLEET_SCRIPT_COUNT] = {
-#define FLEET_SCRIPT(name, NAME) [FLEET_SCRIPT_##NAME] = {#name, fleet__script_src_##name, ""},
+#define FLEET_SCRIPT(name, NAME) [FLEET_SCRIPT_##NAME] = {#name, fleet_script_src_##name, ""},
 #include "../scripts/scripts.def"
 #undef FLEET_SCRIPT
 };
