@@ -128,7 +128,7 @@ static void add_layer(json_t *root, uint64_t *off, const char *prefix, int l,
 
 /* A parsed header (no data) for good_dir's model, with `prefix` before every name and
  * one fault (or none). */
-static fleet_st *tiny_weights(const char *prefix, const fault *fl) {
+static st_file *tiny_weights(const char *prefix, const fault *fl) {
     static const fault none;
     if (!fl)
         fl = &none;
@@ -152,17 +152,17 @@ static fleet_st *tiny_weights(const char *prefix, const fault *fl) {
     for (int i = 0; i < 8; i++)
         buf[i] = (char)((uint64_t)hlen >> (8 * i));
     memcpy(buf + 8, json, hlen);
-    fleet_st *st;
+    st_file *st;
     char err[512];
-    if (fleet_st_parse_header(buf, 8 + hlen, 8 + hlen + off, &st, err, sizeof err) != 0)
+    if (st_parse_header(buf, 8 + hlen, 8 + hlen + off, &st, err, sizeof err) != 0)
         FAILF("tiny header refused: %s", err);
     return st;
 }
 
-static const char *tensors_refused(const fleet_bert_config *c, fleet_st *st) {
+static const char *tensors_refused(const fleet_bert_config *c, st_file *st) {
     char err[512] = "";
     ASSERT_EQ_INT(fleet_bert_check_tensors(c, st, err, sizeof err), -1);
-    fleet_st_close(st);
+    st_close(st);
     tl_log("refused: %s", err);
     return tl_printf("%s", err);
 }
@@ -196,8 +196,8 @@ TL_TEST(real_minilm_directory_is_good) {
     char *buf = tl_read_file(REAL_DIR "/model.safetensors.header", &len);
     if (!buf)
         TL_SKIP("skipped: model.safetensors.header not present");
-    fleet_st *st;
-    ASSERT_EQ_INT(fleet_st_parse_header(buf, len, 90868376, &st, err, sizeof err), 0);
+    st_file *st;
+    ASSERT_EQ_INT(st_parse_header(buf, len, 90868376, &st, err, sizeof err), 0);
     if (fleet_bert_check_tensors(&c, st, err, sizeof err) != 0)
         FAILF("real tensors refused: %s", err);
     ASSERT_EQ_STR(fleet_bert_tensor_prefix(st), "");
@@ -205,7 +205,7 @@ TL_TEST(real_minilm_directory_is_good) {
     c.num_hidden_layers = 7;
     ASSERT_EQ_INT(fleet_bert_check_tensors(&c, st, err, sizeof err), -1);
     ASSERT_STR_CONTAINS(err, "tensor encoder.layer.6.attention.self.query.weight missing");
-    fleet_st_close(st);
+    st_close(st);
 }
 
 TL_TEST(small_directory_loads_with_defaults) {
@@ -332,16 +332,16 @@ TL_TEST(tensor_check_finds_each_fault) {
     ASSERT_EQ_INT(fleet_bert_config_load(dir, &c, err, sizeof err), 0);
 
     /* Good, with and without the bert. prefix. */
-    fleet_st *st = tiny_weights("", NULL);
+    st_file *st = tiny_weights("", NULL);
     if (fleet_bert_check_tensors(&c, st, err, sizeof err) != 0)
         FAILF("refused: %s", err);
     ASSERT_EQ_STR(fleet_bert_tensor_prefix(st), "");
-    fleet_st_close(st);
+    st_close(st);
     st = tiny_weights("bert.", NULL);
     if (fleet_bert_check_tensors(&c, st, err, sizeof err) != 0)
         FAILF("refused: %s", err);
     ASSERT_EQ_STR(fleet_bert_tensor_prefix(st), "bert.");
-    fleet_st_close(st);
+    st_close(st);
 
     ASSERT_EQ_STR(tensors_refused(&c, tiny_weights("", &(fault){
                                           .drop = "embeddings.word_embeddings.weight"})),

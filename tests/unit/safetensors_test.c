@@ -32,17 +32,17 @@ static const char *write_st(const char *name, uint64_t hlen, const char *json,
 
 /* Opens a file that must be refused; returns the message. */
 static const char *refused(const char *path) {
-    fleet_st *st = (fleet_st *)1;
+    st_file *st = (st_file *)1;
     char err[512] = "";
-    ASSERT_EQ_INT(fleet_st_open(path, &st, err, sizeof err), -1);
+    ASSERT_EQ_INT(st_open(path, &st, err, sizeof err), -1);
     ASSERT_NULL(st);
     ASSERT_STR_CONTAINS(err, path); /* the message names the file */
     tl_log("refused: %s", err);
     return tl_printf("%s", err);
 }
 
-static void assert_shape2(const fleet_st *st, const char *name, int64_t a, int64_t b) {
-    const fleet_st_tensor *t = fleet_st_find(st, name);
+static void assert_shape2(const st_file *st, const char *name, int64_t a, int64_t b) {
+    const st_tensor *t = st_find(st, name);
     if (!t)
         FAILF("tensor %s not found", name);
     ASSERT_EQ_INT(t->ndim, b < 0 ? 1 : 2);
@@ -75,12 +75,12 @@ TL_TEST(real_minilm_header_parses) {
     uint64_t file_size = 8 + hlen + data;
     ASSERT_EQ_INT(file_size, 90868376); /* the published file's size */
 
-    fleet_st *st;
+    st_file *st;
     char err[512] = "";
-    if (fleet_st_parse_header(buf, len, file_size, &st, err, sizeof err) != 0)
+    if (st_parse_header(buf, len, file_size, &st, err, sizeof err) != 0)
         FAILF("real header refused: %s", err);
-    ASSERT_EQ_INT(fleet_st_count(st), 104);
-    ASSERT_EQ_STR(fleet_st_metadata(st, "format"), "pt");
+    ASSERT_EQ_INT(st_count(st), 104);
+    ASSERT_EQ_STR(st_metadata(st, "format"), "pt");
     assert_shape2(st, "embeddings.word_embeddings.weight", 30522, 384);
     assert_shape2(st, "embeddings.position_embeddings.weight", 512, 384);
     assert_shape2(st, "embeddings.token_type_embeddings.weight", 2, 384);
@@ -90,36 +90,36 @@ TL_TEST(real_minilm_header_parses) {
     assert_shape2(st, "encoder.layer.3.intermediate.dense.weight", 1536, 384);
     assert_shape2(st, "encoder.layer.5.output.dense.weight", 384, 1536);
     assert_shape2(st, "encoder.layer.5.output.LayerNorm.bias", 384, -1);
-    ASSERT_NULL(fleet_st_find(st, "bert.embeddings.word_embeddings.weight"));
-    ASSERT_NULL(fleet_st_find(st, "encoder.layer.6.output.dense.weight"));
-    ASSERT_NULL(fleet_st_find(st, "__metadata__"));
+    ASSERT_NULL(st_find(st, "bert.embeddings.word_embeddings.weight"));
+    ASSERT_NULL(st_find(st, "encoder.layer.6.output.dense.weight"));
+    ASSERT_NULL(st_find(st, "__metadata__"));
 
-    const fleet_st_tensor *w = fleet_st_find(st, "embeddings.word_embeddings.weight");
-    ASSERT_EQ_INT(w->dtype, FLEET_ST_F32);
+    const st_tensor *w = st_find(st, "embeddings.word_embeddings.weight");
+    ASSERT_EQ_INT(w->dtype, ST_F32);
     ASSERT_EQ_INT(w->nbytes, (size_t)30522 * 384 * 4);
     ASSERT_EQ_INT(w->offset, 796672);
     ASSERT_NULL(w->data); /* header only */
-    const fleet_st_tensor *pid = fleet_st_find(st, "embeddings.position_ids");
+    const st_tensor *pid = st_find(st, "embeddings.position_ids");
     ASSERT_NOT_NULL(pid);
-    ASSERT_EQ_INT(pid->dtype, FLEET_ST_I64);
+    ASSERT_EQ_INT(pid->dtype, ST_I64);
     ASSERT_EQ_INT(pid->shape[0], 1);
     ASSERT_EQ_INT(pid->shape[1], 512);
-    /* Every tensor but position_ids is F32; fleet_st_at walks them in name order. */
-    for (size_t i = 0; i < fleet_st_count(st); i++) {
-        const fleet_st_tensor *t = fleet_st_at(st, i);
+    /* Every tensor but position_ids is F32; st_at walks them in name order. */
+    for (size_t i = 0; i < st_count(st); i++) {
+        const st_tensor *t = st_at(st, i);
         if (t != pid)
-            ASSERT_EQ_INT(t->dtype, FLEET_ST_F32);
+            ASSERT_EQ_INT(t->dtype, ST_F32);
         if (i)
-            ASSERT_LT_INT(strcmp(fleet_st_at(st, i - 1)->name, t->name), 0);
+            ASSERT_LT_INT(strcmp(st_at(st, i - 1)->name, t->name), 0);
     }
-    ASSERT_NULL(fleet_st_at(st, 104));
-    fleet_st_close(st);
+    ASSERT_NULL(st_at(st, 104));
+    st_close(st);
 
     /* One byte of weights short: the last tensor runs past the end. */
-    ASSERT_EQ_INT(fleet_st_parse_header(buf, len, file_size - 1, &st, err, sizeof err), -1);
+    ASSERT_EQ_INT(st_parse_header(buf, len, file_size - 1, &st, err, sizeof err), -1);
     ASSERT_STR_CONTAINS(err, "past the end of the data region");
     /* Fewer header bytes than the length says. */
-    ASSERT_EQ_INT(fleet_st_parse_header(buf, 100, file_size, &st, err, sizeof err), -1);
+    ASSERT_EQ_INT(st_parse_header(buf, 100, file_size, &st, err, sizeof err), -1);
     ASSERT_STR_CONTAINS(err, "only 92 header bytes given");
 }
 
@@ -141,15 +141,15 @@ TL_TEST(tiny_file_reads_back) {
         "\"c\":{\"dtype\":\"BF16\",\"shape\":[],\"data_offsets\":[28,30]}}";
     const char *path = write_st("tiny.safetensors", 0, json, data, sizeof data);
 
-    fleet_st *st;
+    st_file *st;
     char err[512] = "";
-    if (fleet_st_open(path, &st, err, sizeof err) != 0)
+    if (st_open(path, &st, err, sizeof err) != 0)
         FAILF("tiny file refused: %s", err);
-    ASSERT_EQ_INT(fleet_st_count(st), 4);
-    ASSERT_EQ_STR(fleet_st_at(st, 0)->name, "a");
-    ASSERT_EQ_STR(fleet_st_at(st, 3)->name, "d");
+    ASSERT_EQ_INT(st_count(st), 4);
+    ASSERT_EQ_STR(st_at(st, 0)->name, "a");
+    ASSERT_EQ_STR(st_at(st, 3)->name, "d");
 
-    const fleet_st_tensor *ta = fleet_st_find(st, "a");
+    const st_tensor *ta = st_find(st, "a");
     ASSERT_NOT_NULL(ta);
     ASSERT_EQ_INT(ta->ndim, 2);
     ASSERT_EQ_INT(ta->shape[0], 2);
@@ -160,37 +160,37 @@ TL_TEST(tiny_file_reads_back) {
     memcpy(got, ta->data, sizeof got);
     ASSERT_TRUE(memcmp(got, a, sizeof a) == 0);
 
-    const fleet_st_tensor *td = fleet_st_find(st, "d");
+    const st_tensor *td = st_find(st, "d");
     float row[3];
     memcpy(row, td->data, sizeof row);
     ASSERT_TRUE(row[0] == 0.0f && row[1] == 1e-3f && row[2] == -7.0f);
 
-    const fleet_st_tensor *tb = fleet_st_find(st, "b");
-    ASSERT_EQ_INT(tb->dtype, FLEET_ST_F16);
+    const st_tensor *tb = st_find(st, "b");
+    ASSERT_EQ_INT(tb->dtype, ST_F16);
     uint16_t hb[2];
     memcpy(hb, tb->data, sizeof hb);
     ASSERT_EQ_INT(hb[0], 0x3c00);
     ASSERT_EQ_INT(hb[1], 0xc000);
 
-    const fleet_st_tensor *tc = fleet_st_find(st, "c");
-    ASSERT_EQ_INT(tc->dtype, FLEET_ST_BF16);
+    const st_tensor *tc = st_find(st, "c");
+    ASSERT_EQ_INT(tc->dtype, ST_BF16);
     ASSERT_EQ_INT(tc->ndim, 0);
     ASSERT_EQ_INT(tc->nbytes, 2);
-    ASSERT_EQ_STR(fleet_st_dtype_name(tc->dtype), "BF16");
-    ASSERT_EQ_INT(fleet_st_dtype_size(FLEET_ST_I64), 8);
+    ASSERT_EQ_STR(st_dtype_name(tc->dtype), "BF16");
+    ASSERT_EQ_INT(st_dtype_size(ST_I64), 8);
 
-    ASSERT_NULL(fleet_st_find(st, "e"));
-    ASSERT_NULL(fleet_st_find(st, "__metadata__"));
-    ASSERT_EQ_STR(fleet_st_metadata(st, "format"), "pt");
-    ASSERT_NULL(fleet_st_metadata(st, "nope"));
-    fleet_st_close(st);
-    fleet_st_close(NULL);
+    ASSERT_NULL(st_find(st, "e"));
+    ASSERT_NULL(st_find(st, "__metadata__"));
+    ASSERT_EQ_STR(st_metadata(st, "format"), "pt");
+    ASSERT_NULL(st_metadata(st, "nope"));
+    st_close(st);
+    st_close(NULL);
 
     /* An empty header ({}) is a valid file with no tensors. */
     path = write_st("empty.safetensors", 0, "{}", NULL, 0);
-    ASSERT_EQ_INT(fleet_st_open(path, &st, err, sizeof err), 0);
-    ASSERT_EQ_INT(fleet_st_count(st), 0);
-    fleet_st_close(st);
+    ASSERT_EQ_INT(st_open(path, &st, err, sizeof err), 0);
+    ASSERT_EQ_INT(st_count(st), 0);
+    st_close(st);
 }
 
 TL_TEST(lying_files_are_refused) {

@@ -310,11 +310,11 @@ int fleet_bert_config_load(const char *dir, fleet_bert_config *out, char *err, s
 
 /* ------------------------------------------------------------ tensors ------------ */
 
-const char *fleet_bert_tensor_prefix(const fleet_st *st)
+const char *fleet_bert_tensor_prefix(const st_file *st)
 {
-    if (fleet_st_find(st, "embeddings.word_embeddings.weight"))
+    if (st_find(st, "embeddings.word_embeddings.weight"))
         return "";
-    if (fleet_st_find(st, "bert.embeddings.word_embeddings.weight"))
+    if (st_find(st, "bert.embeddings.word_embeddings.weight"))
         return "bert.";
     return NULL;
 }
@@ -329,17 +329,17 @@ static void bc__shape_text(char *buf, size_t len, const int64_t *shape, int ndim
 }
 
 /* Checks prefix+name has shape [d0] (d1 < 0) or [d0, d1]. */
-static int bc__expect(const fleet_st *st, const char *prefix, const char *name, int64_t d0,
+static int bc__expect(const st_file *st, const char *prefix, const char *name, int64_t d0,
                       int64_t d1, char *err, size_t errlen)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
-    const fleet_st_tensor *t = fleet_st_find(st, full);
+    const st_tensor *t = st_find(st, full);
     if (!t)
         return fleet_err(err, errlen, "weights: tensor %s missing", full);
-    if (t->dtype != FLEET_ST_F32 && t->dtype != FLEET_ST_F16 && t->dtype != FLEET_ST_BF16)
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
         return fleet_err(err, errlen, "weights: tensor %s has dtype %s, expected F32, F16 or "
-                 "BF16", full, fleet_st_dtype_name(t->dtype));
+                 "BF16", full, st_dtype_name(t->dtype));
     int64_t want[2] = {d0, d1};
     int wnd = d1 < 0 ? 1 : 2;
     if (t->ndim != wnd || t->shape[0] != want[0] || (wnd == 2 && t->shape[1] != want[1])) {
@@ -352,7 +352,7 @@ static int bc__expect(const fleet_st *st, const char *prefix, const char *name, 
     return 0;
 }
 
-int fleet_bert_check_tensors(const fleet_bert_config *c, const fleet_st *st, char *err,
+int fleet_bert_check_tensors(const fleet_bert_config *c, const st_file *st, char *err,
                              size_t errlen)
 {
     const char *p = fleet_bert_tensor_prefix(st);
@@ -398,7 +398,7 @@ int fleet_bert_check_tensors(const fleet_bert_config *c, const fleet_st *st, cha
     char extra[160];
     snprintf(extra, sizeof extra, "%sencoder.layer.%d.attention.self.query.weight", p,
              c->num_hidden_layers);
-    if (fleet_st_find(st, extra))
+    if (st_find(st, extra))
         return fleet_err(err, errlen, "weights: tensor %s present, but config.json has "
                  "num_hidden_layers %d", extra, c->num_hidden_layers);
     return 0;

@@ -57,11 +57,11 @@ int fleet_bert_config_load(const char *dir, fleet_bert_config *out, char *err, s
  * no layer past num_hidden_layers. Names are with or without a "bert." prefix (see
  * fleet_bert_tensor_prefix). Other tensors (pooler.*, embeddings.position_ids) are
  * ignored. */
-int fleet_bert_check_tensors(const fleet_bert_config *c, const fleet_st *st, char *err,
+int fleet_bert_check_tensors(const fleet_bert_config *c, const st_file *st, char *err,
                              size_t errlen);
 
 /* "bert." when st names its tensors "bert.embeddings...", "" when "embeddings...", NULL
  * when it has no embeddings.word_embeddings.weight either way. */
-const char *fleet_bert_tensor_prefix(const fleet_st *st);
+const char *fleet_bert_tensor_prefix(const st_file *st);
 
 #endif

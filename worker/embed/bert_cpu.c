@@ -47,24 +47,24 @@ struct fleet_bert_cpu {
 /* ------------------------------------------------------------ loading ------------ */
 
 /* Copies tensor prefix+name (already checked for shape and a float dtype) to a new F32
- * array (fleet_st_read_f32 converts F16 and BF16); returns NULL with err set. */
-static float *bcpu__tensor(const fleet_st *st, const char *prefix, const char *name,
+ * array (st_read_f32 converts F16 and BF16); returns NULL with err set. */
+static float *bcpu__tensor(const st_file *st, const char *prefix, const char *name,
                            size_t *count, char *err, size_t errlen)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
-    const fleet_st_tensor *t = fleet_st_find(st, full);
+    const st_tensor *t = st_find(st, full);
     if (!t || !t->data) {
         fleet_err(err, errlen, "weights: tensor %s missing", full);
         return NULL;
     }
-    size_t n = t->nbytes / fleet_st_dtype_size(t->dtype);
+    size_t n = t->nbytes / st_dtype_size(t->dtype);
     float *dst = malloc((n ? n : 1) * sizeof *dst);
     if (!dst) {
         fleet_err(err, errlen, "weights: out of memory for %s", full);
         return NULL;
     }
-    if (fleet_st_read_f32(t, dst, err, errlen) != 0) {
+    if (st_read_f32(t, dst, err, errlen) != 0) {
         free(dst);
         return NULL;
     }
@@ -75,7 +75,7 @@ static float *bcpu__tensor(const fleet_st *st, const char *prefix, const char *n
 
 /* Loads nbase linear layers of the same shape [out, in] (names base[i].weight and
  * .bias) stacked into one layer [nbase * out, in]. */
-static int bcpu__linear_load(const fleet_st *st, const char *prefix, const char *const *base,
+static int bcpu__linear_load(const st_file *st, const char *prefix, const char *const *base,
                              int nbase, int in, int out, bcpu__linear *l, char *err,
                              size_t errlen)
 {
@@ -104,7 +104,7 @@ static int bcpu__linear_load(const fleet_st *st, const char *prefix, const char 
     return 0;
 }
 
-static int bcpu__norm_load(const fleet_st *st, const char *prefix, const char *base,
+static int bcpu__norm_load(const st_file *st, const char *prefix, const char *base,
                            bcpu__norm *nm, char *err, size_t errlen)
 {
     char name[256];
@@ -141,7 +141,7 @@ int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t
     *out = NULL;
     if (bcpu__threads_from_env(err, errlen) != 0)
         return -1;
-    fleet_st *st = NULL;
+    st_file *st = NULL;
     fleet_bert_cpu *m = calloc(1, sizeof *m);
     if (!m)
         return fleet_err(err, errlen, "embed: out of memory");
@@ -152,7 +152,7 @@ int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t
         fleet_err(err, errlen, "model.safetensors: path too long");
         goto err;
     }
-    if (fleet_st_open(path, &st, err, errlen) != 0)
+    if (st_open(path, &st, err, errlen) != 0)
         goto err;
     if (fleet_bert_check_tensors(&m->cfg, st, err, errlen) != 0)
         goto err;
@@ -194,11 +194,11 @@ int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t
             bcpu__norm_load(st, prefix, n2, &ly->out_norm, err, errlen) != 0)
             goto err;
     }
-    fleet_st_close(st);
+    st_close(st);
     *out = m;
     return 0;
 err:
-    fleet_st_close(st);
+    st_close(st);
     fleet_bert_cpu_free(m);
     return -1;
 }

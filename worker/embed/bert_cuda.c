@@ -119,29 +119,29 @@ int fleet_bert_cuda_has_cudnn(void)
 
 /* Converts tensor prefix+name to float32 in host (stage floats) and copies its first
  * count floats to dst (device). */
-static int bgpu__upload(const fleet_st *st, const char *prefix, const char *name, float *dst,
+static int bgpu__upload(const st_file *st, const char *prefix, const char *name, float *dst,
                         size_t count, float *host, size_t stage, char *err, size_t errlen)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
-    const fleet_st_tensor *t = fleet_st_find(st, full);
+    const st_tensor *t = st_find(st, full);
     if (!t)
         return fleet_err(err, errlen, "weights: tensor %s missing", full);
-    size_t n = t->nbytes / fleet_st_dtype_size(t->dtype);
+    size_t n = t->nbytes / st_dtype_size(t->dtype);
     if (n < count)
         return fleet_err(err, errlen, "weights: tensor %s has %zu values, need %zu", full,
                          n, count);
     if (n > stage)
         return fleet_err(err, errlen, "weights: tensor %s has %zu values, more than the "
                          "largest the config allows (%zu)", full, n, stage);
-    if (fleet_st_read_f32(t, host, err, errlen) != 0)
+    if (st_read_f32(t, host, err, errlen) != 0)
         return -1;
     return bgpu__cuda(cudaMemcpy(dst, host, count * sizeof *dst, cudaMemcpyHostToDevice),
                       "copying the weights to the GPU", err, errlen);
 }
 
 /* Lays the weights out in m->weights (device) and uploads them. */
-static int bgpu__load_weights(fleet_bert_cuda *m, const fleet_st *st, char *err, size_t errlen)
+static int bgpu__load_weights(fleet_bert_cuda *m, const st_file *st, char *err, size_t errlen)
 {
     const fleet_bert_config *c = &m->cfg;
     const size_t H = (size_t)m->H, I = (size_t)m->I, L = (size_t)c->num_hidden_layers;
@@ -403,7 +403,7 @@ out:
 static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
 {
     *model = NULL;
-    fleet_st *st = NULL;
+    st_file *st = NULL;
     fleet_bert_cuda *m = calloc(1, sizeof *m);
     if (!m)
         return fleet_err(err, errlen, "embed: out of memory");
@@ -414,7 +414,7 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
         fleet_err(err, errlen, "model.safetensors: path too long");
         goto fail;
     }
-    if (fleet_st_open(path, &st, err, errlen) != 0 ||
+    if (st_open(path, &st, err, errlen) != 0 ||
         fleet_bert_check_tensors(&m->cfg, st, err, errlen) != 0)
         goto fail;
 
@@ -493,14 +493,14 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
                       "splitting the weights", err, errlen) != 0 ||
          bgpu__cuda(cudaStreamSynchronize(m->stream), "splitting the weights", err, errlen) != 0))
         goto fail;
-    fleet_st_close(st);
+    st_close(st);
     st = NULL;
     if (bgpu__self_check(m, dir, err, errlen) != 0)
         goto fail;
     *model = m;
     return 0;
 fail:
-    fleet_st_close(st);
+    st_close(st);
     bgpu__free(m);
     return -1;
 }

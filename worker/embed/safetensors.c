@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct fleet_st {
-    fleet_st_tensor *tensors; /* sorted by name */
+struct st_file {
+    st_tensor *tensors; /* sorted by name */
     size_t n;
     json_t *meta;             /* the __metadata__ object, or NULL */
     void *map;                /* the whole file, or NULL for a parsed header */
@@ -26,16 +26,16 @@ struct fleet_st {
 
 static const struct {
     const char *name;
-    fleet_st_dtype dtype;
+    st_dtype dtype;
     size_t size;
 } st__dtypes[] = {
-    {"F32", FLEET_ST_F32, 4},
-    {"F16", FLEET_ST_F16, 2},
-    {"BF16", FLEET_ST_BF16, 2},
-    {"I64", FLEET_ST_I64, 8},
+    {"F32", ST_F32, 4},
+    {"F16", ST_F16, 2},
+    {"BF16", ST_BF16, 2},
+    {"I64", ST_I64, 8},
 };
 
-const char *fleet_st_dtype_name(fleet_st_dtype d)
+const char *st_dtype_name(st_dtype d)
 {
     for (size_t i = 0; i < sizeof st__dtypes / sizeof st__dtypes[0]; i++)
         if (st__dtypes[i].dtype == d)
@@ -43,7 +43,7 @@ const char *fleet_st_dtype_name(fleet_st_dtype d)
     return "?";
 }
 
-size_t fleet_st_dtype_size(fleet_st_dtype d)
+size_t st_dtype_size(st_dtype d)
 {
     for (size_t i = 0; i < sizeof st__dtypes / sizeof st__dtypes[0]; i++)
         if (st__dtypes[i].dtype == d)
@@ -51,7 +51,7 @@ size_t fleet_st_dtype_size(fleet_st_dtype d)
     return 0;
 }
 
-static int st__dtype_from_name(const char *s, fleet_st_dtype *d)
+static int st__dtype_from_name(const char *s, st_dtype *d)
 {
     for (size_t i = 0; i < sizeof st__dtypes / sizeof st__dtypes[0]; i++)
         if (strcmp(st__dtypes[i].name, s) == 0) {
@@ -82,7 +82,7 @@ static int st__uint(const json_t *j, uint64_t *v)
 
 /* Fills t from one header entry. data_size bounds the offsets. */
 static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size,
-                           fleet_st_tensor *t, char *err, size_t errlen)
+                           st_tensor *t, char *err, size_t errlen)
 {
     if (!json_is_object(e))
         return fleet_err(err, errlen, "safetensors: tensor %s: entry is not an object", name);
@@ -101,12 +101,12 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
         return fleet_err(err, errlen, "safetensors: tensor %s: shape missing or not an array",
                  name);
     size_t ndim = json_array_size(js);
-    if (ndim > FLEET_ST_MAX_DIMS)
+    if (ndim > ST_MAX_DIMS)
         return fleet_err(err, errlen, "safetensors: tensor %s: %zu dimensions, at most %d "
-                 "supported", name, ndim, FLEET_ST_MAX_DIMS);
+                 "supported", name, ndim, ST_MAX_DIMS);
     t->ndim = (int)ndim;
     uint64_t elems = 1;
-    for (size_t i = 0; i < FLEET_ST_MAX_DIMS; i++)
+    for (size_t i = 0; i < ST_MAX_DIMS; i++)
         t->shape[i] = 1;
     for (size_t i = 0; i < ndim; i++) {
         uint64_t d;
@@ -118,7 +118,7 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
             return fleet_err(err, errlen, "safetensors: tensor %s: shape overflows", name);
         elems *= d;
     }
-    size_t esize = fleet_st_dtype_size(t->dtype);
+    size_t esize = st_dtype_size(t->dtype);
     if (elems > UINT64_MAX / esize)
         return fleet_err(err, errlen, "safetensors: tensor %s: shape overflows", name);
     uint64_t want = elems * esize;
@@ -151,22 +151,22 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
 
 static int st__cmp_name(const void *a, const void *b)
 {
-    return strcmp(((const fleet_st_tensor *)a)->name, ((const fleet_st_tensor *)b)->name);
+    return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
 }
 
 /* Parses buf (8-byte length + JSON, len bytes available) for a file of file_size bytes.
  * data, when not NULL, is where the data region starts in memory. */
 static int st__parse(const char *buf, size_t len, uint64_t file_size, const char *data,
-                     fleet_st **out, char *err, size_t errlen)
+                     st_file **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (len < 8 || file_size < 8)
         return fleet_err(err, errlen, "safetensors: file shorter than the 8-byte header "
                  "length");
     uint64_t hlen = st__le64((const unsigned char *)buf);
-    if (hlen > FLEET_ST_MAX_HEADER)
+    if (hlen > ST_MAX_HEADER)
         return fleet_err(err, errlen, "safetensors: header length %llu over the %u-byte limit",
-                 (unsigned long long)hlen, FLEET_ST_MAX_HEADER);
+                 (unsigned long long)hlen, ST_MAX_HEADER);
     if (hlen > file_size - 8)
         return fleet_err(err, errlen, "safetensors: header length %llu past the end of the "
                  "file (%llu bytes)", (unsigned long long)hlen,
@@ -181,7 +181,7 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
     if (!root)
         return fleet_err(err, errlen, "safetensors: header is not valid JSON: %s (at byte %d)",
                  jerr.text, jerr.position);
-    fleet_st *st = calloc(1, sizeof *st);
+    st_file *st = calloc(1, sizeof *st);
     if (!st) {
         json_decref(root);
         return fleet_err(err, errlen, "safetensors: out of memory");
@@ -206,7 +206,7 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
             st->meta = json_incref(val);
             continue;
         }
-        fleet_st_tensor *t = &st->tensors[st->n];
+        st_tensor *t = &st->tensors[st->n];
         if (st__parse_entry(key, val, data_size, t, err, errlen) != 0)
             goto err;
         if (!(t->name = strdup(key))) {
@@ -224,19 +224,19 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
 
 err:
     json_decref(root);
-    fleet_st_close(st);
+    st_close(st);
     return -1;
 }
 
 /* ------------------------------------------------------------ public API --------- */
 
-int fleet_st_parse_header(const char *buf, size_t len, uint64_t file_size, fleet_st **out,
+int st_parse_header(const char *buf, size_t len, uint64_t file_size, st_file **out,
                           char *err, size_t errlen)
 {
     return st__parse(buf, len, file_size, NULL, out, err, errlen);
 }
 
-int fleet_st_open(const char *path, fleet_st **out, char *err, size_t errlen)
+int st_open(const char *path, st_file **out, char *err, size_t errlen)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -283,32 +283,32 @@ int fleet_st_open(const char *path, fleet_st **out, char *err, size_t errlen)
     return 0;
 }
 
-const fleet_st_tensor *fleet_st_find(const fleet_st *st, const char *name)
+const st_tensor *st_find(const st_file *st, const char *name)
 {
     if (!st || !name)
         return NULL;
-    fleet_st_tensor key = {.name = name};
+    st_tensor key = {.name = name};
     return bsearch(&key, st->tensors, st->n, sizeof *st->tensors, st__cmp_name);
 }
 
-size_t fleet_st_count(const fleet_st *st)
+size_t st_count(const st_file *st)
 {
     return st ? st->n : 0;
 }
 
-const fleet_st_tensor *fleet_st_at(const fleet_st *st, size_t i)
+const st_tensor *st_at(const st_file *st, size_t i)
 {
     return st && i < st->n ? &st->tensors[i] : NULL;
 }
 
-const char *fleet_st_metadata(const fleet_st *st, const char *key)
+const char *st_metadata(const st_file *st, const char *key)
 {
     if (!st || !st->meta)
         return NULL;
     return json_string_value(json_object_get(st->meta, key));
 }
 
-void fleet_st_close(fleet_st *st)
+void st_close(st_file *st)
 {
     if (!st)
         return;
@@ -347,24 +347,24 @@ static float st__half_to_float(uint16_t h)
     return f;
 }
 
-int fleet_st_read_f32(const fleet_st_tensor *t, float *dst, char *err, size_t errlen)
+int st_read_f32(const st_tensor *t, float *dst, char *err, size_t errlen)
 {
     if (!t->data)
         return fleet_err(err, errlen, "safetensors: tensor %s has no data", t->name);
     const unsigned char *src = t->data;
-    size_t n = t->nbytes / fleet_st_dtype_size(t->dtype);
+    size_t n = t->nbytes / st_dtype_size(t->dtype);
     switch (t->dtype) {
-    case FLEET_ST_F32:
+    case ST_F32:
         memcpy(dst, src, n * sizeof *dst);
         return 0;
-    case FLEET_ST_F16:
+    case ST_F16:
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
             dst[i] = st__half_to_float(h);
         }
         return 0;
-    case FLEET_ST_BF16:
+    case ST_BF16:
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
@@ -374,6 +374,6 @@ int fleet_st_read_f32(const fleet_st_tensor *t, float *dst, char *err, size_t er
         return 0;
     default:
         return fleet_err(err, errlen, "safetensors: tensor %s has dtype %s, not a float",
-                         t->name, fleet_st_dtype_name(t->dtype));
+                         t->name, st_dtype_name(t->dtype));
     }
 }

@@ -13,17 +13,17 @@
  * product(shape) * sizeof(dtype).
  *
  * What is refused, each with a message that names the tensor and the problem: a header
- * length over FLEET_ST_MAX_HEADER or past the end of the file, JSON errors (duplicate
+ * length over ST_MAX_HEADER or past the end of the file, JSON errors (duplicate
  * names included), dtypes other than F32, F16, BF16 and I64 (I64 only because real BERT
  * checkpoints carry an `embeddings.position_ids` I64 tensor that nobody computes with),
- * more than FLEET_ST_MAX_DIMS dimensions, a size that disagrees with the shape, and
+ * more than ST_MAX_DIMS dimensions, a size that disagrees with the shape, and
  * offsets outside the data region. Overlapping or unsorted tensors are accepted.
  *
  * Errors: functions return 0 or -1; on -1 `err` holds a one-line message (errlen bytes,
  * truncated as snprintf does).
  *
- * Ownership: a fleet_st owns its tensor table and, when opened from a file, the read-only
- * mapping; every tensor's name and data pointer live until fleet_st_close.
+ * Ownership: a st_file owns its tensor table and, when opened from a file, the read-only
+ * mapping; every tensor's name and data pointer live until st_close.
  */
 #ifndef FLEET_EMBED_SAFETENSORS_H
 #define FLEET_EMBED_SAFETENSORS_H
@@ -31,60 +31,60 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FLEET_ST_MAX_DIMS 4
-#define FLEET_ST_MAX_HEADER (100u * 1000u * 1000u) /* 100 MB, the reference limit */
+#define ST_MAX_DIMS 4
+#define ST_MAX_HEADER (100u * 1000u * 1000u) /* 100 MB, the reference limit */
 
-typedef enum fleet_st_dtype {
-    FLEET_ST_F32,
-    FLEET_ST_F16,
-    FLEET_ST_BF16,
-    FLEET_ST_I64,
-} fleet_st_dtype;
+typedef enum st_dtype {
+    ST_F32,
+    ST_F16,
+    ST_BF16,
+    ST_I64,
+} st_dtype;
 
 /* "F32", "F16", "BF16", "I64"; "?" for anything else. */
-const char *fleet_st_dtype_name(fleet_st_dtype d);
+const char *st_dtype_name(st_dtype d);
 /* Bytes per element: 4, 2, 2, 8. */
-size_t fleet_st_dtype_size(fleet_st_dtype d);
+size_t st_dtype_size(st_dtype d);
 
-typedef struct fleet_st_tensor {
+typedef struct st_tensor {
     const char *name;
-    fleet_st_dtype dtype;
-    int ndim;                          /* 0..FLEET_ST_MAX_DIMS; 0 is a scalar */
-    int64_t shape[FLEET_ST_MAX_DIMS];  /* unused dimensions are 1 */
+    st_dtype dtype;
+    int ndim;                          /* 0..ST_MAX_DIMS; 0 is a scalar */
+    int64_t shape[ST_MAX_DIMS];  /* unused dimensions are 1 */
     uint64_t offset;                   /* begin, relative to the data region */
     size_t nbytes;
     /* Into the mapping; NULL when only a header was parsed. May be unaligned if the
      * writer did not pad the header to a multiple of 8 (real files do). */
     const void *data;
-} fleet_st_tensor;
+} st_tensor;
 
-typedef struct fleet_st fleet_st;
+typedef struct st_file st_file;
 
-/* fleet_st_open maps the file at `path` read-only and parses its header. */
-int fleet_st_open(const char *path, fleet_st **out, char *err, size_t errlen);
+/* st_open maps the file at `path` read-only and parses its header. */
+int st_open(const char *path, st_file **out, char *err, size_t errlen);
 
-/* fleet_st_parse_header parses the start of a safetensors file held in memory: `buf`
+/* st_parse_header parses the start of a safetensors file held in memory: `buf`
  * holds at least the 8-byte length and the JSON header (len bytes; more is ignored).
  * `file_size` is the size of the whole file, which bounds the offsets. Tensors get
  * data == NULL. For tests, and for checking a header without the weights. */
-int fleet_st_parse_header(const char *buf, size_t len, uint64_t file_size, fleet_st **out,
+int st_parse_header(const char *buf, size_t len, uint64_t file_size, st_file **out,
                           char *err, size_t errlen);
 
 /* The tensor named `name`, or NULL. */
-const fleet_st_tensor *fleet_st_find(const fleet_st *st, const char *name);
-/* Number of tensors (__metadata__ is not one); fleet_st_at(st, i) for i < count, in
+const st_tensor *st_find(const st_file *st, const char *name);
+/* Number of tensors (__metadata__ is not one); st_at(st, i) for i < count, in
  * name order. */
-size_t fleet_st_count(const fleet_st *st);
-const fleet_st_tensor *fleet_st_at(const fleet_st *st, size_t i);
+size_t st_count(const st_file *st);
+const st_tensor *st_at(const st_file *st, size_t i);
 /* A __metadata__ string value, or NULL. */
-const char *fleet_st_metadata(const fleet_st *st, const char *key);
+const char *st_metadata(const st_file *st, const char *key);
 
-/* fleet_st_read_f32 converts tensor t (F32, F16 or BF16, with data) to count float32
+/* st_read_f32 converts tensor t (F32, F16 or BF16, with data) to count float32
  * values in dst, count = nbytes / element size; the source may be unaligned. Returns 0,
  * or -1 with a message naming the tensor (no data, or an integer dtype). */
-int fleet_st_read_f32(const fleet_st_tensor *t, float *dst, char *err, size_t errlen);
+int st_read_f32(const st_tensor *t, float *dst, char *err, size_t errlen);
 
 /* Accepts NULL. */
-void fleet_st_close(fleet_st *st);
+void st_close(st_file *st);
 
 #endif
