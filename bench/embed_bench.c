@@ -92,11 +92,11 @@ static int32_t vocab_id(const char *dir, const char *token, int32_t fallback)
 {
     char path[4096], err[256];
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
-    fleet_vocab *v = NULL;
-    if (fleet_vocab_load(path, &v, err, sizeof err) != 0)
+    tok_vocab *v = NULL;
+    if (tok_vocab_load(path, &v, err, sizeof err) != 0)
         return fallback;
-    long id = fleet_vocab_id(v, token);
-    fleet_vocab_free(v);
+    long id = tok_vocab_id(v, token);
+    tok_vocab_free(v);
     return id >= 0 ? (int32_t)id : fallback;
 }
 

@@ -33,27 +33,27 @@ static const char *model_dir(void) {
     return NULL;
 }
 
-static void vocab_free_cb(void *v) { fleet_vocab_free(v); }
+static void vocab_free_cb(void *v) { tok_vocab_free(v); }
 
 /* Embeds texts[0..n) with the backend into out (n x 384). */
 static void embed_texts(const fleet_bert_ops *ops, const char *dir, const char *const *texts,
                         size_t n, float *out) {
     char err[512] = "";
-    fleet_vocab *v = NULL;
-    if (fleet_vocab_load(tl_printf("%s/vocab.txt", dir), &v, err, sizeof err) != 0)
+    tok_vocab *v = NULL;
+    if (tok_vocab_load(tl_printf("%s/vocab.txt", dir), &v, err, sizeof err) != 0)
         FAILF("vocab: %s", err);
     tl_defer(vocab_free_cb, v);
     void *m = NULL;
     if (ops->load(dir, &m, err, sizeof err) != 0) FAILF("%s backend: %s", ops->name, err);
     const fleet_bert_config *c = ops->config(m);
     ASSERT_EQ_INT(c->hidden_size, 384);
-    fleet_tokenizer_opts o = {.lower_case = c->do_lower_case, .max_len = (size_t)c->max_seq_length};
+    tok_opts o = {.lower_case = c->do_lower_case, .max_len = (size_t)c->max_seq_length};
     int32_t ids[8][256];
     const int32_t *rows[8];
     size_t lens[8];
     ASSERT_TRUE(n <= 8);
     for (size_t i = 0; i < n; i++) {
-        long k = fleet_tokenize(v, &o, texts[i], strlen(texts[i]), ids[i], 256, err, sizeof err);
+        long k = tok_encode(v, &o, texts[i], strlen(texts[i]), ids[i], 256, err, sizeof err);
         if (k < 0) FAILF("tokenize: %s", err);
         rows[i] = ids[i];
         lens[i] = (size_t)k;

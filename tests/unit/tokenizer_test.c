@@ -14,12 +14,12 @@
 
 #define MODEL_DIR FLEET_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2"
 
-static void vocab_free_cb(void *v) { fleet_vocab_free(v); }
+static void vocab_free_cb(void *v) { tok_vocab_free(v); }
 
-static fleet_vocab *load_or_fail(const char *path) {
-    fleet_vocab *v = NULL;
+static tok_vocab *load_or_fail(const char *path) {
+    tok_vocab *v = NULL;
     char err[512] = "";
-    if (fleet_vocab_load(path, &v, err, sizeof(err)) != 0) FAILF("vocab load: %s", err);
+    if (tok_vocab_load(path, &v, err, sizeof(err)) != 0) FAILF("vocab load: %s", err);
     tl_defer(vocab_free_cb, v);
     return v;
 }
@@ -35,7 +35,7 @@ enum { T_UNK = 1, T_CLS = 2, T_SEP = 3, T_CAFE = 4, T_HELLO = 5, T_WORLD = 6, T_
        T_THE = 15, T_A = 16, T_HASH_B = 17, T_E_ACUTE = 18, T_HELLO_CAP = 19, T_APOS = 20,
        T_S = 21, T_HASH_E_ACUTE = 22 };
 
-static fleet_vocab *small_vocab(void) {
+static tok_vocab *small_vocab(void) {
     const char *path = tl_printf("%s/vocab.txt", tl_tmpdir());
     FILE *f = fopen(path, "w");
     ASSERT_NOT_NULL(f);
@@ -46,13 +46,13 @@ static fleet_vocab *small_vocab(void) {
 }
 
 /* Tokenizes s and compares with want (a -1-terminated list, [CLS]/[SEP] included). */
-static void check_ex(const fleet_vocab *v, bool lower, size_t max_len, const char *s,
+static void check_ex(const tok_vocab *v, bool lower, size_t max_len, const char *s,
                      size_t len, const int32_t *want, const char *what) {
     int32_t ids[512];
     char err[256] = "";
-    fleet_tokenizer_opts o = {.lower_case = lower, .max_len = max_len};
-    long n = fleet_tokenize(v, &o, s, len, ids, TL_COUNT(ids), err, sizeof(err));
-    if (n < 0) FAILF("%s: fleet_tokenize: %s", what, err);
+    tok_opts o = {.lower_case = lower, .max_len = max_len};
+    long n = tok_encode(v, &o, s, len, ids, TL_COUNT(ids), err, sizeof(err));
+    if (n < 0) FAILF("%s: tok_encode: %s", what, err);
     size_t nw = 0;
     while (want[nw] != -1) nw++;
     bool same = (size_t)n == nw;
@@ -75,11 +75,11 @@ static void check_ex(const fleet_vocab *v, bool lower, size_t max_len, const cha
 TL_TEST(golden_cases) {
     struct stat st;
     if (stat(MODEL_DIR, &st) != 0) TL_SKIP("skipped: ../shared/models not present");
-    fleet_vocab *v = load_or_fail(MODEL_DIR "/vocab.txt");
-    ASSERT_EQ_INT(fleet_vocab_size(v), 30522);
-    ASSERT_EQ_INT(fleet_vocab_id(v, "[UNK]"), 100);
-    ASSERT_EQ_INT(fleet_vocab_id(v, "[CLS]"), 101);
-    ASSERT_EQ_INT(fleet_vocab_id(v, "[SEP]"), 102);
+    tok_vocab *v = load_or_fail(MODEL_DIR "/vocab.txt");
+    ASSERT_EQ_INT(tok_vocab_size(v), 30522);
+    ASSERT_EQ_INT(tok_vocab_id(v, "[UNK]"), 100);
+    ASSERT_EQ_INT(tok_vocab_id(v, "[CLS]"), 101);
+    ASSERT_EQ_INT(tok_vocab_id(v, "[SEP]"), 102);
     char *text = tl_read_file(MODEL_DIR "/tokenizer_cases.json", NULL);
     ASSERT_NOT_NULL(text);
     json_t *cases = tl_json(text);
@@ -107,30 +107,30 @@ TL_TEST(golden_cases) {
 TL_TEST(golden_truncation) {
     struct stat st;
     if (stat(MODEL_DIR, &st) != 0) TL_SKIP("skipped: ../shared/models not present");
-    fleet_vocab *v = load_or_fail(MODEL_DIR "/vocab.txt");
+    tok_vocab *v = load_or_fail(MODEL_DIR "/vocab.txt");
     size_t n = 1000;
     char *s = tl_alloc(n * 2 + 1);
     for (size_t i = 0; i < n; i++) memcpy(s + 2 * i, "a ", 2);
     int32_t ids[512];
     char err[128];
-    fleet_tokenizer_opts o = {.lower_case = true, .max_len = 256};
-    ASSERT_EQ_INT(fleet_tokenize(v, &o, s, strlen(s), ids, 512, err, sizeof(err)), 256);
+    tok_opts o = {.lower_case = true, .max_len = 256};
+    ASSERT_EQ_INT(tok_encode(v, &o, s, strlen(s), ids, 512, err, sizeof(err)), 256);
     ASSERT_EQ_INT(ids[0], 101);
-    ASSERT_EQ_INT(ids[1], fleet_vocab_id(v, "a"));
-    ASSERT_EQ_INT(ids[254], fleet_vocab_id(v, "a"));
+    ASSERT_EQ_INT(ids[1], tok_vocab_id(v, "a"));
+    ASSERT_EQ_INT(ids[254], tok_vocab_id(v, "a"));
     ASSERT_EQ_INT(ids[255], 102);
 }
 
 /* ------------------------------------------------------------ small vocabulary ------- */
 
 TL_TEST(vocab_loads_ids_by_line) {
-    fleet_vocab *v = small_vocab();
-    ASSERT_EQ_INT(fleet_vocab_size(v), TL_COUNT(small_tokens));
-    ASSERT_EQ_INT(fleet_vocab_id(v, "[UNK]"), T_UNK); /* a "\r\n" line */
-    ASSERT_EQ_INT(fleet_vocab_id(v, "##aff"), T_AFF);
-    ASSERT_EQ_INT(fleet_vocab_id(v, "s"), T_S); /* the last line */
-    ASSERT_EQ_INT(fleet_vocab_id(v, "absent"), -1);
-    ASSERT_EQ_INT(fleet_vocab_id(v, ""), -1);
+    tok_vocab *v = small_vocab();
+    ASSERT_EQ_INT(tok_vocab_size(v), TL_COUNT(small_tokens));
+    ASSERT_EQ_INT(tok_vocab_id(v, "[UNK]"), T_UNK); /* a "\r\n" line */
+    ASSERT_EQ_INT(tok_vocab_id(v, "##aff"), T_AFF);
+    ASSERT_EQ_INT(tok_vocab_id(v, "s"), T_S); /* the last line */
+    ASSERT_EQ_INT(tok_vocab_id(v, "absent"), -1);
+    ASSERT_EQ_INT(tok_vocab_id(v, ""), -1);
 }
 
 static const char *load_err(const char *content, size_t len) {
@@ -139,17 +139,17 @@ static const char *load_err(const char *content, size_t len) {
     ASSERT_NOT_NULL(f);
     fwrite(content, 1, len, f);
     fclose(f);
-    fleet_vocab *v = NULL;
+    tok_vocab *v = NULL;
     char *err = tl_alloc(512);
-    ASSERT_EQ_INT(fleet_vocab_load(path, &v, err, 512), -1);
+    ASSERT_EQ_INT(tok_vocab_load(path, &v, err, 512), -1);
     ASSERT_NULL(v);
     return err;
 }
 
 TL_TEST(vocab_errors_are_precise) {
-    fleet_vocab *v = NULL;
+    tok_vocab *v = NULL;
     char err[512];
-    ASSERT_EQ_INT(fleet_vocab_load("/nonexistent/vocab.txt", &v, err, sizeof(err)), -1);
+    ASSERT_EQ_INT(tok_vocab_load("/nonexistent/vocab.txt", &v, err, sizeof(err)), -1);
     ASSERT_STR_CONTAINS(err, "/nonexistent/vocab.txt: No such file");
     ASSERT_STR_CONTAINS(load_err("", 0), "empty vocabulary");
     ASSERT_STR_CONTAINS(load_err("[UNK]\n[CLS]\n\xff\xfe\n", 15), "line 3: not valid UTF-8");
@@ -158,7 +158,7 @@ TL_TEST(vocab_errors_are_precise) {
 }
 
 TL_TEST(basic_words_and_punctuation) {
-    fleet_vocab *v = small_vocab();
+    tok_vocab *v = small_vocab();
     CHECK(v, "Hello, world!", T_CLS, T_HELLO, T_COMMA, T_WORLD, T_BANG, T_SEP);
     CHECK(v, "hello.world", T_CLS, T_HELLO, T_DOT, T_WORLD, T_SEP);
     CHECK(v, "hello's", T_CLS, T_HELLO, T_APOS, T_S, T_SEP);
@@ -169,7 +169,7 @@ TL_TEST(basic_words_and_punctuation) {
 }
 
 TL_TEST(accents_are_stripped) {
-    fleet_vocab *v = small_vocab();
+    tok_vocab *v = small_vocab();
     CHECK(v, "caf\xc3\xa9", T_CLS, T_CAFE, T_SEP);              /* café, precomposed */
     CHECK(v, "cafe\xcc\x81", T_CLS, T_CAFE, T_SEP);             /* e + U+0301 */
     CHECK(v, "CAF\xc3\x89", T_CLS, T_CAFE, T_SEP);              /* CAFÉ */
@@ -179,13 +179,13 @@ TL_TEST(accents_are_stripped) {
 }
 
 TL_TEST(cjk_is_split) {
-    fleet_vocab *v = small_vocab();
+    tok_vocab *v = small_vocab();
     CHECK(v, "\xe4\xb8\xad\xe5\x9b\xbd", T_CLS, T_ZHONG, T_GUO, T_SEP);       /* 中国 */
     CHECK(v, "hello\xe4\xb8\xadworld", T_CLS, T_HELLO, T_ZHONG, T_WORLD, T_SEP);
 }
 
 TL_TEST(wordpiece_continuations) {
-    fleet_vocab *v = small_vocab();
+    tok_vocab *v = small_vocab();
     CHECK(v, "unaffable", T_CLS, T_UN, T_AFF, T_ABLE, T_SEP);
     CHECK(v, "ab", T_CLS, T_A, T_HASH_B, T_SEP);
     /* One piece that does not match makes the whole word [UNK]. */
@@ -194,7 +194,7 @@ TL_TEST(wordpiece_continuations) {
 }
 
 TL_TEST(long_word_is_unk) {
-    fleet_vocab *v = small_vocab();
+    tok_vocab *v = small_vocab();
     char s[256];
     /* "a" + 99 × "b" = 100 characters: pieces; 101: [UNK]. */
     s[0] = 'a';
@@ -221,7 +221,7 @@ TL_TEST(long_word_is_unk) {
 }
 
 TL_TEST(truncation) {
-    fleet_vocab *v = small_vocab();
+    tok_vocab *v = small_vocab();
     const char *s = "hello world hello world";
     check_ex(v, true, 4, s, strlen(s), (const int32_t[]){T_CLS, T_HELLO, T_WORLD, T_SEP, -1},
              "max_len 4");
@@ -229,21 +229,21 @@ TL_TEST(truncation) {
     /* The capacity truncates as max_len does. */
     int32_t ids[3];
     char err[128];
-    fleet_tokenizer_opts o = {.lower_case = true, .max_len = 256};
-    ASSERT_EQ_INT(fleet_tokenize(v, &o, s, strlen(s), ids, 3, err, sizeof(err)), 3);
+    tok_opts o = {.lower_case = true, .max_len = 256};
+    ASSERT_EQ_INT(tok_encode(v, &o, s, strlen(s), ids, 3, err, sizeof(err)), 3);
     ASSERT_EQ_INT(ids[1], T_HELLO);
     ASSERT_EQ_INT(ids[2], T_SEP);
     /* A word's pieces are cut too: [CLS] un ##aff [SEP]. */
     check_ex(v, true, 4, "unaffable", 9,
              (const int32_t[]){T_CLS, T_UN, T_AFF, T_SEP, -1}, "pieces cut");
-    ASSERT_EQ_INT(fleet_tokenize(v, &o, s, strlen(s), ids, 1, err, sizeof(err)), -1);
+    ASSERT_EQ_INT(tok_encode(v, &o, s, strlen(s), ids, 1, err, sizeof(err)), -1);
     ASSERT_STR_CONTAINS(err, "no room");
     o.max_len = 1;
-    ASSERT_EQ_INT(fleet_tokenize(v, &o, s, strlen(s), ids, 3, err, sizeof(err)), -1);
+    ASSERT_EQ_INT(tok_encode(v, &o, s, strlen(s), ids, 3, err, sizeof(err)), -1);
 }
 
 TL_TEST(control_chars_and_invalid_utf8_dropped) {
-    fleet_vocab *v = small_vocab();
+    tok_vocab *v = small_vocab();
     /* NUL, BEL, U+200B ZERO WIDTH SPACE (Cf), U+FFFD and bad bytes vanish inside a word;
      * tab, newline, CR and U+3000 separate words. */
     const char s[] = "hel\0l\x07o\xe2\x80\x8b\tworld\r\nhe\xef\xbf\xbdllo\xff\xc3"
@@ -254,7 +254,7 @@ TL_TEST(control_chars_and_invalid_utf8_dropped) {
 }
 
 TL_TEST(empty_text) {
-    fleet_vocab *v = small_vocab();
+    tok_vocab *v = small_vocab();
     check_ex(v, true, 256, "", 0, (const int32_t[]){T_CLS, T_SEP, -1}, "empty");
     check_ex(v, true, 256, NULL, 0, (const int32_t[]){T_CLS, T_SEP, -1}, "NULL");
     CHECK(v, " \t\n\r\x01", T_CLS, T_SEP);

@@ -68,11 +68,11 @@ def full_decomp(cp, decomp):
 
 
 def emit_ranges(name, rs, out):
-    out.append("const uint32_t fleet__uc_%s[][2] = {" % name)
+    out.append("const uint32_t ucd_%s[][2] = {" % name)
     for lo, hi in rs:
         out.append("    {0x%04X, 0x%04X}," % (lo, hi))
     out.append("};")
-    out.append("const size_t fleet__uc_%s_n = %d;" % (name, len(rs)))
+    out.append("const size_t ucd_%s_n = %d;" % (name, len(rs)))
     out.append("")
 
 
@@ -99,11 +99,11 @@ def main():
         emit_ranges(name, by(pred), out)
 
     pairs = sorted((c, l) for c, l in lower.items() if l != c)
-    out.append("const uint32_t fleet__uc_lower[][2] = {")
+    out.append("const uint32_t ucd_lower[][2] = {")
     for c, l in pairs:
         out.append("    {0x%04X, 0x%04X}," % (c, l))
     out.append("};")
-    out.append("const size_t fleet__uc_lower_n = %d;" % len(pairs))
+    out.append("const size_t ucd_lower_n = %d;" % len(pairs))
     out.append("")
 
     # Decompositions: {cp, offset into data, length}.
@@ -112,15 +112,15 @@ def main():
         d = full_decomp(cp, decomp)
         index.append((cp, len(data), len(d)))
         data.extend(d)
-    out.append("const uint32_t fleet__uc_decomp_data[] = {")
+    out.append("const uint32_t ucd_decomp_data[] = {")
     for i in range(0, len(data), 8):
         out.append("    " + " ".join("0x%04X," % c for c in data[i:i + 8]))
     out.append("};")
-    out.append("const uint32_t fleet__uc_decomp[][3] = {")
+    out.append("const uint32_t ucd_decomp[][3] = {")
     for cp, off, n in index:
         out.append("    {0x%04X, %d, %d}," % (cp, off, n))
     out.append("};")
-    out.append("const size_t fleet__uc_decomp_n = %d;" % len(index))
+    out.append("const size_t ucd_decomp_n = %d;" % len(index))
     # The declarations are in unicode_tables.h, which both files include.
     sys.stdout.write("\n".join(out) + "\n")
 

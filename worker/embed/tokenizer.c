@@ -27,19 +27,19 @@ static bool in_ranges(const uint32_t (*r)[2], size_t n, uint32_t c) {
 /* BERT's _is_whitespace, plus Zl/Zp, which Python's str.split() also splits on. */
 static bool uc_is_space(uint32_t c) {
     if (c == ' ' || c == '\t' || c == '\n' || c == '\r') return true;
-    return c >= 0x80 && in_ranges(fleet__uc_whitespace, fleet__uc_whitespace_n, c);
+    return c >= 0x80 && in_ranges(ucd_whitespace, ucd_whitespace_n, c);
 }
 
 static bool uc_is_control(uint32_t c) {
     if (c == '\t' || c == '\n' || c == '\r') return false;
-    return in_ranges(fleet__uc_control, fleet__uc_control_n, c);
+    return in_ranges(ucd_control, ucd_control_n, c);
 }
 
 static bool uc_is_punct(uint32_t c) {
     if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
         (c >= 123 && c <= 126))
         return true;
-    return c >= 0x80 && in_ranges(fleet__uc_punct, fleet__uc_punct_n, c);
+    return c >= 0x80 && in_ranges(ucd_punct, ucd_punct_n, c);
 }
 
 /* BERT's _is_chinese_char: the CJK Unified Ideographs blocks, not all of CJK. */
@@ -52,12 +52,12 @@ static bool uc_is_cjk(uint32_t c) {
 
 static uint32_t uc_lower(uint32_t c) {
     if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-    size_t lo = 0, hi = fleet__uc_lower_n;
+    size_t lo = 0, hi = ucd_lower_n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (c < fleet__uc_lower[mid][0]) hi = mid;
-        else if (c > fleet__uc_lower[mid][0]) lo = mid + 1;
-        else return fleet__uc_lower[mid][1];
+        if (c < ucd_lower[mid][0]) hi = mid;
+        else if (c > ucd_lower[mid][0]) lo = mid + 1;
+        else return ucd_lower[mid][1];
     }
     return c;
 }
@@ -82,15 +82,15 @@ static size_t uc_nfd(uint32_t c, uint32_t out[8]) {
         out[2] = H_TBASE + s % H_TCOUNT;
         return 3;
     }
-    size_t lo = 0, hi = fleet__uc_decomp_n;
+    size_t lo = 0, hi = ucd_decomp_n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (c < fleet__uc_decomp[mid][0]) hi = mid;
-        else if (c > fleet__uc_decomp[mid][0]) lo = mid + 1;
+        if (c < ucd_decomp[mid][0]) hi = mid;
+        else if (c > ucd_decomp[mid][0]) lo = mid + 1;
         else {
-            size_t n = fleet__uc_decomp[mid][2];
+            size_t n = ucd_decomp[mid][2];
             if (n > 8) n = 8;
-            memcpy(out, &fleet__uc_decomp_data[fleet__uc_decomp[mid][1]], n * sizeof(uint32_t));
+            memcpy(out, &ucd_decomp_data[ucd_decomp[mid][1]], n * sizeof(uint32_t));
             return n;
         }
     }
@@ -161,12 +161,12 @@ static size_t utf8_encode(uint32_t c, char *o) {
 /* ------------------------------------------------------------ vocabulary ------------- */
 
 typedef struct vocab_slot {
-    const char *tok; /* into fleet_vocab.text; NULL: empty slot */
+    const char *tok; /* into tok_vocab.text; NULL: empty slot */
     uint32_t len;
     int32_t id;
 } vocab_slot;
 
-struct fleet_vocab {
+struct tok_vocab {
     char *text;        /* the file, owned */
     vocab_slot *slots; /* open addressing, linear probing; mask + 1 slots */
     size_t mask;
@@ -183,7 +183,7 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h;
 }
 
-static long vocab_find(const fleet_vocab *v, const char *s, size_t n) {
+static long vocab_find(const tok_vocab *v, const char *s, size_t n) {
     size_t i = (size_t)hash_bytes(s, n) & v->mask;
     for (;;) {
         const vocab_slot *e = &v->slots[i];
@@ -193,7 +193,7 @@ static long vocab_find(const fleet_vocab *v, const char *s, size_t n) {
     }
 }
 
-static void vocab_put(fleet_vocab *v, const char *s, size_t n, int32_t id) {
+static void vocab_put(tok_vocab *v, const char *s, size_t n, int32_t id) {
     size_t i = (size_t)hash_bytes(s, n) & v->mask;
     for (;;) {
         vocab_slot *e = &v->slots[i];
@@ -220,9 +220,9 @@ static bool utf8_valid(const char *s, size_t n) {
     return true;
 }
 
-int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errlen) {
+int tok_vocab_load(const char *path, tok_vocab **out, char *err, size_t errlen) {
     *out = NULL;
-    fleet_vocab *v = calloc(1, sizeof(*v));
+    tok_vocab *v = calloc(1, sizeof(*v));
     FILE *f = NULL;
     if (v == NULL) goto oom;
     f = fopen(path, "rb");
@@ -295,7 +295,7 @@ int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errl
     static const char *const need[] = {"[UNK]", "[CLS]", "[SEP]"};
     int32_t *slot[] = {&v->unk, &v->cls, &v->sep};
     for (size_t i = 0; i < 3; i++) {
-        long id = fleet_vocab_id(v, need[i]);
+        long id = tok_vocab_id(v, need[i]);
         if (id < 0) {
             fleet_err(err, errlen, "%s: no %s token", path, need[i]);
             goto err;
@@ -309,28 +309,28 @@ oom:
     fleet_err(err, errlen, "%s: out of memory", path);
 err:
     if (f != NULL) fclose(f);
-    fleet_vocab_free(v);
+    tok_vocab_free(v);
     return -1;
 }
 
-void fleet_vocab_free(fleet_vocab *v) {
+void tok_vocab_free(tok_vocab *v) {
     if (v == NULL) return;
     free(v->slots);
     free(v->text);
     free(v);
 }
 
-long fleet_vocab_id(const fleet_vocab *v, const char *token) {
+long tok_vocab_id(const tok_vocab *v, const char *token) {
     return vocab_find(v, token, strlen(token));
 }
 
-size_t fleet_vocab_size(const fleet_vocab *v) { return v->size; }
+size_t tok_vocab_size(const tok_vocab *v) { return v->size; }
 
 /* ------------------------------------------------------------ tokenizing ------------- */
 
-/* The state of one fleet_tokenize call: the current word and the output. */
+/* The state of one tok_encode call: the current word and the output. */
 typedef struct tok_run {
-    const fleet_vocab *v;
+    const tok_vocab *v;
     char *word;        /* UTF-8 bytes of the current word, owned */
     size_t wlen, wcap;
     size_t wchars;     /* its length in code points */
@@ -350,13 +350,13 @@ static void wordpiece(tok_run *r) {
     size_t wlen = r->wlen, nchars = r->wchars;
     r->wlen = r->wchars = 0;
     if (wlen == 0) return;
-    if (nchars > FLEET_TOK_MAX_WORD_CHARS) {
+    if (nchars > TOK_MAX_WORD_CHARS) {
         emit(r, r->v->unk);
         return;
     }
     /* At most 100 characters of at most 4 bytes each, after "##". */
-    char buf[2 + 4 * FLEET_TOK_MAX_WORD_CHARS];
-    int32_t pieces[FLEET_TOK_MAX_WORD_CHARS];
+    char buf[2 + 4 * TOK_MAX_WORD_CHARS];
+    int32_t pieces[TOK_MAX_WORD_CHARS];
     size_t npieces = 0, start = 0;
     const char *w = r->word;
     buf[0] = buf[1] = '#';
@@ -407,7 +407,7 @@ static int add_char(tok_run *r, uint32_t c, bool lower, bool alone) {
         nd = 1;
     }
     for (size_t i = 0; i < nd; i++) {
-        if (lower && d[i] >= 0x300 && in_ranges(fleet__uc_mark_mn, fleet__uc_mark_mn_n, d[i]))
+        if (lower && d[i] >= 0x300 && in_ranges(ucd_mark_mn, ucd_mark_mn_n, d[i]))
             continue;
         if (uc_is_punct(d[i])) {
             wordpiece(r);
@@ -421,7 +421,7 @@ static int add_char(tok_run *r, uint32_t c, bool lower, bool alone) {
     return 0;
 }
 
-long fleet_tokenize(const fleet_vocab *v, const fleet_tokenizer_opts *o, const char *text,
+long tok_encode(const tok_vocab *v, const tok_opts *o, const char *text,
                     size_t len, int32_t *ids, size_t cap, char *err, size_t errlen) {
     size_t limit = cap;
     if (o->max_len != 0 && o->max_len < limit) limit = o->max_len;

@@ -16,7 +16,7 @@
  * ("[SEP]") are tokenized as ordinary text, and NFD does not reorder combining marks
  * that are not Mn. The Unicode tables come from unicode_tables.c (gen_unicode.py).
  *
- * Pure: no I/O except fleet_vocab_load reading the vocabulary file. A loaded vocabulary
+ * Pure: no I/O except tok_vocab_load reading the vocabulary file. A loaded vocabulary
  * is immutable, so any number of threads may tokenize with it at once.
  */
 #ifndef FLEET_EMBED_TOKENIZER_H
@@ -26,31 +26,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FLEET_TOK_MAX_WORD_CHARS 100 /* longer words become [UNK] (HF max_input_chars_per_word) */
+#define TOK_MAX_WORD_CHARS 100 /* longer words become [UNK] (HF max_input_chars_per_word) */
 
-typedef struct fleet_vocab fleet_vocab;
+typedef struct tok_vocab tok_vocab;
 
-/* fleet_vocab_load reads vocab.txt: one token per line (UTF-8, "\n" or "\r\n"), the id of
+/* tok_vocab_load reads vocab.txt: one token per line (UTF-8, "\n" or "\r\n"), the id of
  * a token is its 0-based line number; a token listed twice keeps its last id, as HF does.
  * It needs [UNK], [CLS] and [SEP]. Returns 0 and a vocabulary the caller frees with
- * fleet_vocab_free, or -1 with a message naming the file (and line) in err. */
-int fleet_vocab_load(const char *path, fleet_vocab **out, char *err, size_t errlen);
+ * tok_vocab_free, or -1 with a message naming the file (and line) in err. */
+int tok_vocab_load(const char *path, tok_vocab **out, char *err, size_t errlen);
 /* Accepts NULL. */
-void fleet_vocab_free(fleet_vocab *v);
+void tok_vocab_free(tok_vocab *v);
 /* The id of token (NUL-terminated, exact bytes), or -1 if absent. */
-long fleet_vocab_id(const fleet_vocab *v, const char *token);
+long tok_vocab_id(const tok_vocab *v, const char *token);
 /* Number of lines (ids 0 .. size-1). */
-size_t fleet_vocab_size(const fleet_vocab *v);
+size_t tok_vocab_size(const tok_vocab *v);
 
-typedef struct fleet_tokenizer_opts {
+typedef struct tok_opts {
     bool lower_case; /* lowercase and strip accents (do_lower_case) */
     size_t max_len;  /* most ids written, [CLS] and [SEP] included (>= 2); 0: no limit but cap */
-} fleet_tokenizer_opts;
+} tok_opts;
 
-/* fleet_tokenize tokenizes len bytes of UTF-8 text into ids: [CLS], the word pieces, [SEP],
+/* tok_encode tokenizes len bytes of UTF-8 text into ids: [CLS], the word pieces, [SEP],
  * the pieces truncated so that the whole fits in min(max_len, cap). Returns the number of
  * ids written, or -1 with a message in err (cap or max_len below 2, allocation failure). */
-long fleet_tokenize(const fleet_vocab *v, const fleet_tokenizer_opts *o, const char *text,
+long tok_encode(const tok_vocab *v, const tok_opts *o, const char *text,
                     size_t len, int32_t *ids, size_t cap, char *err, size_t errlen);
 
 #endif

@@ -7,7 +7,7 @@
  * unicode_tables.h; use: tokenizer.c. */
 #include "unicode_tables.h"
 
-const uint32_t fleet__uc_whitespace[][2] = {
+const uint32_t ucd_whitespace[][2] = {
     {0x0020, 0x0020},
     {0x00A0, 0x00A0},
     {0x1680, 0x1680},
@@ -17,9 +17,9 @@ const uint32_t fleet__uc_whitespace[][2] = {
     {0x205F, 0x205F},
     {0x3000, 0x3000},
 };
-const size_t fleet__uc_whitespace_n = 8;
+const size_t ucd_whitespace_n = 8;
 
-const uint32_t fleet__uc_control[][2] = {
+const uint32_t ucd_control[][2] = {
     {0x0000, 0x001F},
     {0x007F, 0x009F},
     {0x00AD, 0x00AD},
@@ -44,9 +44,9 @@ const uint32_t fleet__uc_control[][2] = {
     {0xE0001, 0xE0001},
     {0xE0020, 0xE007F},
 };
-const size_t fleet__uc_control_n = 23;
+const size_t ucd_control_n = 23;
 
-const uint32_t fleet__uc_punct[][2] = {
+const uint32_t ucd_punct[][2] = {
     {0x0021, 0x0023},
     {0x0025, 0x002A},
     {0x002C, 0x002F},
@@ -239,9 +239,9 @@ const uint32_t fleet__uc_punct[][2] = {
     {0x1DA87, 0x1DA8B},
     {0x1E95E, 0x1E95F},
 };
-const size_t fleet__uc_punct_n = 191;
+const size_t ucd_punct_n = 191;
 
-const uint32_t fleet__uc_mark_mn[][2] = {
+const uint32_t ucd_mark_mn[][2] = {
     {0x0300, 0x036F},
     {0x0483, 0x0487},
     {0x0591, 0x05BD},
@@ -589,9 +589,9 @@ const uint32_t fleet__uc_mark_mn[][2] = {
     {0x1E944, 0x1E94A},
     {0xE0100, 0xE01EF},
 };
-const size_t fleet__uc_mark_mn_n = 346;
+const size_t ucd_mark_mn_n = 346;
 
-const uint32_t fleet__uc_lower[][2] = {
+const uint32_t ucd_lower[][2] = {
     {0x0041, 0x0061},
     {0x0042, 0x0062},
     {0x0043, 0x0063},
@@ -2026,9 +2026,9 @@ const uint32_t fleet__uc_lower[][2] = {
     {0x1E920, 0x1E942},
     {0x1E921, 0x1E943},
 };
-const size_t fleet__uc_lower_n = 1433;
+const size_t ucd_lower_n = 1433;
 
-const uint32_t fleet__uc_decomp_data[] = {
+const uint32_t ucd_decomp_data[] = {
     0x0041, 0x0300, 0x0041, 0x0301, 0x0041, 0x0302, 0x0041, 0x0303,
     0x0041, 0x0308, 0x0041, 0x030A, 0x0043, 0x0327, 0x0045, 0x0300,
     0x0045, 0x0301, 0x0045, 0x0302, 0x0045, 0x0308, 0x0049, 0x0300,
@@ -2456,7 +2456,7 @@ const uint32_t fleet__uc_decomp_data[] = {
     0x2A0CE, 0x4CF8, 0x2A105, 0x2A20E, 0x2A291, 0x9EBB, 0x4D56, 0x9EF9,
     0x9EFE, 0x9F05, 0x9F0F, 0x9F16, 0x9F3B, 0x2A600,
 };
-const uint32_t fleet__uc_decomp[][3] = {
+const uint32_t ucd_decomp[][3] = {
     {0x00C0, 0, 2},
     {0x00C1, 2, 2},
     {0x00C2, 4, 2},
@@ -4519,4 +4519,4 @@ const uint32_t fleet__uc_decomp[][3] = {
     {0x2FA1C, 3404, 1},
     {0x2FA1D, 3405, 1},
 };
-const size_t fleet__uc_decomp_n = 2061;
+const size_t ucd_decomp_n = 2061;

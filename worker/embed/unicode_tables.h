@@ -8,18 +8,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-extern const uint32_t fleet__uc_whitespace[][2];
-extern const size_t fleet__uc_whitespace_n;
-extern const uint32_t fleet__uc_control[][2];
-extern const size_t fleet__uc_control_n;
-extern const uint32_t fleet__uc_punct[][2];
-extern const size_t fleet__uc_punct_n;
-extern const uint32_t fleet__uc_mark_mn[][2];
-extern const size_t fleet__uc_mark_mn_n;
-extern const uint32_t fleet__uc_lower[][2];
-extern const size_t fleet__uc_lower_n;
-extern const uint32_t fleet__uc_decomp_data[];
-extern const uint32_t fleet__uc_decomp[][3];
-extern const size_t fleet__uc_decomp_n;
+extern const uint32_t ucd_whitespace[][2];
+extern const size_t ucd_whitespace_n;
+extern const uint32_t ucd_control[][2];
+extern const size_t ucd_control_n;
+extern const uint32_t ucd_punct[][2];
+extern const size_t ucd_punct_n;
+extern const uint32_t ucd_mark_mn[][2];
+extern const size_t ucd_mark_mn_n;
+extern const uint32_t ucd_lower[][2];
+extern const size_t ucd_lower_n;
+extern const uint32_t ucd_decomp_data[];
+extern const uint32_t ucd_decomp[][3];
+extern const size_t ucd_decomp_n;
 
 #endif

@@ -44,11 +44,11 @@
 #define SHAPE_ERROR "input must be {\"text\": ...} or {\"texts\": [...]}"
 
 typedef struct embed_state {
-    fleet_vocab *vocab;
+    tok_vocab *vocab;
     const fleet_bert_ops *ops;
     void *model;
     size_t chunk; /* most sequences per ops->embed call */
-    fleet_tokenizer_opts tok;
+    tok_opts tok;
     int dim;
 } embed_state;
 
@@ -82,7 +82,7 @@ static void embed_unload(void *state)
         return;
     if (s->ops)
         s->ops->free(s->model);
-    fleet_vocab_free(s->vocab);
+    tok_vocab_free(s->vocab);
     free(s);
 }
 
@@ -106,7 +106,7 @@ static int embed_load_with(const fleet_bert_ops *ops, const char *args, void **s
         goto fail;
     }
     sprintf(vpath, "%s/vocab.txt", args);
-    int rc = fleet_vocab_load(vpath, &s->vocab, e, sizeof e);
+    int rc = tok_vocab_load(vpath, &s->vocab, e, sizeof e);
     free(vpath);
     if (rc != 0) {
         snprintf(err, errlen, "embed: %s", e);
@@ -121,9 +121,9 @@ static int embed_load_with(const fleet_bert_ops *ops, const char *args, void **s
     s->chunk = ops->max_seqs(s->model);
     if (s->chunk < 1)
         s->chunk = 1;
-    if (fleet_vocab_size(s->vocab) > (size_t)c->vocab_size) {
+    if (tok_vocab_size(s->vocab) > (size_t)c->vocab_size) {
         snprintf(err, errlen, "embed: %s/vocab.txt has %zu tokens, the model only %d", args,
-                 fleet_vocab_size(s->vocab), c->vocab_size);
+                 tok_vocab_size(s->vocab), c->vocab_size);
         goto fail;
     }
     s->dim = c->hidden_size;
@@ -329,7 +329,7 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
     }
     for (size_t i = 0; i < n; i++) {
         for (size_t t = 0; ej[i].active && t < ej[i].ntexts; t++) {
-            long len = fleet_tokenize(s->vocab, &s->tok, ej[i].text[t], ej[i].text_len[t],
+            long len = tok_encode(s->vocab, &s->tok, ej[i].text[t], ej[i].text_len[t],
                                       scratch, s->tok.max_len, err, sizeof err);
             int32_t *ids = len > 0 ? malloc((size_t)len * sizeof *ids) : NULL;
             if (!ids) {
