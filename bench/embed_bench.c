@@ -54,7 +54,7 @@ static void usage(FILE *f)
                "                         [--tokens 128] [--seconds 3]\n"
                "Without --model-dir a MiniLM-shaped random model is generated in a temporary\n"
                "directory. Thread settings: OPENBLAS_NUM_THREADS, FLEET_CPU_THREADS.\n",
-            fleet_bert_backend_names());
+            bert_backend_names());
 }
 
 /* Parses "1,8,64" into b[]; returns the count, or -1. */
@@ -112,7 +112,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Embeds sequences [0, n) in calls of at most max_seqs. */
-static int run_batch(const fleet_bert_ops *ops, void *m, const int32_t *const *ids,
+static int run_batch(const bert_ops *ops, void *m, const int32_t *const *ids,
                      const size_t *lens, size_t n, size_t max_seqs, float *out, size_t h)
 {
     char err[512] = "";
@@ -177,10 +177,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    const fleet_bert_ops *ops = fleet_bert_backend(backend);
+    const bert_ops *ops = bert_backend(backend);
     if (!ops) {
         fprintf(stderr, "fleet-embed-bench: backend %s is not built in (have: %s)\n", backend,
-                fleet_bert_backend_names());
+                bert_backend_names());
         return 2;
     }
 
@@ -221,7 +221,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fleet-embed-bench: load %s: %s\n", model_dir, err);
         goto out;
     }
-    const fleet_bert_config *cfg = ops->config(m);
+    const bert_config *cfg = ops->config(m);
     printf("loaded in %.2f s: %d layers, hidden %d, %d heads, intermediate %d, vocab %d\n",
            now_s() - t0, cfg->num_hidden_layers, cfg->hidden_size, cfg->num_attention_heads,
            cfg->intermediate_size, cfg->vocab_size);
@@ -234,7 +234,7 @@ int main(int argc, char **argv)
     if (strcmp(ops->name, "cpu") == 0) {
         const char *ob = getenv("OPENBLAS_NUM_THREADS"), *ft = getenv("FLEET_CPU_THREADS");
         printf("threads: %d (OPENBLAS_NUM_THREADS=%s, FLEET_CPU_THREADS=%s), %ld online CPUs\n",
-               fleet_bert_cpu_threads(), ob ? ob : "unset", ft ? ft : "unset",
+               bert_cpu_threads(), ob ? ob : "unset", ft ? ft : "unset",
                sysconf(_SC_NPROCESSORS_ONLN));
     }
 

@@ -281,7 +281,7 @@ int main(int argc, char **argv)
         return 2;
     }
     fleet_log_init("worker", (fleet_log_level)level);
-    fleet_bert_module_use("cuda", cuda_module);
+    bert_module_use("cuda", cuda_module);
 
     /* No SA_RESTART: a signal should cut sleeps short. A peer closing the socket must be
      * an error from write(), not a SIGPIPE that kills the worker. */

@@ -87,7 +87,7 @@ static int check_model(const char *dir, const char *label, const char *softmax,
                        const char *gemm, int rounds, const char *dump)
 {
     const double tol = strcmp(gemm, "tf32") == 0 ? TOL_TF32 : TOL;
-    const fleet_bert_ops *gpu_ops = &fleet_bert_cuda_ops, *cpu_ops = &fleet_bert_cpu_ops;
+    const bert_ops *gpu_ops = &bert_cuda_ops, *cpu_ops = &bert_cpu_ops;
     void *gpu = NULL, *cpu = NULL;
     char err[512];
     int rc = -1;
@@ -107,7 +107,7 @@ static int check_model(const char *dir, const char *label, const char *softmax,
         printf("FAIL %s: the CPU backend did not load: %s\n", label, err);
         goto out;
     }
-    const fleet_bert_config *cfg = gpu_ops->config(gpu);
+    const bert_config *cfg = gpu_ops->config(gpu);
     const int dim = cfg->hidden_size;
     int max_len = cfg->max_seq_length < cfg->max_position_embeddings
                       ? cfg->max_seq_length
@@ -249,7 +249,7 @@ int main(int argc, char **argv)
     return 77;
 #else
     rng_state = seed;
-    if (!fleet_bert_cuda_present()) {
+    if (!bert_cuda_present()) {
         printf("skipped: no GPU visible to the CUDA runtime\n");
         return 77;
     }
@@ -283,7 +283,7 @@ int main(int argc, char **argv)
         {"own", "fp32"}, {"cudnn", "fp32"}, {"own", "3xtf32"}, {"own", "tf32"}};
     int failed = 0;
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
-        if (strcmp(configs[i][0], "cudnn") == 0 && !fleet_bert_cuda_has_cudnn()) {
+        if (strcmp(configs[i][0], "cudnn") == 0 && !bert_cuda_has_cudnn()) {
             printf("skipped: softmax=cudnn (this build has no cuDNN)\n");
             continue;
         }

@@ -59,9 +59,9 @@ static const char *good_dir(const char *name) {
 
 /* Loads a directory that must be refused; returns the message. */
 static const char *refused(const char *dir) {
-    fleet_bert_config c;
+    bert_config c;
     char err[512] = "";
-    ASSERT_EQ_INT(fleet_bert_config_load(dir, &c, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_config_load(dir, &c, err, sizeof err), -1);
     tl_log("refused: %s", err);
     return tl_printf("%s", err);
 }
@@ -159,9 +159,9 @@ static st_file *tiny_weights(const char *prefix, const fault *fl) {
     return st;
 }
 
-static const char *tensors_refused(const fleet_bert_config *c, st_file *st) {
+static const char *tensors_refused(const bert_config *c, st_file *st) {
     char err[512] = "";
-    ASSERT_EQ_INT(fleet_bert_check_tensors(c, st, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_check_tensors(c, st, err, sizeof err), -1);
     st_close(st);
     tl_log("refused: %s", err);
     return tl_printf("%s", err);
@@ -173,9 +173,9 @@ TL_TEST(real_minilm_directory_is_good) {
     struct stat sb;
     if (stat(REAL_DIR "/config.json", &sb) != 0)
         TL_SKIP("skipped: ../shared/models not present");
-    fleet_bert_config c;
+    bert_config c;
     char err[512] = "";
-    if (fleet_bert_config_load(REAL_DIR, &c, err, sizeof err) != 0)
+    if (bert_config_load(REAL_DIR, &c, err, sizeof err) != 0)
         FAILF("real directory refused: %s", err);
     ASSERT_EQ_INT(c.hidden_size, 384);
     ASSERT_EQ_INT(c.num_hidden_layers, 6);
@@ -198,21 +198,21 @@ TL_TEST(real_minilm_directory_is_good) {
         TL_SKIP("skipped: model.safetensors.header not present");
     st_file *st;
     ASSERT_EQ_INT(st_parse_header(buf, len, 90868376, &st, err, sizeof err), 0);
-    if (fleet_bert_check_tensors(&c, st, err, sizeof err) != 0)
+    if (bert_check_tensors(&c, st, err, sizeof err) != 0)
         FAILF("real tensors refused: %s", err);
-    ASSERT_EQ_STR(fleet_bert_tensor_prefix(st), "");
+    ASSERT_EQ_STR(bert_tensor_prefix(st), "");
     /* A config that says 7 layers does not fit these weights. */
     c.num_hidden_layers = 7;
-    ASSERT_EQ_INT(fleet_bert_check_tensors(&c, st, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_check_tensors(&c, st, err, sizeof err), -1);
     ASSERT_STR_CONTAINS(err, "tensor encoder.layer.6.attention.self.query.weight missing");
     st_close(st);
 }
 
 TL_TEST(small_directory_loads_with_defaults) {
     const char *dir = good_dir("m");
-    fleet_bert_config c;
+    bert_config c;
     char err[512] = "";
-    if (fleet_bert_config_load(dir, &c, err, sizeof err) != 0)
+    if (bert_config_load(dir, &c, err, sizeof err) != 0)
         FAILF("refused: %s", err);
     ASSERT_EQ_INT(c.hidden_size, 8);
     ASSERT_EQ_INT(c.head_dim, 4);
@@ -224,13 +224,13 @@ TL_TEST(small_directory_loads_with_defaults) {
     ASSERT_EQ_INT(unlink(tl_printf("%s/tokenizer_config.json", dir)), 0);
     ASSERT_EQ_INT(unlink(tl_printf("%s/sentence_bert_config.json", dir)), 0);
     write_file(dir, "modules.json", MODULES_JSON(""));
-    ASSERT_EQ_INT(fleet_bert_config_load(dir, &c, err, sizeof err), 0);
+    ASSERT_EQ_INT(bert_config_load(dir, &c, err, sizeof err), 0);
     ASSERT_TRUE(c.do_lower_case);
     ASSERT_EQ_INT(c.max_seq_length, 16);
     ASSERT_FALSE(c.normalize);
     /* A null max_seq_length means the default too. */
     write_file(dir, "sentence_bert_config.json", "{\"max_seq_length\": null}");
-    ASSERT_EQ_INT(fleet_bert_config_load(dir, &c, err, sizeof err), 0);
+    ASSERT_EQ_INT(bert_config_load(dir, &c, err, sizeof err), 0);
     ASSERT_EQ_INT(c.max_seq_length, 16);
 }
 
@@ -327,20 +327,20 @@ TL_TEST(other_files_faults_are_named) {
 
 TL_TEST(tensor_check_finds_each_fault) {
     const char *dir = good_dir("m");
-    fleet_bert_config c;
+    bert_config c;
     char err[512] = "";
-    ASSERT_EQ_INT(fleet_bert_config_load(dir, &c, err, sizeof err), 0);
+    ASSERT_EQ_INT(bert_config_load(dir, &c, err, sizeof err), 0);
 
     /* Good, with and without the bert. prefix. */
     st_file *st = tiny_weights("", NULL);
-    if (fleet_bert_check_tensors(&c, st, err, sizeof err) != 0)
+    if (bert_check_tensors(&c, st, err, sizeof err) != 0)
         FAILF("refused: %s", err);
-    ASSERT_EQ_STR(fleet_bert_tensor_prefix(st), "");
+    ASSERT_EQ_STR(bert_tensor_prefix(st), "");
     st_close(st);
     st = tiny_weights("bert.", NULL);
-    if (fleet_bert_check_tensors(&c, st, err, sizeof err) != 0)
+    if (bert_check_tensors(&c, st, err, sizeof err) != 0)
         FAILF("refused: %s", err);
-    ASSERT_EQ_STR(fleet_bert_tensor_prefix(st), "bert.");
+    ASSERT_EQ_STR(bert_tensor_prefix(st), "bert.");
     st_close(st);
 
     ASSERT_EQ_STR(tensors_refused(&c, tiny_weights("", &(fault){

@@ -77,11 +77,11 @@ static double rel_diff(const float *a, const float *b, size_t n)
     return mb > 0 ? md / mb : md;
 }
 
-static fleet_bert_cpu *load_ok(const char *dir)
+static bert_cpu *load_ok(const char *dir)
 {
-    fleet_bert_cpu *m;
+    bert_cpu *m;
     char err[512] = "";
-    if (fleet_bert_cpu_load(dir, &m, err, sizeof err) != 0)
+    if (bert_cpu_load(dir, &m, err, sizeof err) != 0)
         FAILF("load %s: %s", dir, err);
     return m;
 }
@@ -94,8 +94,8 @@ static fleet_bert_cpu *load_ok(const char *dir)
  * (within tol) and the batch against the singles (within BATCH_TOL). */
 static void check_model(const char *dir, double tol)
 {
-    fleet_bert_cpu *m = load_ok(dir);
-    ASSERT_EQ_INT(fleet_bert_cpu_config(m)->hidden_size, HIDDEN);
+    bert_cpu *m = load_ok(dir);
+    ASSERT_EQ_INT(bert_cpu_config(m)->hidden_size, HIDDEN);
     const float *golden = read_golden();
     const int32_t *ids[NSEQ];
     for (size_t s = 0; s < NSEQ; s++)
@@ -105,7 +105,7 @@ static void check_model(const char *dir, double tol)
     float *batch = tl_alloc(NSEQ * HIDDEN * sizeof *batch);
     double worst = 0;
     for (size_t s = 0; s < NSEQ; s++) {
-        if (fleet_bert_cpu_embed(m, &ids[s], &seq_lens[s], 1, single + s * HIDDEN, err,
+        if (bert_cpu_embed(m, &ids[s], &seq_lens[s], 1, single + s * HIDDEN, err,
                                  sizeof err) != 0)
             FAILF("embed %zu: %s", s, err);
         double d = rel_diff(single + s * HIDDEN, golden + s * HIDDEN, HIDDEN);
@@ -119,7 +119,7 @@ static void check_model(const char *dir, double tol)
             norm += (double)single[s * HIDDEN + j] * single[s * HIDDEN + j];
         ASSERT_TRUE(fabs(sqrt(norm) - 1.0) < 1e-5);
     }
-    if (fleet_bert_cpu_embed(m, ids, seq_lens, NSEQ, batch, err, sizeof err) != 0)
+    if (bert_cpu_embed(m, ids, seq_lens, NSEQ, batch, err, sizeof err) != 0)
         FAILF("embed batch: %s", err);
     double dbatch = rel_diff(batch, single, NSEQ * HIDDEN);
     double dgold = rel_diff(batch, golden, NSEQ * HIDDEN);
@@ -136,11 +136,11 @@ static void check_model(const char *dir, double tol)
         rids[s] = ids[NSEQ - 1 - s];
         rlens[s] = seq_lens[NSEQ - 1 - s];
     }
-    ASSERT_EQ_INT(fleet_bert_cpu_embed(m, rids, rlens, NSEQ, batch, err, sizeof err), 0);
+    ASSERT_EQ_INT(bert_cpu_embed(m, rids, rlens, NSEQ, batch, err, sizeof err), 0);
     for (size_t s = 0; s < NSEQ; s++)
         ASSERT_TRUE(rel_diff(batch + s * HIDDEN, single + (NSEQ - 1 - s) * HIDDEN, HIDDEN) <=
                     BATCH_TOL);
-    fleet_bert_cpu_free(m);
+    bert_cpu_free(m);
 }
 
 /* ------------------------------------------------------------ cases --------------- */
@@ -162,7 +162,7 @@ TL_TEST(f16_weights_are_close) {
  * crosses sequences, and BLAS rounding stays within BATCH_TOL. */
 TL_TEST(same_vector_alone_and_in_a_mixed_batch) {
     enum { N = 200 };
-    fleet_bert_cpu *m = load_ok(tl_tiny_bert_write("mixed", false, ""));
+    bert_cpu *m = load_ok(tl_tiny_bert_write("mixed", false, ""));
     const int32_t *ids[N];
     size_t lens[N];
     uint64_t state = 1;
@@ -179,11 +179,11 @@ TL_TEST(same_vector_alone_and_in_a_mixed_batch) {
     char err[512] = "";
     float *batch = tl_alloc((size_t)N * HIDDEN * sizeof *batch);
     float one[HIDDEN];
-    if (fleet_bert_cpu_embed(m, ids, lens, N, batch, err, sizeof err) != 0)
+    if (bert_cpu_embed(m, ids, lens, N, batch, err, sizeof err) != 0)
         FAILF("embed batch: %s", err);
     double worst = 0;
     for (size_t s = 0; s < N; s++) {
-        if (fleet_bert_cpu_embed(m, &ids[s], &lens[s], 1, one, err, sizeof err) != 0)
+        if (bert_cpu_embed(m, &ids[s], &lens[s], 1, one, err, sizeof err) != 0)
             FAILF("embed %zu: %s", s, err);
         double d = rel_diff(batch + s * HIDDEN, one, HIDDEN);
         if (d > BATCH_TOL)
@@ -191,16 +191,16 @@ TL_TEST(same_vector_alone_and_in_a_mixed_batch) {
         worst = fmax(worst, d);
     }
     tl_log("%d sequences: worst relative difference, batch vs alone, %.3g", N, worst);
-    fleet_bert_cpu_free(m);
+    bert_cpu_free(m);
 }
 
 TL_TEST(faults_are_named) {
     char err[512] = "";
-    fleet_bert_cpu *m = (fleet_bert_cpu *)&err; /* must be reset to NULL on failure */
+    bert_cpu *m = (bert_cpu *)&err; /* must be reset to NULL on failure */
 
     const char *dir = tl_tiny_bert_write("nofile", false, "");
     ASSERT_EQ_INT(unlink(tl_printf("%s/model.safetensors", dir)), 0);
-    ASSERT_EQ_INT(fleet_bert_cpu_load(dir, &m, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_cpu_load(dir, &m, err, sizeof err), -1);
     ASSERT_NULL(m);
     tl_log("refused: %s", err);
     ASSERT_STR_CONTAINS(err, "model.safetensors");
@@ -208,7 +208,7 @@ TL_TEST(faults_are_named) {
 
     dir = tl_tiny_bert_write("noconfig", false, "");
     ASSERT_EQ_INT(unlink(tl_printf("%s/config.json", dir)), 0);
-    ASSERT_EQ_INT(fleet_bert_cpu_load(dir, &m, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_cpu_load(dir, &m, err, sizeof err), -1);
     ASSERT_STR_CONTAINS(err, "config.json: cannot read");
 
     /* Weights that do not fit the config: vocabulary 101 in config.json. */
@@ -220,7 +220,7 @@ TL_TEST(faults_are_named) {
                          "\"vocab_size\": 101, \"type_vocab_size\": 2, "
                          "\"layer_norm_eps\": 1e-12, \"hidden_act\": \"gelu\"}",
                          HIDDEN, LAYERS, HEADS, INTER, MAX_POS));
-    ASSERT_EQ_INT(fleet_bert_cpu_load(dir, &m, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_cpu_load(dir, &m, err, sizeof err), -1);
     ASSERT_STR_CONTAINS(err, "embeddings.word_embeddings.weight has shape [100, 32]");
 
     /* Bad inputs to embed; out is left alone. */
@@ -231,29 +231,29 @@ TL_TEST(faults_are_named) {
     int32_t good[] = {2, 5, 3}, bad[] = {2, 100, 3};
     const int32_t *ids[2] = {good, bad};
     size_t lens[2] = {3, 3};
-    ASSERT_EQ_INT(fleet_bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
     ASSERT_EQ_STR(err, "embed: sequence 1: id 100 outside the vocabulary (100)");
     bad[1] = -1;
-    ASSERT_EQ_INT(fleet_bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
     ASSERT_STR_CONTAINS(err, "id -1 outside");
     lens[1] = 0;
-    ASSERT_EQ_INT(fleet_bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
     ASSERT_EQ_STR(err, "embed: sequence 1: length 0, must be in [1, 64]");
     int32_t *longer = tl_alloc(65 * sizeof *longer);
     for (int i = 0; i < 65; i++)
         longer[i] = 5;
     ids[1] = longer;
     lens[1] = 65;
-    ASSERT_EQ_INT(fleet_bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
+    ASSERT_EQ_INT(bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
     ASSERT_EQ_STR(err, "embed: sequence 1: length 65, must be in [1, 64]");
     for (int i = 0; i < 2 * HIDDEN; i++)
         ASSERT_TRUE(out[i] == 7.0f);
     /* The full 64 positions work; n == 0 does nothing. */
     lens[1] = 64;
-    ASSERT_EQ_INT(fleet_bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), 0);
-    ASSERT_EQ_INT(fleet_bert_cpu_embed(m, ids, lens, 0, NULL, err, sizeof err), 0);
-    fleet_bert_cpu_free(m);
-    fleet_bert_cpu_free(NULL);
+    ASSERT_EQ_INT(bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), 0);
+    ASSERT_EQ_INT(bert_cpu_embed(m, ids, lens, 0, NULL, err, sizeof err), 0);
+    bert_cpu_free(m);
+    bert_cpu_free(NULL);
 }
 
 int main(int argc, char **argv)

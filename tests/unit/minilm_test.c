@@ -36,7 +36,7 @@ static const char *model_dir(void) {
 static void vocab_free_cb(void *v) { tok_vocab_free(v); }
 
 /* Embeds texts[0..n) with the backend into out (n x 384). */
-static void embed_texts(const fleet_bert_ops *ops, const char *dir, const char *const *texts,
+static void embed_texts(const bert_ops *ops, const char *dir, const char *const *texts,
                         size_t n, float *out) {
     char err[512] = "";
     tok_vocab *v = NULL;
@@ -45,7 +45,7 @@ static void embed_texts(const fleet_bert_ops *ops, const char *dir, const char *
     tl_defer(vocab_free_cb, v);
     void *m = NULL;
     if (ops->load(dir, &m, err, sizeof err) != 0) FAILF("%s backend: %s", ops->name, err);
-    const fleet_bert_config *c = ops->config(m);
+    const bert_config *c = ops->config(m);
     ASSERT_EQ_INT(c->hidden_size, 384);
     tok_opts o = {.lower_case = c->do_lower_case, .max_len = (size_t)c->max_seq_length};
     int32_t ids[8][256];
@@ -78,12 +78,12 @@ static void published_outputs(const char *backend) {
     if (!dir)
         TL_SKIP("skipped: the real all-MiniLM-L6-v2 weights are not present (set "
                 "FLEET_MINILM_DIR to a directory holding them)");
-    const fleet_bert_ops *ops = &fleet_bert_cpu_ops;
+    const bert_ops *ops = &bert_cpu_ops;
     if (strcmp(backend, "cuda") == 0) {
         /* The CUDA backend is the module the build wrote next to the fleet binaries. */
         char err[512];
-        fleet_bert_module_use("cuda", FLEET_BIN_DIR "/fleet-embed-cuda.so");
-        const fleet_bert_module *m = fleet_bert_module_open("cuda", err, sizeof err);
+        bert_module_use("cuda", FLEET_BIN_DIR "/fleet-embed-cuda.so");
+        const bert_module *m = bert_module_open("cuda", err, sizeof err);
         if (!m) TL_SKIP("skipped: no CUDA backend: %s", err);
         if (!m->present()) TL_SKIP("skipped: no GPU");
         ops = m->ops;

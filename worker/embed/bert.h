@@ -13,9 +13,9 @@
  *
  * "cpu" (bert_cpu.c) and "cuda" (bert_cuda.c, built when fleet was configured with the
  * CUDA toolkit) live in the modules fleet-embed-cpu.so and fleet-embed-cuda.so, opened the
- * first time they are asked for (bert_module.h); fleet_bert_backend returns NULL when the
+ * first time they are asked for (bert_module.h); bert_backend returns NULL when the
  * module cannot be opened or is refused. Programs that link the fleet_embed library (the
- * tests, fleet-embed-bench) may also use fleet_bert_cpu_ops directly.
+ * tests, fleet-embed-bench) may also use bert_cpu_ops directly.
  */
 #ifndef FLEET_EMBED_BERT_H
 #define FLEET_EMBED_BERT_H
@@ -25,25 +25,25 @@
 
 #include "bert_config.h"
 
-typedef struct fleet_bert_ops {
+typedef struct bert_ops {
     const char *name; /* "cpu", "cuda" */
     int (*load)(const char *dir, void **model, char *err, size_t errlen);
-    const fleet_bert_config *(*config)(const void *model);
+    const bert_config *(*config)(const void *model);
     /* The most sequences one embed call takes (callers split larger batches). */
     size_t (*max_seqs)(const void *model);
     int (*embed)(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
                  float *out, char *err, size_t errlen);
     void (*free)(void *model); /* accepts NULL */
-} fleet_bert_ops;
+} bert_ops;
 
 /* In bert_cpu.c: in the fleet_embed library and fleet-embed-cpu.so, not in fleet-worker. */
-extern const fleet_bert_ops fleet_bert_cpu_ops;
+extern const bert_ops bert_cpu_ops;
 
 /* The backend called name ("cpu", "cuda"), or NULL when unknown or its module does not
- * open; fleet_bert_module_open (bert_module.h) says why. */
-const fleet_bert_ops *fleet_bert_backend(const char *name);
+ * open; bert_module_open (bert_module.h) says why. */
+const bert_ops *bert_backend(const char *name);
 
 /* The backend names, separated by '|': "cpu|cuda" (each there when its module opens). */
-const char *fleet_bert_backend_names(void);
+const char *bert_backend_names(void);
 
 #endif

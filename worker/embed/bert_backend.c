@@ -14,9 +14,9 @@
 /* One backend's module: its file, the path set for it, and the outcome of its one open. */
 typedef struct module_slot {
     const char *name, *file, *what; /* "cuda", "fleet-embed-cuda.so", "CUDA" */
-    const char *use;                /* fleet_bert_module_use */
+    const char *use;                /* bert_module_use */
     int tried;
-    const fleet_bert_module *table;
+    const bert_module *table;
     char reason[REASON_MAX];
 } module_slot;
 
@@ -33,7 +33,7 @@ static module_slot *slot_of(const char *name)
     return NULL;
 }
 
-void fleet_bert_module_use(const char *name, const char *path)
+void bert_module_use(const char *name, const char *path)
 {
     module_slot *s = slot_of(name);
     if (s)
@@ -55,7 +55,7 @@ static int exe_dir(char *buf, size_t len)
     return snprintf(buf, len, "%s", exe) < (int)len ? 0 : -1;
 }
 
-void fleet_bert_module_path(const char *name, char *buf, size_t len)
+void bert_module_path(const char *name, char *buf, size_t len)
 {
     const module_slot *s = slot_of(name);
     char dir[PATH_MAX], installed[PATH_MAX + 64];
@@ -81,12 +81,12 @@ void fleet_bert_module_path(const char *name, char *buf, size_t len)
 }
 
 /* table_refusal says what is wrong with a module's table, or NULL when it is usable. */
-static const char *table_refusal(const fleet_bert_module *m, const char *name)
+static const char *table_refusal(const bert_module *m, const char *name)
 {
     if (!m)
-        return "it exports no " FLEET_BERT_MODULE_SYMBOL;
-    if (m->abi_version != FLEET_BERT_MODULE_ABI || m->size != sizeof *m ||
-        m->ops_size != sizeof(fleet_bert_ops))
+        return "it exports no " BERT_MODULE_SYMBOL;
+    if (m->abi_version != BERT_MODULE_ABI || m->size != sizeof *m ||
+        m->ops_size != sizeof(bert_ops))
         return "it was built for another module ABI version; rebuild it with this fleet";
     if (!m->ops || !m->ops->name || strcmp(m->ops->name, name) != 0)
         return "it holds another backend";
@@ -99,7 +99,7 @@ static const char *table_refusal(const fleet_bert_module *m, const char *name)
 static void slot_open(module_slot *s)
 {
     char path[PATH_MAX + 64];
-    fleet_bert_module_path(s->name, path, sizeof path);
+    bert_module_path(s->name, path, sizeof path);
     /* RTLD_LOCAL: a module's own copy of the embed code (the CUDA one's self-check runs
      * the CPU backend) stays out of the process's symbol space. */
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -109,7 +109,7 @@ static void slot_open(module_slot *s)
                  e ? e : path);
         return;
     }
-    const fleet_bert_module *m = dlsym(h, FLEET_BERT_MODULE_SYMBOL);
+    const bert_module *m = dlsym(h, BERT_MODULE_SYMBOL);
     const char *why = table_refusal(m, s->name);
     if (why) {
         snprintf(s->reason, sizeof s->reason, "%s backend module %s refused: %s", s->what, path,
@@ -120,13 +120,13 @@ static void slot_open(module_slot *s)
     s->table = m;
 }
 
-const fleet_bert_module *fleet_bert_module_open(const char *name, char *err, size_t errlen)
+const bert_module *bert_module_open(const char *name, char *err, size_t errlen)
 {
     module_slot *s = slot_of(name);
     if (!s) {
         if (err && errlen)
             snprintf(err, errlen, "no BERT backend '%s' (have: %s)", name ? name : "",
-                     fleet_bert_backend_names());
+                     bert_backend_names());
         return NULL;
     }
     if (!s->tried) {
@@ -138,13 +138,13 @@ const fleet_bert_module *fleet_bert_module_open(const char *name, char *err, siz
     return s->table;
 }
 
-const fleet_bert_ops *fleet_bert_backend(const char *name)
+const bert_ops *bert_backend(const char *name)
 {
-    const fleet_bert_module *m = fleet_bert_module_open(name, NULL, 0);
+    const bert_module *m = bert_module_open(name, NULL, 0);
     return m ? m->ops : NULL;
 }
 
-const char *fleet_bert_backend_names(void)
+const char *bert_backend_names(void)
 {
     return "cpu|cuda";
 }

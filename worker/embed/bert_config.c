@@ -75,7 +75,7 @@ static int bc__bool(const json_t *o, const char *rel, const char *key, bool *out
 
 /* ------------------------------------------------------------ the files ---------- */
 
-static int bc__config_json(const char *dir, fleet_bert_config *c, char *err, size_t errlen)
+static int bc__config_json(const char *dir, bert_config *c, char *err, size_t errlen)
 {
     const char *rel = "config.json";
     json_t *o;
@@ -140,7 +140,7 @@ out:
     return rc;
 }
 
-static int bc__tokenizer_config(const char *dir, fleet_bert_config *c, char *err,
+static int bc__tokenizer_config(const char *dir, bert_config *c, char *err,
                                 size_t errlen)
 {
     const char *rel = "tokenizer_config.json";
@@ -154,7 +154,7 @@ static int bc__tokenizer_config(const char *dir, fleet_bert_config *c, char *err
     return r;
 }
 
-static int bc__sentence_config(const char *dir, fleet_bert_config *c, char *err,
+static int bc__sentence_config(const char *dir, bert_config *c, char *err,
                                size_t errlen)
 {
     const char *rel = "sentence_bert_config.json";
@@ -175,7 +175,7 @@ static int bc__sentence_config(const char *dir, fleet_bert_config *c, char *err,
     return r;
 }
 
-static int bc__modules(const char *dir, fleet_bert_config *c, char *err, size_t errlen)
+static int bc__modules(const char *dir, bert_config *c, char *err, size_t errlen)
 {
     const char *rel = "modules.json";
     char path[4096];
@@ -246,7 +246,7 @@ out:
     return rc;
 }
 
-static int bc__pooling(const char *dir, fleet_bert_config *c, char *err, size_t errlen)
+static int bc__pooling(const char *dir, bert_config *c, char *err, size_t errlen)
 {
     char rel[300];
     snprintf(rel, sizeof rel, "%s%sconfig.json", c->pooling_path,
@@ -294,9 +294,9 @@ out:
     return rc;
 }
 
-int fleet_bert_config_load(const char *dir, fleet_bert_config *out, char *err, size_t errlen)
+int bert_config_load(const char *dir, bert_config *out, char *err, size_t errlen)
 {
-    fleet_bert_config c;
+    bert_config c;
     memset(&c, 0, sizeof c);
     if (bc__config_json(dir, &c, err, errlen) != 0 ||
         bc__tokenizer_config(dir, &c, err, errlen) != 0 ||
@@ -310,7 +310,7 @@ int fleet_bert_config_load(const char *dir, fleet_bert_config *out, char *err, s
 
 /* ------------------------------------------------------------ tensors ------------ */
 
-const char *fleet_bert_tensor_prefix(const st_file *st)
+const char *bert_tensor_prefix(const st_file *st)
 {
     if (st_find(st, "embeddings.word_embeddings.weight"))
         return "";
@@ -352,10 +352,10 @@ static int bc__expect(const st_file *st, const char *prefix, const char *name, i
     return 0;
 }
 
-int fleet_bert_check_tensors(const fleet_bert_config *c, const st_file *st, char *err,
+int bert_check_tensors(const bert_config *c, const st_file *st, char *err,
                              size_t errlen)
 {
-    const char *p = fleet_bert_tensor_prefix(st);
+    const char *p = bert_tensor_prefix(st);
     if (!p)
         return fleet_err(err, errlen, "weights: tensor embeddings.word_embeddings.weight "
                  "missing (looked with and without a \"bert.\" prefix)");

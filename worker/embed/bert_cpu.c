@@ -35,8 +35,8 @@ typedef struct bcpu__layer {
     bcpu__norm attn_norm, out_norm;
 } bcpu__layer;
 
-struct fleet_bert_cpu {
-    fleet_bert_config cfg;
+struct bert_cpu {
+    bert_config cfg;
     float *word;     /* [vocab, hidden] */
     float *position; /* [max_pos, hidden] */
     float *type0;    /* [hidden]: token type 0's row */
@@ -131,21 +131,21 @@ static int bcpu__threads_from_env(char *err, size_t errlen)
     return 0;
 }
 
-int fleet_bert_cpu_threads(void)
+int bert_cpu_threads(void)
 {
     return openblas_get_num_threads();
 }
 
-int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t errlen)
+int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (bcpu__threads_from_env(err, errlen) != 0)
         return -1;
     st_file *st = NULL;
-    fleet_bert_cpu *m = calloc(1, sizeof *m);
+    bert_cpu *m = calloc(1, sizeof *m);
     if (!m)
         return fleet_err(err, errlen, "embed: out of memory");
-    if (fleet_bert_config_load(dir, &m->cfg, err, errlen) != 0)
+    if (bert_config_load(dir, &m->cfg, err, errlen) != 0)
         goto err;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", dir) >= sizeof path) {
@@ -154,10 +154,10 @@ int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t
     }
     if (st_open(path, &st, err, errlen) != 0)
         goto err;
-    if (fleet_bert_check_tensors(&m->cfg, st, err, errlen) != 0)
+    if (bert_check_tensors(&m->cfg, st, err, errlen) != 0)
         goto err;
-    const char *prefix = fleet_bert_tensor_prefix(st);
-    const fleet_bert_config *c = &m->cfg;
+    const char *prefix = bert_tensor_prefix(st);
+    const bert_config *c = &m->cfg;
     int h = c->hidden_size, inter = c->intermediate_size;
 
     if (!(m->word = bcpu__tensor(st, prefix, "embeddings.word_embeddings.weight", NULL, err,
@@ -199,11 +199,11 @@ int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t
     return 0;
 err:
     st_close(st);
-    fleet_bert_cpu_free(m);
+    bert_cpu_free(m);
     return -1;
 }
 
-const fleet_bert_config *fleet_bert_cpu_config(const fleet_bert_cpu *m)
+const bert_config *bert_cpu_config(const bert_cpu *m)
 {
     return &m->cfg;
 }
@@ -220,7 +220,7 @@ static void bcpu__norm_free(bcpu__norm *nm)
     free(nm->b);
 }
 
-void fleet_bert_cpu_free(fleet_bert_cpu *m)
+void bert_cpu_free(bert_cpu *m)
 {
     if (!m)
         return;
@@ -359,12 +359,12 @@ static void bcpu__attention(const float *qkv, float *ctx, size_t len, int h, int
 
 /* ------------------------------------------------------------ the forward pass --- */
 
-int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const size_t *lens,
+int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out, char *err, size_t errlen)
 {
     if (n == 0)
         return 0;
-    const fleet_bert_config *c = &m->cfg;
+    const bert_config *c = &m->cfg;
     size_t h = (size_t)c->hidden_size, inter = (size_t)c->intermediate_size;
     size_t total = 0, maxlen = 0;
     for (size_t s = 0; s < n; s++) {
@@ -465,34 +465,34 @@ out:
 
 static int bcpu__ops_load(const char *dir, void **model, char *err, size_t errlen)
 {
-    fleet_bert_cpu *m = NULL;
-    int rc = fleet_bert_cpu_load(dir, &m, err, errlen);
+    bert_cpu *m = NULL;
+    int rc = bert_cpu_load(dir, &m, err, errlen);
     *model = m;
     return rc;
 }
 
-static const fleet_bert_config *bcpu__ops_config(const void *model)
+static const bert_config *bcpu__ops_config(const void *model)
 {
-    return fleet_bert_cpu_config(model);
+    return bert_cpu_config(model);
 }
 
 static size_t bcpu__ops_max_seqs(const void *model)
 {
-    return FLEET_BERT_CPU_MAX_SEQS;
+    return BERT_CPU_MAX_SEQS;
 }
 
 static int bcpu__ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
                            float *out, char *err, size_t errlen)
 {
-    return fleet_bert_cpu_embed(model, ids, lens, n, out, err, errlen);
+    return bert_cpu_embed(model, ids, lens, n, out, err, errlen);
 }
 
 static void bcpu__ops_free(void *model)
 {
-    fleet_bert_cpu_free(model);
+    bert_cpu_free(model);
 }
 
-const fleet_bert_ops fleet_bert_cpu_ops = {
+const bert_ops bert_cpu_ops = {
     .name = "cpu",
     .load = bcpu__ops_load,
     .config = bcpu__ops_config,

@@ -22,7 +22,7 @@
  * OpenBLAS may block or split a product differently for a different number of rows).
  *
  * Threads: OpenBLAS's own pool, sized by OPENBLAS_NUM_THREADS (read at process start;
- * default one per online CPU), or by FLEET_CPU_THREADS=N, which fleet_bert_cpu_load
+ * default one per online CPU), or by FLEET_CPU_THREADS=N, which bert_cpu_load
  * applies with openblas_set_num_threads (process-wide; a value outside [1, 1024] fails
  * the load).
  *
@@ -30,9 +30,9 @@
  * snprintf does), e.g. "config.json: cannot read: ..." or "safetensors: DIR/model.
  * safetensors: ...", "embed: sequence 3: id 40000 outside the vocabulary (30522)".
  *
- * Ownership: a fleet_bert_cpu owns F32 copies of every weight (converted from F32, F16
+ * Ownership: a bert_cpu owns F32 copies of every weight (converted from F32, F16
  * or BF16 once at load; linear weights kept [out, in] as in the checkpoint); the safetensors
- * mapping is closed before fleet_bert_cpu_load returns. fleet_bert_cpu_embed allocates
+ * mapping is closed before bert_cpu_load returns. bert_cpu_embed allocates
  * its scratch per call and only reads the model, so threads may share one model.
  */
 #ifndef FLEET_EMBED_BERT_CPU_H
@@ -44,34 +44,34 @@
 #include "bert.h"
 #include "bert_config.h"
 
-/* The most sequences per fleet_bert_cpu_embed call through fleet_bert_cpu_ops (a direct
+/* The most sequences per bert_cpu_embed call through bert_cpu_ops (a direct
  * call takes any number; this keeps progress reports and cancel checks frequent). */
-#define FLEET_BERT_CPU_MAX_SEQS 32
+#define BERT_CPU_MAX_SEQS 32
 
-typedef struct fleet_bert_cpu fleet_bert_cpu;
+typedef struct bert_cpu bert_cpu;
 
-/* fleet_bert_cpu_load reads the model directory `dir` (fleet_bert_config_load), opens
- * dir/model.safetensors, checks its tensors against the config (fleet_bert_check_tensors)
+/* bert_cpu_load reads the model directory `dir` (bert_config_load), opens
+ * dir/model.safetensors, checks its tensors against the config (bert_check_tensors)
  * and converts them to F32. */
-int fleet_bert_cpu_load(const char *dir, fleet_bert_cpu **out, char *err, size_t errlen);
+int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen);
 
 /* The configuration the model was loaded with; lives as long as the model. */
-const fleet_bert_config *fleet_bert_cpu_config(const fleet_bert_cpu *m);
+const bert_config *bert_cpu_config(const bert_cpu *m);
 
-/* fleet_bert_cpu_embed embeds n sequences: ids[i] holds lens[i] token ids, already
+/* bert_cpu_embed embeds n sequences: ids[i] holds lens[i] token ids, already
  * tokenized with [CLS]/[SEP] and truncated. Each length must be in
  * [1, max_position_embeddings], each id in [0, vocab_size). Writes n x hidden_size floats
  * to `out`, row i for sequence i: mean-pooled over its tokens, L2-normalised when the
  * model lists a Normalize module. Token type ids are all 0. n == 0 does nothing. On -1
  * `out` is untouched. */
-int fleet_bert_cpu_embed(fleet_bert_cpu *m, const int32_t *const *ids, const size_t *lens,
+int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out, char *err, size_t errlen);
 
 /* The threads OpenBLAS uses for one product now (after FLEET_CPU_THREADS, if a load
  * applied it). */
-int fleet_bert_cpu_threads(void);
+int bert_cpu_threads(void);
 
 /* Accepts NULL. */
-void fleet_bert_cpu_free(fleet_bert_cpu *m);
+void bert_cpu_free(bert_cpu *m);
 
 #endif

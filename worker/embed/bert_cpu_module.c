@@ -3,7 +3,7 @@
 #include "bert_cpu.h"
 #include "bert_module.h"
 
-__attribute__((visibility("default"))) extern const fleet_bert_module fleet_bert_module_v1;
+__attribute__((visibility("default"))) extern const bert_module bert_module_v1;
 
 static int always(void)
 {
@@ -15,11 +15,11 @@ static int never(void)
     return 0;
 }
 
-const fleet_bert_module fleet_bert_module_v1 = {
-    .abi_version = FLEET_BERT_MODULE_ABI,
-    .size = sizeof(fleet_bert_module),
-    .ops_size = sizeof(fleet_bert_ops),
-    .ops = &fleet_bert_cpu_ops,
+const bert_module bert_module_v1 = {
+    .abi_version = BERT_MODULE_ABI,
+    .size = sizeof(bert_module),
+    .ops_size = sizeof(bert_ops),
+    .ops = &bert_cpu_ops,
     .present = always,
     .has_cudnn = never,
 };

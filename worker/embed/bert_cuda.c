@@ -38,8 +38,8 @@ typedef struct bgpu__layer {
     const float *ln2_g, *ln2_b;   /* output LayerNorm */
 } bgpu__layer;
 
-typedef struct fleet_bert_cuda {
-    fleet_bert_config cfg;
+typedef struct bert_cuda {
+    bert_config cfg;
     int H, I, heads, d, max_len, max_seqs;
     long max_tokens; /* max_seqs * max_len */
     int softmax_cudnn, poison;
@@ -68,7 +68,7 @@ typedef struct fleet_bert_cuda {
                      * max_tokens and max_seqs) */
     int32_t *hint;  /* pinned mirror of dint */
     float *hout;    /* pinned [max_seqs, H] */
-} fleet_bert_cuda;
+} bert_cuda;
 
 /* ------------------------------------------------------------ errors ------------- */
 
@@ -100,13 +100,13 @@ static int bgpu__dnn(cudnnStatus_t s, const char *what, char *err, size_t errlen
 }
 #endif
 
-int fleet_bert_cuda_present(void)
+int bert_cuda_present(void)
 {
     int n = 0;
     return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-int fleet_bert_cuda_has_cudnn(void)
+int bert_cuda_has_cudnn(void)
 {
 #ifdef FLEET_HAVE_CUDNN
     return 1;
@@ -141,9 +141,9 @@ static int bgpu__upload(const st_file *st, const char *prefix, const char *name,
 }
 
 /* Lays the weights out in m->weights (device) and uploads them. */
-static int bgpu__load_weights(fleet_bert_cuda *m, const st_file *st, char *err, size_t errlen)
+static int bgpu__load_weights(bert_cuda *m, const st_file *st, char *err, size_t errlen)
 {
-    const fleet_bert_config *c = &m->cfg;
+    const bert_config *c = &m->cfg;
     const size_t H = (size_t)m->H, I = (size_t)m->I, L = (size_t)c->num_hidden_layers;
     const size_t per_layer = 3 * H * H + 3 * H + H * H + H + 2 * H + I * H + I + H * I + H + 2 * H;
     const size_t total = (size_t)c->vocab_size * H + (size_t)c->max_position_embeddings * H +
@@ -170,7 +170,7 @@ static int bgpu__load_weights(fleet_bert_cuda *m, const st_file *st, char *err, 
         fleet_err(err, errlen, "embed: out of memory");
         goto out;
     }
-    const char *prefix = fleet_bert_tensor_prefix(st);
+    const char *prefix = bert_tensor_prefix(st);
     float *p = m->weights;
 #define TAKE(var, n) ((var) = p, p += (n))
     float *word, *pos, *type0, *eg, *eb;
@@ -255,7 +255,7 @@ out:
 }
 
 /* Allocates the work buffers for max_seqs sequences of max_len tokens. */
-static int bgpu__alloc_work(fleet_bert_cuda *m, char *err, size_t errlen)
+static int bgpu__alloc_work(bert_cuda *m, char *err, size_t errlen)
 {
     const long T = m->max_tokens, H = m->H, I = m->I, S = m->max_seqs, L = m->max_len;
     const long sizes[] = {
@@ -296,7 +296,7 @@ static int bgpu__alloc_work(fleet_bert_cuda *m, char *err, size_t errlen)
 
 static void bgpu__free(void *model)
 {
-    fleet_bert_cuda *m = model;
+    bert_cuda *m = model;
     if (!m)
         return;
 #ifdef FLEET_HAVE_CUDNN
@@ -329,7 +329,7 @@ static int bgpu__embed(void *model, const int32_t *const *ids, const size_t *len
 
 /* Embeds a few fixed pseudo-random sequences with this model and with the CPU backend
  * and compares them: the load fails on a NaN or a difference over SELF_CHECK_TOL. */
-static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size_t errlen)
+static int bgpu__self_check(bert_cuda *m, const char *dir, char *err, size_t errlen)
 {
     enum { NSEQ = 4 };
     size_t lens[NSEQ] = {1, 7, 33, (size_t)m->max_len};
@@ -358,11 +358,11 @@ static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size
     if (bgpu__embed(m, (const int32_t *const *)ids, lens, NSEQ, gpu, err, errlen) != 0)
         goto out;
     char e[256];
-    if (fleet_bert_cpu_ops.load(dir, &ref, e, sizeof e) != 0) {
+    if (bert_cpu_ops.load(dir, &ref, e, sizeof e) != 0) {
         fleet_err(err, errlen, "self-check: the CPU backend did not load: %s", e);
         goto out;
     }
-    if (fleet_bert_cpu_ops.embed(ref, (const int32_t *const *)ids, lens, NSEQ, cpu, e,
+    if (bert_cpu_ops.embed(ref, (const int32_t *const *)ids, lens, NSEQ, cpu, e,
                                  sizeof e) != 0) {
         fleet_err(err, errlen, "self-check: the CPU backend failed: %s", e);
         goto out;
@@ -392,7 +392,7 @@ static int bgpu__self_check(fleet_bert_cuda *m, const char *dir, char *err, size
     }
     rc = 0;
 out:
-    fleet_bert_cpu_ops.free(ref);
+    bert_cpu_ops.free(ref);
     for (int s = 0; s < NSEQ; s++)
         free(ids[s]);
     free(gpu);
@@ -404,10 +404,10 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
 {
     *model = NULL;
     st_file *st = NULL;
-    fleet_bert_cuda *m = calloc(1, sizeof *m);
+    bert_cuda *m = calloc(1, sizeof *m);
     if (!m)
         return fleet_err(err, errlen, "embed: out of memory");
-    if (fleet_bert_config_load(dir, &m->cfg, err, errlen) != 0)
+    if (bert_config_load(dir, &m->cfg, err, errlen) != 0)
         goto fail;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", dir) >= sizeof path) {
@@ -415,17 +415,17 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
         goto fail;
     }
     if (st_open(path, &st, err, errlen) != 0 ||
-        fleet_bert_check_tensors(&m->cfg, st, err, errlen) != 0)
+        bert_check_tensors(&m->cfg, st, err, errlen) != 0)
         goto fail;
 
-    const fleet_bert_config *c = &m->cfg;
+    const bert_config *c = &m->cfg;
     m->H = c->hidden_size;
     m->I = c->intermediate_size;
     m->heads = c->num_attention_heads;
     m->d = c->head_dim;
     m->max_len = c->max_seq_length < c->max_position_embeddings ? c->max_seq_length
                                                                 : c->max_position_embeddings;
-    m->max_seqs = FLEET_BERT_CUDA_MAX_SEQS;
+    m->max_seqs = BERT_CUDA_MAX_SEQS;
     m->max_tokens = (long)m->max_seqs * m->max_len;
     const char *sm = getenv("FLEET_EMBED_SOFTMAX");
     if (sm && strcmp(sm, "cudnn") == 0) {
@@ -510,7 +510,7 @@ fail:
 /* Y[T, out] = X[T, in] W^T, W row-major [out, in] as the checkpoint stores it. cuBLAS is
  * column-major: there Y is Y^T [out, T] = W [out, in] . X^T [in, T], W being the
  * transpose of the column-major view of its buffer. */
-static int bgpu__gemm_one(fleet_bert_cuda *m, const float *X, int T, int in, const float *W,
+static int bgpu__gemm_one(bert_cuda *m, const float *X, int T, int in, const float *W,
                           int out, float *Y, float beta, cublasComputeType_t compute,
                           const char *what, char *err, size_t errlen)
 {
@@ -521,7 +521,7 @@ static int bgpu__gemm_one(fleet_bert_cuda *m, const float *X, int T, int in, con
                       what, err, errlen);
 }
 
-static int bgpu__linear(fleet_bert_cuda *m, const float *X, int T, int in, const float *W,
+static int bgpu__linear(bert_cuda *m, const float *X, int T, int in, const float *W,
                         int out, float *Y, const char *what, char *err, size_t errlen)
 {
     switch (m->gemm) {
@@ -551,7 +551,7 @@ static int bgpu__linear(fleet_bert_cuda *m, const float *X, int T, int in, const
 }
 
 /* scores[bh] = q[bh] k[bh]^T ([L, d] x [d, L]); then ctx[bh] = p[bh] v[bh] into q. */
-static int bgpu__attention(fleet_bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
+static int bgpu__attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
                            size_t errlen)
 {
     const float one = 1.0f, zero = 0.0f;
@@ -598,10 +598,10 @@ static int bgpu__attention(fleet_bert_cuda *m, int B, int L, const int32_t *dlen
 }
 
 /* The forward pass proper; bgpu__embed wraps it. */
-static int bgpu__forward(fleet_bert_cuda *m, const int32_t *const *ids, const size_t *lens,
+static int bgpu__forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out, char *err, size_t errlen)
 {
-    const fleet_bert_config *c = &m->cfg;
+    const bert_config *c = &m->cfg;
     if (n == 0)
         return 0;
     if (n > (size_t)m->max_seqs)
@@ -695,7 +695,7 @@ static int bgpu__forward(fleet_bert_cuda *m, const int32_t *const *ids, const si
 static int bgpu__embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
                        float *out, char *err, size_t errlen)
 {
-    fleet_bert_cuda *m = model;
+    bert_cuda *m = model;
     if (bgpu__forward(m, ids, lens, n, out, err, errlen) == 0)
         return 0;
     /* Let whatever was queued finish before the next call reuses the pinned buffers. */
@@ -705,17 +705,17 @@ static int bgpu__embed(void *model, const int32_t *const *ids, const size_t *len
 
 /* ------------------------------------------------------------ the backend table -- */
 
-static const fleet_bert_config *bgpu__config(const void *model)
+static const bert_config *bgpu__config(const void *model)
 {
-    return &((const fleet_bert_cuda *)model)->cfg;
+    return &((const bert_cuda *)model)->cfg;
 }
 
 static size_t bgpu__max_seqs(const void *model)
 {
-    return (size_t)((const fleet_bert_cuda *)model)->max_seqs;
+    return (size_t)((const bert_cuda *)model)->max_seqs;
 }
 
-const fleet_bert_ops fleet_bert_cuda_ops = {
+const bert_ops bert_cuda_ops = {
     .name = "cuda",
     .load = bgpu__load,
     .config = bgpu__config,

@@ -34,7 +34,7 @@
  *                                    a kernel that skips an element shows (tests/gpu/)
  *
  * Limits: a sequence may hold at most min(max_seq_length, max_position_embeddings) tokens
- * (the tokenizer truncates to that); a call at most FLEET_BERT_CUDA_MAX_SEQS sequences.
+ * (the tokenizer truncates to that); a call at most BERT_CUDA_MAX_SEQS sequences.
  * One model per thread at a time: embed uses the model's buffers.
  */
 #ifndef FLEET_EMBED_BERT_CUDA_H
@@ -42,15 +42,15 @@
 
 #include "bert.h"
 
-#define FLEET_BERT_CUDA_MAX_SEQS 64
+#define BERT_CUDA_MAX_SEQS 64
 
-extern const fleet_bert_ops fleet_bert_cuda_ops;
+extern const bert_ops bert_cuda_ops;
 
 /* Nonzero when the CUDA runtime sees at least one GPU (the driver is loaded and
  * CUDA_VISIBLE_DEVICES leaves one); never fails, never allocates device memory. */
-int fleet_bert_cuda_present(void);
+int bert_cuda_present(void);
 
 /* Nonzero when this build has cuDNN (FLEET_EMBED_SOFTMAX=cudnn can be used). */
-int fleet_bert_cuda_has_cudnn(void);
+int bert_cuda_has_cudnn(void);
 
 #endif

@@ -3,13 +3,13 @@
 #include "bert_cuda.h"
 #include "bert_module.h"
 
-__attribute__((visibility("default"))) extern const fleet_bert_module fleet_bert_module_v1;
+__attribute__((visibility("default"))) extern const bert_module bert_module_v1;
 
-const fleet_bert_module fleet_bert_module_v1 = {
-    .abi_version = FLEET_BERT_MODULE_ABI,
-    .size = sizeof(fleet_bert_module),
-    .ops_size = sizeof(fleet_bert_ops),
-    .ops = &fleet_bert_cuda_ops,
-    .present = fleet_bert_cuda_present,
-    .has_cudnn = fleet_bert_cuda_has_cudnn,
+const bert_module bert_module_v1 = {
+    .abi_version = BERT_MODULE_ABI,
+    .size = sizeof(bert_module),
+    .ops_size = sizeof(bert_ops),
+    .ops = &bert_cuda_ops,
+    .present = bert_cuda_present,
+    .has_cudnn = bert_cuda_has_cudnn,
 };

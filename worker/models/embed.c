@@ -4,7 +4,7 @@
  *   fleet-worker --model embed --backend cuda --model-args /models/all-MiniLM-L6-v2
  *
  * There is one fleet_model table per backend (wk_model_embed for "cpu",
- * wk_model_embed_cuda for "cuda"); they differ only in the fleet_bert_ops they load with
+ * wk_model_embed_cuda for "cuda"); they differ only in the bert_ops they load with
  * (worker/embed/bert.h), which come from the modules fleet-embed-cpu.so and
  * fleet-embed-cuda.so, opened the first time the embed model considers that backend
  * (embed_load_on, wk_embed_cuda_present): no other model ever loads OpenBLAS or a CUDA
@@ -45,7 +45,7 @@
 
 typedef struct embed_state {
     tok_vocab *vocab;
-    const fleet_bert_ops *ops;
+    const bert_ops *ops;
     void *model;
     size_t chunk; /* most sequences per ops->embed call */
     tok_opts tok;
@@ -86,7 +86,7 @@ static void embed_unload(void *state)
     free(s);
 }
 
-static int embed_load_with(const fleet_bert_ops *ops, const char *args, void **state,
+static int embed_load_with(const bert_ops *ops, const char *args, void **state,
                            char *err, size_t errlen)
 {
     char e[FLEET_MODEL_ERROR_MAX] = "";
@@ -117,7 +117,7 @@ static int embed_load_with(const fleet_bert_ops *ops, const char *args, void **s
         snprintf(err, errlen, "embed (%s): %s", ops->name, e);
         goto fail;
     }
-    const fleet_bert_config *c = ops->config(s->model);
+    const bert_config *c = ops->config(s->model);
     s->chunk = ops->max_seqs(s->model);
     if (s->chunk < 1)
         s->chunk = 1;
@@ -434,7 +434,7 @@ static int embed_load_on(const char *backend, const char *args, void **state, ch
                          size_t errlen)
 {
     char e[FLEET_MODEL_ERROR_MAX];
-    const fleet_bert_module *m = fleet_bert_module_open(backend, e, sizeof e);
+    const bert_module *m = bert_module_open(backend, e, sizeof e);
     if (!m) {
         *state = NULL;
         snprintf(err, errlen, "embed (%s): %s", backend, e);
@@ -478,14 +478,14 @@ static int nvidia_driver_seen(void)
 int wk_embed_cuda_present(void)
 {
     char err[FLEET_MODEL_ERROR_MAX], path[PATH_MAX + 64];
-    fleet_bert_module_path("cuda", path, sizeof path);
+    bert_module_path("cuda", path, sizeof path);
     if (access(path, F_OK) == 0 && !nvidia_driver_seen()) {
         fleet_log(FLEET_LOG_INFO, "no NVIDIA driver on this machine; the embed model runs on "
                   "the CPU without loading the CUDA module", "looked_for",
                   "/proc/driver/nvidia/version /dev/nvidiactl /dev/dxg", NULL);
         return 0;
     }
-    const fleet_bert_module *m = fleet_bert_module_open("cuda", err, sizeof err);
+    const bert_module *m = bert_module_open("cuda", err, sizeof err);
     if (!m) {
         fleet_log(FLEET_LOG_WARN, "no CUDA backend; the embed model runs on the CPU", "error",
                   err, NULL);
