@@ -6,8 +6,8 @@
  * Weights come from one splitmix64 stream (seed 42), uniform in base +- 0.1 (base 1 for
  * LayerNorm weights, 0 otherwise), in reference.py's tensor order. This generator and the
  * one in reference.py must stay in step. */
-#ifndef FLEET_BERT_GEN_H
-#define FLEET_BERT_GEN_H
+#ifndef TL_BERT_GEN_H
+#define TL_BERT_GEN_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -37,8 +37,8 @@
  * from tl_printf) is owned by the harness and freed when the case ends; tests never free.
  * Waiting is always tl_wait_for() with a deadline, never a bare sleep.
  */
-#ifndef FLEET_TESTLIB_H
-#define FLEET_TESTLIB_H
+#ifndef TL_TESTLIB_H
+#define TL_TESTLIB_H
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>

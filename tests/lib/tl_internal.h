@@ -1,6 +1,6 @@
 /* tl_internal.h: what the harness's own files share; tests include testlib.h only. */
-#ifndef FLEET_TL_INTERNAL_H
-#define FLEET_TL_INTERNAL_H
+#ifndef TL_INTERNAL_H
+#define TL_INTERNAL_H
 
 #include <stdarg.h>
 

@@ -2,8 +2,8 @@
  * tests/embed/reference.py builds from the same PRNG: hidden 32, 4 heads, intermediate
  * 64, vocabulary 100, 64 positions, max_seq_length 64, mean pooling + Normalize.
  * The generator here and the one in reference.py must stay in step. */
-#ifndef FLEET_TL_TINY_BERT_H
-#define FLEET_TL_TINY_BERT_H
+#ifndef TL_TINY_BERT_H
+#define TL_TINY_BERT_H
 
 #include <stdbool.h>
 #include <stddef.h>

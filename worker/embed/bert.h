@@ -17,8 +17,8 @@
  * module cannot be opened or is refused. Programs that link the fleet_embed library (the
  * tests, fleet-embed-bench) may also use bert_cpu_ops directly.
  */
-#ifndef FLEET_EMBED_BERT_H
-#define FLEET_EMBED_BERT_H
+#ifndef EMBED_BERT_H
+#define EMBED_BERT_H
 
 #include <stddef.h>
 #include <stdint.h>

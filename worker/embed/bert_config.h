@@ -13,8 +13,8 @@
  * "config.json: hidden_size missing" or "1_Pooling/config.json: only mean pooling is
  * supported, got pooling_mode_cls_token".
  */
-#ifndef FLEET_EMBED_BERT_CONFIG_H
-#define FLEET_EMBED_BERT_CONFIG_H
+#ifndef EMBED_BERT_CONFIG_H
+#define EMBED_BERT_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>

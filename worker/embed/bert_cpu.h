@@ -35,8 +35,8 @@
  * mapping is closed before bert_cpu_load returns. bert_cpu_embed allocates
  * its scratch per call and only reads the model, so threads may share one model.
  */
-#ifndef FLEET_EMBED_BERT_CPU_H
-#define FLEET_EMBED_BERT_CPU_H
+#ifndef EMBED_BERT_CPU_H
+#define EMBED_BERT_CPU_H
 
 #include <stddef.h>
 #include <stdint.h>

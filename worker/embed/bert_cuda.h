@@ -37,8 +37,8 @@
  * (the tokenizer truncates to that); a call at most BERT_CUDA_MAX_SEQS sequences.
  * One model per thread at a time: embed uses the model's buffers.
  */
-#ifndef FLEET_EMBED_BERT_CUDA_H
-#define FLEET_EMBED_BERT_CUDA_H
+#ifndef EMBED_BERT_CUDA_H
+#define EMBED_BERT_CUDA_H
 
 #include "bert.h"
 

@@ -13,8 +13,8 @@
  * Every function launches on `stream` and returns the launch's cudaError_t as an int (0
  * is success); errors during execution surface at the next synchronising call.
  */
-#ifndef FLEET_EMBED_BERT_KERNELS_H
-#define FLEET_EMBED_BERT_KERNELS_H
+#ifndef EMBED_BERT_KERNELS_H
+#define EMBED_BERT_KERNELS_H
 
 #include <stdint.h>
 

@@ -20,8 +20,8 @@
  * name in the directory of the running executable, else ../lib/fleet/ from there (where
  * cmake --install puts it).
  */
-#ifndef FLEET_EMBED_BERT_MODULE_H
-#define FLEET_EMBED_BERT_MODULE_H
+#ifndef EMBED_BERT_MODULE_H
+#define EMBED_BERT_MODULE_H
 
 #include <stddef.h>
 

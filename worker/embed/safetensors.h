@@ -25,8 +25,8 @@
  * Ownership: a st_file owns its tensor table and, when opened from a file, the read-only
  * mapping; every tensor's name and data pointer live until st_close.
  */
-#ifndef FLEET_EMBED_SAFETENSORS_H
-#define FLEET_EMBED_SAFETENSORS_H
+#ifndef EMBED_SAFETENSORS_H
+#define EMBED_SAFETENSORS_H
 
 #include <stddef.h>
 #include <stdint.h>

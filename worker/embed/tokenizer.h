@@ -19,8 +19,8 @@
  * Pure: no I/O except tok_vocab_load reading the vocabulary file. A loaded vocabulary
  * is immutable, so any number of threads may tokenize with it at once.
  */
-#ifndef FLEET_EMBED_TOKENIZER_H
-#define FLEET_EMBED_TOKENIZER_H
+#ifndef EMBED_TOKENIZER_H
+#define EMBED_TOKENIZER_H
 
 #include <stdbool.h>
 #include <stddef.h>

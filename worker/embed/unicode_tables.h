@@ -2,8 +2,8 @@
  * gen_unicode.py from Debian's UnicodeData.txt). Range tables are sorted {first, last}
  * pairs; lower is sorted {code point, lowercase}; decomp is sorted {code point, offset
  * into decomp_data, length} of the full canonical decomposition. */
-#ifndef FLEET_EMBED_UNICODE_TABLES_H
-#define FLEET_EMBED_UNICODE_TABLES_H
+#ifndef EMBED_UNICODE_TABLES_H
+#define EMBED_UNICODE_TABLES_H
 
 #include <stddef.h>
 #include <stdint.h>
