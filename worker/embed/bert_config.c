@@ -16,7 +16,7 @@
 
 /* Loads dir/rel as a JSON object into *out. Returns 0, 1 when the file does not exist
  * and `optional` (*out = NULL), or -1 with err set. Messages start with rel. */
-static int bc__load(const char *dir, const char *rel, bool optional, json_t **out, char *err,
+static int load_json(const char *dir, const char *rel, bool optional, json_t **out, char *err,
                     size_t errlen)
 {
     *out = NULL;
@@ -44,7 +44,7 @@ static int bc__load(const char *dir, const char *rel, bool optional, json_t **ou
 }
 
 /* A required integer in [min, max]. */
-static int bc__int(const json_t *o, const char *rel, const char *key, long min, long max,
+static int int_field(const json_t *o, const char *rel, const char *key, long min, long max,
                    int *out, char *err, size_t errlen)
 {
     const json_t *v = json_object_get(o, key);
@@ -61,7 +61,7 @@ static int bc__int(const json_t *o, const char *rel, const char *key, long min, 
 }
 
 /* An optional boolean; *out keeps its value when the key is absent or null. */
-static int bc__bool(const json_t *o, const char *rel, const char *key, bool *out, char *err,
+static int bool_field(const json_t *o, const char *rel, const char *key, bool *out, char *err,
                     size_t errlen)
 {
     const json_t *v = json_object_get(o, key);
@@ -75,23 +75,23 @@ static int bc__bool(const json_t *o, const char *rel, const char *key, bool *out
 
 /* ------------------------------------------------------------ the files ---------- */
 
-static int bc__config_json(const char *dir, bert_config *c, char *err, size_t errlen)
+static int read_config_json(const char *dir, bert_config *c, char *err, size_t errlen)
 {
     const char *rel = "config.json";
     json_t *o;
-    if (bc__load(dir, rel, false, &o, err, errlen) != 0)
+    if (load_json(dir, rel, false, &o, err, errlen) != 0)
         return -1;
     int rc = -1;
-    if (bc__int(o, rel, "hidden_size", 1, 1 << 16, &c->hidden_size, err, errlen) ||
-        bc__int(o, rel, "num_hidden_layers", 1, 1024, &c->num_hidden_layers, err, errlen) ||
-        bc__int(o, rel, "num_attention_heads", 1, 1024, &c->num_attention_heads, err,
+    if (int_field(o, rel, "hidden_size", 1, 1 << 16, &c->hidden_size, err, errlen) ||
+        int_field(o, rel, "num_hidden_layers", 1, 1024, &c->num_hidden_layers, err, errlen) ||
+        int_field(o, rel, "num_attention_heads", 1, 1024, &c->num_attention_heads, err,
                 errlen) ||
-        bc__int(o, rel, "intermediate_size", 1, 1 << 18, &c->intermediate_size, err,
+        int_field(o, rel, "intermediate_size", 1, 1 << 18, &c->intermediate_size, err,
                 errlen) ||
-        bc__int(o, rel, "max_position_embeddings", 1, 1 << 20, &c->max_position_embeddings,
+        int_field(o, rel, "max_position_embeddings", 1, 1 << 20, &c->max_position_embeddings,
                 err, errlen) ||
-        bc__int(o, rel, "vocab_size", 1, 1 << 24, &c->vocab_size, err, errlen) ||
-        bc__int(o, rel, "type_vocab_size", 1, 1 << 10, &c->type_vocab_size, err, errlen))
+        int_field(o, rel, "vocab_size", 1, 1 << 24, &c->vocab_size, err, errlen) ||
+        int_field(o, rel, "type_vocab_size", 1, 1 << 10, &c->type_vocab_size, err, errlen))
         goto out;
 
     const json_t *eps = json_object_get(o, "layer_norm_eps");
@@ -140,33 +140,33 @@ out:
     return rc;
 }
 
-static int bc__tokenizer_config(const char *dir, bert_config *c, char *err,
+static int read_tokenizer_config(const char *dir, bert_config *c, char *err,
                                 size_t errlen)
 {
     const char *rel = "tokenizer_config.json";
     json_t *o;
     c->do_lower_case = true;
-    int r = bc__load(dir, rel, true, &o, err, errlen);
+    int r = load_json(dir, rel, true, &o, err, errlen);
     if (r != 0)
         return r < 0 ? -1 : 0;
-    r = bc__bool(o, rel, "do_lower_case", &c->do_lower_case, err, errlen);
+    r = bool_field(o, rel, "do_lower_case", &c->do_lower_case, err, errlen);
     json_decref(o);
     return r;
 }
 
-static int bc__sentence_config(const char *dir, bert_config *c, char *err,
+static int read_sentence_config(const char *dir, bert_config *c, char *err,
                                size_t errlen)
 {
     const char *rel = "sentence_bert_config.json";
     json_t *o;
     c->max_seq_length = c->max_position_embeddings;
-    int r = bc__load(dir, rel, true, &o, err, errlen);
+    int r = load_json(dir, rel, true, &o, err, errlen);
     if (r != 0)
         return r < 0 ? -1 : 0;
     r = 0;
     const json_t *v = json_object_get(o, "max_seq_length");
     if (v && !json_is_null(v))
-        r = bc__int(o, rel, "max_seq_length", 2, INT32_MAX, &c->max_seq_length, err, errlen);
+        r = int_field(o, rel, "max_seq_length", 2, INT32_MAX, &c->max_seq_length, err, errlen);
     json_decref(o);
     if (r == 0 && c->max_seq_length > c->max_position_embeddings)
         r = fleet_err(err, errlen, "%s: max_seq_length %d is over config.json's "
@@ -175,7 +175,7 @@ static int bc__sentence_config(const char *dir, bert_config *c, char *err,
     return r;
 }
 
-static int bc__modules(const char *dir, bert_config *c, char *err, size_t errlen)
+static int read_modules(const char *dir, bert_config *c, char *err, size_t errlen)
 {
     const char *rel = "modules.json";
     char path[4096];
@@ -246,7 +246,7 @@ out:
     return rc;
 }
 
-static int bc__pooling(const char *dir, bert_config *c, char *err, size_t errlen)
+static int read_pooling(const char *dir, bert_config *c, char *err, size_t errlen)
 {
     char rel[300];
     snprintf(rel, sizeof rel, "%s%sconfig.json", c->pooling_path,
@@ -255,7 +255,7 @@ static int bc__pooling(const char *dir, bert_config *c, char *err, size_t errlen
     if (!c->pooling_path[0])
         return fleet_err(err, errlen, "modules.json: the Pooling module's path is empty");
     json_t *o;
-    if (bc__load(dir, rel, false, &o, err, errlen) != 0)
+    if (load_json(dir, rel, false, &o, err, errlen) != 0)
         return -1;
     int rc = -1;
     const char *key;
@@ -298,11 +298,11 @@ int bert_config_load(const char *dir, bert_config *out, char *err, size_t errlen
 {
     bert_config c;
     memset(&c, 0, sizeof c);
-    if (bc__config_json(dir, &c, err, errlen) != 0 ||
-        bc__tokenizer_config(dir, &c, err, errlen) != 0 ||
-        bc__sentence_config(dir, &c, err, errlen) != 0 ||
-        bc__modules(dir, &c, err, errlen) != 0 ||
-        bc__pooling(dir, &c, err, errlen) != 0)
+    if (read_config_json(dir, &c, err, errlen) != 0 ||
+        read_tokenizer_config(dir, &c, err, errlen) != 0 ||
+        read_sentence_config(dir, &c, err, errlen) != 0 ||
+        read_modules(dir, &c, err, errlen) != 0 ||
+        read_pooling(dir, &c, err, errlen) != 0)
         return -1;
     *out = c;
     return 0;
@@ -319,7 +319,7 @@ const char *bert_tensor_prefix(const st_file *st)
     return NULL;
 }
 
-static void bc__shape_text(char *buf, size_t len, const int64_t *shape, int ndim)
+static void shape_text(char *buf, size_t len, const int64_t *shape, int ndim)
 {
     size_t n = (size_t)snprintf(buf, len, "[");
     for (int i = 0; i < ndim && n < len; i++)
@@ -329,7 +329,7 @@ static void bc__shape_text(char *buf, size_t len, const int64_t *shape, int ndim
 }
 
 /* Checks prefix+name has shape [d0] (d1 < 0) or [d0, d1]. */
-static int bc__expect(const st_file *st, const char *prefix, const char *name, int64_t d0,
+static int expect_shape(const st_file *st, const char *prefix, const char *name, int64_t d0,
                       int64_t d1, char *err, size_t errlen)
 {
     char full[256];
@@ -344,8 +344,8 @@ static int bc__expect(const st_file *st, const char *prefix, const char *name, i
     int wnd = d1 < 0 ? 1 : 2;
     if (t->ndim != wnd || t->shape[0] != want[0] || (wnd == 2 && t->shape[1] != want[1])) {
         char got[96], exp[96];
-        bc__shape_text(got, sizeof got, t->shape, t->ndim);
-        bc__shape_text(exp, sizeof exp, want, wnd);
+        shape_text(got, sizeof got, t->shape, t->ndim);
+        shape_text(exp, sizeof exp, want, wnd);
         return fleet_err(err, errlen, "weights: tensor %s has shape %s, expected %s", full, got,
                  exp);
     }
@@ -360,14 +360,14 @@ int bert_check_tensors(const bert_config *c, const st_file *st, char *err,
         return fleet_err(err, errlen, "weights: tensor embeddings.word_embeddings.weight "
                  "missing (looked with and without a \"bert.\" prefix)");
     const int64_t h = c->hidden_size, in = c->intermediate_size;
-    if (bc__expect(st, p, "embeddings.word_embeddings.weight", c->vocab_size, h, err,
+    if (expect_shape(st, p, "embeddings.word_embeddings.weight", c->vocab_size, h, err,
                    errlen) ||
-        bc__expect(st, p, "embeddings.position_embeddings.weight",
+        expect_shape(st, p, "embeddings.position_embeddings.weight",
                    c->max_position_embeddings, h, err, errlen) ||
-        bc__expect(st, p, "embeddings.token_type_embeddings.weight", c->type_vocab_size, h,
+        expect_shape(st, p, "embeddings.token_type_embeddings.weight", c->type_vocab_size, h,
                    err, errlen) ||
-        bc__expect(st, p, "embeddings.LayerNorm.weight", h, -1, err, errlen) ||
-        bc__expect(st, p, "embeddings.LayerNorm.bias", h, -1, err, errlen))
+        expect_shape(st, p, "embeddings.LayerNorm.weight", h, -1, err, errlen) ||
+        expect_shape(st, p, "embeddings.LayerNorm.bias", h, -1, err, errlen))
         return -1;
 
     static const struct {
@@ -390,7 +390,7 @@ int bert_check_tensors(const bert_config *c, const st_file *st, char *err,
             snprintf(name, sizeof name, "encoder.layer.%d.%s", l, per_layer[k].suffix);
             int64_t r = per_layer[k].rows == 'h' ? h : in;
             int64_t cl = per_layer[k].cols == 0 ? -1 : per_layer[k].cols == 'h' ? h : in;
-            if (bc__expect(st, p, name, r, cl, err, errlen) != 0)
+            if (expect_shape(st, p, name, r, cl, err, errlen) != 0)
                 return -1;
         }
     }

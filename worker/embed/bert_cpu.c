@@ -17,38 +17,38 @@
 
 /* A linear layer: w is [out, in], the checkpoint's layout (y = x w^T + b is one
  * cblas_sgemm with CblasTrans on w). */
-typedef struct bcpu__linear {
+typedef struct linear {
     float *w;
     float *b;
     int in, out;
-} bcpu__linear;
+} linear;
 
-typedef struct bcpu__norm {
+typedef struct layer_norm {
     float *w;
     float *b;
-} bcpu__norm;
+} layer_norm;
 
 /* qkv: query, key and value stacked into one [3 hidden, hidden] layer, so a token's row
  * of its output holds q, then k, then v. */
-typedef struct bcpu__layer {
-    bcpu__linear qkv, attn_out, inter, out;
-    bcpu__norm attn_norm, out_norm;
-} bcpu__layer;
+typedef struct encoder_layer {
+    linear qkv, attn_out, inter, out;
+    layer_norm attn_norm, out_norm;
+} encoder_layer;
 
 struct bert_cpu {
     bert_config cfg;
     float *word;     /* [vocab, hidden] */
     float *position; /* [max_pos, hidden] */
     float *type0;    /* [hidden]: token type 0's row */
-    bcpu__norm emb_norm;
-    bcpu__layer *layers; /* num_hidden_layers */
+    layer_norm emb_norm;
+    encoder_layer *layers; /* num_hidden_layers */
 };
 
 /* ------------------------------------------------------------ loading ------------ */
 
 /* Copies tensor prefix+name (already checked for shape and a float dtype) to a new F32
  * array (st_read_f32 converts F16 and BF16); returns NULL with err set. */
-static float *bcpu__tensor(const st_file *st, const char *prefix, const char *name,
+static float *load_tensor(const st_file *st, const char *prefix, const char *name,
                            size_t *count, char *err, size_t errlen)
 {
     char full[256];
@@ -75,8 +75,8 @@ static float *bcpu__tensor(const st_file *st, const char *prefix, const char *na
 
 /* Loads nbase linear layers of the same shape [out, in] (names base[i].weight and
  * .bias) stacked into one layer [nbase * out, in]. */
-static int bcpu__linear_load(const st_file *st, const char *prefix, const char *const *base,
-                             int nbase, int in, int out, bcpu__linear *l, char *err,
+static int linear_load(const st_file *st, const char *prefix, const char *const *base,
+                             int nbase, int in, int out, linear *l, char *err,
                              size_t errlen)
 {
     size_t wn = (size_t)in * (size_t)out, on = (size_t)out;
@@ -89,13 +89,13 @@ static int bcpu__linear_load(const st_file *st, const char *prefix, const char *
     for (int i = 0; i < nbase; i++) {
         char name[256];
         snprintf(name, sizeof name, "%s.weight", base[i]);
-        float *w = bcpu__tensor(st, prefix, name, NULL, err, errlen);
+        float *w = load_tensor(st, prefix, name, NULL, err, errlen);
         if (!w)
             return -1;
         memcpy(l->w + (size_t)i * wn, w, wn * sizeof *w);
         free(w);
         snprintf(name, sizeof name, "%s.bias", base[i]);
-        float *b = bcpu__tensor(st, prefix, name, NULL, err, errlen);
+        float *b = load_tensor(st, prefix, name, NULL, err, errlen);
         if (!b)
             return -1;
         memcpy(l->b + (size_t)i * on, b, on * sizeof *b);
@@ -104,19 +104,19 @@ static int bcpu__linear_load(const st_file *st, const char *prefix, const char *
     return 0;
 }
 
-static int bcpu__norm_load(const st_file *st, const char *prefix, const char *base,
-                           bcpu__norm *nm, char *err, size_t errlen)
+static int layer_norm_load(const st_file *st, const char *prefix, const char *base,
+                           layer_norm *nm, char *err, size_t errlen)
 {
     char name[256];
     snprintf(name, sizeof name, "%s.weight", base);
-    if (!(nm->w = bcpu__tensor(st, prefix, name, NULL, err, errlen)))
+    if (!(nm->w = load_tensor(st, prefix, name, NULL, err, errlen)))
         return -1;
     snprintf(name, sizeof name, "%s.bias", base);
-    return (nm->b = bcpu__tensor(st, prefix, name, NULL, err, errlen)) ? 0 : -1;
+    return (nm->b = load_tensor(st, prefix, name, NULL, err, errlen)) ? 0 : -1;
 }
 
 /* FLEET_CPU_THREADS, when set, becomes OpenBLAS's thread count (process-wide). */
-static int bcpu__threads_from_env(char *err, size_t errlen)
+static int threads_from_env(char *err, size_t errlen)
 {
     const char *v = getenv("FLEET_CPU_THREADS");
     if (!v || !*v)
@@ -139,7 +139,7 @@ int bert_cpu_threads(void)
 int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (bcpu__threads_from_env(err, errlen) != 0)
+    if (threads_from_env(err, errlen) != 0)
         return -1;
     st_file *st = NULL;
     bert_cpu *m = calloc(1, sizeof *m);
@@ -160,13 +160,13 @@ int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen)
     const bert_config *c = &m->cfg;
     int h = c->hidden_size, inter = c->intermediate_size;
 
-    if (!(m->word = bcpu__tensor(st, prefix, "embeddings.word_embeddings.weight", NULL, err,
+    if (!(m->word = load_tensor(st, prefix, "embeddings.word_embeddings.weight", NULL, err,
                                  errlen)) ||
-        !(m->position = bcpu__tensor(st, prefix, "embeddings.position_embeddings.weight", NULL,
+        !(m->position = load_tensor(st, prefix, "embeddings.position_embeddings.weight", NULL,
                                      err, errlen)) ||
-        !(m->type0 = bcpu__tensor(st, prefix, "embeddings.token_type_embeddings.weight", NULL,
+        !(m->type0 = load_tensor(st, prefix, "embeddings.token_type_embeddings.weight", NULL,
                                   err, errlen)) ||
-        bcpu__norm_load(st, prefix, "embeddings.LayerNorm", &m->emb_norm, err, errlen) != 0)
+        layer_norm_load(st, prefix, "embeddings.LayerNorm", &m->emb_norm, err, errlen) != 0)
         goto err;
     m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
     if (!m->layers) {
@@ -174,7 +174,7 @@ int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen)
         goto err;
     }
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        bcpu__layer *ly = &m->layers[l];
+        encoder_layer *ly = &m->layers[l];
         char b[6][96];
         snprintf(b[0], sizeof b[0], "encoder.layer.%d.attention.self.query", l);
         snprintf(b[1], sizeof b[1], "encoder.layer.%d.attention.self.key", l);
@@ -186,12 +186,12 @@ int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen)
         snprintf(n1, sizeof n1, "encoder.layer.%d.attention.output.LayerNorm", l);
         snprintf(n2, sizeof n2, "encoder.layer.%d.output.LayerNorm", l);
         const char *bb[6] = {b[0], b[1], b[2], b[3], b[4], b[5]};
-        if (bcpu__linear_load(st, prefix, bb, 3, h, h, &ly->qkv, err, errlen) != 0 ||
-            bcpu__linear_load(st, prefix, bb + 3, 1, h, h, &ly->attn_out, err, errlen) != 0 ||
-            bcpu__linear_load(st, prefix, bb + 4, 1, h, inter, &ly->inter, err, errlen) != 0 ||
-            bcpu__linear_load(st, prefix, bb + 5, 1, inter, h, &ly->out, err, errlen) != 0 ||
-            bcpu__norm_load(st, prefix, n1, &ly->attn_norm, err, errlen) != 0 ||
-            bcpu__norm_load(st, prefix, n2, &ly->out_norm, err, errlen) != 0)
+        if (linear_load(st, prefix, bb, 3, h, h, &ly->qkv, err, errlen) != 0 ||
+            linear_load(st, prefix, bb + 3, 1, h, h, &ly->attn_out, err, errlen) != 0 ||
+            linear_load(st, prefix, bb + 4, 1, h, inter, &ly->inter, err, errlen) != 0 ||
+            linear_load(st, prefix, bb + 5, 1, inter, h, &ly->out, err, errlen) != 0 ||
+            layer_norm_load(st, prefix, n1, &ly->attn_norm, err, errlen) != 0 ||
+            layer_norm_load(st, prefix, n2, &ly->out_norm, err, errlen) != 0)
             goto err;
     }
     st_close(st);
@@ -208,13 +208,13 @@ const bert_config *bert_cpu_config(const bert_cpu *m)
     return &m->cfg;
 }
 
-static void bcpu__linear_free(bcpu__linear *l)
+static void linear_free(linear *l)
 {
     free(l->w);
     free(l->b);
 }
 
-static void bcpu__norm_free(bcpu__norm *nm)
+static void layer_norm_free(layer_norm *nm)
 {
     free(nm->w);
     free(nm->b);
@@ -227,16 +227,16 @@ void bert_cpu_free(bert_cpu *m)
     free(m->word);
     free(m->position);
     free(m->type0);
-    bcpu__norm_free(&m->emb_norm);
+    layer_norm_free(&m->emb_norm);
     if (m->layers) {
         for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
-            bcpu__layer *ly = &m->layers[l];
-            bcpu__linear_free(&ly->qkv);
-            bcpu__linear_free(&ly->attn_out);
-            bcpu__linear_free(&ly->inter);
-            bcpu__linear_free(&ly->out);
-            bcpu__norm_free(&ly->attn_norm);
-            bcpu__norm_free(&ly->out_norm);
+            encoder_layer *ly = &m->layers[l];
+            linear_free(&ly->qkv);
+            linear_free(&ly->attn_out);
+            linear_free(&ly->inter);
+            linear_free(&ly->out);
+            layer_norm_free(&ly->attn_norm);
+            layer_norm_free(&ly->out_norm);
         }
     }
     free(m->layers);
@@ -246,7 +246,7 @@ void bert_cpu_free(bert_cpu *m)
 /* ------------------------------------------------------------ kernels ------------ */
 
 /* y[t, :] = x[t, :] w^T + b for t < rows: the bias rows, then one sgemm adding to them. */
-static void bcpu__gemm(const bcpu__linear *l, const float *x, size_t rows, float *y)
+static void gemm(const linear *l, const float *x, size_t rows, float *y)
 {
     size_t out = (size_t)l->out;
     for (size_t t = 0; t < rows; t++)
@@ -256,8 +256,8 @@ static void bcpu__gemm(const bcpu__linear *l, const float *x, size_t rows, float
 }
 
 /* x[t, :] = LayerNorm(x[t, :] + add[t, :]) (add may be NULL), statistics in double. */
-static void bcpu__add_norm(float *x, const float *add, size_t rows, int h,
-                           const bcpu__norm *nm, double eps)
+static void add_norm(float *x, const float *add, size_t rows, int h,
+                           const layer_norm *nm, double eps)
 {
     for (size_t t = 0; t < rows; t++) {
         float *xr = x + t * (size_t)h;
@@ -286,7 +286,7 @@ static void bcpu__add_norm(float *x, const float *add, size_t rows, int h,
  * erff it has no branches or calls, so the GELU loop vectorizes. The clamp works on the
  * bits (|x| as an integer) because GCC will not if-convert a float compare under the
  * default -ftrapping-math. */
-static inline float bcpu__erf(float x)
+static inline float erf_approx(float x)
 {
     uint32_t bits;
     memcpy(&bits, &x, sizeof bits);
@@ -314,10 +314,10 @@ static inline float bcpu__erf(float x)
  * picked at load time by the CPU (no FMA contraction under -std=c11, so every clone
  * rounds the same). */
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void bcpu__gelu(float *x, size_t n)
+static void gelu(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = 0.5f * x[i] * (1.0f + bcpu__erf(x[i] * 0.70710678118654752440f));
+        x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752440f));
 }
 
 /* ctx = softmax(q k^T / sqrt(d)) v for one sequence of len tokens, every head. qkv is
@@ -325,7 +325,7 @@ static void bcpu__gelu(float *x, size_t n)
  * the [tokens, hidden] output; head hd is columns [hd d, (hd + 1) d) of each part, so
  * each product is one sgemm over strided rows (lda 3 hidden). Only this sequence's
  * tokens are keys, so no mask is needed. scores holds len x len floats. */
-static void bcpu__attention(const float *qkv, float *ctx, size_t len, int h, int heads,
+static void attention(const float *qkv, float *ctx, size_t len, int h, int heads,
                             float *scores)
 {
     int d = h / heads, n = (int)len, ld = 3 * h;
@@ -410,23 +410,23 @@ int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens,
                 xr[j] = we[j] + pe[j] + m->type0[j];
         }
     }
-    bcpu__add_norm(x, NULL, total, (int)h, &m->emb_norm, c->layer_norm_eps);
+    add_norm(x, NULL, total, (int)h, &m->emb_norm, c->layer_norm_eps);
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        const bcpu__layer *ly = &m->layers[l];
-        bcpu__gemm(&ly->qkv, x, total, qkv);
+        const encoder_layer *ly = &m->layers[l];
+        gemm(&ly->qkv, x, total, qkv);
         size_t start = 0;
         for (size_t s = 0; s < n; s++) {
-            bcpu__attention(qkv + start * 3 * h, ctx + start * h, lens[s], (int)h,
+            attention(qkv + start * 3 * h, ctx + start * h, lens[s], (int)h,
                             c->num_attention_heads, scores);
             start += lens[s];
         }
-        bcpu__gemm(&ly->attn_out, ctx, total, tmp);
-        bcpu__add_norm(x, tmp, total, (int)h, &ly->attn_norm, c->layer_norm_eps);
-        bcpu__gemm(&ly->inter, x, total, mid);
-        bcpu__gelu(mid, total * inter);
-        bcpu__gemm(&ly->out, mid, total, tmp);
-        bcpu__add_norm(x, tmp, total, (int)h, &ly->out_norm, c->layer_norm_eps);
+        gemm(&ly->attn_out, ctx, total, tmp);
+        add_norm(x, tmp, total, (int)h, &ly->attn_norm, c->layer_norm_eps);
+        gemm(&ly->inter, x, total, mid);
+        gelu(mid, total * inter);
+        gemm(&ly->out, mid, total, tmp);
+        add_norm(x, tmp, total, (int)h, &ly->out_norm, c->layer_norm_eps);
     }
 
     /* Mean over each sequence's tokens, then L2 (sums in double). */
@@ -463,7 +463,7 @@ out:
 
 /* ------------------------------------------------------------ the backend table -- */
 
-static int bcpu__ops_load(const char *dir, void **model, char *err, size_t errlen)
+static int ops_load(const char *dir, void **model, char *err, size_t errlen)
 {
     bert_cpu *m = NULL;
     int rc = bert_cpu_load(dir, &m, err, errlen);
@@ -471,32 +471,32 @@ static int bcpu__ops_load(const char *dir, void **model, char *err, size_t errle
     return rc;
 }
 
-static const bert_config *bcpu__ops_config(const void *model)
+static const bert_config *ops_config(const void *model)
 {
     return bert_cpu_config(model);
 }
 
-static size_t bcpu__ops_max_seqs(const void *model)
+static size_t ops_max_seqs(const void *model)
 {
     return BERT_CPU_MAX_SEQS;
 }
 
-static int bcpu__ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
+static int ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
                            float *out, char *err, size_t errlen)
 {
     return bert_cpu_embed(model, ids, lens, n, out, err, errlen);
 }
 
-static void bcpu__ops_free(void *model)
+static void ops_free(void *model)
 {
     bert_cpu_free(model);
 }
 
 const bert_ops bert_cpu_ops = {
     .name = "cpu",
-    .load = bcpu__ops_load,
-    .config = bcpu__ops_config,
-    .max_seqs = bcpu__ops_max_seqs,
-    .embed = bcpu__ops_embed,
-    .free = bcpu__ops_free,
+    .load = ops_load,
+    .config = ops_config,
+    .max_seqs = ops_max_seqs,
+    .embed = ops_embed,
+    .free = ops_free,
 };

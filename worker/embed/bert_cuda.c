@@ -23,27 +23,27 @@
 #define SELF_CHECK_TOL_TF32 1e-2 /* tf32: 10-bit mantissas in the products */
 
 /* How the linear layers multiply (FLEET_EMBED_GEMM). */
-typedef enum bgpu__gemm {
+typedef enum gemm_mode {
     GEMM_FP32,   /* cuBLAS float32 (no tensor cores) */
     GEMM_TF32,   /* one TF32 tensor-core product: fastest, about 1e-3 less exact */
     GEMM_3XTF32, /* hi*hi + hi*lo + lo*hi in TF32: float32 accuracy on tensor cores */
-} bgpu__gemm;
+} gemm_mode;
 
-typedef struct bgpu__layer {
+typedef struct encoder_layer {
     const float *qkv_w, *qkv_b;   /* [3H, H], [3H]: query, key, value rows in that order */
     const float *ao_w, *ao_b;     /* attention output dense [H, H], [H] */
     const float *ln1_g, *ln1_b;   /* attention output LayerNorm */
     const float *in_w, *in_b;     /* intermediate dense [I, H], [I] */
     const float *out_w, *out_b;   /* output dense [H, I], [H] */
     const float *ln2_g, *ln2_b;   /* output LayerNorm */
-} bgpu__layer;
+} encoder_layer;
 
 typedef struct bert_cuda {
     bert_config cfg;
     int H, I, heads, d, max_len, max_seqs;
     long max_tokens; /* max_seqs * max_len */
     int softmax_cudnn, poison;
-    bgpu__gemm gemm;
+    gemm_mode gemm;
 
     cudaStream_t stream;
     cublasHandle_t blas;
@@ -57,7 +57,7 @@ typedef struct bert_cuda {
                                      * layout as weights (used by the GEMMs only) */
     long weight_floats;
     const float *word, *position, *type0, *emb_g, *emb_b;
-    bgpu__layer *layers;
+    encoder_layer *layers;
 
     void *blas_ws; /* cuBLAS's workspace (BLAS_WORKSPACE bytes), so it allocates nothing */
     float *work; /* one allocation for the buffers below */
@@ -72,19 +72,19 @@ typedef struct bert_cuda {
 
 /* ------------------------------------------------------------ errors ------------- */
 
-static int bgpu__cuda(cudaError_t e, const char *what, char *err, size_t errlen)
+static int cuda_check(cudaError_t e, const char *what, char *err, size_t errlen)
 {
     if (e == cudaSuccess)
         return 0;
     return fleet_err(err, errlen, "cuda: %s: %s", what, cudaGetErrorString(e));
 }
 
-static int bgpu__kernel(int e, const char *what, char *err, size_t errlen)
+static int kernel_check(int e, const char *what, char *err, size_t errlen)
 {
-    return bgpu__cuda((cudaError_t)e, what, err, errlen);
+    return cuda_check((cudaError_t)e, what, err, errlen);
 }
 
-static int bgpu__blas(cublasStatus_t s, const char *what, char *err, size_t errlen)
+static int blas_check(cublasStatus_t s, const char *what, char *err, size_t errlen)
 {
     if (s == CUBLAS_STATUS_SUCCESS)
         return 0;
@@ -92,7 +92,7 @@ static int bgpu__blas(cublasStatus_t s, const char *what, char *err, size_t errl
 }
 
 #ifdef FLEET_HAVE_CUDNN
-static int bgpu__dnn(cudnnStatus_t s, const char *what, char *err, size_t errlen)
+static int dnn_check(cudnnStatus_t s, const char *what, char *err, size_t errlen)
 {
     if (s == CUDNN_STATUS_SUCCESS)
         return 0;
@@ -119,7 +119,7 @@ int bert_cuda_has_cudnn(void)
 
 /* Converts tensor prefix+name to float32 in host (stage floats) and copies its first
  * count floats to dst (device). */
-static int bgpu__upload(const st_file *st, const char *prefix, const char *name, float *dst,
+static int upload(const st_file *st, const char *prefix, const char *name, float *dst,
                         size_t count, float *host, size_t stage, char *err, size_t errlen)
 {
     char full[256];
@@ -136,12 +136,12 @@ static int bgpu__upload(const st_file *st, const char *prefix, const char *name,
                          "largest the config allows (%zu)", full, n, stage);
     if (st_read_f32(t, host, err, errlen) != 0)
         return -1;
-    return bgpu__cuda(cudaMemcpy(dst, host, count * sizeof *dst, cudaMemcpyHostToDevice),
+    return cuda_check(cudaMemcpy(dst, host, count * sizeof *dst, cudaMemcpyHostToDevice),
                       "copying the weights to the GPU", err, errlen);
 }
 
 /* Lays the weights out in m->weights (device) and uploads them. */
-static int bgpu__load_weights(bert_cuda *m, const st_file *st, char *err, size_t errlen)
+static int load_weights(bert_cuda *m, const st_file *st, char *err, size_t errlen)
 {
     const bert_config *c = &m->cfg;
     const size_t H = (size_t)m->H, I = (size_t)m->I, L = (size_t)c->num_hidden_layers;
@@ -159,7 +159,7 @@ static int bgpu__load_weights(bert_cuda *m, const st_file *st, char *err, size_t
     if (H * H > stage)
         stage = H * H;
 
-    if (bgpu__cuda(cudaMalloc((void **)&m->weights, total * sizeof(float)),
+    if (cuda_check(cudaMalloc((void **)&m->weights, total * sizeof(float)),
                    "allocating the weights", err, errlen) != 0)
         return -1;
     m->weight_floats = (long)total;
@@ -184,17 +184,17 @@ static int bgpu__load_weights(bert_cuda *m, const st_file *st, char *err, size_t
     m->type0 = type0;
     m->emb_g = eg;
     m->emb_b = eb;
-    if (bgpu__upload(st, prefix, "embeddings.word_embeddings.weight", word,
+    if (upload(st, prefix, "embeddings.word_embeddings.weight", word,
                      (size_t)c->vocab_size * H, host, stage, err, errlen) != 0 ||
-        bgpu__upload(st, prefix, "embeddings.position_embeddings.weight", pos,
+        upload(st, prefix, "embeddings.position_embeddings.weight", pos,
                      (size_t)c->max_position_embeddings * H, host, stage, err, errlen) != 0 ||
-        bgpu__upload(st, prefix, "embeddings.token_type_embeddings.weight", type0, H, host, stage, err,
+        upload(st, prefix, "embeddings.token_type_embeddings.weight", type0, H, host, stage, err,
                      errlen) != 0 ||
-        bgpu__upload(st, prefix, "embeddings.LayerNorm.weight", eg, H, host, stage, err, errlen) != 0 ||
-        bgpu__upload(st, prefix, "embeddings.LayerNorm.bias", eb, H, host, stage, err, errlen) != 0)
+        upload(st, prefix, "embeddings.LayerNorm.weight", eg, H, host, stage, err, errlen) != 0 ||
+        upload(st, prefix, "embeddings.LayerNorm.bias", eb, H, host, stage, err, errlen) != 0)
         goto out;
     for (size_t l = 0; l < L; l++) {
-        bgpu__layer *ly = &m->layers[l];
+        encoder_layer *ly = &m->layers[l];
         float *qkv_w, *qkv_b, *ao_w, *ao_b, *g1, *b1, *in_w, *in_b, *out_w, *out_b, *g2, *b2;
         TAKE(qkv_w, 3 * H * H);
         TAKE(qkv_b, 3 * H);
@@ -208,18 +208,18 @@ static int bgpu__load_weights(bert_cuda *m, const st_file *st, char *err, size_t
         TAKE(out_b, H);
         TAKE(g2, H);
         TAKE(b2, H);
-        *ly = (bgpu__layer){qkv_w, qkv_b, ao_w, ao_b, g1, b1, in_w, in_b, out_w, out_b, g2, b2};
+        *ly = (encoder_layer){qkv_w, qkv_b, ao_w, ao_b, g1, b1, in_w, in_b, out_w, out_b, g2, b2};
         static const char *const qkv_names[3] = {"query", "key", "value"};
         char name[160];
         for (int s = 0; s < 3; s++) {
             snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.weight", l,
                      qkv_names[s]);
-            if (bgpu__upload(st, prefix, name, qkv_w + (size_t)s * H * H, H * H, host, stage, err,
+            if (upload(st, prefix, name, qkv_w + (size_t)s * H * H, H * H, host, stage, err,
                              errlen) != 0)
                 goto out;
             snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.bias", l,
                      qkv_names[s]);
-            if (bgpu__upload(st, prefix, name, qkv_b + (size_t)s * H, H, host, stage, err, errlen) != 0)
+            if (upload(st, prefix, name, qkv_b + (size_t)s * H, H, host, stage, err, errlen) != 0)
                 goto out;
         }
         const struct {
@@ -243,7 +243,7 @@ static int bgpu__load_weights(bert_cuda *m, const st_file *st, char *err, size_t
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
             snprintf(name, sizeof name, rest[r].fmt, l);
 #pragma GCC diagnostic pop
-            if (bgpu__upload(st, prefix, name, rest[r].dst, rest[r].count, host, stage, err, errlen) != 0)
+            if (upload(st, prefix, name, rest[r].dst, rest[r].count, host, stage, err, errlen) != 0)
                 goto out;
         }
     }
@@ -255,7 +255,7 @@ out:
 }
 
 /* Allocates the work buffers for max_seqs sequences of max_len tokens. */
-static int bgpu__alloc_work(bert_cuda *m, char *err, size_t errlen)
+static int alloc_work(bert_cuda *m, char *err, size_t errlen)
 {
     const long T = m->max_tokens, H = m->H, I = m->I, S = m->max_seqs, L = m->max_len;
     const long sizes[] = {
@@ -274,7 +274,7 @@ static int bgpu__alloc_work(bert_cuda *m, char *err, size_t errlen)
     long total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         total += (sizes[i] + 63) / 64 * 64; /* 256-byte aligned starts */
-    if (bgpu__cuda(cudaMalloc((void **)&m->work, (size_t)total * sizeof(float)),
+    if (cuda_check(cudaMalloc((void **)&m->work, (size_t)total * sizeof(float)),
                    "allocating the work buffers", err, errlen) != 0)
         return -1;
     m->work_floats = total;
@@ -284,17 +284,17 @@ static int bgpu__alloc_work(bert_cuda *m, char *err, size_t errlen)
         p += (sizes[i] + 63) / 64 * 64;
     }
     const size_t nint = (size_t)(3 * T + 2 * S);
-    if (bgpu__cuda(cudaMalloc((void **)&m->dint, nint * sizeof(int32_t)),
+    if (cuda_check(cudaMalloc((void **)&m->dint, nint * sizeof(int32_t)),
                    "allocating the token buffer", err, errlen) != 0 ||
-        bgpu__cuda(cudaMallocHost((void **)&m->hint, nint * sizeof(int32_t)),
+        cuda_check(cudaMallocHost((void **)&m->hint, nint * sizeof(int32_t)),
                    "allocating pinned host memory", err, errlen) != 0 ||
-        bgpu__cuda(cudaMallocHost((void **)&m->hout, (size_t)(S * H) * sizeof(float)),
+        cuda_check(cudaMallocHost((void **)&m->hout, (size_t)(S * H) * sizeof(float)),
                    "allocating pinned host memory", err, errlen) != 0)
         return -1;
     return 0;
 }
 
-static void bgpu__free(void *model)
+static void ops_free(void *model)
 {
     bert_cuda *m = model;
     if (!m)
@@ -324,12 +324,12 @@ static void bgpu__free(void *model)
     free(m);
 }
 
-static int bgpu__embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
+static int ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
                        float *out, char *err, size_t errlen);
 
 /* Embeds a few fixed pseudo-random sequences with this model and with the CPU backend
  * and compares them: the load fails on a NaN or a difference over SELF_CHECK_TOL. */
-static int bgpu__self_check(bert_cuda *m, const char *dir, char *err, size_t errlen)
+static int self_check(bert_cuda *m, const char *dir, char *err, size_t errlen)
 {
     enum { NSEQ = 4 };
     size_t lens[NSEQ] = {1, 7, 33, (size_t)m->max_len};
@@ -355,7 +355,7 @@ static int bgpu__self_check(bert_cuda *m, const char *dir, char *err, size_t err
             ids[s][i] = (int32_t)((seed >> 8) % (uint32_t)m->cfg.vocab_size);
         }
     }
-    if (bgpu__embed(m, (const int32_t *const *)ids, lens, NSEQ, gpu, err, errlen) != 0)
+    if (ops_embed(m, (const int32_t *const *)ids, lens, NSEQ, gpu, err, errlen) != 0)
         goto out;
     char e[256];
     if (bert_cpu_ops.load(dir, &ref, e, sizeof e) != 0) {
@@ -400,7 +400,7 @@ out:
     return rc;
 }
 
-static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
+static int ops_load(const char *dir, void **model, char *err, size_t errlen)
 {
     *model = NULL;
     st_file *st = NULL;
@@ -460,48 +460,48 @@ static int bgpu__load(const char *dir, void **model, char *err, size_t errlen)
                   ce != cudaSuccess ? cudaGetErrorString(ce) : "no device");
         goto fail;
     }
-    if (bgpu__cuda(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
+    if (cuda_check(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
                    "creating a stream", err, errlen) != 0 ||
-        bgpu__blas(cublasCreate(&m->blas), "create", err, errlen) != 0 ||
-        bgpu__blas(cublasSetStream(m->blas, m->stream), "set stream", err, errlen) != 0 ||
-        bgpu__cuda(cudaMalloc(&m->blas_ws, BLAS_WORKSPACE), "allocating cuBLAS's workspace", err,
+        blas_check(cublasCreate(&m->blas), "create", err, errlen) != 0 ||
+        blas_check(cublasSetStream(m->blas, m->stream), "set stream", err, errlen) != 0 ||
+        cuda_check(cudaMalloc(&m->blas_ws, BLAS_WORKSPACE), "allocating cuBLAS's workspace", err,
                    errlen) != 0 ||
-        bgpu__blas(cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WORKSPACE), "set workspace", err,
+        blas_check(cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WORKSPACE), "set workspace", err,
                    errlen) != 0)
         goto fail;
 #ifdef FLEET_HAVE_CUDNN
     if (m->softmax_cudnn &&
-        (bgpu__dnn(cudnnCreate(&m->dnn), "create", err, errlen) != 0 ||
-         bgpu__dnn(cudnnSetStream(m->dnn, m->stream), "set stream", err, errlen) != 0 ||
-         bgpu__dnn(cudnnCreateTensorDescriptor(&m->scores_desc), "create a descriptor", err,
+        (dnn_check(cudnnCreate(&m->dnn), "create", err, errlen) != 0 ||
+         dnn_check(cudnnSetStream(m->dnn, m->stream), "set stream", err, errlen) != 0 ||
+         dnn_check(cudnnCreateTensorDescriptor(&m->scores_desc), "create a descriptor", err,
                    errlen) != 0))
         goto fail;
 #endif
     /* cudaMemcpy from pageable memory may return before the device has the bytes, and
      * m->stream does not wait for the legacy stream: synchronise before using them. */
-    if (bgpu__load_weights(m, st, err, errlen) != 0 ||
-        bgpu__cuda(cudaDeviceSynchronize(), "uploading the weights", err, errlen) != 0 ||
-        bgpu__alloc_work(m, err, errlen) != 0)
+    if (load_weights(m, st, err, errlen) != 0 ||
+        cuda_check(cudaDeviceSynchronize(), "uploading the weights", err, errlen) != 0 ||
+        alloc_work(m, err, errlen) != 0)
         goto fail;
     if (m->gemm == GEMM_3XTF32 &&
-        (bgpu__cuda(cudaMalloc((void **)&m->weights_hi, (size_t)m->weight_floats * sizeof(float)),
+        (cuda_check(cudaMalloc((void **)&m->weights_hi, (size_t)m->weight_floats * sizeof(float)),
                     "allocating the weights' TF32 parts", err, errlen) != 0 ||
-         bgpu__cuda(cudaMalloc((void **)&m->weights_lo, (size_t)m->weight_floats * sizeof(float)),
+         cuda_check(cudaMalloc((void **)&m->weights_lo, (size_t)m->weight_floats * sizeof(float)),
                     "allocating the weights' TF32 parts", err, errlen) != 0 ||
-         bgpu__kernel(fbk_split_tf32(m->weights, m->weight_floats, m->weights_hi, m->weights_lo,
+         kernel_check(fbk_split_tf32(m->weights, m->weight_floats, m->weights_hi, m->weights_lo,
                                      m->stream),
                       "splitting the weights", err, errlen) != 0 ||
-         bgpu__cuda(cudaStreamSynchronize(m->stream), "splitting the weights", err, errlen) != 0))
+         cuda_check(cudaStreamSynchronize(m->stream), "splitting the weights", err, errlen) != 0))
         goto fail;
     st_close(st);
     st = NULL;
-    if (bgpu__self_check(m, dir, err, errlen) != 0)
+    if (self_check(m, dir, err, errlen) != 0)
         goto fail;
     *model = m;
     return 0;
 fail:
     st_close(st);
-    bgpu__free(m);
+    ops_free(m);
     return -1;
 }
 
@@ -510,39 +510,39 @@ fail:
 /* Y[T, out] = X[T, in] W^T, W row-major [out, in] as the checkpoint stores it. cuBLAS is
  * column-major: there Y is Y^T [out, T] = W [out, in] . X^T [in, T], W being the
  * transpose of the column-major view of its buffer. */
-static int bgpu__gemm_one(bert_cuda *m, const float *X, int T, int in, const float *W,
+static int gemm_one(bert_cuda *m, const float *X, int T, int in, const float *W,
                           int out, float *Y, float beta, cublasComputeType_t compute,
                           const char *what, char *err, size_t errlen)
 {
     const float one = 1.0f;
-    return bgpu__blas(cublasGemmEx(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W,
+    return blas_check(cublasGemmEx(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W,
                                    CUDA_R_32F, in, X, CUDA_R_32F, in, &beta, Y, CUDA_R_32F, out,
                                    compute, CUBLAS_GEMM_DEFAULT),
                       what, err, errlen);
 }
 
-static int bgpu__linear(bert_cuda *m, const float *X, int T, int in, const float *W,
+static int linear(bert_cuda *m, const float *X, int T, int in, const float *W,
                         int out, float *Y, const char *what, char *err, size_t errlen)
 {
     switch (m->gemm) {
     case GEMM_FP32:
-        return bgpu__gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F, what, err,
+        return gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F, what, err,
                               errlen);
     case GEMM_TF32:
-        return bgpu__gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F_FAST_TF32, what,
+        return gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F_FAST_TF32, what,
                               err, errlen);
     case GEMM_3XTF32: {
         /* W's parts sit at the same offset in weights_hi and weights_lo. */
         const float *Whi = m->weights_hi + (W - m->weights);
         const float *Wlo = m->weights_lo + (W - m->weights);
         const cublasComputeType_t tf = CUBLAS_COMPUTE_32F_FAST_TF32;
-        if (bgpu__kernel(fbk_split_tf32(X, (long)T * in, m->act_hi, m->act_lo, m->stream),
+        if (kernel_check(fbk_split_tf32(X, (long)T * in, m->act_hi, m->act_lo, m->stream),
                          "splitting an activation", err, errlen) != 0)
             return -1;
         /* Small products first, so the large one is added to them last. */
-        return bgpu__gemm_one(m, m->act_lo, T, in, Whi, out, Y, 0.0f, tf, what, err, errlen) ||
-               bgpu__gemm_one(m, m->act_hi, T, in, Wlo, out, Y, 1.0f, tf, what, err, errlen) ||
-               bgpu__gemm_one(m, m->act_hi, T, in, Whi, out, Y, 1.0f, tf, what, err, errlen)
+        return gemm_one(m, m->act_lo, T, in, Whi, out, Y, 0.0f, tf, what, err, errlen) ||
+               gemm_one(m, m->act_hi, T, in, Wlo, out, Y, 1.0f, tf, what, err, errlen) ||
+               gemm_one(m, m->act_hi, T, in, Whi, out, Y, 1.0f, tf, what, err, errlen)
                    ? -1
                    : 0;
     }
@@ -551,7 +551,7 @@ static int bgpu__linear(bert_cuda *m, const float *X, int T, int in, const float
 }
 
 /* scores[bh] = q[bh] k[bh]^T ([L, d] x [d, L]); then ctx[bh] = p[bh] v[bh] into q. */
-static int bgpu__attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
+static int attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
                            size_t errlen)
 {
     const float one = 1.0f, zero = 0.0f;
@@ -562,7 +562,7 @@ static int bgpu__attention(bert_cuda *m, int B, int L, const int32_t *dlen, char
         m->gemm == GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     /* Row-major S [L, L] is column-major S^T = K Q^T: A = K's buffer (column-major
      * [d, L], transposed), B = Q's buffer (column-major [d, L]). */
-    if (bgpu__blas(cublasGemmStridedBatchedEx(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, &one,
+    if (blas_check(cublasGemmStridedBatchedEx(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, &one,
                                               m->k, CUDA_R_32F, d, (long long)L * d, m->q,
                                               CUDA_R_32F, d, (long long)L * d, &zero, m->scores,
                                               CUDA_R_32F, L, (long long)L * L, batch, compute,
@@ -570,17 +570,17 @@ static int bgpu__attention(bert_cuda *m, int B, int L, const int32_t *dlen, char
                    "attention scores", err, errlen) != 0)
         return -1;
     if (!m->softmax_cudnn) {
-        if (bgpu__kernel(fbk_masked_softmax(m->scores, dlen, B, m->heads, L, m->stream),
+        if (kernel_check(fbk_masked_softmax(m->scores, dlen, B, m->heads, L, m->stream),
                          "masked softmax", err, errlen) != 0)
             return -1;
     } else {
 #ifdef FLEET_HAVE_CUDNN
-        if (bgpu__kernel(fbk_mask_scores(m->scores, dlen, B, m->heads, L, m->stream),
+        if (kernel_check(fbk_mask_scores(m->scores, dlen, B, m->heads, L, m->stream),
                          "mask scores", err, errlen) != 0 ||
-            bgpu__dnn(cudnnSetTensor4dDescriptor(m->scores_desc, CUDNN_TENSOR_NCHW,
+            dnn_check(cudnnSetTensor4dDescriptor(m->scores_desc, CUDNN_TENSOR_NCHW,
                                                  CUDNN_DATA_FLOAT, batch * L, L, 1, 1),
                       "set the scores descriptor", err, errlen) != 0 ||
-            bgpu__dnn(cudnnSoftmaxForward(m->dnn, CUDNN_SOFTMAX_ACCURATE,
+            dnn_check(cudnnSoftmaxForward(m->dnn, CUDNN_SOFTMAX_ACCURATE,
                                           CUDNN_SOFTMAX_MODE_CHANNEL, &one, m->scores_desc,
                                           m->scores, &zero, m->scores_desc, m->scores),
                       "softmax", err, errlen) != 0)
@@ -589,7 +589,7 @@ static int bgpu__attention(bert_cuda *m, int B, int L, const int32_t *dlen, char
     }
     /* Row-major ctx [L, d] is column-major ctx^T = V^T P^T: A = V's buffer (column-major
      * [d, L]), B = P's buffer (column-major [L, L] = P^T). */
-    return bgpu__blas(cublasGemmStridedBatchedEx(m->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, &one,
+    return blas_check(cublasGemmStridedBatchedEx(m->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, &one,
                                                  m->v, CUDA_R_32F, d, (long long)L * d,
                                                  m->scores, CUDA_R_32F, L, (long long)L * L,
                                                  &zero, m->q, CUDA_R_32F, d, (long long)L * d,
@@ -597,8 +597,8 @@ static int bgpu__attention(bert_cuda *m, int B, int L, const int32_t *dlen, char
                       "attention context", err, errlen);
 }
 
-/* The forward pass proper; bgpu__embed wraps it. */
-static int bgpu__forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
+/* The forward pass proper; ops_embed wraps it. */
+static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out, char *err, size_t errlen)
 {
     const bert_config *c = &m->cfg;
@@ -642,61 +642,61 @@ static int bgpu__forward(bert_cuda *m, const int32_t *const *ids, const size_t *
     const int Ti = (int)T, Li = (int)L;
     const float eps = (float)c->layer_norm_eps;
 
-    if (m->poison && bgpu__kernel(fbk_poison(m->work, m->work_floats, m->stream), "poison", err,
+    if (m->poison && kernel_check(fbk_poison(m->work, m->work_floats, m->stream), "poison", err,
                                   errlen) != 0)
         return -1;
-    if (bgpu__cuda(cudaMemcpyAsync(m->dint, m->hint, (3 * T + 2 * n) * sizeof(int32_t),
+    if (cuda_check(cudaMemcpyAsync(m->dint, m->hint, (3 * T + 2 * n) * sizeof(int32_t),
                                    cudaMemcpyHostToDevice, m->stream),
                    "copying token ids to the GPU", err, errlen) != 0 ||
-        bgpu__kernel(fbk_embed_layernorm(d_ids, d_pos, Ti, H, m->word, m->position, m->type0,
+        kernel_check(fbk_embed_layernorm(d_ids, d_pos, Ti, H, m->word, m->position, m->type0,
                                          m->emb_g, m->emb_b, eps, m->x, m->stream),
                      "embeddings", err, errlen) != 0)
         return -1;
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        const bgpu__layer *ly = &m->layers[l];
-        if (bgpu__linear(m, m->x, Ti, H, ly->qkv_w, 3 * H, m->qkv, "QKV projection", err,
+        const encoder_layer *ly = &m->layers[l];
+        if (linear(m, m->x, Ti, H, ly->qkv_w, 3 * H, m->qkv, "QKV projection", err,
                          errlen) != 0 ||
-            bgpu__kernel(fbk_split_heads(m->qkv, ly->qkv_b, d_start, d_len, B, Li, m->heads,
+            kernel_check(fbk_split_heads(m->qkv, ly->qkv_b, d_start, d_len, B, Li, m->heads,
                                          m->d, 1.0f / sqrtf((float)m->d), m->q, m->k, m->v,
                                          m->stream),
                          "split heads", err, errlen) != 0 ||
-            bgpu__attention(m, B, Li, d_len, err, errlen) != 0 ||
-            bgpu__kernel(fbk_merge_heads(m->q, d_seq, d_pos, Ti, Li, m->heads, m->d, m->y,
+            attention(m, B, Li, d_len, err, errlen) != 0 ||
+            kernel_check(fbk_merge_heads(m->q, d_seq, d_pos, Ti, Li, m->heads, m->d, m->y,
                                          m->stream),
                          "merge heads", err, errlen) != 0 ||
             /* qkv is free again: it takes the attention output projection */
-            bgpu__linear(m, m->y, Ti, H, ly->ao_w, H, m->qkv, "attention output", err,
+            linear(m, m->y, Ti, H, ly->ao_w, H, m->qkv, "attention output", err,
                          errlen) != 0 ||
-            bgpu__kernel(fbk_bias_residual_layernorm(m->x, m->qkv, ly->ao_b, Ti, H, ly->ln1_g,
+            kernel_check(fbk_bias_residual_layernorm(m->x, m->qkv, ly->ao_b, Ti, H, ly->ln1_g,
                                                      ly->ln1_b, eps, m->stream),
                          "attention LayerNorm", err, errlen) != 0 ||
-            bgpu__linear(m, m->x, Ti, H, ly->in_w, m->I, m->inter, "intermediate", err,
+            linear(m, m->x, Ti, H, ly->in_w, m->I, m->inter, "intermediate", err,
                          errlen) != 0 ||
-            bgpu__kernel(fbk_bias_gelu(m->inter, ly->in_b, Ti, m->I, m->stream), "GELU", err,
+            kernel_check(fbk_bias_gelu(m->inter, ly->in_b, Ti, m->I, m->stream), "GELU", err,
                          errlen) != 0 ||
-            bgpu__linear(m, m->inter, Ti, m->I, ly->out_w, H, m->y, "output", err, errlen) != 0 ||
-            bgpu__kernel(fbk_bias_residual_layernorm(m->x, m->y, ly->out_b, Ti, H, ly->ln2_g,
+            linear(m, m->inter, Ti, m->I, ly->out_w, H, m->y, "output", err, errlen) != 0 ||
+            kernel_check(fbk_bias_residual_layernorm(m->x, m->y, ly->out_b, Ti, H, ly->ln2_g,
                                                      ly->ln2_b, eps, m->stream),
                          "output LayerNorm", err, errlen) != 0)
             return -1;
     }
-    if (bgpu__kernel(fbk_mean_pool(m->x, d_start, d_len, B, H, c->normalize ? 1 : 0, m->pooled,
+    if (kernel_check(fbk_mean_pool(m->x, d_start, d_len, B, H, c->normalize ? 1 : 0, m->pooled,
                                    m->stream),
                      "mean pool", err, errlen) != 0 ||
-        bgpu__cuda(cudaMemcpyAsync(m->hout, m->pooled, n * (size_t)H * sizeof(float),
+        cuda_check(cudaMemcpyAsync(m->hout, m->pooled, n * (size_t)H * sizeof(float),
                                    cudaMemcpyDeviceToHost, m->stream),
                    "copying embeddings from the GPU", err, errlen) != 0 ||
-        bgpu__cuda(cudaStreamSynchronize(m->stream), "running the batch", err, errlen) != 0)
+        cuda_check(cudaStreamSynchronize(m->stream), "running the batch", err, errlen) != 0)
         return -1;
     memcpy(out, m->hout, n * (size_t)H * sizeof(float));
     return 0;
 }
 
-static int bgpu__embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
+static int ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
                        float *out, char *err, size_t errlen)
 {
     bert_cuda *m = model;
-    if (bgpu__forward(m, ids, lens, n, out, err, errlen) == 0)
+    if (forward(m, ids, lens, n, out, err, errlen) == 0)
         return 0;
     /* Let whatever was queued finish before the next call reuses the pinned buffers. */
     cudaStreamSynchronize(m->stream);
@@ -705,21 +705,21 @@ static int bgpu__embed(void *model, const int32_t *const *ids, const size_t *len
 
 /* ------------------------------------------------------------ the backend table -- */
 
-static const bert_config *bgpu__config(const void *model)
+static const bert_config *ops_config(const void *model)
 {
     return &((const bert_cuda *)model)->cfg;
 }
 
-static size_t bgpu__max_seqs(const void *model)
+static size_t ops_max_seqs(const void *model)
 {
     return (size_t)((const bert_cuda *)model)->max_seqs;
 }
 
 const bert_ops bert_cuda_ops = {
     .name = "cuda",
-    .load = bgpu__load,
-    .config = bgpu__config,
-    .max_seqs = bgpu__max_seqs,
-    .embed = bgpu__embed,
-    .free = bgpu__free,
+    .load = ops_load,
+    .config = ops_config,
+    .max_seqs = ops_max_seqs,
+    .embed = ops_embed,
+    .free = ops_free,
 };

@@ -28,7 +28,7 @@ static const struct {
     const char *name;
     st_dtype dtype;
     size_t size;
-} st__dtypes[] = {
+} dtypes[] = {
     {"F32", ST_F32, 4},
     {"F16", ST_F16, 2},
     {"BF16", ST_BF16, 2},
@@ -37,25 +37,25 @@ static const struct {
 
 const char *st_dtype_name(st_dtype d)
 {
-    for (size_t i = 0; i < sizeof st__dtypes / sizeof st__dtypes[0]; i++)
-        if (st__dtypes[i].dtype == d)
-            return st__dtypes[i].name;
+    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
+        if (dtypes[i].dtype == d)
+            return dtypes[i].name;
     return "?";
 }
 
 size_t st_dtype_size(st_dtype d)
 {
-    for (size_t i = 0; i < sizeof st__dtypes / sizeof st__dtypes[0]; i++)
-        if (st__dtypes[i].dtype == d)
-            return st__dtypes[i].size;
+    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
+        if (dtypes[i].dtype == d)
+            return dtypes[i].size;
     return 0;
 }
 
-static int st__dtype_from_name(const char *s, st_dtype *d)
+static int dtype_from_name(const char *s, st_dtype *d)
 {
-    for (size_t i = 0; i < sizeof st__dtypes / sizeof st__dtypes[0]; i++)
-        if (strcmp(st__dtypes[i].name, s) == 0) {
-            *d = st__dtypes[i].dtype;
+    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
+        if (strcmp(dtypes[i].name, s) == 0) {
+            *d = dtypes[i].dtype;
             return 0;
         }
     return -1;
@@ -63,7 +63,7 @@ static int st__dtype_from_name(const char *s, st_dtype *d)
 
 /* ------------------------------------------------------------ header parsing ----- */
 
-static uint64_t st__le64(const unsigned char *p)
+static uint64_t le64(const unsigned char *p)
 {
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)
@@ -72,7 +72,7 @@ static uint64_t st__le64(const unsigned char *p)
 }
 
 /* A JSON integer that is >= 0, as uint64_t. */
-static int st__uint(const json_t *j, uint64_t *v)
+static int json_u64(const json_t *j, uint64_t *v)
 {
     if (!json_is_integer(j) || json_integer_value(j) < 0)
         return -1;
@@ -81,7 +81,7 @@ static int st__uint(const json_t *j, uint64_t *v)
 }
 
 /* Fills t from one header entry. data_size bounds the offsets. */
-static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size,
+static int parse_entry(const char *name, const json_t *e, uint64_t data_size,
                            st_tensor *t, char *err, size_t errlen)
 {
     if (!json_is_object(e))
@@ -91,7 +91,7 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
     if (!json_is_string(jd))
         return fleet_err(err, errlen, "safetensors: tensor %s: dtype missing or not a string",
                  name);
-    if (st__dtype_from_name(json_string_value(jd), &t->dtype) != 0)
+    if (dtype_from_name(json_string_value(jd), &t->dtype) != 0)
         return fleet_err(err, errlen,
                  "safetensors: tensor %s: unsupported dtype %s (supported: F32, F16, "
                  "BF16, I64)", name, json_string_value(jd));
@@ -110,7 +110,7 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
         t->shape[i] = 1;
     for (size_t i = 0; i < ndim; i++) {
         uint64_t d;
-        if (st__uint(json_array_get(js, i), &d) != 0 || d > INT64_MAX)
+        if (json_u64(json_array_get(js, i), &d) != 0 || d > INT64_MAX)
             return fleet_err(err, errlen, "safetensors: tensor %s: shape[%zu] is not a "
                      "non-negative integer", name, i);
         t->shape[i] = (int64_t)d;
@@ -126,8 +126,8 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
     const json_t *jo = json_object_get(e, "data_offsets");
     uint64_t begin, end;
     if (!json_is_array(jo) || json_array_size(jo) != 2 ||
-        st__uint(json_array_get(jo, 0), &begin) != 0 ||
-        st__uint(json_array_get(jo, 1), &end) != 0)
+        json_u64(json_array_get(jo, 0), &begin) != 0 ||
+        json_u64(json_array_get(jo, 1), &end) != 0)
         return fleet_err(err, errlen, "safetensors: tensor %s: data_offsets must be two "
                  "non-negative integers [begin, end]", name);
     if (end < begin)
@@ -149,21 +149,21 @@ static int st__parse_entry(const char *name, const json_t *e, uint64_t data_size
     return 0;
 }
 
-static int st__cmp_name(const void *a, const void *b)
+static int cmp_name(const void *a, const void *b)
 {
     return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
 }
 
 /* Parses buf (8-byte length + JSON, len bytes available) for a file of file_size bytes.
  * data, when not NULL, is where the data region starts in memory. */
-static int st__parse(const char *buf, size_t len, uint64_t file_size, const char *data,
+static int parse(const char *buf, size_t len, uint64_t file_size, const char *data,
                      st_file **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (len < 8 || file_size < 8)
         return fleet_err(err, errlen, "safetensors: file shorter than the 8-byte header "
                  "length");
-    uint64_t hlen = st__le64((const unsigned char *)buf);
+    uint64_t hlen = le64((const unsigned char *)buf);
     if (hlen > ST_MAX_HEADER)
         return fleet_err(err, errlen, "safetensors: header length %llu over the %u-byte limit",
                  (unsigned long long)hlen, ST_MAX_HEADER);
@@ -207,7 +207,7 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
             continue;
         }
         st_tensor *t = &st->tensors[st->n];
-        if (st__parse_entry(key, val, data_size, t, err, errlen) != 0)
+        if (parse_entry(key, val, data_size, t, err, errlen) != 0)
             goto err;
         if (!(t->name = strdup(key))) {
             fleet_err(err, errlen, "safetensors: out of memory");
@@ -218,7 +218,7 @@ static int st__parse(const char *buf, size_t len, uint64_t file_size, const char
         st->n++;
     }
     json_decref(root);
-    qsort(st->tensors, st->n, sizeof *st->tensors, st__cmp_name);
+    qsort(st->tensors, st->n, sizeof *st->tensors, cmp_name);
     *out = st;
     return 0;
 
@@ -233,7 +233,7 @@ err:
 int st_parse_header(const char *buf, size_t len, uint64_t file_size, st_file **out,
                           char *err, size_t errlen)
 {
-    return st__parse(buf, len, file_size, NULL, out, err, errlen);
+    return parse(buf, len, file_size, NULL, out, err, errlen);
 }
 
 int st_open(const char *path, st_file **out, char *err, size_t errlen)
@@ -265,9 +265,9 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
         return fleet_err(err, errlen, "safetensors: %s: mmap: %s", path, strerror(e));
 
     const char *base = map;
-    uint64_t hlen = st__le64(map);
+    uint64_t hlen = le64(map);
     const char *data = hlen <= size - 8 ? base + 8 + hlen : NULL;
-    if (st__parse(base, size, size, data, out, err, errlen) != 0) {
+    if (parse(base, size, size, data, out, err, errlen) != 0) {
         munmap(map, size);
         /* Name the file: the parser's messages start with "safetensors: ". */
         if (err && errlen > 0) {
@@ -288,7 +288,7 @@ const st_tensor *st_find(const st_file *st, const char *name)
     if (!st || !name)
         return NULL;
     st_tensor key = {.name = name};
-    return bsearch(&key, st->tensors, st->n, sizeof *st->tensors, st__cmp_name);
+    return bsearch(&key, st->tensors, st->n, sizeof *st->tensors, cmp_name);
 }
 
 size_t st_count(const st_file *st)
@@ -324,7 +324,7 @@ void st_close(st_file *st)
 /* ------------------------------------------------------------ conversion --------- */
 
 /* IEEE binary16 to binary32, subnormals, infinities and NaNs included. */
-static float st__half_to_float(uint16_t h)
+static float half_to_float(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
@@ -361,7 +361,7 @@ int st_read_f32(const st_tensor *t, float *dst, char *err, size_t errlen)
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
-            dst[i] = st__half_to_float(h);
+            dst[i] = half_to_float(h);
         }
         return 0;
     case ST_BF16:
