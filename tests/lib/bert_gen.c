@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static uint64_t bg__splitmix64(uint64_t *state)
+static uint64_t splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -20,7 +20,7 @@ static uint64_t bg__splitmix64(uint64_t *state)
 }
 
 /* Round-to-nearest-even float -> IEEE half (no NaN needed here). */
-static uint16_t bg__float_to_half(float f)
+static uint16_t float_to_half(float f)
 {
     uint32_t x;
     memcpy(&x, &f, 4);
@@ -41,14 +41,14 @@ static uint16_t bg__float_to_half(float f)
     return sign | (uint16_t)h;
 }
 
-typedef struct bg__tensor {
+typedef struct tensor_spec {
     char name[96];
     int64_t d0, d1; /* d1 < 0: one dimension */
-} bg__tensor;
+} tensor_spec;
 
 /* The tensors in generation order (reference.py's tensor_order); t holds 5 + 16 * layers
  * entries. Returns the count. */
-static int bg__order(const bert_gen_shape *s, bg__tensor *t)
+static int tensor_order(const bert_gen_shape *s, tensor_spec *t)
 {
     int n = 0;
 #define T(a, b, ...)                                                                       \
@@ -84,7 +84,7 @@ static int bg__order(const bert_gen_shape *s, bg__tensor *t)
 }
 
 /* Opens dir/rel for writing; NULL with err set. */
-static FILE *bg__open(const char *dir, const char *rel, char *err, size_t errlen)
+static FILE *open_file(const char *dir, const char *rel, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, rel);
@@ -94,7 +94,7 @@ static FILE *bg__open(const char *dir, const char *rel, char *err, size_t errlen
     return f;
 }
 
-static int bg__close(FILE *f, const char *dir, const char *rel, char *err, size_t errlen)
+static int close_file(FILE *f, const char *dir, const char *rel, char *err, size_t errlen)
 {
     int bad = ferror(f);
     if (fclose(f) != 0 || bad)
@@ -102,25 +102,25 @@ static int bg__close(FILE *f, const char *dir, const char *rel, char *err, size_
     return 0;
 }
 
-static int bg__text(const char *dir, const char *rel, char *err, size_t errlen,
+static int write_text(const char *dir, const char *rel, char *err, size_t errlen,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static int bg__text(const char *dir, const char *rel, char *err, size_t errlen,
+static int write_text(const char *dir, const char *rel, char *err, size_t errlen,
                     const char *fmt, ...)
 {
-    FILE *f = bg__open(dir, rel, err, errlen);
+    FILE *f = open_file(dir, rel, err, errlen);
     if (!f)
         return -1;
     va_list ap;
     va_start(ap, fmt);
     vfprintf(f, fmt, ap);
     va_end(ap);
-    return bg__close(f, dir, rel, err, errlen);
+    return close_file(f, dir, rel, err, errlen);
 }
 
 /* The vocabulary: the special tokens at the ids BERT gives them, then some words and
  * continuation pieces, then filler up to vocab lines. */
-static int bg__vocab(const char *dir, int vocab, char *err, size_t errlen)
+static int write_vocab(const char *dir, int vocab, char *err, size_t errlen)
 {
     static const char *const words[] = {
         "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "a", "b", "c",
@@ -128,7 +128,7 @@ static int bg__vocab(const char *dir, int vocab, char *err, size_t errlen)
         "dog", "cat", "embed", "##ding", "fleet", "model", "text", ".", ",", "!", "?",
     };
     size_t nw = sizeof words / sizeof words[0];
-    FILE *f = bg__open(dir, "vocab.txt", err, errlen);
+    FILE *f = open_file(dir, "vocab.txt", err, errlen);
     if (!f)
         return -1;
     for (size_t i = 0; i < (size_t)vocab; i++) {
@@ -137,20 +137,20 @@ static int bg__vocab(const char *dir, int vocab, char *err, size_t errlen)
         else
             fprintf(f, "[unused%zu]\n", i);
     }
-    return bg__close(f, dir, "vocab.txt", err, errlen);
+    return close_file(f, dir, "vocab.txt", err, errlen);
 }
 
-static int bg__safetensors(const char *dir, const bert_gen_shape *s, bool f16,
+static int write_safetensors(const char *dir, const bert_gen_shape *s, bool f16,
                            const char *prefix, char *err, size_t errlen)
 {
     int rc = -1;
-    bg__tensor *t = calloc(5 + 16 * (size_t)s->layers, sizeof *t);
+    tensor_spec *t = calloc(5 + 16 * (size_t)s->layers, sizeof *t);
     char *hdr = NULL;
     size_t hlen = 0;
     FILE *h = NULL, *f = NULL;
     if (!t)
         return fleet_err(err, errlen, "model.safetensors: out of memory");
-    int nt = bg__order(s, t);
+    int nt = tensor_order(s, t);
     size_t esize = f16 ? 2 : 4;
 
     /* The header, with each tensor's offsets in one contiguous data block. */
@@ -180,7 +180,7 @@ static int bg__safetensors(const char *dir, const bert_gen_shape *s, bool f16,
     h = NULL;
     size_t padded = (hlen + 7) / 8 * 8; /* pad with spaces so the data is aligned */
 
-    if (!(f = bg__open(dir, "model.safetensors", err, errlen)))
+    if (!(f = open_file(dir, "model.safetensors", err, errlen)))
         goto out;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
@@ -198,17 +198,17 @@ static int bg__safetensors(const char *dir, const bert_gen_shape *s, bool f16,
         double base = nl >= 16 && strcmp(t[i].name + nl - 16, "LayerNorm.weight") == 0 ? 1.0
                                                                                         : 0.0;
         for (size_t j = 0; j < n; j++) {
-            double u = (double)(bg__splitmix64(&state) >> 40) / 16777216.0;
+            double u = (double)(splitmix64(&state) >> 40) / 16777216.0;
             float v = (float)(base + (2.0 * u - 1.0) * 0.1);
             if (f16) {
-                uint16_t hv = bg__float_to_half(v);
+                uint16_t hv = float_to_half(v);
                 fwrite(&hv, 2, 1, f); /* little-endian hosts only, as fleet is */
             } else {
                 fwrite(&v, 4, 1, f);
             }
         }
     }
-    rc = bg__close(f, dir, "model.safetensors", err, errlen);
+    rc = close_file(f, dir, "model.safetensors", err, errlen);
     f = NULL;
 out:
     if (h)
@@ -227,30 +227,30 @@ int bert_gen_write(const char *dir, const bert_gen_shape *s, bool f16, const cha
     snprintf(path, sizeof path, "%s/1_Pooling", dir);
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
         return fleet_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
-    if (bg__text(dir, "config.json", err, errlen,
+    if (write_text(dir, "config.json", err, errlen,
                  "{\"model_type\": \"bert\", \"hidden_size\": %d, "
                  "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
                  "\"intermediate_size\": %d, \"max_position_embeddings\": %d, "
                  "\"vocab_size\": %d, \"type_vocab_size\": 2, "
                  "\"layer_norm_eps\": 1e-12, \"hidden_act\": \"gelu\"}",
                  s->hidden, s->layers, s->heads, s->inter, s->max_pos, s->vocab) != 0 ||
-        bg__text(dir, "modules.json", err, errlen, "%s",
+        write_text(dir, "modules.json", err, errlen, "%s",
                  "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", "
                  "\"type\": \"sentence_transformers.models.Transformer\"}, "
                  "{\"idx\": 1, \"name\": \"1\", \"path\": \"1_Pooling\", "
                  "\"type\": \"sentence_transformers.models.Pooling\"}, "
                  "{\"idx\": 2, \"name\": \"2\", \"path\": \"2_Normalize\", "
                  "\"type\": \"sentence_transformers.models.Normalize\"}]") != 0 ||
-        bg__text(dir, "1_Pooling/config.json", err, errlen,
+        write_text(dir, "1_Pooling/config.json", err, errlen,
                  "{\"word_embedding_dimension\": %d, \"pooling_mode_cls_token\": "
                  "false, \"pooling_mode_mean_tokens\": true, "
                  "\"pooling_mode_max_tokens\": false}",
                  s->hidden) != 0 ||
-        bg__text(dir, "sentence_bert_config.json", err, errlen, "{\"max_seq_length\": %d}",
+        write_text(dir, "sentence_bert_config.json", err, errlen, "{\"max_seq_length\": %d}",
                  s->max_seq_length) != 0 ||
-        bg__text(dir, "tokenizer_config.json", err, errlen, "%s",
+        write_text(dir, "tokenizer_config.json", err, errlen, "%s",
                  "{\"do_lower_case\": true}") != 0 ||
-        bg__vocab(dir, s->vocab, err, errlen) != 0)
+        write_vocab(dir, s->vocab, err, errlen) != 0)
         return -1;
-    return bg__safetensors(dir, s, f16, prefix, err, errlen);
+    return write_safetensors(dir, s, f16, prefix, err, errlen);
 }

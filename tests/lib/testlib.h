@@ -96,36 +96,36 @@ void tl_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
         if (c) FAILF("ASSERT_FALSE(%s) is true", #c);                                      \
     } while (0)
 
-#define TL__CMP_INT(a, op, b)                                                              \
+#define TL_CMP_INT(a, op, b)                                                               \
     do {                                                                                   \
-        long long tl__a = (long long)(a), tl__b = (long long)(b);                          \
-        if (!(tl__a op tl__b))                                                             \
-            FAILF("ASSERT(%s %s %s): %lld %s %lld is false", #a, #op, #b, tl__a, #op,     \
-                  tl__b);                                                                  \
+        long long tl_a = (long long)(a), tl_b = (long long)(b);                            \
+        if (!(tl_a op tl_b))                                                               \
+            FAILF("ASSERT(%s %s %s): %lld %s %lld is false", #a, #op, #b, tl_a, #op,       \
+                  tl_b);                                                                   \
     } while (0)
-#define ASSERT_EQ_INT(a, b) TL__CMP_INT(a, ==, b)
-#define ASSERT_NE_INT(a, b) TL__CMP_INT(a, !=, b)
-#define ASSERT_LT_INT(a, b) TL__CMP_INT(a, <, b)
-#define ASSERT_LE_INT(a, b) TL__CMP_INT(a, <=, b)
-#define ASSERT_GT_INT(a, b) TL__CMP_INT(a, >, b)
-#define ASSERT_GE_INT(a, b) TL__CMP_INT(a, >=, b)
+#define ASSERT_EQ_INT(a, b) TL_CMP_INT(a, ==, b)
+#define ASSERT_NE_INT(a, b) TL_CMP_INT(a, !=, b)
+#define ASSERT_LT_INT(a, b) TL_CMP_INT(a, <, b)
+#define ASSERT_LE_INT(a, b) TL_CMP_INT(a, <=, b)
+#define ASSERT_GT_INT(a, b) TL_CMP_INT(a, >, b)
+#define ASSERT_GE_INT(a, b) TL_CMP_INT(a, >=, b)
 
-void tl__assert_str(const char *file, int line, const char *ea, const char *eb, const char *a,
+void tl_assert_str(const char *file, int line, const char *ea, const char *eb, const char *a,
                     const char *b, bool want_equal);
-void tl__assert_contains(const char *file, int line, const char *ehay, const char *eneedle,
+void tl_assert_contains(const char *file, int line, const char *ehay, const char *eneedle,
                          const char *hay, const char *needle, bool ci);
-#define ASSERT_EQ_STR(a, b) tl__assert_str(__FILE__, __LINE__, #a, #b, (a), (b), true)
-#define ASSERT_NE_STR(a, b) tl__assert_str(__FILE__, __LINE__, #a, #b, (a), (b), false)
+#define ASSERT_EQ_STR(a, b) tl_assert_str(__FILE__, __LINE__, #a, #b, (a), (b), true)
+#define ASSERT_NE_STR(a, b) tl_assert_str(__FILE__, __LINE__, #a, #b, (a), (b), false)
 /* hay contains needle (hay NULL fails). _CI: ignoring ASCII case. */
 #define ASSERT_STR_CONTAINS(hay, needle)                                                   \
-    tl__assert_contains(__FILE__, __LINE__, #hay, #needle, (hay), (needle), false)
+    tl_assert_contains(__FILE__, __LINE__, #hay, #needle, (hay), (needle), false)
 #define ASSERT_STR_CONTAINS_CI(hay, needle)                                                \
-    tl__assert_contains(__FILE__, __LINE__, #hay, #needle, (hay), (needle), true)
+    tl_assert_contains(__FILE__, __LINE__, #hay, #needle, (hay), (needle), true)
 
 #define ASSERT_NULL(p)                                                                     \
     do {                                                                                   \
-        const void *tl__p = (const void *)(p);                                             \
-        if (tl__p != NULL) FAILF("ASSERT_NULL(%s): is %p", #p, tl__p);                     \
+        const void *tl_p = (const void *)(p);                                              \
+        if (tl_p != NULL) FAILF("ASSERT_NULL(%s): is %p", #p, tl_p);                       \
     } while (0)
 #define ASSERT_NOT_NULL(p)                                                                 \
     do {                                                                                   \
@@ -133,9 +133,9 @@ void tl__assert_contains(const char *file, int line, const char *ehay, const cha
     } while (0)
 
 /* JSON equality by value (json_equal); prints both documents. */
-void tl__assert_json(const char *file, int line, const char *ea, const char *eb,
+void tl_assert_json(const char *file, int line, const char *ea, const char *eb,
                      const json_t *a, const json_t *b);
-#define ASSERT_EQ_JSON(a, b) tl__assert_json(__FILE__, __LINE__, #a, #b, (a), (b))
+#define ASSERT_EQ_JSON(a, b) tl_assert_json(__FILE__, __LINE__, #a, #b, (a), (b))
 
 /* ------------------------------------------------------------ waiting --------------- */
 
@@ -160,23 +160,23 @@ int64_t tl_now_ms(void);
  * expression: gcc and clang accept it under -std=c11.) */
 #define TL_WAIT_UNTIL(expr, timeout_ms)                                                    \
     __extension__({                                                                        \
-        int64_t tl__end = tl_now_ms() + (timeout_ms);                                      \
-        int tl__step = 5;                                                                  \
-        bool tl__ok;                                                                       \
-        while (!(tl__ok = (expr)) && tl__wait_step(tl__end, &tl__step)) {                  \
+        int64_t tl_end = tl_now_ms() + (timeout_ms);                                       \
+        int tl_step = 5;                                                                   \
+        bool tl_ok;                                                                        \
+        while (!(tl_ok = (expr)) && tl_wait_step(tl_end, &tl_step)) {                      \
         }                                                                                  \
-        tl__ok;                                                                            \
+        tl_ok;                                                                             \
     })
 /* TL_WAIT_UNTIL, failing the case with the expression's text when it stays false. */
 #define ASSERT_EVENTUALLY(expr, timeout_ms)                                                \
     do {                                                                                   \
-        int tl__ms = (timeout_ms);                                                         \
-        if (!TL_WAIT_UNTIL((expr), tl__ms))                                                \
-            FAILF("ASSERT_EVENTUALLY(%s) still false after %d ms", #expr, tl__ms);         \
+        int tl_ms = (timeout_ms);                                                          \
+        if (!TL_WAIT_UNTIL((expr), tl_ms))                                                 \
+            FAILF("ASSERT_EVENTUALLY(%s) still false after %d ms", #expr, tl_ms);          \
     } while (0)
 /* For TL_WAIT_UNTIL: false once end has passed, else sleeps *step ms (doubling it up to
  * 50) and returns true. */
-bool tl__wait_step(int64_t end, int *step);
+bool tl_wait_step(int64_t end, int *step);
 
 /* The xorshift64* generator: the next number from *state (which must not be 0). The same
  * seed gives the same sequence, so a failing seed can be replayed. */
@@ -355,15 +355,15 @@ const char *tl_urlencode(const char *s);
 const char *tl_resp_header(const tl_resp *r, const char *name);
 
 /* Asserts the status, printing the body when it differs. */
-void tl__assert_status(const char *file, int line, const tl_resp *r, long want,
+void tl_assert_status(const char *file, int line, const tl_resp *r, long want,
                        const char *what);
-#define ASSERT_HTTP_STATUS(resp, want) tl__assert_status(__FILE__, __LINE__, (resp), (want), #resp)
+#define ASSERT_HTTP_STATUS(resp, want) tl_assert_status(__FILE__, __LINE__, (resp), (want), #resp)
 /* Asserts an RFC 9457 problem: the status, Content-Type application/problem+json, and a
  * body with type, title, status (equal), detail (non-empty) and request_id (equal to the
  * X-Request-ID header). Returns the detail. */
-const char *tl__assert_problem(const char *file, int line, const tl_resp *r, long want,
+const char *tl_assert_problem(const char *file, int line, const tl_resp *r, long want,
                                const char *what);
-#define ASSERT_PROBLEM(resp, want) tl__assert_problem(__FILE__, __LINE__, (resp), (want), #resp)
+#define ASSERT_PROBLEM(resp, want) tl_assert_problem(__FILE__, __LINE__, (resp), (want), #resp)
 
 /* ------------------------------------------------------------ raw TCP --------------- */
 

@@ -6,18 +6,18 @@
 
 #include "tl_internal.h"
 
-#define TL__READY_DEADLINE_MS 30000
+#define READY_DEADLINE_MS 30000
 
-static int tl__gateway_seq, tl__worker_seq;
+static int gateway_seq, worker_seq;
 
-static void tl__need_binary(const char *name) {
+static void need_binary(const char *name) {
     if (!tl_bin_exists(name))
         FAILF("%s not found or not executable in %s: build it first (cmake --build <build>), "
               "or point FLEET_TEST_BIN_DIR at the binaries",
               name, tl_bin_dir());
 }
 
-static bool tl__same_name(const char *a, const char *b) {
+static bool same_name(const char *a, const char *b) {
     const char *ea = strchr(a, '='), *eb = strchr(b, '=');
     size_t na = ea ? (size_t)(ea - a) : strlen(a), nb = eb ? (size_t)(eb - b) : strlen(b);
     return na == nb && strncmp(a, b, na) == 0;
@@ -25,13 +25,13 @@ static bool tl__same_name(const char *a, const char *b) {
 
 /* out = defaults (NULL-terminated), each replaced by an entry of the same name in add
  * (at most addmax, NULL-terminated), then the other entries of add. */
-static void tl__env_merge(const char **out, int max, const char *const *defaults,
+static void env_merge(const char **out, int max, const char *const *defaults,
                           const char *const *add, int addmax) {
     int n = 0;
     for (int i = 0; defaults[i]; i++) {
         bool replaced = false;
         for (int j = 0; j < addmax && add[j]; j++)
-            if (tl__same_name(defaults[i], add[j])) replaced = true;
+            if (same_name(defaults[i], add[j])) replaced = true;
         if (replaced) continue;
         if (n >= max - 1) FAILF("too many environment overrides");
         out[n++] = defaults[i];
@@ -43,27 +43,27 @@ static void tl__env_merge(const char **out, int max, const char *const *defaults
     out[n] = NULL;
 }
 
-typedef struct tl__ready_probe {
+typedef struct ready_probe {
     tl_fleet *f;
     tl_proc *p;
     int port;
     long last_status;
     char last_err[512];
-} tl__ready_probe;
+} ready_probe;
 
-static bool tl__gateway_ready(void *arg) {
-    tl__ready_probe *pr = arg;
+static bool gateway_ready(void *arg) {
+    ready_probe *pr = arg;
     if (!tl_proc_alive(pr->p)) return true;
     tl_req req = {.url = tl_printf("http://127.0.0.1:%d/readyz", pr->port), .timeout_ms = 2000};
-    tl_resp *r = tl__http_poll(&req, pr->last_err, sizeof(pr->last_err));
+    tl_resp *r = tl_http_poll(&req, pr->last_err, sizeof(pr->last_err));
     if (!r) return false;
     pr->last_status = r->status;
-    tl__http_poll_free(r);
+    tl_http_poll_free(r);
     return pr->last_status == 200;
 }
 
 void tl_fleet_start_gateway(tl_fleet *f) {
-    tl__need_binary("fleet-gateway");
+    need_binary("fleet-gateway");
     const char *path = tl_bin_path("fleet-gateway");
     for (int attempt = 0;; attempt++) {
         int port = tl_free_port();
@@ -76,13 +76,13 @@ void tl_fleet_start_gateway(tl_fleet *f) {
             NULL,
         };
         const char *env[40];
-        tl__env_merge(env, 40, defaults, f->opts.gateway_env, 16);
+        env_merge(env, 40, defaults, f->opts.gateway_env, 16);
         const char *argv[] = {path, NULL};
-        tl_spawn_opts o = {.name = tl_printf("gateway-%d", ++tl__gateway_seq),
+        tl_spawn_opts o = {.name = tl_printf("gateway-%d", ++gateway_seq),
                            .path = path, .argv = argv, .env = env, .checked = true};
         tl_proc *p = tl_spawn(&o);
-        tl__ready_probe pr = {.f = f, .p = p, .port = port, .last_status = 0};
-        bool ok = tl_wait_for(tl__gateway_ready, &pr, TL__READY_DEADLINE_MS);
+        ready_probe pr = {.f = f, .p = p, .port = port, .last_status = 0};
+        bool ok = tl_wait_for(gateway_ready, &pr, READY_DEADLINE_MS);
         if (ok && tl_proc_alive(p)) {
             f->gateway = p;
             f->gateway_port = port;
@@ -98,13 +98,13 @@ void tl_fleet_start_gateway(tl_fleet *f) {
             FAILF("fleet-gateway exited during startup: %s", tl_proc_describe(p));
         }
         FAILF("fleet-gateway on port %d not ready within %d ms (last GET /readyz: %s%ld%s%s)",
-              port, TL__READY_DEADLINE_MS, pr.last_status ? "HTTP " : "", pr.last_status,
+              port, READY_DEADLINE_MS, pr.last_status ? "HTTP " : "", pr.last_status,
               pr.last_err[0] ? ", " : "", pr.last_err);
     }
 }
 
 tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model) {
-    tl__need_binary("fleet-worker");
+    need_binary("fleet-worker");
     if (f->nworkers >= TL_MAX_WORKERS) FAILF("too many workers");
     const char *path = tl_bin_path("fleet-worker");
     const char *defaults[] = {
@@ -117,9 +117,9 @@ tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model) {
         NULL,
     };
     const char *env[40];
-    tl__env_merge(env, 40, defaults, f->opts.worker_env, 16);
+    env_merge(env, 40, defaults, f->opts.worker_env, 16);
     const char *argv[] = {path, "--model", model, NULL};
-    tl_spawn_opts o = {.name = tl_printf("worker-%s-%d", model, ++tl__worker_seq), .path = path,
+    tl_spawn_opts o = {.name = tl_printf("worker-%s-%d", model, ++worker_seq), .path = path,
                        .argv = argv, .env = env, .checked = true};
     tl_proc *p = tl_spawn(&o);
     f->workers[f->nworkers++] = p;
@@ -127,9 +127,9 @@ tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model) {
 }
 
 tl_fleet *tl_fleet_start(const tl_fleet_opts *o) {
-    tl__need_binary("fleet-gateway");
-    for (int i = 0; i < TL_MAX_WORKERS && o && o->workers[i]; i++) tl__need_binary("fleet-worker");
-    tl_fleet *f = tl__xmalloc(sizeof(*f));
+    need_binary("fleet-gateway");
+    for (int i = 0; i < TL_MAX_WORKERS && o && o->workers[i]; i++) need_binary("fleet-worker");
+    tl_fleet *f = tl_xmalloc(sizeof(*f));
     memset(f, 0, sizeof(*f));
     tl_defer(free, f);
     if (o) f->opts = *o;
@@ -199,33 +199,33 @@ json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int de
     int step = 5;
     char err[1024];
     for (;;) {
-        tl_resp *r = tl__http_poll(&req, err, sizeof(err));
+        tl_resp *r = tl_http_poll(&req, err, sizeof(err));
         if (!r) {
-            const char *dead = tl__procs_dead_summary();
+            const char *dead = tl_procs_dead_summary();
             FAILF("GET /v1/jobs/%s: %s%s%s", id, err, dead[0] ? "; died: " : "", dead);
         }
         if (r->status != 200) {
             tl_resp *kept = tl_http(&req); /* a deferred copy for the message */
-            tl__http_poll_free(r);
+            tl_http_poll_free(r);
             FAILF("GET /v1/jobs/%s answered %ld while waiting for \"%s\": %s", id, kept->status,
                   want, kept->body);
         }
         const char *st = tl_jstr(r->json, "status");
         if (st && strcmp(st, want) == 0) {
             json_t *job = json_incref(r->json);
-            tl__http_poll_free(r);
+            tl_http_poll_free(r);
             return tl_json_own(job);
         }
         if (tl_status_is_final(st) || tl_now_ms() >= end) {
             const char *text = tl_printf("%s", r->body);
             bool final = tl_status_is_final(st);
-            tl__http_poll_free(r);
+            tl_http_poll_free(r);
             if (final)
                 FAILF("job %s reached \"%s\" while waiting for \"%s\": %s", id, st, want, text);
             FAILF("job %s not \"%s\" within %d ms; last: %s", id, want, deadline_ms, text);
         }
-        tl__http_poll_free(r);
-        tl__sleep_ms(step);
+        tl_http_poll_free(r);
+        tl_sleep_ms(step);
         if (step < 40) step *= 2;
     }
 }

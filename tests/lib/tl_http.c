@@ -19,27 +19,27 @@
 
 /* ------------------------------------------------------------ responses ------------- */
 
-typedef struct tl__buf {
+typedef struct growbuf {
     char *p;
     size_t len, cap;
-} tl__buf;
+} growbuf;
 
-static void tl__buf_add(tl__buf *b, const char *s, size_t n) {
+static void growbuf_add(growbuf *b, const char *s, size_t n) {
     if (b->len + n + 1 > b->cap) {
         while (b->len + n + 1 > b->cap) b->cap = b->cap ? b->cap * 2 : 1024;
-        b->p = tl__xrealloc(b->p, b->cap);
+        b->p = tl_xrealloc(b->p, b->cap);
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
 }
 
-static size_t tl__on_body(char *ptr, size_t size, size_t n, void *ud) {
-    tl__buf_add(ud, ptr, size * n);
+static size_t on_body(char *ptr, size_t size, size_t n, void *ud) {
+    growbuf_add(ud, ptr, size * n);
     return size * n;
 }
 
-static void tl__free_headers(tl_resp *r) {
+static void free_headers(tl_resp *r) {
     for (size_t i = 0; i < r->nheaders; i++) {
         free(r->headers[i].name);
         free(r->headers[i].value);
@@ -49,11 +49,11 @@ static void tl__free_headers(tl_resp *r) {
     r->nheaders = 0;
 }
 
-static size_t tl__on_header(char *ptr, size_t size, size_t n, void *ud) {
+static size_t on_header(char *ptr, size_t size, size_t n, void *ud) {
     tl_resp *r = ud;
     size_t len = size * n;
     if (len >= 5 && strncmp(ptr, "HTTP/", 5) == 0) { /* a new response (after 1xx) */
-        tl__free_headers(r);
+        free_headers(r);
         return len;
     }
     const char *colon = memchr(ptr, ':', len);
@@ -63,21 +63,21 @@ static size_t tl__on_header(char *ptr, size_t size, size_t n, void *ud) {
     const char *end = ptr + len;
     while (v < end && (*v == ' ' || *v == '\t')) v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
-    r->headers = tl__xrealloc(r->headers, (r->nheaders + 1) * sizeof(tl_header));
+    r->headers = tl_xrealloc(r->headers, (r->nheaders + 1) * sizeof(tl_header));
     tl_header *h = &r->headers[r->nheaders++];
-    h->name = tl__xmalloc(nlen + 1);
+    h->name = tl_xmalloc(nlen + 1);
     memcpy(h->name, ptr, nlen);
     h->name[nlen] = '\0';
-    h->value = tl__xmalloc((size_t)(end - v) + 1);
+    h->value = tl_xmalloc((size_t)(end - v) + 1);
     memcpy(h->value, v, (size_t)(end - v));
     h->value[end - v] = '\0';
     return len;
 }
 
-static void tl__resp_free(void *p) {
+static void resp_free(void *p) {
     tl_resp *r = p;
     if (!r) return;
-    tl__free_headers(r);
+    free_headers(r);
     free(r->body);
     if (r->json) json_decref(r->json);
     free(r);
@@ -86,7 +86,7 @@ static void tl__resp_free(void *p) {
 const char *tl_urlencode(const char *s) {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(s);
-    char *out = tl__xmalloc(n * 3 + 1), *o = out;
+    char *out = tl_xmalloc(n * 3 + 1), *o = out;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
             *o++ = (char)*p;
@@ -107,18 +107,18 @@ const char *tl_resp_header(const tl_resp *r, const char *name) {
     return NULL;
 }
 
-/* One request; the response is the caller's (tl__resp_free). NULL + err on a transport
+/* One request; the response is the caller's (resp_free). NULL + err on a transport
  * error. */
-static tl_resp *tl__http_raw(const tl_req *req, char *err, size_t errlen) {
+static tl_resp *http_raw(const tl_req *req, char *err, size_t errlen) {
     CURL *h = curl_easy_init();
     if (!h) {
         snprintf(err, errlen, "curl_easy_init failed");
         return NULL;
     }
-    tl_resp *r = tl__xmalloc(sizeof(*r));
+    tl_resp *r = tl_xmalloc(sizeof(*r));
     memset(r, 0, sizeof(*r));
-    tl__buf body = {0};
-    tl__buf_add(&body, "", 0);
+    growbuf body = {0};
+    growbuf_add(&body, "", 0);
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL;
 
@@ -132,9 +132,9 @@ static tl_resp *tl__http_raw(const tl_req *req, char *err, size_t errlen) {
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never an http_proxy from the environment */
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tl__on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, tl__on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
 
     if (strcmp(method, "HEAD") == 0) {
@@ -162,7 +162,7 @@ static tl_resp *tl__http_raw(const tl_req *req, char *err, size_t errlen) {
         curl_slist_free_all(hdrs);
         curl_easy_cleanup(h);
         free(body.p);
-        tl__resp_free(r);
+        resp_free(r);
         return NULL;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
@@ -177,8 +177,8 @@ static tl_resp *tl__http_raw(const tl_req *req, char *err, size_t errlen) {
 }
 
 tl_resp *tl_http_try(const tl_req *req, char *err, size_t errlen) {
-    tl_resp *r = tl__http_raw(req, err, errlen);
-    if (r) tl_defer(tl__resp_free, r);
+    tl_resp *r = http_raw(req, err, errlen);
+    if (r) tl_defer(resp_free, r);
     return r;
 }
 
@@ -186,19 +186,19 @@ tl_resp *tl_http(const tl_req *req) {
     char err[CURL_ERROR_SIZE + 512];
     tl_resp *r = tl_http_try(req, err, sizeof(err));
     if (!r) {
-        const char *dead = tl__procs_dead_summary();
+        const char *dead = tl_procs_dead_summary();
         FAILF("HTTP transport error: %s%s%s", err, dead[0] ? "; died: " : "", dead);
     }
     return r;
 }
 
-tl_resp *tl__http_poll(const tl_req *req, char *err, size_t errlen) {
-    return tl__http_raw(req, err, errlen);
+tl_resp *tl_http_poll(const tl_req *req, char *err, size_t errlen) {
+    return http_raw(req, err, errlen);
 }
 
-void tl__http_poll_free(tl_resp *r) { tl__resp_free(r); }
+void tl_http_poll_free(tl_resp *r) { resp_free(r); }
 
-static void tl__print_resp(const tl_resp *r) {
+static void print_resp(const tl_resp *r) {
     printf("      HTTP %ld, Content-Type: %s\n", r->status, r->content_type);
     const char *rid = tl_resp_header(r, "X-Request-ID");
     if (rid) printf("      X-Request-ID: %s\n", rid);
@@ -207,18 +207,18 @@ static void tl__print_resp(const tl_resp *r) {
            r->body_len > 3000 ? "..." : "");
 }
 
-void tl__assert_status(const char *file, int line, const tl_resp *r, long want,
+void tl_assert_status(const char *file, int line, const tl_resp *r, long want,
                        const char *what) {
     if (r->status == want) return;
     printf("    FAIL %s:%d: %s: HTTP status %ld, expected %ld\n", file, line, what, r->status,
            want);
-    tl__print_resp(r);
-    tl__fail_printed();
+    print_resp(r);
+    tl_fail_printed();
 }
 
-const char *tl__assert_problem(const char *file, int line, const tl_resp *r, long want,
+const char *tl_assert_problem(const char *file, int line, const tl_resp *r, long want,
                                const char *what) {
-    tl__assert_status(file, line, r, want, what);
+    tl_assert_status(file, line, r, want, what);
     const char *why = NULL;
     json_t *j = r->json;
     const char *rid = tl_resp_header(r, "X-Request-ID");
@@ -240,16 +240,16 @@ const char *tl__assert_problem(const char *file, int line, const tl_resp *r, lon
         why = "\"request_id\" differs from the X-Request-ID header";
     if (!why) return tl_jstr(j, "detail");
     printf("    FAIL %s:%d: %s is not a valid problem+json %ld: %s\n", file, line, what, want, why);
-    tl__print_resp(r);
-    tl__fail_printed();
+    print_resp(r);
+    tl_fail_printed();
 }
 
 /* ------------------------------------------------------------ JSON ------------------ */
 
-static void tl__json_decref(void *j) { json_decref(j); }
+static void decref_json(void *j) { json_decref(j); }
 
 json_t *tl_json_own(json_t *j) {
-    if (j) tl_defer(tl__json_decref, j);
+    if (j) tl_defer(decref_json, j);
     return j;
 }
 

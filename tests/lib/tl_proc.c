@@ -22,23 +22,23 @@
 
 extern char **environ;
 
-#define TL__MAX_PROCS 256
-#define TL__STOP_GRACE_MS 10000
+#define MAX_PROCS 256
+#define STOP_GRACE_MS 10000
 
-typedef struct tl__proc_state {
+typedef struct proc_state {
     tl_proc *p;
     bool expect_clean_exit; /* a non-zero exit code fails the case */
     bool needed_kill;       /* SIGTERM was not enough */
     bool killed9;           /* the test asked for kill -9 */
     bool reported;          /* its failure was already printed */
-} tl__proc_state;
+} proc_state;
 
-static tl__proc_state tl__procs[TL__MAX_PROCS];
-static volatile int tl__nprocs;
+static proc_state procs[MAX_PROCS];
+static volatile int nprocs;
 
-static tl__proc_state *tl__state_of(tl_proc *p) {
-    for (int i = 0; i < tl__nprocs; i++)
-        if (tl__procs[i].p == p) return &tl__procs[i];
+static proc_state *state_of(tl_proc *p) {
+    for (int i = 0; i < nprocs; i++)
+        if (procs[i].p == p) return &procs[i];
     return NULL;
 }
 
@@ -69,7 +69,7 @@ int tl_free_port(void) {
 
 /* ------------------------------------------------------------ spawning -------------- */
 
-static bool tl__env_overridden(const char *entry, const char *const *env) {
+static bool env_overridden(const char *entry, const char *const *env) {
     if (!env) return false;
     const char *eq = strchr(entry, '=');
     size_t n = eq ? (size_t)(eq - entry) : strlen(entry);
@@ -79,21 +79,21 @@ static bool tl__env_overridden(const char *entry, const char *const *env) {
 }
 
 /* environ minus the names env overrides, plus env. Freed by the caller (array only). */
-static char **tl__build_env(const char *const *env) {
+static char **build_env(const char *const *env) {
     size_t n = 0, m = 0;
     while (environ[n]) n++;
     if (env)
         while (env[m]) m++;
-    char **out = tl__xmalloc((n + m + 1) * sizeof(char *));
+    char **out = tl_xmalloc((n + m + 1) * sizeof(char *));
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (!tl__env_overridden(environ[i], env)) out[k++] = environ[i];
+        if (!env_overridden(environ[i], env)) out[k++] = environ[i];
     for (size_t i = 0; i < m; i++) out[k++] = (char *)env[i];
     out[k] = NULL;
     return out;
 }
 
-static void tl__redirect(const char *path, int target) {
+static void redirect(const char *path, int target) {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) _exit(126);
     if (dup2(fd, target) < 0) _exit(126);
@@ -101,9 +101,9 @@ static void tl__redirect(const char *path, int target) {
 }
 
 tl_proc *tl_spawn(const tl_spawn_opts *o) {
-    if (tl__nprocs >= TL__MAX_PROCS) FAILF("too many processes in one case");
+    if (nprocs >= MAX_PROCS) FAILF("too many processes in one case");
     if (!o->name || !o->path || !o->argv || !o->argv[0]) FAILF("tl_spawn: name, path, argv");
-    tl_proc *p = tl__xmalloc(sizeof(*p));
+    tl_proc *p = tl_xmalloc(sizeof(*p));
     memset(p, 0, sizeof(*p));
     tl_defer(free, p);
     snprintf(p->name, sizeof(p->name), "%s", o->name);
@@ -116,7 +116,7 @@ tl_proc *tl_spawn(const tl_spawn_opts *o) {
     }
     if (access(o->path, X_OK) != 0) FAILF("cannot execute %s: %s", o->path, strerror(errno));
 
-    char **envp = tl__build_env(o->env);
+    char **envp = build_env(o->env);
     fflush(stdout);
     fflush(stderr);
     pid_t parent = getpid();
@@ -146,8 +146,8 @@ tl_proc *tl_spawn(const tl_spawn_opts *o) {
         if (getppid() != parent) _exit(127);
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-        tl__redirect(p->log_path, STDOUT_FILENO);
-        tl__redirect(o->split_stderr ? p->err_path : p->log_path, STDERR_FILENO);
+        redirect(p->log_path, STDOUT_FILENO);
+        redirect(o->split_stderr ? p->err_path : p->log_path, STDERR_FILENO);
         execve(o->path, (char *const *)o->argv, envp);
         dprintf(STDERR_FILENO, "testlib: execve %s: %s\n", o->path, strerror(errno));
         _exit(127);
@@ -155,15 +155,15 @@ tl_proc *tl_spawn(const tl_spawn_opts *o) {
     sigprocmask(SIG_SETMASK, &old, NULL);
     free(envp);
     p->pid = pid;
-    tl__proc_state *s = &tl__procs[tl__nprocs];
+    proc_state *s = &procs[nprocs];
     memset(s, 0, sizeof(*s));
     s->p = p;
     s->expect_clean_exit = o->checked;
-    tl__nprocs++;
+    nprocs++;
     return p;
 }
 
-static bool tl__reap(tl_proc *p, int flags) {
+static bool reap(tl_proc *p, int flags) {
     if (p->reaped) return true;
     int st = 0;
     for (;;) {
@@ -183,48 +183,48 @@ static bool tl__reap(tl_proc *p, int flags) {
     }
 }
 
-bool tl_proc_alive(tl_proc *p) { return !tl__reap(p, WNOHANG); }
+bool tl_proc_alive(tl_proc *p) { return !reap(p, WNOHANG); }
 
 bool tl_proc_wait(tl_proc *p, int deadline_ms) {
     int64_t end = tl_now_ms() + deadline_ms;
     int step = 2;
     for (;;) {
-        if (tl__reap(p, WNOHANG)) return true;
+        if (reap(p, WNOHANG)) return true;
         if (tl_now_ms() >= end) return false;
-        tl__sleep_ms(step);
+        tl_sleep_ms(step);
         if (step < 20) step *= 2;
     }
 }
 
 int tl_proc_stop(tl_proc *p, int grace_ms) {
-    if (tl__reap(p, WNOHANG)) return p->status;
+    if (reap(p, WNOHANG)) return p->status;
     p->stopped_by_us = true;
     kill(p->pid, SIGTERM);
     if (!tl_proc_wait(p, grace_ms)) {
-        tl__proc_state *s = tl__state_of(p);
+        proc_state *s = state_of(p);
         if (s) s->needed_kill = true;
         kill(p->pid, SIGKILL);
-        tl__reap(p, 0);
+        reap(p, 0);
     }
     return p->status;
 }
 
 void tl_proc_kill9(tl_proc *p) {
-    if (tl__reap(p, WNOHANG)) return;
-    tl__proc_state *s = tl__state_of(p);
+    if (reap(p, WNOHANG)) return;
+    proc_state *s = state_of(p);
     if (s) s->killed9 = true;
     p->stopped_by_us = true;
     kill(p->pid, SIGKILL);
-    tl__reap(p, 0);
+    reap(p, 0);
 }
 
 void tl_proc_expect_kill9(tl_proc *p) {
-    tl__proc_state *s = tl__state_of(p);
+    proc_state *s = state_of(p);
     if (s) s->killed9 = true;
     p->stopped_by_us = true;
 }
 
-static void tl__describe_status(char *buf, size_t len, int st) {
+static void describe_status(char *buf, size_t len, int st) {
     if (WIFEXITED(st))
         snprintf(buf, len, "exited with code %d", WEXITSTATUS(st));
     else if (WIFSIGNALED(st))
@@ -238,39 +238,39 @@ const char *tl_proc_describe(tl_proc *p) {
     if (tl_proc_alive(p))
         snprintf(buf, sizeof(buf), "running (pid %d)", (int)p->pid);
     else
-        tl__describe_status(buf, sizeof(buf), p->status);
+        describe_status(buf, sizeof(buf), p->status);
     return tl_printf("%s", buf);
 }
 
 /* ------------------------------------------------------------ checking -------------- */
 
-static const char *const tl__sanitizer_markers[] = {
+static const char *const sanitizer_markers[] = {
     "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
     "SUMMARY: UndefinedBehaviorSanitizer", "ThreadSanitizer", NULL,
 };
 
-static const char *tl__sanitizer_report(const char *path) {
+static const char *sanitizer_report(const char *path) {
     if (!path[0]) return NULL;
-    char *log = tl__read_file_raw(path, NULL);
+    char *log = tl_read_file_raw(path, NULL);
     if (!log) return NULL;
     const char *found = NULL;
-    for (int i = 0; tl__sanitizer_markers[i] && !found; i++)
-        if (strstr(log, tl__sanitizer_markers[i])) found = tl__sanitizer_markers[i];
+    for (int i = 0; sanitizer_markers[i] && !found; i++)
+        if (strstr(log, sanitizer_markers[i])) found = sanitizer_markers[i];
     free(log);
     return found;
 }
 
 /* Why a checked process failed the case, or NULL. Call once it has been reaped. */
-static const char *tl__check(tl__proc_state *s, char *buf, size_t len) {
+static const char *check_proc(proc_state *s, char *buf, size_t len) {
     tl_proc *p = s->p;
-    const char *marker = tl__sanitizer_report(p->log_path);
-    if (!marker) marker = tl__sanitizer_report(p->err_path);
+    const char *marker = sanitizer_report(p->log_path);
+    if (!marker) marker = sanitizer_report(p->err_path);
     if (marker) {
         snprintf(buf, len, "its log contains a sanitizer report (\"%s\")", marker);
         return buf;
     }
     if (s->needed_kill) {
-        snprintf(buf, len, "did not exit within %d ms of SIGTERM", TL__STOP_GRACE_MS);
+        snprintf(buf, len, "did not exit within %d ms of SIGTERM", STOP_GRACE_MS);
         return buf;
     }
     int st = p->status;
@@ -278,24 +278,24 @@ static const char *tl__check(tl__proc_state *s, char *buf, size_t len) {
         int sig = WTERMSIG(st);
         if (sig == SIGKILL && s->killed9) return NULL;
         if (sig == SIGTERM && p->stopped_by_us) return NULL;
-        tl__describe_status(buf, len, st);
+        describe_status(buf, len, st);
         return buf;
     }
     if (WIFEXITED(st) && WEXITSTATUS(st) != 0 && s->expect_clean_exit) {
-        tl__describe_status(buf, len, st);
+        describe_status(buf, len, st);
         return buf;
     }
     return NULL;
 }
 
-bool tl__procs_stop_all(void) {
+bool tl_procs_stop_all(void) {
     bool ok = true;
-    for (int i = tl__nprocs - 1; i >= 0; i--) {
-        tl__proc_state *s = &tl__procs[i];
-        tl_proc_stop(s->p, TL__STOP_GRACE_MS);
+    for (int i = nprocs - 1; i >= 0; i--) {
+        proc_state *s = &procs[i];
+        tl_proc_stop(s->p, STOP_GRACE_MS);
         if (!s->p->checked) continue;
         char why[256];
-        if (tl__check(s, why, sizeof(why))) {
+        if (check_proc(s, why, sizeof(why))) {
             printf("    FAIL: %s (pid %d) %s\n", s->p->name, (int)s->p->pid, why);
             ok = false;
         }
@@ -304,54 +304,54 @@ bool tl__procs_stop_all(void) {
     return ok;
 }
 
-void tl__procs_forget(void) { tl__nprocs = 0; }
+void tl_procs_forget(void) { nprocs = 0; }
 
-void tl__procs_print_tails(void) {
-    for (int i = 0; i < tl__nprocs; i++) {
-        tl_proc *p = tl__procs[i].p;
+void tl_procs_print_tails(void) {
+    for (int i = 0; i < nprocs; i++) {
+        tl_proc *p = procs[i].p;
         char st[128];
         if (p->reaped)
-            tl__describe_status(st, sizeof(st), p->status);
+            describe_status(st, sizeof(st), p->status);
         else
             snprintf(st, sizeof(st), "running");
         printf("    --- %s (pid %d, %s): %s ---\n", p->name, (int)p->pid, st, p->log_path);
         fflush(stdout);
-        tl__print_tail_raw(p->log_path, strstr(p->name, "redis") ? 1200 : 6000);
+        tl_print_tail_raw(p->log_path, strstr(p->name, "redis") ? 1200 : 6000);
         if (p->err_path[0]) {
             printf("    --- %s stderr: %s ---\n", p->name, p->err_path);
             fflush(stdout);
-            tl__print_tail_raw(p->err_path, 4000);
+            tl_print_tail_raw(p->err_path, 4000);
         }
     }
     fflush(stdout);
 }
 
-void tl__procs_emergency(void) {
-    int n = tl__nprocs;
+void tl_procs_emergency(void) {
+    int n = nprocs;
     for (int i = n - 1; i >= 0; i--) {
-        tl_proc *p = tl__procs[i].p;
+        tl_proc *p = procs[i].p;
         if (!p->reaped) kill(p->pid, SIGKILL);
     }
     for (int i = 0; i < n; i++) {
-        tl_proc *p = tl__procs[i].p;
-        tl__write_str("    --- ");
-        tl__write_str(p->name);
-        tl__write_str(": ");
-        tl__write_str(p->log_path);
-        tl__write_str(" ---\n");
-        tl__print_tail_raw(p->log_path, 4000);
-        if (p->err_path[0]) tl__print_tail_raw(p->err_path, 2000);
+        tl_proc *p = procs[i].p;
+        tl_write_str("    --- ");
+        tl_write_str(p->name);
+        tl_write_str(": ");
+        tl_write_str(p->log_path);
+        tl_write_str(" ---\n");
+        tl_print_tail_raw(p->log_path, 4000);
+        if (p->err_path[0]) tl_print_tail_raw(p->err_path, 2000);
     }
 }
 
-const char *tl__procs_dead_summary(void) {
+const char *tl_procs_dead_summary(void) {
     char buf[1024] = "";
     size_t used = 0;
-    for (int i = 0; i < tl__nprocs; i++) {
-        tl_proc *p = tl__procs[i].p;
+    for (int i = 0; i < nprocs; i++) {
+        tl_proc *p = procs[i].p;
         if (!p->checked || p->stopped_by_us || tl_proc_alive(p)) continue;
         char st[128];
-        tl__describe_status(st, sizeof(st), p->status);
+        describe_status(st, sizeof(st), p->status);
         int w = snprintf(buf + used, sizeof(buf) - used, "%s%s %s", used ? "; " : "", p->name, st);
         if (w < 0 || (size_t)w >= sizeof(buf) - used) break;
         used += (size_t)w;
@@ -366,7 +366,7 @@ tl_cmd_result tl_run_cmd(const char *name, const char *path, const char *const *
     tl_spawn_opts o = {.name = name, .path = path, .argv = argv, .env = env,
                        .split_stderr = true, .checked = true};
     tl_proc *p = tl_spawn(&o);
-    tl__proc_state *s = tl__state_of(p);
+    proc_state *s = state_of(p);
     if (s) s->expect_clean_exit = false; /* the exit code is the caller's to judge */
     if (!tl_proc_wait(p, deadline_ms)) {
         tl_proc_stop(p, 2000);
@@ -383,7 +383,7 @@ tl_cmd_result tl_run_cmd(const char *name, const char *path, const char *const *
         FAILF("%s was killed by signal %d (%s); stderr:\n%s", name, WTERMSIG(p->status),
               strsignal(WTERMSIG(p->status)), r.err);
     char why[256];
-    if (s && tl__check(s, why, sizeof(why))) FAILF("%s %s; stderr:\n%s", name, why, r.err);
+    if (s && check_proc(s, why, sizeof(why))) FAILF("%s %s; stderr:\n%s", name, why, r.err);
     return r;
 }
 

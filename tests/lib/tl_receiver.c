@@ -33,32 +33,32 @@
 
 #include "tl_internal.h"
 
-#define TL__RECV_MAX_HEAD (64 * 1024)        /* request line + headers */
-#define TL__RECV_MAX_BODY (16 * 1024 * 1024)
+#define RECV_MAX_HEAD (64 * 1024)        /* request line + headers */
+#define RECV_MAX_BODY (16 * 1024 * 1024)
 
 /* ------------------------------------------------------------ state ----------------- */
 
-typedef struct tl__answer {
+typedef struct answer {
     int status;
     char *extra;   /* header line(s) without the final CRLF, or NULL */
     int delay_ms;
-    struct tl__answer *next;
-} tl__answer;
+    struct answer *next;
+} answer;
 
-typedef enum { TL__READING, TL__HOLDING, TL__WRITING } tl__conn_state;
+typedef enum { CONN_READING, CONN_HOLDING, CONN_WRITING } conn_state;
 
-typedef struct tl__conn {
+typedef struct conn {
     int fd;
     unsigned id;
-    tl__conn_state state;
+    conn_state state;
     char *in;              /* bytes read and not yet parsed */
     size_t in_len, in_cap;
     char *out;             /* the answer being written */
     size_t out_len, out_off;
-    int64_t respond_at;    /* TL__HOLDING: when the answer may go out */
+    int64_t respond_at;    /* CONN_HOLDING: when the answer may go out */
     bool close_after;      /* close once the answer is written */
     bool sent_continue;    /* "100 Continue" already sent for the current request */
-} tl__conn;
+} conn;
 
 struct tl_receiver {
     int port;
@@ -71,14 +71,14 @@ struct tl_receiver {
 
     pthread_mutex_t mu;    /* guards everything below */
     pthread_cond_t cond;   /* broadcast when a record is added */
-    tl__answer *script, *script_tail;
+    answer *script, *script_tail;
     tl_received **recs;
     size_t nrecs, caprecs;
 };
 
 /* ------------------------------------------------------------ low level ------------- */
 
-static const char *tl__reason(int status) {
+static const char *reason_phrase(int status) {
     switch (status) {
     case 200: return "OK";
     case 201: return "Created";
@@ -106,8 +106,8 @@ static const char *tl__reason(int status) {
     }
 }
 
-static char *tl__memdup0(const char *s, size_t n) {
-    char *d = tl__xmalloc(n + 1);
+static char *memdup0(const char *s, size_t n) {
+    char *d = tl_xmalloc(n + 1);
     memcpy(d, s, n);
     d[n] = '\0';
     return d;
@@ -115,7 +115,7 @@ static char *tl__memdup0(const char *s, size_t n) {
 
 /* Binds and listens on 127.0.0.1:port, or [::1]:port (IPv6 only), 0: any free port. -1
  * and errno on failure. */
-static int tl__listen(bool ipv6, int port, int *bound_port) {
+static int listen_on(bool ipv6, int port, int *bound_port) {
     int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
     int one = 1;
@@ -148,7 +148,7 @@ static int tl__listen(bool ipv6, int port, int *bound_port) {
     return fd;
 }
 
-static void tl__received_free(tl_received *q) {
+static void received_free(tl_received *q) {
     if (!q) return;
     free(q->method);
     free(q->path);
@@ -162,7 +162,7 @@ static void tl__received_free(tl_received *q) {
     free(q);
 }
 
-static void tl__conn_close(tl__conn *c) {
+static void conn_close(conn *c) {
     close(c->fd);
     free(c->in);
     free(c->out);
@@ -172,14 +172,14 @@ static void tl__conn_close(tl__conn *c) {
 /* ------------------------------------------------------------ answers --------------- */
 
 /* Queues an answer on c. body NULL: none (204, 304). */
-static void tl__conn_answer(tl__conn *c, int status, const char *extra, const char *body,
+static void conn_answer(conn *c, int status, const char *extra, const char *body,
                             bool close_after) {
     size_t blen = body ? strlen(body) : 0;
     char *out = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&out, &n);
     if (!f) abort();
-    fprintf(f, "HTTP/1.1 %d %s\r\n", status, tl__reason(status));
+    fprintf(f, "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
     if (body) fprintf(f, "Content-Type: text/plain\r\nContent-Length: %zu\r\n", blen);
     if (close_after) fputs("Connection: close\r\n", f);
     if (extra && *extra) fprintf(f, "%s\r\n", extra);
@@ -194,29 +194,29 @@ static void tl__conn_answer(tl__conn *c, int status, const char *extra, const ch
 }
 
 /* A request the receiver refuses (not recorded, no script consumed). */
-static void tl__conn_refuse(tl__conn *c, int status, const char *why) {
-    tl__conn_answer(c, status, NULL, why, true);
+static void conn_refuse(conn *c, int status, const char *why) {
+    conn_answer(c, status, NULL, why, true);
     c->in_len = 0;
-    c->state = TL__WRITING;
+    c->state = CONN_WRITING;
 }
 
 /* ------------------------------------------------------------ parsing --------------- */
 
-static const char *tl__find_head_end(const char *p, size_t n) {
+static const char *find_head_end(const char *p, size_t n) {
     for (size_t i = 0; i + 3 < n; i++)
         if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n')
             return p + i;
     return NULL;
 }
 
-static const char *tl__hdr(const tl_header *h, size_t n, const char *name) {
+static const char *header_value(const tl_header *h, size_t n, const char *name) {
     for (size_t i = 0; i < n; i++)
         if (strcasecmp(h[i].name, name) == 0) return h[i].value;
     return NULL;
 }
 
 /* Whether a comma-separated header value lists token (case-insensitive). */
-static bool tl__has_token(const char *v, const char *token) {
+static bool has_token(const char *v, const char *token) {
     size_t tl = strlen(token);
     while (v && *v) {
         while (*v == ' ' || *v == '\t' || *v == ',') v++;
@@ -231,7 +231,7 @@ static bool tl__has_token(const char *v, const char *token) {
 }
 
 /* The end of the line that starts at p: its "\r\n", or end. */
-static const char *tl__line_end(const char *p, const char *end) {
+static const char *line_end(const char *p, const char *end) {
     for (; p + 1 < end; p++)
         if (p[0] == '\r' && p[1] == '\n') return p;
     return end;
@@ -239,21 +239,21 @@ static const char *tl__line_end(const char *p, const char *end) {
 
 /* Parses a request head (without its final blank line) into q. Returns 0, or an HTTP
  * status to refuse the request with. */
-static int tl__parse_head(const char *p, size_t head_len, tl_received *q) {
+static int parse_head(const char *p, size_t head_len, tl_received *q) {
     const char *end = p + head_len;
-    const char *eol = tl__line_end(p, end);
+    const char *eol = line_end(p, end);
     /* request line: METHOD SP target SP version */
     const char *sp1 = memchr(p, ' ', (size_t)(eol - p));
     if (!sp1 || sp1 == p) return 400;
     const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
     if (!sp2 || sp2 == sp1 + 1) return 400;
-    q->method = tl__memdup0(p, (size_t)(sp1 - p));
-    q->path = tl__memdup0(sp1 + 1, (size_t)(sp2 - sp1 - 1));
-    q->version = tl__memdup0(sp2 + 1, (size_t)(eol - sp2 - 1));
+    q->method = memdup0(p, (size_t)(sp1 - p));
+    q->path = memdup0(sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    q->version = memdup0(sp2 + 1, (size_t)(eol - sp2 - 1));
     if (strcmp(q->version, "HTTP/1.1") != 0 && strcmp(q->version, "HTTP/1.0") != 0) return 400;
     size_t cap = 0;
     for (const char *line = eol + 2; line < end;) {
-        const char *le = tl__line_end(line, end);
+        const char *le = line_end(line, end);
         const char *colon = memchr(line, ':', (size_t)(le - line));
         if (!colon || colon == line) return 400;
         const char *v = colon + 1, *ve = le;
@@ -261,22 +261,22 @@ static int tl__parse_head(const char *p, size_t head_len, tl_received *q) {
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
         if (q->nheaders == cap) {
             cap = cap ? cap * 2 : 16;
-            q->headers = tl__xrealloc(q->headers, cap * sizeof(*q->headers));
+            q->headers = tl_xrealloc(q->headers, cap * sizeof(*q->headers));
         }
-        q->headers[q->nheaders].name = tl__memdup0(line, (size_t)(colon - line));
-        q->headers[q->nheaders].value = tl__memdup0(v, (size_t)(ve - v));
+        q->headers[q->nheaders].name = memdup0(line, (size_t)(colon - line));
+        q->headers[q->nheaders].value = memdup0(v, (size_t)(ve - v));
         q->nheaders++;
         line = le + 2;
     }
     return 0;
 }
 
-static void tl__publish(tl_receiver *r, tl_received *q, tl__answer *a) {
+static void publish(tl_receiver *r, tl_received *q, answer *a) {
     q->status = a ? a->status : 200;
     q->at_ms = tl_now_ms();
     if (r->nrecs == r->caprecs) {
         r->caprecs = r->caprecs ? r->caprecs * 2 : 16;
-        r->recs = tl__xrealloc(r->recs, r->caprecs * sizeof(*r->recs));
+        r->recs = tl_xrealloc(r->recs, r->caprecs * sizeof(*r->recs));
     }
     r->recs[r->nrecs++] = q;
     pthread_cond_broadcast(&r->cond);
@@ -284,46 +284,46 @@ static void tl__publish(tl_receiver *r, tl_received *q, tl__answer *a) {
 
 /* Parses as much of c->in as forms one complete request and moves c to HOLDING or
  * WRITING. Leaves c READING when more bytes are needed. */
-static void tl__conn_parse(tl_receiver *r, tl__conn *c) {
-    const char *he = tl__find_head_end(c->in, c->in_len);
+static void conn_parse(tl_receiver *r, conn *c) {
+    const char *he = find_head_end(c->in, c->in_len);
     if (!he) {
-        if (c->in_len > TL__RECV_MAX_HEAD) tl__conn_refuse(c, 431, "request head too large\n");
+        if (c->in_len > RECV_MAX_HEAD) conn_refuse(c, 431, "request head too large\n");
         return;
     }
     size_t head_len = (size_t)(he - c->in);
     size_t body_off = head_len + 4;
-    tl_received *q = tl__xmalloc(sizeof *q);
+    tl_received *q = tl_xmalloc(sizeof *q);
     memset(q, 0, sizeof *q);
-    int bad = tl__parse_head(c->in, head_len, q);
+    int bad = parse_head(c->in, head_len, q);
     if (bad) {
-        tl__received_free(q);
-        tl__conn_refuse(c, bad, "malformed request\n");
+        received_free(q);
+        conn_refuse(c, bad, "malformed request\n");
         return;
     }
-    if (tl__hdr(q->headers, q->nheaders, "Transfer-Encoding")) {
-        tl__received_free(q);
-        tl__conn_refuse(c, 411, "chunked bodies are not supported: send Content-Length\n");
+    if (header_value(q->headers, q->nheaders, "Transfer-Encoding")) {
+        received_free(q);
+        conn_refuse(c, 411, "chunked bodies are not supported: send Content-Length\n");
         return;
     }
     size_t clen = 0;
-    const char *cl = tl__hdr(q->headers, q->nheaders, "Content-Length");
+    const char *cl = header_value(q->headers, q->nheaders, "Content-Length");
     if (cl) {
         char *e = NULL;
         errno = 0;
         unsigned long long v = strtoull(cl, &e, 10);
-        if (errno || e == cl || *e || v > TL__RECV_MAX_BODY) {
-            tl__received_free(q);
-            tl__conn_refuse(c, 413, "bad or too large Content-Length\n");
+        if (errno || e == cl || *e || v > RECV_MAX_BODY) {
+            received_free(q);
+            conn_refuse(c, 413, "bad or too large Content-Length\n");
             return;
         }
         clen = (size_t)v;
     }
     if (c->in_len < body_off + clen) {
         /* Wait for the body; say "go on" once if the client waits for that. */
-        const char *ex = tl__hdr(q->headers, q->nheaders, "Expect");
+        const char *ex = header_value(q->headers, q->nheaders, "Expect");
         bool want_continue = ex && strcasecmp(ex, "100-continue") == 0 && !c->sent_continue &&
                              c->in_len == body_off;
-        tl__received_free(q);
+        received_free(q);
         if (want_continue) {
             static const char k100[] = "HTTP/1.1 100 Continue\r\n\r\n";
             ssize_t w = send(c->fd, k100, sizeof k100 - 1, MSG_NOSIGNAL);
@@ -332,24 +332,24 @@ static void tl__conn_parse(tl_receiver *r, tl__conn *c) {
         }
         return;
     }
-    q->body = tl__memdup0(c->in + body_off, clen);
+    q->body = memdup0(c->in + body_off, clen);
     q->body_len = clen;
     q->conn = c->id;
-    const char *conn_hdr = tl__hdr(q->headers, q->nheaders, "Connection");
+    const char *conn_hdr = header_value(q->headers, q->nheaders, "Connection");
     bool close_after = strcmp(q->version, "HTTP/1.0") == 0
-                           ? !tl__has_token(conn_hdr, "keep-alive")
-                           : tl__has_token(conn_hdr, "close");
+                           ? !has_token(conn_hdr, "keep-alive")
+                           : has_token(conn_hdr, "close");
     memmove(c->in, c->in + body_off + clen, c->in_len - body_off - clen);
     c->in_len -= body_off + clen;
     c->sent_continue = false;
 
     pthread_mutex_lock(&r->mu);
-    tl__answer *a = r->script;
+    answer *a = r->script;
     if (a) {
         r->script = a->next;
         if (!r->script) r->script_tail = NULL;
     }
-    tl__publish(r, q, a);
+    publish(r, q, a);
     pthread_mutex_unlock(&r->mu);
 
     int status = a ? a->status : 200;
@@ -359,33 +359,33 @@ static void tl__conn_parse(tl_receiver *r, tl__conn *c) {
         snprintf(body, sizeof body, "ok");
     else
         snprintf(body, sizeof body, "status %d\n", status);
-    tl__conn_answer(c, status, a ? a->extra : NULL, no_body ? NULL : body, close_after);
+    conn_answer(c, status, a ? a->extra : NULL, no_body ? NULL : body, close_after);
     int delay = a ? a->delay_ms : 0;
     if (a) {
         free(a->extra);
         free(a);
     }
     if (delay > 0) {
-        c->state = TL__HOLDING;
+        c->state = CONN_HOLDING;
         c->respond_at = tl_now_ms() + delay;
     } else {
-        c->state = TL__WRITING;
+        c->state = CONN_WRITING;
     }
 }
 
 /* ------------------------------------------------------------ the loop -------------- */
 
 /* Reads what is available. Returns false when the peer closed or the socket failed. */
-static bool tl__conn_read(tl__conn *c) {
+static bool conn_read(conn *c) {
     for (;;) {
         if (c->in_cap - c->in_len < 4096) {
             c->in_cap = c->in_cap ? c->in_cap * 2 : 8192;
-            c->in = tl__xrealloc(c->in, c->in_cap);
+            c->in = tl_xrealloc(c->in, c->in_cap);
         }
         ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
         if (n > 0) {
             c->in_len += (size_t)n;
-            if (c->in_len > TL__RECV_MAX_HEAD + TL__RECV_MAX_BODY) return false;
+            if (c->in_len > RECV_MAX_HEAD + RECV_MAX_BODY) return false;
             continue;
         }
         if (n == 0) return false;
@@ -395,7 +395,7 @@ static bool tl__conn_read(tl__conn *c) {
 }
 
 /* Writes what it can. Returns false when the connection is to be closed. */
-static bool tl__conn_write(tl_receiver *r, tl__conn *c) {
+static bool conn_write(tl_receiver *r, conn *c) {
     while (c->out_off < c->out_len) {
         ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
@@ -407,14 +407,14 @@ static bool tl__conn_write(tl_receiver *r, tl__conn *c) {
         return false;
     }
     if (c->close_after) return false;
-    c->state = TL__READING;
-    tl__conn_parse(r, c); /* a pipelined request may already be buffered */
+    c->state = CONN_READING;
+    conn_parse(r, c); /* a pipelined request may already be buffered */
     return true;
 }
 
-static void *tl__receiver_main(void *arg) {
+static void *receiver_main(void *arg) {
     tl_receiver *r = arg;
-    tl__conn **conns = NULL;
+    conn **conns = NULL;
     size_t nconns = 0, capconns = 0;
     struct pollfd *pfds = NULL;
     size_t cappfds = 0;
@@ -423,16 +423,16 @@ static void *tl__receiver_main(void *arg) {
     while (!stop) {
         if (cappfds < nconns + 2) {
             cappfds = (nconns + 2) * 2;
-            pfds = tl__xrealloc(pfds, cappfds * sizeof(*pfds));
+            pfds = tl_xrealloc(pfds, cappfds * sizeof(*pfds));
         }
         pfds[0] = (struct pollfd){.fd = r->wake[0], .events = POLLIN};
         pfds[1] = (struct pollfd){.fd = r->listen_fd, .events = POLLIN};
         int64_t now = tl_now_ms(), next = -1;
         for (size_t i = 0; i < nconns; i++) {
-            tl__conn *c = conns[i];
+            conn *c = conns[i];
             short ev = POLLIN; /* also while holding or writing: notice a peer that left */
-            if (c->state == TL__WRITING) ev |= POLLOUT;
-            if (c->state == TL__HOLDING && (next < 0 || c->respond_at < next))
+            if (c->state == CONN_WRITING) ev |= POLLOUT;
+            if (c->state == CONN_HOLDING && (next < 0 || c->respond_at < next))
                 next = c->respond_at;
             pfds[i + 2] = (struct pollfd){.fd = c->fd, .events = ev};
         }
@@ -445,17 +445,17 @@ static void *tl__receiver_main(void *arg) {
         now = tl_now_ms();
         size_t polled = nconns; /* connections accepted below are not in pfds yet */
         for (size_t i = 0; i < polled; i++) {
-            tl__conn *c = conns[i];
+            conn *c = conns[i];
             short re = pfds[i + 2].revents;
             bool ok = true;
             if (re & (POLLIN | POLLHUP | POLLERR)) {
-                ok = tl__conn_read(c);
-                if (ok && c->state == TL__READING) tl__conn_parse(r, c);
+                ok = conn_read(c);
+                if (ok && c->state == CONN_READING) conn_parse(r, c);
             }
-            if (ok && c->state == TL__HOLDING && c->respond_at <= now) c->state = TL__WRITING;
-            if (ok && c->state == TL__WRITING) ok = tl__conn_write(r, c);
+            if (ok && c->state == CONN_HOLDING && c->respond_at <= now) c->state = CONN_WRITING;
+            if (ok && c->state == CONN_WRITING) ok = conn_write(r, c);
             if (!ok) {
-                tl__conn_close(c);
+                conn_close(c);
                 conns[i] = NULL;
             }
         }
@@ -468,20 +468,20 @@ static void *tl__receiver_main(void *arg) {
             for (;;) {
                 int fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (fd < 0) break;
-                tl__conn *c = tl__xmalloc(sizeof *c);
+                conn *c = tl_xmalloc(sizeof *c);
                 memset(c, 0, sizeof *c);
                 c->fd = fd;
                 c->id = ++r->next_conn_id;
-                c->state = TL__READING;
+                c->state = CONN_READING;
                 if (nconns == capconns) {
                     capconns = capconns ? capconns * 2 : 16;
-                    conns = tl__xrealloc(conns, capconns * sizeof(*conns));
+                    conns = tl_xrealloc(conns, capconns * sizeof(*conns));
                 }
                 conns[nconns++] = c;
             }
         }
     }
-    for (size_t i = 0; i < nconns; i++) tl__conn_close(conns[i]);
+    for (size_t i = 0; i < nconns; i++) conn_close(conns[i]);
     free(conns);
     free(pfds);
     close(r->listen_fd);
@@ -491,12 +491,12 @@ static void *tl__receiver_main(void *arg) {
 
 /* ------------------------------------------------------------ API ------------------- */
 
-static void tl__receiver_spawn(tl_receiver *r) {
+static void receiver_spawn(tl_receiver *r) {
     /* Signals (the case's alarm, SIGTERM) stay with the test thread. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    int e = pthread_create(&r->thread, NULL, tl__receiver_main, r);
+    int e = pthread_create(&r->thread, NULL, receiver_main, r);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e != 0) {
         close(r->listen_fd);
@@ -506,31 +506,31 @@ static void tl__receiver_spawn(tl_receiver *r) {
     r->running = true;
 }
 
-static void tl__receiver_free(void *arg) {
+static void receiver_free(void *arg) {
     tl_receiver *r = arg;
     tl_receiver_stop(r);
     close(r->wake[0]);
     close(r->wake[1]);
     while (r->script) {
-        tl__answer *a = r->script;
+        answer *a = r->script;
         r->script = a->next;
         free(a->extra);
         free(a);
     }
-    for (size_t i = 0; i < r->nrecs; i++) tl__received_free(r->recs[i]);
+    for (size_t i = 0; i < r->nrecs; i++) received_free(r->recs[i]);
     free(r->recs);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cond);
     free(r);
 }
 
-static tl_receiver *tl__receiver_start(bool ipv6, int port) {
+static tl_receiver *receiver_start(bool ipv6, int port) {
     int bound = 0;
-    int fd = tl__listen(ipv6, port, &bound);
+    int fd = listen_on(ipv6, port, &bound);
     if (fd < 0)
         FAILF("receiver: cannot listen on %s:%d: %s", ipv6 ? "[::1]" : "127.0.0.1", port,
               strerror(errno));
-    tl_receiver *r = tl__xmalloc(sizeof *r);
+    tl_receiver *r = tl_xmalloc(sizeof *r);
     memset(r, 0, sizeof *r);
     r->port = bound;
     r->ipv6 = ipv6;
@@ -547,14 +547,14 @@ static tl_receiver *tl__receiver_start(bool ipv6, int port) {
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cond, &ca);
     pthread_condattr_destroy(&ca);
-    tl_defer(tl__receiver_free, r);
-    tl__receiver_spawn(r);
+    tl_defer(receiver_free, r);
+    receiver_spawn(r);
     return r;
 }
 
-tl_receiver *tl_receiver_start(int port) { return tl__receiver_start(false, port); }
+tl_receiver *tl_receiver_start(int port) { return receiver_start(false, port); }
 
-tl_receiver *tl_receiver_start_ipv6(int port) { return tl__receiver_start(true, port); }
+tl_receiver *tl_receiver_start_ipv6(int port) { return receiver_start(true, port); }
 
 int tl_receiver_port(tl_receiver *r) { return r->port; }
 
@@ -565,9 +565,9 @@ const char *tl_receiver_url(tl_receiver *r, const char *path) {
 
 void tl_receiver_respond(tl_receiver *r, int status, const char *extra_header, int delay_ms) {
     if (status < 200 || status > 599) FAILF("receiver: scripted status %d is not 200..599", status);
-    tl__answer *a = tl__xmalloc(sizeof *a);
-    *a = (tl__answer){.status = status,
-                      .extra = extra_header ? tl__xstrdup(extra_header) : NULL,
+    answer *a = tl_xmalloc(sizeof *a);
+    *a = (answer){.status = status,
+                      .extra = extra_header ? tl_xstrdup(extra_header) : NULL,
                       .delay_ms = delay_ms};
     pthread_mutex_lock(&r->mu);
     if (r->script_tail)
@@ -592,12 +592,12 @@ void tl_receiver_stop(tl_receiver *r) {
 void tl_receiver_restart(tl_receiver *r) {
     if (r->running) FAILF("receiver: restart while it runs (stop it first)");
     int bound = 0;
-    int fd = tl__listen(r->ipv6, r->port, &bound);
+    int fd = listen_on(r->ipv6, r->port, &bound);
     if (fd < 0)
         FAILF("receiver: cannot listen again on %s:%d: %s", r->ipv6 ? "[::1]" : "127.0.0.1",
               r->port, strerror(errno));
     r->listen_fd = fd;
-    tl__receiver_spawn(r);
+    receiver_spawn(r);
 }
 
 size_t tl_receiver_count(tl_receiver *r) {
@@ -617,7 +617,7 @@ const tl_received *tl_receiver_get(tl_receiver *r, size_t i) {
 }
 
 const char *tl_received_header(const tl_received *q, const char *name) {
-    return tl__hdr(q->headers, q->nheaders, name);
+    return header_value(q->headers, q->nheaders, name);
 }
 
 bool tl_receiver_wait_count(tl_receiver *r, size_t n, int deadline_ms) {

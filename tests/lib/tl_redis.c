@@ -9,9 +9,9 @@
 
 #include "tl_internal.h"
 
-static int tl__redis_seq;
+static int redis_seq;
 
-static const char *tl__redis_server_path(void) {
+static const char *redis_server_path(void) {
     const char *env = getenv("FLEET_TEST_REDIS_SERVER");
     if (env && *env) return env;
     const char *path = getenv("PATH");
@@ -29,15 +29,15 @@ static const char *tl__redis_server_path(void) {
           "FLEET_TEST_REDIS_SERVER)");
 }
 
-static void tl__redis_spawn_args(tl_redis *r, const char *const *extra);
-static void tl__redis_spawn(tl_redis *r) { tl__redis_spawn_args(r, NULL); }
+static void redis_spawn_args(tl_redis *r, const char *const *extra);
+static void redis_spawn(tl_redis *r) { redis_spawn_args(r, NULL); }
 
-static void tl__redis_spawn_args(tl_redis *r, const char *const *extra) {
+static void redis_spawn_args(tl_redis *r, const char *const *extra) {
     const char *port = tl_printf("%d", r->port);
     const char *pidfile = tl_printf("%s/redis.pid", r->dir);
     const char *argv[32];
     int n = 0;
-    const char *path = tl__redis_server_path();
+    const char *path = redis_server_path();
     argv[n++] = path;
     argv[n++] = "--port";
     argv[n++] = port;
@@ -66,22 +66,22 @@ static void tl__redis_spawn_args(tl_redis *r, const char *const *extra) {
         argv[n++] = extra[i];
     }
     argv[n++] = NULL;
-    tl_spawn_opts o = {.name = tl_printf("redis-%d-port%d", tl__redis_seq, r->port),
+    tl_spawn_opts o = {.name = tl_printf("redis-%d-port%d", redis_seq, r->port),
                        .path = path, .argv = argv};
     r->proc = tl_spawn(&o);
     snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d", r->port);
 }
 
-typedef struct tl__redis_probe {
+typedef struct redis_probe {
     tl_redis *r;
     bool any_answer; /* LOADING counts as an answer (a server still loading its data) */
     bool died;
-} tl__redis_probe;
+} redis_probe;
 
 /* Connects and sends PING: true on PONG (or on any answer with any_answer), or when the
  * process died (pr->died says so). */
-static bool tl__redis_answers(void *arg) {
-    tl__redis_probe *pr = arg;
+static bool redis_answers(void *arg) {
+    redis_probe *pr = arg;
     if (!tl_proc_alive(pr->r->proc)) {
         pr->died = true;
         return true;
@@ -101,7 +101,7 @@ static bool tl__redis_answers(void *arg) {
 
 /* Checks that the server on r->port is the process we started (not someone else's
  * Redis that already held the port), through INFO's process_id and our pidfile. */
-static void tl__redis_check_identity(tl_redis *r, redisContext *c) {
+static void redis_check_identity(tl_redis *r, redisContext *c) {
     redisReply *info = tl_redis_cmd(c, "INFO server");
     const char *pid_line = strstr(info->str, "process_id:");
     long pid = pid_line ? strtol(pid_line + strlen("process_id:"), NULL, 10) : -1;
@@ -113,13 +113,13 @@ static void tl__redis_check_identity(tl_redis *r, redisContext *c) {
         FAILF("redis pidfile %s/redis.pid does not hold pid %d", r->dir, (int)r->proc->pid);
 }
 
-static void tl__redis_boot(tl_redis *r, bool require_empty) {
-    tl__redis_probe pr = {.r = r};
-    if (!tl_wait_for(tl__redis_answers, &pr, 10000))
+static void redis_boot(tl_redis *r, bool require_empty) {
+    redis_probe pr = {.r = r};
+    if (!tl_wait_for(redis_answers, &pr, 10000))
         FAILF("redis-server on port %d did not answer PING within 10 s", r->port);
     if (pr.died) return; /* the caller decides: retry on another port, or fail */
     redisContext *c = tl_redis_connect(r);
-    tl__redis_check_identity(r, c);
+    redis_check_identity(r, c);
     if (require_empty) {
         long long n = tl_redis_int(c, "DBSIZE");
         if (n != 0)
@@ -130,16 +130,16 @@ static void tl__redis_boot(tl_redis *r, bool require_empty) {
 }
 
 tl_redis *tl_redis_start(const tl_redis_opts *o) {
-    tl_redis *r = tl__xmalloc(sizeof(*r));
+    tl_redis *r = tl_xmalloc(sizeof(*r));
     memset(r, 0, sizeof(*r));
     tl_defer(free, r);
     r->appendonly = o && o->appendonly;
-    snprintf(r->dir, sizeof(r->dir), "%s/redis-%d", tl_tmpdir(), ++tl__redis_seq);
+    snprintf(r->dir, sizeof(r->dir), "%s/redis-%d", tl_tmpdir(), ++redis_seq);
     if (mkdir(r->dir, 0755) != 0) FAILF("mkdir %s: %s", r->dir, strerror(errno));
     for (int attempt = 0;; attempt++) {
         r->port = tl_free_port();
-        tl__redis_spawn(r);
-        tl__redis_boot(r, true);
+        redis_spawn(r);
+        redis_boot(r, true);
         if (tl_proc_alive(r->proc)) break;
         /* It exited: most likely the port was taken between tl_free_port and bind. */
         char *log = tl_read_file(r->proc->log_path, NULL);
@@ -159,12 +159,12 @@ void tl_redis_kill9(tl_redis *r) { tl_proc_kill9(r->proc); }
 void tl_redis_restart(tl_redis *r) {
     if (tl_proc_alive(r->proc)) tl_redis_stop(r);
     for (int attempt = 0;; attempt++) {
-        tl__redis_spawn(r);
-        tl__redis_boot(r, false);
+        redis_spawn(r);
+        redis_boot(r, false);
         if (tl_proc_alive(r->proc)) return;
         /* The old socket may linger briefly; try again on the same port. */
         if (attempt >= 20) FAILF("redis-server did not restart on port %d", r->port);
-        tl__sleep_ms(100);
+        tl_sleep_ms(100);
     }
 }
 
@@ -173,16 +173,16 @@ void tl_redis_restart(tl_redis *r) {
 void tl_redis_restart_args(tl_redis *r, const char *const *extra_args) {
     if (tl_proc_alive(r->proc)) tl_redis_stop(r);
     for (int attempt = 0;; attempt++) {
-        tl__redis_spawn_args(r, extra_args);
-        tl__redis_probe pr = {.r = r, .any_answer = true};
-        if (!tl_wait_for(tl__redis_answers, &pr, 10000))
+        redis_spawn_args(r, extra_args);
+        redis_probe pr = {.r = r, .any_answer = true};
+        if (!tl_wait_for(redis_answers, &pr, 10000))
             FAILF("redis-server on port %d did not accept connections within 10 s", r->port);
         if (!pr.died) {
-            tl__redis_check_identity(r, tl_redis_connect(r));
+            redis_check_identity(r, tl_redis_connect(r));
             return;
         }
         if (attempt >= 20) FAILF("redis-server did not restart on port %d", r->port);
-        tl__sleep_ms(100);
+        tl_sleep_ms(100);
     }
 }
 
@@ -202,8 +202,8 @@ void tl_redis_restart_loading(tl_redis *r, redisContext *c, int keys) {
 
 /* ------------------------------------------------------------ hiredis --------------- */
 
-static void tl__redis_free_ctx(void *c) { redisFree(c); }
-static void tl__redis_free_reply(void *r) { freeReplyObject(r); }
+static void redis_free_ctx(void *c) { redisFree(c); }
+static void redis_free_reply(void *r) { freeReplyObject(r); }
 
 redisContext *tl_redis_connect(tl_redis *r) {
     struct timeval tv = {2, 0};
@@ -217,14 +217,14 @@ redisContext *tl_redis_connect(tl_redis *r) {
     }
     struct timeval rw = {10, 0};
     redisSetTimeout(c, rw);
-    tl_defer(tl__redis_free_ctx, c);
+    tl_defer(redis_free_ctx, c);
     return c;
 }
 
-static redisReply *tl__check_reply(redisContext *c, redisReply *rep, bool allow_error,
+static redisReply *check_reply(redisContext *c, redisReply *rep, bool allow_error,
                                    const char *what) {
     if (!rep) FAILF("redis %s: %s", what, c->errstr[0] ? c->errstr : "connection error");
-    tl_defer(tl__redis_free_reply, rep);
+    tl_defer(redis_free_reply, rep);
     if (rep->type == REDIS_REPLY_ERROR && !allow_error)
         FAILF("redis %s: error reply: %s", what, rep->str);
     return rep;
@@ -235,7 +235,7 @@ redisReply *tl_redis_cmd(redisContext *c, const char *fmt, ...) {
     va_start(ap, fmt);
     redisReply *rep = redisvCommand(c, fmt, ap);
     va_end(ap);
-    return tl__check_reply(c, rep, false, fmt);
+    return check_reply(c, rep, false, fmt);
 }
 
 redisReply *tl_redis_cmd_allow_error(redisContext *c, const char *fmt, ...) {
@@ -243,12 +243,12 @@ redisReply *tl_redis_cmd_allow_error(redisContext *c, const char *fmt, ...) {
     va_start(ap, fmt);
     redisReply *rep = redisvCommand(c, fmt, ap);
     va_end(ap);
-    return tl__check_reply(c, rep, true, fmt);
+    return check_reply(c, rep, true, fmt);
 }
 
 redisReply *tl_redis_cmdargv(redisContext *c, int argc, const char **argv) {
     redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
-    return tl__check_reply(c, rep, false, argc > 0 ? argv[0] : "(empty)");
+    return check_reply(c, rep, false, argc > 0 ? argv[0] : "(empty)");
 }
 
 long long tl_redis_int(redisContext *c, const char *fmt, ...) {
@@ -256,13 +256,13 @@ long long tl_redis_int(redisContext *c, const char *fmt, ...) {
     va_start(ap, fmt);
     redisReply *rep = redisvCommand(c, fmt, ap);
     va_end(ap);
-    tl__check_reply(c, rep, false, fmt);
+    check_reply(c, rep, false, fmt);
     if (rep->type != REDIS_REPLY_INTEGER)
         FAILF("redis %s: expected an integer reply, got type %d", fmt, rep->type);
     return rep->integer;
 }
 
-static int tl__cmp_str(const void *a, const void *b) {
+static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
@@ -271,10 +271,10 @@ tl_strlist tl_redis_keys(redisContext *c, const char *pattern) {
     if (rep->type != REDIS_REPLY_ARRAY) FAILF("KEYS %s: not an array reply", pattern);
     tl_strlist l;
     l.n = rep->elements;
-    l.v = tl__xmalloc((l.n ? l.n : 1) * sizeof(char *));
+    l.v = tl_xmalloc((l.n ? l.n : 1) * sizeof(char *));
     tl_defer(free, l.v);
     for (size_t i = 0; i < l.n; i++) l.v[i] = tl_printf("%s", rep->element[i]->str);
-    qsort(l.v, l.n, sizeof(char *), tl__cmp_str);
+    qsort(l.v, l.n, sizeof(char *), cmp_str);
     return l;
 }
 
