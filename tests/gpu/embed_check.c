@@ -37,7 +37,7 @@
 #include "bert.h"
 #include "bert_gen.h"
 
-#ifdef FLEET_HAVE_CUDA
+#ifdef EMBED_HAVE_CUDA
 #include "bert_cuda.h"
 #endif
 
@@ -45,7 +45,7 @@
 #define TOL_TF32 1e-2 /* FLEET_EMBED_GEMM=tf32, opt-in: 10-bit mantissas */
 #define MAX_BATCH 64
 
-#ifdef FLEET_HAVE_CUDA
+#ifdef EMBED_HAVE_CUDA
 static uint64_t rng_state;
 
 static uint32_t rnd(uint32_t n)
@@ -209,7 +209,7 @@ out:
     return rc;
 }
 
-#endif /* FLEET_HAVE_CUDA */
+#endif /* EMBED_HAVE_CUDA */
 
 int main(int argc, char **argv)
 {
@@ -241,7 +241,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fleet-embed-check: --rounds must be at least 2\n");
         return 2;
     }
-#ifndef FLEET_HAVE_CUDA
+#ifndef EMBED_HAVE_CUDA
     (void)model_dir;
     (void)dump;
     (void)seed;

@@ -31,7 +31,7 @@
  *   TL_NOFORK=1 ./it_lifecycle_test X   run in-process (for gdb); ends at a failure or skip
  *   TL_KEEP=1                           keep temporary directories of passing cases too
  *   TL_CASE_TIMEOUT_S=N                 per-case limit (default 60 s)
- *   FLEET_TEST_BIN_DIR=DIR              find fleet binaries there instead of FLEET_BIN_DIR
+ *   FLEET_TEST_BIN_DIR=DIR              find fleet binaries there instead of TL_BIN_DIR
  *
  * Memory: everything the harness returns (responses, parsed JSON, Redis replies, strings
  * from tl_printf) is owned by the harness and freed when the case ends; tests never free.
@@ -192,7 +192,7 @@ const char *tl_sha256_hex(const char *s);
 char *tl_read_file(const char *path, size_t *len);
 /* Writes the last n lines of a file to stdout, each indented. */
 void tl_print_tail(const char *path, int n);
-/* Where fleet binaries live: $FLEET_TEST_BIN_DIR or the build's FLEET_BIN_DIR. */
+/* Where fleet binaries live: $FLEET_TEST_BIN_DIR or the build's TL_BIN_DIR. */
 const char *tl_bin_dir(void);
 /* The full path of a fleet binary and whether it exists and is executable. */
 const char *tl_bin_path(const char *name);

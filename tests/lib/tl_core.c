@@ -246,8 +246,8 @@ void tl_write_str(const char *s) {
 const char *tl_bin_dir(void) {
     const char *d = getenv("FLEET_TEST_BIN_DIR");
     if (d && *d) return d;
-#ifdef FLEET_BIN_DIR
-    return FLEET_BIN_DIR;
+#ifdef TL_BIN_DIR
+    return TL_BIN_DIR;
 #else
     return "build/bin";
 #endif

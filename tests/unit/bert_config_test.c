@@ -10,7 +10,7 @@
 #include "bert_config.h"
 #include "testlib.h"
 
-#define REAL_DIR FLEET_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2"
+#define REAL_DIR TEST_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2"
 
 /* ------------------------------------------------------------ a small model dir ----- */
 

@@ -14,7 +14,7 @@
 #include "testlib.h"
 #include "tl_tiny_bert.h"
 
-#define GOLDEN_PATH FLEET_SOURCE_DIR "/tests/embed/tiny_golden.txt"
+#define GOLDEN_PATH TEST_SOURCE_DIR "/tests/embed/tiny_golden.txt"
 
 enum {
     HIDDEN = TL_TINY_HIDDEN,

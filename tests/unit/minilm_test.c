@@ -24,7 +24,7 @@
 
 #include "bert_module.h"
 
-#define SHARED_DIR FLEET_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2"
+#define SHARED_DIR TEST_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2"
 
 static const char *model_dir(void) {
     const char *env = getenv("FLEET_MINILM_DIR");
@@ -82,7 +82,7 @@ static void published_outputs(const char *backend) {
     if (strcmp(backend, "cuda") == 0) {
         /* The CUDA backend is the module the build wrote next to the fleet binaries. */
         char err[512];
-        bert_module_use("cuda", FLEET_BIN_DIR "/fleet-embed-cuda.so");
+        bert_module_use("cuda", TL_BIN_DIR "/fleet-embed-cuda.so");
         const bert_module *m = bert_module_open("cuda", err, sizeof err);
         if (!m) TL_SKIP("skipped: no CUDA backend: %s", err);
         if (!m->present()) TL_SKIP("skipped: no GPU");

@@ -18,7 +18,7 @@ typedef struct doc_row {
 } doc_row;
 
 static size_t doc_rows(doc_row *rows, size_t max) {
-    const char *doc = tl_read_file(FLEET_SOURCE_DIR "/docs/api.md", NULL);
+    const char *doc = tl_read_file(TEST_SOURCE_DIR "/docs/api.md", NULL);
     ASSERT_NOT_NULL(doc);
     const char *sec = strstr(doc, "\n## Problem types\n");
     ASSERT_NOT_NULL(sec);
@@ -75,14 +75,14 @@ TL_TEST(slugs_are_unique_and_statuses_have_reason_phrases) {
  * refuse(p, 400, "invalid-json", ...) or {503, "redis-full", ...} or .status = 422,
  * .slug = "unknown-model": each pair must be a row of the table. */
 TL_TEST(every_slug_in_the_gateway_sources_is_in_the_table) {
-    DIR *d = opendir(FLEET_SOURCE_DIR "/gateway");
+    DIR *d = opendir(TEST_SOURCE_DIR "/gateway");
     ASSERT_NOT_NULL(d);
     int pairs = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         size_t len = strlen(e->d_name);
         if (len < 3 || strcmp(e->d_name + len - 2, ".c") != 0) continue;
         const char *src =
-            tl_read_file(tl_printf("%s/gateway/%s", FLEET_SOURCE_DIR, e->d_name), NULL);
+            tl_read_file(tl_printf("%s/gateway/%s", TEST_SOURCE_DIR, e->d_name), NULL);
         ASSERT_NOT_NULL(src);
         for (const char *p = src; *p; p++) {
             /* a three-digit 4xx/5xx literal, then within a few characters a slug literal */

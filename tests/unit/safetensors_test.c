@@ -9,7 +9,7 @@
 #include "safetensors.h"
 #include "testlib.h"
 
-#define REAL_HEADER FLEET_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2/model.safetensors.header"
+#define REAL_HEADER TEST_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2/model.safetensors.header"
 
 /* Writes a safetensors file: the 8-byte length (hlen, or strlen(json) when hlen is 0),
  * the JSON and dlen bytes of data. Returns its path. */

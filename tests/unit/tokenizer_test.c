@@ -12,7 +12,7 @@
 #include "testlib.h"
 #include "tokenizer.h"
 
-#define MODEL_DIR FLEET_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2"
+#define MODEL_DIR TEST_SOURCE_DIR "/../shared/models/all-MiniLM-L6-v2"
 
 static void vocab_free_cb(void *v) { tok_vocab_free(v); }
 

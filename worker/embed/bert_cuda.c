@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef FLEET_HAVE_CUDNN
+#ifdef EMBED_HAVE_CUDNN
 #include <cudnn.h>
 #endif
 
@@ -47,7 +47,7 @@ typedef struct bert_cuda {
 
     cudaStream_t stream;
     cublasHandle_t blas;
-#ifdef FLEET_HAVE_CUDNN
+#ifdef EMBED_HAVE_CUDNN
     cudnnHandle_t dnn;
     cudnnTensorDescriptor_t scores_desc;
 #endif
@@ -91,7 +91,7 @@ static int blas_check(cublasStatus_t s, const char *what, char *err, size_t errl
     return fleet_err(err, errlen, "cuda: cuBLAS %s: %s", what, cublasGetStatusString(s));
 }
 
-#ifdef FLEET_HAVE_CUDNN
+#ifdef EMBED_HAVE_CUDNN
 static int dnn_check(cudnnStatus_t s, const char *what, char *err, size_t errlen)
 {
     if (s == CUDNN_STATUS_SUCCESS)
@@ -108,7 +108,7 @@ int bert_cuda_present(void)
 
 int bert_cuda_has_cudnn(void)
 {
-#ifdef FLEET_HAVE_CUDNN
+#ifdef EMBED_HAVE_CUDNN
     return 1;
 #else
     return 0;
@@ -299,7 +299,7 @@ static void ops_free(void *model)
     bert_cuda *m = model;
     if (!m)
         return;
-#ifdef FLEET_HAVE_CUDNN
+#ifdef EMBED_HAVE_CUDNN
     if (m->scores_desc)
         cudnnDestroyTensorDescriptor(m->scores_desc);
     if (m->dnn)
@@ -429,7 +429,7 @@ static int ops_load(const char *dir, void **model, char *err, size_t errlen)
     m->max_tokens = (long)m->max_seqs * m->max_len;
     const char *sm = getenv("FLEET_EMBED_SOFTMAX");
     if (sm && strcmp(sm, "cudnn") == 0) {
-#ifdef FLEET_HAVE_CUDNN
+#ifdef EMBED_HAVE_CUDNN
         m->softmax_cudnn = 1;
 #else
         fleet_err(err, errlen, "FLEET_EMBED_SOFTMAX=cudnn, but this build has no cuDNN");
@@ -469,7 +469,7 @@ static int ops_load(const char *dir, void **model, char *err, size_t errlen)
         blas_check(cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WORKSPACE), "set workspace", err,
                    errlen) != 0)
         goto fail;
-#ifdef FLEET_HAVE_CUDNN
+#ifdef EMBED_HAVE_CUDNN
     if (m->softmax_cudnn &&
         (dnn_check(cudnnCreate(&m->dnn), "create", err, errlen) != 0 ||
          dnn_check(cudnnSetStream(m->dnn, m->stream), "set stream", err, errlen) != 0 ||
@@ -574,7 +574,7 @@ static int attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
                          "masked softmax", err, errlen) != 0)
             return -1;
     } else {
-#ifdef FLEET_HAVE_CUDNN
+#ifdef EMBED_HAVE_CUDNN
         if (kernel_check(fbk_mask_scores(m->scores, dlen, B, m->heads, L, m->stream),
                          "mask scores", err, errlen) != 0 ||
             dnn_check(cudnnSetTensor4dDescriptor(m->scores_desc, CUDNN_TENSOR_NCHW,
