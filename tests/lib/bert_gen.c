@@ -103,10 +103,10 @@ static int close_file(FILE *f, const char *dir, const char *rel, char *err, size
 }
 
 static int write_text(const char *dir, const char *rel, char *err, size_t errlen,
-                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static int write_text(const char *dir, const char *rel, char *err, size_t errlen,
-                    const char *fmt, ...)
+                      const char *fmt, ...)
 {
     FILE *f = open_file(dir, rel, err, errlen);
     if (!f)
@@ -141,7 +141,7 @@ static int write_vocab(const char *dir, int vocab, char *err, size_t errlen)
 }
 
 static int write_safetensors(const char *dir, const bert_gen_shape *s, bool f16,
-                           const char *prefix, char *err, size_t errlen)
+                             const char *prefix, char *err, size_t errlen)
 {
     int rc = -1;
     tensor_spec *t = calloc(5 + 16 * (size_t)s->layers, sizeof *t);
@@ -228,28 +228,28 @@ int bert_gen_write(const char *dir, const bert_gen_shape *s, bool f16, const cha
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
         return fleet_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
     if (write_text(dir, "config.json", err, errlen,
-                 "{\"model_type\": \"bert\", \"hidden_size\": %d, "
-                 "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
-                 "\"intermediate_size\": %d, \"max_position_embeddings\": %d, "
-                 "\"vocab_size\": %d, \"type_vocab_size\": 2, "
-                 "\"layer_norm_eps\": 1e-12, \"hidden_act\": \"gelu\"}",
-                 s->hidden, s->layers, s->heads, s->inter, s->max_pos, s->vocab) != 0 ||
+                   "{\"model_type\": \"bert\", \"hidden_size\": %d, "
+                   "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
+                   "\"intermediate_size\": %d, \"max_position_embeddings\": %d, "
+                   "\"vocab_size\": %d, \"type_vocab_size\": 2, "
+                   "\"layer_norm_eps\": 1e-12, \"hidden_act\": \"gelu\"}",
+                   s->hidden, s->layers, s->heads, s->inter, s->max_pos, s->vocab) != 0 ||
         write_text(dir, "modules.json", err, errlen, "%s",
-                 "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", "
-                 "\"type\": \"sentence_transformers.models.Transformer\"}, "
-                 "{\"idx\": 1, \"name\": \"1\", \"path\": \"1_Pooling\", "
-                 "\"type\": \"sentence_transformers.models.Pooling\"}, "
-                 "{\"idx\": 2, \"name\": \"2\", \"path\": \"2_Normalize\", "
-                 "\"type\": \"sentence_transformers.models.Normalize\"}]") != 0 ||
+                   "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", "
+                   "\"type\": \"sentence_transformers.models.Transformer\"}, "
+                   "{\"idx\": 1, \"name\": \"1\", \"path\": \"1_Pooling\", "
+                   "\"type\": \"sentence_transformers.models.Pooling\"}, "
+                   "{\"idx\": 2, \"name\": \"2\", \"path\": \"2_Normalize\", "
+                   "\"type\": \"sentence_transformers.models.Normalize\"}]") != 0 ||
         write_text(dir, "1_Pooling/config.json", err, errlen,
-                 "{\"word_embedding_dimension\": %d, \"pooling_mode_cls_token\": "
-                 "false, \"pooling_mode_mean_tokens\": true, "
-                 "\"pooling_mode_max_tokens\": false}",
-                 s->hidden) != 0 ||
+                   "{\"word_embedding_dimension\": %d, \"pooling_mode_cls_token\": "
+                   "false, \"pooling_mode_mean_tokens\": true, "
+                   "\"pooling_mode_max_tokens\": false}",
+                   s->hidden) != 0 ||
         write_text(dir, "sentence_bert_config.json", err, errlen, "{\"max_seq_length\": %d}",
-                 s->max_seq_length) != 0 ||
+                   s->max_seq_length) != 0 ||
         write_text(dir, "tokenizer_config.json", err, errlen, "%s",
-                 "{\"do_lower_case\": true}") != 0 ||
+                   "{\"do_lower_case\": true}") != 0 ||
         write_vocab(dir, s->vocab, err, errlen) != 0)
         return -1;
     return write_safetensors(dir, s, f16, prefix, err, errlen);

@@ -111,9 +111,9 @@ void tl_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
 #define ASSERT_GE_INT(a, b) TL_CMP_INT(a, >=, b)
 
 void tl_assert_str(const char *file, int line, const char *ea, const char *eb, const char *a,
-                    const char *b, bool want_equal);
+                   const char *b, bool want_equal);
 void tl_assert_contains(const char *file, int line, const char *ehay, const char *eneedle,
-                         const char *hay, const char *needle, bool ci);
+                        const char *hay, const char *needle, bool ci);
 #define ASSERT_EQ_STR(a, b) tl_assert_str(__FILE__, __LINE__, #a, #b, (a), (b), true)
 #define ASSERT_NE_STR(a, b) tl_assert_str(__FILE__, __LINE__, #a, #b, (a), (b), false)
 /* hay contains needle (hay NULL fails). _CI: ignoring ASCII case. */
@@ -134,7 +134,7 @@ void tl_assert_contains(const char *file, int line, const char *ehay, const char
 
 /* JSON equality by value (json_equal); prints both documents. */
 void tl_assert_json(const char *file, int line, const char *ea, const char *eb,
-                     const json_t *a, const json_t *b);
+                    const json_t *a, const json_t *b);
 #define ASSERT_EQ_JSON(a, b) tl_assert_json(__FILE__, __LINE__, #a, #b, (a), (b))
 
 /* ------------------------------------------------------------ waiting --------------- */
@@ -356,13 +356,13 @@ const char *tl_resp_header(const tl_resp *r, const char *name);
 
 /* Asserts the status, printing the body when it differs. */
 void tl_assert_status(const char *file, int line, const tl_resp *r, long want,
-                       const char *what);
+                      const char *what);
 #define ASSERT_HTTP_STATUS(resp, want) tl_assert_status(__FILE__, __LINE__, (resp), (want), #resp)
 /* Asserts an RFC 9457 problem: the status, Content-Type application/problem+json, and a
  * body with type, title, status (equal), detail (non-empty) and request_id (equal to the
  * X-Request-ID header). Returns the detail. */
 const char *tl_assert_problem(const char *file, int line, const tl_resp *r, long want,
-                               const char *what);
+                              const char *what);
 #define ASSERT_PROBLEM(resp, want) tl_assert_problem(__FILE__, __LINE__, (resp), (want), #resp)
 
 /* ------------------------------------------------------------ raw TCP --------------- */

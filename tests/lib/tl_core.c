@@ -289,7 +289,7 @@ static void print_str_side(const char *label, const char *s) {
 }
 
 void tl_assert_str(const char *file, int line, const char *ea, const char *eb, const char *a,
-                    const char *b, bool want_equal) {
+                   const char *b, bool want_equal) {
     bool eq = (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
     if (eq == want_equal) return;
     printf("    FAIL %s:%d: %s(%s, %s)\n", file, line, want_equal ? "ASSERT_EQ_STR" : "ASSERT_NE_STR",
@@ -307,7 +307,7 @@ static const char *find_nocase(const char *hay, const char *needle) {
 }
 
 void tl_assert_contains(const char *file, int line, const char *ehay, const char *eneedle,
-                         const char *hay, const char *needle, bool ci) {
+                        const char *hay, const char *needle, bool ci) {
     if (hay && needle && (ci ? find_nocase(hay, needle) : strstr(hay, needle)) != NULL)
         return;
     printf("    FAIL %s:%d: ASSERT_STR_CONTAINS%s(%s, %s)\n", file, line, ci ? "_CI" : "", ehay,
@@ -318,7 +318,7 @@ void tl_assert_contains(const char *file, int line, const char *ehay, const char
 }
 
 void tl_assert_json(const char *file, int line, const char *ea, const char *eb,
-                     const json_t *a, const json_t *b) {
+                    const json_t *a, const json_t *b) {
     if (a && b && json_equal(a, b)) return;
     printf("    FAIL %s:%d: ASSERT_EQ_JSON(%s, %s)\n", file, line, ea, eb);
     printf("      left : %s\n", tl_json_text(a));

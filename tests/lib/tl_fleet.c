@@ -26,7 +26,7 @@ static bool same_name(const char *a, const char *b) {
 /* out = defaults (NULL-terminated), each replaced by an entry of the same name in add
  * (at most addmax, NULL-terminated), then the other entries of add. */
 static void env_merge(const char **out, int max, const char *const *defaults,
-                          const char *const *add, int addmax) {
+                      const char *const *add, int addmax) {
     int n = 0;
     for (int i = 0; defaults[i]; i++) {
         bool replaced = false;

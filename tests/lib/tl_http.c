@@ -208,7 +208,7 @@ static void print_resp(const tl_resp *r) {
 }
 
 void tl_assert_status(const char *file, int line, const tl_resp *r, long want,
-                       const char *what) {
+                      const char *what) {
     if (r->status == want) return;
     printf("    FAIL %s:%d: %s: HTTP status %ld, expected %ld\n", file, line, what, r->status,
            want);
@@ -217,7 +217,7 @@ void tl_assert_status(const char *file, int line, const tl_resp *r, long want,
 }
 
 const char *tl_assert_problem(const char *file, int line, const tl_resp *r, long want,
-                               const char *what) {
+                              const char *what) {
     tl_assert_status(file, line, r, want, what);
     const char *why = NULL;
     json_t *j = r->json;

@@ -173,7 +173,7 @@ static void conn_close(conn *c) {
 
 /* Queues an answer on c. body NULL: none (204, 304). */
 static void conn_answer(conn *c, int status, const char *extra, const char *body,
-                            bool close_after) {
+                        bool close_after) {
     size_t blen = body ? strlen(body) : 0;
     char *out = NULL;
     size_t n = 0;

@@ -222,7 +222,7 @@ redisContext *tl_redis_connect(tl_redis *r) {
 }
 
 static redisReply *check_reply(redisContext *c, redisReply *rep, bool allow_error,
-                                   const char *what) {
+                               const char *what) {
     if (!rep) FAILF("redis %s: %s", what, c->errstr[0] ? c->errstr : "connection error");
     tl_defer(redis_free_reply, rep);
     if (rep->type == REDIS_REPLY_ERROR && !allow_error)

@@ -106,7 +106,7 @@ static void check_model(const char *dir, double tol)
     double worst = 0;
     for (size_t s = 0; s < NSEQ; s++) {
         if (bert_cpu_embed(m, &ids[s], &seq_lens[s], 1, single + s * HIDDEN, err,
-                                 sizeof err) != 0)
+                           sizeof err) != 0)
             FAILF("embed %zu: %s", s, err);
         double d = rel_diff(single + s * HIDDEN, golden + s * HIDDEN, HIDDEN);
         tl_log("sequence %zu (len %zu): relative difference to golden %.3g", s, seq_lens[s],

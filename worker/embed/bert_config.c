@@ -17,7 +17,7 @@
 /* Loads dir/rel as a JSON object into *out. Returns 0, 1 when the file does not exist
  * and `optional` (*out = NULL), or -1 with err set. Messages start with rel. */
 static int load_json(const char *dir, const char *rel, bool optional, json_t **out, char *err,
-                    size_t errlen)
+                     size_t errlen)
 {
     *out = NULL;
     char path[4096];
@@ -45,7 +45,7 @@ static int load_json(const char *dir, const char *rel, bool optional, json_t **o
 
 /* A required integer in [min, max]. */
 static int int_field(const json_t *o, const char *rel, const char *key, long min, long max,
-                   int *out, char *err, size_t errlen)
+                     int *out, char *err, size_t errlen)
 {
     const json_t *v = json_object_get(o, key);
     if (!v)
@@ -62,7 +62,7 @@ static int int_field(const json_t *o, const char *rel, const char *key, long min
 
 /* An optional boolean; *out keeps its value when the key is absent or null. */
 static int bool_field(const json_t *o, const char *rel, const char *key, bool *out, char *err,
-                    size_t errlen)
+                      size_t errlen)
 {
     const json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v))
@@ -85,11 +85,11 @@ static int read_config_json(const char *dir, bert_config *c, char *err, size_t e
     if (int_field(o, rel, "hidden_size", 1, 1 << 16, &c->hidden_size, err, errlen) ||
         int_field(o, rel, "num_hidden_layers", 1, 1024, &c->num_hidden_layers, err, errlen) ||
         int_field(o, rel, "num_attention_heads", 1, 1024, &c->num_attention_heads, err,
-                errlen) ||
+                  errlen) ||
         int_field(o, rel, "intermediate_size", 1, 1 << 18, &c->intermediate_size, err,
-                errlen) ||
+                  errlen) ||
         int_field(o, rel, "max_position_embeddings", 1, 1 << 20, &c->max_position_embeddings,
-                err, errlen) ||
+                  err, errlen) ||
         int_field(o, rel, "vocab_size", 1, 1 << 24, &c->vocab_size, err, errlen) ||
         int_field(o, rel, "type_vocab_size", 1, 1 << 10, &c->type_vocab_size, err, errlen))
         goto out;
@@ -141,7 +141,7 @@ out:
 }
 
 static int read_tokenizer_config(const char *dir, bert_config *c, char *err,
-                                size_t errlen)
+                                 size_t errlen)
 {
     const char *rel = "tokenizer_config.json";
     json_t *o;
@@ -155,7 +155,7 @@ static int read_tokenizer_config(const char *dir, bert_config *c, char *err,
 }
 
 static int read_sentence_config(const char *dir, bert_config *c, char *err,
-                               size_t errlen)
+                                size_t errlen)
 {
     const char *rel = "sentence_bert_config.json";
     json_t *o;
@@ -330,7 +330,7 @@ static void shape_text(char *buf, size_t len, const int64_t *shape, int ndim)
 
 /* Checks prefix+name has shape [d0] (d1 < 0) or [d0, d1]. */
 static int expect_shape(const st_file *st, const char *prefix, const char *name, int64_t d0,
-                      int64_t d1, char *err, size_t errlen)
+                        int64_t d1, char *err, size_t errlen)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
@@ -353,7 +353,7 @@ static int expect_shape(const st_file *st, const char *prefix, const char *name,
 }
 
 int bert_check_tensors(const bert_config *c, const st_file *st, char *err,
-                             size_t errlen)
+                       size_t errlen)
 {
     const char *p = bert_tensor_prefix(st);
     if (!p)
@@ -361,11 +361,11 @@ int bert_check_tensors(const bert_config *c, const st_file *st, char *err,
                  "missing (looked with and without a \"bert.\" prefix)");
     const int64_t h = c->hidden_size, in = c->intermediate_size;
     if (expect_shape(st, p, "embeddings.word_embeddings.weight", c->vocab_size, h, err,
-                   errlen) ||
+                     errlen) ||
         expect_shape(st, p, "embeddings.position_embeddings.weight",
-                   c->max_position_embeddings, h, err, errlen) ||
+                     c->max_position_embeddings, h, err, errlen) ||
         expect_shape(st, p, "embeddings.token_type_embeddings.weight", c->type_vocab_size, h,
-                   err, errlen) ||
+                     err, errlen) ||
         expect_shape(st, p, "embeddings.LayerNorm.weight", h, -1, err, errlen) ||
         expect_shape(st, p, "embeddings.LayerNorm.bias", h, -1, err, errlen))
         return -1;

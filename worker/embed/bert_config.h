@@ -58,7 +58,7 @@ int bert_config_load(const char *dir, bert_config *out, char *err, size_t errlen
  * bert_tensor_prefix). Other tensors (pooler.*, embeddings.position_ids) are
  * ignored. */
 int bert_check_tensors(const bert_config *c, const st_file *st, char *err,
-                             size_t errlen);
+                       size_t errlen);
 
 /* "bert." when st names its tensors "bert.embeddings...", "" when "embeddings...", NULL
  * when it has no embeddings.word_embeddings.weight either way. */

@@ -49,7 +49,7 @@ struct bert_cpu {
 /* Copies tensor prefix+name (already checked for shape and a float dtype) to a new F32
  * array (st_read_f32 converts F16 and BF16); returns NULL with err set. */
 static float *load_tensor(const st_file *st, const char *prefix, const char *name,
-                           size_t *count, char *err, size_t errlen)
+                          size_t *count, char *err, size_t errlen)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
@@ -76,8 +76,8 @@ static float *load_tensor(const st_file *st, const char *prefix, const char *nam
 /* Loads nbase linear layers of the same shape [out, in] (names base[i].weight and
  * .bias) stacked into one layer [nbase * out, in]. */
 static int linear_load(const st_file *st, const char *prefix, const char *const *base,
-                             int nbase, int in, int out, linear *l, char *err,
-                             size_t errlen)
+                       int nbase, int in, int out, linear *l, char *err,
+                       size_t errlen)
 {
     size_t wn = (size_t)in * (size_t)out, on = (size_t)out;
     l->in = in;
@@ -161,11 +161,11 @@ int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen)
     int h = c->hidden_size, inter = c->intermediate_size;
 
     if (!(m->word = load_tensor(st, prefix, "embeddings.word_embeddings.weight", NULL, err,
-                                 errlen)) ||
+                                errlen)) ||
         !(m->position = load_tensor(st, prefix, "embeddings.position_embeddings.weight", NULL,
-                                     err, errlen)) ||
+                                    err, errlen)) ||
         !(m->type0 = load_tensor(st, prefix, "embeddings.token_type_embeddings.weight", NULL,
-                                  err, errlen)) ||
+                                 err, errlen)) ||
         layer_norm_load(st, prefix, "embeddings.LayerNorm", &m->emb_norm, err, errlen) != 0)
         goto err;
     m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
@@ -257,7 +257,7 @@ static void gemm(const linear *l, const float *x, size_t rows, float *y)
 
 /* x[t, :] = LayerNorm(x[t, :] + add[t, :]) (add may be NULL), statistics in double. */
 static void add_norm(float *x, const float *add, size_t rows, int h,
-                           const layer_norm *nm, double eps)
+                     const layer_norm *nm, double eps)
 {
     for (size_t t = 0; t < rows; t++) {
         float *xr = x + t * (size_t)h;
@@ -326,7 +326,7 @@ static void gelu(float *x, size_t n)
  * each product is one sgemm over strided rows (lda 3 hidden). Only this sequence's
  * tokens are keys, so no mask is needed. scores holds len x len floats. */
 static void attention(const float *qkv, float *ctx, size_t len, int h, int heads,
-                            float *scores)
+                      float *scores)
 {
     int d = h / heads, n = (int)len, ld = 3 * h;
     float scale = 1.0f / sqrtf((float)d);
@@ -360,7 +360,7 @@ static void attention(const float *qkv, float *ctx, size_t len, int h, int heads
 /* ------------------------------------------------------------ the forward pass --- */
 
 int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens,
-                         size_t n, float *out, char *err, size_t errlen)
+                   size_t n, float *out, char *err, size_t errlen)
 {
     if (n == 0)
         return 0;
@@ -418,7 +418,7 @@ int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens,
         size_t start = 0;
         for (size_t s = 0; s < n; s++) {
             attention(qkv + start * 3 * h, ctx + start * h, lens[s], (int)h,
-                            c->num_attention_heads, scores);
+                      c->num_attention_heads, scores);
             start += lens[s];
         }
         gemm(&ly->attn_out, ctx, total, tmp);
@@ -482,7 +482,7 @@ static size_t ops_max_seqs(const void *model)
 }
 
 static int ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
-                           float *out, char *err, size_t errlen)
+                     float *out, char *err, size_t errlen)
 {
     return bert_cpu_embed(model, ids, lens, n, out, err, errlen);
 }

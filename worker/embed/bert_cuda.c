@@ -120,7 +120,7 @@ int bert_cuda_has_cudnn(void)
 /* Converts tensor prefix+name to float32 in host (stage floats) and copies its first
  * count floats to dst (device). */
 static int upload(const st_file *st, const char *prefix, const char *name, float *dst,
-                        size_t count, float *host, size_t stage, char *err, size_t errlen)
+                  size_t count, float *host, size_t stage, char *err, size_t errlen)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
@@ -185,11 +185,11 @@ static int load_weights(bert_cuda *m, const st_file *st, char *err, size_t errle
     m->emb_g = eg;
     m->emb_b = eb;
     if (upload(st, prefix, "embeddings.word_embeddings.weight", word,
-                     (size_t)c->vocab_size * H, host, stage, err, errlen) != 0 ||
+               (size_t)c->vocab_size * H, host, stage, err, errlen) != 0 ||
         upload(st, prefix, "embeddings.position_embeddings.weight", pos,
-                     (size_t)c->max_position_embeddings * H, host, stage, err, errlen) != 0 ||
+               (size_t)c->max_position_embeddings * H, host, stage, err, errlen) != 0 ||
         upload(st, prefix, "embeddings.token_type_embeddings.weight", type0, H, host, stage, err,
-                     errlen) != 0 ||
+               errlen) != 0 ||
         upload(st, prefix, "embeddings.LayerNorm.weight", eg, H, host, stage, err, errlen) != 0 ||
         upload(st, prefix, "embeddings.LayerNorm.bias", eb, H, host, stage, err, errlen) != 0)
         goto out;
@@ -215,7 +215,7 @@ static int load_weights(bert_cuda *m, const st_file *st, char *err, size_t errle
             snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.weight", l,
                      qkv_names[s]);
             if (upload(st, prefix, name, qkv_w + (size_t)s * H * H, H * H, host, stage, err,
-                             errlen) != 0)
+                       errlen) != 0)
                 goto out;
             snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.bias", l,
                      qkv_names[s]);
@@ -325,7 +325,7 @@ static void ops_free(void *model)
 }
 
 static int ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
-                       float *out, char *err, size_t errlen);
+                     float *out, char *err, size_t errlen);
 
 /* Embeds a few fixed pseudo-random sequences with this model and with the CPU backend
  * and compares them: the load fails on a NaN or a difference over SELF_CHECK_TOL. */
@@ -363,7 +363,7 @@ static int self_check(bert_cuda *m, const char *dir, char *err, size_t errlen)
         goto out;
     }
     if (bert_cpu_ops.embed(ref, (const int32_t *const *)ids, lens, NSEQ, cpu, e,
-                                 sizeof e) != 0) {
+                           sizeof e) != 0) {
         fleet_err(err, errlen, "self-check: the CPU backend failed: %s", e);
         goto out;
     }
@@ -511,8 +511,8 @@ fail:
  * column-major: there Y is Y^T [out, T] = W [out, in] . X^T [in, T], W being the
  * transpose of the column-major view of its buffer. */
 static int gemm_one(bert_cuda *m, const float *X, int T, int in, const float *W,
-                          int out, float *Y, float beta, cublasComputeType_t compute,
-                          const char *what, char *err, size_t errlen)
+                    int out, float *Y, float beta, cublasComputeType_t compute,
+                    const char *what, char *err, size_t errlen)
 {
     const float one = 1.0f;
     return blas_check(cublasGemmEx(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W,
@@ -522,15 +522,15 @@ static int gemm_one(bert_cuda *m, const float *X, int T, int in, const float *W,
 }
 
 static int linear(bert_cuda *m, const float *X, int T, int in, const float *W,
-                        int out, float *Y, const char *what, char *err, size_t errlen)
+                  int out, float *Y, const char *what, char *err, size_t errlen)
 {
     switch (m->gemm) {
     case GEMM_FP32:
         return gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F, what, err,
-                              errlen);
+                        errlen);
     case GEMM_TF32:
         return gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F_FAST_TF32, what,
-                              err, errlen);
+                        err, errlen);
     case GEMM_3XTF32: {
         /* W's parts sit at the same offset in weights_hi and weights_lo. */
         const float *Whi = m->weights_hi + (W - m->weights);
@@ -552,7 +552,7 @@ static int linear(bert_cuda *m, const float *X, int T, int in, const float *W,
 
 /* scores[bh] = q[bh] k[bh]^T ([L, d] x [d, L]); then ctx[bh] = p[bh] v[bh] into q. */
 static int attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
-                           size_t errlen)
+                     size_t errlen)
 {
     const float one = 1.0f, zero = 0.0f;
     const int d = m->d, batch = B * m->heads;
@@ -599,7 +599,7 @@ static int attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
 
 /* The forward pass proper; ops_embed wraps it. */
 static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
-                         size_t n, float *out, char *err, size_t errlen)
+                   size_t n, float *out, char *err, size_t errlen)
 {
     const bert_config *c = &m->cfg;
     if (n == 0)
@@ -655,7 +655,7 @@ static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const encoder_layer *ly = &m->layers[l];
         if (linear(m, m->x, Ti, H, ly->qkv_w, 3 * H, m->qkv, "QKV projection", err,
-                         errlen) != 0 ||
+                   errlen) != 0 ||
             kernel_check(fbk_split_heads(m->qkv, ly->qkv_b, d_start, d_len, B, Li, m->heads,
                                          m->d, 1.0f / sqrtf((float)m->d), m->q, m->k, m->v,
                                          m->stream),
@@ -666,12 +666,12 @@ static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
                          "merge heads", err, errlen) != 0 ||
             /* qkv is free again: it takes the attention output projection */
             linear(m, m->y, Ti, H, ly->ao_w, H, m->qkv, "attention output", err,
-                         errlen) != 0 ||
+                   errlen) != 0 ||
             kernel_check(fbk_bias_residual_layernorm(m->x, m->qkv, ly->ao_b, Ti, H, ly->ln1_g,
                                                      ly->ln1_b, eps, m->stream),
                          "attention LayerNorm", err, errlen) != 0 ||
             linear(m, m->x, Ti, H, ly->in_w, m->I, m->inter, "intermediate", err,
-                         errlen) != 0 ||
+                   errlen) != 0 ||
             kernel_check(fbk_bias_gelu(m->inter, ly->in_b, Ti, m->I, m->stream), "GELU", err,
                          errlen) != 0 ||
             linear(m, m->inter, Ti, m->I, ly->out_w, H, m->y, "output", err, errlen) != 0 ||
@@ -693,7 +693,7 @@ static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
 }
 
 static int ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
-                       float *out, char *err, size_t errlen)
+                     float *out, char *err, size_t errlen)
 {
     bert_cuda *m = model;
     if (forward(m, ids, lens, n, out, err, errlen) == 0)

@@ -82,7 +82,7 @@ static int json_u64(const json_t *j, uint64_t *v)
 
 /* Fills t from one header entry. data_size bounds the offsets. */
 static int parse_entry(const char *name, const json_t *e, uint64_t data_size,
-                           st_tensor *t, char *err, size_t errlen)
+                       st_tensor *t, char *err, size_t errlen)
 {
     if (!json_is_object(e))
         return fleet_err(err, errlen, "safetensors: tensor %s: entry is not an object", name);
@@ -157,7 +157,7 @@ static int cmp_name(const void *a, const void *b)
 /* Parses buf (8-byte length + JSON, len bytes available) for a file of file_size bytes.
  * data, when not NULL, is where the data region starts in memory. */
 static int parse(const char *buf, size_t len, uint64_t file_size, const char *data,
-                     st_file **out, char *err, size_t errlen)
+                 st_file **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (len < 8 || file_size < 8)
@@ -231,7 +231,7 @@ err:
 /* ------------------------------------------------------------ public API --------- */
 
 int st_parse_header(const char *buf, size_t len, uint64_t file_size, st_file **out,
-                          char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
     return parse(buf, len, file_size, NULL, out, err, errlen);
 }

@@ -68,7 +68,7 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen);
  * `file_size` is the size of the whole file, which bounds the offsets. Tensors get
  * data == NULL. For tests, and for checking a header without the weights. */
 int st_parse_header(const char *buf, size_t len, uint64_t file_size, st_file **out,
-                          char *err, size_t errlen);
+                    char *err, size_t errlen);
 
 /* The tensor named `name`, or NULL. */
 const st_tensor *st_find(const st_file *st, const char *name);

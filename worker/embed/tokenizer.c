@@ -422,7 +422,7 @@ static int add_char(tok_run *r, uint32_t c, bool lower, bool alone) {
 }
 
 long tok_encode(const tok_vocab *v, const tok_opts *o, const char *text,
-                    size_t len, int32_t *ids, size_t cap, char *err, size_t errlen) {
+                size_t len, int32_t *ids, size_t cap, char *err, size_t errlen) {
     size_t limit = cap;
     if (o->max_len != 0 && o->max_len < limit) limit = o->max_len;
     if (limit < 2) {

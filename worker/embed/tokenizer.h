@@ -51,6 +51,6 @@ typedef struct tok_opts {
  * the pieces truncated so that the whole fits in min(max_len, cap). Returns the number of
  * ids written, or -1 with a message in err (cap or max_len below 2, allocation failure). */
 long tok_encode(const tok_vocab *v, const tok_opts *o, const char *text,
-                    size_t len, int32_t *ids, size_t cap, char *err, size_t errlen);
+                size_t len, int32_t *ids, size_t cap, char *err, size_t errlen);
 
 #endif

@@ -330,7 +330,7 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
     for (size_t i = 0; i < n; i++) {
         for (size_t t = 0; ej[i].active && t < ej[i].ntexts; t++) {
             long len = tok_encode(s->vocab, &s->tok, ej[i].text[t], ej[i].text_len[t],
-                                      scratch, s->tok.max_len, err, sizeof err);
+                                  scratch, s->tok.max_len, err, sizeof err);
             int32_t *ids = len > 0 ? malloc((size_t)len * sizeof *ids) : NULL;
             if (!ids) {
                 fleet_model_job_fail(&jobs[i], 1, "tokenizing text %zu: %s", t,
