@@ -91,6 +91,8 @@ def main():
         " * unicode_tables.h; use: tokenizer.c. */",
         "#include \"unicode_tables.h\"",
         "",
+        "/* The layout is this generator's (one entry per line), not the formatter's. */",
+        "/* clang-format off */",
     ]
     for name, pred in (("whitespace", lambda k: k in ("Zs", "Zl", "Zp")),
                        ("control", lambda k: k in ("Cc", "Cf")),

@@ -7,6 +7,8 @@
  * unicode_tables.h; use: tokenizer.c. */
 #include "unicode_tables.h"
 
+/* The layout is this generator's (one entry per line), not the formatter's. */
+/* clang-format off */
 const uint32_t ucd_whitespace[][2] = {
     {0x0020, 0x0020},
     {0x00A0, 0x00A0},
