@@ -8,6 +8,7 @@
 
 #include "fleet/config.h"
 #include "fleet/log.h"
+#include "fleet/state.h"
 #include "redis_link.h"
 
 #define BUCKETS 1024u
@@ -72,6 +73,17 @@ void gw_events_wake_all(gw_events *e) {
 
 /* ------------------------------------------------------------ subscription ---------- */
 
+/* One event of a message (fleet_event_next): wakes the job's waiters, or every waiter of
+ * all events for a webhook delivery to make. */
+static void wake_event(gw_events *e, const fleet_event *ev) {
+    if (ev->id_len != FLEET_ID_LEN) return;
+    char id[FLEET_ID_LEN + 1];
+    memcpy(id, ev->id, FLEET_ID_LEN);
+    id[FLEET_ID_LEN] = '\0';
+    if (ev->what_len == 7 && memcmp(ev->what, "webhook", 7) == 0) wake_list(e->any, NULL);
+    else wake_list(e->buckets[hash_id(id)], id);
+}
+
 static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
     gw_events *e = privdata;
     redisReply *r = reply;
@@ -94,16 +106,10 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
         return;
     }
     if (strcmp(kind, "message") != 0 || r->element[2]->type != REDIS_REPLY_STRING) return;
-    /* "<job id> <what>" */
-    const char *msg = r->element[2]->str;
-    const char *sp = strchr(msg, ' ');
-    size_t n = sp ? (size_t)(sp - msg) : strlen(msg);
-    if (n != FLEET_ID_LEN) return;
-    char id[FLEET_ID_LEN + 1];
-    memcpy(id, msg, n);
-    id[n] = '\0';
-    if (sp && strcmp(sp + 1, "webhook") == 0) wake_list(e->any, NULL);
-    else wake_list(e->buckets[hash_id(id)], id);
+    /* One line per job: a batch's claim or finish names all its jobs in one message. */
+    const char *p = r->element[2]->str, *end = p + r->element[2]->len;
+    fleet_event ev;
+    while (fleet_event_next(&p, end, &ev)) wake_event(e, &ev);
 }
 
 /* The link is connected on its database: subscribe. A subscriber that Redis stops

@@ -1,7 +1,10 @@
-/* loop.c: fleet-worker's main loop. Each turn reads up to max_batch entries of the model's
- * stream in the consumer group (dynamic batching: an idle worker starts at once, a busy
- * one waits at most max_delay_ms for a fuller batch), claims each job with the claim
- * script, runs the claimed ones as one batch (batch_run.c) and finishes them.
+/* loop.c: fleet-worker's main loop. Each turn claims up to max_batch jobs of the model's
+ * stream in the consumer group, runs the claimed ones as one batch (batch_run.c) and
+ * finishes them. The claim script reads the stream itself (read slots, docs/protocol.md),
+ * and the claim of the next batch goes in the same write as the finish of the last one, so
+ * a worker under load needs one round trip per batch. Dynamic batching: an idle worker
+ * blocks for the first entry and starts at once; a busy one waits at most max_delay_ms for
+ * a fuller batch.
  *
  * Entries that another worker took and never finished (it crashed) are taken over with
  * XAUTOCLAIM once they have been pending for a lease (a live worker renews its jobs'
@@ -145,22 +148,6 @@ static void recover_entry(wk_worker *w, const char *entry_id)
         freeReplyObject(r);
 }
 
-/* feed moves waiting jobs of the tenants onto the stream, fairly (feed.lua), so that at
- * least a batch is ready to read. */
-static void feed(wk_worker *w)
-{
-    long target = (long)w->max_batch > w->cfg.ready_target ? (long)w->max_batch
-                                                           : w->cfg.ready_target;
-    fleet_cmd cmd;
-    fleet_state_feed(&w->keys, w->cfg.model, target, &cmd);
-    redisReply *r = wk_redis_script(&w->rd, &cmd);
-    if (!r)
-        return;
-    if (!wk_health_refused(w, r, "feed") && r->type == REDIS_REPLY_ERROR)
-        fleet_log(FLEET_LOG_ERROR, "feed script failed", "error", r->str, NULL);
-    freeReplyObject(r);
-}
-
 /* promote puts jobs whose retry backoff has passed back on the stream. Every few hundred
  * milliseconds: the delayed set is small and a look at it is one ZRANGEBYSCORE. */
 static void promote(wk_worker *w)
@@ -247,50 +234,15 @@ static int xread(wk_worker *w, wk_entry *out, size_t *n, size_t max, long block_
     return 0;
 }
 
-/* read_entries fills out[0..max) from the stream. A worker whose last turn did not run a
- * full batch is not saturated: it takes what is there or waits for the first entry
- * (blocking up to READ_BLOCK_MS) and starts that batch at once; the entries that arrive
- * while the model runs make the next one (Triton's dynamic batcher never makes an idle
- * server wait for company). A worker that just ran a full batch is under load: it waits
- * up to max_delay_ms for the next one to fill. The wait polls with non-blocking reads:
- * Redis expires a BLOCK only on its server cron (every 100 ms at the default hz 10), so
- * "BLOCK 5" can take 100 ms. */
-static size_t read_entries(wk_worker *w, wk_entry *out, size_t max)
-{
-    size_t n = 0;
-
-    reclaim(w, out, &n, max);
-    if (n == 0 && w->ran_full_batch && xread(w, out, &n, max, -1) < 0)
-        return n;
-    if (n == 0 || !w->ran_full_batch) {
-        /* Not saturated: what is there, or the first entry that comes, starts at once. */
-        if (n == 0)
-            xread(w, out, &n, max, READ_BLOCK_MS);
-        return n; /* none: an idle turn lets the loop check signals and heartbeats */
-    }
-    if (w->cfg.max_delay_ms <= 0)
-        return n;
-    long step = w->cfg.max_delay_ms / 5; /* about five polls per fill, 1..20 ms apart */
-    step = step < 1 ? 1 : step > 20 ? 20 : step;
-    long long deadline = wk_mono_ms() + w->cfg.max_delay_ms;
-    while (n < max && !wk_stopping(w)) {
-        size_t before = n;
-        if (xread(w, out, &n, max, -1) < 0)
-            break;
-        long long left = deadline - wk_mono_ms();
-        if (left <= 0)
-            break;
-        if (n == before)
-            wk_sleep_ms(step < left ? step : (long)left);
-    }
-    return n;
-}
-
 /* ---------------------------------------------------------------- claiming --------- */
 
-/* build_claims builds the claim commands of sent[0..m) with their tokens: one command
- * holds the whole batch (claim.lua takes many entries) unless it is too long for one.
- * Sets per[c] to how many entries command c holds; returns how many commands. */
+/* A read slot of a claim: no entry named, the script reads the next new one itself. */
+static const wk_entry read_slot;
+
+/* build_claims builds the claim commands of the slots sent[0..m) with their tokens: the
+ * named entries first, then the read slots (&read_slot). One command holds the whole
+ * batch (claim.lua takes many) unless it is too long for one. Sets per[c] to how many
+ * slots command c holds; returns how many commands. */
 static size_t build_claims(wk_worker *w, const wk_entry *const *sent,
                            char (*tokens)[WK_TOKEN_LEN + 1], size_t m, fleet_claim *cls,
                            fleet_cmd *cmds, size_t *per)
@@ -306,6 +258,26 @@ static size_t build_claims(wk_worker *w, const wk_entry *const *sent,
         i += per[nc];
     }
     return nc;
+}
+
+/* feed_cmd builds the feed that goes before a claim with read slots, in the same write:
+ * it moves waiting jobs of the tenants onto the stream, fairly (feed.lua), so that at
+ * least a batch is ready to read. */
+static void feed_cmd(wk_worker *w, fleet_cmd *cmd)
+{
+    long target = (long)w->max_batch > w->cfg.ready_target ? (long)w->max_batch
+                                                           : w->cfg.ready_target;
+    fleet_state_feed(&w->keys, w->cfg.model, target, cmd);
+}
+
+/* feed_done reads a feed's reply (NULL: lost with the connection) and frees it. */
+static void feed_done(wk_worker *w, redisReply *r)
+{
+    if (!r)
+        return;
+    if (!wk_health_refused(w, r, "feed") && r->type == REDIS_REPLY_ERROR)
+        fleet_log(FLEET_LOG_ERROR, "feed script failed", "error", r->str, NULL);
+    freeReplyObject(r);
 }
 
 /* claim_one reads the claim reply rep of entry e: sets up jobs[*kp] when the job was
@@ -363,15 +335,63 @@ static bool claim_one(wk_worker *w, const wk_entry *e, const char *token, const 
     return false;
 }
 
-/* claim_replies reads the replies reps[0..nc) of the claim commands of sent[0..m)
- * (command c held per[c] entries): sets up jobs[*kp..] for the claimed ones. A command's
- * reply goes to the first job it claimed (its claim_reply owns the inputs of that
- * command's jobs) or is freed. The entries of a command that Redis refused for now (the
- * script did not run) are moved, with their tokens, to the front of sent and tokens;
- * returns how many. */
+/* claim_items reads rep, the reply of one claim command whose slots were sent[0..m) with
+ * tokens[0..m) (named entries first, then read slots): sets up jobs[*kp..] for the jobs
+ * claimed and adds to *nread the entries it read or named. rep goes to the first job it
+ * claimed (its claim_reply owns the inputs of that command's jobs) or is freed. */
+static void claim_items(wk_worker *w, redisReply *rep, const wk_entry *const *sent,
+                        char (*tokens)[WK_TOKEN_LEN + 1], size_t m, long long now, wk_job *jobs,
+                        size_t *kp, size_t *nread)
+{
+    size_t named = 0, first = *kp;
+    while (named < m && sent[named] != &read_slot)
+        named++;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        fleet_log(FLEET_LOG_ERROR, "claim script failed; entries left for reclaim", "jobs",
+                  named ? sent[0]->job_id : "(read slots)", "error", rep->str, NULL);
+        freeReplyObject(rep);
+        return;
+    }
+    for (size_t i = 0; i < named; i++)
+        claim_one(w, sent[i], tokens[i], fleet_state_batch_item(rep, i), now, jobs, kp);
+    *nread += named;
+    for (size_t i = named; i < m && rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+        const char *entry_id = "", *job_id = "";
+        const redisReply *item =
+            fleet_state_claim_read_item(rep->element[i], &entry_id, &job_id);
+        if (!item) {
+            fleet_log(FLEET_LOG_ERROR, "claim reply: a read item of an unexpected shape", NULL);
+            continue;
+        }
+        (*nread)++;
+        if (!job_id[0]) {
+            fleet_log(FLEET_LOG_WARN, "stream entry without a valid job id dropped", "entry_id",
+                      entry_id, NULL);
+            continue;
+        }
+        wk_entry e;
+        if (strlen(entry_id) >= sizeof e.entry_id || strlen(job_id) >= sizeof e.job_id) {
+            fleet_log(FLEET_LOG_ERROR, "claim reply: an entry or job id too long", NULL);
+            continue;
+        }
+        snprintf(e.entry_id, sizeof e.entry_id, "%s", entry_id);
+        snprintf(e.job_id, sizeof e.job_id, "%s", job_id);
+        claim_one(w, &e, tokens[i], item, now, jobs, kp); /* the i-th slot's token */
+    }
+    if (*kp > first)
+        jobs[first].claim_reply = rep;
+    else
+        freeReplyObject(rep);
+}
+
+/* claim_replies reads the replies reps[0..nc) of the claim commands of the slots
+ * sent[0..m) (command c held per[c] slots): sets up jobs[*kp..] for the claimed ones and
+ * counts in *nread the entries named or read. The slots of a command that Redis refused
+ * for now (the script did not run) are moved, with their tokens, to the front of sent
+ * and tokens; returns how many. */
 static size_t claim_replies(wk_worker *w, const wk_entry **sent, char (*tokens)[WK_TOKEN_LEN + 1],
                             redisReply **reps, size_t nc, const size_t *per, wk_job *jobs,
-                            size_t *kp)
+                            size_t *kp, size_t *nread)
 {
     size_t again = 0, at = 0;
     long long now = wk_mono_ms();
@@ -388,65 +408,64 @@ static size_t claim_replies(wk_worker *w, const wk_entry **sent, char (*tokens)[
             continue;
         }
         if (!rep) {
-            for (size_t i = at; i < at + per[c]; i++)
+            for (size_t i = at; i < at + per[c] && sent[i] != &read_slot; i++)
                 fleet_log(FLEET_LOG_WARN,
                           "claim reply lost with the connection; entry left for reclaim",
                           "job_id", sent[i]->job_id, NULL);
             continue;
         }
-        if (rep->type == REDIS_REPLY_ERROR)
-            fleet_log(FLEET_LOG_ERROR, "claim script failed; entries left for reclaim", "jobs",
-                      sent[at]->job_id, "error", rep->str, NULL);
-        size_t first = *kp;
-        bool owned = false;
-        for (size_t i = at; rep->type != REDIS_REPLY_ERROR && i < at + per[c]; i++)
-            if (claim_one(w, sent[i], tokens[i], fleet_state_batch_item(rep, i - at), now, jobs,
-                          kp) &&
-                !owned) {
-                jobs[first].claim_reply = rep;
-                owned = true;
-            }
-        if (!owned)
-            freeReplyObject(rep);
+        claim_items(w, rep, sent + at, tokens + at, per[c], now, jobs, kp, nread);
     }
     return again;
 }
 
-/* claim_all claims entries[0..n) in one script call (or a few, for a very large batch)
- * and sets up jobs[] for those that may run. Returns how many. The jobs' claim replies
- * are the caller's to free (set on the first job of each command). A claim that Redis
+/* claim_all claims the named entries[0..n) and up to `reads` new entries of the stream
+ * (read by the claim script itself, after a feed sent in the same write) in one script
+ * call (or a few, for a very large batch), and sets up jobs[*k..] for those that may
+ * run. Adds to *nread how many entries were named or read. The jobs' claim replies are
+ * the caller's to free (set on the first job of each command). A claim that Redis
  * refused for now (loading, busy, full: the script did not run) is sent again after a
  * backoff, until it gets an answer or the worker stops (its entries are then left for
  * reclaim). */
-static size_t claim_all(wk_worker *w, const wk_entry *entries, size_t n, wk_job *jobs)
+static void claim_all(wk_worker *w, const wk_entry *entries, size_t n, size_t reads,
+                      wk_job *jobs, size_t *k, size_t *nread)
 {
-    fleet_cmd *cmds = calloc(n, sizeof *cmds);
-    fleet_claim *cls = calloc(n, sizeof *cls);
-    size_t *per = calloc(n, sizeof *per);
-    redisReply **reps = calloc(n, sizeof *reps);
-    char (*tokens)[WK_TOKEN_LEN + 1] = calloc(n, sizeof *tokens);
-    size_t m = 0, k = 0;
-    const wk_entry **sent = calloc(n, sizeof *sent);
+    size_t slots = n + reads;
+    if (slots == 0)
+        return;
+    fleet_cmd *cmds = calloc(slots + 1, sizeof *cmds);
+    fleet_claim *cls = calloc(slots, sizeof *cls);
+    size_t *per = calloc(slots, sizeof *per);
+    redisReply **reps = calloc(slots + 1, sizeof *reps);
+    char (*tokens)[WK_TOKEN_LEN + 1] = calloc(slots, sizeof *tokens);
+    const wk_entry **sent = calloc(slots, sizeof *sent);
+    size_t m = 0;
 
     if (!cmds || !cls || !per || !reps || !tokens || !sent) {
         fleet_log(FLEET_LOG_ERROR, "out of memory claiming a batch; entries left for reclaim", NULL);
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < slots; i++) {
+        const wk_entry *e = i < n ? &entries[i] : &read_slot;
         if (wk_token_new(tokens[m]) < 0) {
             fleet_log(FLEET_LOG_ERROR, "no randomness for a lease token; entry left for reclaim",
-                      "job_id", entries[i].job_id, NULL);
+                      "job_id", e->job_id, NULL);
             continue;
         }
-        sent[m++] = &entries[i];
+        sent[m++] = e;
     }
     while (m > 0) {
-        size_t nc = build_claims(w, sent, tokens, m, cls, cmds, per);
+        bool feeds = sent[m - 1] == &read_slot; /* read slots go last */
+        if (feeds)
+            feed_cmd(w, &cmds[0]);
+        size_t nc = build_claims(w, sent, tokens, m, cls, cmds + feeds, per);
         wk_redis_ensure(&w->rd); /* the read may have ended with the connection */
-        wk_redis_scripts(&w->rd, cmds, nc, reps);
-        size_t again = claim_replies(w, sent, tokens, reps, nc, per, jobs, &k);
+        wk_redis_scripts(&w->rd, cmds, nc + feeds, reps);
+        if (feeds)
+            feed_done(w, reps[0]);
+        size_t again = claim_replies(w, sent, tokens, reps + feeds, nc, per, jobs, k, nread);
         if (again > 0 && wk_stopping(w)) {
-            for (size_t i = 0; i < again; i++)
+            for (size_t i = 0; i < again && sent[i] != &read_slot; i++)
                 fleet_log(FLEET_LOG_WARN, "claim refused by redis at shutdown; entry left for reclaim",
                           "job_id", sent[i]->job_id, NULL);
             break;
@@ -462,17 +481,125 @@ out:
     free(reps);
     free(tokens);
     free(sent);
-    return k;
+}
+
+/* ---------------------------------------------------------------- claim ahead ------ */
+
+/* The claim of the next batch goes in the same write as the finish of the one before
+ * (wk_ahead_build, called by batch_run.c's final writes): a worker under load then reads
+ * and claims a batch, and writes the last one's results, in one round trip. Its reply
+ * waits in w->ahead for the next turn of the loop. */
+
+size_t wk_ahead_build(wk_worker *w, fleet_cmd *cmds)
+{
+    if (w->ahead || !w->ahead_tokens || wk_stopping(w) || !w->rd.c ||
+        w->group_epoch != w->rd.epoch || wk_mono_ms() >= w->next_reclaim_mono ||
+        !wk_health_may_claim(w))
+        return 0; /* the next turn claims as usual: taken-over entries go first */
+    fleet_claim cl[WK_AHEAD_MAX];
+    size_t n = w->max_batch < WK_AHEAD_MAX ? w->max_batch : WK_AHEAD_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (wk_token_new(w->ahead_tokens[i]) < 0)
+            return 0;
+        cl[i] = (fleet_claim){.id = "", .model = w->cfg.model, .entry_id = "",
+                              .worker = w->cfg.name, .token = w->ahead_tokens[i],
+                              .lease_ms = w->cfg.lease_ms, .dlq_cap = w->cfg.dlq_cap};
+    }
+    feed_cmd(w, &cmds[0]);
+    w->ahead_n = fleet_state_claim(&w->keys, cl, n, &cmds[1]);
+    return 2;
+}
+
+void wk_ahead_keep(wk_worker *w, redisReply **reps)
+{
+    feed_done(w, reps[0]);
+    redisReply *r = reps[1];
+    reps[0] = reps[1] = NULL;
+    if (!r) {
+        /* It may have run: the entries it read are claimed under tokens nobody holds, and
+         * run again once their lease runs out (XAUTOCLAIM), like any lost claim reply. */
+        fleet_log(FLEET_LOG_WARN, "claim reply lost with the connection; entries left for reclaim",
+                  NULL);
+        return;
+    }
+    if (wk_health_refused(w, r, "claim")) {
+        freeReplyObject(r); /* it did not run: the next turn claims again */
+        return;
+    }
+    w->ahead = r;
+}
+
+/* ahead_claimed sets up jobs[*k..] from the claim sent ahead (w->ahead), and adds to
+ * *nread the entries it read. */
+static void ahead_claimed(wk_worker *w, wk_job *jobs, size_t *k, size_t *nread)
+{
+    const wk_entry *slots[WK_AHEAD_MAX];
+    for (size_t i = 0; i < w->ahead_n; i++)
+        slots[i] = &read_slot;
+    redisReply *r = w->ahead;
+    w->ahead = NULL;
+    claim_items(w, r, slots, w->ahead_tokens, w->ahead_n, wk_mono_ms(), jobs, k, nread);
+}
+
+/* fill waits up to max_delay_ms for a batch of a worker under load to fill: claim scripts
+ * that read what came since, a few milliseconds apart. The wait polls: Redis expires a
+ * BLOCK only on its server cron (every 100 ms at the default hz 10), so "BLOCK 5" can take
+ * 100 ms. */
+static void fill(wk_worker *w, wk_job *jobs, size_t *k, size_t *n)
+{
+    long step = w->cfg.max_delay_ms / 5; /* about five polls per fill, 1..20 ms apart */
+    step = step < 1 ? 1 : step > 20 ? 20 : step;
+    long long deadline = wk_mono_ms() + w->cfg.max_delay_ms;
+    while (*n < w->max_batch && !wk_stopping(w)) {
+        size_t before = *n;
+        claim_all(w, NULL, 0, w->max_batch - *n, jobs, k, n);
+        if (!w->rd.c)
+            break;
+        long long left = deadline - wk_mono_ms();
+        if (left <= 0)
+            break;
+        if (*n == before)
+            wk_sleep_ms(step < left ? step : (long)left);
+    }
 }
 
 /* ---------------------------------------------------------------- the loop --------- */
+
+/* take fills jobs[0..) for one turn and returns how many were claimed; *n: how many
+ * entries were read or named. A worker whose last turn did not run a full batch is not
+ * saturated: it takes what is there or waits for the first entry (blocking up to
+ * READ_BLOCK_MS) and starts that batch at once; the entries that arrive while the model
+ * runs make the next one (Triton's dynamic batcher never makes an idle server wait for
+ * company). A worker that just ran a full batch is under load: it waits up to
+ * max_delay_ms for the next one to fill. */
+static size_t take(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *n)
+{
+    size_t k = 0, m = 0;
+    *n = 0;
+    if (w->ahead) {
+        ahead_claimed(w, jobs, &k, n);
+    } else {
+        reclaim(w, entries, &m, w->max_batch);
+        claim_all(w, entries, m, w->max_batch - m, jobs, &k, n);
+    }
+    if (*n == 0) {
+        /* Nothing there: the first entry that comes starts a batch at once. */
+        if (!wk_stopping(w) && xread(w, entries, &m, w->max_batch, READ_BLOCK_MS) == 0 && m > 0)
+            claim_all(w, entries, m, 0, jobs, &k, n);
+        return k; /* none: an idle turn lets the loop check signals and heartbeats */
+    }
+    if (w->ran_full_batch && *n < w->max_batch && w->cfg.max_delay_ms > 0)
+        fill(w, jobs, &k, n);
+    return k;
+}
 
 void wk_loop_run(wk_worker *w)
 {
     wk_entry *entries = calloc(w->max_batch, sizeof *entries);
     wk_job *jobs = calloc(w->max_batch, sizeof *jobs);
+    w->ahead_tokens = calloc(WK_AHEAD_MAX, sizeof *w->ahead_tokens);
 
-    if (!entries || !jobs) {
+    if (!entries || !jobs || !w->ahead_tokens) {
         fleet_log(FLEET_LOG_ERROR, "out of memory", NULL);
         goto out;
     }
@@ -483,29 +610,29 @@ void wk_loop_run(wk_worker *w)
     while (!wk_stopping(w) && !atomic_load(&w->control_subscribed) &&
            wk_mono_ms() < control_deadline)
         wk_sleep_ms(5);
-    while (!wk_stopping(w)) {
+    /* A batch claimed ahead is run even when a stop came since: its jobs are this
+     * worker's, and the batch ends (or hands them back) within the drain time. */
+    while (!wk_stopping(w) || w->ahead) {
         wk_keeper_poke(w);
-        if (wk_redis_ensure(&w->rd) < 0) {
-            long wait = wk_redis_retry_in_ms(&w->rd);
-            wk_sleep_ms(wait > 0 ? wait : 1);
-            continue;
+        if (!w->ahead) {
+            if (wk_redis_ensure(&w->rd) < 0) {
+                long wait = wk_redis_retry_in_ms(&w->rd);
+                wk_sleep_ms(wait > 0 ? wait : 1);
+                continue;
+            }
+            if (!wk_health_may_claim(w)) {
+                wk_sleep_ms(wk_health_wait_ms(w)); /* loading, full, or an evicting policy */
+                continue;
+            }
+            if (w->group_epoch != w->rd.epoch && ensure_group(w) < 0) {
+                wk_sleep_ms(w->health.pause_until_mono > wk_mono_ms() ? wk_health_wait_ms(w)
+                                                                      : ERROR_PAUSE_MS);
+                continue;
+            }
+            promote(w);
         }
-        if (!wk_health_may_claim(w)) {
-            wk_sleep_ms(wk_health_wait_ms(w)); /* loading, full, or an evicting policy */
-            continue;
-        }
-        if (w->group_epoch != w->rd.epoch && ensure_group(w) < 0) {
-            wk_sleep_ms(w->health.pause_until_mono > wk_mono_ms() ? wk_health_wait_ms(w)
-                                                                  : ERROR_PAUSE_MS);
-            continue;
-        }
-        promote(w);
-        feed(w);
-        size_t n = read_entries(w, entries, w->max_batch);
-        w->ran_full_batch = false;
-        if (n == 0)
-            continue;
-        size_t k = claim_all(w, entries, n, jobs);
+        size_t n = 0;
+        size_t k = take(w, entries, jobs, &n);
         w->ran_full_batch = k > 0 && n >= w->max_batch;
         if (k > 0) {
             char cnt[24];
@@ -520,6 +647,11 @@ void wk_loop_run(wk_worker *w)
         }
     }
 out:
+    if (w->ahead)
+        freeReplyObject(w->ahead);
+    w->ahead = NULL;
+    free(w->ahead_tokens);
+    w->ahead_tokens = NULL;
     free(entries);
     free(jobs);
 }

@@ -149,6 +149,12 @@ typedef struct wk_worker {
     long long next_reclaim_mono;
     long long next_promote_mono;
     bool ran_full_batch; /* the last turn ran a full batch: the worker is under load */
+    /* The claim sent ahead with the last batch's final writes (loop.c, wk_ahead_build):
+     * its reply, for the next turn (NULL: none), and the tokens of its ahead_n read slots
+     * (WK_AHEAD_MAX of them, allocated by wk_loop_run). Main thread only. */
+    redisReply *ahead;
+    char (*ahead_tokens)[WK_TOKEN_LEN + 1];
+    size_t ahead_n;
     wk_health health;
 
     /* Shutdown: the handler sets signals; the main thread turns it into stop_deadline. */
@@ -182,6 +188,16 @@ typedef struct wk_worker {
 
 /* loop.c */
 void wk_loop_run(wk_worker *w);
+/* The most new entries a claim sent ahead reads: one claim command holds them. */
+#define WK_AHEAD_MAX 32
+/* wk_ahead_build builds into cmds[0..2) the feed and the claim of the next batch (up to
+ * max_batch read slots), to be sent in the same write as the final writes of the batch
+ * that just ran, and returns 2; or returns 0 when the next turn should claim as usual
+ * (stopping, Redis refusing claims, entries to take over due, a claim already ahead). */
+size_t wk_ahead_build(wk_worker *w, fleet_cmd *cmds);
+/* wk_ahead_keep takes the replies reps[0..2) of the commands wk_ahead_build built (NULL:
+ * lost with the connection): the claim's waits in w->ahead for the next turn. */
+void wk_ahead_keep(wk_worker *w, redisReply **reps);
 
 /* batch_run.c */
 /* wk_batch_run runs jobs[0..n) through the model and then finishes each one in Redis. */

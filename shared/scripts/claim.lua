@@ -1,16 +1,22 @@
 -- claim: queued -> running under a new lease token, for every entry of a batch in one call.
--- Also the way back from a lost worker: an entry taken over with XAUTOCLAIM whose job is
--- still running under an expired lease starts a new attempt (running -> running), or ends
--- the job: cancelled when a cancel was requested, failed and dead-lettered when
+-- The entries are those the caller names (read with a blocking XREADGROUP, or taken over
+-- with XAUTOCLAIM), and new ones the script reads itself (XREADGROUP without BLOCK) for
+-- each triple whose entry id is empty: a worker under load reads and claims in one round
+-- trip. Also the way back from a lost worker: an entry taken over with XAUTOCLAIM whose
+-- job is still running under an expired lease starts a new attempt (running -> running),
+-- or ends the job: cancelled when a cancel was requested, failed and dead-lettered when
 -- max_attempts were used. Entries of jobs that will not run are acknowledged and deleted
 -- here. What every job of the batch shares is done once: the clock, the queue head, the
--- queued -> running counters, the entries hash update.
+-- queued -> running counters, the entries hash update, the "running" event (one message).
 -- KEYS: 1 model stream, 2 queues hash, 3 stats hash, 4 entries hash, 5 dead-letter stream,
 --       6 webhook task stream
 -- ARGV: 1 group, 2 worker, 3 lease_ms, 4 model, 5 events channel, 6 dead-letter cap,
 --       7 webhook delivery key prefix, 8 active set key prefix, 9 job key prefix
---       ("{fleet}:job:"), then for each entry three: entry id, job id, lease token
--- Returns one reply per entry, in order: {'ok', input, attempts, timeout_s, reclaimed 0|1}
+--       ("{fleet}:job:"), then for each entry three: entry id (empty: the next new entry
+--       of the stream, read here), job id (empty with it), lease token
+-- Returns one reply per named entry, in order, then {entry id, job id, reply} per entry
+--       read (at most one per empty entry id; the k-th entry read takes the k-th of their
+--       tokens); a reply: {'ok', input, attempts, timeout_s, reclaimed 0|1}
 --       | {'gone'} | {'cancelled'} | {'dead', error} | {'skip', why}
 local stream_key, queues_key, stats_key, entries_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dlq_key, tasks_key = KEYS[5], KEYS[6]
@@ -21,97 +27,166 @@ local FIRST_ENTRY = 10 -- the ARGV index of the first entry's three
 hooks.active_prefix = active_prefix
 hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
 local now = now_ms()
-local lease_until = now + lease_ms
-local FIELDS = {'status', 'queue_seq', 'timeout_s', 'queue_ttl_s', 'entry_id',
-  'lease_until_ms', 'attempts', 'max_attempts', 'cancel_requested', 'worker',
-  'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'progress_percent',
-  'retry_at_ms', 'in_n', 'active'}
-local started, reclaimed_n, top_seq = 0, 0, 0
-local running_entries = {}
+-- Numbers written to every job are made text once (Lua would format them per call).
+local now_s, lease_until_s = tostring(now), tostring(now + lease_ms)
+-- What a queued job's start needs, its input's first parts included (most inputs fit in
+-- them: one read per job); a lost worker's job reads LOST_FIELDS as well.
+local FIELDS = {'status', 'entry_id', 'queue_seq', 'timeout_s', 'queue_ttl_s', 'attempts',
+  'idem_key', 'webhook', 'progress_percent', 'retry_at_ms', 'in_n', 'in1', 'in2', 'in3', 'in4'}
+local IN_AT, IN_READ = 12, 4 -- the FIELDS index of in1, and how many parts FIELDS reads
+local LOST_FIELDS = {'lease_until_ms', 'cancel_requested', 'worker', 'max_attempts',
+  'ttl_s', 'tenant', 'webhook_events', 'active'}
+local started, reclaimed_n, top_seq = 0, 0, ''
+local running_entries, events = {}, {}
 local out = {}
+
+-- Queue numbers are decimal text without leading zeros: the longer one is larger, and
+-- among equal lengths the text order is the number order (no conversion per job).
+local function seq_above(a, b)
+  return #a > #b or (#a == #b and a > b)
+end
+
+-- The job's input from the fields FIELDS read: its parts past IN_READ read now.
+local function input_of(job, st)
+  local n = tonumber(st[IN_AT - 1] or '0')
+  if n == 0 then return '' end
+  if n > IN_READ then return read_input(job, n) end
+  local parts = {}
+  for i = 1, n do
+    local p = st[IN_AT + i - 1]
+    if not p then return '' end
+    parts[i] = p
+  end
+  return table.concat(parts)
+end
+
+-- The running job of a lost worker (its lease expired): ends it, or returns the fields
+-- of its next attempt's start (nil when it ended or is still some live worker's).
+local function take_over(job, id, entry, st)
+  local lf = redis.call('HMGET', job, unpack(LOST_FIELDS))
+  if tonumber(lf[1] or '0') > now then return nil, {'skip', 'running under a live lease'} end
+  reclaimed_n = reclaimed_n + 1
+  local ended = {lf[5], st[7], lf[6], st[8], lf[7], lf[8]} -- END_FIELDS
+  if lf[2] == '1' then
+    cancel_running(job, stats_key, model, now, channel, id, ended)
+    drop_entry(stream_key, group, entries_key, entry)
+    return nil, {'cancelled'}
+  end
+  local attempts, max = tonumber(st[6] or '0'), tonumber(lf[4] or DEFAULT_MAX_ATTEMPTS)
+  if attempts >= max then
+    local err = 'worker lost ' .. attempts .. ' times (the last one was ' ..
+      (lf[3] or 'unknown') .. '); not retried'
+    fail_dead(job, stats_key, dlq_key, dlq_cap, model, id, err, now, channel, ended)
+    drop_entry(stream_key, group, entries_key, entry)
+    return nil, {'dead', err}
+  end
+  redis.call('HSET', job, 'last_error',
+    'attempt ' .. attempts .. ': worker ' .. (lf[3] or 'unknown') .. ' was lost')
+  return 1
+end
 
 local function claim_one(entry, id, token)
   local job = job_prefix .. id
-  local function drop() drop_entry(stream_key, group, entries_key, entry) end
   local st = redis.call('HMGET', job, unpack(FIELDS))
-  if not st[1] then
+  local status = st[1]
+  if not status then
     -- The job's keys expired while it waited, or while it ran (a run longer than its
     -- queue TTL; the entry came back here after its lease): counted once, from the state
     -- its entry records, unless the entry was already dropped (a cancel took it out).
     local v = redis.call('HGET', entries_key, entry)
-    drop()
+    drop_entry(stream_key, group, entries_key, entry)
     if v then
       local _, from = entry_job(v)
       count_expired(stats_key, model, from)
     end
     return {'gone'}
   end
-  local status = st[1]
-  if st[5] ~= entry then
+  if st[2] ~= entry then
     -- An entry the job no longer uses (it was requeued onto a newer one).
-    drop()
+    drop_entry(stream_key, group, entries_key, entry)
     return {'skip', 'stale entry'}
   end
-  local seq = tonumber(st[2]) or 0
+  local seq = st[3] or ''
   if status == 'cancelled' then
-    drop()
-    if seq > top_seq then top_seq = seq end
+    drop_entry(stream_key, group, entries_key, entry)
+    if seq_above(seq, top_seq) then top_seq = seq end
     return {'cancelled'}
   end
   if status ~= 'queued' and status ~= 'running' then
-    drop()
+    drop_entry(stream_key, group, entries_key, entry)
     return {'skip', status}
   end
   local reclaimed = 0
-  local ended = {st[11], st[12], st[13], st[14], st[15], st[19]} -- END_FIELDS
   if status == 'running' then
-    if tonumber(st[6] or '0') > now then return {'skip', 'running under a live lease'} end
-    -- Its worker stopped renewing the lease: that attempt is lost.
+    local again, reply = take_over(job, id, entry, st)
+    if not again then return reply end
     reclaimed = 1
-    reclaimed_n = reclaimed_n + 1
-    if st[9] == '1' then
-      cancel_running(job, stats_key, model, now, channel, id, ended)
-      drop()
-      return {'cancelled'}
-    end
-    local attempts, max = tonumber(st[7] or '0'), tonumber(st[8] or DEFAULT_MAX_ATTEMPTS)
-    if attempts >= max then
-      local err = string.format('worker lost %d times (the last one was %s); not retried',
-        attempts, st[10] or 'unknown')
-      fail_dead(job, stats_key, dlq_key, dlq_cap, model, id, err, now, channel, ended)
-      drop()
-      return {'dead', err}
-    end
-    redis.call('HSET', job, 'last_error',
-      string.format('attempt %d: worker %s was lost', attempts, st[10] or 'unknown'))
   else
-    if seq > top_seq then top_seq = seq end
+    if seq_above(seq, top_seq) then top_seq = seq end
     started = started + 1
     running_entries[#running_entries + 1] = entry
     running_entries[#running_entries + 1] = entry_value(id, 'running')
   end
-  local attempts = tonumber(st[7] or '0') + 1
+  local attempts = tonumber(st[6] or '0') + 1
   redis.call('HSET', job, 'status', 'running', 'worker', worker, 'lease', token,
-    'lease_until_ms', lease_until, 'started_ms', now, 'updated_ms', now, 'attempts', attempts)
+    'lease_until_ms', lease_until_s, 'started_ms', now_s, 'updated_ms', now_s,
+    'attempts', attempts)
   -- Progress and a retry time are left only by an earlier attempt (progress_percent is
   -- written with the other progress fields).
-  if st[16] or st[17] then
+  if st[9] or st[10] then
     redis.call('HDEL', job, 'progress_percent', 'progress_message', 'progress_done',
       'progress_total', 'retry_at_ms')
   end
   -- The keys live another queue TTL (the one the gateway gave the job) from the start.
-  expire_job(job, ttl_of(st[4]), st[12])
-  redis.call('PUBLISH', channel, id .. ' running')
-  webhook_event(job, 'running', 'job.running', id, now, {st[14], st[15], st[13]})
-  return {'ok', read_input(job, st[18]), attempts, tonumber(st[3] or '0'), reclaimed}
+  expire_job(job, st[5] or DEFAULT_TTL_S, st[7] or false)
+  events[#events + 1] = id .. ' running'
+  if st[8] and st[8] ~= '' then webhook_event(job, 'running', 'job.running', id, now) end
+  return {'ok', input_of(job, st), attempts, st[4] or '0', reclaimed}
 end
 
+-- A job id from a stream entry read here: a valid one is 26 characters of Crockford
+-- base32, like every id the gateway makes (anything else could name another key).
+local function valid_id(id)
+  return id and #id == 26 and not string.find(id, '[^0-9A-HJKMNP-TV-Z]')
+end
+
+-- The new entries are read before anything is written: a refused read (NOGROUP: the
+-- group vanished) answers an error and leaves every entry as it was.
+local named, reads, list = {}, {}, {}
 for i = FIRST_ENTRY, #ARGV, 3 do
+  if ARGV[i] == '' then
+    reads[#reads + 1] = ARGV[i + 2]
+  else
+    named[#named + 1] = i
+  end
+end
+if #reads > 0 then
+  local got = redis.pcall('XREADGROUP', 'GROUP', group, worker, 'COUNT', #reads, 'STREAMS',
+    stream_key, '>')
+  if type(got) == 'table' and got.err then return got end
+  list = got and got[1] and got[1][2] or {}
+end
+for _, i in ipairs(named) do
   out[#out + 1] = claim_one(ARGV[i], ARGV[i + 1], ARGV[i + 2])
 end
-if top_seq > 0 then
-  local head = tonumber(redis.call('HGET', queues_key, model .. ':head') or '0')
-  if top_seq > head then redis.call('HSET', queues_key, model .. ':head', top_seq) end
+for k = 1, #list do
+  local entry, fields = list[k][1], list[k][2]
+  local id
+  for f = 1, #fields - 1, 2 do
+    if fields[f] == 'job' then id = fields[f + 1] end
+  end
+  if valid_id(id) then
+    out[#out + 1] = {entry, id, claim_one(entry, id, reads[k])}
+  else
+    -- An entry without a valid job id can never run; left pending, it would be taken
+    -- over forever.
+    drop_entry(stream_key, group, entries_key, entry)
+    out[#out + 1] = {entry, '', {'skip', 'no valid job id'}}
+  end
+end
+if top_seq ~= '' then
+  local head = redis.call('HGET', queues_key, model .. ':head') or ''
+  if seq_above(top_seq, head) then redis.call('HSET', queues_key, model .. ':head', top_seq) end
 end
 if started > 0 then
   redis.call('HINCRBY', stats_key, model .. ':queued', -started)
@@ -119,4 +194,5 @@ if started > 0 then
   redis.call('HSET', entries_key, unpack(running_entries))
 end
 if reclaimed_n > 0 then redis.call('HINCRBY', stats_key, model .. ':reclaimed', reclaimed_n) end
+if #events > 0 then redis.call('PUBLISH', channel, table.concat(events, '\n')) end
 return out

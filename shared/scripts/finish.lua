@@ -2,8 +2,8 @@
 -- Only the current lease may write: a job whose token no longer holds it answers 'stale'
 -- and nothing of it is written. Stores each result, switches every key of the job to the
 -- result TTL, acknowledges and deletes the jobs' stream entries (so the stream holds only
--- undelivered and pending entries). The clock, the counters and the stream acknowledgement
--- are done once for the batch.
+-- undelivered and pending entries). The clock, the counters, the stream acknowledgement
+-- and the event (one message naming every job) are done once for the batch.
 -- KEYS: 1 model stream, 2 stats hash, 3 entries hash, 4 webhook task stream
 -- ARGV: 1 group, 2 model, 3 events channel, 4 webhook delivery key prefix, 5 active set
 --       key prefix, 6 job key prefix ("{fleet}:job:"), 7 result key suffix (":result"),
@@ -23,7 +23,8 @@ for i = FIRST_JOB, #ARGV, 5 do
   end
 end
 local now = now_ms()
-local out, entries, counts = {}, {}, {}
+local now_s = tostring(now) -- made text once: Lua would format the number per call
+local out, entries, counts, events = {}, {}, {}, {}
 local FIELDS = {'status', 'lease', 'entry_id', unpack(END_FIELDS)}
 for i = FIRST_JOB, #ARGV, 5 do
   local id, token, status, result, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
@@ -34,7 +35,7 @@ for i = FIRST_JOB, #ARGV, 5 do
     out[#out + 1] = 'stale'
   else
     local ttl = end_job(job, stats_key, model, 'running', status, err,
-      now, channel, id, {st[4], st[5], st[6], st[7], st[8], st[9]}, true)
+      now_s, channel, id, {st[4], st[5], st[6], st[7], st[8], st[9]}, true, events)
     counts[status] = (counts[status] or 0) + 1
     if result ~= '' then redis.call('SET', job .. result_suffix, result, 'EX', ttl) end
     if st[3] and st[3] ~= '' then entries[#entries + 1] = st[3] end
@@ -52,4 +53,5 @@ if #entries > 0 then
   redis.call('XDEL', stream_key, unpack(entries))
   redis.call('HDEL', entries_key, unpack(entries))
 end
+if #events > 0 then redis.call('PUBLISH', channel, table.concat(events, '\n')) end
 return out

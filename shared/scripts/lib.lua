@@ -158,10 +158,13 @@ local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 
 -- Ends a job in a final status: no lease any more, every key on the result TTL, the
 -- counters moved from the state it left, an event published, a webhook queued.
 -- f: END_FIELDS as read by the caller, or nil to read them here. counted: the caller
--- moves the counters itself (a batch moves them once for all its jobs).
-local function end_job(job, stats, model, from, status, err, now, channel, id, f, counted)
+-- moves the counters itself (a batch moves them once for all its jobs). events: nil to
+-- publish the event now, or a list the caller publishes as one message for a batch.
+-- Returns the job's TTL in seconds (the field's text).
+local function end_job(job, stats, model, from, status, err, now, channel, id, f, counted,
+                       events)
   if not f then f = redis.call('HMGET', job, unpack(END_FIELDS)) end
-  local ttl = ttl_of(f[1])
+  local ttl = f[1] or DEFAULT_TTL_S
   if err and err ~= '' then
     redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now, 'error', err)
   else
@@ -173,13 +176,19 @@ local function end_job(job, stats, model, from, status, err, now, channel, id, f
     redis.call('HINCRBY', stats, model .. ':' .. from, -1)
     redis.call('HINCRBY', stats, model .. ':' .. status, 1)
   end
-  redis.call('PUBLISH', channel, id .. ' ' .. status)
+  if events then
+    events[#events + 1] = id .. ' ' .. status
+  else
+    redis.call('PUBLISH', channel, id .. ' ' .. status)
+  end
   -- No longer active for its tenant's max_active quota (field active: submit put it in
   -- the tenant's active set, which it does only for a tenant with that limit).
   if hooks.active_prefix and f[3] and f[6] then
     redis.call('ZREM', hooks.active_prefix .. f[3], id)
   end
-  webhook_event(job, 'completed', 'job.' .. status, id, now, {f[4], f[5], f[3]})
+  if f[4] and f[4] ~= '' then
+    webhook_event(job, 'completed', 'job.' .. status, id, now, {f[4], f[5], f[3]})
+  end
   return ttl
 end
 

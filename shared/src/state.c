@@ -240,6 +240,16 @@ const redisReply *fleet_state_batch_item(const redisReply *r, size_t i) {
     return r->element[i];
 }
 
+const redisReply *fleet_state_claim_read_item(const redisReply *r, const char **entry_id,
+                                              const char **job_id) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0]) ||
+        !is_str(r->element[1]) || r->element[2]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    *entry_id = r->element[0]->str;
+    *job_id = r->element[1]->str;
+    return r->element[2];
+}
+
 fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out) {
     memset(out, 0, sizeof *out);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_CLAIM_ERROR;
@@ -258,6 +268,20 @@ fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *
     if (str_eq(tag, "dead")) return FLEET_CLAIM_DEAD;
     if (str_eq(tag, "skip")) return FLEET_CLAIM_SKIP;
     return FLEET_CLAIM_ERROR;
+}
+
+bool fleet_event_next(const char **p, const char *end, fleet_event *ev) {
+    const char *line = *p;
+    if (!line || line >= end) return false;
+    const char *nl = memchr(line, '\n', (size_t)(end - line));
+    const char *eol = nl ? nl : end;
+    const char *sp = memchr(line, ' ', (size_t)(eol - line));
+    ev->id = line;
+    ev->id_len = (size_t)((sp ? sp : eol) - line);
+    ev->what = sp ? sp + 1 : "";
+    ev->what_len = sp ? (size_t)(eol - sp - 1) : 0;
+    *p = nl ? nl + 1 : end;
+    return true;
 }
 
 void fleet_state_renew(const fleet_keys *k, const fleet_renew *rn, fleet_cmd *c) {

@@ -4,8 +4,8 @@
  * merely paused past its lease must not be able to write over the attempt that replaced
  * it, and a live worker must keep a job that outlasts its lease.
  *
- * A subscriber thread on the fleet's events channel ("{prefix}:events", messages
- * "<id> <status>") counts how often each job was claimed ("running") and finished
+ * A subscriber thread on the fleet's events channel ("{prefix}:events", messages of
+ * lines "<id> <status>", one per job of a batch) counts how often each job was claimed ("running") and finished
  * ("succeeded", "failed", "cancelled"): a finish must be published exactly once. */
 #include <errno.h>
 #include <poll.h>
@@ -44,7 +44,7 @@ typedef struct events {
     size_t other; /* messages that were not "<id> <status>" */
 } events;
 
-static void events_add(events *ev, const char *payload, size_t len) {
+static void events_add_line(events *ev, const char *payload, size_t len) {
     const char *sp = memchr(payload, ' ', len);
     pthread_mutex_lock(&ev->mu);
     if (!sp || sp == payload || (size_t)(sp - payload) >= sizeof ev->v[0].id ||
@@ -72,6 +72,14 @@ static void events_add(events *ev, const char *payload, size_t len) {
     memcpy(m->status, sp + 1, stlen);
     m->status[stlen] = '\0';
     pthread_mutex_unlock(&ev->mu);
+}
+
+/* A message names one job per line (a batch's claim or finish publishes one message). */
+static void events_add(events *ev, const char *payload, size_t len) {
+    const char *p = payload, *end = payload + len;
+    fleet_event e;
+    while (fleet_event_next(&p, end, &e))
+        events_add_line(ev, e.id, e.id_len + (e.what_len ? 1 + e.what_len : 0));
 }
 
 static void events_fail(events *ev, const char *what, const redisContext *c) {

@@ -447,6 +447,81 @@ TL_TEST(claim_reply) {
     ASSERT_EQ_INT(fleet_state_claim_reply(rerr("ERR boom"), &out), FLEET_CLAIM_ERROR);
 }
 
+/* A claim with read slots answers, after the named entries' replies, one read item per
+ * entry the script read: {entry id, job id, reply}; timeout_s may come as text. */
+TL_TEST(claim_read_items) {
+    redisReply *batch =
+        rarr(3, rarr(1, rstr("gone")),
+             rarr(3, rstr("1-2"), rstr(ID),
+                  rarr(5, rstr("ok"), rstr("\x81\xa1x\x01"), rnum(1), rstr("45"), rnum(0))),
+             rarr(3, rstr("1-3"), rstr(""), rarr(2, rstr("skip"), rstr("no valid job id"))));
+    fleet_claimed out;
+    const char *entry = NULL, *job = NULL;
+    ASSERT_EQ_INT(fleet_state_claim_reply(fleet_state_batch_item(batch, 0), &out),
+                  FLEET_CLAIM_GONE);
+    const redisReply *item = fleet_state_claim_read_item(batch->element[1], &entry, &job);
+    ASSERT_NOT_NULL(item);
+    ASSERT_EQ_STR(entry, "1-2");
+    ASSERT_EQ_STR(job, ID);
+    ASSERT_EQ_INT(fleet_state_claim_reply(item, &out), FLEET_CLAIM_OK);
+    ASSERT_EQ_INT(out.input_len, 4);
+    ASSERT_EQ_INT(out.attempts, 1);
+    ASSERT_EQ_INT(out.timeout_s, 45);
+    ASSERT_FALSE(out.reclaimed);
+    item = fleet_state_claim_read_item(batch->element[2], &entry, &job);
+    ASSERT_NOT_NULL(item);
+    ASSERT_EQ_STR(entry, "1-3");
+    ASSERT_EQ_STR(job, "");
+    ASSERT_EQ_INT(fleet_state_claim_reply(item, &out), FLEET_CLAIM_SKIP);
+    /* A named entry's reply, or anything else, is not a read item. */
+    ASSERT_NULL(fleet_state_claim_read_item(batch->element[0], &entry, &job));
+    ASSERT_NULL(fleet_state_claim_read_item(rarr(3, rstr("1-2"), rstr(ID), rstr("ok")), &entry,
+                                            &job));
+    ASSERT_NULL(fleet_state_claim_read_item(rerr("ERR boom"), &entry, &job));
+    ASSERT_NULL(fleet_state_claim_read_item(NULL, &entry, &job));
+}
+
+/* An events message: one "<id> <what>" line per job, the last without a newline; a
+ * message of one line is the format of protocol version 1. */
+TL_TEST(event_message_lines) {
+    const char *msg = ID " running\n" ID " succeeded\n01JDQ7ZK5W3V8X9Y0A1B2C3D4F webhook";
+    const char *p = msg, *end = msg + strlen(msg);
+    fleet_event ev;
+    const char *whats[] = {"running", "succeeded", "webhook"};
+    for (int i = 0; i < 3; i++) {
+        ASSERT_TRUE(fleet_event_next(&p, end, &ev));
+        ASSERT_EQ_INT(ev.id_len, FLEET_ID_LEN);
+        ASSERT_EQ_INT(ev.what_len, strlen(whats[i]));
+        ASSERT_TRUE(memcmp(ev.what, whats[i], ev.what_len) == 0);
+    }
+    ASSERT_TRUE(memcmp(ev.id, "01JDQ7ZK5W3V8X9Y0A1B2C3D4F", FLEET_ID_LEN) == 0);
+    ASSERT_FALSE(fleet_event_next(&p, end, &ev));
+
+    msg = ID " cancelling";
+    p = msg;
+    end = msg + strlen(msg);
+    ASSERT_TRUE(fleet_event_next(&p, end, &ev));
+    ASSERT_TRUE(memcmp(ev.id, ID, FLEET_ID_LEN) == 0 && ev.id_len == FLEET_ID_LEN);
+    ASSERT_EQ_INT(ev.what_len, 10);
+    ASSERT_FALSE(fleet_event_next(&p, end, &ev));
+
+    /* A line without a space is all id (the caller's length check refuses it); an empty
+     * line reads as an empty id; a trailing newline ends the message. */
+    msg = "noid\n\n" ID " running\n";
+    p = msg;
+    end = msg + strlen(msg);
+    ASSERT_TRUE(fleet_event_next(&p, end, &ev));
+    ASSERT_EQ_INT(ev.id_len, 4);
+    ASSERT_EQ_INT(ev.what_len, 0);
+    ASSERT_TRUE(fleet_event_next(&p, end, &ev));
+    ASSERT_EQ_INT(ev.id_len, 0);
+    ASSERT_TRUE(fleet_event_next(&p, end, &ev));
+    ASSERT_EQ_INT(ev.id_len, FLEET_ID_LEN);
+    ASSERT_FALSE(fleet_event_next(&p, end, &ev));
+    p = "";
+    ASSERT_FALSE(fleet_event_next(&p, p, &ev));
+}
+
 /* renew answers like progress and is read by the same parser. */
 TL_TEST(progress_and_renew_reply) {
     ASSERT_EQ_INT(fleet_state_progress_reply(rstr("ok")), FLEET_PROGRESS_OK);
@@ -577,6 +652,8 @@ int main(int argc, char **argv) {
         TL_CASE(submit_reply),
         TL_CASE(auth_reply),
         TL_CASE(claim_reply),
+        TL_CASE(claim_read_items),
+        TL_CASE(event_message_lines),
         TL_CASE(progress_and_renew_reply),
         TL_CASE(finish_reply),
         TL_CASE(requeue_reply),

@@ -160,11 +160,21 @@ typedef struct fleet_claimed {
 
 /* Claims the entries cl[0..n) in one script call (claim.lua takes a batch): puts as many
  * of them into the command as it holds and returns how many (1..n); the caller sends the
- * rest in another. They share cl[0]'s model, worker, lease_ms and dlq_cap. The reply is
- * an array of one claim reply per entry: fleet_state_batch_item() gives each. */
+ * rest in another. They share cl[0]'s model, worker, lease_ms and dlq_cap. An item whose
+ * entry_id and id are "" is a read slot: the script reads the next new entry of the
+ * stream itself (XREADGROUP without BLOCK) and claims it with that item's token. The
+ * reply is an array: one claim reply per named entry, in order (fleet_state_batch_item()
+ * gives each), then one read item per entry read (at most one per read slot; the k-th
+ * entry read took the k-th read slot's token): fleet_state_claim_read_item(). */
 size_t fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, size_t n, fleet_cmd *c);
 /* Reads one entry's claim reply (an item of the batch reply). */
 fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *out);
+/* Reads a read item {entry id, job id, claim reply} of a claim's batch reply: sets
+ * *entry_id and *job_id (pointing into r; the job id is "" for an entry without a valid
+ * one, which the script dropped) and returns the claim reply, or NULL when r is not a
+ * read item. */
+const redisReply *fleet_state_claim_read_item(const redisReply *r, const char **entry_id,
+                                              const char **job_id);
 /* Item i of a batch script's reply (claim, finish), or NULL when the reply is not an array
  * of at least i + 1 items (an error reply: nothing of the batch was done, or a script
  * error). */
@@ -290,6 +300,21 @@ typedef enum fleet_dlq_retry_outcome {
 
 fleet_dlq_retry_outcome fleet_state_dlq_retry_reply(const redisReply *r, long long *position,
                                                     fleet_status *status);
+
+/* ------------------------------------------------------------------ events ---------- */
+
+/* A message on the events channel ({prefix}:events) names one job per line:
+ * "<job id> <what>" (a status, "progress", "cancelling", "webhook"), lines separated by
+ * "\n". A batch's claim or finish publishes one message for all its jobs; the other
+ * scripts, and workers of protocol version 1, publish one line without a newline. */
+typedef struct fleet_event {
+    const char *id, *what; /* point into the message; not NUL-terminated */
+    size_t id_len, what_len; /* what_len 0 and what "" for a line without a space */
+} fleet_event;
+
+/* Reads the line at *p of a message ending at end into ev and moves *p past it. Returns
+ * false when no line is left. Checks nothing: a valid line has id_len == FLEET_ID_LEN. */
+bool fleet_event_next(const char **p, const char *end, fleet_event *ev);
 
 /* ------------------------------------------------------------------ webhooks -------- */
 
