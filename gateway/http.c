@@ -805,12 +805,14 @@ void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void 
         r->close_conn = true;
     }
     if (len) evbuffer_add(r->req->buffer_out, data, len);
-    char status_s[8], ms[32];
-    snprintf(status_s, sizeof status_s, "%d", status);
-    snprintf(ms, sizeof ms, "%.3f", (double)(now_us() - r->start_us) / 1000.0);
-    fleet_log(FLEET_LOG_DEBUG, "request", "method", htparser_get_methodstr_m(r->req->method),
-              "path", r->req->uri && r->req->uri->path ? r->req->uri->path->full : "",
-              "status", status_s, "ms", ms, "request_id", r->request_id, NULL);
+    if (fleet_log_on(FLEET_LOG_DEBUG)) {
+        char status_s[8], ms[32];
+        snprintf(status_s, sizeof status_s, "%d", status);
+        snprintf(ms, sizeof ms, "%.3f", (double)(now_us() - r->start_us) / 1000.0);
+        fleet_log(FLEET_LOG_DEBUG, "request", "method", htparser_get_methodstr_m(r->req->method),
+                  "path", r->req->uri && r->req->uri->path ? r->req->uri->path->full : "",
+                  "status", status_s, "ms", ms, "request_id", r->request_id, NULL);
+    }
     bool paused = r->paused;
     evhtp_request_t *req = r->req;
     evhtp_connection_t *conn = evhtp_request_get_connection(req);

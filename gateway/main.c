@@ -187,7 +187,17 @@ int main(int argc, char **argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = 1;
     struct event *sigterm = NULL, *sigint = NULL;
-    G.base = event_base_new();
+    /* epoll's changelist: the event changes of one loop turn go to the kernel as one
+     * epoll_ctl per socket when it ends, not one per change. Each request pauses its
+     * connection's reads while it waits for Redis and resumes them with its answer, which
+     * also turns writing on: about four epoll_ctl calls a request, a tenth of the
+     * gateway's CPU per submit. (The changelist's known limit, a file descriptor shared
+     * through dup(), does not arise: the gateway dups none.) */
+    struct event_config *ecfg = event_config_new();
+    if (!ecfg) goto out;
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    G.base = event_base_new_with_config(ecfg);
+    event_config_free(ecfg);
     if (!G.base) goto out;
     G.htp = evhtp_new(G.base, NULL);
     if (!G.htp) goto out;

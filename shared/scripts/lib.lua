@@ -71,6 +71,13 @@ end
 -- then small next to the input.
 local INPUT_PART, INPUT_PARTS_MAX = 64, 32
 
+-- n (0 <= n < 100) in decimal. 'in' .. n would format the number with C's printf for
+-- floating point (%.14g), which shows in Redis' profile of a submit.
+local function small_int(n)
+  if n < 10 then return string.char(48 + n) end
+  return string.char(48 + math.floor(n / 10), 48 + n % 10)
+end
+
 -- Appends the input's fields (in_n, in1..inN) to the field list f of an HSET.
 local function input_fields(f, input)
   local len = #input
@@ -79,11 +86,11 @@ local function input_fields(f, input)
   local n = 0
   for at = 1, len, size do
     n = n + 1
-    f[#f + 1] = 'in' .. n
+    f[#f + 1] = 'in' .. small_int(n)
     f[#f + 1] = string.sub(input, at, at + size - 1)
   end
   f[#f + 1] = 'in_n'
-  f[#f + 1] = n
+  f[#f + 1] = small_int(n)
 end
 
 -- The input of a job whose in_n field reads n (a string or number; nil: none).

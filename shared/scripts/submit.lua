@@ -14,20 +14,28 @@
 --       23 group, 24 priority rank (0 high, 1 normal, 2 low), 25 job key prefix
 --       ("{fleet}:job:")
 -- Returns {'queued', queue_position, created_ms} | {'replay', job id}
---       | {'limit', what, retry_after_ms}. Errors: DUPLICATE, IDEMPOTENCY.
+--       | {'limit', what, retry_after_ms}. Errors: IDEMPOTENCY.
+--
+-- Redis' CPU per submit is mostly the cost of each redis.call and of turning numbers into
+-- text, more than the commands themselves: so a plain submit makes 12 calls, every number
+-- it writes goes as text (numbers of ARGV stay text unless compared; the ones that cannot
+-- be are formatted with %d, not Redis' %.17g), and a limit that is off ("0") costs nothing.
 local job_key, stream_key, queues_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local index_key, entries_key, active_key, bucket_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local idem_key, waiting_key, wait_key = KEYS[9], KEYS[10], KEYS[11]
 local id, model, input, tenant, request_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local priority, metadata, queue_ttl_s, result_ttl_s = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local timeout_s, max_attempts, index_cap = ARGV[10], ARGV[11], tonumber(ARGV[12])
+local timeout_s, max_attempts, index_cap = ARGV[10], ARGV[11], ARGV[12]
 local index_cutoff, index_ttl_s, webhook, webhook_events = ARGV[13], ARGV[14], ARGV[15], ARGV[16]
-local max_active, rate, burst = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
-local max_queue, digest, ready_target = tonumber(ARGV[20]), ARGV[21], tonumber(ARGV[22])
-local group, rank, job_prefix = ARGV[23], tonumber(ARGV[24]), ARGV[25]
--- The TTLs as numbers, for the sums; the job hash keeps them as given.
-local queue_ttl, result_ttl = tonumber(queue_ttl_s), tonumber(result_ttl_s)
-local now = now_ms()
+local max_active, rate, burst = ARGV[17], ARGV[18], ARGV[19]
+local max_queue, digest, ready_target = ARGV[20], ARGV[21], ARGV[22]
+-- The limits as numbers; one that is off ("0") is not converted.
+local function limit(v) return v ~= '0' and tonumber(v) or 0 end
+local active_max, rate_n, queue_max = limit(max_active), limit(rate), limit(max_queue)
+local group, rank, job_prefix = ARGV[23], ARGV[24], ARGV[25]
+-- Redis' clock in milliseconds as text (lib.lua's now_ms as digits, not a number).
+local t = redis.call('TIME')
+local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
 local has_idem = digest ~= ''
 if has_idem then
   local rec = redis.call('HMGET', idem_key, 'job', 'digest')
@@ -42,47 +50,56 @@ if has_idem then
     return {'replay', rec[1]}
   end
 end
-if redis.call('EXISTS', job_key) == 1 then
-  return redis.error_reply('DUPLICATE job id already exists')
-end
--- Limits, checked before anything is written; a limit that is off costs no call.
-if max_active > 0 then
+-- No check that job_key is free: the gateway makes the id with 80 random bits
+-- (fleet_id_new), so it names no job yet.
+-- Limits, checked before anything stays written; a limit that is off costs no call.
+if active_max > 0 then
   redis.call('ZREMRANGEBYSCORE', active_key, '-inf', now) -- ids whose job has expired
-  if redis.call('ZCARD', active_key) >= max_active then
+  if redis.call('ZCARD', active_key) >= active_max then
     return {'limit', 'active', 1000}
   end
 end
-if max_queue > 0 and tonumber(redis.call('HGET', stats_key, model .. ':queued') or '0') >= max_queue then
+-- The model's queued count goes up first and its new value is the check (one call where
+-- a read and an increment were two); a refusal below takes the increment back.
+local queued_field = model .. ':queued'
+local queued = redis.call('HINCRBY', stats_key, queued_field, '1')
+if queue_max > 0 and queued > queue_max then
+  redis.call('HINCRBY', stats_key, queued_field, '-1')
   return {'limit', 'queue', 1000}
 end
-local tokens
-if rate > 0 then
+local tokens, burst_n
+if rate_n > 0 then
+  local now_n
+  burst_n, now_n = tonumber(burst), tonumber(now)
   local b = redis.call('HMGET', bucket_key, 'tokens', 'ms')
-  tokens = tonumber(b[1] or burst)
-  local last = tonumber(b[2] or now)
-  tokens = math.min(burst, tokens + (now - last) * rate / 1000)
+  tokens = tonumber(b[1] or burst_n)
+  local last = tonumber(b[2] or now_n)
+  tokens = math.min(burst_n, tokens + (now_n - last) * rate_n / 1000)
   if tokens < 1 then
-    return {'limit', 'rate', math.ceil((1 - tokens) * 1000 / rate)}
+    redis.call('HINCRBY', stats_key, queued_field, '-1')
+    return {'limit', 'rate', math.ceil((1 - tokens) * 1000 / rate_n)}
   end
 end
 -- Accepted.
-if rate > 0 then
+if tokens then
   redis.call('HSET', bucket_key, 'tokens', tostring(tokens - 1), 'ms', now)
-  redis.call('PEXPIRE', bucket_key, math.ceil(burst * 1000 / rate) + 60000)
+  redis.call('PEXPIRE', bucket_key, math.ceil(burst_n * 1000 / rate_n) + 60000)
 end
 -- The active set is kept only for a tenant with a max_active limit (docs/redis.md: a
 -- limit switched on later counts the jobs submitted from then on).
-if max_active > 0 then
-  redis.call('ZADD', active_key, now + queue_ttl * 1000, id)
-  redis.call('EXPIRE', active_key, queue_ttl + result_ttl)
+if active_max > 0 then
+  local until_ms = tonumber(now) + tonumber(queue_ttl_s) * 1000
+  redis.call('ZADD', active_key, string.format('%d', until_ms), id)
+  redis.call('EXPIRE', active_key, string.format('%d', queue_ttl_s + result_ttl_s))
 end
-local seq = redis.call('HINCRBY', queues_key, model .. ':seq', 1)
-local head = tonumber(redis.call('HGET', queues_key, model .. ':head') or '0')
+local seq = redis.call('HINCRBY', queues_key, model .. ':seq', '1')
+local seq_s = string.format('%d', seq)
+local head = redis.call('HGET', queues_key, model .. ':head')
 local f = {'id', id, 'status', 'queued', 'model', model, 'tenant', tenant,
   'request_id', request_id, 'priority', priority, 'created_ms', now, 'updated_ms', now,
-  'attempts', 0, 'max_attempts', max_attempts, 'queue_seq', seq,
+  'attempts', '0', 'max_attempts', max_attempts, 'queue_seq', seq_s,
   'ttl_s', result_ttl_s, 'timeout_s', timeout_s, 'queue_ttl_s', queue_ttl_s}
-if max_active > 0 then
+if active_max > 0 then
   f[#f + 1] = 'active' -- in the active set: end_job takes it out
   f[#f + 1] = '1'
 end
@@ -97,7 +114,8 @@ end
 -- Straight onto the stream while this tenant has no backlog and few entries wait there;
 -- else into its wait set (by priority, then submit order), which workers feed from fairly
 -- (feed.lua).
-if redis.call('ZCARD', wait_key) == 0 and ready_count(stream_key, group) < ready_target then
+local backlog = redis.call('ZCARD', wait_key)
+if backlog == 0 and ready_count(stream_key, group) < tonumber(ready_target) then
   local entry = redis.call('XADD', stream_key, '*', 'job', id)
   redis.call('HSET', entries_key, entry, id)
   f[#f + 1] = 'entry_id'
@@ -108,8 +126,13 @@ else
   -- feed.lua pops it (an expiring set would take its ids out of the count for good).
   -- A job without entry_id that is not waiting for a retry is in this set: a cancel
   -- takes it out from there.
-  redis.call('ZADD', wait_key, rank * 1099511627776 + seq, id)
-  if not redis.call('LPOS', waiting_key, wait_key) then redis.call('RPUSH', waiting_key, wait_key) end
+  redis.call('ZADD', wait_key, string.format('%d', tonumber(rank) * 1099511627776 + seq), id)
+  -- A wait set that holds ids is on the waiting list: only this script adds ids to it, and
+  -- only feed.lua takes its key off the list, when it finds the set empty. So only an
+  -- empty one may be missing from the list.
+  if backlog == 0 and not redis.call('LPOS', waiting_key, wait_key) then
+    redis.call('RPUSH', waiting_key, wait_key)
+  end
 end
 if metadata ~= '' then
   f[#f + 1] = 'metadata'
@@ -124,18 +147,18 @@ end
 input_fields(f, input)
 redis.call('HSET', job_key, unpack(f))
 redis.call('EXPIRE', job_key, queue_ttl_s)
-redis.call('HINCRBY', stats_key, model .. ':queued', 1)
-redis.call('HINCRBY', stats_key, model .. ':submitted', 1)
+redis.call('HINCRBY', stats_key, model .. ':submitted', '1')
 -- The index lists ids in time order (score 0, lexical order = creation order), at most
 -- index_cap of them, none older than any job can live. ZADD and ZCARD are cheap; the trims
 -- run when the index is over its cap, and the time cut also every 64th submit of the
 -- model (ids older than the cutoff point at expired jobs: list.lua skips those).
-redis.call('ZADD', index_key, 0, id)
-local extra = redis.call('ZCARD', index_key) - index_cap
+redis.call('ZADD', index_key, '0', id)
+local cap = tonumber(index_cap)
+local extra = redis.call('ZCARD', index_key) - cap
 if extra > 0 or seq % 64 == 0 then
   redis.call('ZREMRANGEBYLEX', index_key, '-', '(' .. index_cutoff)
-  extra = redis.call('ZCARD', index_key) - index_cap
-  if extra > 0 then redis.call('ZREMRANGEBYRANK', index_key, 0, extra - 1) end
+  extra = redis.call('ZCARD', index_key) - cap
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', index_key, '0', string.format('%d', extra - 1)) end
 end
 redis.call('EXPIRE', index_key, index_ttl_s)
-return {'queued', seq - head, now}
+return {'queued', seq - tonumber(head or '0'), tonumber(now)}

@@ -16,6 +16,8 @@ void fleet_log_init(const char *component, fleet_log_level min_level) {
     log_min = min_level;
 }
 
+bool fleet_log_on(fleet_log_level level) { return level >= log_min; }
+
 int fleet_log_level_from_string(const char *s) {
     for (int i = 0; i < 4; i++)
         if (s && strcmp(s, level_names[i]) == 0) return i;

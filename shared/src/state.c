@@ -79,7 +79,30 @@ static void cmd_fmt(fleet_cmd *c, const char *fmt, ...) {
     cmd_ref(c, dst, (size_t)n);
 }
 
-static void cmd_key(fleet_cmd *c, fleet_key k) { cmd_fmt(c, "%s", k.s); }
+/* Appends bytes copied into the cmd's own buffer. */
+static void cmd_copy(fleet_cmd *c, const char *p, size_t n) {
+    if (n >= sizeof c->buf - c->used) abort(); /* keys are bounded */
+    char *dst = c->buf + c->used;
+    memcpy(dst, p, n);
+    dst[n] = '\0';
+    c->used += n + 1;
+    cmd_ref(c, dst, n);
+}
+
+static void cmd_key(fleet_cmd *c, fleet_key k) { cmd_copy(c, k.s, strlen(k.s)); }
+
+/* Appends v in decimal (what cmd_fmt's "%ld" writes, without parsing a format). */
+static void cmd_long(fleet_cmd *c, long v) {
+    char tmp[24];
+    char *p = tmp + sizeof tmp;
+    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--p = '-';
+    cmd_copy(c, p, (size_t)(tmp + sizeof tmp - p));
+}
 
 void fleet_cmd_as_eval(fleet_cmd *c) {
     const fleet_script *s = fleet_script_get(c->script);
@@ -131,25 +154,27 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_str(c, s->request_id);
     cmd_str(c, s->priority);
     cmd_str(c, s->metadata_json ? s->metadata_json : "");
-    cmd_fmt(c, "%ld", s->queue_ttl_s);
-    cmd_fmt(c, "%ld", s->result_ttl_s);
-    cmd_fmt(c, "%ld", s->timeout_s);
-    cmd_fmt(c, "%ld", s->max_attempts);
-    cmd_fmt(c, "%ld", s->index_cap);
+    cmd_long(c, s->queue_ttl_s);
+    cmd_long(c, s->result_ttl_s);
+    cmd_long(c, s->timeout_s);
+    cmd_long(c, s->max_attempts);
+    cmd_long(c, s->index_cap);
     cmd_str(c, s->index_cutoff);
-    cmd_fmt(c, "%ld", s->index_ttl_s);
+    cmd_long(c, s->index_ttl_s);
     cmd_str(c, s->webhook ? s->webhook : "");
     cmd_str(c, s->webhook_events ? s->webhook_events : "");
-    cmd_fmt(c, "%ld", s->max_active);
-    cmd_fmt(c, "%.6f", s->rate);
-    cmd_fmt(c, "%ld", s->burst > 0 ? s->burst : 1);
-    cmd_fmt(c, "%ld", s->max_queue);
+    /* A limit that is off goes as exactly "0": the script compares the text. */
+    cmd_long(c, s->max_active > 0 ? s->max_active : 0);
+    if (s->rate > 0) cmd_fmt(c, "%.6f", s->rate);
+    else cmd_str(c, "0");
+    cmd_long(c, s->burst > 0 ? s->burst : 1);
+    cmd_long(c, s->max_queue > 0 ? s->max_queue : 0);
     cmd_str(c, s->idem_hash && s->idem_digest ? s->idem_digest : "");
-    cmd_fmt(c, "%ld", s->ready_target > 0 ? s->ready_target : 1);
+    cmd_long(c, s->ready_target > 0 ? s->ready_target : 1);
     cmd_str(c, FLEET_GROUP);
     /* The wait set orders by priority, then submit order: HIGH < NORMAL < LOW. */
     fleet_priority prio = fleet_priority_from_string(s->priority);
-    cmd_fmt(c, "%d", prio == FLEET_PRIORITY_INVALID ? (int)FLEET_PRIORITY_NORMAL : (int)prio);
+    cmd_long(c, prio == FLEET_PRIORITY_INVALID ? (long)FLEET_PRIORITY_NORMAL : (long)prio);
     cmd_key(c, fleet_key_job_prefix(k)); /* to see whether a replayed job still exists */
 }
 

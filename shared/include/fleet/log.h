@@ -6,6 +6,8 @@
 #ifndef FLEET_LOG_H
 #define FLEET_LOG_H
 
+#include <stdbool.h>
+
 typedef enum fleet_log_level {
     FLEET_LOG_DEBUG = 0,
     FLEET_LOG_INFO,
@@ -16,6 +18,9 @@ typedef enum fleet_log_level {
 void fleet_log_init(const char *component, fleet_log_level min_level);
 /* "debug", "info", "warn", "error"; -1 when unknown. */
 int fleet_log_level_from_string(const char *s);
+/* Whether a line of this level is written: a caller checks before formatting fields
+ * for a line that is usually off (debug). */
+bool fleet_log_on(fleet_log_level level);
 void fleet_log(fleet_log_level level, const char *msg, ...)
     __attribute__((sentinel));
 
