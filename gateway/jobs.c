@@ -1,5 +1,6 @@
 /* jobs.c: the job routes. Handlers validate, then call the state module through the
  * async Redis glue; no handler decides a state transition (see shared/scripts/). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,20 @@
 #include "routes.h"
 #include "job_body.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define GW_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GW_ASAN 1
+#endif
+#endif
+#ifdef GW_ASAN
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#endif
+
 /* One job request waiting on Redis. Owns everything the command's argv points to. */
 typedef struct job_call {
     gw_req *r;
@@ -38,8 +53,25 @@ typedef struct job_call {
     gw_result_file_view file;
 } job_call;
 
+/* Spare job_calls, kept for the next request instead of freed. A job_call is about
+ * 7 KiB (its command's buffer): glibc serves an allocation that large from its main bins
+ * and first consolidates its fast bins, at every request, which showed as a few percent
+ * of the gateway's CPU per submit. A spare is poisoned for AddressSanitizer while it
+ * waits, so a use after call_free is still reported. The gateway is one thread. */
+#define SPARE_MAX 64
+static job_call *spare[SPARE_MAX];
+static int nspare;
+
 static job_call *call_new(gw_req *r) {
-    job_call *c = calloc(1, sizeof *c);
+    job_call *c;
+    if (nspare > 0) {
+        c = spare[--nspare];
+        ASAN_UNPOISON_MEMORY_REGION(c, sizeof *c);
+        /* What a fresh one holds: zeros, but for the command, which its builder starts. */
+        memset((char *)c + offsetof(job_call, jr), 0, sizeof *c - offsetof(job_call, jr));
+    } else {
+        c = calloc(1, sizeof *c);
+    }
     if (c) c->r = r;
     return c;
 }
@@ -47,7 +79,12 @@ static job_call *call_new(gw_req *r) {
 static void call_free(job_call *c) {
     if (!c) return;
     gw_job_request_free(&c->jr);
-    free(c);
+    if (nspare == SPARE_MAX) {
+        free(c);
+        return;
+    }
+    spare[nspare++] = c;
+    ASAN_POISON_MEMORY_REGION(c, sizeof *c);
 }
 
 /* Sends c->cmd, or answers 503 and frees c when Redis cannot take it. */
