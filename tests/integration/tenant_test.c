@@ -53,6 +53,16 @@ static long long job_keys(tl_fleet *f) {
     return n;
 }
 
+/* Every counter of the stats hash as one text, to see that a refused submit moved none
+ * (the script raises the model's queued count first and takes it back on a refusal). */
+static const char *stats_text(tl_fleet *f) {
+    redisReply *r = tl_redis_cmd(f->rc, "HGETALL {%s}:stats", f->prefix);
+    const char *out = "";
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        out = tl_printf("%s%s=%s ", out, r->element[i]->str, r->element[i + 1]->str);
+    return out;
+}
+
 static long long started_ms(tl_fleet *f, const char *id) {
     redisReply *r = tl_redis_cmd(f->rc, "HGET {%s}:job:%s started_ms", f->prefix, id);
     return r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
@@ -131,10 +141,12 @@ TL_TEST(max_active_and_rate_answer_429_and_write_nothing) {
     submit_as(f, "fk_small", "echo", "1");
     submit_as(f, "fk_small", "echo", "2");
     long long before = job_keys(f);
+    const char *counters = stats_text(f);
     tl_resp *r = as(f, "fk_small", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 3}");
     ASSERT_STR_CONTAINS(ASSERT_PROBLEM(r, 429), "2 jobs queued or running");
     ASSERT_NOT_NULL(tl_resp_header(r, "Retry-After"));
     ASSERT_EQ_INT(job_keys(f), before);
+    ASSERT_EQ_STR(stats_text(f), counters);
     /* Once a job ends, there is room again. */
     tl_fleet_add_worker(f, "echo");
     ASSERT_EVENTUALLY(
@@ -146,12 +158,14 @@ TL_TEST(max_active_and_rate_answer_429_and_write_nothing) {
     submit_as(f, "fk_slow", "echo", "1");
     submit_as(f, "fk_slow", "echo", "2");
     before = job_keys(f);
+    counters = stats_text(f);
     r = as(f, "fk_slow", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 3}");
     ASSERT_STR_CONTAINS(ASSERT_PROBLEM(r, 429), "per second");
     const char *ra = tl_resp_header(r, "Retry-After");
     ASSERT_NOT_NULL(ra);
     ASSERT_TRUE(atoi(ra) >= 1);
     ASSERT_EQ_INT(job_keys(f), before);
+    ASSERT_EQ_STR(stats_text(f), counters);
     /* Another tenant is not slowed down by it. */
     add_tenant(f, "other", "fk_other", "tenant", "");
     for (int i = 0; i < 5; i++) submit_as(f, "fk_other", "echo", "1");
@@ -165,10 +179,12 @@ TL_TEST(full_model_queue_answers_503) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_MAX_QUEUE=3"}});
     for (int i = 0; i < 3; i++) tl_job_submit(f, "echo", "1");
     long long before = job_keys(f);
+    const char *counters = stats_text(f);
     tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}");
     ASSERT_STR_CONTAINS(ASSERT_PROBLEM(r, 503), "queue is full");
     ASSERT_NOT_NULL(tl_resp_header(r, "Retry-After"));
     ASSERT_EQ_INT(job_keys(f), before);
+    ASSERT_EQ_STR(stats_text(f), counters);
     /* Other models are not affected. */
     tl_job_submit(f, "sleep", "{\"ms\": 1}");
 }

@@ -393,12 +393,46 @@ TL_TEST(submit_reply) {
     ASSERT_EQ_INT(out.retry_after_ms, 250);
     ASSERT_EQ_INT(fleet_state_submit_reply(rerr("IDEMPOTENCY key reused"), &out),
                   FLEET_SUBMIT_CONFLICT);
-    ASSERT_EQ_INT(fleet_state_submit_reply(rerr("DUPLICATE job id"), &out), FLEET_SUBMIT_ERROR);
-    ASSERT_EQ_STR(out.err, "DUPLICATE job id");
+    ASSERT_EQ_INT(fleet_state_submit_reply(rerr("ERR script failed"), &out), FLEET_SUBMIT_ERROR);
+    ASSERT_EQ_STR(out.err, "ERR script failed");
     ASSERT_EQ_INT(fleet_state_submit_reply(rarr(2, rstr("queued"), rnum(4)), &out),
                   FLEET_SUBMIT_ERROR);
     ASSERT_EQ_INT(fleet_state_submit_reply(rnum(1), &out), FLEET_SUBMIT_ERROR);
     ASSERT_EQ_INT(fleet_state_submit_reply(NULL, &out), FLEET_SUBMIT_ERROR);
+}
+
+/* ARGV i of a submit command (argv: EVALSHA, sha, numkeys, 11 KEYS, then ARGV). */
+static const char *submit_argv(const fleet_cmd *c, int i) {
+    ASSERT_TRUE(13 + i < c->argc);
+    return tl_printf("%.*s", (int)c->argvlen[13 + i], c->argv[13 + i]);
+}
+
+/* submit.lua compares a limit's text with "0" to skip it without converting it: a limit
+ * that is off (0, or below) must go as exactly that, whatever its type. */
+TL_TEST(submit_limits_that_are_off_go_as_zero) {
+    fleet_keys_init(&keys, "fleet");
+    fleet_cmd *c = tl_alloc(sizeof *c);
+    fleet_submit s = {.id = ID, .model = "echo", .tenant = "acme", .request_id = "r1",
+                      .priority = "normal", .input = "\x01", .input_len = 1,
+                      .queue_ttl_s = 3600, .result_ttl_s = 600, .max_attempts = 3,
+                      .index_cap = 1000, .index_cutoff = "01JD", .index_ttl_s = 7200,
+                      .ready_target = 8};
+    fleet_state_submit(&keys, &s, c);
+    ASSERT_EQ_STR(submit_argv(c, 17), "0"); /* max_active */
+    ASSERT_EQ_STR(submit_argv(c, 18), "0"); /* rate */
+    ASSERT_EQ_STR(submit_argv(c, 20), "0"); /* max queued */
+    s.max_active = -1, s.rate = -0.5, s.max_queue = -7;
+    fleet_state_submit(&keys, &s, c);
+    ASSERT_EQ_STR(submit_argv(c, 17), "0");
+    ASSERT_EQ_STR(submit_argv(c, 18), "0");
+    ASSERT_EQ_STR(submit_argv(c, 20), "0");
+    s.max_active = 4, s.rate = 2.5, s.burst = 5, s.max_queue = 1000000;
+    fleet_state_submit(&keys, &s, c);
+    ASSERT_EQ_STR(submit_argv(c, 17), "4");
+    ASSERT_EQ_STR(submit_argv(c, 18), "2.500000");
+    ASSERT_EQ_STR(submit_argv(c, 19), "5");
+    ASSERT_EQ_STR(submit_argv(c, 20), "1000000");
+    ASSERT_EQ_STR(submit_argv(c, 24), "1"); /* normal's rank */
 }
 
 TL_TEST(auth_reply) {
@@ -650,6 +684,7 @@ int main(int argc, char **argv) {
         TL_CASE(eval_fallback_sends_the_source),
         TL_CASE(batch_commands_take_as_many_jobs_as_fit),
         TL_CASE(submit_reply),
+        TL_CASE(submit_limits_that_are_off_go_as_zero),
         TL_CASE(auth_reply),
         TL_CASE(claim_reply),
         TL_CASE(claim_read_items),
