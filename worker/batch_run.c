@@ -279,12 +279,17 @@ static size_t build_writes(wk_worker *w, pending_write *pw, size_t n, fleet_fini
     return nc;
 }
 
+/* A job's end: failed ones at warn, cancelled ones at info; succeeded ones at debug, since
+ * under load they are thousands a second (wk_batch_run writes one info line per batch). */
 static void log_finished(const wk_job *j, fleet_status st, const char *err)
 {
+    fleet_log_level level = st == FLEET_STATUS_FAILED      ? FLEET_LOG_WARN
+                            : st == FLEET_STATUS_SUCCEEDED ? FLEET_LOG_DEBUG
+                                                           : FLEET_LOG_INFO;
     char ms[24], attempt[24];
     snprintf(ms, sizeof ms, "%lld", wk_mono_ms() - j->started_mono);
     snprintf(attempt, sizeof attempt, "%ld", j->claimed.attempts);
-    fleet_log(st == FLEET_STATUS_FAILED ? FLEET_LOG_WARN : FLEET_LOG_INFO, "job finished",
+    fleet_log(level, "job finished",
               "job_id", j->e.job_id, "status", fleet_status_to_string(st), "run_ms", ms,
               "attempt", attempt, err && err[0] ? "error" : NULL, err, NULL);
 }
@@ -519,6 +524,7 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
     run_state rs = {.w = w, .jobs = jobs, .n = n};
     fleet_model_ctx ctx = {.progress = cb_progress, .cancelled = cb_cancelled, .opaque = &rs};
     size_t npw = 0;
+    long long batch_start = wk_mono_ms();
 
     if (!mj || !pw) {
         fleet_log(FLEET_LOG_ERROR, "out of memory starting a batch; its jobs will be retried", NULL);
@@ -575,7 +581,14 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
         else
             npw++;
     }
+    long before = atomic_load(&w->jobs_done);
     write_all(w, jobs, pw, npw);
+    /* One line per batch; the jobs' own lines are at debug when they succeeded. */
+    char nj[24], ended[24], ms[24];
+    snprintf(nj, sizeof nj, "%zu", n);
+    snprintf(ended, sizeof ended, "%ld", atomic_load(&w->jobs_done) - before);
+    snprintf(ms, sizeof ms, "%lld", wk_mono_ms() - batch_start);
+    fleet_log(FLEET_LOG_INFO, "batch done", "jobs", nj, "ended", ended, "ms", ms, NULL);
 
     pthread_mutex_lock(&w->mu);
     w->batch = NULL;

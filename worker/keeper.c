@@ -312,6 +312,13 @@ static void deadline_after(struct timespec *ts, long ms)
     }
 }
 
+/* How often the leases of a running batch are renewed: well before one can run out, even
+ * with a short one. */
+static long watch_interval_ms(const wk_worker *w)
+{
+    return w->cfg.lease_ms / 3 < WATCH_MS ? w->cfg.lease_ms / 3 : WATCH_MS;
+}
+
 static void *keeper_main(void *arg)
 {
     wk_worker *w = arg;
@@ -325,8 +332,7 @@ static void *keeper_main(void *arg)
     long hb_ms = HEARTBEAT_MS; /* HEARTBEAT_SLOW_MS while Redis refuses heartbeats */
     wk_ratelog hb_log = {0}, renew_log = {0};
     unsigned long gen = 0;
-    /* Renew well before a lease can run out, even with a short one. */
-    long watch_ms = w->cfg.lease_ms / 3 < WATCH_MS ? w->cfg.lease_ms / 3 : WATCH_MS;
+    long watch_ms = watch_interval_ms(w);
 
     if (!ws || !cmds || !reps ||
         wk_redis_init(&rd, w->cfg.redis_url, "keeper", KEEPER_TIMEOUT_MS) < 0) {
@@ -347,7 +353,9 @@ static void *keeper_main(void *arg)
         if (wait > 0 && !w->keeper_poked) {
             struct timespec ts;
             deadline_after(&ts, wait);
+            w->keeper_wake_mono = now + wait; /* wk_keeper_poke reads it */
             pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            w->keeper_wake_mono = 0;
             if (w->keeper_quit)
                 break;
         }
@@ -427,11 +435,22 @@ int wk_keeper_start(wk_worker *w)
     return 0;
 }
 
+/* The main loop pokes twice a batch, thousands of times a second under load: a wake-up
+ * each time would cost two context switches per batch for nothing. The keeper is woken
+ * only for what a poke is for: a heartbeat (at most once per POKE_MIN_MS), or a new batch
+ * whose leases it would otherwise start renewing too late (it sleeps past one watch
+ * interval, as it does when it last looked between two batches); it picks up any other
+ * batch at its next wake-up, within a watch interval. */
 void wk_keeper_poke(wk_worker *w)
 {
     pthread_mutex_lock(&w->mu);
-    w->keeper_poked = true;
-    pthread_cond_signal(&w->cv);
+    long long now = wk_mono_ms();
+    if (now - w->keeper_signal_mono >= POKE_MIN_MS ||
+        w->keeper_wake_mono > now + watch_interval_ms(w)) {
+        w->keeper_signal_mono = now;
+        w->keeper_poked = true;
+        pthread_cond_signal(&w->cv);
+    }
     pthread_mutex_unlock(&w->mu);
 }
 

@@ -445,15 +445,13 @@ static void claim_all(wk_worker *w, const wk_entry *entries, size_t n, size_t re
         fleet_log(FLEET_LOG_ERROR, "out of memory claiming a batch; entries left for reclaim", NULL);
         goto out;
     }
-    for (size_t i = 0; i < slots; i++) {
-        const wk_entry *e = i < n ? &entries[i] : &read_slot;
-        if (wk_token_new(tokens[m]) < 0) {
-            fleet_log(FLEET_LOG_ERROR, "no randomness for a lease token; entry left for reclaim",
-                      "job_id", e->job_id, NULL);
-            continue;
-        }
-        sent[m++] = e;
+    if (wk_tokens_new(tokens, slots) < 0) {
+        fleet_log(FLEET_LOG_ERROR, "no randomness for lease tokens; entries left for reclaim",
+                  NULL);
+        goto out;
     }
+    for (size_t i = 0; i < slots; i++)
+        sent[m++] = i < n ? &entries[i] : &read_slot;
     while (m > 0) {
         bool feeds = sent[m - 1] == &read_slot; /* read slots go last */
         if (feeds)
@@ -498,9 +496,9 @@ size_t wk_ahead_build(wk_worker *w, fleet_cmd *cmds)
         return 0; /* the next turn claims as usual: taken-over entries go first */
     fleet_claim cl[WK_AHEAD_MAX];
     size_t n = w->max_batch < WK_AHEAD_MAX ? w->max_batch : WK_AHEAD_MAX;
+    if (wk_tokens_new(w->ahead_tokens, n) < 0)
+        return 0;
     for (size_t i = 0; i < n; i++) {
-        if (wk_token_new(w->ahead_tokens[i]) < 0)
-            return 0;
         cl[i] = (fleet_claim){.id = "", .model = w->cfg.model, .entry_id = "",
                               .worker = w->cfg.name, .token = w->ahead_tokens[i],
                               .lease_ms = w->cfg.lease_ms, .dlq_cap = w->cfg.dlq_cap};

@@ -32,27 +32,39 @@ unsigned long wk_random(void)
     return v;
 }
 
-int wk_token_new(char out[WK_TOKEN_LEN + 1])
+int wk_tokens_new(char (*out)[WK_TOKEN_LEN + 1], size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char rnd[WK_TOKEN_LEN / 2];
-    size_t got = 0;
+    unsigned char rnd[32 * (WK_TOKEN_LEN / 2)]; /* 512 bytes: 32 tokens per getrandom */
 
-    while (got < sizeof rnd) {
-        ssize_t n = getrandom(rnd + got, sizeof rnd - got, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < 32 ? n - done : 32;
+        size_t want = k * (WK_TOKEN_LEN / 2), got = 0;
+        while (got < want) {
+            ssize_t r = getrandom(rnd + got, want - got, 0);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -1;
+            }
+            got += (size_t)r;
         }
-        got += (size_t)n;
+        for (size_t t = 0; t < k; t++) {
+            const unsigned char *b = rnd + t * (WK_TOKEN_LEN / 2);
+            for (size_t i = 0; i < WK_TOKEN_LEN / 2; i++) {
+                out[done + t][2 * i] = hex[b[i] >> 4];
+                out[done + t][2 * i + 1] = hex[b[i] & 15];
+            }
+            out[done + t][WK_TOKEN_LEN] = '\0';
+        }
+        done += k;
     }
-    for (size_t i = 0; i < sizeof rnd; i++) {
-        out[2 * i] = hex[rnd[i] >> 4];
-        out[2 * i + 1] = hex[rnd[i] & 15];
-    }
-    out[WK_TOKEN_LEN] = '\0';
     return 0;
+}
+
+int wk_token_new(char out[WK_TOKEN_LEN + 1])
+{
+    return wk_tokens_new((char (*)[WK_TOKEN_LEN + 1])out, 1);
 }
 
 bool wk_name_valid(const char *s)

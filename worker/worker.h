@@ -173,6 +173,8 @@ typedef struct wk_worker {
     unsigned long batch_gen; /* bumped for each batch, so a slow keeper never touches a newer one */
     bool keeper_quit;
     bool keeper_poked;
+    long long keeper_wake_mono;   /* when the keeper's wait ends; 0 while it is awake */
+    long long keeper_signal_mono; /* when wk_keeper_poke last woke it */
     atomic_int busy;
     atomic_long jobs_done;
     pthread_t keeper;
@@ -270,6 +272,8 @@ unsigned long wk_random(void);
 void wk_sleep_ms(long ms);
 /* Writes 32 hex characters of fresh randomness and a NUL. Returns 0, or -1. */
 int wk_token_new(char out[WK_TOKEN_LEN + 1]);
+/* The same for out[0..n), with one getrandom per 32 tokens (a batch's claim). */
+int wk_tokens_new(char (*out)[WK_TOKEN_LEN + 1], size_t n);
 /* True for a worker name usable in a key: 1..64 of [A-Za-z0-9_.-]. */
 bool wk_name_valid(const char *s);
 /* The next pause of a backoff after a refusal: min_ms after none (prev_ms <= 0), else

@@ -98,6 +98,22 @@ TL_TEST(refusal_backoff_starts_at_min_doubles_and_is_capped) {
     ASSERT_EQ_INT(wk_backoff_next(2500, 250, 5000), 5000);
 }
 
+/* A batch's lease tokens come from one getrandom per 32: each is 32 hex characters, and
+ * no two are alike, across the chunks too. */
+TL_TEST(lease_tokens_of_a_batch_are_fresh_and_distinct) {
+    enum { N = 70 };
+    static char tok[N][WK_TOKEN_LEN + 1];
+    ASSERT_EQ_INT(wk_tokens_new(tok, N), 0);
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ_INT(strlen(tok[i]), WK_TOKEN_LEN);
+        ASSERT_EQ_INT(strspn(tok[i], "0123456789abcdef"), WK_TOKEN_LEN);
+        for (int j = 0; j < i; j++) ASSERT_TRUE(strcmp(tok[i], tok[j]) != 0);
+    }
+    char one[WK_TOKEN_LEN + 1];
+    ASSERT_EQ_INT(wk_token_new(one), 0);
+    ASSERT_EQ_INT(strlen(one), WK_TOKEN_LEN);
+}
+
 TL_TEST(sleep_input_has_failure_knobs_for_tests) {
     wk_sleep_input in;
     char err[256];
@@ -122,6 +138,7 @@ int main(int argc, char **argv) {
         TL_CASE(retry_backoff_doubles_is_capped_and_jittered),
         TL_CASE(refusal_backoff_starts_at_min_doubles_and_is_capped),
         TL_CASE(sleep_input_has_failure_knobs_for_tests),
+        TL_CASE(lease_tokens_of_a_batch_are_fresh_and_distinct),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
