@@ -1,5 +1,7 @@
 /* keys_test: key names, ids and job state names (shared/src/keys.c, id.c, job.c). */
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "fleet/id.h"
 #include "fleet/job.h"
@@ -79,6 +81,40 @@ TL_TEST(ids_sort_by_time_and_validate) {
     ASSERT_FALSE(fleet_job_id_valid(NULL));
 }
 
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+/* fleet_id_new takes its random bits from a per-thread buffer filled by getrandom: ids
+ * made across several fills are all different, and a forked child does not hand out the
+ * bytes its parent goes on to use. */
+TL_TEST(ids_stay_unique_across_buffer_fills_and_fork) {
+    enum { N = 2000 }; /* 20,000 random bytes: many fills */
+    char(*ids)[27] = tl_alloc(sizeof *ids * N);
+    for (int i = 0; i < N; i++) ASSERT_EQ_INT(fleet_id_new(ids[i]), 0);
+    /* The same millisecond gives the same time prefix: compare the random part. */
+    for (int i = 0; i < N; i++) memmove(ids[i], ids[i] + 10, 17);
+    qsort(ids, N, sizeof *ids, cmp_id);
+    for (int i = 1; i < N; i++) ASSERT_TRUE(strcmp(ids[i - 1], ids[i]) != 0);
+
+    int fd[2];
+    ASSERT_EQ_INT(pipe(fd), 0);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        char child[27];
+        if (fleet_id_new(child) < 0 || write(fd[1], child, 26) != 26) _exit(1);
+        _exit(0);
+    }
+    close(fd[1]);
+    char parent[27], child[27] = {0};
+    ASSERT_EQ_INT(fleet_id_new(parent), 0);
+    ASSERT_EQ_INT((int)read(fd[0], child, 26), 26);
+    close(fd[0]);
+    int st;
+    ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ASSERT_TRUE(strcmp(parent + 10, child + 10) != 0);
+}
+
 TL_TEST(status_and_priority_names) {
     for (int s = FLEET_STATUS_QUEUED; s <= FLEET_STATUS_CANCELLED; s++)
         ASSERT_EQ_INT(fleet_status_from_string(fleet_status_to_string((fleet_status)s)), s);
@@ -100,6 +136,7 @@ int main(int argc, char **argv) {
         TL_CASE(key_names_share_one_hash_tag),
         TL_CASE(prefix_is_validated),
         TL_CASE(ids_sort_by_time_and_validate),
+        TL_CASE(ids_stay_unique_across_buffer_fills_and_fork),
         TL_CASE(status_and_priority_names),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
