@@ -62,7 +62,9 @@ static int parse_config(wk_config *c, int argc, char **argv)
          "the embed model's CUDA backend, opened only when that model runs on CUDA (default: "
          "fleet-embed-cuda.so next to fleet-worker, else ../lib/fleet/fleet-embed-cuda.so)",
          &cuda_module, 0, 0},
-        {"max-batch", "FLEET_MAX_BATCH", FLEET_OPT_INT, "8", "most jobs run together (1..256)",
+        {"max-batch", "FLEET_MAX_BATCH", FLEET_OPT_INT, "32",
+         "most jobs run together (1..256; a model's own limit caps it); an idle worker starts "
+         "with the first job, a busy one takes what is ready up to this",
          &c->max_batch, 1, 256},
         {"max-delay-ms", "FLEET_MAX_DELAY_MS", FLEET_OPT_INT, "5",
          "under load (the last batch was full), how long to wait for the next batch to fill; "
