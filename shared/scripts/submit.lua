@@ -1,6 +1,7 @@
 -- submit: (none) -> queued. Checks the tenant's limits, then creates the job hash (with
 -- its input inside, lib.lua's input_fields) and either its stream entry or its place in
--- the tenant's wait list (fair share: see feed.lua). A refused submit writes nothing.
+-- the tenant's wait list (fair share: see feed.lua). A refused submit changes nothing (at
+-- most, a model's queued count that had no field yet reads 0: see the limits below).
 -- KEYS: 1 job hash, 2 model stream, 3 queues hash, 4 stats hash, 5 tenant index,
 --       6 entries hash, 7 tenant active set, 8 tenant rate bucket, 9 idempotency record
 --       (or the job hash again when there is no Idempotency-Key), 10 model's waiting
@@ -8,18 +9,19 @@
 -- ARGV: 1 id, 2 model, 3 input (msgpack), 4 tenant, 5 request_id, 6 priority,
 --       7 metadata (JSON text or ""), 8 queue_ttl_s, 9 result_ttl_s, 10 timeout_s,
 --       11 max_attempts, 12 index_cap, 13 index_cutoff (id time prefix), 14 index_ttl_s,
---       15 webhook URL (or ""), 16 webhook events (or ""), 17 max_active (0: no limit),
---       18 rate per second (0: no limit), 19 burst, 20 max queued for the model (0: no
---       limit), 21 request digest for the Idempotency-Key ("" when none), 22 ready target,
+--       15 webhook URL (or ""), 16 webhook events (or ""), 17 max_active ("0": no limit),
+--       18 rate per second ("0": no limit), 19 burst, 20 max queued for the model ("0":
+--       no limit), 21 request digest for the Idempotency-Key ("" when none), 22 ready target,
 --       23 group, 24 priority rank (0 high, 1 normal, 2 low), 25 job key prefix
 --       ("{fleet}:job:")
 -- Returns {'queued', queue_position, created_ms} | {'replay', job id}
 --       | {'limit', what, retry_after_ms}. Errors: IDEMPOTENCY.
 --
--- Redis' CPU per submit is mostly the cost of each redis.call and of turning numbers into
--- text, more than the commands themselves: so a plain submit makes 12 calls, every number
--- it writes goes as text (numbers of ARGV stay text unless compared; the ones that cannot
--- be are formatted with %d, not Redis' %.17g), and a limit that is off ("0") costs nothing.
+-- Redis' CPU per submit is much the cost of each redis.call and of turning numbers into
+-- text, besides the commands themselves: so a submit into a tenant's backlog makes 12
+-- calls (docs/redis.md, "Scripts"), every number it writes goes as text (ARGV's numbers
+-- stay text unless compared; the ones it makes are formatted with %d, not with Redis'
+-- %.17g), and a limit that is off ("0") costs nothing.
 local job_key, stream_key, queues_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local index_key, entries_key, active_key, bucket_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local idem_key, waiting_key, wait_key = KEYS[9], KEYS[10], KEYS[11]
@@ -29,10 +31,10 @@ local timeout_s, max_attempts, index_cap = ARGV[10], ARGV[11], ARGV[12]
 local index_cutoff, index_ttl_s, webhook, webhook_events = ARGV[13], ARGV[14], ARGV[15], ARGV[16]
 local max_active, rate, burst = ARGV[17], ARGV[18], ARGV[19]
 local max_queue, digest, ready_target = ARGV[20], ARGV[21], ARGV[22]
--- The limits as numbers; one that is off ("0") is not converted.
-local function limit(v) return v ~= '0' and tonumber(v) or 0 end
-local active_max, rate_n, queue_max = limit(max_active), limit(rate), limit(max_queue)
 local group, rank, job_prefix = ARGV[23], ARGV[24], ARGV[25]
+-- The limits as numbers; one that is off ("0") is not converted.
+local function limit_of(v) return v ~= '0' and tonumber(v) or 0 end
+local active_max, rate_n, queue_max = limit_of(max_active), limit_of(rate), limit_of(max_queue)
 -- Redis' clock in milliseconds as text (lib.lua's now_ms as digits, not a number).
 local t = redis.call('TIME')
 local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
