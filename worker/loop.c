@@ -347,8 +347,16 @@ static void claim_items(wk_worker *w, redisReply *rep, const wk_entry *const *se
     while (named < m && sent[named] != &read_slot)
         named++;
     if (rep->type == REDIS_REPLY_ERROR) {
-        fleet_log(FLEET_LOG_ERROR, "claim script failed; entries left for reclaim", "jobs",
-                  named ? sent[0]->job_id : "(read slots)", "error", rep->str, NULL);
+        if (strncmp(rep->str, "NOGROUP", 7) == 0) {
+            /* The read slots' XREADGROUP found no group (a server restart, FLUSHALL):
+             * nothing was written; the group is made again before the next claim. */
+            w->group_epoch = 0;
+            fleet_log(FLEET_LOG_WARN, "consumer group missing; recreating it", "stream",
+                      w->stream.s, NULL);
+        } else {
+            fleet_log(FLEET_LOG_ERROR, "claim script failed; entries left for reclaim", "jobs",
+                      named ? sent[0]->job_id : "(read slots)", "error", rep->str, NULL);
+        }
         freeReplyObject(rep);
         return;
     }
@@ -581,6 +589,8 @@ static size_t take(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *n)
         claim_all(w, entries, m, w->max_batch - m, jobs, &k, n);
     }
     if (*n == 0) {
+        if (w->group_epoch != w->rd.epoch)
+            return k; /* the claim found no group: the next turn makes it first */
         /* Nothing there: the first entry that comes starts a batch at once. */
         if (!wk_stopping(w) && xread(w, entries, &m, w->max_batch, READ_BLOCK_MS) == 0 && m > 0)
             claim_all(w, entries, m, 0, jobs, &k, n);
