@@ -1,5 +1,6 @@
 /* jobs.c: the job routes. Handlers validate, then call the state module through the
  * async Redis glue; no handler decides a state transition (see shared/scripts/). */
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@ typedef struct job_call {
     gw_job_request jr;
     char id[FLEET_ID_LEN + 1];
     gw_submit_ids ids; /* what a submit command points to */
-    char cursor[FLEET_ID_LEN + 1];
+    char cursor[48]; /* GET /v1/jobs: an index entry id, two 64-bit numbers (list_cursor_ok) */
     char status[16];
     char model[FLEET_MODEL_MAX + 1];
     bool want_msgpack;
@@ -272,9 +273,6 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
         snprintf(p->detail, sizeof p->detail, "no randomness for a job id");
         return -1;
     }
-    uint64_t horizon_ms = (uint64_t)(g->cfg.queue_ttl_s + GW_TTL_MAX) * 1000u;
-    uint64_t now = fleet_now_ms();
-    fleet_id_time_prefix(ids->cutoff, now > horizon_ms ? now - horizon_ms : 0);
     fleet_submit s = {
         .id = ids->id,
         .model = jr->model,
@@ -289,7 +287,6 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
         .timeout_s = jr->timeout_s,
         .max_attempts = g->cfg.max_attempts,
         .index_cap = g->cfg.index_cap,
-        .index_cutoff = ids->cutoff,
         .index_ttl_s = g->cfg.queue_ttl_s + GW_TTL_MAX,
         .webhook = jr->webhook,
         .webhook_events = jr->webhook_events,
@@ -554,6 +551,26 @@ static void on_listed(redisReply *rep, void *arg) {
     call_free(c);
 }
 
+/* A cursor of GET /v1/jobs is the id "<ms>-<n>" of an entry of the tenant's index
+ * (list.lua): two decimal numbers that fit 64 bits, not "0-0" (below every entry, and
+ * XREVRANGE refuses "(0-0"). Anything else would reach Redis as a range it refuses. */
+static bool list_cursor_ok(const char *s) {
+    bool nonzero = false;
+    for (int part = 0; part < 2; part++) {
+        const char *start = s;
+        unsigned long long v = 0;
+        for (; *s >= '0' && *s <= '9'; s++) {
+            unsigned d = (unsigned)(*s - '0');
+            if (v > (ULLONG_MAX - d) / 10) return false;
+            v = v * 10 + d;
+        }
+        if (s == start) return false;
+        if (v) nonzero = true;
+        if (part == 0 && *s++ != '-') return false;
+    }
+    return *s == '\0' && nonzero;
+}
+
 void gw_jobs_list(gw_req *r) {
     const char *q = r->req->uri && r->req->uri->query_raw ? (const char *)r->req->uri->query_raw : NULL;
     char limit_s[16] = "20";
@@ -575,8 +592,14 @@ void gw_jobs_list(gw_req *r) {
                          "model must be a model name (1-64 characters of a-z, 0-9, _ -)");
         goto refuse;
     }
-    if ((rc = gw_query_get(q, "cursor", c->cursor, sizeof c->cursor)) < 0 ||
-        (rc == 1 && *c->cursor && !fleet_job_id_valid(c->cursor))) {
+    if ((rc = gw_query_get(q, "cursor", c->cursor, sizeof c->cursor)) == 1 && *c->cursor &&
+        fleet_job_id_valid(c->cursor)) {
+        gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
+                         "cursor is a job id, the cursor of an older release of fleet: list "
+                         "again from the first page (without a cursor)");
+        goto refuse;
+    }
+    if (rc < 0 || (rc == 1 && *c->cursor && !list_cursor_ok(c->cursor))) {
         gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
                          "cursor must be the next_cursor of a previous page");
         goto refuse;

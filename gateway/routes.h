@@ -19,7 +19,6 @@ void gw_jobs_list(gw_req *r);
 /* The ids a submit command refers to (they must live until it is sent). */
 typedef struct gw_submit_ids {
     char id[FLEET_ID_LEN + 1];
-    char cutoff[11];
 } gw_submit_ids;
 
 struct gw_job_request;

@@ -1,9 +1,14 @@
 #!lua flags=no-writes
 -- list (read only): a tenant's jobs, newest first, filtered, one page at a time.
 -- KEYS: 1 tenant index, 2 queues hash
--- ARGV: 1 cursor ("" = newest), 2 limit, 3 status filter (""), 4 model filter (""),
---       5 most index entries to look at, 6 job key prefix ("{fleet}:job:"), 7 tenant
+-- ARGV: 1 cursor ("" = newest; else an index entry id "<ms>-<n>"), 2 limit, 3 status
+--       filter (""), 4 model filter (""), 5 most index entries to look at, 6 job key prefix
+--       ("{fleet}:job:"), 7 tenant
 -- Returns {{fields...}, next_cursor ("" when the end was reached)}
+--
+-- The index is a stream of {j = job id} entries in submit order (submit.lua); the cursor
+-- is the id of the last entry a page looked at, and the next page starts just below it
+-- (XREVRANGE's exclusive "(" start).
 local index_key, queues_key = KEYS[1], KEYS[2]
 local cursor, limit, status_filter, model_filter = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local budget, job_prefix, tenant = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -13,12 +18,13 @@ local last = ''
 local exhausted = false
 while #out < limit and budget > 0 do
   local n = math.min(budget, 100)
-  local ids = redis.call('ZREVRANGEBYLEX', index_key, max, '-', 'LIMIT', 0, n)
-  if #ids == 0 then exhausted = true break end
-  for _, id in ipairs(ids) do
+  local entries = redis.call('XREVRANGE', index_key, max, '-', 'COUNT', n)
+  if #entries == 0 then exhausted = true break end
+  for _, e in ipairs(entries) do
     budget = budget - 1
-    last = id
-    local f = redis.call('HGETALL', job_prefix .. id)
+    last = e[1]
+    -- e[2] is the entry's field list: {'j', id}.
+    local f = redis.call('HGETALL', job_prefix .. e[2][2])
     if #f > 0 then
       local status, model, owner
       for i = 1, #f, 2 do
@@ -33,10 +39,10 @@ while #out < limit and budget > 0 do
       end
     end
   end
-  if #ids < n and #out < limit then exhausted = true break end
+  if #entries < n and #out < limit then exhausted = true break end
   max = '(' .. last
 end
 if exhausted then last = '' end
--- A full page whose last id is the index's oldest still answers a cursor; the next page
+-- A full page whose last entry is the index's oldest still answers a cursor; the next page
 -- is then empty, which is cheaper than looking ahead.
 return {out, last}

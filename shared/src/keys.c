@@ -55,7 +55,7 @@ fleet_key fleet_key_result(const fleet_keys *k, const char *id) {
 fleet_key fleet_key_stream(const fleet_keys *k, const char *model) { return key2(k, "stream", model, NULL); }
 fleet_key fleet_key_queues(const fleet_keys *k) { return key2(k, "queues", NULL, NULL); }
 fleet_key fleet_key_stats(const fleet_keys *k) { return key2(k, "stats", NULL, NULL); }
-fleet_key fleet_key_index(const fleet_keys *k, const char *tenant) { return key2(k, "tenant", tenant, "jobs"); }
+fleet_key fleet_key_index(const fleet_keys *k, const char *tenant) { return key2(k, "tenant", tenant, "submits"); }
 fleet_key fleet_key_workers(const fleet_keys *k) { return key2(k, "workers", NULL, NULL); }
 fleet_key fleet_key_worker(const fleet_keys *k, const char *name) { return key2(k, "worker", name, NULL); }
 fleet_key fleet_key_events(const fleet_keys *k) { return key2(k, "events", NULL, NULL); }

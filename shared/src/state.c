@@ -159,7 +159,6 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_long(c, s->timeout_s);
     cmd_long(c, s->max_attempts);
     cmd_long(c, s->index_cap);
-    cmd_str(c, s->index_cutoff);
     cmd_long(c, s->index_ttl_s);
     cmd_str(c, s->webhook ? s->webhook : "");
     cmd_str(c, s->webhook_events ? s->webhook_events : "");

@@ -1,5 +1,7 @@
-/* list_test.c: GET /v1/jobs: newest first, cursor paging, filters (docs/api.md). No
- * worker runs, so every job stays where the test put it. */
+/* list_test.c: GET /v1/jobs: newest first, cursor paging, filters, the cursor's form and
+ * the tenant index behind it (docs/api.md, docs/redis.md). No worker runs, so every job
+ * stays where the test put it. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -59,19 +61,27 @@ static bool listed(const page_walk *w, const char *id) {
     return false;
 }
 
-/* Newest first: ids are ULIDs, which sort by creation time, so they strictly decrease
- * (which also rules out duplicates), and created_at never increases, except between two
- * ids of the same millisecond (the first 10 characters), whose order is random. */
+/* Newest first: in the order opposite to the submits', so created_at (Redis' clock at the
+ * submit) never increases; and no job twice. Ids do not tell the order: two ids of the
+ * same millisecond (their first 10 characters) differ in random bits. */
 static void assert_newest_first(const page_walk *w) {
     for (size_t i = 1; i < w->n; i++) {
-        if (strcmp(w->ids[i - 1], w->ids[i]) <= 0)
-            FAILF("not newest first (or a duplicate) at position %zu: %s then %s", i, w->ids[i - 1],
-                  w->ids[i]);
-        bool same_ms = strncmp(w->ids[i - 1], w->ids[i], 10) == 0;
-        if (!same_ms && strcmp(w->created[i - 1], w->created[i]) < 0)
+        if (strcmp(w->created[i - 1], w->created[i]) < 0)
             FAILF("created_at increases at position %zu: %s (%s) then %s (%s)", i,
                   w->created[i - 1], w->ids[i - 1], w->created[i], w->ids[i]);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(w->ids[j], w->ids[i]) == 0)
+                FAILF("%s listed twice, at positions %zu and %zu", w->ids[i], j, i);
     }
+}
+
+/* "<ms>-<n>": the id of an entry of the tenant's index stream. */
+static bool is_entry_id(const char *s) {
+    size_t a = 0, b = 0;
+    while (isdigit((unsigned char)s[a])) a++;
+    if (a == 0 || s[a] != '-') return false;
+    while (isdigit((unsigned char)s[a + 1 + b])) b++;
+    return b > 0 && s[a + 1 + b] == '\0';
 }
 
 TL_TEST(list_pages_newest_first_without_duplicates) {
@@ -87,8 +97,10 @@ TL_TEST(list_pages_newest_first_without_duplicates) {
     ASSERT_EQ_INT(w.sizes[2], 5);
     ASSERT_EQ_INT(w.n, 25);
     assert_newest_first(&w);
+    /* One client submitting one job after the other: exactly the reverse of its order. */
     for (int i = 0; i < 25; i++)
-        if (!listed(&w, ids[i])) FAILF("job %d (%s) was not listed", i, ids[i]);
+        if (strcmp(w.ids[i], ids[24 - i]) != 0)
+            FAILF("position %d lists %s, not job %d (%s)", i, w.ids[i], 24 - i, ids[24 - i]);
 
     /* Without limit: 20 per page. */
     tl_resp *r = tl_get(f, "/v1/jobs");
@@ -161,11 +173,75 @@ TL_TEST(list_filters_by_status_and_model) {
     ASSERT_EQ_INT(json_array_size(tl_jget(r->json, "jobs")), 2);
 }
 
+/* The cursor is the id of the last index entry a page looked at ("<ms>-<n>"); a job id,
+ * the cursor of older releases, and anything else that is not an entry id, is a 400
+ * problem, never a range Redis refuses (a 500). */
+TL_TEST(list_cursor_is_an_index_entry_id) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    const char *ids[3];
+    for (int i = 0; i < 3; i++) ids[i] = tl_job_submit(f, "echo", tl_printf("{\"i\": %d}", i));
+    tl_resp *r = tl_get(f, "/v1/jobs?limit=2");
+    ASSERT_HTTP_STATUS(r, 200);
+    const char *cursor = tl_jstr(r->json, "next_cursor");
+    ASSERT_NOT_NULL(cursor);
+    if (!is_entry_id(cursor)) FAILF("next_cursor %s is not an index entry id", cursor);
+    r = tl_get(f, tl_printf("/v1/jobs?limit=2&cursor=%s", cursor));
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_INT(json_array_size(tl_jget(r->json, "jobs")), 1);
+    ASSERT_EQ_STR(tl_jstr(json_array_get(tl_jget(r->json, "jobs"), 0), "id"), ids[0]);
+
+    const char *detail = ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs?cursor=%s", ids[2])), 400);
+    ASSERT_STR_CONTAINS(detail, "older release");
+    static const char *const bad[] = {"abc", "1-", "-1", "1", "0-0", "1-2-3", "1-x", "+",
+                                      "18446744073709551616-0", "1-18446744073709551616",
+                                      "%2B", "(1-0", "1%2D0%00"};
+    for (size_t i = 0; i < TL_COUNT(bad); i++) {
+        detail = ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs?cursor=%s", bad[i])), 400);
+        ASSERT_STR_CONTAINS(detail, "cursor");
+    }
+    /* The largest entry id is a cursor above every entry; "0-1" one below all of them. */
+    r = tl_get(f, "/v1/jobs?cursor=18446744073709551615-18446744073709551615");
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_INT(json_array_size(tl_jget(r->json, "jobs")), 3);
+    r = tl_get(f, "/v1/jobs?cursor=0-1");
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_JSON(r->json, tl_json("{\"jobs\": [], \"next_cursor\": null}"));
+}
+
+/* The index (docs/redis.md) is a stream with a TTL from the first submit on, kept near
+ * FLEET_INDEX_CAP entries (XADD MAXLEN ~: Redis drops whole nodes of 100 entries, so it
+ * may hold up to a node more); the list then reaches the newest jobs only. */
+TL_TEST(list_index_is_a_capped_stream_with_a_ttl) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_INDEX_CAP=100"}});
+    const char *key = tl_printf("{%s}:tenant:default:submits", f->prefix);
+    const char *first = tl_job_submit(f, "echo", "{}");
+    ASSERT_EQ_STR(tl_redis_cmd(f->rc, "TYPE %s", key)->str, "stream");
+    long long ttl = tl_redis_int(f->rc, "TTL %s", key);
+    /* queue TTL (86400 s) + the longest result TTL (7 days) */
+    if (ttl <= 0 || ttl > 86400 + 604800) FAILF("the index's TTL is %lld s", ttl);
+
+    const char *ids[350];
+    for (int i = 0; i < 350; i++) ids[i] = tl_job_submit(f, "echo", tl_printf("{\"i\": %d}", i));
+    long long len = tl_redis_int(f->rc, "XLEN %s", key);
+    if (len < 100 || len > 200) FAILF("the index holds %lld entries, cap 100", len);
+    ttl = tl_redis_int(f->rc, "TTL %s", key);
+    if (ttl <= 0) FAILF("the index's TTL is %lld s", ttl);
+
+    page_walk w;
+    walk(f, "", 100, &w);
+    ASSERT_EQ_INT((long long)w.n, len);
+    assert_newest_first(&w);
+    for (size_t i = 0; i < w.n; i++) ASSERT_EQ_STR(w.ids[i], ids[349 - i]);
+    ASSERT_FALSE(listed(&w, first));
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(list_pages_newest_first_without_duplicates),
         TL_CASE(list_of_no_jobs_is_empty),
         TL_CASE(list_filters_by_status_and_model),
+        TL_CASE(list_cursor_is_an_index_entry_id),
+        TL_CASE(list_index_is_a_capped_stream_with_a_ttl),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

@@ -18,7 +18,7 @@ TL_TEST(key_names_share_one_hash_tag) {
     ASSERT_EQ_STR(fleet_key_stream(&k, "echo").s, "{fleet}:stream:echo");
     ASSERT_EQ_STR(fleet_key_queues(&k).s, "{fleet}:queues");
     ASSERT_EQ_STR(fleet_key_stats(&k).s, "{fleet}:stats");
-    ASSERT_EQ_STR(fleet_key_index(&k, "default").s, "{fleet}:tenant:default:jobs");
+    ASSERT_EQ_STR(fleet_key_index(&k, "default").s, "{fleet}:tenant:default:submits");
     ASSERT_EQ_STR(fleet_key_workers(&k).s, "{fleet}:workers");
     ASSERT_EQ_STR(fleet_key_worker(&k, "w1").s, "{fleet}:worker:w1");
     ASSERT_EQ_STR(fleet_key_worker_prefix(&k).s, "{fleet}:worker:");

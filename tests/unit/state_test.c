@@ -126,8 +126,8 @@ static size_t build_submit(size_t n, fleet_cmd *c) {
     fleet_submit s = {.id = ID, .model = "echo", .tenant = "acme", .request_id = "r1",
                       .priority = "high", .metadata_json = "{}", .input = "\x81\xa1x\x01",
                       .input_len = 4, .queue_ttl_s = 3600, .result_ttl_s = 600, .timeout_s = 30,
-                      .max_attempts = 3, .index_cap = 1000, .index_cutoff = "01JD",
-                      .index_ttl_s = 7200, .webhook = "http://127.0.0.1:9/h",
+                      .max_attempts = 3, .index_cap = 1000, .index_ttl_s = 7200,
+                      .webhook = "http://127.0.0.1:9/h",
                       .webhook_events = "completed", .max_active = 4, .rate = 2.5, .burst = 5,
                       .max_queue = 100, .idem_hash = "ab12", .idem_digest = "cd34",
                       .ready_target = 8};
@@ -415,24 +415,24 @@ TL_TEST(submit_limits_that_are_off_go_as_zero) {
     fleet_submit s = {.id = ID, .model = "echo", .tenant = "acme", .request_id = "r1",
                       .priority = "normal", .input = "\x01", .input_len = 1,
                       .queue_ttl_s = 3600, .result_ttl_s = 600, .max_attempts = 3,
-                      .index_cap = 1000, .index_cutoff = "01JD", .index_ttl_s = 7200,
+                      .index_cap = 1000, .index_ttl_s = 7200,
                       .ready_target = 8};
     fleet_state_submit(&keys, &s, c);
-    ASSERT_EQ_STR(submit_argv(c, 17), "0"); /* max_active */
-    ASSERT_EQ_STR(submit_argv(c, 18), "0"); /* rate */
-    ASSERT_EQ_STR(submit_argv(c, 20), "0"); /* max queued */
+    ASSERT_EQ_STR(submit_argv(c, 16), "0"); /* max_active */
+    ASSERT_EQ_STR(submit_argv(c, 17), "0"); /* rate */
+    ASSERT_EQ_STR(submit_argv(c, 19), "0"); /* max queued */
     s.max_active = -1, s.rate = -0.5, s.max_queue = -7;
     fleet_state_submit(&keys, &s, c);
+    ASSERT_EQ_STR(submit_argv(c, 16), "0");
     ASSERT_EQ_STR(submit_argv(c, 17), "0");
-    ASSERT_EQ_STR(submit_argv(c, 18), "0");
-    ASSERT_EQ_STR(submit_argv(c, 20), "0");
+    ASSERT_EQ_STR(submit_argv(c, 19), "0");
     s.max_active = 4, s.rate = 2.5, s.burst = 5, s.max_queue = 1000000;
     fleet_state_submit(&keys, &s, c);
-    ASSERT_EQ_STR(submit_argv(c, 17), "4");
-    ASSERT_EQ_STR(submit_argv(c, 18), "2.500000");
-    ASSERT_EQ_STR(submit_argv(c, 19), "5");
-    ASSERT_EQ_STR(submit_argv(c, 20), "1000000");
-    ASSERT_EQ_STR(submit_argv(c, 24), "1"); /* normal's rank */
+    ASSERT_EQ_STR(submit_argv(c, 16), "4");
+    ASSERT_EQ_STR(submit_argv(c, 17), "2.500000");
+    ASSERT_EQ_STR(submit_argv(c, 18), "5");
+    ASSERT_EQ_STR(submit_argv(c, 19), "1000000");
+    ASSERT_EQ_STR(submit_argv(c, 23), "1"); /* normal's rank */
 }
 
 TL_TEST(auth_reply) {

@@ -44,7 +44,7 @@ fleet_key fleet_key_result(const fleet_keys *k, const char *id);     /* string, 
 fleet_key fleet_key_stream(const fleet_keys *k, const char *model);  /* stream */
 fleet_key fleet_key_queues(const fleet_keys *k);                     /* hash: <model>:seq, <model>:head */
 fleet_key fleet_key_stats(const fleet_keys *k);                      /* hash: <model>:<counter> */
-fleet_key fleet_key_index(const fleet_keys *k, const char *tenant);  /* zset, lex order */
+fleet_key fleet_key_index(const fleet_keys *k, const char *tenant);  /* stream: j = job id */
 fleet_key fleet_key_workers(const fleet_keys *k);                    /* zset of heartbeats */
 fleet_key fleet_key_worker(const fleet_keys *k, const char *name);   /* hash, TTL: heartbeat */
 fleet_key fleet_key_worker_prefix(const fleet_keys *k);              /* "{prefix}:worker:" */

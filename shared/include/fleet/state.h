@@ -80,7 +80,6 @@ typedef struct fleet_submit {
     long timeout_s;            /* 0: no execution limit */
     long max_attempts;
     long index_cap;            /* most ids kept in the tenant's job index */
-    const char *index_cutoff;  /* fleet_id_time_prefix() of the oldest id worth listing */
     long index_ttl_s;          /* TTL of the index: as long as any job can live */
     const char *webhook;       /* URL or NULL */
     const char *webhook_events; /* "running,progress,completed" subset; NULL: "completed" */
