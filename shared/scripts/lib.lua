@@ -1,21 +1,31 @@
--- lib.lua: helpers that embed.cmake puts before every script of this folder, so each
+-- lib.lua: helpers that embed.cmake puts before the scripts of this folder, so each
 -- transition spells the shared steps the same way.
+--
+-- A line "--- name [name...]" starts a block: the names its definition makes, then the
+-- block's comments and its definition, up to the next such line. A script gets only the
+-- blocks whose names it uses, and those that these use, in this file's order (embed.cmake;
+-- defining them costs Redis time at every call of the script). So a block is defined
+-- before a block that uses it, and nothing but comments comes before the first block.
 
+--- DEFAULT_TTL_S DEFAULT_MAX_ATTEMPTS
 -- Defaults for a job hash that lacks a field (a job written before the field existed):
 -- the TTL in seconds of its keys (fields ttl_s and queue_ttl_s) and its max_attempts.
 local DEFAULT_TTL_S, DEFAULT_MAX_ATTEMPTS = 86400, 3
 
+--- ttl_of
 -- A TTL field of a job hash as a number of seconds.
 local function ttl_of(v)
   return tonumber(v or DEFAULT_TTL_S)
 end
 
+--- now_ms
 -- Redis' own clock in milliseconds: gateways and workers on other machines agree on it.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+--- drop_entry
 -- Acknowledges and deletes a stream entry and forgets which job it carried. The stream
 -- then holds only entries that are undelivered or pending, never an acknowledged one.
 local function drop_entry(stream, group, entries, entry)
@@ -25,6 +35,7 @@ local function drop_entry(stream, group, entries, entry)
   redis.call('HDEL', entries, entry)
 end
 
+--- count_expired
 -- The counters of {fleet}:stats keep, per model, submitted = queued + running + succeeded
 -- + failed + cancelled + expired (docs/redis.md): every script that moves a job moves one
 -- count from the state it leaves to the one it enters, in the same script.
@@ -37,6 +48,7 @@ local function count_expired(stats, model, from)
   redis.call('HINCRBY', stats, model .. ':expired', 1)
 end
 
+--- entry_value
 -- The value of a stream entry in the entries hash: the job id while the job is queued,
 -- '<id> running' once it was claimed, so that the script that finds the job's keys
 -- expired knows which count the job was in.
@@ -45,6 +57,7 @@ local function entry_value(id, status)
   return id
 end
 
+--- entry_job
 -- Reads an entries hash value: the job id and 'queued' or 'running'.
 local function entry_job(v)
   local sp = string.find(v, ' ', 1, true)
@@ -53,6 +66,7 @@ local function entry_job(v)
   return string.sub(v, 1, sp - 1), 'queued'
 end
 
+--- expire_job
 -- Gives a job's keys ttl seconds: its hash (which holds its input) and its
 -- Idempotency-Key record (field idem_key), so the record never outlives the job it names
 -- nor ends before it.
@@ -63,6 +77,7 @@ local function expire_job(job, ttl, idem)
   if idem then redis.call('EXPIRE', idem, ttl) end
 end
 
+--- INPUT_PART INPUT_PARTS_MAX
 -- The input lives in the job hash, cut into parts: fields in1..inN, N in field in_n. An
 -- input of up to INPUT_PARTS_MAX * INPUT_PART bytes is cut into parts of INPUT_PART bytes,
 -- Redis' default hash-max-listpack-value, so the hash stays listpack-encoded (a 200-byte
@@ -71,6 +86,7 @@ end
 -- then small next to the input.
 local INPUT_PART, INPUT_PARTS_MAX = 64, 32
 
+--- small_int
 -- n (0 <= n < 100) in decimal. 'in' .. n would format the number with C's printf for
 -- floating point (%.14g), which shows in Redis' profile of a submit.
 local function small_int(n)
@@ -78,6 +94,7 @@ local function small_int(n)
   return string.char(48 + math.floor(n / 10), 48 + n % 10)
 end
 
+--- input_fields
 -- Appends the input's fields (in_n, in1..inN) to the field list f of an HSET.
 local function input_fields(f, input)
   local len = #input
@@ -93,6 +110,7 @@ local function input_fields(f, input)
   f[#f + 1] = small_int(n)
 end
 
+--- read_input
 -- The input of a job whose in_n field reads n (a string or number; nil: none).
 local function read_input(job, n)
   n = tonumber(n or '0')
@@ -104,6 +122,7 @@ local function read_input(job, n)
   return table.concat(parts)
 end
 
+--- job_fields
 -- A job hash's fields as HGETALL returns them, without the input's parts: what the
 -- read-only scripts answer (the API never shows the input).
 local function job_fields(f)
@@ -118,6 +137,7 @@ local function job_fields(f)
   return out
 end
 
+--- ready_count
 -- Entries on a model stream that no worker has read yet (the stream holds only
 -- undelivered and pending entries). Before any worker made the group, all of them.
 local function ready_count(stream, group)
@@ -128,6 +148,7 @@ local function ready_count(stream, group)
   return n
 end
 
+--- hooks
 -- Webhooks: a script that can emit job events sets hooks.tasks (the delivery task stream,
 -- KEYS), hooks.delivery_prefix (ARGV: "{fleet}:delivery:") and hooks.channel (the events
 -- channel) before it calls end_job or webhook_event; and hooks.active_prefix ("{fleet}:
@@ -135,6 +156,7 @@ end
 -- job off its tenant's active set.
 local hooks = {}
 
+--- webhook_event
 -- Queues a webhook delivery when the job asked for this kind of event ('running',
 -- 'progress', 'completed'): a delivery hash that gateways fill and update, and an entry on
 -- the task stream that one gateway of the consumer group takes.
@@ -158,10 +180,12 @@ local function webhook_event(job, kind, etype, id, now, w)
   redis.call('PUBLISH', hooks.channel, id .. ' webhook')
 end
 
+--- END_FIELDS
 -- The fields of a job that end_job needs, in this order: a caller that reads the job
 -- anyway reads these with it (HMGET) and passes them as f, saving the reads.
 local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'active'}
 
+--- end_job
 -- Ends a job in a final status: no lease any more, every key on the result TTL, the
 -- counters moved from the state it left, an event published, a webhook queued.
 -- f: END_FIELDS as read by the caller, or nil to read them here. counted: the caller
@@ -199,6 +223,7 @@ local function end_job(job, stats, model, from, status, err, now, channel, id, f
   return ttl
 end
 
+--- dead_letter
 -- Records a failed job on the capped dead-letter stream and marks the job with it.
 local function dead_letter(dlq, cap, job, stats, model, id, err, now)
   local f = redis.call('HMGET', job, 'tenant', 'attempts')
@@ -208,6 +233,7 @@ local function dead_letter(dlq, cap, job, stats, model, id, err, now)
   redis.call('HINCRBY', stats, model .. ':dead_lettered', 1)
 end
 
+--- cancel_running
 -- The two exits of a running job that will not run again, shared by requeue (its worker
 -- handed it back) and claim (its worker was lost). f: END_FIELDS, or nil (see end_job).
 -- A cancel was requested while it ran: it ends cancelled.
@@ -216,6 +242,7 @@ local function cancel_running(job, stats, model, now, channel, id, f)
     now, channel, id, f)
 end
 
+--- fail_dead
 -- It used all its attempts: it ends failed and goes on the dead-letter stream.
 local function fail_dead(job, stats, dlq, cap, model, id, err, now, channel, f)
   end_job(job, stats, model, 'running', 'failed', err, now, channel, id, f)
