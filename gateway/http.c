@@ -18,6 +18,7 @@
 #include "fleet/log.h"
 #include "framing.h"
 #include "problems.h"
+#include "redis.h"
 
 #define GW_REQ_MAGIC 0x6777u
 #define GW_LINGER_MS 2000          /* a refused head: how long its client may still send */
@@ -861,4 +862,20 @@ void gw_reply_problem(gw_req *r, gw_problem_id id, const char *detail_fmt, ...) 
     }
     gw_reply_bytes(r, status, "application/problem+json", text, strlen(text));
     free(text);
+}
+
+/* Declared in redis.h with gw_redis_problem_of, whose answer it writes: it lives here, with
+ * the other answers, so that redis.c needs nothing of the HTTP side. */
+void gw_reply_redis_error(gw_req *req, const char *what, const redisReply *rep) {
+    gw_redis_problem p;
+    gw_redis_problem_of(req->g->redis, rep, &p);
+    if (p.id == GW_PROBLEM_INTERNAL)
+        fleet_log(FLEET_LOG_ERROR, "unexpected redis reply", "op", what, "reply",
+                  rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "malformed", "request_id",
+                  req->request_id, NULL);
+    if (p.retry_after) gw_add_header(req, "Retry-After", p.retry_after);
+    if (p.id == GW_PROBLEM_INTERNAL)
+        gw_reply_problem(req, p.id, "%s; request_id %s", p.detail, req->request_id);
+    else
+        gw_reply_problem(req, p.id, "%s", p.detail);
 }
