@@ -10,8 +10,9 @@
 # one, Redis refuses only the first write and lets a script that already wrote go on).
 #
 # Redis runs the whole text at every call, so defining a helper costs time even when the
-# script never calls it (all of lib.lua's 21 blocks: about 1.1 us per call; docs/
-# benchmarks.md, "The tenant index as a stream, and only the helpers a script uses"). lib.lua
+# script never calls it (the 20 of lib.lua's 21 blocks that get.lua does not use: about
+# 1.1 us per call; docs/benchmarks.md, "The tenant index as a stream, and only the helpers
+# a script uses"). lib.lua
 # is cut into blocks, each starting at a line "--- name [name...]" (the names its
 # definition makes) and running to the next; a script gets the blocks whose names its
 # code mentions, then those the chosen blocks' code mentions, until none is added, in
