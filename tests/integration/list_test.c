@@ -235,6 +235,32 @@ TL_TEST(list_index_is_a_capped_stream_with_a_ttl) {
     ASSERT_FALSE(listed(&w, first));
 }
 
+/* The index's TTL and time cut (submit.lua): a submit that is its tenant's first in its
+ * millisecond sets the TTL, here on an index left with a short one; every 64th submit of
+ * a model cuts the entries older than any job can live, whole nodes of them (XTRIM MINID
+ * ~): here a node of 100 entries from 1970 (entry ids 1-1..1-100) that point at no job. */
+TL_TEST(list_index_ttl_and_time_cut) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    const char *key = tl_printf("{%s}:tenant:default:submits", f->prefix);
+    for (int i = 1; i <= 100; i++)
+        tl_redis_cmd(f->rc, "XADD %s 1-%d j 01A0000000000000000000%04d", key, i, i);
+    tl_redis_cmd(f->rc, "EXPIRE %s 100", key);
+
+    const char *ids[64];
+    ids[0] = tl_job_submit(f, "echo", "{}");
+    long long ttl = tl_redis_int(f->rc, "TTL %s", key);
+    if (ttl <= 100) FAILF("the first submit left the index's TTL at %lld s", ttl);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN %s", key), 101);
+    for (int i = 1; i < 64; i++) ids[i] = tl_job_submit(f, "echo", tl_printf("{\"i\": %d}", i));
+    ASSERT_EQ_INT(tl_stat(f, "echo", "submitted"), 64); /* the 64th: the time cut ran */
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN %s", key), 64);
+
+    page_walk w;
+    walk(f, "", 100, &w);
+    ASSERT_EQ_INT(w.n, 64);
+    for (int i = 0; i < 64; i++) ASSERT_EQ_STR(w.ids[i], ids[63 - i]);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(list_pages_newest_first_without_duplicates),
@@ -242,6 +268,7 @@ int main(int argc, char **argv) {
         TL_CASE(list_filters_by_status_and_model),
         TL_CASE(list_cursor_is_an_index_entry_id),
         TL_CASE(list_index_is_a_capped_stream_with_a_ttl),
+        TL_CASE(list_index_ttl_and_time_cut),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
