@@ -16,15 +16,31 @@ local max = cursor == '' and '+' or ('(' .. cursor)
 local out = {}
 local last = ''
 local exhausted = false
+local filtered = status_filter ~= '' or model_filter ~= ''
+-- Entries read per call: at first as many as the page lacks (a page whose jobs all match
+-- takes one call, and Redis turns each entry it returns into two Lua tables), then twice
+-- as many each call, up to 100, while a filter skips jobs.
+local n = limit
 while #out < limit and budget > 0 do
-  local n = math.min(budget, 100)
+  n = math.min(n, budget)
   local entries = redis.call('XREVRANGE', index_key, max, '-', 'COUNT', n)
   if #entries == 0 then exhausted = true break end
   for _, e in ipairs(entries) do
     budget = budget - 1
     last = e[1]
     -- e[2] is the entry's field list: {'j', id}.
-    local f = redis.call('HGETALL', job_prefix .. e[2][2])
+    local key = job_prefix .. e[2][2]
+    local f = {}
+    if not filtered then
+      f = redis.call('HGETALL', key)
+    else
+      -- A filter may skip most jobs: three fields first, the whole hash only for a match.
+      local h = redis.call('HMGET', key, 'status', 'model', 'tenant')
+      if h[3] == tenant and (status_filter == '' or status_filter == h[1]) and
+         (model_filter == '' or model_filter == h[2]) then
+        f = redis.call('HGETALL', key)
+      end
+    end
     if #f > 0 then
       local status, model, owner
       for i = 1, #f, 2 do
@@ -41,6 +57,7 @@ while #out < limit and budget > 0 do
   end
   if #entries < n and #out < limit then exhausted = true break end
   max = '(' .. last
+  n = math.min(n * 2, 100)
 end
 if exhausted then last = '' end
 -- A full page whose last entry is the index's oldest still answers a cursor; the next page
