@@ -194,10 +194,11 @@ static long long resp_format(const fleet_cmd *cmd, char **out) {
  * connection). Redis idled meanwhile, and then the gateway idled while Redis ran them
  * all: at 64 connections the two took turns on the two cores. Writing the buffer every
  * GW_REDIS_FLUSH_AT commands lets Redis start on the first ones while the gateway parses
- * the rest: 19-20k -> 23.5-24.5k submits/s at 64 connections (docs/benchmarks.md,
- * "Submit: the gateway and Redis at the same time"). Every command alone (1) costs the
- * gateway ~4 us more per request in write calls; 16 costs nothing measurable. A lone
- * request is not delayed: below the mark, the loop's write event sends it as before. */
+ * the rest: a quarter more submits/s at 64 connections with the same CPU per submit
+ * (docs/benchmarks.md, "Submit: the gateway and Redis at the same time"). A write per
+ * command (1) cost the gateway ~4.5 us more per request; from 16 on, nothing measurable
+ * and nothing more gained. A lone request is not delayed: below the mark, the loop's
+ * write event sends it as before. */
 #define GW_REDIS_FLUSH_AT 16
 
 /* Writes what the output buffer holds now, without waiting for the loop. Only the write
@@ -212,8 +213,8 @@ static void flush_early(gw_redis *r) {
     int done = 0;
     r->unflushed = 0;
     if (c->err || !(c->flags & REDIS_CONNECTED)) return;
-    /* Written out: the armed write event has nothing left to do (with epoll's changelist
-     * its add and this del cancel out within the turn, no system call). */
+    /* Written out: the armed write event has nothing left to do (when it was armed in this
+     * turn, epoll's changelist cancels its add with this del: no system call). */
     if (redisBufferWrite(c, &done) == REDIS_OK && done && ac->ev.delWrite)
         ac->ev.delWrite(ac->ev.data);
 }
