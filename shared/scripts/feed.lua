@@ -1,16 +1,38 @@
--- feed: fair share. Moves jobs from the tenants' wait sets onto the model's stream until
+-- feed: fair share. Moves jobs from the tenants' wait lists onto the model's stream until
 -- `target` entries wait there undelivered, taking one job per tenant in turn (the waiting
--- list of wait set keys rotates), and within a tenant the lowest score first: high before
--- normal before low, each in submit order. Workers call it before they read, so a tenant
--- who submits 10 jobs behind another tenant's 10,000 waits behind at most `target`
--- entries, not behind the backlog. While only one tenant waits there are no turns to take:
--- its jobs are taken in one ZPOPMIN. The moved jobs' entries hash fields are written with
--- one HSET.
+-- list of tenants' wait list stems rotates), and within a tenant high before normal before
+-- low, each in submit order (a list per rank, popped from its head). Workers call it
+-- before they read, so a tenant who submits 10 jobs behind another tenant's 10,000 waits
+-- behind at most `target` entries, not behind the backlog. While only one tenant waits
+-- there are no turns to take: its jobs are taken with one LPOP of many per rank. The moved
+-- jobs' entries hash fields are written with one HSET.
+-- A waiting list entry that does not end in ':' names a wait set of protocol 2 (a sorted
+-- set scored rank * 2^40 + seq), left by an older gateway: it is drained with ZPOPMIN, so
+-- no job queued before an upgrade is stranded.
 -- KEYS: 1 model stream, 2 waiting list, 3 entries hash, 4 stats hash
 -- ARGV: 1 model, 2 target, 3 group, 4 job key prefix
 -- Returns how many jobs went onto the stream.
 local stream_key, waiting_key, entries_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local model, target, group, job_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local RANKS = {'0', '1', '2'}
+-- Takes up to `take` ids of one tenant, in its order. Returns them, and whether its lists
+-- (or old set) are now empty: then it held fewer than `take`.
+local function pop(wait, take)
+  local ids = {}
+  if string.byte(wait, -1) ~= 58 then -- not ':': a protocol 2 wait set
+    local z = redis.call('ZPOPMIN', wait, take)
+    for i = 1, #z, 2 do ids[#ids + 1] = z[i] end
+    return ids, #ids < take
+  end
+  for _, r in ipairs(RANKS) do
+    local got = redis.call('LPOP', wait .. r, take - #ids)
+    if got then
+      for i = 1, #got do ids[#ids + 1] = got[i] end
+      if #ids == take then return ids, false end
+    end
+  end
+  return ids, true
+end
 local ready = ready_count(stream_key, group)
 local need = target - ready
 local moved, looks = 0, 0
@@ -24,13 +46,13 @@ while need > 0 and tenants > 0 and looks < 4 * target + 64 do
   else
     wait, take = redis.call('LMOVE', waiting_key, waiting_key, 'LEFT', 'RIGHT'), 1
   end
-  local popped = redis.call('ZPOPMIN', wait, take)
-  if #popped == 0 then
+  local ids, empty = pop(wait, take)
+  if empty then
     redis.call('LREM', waiting_key, 1, wait) -- nothing left waiting for this tenant
     tenants = tenants - 1
   end
-  for i = 1, #popped, 2 do
-    local id = popped[i]
+  for i = 1, #ids do
+    local id = ids[i]
     local job = job_prefix .. id
     local st = redis.call('HGET', job, 'status')
     if st == 'queued' then

@@ -82,7 +82,14 @@ fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *
     return key2(k, "idem", t, hash);
 }
 fleet_key fleet_key_waiting(const fleet_keys *k, const char *model) { return key2(k, "waiting", model, NULL); }
-fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant) {
-    return key2(k, "wait", model, tenant);
+fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant, int rank) {
+    fleet_key out = key2(k, "wait", model, tenant);
+    size_t n = strlen(out.s);
+    if (n + 2 < sizeof out.s) {
+        out.s[n] = ':';
+        out.s[n + 1] = (char)('0' + (rank >= 0 && rank <= 2 ? rank : 1));
+        out.s[n + 2] = '\0';
+    }
+    return out;
 }
 fleet_key fleet_key_wait_prefix(const fleet_keys *k) { return key2(k, "wait", "", NULL); }

@@ -145,8 +145,11 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_key(c, fleet_key_tenant_bucket(k, s->tenant));
     if (s->idem_hash) cmd_key(c, fleet_key_idempotency(k, s->tenant, s->idem_hash));
     else cmd_key(c, fleet_key_job(k, s->id)); /* unused: no key given */
+    /* The job's rank: its wait list, and where it sorts (HIGH < NORMAL < LOW). */
+    fleet_priority prio = fleet_priority_from_string(s->priority);
+    int rank = prio == FLEET_PRIORITY_INVALID ? (int)FLEET_PRIORITY_NORMAL : (int)prio;
     cmd_key(c, fleet_key_waiting(k, s->model));
-    cmd_key(c, fleet_key_wait(k, s->model, s->tenant));
+    cmd_key(c, fleet_key_wait(k, s->model, s->tenant, rank));
     cmd_str(c, s->id);
     cmd_str(c, s->model);
     cmd_ref(c, s->input, s->input_len);
@@ -171,9 +174,7 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_str(c, s->idem_hash && s->idem_digest ? s->idem_digest : "");
     cmd_long(c, s->ready_target > 0 ? s->ready_target : 1);
     cmd_str(c, FLEET_GROUP);
-    /* The wait set orders by priority, then submit order: HIGH < NORMAL < LOW. */
-    fleet_priority prio = fleet_priority_from_string(s->priority);
-    cmd_long(c, prio == FLEET_PRIORITY_INVALID ? (long)FLEET_PRIORITY_NORMAL : (long)prio);
+    cmd_long(c, rank);
     cmd_key(c, fleet_key_job_prefix(k)); /* to see whether a replayed job still exists */
 }
 

@@ -30,7 +30,7 @@ TL_TEST(only_acknowledged_entries_leave_the_stream) {
      * onto the stream; the others wait in the tenant's fair-share list.) */
     const char *ids[40];
     for (int i = 0; i < 40; i++) ids[i] = tl_job_submit(f, "sleep", "{\"ms\": 5}");
-    long long waiting = tl_redis_int(f->rc, "ZCARD {%s}:wait:sleep:default", f->prefix);
+    long long waiting = tl_redis_int(f->rc, "LLEN {%s}:wait:sleep:default:1", f->prefix);
     ASSERT_EQ_INT(xlen(f), 1 + 8);
     ASSERT_EQ_INT(waiting, 40 - 8);
     ASSERT_EQ_INT(pending(f), 1);
@@ -40,7 +40,7 @@ TL_TEST(only_acknowledged_entries_leave_the_stream) {
     ASSERT_EQ_INT(xlen(f), 1);
     ASSERT_EQ_INT(pending(f), 1);
     ASSERT_EQ_INT(tl_redis_int(f->rc, "HLEN {%s}:entries:sleep", f->prefix), 1);
-    ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:wait:sleep:default", f->prefix), 0);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:wait:sleep:default:1", f->prefix), 0);
 
     kill(a->pid, SIGCONT);
     tl_job_wait_status(f, held, "succeeded", TL_WAIT_MS);

@@ -382,6 +382,116 @@ TL_TEST(priorities_order_a_tenants_jobs) {
     ASSERT_LE_INT(low_before, 2);
 }
 
+static const char *submit_prio(tl_fleet *f, const char *prio) {
+    tl_resp *r = tl_post(f, "/v1/jobs",
+                         tl_printf("{\"model\": \"sleep\", \"input\": {\"ms\": 5}, \"priority\": \"%s\"}",
+                                   prio));
+    ASSERT_HTTP_STATUS(r, 202);
+    return tl_jstr(r->json, "id");
+}
+
+/* A tenant's waiting jobs are on three lists, one per rank, and the feed takes them high,
+ * then normal, then low, each in submit order (docs/redis.md, "Fair share"). */
+TL_TEST(wait_lists_keep_rank_then_submit_order) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {"FLEET_READY_TARGET=1"},
+        .worker_env = {"FLEET_MAX_BATCH=1", "FLEET_READY_TARGET=1"}});
+    static const char *const prios[] = {"low", "normal", "high"};
+    enum { N = 9 };
+    const char *ids[N];
+    for (int i = 0; i < N; i++) ids[i] = submit_prio(f, prios[i % 3]);
+    /* The first went onto the stream; the others wait, by rank. */
+    const char *stem = tl_printf("{%s}:wait:sleep:default:", f->prefix);
+    for (int r = 0; r < 3; r++) {
+        ASSERT_EQ_STR(tl_redis_cmd(f->rc, "TYPE %s%d", stem, r)->str, "list");
+        ASSERT_EQ_INT(tl_redis_int(f->rc, "LLEN %s%d", stem, r), r == 2 ? 2 : 3);
+        ASSERT_EQ_INT(tl_redis_int(f->rc, "TTL %s%d", stem, r), -1);
+    }
+    redisReply *w = tl_redis_cmd(f->rc, "LRANGE {%s}:waiting:sleep 0 -1", f->prefix);
+    ASSERT_EQ_INT((long long)w->elements, 1);
+    ASSERT_EQ_STR(w->element[0]->str, stem);
+    tl_fleet_add_worker(f, "sleep");
+    for (int i = 0; i < N; i++) tl_job_wait_status(f, ids[i], "succeeded", TL_WAIT_MS);
+    /* Submit order low0 normal1 high2 low3 ...: low0 was on the stream, then the highs,
+     * the normals, the other lows. One worker taking one job at a time starts them in
+     * the order the feed put them on the stream. */
+    static const int order[N] = {0, 2, 5, 8, 1, 4, 7, 3, 6};
+    for (int i = 1; i < N; i++)
+        ASSERT_LT_INT(started_ms(f, ids[order[i - 1]]), started_ms(f, ids[order[i]]));
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:waiting:sleep", f->prefix), 0);
+    ASSERT_EQ_INT(tl_redis_keys(f->rc, tl_printf("%s*", stem)).n, 0);
+}
+
+/* A waiting job costs its wait list a few tens of bytes (a sorted set took about 130), and
+ * a cancel takes it off its list at once, counters exact. */
+TL_TEST(wait_list_memory_and_cancel_of_a_waiting_job) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_READY_TARGET=1"}});
+    enum { N = 301 };
+    const char *ids[N];
+    for (int i = 0; i < N; i++) ids[i] = submit_prio(f, "normal");
+    const char *list = tl_printf("{%s}:wait:sleep:default:1", f->prefix);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "LLEN %s", list), N - 1);
+    long long bytes = tl_redis_int(f->rc, "MEMORY USAGE %s SAMPLES 0", list);
+    tl_log("wait list of %d ids: %lld B, %lld B per id", N - 1, bytes, bytes / (N - 1));
+    ASSERT_LE_INT(bytes / (N - 1), 40);
+    /* One in the middle of the list. */
+    ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s", ids[150])), 200);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "LLEN %s", list), N - 2);
+    ASSERT_TRUE(tl_redis_cmd(f->rc, "LPOS %s %s", list, ids[150])->type == REDIS_REPLY_NIL);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "queued"), N - 1);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "cancelled"), 1);
+}
+
+/* Wait sets of protocol 2 (sorted sets named in the waiting list, scored rank * 2^40 +
+ * seq) left by an older gateway are still drained in their order, and a cancel still
+ * finds a job in one: no job queued before an upgrade is stranded or counted twice. */
+TL_TEST(old_wait_sets_are_drained_after_an_upgrade) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {"FLEET_READY_TARGET=1"},
+        .worker_env = {"FLEET_MAX_BATCH=1", "FLEET_READY_TARGET=1"}});
+    static const char *const prios[] = {"low", "normal", "high"};
+    enum { N = 7 };
+    const char *ids[N];
+    for (int i = 0; i < N; i++) ids[i] = submit_prio(f, prios[i % 3]);
+    /* Rewrite the waiting jobs as protocol 2 left them: one sorted set per tenant. */
+    const char *stem = tl_printf("{%s}:wait:sleep:default:", f->prefix);
+    const char *old = tl_printf("{%s}:wait:sleep:default", f->prefix);
+    for (int r = 0; r < 3; r++) {
+        redisReply *l = tl_redis_cmd(f->rc, "LRANGE %s%d 0 -1", stem, r);
+        for (size_t i = 0; i < l->elements; i++) {
+            long long seq = atoll(tl_redis_cmd(f->rc, "HGET {%s}:job:%s queue_seq", f->prefix,
+                                               l->element[i]->str)->str);
+            tl_redis_cmd(f->rc, "ZADD %s %lld %s", old, r * 1099511627776LL + seq,
+                         l->element[i]->str);
+        }
+        tl_redis_cmd(f->rc, "DEL %s%d", stem, r);
+    }
+    tl_redis_cmd(f->rc, "DEL {%s}:waiting:sleep", f->prefix);
+    tl_redis_cmd(f->rc, "RPUSH {%s}:waiting:sleep %s", f->prefix, old);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD %s", old), N - 1);
+    /* A cancel finds a job in the old set (the first normal one). */
+    ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s", ids[1])), 200);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD %s", old), N - 2);
+    /* A job submitted now waits on the new lists, beside the old set. */
+    const char *late = submit_prio(f, "high");
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "LLEN %s0", stem), 1);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "LLEN {%s}:waiting:sleep", f->prefix), 2);
+    tl_fleet_add_worker(f, "sleep");
+    for (int i = 0; i < N; i++)
+        if (i != 1) tl_job_wait_status(f, ids[i], "succeeded", TL_WAIT_MS);
+    tl_job_wait_status(f, late, "succeeded", TL_WAIT_MS);
+    /* The old set kept its order: high (2, 5), normal (4), low (3, 6), after low0. */
+    static const int order[] = {0, 2, 5, 4, 3, 6};
+    for (size_t i = 1; i < sizeof order / sizeof order[0]; i++)
+        ASSERT_LT_INT(started_ms(f, ids[order[i - 1]]), started_ms(f, ids[order[i]]));
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS %s", old), 0);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:waiting:sleep", f->prefix), 0);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "queued"), 0);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "succeeded"), N);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "cancelled"), 1);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "submitted"), N + 1);
+}
+
 /* An event stream whose key was looked up in Redis (no cache) notices its client leaving
  * at once, as one whose key came from the cache does: nothing is left in CLOSE_WAIT
  * until the next heartbeat (set far away here). */
@@ -411,6 +521,9 @@ int main(int argc, char **argv) {
         TL_CASE(idempotency_key_after_its_job_expired_makes_a_new_job),
         TL_CASE(fair_share_serves_a_small_tenant_behind_a_big_backlog),
         TL_CASE(priorities_order_a_tenants_jobs),
+        TL_CASE(wait_lists_keep_rank_then_submit_order),
+        TL_CASE(wait_list_memory_and_cancel_of_a_waiting_job),
+        TL_CASE(old_wait_sets_are_drained_after_an_upgrade),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

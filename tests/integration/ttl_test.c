@@ -33,7 +33,7 @@ static size_t check_job_keys(tl_fleet *f, const char *id, long long max_ttl, con
 /* Keys without a TTL must be one of the shared ones of docs/redis.md, each bounded by
  * other means (streams and the entries hash hold only unacknowledged entries, the delayed
  * set only jobs waiting for a retry, the dead-letter streams are capped, the webhook task
- * stream holds only deliveries in progress, a tenant's wait set and the waiting list only
+ * stream holds only deliveries in progress, a tenant's wait lists and the waiting list only
  * jobs waiting for the feed). */
 static void check_keys_without_ttl(tl_fleet *f) {
     tl_strlist keys = tl_redis_keys(f->rc, "*");
@@ -104,20 +104,20 @@ static void wait_queued_zero(tl_fleet *f, const char *model) {
     ASSERT_EVENTUALLY(tl_stat(f, model, "queued") == 0, TL_WAIT_MS);
 }
 
-/* A job whose keys expire while it waits in its tenant's wait set, or in the delayed set
+/* A job whose keys expire while it waits on its tenant's wait list, or in the delayed set
  * for a retry, leaves the queued count and is counted as expired when the feed or promote
- * meets its id (its keys are deleted here, as expiry would). The wait set itself has no
+ * meets its id (its keys are deleted here, as expiry would). The wait list itself has no
  * TTL: expiring it would take its ids out of the count for good. */
 TL_TEST(jobs_expired_while_waiting_or_delayed_are_counted_as_expired) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
         .gateway_env = {"FLEET_READY_TARGET=1"},
         .worker_env = {"FLEET_RETRY_BASE_MS=1500", "FLEET_RETRY_MAX_MS=1500"}});
-    /* The first goes onto the stream; the next two wait in the tenant's wait set. */
+    /* The first goes onto the stream; the next two wait on the tenant's wait list. */
     const char *ids[3];
     for (int i = 0; i < 3; i++) ids[i] = submit_with_ttl(f, "echo", "1", 60);
     tl_strlist waits = tl_redis_keys(f->rc, tl_printf("{%s}:wait:echo:*", f->prefix));
     ASSERT_EQ_INT(waits.n, 1);
-    ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD %s", waits.v[0]), 2);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "LLEN %s", waits.v[0]), 2);
     ASSERT_EQ_INT(tl_redis_int(f->rc, "TTL %s", waits.v[0]), -1);
     for (int i = 1; i < 3; i++) tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, ids[i]);
     tl_fleet_add_worker(f, "echo");

@@ -43,7 +43,8 @@ TL_TEST(key_names_share_one_hash_tag) {
     ASSERT_EQ_STR(fleet_key_apikey(&k, "ab12").s, "{fleet}:apikey:ab12");
     ASSERT_EQ_STR(fleet_key_idempotency(&k, "acme", "ff").s, "{fleet}:idem:acme:ff");
     ASSERT_EQ_STR(fleet_key_waiting(&k, "echo").s, "{fleet}:waiting:echo");
-    ASSERT_EQ_STR(fleet_key_wait(&k, "echo", "acme").s, "{fleet}:wait:echo:acme");
+    ASSERT_EQ_STR(fleet_key_wait(&k, "echo", "acme", 0).s, "{fleet}:wait:echo:acme:0");
+    ASSERT_EQ_STR(fleet_key_wait(&k, "echo", "acme", 2).s, "{fleet}:wait:echo:acme:2");
     ASSERT_EQ_STR(fleet_key_wait_prefix(&k).s, "{fleet}:wait:");
 }
 

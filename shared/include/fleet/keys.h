@@ -17,7 +17,7 @@
 #define FLEET_WEBHOOK_GROUP "gateways" /* the consumer group on the webhook task stream */
 /* The worker protocol's version (docs/protocol.md): a worker writes it in field `protocol` of
  * its registration hash. Bumped by a change an older worker or gateway would misread. */
-#define FLEET_PROTOCOL_VERSION 2
+#define FLEET_PROTOCOL_VERSION 3
 
 typedef struct fleet_keys {
     char tag[FLEET_PREFIX_MAX + 3]; /* "{prefix}" */
@@ -65,10 +65,18 @@ fleet_key fleet_key_active_prefix(const fleet_keys *k);              /* "{prefix
 fleet_key fleet_key_tenant_bucket(const fleet_keys *k, const char *t); /* hash: submit rate bucket */
 fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash);   /* hash: tenant, role */
 fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash); /* hash */
-/* Fair share (feed.lua): tenants with jobs waiting for a model, and their wait lists. */
-fleet_key fleet_key_waiting(const fleet_keys *k, const char *model); /* list: wait keys */
-fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant); /* zset */
-/* "{prefix}:wait:": cancel.lua builds a job's wait set key from it, "<model>:<tenant>". */
+/* Fair share (feed.lua): the tenants with jobs waiting for a model, and their wait lists.
+ * A tenant's waiting jobs for a model are in three lists of job ids, one per priority rank
+ * (0 high, 1 normal, 2 low), "{prefix}:wait:<model>:<tenant>:<rank>", each in submit order.
+ * The waiting list names each tenant once, as "{prefix}:wait:<model>:<tenant>:" (the lists'
+ * common stem: feed.lua appends the rank). These are the keys that scripts derive from a
+ * name they read rather than take in KEYS (feed.lua, cancel.lua), all in the fleet's hash
+ * tag. An entry without the trailing ':' names a wait set of protocol 2 (a sorted set),
+ * which feed.lua still drains (docs/redis.md). */
+fleet_key fleet_key_waiting(const fleet_keys *k, const char *model); /* list: wait stems */
+fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant,
+                         int rank); /* list: job ids; rank 0..2 (another: 1) */
+/* "{prefix}:wait:": cancel.lua builds a job's wait list key from it, "<model>:<tenant>:<rank>". */
 fleet_key fleet_key_wait_prefix(const fleet_keys *k);
 /* Webhooks (docs/webhooks.md): */
 fleet_key fleet_key_webhooks(const fleet_keys *k);                   /* stream: delivery tasks */
