@@ -33,88 +33,75 @@
 
 #define BENCH_MAX_BATCHES 32
 
-static double now_s(void)
-{
+static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static uint64_t splitmix64(uint64_t *state)
-{
+static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: fleet-embed-bench [--model-dir DIR] [--backend %s] [--batches 1,8,64]\n"
-               "                         [--tokens 128] [--seconds 3]\n"
-               "Without --model-dir a MiniLM-shaped random model is generated in a temporary\n"
-               "directory. Thread settings: OPENBLAS_NUM_THREADS, FLEET_CPU_THREADS.\n",
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: fleet-embed-bench [--model-dir DIR] [--backend %s] [--batches 1,8,64]\n"
+            "                         [--tokens 128] [--seconds 3]\n"
+            "Without --model-dir a MiniLM-shaped random model is generated in a temporary\n"
+            "directory. Thread settings: OPENBLAS_NUM_THREADS, FLEET_CPU_THREADS.\n",
             bert_backend_names());
 }
 
 /* Parses "1,8,64" into b[]; returns the count, or -1. */
-static int parse_batches(const char *s, long *b)
-{
+static int parse_batches(const char *s, long *b) {
     int n = 0;
     while (*s) {
         char *end;
         errno = 0;
         long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > 100000 || n == BENCH_MAX_BATCHES)
-            return -1;
+        if (end == s || errno || v < 1 || v > 100000 || n == BENCH_MAX_BATCHES) return -1;
         b[n++] = v;
-        if (*end == ',')
-            end++;
-        else if (*end)
-            return -1;
+        if (*end == ',') end++;
+        else if (*end) return -1;
         s = end;
     }
     return n ? n : -1;
 }
 
-static long parse_long(const char *s, long lo, long hi)
-{
+static long parse_long(const char *s, long lo, long hi) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi)
-        return -1;
+    if (end == s || *end || errno || v < lo || v > hi) return -1;
     return v;
 }
 
 /* The id of `token` in dir/vocab.txt (the tokenizer's vocabulary), or fallback. */
-static int32_t vocab_id(const char *dir, const char *token, int32_t fallback)
-{
+static int32_t vocab_id(const char *dir, const char *token, int32_t fallback) {
     char path[4096], err[256];
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
     tok_vocab *v = NULL;
-    if (tok_vocab_load(path, &v, err, sizeof err) != 0)
-        return fallback;
+    if (tok_vocab_load(path, &v, err, sizeof err) != 0) return fallback;
     long id = tok_vocab_id(v, token);
     tok_vocab_free(v);
     return id >= 0 ? (int32_t)id : fallback;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
+static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
     return remove(path);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
+static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
 /* Embeds sequences [0, n) in calls of at most max_seqs. */
-static int run_batch(const bert_ops *ops, void *m, const int32_t *const *ids,
-                     const size_t *lens, size_t n, size_t max_seqs, float *out, size_t h)
-{
+static int run_batch(const bert_ops *ops, void *m, const int32_t *const *ids, const size_t *lens,
+                     size_t n, size_t max_seqs, float *out, size_t h) {
     char err[512] = "";
     for (size_t i = 0; i < n; i += max_seqs) {
         size_t k = n - i < max_seqs ? n - i : max_seqs;
@@ -126,27 +113,25 @@ static int run_batch(const bert_ops *ops, void *m, const int32_t *const *ids,
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *model_dir = NULL, *backend = "cpu";
     long batches[BENCH_MAX_BATCHES] = {1, 8, 64};
     int nbatches = 3;
     long tokens = 128, seconds = 3;
     static const struct option opts[] = {
-        {"model-dir", required_argument, NULL, 'm'}, {"backend", required_argument, NULL, 'b'},
-        {"batches", required_argument, NULL, 'B'},   {"tokens", required_argument, NULL, 't'},
-        {"seconds", required_argument, NULL, 's'},   {"help", no_argument, NULL, 'h'},
+        {"model-dir", required_argument, NULL, 'm'},
+        {"backend", required_argument, NULL, 'b'},
+        {"batches", required_argument, NULL, 'B'},
+        {"tokens", required_argument, NULL, 't'},
+        {"seconds", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'm':
-            model_dir = optarg;
-            break;
-        case 'b':
-            backend = optarg;
-            break;
+        case 'm': model_dir = optarg; break;
+        case 'b': backend = optarg; break;
         case 'B':
             if ((nbatches = parse_batches(optarg, batches)) < 0) {
                 fprintf(stderr, "fleet-embed-bench: --batches: a list like 1,8,64\n");
@@ -165,12 +150,8 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
     }
     if (optind < argc) {
@@ -240,8 +221,7 @@ int main(int argc, char **argv)
 
     /* The sequences: as many as the largest batch, all different. */
     long maxb = 0;
-    for (int i = 0; i < nbatches; i++)
-        maxb = batches[i] > maxb ? batches[i] : maxb;
+    for (int i = 0; i < nbatches; i++) maxb = batches[i] > maxb ? batches[i] : maxb;
     size_t h = (size_t)cfg->hidden_size;
     int32_t cls = vocab_id(model_dir, "[CLS]", 2), sep = vocab_id(model_dir, "[SEP]", 3);
     int32_t lo = cfg->vocab_size > 1000 ? 1000 : 0;
@@ -270,8 +250,8 @@ int main(int argc, char **argv)
     const int32_t *const *ids = (const int32_t *const *)seqs;
 
     /* One warm-up call, then each batch size. */
-    if (run_batch(ops, m, ids, lens, (size_t)maxb < max_seqs ? (size_t)maxb : max_seqs,
-                  max_seqs, out, h) != 0)
+    if (run_batch(ops, m, ids, lens, (size_t)maxb < max_seqs ? (size_t)maxb : max_seqs, max_seqs,
+                  out, h) != 0)
         goto done;
     printf("%-8s %6s %7s %12s %14s %6s\n", "backend", "batch", "tokens", "sentences/s",
            "ms/batch(med)", "runs");
@@ -280,8 +260,7 @@ int main(int argc, char **argv)
         double start = now_s();
         do {
             double t = now_s();
-            if (run_batch(ops, m, ids, lens, (size_t)batches[b], max_seqs, out, h) != 0)
-                goto done;
+            if (run_batch(ops, m, ids, lens, (size_t)batches[b], max_seqs, out, h) != 0) goto done;
             t = now_s() - t;
             if (ntimes == captimes) {
                 captimes = captimes ? 2 * captimes : 64;
@@ -304,15 +283,13 @@ int main(int argc, char **argv)
     rc = 0;
 done:
     if (seqs)
-        for (long s = 0; s < maxb; s++)
-            free(seqs[s]);
+        for (long s = 0; s < maxb; s++) free(seqs[s]);
     free(seqs);
     free(lens);
     free(out);
     free(times);
     ops->free(m);
 out:
-    if (made)
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (made) nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return rc;
 }

@@ -55,16 +55,15 @@ static const fleet_option options[] = {
      &o_wait, 0, 60},
     {"jobs", "FLEET_BENCH_JOBS", FLEET_OPT_INT, "10000", "e2e: jobs to submit and wait for",
      &o_jobs, 1, 100000000},
-    {"model", "FLEET_BENCH_MODEL", FLEET_OPT_STR, "echo", "model of the submitted jobs",
-     &o_model, 0, 0},
+    {"model", "FLEET_BENCH_MODEL", FLEET_OPT_STR, "echo", "model of the submitted jobs", &o_model,
+     0, 0},
     {"input", "FLEET_BENCH_INPUT", FLEET_OPT_STR, "{\"text\":\"hello\"}",
      "input of the submitted jobs (JSON)", &o_input, 0, 0},
     {"poll-ms", "FLEET_BENCH_POLL_MS", FLEET_OPT_INT, "20",
      "e2e: interval of GET /v1/stats (the resolution of the completion time)", &o_poll_ms, 1,
      10000},
     {"wait-limit", "FLEET_BENCH_WAIT_LIMIT", FLEET_OPT_INT, "300",
-     "e2e: stop waiting after this many seconds and report what finished", &o_wait_limit, 1,
-     86400},
+     "e2e: stop waiting after this many seconds and report what finished", &o_wait_limit, 1, 86400},
 };
 
 static const char usage[] =
@@ -256,7 +255,8 @@ static int bench_submit(bench *b) {
     else printf("%ld s\n", o_duration);
     if (o_wait > 0)
         printf("  each submit waits up to %ld s for its result (?wait=%ld): latency is submit "
-               "to result; 200 and 202 count as accepted\n", o_wait, o_wait);
+               "to result; 200 and 202 count as accepted\n",
+               o_wait, o_wait);
     printf("  responses: %ld in %.2f s = %.0f requests/s (202: %ld = %.0f/s)\n", responses, secs,
            secs > 0 ? (double)responses / secs : 0, b->accepted,
            secs > 0 ? (double)b->accepted / secs : 0);
@@ -283,8 +283,8 @@ static long long stat_of(const json_t *m, const char *name) {
 }
 
 /* Reads this model's final counters from a GET /v1/stats body. */
-static int parse_stats(bench *b, const char *body, size_t len, long long *succ,
-                       long long *fail, long long *canc, long long *unfinished) {
+static int parse_stats(bench *b, const char *body, size_t len, long long *succ, long long *fail,
+                       long long *canc, long long *unfinished) {
     json_t *j = json_loadb(body, len, 0, NULL);
     json_t *m = json_object_get(json_object_get(j, "models"), o_model);
     if (!json_is_object(j)) {
@@ -353,8 +353,10 @@ static int bench_e2e(bench *b) {
         if (b->stats_error) return 1;
         if (b->unfinished <= 0) break;
         if (bench_now_ns() > drain_deadline) {
-            fprintf(stderr, "fleet-bench: %lld %s jobs still queued or running after %ld s; "
-                    "e2e skipped\n", b->unfinished, o_model, o_wait_limit);
+            fprintf(stderr,
+                    "fleet-bench: %lld %s jobs still queued or running after %ld s; "
+                    "e2e skipped\n",
+                    b->unfinished, o_model, o_wait_limit);
             return 1;
         }
         struct timeval pause = {0, 100000};
@@ -381,10 +383,10 @@ static int bench_e2e(bench *b) {
     if (b->stats_error) return 1;
 
     double submit_s = (double)(b->submit_end_ns - b->first_ns) / 1e9;
-    printf("e2e: %ld %s jobs, %ld connections, completion polled every %ld ms\n", o_jobs,
-           o_model, b->nslots, o_poll_ms);
-    printf("  accepted: %ld of %ld, submitted in %.2f s (%.0f jobs/s)\n", b->accepted,
-           b->sent, submit_s, submit_s > 0 ? (double)b->accepted / submit_s : 0);
+    printf("e2e: %ld %s jobs, %ld connections, completion polled every %ld ms\n", o_jobs, o_model,
+           b->nslots, o_poll_ms);
+    printf("  accepted: %ld of %ld, submitted in %.2f s (%.0f jobs/s)\n", b->accepted, b->sent,
+           submit_s, submit_s > 0 ? (double)b->accepted / submit_s : 0);
     if (b->finished) {
         double total_s = (double)(b->end_ns - b->first_ns) / 1e9;
         printf("  all %ld finished %.2f s after the first submit: %.0f jobs/s end to end\n",
@@ -396,8 +398,8 @@ static int bench_e2e(bench *b) {
                o_wait_limit, b->succeeded + b->failed + b->cancelled, b->accepted, total_s,
                total_s > 0 ? (double)(b->succeeded + b->failed + b->cancelled) / total_s : 0);
     }
-    printf("  final states: succeeded %lld, failed %lld, cancelled %lld\n", b->succeeded,
-           b->failed, b->cancelled);
+    printf("  final states: succeeded %lld, failed %lld, cancelled %lld\n", b->succeeded, b->failed,
+           b->cancelled);
     print_codes(b);
     print_cpu(cpu0, (double)((b->finished ? b->end_ns : bench_now_ns()) - b->first_ns) / 1e9);
     fflush(stdout);
@@ -472,8 +474,8 @@ static int bench_init(bench *b) {
     snprintf(path, sizeof path, o_wait > 0 ? "/v1/jobs?wait=%ld" : "/v1/jobs", o_wait);
     b->submit_req = bench_http_format("POST", b->hostport, path, o_api_key, body, &b->submit_len);
     free(body);
-    b->stats_req =
-        bench_http_format("GET", b->hostport, "/v1/stats", o_api_key, NULL, &b->stats_len);
+    b->stats_req = bench_http_format("GET", b->hostport, "/v1/stats", o_api_key, NULL,
+                                     &b->stats_len);
     b->base = event_base_new();
     if (!b->submit_req || !b->stats_req || !b->base) return -1;
     b->nslots = o_connections;
@@ -494,9 +496,8 @@ static int bench_init(bench *b) {
 int main(int argc, char **argv) {
     char err[256];
     int npos = 0;
-    fleet_config_result cr =
-        fleet_config_parse(options, sizeof options / sizeof options[0], argc, argv, &npos,
-                           usage, err, sizeof err);
+    fleet_config_result cr = fleet_config_parse(options, sizeof options / sizeof options[0], argc,
+                                                argv, &npos, usage, err, sizeof err);
     if (cr == FLEET_CONFIG_HELP) return 0;
     if (cr == FLEET_CONFIG_ERROR) {
         fprintf(stderr, "fleet-bench: %s\n", err);

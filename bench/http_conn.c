@@ -164,9 +164,7 @@ static bool parse(bench_conn *c, struct evbuffer *in) {
                 return true;
             }
             break;
-        case P_BODY_EOF:
-            evbuffer_add_buffer(c->body, in);
-            return false;
+        case P_BODY_EOF: evbuffer_add_buffer(c->body, in); return false;
         }
         free(line);
     }
@@ -257,15 +255,15 @@ int bench_conn_request(bench_conn *c, const char *req, size_t len, bench_conn_cb
 
 unsigned long bench_conn_opens(const bench_conn *c) { return c->opens; }
 
-char *bench_http_format(const char *method, const char *host, const char *path,
-                        const char *api_key, const char *body, size_t *len) {
+char *bench_http_format(const char *method, const char *host, const char *path, const char *api_key,
+                        const char *body, size_t *len) {
     size_t blen = body ? strlen(body) : 0;
     size_t cap = strlen(method) + strlen(host) + strlen(path) + blen +
                  (api_key ? strlen(api_key) : 0) + 256;
     char *out = malloc(cap);
     if (!out) return NULL;
-    int n = snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fleet-bench\r\n",
-                     method, path, host);
+    int n = snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fleet-bench\r\n", method,
+                     path, host);
     if (api_key && *api_key)
         n += snprintf(out + n, cap - (size_t)n, "Authorization: Bearer %s\r\n", api_key);
     if (body)

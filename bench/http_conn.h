@@ -23,12 +23,10 @@
 struct event_base;
 typedef struct bench_conn bench_conn;
 
-typedef void (*bench_conn_cb)(bench_conn *c, int status, const char *body, size_t len,
-                              void *arg);
+typedef void (*bench_conn_cb)(bench_conn *c, int status, const char *body, size_t len, void *arg);
 
 /* addr is copied. Connects lazily, on the first request. Returns NULL when out of memory. */
-bench_conn *bench_conn_new(struct event_base *base, const struct sockaddr *addr,
-                           socklen_t addrlen);
+bench_conn *bench_conn_new(struct event_base *base, const struct sockaddr *addr, socklen_t addrlen);
 void bench_conn_free(bench_conn *c);
 
 /* Sends req (a complete HTTP/1.1 request: request line, headers, blank line, body) and
@@ -42,7 +40,7 @@ unsigned long bench_conn_opens(const bench_conn *c);
 
 /* Builds a request into a malloc'd string (caller frees): method, path, Host, optional
  * Authorization bearer and JSON body. *len receives its length. */
-char *bench_http_format(const char *method, const char *host, const char *path,
-                        const char *api_key, const char *body, size_t *len);
+char *bench_http_format(const char *method, const char *host, const char *path, const char *api_key,
+                        const char *body, size_t *len);
 
 #endif

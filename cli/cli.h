@@ -28,14 +28,14 @@
 /* Global settings, filled by main.c before a command runs. Strings point into argv, the
  * environment or the option table's defaults (nothing to free). */
 typedef struct ctl_globals {
-    const char *url;       /* gateway base URL, no trailing slash needed */
-    const char *redis_url; /* inspect, dlq and tenant only */
-    const char *prefix;    /* key prefix, inspect, dlq and tenant only */
-    const char *api_key;   /* "" when none: no Authorization header is sent */
-    long timeout_s;        /* wait limit; 0 = forever */
-    long redis_wait_s;     /* how long a loading, busy or failing-over Redis is waited out */
+    const char *url;            /* gateway base URL, no trailing slash needed */
+    const char *redis_url;      /* inspect, dlq and tenant only */
+    const char *prefix;         /* key prefix, inspect, dlq and tenant only */
+    const char *api_key;        /* "" when none: no Authorization header is sent */
+    long timeout_s;             /* wait limit; 0 = forever */
+    long redis_wait_s;          /* how long a loading, busy or failing-over Redis is waited out */
     const char *allow_eviction; /* "on": use a Redis whose maxmemory-policy evicts keys */
-    bool json;             /* print raw JSON instead of human text */
+    bool json;                  /* print raw JSON instead of human text */
 } ctl_globals;
 
 /* A subcommand (`dlq list`), for help texts only: the command's run() dispatches on its

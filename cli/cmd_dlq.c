@@ -24,10 +24,10 @@
 #include "redis_conn.h"
 #include "render.h"
 
-#define DLQ_PAGE 100          /* entries per XRANGE when walking the whole stream */
-#define DLQ_ERROR_COLS 60     /* the ERROR column of the list table */
-#define DLQ_MAX_IDS 10000     /* job ids on one `dlq retry` command line */
-#define DLQ_ENTRY_ID_MAX 48   /* "<ms>-<seq>": two 64-bit numbers and a dash */
+#define DLQ_PAGE 100        /* entries per XRANGE when walking the whole stream */
+#define DLQ_ERROR_COLS 60   /* the ERROR column of the list table */
+#define DLQ_MAX_IDS 10000   /* job ids on one `dlq retry` command line */
+#define DLQ_ENTRY_ID_MAX 48 /* "<ms>-<seq>": two 64-bit numbers and a dash */
 
 static long opt_limit = 20;
 static bool opt_all;
@@ -165,8 +165,8 @@ static void error_cell(char out[DLQ_ERROR_COLS + 1], const char *err) {
 }
 
 static void print_list_table(const json_t *entries) {
-    printf("%-15s  %-26s  %-12s  %-12s  %8s  %-24s  %s\n", "DLQ ENTRY", "JOB", "MODEL",
-           "TENANT", "ATTEMPTS", "FAILED AT", "ERROR");
+    printf("%-15s  %-26s  %-12s  %-12s  %8s  %-24s  %s\n", "DLQ ENTRY", "JOB", "MODEL", "TENANT",
+           "ATTEMPTS", "FAILED AT", "ERROR");
     size_t i;
     json_t *e;
     json_array_foreach(entries, i, e) {
@@ -175,8 +175,7 @@ static void print_list_table(const json_t *entries) {
         const char *at = json_string_value(json_object_get(e, "failed_at"));
         printf("%-15s  %-26s  %-12s  %-12s  %8lld  %-24s  %s\n", ctl_jstr(e, "entry"),
                ctl_jstr(e, "job"), ctl_jstr(e, "model"), ctl_jstr(e, "tenant"),
-               (long long)json_integer_value(json_object_get(e, "attempts")), at ? at : "-",
-               err);
+               (long long)json_integer_value(json_object_get(e, "attempts")), at ? at : "-", err);
     }
 }
 
@@ -186,8 +185,8 @@ static void print_more_hint(redisContext *c, const fleet_keys *k, size_t shown) 
     const char *argv[] = {"XLEN", dlq.s};
     redisReply *r = ctl_redis_cmd_ok(c, "XLEN", 2, argv);
     if (r && r->type == REDIS_REPLY_INTEGER && (size_t)r->integer > shown)
-        fprintf(stderr, "(showing the newest %zu of %lld entries; --limit N shows more)\n",
-                shown, (long long)r->integer);
+        fprintf(stderr, "(showing the newest %zu of %lld entries; --limit N shows more)\n", shown,
+                (long long)r->integer);
     freeReplyObject(r);
 }
 
@@ -201,12 +200,9 @@ static int dlq_list(redisContext *c, const fleet_keys *k, const ctl_globals *g) 
     }
     bool full = r->elements == (size_t)opt_limit;
     freeReplyObject(r);
-    if (g->json)
-        ctl_render_json(stdout, entries);
-    else if (json_array_size(entries) == 0)
-        puts("the dead-letter stream is empty");
-    else
-        print_list_table(entries);
+    if (g->json) ctl_render_json(stdout, entries);
+    else if (json_array_size(entries) == 0) puts("the dead-letter stream is empty");
+    else print_list_table(entries);
     if (full && !g->json) print_more_hint(c, k, json_array_size(entries));
     json_decref(entries);
     return CTL_EXIT_OK;
@@ -236,9 +232,9 @@ static json_t *current_json(const redisReply *h) {
     const char *last = ctl_redis_field(h, "last_error");
     const char *dead = ctl_redis_field(h, "dead_lettered");
     const char *status = ctl_redis_field(h, "status");
-    return json_pack("{s:s, s:I, s:s?, s:s?, s:b}", "status", status ? status : "",
-                     "attempts", (json_int_t)(v ? strtoll(v, NULL, 10) : 0), "error", err,
-                     "last_error", last, "dead_lettered", dead && strcmp(dead, "1") == 0);
+    return json_pack("{s:s, s:I, s:s?, s:s?, s:b}", "status", status ? status : "", "attempts",
+                     (json_int_t)(v ? strtoll(v, NULL, 10) : 0), "error", err, "last_error", last,
+                     "dead_lettered", dead && strcmp(dead, "1") == 0);
 }
 
 static void print_show(const json_t *doc, const char *dlq_key) {
@@ -255,10 +251,9 @@ static void print_show(const json_t *doc, const char *dlq_key) {
         printf("error:      %s\n", ctl_jstr(doc, "error"));
     } else {
         if (*entry)
-            printf("entry:      %s is no longer on %s (trimmed: the stream is capped)\n",
-                   entry, dlq_key);
-        else
-            printf("entry:      none recorded in the job hash\n");
+            printf("entry:      %s is no longer on %s (trimmed: the stream is capped)\n", entry,
+                   dlq_key);
+        else printf("entry:      none recorded in the job hash\n");
         printf("job:        %s\n", ctl_jstr(doc, "job"));
     }
     const json_t *now = json_object_get(doc, "current");
@@ -298,8 +293,8 @@ static int lookup_by_job(redisContext *c, const fleet_keys *k, const char *id, j
 
 /* dlq show ENTRY_ID: the entry, then the hash of the job it names into *h. Same
  * returns as lookup_by_job. */
-static int lookup_by_entry(redisContext *c, const fleet_keys *k, const char *entry,
-                           json_t **e, redisReply **h) {
+static int lookup_by_entry(redisContext *c, const fleet_keys *k, const char *entry, json_t **e,
+                           redisReply **h) {
     if (entry_by_id(c, k, entry, e) < 0) return CTL_EXIT_FAIL;
     const char *job = *e ? ctl_jstr(*e, "job") : "";
     if (fleet_job_id_valid(job) && !(*h = job_hash(c, k, job))) return CTL_EXIT_FAIL;
@@ -309,8 +304,8 @@ static int lookup_by_entry(redisContext *c, const fleet_keys *k, const char *ent
 /* Looks up what `dlq show ARG` is about: *doc gets the entry's object (or one naming only
  * the job) with "on_stream" and "current". Returns 0, or CTL_EXIT_FAIL after printing
  * why (nothing found, not dead-lettered, a Redis error). */
-static int show_lookup(redisContext *c, const fleet_keys *k, const ctl_globals *g,
-                       const char *arg, json_t **doc) {
+static int show_lookup(redisContext *c, const fleet_keys *k, const ctl_globals *g, const char *arg,
+                       json_t **doc) {
     bool by_job = fleet_job_id_valid(arg);
     json_t *e = NULL;
     redisReply *h = NULL;
@@ -319,9 +314,9 @@ static int show_lookup(redisContext *c, const fleet_keys *k, const ctl_globals *
     if (rc == 0 && !e && !have_job) {
         if (by_job)
             ctl_error("no dead-letter entry for job %s under prefix '%s' (never dead-lettered, "
-                      "or its entry was trimmed and its keys expired)", arg, g->prefix);
-        else
-            ctl_error("no entry %s on the dead-letter stream %s", arg, fleet_key_dlq(k).s);
+                      "or its entry was trimmed and its keys expired)",
+                      arg, g->prefix);
+        else ctl_error("no entry %s on the dead-letter stream %s", arg, fleet_key_dlq(k).s);
         rc = CTL_EXIT_FAIL;
     }
     if (rc == 0) {
@@ -337,15 +332,12 @@ static int show_lookup(redisContext *c, const fleet_keys *k, const ctl_globals *
     return rc;
 }
 
-static int dlq_show(redisContext *c, const fleet_keys *k, const ctl_globals *g,
-                    const char *arg) {
+static int dlq_show(redisContext *c, const fleet_keys *k, const ctl_globals *g, const char *arg) {
     json_t *doc = NULL;
     int rc = show_lookup(c, k, g, arg, &doc);
     if (rc != 0) return rc;
-    if (g->json)
-        ctl_render_json(stdout, doc);
-    else
-        print_show(doc, fleet_key_dlq(k).s);
+    if (g->json) ctl_render_json(stdout, doc);
+    else print_show(doc, fleet_key_dlq(k).s);
     json_decref(doc);
     return CTL_EXIT_OK;
 }
@@ -356,9 +348,9 @@ typedef enum retry_outcome { RETRY_QUEUED, RETRY_FAILED, RETRY_ABORT } retry_out
 
 /* What happened to one job, for its report line or object. */
 typedef struct retry_result {
-    const char *outcome;  /* "queued", "not_found", "not_dead_lettered", "error" */
-    long long position;   /* queued: its queue position */
-    const char *detail;   /* not_dead_lettered: the status; error: the message */
+    const char *outcome; /* "queued", "not_found", "not_dead_lettered", "error" */
+    long long position;  /* queued: its queue position */
+    const char *detail;  /* not_dead_lettered: the status; error: the message */
 } retry_result;
 
 /* Reports one job's outcome: a line on stdout (only failures when quiet), or an object
@@ -367,8 +359,7 @@ static void report(json_t *rep, bool quiet, const char *id, const retry_result *
     bool queued = strcmp(res->outcome, "queued") == 0;
     if (rep) {
         json_t *o = json_pack("{s:s, s:s}", "id", id, "outcome", res->outcome);
-        if (queued)
-            json_object_set_new(o, "queue_position", json_integer(res->position));
+        if (queued) json_object_set_new(o, "queue_position", json_integer(res->position));
         else if (res->detail)
             json_object_set_new(o, strcmp(res->outcome, "error") == 0 ? "error" : "status",
                                 json_string(res->detail));
@@ -408,12 +399,8 @@ static retry_outcome run_retry(redisContext *c, const fleet_keys *k, const char 
     retry_result res = {.outcome = "error"};
     fleet_status st;
     switch (fleet_state_dlq_retry_reply(r, &res.position, &st)) {
-    case FLEET_DLQ_RETRY_QUEUED:
-        res.outcome = "queued";
-        break;
-    case FLEET_DLQ_RETRY_MISSING:
-        res.outcome = "not_found";
-        break;
+    case FLEET_DLQ_RETRY_QUEUED: res.outcome = "queued"; break;
+    case FLEET_DLQ_RETRY_MISSING: res.outcome = "not_found"; break;
     case FLEET_DLQ_RETRY_NOT_DEAD:
         res.outcome = "not_dead_lettered";
         res.detail = fleet_status_to_string(st);
@@ -427,8 +414,8 @@ static retry_outcome run_retry(redisContext *c, const fleet_keys *k, const char 
     return strcmp(res.outcome, "queued") == 0 ? RETRY_QUEUED : RETRY_FAILED;
 }
 
-static retry_outcome retry_one(redisContext *c, const fleet_keys *k, const char *id,
-                               json_t *rep, bool quiet) {
+static retry_outcome retry_one(redisContext *c, const fleet_keys *k, const char *id, json_t *rep,
+                               bool quiet) {
     char model[FLEET_MODEL_MAX + 1];
     int found = job_model(c, k, id, model);
     if (found < 0) return RETRY_ABORT;
@@ -455,8 +442,8 @@ static int newest_entry(redisContext *c, const fleet_keys *k, char last[DLQ_ENTR
 }
 
 /* Retries the jobs of one page of entries. Returns -1 when Redis failed. */
-static int retry_page(redisContext *c, const fleet_keys *k, const redisReply *page,
-                      json_t *rep, long *queued, long *seen) {
+static int retry_page(redisContext *c, const fleet_keys *k, const redisReply *page, json_t *rep,
+                      long *queued, long *seen) {
     for (size_t i = 0; i < page->elements; i++) {
         const redisReply *item = page->element[i];
         const char *job = ctl_redis_field(item_fields(item), "job");
@@ -492,19 +479,17 @@ static int dlq_retry_all(redisContext *c, const fleet_keys *k, const ctl_globals
         freeReplyObject(page);
         if (!more) break;
     }
-    if (rep)
-        ctl_render_json(stdout, rep);
+    if (rep) ctl_render_json(stdout, rep);
     else if (seen == 0 && rc == CTL_EXIT_OK)
         puts("the dead-letter stream is empty; nothing to retry");
     else
-        printf("queued again %ld of %ld dead-lettered job%s\n", queued, seen,
-               seen == 1 ? "" : "s");
+        printf("queued again %ld of %ld dead-lettered job%s\n", queued, seen, seen == 1 ? "" : "s");
     json_decref(rep);
     return rc == CTL_EXIT_OK && queued == seen ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }
 
-static int dlq_retry_ids(redisContext *c, const fleet_keys *k, const ctl_globals *g,
-                         int n, char **ids) {
+static int dlq_retry_ids(redisContext *c, const fleet_keys *k, const ctl_globals *g, int n,
+                         char **ids) {
     json_t *rep = g->json ? json_array() : NULL;
     int queued = 0, rc = CTL_EXIT_OK;
     for (int i = 0; i < n; i++) {

@@ -179,8 +179,9 @@ static json_t *gather_stream(redisContext *c, const fleet_keys *keys, const char
     }
     freeReplyObject(x);
 
-    redisReply *pe = ctl_redis_cmd(
-        c, 6, (const char *const[]){"XPENDING", sk.s, FLEET_GROUP, entry, entry, "1"});
+    redisReply *pe = ctl_redis_cmd(c, 6,
+                                   (const char *const[]){"XPENDING", sk.s, FLEET_GROUP, entry,
+                                                         entry, "1"});
     if (pe && pe->type == REDIS_REPLY_ARRAY && pe->elements == 1 &&
         pe->element[0]->type == REDIS_REPLY_ARRAY && pe->element[0]->elements == 4) {
         redisReply *row = pe->element[0];
@@ -267,8 +268,7 @@ static void print_key(const json_t *k) {
     }
     json_t *derr = json_object_get(k, "decode_error");
     if (derr)
-        printf("    not decodable as msgpack: %s\n    first bytes: %s\n",
-               json_string_value(derr),
+        printf("    not decodable as msgpack: %s\n    first bytes: %s\n", json_string_value(derr),
                json_string_value(json_object_get(k, "head_hex")));
     putchar('\n');
 }
@@ -278,7 +278,7 @@ static void print_stream(const json_t *s) {
     printf("stream %s  entry %s  group %s: %s", json_string_value(json_object_get(s, "key")),
            json_string_value(json_object_get(s, "entry_id")),
            json_string_value(json_object_get(s, "group")),
-           strcmp(state, "gone") == 0 ? "gone (acknowledged and deleted, or trimmed)"
+           strcmp(state, "gone") == 0          ? "gone (acknowledged and deleted, or trimmed)"
            : strcmp(state, "undelivered") == 0 ? "undelivered (no worker has read it yet)"
                                                : state);
     if (json_object_get(s, "consumer"))

@@ -20,16 +20,15 @@ static bool opt_all;
 
 static const fleet_option list_opts[] = {
     {"status", "FLEETCTL_LIST_STATUS", FLEET_OPT_STR, NULL,
-     "only jobs in this state (queued, running, succeeded, failed, cancelled)", &opt_status,
-     0, 0},
-    {"model", "FLEETCTL_LIST_MODEL", FLEET_OPT_STR, NULL, "only jobs of this model",
-     &opt_model, 0, 0},
-    {"limit", "FLEETCTL_LIST_LIMIT", FLEET_OPT_INT, "20", "jobs per page (1..100)",
-     &opt_limit, 1, 100},
+     "only jobs in this state (queued, running, succeeded, failed, cancelled)", &opt_status, 0, 0},
+    {"model", "FLEETCTL_LIST_MODEL", FLEET_OPT_STR, NULL, "only jobs of this model", &opt_model, 0,
+     0},
+    {"limit", "FLEETCTL_LIST_LIMIT", FLEET_OPT_INT, "20", "jobs per page (1..100)", &opt_limit, 1,
+     100},
     {"cursor", "FLEETCTL_LIST_CURSOR", FLEET_OPT_STR, NULL,
      "start after this cursor (the next_cursor of an earlier page)", &opt_cursor, 0, 0},
-    {"all", "FLEETCTL_LIST_ALL", FLEET_OPT_BOOL, "false", "follow next_cursor to the end",
-     &opt_all, 0, 0},
+    {"all", "FLEETCTL_LIST_ALL", FLEET_OPT_BOOL, "false", "follow next_cursor to the end", &opt_all,
+     0, 0},
 };
 
 /* Appends "&name=escaped(value)" to path when value is set. */
@@ -77,8 +76,8 @@ static int list_run(const ctl_globals *g, int argc, char **argv) {
         json_t *page = ctl_http_json(&r, "list");
         json_t *jobs = json_object_get(page, "jobs");
         if (!json_is_array(jobs)) {
-            if (page) ctl_error("list: the reply has no \"jobs\" array (request id %s)",
-                                r.request_id);
+            if (page)
+                ctl_error("list: the reply has no \"jobs\" array (request id %s)", r.request_id);
             json_decref(page);
             ctl_http_response_free(&r);
             rc = CTL_EXIT_FAIL;
@@ -103,8 +102,7 @@ static int list_run(const ctl_globals *g, int argc, char **argv) {
         json_decref(page);
         if (!cursor) break;
         if (!opt_all) {
-            if (!g->json)
-                fprintf(stderr, "(more: fleetctl list --cursor %s, or --all)\n", cursor);
+            if (!g->json) fprintf(stderr, "(more: fleetctl list --cursor %s, or --all)\n", cursor);
             break;
         }
     }

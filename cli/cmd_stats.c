@@ -14,8 +14,8 @@
 
 /* The counters of GET /v1/stats (docs/api.md), in the order of the table's columns. */
 static const char *const counters[] = {
-    "queued",    "running", "submitted",   "succeeded", "failed",        "cancelled",
-    "expired",   "retried", "handed_back", "reclaimed", "dead_lettered", "dlq_retried",
+    "queued",  "running", "submitted",   "succeeded", "failed",        "cancelled",
+    "expired", "retried", "handed_back", "reclaimed", "dead_lettered", "dlq_retried",
 };
 #define N_COUNTERS (sizeof counters / sizeof counters[0])
 
@@ -86,8 +86,7 @@ static int render_stats(const ctl_http_response *r) {
     json_t *models = json_object_get(doc, "models");
     if (!json_is_object(models)) {
         if (doc)
-            ctl_error("stats: the reply has no \"models\" object (request id %s)",
-                      r->request_id);
+            ctl_error("stats: the reply has no \"models\" object (request id %s)", r->request_id);
         json_decref(doc);
         return CTL_EXIT_FAIL;
     }

@@ -26,8 +26,7 @@ static const fleet_option submit_opts[] = {
     {"ttl", "FLEETCTL_TTL", FLEET_OPT_INT, NULL,
      "seconds the job and its result live after finishing (ttl_s)", &opt_ttl, 1, 604800},
     {"timeout-s", "FLEETCTL_JOB_TIMEOUT", FLEET_OPT_INT, NULL,
-     "execution limit in seconds once running (timeout_s; 0 = none)", &opt_timeout, 0,
-     86400},
+     "execution limit in seconds once running (timeout_s; 0 = none)", &opt_timeout, 0, 86400},
     {"metadata", "FLEETCTL_METADATA", FLEET_OPT_STR, NULL,
      "a small JSON object echoed back with the job", &opt_metadata, 0, 0},
 };
@@ -89,8 +88,7 @@ static json_t *load_input(const char *arg) {
     /* The input may be any JSON value, a bare string or number included. */
     json_t *j = json_loads(text ? text : arg, JSON_DECODE_ANY, &je);
     if (!j)
-        ctl_error("%s is not valid JSON: line %d, column %d: %s", src, je.line, je.column,
-                  je.text);
+        ctl_error("%s is not valid JSON: line %d, column %d: %s", src, je.line, je.column, je.text);
     free(text);
     return j;
 }
@@ -109,8 +107,7 @@ static int submit_run(const ctl_globals *g, int argc, char **argv) {
         json_error_t je;
         json_t *m = json_loads(opt_metadata, 0, &je);
         if (!json_is_object(m)) {
-            ctl_error("--metadata must be a JSON object%s%s", m ? "" : ": ",
-                      m ? "" : je.text);
+            ctl_error("--metadata must be a JSON object%s%s", m ? "" : ": ", m ? "" : je.text);
             json_decref(m);
             json_decref(body);
             return CTL_EXIT_USAGE;
@@ -152,8 +149,8 @@ static int submit_run(const ctl_globals *g, int argc, char **argv) {
         puts(id);
         rc = CTL_EXIT_OK;
     } else if (job) {
-        ctl_error("submit: the gateway answered %ld without a job id (request id %s)",
-                  r.status, r.request_id);
+        ctl_error("submit: the gateway answered %ld without a job id (request id %s)", r.status,
+                  r.request_id);
     }
     json_decref(job);
 out_resp:

@@ -94,18 +94,17 @@ static int tenant_list(redisContext *c, const fleet_keys *k, const ctl_globals *
         int found = ctl_tenant_load(c, k, name, false, &t);
         if (found < 0) rc = CTL_EXIT_FAIL;
         else if (found) json_array_append_new(tenants, t);
-        else fprintf(stderr, "fleetctl: tenant %s is in %s but has no hash\n", name,
-                     fleet_key_tenants(k).s);
+        else
+            fprintf(stderr, "fleetctl: tenant %s is in %s but has no hash\n", name,
+                    fleet_key_tenants(k).s);
     }
     freeReplyObject(m);
     if (rc == CTL_EXIT_OK) {
-        if (g->json)
-            ctl_tenant_print_json(tenants);
+        if (g->json) ctl_tenant_print_json(tenants);
         else if (json_array_size(tenants) == 0)
             printf("no tenants under prefix '%s' (fleetctl tenant add NAME creates one)\n",
                    g->prefix);
-        else
-            ctl_tenant_print_list(tenants);
+        else ctl_tenant_print_list(tenants);
     }
     json_decref(tenants);
     return rc;
@@ -167,8 +166,8 @@ typedef struct key_arg {
     long long removed, kept;
 } key_arg;
 
-static int rotate_key_change(ctl_txn *x, const fleet_keys *k, const char *name,
-                             const json_t *t, void *arg) {
+static int rotate_key_change(ctl_txn *x, const fleet_keys *k, const char *name, const json_t *t,
+                             void *arg) {
     key_arg *a = arg;
     if (fleet_apikey_new(a->key) < 0) return new_secrets_failed();
     /* The same role as the keys it has (admin if any is), tenant when it has none. */
@@ -208,19 +207,18 @@ static int tenant_rotate_key(redisContext *c, const fleet_keys *k, const ctl_glo
                    "it)\n");
         else if (a.kept > 1)
             printf("the %lld old keys still work (rotate-key without --keep-old, or revoke, "
-                   "deletes them)\n", a.kept);
-        else if (a.removed == 1)
-            printf("the old key no longer works\n");
-        else if (a.removed > 1)
-            printf("the %lld old keys no longer work\n", a.removed);
+                   "deletes them)\n",
+                   a.kept);
+        else if (a.removed == 1) printf("the old key no longer works\n");
+        else if (a.removed > 1) printf("the %lld old keys no longer work\n", a.removed);
         printf("\nStore the key now: it is not shown again.\n");
     }
     OPENSSL_cleanse(a.key, sizeof a.key);
     return rc;
 }
 
-static int rotate_secret_change(ctl_txn *x, const fleet_keys *k, const char *name,
-                                const json_t *t, void *arg) {
+static int rotate_secret_change(ctl_txn *x, const fleet_keys *k, const char *name, const json_t *t,
+                                void *arg) {
     (void)t;
     char *secret = arg;
     if (fleet_webhook_secret_new(secret) < 0) return new_secrets_failed();

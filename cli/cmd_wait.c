@@ -95,8 +95,7 @@ static int wait_run(const ctl_globals *g, int argc, char **argv) {
 
     while (rc < 0) {
         ctl_http_response r;
-        if (ctl_http_request(h, "GET", path, NULL, &r, err, sizeof err) < 0 ||
-            r.status >= 500) {
+        if (ctl_http_request(h, "GET", path, NULL, &r, err, sizeof err) < 0 || r.status >= 500) {
             if (failing_since < 0) {
                 if (r.body) ctl_http_print_problem(&r, "wait (will retry)");
                 else ctl_error("%s (will retry)", err);
@@ -125,8 +124,7 @@ static int wait_run(const ctl_globals *g, int argc, char **argv) {
                 char line[512];
                 ctl_render_progress_line(line, sizeof line, job);
                 if (strcmp(line, last_line) != 0) {
-                    fprintf(stderr, "[%6.1fs] %s\n", (double)(mono_ms() - start) / 1000.0,
-                            line);
+                    fprintf(stderr, "[%6.1fs] %s\n", (double)(mono_ms() - start) / 1000.0, line);
                     snprintf(last_line, sizeof last_line, "%s", line);
                 }
                 snprintf(last_status, sizeof last_status, "%s", status);

@@ -15,8 +15,8 @@
 
 struct ctl_http {
     CURL *curl;
-    char *base;    /* without a trailing slash */
-    char *auth;    /* "Authorization: Bearer ..." or NULL */
+    char *base; /* without a trailing slash */
+    char *auth; /* "Authorization: Bearer ..." or NULL */
 };
 
 /* ------------------------------------------------------------------ low level ----------- */
@@ -49,8 +49,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud) {
 }
 
 /* Copies the value of header line "Name: value\r\n" into out when the name matches. */
-static void header_value(const char *line, size_t n, const char *name, char *out,
-                         size_t outlen) {
+static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen) {
     size_t nl = strlen(name);
     if (n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':') return;
     const char *v = line + nl + 1;
@@ -134,8 +133,8 @@ int ctl_http_request(ctl_http *h, const char *method, const char *path, const ch
     snprintf(ridh, sizeof ridh, "X-Request-ID: %s", rid);
     struct curl_slist *hdrs = NULL, *tmp;
     /* An empty Expect: stops curl from waiting for "100 Continue" on larger bodies. */
-    const char *fixed[] = {ridh, "Accept: application/json", "Expect:",
-                           body ? "Content-Type: application/json" : NULL, h->auth};
+    const char *fixed[] = {ridh, "Accept: application/json",
+                           "Expect:", body ? "Content-Type: application/json" : NULL, h->auth};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
         if (!fixed[i]) continue;
         tmp = curl_slist_append(hdrs, fixed[i]);
@@ -177,8 +176,7 @@ int ctl_http_request(ctl_http *h, const char *method, const char *path, const ch
         if (b.too_big)
             snprintf(err, errlen, "%s %s: reply body over %u MiB", method, path,
                      CTL_HTTP_MAX_BODY >> 20);
-        else
-            snprintf(err, errlen, "%s %s%s: %s", method, h->base, path, curl_easy_strerror(rc));
+        else snprintf(err, errlen, "%s %s%s: %s", method, h->base, path, curl_easy_strerror(rc));
         free(b.data);
         return -1;
     }

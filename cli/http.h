@@ -17,8 +17,8 @@
 typedef struct ctl_http ctl_http;
 
 typedef struct ctl_http_response {
-    long status;            /* HTTP status code */
-    char *body;             /* NUL-terminated; "" when the reply had no body */
+    long status; /* HTTP status code */
+    char *body;  /* NUL-terminated; "" when the reply had no body */
     size_t len;
     char request_id[136];   /* the X-Request-ID the gateway answered with (or ours) */
     char content_type[128]; /* without parameters, lower case */

@@ -17,36 +17,33 @@
 static ctl_globals G;
 
 static const fleet_option global_opts[] = {
-    {"url", "FLEET_URL", FLEET_OPT_STR, "http://127.0.0.1:8080", "gateway base URL",
-     &G.url, 0, 0},
+    {"url", "FLEET_URL", FLEET_OPT_STR, "http://127.0.0.1:8080", "gateway base URL", &G.url, 0, 0},
     {"api-key", "FLEET_API_KEY", FLEET_OPT_STR, "",
-     "API key, sent as 'Authorization: Bearer KEY' (nothing is sent when empty)",
-     &G.api_key, 0, 0},
+     "API key, sent as 'Authorization: Bearer KEY' (nothing is sent when empty)", &G.api_key, 0, 0},
     {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
-     "Redis that inspect, dlq and tenant use directly (redis://host:port[/db])", &G.redis_url,
-     0, 0},
+     "Redis that inspect, dlq and tenant use directly (redis://host:port[/db])", &G.redis_url, 0,
+     0},
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
-     "key prefix of the fleet (inspect, dlq, tenant)",
-     &G.prefix, 0, 0},
+     "key prefix of the fleet (inspect, dlq, tenant)", &G.prefix, 0, 0},
     {"redis-wait", "FLEETCTL_REDIS_WAIT", FLEET_OPT_INT, "10",
      "inspect, dlq, tenant: seconds to wait out a Redis that is loading its dataset, busy or "
-     "failing over, before giving up", &G.redis_wait_s, 0, 3600},
+     "failing over, before giving up",
+     &G.redis_wait_s, 0, 3600},
     {"allow-eviction", "FLEET_ALLOW_EVICTION", FLEET_OPT_STR, "off",
      "inspect, dlq, tenant: on: use a Redis whose maxmemory-policy evicts keys (it loses "
-     "jobs and API keys; off refuses it: set maxmemory-policy noeviction)", &G.allow_eviction,
-     0, 0},
+     "jobs and API keys; off refuses it: set maxmemory-policy noeviction)",
+     &G.allow_eviction, 0, 0},
     {"timeout", "FLEETCTL_TIMEOUT", FLEET_OPT_INT, "0",
-     "wait: give up after this many seconds and exit 124 (0 = wait forever)", &G.timeout_s,
-     0, 31L * 24 * 3600},
+     "wait: give up after this many seconds and exit 124 (0 = wait forever)", &G.timeout_s, 0,
+     31L * 24 * 3600},
     {"json", "FLEETCTL_JSON", FLEET_OPT_BOOL, "false",
      "print JSON instead of human text (the gateway's as is)", &G.json, 0, 0},
 };
 #define N_GLOBAL (sizeof global_opts / sizeof global_opts[0])
 
 static const ctl_command *const commands[] = {
-    &ctl_cmd_submit, &ctl_cmd_status, &ctl_cmd_wait,
-    &ctl_cmd_cancel, &ctl_cmd_list,   &ctl_cmd_inspect, &ctl_cmd_stats, &ctl_cmd_dlq,
-    &ctl_cmd_tenant,
+    &ctl_cmd_submit,  &ctl_cmd_status, &ctl_cmd_wait, &ctl_cmd_cancel, &ctl_cmd_list,
+    &ctl_cmd_inspect, &ctl_cmd_stats,  &ctl_cmd_dlq,  &ctl_cmd_tenant,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -207,8 +204,8 @@ int main(int argc, char **argv) {
     command_usage(cmd, usage, sizeof usage);
     char err[256];
     int npos = 0;
-    fleet_config_result cr =
-        fleet_config_parse(opts, nopts, argc, argv, &npos, usage, err, sizeof err);
+    fleet_config_result cr = fleet_config_parse(opts, nopts, argc, argv, &npos, usage, err,
+                                                sizeof err);
     if (cr == FLEET_CONFIG_HELP) return CTL_EXIT_OK;
     if (cr == FLEET_CONFIG_ERROR) {
         ctl_error("%s", err);

@@ -20,7 +20,8 @@ static void print_conn_error(const redisContext *c) {
 
 static void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {}
+    while (nanosleep(&ts, &ts) != 0) {
+    }
 }
 
 void ctl_redis_explain(const char *error) {
@@ -42,8 +43,7 @@ static void explain(const redisReply *r) {
 /* Sends a command, and again with backoff for up to --redis-wait while Redis refuses it
  * for now (LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN): fleetctl is often run just
  * after a Redis restart. */
-static redisReply *send_waiting(redisContext *c, int argc, const char **argv,
-                                const size_t *lens) {
+static redisReply *send_waiting(redisContext *c, int argc, const char **argv, const size_t *lens) {
     uint64_t start = fleet_now_ms();
     long step = WAIT_STEP_MIN_MS;
     bool told = false;
@@ -78,20 +78,22 @@ static int check_policy(redisContext *c, const ctl_globals *g) {
     if (!fleet_redis_policy_evicts(m.policy)) return 0;
     if (g->allow_eviction && strcmp(g->allow_eviction, "on") == 0) {
         ctl_error("warning: Redis maxmemory-policy is %s: it evicts fleet's jobs and API keys "
-                  "when memory runs out (set maxmemory-policy noeviction)", m.policy);
+                  "when memory runs out (set maxmemory-policy noeviction)",
+                  m.policy);
         return 0;
     }
     ctl_error("Redis maxmemory-policy is %s: it evicts fleet's jobs and API keys when memory "
               "runs out; set maxmemory-policy noeviction (or --allow-eviction on / "
-              "FLEET_ALLOW_EVICTION=on to accept losing jobs)", m.policy);
+              "FLEET_ALLOW_EVICTION=on to accept losing jobs)",
+              m.policy);
     return -1;
 }
 
 redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
     *rc = CTL_EXIT_USAGE;
     if (fleet_keys_init(keys, g->prefix) < 0) {
-        ctl_error("--prefix '%s' is not valid (1..%d characters of A-Z a-z 0-9 _ . -)",
-                  g->prefix, FLEET_PREFIX_MAX);
+        ctl_error("--prefix '%s' is not valid (1..%d characters of A-Z a-z 0-9 _ . -)", g->prefix,
+                  FLEET_PREFIX_MAX);
         return NULL;
     }
     char host[256];
@@ -150,8 +152,7 @@ redisReply *ctl_redis_cmd(redisContext *c, int argc, const char *const *argv) {
     return r;
 }
 
-redisReply *ctl_redis_cmd_ok(redisContext *c, const char *what, int argc,
-                             const char *const *argv) {
+redisReply *ctl_redis_cmd_ok(redisContext *c, const char *what, int argc, const char *const *argv) {
     redisReply *r = ctl_redis_cmd(c, argc, argv);
     if (r && r->type == REDIS_REPLY_ERROR) {
         ctl_error("redis: %s: %s", what, r->str);

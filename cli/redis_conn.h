@@ -32,8 +32,7 @@ redisReply *ctl_redis_cmd(redisContext *c, int argc, const char *const *argv);
 
 /* Like ctl_redis_cmd, but an error reply is printed ("fleetctl: redis: WHAT: ...") and
  * freed, and NULL is returned. */
-redisReply *ctl_redis_cmd_ok(redisContext *c, const char *what, int argc,
-                             const char *const *argv);
+redisReply *ctl_redis_cmd_ok(redisContext *c, const char *what, int argc, const char *const *argv);
 
 /* Sends a state.h script command with EVALSHA, and again as EVAL when Redis does not
  * know the script yet (NOSCRIPT). Returns the reply (an error reply included), or NULL

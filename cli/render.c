@@ -20,22 +20,22 @@ static long long parse_time_ms(const char *s) {
     int y, mo, d, h, mi, sec, ms = 0;
     if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &y, &mo, &d, &h, &mi, &sec, &ms) < 6)
         return -1;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     time_t t = timegm(&tm);
     if (t == (time_t)-1) return -1;
     return (long long)t * 1000 + ms;
 }
 
 static void format_duration(char *out, size_t outlen, long long ms) {
-    if (ms < 1000)
-        snprintf(out, outlen, "%lld ms", ms);
-    else if (ms < 120000)
-        snprintf(out, outlen, "%.2f s", (double)ms / 1000.0);
-    else if (ms < 7200000)
-        snprintf(out, outlen, "%lld min %lld s", ms / 60000, (ms / 1000) % 60);
-    else
-        snprintf(out, outlen, "%lld h %lld min", ms / 3600000, (ms / 60000) % 60);
+    if (ms < 1000) snprintf(out, outlen, "%lld ms", ms);
+    else if (ms < 120000) snprintf(out, outlen, "%.2f s", (double)ms / 1000.0);
+    else if (ms < 7200000) snprintf(out, outlen, "%lld min %lld s", ms / 60000, (ms / 1000) % 60);
+    else snprintf(out, outlen, "%lld h %lld min", ms / 3600000, (ms / 60000) % 60);
 }
 
 /* ------------------------------------------------------------------ progress ------------ */
@@ -58,8 +58,7 @@ static void progress_text(char *out, size_t outlen, const json_t *p) {
     size_t n = strlen(out);
     if (*msg) snprintf(out + n, outlen - n, "  %s", msg);
     n = strlen(out);
-    if (total > 0)
-        snprintf(out + n, outlen - n, " (%lld/%lld)", (long long)done, (long long)total);
+    if (total > 0) snprintf(out + n, outlen - n, " (%lld/%lld)", (long long)done, (long long)total);
 }
 
 void ctl_render_progress_line(char *out, size_t outlen, const json_t *job) {
@@ -118,8 +117,7 @@ void ctl_render_job(FILE *f, const json_t *job) {
     const char *started = str_field(job, "started_at");
     const char *finished = str_field(job, "finished_at");
     if (*created) fprintf(f, "created:    %s\n", created);
-    long long c = parse_time_ms(created), s = parse_time_ms(started),
-              e = parse_time_ms(finished);
+    long long c = parse_time_ms(created), s = parse_time_ms(started), e = parse_time_ms(finished);
     char d[48];
     if (*started) {
         fprintf(f, "started:    %s", started);
@@ -143,8 +141,7 @@ void ctl_render_job(FILE *f, const json_t *job) {
     json_int_t ttl = json_integer_value(json_object_get(job, "ttl_s"));
     if (ttl > 0) fprintf(f, "result ttl: %lld s\n", (long long)ttl);
     if (*str_field(job, "error")) fprintf(f, "error:      %s\n", str_field(job, "error"));
-    if (*str_field(job, "last_error"))
-        fprintf(f, "last error: %s\n", str_field(job, "last_error"));
+    if (*str_field(job, "last_error")) fprintf(f, "last error: %s\n", str_field(job, "last_error"));
     const json_t *wh = json_object_get(job, "webhook");
     if (json_is_object(wh)) {
         fprintf(f, "webhook:    %s  (%s", str_field(wh, "url"), str_field(wh, "state"));
@@ -166,15 +163,13 @@ void ctl_render_job(FILE *f, const json_t *job) {
         if (m) fprintf(f, "metadata:   %s\n", m);
         free(m);
     }
-    if (*str_field(job, "request_id"))
-        fprintf(f, "request id: %s\n", str_field(job, "request_id"));
+    if (*str_field(job, "request_id")) fprintf(f, "request id: %s\n", str_field(job, "request_id"));
 }
 
 /* ------------------------------------------------------------------ list ---------------- */
 
 void ctl_render_table_header(FILE *f) {
-    fprintf(f, "%-26s  %-9s  %-16s  %-19s  %s\n", "ID", "STATUS", "MODEL", "CREATED",
-            "PROGRESS");
+    fprintf(f, "%-26s  %-9s  %-16s  %-19s  %s\n", "ID", "STATUS", "MODEL", "CREATED", "PROGRESS");
 }
 
 void ctl_render_table_row(FILE *f, const json_t *job) {
@@ -199,8 +194,8 @@ void ctl_render_table_row(FILE *f, const json_t *job) {
     } else if (pos > 0) {
         snprintf(prog, sizeof prog, "position %lld", (long long)pos);
     }
-    fprintf(f, "%-26s  %-9s  %-16s  %-19s  %s\n", str_field(job, "id"),
-            str_field(job, "status"), str_field(job, "model"), created, prog);
+    fprintf(f, "%-26s  %-9s  %-16s  %-19s  %s\n", str_field(job, "id"), str_field(job, "status"),
+            str_field(job, "model"), created, prog);
 }
 
 void ctl_render_json(FILE *f, const json_t *v) {

@@ -23,8 +23,7 @@ static const fleet_option ctl_tenant_opts[] = {
      "tenant add/set: most queued + running jobs at once, 0..10000000 (0 = unlimited)",
      &opt_max_active, 0, 0},
     {"rate", NULL, FLEET_OPT_STR, NULL,
-     "tenant add/set: submits per second, decimal, 0..100000 (0 = unlimited)", &opt_rate, 0,
-     0},
+     "tenant add/set: submits per second, decimal, 0..100000 (0 = unlimited)", &opt_rate, 0, 0},
     {"burst", NULL, FLEET_OPT_STR, NULL,
      "tenant add/set: submits allowed at once above the rate, 1..1000000 (default: the "
      "rate rounded up, at least 1)",
@@ -34,14 +33,13 @@ static const fleet_option ctl_tenant_opts[] = {
      "FLEET_MAX_BODY)",
      &opt_max_body, 0, 0},
     {"admin", NULL, FLEET_OPT_BOOL, "false",
-     "tenant add/rotate-key: the key's role is admin (it may read global stats)", &opt_admin,
-     0, 0},
+     "tenant add/rotate-key: the key's role is admin (it may read global stats)", &opt_admin, 0, 0},
     {"keep-old", NULL, FLEET_OPT_BOOL, "false",
      "tenant rotate-key: keep the old keys working (delete them later with another "
      "rotate-key or revoke)",
      &opt_keep_old, 0, 0},
-    {"show-secret", NULL, FLEET_OPT_BOOL, "false",
-     "tenant show: print the webhook secret too", &opt_show_secret, 0, 0},
+    {"show-secret", NULL, FLEET_OPT_BOOL, "false", "tenant show: print the webhook secret too",
+     &opt_show_secret, 0, 0},
 };
 #define NOPTS (sizeof ctl_tenant_opts / sizeof ctl_tenant_opts[0])
 
@@ -95,8 +93,8 @@ static const struct {
      FLEET_TENANT_F_BURST},
     {"max-body", SUB_BIT(CTL_TENANT_ADD) | SUB_BIT(CTL_TENANT_SET), "tenant add and set",
      FLEET_TENANT_F_MAX_BODY},
-    {"admin", SUB_BIT(CTL_TENANT_ADD) | SUB_BIT(CTL_TENANT_ROTATE_KEY),
-     "tenant add and rotate-key", NULL},
+    {"admin", SUB_BIT(CTL_TENANT_ADD) | SUB_BIT(CTL_TENANT_ROTATE_KEY), "tenant add and rotate-key",
+     NULL},
     {"keep-old", SUB_BIT(CTL_TENANT_ROTATE_KEY), "tenant rotate-key", NULL},
     {"show-secret", SUB_BIT(CTL_TENANT_SHOW), "tenant show", NULL},
 };

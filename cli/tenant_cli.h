@@ -53,8 +53,8 @@ int ctl_tenant_run(const ctl_globals *g, int argc, char **argv);
  * (their strings are copied), and sent with EXEC. */
 typedef struct ctl_txn {
     redisContext *c;
-    int queued; /* commands after MULTI */
-    bool failed;  /* a command did not fit or hiredis ran out of memory: nothing is sent */
+    int queued;  /* commands after MULTI */
+    bool failed; /* a command did not fit or hiredis ran out of memory: nothing is sent */
 } ctl_txn;
 
 /* Queues the command built by a fleet/tenant.h builder that returned built (0 or -1). */
@@ -84,12 +84,12 @@ typedef int (*ctl_tenant_change_fn)(ctl_txn *x, const fleet_keys *k, const char 
 /* Runs one change: WATCH the tenant's hash and key set, read the tenant, refuse when it
  * exists (must_exist false: add) or does not (true: the rest), queue the writes, EXEC, and
  * again when a concurrent change aborted the EXEC. Returns 0 or an exit code. */
-int ctl_tenant_change(redisContext *c, const fleet_keys *k, const ctl_globals *g,
-                      const char *name, bool must_exist, ctl_tenant_change_fn fn, void *arg);
+int ctl_tenant_change(redisContext *c, const fleet_keys *k, const ctl_globals *g, const char *name,
+                      bool must_exist, ctl_tenant_change_fn fn, void *arg);
 
 /* Queues a new apikey record for key (role) and its membership in the tenant's key set. */
-void ctl_tenant_queue_new_key(ctl_txn *x, const fleet_keys *k, const char *name,
-                              const char *key, const char *role, long long now_ms);
+void ctl_tenant_queue_new_key(ctl_txn *x, const fleet_keys *k, const char *name, const char *key,
+                              const char *role, long long now_ms);
 /* Queues the deletion of every key of t (as loaded): each apikey record, and the key set
  * itself. Returns how many keys there were. */
 long long ctl_tenant_queue_delete_keys(ctl_txn *x, const fleet_keys *k, const char *name,

@@ -76,8 +76,7 @@ void ctl_tenant_print_show(const json_t *t) {
     printf("created:         %s\n", created ? created : "-");
     if (json_is_integer(json_object_get(t, "active")))
         printf("active jobs:     %lld\n", jint(t, "active"));
-    else
-        printf("active jobs:     not counted (no max active)\n");
+    else printf("active jobs:     not counted (no max active)\n");
     printf("api keys:        %lld\n", jint(t, "keys"));
     size_t i;
     json_t *key;
@@ -86,8 +85,7 @@ void ctl_tenant_print_show(const json_t *t) {
         const char *at = json_string_value(json_object_get(key, "created_at"));
         if (role)
             printf("  sha256 %s  %-6s  created %s\n", ctl_jstr(key, "hash"), role, at ? at : "-");
-        else
-            printf("  sha256 %s  (its apikey hash is missing)\n", ctl_jstr(key, "hash"));
+        else printf("  sha256 %s  (its apikey hash is missing)\n", ctl_jstr(key, "hash"));
     }
 }
 
@@ -107,7 +105,7 @@ void ctl_tenant_print_list(const json_t *tenants) {
         char active[24] = "-"; /* not counted without max_active */
         if (json_is_integer(json_object_get(t, "active")))
             snprintf(active, sizeof active, "%lld", jint(t, "active"));
-        printf("%-20s  %-12s  %10s  %10s  %10s  %7s  %5lld  %s\n", ctl_jstr(t, "tenant"), roles,
-               ma, rate, mb, active, jint(t, "keys"), ctl_jstr(t, "status"));
+        printf("%-20s  %-12s  %10s  %10s  %10s  %7s  %5lld  %s\n", ctl_jstr(t, "tenant"), roles, ma,
+               rate, mb, active, jint(t, "keys"), ctl_jstr(t, "status"));
     }
 }

@@ -70,8 +70,7 @@ long long ctl_redis_now_ms(redisContext *c) {
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2)
         ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
              strtoll(r->element[1]->str, NULL, 10) / 1000;
-    else if (r)
-        ctl_error("redis: TIME: unexpected reply");
+    else if (r) ctl_error("redis: TIME: unexpected reply");
     freeReplyObject(r);
     return ms;
 }
@@ -184,8 +183,8 @@ int ctl_tenant_load(redisContext *c, const fleet_keys *k, const char *name, bool
         return 0;
     }
     json_t *keys = load_keys(c, k, name);
-    redisReply *z = keys ? read_cmd(c, REDIS_REPLY_INTEGER,
-                                    fleet_tenant_cmd_active(k, name, &cmd), &cmd)
+    redisReply *z = keys ? read_cmd(c, REDIS_REPLY_INTEGER, fleet_tenant_cmd_active(k, name, &cmd),
+                                    &cmd)
                          : NULL;
     if (!z) {
         json_decref(keys);
@@ -194,15 +193,14 @@ int ctl_tenant_load(redisContext *c, const fleet_keys *k, const char *name, bool
     }
     fleet_tenant t;
     fleet_tenant_read(&t, h);
-    json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:o, s:I, s:I, s:o, s:o, s:I, s:o}", "tenant",
-                          name, "status", t.revoked ? "revoked" : "active", "roles",
-                          roles_of(keys), "max_active", (json_int_t)t.max_active, "rate",
-                          rate_json(&t), "burst", (json_int_t)t.burst, "max_body",
-                          (json_int_t)t.max_body, "created_at", time_json(t.created_ms),
+    json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:o, s:I, s:I, s:o, s:o, s:I, s:o}", "tenant", name,
+                          "status", t.revoked ? "revoked" : "active", "roles", roles_of(keys),
+                          "max_active", (json_int_t)t.max_active, "rate", rate_json(&t), "burst",
+                          (json_int_t)t.burst, "max_body", (json_int_t)t.max_body, "created_at",
+                          time_json(t.created_ms),
                           /* only a tenant with max_active has its jobs counted (submit.lua) */
                           "active", t.max_active > 0 ? json_integer(z->integer) : json_null(),
-                          "keys",
-                          (json_int_t)json_array_size(keys), "api_keys", keys);
+                          "keys", (json_int_t)json_array_size(keys), "api_keys", keys);
     if (o && with_secret)
         json_object_set_new(o, "webhook_secret",
                             t.webhook_secret[0] ? json_string(t.webhook_secret) : json_null());
@@ -218,8 +216,8 @@ int ctl_tenant_load(redisContext *c, const fleet_keys *k, const char *name, bool
 
 /* ------------------------------------------------------------------ changes ------------- */
 
-int ctl_tenant_change(redisContext *c, const fleet_keys *k, const ctl_globals *g,
-                      const char *name, bool must_exist, ctl_tenant_change_fn fn, void *arg) {
+int ctl_tenant_change(redisContext *c, const fleet_keys *k, const ctl_globals *g, const char *name,
+                      bool must_exist, ctl_tenant_change_fn fn, void *arg) {
     for (int attempt = 0; attempt < TENANT_CHANGE_TRIES; attempt++) {
         fleet_tenant_cmd w;
         if (fleet_tenant_cmd_watch(k, name, &w) < 0) return CTL_EXIT_FAIL;
@@ -232,9 +230,9 @@ int ctl_tenant_change(redisContext *c, const fleet_keys *k, const ctl_globals *g
         if (found && !must_exist) {
             if (strcmp(ctl_jstr(t, "status"), "revoked") == 0)
                 ctl_error("tenant %s exists (revoked); use rotate-key to enable it again with a "
-                          "new key", name);
-            else
-                ctl_error("tenant %s exists; use rotate-key for a new key", name);
+                          "new key",
+                          name);
+            else ctl_error("tenant %s exists; use rotate-key for a new key", name);
             json_decref(t);
             return CTL_EXIT_FAIL;
         }
@@ -257,8 +255,8 @@ int ctl_tenant_change(redisContext *c, const fleet_keys *k, const ctl_globals *g
     return CTL_EXIT_FAIL;
 }
 
-void ctl_tenant_queue_new_key(ctl_txn *x, const fleet_keys *k, const char *name,
-                              const char *key, const char *role, long long now_ms) {
+void ctl_tenant_queue_new_key(ctl_txn *x, const fleet_keys *k, const char *name, const char *key,
+                              const char *role, long long now_ms) {
     char hash[FLEET_APIKEY_HASH_HEX + 1];
     fleet_apikey_hash(key, strlen(key), hash);
     fleet_tenant_cmd cmd;

@@ -51,7 +51,8 @@ void gw_auth_free(gw_auth_cache *a) {
 
 static unsigned bucket_of(const char *hash) {
     unsigned h = 0;
-    for (int i = 0; i < 8; i++) h = h * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
+    for (int i = 0; i < 8; i++)
+        h = h * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
     return h % BUCKETS;
 }
 

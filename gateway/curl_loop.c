@@ -36,7 +36,7 @@ typedef struct gw_sock {
     struct gw_curl *c;
     curl_socket_t fd;
     struct event *ev;
-    int what;                 /* CURL_POLL_IN/OUT/INOUT now watched */
+    int what; /* CURL_POLL_IN/OUT/INOUT now watched */
     struct gw_sock *prev, *next;
 } gw_sock;
 
@@ -44,14 +44,14 @@ typedef struct gw_sock {
 typedef struct gw_xfer {
     struct gw_curl *c;
     CURL *easy;
-    char *body;                     /* curl does not copy CURLOPT_POSTFIELDS */
+    char *body; /* curl does not copy CURLOPT_POSTFIELDS */
     struct curl_slist *headers;
     struct curl_slist *resolve;
     gw_fetch_cb cb;
     void *arg;
     int (*allow_addr)(const struct sockaddr *sa, void *arg);
     void *allow_arg;
-    long retry_after_s;             /* of the latest response head; -1 when none */
+    long retry_after_s; /* of the latest response head; -1 when none */
     int sockets_allowed;
     char refused[INET6_ADDRSTRLEN]; /* the last address allow_addr refused, or "" */
     char errbuf[CURL_ERROR_SIZE];
@@ -62,10 +62,10 @@ struct gw_curl {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
-    gw_xfer *xfers;  /* in flight */
-    gw_sock *socks;  /* watched */
+    gw_xfer *xfers; /* in flight */
+    gw_sock *socks; /* watched */
     size_t active;
-    bool closing;    /* gw_curl_free runs: no new transfers */
+    bool closing; /* gw_curl_free runs: no new transfers */
 };
 
 /* ------------------------------------------------------------ Retry-After ----------- */
@@ -118,10 +118,8 @@ static void on_timer_event(evutil_socket_t fd, short events, void *arg) {
 }
 
 static void sock_free(gw_curl *c, gw_sock *k) {
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        c->socks = k->next;
+    if (k->prev) k->prev->next = k->next;
+    else c->socks = k->next;
     if (k->next) k->next->prev = k->prev;
     event_free(k->ev); /* also deletes it; safe inside its own callback */
     free(k);
@@ -198,8 +196,7 @@ static size_t on_header(char *b, size_t size, size_t n, void *ud) {
 
 static void format_addr(const struct sockaddr *sa, char *out, size_t outlen) {
     const void *a = NULL;
-    if (sa->sa_family == AF_INET)
-        a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    if (sa->sa_family == AF_INET) a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
     else if (sa->sa_family == AF_INET6)
         a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
     if (!a || !inet_ntop(sa->sa_family, a, out, (socklen_t)outlen))
@@ -207,11 +204,9 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t outlen) {
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: the SSRF policy sees every address curl connects to. */
-static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
-                                    struct curl_sockaddr *a) {
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
     gw_xfer *x = clientp;
-    if (purpose == CURLSOCKTYPE_IPCXN && x->allow_addr &&
-        !x->allow_addr(&a->addr, x->allow_arg)) {
+    if (purpose == CURLSOCKTYPE_IPCXN && x->allow_addr && !x->allow_addr(&a->addr, x->allow_arg)) {
         format_addr(&a->addr, x->refused, sizeof x->refused);
         return CURL_SOCKET_BAD;
     }
@@ -233,10 +228,8 @@ static void xfer_free(gw_xfer *x) {
  * transfer did not end by itself ("aborted"). */
 static void xfer_finish(gw_xfer *x, CURLcode rc, const char *forced_error) {
     gw_curl *c = x->c;
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        c->xfers = x->next;
+    if (x->prev) x->prev->next = x->next;
+    else c->xfers = x->next;
     if (x->next) x->next->prev = x->prev;
     c->active--;
     curl_multi_remove_handle(c->multi, x->easy);
@@ -311,9 +304,9 @@ int gw_curl_post(gw_curl *c, const gw_fetch *f, gw_fetch_cb cb, void *arg) {
 
     CURL *e = x->easy;
     CURLcode rc = CURLE_OK;
-#define SET(opt, val)                                                                      \
-    do {                                                                                   \
-        if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val);                           \
+#define SET(opt, val)                                           \
+    do {                                                        \
+        if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); \
     } while (0)
     SET(CURLOPT_URL, f->url);
     SET(CURLOPT_PRIVATE, (void *)x);

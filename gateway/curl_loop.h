@@ -35,26 +35,26 @@ struct sockaddr;
 typedef struct gw_curl gw_curl;
 
 typedef struct gw_fetch_result {
-    long status;         /* the HTTP status; 0 when the transfer failed (no complete answer) */
-    int curl_code;       /* CURLcode: 0 with an HTTP answer; CURLE_ABORTED_BY_CALLBACK when
+    long status;        /* the HTTP status; 0 when the transfer failed (no complete answer) */
+    int curl_code;      /* CURLcode: 0 with an HTTP answer; CURLE_ABORTED_BY_CALLBACK when
                             aborted by gw_curl_free */
-    const char *error;   /* "" with an HTTP answer; else why: curl's message, "connection to
+    const char *error;  /* "" with an HTTP answer; else why: curl's message, "connection to
                             10.0.0.1 refused by the SSRF policy", "aborted" */
-    long retry_after_s;  /* the answer's Retry-After in seconds (delta or HTTP date); -1
+    long retry_after_s; /* the answer's Retry-After in seconds (delta or HTTP date); -1
                             when absent or unparsable */
-    double total_s;      /* the whole transfer, seconds */
+    double total_s;     /* the whole transfer, seconds */
 } gw_fetch_result;
 
 typedef void (*gw_fetch_cb)(const gw_fetch_result *res, void *arg);
 
 typedef struct gw_fetch {
-    const char *url;                  /* http:// or https:// */
-    const char *body;                 /* body_len bytes (NULL with 0: an empty body) */
+    const char *url;  /* http:// or https:// */
+    const char *body; /* body_len bytes (NULL with 0: an empty body) */
     size_t body_len;
-    const char *const *headers;       /* "Name: value" lines, NULL-terminated; or NULL */
-    const char *pin;                  /* CURLOPT_RESOLVE entry "host:port:address" (the
+    const char *const *headers; /* "Name: value" lines, NULL-terminated; or NULL */
+    const char *pin;            /* CURLOPT_RESOLVE entry "host:port:address" (the
                                          url's host resolves to address), or NULL */
-    long timeout_ms;                  /* whole transfer; <= 0: 30000 */
+    long timeout_ms;            /* whole transfer; <= 0: 30000 */
     /* Called for every socket curl opens (each address tried, each new connection; not
      * for a reused keep-alive connection, which was checked when opened). Nonzero
      * allows the connection; 0 refuses it and the transfer fails with the SSRF error

@@ -131,9 +131,9 @@ gw_events *gw_events_new(struct event_base *base, const char *url, const char *c
     gw_events *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     snprintf(e->channel, sizeof e->channel, "%s", channel);
-    e->link = gw_redis_link_new(base, url, "events",
-                                &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down,
-                                                     .arg = e});
+    e->link =
+        gw_redis_link_new(base, url, "events",
+                          &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down, .arg = e});
     if (!e->link) {
         free(e);
         return NULL;

@@ -85,12 +85,10 @@ int gw_framing_head(const char *head, size_t n, gw_head_framing *f) {
         while (end > v && is_ows((unsigned char)end[-1])) end--;
         size_t vlen = (size_t)(end - v);
         if (name_is(line, nlen, "content-length")) {
-            if (vlen == 0 || vlen > 18)
-                return bad(f, "Content-Length must be 1 to 18 digits");
+            if (vlen == 0 || vlen > 18) return bad(f, "Content-Length must be 1 to 18 digits");
             uint64_t x = 0;
             for (size_t i = 0; i < vlen; i++) {
-                if (v[i] < '0' || v[i] > '9')
-                    return bad(f, "Content-Length must be digits only");
+                if (v[i] < '0' || v[i] > '9') return bad(f, "Content-Length must be digits only");
                 x = x * 10 + (uint64_t)(v[i] - '0');
             }
             if (have_cl && x != cl) return bad(f, "several Content-Length fields differ");
@@ -106,11 +104,9 @@ int gw_framing_head(const char *head, size_t n, gw_head_framing *f) {
     }
     if (have_te && have_cl)
         return bad(f, "a request may not have both Content-Length and Transfer-Encoding");
-    if (have_te && http10)
-        return bad(f, "an HTTP/1.0 request may not have Transfer-Encoding");
+    if (have_te && http10) return bad(f, "an HTTP/1.0 request may not have Transfer-Encoding");
     if (have_te && (!te_chunked || te_fields > 1))
-        return refuse(f, 501, "transfer-coding-not-implemented",
-                      "Transfer coding not implemented",
+        return refuse(f, 501, "transfer-coding-not-implemented", "Transfer coding not implemented",
                       "the only transfer coding taken is \"Transfer-Encoding: chunked\"");
     if (have_te) f->body = GW_BODY_CHUNKED;
     else if (have_cl) {
@@ -223,7 +219,8 @@ gw_chunk_res gw_chunked_feed(gw_chunked *d, const char *in, size_t n, size_t *us
             i++;
             continue;
         case CK_SIZE_LF:
-            if (c != '\n') return chunk_error(d, i, used, "a chunk-size line does not end in CR LF");
+            if (c != '\n')
+                return chunk_error(d, i, used, "a chunk-size line does not end in CR LF");
             i++;
             d->line = 0;
             if (d->left == 0) {
@@ -282,9 +279,7 @@ gw_chunk_res gw_chunked_feed(gw_chunked *d, const char *in, size_t n, size_t *us
             d->state = CK_DONE;
             *used = i + 1;
             return GW_CHUNK_DONE;
-        default: /* CK_DONE: nothing more belongs to this body */
-            *used = i;
-            return GW_CHUNK_DONE;
+        default: /* CK_DONE: nothing more belongs to this body */ *used = i; return GW_CHUNK_DONE;
         }
     }
     *used = n;

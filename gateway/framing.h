@@ -26,8 +26,8 @@ typedef enum gw_body_kind {
 
 typedef struct gw_head_framing {
     gw_body_kind body;
-    uint64_t length;        /* GW_BODY_LENGTH: the Content-Length */
-    bool expect_continue;   /* Expect: 100-continue */
+    uint64_t length;      /* GW_BODY_LENGTH: the Content-Length */
+    bool expect_continue; /* Expect: 100-continue */
     /* A refused head: the status (400, or 501 for a transfer coding other than chunked),
      * the problem's slug and title, and why. */
     int status;
@@ -56,7 +56,7 @@ size_t gw_framing_strip(const char *head, size_t n, char *out);
 
 /* ------------------------------------------------------------ chunked bodies -------- */
 
-#define GW_CHUNK_LINE_MAX 4096   /* a chunk-size line, extensions included */
+#define GW_CHUNK_LINE_MAX 4096     /* a chunk-size line, extensions included */
 #define GW_CHUNK_TRAILERS_MAX 8192 /* bytes of trailer lines */
 
 typedef enum gw_chunk_res {
@@ -67,11 +67,11 @@ typedef enum gw_chunk_res {
 } gw_chunk_res;
 
 typedef struct gw_chunked {
-    uint64_t max;     /* most data bytes in all (set before the first feed) */
-    uint64_t total;   /* data bytes so far */
-    uint64_t left;    /* the chunk size being read, then its bytes still to come */
-    size_t line;      /* bytes of the current size or trailer line */
-    size_t trailers;  /* bytes of trailer lines */
+    uint64_t max;    /* most data bytes in all (set before the first feed) */
+    uint64_t total;  /* data bytes so far */
+    uint64_t left;   /* the chunk size being read, then its bytes still to come */
+    size_t line;     /* bytes of the current size or trailer line */
+    size_t trailers; /* bytes of trailer lines */
     int state;
     const char *error; /* GW_CHUNK_ERROR: why (a static string) */
 } gw_chunked;

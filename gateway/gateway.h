@@ -17,37 +17,37 @@
 #define GW_MAX_MODELS 32
 
 typedef struct gw_config {
-    const char *listen;     /* host:port */
+    const char *listen; /* host:port */
     const char *redis_url;
     const char *prefix;
-    const char *models;     /* comma-separated model names that accept jobs */
-    const char *tenant;     /* with FLEET_AUTH=off: the tenant every request belongs to */
-    bool auth;              /* FLEET_AUTH: API keys required on /v1 */
+    const char *models; /* comma-separated model names that accept jobs */
+    const char *tenant; /* with FLEET_AUTH=off: the tenant every request belongs to */
+    bool auth;          /* FLEET_AUTH: API keys required on /v1 */
     const char *auth_mode;
     long auth_cache_ms;
-    long max_queue;         /* most queued jobs per model (503 beyond) */
-    long ready_target;      /* fair share: entries kept ready on a model stream */
+    long max_queue;    /* most queued jobs per model (503 beyond) */
+    long ready_target; /* fair share: entries kept ready on a model stream */
     const char *log_level;
-    long max_body;          /* bytes */
-    long max_conn_output;   /* bytes of a response buffered per connection (out_stream.h) */
+    long max_body;        /* bytes */
+    long max_conn_output; /* bytes of a response buffered per connection (out_stream.h) */
     long queue_ttl_s;
-    long result_ttl_s;      /* default ttl_s of a job */
+    long result_ttl_s; /* default ttl_s of a job */
     long max_attempts;
     long index_cap;
-    long redis_timeout_ms;  /* a command unanswered this long drops the connection */
+    long redis_timeout_ms;           /* a command unanswered this long drops the connection */
     const char *allow_eviction_mode; /* FLEET_ALLOW_EVICTION: "off" or "on" */
-    bool allow_eviction;    /* ready although Redis's maxmemory-policy evicts keys */
-    long drain_timeout_s;   /* on SIGTERM, how long requests in flight may take to finish */
-    long sse_heartbeat_s;   /* comment lines on idle SSE streams, for proxies */
-    long header_timeout_s;  /* a request head must be complete this long after it began */
-    long idle_timeout_s;    /* a keep-alive connection without a request is closed */
-    long body_timeout_s;    /* a body that stalls this long between reads: 408 */
-    long max_conns;         /* FLEET_MAX_CONNECTIONS; 0: from RLIMIT_NOFILE (http.c) */
+    bool allow_eviction;             /* ready although Redis's maxmemory-policy evicts keys */
+    long drain_timeout_s;         /* on SIGTERM, how long requests in flight may take to finish */
+    long sse_heartbeat_s;         /* comment lines on idle SSE streams, for proxies */
+    long header_timeout_s;        /* a request head must be complete this long after it began */
+    long idle_timeout_s;          /* a keep-alive connection without a request is closed */
+    long body_timeout_s;          /* a body that stalls this long between reads: 408 */
+    long max_conns;               /* FLEET_MAX_CONNECTIONS; 0: from RLIMIT_NOFILE (http.c) */
     const char *webhook_secret;   /* "whsec_...": signs deliveries; "" refuses webhooks */
     const char *webhook_allow;    /* CIDRs the SSRF guard admits anyway (tests: 127.0.0.1) */
     const char *webhook_schedule; /* seconds before each attempt: "0,5,300,..." */
     long webhook_timeout_ms;
-    long webhook_claim_ms;        /* a delivery pending this long is taken over */
+    long webhook_claim_ms; /* a delivery pending this long is taken over */
     long webhook_max_inflight;
     long webhook_dlq_cap;
 } gw_config;
@@ -56,8 +56,8 @@ typedef struct gw_config {
 typedef struct gw_principal {
     char tenant[FLEET_TENANT_MAX + 1];
     bool admin;
-    long max_active;          /* 0: no limit */
-    double rate;              /* submits per second, 0: no limit */
+    long max_active; /* 0: no limit */
+    double rate;     /* submits per second, 0: no limit */
     long burst;
     long max_body;            /* 0: the gateway's FLEET_MAX_BODY */
     char webhook_secret[128]; /* "" when the tenant has none (the gateway's is used) */
@@ -80,14 +80,14 @@ typedef struct gw {
     gw_auth_cache *auth;
     char models[GW_MAX_MODELS][FLEET_KEY_MAX];
     int nmodels;
-    gw_conn *conns; /* live client connections, freed at shutdown */
-    long nconns;    /* how many */
-    long max_conns; /* past it, connections get health answers only (http.c) */
-    struct event *accept_pause;       /* the listener rests after an EMFILE */
-    unsigned long accept_errors;      /* accept failures not logged yet */
-    long long accept_log_ms;          /* when they were last logged */
-    long inflight;  /* requests received and not yet finished */
-    bool draining;  /* SIGTERM: no new connections; exit once inflight is 0 */
+    gw_conn *conns;              /* live client connections, freed at shutdown */
+    long nconns;                 /* how many */
+    long max_conns;              /* past it, connections get health answers only (http.c) */
+    struct event *accept_pause;  /* the listener rests after an EMFILE */
+    unsigned long accept_errors; /* accept failures not logged yet */
+    long long accept_log_ms;     /* when they were last logged */
+    long inflight;               /* requests received and not yet finished */
+    bool draining;               /* SIGTERM: no new connections; exit once inflight is 0 */
     long long drain_deadline_us;
     struct event *drain_timer;
 } gw;

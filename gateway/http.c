@@ -21,8 +21,8 @@
 #include "redis.h"
 
 #define GW_REQ_MAGIC 0x6777u
-#define GW_LINGER_MS 2000          /* a refused head: how long its client may still send */
-#define GW_LINGER_MAX (1u << 20)   /* ... and how much of it is read and dropped */
+#define GW_LINGER_MS 2000        /* a refused head: how long its client may still send */
+#define GW_LINGER_MAX (1u << 20) /* ... and how much of it is read and dropped */
 
 static uint64_t now_us(void) {
     struct timeval tv;
@@ -36,18 +36,18 @@ struct gw_conn {
     gw *g;
     evhtp_connection_t *conn;
     gw_conn *prev, *next;
-    gw_req *r;                       /* the request past its head, while it lives */
-    bool in_body;                    /* from a head's end to its message's end */
-    bool over_cap;                   /* accepted past FLEET_MAX_CONNECTIONS: health only */
+    gw_req *r;     /* the request past its head, while it lives */
+    bool in_body;  /* from a head's end to its message's end */
+    bool over_cap; /* accepted past FLEET_MAX_CONNECTIONS: health only */
     bufferevent_data_cb evhtp_readcb, evhtp_writecb;
     bufferevent_event_cb evhtp_eventcb;
     /* the head being read, as far as the guard has seen it; its bytes stay in the input
      * (libevhtp sees none of them) until the head is complete */
-    size_t scanned;                  /* bytes of the input read so far */
-    size_t line_len;                 /* bytes of the current line, without CR LF */
-    size_t headers_len;              /* bytes of the complete header lines */
-    unsigned lines;                  /* complete lines; the request line is the first */
-    evhtp_request_t *over;           /* on_header saw this request go over the limits */
+    size_t scanned;        /* bytes of the input read so far */
+    size_t line_len;       /* bytes of the current line, without CR LF */
+    size_t headers_len;    /* bytes of the complete header lines */
+    unsigned lines;        /* complete lines; the request line is the first */
+    evhtp_request_t *over; /* on_header saw this request go over the limits */
     /* a chunked body being decoded: libevhtp gets the head without its framing, then
      * Content-Length and the decoded data, once the last chunk is in */
     bool dechunk;
@@ -174,7 +174,8 @@ static void dispatch(evhtp_request_t *req, void *arg) {
     if (r && r->headers_too_large) {
         gw_reply_problem(r, GW_PROBLEM_HEADERS_TOO_LARGE,
                          "the request has more than %d header fields or more than %d bytes "
-                         "of them", GW_HEADERS_MAX, GW_HEADERS_TOTAL_MAX);
+                         "of them",
+                         GW_HEADERS_MAX, GW_HEADERS_TOTAL_MAX);
         return;
     }
     route_handler(req, arg);
@@ -210,7 +211,7 @@ static void dispatch(evhtp_request_t *req, void *arg) {
 enum { T_NONE, T_HEAD, T_BODY, T_IDLE };
 
 #define GW_OVER_CAP_HEAD_MS 2000 /* a connection past the cap: at most this for its head */
-#define GW_HOLD_MAX 65536 /* bytes held behind a request being handled: reading stops */
+#define GW_HOLD_MAX 65536        /* bytes held behind a request being handled: reading stops */
 
 static void conn_close(gw_conn *c) {
     evhtp_connection_free(c->conn); /* on_connection_fini frees c */
@@ -255,15 +256,13 @@ static void linger_eventcb(struct bufferevent *bev, short what, void *arg) {
     conn_close(arg); /* EOF or an error: the client is done */
 }
 
-static void linger_timeout(evutil_socket_t fd, short what, void *arg) {
-    conn_close(arg);
-}
+static void linger_timeout(evutil_socket_t fd, short what, void *arg) { conn_close(arg); }
 
 /* Answers the problem pid (problems.h) with a problem+json body (extra: more header lines,
  * each ending in CR LF, or NULL) and closes the connection once the client has read it.
  * The guard writes the whole answer itself, status line and reason phrase included. */
-static void guard_refuse(gw_conn *c, struct bufferevent *bev, gw_problem_id pid,
-                         const char *detail, const char *extra) {
+static void guard_refuse(gw_conn *c, struct bufferevent *bev, gw_problem_id pid, const char *detail,
+                         const char *extra) {
     const gw_problem_type *t = gw_problem_type_of(pid);
     int status = t->status;
     const char *reason = gw_status_reason(status);
@@ -310,13 +309,15 @@ static void conn_timeout(evutil_socket_t fd, short what, void *arg) {
     int phase = c->phase;
     c->phase = T_NONE;
     if (!bev || phase == T_IDLE ||
-        (phase == T_HEAD && c->scanned == 0 && evbuffer_get_length(bufferevent_get_input(bev)) == 0)) {
+        (phase == T_HEAD && c->scanned == 0 &&
+         evbuffer_get_length(bufferevent_get_input(bev)) == 0)) {
         conn_close(c); /* nothing of a request came: nothing to answer */
         return;
     }
     char d[128];
     if (phase == T_HEAD)
-        snprintf(d, sizeof d, "the request head was not complete within %ld s (FLEET_HEADER_TIMEOUT_S)",
+        snprintf(d, sizeof d,
+                 "the request head was not complete within %ld s (FLEET_HEADER_TIMEOUT_S)",
                  c->g->cfg.header_timeout_s);
     else
         snprintf(d, sizeof d, "no byte of the request body came for %ld s (FLEET_BODY_TIMEOUT_S)",
@@ -336,8 +337,10 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
             c->line_len++;
             if (c->lines == 0 && c->line_len > GW_REQUEST_LINE_MAX) {
                 char d[96];
-                snprintf(d, sizeof d, "the request line is longer than %d bytes; the URI may "
-                         "have at most %d", GW_REQUEST_LINE_MAX, GW_URI_MAX);
+                snprintf(d, sizeof d,
+                         "the request line is longer than %d bytes; the URI may "
+                         "have at most %d",
+                         GW_REQUEST_LINE_MAX, GW_URI_MAX);
                 guard_refuse(c, bev, GW_PROBLEM_URI_TOO_LONG, d, NULL);
                 return -1;
             }
@@ -356,7 +359,7 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
             continue;
         }
         if (c->line_len == 0 && c->lines == 0) continue; /* empty lines before a request */
-        if (c->line_len == 0) { /* the empty line: the head ends here */
+        if (c->line_len == 0) {                          /* the empty line: the head ends here */
             c->lines = 0;
             c->headers_len = 0;
             *end = i + 1;
@@ -375,9 +378,7 @@ static int guard_scan(gw_conn *c, struct bufferevent *bev, const unsigned char *
     return 0;
 }
 
-static void scan_reset(gw_conn *c) {
-    c->scanned = c->line_len = c->headers_len = c->lines = 0;
-}
+static void scan_reset(gw_conn *c) { c->scanned = c->line_len = c->headers_len = c->lines = 0; }
 
 /* A connection past the cap may ask only for its health. */
 static bool health_request(const char *head, size_t n) {
@@ -389,9 +390,7 @@ static bool health_request(const char *head, size_t n) {
     return false;
 }
 
-static void dechunk_data(void *arg, const char *p, size_t n) {
-    evbuffer_add(arg, p, n);
-}
+static void dechunk_data(void *arg, const char *p, size_t n) { evbuffer_add(arg, p, n); }
 
 static void dechunk_free(gw_conn *c) {
     if (c->msg) evbuffer_free(c->msg);
@@ -409,8 +408,8 @@ static void dechunk_read(gw_conn *c, struct bufferevent *bev) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
         size_t used = 0;
-        gw_chunk_res res = gw_chunked_feed(&c->chunk, v.iov_base, v.iov_len, &used,
-                                           dechunk_data, c->body);
+        gw_chunk_res res = gw_chunked_feed(&c->chunk, v.iov_base, v.iov_len, &used, dechunk_data,
+                                           c->body);
         evbuffer_drain(in, used);
         if (res == GW_CHUNK_ERROR) {
             char d[128];
@@ -421,8 +420,10 @@ static void dechunk_read(gw_conn *c, struct bufferevent *bev) {
         }
         if (res == GW_CHUNK_TOO_LARGE) {
             char d[128];
-            snprintf(d, sizeof d, "the body is larger than the limit of %ld bytes "
-                     "(FLEET_MAX_BODY)", c->g->cfg.max_body);
+            snprintf(d, sizeof d,
+                     "the body is larger than the limit of %ld bytes "
+                     "(FLEET_MAX_BODY)",
+                     c->g->cfg.max_body);
             dechunk_free(c);
             guard_refuse(c, bev, GW_PROBLEM_BODY_TOO_LARGE, d, NULL);
             return;
@@ -477,8 +478,10 @@ static void head_complete(gw_conn *c, struct bufferevent *bev, size_t h) {
     }
     if (c->over_cap && !health_request(head, h)) {
         char d[128];
-        snprintf(d, sizeof d, "the gateway holds its limit of %ld connections "
-                 "(FLEET_MAX_CONNECTIONS); retry shortly", c->g->max_conns);
+        snprintf(d, sizeof d,
+                 "the gateway holds its limit of %ld connections "
+                 "(FLEET_MAX_CONNECTIONS); retry shortly",
+                 c->g->max_conns);
         guard_refuse(c, bev, GW_PROBLEM_TOO_MANY_CONNECTIONS, d, "Retry-After: 1\r\n");
         return;
     }
@@ -494,7 +497,8 @@ static void head_complete(gw_conn *c, struct bufferevent *bev, size_t h) {
         dechunk_start(c, bev, head, h, &f);
         return;
     }
-    if (f.body == GW_BODY_LENGTH && f.length > 0) timer_set(c, T_BODY, c->g->cfg.body_timeout_s * 1000);
+    if (f.body == GW_BODY_LENGTH && f.length > 0)
+        timer_set(c, T_BODY, c->g->cfg.body_timeout_s * 1000);
     else timer_off(c);
     c->evhtp_readcb(bev, c->conn); /* may free the connection, and c */
 }
@@ -611,7 +615,8 @@ static evhtp_res on_accept(evhtp_connection_t *conn, void *arg) {
     c->over_cap = g->nconns > g->max_conns;
     evhtp_connection_set_hook(conn, evhtp_hook_on_header, (evhtp_hook)on_header, c);
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, c);
-    evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_connection_fini, c);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_connection_fini,
+                              c);
     /* libevhtp set its callbacks on the connection's bufferevent before this hook: the
      * guard goes in front of them */
     struct bufferevent *bev = evhtp_connection_get_bev(conn);
@@ -777,8 +782,7 @@ static void fix_status_line(struct bufferevent *bev, size_t at, int status) {
     struct evbuffer *head = NULL;
     if (!eol || (size_t)(eol - line) < prefix || strncmp(line, "HTTP/", 5) != 0 ||
         memcmp(line + 8, code, 5) != 0 ||
-        (old == strlen(want) && memcmp(line + prefix, want, old) == 0) ||
-        !(head = evbuffer_new()))
+        (old == strlen(want) && memcmp(line + prefix, want, old) == 0) || !(head = evbuffer_new()))
         goto done;
     /* The bytes before the phrase move aside, the phrase is dropped, the new one follows
      * them and they go back in front. Should memory run out midway, the line keeps its
@@ -811,8 +815,8 @@ void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void 
         snprintf(status_s, sizeof status_s, "%d", status);
         snprintf(ms, sizeof ms, "%.3f", (double)(now_us() - r->start_us) / 1000.0);
         fleet_log(FLEET_LOG_DEBUG, "request", "method", htparser_get_methodstr_m(r->req->method),
-                  "path", r->req->uri && r->req->uri->path ? r->req->uri->path->full : "",
-                  "status", status_s, "ms", ms, "request_id", r->request_id, NULL);
+                  "path", r->req->uri && r->req->uri->path ? r->req->uri->path->full : "", "status",
+                  status_s, "ms", ms, "request_id", r->request_id, NULL);
     }
     bool paused = r->paused;
     evhtp_request_t *req = r->req;
@@ -876,6 +880,5 @@ void gw_reply_redis_error(gw_req *req, const char *what, const redisReply *rep) 
     if (p.retry_after) gw_add_header(req, "Retry-After", p.retry_after);
     if (p.id == GW_PROBLEM_INTERNAL)
         gw_reply_problem(req, p.id, "%s; request_id %s", p.detail, req->request_id);
-    else
-        gw_reply_problem(req, p.id, "%s", p.detail);
+    else gw_reply_problem(req, p.id, "%s", p.detail);
 }

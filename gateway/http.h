@@ -37,29 +37,29 @@
 #include "gateway.h"
 #include "problems.h"
 
-#define GW_URI_MAX 2048          /* longer URIs: 414 (libevhtp 1.2.18 can corrupt > ~4 KB) */
+#define GW_URI_MAX 2048 /* longer URIs: 414 (libevhtp 1.2.18 can corrupt > ~4 KB) */
 #define GW_REQUEST_LINE_MAX (GW_URI_MAX + 32) /* method, URI, version: 414 above */
-#define GW_HEADER_LINE_MAX 8192  /* one "Name: value" line: 431 above */
-#define GW_HEADERS_MAX 100       /* header fields: 431 above */
-#define GW_HEADERS_TOTAL_MAX 32768 /* bytes of all header lines: 431 above */
-#define GW_FD_RESERVE 64         /* descriptors kept from the default connection cap */
+#define GW_HEADER_LINE_MAX 8192               /* one "Name: value" line: 431 above */
+#define GW_HEADERS_MAX 100                    /* header fields: 431 above */
+#define GW_HEADERS_TOTAL_MAX 32768            /* bytes of all header lines: 431 above */
+#define GW_FD_RESERVE 64                      /* descriptors kept from the default connection cap */
 
 typedef struct gw_req {
     unsigned magic;
     gw *g;
     evhtp_request_t *req;
     char request_id[FLEET_REQUEST_ID_MAX + 1];
-    size_t body_len;     /* bytes received, counted even when drained */
+    size_t body_len; /* bytes received, counted even when drained */
     bool too_large;
     bool uri_too_long;
     bool headers_too_large; /* over GW_HEADERS_MAX / GW_HEADERS_TOTAL_MAX: answered 431 */
-    gw_conn *conn;       /* the connection, while both live (the head guard's state) */
-    bool paused;         /* waiting for Redis: resume after answering */
+    gw_conn *conn;          /* the connection, while both live (the head guard's state) */
+    bool paused;            /* waiting for Redis: resume after answering */
     bool answered;
-    bool close_conn;     /* answered with Connection: close: closed once written */
+    bool close_conn; /* answered with Connection: close: closed once written */
     uint64_t start_us;
-    gw_principal who;    /* filled by auth (auth.h) before a /v1 handler runs */
-    const void *route;   /* the matched route, while auth runs (routes.c) */
+    gw_principal who;  /* filled by auth (auth.h) before a /v1 handler runs */
+    const void *route; /* the matched route, while auth runs (routes.c) */
     char route_id[64];
     /* Called once when libevhtp frees the request (answered, or the client went away),
      * before the gw_req is freed: streams (SSE) release what they hold. */

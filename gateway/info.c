@@ -15,16 +15,14 @@ void gw_info_readyz(gw_req *r) {
     char why[256];
     const char *reason = r->g->draining ? "shutting down"
                                         : gw_redis_health(r->g->redis, why, sizeof why);
-    if (!reason)
-        gw_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
-    else
-        gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason", reason));
+    if (!reason) gw_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
+    else gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason", reason));
 }
 
 /* The counters every model reports, so clients see zeros rather than missing fields. */
 static const char *const counters[] = {
-    "queued",   "running",     "submitted",     "succeeded",   "failed", "cancelled", "expired",
-    "retried",  "handed_back", "reclaimed",     "dead_lettered", "dlq_retried",
+    "queued",  "running", "submitted",   "succeeded", "failed",        "cancelled",
+    "expired", "retried", "handed_back", "reclaimed", "dead_lettered", "dlq_retried",
 };
 
 static json_t *zero_counts(void) {
@@ -51,7 +49,8 @@ static json_t *stats_by_model(const gw *g, const redisReply *stats) {
             m = zero_counts();
             json_object_set_new(models, model, m);
         }
-        long long v = strtoll(stats->element[i + 1]->str ? stats->element[i + 1]->str : "0", NULL, 10);
+        long long v = strtoll(stats->element[i + 1]->str ? stats->element[i + 1]->str : "0", NULL,
+                              10);
         /* Shown as stored, also below 0: the counters balance by construction
          * (docs/redis.md), so a negative one is a fault to see, not to hide. */
         json_object_set_new(m, colon + 1, json_integer(v));
@@ -74,8 +73,9 @@ static void on_stats(redisReply *rep, void *arg) {
         json_t *v;
         json_object_foreach(m, k, v) {
             json_t *t = json_object_get(totals, k);
-            json_object_set_new(totals, k, json_integer((t ? json_integer_value(t) : 0) +
-                                                        json_integer_value(v)));
+            json_object_set_new(totals, k,
+                                json_integer((t ? json_integer_value(t) : 0) +
+                                             json_integer_value(v)));
         }
     }
     gw_reply_json(r, 200, json_pack("{s:o, s:o}", "models", models, "totals", totals));
@@ -156,8 +156,8 @@ static void on_models(redisReply *rep, void *arg) {
                               "accepts_jobs", gw_model_known(r->g, name), "workers", live,
                               "busy_workers", busy, "queue_depth",
                               json_integer_value(json_object_get(m, "queued")), "running",
-                              json_integer_value(json_object_get(m, "running")), "backend",
-                              backend, "max_batch", (int)max_batch);
+                              json_integer_value(json_object_get(m, "running")), "backend", backend,
+                              "max_batch", (int)max_batch);
         if (o) json_array_append_new(list, o);
     }
     json_decref(counts);

@@ -31,10 +31,10 @@
 
 /* ------------------------------------------------------------ refusals -------------- */
 
-static int refuse(gw_problem *p, int status, const char *slug, const char *title,
-                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int refuse(gw_problem *p, int status, const char *slug, const char *title,
-                  const char *fmt, ...) {
+static int refuse(gw_problem *p, int status, const char *slug, const char *title, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
+static int refuse(gw_problem *p, int status, const char *slug, const char *title, const char *fmt,
+                  ...) {
     p->status = status;
     p->slug = slug;
     p->title = title;
@@ -50,8 +50,7 @@ static int refuse(gw_problem *p, int status, const char *slug, const char *title
 /* the body's own syntax, as "invalid-json" for JSON bodies */
 #define BAD_MSGPACK(p, ...) \
     refuse(p, 400, "invalid-msgpack", "Body is not valid msgpack", __VA_ARGS__)
-#define BAD_FORM(p, ...) \
-    refuse(p, 400, "invalid-multipart", "Invalid multipart body", __VA_ARGS__)
+#define BAD_FORM(p, ...) refuse(p, 400, "invalid-multipart", "Invalid multipart body", __VA_ARGS__)
 
 /* Text from the request, made safe to quote in a detail (short, one line, UTF-8). */
 typedef struct shown {
@@ -88,8 +87,7 @@ static body_kind body_kind_of(const char *ct) {
     size_t n = strcspn(ct, "; \t");
 #define IS(s) (n == sizeof(s) - 1 && strncasecmp(ct, s, n) == 0)
     if (IS("application/json")) return BODY_JSON;
-    if (IS("application/msgpack") || IS("application/x-msgpack") ||
-        IS("application/vnd.msgpack"))
+    if (IS("application/msgpack") || IS("application/x-msgpack") || IS("application/vnd.msgpack"))
         return BODY_MSGPACK;
     if (IS("multipart/form-data")) return BODY_MULTIPART;
 #undef IS
@@ -120,8 +118,10 @@ static int model_name(const char *s, size_t n, gw_job_request *out, gw_problem *
         ok = fleet_model_name_valid(name);
     }
     if (!ok)
-        return INVALID(p, "model '%s' is not a valid model name (1-64 characters of a-z, 0-9, "
-                          "_ -)", show(s, n < 80 ? n : 80).s);
+        return INVALID(p,
+                       "model '%s' is not a valid model name (1-64 characters of a-z, 0-9, "
+                       "_ -)",
+                       show(s, n < 80 ? n : 80).s);
     memcpy(out->model, name, n + 1);
     return 0;
 }
@@ -165,8 +165,10 @@ static int webhook_fields(json_t *root, gw_job_request *out, gw_problem *p) {
             for (size_t k = 0; json_is_string(e) && k < 3; k++)
                 if (strcmp(json_string_value(e), kinds[k]) == 0) want[k] = ok = true;
             if (!ok)
-                return INVALID(p, "webhook_events[%zu] must be one of running, progress, "
-                                  "completed", i);
+                return INVALID(p,
+                               "webhook_events[%zu] must be one of running, progress, "
+                               "completed",
+                               i);
         }
     }
     out->webhook_events[0] = '\0';
@@ -258,11 +260,10 @@ int gw_job_from_json(json_t *root, long default_ttl_s, gw_job_request *out, gw_p
             json_type_name(root));
     else if (body_fields(root, false, out, p) < 0)
         ;
-    else if (fleet_json_to_msgpack(json_object_get(root, "input"), &out->input,
-                                   &out->input_len, cerr, sizeof cerr) < 0)
+    else if (fleet_json_to_msgpack(json_object_get(root, "input"), &out->input, &out->input_len,
+                                   cerr, sizeof cerr) < 0)
         INVALID(p, "field 'input' cannot be stored: %s", cerr);
-    else
-        rc = 0;
+    else rc = 0;
     if (rc < 0) gw_job_request_free(out);
     return rc;
 }
@@ -424,8 +425,10 @@ static int walk_value(mp_walk *w, int depth) {
     fleet_mp_type type;
     if (peek_type(w, &type)) {
         if (type == FLEET_MP_EXT)
-            return walk_fail(w, "the ext value at byte %zu has no JSON form; use nil, booleans, "
-                                "numbers, strings, bin, arrays and maps", at);
+            return walk_fail(w,
+                             "the ext value at byte %zu has no JSON form; use nil, booleans, "
+                             "numbers, strings, bin, arrays and maps",
+                             at);
         if ((type == FLEET_MP_MAP || type == FLEET_MP_ARRAY) && depth >= FLEET_CODEC_MAX_DEPTH) {
             w->too_deep = true;
             return walk_fail(w, "nesting deeper than %d levels (at byte %zu)",
@@ -455,8 +458,10 @@ static int walk_value(mp_walk *w, int depth) {
             memcpy(&d, &b64, sizeof d);
         }
         if (!isfinite(d))
-            return walk_fail(w, "the float at byte %zu is not finite (NaN or infinity has no "
-                                "JSON form)", at);
+            return walk_fail(w,
+                             "the float at byte %zu is not finite (NaN or infinity has no "
+                             "JSON form)",
+                             at);
     }
     return 0; /* nil, booleans, integers, bin */
 }
@@ -528,18 +533,16 @@ static int parse_msgpack(const char *body, size_t len, gw_job_request *out, gw_p
          * past the syntax). */
         char name[16] = "";
         if (kn < sizeof name) memcpy(name, k, kn);
-        if (kn >= sizeof name || (strcmp(name, "model") != 0 && strcmp(name, "input") != 0 &&
-                                  !is_option(name))) {
+        if (kn >= sizeof name ||
+            (strcmp(name, "model") != 0 && strcmp(name, "input") != 0 && !is_option(name))) {
             BAD(p, "unknown field '%s'; accepted fields are " FIELD_LIST, key.s);
             goto done;
         }
         bool is_input = strcmp(name, "input") == 0;
         size_t vat = w.off;
         if (walk_value(&w, 0) < 0) {
-            if (is_input && w.too_deep)
-                INVALID(p, "field 'input' cannot be stored: %s", w.err);
-            else
-                BAD_MSGPACK(p, "body is not valid msgpack: field '%s': %s", key.s, w.err);
+            if (is_input && w.too_deep) INVALID(p, "field 'input' cannot be stored: %s", w.err);
+            else BAD_MSGPACK(p, "body is not valid msgpack: field '%s': %s", key.s, w.err);
             goto done;
         }
         json_t *v;
@@ -564,8 +567,10 @@ static int parse_msgpack(const char *body, size_t len, gw_job_request *out, gw_p
         }
     }
     if (w.off != len) {
-        BAD_MSGPACK(p, "body is not valid msgpack: %zu trailing bytes after the map (from byte "
-                       "%zu)", len - w.off, w.off);
+        BAD_MSGPACK(p,
+                    "body is not valid msgpack: %zu trailing bytes after the map (from byte "
+                    "%zu)",
+                    len - w.off, w.off);
         goto done;
     }
     if (body_fields(root, meta_too_long, out, p) < 0) goto done;
@@ -665,18 +670,17 @@ static json_t *form_object(const gw_mp_part *pt, const char *what, gw_problem *p
     if (!j) return NULL;
     if (!json_is_object(j)) {
         BAD(p, "form field '%s' must be a JSON object (%s), got %s", pt->name, what,
-                 json_type_name(j));
+            json_type_name(j));
         json_decref(j);
         return NULL;
     }
     return j;
 }
 
-static int parse_multipart(const char *body, size_t len, const char *ctype,
-                           gw_job_request *out, gw_problem *p) {
+static int parse_multipart(const char *body, size_t len, const char *ctype, gw_job_request *out,
+                           gw_problem *p) {
     char boundary[GW_MP_BOUNDARY_MAX + 1], err[sizeof p->detail - 40];
-    if (gw_multipart_boundary(ctype, boundary, err, sizeof err) < 0)
-        return BAD_FORM(p, "%s", err);
+    if (gw_multipart_boundary(ctype, boundary, err, sizeof err) < 0) return BAD_FORM(p, "%s", err);
     if (len == 0)
         return BAD_FORM(p, "body is empty; send the form fields model, input, options and "
                            "files");
@@ -704,8 +708,10 @@ static int parse_multipart(const char *body, size_t len, const char *ctype,
         } else if (is_file_part(pt)) {
             nfiles += !is_empty_file_input(pt);
         } else {
-            BAD(p, "unknown form field '%s'; accepted fields are model, input, options "
-                        "and files (repeatable)", show(pt->name, strlen(pt->name)).s);
+            BAD(p,
+                "unknown form field '%s'; accepted fields are model, input, options "
+                "and files (repeatable)",
+                show(pt->name, strlen(pt->name)).s);
             goto done;
         }
     }
@@ -721,13 +727,16 @@ static int parse_multipart(const char *body, size_t len, const char *ctype,
         json_t *val;
         json_object_foreach(opts, key, val) {
             if (strcmp(key, "model") == 0 || strcmp(key, "input") == 0) {
-                BAD(p, "form field 'options' must not hold '%s'; send it as its own form "
-                            "field", key);
+                BAD(p,
+                    "form field 'options' must not hold '%s'; send it as its own form "
+                    "field",
+                    key);
                 goto done;
             }
             if (!is_option(key)) {
-                BAD(p, "form field 'options' has unknown field '%s'; accepted fields are "
-                            OPTION_LIST, show(key, strlen(key)).s);
+                BAD(p,
+                    "form field 'options' has unknown field '%s'; accepted fields are " OPTION_LIST,
+                    show(key, strlen(key)).s);
                 goto done;
             }
         }

@@ -19,13 +19,13 @@ typedef struct gw_problem {
 
 typedef struct gw_job_request {
     char model[FLEET_MODEL_MAX + 1];
-    char *input;          /* msgpack, malloc'd */
+    char *input; /* msgpack, malloc'd */
     size_t input_len;
     fleet_priority priority;
     long timeout_s;
     long ttl_s;
-    char *metadata_json;  /* compact JSON, malloc'd, or NULL */
-    char *webhook;        /* URL as given, malloc'd, or NULL (checked by the caller: ssrf.h) */
+    char *metadata_json;     /* compact JSON, malloc'd, or NULL */
+    char *webhook;           /* URL as given, malloc'd, or NULL (checked by the caller: ssrf.h) */
     char webhook_events[32]; /* "running,progress,completed" subset, in that order */
 } gw_job_request;
 
@@ -60,7 +60,6 @@ void gw_job_request_free(gw_job_request *r);
 json_t *gw_json_load(const char *text, size_t len, const char *what, gw_problem *p);
 /* Reads one job from a parsed JSON object, by the rules of a submit body (a batch item).
  * Returns 0 and fills out (free with gw_job_request_free), or -1 and fills p. */
-int gw_job_from_json(json_t *root, long default_ttl_s, gw_job_request *out,
-                     gw_problem *p);
+int gw_job_from_json(json_t *root, long default_ttl_s, gw_job_request *out, gw_problem *p);
 
 #endif

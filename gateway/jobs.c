@@ -43,7 +43,7 @@ typedef struct job_call {
     gw_job_request jr;
     char id[FLEET_ID_LEN + 1];
     gw_submit_ids ids; /* what a submit command points to */
-    char cursor[48]; /* GET /v1/jobs: an index entry id, two 64-bit numbers (list_cursor_ok) */
+    char cursor[48];   /* GET /v1/jobs: an index entry id, two 64-bit numbers (list_cursor_ok) */
     char status[16];
     char model[FLEET_MODEL_MAX + 1];
     bool want_msgpack;
@@ -117,7 +117,8 @@ static void on_got(redisReply *rep, void *arg);
  * Retry-After in whole seconds (at least 1). */
 static void reply_limit(gw_req *r, const fleet_submitted *out) {
     char ra[24];
-    snprintf(ra, sizeof ra, "%lld", out->retry_after_ms > 0 ? (out->retry_after_ms + 999) / 1000 : 1);
+    snprintf(ra, sizeof ra, "%lld",
+             out->retry_after_ms > 0 ? (out->retry_after_ms + 999) / 1000 : 1);
     gw_add_header(r, "Retry-After", ra);
     if (strcmp(out->limit, "queue") == 0)
         gw_reply_problem(r, GW_PROBLEM_QUEUE_FULL,
@@ -129,7 +130,8 @@ static void reply_limit(gw_req *r, const fleet_submitted *out) {
     else
         gw_reply_problem(r, GW_PROBLEM_TOO_MANY_ACTIVE_JOBS,
                          "your tenant may have %ld jobs queued or running at once; wait for "
-                         "some to finish", r->who.max_active);
+                         "some to finish",
+                         r->who.max_active);
 }
 
 static void on_submitted(redisReply *rep, void *arg) {
@@ -242,7 +244,8 @@ static int wait_or_reply(gw_req *r, long *secs) {
 static int webhook_problem(gw_req *r, const char *url, gw_problem *p) {
     gw_url u;
     if (!gw_webhooks_enabled(r->g->webhooks) && !r->who.webhook_secret[0]) {
-        *p = (gw_problem){.status = 422, .slug = "webhooks-disabled",
+        *p = (gw_problem){.status = 422,
+                          .slug = "webhooks-disabled",
                           .title = "Webhooks not configured"};
         snprintf(p->detail, sizeof p->detail,
                  "this gateway has no webhook secret (FLEET_WEBHOOK_SECRET) and neither has "
@@ -321,8 +324,8 @@ void gw_jobs_submit(gw_req *r) {
         return;
     }
     gw_problem p;
-    int rc = gw_submit_parse(body, len, gw_header(r, "Content-Type"), g->cfg.result_ttl_s,
-                             &c->jr, &p);
+    int rc = gw_submit_parse(body, len, gw_header(r, "Content-Type"), g->cfg.result_ttl_s, &c->jr,
+                             &p);
     if (rc == 0 && idempotency_or_reply(r, c, body, len) < 0) {
         free(body);
         call_free(c);
@@ -354,8 +357,9 @@ static void on_got(redisReply *rep, void *arg) {
     if (found == -2) gw_reply_redis_error(r, "get", NULL);
     else if (found < 0) reply_internal(r, "get", rep);
     else if (found == 0) reply_not_found(r, c->id);
-    else gw_reply_json(r, c->cancel == FLEET_CANCEL_REQUESTED || c->replay ? 202 : 200,
-                       fleet_job_to_json(&v));
+    else
+        gw_reply_json(r, c->cancel == FLEET_CANCEL_REQUESTED || c->replay ? 202 : 200,
+                      fleet_job_to_json(&v));
     call_free(c);
 }
 
@@ -402,7 +406,8 @@ static void on_result_blob(redisReply *rep, void *arg) {
         char err[128], *mp = NULL;
         size_t mplen = 0;
         if (fleet_msgpack_for_client(rep->str, rep->len, &mp, &mplen, err, sizeof err) < 0) {
-            fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", c->id, "error", err, NULL);
+            fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", c->id, "error", err,
+                      NULL);
             gw_reply_problem(r, GW_PROBLEM_RESULT_UNREADABLE,
                              "the stored result cannot be sent as msgpack (%s)", err);
         } else {
@@ -421,10 +426,12 @@ static void on_result_blob(redisReply *rep, void *arg) {
         char err[128];
         json_t *j = fleet_msgpack_to_json(rep->str, rep->len, err, sizeof err);
         if (!j) {
-            fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", c->id, "error", err, NULL);
+            fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", c->id, "error", err,
+                      NULL);
             gw_reply_problem(r, GW_PROBLEM_RESULT_UNREADABLE,
                              "the stored result cannot be shown as JSON (%s); fetch it with "
-                             "Accept: application/msgpack", err);
+                             "Accept: application/msgpack",
+                             err);
         } else {
             char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
             json_decref(j);
@@ -474,10 +481,13 @@ static void on_result_status(redisReply *rep, void *arg) {
     /* A large result is sent as the client reads it (out_stream.h); a small one, and
      * one that cannot be streamed, comes back whole to on_result_blob. */
     fleet_key k = fleet_key_result(&r->g->keys, c->id);
-    gw_result_stream(r, &(gw_stream_opts){.key = k.s, .job_id = c->id,
-                                          .want_msgpack = c->want_msgpack, .allow_file = true,
+    gw_result_stream(r, &(gw_stream_opts){.key = k.s,
+                                          .job_id = c->id,
+                                          .want_msgpack = c->want_msgpack,
+                                          .allow_file = true,
                                           .suffix = c->want_msgpack ? NULL : "\n",
-                                          .whole = on_result_blob, .taken = result_taken,
+                                          .whole = on_result_blob,
+                                          .taken = result_taken,
                                           .arg = c});
 }
 
@@ -503,8 +513,8 @@ static void on_cancelled(redisReply *rep, void *arg) {
         reply_not_found(r, c->id);
     } else if (o == FLEET_CANCEL_FINAL) {
         gw_reply_problem(r, GW_PROBLEM_JOB_FINISHED,
-                         "job %s already %s; only queued and running jobs can be cancelled",
-                         c->id, fleet_status_to_string(final));
+                         "job %s already %s; only queued and running jobs can be cancelled", c->id,
+                         fleet_status_to_string(final));
     } else if (o == FLEET_CANCEL_ERROR) {
         reply_internal(r, "cancel", rep);
     } else {
@@ -572,7 +582,8 @@ static bool list_cursor_ok(const char *s) {
 }
 
 void gw_jobs_list(gw_req *r) {
-    const char *q = r->req->uri && r->req->uri->query_raw ? (const char *)r->req->uri->query_raw : NULL;
+    const char *q = r->req->uri && r->req->uri->query_raw ? (const char *)r->req->uri->query_raw
+                                                          : NULL;
     char limit_s[16] = "20";
     job_call *c = call_new(r);
     if (!c) {

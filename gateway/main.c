@@ -19,37 +19,86 @@
 static gw G;
 
 static const fleet_option options[] = {
-    {"listen", "FLEET_LISTEN", FLEET_OPT_STR, "127.0.0.1:8080", "address and port to serve HTTP on", &G.cfg.listen, 0, 0},
-    {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379", "Redis server (redis://host:port[/db])", &G.cfg.redis_url, 0, 0},
-    {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix; every key starts with {prefix}", &G.cfg.prefix, 0, 0},
-    {"models", "FLEET_MODELS", FLEET_OPT_STR, "echo,sleep", "comma-separated models that accept jobs", &G.cfg.models, 0, 0},
-    {"auth", "FLEET_AUTH", FLEET_OPT_STR, "on", "on: every /v1 request needs an API key (fleetctl tenant add); off: local development, every request is FLEET_TENANT with admin rights", &G.cfg.auth_mode, 0, 0},
-    {"tenant", "FLEET_TENANT", FLEET_OPT_STR, "default", "with FLEET_AUTH=off, the tenant of every request", &G.cfg.tenant, 0, 0},
-    {"auth-cache-ms", "FLEET_AUTH_CACHE_MS", FLEET_OPT_INT, "5000", "how long a looked-up API key is remembered (a revoked key works this much longer)", &G.cfg.auth_cache_ms, 0, 600000},
-    {"max-queue", "FLEET_MAX_QUEUE", FLEET_OPT_INT, "1000000", "most queued jobs per model; beyond, submits answer 503 (0: no limit)", &G.cfg.max_queue, 0, 1000000000},
-    {"ready-target", "FLEET_READY_TARGET", FLEET_OPT_INT, "8", "fair share: a submit goes straight to the model's stream while fewer entries than this wait there (workers feed the rest from the tenants' wait lists)", &G.cfg.ready_target, 1, 100000},
-    {"max-body", "FLEET_MAX_BODY", FLEET_OPT_INT, "10485760", "largest request body in bytes (413 above)", &G.cfg.max_body, 64, 1L << 30},
-    {"max-conn-output", "FLEET_MAX_CONN_OUTPUT", FLEET_OPT_INT, "1048576", "most bytes of a response the gateway buffers for one connection; a larger result is read from Redis as the client takes it", &G.cfg.max_conn_output, 65536, 1L << 30},
-    {"queue-ttl", "FLEET_QUEUE_TTL", FLEET_OPT_INT, "86400", "seconds a job may wait or run before its keys expire", &G.cfg.queue_ttl_s, 60, 2592000},
-    {"result-ttl", "FLEET_RESULT_TTL", FLEET_OPT_INT, "86400", "default ttl_s: seconds a finished job and its result are kept", &G.cfg.result_ttl_s, 60, 604800},
-    {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT, "3", "attempts before a job whose worker vanished fails", &G.cfg.max_attempts, 1, 100},
-    {"index-cap", "FLEET_INDEX_CAP", FLEET_OPT_INT, "100000", "most jobs GET /v1/jobs can list per tenant", &G.cfg.index_cap, 100, 100000000},
-    {"redis-timeout-ms", "FLEET_REDIS_TIMEOUT_MS", FLEET_OPT_INT, "5000", "a Redis command unanswered this long drops the connection (503)", &G.cfg.redis_timeout_ms, 100, 600000},
-    {"allow-eviction", "FLEET_ALLOW_EVICTION", FLEET_OPT_STR, "off", "off: not ready while Redis runs a maxmemory-policy that evicts keys (it loses jobs and API keys: set noeviction); on: accept that", &G.cfg.allow_eviction_mode, 0, 0},
-    {"sse-heartbeat-s", "FLEET_SSE_HEARTBEAT_S", FLEET_OPT_INT, "15", "seconds between the comment lines that keep an idle SSE stream open through proxies", &G.cfg.sse_heartbeat_s, 1, 3600},
-    {"webhook-secret", "FLEET_WEBHOOK_SECRET", FLEET_OPT_STR, "", "whsec_... secret that signs webhook deliveries (Standard Webhooks); without it, submits with a webhook are refused (422)", &G.cfg.webhook_secret, 0, 0},
-    {"webhook-allow", "FLEET_WEBHOOK_ALLOW", FLEET_OPT_STR, "", "comma-separated CIDRs webhooks may reach although private or loopback (e.g. 10.0.0.0/8)", &G.cfg.webhook_allow, 0, 0},
-    {"webhook-schedule", "FLEET_WEBHOOK_SCHEDULE", FLEET_OPT_STR, "0,5,300,1800,7200,18000,36000,36000", "seconds before each delivery attempt (the first is 0); jittered by 10%, Retry-After wins when later", &G.cfg.webhook_schedule, 0, 0},
-    {"webhook-timeout-ms", "FLEET_WEBHOOK_TIMEOUT_MS", FLEET_OPT_INT, "15000", "one delivery attempt's time limit", &G.cfg.webhook_timeout_ms, 100, 120000},
-    {"webhook-claim-ms", "FLEET_WEBHOOK_CLAIM_MS", FLEET_OPT_INT, "60000", "a delivery left pending this long by a gateway that died is taken over by another", &G.cfg.webhook_claim_ms, 1000, 86400000},
-    {"webhook-max-inflight", "FLEET_WEBHOOK_MAX_INFLIGHT", FLEET_OPT_INT, "64", "most deliveries this gateway runs at once", &G.cfg.webhook_max_inflight, 1, 10000},
-    {"webhook-dlq-cap", "FLEET_WEBHOOK_DLQ_CAP", FLEET_OPT_INT, "10000", "entries kept on the webhook dead-letter stream", &G.cfg.webhook_dlq_cap, 1, 100000000},
-    {"header-timeout-s", "FLEET_HEADER_TIMEOUT_S", FLEET_OPT_INT, "10", "seconds a request head may take to arrive, from the connection's accept or the first byte of a keep-alive connection's next head (408 after)", &G.cfg.header_timeout_s, 1, 3600},
-    {"idle-timeout-s", "FLEET_IDLE_TIMEOUT_S", FLEET_OPT_INT, "60", "seconds a keep-alive connection may wait for its next request before it is closed", &G.cfg.idle_timeout_s, 1, 86400},
-    {"body-timeout-s", "FLEET_BODY_TIMEOUT_S", FLEET_OPT_INT, "30", "seconds a request body may stall between reads (408 after)", &G.cfg.body_timeout_s, 1, 3600},
-    {"max-connections", "FLEET_MAX_CONNECTIONS", FLEET_OPT_INT, "0", "most client connections served; past it only GET /healthz and /readyz are answered, the rest 503 (0: the descriptor limit less 64 and FLEET_WEBHOOK_MAX_INFLIGHT)", &G.cfg.max_conns, 0, 10000000},
-    {"drain-timeout", "FLEET_DRAIN_TIMEOUT", FLEET_OPT_INT, "10", "on SIGTERM, seconds that requests in flight get to finish before the gateway exits", &G.cfg.drain_timeout_s, 0, 3600},
-    {"log-level", "FLEET_LOG_LEVEL", FLEET_OPT_STR, "info", "debug (logs every request), info, warn, error", &G.cfg.log_level, 0, 0},
+    {"listen", "FLEET_LISTEN", FLEET_OPT_STR, "127.0.0.1:8080", "address and port to serve HTTP on",
+     &G.cfg.listen, 0, 0},
+    {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
+     "Redis server (redis://host:port[/db])", &G.cfg.redis_url, 0, 0},
+    {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix; every key starts with {prefix}",
+     &G.cfg.prefix, 0, 0},
+    {"models", "FLEET_MODELS", FLEET_OPT_STR, "echo,sleep",
+     "comma-separated models that accept jobs", &G.cfg.models, 0, 0},
+    {"auth", "FLEET_AUTH", FLEET_OPT_STR, "on",
+     "on: every /v1 request needs an API key (fleetctl tenant add); off: local development, every request is FLEET_TENANT with admin rights",
+     &G.cfg.auth_mode, 0, 0},
+    {"tenant", "FLEET_TENANT", FLEET_OPT_STR, "default",
+     "with FLEET_AUTH=off, the tenant of every request", &G.cfg.tenant, 0, 0},
+    {"auth-cache-ms", "FLEET_AUTH_CACHE_MS", FLEET_OPT_INT, "5000",
+     "how long a looked-up API key is remembered (a revoked key works this much longer)",
+     &G.cfg.auth_cache_ms, 0, 600000},
+    {"max-queue", "FLEET_MAX_QUEUE", FLEET_OPT_INT, "1000000",
+     "most queued jobs per model; beyond, submits answer 503 (0: no limit)", &G.cfg.max_queue, 0,
+     1000000000},
+    {"ready-target", "FLEET_READY_TARGET", FLEET_OPT_INT, "8",
+     "fair share: a submit goes straight to the model's stream while fewer entries than this wait there (workers feed the rest from the tenants' wait lists)",
+     &G.cfg.ready_target, 1, 100000},
+    {"max-body", "FLEET_MAX_BODY", FLEET_OPT_INT, "10485760",
+     "largest request body in bytes (413 above)", &G.cfg.max_body, 64, 1L << 30},
+    {"max-conn-output", "FLEET_MAX_CONN_OUTPUT", FLEET_OPT_INT, "1048576",
+     "most bytes of a response the gateway buffers for one connection; a larger result is read from Redis as the client takes it",
+     &G.cfg.max_conn_output, 65536, 1L << 30},
+    {"queue-ttl", "FLEET_QUEUE_TTL", FLEET_OPT_INT, "86400",
+     "seconds a job may wait or run before its keys expire", &G.cfg.queue_ttl_s, 60, 2592000},
+    {"result-ttl", "FLEET_RESULT_TTL", FLEET_OPT_INT, "86400",
+     "default ttl_s: seconds a finished job and its result are kept", &G.cfg.result_ttl_s, 60,
+     604800},
+    {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT, "3",
+     "attempts before a job whose worker vanished fails", &G.cfg.max_attempts, 1, 100},
+    {"index-cap", "FLEET_INDEX_CAP", FLEET_OPT_INT, "100000",
+     "most jobs GET /v1/jobs can list per tenant", &G.cfg.index_cap, 100, 100000000},
+    {"redis-timeout-ms", "FLEET_REDIS_TIMEOUT_MS", FLEET_OPT_INT, "5000",
+     "a Redis command unanswered this long drops the connection (503)", &G.cfg.redis_timeout_ms,
+     100, 600000},
+    {"allow-eviction", "FLEET_ALLOW_EVICTION", FLEET_OPT_STR, "off",
+     "off: not ready while Redis runs a maxmemory-policy that evicts keys (it loses jobs and API keys: set noeviction); on: accept that",
+     &G.cfg.allow_eviction_mode, 0, 0},
+    {"sse-heartbeat-s", "FLEET_SSE_HEARTBEAT_S", FLEET_OPT_INT, "15",
+     "seconds between the comment lines that keep an idle SSE stream open through proxies",
+     &G.cfg.sse_heartbeat_s, 1, 3600},
+    {"webhook-secret", "FLEET_WEBHOOK_SECRET", FLEET_OPT_STR, "",
+     "whsec_... secret that signs webhook deliveries (Standard Webhooks); without it, submits with a webhook are refused (422)",
+     &G.cfg.webhook_secret, 0, 0},
+    {"webhook-allow", "FLEET_WEBHOOK_ALLOW", FLEET_OPT_STR, "",
+     "comma-separated CIDRs webhooks may reach although private or loopback (e.g. 10.0.0.0/8)",
+     &G.cfg.webhook_allow, 0, 0},
+    {"webhook-schedule", "FLEET_WEBHOOK_SCHEDULE", FLEET_OPT_STR,
+     "0,5,300,1800,7200,18000,36000,36000",
+     "seconds before each delivery attempt (the first is 0); jittered by 10%, Retry-After wins when later",
+     &G.cfg.webhook_schedule, 0, 0},
+    {"webhook-timeout-ms", "FLEET_WEBHOOK_TIMEOUT_MS", FLEET_OPT_INT, "15000",
+     "one delivery attempt's time limit", &G.cfg.webhook_timeout_ms, 100, 120000},
+    {"webhook-claim-ms", "FLEET_WEBHOOK_CLAIM_MS", FLEET_OPT_INT, "60000",
+     "a delivery left pending this long by a gateway that died is taken over by another",
+     &G.cfg.webhook_claim_ms, 1000, 86400000},
+    {"webhook-max-inflight", "FLEET_WEBHOOK_MAX_INFLIGHT", FLEET_OPT_INT, "64",
+     "most deliveries this gateway runs at once", &G.cfg.webhook_max_inflight, 1, 10000},
+    {"webhook-dlq-cap", "FLEET_WEBHOOK_DLQ_CAP", FLEET_OPT_INT, "10000",
+     "entries kept on the webhook dead-letter stream", &G.cfg.webhook_dlq_cap, 1, 100000000},
+    {"header-timeout-s", "FLEET_HEADER_TIMEOUT_S", FLEET_OPT_INT, "10",
+     "seconds a request head may take to arrive, from the connection's accept or the first byte of a keep-alive connection's next head (408 after)",
+     &G.cfg.header_timeout_s, 1, 3600},
+    {"idle-timeout-s", "FLEET_IDLE_TIMEOUT_S", FLEET_OPT_INT, "60",
+     "seconds a keep-alive connection may wait for its next request before it is closed",
+     &G.cfg.idle_timeout_s, 1, 86400},
+    {"body-timeout-s", "FLEET_BODY_TIMEOUT_S", FLEET_OPT_INT, "30",
+     "seconds a request body may stall between reads (408 after)", &G.cfg.body_timeout_s, 1, 3600},
+    {"max-connections", "FLEET_MAX_CONNECTIONS", FLEET_OPT_INT, "0",
+     "most client connections served; past it only GET /healthz and /readyz are answered, the rest 503 (0: the descriptor limit less 64 and FLEET_WEBHOOK_MAX_INFLIGHT)",
+     &G.cfg.max_conns, 0, 10000000},
+    {"drain-timeout", "FLEET_DRAIN_TIMEOUT", FLEET_OPT_INT, "10",
+     "on SIGTERM, seconds that requests in flight get to finish before the gateway exits",
+     &G.cfg.drain_timeout_s, 0, 3600},
+    {"log-level", "FLEET_LOG_LEVEL", FLEET_OPT_STR, "info",
+     "debug (logs every request), info, warn, error", &G.cfg.log_level, 0, 0},
 };
 
 bool gw_model_known(const gw *g, const char *name) {
@@ -70,7 +119,8 @@ static int parse_models(gw *g, char *err, size_t errlen) {
             memcpy(g->models[g->nmodels], p, n);
             g->models[g->nmodels][n] = '\0';
             if (!fleet_model_name_valid(g->models[g->nmodels])) {
-                snprintf(err, errlen, "FLEET_MODELS: '%s' is not a valid model name", g->models[g->nmodels]);
+                snprintf(err, errlen, "FLEET_MODELS: '%s' is not a valid model name",
+                         g->models[g->nmodels]);
                 return -1;
             }
             g->nmodels++;
@@ -121,15 +171,16 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     snprintf(n, sizeof n, "%ld", g->inflight);
     snprintf(t, sizeof t, "%ld", g->cfg.drain_timeout_s);
     fleet_log(FLEET_LOG_INFO, "shutting down: no new connections, finishing requests in flight",
-              "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", "requests", n, "drain_timeout_s",
-              t, NULL);
+              "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", "requests", n, "drain_timeout_s", t,
+              NULL);
     g->draining = true;
     g->drain_deadline_us = mono_us() + g->cfg.drain_timeout_s * 1000000LL;
     evhtp_unbind_socket(g->htp);
     gw_events_wake_all(g->events); /* waits answer now, SSE streams end */
     struct timeval every = {0, 20000};
     g->drain_timer = event_new(g->base, -1, EV_PERSIST, on_drain_tick, g);
-    if (!g->drain_timer || event_add(g->drain_timer, &every) < 0) event_base_loopexit(g->base, NULL);
+    if (!g->drain_timer || event_add(g->drain_timer, &every) < 0)
+        event_base_loopexit(g->base, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -166,7 +217,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (fleet_keys_init(&G.keys, G.cfg.prefix) < 0) {
-        fprintf(stderr, "fleet-gateway: FLEET_PREFIX must be 1-32 characters of A-Z a-z 0-9 _ . -\n");
+        fprintf(stderr,
+                "fleet-gateway: FLEET_PREFIX must be 1-32 characters of A-Z a-z 0-9 _ . -\n");
         return 2;
     }
     if (parse_models(&G, err, sizeof err) < 0) {
@@ -202,8 +254,7 @@ int main(int argc, char **argv) {
     G.htp = evhtp_new(G.base, NULL);
     if (!G.htp) goto out;
     gw_http_install(&G, gw_route);
-    G.redis = gw_redis_new(G.base, G.cfg.redis_url, G.cfg.redis_timeout_ms,
-                           G.cfg.allow_eviction);
+    G.redis = gw_redis_new(G.base, G.cfg.redis_url, G.cfg.redis_timeout_ms, G.cfg.allow_eviction);
     G.auth = gw_auth_new(G.cfg.auth_cache_ms);
     fleet_key events_channel = fleet_key_events(&G.keys);
     G.events = gw_events_new(G.base, G.cfg.redis_url, events_channel.s);
@@ -233,7 +284,8 @@ int main(int argc, char **argv) {
     fleet_log(FLEET_LOG_INFO, "listening", "listen", G.cfg.listen, "redis", G.cfg.redis_url,
               "prefix", G.cfg.prefix, "models", G.cfg.models, "auth", G.cfg.auth_mode, NULL);
     if (!G.cfg.auth)
-        fleet_log(FLEET_LOG_WARN, "FLEET_AUTH=off: no API keys are checked; every request is "
+        fleet_log(FLEET_LOG_WARN,
+                  "FLEET_AUTH=off: no API keys are checked; every request is "
                   "tenant FLEET_TENANT with admin rights (local development only)",
                   "tenant", G.cfg.tenant, NULL);
     event_base_dispatch(G.base);

@@ -100,7 +100,8 @@ static bool is_bchar(unsigned char c) {
 }
 
 int gw_multipart_boundary(const char *content_type, char *boundary, char *err, size_t errlen) {
-    if (!content_type) return fleet_err(err, errlen, "a multipart body needs a Content-Type header");
+    if (!content_type)
+        return fleet_err(err, errlen, "a multipart body needs a Content-Type header");
     const char *end = content_type + strlen(content_type);
     const char *s = content_type + strcspn(content_type, ";");
     bool found = false;
@@ -113,15 +114,17 @@ int gw_multipart_boundary(const char *content_type, char *boundary, char *err, s
         found = true;
         if (prm.vlen == 0) return fleet_err(err, errlen, "the multipart boundary is empty");
         if (prm.vlen > GW_MP_BOUNDARY_MAX)
-            return fleet_err(err, errlen,
-                        "the multipart boundary is %zu characters long; RFC 2046 allows 1 to %d",
-                        prm.vlen, GW_MP_BOUNDARY_MAX);
+            return fleet_err(
+                err, errlen,
+                "the multipart boundary is %zu characters long; RFC 2046 allows 1 to %d", prm.vlen,
+                GW_MP_BOUNDARY_MAX);
         for (size_t i = 0; i < prm.vlen; i++)
             if (!is_bchar((unsigned char)prm.value[i]))
-                return fleet_err(err, errlen,
-                            "the multipart boundary has a character RFC 2046 does not allow "
-                            "(byte 0x%02x at position %zu); use letters, digits and '()+_,-./:=?",
-                            (unsigned char)prm.value[i], i + 1);
+                return fleet_err(
+                    err, errlen,
+                    "the multipart boundary has a character RFC 2046 does not allow "
+                    "(byte 0x%02x at position %zu); use letters, digits and '()+_,-./:=?",
+                    (unsigned char)prm.value[i], i + 1);
         if (prm.value[prm.vlen - 1] == ' ')
             return fleet_err(err, errlen, "the multipart boundary must not end in a space");
         memcpy(boundary, prm.value, prm.vlen + 1);
@@ -129,8 +132,8 @@ int gw_multipart_boundary(const char *content_type, char *boundary, char *err, s
     if (rc < 0) return fleet_err(err, errlen, "the Content-Type parameters are malformed: %s", why);
     if (!found)
         return fleet_err(err, errlen,
-                    "Content-Type multipart/form-data needs a boundary parameter "
-                    "(multipart/form-data; boundary=...)");
+                         "Content-Type multipart/form-data needs a boundary parameter "
+                         "(multipart/form-data; boundary=...)");
     return 0;
 }
 
@@ -203,15 +206,16 @@ static int disposition(const char *v, const char *end, size_t k, gw_mp_part *pt,
             seen_name = true;
             if (prm.vlen > GW_MP_NAME_MAX)
                 return fleet_err(err, errlen, "part %zu: its name is %zu bytes long; at most %d", k,
-                            prm.vlen, GW_MP_NAME_MAX);
+                                 prm.vlen, GW_MP_NAME_MAX);
             memcpy(pt->name, prm.value, prm.vlen + 1);
         } else if (param_is(&prm, "filename")) {
             if (seen_file)
                 return fleet_err(err, errlen, "part %zu: Content-Disposition has two filenames", k);
             seen_file = pt->has_filename = true;
             if (prm.vlen > GW_MP_FILENAME_MAX)
-                return fleet_err(err, errlen, "part %zu: its filename is %zu bytes long; at most %d",
-                            k, prm.vlen, GW_MP_FILENAME_MAX);
+                return fleet_err(err, errlen,
+                                 "part %zu: its filename is %zu bytes long; at most %d", k,
+                                 prm.vlen, GW_MP_FILENAME_MAX);
             memcpy(pt->filename, prm.value, prm.vlen + 1);
         } else if (param_is(&prm, "filename*")) {
             if (seen_file_ext)
@@ -222,19 +226,21 @@ static int disposition(const char *v, const char *end, size_t k, gw_mp_part *pt,
                           : -1;
             if (ext_len < 0)
                 return fleet_err(err, errlen,
-                            "part %zu: filename* is not UTF-8''<percent-encoded name> of at "
-                            "most %d bytes", k, GW_MP_FILENAME_MAX);
+                                 "part %zu: filename* is not UTF-8''<percent-encoded name> of at "
+                                 "most %d bytes",
+                                 k, GW_MP_FILENAME_MAX);
         }
     }
-    if (rc < 0) return fleet_err(err, errlen, "part %zu: Content-Disposition is malformed: %s", k, why);
+    if (rc < 0)
+        return fleet_err(err, errlen, "part %zu: Content-Disposition is malformed: %s", k, why);
     if (ext_len >= 0) memcpy(pt->filename, ext_name, (size_t)ext_len + 1); /* it wins */
     if (!pt->name[0])
         return fleet_err(err, errlen,
-                    "part %zu has no name (Content-Disposition: form-data; name=\"...\")", k);
+                         "part %zu has no name (Content-Disposition: form-data; name=\"...\")", k);
     if (!fleet_utf8_valid(pt->filename, strlen(pt->filename))) {
         char lb[96];
         return fleet_err(err, errlen, "%s: its filename is not valid UTF-8",
-                    part_label(k, pt, lb, sizeof lb));
+                         part_label(k, pt, lb, sizeof lb));
     }
     return 0;
 }
@@ -252,8 +258,9 @@ static int part_headers(const char *h, const char *hend, size_t k, gw_mp_part *p
             unsigned char ch = (unsigned char)*c;
             if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
                 return fleet_err(err, errlen,
-                            "part %zu: a header line holds control byte 0x%02x (lines end in "
-                            "CRLF)", k, ch);
+                                 "part %zu: a header line holds control byte 0x%02x (lines end in "
+                                 "CRLF)",
+                                 k, ch);
         }
         const char *colon = memchr(h, ':', (size_t)(eol - h));
         const char *c = h;
@@ -273,8 +280,8 @@ static int part_headers(const char *h, const char *hend, size_t k, gw_mp_part *p
             if (seen_ct) return fleet_err(err, errlen, "part %zu has two Content-Type headers", k);
             seen_ct = true;
             if ((size_t)(ve - v) > GW_MP_CTYPE_MAX)
-                return fleet_err(err, errlen, "part %zu: its Content-Type is longer than %d bytes", k,
-                            GW_MP_CTYPE_MAX);
+                return fleet_err(err, errlen, "part %zu: its Content-Type is longer than %d bytes",
+                                 k, GW_MP_CTYPE_MAX);
             for (const char *c2 = v; c2 < ve; c2++)
                 if ((unsigned char)*c2 >= 0x80)
                     return fleet_err(err, errlen, "part %zu: its Content-Type is not ASCII", k);
@@ -285,8 +292,9 @@ static int part_headers(const char *h, const char *hend, size_t k, gw_mp_part *p
     }
     if (!seen_cd)
         return fleet_err(err, errlen,
-                    "part %zu has no Content-Disposition header (each part needs "
-                    "Content-Disposition: form-data; name=\"...\")", k);
+                         "part %zu has no Content-Disposition header (each part needs "
+                         "Content-Disposition: form-data; name=\"...\")",
+                         k);
     return 0;
 }
 
@@ -323,8 +331,9 @@ int gw_multipart_parse(const char *body, size_t len, const char *boundary, gw_mp
         cur = len ? memmem(body, len, delim, dlen) : NULL;
         if (!cur)
             return fleet_err(err, errlen,
-                        "the body has no boundary line '--%s' (does the boundary in "
-                        "Content-Type match the body?)", boundary);
+                             "the body has no boundary line '--%s' (does the boundary in "
+                             "Content-Type match the body?)",
+                             boundary);
         cur += 2;
     }
     for (;;) {
@@ -333,12 +342,13 @@ int gw_multipart_parse(const char *body, size_t len, const char *boundary, gw_mp
         while (q < end && is_ows(*q)) q++;
         if (q == end)
             return fleet_err(err, errlen,
-                        "the body ends after a boundary line, without the final '--%s--' "
-                        "(truncated?)", boundary);
+                             "the body ends after a boundary line, without the final '--%s--' "
+                             "(truncated?)",
+                             boundary);
         if (end - q < 2 || q[0] != '\r' || q[1] != '\n')
             return fleet_err(err, errlen,
-                        "the boundary line at byte %zu is followed by neither CRLF nor '--'",
-                        (size_t)(cur - body));
+                             "the boundary line at byte %zu is followed by neither CRLF nor '--'",
+                             (size_t)(cur - body));
         q += 2;
         size_t k = form->n + 1;
         if (form->n == GW_MP_PARTS_MAX)
@@ -355,11 +365,12 @@ int gw_multipart_parse(const char *body, size_t len, const char *boundary, gw_mp
             const char *h = memmem(q, lim, "\r\n\r\n", 4);
             if (!h && avail > GW_MP_HEADERS_MAX)
                 return fleet_err(err, errlen, "part %zu: its headers are longer than %d bytes", k,
-                            GW_MP_HEADERS_MAX);
+                                 GW_MP_HEADERS_MAX);
             if (!h)
                 return fleet_err(err, errlen,
-                            "part %zu: the body ends inside its headers (truncated, or the "
-                            "headers do not end with an empty CRLF line)", k);
+                                 "part %zu: the body ends inside its headers (truncated, or the "
+                                 "headers do not end with an empty CRLF line)",
+                                 k);
             if (part_headers(q, h + 2, k, pt, err, errlen) < 0) return -1;
             content = h + 4;
         }
@@ -367,8 +378,9 @@ int gw_multipart_parse(const char *body, size_t len, const char *boundary, gw_mp
         if (!next) {
             char lb[96];
             return fleet_err(err, errlen,
-                        "%s: no boundary line after its content; the body is truncated or "
-                        "lacks the final '--%s--'", part_label(k, pt, lb, sizeof lb), boundary);
+                             "%s: no boundary line after its content; the body is truncated or "
+                             "lacks the final '--%s--'",
+                             part_label(k, pt, lb, sizeof lb), boundary);
         }
         pt->data = content;
         pt->len = (size_t)(next - content);

@@ -28,19 +28,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define GW_MP_BOUNDARY_MAX 70   /* RFC 2046: 1..70 characters */
-#define GW_MP_PARTS_MAX 100     /* parts in one body */
-#define GW_MP_HEADERS_MAX 8192  /* bytes of one part's header block */
-#define GW_MP_NAME_MAX 255      /* bytes of a part's name */
-#define GW_MP_FILENAME_MAX 255  /* bytes of a filename (UTF-8) */
-#define GW_MP_CTYPE_MAX 255     /* bytes of a part's Content-Type */
+#define GW_MP_BOUNDARY_MAX 70  /* RFC 2046: 1..70 characters */
+#define GW_MP_PARTS_MAX 100    /* parts in one body */
+#define GW_MP_HEADERS_MAX 8192 /* bytes of one part's header block */
+#define GW_MP_NAME_MAX 255     /* bytes of a part's name */
+#define GW_MP_FILENAME_MAX 255 /* bytes of a filename (UTF-8) */
+#define GW_MP_CTYPE_MAX 255    /* bytes of a part's Content-Type */
 
 typedef struct gw_mp_part {
     char name[GW_MP_NAME_MAX + 1];
-    bool has_filename;                       /* the part came with filename= or filename*= */
-    char filename[GW_MP_FILENAME_MAX + 1];   /* valid UTF-8, no NUL; "" when none */
-    char content_type[GW_MP_CTYPE_MAX + 1];  /* as sent, trimmed; "" when none */
-    const char *data;                        /* into the body; not NUL-terminated */
+    bool has_filename;                      /* the part came with filename= or filename*= */
+    char filename[GW_MP_FILENAME_MAX + 1];  /* valid UTF-8, no NUL; "" when none */
+    char content_type[GW_MP_CTYPE_MAX + 1]; /* as sent, trimmed; "" when none */
+    const char *data;                       /* into the body; not NUL-terminated */
     size_t len;
 } gw_mp_part;
 

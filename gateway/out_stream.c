@@ -18,24 +18,24 @@ typedef enum phase { P_LEN, P_PROBE, P_CHECK, P_SEND } phase;
 
 typedef struct gw_rstream {
     gw *g;
-    gw_req *r;                 /* NULL once the request is gone */
+    gw_req *r; /* NULL once the request is gone */
     gw_stream_opts o;
     char key[FLEET_KEY_MAX];
     char job_id[64];
     char *prefix;
     phase ph;
-    bool file;                 /* sending a file's bytes as they are */
-    uint64_t total;            /* STRLEN */
-    uint64_t pos, end;         /* the next range starts at pos; the part sent ends at end */
-    uint64_t range;            /* bytes per GETRANGE */
-    size_t cap;                /* FLEET_MAX_CONN_OUTPUT */
+    bool file;         /* sending a file's bytes as they are */
+    uint64_t total;    /* STRLEN */
+    uint64_t pos, end; /* the next range starts at pos; the part sent ends at end */
+    uint64_t range;    /* bytes per GETRANGE */
+    size_t cap;        /* FLEET_MAX_CONN_OUTPUT */
     fleet_mps *mps;
     gw_result_file_probe probe;
-    struct bufferevent *bev;   /* while sending */
+    struct bufferevent *bev; /* while sending */
     struct evbuffer_cb_entry *drain_cb;
     struct event *pump;
-    bool reading;              /* a Redis command is in flight */
-    bool finished;             /* the last byte is queued */
+    bool reading;  /* a Redis command is in flight */
+    bool finished; /* the last byte is queued */
     bool head_sent;
     uint64_t body_len;
 } gw_rstream;
@@ -45,7 +45,8 @@ static void send_head(gw_rstream *s);
 static void finish(gw_rstream *s);
 
 static void stream_free(gw_rstream *s) {
-    if (s->drain_cb && s->bev) evbuffer_remove_cb_entry(bufferevent_get_output(s->bev), s->drain_cb);
+    if (s->drain_cb && s->bev)
+        evbuffer_remove_cb_entry(bufferevent_get_output(s->bev), s->drain_cb);
     if (s->pump) event_free(s->pump);
     fleet_mps_free(s->mps);
     free(s->prefix);
@@ -57,7 +58,8 @@ static void stream_free(gw_rstream *s) {
 static void on_fini(void *arg) {
     gw_rstream *s = arg;
     s->r = NULL;
-    if (s->drain_cb && s->bev) evbuffer_remove_cb_entry(bufferevent_get_output(s->bev), s->drain_cb);
+    if (s->drain_cb && s->bev)
+        evbuffer_remove_cb_entry(bufferevent_get_output(s->bev), s->drain_cb);
     s->drain_cb = NULL;
     s->bev = NULL;
     if (!s->reading) stream_free(s);
@@ -78,8 +80,8 @@ static void to_whole(gw_rstream *s) {
 /* Ends a stream whose head went out but whose bytes cannot all follow: the client sees
  * the connection close before Content-Length bytes. Frees s (through on_fini). */
 static void abort_stream(gw_rstream *s, const char *why) {
-    fleet_log(FLEET_LOG_WARN, "result stream cut", "job_id", s->job_id, "reason", why,
-              "request_id", s->r->request_id, NULL);
+    fleet_log(FLEET_LOG_WARN, "result stream cut", "job_id", s->job_id, "reason", why, "request_id",
+              s->r->request_id, NULL);
     evhtp_connection_free(evhtp_request_get_connection(s->r->req));
 }
 
@@ -112,8 +114,8 @@ static void on_pump(evutil_socket_t fd, short what, void *arg) {
 
 static void finish(gw_rstream *s) {
     s->finished = true;
-    if (s->o.suffix && !s->file) evbuffer_add(bufferevent_get_output(s->bev), s->o.suffix,
-                                              strlen(s->o.suffix));
+    if (s->o.suffix && !s->file)
+        evbuffer_add(bufferevent_get_output(s->bev), s->o.suffix, strlen(s->o.suffix));
     evhtp_send_reply_end(s->r->req);
     /* libevhtp completes the request from its write callback, which runs when the output
      * drains; with nothing left to write, run it now */
@@ -134,9 +136,10 @@ static void send_head(gw_rstream *s) {
     }
     /* the headers in the order gw_reply_bytes writes them */
     gw_add_header(r, "X-Request-ID", r->request_id);
-    gw_add_header(r, "Content-Type", s->file ? s->probe.view.content_type
-                                    : s->o.want_msgpack ? "application/msgpack"
-                                                        : "application/json");
+    gw_add_header(r, "Content-Type",
+                  s->file             ? s->probe.view.content_type
+                  : s->o.want_msgpack ? "application/msgpack"
+                                      : "application/json");
     if (r->too_large || r->uri_too_long || r->headers_too_large || r->g->draining) {
         gw_add_header(r, "Connection", "close");
         evhtp_request_set_keepalive(r->req, 0);
@@ -144,8 +147,8 @@ static void send_head(gw_rstream *s) {
     char cl[32];
     snprintf(cl, sizeof cl, "%" PRIu64, s->body_len);
     gw_add_header(r, "Content-Length", cl);
-    fleet_log(FLEET_LOG_DEBUG, "result streamed", "job_id", s->job_id, "bytes", cl,
-              "request_id", r->request_id, NULL);
+    fleet_log(FLEET_LOG_DEBUG, "result streamed", "job_id", s->job_id, "bytes", cl, "request_id",
+              r->request_id, NULL);
     evhtp_send_reply_start(r->req, EVHTP_RES_OK);
     s->bev = evhtp_connection_get_bev(evhtp_request_get_connection(r->req));
     if (s->prefix && !s->file)
@@ -180,8 +183,9 @@ static void on_range(redisReply *rep, void *arg) {
         return;
     }
     uint64_t want = s->end - s->pos < s->range ? s->end - s->pos : s->range;
-    if (s->ph == P_PROBE) want = s->total - s->pos < GW_RESULT_FILE_WINDOW ? s->total - s->pos
-                                                                           : GW_RESULT_FILE_WINDOW;
+    if (s->ph == P_PROBE)
+        want = s->total - s->pos < GW_RESULT_FILE_WINDOW ? s->total - s->pos
+                                                         : GW_RESULT_FILE_WINDOW;
     bool ok = rep && rep->type == REDIS_REPLY_STRING && (uint64_t)rep->len == want;
     if (s->ph == P_SEND) {
         if (!ok) {

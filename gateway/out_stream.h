@@ -27,14 +27,14 @@
 #include "redis.h"
 
 typedef struct gw_stream_opts {
-    const char *key;     /* the result key */
-    const char *job_id;  /* for logs */
-    bool want_msgpack;   /* Accept: application/msgpack: the client form */
-    bool allow_file;     /* a result that follows the file convention downloads as itself */
-    const char *prefix;  /* JSON only: bytes before the result (copied), or NULL */
+    const char *key;    /* the result key */
+    const char *job_id; /* for logs */
+    bool want_msgpack;  /* Accept: application/msgpack: the client form */
+    bool allow_file;    /* a result that follows the file convention downloads as itself */
+    const char *prefix; /* JSON only: bytes before the result (copied), or NULL */
     size_t prefix_len;
-    const char *suffix;  /* bytes after it ("\n") */
-    bool whole_only;     /* never stream: GET and whole(), as before */
+    const char *suffix; /* bytes after it ("\n") */
+    bool whole_only;    /* never stream: GET and whole(), as before */
     /* The GET path: called once with the GET reply (NULL when Redis is away) when the
      * result is small, missing, or cannot be streamed. */
     gw_redis_cb whole;

@@ -26,8 +26,8 @@ int gw_problem_find(const char *slug) {
 gw_problem_id gw_problem_of_slug(const char *slug) {
     int i = gw_problem_find(slug);
     if (i >= 0) return (gw_problem_id)i;
-    fleet_log(FLEET_LOG_ERROR, "problem type missing from the table (gateway/problems.h)",
-              "slug", slug ? slug : "(null)", NULL);
+    fleet_log(FLEET_LOG_ERROR, "problem type missing from the table (gateway/problems.h)", "slug",
+              slug ? slug : "(null)", NULL);
     return GW_PROBLEM_INTERNAL;
 }
 

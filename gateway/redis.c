@@ -16,15 +16,15 @@
  * so that a stalled server can be detected and every op answered at shutdown. */
 typedef struct gw_op {
     struct gw_redis *r;
-    fleet_cmd *cmd;   /* a state script, or NULL */
-    char *formatted;  /* a plain command as RESP, kept for sending again */
+    fleet_cmd *cmd;  /* a state script, or NULL */
+    char *formatted; /* a plain command as RESP, kept for sending again */
     size_t formatted_len;
     gw_redis_cb cb;
     void *arg;
     uint64_t first_ms; /* the first sending: the retry budget counts from here */
     uint64_t sent_ms;  /* the latest sending: the watchdog counts from here */
     int tries;
-    bool retried;      /* NOSCRIPT: sent again as EVAL */
+    bool retried; /* NOSCRIPT: sent again as EVAL */
     struct event *retry_ev;
     struct gw_op *prev, *next;
 } gw_op;
@@ -52,15 +52,15 @@ struct gw_redis {
     struct event *load_retry_ev;
     struct event *health_ev;
     bool info_inflight;
-    bool info_known;       /* INFO memory answered on this connection */
+    bool info_known; /* INFO memory answered on this connection */
     fleet_redis_memory mem;
     uint64_t oom_until_ms; /* an OOM refusal holds "full" until then */
     uint64_t oom_logged_ms;
     char evict_logged[sizeof(((fleet_redis_memory *)0)->policy)];
     uint64_t evict_logged_ms;
-    gw_op *ops;            /* in flight, oldest last */
-    gw_op *waiting;        /* refused for now, to be sent again */
-    int unflushed;         /* commands queued since the output buffer was empty or written */
+    gw_op *ops;     /* in flight, oldest last */
+    gw_op *waiting; /* refused for now, to be sent again */
+    int unflushed;  /* commands queued since the output buffer was empty or written */
 };
 
 static void load_scripts(gw_redis *r);
@@ -95,8 +95,8 @@ static void note_oom(gw_redis *r) {
     if (now - r->oom_logged_ms >= 10000 || r->oom_logged_ms == 0) {
         r->oom_logged_ms = now;
         fleet_log(FLEET_LOG_ERROR,
-                  "redis is full: writes are refused (OOM); raise maxmemory or free memory",
-                  "host", r->host, NULL);
+                  "redis is full: writes are refused (OOM); raise maxmemory or free memory", "host",
+                  r->host, NULL);
     }
 }
 
@@ -263,8 +263,8 @@ int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg) {
 
 /* Sends a plain command on the connection whether or not the scripts are loaded (the
  * health probe). */
-static int command_raw(gw_redis *r, int argc, const char **argv, const size_t *lens,
-                       gw_redis_cb cb, void *arg) {
+static int command_raw(gw_redis *r, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
+                       void *arg) {
     if (!r->ac) return -1;
     gw_op *op = op_new(r, cb, arg);
     if (!op) return -1;
@@ -281,8 +281,8 @@ static int command_raw(gw_redis *r, int argc, const char **argv, const size_t *l
     return 0;
 }
 
-int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *lens,
-                     gw_redis_cb cb, void *arg) {
+int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
+                     void *arg) {
     if (!r->ready) return -1;
     return command_raw(r, argc, argv, lens, cb, arg);
 }
@@ -291,16 +291,11 @@ bool gw_redis_ready(const gw_redis *r) { return r->ready; }
 
 const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
     const char *refusal = r->ac ? NULL : gw_redis_link_refusal(r->link);
-    if (refusal)
-        snprintf(buf, len, "%s: check the database number of FLEET_REDIS_URL", refusal);
-    else if (!r->ac)
-        snprintf(buf, len, "Redis is not reachable");
-    else if (r->loading)
-        snprintf(buf, len, "Redis is loading its dataset");
-    else if (!r->ready)
-        snprintf(buf, len, "the state scripts are not loaded into Redis yet");
-    else if (!r->info_known)
-        snprintf(buf, len, "Redis has not answered INFO memory yet");
+    if (refusal) snprintf(buf, len, "%s: check the database number of FLEET_REDIS_URL", refusal);
+    else if (!r->ac) snprintf(buf, len, "Redis is not reachable");
+    else if (r->loading) snprintf(buf, len, "Redis is loading its dataset");
+    else if (!r->ready) snprintf(buf, len, "the state scripts are not loaded into Redis yet");
+    else if (!r->info_known) snprintf(buf, len, "Redis has not answered INFO memory yet");
     else if (!r->allow_eviction && r->mem.policy[0] && fleet_redis_policy_evicts(r->mem.policy))
         snprintf(buf, len,
                  "Redis maxmemory-policy is %s, which evicts jobs and API keys: set "
@@ -316,8 +311,7 @@ const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
                  "Redis is full: it refused a write for lack of memory in the last %d s "
                  "(used_memory %llu, maxmemory %llu); raise maxmemory or free memory",
                  GW_REDIS_OOM_HOLD_MS / 1000, r->mem.used, r->mem.max);
-    else
-        return NULL;
+    else return NULL;
     return buf;
 }
 
@@ -332,13 +326,14 @@ static void check_policy(gw_redis *r) {
     if (strcmp(r->evict_logged, r->mem.policy) == 0 && now - r->evict_logged_ms < 60000) return;
     snprintf(r->evict_logged, sizeof r->evict_logged, "%s", r->mem.policy);
     r->evict_logged_ms = now;
-    fleet_log(FLEET_LOG_ERROR,
-              r->allow_eviction
-                  ? "redis maxmemory-policy evicts keys: jobs and API keys can vanish "
-                    "(FLEET_ALLOW_EVICTION=on accepts that); set maxmemory-policy noeviction"
-                  : "redis maxmemory-policy evicts keys: jobs and API keys can vanish; set "
-                    "maxmemory-policy noeviction (not ready until then, or FLEET_ALLOW_EVICTION=on)",
-              "policy", r->mem.policy, "host", r->host, NULL);
+    fleet_log(
+        FLEET_LOG_ERROR,
+        r->allow_eviction
+            ? "redis maxmemory-policy evicts keys: jobs and API keys can vanish "
+              "(FLEET_ALLOW_EVICTION=on accepts that); set maxmemory-policy noeviction"
+            : "redis maxmemory-policy evicts keys: jobs and API keys can vanish; set "
+              "maxmemory-policy noeviction (not ready until then, or FLEET_ALLOW_EVICTION=on)",
+        "policy", r->mem.policy, "host", r->host, NULL);
 }
 
 static void on_info(redisReply *rep, void *arg) {
@@ -427,8 +422,7 @@ static void load_scripts(gw_redis *r) {
         if (redisAsyncCommand(r->ac, on_script_loaded, ld, "SCRIPT LOAD %s", ld->s->source) ==
             REDIS_OK)
             r->loads_outstanding++;
-        else
-            r->loads_failed = true;
+        else r->loads_failed = true;
     }
     if (r->loads_outstanding == 0) {
         /* Not even sent (the context is closing): its loss is on its way. */
@@ -493,9 +487,9 @@ gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms
     evtimer_add(r->watchdog_ev, &tick);
     struct timeval health = {GW_REDIS_HEALTH_MS / 1000, (GW_REDIS_HEALTH_MS % 1000) * 1000};
     evtimer_add(r->health_ev, &health);
-    r->link = gw_redis_link_new(base, url, "redis",
-                                &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down,
-                                                     .arg = r});
+    r->link =
+        gw_redis_link_new(base, url, "redis",
+                          &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down, .arg = r});
     if (!r->link) goto err;
     r->host = gw_redis_link_host(r->link);
     return r;
@@ -530,8 +524,7 @@ void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_prob
                        : r && r->loading;
     if (e == FLEET_REDIS_TRANSIENT && loading) {
         *p = (gw_redis_problem){GW_PROBLEM_REDIS_LOADING,
-                                "the job store (Redis) is loading its dataset; retry shortly",
-                                "1"};
+                                "the job store (Redis) is loading its dataset; retry shortly", "1"};
     } else if (e == FLEET_REDIS_TRANSIENT && rep) {
         *p = (gw_redis_problem){GW_PROBLEM_REDIS_UNAVAILABLE,
                                 "the job store (Redis) is busy or failing over; retry shortly",
@@ -546,7 +539,7 @@ void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_prob
                                 "nothing was written; retry later",
                                 "5"};
     } else {
-        *p = (gw_redis_problem){GW_PROBLEM_INTERNAL,
-                                "the job store gave an unexpected answer", NULL};
+        *p = (gw_redis_problem){GW_PROBLEM_INTERNAL, "the job store gave an unexpected answer",
+                                NULL};
     }
 }

@@ -53,8 +53,8 @@ const char *gw_redis_health(const gw_redis *r, char *buf, size_t len);
  * ready: then cb is NOT called. */
 int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg);
 /* Sends a plain command; argv is copied. Same contract as above. */
-int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *lens,
-                     gw_redis_cb cb, void *arg);
+int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
+                     void *arg);
 
 /* How a failed Redis command is answered: 503 + Retry-After for a refusal worth retrying
  * (redis-loading, redis-unavailable or redis-full), else 500 internal; the status, slug

@@ -29,7 +29,7 @@ static void schedule_reconnect(gw_redis_link *l) {
     struct timeval tv = {l->backoff_ms / 1000, (l->backoff_ms % 1000) * 1000};
     evtimer_add(l->reconnect_ev, &tv);
     l->backoff_ms = l->backoff_ms * 2 > GW_REDIS_LINK_BACKOFF_MAX_MS ? GW_REDIS_LINK_BACKOFF_MAX_MS
-                                                                    : l->backoff_ms * 2;
+                                                                     : l->backoff_ms * 2;
 }
 
 /* The context is gone or going (l->ac already NULL): tell the owner, try again later. */
@@ -162,7 +162,7 @@ void gw_redis_link_close(gw_redis_link *l, const char *why) {
         return;
     }
     l->ac = NULL;
-    ac->data = NULL; /* on_disconnect must not count the loss twice */
+    ac->data = NULL;    /* on_disconnect must not count the loss twice */
     redisAsyncFree(ac); /* runs pending callbacks with NULL */
     lost(l);
 }

@@ -202,10 +202,9 @@ void gw_content_disposition(const char *filename, char *out, size_t outlen) {
     ext[en] = '\0';
     if (pn == 0 && en > 0) memcpy(plain, "download", (pn = 8) + 1);
     int w = -1;
-    if (pn && en) w = snprintf(out, outlen, "attachment; filename=\"%s\"; filename*=UTF-8''%s",
-                               plain, ext);
+    if (pn && en)
+        w = snprintf(out, outlen, "attachment; filename=\"%s\"; filename*=UTF-8''%s", plain, ext);
     if ((w < 0 || (size_t)w >= outlen) && pn)
         w = snprintf(out, outlen, "attachment; filename=\"%s\"", plain);
-    if (w < 0 || (size_t)w >= outlen) snprintf(out, outlen, "%s",
-                                                outlen > 10 ? "attachment" : "");
+    if (w < 0 || (size_t)w >= outlen) snprintf(out, outlen, "%s", outlen > 10 ? "attachment" : "");
 }

@@ -79,7 +79,8 @@ void gw_route(evhtp_request_t *req, void *arg) {
         return;
     }
     if (r->uri_too_long) {
-        gw_reply_problem(r, GW_PROBLEM_URI_TOO_LONG, "the request URI is longer than %d bytes", GW_URI_MAX);
+        gw_reply_problem(r, GW_PROBLEM_URI_TOO_LONG, "the request URI is longer than %d bytes",
+                         GW_URI_MAX);
         return;
     }
     if (r->too_large) {
@@ -88,7 +89,8 @@ void gw_route(evhtp_request_t *req, void *arg) {
                          r->g->cfg.max_body);
         return;
     }
-    const char *path = req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full : "/";
+    const char *path = req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full
+                                                                          : "/";
     char id[64] = ""; /* a plain route leaves it unset: its route_id is "" */
     int kind = match_job_path(path, id, sizeof id);
     if (kind == -2) {
@@ -121,6 +123,6 @@ void gw_route(evhtp_request_t *req, void *arg) {
                          htparser_get_methodstr_m(req->method), path, allow);
         return;
     }
-    gw_reply_problem(r, GW_PROBLEM_NOT_FOUND,
-                     "no route %.200s; see docs/api.md for the routes", path);
+    gw_reply_problem(r, GW_PROBLEM_NOT_FOUND, "no route %.200s; see docs/api.md for the routes",
+                     path);
 }

@@ -66,8 +66,8 @@ static void on_fini(void *arg) {
 static bool backed_up(const gw_sse *s) {
     evhtp_connection_t *conn = evhtp_request_get_connection(s->r->req);
     struct bufferevent *bev = conn ? evhtp_connection_get_bev(conn) : NULL;
-    return bev && evbuffer_get_length(bufferevent_get_output(bev)) >
-                      (size_t)s->g->cfg.max_conn_output;
+    return bev &&
+           evbuffer_get_length(bufferevent_get_output(bev)) > (size_t)s->g->cfg.max_conn_output;
 }
 
 static void send_text(gw_sse *s, const char *text, size_t len) {

@@ -18,8 +18,7 @@ static int addr_bytes(const struct sockaddr *sa, const unsigned char **bytes) {
         return AF_INET;
     }
     if (sa->sa_family == AF_INET6) {
-        *bytes =
-            (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        *bytes = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
         return AF_INET6;
     }
     return 0;
@@ -49,13 +48,15 @@ static int check_host_name(const char *h, char *err, size_t errlen) {
         if (c == '.') {
             if (label == 0)
                 return URL_ERR("webhook URL host '%.64s' has an empty label (\"..\" or a "
-                               "leading '.')", h);
+                               "leading '.')",
+                               h);
             label = 0;
             continue;
         }
         if (!isalnum(c) && c != '-' && c != '_')
             return URL_ERR("webhook URL host '%.64s' has a character that a host name cannot "
-                           "have (letters, digits, '-', '_' and '.')", h);
+                           "have (letters, digits, '-', '_' and '.')",
+                           h);
         if (++label > 63)
             return URL_ERR("webhook URL host '%.64s' has a label longer than 63 characters", h);
     }
@@ -65,17 +66,18 @@ static int check_host_name(const char *h, char *err, size_t errlen) {
     bool numeric = strspn(h, "0123456789.") == n;
     if (numeric && inet_pton(AF_INET, h, &a4) != 1)
         return URL_ERR("webhook URL host '%.64s' is not a valid IPv4 address (write four "
-                       "decimal numbers, a.b.c.d)", h);
+                       "decimal numbers, a.b.c.d)",
+                       h);
     if (!numeric && inet_aton(h, &a4) != 0)
         return URL_ERR("webhook URL host '%.64s' is an IPv4 address in a non-standard form "
-                       "(write four decimal numbers, a.b.c.d)", h);
+                       "(write four decimal numbers, a.b.c.d)",
+                       h);
     /* Nor is a name whose last label is a number a name (no top-level domain is). */
     const char *end = h + n - (h[n - 1] == '.' ? 1 : 0);
     const char *last = end;
     while (last > h && last[-1] != '.') last--;
     if (!numeric && last < end && strspn(last, "0123456789") >= (size_t)(end - last))
-        return URL_ERR("webhook URL host '%.64s' is neither a host name nor an IPv4 address",
-                       h);
+        return URL_ERR("webhook URL host '%.64s' is neither a host name nor an IPv4 address", h);
     return 0;
 }
 
@@ -174,8 +176,7 @@ int gw_url_parse(const char *url, gw_url *out, char *err, size_t errlen) {
 
     /* The fragment stays with the client: HTTP never sends it. */
     size_t pathlen = strcspn(auth_end, "#");
-    if (pathlen == 0 || auth_end[0] == '?')
-        out->path[0] = '/';
+    if (pathlen == 0 || auth_end[0] == '?') out->path[0] = '/';
     memcpy(out->path + (out->path[0] ? 1 : 0), auth_end, pathlen);
     return 0;
 }
@@ -191,7 +192,8 @@ static int parse_cidr(const char *e, gw_cidr *c, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     if (alen >= sizeof addr)
         return CIDR_ERR("allowlist entry '%s' is not an IP address or CIDR (such as "
-                        "10.0.0.0/8 or fd00::/8)", e);
+                        "10.0.0.0/8 or fd00::/8)",
+                        e);
     memcpy(addr, e, alen);
     addr[alen] = '\0';
     int max;
@@ -203,7 +205,8 @@ static int parse_cidr(const char *e, gw_cidr *c, char *err, size_t errlen) {
         max = 128;
     } else {
         return CIDR_ERR("allowlist entry '%s' is not an IP address or CIDR (such as "
-                        "10.0.0.0/8 or fd00::/8)", e);
+                        "10.0.0.0/8 or fd00::/8)",
+                        e);
     }
     c->prefix = max;
     if (slash) {
@@ -212,14 +215,15 @@ static int parse_cidr(const char *e, gw_cidr *c, char *err, size_t errlen) {
         bool ok = plen >= 1 && plen <= 3 && strspn(p, "0123456789") == plen;
         if (ok) c->prefix = atoi(p);
         if (!ok || c->prefix > max)
-            return CIDR_ERR("allowlist entry '%s' has a bad prefix length (0 to %d after '/')",
-                            e, max);
+            return CIDR_ERR("allowlist entry '%s' has a bad prefix length (0 to %d after '/')", e,
+                            max);
     }
     unsigned char masked[16];
     memset(masked, 0, sizeof masked);
     memcpy(masked, c->net, (size_t)(c->prefix / 8));
     if (c->prefix % 8)
-        masked[c->prefix / 8] = (unsigned char)(c->net[c->prefix / 8] & (0xff << (8 - c->prefix % 8)));
+        masked[c->prefix / 8] = (unsigned char)(c->net[c->prefix / 8] &
+                                                (0xff << (8 - c->prefix % 8)));
     if (memcmp(masked, c->net, sizeof masked) != 0) {
         char net[INET6_ADDRSTRLEN];
         inet_ntop(c->family, masked, net, sizeof net);
@@ -267,8 +271,7 @@ int gw_cidr_list_parse(const char *text, gw_cidr_list *out, char *err, size_t er
 
 static bool list_contains(const gw_cidr_list *l, int family, const unsigned char *a) {
     for (size_t i = 0; l && i < l->n; i++)
-        if (l->v[i].family == family && prefix_match(a, l->v[i].net, l->v[i].prefix))
-            return true;
+        if (l->v[i].family == family && prefix_match(a, l->v[i].net, l->v[i].prefix)) return true;
     return false;
 }
 
@@ -333,9 +336,9 @@ static const rule v4_rules[] = {
     {{127}, 8, "loopback"},
     {{169, 254}, 16, "link-local"},
     {{172, 16}, 12, "private"},
-    {{192, 0, 0}, 24, "reserved"},    /* IETF protocol assignments */
-    {{192, 0, 2}, 24, "reserved"},    /* documentation */
-    {{192, 88, 99}, 24, "reserved"},  /* 6to4 relay anycast, deprecated */
+    {{192, 0, 0}, 24, "reserved"},   /* IETF protocol assignments */
+    {{192, 0, 2}, 24, "reserved"},   /* documentation */
+    {{192, 88, 99}, 24, "reserved"}, /* 6to4 relay anycast, deprecated */
     {{192, 168}, 16, "private"},
     {{198, 18}, 15, "reserved"},      /* benchmarking */
     {{198, 51, 100}, 24, "reserved"}, /* documentation */
@@ -349,13 +352,13 @@ static const rule v6_rules[] = {
     {{0xfd, 0x00, 0x0e, 0xc2, [14] = 0x02, [15] = 0x54}, 128, "cloud metadata"}, /* AWS */
     {{0}, 128, "unspecified"},
     {{[15] = 1}, 128, "loopback"},
-    {{0x01, 0x00}, 64, "reserved"},               /* discard only */
+    {{0x01, 0x00}, 64, "reserved"},                         /* discard only */
     {{0x20, 0x01, 0x00, 0x02, 0x00, 0x00}, 48, "reserved"}, /* benchmarking */
-    {{0x20, 0x01, 0x00, 0x10}, 28, "reserved"},   /* ORCHID, deprecated */
-    {{0x20, 0x01, 0x00, 0x20}, 28, "reserved"},   /* ORCHIDv2, not routed */
-    {{0x20, 0x01, 0x0d, 0xb8}, 32, "reserved"},   /* documentation */
-    {{0x20, 0x01, 0x00, 0x00}, 32, "reserved"},   /* Teredo: the IPv4 inside is obfuscated */
-    {{0x3f, 0xff, 0x00}, 20, "reserved"},         /* documentation */
+    {{0x20, 0x01, 0x00, 0x10}, 28, "reserved"},             /* ORCHID, deprecated */
+    {{0x20, 0x01, 0x00, 0x20}, 28, "reserved"},             /* ORCHIDv2, not routed */
+    {{0x20, 0x01, 0x0d, 0xb8}, 32, "reserved"},             /* documentation */
+    {{0x20, 0x01, 0x00, 0x00}, 32, "reserved"}, /* Teredo: the IPv4 inside is obfuscated */
+    {{0x3f, 0xff, 0x00}, 20, "reserved"},       /* documentation */
     {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48, "private"}, /* local-use NAT64 */
     {{0xfc}, 7, "unique-local"},
     {{0xfe, 0x80}, 10, "link-local"},
@@ -404,8 +407,8 @@ int gw_url_check_literal(const gw_url *u, const gw_cidr_list *allow, char *err, 
         const char *why = gw_addr_refused((const struct sockaddr *)&u->addr, allow);
         if (!why) return 0;
         bool an = strchr("aeio", why[0]) || strncmp(why, "unspecified", 11) == 0;
-        snprintf(err, errlen, "webhook URL points to %s %s address (%s); refused",
-                 an ? "an" : "a", why, u->host);
+        snprintf(err, errlen, "webhook URL points to %s %s address (%s); refused", an ? "an" : "a",
+                 why, u->host);
         return -1;
     }
     if (is_localhost(u->host)) {
@@ -430,8 +433,8 @@ int gw_url_pin(const gw_url *u, const struct sockaddr *sa, char *out, size_t out
     int family = addr_bytes(sa, &a);
     char ip[INET6_ADDRSTRLEN];
     if (!family || !inet_ntop(family, a, ip, sizeof ip)) return -1;
-    int n = snprintf(out, outlen, family == AF_INET6 ? "%s:%d:[%s]" : "%s:%d:%s", u->host,
-                     u->port, ip);
+    int n = snprintf(out, outlen, family == AF_INET6 ? "%s:%d:[%s]" : "%s:%d:%s", u->host, u->port,
+                     ip);
     if (n < 0 || (size_t)n >= outlen) {
         out[0] = '\0';
         return -1;

@@ -40,11 +40,11 @@
 #define GW_URL_MAX 2048 /* bytes, the whole URL */
 
 typedef struct gw_url {
-    char scheme[8];            /* "http" or "https", lower case */
-    char host[256];            /* lower case; an IPv6 literal without its brackets */
-    int port;                  /* as written, else 80 (http) or 443 (https) */
-    char path[GW_URL_MAX + 1]; /* path and query as written, "/" when absent; no fragment */
-    bool host_is_ip;           /* an IPv4 dotted quad or a bracketed IPv6 literal */
+    char scheme[8];               /* "http" or "https", lower case */
+    char host[256];               /* lower case; an IPv6 literal without its brackets */
+    int port;                     /* as written, else 80 (http) or 443 (https) */
+    char path[GW_URL_MAX + 1];    /* path and query as written, "/" when absent; no fragment */
+    bool host_is_ip;              /* an IPv4 dotted quad or a bracketed IPv6 literal */
     struct sockaddr_storage addr; /* when host_is_ip: the address, with port set */
 } gw_url;
 
@@ -63,9 +63,9 @@ int gw_url_parse(const char *url, gw_url *out, char *err, size_t errlen);
 #define GW_CIDR_LIST_MAX 32
 
 typedef struct gw_cidr {
-    int family;              /* AF_INET or AF_INET6 */
-    unsigned char net[16];   /* network bytes (4 used for AF_INET), host bits zero */
-    int prefix;              /* 0..32 or 0..128 */
+    int family;            /* AF_INET or AF_INET6 */
+    unsigned char net[16]; /* network bytes (4 used for AF_INET), host bits zero */
+    int prefix;            /* 0..32 or 0..128 */
 } gw_cidr;
 
 typedef struct gw_cidr_list {

@@ -43,8 +43,8 @@ static json_t *item_error(gw_problem_id id, const char *detail) {
     const gw_problem_type *t = gw_problem_type_of(id);
     char type[96];
     snprintf(type, sizeof type, "urn:fleet:problem:%s", t->slug);
-    return json_pack("{s:{s:i, s:s, s:s}}", "error", "status", t->status, "type", type,
-                     "detail", detail);
+    return json_pack("{s:{s:i, s:s, s:s}}", "error", "status", t->status, "type", type, "detail",
+                     detail);
 }
 
 /* An item whose submit Redis did not take (unreachable, loading, full, ...), as POST
@@ -66,16 +66,16 @@ static void batch_finish(batch *b) {
     size_t accepted = 0;
     for (size_t i = 0; i < b->n; i++) {
         json_t *o = b->items[i].outcome ? b->items[i].outcome
-                                         : item_error(GW_PROBLEM_INTERNAL, "no outcome");
+                                        : item_error(GW_PROBLEM_INTERNAL, "no outcome");
         if (json_object_get(o, "id")) accepted++;
         json_array_append_new(arr, o);
         b->items[i].outcome = NULL;
         gw_job_request_free(&b->items[i].jr);
     }
     if (b->retry_after) gw_add_header(b->r, "Retry-After", b->retry_after);
-    gw_reply_json(b->r, 200, json_pack("{s:o, s:I, s:I}", "jobs", arr, "accepted",
-                                       (json_int_t)accepted, "refused",
-                                       (json_int_t)(b->n - accepted)));
+    gw_reply_json(b->r, 200,
+                  json_pack("{s:o, s:I, s:I}", "jobs", arr, "accepted", (json_int_t)accepted,
+                            "refused", (json_int_t)(b->n - accepted)));
     free(b->items);
     free(b);
 }
@@ -92,7 +92,7 @@ static void on_item(redisReply *rep, void *arg) {
                                 "queue_position", (json_int_t)out.queue_position);
     } else if (o == FLEET_SUBMIT_LIMIT) {
         bool queue = strcmp(out.limit, "queue") == 0;
-        it->outcome = item_error(queue ? GW_PROBLEM_QUEUE_FULL
+        it->outcome = item_error(queue                            ? GW_PROBLEM_QUEUE_FULL
                                  : strcmp(out.limit, "rate") == 0 ? GW_PROBLEM_RATE_LIMITED
                                                                   : GW_PROBLEM_TOO_MANY_ACTIVE_JOBS,
                                  queue ? "the model's queue is full"
@@ -129,7 +129,8 @@ void gw_jobs_batch(gw_req *r) {
         json_decref(root);
         gw_reply_problem(r, GW_PROBLEM_INVALID_BODY,
                          "send {\"jobs\": [job, ...]} with 1 to %d jobs, each like the body "
-                         "of POST /v1/jobs", GW_BATCH_MAX);
+                         "of POST /v1/jobs",
+                         GW_BATCH_MAX);
         return;
     }
     size_t n = json_array_size(jobs);

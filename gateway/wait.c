@@ -30,8 +30,8 @@ typedef struct gw_wait {
     char id[FLEET_ID_LEN + 1];
     int timeout_status; /* 202 (submit) or 200 (read) when the time runs out */
     struct event *deadline;
-    bool expired;  /* the deadline passed: the next answer is the last */
-    json_t *job;   /* a succeeded job, while its result is read */
+    bool expired; /* the deadline passed: the next answer is the last */
+    json_t *job;  /* a succeeded job, while its result is read */
 } gw_wait;
 
 static void wait_free(gw_wait *wt) {
@@ -62,8 +62,8 @@ static void on_result(redisReply *rep, void *arg) {
             json_decref(result);
             result = j;
         } else {
-            fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", wt->id, "error",
-                      err, NULL);
+            fleet_log(FLEET_LOG_ERROR, "stored result unreadable", "job_id", wt->id, "error", err,
+                      NULL);
         }
     }
     json_t *job = wt->job;
@@ -110,10 +110,14 @@ static void read_result(gw_wait *wt) {
     }
     free(jt);
     /* without a prefix (out of memory) the stream is not tried: on_result answers */
-    gw_result_stream(wt->r, &(gw_stream_opts){.key = k.s, .job_id = wt->id,
-                                              .prefix = prefix, .prefix_len = pn,
-                                              .suffix = "}\n", .whole = on_result,
-                                              .taken = result_taken, .arg = wt,
+    gw_result_stream(wt->r, &(gw_stream_opts){.key = k.s,
+                                              .job_id = wt->id,
+                                              .prefix = prefix,
+                                              .prefix_len = pn,
+                                              .suffix = "}\n",
+                                              .whole = on_result,
+                                              .taken = result_taken,
+                                              .arg = wt,
                                               .whole_only = !prefix});
     free(prefix);
 }

@@ -33,8 +33,7 @@
  * such job for the tenant, or expired), -1 (a refusal or an unexpected answer: rep), -2
  * (no reply: Redis unreachable or not ready; rep NULL). Returns true to keep watching;
  * false when the owner stopped the watch (it may have freed the watch's memory). */
-typedef bool (*gw_watch_cb)(void *arg, const redisReply *rep, int found,
-                            const fleet_job_view *v);
+typedef bool (*gw_watch_cb)(void *arg, const redisReply *rep, int found, const fleet_job_view *v);
 
 typedef struct gw_watch {
     gw *g;
@@ -43,7 +42,7 @@ typedef struct gw_watch {
     gw_watch_cb cb;
     void *arg;
     gw_waiter waiter;
-    fleet_cmd cmd;          /* the read in flight */
+    fleet_cmd cmd; /* the read in flight */
     struct event *safety;
     bool reading, again, stopped;
 } gw_watch;

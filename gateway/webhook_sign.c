@@ -14,8 +14,8 @@
 #define KEY_B64_MAX ((GW_WHSEC_KEY_MAX * 4 + 2) / 3)
 
 static bool is_b64(int c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 /* ------------------------------------------------------------ secrets --------------- */
@@ -24,9 +24,10 @@ int gw_whsec_parse(const char *secret, unsigned char *key, size_t *keylen, char 
                    size_t errlen) {
     *keylen = 0;
     if (!secret || strncmp(secret, GW_WHSEC_PREFIX, PREFIX_LEN) != 0) {
-        snprintf(err, errlen, "webhook secret must start with " GW_WHSEC_PREFIX
-                 " followed by the base64 of %d to %d bytes", GW_WHSEC_KEY_MIN,
-                 GW_WHSEC_KEY_MAX);
+        snprintf(err, errlen,
+                 "webhook secret must start with " GW_WHSEC_PREFIX
+                 " followed by the base64 of %d to %d bytes",
+                 GW_WHSEC_KEY_MIN, GW_WHSEC_KEY_MAX);
         return -1;
     }
     const char *b64 = secret + PREFIX_LEN;
@@ -45,22 +46,29 @@ int gw_whsec_parse(const char *secret, unsigned char *key, size_t *keylen, char 
         int c = (unsigned char)b64[i];
         if (is_b64(c)) continue;
         if (c == '-' || c == '_')
-            snprintf(err, errlen, "webhook secret is not standard base64 after " GW_WHSEC_PREFIX
+            snprintf(err, errlen,
+                     "webhook secret is not standard base64 after " GW_WHSEC_PREFIX
                      " (it has URL-safe '-' or '_'; use '+' and '/')");
         else
-            snprintf(err, errlen, "webhook secret is not valid base64 after " GW_WHSEC_PREFIX
-                     " (bad character at position %zu)", PREFIX_LEN + i + 1);
+            snprintf(err, errlen,
+                     "webhook secret is not valid base64 after " GW_WHSEC_PREFIX
+                     " (bad character at position %zu)",
+                     PREFIX_LEN + i + 1);
         return -1;
     }
     if (n % 4 == 1 || (pad > 0 && (n + pad) % 4 != 0)) {
-        snprintf(err, errlen, "webhook secret is not valid base64 after " GW_WHSEC_PREFIX
-                 " (%zu characters do not make whole bytes)", n + pad);
+        snprintf(err, errlen,
+                 "webhook secret is not valid base64 after " GW_WHSEC_PREFIX
+                 " (%zu characters do not make whole bytes)",
+                 n + pad);
         return -1;
     }
     size_t bytes = n * 3 / 4;
     if (n > KEY_B64_MAX || bytes < GW_WHSEC_KEY_MIN) {
-        snprintf(err, errlen, "webhook secret key is %zu bytes; it must be %d to %d bytes "
-                 "(base64 after " GW_WHSEC_PREFIX ")", bytes, GW_WHSEC_KEY_MIN, GW_WHSEC_KEY_MAX);
+        snprintf(err, errlen,
+                 "webhook secret key is %zu bytes; it must be %d to %d bytes "
+                 "(base64 after " GW_WHSEC_PREFIX ")",
+                 bytes, GW_WHSEC_KEY_MIN, GW_WHSEC_KEY_MAX);
         return -1;
     }
     /* EVP_DecodeBlock wants whole quads and counts padding as zero bytes. */

@@ -53,16 +53,16 @@ struct gw_webhooks {
     int attempts_max;
     char consumer[64];
     bool reading, stopped, group_ok;
-    bool read_again;  /* woken while a read was in flight: read once more after it */
-    bool want_room;   /* a read was put off for lack of room: read when a delivery ends */
-    size_t inflight; /* deliveries between their task read and their settle */
+    bool read_again;       /* woken while a read was in flight: read once more after it */
+    bool want_room;        /* a read was put off for lack of room: read when a delivery ends */
+    size_t inflight;       /* deliveries between their task read and their settle */
     struct delivery *live; /* those deliveries, for refresh_claims */
     struct event *refresh_ev;
     fleet_cmd promote_cmd;
     bool promoting, reading_head;
     long long promote_at_ms;    /* when promote_ev fires (0: not armed) */
     long long promote_floor_ms; /* no promote before this (after one that found none due) */
-    uint64_t sick_until_ms; /* Redis refused the task read (full, loading): wait till then */
+    uint64_t sick_until_ms;     /* Redis refused the task read (full, loading): wait till then */
 };
 
 /* One delivery attempt, from the task read to the settle. */
@@ -173,15 +173,24 @@ static void settle(delivery *d, fleet_webhook_outcome outcome, long long due_ms,
     d->outcome = outcome;
     d->due_ms = due_ms;
     fleet_webhook_settle ws = {
-        .msg = d->msg, .job_id = d->job_id, .entry_id = d->entry_id, .outcome = outcome,
-        .due_ms = due_ms, .http_status = status, .error = error ? error : "",
-        .body = d->body_new ? d->body : NULL, .body_len = d->body_new ? d->body_len : 0,
-        .dlq_cap = wh->g->cfg.webhook_dlq_cap, .consumer = wh->consumer,
+        .msg = d->msg,
+        .job_id = d->job_id,
+        .entry_id = d->entry_id,
+        .outcome = outcome,
+        .due_ms = due_ms,
+        .http_status = status,
+        .error = error ? error : "",
+        .body = d->body_new ? d->body : NULL,
+        .body_len = d->body_new ? d->body_len : 0,
+        .dlq_cap = wh->g->cfg.webhook_dlq_cap,
+        .consumer = wh->consumer,
     };
     fleet_state_webhook_settle(&wh->g->keys, &ws, &d->cmd);
     if (gw_redis_script(wh->g->redis, &d->cmd, on_settled, d) < 0) {
-        fleet_log(FLEET_LOG_WARN, "webhook outcome not recorded (redis unavailable); the task "
-                                  "is taken over later", "webhook_id", d->msg, NULL);
+        fleet_log(FLEET_LOG_WARN,
+                  "webhook outcome not recorded (redis unavailable); the task "
+                  "is taken over later",
+                  "webhook_id", d->msg, NULL);
         delivery_free(d);
     }
 }
@@ -247,8 +256,7 @@ static void post(delivery *d, const struct sockaddr *addr) {
     }
     long long ts = (long long)(fleet_now_ms() / 1000);
     char sig[GW_WEBHOOK_SIG_SIZE], h_id[128], h_ts[48], h_sig[GW_WEBHOOK_SIG_SIZE + 32];
-    if (gw_webhook_sign(d->key, d->keylen, d->msg, ts, d->body, d->body_len, sig, sizeof sig) <
-        0) {
+    if (gw_webhook_sign(d->key, d->keylen, d->msg, ts, d->body, d->body_len, sig, sizeof sig) < 0) {
         settle(d, FLEET_WEBHOOK_FAILED, 0, 0, "cannot sign the delivery");
         return;
     }
@@ -256,11 +264,16 @@ static void post(delivery *d, const struct sockaddr *addr) {
     snprintf(h_ts, sizeof h_ts, "webhook-timestamp: %lld", ts);
     snprintf(h_sig, sizeof h_sig, "webhook-signature: %s", sig);
     const char *headers[] = {h_id, h_ts, h_sig, "Content-Type: application/json", NULL};
-    gw_fetch f = {.url = d->url, .body = d->body, .body_len = d->body_len, .headers = headers,
+    gw_fetch f = {.url = d->url,
+                  .body = d->body,
+                  .body_len = d->body_len,
+                  .headers = headers,
                   .pin = d->pin[0] ? d->pin : NULL,
-                  .timeout_ms = wh->g->cfg.webhook_timeout_ms, .allow_addr = allow_addr,
+                  .timeout_ms = wh->g->cfg.webhook_timeout_ms,
+                  .allow_addr = allow_addr,
                   .allow_arg = wh};
-    if (gw_curl_post(wh->curl, &f, on_posted, d) < 0) retry_or_fail(d, 0, -1, "cannot start the request");
+    if (gw_curl_post(wh->curl, &f, on_posted, d) < 0)
+        retry_or_fail(d, 0, -1, "cannot start the request");
 }
 
 /* Checks every address the host resolved to; posts to the first, pinned. */
@@ -285,7 +298,8 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg) {
         if (a->ai_family == AF_INET)
             evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)a->ai_addr)->sin_addr, ip, sizeof ip);
         else if (a->ai_family == AF_INET6)
-            evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, ip, sizeof ip);
+            evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, ip,
+                             sizeof ip);
         snprintf(msg, sizeof msg, "refused by the SSRF guard: %s resolves to %s (%s)", d->u.host,
                  ip, why);
         evutil_freeaddrinfo(res);
@@ -316,7 +330,8 @@ static void check_and_post(delivery *d) {
     }
     char port[8];
     snprintf(port, sizeof port, "%d", d->u.port);
-    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
+                                    .ai_socktype = SOCK_STREAM,
                                     .ai_protocol = IPPROTO_TCP};
     /* May call on_resolved at once (numbers, /etc/hosts). */
     evdns_getaddrinfo(d->wh->dns, d->u.host, port, &hints, on_resolved, d);
@@ -476,8 +491,8 @@ static void on_read(redisReply *rep, void *arg) {
             /* XREADGROUP writes the pending list: a full or loading Redis refuses it. Wake
              * ups would only ask again at once; pause the reads for a while instead. */
             if (fleet_now_ms() >= wh->sick_until_ms + GW_WEBHOOK_SICK_MS)
-                fleet_log(FLEET_LOG_WARN, "webhook task read refused: pausing deliveries",
-                          "error", rep->str, NULL);
+                fleet_log(FLEET_LOG_WARN, "webhook task read refused: pausing deliveries", "error",
+                          rep->str, NULL);
             wh->sick_until_ms = fleet_now_ms() + GW_WEBHOOK_SICK_MS;
             read_soon(wh, GW_WEBHOOK_SICK_MS);
         } else {
@@ -547,8 +562,9 @@ static void read_tasks(gw_webhooks *wh) {
         for (int i = 0; i < 6; i++) lens[i] = strlen(argv[i]);
         rc = gw_redis_command(g->redis, 6, argv, lens, on_group, wh);
     } else {
-        const char *argv[] = {"XREADGROUP", "GROUP", FLEET_WEBHOOK_GROUP, wh->consumer, "COUNT",
-                              count, "STREAMS", tasks.s, ">"};
+        const char *argv[] = {"XREADGROUP", "GROUP", FLEET_WEBHOOK_GROUP,
+                              wh->consumer, "COUNT", count,
+                              "STREAMS",    tasks.s, ">"};
         size_t lens[9];
         for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
         rc = gw_redis_command(g->redis, 9, argv, lens, on_read, wh);
@@ -611,8 +627,10 @@ static void on_reclaimed(redisReply *rep, void *arg) {
     if (wh->inflight > before) {
         char n[24];
         snprintf(n, sizeof n, "%zu", wh->inflight - before);
-        fleet_log(FLEET_LOG_WARN, "took over webhook deliveries of a gateway that stopped "
-                  "refreshing them (it died)", "deliveries", n, NULL);
+        fleet_log(FLEET_LOG_WARN,
+                  "took over webhook deliveries of a gateway that stopped "
+                  "refreshing them (it died)",
+                  "deliveries", n, NULL);
     }
 }
 
@@ -628,8 +646,8 @@ static void on_reclaim_tick(evutil_socket_t fd, short what, void *arg) {
     char idle[24], count[24];
     snprintf(idle, sizeof idle, "%ld", g->cfg.webhook_claim_ms);
     snprintf(count, sizeof count, "%ld", room);
-    const char *argv[] = {"XAUTOCLAIM", tasks.s, FLEET_WEBHOOK_GROUP, wh->consumer, idle,
-                          "0-0", "COUNT", count};
+    const char *argv[] = {"XAUTOCLAIM", tasks.s, FLEET_WEBHOOK_GROUP, wh->consumer, idle, "0-0",
+                          "COUNT",      count};
     size_t lens[8];
     for (int i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
     gw_redis_command(g->redis, 8, argv, lens, on_reclaimed, wh);
@@ -641,8 +659,7 @@ static void on_reclaim_tick(evutil_socket_t fd, short what, void *arg) {
 static void arm_promote(gw_webhooks *wh, long long due_ms) {
     if (wh->stopped) return;
     if (due_ms < wh->promote_floor_ms) due_ms = wh->promote_floor_ms;
-    if (wh->promote_at_ms && wh->promote_at_ms <= due_ms &&
-        evtimer_pending(wh->promote_ev, NULL))
+    if (wh->promote_at_ms && wh->promote_at_ms <= due_ms && evtimer_pending(wh->promote_ev, NULL))
         return;
     long long delay = due_ms - (long long)fleet_now_ms();
     if (delay < 0) delay = 0;
@@ -668,8 +685,7 @@ static void read_head(gw_webhooks *wh) {
     size_t lens[5];
     for (int i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
     wh->reading_head = true;
-    if (gw_redis_command(wh->g->redis, 5, argv, lens, on_head, wh) < 0)
-        wh->reading_head = false;
+    if (gw_redis_command(wh->g->redis, 5, argv, lens, on_head, wh) < 0) wh->reading_head = false;
 }
 
 static void on_promoted(redisReply *rep, void *arg) {
@@ -700,8 +716,7 @@ static void on_promote_timer(evutil_socket_t fd, short what, void *arg) {
     if (!gw_redis_ready(wh->g->redis)) return; /* the safety tick reads the head again */
     fleet_state_webhook_promote(&wh->g->keys, PROMOTE_MAX, &wh->promote_cmd);
     wh->promoting = true;
-    if (gw_redis_script(wh->g->redis, &wh->promote_cmd, on_promoted, wh) < 0)
-        wh->promoting = false;
+    if (gw_redis_script(wh->g->redis, &wh->promote_cmd, on_promoted, wh) < 0) wh->promoting = false;
 }
 
 static void arm_safety(gw_webhooks *wh) {
@@ -737,8 +752,8 @@ gw_webhooks *gw_webhooks_new(gw *g, char *err, size_t errlen) {
         gw_whsec_parse(g->cfg.webhook_secret, wh->key, &wh->keylen, err, errlen) < 0)
         goto fail;
     if (gw_cidr_list_parse(g->cfg.webhook_allow, &wh->allow, err, errlen) < 0) goto fail;
-    if (gw_webhook_schedule_parse(g->cfg.webhook_schedule, wh->schedule_ms,
-                                  GW_WEBHOOK_SCHEDULE_MAX, &wh->attempts_max, err, errlen) < 0)
+    if (gw_webhook_schedule_parse(g->cfg.webhook_schedule, wh->schedule_ms, GW_WEBHOOK_SCHEDULE_MAX,
+                                  &wh->attempts_max, err, errlen) < 0)
         goto fail;
     /* One consumer per gateway process: host-pid-random. */
     char host[40] = "gateway", id[FLEET_ID_LEN + 1];

@@ -14,18 +14,15 @@
 /* ---------------------------------------------------------------- pure rules ------- */
 
 bool wk_progress_due(long long last_mono, long long now_mono, long interval_ms, long done,
-                     long total)
-{
+                     long total) {
     if (total > 0 && done >= total)
         return true; /* the last step is always written: clients wait for 100% */
-    if (last_mono == 0)
-        return true;
+    if (last_mono == 0) return true;
     return now_mono - last_mono >= interval_ms;
 }
 
 wk_disposition wk_disposition_of(int outcome, int stop, long timeout_s, const char *model_error,
-                                 fleet_status *status, char *err, size_t errlen)
-{
+                                 fleet_status *status, char *err, size_t errlen) {
     err[0] = '\0';
     *status = FLEET_STATUS_FAILED;
     if (stop & WK_STOP_STALE)
@@ -37,7 +34,8 @@ wk_disposition wk_disposition_of(int outcome, int stop, long timeout_s, const ch
     }
     if (outcome == FLEET_MODEL_FAILED) {
         snprintf(err, errlen, "%s",
-                 model_error && model_error[0] ? model_error : "the model failed without a message");
+                 model_error && model_error[0] ? model_error
+                                               : "the model failed without a message");
         return WK_FINISH;
     }
     /* STOPPED, RETRY or PENDING: why it stopped decides, in this order. A cancelled job
@@ -51,38 +49,32 @@ wk_disposition wk_disposition_of(int outcome, int stop, long timeout_s, const ch
         snprintf(err, errlen, "the job ran longer than its timeout_s of %ld seconds", timeout_s);
         return WK_FINISH;
     }
-    if (stop & WK_STOP_SHUTDOWN)
-        return WK_HAND_BACK;
+    if (stop & WK_STOP_SHUTDOWN) return WK_HAND_BACK;
     if (outcome == FLEET_MODEL_RETRY) {
         snprintf(err, errlen, "%s",
-                 model_error && model_error[0] ? model_error : "a retryable error without a message");
+                 model_error && model_error[0] ? model_error
+                                               : "a retryable error without a message");
         return WK_RETRY;
     }
     if (outcome == FLEET_MODEL_STOPPED)
         snprintf(err, errlen, "the model stopped the job without being asked to (a model bug)");
-    else
-        snprintf(err, errlen, "the model returned no result for this job (a model bug)");
+    else snprintf(err, errlen, "the model returned no result for this job (a model bug)");
     return WK_FINISH;
 }
 
-long wk_retry_delay_ms(long attempt, long base_ms, long max_ms, unsigned long rnd)
-{
+long wk_retry_delay_ms(long attempt, long base_ms, long max_ms, unsigned long rnd) {
     long d = base_ms < 0 ? 0 : base_ms;
-    for (long i = 1; i < attempt && d < max_ms; i++)
-        d = d > LONG_MAX / 2 ? LONG_MAX : d * 2;
-    if (d > max_ms)
-        d = max_ms;
+    for (long i = 1; i < attempt && d < max_ms; i++) d = d > LONG_MAX / 2 ? LONG_MAX : d * 2;
+    if (d > max_ms) d = max_ms;
     long half = d / 2;
     return d - half + (long)(rnd % ((unsigned long)half + 1));
 }
 
 /* ---------------------------------------------------------------- shutdown --------- */
 
-bool wk_stopping(wk_worker *w)
-{
+bool wk_stopping(wk_worker *w) {
     sig_atomic_t sigs = *w->signals;
-    if (sigs == 0)
-        return false;
+    if (sigs == 0) return false;
     long long now = wk_mono_ms();
     if (w->stop_deadline_mono == 0) {
         char g[24];
@@ -98,10 +90,7 @@ bool wk_stopping(wk_worker *w)
     return true;
 }
 
-bool wk_grace_over(wk_worker *w)
-{
-    return wk_stopping(w) && wk_mono_ms() >= w->stop_deadline_mono;
-}
+bool wk_grace_over(wk_worker *w) { return wk_stopping(w) && wk_mono_ms() >= w->stop_deadline_mono; }
 
 /* ---------------------------------------------------------------- callbacks -------- */
 
@@ -113,41 +102,37 @@ typedef struct run_state {
 
 /* check_job adds the stop reasons the main thread can see by itself (timeout, grace) to
  * those the progress replies and the keeper set, and returns them all. */
-static int check_job(run_state *rs, size_t i)
-{
+static int check_job(run_state *rs, size_t i) {
     wk_job *j = &rs->jobs[i];
     int add = 0;
     if (j->claimed.timeout_s > 0 &&
         wk_mono_ms() - j->started_mono >= (long long)j->claimed.timeout_s * 1000)
         add |= WK_STOP_TIMEOUT;
-    if (wk_grace_over(rs->w))
-        add |= WK_STOP_SHUTDOWN;
-    if (add)
-        return atomic_fetch_or(&j->stop, add) | add;
+    if (wk_grace_over(rs->w)) add |= WK_STOP_SHUTDOWN;
+    if (add) return atomic_fetch_or(&j->stop, add) | add;
     return atomic_load(&j->stop);
 }
 
-static int cb_cancelled(const fleet_model_ctx *ctx, size_t i)
-{
+static int cb_cancelled(const fleet_model_ctx *ctx, size_t i) {
     run_state *rs = ctx->opaque;
-    if (i >= rs->n)
-        return 1; /* a model bug; stopping is the harmless answer */
+    if (i >= rs->n) return 1; /* a model bug; stopping is the harmless answer */
     return check_job(rs, i) != 0;
 }
 
 /* send_progress writes j's latest progress. Returns the reply, or NULL when the
  * connection is down. The progress stays unsent then, and when Redis refused it for now
  * (full, loading, busy). */
-static redisReply *send_progress(wk_worker *w, wk_job *j)
-{
-    fleet_progress p = {.id = j->e.job_id, .token = j->token, .percent = j->unsent_percent,
-                        .message = j->unsent_message, .done = j->unsent_done,
+static redisReply *send_progress(wk_worker *w, wk_job *j) {
+    fleet_progress p = {.id = j->e.job_id,
+                        .token = j->token,
+                        .percent = j->unsent_percent,
+                        .message = j->unsent_message,
+                        .done = j->unsent_done,
                         .total = j->unsent_total};
     fleet_cmd cmd;
     fleet_state_progress(&w->keys, &p, &cmd);
     redisReply *rep = wk_redis_script(&w->rd, &cmd);
-    if (rep && !wk_reply_refused(rep))
-        j->unsent = false;
+    if (rep && !wk_reply_refused(rep)) j->unsent = false;
     return rep;
 }
 
@@ -159,11 +144,10 @@ static redisReply *send_progress(wk_worker *w, wk_job *j)
  * refuses each of them; a loading or busy one would be asked again at once): none is
  * sent for 250 ms doubling to 5 s, and the warning is written every few seconds with a
  * count. The final write of the batch sends the latest progress before the finish. */
-static void progress_refused(wk_worker *w, const wk_job *j, const redisReply *rep)
-{
+static void progress_refused(wk_worker *w, const wk_job *j, const redisReply *rep) {
     wk_health *h = &w->health;
-    h->progress_pause_ms =
-        wk_backoff_next(h->progress_pause_ms, PROGRESS_PAUSE_MIN_MS, PROGRESS_PAUSE_MAX_MS);
+    h->progress_pause_ms = wk_backoff_next(h->progress_pause_ms, PROGRESS_PAUSE_MIN_MS,
+                                           PROGRESS_PAUSE_MAX_MS);
     h->progress_pause_until_mono = wk_mono_ms() + h->progress_pause_ms;
     long count;
     if (wk_ratelog_due(&h->progress_log, PROGRESS_LOG_MS, &count)) {
@@ -176,15 +160,12 @@ static void progress_refused(wk_worker *w, const wk_job *j, const redisReply *re
 }
 
 static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, const char *message,
-                       long done, long total)
-{
+                       long done, long total) {
     run_state *rs = ctx->opaque;
     wk_worker *w = rs->w;
-    if (i >= rs->n)
-        return 1;
+    if (i >= rs->n) return 1;
     wk_job *j = &rs->jobs[i];
-    if (check_job(rs, i))
-        return 1;
+    if (check_job(rs, i)) return 1;
     j->unsent = true;
     j->unsent_percent = percent;
     j->unsent_done = done;
@@ -213,8 +194,7 @@ static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, con
     }
     w->health.progress_pause_ms = 0;
     switch (fleet_state_progress_reply(rep)) {
-    case FLEET_PROGRESS_OK:
-        break;
+    case FLEET_PROGRESS_OK: break;
     case FLEET_PROGRESS_CANCEL:
         atomic_fetch_or(&j->stop, WK_STOP_CANCEL);
         fleet_log(FLEET_LOG_INFO, "cancel requested: stopping the job", "job_id", j->e.job_id,
@@ -249,9 +229,8 @@ typedef struct pending_write {
  * takes a batch) unless they are too many for one, each requeue in its own. Command c
  * holds per[c] writes, whose indexes in pw are idx[first[c]..first[c] + per[c]); finish
  * says which kind it is. Returns how many commands. */
-static size_t build_writes(wk_worker *w, pending_write *pw, size_t n, fleet_finish *fs,
-                           size_t *idx, fleet_cmd *cmds, size_t *first, size_t *per, bool *finish)
-{
+static size_t build_writes(wk_worker *w, pending_write *pw, size_t n, fleet_finish *fs, size_t *idx,
+                           fleet_cmd *cmds, size_t *first, size_t *per, bool *finish) {
     size_t nf = 0, nc = 0;
     for (size_t i = 0; i < n; i++) {
         /* A copy's message must point at its own buffer, not at the slot it came from. */
@@ -281,23 +260,20 @@ static size_t build_writes(wk_worker *w, pending_write *pw, size_t n, fleet_fini
 
 /* A job's end: failed ones at warn, cancelled ones at info; succeeded ones at debug, since
  * under load they are thousands a second (wk_batch_run writes one info line per batch). */
-static void log_finished(const wk_job *j, fleet_status st, const char *err)
-{
+static void log_finished(const wk_job *j, fleet_status st, const char *err) {
     fleet_log_level level = st == FLEET_STATUS_FAILED      ? FLEET_LOG_WARN
                             : st == FLEET_STATUS_SUCCEEDED ? FLEET_LOG_DEBUG
                                                            : FLEET_LOG_INFO;
     char ms[24], attempt[24];
     snprintf(ms, sizeof ms, "%lld", wk_mono_ms() - j->started_mono);
     snprintf(attempt, sizeof attempt, "%ld", j->claimed.attempts);
-    fleet_log(level, "job finished",
-              "job_id", j->e.job_id, "status", fleet_status_to_string(st), "run_ms", ms,
-              "attempt", attempt, err && err[0] ? "error" : NULL, err, NULL);
+    fleet_log(level, "job finished", "job_id", j->e.job_id, "status", fleet_status_to_string(st),
+              "run_ms", ms, "attempt", attempt, err && err[0] ? "error" : NULL, err, NULL);
 }
 
 /* read_write_reply logs what a final write did. */
 static void read_write_reply(wk_worker *w, const wk_job *j, const pending_write *p,
-                             const redisReply *rep)
-{
+                             const redisReply *rep) {
     const char *why = rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply";
     if (!p->requeue) {
         switch (fleet_state_finish_reply(rep)) {
@@ -315,8 +291,8 @@ static void read_write_reply(wk_worker *w, const wk_job *j, const pending_write 
         case FLEET_FINISH_ERROR:
             /* Not resent: a script error would repeat. The lease expires and the job runs
              * again, so it is not lost. */
-            fleet_log(FLEET_LOG_ERROR, "finish script failed", "job_id", j->e.job_id, "error",
-                      why, NULL);
+            fleet_log(FLEET_LOG_ERROR, "finish script failed", "job_id", j->e.job_id, "error", why,
+                      NULL);
             return;
         }
     }
@@ -333,16 +309,17 @@ static void read_write_reply(wk_worker *w, const wk_job *j, const pending_write 
         return;
     case FLEET_REQUEUE_DEAD:
         atomic_fetch_add(&w->jobs_done, 1);
-        fleet_log(FLEET_LOG_WARN, "retryable model error, attempts used up: job failed and dead-lettered",
-                  "job_id", j->e.job_id, "error", p->err, NULL);
+        fleet_log(FLEET_LOG_WARN,
+                  "retryable model error, attempts used up: job failed and dead-lettered", "job_id",
+                  j->e.job_id, "error", p->err, NULL);
         return;
     case FLEET_REQUEUE_CANCELLED:
         atomic_fetch_add(&w->jobs_done, 1);
         log_finished(j, FLEET_STATUS_CANCELLED, "cancelled by the client while running");
         return;
     case FLEET_REQUEUE_STALE:
-        fleet_log(FLEET_LOG_WARN, "requeue refused: this attempt no longer holds the job",
-                  "job_id", j->e.job_id, NULL);
+        fleet_log(FLEET_LOG_WARN, "requeue refused: this attempt no longer holds the job", "job_id",
+                  j->e.job_id, NULL);
         return;
     case FLEET_REQUEUE_ERROR:
         fleet_log(FLEET_LOG_ERROR, "requeue script failed", "job_id", j->e.job_id, "error", why,
@@ -358,8 +335,7 @@ static void read_write_reply(wk_worker *w, const wk_job *j, const pending_write 
 /* drop_lost removes from pw[0..n) the writes of jobs whose lease the keeper found lost
  * while they waited (it renews them all the while, so this is another attempt's job now,
  * or the write landed before its reply was lost). Returns how many are left. */
-static size_t drop_lost(wk_job *jobs, pending_write *pw, size_t n)
-{
+static size_t drop_lost(wk_job *jobs, pending_write *pw, size_t n) {
     size_t keep = 0;
     for (size_t i = 0; i < n; i++) {
         const wk_job *j = &jobs[pw[i].job];
@@ -368,8 +344,7 @@ static size_t drop_lost(wk_job *jobs, pending_write *pw, size_t n)
                       "result given up: this attempt no longer holds the job (lease lost, or "
                       "the write landed before its reply was lost)",
                       "job_id", j->e.job_id, NULL);
-        else
-            pw[keep++] = pw[i];
+        else pw[keep++] = pw[i];
     }
     return keep;
 }
@@ -377,22 +352,17 @@ static size_t drop_lost(wk_job *jobs, pending_write *pw, size_t n)
 /* send_unsent writes the latest progress of each job of pw[0..n) not written yet, so the
  * stored progress ends where the model ended. Returns 0, -1 when the connection went, or
  * 1 when Redis refused one for now (the progress stays unsent). */
-static int send_unsent(wk_worker *w, wk_job *jobs, const pending_write *pw, size_t n,
-                       char *why, size_t whylen)
-{
+static int send_unsent(wk_worker *w, wk_job *jobs, const pending_write *pw, size_t n, char *why,
+                       size_t whylen) {
     for (size_t i = 0; i < n; i++) {
         wk_job *j = &jobs[pw[i].job];
-        if (!j->unsent)
-            continue;
+        if (!j->unsent) continue;
         redisReply *rep = send_progress(w, j);
-        if (!rep)
-            return -1;
+        if (!rep) return -1;
         bool refused = wk_reply_refused(rep);
-        if (refused)
-            snprintf(why, whylen, "%s", rep->str);
+        if (refused) snprintf(why, whylen, "%s", rep->str);
         freeReplyObject(rep); /* too late to act on: the final write decides */
-        if (refused)
-            return 1;
+        if (refused) return 1;
     }
     return 0;
 }
@@ -407,8 +377,7 @@ static int send_unsent(wk_worker *w, wk_job *jobs, const pending_write *pw, size
  * full). A result is given up only when its lease is lost, or when the drain time of a
  * shutdown ends (then the leases expire and the jobs run again elsewhere: at-least-once,
  * never lost). */
-static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
-{
+static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n) {
     size_t cap = n ? n : 1;
     fleet_cmd *cmds = calloc(cap + 2, sizeof *cmds); /* + the claim sent ahead */
     redisReply **reps = calloc(cap + 2, sizeof *reps);
@@ -429,30 +398,25 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
     }
     while (left > 0) {
         if (pause_ms > 0) {
-            if (wk_grace_over(w))
-                break;
+            if (wk_grace_over(w)) break;
             wk_sleep_ms(pause_ms);
-            if ((left = drop_lost(jobs, pw, left)) == 0)
-                break;
+            if ((left = drop_lost(jobs, pw, left)) == 0) break;
         }
         if (wk_redis_ensure(&w->rd) < 0) {
-            if (wk_grace_over(w))
-                break;
+            if (wk_grace_over(w)) break;
             wk_sleep_ms(wk_redis_retry_in_ms(&w->rd));
             continue;
         }
         char why[256] = "";
         int unsent = send_unsent(w, jobs, pw, left, why, sizeof why);
-        if (unsent < 0)
-            continue;
+        if (unsent < 0) continue;
         size_t keep = 0, refused = 0;
         if (unsent == 0) {
             size_t nc = build_writes(w, pw, left, fs, idx, cmds, first, per, finish);
             size_t na = first_send ? wk_ahead_build(w, cmds + nc) : 0;
             first_send = false;
             wk_redis_scripts(&w->rd, cmds, nc + na, reps);
-            if (na)
-                wk_ahead_keep(w, reps + nc);
+            if (na) wk_ahead_keep(w, reps + nc);
             for (size_t c = 0; c < nc; c++) {
                 bool again = !reps[c]; /* lost with the connection: send again */
                 if (reps[c] && wk_reply_refused(reps[c])) {
@@ -471,14 +435,12 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
                     const redisReply *a = reps[c];
                     if (finish[c] && a->type == REDIS_REPLY_ARRAY)
                         a = fleet_state_batch_item(a, i - first[c]);
-                    if (a)
-                        read_write_reply(w, &jobs[p->job], p, a);
+                    if (a) read_write_reply(w, &jobs[p->job], p, a);
                     else
-                        fleet_log(FLEET_LOG_ERROR, "finish reply without this job",
-                                  "job_id", jobs[p->job].e.job_id, NULL);
+                        fleet_log(FLEET_LOG_ERROR, "finish reply without this job", "job_id",
+                                  jobs[p->job].e.job_id, NULL);
                 }
-                if (reps[c])
-                    freeReplyObject(reps[c]);
+                if (reps[c]) freeReplyObject(reps[c]);
                 reps[c] = NULL;
             }
             memcpy(pw, kept, keep * sizeof *pw);
@@ -497,8 +459,8 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n)
             fleet_log(FLEET_LOG_WARN,
                       "results kept: redis refused to write them for now; retrying while the "
                       "leases are renewed",
-                      "job_id", jobs[pw[0].job].e.job_id, "jobs", jobs_left, "error", why,
-                      "count", c, NULL);
+                      "job_id", jobs[pw[0].job].e.job_id, "jobs", jobs_left, "error", why, "count",
+                      c, NULL);
         }
     }
     for (size_t i = 0; i < left; i++)
@@ -517,8 +479,7 @@ out:
 
 /* ---------------------------------------------------------------- the batch -------- */
 
-void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
-{
+void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n) {
     fleet_model_job *mj = calloc(n, sizeof *mj);
     pending_write *pw = calloc(n, sizeof *pw);
     run_state rs = {.w = w, .jobs = jobs, .n = n};
@@ -527,7 +488,8 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
     long long batch_start = wk_mono_ms();
 
     if (!mj || !pw) {
-        fleet_log(FLEET_LOG_ERROR, "out of memory starting a batch; its jobs will be retried", NULL);
+        fleet_log(FLEET_LOG_ERROR, "out of memory starting a batch; its jobs will be retried",
+                  NULL);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -559,17 +521,22 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
         fleet_status st;
         int stop = check_job(&rs, i);
         mj[i].error[sizeof mj[i].error - 1] = '\0'; /* a model may have filled it all */
-        wk_disposition d = wk_disposition_of(mj[i].outcome, stop, j->claimed.timeout_s,
-                                             mj[i].error, &st, p->err, sizeof p->err);
+        wk_disposition d = wk_disposition_of(mj[i].outcome, stop, j->claimed.timeout_s, mj[i].error,
+                                             &st, p->err, sizeof p->err);
         p->job = i;
         p->requeue = d == WK_RETRY || d == WK_HAND_BACK;
         p->f = (fleet_finish){
-            .id = j->e.job_id, .model = w->cfg.model, .token = j->token, .status = st,
+            .id = j->e.job_id,
+            .model = w->cfg.model,
+            .token = j->token,
+            .status = st,
             .result = st == FLEET_STATUS_SUCCEEDED ? mj[i].output : NULL,
             .result_len = st == FLEET_STATUS_SUCCEEDED ? mj[i].output_len : 0,
         };
         p->rq = (fleet_requeue){
-            .id = j->e.job_id, .model = w->cfg.model, .token = j->token,
+            .id = j->e.job_id,
+            .model = w->cfg.model,
+            .token = j->token,
             .kind = d == WK_RETRY ? FLEET_REQUEUE_RETRY : FLEET_REQUEUE_HANDBACK,
             .delay_ms = d == WK_RETRY ? wk_retry_delay_ms(j->claimed.attempts, w->cfg.retry_base_ms,
                                                           w->cfg.retry_max_ms, wk_random())
@@ -578,8 +545,7 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
         };
         if (d == WK_DROP)
             fleet_log(FLEET_LOG_WARN, "lease lost: result dropped", "job_id", j->e.job_id, NULL);
-        else
-            npw++;
+        else npw++;
     }
     long before = atomic_load(&w->jobs_done);
     write_all(w, jobs, pw, npw);
@@ -598,8 +564,7 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n)
     atomic_store(&w->busy, 0);
 out:
     if (mj)
-        for (size_t i = 0; i < n; i++)
-            free(mj[i].output);
+        for (size_t i = 0; i < n; i++) free(mj[i].output);
     free(mj);
     free(pw);
 }

@@ -25,13 +25,11 @@
 #define SUBSCRIBE_LOG_MS 10000L
 
 /* cancel_job sets the cancel bit of the batch's job with this id, if it runs here. */
-static void cancel_job(wk_worker *w, const char *id)
-{
+static void cancel_job(wk_worker *w, const char *id) {
     bool found = false;
     pthread_mutex_lock(&w->mu);
     for (size_t i = 0; w->batch && i < w->nbatch; i++) {
-        if (strcmp(w->batch[i].e.job_id, id) != 0)
-            continue;
+        if (strcmp(w->batch[i].e.job_id, id) != 0) continue;
         atomic_fetch_or(&w->batch[i].stop, WK_STOP_CANCEL);
         found = true;
     }
@@ -43,27 +41,22 @@ static void cancel_job(wk_worker *w, const char *id)
 }
 
 /* on_message handles one pushed reply: ["message", channel, payload]. */
-static void on_message(wk_worker *w, const redisReply *r)
-{
+static void on_message(wk_worker *w, const redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0 ||
         r->element[2]->type != REDIS_REPLY_STRING)
         return; /* the subscribe confirmation, or something not meant for us */
     const char *msg = r->element[2]->str;
-    if (strncmp(msg, "cancel ", 7) == 0 && fleet_job_id_valid(msg + 7))
-        cancel_job(w, msg + 7);
-    else
-        fleet_log(FLEET_LOG_WARN, "unknown control message ignored", "message", msg, NULL);
+    if (strncmp(msg, "cancel ", 7) == 0 && fleet_job_id_valid(msg + 7)) cancel_job(w, msg + 7);
+    else fleet_log(FLEET_LOG_WARN, "unknown control message ignored", "message", msg, NULL);
 }
 
 /* subscribe returns 0 once subscribed, or -1 (after a pause when Redis refused it: a busy
  * script refuses SUBSCRIBE too, and the next try must not come at once). */
-static int subscribe(wk_worker *w, wk_redis *rd, wk_ratelog *rl)
-{
+static int subscribe(wk_worker *w, wk_redis *rd, wk_ratelog *rl) {
     fleet_key ch = fleet_key_control(&w->keys, w->cfg.name);
     redisReply *r = wk_redis_cmdf(rd, "SUBSCRIBE %s", ch.s);
-    if (!r)
-        return -1;
+    if (!r) return -1;
     if (r->type == REDIS_REPLY_ERROR) {
         long count;
         if (wk_ratelog_due(rl, SUBSCRIBE_LOG_MS, &count)) {
@@ -80,15 +73,13 @@ static int subscribe(wk_worker *w, wk_redis *rd, wk_ratelog *rl)
     return 0;
 }
 
-static void *control_main(void *arg)
-{
+static void *control_main(void *arg) {
     wk_worker *w = arg;
     wk_redis rd;
     unsigned long subscribed_epoch = 0;
     wk_ratelog refused_log = {0};
 
-    if (wk_redis_init(&rd, w->cfg.redis_url, "control", CONTROL_TIMEOUT_MS) < 0)
-        return NULL;
+    if (wk_redis_init(&rd, w->cfg.redis_url, "control", CONTROL_TIMEOUT_MS) < 0) return NULL;
     while (!atomic_load(&w->control_quit)) {
         if (wk_redis_ensure(&rd) < 0) {
             long wait = wk_redis_retry_in_ms(&rd);
@@ -96,17 +87,14 @@ static void *control_main(void *arg)
             continue;
         }
         if (subscribed_epoch != rd.epoch) {
-            if (subscribe(w, &rd, &refused_log) < 0)
-                continue;
+            if (subscribe(w, &rd, &refused_log) < 0) continue;
             subscribed_epoch = rd.epoch;
             atomic_store(&w->control_subscribed, true);
         }
         struct pollfd pfd = {.fd = rd.c->fd, .events = POLLIN};
         int n = poll(&pfd, 1, POLL_MS);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) continue;
         if (redisBufferRead(rd.c) != REDIS_OK) {
             wk_redis_lost(&rd);
             continue;
@@ -117,15 +105,13 @@ static void *control_main(void *arg)
             freeReplyObject(reply);
             reply = NULL;
         }
-        if (rd.c && rd.c->err)
-            wk_redis_lost(&rd);
+        if (rd.c && rd.c->err) wk_redis_lost(&rd);
     }
     wk_redis_close(&rd);
     return NULL;
 }
 
-int wk_control_start(wk_worker *w)
-{
+int wk_control_start(wk_worker *w) {
     sigset_t all, old;
     sigemptyset(&all);
     sigaddset(&all, SIGINT);
@@ -142,10 +128,8 @@ int wk_control_start(wk_worker *w)
     return 0;
 }
 
-void wk_control_stop(wk_worker *w)
-{
-    if (!w->control_started)
-        return;
+void wk_control_stop(wk_worker *w) {
+    if (!w->control_started) return;
     atomic_store(&w->control_quit, true);
     pthread_join(w->control, NULL);
     w->control_started = false;

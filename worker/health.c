@@ -29,18 +29,15 @@
 #define PAUSE_MIN_MS 100L
 #define PAUSE_MAX_MS 2000L
 
-bool wk_reply_refused(const redisReply *r)
-{
+bool wk_reply_refused(const redisReply *r) {
     fleet_redis_err e = fleet_redis_err_of(r);
     return e == FLEET_REDIS_TRANSIENT || e == FLEET_REDIS_OOM;
 }
 
 /* log_policy says, at most once a minute, what an evicting policy does to fleet. */
-static void log_policy(wk_worker *w, long long now)
-{
+static void log_policy(wk_worker *w, long long now) {
     wk_health *h = &w->health;
-    if (h->policy_logged_mono != 0 && now - h->policy_logged_mono < POLICY_LOG_MS)
-        return;
+    if (h->policy_logged_mono != 0 && now - h->policy_logged_mono < POLICY_LOG_MS) return;
     h->policy_logged_mono = now;
     if (w->cfg.allow_eviction)
         fleet_log(FLEET_LOG_WARN,
@@ -56,23 +53,20 @@ static void log_policy(wk_worker *w, long long now)
 }
 
 /* look reads INFO memory and updates what the worker knows. */
-static void look(wk_worker *w, long long now)
-{
+static void look(wk_worker *w, long long now) {
     wk_health *h = &w->health;
     bool was_full = h->full;
     redisReply *r = wk_redis_cmdf(&w->rd, "INFO memory");
 
     h->epoch = w->rd.epoch;
-    if (!r)
-        return; /* connection lost: the next turn reconnects, and looks again */
+    if (!r) return; /* connection lost: the next turn reconnects, and looks again */
     if (r->type == REDIS_REPLY_ERROR) {
         wk_health_refused(w, r, "INFO memory");
         freeReplyObject(r);
         return;
     }
     fleet_redis_memory m;
-    if (r->type != REDIS_REPLY_STRING ||
-        fleet_redis_memory_parse(r->str, r->len, &m) < 0) {
+    if (r->type != REDIS_REPLY_STRING || fleet_redis_memory_parse(r->str, r->len, &m) < 0) {
         /* Without the policy the worker cannot tell; it runs, and says so once. */
         if (!h->unknown_logged)
             fleet_log(FLEET_LOG_WARN,
@@ -88,10 +82,8 @@ static void look(wk_worker *w, long long now)
     bool policy_changed = strcmp(m.policy, h->mem.policy) != 0;
     h->mem = m;
     h->evicts = fleet_redis_policy_evicts(m.policy);
-    if (policy_changed)
-        h->policy_logged_mono = 0; /* a new policy is reported at once */
-    if (h->evicts)
-        log_policy(w, now);
+    if (policy_changed) h->policy_logged_mono = 0; /* a new policy is reported at once */
+    if (h->evicts) log_policy(w, now);
     else if (policy_changed && h->known)
         fleet_log(FLEET_LOG_INFO, "redis maxmemory-policy is now noeviction", NULL);
     h->known = true;
@@ -109,21 +101,16 @@ static void look(wk_worker *w, long long now)
     h->next_look_mono = now + (held ? HELD_LOOK_MS : HEALTH_LOOK_MS);
 }
 
-bool wk_health_may_claim(wk_worker *w)
-{
+bool wk_health_may_claim(wk_worker *w) {
     wk_health *h = &w->health;
     long long now = wk_mono_ms();
-    if (now < h->pause_until_mono)
-        return false;
-    if (h->epoch != w->rd.epoch || now >= h->next_look_mono)
-        look(w, now);
-    if (now < h->pause_until_mono)
-        return false; /* the look itself was refused */
+    if (now < h->pause_until_mono) return false;
+    if (h->epoch != w->rd.epoch || now >= h->next_look_mono) look(w, now);
+    if (now < h->pause_until_mono) return false; /* the look itself was refused */
     return !h->full && !(h->evicts && !w->cfg.allow_eviction);
 }
 
-long wk_health_wait_ms(const wk_worker *w)
-{
+long wk_health_wait_ms(const wk_worker *w) {
     const wk_health *h = &w->health;
     long long now = wk_mono_ms();
     long long until = h->pause_until_mono > now ? h->pause_until_mono : h->next_look_mono;
@@ -131,8 +118,7 @@ long wk_health_wait_ms(const wk_worker *w)
     return d < 1 ? 1 : d > HELD_LOOK_MS ? HELD_LOOK_MS : (long)d;
 }
 
-bool wk_health_refused(wk_worker *w, const redisReply *r, const char *what)
-{
+bool wk_health_refused(wk_worker *w, const redisReply *r, const char *what) {
     wk_health *h = &w->health;
     if (!wk_reply_refused(r)) {
         h->pause_ms = 0; /* Redis answered: the next refusal starts the backoff afresh */
@@ -144,8 +130,7 @@ bool wk_health_refused(wk_worker *w, const redisReply *r, const char *what)
     h->pause_until_mono = now + h->pause_ms;
     if (e == FLEET_REDIS_OOM) {
         h->full = true; /* until a look says there is room */
-        if (h->next_look_mono > now + HELD_LOOK_MS)
-            h->next_look_mono = now + HELD_LOOK_MS;
+        if (h->next_look_mono > now + HELD_LOOK_MS) h->next_look_mono = now + HELD_LOOK_MS;
     }
     long count;
     if (wk_ratelog_due(&h->refused_log, REFUSED_LOG_MS, &count)) {

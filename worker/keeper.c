@@ -34,7 +34,8 @@
 #include "worker.h"
 
 #define HEARTBEAT_MS 2000L
-#define HEARTBEAT_SLOW_MS 8000L /* after a refusal: under WORKER_KEY_TTL_S, so one that
+#define HEARTBEAT_SLOW_MS \
+    8000L /* after a refusal: under WORKER_KEY_TTL_S, so one that
                                  * lands keeps the registration alive */
 #define REFUSED_LOG_MS 10000L
 #define POKE_MIN_MS 1000L
@@ -52,8 +53,8 @@ typedef struct watched {
     char token[WK_TOKEN_LEN + 1];
     long long deadline_mono; /* when the keeper ends the job itself (timeout); 0: never */
     long timeout_s;
-    bool ended;              /* the keeper ended it already */
-    int stop;                /* bits found by this look */
+    bool ended; /* the keeper ended it already */
+    int stop;   /* bits found by this look */
 } watched;
 
 /* ---------------------------------------------------------------- registration ----- */
@@ -61,10 +62,8 @@ typedef struct watched {
 /* Redis's clock in ms (TIME), or -1 when the connection failed. Every worker scores the
  * workers set with the same clock, so one whose own clock runs ahead cannot prune the
  * others from it. */
-static long long redis_now_ms(wk_redis *rd)
-{
-    if (wk_redis_appendf(rd, "TIME") != 0)
-        return -1;
+static long long redis_now_ms(wk_redis *rd) {
+    if (wk_redis_appendf(rd, "TIME") != 0) return -1;
     redisReply *r = wk_redis_get_reply(rd);
     long long ms = -1;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -75,11 +74,9 @@ static long long redis_now_ms(wk_redis *rd)
 }
 
 /* Refusals of the keeper's commands, logged at most every REFUSED_LOG_MS with a count. */
-static void log_refused(wk_ratelog *rl, const char *what, const char *job_id, const redisReply *r)
-{
+static void log_refused(wk_ratelog *rl, const char *what, const char *job_id, const redisReply *r) {
     long count;
-    if (!wk_ratelog_due(rl, REFUSED_LOG_MS, &count))
-        return;
+    if (!wk_ratelog_due(rl, REFUSED_LOG_MS, &count)) return;
     char n[24];
     snprintf(n, sizeof n, "%ld", count);
     fleet_log(FLEET_LOG_WARN, what, "kind", fleet_redis_err_name(fleet_redis_err_of(r)), "error",
@@ -87,12 +84,10 @@ static void log_refused(wk_ratelog *rl, const char *what, const char *job_id, co
 }
 
 /* write_heartbeat registers this worker. Returns true when Redis refused it for now. */
-static bool write_heartbeat(wk_worker *w, wk_redis *rd, wk_ratelog *rl)
-{
+static bool write_heartbeat(wk_worker *w, wk_redis *rd, wk_ratelog *rl) {
     long long now = redis_now_ms(rd);
     bool refused = false;
-    if (now < 0)
-        return false;
+    if (now < 0) return false;
     fleet_key wkeys = fleet_key_workers(&w->keys);
     fleet_key me = fleet_key_worker(&w->keys, w->cfg.name);
     int ok = 1;
@@ -102,15 +97,13 @@ static bool write_heartbeat(wk_worker *w, wk_redis *rd, wk_ratelog *rl)
                            "HSET %s model %s backend %s max_batch %lu pid %ld host %s "
                            "started_ms %lld last_seen_ms %lld jobs_done %ld busy %d protocol %d",
                            me.s, w->cfg.model, w->model->backend, (unsigned long)w->max_batch,
-                           (long)getpid(), w->host, w->started_ms, now,
-                           atomic_load(&w->jobs_done), atomic_load(&w->busy),
-                           FLEET_PROTOCOL_VERSION) == 0;
+                           (long)getpid(), w->host, w->started_ms, now, atomic_load(&w->jobs_done),
+                           atomic_load(&w->busy), FLEET_PROTOCOL_VERSION) == 0;
     ok &= wk_redis_appendf(rd, "EXPIRE %s %d", me.s, WORKER_KEY_TTL_S) == 0;
     ok &= wk_redis_appendf(rd, "ZREMRANGEBYSCORE %s -inf %lld", wkeys.s, now - WORKER_GONE_MS) == 0;
     for (int i = 0; ok && i < 4; i++) {
         redisReply *r = wk_redis_get_reply(rd);
-        if (!r)
-            return refused;
+        if (!r) return refused;
         if (wk_reply_refused(r)) {
             if (!refused)
                 log_refused(rl, "heartbeat refused by redis for now; slowing down", NULL, r);
@@ -123,24 +116,19 @@ static bool write_heartbeat(wk_worker *w, wk_redis *rd, wk_ratelog *rl)
     return refused;
 }
 
-static void deregister(wk_worker *w, wk_redis *rd)
-{
+static void deregister(wk_worker *w, wk_redis *rd) {
     fleet_key wkeys = fleet_key_workers(&w->keys);
     fleet_key me = fleet_key_worker(&w->keys, w->cfg.name);
     redisReply *r;
 
-    if (wk_redis_ensure(rd) < 0)
-        return; /* the entries expire by themselves */
-    if ((r = wk_redis_cmdf(rd, "ZREM %s %s", wkeys.s, w->cfg.name)))
-        freeReplyObject(r);
-    if ((r = wk_redis_cmdf(rd, "DEL %s", me.s)))
-        freeReplyObject(r);
+    if (wk_redis_ensure(rd) < 0) return; /* the entries expire by themselves */
+    if ((r = wk_redis_cmdf(rd, "ZREM %s %s", wkeys.s, w->cfg.name))) freeReplyObject(r);
+    if ((r = wk_redis_cmdf(rd, "DEL %s", me.s))) freeReplyObject(r);
     /* Leave the group only with nothing pending: DELCONSUMER drops pending entries,
      * and those are jobs handed back for another worker to reclaim. */
     r = wk_redis_cmdf(rd, "XPENDING %s %s - + 1 %s", w->stream.s, FLEET_GROUP, w->cfg.name);
     bool none = r && r->type == REDIS_REPLY_ARRAY && r->elements == 0;
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     if (none && (r = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", w->stream.s, FLEET_GROUP,
                                    w->cfg.name)))
         freeReplyObject(r);
@@ -148,32 +136,28 @@ static void deregister(wk_worker *w, wk_redis *rd)
 
 /* sweep_consumers deletes consumers idle for consumer_idle_ms with nothing pending: live
  * workers read every second, so these are workers that died. */
-static void sweep_consumers(wk_worker *w, wk_redis *rd)
-{
+static void sweep_consumers(wk_worker *w, wk_redis *rd) {
     redisReply *r = wk_redis_cmdf(rd, "XINFO CONSUMERS %s %s", w->stream.s, FLEET_GROUP);
-    if (!r)
-        return;
+    if (!r) return;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const redisReply *c = r->element[i];
         const char *name = NULL;
         long long pending = -1, idle = -1;
         for (size_t k = 0; c->type == REDIS_REPLY_ARRAY && k + 1 < c->elements; k += 2) {
             const redisReply *f = c->element[k], *v = c->element[k + 1];
-            if (f->type != REDIS_REPLY_STRING && f->type != REDIS_REPLY_STATUS)
-                continue;
-            if (strcmp(f->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
-                name = v->str;
+            if (f->type != REDIS_REPLY_STRING && f->type != REDIS_REPLY_STATUS) continue;
+            if (strcmp(f->str, "name") == 0 && v->type == REDIS_REPLY_STRING) name = v->str;
             else if (strcmp(f->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
                 pending = v->integer;
             else if (strcmp(f->str, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
                 idle = v->integer;
         }
-        if (!name || pending != 0 || idle < w->cfg.consumer_idle_ms || strcmp(name, w->cfg.name) == 0)
+        if (!name || pending != 0 || idle < w->cfg.consumer_idle_ms ||
+            strcmp(name, w->cfg.name) == 0)
             continue;
         redisReply *d = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", w->stream.s, FLEET_GROUP,
                                       name);
-        if (!d)
-            break;
+        if (!d) break;
         fleet_log(FLEET_LOG_INFO, "removed an idle consumer with nothing pending", "consumer", name,
                   NULL);
         freeReplyObject(d);
@@ -188,17 +172,18 @@ static void sweep_consumers(wk_worker *w, wk_redis *rd)
  * is not ours any more. While this runs every WATCH_MS, no other worker takes the jobs
  * over, however long the model takes. */
 static void renew_leases(wk_worker *w, wk_redis *rd, watched *ws, size_t n, fleet_cmd *cmds,
-                         redisReply **reps, wk_ratelog *rl)
-{
+                         redisReply **reps, wk_ratelog *rl) {
     for (size_t i = 0; i < n; i++) {
-        fleet_renew rn = {.id = ws[i].id, .model = w->cfg.model, .token = ws[i].token,
-                          .worker = w->cfg.name, .lease_ms = w->cfg.lease_ms};
+        fleet_renew rn = {.id = ws[i].id,
+                          .model = w->cfg.model,
+                          .token = ws[i].token,
+                          .worker = w->cfg.name,
+                          .lease_ms = w->cfg.lease_ms};
         fleet_state_renew(&w->keys, &rn, &cmds[i]);
     }
     wk_redis_scripts(rd, cmds, n, reps);
     for (size_t i = 0; i < n; i++) {
-        if (!reps[i])
-            continue;
+        if (!reps[i]) continue;
         if (wk_reply_refused(reps[i])) {
             /* Loading, busy, failing over: the next look (within a second) renews. */
             log_refused(rl, "lease renewal refused by redis for now; retrying", ws[i].id, reps[i]);
@@ -207,14 +192,9 @@ static void renew_leases(wk_worker *w, wk_redis *rd, watched *ws, size_t n, flee
             continue;
         }
         switch (fleet_state_progress_reply(reps[i])) {
-        case FLEET_PROGRESS_OK:
-            break;
-        case FLEET_PROGRESS_CANCEL:
-            ws[i].stop |= WK_STOP_CANCEL;
-            break;
-        case FLEET_PROGRESS_STALE:
-            ws[i].stop |= WK_STOP_STALE;
-            break;
+        case FLEET_PROGRESS_OK: break;
+        case FLEET_PROGRESS_CANCEL: ws[i].stop |= WK_STOP_CANCEL; break;
+        case FLEET_PROGRESS_STALE: ws[i].stop |= WK_STOP_STALE; break;
         case FLEET_PROGRESS_ERROR:
             fleet_log(FLEET_LOG_ERROR, "lease renewal failed", "job_id", ws[i].id, "error",
                       reps[i]->type == REDIS_REPLY_ERROR ? reps[i]->str : "unexpected reply", NULL);
@@ -232,24 +212,24 @@ static wk_ratelog overdue_refused_log; /* the keeper thread's alone */
  * not stopped it: the client gets its answer even when a model is stuck in a call that
  * never calls back. The job's stop bit STALE then makes the main thread drop whatever the
  * model returns later (the finish would be refused anyway: the lease is gone). */
-static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
-{
+static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n) {
     long long now = wk_mono_ms();
     for (size_t i = 0; i < n; i++) {
-        if (ws[i].ended || !ws[i].deadline_mono || now < ws[i].deadline_mono)
-            continue;
+        if (ws[i].ended || !ws[i].deadline_mono || now < ws[i].deadline_mono) continue;
         char err[200];
         snprintf(err, sizeof err,
                  "the job ran longer than its timeout_s of %ld seconds (the model did not stop "
                  "when asked, so the worker ended the job)",
                  ws[i].timeout_s);
-        fleet_finish f = {.id = ws[i].id, .model = w->cfg.model, .token = ws[i].token,
-                          .status = FLEET_STATUS_FAILED, .error = err};
+        fleet_finish f = {.id = ws[i].id,
+                          .model = w->cfg.model,
+                          .token = ws[i].token,
+                          .status = FLEET_STATUS_FAILED,
+                          .error = err};
         fleet_cmd cmd;
         fleet_state_finish(&w->keys, &f, 1, &cmd);
         redisReply *r = wk_redis_script(rd, &cmd);
-        if (!r)
-            return; /* the connection went: try again at the next look */
+        if (!r) return; /* the connection went: try again at the next look */
         fleet_finish_outcome fr = fleet_state_finish_reply(r);
         if (fr == FLEET_FINISH_ERROR) {
             /* Nothing was written: the job still runs in Redis. Try again next time (every
@@ -260,8 +240,8 @@ static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
                 snprintf(times, sizeof times, "%ld", count);
                 fleet_log(FLEET_LOG_ERROR, "could not end a job past its timeout; will retry",
                           "job_id", ws[i].id, "error",
-                          r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", "count", times,
-                          NULL);
+                          r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", "count",
+                          times, NULL);
             }
             freeReplyObject(r);
             continue;
@@ -282,14 +262,11 @@ static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n)
 /* apply_stops ORs what renew_leases found into the batch, if it is still the same batch.
  * While its results are written only a lost lease matters (it gives the result up).
  * Called with w->mu held. */
-static void apply_stops(wk_worker *w, unsigned long gen, const watched *ws, size_t n)
-{
-    if (!w->batch || w->batch_gen != gen || w->nbatch != n)
-        return;
+static void apply_stops(wk_worker *w, unsigned long gen, const watched *ws, size_t n) {
+    if (!w->batch || w->batch_gen != gen || w->nbatch != n) return;
     for (size_t i = 0; i < n; i++) {
         int stop = w->batch_writing ? ws[i].stop & WK_STOP_STALE : ws[i].stop;
-        if (!stop)
-            continue;
+        if (!stop) continue;
         int before = atomic_fetch_or(&w->batch[i].stop, stop);
         if ((stop & ~before) & WK_STOP_CANCEL)
             fleet_log(FLEET_LOG_INFO, "cancel requested: stopping the job", "job_id", ws[i].id,
@@ -301,8 +278,7 @@ static void apply_stops(wk_worker *w, unsigned long gen, const watched *ws, size
 
 /* ---------------------------------------------------------------- the thread ------- */
 
-static void deadline_after(struct timespec *ts, long ms)
-{
+static void deadline_after(struct timespec *ts, long ms) {
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (ms % 1000) * 1000000L;
@@ -314,13 +290,11 @@ static void deadline_after(struct timespec *ts, long ms)
 
 /* How often the leases of a running batch are renewed: well before one can run out, even
  * with a short one. */
-static long watch_interval_ms(const wk_worker *w)
-{
+static long watch_interval_ms(const wk_worker *w) {
     return w->cfg.lease_ms / 3 < WATCH_MS ? w->cfg.lease_ms / 3 : WATCH_MS;
 }
 
-static void *keeper_main(void *arg)
-{
+static void *keeper_main(void *arg) {
     wk_worker *w = arg;
     wk_redis rd;
     watched *ws = calloc(w->max_batch, sizeof *ws);
@@ -346,8 +320,7 @@ static void *keeper_main(void *arg)
     while (!w->keeper_quit) {
         long long now = wk_mono_ms();
         long wait = (long)(last_hb + hb_ms - now);
-        if (w->batch && next_watch - now < wait)
-            wait = (long)(next_watch - now);
+        if (w->batch && next_watch - now < wait) wait = (long)(next_watch - now);
         if (!rd.c && wk_redis_retry_in_ms(&rd) > wait)
             wait = wk_redis_retry_in_ms(&rd); /* nothing to do before the next reconnect try */
         if (wait > 0 && !w->keeper_poked) {
@@ -356,15 +329,13 @@ static void *keeper_main(void *arg)
             w->keeper_wake_mono = now + wait; /* wk_keeper_poke reads it */
             pthread_cond_timedwait(&w->cv, &w->mu, &ts);
             w->keeper_wake_mono = 0;
-            if (w->keeper_quit)
-                break;
+            if (w->keeper_quit) break;
         }
         bool poked = w->keeper_poked;
         w->keeper_poked = false;
         if (w->batch_gen != gen) {
             gen = w->batch_gen; /* a new batch: nothing ended by the keeper yet */
-            for (size_t i = 0; i < w->max_batch; i++)
-                ws[i].ended = false;
+            for (size_t i = 0; i < w->max_batch; i++) ws[i].ended = false;
         }
         size_t n = w->batch ? w->nbatch : 0;
         bool writing = w->batch_writing;
@@ -374,7 +345,8 @@ static void *keeper_main(void *arg)
             memcpy(ws[i].token, j->token, sizeof ws[i].token);
             ws[i].timeout_s = j->claimed.timeout_s;
             ws[i].deadline_mono = j->claimed.timeout_s > 0
-                                      ? j->started_mono + j->claimed.timeout_s * 1000LL + TIMEOUT_GRACE_MS
+                                      ? j->started_mono + j->claimed.timeout_s * 1000LL +
+                                            TIMEOUT_GRACE_MS
                                       : 0;
             ws[i].stop = 0;
         }
@@ -393,8 +365,7 @@ static void *keeper_main(void *arg)
                 renew_leases(w, &rd, ws, n, cmds, reps, &renew_log);
                 /* A job whose model is done waits for its result to be written, not for
                  * its timeout: the result is there. */
-                if (!writing)
-                    end_overdue_jobs(w, &rd, ws, n);
+                if (!writing) end_overdue_jobs(w, &rd, ws, n);
                 next_watch = now + watch_ms;
                 watched_now = true;
             }
@@ -405,8 +376,7 @@ static void *keeper_main(void *arg)
         }
 
         pthread_mutex_lock(&w->mu);
-        if (watched_now)
-            apply_stops(w, gen, ws, n);
+        if (watched_now) apply_stops(w, gen, ws, n);
     }
     pthread_mutex_unlock(&w->mu);
     deregister(w, &rd);
@@ -417,8 +387,7 @@ static void *keeper_main(void *arg)
     return NULL;
 }
 
-int wk_keeper_start(wk_worker *w)
-{
+int wk_keeper_start(wk_worker *w) {
     sigset_t all, old;
     /* Signals go to the main thread, whose sleeps and reads they are meant to cut short. */
     sigemptyset(&all);
@@ -441,8 +410,7 @@ int wk_keeper_start(wk_worker *w)
  * whose leases it would otherwise start renewing too late (it sleeps past one watch
  * interval, as it does when it last looked between two batches); it picks up any other
  * batch at its next wake-up, within a watch interval. */
-void wk_keeper_poke(wk_worker *w)
-{
+void wk_keeper_poke(wk_worker *w) {
     pthread_mutex_lock(&w->mu);
     long long now = wk_mono_ms();
     if (now - w->keeper_signal_mono >= POKE_MIN_MS ||
@@ -454,10 +422,8 @@ void wk_keeper_poke(wk_worker *w)
     pthread_mutex_unlock(&w->mu);
 }
 
-void wk_keeper_stop(wk_worker *w)
-{
-    if (!w->keeper_started)
-        return;
+void wk_keeper_stop(wk_worker *w) {
+    if (!w->keeper_started) return;
     pthread_mutex_lock(&w->mu);
     w->keeper_quit = true;
     pthread_cond_signal(&w->cv);

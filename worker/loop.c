@@ -26,37 +26,33 @@
 #include "worker.h"
 
 #define CONTROL_WAIT_MS 2000L /* at start: how long claims wait for the control channel */
-#define READ_BLOCK_MS 1000L /* shorter than the socket timeout (redis.h): hiredis
+#define READ_BLOCK_MS \
+    1000L /* shorter than the socket timeout (redis.h): hiredis
                                   * ends a read that blocks past it as an error */
 #define ERROR_PAUSE_MS 1000L
 #define PROMOTE_MS 250L
 
 /* ---------------------------------------------------------------- stream entries --- */
 
-static bool is_str(const redisReply *r)
-{
+static bool is_str(const redisReply *r) {
     return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
 }
 
 /* ack_bad_entry removes an entry that does not name a valid job: it can never run, and
  * left pending it would be reclaimed forever. */
-static void ack_bad_entry(wk_worker *w, const char *entry_id)
-{
+static void ack_bad_entry(wk_worker *w, const char *entry_id) {
     fleet_log(FLEET_LOG_WARN, "stream entry without a valid job id dropped", "entry_id", entry_id,
               NULL);
     redisReply *r = wk_redis_cmdf(&w->rd, "XACK %s %s %s", w->stream.s, FLEET_GROUP, entry_id);
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     r = wk_redis_cmdf(&w->rd, "XDEL %s %s", w->stream.s, entry_id);
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
 }
 
 /* take_entries appends the [id, [field, value, ...]] items of arr to out[*n..max). */
-static void take_entries(wk_worker *w, const redisReply *arr, wk_entry *out, size_t *n, size_t max)
-{
-    if (!arr || arr->type != REDIS_REPLY_ARRAY)
-        return;
+static void take_entries(wk_worker *w, const redisReply *arr, wk_entry *out, size_t *n,
+                         size_t max) {
+    if (!arr || arr->type != REDIS_REPLY_ARRAY) return;
     for (size_t i = 0; i < arr->elements && *n < max; i++) {
         const redisReply *e = arr->element[i];
         if (!e || e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !is_str(e->element[0]) ||
@@ -82,12 +78,10 @@ static void take_entries(wk_worker *w, const redisReply *arr, wk_entry *out, siz
 
 /* ensure_group creates the consumer group (and the stream) unless it exists. Redone after
  * each reconnect, since a restarted server without persistence has neither. */
-static int ensure_group(wk_worker *w)
-{
+static int ensure_group(wk_worker *w) {
     redisReply *r = wk_redis_cmdf(&w->rd, "XGROUP CREATE %s %s 0 MKSTREAM", w->stream.s,
                                   FLEET_GROUP);
-    if (!r)
-        return -1;
+    if (!r) return -1;
     int rc = 0;
     if (wk_health_refused(w, r, "XGROUP CREATE")) {
         rc = -1; /* loading, or full: the loop waits out the pause and tries again */
@@ -97,19 +91,15 @@ static int ensure_group(wk_worker *w)
         rc = -1;
     }
     freeReplyObject(r);
-    if (rc == 0)
-        w->group_epoch = w->rd.epoch;
+    if (rc == 0) w->group_epoch = w->rd.epoch;
     return rc;
 }
 
 /* reply_failed logs an error reply of a stream command and arranges what fixes it.
  * Returns true when r was an error. */
-static bool reply_failed(wk_worker *w, const redisReply *r, const char *what)
-{
-    if (r->type != REDIS_REPLY_ERROR)
-        return false;
-    if (wk_health_refused(w, r, what))
-        return true; /* the loop waits out the pause */
+static bool reply_failed(wk_worker *w, const redisReply *r, const char *what) {
+    if (r->type != REDIS_REPLY_ERROR) return false;
+    if (wk_health_refused(w, r, what)) return true; /* the loop waits out the pause */
     if (strncmp(r->str, "NOGROUP", 7) == 0) {
         w->group_epoch = 0; /* the stream or group vanished (server restart, FLUSHALL) */
         fleet_log(FLEET_LOG_WARN, "consumer group missing; recreating it", "stream", w->stream.s,
@@ -124,8 +114,7 @@ static bool reply_failed(wk_worker *w, const redisReply *r, const char *what)
 /* recover_entry deals with a pending entry that was deleted from the stream by hand
  * (XAUTOCLAIM reports it, and has already dropped it from the pending list): its job, if it
  * has not ended, gets a new entry. */
-static void recover_entry(wk_worker *w, const char *entry_id)
-{
+static void recover_entry(wk_worker *w, const char *entry_id) {
     fleet_cmd cmd;
     const char *job = "";
     fleet_state_recover(&w->keys, w->cfg.model, entry_id, &cmd);
@@ -140,27 +129,23 @@ static void recover_entry(wk_worker *w, const char *entry_id)
     }
     int rc = r ? fleet_state_recover_reply(r, &job) : -1;
     fleet_log(rc == 1 ? FLEET_LOG_WARN : FLEET_LOG_ERROR,
-              rc == 1    ? "a pending stream entry was deleted by hand; its job was queued again"
+              rc == 1   ? "a pending stream entry was deleted by hand; its job was queued again"
               : rc == 0 ? "a pending stream entry was deleted by hand; its job had ended"
                         : "a pending stream entry was deleted by hand; recovering its job failed",
               "entry_id", entry_id, job[0] ? "job_id" : NULL, job, NULL);
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
 }
 
 /* promote puts jobs whose retry backoff has passed back on the stream. Every few hundred
  * milliseconds: the delayed set is small and a look at it is one ZRANGEBYSCORE. */
-static void promote(wk_worker *w)
-{
+static void promote(wk_worker *w) {
     long long now = wk_mono_ms();
-    if (now < w->next_promote_mono)
-        return;
+    if (now < w->next_promote_mono) return;
     w->next_promote_mono = now + PROMOTE_MS;
     fleet_cmd cmd;
     fleet_state_promote(&w->keys, w->cfg.model, 100, &cmd);
     redisReply *r = wk_redis_script(&w->rd, &cmd);
-    if (!r)
-        return;
+    if (!r) return;
     long moved = fleet_state_promote_reply(r);
     if (wk_health_refused(w, r, "promote")) {
         /* The jobs stay in the delayed set until Redis takes writes again. */
@@ -178,11 +163,9 @@ static void promote(wk_worker *w)
 
 /* reclaim takes over entries pending longer than a lease (their worker died between
  * reading and finishing) into out[*n..max). At most every few seconds. */
-static void reclaim(wk_worker *w, wk_entry *out, size_t *n, size_t max)
-{
+static void reclaim(wk_worker *w, wk_entry *out, size_t *n, size_t max) {
     long long now = wk_mono_ms();
-    if (now < w->next_reclaim_mono || *n >= max)
-        return;
+    if (now < w->next_reclaim_mono || *n >= max) return;
     long every = w->cfg.lease_ms / 4;
     every = every < 1000 ? 1000 : every > 5000 ? 5000 : every;
     w->next_reclaim_mono = now + every;
@@ -190,8 +173,7 @@ static void reclaim(wk_worker *w, wk_entry *out, size_t *n, size_t max)
     redisReply *r = wk_redis_cmdf(&w->rd, "XAUTOCLAIM %s %s %s %ld %s COUNT %lu", w->stream.s,
                                   FLEET_GROUP, w->cfg.name, w->cfg.lease_ms, w->reclaim_cursor,
                                   (unsigned long)(max - *n)); /* hiredis knows no %zu */
-    if (!r)
-        return;
+    if (!r) return;
     if (reply_failed(w, r, "XAUTOCLAIM failed")) {
         freeReplyObject(r);
         return;
@@ -210,18 +192,16 @@ static void reclaim(wk_worker *w, wk_entry *out, size_t *n, size_t max)
 
 /* xread appends what one XREADGROUP returns to out[*n..max). block_ms < 0: no BLOCK.
  * Returns 0, or -1 when the read failed (connection lost or an error reply). */
-static int xread(wk_worker *w, wk_entry *out, size_t *n, size_t max, long block_ms)
-{
+static int xread(wk_worker *w, wk_entry *out, size_t *n, size_t max, long block_ms) {
     /* Two formats: a %s that expands to "BLOCK n" would be sent as one argument. */
     unsigned long count = (unsigned long)(max - *n);
-    redisReply *r =
-        block_ms >= 0
-            ? wk_redis_cmdf(&w->rd, "XREADGROUP GROUP %s %s COUNT %lu BLOCK %ld STREAMS %s >",
-                            FLEET_GROUP, w->cfg.name, count, block_ms, w->stream.s)
-            : wk_redis_cmdf(&w->rd, "XREADGROUP GROUP %s %s COUNT %lu STREAMS %s >", FLEET_GROUP,
-                            w->cfg.name, count, w->stream.s);
-    if (!r)
-        return -1;
+    redisReply *r = block_ms >= 0
+                        ? wk_redis_cmdf(&w->rd,
+                                        "XREADGROUP GROUP %s %s COUNT %lu BLOCK %ld STREAMS %s >",
+                                        FLEET_GROUP, w->cfg.name, count, block_ms, w->stream.s)
+                        : wk_redis_cmdf(&w->rd, "XREADGROUP GROUP %s %s COUNT %lu STREAMS %s >",
+                                        FLEET_GROUP, w->cfg.name, count, w->stream.s);
+    if (!r) return -1;
     if (reply_failed(w, r, "XREADGROUP failed")) {
         freeReplyObject(r);
         return -1;
@@ -245,12 +225,14 @@ static const wk_entry read_slot;
  * slots command c holds; returns how many commands. */
 static size_t build_claims(wk_worker *w, const wk_entry *const *sent,
                            char (*tokens)[WK_TOKEN_LEN + 1], size_t m, fleet_claim *cls,
-                           fleet_cmd *cmds, size_t *per)
-{
+                           fleet_cmd *cmds, size_t *per) {
     for (size_t i = 0; i < m; i++)
-        cls[i] = (fleet_claim){.id = sent[i]->job_id, .model = w->cfg.model,
-                               .entry_id = sent[i]->entry_id, .worker = w->cfg.name,
-                               .token = tokens[i], .lease_ms = w->cfg.lease_ms,
+        cls[i] = (fleet_claim){.id = sent[i]->job_id,
+                               .model = w->cfg.model,
+                               .entry_id = sent[i]->entry_id,
+                               .worker = w->cfg.name,
+                               .token = tokens[i],
+                               .lease_ms = w->cfg.lease_ms,
                                .dlq_cap = w->cfg.dlq_cap};
     size_t nc = 0;
     for (size_t i = 0; i < m; nc++) {
@@ -263,18 +245,15 @@ static size_t build_claims(wk_worker *w, const wk_entry *const *sent,
 /* feed_cmd builds the feed that goes before a claim with read slots, in the same write:
  * it moves waiting jobs of the tenants onto the stream, fairly (feed.lua), so that at
  * least a batch is ready to read. */
-static void feed_cmd(wk_worker *w, fleet_cmd *cmd)
-{
+static void feed_cmd(wk_worker *w, fleet_cmd *cmd) {
     long target = (long)w->max_batch > w->cfg.ready_target ? (long)w->max_batch
                                                            : w->cfg.ready_target;
     fleet_state_feed(&w->keys, w->cfg.model, target, cmd);
 }
 
 /* feed_done reads a feed's reply (NULL: lost with the connection) and frees it. */
-static void feed_done(wk_worker *w, redisReply *r)
-{
-    if (!r)
-        return;
+static void feed_done(wk_worker *w, redisReply *r) {
+    if (!r) return;
     if (!wk_health_refused(w, r, "feed") && r->type == REDIS_REPLY_ERROR)
         fleet_log(FLEET_LOG_ERROR, "feed script failed", "error", r->str, NULL);
     freeReplyObject(r);
@@ -283,8 +262,7 @@ static void feed_done(wk_worker *w, redisReply *r)
 /* claim_one reads the claim reply rep of entry e: sets up jobs[*kp] when the job was
  * claimed (returns true), logs what happened otherwise. */
 static bool claim_one(wk_worker *w, const wk_entry *e, const char *token, const redisReply *rep,
-                      long long now, wk_job *jobs, size_t *kp)
-{
+                      long long now, wk_job *jobs, size_t *kp) {
     fleet_claimed got;
     if (!rep) {
         fleet_log(FLEET_LOG_ERROR, "claim reply without this entry; entry left for reclaim",
@@ -311,25 +289,24 @@ static bool claim_one(wk_worker *w, const wk_entry *e, const char *token, const 
         return true;
     }
     case FLEET_CLAIM_GONE:
-        fleet_log(FLEET_LOG_INFO, "job expired while queued; entry dropped", "job_id",
-                  e->job_id, NULL);
+        fleet_log(FLEET_LOG_INFO, "job expired while queued; entry dropped", "job_id", e->job_id,
+                  NULL);
         break;
     case FLEET_CLAIM_CANCELLED:
         fleet_log(FLEET_LOG_INFO, "job was cancelled before it could run again; it will not run",
                   "job_id", e->job_id, NULL);
         break;
     case FLEET_CLAIM_DEAD:
-        fleet_log(FLEET_LOG_WARN, "job failed and was dead-lettered", "job_id", e->job_id,
-                  "error", got.why, NULL);
+        fleet_log(FLEET_LOG_WARN, "job failed and was dead-lettered", "job_id", e->job_id, "error",
+                  got.why, NULL);
         break;
     case FLEET_CLAIM_SKIP:
-        fleet_log(FLEET_LOG_DEBUG, "entry not claimed", "job_id", e->job_id, "why", got.why,
-                  NULL);
+        fleet_log(FLEET_LOG_DEBUG, "entry not claimed", "job_id", e->job_id, "why", got.why, NULL);
         break;
     case FLEET_CLAIM_ERROR:
         fleet_log(FLEET_LOG_ERROR, "claim script failed; entry left for reclaim", "job_id",
-                  e->job_id, "error", rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply",
-                  NULL);
+                  e->job_id, "error",
+                  rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply", NULL);
         break;
     }
     return false;
@@ -341,11 +318,9 @@ static bool claim_one(wk_worker *w, const wk_entry *e, const char *token, const 
  * claimed (its claim_reply owns the inputs of that command's jobs) or is freed. */
 static void claim_items(wk_worker *w, redisReply *rep, const wk_entry *const *sent,
                         char (*tokens)[WK_TOKEN_LEN + 1], size_t m, long long now, wk_job *jobs,
-                        size_t *kp, size_t *nread)
-{
+                        size_t *kp, size_t *nread) {
     size_t named = 0, first = *kp;
-    while (named < m && sent[named] != &read_slot)
-        named++;
+    while (named < m && sent[named] != &read_slot) named++;
     if (rep->type == REDIS_REPLY_ERROR) {
         if (strncmp(rep->str, "NOGROUP", 7) == 0) {
             /* The read slots' XREADGROUP found no group (a server restart, FLUSHALL):
@@ -365,8 +340,7 @@ static void claim_items(wk_worker *w, redisReply *rep, const wk_entry *const *se
     *nread += named;
     for (size_t i = named; i < m && rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
         const char *entry_id = "", *job_id = "";
-        const redisReply *item =
-            fleet_state_claim_read_item(rep->element[i], &entry_id, &job_id);
+        const redisReply *item = fleet_state_claim_read_item(rep->element[i], &entry_id, &job_id);
         if (!item) {
             fleet_log(FLEET_LOG_ERROR, "claim reply: a read item of an unexpected shape", NULL);
             continue;
@@ -386,10 +360,8 @@ static void claim_items(wk_worker *w, redisReply *rep, const wk_entry *const *se
         snprintf(e.job_id, sizeof e.job_id, "%s", job_id);
         claim_one(w, &e, tokens[i], item, now, jobs, kp); /* the i-th slot's token */
     }
-    if (*kp > first)
-        jobs[first].claim_reply = rep;
-    else
-        freeReplyObject(rep);
+    if (*kp > first) jobs[first].claim_reply = rep;
+    else freeReplyObject(rep);
 }
 
 /* claim_replies reads the replies reps[0..nc) of the claim commands of the slots
@@ -399,8 +371,7 @@ static void claim_items(wk_worker *w, redisReply *rep, const wk_entry *const *se
  * and tokens; returns how many. */
 static size_t claim_replies(wk_worker *w, const wk_entry **sent, char (*tokens)[WK_TOKEN_LEN + 1],
                             redisReply **reps, size_t nc, const size_t *per, wk_job *jobs,
-                            size_t *kp, size_t *nread)
-{
+                            size_t *kp, size_t *nread) {
     size_t again = 0, at = 0;
     long long now = wk_mono_ms();
     for (size_t c = 0; c < nc; at += per[c], c++) {
@@ -418,8 +389,8 @@ static size_t claim_replies(wk_worker *w, const wk_entry **sent, char (*tokens)[
         if (!rep) {
             for (size_t i = at; i < at + per[c] && sent[i] != &read_slot; i++)
                 fleet_log(FLEET_LOG_WARN,
-                          "claim reply lost with the connection; entry left for reclaim",
-                          "job_id", sent[i]->job_id, NULL);
+                          "claim reply lost with the connection; entry left for reclaim", "job_id",
+                          sent[i]->job_id, NULL);
             continue;
         }
         claim_items(w, rep, sent + at, tokens + at, per[c], now, jobs, kp, nread);
@@ -435,22 +406,21 @@ static size_t claim_replies(wk_worker *w, const wk_entry **sent, char (*tokens)[
  * refused for now (loading, busy, full: the script did not run) is sent again after a
  * backoff, until it gets an answer or the worker stops (its entries are then left for
  * reclaim). */
-static void claim_all(wk_worker *w, const wk_entry *entries, size_t n, size_t reads,
-                      wk_job *jobs, size_t *k, size_t *nread)
-{
+static void claim_all(wk_worker *w, const wk_entry *entries, size_t n, size_t reads, wk_job *jobs,
+                      size_t *k, size_t *nread) {
     size_t slots = n + reads;
-    if (slots == 0)
-        return;
+    if (slots == 0) return;
     fleet_cmd *cmds = calloc(slots + 1, sizeof *cmds);
     fleet_claim *cls = calloc(slots, sizeof *cls);
     size_t *per = calloc(slots, sizeof *per);
     redisReply **reps = calloc(slots + 1, sizeof *reps);
-    char (*tokens)[WK_TOKEN_LEN + 1] = calloc(slots, sizeof *tokens);
+    char(*tokens)[WK_TOKEN_LEN + 1] = calloc(slots, sizeof *tokens);
     const wk_entry **sent = calloc(slots, sizeof *sent);
     size_t m = 0;
 
     if (!cmds || !cls || !per || !reps || !tokens || !sent) {
-        fleet_log(FLEET_LOG_ERROR, "out of memory claiming a batch; entries left for reclaim", NULL);
+        fleet_log(FLEET_LOG_ERROR, "out of memory claiming a batch; entries left for reclaim",
+                  NULL);
         goto out;
     }
     if (wk_tokens_new(tokens, slots) < 0) {
@@ -458,26 +428,23 @@ static void claim_all(wk_worker *w, const wk_entry *entries, size_t n, size_t re
                   NULL);
         goto out;
     }
-    for (size_t i = 0; i < slots; i++)
-        sent[m++] = i < n ? &entries[i] : &read_slot;
+    for (size_t i = 0; i < slots; i++) sent[m++] = i < n ? &entries[i] : &read_slot;
     while (m > 0) {
         bool feeds = sent[m - 1] == &read_slot; /* read slots go last */
-        if (feeds)
-            feed_cmd(w, &cmds[0]);
+        if (feeds) feed_cmd(w, &cmds[0]);
         size_t nc = build_claims(w, sent, tokens, m, cls, cmds + feeds, per);
         wk_redis_ensure(&w->rd); /* the read may have ended with the connection */
         wk_redis_scripts(&w->rd, cmds, nc + feeds, reps);
-        if (feeds)
-            feed_done(w, reps[0]);
+        if (feeds) feed_done(w, reps[0]);
         size_t again = claim_replies(w, sent, tokens, reps + feeds, nc, per, jobs, k, nread);
         if (again > 0 && wk_stopping(w)) {
             for (size_t i = 0; i < again && sent[i] != &read_slot; i++)
-                fleet_log(FLEET_LOG_WARN, "claim refused by redis at shutdown; entry left for reclaim",
-                          "job_id", sent[i]->job_id, NULL);
+                fleet_log(FLEET_LOG_WARN,
+                          "claim refused by redis at shutdown; entry left for reclaim", "job_id",
+                          sent[i]->job_id, NULL);
             break;
         }
-        if (again > 0)
-            wk_sleep_ms(wk_health_wait_ms(w));
+        if (again > 0) wk_sleep_ms(wk_health_wait_ms(w));
         m = again;
     }
 out:
@@ -496,28 +463,29 @@ out:
  * and claims a batch, and writes the last one's results, in one round trip. Its reply
  * waits in w->ahead for the next turn of the loop. */
 
-size_t wk_ahead_build(wk_worker *w, fleet_cmd *cmds)
-{
+size_t wk_ahead_build(wk_worker *w, fleet_cmd *cmds) {
     if (w->ahead || !w->ahead_tokens || wk_stopping(w) || !w->rd.c ||
         w->group_epoch != w->rd.epoch || wk_mono_ms() >= w->next_reclaim_mono ||
         !wk_health_may_claim(w))
         return 0; /* the next turn claims as usual: taken-over entries go first */
     fleet_claim cl[WK_AHEAD_MAX];
     size_t n = w->max_batch < WK_AHEAD_MAX ? w->max_batch : WK_AHEAD_MAX;
-    if (wk_tokens_new(w->ahead_tokens, n) < 0)
-        return 0;
+    if (wk_tokens_new(w->ahead_tokens, n) < 0) return 0;
     for (size_t i = 0; i < n; i++) {
-        cl[i] = (fleet_claim){.id = "", .model = w->cfg.model, .entry_id = "",
-                              .worker = w->cfg.name, .token = w->ahead_tokens[i],
-                              .lease_ms = w->cfg.lease_ms, .dlq_cap = w->cfg.dlq_cap};
+        cl[i] = (fleet_claim){.id = "",
+                              .model = w->cfg.model,
+                              .entry_id = "",
+                              .worker = w->cfg.name,
+                              .token = w->ahead_tokens[i],
+                              .lease_ms = w->cfg.lease_ms,
+                              .dlq_cap = w->cfg.dlq_cap};
     }
     feed_cmd(w, &cmds[0]);
     w->ahead_n = fleet_state_claim(&w->keys, cl, n, &cmds[1]);
     return 2;
 }
 
-void wk_ahead_keep(wk_worker *w, redisReply **reps)
-{
+void wk_ahead_keep(wk_worker *w, redisReply **reps) {
     feed_done(w, reps[0]);
     redisReply *r = reps[1];
     reps[0] = reps[1] = NULL;
@@ -537,11 +505,9 @@ void wk_ahead_keep(wk_worker *w, redisReply **reps)
 
 /* ahead_claimed sets up jobs[*k..] from the claim sent ahead (w->ahead), and adds to
  * *nread the entries it read. */
-static void ahead_claimed(wk_worker *w, wk_job *jobs, size_t *k, size_t *nread)
-{
+static void ahead_claimed(wk_worker *w, wk_job *jobs, size_t *k, size_t *nread) {
     const wk_entry *slots[WK_AHEAD_MAX];
-    for (size_t i = 0; i < w->ahead_n; i++)
-        slots[i] = &read_slot;
+    for (size_t i = 0; i < w->ahead_n; i++) slots[i] = &read_slot;
     redisReply *r = w->ahead;
     w->ahead = NULL;
     claim_items(w, r, slots, w->ahead_tokens, w->ahead_n, wk_mono_ms(), jobs, k, nread);
@@ -551,21 +517,17 @@ static void ahead_claimed(wk_worker *w, wk_job *jobs, size_t *k, size_t *nread)
  * that read what came since, a few milliseconds apart. The wait polls: Redis expires a
  * BLOCK only on its server cron (every 100 ms at the default hz 10), so "BLOCK 5" can take
  * 100 ms. */
-static void fill(wk_worker *w, wk_job *jobs, size_t *k, size_t *n)
-{
+static void fill(wk_worker *w, wk_job *jobs, size_t *k, size_t *n) {
     long step = w->cfg.max_delay_ms / 5; /* about five polls per fill, 1..20 ms apart */
     step = step < 1 ? 1 : step > 20 ? 20 : step;
     long long deadline = wk_mono_ms() + w->cfg.max_delay_ms;
     while (*n < w->max_batch && !wk_stopping(w)) {
         size_t before = *n;
         claim_all(w, NULL, 0, w->max_batch - *n, jobs, k, n);
-        if (!w->rd.c)
-            break;
+        if (!w->rd.c) break;
         long long left = deadline - wk_mono_ms();
-        if (left <= 0)
-            break;
-        if (*n == before)
-            wk_sleep_ms(step < left ? step : (long)left);
+        if (left <= 0) break;
+        if (*n == before) wk_sleep_ms(step < left ? step : (long)left);
     }
 }
 
@@ -578,8 +540,7 @@ static void fill(wk_worker *w, wk_job *jobs, size_t *k, size_t *n)
  * runs make the next one (Triton's dynamic batcher never makes an idle server wait for
  * company). A worker that just ran a full batch is under load: it waits up to
  * max_delay_ms for the next one to fill. */
-static size_t take(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *n)
-{
+static size_t take(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *n) {
     size_t k = 0, m = 0;
     *n = 0;
     if (w->ahead) {
@@ -596,13 +557,11 @@ static size_t take(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *n)
             claim_all(w, entries, m, 0, jobs, &k, n);
         return k; /* none: an idle turn lets the loop check signals and heartbeats */
     }
-    if (w->ran_full_batch && *n < w->max_batch && w->cfg.max_delay_ms > 0)
-        fill(w, jobs, &k, n);
+    if (w->ran_full_batch && *n < w->max_batch && w->cfg.max_delay_ms > 0) fill(w, jobs, &k, n);
     return k;
 }
 
-void wk_loop_run(wk_worker *w)
-{
+void wk_loop_run(wk_worker *w) {
     wk_entry *entries = calloc(w->max_batch, sizeof *entries);
     wk_job *jobs = calloc(w->max_batch, sizeof *jobs);
     w->ahead_tokens = calloc(WK_AHEAD_MAX, sizeof *w->ahead_tokens);
@@ -649,14 +608,12 @@ void wk_loop_run(wk_worker *w)
             wk_batch_run(w, jobs, k);
         }
         for (size_t i = 0; i < k; i++) {
-            if (jobs[i].claim_reply)
-                freeReplyObject(jobs[i].claim_reply);
+            if (jobs[i].claim_reply) freeReplyObject(jobs[i].claim_reply);
             jobs[i].claim_reply = NULL;
         }
     }
 out:
-    if (w->ahead)
-        freeReplyObject(w->ahead);
+    if (w->ahead) freeReplyObject(w->ahead);
     w->ahead = NULL;
     free(w->ahead_tokens);
     w->ahead_tokens = NULL;

@@ -24,11 +24,9 @@
 static volatile sig_atomic_t signals_seen;
 static const char *cuda_module; /* --cuda-module; "" for the default places */
 
-static void on_signal(int sig)
-{
+static void on_signal(int sig) {
     (void)sig;
-    if (signals_seen < 2)
-        signals_seen++;
+    if (signals_seen < 2) signals_seen++;
 }
 
 static const char usage[] =
@@ -39,15 +37,14 @@ static const char usage[] =
     "Built-in models: echo (output = input), sleep ({\"ms\": N, \"steps\": K, \"fail\": \"msg\"}),\n"
     "embed (sentence embeddings; --model-args MODEL_DIR, docs/models.md).";
 
-static int parse_config(wk_config *c, int argc, char **argv)
-{
+static int parse_config(wk_config *c, int argc, char **argv) {
     const fleet_option opts[] = {
         {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
          "Redis server: redis://host:port[/db]", &c->redis_url, 0, 0},
         {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
          "key prefix of this fleet (the gateway's must be the same)", &c->prefix, 0, 0},
-        {"model", "FLEET_MODEL", FLEET_OPT_STR, "", "model to serve (required unless --model-plugin): echo|embed|sleep",
-         &c->model, 0, 0},
+        {"model", "FLEET_MODEL", FLEET_OPT_STR, "",
+         "model to serve (required unless --model-plugin): echo|embed|sleep", &c->model, 0, 0},
         {"model-plugin", "FLEET_MODEL_PLUGIN", FLEET_OPT_STR, "",
          "a model plug-in: a shared object exporting fleet_model_v1 (worker/model.h); "
          "--model may then be left out",
@@ -86,8 +83,8 @@ static int parse_config(wk_config *c, int argc, char **argv)
          "on SIGTERM, seconds to finish the current batch before handing the rest back",
          &c->drain_timeout_s, 0, 86400},
         {"timeout-s", "FLEET_TIMEOUT_S", FLEET_OPT_INT, "0",
-         "this model's execution limit for jobs that set no timeout_s (0: none)",
-         &c->timeout_s, 0, 86400 * 7},
+         "this model's execution limit for jobs that set no timeout_s (0: none)", &c->timeout_s, 0,
+         86400 * 7},
         {"retry-base-ms", "FLEET_RETRY_BASE_MS", FLEET_OPT_INT, "1000",
          "backoff before the first retry of a retryable model error; doubles each attempt",
          &c->retry_base_ms, 0, 3600000},
@@ -101,8 +98,8 @@ static int parse_config(wk_config *c, int argc, char **argv)
          "stream until this many, or a batch, are ready",
          &c->ready_target, 1, 100000},
         {"dlq-cap", "FLEET_DLQ_CAP", FLEET_OPT_INT, "10000",
-         "about how many entries the dead-letter stream keeps (oldest trimmed first)",
-         &c->dlq_cap, 1, 100000000},
+         "about how many entries the dead-letter stream keeps (oldest trimmed first)", &c->dlq_cap,
+         1, 100000000},
         {"allow-eviction", "FLEET_ALLOW_EVICTION", FLEET_OPT_BOOL, "off",
          "on: run even when Redis's maxmemory-policy evicts keys, accepting that a full Redis "
          "deletes jobs; off: claim nothing until it is noeviction (docs/reliability.md)",
@@ -113,13 +110,9 @@ static int parse_config(wk_config *c, int argc, char **argv)
 
     switch (fleet_config_parse(opts, sizeof opts / sizeof opts[0], argc, argv, &npos, usage, err,
                                sizeof err)) {
-    case FLEET_CONFIG_HELP:
-        return 1;
-    case FLEET_CONFIG_ERROR:
-        fprintf(stderr, "fleet-worker: %s\n", err);
-        return -1;
-    case FLEET_CONFIG_OK:
-        break;
+    case FLEET_CONFIG_HELP: return 1;
+    case FLEET_CONFIG_ERROR: fprintf(stderr, "fleet-worker: %s\n", err); return -1;
+    case FLEET_CONFIG_OK: break;
     }
     if (npos > 0) {
         fprintf(stderr, "fleet-worker: unexpected argument '%s' (see --help)\n", argv[1]);
@@ -130,8 +123,7 @@ static int parse_config(wk_config *c, int argc, char **argv)
 
 /* default_name builds hostname-pid-random, with the host name reduced to characters a
  * consumer and key name may hold. */
-static void default_name(char *out, size_t len, const char *host)
-{
+static void default_name(char *out, size_t len, const char *host) {
     char h[41], tok[WK_TOKEN_LEN + 1] = "0000";
     size_t i = 0;
     for (; host[i] && i < sizeof h - 1; i++) {
@@ -149,8 +141,7 @@ static void default_name(char *out, size_t len, const char *host)
 /* ---------------------------------------------------------------- worker ----------- */
 
 /* fit_batch sets the batch size: --max-batch, lowered to the model's own limit. */
-static void fit_batch(wk_worker *w)
-{
+static void fit_batch(wk_worker *w) {
     w->max_batch = (size_t)w->cfg.max_batch;
     if (w->model->max_batch && w->model->max_batch < w->max_batch)
         w->max_batch = w->model->max_batch;
@@ -158,19 +149,16 @@ static void fit_batch(wk_worker *w)
 
 /* worker_init checks the settings and loads the model. Returns 0, or the exit status:
  * 2 for settings that are wrong, 1 for a failure at run time (the model did not load). */
-static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err, size_t errlen)
-{
+static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err, size_t errlen) {
     pthread_condattr_t ca;
     bool mu_ok = false, cv_ok = false;
     int rc = 2;
 
     w->signals = &signals_seen;
     w->started_ms = (long long)fleet_now_ms();
-    if (gethostname(w->host, sizeof w->host - 1) != 0)
-        snprintf(w->host, sizeof w->host, "unknown");
+    if (gethostname(w->host, sizeof w->host - 1) != 0) snprintf(w->host, sizeof w->host, "unknown");
     if (w->cfg.model_plugin[0]) {
-        if (!(w->model = wk_plugin_load(w->cfg.model_plugin, &w->plugin, err, errlen)))
-            goto err;
+        if (!(w->model = wk_plugin_load(w->cfg.model_plugin, &w->plugin, err, errlen))) goto err;
         if (w->cfg.model[0] && strcmp(w->cfg.model, w->model->name) != 0) {
             snprintf(err, errlen, "--model %s, but the plug-in's model is %s", w->cfg.model,
                      w->model->name);
@@ -241,22 +229,18 @@ static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err,
                   w->model->backend, "error", err, NULL);
         w->model = cpu;
         fit_batch(w);
-        if (w->model->load(w->cfg.model_args, &w->model_state, err, errlen) != 0)
-            goto err;
+        if (w->model->load(w->cfg.model_args, &w->model_state, err, errlen) != 0) goto err;
     }
     return 0;
 err:
     wk_plugin_close(w->plugin);
     w->plugin = NULL;
-    if (cv_ok)
-        pthread_cond_destroy(&w->cv);
-    if (mu_ok)
-        pthread_mutex_destroy(&w->mu);
+    if (cv_ok) pthread_cond_destroy(&w->cv);
+    if (mu_ok) pthread_mutex_destroy(&w->mu);
     return rc;
 }
 
-static void worker_free(wk_worker *w)
-{
+static void worker_free(wk_worker *w) {
     w->model->unload(w->model_state);
     wk_plugin_close(w->plugin);
     wk_redis_close(&w->rd);
@@ -264,17 +248,14 @@ static void worker_free(wk_worker *w)
     pthread_mutex_destroy(&w->mu);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     static wk_worker w; /* static: zeroed, and too big to want on the stack */
     char name_buf[128], err[512] = "";
     struct sigaction sa;
 
     switch (parse_config(&w.cfg, argc, argv)) {
-    case 1:
-        return 0;
-    case -1:
-        return 2;
+    case 1: return 0;
+    case -1: return 2;
     }
     int level = fleet_log_level_from_string(w.cfg.log_level);
     if (level < 0) {

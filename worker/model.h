@@ -44,13 +44,13 @@
 
 typedef struct fleet_model_job {
     /* Set by the worker, read-only for the model. */
-    const char *id;       /* the job id, for the model's own logs */
-    const char *input;    /* msgpack bytes */
+    const char *id;    /* the job id, for the model's own logs */
+    const char *input; /* msgpack bytes */
     size_t input_len;
-    long attempt;         /* 1 for the first run, 2 after one lost lease, ... */
+    long attempt; /* 1 for the first run, 2 after one lost lease, ... */
 
     /* Set by the model. output is malloc'd; the worker frees it with free(). */
-    int outcome;          /* FLEET_MODEL_* above */
+    int outcome; /* FLEET_MODEL_* above */
     char *output;
     size_t output_len;
     char error[FLEET_MODEL_ERROR_MAX]; /* NUL-terminated; shown to the user as is */
@@ -93,8 +93,7 @@ typedef struct fleet_model {
  * fit. A convenience for models; it only touches j. */
 static inline void fleet_model_job_fail(fleet_model_job *j, int retryable, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static inline void fleet_model_job_fail(fleet_model_job *j, int retryable, const char *fmt, ...)
-{
+static inline void fleet_model_job_fail(fleet_model_job *j, int retryable, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(j->error, sizeof j->error, fmt, ap);

@@ -8,8 +8,7 @@
 #include "fleet/job.h"
 #include "worker.h"
 
-const fleet_model *wk_plugin_load(const char *path, void **handle, char *err, size_t errlen)
-{
+const fleet_model *wk_plugin_load(const char *path, void **handle, char *err, size_t errlen) {
     *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!*handle) {
         snprintf(err, errlen, "cannot load model plugin %s: %s", path, dlerror());
@@ -17,14 +16,11 @@ const fleet_model *wk_plugin_load(const char *path, void **handle, char *err, si
     }
     const fleet_model *m = dlsym(*handle, FLEET_MODEL_SYMBOL);
     const char *why = NULL;
-    if (!m)
-        why = "it exports no " FLEET_MODEL_SYMBOL " (see worker/model.h)";
+    if (!m) why = "it exports no " FLEET_MODEL_SYMBOL " (see worker/model.h)";
     else if (m->abi_version != FLEET_MODEL_ABI_VERSION)
         why = "it was built for another model ABI version; rebuild it against this worker/model.h";
-    else if (!m->name || !fleet_model_name_valid(m->name))
-        why = "its name is not [a-z0-9_-]{1,64}";
-    else if (!m->load || !m->run_batch || !m->unload)
-        why = "load, run_batch or unload is missing";
+    else if (!m->name || !fleet_model_name_valid(m->name)) why = "its name is not [a-z0-9_-]{1,64}";
+    else if (!m->load || !m->run_batch || !m->unload) why = "load, run_batch or unload is missing";
     if (why) {
         snprintf(err, errlen, "model plugin %s refused: %s", path, why);
         dlclose(*handle);
@@ -34,8 +30,6 @@ const fleet_model *wk_plugin_load(const char *path, void **handle, char *err, si
     return m;
 }
 
-void wk_plugin_close(void *handle)
-{
-    if (handle)
-        dlclose(handle);
+void wk_plugin_close(void *handle) {
+    if (handle) dlclose(handle);
 }

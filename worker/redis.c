@@ -14,26 +14,21 @@
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 2000
 
-int wk_redis_init(wk_redis *r, const char *url, const char *role, long timeout_ms)
-{
+int wk_redis_init(wk_redis *r, const char *url, const char *role, long timeout_ms) {
     memset(r, 0, sizeof *r);
-    if (fleet_redis_url_parse(url, r->host, sizeof r->host, &r->port, &r->db) < 0)
-        return -1;
+    if (fleet_redis_url_parse(url, r->host, sizeof r->host, &r->port, &r->db) < 0) return -1;
     r->role = role;
     r->timeout_ms = timeout_ms;
     r->backoff_ms = BACKOFF_MIN_MS;
     return 0;
 }
 
-void wk_redis_close(wk_redis *r)
-{
-    if (r->c)
-        redisFree(r->c);
+void wk_redis_close(wk_redis *r) {
+    if (r->c) redisFree(r->c);
     r->c = NULL;
 }
 
-void wk_redis_lost(wk_redis *r)
-{
+void wk_redis_lost(wk_redis *r) {
     char why[160];
     snprintf(why, sizeof why, "%s", r->c && r->c->errstr[0] ? r->c->errstr : "no reply");
     wk_redis_close(r);
@@ -43,8 +38,7 @@ void wk_redis_lost(wk_redis *r)
     r->down_logged = true;
 }
 
-static int connect_once(wk_redis *r, char *why, size_t whylen)
-{
+static int connect_once(wk_redis *r, char *why, size_t whylen) {
     struct timeval ct = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
     struct timeval io = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(r->host, r->port, ct);
@@ -62,33 +56,26 @@ static int connect_once(wk_redis *r, char *why, size_t whylen)
         bool ok = rep && rep->type == REDIS_REPLY_STATUS;
         snprintf(why, whylen, "SELECT %d: %s", r->db,
                  rep && rep->type == REDIS_REPLY_ERROR ? rep->str : c->errstr);
-        if (rep)
-            freeReplyObject(rep);
-        if (!ok)
-            goto err;
+        if (rep) freeReplyObject(rep);
+        if (!ok) goto err;
     }
     r->c = c;
     return 0;
 err:
-    if (c)
-        redisFree(c);
+    if (c) redisFree(c);
     return -1;
 }
 
-int wk_redis_ensure(wk_redis *r)
-{
+int wk_redis_ensure(wk_redis *r) {
     char why[200] = "";
     char addr[300];
 
-    if (r->c)
-        return 0;
+    if (r->c) return 0;
     long long now = wk_mono_ms();
-    if (now < r->next_try_mono)
-        return -1;
+    if (now < r->next_try_mono) return -1;
     snprintf(addr, sizeof addr, "%s:%d/%d", r->host, r->port, r->db);
     if (connect_once(r, why, sizeof why) == 0) {
-        fleet_log(FLEET_LOG_INFO, "redis connected", "conn",
-                  r->role, "addr", addr, NULL);
+        fleet_log(FLEET_LOG_INFO, "redis connected", "conn", r->role, "addr", addr, NULL);
         r->down_logged = false;
         r->epoch++;
         r->backoff_ms = BACKOFF_MIN_MS;
@@ -103,42 +90,33 @@ int wk_redis_ensure(wk_redis *r)
     return -1;
 }
 
-long wk_redis_retry_in_ms(const wk_redis *r)
-{
+long wk_redis_retry_in_ms(const wk_redis *r) {
     long long d = r->next_try_mono - wk_mono_ms();
     return d > 0 ? (long)d : 0;
 }
 
 /* ---------------------------------------------------------------- commands --------- */
 
-redisReply *wk_redis_cmd(wk_redis *r, int argc, const char **argv, const size_t *argvlen)
-{
-    if (!r->c)
-        return NULL;
+redisReply *wk_redis_cmd(wk_redis *r, int argc, const char **argv, const size_t *argvlen) {
+    if (!r->c) return NULL;
     redisReply *rep = redisCommandArgv(r->c, argc, argv, argvlen);
-    if (!rep)
-        wk_redis_lost(r);
+    if (!rep) wk_redis_lost(r);
     return rep;
 }
 
-redisReply *wk_redis_cmdf(wk_redis *r, const char *fmt, ...)
-{
+redisReply *wk_redis_cmdf(wk_redis *r, const char *fmt, ...) {
     va_list ap;
-    if (!r->c)
-        return NULL;
+    if (!r->c) return NULL;
     va_start(ap, fmt);
     redisReply *rep = redisvCommand(r->c, fmt, ap);
     va_end(ap);
-    if (!rep)
-        wk_redis_lost(r);
+    if (!rep) wk_redis_lost(r);
     return rep;
 }
 
-int wk_redis_appendf(wk_redis *r, const char *fmt, ...)
-{
+int wk_redis_appendf(wk_redis *r, const char *fmt, ...) {
     va_list ap;
-    if (!r->c)
-        return -1;
+    if (!r->c) return -1;
     va_start(ap, fmt);
     int rc = redisvAppendCommand(r->c, fmt, ap);
     va_end(ap);
@@ -149,11 +127,9 @@ int wk_redis_appendf(wk_redis *r, const char *fmt, ...)
     return 0;
 }
 
-redisReply *wk_redis_get_reply(wk_redis *r)
-{
+redisReply *wk_redis_get_reply(wk_redis *r) {
     void *rep = NULL;
-    if (!r->c)
-        return NULL;
+    if (!r->c) return NULL;
     if (redisGetReply(r->c, &rep) != REDIS_OK || !rep) {
         wk_redis_lost(r);
         return NULL;
@@ -161,8 +137,7 @@ redisReply *wk_redis_get_reply(wk_redis *r)
     return rep;
 }
 
-redisReply *wk_redis_script(wk_redis *r, fleet_cmd *c)
-{
+redisReply *wk_redis_script(wk_redis *r, fleet_cmd *c) {
     redisReply *rep = wk_redis_cmd(r, c->argc, c->argv, c->argvlen);
     if (fleet_reply_is_noscript(rep)) {
         freeReplyObject(rep);
@@ -172,21 +147,17 @@ redisReply *wk_redis_script(wk_redis *r, fleet_cmd *c)
     return rep;
 }
 
-int wk_redis_scripts(wk_redis *r, fleet_cmd *cmds, size_t n, redisReply **replies)
-{
+int wk_redis_scripts(wk_redis *r, fleet_cmd *cmds, size_t n, redisReply **replies) {
     size_t sent = 0;
 
-    for (size_t i = 0; i < n; i++)
-        replies[i] = NULL;
-    if (!r->c)
-        return -1;
+    for (size_t i = 0; i < n; i++) replies[i] = NULL;
+    if (!r->c) return -1;
     for (; sent < n; sent++)
         if (redisAppendCommandArgv(r->c, cmds[sent].argc, cmds[sent].argv, cmds[sent].argvlen) !=
             REDIS_OK)
             break;
     for (size_t i = 0; i < sent; i++) {
-        if (!(replies[i] = wk_redis_get_reply(r)))
-            return -1;
+        if (!(replies[i] = wk_redis_get_reply(r))) return -1;
     }
     if (sent < n) {
         wk_redis_lost(r);
@@ -195,8 +166,7 @@ int wk_redis_scripts(wk_redis *r, fleet_cmd *cmds, size_t n, redisReply **replie
     /* A fresh server answers NOSCRIPT to every EVALSHA of the pipeline; resending each
      * one as EVAL is rare enough not to need a second pipeline. */
     for (size_t i = 0; i < n; i++) {
-        if (!fleet_reply_is_noscript(replies[i]))
-            continue;
+        if (!fleet_reply_is_noscript(replies[i])) continue;
         freeReplyObject(replies[i]);
         fleet_cmd_as_eval(&cmds[i]);
         if (!(replies[i] = wk_redis_cmd(r, cmds[i].argc, cmds[i].argv, cmds[i].argvlen))) {

@@ -23,7 +23,7 @@ typedef struct wk_redis {
     const char *role; /* "main" or "keeper", for logs */
     long backoff_ms;
     long long next_try_mono;
-    bool down_logged; /* the current outage was already logged at warn level */
+    bool down_logged;    /* the current outage was already logged at warn level */
     unsigned long epoch; /* counts successful connects: state tied to a connection (the
                           * consumer group after a server restart) is redone when it moves */
 } wk_redis;

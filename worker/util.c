@@ -8,32 +8,27 @@
 
 #include "worker.h"
 
-long long wk_mono_ms(void)
-{
+long long wk_mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void wk_sleep_ms(long ms)
-{
-    if (ms <= 0)
-        return;
+void wk_sleep_ms(long ms) {
+    if (ms <= 0) return;
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     /* Not restarted on EINTR on purpose: a SIGTERM should end the wait at once. */
     nanosleep(&ts, NULL);
 }
 
-unsigned long wk_random(void)
-{
+unsigned long wk_random(void) {
     unsigned long v = 0;
     if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
         v = (unsigned long)wk_mono_ms() * 2654435761UL; /* jitter only: any spread will do */
     return v;
 }
 
-int wk_tokens_new(char (*out)[WK_TOKEN_LEN + 1], size_t n)
-{
+int wk_tokens_new(char (*out)[WK_TOKEN_LEN + 1], size_t n) {
     static const char hex[] = "0123456789abcdef";
     unsigned char rnd[32 * (WK_TOKEN_LEN / 2)]; /* 512 bytes: 32 tokens per getrandom */
 
@@ -43,8 +38,7 @@ int wk_tokens_new(char (*out)[WK_TOKEN_LEN + 1], size_t n)
         while (got < want) {
             ssize_t r = getrandom(rnd + got, want - got, 0);
             if (r < 0) {
-                if (errno == EINTR)
-                    continue;
+                if (errno == EINTR) continue;
                 return -1;
             }
             got += (size_t)r;
@@ -62,16 +56,13 @@ int wk_tokens_new(char (*out)[WK_TOKEN_LEN + 1], size_t n)
     return 0;
 }
 
-int wk_token_new(char out[WK_TOKEN_LEN + 1])
-{
-    return wk_tokens_new((char (*)[WK_TOKEN_LEN + 1])out, 1);
+int wk_token_new(char out[WK_TOKEN_LEN + 1]) {
+    return wk_tokens_new((char(*)[WK_TOKEN_LEN + 1]) out, 1);
 }
 
-bool wk_name_valid(const char *s)
-{
+bool wk_name_valid(const char *s) {
     size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 64)
-        return false;
+    if (n == 0 || n > 64) return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -81,21 +72,17 @@ bool wk_name_valid(const char *s)
     return true;
 }
 
-bool wk_ratelog_due(wk_ratelog *rl, long every_ms, long *count)
-{
+bool wk_ratelog_due(wk_ratelog *rl, long every_ms, long *count) {
     long long now = wk_mono_ms();
     rl->count++;
-    if (rl->next_mono != 0 && now < rl->next_mono)
-        return false;
+    if (rl->next_mono != 0 && now < rl->next_mono) return false;
     *count = rl->count;
     rl->count = 0;
     rl->next_mono = now + every_ms;
     return true;
 }
 
-long wk_backoff_next(long prev_ms, long min_ms, long max_ms)
-{
-    if (prev_ms <= 0)
-        return min_ms;
+long wk_backoff_next(long prev_ms, long min_ms, long max_ms) {
+    if (prev_ms <= 0) return min_ms;
     return prev_ms > max_ms / 2 ? max_ms : prev_ms * 2;
 }

@@ -37,7 +37,7 @@ typedef struct wk_config {
     const char *prefix;
     const char *model;
     const char *model_args;
-    const char *backend;    /* --backend: cpu|cuda|auto, for built-in models */
+    const char *backend;      /* --backend: cpu|cuda|auto, for built-in models */
     const char *model_plugin; /* path of a .so exporting fleet_model_v1, or "" */
     const char *name;
     const char *log_level;
@@ -46,7 +46,7 @@ typedef struct wk_config {
     long lease_ms;
     long progress_interval_ms;
     long drain_timeout_s;
-    long timeout_s;      /* default execution limit for jobs that set none; 0: none */
+    long timeout_s; /* default execution limit for jobs that set none; 0: none */
     long retry_base_ms;
     long retry_max_ms;
     long dlq_cap;
@@ -72,15 +72,15 @@ bool wk_ratelog_due(wk_ratelog *rl, long every_ms, long *count);
 
 /* What the main thread knows about its Redis (health.c). Main thread only. */
 typedef struct wk_health {
-    unsigned long epoch;       /* rd.epoch of the last INFO look */
+    unsigned long epoch; /* rd.epoch of the last INFO look */
     long long next_look_mono;
-    bool known;                /* a look has read the policy */
+    bool known; /* a look has read the policy */
     bool unknown_logged;
-    fleet_redis_memory mem;    /* the last look */
-    bool evicts;               /* mem.policy may delete keys */
-    bool full;                 /* at maxmemory (a look, or an OOM refusal since) */
+    fleet_redis_memory mem; /* the last look */
+    bool evicts;            /* mem.policy may delete keys */
+    bool full;              /* at maxmemory (a look, or an OOM refusal since) */
     long long policy_logged_mono;
-    long pause_ms;             /* backoff after a refusal: 0, or 100 ms doubling to 2 s */
+    long pause_ms; /* backoff after a refusal: 0, or 100 ms doubling to 2 s */
     long long pause_until_mono;
     wk_ratelog refused_log;
     /* Progress writes refused by Redis back off the same way, on their own clock. */
@@ -118,7 +118,7 @@ typedef struct wk_job {
      * the batch. */
     redisReply *claim_reply;
     fleet_claimed claimed;
-    long long started_mono;  /* when the claim succeeded */
+    long long started_mono; /* when the claim succeeded */
     long long last_progress_mono;
     bool progress_down_logged;
     /* The latest progress not written yet (rate-limited, or Redis was down); written
@@ -139,11 +139,11 @@ typedef struct wk_worker {
     char host[256];
     const fleet_model *model;
     void *model_state;
-    void *plugin; /* dlopen handle of a model plug-in, or NULL */
+    void *plugin;     /* dlopen handle of a model plug-in, or NULL */
     size_t max_batch; /* cfg.max_batch, lowered to the model's own limit */
     long long started_ms;
 
-    wk_redis rd; /* the main thread's connection */
+    wk_redis rd;               /* the main thread's connection */
     unsigned long group_epoch; /* rd.epoch when the consumer group was last ensured */
     char reclaim_cursor[WK_ENTRY_ID_MAX];
     long long next_reclaim_mono;

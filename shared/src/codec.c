@@ -43,16 +43,11 @@ static int pack_value(msgpack_packer *pk, const json_t *j, int depth, char *err,
     }
     case JSON_STRING:
         return msgpack_pack_str_with_body(pk, json_string_value(j), json_string_length(j));
-    case JSON_INTEGER:
-        return msgpack_pack_int64(pk, json_integer_value(j));
-    case JSON_REAL:
-        return msgpack_pack_double(pk, json_real_value(j));
-    case JSON_TRUE:
-        return msgpack_pack_true(pk);
-    case JSON_FALSE:
-        return msgpack_pack_false(pk);
-    case JSON_NULL:
-        return msgpack_pack_nil(pk);
+    case JSON_INTEGER: return msgpack_pack_int64(pk, json_integer_value(j));
+    case JSON_REAL: return msgpack_pack_double(pk, json_real_value(j));
+    case JSON_TRUE: return msgpack_pack_true(pk);
+    case JSON_FALSE: return msgpack_pack_false(pk);
+    case JSON_NULL: return msgpack_pack_nil(pk);
     }
     fleet_err(err, errlen, "unsupported JSON type");
     return -1;
@@ -119,16 +114,15 @@ static int f32_check(uint64_t size, int depth, char *err, size_t errlen) {
     }
     if (size % 4) {
         fleet_err(err, errlen,
-                "msgpack ext type %d (float32 array) holds %llu bytes, not a multiple of 4",
-                FLEET_EXT_F32, (unsigned long long)size);
+                  "msgpack ext type %d (float32 array) holds %llu bytes, not a multiple of 4",
+                  FLEET_EXT_F32, (unsigned long long)size);
         return -1;
     }
     return 0;
 }
 
 static float f32_le(const unsigned char *p) {
-    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                 (uint32_t)p[3] << 24;
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
@@ -156,15 +150,12 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
         return NULL;
     }
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
-        return json_null();
-    case MSGPACK_OBJECT_BOOLEAN:
-        return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_NIL: return json_null();
+    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
         if (o->via.u64 > (uint64_t)INT64_MAX) return json_real((double)o->via.u64);
         return json_integer((json_int_t)o->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return json_integer((json_int_t)o->via.i64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)o->via.i64);
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: {
         json_t *r = json_real(o->via.f64);
@@ -228,8 +219,8 @@ static json_t *to_json(const msgpack_object *o, int depth, char *err, size_t err
  * every size the untrusted bytes declare against the bytes present) and moves *off past
  * it; a container deeper than FLEET_CODEC_MAX_DEPTH is refused before its length field is
  * read. Returns 0, or -1 with err. */
-static int read_head(const unsigned char *p, size_t len, size_t *off, int depth,
-                     fleet_mp_head *h, char *err, size_t errlen) {
+static int read_head(const unsigned char *p, size_t len, size_t *off, int depth, fleet_mp_head *h,
+                     char *err, size_t errlen) {
     if (*off < len && depth >= FLEET_CODEC_MAX_DEPTH && fleet_mp_is_container(p[*off]))
         return fleet_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
     unsigned char t = *off < len ? p[*off] : 0;
@@ -272,12 +263,12 @@ json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t err
     if (rc == MSGPACK_UNPACK_SUCCESS) {
         if (off != len)
             fleet_err(err, errlen, "%zu trailing bytes after the msgpack value", len - off);
-        else
-            j = to_json(&up.data, 0, err, errlen);
+        else j = to_json(&up.data, 0, err, errlen);
     } else if (rc == MSGPACK_UNPACK_CONTINUE) {
         fleet_err(err, errlen, "truncated msgpack data");
     } else if (rc == MSGPACK_UNPACK_NOMEM_ERROR) {
-        fleet_err(err, errlen, "msgpack data nested deeper than 32 levels or declaring sizes beyond memory");
+        fleet_err(err, errlen,
+                  "msgpack data nested deeper than 32 levels or declaring sizes beyond memory");
     } else {
         fleet_err(err, errlen, "malformed msgpack data");
     }
@@ -322,8 +313,8 @@ static int client_walk(const unsigned char *p, size_t len, size_t *off, int dept
     return 0;
 }
 
-int fleet_msgpack_for_client(const char *buf, size_t len, char **out, size_t *outlen,
-                             char *err, size_t errlen) {
+int fleet_msgpack_for_client(const char *buf, size_t len, char **out, size_t *outlen, char *err,
+                             size_t errlen) {
     *out = NULL;
     *outlen = len;
     if (!buf || len == 0) {

@@ -16,11 +16,11 @@
 
 /* One open container. */
 typedef struct frame {
-    uint64_t left;     /* items still to start (a map counts keys and values) */
+    uint64_t left; /* items still to start (a map counts keys and values) */
     bool map;
-    bool first;        /* no item written yet */
-    bool key_bad;      /* the key just read cannot be a JSON key: reported after its value */
-    uint64_t *keys;    /* JSON mode: hashes of this map's keys (open addressing, 0 empty) */
+    bool first;     /* no item written yet */
+    bool key_bad;   /* the key just read cannot be a JSON key: reported after its value */
+    uint64_t *keys; /* JSON mode: hashes of this map's keys (open addressing, 0 empty) */
     size_t nkeys, cap;
 } frame;
 
@@ -36,20 +36,20 @@ typedef enum st {
 
 struct fleet_mps {
     fleet_mps_mode mode;
-    uint64_t total, off;  /* bytes of the value; bytes consumed */
+    uint64_t total, off; /* bytes of the value; bytes consumed */
     fleet_mps_sink sink;
     void *arg;
     uint64_t out_len;
     char out[FLEET_MPS_OUTBUF];
     size_t outn;
     frame stack[FLEET_CODEC_MAX_DEPTH + 1];
-    int depth;            /* open containers */
+    int depth; /* open containers */
     st state;
     unsigned char hdr[16];
     size_t hlen, hneed;
-    uint64_t left;        /* payload bytes still to come in ST_SCALAR/STR/BIN/F32/SKIP */
+    uint64_t left; /* payload bytes still to come in ST_SCALAR/STR/BIN/F32/SKIP */
     unsigned char marker;
-    bool is_key;          /* the str being read is a map key */
+    bool is_key; /* the str being read is a map key */
     uint64_t key_hash;
     bool key_nul;
     /* UTF-8 of the str being read: continuation bytes still expected, and the character */
@@ -60,10 +60,10 @@ struct fleet_mps {
     unsigned char carry[4];
     size_t ncarry;
     uint32_t f32_index;
-    size_t keys_open;     /* hashes held across the stack */
-    bool sem_err;         /* JSON: a semantic error is known (err holds it) */
-    bool fatal;           /* the walk stopped (err holds why) */
-    bool whole;           /* JSON: fall back to the whole document */
+    size_t keys_open; /* hashes held across the stack */
+    bool sem_err;     /* JSON: a semantic error is known (err holds it) */
+    bool fatal;       /* the walk stopped (err holds why) */
+    bool whole;       /* JSON: fall back to the whole document */
     char err[160];
 };
 
@@ -346,8 +346,14 @@ static void head_end(fleet_mps *s) {
         return;
     }
     if (t == 0xc0 || t == 0xc2 || t == 0xc3) {
-        if (json(s)) put(s, t == 0xc0 ? "null" : t == 0xc2 ? "false" : "true",
-                         t == 0xc0 ? 4 : t == 0xc2 ? 5 : 4);
+        if (json(s))
+            put(s,
+                t == 0xc0   ? "null"
+                : t == 0xc2 ? "false"
+                            : "true",
+                t == 0xc0   ? 4
+                : t == 0xc2 ? 5
+                            : 4);
         else put(s, s->hdr, 1);
         value_done(s);
         return;
@@ -403,8 +409,9 @@ static void head_end(fleet_mps *s) {
     s->f32_index = 0;
     if (type != FLEET_EXT_F32) {
         if (json(s)) set_err(s, false, "msgpack ext type %d has no JSON form", type);
-        else set_err(s, false, "msgpack ext type %d has no client form (only type %d does)",
-                     type, FLEET_EXT_F32);
+        else
+            set_err(s, false, "msgpack ext type %d has no client form (only type %d does)", type,
+                    FLEET_EXT_F32);
         s->state = ST_SKIP;
         return;
     }
@@ -566,8 +573,7 @@ int fleet_mps_feed(fleet_mps *s, const void *buf, size_t n) {
         if (s->state == ST_DONE)
             set_err(s, true, "%llu trailing bytes after the msgpack value",
                     (unsigned long long)(s->total - s->off + n));
-        else
-            set_err(s, true, "more bytes than the %llu announced", (unsigned long long)s->total);
+        else set_err(s, true, "more bytes than the %llu announced", (unsigned long long)s->total);
     }
     while (n && !s->fatal && !s->whole && s->state != ST_DONE) {
         size_t k;

@@ -11,9 +11,7 @@
 static int assign(const fleet_option *o, const char *text, const char *source, char *err,
                   size_t errlen) {
     switch (o->type) {
-    case FLEET_OPT_STR:
-        *(const char **)o->target = text;
-        return 0;
+    case FLEET_OPT_STR: *(const char **)o->target = text; return 0;
     case FLEET_OPT_INT: {
         errno = 0;
         char *end = NULL;
@@ -45,8 +43,7 @@ static int assign(const fleet_option *o, const char *text, const char *source, c
     return -1;
 }
 
-void fleet_config_print_help(FILE *f, const fleet_option *opts, size_t nopts,
-                             const char *usage) {
+void fleet_config_print_help(FILE *f, const fleet_option *opts, size_t nopts, const char *usage) {
     fprintf(f, "%s\n\nOptions (flag, environment variable, default):\n", usage);
     for (size_t i = 0; i < nopts; i++) {
         const fleet_option *o = &opts[i];
@@ -57,8 +54,8 @@ void fleet_config_print_help(FILE *f, const fleet_option *opts, size_t nopts,
 }
 
 fleet_config_result fleet_config_parse(const fleet_option *opts, size_t nopts, int argc,
-                                       char **argv, int *npos, const char *usage,
-                                       char *err, size_t errlen) {
+                                       char **argv, int *npos, const char *usage, char *err,
+                                       size_t errlen) {
     char source[96];
     for (size_t i = 0; i < nopts; i++) {
         const fleet_option *o = &opts[i];

@@ -4,9 +4,9 @@
 #include <string.h>
 
 static const char *const status_names[] = {
-    [FLEET_STATUS_UNKNOWN] = "unknown",     [FLEET_STATUS_QUEUED] = "queued",
-    [FLEET_STATUS_RUNNING] = "running",     [FLEET_STATUS_SUCCEEDED] = "succeeded",
-    [FLEET_STATUS_FAILED] = "failed",       [FLEET_STATUS_CANCELLED] = "cancelled",
+    [FLEET_STATUS_UNKNOWN] = "unknown", [FLEET_STATUS_QUEUED] = "queued",
+    [FLEET_STATUS_RUNNING] = "running", [FLEET_STATUS_SUCCEEDED] = "succeeded",
+    [FLEET_STATUS_FAILED] = "failed",   [FLEET_STATUS_CANCELLED] = "cancelled",
 };
 
 const char *fleet_status_to_string(fleet_status s) {
@@ -22,8 +22,7 @@ fleet_status fleet_status_from_string(const char *s) {
 }
 
 bool fleet_status_is_final(fleet_status s) {
-    return s == FLEET_STATUS_SUCCEEDED || s == FLEET_STATUS_FAILED ||
-           s == FLEET_STATUS_CANCELLED;
+    return s == FLEET_STATUS_SUCCEEDED || s == FLEET_STATUS_FAILED || s == FLEET_STATUS_CANCELLED;
 }
 
 static const char *const priority_names[] = {

@@ -85,7 +85,8 @@ json_t *fleet_job_to_json(const fleet_job_view *v) {
         json_object_set_new(w, "events", ev);
         /* The latest delivery: none yet, pending, retrying, delivered or failed. */
         json_object_set_new(w, "state", json_string(v->webhook_state ? v->webhook_state : "none"));
-        json_object_set_new(w, "attempts", json_integer(v->webhook_attempts > 0 ? v->webhook_attempts : 0));
+        json_object_set_new(w, "attempts",
+                            json_integer(v->webhook_attempts > 0 ? v->webhook_attempts : 0));
         if (v->webhook_last_status >= 0)
             json_object_set_new(w, "last_status", json_integer(v->webhook_last_status));
         set_str(w, "last_error", v->webhook_last_error);

@@ -52,36 +52,64 @@ fleet_key fleet_key_result(const fleet_keys *k, const char *id) {
     snprintf(out.s, sizeof out.s, "%s:job:%s" FLEET_KEY_RESULT_SUFFIX, k->tag, id);
     return out;
 }
-fleet_key fleet_key_stream(const fleet_keys *k, const char *model) { return key2(k, "stream", model, NULL); }
+fleet_key fleet_key_stream(const fleet_keys *k, const char *model) {
+    return key2(k, "stream", model, NULL);
+}
 fleet_key fleet_key_queues(const fleet_keys *k) { return key2(k, "queues", NULL, NULL); }
 fleet_key fleet_key_stats(const fleet_keys *k) { return key2(k, "stats", NULL, NULL); }
-fleet_key fleet_key_index(const fleet_keys *k, const char *tenant) { return key2(k, "tenant", tenant, "submits"); }
+fleet_key fleet_key_index(const fleet_keys *k, const char *tenant) {
+    return key2(k, "tenant", tenant, "submits");
+}
 fleet_key fleet_key_workers(const fleet_keys *k) { return key2(k, "workers", NULL, NULL); }
-fleet_key fleet_key_worker(const fleet_keys *k, const char *name) { return key2(k, "worker", name, NULL); }
+fleet_key fleet_key_worker(const fleet_keys *k, const char *name) {
+    return key2(k, "worker", name, NULL);
+}
 fleet_key fleet_key_events(const fleet_keys *k) { return key2(k, "events", NULL, NULL); }
 fleet_key fleet_key_worker_prefix(const fleet_keys *k) { return key2(k, "worker", "", NULL); }
-fleet_key fleet_key_entries(const fleet_keys *k, const char *model) { return key2(k, "entries", model, NULL); }
-fleet_key fleet_key_delayed(const fleet_keys *k, const char *model) { return key2(k, "delayed", model, NULL); }
+fleet_key fleet_key_entries(const fleet_keys *k, const char *model) {
+    return key2(k, "entries", model, NULL);
+}
+fleet_key fleet_key_delayed(const fleet_keys *k, const char *model) {
+    return key2(k, "delayed", model, NULL);
+}
 fleet_key fleet_key_dlq(const fleet_keys *k) { return key2(k, "dlq", NULL, NULL); }
-fleet_key fleet_key_control(const fleet_keys *k, const char *worker) { return key2(k, "control", worker, NULL); }
+fleet_key fleet_key_control(const fleet_keys *k, const char *worker) {
+    return key2(k, "control", worker, NULL);
+}
 fleet_key fleet_key_control_prefix(const fleet_keys *k) { return key2(k, "control", "", NULL); }
 fleet_key fleet_key_webhooks(const fleet_keys *k) { return key2(k, "webhooks", NULL, NULL); }
-fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg) { return key2(k, "delivery", msg, NULL); }
+fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg) {
+    return key2(k, "delivery", msg, NULL);
+}
 fleet_key fleet_key_delivery_prefix(const fleet_keys *k) { return key2(k, "delivery", "", NULL); }
-fleet_key fleet_key_webhook_retry(const fleet_keys *k) { return key2(k, "webhook_retry", NULL, NULL); }
+fleet_key fleet_key_webhook_retry(const fleet_keys *k) {
+    return key2(k, "webhook_retry", NULL, NULL);
+}
 fleet_key fleet_key_webhook_dlq(const fleet_keys *k) { return key2(k, "webhook_dlq", NULL, NULL); }
 fleet_key fleet_key_tenants(const fleet_keys *k) { return key2(k, "tenants", NULL, NULL); }
-fleet_key fleet_key_tenant(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, NULL); }
+fleet_key fleet_key_tenant(const fleet_keys *k, const char *t) {
+    return key2(k, "tenant", t, NULL);
+}
 fleet_key fleet_key_tenant_prefix(const fleet_keys *k) { return key2(k, "tenant", "", NULL); }
-fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, "keys"); }
-fleet_key fleet_key_tenant_active(const fleet_keys *k, const char *t) { return key2(k, "active", t, NULL); }
+fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t) {
+    return key2(k, "tenant", t, "keys");
+}
+fleet_key fleet_key_tenant_active(const fleet_keys *k, const char *t) {
+    return key2(k, "active", t, NULL);
+}
 fleet_key fleet_key_active_prefix(const fleet_keys *k) { return key2(k, "active", "", NULL); }
-fleet_key fleet_key_tenant_bucket(const fleet_keys *k, const char *t) { return key2(k, "tenant", t, "bucket"); }
-fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash) { return key2(k, "apikey", hash, NULL); }
+fleet_key fleet_key_tenant_bucket(const fleet_keys *k, const char *t) {
+    return key2(k, "tenant", t, "bucket");
+}
+fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash) {
+    return key2(k, "apikey", hash, NULL);
+}
 fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash) {
     return key2(k, "idem", t, hash);
 }
-fleet_key fleet_key_waiting(const fleet_keys *k, const char *model) { return key2(k, "waiting", model, NULL); }
+fleet_key fleet_key_waiting(const fleet_keys *k, const char *model) {
+    return key2(k, "waiting", model, NULL);
+}
 fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant, int rank) {
     fleet_key out = key2(k, "wait", model, tenant);
     size_t n = strlen(out.s);

@@ -8,10 +8,23 @@
 size_t fleet_mp_head_size(unsigned char t) {
     switch (t) {
     case 0xc1: return 0;
-    case 0xc4: case 0xd9: case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: return 2;
-    case 0xc5: case 0xda: case 0xdc: case 0xde: case 0xc7: return 3;
+    case 0xc4:
+    case 0xd9:
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8: return 2;
+    case 0xc5:
+    case 0xda:
+    case 0xdc:
+    case 0xde:
+    case 0xc7: return 3;
     case 0xc8: return 4;
-    case 0xc6: case 0xdb: case 0xdd: case 0xdf: return 5;
+    case 0xc6:
+    case 0xdb:
+    case 0xdd:
+    case 0xdf: return 5;
     case 0xc9: return 6;
     default: return 1;
     }
@@ -79,10 +92,8 @@ int fleet_mp_head_decode(const unsigned char *p, size_t avail, fleet_mp_head *h)
     }
     if (h->type == FLEET_MP_STR || h->type == FLEET_MP_BIN || h->type == FLEET_MP_EXT)
         h->skip = h->n;
-    else if (h->type == FLEET_MP_ARRAY)
-        h->items = h->n;
-    else if (h->type == FLEET_MP_MAP)
-        h->items = 2 * h->n; /* n < 2^32: no overflow */
+    else if (h->type == FLEET_MP_ARRAY) h->items = h->n;
+    else if (h->type == FLEET_MP_MAP) h->items = 2 * h->n; /* n < 2^32: no overflow */
     return avail < h->hlen ? FLEET_MP_TRUNCATED : FLEET_MP_OK;
 }
 
@@ -143,8 +154,7 @@ size_t fleet_mp_put_uint(unsigned char *o, uint64_t v) {
 }
 
 /* A map (fix 0x80, 0xde) or array (0x90, 0xdc) header of n entries. */
-static size_t put_container(unsigned char *o, unsigned char fix, unsigned char m16,
-                            uint64_t n) {
+static size_t put_container(unsigned char *o, unsigned char fix, unsigned char m16, uint64_t n) {
     if (n < 16) {
         if (o) o[0] = (unsigned char)(fix | n);
         return 1;

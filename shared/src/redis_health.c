@@ -18,8 +18,8 @@ fleet_redis_err fleet_redis_err_of(const redisReply *r) {
     if (strncmp(s, "ERR Error running script", 24) == 0 && inner) s = inner + 3;
     if (has_code(s, "NOSCRIPT")) return FLEET_REDIS_NOSCRIPT;
     if (has_code(s, "OOM")) return FLEET_REDIS_OOM;
-    static const char *const transient[] = {"LOADING", "BUSY", "MASTERDOWN", "READONLY",
-                                             "TRYAGAIN", "CLUSTERDOWN"};
+    static const char *const transient[] = {"LOADING",  "BUSY",     "MASTERDOWN",
+                                            "READONLY", "TRYAGAIN", "CLUSTERDOWN"};
     for (size_t i = 0; i < sizeof transient / sizeof *transient; i++)
         if (has_code(s, transient[i])) return FLEET_REDIS_TRANSIENT;
     return FLEET_REDIS_OTHER;
@@ -66,9 +66,7 @@ int fleet_redis_memory_parse(const char *info, size_t len, fleet_redis_memory *m
     return 0;
 }
 
-bool fleet_redis_policy_evicts(const char *policy) {
-    return strcmp(policy, "noeviction") != 0;
-}
+bool fleet_redis_policy_evicts(const char *policy) { return strcmp(policy, "noeviction") != 0; }
 
 bool fleet_redis_memory_full(const fleet_redis_memory *m) {
     return m->max > 0 && m->used >= m->max;

@@ -122,7 +122,9 @@ static bool is_str(const redisReply *r) {
     return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
 }
 
-static bool str_eq(const redisReply *r, const char *s) { return is_str(r) && strcmp(r->str, s) == 0; }
+static bool str_eq(const redisReply *r, const char *s) {
+    return is_str(r) && strcmp(r->str, s) == 0;
+}
 
 static long long reply_int(const redisReply *r) {
     if (!r) return 0;
@@ -497,8 +499,7 @@ void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant,
     cmd_key(c, fleet_key_wait_prefix(k));
 }
 
-void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,
-                                fleet_cmd *c) {
+void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws, fleet_cmd *c) {
     static const char *const outcomes[] = {"delivered", "retry", "failed"};
     if ((unsigned)ws->outcome >= sizeof outcomes / sizeof outcomes[0])
         abort(); /* a programming error, like an overfull command table */

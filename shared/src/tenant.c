@@ -18,12 +18,15 @@
 #define SECRET_BYTES 32 /* random bytes in an API key and in a webhook secret */
 
 const char *const fleet_tenant_fields[] = {
-    FLEET_TENANT_F_NAME,     FLEET_TENANT_F_MAX_ACTIVE,     FLEET_TENANT_F_RATE,
-    FLEET_TENANT_F_BURST,    FLEET_TENANT_F_MAX_BODY,       FLEET_TENANT_F_WEBHOOK_SECRET,
-    FLEET_TENANT_F_CREATED_MS, FLEET_TENANT_F_REVOKED,      NULL,
+    FLEET_TENANT_F_NAME,       FLEET_TENANT_F_MAX_ACTIVE, FLEET_TENANT_F_RATE,
+    FLEET_TENANT_F_BURST,      FLEET_TENANT_F_MAX_BODY,   FLEET_TENANT_F_WEBHOOK_SECRET,
+    FLEET_TENANT_F_CREATED_MS, FLEET_TENANT_F_REVOKED,    NULL,
 };
 const char *const fleet_apikey_fields[] = {
-    FLEET_APIKEY_F_TENANT, FLEET_APIKEY_F_ROLE, FLEET_APIKEY_F_CREATED_MS, NULL,
+    FLEET_APIKEY_F_TENANT,
+    FLEET_APIKEY_F_ROLE,
+    FLEET_APIKEY_F_CREATED_MS,
+    NULL,
 };
 
 /* ------------------------------------------------------------------ limits ------------ */
@@ -70,16 +73,16 @@ static int parse_rate(const char *text, char out[FLEET_TENANT_RATE_TEXT_MAX + 2]
     return 0;
 }
 
-int fleet_tenant_limit_parse(fleet_tenant_limits *l, const char *field, const char *text,
-                             char *err, size_t errlen) {
+int fleet_tenant_limit_parse(fleet_tenant_limits *l, const char *field, const char *text, char *err,
+                             size_t errlen) {
     if (!field || !text) {
         fleet_err(err, errlen, "no value");
         return -1;
     }
     if (strcmp(field, FLEET_TENANT_F_MAX_ACTIVE) == 0) {
         if (parse_count(text, 0, FLEET_TENANT_MAX_ACTIVE_MAX,
-                        "queued + running jobs, 0..10000000; 0 = unlimited", &l->max_active,
-                        err, errlen) < 0)
+                        "queued + running jobs, 0..10000000; 0 = unlimited", &l->max_active, err,
+                        errlen) < 0)
             return -1;
         l->has_max_active = true;
     } else if (strcmp(field, FLEET_TENANT_F_RATE) == 0) {
@@ -165,8 +168,7 @@ int fleet_apikey_new(char out[FLEET_APIKEY_SIZE]) {
     if (random_b64(b64) < 0) return -1;
     for (int i = 0; i < FLEET_APIKEY_B64; i++) /* base64url: no '+', '/' nor padding */
         b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
-    snprintf(out, FLEET_APIKEY_SIZE, "%s%.*s", FLEET_APIKEY_PREFIX, FLEET_APIKEY_B64,
-             (char *)b64);
+    snprintf(out, FLEET_APIKEY_SIZE, "%s%.*s", FLEET_APIKEY_PREFIX, FLEET_APIKEY_B64, (char *)b64);
     OPENSSL_cleanse(b64, sizeof b64);
     return 0;
 }
@@ -269,8 +271,8 @@ int fleet_tenant_cmd_create(const fleet_keys *k, const char *name, const fleet_t
     return cmd_end(c);
 }
 
-int fleet_tenant_cmd_set_limits(const fleet_keys *k, const char *name,
-                                const fleet_tenant_limits *l, fleet_tenant_cmd *c) {
+int fleet_tenant_cmd_set_limits(const fleet_keys *k, const char *name, const fleet_tenant_limits *l,
+                                fleet_tenant_cmd *c) {
     cmd_start(c);
     push(c, "HSET");
     push(c, fleet_key_tenant(k, name).s);

@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 bool line_start = i == 0 || out[i - 1] == '\n';
                 if (line_start && i > 0)
                     require((w - i < 18 || strncasecmp(out + i, "transfer-encoding:", 18) != 0) &&
-                            (w - i < 15 || strncasecmp(out + i, "content-length:", 15) != 0),
+                                (w - i < 15 || strncasecmp(out + i, "content-length:", 15) != 0),
                             "no framing field is left");
             }
             free(out);
@@ -90,7 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     require(rw != GW_CHUNK_MORE || used == blen, "more means everything was read");
     gw_chunk_res rb = GW_CHUNK_MORE;
     size_t at = 0, u = 0;
-    for (; at < blen && rb == GW_CHUNK_MORE; at++) rb = gw_chunked_feed(&bytes, body + at, 1, &u, take, &sb);
+    for (; at < blen && rb == GW_CHUNK_MORE; at++)
+        rb = gw_chunked_feed(&bytes, body + at, 1, &u, take, &sb);
     require(rb == rw, "whole and byte by byte agree");
     require(sb.n == sw.n && sb.sum == sw.sum, "the same data either way");
     if (rw == GW_CHUNK_DONE) require(at - 1 + u == used, "the body ends at the same byte");

@@ -123,8 +123,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     char *buf = NULL;
     size_t len = 0;
-    require(fleet_json_to_msgpack(j, &buf, &len, err, sizeof err) == 0,
-            "what was read packs again", err);
+    require(fleet_json_to_msgpack(j, &buf, &len, err, sizeof err) == 0, "what was read packs again",
+            err);
     json_t *back = fleet_msgpack_to_json(buf, len, err, sizeof err);
     require(back != NULL, "what was packed reads back", err);
     require(json_equal(j, back), "the round trip keeps the value", NULL);

@@ -24,9 +24,7 @@ static void require(bool ok, const char *rule) {
     abort();
 }
 
-static bool terminated(const char *s, size_t cap) {
-    return memchr(s, '\0', cap) != NULL;
-}
+static bool terminated(const char *s, size_t cap) { return memchr(s, '\0', cap) != NULL; }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nl = memchr(data, '\n', size < 1024 ? size : 1024);

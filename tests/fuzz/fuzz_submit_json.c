@@ -34,10 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&p, 0, sizeof p);
     if (gw_submit_parse(body, size, "application/json", 86400, &req, &p) < 0) {
         require(p.status >= 400 && p.status <= 499, "a refusal is a 4xx", p.slug);
-        require(p.slug && *p.slug && p.title && *p.title, "a refusal has a slug and a title",
-                NULL);
-        require(memchr(p.detail, '\0', sizeof p.detail) != NULL, "the detail is terminated",
-                NULL);
+        require(p.slug && *p.slug && p.title && *p.title, "a refusal has a slug and a title", NULL);
+        require(memchr(p.detail, '\0', sizeof p.detail) != NULL, "the detail is terminated", NULL);
         return 0;
     }
     require(!memchr(body, '\0', size), "an accepted body holds no NUL byte", NULL);

@@ -48,8 +48,7 @@
 #ifdef EMBED_HAVE_CUDA
 static uint64_t rng_state;
 
-static uint32_t rnd(uint32_t n)
-{
+static uint32_t rnd(uint32_t n) {
     uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -58,22 +57,17 @@ static uint32_t rnd(uint32_t n)
 }
 
 /* Relative error of a against the reference b (dim values); NaN anywhere gives +inf. */
-static double rel_error(const float *a, const float *b, int dim)
-{
+static double rel_error(const float *a, const float *b, int dim) {
     double scale = 1e-12, diff = 0;
     for (int j = 0; j < dim; j++) {
-        if (isnan(a[j]) || isnan(b[j]))
-            return INFINITY;
-        if (fabs(b[j]) > scale)
-            scale = fabs(b[j]);
-        if (fabs((double)a[j] - b[j]) > diff)
-            diff = fabs((double)a[j] - b[j]);
+        if (isnan(a[j]) || isnan(b[j])) return INFINITY;
+        if (fabs(b[j]) > scale) scale = fabs(b[j]);
+        if (fabs((double)a[j] - b[j]) > diff) diff = fabs((double)a[j] - b[j]);
     }
     return diff / scale;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     return remove(path);
 }
 
@@ -83,9 +77,8 @@ typedef struct check_totals {
 } check_totals;
 
 /* Runs the rounds for one model directory and one softmax; returns 0 or -1. */
-static int check_model(const char *dir, const char *label, const char *softmax,
-                       const char *gemm, int rounds, const char *dump)
-{
+static int check_model(const char *dir, const char *label, const char *softmax, const char *gemm,
+                       int rounds, const char *dump) {
     const double tol = strcmp(gemm, "tf32") == 0 ? TOL_TF32 : TOL;
     const bert_ops *gpu_ops = &bert_cuda_ops, *cpu_ops = &bert_cpu_ops;
     void *gpu = NULL, *cpu = NULL;
@@ -100,7 +93,8 @@ static int check_model(const char *dir, const char *label, const char *softmax,
     setenv("FLEET_EMBED_GEMM", gemm, 1);
     setenv("FLEET_EMBED_POISON", "1", 1);
     if (gpu_ops->load(dir, &gpu, err, sizeof err) != 0) {
-        printf("FAIL %s softmax=%s gemm=%s: the CUDA backend did not load: %s\n", label, softmax, gemm, err);
+        printf("FAIL %s softmax=%s gemm=%s: the CUDA backend did not load: %s\n", label, softmax,
+               gemm, err);
         goto out;
     }
     if (cpu_ops->load(dir, &cpu, err, sizeof err) != 0) {
@@ -109,17 +103,14 @@ static int check_model(const char *dir, const char *label, const char *softmax,
     }
     const bert_config *cfg = gpu_ops->config(gpu);
     const int dim = cfg->hidden_size;
-    int max_len = cfg->max_seq_length < cfg->max_position_embeddings
-                      ? cfg->max_seq_length
-                      : cfg->max_position_embeddings;
+    int max_len = cfg->max_seq_length < cfg->max_position_embeddings ? cfg->max_seq_length
+                                                                     : cfg->max_position_embeddings;
     size_t max_seqs = gpu_ops->max_seqs(gpu);
-    if (max_seqs > MAX_BATCH)
-        max_seqs = MAX_BATCH;
+    if (max_seqs > MAX_BATCH) max_seqs = MAX_BATCH;
     g = malloc(MAX_BATCH * (size_t)dim * sizeof *g);
     c = malloc(MAX_BATCH * (size_t)dim * sizeof *c);
     alone = malloc((size_t)dim * sizeof *alone);
-    for (int s = 0; s < MAX_BATCH; s++)
-        ids[s] = malloc((size_t)max_len * sizeof *ids[s]);
+    for (int s = 0; s < MAX_BATCH; s++) ids[s] = malloc((size_t)max_len * sizeof *ids[s]);
     if (!g || !c || !alone || !ids[MAX_BATCH - 1]) {
         printf("FAIL: out of memory\n");
         goto out;
@@ -131,8 +122,7 @@ static int check_model(const char *dir, const char *label, const char *softmax,
         size_t longest = 1 + rnd((uint32_t)n);
         for (size_t s = 0; s < n; s++) {
             lens[s] = s + 1 == longest ? (size_t)max_len : 1 + rnd((uint32_t)max_len);
-            if (dumping)
-                lens[s] = 4 + 16 * s < (size_t)max_len ? 4 + 16 * s : (size_t)max_len;
+            if (dumping) lens[s] = 4 + 16 * s < (size_t)max_len ? 4 + 16 * s : (size_t)max_len;
             for (size_t i = 0; i < lens[s]; i++)
                 ids[s][i] = (int32_t)rnd((uint32_t)cfg->vocab_size);
             if (lens[s] >= 2) { /* [CLS] ... [SEP], as the tokenizer makes them */
@@ -147,26 +137,27 @@ static int check_model(const char *dir, const char *label, const char *softmax,
         }
         for (size_t s = 0; s < n; s++) {
             double e = rel_error(g + s * (size_t)dim, c + s * (size_t)dim, dim);
-            if (e > t.worst)
-                t.worst = e;
+            if (e > t.worst) t.worst = e;
             if (!(e <= tol)) {
-                printf("FAIL %s softmax=%s gemm=%s: round %d, sequence %zu of %zu (%zu tokens): relative "
-                       "error %.3g (limit %g)\n",
-                       label, softmax, gemm, r, s, n, lens[s], e, tol);
+                printf(
+                    "FAIL %s softmax=%s gemm=%s: round %d, sequence %zu of %zu (%zu tokens): relative "
+                    "error %.3g (limit %g)\n",
+                    label, softmax, gemm, r, s, n, lens[s], e, tol);
                 goto out;
             }
         }
         if (gpu_ops->embed(gpu, (const int32_t *const *)ids, lens, 1, alone, err, sizeof err) !=
             0) {
-            printf("FAIL %s softmax=%s gemm=%s: round %d alone: %s\n", label, softmax, gemm, r, err);
+            printf("FAIL %s softmax=%s gemm=%s: round %d alone: %s\n", label, softmax, gemm, r,
+                   err);
             goto out;
         }
         double e = rel_error(alone, g, dim);
-        if (e > t.worst_alone)
-            t.worst_alone = e;
+        if (e > t.worst_alone) t.worst_alone = e;
         if (!(e <= tol)) {
             printf("FAIL %s softmax=%s gemm=%s: round %d: a sequence alone and in a batch of %zu "
-                   "differ by %.3g\n", label, softmax, gemm, r, n, e);
+                   "differ by %.3g\n",
+                   label, softmax, gemm, r, n, e);
             goto out;
         }
         t.batches++;
@@ -180,8 +171,7 @@ static int check_model(const char *dir, const char *label, const char *softmax,
             fprintf(f, "%zu %d\n", n, dim);
             for (size_t s = 0; s < n; s++) {
                 fprintf(f, "%zu", lens[s]);
-                for (size_t i = 0; i < lens[s]; i++)
-                    fprintf(f, " %d", ids[s][i]);
+                for (size_t i = 0; i < lens[s]; i++) fprintf(f, " %d", ids[s][i]);
                 fprintf(f, "\n");
                 for (int j = 0; j < dim; j++)
                     fprintf(f, "%s%.9g", j ? " " : "", g[s * (size_t)dim + (size_t)j]);
@@ -198,11 +188,9 @@ out:
     unsetenv("FLEET_EMBED_POISON");
     unsetenv("FLEET_EMBED_SOFTMAX");
     unsetenv("FLEET_EMBED_GEMM");
-    if (gpu)
-        gpu_ops->free(gpu);
+    if (gpu) gpu_ops->free(gpu);
     cpu_ops->free(cpu);
-    for (int s = 0; s < MAX_BATCH; s++)
-        free(ids[s]);
+    for (int s = 0; s < MAX_BATCH; s++) free(ids[s]);
     free(g);
     free(c);
     free(alone);
@@ -211,8 +199,7 @@ out:
 
 #endif /* EMBED_HAVE_CUDA */
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     static const struct option opts[] = {
         {"model-dir", required_argument, NULL, 'm'},
         {"rounds", required_argument, NULL, 'r'},
@@ -261,11 +248,20 @@ int main(int argc, char **argv)
     char minilm_dir[4096], small_dir[4200];
     snprintf(minilm_dir, sizeof minilm_dir, "%s", model_dir ? model_dir : tmp);
     snprintf(small_dir, sizeof small_dir, "%s/small-f16", tmp);
-    static const bert_gen_shape minilm = {.hidden = 384, .layers = 6, .heads = 12,
-                                          .inter = 1536, .vocab = 30522, .max_pos = 512,
+    static const bert_gen_shape minilm = {.hidden = 384,
+                                          .layers = 6,
+                                          .heads = 12,
+                                          .inter = 1536,
+                                          .vocab = 30522,
+                                          .max_pos = 512,
                                           .max_seq_length = 256};
-    static const bert_gen_shape small = {.hidden = 64, .layers = 3, .heads = 4, .inter = 128,
-                                         .vocab = 1000, .max_pos = 96, .max_seq_length = 80};
+    static const bert_gen_shape small = {.hidden = 64,
+                                         .layers = 3,
+                                         .heads = 4,
+                                         .inter = 128,
+                                         .vocab = 1000,
+                                         .max_pos = 96,
+                                         .max_seq_length = 80};
     int rc = 1;
     snprintf(path, sizeof path, "%s/config.json", minilm_dir);
     if (access(path, F_OK) != 0 &&

@@ -48,7 +48,8 @@ static client *client_get(int port, const char *path, const char *accept) {
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     ASSERT_TRUE(c->fd >= 0);
     tl_defer(client_close, c);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ASSERT_EQ_INT(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);
     const char *req = tl_printf("GET %s HTTP/1.1\r\nHost: t\r\n%s%s%s\r\n", path,
@@ -147,7 +148,9 @@ typedef struct setup {
 static setup start(void) {
     setup s = {0};
     s.f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
-                                          .gateway_env = {"FLEET_MAX_BODY=20000000", "FLEET_DRAIN_TIMEOUT=1", ASAN_SMALL_QUARANTINE}});
+                                          .gateway_env = {"FLEET_MAX_BODY=20000000",
+                                                          "FLEET_DRAIN_TIMEOUT=1",
+                                                          ASAN_SMALL_QUARANTINE}});
     s.port = s.f->gateway_port;
     s.pid = s.f->gateway->pid;
     size_t n = (size_t)RESULT_MB << 20;
@@ -157,8 +160,8 @@ static setup start(void) {
     for (size_t i = 0; i < n; i++) body[k + i] = "abcdefg/"[i % 8];
     for (size_t i = 500; i + 1 < n; i += 997) memcpy(body + k + i, "\\n", 2);
     strcpy(body + k + n, "\"}");
-    tl_resp *r = tl_request(s.f, "/v1/jobs", (tl_req){.method = "POST", .body = body,
-                                                      .body_len = k + n + 2});
+    tl_resp *r = tl_request(s.f, "/v1/jobs",
+                            (tl_req){.method = "POST", .body = body, .body_len = k + n + 2});
     ASSERT_HTTP_STATUS(r, 202);
     s.id = tl_jstr(r->json, "id");
     tl_job_wait_status(s.f, s.id, "succeeded", WAIT_MS);
@@ -185,7 +188,8 @@ static void assert_same_answer(const client *got, const client *want) {
     ASSERT_EQ_INT(gl, wl);
     ASSERT_TRUE(memcmp(gb, wb, gl) == 0);
     /* the heads differ only in X-Request-ID */
-    const char *gct = strstr(got->buf, "Content-Type: "), *wct = strstr(want->buf, "Content-Type: ");
+    const char *gct = strstr(got->buf, "Content-Type: "),
+               *wct = strstr(want->buf, "Content-Type: ");
     ASSERT_NOT_NULL(gct);
     ASSERT_NOT_NULL(wct);
     ASSERT_TRUE(strncmp(gct, wct, (size_t)(strchr(wct, '\r') - wct)) == 0);
@@ -207,7 +211,8 @@ static client **not_reading(const setup *s, const char *path, int n) {
     long grew_mb = (w.max_kb - before) / 1024;
     long bound_mb = (long)n * 3 * CAP / (1 << 20) + 30;
     tl_log("gateway RSS %ld MB before, %ld MB at most with %d clients not reading "
-           "(+%ld MB; bound %ld MB)", before / 1024, w.max_kb / 1024, n, grew_mb, bound_mb);
+           "(+%ld MB; bound %ld MB)",
+           before / 1024, w.max_kb / 1024, n, grew_mb, bound_mb);
     ASSERT_LT_INT(grew_mb, bound_mb);
     return c;
 }
@@ -260,9 +265,13 @@ TL_TEST(file_result_streams_its_bytes) {
     size_t cap = n + 256;
     char *mp = tl_alloc(cap);
     size_t k = 0;
-    const char head[] = "\x82\xa5model\xa4" "echo\xa5input\x83"
-                        "\xac" "content_type\xb8" "application/octet-stream"
-                        "\xa5" "bytes\xc6";
+    const char head[] = "\x82\xa5model\xa4"
+                        "echo\xa5input\x83"
+                        "\xac"
+                        "content_type\xb8"
+                        "application/octet-stream"
+                        "\xa5"
+                        "bytes\xc6";
     memcpy(mp, head, sizeof head - 1);
     k = sizeof head - 1;
     mp[k++] = (char)(n >> 24);
@@ -270,10 +279,17 @@ TL_TEST(file_result_streams_its_bytes) {
     mp[k++] = (char)(n >> 8);
     mp[k++] = (char)n;
     for (size_t i = 0; i < n; i++) mp[k++] = (char)(i * 7 + (i >> 9));
-    memcpy(mp + k, "\xa8" "filename\xa5" "x.bin", 15);
+    memcpy(mp + k,
+           "\xa8"
+           "filename\xa5"
+           "x.bin",
+           15);
     k += 15;
-    tl_resp *r = tl_request(s.f, "/v1/jobs", (tl_req){.method = "POST", .body = mp, .body_len = k,
-                                                      .content_type = "application/msgpack"});
+    tl_resp *r = tl_request(s.f, "/v1/jobs",
+                            (tl_req){.method = "POST",
+                                     .body = mp,
+                                     .body_len = k,
+                                     .content_type = "application/msgpack"});
     ASSERT_HTTP_STATUS(r, 202);
     const char *id = tl_jstr(r->json, "id");
     tl_job_wait_status(s.f, id, "succeeded", WAIT_MS);
@@ -352,16 +368,16 @@ static bool read_until_last_chunk(void *arg) {
  * the kernel's socket buffers, so a stream that wrote every event would hand the client
  * every one of them once it reads. */
 TL_TEST(event_stream_skips_steps_for_a_client_that_does_not_read) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"sleep"},
-        .gateway_env = {"FLEET_MAX_CONN_OUTPUT=65536"},
-        .worker_env = {"FLEET_PROGRESS_INTERVAL_MS=0"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .gateway_env = {"FLEET_MAX_CONN_OUTPUT=65536"},
+                                                  .worker_env = {"FLEET_PROGRESS_INTERVAL_MS=0"}});
     char *meta = tl_alloc(4200);
     memset(meta, 'm', 4000);
     const char *body = tl_printf("{\"model\":\"sleep\",\"input\":{\"ms\":4000,\"steps\":1000},"
-                                 "\"metadata\":{\"pad\":\"%s\"}}", meta);
-    tl_resp *r = tl_request(f, "/v1/jobs", (tl_req){.method = "POST", .body = body,
-                                                    .body_len = strlen(body)});
+                                 "\"metadata\":{\"pad\":\"%s\"}}",
+                                 meta);
+    tl_resp *r = tl_request(f, "/v1/jobs",
+                            (tl_req){.method = "POST", .body = body, .body_len = strlen(body)});
     ASSERT_HTTP_STATUS(r, 202);
     const char *id = tl_jstr(r->json, "id");
     client *c = client_get(f->gateway_port, tl_printf("/v1/jobs/%s/events", id), NULL);
@@ -383,7 +399,8 @@ TL_TEST(request_pipelined_behind_a_stream_is_answered_after_it) {
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     ASSERT_TRUE(c->fd >= 0);
     tl_defer(client_close, c);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)s.port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ASSERT_EQ_INT(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);
     const char *req = tl_printf("GET /v1/jobs/%s/result HTTP/1.1\r\nHost: t\r\n\r\n"

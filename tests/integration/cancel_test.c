@@ -60,10 +60,8 @@ TL_TEST(cancel_of_a_running_job_is_202_and_it_ends_cancelled) {
     ASSERT_EQ_STR(tl_jstr(r->json, "id"), id);
     const char *st = tl_jstr(r->json, "status");
     ASSERT_NOT_NULL(st);
-    if (strcmp(st, "running") == 0)
-        ASSERT_TRUE(json_is_true(tl_jget(r->json, "cancel_requested")));
-    else
-        ASSERT_EQ_STR(st, "cancelled");
+    if (strcmp(st, "running") == 0) ASSERT_TRUE(json_is_true(tl_jget(r->json, "cancel_requested")));
+    else ASSERT_EQ_STR(st, "cancelled");
 
     json_t *job = tl_job_wait_status(f, id, "cancelled", TL_WAIT_MS);
     ASSERT_NOT_NULL(tl_jstr(job, "started_at"));

@@ -94,8 +94,7 @@ static bool events_drain(events *ev, redisContext *c) {
         redisReply *r = reply;
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
             r->element[0]->type == REDIS_REPLY_STRING &&
-            strcmp(r->element[0]->str, "message") == 0 &&
-            r->element[2]->type == REDIS_REPLY_STRING)
+            strcmp(r->element[0]->str, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING)
             events_add(ev, r->element[2]->str, r->element[2]->len);
         freeReplyObject(reply);
         reply = NULL;
@@ -207,10 +206,8 @@ static job_events events_of(const events *ev, const char *id) {
     size_t lo = 0, hi = ev->n;
     while (lo < hi) { /* the first message with id >= the one sought */
         size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(ev->v[mid].id, id) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+        if (strcmp(ev->v[mid].id, id) < 0) lo = mid + 1;
+        else hi = mid;
     }
     for (size_t i = lo; i < ev->n && strcmp(ev->v[i].id, id) == 0; i++) {
         const char *s = ev->v[i].status;
@@ -309,7 +306,8 @@ static tl_proc *kill_random_worker(tl_fleet *f) {
     int n = 0;
     for (int i = 0; i < f->nworkers; i++)
         if (tl_proc_alive(f->workers[i])) alive[n++] = f->workers[i];
-    if (n == 0) FAILF("no worker is alive (%s)", f->nworkers ? tl_proc_describe(f->workers[0]) : "none");
+    if (n == 0)
+        FAILF("no worker is alive (%s)", f->nworkers ? tl_proc_describe(f->workers[0]) : "none");
     tl_proc *victim = alive[rng_next() % (uint64_t)n];
     tl_proc_kill9(victim);
     return victim;
@@ -327,7 +325,8 @@ static void assert_stream_drained(tl_fleet *f, const char *model) {
     const char *stream = tl_printf("{%s}:stream:%s", f->prefix, model);
     long long xlen = tl_redis_int(f->rc, "XLEN %s", stream);
     redisReply *p = tl_redis_cmd(f->rc, "XPENDING %s workers", stream);
-    if (p->type != REDIS_REPLY_ARRAY || p->elements < 1 || p->element[0]->type != REDIS_REPLY_INTEGER)
+    if (p->type != REDIS_REPLY_ARRAY || p->elements < 1 ||
+        p->element[0]->type != REDIS_REPLY_INTEGER)
         FAILF("XPENDING %s workers: unexpected reply type %d", stream, p->type);
     long long pending = p->element[0]->integer;
     long long entries = tl_redis_int(f->rc, "HLEN {%s}:entries:%s", f->prefix, model);
@@ -383,8 +382,8 @@ TL_TEST(kill9_chaos_loses_nothing) {
         }
     }
     int64_t t_submitted = tl_now_ms();
-    tl_log("submitted %d jobs in %lld ms (%d kills so far)", njobs,
-           (long long)(t_submitted - t0), kills);
+    tl_log("submitted %d jobs in %lld ms (%d kills so far)", njobs, (long long)(t_submitted - t0),
+           kills);
 
     all_final_arg af = {.f = f, .ids = ids, .n = njobs};
     while (!all_final(&af) && kills < max_kills && tl_now_ms() - t0 < CHAOS_KILL_FOR_MS) {
@@ -399,8 +398,8 @@ TL_TEST(kill9_chaos_loses_nothing) {
         next_kill = tl_now_ms() + kill_every;
     }
     int64_t t_calm = tl_now_ms();
-    tl_log("stopped killing after %lld ms: %d kills, %zu of %d jobs final", (long long)(t_calm - t0),
-           kills, af.last.final, njobs);
+    tl_log("stopped killing after %lld ms: %d kills, %zu of %d jobs final",
+           (long long)(t_calm - t0), kills, af.last.final, njobs);
     if (!tl_wait_for(all_final, &af, CHAOS_SETTLE_MS))
         FAILF("only %zu of %d jobs are final %d ms after the killing stopped (succeeded %zu, "
               "failed %zu, cancelled %zu, no job hash %zu)",
@@ -445,9 +444,9 @@ TL_TEST(kill9_chaos_loses_nothing) {
     tl_log("figures: %d jobs, %lld ms in all (submit %lld ms, killing %lld ms, settle %lld ms), "
            "%d kills, %d jobs with attempts > 1, max attempts %lld, attempts in all %lld, "
            "claim events %lld, reclaimed %lld, stats succeeded %lld, events %zu",
-           njobs, (long long)(t_done - t0), (long long)(t_submitted - t0),
-           (long long)(t_calm - t0), (long long)(t_done - t_calm), kills, retried, max_attempts,
-           sum_attempts, running_events, reclaimed, succeeded, ev->n);
+           njobs, (long long)(t_done - t0), (long long)(t_submitted - t0), (long long)(t_calm - t0),
+           (long long)(t_done - t_calm), kills, retried, max_attempts, sum_attempts, running_events,
+           reclaimed, succeeded, ev->n);
     ASSERT_EQ_INT(succeeded, njobs);
     /* Each attempt was claimed once (a claim publishes "running"). */
     ASSERT_EQ_INT(running_events, sum_attempts);
@@ -505,8 +504,8 @@ static void set_worker_name(tl_fleet *f, int slot, const char *name) {
 static const char *finish_with_token(tl_fleet *f, const char *id, const char *token) {
     fleet_keys keys;
     if (fleet_keys_init(&keys, f->prefix) < 0) FAILF("bad prefix %s", f->prefix);
-    fleet_finish fin = {.id = id, .model = "sleep", .token = token,
-                        .status = FLEET_STATUS_SUCCEEDED};
+    fleet_finish fin = {
+        .id = id, .model = "sleep", .token = token, .status = FLEET_STATUS_SUCCEEDED};
     fleet_cmd cmd;
     fleet_state_finish(&keys, &fin, 1, &cmd);
     fleet_cmd_as_eval(&cmd); /* EVAL: no need for the script to be cached */

@@ -35,9 +35,12 @@ static redisReply *claim(tl_fleet *f, const char **entries, const char **ids, si
     fleet_claim cl[16];
     for (size_t i = 0; i < named + reads; i++)
         cl[i] = (fleet_claim){.id = i < named ? ids[i] : "",
-                              .entry_id = i < named ? entries[i] : "", .model = "echo",
-                              .worker = "w-test", .token = tl_printf("tok-%zu", i),
-                              .lease_ms = 30000, .dlq_cap = 100};
+                              .entry_id = i < named ? entries[i] : "",
+                              .model = "echo",
+                              .worker = "w-test",
+                              .token = tl_printf("tok-%zu", i),
+                              .lease_ms = 30000,
+                              .dlq_cap = 100};
     fleet_cmd cmd;
     ASSERT_EQ_INT(fleet_state_claim(&k, cl, named + reads, &cmd), named + reads);
     return send_script(f, &cmd);
@@ -140,8 +143,11 @@ TL_TEST(claim_reads_new_entries_itself_and_a_batch_publishes_one_message) {
     fleet_keys k = keys_of(f);
     fleet_finish fin[3];
     for (size_t i = 0; i < 3; i++)
-        fin[i] = (fleet_finish){.id = ids[i], .model = "echo", .token = tl_printf("tok-%zu", i),
-                                .status = FLEET_STATUS_SUCCEEDED, .result = "\x01",
+        fin[i] = (fleet_finish){.id = ids[i],
+                                .model = "echo",
+                                .token = tl_printf("tok-%zu", i),
+                                .status = FLEET_STATUS_SUCCEEDED,
+                                .result = "\x01",
                                 .result_len = 1};
     fleet_cmd cmd;
     ASSERT_EQ_INT(fleet_state_finish(&k, fin, 3, &cmd), 3);
@@ -203,10 +209,20 @@ TL_TEST(claim_whose_read_fails_writes_nothing) {
 
     fleet_keys k = keys_of(f);
     fleet_claim cl[2] = {
-        {.id = a, .entry_id = entry_a, .model = "echo", .worker = "w-test", .token = "tok-0",
-         .lease_ms = 30000, .dlq_cap = 100},
-        {.id = "", .entry_id = "", .model = "echo", .worker = "w-test", .token = "tok-1",
-         .lease_ms = 30000, .dlq_cap = 100},
+        {.id = a,
+         .entry_id = entry_a,
+         .model = "echo",
+         .worker = "w-test",
+         .token = "tok-0",
+         .lease_ms = 30000,
+         .dlq_cap = 100},
+        {.id = "",
+         .entry_id = "",
+         .model = "echo",
+         .worker = "w-test",
+         .token = "tok-1",
+         .lease_ms = 30000,
+         .dlq_cap = 100},
     };
     fleet_cmd cmd;
     fleet_state_claim(&k, cl, 2, &cmd);

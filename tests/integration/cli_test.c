@@ -79,9 +79,7 @@ static const char *job_field(tl_fleet *f, const char *id, const char *field) {
     return field_of(tl_redis_cmd(f->rc, "HGETALL {%s}:job:%s", f->prefix, id), field);
 }
 
-static long long dlq_len(tl_fleet *f) {
-    return tl_redis_int(f->rc, "XLEN {%s}:dlq", f->prefix);
-}
+static long long dlq_len(tl_fleet *f) { return tl_redis_int(f->rc, "XLEN {%s}:dlq", f->prefix); }
 
 /* Submits a sleep job (no worker runs it, so it stays queued) and makes it look as the
  * scripts leave a job that was lost 3 times: claimed (claim.lua moves the model's queue
@@ -337,8 +335,9 @@ TL_TEST(fleetctl_dlq_walks_more_than_one_page) {
     tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, old);
     /* 150 newer entries of jobs that no longer exist: more than one page of 100. */
     for (int i = 0; i < 150; i++)
-        tl_redis_cmd(f->rc, "XADD {%s}:dlq * job 01ARZ3NDEKTSV4RRFFQ69G%04d model sleep "
-                            "tenant default attempts 3 error lost failed_ms 1",
+        tl_redis_cmd(f->rc,
+                     "XADD {%s}:dlq * job 01ARZ3NDEKTSV4RRFFQ69G%04d model sleep "
+                     "tenant default attempts 3 error lost failed_ms 1",
                      f->prefix, i);
 
     /* show finds the old entry by scanning back from the newest. */

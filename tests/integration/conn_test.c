@@ -28,16 +28,15 @@
 
 /* ------------------------------------------------------------ sockets --------------- */
 
-static void close_fd(void *arg) {
-    close((int)(intptr_t)arg);
-}
+static void close_fd(void *arg) { close((int)(intptr_t)arg); }
 
 /* A blocking connection to the gateway, closed when the case ends; reads time out after
  * recv_ms. -1 when connect fails. */
 static int dial(tl_fleet *f, int recv_ms) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) FAILF("socket: %s", strerror(errno));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->gateway_port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)f->gateway_port),
                             .sin_addr.s_addr = htonl(0x7f000001)};
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
         close(fd);
@@ -61,8 +60,8 @@ static void send_all(int fd, const char *p, size_t n) {
 static void send_str(int fd, const char *s) { send_all(fd, s, strlen(s)); }
 
 typedef struct answer {
-    int status;     /* 0: none */
-    char *head;     /* status line and headers (harness-owned) */
+    int status; /* 0: none */
+    char *head; /* status line and headers (harness-owned) */
     char *body;
     bool closed;    /* the server closed the connection after it (or instead) */
     bool timed_out; /* the read timed out first */
@@ -221,7 +220,8 @@ static bool healthy(void *arg) {
     health_arg *h = arg;
     char err[256];
     tl_resp *r = tl_http_try(&(tl_req){.url = tl_printf("%s/v1/models", h->f->url),
-                                       .timeout_ms = 2000}, err, sizeof err);
+                                       .timeout_ms = 2000},
+                             err, sizeof err);
     return r && r->status == 200;
 }
 
@@ -309,7 +309,8 @@ static void refused(tl_fleet *f, const char *framing, const char *body, int stat
                     const char *what) {
     int fd = dial(f, 10000);
     send_str(fd, tl_printf("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                           "\r\n%s\r\n%s", framing, body));
+                           "\r\n%s\r\n%s",
+                           framing, body));
     answer a = read_answer(fd, false, true);
     expect_refusal(&a, status, NULL, what);
     ASSERT_EQ_INT(tl_redis_keys(f->rc, tl_printf("{%s}:job:*", f->prefix)).n, 0);
@@ -319,9 +320,10 @@ static void refused(tl_fleet *f, const char *framing, const char *body, int stat
 TL_TEST(framing_both_lengths_is_400) {
     tl_fleet *f = start_with(NULL, NULL, NULL);
     /* by Transfer-Encoding the body is empty and a second submit follows: smuggling */
-    const char *smuggled = tl_printf(
-        "0\r\n\r\nPOST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        "Content-Length: %zu\r\n\r\n%s", strlen(job), job);
+    const char *smuggled =
+        tl_printf("0\r\n\r\nPOST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  "Content-Length: %zu\r\n\r\n%s",
+                  strlen(job), job);
     refused(f, tl_printf("Content-Length: %zu\r\nTransfer-Encoding: chunked\r\n", strlen(smuggled)),
             smuggled, 400, "Content-Length and Transfer-Encoding");
     refused(f, tl_printf("Transfer-Encoding: chunked\r\nContent-Length: %zu\r\n", strlen(smuggled)),
@@ -369,7 +371,8 @@ TL_TEST(framing_bad_content_length) {
     /* the same length twice is one length */
     int fd = dial(f, 10000);
     send_str(fd, tl_printf("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                           "\r\nContent-Length: %zu\r\nContent-Length: %zu\r\n\r\n%s", n, n, job));
+                           "\r\nContent-Length: %zu\r\nContent-Length: %zu\r\n\r\n%s",
+                           n, n, job));
     ASSERT_EQ_INT(read_answer(fd, false, false).status, 202);
 }
 
@@ -390,7 +393,8 @@ TL_TEST(expect_continue_over_limit_is_413_first) {
     int fd = dial(f, 10000);
     /* the head only: the client waits for 100 Continue before it sends the body */
     send_str(fd, tl_printf("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                           "\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", MAX_BODY + 1));
+                           "\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n",
+                           MAX_BODY + 1));
     answer a = read_answer(fd, true, true);
     expect_refusal(&a, 413, "body-too-large", "Expect: 100-continue over the limit");
 

@@ -32,8 +32,8 @@
 #define MAX_CRASH_JOBS 3 /* each kills up to max_attempts (2) workers */
 
 /* The job counters (states) and the event counters of docs/redis.md. */
-static const char *const states[] = {"queued",   "running",   "succeeded",
-                                     "failed",   "cancelled", "expired"};
+static const char *const states[] = {"queued", "running",   "succeeded",
+                                     "failed", "cancelled", "expired"};
 static const char *const events[] = {"retried", "handed_back", "reclaimed", "dead_lettered",
                                      "dlq_retried"};
 #define NSTATES (sizeof states / sizeof *states)
@@ -57,7 +57,7 @@ typedef struct run {
     int crash_jobs;
     int expired_in[4]; /* expiry ops by the job's status then: queued, running, final, gone */
     long checks;
-    char *log;    /* the operation log, printed on a failure */
+    char *log; /* the operation log, printed on a failure */
     size_t loglen, logcap;
     int op;
 } run;
@@ -81,13 +81,13 @@ static void logf_op(run *r, const char *fmt, ...) {
         if (r->loglen) memcpy(grown, r->log, r->loglen);
         r->log = grown;
     }
-    r->loglen += (size_t)snprintf(r->log + r->loglen, r->logcap - r->loglen, "%4d %.*s\n",
-                                  r->op, (int)len, line);
+    r->loglen += (size_t)snprintf(r->log + r->loglen, r->logcap - r->loglen, "%4d %.*s\n", r->op,
+                                  (int)len, line);
 }
 
 static void fail_run(run *r, const char *what, const redisReply *stats) {
-    printf("    counters_test: seed %llu, %d operations, %ld checks; operation log:\n%s",
-           r->seed, r->op, r->checks, r->log ? r->log : "");
+    printf("    counters_test: seed %llu, %d operations, %ld checks; operation log:\n%s", r->seed,
+           r->op, r->checks, r->log ? r->log : "");
     if (stats)
         for (size_t i = 0; i + 1 < stats->elements; i += 2)
             printf("    stats %s = %s\n", stats->element[i]->str, stats->element[i + 1]->str);
@@ -122,8 +122,7 @@ static model_counts check(run *r, const char *want_model) {
         model_counts *c = counts_of(m, &n, model);
         if (!c) fail_run(r, "more models in the stats hash than were used", st);
         long long v = atoll(st->element[i + 1]->str);
-        if (v < 0)
-            fail_run(r, tl_printf("counter %s is %lld, below 0", field, v), st);
+        if (v < 0) fail_run(r, tl_printf("counter %s is %lld, below 0", field, v), st);
         const char *name = colon + 1;
         if (strcmp(name, "submitted") == 0) c->submitted = v;
         for (size_t j = 0; j < NSTATES; j++)
@@ -137,9 +136,10 @@ static model_counts check(run *r, const char *want_model) {
         long long sum = 0;
         for (size_t j = 0; j < NSTATES; j++) sum += m[i].state[j];
         if (sum != m[i].submitted)
-            fail_run(r, tl_printf("model %s: submitted %lld but queued + running + succeeded + "
-                                  "failed + cancelled + expired = %lld",
-                                  m[i].model, m[i].submitted, sum),
+            fail_run(r,
+                     tl_printf("model %s: submitted %lld but queued + running + succeeded + "
+                               "failed + cancelled + expired = %lld",
+                               m[i].model, m[i].submitted, sum),
                      st);
         if (strcmp(m[i].model, want_model) == 0) out = m[i];
     }
@@ -173,8 +173,7 @@ static void replace_dead_workers(run *r) {
         if (!(WIFSIGNALED(w->status) && WTERMSIG(w->status) == SIGKILL))
             fail_run(r, tl_printf("worker %s died: %s", w->name, tl_proc_describe(w)), NULL);
         r->sleepers[i] = NULL;
-        if (r->f->nworkers >= TL_MAX_WORKERS - 1)
-            fail_run(r, "too many workers started", NULL);
+        if (r->f->nworkers >= TL_MAX_WORKERS - 1) fail_run(r, "too many workers started", NULL);
         logf_op(r, "worker %s was killed by a crash job: starting another", w->name);
         add_sleeper(r);
     }
@@ -304,8 +303,9 @@ static void run_seed(unsigned long long seed) {
     if (!settled(r)) fail_run(r, "queued or running did not come back to 0", NULL);
     model_counts s = check(r, "sleep"), e = check(r, "echo");
     if (s.submitted != r->submitted_sleep || e.submitted != r->submitted_echo)
-        fail_run(r, tl_printf("submitted sleep %lld echo %lld, but the test submitted %lld and %lld",
-                              s.submitted, e.submitted, r->submitted_sleep, r->submitted_echo),
+        fail_run(r,
+                 tl_printf("submitted sleep %lld echo %lld, but the test submitted %lld and %lld",
+                           s.submitted, e.submitted, r->submitted_sleep, r->submitted_echo),
                  NULL);
     /* Nothing is left behind for a job that ended or expired: every reference was
      * consumed (and counted) exactly once. */

@@ -20,8 +20,7 @@
 /* A fleet whose gateway accepts embed, and one embed worker on a fresh tiny model, on
  * --backend backend (NULL: the default), with one more environment entry (or NULL); the
  * worker is f->workers[0]. */
-static tl_fleet *start_embed_fleet_on(const char *backend, const char *extra_env)
-{
+static tl_fleet *start_embed_fleet_on(const char *backend, const char *extra_env) {
     const char *dir = tl_tiny_bert_write("model", false, "");
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_MODELS=echo,embed"}});
     const char *path = tl_bin_path("fleet-worker");
@@ -31,21 +30,17 @@ static tl_fleet *start_embed_fleet_on(const char *backend, const char *extra_env
         argv[6] = backend;
     }
     const char *env[] = {tl_printf("FLEET_REDIS_URL=%s", f->redis->url),
-                         tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_MAX_DELAY_MS=0",
-                         extra_env, NULL};
+                         tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_MAX_DELAY_MS=0", extra_env,
+                         NULL};
     f->workers[f->nworkers++] = tl_spawn(&(tl_spawn_opts){
         .name = "worker-embed", .path = path, .argv = argv, .env = env, .checked = true});
     return f;
 }
 
-static tl_fleet *start_embed_fleet(void)
-{
-    return start_embed_fleet_on(NULL, NULL);
-}
+static tl_fleet *start_embed_fleet(void) { return start_embed_fleet_on(NULL, NULL); }
 
 /* POST /v1/jobs with Prefer: wait=30; asserts 200 and returns the job. */
-static json_t *submit_wait(tl_fleet *f, const char *input_json)
-{
+static json_t *submit_wait(tl_fleet *f, const char *input_json) {
     tl_req req = {.method = "POST",
                   .body = tl_printf("{\"model\": \"embed\", \"input\": %s}", input_json),
                   .timeout_ms = 40000};
@@ -57,8 +52,7 @@ static json_t *submit_wait(tl_fleet *f, const char *input_json)
 }
 
 /* The embeddings of a succeeded job's result, checked for shape; n vectors of dim. */
-static json_t *embeddings_of(const json_t *job, size_t n)
-{
+static json_t *embeddings_of(const json_t *job, size_t n) {
     if (strcmp(tl_jstr(job, "status") ? tl_jstr(job, "status") : "", "succeeded") != 0)
         FAILF("job did not succeed: %s", tl_json_text(job));
     ASSERT_EQ_STR(tl_jstr(job, "result.model"), "embed");
@@ -86,8 +80,7 @@ static json_t *embeddings_of(const json_t *job, size_t n)
     return e;
 }
 
-static double max_abs_diff(const json_t *a, const json_t *b)
-{
+static double max_abs_diff(const json_t *a, const json_t *b) {
     double m = 0;
     for (size_t d = 0; d < TL_TINY_HIDDEN; d++)
         m = fmax(m, fabs(json_number_value(json_array_get(a, d)) -
@@ -104,7 +97,8 @@ TL_TEST(embeds_texts_in_input_order) {
     ASSERT_EQ_INT(tl_jint(job, "progress.total"), 2);
     /* [CLS] hello world [SEP] and [CLS] a b c [SEP]. */
     ASSERT_EQ_INT(tl_jint(submit_wait(f, "{\"texts\": [\"hello world\", \"a b c\"]}"),
-                          "result.tokens"), 9);
+                          "result.tokens"),
+                  9);
     json_t *hello = embeddings_of(submit_wait(f, "{\"text\": \"hello world\"}"), 1);
     json_t *abc = embeddings_of(submit_wait(f, "{\"texts\": [\"a b c\"]}"), 1);
     double d0 = max_abs_diff(json_array_get(both, 0), json_array_get(hello, 0));
@@ -121,7 +115,9 @@ TL_TEST(embeds_texts_in_input_order) {
     char *many = tl_printf("[");
     for (int i = 0; i < 40; i++)
         many = tl_printf("%s%s\"%s\"", many, i ? ", " : "",
-                         i % 3 == 0 ? "hello world" : i % 3 == 1 ? "a b c" : "the quick brown fox");
+                         i % 3 == 0   ? "hello world"
+                         : i % 3 == 1 ? "a b c"
+                                      : "the quick brown fox");
     json_t *e = embeddings_of(submit_wait(f, tl_printf("{\"texts\": %s]}", many)), 40);
     for (size_t i = 0; i < 40; i++) {
         const json_t *want = i % 3 == 0   ? json_array_get(hello, 0)
@@ -135,8 +131,7 @@ TL_TEST(embeds_texts_in_input_order) {
 }
 
 /* A float32 from 4 little-endian bytes. */
-static float f32_le(const char *b)
-{
+static float f32_le(const char *b) {
     const unsigned char *u = (const unsigned char *)b;
     uint32_t x = (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
     float f;
@@ -149,7 +144,8 @@ static float f32_le(const char *b)
  * two hold the same floats. */
 TL_TEST(msgpack_result_holds_float32_bins) {
     tl_fleet *f = start_embed_fleet();
-    json_t *job = submit_wait(f, "{\"texts\": [\"hello world\", \"a b c\", \"the quick brown fox\"]}");
+    json_t *job = submit_wait(f,
+                              "{\"texts\": [\"hello world\", \"a b c\", \"the quick brown fox\"]}");
     json_t *waited = embeddings_of(job, 3);
     const char *id = tl_jstr(job, "id");
     /* GET .../result: the same shape, every float32 at full precision. (The job object of
@@ -157,8 +153,9 @@ TL_TEST(msgpack_result_holds_float32_bins) {
      * below within that.) */
     tl_resp *js = tl_get(f, tl_printf("/v1/jobs/%s/result", id));
     ASSERT_HTTP_STATUS(js, 200);
-    json_t *e = embeddings_of(tl_json_own(json_pack("{s:s, s:O}", "status", "succeeded",
-                                                    "result", js->json)), 3);
+    json_t *e = embeddings_of(tl_json_own(json_pack("{s:s, s:O}", "status", "succeeded", "result",
+                                                    js->json)),
+                              3);
 
     tl_req want = {.headers = {"Accept: application/msgpack"}};
     tl_resp *mp = tl_request(f, tl_printf("/v1/jobs/%s/result", id), want);
@@ -209,7 +206,8 @@ TL_TEST(bad_inputs_fail_with_a_message) {
     } cases[] = {
         {"{\"txt\": 1}", "input must be {\"text\": ...} or {\"texts\": [...]}"},
         {"{\"text\": 1}", "input must be {\"text\": ...} or {\"texts\": [...]}"},
-        {"{\"text\": \"a\", \"texts\": [\"b\"]}", "input must be {\"text\": ...} or {\"texts\": [...]}"},
+        {"{\"text\": \"a\", \"texts\": [\"b\"]}",
+         "input must be {\"text\": ...} or {\"texts\": [...]}"},
         {"{\"texts\": []}", "input.texts must hold 1 to 1024 strings, got 0"},
         {"{\"texts\": [\"a\", 2]}", "input.texts[1] must be a string"},
     };
@@ -289,8 +287,7 @@ TL_TEST(backend_choice_is_checked) {
 
 /* elf_needed returns the DT_NEEDED entries of the ELF file at path, each followed by '\n'
  * (read from its .dynamic section and the string table that section links to). */
-static const char *elf_needed(const char *path)
-{
+static const char *elf_needed(const char *path) {
     size_t len = 0;
     const char *buf = tl_read_file(path, &len);
     if (!buf) FAILF("cannot read %s", path);
@@ -306,21 +303,17 @@ static const char *elf_needed(const char *path)
     for (size_t i = 0; i < eh.e_shnum; i++) {
         Elf64_Shdr sh, str;
         memcpy(&sh, buf + eh.e_shoff + i * sizeof sh, sizeof sh);
-        if (sh.sh_type != SHT_DYNAMIC)
-            continue;
+        if (sh.sh_type != SHT_DYNAMIC) continue;
         dynamic = 1;
-        if (sh.sh_link >= eh.e_shnum)
-            FAILF("%s: .dynamic links to no section", path);
+        if (sh.sh_link >= eh.e_shnum) FAILF("%s: .dynamic links to no section", path);
         memcpy(&str, buf + eh.e_shoff + sh.sh_link * sizeof str, sizeof str);
         if (sh.sh_offset + sh.sh_size > len || str.sh_offset + str.sh_size > len)
             FAILF("%s: .dynamic or its strings out of the file", path);
         for (size_t k = 0; k + sizeof(Elf64_Dyn) <= sh.sh_size; k += sizeof(Elf64_Dyn)) {
             Elf64_Dyn d;
             memcpy(&d, buf + sh.sh_offset + k, sizeof d);
-            if (d.d_tag == DT_NULL)
-                break;
-            if (d.d_tag != DT_NEEDED)
-                continue;
+            if (d.d_tag == DT_NULL) break;
+            if (d.d_tag != DT_NEEDED) continue;
             if (d.d_un.d_val >= str.sh_size)
                 FAILF("%s: a DT_NEEDED name out of its string table", path);
             out = tl_printf("%s%.*s\n", out, (int)(str.sh_size - d.d_un.d_val),
@@ -337,27 +330,21 @@ static const char *const cuda_libs[] = {"libcudart", "libcublas", "libcudnn", "l
 static const char *const blas_libs[] = {"libopenblas", "fleet-embed-cpu.so"};
 
 /* Fails when text (a NEEDED list or /proc/PID/maps) names one of libs. */
-static void assert_none_of(const char *what, const char *text, const char *const *libs,
-                           size_t n)
-{
+static void assert_none_of(const char *what, const char *text, const char *const *libs, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if (strstr(text, libs[i]))
-            FAILF("%s names %s:\n%s", what, libs[i], text);
+        if (strstr(text, libs[i])) FAILF("%s names %s:\n%s", what, libs[i], text);
 }
 
-static void assert_no_cuda(const char *what, const char *text)
-{
+static void assert_no_cuda(const char *what, const char *text) {
     assert_none_of(what, text, cuda_libs, TL_COUNT(cuda_libs));
 }
 
-static void assert_no_blas(const char *what, const char *text)
-{
+static void assert_no_blas(const char *what, const char *text) {
     assert_none_of(what, text, blas_libs, TL_COUNT(blas_libs));
 }
 
 /* The libraries a running process has mapped. */
-static const char *maps_of(const tl_proc *p)
-{
+static const char *maps_of(const tl_proc *p) {
     const char *m = tl_read_file(tl_printf("/proc/%ld/maps", (long)p->pid), NULL);
     if (!m) FAILF("cannot read /proc/%ld/maps", (long)p->pid);
     return m;
@@ -386,8 +373,7 @@ TL_TEST(worker_links_and_loads_no_model_library) {
     ASSERT_STR_CONTAINS(cpu_maps, "fleet-embed-cpu.so");
 }
 
-static bool log_says_no_driver(void *arg)
-{
+static bool log_says_no_driver(void *arg) {
     const tl_proc *p = arg;
     const char *log = tl_read_file(p->log_path, NULL);
     return log && strstr(log, "no NVIDIA driver on this machine; the embed model runs on the "
@@ -401,16 +387,14 @@ TL_TEST(auto_without_an_nvidia_driver_does_not_open_the_cuda_module) {
     if (access("/proc/driver/nvidia/version", F_OK) == 0 || access("/dev/nvidiactl", F_OK) == 0 ||
         access("/dev/dxg", F_OK) == 0)
         TL_SKIP("skipped: this machine has an NVIDIA driver");
-    if (!tl_bin_exists("fleet-embed-cuda.so"))
-        TL_SKIP("skipped: this build has no CUDA module");
+    if (!tl_bin_exists("fleet-embed-cuda.so")) TL_SKIP("skipped: this build has no CUDA module");
     tl_fleet *f = start_embed_fleet_on("auto", NULL);
     embeddings_of(submit_wait(f, "{\"text\": \"hello world\"}"), 1);
     ASSERT_WAIT_FOR(log_says_no_driver, f->workers[0], TL_WAIT_MS);
     assert_no_cuda("the auto embed worker's /proc/PID/maps", maps_of(f->workers[0]));
 }
 
-static bool log_has_reason(void *arg)
-{
+static bool log_has_reason(void *arg) {
     const tl_proc *p = arg;
     const char *log = tl_read_file(p->log_path, NULL);
     return log && strstr(log, "no CUDA backend; the embed model runs on the CPU") &&
@@ -420,7 +404,8 @@ static bool log_has_reason(void *arg)
 /* --backend auto with FLEET_CUDA_MODULE naming a file that is not there (as on a machine
  * without the module, or without libcudart for it) serves from the CPU and logs why. */
 TL_TEST(auto_without_the_cuda_module_serves_from_the_cpu) {
-    const char *missing = tl_printf("FLEET_CUDA_MODULE=%s/nowhere/fleet-embed-cuda.so", tl_tmpdir());
+    const char *missing = tl_printf("FLEET_CUDA_MODULE=%s/nowhere/fleet-embed-cuda.so",
+                                    tl_tmpdir());
     tl_fleet *f = start_embed_fleet_on("auto", missing);
     embeddings_of(submit_wait(f, "{\"text\": \"hello world\"}"), 1);
     ASSERT_WAIT_FOR(log_has_reason, f->workers[0], TL_WAIT_MS);

@@ -22,7 +22,9 @@ TL_TEST(multipart_files_become_the_input) {
     memcpy(body + n, file2, sizeof file2 - 1);
     n += sizeof file2 - 1;
     n += (size_t)snprintf(body + n, cap - n, "\r\n--XyZ--\r\n");
-    tl_req req = {.method = "POST", .body = body, .body_len = n,
+    tl_req req = {.method = "POST",
+                  .body = body,
+                  .body_len = n,
                   .content_type = "multipart/form-data; boundary=XyZ"};
     req.headers[0] = "Prefer: wait=20";
     tl_resp *r = tl_request(f, "/v1/jobs", req);
@@ -49,14 +51,22 @@ TL_TEST(multipart_files_become_the_input) {
  * "a b.txt"}} in msgpack: echo returns it, and the result downloads as the file. */
 TL_TEST(msgpack_body_and_a_file_result) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
-    static const char mp[] =
-        "\x82"
-        "\xa5model\xa4" "echo"
-        "\xa5input\x83"
-        "\xac" "content_type\xaa" "text/plain"
-        "\xa5" "bytes\xc4\x0c" "hello\r\nworld"
-        "\xa8" "filename\xa7" "a b.txt";
-    tl_req req = {.method = "POST", .body = mp, .body_len = sizeof mp - 1,
+    static const char mp[] = "\x82"
+                             "\xa5model\xa4"
+                             "echo"
+                             "\xa5input\x83"
+                             "\xac"
+                             "content_type\xaa"
+                             "text/plain"
+                             "\xa5"
+                             "bytes\xc4\x0c"
+                             "hello\r\nworld"
+                             "\xa8"
+                             "filename\xa7"
+                             "a b.txt";
+    tl_req req = {.method = "POST",
+                  .body = mp,
+                  .body_len = sizeof mp - 1,
                   .content_type = "application/msgpack"};
     tl_resp *r = tl_request(f, "/v1/jobs", req);
     ASSERT_HTTP_STATUS(r, 202);

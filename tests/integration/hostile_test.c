@@ -35,7 +35,7 @@
 #define STORM_REQUESTS 3000
 #define STORM_PARALLEL 48
 #define STORM_SEED 0x5eedf1ee7ULL
-#define MAX_BODY 65536        /* FLEET_MAX_BODY of the gateway under test */
+#define MAX_BODY 65536 /* FLEET_MAX_BODY of the gateway under test */
 
 /* ------------------------------------------------------------ bytes ----------------- */
 
@@ -94,16 +94,16 @@ static const char *pick(const char *const *v, size_t n) { return v[rnd(n)]; }
 
 /* What a request may get. */
 typedef struct hreq {
-    const char *cat;      /* its category, for the counts */
-    buf b;                /* the bytes sent */
-    bool may_2xx;         /* a valid read: 2xx allowed */
-    bool must_answer;     /* closing without an answer is a failure */
-    int want;             /* the one status allowed (0: any 4xx, 404/405 included) */
-    bool may_hang;        /* the server rightly waits for more: short deadline */
+    const char *cat;  /* its category, for the counts */
+    buf b;            /* the bytes sent */
+    bool may_2xx;     /* a valid read: 2xx allowed */
+    bool must_answer; /* closing without an answer is a failure */
+    int want;         /* the one status allowed (0: any 4xx, 404/405 included) */
+    bool may_hang;    /* the server rightly waits for more: short deadline */
 } hreq;
 
-static const char *const read_paths[] = {"/healthz", "/readyz", "/v1/models", "/v1/stats",
-                                         "/v1/jobs", "/v1/jobs?limit=1"};
+static const char *const read_paths[] = {"/healthz",  "/readyz",  "/v1/models",
+                                         "/v1/stats", "/v1/jobs", "/v1/jobs?limit=1"};
 
 static void head(buf *b, const char *method, const char *target, const char *version) {
     bprintf(b, "%s ", method);
@@ -133,11 +133,11 @@ static void gen_garbage(hreq *r) {
 }
 
 static void gen_bad_method(hreq *r) {
-    static const char *const m[] = {"FOO", "get", "G3T", "GETT", "POSTX", "", " ", "PROPFIND",
-                                    "CONNECT", "TRACE", "OPTIONS", "PATCH", "HEAD", "\x01GET",
-                                    "GET\tX", "_"};
-    static const char *const p[] = {"/healthz", "/v1/jobs", "/v1/jobs/abc", "/nope", "*",
-                                    "http://127.0.0.1/healthz"};
+    static const char *const m[] = {"FOO",  "get",      "G3T",     "GETT",  "POSTX",   "",
+                                    " ",    "PROPFIND", "CONNECT", "TRACE", "OPTIONS", "PATCH",
+                                    "HEAD", "\x01GET",  "GET\tX",  "_"};
+    static const char *const p[] = {"/healthz", "/v1/jobs", "/v1/jobs/abc",
+                                    "/nope",    "*",        "http://127.0.0.1/healthz"};
     const char *method = PICK(m), *path = PICK(p);
     head(&r->b, method, path, "HTTP/1.1");
     bstr(&r->b, "Connection: close\r\n\r\n");
@@ -148,9 +148,10 @@ static void gen_bad_method(hreq *r) {
 }
 
 static void gen_bad_version(hreq *r) {
-    static const char *const v[] = {"HTTP/9.9", "HTTP/1", "HTTPS/1.1", "HTTP/1.1x", "http/1.1",
-                                    "HTTP/1.1 extra", "HTTP/01.01", "HTTP/1.", "HTTP/",
-                                    "HTTP/99999999999.1", "", "HTTP/1.0", "HTTP/2.0"};
+    static const char *const v[] = {
+        "HTTP/9.9",   "HTTP/1",  "HTTPS/1.1", "HTTP/1.1x",          "http/1.1", "HTTP/1.1 extra",
+        "HTTP/01.01", "HTTP/1.", "HTTP/",     "HTTP/99999999999.1", "",         "HTTP/1.0",
+        "HTTP/2.0"};
     head(&r->b, "GET", "/v1/jobs/nojob", PICK(v));
     bstr(&r->b, "Connection: close\r\n\r\n");
     r->may_hang = true;
@@ -158,12 +159,16 @@ static void gen_bad_version(hreq *r) {
 
 static void gen_missing_crlf(hreq *r) {
     switch (rnd(5)) {
-    case 0: bstr(&r->b, "GET /healthz HTTP/1.1\nHost: x\n\n"); r->may_2xx = true; break;
+    case 0:
+        bstr(&r->b, "GET /healthz HTTP/1.1\nHost: x\n\n");
+        r->may_2xx = true;
+        break;
     case 1: bstr(&r->b, "GET /healthz HTTP/1.1\r\nHost: x\r\n"); break; /* head never ends */
     case 2: bstr(&r->b, "GET /healthz HTTP/1.1"); break;
     case 3: bstr(&r->b, "GET /healthz HTTP/1.1\r\rHost: x\r\r\r\r"); break;
-    default: bstr(&r->b, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: b\rX-C: d\r\n\r\n");
-             r->may_2xx = true;
+    default:
+        bstr(&r->b, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: b\rX-C: d\r\n\r\n");
+        r->may_2xx = true;
     }
     r->may_hang = true;
 }
@@ -232,10 +237,22 @@ static void gen_content_length(hreq *r) {
         r->must_answer = true; /* the truncated body is answered 400 first */
         break;
     }
-    case 2: bstr(&r->b, "Content-Length: -1\r\n\r\n"); bstr(&r->b, valid_job); break;
-    case 3: bstr(&r->b, "Content-Length: 99999999999999999999999\r\n\r\n"); bstr(&r->b, valid_job); break;
-    case 4: bstr(&r->b, "Content-Length: 18446744073709551615\r\n\r\n"); bstr(&r->b, valid_job); break;
-    case 5: bstr(&r->b, "Content-Length: 3x\r\n\r\n"); bstr(&r->b, valid_job); break;
+    case 2:
+        bstr(&r->b, "Content-Length: -1\r\n\r\n");
+        bstr(&r->b, valid_job);
+        break;
+    case 3:
+        bstr(&r->b, "Content-Length: 99999999999999999999999\r\n\r\n");
+        bstr(&r->b, valid_job);
+        break;
+    case 4:
+        bstr(&r->b, "Content-Length: 18446744073709551615\r\n\r\n");
+        bstr(&r->b, valid_job);
+        break;
+    case 5:
+        bstr(&r->b, "Content-Length: 3x\r\n\r\n");
+        bstr(&r->b, valid_job);
+        break;
     case 6: /* two that disagree */
         bprintf(&r->b, "Content-Length: %zu\r\nContent-Length: 5\r\n\r\n", len);
         bstr(&r->b, valid_job);
@@ -257,10 +274,10 @@ static void gen_chunked(hreq *r) {
     case 0: bstr(&r->b, "zz\r\n{}\r\n0\r\n\r\n"); break;
     case 1: bstr(&r->b, "-1\r\n{}\r\n0\r\n\r\n"); break;
     case 2: bstr(&r->b, "ffffffffffffffffffff\r\n{}\r\n0\r\n\r\n"); break;
-    case 3: bstr(&r->b, "100\r\n{\"model\":\r\n0\r\n\r\n"); break;   /* shorter than it says */
+    case 3: bstr(&r->b, "100\r\n{\"model\":\r\n0\r\n\r\n"); break;        /* shorter than it says */
     case 4: bstr(&r->b, "2\r\n{\"model\":\"echo\"}\r\n0\r\n\r\n"); break; /* longer */
-    case 5: bstr(&r->b, "5\r\n{\"mod\r\n"); break;                    /* no last chunk */
-    default: bstr(&r->b, "4\r\n[1,2\r\n0\r\n\r\n");                    /* not a job */
+    case 5: bstr(&r->b, "5\r\n{\"mod\r\n"); break;                        /* no last chunk */
+    default: bstr(&r->b, "4\r\n[1,2\r\n0\r\n\r\n");                       /* not a job */
     }
     r->may_hang = true;
 }
@@ -285,8 +302,8 @@ static void gen_framing(hreq *r) {
     };
     size_t i = rnd(TL_COUNT(v));
     head(&r->b, "POST", "/v1/jobs", "HTTP/1.1");
-    bprintf(&r->b, "Content-Type: application/json\r\nConnection: close\r\n%s\r\n%s",
-            v[i].framing, v[i].body);
+    bprintf(&r->b, "Content-Type: application/json\r\nConnection: close\r\n%s\r\n%s", v[i].framing,
+            v[i].body);
     r->want = v[i].want;
     r->must_answer = true;
 }
@@ -297,16 +314,23 @@ static void gen_bad_json(hreq *r) {
     const char *ctype = "application/json";
     switch (rnd(18)) {
     case 0: bstr(&body, "{\"model\":\"echo\",\"input\":\"\xff\xfe\xc0\xaf\"}"); break;
-    case 1: bstr(&body, "{\"model\":\"echo\",\"input\":");
-            bfill(&body, '[', 10000); bfill(&body, ']', 10000); bstr(&body, "}"); break;
-    case 2: bstr(&body, "{\"model\":\"echo\",\"input\":");
-            bfill(&body, '{', 1); for (int i = 0; i < 40; i++) bstr(&body, "\"a\":{");
-            bfill(&body, '}', 42); break;
+    case 1:
+        bstr(&body, "{\"model\":\"echo\",\"input\":");
+        bfill(&body, '[', 10000);
+        bfill(&body, ']', 10000);
+        bstr(&body, "}");
+        break;
+    case 2:
+        bstr(&body, "{\"model\":\"echo\",\"input\":");
+        bfill(&body, '{', 1);
+        for (int i = 0; i < 40; i++) bstr(&body, "\"a\":{");
+        bfill(&body, '}', 42);
+        break;
     case 3: bstr(&body, "{\"model\":\"echo\",\"input\":1e999999}"); break;
     case 4: bstr(&body, "{\"model\":\"echo\",\"input\":123456789012345678901234567890}"); break;
     case 5: bstr(&body, "{\"model\":\"echo\",\"model\":\"echo\",\"input\":1}"); break;
     case 6: bput(&body, valid_job, rnd(strlen(valid_job))); break; /* truncated */
-    case 7: { /* a NUL byte somewhere */
+    case 7: {                                                      /* a NUL byte somewhere */
         size_t at = rnd(strlen(valid_job));
         bput(&body, valid_job, at);
         bput(&body, "\0", 1);
@@ -317,17 +341,30 @@ static void gen_bad_json(hreq *r) {
     case 9: bstr(&body, "{\"model\":\"echo\"}"); break;
     case 10: bstr(&body, "{\"input\":1}"); break;
     case 11: bstr(&body, "{\"model\":\"nosuchmodel\",\"input\":1}"); break;
-    case 12: bstr(&body, "{\"model\":\"echo\",\"input\":1,\"priority\":\"urgent\",\"ttl_s\":-5}"); break;
-    case 13: bstr(&body, "{\"model\":\"echo\",\"input\":1,\"webhook\":\"http://127.0.0.1:1/x\"}"); break;
-    case 14: bstr(&body, valid_job); ctype = "text/plain"; break;
-    case 15: bstr(&body, valid_job); ctype = "application/msgpack"; break;
-    case 16: bstr(&body, valid_job);
-             ctype = "multipart/form-data; boundary=XyZ"; break;
-    default: for (size_t i = 0, n = 1 + rnd(300); i < n; i++) {
-                 char c = (char)rnd(256);
-                 bput(&body, &c, 1);
-             }
-             if (body.p[0] == '{') body.p[0] = '!'; /* never a valid object by luck */
+    case 12:
+        bstr(&body, "{\"model\":\"echo\",\"input\":1,\"priority\":\"urgent\",\"ttl_s\":-5}");
+        break;
+    case 13:
+        bstr(&body, "{\"model\":\"echo\",\"input\":1,\"webhook\":\"http://127.0.0.1:1/x\"}");
+        break;
+    case 14:
+        bstr(&body, valid_job);
+        ctype = "text/plain";
+        break;
+    case 15:
+        bstr(&body, valid_job);
+        ctype = "application/msgpack";
+        break;
+    case 16:
+        bstr(&body, valid_job);
+        ctype = "multipart/form-data; boundary=XyZ";
+        break;
+    default:
+        for (size_t i = 0, n = 1 + rnd(300); i < n; i++) {
+            char c = (char)rnd(256);
+            bput(&body, &c, 1);
+        }
+        if (body.p[0] == '{') body.p[0] = '!'; /* never a valid object by luck */
     }
     post_body(r, ctype, body.p ? body.p : "", body.n);
     free(body.p);
@@ -336,9 +373,22 @@ static void gen_bad_json(hreq *r) {
 
 static void gen_bad_job_path(hreq *r) {
     static const char *const ids[] = {
-        "%00", "..%2f..%2fetc", "../../etc/passwd", "%2e%2e", ".", "-", "%ff%fe", "a%20b",
-        "01ZZZZZZZZZZZZZZZZZZZZZZZZ", "*", "'%20OR%201=1", "%0d%0aX-Injected:%201",
-        "\xc3\xa9", "null", "~", "{prefix}:job:x",
+        "%00",
+        "..%2f..%2fetc",
+        "../../etc/passwd",
+        "%2e%2e",
+        ".",
+        "-",
+        "%ff%fe",
+        "a%20b",
+        "01ZZZZZZZZZZZZZZZZZZZZZZZZ",
+        "*",
+        "'%20OR%201=1",
+        "%0d%0aX-Injected:%201",
+        "\xc3\xa9",
+        "null",
+        "~",
+        "{prefix}:job:x",
     };
     static const char *const tails[] = {"", "/result", "/events", "/result/x", "/", "//"};
     static const char *const methods[] = {"GET", "DELETE", "GET", "POST"};
@@ -356,7 +406,8 @@ static void gen_bad_job_path(hreq *r) {
     r->must_answer = true;
 }
 
-#define LIT(s) {s, sizeof(s) - 1}
+#define LIT(s) \
+    { s, sizeof(s) - 1 }
 static void gen_nul_in_head(hreq *r) {
     static const struct {
         const char *s;
@@ -374,8 +425,10 @@ static void gen_nul_in_head(hreq *r) {
 static void gen_bad_method_on_submit(hreq *r) {
     static const char *const m[] = {"PUT", "PATCH", "DELETE", "GET"};
     head(&r->b, PICK(m), "/v1/jobs", "HTTP/1.1");
-    bprintf(&r->b, "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-                   "Connection: close\r\n\r\n%s", strlen(valid_job), valid_job);
+    bprintf(&r->b,
+            "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+            "Connection: close\r\n\r\n%s",
+            strlen(valid_job), valid_job);
     /* GET /v1/jobs with a body is a list: a valid read */
     r->may_2xx = strncmp(r->b.p, "GET", 3) == 0;
     r->must_answer = true;
@@ -444,7 +497,8 @@ static void generate(size_t i, hreq *r) {
 static int connect_to(int port, bool nonblocking) {
     int fd = socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0) FAILF("socket: %s", strerror(errno));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(0x7f000001)};
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) {
         int e = errno;
@@ -589,8 +643,7 @@ static void run_storm(tl_fleet *f, storm *s) {
         int64_t now = tl_now_ms();
         size_t active = 0;
         for (size_t i = 0; i < STORM_PARALLEL; i++) {
-            if (!slots[i].used && s->next < STORM_REQUESTS)
-                slot_start(s, &slots[i]);
+            if (!slots[i].used && s->next < STORM_REQUESTS) slot_start(s, &slots[i]);
             if (slots[i].used) active++;
         }
         if (active == 0) break;
@@ -607,14 +660,13 @@ static void run_storm(tl_fleet *f, storm *s) {
             if (slots[i].used && now > slots[i].deadline) finish(s, &slots[i], O_TIMEOUT, 0);
         }
         if (s->done % 500 == 0 && !tl_proc_alive(f->gateway))
-            FAILF("the gateway died after %zu requests: %s", s->done,
-                  tl_proc_describe(f->gateway));
+            FAILF("the gateway died after %zu requests: %s", s->done, tl_proc_describe(f->gateway));
     }
 }
 
 TL_TEST(malformed_storm) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .gateway_env = {tl_printf("FLEET_MAX_BODY=%d", MAX_BODY)}});
+    tl_fleet *f =
+        tl_fleet_start(&(tl_fleet_opts){.gateway_env = {tl_printf("FLEET_MAX_BODY=%d", MAX_BODY)}});
     storm *s = tl_alloc(sizeof *s);
     int64_t t0 = tl_now_ms();
     run_storm(f, s);

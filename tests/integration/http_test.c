@@ -14,7 +14,8 @@ TL_TEST(request_id_is_echoed_when_sent) {
     ASSERT_EQ_STR(tl_resp_header(r, "X-Request-ID"), "it-health-1");
 
     r = tl_request(f, "/v1/jobs",
-                   (tl_req){.method = "POST", .body = "{\"model\": \"echo\", \"input\": {}}",
+                   (tl_req){.method = "POST",
+                            .body = "{\"model\": \"echo\", \"input\": {}}",
                             .headers = {"X-Request-ID: it-submit-2"}});
     ASSERT_HTTP_STATUS(r, 202);
     ASSERT_EQ_STR(tl_resp_header(r, "X-Request-ID"), "it-submit-2");
@@ -30,7 +31,8 @@ TL_TEST(request_id_is_echoed_when_sent) {
     ASSERT_EQ_STR(tl_jstr(r->json, "request_id"), "it-missing-3");
 
     r = tl_request(f, "/v1/jobs",
-                   (tl_req){.method = "POST", .body = "{\"model\": 1}",
+                   (tl_req){.method = "POST",
+                            .body = "{\"model\": 1}",
                             .headers = {"X-Request-ID: it-bad-4"}});
     ASSERT_PROBLEM(r, 400);
     ASSERT_EQ_STR(tl_resp_header(r, "X-Request-ID"), "it-bad-4");
@@ -55,7 +57,8 @@ TL_TEST(request_id_is_generated_when_absent_or_invalid) {
     char longid[200];
     memset(longid, 'r', 150);
     longid[150] = '\0';
-    tl_resp *c = tl_request(f, "/healthz", (tl_req){.headers = {tl_printf("X-Request-ID: %s", longid)}});
+    tl_resp *c = tl_request(f, "/healthz",
+                            (tl_req){.headers = {tl_printf("X-Request-ID: %s", longid)}});
     ASSERT_HTTP_STATUS(c, 200);
     const char *rc = tl_resp_header(c, "X-Request-ID");
     ASSERT_NOT_NULL(rc);
@@ -201,8 +204,8 @@ TL_TEST(models_lists_configured_models_with_workers_and_depth) {
 
 /* ------------------------------------------------------------ stats ----------------- */
 
-static const char *const COUNTERS[] = {"queued",    "running", "submitted", "succeeded",
-                                       "failed",    "cancelled", "expired", NULL};
+static const char *const COUNTERS[] = {"queued", "running",   "submitted", "succeeded",
+                                       "failed", "cancelled", "expired",   NULL};
 
 typedef struct stats_watch {
     tl_fleet *f;
@@ -261,7 +264,8 @@ TL_TEST(stats_count_jobs_by_model_and_status) {
     for (int g = 0; groups[g]; g++)
         for (int c = 0; COUNTERS[c]; c++) {
             const char *path = tl_printf("%s.%s", groups[g], COUNTERS[c]);
-            if (!tl_jis_int(r->json, path)) FAILF("GET /v1/stats: no integer at %s: %s", path, r->body);
+            if (!tl_jis_int(r->json, path))
+                FAILF("GET /v1/stats: no integer at %s: %s", path, r->body);
         }
     /* The totals are the sums over the models. */
     for (int c = 0; COUNTERS[c]; c++) {

@@ -74,8 +74,8 @@ TL_TEST(idle_gateway_sends_at_most_two_commands_a_second) {
     ASSERT_WAIT_FOR(infos_reached, &p, 30000);
     counts end = p.last;
     long long infos = end.info - base.info, others = end.other - base.other;
-    tl_log("over %lld readiness ticks of the gateway: %lld INFO, %lld other commands", infos,
-           infos, others);
+    tl_log("over %lld readiness ticks of the gateway: %lld INFO, %lld other commands", infos, infos,
+           others);
     tl_log("before:%s", base.detail);
     tl_log("after: %s", end.detail);
     /* At most about one command a second besides INFO: two a second in all. */

@@ -18,7 +18,8 @@ static const char *const RICH_INPUT =
     " \"flags\": {\"yes\": true, \"no\": false, \"nothing\": null},"
     " \"nested\": {\"a\": {\"b\": {\"c\": [[1, [2, [3, {\"d\": \"deep\"}]]]]}}},"
     " \"empty\": {\"obj\": {}, \"arr\": [], \"str\": \"\"},"
-    " \"\xc3\xbcnic\xc3\xb8" "de key\": 1}";
+    " \"\xc3\xbcnic\xc3\xb8"
+    "de key\": 1}";
 
 TL_TEST(echo_job_lifecycle_returns_its_input) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
@@ -69,7 +70,8 @@ TL_TEST(a_queued_job_is_one_key_holding_its_input) {
         char *text = tl_printf("%*s", (int)lens[i], "");
         for (size_t j = 0; j < lens[i]; j++) text[j] = (char)('a' + (j * 7 + (size_t)i) % 26);
         inputs[i] = tl_printf("{\"text\": \"%s\"}", text);
-        tl_resp *r = tl_post(f, "/v1/jobs", tl_printf("{\"model\": \"echo\", \"input\": %s}", inputs[i]));
+        tl_resp *r = tl_post(f, "/v1/jobs",
+                             tl_printf("{\"model\": \"echo\", \"input\": %s}", inputs[i]));
         ASSERT_HTTP_STATUS(r, 202);
         ids[i] = tl_jstr(r->json, "id");
         ASSERT_NOT_NULL(ids[i]);
@@ -107,9 +109,9 @@ TL_TEST(echo_result_as_msgpack_on_request) {
 typedef struct progress_watch {
     tl_fleet *f;
     const char *id;
-    bool seen_mid;      /* status running with 1 <= progress.done <= 4 */
+    bool seen_mid; /* status running with 1 <= progress.done <= 4 */
     long long done, total;
-    bool seen_425;      /* GET result answered 425 while it ran */
+    bool seen_425; /* GET result answered 425 while it ran */
     bool finished_early;
     char last[2048];
 } progress_watch;
@@ -129,7 +131,8 @@ static bool watch_progress(void *arg) {
         if (done >= 1 && done <= 4) {
             w->seen_mid = true;
             w->done = done;
-            w->total = tl_jis_int(r->json, "progress.total") ? tl_jint(r->json, "progress.total") : -1;
+            w->total = tl_jis_int(r->json, "progress.total") ? tl_jint(r->json, "progress.total")
+                                                             : -1;
             tl_resp *res = tl_get(w->f, tl_printf("/v1/jobs/%s/result", w->id));
             w->seen_425 = res->status == 425;
             if (!w->seen_425)
@@ -199,11 +202,11 @@ TL_TEST(failed_job_reports_its_error_and_result_is_409) {
 TL_TEST(unknown_ids_are_404_whether_well_formed_or_not) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     static const char *const ids[] = {
-        "01ARZ3NDEKTSV4RRFFQ69G5FAV",       /* a valid ULID that was never submitted */
-        "not-a-job-id",                     /* malformed */
-        "01ARZ3NDEKTSV4RRFFQ69G5FA",        /* one character short */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAVX",      /* one character long */
-        "%7B%7D*",                          /* key-pattern characters */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV",  /* a valid ULID that was never submitted */
+        "not-a-job-id",                /* malformed */
+        "01ARZ3NDEKTSV4RRFFQ69G5FA",   /* one character short */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAVX", /* one character long */
+        "%7B%7D*",                     /* key-pattern characters */
         NULL,
     };
     for (int i = 0; ids[i]; i++) {

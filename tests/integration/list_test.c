@@ -192,9 +192,19 @@ TL_TEST(list_cursor_is_an_index_entry_id) {
 
     const char *detail = ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs?cursor=%s", ids[2])), 400);
     ASSERT_STR_CONTAINS(detail, "older release");
-    static const char *const bad[] = {"abc", "1-", "-1", "1", "0-0", "1-2-3", "1-x", "+",
-                                      "18446744073709551616-0", "1-18446744073709551616",
-                                      "%2B", "(1-0", "1%2D0%00"};
+    static const char *const bad[] = {"abc",
+                                      "1-",
+                                      "-1",
+                                      "1",
+                                      "0-0",
+                                      "1-2-3",
+                                      "1-x",
+                                      "+",
+                                      "18446744073709551616-0",
+                                      "1-18446744073709551616",
+                                      "%2B",
+                                      "(1-0",
+                                      "1%2D0%00"};
     for (size_t i = 0; i < TL_COUNT(bad); i++) {
         detail = ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs?cursor=%s", bad[i])), 400);
         ASSERT_STR_CONTAINS(detail, "cursor");

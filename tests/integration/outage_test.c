@@ -26,15 +26,19 @@ static int rng_range(int lo, int hi) {
 
 /* One request with a short client timeout; a transport error (a timeout above all) fails
  * the case as a hang. */
-static tl_resp *request_or_hang(tl_fleet *f, const char *method, const char *path,
-                                const char *body, long long *ms) {
+static tl_resp *request_or_hang(tl_fleet *f, const char *method, const char *path, const char *body,
+                                long long *ms) {
     char err[1024];
-    tl_req req = {.method = method, .url = tl_printf("%s%s", f->url, path), .body = body,
+    tl_req req = {.method = method,
+                  .url = tl_printf("%s%s", f->url, path),
+                  .body = body,
                   .timeout_ms = CLIENT_TIMEOUT_MS};
     int64_t t0 = tl_now_ms();
     tl_resp *r = tl_http_try(&req, err, sizeof(err));
     if (ms) *ms = tl_now_ms() - t0;
-    if (!r) FAILF("%s %s hung or failed (client timeout %d ms): %s", method, path, CLIENT_TIMEOUT_MS, err);
+    if (!r)
+        FAILF("%s %s hung or failed (client timeout %d ms): %s", method, path, CLIENT_TIMEOUT_MS,
+              err);
     return r;
 }
 
@@ -158,7 +162,8 @@ TL_TEST(redis_restart_with_aof_loses_no_accepted_job) {
     const char **more = tl_alloc(AOF_AFTER * sizeof *more);
     for (int i = 0; i < AOF_AFTER; i++)
         more[i] = tl_job_submit(f, "sleep", tl_printf("{\"ms\": %d}", rng_range(20, 60)));
-    jobs_watch w2 = {.f = f, .ids = more, .done = tl_alloc(AOF_AFTER * sizeof(bool)), .n = AOF_AFTER};
+    jobs_watch w2 = {
+        .f = f, .ids = more, .done = tl_alloc(AOF_AFTER * sizeof(bool)), .n = AOF_AFTER};
     if (!tl_wait_for(jobs_all_succeeded, &w2, TL_WAIT_MS))
         FAILF("%zu of %d jobs submitted after the restart succeeded within %d ms", w2.ndone,
               AOF_AFTER, TL_WAIT_MS);
@@ -237,8 +242,7 @@ TL_TEST(redis_down_answers_503_fast_and_recovers) {
      * means "unknown", not "not done"). */
     tl_log("jobs Redis counts as submitted since its restart: %lld (the hung submit %s)",
            tl_stat(f, "echo", "submitted"),
-           tl_stat(f, "echo", "submitted") > 1 ? "ran after the resume"
-                                                           : "did not run");
+           tl_stat(f, "echo", "submitted") > 1 ? "ran after the resume" : "did not run");
 }
 
 typedef struct group_watch {
@@ -254,7 +258,8 @@ static bool group_exists(void *arg) {
     for (size_t i = 0; i < r->elements; i++) {
         redisReply *g = r->element[i];
         for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements; k += 2)
-            if (g->element[k]->type == REDIS_REPLY_STRING && strcmp(g->element[k]->str, "name") == 0 &&
+            if (g->element[k]->type == REDIS_REPLY_STRING &&
+                strcmp(g->element[k]->str, "name") == 0 &&
                 g->element[k + 1]->type == REDIS_REPLY_STRING &&
                 strcmp(g->element[k + 1]->str, "workers") == 0)
                 return true;

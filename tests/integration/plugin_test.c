@@ -16,8 +16,8 @@ TL_TEST(example_plugin_serves_jobs) {
     const char *argv[] = {path, "--model-plugin", plugin_path(), NULL};
     const char *env[] = {tl_printf("FLEET_REDIS_URL=%s", f->redis->url),
                          tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_MAX_DELAY_MS=0", NULL};
-    tl_spawn(&(tl_spawn_opts){.name = "worker-bytes", .path = path, .argv = argv, .env = env,
-                              .checked = true});
+    tl_spawn(&(tl_spawn_opts){
+        .name = "worker-bytes", .path = path, .argv = argv, .env = env, .checked = true});
     const char *id = tl_job_submit(f, "bytes", "{\"text\": \"hello\"}");
     tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     tl_resp *r = tl_get(f, tl_printf("/v1/jobs/%s/result", id));

@@ -28,7 +28,8 @@ typedef struct replies {
 
 static void on_reply(redisReply *rep, void *arg) {
     replies *rs = arg;
-    if (!rep || rep->type != REDIS_REPLY_INTEGER || rs->n >= (int)(sizeof rs->got / sizeof *rs->got)) {
+    if (!rep || rep->type != REDIS_REPLY_INTEGER ||
+        rs->n >= (int)(sizeof rs->got / sizeof *rs->got)) {
         rs->bad = true;
         return;
     }

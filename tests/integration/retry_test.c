@@ -10,9 +10,7 @@
 
 #include "testlib.h"
 
-static long long dlq_len(tl_fleet *f) {
-    return tl_redis_int(f->rc, "XLEN {%s}:dlq", f->prefix);
-}
+static long long dlq_len(tl_fleet *f) { return tl_redis_int(f->rc, "XLEN {%s}:dlq", f->prefix); }
 
 /* GET of the job; when it waits for its next attempt (queued with retry_at), checks that
  * it is neither in the queue nor on a worker, and sets *saw. */
@@ -30,8 +28,8 @@ static json_t *look_between_attempts(tl_fleet *f, const char *id, bool *saw) {
 }
 
 TL_TEST(retryable_error_retries_with_backoff_then_succeeds) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"sleep"}, .worker_env = {"FLEET_RETRY_BASE_MS=300"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .worker_env = {"FLEET_RETRY_BASE_MS=300"}});
     const char *id = tl_job_submit(
         f, "sleep",
         "{\"ms\": 10, \"fail\": \"GPU busy\", \"retryable\": true, \"fail_attempts\": 2}");
@@ -63,8 +61,8 @@ TL_TEST(retryable_error_past_max_attempts_fails_and_is_dead_lettered) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
                                                   .gateway_env = {"FLEET_MAX_ATTEMPTS=2"},
                                                   .worker_env = {"FLEET_RETRY_BASE_MS=100"}});
-    const char *id =
-        tl_job_submit(f, "sleep", "{\"ms\": 10, \"fail\": \"GPU busy\", \"retryable\": true}");
+    const char *id = tl_job_submit(f, "sleep",
+                                   "{\"ms\": 10, \"fail\": \"GPU busy\", \"retryable\": true}");
     json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 2);
     ASSERT_EQ_INT(tl_jint(job, "max_attempts"), 2);
@@ -124,7 +122,8 @@ TL_TEST(job_that_crashes_workers_is_dead_lettered_after_max_attempts) {
         tl_proc *w = tl_fleet_add_worker(f, "sleep");
         tl_proc_expect_kill9(w);
         /* Either the worker dies running the job, or it ends the job (the last round). */
-        TL_WAIT_UNTIL(!tl_proc_alive(w) || tl_status_is_final(tl_jstr(job = tl_job_get(f, id), "status")),
+        TL_WAIT_UNTIL(!tl_proc_alive(w) ||
+                          tl_status_is_final(tl_jstr(job = tl_job_get(f, id), "status")),
                       TL_WAIT_MS);
         if (!tl_proc_alive(w)) {
             ASSERT_TRUE(WIFSIGNALED(w->status) && WTERMSIG(w->status) == SIGKILL);
@@ -175,8 +174,8 @@ TL_TEST(timeout_fails_the_job_and_does_not_retry) {
 
 /* A model's default limit (the worker's FLEET_TIMEOUT_S) applies to jobs that set none. */
 TL_TEST(model_default_timeout_applies_to_jobs_without_one) {
-    tl_fleet *f = tl_fleet_start(
-        &(tl_fleet_opts){.workers = {"sleep"}, .worker_env = {"FLEET_TIMEOUT_S=1"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .worker_env = {"FLEET_TIMEOUT_S=1"}});
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
     json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_STR_CONTAINS(tl_jstr(job, "error"), "timeout_s of 1 seconds");

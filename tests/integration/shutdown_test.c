@@ -128,7 +128,8 @@ TL_TEST(gateway_sigterm_answers_requests_in_flight_then_exits_0) {
     long before = redis_unread(f);
     int fd = tl_tcp_send(f->gateway_port,
                          tl_printf("GET /v1/jobs/%s HTTP/1.1\r\nHost: fleet\r\n"
-                                   "Connection: close\r\n\r\n", id),
+                                   "Connection: close\r\n\r\n",
+                                   id),
                          20000);
     wait_in_flight(f, 1, before);
     kill(f->gateway->pid, SIGTERM);

@@ -199,8 +199,11 @@ static void start_gateway_on_db(tl_fleet *f, int db) {
                          tl_printf("FLEET_LISTEN=127.0.0.1:%d", port),
                          tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_AUTH=off", NULL};
     const char *argv[] = {path, NULL};
-    f->gateway = tl_spawn(&(tl_spawn_opts){.name = tl_printf("gateway-db%d", db), .path = path,
-                                           .argv = argv, .env = env, .checked = true});
+    f->gateway = tl_spawn(&(tl_spawn_opts){.name = tl_printf("gateway-db%d", db),
+                                           .path = path,
+                                           .argv = argv,
+                                           .env = env,
+                                           .checked = true});
     snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d", port);
 }
 
@@ -294,7 +297,8 @@ TL_TEST(full_redis_refuses_submits_cleanly) {
                   "urn:fleet:problem:redis-full");
     tl_resp *b = tl_post(f, "/v1/jobs/batch",
                          tl_printf("{\"jobs\":[{\"model\":\"echo\",\"input\":%s},"
-                                   "{\"model\":\"echo\",\"input\":%s}]}", big, big));
+                                   "{\"model\":\"echo\",\"input\":%s}]}",
+                                   big, big));
     ASSERT_HTTP_STATUS(b, 200);
     ASSERT_EQ_INT(tl_jint(b->json, "accepted"), 0);
     ASSERT_NOT_NULL(tl_resp_header(b, "Retry-After"));

@@ -123,9 +123,9 @@ static void fill_redis(tl_fleet *f) {
 /* A job runs when Redis fills up: its progress and finish are refused. The worker keeps
  * the result and its lease; once Redis has room the job succeeds on attempt 1. */
 TL_TEST(oom_finish_is_kept_and_retried_while_the_lease_is_renewed) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"sleep"},
-        .worker_env = {"FLEET_LEASE_MS=3000", "FLEET_PROGRESS_INTERVAL_MS=0"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .worker_env = {"FLEET_LEASE_MS=3000",
+                                                                 "FLEET_PROGRESS_INTERVAL_MS=0"}});
     const char *id = tl_job_submit(f, "sleep", "{\"ms\":2000,\"steps\":8}");
     wait_running(f, id);
     fill_redis(f);
@@ -136,8 +136,8 @@ TL_TEST(oom_finish_is_kept_and_retried_while_the_lease_is_renewed) {
     ASSERT_EQ_STR(job_field(f, id, "status"), "running");
     ASSERT_EQ_INT(job_field_ll(f, id, "attempts"), 1);
     long long lease0 = job_field_ll(f, id, "lease_until_ms");
-    field_probe renewed = {.f = f, .id = id, .field = "lease_until_ms",
-                           .at_least = lease0 + LEASE_MS};
+    field_probe renewed = {
+        .f = f, .id = id, .field = "lease_until_ms", .at_least = lease0 + LEASE_MS};
     ASSERT_WAIT_FOR(field_is, &renewed, TL_WAIT_MS);
     ASSERT_EQ_STR(job_field(f, id, "status"), "running");
     ASSERT_EQ_INT(job_field_ll(f, id, "attempts"), 1);
@@ -152,9 +152,9 @@ TL_TEST(oom_finish_is_kept_and_retried_while_the_lease_is_renewed) {
  * time, then gives it up and exits cleanly; the job's lease runs out and the job runs
  * again on another worker once Redis has room (at-least-once: never lost). */
 TL_TEST(oom_result_given_up_only_past_the_drain_time) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"sleep"},
-        .worker_env = {"FLEET_LEASE_MS=3000", "FLEET_PROGRESS_INTERVAL_MS=0"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .worker_env = {"FLEET_LEASE_MS=3000",
+                                                                 "FLEET_PROGRESS_INTERVAL_MS=0"}});
     const char *id = tl_job_submit(f, "sleep", "{\"ms\":500,\"steps\":2}");
     wait_running(f, id);
     fill_redis(f);
@@ -207,8 +207,8 @@ TL_TEST(evicting_policy_holds_claims_until_noeviction) {
 
 /* With FLEET_ALLOW_EVICTION=on the operator accepts the risk: the worker warns and runs. */
 TL_TEST(allow_eviction_runs_at_once) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .gateway_env = {"FLEET_ALLOW_EVICTION=on"}, .worker_env = {"FLEET_ALLOW_EVICTION=on"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_ALLOW_EVICTION=on"},
+                                                  .worker_env = {"FLEET_ALLOW_EVICTION=on"}});
     tl_redis_cmd(f->rc, "CONFIG SET maxmemory-policy volatile-lru");
     const char *id = tl_job_submit(f, "sleep", "{\"ms\":0}");
     tl_proc *wk = tl_fleet_add_worker(f, "sleep");
@@ -221,9 +221,9 @@ TL_TEST(allow_eviction_runs_at_once) {
  * job that ends then has its finish refused: it is retried once the script is killed,
  * and the job succeeds on its first attempt. */
 TL_TEST(busy_redis_finish_is_retried) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"sleep"},
-        .worker_env = {"FLEET_LEASE_MS=3000", "FLEET_PROGRESS_INTERVAL_MS=0"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .worker_env = {"FLEET_LEASE_MS=3000",
+                                                                 "FLEET_PROGRESS_INTERVAL_MS=0"}});
     tl_redis_cmd(f->rc, "CONFIG SET busy-reply-threshold 50");
     const char *id = tl_job_submit(f, "sleep", "{\"ms\":1500,\"steps\":3}");
     wait_running(f, id);
@@ -249,9 +249,9 @@ TL_TEST(busy_redis_finish_is_retried) {
  * takes it, and the job succeeds on its first attempt (its lease, 10 s, outlasts the
  * load). */
 TL_TEST(loading_redis_finish_is_retried) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"sleep"},
-        .worker_env = {"FLEET_LEASE_MS=10000", "FLEET_PROGRESS_INTERVAL_MS=0"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .worker_env = {"FLEET_LEASE_MS=10000",
+                                                                 "FLEET_PROGRESS_INTERVAL_MS=0"}});
     const char *id = tl_job_submit(f, "sleep", "{\"ms\":1500,\"steps\":3}");
     wait_running(f, id);
 

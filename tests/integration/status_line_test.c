@@ -17,7 +17,8 @@ static const char *first_line(tl_fleet *f, const char *req, size_t len) {
     if (fd < 0) FAILF("socket: %s", strerror(errno));
     struct timeval tv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->gateway_port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)f->gateway_port),
                             .sin_addr.s_addr = htonl(0x7f000001)};
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) FAILF("connect: %s", strerror(errno));
     for (size_t sent = 0; sent < len;) {
@@ -78,24 +79,23 @@ TL_TEST(every_refusal_has_its_real_reason_phrase) {
 
     ASSERT_EQ_STR(request(f, "POST", "/v1/jobs", small, "{\"model\": \"nope\", \"input\": 1}"),
                   "HTTP/1.1 422 Unprocessable Content");
-    tl_resp *sub = tl_request(f, "/v1/jobs", (tl_req){.method = "POST", .body = JOB(1),
-                              .headers = {"Authorization: Bearer fk_small_status_line"}});
+    tl_resp *sub = tl_request(f, "/v1/jobs",
+                              (tl_req){.method = "POST",
+                                       .body = JOB(1),
+                                       .headers = {"Authorization: Bearer fk_small_status_line"}});
     ASSERT_HTTP_STATUS(sub, 202);
     const char *id = tl_jstr(sub->json, "id");
     ASSERT_EQ_STR(request(f, "GET", tl_printf("/v1/jobs/%s/result", id), small, NULL),
                   "HTTP/1.1 425 Too Early");
     /* Its one active job is queued: the next submit is over max_active (the queue has
      * room for one more). */
-    ASSERT_EQ_STR(request(f, "POST", "/v1/jobs", small, JOB(2)),
-                  "HTTP/1.1 429 Too Many Requests");
+    ASSERT_EQ_STR(request(f, "POST", "/v1/jobs", small, JOB(2)), "HTTP/1.1 429 Too Many Requests");
     /* Another tenant fills the queue (FLEET_MAX_QUEUE=2), then finds it full. */
     ASSERT_EQ_STR(request(f, "POST", "/v1/jobs", big, JOB(3)), "HTTP/1.1 202 Accepted");
-    ASSERT_EQ_STR(request(f, "POST", "/v1/jobs", big, JOB(4)),
-                  "HTTP/1.1 503 Service Unavailable");
+    ASSERT_EQ_STR(request(f, "POST", "/v1/jobs", big, JOB(4)), "HTTP/1.1 503 Service Unavailable");
     ASSERT_EQ_STR(request(f, "GET", "/v1/jobs", NULL, NULL), "HTTP/1.1 401 Unauthorized");
     ASSERT_EQ_STR(request(f, "GET", "/v1/no-such-route", small, NULL), "HTTP/1.1 404 Not Found");
-    ASSERT_EQ_STR(request(f, "GET", tl_printf("/v1/jobs/%s", id), small, NULL),
-                  "HTTP/1.1 200 OK");
+    ASSERT_EQ_STR(request(f, "GET", tl_printf("/v1/jobs/%s", id), small, NULL), "HTTP/1.1 200 OK");
 
     /* Refused by the head guard before libevhtp parses anything. */
     char *body = tl_alloc(2048);

@@ -79,7 +79,8 @@ static long long consumer_idle_ms(tl_fleet *f, const char *name) {
         redisReply *fields = c->element[i];
         if (strcmp(fields->element[1]->str, name) != 0) continue;
         for (size_t k = 0; k + 1 < fields->elements; k += 2)
-            if (strcmp(fields->element[k]->str, "idle") == 0) return fields->element[k + 1]->integer;
+            if (strcmp(fields->element[k]->str, "idle") == 0)
+                return fields->element[k + 1]->integer;
         FAILF("XINFO CONSUMERS gave no idle time for %s", name);
     }
     return -1;
@@ -88,9 +89,9 @@ static long long consumer_idle_ms(tl_fleet *f, const char *name) {
 /* A dead worker's consumer keeps its pending entries until they are taken over, and only
  * then is removed from the group. */
 TL_TEST(dead_consumer_is_removed_only_after_its_entries_were_taken_over) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .worker_env = {"FLEET_LEASE_MS=10000", "FLEET_CONSUMER_IDLE_MS=1000",
-                       "FLEET_WORKER_NAME=dies"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.worker_env = {"FLEET_LEASE_MS=10000",
+                                                                 "FLEET_CONSUMER_IDLE_MS=1000",
+                                                                 "FLEET_WORKER_NAME=dies"}});
     tl_proc *a = tl_fleet_add_worker(f, "sleep");
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 60000, \"steps\": 600}");
     tl_job_wait_status(f, id, "running", TL_WAIT_MS);

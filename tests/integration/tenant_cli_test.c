@@ -52,15 +52,16 @@ static bool matches(const char *s, const char *ere) {
 
 /* The API key printed in out; fails the case unless there is one of the documented form. */
 static const char *printed_key(const char *out) {
-    const char *key = token_after(
-        out, "fk_", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
+    const char *key =
+        token_after(out, "fk_", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
     if (!key || !matches(key, KEY_RE)) FAILF("no API key matching %s in:\n%s", KEY_RE, out);
     return key;
 }
 
 static const char *printed_secret(const char *out) {
-    const char *s = token_after(
-        out, "whsec_", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
+    const char *s =
+        token_after(out, "whsec_",
+                    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
     if (!s || !matches(s, SECRET_RE))
         FAILF("no webhook secret matching %s in:\n%s", SECRET_RE, out);
     return s;
@@ -290,15 +291,17 @@ TL_TEST(bad_arguments_exit_2_without_touching_redis) {
 
 TL_TEST(list_and_show_report_settings_and_counts) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
-    tl_cmd_result r = fleetctl(f, ARGS("tenant", "add", "acme", "--max-active", "100",
-                                       "--rate", "5", "--max-body", "2048"));
+    tl_cmd_result r = fleetctl(f, ARGS("tenant", "add", "acme", "--max-active", "100", "--rate",
+                                       "5", "--max-body", "2048"));
     tl_expect_exit(&r, 0);
     const char *secret = printed_secret(r.out);
     r = fleetctl(f, ARGS("tenant", "add", "root", "--admin"));
     tl_expect_exit(&r, 0);
     /* Two of acme's jobs are active (the gateway's set of queued + running ids). */
-    tl_redis_cmd(f->rc, "ZADD {%s}:active:acme 1 01ARZ3NDEKTSV4RRFFQ69G5FAV 2 "
-                        "01ARZ3NDEKTSV4RRFFQ69G5FAW", f->prefix);
+    tl_redis_cmd(f->rc,
+                 "ZADD {%s}:active:acme 1 01ARZ3NDEKTSV4RRFFQ69G5FAV 2 "
+                 "01ARZ3NDEKTSV4RRFFQ69G5FAW",
+                 f->prefix);
 
     r = fleetctl(f, ARGS("tenant", "list"));
     tl_expect_exit(&r, 0);
@@ -404,8 +407,7 @@ TL_TEST(set_changes_limits) {
     ASSERT_EQ_STR(tenant_field(f, "acme", "rate"), "7.2");
     ASSERT_EQ_STR(tenant_field(f, "acme", "burst"), "8");
 
-    r = fleetctl(f, ARGS("tenant", "set", "acme", "--burst", "100", "--max-body", "0",
-                         "--json"));
+    r = fleetctl(f, ARGS("tenant", "set", "acme", "--burst", "100", "--max-body", "0", "--json"));
     tl_expect_exit(&r, 0);
     json_t *o = tl_json(r.out);
     ASSERT_EQ_INT(tl_jint(o, "burst"), 100);
@@ -533,8 +535,8 @@ TL_TEST(revoke_deletes_every_key_and_rotate_key_enables_again) {
 
 /* The gateway accepts a key fleetctl made, and refuses it once the tenant is revoked. */
 TL_TEST(gateway_accepts_a_new_key_and_refuses_it_after_revoke) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .gateway_env = {"FLEET_AUTH=on", "FLEET_AUTH_CACHE_MS=0"}});
+    tl_fleet *f =
+        tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_AUTH=on", "FLEET_AUTH_CACHE_MS=0"}});
     tl_resp *anon = tl_get(f, "/v1/jobs");
     ASSERT_HTTP_STATUS(anon, 401);
 
@@ -554,9 +556,9 @@ TL_TEST(help_lists_the_tenant_commands) {
     const char *argv[] = {tl_bin_path("fleetctl"), "--help", NULL};
     tl_cmd_result r = tl_run_cmd("fleetctl-help", argv[0], argv, NULL, TL_WAIT_MS);
     tl_expect_exit(&r, 0);
-    static const char *const subs[] = {"tenant add", "tenant list", "tenant show",
-                                       "tenant set", "tenant rotate-key",
-                                       "tenant rotate-secret", "tenant revoke"};
+    static const char *const subs[] = {"tenant add",   "tenant list",       "tenant show",
+                                       "tenant set",   "tenant rotate-key", "tenant rotate-secret",
+                                       "tenant revoke"};
     for (size_t i = 0; i < TL_COUNT(subs); i++) ASSERT_STR_CONTAINS(r.out, subs[i]);
     const char *targv[] = {tl_bin_path("fleetctl"), "tenant", "--help", NULL};
     r = tl_run_cmd("fleetctl-tenant-help", targv[0], targv, NULL, TL_WAIT_MS);

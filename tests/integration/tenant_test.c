@@ -20,7 +20,8 @@ static void add_tenant(tl_fleet *f, const char *name, const char *key, const cha
     if (settings && *settings) {
         /* "field value field value ..." */
         char *copy = tl_printf("%s", settings);
-        for (char *save = NULL, *k = strtok_r(copy, " ", &save); k; k = strtok_r(NULL, " ", &save)) {
+        for (char *save = NULL, *k = strtok_r(copy, " ", &save); k;
+             k = strtok_r(NULL, " ", &save)) {
             char *v = strtok_r(NULL, " ", &save);
             tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s %s %s", f->prefix, name, k, v ? v : "");
         }
@@ -110,7 +111,8 @@ TL_TEST(tenants_never_see_each_others_jobs) {
     for (size_t i = 0; i < TL_COUNT(paths); i++) {
         tl_resp *theirs = as(f, "fk_b", "GET", tl_printf("/v1/jobs/%s%s", id, paths[i]), NULL);
         tl_resp *missing = as(f, "fk_b", "GET",
-                              tl_printf("/v1/jobs/%s%s", "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", paths[i]), NULL);
+                              tl_printf("/v1/jobs/%s%s", "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", paths[i]),
+                              NULL);
         ASSERT_PROBLEM(theirs, 404);
         ASSERT_EQ_INT(missing->status, 404);
         ASSERT_EQ_STR(tl_jstr(theirs->json, "title"), tl_jstr(missing->json, "title"));
@@ -149,9 +151,9 @@ TL_TEST(max_active_and_rate_answer_429_and_write_nothing) {
     ASSERT_EQ_STR(stats_text(f), counters);
     /* Once a job ends, there is room again. */
     tl_fleet_add_worker(f, "echo");
-    ASSERT_EVENTUALLY(
-        as(f, "fk_small", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 4}")->status == 202,
-        TL_WAIT_MS);
+    ASSERT_EVENTUALLY(as(f, "fk_small", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 4}")
+                              ->status == 202,
+                      TL_WAIT_MS);
 
     /* 1 submit per second, a burst of 2: the third at once is refused. */
     add_tenant(f, "slow", "fk_slow", "tenant", "rate 1 burst 2");
@@ -207,7 +209,8 @@ TL_TEST(idempotency_key_replays_the_same_job) {
     ASSERT_EQ_STR(tl_resp_header(again, "Idempotent-Replayed"), "true");
     ASSERT_EQ_STR(tl_resp_header(again, "Location"), tl_printf("/v1/jobs/%s", id));
     /* Also once it has finished: the same job, not a second one. */
-    tl_request(f, tl_printf("/v1/jobs/%s?wait=20", id), (tl_req){.headers = {"Authorization: Bearer fk_a"}});
+    tl_request(f, tl_printf("/v1/jobs/%s?wait=20", id),
+               (tl_req){.headers = {"Authorization: Bearer fk_a"}});
     again = tl_request(f, "/v1/jobs", req);
     ASSERT_EQ_STR(tl_jstr(again->json, "id"), id);
     ASSERT_EQ_STR(tl_jstr(again->json, "status"), "succeeded");
@@ -229,9 +232,7 @@ TL_TEST(idempotency_key_replays_the_same_job) {
 }
 
 /* The TTL of a key in seconds (-2: no such key). */
-static long long ttl_of(tl_fleet *f, const char *key) {
-    return tl_redis_int(f->rc, "TTL %s", key);
-}
+static long long ttl_of(tl_fleet *f, const char *key) { return tl_redis_int(f->rc, "TTL %s", key); }
 
 static bool job_gone(void *arg) {
     void **a = arg;
@@ -324,9 +325,9 @@ TL_TEST(idempotency_key_after_its_job_expired_makes_a_new_job) {
 /* Tenant A queues 200 jobs, then tenant B 5: B's jobs start after at most about one
  * batch of A's (the ready entries), not after A's backlog. */
 TL_TEST(fair_share_serves_a_small_tenant_behind_a_big_backlog) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .gateway_env = {AUTH_ON, "FLEET_READY_TARGET=4"},
-        .worker_env = {"FLEET_MAX_BATCH=4", "FLEET_READY_TARGET=4"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {AUTH_ON, "FLEET_READY_TARGET=4"},
+                                                  .worker_env = {"FLEET_MAX_BATCH=4",
+                                                                 "FLEET_READY_TARGET=4"}});
     add_tenant(f, "big", "fk_big", "tenant", "");
     add_tenant(f, "small", "fk_small", "tenant", "");
     enum { A = 200, B = 5 };
@@ -346,25 +347,29 @@ TL_TEST(fair_share_serves_a_small_tenant_behind_a_big_backlog) {
         long long s = started_ms(f, a[i]);
         if (s >= 0 && s <= b_last) a_before++;
     }
-    tl_log("jobs of the big tenant started before the small tenant's last one: %d of %d",
-           a_before, A);
+    tl_log("jobs of the big tenant started before the small tenant's last one: %d of %d", a_before,
+           A);
     /* The 4 ready entries, one job of A between each of B's, and a batch in flight. */
     ASSERT_LE_INT(a_before, 20);
 }
 
 /* Within a tenant, high runs before normal before low (behind the few already ready). */
 TL_TEST(priorities_order_a_tenants_jobs) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .gateway_env = {"FLEET_READY_TARGET=1"},
-        .worker_env = {"FLEET_MAX_BATCH=1", "FLEET_READY_TARGET=1"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_READY_TARGET=1"},
+                                                  .worker_env = {"FLEET_MAX_BATCH=1",
+                                                                 "FLEET_READY_TARGET=1"}});
     const char *low[20], *high[3];
     for (int i = 0; i < 20; i++) {
-        tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"sleep\", \"input\": {\"ms\": 5}, \"priority\": \"low\"}");
+        tl_resp *r =
+            tl_post(f, "/v1/jobs",
+                    "{\"model\": \"sleep\", \"input\": {\"ms\": 5}, \"priority\": \"low\"}");
         ASSERT_HTTP_STATUS(r, 202);
         low[i] = tl_jstr(r->json, "id");
     }
     for (int i = 0; i < 3; i++) {
-        tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"sleep\", \"input\": {\"ms\": 5}, \"priority\": \"high\"}");
+        tl_resp *r =
+            tl_post(f, "/v1/jobs",
+                    "{\"model\": \"sleep\", \"input\": {\"ms\": 5}, \"priority\": \"high\"}");
         ASSERT_HTTP_STATUS(r, 202);
         high[i] = tl_jstr(r->json, "id");
     }
@@ -383,9 +388,10 @@ TL_TEST(priorities_order_a_tenants_jobs) {
 }
 
 static const char *submit_prio(tl_fleet *f, const char *prio) {
-    tl_resp *r = tl_post(f, "/v1/jobs",
-                         tl_printf("{\"model\": \"sleep\", \"input\": {\"ms\": 5}, \"priority\": \"%s\"}",
-                                   prio));
+    tl_resp *r =
+        tl_post(f, "/v1/jobs",
+                tl_printf("{\"model\": \"sleep\", \"input\": {\"ms\": 5}, \"priority\": \"%s\"}",
+                          prio));
     ASSERT_HTTP_STATUS(r, 202);
     return tl_jstr(r->json, "id");
 }
@@ -393,9 +399,9 @@ static const char *submit_prio(tl_fleet *f, const char *prio) {
 /* A tenant's waiting jobs are on three lists, one per rank, and the feed takes them high,
  * then normal, then low, each in submit order (docs/redis.md, "Fair share"). */
 TL_TEST(wait_lists_keep_rank_then_submit_order) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .gateway_env = {"FLEET_READY_TARGET=1"},
-        .worker_env = {"FLEET_MAX_BATCH=1", "FLEET_READY_TARGET=1"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_READY_TARGET=1"},
+                                                  .worker_env = {"FLEET_MAX_BATCH=1",
+                                                                 "FLEET_READY_TARGET=1"}});
     static const char *const prios[] = {"low", "normal", "high"};
     enum { N = 9 };
     const char *ids[N];
@@ -446,9 +452,9 @@ TL_TEST(wait_list_memory_and_cancel_of_a_waiting_job) {
  * seq) left by an older gateway are still drained in their order, and a cancel still
  * finds a job in one: no job queued before an upgrade is stranded or counted twice. */
 TL_TEST(old_wait_sets_are_drained_after_an_upgrade) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .gateway_env = {"FLEET_READY_TARGET=1"},
-        .worker_env = {"FLEET_MAX_BATCH=1", "FLEET_READY_TARGET=1"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_READY_TARGET=1"},
+                                                  .worker_env = {"FLEET_MAX_BATCH=1",
+                                                                 "FLEET_READY_TARGET=1"}});
     static const char *const prios[] = {"low", "normal", "high"};
     enum { N = 7 };
     const char *ids[N];
@@ -460,7 +466,8 @@ TL_TEST(old_wait_sets_are_drained_after_an_upgrade) {
         redisReply *l = tl_redis_cmd(f->rc, "LRANGE %s%d 0 -1", stem, r);
         for (size_t i = 0; i < l->elements; i++) {
             long long seq = atoll(tl_redis_cmd(f->rc, "HGET {%s}:job:%s queue_seq", f->prefix,
-                                               l->element[i]->str)->str);
+                                               l->element[i]->str)
+                                      ->str);
             tl_redis_cmd(f->rc, "ZADD %s %lld %s", old, r * 1099511627776LL + seq,
                          l->element[i]->str);
         }
@@ -502,11 +509,12 @@ TL_TEST(event_stream_after_a_key_lookup_sees_its_client_leave) {
     const char *id = submit_as(f, "fk_acme_secret_key_1", "echo", "1");
     int fd = tl_tcp_send(f->gateway_port,
                          tl_printf("GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n"
-                                   "Authorization: Bearer fk_acme_secret_key_1\r\n\r\n", id),
+                                   "Authorization: Bearer fk_acme_secret_key_1\r\n\r\n",
+                                   id),
                          10000);
     char buf[512];
     ASSERT_GT_INT(read(fd, buf, sizeof buf), 0); /* the stream has started */
-    shutdown(fd, SHUT_RDWR); /* the client leaves (the harness closes fd) */
+    shutdown(fd, SHUT_RDWR);                     /* the client leaves (the harness closes fd) */
     ASSERT_EVENTUALLY(tl_tcp_sockets(f->gateway_port, TL_TCP_CLOSE_WAIT, NULL) == 0, 20000);
 }
 

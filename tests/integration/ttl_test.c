@@ -55,8 +55,9 @@ static void check_keys_without_ttl(tl_fleet *f) {
 }
 
 static const char *submit_with_ttl(tl_fleet *f, const char *model, const char *input, int ttl_s) {
-    tl_resp *r = tl_post(f, "/v1/jobs", tl_printf("{\"model\": \"%s\", \"input\": %s, \"ttl_s\": %d}",
-                                                  model, input, ttl_s));
+    tl_resp *r = tl_post(f, "/v1/jobs",
+                         tl_printf("{\"model\": \"%s\", \"input\": %s, \"ttl_s\": %d}", model,
+                                   input, ttl_s));
     ASSERT_HTTP_STATUS(r, 202);
     ASSERT_EQ_INT(tl_jint(r->json, "ttl_s"), ttl_s);
     return tl_jstr(r->json, "id");
@@ -109,9 +110,9 @@ static void wait_queued_zero(tl_fleet *f, const char *model) {
  * meets its id (its keys are deleted here, as expiry would). The wait list itself has no
  * TTL: expiring it would take its ids out of the count for good. */
 TL_TEST(jobs_expired_while_waiting_or_delayed_are_counted_as_expired) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .gateway_env = {"FLEET_READY_TARGET=1"},
-        .worker_env = {"FLEET_RETRY_BASE_MS=1500", "FLEET_RETRY_MAX_MS=1500"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_READY_TARGET=1"},
+                                                  .worker_env = {"FLEET_RETRY_BASE_MS=1500",
+                                                                 "FLEET_RETRY_MAX_MS=1500"}});
     /* The first goes onto the stream; the next two wait on the tenant's wait list. */
     const char *ids[3];
     for (int i = 0; i < 3; i++) ids[i] = submit_with_ttl(f, "echo", "1", 60);

@@ -73,7 +73,8 @@ TL_TEST(text_plain_is_415_and_json_with_charset_is_accepted) {
                             (tl_req){.method = "POST", .body = body, .content_type = "text/plain"});
     ASSERT_PROBLEM(r, 415);
     r = tl_request(f, "/v1/jobs",
-                   (tl_req){.method = "POST", .body = body,
+                   (tl_req){.method = "POST",
+                            .body = body,
                             .content_type = "application/json; charset=utf-8"});
     ASSERT_HTTP_STATUS(r, 202);
 }
@@ -139,7 +140,8 @@ static void assert_same_snapshot(const snapshot *a, const snapshot *b, const cha
     ASSERT_EQ_INT(a->keys.n, b->keys.n);
     for (size_t i = 0; i < a->keys.n; i++) {
         const redisReply *x = a->dumps[i], *y = b->dumps[i];
-        if (x->type != y->type || x->len != y->len || (x->len && memcmp(x->str, y->str, x->len) != 0))
+        if (x->type != y->type || x->len != y->len ||
+            (x->len && memcmp(x->str, y->str, x->len) != 0))
             FAILF("after %s: the value of %s changed", after, a->keys.v[i]);
     }
 }
@@ -172,11 +174,13 @@ TL_TEST(rejected_requests_change_nothing_in_redis) {
     };
     for (size_t i = 0; i < TL_COUNT(bad); i++) {
         tl_resp *r = tl_request(f, "/v1/jobs",
-                                (tl_req){.method = "POST", .body = bad[i].body,
+                                (tl_req){.method = "POST",
+                                         .body = bad[i].body,
                                          .content_type = bad[i].content_type});
         ASSERT_PROBLEM(r, bad[i].status);
         snapshot after = take_snapshot(f);
-        assert_same_snapshot(&before, &after, tl_printf("POST %s (%ld)", bad[i].body, bad[i].status));
+        assert_same_snapshot(&before, &after,
+                             tl_printf("POST %s (%ld)", bad[i].body, bad[i].status));
     }
     ASSERT_PROBLEM(tl_post(f, "/v1/jobs", body_of_size(4096)), 413);
     ASSERT_PROBLEM(tl_get(f, "/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV"), 404);

@@ -15,7 +15,8 @@ static tl_resp *submit_wait(tl_fleet *f, const char *body, const char *prefer) {
 
 TL_TEST(submit_with_wait_answers_200_with_the_result_of_a_fast_job) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
-    tl_resp *r = submit_wait(f, "{\"model\": \"echo\", \"input\": {\"page\": 1}}", "Prefer: wait=20");
+    tl_resp *r = submit_wait(f, "{\"model\": \"echo\", \"input\": {\"page\": 1}}",
+                             "Prefer: wait=20");
     ASSERT_HTTP_STATUS(r, 200);
     ASSERT_EQ_STR(tl_jstr(r->json, "status"), "succeeded");
     ASSERT_EQ_JSON(tl_jget(r->json, "result"), tl_json("{\"page\": 1}"));
@@ -24,7 +25,9 @@ TL_TEST(submit_with_wait_answers_200_with_the_result_of_a_fast_job) {
 
     /* ?wait=N works the same; a failed job answers 200 with its error, no result. */
     tl_fleet_add_worker(f, "sleep");
-    tl_req req = {.method = "POST", .body = "{\"model\": \"sleep\", \"input\": {\"ms\": 10, \"fail\": \"bad page\"}}"};
+    tl_req req = {.method = "POST",
+                  .body =
+                      "{\"model\": \"sleep\", \"input\": {\"ms\": 10, \"fail\": \"bad page\"}}"};
     r = tl_request(f, "/v1/jobs?wait=20", req);
     ASSERT_HTTP_STATUS(r, 200);
     ASSERT_EQ_STR(tl_jstr(r->json, "status"), "failed");
@@ -37,8 +40,8 @@ TL_TEST(submit_with_wait_answers_200_with_the_result_of_a_fast_job) {
  * never held back waiting for company. With a 60 s delay, a worker that waited for
  * company would let the 10 s wait run out. */
 TL_TEST(idle_worker_starts_a_lone_job_at_once_whatever_its_max_delay) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"}, .worker_env = {"FLEET_MAX_DELAY_MS=60000"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
+                                                  .worker_env = {"FLEET_MAX_DELAY_MS=60000"}});
     for (int i = 0; i < 3; i++) {
         tl_resp *r = submit_wait(f, tl_printf("{\"model\": \"echo\", \"input\": %d}", i),
                                  "Prefer: wait=10");
@@ -96,7 +99,8 @@ TL_TEST(no_completion_is_missed_in_500_racing_submits) {
         for (int i = 0; i < EACH; i++) {
             char err[256];
             int n = c * EACH + i;
-            tl_req req = {.url = tl_printf("%s/v1/jobs", f->url), .method = "POST",
+            tl_req req = {.url = tl_printf("%s/v1/jobs", f->url),
+                          .method = "POST",
                           .body = tl_printf("{\"model\": \"echo\", \"input\": {\"n\": %d}}", n),
                           .timeout_ms = 40000};
             req.headers[0] = "Prefer: wait=30";
@@ -191,8 +195,8 @@ static void sse_open_and_drop(tl_fleet *f, const char *id) {
 }
 
 TL_TEST(events_client_that_disconnects_frees_everything) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"sleep"}, .gateway_env = {"FLEET_SSE_HEARTBEAT_S=1"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .gateway_env = {"FLEET_SSE_HEARTBEAT_S=1"}});
     const char *id = tl_job_submit(f, "sleep", "{\"ms\": 3000, \"steps\": 30}");
     for (int i = 0; i < 20; i++) sse_open_and_drop(f, id);
     /* The gateway keeps serving, the job ends normally, and at the end of the case the

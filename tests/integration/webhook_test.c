@@ -81,19 +81,18 @@ static bool delivery_verifies(const tl_received *q) {
 /* ------------------------------------------------------------ helpers --------------- */
 
 /* POST /v1/jobs with a webhook (events: a JSON array, or NULL for the default). */
-static tl_resp *submit_hook_resp(tl_fleet *f, const char *model, const char *input,
-                                 const char *url, const char *events) {
-    const char *body =
-        events ? tl_printf("{\"model\":\"%s\",\"input\":%s,\"webhook\":\"%s\","
-                           "\"webhook_events\":%s}",
-                           model, input, url, events)
-               : tl_printf("{\"model\":\"%s\",\"input\":%s,\"webhook\":\"%s\"}", model, input,
-                           url);
+static tl_resp *submit_hook_resp(tl_fleet *f, const char *model, const char *input, const char *url,
+                                 const char *events) {
+    const char *body = events ? tl_printf("{\"model\":\"%s\",\"input\":%s,\"webhook\":\"%s\","
+                                          "\"webhook_events\":%s}",
+                                          model, input, url, events)
+                              : tl_printf("{\"model\":\"%s\",\"input\":%s,\"webhook\":\"%s\"}",
+                                          model, input, url);
     return tl_post(f, "/v1/jobs", body);
 }
 
-static const char *submit_hook(tl_fleet *f, const char *model, const char *input,
-                               const char *url, const char *events) {
+static const char *submit_hook(tl_fleet *f, const char *model, const char *input, const char *url,
+                               const char *events) {
     tl_resp *r = submit_hook_resp(f, model, input, url, events);
     ASSERT_HTTP_STATUS(r, 202);
     const char *id = tl_jstr(r->json, "id");
@@ -156,8 +155,7 @@ static bool is_for_job(const tl_received *q, const char *job) {
 }
 
 /* The deliveries of one job so far, in arrival order; returns how many. */
-static size_t requests_for(tl_receiver *rx, const char *job, const tl_received **out,
-                           size_t max) {
+static size_t requests_for(tl_receiver *rx, const char *job, const tl_received **out, size_t max) {
     size_t n = 0, total = tl_receiver_count(rx);
     for (size_t i = 0; i < total; i++) {
         const tl_received *q = tl_receiver_get(rx, i);
@@ -233,14 +231,13 @@ TL_TEST(signature_verifies_independently) {
     /* The verifier itself, on the Standard Webhooks test vector (docs/webhooks.md), and a
      * tampered body that must not verify. */
     const char *vbody = "{\"test\": 2432232314}";
-    ASSERT_EQ_STR(expected_signature(SECRET, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
-                                     vbody, strlen(vbody)),
+    ASSERT_EQ_STR(expected_signature(SECRET, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", vbody,
+                                     strlen(vbody)),
                   "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     ASSERT_TRUE(signature_matches("v0,abc= v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
                                   "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
 
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
-                                                  .gateway_env = {HOOK_ENV}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}, .gateway_env = {HOOK_ENV}});
     tl_receiver *rx = tl_receiver_start(0);
     const char *id = submit_hook(f, "echo", "{\"page\": 1}", tl_receiver_url(rx, "/hook"), NULL);
     wait_requests(rx, 1, TL_WAIT_MS);
@@ -262,13 +259,13 @@ TL_TEST(signature_verifies_independently) {
     /* One changed byte of the body, the id or the timestamp breaks it. */
     char *tampered = tl_printf("%s", q->body);
     tampered[q->body_len - 2] ^= 1;
-    ASSERT_FALSE(signature_matches(sig, expected_signature(SECRET, msg, ts, tampered,
-                                                           q->body_len)));
+    ASSERT_FALSE(signature_matches(sig,
+                                   expected_signature(SECRET, msg, ts, tampered, q->body_len)));
     ASSERT_FALSE(signature_matches(sig, expected_signature(SECRET, tl_printf("%sx", msg), ts,
                                                            q->body, q->body_len)));
-    ASSERT_FALSE(signature_matches(sig, expected_signature(SECRET, msg, tl_printf("%lld",
-                                                           atoll(ts) + 1), q->body,
-                                                           q->body_len)));
+    ASSERT_FALSE(signature_matches(sig,
+                                   expected_signature(SECRET, msg, tl_printf("%lld", atoll(ts) + 1),
+                                                      q->body, q->body_len)));
 
     json_t *body = tl_json(q->body);
     ASSERT_EQ_STR(tl_jstr(body, "type"), "job.succeeded");
@@ -288,8 +285,7 @@ TL_TEST(signature_verifies_independently) {
 
 /* Checks that the deliveries of a job are exactly its queued messages, each once, and
  * returns their types indexed by seq (types[1..n]). */
-static const char **types_by_seq(tl_fleet *f, tl_receiver *rx, const char *job,
-                                 long long *nout) {
+static const char **types_by_seq(tl_fleet *f, tl_receiver *rx, const char *job, long long *nout) {
     long long n = events_queued(f, job);
     ASSERT_GT_INT(n, 0);
     wait_requests_for(rx, job, (size_t)n, TL_WAIT_MS);
@@ -313,8 +309,7 @@ static const char **types_by_seq(tl_fleet *f, tl_receiver *rx, const char *job,
 }
 
 TL_TEST(event_types_follow_the_subscription) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
-                                                  .gateway_env = {HOOK_ENV}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}, .gateway_env = {HOOK_ENV}});
     tl_receiver *rx = tl_receiver_start(0);
     const char *url = tl_receiver_url(rx, "/hook");
 
@@ -375,8 +370,7 @@ TL_TEST(event_types_follow_the_subscription) {
 
 TL_TEST(retry_500_then_200_same_webhook_id) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"},
-        .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_SCHEDULE=0,0.3,0.3,0.3"}});
+        .workers = {"echo"}, .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_SCHEDULE=0,0.3,0.3,0.3"}});
     tl_receiver *rx = tl_receiver_start(0);
     tl_receiver_respond(rx, 500, NULL, 0);
     tl_receiver_respond(rx, 200, NULL, 0);
@@ -451,8 +445,7 @@ static void check_stops_after_one(tl_fleet *f, tl_receiver *rx, int status, size
 
 TL_TEST(gone_410_stops_and_other_4xx_stop) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"},
-        .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_SCHEDULE=0,0.2,0.2,0.2"}});
+        .workers = {"echo"}, .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_SCHEDULE=0,0.2,0.2,0.2"}});
     tl_receiver *rx = tl_receiver_start(0);
     check_stops_after_one(f, rx, 410, 1);
     check_stops_after_one(f, rx, 400, 2);
@@ -462,8 +455,7 @@ TL_TEST(gone_410_stops_and_other_4xx_stop) {
 
 TL_TEST(exhausted_retries_go_to_the_dead_letter_stream) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"},
-        .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_SCHEDULE=0,0.2,0.2"}});
+        .workers = {"echo"}, .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_SCHEDULE=0,0.2,0.2"}});
     tl_receiver *rx = tl_receiver_start(0);
     for (int i = 0; i < 6; i++) tl_receiver_respond(rx, 503, NULL, 0); /* always 503 */
     const char *id = submit_hook(f, "echo", "{\"n\": 6}", tl_receiver_url(rx, "/"), NULL);
@@ -560,10 +552,10 @@ static pid_t consumer_pid(const char *name) {
 }
 
 TL_TEST(killed_gateway_hands_its_delivery_to_another) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"},
-        .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_CLAIM_MS=1500",
-                        "FLEET_WEBHOOK_TIMEOUT_MS=10000"}});
+    tl_fleet *f =
+        tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
+                                        .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_CLAIM_MS=1500",
+                                                        "FLEET_WEBHOOK_TIMEOUT_MS=10000"}});
     tl_fleet *g2 = second_gateway(f);
     tl_receiver *rx = tl_receiver_start(0);
     tl_receiver_respond(rx, 200, NULL, 8000); /* the first answer is held; then 200 at once */
@@ -583,8 +575,7 @@ TL_TEST(killed_gateway_hands_its_delivery_to_another) {
 
     wait_requests(rx, 2, TL_WAIT_MS);
     const tl_received *a = tl_receiver_get(rx, 0), *b = tl_receiver_get(rx, 1);
-    tl_log("taken over %lld ms after the first request",
-           (long long)(b->at_ms - a->at_ms));
+    tl_log("taken over %lld ms after the first request", (long long)(b->at_ms - a->at_ms));
     ASSERT_EQ_STR(hook_id(b), hook_id(a));
     ASSERT_EQ_INT(b->status, 200);
     ASSERT_TRUE(delivery_verifies(b));
@@ -602,10 +593,10 @@ TL_TEST(killed_gateway_hands_its_delivery_to_another) {
  * FLEET_WEBHOOK_CLAIM_MS stays with the gateway that sends it (it refreshes its claim), so
  * the message goes out once. */
 TL_TEST(slow_delivery_is_not_taken_over_by_a_live_gateway) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"},
-        .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_CLAIM_MS=1500",
-                        "FLEET_WEBHOOK_TIMEOUT_MS=10000"}});
+    tl_fleet *f =
+        tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
+                                        .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_CLAIM_MS=1500",
+                                                        "FLEET_WEBHOOK_TIMEOUT_MS=10000"}});
     second_gateway(f);
     tl_receiver *rx = tl_receiver_start(0);
     tl_receiver_respond(rx, 200, NULL, 4000); /* well past the claim time */
@@ -651,8 +642,8 @@ static void check_refused_at_delivery(tl_fleet *f, tl_receiver *rx, const char *
 
 TL_TEST(ssrf_refuses_private_targets) {
     /* No allowlist: loopback and private targets are refused at submit. */
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"}, .gateway_env = {"FLEET_WEBHOOK_SECRET=" SECRET}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
+                                                  .gateway_env = {"FLEET_WEBHOOK_SECRET=" SECRET}});
     tl_receiver *rx = tl_receiver_start(0);
     static const struct {
         const char *url, *why;
@@ -681,15 +672,15 @@ TL_TEST(ssrf_refuses_private_targets) {
         check_refused_at_delivery(f, rx, host);
     else
         tl_log("note: this machine's host name '%s' does not resolve to 127.x; skipped the "
-               "host-name-to-127.x part", host);
+               "host-name-to-127.x part",
+               host);
 
     /* With only 127.0.0.1/32 allowed, a name that resolves to ::1 is still refused. */
     if (!resolves_to_loopback("ip6-localhost", true)) {
         tl_log("note: ip6-localhost does not resolve to ::1 here; skipped the ::1 part");
         return;
     }
-    tl_fleet *g = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
-                                                  .gateway_env = {HOOK_ENV}});
+    tl_fleet *g = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}, .gateway_env = {HOOK_ENV}});
     check_refused_at_delivery(g, rx, "ip6-localhost");
 }
 
@@ -697,9 +688,9 @@ TL_TEST(ssrf_refuses_private_targets) {
  * literal URL (curl gets no pin for a literal: libcurl 7.88 refuses any CURLOPT_RESOLVE
  * entry whose host is an IPv6 literal, which dead-lettered every such delivery). */
 TL_TEST(ipv6_literal_receiver_gets_signed_delivery) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"},
-        .gateway_env = {"FLEET_WEBHOOK_SECRET=" SECRET, "FLEET_WEBHOOK_ALLOW=::1/128"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
+                                                  .gateway_env = {"FLEET_WEBHOOK_SECRET=" SECRET,
+                                                                  "FLEET_WEBHOOK_ALLOW=::1/128"}});
     tl_receiver *rx = tl_receiver_start_ipv6(0);
     const char *url = tl_receiver_url(rx, "/hook");
     ASSERT_TRUE(strncmp(url, "http://[::1]:", 13) == 0);
@@ -719,24 +710,24 @@ TL_TEST(ipv6_literal_receiver_gets_signed_delivery) {
 /* IPv6 spellings of internal IPv4 addresses are 422 at submit, by the same rules as
  * IPv4 (allowing ::1 admits none of them), and nothing is stored. */
 TL_TEST(ipv4_inside_ipv6_is_refused_at_submit) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"},
-        .gateway_env = {"FLEET_WEBHOOK_SECRET=" SECRET, "FLEET_WEBHOOK_ALLOW=::1/128"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
+                                                  .gateway_env = {"FLEET_WEBHOOK_SECRET=" SECRET,
+                                                                  "FLEET_WEBHOOK_ALLOW=::1/128"}});
     static const struct {
         const char *url, *why;
     } refused[] = {
-        {"http://[::ffff:0:7f00:1]/", "loopback"},            /* IPv4-translated (SIIT) */
+        {"http://[::ffff:0:7f00:1]/", "loopback"}, /* IPv4-translated (SIIT) */
         {"http://[0:0:0:0:FFFF:0:127.0.0.1]:8080/", "loopback"},
-        {"http://[::ffff:7f00:1]/", "loopback"},              /* IPv4-mapped */
-        {"http://[::7f00:1]/", "loopback"},                   /* IPv4-compatible */
-        {"http://[64:ff9b::a9fe:a9fe]/", "cloud metadata"},   /* NAT64 */
-        {"http://[2002:a00:1::1]/", "private"},               /* 6to4 */
-        {"http://[2001:0:4136:e378::1]/", "reserved"},        /* Teredo */
+        {"http://[::ffff:7f00:1]/", "loopback"},            /* IPv4-mapped */
+        {"http://[::7f00:1]/", "loopback"},                 /* IPv4-compatible */
+        {"http://[64:ff9b::a9fe:a9fe]/", "cloud metadata"}, /* NAT64 */
+        {"http://[2002:a00:1::1]/", "private"},             /* 6to4 */
+        {"http://[2001:0:4136:e378::1]/", "reserved"},      /* Teredo */
         {"http://[::1%25lo]/", "zone id"},
     };
     for (size_t i = 0; i < TL_COUNT(refused); i++) {
-        const char *detail =
-            ASSERT_PROBLEM(submit_hook_resp(f, "echo", "{}", refused[i].url, NULL), 422);
+        const char *detail = ASSERT_PROBLEM(submit_hook_resp(f, "echo", "{}", refused[i].url, NULL),
+                                            422);
         tl_log("%s: %s", refused[i].url, detail);
         ASSERT_STR_CONTAINS(detail, refused[i].why);
     }
@@ -747,8 +738,8 @@ TL_TEST(ipv4_inside_ipv6_is_refused_at_submit) {
 TL_TEST(no_secret_refuses_webhooks) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     tl_receiver *rx = tl_receiver_start(0);
-    const char *detail = ASSERT_PROBLEM(
-        submit_hook_resp(f, "echo", "{}", tl_receiver_url(rx, "/"), NULL), 422);
+    const char *detail =
+        ASSERT_PROBLEM(submit_hook_resp(f, "echo", "{}", tl_receiver_url(rx, "/"), NULL), 422);
     ASSERT_STR_CONTAINS(detail, "FLEET_WEBHOOK_SECRET");
     ASSERT_EQ_INT(job_keys(f), 0);
     const char *id = tl_job_submit(f, "echo", "{\"plain\": true}");
@@ -764,8 +755,9 @@ TL_TEST(bad_webhook_fields_are_400_or_422) {
     d = ASSERT_PROBLEM(tl_post(f, "/v1/jobs", "{\"model\":\"echo\",\"input\":{},\"webhook\":5}"),
                        400);
     ASSERT_STR_CONTAINS(d, "webhook");
-    d = ASSERT_PROBLEM(tl_post(f, "/v1/jobs", "{\"model\":\"echo\",\"input\":{},"
-                                              "\"webhook_events\":[\"completed\"]}"),
+    d = ASSERT_PROBLEM(tl_post(f, "/v1/jobs",
+                               "{\"model\":\"echo\",\"input\":{},"
+                               "\"webhook_events\":[\"completed\"]}"),
                        400);
     ASSERT_STR_CONTAINS(d, "webhook_events");
     d = ASSERT_PROBLEM(submit_hook_resp(f, "echo", "{}", url, "[\"done\"]"), 422);
@@ -784,8 +776,8 @@ TL_TEST(bad_webhook_fields_are_400_or_422) {
  * not the gateway's: another tenant's receiver cannot verify or forge them. */
 TL_TEST(tenant_secret_signs_its_deliveries) {
     const char *tenant_secret = "whsec_dGVuYW50LXNlY3JldC1rZXktb2YtMzItYnl0ZXMhIQ==";
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .workers = {"echo"}, .gateway_env = {HOOK_ENV, "FLEET_AUTH=on"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"},
+                                                  .gateway_env = {HOOK_ENV, "FLEET_AUTH=on"}});
     /* sha256("fk_hooks") */
     tl_redis_cmd(f->rc, "HSET {%s}:apikey:%s tenant hooks role tenant", f->prefix,
                  "b47e3663c1f3f158119482327c730189fe1aafc549a6fabbb4083efc8c0a868b");
@@ -802,8 +794,8 @@ TL_TEST(tenant_secret_signs_its_deliveries) {
     const char *id = tl_received_header(q, "webhook-id");
     const char *ts = tl_received_header(q, "webhook-timestamp");
     const char *sig = tl_received_header(q, "webhook-signature");
-    ASSERT_TRUE(signature_matches(sig, expected_signature(tenant_secret, id, ts, q->body,
-                                                          q->body_len)));
+    ASSERT_TRUE(signature_matches(sig,
+                                  expected_signature(tenant_secret, id, ts, q->body, q->body_len)));
     ASSERT_FALSE(delivery_verifies(q)); /* not the gateway's secret */
 }
 

@@ -11,8 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static uint64_t splitmix64(uint64_t *state)
-{
+static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -20,8 +19,7 @@ static uint64_t splitmix64(uint64_t *state)
 }
 
 /* Round-to-nearest-even float -> IEEE half (no NaN needed here). */
-static uint16_t float_to_half(float f)
-{
+static uint16_t float_to_half(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
@@ -48,23 +46,22 @@ typedef struct tensor_spec {
 
 /* The tensors in generation order (reference.py's tensor_order); t holds 5 + 16 * layers
  * entries. Returns the count. */
-static int tensor_order(const bert_gen_shape *s, tensor_spec *t)
-{
+static int tensor_order(const bert_gen_shape *s, tensor_spec *t) {
     int n = 0;
-#define T(a, b, ...)                                                                       \
-    do {                                                                                   \
-        snprintf(t[n].name, sizeof t[n].name, __VA_ARGS__);                                \
-        t[n].d0 = (a);                                                                     \
-        t[n].d1 = (b);                                                                     \
-        n++;                                                                               \
+#define T(a, b, ...)                                        \
+    do {                                                    \
+        snprintf(t[n].name, sizeof t[n].name, __VA_ARGS__); \
+        t[n].d0 = (a);                                      \
+        t[n].d1 = (b);                                      \
+        n++;                                                \
     } while (0)
     T(s->vocab, s->hidden, "embeddings.word_embeddings.weight");
     T(s->max_pos, s->hidden, "embeddings.position_embeddings.weight");
     T(2, s->hidden, "embeddings.token_type_embeddings.weight");
     T(s->hidden, -1, "embeddings.LayerNorm.weight");
     T(s->hidden, -1, "embeddings.LayerNorm.bias");
-    static const char *hh[] = {"attention.self.query", "attention.self.key",
-                               "attention.self.value", "attention.output.dense"};
+    static const char *hh[] = {"attention.self.query", "attention.self.key", "attention.self.value",
+                               "attention.output.dense"};
     for (int l = 0; l < s->layers; l++) {
         for (int i = 0; i < 4; i++) {
             T(s->hidden, s->hidden, "encoder.layer.%d.%s.weight", l, hh[i]);
@@ -84,33 +81,27 @@ static int tensor_order(const bert_gen_shape *s, tensor_spec *t)
 }
 
 /* Opens dir/rel for writing; NULL with err set. */
-static FILE *open_file(const char *dir, const char *rel, char *err, size_t errlen)
-{
+static FILE *open_file(const char *dir, const char *rel, char *err, size_t errlen) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, rel);
     FILE *f = fopen(path, "wb");
-    if (!f)
-        fleet_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    if (!f) fleet_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
     return f;
 }
 
-static int close_file(FILE *f, const char *dir, const char *rel, char *err, size_t errlen)
-{
+static int close_file(FILE *f, const char *dir, const char *rel, char *err, size_t errlen) {
     int bad = ferror(f);
-    if (fclose(f) != 0 || bad)
-        return fleet_err(err, errlen, "cannot write %s/%s", dir, rel);
+    if (fclose(f) != 0 || bad) return fleet_err(err, errlen, "cannot write %s/%s", dir, rel);
     return 0;
 }
 
-static int write_text(const char *dir, const char *rel, char *err, size_t errlen,
-                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int write_text(const char *dir, const char *rel, char *err, size_t errlen, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
 
-static int write_text(const char *dir, const char *rel, char *err, size_t errlen,
-                      const char *fmt, ...)
-{
+static int write_text(const char *dir, const char *rel, char *err, size_t errlen, const char *fmt,
+                      ...) {
     FILE *f = open_file(dir, rel, err, errlen);
-    if (!f)
-        return -1;
+    if (!f) return -1;
     va_list ap;
     va_start(ap, fmt);
     vfprintf(f, fmt, ap);
@@ -120,36 +111,31 @@ static int write_text(const char *dir, const char *rel, char *err, size_t errlen
 
 /* The vocabulary: the special tokens at the ids BERT gives them, then some words and
  * continuation pieces, then filler up to vocab lines. */
-static int write_vocab(const char *dir, int vocab, char *err, size_t errlen)
-{
+static int write_vocab(const char *dir, int vocab, char *err, size_t errlen) {
     static const char *const words[] = {
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "a", "b", "c",
-        "the", "quick", "brown", "fox", "jump", "##s", "##ed", "##ing", "over", "lazy",
-        "dog", "cat", "embed", "##ding", "fleet", "model", "text", ".", ",", "!", "?",
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "a",
+        "b",     "c",     "the",   "quick", "brown",  "fox",   "jump",  "##s",
+        "##ed",  "##ing", "over",  "lazy",  "dog",    "cat",   "embed", "##ding",
+        "fleet", "model", "text",  ".",     ",",      "!",     "?",
     };
     size_t nw = sizeof words / sizeof words[0];
     FILE *f = open_file(dir, "vocab.txt", err, errlen);
-    if (!f)
-        return -1;
+    if (!f) return -1;
     for (size_t i = 0; i < (size_t)vocab; i++) {
-        if (i < nw)
-            fprintf(f, "%s\n", words[i]);
-        else
-            fprintf(f, "[unused%zu]\n", i);
+        if (i < nw) fprintf(f, "%s\n", words[i]);
+        else fprintf(f, "[unused%zu]\n", i);
     }
     return close_file(f, dir, "vocab.txt", err, errlen);
 }
 
-static int write_safetensors(const char *dir, const bert_gen_shape *s, bool f16,
-                             const char *prefix, char *err, size_t errlen)
-{
+static int write_safetensors(const char *dir, const bert_gen_shape *s, bool f16, const char *prefix,
+                             char *err, size_t errlen) {
     int rc = -1;
     tensor_spec *t = calloc(5 + 16 * (size_t)s->layers, sizeof *t);
     char *hdr = NULL;
     size_t hlen = 0;
     FILE *h = NULL, *f = NULL;
-    if (!t)
-        return fleet_err(err, errlen, "model.safetensors: out of memory");
+    if (!t) return fleet_err(err, errlen, "model.safetensors: out of memory");
     int nt = tensor_order(s, t);
     size_t esize = f16 ? 2 : 4;
 
@@ -162,12 +148,10 @@ static int write_safetensors(const char *dir, const bert_gen_shape *s, bool f16,
     size_t off = 0;
     for (int i = 0; i < nt; i++) {
         size_t n = (size_t)t[i].d0 * (size_t)(t[i].d1 < 0 ? 1 : t[i].d1);
-        fprintf(h, "%s\"%s%s\": {\"dtype\": \"%s\", \"shape\": ", i ? ", " : "", prefix,
-                t[i].name, f16 ? "F16" : "F32");
-        if (t[i].d1 < 0)
-            fprintf(h, "[%lld]", (long long)t[i].d0);
-        else
-            fprintf(h, "[%lld, %lld]", (long long)t[i].d0, (long long)t[i].d1);
+        fprintf(h, "%s\"%s%s\": {\"dtype\": \"%s\", \"shape\": ", i ? ", " : "", prefix, t[i].name,
+                f16 ? "F16" : "F32");
+        if (t[i].d1 < 0) fprintf(h, "[%lld]", (long long)t[i].d0);
+        else fprintf(h, "[%lld, %lld]", (long long)t[i].d0, (long long)t[i].d1);
         fprintf(h, ", \"data_offsets\": [%zu, %zu]}", off * esize, (off + n) * esize);
         off += n;
     }
@@ -180,23 +164,19 @@ static int write_safetensors(const char *dir, const bert_gen_shape *s, bool f16,
     h = NULL;
     size_t padded = (hlen + 7) / 8 * 8; /* pad with spaces so the data is aligned */
 
-    if (!(f = open_file(dir, "model.safetensors", err, errlen)))
-        goto out;
+    if (!(f = open_file(dir, "model.safetensors", err, errlen))) goto out;
     unsigned char len8[8];
-    for (int i = 0; i < 8; i++)
-        len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     fwrite(len8, 1, 8, f);
     fwrite(hdr, 1, hlen, f);
-    for (size_t i = hlen; i < padded; i++)
-        fputc(' ', f);
+    for (size_t i = hlen; i < padded; i++) fputc(' ', f);
 
     /* The values, in one PRNG stream. */
     uint64_t state = 42;
     for (int i = 0; i < nt; i++) {
         size_t n = (size_t)t[i].d0 * (size_t)(t[i].d1 < 0 ? 1 : t[i].d1);
         size_t nl = strlen(t[i].name);
-        double base = nl >= 16 && strcmp(t[i].name + nl - 16, "LayerNorm.weight") == 0 ? 1.0
-                                                                                        : 0.0;
+        double base = nl >= 16 && strcmp(t[i].name + nl - 16, "LayerNorm.weight") == 0 ? 1.0 : 0.0;
         for (size_t j = 0; j < n; j++) {
             double u = (double)(splitmix64(&state) >> 40) / 16777216.0;
             float v = (float)(base + (2.0 * u - 1.0) * 0.1);
@@ -211,18 +191,15 @@ static int write_safetensors(const char *dir, const bert_gen_shape *s, bool f16,
     rc = close_file(f, dir, "model.safetensors", err, errlen);
     f = NULL;
 out:
-    if (h)
-        fclose(h);
-    if (f)
-        fclose(f);
+    if (h) fclose(h);
+    if (f) fclose(f);
     free(hdr);
     free(t);
     return rc;
 }
 
 int bert_gen_write(const char *dir, const bert_gen_shape *s, bool f16, const char *prefix,
-                   char *err, size_t errlen)
-{
+                   char *err, size_t errlen) {
     char path[4096];
     snprintf(path, sizeof path, "%s/1_Pooling", dir);
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
@@ -248,8 +225,8 @@ int bert_gen_write(const char *dir, const bert_gen_shape *s, bool f16, const cha
                    s->hidden) != 0 ||
         write_text(dir, "sentence_bert_config.json", err, errlen, "{\"max_seq_length\": %d}",
                    s->max_seq_length) != 0 ||
-        write_text(dir, "tokenizer_config.json", err, errlen, "%s",
-                   "{\"do_lower_case\": true}") != 0 ||
+        write_text(dir, "tokenizer_config.json", err, errlen, "%s", "{\"do_lower_case\": true}") !=
+            0 ||
         write_vocab(dir, s->vocab, err, errlen) != 0)
         return -1;
     return write_safetensors(dir, s, f16, prefix, err, errlen);

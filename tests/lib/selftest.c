@@ -115,10 +115,11 @@ static bool log_says_started(void *arg) {
 }
 
 TL_TEST(spawn_stop_and_run_commands) {
-    const char *argv[] = {"/bin/sh", "-c", "echo started; echo \"$TL_SELFTEST\"; exec sleep 600", NULL};
+    const char *argv[] = {"/bin/sh", "-c", "echo started; echo \"$TL_SELFTEST\"; exec sleep 600",
+                          NULL};
     const char *env[] = {"TL_SELFTEST=from-env", NULL};
-    tl_proc *p = tl_spawn(&(tl_spawn_opts){.name = "sleeper", .path = "/bin/sh", .argv = argv,
-                                           .env = env});
+    tl_proc *p =
+        tl_spawn(&(tl_spawn_opts){.name = "sleeper", .path = "/bin/sh", .argv = argv, .env = env});
     ASSERT_WAIT_FOR(log_says_started, p, 10000);
     ASSERT_TRUE(tl_proc_alive(p));
     int st = tl_proc_stop(p, 5000);
@@ -179,15 +180,18 @@ TL_TEST(redis_without_aof_restarts_empty) {
 /* ------------------------------------------------------------ webhook receiver ------ */
 
 static tl_resp *post_to(tl_receiver *rx, const char *path, const char *body) {
-    return tl_http(&(tl_req){.url = tl_receiver_url(rx, path), .body = body,
-                             .headers = {"X-Fleet-Test: yes"}, .timeout_ms = 10000});
+    return tl_http(&(tl_req){.url = tl_receiver_url(rx, path),
+                             .body = body,
+                             .headers = {"X-Fleet-Test: yes"},
+                             .timeout_ms = 10000});
 }
 
 /* A raw client socket connected to 127.0.0.1:port (closed at case end); -1 if refused. */
 static int raw_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT_GE_INT(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
         close(fd);
@@ -218,7 +222,8 @@ static char *raw_read_all(int fd) {
 TL_TEST(receiver_records_a_post) {
     tl_receiver *rx = tl_receiver_start(0);
     ASSERT_GT_INT(tl_receiver_port(rx), 0);
-    ASSERT_EQ_STR(tl_receiver_url(rx, "/x"), tl_printf("http://127.0.0.1:%d/x", tl_receiver_port(rx)));
+    ASSERT_EQ_STR(tl_receiver_url(rx, "/x"),
+                  tl_printf("http://127.0.0.1:%d/x", tl_receiver_port(rx)));
     tl_resp *r = post_to(rx, "/hook?a=1", "{\"n\":1}");
     ASSERT_HTTP_STATUS(r, 200);
     ASSERT_EQ_STR(r->body, "ok");

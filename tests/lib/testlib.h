@@ -56,7 +56,8 @@ typedef struct tl_case {
 } tl_case;
 
 #define TL_TEST(name) static void name(void)
-#define TL_CASE(name) {#name, name}
+#define TL_CASE(name) \
+    { #name, name }
 #define TL_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 int tl_main(int argc, char **argv, const tl_case *cases, size_t ncases);
@@ -87,21 +88,20 @@ void tl_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
 /* ------------------------------------------------------------ assertions ------------ */
 
 /* Every assertion evaluates each argument exactly once and prints both sides. */
-#define ASSERT_TRUE(c)                                                                     \
-    do {                                                                                   \
-        if (!(c)) FAILF("ASSERT_TRUE(%s) is false", #c);                                   \
+#define ASSERT_TRUE(c)                                   \
+    do {                                                 \
+        if (!(c)) FAILF("ASSERT_TRUE(%s) is false", #c); \
     } while (0)
-#define ASSERT_FALSE(c)                                                                    \
-    do {                                                                                   \
-        if (c) FAILF("ASSERT_FALSE(%s) is true", #c);                                      \
+#define ASSERT_FALSE(c)                               \
+    do {                                              \
+        if (c) FAILF("ASSERT_FALSE(%s) is true", #c); \
     } while (0)
 
-#define TL_CMP_INT(a, op, b)                                                               \
-    do {                                                                                   \
-        long long tl_a = (long long)(a), tl_b = (long long)(b);                            \
-        if (!(tl_a op tl_b))                                                               \
-            FAILF("ASSERT(%s %s %s): %lld %s %lld is false", #a, #op, #b, tl_a, #op,       \
-                  tl_b);                                                                   \
+#define TL_CMP_INT(a, op, b)                                                                \
+    do {                                                                                    \
+        long long tl_a = (long long)(a), tl_b = (long long)(b);                             \
+        if (!(tl_a op tl_b))                                                                \
+            FAILF("ASSERT(%s %s %s): %lld %s %lld is false", #a, #op, #b, tl_a, #op, tl_b); \
     } while (0)
 #define ASSERT_EQ_INT(a, b) TL_CMP_INT(a, ==, b)
 #define ASSERT_NE_INT(a, b) TL_CMP_INT(a, !=, b)
@@ -117,24 +117,24 @@ void tl_assert_contains(const char *file, int line, const char *ehay, const char
 #define ASSERT_EQ_STR(a, b) tl_assert_str(__FILE__, __LINE__, #a, #b, (a), (b), true)
 #define ASSERT_NE_STR(a, b) tl_assert_str(__FILE__, __LINE__, #a, #b, (a), (b), false)
 /* hay contains needle (hay NULL fails). _CI: ignoring ASCII case. */
-#define ASSERT_STR_CONTAINS(hay, needle)                                                   \
+#define ASSERT_STR_CONTAINS(hay, needle) \
     tl_assert_contains(__FILE__, __LINE__, #hay, #needle, (hay), (needle), false)
-#define ASSERT_STR_CONTAINS_CI(hay, needle)                                                \
+#define ASSERT_STR_CONTAINS_CI(hay, needle) \
     tl_assert_contains(__FILE__, __LINE__, #hay, #needle, (hay), (needle), true)
 
-#define ASSERT_NULL(p)                                                                     \
-    do {                                                                                   \
-        const void *tl_p = (const void *)(p);                                              \
-        if (tl_p != NULL) FAILF("ASSERT_NULL(%s): is %p", #p, tl_p);                       \
+#define ASSERT_NULL(p)                                               \
+    do {                                                             \
+        const void *tl_p = (const void *)(p);                        \
+        if (tl_p != NULL) FAILF("ASSERT_NULL(%s): is %p", #p, tl_p); \
     } while (0)
-#define ASSERT_NOT_NULL(p)                                                                 \
-    do {                                                                                   \
-        if ((const void *)(p) == NULL) FAILF("ASSERT_NOT_NULL(%s): is NULL", #p);          \
+#define ASSERT_NOT_NULL(p)                                                        \
+    do {                                                                          \
+        if ((const void *)(p) == NULL) FAILF("ASSERT_NOT_NULL(%s): is NULL", #p); \
     } while (0)
 
 /* JSON equality by value (json_equal); prints both documents. */
-void tl_assert_json(const char *file, int line, const char *ea, const char *eb,
-                    const json_t *a, const json_t *b);
+void tl_assert_json(const char *file, int line, const char *ea, const char *eb, const json_t *a,
+                    const json_t *b);
 #define ASSERT_EQ_JSON(a, b) tl_assert_json(__FILE__, __LINE__, #a, #b, (a), (b))
 
 /* ------------------------------------------------------------ waiting --------------- */
@@ -142,10 +142,10 @@ void tl_assert_json(const char *file, int line, const char *ea, const char *eb,
 /* Polls cond(arg) (first at once, then every few ms) until it returns true or deadline_ms
  * pass. Returns whether it became true. */
 bool tl_wait_for(bool (*cond)(void *arg), void *arg, int deadline_ms);
-#define ASSERT_WAIT_FOR(cond, arg, deadline_ms)                                            \
-    do {                                                                                   \
-        if (!tl_wait_for((cond), (arg), (deadline_ms)))                                    \
-            FAILF("%s(%s) did not become true within %d ms", #cond, #arg, (deadline_ms));  \
+#define ASSERT_WAIT_FOR(cond, arg, deadline_ms)                                           \
+    do {                                                                                  \
+        if (!tl_wait_for((cond), (arg), (deadline_ms)))                                   \
+            FAILF("%s(%s) did not become true within %d ms", #cond, #arg, (deadline_ms)); \
     } while (0)
 /* Milliseconds on the monotonic clock (for deadlines, never for assertions). */
 int64_t tl_now_ms(void);
@@ -158,21 +158,21 @@ int64_t tl_now_ms(void);
  * the harness and assertions; it is evaluated once more after the deadline, so a
  * condition that came true while the case slept is still seen. (A GNU statement
  * expression: gcc and clang accept it under -std=c11.) */
-#define TL_WAIT_UNTIL(expr, timeout_ms)                                                    \
-    __extension__({                                                                        \
-        int64_t tl_end = tl_now_ms() + (timeout_ms);                                       \
-        int tl_step = 5;                                                                   \
-        bool tl_ok;                                                                        \
-        while (!(tl_ok = (expr)) && tl_wait_step(tl_end, &tl_step)) {                      \
-        }                                                                                  \
-        tl_ok;                                                                             \
+#define TL_WAIT_UNTIL(expr, timeout_ms)                               \
+    __extension__({                                                   \
+        int64_t tl_end = tl_now_ms() + (timeout_ms);                  \
+        int tl_step = 5;                                              \
+        bool tl_ok;                                                   \
+        while (!(tl_ok = (expr)) && tl_wait_step(tl_end, &tl_step)) { \
+        }                                                             \
+        tl_ok;                                                        \
     })
 /* TL_WAIT_UNTIL, failing the case with the expression's text when it stays false. */
-#define ASSERT_EVENTUALLY(expr, timeout_ms)                                                \
-    do {                                                                                   \
-        int tl_ms = (timeout_ms);                                                          \
-        if (!TL_WAIT_UNTIL((expr), tl_ms))                                                 \
-            FAILF("ASSERT_EVENTUALLY(%s) still false after %d ms", #expr, tl_ms);          \
+#define ASSERT_EVENTUALLY(expr, timeout_ms)                                       \
+    do {                                                                          \
+        int tl_ms = (timeout_ms);                                                 \
+        if (!TL_WAIT_UNTIL((expr), tl_ms))                                        \
+            FAILF("ASSERT_EVENTUALLY(%s) still false after %d ms", #expr, tl_ms); \
     } while (0)
 /* For TL_WAIT_UNTIL: false once end has passed, else sleeps *step ms (doubling it up to
  * 50) and returns true. */
@@ -206,11 +206,11 @@ int tl_free_port(void);
 typedef struct tl_proc {
     char name[64];
     pid_t pid;
-    char log_path[4096];     /* stdout and stderr, unless split below */
-    char err_path[4096];     /* stderr when spawned with split output, else "" */
+    char log_path[4096]; /* stdout and stderr, unless split below */
+    char err_path[4096]; /* stderr when spawned with split output, else "" */
     bool reaped;
-    int status;              /* waitpid status once reaped */
-    bool checked;            /* a fleet binary: a crash or sanitizer report fails the case */
+    int status;   /* waitpid status once reaped */
+    bool checked; /* a fleet binary: a crash or sanitizer report fails the case */
     bool stopped_by_us;
 } tl_proc;
 
@@ -243,10 +243,10 @@ void tl_proc_expect_kill9(tl_proc *p);
 const char *tl_proc_describe(tl_proc *p);
 
 typedef struct tl_cmd_result {
-    int status;     /* waitpid status */
-    int exit_code;  /* -1 if killed by a signal */
-    char *out;      /* stdout, harness-owned */
-    char *err;      /* stderr, harness-owned */
+    int status;    /* waitpid status */
+    int exit_code; /* -1 if killed by a signal */
+    char *out;     /* stdout, harness-owned */
+    char *err;     /* stderr, harness-owned */
 } tl_cmd_result;
 
 /* Runs a command to completion (killing it after deadline_ms, which fails the case). */
@@ -268,7 +268,7 @@ typedef struct tl_redis {
     tl_proc *proc;
     int port;
     char dir[4096];
-    char url[64];   /* redis://127.0.0.1:<port> */
+    char url[64]; /* redis://127.0.0.1:<port> */
     bool appendonly;
 } tl_redis;
 
@@ -324,24 +324,24 @@ typedef struct tl_header {
 } tl_header;
 
 typedef struct tl_resp {
-    long status;          /* 0 never: a transport error fails the case */
-    char *body;           /* NUL-terminated */
+    long status; /* 0 never: a transport error fails the case */
+    char *body;  /* NUL-terminated */
     size_t body_len;
-    tl_header *headers;   /* of the final response */
+    tl_header *headers; /* of the final response */
     size_t nheaders;
-    json_t *json;         /* body parsed as JSON when it parses, else NULL */
+    json_t *json;             /* body parsed as JSON when it parses, else NULL */
     const char *content_type; /* "" when absent */
 } tl_resp;
 
 typedef struct tl_req {
-    const char *method;        /* default "GET", or "POST" when there is a body */
-    const char *url;           /* absolute */
-    const char *body;          /* NULL: no body */
-    size_t body_len;           /* 0: strlen(body) */
-    const char *content_type;  /* default "application/json" when there is a body;
+    const char *method;       /* default "GET", or "POST" when there is a body */
+    const char *url;          /* absolute */
+    const char *body;         /* NULL: no body */
+    size_t body_len;          /* 0: strlen(body) */
+    const char *content_type; /* default "application/json" when there is a body;
                                   "" sends no Content-Type at all */
-    const char *headers[16];   /* extra "Name: value" lines, NULL-terminated */
-    int timeout_ms;            /* default 30000 */
+    const char *headers[16];  /* extra "Name: value" lines, NULL-terminated */
+    int timeout_ms;           /* default 30000 */
 } tl_req;
 
 /* One request on a fresh connection (closed afterwards). Fails the case on a transport
@@ -355,8 +355,7 @@ const char *tl_urlencode(const char *s);
 const char *tl_resp_header(const tl_resp *r, const char *name);
 
 /* Asserts the status, printing the body when it differs. */
-void tl_assert_status(const char *file, int line, const tl_resp *r, long want,
-                      const char *what);
+void tl_assert_status(const char *file, int line, const tl_resp *r, long want, const char *what);
 #define ASSERT_HTTP_STATUS(resp, want) tl_assert_status(__FILE__, __LINE__, (resp), (want), #resp)
 /* Asserts an RFC 9457 problem: the status, Content-Type application/problem+json, and a
  * body with type, title, status (equal), detail (non-empty) and request_id (equal to the
@@ -417,10 +416,10 @@ typedef struct tl_fleet {
     tl_proc *workers[TL_MAX_WORKERS];
     int nworkers;
     int gateway_port;
-    char url[64];          /* http://127.0.0.1:<port> */
+    char url[64]; /* http://127.0.0.1:<port> */
     char prefix[40];
     tl_fleet_opts opts;
-    redisContext *rc;      /* a sync connection to the fleet's Redis */
+    redisContext *rc; /* a sync connection to the fleet's Redis */
 } tl_fleet;
 
 /* Starts Redis, the gateway (waiting until GET /readyz answers 200) and the workers.
@@ -474,17 +473,17 @@ long long tl_stat(tl_fleet *f, const char *model, const char *counter);
 typedef struct tl_receiver tl_receiver;
 
 typedef struct tl_received {
-    char *method;         /* "POST" */
-    char *path;           /* the request target as sent ("/hook?x=1") */
-    char *version;        /* "HTTP/1.1" */
-    tl_header *headers;   /* in arrival order, names as sent */
+    char *method;       /* "POST" */
+    char *path;         /* the request target as sent ("/hook?x=1") */
+    char *version;      /* "HTTP/1.1" */
+    tl_header *headers; /* in arrival order, names as sent */
     size_t nheaders;
-    char *body;           /* NUL-terminated (body_len excludes the NUL) */
+    char *body; /* NUL-terminated (body_len excludes the NUL) */
     size_t body_len;
-    int64_t at_ms;        /* tl_now_ms() when the request was complete */
-    unsigned conn;        /* connection number (1, 2, ...): equal for requests sent on one
+    int64_t at_ms; /* tl_now_ms() when the request was complete */
+    unsigned conn; /* connection number (1, 2, ...): equal for requests sent on one
                              connection; counts on across stop/restart */
-    int status;           /* the status it was answered (or is about to be) */
+    int status;    /* the status it was answered (or is about to be) */
 } tl_received;
 
 /* Listens on 127.0.0.1:port (0: a free port picked by the kernel). Fails the case when

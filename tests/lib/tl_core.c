@@ -276,14 +276,10 @@ static void print_str_side(const char *label, const char *s) {
     }
     printf("      %s: \"", label);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '\n')
-            printf("\\n");
-        else if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\x%02x", *p);
-        else
-            putchar(*p);
+        if (*p == '\n') printf("\\n");
+        else if (*p == '"' || *p == '\\') printf("\\%c", *p);
+        else if (*p < 0x20) printf("\\x%02x", *p);
+        else putchar(*p);
     }
     printf("\"\n");
 }
@@ -292,8 +288,8 @@ void tl_assert_str(const char *file, int line, const char *ea, const char *eb, c
                    const char *b, bool want_equal) {
     bool eq = (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
     if (eq == want_equal) return;
-    printf("    FAIL %s:%d: %s(%s, %s)\n", file, line, want_equal ? "ASSERT_EQ_STR" : "ASSERT_NE_STR",
-           ea, eb);
+    printf("    FAIL %s:%d: %s(%s, %s)\n", file, line,
+           want_equal ? "ASSERT_EQ_STR" : "ASSERT_NE_STR", ea, eb);
     print_str_side("left ", a);
     print_str_side("right", b);
     tl_fail_printed();
@@ -308,8 +304,7 @@ static const char *find_nocase(const char *hay, const char *needle) {
 
 void tl_assert_contains(const char *file, int line, const char *ehay, const char *eneedle,
                         const char *hay, const char *needle, bool ci) {
-    if (hay && needle && (ci ? find_nocase(hay, needle) : strstr(hay, needle)) != NULL)
-        return;
+    if (hay && needle && (ci ? find_nocase(hay, needle) : strstr(hay, needle)) != NULL) return;
     printf("    FAIL %s:%d: ASSERT_STR_CONTAINS%s(%s, %s)\n", file, line, ci ? "_CI" : "", ehay,
            eneedle);
     print_str_side("haystack", hay);
@@ -317,8 +312,8 @@ void tl_assert_contains(const char *file, int line, const char *ehay, const char
     tl_fail_printed();
 }
 
-void tl_assert_json(const char *file, int line, const char *ea, const char *eb,
-                    const json_t *a, const json_t *b) {
+void tl_assert_json(const char *file, int line, const char *ea, const char *eb, const json_t *a,
+                    const json_t *b) {
     if (a && b && json_equal(a, b)) return;
     printf("    FAIL %s:%d: ASSERT_EQ_JSON(%s, %s)\n", file, line, ea, eb);
     printf("      left : %s\n", tl_json_text(a));
@@ -358,10 +353,8 @@ static void finish_case(int result) {
         _exit(CASE_FAIL);
     }
     run_defers();
-    if (!getenv("TL_KEEP") || !*getenv("TL_KEEP"))
-        rm_rf(case_dir);
-    else
-        printf("    temporary directory kept: %s\n", case_dir);
+    if (!getenv("TL_KEEP") || !*getenv("TL_KEEP")) rm_rf(case_dir);
+    else printf("    temporary directory kept: %s\n", case_dir);
     fflush(stdout);
     if (no_fork) {
         /* Not reached for a pass: run_case returns instead. */
@@ -403,8 +396,7 @@ void tl_skip(const char *fmt, ...) {
 static void on_signal(int sig) {
     if (sig == SIGALRM)
         tl_write_str("    FAIL: the case ran past its time limit (TL_CASE_TIMEOUT_S)\n");
-    else
-        tl_write_str("    FAIL: the case was interrupted by a signal\n");
+    else tl_write_str("    FAIL: the case was interrupted by a signal\n");
     tl_procs_emergency(); /* SIGKILL children, print their log tails */
     if (sig == SIGALRM) _exit(CASE_FAIL);
     signal(sig, SIG_DFL);
@@ -538,8 +530,7 @@ int tl_main(int argc, char **argv, const tl_case *cases, size_t ncases) {
                 }
             }
             kill(-pid, SIGKILL); /* sweep anything the case left behind */
-            if (WIFEXITED(st))
-                result = WEXITSTATUS(st);
+            if (WIFEXITED(st)) result = WEXITSTATUS(st);
             else {
                 printf("    case process killed by signal %d (%s)\n", WTERMSIG(st),
                        strsignal(WTERMSIG(st)));
@@ -560,10 +551,8 @@ int tl_main(int argc, char **argv, const tl_case *cases, size_t ncases) {
         }
     }
     if (selected == 0) printf("no case matches the arguments\n");
-    if (skipped)
-        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-    else
-        printf("%d passed, %d failed\n", passed, failed);
+    if (skipped) printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else printf("%d passed, %d failed\n", passed, failed);
     fflush(stdout);
     curl_global_cleanup();
     if (failed || selected == 0) return 1;

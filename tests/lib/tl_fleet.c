@@ -79,7 +79,10 @@ void tl_fleet_start_gateway(tl_fleet *f) {
         env_merge(env, 40, defaults, f->opts.gateway_env, 16);
         const char *argv[] = {path, NULL};
         tl_spawn_opts o = {.name = tl_printf("gateway-%d", ++gateway_seq),
-                           .path = path, .argv = argv, .env = env, .checked = true};
+                           .path = path,
+                           .argv = argv,
+                           .env = env,
+                           .checked = true};
         tl_proc *p = tl_spawn(&o);
         ready_probe pr = {.f = f, .p = p, .port = port, .last_status = 0};
         bool ok = tl_wait_for(gateway_ready, &pr, READY_DEADLINE_MS);
@@ -97,8 +100,8 @@ void tl_fleet_start_gateway(tl_fleet *f) {
             }
             FAILF("fleet-gateway exited during startup: %s", tl_proc_describe(p));
         }
-        FAILF("fleet-gateway on port %d not ready within %d ms (last GET /readyz: %s%ld%s%s)",
-              port, READY_DEADLINE_MS, pr.last_status ? "HTTP " : "", pr.last_status,
+        FAILF("fleet-gateway on port %d not ready within %d ms (last GET /readyz: %s%ld%s%s)", port,
+              READY_DEADLINE_MS, pr.last_status ? "HTTP " : "", pr.last_status,
               pr.last_err[0] ? ", " : "", pr.last_err);
     }
 }
@@ -119,8 +122,11 @@ tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model) {
     const char *env[40];
     env_merge(env, 40, defaults, f->opts.worker_env, 16);
     const char *argv[] = {path, "--model", model, NULL};
-    tl_spawn_opts o = {.name = tl_printf("worker-%s-%d", model, ++worker_seq), .path = path,
-                       .argv = argv, .env = env, .checked = true};
+    tl_spawn_opts o = {.name = tl_printf("worker-%s-%d", model, ++worker_seq),
+                       .path = path,
+                       .argv = argv,
+                       .env = env,
+                       .checked = true};
     tl_proc *p = tl_spawn(&o);
     f->workers[f->nworkers++] = p;
     return p;
@@ -133,8 +139,7 @@ tl_fleet *tl_fleet_start(const tl_fleet_opts *o) {
     memset(f, 0, sizeof(*f));
     tl_defer(free, f);
     if (o) f->opts = *o;
-    if (f->opts.prefix)
-        snprintf(f->prefix, sizeof(f->prefix), "%s", f->opts.prefix);
+    if (f->opts.prefix) snprintf(f->prefix, sizeof(f->prefix), "%s", f->opts.prefix);
     else
         snprintf(f->prefix, sizeof(f->prefix), "t%x%x", (unsigned)getpid() & 0xffffu,
                  (unsigned)(tl_now_ms() & 0xffffu));
@@ -184,8 +189,8 @@ json_t *tl_job_get(tl_fleet *f, const char *id) {
 }
 
 bool tl_status_is_final(const char *s) {
-    return s && (strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 ||
-                 strcmp(s, "cancelled") == 0);
+    return s &&
+           (strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0);
 }
 
 long long tl_stat(tl_fleet *f, const char *model, const char *counter) {

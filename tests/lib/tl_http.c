@@ -207,8 +207,7 @@ static void print_resp(const tl_resp *r) {
            r->body_len > 3000 ? "..." : "");
 }
 
-void tl_assert_status(const char *file, int line, const tl_resp *r, long want,
-                      const char *what) {
+void tl_assert_status(const char *file, int line, const tl_resp *r, long want, const char *what) {
     if (r->status == want) return;
     printf("    FAIL %s:%d: %s: HTTP status %ld, expected %ld\n", file, line, what, r->status,
            want);
@@ -224,18 +223,13 @@ const char *tl_assert_problem(const char *file, int line, const tl_resp *r, long
     const char *rid = tl_resp_header(r, "X-Request-ID");
     if (strncasecmp(r->content_type, "application/problem+json", 24) != 0)
         why = "Content-Type is not application/problem+json";
-    else if (!json_is_object(j))
-        why = "body is not a JSON object";
-    else if (!tl_jstr(j, "type") || !tl_jstr(j, "type")[0])
-        why = "no \"type\" string";
-    else if (!tl_jstr(j, "title") || !tl_jstr(j, "title")[0])
-        why = "no \"title\" string";
+    else if (!json_is_object(j)) why = "body is not a JSON object";
+    else if (!tl_jstr(j, "type") || !tl_jstr(j, "type")[0]) why = "no \"type\" string";
+    else if (!tl_jstr(j, "title") || !tl_jstr(j, "title")[0]) why = "no \"title\" string";
     else if (!tl_jis_int(j, "status") || json_integer_value(json_object_get(j, "status")) != want)
         why = "\"status\" is not the HTTP status";
-    else if (!tl_jstr(j, "detail") || !tl_jstr(j, "detail")[0])
-        why = "no \"detail\" string";
-    else if (!tl_jstr(j, "request_id"))
-        why = "no \"request_id\" string";
+    else if (!tl_jstr(j, "detail") || !tl_jstr(j, "detail")[0]) why = "no \"detail\" string";
+    else if (!tl_jstr(j, "request_id")) why = "no \"request_id\" string";
     else if (!rid || strcmp(rid, tl_jstr(j, "request_id")) != 0)
         why = "\"request_id\" differs from the X-Request-ID header";
     if (!why) return tl_jstr(j, "detail");
@@ -256,7 +250,8 @@ json_t *tl_json_own(json_t *j) {
 json_t *tl_json(const char *text) {
     json_error_t e;
     json_t *j = json_loads(text, JSON_DECODE_ANY, &e);
-    if (!j) FAILF("bad JSON in the test: %s (line %d, column %d): %s", e.text, e.line, e.column, text);
+    if (!j)
+        FAILF("bad JSON in the test: %s (line %d, column %d): %s", e.text, e.line, e.column, text);
     return tl_json_own(j);
 }
 
@@ -281,12 +276,10 @@ json_t *tl_jget(const json_t *j, const char *path) {
         bool digits = n > 0;
         for (size_t i = 0; i < n; i++)
             if (!isdigit((unsigned char)seg[i])) digits = false;
-        if (json_is_object(cur))
-            cur = json_object_get(cur, seg);
+        if (json_is_object(cur)) cur = json_object_get(cur, seg);
         else if (json_is_array(cur) && digits)
             cur = json_array_get(cur, (size_t)strtoul(seg, NULL, 10));
-        else
-            return NULL;
+        else return NULL;
         p = dot ? dot + 1 : p + n;
     }
     return (json_t *)cur;
@@ -301,22 +294,20 @@ bool tl_jis_int(const json_t *j, const char *path) { return json_is_integer(tl_j
 
 long long tl_jint(const json_t *j, const char *path) {
     json_t *v = tl_jget(j, path);
-    if (!json_is_integer(v))
-        FAILF("expected an integer at \"%s\" in %s", path, tl_json_text(j));
+    if (!json_is_integer(v)) FAILF("expected an integer at \"%s\" in %s", path, tl_json_text(j));
     return (long long)json_integer_value(v);
 }
 
 /* ------------------------------------------------------------ raw TCP --------------- */
 
-static void tcp_close(void *arg) {
-    close((int)(intptr_t)arg);
-}
+static void tcp_close(void *arg) { close((int)(intptr_t)arg); }
 
 int tl_tcp_send(int port, const char *data, int recv_ms) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) FAILF("socket: %s", strerror(errno));
     tl_defer(tcp_close, (void *)(intptr_t)fd);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
         FAILF("connect 127.0.0.1:%d: %s", port, strerror(errno));

@@ -225,28 +225,25 @@ void tl_proc_expect_kill9(tl_proc *p) {
 }
 
 static void describe_status(char *buf, size_t len, int st) {
-    if (WIFEXITED(st))
-        snprintf(buf, len, "exited with code %d", WEXITSTATUS(st));
+    if (WIFEXITED(st)) snprintf(buf, len, "exited with code %d", WEXITSTATUS(st));
     else if (WIFSIGNALED(st))
         snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-    else
-        snprintf(buf, len, "status 0x%x", st);
+    else snprintf(buf, len, "status 0x%x", st);
 }
 
 const char *tl_proc_describe(tl_proc *p) {
     char buf[128];
-    if (tl_proc_alive(p))
-        snprintf(buf, sizeof(buf), "running (pid %d)", (int)p->pid);
-    else
-        describe_status(buf, sizeof(buf), p->status);
+    if (tl_proc_alive(p)) snprintf(buf, sizeof(buf), "running (pid %d)", (int)p->pid);
+    else describe_status(buf, sizeof(buf), p->status);
     return tl_printf("%s", buf);
 }
 
 /* ------------------------------------------------------------ checking -------------- */
 
 static const char *const sanitizer_markers[] = {
-    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-    "SUMMARY: UndefinedBehaviorSanitizer", "ThreadSanitizer", NULL,
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+    "runtime error:",          "SUMMARY: UndefinedBehaviorSanitizer",
+    "ThreadSanitizer",         NULL,
 };
 
 static const char *sanitizer_report(const char *path) {
@@ -310,10 +307,8 @@ void tl_procs_print_tails(void) {
     for (int i = 0; i < nprocs; i++) {
         tl_proc *p = procs[i].p;
         char st[128];
-        if (p->reaped)
-            describe_status(st, sizeof(st), p->status);
-        else
-            snprintf(st, sizeof(st), "running");
+        if (p->reaped) describe_status(st, sizeof(st), p->status);
+        else snprintf(st, sizeof(st), "running");
         printf("    --- %s (pid %d, %s): %s ---\n", p->name, (int)p->pid, st, p->log_path);
         fflush(stdout);
         tl_print_tail_raw(p->log_path, strstr(p->name, "redis") ? 1200 : 6000);
@@ -363,8 +358,12 @@ const char *tl_procs_dead_summary(void) {
 
 tl_cmd_result tl_run_cmd(const char *name, const char *path, const char *const *argv,
                          const char *const *env, int deadline_ms) {
-    tl_spawn_opts o = {.name = name, .path = path, .argv = argv, .env = env,
-                       .split_stderr = true, .checked = true};
+    tl_spawn_opts o = {.name = name,
+                       .path = path,
+                       .argv = argv,
+                       .env = env,
+                       .split_stderr = true,
+                       .checked = true};
     tl_proc *p = tl_spawn(&o);
     proc_state *s = state_of(p);
     if (s) s->expect_clean_exit = false; /* the exit code is the caller's to judge */

@@ -33,14 +33,14 @@
 
 #include "tl_internal.h"
 
-#define RECV_MAX_HEAD (64 * 1024)        /* request line + headers */
+#define RECV_MAX_HEAD (64 * 1024) /* request line + headers */
 #define RECV_MAX_BODY (16 * 1024 * 1024)
 
 /* ------------------------------------------------------------ state ----------------- */
 
 typedef struct answer {
     int status;
-    char *extra;   /* header line(s) without the final CRLF, or NULL */
+    char *extra; /* header line(s) without the final CRLF, or NULL */
     int delay_ms;
     struct answer *next;
 } answer;
@@ -51,26 +51,26 @@ typedef struct conn {
     int fd;
     unsigned id;
     conn_state state;
-    char *in;              /* bytes read and not yet parsed */
+    char *in; /* bytes read and not yet parsed */
     size_t in_len, in_cap;
-    char *out;             /* the answer being written */
+    char *out; /* the answer being written */
     size_t out_len, out_off;
-    int64_t respond_at;    /* CONN_HOLDING: when the answer may go out */
-    bool close_after;      /* close once the answer is written */
-    bool sent_continue;    /* "100 Continue" already sent for the current request */
+    int64_t respond_at; /* CONN_HOLDING: when the answer may go out */
+    bool close_after;   /* close once the answer is written */
+    bool sent_continue; /* "100 Continue" already sent for the current request */
 } conn;
 
 struct tl_receiver {
     int port;
-    bool ipv6;             /* listens on [::1] instead of 127.0.0.1 */
-    int listen_fd;         /* -1 while stopped; owned by the thread while it runs */
-    int wake[2];           /* pipe: the test thread writes one byte to stop the loop */
+    bool ipv6;     /* listens on [::1] instead of 127.0.0.1 */
+    int listen_fd; /* -1 while stopped; owned by the thread while it runs */
+    int wake[2];   /* pipe: the test thread writes one byte to stop the loop */
     pthread_t thread;
     bool running;          /* the thread exists (test thread only) */
     unsigned next_conn_id; /* receiver thread only (survives restarts) */
 
-    pthread_mutex_t mu;    /* guards everything below */
-    pthread_cond_t cond;   /* broadcast when a record is added */
+    pthread_mutex_t mu;  /* guards everything below */
+    pthread_cond_t cond; /* broadcast when a record is added */
     answer *script, *script_tail;
     tl_received **recs;
     size_t nrecs, caprecs;
@@ -204,8 +204,7 @@ static void conn_refuse(conn *c, int status, const char *why) {
 
 static const char *find_head_end(const char *p, size_t n) {
     for (size_t i = 0; i + 3 < n; i++)
-        if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n')
-            return p + i;
+        if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') return p + i;
     return NULL;
 }
 
@@ -336,9 +335,8 @@ static void conn_parse(tl_receiver *r, conn *c) {
     q->body_len = clen;
     q->conn = c->id;
     const char *conn_hdr = header_value(q->headers, q->nheaders, "Connection");
-    bool close_after = strcmp(q->version, "HTTP/1.0") == 0
-                           ? !has_token(conn_hdr, "keep-alive")
-                           : has_token(conn_hdr, "close");
+    bool close_after = strcmp(q->version, "HTTP/1.0") == 0 ? !has_token(conn_hdr, "keep-alive")
+                                                           : has_token(conn_hdr, "close");
     memmove(c->in, c->in + body_off + clen, c->in_len - body_off - clen);
     c->in_len -= body_off + clen;
     c->sent_continue = false;
@@ -355,10 +353,8 @@ static void conn_parse(tl_receiver *r, conn *c) {
     int status = a ? a->status : 200;
     bool no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
     char body[32];
-    if (status >= 200 && status < 300)
-        snprintf(body, sizeof body, "ok");
-    else
-        snprintf(body, sizeof body, "status %d\n", status);
+    if (status >= 200 && status < 300) snprintf(body, sizeof body, "ok");
+    else snprintf(body, sizeof body, "status %d\n", status);
     conn_answer(c, status, a ? a->extra : NULL, no_body ? NULL : body, close_after);
     int delay = a ? a->delay_ms : 0;
     if (a) {
@@ -559,21 +555,18 @@ tl_receiver *tl_receiver_start_ipv6(int port) { return receiver_start(true, port
 int tl_receiver_port(tl_receiver *r) { return r->port; }
 
 const char *tl_receiver_url(tl_receiver *r, const char *path) {
-    return tl_printf("http://%s:%d%s", r->ipv6 ? "[::1]" : "127.0.0.1", r->port,
-                     path ? path : "");
+    return tl_printf("http://%s:%d%s", r->ipv6 ? "[::1]" : "127.0.0.1", r->port, path ? path : "");
 }
 
 void tl_receiver_respond(tl_receiver *r, int status, const char *extra_header, int delay_ms) {
     if (status < 200 || status > 599) FAILF("receiver: scripted status %d is not 200..599", status);
     answer *a = tl_xmalloc(sizeof *a);
     *a = (answer){.status = status,
-                      .extra = extra_header ? tl_xstrdup(extra_header) : NULL,
-                      .delay_ms = delay_ms};
+                  .extra = extra_header ? tl_xstrdup(extra_header) : NULL,
+                  .delay_ms = delay_ms};
     pthread_mutex_lock(&r->mu);
-    if (r->script_tail)
-        r->script_tail->next = a;
-    else
-        r->script = a;
+    if (r->script_tail) r->script_tail->next = a;
+    else r->script = a;
     r->script_tail = a;
     pthread_mutex_unlock(&r->mu);
 }

@@ -21,8 +21,8 @@ static const char *redis_server_path(void) {
         const char *cand = tl_printf("%s/redis-server", d);
         if (access(cand, X_OK) == 0) return cand;
     }
-    for (const char *const *p = (const char *const[]){"/usr/bin/redis-server",
-                                                      "/usr/local/bin/redis-server", NULL};
+    for (const char *const *p =
+             (const char *const[]){"/usr/bin/redis-server", "/usr/local/bin/redis-server", NULL};
          *p; p++)
         if (access(*p, X_OK) == 0) return *p;
     FAILF("redis-server not found on PATH (install redis-server, or set "
@@ -67,7 +67,8 @@ static void redis_spawn_args(tl_redis *r, const char *const *extra) {
     }
     argv[n++] = NULL;
     tl_spawn_opts o = {.name = tl_printf("redis-%d-port%d", redis_seq, r->port),
-                       .path = path, .argv = argv};
+                       .path = path,
+                       .argv = argv};
     r->proc = tl_spawn(&o);
     snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d", r->port);
 }
@@ -91,8 +92,8 @@ static bool redis_answers(void *arg) {
     bool ok = false;
     if (c && !c->err) {
         redisReply *rep = redisCommand(c, "PING");
-        ok = rep && (pr->any_answer ||
-                     (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0));
+        ok = rep &&
+             (pr->any_answer || (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0));
         if (rep) freeReplyObject(rep);
     }
     if (c) redisFree(c);

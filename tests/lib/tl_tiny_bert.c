@@ -18,18 +18,15 @@ enum {
     MAX_POS = TL_TINY_MAX_POS,
 };
 
-void tl_write_file(const char *dir, const char *rel, const void *data, size_t len)
-{
+void tl_write_file(const char *dir, const char *rel, const void *data, size_t len) {
     const char *path = tl_printf("%s/%s", dir, rel);
     FILE *f = fopen(path, "wb");
-    if (!f)
-        FAILF("cannot write %s", path);
+    if (!f) FAILF("cannot write %s", path);
     ASSERT_EQ_INT(fwrite(data, 1, len, f), len);
     ASSERT_EQ_INT(fclose(f), 0);
 }
 
-const char *tl_tiny_bert_write(const char *name, bool f16, const char *prefix)
-{
+const char *tl_tiny_bert_write(const char *name, bool f16, const char *prefix) {
     const char *dir = tl_printf("%s/%s", tl_tmpdir(), name);
     ASSERT_EQ_INT(mkdir(dir, 0755), 0);
     static const bert_gen_shape tiny = {
@@ -42,7 +39,6 @@ const char *tl_tiny_bert_write(const char *name, bool f16, const char *prefix)
         .max_seq_length = 64,
     };
     char err[512] = "";
-    if (bert_gen_write(dir, &tiny, f16, prefix, err, sizeof err) != 0)
-        FAILF("tiny BERT: %s", err);
+    if (bert_gen_write(dir, &tiny, f16, prefix, err, sizeof err) != 0) FAILF("tiny BERT: %s", err);
     return dir;
 }

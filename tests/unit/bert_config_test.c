@@ -17,30 +17,29 @@
 static void write_file(const char *dir, const char *rel, const char *text) {
     const char *path = tl_printf("%s/%s", dir, rel);
     FILE *f = fopen(path, "wb");
-    if (!f)
-        FAILF("cannot write %s", path);
+    if (!f) FAILF("cannot write %s", path);
     fputs(text, f);
     ASSERT_EQ_INT(fclose(f), 0);
 }
 
-#define CONFIG_JSON(hidden, heads, act, extra)                                             \
-    "{\"hidden_size\": " hidden ", \"num_hidden_layers\": 2, \"num_attention_heads\": "    \
-    heads ", \"intermediate_size\": 16, \"max_position_embeddings\": 16, "                 \
-    "\"vocab_size\": 10, \"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, "              \
+#define CONFIG_JSON(hidden, heads, act, extra)                                                \
+    "{\"hidden_size\": " hidden ", \"num_hidden_layers\": 2, \"num_attention_heads\": " heads \
+    ", \"intermediate_size\": 16, \"max_position_embeddings\": 16, "                          \
+    "\"vocab_size\": 10, \"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, "                 \
     "\"hidden_act\": \"" act "\", \"model_type\": \"bert\"" extra "}"
 
-#define MODULES_JSON(extra)                                                                \
-    "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", "                                      \
-    "\"type\": \"sentence_transformers.models.Transformer\"}, "                            \
-    "{\"idx\": 1, \"name\": \"1\", \"path\": \"1_Pooling\", "                              \
+#define MODULES_JSON(extra)                                     \
+    "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", "           \
+    "\"type\": \"sentence_transformers.models.Transformer\"}, " \
+    "{\"idx\": 1, \"name\": \"1\", \"path\": \"1_Pooling\", "   \
     "\"type\": \"sentence_transformers.models.Pooling\"}" extra "]"
 
-#define NORMALIZE_MODULE                                                                   \
-    ", {\"idx\": 2, \"name\": \"2\", \"path\": \"2_Normalize\", "                          \
+#define NORMALIZE_MODULE                                          \
+    ", {\"idx\": 2, \"name\": \"2\", \"path\": \"2_Normalize\", " \
     "\"type\": \"sentence_transformers.models.Normalize\"}"
 
-#define POOLING_JSON(cls, mean)                                                            \
-    "{\"word_embedding_dimension\": 8, \"pooling_mode_cls_token\": " cls ", "              \
+#define POOLING_JSON(cls, mean)                                               \
+    "{\"word_embedding_dimension\": 8, \"pooling_mode_cls_token\": " cls ", " \
     "\"pooling_mode_mean_tokens\": " mean ", \"pooling_mode_max_tokens\": false}"
 
 /* A fresh directory holding a valid tiny model's JSON files: hidden 8, 2 layers, 2
@@ -69,17 +68,16 @@ static const char *refused(const char *dir) {
 /* ------------------------------------------------------------ a small header -------- */
 
 typedef struct fault {
-    const char *drop;     /* leave out this tensor (name without prefix) */
-    const char *reshape;  /* give this tensor shape [d0] */
+    const char *drop;    /* leave out this tensor (name without prefix) */
+    const char *reshape; /* give this tensor shape [d0] */
     int64_t d0;
-    const char *as_i64;   /* give this tensor dtype I64 */
-    int extra_layer;      /* add encoder.layer.<layers> */
+    const char *as_i64; /* give this tensor dtype I64 */
+    int extra_layer;    /* add encoder.layer.<layers> */
 } fault;
 
 static void add_tensor(json_t *root, uint64_t *off, const char *prefix, const char *name,
                        int64_t d0, int64_t d1, const fault *fl) {
-    if (fl->drop && strcmp(fl->drop, name) == 0)
-        return;
+    if (fl->drop && strcmp(fl->drop, name) == 0) return;
     const char *dtype = "F32";
     int esize = 4;
     if (fl->as_i64 && strcmp(fl->as_i64, name) == 0) {
@@ -99,39 +97,31 @@ static void add_tensor(json_t *root, uint64_t *off, const char *prefix, const ch
     *off += n;
 }
 
-static void add_layer(json_t *root, uint64_t *off, const char *prefix, int l,
-                      const fault *fl) {
-    static const char *hh[] = {"attention.self.query", "attention.self.key",
-                               "attention.self.value", "attention.output.dense"};
+static void add_layer(json_t *root, uint64_t *off, const char *prefix, int l, const fault *fl) {
+    static const char *hh[] = {"attention.self.query", "attention.self.key", "attention.self.value",
+                               "attention.output.dense"};
     for (int i = 0; i < 4; i++) {
-        add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.%s.weight", l, hh[i]), 8, 8,
-                   fl);
-        add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.%s.bias", l, hh[i]), 8, -1,
-                   fl);
+        add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.%s.weight", l, hh[i]), 8, 8, fl);
+        add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.%s.bias", l, hh[i]), 8, -1, fl);
     }
     static const char *ln[] = {"attention.output.LayerNorm", "output.LayerNorm"};
     for (int i = 0; i < 2; i++) {
-        add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.%s.weight", l, ln[i]), 8, -1,
-                   fl);
-        add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.%s.bias", l, ln[i]), 8, -1,
-                   fl);
+        add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.%s.weight", l, ln[i]), 8, -1, fl);
+        add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.%s.bias", l, ln[i]), 8, -1, fl);
     }
-    add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.intermediate.dense.weight", l),
-               16, 8, fl);
-    add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.intermediate.dense.bias", l), 16,
-               -1, fl);
-    add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.output.dense.weight", l), 8, 16,
+    add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.intermediate.dense.weight", l), 16, 8,
                fl);
-    add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.output.dense.bias", l), 8, -1,
+    add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.intermediate.dense.bias", l), 16, -1,
                fl);
+    add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.output.dense.weight", l), 8, 16, fl);
+    add_tensor(root, off, prefix, tl_printf("encoder.layer.%d.output.dense.bias", l), 8, -1, fl);
 }
 
 /* A parsed header (no data) for good_dir's model, with `prefix` before every name and
  * one fault (or none). */
 static st_file *tiny_weights(const char *prefix, const fault *fl) {
     static const fault none;
-    if (!fl)
-        fl = &none;
+    if (!fl) fl = &none;
     json_t *root = tl_json_own(json_object());
     uint64_t off = 0;
     /* As real checkpoints carry it: I64, and ignored by the check. */
@@ -142,15 +132,13 @@ static st_file *tiny_weights(const char *prefix, const fault *fl) {
     add_tensor(root, &off, prefix, "embeddings.token_type_embeddings.weight", 2, 8, fl);
     add_tensor(root, &off, prefix, "embeddings.LayerNorm.weight", 8, -1, fl);
     add_tensor(root, &off, prefix, "embeddings.LayerNorm.bias", 8, -1, fl);
-    for (int l = 0; l < 2 + fl->extra_layer; l++)
-        add_layer(root, &off, prefix, l, fl);
+    for (int l = 0; l < 2 + fl->extra_layer; l++) add_layer(root, &off, prefix, l, fl);
     add_tensor(root, &off, prefix, "pooler.dense.weight", 8, 8, fl);
 
     const char *json = tl_json_text(root);
     size_t hlen = strlen(json);
     char *buf = tl_alloc(8 + hlen);
-    for (int i = 0; i < 8; i++)
-        buf[i] = (char)((uint64_t)hlen >> (8 * i));
+    for (int i = 0; i < 8; i++) buf[i] = (char)((uint64_t)hlen >> (8 * i));
     memcpy(buf + 8, json, hlen);
     st_file *st;
     char err[512];
@@ -171,8 +159,7 @@ static const char *tensors_refused(const bert_config *c, st_file *st) {
 
 TL_TEST(real_minilm_directory_is_good) {
     struct stat sb;
-    if (stat(REAL_DIR "/config.json", &sb) != 0)
-        TL_SKIP("skipped: ../shared/models not present");
+    if (stat(REAL_DIR "/config.json", &sb) != 0) TL_SKIP("skipped: ../shared/models not present");
     bert_config c;
     char err[512] = "";
     if (bert_config_load(REAL_DIR, &c, err, sizeof err) != 0)
@@ -194,12 +181,10 @@ TL_TEST(real_minilm_directory_is_good) {
     /* The weights' real header against that config. */
     size_t len;
     char *buf = tl_read_file(REAL_DIR "/model.safetensors.header", &len);
-    if (!buf)
-        TL_SKIP("skipped: model.safetensors.header not present");
+    if (!buf) TL_SKIP("skipped: model.safetensors.header not present");
     st_file *st;
     ASSERT_EQ_INT(st_parse_header(buf, len, 90868376, &st, err, sizeof err), 0);
-    if (bert_check_tensors(&c, st, err, sizeof err) != 0)
-        FAILF("real tensors refused: %s", err);
+    if (bert_check_tensors(&c, st, err, sizeof err) != 0) FAILF("real tensors refused: %s", err);
     ASSERT_EQ_STR(bert_tensor_prefix(st), "");
     /* A config that says 7 layers does not fit these weights. */
     c.num_hidden_layers = 7;
@@ -212,8 +197,7 @@ TL_TEST(small_directory_loads_with_defaults) {
     const char *dir = good_dir("m");
     bert_config c;
     char err[512] = "";
-    if (bert_config_load(dir, &c, err, sizeof err) != 0)
-        FAILF("refused: %s", err);
+    if (bert_config_load(dir, &c, err, sizeof err) != 0) FAILF("refused: %s", err);
     ASSERT_EQ_INT(c.hidden_size, 8);
     ASSERT_EQ_INT(c.head_dim, 4);
     ASSERT_FALSE(c.do_lower_case);
@@ -277,9 +261,8 @@ TL_TEST(config_json_faults_are_named) {
 TL_TEST(other_files_faults_are_named) {
     const char *dir = good_dir("m");
     write_file(dir, "1_Pooling/config.json", POOLING_JSON("true", "false"));
-    ASSERT_EQ_STR(refused(dir),
-                  "1_Pooling/config.json: only mean pooling is supported, got "
-                  "pooling_mode_cls_token");
+    ASSERT_EQ_STR(refused(dir), "1_Pooling/config.json: only mean pooling is supported, got "
+                                "pooling_mode_cls_token");
     write_file(dir, "1_Pooling/config.json", POOLING_JSON("true", "true"));
     ASSERT_STR_CONTAINS(refused(dir), "got pooling_mode_cls_token");
     write_file(dir, "1_Pooling/config.json", POOLING_JSON("false", "false"));
@@ -333,38 +316,48 @@ TL_TEST(tensor_check_finds_each_fault) {
 
     /* Good, with and without the bert. prefix. */
     st_file *st = tiny_weights("", NULL);
-    if (bert_check_tensors(&c, st, err, sizeof err) != 0)
-        FAILF("refused: %s", err);
+    if (bert_check_tensors(&c, st, err, sizeof err) != 0) FAILF("refused: %s", err);
     ASSERT_EQ_STR(bert_tensor_prefix(st), "");
     st_close(st);
     st = tiny_weights("bert.", NULL);
-    if (bert_check_tensors(&c, st, err, sizeof err) != 0)
-        FAILF("refused: %s", err);
+    if (bert_check_tensors(&c, st, err, sizeof err) != 0) FAILF("refused: %s", err);
     ASSERT_EQ_STR(bert_tensor_prefix(st), "bert.");
     st_close(st);
 
-    ASSERT_EQ_STR(tensors_refused(&c, tiny_weights("", &(fault){
-                                          .drop = "embeddings.word_embeddings.weight"})),
+    ASSERT_EQ_STR(tensors_refused(&c,
+                                  tiny_weights("",
+                                               &(fault){
+                                                   .drop = "embeddings.word_embeddings.weight"})),
                   "weights: tensor embeddings.word_embeddings.weight missing (looked with "
                   "and without a \"bert.\" prefix)");
-    ASSERT_EQ_STR(tensors_refused(&c, tiny_weights("bert.", &(fault){
-                                          .drop = "encoder.layer.1.attention.self.key.bias"})),
+    ASSERT_EQ_STR(tensors_refused(&c,
+                                  tiny_weights("bert.",
+                                               &(fault){
+                                                   .drop =
+                                                       "encoder.layer.1.attention.self.key.bias"})),
                   "weights: tensor bert.encoder.layer.1.attention.self.key.bias missing");
-    ASSERT_EQ_STR(tensors_refused(&c, tiny_weights("", &(fault){
-                                          .drop = "embeddings.LayerNorm.bias"})),
+    ASSERT_EQ_STR(tensors_refused(&c,
+                                  tiny_weights("", &(fault){.drop = "embeddings.LayerNorm.bias"})),
                   "weights: tensor embeddings.LayerNorm.bias missing");
-    ASSERT_EQ_STR(tensors_refused(&c, tiny_weights("", &(fault){
-                                          .reshape = "encoder.layer.0.output.dense.weight",
-                                          .d0 = 128})),
+    ASSERT_EQ_STR(tensors_refused(&c,
+                                  tiny_weights("",
+                                               &(fault){.reshape =
+                                                            "encoder.layer.0.output.dense.weight",
+                                                        .d0 = 128})),
                   "weights: tensor encoder.layer.0.output.dense.weight has shape [128], "
                   "expected [8, 16]");
-    ASSERT_EQ_STR(tensors_refused(&c, tiny_weights("", &(fault){
-                                          .reshape = "encoder.layer.1.output.LayerNorm.weight",
-                                          .d0 = 9})),
+    ASSERT_EQ_STR(tensors_refused(&c,
+                                  tiny_weights("",
+                                               &(fault){
+                                                   .reshape =
+                                                       "encoder.layer.1.output.LayerNorm.weight",
+                                                   .d0 = 9})),
                   "weights: tensor encoder.layer.1.output.LayerNorm.weight has shape [9], "
                   "expected [8]");
-    ASSERT_EQ_STR(tensors_refused(&c, tiny_weights("", &(fault){
-                                          .as_i64 = "encoder.layer.0.attention.self.query.bias"})),
+    ASSERT_EQ_STR(tensors_refused(
+                      &c, tiny_weights("",
+                                       &(fault){
+                                           .as_i64 = "encoder.layer.0.attention.self.query.bias"})),
                   "weights: tensor encoder.layer.0.attention.self.query.bias has dtype I64, "
                   "expected F32, F16 or BF16");
     ASSERT_EQ_STR(tensors_refused(&c, tiny_weights("", &(fault){.extra_layer = 1})),
@@ -379,10 +372,8 @@ TL_TEST(tensor_check_finds_each_fault) {
 
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
-        TL_CASE(real_minilm_directory_is_good),
-        TL_CASE(small_directory_loads_with_defaults),
-        TL_CASE(config_json_faults_are_named),
-        TL_CASE(other_files_faults_are_named),
+        TL_CASE(real_minilm_directory_is_good), TL_CASE(small_directory_loads_with_defaults),
+        TL_CASE(config_json_faults_are_named),  TL_CASE(other_files_faults_are_named),
         TL_CASE(tensor_check_finds_each_fault),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));

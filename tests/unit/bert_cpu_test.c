@@ -31,14 +31,12 @@ static const size_t seq_lens[NSEQ] = {3, 7, 12, 20, 5};
 
 /* The model directory comes from tests/lib/tl_tiny_bert.c (shared with the embed
  * integration test). The faults case rewrites config.json with write_text. */
-static void write_text(const char *dir, const char *rel, const char *text)
-{
+static void write_text(const char *dir, const char *rel, const char *text) {
     tl_write_file(dir, rel, text, strlen(text));
 }
 
 /* reference.py's sequences: [2, 4 + (37 s + 11 j) % 96 ..., 3]. */
-static int32_t *tiny_seq(size_t s)
-{
+static int32_t *tiny_seq(size_t s) {
     size_t n = seq_lens[s];
     int32_t *ids = tl_alloc(n * sizeof *ids);
     for (size_t j = 0; j < n; j++)
@@ -48,27 +46,23 @@ static int32_t *tiny_seq(size_t s)
 
 /* ------------------------------------------------------------ comparing ---------- */
 
-static float *read_golden(void)
-{
+static float *read_golden(void) {
     size_t len;
     char *text = tl_read_file(GOLDEN_PATH, &len);
-    if (!text)
-        FAILF("cannot read %s", GOLDEN_PATH);
+    if (!text) FAILF("cannot read %s", GOLDEN_PATH);
     float *g = tl_alloc(NSEQ * HIDDEN * sizeof *g);
     char *p = text;
     for (int i = 0; i < NSEQ * HIDDEN; i++) {
         char *end;
         g[i] = strtof(p, &end);
-        if (end == p)
-            FAILF("%s: value %d missing or malformed", GOLDEN_PATH, i);
+        if (end == p) FAILF("%s: value %d missing or malformed", GOLDEN_PATH, i);
         p = end;
     }
     return g;
 }
 
 /* max |a - b| / max |b| over n values. */
-static double rel_diff(const float *a, const float *b, size_t n)
-{
+static double rel_diff(const float *a, const float *b, size_t n) {
     double md = 0, mb = 0;
     for (size_t i = 0; i < n; i++) {
         md = fmax(md, fabs((double)a[i] - b[i]));
@@ -77,12 +71,10 @@ static double rel_diff(const float *a, const float *b, size_t n)
     return mb > 0 ? md / mb : md;
 }
 
-static bert_cpu *load_ok(const char *dir)
-{
+static bert_cpu *load_ok(const char *dir) {
     bert_cpu *m;
     char err[512] = "";
-    if (bert_cpu_load(dir, &m, err, sizeof err) != 0)
-        FAILF("load %s: %s", dir, err);
+    if (bert_cpu_load(dir, &m, err, sizeof err) != 0) FAILF("load %s: %s", dir, err);
     return m;
 }
 
@@ -92,27 +84,22 @@ static bert_cpu *load_ok(const char *dir)
 
 /* Embeds the sequences one by one and all in one batch; checks both against the goldens
  * (within tol) and the batch against the singles (within BATCH_TOL). */
-static void check_model(const char *dir, double tol)
-{
+static void check_model(const char *dir, double tol) {
     bert_cpu *m = load_ok(dir);
     ASSERT_EQ_INT(bert_cpu_config(m)->hidden_size, HIDDEN);
     const float *golden = read_golden();
     const int32_t *ids[NSEQ];
-    for (size_t s = 0; s < NSEQ; s++)
-        ids[s] = tiny_seq(s);
+    for (size_t s = 0; s < NSEQ; s++) ids[s] = tiny_seq(s);
     char err[512] = "";
     float *single = tl_alloc(NSEQ * HIDDEN * sizeof *single);
     float *batch = tl_alloc(NSEQ * HIDDEN * sizeof *batch);
     double worst = 0;
     for (size_t s = 0; s < NSEQ; s++) {
-        if (bert_cpu_embed(m, &ids[s], &seq_lens[s], 1, single + s * HIDDEN, err,
-                           sizeof err) != 0)
+        if (bert_cpu_embed(m, &ids[s], &seq_lens[s], 1, single + s * HIDDEN, err, sizeof err) != 0)
             FAILF("embed %zu: %s", s, err);
         double d = rel_diff(single + s * HIDDEN, golden + s * HIDDEN, HIDDEN);
-        tl_log("sequence %zu (len %zu): relative difference to golden %.3g", s, seq_lens[s],
-               d);
-        if (d > tol)
-            FAILF("sequence %zu differs from the golden by %.3g (> %.3g)", s, d, tol);
+        tl_log("sequence %zu (len %zu): relative difference to golden %.3g", s, seq_lens[s], d);
+        if (d > tol) FAILF("sequence %zu differs from the golden by %.3g (> %.3g)", s, d, tol);
         worst = fmax(worst, d);
         double norm = 0;
         for (int j = 0; j < HIDDEN; j++)
@@ -124,11 +111,10 @@ static void check_model(const char *dir, double tol)
     double dbatch = rel_diff(batch, single, NSEQ * HIDDEN);
     double dgold = rel_diff(batch, golden, NSEQ * HIDDEN);
     tl_log("max relative difference: singles vs golden %.3g, batch vs golden %.3g, batch vs "
-           "singles %.3g", worst, dgold, dbatch);
-    if (dbatch > BATCH_TOL)
-        FAILF("batch differs from singles by %.3g", dbatch);
-    if (dgold > tol)
-        FAILF("batch differs from the golden by %.3g", dgold);
+           "singles %.3g",
+           worst, dgold, dbatch);
+    if (dbatch > BATCH_TOL) FAILF("batch differs from singles by %.3g", dbatch);
+    if (dgold > tol) FAILF("batch differs from the golden by %.3g", dgold);
     /* Another order (longest first) gives the same rows. */
     const int32_t *rids[NSEQ];
     size_t rlens[NSEQ];
@@ -145,9 +131,7 @@ static void check_model(const char *dir, double tol)
 
 /* ------------------------------------------------------------ cases --------------- */
 
-TL_TEST(f32_matches_torch_reference) {
-    check_model(tl_tiny_bert_write("f32", false, ""), 1e-4);
-}
+TL_TEST(f32_matches_torch_reference) { check_model(tl_tiny_bert_write("f32", false, ""), 1e-4); }
 
 TL_TEST(bert_prefixed_names_match_too) {
     check_model(tl_tiny_bert_write("prefixed", false, "bert."), 1e-4);
@@ -179,8 +163,7 @@ TL_TEST(same_vector_alone_and_in_a_mixed_batch) {
     char err[512] = "";
     float *batch = tl_alloc((size_t)N * HIDDEN * sizeof *batch);
     float one[HIDDEN];
-    if (bert_cpu_embed(m, ids, lens, N, batch, err, sizeof err) != 0)
-        FAILF("embed batch: %s", err);
+    if (bert_cpu_embed(m, ids, lens, N, batch, err, sizeof err) != 0) FAILF("embed batch: %s", err);
     double worst = 0;
     for (size_t s = 0; s < N; s++) {
         if (bert_cpu_embed(m, &ids[s], &lens[s], 1, one, err, sizeof err) != 0)
@@ -226,8 +209,7 @@ TL_TEST(faults_are_named) {
     /* Bad inputs to embed; out is left alone. */
     m = load_ok(tl_tiny_bert_write("ok", false, ""));
     float out[2 * HIDDEN];
-    for (int i = 0; i < 2 * HIDDEN; i++)
-        out[i] = 7.0f;
+    for (int i = 0; i < 2 * HIDDEN; i++) out[i] = 7.0f;
     int32_t good[] = {2, 5, 3}, bad[] = {2, 100, 3};
     const int32_t *ids[2] = {good, bad};
     size_t lens[2] = {3, 3};
@@ -240,14 +222,12 @@ TL_TEST(faults_are_named) {
     ASSERT_EQ_INT(bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
     ASSERT_EQ_STR(err, "embed: sequence 1: length 0, must be in [1, 64]");
     int32_t *longer = tl_alloc(65 * sizeof *longer);
-    for (int i = 0; i < 65; i++)
-        longer[i] = 5;
+    for (int i = 0; i < 65; i++) longer[i] = 5;
     ids[1] = longer;
     lens[1] = 65;
     ASSERT_EQ_INT(bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), -1);
     ASSERT_EQ_STR(err, "embed: sequence 1: length 65, must be in [1, 64]");
-    for (int i = 0; i < 2 * HIDDEN; i++)
-        ASSERT_TRUE(out[i] == 7.0f);
+    for (int i = 0; i < 2 * HIDDEN; i++) ASSERT_TRUE(out[i] == 7.0f);
     /* The full 64 positions work; n == 0 does nothing. */
     lens[1] = 64;
     ASSERT_EQ_INT(bert_cpu_embed(m, ids, lens, 2, out, err, sizeof err), 0);
@@ -256,8 +236,7 @@ TL_TEST(faults_are_named) {
     bert_cpu_free(NULL);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(f32_matches_torch_reference),
         TL_CASE(bert_prefixed_names_match_too),

@@ -67,11 +67,23 @@ static void len_head(buf *b, int kind, size_t n) {
 }
 
 static void gen_text(buf *b, bool key) {
-    static const char *const pieces[] = {"a", "key", "\"", "\\", "/", "\n", "\t", "\x01",
-                                         "\x1f", "\x7f", "\xc3\xa9", "\xe2\x98\x83",
-                                         "\xf0\x9f\x98\x80", "plain text ", "\r\b\f"};
-    static const char *const broken[] = {"\xc0\x80", "\xed\xa0\x80", "\xff", "\xe2\x98",
-                                         "\xf4\x90\x80\x80", "\x80"};
+    static const char *const pieces[] = {"a",
+                                         "key",
+                                         "\"",
+                                         "\\",
+                                         "/",
+                                         "\n",
+                                         "\t",
+                                         "\x01",
+                                         "\x1f",
+                                         "\x7f",
+                                         "\xc3\xa9",
+                                         "\xe2\x98\x83",
+                                         "\xf0\x9f\x98\x80",
+                                         "plain text ",
+                                         "\r\b\f"};
+    static const char *const broken[] = {"\xc0\x80", "\xed\xa0\x80",     "\xff",
+                                         "\xe2\x98", "\xf4\x90\x80\x80", "\x80"};
     buf t = {0};
     unsigned n = rn(4) == 0 ? 40 + rn(400) : rn(6);
     for (unsigned i = 0; i < n; i++) {
@@ -107,7 +119,7 @@ static void gen_f32(buf *b) {
     b_u8(b, rn(60) == 0 ? 2 : FLEET_EXT_F32);
     for (size_t i = 0; i < bytes; i++) {
         unsigned v = rn(256);
-        if (i % 4 == 3 && rn(300) == 0) v = 0x7f; /* with the byte before: maybe NaN */
+        if (i % 4 == 3 && rn(300) == 0) v = 0x7f;        /* with the byte before: maybe NaN */
         if (i % 4 == 2 && v >= 0x80 && rn(2)) v &= 0x7f; /* keep most values finite */
         b_u8(b, v);
     }
@@ -118,17 +130,17 @@ static void gen(buf *b, int depth) {
     switch (pick) {
     case 0: b_u8(b, rn(128)); break;                          /* positive fixint */
     case 1: b_u8(b, 0xe0 | rn(32)); break;                    /* negative fixint */
-    case 2: b_u8(b, rn(3) == 0 ? 0xc0 : 0xc2 + rn(2)); break;  /* nil, false, true */
+    case 2: b_u8(b, rn(3) == 0 ? 0xc0 : 0xc2 + rn(2)); break; /* nil, false, true */
     case 3: {                                                 /* every int width */
         unsigned m = 0xcc + rn(8);
         b_u8(b, m);
         int w = 1 << ((m - 0xcc) % 4);
         uint64_t v = rnd();
-        if (rn(3) == 0) v = m >= 0xd0 ? (uint64_t)-(int64_t)(rn(1000)) : rn(300);
+        if (rn(3) == 0) v = m >= 0xd0 ? (uint64_t) - (int64_t)(rn(1000)) : rn(300);
         b_be(b, v, w);
         break;
     }
-    case 4: {                                                 /* floats */
+    case 4: { /* floats */
         if (rn(2)) {
             float f = (float)((double)(int64_t)rnd() / 1e6);
             if (rn(100) == 0) f = NAN;
@@ -147,27 +159,39 @@ static void gen(buf *b, int depth) {
         }
         break;
     }
-    case 5: case 6: gen_text(b, false); break;
-    case 7: {                                                 /* bin */
+    case 5:
+    case 6: gen_text(b, false); break;
+    case 7: { /* bin */
         size_t n = rn(4) == 0 ? 300 + rn(70000) : rn(10);
         len_head(b, 1, n);
         for (size_t i = 0; i < n; i++) b_u8(b, rn(256));
         break;
     }
     case 8: gen_f32(b); break;
-    case 9: case 10: {                                        /* array */
+    case 9:
+    case 10: { /* array */
         unsigned n = rn(6);
         if (rn(2)) b_u8(b, 0x90 | n);
-        else if (rn(2)) { b_u8(b, 0xdc); b_be(b, n, 2); }
-        else { b_u8(b, 0xdd); b_be(b, n, 4); }
+        else if (rn(2)) {
+            b_u8(b, 0xdc);
+            b_be(b, n, 2);
+        } else {
+            b_u8(b, 0xdd);
+            b_be(b, n, 4);
+        }
         for (unsigned i = 0; i < n; i++) gen(b, depth + 1);
         break;
     }
-    default: {                                                /* map */
+    default: { /* map */
         unsigned n = rn(6);
         if (rn(2)) b_u8(b, 0x80 | n);
-        else if (rn(2)) { b_u8(b, 0xde); b_be(b, n, 2); }
-        else { b_u8(b, 0xdf); b_be(b, n, 4); }
+        else if (rn(2)) {
+            b_u8(b, 0xde);
+            b_be(b, n, 2);
+        } else {
+            b_u8(b, 0xdf);
+            b_be(b, n, 4);
+        }
         for (unsigned i = 0; i < n; i++) {
             if (rn(80) == 0) b_u8(b, rn(128)); /* a key that is not a string */
             else gen_text(b, true);
@@ -253,11 +277,11 @@ static bool compare(const unsigned char *p, size_t n, size_t doc) {
                                    memcmp(got.out.p, want.out.p, got.out.n) != 0))) {
                 FAILF("document %zu (%zu bytes), %s mode, ranges of %zu: whole gives %s '%s' "
                       "(%zu bytes), streamed gives %s '%s' (%zu bytes)%s%.*s%s%.*s",
-                      doc, n, m ? "client" : "json", steps[i], want.ok ? "ok" : "error",
-                      want.err, want.out.n, got.ok ? "ok" : "error", got.err, got.out.n,
+                      doc, n, m ? "client" : "json", steps[i], want.ok ? "ok" : "error", want.err,
+                      want.out.n, got.ok ? "ok" : "error", got.err, got.out.n,
                       "\n  whole:    ", (int)(want.out.n < 300 ? want.out.n : 300),
-                      want.out.p ? (const char *)want.out.p : "", "\n  streamed: ",
-                      (int)(got.out.n < 300 ? got.out.n : 300),
+                      want.out.p ? (const char *)want.out.p : "",
+                      "\n  streamed: ", (int)(got.out.n < 300 ? got.out.n : 300),
                       got.out.p ? (const char *)got.out.p : "");
             }
             free(got.out.p);

@@ -25,8 +25,19 @@ static json_t *roundtrip(const char *text) {
 
 TL_TEST(roundtrip_values) {
     const char *cases[] = {
-        "null", "true", "false", "0", "-1", "9223372036854775807", "-9223372036854775808",
-        "1.5", "-0.25", "\"\"", "\"h\\u00e9llo \\u2603 \\ud83d\\ude00\"", "[]", "{}",
+        "null",
+        "true",
+        "false",
+        "0",
+        "-1",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "1.5",
+        "-0.25",
+        "\"\"",
+        "\"h\\u00e9llo \\u2603 \\ud83d\\ude00\"",
+        "[]",
+        "{}",
         "{\"a\":[1,2,{\"b\":null}],\"c\":\"d\",\"e\":1e300}",
     };
     for (size_t i = 0; i < TL_COUNT(cases); i++) json_decref(roundtrip(cases[i]));
@@ -79,10 +90,10 @@ TL_TEST(refuses_truncated_and_trailing) {
 
 TL_TEST(refuses_non_string_keys_ext_and_bad_utf8) {
     char err[128];
-    const char intkey[] = {(char)0x81, 0x01, 0x02};           /* {1: 2} */
+    const char intkey[] = {(char)0x81, 0x01, 0x02}; /* {1: 2} */
     ASSERT_NULL(fleet_msgpack_to_json(intkey, sizeof intkey, err, sizeof err));
     ASSERT_STR_CONTAINS(err, "map key");
-    const char ext[] = {(char)0xd4, 0x05, 0x00};               /* fixext1 */
+    const char ext[] = {(char)0xd4, 0x05, 0x00}; /* fixext1 */
     ASSERT_NULL(fleet_msgpack_to_json(ext, sizeof ext, err, sizeof err));
     ASSERT_STR_CONTAINS(err, "ext");
     const char badutf8[] = {(char)0xa2, (char)0xff, (char)0xfe}; /* str of 2 invalid bytes */
@@ -150,10 +161,10 @@ TL_TEST(bad_keys_and_deep_empty_containers_are_refused) {
 /* ------------------------------------------------------------ FLEET_EXT_F32 -------- */
 
 /* {"v": ext-1 of 1.5, -0.25, 0.1f} as fixmap(1), "v", ext8(12, type 1), little-endian. */
-static const char f32_map[] = {(char)0x81, (char)0xa1, 'v', (char)0xc7, 12, 1,
-                               0x00, 0x00, (char)0xc0, 0x3f,         /* 1.5f */
-                               0x00, 0x00, (char)0x80, (char)0xbe,   /* -0.25f */
-                               (char)0xcd, (char)0xcc, (char)0xcc, 0x3d}; /* 0.1f */
+static const char f32_map[] = {(char)0x81, (char)0xa1, 'v',        (char)0xc7, 12,
+                               1,          0x00,       0x00,       (char)0xc0, 0x3f, /* 1.5f */
+                               0x00,       0x00,       (char)0x80, (char)0xbe,       /* -0.25f */
+                               (char)0xcd, (char)0xcc, (char)0xcc, 0x3d};            /* 0.1f */
 
 TL_TEST(ext_f32_reads_as_numbers) {
     char err[128] = "";
@@ -173,8 +184,8 @@ TL_TEST(ext_f32_reads_as_numbers) {
     ASSERT_NOT_NULL(j);
     ASSERT_EQ_JSON(j, tl_json("[1.0]"));
     json_decref(j);
-    const char fixext16[] = {(char)0xd8, 1, 0, 0, (char)0x80, 0x3f, 0, 0, 0, 0x40,
-                             0, 0, 0x40, 0x40, 0, 0, (char)0x80, 0x40};
+    const char fixext16[] = {(char)0xd8, 1, 0, 0,    (char)0x80, 0x3f, 0, 0,          0,
+                             0x40,       0, 0, 0x40, 0x40,       0,    0, (char)0x80, 0x40};
     j = fleet_msgpack_to_json(fixext16, sizeof fixext16, err, sizeof err);
     ASSERT_NOT_NULL(j);
     ASSERT_EQ_JSON(j, tl_json("[1.0, 2.0, 3.0, 4.0]"));
@@ -198,17 +209,19 @@ TL_TEST(ext_f32_reads_as_numbers) {
 TL_TEST(ext_f32_bad_length_and_other_ext_types_are_refused) {
     char err[128] = "", *out = NULL;
     size_t outlen = 0;
-    const char fixext1[] = {(char)0xd4, 1, 0x00};        /* 1 byte */
+    const char fixext1[] = {(char)0xd4, 1, 0x00};               /* 1 byte */
     const char ext8_6[] = {(char)0xc7, 6, 1, 0, 0, 0, 0, 0, 0}; /* 6 bytes */
     const char *bad[] = {fixext1, ext8_6};
     const size_t badlen[] = {sizeof fixext1, sizeof ext8_6};
-    const char *want[] = {"holds 1 bytes, not a multiple of 4", "holds 6 bytes, not a multiple of 4"};
+    const char *want[] = {"holds 1 bytes, not a multiple of 4",
+                          "holds 6 bytes, not a multiple of 4"};
     for (size_t i = 0; i < TL_COUNT(bad); i++) {
         err[0] = '\0';
         ASSERT_NULL(fleet_msgpack_to_json(bad[i], badlen[i], err, sizeof err));
         ASSERT_STR_CONTAINS(err, want[i]);
         err[0] = '\0';
-        ASSERT_EQ_INT(fleet_msgpack_for_client(bad[i], badlen[i], &out, &outlen, err, sizeof err), -1);
+        ASSERT_EQ_INT(fleet_msgpack_for_client(bad[i], badlen[i], &out, &outlen, err, sizeof err),
+                      -1);
         ASSERT_STR_CONTAINS(err, want[i]);
         ASSERT_NULL(out);
     }
@@ -223,12 +236,14 @@ TL_TEST(ext_f32_bad_length_and_other_ext_types_are_refused) {
     ASSERT_STR_CONTAINS(err, "ext type -1");
     /* Truncated ext payload and trailing bytes. */
     ASSERT_EQ_INT(fleet_msgpack_for_client(f32_map, sizeof f32_map - 1, &out, &outlen, err,
-                                           sizeof err), -1);
+                                           sizeof err),
+                  -1);
     ASSERT_STR_CONTAINS(err, "truncated");
     char longer[sizeof f32_map + 1];
     memcpy(longer, f32_map, sizeof f32_map);
     longer[sizeof f32_map] = (char)0xc0;
-    ASSERT_EQ_INT(fleet_msgpack_for_client(longer, sizeof longer, &out, &outlen, err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_msgpack_for_client(longer, sizeof longer, &out, &outlen, err, sizeof err),
+                  -1);
     ASSERT_STR_CONTAINS(err, "trailing");
     ASSERT_EQ_INT(fleet_msgpack_for_client(f32_map, 0, &out, &outlen, err, sizeof err), -1);
     ASSERT_NULL(out);
@@ -237,7 +252,8 @@ TL_TEST(ext_f32_bad_length_and_other_ext_types_are_refused) {
 TL_TEST(ext_f32_goes_to_clients_as_bin) {
     char err[128] = "", *out = NULL;
     size_t outlen = 0;
-    ASSERT_EQ_INT(fleet_msgpack_for_client(f32_map, sizeof f32_map, &out, &outlen, err, sizeof err), 0);
+    ASSERT_EQ_INT(fleet_msgpack_for_client(f32_map, sizeof f32_map, &out, &outlen, err, sizeof err),
+                  0);
     ASSERT_NOT_NULL(out);
     /* The same map, the ext8 header (c7 0c 01) now a bin8 header (c4 0c). */
     ASSERT_EQ_INT(outlen, sizeof f32_map - 1);
@@ -257,7 +273,8 @@ TL_TEST(ext_f32_goes_to_clients_as_bin) {
     float f[3];
     for (int i = 0; i < 3; i++) {
         const unsigned char *b = (const unsigned char *)v->via.bin.ptr + 4 * i;
-        uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+        uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                     (uint32_t)b[3] << 24;
         memcpy(&f[i], &u, 4);
     }
     ASSERT_TRUE(f[0] == 1.5f && f[1] == -0.25f && f[2] == 0.1f);
@@ -283,7 +300,8 @@ TL_TEST(ext_f32_goes_to_clients_as_bin) {
     size_t k = 0;
     char want[512];
     want[k++] = (char)0x95;
-    const char b1[] = {(char)0xc4, 4, 1, 2, 3, 4, (char)0xc4, 4, 5, 6, 7, 8, (char)0xc5, 0x01, 0x2c};
+    const char b1[] = {(char)0xc4, 4, 1, 2, 3,          4,    (char)0xc4, 4,
+                       5,          6, 7, 8, (char)0xc5, 0x01, 0x2c};
     memcpy(want + k, b1, sizeof b1), k += sizeof b1;
     for (int i = 0; i < 300; i++) want[k++] = (char)i;
     memcpy(want + k, tail, sizeof tail), k += sizeof tail;
@@ -298,11 +316,12 @@ TL_TEST(no_ext_passes_to_clients_untouched) {
     size_t len = 0, outlen = 0;
     ASSERT_EQ_INT(fleet_json_to_msgpack(j, &buf, &len, err, sizeof err), 0);
     ASSERT_EQ_INT(fleet_msgpack_for_client(buf, len, &out, &outlen, err, sizeof err), 0);
-    ASSERT_NULL(out);         /* no copy: the caller sends buf */
+    ASSERT_NULL(out); /* no copy: the caller sends buf */
     ASSERT_EQ_INT(outlen, len);
     /* Not the codec's business here: a non-string key, bad UTF-8, bin and float32 pass. */
-    const char odd[] = {(char)0x82, 0x01, (char)0xa2, (char)0xff, (char)0xfe,
-                        (char)0xa1, 'k', (char)0x92, (char)0xc4, 1, 'z', (char)0xca, 0x40, 0x50, 0, 0};
+    const char odd[] = {(char)0x82, 0x01,       (char)0xa2, (char)0xff, (char)0xfe, (char)0xa1,
+                        'k',        (char)0x92, (char)0xc4, 1,          'z',        (char)0xca,
+                        0x40,       0x50,       0,          0};
     ASSERT_EQ_INT(fleet_msgpack_for_client(odd, sizeof odd, &out, &outlen, err, sizeof err), 0);
     ASSERT_NULL(out);
     free(buf);

@@ -76,7 +76,8 @@ TL_TEST(positionals_are_kept) {
 TL_TEST(redis_urls) {
     char host[64];
     int port, db;
-    ASSERT_EQ_INT(fleet_redis_url_parse("redis://10.0.0.1:6380/2", host, sizeof host, &port, &db), 0);
+    ASSERT_EQ_INT(fleet_redis_url_parse("redis://10.0.0.1:6380/2", host, sizeof host, &port, &db),
+                  0);
     ASSERT_EQ_STR(host, "10.0.0.1");
     ASSERT_EQ_INT(port, 6380);
     ASSERT_EQ_INT(db, 2);
@@ -105,10 +106,8 @@ TL_TEST(a_cut_message_stays_utf8) {
 
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
-        TL_CASE(defaults_env_flags_in_order),
-        TL_CASE(errors_name_the_problem),
-        TL_CASE(positionals_are_kept),
-        TL_CASE(redis_urls),
+        TL_CASE(defaults_env_flags_in_order), TL_CASE(errors_name_the_problem),
+        TL_CASE(positionals_are_kept),        TL_CASE(redis_urls),
         TL_CASE(a_cut_message_stays_utf8),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));

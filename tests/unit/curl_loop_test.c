@@ -79,8 +79,8 @@ static got *fetch(loop *l, const gw_fetch *f) {
     if (!run_until(l, is_done, g, 20000)) FAILF("no callback within 20 s for %s", f->url);
     ASSERT_EQ_INT(g->calls, 1);
     ASSERT_EQ_INT(gw_curl_active(l->c), 0);
-    tl_log("%s -> status %ld, curl %d, error \"%s\", retry_after %ld, %.3f s", f->url,
-           g->r.status, g->r.curl_code, g->r.error, g->r.retry_after_s, g->r.total_s);
+    tl_log("%s -> status %ld, curl %d, error \"%s\", retry_after %ld, %.3f s", f->url, g->r.status,
+           g->r.curl_code, g->r.error, g->r.retry_after_s, g->r.total_s);
     return g;
 }
 
@@ -91,8 +91,10 @@ TL_TEST(posts_json_and_reports_the_status) {
     loop *l = loop_new();
     const char *hdrs[] = {"X-Fleet-Event: job.succeeded", NULL};
     const char *body = "{\"id\":\"j1\",\"status\":\"succeeded\"}";
-    got *g = fetch(l, &(gw_fetch){.url = tl_receiver_url(rx, "/hook?t=1"), .body = body,
-                                  .body_len = strlen(body), .headers = hdrs,
+    got *g = fetch(l, &(gw_fetch){.url = tl_receiver_url(rx, "/hook?t=1"),
+                                  .body = body,
+                                  .body_len = strlen(body),
+                                  .headers = hdrs,
                                   .timeout_ms = 5000});
     ASSERT_EQ_INT(g->r.status, 200);
     ASSERT_EQ_INT(g->r.curl_code, CURLE_OK);
@@ -112,8 +114,10 @@ TL_TEST(posts_json_and_reports_the_status) {
 
     /* A Content-Type header replaces the default; bodies are bytes (a NUL included). */
     const char *hdrs2[] = {"content-type: application/octet-stream", NULL};
-    g = fetch(l, &(gw_fetch){.url = tl_receiver_url(rx, "/bin"), .body = "a\0b",
-                             .body_len = 3, .headers = hdrs2});
+    g = fetch(l, &(gw_fetch){.url = tl_receiver_url(rx, "/bin"),
+                             .body = "a\0b",
+                             .body_len = 3,
+                             .headers = hdrs2});
     ASSERT_EQ_INT(g->r.status, 200);
     q = tl_receiver_get(rx, 1);
     ASSERT_EQ_STR(tl_received_header(q, "Content-Type"), "application/octet-stream");
@@ -189,8 +193,10 @@ TL_TEST(a_slow_receiver_times_out) {
     tl_receiver *rx = tl_receiver_start(0);
     loop *l = loop_new();
     tl_receiver_respond(rx, 200, NULL, 5000);
-    got *g = fetch(l, &(gw_fetch){.url = tl_receiver_url(rx, "/slow"), .body = "{}",
-                                  .body_len = 2, .timeout_ms = 300});
+    got *g = fetch(l, &(gw_fetch){.url = tl_receiver_url(rx, "/slow"),
+                                  .body = "{}",
+                                  .body_len = 2,
+                                  .timeout_ms = 300});
     ASSERT_EQ_INT(g->r.status, 0);
     ASSERT_EQ_INT(g->r.curl_code, CURLE_OPERATION_TIMEDOUT);
     ASSERT_STR_CONTAINS_CI(g->r.error, "timed out");
@@ -241,8 +247,11 @@ TL_TEST(the_ssrf_policy_sees_every_connection) {
     loop *l = loop_new();
     const char *url = tl_receiver_url(rx, "/hook");
     policy deny = {.allow = 0};
-    got *g = fetch(l, &(gw_fetch){.url = url, .body = "{}", .body_len = 2,
-                                  .allow_addr = check_addr, .allow_arg = &deny});
+    got *g = fetch(l, &(gw_fetch){.url = url,
+                                  .body = "{}",
+                                  .body_len = 2,
+                                  .allow_addr = check_addr,
+                                  .allow_arg = &deny});
     ASSERT_EQ_INT(g->r.status, 0);
     ASSERT_EQ_INT(g->r.curl_code, CURLE_COULDNT_CONNECT);
     ASSERT_EQ_STR(g->r.error, "connection to 127.0.0.1 refused by the SSRF policy");
@@ -251,8 +260,11 @@ TL_TEST(the_ssrf_policy_sees_every_connection) {
     ASSERT_FALSE(tl_receiver_wait_count(rx, 1, 300));
 
     policy allow = {.allow = 1};
-    g = fetch(l, &(gw_fetch){.url = url, .body = "{}", .body_len = 2,
-                             .allow_addr = check_addr, .allow_arg = &allow});
+    g = fetch(l, &(gw_fetch){.url = url,
+                             .body = "{}",
+                             .body_len = 2,
+                             .allow_addr = check_addr,
+                             .allow_arg = &allow});
     ASSERT_EQ_INT(g->r.status, 200);
     ASSERT_EQ_INT(allow.calls, 1);
     ASSERT_EQ_INT(tl_receiver_count(rx), 1);
@@ -263,7 +275,9 @@ TL_TEST(a_pin_resolves_the_host) {
     loop *l = loop_new();
     int port = tl_receiver_port(rx);
     const char *url = tl_printf("http://example.invalid:%d/x", port);
-    got *g = fetch(l, &(gw_fetch){.url = url, .body = "{}", .body_len = 2,
+    got *g = fetch(l, &(gw_fetch){.url = url,
+                                  .body = "{}",
+                                  .body_len = 2,
                                   .pin = tl_printf("example.invalid:%d:127.0.0.1", port),
                                   .timeout_ms = 5000});
     ASSERT_EQ_INT(g->r.status, 200);
@@ -301,9 +315,11 @@ TL_TEST(fifty_concurrent_posts_all_complete) {
     for (int i = 0; i < 50; i++) {
         char body[32];
         int n = snprintf(body, sizeof body, "{\"i\":%d}", i);
-        ASSERT_EQ_INT(gw_curl_post(l->c, &(gw_fetch){.url = url, .body = body,
-                                                     .body_len = (size_t)n,
-                                                     .timeout_ms = 10000},
+        ASSERT_EQ_INT(gw_curl_post(l->c,
+                                   &(gw_fetch){.url = url,
+                                               .body = body,
+                                               .body_len = (size_t)n,
+                                               .timeout_ms = 10000},
                                    on_done, &m->g[i]),
                       0);
     }
@@ -336,8 +352,8 @@ static void on_hop(const gw_fetch_result *res, void *arg) {
     chain *ch = arg;
     on_done(res, &ch->last);
     if (res->status == 200 && ++ch->hops < 3) {
-        if (gw_curl_post(ch->l->c, &(gw_fetch){.url = ch->url, .body = "{}", .body_len = 2},
-                         on_hop, ch) != 0)
+        if (gw_curl_post(ch->l->c, &(gw_fetch){.url = ch->url, .body = "{}", .body_len = 2}, on_hop,
+                         ch) != 0)
             ch->hops = 100;
     }
 }
@@ -372,16 +388,19 @@ TL_TEST(free_aborts_transfers_in_flight) {
     const char *url = tl_receiver_url(rx, "/held");
     const char *hdrs[] = {"X-A: 1", NULL};
     for (int i = 0; i < 3; i++)
-        ASSERT_EQ_INT(gw_curl_post(l->c, &(gw_fetch){.url = url, .body = "{\"x\":1}",
-                                                     .body_len = 7, .headers = hdrs,
-                                                     .pin = "localhost:1:127.0.0.1",
-                                                     .timeout_ms = 60000},
+        ASSERT_EQ_INT(gw_curl_post(l->c,
+                                   &(gw_fetch){.url = url,
+                                               .body = "{\"x\":1}",
+                                               .body_len = 7,
+                                               .headers = hdrs,
+                                               .pin = "localhost:1:127.0.0.1",
+                                               .timeout_ms = 60000},
                                    on_done, &g[i]),
                       0);
     ASSERT_TRUE(run_until(l, three_arrived, rx, 10000)); /* all three held by the receiver */
     /* One more that has not even started. */
-    ASSERT_EQ_INT(gw_curl_post(l->c, &(gw_fetch){.url = url, .body = "{}", .body_len = 2},
-                               on_done, &g[3]),
+    ASSERT_EQ_INT(gw_curl_post(l->c, &(gw_fetch){.url = url, .body = "{}", .body_len = 2}, on_done,
+                               &g[3]),
                   0);
     ASSERT_EQ_INT(gw_curl_active(l->c), 4);
     for (int i = 0; i < 4; i++) ASSERT_EQ_INT(g[i].calls, 0);

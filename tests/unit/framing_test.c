@@ -34,7 +34,8 @@ TL_TEST(head_without_body) {
 }
 
 TL_TEST(head_content_length) {
-    gw_head_framing *f = head("POST / HTTP/1.1\r\nContent-Length:  42 \r\nExpect: 100-Continue\r\n\r\n");
+    gw_head_framing *f =
+        head("POST / HTTP/1.1\r\nContent-Length:  42 \r\nExpect: 100-Continue\r\n\r\n");
     ASSERT_EQ_INT(f->body, GW_BODY_LENGTH);
     ASSERT_EQ_INT(f->length, 42);
     ASSERT_TRUE(f->expect_continue);
@@ -72,7 +73,7 @@ TL_TEST(head_transfer_encoding) {
 
 TL_TEST(head_malformed_lines) {
     refused(" folded: yes\r\n", 400);
-    refused("X-A: b\rX-C: d\r\n", 400);     /* a bare CR */
+    refused("X-A: b\rX-C: d\r\n", 400); /* a bare CR */
     refused("NoColon\r\n", 400);
     refused(": empty name\r\n", 400);
     refused("X(A): b\r\n", 400);
@@ -144,11 +145,21 @@ TL_TEST(chunked_valid) {
 
 TL_TEST(chunked_invalid) {
     static const char *const bad[] = {
-        "zz\r\n{}\r\n0\r\n\r\n",  "-1\r\n{}\r\n",         ";x\r\n",
-        "fffffffffffffffff\r\n",  "ffffffffffffffff\r\n", "ffffffffffffffffffff\r\n",
-        "2\r\nabc\r\n",           "2\r\nab\n",            "2\nab\r\n",
-        "2\r\nab\r\n0\r\n\n",     "2 x\r\n",              "2\r\nab\r\n0\r\nX: \x01\r\n\r\n",
-        "2;a\x01\r\n",            "0\r\nX: y\n\r\n",      "\r\n",
+        "zz\r\n{}\r\n0\r\n\r\n",
+        "-1\r\n{}\r\n",
+        ";x\r\n",
+        "fffffffffffffffff\r\n",
+        "ffffffffffffffff\r\n",
+        "ffffffffffffffffffff\r\n",
+        "2\r\nabc\r\n",
+        "2\r\nab\n",
+        "2\nab\r\n",
+        "2\r\nab\r\n0\r\n\n",
+        "2 x\r\n",
+        "2\r\nab\r\n0\r\nX: \x01\r\n\r\n",
+        "2;a\x01\r\n",
+        "0\r\nX: y\n\r\n",
+        "\r\n",
     };
     for (size_t i = 0; i < TL_COUNT(bad); i++) {
         size_t used;
@@ -178,10 +189,14 @@ TL_TEST(chunked_too_large) {
 
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
-        TL_CASE(head_without_body),   TL_CASE(head_content_length),
-        TL_CASE(head_transfer_encoding), TL_CASE(head_malformed_lines),
-        TL_CASE(strip_drops_framing_fields), TL_CASE(chunked_valid),
-        TL_CASE(chunked_invalid),     TL_CASE(chunked_too_large),
+        TL_CASE(head_without_body),
+        TL_CASE(head_content_length),
+        TL_CASE(head_transfer_encoding),
+        TL_CASE(head_malformed_lines),
+        TL_CASE(strip_drops_framing_fields),
+        TL_CASE(chunked_valid),
+        TL_CASE(chunked_invalid),
+        TL_CASE(chunked_too_large),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

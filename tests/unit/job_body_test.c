@@ -26,7 +26,8 @@ TL_TEST(accepts_a_full_job) {
                     "\"timeout_s\":30,\"ttl_s\":600,\"metadata\":{\"k\":\"v\"}}";
     gw_job_request r;
     gw_problem p;
-    ASSERT_EQ_INT(gw_submit_parse(b, strlen(b), "application/json; charset=utf-8", 3600, &r, &p), 0);
+    ASSERT_EQ_INT(gw_submit_parse(b, strlen(b), "application/json; charset=utf-8", 3600, &r, &p),
+                  0);
     ASSERT_EQ_STR(r.model, "echo");
     ASSERT_EQ_INT(r.priority, FLEET_PRIORITY_HIGH);
     ASSERT_EQ_INT(r.timeout_s, 30);
@@ -88,7 +89,9 @@ TL_TEST(refusals_say_what_is_wrong) {
     ASSERT_STR_CONTAINS(p.detail, "empty");
     p = refuse("{\"model\":\"echo\",\"input\":1}", "text/plain");
     ASSERT_EQ_INT(p.status, 415);
-    p = refuse("{\"model\":\"echo\",\"input\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", NULL);
+    p = refuse(
+        "{\"model\":\"echo\",\"input\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        NULL);
     ASSERT_EQ_INT(p.status, 422);
     ASSERT_STR_CONTAINS(p.detail, "nesting");
 }
@@ -121,7 +124,8 @@ TL_TEST(wait_preference) {
     ASSERT_EQ_INT(secs, 10);
     ASSERT_TRUE(hdr);
     ASSERT_EQ_INT(gw_wait_seconds("respond-async, Wait = 5 ; handling=lenient", NULL, &secs, &hdr,
-                                  err, sizeof err), 0);
+                                  err, sizeof err),
+                  0);
     ASSERT_EQ_INT(secs, 5);
     ASSERT_EQ_INT(gw_wait_seconds("return=minimal", NULL, &secs, &hdr, err, sizeof err), 0);
     ASSERT_EQ_INT(secs, 0);
@@ -205,10 +209,11 @@ TL_TEST(msgpack_body_keeps_bin_input) {
     msgpack_unpacked_destroy(&up);
     gw_job_request_free(&r);
     /* the other media type spellings */
-    ASSERT_EQ_INT(gw_submit_parse(m->sb.data, m->sb.size, "application/x-msgpack", 3600, &r, &p), 0);
+    ASSERT_EQ_INT(gw_submit_parse(m->sb.data, m->sb.size, "application/x-msgpack", 3600, &r, &p),
+                  0);
     gw_job_request_free(&r);
-    ASSERT_EQ_INT(gw_submit_parse(m->sb.data, m->sb.size, "Application/MsgPack; q=1", 3600, &r,
-                                  &p), 0);
+    ASSERT_EQ_INT(gw_submit_parse(m->sb.data, m->sb.size, "Application/MsgPack; q=1", 3600, &r, &p),
+                  0);
     gw_job_request_free(&r);
 }
 
@@ -229,11 +234,13 @@ TL_TEST(msgpack_body_same_rules_as_json) {
     ASSERT_STR_CONTAINS(refuse_mp(m).detail, "'model' must be a string, got an integer");
     m = tl_mp_new();
     msgpack_pack_map(&m->pk, 3), tl_mp_str(m, "model"), tl_mp_str(m, "echo");
-    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk), tl_mp_str(m, "modle"), msgpack_pack_nil(&m->pk);
+    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk), tl_mp_str(m, "modle"),
+        msgpack_pack_nil(&m->pk);
     ASSERT_STR_CONTAINS(refuse_mp(m).detail, "unknown field 'modle'");
     m = tl_mp_new();
     msgpack_pack_map(&m->pk, 3), tl_mp_str(m, "model"), tl_mp_str(m, "echo");
-    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk), tl_mp_str(m, "priority"), tl_mp_str(m, "urgent");
+    tl_mp_str(m, "input"), msgpack_pack_nil(&m->pk), tl_mp_str(m, "priority"),
+        tl_mp_str(m, "urgent");
     p = refuse_mp(m);
     ASSERT_EQ_INT(p.status, 422);
     ASSERT_STR_CONTAINS(p.detail, "priority 'urgent' is not one of");
@@ -266,20 +273,29 @@ TL_TEST(msgpack_body_refusals) {
         const char *want;
     } cases[] = {
 #define S(lit) lit, sizeof(lit) - 1
-#define HEAD "\x82\xa5model\xa4" "echo\xa5input" /* 18 bytes; the input starts at byte 18 */
+#define HEAD            \
+    "\x82\xa5model\xa4" \
+    "echo\xa5input" /* 18 bytes; the input starts at byte 18 */
         {S(""), 400, "body is empty; send a msgpack map"},
-        {S("\x92\x01\x02"), 400, "msgpack body must be a map with 'model' and 'input', got an array"},
-        {S("\xa3" "abc"), 400, "must be a map with 'model' and 'input', got a string"},
+        {S("\x92\x01\x02"), 400,
+         "msgpack body must be a map with 'model' and 'input', got an array"},
+        {S("\xa3"
+           "abc"),
+         400, "must be a map with 'model' and 'input', got a string"},
         {S("\xc1"), 400, "must be a map"},
         {S("\xdf\xff\xff\xff\xff"), 400, "truncated at byte 5 (a map at byte 0 runs past the end)"},
         {S("\xde\x00"), 400, "truncated at byte 2"},
         /* {"model": "echo", 1: 2} */
-        {S("\x82\xa5model\xa4" "echo\x01\x02"), 400, "msgpack map key at byte 12 is not a string (got an integer)"},
+        {S("\x82\xa5model\xa4"
+           "echo\x01\x02"),
+         400, "msgpack map key at byte 12 is not a string (got an integer)"},
         /* {"model": "echo", "input": {1: 2}} */
         {S(HEAD "\x81\x01\x02"), 400,
          "field 'input': the map key at byte 19 is not a string (got an integer)"},
         /* {"model": "echo", "input": "ab<truncated>"} */
-        {S(HEAD "\xa5" "ab"), 400,
+        {S(HEAD "\xa5"
+                "ab"),
+         400,
          "body is not valid msgpack: field 'input': truncated at byte 21 (a string at byte 18 runs past the end)"},
         /* an array32 claiming 4 billion items in a 23-byte body */
         {S(HEAD "\xdd\xff\xff\xff\xff"), 400, "truncated at byte 23 (an array at byte 18"},
@@ -296,14 +312,22 @@ TL_TEST(msgpack_body_refusals) {
         /* 0xc1 is never used */
         {S(HEAD "\xc1"), 400, "byte 0xc1 at byte 18 is not a msgpack type"},
         /* a nested key twice: {"a": 1, "a": 2} */
-        {S(HEAD "\x82\xa1" "a\x01\xa1" "a\x02"), 400,
-         "the map at byte 18 has the key 'a' twice (at bytes 19 and 22)"},
+        {S(HEAD "\x82\xa1"
+                "a\x01\xa1"
+                "a\x02"),
+         400, "the map at byte 18 has the key 'a' twice (at bytes 19 and 22)"},
         /* a key holding a NUL */
-        {S(HEAD "\x81\xa2" "a\x00\x01"), 400, "the map key at byte 19 holds a NUL byte"},
+        {S(HEAD "\x81\xa2"
+                "a\x00\x01"),
+         400, "the map key at byte 19 holds a NUL byte"},
         /* a top-level key that is not UTF-8 */
-        {S("\x82\xa5model\xa4" "echo\xa2\xff\xfe\xc0"), 400, "the string at byte 12 is not valid UTF-8"},
+        {S("\x82\xa5model\xa4"
+           "echo\xa2\xff\xfe\xc0"),
+         400, "the string at byte 12 is not valid UTF-8"},
         /* a top-level key holding a NUL */
-        {S("\x82\xa5model\xa4" "echo\xa2\x00x\xc0"), 400, "msgpack map key at byte 12 holds a NUL byte"},
+        {S("\x82\xa5model\xa4"
+           "echo\xa2\x00x\xc0"),
+         400, "msgpack map key at byte 12 holds a NUL byte"},
 #undef HEAD
 #undef S
     };
@@ -316,10 +340,10 @@ TL_TEST(msgpack_body_refusals) {
             FAILF("case %zu: %d '%s', wanted %d '%s'", i, p.status, p.detail, cases[i].status,
                   cases[i].want);
         /* the body's syntax is "invalid-msgpack"; not being a job is "invalid-body" */
-        ASSERT_EQ_STR(p.slug, strstr(p.detail, "not valid msgpack") ||
-                                      strstr(p.detail, "msgpack map key")
-                                  ? "invalid-msgpack"
-                                  : "invalid-body");
+        ASSERT_EQ_STR(p.slug,
+                      strstr(p.detail, "not valid msgpack") || strstr(p.detail, "msgpack map key")
+                          ? "invalid-msgpack"
+                          : "invalid-body");
     }
 }
 
@@ -369,7 +393,8 @@ TL_TEST(msgpack_every_truncation_is_refused) {
     tl_mp_str(m, "f"), msgpack_pack_double(&m->pk, 1.5);
     tl_mp_str(m, "a"), msgpack_pack_array(&m->pk, 2), msgpack_pack_int64(&m->pk, -70000);
     tl_mp_str(m, "\xc3\xa9t\xc3\xa9");
-    tl_mp_str(m, "metadata"), msgpack_pack_map(&m->pk, 1), tl_mp_str(m, "k"), msgpack_pack_true(&m->pk);
+    tl_mp_str(m, "metadata"), msgpack_pack_map(&m->pk, 1), tl_mp_str(m, "k"),
+        msgpack_pack_true(&m->pk);
     tl_mp_str(m, "timeout_s"), msgpack_pack_uint16(&m->pk, 300);
     gw_job_request r;
     gw_problem p;
@@ -392,9 +417,7 @@ typedef struct body {
     size_t n;
 } body;
 
-static void body_free(void *arg) {
-    free(((body *)arg)->p);
-}
+static void body_free(void *arg) { free(((body *)arg)->p); }
 
 static body *body_new(void) {
     body *b = tl_alloc(sizeof *b);
@@ -418,16 +441,15 @@ static void body_field(body *b, const char *name, const char *value) {
 static void body_file(body *b, const char *name, const char *filename, const char *ctype,
                       const void *data, size_t n) {
     char *s = tl_printf("--" MB "\r\nContent-Disposition: form-data; name=\"%s\"; "
-                        "filename=\"%s\"\r\n%s%s%s\r\n", name, filename,
-                        ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "");
+                        "filename=\"%s\"\r\n%s%s%s\r\n",
+                        name, filename, ctype ? "Content-Type: " : "", ctype ? ctype : "",
+                        ctype ? "\r\n" : "");
     body_put(b, s, strlen(s));
     body_put(b, data, n);
     body_put(b, "\r\n", 2);
 }
 
-static void body_close(body *b) {
-    body_put(b, "--" MB "--\r\n", strlen("--" MB "--\r\n"));
-}
+static void body_close(body *b) { body_put(b, "--" MB "--\r\n", strlen("--" MB "--\r\n")); }
 
 static gw_problem refuse_form(const body *b) {
     gw_job_request r;
@@ -441,9 +463,7 @@ static gw_problem refuse_form(const body *b) {
     return p;
 }
 
-static void zone_free(void *z) {
-    msgpack_zone_free(z);
-}
+static void zone_free(void *z) { msgpack_zone_free(z); }
 
 /* The stored input, unpacked (freed when the case ends). */
 static msgpack_object *stored_input(const gw_job_request *r) {
@@ -485,7 +505,8 @@ static void assert_file(const msgpack_object *f, const char *name, const char *c
 }
 
 TL_TEST(multipart_curl_form) {
-    static const char png[] = "\x89PNG\r\n\x1a\n\r\n--XyZzY-fleet\r\n--\r\n"; /* CRLFs, near-boundaries */
+    static const char png[] =
+        "\x89PNG\r\n\x1a\n\r\n--XyZzY-fleet\r\n--\r\n"; /* CRLFs, near-boundaries */
     body *b = body_new();
     body_field(b, "model", "echo");
     body_file(b, "files", "a.pdf", "application/pdf", "%PDF-1.4\r\n", 10);
@@ -511,8 +532,8 @@ TL_TEST(multipart_curl_form) {
     char err[128];
     json_t *j = fleet_msgpack_to_json(r.input, r.input_len, err, sizeof err);
     if (!j) FAILF("input does not read back as JSON: %s", err);
-    ASSERT_EQ_STR(json_string_value(json_object_get(
-                      json_array_get(json_object_get(j, "files"), 0), "bytes")),
+    ASSERT_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(j, "files"), 0),
+                                                    "bytes")),
                   "JVBERi0xLjQNCg==");
     json_decref(j);
     gw_job_request_free(&r);
@@ -522,7 +543,7 @@ TL_TEST(multipart_input_field_and_files) {
     body *b = body_new();
     body_field(b, "input", "{\"lang\":\"fr\",\"pages\":[1,2]}");
     body_file(b, "file", "r\xc3\xa9sum\xc3\xa9.txt", NULL, "", 0); /* an empty file */
-    body_file(b, "files", "", "application/octet-stream", "", 0); /* a browser's empty input */
+    body_file(b, "files", "", "application/octet-stream", "", 0);  /* a browser's empty input */
     body_field(b, "model", "ocr");
     body_close(b);
     gw_job_request r;
@@ -595,7 +616,8 @@ TL_TEST(multipart_refusals) {
     body_field(b, "model", "echo");
     body_field(b, "model", "sleep");
     body_close(b);
-    ASSERT_STR_CONTAINS(refuse_form(b).detail, "form field 'model' appears twice; only 'files' may repeat");
+    ASSERT_STR_CONTAINS(refuse_form(b).detail,
+                        "form field 'model' appears twice; only 'files' may repeat");
     b = body_new();
     body_field(b, "model", "echo");
     body_field(b, "options", "{}");
@@ -606,7 +628,9 @@ TL_TEST(multipart_refusals) {
     body_field(b, "model", "echo");
     body_field(b, "priority", "high");
     body_close(b);
-    ASSERT_STR_CONTAINS(refuse_form(b).detail, "unknown form field 'priority'; accepted fields are model, input, options and files");
+    ASSERT_STR_CONTAINS(
+        refuse_form(b).detail,
+        "unknown form field 'priority'; accepted fields are model, input, options and files");
     b = body_new();
     body_field(b, "model", "Bad Model");
     body_close(b);
@@ -632,7 +656,8 @@ TL_TEST(multipart_refusals) {
     body_field(b, "model", "echo");
     body_field(b, "options", "{\"model\":\"x\"}");
     body_close(b);
-    ASSERT_STR_CONTAINS(refuse_form(b).detail, "must not hold 'model'; send it as its own form field");
+    ASSERT_STR_CONTAINS(refuse_form(b).detail,
+                        "must not hold 'model'; send it as its own form field");
     b = body_new();
     body_field(b, "model", "echo");
     body_field(b, "options", "{\"priority\":\"urgent\"}");
@@ -644,12 +669,15 @@ TL_TEST(multipart_refusals) {
     body_field(b, "model", "echo");
     body_field(b, "options", "{\"ttl_s\":1}");
     body_close(b);
-    ASSERT_STR_CONTAINS(refuse_form(b).detail, "form field 'options': field 'ttl_s' must be between 60");
+    ASSERT_STR_CONTAINS(refuse_form(b).detail,
+                        "form field 'options': field 'ttl_s' must be between 60");
     b = body_new();
     body_field(b, "model", "echo");
     body_field(b, "input", "[1,2]");
     body_close(b);
-    ASSERT_STR_CONTAINS(refuse_form(b).detail, "form field 'input' must be a JSON object (the files are added to it as 'files'), got an array");
+    ASSERT_STR_CONTAINS(
+        refuse_form(b).detail,
+        "form field 'input' must be a JSON object (the files are added to it as 'files'), got an array");
     b = body_new();
     body_field(b, "model", "echo");
     body_field(b, "input", "{\"files\":[]}");
@@ -665,7 +693,9 @@ TL_TEST(multipart_refusals) {
     body_field(b, "model", "echo");
     p = refuse_form(b);
     ASSERT_EQ_INT(p.status, 400);
-    ASSERT_STR_CONTAINS(p.detail, "multipart body is malformed: part 1 ('model'): no boundary line after its content");
+    ASSERT_STR_CONTAINS(
+        p.detail,
+        "multipart body is malformed: part 1 ('model'): no boundary line after its content");
     ASSERT_EQ_STR(p.slug, "invalid-multipart");
     b = body_new();
     body_put(b, "", 0);
@@ -678,9 +708,12 @@ TL_TEST(multipart_refusals) {
     ASSERT_EQ_INT(gw_submit_parse(b->p, b->n, "multipart/form-data", 3600, &r, &p), -1);
     ASSERT_EQ_INT(p.status, 400);
     ASSERT_STR_CONTAINS(p.detail, "needs a boundary parameter");
-    ASSERT_EQ_INT(gw_submit_parse(b->p, b->n, "multipart/form-data; boundary=other", 3600, &r, &p), -1);
+    ASSERT_EQ_INT(gw_submit_parse(b->p, b->n, "multipart/form-data; boundary=other", 3600, &r, &p),
+                  -1);
     ASSERT_STR_CONTAINS(p.detail, "no boundary line '--other'");
-    ASSERT_EQ_INT(gw_submit_parse(b->p, b->n, "multipart/form-data; boundary=\"" MB "\"", 3600, &r, &p), 0);
+    ASSERT_EQ_INT(gw_submit_parse(b->p, b->n, "multipart/form-data; boundary=\"" MB "\"", 3600, &r,
+                                  &p),
+                  0);
     gw_job_request_free(&r);
 }
 
@@ -702,7 +735,8 @@ TL_TEST(nul_bytes_in_json_are_refused) {
     static const char nul_body[] = "{\"model\":\"echo\",\"input\":{\"a\":1\0}}";
     gw_job_request jr;
     gw_problem p;
-    ASSERT_EQ_INT(gw_submit_parse(nul_body, sizeof nul_body - 1, "application/json", 60, &jr, &p), -1);
+    ASSERT_EQ_INT(gw_submit_parse(nul_body, sizeof nul_body - 1, "application/json", 60, &jr, &p),
+                  -1);
     ASSERT_EQ_INT(p.status, 400);
     ASSERT_STR_CONTAINS(p.detail, "NUL");
 }

@@ -10,7 +10,8 @@
 static redisReply *fields(const char **kv, size_t n) {
     static redisReply el[64], *ptrs[64], arr;
     for (size_t i = 0; i < n; i++) {
-        el[i] = (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)kv[i], .len = strlen(kv[i])};
+        el[i] =
+            (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)kv[i], .len = strlen(kv[i])};
         ptrs[i] = &el[i];
     }
     arr = (redisReply){.type = REDIS_REPLY_ARRAY, .elements = n, .element = ptrs};
@@ -18,12 +19,40 @@ static redisReply *fields(const char **kv, size_t n) {
 }
 
 TL_TEST(running_job_shape) {
-    const char *kv[] = {"id", "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "status", "running", "model", "sleep",
-                        "priority", "normal", "created_ms", "1732380601123", "started_ms",
-                        "1732380601140", "attempts", "1", "worker", "w1", "progress_percent",
-                        "40", "progress_message", "step 2 of 5", "progress_done", "2",
-                        "progress_total", "5", "ttl_s", "600", "timeout_s", "0", "lease", "secret",
-                        "metadata", "{\"team\":\"ocr\"}", "request_id", "r1"};
+    const char *kv[] = {"id",
+                        "01JDQ7ZK5W3V8X9Y0A1B2C3D4E",
+                        "status",
+                        "running",
+                        "model",
+                        "sleep",
+                        "priority",
+                        "normal",
+                        "created_ms",
+                        "1732380601123",
+                        "started_ms",
+                        "1732380601140",
+                        "attempts",
+                        "1",
+                        "worker",
+                        "w1",
+                        "progress_percent",
+                        "40",
+                        "progress_message",
+                        "step 2 of 5",
+                        "progress_done",
+                        "2",
+                        "progress_total",
+                        "5",
+                        "ttl_s",
+                        "600",
+                        "timeout_s",
+                        "0",
+                        "lease",
+                        "secret",
+                        "metadata",
+                        "{\"team\":\"ocr\"}",
+                        "request_id",
+                        "r1"};
     fleet_job_view v;
     ASSERT_EQ_INT(fleet_job_view_from_fields(fields(kv, TL_COUNT(kv)), &v), 0);
     json_t *j = fleet_job_to_json(&v);
@@ -43,8 +72,11 @@ TL_TEST(running_job_shape) {
 }
 
 TL_TEST(queued_job_has_position_and_no_progress) {
-    const char *kv[] = {"id", "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "status", "queued", "model", "echo",
-                        "created_ms", "0", "attempts", "0"};
+    const char *kv[] = {"id",         "01JDQ7ZK5W3V8X9Y0A1B2C3D4E",
+                        "status",     "queued",
+                        "model",      "echo",
+                        "created_ms", "0",
+                        "attempts",   "0"};
     fleet_job_view v;
     ASSERT_EQ_INT(fleet_job_view_from_fields(fields(kv, TL_COUNT(kv)), &v), 0);
     v.queue_position = 3;
@@ -59,9 +91,22 @@ TL_TEST(queued_job_has_position_and_no_progress) {
 /* A model's text that is not UTF-8 (or was cut inside a character before this change)
  * still shows, its bad bytes as '?', instead of the field vanishing. */
 TL_TEST(text_that_is_not_utf8_still_shows) {
-    const char *kv[] = {"id", "01JDQ7ZK5W3V8X9Y0A1B2C3D4E", "status", "failed", "model", "echo",
-                        "created_ms", "0", "attempts", "1", "error", "caf\xc3", "progress_percent",
-                        "10", "progress_message", "\xff step"};
+    const char *kv[] = {"id",
+                        "01JDQ7ZK5W3V8X9Y0A1B2C3D4E",
+                        "status",
+                        "failed",
+                        "model",
+                        "echo",
+                        "created_ms",
+                        "0",
+                        "attempts",
+                        "1",
+                        "error",
+                        "caf\xc3",
+                        "progress_percent",
+                        "10",
+                        "progress_message",
+                        "\xff step"};
     fleet_job_view v;
     ASSERT_EQ_INT(fleet_job_view_from_fields(fields(kv, TL_COUNT(kv)), &v), 0);
     json_t *j = fleet_job_to_json(&v);

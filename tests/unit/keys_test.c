@@ -74,10 +74,10 @@ TL_TEST(ids_sort_by_time_and_validate) {
     ASSERT_EQ_INT(strncmp(prefix, b, 10), 0);
     ASSERT_EQ_INT(fleet_id_new(c), 0);
     ASSERT_TRUE(fleet_job_id_valid(c));
-    ASSERT_FALSE(fleet_job_id_valid("01JDQ7ZK5W3V8X9Y0A1B2C3D4"));   /* 25 chars */
-    ASSERT_FALSE(fleet_job_id_valid("01JDQ7ZK5W3V8X9Y0A1B2C3D4I"));  /* I is not Crockford */
-    ASSERT_FALSE(fleet_job_id_valid("81JDQ7ZK5W3V8X9Y0A1B2C3D4E"));  /* time overflow */
-    ASSERT_FALSE(fleet_job_id_valid("01jdq7zk5w3v8x9y0a1b2c3d4e"));  /* lower case */
+    ASSERT_FALSE(fleet_job_id_valid("01JDQ7ZK5W3V8X9Y0A1B2C3D4"));  /* 25 chars */
+    ASSERT_FALSE(fleet_job_id_valid("01JDQ7ZK5W3V8X9Y0A1B2C3D4I")); /* I is not Crockford */
+    ASSERT_FALSE(fleet_job_id_valid("81JDQ7ZK5W3V8X9Y0A1B2C3D4E")); /* time overflow */
+    ASSERT_FALSE(fleet_job_id_valid("01jdq7zk5w3v8x9y0a1b2c3d4e")); /* lower case */
     ASSERT_FALSE(fleet_job_id_valid("../../etc/passwd"));
     ASSERT_FALSE(fleet_job_id_valid(NULL));
 }

@@ -42,8 +42,8 @@ TL_TEST(long_values_with_escapes_stay_one_json_line) {
             free(v);
             size_t n = strlen(line);
             if (n > 4095 || n < 2 || line[n - 1] != '\n' || line[n - 2] != '}')
-                FAILF("value of %zu bytes, tab at %zu: a line of %zu bytes ending %.8s", len,
-                      at, n, n > 8 ? line + n - 8 : line);
+                FAILF("value of %zu bytes, tab at %zu: a line of %zu bytes ending %.8s", len, at, n,
+                      n > 8 ? line + n - 8 : line);
             json_error_t e;
             json_t *j = json_loads(line, 0, &e);
             if (!j) FAILF("value of %zu bytes, tab at %zu: not JSON (%s)", len, at, e.text);

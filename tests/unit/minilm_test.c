@@ -36,8 +36,8 @@ static const char *model_dir(void) {
 static void vocab_free_cb(void *v) { tok_vocab_free(v); }
 
 /* Embeds texts[0..n) with the backend into out (n x 384). */
-static void embed_texts(const bert_ops *ops, const char *dir, const char *const *texts,
-                        size_t n, float *out) {
+static void embed_texts(const bert_ops *ops, const char *dir, const char *const *texts, size_t n,
+                        float *out) {
     char err[512] = "";
     tok_vocab *v = NULL;
     if (tok_vocab_load(tl_printf("%s/vocab.txt", dir), &v, err, sizeof err) != 0)
@@ -92,8 +92,9 @@ static void published_outputs(const char *backend) {
                                         "He drove to the stadium.", "hello world"};
     float out[4 * 384];
     embed_texts(ops, dir, texts, 4, out);
-    static const double want_sim[3][3] = {
-        {1, 0.6660, 0.1046}, {0.6660, 1, 0.1411}, {0.1046, 0.1411, 1}};
+    static const double want_sim[3][3] = {{1, 0.6660, 0.1046},
+                                          {0.6660, 1, 0.1411},
+                                          {0.1046, 0.1411, 1}};
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++) {
             double s = cosine(out + i * 384, out + j * 384);

@@ -16,9 +16,7 @@ typedef struct buf {
     size_t n, cap;
 } buf;
 
-static void buf_free(void *arg) {
-    free(((buf *)arg)->p);
-}
+static void buf_free(void *arg) { free(((buf *)arg)->p); }
 
 static buf *buf_new(void) {
     buf *b = tl_alloc(sizeof *b);
@@ -65,13 +63,9 @@ static void file(buf *b, const char *name, const char *filename, const char *cty
     putf(b, "\r\n");
 }
 
-static void close_body(buf *b) {
-    putf(b, "--" B "--\r\n");
-}
+static void close_body(buf *b) { putf(b, "--" B "--\r\n"); }
 
-static void form_free(void *f) {
-    gw_multipart_form_free(f);
-}
+static void form_free(void *f) { gw_multipart_form_free(f); }
 
 static gw_mp_form *parse_ok(const buf *b) {
     gw_mp_form *f = tl_alloc(sizeof *f);
@@ -96,22 +90,27 @@ static void parse_refused(const buf *b, const char *want) {
 
 TL_TEST(boundary_from_content_type) {
     char b[GW_MP_BOUNDARY_MAX + 1], err[256];
-    ASSERT_EQ_INT(gw_multipart_boundary("multipart/form-data; boundary=abc123", b, err,
-                                        sizeof err), 0);
+    ASSERT_EQ_INT(gw_multipart_boundary("multipart/form-data; boundary=abc123", b, err, sizeof err),
+                  0);
     ASSERT_EQ_STR(b, "abc123");
     ASSERT_EQ_INT(gw_multipart_boundary("multipart/form-data;boundary=\"a b:c\"", b, err,
-                                        sizeof err), 0);
+                                        sizeof err),
+                  0);
     ASSERT_EQ_STR(b, "a b:c");
-    ASSERT_EQ_INT(gw_multipart_boundary("Multipart/Form-Data; charset=utf-8; BOUNDARY=x;", b,
-                                        err, sizeof err), 0);
+    ASSERT_EQ_INT(gw_multipart_boundary("Multipart/Form-Data; charset=utf-8; BOUNDARY=x;", b, err,
+                                        sizeof err),
+                  0);
     ASSERT_EQ_STR(b, "x");
     ASSERT_EQ_INT(gw_multipart_boundary("multipart/form-data; boundary=------------------------"
-                                        "d74496d66958873e", b, err, sizeof err), 0);
+                                        "d74496d66958873e",
+                                        b, err, sizeof err),
+                  0);
     char seventy[80];
     memset(seventy, 'a', 70);
     seventy[70] = '\0';
-    ASSERT_EQ_INT(gw_multipart_boundary(tl_printf("multipart/form-data; boundary=%s", seventy),
-                                        b, err, sizeof err), 0);
+    ASSERT_EQ_INT(gw_multipart_boundary(tl_printf("multipart/form-data; boundary=%s", seventy), b,
+                                        err, sizeof err),
+                  0);
     ASSERT_EQ_STR(b, seventy);
 }
 
@@ -125,7 +124,8 @@ TL_TEST(boundary_refusals) {
         {"multipart/form-data; boundary=", "boundary is empty"},
         {"multipart/form-data; boundary=\"\"", "boundary is empty"},
         {"multipart/form-data; boundary=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-         "aaaaaaaaaaaaa", "71 characters long; RFC 2046 allows 1 to 70"},
+         "aaaaaaaaaaaaa",
+         "71 characters long; RFC 2046 allows 1 to 70"},
         {"multipart/form-data; boundary=a@b", "does not allow (byte 0x40 at position 2)"},
         {"multipart/form-data; boundary=\"ab \"", "must not end in a space"},
         {"multipart/form-data; boundary=a; boundary=b", "two boundary parameters"},
@@ -362,14 +362,18 @@ TL_TEST(long_headers_and_names) {
     memset(big, 'v', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     buf *b = buf_new();
-    putf(b, "--" B "\r\nContent-Disposition: form-data; name=a\r\nX-Big: %s\r\n\r\nx\r\n"
-            "--" B "--\r\n", big);
+    putf(b,
+         "--" B "\r\nContent-Disposition: form-data; name=a\r\nX-Big: %s\r\n\r\nx\r\n"
+         "--" B "--\r\n",
+         big);
     parse_refused(b, "part 1: its headers are longer than 8192 bytes");
     /* just under the limit is fine */
     b = buf_new();
     big[GW_MP_HEADERS_MAX - 200] = '\0';
-    putf(b, "--" B "\r\nContent-Disposition: form-data; name=a\r\nX-Big: %s\r\n\r\nx\r\n"
-            "--" B "--\r\n", big);
+    putf(b,
+         "--" B "\r\nContent-Disposition: form-data; name=a\r\nX-Big: %s\r\n\r\nx\r\n"
+         "--" B "--\r\n",
+         big);
     ASSERT_EQ_INT(parse_ok(b)->n, 1);
     char name[GW_MP_NAME_MAX + 2];
     memset(name, 'n', sizeof name - 1);

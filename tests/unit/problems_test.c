@@ -81,8 +81,8 @@ TL_TEST(every_slug_in_the_gateway_sources_is_in_the_table) {
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         size_t len = strlen(e->d_name);
         if (len < 3 || strcmp(e->d_name + len - 2, ".c") != 0) continue;
-        const char *src =
-            tl_read_file(tl_printf("%s/gateway/%s", TEST_SOURCE_DIR, e->d_name), NULL);
+        const char *src = tl_read_file(tl_printf("%s/gateway/%s", TEST_SOURCE_DIR, e->d_name),
+                                       NULL);
         ASSERT_NOT_NULL(src);
         for (const char *p = src; *p; p++) {
             /* a three-digit 4xx/5xx literal, then within a few characters a slug literal */

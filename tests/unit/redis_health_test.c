@@ -69,19 +69,18 @@ TL_TEST(replies_that_are_not_errors_are_ok) {
 }
 
 /* INFO memory as Redis 7.0.15 writes it (CRLF lines), cut to the lines around ours. */
-static const char info_full[] =
-    "# Memory\r\n"
-    "used_memory:3090264\r\n"
-    "used_memory_human:2.95M\r\n"
-    "used_memory_rss:9990144\r\n"
-    "used_memory_peak:3090264\r\n"
-    "maxmemory:3000000\r\n"
-    "maxmemory_human:2.86M\r\n"
-    "maxmemory_policy:noeviction\r\n"
-    "allocator_frag_ratio:1.20\r\n"
-    "\r\n"
-    "# Persistence\r\n"
-    "loading:0\r\n";
+static const char info_full[] = "# Memory\r\n"
+                                "used_memory:3090264\r\n"
+                                "used_memory_human:2.95M\r\n"
+                                "used_memory_rss:9990144\r\n"
+                                "used_memory_peak:3090264\r\n"
+                                "maxmemory:3000000\r\n"
+                                "maxmemory_human:2.86M\r\n"
+                                "maxmemory_policy:noeviction\r\n"
+                                "allocator_frag_ratio:1.20\r\n"
+                                "\r\n"
+                                "# Persistence\r\n"
+                                "loading:0\r\n";
 
 TL_TEST(info_memory_is_parsed) {
     fleet_redis_memory m;
@@ -117,9 +116,8 @@ TL_TEST(info_without_a_policy_is_refused) {
 TL_TEST(only_noeviction_keeps_fleets_keys) {
     ASSERT_FALSE(fleet_redis_policy_evicts("noeviction"));
     /* Every key of fleet has a TTL, so the volatile-* policies take them too. */
-    const char *evicting[] = {"allkeys-lru",   "allkeys-lfu",    "allkeys-random",
-                              "volatile-lru",  "volatile-lfu",   "volatile-random",
-                              "volatile-ttl"};
+    const char *evicting[] = {"allkeys-lru",  "allkeys-lfu",     "allkeys-random", "volatile-lru",
+                              "volatile-lfu", "volatile-random", "volatile-ttl"};
     for (size_t i = 0; i < sizeof evicting / sizeof *evicting; i++)
         ASSERT_TRUE(fleet_redis_policy_evicts(evicting[i]));
     fleet_redis_memory m = {.used = 99, .max = 100};

@@ -105,12 +105,17 @@ TL_TEST(probe_matches_the_whole_check) {
                 for (size_t k = 0; k < n; k++) u8(&b, rn(256));
                 break;
             }
-            case 2: str(&b, rn(15) ? "out.png" : rn(2) ? "" : "a\x01" "b"); break;
+            case 2:
+                str(&b, rn(15)  ? "out.png"
+                        : rn(2) ? ""
+                                : "a\x01"
+                                  "b");
+                break;
             default: u8(&b, 0xc0); break;
             }
         }
-        if (rn(20) == 0) u8(&b, 0x00);                 /* trailing */
-        if (rn(20) == 0 && b.n > 2) b.n -= 1 + rn(2);  /* cut */
+        if (rn(20) == 0) u8(&b, 0x00);                /* trailing */
+        if (rn(20) == 0 && b.n > 2) b.n -= 1 + rn(2); /* cut */
         gw_result_file_view whole;
         bool want = gw_result_file((const char *)b.p, b.n, &whole);
         gw_result_file_probe pr;

@@ -11,9 +11,7 @@
 
 /* Packing: tl_mp (testlib.h). */
 
-static void bin(tl_mp *m, const void *b, size_t n) {
-    msgpack_pack_bin_with_body(&m->pk, b, n);
-}
+static void bin(tl_mp *m, const void *b, size_t n) { msgpack_pack_bin_with_body(&m->pk, b, n); }
 
 /* Checks gw_result_file on an exact-size copy (kept until the case ends), so ASan sees
  * any read past the end. */
@@ -85,7 +83,8 @@ TL_TEST(not_files) {
     /* bytes as str */
     m = tl_mp_new();
     msgpack_pack_map(&m->pk, 2);
-    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"), tl_mp_str(m, "hello");
+    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"),
+        tl_mp_str(m, "hello");
     ASSERT_FALSE(is_file(m, &v));
     /* an extra key */
     m = tl_mp_new();
@@ -134,7 +133,8 @@ TL_TEST(not_files) {
     for (size_t i = 0; i < TL_COUNT(bad_names); i++) {
         m = tl_mp_new();
         msgpack_pack_map(&m->pk, 3);
-        tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"), bin(m, "x", 1);
+        tl_mp_str(m, "content_type"), tl_mp_str(m, "text/plain"), tl_mp_str(m, "bytes"),
+            bin(m, "x", 1);
         tl_mp_str(m, "filename"), tl_mp_str(m, bad_names[i]);
         if (is_file(m, &v)) FAILF("filename %zu was accepted", i);
     }
@@ -148,12 +148,25 @@ TL_TEST(not_files) {
 }
 
 TL_TEST(content_types) {
-    const char *good[] = {"text/plain", "application/vnd.ms-excel", "image/svg+xml",
-                          "text/plain; charset=utf-8", "text/plain;charset=\"utf-8\"",
-                          "multipart/mixed; boundary=\"a b\\\"c\"", "audio/L16; rate=8000"};
-    const char *bad[] = {"", "text", "text/", "/plain", "text/plain\r\nX-Evil: 1",
-                         "text/plain\n", "te xt/plain", "text/plain;", "text/plain; charset",
-                         "text/plain; charset=\"utf-8", "text/pl\xc3\xa9in", "text/plain; a=\"\x01\"",
+    const char *good[] = {"text/plain",
+                          "application/vnd.ms-excel",
+                          "image/svg+xml",
+                          "text/plain; charset=utf-8",
+                          "text/plain;charset=\"utf-8\"",
+                          "multipart/mixed; boundary=\"a b\\\"c\"",
+                          "audio/L16; rate=8000"};
+    const char *bad[] = {"",
+                         "text",
+                         "text/",
+                         "/plain",
+                         "text/plain\r\nX-Evil: 1",
+                         "text/plain\n",
+                         "te xt/plain",
+                         "text/plain;",
+                         "text/plain; charset",
+                         "text/plain; charset=\"utf-8",
+                         "text/pl\xc3\xa9in",
+                         "text/plain; a=\"\x01\"",
                          "-text/plain"};
     for (size_t i = 0; i < TL_COUNT(good); i++)
         if (!gw_media_type_valid(good[i], strlen(good[i]))) FAILF("'%s' was refused", good[i]);
@@ -162,7 +175,8 @@ TL_TEST(content_types) {
     /* a result whose content type could inject a header is no file */
     tl_mp *m = tl_mp_new();
     msgpack_pack_map(&m->pk, 2);
-    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/html\r\nSet-Cookie: a=b"), tl_mp_str(m, "bytes");
+    tl_mp_str(m, "content_type"), tl_mp_str(m, "text/html\r\nSet-Cookie: a=b"),
+        tl_mp_str(m, "bytes");
     bin(m, "x", 1);
     gw_result_file_view v;
     ASSERT_FALSE(is_file(m, &v));
@@ -247,14 +261,10 @@ TL_TEST(content_disposition_limits) {
 
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
-        TL_CASE(a_file_result),
-        TL_CASE(without_filename_any_order_and_empty),
-        TL_CASE(large_file),
-        TL_CASE(not_files),
-        TL_CASE(content_types),
-        TL_CASE(every_truncation_is_refused),
-        TL_CASE(content_disposition),
-        TL_CASE(content_disposition_limits),
+        TL_CASE(a_file_result),       TL_CASE(without_filename_any_order_and_empty),
+        TL_CASE(large_file),          TL_CASE(not_files),
+        TL_CASE(content_types),       TL_CASE(every_truncation_is_refused),
+        TL_CASE(content_disposition), TL_CASE(content_disposition_limits),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

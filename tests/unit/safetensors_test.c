@@ -13,19 +13,17 @@
 
 /* Writes a safetensors file: the 8-byte length (hlen, or strlen(json) when hlen is 0),
  * the JSON and dlen bytes of data. Returns its path. */
-static const char *write_st(const char *name, uint64_t hlen, const char *json,
-                            const void *data, size_t dlen) {
+static const char *write_st(const char *name, uint64_t hlen, const char *json, const void *data,
+                            size_t dlen) {
     const char *path = tl_printf("%s/%s", tl_tmpdir(), name);
     FILE *f = fopen(path, "wb");
     ASSERT_NOT_NULL(f);
     uint64_t n = hlen ? hlen : strlen(json);
     unsigned char le[8];
-    for (int i = 0; i < 8; i++)
-        le[i] = (unsigned char)(n >> (8 * i));
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(n >> (8 * i));
     ASSERT_EQ_INT(fwrite(le, 1, 8, f), 8);
     ASSERT_EQ_INT(fwrite(json, 1, strlen(json), f), strlen(json));
-    if (dlen)
-        ASSERT_EQ_INT(fwrite(data, 1, dlen, f), dlen);
+    if (dlen) ASSERT_EQ_INT(fwrite(data, 1, dlen, f), dlen);
     ASSERT_EQ_INT(fclose(f), 0);
     return path;
 }
@@ -43,23 +41,19 @@ static const char *refused(const char *path) {
 
 static void assert_shape2(const st_file *st, const char *name, int64_t a, int64_t b) {
     const st_tensor *t = st_find(st, name);
-    if (!t)
-        FAILF("tensor %s not found", name);
+    if (!t) FAILF("tensor %s not found", name);
     ASSERT_EQ_INT(t->ndim, b < 0 ? 1 : 2);
     ASSERT_EQ_INT(t->shape[0], a);
-    if (b >= 0)
-        ASSERT_EQ_INT(t->shape[1], b);
+    if (b >= 0) ASSERT_EQ_INT(t->shape[1], b);
 }
 
 TL_TEST(real_minilm_header_parses) {
     size_t len;
     char *buf = tl_read_file(REAL_HEADER, &len);
-    if (!buf)
-        TL_SKIP("skipped: ../shared/models not present");
+    if (!buf) TL_SKIP("skipped: ../shared/models not present");
     ASSERT_GE_INT(len, 8);
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--)
-        hlen = (hlen << 8) | (unsigned char)buf[i];
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | (unsigned char)buf[i];
     ASSERT_EQ_INT(hlen, 11408);
     /* The data size the header implies: its largest end offset. */
     json_t *root = tl_json_own(json_loadb(buf + 8, hlen, 0, NULL));
@@ -107,10 +101,8 @@ TL_TEST(real_minilm_header_parses) {
     /* Every tensor but position_ids is F32; st_at walks them in name order. */
     for (size_t i = 0; i < st_count(st); i++) {
         const st_tensor *t = st_at(st, i);
-        if (t != pid)
-            ASSERT_EQ_INT(t->dtype, ST_F32);
-        if (i)
-            ASSERT_LT_INT(strcmp(st_at(st, i - 1)->name, t->name), 0);
+        if (t != pid) ASSERT_EQ_INT(t->dtype, ST_F32);
+        if (i) ASSERT_LT_INT(strcmp(st_at(st, i - 1)->name, t->name), 0);
     }
     ASSERT_NULL(st_at(st, 104));
     st_close(st);
@@ -133,18 +125,16 @@ TL_TEST(tiny_file_reads_back) {
     memcpy(data + 24, b, sizeof b);
     const uint16_t c = 0x3f80; /* 1.0 in bfloat16 */
     memcpy(data + 28, &c, sizeof c);
-    const char *json =
-        "{\"d\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[12,24]},"
-        "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-        "\"__metadata__\":{\"format\":\"pt\"},"
-        "\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[24,28]},"
-        "\"c\":{\"dtype\":\"BF16\",\"shape\":[],\"data_offsets\":[28,30]}}";
+    const char *json = "{\"d\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[12,24]},"
+                       "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+                       "\"__metadata__\":{\"format\":\"pt\"},"
+                       "\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[24,28]},"
+                       "\"c\":{\"dtype\":\"BF16\",\"shape\":[],\"data_offsets\":[28,30]}}";
     const char *path = write_st("tiny.safetensors", 0, json, data, sizeof data);
 
     st_file *st;
     char err[512] = "";
-    if (st_open(path, &st, err, sizeof err) != 0)
-        FAILF("tiny file refused: %s", err);
+    if (st_open(path, &st, err, sizeof err) != 0) FAILF("tiny file refused: %s", err);
     ASSERT_EQ_INT(st_count(st), 4);
     ASSERT_EQ_STR(st_at(st, 0)->name, "a");
     ASSERT_EQ_STR(st_at(st, 3)->name, "d");
@@ -223,36 +213,35 @@ TL_TEST(lying_files_are_refused) {
         "tensor b: data_offsets [24, 28] past the end");
     ASSERT_STR_CONTAINS(
         refused(write_st("backwards", 0,
-                         "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}",
-                         d, 24)),
+                         "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", d,
+                         24)),
         "end before begin");
 
     /* dtype: named when unsupported; missing. */
     ASSERT_STR_CONTAINS(
         refused(write_st("f64", 0,
-                         "{\"t\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,24]}}",
-                         d, 24)),
-        "tensor t: unsupported dtype F64");
-    ASSERT_STR_CONTAINS(
-        refused(write_st("nodtype", 0, "{\"t\":{\"shape\":[3],\"data_offsets\":[0,12]}}", d,
+                         "{\"t\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,24]}}", d,
                          24)),
-        "tensor t: dtype missing");
+        "tensor t: unsupported dtype F64");
+    ASSERT_STR_CONTAINS(refused(write_st("nodtype", 0,
+                                         "{\"t\":{\"shape\":[3],\"data_offsets\":[0,12]}}", d, 24)),
+                        "tensor t: dtype missing");
 
     /* Shape and size disagree. */
     ASSERT_STR_CONTAINS(
         refused(write_st("mismatch", 0,
-                         "{\"t\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}",
-                         d, 24)),
+                         "{\"t\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", d,
+                         24)),
         "tensor t: 20 bytes in data_offsets but shape and dtype F32 need 24");
     ASSERT_STR_CONTAINS(
         refused(write_st("f16size", 0,
-                         "{\"t\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,12]}}",
-                         d, 24)),
+                         "{\"t\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,12]}}", d,
+                         24)),
         "need 6");
     ASSERT_STR_CONTAINS(
         refused(write_st("negdim", 0,
-                         "{\"t\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}",
-                         d, 24)),
+                         "{\"t\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", d,
+                         24)),
         "shape[0] is not a non-negative integer");
     ASSERT_STR_CONTAINS(
         refused(write_st("overflow", 0,
@@ -260,15 +249,14 @@ TL_TEST(lying_files_are_refused) {
                          "\"data_offsets\":[0,4]}}",
                          d, 24)),
         "shape overflows");
-    ASSERT_STR_CONTAINS(
-        refused(write_st("5d", 0,
-                         "{\"t\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1],"
-                         "\"data_offsets\":[0,4]}}",
-                         d, 24)),
-        "tensor t: 5 dimensions, at most 4");
-    ASSERT_STR_CONTAINS(
-        refused(write_st("nooffsets", 0, "{\"t\":{\"dtype\":\"F32\",\"shape\":[1]}}", d, 24)),
-        "data_offsets must be two non-negative integers");
+    ASSERT_STR_CONTAINS(refused(write_st("5d", 0,
+                                         "{\"t\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1],"
+                                         "\"data_offsets\":[0,4]}}",
+                                         d, 24)),
+                        "tensor t: 5 dimensions, at most 4");
+    ASSERT_STR_CONTAINS(refused(write_st("nooffsets", 0,
+                                         "{\"t\":{\"dtype\":\"F32\",\"shape\":[1]}}", d, 24)),
+                        "data_offsets must be two non-negative integers");
 
     /* JSON: broken, not an object, duplicate names, bad entries. */
     ASSERT_STR_CONTAINS(refused(write_st("badjson", 0, "{\"t\": {\"dtype\": ", d, 24)),

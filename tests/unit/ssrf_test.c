@@ -33,16 +33,16 @@ static const char *reason(const char *addr, const gw_cidr_list *allow) {
     return gw_addr_refused(sa(addr), allow);
 }
 
-#define ASSERT_REFUSED(addr, allow, why)                                                   \
-    do {                                                                                   \
-        const char *r__ = reason((addr), (allow));                                         \
-        if (!r__) FAILF("address %s was admitted; want refused as %s", (addr), (why));     \
-        ASSERT_EQ_STR(r__, (why));                                                         \
+#define ASSERT_REFUSED(addr, allow, why)                                               \
+    do {                                                                               \
+        const char *r__ = reason((addr), (allow));                                     \
+        if (!r__) FAILF("address %s was admitted; want refused as %s", (addr), (why)); \
+        ASSERT_EQ_STR(r__, (why));                                                     \
     } while (0)
-#define ASSERT_ADMITTED(addr, allow)                                                       \
-    do {                                                                                   \
-        const char *r__ = reason((addr), (allow));                                         \
-        if (r__) FAILF("address %s was refused as %s; want admitted", (addr), r__);        \
+#define ASSERT_ADMITTED(addr, allow)                                                \
+    do {                                                                            \
+        const char *r__ = reason((addr), (allow));                                  \
+        if (r__) FAILF("address %s was refused as %s; want admitted", (addr), r__); \
     } while (0)
 
 static gw_url *parse_ok(const char *url) {
@@ -106,7 +106,7 @@ TL_TEST(parses_good_urls) {
     ASSERT_EQ_STR(u->path, "/?q=1");
     u = parse_ok("http://example.com#only-a-fragment");
     ASSERT_EQ_STR(u->path, "/");
-    u = parse_ok("https://hooks.example.com.:1/a@b");  /* '@' in the path is fine */
+    u = parse_ok("https://hooks.example.com.:1/a@b"); /* '@' in the path is fine */
     ASSERT_EQ_STR(u->host, "hooks.example.com.");
     ASSERT_EQ_INT(u->port, 1);
     ASSERT_EQ_STR(u->path, "/a@b");
@@ -151,7 +151,8 @@ TL_TEST(refuses_bad_urls) {
     ASSERT_STR_CONTAINS(parse_err("http://example.com/\r\nX-Injected: 1"), "control");
     ASSERT_STR_CONTAINS(parse_err("http://example.com/\t"), "control");
     ASSERT_STR_CONTAINS(parse_err("http://ex\xc3\xa4mple.com/"), "ASCII");
-    ASSERT_STR_CONTAINS(parse_err("http://example.com:0/"), "port must be a number from 1 to 65535");
+    ASSERT_STR_CONTAINS(parse_err("http://example.com:0/"),
+                        "port must be a number from 1 to 65535");
     ASSERT_STR_CONTAINS(parse_err("http://example.com:65536/"), "1 to 65535");
     ASSERT_STR_CONTAINS(parse_err("http://example.com:123456/"), "1 to 65535");
     ASSERT_STR_CONTAINS(parse_err("http://example.com:80a/"), "1 to 65535");
@@ -192,7 +193,8 @@ TL_TEST(refuses_bad_urls) {
     ASSERT_STR_CONTAINS(parse_err(url), "longer than 2048 bytes");
     /* A host name over 253 characters. */
     char host[300] = "http://";
-    for (int i = 0; i < 5; i++) strcat(host, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.");
+    for (int i = 0; i < 5; i++)
+        strcat(host, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.");
     strcat(host, "com/");
     ASSERT_STR_CONTAINS(parse_err(host), "longer than 253");
     char label[100] = "http://";
@@ -259,8 +261,8 @@ TL_TEST(admits_public_addresses) {
     ASSERT_ADMITTED("93.184.216.34", NULL);
     ASSERT_ADMITTED("8.8.8.8", NULL);
     ASSERT_ADMITTED("1.1.1.1", NULL);
-    ASSERT_ADMITTED("100.63.255.255", NULL);  /* just below CGNAT */
-    ASSERT_ADMITTED("100.128.0.0", NULL);     /* just above */
+    ASSERT_ADMITTED("100.63.255.255", NULL); /* just below CGNAT */
+    ASSERT_ADMITTED("100.128.0.0", NULL);    /* just above */
     ASSERT_ADMITTED("172.15.255.255", NULL);
     ASSERT_ADMITTED("172.32.0.0", NULL);
     ASSERT_ADMITTED("169.253.255.255", NULL);
@@ -348,8 +350,9 @@ TL_TEST(allowlist_parse_errors) {
     ASSERT_STR_CONTAINS(allow_err("10.0.0.0/8,"), "entry 2 is empty");
     ASSERT_STR_CONTAINS(allow_err("10.0.0.0/8,abc"), "'abc'");
     ASSERT_STR_CONTAINS(allow_err("[::1]"), "not an IP address");
-    ASSERT_STR_CONTAINS(allow_err("0123456789012345678901234567890123456789012345678901234567890123456789"),
-                        "too long");
+    ASSERT_STR_CONTAINS(
+        allow_err("0123456789012345678901234567890123456789012345678901234567890123456789"),
+        "too long");
     char many[1024] = "";
     for (int i = 0; i <= GW_CIDR_LIST_MAX; i++) strcat(many, i ? ",10.0.0.1" : "10.0.0.1");
     ASSERT_STR_CONTAINS(allow_err(many), "more than 32 entries");
@@ -591,8 +594,8 @@ TL_TEST(one_table_for_submit_and_delivery) {
         if (!sa) FAILF("%s: the resolver reads no address in it", v->url);
         const char *why = gw_addr_refused(sa, l);
         if ((why == NULL) != (v->why == NULL) || (why && strcmp(why, v->why) != 0))
-            FAILF("%s: address judged %s at delivery; want %s", v->url,
-                  why ? why : "admitted", v->why ? v->why : "admitted");
+            FAILF("%s: address judged %s at delivery; want %s", v->url, why ? why : "admitted",
+                  v->why ? v->why : "admitted");
         if (!(v->flags & FORM)) {
             gw_url *u = parse_ok(v->url);
             ASSERT_TRUE(u->host_is_ip);
@@ -631,7 +634,8 @@ TL_TEST(pin_strings) {
     ASSERT_EQ_INT(gw_url_pin(parse_ok("http://hook.test/"), &un, out, sizeof out), -1);
     ASSERT_EQ_STR(out, "");
     ASSERT_EQ_INT(gw_url_pin(parse_ok("http://a-rather-long-host-name.example.com/"),
-                             sa("2001:db8::7"), out, sizeof out), -1);
+                             sa("2001:db8::7"), out, sizeof out),
+                  -1);
     ASSERT_EQ_STR(out, "");
 }
 
@@ -670,8 +674,13 @@ static long deliver(curl_env *e, const char *url, const char *addr, gw_cidr_list
     char pin[GW_URL_MAX + 64];
     ASSERT_EQ_INT(gw_url_pin(parse_ok(url), sa(addr), pin, sizeof pin), 0);
     posted *p = tl_alloc(sizeof *p);
-    gw_fetch f = {.url = url, .body = "{}", .body_len = 2, .pin = pin[0] ? pin : NULL,
-                  .timeout_ms = 10000, .allow_addr = allow_by_policy, .allow_arg = l};
+    gw_fetch f = {.url = url,
+                  .body = "{}",
+                  .body_len = 2,
+                  .pin = pin[0] ? pin : NULL,
+                  .timeout_ms = 10000,
+                  .allow_addr = allow_by_policy,
+                  .allow_arg = l};
     ASSERT_EQ_INT(gw_curl_post(e->c, &f, on_posted, p), 0);
     int64_t end = tl_now_ms() + 15000;
     while (!p->calls && tl_now_ms() < end) event_base_loop(e->base, EVLOOP_ONCE);
@@ -712,8 +721,7 @@ TL_TEST(pinned_delivery_reaches_ipv4_and_ipv6_receivers) {
     /* The socket check still refuses what the allowlist does not admit (a receiver of
      * its own: a kept-alive connection to rx6 would be reused without a new check). */
     tl_receiver *other6 = tl_receiver_start_ipv6(0);
-    ASSERT_EQ_INT(deliver(e, tl_receiver_url(other6, "/refused"), "::1", allow("127.0.0.1/32")),
-                  0);
+    ASSERT_EQ_INT(deliver(e, tl_receiver_url(other6, "/refused"), "::1", allow("127.0.0.1/32")), 0);
     ASSERT_EQ_INT(tl_receiver_count(other6), 0);
 }
 

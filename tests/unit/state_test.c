@@ -88,8 +88,7 @@ static int per_item_count(const char *rest, const char *script) {
         if (*t == ')') depth--;
         if (*t == ',' && depth == 0) names++;
     }
-    if (names != count)
-        FAILF("%s: ARGV says %d per item but lists %d names", script, count, names);
+    if (names != count) FAILF("%s: ARGV says %d per item but lists %d names", script, count, names);
     return count;
 }
 
@@ -123,13 +122,28 @@ static fleet_keys keys;
 typedef size_t (*build_fn)(size_t n, fleet_cmd *c);
 
 static size_t build_submit(size_t n, fleet_cmd *c) {
-    fleet_submit s = {.id = ID, .model = "echo", .tenant = "acme", .request_id = "r1",
-                      .priority = "high", .metadata_json = "{}", .input = "\x81\xa1x\x01",
-                      .input_len = 4, .queue_ttl_s = 3600, .result_ttl_s = 600, .timeout_s = 30,
-                      .max_attempts = 3, .index_cap = 1000, .index_ttl_s = 7200,
+    fleet_submit s = {.id = ID,
+                      .model = "echo",
+                      .tenant = "acme",
+                      .request_id = "r1",
+                      .priority = "high",
+                      .metadata_json = "{}",
+                      .input = "\x81\xa1x\x01",
+                      .input_len = 4,
+                      .queue_ttl_s = 3600,
+                      .result_ttl_s = 600,
+                      .timeout_s = 30,
+                      .max_attempts = 3,
+                      .index_cap = 1000,
+                      .index_ttl_s = 7200,
                       .webhook = "http://127.0.0.1:9/h",
-                      .webhook_events = "completed", .max_active = 4, .rate = 2.5, .burst = 5,
-                      .max_queue = 100, .idem_hash = "ab12", .idem_digest = "cd34",
+                      .webhook_events = "completed",
+                      .max_active = 4,
+                      .rate = 2.5,
+                      .burst = 5,
+                      .max_queue = 100,
+                      .idem_hash = "ab12",
+                      .idem_digest = "cd34",
                       .ready_target = 8};
     fleet_state_submit(&keys, &s, c);
     return n;
@@ -138,8 +152,13 @@ static size_t build_submit(size_t n, fleet_cmd *c) {
 static size_t build_claim(size_t n, fleet_cmd *c) {
     static fleet_claim cl[3];
     for (size_t i = 0; i < 3; i++)
-        cl[i] = (fleet_claim){.id = ID, .model = "echo", .entry_id = "1-1", .worker = "w1",
-                              .token = "t", .lease_ms = 30000, .dlq_cap = 1000};
+        cl[i] = (fleet_claim){.id = ID,
+                              .model = "echo",
+                              .entry_id = "1-1",
+                              .worker = "w1",
+                              .token = "t",
+                              .lease_ms = 30000,
+                              .dlq_cap = 1000};
     return fleet_state_claim(&keys, cl, n, c);
 }
 
@@ -150,8 +169,8 @@ static size_t build_renew(size_t n, fleet_cmd *c) {
 }
 
 static size_t build_progress(size_t n, fleet_cmd *c) {
-    fleet_progress p = {.id = ID, .token = "t", .percent = 50, .message = "half", .done = 1,
-                        .total = 2};
+    fleet_progress p = {
+        .id = ID, .token = "t", .percent = 50, .message = "half", .done = 1, .total = 2};
     fleet_state_progress(&keys, &p, c);
     return n;
 }
@@ -159,15 +178,24 @@ static size_t build_progress(size_t n, fleet_cmd *c) {
 static size_t build_finish(size_t n, fleet_cmd *c) {
     static fleet_finish f[3];
     for (size_t i = 0; i < 3; i++)
-        f[i] = (fleet_finish){.id = ID, .model = "echo", .token = "t",
-                              .status = FLEET_STATUS_FAILED, .result = "\xc0", .result_len = 1,
+        f[i] = (fleet_finish){.id = ID,
+                              .model = "echo",
+                              .token = "t",
+                              .status = FLEET_STATUS_FAILED,
+                              .result = "\xc0",
+                              .result_len = 1,
                               .error = "boom"};
     return fleet_state_finish(&keys, f, n, c);
 }
 
 static size_t build_requeue(size_t n, fleet_cmd *c) {
-    fleet_requeue rq = {.id = ID, .model = "echo", .token = "t", .kind = FLEET_REQUEUE_RETRY,
-                        .delay_ms = 1000, .error = "busy", .dlq_cap = 1000};
+    fleet_requeue rq = {.id = ID,
+                        .model = "echo",
+                        .token = "t",
+                        .kind = FLEET_REQUEUE_RETRY,
+                        .delay_ms = 1000,
+                        .error = "busy",
+                        .dlq_cap = 1000};
     fleet_state_requeue(&keys, &rq, c);
     return n;
 }
@@ -198,8 +226,12 @@ static size_t build_get(size_t n, fleet_cmd *c) {
 }
 
 static size_t build_list(size_t n, fleet_cmd *c) {
-    fleet_list_query q = {.tenant = "acme", .cursor = "", .status = "queued", .model = "",
-                          .limit = 20, .scan_max = 1000};
+    fleet_list_query q = {.tenant = "acme",
+                          .cursor = "",
+                          .status = "queued",
+                          .model = "",
+                          .limit = 20,
+                          .scan_max = 1000};
     fleet_state_list(&keys, &q, c);
     return n;
 }
@@ -210,10 +242,17 @@ static size_t build_models(size_t n, fleet_cmd *c) {
 }
 
 static size_t build_webhook_settle(size_t n, fleet_cmd *c) {
-    fleet_webhook_settle ws = {.msg = "msg_1", .job_id = ID, .entry_id = "1-1",
-                               .outcome = FLEET_WEBHOOK_RETRY, .due_ms = 1700000000000,
-                               .http_status = 503, .error = "503", .body = "{}", .body_len = 2,
-                               .dlq_cap = 1000, .consumer = "gw1"};
+    fleet_webhook_settle ws = {.msg = "msg_1",
+                               .job_id = ID,
+                               .entry_id = "1-1",
+                               .outcome = FLEET_WEBHOOK_RETRY,
+                               .due_ms = 1700000000000,
+                               .http_status = 503,
+                               .error = "503",
+                               .body = "{}",
+                               .body_len = 2,
+                               .dlq_cap = 1000,
+                               .consumer = "gw1"};
     fleet_state_webhook_settle(&keys, &ws, c);
     return n;
 }
@@ -324,10 +363,15 @@ TL_TEST(batch_commands_take_as_many_jobs_as_fit) {
     static fleet_claim cl[100];
     static fleet_finish f[100];
     for (int i = 0; i < 100; i++) {
-        cl[i] = (fleet_claim){.id = ID, .model = "echo", .entry_id = "1-1", .worker = "w",
-                              .token = "t", .lease_ms = 1000, .dlq_cap = 10};
-        f[i] = (fleet_finish){.id = ID, .model = "echo", .token = "t",
-                              .status = FLEET_STATUS_SUCCEEDED};
+        cl[i] = (fleet_claim){.id = ID,
+                              .model = "echo",
+                              .entry_id = "1-1",
+                              .worker = "w",
+                              .token = "t",
+                              .lease_ms = 1000,
+                              .dlq_cap = 10};
+        f[i] = (fleet_finish){
+            .id = ID, .model = "echo", .token = "t", .status = FLEET_STATUS_SUCCEEDED};
     }
     header hc = script_header(FLEET_SCRIPT_CLAIM), hf = script_header(FLEET_SCRIPT_FINISH);
     fleet_cmd c;
@@ -412,10 +456,18 @@ static const char *submit_argv(const fleet_cmd *c, int i) {
 TL_TEST(submit_limits_that_are_off_go_as_zero) {
     fleet_keys_init(&keys, "fleet");
     fleet_cmd *c = tl_alloc(sizeof *c);
-    fleet_submit s = {.id = ID, .model = "echo", .tenant = "acme", .request_id = "r1",
-                      .priority = "normal", .input = "\x01", .input_len = 1,
-                      .queue_ttl_s = 3600, .result_ttl_s = 600, .max_attempts = 3,
-                      .index_cap = 1000, .index_ttl_s = 7200,
+    fleet_submit s = {.id = ID,
+                      .model = "echo",
+                      .tenant = "acme",
+                      .request_id = "r1",
+                      .priority = "normal",
+                      .input = "\x01",
+                      .input_len = 1,
+                      .queue_ttl_s = 3600,
+                      .result_ttl_s = 600,
+                      .max_attempts = 3,
+                      .index_cap = 1000,
+                      .index_ttl_s = 7200,
                       .ready_target = 8};
     fleet_state_submit(&keys, &s, c);
     ASSERT_EQ_STR(submit_argv(c, 16), "0"); /* max_active */
@@ -439,8 +491,8 @@ TL_TEST(auth_reply) {
     const char *tenant = NULL, *role = NULL;
     const redisReply *settings = NULL;
     redisReply *set = rarr(2, rstr("max_active"), rstr("4"));
-    ASSERT_EQ_INT(fleet_state_auth_reply(rarr(3, rstr("acme"), rstr("admin"), set), &tenant,
-                                         &role, &settings),
+    ASSERT_EQ_INT(fleet_state_auth_reply(rarr(3, rstr("acme"), rstr("admin"), set), &tenant, &role,
+                                         &settings),
                   1);
     ASSERT_EQ_STR(tenant, "acme");
     ASSERT_EQ_STR(role, "admin");
@@ -619,8 +671,7 @@ TL_TEST(dlq_retry_reply) {
     ASSERT_EQ_INT(st, FLEET_STATUS_SUCCEEDED);
     ASSERT_EQ_INT(fleet_state_dlq_retry_reply(rarr(1, rstr("queued")), &pos, &st),
                   FLEET_DLQ_RETRY_ERROR);
-    ASSERT_EQ_INT(fleet_state_dlq_retry_reply(rerr("ERR boom"), &pos, &st),
-                  FLEET_DLQ_RETRY_ERROR);
+    ASSERT_EQ_INT(fleet_state_dlq_retry_reply(rerr("ERR boom"), &pos, &st), FLEET_DLQ_RETRY_ERROR);
 }
 
 TL_TEST(cancel_reply) {

@@ -12,9 +12,7 @@
 
 static fleet_keys K;
 
-static void keys_init(void) {
-    ASSERT_EQ_INT(fleet_keys_init(&K, "fleet"), 0);
-}
+static void keys_init(void) { ASSERT_EQ_INT(fleet_keys_init(&K, "fleet"), 0); }
 
 /* The command's arguments joined by spaces (none of the test values holds one). */
 static const char *joined(const fleet_tenant_cmd *c) {
@@ -39,7 +37,8 @@ TL_TEST(key_hash_known_answers) {
     fleet_apikey_hash(key, strlen(key), h);
     ASSERT_EQ_STR(h, "cb200e40c61ca860796634c9ea6bf2663d769a7e964799a3c3b91a4999cae12a");
     ASSERT_TRUE(fleet_apikey_hash_valid(h));
-    ASSERT_FALSE(fleet_apikey_hash_valid("CB200E40C61CA860796634C9EA6BF2663D769A7E964799A3C3B91A4999CAE12A"));
+    ASSERT_FALSE(fleet_apikey_hash_valid(
+        "CB200E40C61CA860796634C9EA6BF2663D769A7E964799A3C3B91A4999CAE12A"));
     ASSERT_FALSE(fleet_apikey_hash_valid("cb200e40"));
     ASSERT_FALSE(fleet_apikey_hash_valid(""));
     ASSERT_FALSE(fleet_apikey_hash_valid(NULL));
@@ -65,46 +64,66 @@ TL_TEST(new_keys_and_secrets_have_their_shape) {
 TL_TEST(limits_parse_and_validate) {
     fleet_tenant_limits l = {0};
     char err[256];
-    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, "10000000", err, sizeof err), 0);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, "10000000", err,
+                                           sizeof err),
+                  0);
     ASSERT_TRUE(l.has_max_active);
     ASSERT_EQ_INT(l.max_active, 10000000);
-    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, "10000001", err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, "10000001", err,
+                                           sizeof err),
+                  -1);
     ASSERT_STR_CONTAINS(err, "out of range");
-    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, "-1", err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, "-1", err, sizeof err),
+                  -1);
     ASSERT_STR_CONTAINS(err, "'-1' is not a whole number");
     ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, "", err, sizeof err), -1);
-    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, " 5", err, sizeof err), -1);
-    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, "99999999999999999999", err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, " 5", err, sizeof err),
+                  -1);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_ACTIVE, "99999999999999999999",
+                                           err, sizeof err),
+                  -1);
     ASSERT_STR_CONTAINS(err, "out of range");
     ASSERT_EQ_INT(l.max_active, 10000000); /* a refused value changes nothing */
 
     ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_BURST, "0", err, sizeof err), -1);
     ASSERT_FALSE(l.has_burst);
-    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_BURST, "1000000", err, sizeof err), 0);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_BURST, "1000000", err, sizeof err),
+                  0);
     ASSERT_EQ_INT(l.burst, 1000000);
-    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_BODY, "1073741824", err, sizeof err), 0);
-    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_BODY, "1073741825", err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_BODY, "1073741824", err,
+                                           sizeof err),
+                  0);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_BODY, "1073741825", err,
+                                           sizeof err),
+                  -1);
 
     /* Rates are stored normalised. */
-    static const struct { const char *in, *stored; } rates[] = {
-        {"5", "5"}, {"2.50", "2.5"}, {".5", "0.5"}, {"007.000", "7"}, {"0", "0"},
-        {"0.0", "0"}, {"100000", "100000"}, {"100000.000", "100000"},
+    static const struct {
+        const char *in, *stored;
+    } rates[] = {
+        {"5", "5"}, {"2.50", "2.5"}, {".5", "0.5"},        {"007.000", "7"},
+        {"0", "0"}, {"0.0", "0"},    {"100000", "100000"}, {"100000.000", "100000"},
     };
     for (size_t i = 0; i < TL_COUNT(rates); i++) {
         fleet_tenant_limits r = {0};
-        ASSERT_EQ_INT(fleet_tenant_limit_parse(&r, FLEET_TENANT_F_RATE, rates[i].in, err, sizeof err), 0);
+        ASSERT_EQ_INT(fleet_tenant_limit_parse(&r, FLEET_TENANT_F_RATE, rates[i].in, err,
+                                               sizeof err),
+                      0);
         ASSERT_TRUE(r.has_rate);
         ASSERT_EQ_STR(r.rate, rates[i].stored);
     }
-    static const char *const bad_rates[] = {"", ".", "1e3", "-1", "1.2.3", " 1", "0x10",
-                                            "1234567890123456789012345"};
+    static const char *const bad_rates[] = {"",      ".",  "1e3",  "-1",
+                                            "1.2.3", " 1", "0x10", "1234567890123456789012345"};
     for (size_t i = 0; i < TL_COUNT(bad_rates); i++) {
         fleet_tenant_limits r = {0};
-        ASSERT_EQ_INT(fleet_tenant_limit_parse(&r, FLEET_TENANT_F_RATE, bad_rates[i], err, sizeof err), -1);
+        ASSERT_EQ_INT(fleet_tenant_limit_parse(&r, FLEET_TENANT_F_RATE, bad_rates[i], err,
+                                               sizeof err),
+                      -1);
         ASSERT_STR_CONTAINS(err, "not a decimal number");
         ASSERT_FALSE(r.has_rate);
     }
-    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_RATE, "100000.5", err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_RATE, "100000.5", err, sizeof err),
+                  -1);
     ASSERT_STR_CONTAINS(err, "out of range");
     ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, "webhook_secret", "1", err, sizeof err), -1);
     ASSERT_STR_CONTAINS(err, "not a tenant limit");
@@ -127,8 +146,8 @@ static const redisReply *fake(fake_hash *f, const char *const *kv) {
     memset(f, 0, sizeof *f);
     size_t n = 0;
     for (; kv[n]; n++) {
-        f->items[n] = (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)kv[n],
-                                   .len = strlen(kv[n])};
+        f->items[n] =
+            (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)kv[n], .len = strlen(kv[n])};
         f->ptrs[n] = &f->items[n];
     }
     f->top = (redisReply){.type = REDIS_REPLY_ARRAY, .elements = n, .element = f->ptrs};

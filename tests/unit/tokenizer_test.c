@@ -26,14 +26,34 @@ static tok_vocab *load_or_fail(const char *path) {
 
 /* The small vocabulary: ids are line numbers. */
 static const char *const small_tokens[] = {
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "cafe", "hello", "world", ",", "!", ".", "un",
-    "##aff", "##able", "中", "国", "the", "a", "##b", "\xc3\xa9", /* é */ "Hello", "'",
-    "s", "##\xc3\xa9",
+    "[PAD]", "[UNK]", "[CLS]",    "[SEP]",         "cafe",   "hello", "world",      ",",
+    "!",     ".",     "un",       "##aff",         "##able", "中",    "国",         "the",
+    "a",     "##b",   "\xc3\xa9", /* é */ "Hello", "'",      "s",     "##\xc3\xa9",
 };
-enum { T_UNK = 1, T_CLS = 2, T_SEP = 3, T_CAFE = 4, T_HELLO = 5, T_WORLD = 6, T_COMMA = 7,
-       T_BANG = 8, T_DOT = 9, T_UN = 10, T_AFF = 11, T_ABLE = 12, T_ZHONG = 13, T_GUO = 14,
-       T_THE = 15, T_A = 16, T_HASH_B = 17, T_E_ACUTE = 18, T_HELLO_CAP = 19, T_APOS = 20,
-       T_S = 21, T_HASH_E_ACUTE = 22 };
+enum {
+    T_UNK = 1,
+    T_CLS = 2,
+    T_SEP = 3,
+    T_CAFE = 4,
+    T_HELLO = 5,
+    T_WORLD = 6,
+    T_COMMA = 7,
+    T_BANG = 8,
+    T_DOT = 9,
+    T_UN = 10,
+    T_AFF = 11,
+    T_ABLE = 12,
+    T_ZHONG = 13,
+    T_GUO = 14,
+    T_THE = 15,
+    T_A = 16,
+    T_HASH_B = 17,
+    T_E_ACUTE = 18,
+    T_HELLO_CAP = 19,
+    T_APOS = 20,
+    T_S = 21,
+    T_HASH_E_ACUTE = 22
+};
 
 static tok_vocab *small_vocab(void) {
     const char *path = tl_printf("%s/vocab.txt", tl_tmpdir());
@@ -46,8 +66,8 @@ static tok_vocab *small_vocab(void) {
 }
 
 /* Tokenizes s and compares with want (a -1-terminated list, [CLS]/[SEP] included). */
-static void check_ex(const tok_vocab *v, bool lower, size_t max_len, const char *s,
-                     size_t len, const int32_t *want, const char *what) {
+static void check_ex(const tok_vocab *v, bool lower, size_t max_len, const char *s, size_t len,
+                     const int32_t *want, const char *what) {
     int32_t ids[512];
     char err[256] = "";
     tok_opts o = {.lower_case = lower, .max_len = max_len};
@@ -67,7 +87,7 @@ static void check_ex(const tok_vocab *v, bool lower, size_t max_len, const char 
     }
 }
 
-#define CHECK(v, s, ...)                                                                   \
+#define CHECK(v, s, ...) \
     check_ex((v), true, 0, (s), strlen(s), (const int32_t[]){__VA_ARGS__, -1}, #s)
 
 /* ------------------------------------------------------------ golden ----------------- */
@@ -170,17 +190,17 @@ TL_TEST(basic_words_and_punctuation) {
 
 TL_TEST(accents_are_stripped) {
     tok_vocab *v = small_vocab();
-    CHECK(v, "caf\xc3\xa9", T_CLS, T_CAFE, T_SEP);              /* café, precomposed */
-    CHECK(v, "cafe\xcc\x81", T_CLS, T_CAFE, T_SEP);             /* e + U+0301 */
-    CHECK(v, "CAF\xc3\x89", T_CLS, T_CAFE, T_SEP);              /* CAFÉ */
+    CHECK(v, "caf\xc3\xa9", T_CLS, T_CAFE, T_SEP);  /* café, precomposed */
+    CHECK(v, "cafe\xcc\x81", T_CLS, T_CAFE, T_SEP); /* e + U+0301 */
+    CHECK(v, "CAF\xc3\x89", T_CLS, T_CAFE, T_SEP);  /* CAFÉ */
     /* Without lower_case nothing is stripped or lowered. */
-    check_ex(v, false, 0, "\xc3\xa9 Hello", 8, (const int32_t[]){T_CLS, T_E_ACUTE,
-             T_HELLO_CAP, T_SEP, -1}, "no lower case");
+    check_ex(v, false, 0, "\xc3\xa9 Hello", 8,
+             (const int32_t[]){T_CLS, T_E_ACUTE, T_HELLO_CAP, T_SEP, -1}, "no lower case");
 }
 
 TL_TEST(cjk_is_split) {
     tok_vocab *v = small_vocab();
-    CHECK(v, "\xe4\xb8\xad\xe5\x9b\xbd", T_CLS, T_ZHONG, T_GUO, T_SEP);       /* 中国 */
+    CHECK(v, "\xe4\xb8\xad\xe5\x9b\xbd", T_CLS, T_ZHONG, T_GUO, T_SEP); /* 中国 */
     CHECK(v, "hello\xe4\xb8\xadworld", T_CLS, T_HELLO, T_ZHONG, T_WORLD, T_SEP);
 }
 
@@ -234,8 +254,8 @@ TL_TEST(truncation) {
     ASSERT_EQ_INT(ids[1], T_HELLO);
     ASSERT_EQ_INT(ids[2], T_SEP);
     /* A word's pieces are cut too: [CLS] un ##aff [SEP]. */
-    check_ex(v, true, 4, "unaffable", 9,
-             (const int32_t[]){T_CLS, T_UN, T_AFF, T_SEP, -1}, "pieces cut");
+    check_ex(v, true, 4, "unaffable", 9, (const int32_t[]){T_CLS, T_UN, T_AFF, T_SEP, -1},
+             "pieces cut");
     ASSERT_EQ_INT(tok_encode(v, &o, s, strlen(s), ids, 1, err, sizeof(err)), -1);
     ASSERT_STR_CONTAINS(err, "no room");
     o.max_len = 1;
@@ -249,8 +269,7 @@ TL_TEST(control_chars_and_invalid_utf8_dropped) {
     const char s[] = "hel\0l\x07o\xe2\x80\x8b\tworld\r\nhe\xef\xbf\xbdllo\xff\xc3"
                      "\xe3\x80\x80world\xf0\x9f";
     check_ex(v, true, 0, s, sizeof(s) - 1,
-             (const int32_t[]){T_CLS, T_HELLO, T_WORLD, T_HELLO, T_WORLD, T_SEP, -1},
-             "controls");
+             (const int32_t[]){T_CLS, T_HELLO, T_WORLD, T_HELLO, T_WORLD, T_SEP, -1}, "controls");
 }
 
 TL_TEST(empty_text) {

@@ -35,7 +35,8 @@ TL_TEST(reference_vector) {
     ASSERT_EQ_INT(keylen, 24);
     char sig[GW_WEBHOOK_SIG_SIZE];
     ASSERT_EQ_INT(gw_webhook_sign(key, keylen, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), sig,
-                                  sizeof sig), 0);
+                                  sizeof sig),
+                  0);
     ASSERT_EQ_STR(sig, VEC_SIG);
     ASSERT_EQ_INT(strlen(sig), GW_WEBHOOK_SIG_SIZE - 1);
 }
@@ -46,14 +47,17 @@ TL_TEST(signature_covers_id_timestamp_and_body) {
     char sig[GW_WEBHOOK_SIG_SIZE];
     const char *other = "{\"test\": 2432232315}";
     ASSERT_EQ_INT(gw_webhook_sign(key, keylen, VEC_ID, VEC_TS, other, strlen(other), sig,
-                                  sizeof sig), 0);
+                                  sizeof sig),
+                  0);
     ASSERT_NE_STR(sig, VEC_SIG);
     ASSERT_EQ_INT(strncmp(sig, "v1,", 3), 0);
-    ASSERT_EQ_INT(gw_webhook_sign(key, keylen, VEC_ID, VEC_TS + 1, VEC_BODY, strlen(VEC_BODY),
-                                  sig, sizeof sig), 0);
+    ASSERT_EQ_INT(gw_webhook_sign(key, keylen, VEC_ID, VEC_TS + 1, VEC_BODY, strlen(VEC_BODY), sig,
+                                  sizeof sig),
+                  0);
     ASSERT_NE_STR(sig, VEC_SIG);
-    ASSERT_EQ_INT(gw_webhook_sign(key, keylen, "msg_other", VEC_TS, VEC_BODY, strlen(VEC_BODY),
-                                  sig, sizeof sig), 0);
+    ASSERT_EQ_INT(gw_webhook_sign(key, keylen, "msg_other", VEC_TS, VEC_BODY, strlen(VEC_BODY), sig,
+                                  sizeof sig),
+                  0);
     ASSERT_NE_STR(sig, VEC_SIG);
     /* body_len, not strlen: bytes after a NUL count. */
     char a[GW_WEBHOOK_SIG_SIZE], b[GW_WEBHOOK_SIG_SIZE];
@@ -69,7 +73,8 @@ TL_TEST(signature_covers_id_timestamp_and_body) {
     memcpy(key2, key, keylen);
     key2[0] ^= 1;
     ASSERT_EQ_INT(gw_webhook_sign(key2, keylen, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), sig,
-                                  sizeof sig), 0);
+                                  sizeof sig),
+                  0);
     ASSERT_NE_STR(sig, VEC_SIG);
 }
 
@@ -79,12 +84,14 @@ TL_TEST(sign_refuses_a_small_buffer) {
     char sig[GW_WEBHOOK_SIG_SIZE];
     memset(sig, 'x', sizeof sig);
     ASSERT_EQ_INT(gw_webhook_sign(key, keylen, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), sig,
-                                  sizeof sig - 1), -1);
+                                  sizeof sig - 1),
+                  -1);
     ASSERT_EQ_STR(sig, "");
-    ASSERT_EQ_INT(gw_webhook_sign(key, keylen, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), sig,
-                                  0), -1);
+    ASSERT_EQ_INT(gw_webhook_sign(key, keylen, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), sig, 0),
+                  -1);
     ASSERT_EQ_INT(gw_webhook_sign(key, keylen, NULL, VEC_TS, VEC_BODY, strlen(VEC_BODY), sig,
-                                  sizeof sig), -1);
+                                  sizeof sig),
+                  -1);
     ASSERT_EQ_INT(gw_webhook_sign(key, keylen, VEC_ID, VEC_TS, NULL, 5, sig, sizeof sig), -1);
 }
 
@@ -156,8 +163,9 @@ TL_TEST(generate_round_trips) {
     unsigned char key[GW_WHSEC_KEY_MAX];
     ASSERT_EQ_INT(parse_ok(a, key), GW_WHSEC_GEN_KEY);
     char sig[GW_WEBHOOK_SIG_SIZE];
-    ASSERT_EQ_INT(gw_webhook_sign(key, GW_WHSEC_GEN_KEY, VEC_ID, VEC_TS, VEC_BODY,
-                                  strlen(VEC_BODY), sig, sizeof sig), 0);
+    ASSERT_EQ_INT(gw_webhook_sign(key, GW_WHSEC_GEN_KEY, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY),
+                                  sig, sizeof sig),
+                  0);
     ASSERT_NE_STR(sig, VEC_SIG);
     char small[GW_WHSEC_GEN_SIZE - 1];
     ASSERT_EQ_INT(gw_whsec_generate(small, sizeof small), -1);

@@ -120,7 +120,9 @@ TL_TEST(sleep_input_has_failure_knobs_for_tests) {
     ASSERT_EQ_INT(sleep_parse("{\"ms\": 5, \"crash\": true}", &in, err), 0);
     ASSERT_TRUE(in.crash);
     ASSERT_EQ_INT(sleep_parse("{\"ms\": 5, \"fail\": \"x\", \"retryable\": true, "
-                              "\"fail_attempts\": 2}", &in, err), 0);
+                              "\"fail_attempts\": 2}",
+                              &in, err),
+                  0);
     ASSERT_EQ_INT(in.fail_attempts, 2);
     ASSERT_TRUE(in.retryable);
     ASSERT_EQ_INT(sleep_parse("{\"ms\": 5, \"fail_attempts\": 2}", &in, err), -1);

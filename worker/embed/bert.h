@@ -31,8 +31,8 @@ typedef struct bert_ops {
     const bert_config *(*config)(const void *model);
     /* The most sequences one embed call takes (callers split larger batches). */
     size_t (*max_seqs)(const void *model);
-    int (*embed)(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
-                 float *out, char *err, size_t errlen);
+    int (*embed)(void *model, const int32_t *const *ids, const size_t *lens, size_t n, float *out,
+                 char *err, size_t errlen);
     void (*free)(void *model); /* accepts NULL */
 } bert_ops;
 

@@ -25,38 +25,30 @@ static module_slot slots[] = {
     {.name = "cuda", .file = "fleet-embed-cuda.so", .what = "CUDA"},
 };
 
-static module_slot *slot_of(const char *name)
-{
+static module_slot *slot_of(const char *name) {
     for (size_t i = 0; name && i < sizeof slots / sizeof slots[0]; i++)
-        if (strcmp(slots[i].name, name) == 0)
-            return &slots[i];
+        if (strcmp(slots[i].name, name) == 0) return &slots[i];
     return NULL;
 }
 
-void bert_module_use(const char *name, const char *path)
-{
+void bert_module_use(const char *name, const char *path) {
     module_slot *s = slot_of(name);
-    if (s)
-        s->use = path && path[0] ? path : NULL;
+    if (s) s->use = path && path[0] ? path : NULL;
 }
 
 /* exe_dir writes the running executable's directory to buf; 0, or -1 when unknown. */
-static int exe_dir(char *buf, size_t len)
-{
+static int exe_dir(char *buf, size_t len) {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return -1;
+    if (n <= 0) return -1;
     exe[n] = '\0';
     char *slash = strrchr(exe, '/');
-    if (!slash)
-        return -1;
+    if (!slash) return -1;
     *slash = '\0';
     return snprintf(buf, len, "%s", exe) < (int)len ? 0 : -1;
 }
 
-void bert_module_path(const char *name, char *buf, size_t len)
-{
+void bert_module_path(const char *name, char *buf, size_t len) {
     const module_slot *s = slot_of(name);
     char dir[PATH_MAX], installed[PATH_MAX + 64];
     if (!s) {
@@ -76,28 +68,24 @@ void bert_module_path(const char *name, char *buf, size_t len)
      * neither is there the first is named, so the error says where it was expected. */
     snprintf(installed, sizeof installed, "%s/../lib/fleet/%s", dir, s->file);
     snprintf(buf, len, "%s/%s", dir, s->file);
-    if (access(buf, F_OK) != 0 && access(installed, F_OK) == 0)
-        snprintf(buf, len, "%s", installed);
+    if (access(buf, F_OK) != 0 && access(installed, F_OK) == 0) snprintf(buf, len, "%s", installed);
 }
 
 /* table_refusal says what is wrong with a module's table, or NULL when it is usable. */
-static const char *table_refusal(const bert_module *m, const char *name)
-{
-    if (!m)
-        return "it exports no " BERT_MODULE_SYMBOL;
+static const char *table_refusal(const bert_module *m, const char *name) {
+    if (!m) return "it exports no " BERT_MODULE_SYMBOL;
     if (m->abi_version != BERT_MODULE_ABI || m->size != sizeof *m ||
         m->ops_size != sizeof(bert_ops))
         return "it was built for another module ABI version; rebuild it with this fleet";
     if (!m->ops || !m->ops->name || strcmp(m->ops->name, name) != 0)
         return "it holds another backend";
-    if (!m->present || !m->has_cudnn || !m->ops->load || !m->ops->config ||
-        !m->ops->max_seqs || !m->ops->embed || !m->ops->free)
+    if (!m->present || !m->has_cudnn || !m->ops->load || !m->ops->config || !m->ops->max_seqs ||
+        !m->ops->embed || !m->ops->free)
         return "its table is incomplete";
     return NULL;
 }
 
-static void slot_open(module_slot *s)
-{
+static void slot_open(module_slot *s) {
     char path[PATH_MAX + 64];
     bert_module_path(s->name, path, sizeof path);
     /* RTLD_LOCAL: a module's own copy of the embed code (the CUDA one's self-check runs
@@ -120,8 +108,7 @@ static void slot_open(module_slot *s)
     s->table = m;
 }
 
-const bert_module *bert_module_open(const char *name, char *err, size_t errlen)
-{
+const bert_module *bert_module_open(const char *name, char *err, size_t errlen) {
     module_slot *s = slot_of(name);
     if (!s) {
         if (err && errlen)
@@ -133,18 +120,13 @@ const bert_module *bert_module_open(const char *name, char *err, size_t errlen)
         s->tried = 1;
         slot_open(s);
     }
-    if (!s->table && err && errlen)
-        snprintf(err, errlen, "%s", s->reason);
+    if (!s->table && err && errlen) snprintf(err, errlen, "%s", s->reason);
     return s->table;
 }
 
-const bert_ops *bert_backend(const char *name)
-{
+const bert_ops *bert_backend(const char *name) {
     const bert_module *m = bert_module_open(name, NULL, 0);
     return m ? m->ops : NULL;
 }
 
-const char *bert_backend_names(void)
-{
-    return "cpu|cuda";
-}
+const char *bert_backend_names(void) { return "cpu|cuda"; }

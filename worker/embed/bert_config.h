@@ -26,7 +26,7 @@ typedef struct bert_config {
     int hidden_size;
     int num_hidden_layers;
     int num_attention_heads;
-    int head_dim;                /* hidden_size / num_attention_heads */
+    int head_dim; /* hidden_size / num_attention_heads */
     int intermediate_size;
     int max_position_embeddings;
     int vocab_size;
@@ -37,8 +37,8 @@ typedef struct bert_config {
     /* sentence_bert_config.json */
     int max_seq_length;
     /* modules.json */
-    bool normalize;              /* a sentence_transformers.models.Normalize module is listed */
-    char pooling_path[256];      /* "1_Pooling"; "" when the Pooling module's path is the root */
+    bool normalize;         /* a sentence_transformers.models.Normalize module is listed */
+    char pooling_path[256]; /* "1_Pooling"; "" when the Pooling module's path is the root */
 } bert_config;
 
 /* bert_config_load reads the JSON files of the model directory `dir` into *out
@@ -57,8 +57,7 @@ int bert_config_load(const char *dir, bert_config *out, char *err, size_t errlen
  * no layer past num_hidden_layers. Names are with or without a "bert." prefix (see
  * bert_tensor_prefix). Other tensors (pooler.*, embeddings.position_ids) are
  * ignored. */
-int bert_check_tensors(const bert_config *c, const st_file *st, char *err,
-                       size_t errlen);
+int bert_check_tensors(const bert_config *c, const st_file *st, char *err, size_t errlen);
 
 /* "bert." when st names its tensors "bert.embeddings...", "" when "embeddings...", NULL
  * when it has no embeddings.word_embeddings.weight either way. */

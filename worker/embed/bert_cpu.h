@@ -64,8 +64,8 @@ const bert_config *bert_cpu_config(const bert_cpu *m);
  * to `out`, row i for sequence i: mean-pooled over its tokens, L2-normalised when the
  * model lists a Normalize module. Token type ids are all 0. n == 0 does nothing. On -1
  * `out` is untouched. */
-int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens,
-                   size_t n, float *out, char *err, size_t errlen);
+int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens, size_t n, float *out,
+                   char *err, size_t errlen);
 
 /* The threads OpenBLAS uses for one product now (after FLEET_CPU_THREADS, if a load
  * applied it). */

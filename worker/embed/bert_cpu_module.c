@@ -5,15 +5,9 @@
 
 __attribute__((visibility("default"))) extern const bert_module bert_module_v1;
 
-static int always(void)
-{
-    return 1;
-}
+static int always(void) { return 1; }
 
-static int never(void)
-{
-    return 0;
-}
+static int never(void) { return 0; }
 
 const bert_module bert_module_v1 = {
     .abi_version = BERT_MODULE_ABI,

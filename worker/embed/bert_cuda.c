@@ -19,8 +19,8 @@
 #include "safetensors.h"
 
 #define BLAS_WORKSPACE (32u << 20) /* cuBLAS's workspace, ours: NVIDIA's size for Hopper */
-#define SELF_CHECK_TOL 1e-3      /* float32 and 3xtf32 GEMMs */
-#define SELF_CHECK_TOL_TF32 1e-2 /* tf32: 10-bit mantissas in the products */
+#define SELF_CHECK_TOL 1e-3        /* float32 and 3xtf32 GEMMs */
+#define SELF_CHECK_TOL_TF32 1e-2   /* tf32: 10-bit mantissas in the products */
 
 /* How the linear layers multiply (FLEET_EMBED_GEMM). */
 typedef enum gemm_mode {
@@ -30,12 +30,12 @@ typedef enum gemm_mode {
 } gemm_mode;
 
 typedef struct encoder_layer {
-    const float *qkv_w, *qkv_b;   /* [3H, H], [3H]: query, key, value rows in that order */
-    const float *ao_w, *ao_b;     /* attention output dense [H, H], [H] */
-    const float *ln1_g, *ln1_b;   /* attention output LayerNorm */
-    const float *in_w, *in_b;     /* intermediate dense [I, H], [I] */
-    const float *out_w, *out_b;   /* output dense [H, I], [H] */
-    const float *ln2_g, *ln2_b;   /* output LayerNorm */
+    const float *qkv_w, *qkv_b; /* [3H, H], [3H]: query, key, value rows in that order */
+    const float *ao_w, *ao_b;   /* attention output dense [H, H], [H] */
+    const float *ln1_g, *ln1_b; /* attention output LayerNorm */
+    const float *in_w, *in_b;   /* intermediate dense [I, H], [I] */
+    const float *out_w, *out_b; /* output dense [H, I], [H] */
+    const float *ln2_g, *ln2_b; /* output LayerNorm */
 } encoder_layer;
 
 typedef struct bert_cuda {
@@ -52,7 +52,7 @@ typedef struct bert_cuda {
     cudnnTensorDescriptor_t scores_desc;
 #endif
 
-    float *weights; /* one allocation; the pointers below point into it */
+    float *weights;                 /* one allocation; the pointers below point into it */
     float *weights_hi, *weights_lo; /* GEMM_3XTF32: TF32(weights) and the rest, same
                                      * layout as weights (used by the GEMMs only) */
     long weight_floats;
@@ -60,54 +60,45 @@ typedef struct bert_cuda {
     encoder_layer *layers;
 
     void *blas_ws; /* cuBLAS's workspace (BLAS_WORKSPACE bytes), so it allocates nothing */
-    float *work; /* one allocation for the buffers below */
+    float *work;   /* one allocation for the buffers below */
     float *x, *y, *qkv, *q, *k, *v, *scores, *inter, *pooled;
     float *act_hi, *act_lo; /* GEMM_3XTF32: a linear layer's input split, [T, max(H, I)] */
     long work_floats;
-    int32_t *dint;  /* per call: ids, tok_pos, tok_seq [T]; start, len [n] (room for
+    int32_t *dint; /* per call: ids, tok_pos, tok_seq [T]; start, len [n] (room for
                      * max_tokens and max_seqs) */
-    int32_t *hint;  /* pinned mirror of dint */
-    float *hout;    /* pinned [max_seqs, H] */
+    int32_t *hint; /* pinned mirror of dint */
+    float *hout;   /* pinned [max_seqs, H] */
 } bert_cuda;
 
 /* ------------------------------------------------------------ errors ------------- */
 
-static int cuda_check(cudaError_t e, const char *what, char *err, size_t errlen)
-{
-    if (e == cudaSuccess)
-        return 0;
+static int cuda_check(cudaError_t e, const char *what, char *err, size_t errlen) {
+    if (e == cudaSuccess) return 0;
     return fleet_err(err, errlen, "cuda: %s: %s", what, cudaGetErrorString(e));
 }
 
-static int kernel_check(int e, const char *what, char *err, size_t errlen)
-{
+static int kernel_check(int e, const char *what, char *err, size_t errlen) {
     return cuda_check((cudaError_t)e, what, err, errlen);
 }
 
-static int blas_check(cublasStatus_t s, const char *what, char *err, size_t errlen)
-{
-    if (s == CUBLAS_STATUS_SUCCESS)
-        return 0;
+static int blas_check(cublasStatus_t s, const char *what, char *err, size_t errlen) {
+    if (s == CUBLAS_STATUS_SUCCESS) return 0;
     return fleet_err(err, errlen, "cuda: cuBLAS %s: %s", what, cublasGetStatusString(s));
 }
 
 #ifdef EMBED_HAVE_CUDNN
-static int dnn_check(cudnnStatus_t s, const char *what, char *err, size_t errlen)
-{
-    if (s == CUDNN_STATUS_SUCCESS)
-        return 0;
+static int dnn_check(cudnnStatus_t s, const char *what, char *err, size_t errlen) {
+    if (s == CUDNN_STATUS_SUCCESS) return 0;
     return fleet_err(err, errlen, "cuda: cuDNN %s: %s", what, cudnnGetErrorString(s));
 }
 #endif
 
-int bert_cuda_present(void)
-{
+int bert_cuda_present(void) {
     int n = 0;
     return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-int bert_cuda_has_cudnn(void)
-{
+int bert_cuda_has_cudnn(void) {
 #ifdef EMBED_HAVE_CUDNN
     return 1;
 #else
@@ -119,45 +110,40 @@ int bert_cuda_has_cudnn(void)
 
 /* Converts tensor prefix+name to float32 in host (stage floats) and copies its first
  * count floats to dst (device). */
-static int upload(const st_file *st, const char *prefix, const char *name, float *dst,
-                  size_t count, float *host, size_t stage, char *err, size_t errlen)
-{
+static int upload(const st_file *st, const char *prefix, const char *name, float *dst, size_t count,
+                  float *host, size_t stage, char *err, size_t errlen) {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
     const st_tensor *t = st_find(st, full);
-    if (!t)
-        return fleet_err(err, errlen, "weights: tensor %s missing", full);
+    if (!t) return fleet_err(err, errlen, "weights: tensor %s missing", full);
     size_t n = t->nbytes / st_dtype_size(t->dtype);
     if (n < count)
-        return fleet_err(err, errlen, "weights: tensor %s has %zu values, need %zu", full,
-                         n, count);
+        return fleet_err(err, errlen, "weights: tensor %s has %zu values, need %zu", full, n,
+                         count);
     if (n > stage)
-        return fleet_err(err, errlen, "weights: tensor %s has %zu values, more than the "
-                         "largest the config allows (%zu)", full, n, stage);
-    if (st_read_f32(t, host, err, errlen) != 0)
-        return -1;
+        return fleet_err(err, errlen,
+                         "weights: tensor %s has %zu values, more than the "
+                         "largest the config allows (%zu)",
+                         full, n, stage);
+    if (st_read_f32(t, host, err, errlen) != 0) return -1;
     return cuda_check(cudaMemcpy(dst, host, count * sizeof *dst, cudaMemcpyHostToDevice),
                       "copying the weights to the GPU", err, errlen);
 }
 
 /* Lays the weights out in m->weights (device) and uploads them. */
-static int load_weights(bert_cuda *m, const st_file *st, char *err, size_t errlen)
-{
+static int load_weights(bert_cuda *m, const st_file *st, char *err, size_t errlen) {
     const bert_config *c = &m->cfg;
     const size_t H = (size_t)m->H, I = (size_t)m->I, L = (size_t)c->num_hidden_layers;
     const size_t per_layer = 3 * H * H + 3 * H + H * H + H + 2 * H + I * H + I + H * I + H + 2 * H;
-    const size_t total = (size_t)c->vocab_size * H + (size_t)c->max_position_embeddings * H +
-                         H + 2 * H + L * per_layer;
+    const size_t total = (size_t)c->vocab_size * H + (size_t)c->max_position_embeddings * H + H +
+                         2 * H + L * per_layer;
     /* The largest single tensor bounds the host staging buffer. */
     size_t stage = (size_t)c->vocab_size * H;
     if ((size_t)c->max_position_embeddings * H > stage)
         stage = (size_t)c->max_position_embeddings * H;
-    if ((size_t)c->type_vocab_size * H > stage)
-        stage = (size_t)c->type_vocab_size * H;
-    if (I * H > stage)
-        stage = I * H;
-    if (H * H > stage)
-        stage = H * H;
+    if ((size_t)c->type_vocab_size * H > stage) stage = (size_t)c->type_vocab_size * H;
+    if (I * H > stage) stage = I * H;
+    if (H * H > stage) stage = H * H;
 
     if (cuda_check(cudaMalloc((void **)&m->weights, total * sizeof(float)),
                    "allocating the weights", err, errlen) != 0)
@@ -184,8 +170,8 @@ static int load_weights(bert_cuda *m, const st_file *st, char *err, size_t errle
     m->type0 = type0;
     m->emb_g = eg;
     m->emb_b = eb;
-    if (upload(st, prefix, "embeddings.word_embeddings.weight", word,
-               (size_t)c->vocab_size * H, host, stage, err, errlen) != 0 ||
+    if (upload(st, prefix, "embeddings.word_embeddings.weight", word, (size_t)c->vocab_size * H,
+               host, stage, err, errlen) != 0 ||
         upload(st, prefix, "embeddings.position_embeddings.weight", pos,
                (size_t)c->max_position_embeddings * H, host, stage, err, errlen) != 0 ||
         upload(st, prefix, "embeddings.token_type_embeddings.weight", type0, H, host, stage, err,
@@ -255,22 +241,23 @@ out:
 }
 
 /* Allocates the work buffers for max_seqs sequences of max_len tokens. */
-static int alloc_work(bert_cuda *m, char *err, size_t errlen)
-{
+static int alloc_work(bert_cuda *m, char *err, size_t errlen) {
     const long T = m->max_tokens, H = m->H, I = m->I, S = m->max_seqs, L = m->max_len;
     const long sizes[] = {
-        T * H,                   /* x */
-        T * H,                   /* y */
-        T * 3 * H,               /* qkv */
-        T * H, T * H, T * H,     /* q, k, v (padded: S * heads * L * d = T * H) */
-        S * m->heads * L * L,    /* scores */
-        T * I,                   /* inter */
-        S * H,                   /* pooled */
+        T * H,     /* x */
+        T * H,     /* y */
+        T * 3 * H, /* qkv */
+        T * H,
+        T * H,
+        T * H,                /* q, k, v (padded: S * heads * L * d = T * H) */
+        S * m->heads * L * L, /* scores */
+        T * I,                /* inter */
+        S * H,                /* pooled */
         m->gemm == GEMM_3XTF32 ? T * (I > H ? I : H) : 0, /* act_hi */
         m->gemm == GEMM_3XTF32 ? T * (I > H ? I : H) : 0, /* act_lo */
     };
-    float **dst[] = {&m->x, &m->y, &m->qkv, &m->q, &m->k, &m->v, &m->scores, &m->inter,
-                     &m->pooled, &m->act_hi, &m->act_lo};
+    float **dst[] = {&m->x,      &m->y,     &m->qkv,    &m->q,      &m->k,     &m->v,
+                     &m->scores, &m->inter, &m->pooled, &m->act_hi, &m->act_lo};
     long total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         total += (sizes[i] + 63) / 64 * 64; /* 256-byte aligned starts */
@@ -294,32 +281,22 @@ static int alloc_work(bert_cuda *m, char *err, size_t errlen)
     return 0;
 }
 
-static void ops_free(void *model)
-{
+static void ops_free(void *model) {
     bert_cuda *m = model;
-    if (!m)
-        return;
+    if (!m) return;
 #ifdef EMBED_HAVE_CUDNN
-    if (m->scores_desc)
-        cudnnDestroyTensorDescriptor(m->scores_desc);
-    if (m->dnn)
-        cudnnDestroy(m->dnn);
+    if (m->scores_desc) cudnnDestroyTensorDescriptor(m->scores_desc);
+    if (m->dnn) cudnnDestroy(m->dnn);
 #endif
-    if (m->blas)
-        cublasDestroy(m->blas);
-    if (m->stream)
-        cudaStreamDestroy(m->stream);
+    if (m->blas) cublasDestroy(m->blas);
+    if (m->stream) cudaStreamDestroy(m->stream);
     /* Only what was made: a model refused before any CUDA call needs no context. */
     void *dev[] = {m->weights, m->weights_hi, m->weights_lo, m->work, m->blas_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
-        if (dev[i])
-            cudaFree(dev[i]);
-    if (m->dint)
-        cudaFree(m->dint);
-    if (m->hint)
-        cudaFreeHost(m->hint);
-    if (m->hout)
-        cudaFreeHost(m->hout);
+        if (dev[i]) cudaFree(dev[i]);
+    if (m->dint) cudaFree(m->dint);
+    if (m->hint) cudaFreeHost(m->hint);
+    if (m->hout) cudaFreeHost(m->hout);
     free(m->layers);
     free(m);
 }
@@ -329,8 +306,7 @@ static int ops_embed(void *model, const int32_t *const *ids, const size_t *lens,
 
 /* Embeds a few fixed pseudo-random sequences with this model and with the CPU backend
  * and compares them: the load fails on a NaN or a difference over SELF_CHECK_TOL. */
-static int self_check(bert_cuda *m, const char *dir, char *err, size_t errlen)
-{
+static int self_check(bert_cuda *m, const char *dir, char *err, size_t errlen) {
     enum { NSEQ = 4 };
     size_t lens[NSEQ] = {1, 7, 33, (size_t)m->max_len};
     int32_t *ids[NSEQ] = {0};
@@ -344,8 +320,7 @@ static int self_check(bert_cuda *m, const char *dir, char *err, size_t errlen)
     }
     uint32_t seed = 12345;
     for (int s = 0; s < NSEQ; s++) {
-        if (lens[s] > (size_t)m->max_len)
-            lens[s] = (size_t)m->max_len;
+        if (lens[s] > (size_t)m->max_len) lens[s] = (size_t)m->max_len;
         if (!(ids[s] = malloc(lens[s] * sizeof *ids[s]))) {
             fleet_err(err, errlen, "embed: out of memory");
             goto out;
@@ -355,15 +330,13 @@ static int self_check(bert_cuda *m, const char *dir, char *err, size_t errlen)
             ids[s][i] = (int32_t)((seed >> 8) % (uint32_t)m->cfg.vocab_size);
         }
     }
-    if (ops_embed(m, (const int32_t *const *)ids, lens, NSEQ, gpu, err, errlen) != 0)
-        goto out;
+    if (ops_embed(m, (const int32_t *const *)ids, lens, NSEQ, gpu, err, errlen) != 0) goto out;
     char e[256];
     if (bert_cpu_ops.load(dir, &ref, e, sizeof e) != 0) {
         fleet_err(err, errlen, "self-check: the CPU backend did not load: %s", e);
         goto out;
     }
-    if (bert_cpu_ops.embed(ref, (const int32_t *const *)ids, lens, NSEQ, cpu, e,
-                           sizeof e) != 0) {
+    if (bert_cpu_ops.embed(ref, (const int32_t *const *)ids, lens, NSEQ, cpu, e, sizeof e) != 0) {
         fleet_err(err, errlen, "self-check: the CPU backend failed: %s", e);
         goto out;
     }
@@ -372,50 +345,46 @@ static int self_check(bert_cuda *m, const char *dir, char *err, size_t errlen)
         double scale = 1e-6, diff = 0;
         for (int j = 0; j < m->H; j++) {
             if (isnan(g[j]) || isnan(c[j])) {
-                fleet_err(err, errlen, "cuda self-check: sequence of %zu tokens gives NaN "
-                          "at %d (%s); refusing to serve wrong numbers", lens[s], j,
-                          isnan(g[j]) ? "GPU" : "CPU");
+                fleet_err(err, errlen,
+                          "cuda self-check: sequence of %zu tokens gives NaN "
+                          "at %d (%s); refusing to serve wrong numbers",
+                          lens[s], j, isnan(g[j]) ? "GPU" : "CPU");
                 goto out;
             }
-            if (fabs(c[j]) > scale)
-                scale = fabs(c[j]);
-            if (fabs((double)g[j] - c[j]) > diff)
-                diff = fabs((double)g[j] - c[j]);
+            if (fabs(c[j]) > scale) scale = fabs(c[j]);
+            if (fabs((double)g[j] - c[j]) > diff) diff = fabs((double)g[j] - c[j]);
         }
         const double tol = m->gemm == GEMM_TF32 ? SELF_CHECK_TOL_TF32 : SELF_CHECK_TOL;
         if (diff / scale > tol) {
-            fleet_err(err, errlen, "cuda self-check: a sequence of %zu tokens differs from "
+            fleet_err(err, errlen,
+                      "cuda self-check: a sequence of %zu tokens differs from "
                       "the CPU backend by %.2g relative (limit %g); refusing to serve "
-                      "wrong numbers", lens[s], diff / scale, tol);
+                      "wrong numbers",
+                      lens[s], diff / scale, tol);
             goto out;
         }
     }
     rc = 0;
 out:
     bert_cpu_ops.free(ref);
-    for (int s = 0; s < NSEQ; s++)
-        free(ids[s]);
+    for (int s = 0; s < NSEQ; s++) free(ids[s]);
     free(gpu);
     free(cpu);
     return rc;
 }
 
-static int ops_load(const char *dir, void **model, char *err, size_t errlen)
-{
+static int ops_load(const char *dir, void **model, char *err, size_t errlen) {
     *model = NULL;
     st_file *st = NULL;
     bert_cuda *m = calloc(1, sizeof *m);
-    if (!m)
-        return fleet_err(err, errlen, "embed: out of memory");
-    if (bert_config_load(dir, &m->cfg, err, errlen) != 0)
-        goto fail;
+    if (!m) return fleet_err(err, errlen, "embed: out of memory");
+    if (bert_config_load(dir, &m->cfg, err, errlen) != 0) goto fail;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", dir) >= sizeof path) {
         fleet_err(err, errlen, "model.safetensors: path too long");
         goto fail;
     }
-    if (st_open(path, &st, err, errlen) != 0 ||
-        bert_check_tensors(&m->cfg, st, err, errlen) != 0)
+    if (st_open(path, &st, err, errlen) != 0 || bert_check_tensors(&m->cfg, st, err, errlen) != 0)
         goto fail;
 
     const bert_config *c = &m->cfg;
@@ -495,8 +464,7 @@ static int ops_load(const char *dir, void **model, char *err, size_t errlen)
         goto fail;
     st_close(st);
     st = NULL;
-    if (self_check(m, dir, err, errlen) != 0)
-        goto fail;
+    if (self_check(m, dir, err, errlen) != 0) goto fail;
     *model = m;
     return 0;
 fail:
@@ -510,10 +478,9 @@ fail:
 /* Y[T, out] = X[T, in] W^T, W row-major [out, in] as the checkpoint stores it. cuBLAS is
  * column-major: there Y is Y^T [out, T] = W [out, in] . X^T [in, T], W being the
  * transpose of the column-major view of its buffer. */
-static int gemm_one(bert_cuda *m, const float *X, int T, int in, const float *W,
-                    int out, float *Y, float beta, cublasComputeType_t compute,
-                    const char *what, char *err, size_t errlen)
-{
+static int gemm_one(bert_cuda *m, const float *X, int T, int in, const float *W, int out, float *Y,
+                    float beta, cublasComputeType_t compute, const char *what, char *err,
+                    size_t errlen) {
     const float one = 1.0f;
     return blas_check(cublasGemmEx(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W,
                                    CUDA_R_32F, in, X, CUDA_R_32F, in, &beta, Y, CUDA_R_32F, out,
@@ -521,16 +488,14 @@ static int gemm_one(bert_cuda *m, const float *X, int T, int in, const float *W,
                       what, err, errlen);
 }
 
-static int linear(bert_cuda *m, const float *X, int T, int in, const float *W,
-                  int out, float *Y, const char *what, char *err, size_t errlen)
-{
+static int linear(bert_cuda *m, const float *X, int T, int in, const float *W, int out, float *Y,
+                  const char *what, char *err, size_t errlen) {
     switch (m->gemm) {
     case GEMM_FP32:
-        return gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F, what, err,
-                        errlen);
+        return gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F, what, err, errlen);
     case GEMM_TF32:
-        return gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F_FAST_TF32, what,
-                        err, errlen);
+        return gemm_one(m, X, T, in, W, out, Y, 0.0f, CUBLAS_COMPUTE_32F_FAST_TF32, what, err,
+                        errlen);
     case GEMM_3XTF32: {
         /* W's parts sit at the same offset in weights_hi and weights_lo. */
         const float *Whi = m->weights_hi + (W - m->weights);
@@ -541,8 +506,8 @@ static int linear(bert_cuda *m, const float *X, int T, int in, const float *W,
             return -1;
         /* Small products first, so the large one is added to them last. */
         return gemm_one(m, m->act_lo, T, in, Whi, out, Y, 0.0f, tf, what, err, errlen) ||
-               gemm_one(m, m->act_hi, T, in, Wlo, out, Y, 1.0f, tf, what, err, errlen) ||
-               gemm_one(m, m->act_hi, T, in, Whi, out, Y, 1.0f, tf, what, err, errlen)
+                       gemm_one(m, m->act_hi, T, in, Wlo, out, Y, 1.0f, tf, what, err, errlen) ||
+                       gemm_one(m, m->act_hi, T, in, Whi, out, Y, 1.0f, tf, what, err, errlen)
                    ? -1
                    : 0;
     }
@@ -551,15 +516,13 @@ static int linear(bert_cuda *m, const float *X, int T, int in, const float *W,
 }
 
 /* scores[bh] = q[bh] k[bh]^T ([L, d] x [d, L]); then ctx[bh] = p[bh] v[bh] into q. */
-static int attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
-                     size_t errlen)
-{
+static int attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err, size_t errlen) {
     const float one = 1.0f, zero = 0.0f;
     const int d = m->d, batch = B * m->heads;
     /* The attention products are a few percent of the work: float32 unless plain TF32
      * was asked for. */
-    const cublasComputeType_t compute =
-        m->gemm == GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const cublasComputeType_t compute = m->gemm == GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                             : CUBLAS_COMPUTE_32F;
     /* Row-major S [L, L] is column-major S^T = K Q^T: A = K's buffer (column-major
      * [d, L], transposed), B = Q's buffer (column-major [d, L]). */
     if (blas_check(cublasGemmStridedBatchedEx(m->blas, CUBLAS_OP_T, CUBLAS_OP_N, L, L, d, &one,
@@ -575,8 +538,8 @@ static int attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
             return -1;
     } else {
 #ifdef EMBED_HAVE_CUDNN
-        if (kernel_check(fbk_mask_scores(m->scores, dlen, B, m->heads, L, m->stream),
-                         "mask scores", err, errlen) != 0 ||
+        if (kernel_check(fbk_mask_scores(m->scores, dlen, B, m->heads, L, m->stream), "mask scores",
+                         err, errlen) != 0 ||
             dnn_check(cudnnSetTensor4dDescriptor(m->scores_desc, CUDNN_TENSOR_NCHW,
                                                  CUDNN_DATA_FLOAT, batch * L, L, 1, 1),
                       "set the scores descriptor", err, errlen) != 0 ||
@@ -590,20 +553,18 @@ static int attention(bert_cuda *m, int B, int L, const int32_t *dlen, char *err,
     /* Row-major ctx [L, d] is column-major ctx^T = V^T P^T: A = V's buffer (column-major
      * [d, L]), B = P's buffer (column-major [L, L] = P^T). */
     return blas_check(cublasGemmStridedBatchedEx(m->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, L, L, &one,
-                                                 m->v, CUDA_R_32F, d, (long long)L * d,
-                                                 m->scores, CUDA_R_32F, L, (long long)L * L,
-                                                 &zero, m->q, CUDA_R_32F, d, (long long)L * d,
-                                                 batch, compute, CUBLAS_GEMM_DEFAULT),
+                                                 m->v, CUDA_R_32F, d, (long long)L * d, m->scores,
+                                                 CUDA_R_32F, L, (long long)L * L, &zero, m->q,
+                                                 CUDA_R_32F, d, (long long)L * d, batch, compute,
+                                                 CUBLAS_GEMM_DEFAULT),
                       "attention context", err, errlen);
 }
 
 /* The forward pass proper; ops_embed wraps it. */
-static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
-                   size_t n, float *out, char *err, size_t errlen)
-{
+static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens, size_t n,
+                   float *out, char *err, size_t errlen) {
     const bert_config *c = &m->cfg;
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     if (n > (size_t)m->max_seqs)
         return fleet_err(err, errlen, "embed: %zu sequences in one call; at most %d", n,
                          m->max_seqs);
@@ -611,17 +572,15 @@ static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
     size_t T = 0, L = 0;
     for (size_t s = 0; s < n; s++) {
         if (lens[s] == 0 || lens[s] > (size_t)m->max_len)
-            return fleet_err(err, errlen,
-                             "embed: sequence %zu: length %zu, must be in [1, %d]", s,
+            return fleet_err(err, errlen, "embed: sequence %zu: length %zu, must be in [1, %d]", s,
                              lens[s], m->max_len);
         for (size_t i = 0; i < lens[s]; i++)
             if (ids[s][i] < 0 || ids[s][i] >= c->vocab_size)
                 return fleet_err(err, errlen,
-                                 "embed: sequence %zu: id %ld outside the vocabulary (%d)",
-                                 s, (long)ids[s][i], c->vocab_size);
+                                 "embed: sequence %zu: id %ld outside the vocabulary (%d)", s,
+                                 (long)ids[s][i], c->vocab_size);
         T += lens[s];
-        if (lens[s] > L)
-            L = lens[s];
+        if (lens[s] > L) L = lens[s];
     }
     /* Token ids and offsets: one pinned buffer [ids T][pos T][seq T][start n][len n],
      * one copy of what this call uses, the same offsets on the device. */
@@ -642,8 +601,8 @@ static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
     const int Ti = (int)T, Li = (int)L;
     const float eps = (float)c->layer_norm_eps;
 
-    if (m->poison && kernel_check(fbk_poison(m->work, m->work_floats, m->stream), "poison", err,
-                                  errlen) != 0)
+    if (m->poison &&
+        kernel_check(fbk_poison(m->work, m->work_floats, m->stream), "poison", err, errlen) != 0)
         return -1;
     if (cuda_check(cudaMemcpyAsync(m->dint, m->hint, (3 * T + 2 * n) * sizeof(int32_t),
                                    cudaMemcpyHostToDevice, m->stream),
@@ -654,24 +613,20 @@ static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
         return -1;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const encoder_layer *ly = &m->layers[l];
-        if (linear(m, m->x, Ti, H, ly->qkv_w, 3 * H, m->qkv, "QKV projection", err,
-                   errlen) != 0 ||
-            kernel_check(fbk_split_heads(m->qkv, ly->qkv_b, d_start, d_len, B, Li, m->heads,
-                                         m->d, 1.0f / sqrtf((float)m->d), m->q, m->k, m->v,
-                                         m->stream),
+        if (linear(m, m->x, Ti, H, ly->qkv_w, 3 * H, m->qkv, "QKV projection", err, errlen) != 0 ||
+            kernel_check(fbk_split_heads(m->qkv, ly->qkv_b, d_start, d_len, B, Li, m->heads, m->d,
+                                         1.0f / sqrtf((float)m->d), m->q, m->k, m->v, m->stream),
                          "split heads", err, errlen) != 0 ||
             attention(m, B, Li, d_len, err, errlen) != 0 ||
             kernel_check(fbk_merge_heads(m->q, d_seq, d_pos, Ti, Li, m->heads, m->d, m->y,
                                          m->stream),
                          "merge heads", err, errlen) != 0 ||
             /* qkv is free again: it takes the attention output projection */
-            linear(m, m->y, Ti, H, ly->ao_w, H, m->qkv, "attention output", err,
-                   errlen) != 0 ||
+            linear(m, m->y, Ti, H, ly->ao_w, H, m->qkv, "attention output", err, errlen) != 0 ||
             kernel_check(fbk_bias_residual_layernorm(m->x, m->qkv, ly->ao_b, Ti, H, ly->ln1_g,
                                                      ly->ln1_b, eps, m->stream),
                          "attention LayerNorm", err, errlen) != 0 ||
-            linear(m, m->x, Ti, H, ly->in_w, m->I, m->inter, "intermediate", err,
-                   errlen) != 0 ||
+            linear(m, m->x, Ti, H, ly->in_w, m->I, m->inter, "intermediate", err, errlen) != 0 ||
             kernel_check(fbk_bias_gelu(m->inter, ly->in_b, Ti, m->I, m->stream), "GELU", err,
                          errlen) != 0 ||
             linear(m, m->inter, Ti, m->I, ly->out_w, H, m->y, "output", err, errlen) != 0 ||
@@ -693,11 +648,9 @@ static int forward(bert_cuda *m, const int32_t *const *ids, const size_t *lens,
 }
 
 static int ops_embed(void *model, const int32_t *const *ids, const size_t *lens, size_t n,
-                     float *out, char *err, size_t errlen)
-{
+                     float *out, char *err, size_t errlen) {
     bert_cuda *m = model;
-    if (forward(m, ids, lens, n, out, err, errlen) == 0)
-        return 0;
+    if (forward(m, ids, lens, n, out, err, errlen) == 0) return 0;
     /* Let whatever was queued finish before the next call reuses the pinned buffers. */
     cudaStreamSynchronize(m->stream);
     return -1;
@@ -705,13 +658,9 @@ static int ops_embed(void *model, const int32_t *const *ids, const size_t *lens,
 
 /* ------------------------------------------------------------ the backend table -- */
 
-static const bert_config *ops_config(const void *model)
-{
-    return &((const bert_cuda *)model)->cfg;
-}
+static const bert_config *ops_config(const void *model) { return &((const bert_cuda *)model)->cfg; }
 
-static size_t ops_max_seqs(const void *model)
-{
+static size_t ops_max_seqs(const void *model) {
     return (size_t)((const bert_cuda *)model)->max_seqs;
 }
 

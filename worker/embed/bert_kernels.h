@@ -25,9 +25,9 @@ extern "C" {
 typedef struct CUstream_st *fbk_stream;
 
 /* x[t] = LayerNorm(word[ids[t]] + position[tok_pos[t]] + type0) (gamma g, beta b). */
-int fbk_embed_layernorm(const int32_t *ids, const int32_t *tok_pos, int T, int H,
-                        const float *word, const float *position, const float *type0,
-                        const float *g, const float *b, float eps, float *x, fbk_stream stream);
+int fbk_embed_layernorm(const int32_t *ids, const int32_t *tok_pos, int T, int H, const float *word,
+                        const float *position, const float *type0, const float *g, const float *b,
+                        float eps, float *x, fbk_stream stream);
 
 /* x[t] = LayerNorm(x[t] + y[t] + bias) (gamma g, beta b): a linear layer's bias, the
  * residual and the norm in one pass. */
@@ -39,9 +39,9 @@ int fbk_bias_gelu(float *y, const float *bias, int T, int I, fbk_stream stream);
 
 /* Splits the fused projection qkv [T, 3H] (+ bias [3H]) into padded q, k, v
  * [B * heads, L, d]; q is multiplied by `scale` (1/sqrt(d)); padding rows are zeroed. */
-int fbk_split_heads(const float *qkv, const float *bias, const int32_t *start,
-                    const int32_t *len, int B, int L, int heads, int d, float scale, float *q,
-                    float *k, float *v, fbk_stream stream);
+int fbk_split_heads(const float *qkv, const float *bias, const int32_t *start, const int32_t *len,
+                    int B, int L, int heads, int d, float scale, float *q, float *k, float *v,
+                    fbk_stream stream);
 
 /* Softmax over each row of scores [B * heads, L, L] in place, keys j >= len[b] masked
  * out (probability 0). */
@@ -49,12 +49,11 @@ int fbk_masked_softmax(float *scores, const int32_t *len, int B, int heads, int 
                        fbk_stream stream);
 
 /* Sets scores[bh, i, j] = -inf for j >= len[b]: the mask alone, for cuDNN's softmax. */
-int fbk_mask_scores(float *scores, const int32_t *len, int B, int heads, int L,
-                    fbk_stream stream);
+int fbk_mask_scores(float *scores, const int32_t *len, int B, int heads, int L, fbk_stream stream);
 
 /* Gathers the padded context [B * heads, L, d] back to packed rows out [T, heads * d]. */
-int fbk_merge_heads(const float *ctx, const int32_t *tok_seq, const int32_t *tok_pos, int T,
-                    int L, int heads, int d, float *out, fbk_stream stream);
+int fbk_merge_heads(const float *ctx, const int32_t *tok_seq, const int32_t *tok_pos, int T, int L,
+                    int heads, int d, float *out, fbk_stream stream);
 
 /* out[b] = mean of x's rows [start[b], start[b] + len[b]), divided by max(||.||, 1e-12)
  * when normalize; out is [B, H]. */

@@ -32,9 +32,9 @@
 #define BERT_MODULE_SYMBOL "bert_module_v1"
 
 typedef struct bert_module {
-    int abi_version;   /* BERT_MODULE_ABI of the module's build */
-    size_t size;       /* sizeof(bert_module) of the module's build */
-    size_t ops_size;   /* sizeof(bert_ops) of the module's build */
+    int abi_version; /* BERT_MODULE_ABI of the module's build */
+    size_t size;     /* sizeof(bert_module) of the module's build */
+    size_t ops_size; /* sizeof(bert_ops) of the module's build */
     const bert_ops *ops;
     /* Nonzero when the backend's device is there (cpu: always; cuda: the CUDA runtime sees
      * a GPU). Never allocates device memory. */

@@ -49,9 +49,9 @@ size_t st_dtype_size(st_dtype d);
 typedef struct st_tensor {
     const char *name;
     st_dtype dtype;
-    int ndim;                          /* 0..ST_MAX_DIMS; 0 is a scalar */
-    int64_t shape[ST_MAX_DIMS];  /* unused dimensions are 1 */
-    uint64_t offset;                   /* begin, relative to the data region */
+    int ndim;                   /* 0..ST_MAX_DIMS; 0 is a scalar */
+    int64_t shape[ST_MAX_DIMS]; /* unused dimensions are 1 */
+    uint64_t offset;            /* begin, relative to the data region */
     size_t nbytes;
     /* Into the mapping; NULL when only a header was parsed. May be unaligned if the
      * writer did not pad the header to a multiple of 8 (real files do). */
@@ -67,8 +67,8 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen);
  * holds at least the 8-byte length and the JSON header (len bytes; more is ignored).
  * `file_size` is the size of the whole file, which bounds the offsets. Tensors get
  * data == NULL. For tests, and for checking a header without the weights. */
-int st_parse_header(const char *buf, size_t len, uint64_t file_size, st_file **out,
-                    char *err, size_t errlen);
+int st_parse_header(const char *buf, size_t len, uint64_t file_size, st_file **out, char *err,
+                    size_t errlen);
 
 /* The tensor named `name`, or NULL. */
 const st_tensor *st_find(const st_file *st, const char *name);

@@ -63,9 +63,17 @@ static uint32_t uc_lower(uint32_t c) {
 }
 
 /* Hangul syllable constants (Unicode §3.12). */
-enum { H_SBASE = 0xAC00, H_LBASE = 0x1100, H_VBASE = 0x1161, H_TBASE = 0x11A7,
-       H_LCOUNT = 19, H_VCOUNT = 21, H_TCOUNT = 28, H_NCOUNT = H_VCOUNT * H_TCOUNT,
-       H_SCOUNT = H_LCOUNT * H_NCOUNT };
+enum {
+    H_SBASE = 0xAC00,
+    H_LBASE = 0x1100,
+    H_VBASE = 0x1161,
+    H_TBASE = 0x11A7,
+    H_LCOUNT = 19,
+    H_VCOUNT = 21,
+    H_TCOUNT = 28,
+    H_NCOUNT = H_VCOUNT * H_TCOUNT,
+    H_SCOUNT = H_LCOUNT * H_NCOUNT
+};
 
 /* Full canonical decomposition of c into out (at most 4 code points in Unicode 15; the
  * buffer holds 8). Returns the count. */
@@ -170,7 +178,7 @@ struct tok_vocab {
     char *text;        /* the file, owned */
     vocab_slot *slots; /* open addressing, linear probing; mask + 1 slots */
     size_t mask;
-    size_t size;       /* lines */
+    size_t size; /* lines */
     int32_t unk, cls, sep;
 };
 
@@ -331,11 +339,11 @@ size_t tok_vocab_size(const tok_vocab *v) { return v->size; }
 /* The state of one tok_encode call: the current word and the output. */
 typedef struct tok_run {
     const tok_vocab *v;
-    char *word;        /* UTF-8 bytes of the current word, owned */
+    char *word; /* UTF-8 bytes of the current word, owned */
     size_t wlen, wcap;
-    size_t wchars;     /* its length in code points */
+    size_t wchars; /* its length in code points */
     int32_t *ids;
-    size_t n, limit;   /* written; most pieces allowed (before [SEP]) */
+    size_t n, limit; /* written; most pieces allowed (before [SEP]) */
 } tok_run;
 
 static bool run_full(const tok_run *r) { return r->n >= r->limit; }
@@ -407,8 +415,7 @@ static int add_char(tok_run *r, uint32_t c, bool lower, bool alone) {
         nd = 1;
     }
     for (size_t i = 0; i < nd; i++) {
-        if (lower && d[i] >= 0x300 && in_ranges(ucd_mark_mn, ucd_mark_mn_n, d[i]))
-            continue;
+        if (lower && d[i] >= 0x300 && in_ranges(ucd_mark_mn, ucd_mark_mn_n, d[i])) continue;
         if (uc_is_punct(d[i])) {
             wordpiece(r);
             if (word_add(r, d[i]) < 0) return -1;
@@ -421,13 +428,13 @@ static int add_char(tok_run *r, uint32_t c, bool lower, bool alone) {
     return 0;
 }
 
-long tok_encode(const tok_vocab *v, const tok_opts *o, const char *text,
-                size_t len, int32_t *ids, size_t cap, char *err, size_t errlen) {
+long tok_encode(const tok_vocab *v, const tok_opts *o, const char *text, size_t len, int32_t *ids,
+                size_t cap, char *err, size_t errlen) {
     size_t limit = cap;
     if (o->max_len != 0 && o->max_len < limit) limit = o->max_len;
     if (limit < 2) {
         fleet_err(err, errlen, "no room for [CLS] and [SEP] (cap %zu, max_len %zu)", cap,
-               o->max_len);
+                  o->max_len);
         return -1;
     }
     tok_run r = {.v = v, .ids = ids, .limit = limit - 1};

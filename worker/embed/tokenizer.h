@@ -50,7 +50,7 @@ typedef struct tok_opts {
 /* tok_encode tokenizes len bytes of UTF-8 text into ids: [CLS], the word pieces, [SEP],
  * the pieces truncated so that the whole fits in min(max_len, cap). Returns the number of
  * ids written, or -1 with a message in err (cap or max_len below 2, allocation failure). */
-long tok_encode(const tok_vocab *v, const tok_opts *o, const char *text,
-                size_t len, int32_t *ids, size_t cap, char *err, size_t errlen);
+long tok_encode(const tok_vocab *v, const tok_opts *o, const char *text, size_t len, int32_t *ids,
+                size_t cap, char *err, size_t errlen);
 
 #endif

@@ -9,8 +9,7 @@
 
 #include "models.h"
 
-static int echo_load(const char *args, void **state, char *err, size_t errlen)
-{
+static int echo_load(const char *args, void **state, char *err, size_t errlen) {
     (void)args;
     (void)err;
     (void)errlen;
@@ -18,8 +17,8 @@ static int echo_load(const char *args, void **state, char *err, size_t errlen)
     return 0;
 }
 
-static void echo_run_batch(void *state, fleet_model_job *jobs, size_t n, const fleet_model_ctx *ctx)
-{
+static void echo_run_batch(void *state, fleet_model_job *jobs, size_t n,
+                           const fleet_model_ctx *ctx) {
     (void)state;
     for (size_t i = 0; i < n; i++) {
         fleet_model_job *j = &jobs[i];
@@ -34,17 +33,13 @@ static void echo_run_batch(void *state, fleet_model_job *jobs, size_t n, const f
             fleet_model_job_fail(j, 1, "out of memory copying %zu bytes", j->input_len);
             continue;
         }
-        if (j->input_len)
-            memcpy(j->output, j->input, j->input_len);
+        if (j->input_len) memcpy(j->output, j->input, j->input_len);
         j->output_len = j->input_len;
         j->outcome = FLEET_MODEL_OK;
     }
 }
 
-static void echo_unload(void *state)
-{
-    (void)state;
-}
+static void echo_unload(void *state) { (void)state; }
 
 const fleet_model wk_model_echo = {
     .abi_version = FLEET_MODEL_ABI_VERSION,

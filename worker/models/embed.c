@@ -39,7 +39,7 @@
 #include "models.h"
 #include "tokenizer.h"
 
-#define MAX_TEXTS 1024      /* per job */
+#define MAX_TEXTS 1024 /* per job */
 #define MAX_TEXT_BYTES 100000
 #define SHAPE_ERROR "input must be {\"text\": ...} or {\"texts\": [...]}"
 
@@ -54,12 +54,12 @@ typedef struct embed_state {
 
 /* One job of a batch. */
 typedef struct embed_job {
-    msgpack_unpacked up;   /* the decoded input; texts point into it */
+    msgpack_unpacked up; /* the decoded input; texts point into it */
     int up_init;
     size_t ntexts;
     const char **text;
     size_t *text_len;
-    float *emb;            /* ntexts x dim */
+    float *emb; /* ntexts x dim */
     size_t done;
     long tokens;
     int active;            /* parsed and not yet failed or stopped */
@@ -75,20 +75,16 @@ typedef struct embed_seq {
 
 /* ---------------------------------------------------------------- load ------------- */
 
-static void embed_unload(void *state)
-{
+static void embed_unload(void *state) {
     embed_state *s = state;
-    if (!s)
-        return;
-    if (s->ops)
-        s->ops->free(s->model);
+    if (!s) return;
+    if (s->ops) s->ops->free(s->model);
     tok_vocab_free(s->vocab);
     free(s);
 }
 
-static int embed_load_with(const bert_ops *ops, const char *args, void **state,
-                           char *err, size_t errlen)
-{
+static int embed_load_with(const bert_ops *ops, const char *args, void **state, char *err,
+                           size_t errlen) {
     char e[FLEET_MODEL_ERROR_MAX] = "";
     *state = NULL;
     if (!args || !args[0]) {
@@ -119,8 +115,7 @@ static int embed_load_with(const bert_ops *ops, const char *args, void **state,
     }
     const bert_config *c = ops->config(s->model);
     s->chunk = ops->max_seqs(s->model);
-    if (s->chunk < 1)
-        s->chunk = 1;
+    if (s->chunk < 1) s->chunk = 1;
     if (tok_vocab_size(s->vocab) > (size_t)c->vocab_size) {
         snprintf(err, errlen, "embed: %s/vocab.txt has %zu tokens, the model only %d", args,
                  tok_vocab_size(s->vocab), c->vocab_size);
@@ -144,8 +139,7 @@ fail:
 
 /* ---------------------------------------------------------------- input ------------ */
 
-static int key_is(const msgpack_object *k, const char *name)
-{
+static int key_is(const msgpack_object *k, const char *name) {
     size_t n = strlen(name);
     return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
            memcmp(k->via.str.ptr, name, n) == 0;
@@ -153,8 +147,7 @@ static int key_is(const msgpack_object *k, const char *name)
 
 /* parse_input decodes one job's input into ej (texts point into ej->up). Returns 0, or
  * -1 with a message for the user in err. */
-static int parse_input(const fleet_model_job *j, embed_job *ej, char *err, size_t errlen)
-{
+static int parse_input(const fleet_model_job *j, embed_job *ej, char *err, size_t errlen) {
     size_t off = 0;
     msgpack_unpacked_init(&ej->up);
     ej->up_init = 1;
@@ -219,8 +212,7 @@ static int parse_input(const fleet_model_job *j, embed_job *ej, char *err, size_
 
 /* ---------------------------------------------------------------- output ----------- */
 
-static int pack_output(const embed_job *ej, int dim, char **out, size_t *len)
-{
+static int pack_output(const embed_job *ej, int dim, char **out, size_t *len) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
     int bad = 0;
@@ -269,18 +261,14 @@ static int pack_output(const embed_job *ej, int dim, char **out, size_t *len)
 
 /* ---------------------------------------------------------------- batch ------------ */
 
-static int seq_cmp(const void *a, const void *b)
-{
+static int seq_cmp(const void *a, const void *b) {
     const embed_seq *x = a, *y = b;
-    if (x->len != y->len)
-        return x->len < y->len ? -1 : 1;
-    if (x->job != y->job)
-        return x->job < y->job ? -1 : 1;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    if (x->job != y->job) return x->job < y->job ? -1 : 1;
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-static void fail_all(fleet_model_job *jobs, embed_job *ej, size_t n, const char *msg)
-{
+static void fail_all(fleet_model_job *jobs, embed_job *ej, size_t n, const char *msg) {
     for (size_t i = 0; i < n; i++)
         if (ej[i].active) {
             fleet_model_job_fail(&jobs[i], 1, "%s", msg);
@@ -289,8 +277,7 @@ static void fail_all(fleet_model_job *jobs, embed_job *ej, size_t n, const char 
 }
 
 static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
-                            const fleet_model_ctx *ctx)
-{
+                            const fleet_model_ctx *ctx) {
     embed_state *s = state;
     const size_t dim = (size_t)s->dim;
     embed_job *ej = calloc(n, sizeof *ej);
@@ -329,8 +316,8 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
     }
     for (size_t i = 0; i < n; i++) {
         for (size_t t = 0; ej[i].active && t < ej[i].ntexts; t++) {
-            long len = tok_encode(s->vocab, &s->tok, ej[i].text[t], ej[i].text_len[t],
-                                  scratch, s->tok.max_len, err, sizeof err);
+            long len = tok_encode(s->vocab, &s->tok, ej[i].text[t], ej[i].text_len[t], scratch,
+                                  s->tok.max_len, err, sizeof err);
             int32_t *ids = len > 0 ? malloc((size_t)len * sizeof *ids) : NULL;
             if (!ids) {
                 fleet_model_job_fail(&jobs[i], 1, "tokenizing text %zu: %s", t,
@@ -362,8 +349,7 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
             }
             next++;
         }
-        if (m == 0)
-            break;
+        if (m == 0) break;
         if (s->ops->embed(s->model, cids, clens, m, cout, err, sizeof err) != 0) {
             for (size_t k = 0; k < m; k++) {
                 size_t i = seq[cpos[k]].job;
@@ -385,8 +371,7 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
         chunk++;
         for (size_t k = 0; k < m; k++) {
             size_t i = seq[cpos[k]].job;
-            if (!ej[i].active || ej[i].reported_chunk == chunk)
-                continue;
+            if (!ej[i].active || ej[i].reported_chunk == chunk) continue;
             ej[i].reported_chunk = chunk;
             char msg[64];
             snprintf(msg, sizeof msg, "embedded %zu of %zu texts", ej[i].done, ej[i].ntexts);
@@ -398,19 +383,16 @@ static void embed_run_batch(void *state, fleet_model_job *jobs, size_t n,
         }
     }
     for (size_t i = 0; i < n; i++) {
-        if (!ej[i].active)
-            continue;
+        if (!ej[i].active) continue;
         if (ej[i].done != ej[i].ntexts)
             fleet_model_job_fail(&jobs[i], 1, "embedded %zu of %zu texts", ej[i].done,
                                  ej[i].ntexts);
         else if (pack_output(&ej[i], s->dim, &jobs[i].output, &jobs[i].output_len) < 0)
             fleet_model_job_fail(&jobs[i], 1, "out of memory packing the output");
-        else
-            jobs[i].outcome = FLEET_MODEL_OK;
+        else jobs[i].outcome = FLEET_MODEL_OK;
     }
 out:
-    for (size_t q = 0; q < nseq; q++)
-        free(seq[q].ids);
+    for (size_t q = 0; q < nseq; q++) free(seq[q].ids);
     free(seq);
     free(scratch);
     free(cout);
@@ -418,8 +400,7 @@ out:
     free(clens);
     free(cpos);
     for (size_t i = 0; ej && i < n; i++) {
-        if (ej[i].up_init)
-            msgpack_unpacked_destroy(&ej[i].up);
+        if (ej[i].up_init) msgpack_unpacked_destroy(&ej[i].up);
         free(ej[i].text);
         free(ej[i].text_len);
         free(ej[i].emb);
@@ -431,8 +412,7 @@ out:
  * embed model loads on it (or, for cuda, when --backend auto asks whether a GPU is
  * there): no other model loads OpenBLAS or a CUDA library. */
 static int embed_load_on(const char *backend, const char *args, void **state, char *err,
-                         size_t errlen)
-{
+                         size_t errlen) {
     char e[FLEET_MODEL_ERROR_MAX];
     const bert_module *m = bert_module_open(backend, e, sizeof e);
     if (!m) {
@@ -443,8 +423,7 @@ static int embed_load_on(const char *backend, const char *args, void **state, ch
     return embed_load_with(m->ops, args, state, err, errlen);
 }
 
-static int embed_load_cpu(const char *args, void **state, char *err, size_t errlen)
-{
+static int embed_load_cpu(const char *args, void **state, char *err, size_t errlen) {
     return embed_load_on("cpu", args, state, err, errlen);
 }
 
@@ -463,11 +442,9 @@ const fleet_model wk_model_embed = {
 static const char *const nvidia_signs[] = {"/proc/driver/nvidia/version", "/dev/nvidiactl",
                                            "/dev/dxg"};
 
-static int nvidia_driver_seen(void)
-{
+static int nvidia_driver_seen(void) {
     for (size_t i = 0; i < sizeof nvidia_signs / sizeof nvidia_signs[0]; i++)
-        if (access(nvidia_signs[i], F_OK) == 0)
-            return 1;
+        if (access(nvidia_signs[i], F_OK) == 0) return 1;
     return 0;
 }
 
@@ -475,27 +452,26 @@ static int nvidia_driver_seen(void)
  * 150 MB of RSS, kept until exit) only to learn whether a GPU is there, so on a machine
  * with no NVIDIA driver at all the module is not opened. A module file that is not there
  * is still "opened": dlopen fails at once, cheaply, and its reason is logged. */
-int wk_embed_cuda_present(void)
-{
+int wk_embed_cuda_present(void) {
     char err[FLEET_MODEL_ERROR_MAX], path[PATH_MAX + 64];
     bert_module_path("cuda", path, sizeof path);
     if (access(path, F_OK) == 0 && !nvidia_driver_seen()) {
-        fleet_log(FLEET_LOG_INFO, "no NVIDIA driver on this machine; the embed model runs on "
-                  "the CPU without loading the CUDA module", "looked_for",
-                  "/proc/driver/nvidia/version /dev/nvidiactl /dev/dxg", NULL);
+        fleet_log(FLEET_LOG_INFO,
+                  "no NVIDIA driver on this machine; the embed model runs on "
+                  "the CPU without loading the CUDA module",
+                  "looked_for", "/proc/driver/nvidia/version /dev/nvidiactl /dev/dxg", NULL);
         return 0;
     }
     const bert_module *m = bert_module_open("cuda", err, sizeof err);
     if (!m) {
-        fleet_log(FLEET_LOG_WARN, "no CUDA backend; the embed model runs on the CPU", "error",
-                  err, NULL);
+        fleet_log(FLEET_LOG_WARN, "no CUDA backend; the embed model runs on the CPU", "error", err,
+                  NULL);
         return 0;
     }
     return m->present();
 }
 
-static int embed_load_cuda(const char *args, void **state, char *err, size_t errlen)
-{
+static int embed_load_cuda(const char *args, void **state, char *err, size_t errlen) {
     return embed_load_on("cuda", args, state, err, errlen);
 }
 

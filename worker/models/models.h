@@ -9,7 +9,7 @@
 #include "../model.h"
 
 extern const fleet_model wk_model_echo;
-extern const fleet_model wk_model_embed; /* embed.c: BERT sentence embeddings on the CPU */
+extern const fleet_model wk_model_embed;      /* embed.c: BERT sentence embeddings on the CPU */
 extern const fleet_model wk_model_embed_cuda; /* embed.c: the same on a CUDA GPU */
 /* --backend auto's question for embed on CUDA (embed.c): nonzero when the CUDA module opens
  * and sees a GPU. Without an NVIDIA driver on the machine it does not open the module and
@@ -32,13 +32,13 @@ const char *wk_model_builtin_names(void);
 #define WK_SLEEP_MAX_STEPS 1000L
 
 typedef struct wk_sleep_input {
-    long ms;        /* 0..WK_SLEEP_MAX_MS, required */
-    long steps;     /* 1..WK_SLEEP_MAX_STEPS, default 1 */
-    bool fail;      /* "fail" given: fail with fail_msg after sleeping */
-    bool retryable; /* "retryable": true: that failure is transient (default false) */
+    long ms;            /* 0..WK_SLEEP_MAX_MS, required */
+    long steps;         /* 1..WK_SLEEP_MAX_STEPS, default 1 */
+    bool fail;          /* "fail" given: fail with fail_msg after sleeping */
+    bool retryable;     /* "retryable": true: that failure is transient (default false) */
     long fail_attempts; /* "fail_attempts": N: fail only attempts 1..N, then succeed (0: all) */
-    bool crash;     /* "crash": true: the worker process dies (SIGKILL) after sleeping */
-    bool ignore_stop; /* "ignore_stop": true: one uninterruptible sleep, no callbacks (a
+    bool crash;         /* "crash": true: the worker process dies (SIGKILL) after sleeping */
+    bool ignore_stop;   /* "ignore_stop": true: one uninterruptible sleep, no callbacks (a
                        * model stuck in a long call) */
     char fail_msg[FLEET_MODEL_ERROR_MAX];
 } wk_sleep_input;

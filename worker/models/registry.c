@@ -22,21 +22,18 @@ static const builtin builtins[] = {
 #define NBUILTINS (sizeof builtins / sizeof builtins[0])
 
 const fleet_model *wk_model_builtin(const char *name, const char *backend, char *err,
-                                    size_t errlen)
-{
+                                    size_t errlen) {
     int auto_pick = !backend || !backend[0] || strcmp(backend, "auto") == 0;
     char have[128] = "";
     size_t used = 0;
     for (size_t i = 0; name && i < NBUILTINS; i++) {
         const builtin *b = &builtins[i];
-        if (strcmp(b->model->name, name) != 0)
-            continue;
+        if (strcmp(b->model->name, name) != 0) continue;
         if (auto_pick ? !b->present || b->present() : strcmp(b->model->backend, backend) == 0)
             return b->model;
         int k = snprintf(have + used, sizeof have - used, "%s%s", used ? "|" : "",
                          b->model->backend);
-        if (k > 0 && (size_t)k < sizeof have - used)
-            used += (size_t)k;
+        if (k > 0 && (size_t)k < sizeof have - used) used += (size_t)k;
     }
     if (!used)
         snprintf(err, errlen, "unknown model '%s' (built-in: %s; or a --model-plugin)",
@@ -49,7 +46,4 @@ const fleet_model *wk_model_builtin(const char *name, const char *backend, char 
     return NULL;
 }
 
-const char *wk_model_builtin_names(void)
-{
-    return "echo|embed|sleep";
-}
+const char *wk_model_builtin_names(void) { return "echo|embed|sleep"; }

@@ -37,31 +37,26 @@
 /* get_count reads a non-negative integer; integral floats are accepted (JSON clients
  * that send 100.0 mean 100). Values above LONG_MAX read as LONG_MAX, which every range
  * check refuses. Returns 0, or -1 when v is not such a number. */
-static int get_count(const msgpack_object *v, long *out)
-{
+static int get_count(const msgpack_object *v, long *out) {
     switch (v->type) {
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
         *out = v->via.u64 > (uint64_t)LONG_MAX ? LONG_MAX : (long)v->via.u64;
         return 0;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
-        if (!isfinite(v->via.f64) || v->via.f64 < 0 || floor(v->via.f64) != v->via.f64)
-            return -1;
+        if (!isfinite(v->via.f64) || v->via.f64 < 0 || floor(v->via.f64) != v->via.f64) return -1;
         *out = v->via.f64 >= 9e18 ? LONG_MAX : (long)v->via.f64;
         return 0;
-    default:
-        return -1;
+    default: return -1;
     }
 }
 
-static int key_is(const msgpack_object *k, const char *name)
-{
+static int key_is(const msgpack_object *k, const char *name) {
     size_t n = strlen(name);
     return k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
 }
 
-static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, size_t errlen)
-{
+static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, size_t errlen) {
     int have_ms = 0, have_retryable = 0;
 
     if (o->type != MSGPACK_OBJECT_MAP) {
@@ -95,12 +90,12 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
             if (v->type == MSGPACK_OBJECT_NIL)
                 continue; /* null means "do not fail", as if absent */
             if (v->type != MSGPACK_OBJECT_STR || v->via.str.size == 0) {
-                snprintf(err, errlen, "input.fail must be a non-empty string (the error to report)");
+                snprintf(err, errlen,
+                         "input.fail must be a non-empty string (the error to report)");
                 return -1;
             }
             size_t n = v->via.str.size;
-            if (n >= sizeof in->fail_msg)
-                n = sizeof in->fail_msg - 1;
+            if (n >= sizeof in->fail_msg) n = sizeof in->fail_msg - 1;
             memcpy(in->fail_msg, v->via.str.ptr, n);
             in->fail_msg[n] = '\0';
             in->fail = true;
@@ -130,13 +125,16 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
             in->retryable = v->via.boolean;
             have_retryable = 1;
         } else {
-            snprintf(err, errlen, "input has an unknown field \"%.*s\" (known: ms, steps, fail, retryable, fail_attempts, crash, ignore_stop)",
-                     (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr);
+            snprintf(
+                err, errlen,
+                "input has an unknown field \"%.*s\" (known: ms, steps, fail, retryable, fail_attempts, crash, ignore_stop)",
+                (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr);
             return -1;
         }
     }
     if (!have_ms) {
-        snprintf(err, errlen, "input.ms is required (milliseconds to sleep, 0..%ld)", WK_SLEEP_MAX_MS);
+        snprintf(err, errlen, "input.ms is required (milliseconds to sleep, 0..%ld)",
+                 WK_SLEEP_MAX_MS);
         return -1;
     }
     if (have_retryable && !in->fail) {
@@ -150,8 +148,7 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
     return 0;
 }
 
-int wk_sleep_parse(const char *buf, size_t len, wk_sleep_input *out, char *err, size_t errlen)
-{
+int wk_sleep_parse(const char *buf, size_t len, wk_sleep_input *out, char *err, size_t errlen) {
     msgpack_unpacked up;
     size_t off = 0;
     int rc = -1;
@@ -163,23 +160,21 @@ int wk_sleep_parse(const char *buf, size_t len, wk_sleep_input *out, char *err, 
         return -1;
     }
     if (len > SLEEP_MAX_INPUT) {
-        snprintf(err, errlen, "input is %zu bytes; the sleep model takes at most %d", len, SLEEP_MAX_INPUT);
+        snprintf(err, errlen, "input is %zu bytes; the sleep model takes at most %d", len,
+                 SLEEP_MAX_INPUT);
         return -1;
     }
     msgpack_unpacked_init(&up);
     msgpack_unpack_return r = msgpack_unpack_next(&up, buf, len, &off);
-    if (r != MSGPACK_UNPACK_SUCCESS)
-        snprintf(err, errlen, "input is not valid msgpack");
+    if (r != MSGPACK_UNPACK_SUCCESS) snprintf(err, errlen, "input is not valid msgpack");
     else if (off != len)
         snprintf(err, errlen, "input has %zu trailing bytes after the msgpack value", len - off);
-    else
-        rc = parse_map(&up.data, out, err, errlen);
+    else rc = parse_map(&up.data, out, err, errlen);
     msgpack_unpacked_destroy(&up);
     return rc;
 }
 
-int wk_sleep_output(long ms, long steps, char **out, size_t *len)
-{
+int wk_sleep_output(long ms, long steps, char **out, size_t *len) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
 
@@ -204,15 +199,13 @@ typedef struct sleep_job {
     int active;
 } sleep_job;
 
-static long mono_ms(void)
-{
+static long mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_for_ms(long ms)
-{
+static void sleep_for_ms(long ms) {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0) {
         /* EINTR (a signal such as SIGTERM): sleep the rest; the caller rechecks flags. */
@@ -220,13 +213,11 @@ static void sleep_for_ms(long ms)
 }
 
 /* When step s of job j is due, in ms from the batch start. */
-static long step_due(const sleep_job *j, long s)
-{
+static long step_due(const sleep_job *j, long s) {
     return (long)((long long)j->in.ms * s / j->in.steps);
 }
 
-static void finish_one(fleet_model_job *mj, const sleep_job *j)
-{
+static void finish_one(fleet_model_job *mj, const sleep_job *j) {
     if (j->in.crash) {
         fprintf(stderr, "sleep model: input asked for a crash; killing this worker process\n");
         fflush(stderr);
@@ -243,8 +234,7 @@ static void finish_one(fleet_model_job *mj, const sleep_job *j)
     mj->outcome = FLEET_MODEL_OK;
 }
 
-static int sleep_load(const char *args, void **state, char *err, size_t errlen)
-{
+static int sleep_load(const char *args, void **state, char *err, size_t errlen) {
     (void)args;
     (void)err;
     (void)errlen;
@@ -252,8 +242,8 @@ static int sleep_load(const char *args, void **state, char *err, size_t errlen)
     return 0;
 }
 
-static void sleep_run_batch(void *state, fleet_model_job *jobs, size_t n, const fleet_model_ctx *ctx)
-{
+static void sleep_run_batch(void *state, fleet_model_job *jobs, size_t n,
+                            const fleet_model_ctx *ctx) {
     (void)state;
     sleep_job *sj = calloc(n, sizeof *sj);
     size_t active = 0;
@@ -285,8 +275,7 @@ static void sleep_run_batch(void *state, fleet_model_job *jobs, size_t n, const 
         long wake = now + SLICE_MS;
         for (size_t i = 0; i < n; i++) {
             sleep_job *j = &sj[i];
-            if (!j->active)
-                continue;
+            if (!j->active) continue;
             if (ctx->cancelled(ctx, i)) {
                 jobs[i].outcome = FLEET_MODEL_STOPPED;
                 j->active = 0;
@@ -306,8 +295,7 @@ static void sleep_run_batch(void *state, fleet_model_job *jobs, size_t n, const 
                     active--;
                 }
             }
-            if (!j->active)
-                continue;
+            if (!j->active) continue;
             if (j->next_step > j->in.steps) {
                 finish_one(&jobs[i], j);
                 j->active = 0;
@@ -315,19 +303,14 @@ static void sleep_run_batch(void *state, fleet_model_job *jobs, size_t n, const 
                 continue;
             }
             long due = step_due(j, j->next_step);
-            if (due < wake)
-                wake = due;
+            if (due < wake) wake = due;
         }
-        if (active > 0 && wake > now)
-            sleep_for_ms(wake - now);
+        if (active > 0 && wake > now) sleep_for_ms(wake - now);
     }
     free(sj);
 }
 
-static void sleep_unload(void *state)
-{
-    (void)state;
-}
+static void sleep_unload(void *state) { (void)state; }
 
 const fleet_model wk_model_sleep = {
     .abi_version = FLEET_MODEL_ABI_VERSION,

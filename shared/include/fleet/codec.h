@@ -45,7 +45,7 @@ json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t err
  * for truncated or trailing data, nesting deeper than FLEET_CODEC_MAX_DEPTH, another ext
  * type, or an ext-1 payload that is not a multiple of 4 bytes. Nothing else is checked
  * (map keys, UTF-8 and floats pass as they are). */
-int fleet_msgpack_for_client(const char *buf, size_t len, char **out, size_t *outlen,
-                             char *err, size_t errlen);
+int fleet_msgpack_for_client(const char *buf, size_t len, char **out, size_t *outlen, char *err,
+                             size_t errlen);
 
 #endif

@@ -41,8 +41,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FLEET_MPS_OUTBUF 4096      /* output is handed to the sink in pieces of this size */
-#define FLEET_MPS_KEYS_MAX 32768   /* keys of open maps hashed at once (8 bytes each) */
+#define FLEET_MPS_OUTBUF 4096    /* output is handed to the sink in pieces of this size */
+#define FLEET_MPS_KEYS_MAX 32768 /* keys of open maps hashed at once (8 bytes each) */
 
 typedef enum fleet_mps_mode {
     FLEET_MPS_JSON,   /* JSON text, as fleet_msgpack_to_json + json_dumps */

@@ -13,13 +13,13 @@
 typedef enum fleet_opt_type { FLEET_OPT_STR, FLEET_OPT_INT, FLEET_OPT_BOOL } fleet_opt_type;
 
 typedef struct fleet_option {
-    const char *flag;    /* "redis-url" for --redis-url VALUE or --redis-url=VALUE */
-    const char *env;     /* "FLEET_REDIS_URL" */
+    const char *flag; /* "redis-url" for --redis-url VALUE or --redis-url=VALUE */
+    const char *env;  /* "FLEET_REDIS_URL" */
     fleet_opt_type type;
-    const char *def;     /* default, as text */
+    const char *def; /* default, as text */
     const char *help;
-    void *target;        /* const char ** (STR), long * (INT), bool * (BOOL) */
-    long min, max;       /* INT only: accepted range */
+    void *target;  /* const char ** (STR), long * (INT), bool * (BOOL) */
+    long min, max; /* INT only: accepted range */
 } fleet_option;
 
 typedef enum fleet_config_result {
@@ -33,11 +33,10 @@ typedef enum fleet_config_result {
  * errors. Positional arguments are left in place and counted in *npos (when npos is not
  * NULL); they are moved to argv[1..*npos]. */
 fleet_config_result fleet_config_parse(const fleet_option *opts, size_t nopts, int argc,
-                                       char **argv, int *npos, const char *usage,
-                                       char *err, size_t errlen);
+                                       char **argv, int *npos, const char *usage, char *err,
+                                       size_t errlen);
 
-void fleet_config_print_help(FILE *f, const fleet_option *opts, size_t nopts,
-                             const char *usage);
+void fleet_config_print_help(FILE *f, const fleet_option *opts, size_t nopts, const char *usage);
 
 /* Parses "redis://host:port[/db]" (or "host:port"). Returns 0, or -1. */
 int fleet_redis_url_parse(const char *url, char *host, size_t hostlen, int *port, int *db);

@@ -60,8 +60,8 @@ const char *fleet_priority_to_string(fleet_priority p);
 fleet_priority fleet_priority_from_string(const char *s);
 
 /* Limits shared by the gateway (which validates) and the scripts (which trust them). */
-#define FLEET_ID_LEN 26          /* a ULID: 26 Crockford base32 characters */
-#define FLEET_MODEL_MAX 64       /* model names: [a-z0-9_-], 1..64 characters */
+#define FLEET_ID_LEN 26    /* a ULID: 26 Crockford base32 characters */
+#define FLEET_MODEL_MAX 64 /* model names: [a-z0-9_-], 1..64 characters */
 #define FLEET_TENANT_MAX 64
 #define FLEET_REQUEST_ID_MAX 128 /* X-Request-ID: printable ASCII, 1..128 characters */
 

@@ -13,7 +13,7 @@
 
 #define FLEET_KEY_MAX 200
 #define FLEET_PREFIX_MAX 32
-#define FLEET_GROUP "workers" /* the consumer group on every model stream */
+#define FLEET_GROUP "workers"          /* the consumer group on every model stream */
 #define FLEET_WEBHOOK_GROUP "gateways" /* the consumer group on the webhook task stream */
 /* The worker protocol's version (docs/protocol.md): a worker writes it in field `protocol` of
  * its registration hash. Bumped by a change an older worker or gateway would misread. */
@@ -33,37 +33,41 @@ typedef struct fleet_key {
 
 /* The job hash also holds the job's input (msgpack), cut into fields in1..inN with N in
  * field in_n, so that a queued job is one key (shared/scripts/lib.lua, docs/redis.md). */
-fleet_key fleet_key_job(const fleet_keys *k, const char *id);        /* hash   */
+fleet_key fleet_key_job(const fleet_keys *k, const char *id); /* hash   */
 /* "{prefix}:job:": what fleet_key_job() puts before the id (for scripts that scan ids). */
 fleet_key fleet_key_job_prefix(const fleet_keys *k);
 /* What fleet_key_result() puts after fleet_key_job(): the script that finishes a batch of
  * jobs builds the result keys from the job prefix, the id and this suffix, all within the
  * fleet's hash tag. */
 #define FLEET_KEY_RESULT_SUFFIX ":result"
-fleet_key fleet_key_result(const fleet_keys *k, const char *id);     /* string, msgpack */
-fleet_key fleet_key_stream(const fleet_keys *k, const char *model);  /* stream */
-fleet_key fleet_key_queues(const fleet_keys *k);                     /* hash: <model>:seq, <model>:head */
-fleet_key fleet_key_stats(const fleet_keys *k);                      /* hash: <model>:<counter> */
-fleet_key fleet_key_index(const fleet_keys *k, const char *tenant);  /* stream: j = job id */
-fleet_key fleet_key_workers(const fleet_keys *k);                    /* zset of heartbeats */
-fleet_key fleet_key_worker(const fleet_keys *k, const char *name);   /* hash, TTL: heartbeat */
-fleet_key fleet_key_worker_prefix(const fleet_keys *k);              /* "{prefix}:worker:" */
-fleet_key fleet_key_events(const fleet_keys *k);                     /* pub/sub channel */
+fleet_key fleet_key_result(const fleet_keys *k, const char *id);    /* string, msgpack */
+fleet_key fleet_key_stream(const fleet_keys *k, const char *model); /* stream */
+fleet_key fleet_key_queues(const fleet_keys *k); /* hash: <model>:seq, <model>:head */
+fleet_key fleet_key_stats(const fleet_keys *k);  /* hash: <model>:<counter> */
+fleet_key fleet_key_index(const fleet_keys *k, const char *tenant); /* stream: j = job id */
+fleet_key fleet_key_workers(const fleet_keys *k);                   /* zset of heartbeats */
+fleet_key fleet_key_worker(const fleet_keys *k, const char *name);  /* hash, TTL: heartbeat */
+fleet_key fleet_key_worker_prefix(const fleet_keys *k);             /* "{prefix}:worker:" */
+fleet_key fleet_key_events(const fleet_keys *k);                    /* pub/sub channel */
 /* Reliability (docs/reliability.md): */
-fleet_key fleet_key_entries(const fleet_keys *k, const char *model); /* hash: stream entry id -> job id */
-fleet_key fleet_key_delayed(const fleet_keys *k, const char *model); /* zset: job id by retry time */
-fleet_key fleet_key_dlq(const fleet_keys *k);                        /* stream: dead-lettered jobs */
+fleet_key fleet_key_entries(const fleet_keys *k,
+                            const char *model); /* hash: stream entry id -> job id */
+fleet_key fleet_key_delayed(const fleet_keys *k,
+                            const char *model); /* zset: job id by retry time */
+fleet_key fleet_key_dlq(const fleet_keys *k);   /* stream: dead-lettered jobs */
 fleet_key fleet_key_control(const fleet_keys *k, const char *worker); /* pub/sub: "cancel <id>" */
-fleet_key fleet_key_control_prefix(const fleet_keys *k);             /* "{prefix}:control:" */
+fleet_key fleet_key_control_prefix(const fleet_keys *k);              /* "{prefix}:control:" */
 /* Tenants and API keys (docs/security.md): */
-fleet_key fleet_key_tenants(const fleet_keys *k);                    /* set: tenant names */
-fleet_key fleet_key_tenant(const fleet_keys *k, const char *t);      /* hash: the tenant's settings */
-fleet_key fleet_key_tenant_prefix(const fleet_keys *k);              /* "{prefix}:tenant:" */
+fleet_key fleet_key_tenants(const fleet_keys *k);               /* set: tenant names */
+fleet_key fleet_key_tenant(const fleet_keys *k, const char *t); /* hash: the tenant's settings */
+fleet_key fleet_key_tenant_prefix(const fleet_keys *k);         /* "{prefix}:tenant:" */
 fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t); /* set: its key hashes */
-fleet_key fleet_key_tenant_active(const fleet_keys *k, const char *t); /* zset: queued+running ids */
-fleet_key fleet_key_active_prefix(const fleet_keys *k);              /* "{prefix}:active:" */
-fleet_key fleet_key_tenant_bucket(const fleet_keys *k, const char *t); /* hash: submit rate bucket */
-fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash);   /* hash: tenant, role */
+fleet_key fleet_key_tenant_active(const fleet_keys *k,
+                                  const char *t);       /* zset: queued+running ids */
+fleet_key fleet_key_active_prefix(const fleet_keys *k); /* "{prefix}:active:" */
+fleet_key fleet_key_tenant_bucket(const fleet_keys *k,
+                                  const char *t);                  /* hash: submit rate bucket */
+fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash); /* hash: tenant, role */
 fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash); /* hash */
 /* Fair share (feed.lua): the tenants with jobs waiting for a model, and their wait lists.
  * A tenant's waiting jobs for a model are in three lists of job ids, one per priority rank
@@ -79,10 +83,10 @@ fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *ten
 /* "{prefix}:wait:": cancel.lua builds a job's wait list key from it, "<model>:<tenant>:<rank>". */
 fleet_key fleet_key_wait_prefix(const fleet_keys *k);
 /* Webhooks (docs/webhooks.md): */
-fleet_key fleet_key_webhooks(const fleet_keys *k);                   /* stream: delivery tasks */
-fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg);  /* hash, TTL: one delivery */
-fleet_key fleet_key_delivery_prefix(const fleet_keys *k);            /* "{prefix}:delivery:" */
-fleet_key fleet_key_webhook_retry(const fleet_keys *k);              /* zset: msg ids by due time */
-fleet_key fleet_key_webhook_dlq(const fleet_keys *k);                /* stream: failed deliveries */
+fleet_key fleet_key_webhooks(const fleet_keys *k);                  /* stream: delivery tasks */
+fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg); /* hash, TTL: one delivery */
+fleet_key fleet_key_delivery_prefix(const fleet_keys *k);           /* "{prefix}:delivery:" */
+fleet_key fleet_key_webhook_retry(const fleet_keys *k);             /* zset: msg ids by due time */
+fleet_key fleet_key_webhook_dlq(const fleet_keys *k);               /* stream: failed deliveries */
 
 #endif

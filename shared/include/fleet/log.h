@@ -21,7 +21,6 @@ int fleet_log_level_from_string(const char *s);
 /* Whether a line of this level is written: a caller checks before formatting fields
  * for a line that is usually off (debug). */
 bool fleet_log_on(fleet_log_level level);
-void fleet_log(fleet_log_level level, const char *msg, ...)
-    __attribute__((sentinel));
+void fleet_log(fleet_log_level level, const char *msg, ...) __attribute__((sentinel));
 
 #endif

@@ -14,12 +14,12 @@
 #include <stddef.h>
 
 typedef enum fleet_redis_err {
-    FLEET_REDIS_OK = 0,     /* not an error reply (or no reply at all: see the caller) */
-    FLEET_REDIS_TRANSIENT,  /* LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN:
+    FLEET_REDIS_OK = 0,    /* not an error reply (or no reply at all: see the caller) */
+    FLEET_REDIS_TRANSIENT, /* LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN:
                              * the same command succeeds later; retry with backoff */
-    FLEET_REDIS_OOM,        /* OOM: maxmemory reached under noeviction; nothing was written */
-    FLEET_REDIS_NOSCRIPT,   /* the script cache is empty: send the source */
-    FLEET_REDIS_OTHER,      /* a refusal that retrying will not change */
+    FLEET_REDIS_OOM,       /* OOM: maxmemory reached under noeviction; nothing was written */
+    FLEET_REDIS_NOSCRIPT,  /* the script cache is empty: send the source */
+    FLEET_REDIS_OTHER,     /* a refusal that retrying will not change */
 } fleet_redis_err;
 
 /* Classifies an error reply by its code, wherever Redis put it: a script's error keeps
@@ -30,9 +30,9 @@ const char *fleet_redis_err_name(fleet_redis_err e);
 
 /* What INFO memory says. Fields a server does not report stay 0 / "". */
 typedef struct fleet_redis_memory {
-    unsigned long long used;      /* used_memory */
-    unsigned long long max;       /* maxmemory (0: no limit) */
-    char policy[32];              /* maxmemory_policy */
+    unsigned long long used; /* used_memory */
+    unsigned long long max;  /* maxmemory (0: no limit) */
+    char policy[32];         /* maxmemory_policy */
 } fleet_redis_memory;
 
 /* Parses the text of INFO (any sections that include "memory"). Returns 0, or -1 when it

@@ -67,30 +67,30 @@ bool fleet_reply_is_noscript(const redisReply *r);
 /* ------------------------------------------------------------------ submit ---------- */
 
 typedef struct fleet_submit {
-    const char *id;            /* fleet_id_new() */
-    const char *model;         /* validated name */
+    const char *id;    /* fleet_id_new() */
+    const char *model; /* validated name */
     const char *tenant;
     const char *request_id;
     const char *priority;      /* "high" | "normal" | "low" */
     const char *metadata_json; /* "" when none */
     const char *input;         /* msgpack */
     size_t input_len;
-    long queue_ttl_s;          /* TTL of the job's keys while queued or running */
-    long result_ttl_s;         /* TTL of the job's keys once finished */
-    long timeout_s;            /* 0: no execution limit */
+    long queue_ttl_s;  /* TTL of the job's keys while queued or running */
+    long result_ttl_s; /* TTL of the job's keys once finished */
+    long timeout_s;    /* 0: no execution limit */
     long max_attempts;
-    long index_cap;            /* most ids kept in the tenant's job index */
-    long index_ttl_s;          /* TTL of the index: as long as any job can live */
-    const char *webhook;       /* URL or NULL */
+    long index_cap;             /* most ids kept in the tenant's job index */
+    long index_ttl_s;           /* TTL of the index: as long as any job can live */
+    const char *webhook;        /* URL or NULL */
     const char *webhook_events; /* "running,progress,completed" subset; NULL: "completed" */
     /* The tenant's limits (0: none) and the model's queue cap; checked atomically. */
     long max_active;
-    double rate;               /* submits per second */
+    double rate; /* submits per second */
     long burst;
-    long max_queue;            /* most queued jobs of the model */
+    long max_queue; /* most queued jobs of the model */
     /* Idempotency-Key: its SHA-256 (hex) and a digest of the request; NULL: none. */
     const char *idem_hash, *idem_digest;
-    long ready_target;         /* fair share: entries kept ready on the stream (feed.lua) */
+    long ready_target; /* fair share: entries kept ready on the stream (feed.lua) */
 } fleet_submit;
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c);
@@ -134,17 +134,17 @@ typedef struct fleet_claim {
     const char *model;
     const char *entry_id; /* the stream entry that carried the job */
     const char *worker;
-    const char *token;    /* the new lease token: random, unique per attempt */
+    const char *token; /* the new lease token: random, unique per attempt */
     long lease_ms;
-    long dlq_cap;         /* most entries kept on the dead-letter stream (approximately) */
+    long dlq_cap; /* most entries kept on the dead-letter stream (approximately) */
 } fleet_claim;
 
 typedef enum fleet_claim_outcome {
-    FLEET_CLAIM_OK = 0,     /* the job is now running under this token */
-    FLEET_CLAIM_GONE,       /* its keys expired while queued; entry acknowledged */
-    FLEET_CLAIM_CANCELLED,  /* cancelled (while queued, or its lost worker's); never runs */
-    FLEET_CLAIM_DEAD,       /* its worker was lost max_attempts times: failed, dead-lettered */
-    FLEET_CLAIM_SKIP,       /* running under a live lease (left to its holder), or the entry
+    FLEET_CLAIM_OK = 0,    /* the job is now running under this token */
+    FLEET_CLAIM_GONE,      /* its keys expired while queued; entry acknowledged */
+    FLEET_CLAIM_CANCELLED, /* cancelled (while queued, or its lost worker's); never runs */
+    FLEET_CLAIM_DEAD,      /* its worker was lost max_attempts times: failed, dead-lettered */
+    FLEET_CLAIM_SKIP,      /* running under a live lease (left to its holder), or the entry
                                was stale (acknowledged) */
     FLEET_CLAIM_ERROR,
 } fleet_claim_outcome;
@@ -152,10 +152,10 @@ typedef enum fleet_claim_outcome {
 typedef struct fleet_claimed {
     const char *input; /* msgpack, points into the reply */
     size_t input_len;
-    long attempts;     /* this attempt's number, 1 for the first */
-    long timeout_s;    /* the job's own limit; 0 when it set none */
-    bool reclaimed;    /* taken over from a lost worker */
-    const char *why;   /* SKIP and DEAD: the reason, points into the reply */
+    long attempts;   /* this attempt's number, 1 for the first */
+    long timeout_s;  /* the job's own limit; 0 when it set none */
+    bool reclaimed;  /* taken over from a lost worker */
+    const char *why; /* SKIP and DEAD: the reason, points into the reply */
 } fleet_claimed;
 
 /* Claims the entries cl[0..n) in one script call (claim.lua takes a batch): puts as many
@@ -225,7 +225,7 @@ typedef struct fleet_finish {
     fleet_status status; /* SUCCEEDED, FAILED or CANCELLED */
     const char *result;  /* msgpack; NULL when none */
     size_t result_len;
-    const char *error;   /* NULL or "" on success */
+    const char *error; /* NULL or "" on success */
 } fleet_finish;
 
 typedef enum fleet_finish_outcome {
@@ -308,7 +308,7 @@ fleet_dlq_retry_outcome fleet_state_dlq_retry_reply(const redisReply *r, long lo
  * "\n". A batch's claim or finish publishes one message for all its jobs; the other
  * scripts, and workers of protocol version 1, publish one line without a newline. */
 typedef struct fleet_event {
-    const char *id, *what; /* point into the message; not NUL-terminated */
+    const char *id, *what;   /* point into the message; not NUL-terminated */
     size_t id_len, what_len; /* what_len 0 and what "" for a line without a space */
 } fleet_event;
 
@@ -326,21 +326,20 @@ typedef enum fleet_webhook_outcome {
 } fleet_webhook_outcome;
 
 typedef struct fleet_webhook_settle {
-    const char *msg;       /* the message id (webhook-id) */
+    const char *msg; /* the message id (webhook-id) */
     const char *job_id;
-    const char *entry_id;  /* the task stream entry, acknowledged and deleted */
+    const char *entry_id; /* the task stream entry, acknowledged and deleted */
     fleet_webhook_outcome outcome;
-    long long due_ms;      /* RETRY: when (Redis clock, ms) */
-    long http_status;      /* 0 when no HTTP answer */
-    const char *error;     /* "" or why */
-    const char *body;      /* the body sent, kept for retries ("" once stored) */
+    long long due_ms;  /* RETRY: when (Redis clock, ms) */
+    long http_status;  /* 0 when no HTTP answer */
+    const char *error; /* "" or why */
+    const char *body;  /* the body sent, kept for retries ("" once stored) */
     size_t body_len;
     long dlq_cap;
-    const char *consumer;  /* the settling gateway: it must still own the task entry */
+    const char *consumer; /* the settling gateway: it must still own the task entry */
 } fleet_webhook_settle;
 
-void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws,
-                                fleet_cmd *c);
+void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws, fleet_cmd *c);
 /* Puts up to max deliveries whose retry time has come back on the task stream; the reply
  * is the number moved. */
 void fleet_state_webhook_promote(const fleet_keys *k, long max, fleet_cmd *c);
@@ -348,10 +347,10 @@ void fleet_state_webhook_promote(const fleet_keys *k, long max, fleet_cmd *c);
 /* ------------------------------------------------------------------ cancel ---------- */
 
 typedef enum fleet_cancel_outcome {
-    FLEET_CANCEL_DONE = 0,    /* was queued: now cancelled, it never runs (HTTP 200) */
-    FLEET_CANCEL_REQUESTED,   /* running: the worker stops at the next step (HTTP 202) */
-    FLEET_CANCEL_FINAL,       /* already finished (HTTP 409) */
-    FLEET_CANCEL_MISSING,     /* no such job (HTTP 404) */
+    FLEET_CANCEL_DONE = 0,  /* was queued: now cancelled, it never runs (HTTP 200) */
+    FLEET_CANCEL_REQUESTED, /* running: the worker stops at the next step (HTTP 202) */
+    FLEET_CANCEL_FINAL,     /* already finished (HTTP 409) */
+    FLEET_CANCEL_MISSING,   /* no such job (HTTP 404) */
     FLEET_CANCEL_ERROR,
 } fleet_cancel_outcome;
 
@@ -364,19 +363,19 @@ fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status 
 /* A job as stored: pointers into the reply, numbers parsed. -1 for absent numbers. */
 typedef struct fleet_job_view {
     const char *id, *status, *model, *tenant, *priority, *request_id, *worker, *error;
-    const char *last_error;       /* why the previous attempt did not finish, or NULL */
+    const char *last_error; /* why the previous attempt did not finish, or NULL */
     const char *webhook, *webhook_events, *webhook_state, *webhook_last_error;
     long long webhook_attempts, webhook_last_status;
     const char *metadata;         /* JSON text or NULL */
     const char *progress_message; /* NULL when no progress yet */
     long long created_ms, started_ms, finished_ms, updated_ms;
-    long long retry_at_ms;        /* queued for a retry: when it may start; else -1 */
+    long long retry_at_ms; /* queued for a retry: when it may start; else -1 */
     long long attempts, max_attempts, timeout_s, ttl_s;
     long long progress_done, progress_total;
-    double progress_percent;      /* < 0 when no progress yet */
+    double progress_percent; /* < 0 when no progress yet */
     bool cancel_requested;
     bool dead_lettered;
-    long long queue_position;     /* > 0 only while queued */
+    long long queue_position; /* > 0 only while queued */
 } fleet_job_view;
 
 /* An empty view: no strings, every number absent (-1). */
@@ -392,11 +391,11 @@ int fleet_state_get_reply(const redisReply *r, fleet_job_view *v);
 
 typedef struct fleet_list_query {
     const char *tenant;
-    const char *cursor;  /* "" for the newest; else the last id of the previous page */
-    const char *status;  /* "" for any */
-    const char *model;   /* "" for any */
-    long limit;          /* 1..100 */
-    long scan_max;       /* most index entries looked at per page */
+    const char *cursor; /* "" for the newest; else the last id of the previous page */
+    const char *status; /* "" for any */
+    const char *model;  /* "" for any */
+    long limit;         /* 1..100 */
+    long scan_max;      /* most index entries looked at per page */
 } fleet_list_query;
 
 void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd *c);

@@ -29,13 +29,13 @@ struct redisReply;
 
 /* The fields of {prefix}:tenant:<name>. */
 #define FLEET_TENANT_F_NAME "name"
-#define FLEET_TENANT_F_MAX_ACTIVE "max_active"     /* queued + running jobs, 0 = unlimited */
-#define FLEET_TENANT_F_RATE "rate"                 /* submits/s, decimal, 0 = unlimited */
-#define FLEET_TENANT_F_BURST "burst"               /* submits at once above the rate */
-#define FLEET_TENANT_F_MAX_BODY "max_body"         /* bytes, 0 = the gateway's FLEET_MAX_BODY */
+#define FLEET_TENANT_F_MAX_ACTIVE "max_active"         /* queued + running jobs, 0 = unlimited */
+#define FLEET_TENANT_F_RATE "rate"                     /* submits/s, decimal, 0 = unlimited */
+#define FLEET_TENANT_F_BURST "burst"                   /* submits at once above the rate */
+#define FLEET_TENANT_F_MAX_BODY "max_body"             /* bytes, 0 = the gateway's FLEET_MAX_BODY */
 #define FLEET_TENANT_F_WEBHOOK_SECRET "webhook_secret" /* "whsec_...": signs its deliveries */
-#define FLEET_TENANT_F_CREATED_MS "created_ms"     /* by Redis' clock (TIME) */
-#define FLEET_TENANT_F_REVOKED "revoked"           /* FLEET_TENANT_REVOKED once revoked */
+#define FLEET_TENANT_F_CREATED_MS "created_ms"         /* by Redis' clock (TIME) */
+#define FLEET_TENANT_F_REVOKED "revoked"               /* FLEET_TENANT_REVOKED once revoked */
 #define FLEET_TENANT_REVOKED "1"
 
 /* The fields of {prefix}:apikey:<hash>. */
@@ -70,8 +70,8 @@ typedef struct fleet_tenant_limits {
  * ".5"), 0..100000, stored normalised (no leading zeros, no trailing zeros in the
  * fraction). Returns 0, or -1 with why in err ("'x' is not a whole number (...)", "... is
  * out of range (...)", "... is not a decimal number (...)"; the range in words). */
-int fleet_tenant_limit_parse(fleet_tenant_limits *l, const char *field, const char *text,
-                             char *err, size_t errlen);
+int fleet_tenant_limit_parse(fleet_tenant_limits *l, const char *field, const char *text, char *err,
+                             size_t errlen);
 
 /* The burst that goes with a rate when none is set: the rate rounded up, at least 1 (at
  * most FLEET_TENANT_BURST_MAX). */
@@ -80,13 +80,13 @@ long long fleet_tenant_default_burst(double rate);
 /* A tenant's record as read. */
 #define FLEET_WHSEC_STORED_MAX 127 /* longest webhook secret kept from a record */
 typedef struct fleet_tenant {
-    long long max_active; /* 0: unlimited */
-    double rate;          /* 0: unlimited */
-    char rate_text[FLEET_TENANT_RATE_TEXT_MAX + 2]; /* as stored; "0" when absent */
-    long long burst;      /* at least 1 */
-    long long max_body;   /* 0: the gateway's FLEET_MAX_BODY */
+    long long max_active;                            /* 0: unlimited */
+    double rate;                                     /* 0: unlimited */
+    char rate_text[FLEET_TENANT_RATE_TEXT_MAX + 2];  /* as stored; "0" when absent */
+    long long burst;                                 /* at least 1 */
+    long long max_body;                              /* 0: the gateway's FLEET_MAX_BODY */
     char webhook_secret[FLEET_WHSEC_STORED_MAX + 1]; /* "" when it has none */
-    long long created_ms; /* 0 when unknown */
+    long long created_ms;                            /* 0 when unknown */
     bool revoked;
 } fleet_tenant;
 
@@ -139,8 +139,8 @@ int fleet_tenant_cmd_create(const fleet_keys *k, const char *name, const fleet_t
                             const char *webhook_secret, long long now_ms, fleet_tenant_cmd *c);
 /* HSET of the limits given (at least one); a new rate without a burst brings its
  * default burst. */
-int fleet_tenant_cmd_set_limits(const fleet_keys *k, const char *name,
-                                const fleet_tenant_limits *l, fleet_tenant_cmd *c);
+int fleet_tenant_cmd_set_limits(const fleet_keys *k, const char *name, const fleet_tenant_limits *l,
+                                fleet_tenant_cmd *c);
 int fleet_tenant_cmd_set_secret(const fleet_keys *k, const char *name, const char *secret,
                                 fleet_tenant_cmd *c);
 /* HSET revoked / HDEL revoked. */
