@@ -73,10 +73,11 @@ fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *
  * A tenant's waiting jobs for a model are in three lists of job ids, one per priority rank
  * (0 high, 1 normal, 2 low), "{prefix}:wait:<model>:<tenant>:<rank>", each in submit order.
  * The waiting list names each tenant once, as "{prefix}:wait:<model>:<tenant>:" (the lists'
- * common stem: feed.lua appends the rank). These are the keys that scripts derive from a
- * name they read rather than take in KEYS (feed.lua, cancel.lua), all in the fleet's hash
- * tag. An entry without the trailing ':' names a wait set of protocol 2 (a sorted set),
- * which feed.lua still drains (docs/redis.md). */
+ * common stem: feed.lua appends the rank). feed.lua's wait lists are the one case of a key
+ * read from data rather than taken in KEYS or built from a prefix (submit.lua builds the
+ * other ranks' lists from the one in its KEYS, cancel.lua from the wait prefix), all in
+ * the fleet's hash tag. An entry without the trailing ':' names a wait set of protocol 2
+ * (a sorted set), which feed.lua still drains (docs/redis.md). */
 fleet_key fleet_key_waiting(const fleet_keys *k, const char *model); /* list: wait stems */
 fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *tenant,
                          int rank); /* list: job ids; rank 0..2 (another: 1) */
