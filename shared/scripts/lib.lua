@@ -186,8 +186,11 @@ end
 local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'active'}
 
 --- end_job
--- Ends a job in a final status: no lease any more, every key on the result TTL, the
--- counters moved from the state it left, an event published, a webhook queued.
+-- Ends a job in a final status: every key on the result TTL, the counters moved from the
+-- state it left, an event published, a webhook queued. A running job keeps its last
+-- `lease` and `lease_until_ms`: the final status alone refuses that token (renew,
+-- progress, finish and requeue check status and token), so deleting them would be one
+-- more call per job for nothing, and they tell an operator which lease ran it last.
 -- f: END_FIELDS as read by the caller, or nil to read them here. counted: the caller
 -- moves the counters itself (a batch moves them once for all its jobs). events: nil to
 -- publish the event now, or a list the caller publishes as one message for a batch.
@@ -201,7 +204,8 @@ local function end_job(job, stats, model, from, status, err, now, channel, id, f
   else
     redis.call('HSET', job, 'status', status, 'finished_ms', now, 'updated_ms', now)
   end
-  redis.call('HDEL', job, 'lease', 'lease_until_ms', 'retry_at_ms')
+  -- Only a queued job may wait for a retry; a claim deletes retry_at_ms when it starts one.
+  if from == 'queued' then redis.call('HDEL', job, 'retry_at_ms') end
   expire_job(job, ttl, f[2])
   if not counted then
     redis.call('HINCRBY', stats, model .. ':' .. from, -1)

@@ -236,11 +236,69 @@ TL_TEST(claim_whose_read_fails_writes_nothing) {
     ASSERT_EQ_INT(tl_jint(tl_get(f, "/v1/stats")->json, "models.echo.running"), 0);
 }
 
+/* A finished job keeps its last lease (docs/redis.md): finish writes no HDEL for it. Its
+ * final status alone refuses that token: a second finish, a renew and a progress with it
+ * answer stale and write nothing, and the counters count the job once. */
+TL_TEST(finish_keeps_the_last_lease_and_its_token_is_refused) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    ensure_group(f);
+    const char *id = tl_job_submit(f, "echo", INPUT);
+    redisReply *r = claim(f, NULL, NULL, 0, 1);
+    ASSERT_EQ_INT(r->elements, 1);
+    const char *jk = tl_printf("{%s}:job:%s", f->prefix, id);
+    const char *until = hget(f, jk, "lease_until_ms");
+    ASSERT_NOT_NULL(until);
+    until = tl_printf("%s", until);
+
+    fleet_keys k = keys_of(f);
+    fleet_finish fin = {.id = id,
+                        .model = "echo",
+                        .token = "tok-0",
+                        .status = FLEET_STATUS_SUCCEEDED,
+                        .result = "\x01",
+                        .result_len = 1};
+    fleet_cmd cmd;
+    ASSERT_EQ_INT(fleet_state_finish(&k, &fin, 1, &cmd), 1);
+    r = send_script(f, &cmd);
+    ASSERT_EQ_INT(fleet_state_finish_reply(fleet_state_batch_item(r, 0)), FLEET_FINISH_OK);
+    ASSERT_EQ_STR(hget(f, jk, "lease"), "tok-0");
+    ASSERT_EQ_STR(hget(f, jk, "lease_until_ms"), until);
+    ASSERT_EQ_STR(hget(f, jk, "worker"), "w-test");
+    const char *updated = tl_printf("%s", hget(f, jk, "updated_ms"));
+
+    fin.status = FLEET_STATUS_FAILED;
+    fin.error = "a second finish";
+    ASSERT_EQ_INT(fleet_state_finish(&k, &fin, 1, &cmd), 1);
+    r = send_script(f, &cmd);
+    ASSERT_EQ_INT(fleet_state_finish_reply(fleet_state_batch_item(r, 0)), FLEET_FINISH_STALE);
+    fleet_renew rn = {
+        .id = id, .model = "echo", .token = "tok-0", .worker = "w-test", .lease_ms = 30000};
+    fleet_state_renew(&k, &rn, &cmd);
+    ASSERT_EQ_INT(fleet_state_progress_reply(send_script(f, &cmd)), FLEET_PROGRESS_STALE);
+    fleet_progress p = {.id = id, .token = "tok-0", .percent = 50, .message = "late"};
+    fleet_state_progress(&k, &p, &cmd);
+    ASSERT_EQ_INT(fleet_state_progress_reply(send_script(f, &cmd)), FLEET_PROGRESS_STALE);
+
+    ASSERT_EQ_STR(hget(f, jk, "status"), "succeeded");
+    ASSERT_EQ_STR(hget(f, jk, "lease_until_ms"), until);
+    ASSERT_EQ_STR(hget(f, jk, "updated_ms"), updated);
+    ASSERT_NULL(hget(f, jk, "error"));
+    ASSERT_NULL(hget(f, jk, "progress_percent"));
+    json_t *job = tl_job_get(f, id);
+    ASSERT_EQ_STR(tl_jstr(job, "status"), "succeeded");
+    ASSERT_NULL(json_object_get(job, "lease"));
+    json_t *stats = tl_get(f, "/v1/stats")->json;
+    ASSERT_EQ_INT(tl_jint(stats, "models.echo.running"), 0);
+    ASSERT_EQ_INT(tl_jint(stats, "models.echo.succeeded"), 1);
+    ASSERT_EQ_INT(tl_jint(stats, "models.echo.failed"), 0);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(claim_reads_new_entries_itself_and_a_batch_publishes_one_message),
         TL_CASE(claim_takes_named_entries_and_read_slots_together),
         TL_CASE(claim_whose_read_fails_writes_nothing),
+        TL_CASE(finish_keeps_the_last_lease_and_its_token_is_refused),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
