@@ -23,6 +23,8 @@
 #include "render.h"
 
 #define CTL_INSPECT_HEX_MAX 64 /* bytes shown of a blob that does not decode */
+#define CTL_STR_(x) #x
+#define CTL_STR(x) CTL_STR_(x)
 
 /* ------------------------------------------------------------------ gathering ----------- */
 
@@ -145,6 +147,28 @@ err:
     return NULL;
 }
 
+/* The fields a job hash leaves out while they hold the protocol's default (submit.lua,
+ * fleet/job.h), with the value each then reads as: {"priority":"normal", ...} for those
+ * that fields lacks. The hash's own fields are shown as stored; these are shown apart, so
+ * an operator sees both what Redis holds and what the job means. */
+static json_t *gather_defaults(const json_t *fields) {
+    static const struct {
+        const char *name, *value;
+    } defaults[] = {
+        {"priority", FLEET_JOB_DEFAULT_PRIORITY},
+        {"attempts", "0"},
+        {"max_attempts", CTL_STR(FLEET_JOB_DEFAULT_MAX_ATTEMPTS)},
+        {"timeout_s", CTL_STR(FLEET_JOB_DEFAULT_TIMEOUT_S)},
+        {"ttl_s", CTL_STR(FLEET_JOB_DEFAULT_TTL_S)},
+        {"queue_ttl_s", CTL_STR(FLEET_JOB_DEFAULT_TTL_S)},
+    };
+    json_t *d = json_object();
+    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++)
+        if (!json_object_get(fields, defaults[i].name))
+            json_object_set_new(d, defaults[i].name, json_string(defaults[i].value));
+    return d;
+}
+
 /* Compares stream ids "ms-seq" numerically. */
 static int stream_id_cmp(const char *a, const char *b) {
     uint64_t am = 0, as = 0, bm = 0, bs = 0;
@@ -256,6 +280,8 @@ static void print_key(const json_t *k) {
         }
         putchar('\n');
     }
+    json_object_foreach(json_object_get(k, "defaults"), f, v)
+        printf("    %-16s %s  (not stored: the default)\n", f, json_string_value(v));
     json_t *value = json_object_get(k, "value");
     if (value) {
         char *s = json_dumps(value, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
@@ -317,6 +343,7 @@ static int inspect_run(const ctl_globals *g, int argc, char **argv) {
         }
     }
     json_t *fields = json_object_get(json_array_get(list, 0), "fields");
+    if (fields) json_object_set_new(json_array_get(list, 0), "defaults", gather_defaults(fields));
     const char *model = json_string_value(json_object_get(fields, "model"));
     const char *entry = json_string_value(json_object_get(fields, "entry_id"));
     if (model && entry) {

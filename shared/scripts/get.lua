@@ -1,13 +1,15 @@
 #!lua flags=no-writes
 -- get (read only): a job's fields and its queue position.
 -- KEYS: 1 job hash, 2 queues hash
--- ARGV: 1 tenant
--- Returns {fields (HGETALL shape), queue_position} or {} when missing or another tenant's.
+-- ARGV: 1 tenant, 2 job id
+-- Returns {fields (HGETALL shape, led by id: lib.lua's job_fields), queue_position} or {}
+-- when missing or another tenant's. Fields that hold the protocol's default are absent
+-- (lib.lua, DEFAULT_*): the reader fills them in.
 local job_key, queues_key = KEYS[1], KEYS[2]
-local tenant = ARGV[1]
+local tenant, id = ARGV[1], ARGV[2]
 local f = redis.call('HGETALL', job_key)
 if #f == 0 then return {} end
-f = job_fields(f)
+f = job_fields(f, id)
 local status, owner, model, seq, retry_at
 for i = 1, #f, 2 do
   local k = f[i]

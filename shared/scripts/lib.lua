@@ -7,10 +7,16 @@
 -- defining them costs Redis time at every call of the script). So a block is defined
 -- before a block that uses it, and nothing but comments comes before the first block.
 
---- DEFAULT_TTL_S DEFAULT_MAX_ATTEMPTS
--- Defaults for a job hash that lacks a field (a job written before the field existed):
--- the TTL in seconds of its keys (fields ttl_s and queue_ttl_s) and its max_attempts.
-local DEFAULT_TTL_S, DEFAULT_MAX_ATTEMPTS = 86400, 3
+--- DEFAULT_TTL_S DEFAULT_MAX_ATTEMPTS DEFAULT_TIMEOUT_S DEFAULT_PRIORITY
+-- The protocol's defaults of a job's fields: the TTL in seconds of its keys (fields ttl_s
+-- and queue_ttl_s), max_attempts, timeout_s ("0": no limit) and priority. submit.lua
+-- leaves a field that holds its default out of the job hash (a listpack entry costs its
+-- bytes plus about 2 per name and per value), so every reader takes a missing field for
+-- its default. As text, the way ARGV carries them and the hash stores them. libfleet
+-- spells the same values in fleet/job.h (FLEET_JOB_DEFAULT_*): the unit test
+-- job_defaults_test reads this block and compares.
+local DEFAULT_TTL_S, DEFAULT_MAX_ATTEMPTS = '86400', '3'
+local DEFAULT_TIMEOUT_S, DEFAULT_PRIORITY = '0', 'normal'
 
 --- ttl_of
 -- A TTL field of a job hash as a number of seconds.
@@ -123,13 +129,16 @@ local function read_input(job, n)
 end
 
 --- job_fields
--- A job hash's fields as HGETALL returns them, without the input's parts: what the
--- read-only scripts answer (the API never shows the input).
-local function job_fields(f)
-  local out = {}
+-- A job hash's fields as HGETALL returns them, without the input's parts and led by
+-- {'id', id}: what the read-only scripts answer (the API never shows the input). The hash
+-- holds no id field (its key names the job); one written by an older submit does, and is
+-- not repeated.
+local function job_fields(f, id)
+  local out = {'id', id}
   for i = 1, #f, 2 do
     local k = f[i]
-    if not (string.sub(k, 1, 2) == 'in' and (k == 'in_n' or string.find(k, '^in%d+$'))) then
+    if k ~= 'id' and
+       not (string.sub(k, 1, 2) == 'in' and (k == 'in_n' or string.find(k, '^in%d+$'))) then
       out[#out + 1] = k
       out[#out + 1] = f[i + 1]
     end

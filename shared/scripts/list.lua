@@ -4,7 +4,8 @@
 -- ARGV: 1 cursor ("" = newest; else an index entry id "<ms>-<n>"), 2 limit, 3 status
 --       filter (""), 4 model filter (""), 5 most index entries to look at, 6 job key prefix
 --       ("{fleet}:job:"), 7 tenant
--- Returns {{fields...}, next_cursor ("" when the end was reached)}
+-- Returns {{fields...}, next_cursor ("" when the end was reached)}: each job's fields as
+-- get.lua answers them (led by id; a field that holds its default absent)
 --
 -- The index is a stream of {j = job id} entries in submit order (submit.lua); the cursor
 -- is the id of the last entry a page looked at, and the next page starts just below it
@@ -29,7 +30,8 @@ while #out < limit and budget > 0 do
     budget = budget - 1
     last = e[1]
     -- e[2] is the entry's field list: {'j', id}.
-    local key = job_prefix .. e[2][2]
+    local id = e[2][2]
+    local key = job_prefix .. id
     local f = {}
     if not filtered then
       f = redis.call('HGETALL', key)
@@ -50,7 +52,7 @@ while #out < limit and budget > 0 do
       end
       if owner == tenant and (status_filter == '' or status_filter == status) and
          (model_filter == '' or model_filter == model) then
-        out[#out + 1] = job_fields(f)
+        out[#out + 1] = job_fields(f, id)
         if #out >= limit then break end
       end
     end

@@ -613,7 +613,17 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
         if (!found && strcmp(key, "cancel_requested") == 0) v->cancel_requested = val[0] == '1';
         if (!found && strcmp(key, "dead_lettered") == 0) v->dead_lettered = val[0] == '1';
     }
-    return v->id && v->status ? 0 : -1;
+    if (!v->id || !v->status) return -1;
+    /* A job hash holds only the fields that say something (docs/redis.md, "The job hash"):
+     * a missing one reads as the protocol's default, so the view is that of a hash that
+     * holds them all. */
+    if (!v->priority) v->priority = FLEET_JOB_DEFAULT_PRIORITY;
+    if (v->attempts < 0) v->attempts = 0;
+    if (v->max_attempts < 0) v->max_attempts = FLEET_JOB_DEFAULT_MAX_ATTEMPTS;
+    if (v->timeout_s < 0) v->timeout_s = FLEET_JOB_DEFAULT_TIMEOUT_S;
+    if (v->ttl_s < 0) v->ttl_s = FLEET_JOB_DEFAULT_TTL_S;
+    if (v->updated_ms < 0) v->updated_ms = v->created_ms;
+    return 0;
 }
 
 void fleet_state_get(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {
@@ -621,6 +631,7 @@ void fleet_state_get(const fleet_keys *k, const char *id, const char *tenant, fl
     cmd_key(c, fleet_key_job(k, id));
     cmd_key(c, fleet_key_queues(k));
     cmd_str(c, tenant);
+    cmd_str(c, id);
 }
 
 int fleet_state_get_reply(const redisReply *r, fleet_job_view *v) {

@@ -367,6 +367,8 @@ TL_TEST(fleetctl_inspect_shows_the_job_keys) {
     ASSERT_STR_CONTAINS(r.out, tl_printf("{%s}:job:%s fields in1..in", f->prefix, id));
     ASSERT_STR_CONTAINS(r.out, "hash fields (msgpack, ");
     ASSERT_NULL(strstr(r.out, "in_n "));
+    /* A field the hash leaves out for its default is shown as what it reads as. */
+    ASSERT_STR_CONTAINS(r.out, "priority         normal  (not stored: the default)");
     tl_cmd_result u = fleetctl_redis(f, ARGS("inspect", "01ARZ3NDEKTSV4RRFFQ69G5FAV"));
     tl_expect_exit(&u, 1);
     ASSERT_STR_CONTAINS(u.err, "no job 01ARZ3NDEKTSV4RRFFQ69G5FAV");

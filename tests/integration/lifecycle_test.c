@@ -93,6 +93,69 @@ TL_TEST(a_queued_job_is_one_key_holding_its_input) {
     }
 }
 
+/* A job hash holds only the fields that say something (docs/redis.md, "The job hash"):
+ * a fresh job with the protocol's defaults has no id, updated_ms, attempts, priority,
+ * max_attempts, ttl_s, queue_ttl_s or timeout_s field, while GET, the list and the
+ * answers after it ran show them as before. A job that differs from a default holds it. */
+TL_TEST(a_fresh_jobs_hash_leaves_out_its_default_fields) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0}); /* no worker yet: it stays queued */
+    const char *id = tl_job_submit(f, "echo", "{\"text\": \"hi\"}");
+    const char *key = tl_printf("{%s}:job:%s", f->prefix, id);
+    static const char *const dropped[] = {"id",           "updated_ms", "attempts",    "priority",
+                                          "max_attempts", "ttl_s",      "queue_ttl_s", "timeout_s"};
+    for (size_t i = 0; i < TL_COUNT(dropped); i++)
+        if (tl_redis_int(f->rc, "HEXISTS %s %s", key, dropped[i]) != 0)
+            FAILF("a fresh job's hash holds %s", dropped[i]);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "HEXISTS %s created_ms", key), 1);
+    ASSERT_GT_INT(tl_redis_int(f->rc, "TTL %s", key), 86000); /* the default queue TTL */
+
+    json_t *job = tl_job_get(f, id);
+    ASSERT_EQ_STR(tl_jstr(job, "id"), id);
+    ASSERT_EQ_STR(tl_jstr(job, "priority"), "normal");
+    ASSERT_EQ_INT(tl_jint(job, "attempts"), 0);
+    ASSERT_EQ_INT(tl_jint(job, "max_attempts"), 3);
+    ASSERT_EQ_INT(tl_jint(job, "timeout_s"), 0);
+    ASSERT_EQ_INT(tl_jint(job, "ttl_s"), 86400);
+    tl_resp *l = tl_get(f, "/v1/jobs");
+    ASSERT_HTTP_STATUS(l, 200);
+    json_t *listed = json_array_get(tl_jget(l->json, "jobs"), 0);
+    ASSERT_NOT_NULL(listed);
+    ASSERT_EQ_STR(tl_jstr(listed, "id"), id);
+    ASSERT_EQ_STR(tl_jstr(listed, "priority"), "normal");
+    ASSERT_EQ_INT(tl_jint(listed, "max_attempts"), 3);
+
+    /* Values other than the defaults are kept. */
+    tl_resp *r = tl_post(f, "/v1/jobs",
+                         "{\"model\": \"echo\", \"input\": {}, \"priority\": \"high\", "
+                         "\"ttl_s\": 600, \"timeout_s\": 30}");
+    ASSERT_HTTP_STATUS(r, 202);
+    const char *id2 = tl_jstr(r->json, "id");
+    ASSERT_NOT_NULL(id2);
+    const char *key2 = tl_printf("{%s}:job:%s", f->prefix, id2);
+    redisReply *h = tl_redis_cmd(f->rc, "HMGET %s priority ttl_s timeout_s", key2);
+    ASSERT_EQ_INT(h->elements, 3);
+    ASSERT_NOT_NULL(h->element[0]->str);
+    ASSERT_EQ_STR(h->element[0]->str, "high");
+    ASSERT_NOT_NULL(h->element[1]->str);
+    ASSERT_EQ_STR(h->element[1]->str, "600");
+    ASSERT_NOT_NULL(h->element[2]->str);
+    ASSERT_EQ_STR(h->element[2]->str, "30");
+
+    /* Run: the attempt and the update are written, the defaults still read. */
+    tl_fleet_add_worker(f, "echo");
+    job = tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
+    ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
+    ASSERT_EQ_INT(tl_jint(job, "max_attempts"), 3);
+    ASSERT_EQ_INT(tl_jint(job, "ttl_s"), 86400);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "HEXISTS %s attempts", key), 1);
+    ASSERT_GT_INT(tl_redis_int(f->rc, "TTL %s", key), 86000); /* the default result TTL */
+    job = tl_job_wait_status(f, id2, "succeeded", TL_WAIT_MS);
+    ASSERT_EQ_STR(tl_jstr(job, "priority"), "high");
+    ASSERT_EQ_INT(tl_jint(job, "ttl_s"), 600);
+    ASSERT_EQ_INT(tl_jint(job, "timeout_s"), 30);
+    ASSERT_LE_INT(tl_redis_int(f->rc, "TTL %s", key2), 600);
+}
+
 TL_TEST(echo_result_as_msgpack_on_request) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}});
     const char *id = tl_job_submit(f, "echo", "{\"a\": 1}");
@@ -221,6 +284,7 @@ int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(echo_job_lifecycle_returns_its_input),
         TL_CASE(a_queued_job_is_one_key_holding_its_input),
+        TL_CASE(a_fresh_jobs_hash_leaves_out_its_default_fields),
         TL_CASE(echo_result_as_msgpack_on_request),
         TL_CASE(sleep_job_shows_progress_while_running_then_succeeds),
         TL_CASE(result_of_a_queued_job_is_425_with_retry_after),

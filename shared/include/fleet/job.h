@@ -65,6 +65,16 @@ fleet_priority fleet_priority_from_string(const char *s);
 #define FLEET_TENANT_MAX 64
 #define FLEET_REQUEST_ID_MAX 128 /* X-Request-ID: printable ASCII, 1..128 characters */
 
+/* The protocol's defaults of a job's fields. A job hash holds priority, max_attempts,
+ * ttl_s, queue_ttl_s and timeout_s only when they differ from these (submit.lua), and a
+ * reader takes a missing one for its default (fleet_job_view_from_fields). The scripts
+ * spell the same values in shared/scripts/lib.lua (DEFAULT_*); the unit test
+ * job_defaults_test compares the two. */
+#define FLEET_JOB_DEFAULT_PRIORITY "normal"
+#define FLEET_JOB_DEFAULT_MAX_ATTEMPTS 3
+#define FLEET_JOB_DEFAULT_TTL_S 86400 /* ttl_s and queue_ttl_s */
+#define FLEET_JOB_DEFAULT_TIMEOUT_S 0 /* no execution limit */
+
 /* True when s is a well-formed job id (so it can be put into a key name safely). */
 bool fleet_job_id_valid(const char *s);
 /* True when s is a well-formed model name. */

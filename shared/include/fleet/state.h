@@ -380,8 +380,10 @@ typedef struct fleet_job_view {
 
 /* An empty view: no strings, every number absent (-1). */
 void fleet_job_view_init(fleet_job_view *v);
-/* Fills v from a flat field/value array (HGETALL's shape). Returns 0, or -1 when the
- * array is not a job (missing id or status). */
+/* Fills v from a flat field/value array (HGETALL's shape, led by the id as get.lua and
+ * list.lua answer it). A field the hash leaves out for its default reads as that default
+ * (fleet/job.h, FLEET_JOB_DEFAULT_*; attempts 0, updated_ms created_ms). Returns 0, or -1
+ * when the array is not a job (missing id or status). */
 int fleet_job_view_from_fields(const redisReply *fields, fleet_job_view *v);
 
 void fleet_state_get(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c);
