@@ -100,8 +100,8 @@ local head = redis.call('HGET', queues_key, model .. ':head')
 -- The hash holds only the fields that say something (docs/redis.md, "The job hash"): no
 -- id (its key names the job), no updated_ms until an update (created_ms stands for it),
 -- no attempts while none was made, and none of priority, max_attempts, ttl_s,
--- queue_ttl_s, timeout_s that holds lib.lua's default. Together about 190 B of a queued
--- job's 690 (MEMORY USAGE, a 200-byte input).
+-- queue_ttl_s, timeout_s that holds lib.lua's default. Together 192 B of a queued job's
+-- 728-byte hash (MEMORY USAGE, a 200-byte input; docs/benchmarks.md).
 local f = {'status', 'queued', 'model', model, 'tenant', tenant, 'request_id', request_id,
   'created_ms', now, 'queue_seq', seq_s}
 local function unless_default(name, v, default)

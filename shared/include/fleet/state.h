@@ -360,7 +360,8 @@ fleet_cancel_outcome fleet_state_cancel_reply(const redisReply *r, fleet_status 
 
 /* ------------------------------------------------------------------ reads ----------- */
 
-/* A job as stored: pointers into the reply, numbers parsed. -1 for absent numbers. */
+/* A job as stored: pointers into the reply, numbers parsed. -1 for absent numbers, but
+ * a field with a protocol default reads as it (fleet_job_view_from_fields). */
 typedef struct fleet_job_view {
     const char *id, *status, *model, *tenant, *priority, *request_id, *worker, *error;
     const char *last_error; /* why the previous attempt did not finish, or NULL */
