@@ -369,9 +369,7 @@ static int send_unsent(wk_worker *w, wk_job *jobs, const pending_write *pw, size
 
 /* write_all sends pw[0..n) until each one has an answer: the finishes of the batch in one
  * script call (or a few), the requeues each in one; the first send carries the claim of
- * the next batch along (loop.c, wk_ahead_build), and while batches are short that of
- * the batch after it, whose replies are read later (wk_ahead_next_build). A write whose
- * reply was lost
+ * the next batch along (loop.c, wk_ahead_build). A write whose reply was lost
  * with the connection is sent again (the scripts are lease-guarded: a resend of one that
  * landed reads "stale"); one that Redis refused for now (full: OOM, or loading, busy,
  * failing over) did not run and is sent again after a backoff of 100 ms doubling to 2 s,
@@ -381,8 +379,8 @@ static int send_unsent(wk_worker *w, wk_job *jobs, const pending_write *pw, size
  * never lost). */
 static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n) {
     size_t cap = n ? n : 1;
-    fleet_cmd *cmds = calloc(cap + 4, sizeof *cmds); /* + the two claims sent ahead */
-    redisReply **reps = calloc(cap + 4, sizeof *reps);
+    fleet_cmd *cmds = calloc(cap + 2, sizeof *cmds); /* + the claim sent ahead */
+    redisReply **reps = calloc(cap + 2, sizeof *reps);
     fleet_finish *fs = calloc(cap, sizeof *fs);
     size_t *idx = calloc(cap, sizeof *idx), *first = calloc(cap, sizeof *first);
     size_t *per = calloc(cap, sizeof *per);
@@ -391,7 +389,7 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n) {
     size_t left = n;
     long pause_ms = 0;
     wk_ratelog refused_log = {0};
-    bool first_send = true; /* the first send takes the claims ahead along (loop.c) */
+    bool first_send = true; /* the first send takes the next batch's claim along (loop.c) */
 
     if (!cmds || !reps || !fs || !idx || !first || !per || !finish || !kept) {
         fleet_log(FLEET_LOG_ERROR, "out of memory finishing a batch; its jobs will be retried",
@@ -416,11 +414,9 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n) {
         if (unsent == 0) {
             size_t nc = build_writes(w, pw, left, fs, idx, cmds, first, per, finish);
             size_t na = first_send ? wk_ahead_build(w, cmds + nc) : 0;
-            size_t nx = first_send ? wk_ahead_next_build(w, na, cmds + nc + na) : 0;
             first_send = false;
-            wk_redis_scripts_ahead(&w->rd, cmds, nc + na, nx, reps);
+            wk_redis_scripts(&w->rd, cmds, nc + na, reps);
             if (na) wk_ahead_keep(w, reps + nc);
-            if (nx) wk_ahead_next_keep(w, reps + nc + na);
             for (size_t c = 0; c < nc; c++) {
                 bool again = !reps[c]; /* lost with the connection: send again */
                 if (reps[c] && wk_reply_refused(reps[c])) {
@@ -511,9 +507,7 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n) {
     atomic_store(&w->busy, 1);
     wk_keeper_poke(w);
 
-    long long run_start = wk_mono_ms();
     w->model->run_batch(w->model_state, mj, n, &ctx);
-    w->last_run_ms = wk_mono_ms() - run_start;
 
     /* The keeper goes on renewing the leases while the results are written: a finish that
      * a full Redis refuses is kept and retried, and must not lose its job meanwhile. */

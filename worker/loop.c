@@ -2,9 +2,7 @@
  * stream in the consumer group, runs the claimed ones as one batch (batch_run.c) and
  * finishes them. The claim script reads the stream itself (read slots, docs/protocol.md),
  * and the claim of the next batch goes in the same write as the finish of the last one, so
- * a worker under load needs one round trip per batch; while batches are full and short,
- * the claim of the batch after the next one goes too, its reply read later, so Redis
- * works while the worker runs the next batch. Dynamic batching: an idle worker
+ * a worker under load needs one round trip per batch. Dynamic batching: an idle worker
  * blocks for the first entry and starts at once; a busy one waits at most max_delay_ms for
  * a fuller batch.
  *
@@ -465,110 +463,26 @@ out:
  * and claims a batch, and writes the last one's results, in one round trip. Its reply
  * waits in w->ahead for the next turn of the loop. */
 
-/* may_claim_ahead: whether a claim may go ahead now; else the next turn claims as usual
- * (taken-over entries go first). */
-static bool may_claim_ahead(wk_worker *w) {
-    return !wk_stopping(w) && w->rd.c && w->group_epoch == w->rd.epoch &&
-           wk_mono_ms() < w->next_reclaim_mono && wk_health_may_claim(w);
-}
-
-/* ahead_cmds builds into cmds[0..2) a feed and a claim of up to max_batch read slots with
- * new tokens in tokens; sets *n to the slots the claim holds. Returns 2, or 0 without
- * randomness for the tokens. */
-static size_t ahead_cmds(wk_worker *w, char (*tokens)[WK_TOKEN_LEN + 1], size_t *n,
-                         fleet_cmd *cmds) {
+size_t wk_ahead_build(wk_worker *w, fleet_cmd *cmds) {
+    if (w->ahead || !w->ahead_tokens || wk_stopping(w) || !w->rd.c ||
+        w->group_epoch != w->rd.epoch || wk_mono_ms() >= w->next_reclaim_mono ||
+        !wk_health_may_claim(w))
+        return 0; /* the next turn claims as usual: taken-over entries go first */
     fleet_claim cl[WK_AHEAD_MAX];
-    size_t m = w->max_batch < WK_AHEAD_MAX ? w->max_batch : WK_AHEAD_MAX;
-    if (wk_tokens_new(tokens, m) < 0) return 0;
-    for (size_t i = 0; i < m; i++) {
+    size_t n = w->max_batch < WK_AHEAD_MAX ? w->max_batch : WK_AHEAD_MAX;
+    if (wk_tokens_new(w->ahead_tokens, n) < 0) return 0;
+    for (size_t i = 0; i < n; i++) {
         cl[i] = (fleet_claim){.id = "",
                               .model = w->cfg.model,
                               .entry_id = "",
                               .worker = w->cfg.name,
-                              .token = tokens[i],
+                              .token = w->ahead_tokens[i],
                               .lease_ms = w->cfg.lease_ms,
                               .dlq_cap = w->cfg.dlq_cap};
     }
     feed_cmd(w, &cmds[0]);
-    *n = fleet_state_claim(&w->keys, cl, m, &cmds[1]);
+    w->ahead_n = fleet_state_claim(&w->keys, cl, n, &cmds[1]);
     return 2;
-}
-
-size_t wk_ahead_build(wk_worker *w, fleet_cmd *cmds) {
-    wk_redis_settle(&w->rd); /* a second claim sent ahead last time becomes w->ahead */
-    if (w->ahead || !w->ahead_tokens || !may_claim_ahead(w)) return 0;
-    return ahead_cmds(w, w->ahead_tokens, &w->ahead_n, cmds);
-}
-
-/* A second batch ahead. The write that finishes batch k carries the claim of k+2 (and of
- * k+1 when none is ahead yet); the worker reads the replies up to k+1's and runs k+1
- * while Redis runs k+2's feed and claim, so Redis does not idle through the worker's turn
- * and the round trip. Its replies are read (next_settle) before the connection sends
- * anything else: at the latest by the next batch's final write. Only while batches are
- * full and short (WK_AHEAD2_RUN_MS): a batch claimed ahead waits under this worker's
- * lease, unrenewed, while the batch before it runs, and a model that runs long must
- * leave its queue to the other workers. */
-
-size_t wk_ahead_next_build(wk_worker *w, size_t na, fleet_cmd *cmds) {
-    if (w->rd.unread || !w->next_tokens || !(w->ahead || na) || !w->ran_full_batch ||
-        w->last_run_ms >= WK_AHEAD2_RUN_MS || !may_claim_ahead(w))
-        return 0;
-    return ahead_cmds(w, w->next_tokens, &w->next_n, cmds);
-}
-
-/* next_take takes the replies reps[0..2) of a second claim ahead: its claim becomes
- * w->ahead, with its tokens. */
-static void next_take(wk_worker *w, redisReply **reps) {
-    redisReply *feed = reps[0], *r = reps[1];
-    reps[0] = reps[1] = NULL;
-    if (feed && fleet_reply_is_noscript(feed)) {
-        freeReplyObject(feed); /* not run: Redis lost its scripts; the next feed runs */
-        feed = NULL;
-    }
-    feed_done(w, feed);
-    if (!r) {
-        fleet_log(FLEET_LOG_WARN, "claim reply lost with the connection; entries left for reclaim",
-                  NULL);
-        return;
-    }
-    if (fleet_reply_is_noscript(r) || wk_health_refused(w, r, "claim")) {
-        freeReplyObject(r); /* it did not run: a later turn claims again */
-        return;
-    }
-    if (w->ahead) {
-        /* Never by construction (the loop reads it only once w->ahead was taken); were it
-         * so, its jobs run again once their leases run out, like a lost reply's. */
-        fleet_log(FLEET_LOG_ERROR,
-                  "a second claim ahead found the first not taken yet; "
-                  "entries left for reclaim",
-                  NULL);
-        freeReplyObject(r);
-        return;
-    }
-    char(*t)[WK_TOKEN_LEN + 1] = w->ahead_tokens;
-    w->ahead_tokens = w->next_tokens;
-    w->next_tokens = t;
-    w->ahead_n = w->next_n;
-    w->ahead = r;
-}
-
-/* next_settle (w->rd.settle): reads the replies of the second claim sent ahead. */
-static void next_settle(void *arg) {
-    wk_worker *w = arg;
-    size_t n = w->rd.unread;
-    w->rd.unread = 0;
-    redisReply *reps[2] = {NULL, NULL};
-    for (size_t i = 0; i < n; i++) {
-        redisReply *r = wk_redis_get_reply(&w->rd);
-        if (i < 2) reps[i] = r;
-        else if (r) freeReplyObject(r);
-    }
-    next_take(w, reps);
-}
-
-void wk_ahead_next_keep(wk_worker *w, redisReply **reps) {
-    if (w->rd.unread) return; /* read before the connection's next command */
-    next_take(w, reps);       /* read at once (NOSCRIPT), or lost with the connection */
 }
 
 void wk_ahead_keep(wk_worker *w, redisReply **reps) {
@@ -631,10 +545,6 @@ static size_t take(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *n) {
     *n = 0;
     if (w->ahead) {
         ahead_claimed(w, jobs, &k, n);
-        if (*n == 0 && w->rd.unread) {
-            wk_redis_settle(&w->rd); /* the second claim ahead may have read what came since */
-            if (w->ahead) ahead_claimed(w, jobs, &k, n);
-        }
     } else {
         reclaim(w, entries, &m, w->max_batch);
         claim_all(w, entries, m, w->max_batch - m, jobs, &k, n);
@@ -647,10 +557,7 @@ static size_t take(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *n) {
             claim_all(w, entries, m, 0, jobs, &k, n);
         return k; /* none: an idle turn lets the loop check signals and heartbeats */
     }
-    /* A batch already claimed ahead is the next one: no wait for this one to fill. */
-    if (w->ran_full_batch && *n < w->max_batch && w->cfg.max_delay_ms > 0 && !w->ahead &&
-        !w->rd.unread)
-        fill(w, jobs, &k, n);
+    if (w->ran_full_batch && *n < w->max_batch && w->cfg.max_delay_ms > 0) fill(w, jobs, &k, n);
     return k;
 }
 
@@ -658,11 +565,8 @@ void wk_loop_run(wk_worker *w) {
     wk_entry *entries = calloc(w->max_batch, sizeof *entries);
     wk_job *jobs = calloc(w->max_batch, sizeof *jobs);
     w->ahead_tokens = calloc(WK_AHEAD_MAX, sizeof *w->ahead_tokens);
-    w->next_tokens = calloc(WK_AHEAD_MAX, sizeof *w->next_tokens);
-    w->rd.settle = next_settle;
-    w->rd.settle_arg = w;
 
-    if (!entries || !jobs || !w->ahead_tokens || !w->next_tokens) {
+    if (!entries || !jobs || !w->ahead_tokens) {
         fleet_log(FLEET_LOG_ERROR, "out of memory", NULL);
         goto out;
     }
@@ -675,10 +579,8 @@ void wk_loop_run(wk_worker *w) {
         wk_sleep_ms(5);
     /* A batch claimed ahead is run even when a stop came since: its jobs are this
      * worker's, and the batch ends (or hands them back) within the drain time. */
-    while (!wk_stopping(w) || w->ahead || w->rd.unread) {
+    while (!wk_stopping(w) || w->ahead) {
         wk_keeper_poke(w);
-        if (!w->ahead) wk_redis_settle(&w->rd);
-        if (wk_stopping(w) && !w->ahead) break; /* the claim ahead was lost or empty */
         if (!w->ahead) {
             if (wk_redis_ensure(&w->rd) < 0) {
                 long wait = wk_redis_retry_in_ms(&w->rd);
@@ -711,14 +613,10 @@ void wk_loop_run(wk_worker *w) {
         }
     }
 out:
-    wk_redis_settle(&w->rd);
-    w->rd.settle = NULL;
     if (w->ahead) freeReplyObject(w->ahead);
     w->ahead = NULL;
     free(w->ahead_tokens);
     w->ahead_tokens = NULL;
-    free(w->next_tokens);
-    w->next_tokens = NULL;
     free(entries);
     free(jobs);
 }

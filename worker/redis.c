@@ -26,11 +26,6 @@ int wk_redis_init(wk_redis *r, const char *url, const char *role, long timeout_m
 void wk_redis_close(wk_redis *r) {
     if (r->c) redisFree(r->c);
     r->c = NULL;
-    wk_redis_settle(r); /* the replies sent ahead are gone with the connection: NULL */
-}
-
-void wk_redis_settle(wk_redis *r) {
-    if (r->unread && r->settle) r->settle(r->settle_arg);
 }
 
 void wk_redis_lost(wk_redis *r) {
@@ -103,7 +98,6 @@ long wk_redis_retry_in_ms(const wk_redis *r) {
 /* ---------------------------------------------------------------- commands --------- */
 
 redisReply *wk_redis_cmd(wk_redis *r, int argc, const char **argv, const size_t *argvlen) {
-    wk_redis_settle(r);
     if (!r->c) return NULL;
     redisReply *rep = redisCommandArgv(r->c, argc, argv, argvlen);
     if (!rep) wk_redis_lost(r);
@@ -112,7 +106,6 @@ redisReply *wk_redis_cmd(wk_redis *r, int argc, const char **argv, const size_t 
 
 redisReply *wk_redis_cmdf(wk_redis *r, const char *fmt, ...) {
     va_list ap;
-    wk_redis_settle(r);
     if (!r->c) return NULL;
     va_start(ap, fmt);
     redisReply *rep = redisvCommand(r->c, fmt, ap);
@@ -123,7 +116,6 @@ redisReply *wk_redis_cmdf(wk_redis *r, const char *fmt, ...) {
 
 int wk_redis_appendf(wk_redis *r, const char *fmt, ...) {
     va_list ap;
-    wk_redis_settle(r);
     if (!r->c) return -1;
     va_start(ap, fmt);
     int rc = redisvAppendCommand(r->c, fmt, ap);
@@ -156,37 +148,20 @@ redisReply *wk_redis_script(wk_redis *r, fleet_cmd *c) {
 }
 
 int wk_redis_scripts(wk_redis *r, fleet_cmd *cmds, size_t n, redisReply **replies) {
-    return wk_redis_scripts_ahead(r, cmds, n, 0, replies);
-}
-
-int wk_redis_scripts_ahead(wk_redis *r, fleet_cmd *cmds, size_t n, size_t ahead,
-                           redisReply **replies) {
     size_t sent = 0;
 
-    wk_redis_settle(r);
-    for (size_t i = 0; i < n + ahead; i++) replies[i] = NULL;
+    for (size_t i = 0; i < n; i++) replies[i] = NULL;
     if (!r->c) return -1;
-    for (; sent < n + ahead; sent++)
+    for (; sent < n; sent++)
         if (redisAppendCommandArgv(r->c, cmds[sent].argc, cmds[sent].argv, cmds[sent].argvlen) !=
             REDIS_OK)
             break;
-    if (sent < n + ahead) {
-        /* Part of the write is not even in the output buffer: the connection is gone (the
-         * replies read so far would be of a partial pipeline). */
-        wk_redis_lost(r);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < sent; i++) {
         if (!(replies[i] = wk_redis_get_reply(r))) return -1;
     }
-    r->unread = ahead;
-    bool noscript = false;
-    for (size_t i = 0; i < n; i++) noscript = noscript || fleet_reply_is_noscript(replies[i]);
-    if (noscript && ahead > 0) {
-        /* The resends below would read the ahead replies as theirs: read those first. */
-        r->unread = 0;
-        for (size_t i = n; i < n + ahead; i++)
-            if (!(replies[i] = wk_redis_get_reply(r))) return -1;
+    if (sent < n) {
+        wk_redis_lost(r);
+        return -1;
     }
     /* A fresh server answers NOSCRIPT to every EVALSHA of the pipeline; resending each
      * one as EVAL is rare enough not to need a second pipeline. */

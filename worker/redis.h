@@ -26,12 +26,6 @@ typedef struct wk_redis {
     bool down_logged;    /* the current outage was already logged at warn level */
     unsigned long epoch; /* counts successful connects: state tied to a connection (the
                           * consumer group after a server restart) is redone when it moves */
-    /* Replies not read yet of commands sent ahead (wk_redis_scripts_ahead). Replies come
-     * back in the order of the commands, so before this connection sends anything else,
-     * or is dropped, settle(settle_arg) reads them (and sets unread to 0 first). */
-    size_t unread;
-    void (*settle)(void *arg);
-    void *settle_arg;
 } wk_redis;
 
 /* Parses url. Returns 0, or -1 when it is not a redis:// URL. Connects nothing. */
@@ -62,14 +56,5 @@ redisReply *wk_redis_script(wk_redis *r, fleet_cmd *c);
  * lost: the replies read before that stay in place (their commands ran), the others are
  * NULL (they may or may not have run). */
 int wk_redis_scripts(wk_redis *r, fleet_cmd *cmds, size_t n, redisReply **replies);
-/* As wk_redis_scripts for cmds[0..n), and sends cmds[n..n+ahead) in the same write
- * without reading their replies: r->unread counts them, and settle reads them before the
- * next command. When a reply of cmds[0..n) was NOSCRIPT (a server that lost its scripts),
- * the ahead replies are read into replies[n..n+ahead) before the resends, so that no
- * reply is read out of order; else those stay NULL. */
-int wk_redis_scripts_ahead(wk_redis *r, fleet_cmd *cmds, size_t n, size_t ahead,
-                           redisReply **replies);
-/* Reads the replies of commands sent ahead, if any (calls settle). */
-void wk_redis_settle(wk_redis *r);
 
 #endif

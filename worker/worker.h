@@ -155,11 +155,6 @@ typedef struct wk_worker {
     redisReply *ahead;
     char (*ahead_tokens)[WK_TOKEN_LEN + 1];
     size_t ahead_n;
-    /* A second claim sent ahead (wk_ahead_next_build) whose replies are not read yet
-     * (rd.unread): the tokens of its next_n read slots. Read, it becomes w->ahead. */
-    char (*next_tokens)[WK_TOKEN_LEN + 1];
-    size_t next_n;
-    long long last_run_ms; /* how long the model ran the last batch */
     wk_health health;
 
     /* Shutdown: the handler sets signals; the main thread turns it into stop_deadline. */
@@ -202,19 +197,6 @@ void wk_loop_run(wk_worker *w);
  * that just ran, and returns 2; or returns 0 when the next turn should claim as usual
  * (stopping, Redis refusing claims, entries to take over due, a claim already ahead). */
 size_t wk_ahead_build(wk_worker *w, fleet_cmd *cmds);
-/* A second batch is claimed ahead only while batches are full and the model ran the last
- * one in less than this (milliseconds): its jobs then wait under this worker's lease for
- * at most about one more such batch (docs/protocol.md, "Each turn of the loop"). */
-#define WK_AHEAD2_RUN_MS 2
-/* wk_ahead_next_build builds into cmds[0..2) the feed and claim of the batch after the
- * next one, sent in the same write after the claim of the next (na: 2 when wk_ahead_build
- * built one) and left unread while the next batch runs; returns 2, or 0 when batches are
- * not short and full, or a claim ahead could not be sent (as wk_ahead_build). */
-size_t wk_ahead_next_build(wk_worker *w, size_t na, fleet_cmd *cmds);
-/* wk_ahead_next_keep: after the write that carried the second claim, reps[0..2) are its
- * replies when they had to be read at once (or NULL: lost with the connection); nothing
- * to do while they wait unread (rd.unread). */
-void wk_ahead_next_keep(wk_worker *w, redisReply **reps);
 /* wk_ahead_keep takes the replies reps[0..2) of the commands wk_ahead_build built (NULL:
  * lost with the connection): the claim's waits in w->ahead for the next turn. */
 void wk_ahead_keep(wk_worker *w, redisReply **reps);
