@@ -23,8 +23,6 @@
 #include "render.h"
 
 #define CTL_INSPECT_HEX_MAX 64 /* bytes shown of a blob that does not decode */
-#define CTL_STR_(x) #x
-#define CTL_STR(x) CTL_STR_(x)
 
 /* ------------------------------------------------------------------ gathering ----------- */
 
@@ -157,10 +155,10 @@ static json_t *gather_defaults(const json_t *fields) {
     } defaults[] = {
         {"priority", FLEET_JOB_DEFAULT_PRIORITY},
         {"attempts", "0"},
-        {"max_attempts", CTL_STR(FLEET_JOB_DEFAULT_MAX_ATTEMPTS)},
-        {"timeout_s", CTL_STR(FLEET_JOB_DEFAULT_TIMEOUT_S)},
-        {"ttl_s", CTL_STR(FLEET_JOB_DEFAULT_TTL_S)},
-        {"queue_ttl_s", CTL_STR(FLEET_JOB_DEFAULT_TTL_S)},
+        {"max_attempts", FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_MAX_ATTEMPTS)},
+        {"timeout_s", FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_TIMEOUT_S)},
+        {"ttl_s", FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_TTL_S)},
+        {"queue_ttl_s", FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_TTL_S)},
     };
     json_t *d = json_object();
     for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++)

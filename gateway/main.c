@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fleet/config.h"
+#include "fleet/job.h"
 #include "fleet/log.h"
 #include "gateway.h"
 #include "http.h"
@@ -46,12 +47,14 @@ static const fleet_option options[] = {
     {"max-conn-output", "FLEET_MAX_CONN_OUTPUT", FLEET_OPT_INT, "1048576",
      "most bytes of a response the gateway buffers for one connection; a larger result is read from Redis as the client takes it",
      &G.cfg.max_conn_output, 65536, 1L << 30},
-    {"queue-ttl", "FLEET_QUEUE_TTL", FLEET_OPT_INT, "86400",
+    {"queue-ttl", "FLEET_QUEUE_TTL", FLEET_OPT_INT, FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_TTL_S),
      "seconds a job may wait or run before its keys expire", &G.cfg.queue_ttl_s, 60, 2592000},
-    {"result-ttl", "FLEET_RESULT_TTL", FLEET_OPT_INT, "86400",
+    {"result-ttl", "FLEET_RESULT_TTL", FLEET_OPT_INT,
+     FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_TTL_S),
      "default ttl_s: seconds a finished job and its result are kept", &G.cfg.result_ttl_s, 60,
      604800},
-    {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT, "3",
+    {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT,
+     FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_MAX_ATTEMPTS),
      "attempts before a job whose worker vanished fails", &G.cfg.max_attempts, 1, 100},
     {"index-cap", "FLEET_INDEX_CAP", FLEET_OPT_INT, "100000",
      "most jobs GET /v1/jobs can list per tenant", &G.cfg.index_cap, 100, 100000000},

@@ -74,6 +74,10 @@ fleet_priority fleet_priority_from_string(const char *s);
 #define FLEET_JOB_DEFAULT_MAX_ATTEMPTS 3
 #define FLEET_JOB_DEFAULT_TTL_S 86400 /* ttl_s and queue_ttl_s */
 #define FLEET_JOB_DEFAULT_TIMEOUT_S 0 /* no execution limit */
+/* A default as text, for option tables and readers that print it:
+ * FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_TTL_S) is "86400". */
+#define FLEET_JOB_DEFAULT_TEXT(x) FLEET_JOB_DEFAULT_TEXT_(x)
+#define FLEET_JOB_DEFAULT_TEXT_(x) #x
 
 /* True when s is a well-formed job id (so it can be put into a key name safely). */
 bool fleet_job_id_valid(const char *s);
