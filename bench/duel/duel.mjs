@@ -381,15 +381,19 @@ async function drain(sys) {
     const dr = await waitDrain(`${sys.name} drain`, () => sys.finished(ctx), DRAIN_JOBS, w);
     const m1 = await mark(ctx.procs);
     console.log(`   ${sys.name.padEnd(6)}  ${fmt(dr.rate)} jobs/s (${fmt(dr.secs, 2)} s); ${cores(m0, m1)}`);
+    // Under this load the worker's batches should be full (its --max-batch).
+    if (sys === fleet && w.log) {
+      console.log(`           batches: ${describeBatches(batchSizes(w.log, 0, 'batch done'), 'batch done')}`);
+    }
     return { drainRate: dr.rate };
   } finally {
     await sys.down(ctx);
   }
 }
 
-// The sizes of the batches the fleet worker logged ("running a batch", debug level)
-// from byte `from` of its log on.
-function batchSizes(log, from) {
+// The sizes of the batches the fleet worker logged from byte `from` of its log on: lines
+// whose msg is `msg` ("running a batch" at debug level, "batch done" at info), field jobs.
+function batchSizes(log, from, msg = 'running a batch') {
   const sizes = [];
   let text = '';
   try {
@@ -398,10 +402,10 @@ function batchSizes(log, from) {
     return sizes;
   }
   for (const line of text.split('\n')) {
-    if (!line.includes('running a batch')) continue;
+    if (!line.includes(msg)) continue;
     try {
       const j = JSON.parse(line);
-      if (j.msg === 'running a batch') sizes.push(Number(j.jobs));
+      if (j.msg === msg) sizes.push(Number(j.jobs));
     } catch {
       /* a line cut short by the log's end */
     }
@@ -409,10 +413,8 @@ function batchSizes(log, from) {
   return sizes;
 }
 
-function describeBatches(sizes) {
-  if (sizes.length === 0) {
-    return "the worker logged no 'running a batch' lines at debug level: batch sizes unknown";
-  }
+function describeBatches(sizes, msg = 'running a batch') {
+  if (sizes.length === 0) return `the worker logged no '${msg}' lines: batch sizes unknown`;
   const hist = new Map();
   for (const s of sizes) hist.set(s, (hist.get(s) ?? 0) + 1);
   const keys = [...hist.keys()].sort((a, b) => a - b);
