@@ -43,15 +43,7 @@ trap 'exit 130' INT TERM
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 
 # ------------------------------------------------------------------ helpers ----------------
-# A loopback port nothing listens on (a short race with other processes is acceptable).
-free_port() {
-    local p
-    for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-    done
-    die "no free port found"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # http_get PORT PATH: prints the whole response (status line, headers, body); needs no
 # curl, only bash's /dev/tcp.

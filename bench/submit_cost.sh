@@ -22,6 +22,7 @@ BUILDS=${BUILDS:-${1:?usage: bench/submit_cost.sh BUILD_DIR [submits] [connectio
 ROUNDS=${ROUNDS:-1}
 
 die() { echo "bench/submit_cost.sh: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v redis-server >/dev/null || die "redis-server is not installed"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fleet-submit-cost.XXXXXX")
@@ -47,8 +48,9 @@ one() {
     local bin=$1/bin
     [[ -x $bin/fleet-gateway && -x $bin/fleet-bench && -x $bin/fleetctl ]] ||
         die "$bin lacks fleet-gateway, fleet-bench or fleetctl (a release build: cmake --build $1 --target fleet-gateway fleet-bench fleetctl)"
-    RPORT=$((20000 + RANDOM % 20000))
-    local gport=$((RPORT + 1))
+    RPORT=$(free_port)
+    local gport
+    gport=$(free_port)
     mkdir -p "$TMP/r$RPORT"
     redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/r$RPORT" \
         --daemonize yes --pidfile "$TMP/r$RPORT/pid" --logfile "$TMP/r$RPORT/log"

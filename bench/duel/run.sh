@@ -140,15 +140,7 @@ for b in fleet-gateway fleet-worker fleet-bench fleetctl; do
 done
 
 # ------------------------------------------------------------------ Redis ------------------
-# A loopback port nothing listens on (a short race with other processes is acceptable).
-free_port() {
-    local p
-    for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-    done
-    die "no free port found"
-}
+. "$HERE/../lib.sh"
 RPORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
     --logfile "$TMP/redis.log" --daemonize no >>"$TMP/redis.log" 2>&1 &
