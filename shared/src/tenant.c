@@ -247,6 +247,16 @@ static int cmd3(fleet_tenant_cmd *c, const char *verb, fleet_key key, const char
     return cmd_end(c);
 }
 
+/* HSET of one field. */
+static int cmd_hset1(fleet_tenant_cmd *c, fleet_key key, const char *field, const char *value) {
+    cmd_start(c);
+    push(c, "HSET");
+    push(c, key.s);
+    push(c, field);
+    push(c, value);
+    return cmd_end(c);
+}
+
 int fleet_tenant_cmd_read(const fleet_keys *k, const char *name, fleet_tenant_cmd *c) {
     return cmd2(c, "HGETALL", fleet_key_tenant(k, name));
 }
@@ -288,21 +298,11 @@ int fleet_tenant_cmd_set_limits(const fleet_keys *k, const char *name, const fle
 
 int fleet_tenant_cmd_set_secret(const fleet_keys *k, const char *name, const char *secret,
                                 fleet_tenant_cmd *c) {
-    cmd_start(c);
-    push(c, "HSET");
-    push(c, fleet_key_tenant(k, name).s);
-    push(c, FLEET_TENANT_F_WEBHOOK_SECRET);
-    push(c, secret);
-    return cmd_end(c);
+    return cmd_hset1(c, fleet_key_tenant(k, name), FLEET_TENANT_F_WEBHOOK_SECRET, secret);
 }
 
 int fleet_tenant_cmd_revoke(const fleet_keys *k, const char *name, fleet_tenant_cmd *c) {
-    cmd_start(c);
-    push(c, "HSET");
-    push(c, fleet_key_tenant(k, name).s);
-    push(c, FLEET_TENANT_F_REVOKED);
-    push(c, FLEET_TENANT_REVOKED);
-    return cmd_end(c);
+    return cmd_hset1(c, fleet_key_tenant(k, name), FLEET_TENANT_F_REVOKED, FLEET_TENANT_REVOKED);
 }
 
 int fleet_tenant_cmd_unrevoke(const fleet_keys *k, const char *name, fleet_tenant_cmd *c) {
