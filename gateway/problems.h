@@ -19,6 +19,7 @@
     X(INVALID_QUERY, "invalid-query", 400, "Invalid query")                               \
     X(INVALID_WAIT, "invalid-wait", 400, "Invalid wait")                                  \
     X(INVALID_IDEMPOTENCY_KEY, "invalid-idempotency-key", 400, "Invalid Idempotency-Key") \
+    X(INVALID_ID, "invalid-id", 400, "Not a job id")                                      \
     X(UNAUTHORIZED, "unauthorized", 401, "Unauthorized")                                  \
     X(NOT_FOUND, "not-found", 404, "Not found")                                           \
     X(JOB_NOT_FOUND, "job-not-found", 404, "Job not found")                               \

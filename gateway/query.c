@@ -1,4 +1,5 @@
-/* query.c: reading one parameter from a raw query string, and the wait preference. Pure. */
+/* query.c: the query parameters each API route reads, the rule that refuses any other,
+ * reading one parameter from a raw query string, and the wait preference. Pure. */
 #include "query.h"
 
 #include <ctype.h>
@@ -46,6 +47,99 @@ int gw_query_get(const char *q, const char *name, char *out, size_t outlen) {
     return 0;
 }
 
+
+/* ------------------------------------------------------------ known parameters ------ */
+
+/* The query parameters of every API route that reads any (a route not listed reads
+ * none). openapi_test checks that gateway/openapi.json describes exactly these. */
+static const struct {
+    const char *method, *route, *params;
+} route_params[] = {
+    {"POST", "/v1/jobs", "wait"},
+    {"GET", "/v1/jobs", "status,model,cursor,limit"},
+    {"GET", "/v1/jobs/{id}", "wait"},
+    {"DELETE", "/v1/jobs/{id}", "purge"},
+};
+
+const char *gw_query_params_of(const char *method, const char *route) {
+    for (size_t i = 0; method && route && i < sizeof route_params / sizeof *route_params; i++)
+        if (strcmp(route_params[i].method, method) == 0 &&
+            strcmp(route_params[i].route, route) == 0)
+            return route_params[i].params;
+    return "";
+}
+
+/* Whether the n bytes at name are one of the comma-separated names of list. */
+static bool in_list(const char *list, const char *name, size_t n) {
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, name, n) == 0) return true;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return false;
+}
+
+/* Appends the n bytes at s to out (quoted; bytes outside printable ASCII as '?', at most
+ * 40 of them), as far as it has room. */
+static void append_name(char *out, size_t outlen, const char *s, size_t n) {
+    size_t o = strlen(out);
+    if (o + 1 < outlen) out[o++] = '\'';
+    for (size_t i = 0; i < n && i < 40 && o + 1 < outlen; i++)
+        out[o++] = s[i] >= ' ' && s[i] <= '~' ? s[i] : '?';
+    if (n > 40 && o + 4 < outlen) o += (size_t)snprintf(out + o, outlen - o, "...");
+    if (o + 1 < outlen) out[o++] = '\'';
+    out[o < outlen ? o : outlen - 1] = '\0';
+}
+
+int gw_query_check(const char *raw_query, const char *known, char *err, size_t errlen) {
+    if (!raw_query || !*raw_query) return 0;
+    if (!known) known = "";
+    char bad[160] = "", twice[160] = "";
+    int nbad = 0;
+    for (const char *p = raw_query; *p;) {
+        size_t len = strcspn(p, "&");
+        size_t n = strcspn(p, "=&");
+        if (len > 0) { /* "a=1&&b=2" and a trailing '&' hold empty parameters: none */
+            if (!in_list(known, p, n)) {
+                if (nbad++ < 4) {
+                    if (*bad) strncat(bad, ", ", sizeof bad - strlen(bad) - 1);
+                    append_name(bad, sizeof bad, p, n);
+                }
+            } else if (!*twice) {
+                /* Given again later in the query? */
+                for (const char *q = p + len; *q;) {
+                    q += *q == '&';
+                    if (strcspn(q, "=&") == n && strncmp(q, p, n) == 0) {
+                        append_name(twice, sizeof twice, p, n);
+                        break;
+                    }
+                    q += strcspn(q, "&");
+                }
+            }
+        }
+        p += len;
+        if (*p == '&') p++;
+    }
+    if (nbad == 0 && !*twice) return 0;
+    char takes[128] = "this route takes no query parameters";
+    if (*known) {
+        size_t o = (size_t)snprintf(takes, sizeof takes, "this route takes ");
+        for (const char *k = known; *k && o + 3 < sizeof takes; k++)
+            if (*k == ',') o += (size_t)snprintf(takes + o, sizeof takes - o, ", ");
+            else takes[o++] = *k;
+        takes[o < sizeof takes ? o : sizeof takes - 1] = '\0';
+    }
+    if (nbad > 0)
+        snprintf(err, errlen, "unknown query parameter%s %s%s; %s", nbad > 1 ? "s" : "", bad,
+                 nbad > 4 ? " and more" : "", takes);
+    else
+        snprintf(err, errlen, "query parameter %s is given more than once; give it once",
+                 twice);
+    return -1;
+}
+
+/* ------------------------------------------------------------ Prefer: wait ---------- */
 
 /* Reads N of "wait=N": digits only, 0..GW_WAIT_MAX_S. */
 static int wait_value(const char *s, size_t n, long *out) {

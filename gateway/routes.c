@@ -7,13 +7,14 @@
 
 #include "auth.h"
 #include "fleet/job.h"
+#include "query.h"
 
 typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT, R_JOB_EVENTS } route_kind;
 
 typedef struct route {
     htp_method method;
     route_kind kind;
-    const char *path; /* exact path for R_PLAIN */
+    const char *path; /* R_PLAIN: the exact path; a job route: its template (docs, checks) */
     void (*plain)(gw_req *);
     void (*job)(gw_req *, const char *id);
 } route;
@@ -26,10 +27,10 @@ static const route routes[] = {
     {htp_method_POST, R_PLAIN, "/v1/jobs", gw_jobs_submit, NULL},
     {htp_method_POST, R_PLAIN, "/v1/jobs/batch", gw_jobs_batch, NULL},
     {htp_method_GET, R_PLAIN, "/v1/jobs", gw_jobs_list, NULL},
-    {htp_method_GET, R_JOB, NULL, NULL, gw_jobs_get},
-    {htp_method_DELETE, R_JOB, NULL, NULL, gw_jobs_cancel},
-    {htp_method_GET, R_JOB_RESULT, NULL, NULL, gw_jobs_result},
-    {htp_method_GET, R_JOB_EVENTS, NULL, NULL, gw_sse_start},
+    {htp_method_GET, R_JOB, "/v1/jobs/{id}", NULL, gw_jobs_get},
+    {htp_method_DELETE, R_JOB, "/v1/jobs/{id}", NULL, gw_jobs_cancel},
+    {htp_method_GET, R_JOB_RESULT, "/v1/jobs/{id}/result", NULL, gw_jobs_result},
+    {htp_method_GET, R_JOB_EVENTS, "/v1/jobs/{id}/events", NULL, gw_sse_start},
 };
 
 /* Splits "/v1/jobs/{id}", "/v1/jobs/{id}/result" and "/v1/jobs/{id}/events". Returns the
@@ -51,8 +52,10 @@ static int match_job_path(const char *path, char *id, size_t idlen) {
 }
 
 /* Runs the matched route once the request is authenticated. A job route's handler runs
- * only with a well-formed id: any other answers 404 here, as an unknown id would, so the
- * handlers (jobs.c, wait.c, sse.c) need not check it. */
+ * only with a well-formed id: any other answers 400 invalid-id here (an id that cannot
+ * exist says more as a malformed request than as an unknown job), so the handlers
+ * (jobs.c, wait.c, sse.c) need not check it. An API route's handler runs only with the
+ * query parameters it reads (query.c's table), each given once. */
 static void dispatch(gw_req *r) {
     const route *rt = r->route;
     if (r->who.max_body > 0 && r->body_len > (size_t)r->who.max_body) {
@@ -61,15 +64,33 @@ static void dispatch(gw_req *r) {
                          r->who.max_body);
         return;
     }
-    if (rt->kind == R_PLAIN) {
-        rt->plain(r);
-    } else if (!fleet_job_id_valid(r->route_id)) {
-        gw_reply_problem(r, GW_PROBLEM_JOB_NOT_FOUND,
-                         "no job with id '%.64s' (unknown, or expired after its ttl_s)",
-                         r->route_id);
-    } else {
-        rt->job(r, r->route_id);
+    if (rt->kind != R_PLAIN && !fleet_job_id_valid(r->route_id)) {
+        if (strlen(r->route_id) > FLEET_ID_LEN)
+            gw_reply_problem(r, GW_PROBLEM_INVALID_ID,
+                             "'%.32s...' is not a job id: a job id is %d characters of "
+                             "Crockford base32 (0-9 and A-Z without I, L, O, U), as a submit "
+                             "returns it",
+                             r->route_id, FLEET_ID_LEN);
+        else
+            gw_reply_problem(r, GW_PROBLEM_INVALID_ID,
+                             "'%s' is not a job id: a job id is %d characters of Crockford "
+                             "base32 (0-9 and A-Z without I, L, O, U), as a submit returns it",
+                             r->route_id, FLEET_ID_LEN);
+        return;
     }
+    const char *query = r->req->uri && r->req->uri->query_raw
+                            ? (const char *)r->req->uri->query_raw
+                            : NULL;
+    if (query && rt->path && strncmp(rt->path, "/v1/", 4) == 0) {
+        char err[320];
+        const char *method = htparser_get_methodstr_m(rt->method);
+        if (gw_query_check(query, gw_query_params_of(method, rt->path), err, sizeof err) < 0) {
+            gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY, "%s %s: %s", method, rt->path, err);
+            return;
+        }
+    }
+    if (rt->kind == R_PLAIN) rt->plain(r);
+    else rt->job(r, r->route_id);
 }
 
 void gw_route(evhtp_request_t *req, void *arg) {
@@ -95,7 +116,9 @@ void gw_route(evhtp_request_t *req, void *arg) {
     int kind = match_job_path(path, id, sizeof id);
     if (kind == -2) {
         kind = R_JOB;
-        snprintf(id, sizeof id, "%s", "-"); /* too long to be an id: answers 404 */
+        /* Too long to be an id (answers 400 invalid-id): its start, marked as longer. */
+        const char *s = path + strlen("/v1/jobs/");
+        snprintf(id, sizeof id, "%.*s", (int)(sizeof id - 1), s);
     }
     bool path_known = false;
     char allow[64] = "";

@@ -262,21 +262,25 @@ TL_TEST(failed_job_reports_its_error_and_result_is_409) {
     ASSERT_PROBLEM(tl_delete(f, tl_printf("/v1/jobs/%s", id)), 409);
 }
 
-TL_TEST(unknown_ids_are_404_whether_well_formed_or_not) {
+/* A well-formed id that names no job is 404; a malformed one is 400 invalid-id
+ * (api_rules_test has the cases of malformed ids). */
+TL_TEST(unknown_ids_are_404_and_malformed_ids_400) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
-    static const char *const ids[] = {
-        "01ARZ3NDEKTSV4RRFFQ69G5FAV",  /* a valid ULID that was never submitted */
-        "not-a-job-id",                /* malformed */
-        "01ARZ3NDEKTSV4RRFFQ69G5FA",   /* one character short */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAVX", /* one character long */
-        "%7B%7D*",                     /* key-pattern characters */
-        NULL,
+    static const struct {
+        const char *id;
+        long status;
+    } ids[] = {
+        {"01ARZ3NDEKTSV4RRFFQ69G5FAV", 404},  /* a valid ULID that was never submitted */
+        {"not-a-job-id", 400},                /* malformed */
+        {"01ARZ3NDEKTSV4RRFFQ69G5FA", 400},   /* one character short */
+        {"01ARZ3NDEKTSV4RRFFQ69G5FAVX", 400}, /* one character long */
+        {"%7B%7D*", 400},                     /* key-pattern characters */
     };
-    for (int i = 0; ids[i]; i++) {
-        tl_log("id %s", ids[i]);
-        ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s", ids[i])), 404);
-        ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/result", ids[i])), 404);
-        ASSERT_PROBLEM(tl_delete(f, tl_printf("/v1/jobs/%s", ids[i])), 404);
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        tl_log("id %s", ids[i].id);
+        ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s", ids[i].id)), ids[i].status);
+        ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/result", ids[i].id)), ids[i].status);
+        ASSERT_PROBLEM(tl_delete(f, tl_printf("/v1/jobs/%s", ids[i].id)), ids[i].status);
     }
 }
 
@@ -290,7 +294,7 @@ int main(int argc, char **argv) {
         TL_CASE(result_of_a_queued_job_is_425_with_retry_after),
         TL_CASE(delete_of_a_finished_job_is_409),
         TL_CASE(failed_job_reports_its_error_and_result_is_409),
-        TL_CASE(unknown_ids_are_404_whether_well_formed_or_not),
+        TL_CASE(unknown_ids_are_404_and_malformed_ids_400),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

@@ -81,7 +81,7 @@ TL_TEST(wait_refuses_bad_values_and_unknown_jobs) {
     /* Nothing was written by the refused submits. */
     ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:stream:echo", f->prefix), 0);
     ASSERT_PROBLEM(tl_get(f, "/v1/jobs/01JDQ7ZK5W3V8X9Y0A1B2C3D4E?wait=5"), 404);
-    ASSERT_PROBLEM(tl_get(f, "/v1/jobs/nope?wait=5"), 404);
+    ASSERT_PROBLEM(tl_get(f, "/v1/jobs/nope?wait=5"), 400); /* not a job id */
 }
 
 /* 500 submits with wait against fast jobs, from 5 clients at once: every one must come
@@ -173,7 +173,7 @@ TL_TEST(events_stream_a_job_from_state_to_final) {
     ASSERT_EQ_STR(names[0], "state");
     ASSERT_EQ_STR(names[1], "final");
     ASSERT_PROBLEM(tl_get(f, "/v1/jobs/01JDQ7ZK5W3V8X9Y0A1B2C3D4E/events"), 404);
-    ASSERT_PROBLEM(tl_get(f, "/v1/jobs/bad/events"), 404);
+    ASSERT_PROBLEM(tl_get(f, "/v1/jobs/bad/events"), 400); /* not a job id */
 }
 
 /* Opens the stream on a raw socket, reads its first bytes, and hangs up. */
