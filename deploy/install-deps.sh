@@ -17,7 +17,15 @@ PACKAGES=(
   # the fuzz targets (tests/fuzz): clang, its libFuzzer and sanitizer runtimes, and
   # llvm-symbolizer for readable crash reports
   clang libclang-rt-14-dev llvm
+  # the dashboard's browser test (tests/dashboard): Debian's chromium, driven from node by
+  # npm playwright-core (tests/run.sh installs it with npm ci)
+  chromium nodejs
 )
+# npm comes inside some builds of the nodejs package (NodeSource's); Debian's nodejs needs
+# Debian's npm beside it.
+if ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

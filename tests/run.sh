@@ -13,6 +13,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ./deploy/install-deps.sh
 
+# npm test tools: each test folder with a package-lock.json (tests/dashboard: playwright-core,
+# tests/package-lock.json for tools shared by several) gets its node_modules with `npm ci`,
+# skipped while the node_modules/.package-lock.json that npm ci writes is newer than the
+# lock file.
+for lock in tests/package-lock.json tests/*/package-lock.json; do
+  [[ -f "$lock" ]] || continue
+  dir=$(dirname "$lock")
+  if [[ ! "$dir/node_modules/.package-lock.json" -nt "$lock" ]]; then
+    echo "run.sh: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
+
 cmake -S . -B build-test \
   -DFLEET_TESTS=ON -DFLEET_SANITIZE=ON -DFLEET_WERROR=ON -DCMAKE_BUILD_TYPE=Debug
 cmake --build build-test -j"$(nproc)"
