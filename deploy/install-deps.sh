@@ -26,12 +26,6 @@ PACKAGES=(
 if ! command -v npm >/dev/null 2>&1; then
   PACKAGES+=(npm)
 fi
-# node and npm run the npm test tools (tests/*/package.json, installed by tests/run.sh).
-# A node that brings its own npm (NodeSource's) is kept: Debian's npm package conflicts
-# with it.
-if ! command -v npm >/dev/null 2>&1; then
-  PACKAGES+=(nodejs npm)
-fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# run.sh: THE test command. Installs dependencies (if missing) and the npm test tools
-# (tests/*/package-lock.json), builds fleet with
+# run.sh: THE test command. Installs dependencies (if missing), builds fleet with
 # -Werror under AddressSanitizer + UndefinedBehaviorSanitizer into build-test/, and runs
 # every test with ctest; then builds the libFuzzer targets with clang into build-fuzz/
 # and runs each for a bounded time (tests/fuzz/README.md). Fails when ctest fails or a
@@ -13,17 +12,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ./deploy/install-deps.sh
-
-# The npm test tools: each tests/<dir>/package.json (the OpenAPI checks, the dashboard's
-# browser test) has its committed package-lock.json installed by `npm ci` into
-# tests/<dir>/node_modules, skipped while that install is newer than the lock file.
-for lock in tests/*/package-lock.json; do
-  dir=$(dirname "$lock")
-  if [[ ! -f "$dir/node_modules/.package-lock.json" || "$lock" -nt "$dir/node_modules/.package-lock.json" ]]; then
-    echo "run.sh: npm ci in $dir"
-    (cd "$dir" && npm ci --no-audit --no-fund)
-  fi
-done
 
 # npm test tools: each test folder with a package-lock.json (tests/dashboard: playwright-core,
 # tests/package-lock.json for tools shared by several) gets its node_modules with `npm ci`,
