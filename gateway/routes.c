@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "fleet/job.h"
+#include "ui.h"
 #include "query.h"
 
 typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT, R_JOB_EVENTS } route_kind;
@@ -31,6 +32,9 @@ static const route routes[] = {
     {htp_method_DELETE, R_JOB, "/v1/jobs/{id}", NULL, gw_jobs_cancel},
     {htp_method_GET, R_JOB_RESULT, "/v1/jobs/{id}/result", NULL, gw_jobs_result},
     {htp_method_GET, R_JOB_EVENTS, "/v1/jobs/{id}/events", NULL, gw_sse_start},
+    {htp_method_GET, R_PLAIN, "/", gw_ui_serve, NULL},
+    {htp_method_GET, R_PLAIN, "/ui/app.css", gw_ui_serve, NULL},
+    {htp_method_GET, R_PLAIN, "/ui/app.js", gw_ui_serve, NULL},
 };
 
 /* Splits "/v1/jobs/{id}", "/v1/jobs/{id}/result" and "/v1/jobs/{id}/events". Returns the

@@ -1,0 +1,135 @@
+// dashboard.mjs: drives the gateway's dashboard in Debian's headless chromium through
+// playwright-core, as a person would. Started by dashboard_test.c's browser case, which
+// runs the fleet (API keys on, a sleep worker) and passes:
+//
+//   FLEET_URL        the gateway, http://127.0.0.1:<port>
+//   FLEET_KEY        a tenant's API key (fleetctl tenant add)
+//   FLEET_JOB        a running sleep job of that tenant that reports progress every second
+//   FLEET_XSS_JOB    a job of that tenant whose metadata holds markup
+//   FLEET_SYNC       a directory: this script writes "restart" there and waits for
+//                    "restarted", which the C side writes once it restarted the gateway
+//   FLEET_SCREENSHOT where to write a screenshot (optional)
+//   CHROMIUM         the browser (default /usr/bin/chromium)
+//
+// Exits 0 when every step passed; otherwise prints the step that failed and exits 1.
+import {existsSync, writeFileSync} from 'node:fs';
+import {join} from 'node:path';
+import {chromium} from 'playwright-core';
+
+const env = (n) => {
+  const v = process.env[n];
+  if (!v) throw new Error(`${n} is not set`);
+  return v;
+};
+const url = env('FLEET_URL');
+const key = env('FLEET_KEY');
+const jobId = env('FLEET_JOB');
+const xssJob = env('FLEET_XSS_JOB');
+const sync = env('FLEET_SYNC');
+const T = 30000; // the deadline of each step that waits for the page
+
+let step = 'start';
+const log = (s) => { step = s; console.log(`dashboard: ${s}`); };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  // No background networking: this machine reaches no outside host, and chromium's own
+  // connections would only fail.
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const pageErrors = [];
+try {
+  const ctx = await browser.newContext({viewport: {width: 1400, height: 1000}});
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') console.log(`console: ${m.text()}`); });
+  // A dialog (alert) would be a script the page ran from data: fail on it.
+  page.on('dialog', (d) => { pageErrors.push(`unexpected dialog: ${d.message()}`); d.dismiss(); });
+
+  log('the page loads and asks for a key (the API answers 401 without one)');
+  await page.goto(url + '/', {waitUntil: 'domcontentloaded'});
+  const dialog = page.getByRole('dialog', {name: 'API key'});
+  await dialog.waitFor({state: 'visible', timeout: T});
+
+  log('a wrong key is refused and the dialog stays');
+  await page.getByLabel('Key', {exact: true}).fill('fk_not_a_key');
+  await page.getByRole('button', {name: 'Use this key'}).click();
+  await page.locator('#key-error').filter({hasText: 'refused'}).waitFor({timeout: T});
+
+  log('the right key is kept in session storage and the tenant is named');
+  await page.getByLabel('Key', {exact: true}).fill(key);
+  await page.getByRole('button', {name: 'Use this key'}).click();
+  await dialog.waitFor({state: 'hidden', timeout: T});
+  await page.locator('#who').filter({hasText: 'tenant'}).waitFor({timeout: T});
+  if ((await page.evaluate(() => sessionStorage.getItem('fleet.apiKey'))) !== key)
+    throw new Error('the key is not in session storage');
+
+  log('the models table lists the sleep model with its worker');
+  await page.locator('#models-body tr[data-model="sleep"]').waitFor({timeout: T});
+
+  log('the job list shows the submitted job');
+  const row = page.locator(`#jobs-body tr[data-job="${jobId}"]`);
+  await row.waitFor({timeout: T});
+
+  log('markup in metadata is shown as text, never run');
+  await page.locator('#f-search').fill('pwned');
+  await page.getByRole('button', {name: 'Show', exact: true}).click();
+  await page.locator(`#jobs-body tr[data-job="${xssJob}"]`).waitFor({timeout: T});
+  await page.getByRole('button', {name: `open job ${xssJob}`}).click();
+  await page.locator('#d-fields').filter({hasText: '<img id=pwned'}).waitFor({timeout: T});
+  if (await page.locator('#pwned').count()) throw new Error('the metadata markup became an element');
+  await page.locator('#f-search').fill('');
+  await page.getByRole('button', {name: 'Show', exact: true}).click();
+  await row.waitFor({timeout: T});
+
+  log('the job detail follows the event stream: the progress bar moves');
+  await page.getByRole('button', {name: `open job ${jobId}`}).click();
+  await page.locator('#d-id').filter({hasText: jobId}).waitFor({timeout: T});
+  const progress = () => page.locator('#d-progress').evaluate((el) => el.value);
+  const moved = async (above) => {
+    await page.waitForFunction((v) => document.getElementById('d-progress').value > v, above,
+      {timeout: T});
+    return progress();
+  };
+  const p1 = await moved(0);
+  const p2 = await moved(p1);
+  console.log(`dashboard: progress ${p1} -> ${p2}`);
+  await page.locator('#d-events li').filter({hasText: 'progress'}).first().waitFor({timeout: T});
+
+  log('the gateway restarts: the stream reconnects by itself and the progress moves on');
+  writeFileSync(join(sync, 'restart'), '');
+  await page.locator('#d-live').filter({hasText: 'reconnecting'}).waitFor({timeout: T});
+  const deadline = Date.now() + T;
+  while (!existsSync(join(sync, 'restarted'))) {
+    if (Date.now() > deadline) throw new Error('the gateway was not restarted');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await page.locator('#d-live').filter({hasText: 'live'}).waitFor({timeout: T});
+  const p3 = await moved(await progress());
+  console.log(`dashboard: after the restart, progress ${p3}`);
+  await page.locator('#conn').filter({hasText: 'connected'}).waitFor({timeout: T});
+
+  if (process.env.FLEET_SCREENSHOT) {
+    await moved(p3);
+    await page.screenshot({path: process.env.FLEET_SCREENSHOT, fullPage: true});
+  }
+
+  log('cancel works: the stream ends with the job cancelled');
+  await page.getByRole('button', {name: 'Cancel', exact: true}).click();
+  await page.locator('#d-fields dd').filter({hasText: /^cancelled/}).waitFor({timeout: T});
+  await row.locator('td.status').filter({hasText: 'cancelled'}).waitFor({timeout: T});
+  await page.locator('#d-live').filter({hasText: 'finished'}).waitFor({timeout: T});
+  if (!(await page.getByRole('button', {name: 'Cancel', exact: true}).isDisabled()))
+    throw new Error('Cancel is still enabled for a cancelled job');
+
+  if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join('; ')}`);
+  log('passed');
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  console.log(`dashboard: FAILED at "${step}": ${e.message}`);
+  if (pageErrors.length) console.log(`dashboard: errors in the page: ${pageErrors.join('; ')}`);
+  await browser.close().catch(() => {});
+  process.exit(1);
+}
