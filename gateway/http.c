@@ -142,9 +142,13 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdr, void *ar
     if (request_id_valid(rid)) {
         snprintf(r->request_id, sizeof r->request_id, "%s", rid);
     } else {
-        char id[27];
-        if (fleet_id_new(id) < 0) snprintf(id, sizeof id, "%llu", (unsigned long long)r->start_us);
-        snprintf(r->request_id, sizeof r->request_id, "req_%s", id);
+        char id[FLEET_ID_LEN + 1];
+        if (fleet_id_new(id) == 0) {
+            r->request_id_free = true;
+        } else {
+            snprintf(id, sizeof id, "%llu", (unsigned long long)r->start_us);
+        }
+        snprintf(r->request_id, sizeof r->request_id, "%s%s", FLEET_REQUEST_ID_PREFIX, id);
     }
     const char *cl = evhtp_kv_find(hdr, "Content-Length");
     if (cl) {

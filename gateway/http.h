@@ -49,6 +49,9 @@ typedef struct gw_req {
     gw *g;
     evhtp_request_t *req;
     char request_id[FLEET_REQUEST_ID_MAX + 1];
+    /* The request id is "req_" and a fresh job id that no job took yet: the first job the
+     * request submits takes it, and its hash then needs no request_id field. */
+    bool request_id_free;
     size_t body_len; /* bytes received, counted even when drained */
     bool too_large;
     bool uri_too_long;

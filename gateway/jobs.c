@@ -271,7 +271,15 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
         return -1;
     }
     if (jr->webhook && webhook_problem(r, jr->webhook, p) < 0) return -1;
-    if (fleet_id_new(ids->id) < 0) {
+    /* The request's own id names its (first) job: the job then reads its request_id
+     * without storing it (fleet_job_view_from_fields), 40 bytes less per job. */
+    const char *request_id = r->request_id;
+    if (r->request_id_free) {
+        snprintf(ids->id, sizeof ids->id, "%s",
+                 r->request_id + sizeof FLEET_REQUEST_ID_PREFIX - 1);
+        r->request_id_free = false;
+        request_id = "";
+    } else if (fleet_id_new(ids->id) < 0) {
         *p = (gw_problem){.status = 500, .slug = "internal", .title = "Internal error"};
         snprintf(p->detail, sizeof p->detail, "no randomness for a job id");
         return -1;
@@ -280,7 +288,7 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
         .id = ids->id,
         .model = jr->model,
         .tenant = r->who.tenant,
-        .request_id = r->request_id,
+        .request_id = request_id,
         .priority = fleet_priority_to_string(jr->priority),
         .metadata_json = jr->metadata_json ? jr->metadata_json : "",
         .input = jr->input,

@@ -16,7 +16,8 @@
 --       of the stream, read here), job id (empty with it), lease token
 -- Returns one reply per named entry, in order, then {entry id, job id, reply} per entry
 --       read (at most one per empty entry id; the k-th entry read takes the k-th of their
---       tokens); a reply: {'ok', input, attempts, timeout_s, reclaimed 0|1}
+--       tokens); a reply: {'ok', input, attempts, timeout_s, reclaimed 0|1, created_ms,
+--       started_ms} (both Redis milliseconds as text; created_ms '' for a job without one)
 --       | {'gone'} | {'cancelled'} | {'dead', error} | {'skip', why}
 local stream_key, queues_key, stats_key, entries_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dlq_key, tasks_key = KEYS[5], KEYS[6]
@@ -32,8 +33,9 @@ local now_s, lease_until_s = tostring(now), tostring(now + lease_ms)
 -- What a queued job's start needs, its input's first parts included (most inputs fit in
 -- them: one read per job); a lost worker's job reads LOST_FIELDS as well.
 local FIELDS = {'status', 'entry_id', 'queue_seq', 'timeout_s', 'queue_ttl_s', 'attempts',
-  'idem_key', 'webhook', 'progress_percent', 'retry_at_ms', 'in_n', 'in1', 'in2', 'in3', 'in4'}
-local IN_AT, IN_READ = 12, 4 -- the FIELDS index of in1, and how many parts FIELDS reads
+  'idem_key', 'webhook', 'progress_percent', 'retry_at_ms', 'created_ms', 'in_n', 'in1',
+  'in2', 'in3', 'in4'}
+local IN_AT, IN_READ = 13, 4 -- the FIELDS index of in1, and how many parts FIELDS reads
 local LOST_FIELDS = {'lease_until_ms', 'cancel_requested', 'worker', 'max_attempts',
   'ttl_s', 'tenant', 'webhook_events', 'active'}
 local started, reclaimed_n, top_seq = 0, 0, ''
@@ -101,8 +103,10 @@ local function claim_one(entry, id, token)
     end
     return {'gone'}
   end
-  if st[2] ~= entry then
-    -- An entry the job no longer uses (it was requeued onto a newer one).
+  -- An entry the job no longer uses (it was requeued onto a newer one). A queued job
+  -- without entry_id was fed onto the stream (feed writes no field of the job: one write
+  -- per job less) and this is its one entry; this claim records it.
+  if st[2] and st[2] ~= entry then
     drop_entry(stream_key, group, entries_key, entry)
     return {'skip', 'stale entry'}
   end
@@ -130,7 +134,7 @@ local function claim_one(entry, id, token)
   local attempts = tonumber(st[6] or '0') + 1
   redis.call('HSET', job, 'status', 'running', 'worker', worker, 'lease', token,
     'lease_until_ms', lease_until_s, 'started_ms', now_s, 'updated_ms', now_s,
-    'attempts', attempts)
+    'attempts', attempts, 'entry_id', entry)
   -- Progress and a retry time are left only by an earlier attempt (progress_percent is
   -- written with the other progress fields).
   if st[9] or st[10] then
@@ -141,7 +145,7 @@ local function claim_one(entry, id, token)
   expire_job(job, st[5] or DEFAULT_TTL_S, st[7] or false)
   events[#events + 1] = id .. ' running'
   if st[8] and st[8] ~= '' then webhook_event(job, 'running', 'job.running', id, now) end
-  return {'ok', input_of(job, st), attempts, st[4] or '0', reclaimed}
+  return {'ok', input_of(job, st), attempts, st[4] or '0', reclaimed, st[11] or '', now_s}
 end
 
 -- A job id from a stream entry read here: a valid one is 26 characters of Crockford

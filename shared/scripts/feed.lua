@@ -5,15 +5,16 @@
 -- before they read, so a tenant who submits 10 jobs behind another tenant's 10,000 waits
 -- behind at most `target` entries, not behind the backlog. While only one tenant waits
 -- there are no turns to take: its jobs are taken with one LPOP of many per rank. The moved
--- jobs' entries hash fields are written with one HSET.
+-- jobs' entries hash fields are written with one HSET; the jobs themselves are not read
+-- or written (claim records a job's entry).
 -- A waiting list entry that does not end in ':' names a wait set of protocol 2 (a sorted
 -- set scored rank * 2^40 + seq), left by an older gateway: it is drained with ZPOPMIN, so
 -- no job queued before an upgrade is stranded.
--- KEYS: 1 model stream, 2 waiting list, 3 entries hash, 4 stats hash
--- ARGV: 1 model, 2 target, 3 group, 4 job key prefix
+-- KEYS: 1 model stream, 2 waiting list, 3 entries hash
+-- ARGV: 1 target, 2 group
 -- Returns how many jobs went onto the stream.
-local stream_key, waiting_key, entries_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local model, target, group, job_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local stream_key, waiting_key, entries_key = KEYS[1], KEYS[2], KEYS[3]
+local target, group = tonumber(ARGV[1]), ARGV[2]
 local RANKS = {'0', '1', '2'}
 -- Takes up to `take` ids of one tenant, in its order. Returns them, and whether its lists
 -- (or old set) are now empty: then it held fewer than `take`.
@@ -51,22 +52,16 @@ while need > 0 and tenants > 0 and looks < 4 * target + 64 do
     redis.call('LREM', waiting_key, 1, wait) -- nothing left waiting for this tenant
     tenants = tenants - 1
   end
+  -- The jobs are not read here: one whose keys expired or that was cancelled meanwhile
+  -- (a cancel takes a waiting id out of its list, but a fed one it leaves) is found by
+  -- claim, which acknowledges its entry and counts it then.
   for i = 1, #ids do
-    local id = ids[i]
-    local job = job_prefix .. id
-    local st = redis.call('HGET', job, 'status')
-    if st == 'queued' then
-      local entry = redis.call('XADD', stream_key, '*', 'job', id)
-      entries[#entries + 1] = entry
-      entries[#entries + 1] = id
-      redis.call('HSET', job, 'entry_id', entry)
-      need = need - 1
-      moved = moved + 1
-    elseif not st then
-      -- Its keys expired while it waited (a cancel takes its id out first).
-      count_expired(stats_key, model, 'queued')
-    end
+    local entry = redis.call('XADD', stream_key, '*', 'job', ids[i])
+    entries[#entries + 1] = entry
+    entries[#entries + 1] = ids[i]
   end
+  need = need - #ids
+  moved = moved + #ids
 end
 if #entries > 0 then redis.call('HSET', entries_key, unpack(entries)) end
 return moved

@@ -6,7 +6,7 @@
 --       6 entries hash, 7 tenant active set, 8 tenant rate bucket, 9 idempotency record
 --       (or the job hash again when there is no Idempotency-Key), 10 model's waiting
 --       list (of wait set keys), 11 this tenant's wait set for this model
--- ARGV: 1 id, 2 model, 3 input (msgpack), 4 tenant, 5 request_id, 6 priority,
+-- ARGV: 1 id, 2 model, 3 input (msgpack), 4 tenant, 5 request_id ('': req_<id>), 6 priority,
 --       7 metadata (JSON text or ""), 8 queue_ttl_s, 9 result_ttl_s, 10 timeout_s,
 --       11 max_attempts, 12 index_cap, 13 index_ttl_s, 14 webhook URL (or ""),
 --       15 webhook events (or ""), 16 max_active ("0": no limit), 17 rate per second
@@ -102,8 +102,12 @@ local head = redis.call('HGET', queues_key, model .. ':head')
 -- no attempts while none was made, and none of priority, max_attempts, ttl_s,
 -- queue_ttl_s, timeout_s that holds lib.lua's default. Together 192 B of a queued job's
 -- 728-byte hash (MEMORY USAGE, a 200-byte input; docs/benchmarks.md).
-local f = {'status', 'queued', 'model', model, 'tenant', tenant, 'request_id', request_id,
-  'created_ms', now, 'queue_seq', seq_s}
+local f = {'status', 'queued', 'model', model, 'tenant', tenant, 'created_ms', now,
+  'queue_seq', seq_s}
+if request_id ~= '' then -- '' when the request's id is 'req_' and this job's id
+  f[#f + 1] = 'request_id'
+  f[#f + 1] = request_id
+end
 local function unless_default(name, v, default)
   if v ~= default then
     f[#f + 1] = name

@@ -206,15 +206,12 @@ fleet_submit_outcome fleet_state_submit_reply(const redisReply *r, fleet_submitt
 }
 
 void fleet_state_feed(const fleet_keys *k, const char *model, long target, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_FEED, 4);
+    cmd_start(c, FLEET_SCRIPT_FEED, 3);
     cmd_key(c, fleet_key_stream(k, model));
     cmd_key(c, fleet_key_waiting(k, model));
     cmd_key(c, fleet_key_entries(k, model));
-    cmd_key(c, fleet_key_stats(k));
-    cmd_str(c, model);
     cmd_fmt(c, "%ld", target);
     cmd_str(c, FLEET_GROUP);
-    cmd_key(c, fleet_key_job_prefix(k));
 }
 
 void fleet_state_auth(const fleet_keys *k, const char *key_hash, fleet_cmd *c) {
@@ -281,12 +278,14 @@ fleet_claim_outcome fleet_state_claim_reply(const redisReply *r, fleet_claimed *
     memset(out, 0, sizeof *out);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_CLAIM_ERROR;
     const redisReply *tag = r->element[0];
-    if (str_eq(tag, "ok") && r->elements == 5 && is_str(r->element[1])) {
+    if (str_eq(tag, "ok") && r->elements == 7 && is_str(r->element[1])) {
         out->input = r->element[1]->str;
         out->input_len = r->element[1]->len;
         out->attempts = (long)reply_int(r->element[2]);
         out->timeout_s = (long)reply_int(r->element[3]);
         out->reclaimed = reply_int(r->element[4]) != 0;
+        out->created_ms = reply_int(r->element[5]);
+        out->started_ms = reply_int(r->element[6]);
         return FLEET_CLAIM_OK;
     }
     out->why = r->elements >= 2 && is_str(r->element[1]) ? r->element[1]->str : "";
@@ -623,6 +622,11 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
     if (v->timeout_s < 0) v->timeout_s = FLEET_JOB_DEFAULT_TIMEOUT_S;
     if (v->ttl_s < 0) v->ttl_s = FLEET_JOB_DEFAULT_TTL_S;
     if (v->updated_ms < 0) v->updated_ms = v->created_ms;
+    if (!v->request_id) {
+        snprintf(v->made_request_id, sizeof v->made_request_id, "%s%.*s",
+                 FLEET_REQUEST_ID_PREFIX, FLEET_ID_LEN, v->id);
+        v->request_id = v->made_request_id;
+    }
     return 0;
 }
 

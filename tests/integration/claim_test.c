@@ -165,6 +165,58 @@ TL_TEST(claim_reads_new_entries_itself_and_a_batch_publishes_one_message) {
     ASSERT_EQ_INT(tl_jint(stats, "models.echo.succeeded"), 3);
 }
 
+/* feed moves jobs from the wait lists onto the stream without reading or writing them (no
+ * entry_id); the claim that reads a fed job's entry writes its entry_id, and drops the
+ * entry of one cancelled or expired after it was fed, counting it once. */
+TL_TEST(fed_jobs_get_their_entry_id_from_the_claim_that_finds_them) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    ensure_group(f);
+    /* The gateway's ready target is 8: the first 8 go onto the stream, 3 onto a wait list. */
+    const char *ids[11];
+    for (int i = 0; i < 11; i++) ids[i] = tl_job_submit(f, "echo", INPUT);
+    for (int i = 8; i < 11; i++)
+        ASSERT_NULL(hget(f, tl_printf("{%s}:job:%s", f->prefix, ids[i]), "entry_id"));
+    ASSERT_EQ_INT(tl_redis_cmd(f->rc, "XLEN {%s}:stream:echo", f->prefix)->integer, 8);
+
+    fleet_keys k = keys_of(f);
+    fleet_cmd cmd;
+    fleet_state_feed(&k, "echo", 11, &cmd);
+    ASSERT_EQ_INT(send_script(f, &cmd)->integer, 3);
+    ASSERT_EQ_INT(tl_redis_cmd(f->rc, "XLEN {%s}:stream:echo", f->prefix)->integer, 11);
+    for (int i = 8; i < 11; i++) /* feed wrote nothing into the jobs */
+        ASSERT_NULL(hget(f, tl_printf("{%s}:job:%s", f->prefix, ids[i]), "entry_id"));
+
+    /* One fed job is cancelled, another's keys expire, before a claim reads them. */
+    ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s", ids[8])), 200);
+    tl_redis_cmd(f->rc, "DEL {%s}:job:%s", f->prefix, ids[9]);
+
+    redisReply *r = claim(f, NULL, NULL, 0, 12);
+    ASSERT_EQ_INT(r->elements, 11);
+    for (size_t i = 0; i < 11; i++) {
+        const char *entry = NULL, *job = NULL;
+        const redisReply *item = fleet_state_claim_read_item(r->element[i], &entry, &job);
+        ASSERT_NOT_NULL(item);
+        ASSERT_EQ_STR(job, ids[i]);
+        fleet_claimed got;
+        fleet_claim_outcome want = i == 8 ? FLEET_CLAIM_CANCELLED
+                                   : i == 9 ? FLEET_CLAIM_GONE
+                                            : FLEET_CLAIM_OK;
+        ASSERT_EQ_INT(fleet_state_claim_reply(item, &got), want);
+        if (want != FLEET_CLAIM_OK) continue;
+        ASSERT_GT_INT(got.created_ms, 0);
+        ASSERT_GE_INT(got.started_ms, got.created_ms);
+        ASSERT_EQ_STR(hget(f, tl_printf("{%s}:job:%s", f->prefix, ids[i]), "entry_id"), entry);
+    }
+    /* The two dropped entries left the stream; the nine running ones are pending. */
+    ASSERT_EQ_INT(tl_redis_cmd(f->rc, "XLEN {%s}:stream:echo", f->prefix)->integer, 9);
+    json_t *stats = tl_get(f, "/v1/stats")->json;
+    ASSERT_EQ_INT(tl_jint(stats, "models.echo.queued"), 0);
+    ASSERT_EQ_INT(tl_jint(stats, "models.echo.running"), 9);
+    ASSERT_EQ_INT(tl_jint(stats, "models.echo.cancelled"), 1);
+    ASSERT_EQ_INT(tl_jint(stats, "models.echo.expired"), 1);
+    ASSERT_EQ_INT(tl_jint(stats, "models.echo.submitted"), 11);
+}
+
 /* Named entries and read slots in one call: the named entries' replies come first, in
  * order, then one read item per entry read. */
 TL_TEST(claim_takes_named_entries_and_read_slots_together) {
@@ -296,6 +348,7 @@ TL_TEST(finish_keeps_the_last_lease_and_its_token_is_refused) {
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(claim_reads_new_entries_itself_and_a_batch_publishes_one_message),
+        TL_CASE(fed_jobs_get_their_entry_id_from_the_claim_that_finds_them),
         TL_CASE(claim_takes_named_entries_and_read_slots_together),
         TL_CASE(claim_whose_read_fails_writes_nothing),
         TL_CASE(finish_keeps_the_last_lease_and_its_token_is_refused),

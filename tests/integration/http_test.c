@@ -66,6 +66,47 @@ TL_TEST(request_id_is_generated_when_absent_or_invalid) {
     ASSERT_NE_STR(rc, longid);
 }
 
+/* A submit without an X-Request-ID names its job after the request id the gateway made
+ * ("req_" and a job id): the job shows that request_id without its hash storing it. A
+ * batch's first job takes it; the others store the request id. */
+TL_TEST(a_generated_request_id_names_the_job) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"echo\", \"input\": {}}");
+    ASSERT_HTTP_STATUS(r, 202);
+    const char *rid = tl_resp_header(r, "X-Request-ID");
+    const char *id = tl_jstr(r->json, "id");
+    ASSERT_NOT_NULL(rid);
+    ASSERT_NOT_NULL(id);
+    ASSERT_EQ_STR(rid, tl_printf("req_%s", id));
+    const char *key = tl_printf("{%s}:job:%s", f->prefix, id);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "HEXISTS %s request_id", key), 0);
+    ASSERT_EQ_STR(tl_jstr(tl_job_get(f, id), "request_id"), rid);
+
+    /* A client's own id is stored, whatever its form. */
+    r = tl_request(f, "/v1/jobs",
+                   (tl_req){.method = "POST",
+                            .body = "{\"model\": \"echo\", \"input\": {}}",
+                            .headers = {"X-Request-ID: req_01ARZ3NDEKTSV4RRFFQ69G5FAV"}});
+    ASSERT_HTTP_STATUS(r, 202);
+    id = tl_jstr(r->json, "id");
+    ASSERT_NE_STR(id, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+    ASSERT_EQ_STR(tl_jstr(tl_job_get(f, id), "request_id"), "req_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+
+    r = tl_post(f, "/v1/jobs/batch",
+                "{\"jobs\": [{\"model\": \"echo\", \"input\": {}},"
+                " {\"model\": \"echo\", \"input\": {}}]}");
+    ASSERT_HTTP_STATUS(r, 200);
+    rid = tl_resp_header(r, "X-Request-ID");
+    json_t *jobs = json_object_get(r->json, "jobs");
+    ASSERT_EQ_INT(json_array_size(jobs), 2);
+    const char *first = tl_jstr(json_array_get(jobs, 0), "id");
+    const char *second = tl_jstr(json_array_get(jobs, 1), "id");
+    ASSERT_EQ_STR(rid, tl_printf("req_%s", first));
+    ASSERT_NE_STR(second, first);
+    ASSERT_EQ_STR(tl_jstr(tl_job_get(f, first), "request_id"), rid);
+    ASSERT_EQ_STR(tl_jstr(tl_job_get(f, second), "request_id"), rid);
+}
+
 /* ------------------------------------------------------------ health ---------------- */
 
 TL_TEST(healthz_and_readyz_answer_200) {
@@ -193,13 +234,13 @@ TL_TEST(models_lists_configured_models_with_workers_and_depth) {
     ASSERT_EQ_INT(tl_jint(sleep, "running"), 0);
 
     /* The worker announces the protocol version it speaks in its registration hash
-     * (docs/protocol.md: FLEET_PROTOCOL_VERSION, 4 in this release). */
+     * (docs/protocol.md: FLEET_PROTOCOL_VERSION, 5 in this release). */
     redisReply *workers = tl_redis_cmd(f->rc, "ZRANGE {%s}:workers 0 -1", f->prefix);
     ASSERT_TRUE(workers->type == REDIS_REPLY_ARRAY && workers->elements == 1);
     redisReply *proto = tl_redis_cmd(f->rc, "HGET {%s}:worker:%s protocol", f->prefix,
                                      workers->element[0]->str);
     ASSERT_TRUE(proto->type == REDIS_REPLY_STRING);
-    ASSERT_EQ_STR(proto->str, "4");
+    ASSERT_EQ_STR(proto->str, "5");
 }
 
 /* ------------------------------------------------------------ stats ----------------- */
@@ -281,6 +322,7 @@ int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(request_id_is_echoed_when_sent),
         TL_CASE(request_id_is_generated_when_absent_or_invalid),
+        TL_CASE(a_generated_request_id_names_the_job),
         TL_CASE(healthz_and_readyz_answer_200),
         TL_CASE(readyz_follows_redis_and_submit_is_503_without_it),
         TL_CASE(unknown_route_is_404_problem),

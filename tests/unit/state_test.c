@@ -505,7 +505,9 @@ TL_TEST(auth_reply) {
 }
 
 TL_TEST(claim_reply) {
-    redisReply *batch = rarr(5, rarr(5, rstr("ok"), rstr("\x81"), rnum(2), rnum(30), rnum(1)),
+    redisReply *batch = rarr(5,
+                             rarr(7, rstr("ok"), rstr("\x81"), rnum(2), rnum(30), rnum(1),
+                                  rstr("1796546742955"), rstr("1796546743001")),
                              rarr(1, rstr("gone")), rarr(1, rstr("cancelled")),
                              rarr(2, rstr("dead"), rstr("lost 3 times")),
                              rarr(2, rstr("skip"), rstr("leased")));
@@ -515,6 +517,8 @@ TL_TEST(claim_reply) {
     ASSERT_EQ_INT(out.attempts, 2);
     ASSERT_EQ_INT(out.timeout_s, 30);
     ASSERT_TRUE(out.reclaimed);
+    ASSERT_TRUE(out.created_ms == 1796546742955LL);
+    ASSERT_TRUE(out.started_ms == 1796546743001LL);
     ASSERT_EQ_INT(fleet_state_claim_reply(fleet_state_batch_item(batch, 1), &out),
                   FLEET_CLAIM_GONE);
     ASSERT_EQ_INT(fleet_state_claim_reply(fleet_state_batch_item(batch, 2), &out),
@@ -529,6 +533,10 @@ TL_TEST(claim_reply) {
     ASSERT_NULL(fleet_state_batch_item(rerr("OOM"), 0));
     ASSERT_EQ_INT(fleet_state_claim_reply(rarr(3, rstr("ok"), rstr("x"), rnum(1)), &out),
                   FLEET_CLAIM_ERROR);
+    /* A version 4 reply (five elements, no times) is not this protocol's. */
+    ASSERT_EQ_INT(fleet_state_claim_reply(
+                      rarr(5, rstr("ok"), rstr("x"), rnum(1), rnum(0), rnum(0)), &out),
+                  FLEET_CLAIM_ERROR);
     ASSERT_EQ_INT(fleet_state_claim_reply(rarr(1, rstr("what")), &out), FLEET_CLAIM_ERROR);
     ASSERT_EQ_INT(fleet_state_claim_reply(rerr("ERR boom"), &out), FLEET_CLAIM_ERROR);
 }
@@ -539,7 +547,8 @@ TL_TEST(claim_read_items) {
     redisReply *batch =
         rarr(3, rarr(1, rstr("gone")),
              rarr(3, rstr("1-2"), rstr(ID),
-                  rarr(5, rstr("ok"), rstr("\x81\xa1x\x01"), rnum(1), rstr("45"), rnum(0))),
+                  rarr(7, rstr("ok"), rstr("\x81\xa1x\x01"), rnum(1), rstr("45"), rnum(0),
+                       rstr(""), rstr("1796546743001"))),
              rarr(3, rstr("1-3"), rstr(""), rarr(2, rstr("skip"), rstr("no valid job id"))));
     fleet_claimed out;
     const char *entry = NULL, *job = NULL;
@@ -554,6 +563,7 @@ TL_TEST(claim_read_items) {
     ASSERT_EQ_INT(out.attempts, 1);
     ASSERT_EQ_INT(out.timeout_s, 45);
     ASSERT_FALSE(out.reclaimed);
+    ASSERT_TRUE(out.created_ms == 0); /* a job without created_ms: unknown */
     item = fleet_state_claim_read_item(batch->element[2], &entry, &job);
     ASSERT_NOT_NULL(item);
     ASSERT_EQ_STR(entry, "1-3");

@@ -64,6 +64,10 @@ fleet_priority fleet_priority_from_string(const char *s);
 #define FLEET_MODEL_MAX 64 /* model names: [a-z0-9_-], 1..64 characters */
 #define FLEET_TENANT_MAX 64
 #define FLEET_REQUEST_ID_MAX 128 /* X-Request-ID: printable ASCII, 1..128 characters */
+/* A request id the gateway makes is this prefix and a job id. A job submitted by a request
+ * whose id was made so takes that id as its own and stores no request_id field: a job
+ * hash without one reads as FLEET_REQUEST_ID_PREFIX and the job's id. */
+#define FLEET_REQUEST_ID_PREFIX "req_"
 
 /* The protocol's defaults of a job's fields. A job hash holds priority, max_attempts,
  * ttl_s, queue_ttl_s and timeout_s only when they differ from these (submit.lua), and a

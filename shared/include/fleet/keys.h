@@ -17,7 +17,7 @@
 #define FLEET_WEBHOOK_GROUP "gateways" /* the consumer group on the webhook task stream */
 /* The worker protocol's version (docs/protocol.md): a worker writes it in field `protocol` of
  * its registration hash. Bumped by a change an older worker or gateway would misread. */
-#define FLEET_PROTOCOL_VERSION 4
+#define FLEET_PROTOCOL_VERSION 5
 
 typedef struct fleet_keys {
     char tag[FLEET_PREFIX_MAX + 3]; /* "{prefix}" */

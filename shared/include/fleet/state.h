@@ -155,7 +155,9 @@ typedef struct fleet_claimed {
     long attempts;   /* this attempt's number, 1 for the first */
     long timeout_s;  /* the job's own limit; 0 when it set none */
     bool reclaimed;  /* taken over from a lost worker */
-    const char *why; /* SKIP and DEAD: the reason, points into the reply */
+    long long created_ms; /* when the job was submitted (Redis clock); 0 if unknown */
+    long long started_ms; /* when this claim started it (Redis clock) */
+    const char *why;      /* SKIP and DEAD: the reason, points into the reply */
 } fleet_claimed;
 
 /* Claims the entries cl[0..n) in one script call (claim.lua takes a batch): puts as many
@@ -377,6 +379,8 @@ typedef struct fleet_job_view {
     bool cancel_requested;
     bool dead_lettered;
     long long queue_position; /* > 0 only while queued */
+    /* request_id when the hash holds none: FLEET_REQUEST_ID_PREFIX and the id */
+    char made_request_id[sizeof FLEET_REQUEST_ID_PREFIX + FLEET_ID_LEN];
 } fleet_job_view;
 
 /* An empty view: no strings, every number absent (-1). */
