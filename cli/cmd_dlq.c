@@ -9,8 +9,9 @@
  *   list   XREVRANGE, newest first.
  *   show   the entry (found through the job hash's dlq_entry, by scanning the stream when
  *          the hash has expired, or by its own id) and the job hash as it is now.
- *   retry  the dlq_retry script (state.h): failed and dead-lettered -> queued with its
- *          attempts reset; it deletes the dead-letter entry. --all walks the stream up to
+ *   retry  the retry script (state.h, shared/scripts/retry.lua, the one POST
+ *          /v1/jobs/{id}/retry runs) with dead_only: failed and dead-lettered -> queued
+ *          with its attempts reset, queued as a submit is; it deletes the dead-letter entry. --all walks the stream up to
  *          the entry that was newest when it started, so jobs that fail again at once are
  *          not retried twice in one run.
  */
@@ -375,35 +376,52 @@ static void report(json_t *rep, bool quiet, const char *id, const retry_result *
     }
 }
 
-/* Reads the job's model (the script needs its stream). Returns 1 and the model in out,
- * 0 when the job hash is gone, -1 on a Redis error (printed). */
-static int job_model(redisContext *c, const fleet_keys *k, const char *id,
-                     char out[FLEET_MODEL_MAX + 1]) {
+/* Reads the job's tenant (the script checks it, and moves the tenant's index TTL).
+ * Returns 1 and the tenant in out, 0 when the job hash is gone, -1 on a Redis error
+ * (printed). */
+static int job_tenant(redisContext *c, const fleet_keys *k, const char *id,
+                      char out[FLEET_TENANT_MAX + 1]) {
     fleet_key job = fleet_key_job(k, id);
-    const char *argv[] = {"HGET", job.s, "model"};
+    const char *argv[] = {"HGET", job.s, "tenant"};
     redisReply *r = ctl_redis_cmd_ok(c, "HGET", 3, argv);
     if (!r) return -1;
     int found = r->type == REDIS_REPLY_STRING;
-    if (found) snprintf(out, FLEET_MODEL_MAX + 1, "%s", r->str);
+    if (found) snprintf(out, FLEET_TENANT_MAX + 1, "%s", r->str);
     freeReplyObject(r);
     return found;
 }
 
-/* Sends the dlq_retry script for one job and reports what it did. */
+/* An operator's retry: the gateway's defaults for what the script needs from the
+ * gateway's settings (FLEET_READY_TARGET; the index outlives any job: FLEET_QUEUE_TTL +
+ * the longest ttl_s); no quota applies. */
+#define DLQ_READY_TARGET 8
+#define DLQ_INDEX_TTL_S (FLEET_JOB_DEFAULT_TTL_S + 604800L)
+
+/* Sends the retry script for one job and reports what it did. */
 static retry_outcome run_retry(redisContext *c, const fleet_keys *k, const char *id,
-                               const char *model, json_t *rep, bool quiet) {
+                               const char *tenant, json_t *rep, bool quiet) {
     fleet_cmd cmd;
-    fleet_state_dlq_retry(k, id, model, &cmd);
+    fleet_state_retry(k,
+                      &(fleet_retry){.id = id,
+                                     .tenant = tenant,
+                                     .ready_target = DLQ_READY_TARGET,
+                                     .dead_only = true,
+                                     .index_ttl_s = DLQ_INDEX_TTL_S},
+                      &cmd);
     redisReply *r = ctl_redis_script(c, &cmd);
     if (!r) return RETRY_ABORT;
     retry_result res = {.outcome = "error"};
-    fleet_status st;
-    switch (fleet_state_dlq_retry_reply(r, &res.position, &st)) {
-    case FLEET_DLQ_RETRY_QUEUED: res.outcome = "queued"; break;
-    case FLEET_DLQ_RETRY_MISSING: res.outcome = "not_found"; break;
-    case FLEET_DLQ_RETRY_NOT_DEAD:
+    fleet_retried out;
+    switch (fleet_state_retry_reply(r, &out)) {
+    case FLEET_RETRY_QUEUED:
+        res.outcome = "queued";
+        res.position = out.queue_position;
+        break;
+    case FLEET_RETRY_MISSING: res.outcome = "not_found"; break;
+    case FLEET_RETRY_NOT_DEAD:
+    case FLEET_RETRY_REFUSED:
         res.outcome = "not_dead_lettered";
-        res.detail = fleet_status_to_string(st);
+        res.detail = fleet_status_to_string(out.status);
         break;
     default:
         res.detail = r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply from the script";
@@ -416,19 +434,14 @@ static retry_outcome run_retry(redisContext *c, const fleet_keys *k, const char 
 
 static retry_outcome retry_one(redisContext *c, const fleet_keys *k, const char *id, json_t *rep,
                                bool quiet) {
-    char model[FLEET_MODEL_MAX + 1];
-    int found = job_model(c, k, id, model);
+    char tenant[FLEET_TENANT_MAX + 1];
+    int found = job_tenant(c, k, id, tenant);
     if (found < 0) return RETRY_ABORT;
     if (!found) {
         report(rep, quiet, id, &(retry_result){.outcome = "not_found"});
         return RETRY_FAILED;
     }
-    if (!fleet_model_name_valid(model)) {
-        report(rep, quiet, id,
-               &(retry_result){.outcome = "error", .detail = "its hash holds no valid model"});
-        return RETRY_FAILED;
-    }
-    return run_retry(c, k, id, model, rep, quiet);
+    return run_retry(c, k, id, tenant, rep, quiet);
 }
 
 /* The id of the newest entry into last; "" when the stream is empty. 0, or -1. */

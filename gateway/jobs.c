@@ -538,6 +538,12 @@ static void on_cancelled(redisReply *rep, void *arg) {
 }
 
 void gw_jobs_cancel(gw_req *r, const char *id) {
+    bool purge = false;
+    if (!gw_jobs_purge_wanted(r, &purge)) return;
+    if (purge) { /* a finished job deleted now: job_actions.c */
+        gw_jobs_delete(r, id);
+        return;
+    }
     job_call *c = start_job_call(r, id);
     if (!c) return;
     fleet_state_cancel(&r->g->keys, c->id, r->who.tenant, &c->cmd);

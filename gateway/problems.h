@@ -21,6 +21,7 @@
     X(INVALID_IDEMPOTENCY_KEY, "invalid-idempotency-key", 400, "Invalid Idempotency-Key") \
     X(INVALID_ID, "invalid-id", 400, "Not a job id")                                      \
     X(UNAUTHORIZED, "unauthorized", 401, "Unauthorized")                                  \
+    X(FORBIDDEN, "forbidden", 403, "Forbidden")                                           \
     X(NOT_FOUND, "not-found", 404, "Not found")                                           \
     X(JOB_NOT_FOUND, "job-not-found", 404, "Job not found")                               \
     X(METHOD_NOT_ALLOWED, "method-not-allowed", 405, "Method not allowed")                \
@@ -28,6 +29,8 @@
     X(JOB_FINISHED, "job-finished", 409, "Job already finished")                          \
     X(JOB_FAILED, "job-failed", 409, "Job failed")                                        \
     X(JOB_CANCELLED, "job-cancelled", 409, "Job cancelled")                               \
+    X(JOB_NOT_RETRYABLE, "job-not-retryable", 409, "Job cannot be retried")               \
+    X(JOB_NOT_FINISHED, "job-not-finished", 409, "Job not finished")                      \
     X(BODY_TOO_LARGE, "body-too-large", 413, "Body too large")                            \
     X(BATCH_TOO_LARGE, "batch-too-large", 413, "Batch too large")                         \
     X(URI_TOO_LONG, "uri-too-long", 414, "URI too long")                                  \

@@ -10,7 +10,7 @@
 #include "ui.h"
 #include "query.h"
 
-typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT, R_JOB_EVENTS } route_kind;
+typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT, R_JOB_EVENTS, R_JOB_RETRY } route_kind;
 
 typedef struct route {
     htp_method method;
@@ -32,13 +32,14 @@ static const route routes[] = {
     {htp_method_DELETE, R_JOB, "/v1/jobs/{id}", NULL, gw_jobs_cancel},
     {htp_method_GET, R_JOB_RESULT, "/v1/jobs/{id}/result", NULL, gw_jobs_result},
     {htp_method_GET, R_JOB_EVENTS, "/v1/jobs/{id}/events", NULL, gw_sse_start},
+    {htp_method_POST, R_JOB_RETRY, "/v1/jobs/{id}/retry", NULL, gw_jobs_retry},
     {htp_method_GET, R_PLAIN, "/", gw_ui_serve, NULL},
     {htp_method_GET, R_PLAIN, "/ui/app.css", gw_ui_serve, NULL},
     {htp_method_GET, R_PLAIN, "/ui/app.js", gw_ui_serve, NULL},
 };
 
-/* Splits "/v1/jobs/{id}", "/v1/jobs/{id}/result" and "/v1/jobs/{id}/events". Returns the
- * kind, or -1. */
+/* Splits "/v1/jobs/{id}", "/v1/jobs/{id}/result", "/v1/jobs/{id}/events" and
+ * "/v1/jobs/{id}/retry". Returns the kind, or -1. */
 static int match_job_path(const char *path, char *id, size_t idlen) {
     static const char pre[] = "/v1/jobs/";
     if (strncmp(path, pre, sizeof pre - 1) != 0) return -1;
@@ -52,6 +53,7 @@ static int match_job_path(const char *path, char *id, size_t idlen) {
     if (!slash) return R_JOB;
     if (strcmp(slash, "/result") == 0) return R_JOB_RESULT;
     if (strcmp(slash, "/events") == 0) return R_JOB_EVENTS;
+    if (strcmp(slash, "/retry") == 0) return R_JOB_RETRY;
     return -1;
 }
 

@@ -15,6 +15,13 @@ void gw_jobs_get(gw_req *r, const char *id);
 void gw_jobs_result(gw_req *r, const char *id);
 void gw_jobs_cancel(gw_req *r, const char *id);
 void gw_jobs_list(gw_req *r);
+/* job_actions.c: POST /v1/jobs/{id}/retry; DELETE /v1/jobs/{id}?purge=true (gw_jobs_cancel
+ * hands the request to gw_jobs_delete when gw_jobs_purge_wanted says so; it answers 400 and
+ * returns false for a malformed purge). */
+void gw_jobs_retry(gw_req *r, const char *id);
+void gw_jobs_delete(gw_req *r, const char *id);
+bool gw_jobs_purge_wanted(gw_req *r, bool *purge);
+
 
 /* The ids a submit command refers to (they must live until it is sent). */
 typedef struct gw_submit_ids {

@@ -446,36 +446,75 @@ int fleet_state_recover_reply(const redisReply *r, const char **job_id) {
     return -1;
 }
 
-void fleet_state_dlq_retry(const fleet_keys *k, const char *id, const char *model, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_DLQ_RETRY, 7);
-    cmd_key(c, fleet_key_job(k, id));
-    cmd_key(c, fleet_key_result(k, id));
-    cmd_key(c, fleet_key_stream(k, model));
+void fleet_state_retry(const fleet_keys *k, const fleet_retry *rt, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_RETRY, 6);
+    cmd_key(c, fleet_key_job(k, rt->id));
+    cmd_key(c, fleet_key_result(k, rt->id));
     cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_stats(k));
-    cmd_key(c, fleet_key_entries(k, model));
     cmd_key(c, fleet_key_dlq(k));
+    cmd_key(c, fleet_key_index(k, rt->tenant));
+    cmd_str(c, rt->tenant);
+    cmd_str(c, rt->id);
+    cmd_key(c, fleet_key_events(k));
+    cmd_str(c, FLEET_GROUP);
+    cmd_long(c, rt->ready_target > 0 ? rt->ready_target : 1);
+    /* The model is the job's, read by the script: these are prefixes ("" model). */
+    cmd_key(c, fleet_key_stream(k, ""));
+    cmd_key(c, fleet_key_entries(k, ""));
+    cmd_key(c, fleet_key_waiting(k, ""));
+    cmd_key(c, fleet_key_wait_prefix(k));
+    cmd_key(c, fleet_key_active_prefix(k));
+    cmd_long(c, rt->max_active > 0 ? rt->max_active : 0);
+    cmd_long(c, rt->max_queue > 0 ? rt->max_queue : 0);
+    cmd_str(c, rt->dead_only ? "1" : "0");
+    cmd_long(c, rt->index_ttl_s > 0 ? rt->index_ttl_s : 1);
+}
+
+fleet_retry_outcome fleet_state_retry_reply(const redisReply *r, fleet_retried *out) {
+    memset(out, 0, sizeof *out);
+    out->status = FLEET_STATUS_UNKNOWN;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_RETRY_ERROR;
+    const redisReply *tag = r->element[0];
+    if (str_eq(tag, "queued") && r->elements == 2) {
+        out->queue_position = reply_int(r->element[1]);
+        return FLEET_RETRY_QUEUED;
+    }
+    if (str_eq(tag, "missing") && r->elements == 1) return FLEET_RETRY_MISSING;
+    if ((str_eq(tag, "refused") || str_eq(tag, "not_dead")) && r->elements == 2 &&
+        is_str(r->element[1])) {
+        out->status = fleet_status_from_string(r->element[1]->str);
+        return str_eq(tag, "refused") ? FLEET_RETRY_REFUSED : FLEET_RETRY_NOT_DEAD;
+    }
+    if (str_eq(tag, "limit") && r->elements == 3 && is_str(r->element[1])) {
+        out->limit = r->element[1]->str;
+        out->retry_after_ms = reply_int(r->element[2]);
+        return FLEET_RETRY_LIMIT;
+    }
+    return FLEET_RETRY_ERROR;
+}
+
+void fleet_state_delete(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_DELETE, 3);
+    cmd_key(c, fleet_key_job(k, id));
+    cmd_key(c, fleet_key_result(k, id));
+    cmd_key(c, fleet_key_dlq(k));
+    cmd_str(c, tenant);
     cmd_str(c, id);
-    cmd_str(c, model);
     cmd_key(c, fleet_key_events(k));
 }
 
-fleet_dlq_retry_outcome fleet_state_dlq_retry_reply(const redisReply *r, long long *position,
-                                                    fleet_status *status) {
-    *position = 0;
+fleet_delete_outcome fleet_state_delete_reply(const redisReply *r, fleet_status *status) {
     *status = FLEET_STATUS_UNKNOWN;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_DLQ_RETRY_ERROR;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_DELETE_ERROR;
     const redisReply *tag = r->element[0];
-    if (str_eq(tag, "queued") && r->elements == 2) {
-        *position = reply_int(r->element[1]);
-        return FLEET_DLQ_RETRY_QUEUED;
-    }
-    if (str_eq(tag, "missing")) return FLEET_DLQ_RETRY_MISSING;
-    if (str_eq(tag, "not_dead") && r->elements == 2 && is_str(r->element[1])) {
+    if (str_eq(tag, "missing") && r->elements == 1) return FLEET_DELETE_MISSING;
+    if ((str_eq(tag, "deleted") || str_eq(tag, "refused")) && r->elements == 2 &&
+        is_str(r->element[1])) {
         *status = fleet_status_from_string(r->element[1]->str);
-        return FLEET_DLQ_RETRY_NOT_DEAD;
+        return str_eq(tag, "deleted") ? FLEET_DELETE_DONE : FLEET_DELETE_REFUSED;
     }
-    return FLEET_DLQ_RETRY_ERROR;
+    return FLEET_DELETE_ERROR;
 }
 
 void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {

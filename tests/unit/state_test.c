@@ -215,8 +215,20 @@ static size_t build_cancel(size_t n, fleet_cmd *c) {
     return n;
 }
 
-static size_t build_dlq_retry(size_t n, fleet_cmd *c) {
-    fleet_state_dlq_retry(&keys, ID, "echo", c);
+static size_t build_retry(size_t n, fleet_cmd *c) {
+    fleet_retry rt = {.id = ID,
+                      .tenant = "acme",
+                      .ready_target = 8,
+                      .max_active = 5,
+                      .max_queue = 0,
+                      .dead_only = false,
+                      .index_ttl_s = 691200};
+    fleet_state_retry(&keys, &rt, c);
+    return n;
+}
+
+static size_t build_delete(size_t n, fleet_cmd *c) {
+    fleet_state_delete(&keys, ID, "acme", c);
     return n;
 }
 
@@ -283,7 +295,8 @@ static const build_fn builders[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_PROMOTE] = build_promote,
     [FLEET_SCRIPT_RECOVER] = build_recover,
     [FLEET_SCRIPT_CANCEL] = build_cancel,
-    [FLEET_SCRIPT_DLQ_RETRY] = build_dlq_retry,
+    [FLEET_SCRIPT_RETRY] = build_retry,
+    [FLEET_SCRIPT_DELETE] = build_delete,
     [FLEET_SCRIPT_GET] = build_get,
     [FLEET_SCRIPT_LIST] = build_list,
     [FLEET_SCRIPT_MODELS] = build_models,
@@ -667,21 +680,37 @@ TL_TEST(recover_reply) {
     ASSERT_EQ_INT(fleet_state_recover_reply(rerr("ERR boom"), &job), -1);
 }
 
-TL_TEST(dlq_retry_reply) {
-    long long pos = -1;
+TL_TEST(delete_reply) {
     fleet_status st;
-    ASSERT_EQ_INT(fleet_state_dlq_retry_reply(rarr(2, rstr("queued"), rnum(7)), &pos, &st),
-                  FLEET_DLQ_RETRY_QUEUED);
-    ASSERT_EQ_INT(pos, 7);
-    ASSERT_EQ_INT(fleet_state_dlq_retry_reply(rarr(1, rstr("missing")), &pos, &st),
-                  FLEET_DLQ_RETRY_MISSING);
-    ASSERT_EQ_INT(fleet_state_dlq_retry_reply(rarr(2, rstr("not_dead"), rstr("succeeded")), &pos,
-                                              &st),
-                  FLEET_DLQ_RETRY_NOT_DEAD);
-    ASSERT_EQ_INT(st, FLEET_STATUS_SUCCEEDED);
-    ASSERT_EQ_INT(fleet_state_dlq_retry_reply(rarr(1, rstr("queued")), &pos, &st),
-                  FLEET_DLQ_RETRY_ERROR);
-    ASSERT_EQ_INT(fleet_state_dlq_retry_reply(rerr("ERR boom"), &pos, &st), FLEET_DLQ_RETRY_ERROR);
+    ASSERT_EQ_INT(fleet_state_delete_reply(rarr(2, rstr("deleted"), rstr("failed")), &st),
+                  FLEET_DELETE_DONE);
+    ASSERT_EQ_INT(st, FLEET_STATUS_FAILED);
+    ASSERT_EQ_INT(fleet_state_delete_reply(rarr(1, rstr("missing")), &st), FLEET_DELETE_MISSING);
+    ASSERT_EQ_INT(fleet_state_delete_reply(rarr(2, rstr("refused"), rstr("running")), &st),
+                  FLEET_DELETE_REFUSED);
+    ASSERT_EQ_INT(st, FLEET_STATUS_RUNNING);
+    ASSERT_EQ_INT(fleet_state_delete_reply(rarr(1, rstr("deleted")), &st), FLEET_DELETE_ERROR);
+    ASSERT_EQ_INT(fleet_state_delete_reply(rerr("ERR boom"), &st), FLEET_DELETE_ERROR);
+}
+
+TL_TEST(retry_reply) {
+    fleet_retried out;
+    ASSERT_EQ_INT(fleet_state_retry_reply(rarr(2, rstr("queued"), rnum(7)), &out),
+                  FLEET_RETRY_QUEUED);
+    ASSERT_EQ_INT(out.queue_position, 7);
+    ASSERT_EQ_INT(fleet_state_retry_reply(rarr(1, rstr("missing")), &out), FLEET_RETRY_MISSING);
+    ASSERT_EQ_INT(fleet_state_retry_reply(rarr(2, rstr("refused"), rstr("running")), &out),
+                  FLEET_RETRY_REFUSED);
+    ASSERT_EQ_INT(out.status, FLEET_STATUS_RUNNING);
+    ASSERT_EQ_INT(fleet_state_retry_reply(rarr(2, rstr("not_dead"), rstr("succeeded")), &out),
+                  FLEET_RETRY_NOT_DEAD);
+    ASSERT_EQ_INT(out.status, FLEET_STATUS_SUCCEEDED);
+    ASSERT_EQ_INT(fleet_state_retry_reply(rarr(3, rstr("limit"), rstr("active"), rnum(1000)), &out),
+                  FLEET_RETRY_LIMIT);
+    ASSERT_EQ_STR(out.limit, "active");
+    ASSERT_EQ_INT(out.retry_after_ms, 1000);
+    ASSERT_EQ_INT(fleet_state_retry_reply(rarr(1, rstr("queued")), &out), FLEET_RETRY_ERROR);
+    ASSERT_EQ_INT(fleet_state_retry_reply(rerr("ERR boom"), &out), FLEET_RETRY_ERROR);
 }
 
 TL_TEST(cancel_reply) {
@@ -755,7 +784,8 @@ int main(int argc, char **argv) {
         TL_CASE(requeue_reply),
         TL_CASE(promote_reply),
         TL_CASE(recover_reply),
-        TL_CASE(dlq_retry_reply),
+        TL_CASE(retry_reply),
+        TL_CASE(delete_reply),
         TL_CASE(cancel_reply),
         TL_CASE(get_reply),
         TL_CASE(list_reply),

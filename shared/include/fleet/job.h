@@ -15,7 +15,8 @@
  *                        │    ▼                used ────▶ failed + a dead-letter stream entry
  *                        │  cancelled                                 │
  *                        └────────────────────────────────────────────┘
- *                           dlq_retry (fleetctl dlq retry): queued again, attempts reset
+ *                  retry (POST .../retry, fleetctl dlq retry): failed or cancelled ->
+ *                  queued again, attempts reset
  *
  *   running ── cancel ──▶ cancel requested: the worker is told, stops at the model's next
  *                         step and finishes the job cancelled; requeue and takeover end
@@ -23,10 +24,11 @@
  *
  * Each transition is made by one Lua script in shared/scripts/, called only through
  * state.h: submit.lua, claim.lua (claim and takeover), finish.lua, requeue.lua (retry,
- * handback, dead-letter), promote.lua (delayed set -> stream), cancel.lua, dlq_retry.lua;
+ * handback, dead-letter), promote.lua (delayed set -> stream), cancel.lua, retry.lua;
  * recover.lua gives a job whose stream entry was deleted by hand a new one, in the same
  * state. A queued job whose queue TTL ends, and a finished one (succeeded, failed,
- * cancelled) whose result TTL ends, loses its keys: its id answers 404.
+ * cancelled) whose result TTL ends, loses its keys: its id answers 404; delete.lua takes
+ * a finished job's keys at once (DELETE /v1/jobs/{id}?purge=true).
  */
 #ifndef FLEET_JOB_H
 #define FLEET_JOB_H

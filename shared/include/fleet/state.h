@@ -287,21 +287,53 @@ void fleet_state_recover(const fleet_keys *k, const char *model, const char *ent
  * names the job when known (points into the reply, else ""). */
 int fleet_state_recover_reply(const redisReply *r, const char **job_id);
 
-/* ------------------------------------------------------------------ dead letters ---- */
+/* ------------------------------------------------------------------ retry ----------- */
 
-/* failed and dead-lettered -> queued, with attempts reset (fleetctl dlq retry). model is
- * the job's (the caller read it; the script checks it). */
-void fleet_state_dlq_retry(const fleet_keys *k, const char *id, const char *model, fleet_cmd *c);
+/* failed | cancelled -> queued under the same id (retry.lua): POST /v1/jobs/{id}/retry and
+ * fleetctl dlq retry. The attempts start over; progress, error, last_error, finished_ms
+ * and the result go; the job is queued the way a submit queues it (fair share) with the
+ * queue TTL again, and leaves the dead-letter stream if it was there. */
+typedef struct fleet_retry {
+    const char *id;
+    const char *tenant; /* the job's: another tenant's job reads as missing */
+    long ready_target;  /* fair share: entries kept ready on the stream (feed.lua) */
+    long max_active;    /* the tenant's limit of queued + running jobs; 0: none */
+    long max_queue;     /* most queued jobs of the model; 0: none */
+    bool dead_only;     /* only a dead-lettered job (fleetctl dlq retry) */
+    long index_ttl_s;   /* the tenant's index lives at least this long from now */
+} fleet_retry;
 
-typedef enum fleet_dlq_retry_outcome {
-    FLEET_DLQ_RETRY_QUEUED = 0,
-    FLEET_DLQ_RETRY_MISSING,  /* no such job (or its keys expired) */
-    FLEET_DLQ_RETRY_NOT_DEAD, /* the job exists but was not dead-lettered */
-    FLEET_DLQ_RETRY_ERROR,
-} fleet_dlq_retry_outcome;
+void fleet_state_retry(const fleet_keys *k, const fleet_retry *rt, fleet_cmd *c);
 
-fleet_dlq_retry_outcome fleet_state_dlq_retry_reply(const redisReply *r, long long *position,
-                                                    fleet_status *status);
+typedef enum fleet_retry_outcome {
+    FLEET_RETRY_QUEUED = 0, /* queued again: queue_position */
+    FLEET_RETRY_MISSING,    /* no such job of this tenant (or its keys expired) */
+    FLEET_RETRY_REFUSED,    /* queued, running or succeeded: status says which */
+    FLEET_RETRY_NOT_DEAD,   /* dead_only, and the job was not dead-lettered: status */
+    FLEET_RETRY_LIMIT,      /* refused, nothing written: limit "active" or "queue",
+                               retry_after_ms */
+    FLEET_RETRY_ERROR,
+} fleet_retry_outcome;
+
+typedef struct fleet_retried {
+    long long queue_position, retry_after_ms;
+    fleet_status status; /* REFUSED, NOT_DEAD: the job's status */
+    const char *limit;   /* LIMIT: points into the reply */
+} fleet_retried;
+
+fleet_retry_outcome fleet_state_retry_reply(const redisReply *r, fleet_retried *out);
+
+/* A finished job and its result deleted now (delete.lua): DELETE /v1/jobs/{id}?purge=true. */
+void fleet_state_delete(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c);
+
+typedef enum fleet_delete_outcome {
+    FLEET_DELETE_DONE = 0, /* deleted: *status names the state it had ended in */
+    FLEET_DELETE_MISSING,  /* no such job of this tenant */
+    FLEET_DELETE_REFUSED,  /* queued or running (*status): cancel it first */
+    FLEET_DELETE_ERROR,
+} fleet_delete_outcome;
+
+fleet_delete_outcome fleet_state_delete_reply(const redisReply *r, fleet_status *status);
 
 /* ------------------------------------------------------------------ events ---------- */
 
