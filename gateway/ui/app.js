@@ -217,6 +217,7 @@ async function refreshModels() {
       finRate = Math.max(0, (fin(b) - fin(a)) / dt);
     }
     const state = [];
+    if (m.registered === false) state.push('not registered');
     if (m.accepts_jobs === false) state.push('refuses jobs');
     if (m.paused) state.push('paused');
     if (workers === 0) state.push('no worker');
@@ -229,7 +230,7 @@ async function refreshModels() {
       h('td', {className: 'num'}, `${busy ?? '—'} / ${idle ?? '—'}`),
       h('td', {className: 'num'}, fmtRate(subRate)),
       h('td', {className: 'num'}, fmtRate(finRate)),
-      h('td', {}, state.join(', ') || 'ok')));
+      h('td', {title: m.description || undefined}, state.join(', ') || 'ok')));
   }
   $('models-note').textContent = isAdmin ? '' :
     'Rates need an admin key (the fleet-wide counters of /v1/stats).';
@@ -622,7 +623,7 @@ async function submit(ev) {
   out.textContent = 'Submitting…';
   try {
     const job = await callJson('POST', '/v1/jobs', {body, headers});
-    out.textContent = `Accepted: ${job.id} (${job.status})`;
+    out.textContent = `Accepted: ${job.id} (${job.status})` + (job.notice ? `. ${job.notice}` : '');
     await loadJobs(false);
     openDetail(job.id);
   } catch (e) {
@@ -701,10 +702,16 @@ async function start() {
     const id = detailId;
     action('Retry', 'POST', `/v1/jobs/${id}/retry`, () => { if (detailId === id) openDetail(id); });
   });
+  // A finished job and its result are deleted with ?purge=true (plain DELETE cancels).
   $('d-delete').addEventListener('click', () => {
     const id = detailId;
     if (!detailJob || !FINAL.has(detailJob.status)) return;
-    action('Delete', 'DELETE', `/v1/jobs/${id}`);
+    action('Delete', 'DELETE', `/v1/jobs/${id}?purge=true`, () => {
+      if (detailId !== id) return;
+      stopStream();
+      setLive('deleted');
+      for (const b of ['d-cancel', 'd-retry', 'd-delete', 'd-result-btn']) $(b).disabled = true;
+    });
   });
   $('d-result-btn').addEventListener('click', showResult);
   if (await whoAmI()) refreshAll();

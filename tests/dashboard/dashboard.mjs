@@ -9,6 +9,7 @@
 //   FLEET_SYNC       a directory: this script writes "restart" there and waits for
 //                    "restarted", which the C side writes once it restarted the gateway
 //   FLEET_SCREENSHOT where to write a screenshot (optional)
+//   FLEET_FORM_JOB   a file: the id of the job this script submits through the form
 //   CHROMIUM         the browser (default /usr/bin/chromium)
 //
 // Exits 0 when every step passed; otherwise prints the step that failed and exits 1.
@@ -122,6 +123,20 @@ try {
   await page.locator('#d-live').filter({hasText: 'finished'}).waitFor({timeout: T});
   if (!(await page.getByRole('button', {name: 'Cancel', exact: true}).isDisabled()))
     throw new Error('Cancel is still enabled for a cancelled job');
+
+  log('a job submitted through the form runs, and its result shows');
+  const form = page.locator('#submit-form');
+  await form.getByLabel('Model', {exact: true}).selectOption('sleep');
+  await form.getByLabel('Input (JSON)').fill('{"ms": 0}');
+  await form.getByLabel('Metadata (JSON object, optional)').fill('{"from": "the form"}');
+  await form.getByRole('button', {name: 'Submit', exact: true}).click();
+  await page.locator('#s-answer').filter({hasText: 'Accepted'}).waitFor({timeout: T});
+  const formJob = /Accepted: ([0-9A-Z]{26})/.exec(await page.locator('#s-answer').textContent())[1];
+  await page.locator('#d-id').filter({hasText: formJob}).waitFor({timeout: T});
+  await page.locator('#d-fields dd').filter({hasText: /^succeeded/}).waitFor({timeout: T});
+  await page.getByRole('button', {name: 'Show result'}).click();
+  await page.getByLabel('result').filter({hasText: '"slept_ms": 0'}).waitFor({timeout: T});
+  writeFileSync(env('FLEET_FORM_JOB'), formJob);
 
   if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join('; ')}`);
   log('passed');

@@ -7,7 +7,8 @@
  *   browser:  tests/dashboard/dashboard.mjs drives Debian's chromium (npm playwright-core)
  *             through the page as a person would: it asks for a key, lists a submitted
  *             job, follows its progress live, reconnects by itself when this case restarts
- *             the gateway mid-stream, and cancels the job. Without chromium, node or
+ *             the gateway mid-stream, cancels the job, and submits one through the form
+ *             and reads its result. Without chromium, node or
  *             tests/dashboard/node_modules (tests/run.sh installs them) the case fails
  *             under CI and is skipped when run by hand.
  */
@@ -210,6 +211,7 @@ TL_TEST(browser) {
                          tl_printf("FLEET_SYNC=%s", sync),
                          tl_printf("CHROMIUM=%s", chromium),
                          tl_printf("FLEET_SCREENSHOT=%s", shot ? shot : ""),
+                         tl_printf("FLEET_FORM_JOB=%s/form-job", tl_tmpdir()),
                          NULL};
     const char *script = tl_printf("%s/dashboard.mjs", dir);
     tl_proc *node = tl_spawn(&(tl_spawn_opts){
@@ -231,6 +233,11 @@ TL_TEST(browser) {
     /* What the page did, seen through the API. */
     json_t *job = job_as(f, key, id);
     ASSERT_EQ_STR(tl_jstr(job, "status"), "cancelled");
+    const char *form_id = tl_read_file(tl_printf("%s/form-job", tl_tmpdir()), NULL);
+    ASSERT_NOT_NULL(form_id);
+    json_t *formed = job_as(f, key, form_id);
+    ASSERT_EQ_STR(tl_jstr(formed, "status"), "succeeded");
+    ASSERT_EQ_STR(tl_jstr(formed, "metadata.from"), "the form");
 }
 
 int main(int argc, char **argv) {
