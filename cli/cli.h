@@ -29,8 +29,8 @@
  * environment or the option table's defaults (nothing to free). */
 typedef struct ctl_globals {
     const char *url;            /* gateway base URL, no trailing slash needed */
-    const char *redis_url;      /* inspect, dlq and tenant only */
-    const char *prefix;         /* key prefix, inspect, dlq and tenant only */
+    const char *redis_url;      /* inspect, dlq, tenant and model only */
+    const char *prefix;         /* key prefix, inspect, dlq, tenant and model only */
     const char *api_key;        /* "" when none: no Authorization header is sent */
     long timeout_s;             /* wait limit; 0 = forever */
     long redis_wait_s;          /* how long a loading, busy or failing-over Redis is waited out */
@@ -70,6 +70,7 @@ extern const ctl_command ctl_cmd_inspect;
 extern const ctl_command ctl_cmd_stats;
 extern const ctl_command ctl_cmd_dlq;
 extern const ctl_command ctl_cmd_tenant;
+extern const ctl_command ctl_cmd_model;
 
 /* GET /v1/jobs/ID (cmd_status.c). Returns 0 and a new reference in *job; otherwise prints
  * why on stderr and returns CTL_EXIT_FAIL (404 included). With raw, the body is also

@@ -21,16 +21,16 @@ static const fleet_option global_opts[] = {
     {"api-key", "FLEET_API_KEY", FLEET_OPT_STR, "",
      "API key, sent as 'Authorization: Bearer KEY' (nothing is sent when empty)", &G.api_key, 0, 0},
     {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
-     "Redis that inspect, dlq and tenant use directly (redis://host:port[/db])", &G.redis_url, 0,
+     "Redis that inspect, dlq, tenant and model use directly (redis://host:port[/db])", &G.redis_url, 0,
      0},
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
-     "key prefix of the fleet (inspect, dlq, tenant)", &G.prefix, 0, 0},
+     "key prefix of the fleet (inspect, dlq, tenant, model)", &G.prefix, 0, 0},
     {"redis-wait", "FLEETCTL_REDIS_WAIT", FLEET_OPT_INT, "10",
-     "inspect, dlq, tenant: seconds to wait out a Redis that is loading its dataset, busy or "
+     "inspect, dlq, tenant, model: seconds to wait out a Redis that is loading its dataset, busy or "
      "failing over, before giving up",
      &G.redis_wait_s, 0, 3600},
     {"allow-eviction", "FLEET_ALLOW_EVICTION", FLEET_OPT_STR, "off",
-     "inspect, dlq, tenant: on: use a Redis whose maxmemory-policy evicts keys (it loses "
+     "inspect, dlq, tenant, model: on: use a Redis whose maxmemory-policy evicts keys (it loses "
      "jobs and API keys; off refuses it: set maxmemory-policy noeviction)",
      &G.allow_eviction, 0, 0},
     {"timeout", "FLEETCTL_TIMEOUT", FLEET_OPT_INT, "0",
@@ -43,7 +43,7 @@ static const fleet_option global_opts[] = {
 
 static const ctl_command *const commands[] = {
     &ctl_cmd_submit,  &ctl_cmd_status, &ctl_cmd_wait, &ctl_cmd_cancel, &ctl_cmd_list,
-    &ctl_cmd_inspect, &ctl_cmd_stats,  &ctl_cmd_dlq,  &ctl_cmd_tenant,
+    &ctl_cmd_inspect, &ctl_cmd_stats,  &ctl_cmd_dlq,  &ctl_cmd_tenant, &ctl_cmd_model,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -18,6 +18,8 @@ struct gw_events {
     char channel[FLEET_KEY_MAX];
     gw_waiter *buckets[BUCKETS];
     gw_waiter *any; /* waiters of every event */
+    gw_wake_cb on_models; /* a model's record changed (models.h), and on every subscribe */
+    void *on_models_arg;
 };
 
 /* ------------------------------------------------------------ waiters --------------- */
@@ -76,6 +78,11 @@ void gw_events_wake_all(gw_events *e) {
 /* One event of a message (fleet_event_next): wakes the job's waiters, or every waiter of
  * all events for a webhook delivery to make. */
 static void wake_event(gw_events *e, const fleet_event *ev) {
+    if (ev->id_len == sizeof FLEET_EVENT_MODELS - 1 &&
+        memcmp(ev->id, FLEET_EVENT_MODELS, ev->id_len) == 0 && e->on_models) {
+        e->on_models(e->on_models_arg);
+        return;
+    }
     if (ev->id_len != FLEET_ID_LEN) return;
     char id[FLEET_ID_LEN + 1];
     memcpy(id, ev->id, FLEET_ID_LEN);
@@ -103,6 +110,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
         gw_redis_link_settled(e->link);
         fleet_log(FLEET_LOG_INFO, "subscribed to job events", "channel", e->channel, NULL);
         gw_events_wake_all(e); /* anything may have happened while we were away */
+        if (e->on_models) e->on_models(e->on_models_arg);
         return;
     }
     if (strcmp(kind, "message") != 0 || r->element[2]->type != REDIS_REPLY_STRING) return;
@@ -139,6 +147,11 @@ gw_events *gw_events_new(struct event_base *base, const char *url, const char *c
         return NULL;
     }
     return e;
+}
+
+void gw_events_on_models(gw_events *e, gw_wake_cb cb, void *arg) {
+    e->on_models = cb;
+    e->on_models_arg = arg;
 }
 
 void gw_events_free(gw_events *e) {

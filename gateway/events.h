@@ -42,5 +42,8 @@ void gw_events_watch(gw_events *e, gw_waiter *w, const char *id, gw_wake_cb cb, 
 void gw_events_unwatch(gw_events *e, gw_waiter *w);
 /* Wakes every waiter (after a resubscribe; at shutdown). */
 void gw_events_wake_all(gw_events *e);
+/* cb(arg) runs on a line "models <name>" (FLEET_EVENT_MODELS: a model's record was added
+ * or removed) and after every (re)subscribe, when a message may have been missed. */
+void gw_events_on_models(gw_events *e, gw_wake_cb cb, void *arg);
 
 #endif

@@ -14,13 +14,11 @@
 #include "fleet/job.h"
 #include "fleet/keys.h"
 
-#define GW_MAX_MODELS 32
-
 typedef struct gw_config {
     const char *listen; /* host:port */
     const char *redis_url;
     const char *prefix;
-    const char *models; /* comma-separated model names that accept jobs */
+    const char *models; /* FLEET_MODELS: the allowlist, comma-separated; "": none (models.h) */
     const char *tenant; /* with FLEET_AUTH=off: the tenant every request belongs to */
     bool auth;          /* FLEET_AUTH: API keys required on /v1 */
     const char *auth_mode;
@@ -68,6 +66,7 @@ typedef struct gw_auth gw_auth_cache;
 typedef struct gw_conn gw_conn;
 typedef struct gw_events gw_events;
 typedef struct gw_webhooks gw_webhooks;
+typedef struct gw_models gw_models;
 
 typedef struct gw {
     struct event_base *base;
@@ -78,8 +77,7 @@ typedef struct gw {
     gw_events *events; /* the subscription that wakes waits and SSE streams */
     gw_webhooks *webhooks;
     gw_auth_cache *auth;
-    char models[GW_MAX_MODELS][FLEET_KEY_MAX];
-    int nmodels;
+    gw_models *models; /* the models accepted (models.h) */
     gw_conn *conns;              /* live client connections, freed at shutdown */
     long nconns;                 /* how many */
     long max_conns;              /* past it, connections get health answers only (http.c) */
@@ -91,7 +89,5 @@ typedef struct gw {
     long long drain_deadline_us;
     struct event *drain_timer;
 } gw;
-
-bool gw_model_known(const gw *g, const char *name);
 
 #endif

@@ -6,6 +6,7 @@
 #include "fleet/id.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
+#include "models.h"
 #include "redis.h"
 #include "routes.h"
 
@@ -15,6 +16,9 @@ void gw_info_readyz(gw_req *r) {
     char why[256];
     const char *reason = r->g->draining ? "shutting down"
                                         : gw_redis_health(r->g->redis, why, sizeof why);
+    /* Until then a registered model would be refused (models.h). */
+    if (!reason && !gw_models_loaded(r->g->models))
+        reason = "the registered models have not been read from Redis yet";
     if (!reason) gw_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
     else gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason", reason));
 }
@@ -32,11 +36,14 @@ static json_t *zero_counts(void) {
     return m;
 }
 
-/* Builds {"<model>": {counter: n, ...}} for the configured models from the stats hash
- * (fields "<model>:<counter>"). Models not configured here but present are shown too. */
+/* Builds {"<model>": {counter: n, ...}} for the models the gateway knows (models.h) from
+ * the stats hash (fields "<model>:<counter>"). Models not known but counted are shown too. */
 static json_t *stats_by_model(const gw *g, const redisReply *stats) {
     json_t *models = json_object();
-    for (int i = 0; i < g->nmodels; i++) json_object_set_new(models, g->models[i], zero_counts());
+    const char *known;
+    json_t *unused;
+    json_object_foreach((json_t *)gw_models_names(g->models), known, unused)
+        json_object_set_new(models, known, zero_counts());
     for (size_t i = 0; stats && i + 1 < stats->elements; i += 2) {
         const char *field = stats->element[i]->str;
         const char *colon = field ? strrchr(field, ':') : NULL;
@@ -125,39 +132,58 @@ typedef struct models_call {
     fleet_cmd cmd;
 } models_call;
 
+/* One model of GET /v1/models: its live workers (from their heartbeat hashes), queue and
+ * record. */
+static json_t *model_json(gw *g, const char *name, json_t *counts, const redisReply *workers) {
+    int live = 0, busy = 0;
+    const char *backend = NULL;
+    long max_batch = 0;
+    for (size_t i = 0; i < workers->elements; i++) {
+        const redisReply *w = workers->element[i];
+        if (strcmp(w->element[1]->str, name) != 0) continue;
+        live++;
+        busy += strcmp(w->element[4]->str, "1") == 0;
+        backend = w->element[2]->str;
+        long b = strtol(w->element[3]->str, NULL, 10);
+        if (b > max_batch) max_batch = b;
+    }
+    const json_t *rec = gw_models_record(g->models, name);
+    json_t *o = json_pack("{s:s, s:b, s:b, s:i, s:i, s:I, s:I, s:s?, s:i}", "name", name,
+                          "accepts_jobs", gw_models_accepts(g->models, name), "registered",
+                          rec != NULL, "workers", live, "busy_workers", busy, "queue_depth",
+                          json_integer_value(json_object_get(counts, "queued")), "running",
+                          json_integer_value(json_object_get(counts, "running")), "backend",
+                          backend, "max_batch", (int)max_batch);
+    if (!o || !rec) return o;
+    /* The record's fields as stored (created_ms, registered_by, description). */
+    static const char *const shown[] = {"created_ms", "registered_by", "description"};
+    for (size_t i = 0; i < sizeof shown / sizeof *shown; i++) {
+        json_t *v = json_object_get(rec, shown[i]);
+        if (v) json_object_set(o, shown[i], v);
+    }
+    return o;
+}
+
 static void on_models(redisReply *rep, void *arg) {
     models_call *c = arg;
     gw_req *r = c->r;
     free(c);
-    const redisReply *workers, *stats;
-    if (!rep || fleet_state_models_reply(rep, &workers, &stats) < 0) {
+    const redisReply *workers, *stats, *records;
+    if (!rep || fleet_state_models_reply(rep, &workers, &stats, &records) < 0) {
         gw_reply_redis_error(r, "models", rep);
         return;
     }
+    /* The same read the gateway's copy is made of: keep it current (models.h). */
+    gw_models_update(r->g->models, workers, records);
     json_t *counts = stats_by_model(r->g, stats);
     json_t *list = json_array();
     const char *name;
-    json_t *m;
-    json_object_foreach(counts, name, m) {
-        int live = 0, busy = 0;
-        const char *backend = NULL;
-        long max_batch = 0;
-        for (size_t i = 0; i < workers->elements; i++) {
-            const redisReply *w = workers->element[i];
-            if (w->type != REDIS_REPLY_ARRAY || w->elements != 5) continue;
-            if (strcmp(w->element[1]->str, name) != 0) continue;
-            live++;
-            busy += strcmp(w->element[4]->str, "1") == 0;
-            backend = w->element[2]->str;
-            long b = strtol(w->element[3]->str, NULL, 10);
-            if (b > max_batch) max_batch = b;
-        }
-        json_t *o = json_pack("{s:s, s:b, s:i, s:i, s:I, s:I, s:s?, s:i}", "name", name,
-                              "accepts_jobs", gw_model_known(r->g, name), "workers", live,
-                              "busy_workers", busy, "queue_depth",
-                              json_integer_value(json_object_get(m, "queued")), "running",
-                              json_integer_value(json_object_get(m, "running")), "backend", backend,
-                              "max_batch", (int)max_batch);
+    json_t *unused;
+    /* The models the gateway knows: allowlisted, registered or served by a live worker.
+     * A model only counted in the stats (removed, or never registered) is not listed. */
+    json_object_foreach((json_t *)gw_models_names(r->g->models), name, unused) {
+        json_t *m = json_object_get(counts, name);
+        json_t *o = model_json(r->g, name, m, workers);
         if (o) json_array_append_new(list, o);
     }
     json_decref(counts);

@@ -21,6 +21,7 @@
 #include "redis.h"
 #include "routes.h"
 #include "job_body.h"
+#include "models.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define GW_ASAN 1
@@ -190,8 +191,14 @@ static void on_submitted(redisReply *rep, void *arg) {
          * tenth of the gateway's CPU per submit, and the job's own record says as much. */
         fleet_log(FLEET_LOG_DEBUG, "job submitted", "job_id", c->id, "model", c->jr.model,
                   "request_id", r->request_id, NULL);
-        if (c->wait_s > 0) gw_wait_start(r, c->id, c->wait_s, 202);
-        else gw_reply_json(r, 202, fleet_job_to_json(&v));
+        if (c->wait_s > 0) {
+            gw_models_note(r, c->jr.model, NULL);
+            gw_wait_start(r, c->id, c->wait_s, 202);
+        } else {
+            json_t *body = fleet_job_to_json(&v);
+            gw_models_note(r, c->jr.model, body);
+            gw_reply_json(r, 202, body);
+        }
     }
     call_free(c);
 }
@@ -264,12 +271,7 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
                       const char *idem_hash, const char *idem_digest, fleet_cmd *cmd,
                       gw_problem *p) {
     gw *g = r->g;
-    if (!gw_model_known(g, jr->model)) {
-        *p = (gw_problem){.status = 422, .slug = "unknown-model", .title = "Unknown model"};
-        snprintf(p->detail, sizeof p->detail, "model '%s' is not served here; models: %s",
-                 jr->model, g->cfg.models);
-        return -1;
-    }
+    if (gw_models_check(g->models, jr->model, p) < 0) return -1;
     if (jr->webhook && webhook_problem(r, jr->webhook, p) < 0) return -1;
     /* The request's own id names its (first) job: the job then reads its request_id
      * without storing it (fleet_job_view_from_fields), 40 bytes less per job. */

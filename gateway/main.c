@@ -13,6 +13,7 @@
 #include "http.h"
 #include "auth.h"
 #include "events.h"
+#include "models.h"
 #include "webhooks.h"
 #include "redis.h"
 #include "routes.h"
@@ -26,8 +27,9 @@ static const fleet_option options[] = {
      "Redis server (redis://host:port[/db])", &G.cfg.redis_url, 0, 0},
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix; every key starts with {prefix}",
      &G.cfg.prefix, 0, 0},
-    {"models", "FLEET_MODELS", FLEET_OPT_STR, "echo,sleep",
-     "comma-separated models that accept jobs", &G.cfg.models, 0, 0},
+    {"models", "FLEET_MODELS", FLEET_OPT_STR, "",
+     "comma-separated allowlist: jobs are accepted for exactly these models, registered or not; empty: for every model registered in Redis (fleetctl model add, or a worker's start) or served by a live worker",
+     &G.cfg.models, 0, 0},
     {"auth", "FLEET_AUTH", FLEET_OPT_STR, "on",
      "on: every /v1 request needs an API key (fleetctl tenant add); off: local development, every request is FLEET_TENANT with admin rights",
      &G.cfg.auth_mode, 0, 0},
@@ -103,40 +105,6 @@ static const fleet_option options[] = {
     {"log-level", "FLEET_LOG_LEVEL", FLEET_OPT_STR, "info",
      "debug (logs every request), info, warn, error", &G.cfg.log_level, 0, 0},
 };
-
-bool gw_model_known(const gw *g, const char *name) {
-    for (int i = 0; i < g->nmodels; i++)
-        if (strcmp(g->models[i], name) == 0) return true;
-    return false;
-}
-
-static int parse_models(gw *g, char *err, size_t errlen) {
-    const char *p = g->cfg.models;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        if (n > 0) {
-            if (g->nmodels == GW_MAX_MODELS || n > FLEET_MODEL_MAX) {
-                snprintf(err, errlen, "FLEET_MODELS: too many models or a name too long");
-                return -1;
-            }
-            memcpy(g->models[g->nmodels], p, n);
-            g->models[g->nmodels][n] = '\0';
-            if (!fleet_model_name_valid(g->models[g->nmodels])) {
-                snprintf(err, errlen, "FLEET_MODELS: '%s' is not a valid model name",
-                         g->models[g->nmodels]);
-                return -1;
-            }
-            g->nmodels++;
-        }
-        p += n;
-        if (*p == ',') p++;
-    }
-    if (g->nmodels == 0) {
-        snprintf(err, errlen, "FLEET_MODELS: no model named");
-        return -1;
-    }
-    return 0;
-}
 
 static long long mono_us(void) {
     struct timespec ts;
@@ -224,10 +192,6 @@ int main(int argc, char **argv) {
                 "fleet-gateway: FLEET_PREFIX must be 1-32 characters of A-Z a-z 0-9 _ . -\n");
         return 2;
     }
-    if (parse_models(&G, err, sizeof err) < 0) {
-        fprintf(stderr, "fleet-gateway: %s\n", err);
-        return 2;
-    }
     char host[256];
     const char *colon = strrchr(G.cfg.listen, ':');
     long port = colon ? strtol(colon + 1, NULL, 10) : 0;
@@ -258,9 +222,16 @@ int main(int argc, char **argv) {
     if (!G.htp) goto out;
     gw_http_install(&G, gw_route);
     G.redis = gw_redis_new(G.base, G.cfg.redis_url, G.cfg.redis_timeout_ms, G.cfg.allow_eviction);
+    G.models = gw_models_new(&G, G.cfg.models, err, sizeof err);
+    if (!G.models) {
+        fprintf(stderr, "fleet-gateway: %s\n", err);
+        rc = 2;
+        goto out;
+    }
     G.auth = gw_auth_new(G.cfg.auth_cache_ms);
     fleet_key events_channel = fleet_key_events(&G.keys);
     G.events = gw_events_new(G.base, G.cfg.redis_url, events_channel.s);
+    if (G.events) gw_events_on_models(G.events, gw_models_wake, G.models);
     if (G.events) {
         G.webhooks = gw_webhooks_new(&G, err, sizeof err);
         if (!G.webhooks) {
@@ -306,6 +277,7 @@ out:
     gw_http_close_all(&G);
     gw_events_free(G.events);
     G.events = NULL;
+    gw_models_free(G.models); /* after Redis: its read in flight was answered there */
     gw_webhooks_free(G.webhooks);
     gw_auth_free(G.auth);
     if (G.htp) evhtp_free(G.htp);

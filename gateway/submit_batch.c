@@ -17,6 +17,7 @@
 #include "redis.h"
 #include "routes.h"
 #include "job_body.h"
+#include "models.h"
 
 #define GW_BATCH_MAX 1000
 
@@ -90,6 +91,9 @@ static void on_item(redisReply *rep, void *arg) {
     } else if (o == FLEET_SUBMIT_QUEUED) {
         it->outcome = json_pack("{s:s, s:s, s:I}", "id", it->ids.id, "status", "queued",
                                 "queue_position", (json_int_t)out.queue_position);
+        /* As POST /v1/jobs says it (models.h), per item. */
+        if (it->outcome && gw_models_live_workers(b->r->g->models, it->jr.model) == 0)
+            json_object_set_new(it->outcome, "no_worker", json_true());
     } else if (o == FLEET_SUBMIT_LIMIT) {
         bool queue = strcmp(out.limit, "queue") == 0;
         it->outcome = item_error(queue                            ? GW_PROBLEM_QUEUE_FULL

@@ -31,6 +31,7 @@
 
 #include "fleet/id.h"
 #include "fleet/log.h"
+#include "fleet/model_record.h"
 #include "worker.h"
 
 #define HEARTBEAT_MS 2000L
@@ -83,11 +84,47 @@ static void log_refused(wk_ratelog *rl, const char *what, const char *job_id, co
               r->str, "count", n, job_id ? "job_id" : NULL, job_id, NULL);
 }
 
-/* write_heartbeat registers this worker. Returns true when Redis refused it for now. */
+/* The connection (wk_redis epoch) on which the model's record was last written; only the
+ * keeper thread touches it. */
+static unsigned long model_registered_epoch;
+
+/* register_model writes the model's record into {prefix}:models unless one is there
+ * (HSETNX: the first registration's time and author stay, and a record `fleetctl model
+ * remove` deleted stays deleted until a worker of the model starts again or reconnects),
+ * and says so on the events channel when it was new, so gateways accept the model at
+ * once. Once per connection: a Redis restarted without persistence gets it again. */
+static void register_model(wk_worker *w, wk_redis *rd, long long now) {
+    char by[sizeof w->host + 96]; /* a worker name is at most 64 characters */
+    snprintf(by, sizeof by, "worker %.64s on %s", w->cfg.name, w->host);
+    char *rec = fleet_model_record(now, by, NULL);
+    if (!rec) return; /* out of memory: tried again at the next heartbeat */
+    fleet_key models = fleet_key_models(&w->keys);
+    redisReply *r = wk_redis_cmdf(rd, "HSETNX %s %s %s", models.s, w->cfg.model, rec);
+    free(rec);
+    if (!r) return;
+    bool added = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    bool answered = r->type == REDIS_REPLY_INTEGER;
+    if (!answered)
+        fleet_log(FLEET_LOG_WARN, "model registration refused; trying again", "error",
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", NULL);
+    freeReplyObject(r);
+    if (!answered) return;
+    model_registered_epoch = rd->epoch;
+    if (!added) return;
+    fleet_log(FLEET_LOG_INFO, "model registered", "model", w->cfg.model, NULL);
+    fleet_key events = fleet_key_events(&w->keys);
+    char line[sizeof FLEET_EVENT_MODELS + FLEET_MODEL_MAX + 1];
+    snprintf(line, sizeof line, FLEET_EVENT_MODELS " %s", w->cfg.model);
+    if ((r = wk_redis_cmdf(rd, "PUBLISH %s %s", events.s, line))) freeReplyObject(r);
+}
+
+/* write_heartbeat registers this worker (and its model, once per connection). Returns
+ * true when Redis refused it for now. */
 static bool write_heartbeat(wk_worker *w, wk_redis *rd, wk_ratelog *rl) {
     long long now = redis_now_ms(rd);
     bool refused = false;
     if (now < 0) return false;
+    if (model_registered_epoch != rd->epoch) register_model(w, rd, now);
     fleet_key wkeys = fleet_key_workers(&w->keys);
     fleet_key me = fleet_key_worker(&w->keys, w->cfg.name);
     int ok = 1;

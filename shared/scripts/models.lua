@@ -1,10 +1,13 @@
 #!lua flags=no-writes
--- models (read only): live workers and the per-model counters.
--- KEYS: 1 workers zset, 2 stats hash
+-- models (read only): the registered models, live workers and the per-model counters.
+-- KEYS: 1 workers zset, 2 stats hash, 3 models hash
 -- ARGV: 1 worker key prefix ("{fleet}:worker:")
--- A worker is live while its heartbeat hash exists (it expires when heartbeats stop).
--- Returns {{{name, model, backend, max_batch, busy}, ...}, stats (HGETALL shape)}
-local workers_key, stats_key = KEYS[1], KEYS[2]
+-- A worker is live while its heartbeat hash exists (it expires when heartbeats stop). A
+-- model is registered while the models hash holds its record (a worker's start or fleetctl
+-- model add wrote it; only fleetctl model remove deletes it).
+-- Returns {{{name, model, backend, max_batch, busy}, ...}, stats (HGETALL shape),
+--          models (HGETALL shape: model, record JSON, ...)}
+local workers_key, stats_key, models_key = KEYS[1], KEYS[2], KEYS[3]
 local worker_prefix = ARGV[1]
 local names = redis.call('ZRANGE', workers_key, 0, -1)
 local live = {}
@@ -14,4 +17,4 @@ for _, name in ipairs(names) do
     live[#live + 1] = {name, w[1], w[2] or '', w[3] or '0', w[4] or '0'}
   end
 end
-return {live, redis.call('HGETALL', stats_key)}
+return {live, redis.call('HGETALL', stats_key), redis.call('HGETALL', models_key)}

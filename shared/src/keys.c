@@ -65,6 +65,7 @@ fleet_key fleet_key_worker(const fleet_keys *k, const char *name) {
     return key2(k, "worker", name, NULL);
 }
 fleet_key fleet_key_events(const fleet_keys *k) { return key2(k, "events", NULL, NULL); }
+fleet_key fleet_key_models(const fleet_keys *k) { return key2(k, "models", NULL, NULL); }
 fleet_key fleet_key_worker_prefix(const fleet_keys *k) { return key2(k, "worker", "", NULL); }
 fleet_key fleet_key_entries(const fleet_keys *k, const char *model) {
     return key2(k, "entries", model, NULL);

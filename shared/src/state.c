@@ -708,18 +708,32 @@ int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const c
 }
 
 void fleet_state_models(const fleet_keys *k, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_MODELS, 2);
+    cmd_start(c, FLEET_SCRIPT_MODELS, 3);
     cmd_key(c, fleet_key_workers(k));
     cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_models(k));
     cmd_key(c, fleet_key_worker_prefix(k));
 }
 
 int fleet_state_models_reply(const redisReply *r, const redisReply **workers,
-                             const redisReply **stats) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[1]->type != REDIS_REPLY_ARRAY)
-        return -1;
+                             const redisReply **stats, const redisReply **models) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return -1;
+    for (size_t i = 0; i < 3; i++)
+        if (r->element[i]->type != REDIS_REPLY_ARRAY || r->element[i]->elements % (i ? 2 : 1))
+            return -1;
+    /* Every worker is [name, model, backend, max_batch, busy], all strings: readers index
+     * them without looking again. */
+    for (size_t i = 0; i < r->element[0]->elements; i++) {
+        const redisReply *w = r->element[0]->element[i];
+        if (w->type != REDIS_REPLY_ARRAY || w->elements != 5) return -1;
+        for (size_t j = 0; j < 5; j++)
+            if (!is_str(w->element[j])) return -1;
+    }
+    for (size_t i = 1; i < 3; i++)
+        for (size_t j = 0; j < r->element[i]->elements; j++)
+            if (!is_str(r->element[i]->element[j])) return -1;
     *workers = r->element[0];
     *stats = r->element[1];
+    *models = r->element[2];
     return 0;
 }

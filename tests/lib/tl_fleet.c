@@ -73,6 +73,10 @@ void tl_fleet_start_gateway(tl_fleet *f) {
             tl_printf("FLEET_PREFIX=%s", f->prefix),
             /* Most cases are about other things than API keys; auth tests set it on. */
             "FLEET_AUTH=off",
+            /* The allowlist most cases submit under, also for a model with no worker (and
+             * none registered) yet; models_test sets FLEET_MODELS= (none: the models
+             * registered in Redis). */
+            "FLEET_MODELS=echo,sleep",
             NULL,
         };
         const char *env[40];
@@ -224,6 +228,7 @@ json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int de
         if (tl_status_is_final(st) || tl_now_ms() >= end) {
             const char *text = tl_printf("%s", r->body);
             bool final = tl_status_is_final(st);
+            st = tl_printf("%s", st ? st : ""); /* r's JSON goes with r */
             tl_http_poll_free(r);
             if (final)
                 FAILF("job %s reached \"%s\" while waiting for \"%s\": %s", id, st, want, text);

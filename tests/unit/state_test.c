@@ -750,15 +750,27 @@ TL_TEST(list_reply) {
 }
 
 TL_TEST(models_reply) {
-    const redisReply *workers = NULL, *stats = NULL;
+    const redisReply *workers = NULL, *stats = NULL, *models = NULL;
     redisReply *w = rarr(1, rarr(5, rstr("w1"), rstr("echo"), rstr("cpu"), rstr("8"), rstr("0")));
-    ASSERT_EQ_INT(fleet_state_models_reply(rarr(2, w, rarr(2, rstr("echo:queued"), rstr("1"))),
-                                           &workers, &stats),
+    redisReply *m = rarr(2, rstr("echo"), rstr("{\"created_ms\":1}"));
+    ASSERT_EQ_INT(fleet_state_models_reply(rarr(3, w, rarr(2, rstr("echo:queued"), rstr("1")), m),
+                                           &workers, &stats, &models),
                   0);
     ASSERT_TRUE(workers == w);
+    ASSERT_TRUE(models == m);
     ASSERT_EQ_INT(stats->elements, 2);
-    ASSERT_EQ_INT(fleet_state_models_reply(rarr(2, w, rnum(0)), &workers, &stats), -1);
-    ASSERT_EQ_INT(fleet_state_models_reply(rerr("ERR boom"), &workers, &stats), -1);
+    ASSERT_EQ_INT(fleet_state_models_reply(rarr(3, w, rnum(0), m), &workers, &stats, &models), -1);
+    /* The reply of the script before the models hash (two elements) is refused. */
+    ASSERT_EQ_INT(fleet_state_models_reply(rarr(2, w, rarr(0)), &workers, &stats, &models), -1);
+    /* A worker of the wrong shape, or a record that is no string, is refused. */
+    ASSERT_EQ_INT(fleet_state_models_reply(rarr(3, rarr(1, rarr(2, rstr("w1"), rstr("echo"))),
+                                                rarr(0), rarr(0)),
+                                           &workers, &stats, &models),
+                  -1);
+    ASSERT_EQ_INT(fleet_state_models_reply(rarr(3, rarr(0), rarr(0), rarr(2, rstr("echo"), rnum(1))),
+                                           &workers, &stats, &models),
+                  -1);
+    ASSERT_EQ_INT(fleet_state_models_reply(rerr("ERR boom"), &workers, &stats, &models), -1);
 }
 
 TL_TEST(noscript_is_recognised) {

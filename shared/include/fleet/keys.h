@@ -49,6 +49,14 @@ fleet_key fleet_key_workers(const fleet_keys *k);                   /* zset of h
 fleet_key fleet_key_worker(const fleet_keys *k, const char *name);  /* hash, TTL: heartbeat */
 fleet_key fleet_key_worker_prefix(const fleet_keys *k);             /* "{prefix}:worker:" */
 fleet_key fleet_key_events(const fleet_keys *k);                    /* pub/sub channel */
+/* The models the fleet serves (docs/redis.md): field <model>, value a JSON record
+ * {"created_ms", "registered_by", "description"}. Written by a worker's start (HSETNX) and
+ * fleetctl model; read by gateways, which accept jobs for the models named there. */
+fleet_key fleet_key_models(const fleet_keys *k); /* hash: model -> record */
+/* A line "models <model>" on the events channel says that the model's record was added or
+ * removed, so gateways read the records again. Its first word is no job id: readers skip
+ * such lines (docs/protocol.md, "Events"). */
+#define FLEET_EVENT_MODELS "models"
 /* Reliability (docs/reliability.md): */
 fleet_key fleet_key_entries(const fleet_keys *k,
                             const char *model); /* hash: stream entry id -> job id */

@@ -1,0 +1,371 @@
+/* cmd_model.c: `fleetctl model add|list|remove`: the models a fleet serves, registered in
+ * Redis ({prefix}:models, fleet/model_record.h; docs/cli.md "Models"), read and changed
+ * directly there (--redis-url, --prefix), like `tenant`.
+ *
+ * A record makes gateways without FLEET_MODELS accept jobs for the model whether or not a
+ * worker runs: jobs queue until one starts (scale from zero). A worker's start registers
+ * its model by itself. Each change is announced on the events channel (a line
+ * "models <name>"), which makes every gateway read the records again at once.
+ *
+ * Subcommands are the rows of MODEL_SUBCOMMANDS: a new one is a row and its function
+ * model_<name>(c, keys, g, argv), which gets the subcommand's own arguments, checked for
+ * their count (and each name for its form) before Redis is contacted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fleet/job.h"
+#include "fleet/model_record.h"
+#include "fleet/utf8.h"
+#include "redis_conn.h"
+#include "render.h"
+#include "tenant_cli.h" /* ctl_redis_now_ms */
+
+#define DESCRIPTION_MAX 256
+
+static const char *opt_description;
+static bool opt_force;
+
+static const fleet_option model_opts[] = {
+    {"description", NULL, FLEET_OPT_STR, "",
+     "model add: a line saying what the model is (at most 256 bytes of UTF-8)",
+     &opt_description, 0, 0},
+    {"force", NULL, FLEET_OPT_BOOL, "false",
+     "model remove: remove it although jobs are queued or running for it, or a live worker "
+     "serves it",
+     &opt_force, 0, 0},
+};
+
+/* ------------------------------------------------------------------ reading ------------- */
+
+/* Runs the models script: records, live workers and counters in one read. Returns the
+ * reply (caller frees) with its parts, or NULL after printing why. */
+static redisReply *read_models(redisContext *c, const fleet_keys *k, const redisReply **workers,
+                               const redisReply **stats, const redisReply **records) {
+    fleet_cmd cmd;
+    fleet_state_models(k, &cmd);
+    redisReply *r = ctl_redis_script(c, &cmd);
+    if (!r) return NULL;
+    if (r->type == REDIS_REPLY_ERROR) {
+        ctl_error("redis: models: %s", r->str);
+        ctl_redis_explain(r->str);
+    } else if (fleet_state_models_reply(r, workers, stats, records) == 0) {
+        return r;
+    } else {
+        ctl_error("redis: models: unexpected reply");
+    }
+    freeReplyObject(r);
+    return NULL;
+}
+
+static long live_workers(const redisReply *workers, const char *model) {
+    long n = 0;
+    for (size_t i = 0; i < workers->elements; i++)
+        n += strcmp(workers->element[i]->element[1]->str, model) == 0;
+    return n;
+}
+
+static long long counter(const redisReply *stats, const char *model, const char *name) {
+    char field[FLEET_MODEL_MAX + 32];
+    snprintf(field, sizeof field, "%s:%s", model, name);
+    const char *v = ctl_redis_field(stats, field);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+/* The record of a model as a JSON object (an empty one for a value that is not). */
+static json_t *record_json(const char *text, size_t len) {
+    json_t *o = json_loadb(text, len, 0, NULL);
+    if (json_is_object(o)) return o;
+    json_decref(o);
+    return json_object();
+}
+
+/* Announces a changed record: gateways read the records again at once. */
+static void announce(redisContext *c, const fleet_keys *k, const char *model) {
+    char line[sizeof FLEET_EVENT_MODELS + FLEET_MODEL_MAX + 1];
+    snprintf(line, sizeof line, FLEET_EVENT_MODELS " %s", model);
+    fleet_key ch = fleet_key_events(k);
+    const char *argv[] = {"PUBLISH", ch.s, line};
+    redisReply *r = ctl_redis_cmd_ok(c, "PUBLISH", 3, argv);
+    if (!r)
+        fprintf(stderr, "fleetctl: gateways were not told at once; they read the models again "
+                        "within 5 s\n");
+    freeReplyObject(r);
+}
+
+/* "2026-12-06 08:50:38 UTC" from Redis ms, or "-". */
+static void format_ms(char *out, size_t len, const json_t *ms) {
+    if (!json_is_integer(ms)) {
+        snprintf(out, len, "-");
+        return;
+    }
+    time_t t = (time_t)(json_integer_value(ms) / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(out, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+        snprintf(out, len, "-");
+}
+
+/* ------------------------------------------------------------------ add ----------------- */
+
+static int model_add(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
+    const char *name = argv[0];
+    long long now = ctl_redis_now_ms(c);
+    if (now < 0) return CTL_EXIT_FAIL;
+    char *rec = fleet_model_record(now, "fleetctl", opt_description);
+    if (!rec) {
+        ctl_error("out of memory");
+        return CTL_EXIT_FAIL;
+    }
+    fleet_key models = fleet_key_models(k);
+    const char *set[] = {"HSETNX", models.s, name, rec};
+    redisReply *r = ctl_redis_cmd_ok(c, "HSETNX", 4, set);
+    free(rec);
+    if (!r) return CTL_EXIT_FAIL;
+    bool added = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (added) announce(c, k, name);
+    const char *get[] = {"HGET", models.s, name};
+    r = ctl_redis_cmd_ok(c, "HGET", 3, get);
+    json_t *stored = r && r->type == REDIS_REPLY_STRING ? record_json(r->str, r->len) : NULL;
+    freeReplyObject(r);
+    if (!stored) {
+        ctl_error("model %s: the record could not be read back", name);
+        return CTL_EXIT_FAIL;
+    }
+    if (g->json) {
+        json_t *o = json_pack("{s:s, s:b, s:O}", "model", name, "added", added, "record", stored);
+        ctl_render_json(stdout, o);
+        json_decref(o);
+    } else if (added) {
+        printf("registered model %s: gateways without FLEET_MODELS accept jobs for it now; they "
+               "queue until a worker of the model starts\n",
+               name);
+    } else {
+        char when[64];
+        format_ms(when, sizeof when, json_object_get(stored, "created_ms"));
+        printf("model %s is already registered (since %s, by %s); nothing changed\n", name, when,
+               ctl_jstr(stored, "registered_by"));
+    }
+    json_decref(stored);
+    return CTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ list ---------------- */
+
+/* One object per model: the registered ones, then those only live workers serve (a
+ * worker of a release before registration, or a record removed while it runs). */
+static json_t *model_list(const redisReply *workers, const redisReply *stats,
+                          const redisReply *records) {
+    json_t *list = json_array(), *seen = json_object();
+    for (size_t i = 0; i + 1 < records->elements; i += 2) {
+        const char *name = records->element[i]->str;
+        if (!fleet_model_name_valid(name)) continue;
+        json_t *o = record_json(records->element[i + 1]->str, records->element[i + 1]->len);
+        json_object_set_new(o, "name", json_string(name));
+        json_object_set_new(o, "registered", json_true());
+        json_array_append_new(list, o);
+        json_object_set_new(seen, name, json_true());
+    }
+    for (size_t i = 0; i < workers->elements; i++) {
+        const char *name = workers->element[i]->element[1]->str;
+        if (!fleet_model_name_valid(name) || json_object_get(seen, name)) continue;
+        json_array_append_new(list, json_pack("{s:s, s:b}", "name", name, "registered", 0));
+        json_object_set_new(seen, name, json_true());
+    }
+    json_decref(seen);
+    size_t i;
+    json_t *o;
+    json_array_foreach(list, i, o) {
+        const char *name = ctl_jstr(o, "name");
+        json_object_set_new(o, "workers", json_integer(live_workers(workers, name)));
+        json_object_set_new(o, "queued", json_integer(counter(stats, name, "queued")));
+        json_object_set_new(o, "running", json_integer(counter(stats, name, "running")));
+    }
+    return list;
+}
+
+static int model_list_cmd(redisContext *c, const fleet_keys *k, const ctl_globals *g,
+                          char **argv) {
+    (void)argv;
+    const redisReply *workers, *stats, *records;
+    redisReply *r = read_models(c, k, &workers, &stats, &records);
+    if (!r) return CTL_EXIT_FAIL;
+    json_t *list = model_list(workers, stats, records);
+    freeReplyObject(r);
+    if (g->json) {
+        ctl_render_json(stdout, list);
+    } else if (json_array_size(list) == 0) {
+        printf("no models under prefix '%s' (fleetctl model add NAME, or a worker's start, "
+               "registers one)\n",
+               g->prefix);
+    } else {
+        printf("%-20s %7s %7s %7s  %-23s  %s\n", "MODEL", "WORKERS", "QUEUED", "RUNNING",
+               "REGISTERED", "BY / DESCRIPTION");
+        size_t i;
+        json_t *o;
+        json_array_foreach(list, i, o) {
+            char when[64];
+            bool reg = json_is_true(json_object_get(o, "registered"));
+            if (reg) format_ms(when, sizeof when, json_object_get(o, "created_ms"));
+            else snprintf(when, sizeof when, "no (live workers only)");
+            const char *desc = ctl_jstr(o, "description");
+            printf("%-20s %7lld %7lld %7lld  %-23s  %s%s%s\n", ctl_jstr(o, "name"),
+                   json_integer_value(json_object_get(o, "workers")),
+                   json_integer_value(json_object_get(o, "queued")),
+                   json_integer_value(json_object_get(o, "running")), when,
+                   ctl_jstr(o, "registered_by"), *desc ? ": " : "", desc);
+        }
+    }
+    json_decref(list);
+    return CTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ remove -------------- */
+
+static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals *g,
+                        char **argv) {
+    const char *name = argv[0];
+    const redisReply *workers, *stats, *records;
+    redisReply *r = read_models(c, k, &workers, &stats, &records);
+    if (!r) return CTL_EXIT_FAIL;
+    bool registered = ctl_redis_field(records, name) != NULL;
+    long live = live_workers(workers, name);
+    long long queued = counter(stats, name, "queued"), running = counter(stats, name, "running");
+    freeReplyObject(r);
+    if (!registered) {
+        ctl_error("no model %s is registered under prefix '%s' (fleetctl model list shows them)",
+                  name, g->prefix);
+        return CTL_EXIT_FAIL;
+    }
+    if (!opt_force && (queued > 0 || running > 0 || live > 0)) {
+        ctl_error("model %s has %lld queued and %lld running jobs and %ld live worker%s: not "
+                  "removed. Let them finish and stop its workers, or remove it anyway with "
+                  "--force (its queued jobs then stay queued, and run only if a worker of the "
+                  "model starts)",
+                  name, queued, running, live, live == 1 ? "" : "s");
+        return CTL_EXIT_FAIL;
+    }
+    fleet_key models = fleet_key_models(k);
+    const char *del[] = {"HDEL", models.s, name};
+    r = ctl_redis_cmd_ok(c, "HDEL", 3, del);
+    if (!r) return CTL_EXIT_FAIL;
+    bool removed = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (removed) announce(c, k, name);
+    if (g->json) {
+        json_t *o = json_pack("{s:s, s:b, s:I, s:I, s:I}", "model", name, "removed", removed,
+                              "queued", (json_int_t)queued, "running", (json_int_t)running,
+                              "workers", (json_int_t)live);
+        ctl_render_json(stdout, o);
+        json_decref(o);
+    } else if (!removed) {
+        printf("model %s was removed meanwhile; nothing changed\n", name);
+    } else {
+        printf("removed model %s: gateways without FLEET_MODELS refuse new jobs for it", name);
+        if (live > 0)
+            printf(" once its %ld live worker%s stop%s (a worker's start registers it again)",
+                   live, live == 1 ? "" : "s", live == 1 ? "s" : "");
+        printf("\n");
+        if (queued > 0)
+            printf("its %lld queued job%s stay queued until a worker of the model takes them, "
+                   "or they expire\n",
+                   queued, queued == 1 ? "" : "s");
+    }
+    return CTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ command ------------- */
+
+typedef int (*model_fn)(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv);
+
+/* X(name, function, arguments, takes a model name, summary) */
+#define MODEL_SUBCOMMANDS(X)                                                                   \
+    X("add", model_add, "NAME [--description TEXT]", 1,                                        \
+      "register a model: gateways accept jobs for it with no worker running (they queue)")     \
+    X("list", model_list_cmd, "", 0,                                                           \
+      "the registered models (and those only live workers serve): workers, queued, running")   \
+    X("remove", model_remove, "NAME [--force]", 1,                                             \
+      "unregister a model; refused while jobs are queued or running for it or a worker "      \
+      "serves it, unless --force")
+
+#define AS_HELP(n, f, a, named, s) {n, a, s},
+#define AS_SUB(n, f, a, named, s) {n, f, named},
+
+static const ctl_subcommand model_help[] = {MODEL_SUBCOMMANDS(AS_HELP)};
+
+typedef struct model_sub {
+    const char *name;
+    model_fn run;
+    int named; /* 1: takes exactly one model name; 0: no arguments */
+} model_sub;
+
+static const model_sub model_subs[] = {MODEL_SUBCOMMANDS(AS_SUB)};
+#define N_SUBS (sizeof model_subs / sizeof *model_subs)
+
+/* Checks the subcommand's arguments and options before anything touches Redis. Returns
+ * the subcommand, or NULL after printing why (usage exit code). */
+static const model_sub *check_args(const char *sub, int argc, char **argv) {
+    const model_sub *s = NULL;
+    for (size_t i = 0; i < N_SUBS; i++)
+        if (strcmp(sub, model_subs[i].name) == 0) s = &model_subs[i];
+    if (!s) {
+        ctl_usage_error("model", "add|list|remove ...", "unknown model subcommand '%.64s'", sub);
+        return NULL;
+    }
+    const char *usage = model_help[s - model_subs].args;
+    char line[96];
+    snprintf(line, sizeof line, "%s%s%s", s->name, *usage ? " " : "", usage);
+    if (argc != s->named) {
+        ctl_usage_error("model", line, "model %s takes %s", s->name,
+                        s->named ? "one model name" : "no arguments");
+        return NULL;
+    }
+    if (s->named && !fleet_model_name_valid(argv[0])) {
+        ctl_usage_error("model", line, "'%.80s' is not a model name (1-64 characters of a-z 0-9 _ -)",
+                        argv[0]);
+        return NULL;
+    }
+    if (opt_description[0] && s->run != model_add) {
+        ctl_usage_error("model", line, "--description belongs to model add");
+        return NULL;
+    }
+    size_t dl = strlen(opt_description);
+    if (dl > DESCRIPTION_MAX || !fleet_utf8_valid(opt_description, dl)) {
+        ctl_usage_error("model", line, "--description is at most %d bytes of UTF-8",
+                        DESCRIPTION_MAX);
+        return NULL;
+    }
+    if (opt_force && s->run != model_remove) {
+        ctl_usage_error("model", line, "--force belongs to model remove");
+        return NULL;
+    }
+    return s;
+}
+
+static int model_run(const ctl_globals *g, int argc, char **argv) {
+    const model_sub *s = check_args(argv[0], argc - 1, argv + 1);
+    if (!s) return CTL_EXIT_USAGE;
+    fleet_keys keys;
+    int rc;
+    redisContext *c = ctl_redis_open(g, &keys, &rc);
+    if (!c) return rc;
+    rc = s->run(c, &keys, g, argv + 1);
+    redisFree(c);
+    return rc;
+}
+
+const ctl_command ctl_cmd_model = {
+    .name = "model",
+    .args = "add|list|remove ...",
+    .summary = "the models the fleet serves, registered in Redis (reads and writes Redis "
+               "directly, like tenant)",
+    .opts = model_opts,
+    .nopts = sizeof model_opts / sizeof *model_opts,
+    .min_args = 1,
+    .max_args = 2,
+    .run = model_run,
+    .subs = model_help,
+    .nsubs = sizeof model_help / sizeof *model_help,
+};
