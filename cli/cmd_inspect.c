@@ -50,8 +50,9 @@ static json_t *decode_blob(const char *buf, size_t len, json_t *info) {
     return NULL;
 }
 
-/* The job hash holds the input in fields in1..inN, N in field in_n (docs/redis.md).
- * Returns the part number of a field name in1..inN, 0 for in_n, -1 for any other field. */
+/* The job hash holds the input in fields in1..inN, N in field in_n when N > 4, else the
+ * parts present (docs/redis.md). Returns the part number of a field name in1..inN, 0 for
+ * in_n, -1 for any other field. */
 static long input_part(const char *field) {
     if (strcmp(field, "in_n") == 0) return 0;
     if (strncmp(field, "in", 2) != 0 || field[2] < '1' || field[2] > '9') return -1;
@@ -62,16 +63,20 @@ static long input_part(const char *field) {
 
 /* The input, put together from the job hash's parts (HGETALL reply h), described like a
  * string key: {"name","role","type","ttl_ms","bytes", "value" or "decode_error"}. NULL
- * when the hash holds no in_n field. */
+ * when the hash holds neither in_n nor in1. */
 static json_t *gather_input(const redisReply *h, const char *name, const json_t *job) {
-    long n = -1;
+    long n = -1, parts = 0;
     size_t len = 0;
     for (size_t i = 0; i + 1 < h->elements; i += 2) {
         long p = input_part(h->element[i]->str);
         if (p == 0) n = strtol(h->element[i + 1]->str, NULL, 10);
-        else if (p > 0) len += h->element[i + 1]->len;
+        else if (p > 0) {
+            len += h->element[i + 1]->len;
+            parts++;
+        }
     }
-    if (n < 0) return NULL;
+    if (n < 0 && parts == 0) return NULL;
+    if (n < 0) n = parts; /* no in_n: the parts present */
     /* No more parts than the hash has fields: a hand-edited in_n must not loop for ever. */
     long last = n < (long)(h->elements / 2) ? n : (long)(h->elements / 2);
     char *buf = malloc(len + 1);

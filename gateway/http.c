@@ -17,6 +17,7 @@
 #include "fleet/id.h"
 #include "fleet/log.h"
 #include "framing.h"
+#include "metrics.h"
 #include "problems.h"
 #include "redis.h"
 
@@ -101,6 +102,7 @@ static evhtp_res on_request_fini(evhtp_request_t *req, void *arg) {
         conn_after_request(r->conn, r->close_conn);
     }
     r->g->inflight--;
+    gw_metrics_request_done(r);
     if (r->on_fini) r->on_fini(r->fini_arg);
     free(r);
     return EVHTP_RES_OK;
@@ -803,6 +805,7 @@ done:
 void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void *data, size_t len) {
     if (r->answered) return;
     r->answered = true;
+    r->status = status;
     gw_add_header(r, "X-Request-ID", r->request_id);
     if (content_type) gw_add_header(r, "Content-Type", content_type);
     if (r->too_large || r->uri_too_long || r->headers_too_large || r->g->draining ||

@@ -59,6 +59,7 @@ typedef struct gw_req {
     gw_conn *conn;          /* the connection, while both live (the head guard's state) */
     bool paused;            /* waiting for Redis: resume after answering */
     bool answered;
+    int status; /* the status gw_reply_bytes answered (metrics.c); 0 before, or for a stream */
     bool close_conn; /* answered with Connection: close: closed once written */
     uint64_t start_us;
     gw_principal who;  /* filled by auth (auth.h) before a /v1 handler runs */

@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "fleet/job.h"
+#include "metrics.h"
 #include "ui.h"
 #include "query.h"
 
@@ -23,6 +24,7 @@ typedef struct route {
 static const route routes[] = {
     {htp_method_GET, R_PLAIN, "/healthz", gw_info_healthz, NULL},
     {htp_method_GET, R_PLAIN, "/readyz", gw_info_readyz, NULL},
+    {htp_method_GET, R_PLAIN, "/metrics", gw_metrics_scrape, NULL},
     {htp_method_GET, R_PLAIN, "/v1/models", gw_info_models, NULL},
     {htp_method_GET, R_PLAIN, "/v1/stats", gw_info_stats, NULL},
     {htp_method_POST, R_PLAIN, "/v1/jobs", gw_jobs_submit, NULL},
@@ -154,4 +156,9 @@ void gw_route(evhtp_request_t *req, void *arg) {
     }
     gw_reply_problem(r, GW_PROBLEM_NOT_FOUND, "no route %.200s; see docs/api.md for the routes",
                      path);
+}
+
+const char *gw_route_template(const gw_req *r) {
+    const route *rt = r->route;
+    return rt ? rt->path : NULL;
 }

@@ -7,6 +7,9 @@
 
 /* The libevhtp handler for every request: checks size guards, then dispatches. */
 void gw_route(evhtp_request_t *req, void *arg);
+/* The template of the route r matched ("/v1/jobs/{id}"), or NULL when it matched none
+ * (yet): what metrics count a request under, never its raw path. */
+const char *gw_route_template(const gw_req *r);
 
 /* jobs.c. A handler that takes an id gets a well-formed one (fleet_job_id_valid): the
  * router answers 404 job-not-found for any other before the handler runs. */

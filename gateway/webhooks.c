@@ -19,6 +19,7 @@
 #include "fleet/redis_health.h"
 #include "fleet/state.h"
 #include "fleet/tenant.h"
+#include "metrics.h"
 #include "redis.h"
 #include "ssrf.h"
 #include "webhook_sign.h"
@@ -170,6 +171,7 @@ static void settle(delivery *d, fleet_webhook_outcome outcome, long long due_ms,
                                                  : "webhook delivery failed for good",
               "webhook_id", d->msg, "job_id", d->job_id, "outcome", names[outcome], "status", st,
               error && *error ? "error" : NULL, error, NULL);
+    gw_metrics_webhook(names[outcome]);
     d->outcome = outcome;
     d->due_ms = due_ms;
     fleet_webhook_settle ws = {

@@ -508,6 +508,7 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n) {
     wk_keeper_poke(w);
 
     w->model->run_batch(w->model_state, mj, n, &ctx);
+    wk_metrics_batch(w, jobs, n, wk_mono_ms());
 
     /* The keeper goes on renewing the leases while the results are written: a finish that
      * a full Redis refuses is kept and retried, and must not lose its job meanwhile. */

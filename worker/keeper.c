@@ -15,6 +15,8 @@
  *    The leases are renewed until the batch's results are written, also while a full
  *    Redis refuses the finish (the renew script is allow-oom), so a finished job is not
  *    taken over and run again while its worker waits for room.
+ *  - metrics: every WK_METRICS_FLUSH_MS, and once more on the way out, it adds the
+ *    histogram counts the main thread gathered to the model's metrics hash (metrics.c).
  *  - tidying: now and then it deletes consumers of the group that have been idle for
  *    long and hold no pending entries (workers that died), so the group does not grow.
  *
@@ -398,6 +400,7 @@ static void *keeper_main(void *arg) {
                 hb_ms = write_heartbeat(w, &rd, &hb_log) ? HEARTBEAT_SLOW_MS : HEARTBEAT_MS;
                 last_hb = now;
             }
+            wk_metrics_flush(w, &rd, false);
             if (n > 0 && now >= next_watch) {
                 renew_leases(w, &rd, ws, n, cmds, reps, &renew_log);
                 /* A job whose model is done waits for its result to be written, not for
@@ -416,6 +419,7 @@ static void *keeper_main(void *arg) {
         if (watched_now) apply_stops(w, gen, ws, n);
     }
     pthread_mutex_unlock(&w->mu);
+    wk_metrics_flush(w, &rd, true); /* the last batches' counts */
     deregister(w, &rd);
     wk_redis_close(&rd);
     free(ws);

@@ -130,6 +130,26 @@ typedef struct wk_job {
     atomic_int stop;
 } wk_job;
 
+/* ---------------------------------------------------------------- metrics ---------- */
+
+/* Histograms of what only the worker knows, counted in memory and reported to Redis by the
+ * keeper every WK_METRICS_FLUSH_MS (metrics.c, docs/metrics.md). Under wk_worker.mu. */
+#define WK_HIST_BOUNDS 20
+#define WK_METRICS_FLUSH_MS 5000L
+#define WK_METRICS_TTL_S (7 * 86400) /* the model's metrics hash, renewed by each report */
+
+typedef struct wk_hist {
+    unsigned long long bucket[WK_HIST_BOUNDS + 1]; /* per bucket, the last one +Inf */
+    unsigned long long count, sum;
+} wk_hist;
+
+typedef struct wk_metrics {
+    wk_hist wait;  /* ms from submit to the first start */
+    wk_hist run;   /* ms from the claim to the model's return */
+    wk_hist batch; /* jobs per batch */
+    long long next_flush_mono;
+} wk_metrics;
+
 /* ---------------------------------------------------------------- worker ----------- */
 
 typedef struct wk_worker {
@@ -177,6 +197,7 @@ typedef struct wk_worker {
     long long keeper_signal_mono; /* when wk_keeper_poke last woke it */
     atomic_int busy;
     atomic_long jobs_done;
+    wk_metrics metrics; /* counted by the main thread, reported by the keeper (under mu) */
     pthread_t keeper;
     bool keeper_started;
     pthread_t control;
@@ -254,6 +275,13 @@ int wk_keeper_start(wk_worker *w);
 void wk_keeper_poke(wk_worker *w);
 /* Stops the keeper; it removes this worker's registration on the way out. */
 void wk_keeper_stop(wk_worker *w);
+
+/* metrics.c */
+/* Counts a batch of n jobs whose model returned at ran_mono. Main thread. */
+void wk_metrics_batch(wk_worker *w, const wk_job *jobs, size_t n, long long ran_mono);
+/* Adds what was counted since the last report to the model's metrics hash, when
+ * WK_METRICS_FLUSH_MS have passed since it (or now, when stopping). Keeper thread. */
+void wk_metrics_flush(wk_worker *w, wk_redis *rd, bool now);
 
 /* plugin.c: a model from a shared object exporting fleet_model_v1. Returns the model and
  * the handle to close after unload, or NULL with a message. */

@@ -35,7 +35,9 @@ local now_s, lease_until_s = tostring(now), tostring(now + lease_ms)
 local FIELDS = {'status', 'entry_id', 'queue_seq', 'timeout_s', 'queue_ttl_s', 'attempts',
   'idem_key', 'webhook', 'progress_percent', 'retry_at_ms', 'created_ms', 'in_n', 'in1',
   'in2', 'in3', 'in4'}
-local IN_AT, IN_READ = 13, 4 -- the FIELDS index of in1, and how many parts FIELDS reads
+-- the FIELDS index of in1, and how many parts FIELDS reads: every part of an input without
+-- in_n
+local IN_AT, IN_READ = 13, INPUT_PARTS_UNCOUNTED
 local LOST_FIELDS = {'lease_until_ms', 'cancel_requested', 'worker', 'max_attempts',
   'ttl_s', 'tenant', 'webhook_events', 'active'}
 local started, reclaimed_n, top_seq = 0, 0, ''
@@ -48,15 +50,19 @@ local function seq_above(a, b)
   return #a > #b or (#a == #b and a > b)
 end
 
--- The job's input from the fields FIELDS read: its parts past IN_READ read now.
+-- The job's input from the fields FIELDS read: without in_n, the parts of in1..in4
+-- present (lib.lua, INPUT_PARTS_UNCOUNTED); with it, in_n parts, those past IN_READ read
+-- now.
 local function input_of(job, st)
-  local n = tonumber(st[IN_AT - 1] or '0')
-  if n == 0 then return '' end
-  if n > IN_READ then return read_input(job, n) end
+  local n = tonumber(st[IN_AT - 1])
+  if n and n > IN_READ then return read_input(job, n) end
   local parts = {}
-  for i = 1, n do
+  for i = 1, n or IN_READ do
     local p = st[IN_AT + i - 1]
-    if not p then return '' end
+    if not p then
+      if n then return '' end -- a part of a counted input is missing
+      break
+    end
     parts[i] = p
   end
   return table.concat(parts)

@@ -83,14 +83,16 @@ local function expire_job(job, ttl, idem)
   if idem then redis.call('EXPIRE', idem, ttl) end
 end
 
---- INPUT_PART INPUT_PARTS_MAX
--- The input lives in the job hash, cut into parts: fields in1..inN, N in field in_n. An
+--- INPUT_PART INPUT_PARTS_MAX INPUT_PARTS_UNCOUNTED
+-- The input lives in the job hash, cut into parts: fields in1..inN, N in field in_n when
+-- N > INPUT_PARTS_UNCOUNTED (else no in_n: the parts are those of in1..in4 present; 8
+-- bytes less for the common small input, read with the job's other fields by claim). An
 -- input of up to INPUT_PARTS_MAX * INPUT_PART bytes is cut into parts of INPUT_PART bytes,
 -- Redis' default hash-max-listpack-value, so the hash stays listpack-encoded (a 200-byte
 -- value would turn the whole hash into a hashtable: about 1,500 B per queued job instead
 -- of about 600, docs/redis.md). A longer input is one part: the hashtable's overhead is
 -- then small next to the input.
-local INPUT_PART, INPUT_PARTS_MAX = 64, 32
+local INPUT_PART, INPUT_PARTS_MAX, INPUT_PARTS_UNCOUNTED = 64, 32, 4
 
 --- small_int
 -- n (0 <= n < 100) in decimal. 'in' .. n would format the number with C's printf for
@@ -101,7 +103,8 @@ local function small_int(n)
 end
 
 --- input_fields
--- Appends the input's fields (in_n, in1..inN) to the field list f of an HSET.
+-- Appends the input's fields (in1..inN, and in_n if N > INPUT_PARTS_UNCOUNTED) to the
+-- field list f of an HSET.
 local function input_fields(f, input)
   local len = #input
   local size = INPUT_PART
@@ -112,8 +115,10 @@ local function input_fields(f, input)
     f[#f + 1] = 'in' .. small_int(n)
     f[#f + 1] = string.sub(input, at, at + size - 1)
   end
-  f[#f + 1] = 'in_n'
-  f[#f + 1] = small_int(n)
+  if n > INPUT_PARTS_UNCOUNTED then
+    f[#f + 1] = 'in_n'
+    f[#f + 1] = small_int(n)
+  end
 end
 
 --- read_input

@@ -122,3 +122,7 @@ fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *ten
     return out;
 }
 fleet_key fleet_key_wait_prefix(const fleet_keys *k) { return key2(k, "wait", "", NULL); }
+fleet_key fleet_key_metrics(const fleet_keys *k, const char *model) {
+    return key2(k, "metrics", model, NULL);
+}
+fleet_key fleet_key_metrics_prefix(const fleet_keys *k) { return key2(k, "metrics", "", NULL); }

@@ -737,3 +737,34 @@ int fleet_state_models_reply(const redisReply *r, const redisReply **workers,
     *models = r->element[2];
     return 0;
 }
+
+void fleet_state_metrics(const fleet_keys *k, long scan, long tenants_max, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_METRICS, 3);
+    cmd_key(c, fleet_key_workers(k));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_models(k));
+    /* Per-model keys are built by the script from these prefixes and the model names it
+     * reads from the models and stats hashes, all within the fleet's hash tag. */
+    cmd_key(c, fleet_key_worker_prefix(k));
+    cmd_key(c, fleet_key_stream(k, ""));
+    cmd_key(c, fleet_key_waiting(k, ""));
+    cmd_key(c, fleet_key_delayed(k, ""));
+    cmd_key(c, fleet_key_job_prefix(k));
+    cmd_key(c, fleet_key_metrics_prefix(k));
+    cmd_str(c, FLEET_GROUP);
+    cmd_long(c, scan > 0 ? scan : 1);
+    cmd_long(c, tenants_max > 0 ? tenants_max : 1);
+}
+
+int fleet_state_metrics_reply(const redisReply *r, fleet_metrics_reply *out) {
+    memset(out, 0, sizeof *out);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4 || !is_str(r->element[0]) ||
+        r->element[1]->type != REDIS_REPLY_ARRAY || r->element[2]->type != REDIS_REPLY_ARRAY ||
+        r->element[3]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    out->now_ms = reply_int(r->element[0]);
+    out->workers = r->element[1];
+    out->stats = r->element[2];
+    out->models = r->element[3];
+    return 0;
+}

@@ -61,12 +61,14 @@ TL_TEST(echo_job_lifecycle_returns_its_input) {
 
 /* A queued job is one key: its input lives inside the job hash, cut into parts small
  * enough that Redis keeps the hash listpack-encoded (docs/redis.md). Inputs of one part,
- * of several and one too long to cut (a hashtable then) come back whole from the worker. */
+ * of four (no in_n field: the parts present), of five (in_n says so) and one too long to
+ * cut (a hashtable then) come back whole from the worker. */
 TL_TEST(a_queued_job_is_one_key_holding_its_input) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0}); /* no worker yet: they stay queued */
-    const size_t lens[3] = {5, 200, 5000};
-    const char *ids[3], *inputs[3];
-    for (int i = 0; i < 3; i++) {
+    const size_t lens[4] = {5, 200, 300, 5000};
+    const char *const in_n[4] = {NULL, NULL, "5", NULL};
+    const char *ids[4], *inputs[4];
+    for (int i = 0; i < 4; i++) {
         char *text = tl_printf("%*s", (int)lens[i], "");
         for (size_t j = 0; j < lens[i]; j++) text[j] = (char)('a' + (j * 7 + (size_t)i) % 26);
         inputs[i] = tl_printf("{\"text\": \"%s\"}", text);
@@ -81,11 +83,14 @@ TL_TEST(a_queued_job_is_one_key_holding_its_input) {
         ASSERT_HTTP_STATUS(g, 200);
         ASSERT_NULL(tl_jget(g->json, "in_n"));
         ASSERT_NULL(tl_jget(g->json, "in1"));
+        redisReply *n = tl_redis_cmd(f->rc, "HGET {%s}:job:%s in_n", f->prefix, ids[i]);
+        if (in_n[i]) ASSERT_EQ_STR(n->str, in_n[i]);
+        else ASSERT_EQ_INT(n->type, REDIS_REPLY_NIL);
     }
     redisReply *enc = tl_redis_cmd(f->rc, "OBJECT ENCODING {%s}:job:%s", f->prefix, ids[1]);
     ASSERT_EQ_STR(enc->str, "listpack");
     tl_fleet_add_worker(f, "echo");
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         tl_job_wait_status(f, ids[i], "succeeded", TL_WAIT_MS);
         tl_resp *res = tl_get(f, tl_printf("/v1/jobs/%s/result", ids[i]));
         ASSERT_HTTP_STATUS(res, 200);

@@ -284,6 +284,11 @@ static size_t build_auth(size_t n, fleet_cmd *c) {
     return n;
 }
 
+static size_t build_metrics(size_t n, fleet_cmd *c) {
+    fleet_state_metrics(&keys, 64, 256, c);
+    return n;
+}
+
 /* One builder per script of scripts.def: a script added there without one here fails. */
 static const build_fn builders[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_SUBMIT] = build_submit,
@@ -304,6 +309,7 @@ static const build_fn builders[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_WEBHOOK_PROMOTE] = build_webhook_promote,
     [FLEET_SCRIPT_FEED] = build_feed,
     [FLEET_SCRIPT_AUTH] = build_auth,
+    [FLEET_SCRIPT_METRICS] = build_metrics,
 };
 
 /* Checks one built command against the header: EVALSHA of this script, numkeys, that

@@ -97,5 +97,9 @@ fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg); /* hash, TTL
 fleet_key fleet_key_delivery_prefix(const fleet_keys *k);           /* "{prefix}:delivery:" */
 fleet_key fleet_key_webhook_retry(const fleet_keys *k);             /* zset: msg ids by due time */
 fleet_key fleet_key_webhook_dlq(const fleet_keys *k);               /* stream: failed deliveries */
+/* Metrics (docs/metrics.md): the histograms a model's workers report (job wait and run
+ * times, batch sizes), as bucket counts added by each worker every few seconds. */
+fleet_key fleet_key_metrics(const fleet_keys *k, const char *model); /* hash, TTL: counts */
+fleet_key fleet_key_metrics_prefix(const fleet_keys *k);             /* "{prefix}:metrics:" */
 
 #endif

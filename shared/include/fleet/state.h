@@ -452,4 +452,20 @@ void fleet_state_models(const fleet_keys *k, fleet_cmd *c);
 int fleet_state_models_reply(const redisReply *r, const redisReply **workers,
                              const redisReply **stats, const redisReply **models);
 
+/* What GET /metrics reports about the whole fleet (metrics.lua, docs/metrics.md): live
+ * workers, the counters, and per model (registered or counted) the oldest waiting job and
+ * the histograms its workers report. scan: most ids read per place a job waits (stream,
+ * due retries); tenants_max: most tenants' wait lists looked at per model. */
+void fleet_state_metrics(const fleet_keys *k, long scan, long tenants_max, fleet_cmd *c);
+
+typedef struct fleet_metrics_reply {
+    long long now_ms;          /* Redis' clock */
+    const redisReply *workers; /* [model, busy "0"|"1"] arrays of live workers */
+    const redisReply *stats;   /* HGETALL of the stats hash */
+    const redisReply *models;  /* [model, oldest created_ms or "", histograms] arrays */
+} fleet_metrics_reply;
+
+/* Returns 0 and fills out (pointers into r), or -1 when r is not a metrics reply. */
+int fleet_state_metrics_reply(const redisReply *r, fleet_metrics_reply *out);
+
 #endif
