@@ -162,9 +162,10 @@ static json_t *model_list(const redisReply *workers, const redisReply *stats,
     for (size_t i = 0; i + 1 < records->elements; i += 2) {
         const char *name = records->element[i]->str;
         if (!fleet_model_name_valid(name)) continue;
-        json_t *o = record_json(records->element[i + 1]->str, records->element[i + 1]->len);
-        json_object_set_new(o, "name", json_string(name));
-        json_object_set_new(o, "registered", json_true());
+        json_t *rec = record_json(records->element[i + 1]->str, records->element[i + 1]->len);
+        json_t *o = json_pack("{s:s, s:b}", "name", name, "registered", 1);
+        json_object_update_missing(o, rec);
+        json_decref(rec);
         json_array_append_new(list, o);
         json_object_set_new(seen, name, json_true());
     }
@@ -269,9 +270,10 @@ static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals 
                    live, live == 1 ? "" : "s", live == 1 ? "s" : "");
         printf("\n");
         if (queued > 0)
-            printf("its %lld queued job%s stay queued until a worker of the model takes them, "
-                   "or they expire\n",
-                   queued, queued == 1 ? "" : "s");
+            printf("its %lld queued job%s stay%s queued until a worker of the model takes "
+                   "%s, or expire%s\n",
+                   queued, queued == 1 ? "" : "s", queued == 1 ? "s" : "",
+                   queued == 1 ? "it" : "them", queued == 1 ? "s" : "");
     }
     return CTL_EXIT_OK;
 }
