@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "ui.h"
 #include "query.h"
+#include "openapi.h"
 
 typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT, R_JOB_EVENTS, R_JOB_RETRY } route_kind;
 
@@ -24,6 +25,7 @@ typedef struct route {
 static const route routes[] = {
     {htp_method_GET, R_PLAIN, "/healthz", gw_info_healthz, NULL},
     {htp_method_GET, R_PLAIN, "/readyz", gw_info_readyz, NULL},
+    {htp_method_GET, R_PLAIN, "/openapi.json", gw_openapi_serve, NULL},
     {htp_method_GET, R_PLAIN, "/metrics", gw_metrics_scrape, NULL},
     {htp_method_GET, R_PLAIN, "/v1/models", gw_info_models, NULL},
     {htp_method_GET, R_PLAIN, "/v1/stats", gw_info_stats, NULL},

@@ -207,7 +207,10 @@ async function refreshModels() {
     const busy = numOr(m.busy_workers, mm['fleet_workers:busy']);
     const idle = numOr(m.idle_workers, mm['fleet_workers:idle'],
       busy === null ? null : workers - busy);
-    const oldest = numOr(m.oldest_age_s, m.queue_oldest_age_s, mm.fleet_queue_oldest_age_seconds);
+    const depth = numOr(m.queue_depth, mm.fleet_queue_depth);
+    // An empty queue has no oldest job (a series may still say 0).
+    const oldest = depth === 0 ? null :
+      numOr(m.oldest_age_s, m.queue_oldest_age_s, mm.fleet_queue_oldest_age_seconds);
     let subRate = null, finRate = null;
     if (stats && prev && prev.models[m.name] && stats[m.name] && now > prev.at) {
       const dt = (now - prev.at) / 1000;
@@ -224,7 +227,7 @@ async function refreshModels() {
     if (m.backend) state.push(m.backend);
     body.append(h('tr', {'data-model': m.name},
       h('th', {scope: 'row'}, m.name),
-      h('td', {className: 'num'}, numOr(m.queue_depth, mm.fleet_queue_depth) ?? '—'),
+      h('td', {className: 'num'}, depth ?? '—'),
       h('td', {className: 'num'}, fmtAge(oldest)),
       h('td', {className: 'num'}, numOr(m.running) ?? '—'),
       h('td', {className: 'num'}, `${busy ?? '—'} / ${idle ?? '—'}`),
@@ -460,13 +463,14 @@ function stopStream() {
 
 async function openDetail(id) {
   stopStream();
+  // The answer of an action on this job (a retry follows it again) stays in view.
+  if (id !== detailId) $('d-action').textContent = '';
   detailId = id;
   detailJob = null;
   $('detail').hidden = false;
   $('d-id').textContent = id;
   clear($('d-fields'));
   clear($('d-events'));
-  $('d-action').textContent = '';
   $('d-error').textContent = '';
   clear($('d-result'));
   $('d-result').append(h('p', {className: 'note'}, 'Not loaded.'));

@@ -40,9 +40,11 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const pageErrors = [];
+let pageRef = null;
 try {
   const ctx = await browser.newContext({viewport: {width: 1400, height: 1000}});
   const page = await ctx.newPage();
+  pageRef = page;
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') console.log(`console: ${m.text()}`); });
   // A dialog (alert) would be a script the page ran from data: fail on it.
@@ -138,12 +140,34 @@ try {
   await page.getByLabel('result').filter({hasText: '"slept_ms": 0'}).waitFor({timeout: T});
   writeFileSync(env('FLEET_FORM_JOB'), formJob);
 
+  log('delete removes the finished job and its result');
+  await page.getByRole('button', {name: 'Delete', exact: true}).click();
+  await page.locator('#d-action').filter({hasText: /^Delete: 200/}).waitFor({timeout: T});
+  await page.locator(`#jobs-body tr[data-job="${formJob}"]`).waitFor({state: 'detached', timeout: T});
+
+  log('retry runs the cancelled job again: its progress moves, and it is cancelled again');
+  await page.locator('#f-search').fill(jobId);
+  await page.getByRole('button', {name: 'Show', exact: true}).click();
+  await page.locator('#d-id').filter({hasText: jobId}).waitFor({timeout: T});
+  await page.locator('#d-fields dd').filter({hasText: /^cancelled/}).waitFor({timeout: T});
+  await page.getByRole('button', {name: 'Retry', exact: true}).click();
+  await page.locator('#d-action').filter({hasText: /^Retry: 2/}).waitFor({timeout: T});
+  await page.locator('#d-fields dd').filter({hasText: /^running/}).waitFor({timeout: T});
+  await moved(await progress());
+  await page.getByRole('button', {name: 'Cancel', exact: true}).click();
+  await page.locator('#d-fields dd').filter({hasText: /^cancelled/}).waitFor({timeout: T});
+
   if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join('; ')}`);
   log('passed');
   await browser.close();
   process.exit(0);
 } catch (e) {
   console.log(`dashboard: FAILED at "${step}": ${e.message}`);
+  // What the page showed then.
+  for (const id of ['conn', 'who', 'jobs-problem', 'd-live', 'd-action', 'd-fields', 's-answer']) {
+    const text = await pageRef?.locator(`#${id}`).textContent({timeout: 1000}).catch(() => null);
+    console.log(`dashboard: #${id}: ${text}`);
+  }
   if (pageErrors.length) console.log(`dashboard: errors in the page: ${pageErrors.join('; ')}`);
   await browser.close().catch(() => {});
   process.exit(1);

@@ -7,8 +7,9 @@
  *   browser:  tests/dashboard/dashboard.mjs drives Debian's chromium (npm playwright-core)
  *             through the page as a person would: it asks for a key, lists a submitted
  *             job, follows its progress live, reconnects by itself when this case restarts
- *             the gateway mid-stream, cancels the job, and submits one through the form
- *             and reads its result. Without chromium, node or
+ *             the gateway mid-stream, cancels the job, submits one through the form,
+ *             reads its result and deletes it, and retries the cancelled job. Without
+ *             chromium, node or
  *             tests/dashboard/node_modules (tests/run.sh installs them) the case fails
  *             under CI and is skipped when run by hand.
  */
@@ -235,9 +236,13 @@ TL_TEST(browser) {
     ASSERT_EQ_STR(tl_jstr(job, "status"), "cancelled");
     const char *form_id = tl_read_file(tl_printf("%s/form-job", tl_tmpdir()), NULL);
     ASSERT_NOT_NULL(form_id);
-    json_t *formed = job_as(f, key, form_id);
-    ASSERT_EQ_STR(tl_jstr(formed, "status"), "succeeded");
-    ASSERT_EQ_STR(tl_jstr(formed, "metadata.from"), "the form");
+    /* Submitted through the form, then deleted through the page. */
+    tl_req req = {.method = "GET"};
+    req.headers[0] = tl_printf("Authorization: Bearer %s", key);
+    ASSERT_PROBLEM(tl_request(f, tl_printf("/v1/jobs/%s", form_id), req), 404);
+    /* Cancelled, retried and cancelled again: the second run's attempt. */
+    ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "cancelled"), 1);
 }
 
 int main(int argc, char **argv) {
