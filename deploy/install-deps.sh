@@ -20,6 +20,10 @@ PACKAGES=(
   # the dashboard's browser test (tests/dashboard): Debian's chromium, driven from node by
   # npm playwright-core (tests/run.sh installs it with npm ci)
   chromium nodejs
+  # promtool, which checks GET /metrics in tests/integration/metrics_test.c: Debian ships
+  # it in the prometheus package (whose server systemd starts as a service on :9090, where
+  # there is a systemd; the tests use only promtool)
+  prometheus
 )
 # npm comes inside some builds of the nodejs package (NodeSource's); Debian's nodejs needs
 # Debian's npm beside it.
