@@ -31,6 +31,9 @@ typedef struct gw_config {
     long queue_ttl_s;
     long result_ttl_s; /* default ttl_s of a job */
     long max_attempts;
+    long max_wait_s;       /* FLEET_MAX_WAIT_S: the longest Prefer: wait (query.h) */
+    long max_attempts_max; /* FLEET_MAX_ATTEMPTS_MAX: the most a job's max_attempts may be */
+    long queue_ttl_max_s;  /* FLEET_QUEUE_TTL_MAX: the most a job's queue_ttl_s may be */
     long index_cap;
     long redis_timeout_ms;           /* a command unanswered this long drops the connection */
     const char *allow_eviction_mode; /* FLEET_ALLOW_EVICTION: "off" or "on" */

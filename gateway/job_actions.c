@@ -126,7 +126,7 @@ void gw_jobs_retry(gw_req *r, const char *id) {
         .max_queue = g->cfg.max_queue,
         .dead_only = false,
         /* What a submit gives the index: it must outlive any job it names. */
-        .index_ttl_s = g->cfg.queue_ttl_s + GW_TTL_MAX,
+        .index_ttl_s = gw_index_ttl(g),
     };
     fleet_state_retry(&g->keys, &rt, &c->cmd);
     action_send(c, on_retried);

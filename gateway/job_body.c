@@ -96,11 +96,14 @@ static body_kind body_kind_of(const char *ct) {
 
 /* ------------------------------------------------------------ the fields ------------ */
 
-#define FIELD_LIST "model, input, priority, timeout_s, ttl_s, metadata, webhook, webhook_events"
-#define OPTION_LIST "priority, timeout_s, ttl_s, metadata, webhook, webhook_events"
+#define FIELD_LIST                                                                             \
+    "model, input, priority, timeout_s, ttl_s, max_attempts, queue_ttl_s, metadata, webhook, " \
+    "webhook_events"
+#define OPTION_LIST \
+    "priority, timeout_s, ttl_s, max_attempts, queue_ttl_s, metadata, webhook, webhook_events"
 
-static const char *const option_names[] = {"priority", "timeout_s", "ttl_s",
-                                           "metadata", "webhook",   "webhook_events"};
+static const char *const option_names[] = {"priority",    "timeout_s", "ttl_s",   "max_attempts",
+                                           "queue_ttl_s", "metadata",  "webhook", "webhook_events"};
 
 static bool is_option(const char *key) {
     for (size_t i = 0; i < sizeof option_names / sizeof *option_names; i++)
@@ -182,9 +185,11 @@ static int webhook_fields(json_t *root, gw_job_request *out, gw_problem *p) {
     return 0;
 }
 
-/* Checks the optional fields of o: priority, timeout_s, ttl_s, metadata, webhook and
- * webhook_events. meta_too_long: o's "metadata" is a stand-in for an object known to be
- * longer than GW_METADATA_MAX once encoded (a msgpack body's, never converted). */
+/* Checks the optional fields of o: priority, timeout_s, ttl_s, max_attempts, queue_ttl_s
+ * (within their widest bounds: the gateway's own are checked by gw_submit_prepare),
+ * metadata, webhook and webhook_events. meta_too_long: o's "metadata" is a stand-in for an
+ * object known to be longer than GW_METADATA_MAX once encoded (a msgpack body's, never
+ * converted). */
 static int option_fields(json_t *o, bool meta_too_long, gw_job_request *out, gw_problem *p) {
     json_t *prio = json_object_get(o, "priority");
     if (prio) {
@@ -197,6 +202,9 @@ static int option_fields(json_t *o, bool meta_too_long, gw_job_request *out, gw_
     }
     if (int_field(o, "timeout_s", 0, GW_TIMEOUT_MAX, &out->timeout_s, p) < 0) return -1;
     if (int_field(o, "ttl_s", GW_TTL_MIN, GW_TTL_MAX, &out->ttl_s, p) < 0) return -1;
+    if (int_field(o, "max_attempts", 1, GW_ATTEMPTS_MAX, &out->max_attempts, p) < 0) return -1;
+    if (int_field(o, "queue_ttl_s", GW_TTL_MIN, GW_QUEUE_TTL_MAX, &out->queue_ttl_s, p) < 0)
+        return -1;
     json_t *meta = json_object_get(o, "metadata");
     if (meta) {
         if (!json_is_object(meta))

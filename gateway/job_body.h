@@ -24,6 +24,8 @@ typedef struct gw_job_request {
     fleet_priority priority;
     long timeout_s;
     long ttl_s;
+    long max_attempts;       /* 0: the gateway's FLEET_MAX_ATTEMPTS */
+    long queue_ttl_s;        /* 0: the gateway's FLEET_QUEUE_TTL */
     char *metadata_json;     /* compact JSON, malloc'd, or NULL */
     char *webhook;           /* URL as given, malloc'd, or NULL (checked by the caller: ssrf.h) */
     char webhook_events[32]; /* "running,progress,completed" subset, in that order */
@@ -32,6 +34,11 @@ typedef struct gw_job_request {
 #define GW_TIMEOUT_MAX 86400L
 #define GW_TTL_MIN 60L
 #define GW_TTL_MAX 604800L
+/* The widest bounds of a job's own max_attempts and queue_ttl_s, those of the gateway's
+ * FLEET_MAX_ATTEMPTS and FLEET_QUEUE_TTL; the operator's FLEET_MAX_ATTEMPTS_MAX and
+ * FLEET_QUEUE_TTL_MAX narrow them (gw_submit_prepare). */
+#define GW_ATTEMPTS_MAX 100L
+#define GW_QUEUE_TTL_MAX 2592000L
 #define GW_METADATA_MAX 4096
 
 /* Parses body (len bytes; content_type may be NULL). Returns 0 and fills out (free with
@@ -42,10 +49,11 @@ typedef struct gw_job_request {
  *   application/msgpack (x-msgpack, vnd.msgpack)  one msgpack map with the same keys; the
  *       input is stored as its own msgpack bytes, so bin values stay bin
  *   multipart/form-data  form fields "model" (text), "input" (optional JSON object, default
- *       {}), "options" (optional JSON object: priority, timeout_s, ttl_s, metadata, webhook,
- *       webhook_events) and any number of file parts named "files" (or "file"); the input
- *       stored is the input object plus "files": [{"name", "content_type", "size",
- *       "bytes" (bin)}, ...] in the order sent. multipart.h has the body's syntax.
+ *       {}), "options" (optional JSON object: priority, timeout_s, ttl_s, max_attempts,
+ *       queue_ttl_s, metadata, webhook, webhook_events) and any number of file parts named
+ *       "files" (or "file"); the input stored is the input object plus "files":
+ *       [{"name", "content_type", "size", "bytes" (bin)}, ...] in the order sent.
+ *       multipart.h has the body's syntax.
  * Anything else answers 415 naming these three. 400 is a body that cannot be read (its
  * syntax: slugs invalid-json, invalid-msgpack, invalid-multipart; its fields:
  * invalid-body), 422 one that reads but is no valid job (invalid-job). The body is only

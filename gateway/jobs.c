@@ -45,7 +45,7 @@ typedef struct job_call {
     char id[FLEET_ID_LEN + 1];
     gw_submit_ids ids; /* what a submit command points to */
     char cursor[48];   /* GET /v1/jobs: an index entry id, two 64-bit numbers (list_cursor_ok) */
-    char status[16];
+    char status[48];   /* GET /v1/jobs: a list of statuses (gw_query_status_list) */
     char model[FLEET_MODEL_MAX + 1];
     bool want_msgpack;
     fleet_cancel_outcome cancel;
@@ -178,7 +178,7 @@ static void on_submitted(redisReply *rep, void *arg) {
         v.metadata = c->jr.metadata_json;
         v.created_ms = created;
         v.attempts = 0;
-        v.max_attempts = r->g->cfg.max_attempts;
+        v.max_attempts = c->jr.max_attempts > 0 ? c->jr.max_attempts : r->g->cfg.max_attempts;
         v.timeout_s = c->jr.timeout_s;
         v.ttl_s = c->jr.ttl_s;
         v.webhook = c->jr.webhook;
@@ -238,7 +238,8 @@ static int wait_or_reply(gw_req *r, long *secs) {
     bool from_header = false;
     const char *q = r->req->uri && r->req->uri->query_raw ? (const char *)r->req->uri->query_raw
                                                           : NULL;
-    if (gw_wait_seconds(gw_header(r, "Prefer"), q, secs, &from_header, err, sizeof err) < 0) {
+    if (gw_wait_seconds(gw_header(r, "Prefer"), q, r->g->cfg.max_wait_s, secs, &from_header, err,
+                        sizeof err) < 0) {
         gw_reply_problem(r, GW_PROBLEM_INVALID_WAIT, "%s", err);
         return -1;
     }
@@ -267,12 +268,42 @@ static int webhook_problem(gw_req *r, const char *url, gw_problem *p) {
     return 0;
 }
 
+long gw_max_attempts_bound(const gw *g) {
+    return g->cfg.max_attempts_max > g->cfg.max_attempts ? g->cfg.max_attempts_max
+                                                         : g->cfg.max_attempts;
+}
+
+long gw_queue_ttl_bound(const gw *g) {
+    return g->cfg.queue_ttl_max_s > g->cfg.queue_ttl_s ? g->cfg.queue_ttl_max_s
+                                                       : g->cfg.queue_ttl_s;
+}
+
+long gw_index_ttl(const gw *g) { return gw_queue_ttl_bound(g) + GW_TTL_MAX; }
+
 int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
                       const char *idem_hash, const char *idem_digest, fleet_cmd *cmd,
                       gw_problem *p) {
     gw *g = r->g;
     if (gw_models_check(g->models, jr->model, p) < 0) return -1;
     if (jr->webhook && webhook_problem(r, jr->webhook, p) < 0) return -1;
+    long max_attempts = jr->max_attempts > 0 ? jr->max_attempts : g->cfg.max_attempts;
+    long queue_ttl_s = jr->queue_ttl_s > 0 ? jr->queue_ttl_s : g->cfg.queue_ttl_s;
+    if (max_attempts > gw_max_attempts_bound(g)) {
+        *p = (gw_problem){.status = 422, .slug = "invalid-job", .title = "Not a valid job"};
+        snprintf(p->detail, sizeof p->detail,
+                 "field 'max_attempts' must be between 1 and %ld on this gateway "
+                 "(FLEET_MAX_ATTEMPTS_MAX), got %ld",
+                 gw_max_attempts_bound(g), max_attempts);
+        return -1;
+    }
+    if (queue_ttl_s > gw_queue_ttl_bound(g)) {
+        *p = (gw_problem){.status = 422, .slug = "invalid-job", .title = "Not a valid job"};
+        snprintf(p->detail, sizeof p->detail,
+                 "field 'queue_ttl_s' must be between %ld and %ld on this gateway "
+                 "(FLEET_QUEUE_TTL_MAX), got %ld",
+                 GW_TTL_MIN, gw_queue_ttl_bound(g), queue_ttl_s);
+        return -1;
+    }
     /* The request's own id names its (first) job: the job then reads its request_id
      * without storing it (fleet_job_view_from_fields), 40 bytes less per job. */
     const char *request_id = r->request_id;
@@ -295,12 +326,12 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
         .metadata_json = jr->metadata_json ? jr->metadata_json : "",
         .input = jr->input,
         .input_len = jr->input_len,
-        .queue_ttl_s = g->cfg.queue_ttl_s,
+        .queue_ttl_s = queue_ttl_s,
         .result_ttl_s = jr->ttl_s,
         .timeout_s = jr->timeout_s,
-        .max_attempts = g->cfg.max_attempts,
+        .max_attempts = max_attempts,
         .index_cap = g->cfg.index_cap,
-        .index_ttl_s = g->cfg.queue_ttl_s + GW_TTL_MAX,
+        .index_ttl_s = gw_index_ttl(g),
         .webhook = jr->webhook,
         .webhook_events = jr->webhook_events,
         .max_active = r->who.max_active,
@@ -554,6 +585,17 @@ void gw_jobs_cancel(gw_req *r, const char *id) {
 
 /* ------------------------------------------------------------ GET /v1/jobs ----------- */
 
+/* A queued job's place in its model's queue, as list.lua adds it to the job's fields
+ * (field queue_position, as GET of the job gives it); 0 when absent. */
+static long long list_queue_position(const redisReply *f) {
+    for (size_t i = 0; i + 1 < f->elements; i += 2)
+        if (f->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(f->element[i]->str, "queue_position") == 0 &&
+            f->element[i + 1]->type == REDIS_REPLY_STRING)
+            return strtoll(f->element[i + 1]->str, NULL, 10);
+    return 0;
+}
+
 static void on_listed(redisReply *rep, void *arg) {
     job_call *c = arg;
     gw_req *r = c->r;
@@ -567,8 +609,10 @@ static void on_listed(redisReply *rep, void *arg) {
         json_t *arr = json_array();
         for (size_t i = 0; i < jobs->elements; i++) {
             fleet_job_view v;
-            if (fleet_job_view_from_fields(jobs->element[i], &v) == 0)
+            if (fleet_job_view_from_fields(jobs->element[i], &v) == 0) {
+                v.queue_position = list_queue_position(jobs->element[i]);
                 json_array_append_new(arr, fleet_job_to_json(&v));
+            }
         }
         json_t *o = json_pack("{s:o, s:o}", "jobs", arr, "next_cursor",
                               *next ? json_string(next) : json_null());
@@ -607,10 +651,12 @@ void gw_jobs_list(gw_req *r) {
         return;
     }
     int rc;
-    if ((rc = gw_query_get(q, "status", c->status, sizeof c->status)) < 0 ||
-        (rc == 1 && fleet_status_from_string(c->status) == FLEET_STATUS_UNKNOWN)) {
+    char status[sizeof c->status];
+    if ((rc = gw_query_get(q, "status", status, sizeof status)) < 0 ||
+        (rc == 1 && gw_query_status_list(status, c->status, sizeof c->status) < 0)) {
         gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
-                         "status must be one of queued, running, succeeded, failed, cancelled");
+                         "status must be one or more of queued, running, succeeded, failed, "
+                         "cancelled, separated by commas (status=queued,running), each once");
         goto refuse;
     }
     if ((rc = gw_query_get(q, "model", c->model, sizeof c->model)) < 0 ||

@@ -16,6 +16,8 @@
 #include "models.h"
 #include "webhooks.h"
 #include "redis.h"
+#include "job_body.h"
+#include "query.h"
 #include "routes.h"
 
 static gw G;
@@ -58,6 +60,15 @@ static const fleet_option options[] = {
     {"max-attempts", "FLEET_MAX_ATTEMPTS", FLEET_OPT_INT,
      FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_MAX_ATTEMPTS),
      "attempts before a job whose worker vanished fails", &G.cfg.max_attempts, 1, 100},
+    {"max-attempts-max", "FLEET_MAX_ATTEMPTS_MAX", FLEET_OPT_INT, "10",
+     "the most attempts a job may ask for (its max_attempts; 422 above); never below FLEET_MAX_ATTEMPTS",
+     &G.cfg.max_attempts_max, 1, GW_ATTEMPTS_MAX},
+    {"queue-ttl-max", "FLEET_QUEUE_TTL_MAX", FLEET_OPT_INT, "604800",
+     "the longest queue TTL a job may ask for, in seconds (its queue_ttl_s; 422 above); never below FLEET_QUEUE_TTL",
+     &G.cfg.queue_ttl_max_s, 60, GW_QUEUE_TTL_MAX},
+    {"max-wait-s", "FLEET_MAX_WAIT_S", FLEET_OPT_INT, "60",
+     "the longest Prefer: wait=N (or ?wait=N) a request may ask for, in seconds; a longer one answers 400",
+     &G.cfg.max_wait_s, 1, GW_WAIT_MAX_S_LIMIT},
     {"index-cap", "FLEET_INDEX_CAP", FLEET_OPT_INT, "100000",
      "most jobs GET /v1/jobs can list per tenant", &G.cfg.index_cap, 100, 100000000},
     {"redis-timeout-ms", "FLEET_REDIS_TIMEOUT_MS", FLEET_OPT_INT, "5000",

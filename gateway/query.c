@@ -48,6 +48,29 @@ int gw_query_get(const char *q, const char *name, char *out, size_t outlen) {
 }
 
 
+/* ------------------------------------------------------------ status lists ---------- */
+
+int gw_query_status_list(const char *in, char *out, size_t outlen) {
+    static const char *const names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+    bool seen[sizeof names / sizeof *names] = {false};
+    size_t len = strlen(in);
+    if (len == 0 || len >= outlen) return -1;
+    for (const char *p = in;;) {
+        size_t n = strcspn(p, ",");
+        size_t i = 0;
+        while (i < sizeof names / sizeof *names &&
+               !(strlen(names[i]) == n && strncmp(names[i], p, n) == 0))
+            i++;
+        if (i == sizeof names / sizeof *names || seen[i]) return -1;
+        seen[i] = true;
+        p += n;
+        if (!*p) break;
+        p++; /* past ',': an empty name after it is refused above */
+    }
+    memcpy(out, in, len + 1);
+    return 0;
+}
+
 /* ------------------------------------------------------------ known parameters ------ */
 
 /* The query parameters of every API route that reads any (a route not listed reads
@@ -141,29 +164,30 @@ int gw_query_check(const char *raw_query, const char *known, char *err, size_t e
 
 /* ------------------------------------------------------------ Prefer: wait ---------- */
 
-/* Reads N of "wait=N": digits only, 0..GW_WAIT_MAX_S. */
-static int wait_value(const char *s, size_t n, long *out) {
-    if (n == 0 || n > 3) return -1;
+/* Reads N of "wait=N": digits only, 0..max_s. */
+static int wait_value(const char *s, size_t n, long max_s, long *out) {
+    if (n == 0 || n > 9) return -1; /* past 9 digits, no max_s admits it: no overflow */
     long v = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9') return -1;
         v = v * 10 + (s[i] - '0');
     }
-    if (v > GW_WAIT_MAX_S) return -1;
+    if (v > max_s) return -1;
     *out = v;
     return 0;
 }
 
-int gw_wait_seconds(const char *prefer, const char *raw_query, long *secs, bool *from_header,
-                    char *err, size_t errlen) {
+int gw_wait_seconds(const char *prefer, const char *raw_query, long max_s, long *secs,
+                    bool *from_header, char *err, size_t errlen) {
     *secs = 0;
     *from_header = false;
     char q[16];
     int found = gw_query_get(raw_query, "wait", q, sizeof q);
     if (found != 0) {
-        if (found < 0 || wait_value(q, strlen(q), secs) < 0) {
-            snprintf(err, errlen, "wait must be a whole number of seconds from 0 to %d",
-                     GW_WAIT_MAX_S);
+        if (found < 0 || wait_value(q, strlen(q), max_s, secs) < 0) {
+            snprintf(err, errlen,
+                     "wait must be a whole number of seconds from 0 to %ld (FLEET_MAX_WAIT_S)",
+                     max_s);
             return -1;
         }
         return 0;
@@ -180,10 +204,11 @@ int gw_wait_seconds(const char *prefer, const char *raw_query, long *secs, bool 
                 while (*v == ' ') v++;
                 size_t vn = (size_t)(p + n - v);
                 while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t')) vn--;
-                if (wait_value(v, vn, secs) < 0) {
+                if (wait_value(v, vn, max_s, secs) < 0) {
                     snprintf(err, errlen,
-                             "Prefer: wait must be a whole number of seconds from 0 to %d",
-                             GW_WAIT_MAX_S);
+                             "Prefer: wait must be a whole number of seconds from 0 to %ld "
+                             "(FLEET_MAX_WAIT_S)",
+                             max_s);
                     return -1;
                 }
                 *from_header = true;

@@ -33,6 +33,13 @@ typedef struct gw_submit_ids {
 
 struct gw_job_request;
 struct gw_problem;
+/* The bounds of a job's own max_attempts and queue_ttl_s on this gateway: the operator's
+ * FLEET_MAX_ATTEMPTS_MAX and FLEET_QUEUE_TTL_MAX, never below the gateway's defaults
+ * (FLEET_MAX_ATTEMPTS, FLEET_QUEUE_TTL); and the TTL a tenant's index gets, longer than any
+ * job can live (the longest queue TTL + the longest ttl_s). */
+long gw_max_attempts_bound(const gw *g);
+long gw_queue_ttl_bound(const gw *g);
+long gw_index_ttl(const gw *g);
 /* Checks a parsed job against the gateway (model, webhook URL) and builds its submit command
  * for the tenant of r. Returns 0, or -1 with p filled (422). */
 int gw_submit_prepare(gw_req *r, const struct gw_job_request *jr, gw_submit_ids *ids,

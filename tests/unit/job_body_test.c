@@ -118,29 +118,37 @@ TL_TEST(wait_preference) {
     long secs;
     bool hdr;
     char err[128];
-    ASSERT_EQ_INT(gw_wait_seconds(NULL, NULL, &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, NULL, 60, &secs, &hdr, err, sizeof err), 0);
     ASSERT_EQ_INT(secs, 0);
-    ASSERT_EQ_INT(gw_wait_seconds("wait=10", NULL, &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=10", NULL, 60, &secs, &hdr, err, sizeof err), 0);
     ASSERT_EQ_INT(secs, 10);
     ASSERT_TRUE(hdr);
-    ASSERT_EQ_INT(gw_wait_seconds("respond-async, Wait = 5 ; handling=lenient", NULL, &secs, &hdr,
-                                  err, sizeof err),
+    ASSERT_EQ_INT(gw_wait_seconds("respond-async, Wait = 5 ; handling=lenient", NULL, 60, &secs,
+                                  &hdr, err, sizeof err),
                   0);
     ASSERT_EQ_INT(secs, 5);
-    ASSERT_EQ_INT(gw_wait_seconds("return=minimal", NULL, &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(gw_wait_seconds("return=minimal", NULL, 60, &secs, &hdr, err, sizeof err), 0);
     ASSERT_EQ_INT(secs, 0);
-    ASSERT_EQ_INT(gw_wait_seconds("wait=3", "wait=60", &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=3", "wait=60", 60, &secs, &hdr, err, sizeof err), 0);
     ASSERT_EQ_INT(secs, 60);
     ASSERT_FALSE(hdr);
-    ASSERT_EQ_INT(gw_wait_seconds("wait=61", NULL, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=61", NULL, 60, &secs, &hdr, err, sizeof err), -1);
     ASSERT_STR_CONTAINS(err, "0 to 60");
-    ASSERT_EQ_INT(gw_wait_seconds("wait=-1", NULL, &secs, &hdr, err, sizeof err), -1);
-    ASSERT_EQ_INT(gw_wait_seconds("wait=", NULL, &secs, &hdr, err, sizeof err), -1);
-    ASSERT_EQ_INT(gw_wait_seconds("wait=1x", NULL, &secs, &hdr, err, sizeof err), -1);
-    ASSERT_EQ_INT(gw_wait_seconds(NULL, "wait=abc", &secs, &hdr, err, sizeof err), -1);
-    ASSERT_EQ_INT(gw_wait_seconds(NULL, "wait=1000", &secs, &hdr, err, sizeof err), -1);
-    ASSERT_EQ_INT(gw_wait_seconds(NULL, "limit=3", &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=-1", NULL, 60, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=", NULL, 60, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds("wait=1x", NULL, 60, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, "wait=abc", 60, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, "wait=1000", 60, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, "limit=3", 60, &secs, &hdr, err, sizeof err), 0);
     ASSERT_EQ_INT(secs, 0);
+    /* The longest wait is the gateway's FLEET_MAX_WAIT_S. */
+    ASSERT_EQ_INT(gw_wait_seconds("wait=300", NULL, 300, &secs, &hdr, err, sizeof err), 0);
+    ASSERT_EQ_INT(secs, 300);
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, "wait=301", 300, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_STR_CONTAINS(err, "0 to 300 (FLEET_MAX_WAIT_S)");
+    ASSERT_EQ_INT(gw_wait_seconds("wait=11", NULL, 10, &secs, &hdr, err, sizeof err), -1);
+    ASSERT_EQ_INT(gw_wait_seconds(NULL, "wait=99999999999", 3600, &secs, &hdr, err, sizeof err),
+                  -1);
 }
 
 /* ------------------------------------------------------------ msgpack bodies -------- */
