@@ -11,7 +11,7 @@
 // Live checks: a redis-server, a fleet-gateway (API keys on) and an echo worker on free
 // loopback ports; the answers of the main routes (submit 202 and 200 with Prefer: wait,
 // get, list, result, events, cancel, retry, purge, batch, models, stats for an admin and a
-// tenant, health, problems 400 / 401 / 404 / 405 / 409 / 415 / 422 / 425) are checked
+// tenant, health, metrics, problems 400 / 401 / 404 / 405 / 409 / 415 / 422 / 425) are checked
 // against the document: the status is one it lists for the operation, every header it
 // marks required is there and matches its schema, and the body matches the schema of its
 // content type (ajv, JSON Schema 2020-12). Exits 0 when all pass, 1 otherwise.
@@ -335,6 +335,8 @@ async function live() {
     check(oa.text === specText, 'GET /openapi.json is not gateway/openapi.json byte for byte');
     await call('GET', '/openapi.json', { headers: { 'If-None-Match': oa.headers.get('etag') }, expect: 304 });
     await call('GET', '/', { expect: 200 });
+    const metrics = await call('GET', '/metrics', { expect: 200 });
+    check(/^fleet_redis_up 1$/m.test(metrics.text), '/metrics lacks fleet_redis_up 1');
 
     // submit, get, result, events, list
     const sub = await call('POST', '/v1/jobs', { key: acme, headers: JSONCT, expect: 202,
