@@ -197,8 +197,9 @@ TL_TEST(browser) {
     tl_fleet *f = start(true);
     const char *key = tenant_key(f, "acme");
     /* A minute in 60 steps: progress every second while the page watches. */
-    const char *id = submit_as(f, key, "{\"model\": \"sleep\", \"input\": {\"ms\": 60000, "
-                                       "\"steps\": 60}}");
+    const char *id = submit_as(f, key,
+                               "{\"model\": \"sleep\", \"input\": {\"ms\": 60000, "
+                               "\"steps\": 60}}");
     const char *xss = submit_as(f, key,
                                 "{\"model\": \"sleep\", \"input\": {\"ms\": 0}, \"metadata\": "
                                 "{\"note\": \"<img id=pwned src=x onerror=alert(1)>\"}}");
