@@ -371,12 +371,16 @@ async function live() {
     check(list.json?.jobs?.length === 2, 'list: limit=2 did not give 2 jobs');
     await call('GET', `/v1/jobs?cursor=${encodeURIComponent(list.json?.next_cursor || '')}`, { key: acme, expect: 200 });
     await call('GET', '/v1/jobs', { key: admin, expect: 200 });
+    const several = await call('GET', '/v1/jobs?status=queued,running,succeeded&limit=100', { key: acme, expect: 200 });
+    check(several.json?.jobs?.length >= 2, 'list of several statuses: fewer than 2 jobs');
 
     // a job no worker takes: 425, cancel 200, cancel again 409, retry 202, purge 409 then 200, 404
     const q = await call('POST', '/v1/jobs', { key: acme, headers: JSONCT, expect: 202,
-      body: '{"model": "sleep", "input": {"ms": 1}, "priority": "low"}' });
+      body: '{"model": "sleep", "input": {"ms": 1}, "priority": "low", "max_attempts": 2, "queue_ttl_s": 600}' });
     const qid = q.json?.id;
-    check(q.json?.queue_position === 1, 'a queued job lacks queue_position 1');
+    check(q.json?.queue_position === 1 && q.json?.max_attempts === 2, 'a queued job lacks queue_position 1 or its max_attempts');
+    const queued = await call('GET', '/v1/jobs?status=queued', { key: acme, expect: 200 });
+    check(queued.json?.jobs?.[0]?.queue_position === 1, 'a queued job in the list lacks queue_position 1');
     await call('GET', `/v1/jobs/${qid}/result`, { key: acme, expect: 425 });
     await call('DELETE', `/v1/jobs/${qid}?purge=true`, { key: acme, expect: 409 });
     await call('DELETE', `/v1/jobs/${qid}`, { key: acme, expect: 200 });
