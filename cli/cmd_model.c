@@ -91,7 +91,8 @@ static void announce(redisContext *c, const fleet_keys *k, const char *model) {
     redisReply *r = ctl_redis_cmd_ok(c, "PUBLISH", 3, argv);
     if (!r)
         fprintf(stderr, "fleetctl: gateways were not told at once; they read the models again "
-                        "within 5 s\n");
+                        "at their next submits (a submit for a model they did not accept yet "
+                        "may be refused once)\n");
     freeReplyObject(r);
 }
 

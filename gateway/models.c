@@ -3,6 +3,7 @@
 
 #include <event2/event.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,9 +20,22 @@ struct gw_models {
     json_t *names;      /* every name of the three: name -> true */
     bool loaded;
     bool reading, again;
-    fleet_cmd cmd; /* the read in flight */
-    struct event *timer;
+    long long read_ms; /* monotonic ms when the last read was sent (0: never) */
+    fleet_cmd cmd;     /* the read in flight */
+    struct event *timer; /* until the first read came back */
 };
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A read when the last one is older than max_age_ms: what a request does that uses the
+ * copy, so that an idle gateway reads nothing (models.h). */
+static void read_if_older(gw_models *m, long long max_age_ms) {
+    if (m->loaded && !m->reading && mono_ms() - m->read_ms >= max_age_ms) gw_models_refresh(m);
+}
 
 /* ------------------------------------------------------------ the copy -------------- */
 
@@ -101,8 +115,14 @@ static void accepted_list(const gw_models *m, char *buf, size_t len) {
     }
 }
 
-int gw_models_check(const gw_models *m, const char *name, gw_problem *p) {
-    if (gw_models_accepts(m, name)) return 0;
+int gw_models_check(gw_models *m, const char *name, gw_problem *p) {
+    if (gw_models_accepts(m, name)) {
+        read_if_older(m, GW_MODELS_REFRESH_MS);
+        return 0;
+    }
+    /* A model this copy does not know may have come since (a worker of the previous
+     * release, which announces nothing): read again, for the next submit. */
+    read_if_older(m, GW_MODELS_MISS_MS);
     *p = (gw_problem){.status = 422, .slug = "unknown-model", .title = "Unknown model"};
     char list[384];
     accepted_list(m, list, sizeof list);
@@ -130,9 +150,11 @@ void gw_models_note(gw_req *r, const char *name, json_t *body) {
 
 /* ------------------------------------------------------------ reading --------------- */
 
+/* Until the first read came back, the timer tries again; after it, reads are made by
+ * wake-ups and requests only. */
 static void arm(gw_models *m) {
-    long ms = m->loaded ? GW_MODELS_REFRESH_MS : GW_MODELS_RETRY_MS;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (m->loaded) return;
+    struct timeval tv = {GW_MODELS_RETRY_MS / 1000, (GW_MODELS_RETRY_MS % 1000) * 1000};
     evtimer_add(m->timer, &tv);
 }
 
@@ -147,7 +169,7 @@ static void on_read(redisReply *rep, void *arg) {
         fleet_log(FLEET_LOG_WARN, "models: unexpected answer to the models script", "reply",
                   rep->type == REDIS_REPLY_ERROR ? rep->str : "not the models reply", NULL);
     }
-    /* No reply: Redis went (or the gateway is stopping); the timer asks again. */
+    /* No reply: Redis went (or the gateway is stopping); the resubscribe reads again. */
     if (rep && m->again) {
         m->again = false;
         gw_models_refresh(m);
@@ -163,10 +185,11 @@ void gw_models_refresh(gw_models *m) {
     }
     fleet_state_models(&m->g->keys, &m->cmd);
     if (gw_redis_script(m->g->redis, &m->cmd, on_read, m) < 0) {
-        arm(m); /* not ready: the timer tries again */
+        arm(m); /* not ready: before the first read, the timer tries again */
         return;
     }
     m->reading = true;
+    m->read_ms = mono_ms();
 }
 
 void gw_models_wake(void *arg) { gw_models_refresh(arg); }

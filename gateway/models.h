@@ -6,13 +6,19 @@
  * runs and jobs queue for it (scale from zero). The gateway keeps a copy of the registered
  * names and of the models live workers serve, read with the models script (state.h):
  *
- *   - at start: /readyz answers 503 until the first read came back;
+ *   - at start: /readyz answers 503 until the first read came back (tried again every
+ *     GW_MODELS_RETRY_MS until then);
  *   - at once when a line "models <name>" arrives on the events channel (events.h: a
- *     record was added or removed), and after every resubscribe;
- *   - every GW_MODELS_REFRESH_MS, for a message lost while the subscription was down and
- *     for workers of the previous release, which register their model only in their
- *     heartbeat hash (docs/protocol.md, "Models");
+ *     record was added or removed), and after every resubscribe (a message lost while
+ *     the subscription was down);
+ *   - when a submit finds the last read older than GW_MODELS_REFRESH_MS, or names a model
+ *     the copy does not accept and the last read is older than GW_MODELS_MISS_MS: live
+ *     workers come and go without a message, and a worker of the previous release
+ *     registers its model only in its heartbeat hash (docs/protocol.md). The submit itself
+ *     is answered from the copy it found; the read serves the next ones;
  *   - whenever GET /v1/models reads the same script (info.c).
+ * An idle gateway thus reads nothing (idle_test): no timer polls Redis once the first
+ * read came back.
  *
  * Which models are accepted: with FLEET_MODELS set (an allowlist), exactly those, registered
  * or not; unset (""), every registered model and every model a live worker serves. Any
@@ -30,8 +36,9 @@
 #include "gateway.h"
 #include "job_body.h"
 
-#define GW_MODELS_REFRESH_MS 5000
-#define GW_MODELS_RETRY_MS 100 /* until the first read came back */
+#define GW_MODELS_REFRESH_MS 5000 /* a submit reads again after this long */
+#define GW_MODELS_MISS_MS 1000    /* a submit of a model not accepted, after this long */
+#define GW_MODELS_RETRY_MS 100    /* until the first read came back */
 
 struct gw_req;
 
@@ -64,8 +71,8 @@ int gw_models_live_workers(const gw_models *m, const char *name);
 const json_t *gw_models_names(const gw_models *m);
 
 /* Returns 0 when the model is accepted, else -1 with p the 422 unknown-model problem
- * naming the models that are. */
-int gw_models_check(const gw_models *m, const char *name, gw_problem *p);
+ * naming the models that are. Starts a read when the copy is old (above). */
+int gw_models_check(gw_models *m, const char *name, gw_problem *p);
 /* An accepted submit for a model no live worker served at the last read: adds the header
  * `Fleet-No-Worker: true` to the answer and, when body is not NULL, the fields
  * "no_worker": true and "notice" (docs/api.md). Nothing otherwise. */
