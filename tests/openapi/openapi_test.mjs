@@ -7,7 +7,8 @@
 //   - its operations are exactly the routes of gateway/routes.c's table (method and path);
 //   - its problem types are exactly gateway/problems.h's table (slug, status, title);
 //   - each /v1 operation's query parameters are exactly those gateway/query.c's table
-//     gives the route (the router refuses any other).
+//     gives the route (the router refuses any other);
+//   - every header gateway/*.c sets by name (gw_add_header) shows on some answer.
 // Live checks: a redis-server, a fleet-gateway (API keys on) and an echo worker on free
 // loopback ports; the answers of the main routes (submit 202 and 200 with Prefer: wait,
 // get, list, result, events, cancel, retry, purge, batch, models, stats for an admin and a
@@ -16,7 +17,7 @@
 // marks required is there and matches its schema, and the body matches the schema of its
 // content type (ajv, JSON Schema 2020-12). Exits 0 when all pass, 1 otherwise.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -122,6 +123,29 @@ function checkProblems() {
   }
 }
 
+// Every header the gateway's sources set by name (gw_add_header with a literal) is one the
+// document shows on some answer, but for the framing ones every HTTP answer has.
+function checkHeaders(doc) {
+  const framing = ['content-type', 'content-length', 'connection'];
+  const documented = new Set();
+  for (const item of Object.values(doc.paths))
+    for (const m of METHODS)
+      for (const r of Object.values(item[m]?.responses || {}))
+        for (const h of Object.keys(r.headers || {})) documented.add(h.toLowerCase());
+  const dir = path.join(srcDir, 'gateway');
+  let n = 0;
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.c'))) {
+    const c = readFileSync(path.join(dir, f), 'utf8');
+    for (const m of c.matchAll(/gw_add_header\([^,]+,\s*"([^"]+)"/g)) {
+      n++;
+      const h = m[1].toLowerCase();
+      if (!framing.includes(h))
+        check(documented.has(h), `gateway/${f} sets the header ${m[1]}, which no answer in the document shows`);
+    }
+  }
+  check(n >= 10, `gateway/*.c: only ${n} headers read`);
+}
+
 function checkQueries(doc) {
   const c = readFileSync(path.join(srcDir, 'gateway/query.c'), 'utf8');
   const start = c.indexOf('route_params[] = {');
@@ -150,6 +174,10 @@ function checkQueries(doc) {
 const ajv = new Ajv2020({ strict: false, allErrors: true });
 addFormats(ajv);
 const compiled = new Map();
+// Each error with where it is and its parameters (the property that is not allowed, ...).
+function errorsOf(v) {
+  return (v.errors || []).slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`).join('; ');
+}
 function validator(schema) {
   if (!compiled.has(schema)) compiled.set(schema, ajv.compile(schema));
   return compiled.get(schema);
@@ -259,7 +287,7 @@ async function call(method, p, { key, headers = {}, body, expect } = {}) {
     if (hd.required) check(v !== null, `${label}: required header ${name} missing`);
     if (v !== null && hd.schema) {
       const ok = validator(hd.schema)(v);
-      check(ok, `${label}: header ${name}: ${JSON.stringify(v)} does not match its schema: ${ajv.errorsText(validator(hd.schema).errors)}`);
+      check(ok, `${label}: header ${name}: ${JSON.stringify(v)} does not match its schema: ${errorsOf(validator(hd.schema))}`);
     }
   }
   const ctype = (res.headers.get('content-type') || '').split(';')[0].trim();
@@ -280,7 +308,7 @@ async function call(method, p, { key, headers = {}, body, expect } = {}) {
     }
     if (media.schema) {
       const v = validator(media.schema);
-      check(v(json), `${label}: body does not match the schema: ${ajv.errorsText(v.errors)}: ${utf8.slice(0, 400)}`);
+      check(v(json), `${label}: body does not match the schema: ${errorsOf(v)}: ${utf8.slice(0, 400)}`);
     }
     if (ctype === 'application/problem+json')
       check(json.request_id === res.headers.get('x-request-id'), `${label}: problem request_id differs from X-Request-ID`);
@@ -291,7 +319,7 @@ async function call(method, p, { key, headers = {}, body, expect } = {}) {
     const v = validator(doc.components.schemas.Job);
     for (const e of events) {
       const data = e.split('\n').find((l) => l.startsWith('data: ')).slice(6);
-      check(v(JSON.parse(data)), `${label}: event data does not match Job: ${ajv.errorsText(v.errors)}`);
+      check(v(JSON.parse(data)), `${label}: event data does not match Job: ${errorsOf(v)}`);
     }
   }
   return { status: res.status, headers: res.headers, text, json };
@@ -442,6 +470,7 @@ checkRoutes();
 checkProblems();
 doc = await SwaggerParser.dereference(structuredClone(raw));
 checkQueries(doc);
+checkHeaders(doc);
 const staticFailures = failures;
 console.log(`openapi_test: document: ${staticFailures ? 'FAIL' : 'ok'}`);
 await live();
