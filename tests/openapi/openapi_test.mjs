@@ -8,7 +8,8 @@
 //   - its problem types are exactly gateway/problems.h's table (slug, status, title);
 //   - each /v1 operation's query parameters are exactly those gateway/query.c's table
 //     gives the route (the router refuses any other);
-//   - every header gateway/*.c sets by name (gw_add_header) shows on some answer.
+//   - every header gateway/*.c sets by name (gw_add_header) shows on some answer;
+//   - a submit's fields are exactly gateway/job_body.c's FIELD_LIST.
 // Live checks: a redis-server, a fleet-gateway (API keys on) and an echo worker on free
 // loopback ports; the answers of the main routes (submit 202 and 200 with Prefer: wait,
 // get, list, result, events, cancel, retry, purge, batch, models, stats for an admin and a
@@ -121,6 +122,22 @@ function checkProblems() {
     check(JSON.stringify([...(s.properties?.type?.enum || [])].sort()) === JSON.stringify(types.sort()),
           `components.schemas.Problem${st}'s types are not those of status ${st} in gateway/problems.h`);
   }
+}
+
+// A submit's fields in the document are exactly gateway/job_body.c's (FIELD_LIST, the list
+// its refusal of an unknown field names), and a form's options name the others.
+function checkSubmitFields() {
+  const c = readFileSync(path.join(srcDir, 'gateway/job_body.c'), 'utf8');
+  const m = c.match(/#define FIELD_LIST((?:[^\n]*\\\n)*[^\n]*)/);
+  if (!check(m, 'gateway/job_body.c: no FIELD_LIST')) return;
+  const fields = [...m[1].matchAll(/"([^"]*)"/g)].map((x) => x[1]).join('').split(',')
+    .map((x) => x.trim()).filter(Boolean).sort();
+  const inSpec = Object.keys(raw.components.schemas.SubmitRequest.properties).sort();
+  check(JSON.stringify(fields) === JSON.stringify(inSpec),
+        `SubmitRequest has ${JSON.stringify(inSpec)}, gateway/job_body.c's FIELD_LIST ${JSON.stringify(fields)}`);
+  const options = raw.components.schemas.SubmitMultipart.properties.options.description;
+  for (const f of fields.filter((x) => x !== 'model' && x !== 'input'))
+    check(options.includes(f), `SubmitMultipart's options do not name ${f}`);
 }
 
 // Every header the gateway's sources set by name (gw_add_header with a literal) is one the
@@ -468,6 +485,7 @@ async function live() {
 await checkValid();
 checkRoutes();
 checkProblems();
+checkSubmitFields();
 doc = await SwaggerParser.dereference(structuredClone(raw));
 checkQueries(doc);
 checkHeaders(doc);
