@@ -300,8 +300,9 @@ function listPath(f, cursor) {
 }
 
 // Fetches pages from cursor until PAGE jobs pass the filters, the time filter passes its
-// limit, or the end.
-async function loadJobs(more) {
+// limit, or the end. A search by id lists that job; when the user asked (shown), it opens
+// too (the timed refreshes only redraw the list).
+async function loadJobs(more, shown) {
   const gen = ++listGen;
   const f = filters();
   $('jobs-problem').textContent = '';
@@ -312,7 +313,7 @@ async function loadJobs(more) {
       listed = [job];
       nextCursor = null;
       renderJobs();
-      openDetail(job.id);
+      if (shown && detailId !== job.id) openDetail(job.id);
     } catch (e) {
       if (gen !== listGen) return;
       listed = [];
@@ -696,7 +697,7 @@ async function start() {
   });
   $('key-change').addEventListener('click', () => askKey(''));
   $('key-forget').addEventListener('click', () => { useKey(''); location.reload(); });
-  $('filters').addEventListener('submit', (ev) => { ev.preventDefault(); loadJobs(false); });
+  $('filters').addEventListener('submit', (ev) => { ev.preventDefault(); loadJobs(false, true); });
   $('jobs-more').addEventListener('click', () => loadJobs(true));
   $('submit-form').addEventListener('submit', submit);
   $('dlq-refresh').addEventListener('click', loadDlq);

@@ -5,7 +5,8 @@
 //   FLEET_URL        the gateway, http://127.0.0.1:<port>
 //   FLEET_KEY        a tenant's API key (fleetctl tenant add)
 //   FLEET_JOB        a running sleep job of that tenant that reports progress every second
-//   FLEET_XSS_JOB    a job of that tenant whose metadata holds markup
+//   FLEET_XSS_JOB    a job of that tenant whose metadata holds markup, with a webhook
+//   FLEET_DEAD_JOB   a job of that tenant that will be dead-lettered
 //   FLEET_SYNC       a directory: this script writes "restart" there and waits for
 //                    "restarted", which the C side writes once it restarted the gateway
 //   FLEET_SCREENSHOT where to write a screenshot (optional)
@@ -26,6 +27,7 @@ const url = env('FLEET_URL');
 const key = env('FLEET_KEY');
 const jobId = env('FLEET_JOB');
 const xssJob = env('FLEET_XSS_JOB');
+const deadJob = env('FLEET_DEAD_JOB');
 const sync = env('FLEET_SYNC');
 const T = 30000; // the deadline of each step that waits for the page
 
@@ -157,6 +159,24 @@ try {
   await page.getByRole('button', {name: 'Cancel', exact: true}).click();
   await page.locator('#d-fields dd').filter({hasText: /^cancelled/}).waitFor({timeout: T});
 
+  log('the dead-letter list shows the dead-lettered job, and its Retry queues it again');
+  const deadRow = page.locator(`#dlq-body tr[data-job="${deadJob}"]`);
+  const until = Date.now() + T;
+  for (;;) {
+    await page.getByRole('button', {name: 'Refresh', exact: true}).click();
+    if (await deadRow.waitFor({timeout: 1000}).then(() => true, () => false)) break;
+    if (Date.now() > until) throw new Error('the dead letter was not listed');
+  }
+  await page.getByRole('button', {name: `retry job ${deadJob}`}).click();
+  await page.locator('#d-id').filter({hasText: deadJob}).waitFor({timeout: T});
+  await page.locator('#d-action').filter({hasText: /^Retry: 2/}).waitFor({timeout: T});
+
+  log("a job's webhook delivery state shows");
+  await page.locator('#f-search').fill(xssJob);
+  await page.getByRole('button', {name: 'Show', exact: true}).click();
+  await page.locator('#d-id').filter({hasText: xssJob}).waitFor({timeout: T});
+  await page.locator('#d-webhook').filter({hasText: 'delivery: delivered'}).waitFor({timeout: T});
+
   if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join('; ')}`);
   log('passed');
   await browser.close();
@@ -164,7 +184,8 @@ try {
 } catch (e) {
   console.log(`dashboard: FAILED at "${step}": ${e.message}`);
   // What the page showed then.
-  for (const id of ['conn', 'who', 'jobs-problem', 'd-live', 'd-action', 'd-fields', 's-answer']) {
+  for (const id of ['conn', 'who', 'jobs-problem', 'd-id', 'd-live', 'd-action', 'd-fields', 's-answer',
+    'dlq-problem', 'dlq-body']) {
     const text = await pageRef?.locator(`#${id}`).textContent({timeout: 1000}).catch(() => null);
     console.log(`dashboard: #${id}: ${text}`);
   }

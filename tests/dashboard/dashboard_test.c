@@ -8,7 +8,8 @@
  *             through the page as a person would: it asks for a key, lists a submitted
  *             job, follows its progress live, reconnects by itself when this case restarts
  *             the gateway mid-stream, cancels the job, submits one through the form,
- *             reads its result and deletes it, and retries the cancelled job. Without
+ *             reads its result and deletes it, retries the cancelled job, retries a
+ *             dead letter from its list, and shows a webhook's delivery. Without
  *             chromium, node or
  *             tests/dashboard/node_modules (tests/run.sh installs them) the case fails
  *             under CI and is skipped when run by hand.
@@ -23,9 +24,12 @@
 #include "testlib.h"
 
 #define AUTH_ON "FLEET_AUTH=on"
+/* The Standard Webhooks test secret (docs/webhooks.md); the receiver is on 127.0.0.1. */
+#define HOOK_SECRET "FLEET_WEBHOOK_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define HOOK_ALLOW "FLEET_WEBHOOK_ALLOW=127.0.0.1/32"
 
 static tl_fleet *start(bool with_worker) {
-    tl_fleet_opts o = {.gateway_env = {AUTH_ON}};
+    tl_fleet_opts o = {.gateway_env = {AUTH_ON, HOOK_SECRET, HOOK_ALLOW}};
     if (with_worker) o.workers[0] = "sleep";
     return tl_fleet_start(&o);
 }
@@ -177,7 +181,11 @@ static void restart_gateway(tl_fleet *f) {
     const char *path = tl_bin_path("fleet-gateway");
     const char *env[] = {tl_printf("FLEET_REDIS_URL=%s", f->redis->url),
                          tl_printf("FLEET_LISTEN=127.0.0.1:%d", f->gateway_port),
-                         tl_printf("FLEET_PREFIX=%s", f->prefix), AUTH_ON, NULL};
+                         tl_printf("FLEET_PREFIX=%s", f->prefix),
+                         AUTH_ON,
+                         HOOK_SECRET,
+                         HOOK_ALLOW,
+                         NULL};
     f->gateway = tl_spawn(&(tl_spawn_opts){.name = "gateway-restarted",
                                            .path = path,
                                            .argv = TL_ARGS(path),
@@ -200,9 +208,17 @@ TL_TEST(browser) {
     const char *id = submit_as(f, key,
                                "{\"model\": \"sleep\", \"input\": {\"ms\": 60000, "
                                "\"steps\": 60}}");
-    const char *xss = submit_as(f, key,
-                                "{\"model\": \"sleep\", \"input\": {\"ms\": 0}, \"metadata\": "
-                                "{\"note\": \"<img id=pwned src=x onerror=alert(1)>\"}}");
+    /* Markup in its metadata; its webhook's delivery state shows in the page. */
+    tl_receiver *rx = tl_receiver_start(0);
+    const char *xss =
+        submit_as(f, key,
+                  tl_printf("{\"model\": \"sleep\", \"input\": {\"ms\": 0}, \"webhook\": \"%s\", "
+                            "\"metadata\": {\"note\": \"<img id=pwned src=x onerror=alert(1)>\"}}",
+                            tl_receiver_url(rx, "/hook")));
+    /* A transient failure with one attempt allowed: it is dead-lettered. */
+    const char *dead = submit_as(f, key,
+                                 "{\"model\": \"sleep\", \"max_attempts\": 1, \"input\": "
+                                 "{\"ms\": 0, \"fail\": \"GPU busy\", \"retryable\": true}}");
     const char *sync = tl_printf("%s/sync", tl_tmpdir());
     ASSERT_EQ_INT(mkdir(sync, 0700), 0);
     const char *shot = getenv("FLEET_DASHBOARD_SCREENSHOT");
@@ -210,6 +226,7 @@ TL_TEST(browser) {
                          tl_printf("FLEET_KEY=%s", key),
                          tl_printf("FLEET_JOB=%s", id),
                          tl_printf("FLEET_XSS_JOB=%s", xss),
+                         tl_printf("FLEET_DEAD_JOB=%s", dead),
                          tl_printf("FLEET_SYNC=%s", sync),
                          tl_printf("CHROMIUM=%s", chromium),
                          tl_printf("FLEET_SCREENSHOT=%s", shot ? shot : ""),
@@ -244,6 +261,9 @@ TL_TEST(browser) {
     /* Cancelled, retried and cancelled again: the second run's attempt. */
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 1);
     ASSERT_EQ_INT(tl_stat(f, "sleep", "cancelled"), 1);
+    /* The dead letter was retried from the page's list. */
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "dlq_retried"), 1);
+    ASSERT_GE_INT(tl_receiver_count(rx), 1);
 }
 
 int main(int argc, char **argv) {
