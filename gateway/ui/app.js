@@ -136,8 +136,10 @@ async function whoAmI() {
   try {
     const st = await callJson('GET', '/v1/stats');
     isAdmin = !st.tenant;
+    // GET /v1/jobs lists the key's own tenant's jobs, for an admin key too; an admin key
+    // adds the fleet-wide counters (rates).
     $('who').textContent = st.tenant ? `tenant ${st.tenant.name} (its own jobs)` :
-      'admin (every job the key may list)';
+      'admin key (fleet-wide counters; the jobs of its own tenant)';
     if (st.models) lastStats = {at: performance.now(), models: st.models};
     whoKnown = true;
     return true;
@@ -368,6 +370,9 @@ function progressCell(job) {
 
 function renderJobs() {
   const body = $('jobs-body');
+  // The list is redrawn on every refresh: keep the keyboard focus on the same job.
+  const focused = document.activeElement && body.contains(document.activeElement) ?
+    document.activeElement.closest('tr[data-job]')?.getAttribute('data-job') : null;
   clear(body);
   for (const j of listed) {
     body.append(h('tr', {'data-job': j.id, className: j.id === detailId ? 'selected' : ''},
@@ -377,6 +382,10 @@ function renderJobs() {
       h('td', {className: `status status-${j.status}`}, j.status + (j.dead_lettered ? ' (dead letter)' : '')),
       progressCell(j),
       h('td', {}, fmtTime(j.created_at))));
+  }
+  if (focused) {
+    for (const tr of body.children)
+      if (tr.getAttribute('data-job') === focused) { tr.querySelector('button').focus(); break; }
   }
   $('jobs-note').textContent = listed.length ? `${listed.length} job(s)` : 'No jobs match.';
   $('jobs-more').hidden = !nextCursor;
