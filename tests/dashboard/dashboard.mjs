@@ -4,6 +4,7 @@
 //
 //   FLEET_URL        the gateway, http://127.0.0.1:<port>
 //   FLEET_KEY        a tenant's API key (fleetctl tenant add)
+//   FLEET_ADMIN_KEY  an admin's API key (fleetctl tenant add --admin)
 //   FLEET_JOB        a running sleep job of that tenant that reports progress every second
 //   FLEET_XSS_JOB    a job of that tenant whose metadata holds markup, with a webhook
 //   FLEET_DEAD_JOB   a job of that tenant that will be dead-lettered
@@ -128,6 +129,20 @@ try {
   if (!(await page.getByRole('button', {name: 'Cancel', exact: true}).isDisabled()))
     throw new Error('Cancel is still enabled for a cancelled job');
 
+  log('the status filter lists only the chosen statuses (two at once: status=a,b)');
+  const jobsTable = page.locator('#jobs');
+  await jobsTable.getByLabel('cancelled', {exact: true}).check();
+  await jobsTable.getByLabel('failed', {exact: true}).check();
+  await page.getByRole('button', {name: 'Show', exact: true}).click();
+  await row.waitFor({timeout: T});
+  await page.waitForFunction(() => {
+    const cells = Array.from(document.querySelectorAll('#jobs-body td.status'));
+    return cells.length > 0 && cells.every((td) => /^(cancelled|failed)/.test(td.textContent));
+  }, null, {timeout: T});
+  await jobsTable.getByLabel('cancelled', {exact: true}).uncheck();
+  await jobsTable.getByLabel('failed', {exact: true}).uncheck();
+  await page.getByRole('button', {name: 'Show', exact: true}).click();
+
   log('a job submitted through the form runs, and its result shows');
   const form = page.locator('#submit-form');
   await form.getByLabel('Model', {exact: true}).selectOption('sleep');
@@ -176,6 +191,18 @@ try {
   await page.getByRole('button', {name: 'Show', exact: true}).click();
   await page.locator('#d-id').filter({hasText: xssJob}).waitFor({timeout: T});
   await page.locator('#d-webhook').filter({hasText: 'delivery: delivered'}).waitFor({timeout: T});
+
+  log('an admin key gets the fleet-wide rates (from two refreshes of /v1/stats)');
+  const admin = await (await browser.newContext()).newPage();
+  admin.on('pageerror', (e) => pageErrors.push(String(e)));
+  await admin.goto(url + '/', {waitUntil: 'domcontentloaded'});
+  await admin.getByLabel('Key', {exact: true}).fill(env('FLEET_ADMIN_KEY'));
+  await admin.getByRole('button', {name: 'Use this key'}).click();
+  await admin.locator('#who').filter({hasText: 'admin key'}).waitFor({timeout: T});
+  await admin.waitForFunction(() => {
+    const tr = document.querySelector('#models-body tr[data-model="sleep"]');
+    return tr && /^[0-9]/.test(tr.children[5].textContent) && /^[0-9]/.test(tr.children[6].textContent);
+  }, null, {timeout: T});
 
   if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join('; ')}`);
   log('passed');

@@ -9,7 +9,8 @@
  *             job, follows its progress live, reconnects by itself when this case restarts
  *             the gateway mid-stream, cancels the job, submits one through the form,
  *             reads its result and deletes it, retries the cancelled job, retries a
- *             dead letter from its list, and shows a webhook's delivery. Without
+ *             dead letter from its list, shows a webhook's delivery, filters by two
+ *             statuses, and gives an admin key the fleet-wide rates. Without
  *             chromium, node or
  *             tests/dashboard/node_modules (tests/run.sh installs them) the case fails
  *             under CI and is skipped when run by hand.
@@ -141,9 +142,10 @@ static bool file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-static const char *tenant_key(tl_fleet *f, const char *name) {
+static const char *tenant_key(tl_fleet *f, const char *name, bool admin) {
     tl_cmd_result r = tl_fleetctl(TL_ARGS("--redis-url", f->redis->url, "--prefix", f->prefix),
-                                  TL_ARGS("tenant", "add", name));
+                                  admin ? TL_ARGS("tenant", "add", name, "--admin")
+                                        : TL_ARGS("tenant", "add", name));
     tl_expect_exit(&r, 0);
     const char *k = strstr(r.out, "fk_");
     ASSERT_NOT_NULL(k);
@@ -203,7 +205,8 @@ TL_TEST(browser) {
          "tests/dashboard/node_modules has no playwright-core (npm ci there)");
 
     tl_fleet *f = start(true);
-    const char *key = tenant_key(f, "acme");
+    const char *key = tenant_key(f, "acme", false);
+    const char *admin_key = tenant_key(f, "ops", true);
     /* A minute in 60 steps: progress every second while the page watches. */
     const char *id = submit_as(f, key,
                                "{\"model\": \"sleep\", \"input\": {\"ms\": 60000, "
@@ -224,6 +227,7 @@ TL_TEST(browser) {
     const char *shot = getenv("FLEET_DASHBOARD_SCREENSHOT");
     const char *env[] = {tl_printf("FLEET_URL=%s", f->url),
                          tl_printf("FLEET_KEY=%s", key),
+                         tl_printf("FLEET_ADMIN_KEY=%s", admin_key),
                          tl_printf("FLEET_JOB=%s", id),
                          tl_printf("FLEET_XSS_JOB=%s", xss),
                          tl_printf("FLEET_DEAD_JOB=%s", dead),
