@@ -10,10 +10,9 @@
  *             the gateway mid-stream, cancels the job, submits one through the form,
  *             reads its result and deletes it, retries the cancelled job, retries a
  *             dead letter from its list, shows a webhook's delivery, filters by two
- *             statuses, and gives an admin key the fleet-wide rates. Without
- *             chromium, node or
- *             tests/dashboard/node_modules (tests/run.sh installs them) the case fails
- *             under CI and is skipped when run by hand.
+ *             statuses, and gives an admin key the fleet-wide rates. Without chromium,
+ *             node or tests/dashboard/node_modules (tests/run.sh installs them) the case
+ *             fails under CI and is skipped when run by hand.
  */
 #include <stdio.h>
 #include <stdlib.h>
