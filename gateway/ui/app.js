@@ -73,8 +73,9 @@ function authHeaders(extra) {
   return hd;
 }
 
-// Calls the API; returns the Response of a 2xx (or 304), throws ApiError otherwise. A 401
-// opens the key dialog. A transport failure marks the gateway unreachable.
+// Calls the API; returns the Response of a 2xx, throws ApiError otherwise. A 401 opens the
+// key dialog. A transport failure marks the gateway unreachable, and so does a 503 (its
+// Redis is away, or it is shutting down) until an answer comes through again.
 async function call(method, path, opts = {}) {
   let res;
   try {
@@ -85,13 +86,14 @@ async function call(method, path, opts = {}) {
     setConn(false, 'gateway unreachable; retrying');
     throw new ApiError(0, null, `gateway unreachable (${e.message})`);
   }
-  setConn(true);
+  if (res.status !== 503) setConn(true);
   if (res.ok) return res;
   const text = await res.text();
   let problem = null;
   try { problem = JSON.parse(text); } catch (e) { problem = null; }
   if (problem && typeof problem !== 'object') problem = null;
   if (res.status === 401) askKey(problem ? problem.detail : 'the API asks for a key');
+  if (res.status === 503) setConn(false, `gateway answers 503 (${(problem && problem.detail) || 'unavailable'}); retrying`);
   throw new ApiError(res.status, problem, text);
 }
 
@@ -102,7 +104,7 @@ async function callJson(method, path, opts) {
 
 let connOk = null;
 function setConn(ok, why) {
-  if (ok === connOk && ok) return;
+  if (ok && connOk) return;
   connOk = ok;
   const el = $('conn');
   el.textContent = ok ? 'connected' : why || 'gateway unreachable';
