@@ -157,7 +157,28 @@ try {
   await page.getByLabel('result').filter({hasText: '"slept_ms": 0'}).waitFor({timeout: T});
   writeFileSync(env('FLEET_FORM_JOB'), formJob);
 
+  log('a job with files goes as multipart/form-data; the echo model returns them');
+  await form.getByLabel('Model', {exact: true}).selectOption('echo');
+  await form.getByLabel('Input (JSON)').fill('{"lang": "fr"}');
+  await form.getByLabel('Metadata (JSON object, optional)').fill('');
+  await form.getByLabel(/^Files/).setInputFiles({name: 'hello.txt', mimeType: 'text/plain',
+    buffer: Buffer.from('hello fleet')});
+  await form.getByRole('button', {name: 'Submit', exact: true}).click();
+  await page.locator('#s-answer').filter({hasText: 'Accepted'}).waitFor({timeout: T});
+  const filesJob = /Accepted: ([0-9A-Z]{26})/.exec(await page.locator('#s-answer').textContent())[1];
+  await page.locator('#d-id').filter({hasText: filesJob}).waitFor({timeout: T});
+  await page.locator('#d-fields dd').filter({hasText: /^succeeded/}).waitFor({timeout: T});
+  await page.getByRole('button', {name: 'Show result'}).click();
+  await page.getByLabel('result').filter({hasText: '"name": "hello.txt"'}).waitFor({timeout: T});
+  await page.getByLabel('result').filter({hasText: '"lang": "fr"'}).waitFor({timeout: T});
+  await form.getByLabel(/^Files/).setInputFiles([]);
+
   log('delete removes the finished job and its result');
+  await page.locator('#f-search').fill(formJob);
+  await page.getByRole('button', {name: 'Show', exact: true}).click();
+  await page.locator('#d-id').filter({hasText: formJob}).waitFor({timeout: T});
+  await page.locator('#d-fields dd').filter({hasText: /^succeeded/}).waitFor({timeout: T});
+  await page.locator('#f-search').fill('');
   await page.getByRole('button', {name: 'Delete', exact: true}).click();
   await page.locator('#d-action').filter({hasText: /^Delete: 200/}).waitFor({timeout: T});
   await page.locator(`#jobs-body tr[data-job="${formJob}"]`).waitFor({state: 'detached', timeout: T});

@@ -8,7 +8,7 @@
  *             through the page as a person would: it asks for a key, lists a submitted
  *             job, follows its progress live, reconnects by itself when this case restarts
  *             the gateway mid-stream, cancels the job, submits one through the form,
- *             reads its result and deletes it, retries the cancelled job, retries a
+ *             reads its result and deletes it, submits files (multipart), retries the cancelled job, retries a
  *             dead letter from its list, shows a webhook's delivery, filters by two
  *             statuses, and gives an admin key the fleet-wide rates. Without chromium,
  *             node or tests/dashboard/node_modules (tests/run.sh installs them) the case
@@ -30,7 +30,10 @@
 
 static tl_fleet *start(bool with_worker) {
     tl_fleet_opts o = {.gateway_env = {AUTH_ON, HOOK_SECRET, HOOK_ALLOW}};
-    if (with_worker) o.workers[0] = "sleep";
+    if (with_worker) {
+        o.workers[0] = "sleep";
+        o.workers[1] = "echo";
+    }
     return tl_fleet_start(&o);
 }
 
