@@ -157,13 +157,19 @@ let isAdmin = false;
 let lastStats = null; // {at, models}: the previous /v1/stats counters, for rates
 let knownModels = [];
 
-// fleet_queue_oldest_age_seconds and the like from /metrics, when the gateway serves it.
+// fleet_queue_oldest_age_seconds and the like from /metrics, when the gateway serves it
+// (a gateway without it is asked again a minute later, not at every refresh).
+let metricsNextTry = 0;
 async function metricsByModel() {
+  if (performance.now() < metricsNextTry) return null;
   let res;
   try {
     res = await fetch('/metrics', {cache: 'no-store'});
   } catch (e) { return null; }
-  if (!res.ok) return null;
+  if (!res.ok) {
+    if (res.status === 404) metricsNextTry = performance.now() + 60000;
+    return null;
+  }
   const out = {};
   const text = await res.text();
   const re = /^(fleet_[a-z_]+)\{([^}]*)\}\s+([-+0-9.eEInfa]+)\s*$/gm;
