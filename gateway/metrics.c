@@ -24,7 +24,8 @@
 /* ------------------------------------------------------------ per-process counters -- *
  * This gateway's own series, touched only by its event loop. Their label values come
  * from fixed sets (route templates, methods, status codes, outcomes), and the tables are
- * capped besides: a series past the cap is counted under route "other". */
+ * capped besides: a series past the cap is counted under route and method "other" (past
+ * OTHER_ROOM status codes there too, it is not counted). */
 
 #define MAX_REQ_SERIES 256
 #define MAX_DUR_SERIES 64
@@ -57,12 +58,16 @@ static size_t ndurs;
 static const char *const webhook_outcomes[] = {"delivered", "retry", "failed"};
 static unsigned long long webhook_counts[3];
 
-static req_series *req_slot(const char *route, const char *method, int code) {
+/* The series of (route, method, code), added when new while the table holds fewer than
+ * limit: a route's series stop OTHER_ROOM short of the cap, so that route "other" always
+ * has room. */
+#define OTHER_ROOM 64
+static req_series *req_slot(const char *route, const char *method, int code, size_t limit) {
     for (size_t i = 0; i < nreqs; i++)
         if (reqs[i].code == code && strcmp(reqs[i].route, route) == 0 &&
             strcmp(reqs[i].method, method) == 0)
             return &reqs[i];
-    if (nreqs == MAX_REQ_SERIES) return NULL;
+    if (nreqs >= limit) return NULL;
     req_series *s = &reqs[nreqs++];
     snprintf(s->route, sizeof s->route, "%s", route);
     snprintf(s->method, sizeof s->method, "%s", method);
@@ -70,11 +75,11 @@ static req_series *req_slot(const char *route, const char *method, int code) {
     return s;
 }
 
-static dur_series *dur_slot(const char *route, const char *method) {
+static dur_series *dur_slot(const char *route, const char *method, size_t limit) {
     for (size_t i = 0; i < ndurs; i++)
         if (strcmp(durs[i].route, route) == 0 && strcmp(durs[i].method, method) == 0)
             return &durs[i];
-    if (ndurs == MAX_DUR_SERIES) return NULL;
+    if (ndurs >= limit) return NULL;
     dur_series *s = &durs[ndurs++];
     snprintf(s->route, sizeof s->route, "%s", route);
     snprintf(s->method, sizeof s->method, "%s", method);
@@ -99,11 +104,11 @@ void gw_metrics_request_done(const gw_req *r) {
     if (code < 100 || code > 599) code = 0; /* the client went away before an answer */
     double secs = (double)(now_us() - r->start_us) / 1e6;
 
-    req_series *s = req_slot(route, method, code);
-    if (!s) s = req_slot("other", "other", code);
+    req_series *s = req_slot(route, method, code, MAX_REQ_SERIES - OTHER_ROOM);
+    if (!s) s = req_slot("other", "other", code, MAX_REQ_SERIES);
     if (s) s->n++;
-    dur_series *d = dur_slot(route, method);
-    if (!d) d = dur_slot("other", "other");
+    dur_series *d = dur_slot(route, method, MAX_DUR_SERIES - 1);
+    if (!d) d = dur_slot("other", "other", MAX_DUR_SERIES);
     if (d) {
         size_t b = 0;
         while (b < DUR_BOUNDS && secs > dur_le[b]) b++;
