@@ -53,7 +53,7 @@ TL_TEST(queue_depth_counts_stream_wait_lists_and_delayed_retries) {
         .worker_env = {"FLEET_RETRY_BASE_MS=600000", "FLEET_RETRY_MAX_MS=600000",
                        "FLEET_READY_TARGET=2"}});
     const char *retry_input = "{\"ms\": 1, \"fail\": \"GPU busy\", \"retryable\": true}";
-    tl_job_submit(f, "sleep", retry_input);
+    const char *retried = tl_job_submit(f, "sleep", retry_input);
     tl_job_submit(f, "sleep", retry_input);
     tl_proc *w = tl_fleet_add_worker(f, "sleep");
     ASSERT_EVENTUALLY(tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix) == 2,
@@ -90,6 +90,18 @@ TL_TEST(queue_depth_counts_stream_wait_lists_and_delayed_retries) {
     ASSERT_FALSE(isnan(age));
     ASSERT_GE_INT((long long)llround(age * 1000), before - created);
     ASSERT_LE_INT((long long)llround(age * 1000), after - created);
+
+    /* A retry whose time has come waits for a worker too (none runs to move it back onto
+     * the stream): it is now the oldest waiting job. */
+    tl_redis_cmd(f->rc, "ZADD {%s}:delayed:sleep XX 1 %s", f->prefix, retried);
+    created = atoll(tl_redis_cmd(f->rc, "HGET {%s}:job:%s created_ms", f->prefix, retried)->str);
+    before = redis_ms(f);
+    text = scrape(f);
+    after = redis_ms(f);
+    age = sample(text, "fleet_queue_oldest_age_seconds{model=\"sleep\"}");
+    ASSERT_GE_INT((long long)llround(age * 1000), before - created);
+    ASSERT_LE_INT((long long)llround(age * 1000), after - created);
+    ASSERT_EQ_INT(sample(text, "fleet_queue_depth{model=\"sleep\"}"), 7);
 
     /* The worker is gone: no live worker of sleep. */
     ASSERT_EQ_INT(model_sample(f, "sleep", "fleet_workers", "state=\"idle\"") +
