@@ -61,8 +61,9 @@ TL_TEST(queue_depth_counts_stream_wait_lists_and_delayed_retries) {
     tl_proc_stop(w, 10000);
 
     /* With no worker, two jobs go onto the stream (the ready target), three wait. */
-    const char *first = tl_job_submit(f, "sleep", "{\"ms\": 1}");
-    for (int i = 2; i <= 5; i++) tl_job_submit(f, "sleep", "{\"ms\": 1}");
+    const char *ids[5];
+    for (int i = 0; i < 5; i++) ids[i] = tl_job_submit(f, "sleep", "{\"ms\": 1}");
+    const char *first = ids[0];
     long long on_stream = tl_redis_int(f->rc, "XLEN {%s}:stream:sleep", f->prefix);
     redisReply *stems = tl_redis_cmd(f->rc, "LRANGE {%s}:waiting:sleep 0 -1", f->prefix);
     long long waiting = 0;
@@ -91,6 +92,19 @@ TL_TEST(queue_depth_counts_stream_wait_lists_and_delayed_retries) {
     ASSERT_GE_INT((long long)llround(age * 1000), before - created);
     ASSERT_LE_INT((long long)llround(age * 1000), after - created);
 
+    /* With the two jobs on the stream cancelled, the oldest waits at the head of the wait
+     * list. */
+    ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s", ids[0])), 200);
+    ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s", ids[1])), 200);
+    created = atoll(tl_redis_cmd(f->rc, "HGET {%s}:job:%s created_ms", f->prefix, ids[2])->str);
+    before = redis_ms(f);
+    text = scrape(f);
+    after = redis_ms(f);
+    ASSERT_EQ_INT(sample(text, "fleet_queue_depth{model=\"sleep\"}"), 5);
+    age = sample(text, "fleet_queue_oldest_age_seconds{model=\"sleep\"}");
+    ASSERT_GE_INT((long long)llround(age * 1000), before - created);
+    ASSERT_LE_INT((long long)llround(age * 1000), after - created);
+
     /* A retry whose time has come waits for a worker too (none runs to move it back onto
      * the stream): it is now the oldest waiting job. */
     tl_redis_cmd(f->rc, "ZADD {%s}:delayed:sleep XX 1 %s", f->prefix, retried);
@@ -101,7 +115,7 @@ TL_TEST(queue_depth_counts_stream_wait_lists_and_delayed_retries) {
     age = sample(text, "fleet_queue_oldest_age_seconds{model=\"sleep\"}");
     ASSERT_GE_INT((long long)llround(age * 1000), before - created);
     ASSERT_LE_INT((long long)llround(age * 1000), after - created);
-    ASSERT_EQ_INT(sample(text, "fleet_queue_depth{model=\"sleep\"}"), 7);
+    ASSERT_EQ_INT(sample(text, "fleet_queue_depth{model=\"sleep\"}"), 5);
 
     /* The worker is gone: no live worker of sleep. */
     ASSERT_EQ_INT(model_sample(f, "sleep", "fleet_workers", "state=\"idle\"") +
