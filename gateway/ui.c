@@ -10,6 +10,7 @@
 #include "ui.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -89,7 +90,13 @@ void gw_ui_serve(gw_req *r) {
     gw_add_header(r, "Vary", "Accept-Encoding");
     gw_add_header(r, "ETag", gz ? a->etag_gz : a->etag);
     if (not_modified(gw_header(r, "If-None-Match"), a)) {
-        gw_reply_bytes(r, 304, NULL, NULL, 0);
+        /* No body; libevhtp would write Content-Length: 0 and text/plain, which a cache
+         * could take for the file's new length and type (RFC 9110 allows only the
+         * length a 200 would have). */
+        char len[24];
+        snprintf(len, sizeof len, "%zu", gz ? a->gz_len : a->len);
+        gw_add_header(r, "Content-Length", len);
+        gw_reply_bytes(r, 304, a->content_type, NULL, 0);
         return;
     }
     gw_add_header(r, "X-Content-Type-Options", "nosniff");

@@ -213,6 +213,17 @@ try {
   await page.locator('#d-id').filter({hasText: xssJob}).waitFor({timeout: T});
   await page.locator('#d-webhook').filter({hasText: 'delivery: delivered'}).waitFor({timeout: T});
 
+  log('a reload revalidates the files (304) and keeps the key');
+  const revalidated = [];
+  page.on('response', (r) => { if (r.status() === 304) revalidated.push(new URL(r.url()).pathname); });
+  await page.reload({waitUntil: 'domcontentloaded'});
+  await page.locator('#who').filter({hasText: 'tenant'}).waitFor({timeout: T});
+  await row.waitFor({timeout: T});
+  if (await page.getByRole('dialog', {name: 'API key'}).isVisible()) throw new Error('the key was asked again');
+  // (chromium reports a revalidated page itself as the 200 it keeps; its files as 304)
+  for (const p of ['/ui/app.js', '/ui/app.css'])
+    if (!revalidated.includes(p)) throw new Error(`${p} was not revalidated (304s: ${revalidated.join(', ')})`);
+
   log('an admin key gets the fleet-wide rates (from two refreshes of /v1/stats)');
   const admin = await (await browser.newContext()).newPage();
   admin.on('pageerror', (e) => pageErrors.push(String(e)));

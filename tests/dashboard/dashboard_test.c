@@ -96,6 +96,11 @@ TL_TEST(assets_revalidate_with_etag) {
     ASSERT_HTTP_STATUS(again, 304);
     ASSERT_EQ_INT(again->body_len, 0);
     ASSERT_EQ_STR(tl_resp_header(again, "ETag"), etag);
+    /* The file's own length and type, as a 200 would say (RFC 9110, 304), never 0 and
+     * text/plain, which a cache could store over its copy's. */
+    ASSERT_EQ_STR(tl_resp_header(again, "Content-Length"),
+                  tl_printf("%zu", strlen(source_of("app.js"))));
+    ASSERT_EQ_STR(again->content_type, "text/javascript; charset=utf-8");
     /* Weak comparison (RFC 9110 for GET), and a list. */
     ASSERT_HTTP_STATUS(get(f, "/ui/app.js", tl_printf("If-None-Match: \"x\", W/%s", etag), NULL),
                        304);
