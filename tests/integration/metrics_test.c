@@ -331,6 +331,37 @@ TL_TEST(redis_down_leaves_the_process_series) {
                   1);
 }
 
+TL_TEST(no_key_needed_and_no_tenant_or_secret_shown) {
+    tl_receiver *rx = tl_receiver_start(0);
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"echo"},
+        .gateway_env = {GW_ENV, "FLEET_AUTH=on",
+                        "FLEET_WEBHOOK_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                        "FLEET_WEBHOOK_ALLOW=127.0.0.1/32"}});
+    tl_cmd_result r = tl_fleetctl(TL_ARGS("--redis-url", f->redis->url, "--prefix", f->prefix),
+                                  TL_ARGS("tenant", "add", "acme-private-tenant"));
+    tl_expect_exit(&r, 0);
+    const char *k = strstr(r.out, "fk_");
+    ASSERT_NOT_NULL(k);
+    const char *key = tl_printf("%.*s", (int)strcspn(k, " \r\n"), k);
+    tl_req req = {.method = "POST",
+                  .body = tl_printf("{\"model\":\"echo\",\"input\":{},\"webhook\":\"%s\"}",
+                                    tl_receiver_url(rx, "/hook"))};
+    req.headers[0] = tl_printf("Authorization: Bearer %s", key);
+    ASSERT_HTTP_STATUS(tl_request(f, "/v1/jobs", req), 202);
+    ASSERT_TRUE(tl_receiver_wait_count(rx, 1, TL_WAIT_MS));
+    /* The API wants a key; /metrics does not, and shows the job counted. */
+    ASSERT_HTTP_STATUS(tl_get(f, "/v1/stats"), 401);
+    ASSERT_EVENTUALLY(model_sample(f, "echo", "fleet_jobs_finished_total", "status=\"succeeded\"") == 1,
+                      TL_WAIT_MS);
+    const char *text = scrape(f);
+    ASSERT_NULL(strstr(text, "acme"));
+    ASSERT_NULL(strstr(text, "fk_"));
+    ASSERT_NULL(strstr(text, "whsec_"));
+    ASSERT_NULL(strstr(text, "tenant=\""));
+    ASSERT_NULL(strstr(text, "127.0.0.1"));
+}
+
 /* ------------------------------------------------------------ promtool -------------- */
 
 static bool on_path(const char *name) {
@@ -384,6 +415,7 @@ int main(int argc, char **argv) {
         TL_CASE(http_requests_counted_by_route_template),
         TL_CASE(webhook_deliveries_counted_by_outcome),
         TL_CASE(redis_down_leaves_the_process_series),
+        TL_CASE(no_key_needed_and_no_tenant_or_secret_shown),
         TL_CASE(promtool_accepts_the_text),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
