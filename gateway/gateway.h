@@ -30,6 +30,7 @@ typedef struct gw_config {
     long max_conn_output; /* bytes of a response buffered per connection (out_stream.h) */
     long queue_ttl_s;
     long result_ttl_s; /* default ttl_s of a job */
+    long tombstone_s;  /* FLEET_TOMBSTONE_S: how long an expired job answers 410 */
     long max_attempts;
     long max_wait_s;       /* FLEET_MAX_WAIT_S: the longest Prefer: wait (query.h) */
     long max_attempts_max; /* FLEET_MAX_ATTEMPTS_MAX: the most a job's max_attempts may be */

@@ -849,15 +849,13 @@ void gw_reply_json(gw_req *r, int status, json_t *body) {
     free(text);
 }
 
-void gw_reply_problem(gw_req *r, gw_problem_id id, const char *detail_fmt, ...) {
+static void reply_problem_v(gw_req *r, gw_problem_id id, json_t *members, const char *detail_fmt,
+                            va_list ap) {
     const gw_problem_type *t = gw_problem_type_of(id);
     int status = t->status;
     const char *slug = t->slug, *title = t->title;
     char detail[1024];
-    va_list ap;
-    va_start(ap, detail_fmt);
     vsnprintf(detail, sizeof detail, detail_fmt, ap);
-    va_end(ap);
     char type[96];
     snprintf(type, sizeof type, "urn:fleet:problem:%s", slug);
     json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", title, "status",
@@ -865,6 +863,8 @@ void gw_reply_problem(gw_req *r, gw_problem_id id, const char *detail_fmt, ...) 
     if (!p) /* detail was not valid UTF-8 (it may quote user input): drop it */
         p = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", status,
                       "request_id", r->request_id);
+    if (p && members) json_object_update_missing(p, members);
+    json_decref(members);
     char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
     json_decref(p);
     if (!text) {
@@ -873,6 +873,21 @@ void gw_reply_problem(gw_req *r, gw_problem_id id, const char *detail_fmt, ...) 
     }
     gw_reply_bytes(r, status, "application/problem+json", text, strlen(text));
     free(text);
+}
+
+void gw_reply_problem(gw_req *r, gw_problem_id id, const char *detail_fmt, ...) {
+    va_list ap;
+    va_start(ap, detail_fmt);
+    reply_problem_v(r, id, NULL, detail_fmt, ap);
+    va_end(ap);
+}
+
+void gw_reply_problem_with(gw_req *r, gw_problem_id id, json_t *members, const char *detail_fmt,
+                           ...) {
+    va_list ap;
+    va_start(ap, detail_fmt);
+    reply_problem_v(r, id, members, detail_fmt, ap);
+    va_end(ap);
 }
 
 /* Declared in redis.h with gw_redis_problem_of, whose answer it writes: it lives here, with

@@ -93,6 +93,10 @@ void gw_reply_bytes(gw_req *r, int status, const char *content_type, const void 
  * from the table in problems.h. */
 void gw_reply_problem(gw_req *r, gw_problem_id id, const char *detail_fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with extension members (RFC 9457 section 3.2) from the object members (stolen;
+ * NULL: none); a member of the problem's own (type, title, ...) is not replaced. */
+void gw_reply_problem_with(gw_req *r, gw_problem_id id, json_t *members, const char *detail_fmt,
+                           ...) __attribute__((format(printf, 4, 5)));
 void gw_add_header(gw_req *r, const char *name, const char *value);
 
 /* Pauses the request before an async Redis call (resumed by gw_reply_*). */

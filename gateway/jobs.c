@@ -20,6 +20,7 @@
 #include "webhooks.h"
 #include "redis.h"
 #include "routes.h"
+#include "gone.h"
 #include "job_body.h"
 #include "models.h"
 
@@ -341,6 +342,7 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
         .idem_hash = idem_hash,
         .idem_digest = idem_digest,
         .ready_target = g->cfg.ready_target,
+        .tombstone_s = g->cfg.tombstone_s,
     };
     fleet_state_submit(&g->keys, &s, cmd);
     return 0;
@@ -397,7 +399,7 @@ static void on_got(redisReply *rep, void *arg) {
     int found = rep ? fleet_state_get_reply(rep, &v) : -2;
     if (found == -2) gw_reply_redis_error(r, "get", NULL);
     else if (found < 0) reply_internal(r, "get", rep);
-    else if (found == 0) reply_not_found(r, c->id);
+    else if (found == 0) gw_reply_job_missing(r, c->id, rep);
     else
         gw_reply_json(r, c->cancel == FLEET_CANCEL_REQUESTED || c->replay ? 202 : 200,
                       fleet_job_to_json(&v));
@@ -498,7 +500,7 @@ static void on_result_status(redisReply *rep, void *arg) {
     int found = rep ? fleet_state_get_reply(rep, &v) : -2;
     if (found <= 0) {
         if (found < 0) reply_internal(r, "get", rep);
-        else reply_not_found(r, c->id);
+        else gw_reply_job_missing(r, c->id, rep);
         call_free(c);
         return;
     }

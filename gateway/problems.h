@@ -26,6 +26,7 @@
     X(JOB_NOT_FOUND, "job-not-found", 404, "Job not found")                               \
     X(METHOD_NOT_ALLOWED, "method-not-allowed", 405, "Method not allowed")                \
     X(REQUEST_TIMEOUT, "request-timeout", 408, "Request timeout")                         \
+    X(EXPIRED, "expired", 410, "Job expired")                                             \
     X(JOB_FINISHED, "job-finished", 409, "Job already finished")                          \
     X(JOB_FAILED, "job-failed", 409, "Job failed")                                        \
     X(JOB_CANCELLED, "job-cancelled", 409, "Job cancelled")                               \

@@ -29,6 +29,7 @@
 #include "fleet/job_json.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
+#include "gone.h"
 #include "redis.h"
 #include "routes.h"
 #include "watch.h"
@@ -123,9 +124,7 @@ static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job
     }
     if (!s->started) {
         if (found < 0) gw_reply_redis_error(s->r, "get", rep);
-        else if (found == 0)
-            gw_reply_problem(s->r, GW_PROBLEM_JOB_NOT_FOUND,
-                             "no job with id '%s' (unknown, or expired after its ttl_s)", s->id);
+        else if (found == 0) gw_reply_job_missing(s->r, s->id, rep);
         if (found <= 0) return false; /* answered: on_fini frees s */
         start_stream(s);
     } else if (found <= 0) {

@@ -19,6 +19,7 @@
 #include "fleet/log.h"
 #include "fleet/state.h"
 #include "out_stream.h"
+#include "gone.h"
 #include "redis.h"
 #include "routes.h"
 #include "watch.h"
@@ -133,8 +134,7 @@ static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job
         return false;
     }
     if (found == 0) {
-        gw_reply_problem(r, GW_PROBLEM_JOB_NOT_FOUND,
-                         "no job with id '%s' (unknown, or expired after its ttl_s)", wt->id);
+        gw_reply_job_missing(r, wt->id, rep);
         wait_free(wt);
         return false;
     }

@@ -4,12 +4,13 @@
 -- stay: the job did end in that status (docs/redis.md, "The counters"); only a job's
 -- expiry moves a count, and a finished job holds no count that expiry would move. The
 -- tenant's index keeps the id, which list.lua skips as it skips an expired job. A queued
--- or running job is refused: cancel it first (DELETE without purge).
--- KEYS: 1 job hash, 2 result, 3 dead-letter stream
+-- or running job is refused: cancel it first (DELETE without purge). Its tombstone goes
+-- too: a deleted job's id answers 404, not 410 expired.
+-- KEYS: 1 job hash, 2 result, 3 dead-letter stream, 4 the job's tombstone
 -- ARGV: 1 tenant (the job's: another tenant's job reads as missing), 2 job id, 3 events
 --       channel
 -- Returns {'deleted', status} | {'missing'} | {'refused', status}
-local job_key, result_key, dlq_key = KEYS[1], KEYS[2], KEYS[3]
+local job_key, result_key, dlq_key, gone_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tenant, id, channel = ARGV[1], ARGV[2], ARGV[3]
 local st = redis.call('HMGET', job_key, 'status', 'tenant', 'idem_key', 'dlq_entry')
 if not st[1] or st[2] ~= tenant then return {'missing'} end
@@ -20,7 +21,7 @@ end
 -- record whose job is gone; the job field says which job it names now).
 if st[3] and redis.call('HGET', st[3], 'job') == id then redis.call('DEL', st[3]) end
 if st[4] then redis.call('XDEL', dlq_key, st[4]) end
-redis.call('DEL', job_key, result_key)
+redis.call('DEL', job_key, result_key, gone_key)
 -- Wakes the waits and event streams on this job: their next read finds it gone.
 redis.call('PUBLISH', channel, id .. ' deleted')
 return {'deleted', st[1]}

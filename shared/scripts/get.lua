@@ -1,14 +1,22 @@
 #!lua flags=no-writes
--- get (read only): a job's fields and its queue position.
--- KEYS: 1 job hash, 2 queues hash
+-- get (read only): a job's fields and its queue position, or what its tombstone says.
+-- KEYS: 1 job hash, 2 queues hash, 3 the job's tombstone ("{fleet}:gone:<id>")
 -- ARGV: 1 tenant, 2 job id
--- Returns {fields (HGETALL shape, led by id: lib.lua's job_fields), queue_position} or {}
--- when missing or another tenant's. Fields that hold the protocol's default are absent
+-- Returns {fields (HGETALL shape, led by id: lib.lua's job_fields), queue_position}
+-- | {'gone', expired_at_ms, status} when the job's keys expired after it ended and its
+-- tombstone (lib.lua's end_job) is still there | {} when missing or another tenant's. Fields that hold the protocol's default are absent
 -- (lib.lua, DEFAULT_*): the reader fills them in.
-local job_key, queues_key = KEYS[1], KEYS[2]
+local job_key, queues_key, gone_key = KEYS[1], KEYS[2], KEYS[3]
 local tenant, id = ARGV[1], ARGV[2]
 local f = redis.call('HGETALL', job_key)
-if #f == 0 then return {} end
+if #f == 0 then
+  -- "<expired_at_ms> <status> <tenant>"; the tenant last, as the rest of the text
+  local g = gone_key and redis.call('GET', gone_key)
+  if not g then return {} end
+  local at, status, owner = string.match(g, '^(%d+) (%S+) (.*)$')
+  if not at or owner ~= tenant then return {} end
+  return {'gone', at, status}
+end
 f = job_fields(f, id)
 local status, owner, model, seq, retry_at
 for i = 1, #f, 2 do

@@ -7,9 +7,10 @@
 -- defining them costs Redis time at every call of the script). So a block is defined
 -- before a block that uses it, and nothing but comments comes before the first block.
 
---- DEFAULT_TTL_S DEFAULT_MAX_ATTEMPTS DEFAULT_TIMEOUT_S DEFAULT_PRIORITY
+--- DEFAULT_TTL_S DEFAULT_MAX_ATTEMPTS DEFAULT_TIMEOUT_S DEFAULT_PRIORITY DEFAULT_TOMB_S
 -- The protocol's defaults of a job's fields: the TTL in seconds of its keys (fields ttl_s
--- and queue_ttl_s), max_attempts, timeout_s ("0": no limit) and priority. submit.lua
+-- and queue_ttl_s), max_attempts, timeout_s ("0": no limit), priority and tomb_s (how long
+-- its tombstone outlives its finished keys, "0": none; end_job). submit.lua
 -- leaves a field that holds its default out of the job hash (a listpack entry costs its
 -- bytes plus about 2 per name and per value), so every reader takes a missing field for
 -- its default. As text, the way ARGV carries them and the hash stores them. libfleet
@@ -17,6 +18,7 @@
 -- job_defaults_test reads this block and compares.
 local DEFAULT_TTL_S, DEFAULT_MAX_ATTEMPTS = '86400', '3'
 local DEFAULT_TIMEOUT_S, DEFAULT_PRIORITY = '0', 'normal'
+local DEFAULT_TOMB_S = '86400'
 
 --- ttl_of
 -- A TTL field of a job hash as a number of seconds.
@@ -168,6 +170,8 @@ end
 -- channel) before it calls end_job or webhook_event; and hooks.active_prefix ("{fleet}:
 -- active:", a tenant's active set is that plus its name) so that end_job can take the
 -- job off its tenant's active set.
+-- Tombstones: a script that ends jobs sets hooks.gone_prefix ("{fleet}:gone:", ARGV) so
+-- that end_job leaves one; without it (an older caller) end_job writes none.
 local hooks = {}
 
 --- webhook_event
@@ -197,11 +201,16 @@ end
 --- END_FIELDS
 -- The fields of a job that end_job needs, in this order: a caller that reads the job
 -- anyway reads these with it (HMGET) and passes them as f, saving the reads.
-local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'active'}
+local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'active',
+  'tomb_s'}
 
 --- end_job
 -- Ends a job in a final status: every key on the result TTL, the counters moved from the
--- state it left, an event published, a webhook queued. A running job keeps its last
+-- state it left, an event published, a webhook queued, and its tombstone written: the key
+-- "{fleet}:gone:<id>" holding "<expires_at_ms> <status> <tenant>", which lives tomb_s
+-- seconds longer than the job's keys, so that once they expired the gateway answers 410
+-- Gone with when and how the job ended (get.lua), then 404. One SET per job; a job whose
+-- tomb_s is "0" gets none. A later end of the same job (after a retry) overwrites it. A running job keeps its last
 -- `lease` and `lease_until_ms`: the final status alone refuses that token (renew,
 -- progress, finish and requeue check status and token), so deleting them would be one
 -- more call per job for nothing, and they tell an operator which lease ran it last.
@@ -221,6 +230,13 @@ local function end_job(job, stats, model, from, status, err, now, channel, id, f
   -- Only a queued job may wait for a retry; a claim deletes retry_at_ms when it starts one.
   if from == 'queued' then redis.call('HDEL', job, 'retry_at_ms') end
   expire_job(job, ttl, f[2])
+  local tomb = f[7] or DEFAULT_TOMB_S
+  if hooks.gone_prefix and tomb ~= '0' then
+    local ttl_n = tonumber(ttl)
+    redis.call('SET', hooks.gone_prefix .. id,
+      string.format('%d', tonumber(now) + ttl_n * 1000) .. ' ' .. status .. ' ' .. (f[3] or ''),
+      'EX', string.format('%d', ttl_n + tonumber(tomb)))
+  end
   if not counted then
     redis.call('HINCRBY', stats, model .. ':' .. from, -1)
     redis.call('HINCRBY', stats, model .. ':' .. status, 1)

@@ -10,7 +10,7 @@
 -- same job), so submitted = queued + running + succeeded + failed + cancelled + expired
 -- holds throughout.
 -- KEYS: 1 job hash, 2 result, 3 queues hash, 4 stats hash, 5 dead-letter stream,
---       6 tenant index
+--       6 tenant index, 7 the job's tombstone (its end wrote it: gone until it ends again)
 -- ARGV: 1 tenant (the job's: another tenant's job reads as missing), 2 job id, 3 events
 --       channel, 4 group, 5 ready target, 6 stream key prefix ("{fleet}:stream:"),
 --       7 entries hash key prefix, 8 waiting list key prefix ("{fleet}:waiting:"),
@@ -47,7 +47,7 @@ local function enqueue(stream, entries, waiting, stem, rank, id, group, target)
   return nil
 end
 local job_key, result_key, queues_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local dlq_key, index_key = KEYS[5], KEYS[6]
+local dlq_key, index_key, gone_key = KEYS[5], KEYS[6], KEYS[7]
 local tenant, id, channel, group, target = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local stream_prefix, entries_prefix, waiting_prefix = ARGV[6], ARGV[7], ARGV[8]
 local wait_prefix, active_prefix, max_active, max_queue = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
@@ -80,7 +80,7 @@ redis.call('HDEL', job_key, 'attempts', 'error', 'last_error', 'finished_ms', 's
   'worker', 'lease', 'lease_until_ms', 'cancel_requested', 'retry_at_ms', 'entry_id',
   'dead_lettered', 'dlq_entry', 'progress_percent', 'progress_message', 'progress_done',
   'progress_total', 'active')
-redis.call('DEL', result_key)
+redis.call('DEL', result_key, gone_key)
 if st[6] then redis.call('XDEL', dlq_key, st[6]) end
 if st[5] == '1' then redis.call('HINCRBY', stats_key, model .. ':dlq_retried', 1) end
 local seq = redis.call('HINCRBY', queues_key, model .. ':seq', 1)

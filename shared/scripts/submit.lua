@@ -12,7 +12,8 @@
 --       15 webhook events (or ""), 16 max_active ("0": no limit), 17 rate per second
 --       ("0": no limit), 18 burst, 19 max queued for the model ("0": no limit), 20 request
 --       digest for the Idempotency-Key ("" when none), 21 ready target, 22 group,
---       23 priority rank (0 high, 1 normal, 2 low), 24 job key prefix ("{fleet}:job:")
+--       23 priority rank (0 high, 1 normal, 2 low), 24 job key prefix ("{fleet}:job:"),
+--       25 tomb_s (seconds the job's tombstone outlives its finished keys; "0": none)
 -- Returns {'queued', queue_position, created_ms} | {'replay', job id}
 --       | {'limit', what, retry_after_ms}. Errors: IDEMPOTENCY.
 --
@@ -31,7 +32,7 @@ local timeout_s, max_attempts, index_cap = ARGV[10], ARGV[11], ARGV[12]
 local index_ttl_s, webhook, webhook_events = ARGV[13], ARGV[14], ARGV[15]
 local max_active, rate, burst = ARGV[16], ARGV[17], ARGV[18]
 local max_queue, digest, ready_target = ARGV[19], ARGV[20], ARGV[21]
-local group, rank, job_prefix = ARGV[22], ARGV[23], ARGV[24]
+local group, rank, job_prefix, tomb_s = ARGV[22], ARGV[23], ARGV[24], ARGV[25]
 -- The limits as numbers; one that is off ("0") is not converted.
 local function limit_of(v) return v ~= '0' and tonumber(v) or 0 end
 local active_max, rate_n, queue_max = limit_of(max_active), limit_of(rate), limit_of(max_queue)
@@ -100,7 +101,7 @@ local head = redis.call('HGET', queues_key, model .. ':head')
 -- The hash holds only the fields that say something (docs/redis.md, "The job hash"): no
 -- id (its key names the job), no updated_ms until an update (created_ms stands for it),
 -- no attempts while none was made, and none of priority, max_attempts, ttl_s,
--- queue_ttl_s, timeout_s that holds lib.lua's default. Together 192 B of a queued job's
+-- queue_ttl_s, timeout_s, tomb_s that holds lib.lua's default. Together 192 B of a queued job's
 -- 728-byte hash (MEMORY USAGE, a 200-byte input; docs/benchmarks.md).
 local f = {'status', 'queued', 'model', model, 'tenant', tenant, 'created_ms', now,
   'queue_seq', seq_s}
@@ -119,6 +120,8 @@ unless_default('max_attempts', max_attempts, DEFAULT_MAX_ATTEMPTS)
 unless_default('ttl_s', result_ttl_s, DEFAULT_TTL_S)
 unless_default('queue_ttl_s', queue_ttl_s, DEFAULT_TTL_S)
 unless_default('timeout_s', timeout_s, DEFAULT_TIMEOUT_S)
+-- read by end_job, which workers run: the gateway's FLEET_TOMBSTONE_S travels with the job
+unless_default('tomb_s', tomb_s, DEFAULT_TOMB_S)
 if active_max > 0 then
   f[#f + 1] = 'active' -- in the active set: end_job takes it out
   f[#f + 1] = '1'

@@ -47,6 +47,8 @@ static fleet_key key2(const fleet_keys *k, const char *a, const char *b, const c
 
 fleet_key fleet_key_job(const fleet_keys *k, const char *id) { return key2(k, "job", id, NULL); }
 fleet_key fleet_key_job_prefix(const fleet_keys *k) { return key2(k, "job", "", NULL); }
+fleet_key fleet_key_gone(const fleet_keys *k, const char *id) { return key2(k, "gone", id, NULL); }
+fleet_key fleet_key_gone_prefix(const fleet_keys *k) { return key2(k, "gone", "", NULL); }
 fleet_key fleet_key_result(const fleet_keys *k, const char *id) {
     fleet_key out;
     snprintf(out.s, sizeof out.s, "%s:job:%s" FLEET_KEY_RESULT_SUFFIX, k->tag, id);

@@ -178,6 +178,7 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_str(c, FLEET_GROUP);
     cmd_long(c, rank);
     cmd_key(c, fleet_key_job_prefix(k)); /* to see whether a replayed job still exists */
+    cmd_long(c, s->tombstone_s > 0 ? s->tombstone_s : 0);
 }
 
 fleet_submit_outcome fleet_state_submit_reply(const redisReply *r, fleet_submitted *out) {
@@ -250,6 +251,7 @@ size_t fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, size_t n, f
     cmd_key(c, fleet_key_delivery_prefix(k));
     cmd_key(c, fleet_key_active_prefix(k));
     cmd_key(c, fleet_key_job_prefix(k));
+    cmd_key(c, fleet_key_gone_prefix(k));
     size_t i = 0;
     for (; i < n && (i == 0 || c->argc + 3 <= FLEET_CMD_ARGS); i++) {
         cmd_str(c, cl[i].entry_id);
@@ -357,6 +359,7 @@ size_t fleet_state_finish(const fleet_keys *k, const fleet_finish *f, size_t n, 
     cmd_key(c, fleet_key_active_prefix(k));
     cmd_key(c, fleet_key_job_prefix(k));
     cmd_str(c, FLEET_KEY_RESULT_SUFFIX);
+    cmd_key(c, fleet_key_gone_prefix(k));
     size_t i = 0;
     for (; i < n && (i == 0 || c->argc + 5 <= FLEET_CMD_ARGS); i++) {
         cmd_str(c, f[i].id);
@@ -397,6 +400,7 @@ void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd
     cmd_fmt(c, "%ld", rq->dlq_cap > 0 ? rq->dlq_cap : 1);
     cmd_key(c, fleet_key_delivery_prefix(k));
     cmd_key(c, fleet_key_active_prefix(k));
+    cmd_key(c, fleet_key_gone_prefix(k));
 }
 
 fleet_requeue_outcome fleet_state_requeue_reply(const redisReply *r) {
@@ -447,13 +451,14 @@ int fleet_state_recover_reply(const redisReply *r, const char **job_id) {
 }
 
 void fleet_state_retry(const fleet_keys *k, const fleet_retry *rt, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_RETRY, 6);
+    cmd_start(c, FLEET_SCRIPT_RETRY, 7);
     cmd_key(c, fleet_key_job(k, rt->id));
     cmd_key(c, fleet_key_result(k, rt->id));
     cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_dlq(k));
     cmd_key(c, fleet_key_index(k, rt->tenant));
+    cmd_key(c, fleet_key_gone(k, rt->id));
     cmd_str(c, rt->tenant);
     cmd_str(c, rt->id);
     cmd_key(c, fleet_key_events(k));
@@ -495,10 +500,11 @@ fleet_retry_outcome fleet_state_retry_reply(const redisReply *r, fleet_retried *
 }
 
 void fleet_state_delete(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_DELETE, 3);
+    cmd_start(c, FLEET_SCRIPT_DELETE, 4);
     cmd_key(c, fleet_key_job(k, id));
     cmd_key(c, fleet_key_result(k, id));
     cmd_key(c, fleet_key_dlq(k));
+    cmd_key(c, fleet_key_gone(k, id));
     cmd_str(c, tenant);
     cmd_str(c, id);
     cmd_key(c, fleet_key_events(k));
@@ -535,6 +541,7 @@ void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant,
     cmd_key(c, fleet_key_delayed(k, ""));
     cmd_str(c, FLEET_GROUP);
     cmd_key(c, fleet_key_wait_prefix(k));
+    cmd_key(c, fleet_key_gone_prefix(k));
 }
 
 void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws, fleet_cmd *c) {
@@ -670,19 +677,31 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
 }
 
 void fleet_state_get(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_GET, 2);
+    cmd_start(c, FLEET_SCRIPT_GET, 3);
     cmd_key(c, fleet_key_job(k, id));
     cmd_key(c, fleet_key_queues(k));
+    cmd_key(c, fleet_key_gone(k, id));
     cmd_str(c, tenant);
     cmd_str(c, id);
 }
 
 int fleet_state_get_reply(const redisReply *r, fleet_job_view *v) {
     if (!r || r->type != REDIS_REPLY_ARRAY) return -1;
-    if (r->elements == 0) return 0;
+    if (r->elements == 0 || fleet_state_get_gone(r, NULL)) return 0;
     if (r->elements != 2 || fleet_job_view_from_fields(r->element[0], v) < 0) return -1;
     v->queue_position = reply_int(r->element[1]);
     return 1;
+}
+
+bool fleet_state_get_gone(const redisReply *r, fleet_job_gone *g) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !str_eq(r->element[0], "gone") ||
+        !is_str(r->element[1]) || !is_str(r->element[2]))
+        return false;
+    if (g) {
+        g->expired_at_ms = reply_int(r->element[1]);
+        g->status = r->element[2]->str;
+    }
+    return true;
 }
 
 void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd *c) {

@@ -62,6 +62,7 @@ TL_TEST(lib_lua_defaults_equal_job_h) {
         {"TTL_S", STR(FLEET_JOB_DEFAULT_TTL_S)},
         {"MAX_ATTEMPTS", STR(FLEET_JOB_DEFAULT_MAX_ATTEMPTS)},
         {"TIMEOUT_S", STR(FLEET_JOB_DEFAULT_TIMEOUT_S)},
+        {"TOMB_S", STR(FLEET_JOB_DEFAULT_TOMB_S)},
         {"PRIORITY", FLEET_JOB_DEFAULT_PRIORITY},
     };
     for (size_t i = 0; i < TL_COUNT(pairs); i++) {

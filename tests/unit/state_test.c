@@ -740,6 +740,15 @@ TL_TEST(get_reply) {
     ASSERT_EQ_INT(fleet_state_get_reply(rarr(0), &v), 0);
     ASSERT_EQ_INT(fleet_state_get_reply(rarr(2, rarr(2, rstr("id"), rstr(ID)), rnum(0)), &v), -1);
     ASSERT_EQ_INT(fleet_state_get_reply(rerr("ERR boom"), &v), -1);
+    /* a tombstone reads as missing, and says when and how the job had ended */
+    const redisReply *gone = rarr(3, rstr("gone"), rstr("1790000000123"), rstr("failed"));
+    ASSERT_EQ_INT(fleet_state_get_reply(gone, &v), 0);
+    fleet_job_gone g;
+    ASSERT_TRUE(fleet_state_get_gone(gone, &g));
+    ASSERT_EQ_INT(g.expired_at_ms, 1790000000123LL);
+    ASSERT_EQ_STR(g.status, "failed");
+    ASSERT_FALSE(fleet_state_get_gone(rarr(0), &g));
+    ASSERT_FALSE(fleet_state_get_gone(rarr(2, job_fields(), rnum(3)), &g));
 }
 
 TL_TEST(list_reply) {

@@ -72,7 +72,7 @@ fleet_priority fleet_priority_from_string(const char *s);
 #define FLEET_REQUEST_ID_PREFIX "req_"
 
 /* The protocol's defaults of a job's fields. A job hash holds priority, max_attempts,
- * ttl_s, queue_ttl_s and timeout_s only when they differ from these (submit.lua), and a
+ * ttl_s, queue_ttl_s, timeout_s and tomb_s only when they differ from these (submit.lua), and a
  * reader takes a missing one for its default (fleet_job_view_from_fields). The scripts
  * spell the same values in shared/scripts/lib.lua (DEFAULT_*); the unit test
  * job_defaults_test compares the two. */
@@ -80,6 +80,9 @@ fleet_priority fleet_priority_from_string(const char *s);
 #define FLEET_JOB_DEFAULT_MAX_ATTEMPTS 3
 #define FLEET_JOB_DEFAULT_TTL_S 86400 /* ttl_s and queue_ttl_s */
 #define FLEET_JOB_DEFAULT_TIMEOUT_S 0 /* no execution limit */
+/* Seconds a finished job's tombstone outlives its keys (field tomb_s; 0: none, its id
+ * answers 404 once its keys expired): FLEET_TOMBSTONE_S's default. */
+#define FLEET_JOB_DEFAULT_TOMB_S 86400
 /* A default as text, for option tables and readers that print it:
  * FLEET_JOB_DEFAULT_TEXT(FLEET_JOB_DEFAULT_TTL_S) is "86400". */
 #define FLEET_JOB_DEFAULT_TEXT(x) FLEET_JOB_DEFAULT_TEXT_(x)

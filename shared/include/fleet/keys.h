@@ -41,6 +41,11 @@ fleet_key fleet_key_job_prefix(const fleet_keys *k);
  * fleet's hash tag. */
 #define FLEET_KEY_RESULT_SUFFIX ":result"
 fleet_key fleet_key_result(const fleet_keys *k, const char *id);    /* string, msgpack */
+/* A job's tombstone: "<expired_at_ms> <status> <tenant>" from the moment its keys get their
+ * final TTL until a while (FLEET_TOMBSTONE_S) after they expire, so that its id answers 410
+ * Gone instead of 404 (lib.lua's end_job writes it; get.lua reads it). */
+fleet_key fleet_key_gone(const fleet_keys *k, const char *id);      /* string */
+fleet_key fleet_key_gone_prefix(const fleet_keys *k);               /* "{prefix}:gone:" */
 fleet_key fleet_key_stream(const fleet_keys *k, const char *model); /* stream */
 fleet_key fleet_key_queues(const fleet_keys *k); /* hash: <model>:seq, <model>:head */
 fleet_key fleet_key_stats(const fleet_keys *k);  /* hash: <model>:<counter> */

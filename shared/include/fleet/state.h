@@ -91,6 +91,10 @@ typedef struct fleet_submit {
     /* Idempotency-Key: its SHA-256 (hex) and a digest of the request; NULL: none. */
     const char *idem_hash, *idem_digest;
     long ready_target; /* fair share: entries kept ready on the stream (feed.lua) */
+    /* Seconds the job's tombstone outlives its finished keys (FLEET_TOMBSTONE_S; 0: none,
+     * its id answers 404 once they expired). Stored as field tomb_s unless it is
+     * FLEET_JOB_DEFAULT_TOMB_S, so that the script that ends the job knows it. */
+    long tombstone_s;
 } fleet_submit;
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c);
@@ -424,9 +428,19 @@ void fleet_job_view_init(fleet_job_view *v);
 int fleet_job_view_from_fields(const redisReply *fields, fleet_job_view *v);
 
 void fleet_state_get(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c);
-/* Returns 1 and fills v, 0 when the job does not exist (or is another tenant's), -1 on
- * error. */
+/* Returns 1 and fills v, 0 when the job does not exist (or is another tenant's, or only
+ * its tombstone is left: fleet_state_get_gone), -1 on error. */
 int fleet_state_get_reply(const redisReply *r, fleet_job_view *v);
+/* What a job's tombstone says (lib.lua's end_job, get.lua): when its keys expired and the
+ * status it had ended in. */
+typedef struct fleet_job_gone {
+    long long expired_at_ms; /* Redis milliseconds */
+    const char *status;      /* points into the reply */
+} fleet_job_gone;
+/* True when a get reply is the tombstone of the tenant's job whose keys expired (g, when
+ * not NULL, says when and how it had ended); such a reply reads as missing (0) to
+ * fleet_state_get_reply. */
+bool fleet_state_get_gone(const redisReply *r, fleet_job_gone *g);
 
 typedef struct fleet_list_query {
     const char *tenant;
