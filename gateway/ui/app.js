@@ -179,7 +179,9 @@ async function metricsByModel() {
     if (!model) continue;
     const state = /(?:^|,)state="([^"]*)"/.exec(m[2]);
     const o = out[model[1]] || (out[model[1]] = {});
-    o[m[1] + (state ? ':' + state[1] : '')] = Number(m[3]);
+    const key = m[1] + (state ? ':' + state[1] : '');
+    // Series split by another label (fleet_jobs_finished_total's status) are summed.
+    o[key] = (o[key] || 0) + Number(m[3]);
   }
   return out;
 }
@@ -206,6 +208,15 @@ async function refreshModels() {
   }
   const metrics = await metricsByModel();
   const now = performance.now();
+  // The counters the rates come from: /v1/stats for an admin key, else /metrics's
+  // fleet-wide totals when the gateway serves them (it needs no key).
+  if (!stats && metrics) {
+    stats = {};
+    for (const [name, mm] of Object.entries(metrics)) {
+      if (typeof mm.fleet_jobs_submitted_total === 'number')
+        stats[name] = {submitted: mm.fleet_jobs_submitted_total, finished: mm.fleet_jobs_finished_total || 0};
+    }
+  }
   const prev = lastStats;
   if (stats) lastStats = {at: now, models: stats};
   const body = $('models-body');
@@ -225,7 +236,7 @@ async function refreshModels() {
     if (stats && prev && prev.models[m.name] && stats[m.name] && now > prev.at) {
       const dt = (now - prev.at) / 1000;
       const a = prev.models[m.name], b = stats[m.name];
-      const fin = (c) => (c.succeeded || 0) + (c.failed || 0) + (c.cancelled || 0);
+      const fin = (c) => c.finished ?? (c.succeeded || 0) + (c.failed || 0) + (c.cancelled || 0);
       subRate = Math.max(0, ((b.submitted || 0) - (a.submitted || 0)) / dt);
       finRate = Math.max(0, (fin(b) - fin(a)) / dt);
     }
@@ -245,8 +256,8 @@ async function refreshModels() {
       h('td', {className: 'num'}, fmtRate(finRate)),
       h('td', {title: m.description || undefined}, state.join(', ') || 'ok')));
   }
-  $('models-note').textContent = isAdmin ? '' :
-    'Rates need an admin key (the fleet-wide counters of /v1/stats).';
+  $('models-note').textContent = stats ? '' :
+    'Rates need an admin key (the counters of /v1/stats) or a gateway that serves /metrics.';
   fillModelSelects();
 }
 

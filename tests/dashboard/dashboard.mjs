@@ -213,6 +213,13 @@ try {
   await page.locator('#d-id').filter({hasText: xssJob}).waitFor({timeout: T});
   await page.locator('#d-webhook').filter({hasText: 'delivery: delivered'}).waitFor({timeout: T});
 
+  log("a tenant's page has the rates too, from the gateway's /metrics");
+  const ratesShown = () => {
+    const tr = document.querySelector('#models-body tr[data-model="sleep"]');
+    return tr && /^[0-9]/.test(tr.children[5].textContent) && /^[0-9]/.test(tr.children[6].textContent);
+  };
+  await page.waitForFunction(ratesShown, null, {timeout: T});
+
   log('a reload revalidates the files (304) and keeps the key');
   const revalidated = [];
   page.on('response', (r) => { if (r.status() === 304) revalidated.push(new URL(r.url()).pathname); });
@@ -231,10 +238,7 @@ try {
   await admin.getByLabel('Key', {exact: true}).fill(env('FLEET_ADMIN_KEY'));
   await admin.getByRole('button', {name: 'Use this key'}).click();
   await admin.locator('#who').filter({hasText: 'admin key'}).waitFor({timeout: T});
-  await admin.waitForFunction(() => {
-    const tr = document.querySelector('#models-body tr[data-model="sleep"]');
-    return tr && /^[0-9]/.test(tr.children[5].textContent) && /^[0-9]/.test(tr.children[6].textContent);
-  }, null, {timeout: T});
+  await admin.waitForFunction(ratesShown, null, {timeout: T});
 
   if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join('; ')}`);
   log('passed');
