@@ -141,7 +141,8 @@ async function whoAmI() {
     // GET /v1/jobs lists the key's own tenant's jobs, for an admin key too; an admin key
     // adds the fleet-wide counters (rates).
     $('who').textContent = st.tenant ? `tenant ${st.tenant.name} (its own jobs)` :
-      'admin key (fleet-wide counters; the jobs of its own tenant)';
+      apiKey ? 'admin key (fleet-wide counters; the jobs of its own tenant)' :
+        'no key needed (API keys are off: every job is one tenant\'s)';
     if (st.models) lastStats = {at: performance.now(), models: st.models};
     whoKnown = true;
     return true;
