@@ -31,8 +31,8 @@
 #define MAX_DUR_SERIES 64
 #define ROUTE_MAX 64
 
-static const double dur_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
-                                0.5,    1,     2.5,    5,     10,   30,    60,   120,  300};
+static const double dur_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                0.5,    1,     2.5,    5,     10,   30,    60,   120, 300};
 #define DUR_BOUNDS (sizeof dur_le / sizeof *dur_le)
 
 typedef struct req_series {
@@ -153,8 +153,7 @@ static void process_series(FILE *f) {
     for (size_t i = 0; i < nreqs; i++) {
         fputs("fleet_http_requests_total{route=\"", f);
         put_label(f, reqs[i].route);
-        fprintf(f, "\",method=\"%s\",code=\"%d\"} %llu\n", reqs[i].method, reqs[i].code,
-                reqs[i].n);
+        fprintf(f, "\",method=\"%s\",code=\"%d\"} %llu\n", reqs[i].method, reqs[i].code, reqs[i].n);
     }
     family(f, "fleet_http_request_duration_seconds", "histogram",
            "Time from a request's head to the end of its answer in this gateway process, by "
@@ -166,8 +165,8 @@ static void process_series(FILE *f) {
             cum += d->bucket[b];
             fputs("fleet_http_request_duration_seconds_bucket{route=\"", f);
             put_label(f, d->route);
-            if (b < DUR_BOUNDS) fprintf(f, "\",method=\"%s\",le=\"%g\"} %llu\n", d->method,
-                                        dur_le[b], cum);
+            if (b < DUR_BOUNDS)
+                fprintf(f, "\",method=\"%s\",le=\"%g\"} %llu\n", d->method, dur_le[b], cum);
             else fprintf(f, "\",method=\"%s\",le=\"+Inf\"} %llu\n", d->method, cum);
         }
         fputs("fleet_http_request_duration_seconds_sum{route=\"", f);
@@ -195,16 +194,16 @@ static void process_series(FILE *f) {
 typedef struct model_row {
     const char *name;
     long long queued, running, submitted;
-    long long finished[4]; /* succeeded, failed, cancelled, expired */
-    long long events[5];   /* retried, handed_back, reclaimed, dead_lettered, dlq_retried */
+    long long finished[4];       /* succeeded, failed, cancelled, expired */
+    long long events[5];         /* retried, handed_back, reclaimed, dead_lettered, dlq_retried */
     long long oldest_created_ms; /* -1: nothing waits */
     long busy, idle;
     const redisReply *hist; /* HGETALL of its metrics hash, or NULL */
 } model_row;
 
 static const char *const finished_names[4] = {"succeeded", "failed", "cancelled", "expired"};
-static const char *const event_names[5] = {"retried", "handed_back", "reclaimed",
-                                           "dead_lettered", "dlq_retried"};
+static const char *const event_names[5] = {"retried", "handed_back", "reclaimed", "dead_lettered",
+                                           "dlq_retried"};
 
 typedef struct model_table {
     model_row *rows;
@@ -391,8 +390,7 @@ static void fleet_series(FILE *f, const model_table *t, long long now_ms) {
     for (size_t i = 0; i < t->n; i++)
         worker_histogram(f, "fleet_job_run_seconds", "run", &t->rows[i]);
     family(f, "fleet_batch_size", "histogram", "Jobs per batch the model's workers ran.");
-    for (size_t i = 0; i < t->n; i++)
-        worker_histogram(f, "fleet_batch_size", "batch", &t->rows[i]);
+    for (size_t i = 0; i < t->n; i++) worker_histogram(f, "fleet_batch_size", "batch", &t->rows[i]);
 }
 
 /* ------------------------------------------------------------ the scrape ------------ */

@@ -48,16 +48,15 @@ static long long redis_ms(tl_fleet *f) {
 
 TL_TEST(queue_depth_counts_stream_wait_lists_and_delayed_retries) {
     /* Retries wait ten minutes: they stay in the delayed set for the whole case. */
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
-        .gateway_env = {GW_ENV},
-        .worker_env = {"FLEET_RETRY_BASE_MS=600000", "FLEET_RETRY_MAX_MS=600000",
-                       "FLEET_READY_TARGET=2"}});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {GW_ENV},
+                                                  .worker_env = {"FLEET_RETRY_BASE_MS=600000",
+                                                                 "FLEET_RETRY_MAX_MS=600000",
+                                                                 "FLEET_READY_TARGET=2"}});
     const char *retry_input = "{\"ms\": 1, \"fail\": \"GPU busy\", \"retryable\": true}";
     const char *retried = tl_job_submit(f, "sleep", retry_input);
     tl_job_submit(f, "sleep", retry_input);
     tl_proc *w = tl_fleet_add_worker(f, "sleep");
-    ASSERT_EVENTUALLY(tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix) == 2,
-                      TL_WAIT_MS);
+    ASSERT_EVENTUALLY(tl_redis_int(f->rc, "ZCARD {%s}:delayed:sleep", f->prefix) == 2, TL_WAIT_MS);
     tl_proc_stop(w, 10000);
 
     /* With no worker, two jobs go onto the stream (the ready target), three wait. */
@@ -152,15 +151,13 @@ TL_TEST(counters_histograms_and_workers_after_jobs_run) {
     ASSERT_EQ_INT(sample(text, "fleet_jobs_submitted_total{model=\"sleep\"}"), 6);
     ASSERT_EQ_INT(sample(text, "fleet_jobs_finished_total{model=\"sleep\",status=\"succeeded\"}"),
                   5);
-    ASSERT_EQ_INT(sample(text, "fleet_jobs_finished_total{model=\"sleep\",status=\"failed\"}"),
-                  1);
+    ASSERT_EQ_INT(sample(text, "fleet_jobs_finished_total{model=\"sleep\",status=\"failed\"}"), 1);
     ASSERT_EQ_INT(sample(text, "fleet_jobs_finished_total{model=\"sleep\",status=\"cancelled\"}"),
                   0);
     ASSERT_EQ_INT(sample(text, "fleet_queue_depth{model=\"sleep\"}"), 0);
 
     /* The worker reports its histograms within a few seconds (WK_METRICS_FLUSH_MS). */
-    ASSERT_EVENTUALLY(model_sample(f, "sleep", "fleet_job_run_seconds_count", "") == 6,
-                      TL_WAIT_MS);
+    ASSERT_EVENTUALLY(model_sample(f, "sleep", "fleet_job_run_seconds_count", "") == 6, TL_WAIT_MS);
     text = scrape(f);
     ASSERT_EQ_INT(sample(text, "fleet_job_run_seconds_bucket{model=\"sleep\",le=\"+Inf\"}"), 6);
     ASSERT_EQ_INT(sample(text, "fleet_job_wait_seconds_count{model=\"sleep\"}"), 6);
@@ -188,8 +185,7 @@ TL_TEST(counters_histograms_and_workers_after_jobs_run) {
     /* More jobs add to the same histogram. */
     const char *more = tl_job_submit(f, "sleep", "{\"ms\": 1}");
     tl_job_wait_status(f, more, "succeeded", TL_WAIT_MS);
-    ASSERT_EVENTUALLY(model_sample(f, "sleep", "fleet_job_run_seconds_count", "") == 7,
-                      TL_WAIT_MS);
+    ASSERT_EVENTUALLY(model_sample(f, "sleep", "fleet_job_run_seconds_count", "") == 7, TL_WAIT_MS);
 }
 
 TL_TEST(a_busy_worker_counts_as_busy) {
@@ -310,9 +306,9 @@ TL_TEST(webhook_deliveries_counted_by_outcome) {
                                    tl_receiver_url(rx, "/hook")));
     ASSERT_HTTP_STATUS(r, 202);
     ASSERT_TRUE(tl_receiver_wait_count(rx, 2, TL_WAIT_MS));
-    ASSERT_EVENTUALLY(
-        sample(scrape(f), "fleet_webhook_deliveries_total{outcome=\"delivered\"}") == 1,
-        TL_WAIT_MS);
+    ASSERT_EVENTUALLY(sample(scrape(f), "fleet_webhook_deliveries_total{outcome=\"delivered\"}") ==
+                          1,
+                      TL_WAIT_MS);
     const char *text = scrape(f);
     ASSERT_EQ_INT(sample(text, "fleet_webhook_deliveries_total{outcome=\"retry\"}"), 1);
     ASSERT_EQ_INT(sample(text, "fleet_webhook_deliveries_total{outcome=\"failed\"}"), 0);
@@ -352,7 +348,8 @@ TL_TEST(no_key_needed_and_no_tenant_or_secret_shown) {
     ASSERT_TRUE(tl_receiver_wait_count(rx, 1, TL_WAIT_MS));
     /* The API wants a key; /metrics does not, and shows the job counted. */
     ASSERT_HTTP_STATUS(tl_get(f, "/v1/stats"), 401);
-    ASSERT_EVENTUALLY(model_sample(f, "echo", "fleet_jobs_finished_total", "status=\"succeeded\"") == 1,
+    ASSERT_EVENTUALLY(model_sample(f, "echo", "fleet_jobs_finished_total",
+                                   "status=\"succeeded\"") == 1,
                       TL_WAIT_MS);
     const char *text = scrape(f);
     ASSERT_NULL(strstr(text, "acme"));
@@ -398,11 +395,11 @@ TL_TEST(promtool_accepts_the_text) {
     fputs(scrape(f), out);
     fclose(out);
     tl_cmd_result r = tl_run_cmd("promtool", "/bin/sh",
-                                 TL_ARGS("sh", "-c", tl_printf("promtool check metrics < %s", path)),
+                                 TL_ARGS("sh", "-c",
+                                         tl_printf("promtool check metrics < %s", path)),
                                  NULL, 30000);
     if (r.exit_code != 0 || *r.out || *r.err)
-        FAILF("promtool check metrics: exit %d\nstdout: %s\nstderr: %s", r.exit_code, r.out,
-              r.err);
+        FAILF("promtool check metrics: exit %d\nstdout: %s\nstderr: %s", r.exit_code, r.out, r.err);
 }
 
 int main(int argc, char **argv) {
