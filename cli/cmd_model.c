@@ -45,7 +45,7 @@ static const fleet_option model_opts[] = {
 static redisReply *read_models(redisContext *c, const fleet_keys *k, const redisReply **workers,
                                const redisReply **stats, const redisReply **records) {
     fleet_cmd cmd;
-    fleet_state_models(k, &cmd);
+    fleet_state_models(k, true, &cmd);
     redisReply *r = ctl_redis_script(c, &cmd);
     if (!r) return NULL;
     if (r->type == REDIS_REPLY_ERROR) {

@@ -197,7 +197,7 @@ void gw_info_models(gw_req *r) {
         return;
     }
     c->r = r;
-    fleet_state_models(&r->g->keys, &c->cmd);
+    fleet_state_models(&r->g->keys, true, &c->cmd);
     if (gw_redis_script(r->g->redis, &c->cmd, on_models, c) < 0) {
         free(c);
         gw_reply_redis_error(r, "send", NULL);

@@ -183,7 +183,7 @@ void gw_models_refresh(gw_models *m) {
         m->again = true;
         return;
     }
-    fleet_state_models(&m->g->keys, &m->cmd);
+    fleet_state_models(&m->g->keys, false, &m->cmd);
     if (gw_redis_script(m->g->redis, &m->cmd, on_read, m) < 0) {
         arm(m); /* not ready: before the first read, the timer tries again */
         return;

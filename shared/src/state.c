@@ -726,12 +726,13 @@ int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const c
     return 0;
 }
 
-void fleet_state_models(const fleet_keys *k, fleet_cmd *c) {
+void fleet_state_models(const fleet_keys *k, bool with_stats, fleet_cmd *c) {
     cmd_start(c, FLEET_SCRIPT_MODELS, 3);
     cmd_key(c, fleet_key_workers(k));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_models(k));
     cmd_key(c, fleet_key_worker_prefix(k));
+    cmd_str(c, with_stats ? "1" : "0");
 }
 
 int fleet_state_models_reply(const redisReply *r, const redisReply **workers,

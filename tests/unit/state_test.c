@@ -249,7 +249,7 @@ static size_t build_list(size_t n, fleet_cmd *c) {
 }
 
 static size_t build_models(size_t n, fleet_cmd *c) {
-    fleet_state_models(&keys, c);
+    fleet_state_models(&keys, true, c);
     return n;
 }
 

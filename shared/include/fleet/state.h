@@ -458,10 +458,10 @@ int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const c
 
 /* The registered models, live workers and the per-model counters, for GET /v1/models and
  * the gateway's list of the models it accepts (gateway/models.c). */
-void fleet_state_models(const fleet_keys *k, fleet_cmd *c);
+void fleet_state_models(const fleet_keys *k, bool with_stats, fleet_cmd *c);
 /* *workers: array of [name, model, backend, max_batch, busy] arrays of live workers
  * (their heartbeat hash has not expired), every element a string; *stats: HGETALL of the
- * stats hash; *models: HGETALL of the models hash (model, record JSON, ...). Returns 0,
+ * stats hash (empty without with_stats: the gateway's copy of the models needs none); *models: HGETALL of the models hash (model, record JSON, ...). Returns 0,
  * or -1 for any other shape. */
 int fleet_state_models_reply(const redisReply *r, const redisReply **workers,
                              const redisReply **stats, const redisReply **models);
