@@ -461,8 +461,9 @@ int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const c
 void fleet_state_models(const fleet_keys *k, bool with_stats, fleet_cmd *c);
 /* *workers: array of [name, model, backend, max_batch, busy] arrays of live workers
  * (their heartbeat hash has not expired), every element a string; *stats: HGETALL of the
- * stats hash (empty without with_stats: the gateway's copy of the models needs none); *models: HGETALL of the models hash (model, record JSON, ...). Returns 0,
- * or -1 for any other shape. */
+ * stats hash (empty without with_stats: the gateway's copy of the models needs none);
+ * *models: HGETALL of the models hash (model, record JSON, ...). Returns 0, or -1 for any
+ * other shape. */
 int fleet_state_models_reply(const redisReply *r, const redisReply **workers,
                              const redisReply **stats, const redisReply **models);
 
