@@ -30,8 +30,8 @@ static bool opt_force;
 
 static const fleet_option model_opts[] = {
     {"description", NULL, FLEET_OPT_STR, "",
-     "model add: a line saying what the model is (at most 256 bytes of UTF-8)",
-     &opt_description, 0, 0},
+     "model add: a line saying what the model is (at most 256 bytes of UTF-8)", &opt_description, 0,
+     0},
     {"force", NULL, FLEET_OPT_BOOL, "false",
      "model remove: remove it although jobs are queued or running for it, or a live worker "
      "serves it",
@@ -188,8 +188,7 @@ static json_t *model_list(const redisReply *workers, const redisReply *stats,
     return list;
 }
 
-static int model_list_cmd(redisContext *c, const fleet_keys *k, const ctl_globals *g,
-                          char **argv) {
+static int model_list_cmd(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
     (void)argv;
     const redisReply *workers, *stats, *records;
     redisReply *r = read_models(c, k, &workers, &stats, &records);
@@ -226,8 +225,7 @@ static int model_list_cmd(redisContext *c, const fleet_keys *k, const ctl_global
 
 /* ------------------------------------------------------------------ remove -------------- */
 
-static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals *g,
-                        char **argv) {
+static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
     const char *name = argv[0];
     const redisReply *workers, *stats, *records;
     redisReply *r = read_models(c, k, &workers, &stats, &records);
@@ -267,8 +265,8 @@ static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals 
     } else {
         printf("removed model %s: gateways without FLEET_MODELS refuse new jobs for it", name);
         if (live > 0)
-            printf(" once its %ld live worker%s stop%s (a worker's start registers it again)",
-                   live, live == 1 ? "" : "s", live == 1 ? "s" : "");
+            printf(" once its %ld live worker%s stop%s (a worker's start registers it again)", live,
+                   live == 1 ? "" : "s", live == 1 ? "s" : "");
         printf("\n");
         if (queued > 0)
             printf("its %lld queued job%s stay%s queued until a worker of the model takes "
@@ -284,13 +282,13 @@ static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals 
 typedef int (*model_fn)(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv);
 
 /* X(name, function, arguments, takes a model name, summary) */
-#define MODEL_SUBCOMMANDS(X)                                                                   \
-    X("add", model_add, "NAME [--description TEXT]", 1,                                        \
-      "register a model: gateways accept jobs for it with no worker running (they queue)")     \
-    X("list", model_list_cmd, "", 0,                                                           \
-      "the registered models (and those only live workers serve): workers, queued, running")   \
-    X("remove", model_remove, "NAME [--force]", 1,                                             \
-      "unregister a model; refused while jobs are queued or running for it or a worker "      \
+#define MODEL_SUBCOMMANDS(X)                                                                 \
+    X("add", model_add, "NAME [--description TEXT]", 1,                                      \
+      "register a model: gateways accept jobs for it with no worker running (they queue)")   \
+    X("list", model_list_cmd, "", 0,                                                         \
+      "the registered models (and those only live workers serve): workers, queued, running") \
+    X("remove", model_remove, "NAME [--force]", 1,                                           \
+      "unregister a model; refused while jobs are queued or running for it or a worker "     \
       "serves it, unless --force")
 
 #define AS_HELP(n, f, a, named, s) {n, a, s},
@@ -326,8 +324,8 @@ static const model_sub *check_args(const char *sub, int argc, char **argv) {
         return NULL;
     }
     if (s->named && !fleet_model_name_valid(argv[0])) {
-        ctl_usage_error("model", line, "'%.80s' is not a model name (1-64 characters of a-z 0-9 _ -)",
-                        argv[0]);
+        ctl_usage_error("model", line,
+                        "'%.80s' is not a model name (1-64 characters of a-z 0-9 _ -)", argv[0]);
         return NULL;
     }
     if (opt_description[0] && s->run != model_add) {

@@ -17,7 +17,7 @@ struct gw_events {
     gw_redis_link *link; /* its own connection: a subscribed one takes no other command */
     char channel[FLEET_KEY_MAX];
     gw_waiter *buckets[BUCKETS];
-    gw_waiter *any; /* waiters of every event */
+    gw_waiter *any;       /* waiters of every event */
     gw_wake_cb on_models; /* a model's record changed (models.h), and on every subscribe */
     void *on_models_arg;
 };

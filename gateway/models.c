@@ -20,8 +20,8 @@ struct gw_models {
     json_t *names;      /* every name of the three: name -> true */
     bool loaded;
     bool reading, again;
-    long long read_ms; /* monotonic ms when the last read was sent (0: never) */
-    fleet_cmd cmd;     /* the read in flight */
+    long long read_ms;   /* monotonic ms when the last read was sent (0: never) */
+    fleet_cmd cmd;       /* the read in flight */
     struct event *timer; /* until the first read came back */
 };
 

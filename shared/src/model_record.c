@@ -3,8 +3,7 @@
 
 #include <jansson.h>
 
-char *fleet_model_record(long long created_ms, const char *registered_by,
-                         const char *description) {
+char *fleet_model_record(long long created_ms, const char *registered_by, const char *description) {
     json_t *o = json_pack("{s:I, s:s}", "created_ms", (json_int_t)created_ms, "registered_by",
                           registered_by ? registered_by : "");
     if (!o) return NULL;

@@ -23,8 +23,7 @@ static tl_cmd_result fleetctl(tl_fleet *f, const char *const *args) {
 }
 
 static tl_resp *submit(tl_fleet *f, const char *model) {
-    return tl_post(f, "/v1/jobs",
-                   tl_printf("{\"model\":\"%s\",\"input\":{\"ms\":1}}", model));
+    return tl_post(f, "/v1/jobs", tl_printf("{\"model\":\"%s\",\"input\":{\"ms\":1}}", model));
 }
 
 /* The model's entry of GET /v1/models, or NULL when it is not listed. */
@@ -55,7 +54,8 @@ static void assert_no_worker_note(const tl_resp *r, const char *model) {
     ASSERT_HTTP_STATUS(r, 202);
     ASSERT_EQ_STR(tl_resp_header(r, "Fleet-No-Worker"), "true");
     ASSERT_TRUE(json_is_true(json_object_get(r->json, "no_worker")));
-    ASSERT_STR_CONTAINS(tl_jstr(r->json, "notice"), tl_printf("no worker serves model '%s'", model));
+    ASSERT_STR_CONTAINS(tl_jstr(r->json, "notice"),
+                        tl_printf("no worker serves model '%s'", model));
 }
 
 /* ------------------------------------------------------------ cases ----------------- */
@@ -159,8 +159,8 @@ TL_TEST(remove_refuses_while_jobs_wait_unless_forced) {
     tl_fleet *f = start_unlisted();
     tl_cmd_result a = fleetctl(f, ARGS("model", "add", "llm"));
     tl_expect_exit(&a, 0);
-    ASSERT_EVENTUALLY(is_accepted(f, "llm"), TL_WAIT_MS); /* one job queued */
-    const char *id = tl_jstr(submit(f, "llm")->json, "id");  /* and a second */
+    ASSERT_EVENTUALLY(is_accepted(f, "llm"), TL_WAIT_MS);   /* one job queued */
+    const char *id = tl_jstr(submit(f, "llm")->json, "id"); /* and a second */
 
     tl_cmd_result ls = fleetctl(f, ARGS("--json", "model", "list"));
     tl_expect_exit(&ls, 0);

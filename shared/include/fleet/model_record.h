@@ -17,7 +17,6 @@
 
 /* The record's text (compact JSON), malloc'd; NULL when out of memory. description may be
  * NULL or "" (then left out). */
-char *fleet_model_record(long long created_ms, const char *registered_by,
-                         const char *description);
+char *fleet_model_record(long long created_ms, const char *registered_by, const char *description);
 
 #endif
