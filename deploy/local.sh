@@ -14,6 +14,7 @@
 #   FLEET_LOCAL_REDIS_PORT   port of the local Redis    (default 6379, or the next free
 #                            one if another Redis holds 6379; remembered in .fleet-local)
 #   FLEET_PREFIX             key prefix                 (passed through when set)
+#   FLEET_LOCAL_STATE        where the state lives      (default .fleet-local)
 #   FLEET_EMBED_MODEL        a sentence-transformers model directory (all-MiniLM-L6-v2;
 #                            docs/models.md says how to get it): also start an embed
 #                            worker on it (--backend auto: the GPU when there is one)
@@ -22,7 +23,7 @@ SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]
 cd "$(dirname "$SELF")/.."
 ROOT=$(pwd)
 
-STATE="$ROOT/.fleet-local"
+STATE="${FLEET_LOCAL_STATE:-$ROOT/.fleet-local}"
 LOGS="$STATE/logs"
 RUN="$STATE/run"
 REDIS_DIR="$STATE/redis"
@@ -75,35 +76,77 @@ pid_matches() {
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$bin"
 }
 
-# stop_pidfile FILE BINARY: SIGTERM, up to 15 s for a graceful exit, then SIGKILL.
-stop_pidfile() {
-  local file=$1 bin=$2 pid i
-  [[ -f "$file" ]] || return 0
-  pid=$(cat "$file" 2>/dev/null || true)
-  if pid_matches "$pid" "$bin"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
+# STOP_MARGIN_S: what a process may take past its drain timeout to exit: a worker hands
+# back the jobs still running (a script call each) and closes; a gateway closes its
+# connections.
+STOP_MARGIN_S=10
+
+# drain_timeout PID BINARY: the seconds the process may drain on SIGTERM (a worker finishes
+# its batch, a gateway its requests): its --drain-timeout option, else the
+# FLEET_DRAIN_TIMEOUT it was started with, else the binary's default as its --help says
+# (fleet-worker 25, fleet-gateway 10 when there is no binary to ask).
+drain_timeout() {
+  local pid=$1 bin=$2 v=""
+  v=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null |
+    sed -n -e '/^--drain-timeout$/{n;p;q;}' -e 's/^--drain-timeout=//p' | head -n 1) || true
+  [[ "$v" =~ ^[0-9]+$ ]] ||
+    v=$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | sed -n 's/^FLEET_DRAIN_TIMEOUT=//p' |
+      head -n 1) || true
+  [[ "$v" =~ ^[0-9]+$ ]] ||
+    v=$("$ROOT/build/bin/$bin" --help 2>/dev/null |
+      sed -n 's/^ *--drain-timeout .*default: \([0-9][0-9]*\).*/\1/p' | head -n 1) || true
+  if ! [[ "$v" =~ ^[0-9]+$ ]]; then
+    if [[ "$bin" == fleet-worker ]]; then v=25; else v=10; fi
+  fi
+  echo "$v"
+}
+
+# stop_pidfiles FILE:BINARY...: SIGTERM to each process at once (they drain side by side),
+# then, for each, as long as its drain timeout plus STOP_MARGIN_S for a graceful exit (a
+# worker finishes its jobs or hands them back, so none stays `running` on a dead worker
+# until its lease ends), then SIGKILL. A pidfile whose pid runs something else is only
+# removed.
+stop_pidfiles() {
+  local spec file bin pid grace i
+  local -a files=() bins=() pids=() deadlines=()
+  for spec in "$@"; do
+    file=${spec%%:*}
+    bin=${spec#*:}
+    [[ -f "$file" ]] || continue
+    pid=$(cat "$file" 2>/dev/null || true)
+    if pid_matches "$pid" "$bin"; then
+      grace=$(($(drain_timeout "$pid" "$bin") + STOP_MARGIN_S))
+      kill -TERM "$pid" 2>/dev/null || true
+      files+=("$file") bins+=("$bin") pids+=("$pid") deadlines+=($((SECONDS + grace)))
+      say "stopping $(basename "$file" .pid) (pid $pid): waiting up to $grace s for its drain"
+    else
+      rm -f "$file"
+    fi
+  done
+  for i in "${!pids[@]}"; do
+    pid=${pids[$i]}
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadlines[i])); do sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
-      say "$bin (pid $pid) ignored SIGTERM for 15 s; killing it"
+      say "${bins[$i]} (pid $pid) did not exit within its drain timeout + $STOP_MARGIN_S s of SIGTERM; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
-    say "stopped $(basename "$file" .pid) (pid $pid)"
-  fi
-  rm -f "$file"
+    say "stopped $(basename "${files[$i]}" .pid) (pid $pid)"
+    rm -f "${files[$i]}"
+  done
 }
 
 stop_fleet() {
   local entry name bin
-  # workers first, so that they hand their jobs back while Redis still runs
-  for ((i = ${#STOP_PROCS[@]} - 1; i >= 0; i--)); do
-    entry=${STOP_PROCS[$i]}
+  local -a workers=()
+  # workers first, so that they hand their jobs back while Redis and the gateway still
+  # run (a worker's drain ends with its handbacks); then the gateway
+  for entry in "${STOP_PROCS[@]}"; do
     name=${entry%%:*}
     bin=$(cut -d: -f2 <<<"$entry")
-    stop_pidfile "$RUN/$name.pid" "$bin"
+    [[ "$bin" == fleet-worker ]] && workers+=("$RUN/$name.pid:$bin")
   done
+  stop_pidfiles "${workers[@]}"
+  stop_pidfiles "$RUN/gateway.pid:fleet-gateway"
 }
 
 redis_answers() { redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }

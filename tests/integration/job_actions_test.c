@@ -7,8 +7,8 @@
 
 #include "testlib.h"
 
-static const char *const states[] = {"queued",    "running", "succeeded",
-                                     "failed",    "cancelled", "expired"};
+static const char *const states[] = {"queued", "running",   "succeeded",
+                                     "failed", "cancelled", "expired"};
 
 /* submitted = queued + running + succeeded + failed + cancelled + expired (docs/redis.md). */
 static void assert_counters_balance(tl_fleet *f, const char *model) {
@@ -68,8 +68,9 @@ TL_TEST(retry_of_a_dead_lettered_job_clears_what_its_runs_left) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
                                                   .gateway_env = {"FLEET_MAX_ATTEMPTS=2"},
                                                   .worker_env = {"FLEET_RETRY_BASE_MS=50"}});
-    const char *id = tl_job_submit(
-        f, "sleep", "{\"ms\": 40, \"steps\": 4, \"fail\": \"GPU busy\", \"retryable\": true}");
+    const char *id =
+        tl_job_submit(f, "sleep",
+                      "{\"ms\": 40, \"steps\": 4, \"fail\": \"GPU busy\", \"retryable\": true}");
     json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_TRUE(json_is_true(tl_jget(job, "dead_lettered")));
     ASSERT_EQ_INT(tl_jint(job, "attempts"), 2);
@@ -173,6 +174,28 @@ TL_TEST(running_job_retry_is_409) {
     tl_job_wait_status(f, id, "cancelled", TL_WAIT_MS);
 }
 
+/* A failed job keeps the progress of the steps it finished; it never shows 100% (the sleep
+ * model fails in its last step instead of completing it), and a retry clears it. */
+TL_TEST(a_failed_job_keeps_its_last_real_progress) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
+                                                  .worker_env = {"FLEET_PROGRESS_INTERVAL_MS=0"}});
+    const char *id = tl_job_submit(f, "sleep",
+                                   "{\"ms\": 90, \"steps\": 3, \"fail\": \"bad page 3\"}");
+    json_t *job = tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
+    ASSERT_EQ_STR(tl_jstr(job, "error"), "bad page 3");
+    ASSERT_EQ_STR(tl_jstr(job, "progress.message"), "step 2 of 3");
+    double pct = json_number_value(tl_jget(job, "progress.percent"));
+    ASSERT_TRUE(pct > 66 && pct < 67);
+    /* One step that fails: no progress at all. */
+    const char *one = tl_job_submit(f, "sleep", "{\"ms\": 5, \"fail\": \"bad page 1\"}");
+    job = tl_job_wait_status(f, one, "failed", TL_WAIT_MS);
+    ASSERT_NULL(tl_jget(job, "progress"));
+    /* A job that succeeds still reports its last step. */
+    const char *ok = tl_job_submit(f, "sleep", "{\"ms\": 5, \"steps\": 2}");
+    job = tl_job_wait_status(f, ok, "succeeded", TL_WAIT_MS);
+    ASSERT_EQ_STR(tl_jstr(job, "progress.message"), "step 2 of 2");
+}
+
 /* ------------------------------------------------------------ purge ----------------- */
 
 TL_TEST(purge_deletes_a_finished_job_and_its_result) {
@@ -212,8 +235,8 @@ TL_TEST(purge_deletes_a_finished_job_and_its_result) {
 TL_TEST(purge_of_a_dead_lettered_job_takes_it_off_the_dead_letter_stream) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"},
                                                   .gateway_env = {"FLEET_MAX_ATTEMPTS=1"}});
-    const char *id =
-        tl_job_submit(f, "sleep", "{\"ms\": 5, \"fail\": \"GPU busy\", \"retryable\": true}");
+    const char *id = tl_job_submit(f, "sleep",
+                                   "{\"ms\": 5, \"fail\": \"GPU busy\", \"retryable\": true}");
     tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
     ASSERT_EQ_INT(dlq_len(f), 1);
     ASSERT_HTTP_STATUS(tl_delete(f, tl_printf("/v1/jobs/%s?purge=true", id)), 200);
@@ -249,6 +272,7 @@ int main(int argc, char **argv) {
         TL_CASE(retry_queues_behind_the_tenants_backlog_as_a_submit_does),
         TL_CASE(retry_is_refused_unless_the_job_failed_or_was_cancelled),
         TL_CASE(running_job_retry_is_409),
+        TL_CASE(a_failed_job_keeps_its_last_real_progress),
         TL_CASE(purge_deletes_a_finished_job_and_its_result),
         TL_CASE(purge_of_a_dead_lettered_job_takes_it_off_the_dead_letter_stream),
         TL_CASE(purge_is_refused_for_a_queued_job_and_a_bad_value),

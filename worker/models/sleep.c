@@ -2,7 +2,9 @@
  * it waits, reports progress, and succeeds or fails as its input asks:
  *
  *   {"ms": 5000, "steps": 5}                 5 s in 5 steps, progress "step i of 5"
- *   {"ms": 100, "fail": "bad page 3"}         fails permanently with that message
+ *   {"ms": 100, "fail": "bad page 3"}         fails permanently with that message (in its
+ *                                            last step, which it does not report: a
+ *                                            failed job keeps its last real progress)
  *   {"ms": 100, "fail": "GPU busy", "retryable": true}   fails with a transient error
  *   {"ms": 100, "fail": "GPU busy", "retryable": true, "fail_attempts": 2}
  *                                            fails attempts 1 and 2, succeeds on the 3rd
@@ -217,13 +219,18 @@ static long step_due(const sleep_job *j, long s) {
     return (long)((long long)j->in.ms * s / j->in.steps);
 }
 
+/* Whether this attempt of the job is to fail (input "fail", within "fail_attempts"). */
+static bool fails_now(const fleet_model_job *mj, const sleep_job *j) {
+    return j->in.fail && (j->in.fail_attempts == 0 || mj->attempt <= j->in.fail_attempts);
+}
+
 static void finish_one(fleet_model_job *mj, const sleep_job *j) {
     if (j->in.crash) {
         fprintf(stderr, "sleep model: input asked for a crash; killing this worker process\n");
         fflush(stderr);
         kill(getpid(), SIGKILL);
     }
-    if (j->in.fail && (j->in.fail_attempts == 0 || mj->attempt <= j->in.fail_attempts)) {
+    if (fails_now(mj, j)) {
         fleet_model_job_fail(mj, j->in.retryable, "%s", j->in.fail_msg);
         return;
     }
@@ -285,6 +292,13 @@ static void sleep_run_batch(void *state, fleet_model_job *jobs, size_t n,
             /* Report every step that is due; several at once when steps are shorter than
              * a slice (the worker's rate limit keeps Redis writes bounded). */
             while (j->active && j->next_step <= j->in.steps && step_due(j, j->next_step) <= now) {
+                /* A job that fails fails in its last step instead of completing it: it
+                 * keeps the progress of the steps it did finish (none for one step), as a
+                 * real model's failed job does, never 100%. */
+                if (j->next_step == j->in.steps && fails_now(&jobs[i], j)) {
+                    j->next_step++;
+                    break;
+                }
                 char msg[64];
                 long s = j->next_step++;
                 snprintf(msg, sizeof msg, "step %ld of %ld", s, j->in.steps);
