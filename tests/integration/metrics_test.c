@@ -188,6 +188,31 @@ TL_TEST(counters_histograms_and_workers_after_jobs_run) {
     ASSERT_EVENTUALLY(model_sample(f, "sleep", "fleet_job_run_seconds_count", "") == 7, TL_WAIT_MS);
 }
 
+/* How many EXECs Redis refused (the worker's metrics reports are its only transactions). */
+static long long refused_execs(tl_fleet *f) {
+    redisReply *r = tl_redis_cmd(f->rc, "INFO commandstats");
+    const char *p = strstr(r->str, "cmdstat_exec:");
+    const char *q = p ? strstr(p, "failed_calls=") : NULL;
+    return q ? atoll(q + strlen("failed_calls=")) : 0;
+}
+
+TL_TEST(a_report_refused_by_a_full_redis_is_sent_later) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}, .gateway_env = {GW_ENV}});
+    const char *ids[3];
+    for (int i = 0; i < 3; i++) ids[i] = tl_job_submit(f, "sleep", "{\"ms\": 1500}");
+    for (int i = 0; i < 3; i++) tl_job_wait_status(f, ids[i], "running", TL_WAIT_MS);
+    /* Full while the batch runs: its finish and the worker's report are refused. */
+    tl_redis_cmd(f->rc, "CONFIG SET maxmemory 1");
+    ASSERT_EVENTUALLY(refused_execs(f) >= 1, TL_WAIT_MS);
+    tl_redis_cmd(f->rc, "CONFIG SET maxmemory 0");
+    for (int i = 0; i < 3; i++) tl_job_wait_status(f, ids[i], "succeeded", TL_WAIT_MS);
+    /* The counts were kept and sent once Redis had room: each job counted once. */
+    ASSERT_EVENTUALLY(model_sample(f, "sleep", "fleet_job_run_seconds_count", "") == 3, TL_WAIT_MS);
+    const char *text = scrape(f);
+    ASSERT_EQ_INT(sample(text, "fleet_job_wait_seconds_count{model=\"sleep\"}"), 3);
+    ASSERT_EQ_INT(sample(text, "fleet_batch_size_sum{model=\"sleep\"}"), 3);
+}
+
 TL_TEST(a_busy_worker_counts_as_busy) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_MODELS=sleep"}});
     tl_fleet_add_worker(f, "sleep");
@@ -407,6 +432,7 @@ int main(int argc, char **argv) {
         TL_CASE(queue_depth_counts_stream_wait_lists_and_delayed_retries),
         TL_CASE(queue_depth_and_age_fall_to_zero_once_drained),
         TL_CASE(counters_histograms_and_workers_after_jobs_run),
+        TL_CASE(a_report_refused_by_a_full_redis_is_sent_later),
         TL_CASE(a_busy_worker_counts_as_busy),
         TL_CASE(two_gateways_give_the_same_fleet_wide_series),
         TL_CASE(http_requests_counted_by_route_template),
