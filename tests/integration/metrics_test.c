@@ -1,7 +1,9 @@
 /* metrics_test.c: GET /metrics (docs/metrics.md): the queue depth counts every place a job
- * waits (stream, wait lists, delayed retries), the oldest age, the job counters, the
- * histograms workers report through Redis, workers busy and idle, the per-process HTTP and
- * webhook series, the same fleet-wide series from two gateways, and promtool's check. */
+ * waits (stream, wait lists, delayed retries), the oldest age looks at the front of each,
+ * the job counters, the histograms workers report through Redis (also across a full
+ * Redis), workers busy and idle, the per-process HTTP and webhook series, the same
+ * fleet-wide series from two gateways, Redis down, no key needed and no tenant or secret
+ * shown, and promtool's check. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
