@@ -21,8 +21,9 @@ struct gw_models {
     bool loaded;
     bool reading, again;
     long long read_ms;   /* monotonic ms when the last read was sent (0: never) */
+    long retry_ms;       /* the wait before trying a failed read again (backs off) */
     fleet_cmd cmd;       /* the read in flight */
-    struct event *timer; /* until the first read came back */
+    struct event *timer; /* a failed read's retry */
 };
 
 static long long mono_ms(void) {
@@ -150,11 +151,14 @@ void gw_models_note(gw_req *r, const char *name, json_t *body) {
 
 /* ------------------------------------------------------------ reading --------------- */
 
-/* Until the first read came back, the timer tries again; after it, reads are made by
- * wake-ups and requests only. */
-static void arm(gw_models *m) {
-    if (m->loaded) return;
-    struct timeval tv = {GW_MODELS_RETRY_MS / 1000, (GW_MODELS_RETRY_MS % 1000) * 1000};
+/* A read that could not be sent (Redis not ready) or got no usable answer is tried again
+ * after retry_ms, from GW_MODELS_RETRY_MS doubling up to GW_MODELS_REFRESH_MS: before the
+ * first read the gateway is not ready, and after it a wake-up said that something changed.
+ * No timer runs while reads succeed: reads are made by wake-ups and requests only. */
+static void retry_later(gw_models *m) {
+    long ms = m->retry_ms;
+    m->retry_ms = ms * 2 > GW_MODELS_REFRESH_MS ? GW_MODELS_REFRESH_MS : ms * 2;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(m->timer, &tv);
 }
 
@@ -162,20 +166,22 @@ static void on_read(redisReply *rep, void *arg) {
     gw_models *m = arg;
     m->reading = false;
     const redisReply *workers, *stats, *records;
-    if (rep && fleet_state_models_reply(rep, &workers, &stats, &records) == 0) {
-        gw_models_update(m, workers, records);
-    } else if (rep) {
-        /* An answer of another shape: keep what we had; the next tick asks again. */
-        fleet_log(FLEET_LOG_WARN, "models: unexpected answer to the models script", "reply",
-                  rep->type == REDIS_REPLY_ERROR ? rep->str : "not the models reply", NULL);
-    }
-    /* No reply: Redis went (or the gateway is stopping); the resubscribe reads again. */
-    if (rep && m->again) {
-        m->again = false;
-        gw_models_refresh(m);
+    if (!rep || fleet_state_models_reply(rep, &workers, &stats, &records) < 0) {
+        /* Keep what we had. No reply: Redis went (or the gateway is stopping: the timer
+         * is freed before it could fire). Another answer: logged once per run of them. */
+        if (rep && m->retry_ms == GW_MODELS_RETRY_MS)
+            fleet_log(FLEET_LOG_WARN,
+                      "models: unexpected answer to the models script; trying again", "reply",
+                      rep->type == REDIS_REPLY_ERROR ? rep->str : "not the models reply", NULL);
+        retry_later(m);
         return;
     }
-    arm(m);
+    gw_models_update(m, workers, records);
+    m->retry_ms = GW_MODELS_RETRY_MS;
+    if (m->again) {
+        m->again = false;
+        gw_models_refresh(m);
+    }
 }
 
 void gw_models_refresh(gw_models *m) {
@@ -185,7 +191,7 @@ void gw_models_refresh(gw_models *m) {
     }
     fleet_state_models(&m->g->keys, false, &m->cmd);
     if (gw_redis_script(m->g->redis, &m->cmd, on_read, m) < 0) {
-        arm(m); /* not ready: before the first read, the timer tries again */
+        retry_later(m); /* Redis not ready */
         return;
     }
     m->reading = true;
@@ -235,7 +241,8 @@ gw_models *gw_models_new(gw *g, const char *allowlist, char *err, size_t errlen)
         if (*p == ',') p++;
     }
     rebuild_names(m);
-    arm(m); /* the first read, once Redis is ready */
+    m->retry_ms = GW_MODELS_RETRY_MS;
+    retry_later(m); /* the first read, once Redis is ready */
     return m;
 oom:
     snprintf(err, errlen, "out of memory");

@@ -6,8 +6,7 @@
  * runs and jobs queue for it (scale from zero). The gateway keeps a copy of the registered
  * names and of the models live workers serve, read with the models script (state.h):
  *
- *   - at start: /readyz answers 503 until the first read came back (tried again every
- *     GW_MODELS_RETRY_MS until then);
+ *   - at start: /readyz answers 503 until the first read came back;
  *   - at once when a line "models <name>" arrives on the events channel (events.h: a
  *     record was added or removed), and after every resubscribe (a message lost while
  *     the subscription was down);
@@ -17,8 +16,9 @@
  *     registers its model only in its heartbeat hash (docs/protocol.md). The submit itself
  *     is answered from the copy it found; the read serves the next ones;
  *   - whenever GET /v1/models reads the same script (info.c).
- * An idle gateway thus reads nothing (idle_test): no timer polls Redis once the first
- * read came back.
+ * A read that cannot be sent (Redis not ready) or gets no usable answer is tried again
+ * after GW_MODELS_RETRY_MS, doubling up to GW_MODELS_REFRESH_MS, until one succeeds. An
+ * idle gateway thus reads nothing once a read succeeded (idle_test): no timer polls Redis.
  *
  * Which models are accepted: with FLEET_MODELS set (an allowlist), exactly those, registered
  * or not; unset (""), every registered model and every model a live worker serves. Any
@@ -38,7 +38,7 @@
 
 #define GW_MODELS_REFRESH_MS 5000 /* a submit reads again after this long */
 #define GW_MODELS_MISS_MS 1000    /* a submit of a model not accepted, after this long */
-#define GW_MODELS_RETRY_MS 100    /* until the first read came back */
+#define GW_MODELS_RETRY_MS 100    /* a failed read's first retry */
 
 struct gw_req;
 
