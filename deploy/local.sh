@@ -60,7 +60,6 @@ if [[ -n "$EMBED_MODEL" ]]; then
   [[ -f "$EMBED_MODEL/config.json" ]] ||
     { printf 'local.sh: FLEET_EMBED_MODEL=%s has no config.json (docs/models.md)\n' "$EMBED_MODEL" >&2; exit 2; }
   EMBED_MODEL=$(cd "$EMBED_MODEL" && pwd)
-  PROCS[0]="gateway:fleet-gateway:--models echo,sleep,embed"
   PROCS+=("worker-embed:fleet-worker:--model embed --model-args $EMBED_MODEL")
 fi
 
