@@ -14,6 +14,8 @@ static const char *opt_max_active;
 static const char *opt_rate;
 static const char *opt_burst;
 static const char *opt_max_body;
+static const char *opt_max_finished;
+static const char *opt_max_bytes;
 static bool opt_admin;
 static bool opt_keep_old;
 static bool opt_show_secret;
@@ -32,6 +34,14 @@ static const fleet_option ctl_tenant_opts[] = {
      "tenant add/set: largest request body in bytes, 0..1073741824 (0 = the gateway's "
      "FLEET_MAX_BODY)",
      &opt_max_body, 0, 0},
+    {"max-finished", NULL, FLEET_OPT_STR, NULL,
+     "tenant add/set: most finished jobs kept; the oldest are deleted first, 0..100000000 "
+     "(0 = unlimited)",
+     &opt_max_finished, 0, 0},
+    {"max-bytes", NULL, FLEET_OPT_STR, NULL,
+     "tenant add/set: most bytes (inputs and results) of finished jobs kept; the oldest are "
+     "deleted first, 0..1125899906842624 (0 = unlimited)",
+     &opt_max_bytes, 0, 0},
     {"admin", NULL, FLEET_OPT_BOOL, "false",
      "tenant add/rotate-key: the key's role is admin (it may read global stats)", &opt_admin, 0, 0},
     {"keep-old", NULL, FLEET_OPT_BOOL, "false",
@@ -51,7 +61,8 @@ static const ctl_subcommand ctl_tenant_subs[] = {
     [CTL_TENANT_SHOW] = {"show", "NAME",
                          "one tenant's settings and counts (--show-secret: its webhook secret)"},
     [CTL_TENANT_SET] = {"set", "NAME LIMITS",
-                        "change limits: --max-active, --rate, --burst, --max-body"},
+                        "change limits: --max-active, --rate, --burst, --max-body, "
+                        "--max-finished, --max-bytes"},
     [CTL_TENANT_ROTATE_KEY] = {"rotate-key", "NAME",
                                "a new API key, printed once; old keys deleted unless "
                                "--keep-old"},
@@ -93,6 +104,10 @@ static const struct {
      FLEET_TENANT_F_BURST},
     {"max-body", SUB_BIT(CTL_TENANT_ADD) | SUB_BIT(CTL_TENANT_SET), "tenant add and set",
      FLEET_TENANT_F_MAX_BODY},
+    {"max-finished", SUB_BIT(CTL_TENANT_ADD) | SUB_BIT(CTL_TENANT_SET), "tenant add and set",
+     FLEET_TENANT_F_MAX_FINISHED},
+    {"max-bytes", SUB_BIT(CTL_TENANT_ADD) | SUB_BIT(CTL_TENANT_SET), "tenant add and set",
+     FLEET_TENANT_F_MAX_BYTES},
     {"admin", SUB_BIT(CTL_TENANT_ADD) | SUB_BIT(CTL_TENANT_ROTATE_KEY), "tenant add and rotate-key",
      NULL},
     {"keep-old", SUB_BIT(CTL_TENANT_ROTATE_KEY), "tenant rotate-key", NULL},
@@ -155,10 +170,10 @@ int ctl_tenant_check_args(int argc, char **argv, ctl_tenant_args *a) {
     if (rc) return rc;
     const fleet_tenant_limits *l = &a->limits;
     if (a->sub == CTL_TENANT_SET && !l->has_max_active && !l->has_rate && !l->has_burst &&
-        !l->has_max_body)
+        !l->has_max_body && !l->has_max_finished && !l->has_max_bytes)
         return ctl_usage_error("tenant", usage,
                                "tenant set needs at least one of --max-active, --rate, --burst, "
-                               "--max-body");
+                               "--max-body, --max-finished, --max-bytes");
     a->admin = opt_admin;
     a->keep_old = opt_keep_old;
     a->show_secret = opt_show_secret;

@@ -61,6 +61,12 @@ void ctl_tenant_print_settings(const json_t *t) {
     else printf("rate:            %s submits/s, burst %lld\n", rate, jint(t, "burst"));
     bytes_text(mb, body, sizeof body);
     printf("max body:        %s\n", mb > 0 ? body : "the gateway's (FLEET_MAX_BODY)");
+    long long mf = jint(t, "max_finished"), mbytes = jint(t, "max_bytes");
+    if (mf > 0)
+        printf("max finished:    %lld jobs kept (the oldest finished are deleted first)\n", mf);
+    else printf("max finished:    unlimited\n");
+    bytes_text(mbytes, body, sizeof body);
+    printf("max bytes:       %s\n", mbytes > 0 ? body : "unlimited");
 }
 
 void ctl_tenant_print_show(const json_t *t) {

@@ -201,6 +201,10 @@ int ctl_tenant_load(redisContext *c, const fleet_keys *k, const char *name, bool
                           /* only a tenant with max_active has its jobs counted (submit.lua) */
                           "active", t.max_active > 0 ? json_integer(z->integer) : json_null(),
                           "keys", (json_int_t)json_array_size(keys), "api_keys", keys);
+    if (o) { /* the storage limits, 0: unlimited (submit.lua evicts the oldest finished) */
+        json_object_set_new(o, "max_finished", json_integer((json_int_t)t.max_finished));
+        json_object_set_new(o, "max_bytes", json_integer((json_int_t)t.max_bytes));
+    }
     if (o && with_secret)
         json_object_set_new(o, "webhook_secret",
                             t.webhook_secret[0] ? json_string(t.webhook_secret) : json_null());

@@ -103,6 +103,8 @@ static void principal_from_settings(gw_principal *p, const char *tenant,
     p->rate = t.rate;
     p->burst = t.burst > LONG_MAX ? LONG_MAX : (long)t.burst;
     p->max_body = t.max_body > LONG_MAX ? LONG_MAX : (long)t.max_body;
+    p->max_finished = t.max_finished;
+    p->max_bytes = t.max_bytes;
     snprintf(p->webhook_secret, sizeof p->webhook_secret, "%s", t.webhook_secret);
 }
 

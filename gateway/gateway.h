@@ -62,6 +62,8 @@ typedef struct gw_principal {
     double rate;     /* submits per second, 0: no limit */
     long burst;
     long max_body;            /* 0: the gateway's FLEET_MAX_BODY */
+    long long max_finished;   /* finished jobs kept, 0: no limit (submit.lua evicts) */
+    long long max_bytes;      /* bytes of finished jobs kept, 0: no limit */
     char webhook_secret[128]; /* "" when the tenant has none (the gateway's is used) */
 } gw_principal;
 

@@ -343,6 +343,8 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
         .idem_digest = idem_digest,
         .ready_target = g->cfg.ready_target,
         .tombstone_s = g->cfg.tombstone_s,
+        .max_finished = r->who.max_finished,
+        .max_bytes = r->who.max_bytes,
     };
     fleet_state_submit(&g->keys, &s, cmd);
     return 0;

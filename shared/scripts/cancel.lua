@@ -7,14 +7,14 @@
 --       ("{fleet}:stream:"), 8 entries hash key prefix, 9 delayed set key prefix, 10 group,
 --       11 wait list key prefix ("{fleet}:wait:"; a wait list is that, the model, ':', the
 --       tenant, ':', the rank: 0 high, 1 normal, 2 low), 12 tombstone key prefix
---       ("{fleet}:gone:")
+--       ("{fleet}:gone:"), 13 kept list key prefix ("{fleet}:kept:")
 -- Returns {'cancelled'} | {'requested'} | {'final', status} | {'missing'}
 local job_key, stats_key, tasks_key = KEYS[1], KEYS[2], KEYS[3]
 local tenant, channel, id, control_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local delivery_prefix, active_prefix = ARGV[5], ARGV[6]
 local stream_prefix, entries_prefix, delayed_prefix = ARGV[7], ARGV[8], ARGV[9]
 local group, wait_prefix = ARGV[10], ARGV[11]
-hooks.active_prefix, hooks.gone_prefix = active_prefix, ARGV[12]
+hooks.active_prefix, hooks.gone_prefix, hooks.kept_prefix = active_prefix, ARGV[12], ARGV[13]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
 local st = redis.call('HMGET', job_key, 'status', 'tenant', 'model', 'worker', 'entry_id',
   'priority', 'retry_at_ms')

@@ -12,8 +12,8 @@
 --       6 webhook task stream
 -- ARGV: 1 group, 2 worker, 3 lease_ms, 4 model, 5 events channel, 6 dead-letter cap,
 --       7 webhook delivery key prefix, 8 active set key prefix, 9 job key prefix
---       ("{fleet}:job:"), 10 tombstone key prefix ("{fleet}:gone:"), then for each entry
---       three: entry id (empty: the next new entry
+--       ("{fleet}:job:"), 10 tombstone key prefix ("{fleet}:gone:"), 11 kept list key
+--       prefix ("{fleet}:kept:"), then for each entry three: entry id (empty: the next new entry
 --       of the stream, read here), job id (empty with it), lease token
 -- Returns one reply per named entry, in order, then {entry id, job id, reply} per entry
 --       read (at most one per empty entry id; the k-th entry read takes the k-th of their
@@ -25,8 +25,8 @@ local dlq_key, tasks_key = KEYS[5], KEYS[6]
 local group, worker, lease_ms, model = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local channel, dlq_cap, delivery_prefix, active_prefix = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local job_prefix = ARGV[9]
-local FIRST_ENTRY = 11 -- the ARGV index of the first entry's three
-hooks.active_prefix, hooks.gone_prefix = active_prefix, ARGV[10]
+local FIRST_ENTRY = 12 -- the ARGV index of the first entry's three
+hooks.active_prefix, hooks.gone_prefix, hooks.kept_prefix = active_prefix, ARGV[10], ARGV[11]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
 local now = now_ms()
 -- Numbers written to every job are made text once (Lua would format them per call).
@@ -40,7 +40,7 @@ local FIELDS = {'status', 'entry_id', 'queue_seq', 'timeout_s', 'queue_ttl_s', '
 -- in_n
 local IN_AT, IN_READ = 13, INPUT_PARTS_UNCOUNTED
 local LOST_FIELDS = {'lease_until_ms', 'cancel_requested', 'worker', 'max_attempts',
-  'ttl_s', 'tenant', 'webhook_events', 'active', 'tomb_s'}
+  'ttl_s', 'tenant', 'webhook_events', 'active', 'tomb_s', 'keep'}
 local started, reclaimed_n, top_seq = 0, 0, ''
 local running_entries, events = {}, {}
 local out = {}
@@ -75,7 +75,7 @@ local function take_over(job, id, entry, st)
   local lf = redis.call('HMGET', job, unpack(LOST_FIELDS))
   if tonumber(lf[1] or '0') > now then return nil, {'skip', 'running under a live lease'} end
   reclaimed_n = reclaimed_n + 1
-  local ended = {lf[5], st[7], lf[6], st[8], lf[7], lf[8], lf[9]} -- END_FIELDS
+  local ended = {lf[5], st[7], lf[6], st[8], lf[7], lf[8], lf[9], lf[10]} -- END_FIELDS
   if lf[2] == '1' then
     cancel_running(job, stats_key, model, now, channel, id, ended)
     drop_entry(stream_key, group, entries_key, entry)

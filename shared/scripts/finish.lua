@@ -7,14 +7,15 @@
 -- KEYS: 1 model stream, 2 stats hash, 3 entries hash, 4 webhook task stream
 -- ARGV: 1 group, 2 model, 3 events channel, 4 webhook delivery key prefix, 5 active set
 --       key prefix, 6 job key prefix ("{fleet}:job:"), 7 result key suffix (":result"),
---       8 tombstone key prefix ("{fleet}:gone:"), then for each job five: job id, token, status, result (msgpack or ""), error
+--       8 tombstone key prefix ("{fleet}:gone:"), 9 kept list key prefix ("{fleet}:kept:"),
+--       then for each job five: job id, token, status, result (msgpack or ""), error
 --       (or "")
 -- Returns one reply per job, in order: 'ok' | 'stale'. Error: BADSTATUS (nothing written).
 local stream_key, stats_key, entries_key, tasks_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, model, channel, delivery_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local active_prefix, job_prefix, result_suffix = ARGV[5], ARGV[6], ARGV[7]
-local FIRST_JOB = 9 -- the ARGV index of the first job's five
-hooks.active_prefix, hooks.gone_prefix = active_prefix, ARGV[8]
+local FIRST_JOB = 10 -- the ARGV index of the first job's five
+hooks.active_prefix, hooks.gone_prefix, hooks.kept_prefix = active_prefix, ARGV[8], ARGV[9]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
 for i = FIRST_JOB, #ARGV, 5 do
   local status = ARGV[i + 2]
@@ -35,7 +36,7 @@ for i = FIRST_JOB, #ARGV, 5 do
     out[#out + 1] = 'stale'
   else
     local ttl = end_job(job, stats_key, model, 'running', status, err,
-      now_s, channel, id, {st[4], st[5], st[6], st[7], st[8], st[9], st[10]}, true, events)
+      now_s, channel, id, {st[4], st[5], st[6], st[7], st[8], st[9], st[10], st[11]}, true, events, #result)
     counts[status] = (counts[status] or 0) + 1
     if result ~= '' then redis.call('SET', job .. result_suffix, result, 'EX', ttl) end
     if st[3] and st[3] ~= '' then entries[#entries + 1] = st[3] end

@@ -171,7 +171,9 @@ end
 -- active:", a tenant's active set is that plus its name) so that end_job can take the
 -- job off its tenant's active set.
 -- Tombstones: a script that ends jobs sets hooks.gone_prefix ("{fleet}:gone:", ARGV) so
--- that end_job leaves one; without it (an older caller) end_job writes none.
+-- that end_job leaves one; without it (an older caller) end_job writes none. Storage
+-- limits: it sets hooks.kept_prefix ("{fleet}:kept:", ARGV) so that end_job records a job
+-- of a tenant with max_finished or max_bytes on the tenant's kept list (keep_finished).
 local hooks = {}
 
 --- webhook_event
@@ -202,7 +204,29 @@ end
 -- The fields of a job that end_job needs, in this order: a caller that reads the job
 -- anyway reads these with it (HMGET) and passes them as f, saving the reads.
 local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'active',
-  'tomb_s'}
+  'tomb_s', 'keep'}
+
+--- KEPT_BYTES_SUFFIX keep_finished
+-- A tenant with max_finished or max_bytes (docs/api.md, "Storage limits") has a kept list
+-- "{fleet}:kept:<tenant>" of its finished jobs in finish order, entries "<id>
+-- <finished_ms> <bytes>", and the sum of their bytes in "{fleet}:kept:<tenant>:bytes"
+-- (KEPT_BYTES_SUFFIX: keys.h's FLEET_KEY_KEPT_BYTES_SUFFIX). submit.lua marks such a
+-- tenant's jobs with field keep (the input's bytes) and evicts the oldest entries while
+-- the tenant is over a limit; a job without the mark costs nothing here. Both keys live
+-- as long as the longest-lived job on the list (they expire together, so the sum always
+-- matches the list). bytes: the input's (field keep) plus the result's.
+local KEPT_BYTES_SUFFIX = ':bytes'
+local function keep_finished(tenant, id, now, ttl, bytes)
+  local list = hooks.kept_prefix .. tenant
+  local total = list .. KEPT_BYTES_SUFFIX
+  redis.call('RPUSH', list, id .. ' ' .. string.format('%d', tonumber(now)) .. ' ' ..
+    string.format('%d', bytes))
+  redis.call('INCRBY', total, string.format('%d', bytes))
+  if redis.call('TTL', list) < tonumber(ttl) then
+    redis.call('EXPIRE', list, ttl)
+    redis.call('EXPIRE', total, ttl)
+  end
+end
 
 --- end_job
 -- Ends a job in a final status: every key on the result TTL, the counters moved from the
@@ -217,9 +241,10 @@ local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 
 -- f: END_FIELDS as read by the caller, or nil to read them here. counted: the caller
 -- moves the counters itself (a batch moves them once for all its jobs). events: nil to
 -- publish the event now, or a list the caller publishes as one message for a batch.
+-- result_len: the bytes of the result stored with it (finish), or nil.
 -- Returns the job's TTL in seconds (the field's text).
 local function end_job(job, stats, model, from, status, err, now, channel, id, f, counted,
-                       events)
+                       events, result_len)
   if not f then f = redis.call('HMGET', job, unpack(END_FIELDS)) end
   local ttl = f[1] or DEFAULT_TTL_S
   if err and err ~= '' then
@@ -236,6 +261,9 @@ local function end_job(job, stats, model, from, status, err, now, channel, id, f
     redis.call('SET', hooks.gone_prefix .. id,
       string.format('%d', tonumber(now) + ttl_n * 1000) .. ' ' .. status .. ' ' .. (f[3] or ''),
       'EX', string.format('%d', ttl_n + tonumber(tomb)))
+  end
+  if f[8] and hooks.kept_prefix and f[3] then
+    keep_finished(f[3], id, now, ttl, tonumber(f[8]) + (result_len or 0))
   end
   if not counted then
     redis.call('HINCRBY', stats, model .. ':' .. from, -1)

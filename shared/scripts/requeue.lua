@@ -8,14 +8,14 @@
 --       6 dead-letter stream, 7 webhook task stream
 -- ARGV: 1 token, 2 delay_ms, 3 kind, 4 error (retry), 5 group, 6 model, 7 events channel,
 --       8 job id, 9 dead-letter cap, 10 webhook delivery key prefix, 11 active set key prefix,
---       12 tombstone key prefix ("{fleet}:gone:")
+--       12 tombstone key prefix ("{fleet}:gone:"), 13 kept list key prefix ("{fleet}:kept:")
 -- Returns {'queued', retry_at_ms} | {'dead', error} | {'cancelled'} | {'stale'}
 local job_key, stream_key, delayed_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local entries_key, dlq_key, tasks_key = KEYS[5], KEYS[6], KEYS[7]
 local token, delay_ms, kind, err = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local group, model, channel, id = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local dlq_cap, delivery_prefix, active_prefix = ARGV[9], ARGV[10], ARGV[11]
-hooks.active_prefix, hooks.gone_prefix = active_prefix, ARGV[12]
+hooks.active_prefix, hooks.gone_prefix, hooks.kept_prefix = active_prefix, ARGV[12], ARGV[13]
 hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
 local st = redis.call('HMGET', job_key, 'status', 'lease', 'attempts', 'max_attempts',
   'cancel_requested', 'entry_id', 'queue_ttl_s')

@@ -5,7 +5,8 @@
 -- KEYS: 1 job hash, 2 model stream, 3 queues hash, 4 stats hash, 5 tenant index,
 --       6 entries hash, 7 tenant active set, 8 tenant rate bucket, 9 idempotency record
 --       (or the job hash again when there is no Idempotency-Key), 10 model's waiting
---       list (of wait set keys), 11 this tenant's wait set for this model
+--       list (of wait set keys), 11 this tenant's wait set for this model, 12 the tenant's
+--       kept list, 13 its byte sum (lib.lua's keep_finished)
 -- ARGV: 1 id, 2 model, 3 input (msgpack), 4 tenant, 5 request_id ('': req_<id>), 6 priority,
 --       7 metadata (JSON text or ""), 8 queue_ttl_s, 9 result_ttl_s, 10 timeout_s,
 --       11 max_attempts, 12 index_cap, 13 index_ttl_s, 14 webhook URL (or ""),
@@ -13,7 +14,9 @@
 --       ("0": no limit), 18 burst, 19 max queued for the model ("0": no limit), 20 request
 --       digest for the Idempotency-Key ("" when none), 21 ready target, 22 group,
 --       23 priority rank (0 high, 1 normal, 2 low), 24 job key prefix ("{fleet}:job:"),
---       25 tomb_s (seconds the job's tombstone outlives its finished keys; "0": none)
+--       25 tomb_s (seconds the job's tombstone outlives its finished keys; "0": none),
+--       26 max_finished ("0": no limit), 27 max_bytes ("0": no limit), 28 result key suffix
+--       (":result"), 29 tombstone key prefix ("{fleet}:gone:")
 -- Returns {'queued', queue_position, created_ms} | {'replay', job id}
 --       | {'limit', what, retry_after_ms}. Errors: IDEMPOTENCY.
 --
@@ -33,9 +36,12 @@ local index_ttl_s, webhook, webhook_events = ARGV[13], ARGV[14], ARGV[15]
 local max_active, rate, burst = ARGV[16], ARGV[17], ARGV[18]
 local max_queue, digest, ready_target = ARGV[19], ARGV[20], ARGV[21]
 local group, rank, job_prefix, tomb_s = ARGV[22], ARGV[23], ARGV[24], ARGV[25]
+local kept_key, kept_bytes_key = KEYS[12], KEYS[13]
+local result_suffix, gone_prefix = ARGV[28], ARGV[29]
 -- The limits as numbers; one that is off ("0") is not converted.
 local function limit_of(v) return v ~= '0' and tonumber(v) or 0 end
 local active_max, rate_n, queue_max = limit_of(max_active), limit_of(rate), limit_of(max_queue)
+local finished_max, bytes_max = limit_of(ARGV[26]), limit_of(ARGV[27])
 -- Redis' clock in milliseconds as text (lib.lua's now_ms as digits, not a number).
 local t = redis.call('TIME')
 local now = t[1] .. string.sub('00000' .. t[2], -6, -4)
@@ -88,6 +94,34 @@ if tokens then
   redis.call('HSET', bucket_key, 'tokens', tostring(tokens - 1), 'ms', now)
   redis.call('PEXPIRE', bucket_key, math.ceil(burst_n * 1000 / rate_n) + 60000)
 end
+-- Storage limits (docs/api.md, "Storage limits"): while the tenant's finished jobs are
+-- more than max_finished or hold more than max_bytes, the oldest go (their hash, result,
+-- Idempotency-Key record and tombstone; counted per model in <model>:evicted). An entry
+-- whose job no longer ended at that moment (retried since, deleted, expired) is dropped
+-- without touching the job. At most EVICT_MAX entries per submit bound the script's time
+-- after a limit was lowered: the next submits go on.
+if finished_max > 0 or bytes_max > 0 then
+  local EVICT_MAX = 100
+  local n = redis.call('LLEN', kept_key)
+  local total = tonumber(redis.call('GET', kept_bytes_key) or '0')
+  local popped = 0
+  while n > 0 and popped < EVICT_MAX and
+        ((finished_max > 0 and n > finished_max) or (bytes_max > 0 and total > bytes_max)) do
+    local e = redis.call('LPOP', kept_key)
+    n, popped = n - 1, popped + 1
+    local eid, ems, esz = string.match(e, '^(%S+) (%d+) (%d+)$')
+    if eid then
+      total = redis.call('DECRBY', kept_bytes_key, esz)
+      local jk = job_prefix .. eid
+      local h = redis.call('HMGET', jk, 'status', 'finished_ms', 'model', 'idem_key')
+      if h[2] == ems and (h[1] == 'succeeded' or h[1] == 'failed' or h[1] == 'cancelled') then
+        if h[4] and redis.call('HGET', h[4], 'job') == eid then redis.call('DEL', h[4]) end
+        redis.call('DEL', jk, jk .. result_suffix, gone_prefix .. eid)
+        redis.call('HINCRBY', stats_key, h[3] .. ':evicted', 1)
+      end
+    end
+  end
+end
 -- The active set is kept only for a tenant with a max_active limit (docs/redis.md: a
 -- limit switched on later counts the jobs submitted from then on).
 if active_max > 0 then
@@ -125,6 +159,10 @@ unless_default('tomb_s', tomb_s, DEFAULT_TOMB_S)
 if active_max > 0 then
   f[#f + 1] = 'active' -- in the active set: end_job takes it out
   f[#f + 1] = '1'
+end
+if finished_max > 0 or bytes_max > 0 then
+  f[#f + 1] = 'keep' -- its input's bytes: end_job puts it on the tenant's kept list
+  f[#f + 1] = string.format('%d', #input)
 end
 if has_idem then
   -- The record lives exactly as long as the job: every script that moves the job's TTL

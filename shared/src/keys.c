@@ -49,6 +49,15 @@ fleet_key fleet_key_job(const fleet_keys *k, const char *id) { return key2(k, "j
 fleet_key fleet_key_job_prefix(const fleet_keys *k) { return key2(k, "job", "", NULL); }
 fleet_key fleet_key_gone(const fleet_keys *k, const char *id) { return key2(k, "gone", id, NULL); }
 fleet_key fleet_key_gone_prefix(const fleet_keys *k) { return key2(k, "gone", "", NULL); }
+fleet_key fleet_key_kept(const fleet_keys *k, const char *tenant) {
+    return key2(k, "kept", tenant, NULL);
+}
+fleet_key fleet_key_kept_bytes(const fleet_keys *k, const char *tenant) {
+    fleet_key out;
+    snprintf(out.s, sizeof out.s, "%s:kept:%s" FLEET_KEY_KEPT_BYTES_SUFFIX, k->tag, tenant);
+    return out;
+}
+fleet_key fleet_key_kept_prefix(const fleet_keys *k) { return key2(k, "kept", "", NULL); }
 fleet_key fleet_key_result(const fleet_keys *k, const char *id) {
     fleet_key out;
     snprintf(out.s, sizeof out.s, "%s:job:%s" FLEET_KEY_RESULT_SUFFIX, k->tag, id);

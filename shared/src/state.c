@@ -136,7 +136,7 @@ static long long reply_int(const redisReply *r) {
 /* ------------------------------------------------------------ transitions ----------- */
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_SUBMIT, 11);
+    cmd_start(c, FLEET_SCRIPT_SUBMIT, 13);
     cmd_key(c, fleet_key_job(k, s->id));
     cmd_key(c, fleet_key_stream(k, s->model));
     cmd_key(c, fleet_key_queues(k));
@@ -152,6 +152,8 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     int rank = prio == FLEET_PRIORITY_INVALID ? (int)FLEET_PRIORITY_NORMAL : (int)prio;
     cmd_key(c, fleet_key_waiting(k, s->model));
     cmd_key(c, fleet_key_wait(k, s->model, s->tenant, rank));
+    cmd_key(c, fleet_key_kept(k, s->tenant));
+    cmd_key(c, fleet_key_kept_bytes(k, s->tenant));
     cmd_str(c, s->id);
     cmd_str(c, s->model);
     cmd_ref(c, s->input, s->input_len);
@@ -179,6 +181,10 @@ void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c
     cmd_long(c, rank);
     cmd_key(c, fleet_key_job_prefix(k)); /* to see whether a replayed job still exists */
     cmd_long(c, s->tombstone_s > 0 ? s->tombstone_s : 0);
+    cmd_fmt(c, "%lld", s->max_finished > 0 ? s->max_finished : 0);
+    cmd_fmt(c, "%lld", s->max_bytes > 0 ? s->max_bytes : 0);
+    cmd_str(c, FLEET_KEY_RESULT_SUFFIX);
+    cmd_key(c, fleet_key_gone_prefix(k));
 }
 
 fleet_submit_outcome fleet_state_submit_reply(const redisReply *r, fleet_submitted *out) {
@@ -252,6 +258,7 @@ size_t fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, size_t n, f
     cmd_key(c, fleet_key_active_prefix(k));
     cmd_key(c, fleet_key_job_prefix(k));
     cmd_key(c, fleet_key_gone_prefix(k));
+    cmd_key(c, fleet_key_kept_prefix(k));
     size_t i = 0;
     for (; i < n && (i == 0 || c->argc + 3 <= FLEET_CMD_ARGS); i++) {
         cmd_str(c, cl[i].entry_id);
@@ -360,6 +367,7 @@ size_t fleet_state_finish(const fleet_keys *k, const fleet_finish *f, size_t n, 
     cmd_key(c, fleet_key_job_prefix(k));
     cmd_str(c, FLEET_KEY_RESULT_SUFFIX);
     cmd_key(c, fleet_key_gone_prefix(k));
+    cmd_key(c, fleet_key_kept_prefix(k));
     size_t i = 0;
     for (; i < n && (i == 0 || c->argc + 5 <= FLEET_CMD_ARGS); i++) {
         cmd_str(c, f[i].id);
@@ -401,6 +409,7 @@ void fleet_state_requeue(const fleet_keys *k, const fleet_requeue *rq, fleet_cmd
     cmd_key(c, fleet_key_delivery_prefix(k));
     cmd_key(c, fleet_key_active_prefix(k));
     cmd_key(c, fleet_key_gone_prefix(k));
+    cmd_key(c, fleet_key_kept_prefix(k));
 }
 
 fleet_requeue_outcome fleet_state_requeue_reply(const redisReply *r) {
@@ -542,6 +551,7 @@ void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant,
     cmd_str(c, FLEET_GROUP);
     cmd_key(c, fleet_key_wait_prefix(k));
     cmd_key(c, fleet_key_gone_prefix(k));
+    cmd_key(c, fleet_key_kept_prefix(k));
 }
 
 void fleet_state_webhook_settle(const fleet_keys *k, const fleet_webhook_settle *ws, fleet_cmd *c) {

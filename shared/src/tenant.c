@@ -18,9 +18,17 @@
 #define SECRET_BYTES 32 /* random bytes in an API key and in a webhook secret */
 
 const char *const fleet_tenant_fields[] = {
-    FLEET_TENANT_F_NAME,       FLEET_TENANT_F_MAX_ACTIVE, FLEET_TENANT_F_RATE,
-    FLEET_TENANT_F_BURST,      FLEET_TENANT_F_MAX_BODY,   FLEET_TENANT_F_WEBHOOK_SECRET,
-    FLEET_TENANT_F_CREATED_MS, FLEET_TENANT_F_REVOKED,    NULL,
+    FLEET_TENANT_F_NAME,
+    FLEET_TENANT_F_MAX_ACTIVE,
+    FLEET_TENANT_F_RATE,
+    FLEET_TENANT_F_BURST,
+    FLEET_TENANT_F_MAX_BODY,
+    FLEET_TENANT_F_WEBHOOK_SECRET,
+    FLEET_TENANT_F_CREATED_MS,
+    FLEET_TENANT_F_REVOKED,
+    FLEET_TENANT_F_MAX_FINISHED,
+    FLEET_TENANT_F_MAX_BYTES,
+    NULL,
 };
 const char *const fleet_apikey_fields[] = {
     FLEET_APIKEY_F_TENANT,
@@ -99,6 +107,18 @@ int fleet_tenant_limit_parse(fleet_tenant_limits *l, const char *field, const ch
                         &l->max_body, err, errlen) < 0)
             return -1;
         l->has_max_body = true;
+    } else if (strcmp(field, FLEET_TENANT_F_MAX_FINISHED) == 0) {
+        if (parse_count(text, 0, FLEET_TENANT_MAX_FINISHED_MAX,
+                        "finished jobs kept, 0..100000000; 0 = unlimited", &l->max_finished, err,
+                        errlen) < 0)
+            return -1;
+        l->has_max_finished = true;
+    } else if (strcmp(field, FLEET_TENANT_F_MAX_BYTES) == 0) {
+        if (parse_count(text, 0, FLEET_TENANT_MAX_BYTES_MAX,
+                        "bytes of finished jobs kept, 0..1125899906842624 (1 PiB); 0 = unlimited",
+                        &l->max_bytes, err, errlen) < 0)
+            return -1;
+        l->has_max_bytes = true;
     } else {
         fleet_err(err, errlen, "'%.40s' is not a tenant limit", field);
         return -1;
@@ -134,6 +154,10 @@ void fleet_tenant_read(fleet_tenant *t, const redisReply *fields) {
             burst_set = true;
         } else if (strcmp(k, FLEET_TENANT_F_MAX_BODY) == 0) {
             t->max_body = strtoll(v, NULL, 10);
+        } else if (strcmp(k, FLEET_TENANT_F_MAX_FINISHED) == 0) {
+            t->max_finished = strtoll(v, NULL, 10);
+        } else if (strcmp(k, FLEET_TENANT_F_MAX_BYTES) == 0) {
+            t->max_bytes = strtoll(v, NULL, 10);
         } else if (strcmp(k, FLEET_TENANT_F_WEBHOOK_SECRET) == 0) {
             snprintf(t->webhook_secret, sizeof t->webhook_secret, "%s", v);
         } else if (strcmp(k, FLEET_TENANT_F_CREATED_MS) == 0) {
@@ -146,6 +170,8 @@ void fleet_tenant_read(fleet_tenant *t, const redisReply *fields) {
     if (!(t->rate > 0)) t->rate = 0;
     if (t->max_active < 0) t->max_active = 0;
     if (t->max_body < 0) t->max_body = 0;
+    if (t->max_finished < 0) t->max_finished = 0;
+    if (t->max_bytes < 0) t->max_bytes = 0;
     if (t->created_ms < 0) t->created_ms = 0;
     if (!burst_set) t->burst = fleet_tenant_default_burst(t->rate);
     if (t->burst < 1) t->burst = 1;
@@ -278,6 +304,9 @@ int fleet_tenant_cmd_create(const fleet_keys *k, const char *name, const fleet_t
     push(c, FLEET_TENANT_F_MAX_BODY), push_ll(c, l->has_max_body ? l->max_body : 0);
     push(c, FLEET_TENANT_F_WEBHOOK_SECRET), push(c, webhook_secret);
     push(c, FLEET_TENANT_F_CREATED_MS), push_ll(c, now_ms);
+    /* The storage limits only when given: a record without them reads as unlimited. */
+    if (l->has_max_finished) push(c, FLEET_TENANT_F_MAX_FINISHED), push_ll(c, l->max_finished);
+    if (l->has_max_bytes) push(c, FLEET_TENANT_F_MAX_BYTES), push_ll(c, l->max_bytes);
     return cmd_end(c);
 }
 
@@ -292,6 +321,8 @@ int fleet_tenant_cmd_set_limits(const fleet_keys *k, const char *name, const fle
         push(c, FLEET_TENANT_F_BURST),
             push_ll(c, l->has_burst ? l->burst : fleet_tenant_default_burst(l->rate_v));
     if (l->has_max_body) push(c, FLEET_TENANT_F_MAX_BODY), push_ll(c, l->max_body);
+    if (l->has_max_finished) push(c, FLEET_TENANT_F_MAX_FINISHED), push_ll(c, l->max_finished);
+    if (l->has_max_bytes) push(c, FLEET_TENANT_F_MAX_BYTES), push_ll(c, l->max_bytes);
     if (c->argc == 2) c->argc = -1; /* HSET needs a field */
     return cmd_end(c);
 }

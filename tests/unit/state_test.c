@@ -466,8 +466,9 @@ TL_TEST(submit_reply) {
 
 /* ARGV i of a submit command (argv: EVALSHA, sha, numkeys, 11 KEYS, then ARGV). */
 static const char *submit_argv(const fleet_cmd *c, int i) {
-    ASSERT_TRUE(13 + i < c->argc);
-    return tl_printf("%.*s", (int)c->argvlen[13 + i], c->argv[13 + i]);
+    /* EVALSHA, sha, numkeys, the 13 keys: ARGV i is argv[15 + i] */
+    ASSERT_TRUE(15 + i < c->argc);
+    return tl_printf("%.*s", (int)c->argvlen[15 + i], c->argv[15 + i]);
 }
 
 /* submit.lua compares a limit's text with "0" to skip it without converting it: a limit
@@ -492,11 +493,15 @@ TL_TEST(submit_limits_that_are_off_go_as_zero) {
     ASSERT_EQ_STR(submit_argv(c, 16), "0"); /* max_active */
     ASSERT_EQ_STR(submit_argv(c, 17), "0"); /* rate */
     ASSERT_EQ_STR(submit_argv(c, 19), "0"); /* max queued */
-    s.max_active = -1, s.rate = -0.5, s.max_queue = -7;
+    ASSERT_EQ_STR(submit_argv(c, 26), "0"); /* max_finished */
+    ASSERT_EQ_STR(submit_argv(c, 27), "0"); /* max_bytes */
+    s.max_active = -1, s.rate = -0.5, s.max_queue = -7, s.max_finished = -2, s.max_bytes = -3;
     fleet_state_submit(&keys, &s, c);
     ASSERT_EQ_STR(submit_argv(c, 16), "0");
     ASSERT_EQ_STR(submit_argv(c, 17), "0");
     ASSERT_EQ_STR(submit_argv(c, 19), "0");
+    ASSERT_EQ_STR(submit_argv(c, 26), "0");
+    ASSERT_EQ_STR(submit_argv(c, 27), "0");
     s.max_active = 4, s.rate = 2.5, s.burst = 5, s.max_queue = 1000000;
     fleet_state_submit(&keys, &s, c);
     ASSERT_EQ_STR(submit_argv(c, 16), "4");
@@ -504,6 +509,10 @@ TL_TEST(submit_limits_that_are_off_go_as_zero) {
     ASSERT_EQ_STR(submit_argv(c, 18), "5");
     ASSERT_EQ_STR(submit_argv(c, 19), "1000000");
     ASSERT_EQ_STR(submit_argv(c, 23), "1"); /* normal's rank */
+    s.max_finished = 100, s.max_bytes = 1LL << 40;
+    fleet_state_submit(&keys, &s, c);
+    ASSERT_EQ_STR(submit_argv(c, 26), "100");
+    ASSERT_EQ_STR(submit_argv(c, 27), "1099511627776");
 }
 
 TL_TEST(auth_reply) {

@@ -46,6 +46,13 @@ fleet_key fleet_key_result(const fleet_keys *k, const char *id);    /* string, m
  * Gone instead of 404 (lib.lua's end_job writes it; get.lua reads it). */
 fleet_key fleet_key_gone(const fleet_keys *k, const char *id);      /* string */
 fleet_key fleet_key_gone_prefix(const fleet_keys *k);               /* "{prefix}:gone:" */
+/* A tenant with max_finished or max_bytes (tenant.h): its finished jobs in finish order,
+ * "<id> <finished_ms> <bytes>" (list), and the sum of their bytes (string, the list's key
+ * and this suffix: lib.lua's KEPT_BYTES_SUFFIX spells it too). */
+#define FLEET_KEY_KEPT_BYTES_SUFFIX ":bytes"
+fleet_key fleet_key_kept(const fleet_keys *k, const char *tenant);       /* list */
+fleet_key fleet_key_kept_bytes(const fleet_keys *k, const char *tenant); /* string */
+fleet_key fleet_key_kept_prefix(const fleet_keys *k);                    /* "{prefix}:kept:" */
 fleet_key fleet_key_stream(const fleet_keys *k, const char *model); /* stream */
 fleet_key fleet_key_queues(const fleet_keys *k); /* hash: <model>:seq, <model>:head */
 fleet_key fleet_key_stats(const fleet_keys *k);  /* hash: <model>:<counter> */

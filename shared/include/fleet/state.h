@@ -95,6 +95,11 @@ typedef struct fleet_submit {
      * its id answers 404 once they expired). Stored as field tomb_s unless it is
      * FLEET_JOB_DEFAULT_TOMB_S, so that the script that ends the job knows it. */
     long tombstone_s;
+    /* The tenant's storage limits (0: none; tenant.h): the most finished jobs kept and the
+     * most bytes their inputs and results hold. With either, the job is marked (field
+     * keep) and goes onto the tenant's kept list when it ends; this submit first evicts
+     * the tenant's oldest finished jobs while over a limit. */
+    long long max_finished, max_bytes;
 } fleet_submit;
 
 void fleet_state_submit(const fleet_keys *k, const fleet_submit *s, fleet_cmd *c);

@@ -33,6 +33,8 @@ struct redisReply;
 #define FLEET_TENANT_F_RATE "rate"                     /* submits/s, decimal, 0 = unlimited */
 #define FLEET_TENANT_F_BURST "burst"                   /* submits at once above the rate */
 #define FLEET_TENANT_F_MAX_BODY "max_body"             /* bytes, 0 = the gateway's FLEET_MAX_BODY */
+#define FLEET_TENANT_F_MAX_FINISHED "max_finished"     /* finished jobs kept, 0 = unlimited */
+#define FLEET_TENANT_F_MAX_BYTES "max_bytes" /* bytes of finished jobs kept, 0 = unlimited */
 #define FLEET_TENANT_F_WEBHOOK_SECRET "webhook_secret" /* "whsec_...": signs its deliveries */
 #define FLEET_TENANT_F_CREATED_MS "created_ms"         /* by Redis' clock (TIME) */
 #define FLEET_TENANT_F_REVOKED "revoked"               /* FLEET_TENANT_REVOKED once revoked */
@@ -54,18 +56,20 @@ extern const char *const fleet_apikey_fields[];
 #define FLEET_TENANT_RATE_MAX 100000.0
 #define FLEET_TENANT_BURST_MAX 1000000LL
 #define FLEET_TENANT_MAX_BODY_MAX (1LL << 30) /* 1 GiB */
+#define FLEET_TENANT_MAX_FINISHED_MAX 100000000LL
+#define FLEET_TENANT_MAX_BYTES_MAX (1LL << 50) /* 1 PiB */
 #define FLEET_TENANT_RATE_TEXT_MAX 24         /* characters of a rate as given */
 
 /* Limits given for a tenant (fleetctl tenant add/set), checked. */
 typedef struct fleet_tenant_limits {
-    bool has_max_active, has_rate, has_burst, has_max_body;
-    long long max_active, burst, max_body;
+    bool has_max_active, has_rate, has_burst, has_max_body, has_max_finished, has_max_bytes;
+    long long max_active, burst, max_body, max_finished, max_bytes;
     char rate[FLEET_TENANT_RATE_TEXT_MAX + 2]; /* normalised decimal text ("2.5", "0") */
     double rate_v;
 } fleet_tenant_limits;
 
-/* Parses text as the limit named field (FLEET_TENANT_F_MAX_ACTIVE, _RATE, _BURST or
- * _MAX_BODY) into l and sets its has_ flag. Counts are decimal digits only (no sign, no
+/* Parses text as the limit named field (FLEET_TENANT_F_MAX_ACTIVE, _RATE, _BURST,
+ * _MAX_BODY, _MAX_FINISHED or _MAX_BYTES) into l and sets its has_ flag. Counts are decimal digits only (no sign, no
  * spaces) within their range; a rate is digits with an optional fraction ("5", "2.5",
  * ".5"), 0..100000, stored normalised (no leading zeros, no trailing zeros in the
  * fraction). Returns 0, or -1 with why in err ("'x' is not a whole number (...)", "... is
@@ -85,6 +89,8 @@ typedef struct fleet_tenant {
     char rate_text[FLEET_TENANT_RATE_TEXT_MAX + 2];  /* as stored; "0" when absent */
     long long burst;                                 /* at least 1 */
     long long max_body;                              /* 0: the gateway's FLEET_MAX_BODY */
+    long long max_finished;                          /* 0: unlimited */
+    long long max_bytes;                             /* 0: unlimited */
     char webhook_secret[FLEET_WHSEC_STORED_MAX + 1]; /* "" when it has none */
     long long created_ms;                            /* 0 when unknown */
     bool revoked;
@@ -118,7 +124,7 @@ bool fleet_apikey_hash_valid(const char *s);
 
 /* One Redis command as an argument vector; argv points into buf, so a fleet_tenant_cmd
  * is used where it was built and never copied. */
-#define FLEET_TENANT_CMD_ARGS 20
+#define FLEET_TENANT_CMD_ARGS 24
 typedef struct fleet_tenant_cmd {
     int argc;
     const char *argv[FLEET_TENANT_CMD_ARGS];
