@@ -100,7 +100,7 @@ command -v redis-cli >/dev/null ||
 
 # ------------------------------------------------------------------ start ------------------
 RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --maxmemory-policy noeviction --dir "$TMP" \
     --logfile "$TMP/redis.log" --daemonize no &
 PIDS+=($!)
 REDIS_PID=$!

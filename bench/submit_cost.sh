@@ -52,7 +52,7 @@ one() {
     local gport
     gport=$(free_port)
     mkdir -p "$TMP/r$RPORT"
-    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/r$RPORT" \
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --maxmemory-policy noeviction --dir "$TMP/r$RPORT" \
         --daemonize yes --pidfile "$TMP/r$RPORT/pid" --logfile "$TMP/r$RPORT/log"
     for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
     RPID=$(cat "$TMP/r$RPORT/pid")

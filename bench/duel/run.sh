@@ -142,7 +142,7 @@ done
 # ------------------------------------------------------------------ Redis ------------------
 . "$HERE/../lib.sh"
 RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --maxmemory-policy noeviction --dir "$TMP" \
     --logfile "$TMP/redis.log" --daemonize no >>"$TMP/redis.log" 2>&1 &
 REDIS_PID=$!
 for _ in $(seq 100); do

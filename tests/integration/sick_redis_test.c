@@ -181,6 +181,10 @@ TL_TEST(evicting_policy_makes_gateway_unready) {
     tl_fleet_start_gateway(f); /* fails the case unless /readyz answers 200 */
     wait_readyz(f, 200, NULL);
     ASSERT_NE_STR(f->url, first);
+    /* A gateway that starts on such a Redis says so in its log at start, also when it was
+     * told to accept it. */
+    log_probe start = {f->gateway->log_path, "maxmemory-policy evicts keys"};
+    ASSERT_WAIT_FOR(log_probe_has, &start, TL_WAIT_MS);
 
     /* Back to noeviction: the first gateway is ready again by itself. */
     tl_redis_cmd(f->rc, "CONFIG SET maxmemory-policy noeviction");
