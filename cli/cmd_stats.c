@@ -14,8 +14,8 @@
 
 /* The counters of GET /v1/stats (docs/api.md), in the order of the table's columns. */
 static const char *const counters[] = {
-    "queued",  "running", "submitted",   "succeeded", "failed",        "cancelled",
-    "expired", "retried", "handed_back", "reclaimed", "dead_lettered", "dlq_retried",
+    "queued",  "running",     "submitted", "succeeded",     "failed",      "cancelled", "expired",
+    "retried", "handed_back", "reclaimed", "dead_lettered", "dlq_retried", "evicted",
 };
 #define N_COUNTERS (sizeof counters / sizeof counters[0])
 

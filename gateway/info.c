@@ -25,8 +25,8 @@ void gw_info_readyz(gw_req *r) {
 
 /* The counters every model reports, so clients see zeros rather than missing fields. */
 static const char *const counters[] = {
-    "queued",  "running", "submitted",   "succeeded", "failed",        "cancelled",
-    "expired", "retried", "handed_back", "reclaimed", "dead_lettered", "dlq_retried",
+    "queued",  "running",     "submitted", "succeeded",     "failed",      "cancelled", "expired",
+    "retried", "handed_back", "reclaimed", "dead_lettered", "dlq_retried", "evicted",
 };
 
 static json_t *zero_counts(void) {

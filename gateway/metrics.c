@@ -194,16 +194,16 @@ static void process_series(FILE *f) {
 typedef struct model_row {
     const char *name;
     long long queued, running, submitted;
-    long long finished[4];       /* succeeded, failed, cancelled, expired */
-    long long events[5];         /* retried, handed_back, reclaimed, dead_lettered, dlq_retried */
+    long long finished[4]; /* succeeded, failed, cancelled, expired */
+    long long events[6]; /* retried, handed_back, reclaimed, dead_lettered, dlq_retried, evicted */
     long long oldest_created_ms; /* -1: nothing waits */
     long busy, idle;
     const redisReply *hist; /* HGETALL of its metrics hash, or NULL */
 } model_row;
 
 static const char *const finished_names[4] = {"succeeded", "failed", "cancelled", "expired"};
-static const char *const event_names[5] = {"retried", "handed_back", "reclaimed", "dead_lettered",
-                                           "dlq_retried"};
+static const char *const event_names[6] = {"retried",       "handed_back", "reclaimed",
+                                           "dead_lettered", "dlq_retried", "evicted"};
 
 typedef struct model_table {
     model_row *rows;
@@ -255,7 +255,7 @@ static void read_stats(model_table *t, const redisReply *stats) {
         else if (strcmp(c, "submitted") == 0) r->submitted = n;
         for (size_t k = 0; k < 4; k++)
             if (strcmp(c, finished_names[k]) == 0) r->finished[k] = n;
-        for (size_t k = 0; k < 5; k++)
+        for (size_t k = 0; k < 6; k++)
             if (strcmp(c, event_names[k]) == 0) r->events[k] = n;
     }
 }
@@ -361,9 +361,9 @@ static void fleet_series(FILE *f, const model_table *t, long long now_ms) {
     family(f, "fleet_job_events_total", "counter",
            "Events in the lives of the model's jobs: retried (a retryable error), handed_back "
            "(a worker stopped), reclaimed (a lost worker's job taken over), dead_lettered, "
-           "dlq_retried.");
+           "dlq_retried, evicted (a finished job deleted by its tenant's storage limits).");
     for (size_t i = 0; i < t->n; i++)
-        for (size_t k = 0; k < 5; k++) {
+        for (size_t k = 0; k < 6; k++) {
             fputs("fleet_job_events_total{model=\"", f);
             put_label(f, t->rows[i].name);
             fprintf(f, "\",event=\"%s\"} %lld\n", event_names[k], t->rows[i].events[k]);

@@ -118,6 +118,8 @@ TL_TEST(max_finished_keeps_the_newest_finished_jobs) {
     ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:job:%s:result", f->prefix, ids[5]), 1);
     ASSERT_EQ_STR(status_as(f, "key-acme", waiting), "queued");
     ASSERT_EQ_INT(tl_stat(f, "echo", "evicted"), 3);
+    ASSERT_STR_CONTAINS(tl_get(f, "/metrics")->body,
+                        "fleet_job_events_total{model=\"echo\",event=\"evicted\"} 3\n");
     kept_bytes(f, "acme");
     assert_counters_balance(f, "echo");
 
