@@ -96,6 +96,25 @@ TL_TEST(limits_parse_and_validate) {
     ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_BODY, "1073741825", err,
                                            sizeof err),
                   -1);
+    /* The storage limits: 0 (unlimited) up to their maxima. */
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_FINISHED, "100000000", err,
+                                           sizeof err),
+                  0);
+    ASSERT_TRUE(l.has_max_finished);
+    ASSERT_EQ_INT(l.max_finished, 100000000);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_FINISHED, "100000001", err,
+                                           sizeof err),
+                  -1);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_FINISHED, "-1", err, sizeof err),
+                  -1);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_BYTES, "1125899906842624", err,
+                                           sizeof err),
+                  0);
+    ASSERT_EQ_INT(l.max_bytes, 1125899906842624LL);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, FLEET_TENANT_F_MAX_BYTES, "1125899906842625", err,
+                                           sizeof err),
+                  -1);
+    ASSERT_STR_CONTAINS(err, "bytes of finished jobs kept");
 
     /* Rates are stored normalised. */
     static const struct {
@@ -184,6 +203,12 @@ TL_TEST(a_record_reads_with_defaults) {
     ASSERT_EQ_INT(t.burst, 1);
     ASSERT_EQ_INT(t.max_body, 0);
     ASSERT_TRUE(t.revoked);
+    fleet_tenant_read(&t, fake(&f, TL_ARGS("max_finished", "-4", "max_bytes", "-5")));
+    ASSERT_EQ_INT(t.max_finished, 0);
+    ASSERT_EQ_INT(t.max_bytes, 0);
+    fleet_tenant_read(&t, fake(&f, TL_ARGS("max_finished", "40", "max_bytes", "4096")));
+    ASSERT_EQ_INT(t.max_finished, 40);
+    ASSERT_EQ_INT(t.max_bytes, 4096);
     fleet_tenant_read(&t, fake(&f, TL_ARGS("rate", "nan", "revoked", "0", "burst", "40")));
     ASSERT_TRUE(t.rate == 0);
     ASSERT_FALSE(t.revoked);
@@ -210,6 +235,16 @@ TL_TEST(commands_are_built_from_the_fields) {
     ASSERT_EQ_INT(fleet_tenant_cmd_set_limits(&K, "acme", &l, &c), 0);
     ASSERT_EQ_STR(joined(&c),
                   "HSET {fleet}:tenant:acme max_active 3 rate 2.5 burst 9 max_body 4096");
+    /* The storage limits go only when given (a record without them is unlimited). */
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, "max_finished", "50", err, sizeof err), 0);
+    ASSERT_EQ_INT(fleet_tenant_limit_parse(&l, "max_bytes", "1048576", err, sizeof err), 0);
+    ASSERT_EQ_INT(fleet_tenant_cmd_set_limits(&K, "acme", &l, &c), 0);
+    ASSERT_EQ_STR(joined(&c), "HSET {fleet}:tenant:acme max_active 3 rate 2.5 burst 9 max_body "
+                              "4096 max_finished 50 max_bytes 1048576");
+    ASSERT_EQ_INT(fleet_tenant_cmd_create(&K, "acme", &l, "whsec_S", 1700, &c), 0);
+    ASSERT_EQ_STR(joined(&c), "HSET {fleet}:tenant:acme name acme max_active 3 rate 2.5 burst 9 "
+                              "max_body 4096 webhook_secret whsec_S created_ms 1700 "
+                              "max_finished 50 max_bytes 1048576");
     /* Nothing to set is refused, not sent as an HSET without fields. */
     ASSERT_EQ_INT(fleet_tenant_cmd_set_limits(&K, "acme", &none, &c), -1);
     ASSERT_EQ_INT(c.argc, 0);
