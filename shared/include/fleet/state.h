@@ -43,7 +43,7 @@ typedef struct fleet_script {
 /* The script table; SHA-1s are computed on first use (thread-safe). */
 const fleet_script *fleet_script_get(fleet_script_id id);
 
-/* Room for a batch claim of 58 entries or a batch finish of 35 jobs in one command (the
+/* Room for a batch claim of 57 entries or a batch finish of 35 jobs in one command (the
  * batch builders put as many as fit and say how many): a worker's default batch of 32 is
  * one call of each; the gateway keeps one command per request in flight, so the table
  * stays small. */
