@@ -14,6 +14,8 @@
 #include <stddef.h>
 
 #include "fleet/job.h"
+#include "fleet/job_json.h"
+#include "fleet/state.h"
 #include "http.h"
 
 typedef struct gw_auth gw_auth_cache;
@@ -28,5 +30,21 @@ void gw_auth_then(gw_req *r, void (*next)(gw_req *r));
 /* SHA-256 of data as 64 lower-case hex characters and a NUL (an idempotency key's digest;
  * the same function as fleet_apikey_hash). */
 void gw_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* Whose jobs r may read and act on, as the tenant argument of the job scripts: an admin
+ * key's is every tenant's (FLEET_TENANT_ANY), any other key's its own tenant's. The one
+ * place that decides it (docs/api.md, "Authentication"). */
+static inline const char *gw_auth_job_scope(const gw_req *r) {
+    return r->who.admin ? FLEET_TENANT_ANY : r->who.tenant;
+}
+
+/* A job object as r sees it: for an admin key (r not NULL), with the job's tenant, since
+ * its jobs are every tenant's; a tenant key sees only its own and gets none. */
+static inline json_t *gw_auth_job_json(const gw_req *r, const fleet_job_view *v) {
+    json_t *o = fleet_job_to_json(v);
+    if (o && r && r->who.admin && v->tenant)
+        json_object_set_new(o, "tenant", json_string(v->tenant));
+    return o;
+}
 
 #endif

@@ -10,6 +10,7 @@
 #include "fleet/job_json.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
+#include "auth.h"
 #include "job_body.h"
 #include "query.h"
 #include "redis.h"
@@ -20,6 +21,7 @@ typedef struct action_call {
     gw_req *r;
     fleet_cmd cmd;
     char id[FLEET_ID_LEN + 1];
+    char owner[FLEET_TENANT_MAX + 1]; /* an admin's retry: the job's tenant */
     int status; /* the HTTP status of the job object that answers at the end */
 } action_call;
 
@@ -59,7 +61,7 @@ static void on_job(redisReply *rep, void *arg) {
     if (found == -2) gw_reply_redis_error(r, "get", NULL);
     else if (found < 0) gw_reply_redis_error(r, "get", rep);
     else if (found == 0) reply_not_found(r, c->id); /* it expired or was deleted meanwhile */
-    else gw_reply_json(r, c->status, fleet_job_to_json(&v));
+    else gw_reply_json(r, c->status, gw_auth_job_json(r, &v));
     free(c);
 }
 
@@ -107,22 +109,22 @@ static void on_retried(redisReply *rep, void *arg) {
         snprintf(loc, sizeof loc, "/v1/jobs/%s", c->id);
         gw_add_header(r, "Location", loc);
         c->status = 202;
-        fleet_state_get(&r->g->keys, c->id, r->who.tenant, &c->cmd);
+        fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
         action_send(c, on_job);
         return;
     }
     free(c);
 }
 
-void gw_jobs_retry(gw_req *r, const char *id) {
+/* Retries c's job as the job of tenant owner, under that tenant's quota max_active. */
+static void retry_as(action_call *c, const char *owner, long max_active) {
+    gw_req *r = c->r;
     gw *g = r->g;
-    action_call *c = action_new(r, id);
-    if (!c) return;
     fleet_retry rt = {
         .id = c->id,
-        .tenant = r->who.tenant,
+        .tenant = owner,
         .ready_target = g->cfg.ready_target,
-        .max_active = r->who.max_active,
+        .max_active = max_active,
         .max_queue = g->cfg.max_queue,
         .dead_only = false,
         /* What a submit gives the index: it must outlive any job it names. */
@@ -130,6 +132,37 @@ void gw_jobs_retry(gw_req *r, const char *id) {
     };
     fleet_state_retry(&g->keys, &rt, &c->cmd);
     action_send(c, on_retried);
+}
+
+/* An admin's retry: the job's tenant, read first, names the keys the retry writes (its
+ * index, its wait list, its active set). */
+static void on_owner(redisReply *rep, void *arg) {
+    action_call *c = arg;
+    gw_req *r = c->r;
+    fleet_job_view v;
+    int found = rep ? fleet_state_get_reply(rep, &v) : -2;
+    if (found <= 0 || !v.tenant || !fleet_tenant_name_valid(v.tenant)) {
+        if (found == -2) gw_reply_redis_error(r, "get", NULL);
+        else if (found < 0) gw_reply_redis_error(r, "get", rep);
+        else reply_not_found(r, c->id);
+        free(c);
+        return;
+    }
+    /* Its own job takes its own quota; another tenant's is an operator's retry, as
+     * fleetctl dlq retry: no max_active (FLEET_MAX_QUEUE still holds). */
+    snprintf(c->owner, sizeof c->owner, "%s", v.tenant);
+    retry_as(c, c->owner, strcmp(c->owner, r->who.tenant) == 0 ? r->who.max_active : 0);
+}
+
+void gw_jobs_retry(gw_req *r, const char *id) {
+    action_call *c = action_new(r, id);
+    if (!c) return;
+    if (!r->who.admin) {
+        retry_as(c, r->who.tenant, r->who.max_active);
+        return;
+    }
+    fleet_state_get(&r->g->keys, c->id, FLEET_TENANT_ANY, &c->cmd);
+    action_send(c, on_owner);
 }
 
 /* ------------------------------------------------------------ DELETE ...?purge=true -- */
@@ -176,6 +209,6 @@ bool gw_jobs_purge_wanted(gw_req *r, bool *purge) {
 void gw_jobs_delete(gw_req *r, const char *id) {
     action_call *c = action_new(r, id);
     if (!c) return;
-    fleet_state_delete(&r->g->keys, c->id, r->who.tenant, &c->cmd);
+    fleet_state_delete(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
     action_send(c, on_deleted);
 }

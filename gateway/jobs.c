@@ -45,7 +45,10 @@ typedef struct job_call {
     gw_job_request jr;
     char id[FLEET_ID_LEN + 1];
     gw_submit_ids ids; /* what a submit command points to */
-    char cursor[48];   /* GET /v1/jobs: an index entry id, two 64-bit numbers (list_cursor_ok) */
+    /* GET /v1/jobs: an index entry id, two 64-bit numbers, and in every tenant's list a
+     * '.' and the entry's tenant (list_cursor_ok) */
+    char cursor[48 + FLEET_TENANT_MAX];
+    char tenant[FLEET_TENANT_MAX + 1]; /* GET /v1/jobs: tenant= */
     char status[48];   /* GET /v1/jobs: a list of statuses (gw_query_status_list) */
     char model[FLEET_MODEL_MAX + 1];
     bool want_msgpack;
@@ -162,7 +165,7 @@ static void on_submitted(redisReply *rep, void *arg) {
         } else {
             c->cancel = FLEET_CANCEL_ERROR;
             c->replay = true;
-            fleet_state_get(&r->g->keys, c->id, r->who.tenant, &c->cmd);
+            fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
             send_or_reply(c, on_got);
             return;
         }
@@ -404,7 +407,7 @@ static void on_got(redisReply *rep, void *arg) {
     else if (found == 0) gw_reply_job_missing(r, c->id, rep);
     else
         gw_reply_json(r, c->cancel == FLEET_CANCEL_REQUESTED || c->replay ? 202 : 200,
-                      fleet_job_to_json(&v));
+                      gw_auth_job_json(r, &v));
     call_free(c);
 }
 
@@ -429,7 +432,7 @@ void gw_jobs_get(gw_req *r, const char *id) {
     job_call *c = start_job_call(r, id);
     if (!c) return;
     c->cancel = FLEET_CANCEL_ERROR;
-    fleet_state_get(&r->g->keys, c->id, r->who.tenant, &c->cmd);
+    fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
     send_or_reply(c, on_got);
 }
 
@@ -541,7 +544,7 @@ void gw_jobs_result(gw_req *r, const char *id) {
     if (!c) return;
     const char *accept = gw_header(r, "Accept");
     c->want_msgpack = accept && strstr(accept, "application/msgpack") != NULL;
-    fleet_state_get(&r->g->keys, c->id, r->who.tenant, &c->cmd);
+    fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
     send_or_reply(c, on_result_status);
 }
 
@@ -567,7 +570,7 @@ static void on_cancelled(redisReply *rep, void *arg) {
         c->cancel = o;
         fleet_log(FLEET_LOG_INFO, o == FLEET_CANCEL_DONE ? "job cancelled" : "job cancel requested",
                   "job_id", c->id, "request_id", r->request_id, NULL);
-        fleet_state_get(&r->g->keys, c->id, r->who.tenant, &c->cmd);
+        fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
         send_or_reply(c, on_got);
         return;
     }
@@ -583,7 +586,7 @@ void gw_jobs_cancel(gw_req *r, const char *id) {
     }
     job_call *c = start_job_call(r, id);
     if (!c) return;
-    fleet_state_cancel(&r->g->keys, c->id, r->who.tenant, &c->cmd);
+    fleet_state_cancel(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
     send_or_reply(c, on_cancelled);
 }
 
@@ -615,7 +618,7 @@ static void on_listed(redisReply *rep, void *arg) {
             fleet_job_view v;
             if (fleet_job_view_from_fields(jobs->element[i], &v) == 0) {
                 v.queue_position = list_queue_position(jobs->element[i]);
-                json_array_append_new(arr, fleet_job_to_json(&v));
+                json_array_append_new(arr, gw_auth_job_json(r, &v));
             }
         }
         json_t *o = json_pack("{s:o, s:o}", "jobs", arr, "next_cursor",
@@ -627,8 +630,9 @@ static void on_listed(redisReply *rep, void *arg) {
 
 /* A cursor of GET /v1/jobs is the id "<ms>-<n>" of an entry of the tenant's index
  * (list.lua): two decimal numbers that fit 64 bits, not "0-0" (below every entry, and
- * XREVRANGE refuses "(0-0"). Anything else would reach Redis as a range it refuses. */
-static bool list_cursor_ok(const char *s) {
+ * XREVRANGE refuses "(0-0"). In every tenant's list (all) it may be followed by '.' and
+ * the entry's tenant. Anything else would reach Redis as a range it refuses. */
+static bool list_cursor_ok(const char *s, bool all) {
     bool nonzero = false;
     for (int part = 0; part < 2; part++) {
         const char *start = s;
@@ -642,6 +646,7 @@ static bool list_cursor_ok(const char *s) {
         if (v) nonzero = true;
         if (part == 0 && *s++ != '-') return false;
     }
+    if (all && *s == '.') return fleet_tenant_name_valid(s + 1) && nonzero;
     return *s == '\0' && nonzero;
 }
 
@@ -669,16 +674,35 @@ void gw_jobs_list(gw_req *r) {
                          "model must be a model name (1-64 characters of a-z, 0-9, _ -)");
         goto refuse;
     }
-    if ((rc = gw_query_get(q, "cursor", c->cursor, sizeof c->cursor)) == 1 && *c->cursor &&
-        fleet_job_id_valid(c->cursor)) {
+    int cursor_rc = gw_query_get(q, "cursor", c->cursor, sizeof c->cursor);
+    if (cursor_rc == 1 && *c->cursor && fleet_job_id_valid(c->cursor)) {
         gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
                          "cursor is a job id, the cursor of an older release of fleet: list "
                          "again from the first page (without a cursor)");
         goto refuse;
     }
-    if (rc < 0 || (rc == 1 && *c->cursor && !list_cursor_ok(c->cursor))) {
+    /* An admin key lists every tenant's jobs, or one tenant's with tenant=; any other key
+     * its own tenant's, so tenant= may name only that one. */
+    const char *whose = r->who.tenant;
+    if ((rc = gw_query_get(q, "tenant", c->tenant, sizeof c->tenant)) < 0 ||
+        (rc == 1 && !fleet_tenant_name_valid(c->tenant))) {
         gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
-                         "cursor must be the next_cursor of a previous page");
+                         "tenant must be a tenant name (1-64 characters of a-z, 0-9, _ -)");
+        goto refuse;
+    }
+    if (rc == 1 && !r->who.admin && strcmp(c->tenant, r->who.tenant) != 0) {
+        gw_reply_problem(r, GW_PROBLEM_FORBIDDEN,
+                         "a tenant key lists only its own tenant's jobs; tenant= may name only "
+                         "'%s' (an admin key lists any tenant's)",
+                         r->who.tenant);
+        goto refuse;
+    }
+    if (rc == 1) whose = c->tenant;
+    else if (r->who.admin) whose = FLEET_TENANT_ANY;
+    bool all = strcmp(whose, FLEET_TENANT_ANY) == 0;
+    if (cursor_rc < 0 || (cursor_rc == 1 && *c->cursor && !list_cursor_ok(c->cursor, all))) {
+        gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
+                         "cursor must be the next_cursor of a previous page of this list");
         goto refuse;
     }
     char *end = NULL;
@@ -690,7 +714,8 @@ void gw_jobs_list(gw_req *r) {
         goto refuse;
     }
     fleet_list_query lq = {
-        .tenant = r->who.tenant,
+        .tenant = whose,
+        .own = r->who.tenant,
         .cursor = c->cursor,
         .status = c->status,
         .model = c->model,

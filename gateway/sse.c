@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "fleet/job_json.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
@@ -151,10 +152,10 @@ static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job
         s->last_done = v->progress_done;
         snprintf(s->last_message, sizeof s->last_message, "%s",
                  v->progress_message ? v->progress_message : "");
-        send_event(s, event, fleet_job_to_json(v));
+        send_event(s, event, gw_auth_job_json(s->r, v));
     }
     if (final) {
-        if (strcmp(event ? event : "", "final") != 0) send_event(s, "final", fleet_job_to_json(v));
+        if (strcmp(event ? event : "", "final") != 0) send_event(s, "final", gw_auth_job_json(s->r, v));
         end_stream(s);
         return false;
     }
@@ -195,6 +196,6 @@ void gw_sse_start(gw_req *r, const char *id) {
     evtimer_add(s->heartbeat, &hb);
     r->on_fini = on_fini;
     r->fini_arg = s;
-    if (gw_watch_start(&s->watch, g, id, r->who.tenant, on_read, s) < 0)
+    if (gw_watch_start(&s->watch, g, id, gw_auth_job_scope(r), on_read, s) < 0)
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory"); /* on_fini frees s */
 }

@@ -18,6 +18,7 @@
 #include "fleet/job_json.h"
 #include "fleet/log.h"
 #include "fleet/state.h"
+#include "auth.h"
 #include "out_stream.h"
 #include "gone.h"
 #include "redis.h"
@@ -142,16 +143,16 @@ static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job
     if (st == FLEET_STATUS_SUCCEEDED) {
         /* The result goes along: one more read, and the job is read no more. */
         gw_watch_stop(&wt->watch);
-        wt->job = fleet_job_to_json(v);
+        wt->job = gw_auth_job_json(wt->r, v);
         read_result(wt);
         return false;
     }
     if (fleet_status_is_final(st)) {
-        answer(wt, 200, fleet_job_to_json(v));
+        answer(wt, 200, gw_auth_job_json(wt->r, v));
         return false;
     }
     if (wt->expired || wt->g->draining) {
-        answer(wt, wt->timeout_status, fleet_job_to_json(v));
+        answer(wt, wt->timeout_status, gw_auth_job_json(wt->r, v));
         return false;
     }
     return true;
@@ -188,7 +189,7 @@ void gw_wait_start(gw_req *r, const char *id, long secs, int timeout_status) {
     snprintf(applied, sizeof applied, "wait=%ld", secs);
     gw_add_header(r, "Preference-Applied", applied);
     if (!r->paused) gw_pause(r);
-    if (gw_watch_start(&wt->watch, g, id, r->who.tenant, on_read, wt) < 0) {
+    if (gw_watch_start(&wt->watch, g, id, gw_auth_job_scope(r), on_read, wt) < 0) {
         wait_free(wt);
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
     }

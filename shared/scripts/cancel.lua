@@ -2,7 +2,8 @@
 -- requested: the worker is told on its control channel, stops the job at the model's next
 -- step and finishes it as cancelled (a lost worker's job ends cancelled when reclaimed).
 -- KEYS: 1 job hash, 2 stats hash, 3 webhook task stream
--- ARGV: 1 tenant, 2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:"),
+-- ARGV: 1 tenant (another tenant's job reads as missing; "*", an admin's: any tenant's),
+--       2 events channel, 3 job id, 4 control channel prefix ("{fleet}:control:"),
 --       5 webhook delivery key prefix, 6 active set key prefix, 7 stream key prefix
 --       ("{fleet}:stream:"), 8 entries hash key prefix, 9 delayed set key prefix, 10 group,
 --       11 wait list key prefix ("{fleet}:wait:"; a wait list is that, the model, ':', the
@@ -18,7 +19,7 @@ hooks.active_prefix, hooks.gone_prefix, hooks.kept_prefix = active_prefix, ARGV[
 hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, channel
 local st = redis.call('HMGET', job_key, 'status', 'tenant', 'model', 'worker', 'entry_id',
   'priority', 'retry_at_ms')
-if not st[1] or st[2] ~= tenant then return {'missing'} end
+if not st[1] or (tenant ~= '*' and st[2] ~= tenant) then return {'missing'} end
 local now = now_ms()
 if st[1] == 'queued' then
   -- Its stream entry, delayed-set id or wait-list id goes now: left there, it would be

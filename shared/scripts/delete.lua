@@ -7,13 +7,13 @@
 -- or running job is refused: cancel it first (DELETE without purge). Its tombstone goes
 -- too: a deleted job's id answers 404, not 410 expired.
 -- KEYS: 1 job hash, 2 result, 3 dead-letter stream, 4 the job's tombstone
--- ARGV: 1 tenant (the job's: another tenant's job reads as missing), 2 job id, 3 events
---       channel
+-- ARGV: 1 tenant (the job's: another tenant's job reads as missing; "*", an admin's: any
+--       tenant's), 2 job id, 3 events channel
 -- Returns {'deleted', status} | {'missing'} | {'refused', status}
 local job_key, result_key, dlq_key, gone_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tenant, id, channel = ARGV[1], ARGV[2], ARGV[3]
 local st = redis.call('HMGET', job_key, 'status', 'tenant', 'idem_key', 'dlq_entry')
-if not st[1] or st[2] ~= tenant then return {'missing'} end
+if not st[1] or (tenant ~= '*' and st[2] ~= tenant) then return {'missing'} end
 if st[1] ~= 'succeeded' and st[1] ~= 'failed' and st[1] ~= 'cancelled' then
   return {'refused', st[1]}
 end

@@ -715,9 +715,12 @@ bool fleet_state_get_gone(const redisReply *r, fleet_job_gone *g) {
 }
 
 void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_LIST, 2);
-    cmd_key(c, fleet_key_index(k, q->tenant));
+    const char *own = q->own ? q->own : q->tenant;
+    bool any = strcmp(q->tenant, FLEET_TENANT_ANY) == 0;
+    cmd_start(c, FLEET_SCRIPT_LIST, 3);
+    cmd_key(c, fleet_key_index(k, any ? own : q->tenant));
     cmd_key(c, fleet_key_queues(k));
+    cmd_key(c, fleet_key_tenants(k));
     cmd_str(c, q->cursor);
     cmd_fmt(c, "%ld", q->limit);
     cmd_str(c, q->status);
@@ -725,6 +728,12 @@ void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd 
     cmd_fmt(c, "%ld", q->scan_max);
     cmd_key(c, fleet_key_job_prefix(k));
     cmd_str(c, q->tenant);
+    /* Every tenant's list builds each index key as prefix, name, suffix: the two parts
+     * around the name of fleet_key_index, which spells it. */
+    fleet_key prefix = fleet_key_tenant_prefix(k), empty = fleet_key_index(k, "");
+    cmd_key(c, prefix);
+    cmd_copy(c, empty.s + strlen(prefix.s), strlen(empty.s) - strlen(prefix.s));
+    cmd_str(c, own);
 }
 
 int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const char **next_cursor) {

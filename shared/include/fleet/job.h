@@ -94,5 +94,9 @@ bool fleet_job_id_valid(const char *s);
 bool fleet_model_name_valid(const char *s);
 /* Tenant names follow the same rule as model names: [a-z0-9_-], 1..64 characters. */
 bool fleet_tenant_name_valid(const char *s);
+/* The tenant argument of the scripts that read and act on a job (get, cancel, delete,
+ * list) for an admin: any tenant's job. No tenant is named so (fleet_tenant_name_valid
+ * refuses it), so no tenant key can pass it. */
+#define FLEET_TENANT_ANY "*"
 
 #endif

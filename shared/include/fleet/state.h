@@ -448,8 +448,11 @@ typedef struct fleet_job_gone {
 bool fleet_state_get_gone(const redisReply *r, fleet_job_gone *g);
 
 typedef struct fleet_list_query {
-    const char *tenant;
-    const char *cursor; /* "" for the newest; else the last id of the previous page */
+    const char *tenant; /* whose jobs; FLEET_TENANT_ANY: every tenant's (an admin's list) */
+    const char *own;    /* the caller's tenant, listed with FLEET_TENANT_ANY (NULL: tenant) */
+    /* "" for the newest; else the previous page's next_cursor: an index entry id, and with
+     * FLEET_TENANT_ANY "<id>.<tenant>" (list.lua) */
+    const char *cursor;
     const char *status; /* "" for any */
     const char *model;  /* "" for any */
     long limit;         /* 1..100 */
