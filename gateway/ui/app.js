@@ -138,11 +138,12 @@ async function whoAmI() {
   try {
     const st = await callJson('GET', '/v1/stats');
     isAdmin = !st.tenant;
-    // GET /v1/jobs lists the key's own tenant's jobs, for an admin key too; an admin key
-    // adds the fleet-wide counters (rates).
+    // An admin key lists every tenant's jobs (each with its tenant: a column and a filter
+    // of their own) and has the fleet-wide counters (rates); a tenant key its own jobs.
     $('who').textContent = st.tenant ? `tenant ${st.tenant.name} (its own jobs)` :
-      apiKey ? 'admin key (fleet-wide counters; the jobs of its own tenant)' :
+      apiKey ? 'admin key (every tenant\'s jobs; fleet-wide counters)' :
         'no key needed (API keys are off: every job is one tenant\'s)';
+    for (const el of document.querySelectorAll('.admin-only')) el.hidden = !isAdmin;
     if (st.models) lastStats = {at: performance.now(), models: st.models};
     whoKnown = true;
     return true;
@@ -289,6 +290,7 @@ function filters() {
     statuses,
     dead: $('f-dead').checked,
     model: $('f-model').value,
+    tenant: isAdmin ? $('f-tenant').value.trim() : '',
     since: Number($('f-since').value) || 0,
     q: $('f-search').value.trim(),
   };
@@ -300,6 +302,7 @@ function keep(job, f) {
   if (f.statuses.length && !f.statuses.includes(job.status)) return false;
   if (f.dead && !job.dead_lettered) return false;
   if (f.model && job.model !== f.model) return false;
+  if (f.tenant && job.tenant && job.tenant !== f.tenant) return false;
   if (f.since && Date.parse(job.created_at) < Date.now() - f.since * 1000) return false;
   if (f.q && !ID_RE.test(f.q)) {
     const hay = JSON.stringify(job.metadata || {}).toLowerCase();
@@ -317,6 +320,7 @@ function listPath(f, cursor) {
   if (f.dead) st = ['failed'];
   if (st.length === 1 || (st.length > 1 && multiStatusOk)) p.set('status', st.join(','));
   if (f.model) p.set('model', f.model);
+  if (f.tenant) p.set('tenant', f.tenant);
   if (cursor) p.set('cursor', cursor);
   return `/v1/jobs?${p}`;
 }
@@ -398,6 +402,7 @@ function renderJobs() {
     body.append(h('tr', {'data-job': j.id, className: j.id === detailId ? 'selected' : ''},
       h('td', {}, h('button', {type: 'button', className: 'link', onclick: () => openDetail(j.id),
         'aria-label': `open job ${j.id}`}, j.id)),
+      h('td', {className: 'admin-only', hidden: !isAdmin}, j.tenant || ''),
       h('td', {}, j.model),
       h('td', {className: `status status-${j.status}`}, j.status + (j.dead_lettered ? ' (dead letter)' : '')),
       progressCell(j),
@@ -429,6 +434,7 @@ function renderDetail(job) {
   clear(dl);
   field(dl, 'status', job.status + (job.cancel_requested ? ' (cancel requested)' : ''));
   field(dl, 'model', job.model);
+  field(dl, 'tenant', job.tenant);
   field(dl, 'priority', job.priority);
   field(dl, 'queue position', job.queue_position);
   field(dl, 'attempts', job.max_attempts ? `${job.attempts || 0} of ${job.max_attempts}` : job.attempts);

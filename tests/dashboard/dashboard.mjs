@@ -240,6 +240,21 @@ try {
   await admin.locator('#who').filter({hasText: 'admin key'}).waitFor({timeout: T});
   await admin.waitForFunction(ratesShown, null, {timeout: T});
 
+  log("an admin key lists every tenant's jobs, with a tenant column and a tenant filter");
+  if (await page.locator('#jobs thead th', {hasText: 'tenant'}).isVisible())
+    throw new Error("a tenant's page shows the tenant column");
+  const adminRow = admin.locator(`#jobs-body tr[data-job="${jobId}"]`);
+  await adminRow.waitFor({timeout: T});
+  await admin.locator('#jobs thead th', {hasText: 'tenant'}).waitFor({timeout: T});
+  const cells = await adminRow.locator('td').allTextContents();
+  if (cells[1] !== 'acme') throw new Error(`the tenant cell says ${JSON.stringify(cells[1])}, not acme`);
+  await admin.getByLabel('Tenant', {exact: true}).fill('ops');
+  await admin.getByRole('button', {name: 'Show'}).click();
+  await adminRow.waitFor({state: 'detached', timeout: T});
+  await admin.getByLabel('Tenant', {exact: true}).fill('acme');
+  await admin.getByRole('button', {name: 'Show'}).click();
+  await adminRow.waitFor({timeout: T});
+
   if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join('; ')}`);
   log('passed');
   await browser.close();
