@@ -234,10 +234,12 @@ end
 -- "{fleet}:gone:<id>" holding "<expires_at_ms> <status> <tenant>", which lives tomb_s
 -- seconds longer than the job's keys, so that once they expired the gateway answers 410
 -- Gone with when and how the job ended (get.lua), then 404. One SET per job; a job whose
--- tomb_s is "0" gets none. A later end of the same job (after a retry) overwrites it. A running job keeps its last
--- `lease` and `lease_until_ms`: the final status alone refuses that token (renew,
--- progress, finish and requeue check status and token), so deleting them would be one
--- more call per job for nothing, and they tell an operator which lease ran it last.
+-- tomb_s is "0" gets none. A later end of the same job (after a retry) overwrites it.
+-- A running job keeps its last `lease` and `lease_until_ms`: the final status alone
+-- refuses that token (renew, progress, finish and requeue check status and token), so
+-- deleting them would be one more call per job for nothing, and they tell an operator
+-- which lease ran it last. A job of a tenant with storage limits (field keep) goes onto
+-- the tenant's kept list (keep_finished).
 -- f: END_FIELDS as read by the caller, or nil to read them here. counted: the caller
 -- moves the counters itself (a batch moves them once for all its jobs). events: nil to
 -- publish the event now, or a list the caller publishes as one message for a batch.
