@@ -288,6 +288,17 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
                       const char *idem_hash, const char *idem_digest, fleet_cmd *cmd,
                       gw_problem *p) {
     gw *g = r->g;
+    if (!gw_models_allowlist(g->models) && !gw_models_loaded(g->models)) {
+        /* Not "unknown model" (a client would give up): the models are not known yet. */
+        gw_add_header(r, "Retry-After", "1");
+        *p = (gw_problem){.status = 503,
+                          .slug = "redis-unavailable",
+                          .title = "Service unavailable"};
+        snprintf(p->detail, sizeof p->detail,
+                 "this gateway has not read the models registered in Redis yet (is Redis "
+                 "reachable?); try again shortly");
+        return -1;
+    }
     if (gw_models_check(g->models, jr->model, p) < 0) return -1;
     if (jr->webhook && webhook_problem(r, jr->webhook, p) < 0) return -1;
     long max_attempts = jr->max_attempts > 0 ? jr->max_attempts : g->cfg.max_attempts;

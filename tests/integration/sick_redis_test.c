@@ -196,12 +196,16 @@ TL_TEST(evicting_policy_makes_gateway_unready) {
 
 /* Starts a gateway on the fleet's Redis with FLEET_REDIS_URL naming database db, without
  * waiting for it to be ready, and points f's requests at it. */
-static void start_gateway_on_db(tl_fleet *f, int db) {
+/* models: FLEET_MODELS (an allowlist; "" for none: the models registered in Redis). */
+static void start_gateway_on_db(tl_fleet *f, int db, const char *models) {
     int port = tl_free_port();
     const char *path = tl_bin_path("fleet-gateway");
     const char *env[] = {tl_printf("FLEET_REDIS_URL=%s/%d", f->redis->url, db),
                          tl_printf("FLEET_LISTEN=127.0.0.1:%d", port),
-                         tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_AUTH=off", NULL};
+                         tl_printf("FLEET_PREFIX=%s", f->prefix),
+                         "FLEET_AUTH=off",
+                         tl_printf("FLEET_MODELS=%s", models),
+                         NULL};
     const char *argv[] = {path, NULL};
     f->gateway = tl_spawn(&(tl_spawn_opts){.name = tl_printf("gateway-db%d", db),
                                            .path = path,
@@ -223,7 +227,9 @@ TL_TEST(refused_select_leaves_the_gateway_unready) {
     char first[sizeof f->url];
     snprintf(first, sizeof first, "%s", f->url);
     wait_readyz(f, 200, NULL); /* the first gateway is back on db 0 */
-    start_gateway_on_db(f, 9);
+    /* Without an allowlist the gateway knows no model until it has read them from Redis:
+     * a submit meanwhile is 503 (come back), never 422 (no such model). */
+    start_gateway_on_db(f, 9, "");
     tl_resp *r = wait_readyz(f, 503, "SELECT");
     ASSERT_STR_CONTAINS(tl_jstr(r->json, "reason"), "FLEET_REDIS_URL");
     log_probe lp = {f->gateway->log_path, "refused SELECT"};
@@ -233,7 +239,7 @@ TL_TEST(refused_select_leaves_the_gateway_unready) {
     redisReply *keys = tl_redis_cmd(f->rc, "DBSIZE");
     long long before = keys->integer;
 
-    start_gateway_on_db(f, 3);
+    start_gateway_on_db(f, 3, "echo"); /* db 3 has no registered model: the allowlist */
     wait_readyz(f, 200, NULL);
     ASSERT_HTTP_STATUS(tl_post(f, "/v1/jobs", submit_body("{\"n\":2}")), 202);
     ASSERT_EQ_INT(tl_redis_cmd(f->rc, "DBSIZE")->integer, before); /* nothing on db 0 */
