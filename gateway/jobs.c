@@ -177,6 +177,7 @@ static void on_submitted(redisReply *rep, void *arg) {
         v.id = c->id;
         v.status = "queued";
         v.model = c->jr.model;
+        v.tenant = r->who.tenant;
         v.priority = fleet_priority_to_string(c->jr.priority);
         v.request_id = r->request_id;
         v.metadata = c->jr.metadata_json;
@@ -199,7 +200,7 @@ static void on_submitted(redisReply *rep, void *arg) {
             gw_models_note(r, c->jr.model, NULL);
             gw_wait_start(r, c->id, c->wait_s, 202);
         } else {
-            json_t *body = fleet_job_to_json(&v);
+            json_t *body = gw_auth_job_json(r, &v);
             gw_models_note(r, c->jr.model, body);
             gw_reply_json(r, 202, body);
         }

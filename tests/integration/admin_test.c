@@ -54,6 +54,9 @@ static const char *submit_as(tl_fleet *f, const char *key, int i) {
     tl_resp *r = tl_request(f, "/v1/jobs", req);
     ASSERT_HTTP_STATUS(r, 202);
     const char *id = tl_jstr(r->json, "id");
+    /* Only an admin's job objects say whose the job is; an admin's own job is its own. */
+    if (strcmp(key, ADMIN) == 0) ASSERT_EQ_STR(tl_jstr(r->json, "tenant"), "ops");
+    else ASSERT_NULL(tl_jget(r->json, "tenant"));
     long long created =
         atoll(tl_redis_cmd(f->rc, "HGET {%s}:job:%s created_ms", f->prefix, id)->str);
     ASSERT_EVENTUALLY(redis_ms(f) > created, TL_WAIT_MS);
