@@ -1,6 +1,8 @@
-/* cmd_model.c: `fleetctl model add|list|remove`: the models a fleet serves, registered in
- * Redis ({prefix}:models, fleet/model_record.h; docs/cli.md "Models"), read and changed
- * directly there (--redis-url, --prefix), like `tenant`.
+/* cmd_model.c: `fleetctl model add|list|remove|pause|resume|purge`: the models a fleet
+ * serves, registered in Redis ({prefix}:models, fleet/model_record.h; docs/cli.md
+ * "Models"), read and changed directly there (--redis-url, --prefix), like `tenant`; pause,
+ * resume and purge run the scripts the gateway's admin routes run (docs/api.md, "Steering
+ * a model").
  *
  * A record makes gateways without FLEET_MODELS accept jobs for the model whether or not a
  * worker runs: jobs queue until one starts (scale from zero). A worker's start registers
@@ -277,6 +279,86 @@ static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals 
     return CTL_EXIT_OK;
 }
 
+/* ------------------------------------------------------------------ steering ------------ */
+
+/* model pause|resume NAME: the pause script (state.h; shared/scripts/pause.lua), as
+ * POST /v1/models/{model}/pause|resume runs it. */
+static int pause_or_resume(redisContext *c, const fleet_keys *k, const ctl_globals *g,
+                           const char *name, bool pause) {
+    fleet_cmd cmd;
+    fleet_state_pause(k, name, pause, &cmd);
+    redisReply *r = ctl_redis_script(c, &cmd);
+    if (!r) return CTL_EXIT_FAIL;
+    long long paused_ms = 0, requeued = 0;
+    int found = fleet_state_pause_reply(r, &paused_ms, &requeued);
+    freeReplyObject(r);
+    if (found < 0) {
+        ctl_error("model %s: unexpected answer from the pause script", name);
+        return CTL_EXIT_FAIL;
+    }
+    if (found == 0) {
+        ctl_error("model %s is not registered (fleetctl model add %s)", name, name);
+        return CTL_EXIT_FAIL;
+    }
+    if (g->json) {
+        json_t *o = json_pack("{s:s, s:b}", "model", name, "paused", paused_ms > 0);
+        if (paused_ms > 0) json_object_set_new(o, "paused_ms", json_integer(paused_ms));
+        if (!pause) json_object_set_new(o, "requeued", json_integer(requeued));
+        ctl_render_json(stdout, o);
+        json_decref(o);
+    } else if (pause) {
+        printf("model %s paused: its jobs queue, no worker takes one until "
+               "`fleetctl model resume %s`\n",
+               name, name);
+    } else {
+        printf("model %s resumed: workers take its jobs again (%lld read while paused queued "
+               "again)\n",
+               name, requeued);
+    }
+    return CTL_EXIT_OK;
+}
+
+static int model_pause(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
+    return pause_or_resume(c, k, g, argv[0], true);
+}
+
+static int model_resume(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
+    return pause_or_resume(c, k, g, argv[0], false);
+}
+
+/* model purge NAME: the purge script (shared/scripts/purge.lua) until the queue is empty,
+ * 250 jobs a call, as POST /v1/models/{model}/purge runs it. */
+static int model_purge(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
+    const char *name = argv[0];
+    char cursor[48] = "";
+    long long total = 0;
+    for (bool more = true; more;) {
+        fleet_cmd cmd;
+        fleet_state_purge(k, name, cursor, 250, &cmd);
+        redisReply *r = ctl_redis_script(c, &cmd);
+        if (!r) return CTL_EXIT_FAIL;
+        long long n = 0;
+        const char *next = "";
+        if (fleet_state_purge_reply(r, &n, &next, &more) < 0 || strlen(next) >= sizeof cursor) {
+            freeReplyObject(r);
+            ctl_error("model %s: unexpected answer from the purge script (%lld cancelled so far)",
+                      name, total);
+            return CTL_EXIT_FAIL;
+        }
+        snprintf(cursor, sizeof cursor, "%s", next);
+        total += n;
+        freeReplyObject(r);
+    }
+    if (g->json) {
+        json_t *o = json_pack("{s:s, s:I}", "model", name, "cancelled", (json_int_t)total);
+        ctl_render_json(stdout, o);
+        json_decref(o);
+    } else {
+        printf("model %s: %lld queued jobs cancelled\n", name, total);
+    }
+    return CTL_EXIT_OK;
+}
+
 /* ------------------------------------------------------------------ command ------------- */
 
 typedef int (*model_fn)(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv);
@@ -289,7 +371,12 @@ typedef int (*model_fn)(redisContext *c, const fleet_keys *k, const ctl_globals 
       "the registered models (and those only live workers serve): workers, queued, running") \
     X("remove", model_remove, "NAME [--force]", 1,                                           \
       "unregister a model; refused while jobs are queued or running for it or a worker "     \
-      "serves it, unless --force")
+      "serves it, unless --force")                                                           \
+    X("pause", model_pause, "NAME", 1,                                                       \
+      "stop workers taking the model's jobs (they still queue) until resume")               \
+    X("resume", model_resume, "NAME", 1, "let workers take the model's jobs again")         \
+    X("purge", model_purge, "NAME", 1,                                                       \
+      "cancel every queued job of the model (running ones go on)")
 
 #define AS_HELP(n, f, a, named, s) {n, a, s},
 #define AS_SUB(n, f, a, named, s) {n, f, named},
@@ -312,7 +399,8 @@ static const model_sub *check_args(const char *sub, int argc, char **argv) {
     for (size_t i = 0; i < N_SUBS; i++)
         if (strcmp(sub, model_subs[i].name) == 0) s = &model_subs[i];
     if (!s) {
-        ctl_usage_error("model", "add|list|remove ...", "unknown model subcommand '%.64s'", sub);
+        ctl_usage_error("model", "add|list|remove|pause|resume|purge ...",
+                        "unknown model subcommand '%.64s'", sub);
         return NULL;
     }
     const char *usage = model_help[s - model_subs].args;

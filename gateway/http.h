@@ -64,7 +64,7 @@ typedef struct gw_req {
     uint64_t start_us;
     gw_principal who;  /* filled by auth (auth.h) before a /v1 handler runs */
     const void *route; /* the matched route, while auth runs (routes.c) */
-    char route_id[64];
+    char route_id[FLEET_MODEL_MAX + 1]; /* a job id, or a model name (routes.c) */
     /* Called once when libevhtp frees the request (answered, or the client went away),
      * before the gw_req is freed: streams (SSE) release what they hold. */
     void (*on_fini)(void *arg);

@@ -12,7 +12,18 @@
 #include "query.h"
 #include "openapi.h"
 
-typedef enum route_kind { R_PLAIN, R_JOB, R_JOB_RESULT, R_JOB_EVENTS, R_JOB_RETRY } route_kind;
+/* The job routes take a job id from the path; the model routes (R_MODEL_*, last) a model
+ * name, which their handlers check. */
+typedef enum route_kind {
+    R_PLAIN,
+    R_JOB,
+    R_JOB_RESULT,
+    R_JOB_EVENTS,
+    R_JOB_RETRY,
+    R_MODEL_PAUSE,
+    R_MODEL_RESUME,
+    R_MODEL_PURGE,
+} route_kind;
 
 typedef struct route {
     htp_method method;
@@ -37,10 +48,31 @@ static const route routes[] = {
     {htp_method_GET, R_JOB_RESULT, "/v1/jobs/{id}/result", NULL, gw_jobs_result},
     {htp_method_GET, R_JOB_EVENTS, "/v1/jobs/{id}/events", NULL, gw_sse_start},
     {htp_method_POST, R_JOB_RETRY, "/v1/jobs/{id}/retry", NULL, gw_jobs_retry},
+    {htp_method_POST, R_MODEL_PAUSE, "/v1/models/{model}/pause", NULL, gw_models_pause},
+    {htp_method_POST, R_MODEL_RESUME, "/v1/models/{model}/resume", NULL, gw_models_resume},
+    {htp_method_POST, R_MODEL_PURGE, "/v1/models/{model}/purge", NULL, gw_models_purge},
     {htp_method_GET, R_PLAIN, "/", gw_ui_serve, NULL},
     {htp_method_GET, R_PLAIN, "/ui/app.css", gw_ui_serve, NULL},
     {htp_method_GET, R_PLAIN, "/ui/app.js", gw_ui_serve, NULL},
 };
+
+/* Splits "/v1/models/{model}/pause", ".../resume" and ".../purge". Returns the kind, or -1
+ * (a name too long for name: no route). */
+static int match_model_path(const char *path, char *name, size_t len) {
+    static const char pre[] = "/v1/models/";
+    if (strncmp(path, pre, sizeof pre - 1) != 0) return -1;
+    const char *s = path + sizeof pre - 1;
+    const char *slash = strchr(s, '/');
+    if (!slash || slash == s || (size_t)(slash - s) >= len) return -1;
+    int kind = strcmp(slash, "/pause") == 0    ? R_MODEL_PAUSE
+               : strcmp(slash, "/resume") == 0 ? R_MODEL_RESUME
+               : strcmp(slash, "/purge") == 0  ? R_MODEL_PURGE
+                                               : -1;
+    if (kind < 0) return -1;
+    memcpy(name, s, (size_t)(slash - s));
+    name[slash - s] = '\0';
+    return kind;
+}
 
 /* Splits "/v1/jobs/{id}", "/v1/jobs/{id}/result", "/v1/jobs/{id}/events" and
  * "/v1/jobs/{id}/retry". Returns the kind, or -1. */
@@ -74,7 +106,7 @@ static void dispatch(gw_req *r) {
                          r->who.max_body);
         return;
     }
-    if (rt->kind != R_PLAIN && !fleet_job_id_valid(r->route_id)) {
+    if (rt->kind != R_PLAIN && rt->kind < R_MODEL_PAUSE && !fleet_job_id_valid(r->route_id)) {
         if (strlen(r->route_id) > FLEET_ID_LEN)
             gw_reply_problem(r, GW_PROBLEM_INVALID_ID,
                              "'%.32s...' is not a job id: a job id is %d characters of "
@@ -122,8 +154,9 @@ void gw_route(evhtp_request_t *req, void *arg) {
     }
     const char *path = req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full
                                                                           : "/";
-    char id[64] = ""; /* a plain route leaves it unset: its route_id is "" */
+    char id[FLEET_MODEL_MAX + 1] = ""; /* a plain route leaves it unset: its route_id is "" */
     int kind = match_job_path(path, id, sizeof id);
+    if (kind == -1) kind = match_model_path(path, id, sizeof id);
     if (kind == -2) {
         kind = R_JOB;
         /* Too long to be an id (answers 400 invalid-id): its start, marked as longer. */

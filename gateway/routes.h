@@ -18,6 +18,10 @@ void gw_jobs_get(gw_req *r, const char *id);
 void gw_jobs_result(gw_req *r, const char *id);
 void gw_jobs_cancel(gw_req *r, const char *id);
 void gw_jobs_list(gw_req *r);
+/* model_actions.c: POST /v1/models/{model}/pause, /resume, /purge (admin keys only). */
+void gw_models_pause(gw_req *r, const char *model);
+void gw_models_resume(gw_req *r, const char *model);
+void gw_models_purge(gw_req *r, const char *model);
 /* job_actions.c: POST /v1/jobs/{id}/retry; DELETE /v1/jobs/{id}?purge=true (gw_jobs_cancel
  * hands the request to gw_jobs_delete when gw_jobs_purge_wanted says so; it answers 400 and
  * returns false for a malformed purge). */

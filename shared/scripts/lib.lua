@@ -164,6 +164,42 @@ local function ready_count(stream, group)
   return n
 end
 
+--- enqueue
+-- Puts a queued job on its model's queue, as submit.lua and retry.lua queue one: straight
+-- onto the stream while its tenant has no backlog (its three wait lists, stem .. rank;
+-- the job's own rank is looked at first, which under load is the one call it takes) and
+-- fewer than target entries wait there undelivered; else at the tail of its rank's wait
+-- list (high, normal, low: each in queue order), which workers feed from fairly
+-- (feed.lua). No TTL on the wait lists: an id whose job expires in one is counted as
+-- expired when feed.lua pops it (an expiring list would take its ids out of the count for
+-- good). A tenant whose lists hold ids is on the waiting list (its stem): only this
+-- helper adds ids to them, and only feed.lua takes the stem off the list, when it finds
+-- them all empty, so only a tenant whose lists were all empty may be missing from it.
+-- stem: "{fleet}:wait:<model>:<tenant>:"; rank '0', '1' or '2'. Returns the new stream
+-- entry's id, or nil when the job went onto its wait list (a job without entry_id that
+-- is not waiting for a retry is on the list of its rank: a cancel takes it out there).
+local function enqueue(stream, entries, waiting, stem, rank, id, group, target)
+  local backlog = redis.call('LLEN', stem .. rank) > 0
+  if not backlog then
+    for _, r in ipairs({'0', '1', '2'}) do
+      if r ~= rank and redis.call('LLEN', stem .. r) > 0 then
+        backlog = true
+        break
+      end
+    end
+  end
+  if not backlog and ready_count(stream, group) < target then
+    local entry = redis.call('XADD', stream, '*', 'job', id)
+    redis.call('HSET', entries, entry, id)
+    return entry
+  end
+  redis.call('RPUSH', stem .. rank, id)
+  if not backlog and not redis.call('LPOS', waiting, stem) then
+    redis.call('RPUSH', waiting, stem)
+  end
+  return nil
+end
+
 --- hooks
 -- Webhooks: a script that can emit job events sets hooks.tasks (the delivery task stream,
 -- KEYS), hooks.delivery_prefix (ARGV: "{fleet}:delivery:") and hooks.channel (the events

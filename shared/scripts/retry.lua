@@ -19,33 +19,6 @@
 --       only a dead-lettered job), 14 index TTL in seconds
 -- Returns {'queued', queue_position} | {'missing'} | {'refused', status}
 --       | {'not_dead', status} | {'limit', what, retry_after_ms}
--- Puts job id on its model's queue the way submit.lua does: straight onto the stream while
--- its tenant has no backlog (its three wait lists, stem .. rank) and fewer than target
--- entries wait undelivered; else at the end of its rank's wait list, the tenant's stem
--- going onto the model's waiting list when its lists were all empty (feed.lua). Returns
--- the stream entry id, or nil when the job went onto a wait list.
-local function enqueue(stream, entries, waiting, stem, rank, id, group, target)
-  local wait = stem .. rank
-  local backlog = redis.call('LLEN', wait) > 0
-  if not backlog then
-    for _, r in ipairs({'0', '1', '2'}) do
-      if r ~= rank and redis.call('LLEN', stem .. r) > 0 then
-        backlog = true
-        break
-      end
-    end
-  end
-  if not backlog and ready_count(stream, group) < target then
-    local entry = redis.call('XADD', stream, '*', 'job', id)
-    redis.call('HSET', entries, entry, id)
-    return entry
-  end
-  redis.call('RPUSH', wait, id)
-  if not backlog and not redis.call('LPOS', waiting, stem) then
-    redis.call('RPUSH', waiting, stem)
-  end
-  return nil
-end
 local job_key, result_key, queues_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dlq_key, index_key, gone_key = KEYS[5], KEYS[6], KEYS[7]
 local tenant, id, channel, group, target = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]

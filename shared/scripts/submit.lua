@@ -173,36 +173,14 @@ if has_idem then
   f[#f + 1] = idem_key
 end
 -- Straight onto the stream while this tenant has no backlog and few entries wait there;
--- else onto its wait list for the job's rank (high, normal, low: each in submit order),
--- which workers feed from fairly (feed.lua). The backlog is the three lists; the job's
--- own rank is looked at first, which under load is the one call it takes.
+-- else onto its wait list for the job's rank, which workers feed from fairly (lib.lua's
+-- enqueue, which retry.lua shares).
 local stem = string.sub(wait_key, 1, -2) -- "{fleet}:wait:<model>:<tenant>:"
-local backlog = redis.call('LLEN', wait_key) > 0
-if not backlog then
-  for _, r in ipairs({'0', '1', '2'}) do
-    if r ~= rank and redis.call('LLEN', stem .. r) > 0 then
-      backlog = true
-      break
-    end
-  end
-end
-if not backlog and ready_count(stream_key, group) < tonumber(ready_target) then
-  local entry = redis.call('XADD', stream_key, '*', 'job', id)
-  redis.call('HSET', entries_key, entry, id)
+local entry = enqueue(stream_key, entries_key, waiting_key, stem, rank, id, group,
+  tonumber(ready_target))
+if entry then
   f[#f + 1] = 'entry_id'
   f[#f + 1] = entry
-else
-  -- No TTL on the wait lists: an id whose job expires in one is counted as expired when
-  -- feed.lua pops it (an expiring list would take its ids out of the count for good).
-  -- A job without entry_id that is not waiting for a retry is on the list of its rank: a
-  -- cancel takes it out from there.
-  redis.call('RPUSH', wait_key, id)
-  -- A tenant whose lists hold ids is on the waiting list (its stem): only this script adds
-  -- ids to them, and only feed.lua takes the stem off the list, when it finds them all
-  -- empty. So only a tenant whose lists were all empty may be missing from it.
-  if not backlog and not redis.call('LPOS', waiting_key, stem) then
-    redis.call('RPUSH', waiting_key, stem)
-  end
 end
 if metadata ~= '' then
   f[#f + 1] = 'metadata'

@@ -213,12 +213,14 @@ fleet_submit_outcome fleet_state_submit_reply(const redisReply *r, fleet_submitt
 }
 
 void fleet_state_feed(const fleet_keys *k, const char *model, long target, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_FEED, 3);
+    cmd_start(c, FLEET_SCRIPT_FEED, 4);
     cmd_key(c, fleet_key_stream(k, model));
     cmd_key(c, fleet_key_waiting(k, model));
     cmd_key(c, fleet_key_entries(k, model));
+    cmd_key(c, fleet_key_models(k)); /* a paused model is not fed */
     cmd_fmt(c, "%ld", target);
     cmd_str(c, FLEET_GROUP);
+    cmd_str(c, model);
 }
 
 void fleet_state_auth(const fleet_keys *k, const char *key_hash, fleet_cmd *c) {
@@ -241,13 +243,14 @@ int fleet_state_auth_reply(const redisReply *r, const char **tenant, const char 
 }
 
 size_t fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, size_t n, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_CLAIM, 6);
+    cmd_start(c, FLEET_SCRIPT_CLAIM, 7);
     cmd_key(c, fleet_key_stream(k, cl->model));
     cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_entries(k, cl->model));
     cmd_key(c, fleet_key_dlq(k));
     cmd_key(c, fleet_key_webhooks(k));
+    cmd_key(c, fleet_key_models(k)); /* a paused model claims nothing */
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, cl->worker);
     cmd_fmt(c, "%ld", cl->lease_ms);
@@ -530,6 +533,62 @@ fleet_delete_outcome fleet_state_delete_reply(const redisReply *r, fleet_status 
         return str_eq(tag, "deleted") ? FLEET_DELETE_DONE : FLEET_DELETE_REFUSED;
     }
     return FLEET_DELETE_ERROR;
+}
+
+void fleet_state_purge(const fleet_keys *k, const char *model, const char *cursor, long budget,
+                       fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_PURGE, 6);
+    cmd_key(c, fleet_key_stream(k, model));
+    cmd_key(c, fleet_key_entries(k, model));
+    cmd_key(c, fleet_key_waiting(k, model));
+    cmd_key(c, fleet_key_delayed(k, model));
+    cmd_key(c, fleet_key_stats(k));
+    cmd_key(c, fleet_key_webhooks(k));
+    cmd_str(c, model);
+    cmd_str(c, FLEET_GROUP);
+    cmd_key(c, fleet_key_events(k));
+    cmd_key(c, fleet_key_delivery_prefix(k));
+    cmd_key(c, fleet_key_active_prefix(k));
+    cmd_key(c, fleet_key_job_prefix(k));
+    cmd_str(c, cursor ? cursor : "");
+    cmd_long(c, budget > 0 ? budget : 1);
+    cmd_key(c, fleet_key_gone_prefix(k));
+    cmd_key(c, fleet_key_kept_prefix(k));
+}
+
+int fleet_state_purge_reply(const redisReply *r, long long *cancelled, const char **cursor,
+                            bool *more) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || !is_str(r->element[1]) ||
+        r->element[2]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    *cancelled = r->element[0]->integer;
+    *cursor = r->element[1]->str;
+    *more = r->element[2]->integer != 0;
+    return 0;
+}
+
+void fleet_state_pause(const fleet_keys *k, const char *model, bool pause, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_PAUSE, 3);
+    cmd_key(c, fleet_key_models(k));
+    cmd_key(c, fleet_key_stream(k, model));
+    cmd_key(c, fleet_key_entries(k, model));
+    cmd_str(c, model);
+    cmd_str(c, pause ? "pause" : "resume");
+    cmd_str(c, FLEET_GROUP);
+    cmd_key(c, fleet_key_events(k));
+    cmd_key(c, fleet_key_job_prefix(k));
+    cmd_long(c, 10000); /* entries left pending while paused that a resume requeues */
+}
+
+int fleet_state_pause_reply(const redisReply *r, long long *paused_ms, long long *requeued) {
+    *paused_ms = *requeued = 0;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return -1;
+    if (str_eq(r->element[0], "missing") && r->elements == 1) return 0;
+    if (!str_eq(r->element[0], "ok") || r->elements != 3) return -1;
+    *paused_ms = reply_int(r->element[1]);
+    *requeued = reply_int(r->element[2]);
+    return 1;
 }
 
 void fleet_state_cancel(const fleet_keys *k, const char *id, const char *tenant, fleet_cmd *c) {

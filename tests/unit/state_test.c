@@ -232,6 +232,16 @@ static size_t build_delete(size_t n, fleet_cmd *c) {
     return n;
 }
 
+static size_t build_purge(size_t n, fleet_cmd *c) {
+    fleet_state_purge(&keys, "echo", "", 1000, c);
+    return n;
+}
+
+static size_t build_pause(size_t n, fleet_cmd *c) {
+    fleet_state_pause(&keys, "echo", true, c);
+    return n;
+}
+
 static size_t build_get(size_t n, fleet_cmd *c) {
     fleet_state_get(&keys, ID, "acme", c);
     return n;
@@ -302,6 +312,8 @@ static const build_fn builders[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_CANCEL] = build_cancel,
     [FLEET_SCRIPT_RETRY] = build_retry,
     [FLEET_SCRIPT_DELETE] = build_delete,
+    [FLEET_SCRIPT_PURGE] = build_purge,
+    [FLEET_SCRIPT_PAUSE] = build_pause,
     [FLEET_SCRIPT_GET] = build_get,
     [FLEET_SCRIPT_LIST] = build_list,
     [FLEET_SCRIPT_MODELS] = build_models,
@@ -708,6 +720,28 @@ TL_TEST(delete_reply) {
     ASSERT_EQ_INT(fleet_state_delete_reply(rerr("ERR boom"), &st), FLEET_DELETE_ERROR);
 }
 
+TL_TEST(purge_and_pause_replies) {
+    long long n = -1, ms = -1, rq = -1;
+    const char *cursor = NULL;
+    bool more = false;
+    ASSERT_EQ_INT(fleet_state_purge_reply(rarr(3, rnum(5), rstr("12-0"), rnum(1)), &n, &cursor,
+                                          &more),
+                  0);
+    ASSERT_EQ_INT(n, 5);
+    ASSERT_EQ_STR(cursor, "12-0");
+    ASSERT_TRUE(more);
+    ASSERT_EQ_INT(fleet_state_purge_reply(rarr(2, rnum(5), rstr("")), &n, &cursor, &more), -1);
+    ASSERT_EQ_INT(fleet_state_purge_reply(rerr("ERR boom"), &n, &cursor, &more), -1);
+    ASSERT_EQ_INT(fleet_state_pause_reply(rarr(3, rstr("ok"), rnum(1700000000000), rnum(2)), &ms,
+                                          &rq),
+                  1);
+    ASSERT_EQ_INT(ms, 1700000000000);
+    ASSERT_EQ_INT(rq, 2);
+    ASSERT_EQ_INT(fleet_state_pause_reply(rarr(1, rstr("missing")), &ms, &rq), 0);
+    ASSERT_EQ_INT(fleet_state_pause_reply(rarr(1, rstr("ok")), &ms, &rq), -1);
+    ASSERT_EQ_INT(fleet_state_pause_reply(rerr("ERR boom"), &ms, &rq), -1);
+}
+
 TL_TEST(retry_reply) {
     fleet_retried out;
     ASSERT_EQ_INT(fleet_state_retry_reply(rarr(2, rstr("queued"), rnum(7)), &out),
@@ -822,6 +856,7 @@ int main(int argc, char **argv) {
         TL_CASE(recover_reply),
         TL_CASE(retry_reply),
         TL_CASE(delete_reply),
+        TL_CASE(purge_and_pause_replies),
         TL_CASE(cancel_reply),
         TL_CASE(get_reply),
         TL_CASE(list_reply),

@@ -344,6 +344,24 @@ typedef enum fleet_delete_outcome {
 
 fleet_delete_outcome fleet_state_delete_reply(const redisReply *r, fleet_status *status);
 
+/* ------------------------------------------------------------------ a model's queue --- */
+
+/* An operator empties a model's queue (purge.lua): every queued job of the model ends
+ * cancelled. At most budget ids per call: call again with *cursor while *more. */
+void fleet_state_purge(const fleet_keys *k, const char *model, const char *cursor, long budget,
+                       fleet_cmd *c);
+/* Returns 0 with the jobs cancelled by this call, the stream cursor to pass next (points
+ * into r) and whether to call again; -1 on an error reply. */
+int fleet_state_purge_reply(const redisReply *r, long long *cancelled, const char **cursor,
+                            bool *more);
+
+/* Pauses (pause true) or resumes a model (pause.lua): while paused its jobs queue and no
+ * worker claims one. */
+void fleet_state_pause(const fleet_keys *k, const char *model, bool pause, fleet_cmd *c);
+/* Returns 1 with *paused_ms (0 once resumed) and *requeued (entries a resume gave a fresh
+ * stream entry), 0 when the model has no record (not registered), -1 on an error reply. */
+int fleet_state_pause_reply(const redisReply *r, long long *paused_ms, long long *requeued);
+
 /* ------------------------------------------------------------------ events ---------- */
 
 /* A message on the events channel ({prefix}:events) names one job per line:
