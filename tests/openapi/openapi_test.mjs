@@ -12,7 +12,8 @@
 //   - a submit's fields are exactly gateway/job_body.c's FIELD_LIST.
 // Live checks: a redis-server, a fleet-gateway (API keys on) and an echo worker on free
 // loopback ports; the answers of the main routes (submit 202 and 200 with Prefer: wait,
-// get, list, result, events, cancel, retry, purge, batch, models, stats for an admin and a
+// get, list, result, events, cancel, retry, purge, batch, models, pause, resume and purge a
+// model, stats for an admin and a
 // tenant, health, metrics, problems 400 / 401 / 404 / 405 / 409 / 415 / 422 / 425) are checked
 // against the document: the status is one it lists for the operation, every header it
 // marks required is there and matches its schema, and the body matches the schema of its
@@ -450,6 +451,19 @@ async function live() {
     check(st.json?.models?.echo?.submitted >= 1, 'admin stats lack models.echo.submitted');
     const ts = await call('GET', '/v1/stats', { key: acme, expect: 200 });
     check(ts.json?.tenant?.name === 'acme', 'tenant stats are not acme\'s');
+
+    // steering a model (an admin key): pause, resume, purge; a tenant key is refused
+    const paused = await call('POST', '/v1/models/echo/pause', { key: admin, expect: 200 });
+    check(paused.json?.paused === true, 'pause: paused is not true');
+    const models = await call('GET', '/v1/models', { key: admin, expect: 200 });
+    check(models.json?.models?.find((m) => m.name === 'echo')?.paused === true, '/v1/models does not show echo paused');
+    await call('POST', '/v1/models/echo/resume', { key: admin, expect: 200 });
+    await call('POST', '/v1/models/echo/pause', { key: acme, expect: 403 });
+    await call('POST', '/v1/models/no-such-model/pause', { key: admin, expect: 404 });
+    await call('POST', '/v1/jobs', { key: acme, headers: JSONCT, body: '{"model": "sleep", "input": 1}', expect: 202 });
+    const purged = await call('POST', '/v1/models/sleep/purge', { key: admin, expect: 200 });
+    check(purged.json?.cancelled === 1, 'purge: not 1 job cancelled');
+    await call('GET', '/v1/models/echo/pause', { key: admin, expect: 405 });
 
     // problems
     await call('GET', '/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV', { key: acme, expect: 404 });
