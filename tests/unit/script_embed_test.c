@@ -20,7 +20,7 @@
 /* ------------------------------------------------------------ lib.lua's blocks ------ */
 
 #define MAX_BLOCKS 64
-#define MAX_NAMES 4
+#define MAX_NAMES 8
 
 typedef struct block {
     char names[MAX_NAMES][64];
