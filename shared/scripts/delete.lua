@@ -6,7 +6,7 @@
 -- tenant's index keeps the id, which list.lua skips as it skips an expired job. A queued
 -- or running job is refused: cancel it first (DELETE without purge). Its tombstone goes
 -- too: a deleted job's id answers 404, not 410 expired.
--- KEYS: 1 job hash, 2 result, 3 dead-letter stream, 4 the job's tombstone
+-- KEYS: 1 job hash, 2 result, 3 dead-letter stream, 4 the bucket of the job's tombstone (field <id>)
 -- ARGV: 1 tenant (the job's: another tenant's job reads as missing; "*", an admin's: any
 --       tenant's), 2 job id, 3 events channel
 -- Returns {'deleted', status} | {'missing'} | {'refused', status}
@@ -21,7 +21,8 @@ end
 -- record whose job is gone; the job field says which job it names now).
 if st[3] and redis.call('HGET', st[3], 'job') == id then redis.call('DEL', st[3]) end
 if st[4] then redis.call('XDEL', dlq_key, st[4]) end
-redis.call('DEL', job_key, result_key, gone_key)
+redis.call('DEL', job_key, result_key)
+redis.call('HDEL', gone_key, id)
 -- Wakes the waits and event streams on this job: their next read finds it gone.
 redis.call('PUBLISH', channel, id .. ' deleted')
 return {'deleted', st[1]}

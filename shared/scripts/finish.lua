@@ -26,6 +26,7 @@ end
 local now = now_ms()
 local now_s = tostring(now) -- made text once: Lua would format the number per call
 local out, entries, counts, events = {}, {}, {}, {}
+hooks.tombs = {} -- the batch's tombstones: written together by tomb_flush below
 local FIELDS = {'status', 'lease', 'entry_id', unpack(END_FIELDS)}
 for i = FIRST_JOB, #ARGV, 5 do
   local id, token, status, result, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
@@ -43,6 +44,7 @@ for i = FIRST_JOB, #ARGV, 5 do
     out[#out + 1] = 'ok'
   end
 end
+tomb_flush()
 local done = 0
 for status, n in pairs(counts) do
   redis.call('HINCRBY', stats_key, model .. ':' .. status, n)

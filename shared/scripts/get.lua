@@ -1,6 +1,7 @@
 #!lua flags=no-writes
 -- get (read only): a job's fields and its queue position, or what its tombstone says.
--- KEYS: 1 job hash, 2 queues hash, 3 the job's tombstone ("{fleet}:gone:<id>")
+-- KEYS: 1 job hash, 2 queues hash, 3 the bucket of the job's tombstone ("{fleet}:gone:<the
+--       id's first 7 characters>", field <id>)
 -- ARGV: 1 tenant (another tenant's job reads as missing; "*", an admin's: any tenant's),
 --       2 job id
 -- Returns {fields (HGETALL shape, led by id: lib.lua's job_fields), queue_position}
@@ -12,11 +13,14 @@ local job_key, queues_key, gone_key = KEYS[1], KEYS[2], KEYS[3]
 local tenant, id = ARGV[1], ARGV[2]
 local f = redis.call('HGETALL', job_key)
 if #f == 0 then
-  -- "<expired_at_ms> <status> <tenant>"; the tenant last, as the rest of the text
-  local g = gone_key and redis.call('GET', gone_key)
+  -- "<expired_at_ms> <gone_at_ms> <status> <tenant>"; the tenant last, as the rest of the
+  -- text. Its bucket may outlive it (it lives as long as its longest tombstone).
+  local g = gone_key and redis.call('HGET', gone_key, id)
   if not g then return {} end
-  local at, status, owner = string.match(g, '^(%d+) (%S+) (.*)$')
-  if not at or (tenant ~= '*' and owner ~= tenant) then return {} end
+  local at, gone_at, status, owner = string.match(g, '^(%d+) (%d+) (%S+) (.*)$')
+  if not at or (tenant ~= '*' and owner ~= tenant) or now_ms() >= tonumber(gone_at) then
+    return {}
+  end
   return {'gone', at, status}
 end
 f = job_fields(f, id)

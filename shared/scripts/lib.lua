@@ -212,6 +212,41 @@ end
 -- of a tenant with max_finished or max_bytes on the tenant's kept list (keep_finished).
 local hooks = {}
 
+--- GONE_BUCKET tomb_write tomb_flush
+-- Tombstones (docs/redis.md): a job's is field <id> of the hash hooks.gone_prefix and the
+-- first GONE_BUCKET characters of its id (its creation time, in units of 32.768 s), value
+-- "<expired_at_ms> <gone_at_ms> <status> <tenant>". The hash lives as long as its longest
+-- tombstone (EXPIRE NX, then GT); get ignores one whose gone_at has passed. A script that
+-- ends a batch (finish) sets hooks.tombs = {} first and calls tomb_flush() at its end: one
+-- HSET and two EXPIREs per bucket instead of a key per job.
+local GONE_BUCKET = 7
+local function tomb_write(id, value, ex)
+  local key = hooks.gone_prefix .. string.sub(id, 1, GONE_BUCKET)
+  if not hooks.tombs then
+    redis.call('HSET', key, id, value)
+    redis.call('EXPIRE', key, ex, 'NX')
+    redis.call('EXPIRE', key, ex, 'GT')
+    return
+  end
+  local b = hooks.tombs[key]
+  if not b then
+    b = {fv = {}, ex = ex}
+    hooks.tombs[key] = b
+  end
+  b.fv[#b.fv + 1] = id
+  b.fv[#b.fv + 1] = value
+  if ex > b.ex then b.ex = ex end
+end
+
+local function tomb_flush()
+  for key, b in pairs(hooks.tombs or {}) do
+    redis.call('HSET', key, unpack(b.fv))
+    redis.call('EXPIRE', key, b.ex, 'NX')
+    redis.call('EXPIRE', key, b.ex, 'GT')
+  end
+  hooks.tombs = {}
+end
+
 --- webhook_event
 -- Queues a webhook delivery when the job asked for this kind of event ('running',
 -- 'progress', 'completed'): a delivery hash that gateways fill and update, and an entry on
@@ -295,10 +330,19 @@ local function end_job(job, stats, model, from, status, err, now, channel, id, f
   expire_job(job, ttl, f[2])
   local tomb = f[7] or DEFAULT_TOMB_S
   if hooks.gone_prefix and tomb ~= '0' then
-    local ttl_n = tonumber(ttl)
-    redis.call('SET', hooks.gone_prefix .. id,
-      string.format('%d', tonumber(now) + ttl_n * 1000) .. ' ' .. status .. ' ' .. (f[3] or ''),
-      'EX', string.format('%d', ttl_n + tonumber(tomb)))
+    -- The times are the same for every job of a call with the same ttl_s and tomb_s:
+    -- formatted once.
+    local memo = hooks.tomb_memo or {}
+    hooks.tomb_memo = memo
+    local k = ttl .. ' ' .. tomb
+    local m = memo[k]
+    if not m then
+      local ttl_n, tomb_n = tonumber(ttl), tonumber(tomb)
+      local at = tonumber(now) + ttl_n * 1000
+      m = {string.format('%d %d ', at, at + tomb_n * 1000), ttl_n + tomb_n}
+      memo[k] = m
+    end
+    tomb_write(id, m[1] .. status .. ' ' .. (f[3] or ''), m[2])
   end
   if f[8] and hooks.kept_prefix and f[3] then
     keep_finished(f[3], id, now, ttl, tonumber(f[8]) + (result_len or 0))

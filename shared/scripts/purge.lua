@@ -25,6 +25,7 @@ hooks.tasks, hooks.delivery_prefix, hooks.channel = tasks_key, delivery_prefix, 
 local ERR = 'cancelled by an operator: the queue of model ' .. model .. ' was purged'
 local now = now_ms()
 local cancelled, looked = 0, 0
+hooks.tombs = {} -- the purged jobs' tombstones: written together by tomb_flush at the end
 
 -- Ends one queued job found by one of its references (already taken out by the caller);
 -- a job whose keys expired is counted expired, one in another state is left alone.
@@ -101,4 +102,5 @@ if not more and looked < budget then
   for i = 1, #z, 2 do purge_id(z[i], 'queued') end
   if redis.call('ZCARD', delayed_key) > 0 then more = true end
 end
+tomb_flush()
 return {cancelled, cursor, more and 1 or 0}

@@ -10,7 +10,8 @@
 -- same job), so submitted = queued + running + succeeded + failed + cancelled + expired
 -- holds throughout.
 -- KEYS: 1 job hash, 2 result, 3 queues hash, 4 stats hash, 5 dead-letter stream,
---       6 tenant index, 7 the job's tombstone (its end wrote it: gone until it ends again)
+--       6 tenant index, 7 the bucket of the job's tombstone (its end wrote it: gone until it
+--       ends again)
 -- ARGV: 1 tenant (the job's: another tenant's job reads as missing), 2 job id, 3 events
 --       channel, 4 group, 5 ready target, 6 stream key prefix ("{fleet}:stream:"),
 --       7 entries hash key prefix, 8 waiting list key prefix ("{fleet}:waiting:"),
@@ -53,7 +54,8 @@ redis.call('HDEL', job_key, 'attempts', 'error', 'last_error', 'finished_ms', 's
   'worker', 'lease', 'lease_until_ms', 'cancel_requested', 'retry_at_ms', 'entry_id',
   'dead_lettered', 'dlq_entry', 'progress_percent', 'progress_message', 'progress_done',
   'progress_total', 'active')
-redis.call('DEL', result_key, gone_key)
+redis.call('DEL', result_key)
+redis.call('HDEL', gone_key, id)
 if st[6] then redis.call('XDEL', dlq_key, st[6]) end
 if st[5] == '1' then redis.call('HINCRBY', stats_key, model .. ':dlq_retried', 1) end
 local seq = redis.call('HINCRBY', queues_key, model .. ':seq', 1)

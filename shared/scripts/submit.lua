@@ -116,7 +116,8 @@ if finished_max > 0 or bytes_max > 0 then
       local h = redis.call('HMGET', jk, 'status', 'finished_ms', 'model', 'idem_key')
       if h[2] == ems and (h[1] == 'succeeded' or h[1] == 'failed' or h[1] == 'cancelled') then
         if h[4] and redis.call('HGET', h[4], 'job') == eid then redis.call('DEL', h[4]) end
-        redis.call('DEL', jk, jk .. result_suffix, gone_prefix .. eid)
+        redis.call('DEL', jk, jk .. result_suffix)
+        redis.call('HDEL', gone_prefix .. string.sub(eid, 1, GONE_BUCKET), eid)
         redis.call('HINCRBY', stats_key, h[3] .. ':evicted', 1)
       end
     end

@@ -47,7 +47,13 @@ static fleet_key key2(const fleet_keys *k, const char *a, const char *b, const c
 
 fleet_key fleet_key_job(const fleet_keys *k, const char *id) { return key2(k, "job", id, NULL); }
 fleet_key fleet_key_job_prefix(const fleet_keys *k) { return key2(k, "job", "", NULL); }
-fleet_key fleet_key_gone(const fleet_keys *k, const char *id) { return key2(k, "gone", id, NULL); }
+fleet_key fleet_key_gone(const fleet_keys *k, const char *id) {
+    /* The bucket of the job's tombstone: the first FLEET_GONE_BUCKET_LEN characters of its
+     * id (a ULID's leading characters are its creation time). */
+    char bucket[FLEET_GONE_BUCKET_LEN + 1];
+    snprintf(bucket, sizeof bucket, "%s", id);
+    return key2(k, "gone", bucket, NULL);
+}
 fleet_key fleet_key_gone_prefix(const fleet_keys *k) { return key2(k, "gone", "", NULL); }
 fleet_key fleet_key_kept(const fleet_keys *k, const char *tenant) {
     return key2(k, "kept", tenant, NULL);

@@ -1,6 +1,7 @@
 /* expiry_test.c: a job whose keys expired after it ended answers 410 expired, with when
  * and how it ended, for FLEET_TOMBSTONE_S, then 404 (docs/api.md, "Expired jobs"). The
- * tombstone {prefix}:gone:<id> is written by the script that ends the job; its keys'
+ * tombstone (field <id> of {prefix}:gone:<the id's first 7 characters>) is written by the
+ * script that ends the job; its keys'
  * expiry is made here with PEXPIRE, as Redis would make it at the end of ttl_s (60 s at
  * least). Tenant-scoped: another tenant gets 404. A deleted job leaves none, and a retried
  * one has none until it ends again. */
@@ -95,8 +96,14 @@ static const char *hget(tl_fleet *f, const char *id, const char *field) {
     return v->type == REDIS_REPLY_STRING ? tl_printf("%s", v->str) : NULL;
 }
 
+/* The hash that holds the job's tombstone: its bucket, named by the id's first 7
+ * characters (shared/include/fleet/keys.h, FLEET_GONE_BUCKET_LEN). */
+static const char *bucket(tl_fleet *f, const char *id) {
+    return tl_printf("{%s}:gone:%.7s", f->prefix, id);
+}
+
 static const char *tombstone(tl_fleet *f, const char *id) {
-    redisReply *v = tl_redis_cmd(f->rc, "GET {%s}:gone:%s", f->prefix, id);
+    redisReply *v = tl_redis_cmd(f->rc, "HGET %s %s", bucket(f, id), id);
     return v->type == REDIS_REPLY_STRING ? tl_printf("%s", v->str) : NULL;
 }
 
@@ -121,9 +128,11 @@ TL_TEST(an_expired_job_answers_410_to_its_tenant_then_404) {
     tl_log("tombstone: %s", t);
     char *rest = NULL;
     long long at_ms = strtoll(t, &rest, 10);
+    long long gone_ms = strtoll(rest, &rest, 10);
     ASSERT_EQ_STR(rest, " succeeded acme");
     ASSERT_EQ_INT(at_ms, finished_ms + 60 * 1000);
-    long long ttl = tl_redis_int(f->rc, "TTL {%s}:gone:%s", f->prefix, id);
+    ASSERT_EQ_INT(gone_ms, at_ms + 86400LL * 1000);
+    long long ttl = tl_redis_int(f->rc, "TTL %s", bucket(f, id));
     ASSERT_GT_INT(ttl, 86400);
     ASSERT_LE_INT(ttl, 86400 + 60);
     /* While the job lives it answers as itself. */
@@ -146,7 +155,10 @@ TL_TEST(an_expired_job_answers_410_to_its_tenant_then_404) {
     ASSERT_PROBLEM(as(f, "key-other", "GET", tl_printf("/v1/jobs/%s/result", id), NULL), 404);
 
     /* The tombstone's own end (made now, as at the end of FLEET_TOMBSTONE_S): 404. */
-    tl_redis_cmd(f->rc, "DEL {%s}:gone:%s", f->prefix, id);
+    /* Its hash lives as long as its longest tombstone, so one whose gone_at has passed may
+     * still be there: it answers 404 too. */
+    tl_redis_cmd(f->rc, "HSET %s %s %s", bucket(f, id), id,
+                 tl_printf("%lld 1 succeeded acme", at_ms));
     r = as(f, "key-acme", "GET", tl_printf("/v1/jobs/%s", id), NULL);
     ASSERT_PROBLEM(r, 404);
     ASSERT_EQ_STR(tl_jstr(r->json, "type"), "urn:fleet:problem:job-not-found");
@@ -161,7 +173,7 @@ TL_TEST(fleet_tombstone_s_sets_the_while_and_0_turns_it_off) {
     const char *id = tl_job_submit(f, "echo", "{\"n\": 1}");
     tl_job_wait_status(f, id, "succeeded", TL_WAIT_MS);
     ASSERT_EQ_STR(hget(f, id, "tomb_s"), "120");
-    long long ttl = tl_redis_int(f->rc, "TTL {%s}:gone:%s", f->prefix, id);
+    long long ttl = tl_redis_int(f->rc, "TTL %s", bucket(f, id));
     ASSERT_GT_INT(ttl, 120);
     ASSERT_LE_INT(ttl, 120 + 86400);
     /* a queued cancel (the gateway's script) ends it the same way */

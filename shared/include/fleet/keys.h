@@ -40,12 +40,17 @@ fleet_key fleet_key_job_prefix(const fleet_keys *k);
  * jobs builds the result keys from the job prefix, the id and this suffix, all within the
  * fleet's hash tag. */
 #define FLEET_KEY_RESULT_SUFFIX ":result"
-fleet_key fleet_key_result(const fleet_keys *k, const char *id);    /* string, msgpack */
+fleet_key fleet_key_result(const fleet_keys *k, const char *id); /* string, msgpack */
 /* A job's tombstone: "<expired_at_ms> <status> <tenant>" from the moment its keys get their
  * final TTL until a while (FLEET_TOMBSTONE_S) after they expire, so that its id answers 410
  * Gone instead of 404 (lib.lua's end_job writes it; get.lua reads it). */
-fleet_key fleet_key_gone(const fleet_keys *k, const char *id);      /* string */
-fleet_key fleet_key_gone_prefix(const fleet_keys *k);               /* "{prefix}:gone:" */
+/* Tombstones (docs/redis.md): a hash per bucket of job ids, field <job id>, value
+ * "<expired_at_ms> <gone_at_ms> <status> <tenant>"; the bucket is the id's first
+ * FLEET_GONE_BUCKET_LEN characters (32.768 s of creation time), so that a batch of jobs
+ * that end together writes its tombstones with one HSET (lib.lua's end_job). */
+#define FLEET_GONE_BUCKET_LEN 7
+fleet_key fleet_key_gone(const fleet_keys *k, const char *id); /* hash: the id's bucket */
+fleet_key fleet_key_gone_prefix(const fleet_keys *k);          /* "{prefix}:gone:" */
 /* A tenant with max_finished or max_bytes (tenant.h): its finished jobs in finish order,
  * "<id> <finished_ms> <bytes>" (list), and the sum of their bytes (string, the list's key
  * and this suffix: lib.lua's KEPT_BYTES_SUFFIX spells it too). */
@@ -53,7 +58,7 @@ fleet_key fleet_key_gone_prefix(const fleet_keys *k);               /* "{prefix}
 fleet_key fleet_key_kept(const fleet_keys *k, const char *tenant);       /* list */
 fleet_key fleet_key_kept_bytes(const fleet_keys *k, const char *tenant); /* string */
 fleet_key fleet_key_kept_prefix(const fleet_keys *k);                    /* "{prefix}:kept:" */
-fleet_key fleet_key_stream(const fleet_keys *k, const char *model); /* stream */
+fleet_key fleet_key_stream(const fleet_keys *k, const char *model);      /* stream */
 fleet_key fleet_key_queues(const fleet_keys *k); /* hash: <model>:seq, <model>:head */
 fleet_key fleet_key_stats(const fleet_keys *k);  /* hash: <model>:<counter> */
 fleet_key fleet_key_index(const fleet_keys *k, const char *tenant); /* stream: j = job id */
