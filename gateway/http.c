@@ -890,6 +890,17 @@ void gw_reply_problem_with(gw_req *r, gw_problem_id id, json_t *members, const c
     va_end(ap);
 }
 
+bool gw_send_script(gw_req *req, fleet_cmd *cmd, gw_redis_cb cb, void *call,
+                    void (*free_call)(void *)) {
+    if (gw_redis_script(req->g->redis, cmd, cb, call) < 0) {
+        free_call(call);
+        gw_reply_redis_error(req, "send", NULL);
+        return false;
+    }
+    if (!req->paused) gw_pause(req);
+    return true;
+}
+
 /* Declared in redis.h with gw_redis_problem_of, whose answer it writes: it lives here, with
  * the other answers, so that redis.c needs nothing of the HTTP side. */
 void gw_reply_redis_error(gw_req *req, const char *what, const redisReply *rep) {

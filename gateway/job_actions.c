@@ -38,13 +38,7 @@ static action_call *action_new(gw_req *r, const char *id) {
 
 /* Sends c->cmd, or answers 503 and frees c when Redis cannot take it. */
 static void action_send(action_call *c, gw_redis_cb cb) {
-    gw_req *r = c->r;
-    if (gw_redis_script(r->g->redis, &c->cmd, cb, c) < 0) {
-        free(c);
-        gw_reply_redis_error(r, "send", NULL);
-        return;
-    }
-    if (!r->paused) gw_pause(r);
+    gw_send_script(c->r, &c->cmd, cb, c, free);
 }
 
 static void reply_not_found(gw_req *r, const char *id) {

@@ -49,7 +49,7 @@ typedef struct job_call {
      * '.' and the entry's tenant (list_cursor_ok) */
     char cursor[48 + FLEET_TENANT_MAX];
     char tenant[FLEET_TENANT_MAX + 1]; /* GET /v1/jobs: tenant= */
-    char status[48];   /* GET /v1/jobs: a list of statuses (gw_query_status_list) */
+    char status[48];                   /* GET /v1/jobs: a list of statuses (gw_query_status_list) */
     char model[FLEET_MODEL_MAX + 1];
     bool want_msgpack;
     fleet_cancel_outcome cancel;
@@ -94,14 +94,10 @@ static void call_free(job_call *c) {
 }
 
 /* Sends c->cmd, or answers 503 and frees c when Redis cannot take it. */
+static void call_free_any(void *c) { call_free(c); }
+
 static void send_or_reply(job_call *c, gw_redis_cb cb) {
-    gw_req *r = c->r;
-    if (gw_redis_script(r->g->redis, &c->cmd, cb, c) < 0) {
-        call_free(c);
-        gw_reply_redis_error(r, "send", NULL);
-        return;
-    }
-    if (!r->paused) gw_pause(r);
+    gw_send_script(c->r, &c->cmd, cb, c, call_free_any);
 }
 
 /* A Redis refusal (loading, full, ...) or an unexpected answer: redis.c decides. */
@@ -324,8 +320,7 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
      * without storing it (fleet_job_view_from_fields), 40 bytes less per job. */
     const char *request_id = r->request_id;
     if (r->request_id_free) {
-        snprintf(ids->id, sizeof ids->id, "%s",
-                 r->request_id + sizeof FLEET_REQUEST_ID_PREFIX - 1);
+        snprintf(ids->id, sizeof ids->id, "%s", r->request_id + sizeof FLEET_REQUEST_ID_PREFIX - 1);
         r->request_id_free = false;
         request_id = "";
     } else if (fleet_id_new(ids->id) < 0) {

@@ -52,13 +52,7 @@ static model_call *model_call_new(gw_req *r, const char *model) {
 
 /* Sends c->cmd, or answers 503 and frees c when Redis cannot take it. */
 static void model_send(model_call *c, gw_redis_cb cb) {
-    gw_req *r = c->r;
-    if (gw_redis_script(r->g->redis, &c->cmd, cb, c) < 0) {
-        free(c);
-        gw_reply_redis_error(r, "send", NULL);
-        return;
-    }
-    if (!r->paused) gw_pause(r);
+    gw_send_script(c->r, &c->cmd, cb, c, free);
 }
 
 /* ------------------------------------------------------------ POST .../purge --------- */

@@ -73,5 +73,10 @@ struct gw_req;
  * the wrong shape) as gw_redis_problem_of says; `what` names the operation in the log of
  * an unexpected answer. */
 void gw_reply_redis_error(struct gw_req *req, const char *what, const redisReply *rep);
+/* Sends a request's script command with call as cb's argument and pauses the request until
+ * the answer; when Redis cannot take it, frees call with free_call and answers 503 (or what
+ * gw_reply_redis_error says). Returns whether it was sent. Lives in http.c. */
+bool gw_send_script(struct gw_req *req, fleet_cmd *cmd, gw_redis_cb cb, void *call,
+                    void (*free_call)(void *));
 
 #endif
