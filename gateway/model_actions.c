@@ -36,7 +36,7 @@ static model_call *model_call_new(gw_req *r, const char *model) {
         return NULL;
     }
     if (!fleet_model_name_valid(model)) {
-        gw_reply_problem(r, GW_PROBLEM_NOT_FOUND,
+        gw_reply_problem(r, GW_PROBLEM_INVALID_MODEL,
                          "'%.64s' is not a model name (1-64 characters of a-z, 0-9, _ -)", model);
         return NULL;
     }

@@ -20,6 +20,7 @@
     X(INVALID_WAIT, "invalid-wait", 400, "Invalid wait")                                  \
     X(INVALID_IDEMPOTENCY_KEY, "invalid-idempotency-key", 400, "Invalid Idempotency-Key") \
     X(INVALID_ID, "invalid-id", 400, "Not a job id")                                      \
+    X(INVALID_MODEL, "invalid-model", 400, "Not a model name")                            \
     X(UNAUTHORIZED, "unauthorized", 401, "Unauthorized")                                  \
     X(FORBIDDEN, "forbidden", 403, "Forbidden")                                           \
     X(NOT_FOUND, "not-found", 404, "Not found")                                           \

@@ -163,10 +163,13 @@ TL_TEST(pause_keeps_jobs_queued_and_resume_runs_them) {
     ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN {%s}:stream:echo", f->prefix), 0);
 }
 
+/* As with job ids: a name that cannot be a model's is 400, a model nobody registered 404. */
 TL_TEST(pause_of_an_unknown_model_is_404) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
     ASSERT_STR_CONTAINS(ASSERT_PROBLEM(post(f, "/v1/models/nosuch/pause"), 404), "nosuch");
-    ASSERT_PROBLEM(post(f, "/v1/models/Bad.Name/pause"), 404);
+    tl_resp *bad = post(f, "/v1/models/Bad.Name/pause");
+    ASSERT_PROBLEM(bad, 400);
+    ASSERT_EQ_STR(tl_jstr(bad->json, "type"), "urn:fleet:problem:invalid-model");
     ASSERT_PROBLEM(tl_get(f, "/v1/models/echo/pause"), 405);
 }
 
