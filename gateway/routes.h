@@ -29,7 +29,6 @@ void gw_jobs_retry(gw_req *r, const char *id);
 void gw_jobs_delete(gw_req *r, const char *id);
 bool gw_jobs_purge_wanted(gw_req *r, bool *purge);
 
-
 /* The ids a submit command refers to (they must live until it is sent). */
 typedef struct gw_submit_ids {
     char id[FLEET_ID_LEN + 1];
