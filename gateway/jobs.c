@@ -720,6 +720,22 @@ void gw_jobs_list(gw_req *r) {
         gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY, "limit must be a whole number from 1 to 100");
         goto refuse;
     }
+    /* since= and until=: the submit times the list covers, both included. */
+    long long bounds[2] = {0, 0}; /* 0: no bound */
+    static const char *const bound_names[2] = {"since", "until"};
+    for (int i = 0; i < 2; i++) {
+        char t[64];
+        if ((rc = gw_query_get(q, bound_names[i], t, sizeof t)) < 0 ||
+            (rc == 1 && fleet_parse_time_ms(t, &bounds[i]) < 0)) {
+            gw_reply_problem(r, GW_PROBLEM_INVALID_QUERY,
+                             "%s must be an RFC 3339 date-time such as 2026-12-06T10:00:00Z or "
+                             "2026-12-06T11:00:00.250+01:00",
+                             bound_names[i]);
+            goto refuse;
+        }
+        /* 1970-01-01T00:00:00Z: since it is no bound; until it keeps the list empty. */
+        if (rc == 1 && i == 1 && bounds[i] == 0) bounds[i] = 1;
+    }
     fleet_list_query lq = {
         .tenant = whose,
         .own = r->who.tenant,
@@ -728,6 +744,8 @@ void gw_jobs_list(gw_req *r) {
         .model = c->model,
         .limit = limit,
         .scan_max = 1000,
+        .since_ms = bounds[0],
+        .until_ms = bounds[1],
     };
     fleet_state_list(&r->g->keys, &lq, &c->cmd);
     send_or_reply(c, on_listed);

@@ -79,7 +79,7 @@ static const struct {
     const char *method, *route, *params;
 } route_params[] = {
     {"POST", "/v1/jobs", "wait"},
-    {"GET", "/v1/jobs", "status,model,cursor,limit,tenant"},
+    {"GET", "/v1/jobs", "status,model,cursor,limit,tenant,since,until"},
     {"GET", "/v1/jobs/{id}", "wait"},
     {"DELETE", "/v1/jobs/{id}", "purge"},
 };

@@ -8,7 +8,10 @@
 --       separated by commas, any of which matches), 4 model filter (""), 5 most index
 --       entries to look at, 6 job key prefix ("{fleet}:job:"), 7 tenant ("*": every tenant
 --       named in KEYS 3, and ARGV 10), 8 tenant index key prefix ("{fleet}:tenant:"),
---       9 tenant index key suffix (":submits"), 10 the caller's own tenant
+--       9 tenant index key suffix (":submits"), 10 the caller's own tenant, 11 since, 12
+--       until ("" or ms since the epoch: only jobs submitted from since to until, both
+--       included, by the index entry ids; a cursor goes on below its entry, still above
+--       since)
 -- Returns {{fields...}, next_cursor ("" when the end was reached)}: each job's fields as
 -- get.lua answers them (led by id; a field that holds its default absent), and for a
 -- queued job in the queue (not waiting for a retry) a last field queue_position, the
@@ -24,6 +27,10 @@
 local index_key, queues_key, tenants_key = KEYS[1], KEYS[2], KEYS[3]
 local cursor, limit, status_filter, model_filter = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local budget, job_prefix, tenant = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+-- The time bounds as XREVRANGE takes them: an entry id of ms alone is the first id of that
+-- millisecond as the lower bound and the last as the upper one, so both are included.
+local since = ARGV[11] ~= '' and ARGV[11] or '-'
+local until_id = ARGV[12] ~= '' and ARGV[12] or '+'
 local out = {}
 local last = ''
 local exhausted = false
@@ -84,11 +91,11 @@ if tenant ~= '*' then
   -- One tenant's index. Entries read per call: at first as many as the page lacks (a page
   -- whose jobs all match takes one call, and Redis turns each entry it returns into two
   -- Lua tables), then twice as many each call, up to 100, while a filter skips jobs.
-  local max = cursor == '' and '+' or ('(' .. cursor)
+  local max = cursor == '' and until_id or ('(' .. cursor)
   local n = limit
   while #out < limit and budget > 0 do
     n = math.min(n, budget)
-    local entries = redis.call('XREVRANGE', index_key, max, '-', 'COUNT', n)
+    local entries = redis.call('XREVRANGE', index_key, max, since, 'COUNT', n)
     if #entries == 0 then exhausted = true break end
     for _, e in ipairs(entries) do
       budget = budget - 1
@@ -136,7 +143,7 @@ end
 local function fill(s)
   if s.i > #s.buf then
     if s.done then return false end
-    local entries = redis.call('XREVRANGE', s.key, s.max, '-', 'COUNT', s.count)
+    local entries = redis.call('XREVRANGE', s.key, s.max, since, 'COUNT', s.count)
     if #entries < s.count then s.done = true end
     if #entries == 0 then return false end
     s.buf, s.i = entries, 1
@@ -170,7 +177,7 @@ end
 for _, t in ipairs(tenants) do
   -- Below the cursor: an index whose name sorts below the cursor's still has the
   -- cursor's own entry id to give; the others start under it.
-  local max = '+'
+  local max = until_id
   if c_id then max = (c_t and t < c_t) and c_id or ('(' .. c_id) end
   local s = {t = t, key = index_prefix .. t .. index_suffix, max = max, count = share,
              buf = {}, i = 1}

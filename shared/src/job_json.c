@@ -18,6 +18,64 @@ void fleet_format_time_ms(char out[32], long long ms) {
              (unsigned)(ms % 1000) % 1000u);
 }
 
+/* n decimal digits at s, or -1. */
+static int digits(const char *s, int n) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (H. Hinnant's
+ * days_from_civil), so that no time zone or timegm is involved. */
+static long long days_from_civil(int y, int m, int d) {
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int fleet_parse_time_ms(const char *s, long long *ms) {
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (!s || strlen(s) < 20) return -1;
+    int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
+    int h = digits(s + 11, 2), mi = digits(s + 14, 2), se = digits(s + 17, 2);
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 ||
+        mi > 59 || se < 0 || se > 59 || s[4] != '-' || s[7] != '-' ||
+        (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
+        return -1;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo == 2 && d == 29 && !leap) return -1;
+    const char *p = s + 19;
+    int frac = 0;
+    if (*p == '.') {
+        int n = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, n++)
+            if (n < 3) frac = frac * 10 + (*p - '0');
+        if (n == 0) return -1;
+        for (; n < 3; n++) frac *= 10;
+    }
+    long long offset_min = 0;
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        offset_min = 0;
+    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        int oh = digits(p + 1, 2), om = digits(p + 4, 2);
+        if (oh < 0 || oh > 23 || om < 0 || om > 59) return -1;
+        offset_min = (*p == '+' ? 1 : -1) * (oh * 60LL + om);
+    } else {
+        return -1;
+    }
+    long long secs = days_from_civil(y, mo, d) * 86400LL + h * 3600LL + mi * 60LL + se -
+                     offset_min * 60LL;
+    if (secs < 0) return -1;
+    *ms = secs * 1000 + frac;
+    return 0;
+}
+
 static void set_time(json_t *o, const char *name, long long ms) {
     if (ms < 0) return;
     char buf[32];

@@ -793,6 +793,10 @@ void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd 
     cmd_key(c, prefix);
     cmd_copy(c, empty.s + strlen(prefix.s), strlen(empty.s) - strlen(prefix.s));
     cmd_str(c, own);
+    if (q->since_ms > 0) cmd_fmt(c, "%lld", q->since_ms);
+    else cmd_str(c, "");
+    if (q->until_ms > 0) cmd_fmt(c, "%lld", q->until_ms);
+    else cmd_str(c, "");
 }
 
 int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const char **next_cursor) {

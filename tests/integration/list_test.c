@@ -3,7 +3,9 @@
  * stays where the test put it. */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "testlib.h"
 
@@ -272,6 +274,95 @@ TL_TEST(list_index_ttl_and_time_cut) {
     for (int i = 0; i < 64; i++) ASSERT_EQ_STR(w.ids[i], ids[63 - i]);
 }
 
+/* Redis' clock in ms (the index entry ids and created_ms come from it). */
+static long long redis_ms(tl_fleet *f) {
+    redisReply *t = tl_redis_cmd(f->rc, "TIME");
+    return atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
+}
+
+typedef struct later_than {
+    tl_fleet *f;
+    long long ms;
+} later_than;
+
+static bool redis_is_later(void *arg) {
+    later_than *l = arg;
+    return redis_ms(l->f) > l->ms;
+}
+
+/* A moment between two groups of submits: Redis' clock moves past it before it returns. */
+static long long mark(tl_fleet *f) {
+    later_than l = {f, redis_ms(f) + 2};
+    ASSERT_WAIT_FOR(redis_is_later, &l, TL_WAIT_MS);
+    long long m = l.ms;
+    l.ms += 2;
+    ASSERT_WAIT_FOR(redis_is_later, &l, TL_WAIT_MS);
+    return m;
+}
+
+/* ms as RFC 3339 with milliseconds, at a UTC offset of off_min minutes. */
+static const char *rfc3339(long long ms, int off_min) {
+    time_t s = (time_t)(ms / 1000 + off_min * 60);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char buf[32];
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (off_min == 0) return tl_printf("%s.%03lldZ", buf, ms % 1000);
+    return tl_printf("%s.%03lld%c%02d:%02d", buf, ms % 1000, off_min < 0 ? '-' : '+',
+                     abs(off_min) / 60, abs(off_min) % 60);
+}
+
+/* since= and until= (RFC 3339) bound the submit times listed, both included, with the same
+ * paging; a bound that is not a date-time is 400 naming it. */
+TL_TEST(list_since_and_until_bound_the_submit_times) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    const char *a[3], *b[3], *c[3];
+    for (int i = 0; i < 3; i++) a[i] = tl_job_submit(f, "echo", "{}");
+    long long t1 = mark(f);
+    for (int i = 0; i < 3; i++) b[i] = tl_job_submit(f, "echo", "{}");
+    long long t2 = mark(f);
+    for (int i = 0; i < 3; i++) c[i] = tl_job_submit(f, "echo", "{}");
+
+    page_walk w;
+    walk(f, tl_printf("since=%s", tl_urlencode(rfc3339(t1, 0))), 2, &w);
+    ASSERT_EQ_INT(w.n, 6);
+    for (int i = 0; i < 3; i++)
+        ASSERT_TRUE(listed(&w, b[i]) && listed(&w, c[i]) && !listed(&w, a[i]));
+    assert_newest_first(&w);
+    /* The same moment at another offset. */
+    walk(f, tl_printf("until=%s", tl_urlencode(rfc3339(t2, -150))), 2, &w);
+    ASSERT_EQ_INT(w.n, 6);
+    for (int i = 0; i < 3; i++)
+        ASSERT_TRUE(listed(&w, a[i]) && listed(&w, b[i]) && !listed(&w, c[i]));
+    walk(f,
+         tl_printf("since=%s&until=%s", tl_urlencode(rfc3339(t1, 60)),
+                   tl_urlencode(rfc3339(t2, 0))),
+         1, &w);
+    ASSERT_EQ_INT(w.n, 3);
+    for (int i = 0; i < 3; i++) ASSERT_TRUE(listed(&w, b[i]));
+    /* A job's own created_at as since lists it (included; its index entry is of the same
+     * millisecond or a later one, docs/api.md). */
+    json_t *job = tl_job_get(f, b[1]);
+    walk(f, tl_printf("since=%s", tl_urlencode(tl_jstr(job, "created_at"))), 10, &w);
+    ASSERT_TRUE(listed(&w, b[1]));
+    /* Until the epoch: nothing. */
+    walk(f, "until=1970-01-01T00:00:00Z", 10, &w);
+    ASSERT_EQ_INT(w.n, 0);
+
+    const char *bad[] = {"yesterday",
+                         "2026-12-06",
+                         "2026-13-01T00:00:00Z",
+                         "2026-02-29T00:00:00Z",
+                         "2026-12-06T10:00:00",
+                         "1969-12-31T23:59:59Z"};
+    for (size_t i = 0; i < TL_COUNT(bad); i++) {
+        tl_resp *r = tl_get(f, tl_printf("/v1/jobs?since=%s", tl_urlencode(bad[i])));
+        ASSERT_PROBLEM(r, 400);
+        ASSERT_EQ_STR(tl_jstr(r->json, "type"), "urn:fleet:problem:invalid-query");
+        ASSERT_STR_CONTAINS(tl_jstr(r->json, "detail"), "since");
+    }
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(list_pages_newest_first_without_duplicates),
@@ -280,6 +371,7 @@ int main(int argc, char **argv) {
         TL_CASE(list_cursor_is_an_index_entry_id),
         TL_CASE(list_index_is_a_capped_stream_with_a_ttl),
         TL_CASE(list_index_ttl_and_time_cut),
+        TL_CASE(list_since_and_until_bound_the_submit_times),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

@@ -130,6 +130,41 @@ TL_TEST(utf8_cut_keeps_whole_characters) {
     ASSERT_EQ_INT(fleet_utf8_cut("caf\xc3", 100), 3); /* left incomplete by an earlier cut */
 }
 
+/* RFC 3339 date-times in, ms since the epoch out; what the API writes reads back. */
+TL_TEST(rfc3339_times_parse) {
+    long long ms = -1;
+    ASSERT_EQ_INT(fleet_parse_time_ms("2026-11-23T16:50:01.123Z", &ms), 0);
+    ASSERT_TRUE(ms == 1795452601123LL);
+    char out[32];
+    fleet_format_time_ms(out, ms);
+    ASSERT_EQ_STR(out, "2026-11-23T16:50:01.123Z");
+    ASSERT_EQ_INT(fleet_parse_time_ms("2026-11-23T17:50:01.123456+01:00", &ms), 0);
+    ASSERT_TRUE(ms == 1795452601123LL);
+    ASSERT_EQ_INT(fleet_parse_time_ms("2026-11-23t14:20:01.1-02:30", &ms), 0);
+    ASSERT_TRUE(ms == 1795452601100LL);
+    ASSERT_EQ_INT(fleet_parse_time_ms("1970-01-01T00:00:00z", &ms), 0);
+    ASSERT_TRUE(ms == 0);
+    ASSERT_EQ_INT(fleet_parse_time_ms("2024-02-29T00:00:00Z", &ms), 0);
+    static const char *const bad[] = {"",
+                                      "2026-11-23",
+                                      "2026-11-23T16:50:01",
+                                      "2026-11-23 16:50:01Z",
+                                      "2026-11-23T16:50:01.Z",
+                                      "2026-11-23T24:00:00Z",
+                                      "2026-11-23T16:60:00Z",
+                                      "2026-11-23T16:50:60Z",
+                                      "2026-02-29T00:00:00Z",
+                                      "2026-04-31T00:00:00Z",
+                                      "2026-11-23T16:50:01+0100",
+                                      "2026-11-23T16:50:01+24:00",
+                                      "2026-11-23T16:50:01Zjunk",
+                                      "1969-12-31T23:59:59Z",
+                                      "1970-01-01T00:30:00+01:00",
+                                      "+026-11-23T16:50:01Z"};
+    for (size_t i = 0; i < TL_COUNT(bad); i++)
+        if (fleet_parse_time_ms(bad[i], &ms) == 0) FAILF("'%s' was read as %lld", bad[i], ms);
+}
+
 TL_TEST(not_a_job) {
     const char *kv[] = {"model", "echo"};
     fleet_job_view v;
@@ -143,6 +178,7 @@ int main(int argc, char **argv) {
         TL_CASE(running_job_shape),
         TL_CASE(queued_job_has_position_and_no_progress),
         TL_CASE(not_a_job),
+        TL_CASE(rfc3339_times_parse),
         TL_CASE(text_that_is_not_utf8_still_shows),
         TL_CASE(utf8_cut_keeps_whole_characters),
     };

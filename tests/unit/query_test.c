@@ -72,7 +72,7 @@ TL_TEST(a_parameter_given_twice_is_refused) {
 }
 
 TL_TEST(the_table_of_each_route) {
-    ASSERT_EQ_STR(gw_query_params_of("GET", "/v1/jobs"), "status,model,cursor,limit,tenant");
+    ASSERT_EQ_STR(gw_query_params_of("GET", "/v1/jobs"), "status,model,cursor,limit,tenant,since,until");
     ASSERT_EQ_STR(gw_query_params_of("POST", "/v1/jobs"), "wait");
     ASSERT_EQ_STR(gw_query_params_of("GET", "/v1/jobs/{id}"), "wait");
     ASSERT_EQ_STR(gw_query_params_of("DELETE", "/v1/jobs/{id}"), "purge");

@@ -475,6 +475,9 @@ typedef struct fleet_list_query {
     const char *model;  /* "" for any */
     long limit;         /* 1..100 */
     long scan_max;      /* most index entries looked at per page */
+    /* Only jobs submitted from since_ms to until_ms, both included (ms since the epoch, by
+     * Redis' clock: the index entry ids); 0 (or less) for no bound. */
+    long long since_ms, until_ms;
 } fleet_list_query;
 
 void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd *c);
