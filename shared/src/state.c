@@ -738,8 +738,8 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
     if (v->ttl_s < 0) v->ttl_s = FLEET_JOB_DEFAULT_TTL_S;
     if (v->updated_ms < 0) v->updated_ms = v->created_ms;
     if (!v->request_id) {
-        snprintf(v->made_request_id, sizeof v->made_request_id, "%s%.*s",
-                 FLEET_REQUEST_ID_PREFIX, FLEET_ID_LEN, v->id);
+        snprintf(v->made_request_id, sizeof v->made_request_id, "%s%.*s", FLEET_REQUEST_ID_PREFIX,
+                 FLEET_ID_LEN, v->id);
         v->request_id = v->made_request_id;
     }
     return 0;
