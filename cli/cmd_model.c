@@ -373,10 +373,9 @@ typedef int (*model_fn)(redisContext *c, const fleet_keys *k, const ctl_globals 
       "unregister a model; refused while jobs are queued or running for it or a worker "     \
       "serves it, unless --force")                                                           \
     X("pause", model_pause, "NAME", 1,                                                       \
-      "stop workers taking the model's jobs (they still queue) until resume")               \
-    X("resume", model_resume, "NAME", 1, "let workers take the model's jobs again")         \
-    X("purge", model_purge, "NAME", 1,                                                       \
-      "cancel every queued job of the model (running ones go on)")
+      "stop workers taking the model's jobs (they still queue) until resume")                \
+    X("resume", model_resume, "NAME", 1, "let workers take the model's jobs again")          \
+    X("purge", model_purge, "NAME", 1, "cancel every queued job of the model (running ones go on)")
 
 #define AS_HELP(n, f, a, named, s) {n, a, s},
 #define AS_SUB(n, f, a, named, s) {n, f, named},

@@ -83,7 +83,7 @@ typedef struct gw {
     gw_events *events; /* the subscription that wakes waits and SSE streams */
     gw_webhooks *webhooks;
     gw_auth_cache *auth;
-    gw_models *models; /* the models accepted (models.h) */
+    gw_models *models;           /* the models accepted (models.h) */
     gw_conn *conns;              /* live client connections, freed at shutdown */
     long nconns;                 /* how many */
     long max_conns;              /* past it, connections get health answers only (http.c) */

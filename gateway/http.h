@@ -59,11 +59,11 @@ typedef struct gw_req {
     gw_conn *conn;          /* the connection, while both live (the head guard's state) */
     bool paused;            /* waiting for Redis: resume after answering */
     bool answered;
-    int status; /* the status gw_reply_bytes answered (metrics.c); 0 before, or for a stream */
+    int status;      /* the status gw_reply_bytes answered (metrics.c); 0 before, or for a stream */
     bool close_conn; /* answered with Connection: close: closed once written */
     uint64_t start_us;
-    gw_principal who;  /* filled by auth (auth.h) before a /v1 handler runs */
-    const void *route; /* the matched route, while auth runs (routes.c) */
+    gw_principal who;                   /* filled by auth (auth.h) before a /v1 handler runs */
+    const void *route;                  /* the matched route, while auth runs (routes.c) */
     char route_id[FLEET_MODEL_MAX + 1]; /* a job id, or a model name (routes.c) */
     /* Called once when libevhtp frees the request (answered, or the client went away),
      * before the gw_req is freed: streams (SSE) release what they hold. */

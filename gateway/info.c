@@ -158,8 +158,7 @@ static json_t *model_json(gw *g, const char *name, json_t *counts, const redisRe
     if (o) json_object_set_new(o, "paused", json_boolean(rec && json_object_get(rec, "paused_ms")));
     if (!o || !rec) return o;
     /* The record's fields as stored (created_ms, registered_by, description, paused_ms). */
-    static const char *const shown[] = {"created_ms", "registered_by", "description",
-                                        "paused_ms"};
+    static const char *const shown[] = {"created_ms", "registered_by", "description", "paused_ms"};
     for (size_t i = 0; i < sizeof shown / sizeof *shown; i++) {
         json_t *v = json_object_get(rec, shown[i]);
         if (v) json_object_set(o, shown[i], v);

@@ -156,9 +156,7 @@ int gw_query_check(const char *raw_query, const char *known, char *err, size_t e
     if (nbad > 0)
         snprintf(err, errlen, "unknown query parameter%s %s%s; %s", nbad > 1 ? "s" : "", bad,
                  nbad > 4 ? " and more" : "", takes);
-    else
-        snprintf(err, errlen, "query parameter %s is given more than once; give it once",
-                 twice);
+    else snprintf(err, errlen, "query parameter %s is given more than once; give it once", twice);
     return -1;
 }
 

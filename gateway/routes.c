@@ -120,9 +120,8 @@ static void dispatch(gw_req *r) {
                              r->route_id, FLEET_ID_LEN);
         return;
     }
-    const char *query = r->req->uri && r->req->uri->query_raw
-                            ? (const char *)r->req->uri->query_raw
-                            : NULL;
+    const char *query = r->req->uri && r->req->uri->query_raw ? (const char *)r->req->uri->query_raw
+                                                              : NULL;
     if (query && rt->path && strncmp(rt->path, "/v1/", 4) == 0) {
         char err[320];
         const char *method = htparser_get_methodstr_m(rt->method);

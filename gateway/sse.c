@@ -155,7 +155,8 @@ static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job
         send_event(s, event, gw_auth_job_json(s->r, v));
     }
     if (final) {
-        if (strcmp(event ? event : "", "final") != 0) send_event(s, "final", gw_auth_job_json(s->r, v));
+        if (strcmp(event ? event : "", "final") != 0)
+            send_event(s, "final", gw_auth_job_json(s->r, v));
         end_stream(s);
         return false;
     }

@@ -126,7 +126,8 @@ TL_TEST(admin_list_cursor_between_equal_entry_ids) {
     tl_redis_cmd(f->rc, "XADD %s 3000-0 j %s", ib, b3);
     ASSERT_EQ_STR(pages(f, ADMIN, "/v1/jobs?", 1),
                   tl_printf("%s/b | %s/b | %s/a | %s/a", b3, b2, a2, a1));
-    ASSERT_EQ_STR(pages(f, ADMIN, "/v1/jobs?", 2), tl_printf("%s/b %s/b | %s/a %s/a", b3, b2, a2, a1));
+    ASSERT_EQ_STR(pages(f, ADMIN, "/v1/jobs?", 2),
+                  tl_printf("%s/b %s/b | %s/a %s/a", b3, b2, a2, a1));
     tl_resp *r = as(f, ADMIN, "GET", "/v1/jobs?limit=2");
     ASSERT_EQ_STR(tl_jstr(r->json, "next_cursor"), "2000-0.b");
     r = as(f, ADMIN, "GET", "/v1/jobs?limit=1");

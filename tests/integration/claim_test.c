@@ -198,7 +198,7 @@ TL_TEST(fed_jobs_get_their_entry_id_from_the_claim_that_finds_them) {
         ASSERT_NOT_NULL(item);
         ASSERT_EQ_STR(job, ids[i]);
         fleet_claimed got;
-        fleet_claim_outcome want = i == 8 ? FLEET_CLAIM_CANCELLED
+        fleet_claim_outcome want = i == 8   ? FLEET_CLAIM_CANCELLED
                                    : i == 9 ? FLEET_CLAIM_GONE
                                             : FLEET_CLAIM_OK;
         ASSERT_EQ_INT(fleet_state_claim_reply(item, &got), want);

@@ -15,8 +15,7 @@ static const char *refused(const char *q, const char *known) {
 
 static void accepted(const char *q, const char *known) {
     char err[320] = "";
-    if (gw_query_check(q, known, err, sizeof err) != 0)
-        FAILF("query '%s' was refused: %s", q, err);
+    if (gw_query_check(q, known, err, sizeof err) != 0) FAILF("query '%s' was refused: %s", q, err);
 }
 
 TL_TEST(known_parameters_and_empty_queries_pass) {
@@ -50,7 +49,10 @@ TL_TEST(unknown_parameters_are_named) {
 
 TL_TEST(names_are_shown_safely_and_cut_short) {
     /* Bytes outside printable ASCII show as '?', and a long name is cut at 40 bytes. */
-    ASSERT_STR_CONTAINS(refused("a\x01\x7f" "b=1", ""), "'a??b'");
+    ASSERT_STR_CONTAINS(refused("a\x01\x7f"
+                                "b=1",
+                                ""),
+                        "'a??b'");
     char q[300];
     memset(q, 'n', 200);
     strcpy(q + 200, "=1");
@@ -72,7 +74,8 @@ TL_TEST(a_parameter_given_twice_is_refused) {
 }
 
 TL_TEST(the_table_of_each_route) {
-    ASSERT_EQ_STR(gw_query_params_of("GET", "/v1/jobs"), "status,model,cursor,limit,tenant,since,until");
+    ASSERT_EQ_STR(gw_query_params_of("GET", "/v1/jobs"),
+                  "status,model,cursor,limit,tenant,since,until");
     ASSERT_EQ_STR(gw_query_params_of("POST", "/v1/jobs"), "wait");
     ASSERT_EQ_STR(gw_query_params_of("GET", "/v1/jobs/{id}"), "wait");
     ASSERT_EQ_STR(gw_query_params_of("DELETE", "/v1/jobs/{id}"), "purge");

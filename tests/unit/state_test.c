@@ -574,8 +574,8 @@ TL_TEST(claim_reply) {
     ASSERT_EQ_INT(fleet_state_claim_reply(rarr(3, rstr("ok"), rstr("x"), rnum(1)), &out),
                   FLEET_CLAIM_ERROR);
     /* A version 4 reply (five elements, no times) is not this protocol's. */
-    ASSERT_EQ_INT(fleet_state_claim_reply(
-                      rarr(5, rstr("ok"), rstr("x"), rnum(1), rnum(0), rnum(0)), &out),
+    ASSERT_EQ_INT(fleet_state_claim_reply(rarr(5, rstr("ok"), rstr("x"), rnum(1), rnum(0), rnum(0)),
+                                          &out),
                   FLEET_CLAIM_ERROR);
     ASSERT_EQ_INT(fleet_state_claim_reply(rarr(1, rstr("what")), &out), FLEET_CLAIM_ERROR);
     ASSERT_EQ_INT(fleet_state_claim_reply(rerr("ERR boom"), &out), FLEET_CLAIM_ERROR);
@@ -584,12 +584,12 @@ TL_TEST(claim_reply) {
 /* A claim with read slots answers, after the named entries' replies, one read item per
  * entry the script read: {entry id, job id, reply}; timeout_s may come as text. */
 TL_TEST(claim_read_items) {
-    redisReply *batch =
-        rarr(3, rarr(1, rstr("gone")),
-             rarr(3, rstr("1-2"), rstr(ID),
-                  rarr(7, rstr("ok"), rstr("\x81\xa1x\x01"), rnum(1), rstr("45"), rnum(0),
-                       rstr(""), rstr("1796546743001"))),
-             rarr(3, rstr("1-3"), rstr(""), rarr(2, rstr("skip"), rstr("no valid job id"))));
+    redisReply *batch = rarr(3, rarr(1, rstr("gone")),
+                             rarr(3, rstr("1-2"), rstr(ID),
+                                  rarr(7, rstr("ok"), rstr("\x81\xa1x\x01"), rnum(1), rstr("45"),
+                                       rnum(0), rstr(""), rstr("1796546743001"))),
+                             rarr(3, rstr("1-3"), rstr(""),
+                                  rarr(2, rstr("skip"), rstr("no valid job id"))));
     fleet_claimed out;
     const char *entry = NULL, *job = NULL;
     ASSERT_EQ_INT(fleet_state_claim_reply(fleet_state_batch_item(batch, 0), &out),
@@ -825,7 +825,8 @@ TL_TEST(models_reply) {
                                                 rarr(0), rarr(0)),
                                            &workers, &stats, &models),
                   -1);
-    ASSERT_EQ_INT(fleet_state_models_reply(rarr(3, rarr(0), rarr(0), rarr(2, rstr("echo"), rnum(1))),
+    ASSERT_EQ_INT(fleet_state_models_reply(rarr(3, rarr(0), rarr(0),
+                                                rarr(2, rstr("echo"), rnum(1))),
                                            &workers, &stats, &models),
                   -1);
     ASSERT_EQ_INT(fleet_state_models_reply(rerr("ERR boom"), &workers, &stats, &models), -1);

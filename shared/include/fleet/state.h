@@ -161,9 +161,9 @@ typedef enum fleet_claim_outcome {
 typedef struct fleet_claimed {
     const char *input; /* msgpack, points into the reply */
     size_t input_len;
-    long attempts;   /* this attempt's number, 1 for the first */
-    long timeout_s;  /* the job's own limit; 0 when it set none */
-    bool reclaimed;  /* taken over from a lost worker */
+    long attempts;        /* this attempt's number, 1 for the first */
+    long timeout_s;       /* the job's own limit; 0 when it set none */
+    bool reclaimed;       /* taken over from a lost worker */
     long long created_ms; /* when the job was submitted (Redis clock); 0 if unknown */
     long long started_ms; /* when this claim started it (Redis clock) */
     const char *why;      /* SKIP and DEAD: the reason, points into the reply */

@@ -29,12 +29,12 @@ struct redisReply;
 
 /* The fields of {prefix}:tenant:<name>. */
 #define FLEET_TENANT_F_NAME "name"
-#define FLEET_TENANT_F_MAX_ACTIVE "max_active"         /* queued + running jobs, 0 = unlimited */
-#define FLEET_TENANT_F_RATE "rate"                     /* submits/s, decimal, 0 = unlimited */
-#define FLEET_TENANT_F_BURST "burst"                   /* submits at once above the rate */
-#define FLEET_TENANT_F_MAX_BODY "max_body"             /* bytes, 0 = the gateway's FLEET_MAX_BODY */
-#define FLEET_TENANT_F_MAX_FINISHED "max_finished"     /* finished jobs kept, 0 = unlimited */
-#define FLEET_TENANT_F_MAX_BYTES "max_bytes" /* bytes of finished jobs kept, 0 = unlimited */
+#define FLEET_TENANT_F_MAX_ACTIVE "max_active"     /* queued + running jobs, 0 = unlimited */
+#define FLEET_TENANT_F_RATE "rate"                 /* submits/s, decimal, 0 = unlimited */
+#define FLEET_TENANT_F_BURST "burst"               /* submits at once above the rate */
+#define FLEET_TENANT_F_MAX_BODY "max_body"         /* bytes, 0 = the gateway's FLEET_MAX_BODY */
+#define FLEET_TENANT_F_MAX_FINISHED "max_finished" /* finished jobs kept, 0 = unlimited */
+#define FLEET_TENANT_F_MAX_BYTES "max_bytes"       /* bytes of finished jobs kept, 0 = unlimited */
 #define FLEET_TENANT_F_WEBHOOK_SECRET "webhook_secret" /* "whsec_...": signs its deliveries */
 #define FLEET_TENANT_F_CREATED_MS "created_ms"         /* by Redis' clock (TIME) */
 #define FLEET_TENANT_F_REVOKED "revoked"               /* FLEET_TENANT_REVOKED once revoked */
@@ -58,7 +58,7 @@ extern const char *const fleet_apikey_fields[];
 #define FLEET_TENANT_MAX_BODY_MAX (1LL << 30) /* 1 GiB */
 #define FLEET_TENANT_MAX_FINISHED_MAX 100000000LL
 #define FLEET_TENANT_MAX_BYTES_MAX (1LL << 50) /* 1 PiB */
-#define FLEET_TENANT_RATE_TEXT_MAX 24         /* characters of a rate as given */
+#define FLEET_TENANT_RATE_TEXT_MAX 24          /* characters of a rate as given */
 
 /* Limits given for a tenant (fleetctl tenant add/set), checked. */
 typedef struct fleet_tenant_limits {
