@@ -45,11 +45,11 @@ local now_s, lease_until_s = tostring(now), tostring(now + lease_ms)
 -- What a queued job's start needs, its input's first parts included (most inputs fit in
 -- them: one read per job); a lost worker's job reads LOST_FIELDS as well.
 local FIELDS = {'status', 'entry_id', 'queue_seq', 'timeout_s', 'queue_ttl_s', 'attempts',
-  'idem_key', 'webhook', 'progress_percent', 'retry_at_ms', 'created_ms', 'in_n', 'in1',
-  'in2', 'in3', 'in4'}
+  'idem_key', 'webhook', 'progress_percent', 'retry_at_ms', 'created_ms', 'tenant', 'in_n',
+  'in1', 'in2', 'in3', 'in4'}
 -- the FIELDS index of in1, and how many parts FIELDS reads: every part of an input without
 -- in_n
-local IN_AT, IN_READ = 13, INPUT_PARTS_UNCOUNTED
+local IN_AT, IN_READ = 14, INPUT_PARTS_UNCOUNTED
 local LOST_FIELDS = {'lease_until_ms', 'cancel_requested', 'worker', 'max_attempts',
   'ttl_s', 'tenant', 'webhook_events', 'active', 'tomb_s', 'keep'}
 local started, reclaimed_n, top_seq = 0, 0, ''
@@ -116,8 +116,15 @@ local function claim_one(entry, id, token)
     local v = redis.call('HGET', entries_key, entry)
     drop_entry(stream_key, group, entries_key, entry)
     if v then
-      local _, from = entry_job(v)
+      local _, from, owner = entry_job(v)
       count_expired(stats_key, model, from)
+      -- Its tombstone, so that its id answers 410 expired (its tenant's only) rather than
+      -- 404: found now, kept the default tomb_s (the job's own went with its keys).
+      if owner and hooks.gone_prefix and DEFAULT_TOMB_S ~= '0' then
+        local tomb = tonumber(DEFAULT_TOMB_S)
+        tomb_write(id, now_s .. ' ' .. string.format('%d', now + tomb * 1000) .. ' expired ' ..
+          owner, tomb)
+      end
     end
     return {'gone'}
   end
@@ -147,7 +154,7 @@ local function claim_one(entry, id, token)
     if seq_above(seq, top_seq) then top_seq = seq end
     started = started + 1
     running_entries[#running_entries + 1] = entry
-    running_entries[#running_entries + 1] = entry_value(id, 'running')
+    running_entries[#running_entries + 1] = entry_value(id, 'running', st[12])
   end
   local attempts = tonumber(st[6] or '0') + 1
   redis.call('HSET', job, 'status', 'running', 'worker', worker, 'lease', token,

@@ -55,13 +55,16 @@ while need > 0 and tenants > 0 and looks < 4 * target + 64 do
     redis.call('LREM', waiting_key, 1, wait) -- nothing left waiting for this tenant
     tenants = tenants - 1
   end
+  -- "{fleet}:wait:<model>:<tenant>:" (a protocol 2 set: without the last ':'): the
+  -- tenant goes into the entries hash, for the tombstone of a job found expired.
+  local owner = string.match(wait, ':([^:]+):?$')
   -- The jobs are not read here: one whose keys expired or that was cancelled meanwhile
   -- (a cancel takes a waiting id out of its list, but a fed one it leaves) is found by
   -- claim, which acknowledges its entry and counts it then.
   for i = 1, #ids do
     local entry = redis.call('XADD', stream_key, '*', 'job', ids[i])
     entries[#entries + 1] = entry
-    entries[#entries + 1] = ids[i]
+    entries[#entries + 1] = entry_value(ids[i], 'queued', owner)
   end
   need = need - #ids
   moved = moved + #ids

@@ -57,21 +57,22 @@ local function count_expired(stats, model, from)
 end
 
 --- entry_value
--- The value of a stream entry in the entries hash: the job id while the job is queued,
--- '<id> running' once it was claimed, so that the script that finds the job's keys
--- expired knows which count the job was in.
-local function entry_value(id, status)
-  if status == 'running' then return id .. ' running' end
-  return id
+-- The value of a stream entry in the entries hash: '<id> <status> <tenant>', status
+-- 'queued' or, once it was claimed, 'running', so that the script that finds the job's
+-- keys expired knows which count the job was in and whose it was (its tombstone). Values
+-- of protocol 4 and older: the id alone (queued) or '<id> running'.
+local function entry_value(id, status, tenant)
+  return id .. ' ' .. status .. ' ' .. (tenant or '')
 end
 
 --- entry_job
--- Reads an entries hash value: the job id and 'queued' or 'running'.
+-- Reads an entries hash value: the job id, 'queued' or 'running', and the tenant (nil
+-- when the value names none).
 local function entry_job(v)
-  local sp = string.find(v, ' ', 1, true)
-  if not sp then return v, 'queued' end
-  if string.sub(v, sp + 1) == 'running' then return string.sub(v, 1, sp - 1), 'running' end
-  return string.sub(v, 1, sp - 1), 'queued'
+  local id, status, tenant = string.match(v, '^(%S+) (%S+) ?(%S*)$')
+  if not id then return v, 'queued', nil end
+  if status ~= 'running' then status = 'queued' end
+  return id, status, tenant ~= '' and tenant or nil
 end
 
 --- expire_job
@@ -171,14 +172,14 @@ end
 -- fewer than target entries wait there undelivered; else at the tail of its rank's wait
 -- list (high, normal, low: each in queue order), which workers feed from fairly
 -- (feed.lua). No TTL on the wait lists: an id whose job expires in one is counted as
--- expired when feed.lua pops it (an expiring list would take its ids out of the count for
--- good). A tenant whose lists hold ids is on the waiting list (its stem): only this
+-- expired by the claim that reads its entry once feed.lua moved it (an expiring list would
+-- take its ids out of the count for good). A tenant whose lists hold ids is on the waiting list (its stem): only this
 -- helper adds ids to them, and only feed.lua takes the stem off the list, when it finds
 -- them all empty, so only a tenant whose lists were all empty may be missing from it.
 -- stem: "{fleet}:wait:<model>:<tenant>:"; rank '0', '1' or '2'. Returns the new stream
 -- entry's id, or nil when the job went onto its wait list (a job without entry_id that
 -- is not waiting for a retry is on the list of its rank: a cancel takes it out there).
-local function enqueue(stream, entries, waiting, stem, rank, id, group, target)
+local function enqueue(stream, entries, waiting, stem, rank, id, group, target, tenant)
   local backlog = redis.call('LLEN', stem .. rank) > 0
   if not backlog then
     for _, r in ipairs({'0', '1', '2'}) do
@@ -190,7 +191,7 @@ local function enqueue(stream, entries, waiting, stem, rank, id, group, target)
   end
   if not backlog and ready_count(stream, group) < target then
     local entry = redis.call('XADD', stream, '*', 'job', id)
-    redis.call('HSET', entries, entry, id)
+    redis.call('HSET', entries, entry, entry_value(id, 'queued', tenant))
     return entry
   end
   redis.call('RPUSH', stem .. rank, id)

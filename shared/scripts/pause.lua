@@ -38,12 +38,12 @@ else
       local entry = p[1]
       local v = redis.call('HGET', entries_key, entry)
       if v then
-        local id, state = entry_job(v)
+        local id, state, owner = entry_job(v)
         local job = job_prefix .. id
         if state == 'queued' and redis.call('HGET', job, 'status') == 'queued' then
           drop_entry(stream_key, group, entries_key, entry)
           local fresh = redis.call('XADD', stream_key, '*', 'job', id)
-          redis.call('HSET', entries_key, fresh, id)
+          redis.call('HSET', entries_key, fresh, entry_value(id, 'queued', owner))
           redis.call('HSET', job, 'entry_id', fresh)
           requeued = requeued + 1
         end

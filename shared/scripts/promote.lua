@@ -17,11 +17,12 @@ for _, id in ipairs(due) do
     -- Its keys expired while it waited for its retry (a cancel takes its id out first).
     count_expired(stats_key, model, 'queued')
   elseif st == 'queued' then
+    local owner = redis.call('HGET', job, 'tenant')
     local entry = redis.call('XADD', stream_key, '*', 'job', id)
     local seq = redis.call('HINCRBY', queues_key, model .. ':seq', 1)
     redis.call('HSET', job, 'entry_id', entry, 'queue_seq', seq)
     redis.call('HDEL', job, 'retry_at_ms')
-    redis.call('HSET', entries_key, entry, id)
+    redis.call('HSET', entries_key, entry, entry_value(id, 'queued', owner))
     moved = moved + 1
   end
 end

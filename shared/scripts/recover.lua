@@ -10,7 +10,7 @@ local deleted, model, job_prefix = ARGV[1], ARGV[2], ARGV[3]
 local v = redis.call('HGET', entries_key, deleted)
 redis.call('HDEL', entries_key, deleted)
 if not v then return {'unknown'} end
-local id, from = entry_job(v)
+local id, from, owner = entry_job(v)
 local job = job_prefix .. id
 local st = redis.call('HMGET', job, 'status', 'entry_id')
 if not st[1] then
@@ -23,5 +23,5 @@ redis.call('HSET', job, 'entry_id', entry)
 if st[1] == 'queued' then
   redis.call('HSET', job, 'queue_seq', redis.call('HINCRBY', queues_key, model .. ':seq', 1))
 end
-redis.call('HSET', entries_key, entry, entry_value(id, st[1]))
+redis.call('HSET', entries_key, entry, entry_value(id, st[1], owner))
 return {'requeued', id}

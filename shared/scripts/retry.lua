@@ -69,7 +69,7 @@ if active_max > 0 then
 end
 local rank = st[4] == 'high' and '0' or st[4] == 'low' and '2' or '1'
 local entry = enqueue(stream_prefix .. model, entries_prefix .. model, waiting_prefix .. model,
-  wait_prefix .. model .. ':' .. tenant .. ':', rank, id, group, tonumber(target))
+  wait_prefix .. model .. ':' .. tenant .. ':', rank, id, group, tonumber(target), tenant)
 if entry then
   f[#f + 1] = 'entry_id'
   f[#f + 1] = entry

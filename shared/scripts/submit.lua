@@ -178,7 +178,7 @@ end
 -- enqueue, which retry.lua shares).
 local stem = string.sub(wait_key, 1, -2) -- "{fleet}:wait:<model>:<tenant>:"
 local entry = enqueue(stream_key, entries_key, waiting_key, stem, rank, id, group,
-  tonumber(ready_target))
+  tonumber(ready_target), tenant)
 if entry then
   f[#f + 1] = 'entry_id'
   f[#f + 1] = entry

@@ -116,7 +116,7 @@ TL_TEST(claim_reads_new_entries_itself_and_a_batch_publishes_one_message) {
         ASSERT_EQ_STR(hget(f, jk, "lease"), tl_printf("tok-%zu", i));
         ASSERT_EQ_STR(hget(f, jk, "entry_id"), entry);
         ASSERT_EQ_STR(hget(f, tl_printf("{%s}:entries:echo", f->prefix), entry),
-                      tl_printf("%s running", ids[i]));
+                      tl_printf("%s running default", ids[i]));
     }
     const char *entry = NULL, *job = NULL;
     const redisReply *bad = fleet_state_claim_read_item(r->element[3], &entry, &job);

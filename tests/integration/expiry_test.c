@@ -221,11 +221,55 @@ TL_TEST(deleted_jobs_leave_no_tombstone_and_retried_ones_a_new_one) {
     ASSERT_GT_INT(strtoll(second, NULL, 10), strtoll(first, NULL, 10));
 }
 
+typedef struct stat_probe {
+    tl_fleet *f;
+    long long want;
+} stat_probe;
+
+static bool expired_counted(void *arg) {
+    stat_probe *p = arg;
+    return tl_stat(p->f, "echo", "expired") >= p->want;
+}
+
+/* A job whose keys expired while it was queued (on the stream, or on its tenant's wait
+ * list and then fed onto it) leaves a tombstone once a worker's claim finds it gone:
+ * 410 expired, job_status "expired", to its tenant; 404 to another. */
+TL_TEST(a_job_expired_while_queued_answers_410_once_found) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {"FLEET_AUTH=on", "FLEET_AUTH_CACHE_MS=0"}}); /* no worker yet */
+    add_tenant(f, "acme", "key-acme");
+    add_tenant(f, "other", "key-other");
+    /* The gateway's ready target is 8: the first 8 go onto the stream, 2 onto a wait list. */
+    const char *ids[10];
+    for (int i = 0; i < 10; i++) ids[i] = submit_as(f, "key-acme", "echo", "{\"n\": 1}");
+    tl_redis_cmd(f->rc, "PEXPIRE {%s}:job:%s 1", f->prefix, ids[0]);
+    tl_redis_cmd(f->rc, "PEXPIRE {%s}:job:%s 1", f->prefix, ids[9]);
+    gone_probe g0 = {f, ids[0]}, g9 = {f, ids[9]};
+    ASSERT_WAIT_FOR(job_keys_gone, &g0, TL_WAIT_MS);
+    ASSERT_WAIT_FOR(job_keys_gone, &g9, TL_WAIT_MS);
+    /* Before a worker reaches them nothing says they were there. */
+    ASSERT_PROBLEM(as(f, "key-acme", "GET", tl_printf("/v1/jobs/%s", ids[0]), NULL), 404);
+
+    tl_fleet_add_worker(f, "echo");
+    stat_probe sp = {f, 2};
+    ASSERT_WAIT_FOR(expired_counted, &sp, TL_WAIT_MS);
+    for (int i = 1; i < 9; i++) wait_status_as(f, "key-acme", ids[i], "succeeded");
+    const int gone[2] = {0, 9};
+    for (int k = 0; k < 2; k++) {
+        const char *id = ids[gone[k]];
+        assert_expired(as(f, "key-acme", "GET", tl_printf("/v1/jobs/%s", id), NULL), "expired");
+        ASSERT_PROBLEM(as(f, "key-other", "GET", tl_printf("/v1/jobs/%s", id), NULL), 404);
+        ASSERT_STR_CONTAINS(tombstone(f, id), " expired acme");
+    }
+    ASSERT_EQ_INT(tl_stat(f, "echo", "expired"), 2);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(an_expired_job_answers_410_to_its_tenant_then_404),
         TL_CASE(fleet_tombstone_s_sets_the_while_and_0_turns_it_off),
         TL_CASE(deleted_jobs_leave_no_tombstone_and_retried_ones_a_new_one),
+        TL_CASE(a_job_expired_while_queued_answers_410_once_found),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
