@@ -269,7 +269,7 @@ TL_TEST(fleetctl_dlq_retry_queues_the_job_again) {
     ASSERT_NOT_NULL(new_entry);
     ASSERT_NE_STR(new_entry, old_stream_entry);
     redisReply *m = tl_redis_cmd(f->rc, "HGET {%s}:entries:sleep %s", f->prefix, new_entry);
-    ASSERT_EQ_STR(m->str, id);
+    ASSERT_EQ_STR(m->str, tl_printf("%s queued default", id)); /* id, state, tenant */
 
     /* Once more: it is not dead-lettered any more, nothing is done, exit 1. */
     tl_cmd_result again = fleetctl_redis(f, ARGS("dlq", "retry", id));
