@@ -8,6 +8,7 @@
 
 #include "fleet/job.h"
 #include "fleet/job_json.h"
+#include "fleet/keys.h"
 #include "fleet/state.h"
 #include "testlib.h"
 
@@ -70,6 +71,17 @@ TL_TEST(lib_lua_defaults_equal_job_h) {
         if (!v) FAILF("lib.lua defines no DEFAULT_%s as quoted text", pairs[i].lua);
         ASSERT_EQ_STR(v, pairs[i].c);
     }
+}
+
+/* A tombstone's bucket is spelled twice, as the defaults are: the scripts that write and
+ * delete tombstones take GONE_BUCKET characters of the id (lib.lua), the C builders of get,
+ * retry and delete FLEET_GONE_BUCKET_LEN (fleet/keys.h). They must name the same hash. */
+TL_TEST(tombstone_bucket_length_is_the_same_in_lib_lua_and_keys_h) {
+    const char *lib = tl_read_file(TEST_SOURCE_DIR "/shared/scripts/lib.lua", NULL);
+    ASSERT_NOT_NULL(lib);
+    const char *def = strstr(lib, "\nlocal GONE_BUCKET = ");
+    if (!def) FAILF("lib.lua defines no 'local GONE_BUCKET = <n>'");
+    ASSERT_EQ_INT(atoi(def + strlen("\nlocal GONE_BUCKET = ")), FLEET_GONE_BUCKET_LEN);
 }
 
 /* Builds an HGETALL-shaped reply from pairs (the same struct hiredis hands us). */
@@ -151,8 +163,9 @@ TL_TEST(present_fields_win_over_defaults) {
 }
 
 int main(int argc, char **argv) {
-    static const tl_case cases[] = {TL_CASE(lib_lua_defaults_equal_job_h),
-                                    TL_CASE(missing_fields_read_as_their_defaults),
-                                    TL_CASE(present_fields_win_over_defaults)};
+    static const tl_case cases[] = {
+        TL_CASE(lib_lua_defaults_equal_job_h),
+        TL_CASE(tombstone_bucket_length_is_the_same_in_lib_lua_and_keys_h),
+        TL_CASE(missing_fields_read_as_their_defaults), TL_CASE(present_fields_win_over_defaults)};
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
