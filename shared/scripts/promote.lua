@@ -12,12 +12,12 @@ local moved = 0
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed_key, id)
   local job = job_prefix .. id
-  local st = redis.call('HGET', job, 'status')
+  local h = redis.call('HMGET', job, 'status', 'tenant')
+  local st, owner = h[1], h[2]
   if not st then
     -- Its keys expired while it waited for its retry (a cancel takes its id out first).
     count_expired(stats_key, model, 'queued')
   elseif st == 'queued' then
-    local owner = redis.call('HGET', job, 'tenant')
     local entry = redis.call('XADD', stream_key, '*', 'job', id)
     local seq = redis.call('HINCRBY', queues_key, model .. ':seq', 1)
     redis.call('HSET', job, 'entry_id', entry, 'queue_seq', seq)
