@@ -24,7 +24,17 @@ PACKAGES=(
   # it in the prometheus package (whose server systemd starts as a service on :9090, where
   # there is a systemd; the tests use only promtool)
   prometheus
+  # the Kubernetes manifests' lint (tests/k8s)
+  yamllint
 )
+# Valkey 8, which the tests run a pass against besides Redis 7 (tests/run.sh), is in
+# bookworm-backports: its packages come from that suite, added to apt's sources if missing.
+BACKPORTS=(valkey-server valkey-tools)
+# `kubectl kustomize` renders k8s/ in tests/k8s. Machines with Google Cloud's kubectl have
+# a current kustomize; elsewhere Debian's kubernetes-client provides kubectl.
+if ! command -v kubectl >/dev/null 2>&1; then
+  PACKAGES+=(kubernetes-client)
+fi
 # npm comes inside some builds of the nodejs package (NodeSource's); Debian's nodejs needs
 # Debian's npm beside it.
 if ! command -v npm >/dev/null 2>&1; then
@@ -32,7 +42,7 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 
 missing=()
-for p in "${PACKAGES[@]}"; do
+for p in "${PACKAGES[@]}" "${BACKPORTS[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
   if [[ "$status" != "installed" ]]; then
     missing+=("$p")
@@ -40,7 +50,7 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+  echo "install-deps: all $((${#PACKAGES[@]} + ${#BACKPORTS[@]})) packages already installed"
   exit 0
 fi
 
@@ -55,6 +65,14 @@ if [[ $(id -u) -ne 0 ]]; then
   fi
 fi
 
+backports_list=/etc/apt/sources.list.d/fleet-bookworm-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' \
+    'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
+    "${SUDO[@]}" tee "$backports_list" >/dev/null
+fi
 "${SUDO[@]}" apt-get update
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends -t bookworm-backports "${BACKPORTS[@]}"
