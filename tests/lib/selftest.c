@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -175,6 +176,98 @@ TL_TEST(redis_without_aof_restarts_empty) {
     tl_redis_restart(r);
     c = tl_redis_connect(r);
     ASSERT_EQ_INT(tl_redis_int(c, "DBSIZE"), 0);
+}
+
+/* FLEET_TEST_REDIS_SERVER takes a program name (looked up on PATH) as well as a path:
+ * valkey-server by name starts Valkey. */
+TL_TEST(redis_server_switch_starts_valkey_by_name) {
+    if (access("/usr/bin/valkey-server", X_OK) != 0 &&
+        access("/usr/local/bin/valkey-server", X_OK) != 0)
+        TL_SKIP("valkey-server is not installed (deploy/install-deps.sh installs it)");
+    setenv("FLEET_TEST_REDIS_SERVER", "valkey-server", 1); /* this case's process only */
+    tl_redis *r = tl_redis_start(NULL);
+    redisReply *info = tl_redis_cmd(tl_redis_connect(r), "INFO server");
+    ASSERT_STR_CONTAINS(info->str, "valkey_version:");
+    tl_sentinels *s = tl_sentinels_start(r, "tlvalkey", 1);
+    redisReply *v = tl_redis_cmd(tl_redis_connect(&(tl_redis){.port = s->ports[0]}), "INFO server");
+    ASSERT_STR_CONTAINS(v->str, "valkey_version:");
+    ASSERT_STR_CONTAINS(v->str, "sentinel");
+}
+
+/* A primary, a replica and three sentinels: kill -9 of the primary promotes the replica,
+ * which kept the primary's data. */
+TL_TEST(sentinels_promote_the_replica_after_kill9) {
+    tl_redis *primary = tl_redis_start(NULL);
+    redisContext *c = tl_redis_connect(primary);
+    tl_redis_cmd(c, "SET %s %s", "before", "kill");
+    tl_redis *replica = tl_redis_start_replica(primary);
+    ASSERT_EQ_STR(tl_redis_role(replica), "slave");
+    ASSERT_EQ_STR(tl_redis_role(primary), "master");
+    redisContext *rc = tl_redis_connect(replica);
+    tl_redis_cmd(c, "SET %s %s", "after", "sync");
+    ASSERT_EVENTUALLY(tl_redis_cmd(rc, "EXISTS %s", "after")->integer == 1, TL_WAIT_MS);
+
+    tl_sentinels *s = tl_sentinels_start(primary, "tlprimary", 3);
+    ASSERT_EQ_STR(tl_sentinels_addrs(s), tl_printf("127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
+                                                   s->ports[0], s->ports[1], s->ports[2]));
+    ASSERT_EQ_INT(tl_sentinels_primary_port(s), primary->port);
+
+    int64_t t0 = tl_now_ms();
+    tl_redis_kill9(primary);
+    int port = tl_sentinels_wait_failover(s, primary->port, TL_WAIT_MS);
+    tl_log("promoted port %d %lld ms after kill -9", port, (long long)(tl_now_ms() - t0));
+    ASSERT_EQ_INT(port, replica->port);
+    ASSERT_EQ_INT(tl_sentinels_primary_port(s), replica->port);
+    ASSERT_EQ_STR(tl_redis_role(replica), "master");
+    rc = tl_redis_connect(replica);
+    ASSERT_EQ_STR(tl_redis_cmd(rc, "GET %s", "before")->str, "kill");
+    tl_redis_cmd(rc, "SET %s %s", "written", "on the new primary");
+    /* One sentinel down: the others still answer with the new primary. */
+    tl_proc_stop(s->procs[0], 5000);
+    ASSERT_EQ_INT(tl_sentinels_primary_port(s), replica->port);
+}
+
+/* The password a server requires: the harness authenticates, a connection without it is
+ * refused, url carries it, and a replica authenticates to its primary with it. */
+TL_TEST(redis_with_requirepass) {
+    tl_redis *r = tl_redis_start(&(tl_redis_opts){.extra_args = TL_ARGS("--requirepass", "s3cret"),
+                                                  .password = "s3cret"});
+    ASSERT_EQ_STR(r->url, tl_printf("redis://default:s3cret@127.0.0.1:%d", r->port));
+    ASSERT_EQ_STR(tl_redis_url_as(r, NULL, NULL), tl_printf("redis://127.0.0.1:%d", r->port));
+    redisContext *c = tl_redis_connect(r);
+    tl_redis_cmd(c, "SET %s %s", "k", "v");
+    redisContext *anon = tl_redis_connect(&(tl_redis){.port = r->port});
+    redisReply *e = tl_redis_cmd_allow_error(anon, "GET %s", "k");
+    ASSERT_EQ_INT(e->type, REDIS_REPLY_ERROR);
+    ASSERT_STR_CONTAINS(e->str, "NOAUTH");
+    tl_redis *replica = tl_redis_start_replica(r);
+    ASSERT_EQ_STR(tl_redis_cmd(tl_redis_connect(replica), "GET %s", "k")->str, "v");
+    tl_redis_restart(r); /* the password is kept across a restart */
+    ASSERT_EQ_STR(tl_redis_cmd(tl_redis_connect(r), "ACL WHOAMI")->str, "default");
+}
+
+/* An ACL file: the harness connects as its user, url names that user, and the default
+ * user is off. */
+TL_TEST(redis_with_an_acl_user) {
+    const char *acl = tl_printf("%s/users.acl", tl_tmpdir());
+    FILE *f = fopen(acl, "w");
+    ASSERT_NOT_NULL(f);
+    fprintf(f, "user default off\nuser fleet on >pw1 ~* &* +@all\nuser reader on >pw2 ~* +@read\n");
+    ASSERT_EQ_INT(fclose(f), 0);
+    tl_redis *r = tl_redis_start(&(tl_redis_opts){
+        .extra_args = TL_ARGS("--aclfile", acl), .user = "fleet", .password = "pw1"});
+    ASSERT_EQ_STR(r->url, tl_printf("redis://fleet:pw1@127.0.0.1:%d", r->port));
+    ASSERT_EQ_STR(tl_redis_url_as(r, "reader", "pw2"),
+                  tl_printf("redis://reader:pw2@127.0.0.1:%d", r->port));
+    redisContext *c = tl_redis_connect(r);
+    ASSERT_EQ_STR(tl_redis_cmd(c, "ACL WHOAMI")->str, "fleet");
+    tl_redis_cmd(c, "SET %s %s", "k", "v");
+    tl_redis *reader = &(tl_redis){.port = r->port, .user = "reader", .password = "pw2"};
+    redisContext *rc = tl_redis_connect(reader);
+    ASSERT_EQ_STR(tl_redis_cmd(rc, "GET %s", "k")->str, "v");
+    redisReply *e = tl_redis_cmd_allow_error(rc, "SET %s %s", "k", "w");
+    ASSERT_EQ_INT(e->type, REDIS_REPLY_ERROR);
+    ASSERT_STR_CONTAINS(e->str, "NOPERM");
 }
 
 /* ------------------------------------------------------------ webhook receiver ------ */
@@ -406,6 +499,10 @@ int main(int argc, char **argv) {
         TL_CASE(redis_starts_empty_on_loopback),
         TL_CASE(redis_restart_keeps_data_with_aof),
         TL_CASE(redis_without_aof_restarts_empty),
+        TL_CASE(redis_server_switch_starts_valkey_by_name),
+        TL_CASE(sentinels_promote_the_replica_after_kill9),
+        TL_CASE(redis_with_requirepass),
+        TL_CASE(redis_with_an_acl_user),
         TL_CASE(receiver_records_a_post),
         TL_CASE(receiver_answers_from_its_script),
         TL_CASE(receiver_delay_holds_the_answer_and_stop_ends_it),

@@ -268,18 +268,32 @@ typedef struct tl_redis {
     tl_proc *proc;
     int port;
     char dir[4096];
-    char url[64]; /* redis://127.0.0.1:<port> */
+    char url[512]; /* redis://127.0.0.1:<port>, or redis://<user>:<password>@127.0.0.1:<port>
+                    * when started with a password (user "default" when none was given) */
     bool appendonly;
+    int seq;                       /* <n> of <tmpdir>/redis-<n> */
+    const char *const *extra_args; /* its own server arguments, used again at a restart */
+    char user[64];                 /* what the harness authenticates as ("": default) */
+    char password[128];            /* "": no AUTH */
 } tl_redis;
 
 typedef struct tl_redis_opts {
     bool appendonly; /* --appendonly yes with appendfsync everysec (the shipped config),
                       * else no persistence */
+    /* More server arguments (NULL-terminated), kept for restarts and given to its
+     * replicas: e.g. TL_ARGS("--requirepass", "pw") or TL_ARGS("--aclfile", path). */
+    const char *const *extra_args;
+    /* The credentials the harness's own connections (and url) use: AUTH [user] password.
+     * NULL password: no AUTH. They must be URL-safe (they go into url verbatim). */
+    const char *user;
+    const char *password;
 } tl_redis_opts;
 
-/* Starts a throwaway redis-server on a free loopback port in <tmpdir>/redis-<n>, waits
- * until it answers, checks that it is our process and that its database is empty
- * (refuses to continue otherwise). Stopped when the case ends. */
+/* Starts a throwaway server on a free loopback port in <tmpdir>/redis-<n>, waits until it
+ * answers, checks that it is our process and that its database is empty (refuses to
+ * continue otherwise). Stopped when the case ends. The program is $FLEET_TEST_REDIS_SERVER
+ * (a name looked up on PATH, or a path; default redis-server): valkey-server runs the
+ * same tests on Valkey. */
 tl_redis *tl_redis_start(const tl_redis_opts *o);
 /* Stops it (SIGTERM: a clean shutdown that writes the AOF) / kill -9s it. */
 void tl_redis_stop(tl_redis *r);
@@ -315,6 +329,49 @@ typedef struct tl_strlist {
 /* KEYS <pattern>, sorted. */
 tl_strlist tl_redis_keys(redisContext *c, const char *pattern);
 bool tl_strlist_contains(const tl_strlist *l, const char *s);
+
+/* ------------------------------------------------------------ replicas and Sentinel - */
+
+/* r's URL with other credentials (NULL or "" password: none; NULL user: "default"), e.g.
+ * for one of the users of an --aclfile. Harness-owned. */
+const char *tl_redis_url_as(const tl_redis *r, const char *user, const char *password);
+/* The first element of ROLE ("master", "slave", "sentinel"), harness-owned; NULL when the
+ * server does not answer. */
+const char *tl_redis_role(const tl_redis *r);
+
+/* Starts a replica of primary: the same server program and arguments (its password or ACL
+ * file), its own directory and free port, `--replicaof 127.0.0.1 <primary port>` (with
+ * --masterauth/--masteruser from the primary's credentials); waits until its INFO
+ * replication says master_link_status:up. Stopped when the case ends. */
+tl_redis *tl_redis_start_replica(tl_redis *primary);
+
+#define TL_MAX_SENTINELS 5
+
+typedef struct tl_sentinels {
+    int n;
+    int quorum;      /* 2 (1 for a single sentinel) */
+    char master[64]; /* the monitored name (FLEET_REDIS_SENTINEL_MASTER) */
+    int ports[TL_MAX_SENTINELS];
+    tl_proc *procs[TL_MAX_SENTINELS];
+    char addrs[TL_MAX_SENTINELS * 24]; /* "127.0.0.1:p1,127.0.0.1:p2,..." */
+    char user[64], password[128];      /* the primary's credentials (auth-user, auth-pass) */
+} tl_sentinels;
+
+/* Starts n sentinels (`<server> sentinel.conf --sentinel`, each with its own directory
+ * <tmpdir>/sentinel-<i> and free port) that monitor primary under the name master with a
+ * quorum of 2, down-after-milliseconds 1000 and failover-timeout 5000; returns once every
+ * sentinel knows the n-1 others and the primary's replicas (start those first), so that
+ * a failover can happen from then on. Stopped when the case ends. */
+tl_sentinels *tl_sentinels_start(tl_redis *primary, const char *master, int n);
+/* The FLEET_REDIS_SENTINELS value: "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3". */
+const char *tl_sentinels_addrs(const tl_sentinels *s);
+/* The primary's port as the first sentinel that answers names it (SENTINEL
+ * get-master-addr-by-name); 0 when none answers. */
+int tl_sentinels_primary_port(const tl_sentinels *s);
+/* Waits until every running sentinel names the same primary other than old_port and that
+ * server answers ROLE master; returns its port. Fails the case after deadline_ms, saying
+ * what each sentinel names. */
+int tl_sentinels_wait_failover(const tl_sentinels *s, int old_port, int deadline_ms);
 
 /* ------------------------------------------------------------ HTTP ------------------ */
 
