@@ -30,6 +30,8 @@
 typedef struct ctl_globals {
     const char *url;            /* gateway base URL, no trailing slash needed */
     const char *redis_url;      /* inspect, dlq, tenant and model only */
+    const char *redis_sentinels; /* "" or host:port,... (then the URL's host is unused) */
+    const char *redis_sentinel_master;
     const char *prefix;         /* key prefix, inspect, dlq, tenant and model only */
     const char *api_key;        /* "" when none: no Authorization header is sent */
     long timeout_s;             /* wait limit; 0 = forever */

@@ -7,6 +7,7 @@
 
 #include "fleet/id.h"
 #include "fleet/redis_health.h"
+#include "fleet/redis_target.h"
 
 #define WAIT_STEP_MIN_MS 50
 #define WAIT_STEP_MAX_MS 500
@@ -96,10 +97,11 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
                   FLEET_PREFIX_MAX);
         return NULL;
     }
-    char host[256];
-    int port, db;
-    if (fleet_redis_url_parse(g->redis_url, host, sizeof host, &port, &db) < 0) {
-        ctl_error("--redis-url '%s' is not redis://host:port[/db]", g->redis_url);
+    fleet_redis_target t;
+    char err[300];
+    if (fleet_redis_target_parse(&t, g->redis_url, g->redis_sentinels, g->redis_sentinel_master,
+                                 err, sizeof err) < 0) {
+        ctl_error("%s", err);
         return NULL;
     }
     if (g->allow_eviction && strcmp(g->allow_eviction, "on") != 0 &&
@@ -109,25 +111,28 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
     }
     wait_ms = g->redis_wait_s * 1000;
     *rc = CTL_EXIT_FAIL;
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (!c || c->err) {
-        ctl_error("cannot connect to Redis at %s:%d: %s", host, port,
-                  c ? c->errstr : "out of memory");
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    if (db != 0) {
-        char dbs[8];
-        snprintf(dbs, sizeof dbs, "%d", db);
-        const char *argv[] = {"SELECT", dbs};
-        redisReply *r = ctl_redis_cmd_ok(c, "SELECT", 2, argv);
-        if (!r) {
-            redisFree(c);
+    /* With sentinels, the primary they name may be the one that just died, until they
+     * promote a replica (seconds): that is waited out like a loading Redis. */
+    uint64_t start = fleet_now_ms();
+    long step = WAIT_STEP_MIN_MS;
+    bool told = false;
+    redisContext *c;
+    while (!(c = fleet_redis_connect_sync(&t, 5000, 5000, NULL, 0, err, sizeof err))) {
+        bool refused = strncmp(err, "AUTH", 4) == 0 || strncmp(err, "SELECT", 6) == 0;
+        if (!t.nsentinels || refused ||
+            fleet_now_ms() - start + (uint64_t)step > (uint64_t)wait_ms) {
+            char where[400];
+            fleet_redis_target_describe(&t, where, sizeof where);
+            ctl_error("cannot connect to Redis (%s): %s", where, err);
             return NULL;
         }
-        freeReplyObject(r);
+        if (!told) {
+            ctl_error("redis: %s: waiting up to %ld s for the sentinels' primary", err,
+                      wait_ms / 1000);
+            told = true;
+        }
+        sleep_ms(step);
+        step = step * 2 > WAIT_STEP_MAX_MS ? WAIT_STEP_MAX_MS : step * 2;
     }
     /* A Redis that is loading answers PING with LOADING: waited out here, once. */
     const char *ping[] = {"PING"};

@@ -135,12 +135,13 @@ static void on_link_down(void *arg) {
     fleet_log(FLEET_LOG_WARN, "events: subscription lost", NULL);
 }
 
-gw_events *gw_events_new(struct event_base *base, const char *url, const char *channel) {
+gw_events *gw_events_new(struct event_base *base, const fleet_redis_target *t,
+                         const char *channel) {
     gw_events *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     snprintf(e->channel, sizeof e->channel, "%s", channel);
     e->link =
-        gw_redis_link_new(base, url, "events",
+        gw_redis_link_new(base, t, "events",
                           &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down, .arg = e});
     if (!e->link) {
         free(e);

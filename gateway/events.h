@@ -15,6 +15,7 @@
 #include <stdbool.h>
 
 #include "fleet/job.h"
+#include "fleet/redis_target.h"
 #include "gateway.h"
 
 typedef struct gw_events gw_events;
@@ -33,7 +34,8 @@ typedef struct gw_waiter {
     struct gw_waiter *prev, *next;
 } gw_waiter;
 
-gw_events *gw_events_new(struct event_base *base, const char *url, const char *channel);
+gw_events *gw_events_new(struct event_base *base, const fleet_redis_target *t,
+                         const char *channel);
 void gw_events_free(gw_events *e);
 
 /* Registers w (owned by the caller, e.g. inside its request state) for job id; "*" means

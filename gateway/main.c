@@ -26,7 +26,19 @@ static const fleet_option options[] = {
     {"listen", "FLEET_LISTEN", FLEET_OPT_STR, "127.0.0.1:8080", "address and port to serve HTTP on",
      &G.cfg.listen, 0, 0},
     {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
-     "Redis server (redis://host:port[/db])", &G.cfg.redis_url, 0, 0},
+     "Redis server (redis://[user:password@]host[:port][/db])", &G.cfg.redis_url, 0, 0},
+    {"redis-sentinels", "FLEET_REDIS_SENTINELS", FLEET_OPT_STR, "",
+     "Sentinels to ask for the primary (host:port,...; the URL's host is then unused)",
+     &G.cfg.redis_sentinels, 0, 0},
+    {"redis-sentinel-master", "FLEET_REDIS_SENTINEL_MASTER", FLEET_OPT_STR, "",
+     "the master name the sentinels monitor", &G.cfg.redis_sentinel_master, 0, 0},
+    {"redis-wait-replicas", "FLEET_REDIS_WAIT_REPLICAS", FLEET_OPT_INT, "0",
+     "a submit answers 2xx only once this many replicas hold the job (Redis WAIT), so a "
+     "failover loses no accepted job; 0: once the primary holds it",
+     &G.cfg.redis_wait_replicas, 0, 16},
+    {"redis-wait-timeout-ms", "FLEET_REDIS_WAIT_TIMEOUT_MS", FLEET_OPT_INT, "1000",
+     "with redis-wait-replicas: how long the replicas may take; then the submit answers 503",
+     &G.cfg.redis_wait_timeout_ms, 1, 60000},
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix; every key starts with {prefix}",
      &G.cfg.prefix, 0, 0},
     {"models", "FLEET_MODELS", FLEET_OPT_STR, "",
@@ -207,6 +219,13 @@ int main(int argc, char **argv) {
                 "fleet-gateway: FLEET_PREFIX must be 1-32 characters of A-Z a-z 0-9 _ . -\n");
         return 2;
     }
+    if (fleet_redis_target_parse(&G.redis_target, G.cfg.redis_url, G.cfg.redis_sentinels,
+                                 G.cfg.redis_sentinel_master, err, sizeof err) < 0) {
+        fprintf(stderr, "fleet-gateway: FLEET_REDIS_URL: %s\n", err);
+        return 2;
+    }
+    char redis_where[400];
+    fleet_redis_target_describe(&G.redis_target, redis_where, sizeof redis_where);
     char host[256];
     const char *colon = strrchr(G.cfg.listen, ':');
     long port = colon ? strtol(colon + 1, NULL, 10) : 0;
@@ -236,7 +255,7 @@ int main(int argc, char **argv) {
     G.htp = evhtp_new(G.base, NULL);
     if (!G.htp) goto out;
     gw_http_install(&G, gw_route);
-    G.redis = gw_redis_new(G.base, G.cfg.redis_url, G.cfg.redis_timeout_ms, G.cfg.allow_eviction);
+    G.redis = gw_redis_new(G.base, &G.redis_target, G.cfg.redis_timeout_ms, G.cfg.allow_eviction);
     G.models = gw_models_new(&G, G.cfg.models, err, sizeof err);
     if (!G.models) {
         fprintf(stderr, "fleet-gateway: %s\n", err);
@@ -245,7 +264,7 @@ int main(int argc, char **argv) {
     }
     G.auth = gw_auth_new(G.cfg.auth_cache_ms);
     fleet_key events_channel = fleet_key_events(&G.keys);
-    G.events = gw_events_new(G.base, G.cfg.redis_url, events_channel.s);
+    G.events = gw_events_new(G.base, &G.redis_target, events_channel.s);
     if (G.events) gw_events_on_models(G.events, gw_models_wake, G.models);
     if (G.events) {
         G.webhooks = gw_webhooks_new(&G, err, sizeof err);
@@ -256,9 +275,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!G.redis || !G.events) {
-        fprintf(stderr, "fleet-gateway: FLEET_REDIS_URL '%s' is not redis://host:port[/db]\n",
-                G.cfg.redis_url);
-        rc = 2;
+        fprintf(stderr, "fleet-gateway: out of memory\n");
         goto out;
     }
     if (evhtp_bind_socket(G.htp, host, (uint16_t)port, 1024) < 0) {
@@ -270,7 +287,7 @@ int main(int argc, char **argv) {
     sigint = evsignal_new(G.base, SIGINT, on_signal, &G);
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
-    fleet_log(FLEET_LOG_INFO, "listening", "listen", G.cfg.listen, "redis", G.cfg.redis_url,
+    fleet_log(FLEET_LOG_INFO, "listening", "listen", G.cfg.listen, "redis", redis_where,
               "prefix", G.cfg.prefix, "models", G.cfg.models, "auth", G.cfg.auth_mode, NULL);
     if (!G.cfg.auth)
         fleet_log(FLEET_LOG_WARN,

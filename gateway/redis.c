@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fleet/config.h"
 #include "fleet/id.h"
 #include "fleet/log.h"
 #include "fleet/redis_health.h"
@@ -128,7 +127,6 @@ static bool op_retry_later(gw_op *op) {
 }
 
 static void op_reply(redisAsyncContext *ac, void *reply, void *privdata) {
-    (void)ac;
     gw_op *op = privdata;
     gw_redis *r = op->r;
     redisReply *rep = reply;
@@ -142,6 +140,10 @@ static void op_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         rep = NULL;
     } else if (e == FLEET_REDIS_TRANSIENT) {
         r->loading = strncmp(rep->str, "LOADING", 7) == 0;
+        /* A primary demoted to a replica keeps its clients' connections and refuses
+         * their writes: find the primary again (through the sentinels) and send there. */
+        if (strncmp(rep->str, "READONLY", 8) == 0 && !(ac->c.flags & REDIS_DISCONNECTING))
+            gw_redis_link_close(r->link, "READONLY: the server is a replica now");
         if (op_retry_later(op)) return;
     } else if (e == FLEET_REDIS_OOM) {
         note_oom(r);
@@ -470,7 +472,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
         gw_redis_link_close(r->link, "not answering: dropping the connection");
 }
 
-gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms,
+gw_redis *gw_redis_new(struct event_base *base, const fleet_redis_target *t, long timeout_ms,
                        bool allow_eviction) {
     gw_redis *r = calloc(1, sizeof *r);
     if (!r) return NULL;
@@ -488,7 +490,7 @@ gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms
     struct timeval health = {GW_REDIS_HEALTH_MS / 1000, (GW_REDIS_HEALTH_MS % 1000) * 1000};
     evtimer_add(r->health_ev, &health);
     r->link =
-        gw_redis_link_new(base, url, "redis",
+        gw_redis_link_new(base, t, "redis",
                           &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down, .arg = r});
     if (!r->link) goto err;
     r->host = gw_redis_link_host(r->link);

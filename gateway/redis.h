@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fleet/redis_target.h"
 #include "fleet/state.h"
 #include "gateway.h"
 #include "problems.h"
@@ -40,7 +41,7 @@
 
 typedef void (*gw_redis_cb)(redisReply *reply, void *arg);
 
-gw_redis *gw_redis_new(struct event_base *base, const char *url, long timeout_ms,
+gw_redis *gw_redis_new(struct event_base *base, const fleet_redis_target *t, long timeout_ms,
                        bool allow_eviction);
 void gw_redis_free(gw_redis *r);
 /* Connected and the scripts loaded: commands can be sent. */

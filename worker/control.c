@@ -79,7 +79,7 @@ static void *control_main(void *arg) {
     unsigned long subscribed_epoch = 0;
     wk_ratelog refused_log = {0};
 
-    if (wk_redis_init(&rd, w->cfg.redis_url, "control", CONTROL_TIMEOUT_MS) < 0) return NULL;
+    if (wk_redis_init(&rd, &w->redis, "control", CONTROL_TIMEOUT_MS) < 0) return NULL;
     while (!atomic_load(&w->control_quit)) {
         if (wk_redis_ensure(&rd) < 0) {
             long wait = wk_redis_retry_in_ms(&rd);

@@ -348,7 +348,7 @@ static void *keeper_main(void *arg) {
     long watch_ms = watch_interval_ms(w);
 
     if (!ws || !cmds || !reps ||
-        wk_redis_init(&rd, w->cfg.redis_url, "keeper", KEEPER_TIMEOUT_MS) < 0) {
+        wk_redis_init(&rd, &w->redis, "keeper", KEEPER_TIMEOUT_MS) < 0) {
         fleet_log(FLEET_LOG_ERROR, "keeper thread cannot start; no heartbeats", NULL);
         free(ws);
         free(cmds);

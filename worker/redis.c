@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "fleet/config.h"
 #include "fleet/log.h"
 #include "worker.h"
 
@@ -14,9 +13,9 @@
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 2000
 
-int wk_redis_init(wk_redis *r, const char *url, const char *role, long timeout_ms) {
+int wk_redis_init(wk_redis *r, const fleet_redis_target *t, const char *role, long timeout_ms) {
     memset(r, 0, sizeof *r);
-    if (fleet_redis_url_parse(url, r->host, sizeof r->host, &r->port, &r->db) < 0) return -1;
+    r->target = t;
     r->role = role;
     r->timeout_ms = timeout_ms;
     r->backoff_ms = BACKOFF_MIN_MS;
@@ -38,43 +37,28 @@ void wk_redis_lost(wk_redis *r) {
     r->down_logged = true;
 }
 
-static int connect_once(wk_redis *r, char *why, size_t whylen) {
-    struct timeval ct = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
-    struct timeval io = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(r->host, r->port, ct);
-
-    if (!c || c->err) {
-        snprintf(why, whylen, "%s", c ? c->errstr : "out of memory");
-        goto err;
-    }
-    if (redisSetTimeout(c, io) != REDIS_OK || redisEnableKeepAlive(c) != REDIS_OK) {
-        snprintf(why, whylen, "%s", c->errstr);
-        goto err;
-    }
-    if (r->db != 0) {
-        redisReply *rep = redisCommand(c, "SELECT %d", r->db);
-        bool ok = rep && rep->type == REDIS_REPLY_STATUS;
-        snprintf(why, whylen, "SELECT %d: %s", r->db,
-                 rep && rep->type == REDIS_REPLY_ERROR ? rep->str : c->errstr);
-        if (rep) freeReplyObject(rep);
-        if (!ok) goto err;
-    }
-    r->c = c;
-    return 0;
-err:
-    if (c) redisFree(c);
-    return -1;
+/* A primary demoted to a replica (a failover while it was alive, or a URL naming a
+ * replica) refuses every write with READONLY and keeps the connection open: drop it, so
+ * that the next wk_redis_ensure finds the primary again (through the sentinels). */
+static void drop_if_demoted(wk_redis *r, const redisReply *rep) {
+    if (!r->c || !rep || rep->type != REDIS_REPLY_ERROR || strncmp(rep->str, "READONLY", 8) != 0)
+        return;
+    fleet_log(FLEET_LOG_WARN, "redis answered READONLY: finding the primary again", "conn",
+              r->role, NULL);
+    wk_redis_close(r);
+    r->next_try_mono = wk_mono_ms() + r->backoff_ms;
 }
 
 int wk_redis_ensure(wk_redis *r) {
-    char why[200] = "";
-    char addr[300];
+    char why[300] = "";
+    char addr[300] = "";
 
     if (r->c) return 0;
     long long now = wk_mono_ms();
     if (now < r->next_try_mono) return -1;
-    snprintf(addr, sizeof addr, "%s:%d/%d", r->host, r->port, r->db);
-    if (connect_once(r, why, sizeof why) == 0) {
+    r->c = fleet_redis_connect_sync(r->target, CONNECT_TIMEOUT_MS, r->timeout_ms, addr,
+                                    sizeof addr, why, sizeof why);
+    if (r->c) {
         fleet_log(FLEET_LOG_INFO, "redis connected", "conn", r->role, "addr", addr, NULL);
         r->down_logged = false;
         r->epoch++;
@@ -82,8 +66,10 @@ int wk_redis_ensure(wk_redis *r) {
         return 0;
     }
     /* One warning per outage; the retries that follow are debug noise. */
+    char target[400];
+    fleet_redis_target_describe(r->target, target, sizeof target);
     fleet_log(r->down_logged ? FLEET_LOG_DEBUG : FLEET_LOG_WARN, "redis unreachable, retrying",
-              "conn", r->role, "addr", addr, "error", why, NULL);
+              "conn", r->role, "redis", target, "error", why, NULL);
     r->down_logged = true;
     r->next_try_mono = now + r->backoff_ms;
     r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
@@ -101,6 +87,7 @@ redisReply *wk_redis_cmd(wk_redis *r, int argc, const char **argv, const size_t 
     if (!r->c) return NULL;
     redisReply *rep = redisCommandArgv(r->c, argc, argv, argvlen);
     if (!rep) wk_redis_lost(r);
+    drop_if_demoted(r, rep);
     return rep;
 }
 
@@ -111,6 +98,7 @@ redisReply *wk_redis_cmdf(wk_redis *r, const char *fmt, ...) {
     redisReply *rep = redisvCommand(r->c, fmt, ap);
     va_end(ap);
     if (!rep) wk_redis_lost(r);
+    drop_if_demoted(r, rep);
     return rep;
 }
 
@@ -180,5 +168,6 @@ int wk_redis_scripts(wk_redis *r, fleet_cmd *cmds, size_t n, redisReply **replie
             return -1;
         }
     }
+    for (size_t i = 0; i < n; i++) drop_if_demoted(r, replies[i]);
     return 0;
 }

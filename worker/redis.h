@@ -13,12 +13,12 @@
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
 
+#include "fleet/redis_target.h"
 #include "fleet/state.h"
 
 typedef struct wk_redis {
-    redisContext *c; /* NULL while disconnected */
-    char host[256];
-    int port, db;
+    redisContext *c;                  /* NULL while disconnected */
+    const fleet_redis_target *target; /* the worker's, alive as long as the worker */
     long timeout_ms;  /* socket timeout: longer than any BLOCK this connection sends */
     const char *role; /* "main" or "keeper", for logs */
     long backoff_ms;
@@ -28,8 +28,11 @@ typedef struct wk_redis {
                           * consumer group after a server restart) is redone when it moves */
 } wk_redis;
 
-/* Parses url. Returns 0, or -1 when it is not a redis:// URL. Connects nothing. */
-int wk_redis_init(wk_redis *r, const char *url, const char *role, long timeout_ms);
+/* Connects nothing. Each (re)connect finds the primary (through the sentinels when t
+ * names them), sends AUTH and SELECT and checks ROLE: fleet_redis_connect_sync. A reply
+ * READONLY (the server was demoted) drops the connection, so the next ensure finds the
+ * new primary. Returns 0. */
+int wk_redis_init(wk_redis *r, const fleet_redis_target *t, const char *role, long timeout_ms);
 /* Returns 0 when connected, after one connect attempt if the backoff allows it now;
  * -1 otherwise. Never sleeps: see wk_redis_retry_in_ms. */
 int wk_redis_ensure(wk_redis *r);

@@ -112,32 +112,3 @@ fleet_config_result fleet_config_parse(const fleet_option *opts, size_t nopts, i
     if (npos) *npos = pos;
     return FLEET_CONFIG_OK;
 }
-
-int fleet_redis_url_parse(const char *url, char *host, size_t hostlen, int *port, int *db) {
-    if (!url) return -1;
-    if (strncmp(url, "redis://", 8) == 0) url += 8;
-    const char *at = strrchr(url, '@'); /* credentials are not supported: refuse, not ignore */
-    if (at) return -1;
-    const char *colon = strchr(url, ':');
-    const char *slash = strchr(url, '/');
-    size_t hlen = colon ? (size_t)(colon - url) : slash ? (size_t)(slash - url) : strlen(url);
-    if (hlen == 0 || hlen >= hostlen) return -1;
-    memcpy(host, url, hlen);
-    host[hlen] = '\0';
-    *port = 6379;
-    *db = 0;
-    if (colon) {
-        char *end;
-        long p = strtol(colon + 1, &end, 10);
-        if (end == colon + 1 || p < 1 || p > 65535 || (*end != '\0' && *end != '/')) return -1;
-        *port = (int)p;
-        slash = *end == '/' ? end : NULL;
-    }
-    if (slash && slash[1]) {
-        char *end;
-        long d = strtol(slash + 1, &end, 10);
-        if (*end != '\0' || d < 0 || d > 15) return -1;
-        *db = (int)d;
-    }
-    return 0;
-}

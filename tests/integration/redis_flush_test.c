@@ -67,7 +67,10 @@ TL_TEST(commands_reach_redis_before_the_loop_turn_ends) {
     struct event_base *base = event_base_new();
     ASSERT_TRUE(base != NULL);
     tl_defer(free_base, base);
-    gw_redis *r = gw_redis_new(base, srv->url, 5000, false);
+    static fleet_redis_target target; /* outlives the link, which keeps a pointer */
+    char err[200];
+    ASSERT_EQ_INT(fleet_redis_target_parse(&target, srv->url, NULL, NULL, err, sizeof err), 0);
+    gw_redis *r = gw_redis_new(base, &target, 5000, false);
     ASSERT_TRUE(r != NULL);
     tl_defer(free_redis, r); /* runs before free_base: deferred calls run last first */
     ASSERT_EVENTUALLY(turn_until_ready(base, r), TL_WAIT_MS);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "fleet/config.h"
+#include "fleet/redis_target.h"
 #include "fleet/utf8.h"
 #include "testlib.h"
 
@@ -73,20 +74,78 @@ TL_TEST(positionals_are_kept) {
     ASSERT_EQ_STR(a[3], "--literal");
 }
 
+static int url(fleet_redis_target *t, const char *u) {
+    char err[200];
+    return fleet_redis_target_parse(t, u, NULL, NULL, err, sizeof err);
+}
+
 TL_TEST(redis_urls) {
-    char host[64];
-    int port, db;
-    ASSERT_EQ_INT(fleet_redis_url_parse("redis://10.0.0.1:6380/2", host, sizeof host, &port, &db),
+    fleet_redis_target t;
+    ASSERT_EQ_INT(url(&t, "redis://10.0.0.1:6380/2"), 0);
+    ASSERT_EQ_STR(t.addr.host, "10.0.0.1");
+    ASSERT_EQ_INT(t.addr.port, 6380);
+    ASSERT_EQ_INT(t.db, 2);
+    ASSERT_TRUE(!t.auth);
+    ASSERT_EQ_INT(url(&t, "localhost"), 0);
+    ASSERT_EQ_INT(t.addr.port, 6379);
+    ASSERT_EQ_INT(url(&t, "redis://h:0"), -1);
+    ASSERT_EQ_INT(url(&t, "redis://h:70000"), -1);
+    ASSERT_EQ_INT(url(&t, "redis://:1"), -1);
+    ASSERT_EQ_INT(url(&t, "redis://h:1/16"), -1);
+    ASSERT_EQ_INT(url(&t, "http://h:1"), -1);
+    ASSERT_EQ_INT(url(&t, "rediss://h:1"), -1);
+}
+
+/* Credentials: user:password@ for an ACL user, :password@ for the default user; %XX
+ * escapes decoded; the last '@' ends them; the password never appears in the description. */
+TL_TEST(redis_url_credentials) {
+    fleet_redis_target t;
+    const char *argv[3];
+    size_t lens[3];
+    ASSERT_EQ_INT(url(&t, "redis://fleet-gw:s%40cr%3At@redis.fleet:6380/3"), 0);
+    ASSERT_EQ_STR(t.user, "fleet-gw");
+    ASSERT_EQ_STR(t.password, "s@cr:t");
+    ASSERT_EQ_STR(t.addr.host, "redis.fleet");
+    ASSERT_EQ_INT(t.db, 3);
+    ASSERT_EQ_INT(fleet_redis_auth_argv(&t, argv, lens), 3);
+    ASSERT_EQ_STR(argv[1], "fleet-gw");
+    ASSERT_EQ_STR(argv[2], "s@cr:t");
+    char d[200];
+    fleet_redis_target_describe(&t, d, sizeof d);
+    ASSERT_EQ_STR(d, "redis://fleet-gw:***@redis.fleet:6380/3");
+    ASSERT_EQ_INT(url(&t, "redis://:p@ss@h"), 0);
+    ASSERT_EQ_STR(t.user, "");
+    ASSERT_EQ_STR(t.password, "p@ss");
+    ASSERT_EQ_INT(fleet_redis_auth_argv(&t, argv, lens), 2);
+    ASSERT_EQ_STR(argv[1], "p@ss");
+    ASSERT_EQ_INT(url(&t, "redis://user@h"), -1);    /* no password */
+    ASSERT_EQ_INT(url(&t, "redis://user:@h"), -1);   /* an empty one */
+    ASSERT_EQ_INT(url(&t, "redis://u:p%4@h"), -1);   /* a cut escape */
+    ASSERT_EQ_INT(url(&t, "redis://u:p%00@h"), -1);  /* a NUL byte */
+    ASSERT_EQ_INT(url(&t, "redis://h"), 0);
+    ASSERT_EQ_INT(fleet_redis_auth_argv(&t, argv, lens), 0);
+}
+
+TL_TEST(redis_sentinels) {
+    fleet_redis_target t;
+    char err[200];
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://:pw@ignored/1",
+                                           "s1:26380, s2 ,10.0.0.3:26381", "fleet", err,
+                                           sizeof err),
                   0);
-    ASSERT_EQ_STR(host, "10.0.0.1");
-    ASSERT_EQ_INT(port, 6380);
-    ASSERT_EQ_INT(db, 2);
-    ASSERT_EQ_INT(fleet_redis_url_parse("localhost", host, sizeof host, &port, &db), 0);
-    ASSERT_EQ_INT(port, 6379);
-    ASSERT_EQ_INT(fleet_redis_url_parse("redis://h:0", host, sizeof host, &port, &db), -1);
-    ASSERT_EQ_INT(fleet_redis_url_parse("redis://h:70000", host, sizeof host, &port, &db), -1);
-    ASSERT_EQ_INT(fleet_redis_url_parse("redis://:1", host, sizeof host, &port, &db), -1);
-    ASSERT_EQ_INT(fleet_redis_url_parse("redis://u:p@h:1", host, sizeof host, &port, &db), -1);
+    ASSERT_EQ_INT((int)t.nsentinels, 3);
+    ASSERT_EQ_STR(t.sentinels[1].host, "s2");
+    ASSERT_EQ_INT(t.sentinels[1].port, 26379);
+    ASSERT_EQ_INT(t.sentinels[2].port, 26381);
+    char d[200];
+    fleet_redis_target_describe(&t, d, sizeof d);
+    ASSERT_EQ_STR(d, "sentinel master fleet via s1:26380,s2:26379,10.0.0.3:26381 (db 1, user "
+                     "default)");
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", "s1:1", NULL, err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", NULL, "m", err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", "s1:1,,s2", "m", err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", "s1:x", "m", err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", "s1", "m m", err, sizeof err), -1);
 }
 
 /* A message longer than the caller's buffer is cut at a UTF-8 character boundary
@@ -108,6 +167,7 @@ int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(defaults_env_flags_in_order), TL_CASE(errors_name_the_problem),
         TL_CASE(positionals_are_kept),        TL_CASE(redis_urls),
+        TL_CASE(redis_url_credentials),       TL_CASE(redis_sentinels),
         TL_CASE(a_cut_message_stays_utf8),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));

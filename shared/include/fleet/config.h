@@ -38,7 +38,4 @@ fleet_config_result fleet_config_parse(const fleet_option *opts, size_t nopts, i
 
 void fleet_config_print_help(FILE *f, const fleet_option *opts, size_t nopts, const char *usage);
 
-/* Parses "redis://host:port[/db]" (or "host:port"). Returns 0, or -1. */
-int fleet_redis_url_parse(const char *url, char *host, size_t hostlen, int *port, int *db);
-
 #endif
