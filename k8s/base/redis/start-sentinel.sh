@@ -1,0 +1,46 @@
+#!/bin/sh
+# start-sentinel.sh: writes this pod's sentinel.conf and runs redis-server --sentinel. It
+# monitors the primary the other sentinels name now; with none answering, the Redis pod
+# that says it is a master (ROLE), else fleet-redis-0.
+set -eu
+me="$(hostname).fleet-sentinel"
+primary=""
+for i in 0 1 2; do
+  peer="fleet-sentinel-$i.fleet-sentinel"
+  [ "$peer" = "$me" ] && continue
+  answer=$(timeout 2 redis-cli -h "$peer" -p 26379 --raw \
+    SENTINEL get-master-addr-by-name fleet 2>/dev/null | head -n 1) || true
+  case "$answer" in
+    "" | *ERR* | *IDONTKNOW*) ;;
+    *) primary="$answer"; break ;;
+  esac
+done
+if [ -z "$primary" ]; then
+  for i in 0 1; do
+    host="fleet-redis-$i.fleet-redis"
+    role=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 2 redis-cli -h "$host" --raw ROLE \
+      2>/dev/null | head -n 1) || true
+    if [ "$role" = master ]; then
+      primary="$host"
+      break
+    fi
+  done
+fi
+primary="${primary:-fleet-redis-0.fleet-redis}"
+conf=/conf/sentinel.conf
+cat >"$conf" <<CONF
+port 26379
+bind * -::*
+protected-mode no
+sentinel resolve-hostnames yes
+sentinel announce-hostnames yes
+sentinel announce-ip $me
+sentinel announce-port 26379
+sentinel monitor fleet $primary 6379 2
+sentinel auth-pass fleet "$REDIS_PASSWORD"
+sentinel down-after-milliseconds fleet 5000
+sentinel failover-timeout fleet 60000
+sentinel parallel-syncs fleet 1
+CONF
+echo "start-sentinel: $me monitors $primary"
+exec redis-server "$conf" --sentinel
