@@ -224,6 +224,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "fleet-gateway: FLEET_REDIS_URL: %s\n", err);
         return 2;
     }
+    if (G.cfg.redis_wait_replicas && G.cfg.redis_wait_timeout_ms >= G.cfg.redis_timeout_ms) {
+        fprintf(stderr,
+                "fleet-gateway: FLEET_REDIS_WAIT_TIMEOUT_MS must be below "
+                "FLEET_REDIS_TIMEOUT_MS (a WAIT that long would read as a stalled Redis)\n");
+        return 2;
+    }
     char redis_where[400];
     fleet_redis_target_describe(&G.redis_target, redis_where, sizeof redis_where);
     char host[256];
@@ -256,6 +262,8 @@ int main(int argc, char **argv) {
     if (!G.htp) goto out;
     gw_http_install(&G, gw_route);
     G.redis = gw_redis_new(G.base, &G.redis_target, G.cfg.redis_timeout_ms, G.cfg.allow_eviction);
+    if (G.redis)
+        gw_redis_wait_replicas(G.redis, G.cfg.redis_wait_replicas, G.cfg.redis_wait_timeout_ms);
     G.models = gw_models_new(&G, G.cfg.models, err, sizeof err);
     if (!G.models) {
         fprintf(stderr, "fleet-gateway: %s\n", err);
@@ -287,8 +295,8 @@ int main(int argc, char **argv) {
     sigint = evsignal_new(G.base, SIGINT, on_signal, &G);
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
-    fleet_log(FLEET_LOG_INFO, "listening", "listen", G.cfg.listen, "redis", redis_where,
-              "prefix", G.cfg.prefix, "models", G.cfg.models, "auth", G.cfg.auth_mode, NULL);
+    fleet_log(FLEET_LOG_INFO, "listening", "listen", G.cfg.listen, "redis", redis_where, "prefix",
+              G.cfg.prefix, "models", G.cfg.models, "auth", G.cfg.auth_mode, NULL);
     if (!G.cfg.auth)
         fleet_log(FLEET_LOG_WARN,
                   "FLEET_AUTH=off: no API keys are checked; every request is "

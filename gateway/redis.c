@@ -23,7 +23,10 @@ typedef struct gw_op {
     uint64_t first_ms; /* the first sending: the retry budget counts from here */
     uint64_t sent_ms;  /* the latest sending: the watchdog counts from here */
     int tries;
-    bool retried; /* NOSCRIPT: sent again as EVAL */
+    bool retried;     /* NOSCRIPT: sent again as EVAL */
+    bool replicated;  /* answered only once wait_replicas replicas hold its write */
+    bool once;        /* never sent again (a WAIT: on another connection it means nothing) */
+    redisReply *held; /* replicated: its reply, kept until the WAIT that covers it answers */
     struct event *retry_ev;
     struct gw_op *prev, *next;
 } gw_op;
@@ -57,9 +60,12 @@ struct gw_redis {
     uint64_t oom_logged_ms;
     char evict_logged[sizeof(((fleet_redis_memory *)0)->policy)];
     uint64_t evict_logged_ms;
-    gw_op *ops;     /* in flight, oldest last */
-    gw_op *waiting; /* refused for now, to be sent again */
-    int unflushed;  /* commands queued since the output buffer was empty or written */
+    gw_op *ops;                          /* in flight, oldest last */
+    gw_op *waiting;                      /* refused for now, to be sent again */
+    long wait_replicas, wait_timeout_ms; /* FLEET_REDIS_WAIT_REPLICAS (0: off) */
+    gw_op *held;        /* replicated ops answered by Redis, waiting for the next WAIT */
+    bool wait_inflight; /* a WAIT is out on the connection */
+    int unflushed;      /* commands queued since the output buffer was empty or written */
 };
 
 static void load_scripts(gw_redis *r);
@@ -82,6 +88,7 @@ static void op_unlink(gw_op **list, gw_op *op) {
 
 static void op_free(gw_op *op) {
     if (op->retry_ev) event_free(op->retry_ev);
+    if (op->held) freeReplyObject(op->held);
     free(op->formatted);
     free(op);
 }
@@ -126,13 +133,112 @@ static bool op_retry_later(gw_op *op) {
     return true;
 }
 
+/* ------------------------------------------------------------ replication --------- */
+
+/* With FLEET_REDIS_WAIT_REPLICAS=N, the answer to a write a client is told succeeded
+ * (replicated_script) waits until N replicas hold it: Redis' WAIT N T counts the replicas
+ * that acknowledged every write this connection made before it. One WAIT covers all the
+ * writes answered before it was sent, so under load one replication round trip serves
+ * many requests; the writes answered while it is out wait for the next one. A WAIT
+ * blocks the connection in Redis until it is answered (at most T ms), which is what
+ * makes it cost latency: docs/reliability.md has the figures.
+ *
+ * A WAIT is only meaningful on the connection that made the writes: it is never sent
+ * again (op->once), and when the connection goes, the writes still held are answered
+ * as a Redis failure (503): they may or may not survive, as any write whose answer was
+ * lost. */
+static void send_wait(gw_redis *r);
+
+static redisReply *reply_copy(const redisReply *rep) {
+    redisReply *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->type = rep->type;
+    c->integer = rep->integer;
+    if (rep->str) {
+        if (!(c->str = malloc(rep->len + 1))) goto err;
+        memcpy(c->str, rep->str, rep->len);
+        c->str[rep->len] = '\0';
+        c->len = rep->len;
+    }
+    if (rep->elements) {
+        if (!(c->element = calloc(rep->elements, sizeof *c->element))) goto err;
+        c->elements = rep->elements;
+        for (size_t i = 0; i < rep->elements; i++)
+            if (!(c->element[i] = reply_copy(rep->element[i]))) goto err;
+    }
+    return c;
+err:
+    freeReplyObject(c); /* frees what was copied; NULL elements are skipped */
+    return NULL;
+}
+
+/* Answers the ops of list: with their held replies when acked reaches wait_replicas,
+ * else (acked < 0: no answer) with a refusal worth retrying. */
+static void answer_held(gw_redis *r, gw_op **list, long long acked) {
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "NOREPLICAS %lld of the %ld replicas FLEET_REDIS_WAIT_REPLICAS asks for confirmed "
+             "the write within %ld ms",
+             acked < 0 ? 0 : acked, r->wait_replicas, r->wait_timeout_ms);
+    redisReply refused = {.type = REDIS_REPLY_ERROR, .str = msg, .len = strlen(msg)};
+    while (*list) {
+        gw_op *op = *list;
+        op_unlink(list, op);
+        op->cb(acked < 0 ? NULL : acked >= r->wait_replicas ? op->held : &refused, op->arg);
+        op_free(op);
+    }
+}
+
+typedef struct gw_wait {
+    gw_redis *r;
+    gw_op *ops; /* the writes this WAIT covers */
+} gw_wait;
+
+static void on_wait(redisReply *rep, void *arg) {
+    gw_wait *w = arg;
+    gw_redis *r = w->r;
+    r->wait_inflight = false;
+    long long acked = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        fleet_log(FLEET_LOG_ERROR, "redis refused WAIT", "reply", rep->str, NULL);
+    answer_held(r, &w->ops, acked);
+    free(w);
+    if (!rep) answer_held(r, &r->held, -1); /* the connection went: so did their WAIT */
+    else send_wait(r);
+}
+
+static int command_raw(gw_redis *r, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
+                       void *arg);
+
+static void send_wait(gw_redis *r) {
+    if (r->wait_inflight || !r->held) return;
+    gw_wait *w = calloc(1, sizeof *w);
+    char n[24], t[24];
+    snprintf(n, sizeof n, "%ld", r->wait_replicas);
+    snprintf(t, sizeof t, "%ld", r->wait_timeout_ms);
+    const char *argv[] = {"WAIT", n, t};
+    size_t lens[] = {4, strlen(n), strlen(t)};
+    if (!w || command_raw(r, 3, argv, lens, on_wait, w) < 0) {
+        free(w);
+        answer_held(r, &r->held, -1);
+        return;
+    }
+    r->ops->once = true; /* command_raw linked it first */
+    w->r = r;
+    w->ops = r->held;
+    r->held = NULL;
+    r->wait_inflight = true;
+}
+
 static void op_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     gw_op *op = privdata;
     gw_redis *r = op->r;
     redisReply *rep = reply;
     op_unlink(&r->ops, op);
     fleet_redis_err e = fleet_redis_err_of(rep);
-    if (e == FLEET_REDIS_NOSCRIPT && op->cmd && !op->retried) {
+    if (op->once) {
+        /* as it is */
+    } else if (e == FLEET_REDIS_NOSCRIPT && op->cmd && !op->retried) {
         /* The server lost its script cache (restart, SCRIPT FLUSH): send the source. */
         op->retried = true;
         fleet_cmd_as_eval(op->cmd);
@@ -147,6 +253,13 @@ static void op_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         if (op_retry_later(op)) return;
     } else if (e == FLEET_REDIS_OOM) {
         note_oom(r);
+    } else if (op->replicated && rep && e == FLEET_REDIS_OK && ac == r->ac) {
+        if ((op->held = reply_copy(rep))) {
+            op_link(&r->held, op);
+            send_wait(r);
+            return;
+        }
+        rep = NULL; /* out of memory: answered as a Redis failure */
     }
     op->cb(rep, op->arg);
     op_free(op);
@@ -251,11 +364,27 @@ static gw_op *op_new(gw_redis *r, gw_redis_cb cb, void *arg) {
     return op;
 }
 
+/* The scripts whose 2xx tells a client its request is stored: with wait_replicas, their
+ * answers wait for the replicas. Reads, and the gateway's own bookkeeping (webhook
+ * deliveries, which are retried anyway), do not. */
+static bool promises_a_write(fleet_script_id s) {
+    switch (s) {
+    case FLEET_SCRIPT_SUBMIT:
+    case FLEET_SCRIPT_CANCEL:
+    case FLEET_SCRIPT_RETRY:
+    case FLEET_SCRIPT_DELETE:
+    case FLEET_SCRIPT_PURGE:
+    case FLEET_SCRIPT_PAUSE: return true;
+    default: return false;
+    }
+}
+
 int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg) {
     if (!r->ready) return -1;
     gw_op *op = op_new(r, cb, arg);
     if (!op) return -1;
     op->cmd = cmd;
+    op->replicated = r->wait_replicas > 0 && promises_a_write(cmd->script);
     if (op_send(op) < 0) {
         op_free(op);
         return -1;
@@ -290,6 +419,11 @@ int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *len
 }
 
 bool gw_redis_ready(const gw_redis *r) { return r->ready; }
+
+void gw_redis_wait_replicas(gw_redis *r, long n, long timeout_ms) {
+    r->wait_replicas = n;
+    r->wait_timeout_ms = timeout_ms;
+}
 
 const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
     const char *refusal = r->ac ? NULL : gw_redis_link_refusal(r->link);
@@ -450,6 +584,7 @@ static void on_link_up(redisAsyncContext *ac, void *arg) {
 /* The connection is gone: forget what it said (the link reconnects). */
 static void on_link_down(void *arg) {
     gw_redis *r = arg;
+    answer_held(r, &r->held, -1); /* written on the connection that went */
     r->ac = NULL;
     r->ready = false;
     r->info_known = false;
@@ -506,6 +641,7 @@ void gw_redis_free(gw_redis *r) {
     r->link = NULL;
     r->ac = NULL;
     gw_redis_link_free(link); /* runs pending callbacks with NULL */
+    answer_held(r, &r->held, -1);
     while (r->waiting) {
         gw_op *op = r->waiting;
         op_unlink(&r->waiting, op);
@@ -527,6 +663,12 @@ void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_prob
     if (e == FLEET_REDIS_TRANSIENT && loading) {
         *p = (gw_redis_problem){GW_PROBLEM_REDIS_LOADING,
                                 "the job store (Redis) is loading its dataset; retry shortly", "1"};
+    } else if (e == FLEET_REDIS_TRANSIENT && rep && strncmp(rep->str, "NOREPLICAS", 10) == 0) {
+        *p = (gw_redis_problem){GW_PROBLEM_REDIS_UNAVAILABLE,
+                                "the job store's replicas did not confirm the write in time "
+                                "(FLEET_REDIS_WAIT_REPLICAS): it may or may not have been "
+                                "stored; retry with the same Idempotency-Key",
+                                "1"};
     } else if (e == FLEET_REDIS_TRANSIENT && rep) {
         *p = (gw_redis_problem){GW_PROBLEM_REDIS_UNAVAILABLE,
                                 "the job store (Redis) is busy or failing over; retry shortly",

@@ -9,7 +9,7 @@
  * Every pending callback runs exactly once: with the reply, or with NULL when Redis is
  * unreachable, the connection dropped, or the command went unanswered for
  * redis_timeout_ms (then the connection is dropped and remade). A command answered with
- * a transient refusal (LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN:
+ * a transient refusal (LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN, NOREPLICAS:
  * fleet_redis_err_of) is sent again with backoff while redis_timeout_ms since its first
  * sending allows; then the callback gets that refusal. A reply lives only during its
  * callback.
@@ -44,6 +44,11 @@ typedef void (*gw_redis_cb)(redisReply *reply, void *arg);
 gw_redis *gw_redis_new(struct event_base *base, const fleet_redis_target *t, long timeout_ms,
                        bool allow_eviction);
 void gw_redis_free(gw_redis *r);
+/* The answer to a script that tells a client its write is stored (submit, cancel, retry,
+ * delete, purge, pause) waits until n replicas hold the write (Redis WAIT, at most
+ * timeout_ms, which must be below the command timeout); fewer answer the callback with a
+ * NOREPLICAS refusal (503, Retry-After). n = 0 (the default): answered at once. */
+void gw_redis_wait_replicas(gw_redis *r, long n, long timeout_ms);
 /* Connected and the scripts loaded: commands can be sent. */
 bool gw_redis_ready(const gw_redis *r);
 /* NULL when Redis is healthy (see above); otherwise why not, written into buf. */

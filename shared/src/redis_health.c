@@ -18,8 +18,8 @@ fleet_redis_err fleet_redis_err_of(const redisReply *r) {
     if (strncmp(s, "ERR Error running script", 24) == 0 && inner) s = inner + 3;
     if (has_code(s, "NOSCRIPT")) return FLEET_REDIS_NOSCRIPT;
     if (has_code(s, "OOM")) return FLEET_REDIS_OOM;
-    static const char *const transient[] = {"LOADING",  "BUSY",     "MASTERDOWN",
-                                            "READONLY", "TRYAGAIN", "CLUSTERDOWN"};
+    static const char *const transient[] = {"LOADING",  "BUSY",        "MASTERDOWN", "READONLY",
+                                            "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"};
     for (size_t i = 0; i < sizeof transient / sizeof *transient; i++)
         if (has_code(s, transient[i])) return FLEET_REDIS_TRANSIENT;
     return FLEET_REDIS_OTHER;

@@ -15,7 +15,8 @@
 
 typedef enum fleet_redis_err {
     FLEET_REDIS_OK = 0,    /* not an error reply (or no reply at all: see the caller) */
-    FLEET_REDIS_TRANSIENT, /* LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN:
+    FLEET_REDIS_TRANSIENT, /* LOADING, BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN,
+                            * NOREPLICAS (min-replicas-to-write, or the gateway's WAIT):
                              * the same command succeeds later; retry with backoff */
     FLEET_REDIS_OOM,       /* OOM: maxmemory reached under noeviction; nothing was written */
     FLEET_REDIS_NOSCRIPT,  /* the script cache is empty: send the source */

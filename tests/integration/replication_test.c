@@ -1,0 +1,127 @@
+/* replication_test.c: FLEET_REDIS_WAIT_REPLICAS. A write the gateway answers 2xx (a
+ * submit, a batch item, a cancel) is held by that many replicas by the time the client
+ * reads the answer; when the replicas do not confirm it in time the answer is 503 with
+ * Retry-After (the write may or may not survive a failover, and the detail says so);
+ * reads never wait for replicas. Real servers: the fleet's Redis and a second
+ * redis-server made its replica with REPLICAOF. */
+#include <string.h>
+
+#include "testlib.h"
+
+typedef struct pair {
+    redisContext *primary;
+    int replica_port;
+} pair;
+
+/* The replica takes writes once the primary streams them to it, which starts with the
+ * replica's first acknowledgement after its sync (up to a second after INFO calls it
+ * online): a write of the harness's own that WAIT sees confirmed. */
+static bool streaming(void *arg) {
+    pair *p = arg;
+    redisReply *r = tl_redis_cmd(p->primary, "INFO replication");
+    if (!strstr(r->str, tl_printf("port=%d,state=online", p->replica_port))) return false;
+    tl_redis_cmd(p->primary, "SET replication-probe 1");
+    return tl_redis_int(p->primary, "WAIT 1 100") >= 1;
+}
+
+/* Makes replica a replica of primary and waits until their link is up. */
+static void replicate(tl_redis *replica, tl_redis *primary) {
+    /* A first sync waits repl-diskless-sync-delay (5 s) for more replicas to share it. */
+    pair p = {tl_redis_connect(primary), replica->port};
+    tl_redis_cmd(p.primary, "CONFIG SET repl-diskless-sync-delay 0");
+    tl_redis_cmd(tl_redis_connect(replica), "REPLICAOF 127.0.0.1 %d", primary->port);
+    if (!tl_wait_for(streaming, &p, TL_WAIT_MS))
+        FAILF("the replica on port %d did not catch up with port %d", replica->port, primary->port);
+}
+
+static bool on(redisContext *c, const char *key) { return tl_redis_int(c, "EXISTS %s", key) == 1; }
+
+static const char *job_key(tl_fleet *f, const char *id) {
+    return tl_printf("{%s}:job:%s", f->prefix, id);
+}
+
+TL_TEST(writes_answer_2xx_once_the_replicas_hold_them) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {"FLEET_REDIS_WAIT_REPLICAS=1", "FLEET_REDIS_WAIT_TIMEOUT_MS=300"}});
+    tl_redis *replica = tl_redis_start(NULL);
+    replicate(replica, f->redis);
+    redisContext *rc = tl_redis_connect(replica);
+
+    /* Each 2xx is read only after the replica holds the write: checked on the replica
+     * right after the answer, with no wait in between. */
+    for (int i = 0; i < 20; i++) {
+        const char *id = tl_job_submit(f, "echo", "{\"n\": 1}");
+        ASSERT_TRUE(on(rc, job_key(f, id)));
+    }
+    tl_resp *b = tl_post(f, "/v1/jobs/batch",
+                         "{\"jobs\": [{\"model\": \"echo\", \"input\": 1}, "
+                         "{\"model\": \"echo\", \"input\": 2}]}");
+    ASSERT_EQ_INT(b->status, 200);
+    ASSERT_EQ_INT(tl_jint(b->json, "accepted"), 2);
+    ASSERT_TRUE(on(rc, job_key(f, tl_jstr(b->json, "jobs.0.id"))));
+    ASSERT_TRUE(on(rc, job_key(f, tl_jstr(b->json, "jobs.1.id"))));
+    const char *id = tl_job_submit(f, "echo", "{\"n\": 2}");
+    ASSERT_EQ_INT(tl_delete(f, tl_printf("/v1/jobs/%s", id))->status, 200);
+    redisReply *st = tl_redis_cmd(rc, "HGET %s status", job_key(f, id));
+    ASSERT_EQ_STR(st->str, "cancelled");
+}
+
+TL_TEST(without_the_replicas_writes_answer_503_and_reads_still_work) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {"FLEET_REDIS_WAIT_REPLICAS=1", "FLEET_REDIS_WAIT_TIMEOUT_MS=200"}});
+    tl_redis *replica = tl_redis_start(NULL);
+    replicate(replica, f->redis);
+    const char *id = tl_job_submit(f, "echo", "{\"n\": 1}");
+
+    tl_redis_kill9(replica);
+    tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"echo\", \"input\": {\"n\": 2}}");
+    ASSERT_PROBLEM(r, 503);
+    ASSERT_EQ_STR(tl_jstr(r->json, "type"), "urn:fleet:problem:redis-unavailable");
+    ASSERT_STR_CONTAINS(tl_jstr(r->json, "detail"), "replicas did not confirm");
+    ASSERT_TRUE(tl_resp_header(r, "Retry-After") != NULL);
+    /* A batch marks each item it could not have confirmed. */
+    tl_resp *b = tl_post(f, "/v1/jobs/batch", "{\"jobs\": [{\"model\": \"echo\", \"input\": 1}]}");
+    ASSERT_EQ_INT(tl_jint(b->json, "accepted"), 0);
+    ASSERT_EQ_INT(tl_jint(b->json, "jobs.0.error.status"), 503);
+    /* Reads do not wait for replicas. */
+    ASSERT_EQ_INT(tl_get(f, tl_printf("/v1/jobs/%s", id))->status, 200);
+    ASSERT_EQ_INT(tl_get(f, "/v1/jobs")->status, 200);
+
+    /* A replica back: writes are answered 2xx again. */
+    tl_redis *again = tl_redis_start(NULL);
+    replicate(again, f->redis);
+    tl_job_submit(f, "echo", "{\"n\": 3}");
+}
+
+/* Without the setting nothing waits: no WAIT reaches Redis. */
+TL_TEST(off_by_default) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){0});
+    tl_redis_cmd(f->rc, "CONFIG RESETSTAT");
+    tl_job_submit(f, "echo", "{\"n\": 1}");
+    redisReply *st = tl_redis_cmd(f->rc, "INFO commandstats");
+    ASSERT_TRUE(strstr(st->str, "cmdstat_wait:") == NULL);
+}
+
+/* The WAIT must time out before the gateway's own command timeout would call Redis
+ * stalled: refused at start. */
+TL_TEST(a_wait_timeout_at_the_command_timeout_is_refused) {
+    tl_redis *r = tl_redis_start(NULL);
+    const char *gw = tl_printf("%s/fleet-gateway", tl_bin_dir());
+    tl_cmd_result res = tl_run_cmd("gateway", gw,
+                                   TL_ARGS(gw, "--redis-url", r->url, "--redis-wait-replicas", "1",
+                                           "--redis-wait-timeout-ms", "5000", "--redis-timeout-ms",
+                                           "5000"),
+                                   NULL, TL_WAIT_MS);
+    tl_expect_exit(&res, 2);
+    ASSERT_STR_CONTAINS(res.err, "FLEET_REDIS_WAIT_TIMEOUT_MS");
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(writes_answer_2xx_once_the_replicas_hold_them),
+        TL_CASE(without_the_replicas_writes_answer_503_and_reads_still_work),
+        TL_CASE(off_by_default),
+        TL_CASE(a_wait_timeout_at_the_command_timeout_is_refused),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}
