@@ -243,6 +243,15 @@ function checkContracts(objs, label, opts, infoSrc, errors) {
     }
   }
 
+  // FLEET_REDIS_WAIT_REPLICAS=N: N replicas must acknowledge each submit even while one
+  // Redis pod is down (its PodDisruptionBudget allows one), or submits fail with 503.
+  const redis = workloads.filter((w) => w.spec.template.metadata?.labels?.["app.kubernetes.io/component"] === "redis");
+  for (const g of workloads.filter((w) => w.spec.template.metadata?.labels?.["app.kubernetes.io/component"] === "gateway")) {
+    const n = Number(envValue(podSpecOf(g).containers[0], "FLEET_REDIS_WAIT_REPLICAS") ?? opts.gateway.get("FLEET_REDIS_WAIT_REPLICAS") ?? 0);
+    if (n > 0 && redis.length === 1 && !((redis[0].spec.replicas ?? 1) - 2 >= n))
+      err(g, `FLEET_REDIS_WAIT_REPLICAS ${n} with ${redis[0].spec.replicas ?? 1} Redis pods: one pod down would leave fewer than ${n} replicas to acknowledge`);
+  }
+
   // A Service selects pods that exist; its named target ports exist on them.
   for (const s of objs.filter((o) => o.kind === "Service")) {
     const pods = workloads.filter((w) => nsOf(w) === nsOf(s) && selectorMatches(s.spec?.selector, w.spec.template.metadata?.labels));
@@ -386,6 +395,9 @@ const BREAKS = [
    "no default-deny NetworkPolicy"],
   ["base/redis.yaml", "    spec:\n      terminationGracePeriodSeconds: 60\n", "    spec:  \n      terminationGracePeriodSeconds: 60\n",
    "yamllint"],
+  ["overlays/dev-cpu/gateway.yaml", '            - name: FLEET_REDIS_WAIT_REPLICAS\n              value: "0"\n', "",
+   "overlays/dev-cpu: Deployment/fleet-gateway: FLEET_REDIS_WAIT_REPLICAS 1 with 1 Redis pods"],
+  ["base/redis.yaml", "  replicas: 3\n", "  replicas: 2\n", "FLEET_REDIS_WAIT_REPLICAS 1 with 2 Redis pods"],
   ["kustomization.yaml", "  - name: fleet-worker-gpu\n    newTag: latest\n", "",
    "image 'fleet-worker-gpu' has no tag"],
 ];

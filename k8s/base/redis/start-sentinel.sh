@@ -16,7 +16,7 @@ for i in 0 1 2; do
   esac
 done
 if [ -z "$primary" ]; then
-  for i in 0 1; do
+  for i in 0 1 2; do
     host="fleet-redis-$i.fleet-redis"
     role=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 2 redis-cli -h "$host" --raw ROLE \
       2>/dev/null | head -n 1) || true
