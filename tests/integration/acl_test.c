@@ -1,0 +1,641 @@
+/* acl_test.c: fleet's least-privilege Redis users (deploy/redis-users.acl, rendered by
+ * deploy/redis-acl.sh; docs/security.md, "Redis users and ACL").
+ *
+ * Redis runs with the rendered ACL file; the harness is fleet-admin, the gateway
+ * fleet-gateway, the workers fleet-worker and fleetctl fleet-ctl, each with its own user
+ * and password in FLEET_REDIS_URL. A whole working day of the fleet then runs through them
+ * and must leave Redis' ACL LOG empty (Redis logs every command, key and channel it
+ * refused there, also those of the Lua scripts, which run as the user that sent EVALSHA)
+ * and no NOPERM in any log; each user is refused what it has no business doing; a wrong
+ * password makes each program say so and wait rather than run half-broken. */
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleet/state.h"
+#include "testlib.h"
+
+#define ADMIN_PW "admin-Pw-1"
+#define GATEWAY_PW "gateway-Pw-2"
+/* The worker's password needs percent-escapes in a URL: the programs decode them. */
+#define WORKER_PW "w0rk:er@pw/%"
+#define WORKER_PW_URL "w0rk%3Aer%40pw%2F%25"
+#define CTL_PW "ctl-Pw-3"
+#define HOOK_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+/* ------------------------------------------------------------ the rules --------------- */
+
+/* deploy/redis-acl.sh run on the shipped template with the test's passwords (and prefix):
+ * the rendered file's path. */
+static const char *render_acl(const char *prefix) {
+    const char *script = TEST_SOURCE_DIR "/deploy/redis-acl.sh";
+    const char *env[] = {
+        "FLEET_REDIS_ADMIN_PASSWORD=" ADMIN_PW,   "FLEET_REDIS_GATEWAY_PASSWORD=" GATEWAY_PW,
+        "FLEET_REDIS_WORKER_PASSWORD=" WORKER_PW, "FLEET_REDIS_CTL_PASSWORD=" CTL_PW,
+        tl_printf("FLEET_PREFIX=%s", prefix),     NULL};
+    tl_cmd_result r = tl_run_cmd("redis-acl", script, TL_ARGS(script), env, 10000);
+    tl_expect_exit(&r, 0);
+    const char *path = tl_printf("%s/users.acl", tl_tmpdir());
+    FILE *fp = fopen(path, "w");
+    ASSERT_NOT_NULL(fp);
+    ASSERT_EQ_INT(fputs(r.out, fp) >= 0, 1);
+    ASSERT_EQ_INT(fclose(fp), 0);
+    return path;
+}
+
+/* The rendered line of one user ("user NAME ..."), harness-owned. */
+static const char *user_line(const char *acl_path, const char *user) {
+    char *text = tl_read_file(acl_path, NULL);
+    ASSERT_NOT_NULL(text);
+    const char *want = tl_printf("user %s ", user);
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        if (strncmp(l, want, strlen(want)) == 0) return l;
+    FAILF("%s has no line for user %s", acl_path, user);
+}
+
+/* Whether the user's line allows cmd (lowercase; "xinfo|groups" for a subcommand) by name. */
+static bool rule_allows(const char *line, const char *cmd) {
+    const char *tok = tl_printf(" +%s ", cmd);
+    const char *padded = tl_printf("%s ", line);
+    return strstr(padded, tok) != NULL;
+}
+
+/* Where text holds a refusal by Redis' ACL: NOPERM at the top level; inside a script
+ * Redis 7.0 says "The user executing the script can't run this command or subcommand" or
+ * "can't access at least one of the keys" and Valkey 8 "ACL failure in script: ...".
+ * NULL when it holds none. */
+static const char *acl_refusal(const char *text) {
+    static const char *const marks[] = {"NOPERM", "user executing the script can't", "ACL failure"};
+    for (size_t i = 0; i < TL_COUNT(marks); i++) {
+        const char *at = strstr(text, marks[i]);
+        if (at) return at;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ a fleet of users -------- */
+
+typedef struct acl_fleet {
+    tl_fleet *f;
+    const char *acl;
+    const char *ctl_url; /* fleet-ctl's FLEET_REDIS_URL */
+    const char *admin_key;
+    const char *tenant_key;
+    tl_receiver *rx;
+} acl_fleet;
+
+/* The programs use database DB (SELECT is among their commands). */
+#define DB 3
+static const char *gateway_url(tl_redis *r) {
+    return tl_printf("%s/%d", tl_redis_url_as(r, "fleet-gateway", GATEWAY_PW), DB);
+}
+static const char *worker_url(tl_redis *r) {
+    return tl_printf("redis://fleet-worker:%s@127.0.0.1:%d/%d", WORKER_PW_URL, r->port, DB);
+}
+
+/* Redis with the rendered rules (the harness is fleet-admin), a gateway with API keys on,
+ * webhooks to loopback allowed; no workers yet. */
+static acl_fleet *acl_fleet_start(const char *prefix) {
+    acl_fleet *a = tl_alloc(sizeof *a);
+    a->acl = render_acl(prefix);
+    tl_fleet *f = tl_alloc(sizeof *f);
+    a->f = f;
+    snprintf(f->prefix, sizeof f->prefix, "%s", prefix);
+    f->redis = tl_redis_start(&(tl_redis_opts){
+        .extra_args = TL_ARGS("--aclfile", a->acl), .user = "fleet-admin", .password = ADMIN_PW});
+    f->rc = tl_redis_connect(f->redis);
+    tl_redis_cmd(f->rc, "SELECT %d", DB);
+    a->ctl_url = tl_printf("%s/%d", tl_redis_url_as(f->redis, "fleet-ctl", CTL_PW), DB);
+    f->opts.gateway_env[0] = tl_printf("FLEET_REDIS_URL=%s", gateway_url(f->redis));
+    f->opts.gateway_env[1] = "FLEET_AUTH=on";
+    f->opts.gateway_env[2] = "FLEET_AUTH_CACHE_MS=0";
+    f->opts.gateway_env[3] = "FLEET_WEBHOOK_SECRET=" HOOK_SECRET;
+    f->opts.gateway_env[4] = "FLEET_WEBHOOK_ALLOW=127.0.0.1/32";
+    f->opts.gateway_env[5] = "FLEET_WEBHOOK_SCHEDULE=0,0.2,0.2,0.2";
+    f->opts.gateway_env[6] = "FLEET_MAX_ATTEMPTS=2";
+    f->opts.worker_env[0] = tl_printf("FLEET_REDIS_URL=%s", worker_url(f->redis));
+    f->opts.worker_env[1] = "FLEET_RETRY_BASE_MS=100";
+    f->opts.worker_env[2] = "FLEET_LEASE_MS=1500";
+    tl_fleet_start_gateway(f);
+    return a;
+}
+
+/* fleetctl as fleet-ctl, with the admin key for the HTTP commands. Every run must be free
+ * of NOPERM, whatever its exit code. */
+static tl_cmd_result ctl(acl_fleet *a, const char *const *args) {
+    const char *pre[] = {"--url",    a->f->url,    "--redis-url", a->ctl_url,
+                         "--prefix", a->f->prefix, "--api-key",   a->admin_key ? a->admin_key : "",
+                         NULL};
+    tl_cmd_result r = tl_fleetctl(pre, args);
+    if (acl_refusal(r.out) || acl_refusal(r.err))
+        FAILF("fleetctl was refused by Redis' ACL:\n      stdout: %s\n      stderr: %s", r.out,
+              r.err);
+    return r;
+}
+
+static void ctl_ok(acl_fleet *a, const char *const *args) {
+    tl_cmd_result r = ctl(a, args);
+    tl_expect_exit(&r, 0);
+}
+
+static json_t *ctl_json(acl_fleet *a, const char *const *args) {
+    tl_cmd_result r = ctl(a, args);
+    tl_expect_exit(&r, 0);
+    return tl_json(r.out);
+}
+
+static tl_resp *api(acl_fleet *a, const char *key, const char *method, const char *path,
+                    const char *body, const char *extra_header) {
+    tl_req req = {.method = method, .body = body};
+    if (!body && strcmp(method, "POST") == 0) req.body = req.content_type = ""; /* no body */
+    req.headers[0] = tl_printf("Authorization: Bearer %s", key);
+    req.headers[1] = extra_header;
+    return tl_request(a->f, path, req);
+}
+
+static const char *submit(acl_fleet *a, const char *body) {
+    tl_resp *r = api(a, a->tenant_key, "POST", "/v1/jobs", body, NULL);
+    ASSERT_HTTP_STATUS(r, 202);
+    const char *id = tl_jstr(r->json, "id");
+    ASSERT_NOT_NULL(id);
+    return id;
+}
+
+/* n jobs of one model and input in one POST /v1/jobs/batch, all accepted. */
+static void submit_batch(acl_fleet *a, const char *model, const char *input, int n) {
+    const char *jobs = "";
+    for (int i = 0; i < n; i++)
+        jobs = tl_printf("%s%s{\"model\":\"%s\",\"input\":%s}", jobs, i ? "," : "", model, input);
+    tl_resp *r = api(a, a->tenant_key, "POST", "/v1/jobs/batch", tl_printf("{\"jobs\":[%s]}", jobs),
+                     NULL);
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_INT(tl_jint(r->json, "accepted"), n);
+}
+
+static const char *status_of(acl_fleet *a, const char *id) {
+    tl_resp *r = api(a, a->tenant_key, "GET", tl_printf("/v1/jobs/%s", id), NULL, NULL);
+    ASSERT_HTTP_STATUS(r, 200);
+    return tl_jstr(r->json, "status");
+}
+
+static json_t *wait_status(acl_fleet *a, const char *id, const char *want) {
+    const char *st = NULL;
+    if (!TL_WAIT_UNTIL((st = status_of(a, id)) && strcmp(st, want) == 0, TL_WAIT_MS))
+        FAILF("job %s is %s, not %s", id, st ? st : "(none)", want);
+    tl_resp *r = api(a, a->tenant_key, "GET", tl_printf("/v1/jobs/%s", id), NULL, NULL);
+    return r->json;
+}
+
+/* The number of entries in ACL LOG (each one printed when print). */
+static size_t acl_log(redisContext *admin, bool print) {
+    redisReply *log = tl_redis_cmd(admin, "ACL LOG 1000"); /* default: the last 10 */
+    for (size_t i = 0; print && i < log->elements; i++) {
+        const redisReply *e = log->element[i];
+        const char *line = "";
+        for (size_t k = 0; k + 1 < e->elements; k += 2) {
+            const redisReply *v = e->element[k + 1];
+            line = tl_printf("%s %s=%s", line, e->element[k]->str,
+                             v->type == REDIS_REPLY_STRING    ? v->str
+                             : v->type == REDIS_REPLY_INTEGER ? tl_printf("%lld", v->integer)
+                                                              : "?");
+        }
+        tl_log("ACL LOG:%s", line);
+    }
+    return log->elements;
+}
+
+/* The entries of ACL LOG with this username and context ("toplevel", "lua", ...). */
+static int acl_log_entries(redisContext *admin, const char *user, const char *context) {
+    redisReply *log = tl_redis_cmd(admin, "ACL LOG 1000");
+    int n = 0;
+    for (size_t i = 0; i < log->elements; i++) {
+        const redisReply *e = log->element[i];
+        bool u = false, c = false;
+        for (size_t k = 0; k + 1 < e->elements; k += 2) {
+            const char *name = e->element[k]->str, *v = e->element[k + 1]->str;
+            if (!v) continue;
+            if (strcmp(name, "username") == 0) u = strcmp(v, user) == 0;
+            if (strcmp(name, "context") == 0) c = strcmp(v, context) == 0;
+        }
+        n += u && c;
+    }
+    return n;
+}
+
+static void expect_no_noperm(tl_proc *p) {
+    char *log = tl_read_file(p->log_path, NULL);
+    ASSERT_NOT_NULL(log);
+    const char *at = acl_refusal(log);
+    if (at) FAILF("%s was refused by Redis' ACL: %.300s", p->name, at);
+}
+
+/* ------------------------------------------------------------ cases ------------------- */
+
+/* Each program's user allows by name every command that the Lua scripts it runs call:
+ * the scripts a program runs are those whose builder (fleet_state_<name>) its sources
+ * call, the commands those in the script as sent (lib.lua's helpers included). A command
+ * added to a script without the rules following fails here, before any Redis refuses it. */
+TL_TEST(rules_allow_every_command_of_the_scripts_each_program_runs) {
+    const char *acl = render_acl("fleet");
+    static const struct {
+        const char *dir, *user;
+    } progs[] = {{"gateway", "fleet-gateway"}, {"worker", "fleet-worker"}, {"cli", "fleet-ctl"}};
+    /* Commands whose subcommand is what a rule names. */
+    static const char *const with_sub[] = {"xinfo",  "xgroup", "script", "client",
+                                           "config", "object", "memory", NULL};
+    int checked = 0;
+    for (size_t p = 0; p < TL_COUNT(progs); p++) {
+        const char *line = user_line(acl, progs[p].user);
+        /* The program's sources, concatenated. */
+        const char *dir = tl_printf("%s/%s", TEST_SOURCE_DIR, progs[p].dir);
+        DIR *d = opendir(dir);
+        ASSERT_NOT_NULL(d);
+        const char *src = "";
+        for (struct dirent *e; (e = readdir(d));) {
+            size_t n = strlen(e->d_name);
+            if (n < 3 || strcmp(e->d_name + n - 2, ".c") != 0) continue;
+            char *text = tl_read_file(tl_printf("%s/%s", dir, e->d_name), NULL);
+            ASSERT_NOT_NULL(text);
+            src = tl_printf("%s\n%s", src, text);
+        }
+        closedir(d);
+        int scripts = 0;
+        for (int id = 0; id < FLEET_SCRIPT_COUNT; id++) {
+            const fleet_script *s = fleet_script_get((fleet_script_id)id);
+            if (!strstr(src, tl_printf("fleet_state_%s(", s->name))) continue;
+            scripts++;
+            for (const char *q = s->source; (q = strstr(q, "redis.")); q++) {
+                const char *call = q + 6;
+                if (strncmp(call, "call(", 5) == 0) call += 5;
+                else if (strncmp(call, "pcall(", 6) == 0) call += 6;
+                else continue;
+                if (*call != '\'')
+                    FAILF("script %s calls a command that is not a literal", s->name);
+                const char *end = strchr(call + 1, '\'');
+                ASSERT_NOT_NULL(end);
+                char *cmd = tl_printf("%.*s", (int)(end - call - 1), call + 1);
+                for (char *c = cmd; *c; c++)
+                    if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+                for (int w = 0; with_sub[w]; w++) {
+                    if (strcmp(cmd, with_sub[w]) != 0) continue;
+                    const char *sub = strstr(end, "'");
+                    sub = sub ? strchr(sub + 1, '\'') : NULL; /* the next literal */
+                    ASSERT_NOT_NULL(sub);
+                    const char *se = strchr(sub + 1, '\'');
+                    ASSERT_NOT_NULL(se);
+                    cmd = tl_printf("%s|%.*s", cmd, (int)(se - sub - 1), sub + 1);
+                    for (char *c = cmd; *c; c++)
+                        if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+                }
+                if (!rule_allows(line, cmd))
+                    FAILF("%s runs the %s script, which calls %s, but deploy/redis-users.acl "
+                          "does not give %s +%s",
+                          progs[p].dir, s->name, cmd, progs[p].user, cmd);
+                checked++;
+            }
+        }
+        tl_log("%s: %d scripts", progs[p].dir, scripts);
+        ASSERT_GT_INT(scripts, 0);
+    }
+    ASSERT_GT_INT(checked, 100);
+}
+
+/* The whole lifecycle through the three users: nothing refused anywhere. */
+TL_TEST(lifecycle_runs_with_least_privilege_users) {
+    acl_fleet *a = acl_fleet_start("fleet");
+    tl_fleet *f = a->f;
+    tl_fleet_add_worker(f, "echo");
+    tl_proc *sleeper = tl_fleet_add_worker(f, "sleep");
+
+    /* Tenants and keys (fleetctl writes them under WATCH/MULTI). */
+    json_t *ops = ctl_json(a, TL_ARGS("tenant", "add", "ops", "--admin", "--json"));
+    a->admin_key = tl_jstr(ops, "api_key");
+    json_t *acme = ctl_json(a, TL_ARGS("tenant", "add", "acme", "--max-active", "100", "--rate",
+                                       "1000", "--burst", "100", "--json"));
+    a->tenant_key = tl_jstr(acme, "api_key");
+    ASSERT_NOT_NULL(a->admin_key);
+    ASSERT_NOT_NULL(a->tenant_key);
+    ctl_ok(a, TL_ARGS("tenant", "list"));
+    ctl_ok(a, TL_ARGS("tenant", "show", "acme", "--show-secret"));
+    ctl_ok(a, TL_ARGS("tenant", "set", "acme", "--max-finished", "1000"));
+    json_t *rot = ctl_json(a, TL_ARGS("tenant", "rotate-key", "acme", "--keep-old", "--json"));
+    ASSERT_NOT_NULL(tl_jstr(rot, "api_key"));
+    ctl_ok(a, TL_ARGS("tenant", "rotate-secret", "acme"));
+
+    /* Models. */
+    ctl_ok(a, TL_ARGS("model", "add", "spare", "--description", "unused"));
+    ctl_ok(a, TL_ARGS("model", "list"));
+    ctl_ok(a, TL_ARGS("model", "remove", "spare"));
+
+    /* A job with a webhook whose first delivery fails (the retry set), waited on. */
+    a->rx = tl_receiver_start(0);
+    tl_receiver_respond(a->rx, 500, NULL, 0);
+    tl_receiver_respond(a->rx, 200, NULL, 0);
+    const char *hooked = submit(a, tl_printf("{\"model\":\"echo\",\"input\":{\"n\":1},"
+                                             "\"webhook\":\"%s\"}",
+                                             tl_receiver_url(a->rx, "/hook")));
+    tl_resp *w = api(a, a->tenant_key, "GET", tl_printf("/v1/jobs/%s?wait=20", hooked), NULL, NULL);
+    ASSERT_HTTP_STATUS(w, 200);
+    wait_status(a, hooked, "succeeded");
+    ASSERT_HTTP_STATUS(api(a, a->tenant_key, "GET", tl_printf("/v1/jobs/%s/result", hooked), NULL,
+                           NULL),
+                       200);
+    ASSERT_TRUE(tl_receiver_wait_count(a->rx, 2, TL_WAIT_MS));
+    ASSERT_EQ_INT(tl_receiver_get(a->rx, 1)->status, 200);
+
+    /* Server-sent events while a job runs to its end. */
+    const char *sse = submit(a, "{\"model\":\"sleep\",\"input\":{\"ms\":300}}");
+    tl_resp *ev = api(a, a->tenant_key, "GET", tl_printf("/v1/jobs/%s/events", sse), NULL, NULL);
+    ASSERT_HTTP_STATUS(ev, 200);
+    ASSERT_STR_CONTAINS(ev->body, "succeeded");
+
+    /* An idempotent submit, a batch, a list, a purge of a finished job. */
+    const char *idem = "Idempotency-Key: acl-test-1";
+    tl_resp *i1 = api(a, a->tenant_key, "POST", "/v1/jobs", "{\"model\":\"echo\",\"input\":{}}",
+                      idem);
+    tl_resp *i2 = api(a, a->tenant_key, "POST", "/v1/jobs", "{\"model\":\"echo\",\"input\":{}}",
+                      idem);
+    ASSERT_HTTP_STATUS(i1, 202);
+    ASSERT_EQ_STR(tl_jstr(i1->json, "id"), tl_jstr(i2->json, "id"));
+    tl_resp *b =
+        api(a, a->tenant_key, "POST", "/v1/jobs/batch",
+            "{\"jobs\":[{\"model\":\"echo\",\"input\":1},{\"model\":\"echo\",\"input\":2}]}", NULL);
+    ASSERT_HTTP_STATUS(b, 200);
+    ASSERT_EQ_INT(tl_jint(b->json, "accepted"), 2);
+    wait_status(a, tl_jstr(i1->json, "id"), "succeeded");
+    ASSERT_HTTP_STATUS(api(a, a->tenant_key, "GET", "/v1/jobs?limit=10", NULL, NULL), 200);
+    ASSERT_HTTP_STATUS(api(a, a->admin_key, "GET", "/v1/jobs?tenant=acme", NULL, NULL), 200);
+    ASSERT_HTTP_STATUS(api(a, a->tenant_key, "DELETE",
+                           tl_printf("/v1/jobs/%s?purge=true", tl_jstr(i1->json, "id")), NULL,
+                           NULL),
+                       200);
+
+    /* Cancel a running job; a worker stopped mid-job hands it back; a worker lost mid-job
+     * has it taken over by another. */
+    const char *run = submit(a, "{\"model\":\"sleep\",\"input\":{\"ms\":60000}}");
+    wait_status(a, run, "running");
+    ASSERT_EQ_INT(tl_proc_stop(sleeper, 10000), 0);
+    wait_status(a, run, "queued");
+    tl_proc *lost = tl_fleet_add_worker(f, "sleep");
+    wait_status(a, run, "running");
+    tl_proc_kill9(lost);
+    tl_fleet_add_worker(f, "sleep");
+    ASSERT_EVENTUALLY(tl_stat(f, "sleep", "reclaimed") >= 1, TL_WAIT_MS);
+    wait_status(a, run, "running");
+    ASSERT_EQ_INT(api(a, a->tenant_key, "DELETE", tl_printf("/v1/jobs/%s", run), NULL, NULL)
+                      ->status,
+                  202);
+    wait_status(a, run, "cancelled");
+
+    /* A paused model: its jobs stay queued, more than the stream keeps ready, so most wait
+     * in the tenant's fair-share lists; one is cancelled while queued, the rest purged. */
+    ctl_ok(a, TL_ARGS("model", "pause", "sleep"));
+    const char *held = submit(a, "{\"model\":\"sleep\",\"input\":{\"ms\":1}}");
+    submit_batch(a, "sleep", "{\"ms\":1}", 30);
+    const char *held2 = submit(a, "{\"model\":\"sleep\",\"input\":{\"ms\":1}}");
+    ASSERT_GT_INT(tl_redis_int(f->rc, "EXISTS {fleet}:wait:sleep:acme:1"), 0);
+    ASSERT_EQ_INT(api(a, a->tenant_key, "DELETE", tl_printf("/v1/jobs/%s", held2), NULL, NULL)
+                      ->status,
+                  200);
+    ctl_ok(a, TL_ARGS("model", "purge", "sleep"));
+    wait_status(a, held, "cancelled");
+    ASSERT_EQ_INT(tl_stat(f, "sleep", "queued"), 0);
+    ctl_ok(a, TL_ARGS("model", "resume", "sleep"));
+    /* A backlog fed to a running model's stream. */
+    ASSERT_HTTP_STATUS(api(a, a->admin_key, "POST", "/v1/models/echo/pause", NULL, NULL), 200);
+    long long echoed = tl_stat(f, "echo", "succeeded");
+    submit_batch(a, "echo", "{\"n\":2}", 40);
+    ASSERT_HTTP_STATUS(api(a, a->admin_key, "POST", "/v1/models/echo/resume", NULL, NULL), 200);
+    ASSERT_EVENTUALLY(tl_stat(f, "echo", "succeeded") == echoed + 40, TL_WAIT_MS);
+
+    /* Retries past max_attempts into the dead-letter stream, then out of it. */
+    const char *dead = submit(
+        a, "{\"model\":\"sleep\",\"input\":{\"ms\":10,\"fail\":\"GPU busy\",\"retryable\":true}}");
+    json_t *failed = wait_status(a, dead, "failed");
+    ASSERT_TRUE(json_is_true(tl_jget(failed, "dead_lettered")));
+    ctl_ok(a, TL_ARGS("dlq", "list"));
+    ctl_ok(a, TL_ARGS("dlq", "show", dead));
+    ctl_ok(a, TL_ARGS("inspect", dead));
+    ctl_ok(a, TL_ARGS("dlq", "retry", dead));
+    wait_status(a, dead, "failed");
+    ASSERT_HTTP_STATUS(api(a, a->tenant_key, "POST", tl_printf("/v1/jobs/%s/retry", dead), NULL,
+                           NULL),
+                       202);
+    wait_status(a, dead, "failed");
+
+    /* fleetctl over HTTP, the read-only routes, /metrics. */
+    tl_cmd_result s = ctl(a, TL_ARGS("submit", "echo", "{\"n\":7}"));
+    tl_expect_exit(&s, 0);
+    ctl_ok(a, TL_ARGS("stats"));
+    ASSERT_HTTP_STATUS(api(a, a->admin_key, "GET", "/v1/stats", NULL, NULL), 200);
+    ASSERT_HTTP_STATUS(api(a, a->admin_key, "GET", "/v1/models", NULL, NULL), 200);
+    tl_resp *m = api(a, a->admin_key, "GET", "/metrics", NULL, NULL);
+    ASSERT_HTTP_STATUS(m, 200);
+    ASSERT_STR_CONTAINS(m->body, "fleet_queue_depth");
+
+    /* A revoked tenant's key stops working. */
+    ctl_ok(a, TL_ARGS("tenant", "revoke", "acme"));
+    ASSERT_EQ_INT(api(a, a->tenant_key, "GET", "/v1/jobs", NULL, NULL)->status, 401);
+
+    /* Nothing was refused: not a command, key or channel of any program or script. */
+    ASSERT_EQ_INT(acl_log(f->rc, true), 0);
+    expect_no_noperm(f->gateway);
+    for (int i = 0; i < f->nworkers; i++) expect_no_noperm(f->workers[i]);
+    /* And each connected as its own user (CLIENT LIST names the user of every connection). */
+    redisReply *cl = tl_redis_cmd(f->rc, "CLIENT LIST");
+    ASSERT_STR_CONTAINS(cl->str, "user=fleet-gateway");
+    ASSERT_STR_CONTAINS(cl->str, "user=fleet-worker");
+    ASSERT_TRUE(strstr(cl->str, "user=default") == NULL);
+}
+
+/* One user's connection (AUTH user password). */
+static redisContext *connect_as(tl_redis *r, const char *user, const char *password) {
+    redisContext *c = redisConnect("127.0.0.1", r->port);
+    ASSERT_TRUE(c && !c->err);
+    redisReply *rep = redisCommand(c, "AUTH %s %s", user, password);
+    ASSERT_NOT_NULL(rep);
+    if (rep->type != REDIS_REPLY_STATUS) FAILF("AUTH %s: %s", user, rep->str);
+    freeReplyObject(rep);
+    tl_defer((void (*)(void *))redisFree, c);
+    return c;
+}
+
+/* The error reply of a command (fails the case when it is not an error). */
+static const char *refused(redisContext *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    ASSERT_NOT_NULL(rep);
+    if (rep->type != REDIS_REPLY_ERROR) {
+        freeReplyObject(rep);
+        FAILF("'%s' was not refused", fmt);
+    }
+    const char *err = tl_printf("%s", rep->str);
+    freeReplyObject(rep);
+    return err;
+}
+
+/* What no fleet program needs is refused to each of them: the server's administration,
+ * keys and channels outside the fleet's prefix (rendered for another prefix than the
+ * default), and a script cannot do for a user what the user may not. */
+TL_TEST(each_user_is_refused_what_it_does_not_need) {
+    const char *prefix = "acl1";
+    const char *acl = render_acl(prefix);
+    tl_redis *r = tl_redis_start(&(tl_redis_opts){
+        .extra_args = TL_ARGS("--aclfile", acl), .user = "fleet-admin", .password = ADMIN_PW});
+    redisContext *admin = tl_redis_connect(r);
+    tl_redis_cmd(admin, "SET outside 1");
+    static const struct {
+        const char *user, *pw;
+    } users[] = {{"fleet-gateway", GATEWAY_PW}, {"fleet-worker", WORKER_PW}, {"fleet-ctl", CTL_PW}};
+    for (size_t i = 0; i < TL_COUNT(users); i++) {
+        redisContext *c = connect_as(r, users[i].user, users[i].pw);
+        tl_log("%s", users[i].user);
+        /* What it may: a key and a channel of its fleet. */
+        redisReply *ok = redisCommand(c, "HSET {%s}:acltest f 1", prefix);
+        ASSERT_TRUE(ok && ok->type == REDIS_REPLY_INTEGER);
+        freeReplyObject(ok);
+        ok = redisCommand(c, "PUBLISH {%s}:events hello", prefix);
+        ASSERT_TRUE(ok && ok->type == REDIS_REPLY_INTEGER);
+        freeReplyObject(ok);
+        /* What it may not. */
+        ASSERT_STR_CONTAINS(refused(c, "FLUSHALL"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "FLUSHDB"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "CONFIG SET maxmemory-policy allkeys-lru"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "CONFIG GET requirepass"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "KEYS *"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "SCAN 0"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "BGSAVE"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "SWAPDB 0 1"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "SHUTDOWN NOSAVE"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "MONITOR"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "ACL LIST"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "SCRIPT FLUSH"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "CLIENT KILL TYPE normal"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "REPLICAOF 127.0.0.1 1"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "GET outside"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "HSET {fleet}:job:x status queued"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "PUBLISH other hello"), "NOPERM");
+        /* A script runs as its caller: it cannot reach what the user cannot. */
+        const char *e1 = refused(c, "EVAL %s 0", "return redis.call('FLUSHALL')");
+        if (!acl_refusal(e1)) FAILF("a script's FLUSHALL: %s", e1);
+        const char *e2 = refused(c, "EVAL %s 0", "return redis.call('HGET', 'outside', 'f')");
+        if (!acl_refusal(e2)) FAILF("a script's HGET of a key outside the prefix: %s", e2);
+    }
+    /* fleetctl and the workers do not load scripts or wait for replicas (only the gateway). */
+    redisContext *w = connect_as(r, "fleet-worker", WORKER_PW);
+    ASSERT_STR_CONTAINS(refused(w, "SCRIPT LOAD %s", "return 1"), "NOPERM");
+    ASSERT_STR_CONTAINS(refused(w, "WAIT 0 0"), "NOPERM");
+    /* Without AUTH a connection is the default user, which is off. */
+    redisContext *anon = redisConnect("127.0.0.1", r->port);
+    ASSERT_TRUE(anon && !anon->err);
+    tl_defer((void (*)(void *))redisFree, anon);
+    ASSERT_STR_CONTAINS(refused(anon, "GET {%s}:acltest", prefix), "NOAUTH");
+    /* The refusals are what ACL LOG records: the lifecycle case's empty log means
+     * something. The outside key is untouched. */
+    ASSERT_GT_INT(acl_log(admin, false), 10);
+    for (size_t i = 0; i < TL_COUNT(users); i++) {
+        ASSERT_GT_INT(acl_log_entries(admin, users[i].user, "toplevel"), 0);
+        ASSERT_GT_INT(acl_log_entries(admin, users[i].user, "lua"), 0);
+    }
+    ASSERT_EQ_INT(tl_redis_int(admin, "EXISTS outside"), 1);
+}
+/* A wrong password: each program says so (Redis' WRONGPASS, never the password) and keeps
+ * trying, and goes to work once Redis takes the password. fleetctl exits non-zero. */
+#define WRONG_PW "wrong-Pw-9"
+
+static bool log_has(tl_proc *p, const char *s) {
+    char *log = tl_read_file(p->log_path, NULL);
+    return log && strstr(log, s);
+}
+
+static int log_count(tl_proc *p, const char *s) {
+    char *log = tl_read_file(p->log_path, NULL);
+    int n = 0;
+    for (const char *q = log; q && (q = strstr(q, s)); q += strlen(s)) n++;
+    return n;
+}
+
+TL_TEST(a_wrong_password_is_said_and_waited_out) {
+    const char *acl = render_acl("fleet");
+    tl_redis *r = tl_redis_start(&(tl_redis_opts){
+        .extra_args = TL_ARGS("--aclfile", acl), .user = "fleet-admin", .password = ADMIN_PW});
+    redisContext *admin = tl_redis_connect(r);
+
+    int port = tl_free_port();
+    const char *gw_env[] = {
+        tl_printf("FLEET_REDIS_URL=%s", tl_redis_url_as(r, "fleet-gateway", WRONG_PW)),
+        tl_printf("FLEET_LISTEN=127.0.0.1:%d", port), "FLEET_MODELS=echo", NULL};
+    tl_proc *gw = tl_spawn(&(tl_spawn_opts){.name = "gateway",
+                                            .path = tl_bin_path("fleet-gateway"),
+                                            .argv = TL_ARGS(tl_bin_path("fleet-gateway")),
+                                            .env = gw_env,
+                                            .checked = true});
+    const char *wk_env[] = {
+        tl_printf("FLEET_REDIS_URL=%s", tl_redis_url_as(r, "fleet-worker", WRONG_PW)), NULL};
+    tl_proc *wk =
+        tl_spawn(&(tl_spawn_opts){.name = "worker",
+                                  .path = tl_bin_path("fleet-worker"),
+                                  .argv = TL_ARGS(tl_bin_path("fleet-worker"), "--model", "echo"),
+                                  .env = wk_env,
+                                  .checked = true});
+
+    /* The gateway: not ready, saying why; requests 503 with Retry-After. */
+    const char *base = tl_printf("http://127.0.0.1:%d", port);
+    tl_resp *ready = NULL;
+    char err[256];
+    ASSERT_EVENTUALLY((ready = tl_http_try(&(tl_req){.url = tl_printf("%s/readyz", base)}, err,
+                                           sizeof err)) &&
+                          ready->status == 503 && strstr(ready->body, "WRONGPASS"),
+                      TL_WAIT_MS);
+    tl_resp *sub = tl_http(&(tl_req){.url = tl_printf("%s/v1/jobs", base),
+                                     .body = "{\"model\":\"echo\",\"input\":1}",
+                                     .headers = {"Authorization: Bearer fk_anything"}});
+    ASSERT_PROBLEM(sub, 503);
+    ASSERT_NOT_NULL(tl_resp_header(sub, "Retry-After"));
+    ASSERT_EVENTUALLY(log_has(gw, "WRONGPASS"), TL_WAIT_MS);
+    /* The worker: says so, and tries again. */
+    ASSERT_EVENTUALLY(log_count(wk, "WRONGPASS") >= 3, TL_WAIT_MS);
+    ASSERT_TRUE(tl_proc_alive(wk));
+    ASSERT_TRUE(tl_proc_alive(gw));
+    /* fleetctl: exits non-zero at once, naming the refusal. */
+    tl_cmd_result c = tl_fleetctl(TL_ARGS("--redis-url", tl_redis_url_as(r, "fleet-ctl", WRONG_PW),
+                                          "--redis-wait", "1"),
+                                  TL_ARGS("model", "list"));
+    ASSERT_NE_INT(c.exit_code, 0);
+    ASSERT_STR_CONTAINS(c.err, "WRONGPASS");
+    ASSERT_TRUE(strstr(c.err, WRONG_PW) == NULL && strstr(c.out, WRONG_PW) == NULL);
+    /* Redis logged each refused login. */
+    ASSERT_GT_INT(acl_log_entries(admin, "fleet-gateway", "toplevel"), 0);
+    ASSERT_GT_INT(acl_log_entries(admin, "fleet-worker", "toplevel"), 0);
+    ASSERT_GT_INT(acl_log_entries(admin, "fleet-ctl", "toplevel"), 0);
+
+    /* Once Redis takes the password, the gateway gets ready and the worker runs jobs. */
+    tl_redis_cmd(admin, "ACL SETUSER fleet-gateway >%s", WRONG_PW);
+    tl_redis_cmd(admin, "ACL SETUSER fleet-worker >%s", WRONG_PW);
+    ASSERT_EVENTUALLY((ready = tl_http_try(&(tl_req){.url = tl_printf("%s/readyz", base)}, err,
+                                           sizeof err)) &&
+                          ready->status == 200,
+                      TL_WAIT_MS);
+    tl_resp *ok = tl_http(&(tl_req){.url = tl_printf("%s/v1/jobs", base),
+                                    .body = "{\"model\":\"echo\",\"input\":1}",
+                                    .headers = {"Authorization: Bearer fk_anything"}});
+    ASSERT_HTTP_STATUS(ok, 401); /* API keys are on and this one is nobody's: Redis answered */
+    ASSERT_EVENTUALLY(tl_redis_int(admin, "ZCARD {fleet}:workers") == 1, TL_WAIT_MS);
+    /* No log holds the password. */
+    ASSERT_FALSE(log_has(gw, WRONG_PW));
+    ASSERT_FALSE(log_has(wk, WRONG_PW));
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(rules_allow_every_command_of_the_scripts_each_program_runs),
+        TL_CASE(lifecycle_runs_with_least_privilege_users),
+        TL_CASE(each_user_is_refused_what_it_does_not_need),
+        TL_CASE(a_wrong_password_is_said_and_waited_out),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}
