@@ -427,7 +427,7 @@ void gw_redis_wait_replicas(gw_redis *r, long n, long timeout_ms) {
 
 const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
     const char *refusal = r->ac ? NULL : gw_redis_link_refusal(r->link);
-    if (refusal) snprintf(buf, len, "%s: check the database number of FLEET_REDIS_URL", refusal);
+    if (refusal) snprintf(buf, len, "%s", refusal);
     else if (!r->ac) snprintf(buf, len, "Redis is not reachable");
     else if (r->loading) snprintf(buf, len, "Redis is loading its dataset");
     else if (!r->ready) snprintf(buf, len, "the state scripts are not loaded into Redis yet");

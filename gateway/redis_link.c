@@ -86,8 +86,17 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     if (l->step == STEP_ROLE) {
         rc = fleet_role_reply_master(rep, why, sizeof why);
     } else if (rep->type != REDIS_REPLY_STATUS || strcmp(rep->str, "OK") != 0) {
-        snprintf(why, sizeof why, "Redis refused %s (%.150s)", step_names[l->step],
-                 rep->type == REDIS_REPLY_ERROR ? rep->str : "an unexpected reply");
+        const char *answer = rep->type == REDIS_REPLY_ERROR ? rep->str : "an unexpected reply";
+        if (l->step == STEP_SELECT)
+            snprintf(why, sizeof why,
+                     "Redis refused SELECT %d (%.100s): check the database number of "
+                     "FLEET_REDIS_URL",
+                     l->t->db, answer);
+        else
+            snprintf(why, sizeof why,
+                     "Redis refused AUTH (%.100s): check the user and password of "
+                     "FLEET_REDIS_URL",
+                     answer);
         rc = -1;
     }
     if (rc == 0) {
