@@ -40,13 +40,28 @@ const GRACE_MIN_S = 60;
 
 // ------------------------------------------------------------------ fleet's options --
 
-// The options table of a C file: {"flag", "FLEET_X", FLEET_OPT_TYPE, default, ...}.
-// Returns Map(env name -> literal default or null).
-function optionTable(file) {
-  const src = fs.readFileSync(file, "utf8");
+// Function-like macros of the headers fleet's programs include: an option table may take
+// entries from one (FLEET_REDIS_OPTIONS(...) gives every program the same Redis options).
+function headerMacros(src) {
+  const macros = new Map();
+  for (const dir of ["shared/include/fleet", "gateway", "worker"]) {
+    const d = path.join(src, dir);
+    for (const f of fs.readdirSync(d).filter((n) => n.endsWith(".h"))) {
+      const text = fs.readFileSync(path.join(d, f), "utf8").replace(/\\\n/g, " ");
+      for (const m of text.matchAll(/^#define\s+([A-Z_][A-Z0-9_]*)\([^)]*\)(.*)$/gm)) macros.set(m[1], m[2]);
+    }
+  }
+  return macros;
+}
+
+// The options table of a C file: {"flag", "FLEET_X", FLEET_OPT_TYPE, default, ...}, with
+// the entries of the header macros it uses. Returns Map(env name -> literal default or null).
+function optionTable(file, macros) {
+  let text = fs.readFileSync(file, "utf8").replace(/\\\n/g, " ");
+  for (const [name, body] of macros) if (new RegExp(`\\b${name}\\(`).test(text)) text += `\n${body}`;
   const re = /\{\s*"[a-z0-9-]+",\s*"(FLEET_[A-Z0-9_]+)",\s*FLEET_OPT_[A-Z]+,\s*("(?:[^"\\]|\\.)*")?/g;
   const opts = new Map();
-  for (const m of src.matchAll(re)) opts.set(m[1], m[2] ? JSON.parse(m[2]) : null);
+  for (const m of text.matchAll(re)) opts.set(m[1], m[2] ? JSON.parse(m[2]) : null);
   if (opts.size === 0) throw new Error(`${file}: no option table found`);
   return opts;
 }
@@ -268,6 +283,14 @@ function checkContracts(objs, label, opts, infoSrc, errors) {
     const t = h.spec.scaleTargetRef;
     if (!find(t.kind, t.name, nsOf(h))) err(h, `targets ${t.kind}/${t.name}, which is not rendered`);
   }
+  // An autoscaler owns its target's count: a count in the manifest would reset it at
+  // every `kubectl apply` (a worker scaled to zero would start again).
+  for (const a of objs.filter((o) => o.kind === "HorizontalPodAutoscaler" || o.kind === "ScaledObject")) {
+    const t = a.spec.scaleTargetRef;
+    const target = find(t.kind || "Deployment", t.name, nsOf(a));
+    if (target && target.spec?.replicas !== undefined)
+      err(target, `sets replicas although ${a.kind}/${a.metadata.name} scales it`);
+  }
   for (const p of objs.filter((o) => o.kind === "PodDisruptionBudget"))
     if (!workloads.some((w) => nsOf(w) === nsOf(p) && selectorMatches(p.spec?.selector?.matchLabels, w.spec.template.metadata?.labels)))
       err(p, "selects no pod");
@@ -342,9 +365,10 @@ function checkContracts(objs, label, opts, infoSrc, errors) {
 
 export function check(k8s, src) {
   const errors = [];
+  const macros = headerMacros(src);
   const opts = {
-    gateway: optionTable(path.join(src, "gateway/main.c")),
-    worker: optionTable(path.join(src, "worker/main.c")),
+    gateway: optionTable(path.join(src, "gateway/main.c"), macros),
+    worker: optionTable(path.join(src, "worker/main.c"), macros),
   };
   const infoSrc = fs.readFileSync(path.join(src, "gateway/info.c"), "utf8");
   const lint = run("yamllint", ["-f", "parsable", "-c", path.join(k8s, ".yamllint"), k8s]);
@@ -363,7 +387,9 @@ export function check(k8s, src) {
 
 // Each case breaks one file of a copy of k8s/ and names what the check must then say.
 const BREAKS = [
-  ["base/gateway.yaml", "  replicas: 2\n", "  replicas: two\n", "spec/replicas must be integer"],
+  ["base/redis.yaml", "  replicas: 3\n", "  replicas: three\n", "spec/replicas must be integer"],
+  ["base/gateway.yaml", "  revisionHistoryLimit: 5\n", "  replicas: 2\n  revisionHistoryLimit: 5\n",
+   "Deployment/fleet-gateway: sets replicas although HorizontalPodAutoscaler/fleet-gateway scales it"],
   ["base/worker-embed.yaml", "terminationGracePeriodSeconds: 180", "terminationGracePeriodSeconds: 125",
    "does not exceed FLEET_DRAIN_TIMEOUT 120"],
   ["overlays/gpu/worker-embed.yaml", "terminationGracePeriodSeconds: 660", "terminationGracePeriodSeconds: 300",
