@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "fleet/config.h"
+#include "fleet/redis_target.h"
 #include "http.h"
 
 #define CTL_EXIT_OK 0
@@ -29,9 +30,7 @@
  * environment or the option table's defaults (nothing to free). */
 typedef struct ctl_globals {
     const char *url;            /* gateway base URL, no trailing slash needed */
-    const char *redis_url;      /* inspect, dlq, tenant and model only */
-    const char *redis_sentinels; /* "" or host:port,... (then the URL's host is unused) */
-    const char *redis_sentinel_master;
+    fleet_redis_settings redis; /* inspect, dlq, tenant and model only (redis_target.h) */
     const char *prefix;         /* key prefix, inspect, dlq, tenant and model only */
     const char *api_key;        /* "" when none: no Authorization header is sent */
     long timeout_s;             /* wait limit; 0 = forever */

@@ -99,8 +99,7 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
     }
     fleet_redis_target t;
     char err[300];
-    if (fleet_redis_target_parse(&t, g->redis_url, g->redis_sentinels, g->redis_sentinel_master,
-                                 err, sizeof err) < 0) {
+    if (fleet_redis_target_parse(&t, &g->redis, err, sizeof err) < 0) {
         ctl_error("%s", err);
         return NULL;
     }

@@ -16,10 +16,8 @@
 #include "fleet/redis_target.h"
 
 typedef struct gw_config {
-    const char *listen; /* host:port */
-    const char *redis_url;
-    const char *redis_sentinels; /* "" or host:port,...: ask them for the primary */
-    const char *redis_sentinel_master;
+    const char *listen;         /* host:port */
+    fleet_redis_settings redis; /* FLEET_REDIS_URL, the sentinels (redis_target.h) */
     long redis_wait_replicas;   /* FLEET_REDIS_WAIT_REPLICAS: a submit answers 2xx once this
                                  * many replicas hold it (Redis WAIT); 0: at once */
     long redis_wait_timeout_ms; /* how long a WAIT may take before the submit answers 503 */
@@ -85,7 +83,7 @@ typedef struct gw {
     evhtp_t *htp;
     gw_config cfg;
     fleet_keys keys;
-    fleet_redis_target redis_target; /* cfg.redis_url and the sentinels, parsed */
+    fleet_redis_target redis_target; /* cfg.redis, parsed */
     gw_redis *redis;
     gw_events *events; /* the subscription that wakes waits and SSE streams */
     gw_webhooks *webhooks;

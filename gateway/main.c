@@ -25,13 +25,7 @@ static gw G;
 static const fleet_option options[] = {
     {"listen", "FLEET_LISTEN", FLEET_OPT_STR, "127.0.0.1:8080", "address and port to serve HTTP on",
      &G.cfg.listen, 0, 0},
-    {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
-     "Redis server (redis://[user:password@]host[:port][/db])", &G.cfg.redis_url, 0, 0},
-    {"redis-sentinels", "FLEET_REDIS_SENTINELS", FLEET_OPT_STR, "",
-     "Sentinels to ask for the primary (host:port,...; the URL's host is then unused)",
-     &G.cfg.redis_sentinels, 0, 0},
-    {"redis-sentinel-master", "FLEET_REDIS_SENTINEL_MASTER", FLEET_OPT_STR, "",
-     "the master name the sentinels monitor", &G.cfg.redis_sentinel_master, 0, 0},
+    FLEET_REDIS_OPTIONS(&G.cfg.redis),
     {"redis-wait-replicas", "FLEET_REDIS_WAIT_REPLICAS", FLEET_OPT_INT, "0",
      "a submit answers 2xx only once this many replicas hold the job (Redis WAIT), so a "
      "failover loses no accepted job; 0: once the primary holds it",
@@ -219,8 +213,7 @@ int main(int argc, char **argv) {
                 "fleet-gateway: FLEET_PREFIX must be 1-32 characters of A-Z a-z 0-9 _ . -\n");
         return 2;
     }
-    if (fleet_redis_target_parse(&G.redis_target, G.cfg.redis_url, G.cfg.redis_sentinels,
-                                 G.cfg.redis_sentinel_master, err, sizeof err) < 0) {
+    if (fleet_redis_target_parse(&G.redis_target, &G.cfg.redis, err, sizeof err) < 0) {
         fprintf(stderr, "fleet-gateway: FLEET_REDIS_URL: %s\n", err);
         return 2;
     }

@@ -28,7 +28,8 @@ struct gw_redis_link {
     size_t sq_asked;       /* sentinels asked in this round without an answer */
     bool refusal_logged;   /* a refused AUTH or SELECT was logged: quiet until one succeeds */
     bool lookup_logged;    /* a round of sentinels without an answer was logged */
-    char refused[200];     /* why Redis refused the last setup; "" once one succeeds */
+    char refused[320];     /* why Redis refused the last setup, or no sentinel answered;
+                            * "" once one succeeds */
     long backoff_ms;
     struct event *reconnect_ev;
     struct event *setup_ev; /* armed from connect (or a sentinel question) until up */
@@ -110,7 +111,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         fleet_log(FLEET_LOG_WARN, "the address the sentinels gave is not the primary (yet)", "link",
                   l->name, "addr", addr, "reply", why, NULL);
     } else {
-        memcpy(l->refused, why, sizeof l->refused);
+        snprintf(l->refused, sizeof l->refused, "%s", why);
         if (!l->refusal_logged)
             fleet_log(FLEET_LOG_ERROR,
                       l->step == STEP_AUTH
@@ -216,6 +217,9 @@ static void sentinel_failed(gw_redis_link *l, const char *why) {
         sentinel_ask(l);
         return;
     }
+    snprintf(l->refused, sizeof l->refused,
+             "no sentinel named the primary of '%.60s' (last: %.60s: %.60s)", l->t->master, addr,
+             why);
     if (!l->lookup_logged)
         fleet_log(FLEET_LOG_WARN, "no sentinel named the primary; asking again", "link", l->name,
                   "master", l->t->master, "last_error", why, NULL);
@@ -238,6 +242,7 @@ static void on_sentinel_reply(redisAsyncContext *ac, void *reply, void *privdata
         sentinel_failed(l, reply ? why : (ac->errstr[0] ? ac->errstr : "no answer"));
         return;
     }
+    l->refused[0] = '\0';
     l->addr = a;
     connect_primary(l);
 }
@@ -252,9 +257,11 @@ static void sentinel_ask(gw_redis_link *l) {
         sentinel_failed(l, why);
         return;
     }
-    /* hiredis buffers the command until the connection is made; a failed connect runs
-     * on_sentinel_reply with NULL. */
-    if (redisAsyncCommand(ac, on_sentinel_reply, l, "SENTINEL get-master-addr-by-name %s",
+    /* hiredis buffers the commands until the connection is made; a failed connect runs
+     * on_sentinel_reply with NULL. A refused AUTH shows as the question's NOAUTH answer. */
+    if ((l->t->sentinel_password[0] &&
+         redisAsyncCommand(ac, NULL, NULL, "AUTH %s", l->t->sentinel_password) != REDIS_OK) ||
+        redisAsyncCommand(ac, on_sentinel_reply, l, "SENTINEL get-master-addr-by-name %s",
                           l->t->master) != REDIS_OK) {
         redisAsyncFree(ac);
         sentinel_failed(l, "the question could not be sent");

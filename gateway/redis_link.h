@@ -68,7 +68,7 @@ void gw_redis_link_free(gw_redis_link *l);
 
 const char *gw_redis_link_host(const gw_redis_link *l);
 /* Why the link stays down although Redis answers (its AUTH or SELECT was refused), or
- * NULL. */
+ * why no sentinel named the primary in the last round; NULL once the link is up. */
 const char *gw_redis_link_refusal(const gw_redis_link *l);
 
 /* The owner found the link working: the next loss reconnects after the minimum delay. */

@@ -39,13 +39,7 @@ static const char usage[] =
 
 static int parse_config(wk_config *c, int argc, char **argv) {
     const fleet_option opts[] = {
-        {"redis-url", "FLEET_REDIS_URL", FLEET_OPT_STR, "redis://127.0.0.1:6379",
-         "Redis server: redis://[user:password@]host[:port][/db]", &c->redis_url, 0, 0},
-        {"redis-sentinels", "FLEET_REDIS_SENTINELS", FLEET_OPT_STR, "",
-         "Sentinels to ask for the primary (host:port,...; the URL's host is then unused)",
-         &c->redis_sentinels, 0, 0},
-        {"redis-sentinel-master", "FLEET_REDIS_SENTINEL_MASTER", FLEET_OPT_STR, "",
-         "the master name the sentinels monitor", &c->redis_sentinel_master, 0, 0},
+        FLEET_REDIS_OPTIONS(&c->redis),
         {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
          "key prefix of this fleet (the gateway's must be the same)", &c->prefix, 0, 0},
         {"model", "FLEET_MODEL", FLEET_OPT_STR, "",
@@ -196,9 +190,7 @@ static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err,
                  w->cfg.name);
         goto err;
     }
-    if (fleet_redis_target_parse(&w->redis, w->cfg.redis_url, w->cfg.redis_sentinels,
-                                 w->cfg.redis_sentinel_master, err, errlen) < 0)
-        goto err;
+    if (fleet_redis_target_parse(&w->redis, &w->cfg.redis, err, errlen) < 0) goto err;
     wk_redis_init(&w->rd, &w->redis, "main", MAIN_TIMEOUT_MS);
     w->stream = fleet_key_stream(&w->keys, w->cfg.model);
     fit_batch(w);

@@ -33,9 +33,7 @@
 /* ---------------------------------------------------------------- config ----------- */
 
 typedef struct wk_config {
-    const char *redis_url;
-    const char *redis_sentinels;      /* "host:port,..." or "" */
-    const char *redis_sentinel_master;
+    fleet_redis_settings redis; /* FLEET_REDIS_URL, the sentinels (redis_target.h) */
     const char *prefix;
     const char *model;
     const char *model_args;
@@ -165,7 +163,7 @@ typedef struct wk_worker {
     size_t max_batch; /* cfg.max_batch, lowered to the model's own limit */
     long long started_ms;
 
-    fleet_redis_target redis; /* cfg.redis_url and the sentinels, parsed */
+    fleet_redis_target redis;  /* cfg.redis, parsed */
     wk_redis rd;               /* the main thread's connection */
     unsigned long group_epoch; /* rd.epoch when the consumer group was last ensured */
     char reclaim_cursor[WK_ENTRY_ID_MAX];

@@ -94,8 +94,9 @@ static int parse_url(fleet_redis_target *t, const char *url, char *err, size_t e
     return 0;
 }
 
-int fleet_redis_target_parse(fleet_redis_target *t, const char *url, const char *sentinels,
-                             const char *master, char *err, size_t errlen) {
+int fleet_redis_target_parse(fleet_redis_target *t, const fleet_redis_settings *set, char *err,
+                             size_t errlen) {
+    const char *url = set->url, *sentinels = set->sentinels, *master = set->master;
     memset(t, 0, sizeof *t);
     if (!url || !*url) return fleet_err(err, errlen, "no redis URL");
     if (parse_url(t, url, err, errlen) < 0) return -1;
@@ -104,6 +105,10 @@ int fleet_redis_target_parse(fleet_redis_target *t, const char *url, const char 
         return fleet_err(err, errlen,
                          "FLEET_REDIS_SENTINELS and FLEET_REDIS_SENTINEL_MASTER go together");
     if (!have_s) return 0;
+    const char *pw = set->sentinel_password ? set->sentinel_password : "";
+    if (strlen(pw) >= sizeof t->sentinel_password)
+        return fleet_err(err, errlen, "FLEET_REDIS_SENTINEL_PASSWORD is too long");
+    strcpy(t->sentinel_password, pw);
     const char *s = sentinels;
     while (*s) {
         const char *comma = strchr(s, ',');
@@ -198,6 +203,11 @@ int fleet_redis_primary_sync(const fleet_redis_target *t, fleet_redis_addr *a, c
             continue;
         }
         redisSetTimeout(c, ms_tv(FLEET_SENTINEL_TIMEOUT_MS));
+        /* A refused AUTH shows as the NOAUTH answer to the question. */
+        if (t->sentinel_password[0]) {
+            redisReply *auth = redisCommand(c, "AUTH %s", t->sentinel_password);
+            if (auth) freeReplyObject(auth);
+        }
         redisReply *rep = redisCommand(c, "SENTINEL get-master-addr-by-name %s", t->master);
         char w[160];
         int rc = fleet_sentinel_reply_addr(rep, a, w, sizeof w);

@@ -69,7 +69,9 @@ TL_TEST(commands_reach_redis_before_the_loop_turn_ends) {
     tl_defer(free_base, base);
     static fleet_redis_target target; /* outlives the link, which keeps a pointer */
     char err[200];
-    ASSERT_EQ_INT(fleet_redis_target_parse(&target, srv->url, NULL, NULL, err, sizeof err), 0);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&target, &(fleet_redis_settings){.url = srv->url}, err,
+                                           sizeof err),
+                  0);
     gw_redis *r = gw_redis_new(base, &target, 5000, false);
     ASSERT_TRUE(r != NULL);
     tl_defer(free_redis, r); /* runs before free_base: deferred calls run last first */

@@ -76,7 +76,7 @@ TL_TEST(positionals_are_kept) {
 
 static int url(fleet_redis_target *t, const char *u) {
     char err[200];
-    return fleet_redis_target_parse(t, u, NULL, NULL, err, sizeof err);
+    return fleet_redis_target_parse(t, &(fleet_redis_settings){.url = u}, err, sizeof err);
 }
 
 TL_TEST(redis_urls) {
@@ -118,10 +118,10 @@ TL_TEST(redis_url_credentials) {
     ASSERT_EQ_STR(t.password, "p@ss");
     ASSERT_EQ_INT(fleet_redis_auth_argv(&t, argv, lens), 2);
     ASSERT_EQ_STR(argv[1], "p@ss");
-    ASSERT_EQ_INT(url(&t, "redis://user@h"), -1);    /* no password */
-    ASSERT_EQ_INT(url(&t, "redis://user:@h"), -1);   /* an empty one */
-    ASSERT_EQ_INT(url(&t, "redis://u:p%4@h"), -1);   /* a cut escape */
-    ASSERT_EQ_INT(url(&t, "redis://u:p%00@h"), -1);  /* a NUL byte */
+    ASSERT_EQ_INT(url(&t, "redis://user@h"), -1);   /* no password */
+    ASSERT_EQ_INT(url(&t, "redis://user:@h"), -1);  /* an empty one */
+    ASSERT_EQ_INT(url(&t, "redis://u:p%4@h"), -1);  /* a cut escape */
+    ASSERT_EQ_INT(url(&t, "redis://u:p%00@h"), -1); /* a NUL byte */
     ASSERT_EQ_INT(url(&t, "redis://h"), 0);
     ASSERT_EQ_INT(fleet_redis_auth_argv(&t, argv, lens), 0);
 }
@@ -129,9 +129,11 @@ TL_TEST(redis_url_credentials) {
 TL_TEST(redis_sentinels) {
     fleet_redis_target t;
     char err[200];
-    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://:pw@ignored/1",
-                                           "s1:26380, s2 ,10.0.0.3:26381", "fleet", err,
-                                           sizeof err),
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
+                                           &(fleet_redis_settings){"redis://:pw@ignored/1",
+                                                                   "s1:26380, s2 ,10.0.0.3:26381",
+                                                                   "fleet", NULL},
+                                           err, sizeof err),
                   0);
     ASSERT_EQ_INT((int)t.nsentinels, 3);
     ASSERT_EQ_STR(t.sentinels[1].host, "s2");
@@ -141,11 +143,27 @@ TL_TEST(redis_sentinels) {
     fleet_redis_target_describe(&t, d, sizeof d);
     ASSERT_EQ_STR(d, "sentinel master fleet via s1:26380,s2:26379,10.0.0.3:26381 (db 1, user "
                      "default)");
-    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", "s1:1", NULL, err, sizeof err), -1);
-    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", NULL, "m", err, sizeof err), -1);
-    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", "s1:1,,s2", "m", err, sizeof err), -1);
-    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", "s1:x", "m", err, sizeof err), -1);
-    ASSERT_EQ_INT(fleet_redis_target_parse(&t, "redis://h", "s1", "m m", err, sizeof err), -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
+                                           &(fleet_redis_settings){"redis://h", "s1:1", NULL, NULL},
+                                           err, sizeof err),
+                  -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
+                                           &(fleet_redis_settings){"redis://h", NULL, "m", NULL},
+                                           err, sizeof err),
+                  -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
+                                           &(fleet_redis_settings){"redis://h", "s1:1,,s2", "m",
+                                                                   NULL},
+                                           err, sizeof err),
+                  -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
+                                           &(fleet_redis_settings){"redis://h", "s1:x", "m", NULL},
+                                           err, sizeof err),
+                  -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
+                                           &(fleet_redis_settings){"redis://h", "s1", "m m", NULL},
+                                           err, sizeof err),
+                  -1);
 }
 
 /* A message longer than the caller's buffer is cut at a UTF-8 character boundary

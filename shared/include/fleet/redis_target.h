@@ -6,6 +6,10 @@
  *                                (":password@" alone: the default user, as requirepass)
  *   FLEET_REDIS_SENTINELS        host:port,host:port,...   (optional)
  *   FLEET_REDIS_SENTINEL_MASTER  the name the sentinels monitor (with the above)
+ *   FLEET_REDIS_SENTINEL_PASSWORD the sentinels' own password (requirepass), if any
+ *
+ * FLEET_REDIS_OPTIONS is their rows in a program's option table (config.h), so the three
+ * programs spell and document them once.
  *
  * With sentinels, the primary's address is asked of them (SENTINEL
  * get-master-addr-by-name, one sentinel after the other) at every connect, and the
@@ -22,10 +26,52 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fleet/config.h"
+
 #define FLEET_SENTINELS_MAX 9
 #define FLEET_REDIS_HOST_MAX 256
 /* A lookup asks each sentinel for at most this long (connect and answer). */
 #define FLEET_SENTINEL_TIMEOUT_MS 1000
+
+/* The settings as given (strings point into argv, the environment or the defaults). */
+typedef struct fleet_redis_settings {
+    const char *url;
+    const char *sentinels; /* "" or "host:port,..." */
+    const char *master;
+    const char *sentinel_password;
+} fleet_redis_settings;
+
+/* The option-table rows of a fleet_redis_settings *s. */
+#define FLEET_REDIS_OPTIONS(s)                                                              \
+    {"redis-url",                                                                           \
+     "FLEET_REDIS_URL",                                                                     \
+     FLEET_OPT_STR,                                                                         \
+     "redis://127.0.0.1:6379",                                                              \
+     "Redis server: redis://[user:password@]host[:port][/db]",                              \
+     &(s)->url,                                                                             \
+     0,                                                                                     \
+     0},                                                                                    \
+        {"redis-sentinels",                                                                 \
+         "FLEET_REDIS_SENTINELS",                                                           \
+         FLEET_OPT_STR,                                                                     \
+         "",                                                                                \
+         "Sentinels to ask for the primary (host:port,...; the URL's host is then unused)", \
+         &(s)->sentinels,                                                                   \
+         0,                                                                                 \
+         0},                                                                                \
+        {"redis-sentinel-master",                                                           \
+         "FLEET_REDIS_SENTINEL_MASTER",                                                     \
+         FLEET_OPT_STR,                                                                     \
+         "",                                                                                \
+         "the master name the sentinels monitor",                                           \
+         &(s)->master,                                                                      \
+         0,                                                                                 \
+         0},                                                                                \
+    {                                                                                       \
+        "redis-sentinel-password", "FLEET_REDIS_SENTINEL_PASSWORD", FLEET_OPT_STR, "",      \
+            "the sentinels' password (their requirepass), if they have one",                \
+            &(s)->sentinel_password, 0, 0                                                   \
+    }
 
 typedef struct fleet_redis_addr {
     char host[FLEET_REDIS_HOST_MAX];
@@ -41,12 +87,13 @@ typedef struct fleet_redis_target {
     size_t nsentinels;
     fleet_redis_addr sentinels[FLEET_SENTINELS_MAX];
     char master[128];
+    char sentinel_password[256]; /* "" : the sentinels need no AUTH */
 } fleet_redis_target;
 
-/* Fills t from the three settings (sentinels and master may be NULL or ""; both or
- * neither). Returns 0, or -1 with the reason in err. */
-int fleet_redis_target_parse(fleet_redis_target *t, const char *url, const char *sentinels,
-                             const char *master, char *err, size_t errlen);
+/* Fills t from the settings (sentinels and master may be NULL or ""; both or neither).
+ * Returns 0, or -1 with the reason in err. */
+int fleet_redis_target_parse(fleet_redis_target *t, const fleet_redis_settings *s, char *err,
+                             size_t errlen);
 
 /* "redis://user:***@host:port/db" or "sentinel master NAME via h:p,h:p (db N, user U)". */
 void fleet_redis_target_describe(const fleet_redis_target *t, char *buf, size_t len);
