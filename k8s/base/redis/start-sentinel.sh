@@ -27,6 +27,18 @@ if [ -z "$primary" ]; then
   done
 fi
 primary="${primary:-fleet-redis-0.fleet-redis}"
+# Sentinel exits when the monitored name does not resolve: at the StatefulSets' first
+# start the Redis pod may not have an address yet, so wait for it (up to a minute, then
+# let Kubernetes restart this pod).
+tries=0
+until getent hosts "$primary" >/dev/null; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 60 ]; then
+    echo "start-sentinel: $primary does not resolve" >&2
+    exit 1
+  fi
+  sleep 1
+done
 conf=/conf/sentinel.conf
 cat >"$conf" <<CONF
 port 26379
