@@ -23,18 +23,21 @@
 #define WORKER_PW "w0rk:er@pw/%"
 #define WORKER_PW_URL "w0rk%3Aer%40pw%2F%25"
 #define CTL_PW "ctl-Pw-3"
+#define REPLICA_PW "replica-Pw-4"
+#define SENTINEL_PW "sentinel-Pw-5"
 #define HOOK_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 /* ------------------------------------------------------------ the rules --------------- */
 
-/* deploy/redis-acl.sh run on the shipped template with the test's passwords (and prefix):
- * the rendered file's path. */
+/* deploy/redis-acl.sh run on the shipped template with the test's passwords (the optional
+ * replica and Sentinel users too) and prefix: the rendered file's path. */
 static const char *render_acl(const char *prefix) {
     const char *script = TEST_SOURCE_DIR "/deploy/redis-acl.sh";
     const char *env[] = {
-        "FLEET_REDIS_ADMIN_PASSWORD=" ADMIN_PW,   "FLEET_REDIS_GATEWAY_PASSWORD=" GATEWAY_PW,
-        "FLEET_REDIS_WORKER_PASSWORD=" WORKER_PW, "FLEET_REDIS_CTL_PASSWORD=" CTL_PW,
-        tl_printf("FLEET_PREFIX=%s", prefix),     NULL};
+        "FLEET_REDIS_ADMIN_PASSWORD=" ADMIN_PW,     "FLEET_REDIS_GATEWAY_PASSWORD=" GATEWAY_PW,
+        "FLEET_REDIS_WORKER_PASSWORD=" WORKER_PW,   "FLEET_REDIS_CTL_PASSWORD=" CTL_PW,
+        "FLEET_REDIS_REPLICA_PASSWORD=" REPLICA_PW, "FLEET_REDIS_SENTINEL_PASSWORD=" SENTINEL_PW,
+        tl_printf("FLEET_PREFIX=%s", prefix),       NULL};
     tl_cmd_result r = tl_run_cmd("redis-acl", script, TL_ARGS(script), env, 10000);
     tl_expect_exit(&r, 0);
     const char *path = tl_printf("%s/users.acl", tl_tmpdir());
@@ -221,6 +224,13 @@ static int acl_log_entries(redisContext *admin, const char *user, const char *co
         }
         n += u && c;
     }
+    return n;
+}
+
+/* How many times needle occurs in hay. */
+static int count_of(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *q = hay; q && (q = strstr(q, needle)); q += strlen(needle)) n++;
     return n;
 }
 
@@ -525,6 +535,20 @@ TL_TEST(each_user_is_refused_what_it_does_not_need) {
         const char *e2 = refused(c, "EVAL %s 0", "return redis.call('HGET', 'outside', 'f')");
         if (!acl_refusal(e2)) FAILF("a script's HGET of a key outside the prefix: %s", e2);
     }
+    /* The replica's and Sentinel's users reach no key, and no channel of the fleet. */
+    static const struct {
+        const char *user, *pw;
+    } links[] = {{"fleet-replica", REPLICA_PW}, {"fleet-sentinel", SENTINEL_PW}};
+    for (size_t i = 0; i < TL_COUNT(links); i++) {
+        redisContext *c = connect_as(r, links[i].user, links[i].pw);
+        ASSERT_STR_CONTAINS(refused(c, "HGET {%s}:acltest f", prefix), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "EVAL %s 0", "return 1"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "FLUSHALL"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "KEYS *"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "CONFIG SET appendonly no"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "ACL LIST"), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "PUBLISH {%s}:events hello", prefix), "NOPERM");
+    }
     /* fleetctl and the workers do not load scripts or wait for replicas (only the gateway). */
     redisContext *w = connect_as(r, "fleet-worker", WORKER_PW);
     ASSERT_STR_CONTAINS(refused(w, "SCRIPT LOAD %s", "return 1"), "NOPERM");
@@ -630,12 +654,97 @@ TL_TEST(a_wrong_password_is_said_and_waited_out) {
     ASSERT_FALSE(log_has(wk, WRONG_PW));
 }
 
+/* The fleet behind Sentinel with FLEET_REDIS_WAIT_REPLICAS, every link with its own user:
+ * the programs (which also send ROLE, and the gateway WAIT), the replicas to their primary
+ * (fleet-replica) and the sentinel to the servers (fleet-sentinel). A failover promotes a
+ * replica and points the other at it, and nothing is refused on the servers that remain. */
+TL_TEST(sentinel_failover_runs_with_least_privilege_users) {
+    const char *acl = render_acl("fleet");
+    tl_redis *primary = tl_redis_start(&(tl_redis_opts){
+        .extra_args = TL_ARGS("--aclfile", acl), .user = "fleet-admin", .password = ADMIN_PW});
+    tl_redis *replicas[2];
+    for (int i = 0; i < 2; i++) {
+        replicas[i] = tl_redis_start_replica(primary); /* first as fleet-admin (the harness's) */
+        redisContext *rc = tl_redis_connect(replicas[i]);
+        tl_redis_cmd(rc, "CONFIG SET masteruser fleet-replica");
+        tl_redis_cmd(rc, "CONFIG SET masterauth %s", REPLICA_PW);
+        tl_redis_cmd(rc, "CLIENT KILL TYPE master"); /* it links again, as fleet-replica */
+    }
+    redisContext *pc = tl_redis_connect(primary);
+    ASSERT_EVENTUALLY(count_of(tl_redis_cmd(pc, "CLIENT LIST")->str, "user=fleet-replica") == 2,
+                      TL_WAIT_MS);
+    /* The sentinel logs in to the servers as fleet-sentinel: tl_sentinels_start writes the
+     * primary's credentials into sentinel.conf (auth-user, auth-pass). */
+    char admin_user[sizeof primary->user], admin_pw[sizeof primary->password];
+    memcpy(admin_user, primary->user, sizeof admin_user);
+    memcpy(admin_pw, primary->password, sizeof admin_pw);
+    snprintf(primary->user, sizeof primary->user, "fleet-sentinel");
+    snprintf(primary->password, sizeof primary->password, SENTINEL_PW);
+    tl_sentinels *s = tl_sentinels_start(primary, "fleetmaster", 1);
+    memcpy(primary->user, admin_user, sizeof admin_user);
+    memcpy(primary->password, admin_pw, sizeof admin_pw);
+
+    tl_fleet *f = tl_alloc(sizeof *f);
+    snprintf(f->prefix, sizeof f->prefix, "fleet");
+    f->redis = primary;
+    f->rc = pc;
+    const char *sentinels = tl_printf("FLEET_REDIS_SENTINELS=%s", tl_sentinels_addrs(s));
+    /* With sentinels the URL's host and port are not used. */
+    f->opts.gateway_env[0] = tl_printf("FLEET_REDIS_URL=redis://fleet-gateway:%s@127.0.0.1:1/0",
+                                       GATEWAY_PW);
+    f->opts.gateway_env[1] = sentinels;
+    f->opts.gateway_env[2] = "FLEET_REDIS_SENTINEL_MASTER=fleetmaster";
+    f->opts.gateway_env[3] = "FLEET_REDIS_WAIT_REPLICAS=1";
+    f->opts.worker_env[0] = tl_printf("FLEET_REDIS_URL=redis://fleet-worker:%s@127.0.0.1:1/0",
+                                      WORKER_PW_URL);
+    f->opts.worker_env[1] = sentinels;
+    f->opts.worker_env[2] = "FLEET_REDIS_SENTINEL_MASTER=fleetmaster";
+    tl_fleet_start_gateway(f);
+    tl_fleet_add_worker(f, "echo");
+    const char *before = tl_job_submit(f, "echo", "{\"n\":1}");
+    tl_job_wait_status(f, before, "succeeded", TL_WAIT_MS);
+    const char *ctl_env[] = {tl_printf("FLEET_REDIS_URL=redis://fleet-ctl:%s@127.0.0.1:1/0",
+                                       CTL_PW),
+                             sentinels, "FLEET_REDIS_SENTINEL_MASTER=fleetmaster", NULL};
+    const char *ctl = tl_bin_path("fleetctl");
+    tl_cmd_result m = tl_run_cmd("fleetctl-models", ctl, TL_ARGS(ctl, "model", "list"), ctl_env,
+                                 30000);
+    tl_expect_exit(&m, 0);
+    ASSERT_STR_CONTAINS(m.out, "echo");
+    ASSERT_EQ_INT(acl_log(pc, true), 0);
+
+    /* The failover: the sentinel promotes one replica and points the other at it. */
+    tl_redis_kill9(primary);
+    int port = tl_sentinels_wait_failover(s, primary->port, TL_WAIT_MS);
+    tl_redis *now = replicas[0]->port == port ? replicas[0] : replicas[1];
+    tl_redis *other = now == replicas[0] ? replicas[1] : replicas[0];
+    redisContext *nc = tl_redis_connect(now);
+    ASSERT_EVENTUALLY(count_of(tl_redis_cmd(nc, "CLIENT LIST")->str, "user=fleet-replica") == 1,
+                      TL_WAIT_MS);
+    /* Submits are accepted again (the other replica holds each one) and run. */
+    tl_resp *r = NULL;
+    ASSERT_EVENTUALLY((r = tl_post(f, "/v1/jobs", "{\"model\":\"echo\",\"input\":{\"n\":2}}")) &&
+                          r->status == 202,
+                      TL_WAIT_MS);
+    tl_job_wait_status(f, tl_jstr(r->json, "id"), "succeeded", TL_WAIT_MS);
+    m = tl_run_cmd("fleetctl-models-after", ctl, TL_ARGS(ctl, "model", "list"), ctl_env, 30000);
+    tl_expect_exit(&m, 0);
+
+    /* Nothing was refused on the servers that remain, to any link. */
+    ASSERT_EQ_INT(acl_log(nc, true), 0);
+    ASSERT_EQ_INT(acl_log(tl_redis_connect(other), true), 0);
+    ASSERT_STR_CONTAINS(tl_redis_cmd(nc, "CLIENT LIST")->str, "user=fleet-sentinel");
+    expect_no_noperm(f->gateway);
+    expect_no_noperm(f->workers[0]);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(rules_allow_every_command_of_the_scripts_each_program_runs),
         TL_CASE(lifecycle_runs_with_least_privilege_users),
         TL_CASE(each_user_is_refused_what_it_does_not_need),
         TL_CASE(a_wrong_password_is_said_and_waited_out),
+        TL_CASE(sentinel_failover_runs_with_least_privilege_users),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
