@@ -9,8 +9,8 @@ me="$pod.fleet-redis"
 ordinal="${pod##*-}"
 primary=""
 for i in 0 1 2; do
-  answer=$(timeout 2 redis-cli -h "fleet-sentinel-$i.fleet-sentinel" -p 26379 --raw \
-    SENTINEL get-master-addr-by-name fleet 2>/dev/null | head -n 1) || true
+  answer=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 2 redis-cli -h "fleet-sentinel-$i.fleet-sentinel" \
+    -p 26379 --raw SENTINEL get-master-addr-by-name fleet 2>/dev/null | head -n 1) || true
   case "$answer" in
     "" | *ERR* | *IDONTKNOW*) ;;
     *) primary="$answer"; break ;;

@@ -8,7 +8,7 @@ primary=""
 for i in 0 1 2; do
   peer="fleet-sentinel-$i.fleet-sentinel"
   [ "$peer" = "$me" ] && continue
-  answer=$(timeout 2 redis-cli -h "$peer" -p 26379 --raw \
+  answer=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 2 redis-cli -h "$peer" -p 26379 --raw \
     SENTINEL get-master-addr-by-name fleet 2>/dev/null | head -n 1) || true
   case "$answer" in
     "" | *ERR* | *IDONTKNOW*) ;;
@@ -44,6 +44,10 @@ cat >"$conf" <<CONF
 port 26379
 bind * -::*
 protected-mode no
+# The Sentinels ask the same password of every client (fleet's processes send it as
+# FLEET_REDIS_SENTINEL_PASSWORD) and send it to each other.
+requirepass "$REDIS_PASSWORD"
+sentinel sentinel-pass "$REDIS_PASSWORD"
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip $me
