@@ -48,8 +48,8 @@ set -e
 # A smoke pass of the integration tests on Valkey 8 (FLEET_TEST_REDIS_SERVER picks the
 # server program every test starts): the lifecycle, claims and leases, retries and the
 # dead-letter stream, tenants, webhooks, the CLI, chaos and a Sentinel failover (about 75 s
-# on 2 cores). It fails the run when it fails. With ctest arguments it runs only when FLEET_VALKEY=1 is set;
-# FLEET_VALKEY=0 skips it.
+# on 2 cores). It fails the run when it fails. With ctest arguments it runs only when
+# FLEET_VALKEY=1 is set; FLEET_VALKEY=0 skips it.
 valkey_tests='^integration_(lifecycle|claim|retry|tenant|webhook|cli|chaos|failover)_test$'
 valkey_failed=0
 if [[ "${FLEET_VALKEY:-}" == 0 || ($# -gt 0 && "${FLEET_VALKEY:-}" != 1) ]]; then
