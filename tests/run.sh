@@ -147,6 +147,19 @@ run_fuzzers() {
 }
 run_fuzzers "$@"
 
+# ------------------------------------------------------------------ containers -------
+# The container images (deploy/containers.sh: podman builds of the gateway and CPU worker
+# images from a locally made Debian base, a job through them, the compose file; a minute
+# or two, more the first time), only when FLEET_TEST_CONTAINERS=1. Needs root (or sudo).
+if [[ "${FLEET_TEST_CONTAINERS:-0}" == 1 ]]; then
+  containers_cmd=(./deploy/containers.sh)
+  [[ $(id -u) -eq 0 ]] || containers_cmd=(sudo ./deploy/containers.sh)
+  if ! "${containers_cmd[@]}"; then
+    echo "run.sh: deploy/containers.sh failed (above)"
+    rc=1
+  fi
+fi
+
 # The last line is ctest's own summary, as test runners end.
 grep -E '^[0-9]+% tests passed' "$ctest_log" | tail -n 1 || true
 if [[ $valkey_failed -ne 0 ]]; then
