@@ -8,6 +8,9 @@
 #   sudo deploy/containers.sh --head     the same from the committed tree (git archive HEAD)
 #                                        instead of the working tree
 #   sudo deploy/containers.sh --keep     leave the smoke test's containers running
+#   sudo deploy/containers.sh --gpu      also check deploy/Containerfile.worker-gpu without
+#                                        NVIDIA's images: bases made from this machine's
+#                                        CUDA toolkit and cuDNN (about 4.5 GB, removed after)
 #   sudo deploy/containers.sh --down     remove the containers a --keep run left, and exit
 #   sudo deploy/containers.sh --clean    remove those, the images, the Debian base and the
 #                                        cache (the next run makes them again), and exit
@@ -27,6 +30,8 @@
 #   FLEET_CONTAINERS_TAG     tag of the images built (default dev)
 #   FLEET_DEBIAN_MIRROR      Debian mirror for the base (default http://deb.debian.org/debian)
 #   FLEET_DEBIAN_SECURITY    its security suite's (default http://deb.debian.org/debian-security)
+#   FLEET_CUDA_HOME          the CUDA toolkit --gpu copies (default: where /usr/local/cuda
+#                            points)
 #
 # Exit status: 0 PASS, 1 FAIL (the reason and the containers' logs are printed), 2 misuse.
 set -euo pipefail
@@ -54,12 +59,14 @@ KEEP=0
 HEAD=0
 CLEAN=0
 DOWN=0
+GPU=0
 for arg in "$@"; do
   case "$arg" in
     --keep) KEEP=1 ;;
     --head) HEAD=1 ;;
     --clean) CLEAN=1 ;;
     --down) DOWN=1 ;;
+    --gpu) GPU=1 ;;
     -h | --help)
       awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"
       exit 0
@@ -216,12 +223,15 @@ NET="$RUN_ID"
 C_REDIS="$RUN_ID-redis"
 C_GATEWAY="$RUN_ID-gateway"
 C_WORKER="$RUN_ID-worker-echo"
+C_EMBED="$RUN_ID-worker-embed"
+BUILD_IMAGE=localhost/fleet-worker-build:$TAG
+MODEL_DIR=""
 STARTED=0
 
 show_logs() {
   ((STARTED)) || return 0
   local c
-  for c in "$C_REDIS" "$C_GATEWAY" "$C_WORKER"; do
+  for c in "$C_REDIS" "$C_GATEWAY" "$C_WORKER" "$C_EMBED"; do
     podman container exists "$c" 2>/dev/null || continue
     printf '\n--- podman logs %s (last 30 lines) ---\n' "$c" >&2
     podman logs --tail 30 "$c" >&2 2>&1 || true
@@ -241,7 +251,9 @@ cleanup() {
   local rc=$?
   if ((STARTED && !KEEP)); then remove_smoke "$RUN_ID"; fi
   compose_down
+  ((GPU)) && gpu_cleanup
   [[ -n "$SRC_TMP" ]] && rm -rf "$SRC_TMP"
+  [[ -n "$MODEL_DIR" ]] && ((!KEEP)) && rm -rf "$MODEL_DIR"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -264,6 +276,35 @@ http() {
   shift 2
   curl -sS --max-time 10 -X "$method" -w '\n%{http_code}' \
     -H "Authorization: Bearer $API_KEY" "$@" "$URL$path"
+}
+
+# make_tiny_model: a tiny BERT model directory for the embed worker (2 layers, hidden 32,
+# random weights: the tests' own model, tests/lib/bert_gen.c), written by a generator
+# compiled in the CPU worker's build stage (which has the compiler and the sources), so
+# nothing but podman is needed here. No real model's weights are available on this machine.
+make_tiny_model() {
+  podman build --format docker --layers --target build --build-arg "BASE=$BASE_IMAGE" \
+    -f "$SRC/deploy/Containerfile.worker" -t "$BUILD_IMAGE" "$SRC" >/dev/null ||
+    fail "building the worker's build stage failed"
+  MODEL_DIR=$(mktemp -d /var/tmp/fleet-containers-model.XXXXXX)
+  podman run --rm -v "$MODEL_DIR:/out" "$BUILD_IMAGE" sh -c '
+    cat >/tmp/gen.c <<EOF
+#include <stdio.h>
+#include "bert_gen.h"
+int main(int argc, char **argv) {
+    static const bert_gen_shape tiny = {.hidden = 32, .layers = 2, .heads = 4, .inter = 64,
+                                        .vocab = 100, .max_pos = 64, .max_seq_length = 64};
+    char err[512] = "";
+    if (argc != 2 || bert_gen_write(argv[1], &tiny, false, "", err, sizeof err) != 0) {
+        fprintf(stderr, "gen: %s\\n", err);
+        return 1;
+    }
+    return 0;
+}
+EOF
+    cc -std=c11 -D_GNU_SOURCE -I tests/lib -I shared/include -o /tmp/gen /tmp/gen.c \
+      tests/lib/bert_gen.c -lm && /tmp/gen /out' || fail "writing the tiny embed model failed"
+  chmod -R a+rX "$MODEL_DIR"
 }
 
 smoke() {
@@ -359,6 +400,29 @@ smoke() {
   wrc=$(podman inspect -f '{{.State.ExitCode}}' "$C_WORKER")
   [[ "$wrc" == 0 ]] || fail "the worker exited $wrc on SIGTERM, not 0"
   say "the worker drained and exited 0 on SIGTERM"
+
+  # The embed model on the CPU worker image: its OpenBLAS module loads and embeds.
+  make_tiny_model
+  prun -d "${labels[@]}" --name "$C_EMBED" --network "$NET" -v "$MODEL_DIR:/models/model:ro" \
+    -e FLEET_REDIS_URL=$redis_url -e FLEET_CPU_THREADS=2 "$WORKER_IMAGE" \
+    --model embed --model-args /models/model >/dev/null
+  deadline=$((SECONDS + 30))
+  until [[ "$(http GET /v1/models | sed '$d' |
+    jq -r '.models[] | select(.name == "embed") | "\(.workers) \(.backend)"' 2>/dev/null)" == "1 cpu" ]]; do
+    [[ "$(podman inspect -f '{{.State.Running}}' "$C_EMBED" 2>/dev/null)" == true ]] ||
+      fail "the embed worker exited"
+    ((SECONDS < deadline)) || fail "GET /v1/models shows no live embed worker on the CPU after 30 s"
+    sleep 0.2
+  done
+  out=$(http POST /v1/jobs -H 'Content-Type: application/json' -H 'Prefer: wait=30' \
+    -d '{"model":"embed","input":{"texts":["hello world","fleet embeds texts"]}}') ||
+    fail "POST /v1/jobs (embed): curl failed"
+  result=$(sed '$d' <<<"$out")
+  [[ "$(jq -r .status <<<"$result")" == succeeded ]] || fail "the embed job did not succeed: $result"
+  [[ "$(jq -c '[.result.dim, (.result.embeddings | length), (.result.embeddings | map(length))]' \
+    <<<"$result")" == '[32,2,[32,32]]' ]] ||
+    fail "the embed job's result is not 2 vectors of 32: $(jq -c .result <<<"$result" | head -c 300)"
+  say "an embed job succeeded on the CPU worker image: 2 texts, 2 vectors of 32 (the tiny model)"
 }
 
 # --- deploy/compose.yaml, for real --------------------------------------------------------
@@ -407,6 +471,93 @@ compose_check() {
   say "compose: down, its volume removed"
 }
 
+# --- the GPU image, without NVIDIA's images ---------------------------------------------------
+# NVIDIA's CUDA images cannot be pulled here. Stand-ins: the Debian base plus this machine's
+# CUDA toolkit (nvcc, headers, libraries) and cuDNN as CUDA_DEVEL, and the Debian base plus
+# only the CUDA runtime, cuBLAS and cuDNN libraries as CUDA_RUNTIME, laid out as NVIDIA's
+# images are (/usr/local/cuda, nvcc on PATH, the libraries known to ldconfig). The real
+# Containerfile.worker-gpu builds on them: nvcc compiles the CUDA backend, cuDNN must be
+# found, and the runtime image must resolve every library of the module and get as far as
+# asking the CUDA driver for a GPU. Everything made here is removed after (unless --keep).
+CUDA_DEVEL_IMAGE=localhost/fleet-cuda-devel:$TAG
+CUDA_RUNTIME_IMAGE=localhost/fleet-cuda-runtime:$TAG
+GPU_IMAGE=localhost/fleet-worker-gpu:$TAG
+gpu_cleanup() {
+  ((KEEP)) && return 0
+  podman rmi -f "$GPU_IMAGE" "$CUDA_DEVEL_IMAGE" "$CUDA_RUNTIME_IMAGE" >/dev/null 2>&1 || true
+  podman image prune -f >/dev/null 2>&1 || true
+}
+gpu_check() {
+  local cuda="${FLEET_CUDA_HOME:-$(readlink -f /usr/local/cuda 2>/dev/null || true)}"
+  [[ -x "$cuda/bin/nvcc" ]] || fail "--gpu: no CUDA toolkit at ${cuda:-/usr/local/cuda} (set FLEET_CUDA_HOME)"
+  local libdir=$cuda/lib64
+  [[ -d "$libdir" ]] || libdir=$cuda/lib
+  # cuDNN: inside the toolkit's tree (as on this machine), else Debian packages' files.
+  local -a cudnn_dev=() cudnn_rt=()
+  if compgen -G "$libdir/libcudnn.so.9*" >/dev/null; then
+    say "cuDNN: in $libdir"
+  else
+    local pkg
+    for pkg in $(dpkg-query -W -f='${Package}\n' 'libcudnn9*' 2>/dev/null); do
+      while read -r f; do
+        [[ -f "$f" ]] || continue
+        cudnn_dev+=("$f")
+        [[ "$f" == *.so.* ]] && cudnn_rt+=("$f")
+      done < <(dpkg -L "$pkg")
+    done
+    ((${#cudnn_rt[@]})) || fail "--gpu: no cuDNN 9 in $libdir nor in a libcudnn9 package"
+    say "cuDNN: from the packages' files (${#cudnn_dev[@]} files)"
+  fi
+  local avail
+  avail=$(df -Pk /var/lib/containers 2>/dev/null | awk 'NR == 2 { print int($4 / 1048576) }')
+  ((${avail:-0} >= 12)) || fail "--gpu: needs about 12 GB free under /var/lib/containers (${avail:-?} GB)"
+  local c f
+  local setup='ln -sfn '"$cuda"' /usr/local/cuda && echo '"$libdir"' >/etc/ld.so.conf.d/fleet-cuda.conf && ldconfig'
+  if ! podman image exists "$CUDA_DEVEL_IMAGE"; then
+    c=$(buildah from "$BASE_IMAGE")
+    buildah copy "$c" "$cuda" "$cuda" >/dev/null
+    for f in "${cudnn_dev[@]}"; do buildah copy "$c" "$f" "$f" >/dev/null; done
+    buildah run "$c" -- sh -c "$setup"
+    buildah config --env PATH=/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$c"
+    buildah commit -q "$c" "$CUDA_DEVEL_IMAGE" >/dev/null
+    buildah rm "$c" >/dev/null
+  fi
+  if ! podman image exists "$CUDA_RUNTIME_IMAGE"; then
+    c=$(buildah from "$BASE_IMAGE")
+    buildah run "$c" -- mkdir -p "$libdir"
+    for f in "$libdir"/libcudart.so.* "$libdir"/libcublas.so.* "$libdir"/libcublasLt.so.* \
+             "$libdir"/libcudnn*.so.* "${cudnn_rt[@]}"; do
+      [[ -e "$f" ]] && buildah copy "$c" "$f" "$f" >/dev/null
+    done
+    buildah run "$c" -- sh -c "$setup"
+    buildah commit -q "$c" "$CUDA_RUNTIME_IMAGE" >/dev/null
+    buildah rm "$c" >/dev/null
+  fi
+  say "CUDA bases: $CUDA_DEVEL_IMAGE ($(podman image inspect -f '{{.Size}}' "$CUDA_DEVEL_IMAGE" | numfmt --to=si)), $CUDA_RUNTIME_IMAGE ($(podman image inspect -f '{{.Size}}' "$CUDA_RUNTIME_IMAGE" | numfmt --to=si))"
+  podman build --format docker --layers --build-arg "CUDA_DEVEL=$CUDA_DEVEL_IMAGE" \
+    --build-arg "CUDA_RUNTIME=$CUDA_RUNTIME_IMAGE" -f "$SRC/deploy/Containerfile.worker-gpu" \
+    -t "$GPU_IMAGE" "$SRC" || fail "building $GPU_IMAGE failed"
+  say "built $GPU_IMAGE ($(podman image inspect -f '{{.Size}}' "$GPU_IMAGE" | numfmt --to=si)): nvcc compiled the CUDA backend, cuDNN found"
+  local missing
+  missing=$(prun --rm --entrypoint sh "$GPU_IMAGE" -c \
+    'ldd /usr/local/bin/fleet-worker /usr/local/lib/fleet/*.so | grep "not found"' || true)
+  [[ -z "$missing" ]] || fail "$GPU_IMAGE lacks libraries: $missing"
+  # With no GPU the default command (embed, --backend cuda) must load the module (cuDNN,
+  # cuBLAS, the runtime) and stop at the CUDA driver: exit 1, "cuda: no GPU available".
+  [[ -n "$MODEL_DIR" ]] || make_tiny_model
+  local out
+  out=$(timeout 60 podman run --rm -v "$MODEL_DIR:/models/model:ro" \
+    -e FLEET_REDIS_URL=redis://127.0.0.1:1 "$GPU_IMAGE" 2>&1 || true)
+  if [[ -e /dev/nvidiactl ]]; then
+    say "this machine has an NVIDIA driver; running the image on its GPU needs the NVIDIA container toolkit (not checked here): $out"
+  else
+    grep -q 'cuda: no GPU available' <<<"$out" ||
+      fail "$GPU_IMAGE's embed worker did not reach the CUDA driver: $out"
+    say "its worker loads the CUDA module and stops at the missing driver, as it should: $(jq -r .error <<<"$out" 2>/dev/null | tail -n 1)"
+  fi
+  gpu_cleanup
+}
+
 # --- main ------------------------------------------------------------------------------------
 if ((DOWN || CLEAN)); then
   write_containers_conf
@@ -439,6 +590,10 @@ step "smoke test"
 smoke
 step "deploy/compose.yaml (podman-compose)"
 compose_check
+if ((GPU)); then
+  step "deploy/Containerfile.worker-gpu (--gpu)"
+  gpu_check
+fi
 finish_step
 
 printf '\n'
