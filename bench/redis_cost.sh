@@ -4,6 +4,8 @@
 #   bench/redis_cost.sh BUILD_DIR [JOBS]      # e.g. bench/redis_cost.sh build-bench 20000
 #   PERF=1 bench/redis_cost.sh BUILD_DIR      # also perf-records redis-server per phase
 #   TENANT_ARGS="--max-finished 1000000" bench/redis_cost.sh BUILD_DIR   # the tenant's limits
+#   ACL=1 bench/redis_cost.sh BUILD_DIR       # Redis with deploy/redis-users.acl, each program
+#                                             # as its own user (docs/security.md)
 #
 # Starts a throwaway redis-server (no persistence, noeviction) and the build's gateway (API
 # keys on, one admin tenant) on free loopback ports, then:
@@ -30,19 +32,29 @@ cleanup() {
     [ -n "$PF" ] && kill -INT "$PF" 2>/dev/null
     [ -n "$WK" ] && kill "$WK" 2>/dev/null
     [ -n "$GW" ] && kill "$GW" 2>/dev/null
-    redis-cli -p "$RP" shutdown nosave >/dev/null 2>&1
+    $R shutdown nosave >/dev/null 2>&1
     rm -rf "$D"
 }
 trap cleanup EXIT
-redis-server --port "$RP" --save '' --appendonly no --maxmemory-policy noeviction \
-    --dir "$D" --daemonize yes --logfile "$D/redis.log" || die "redis-server did not start"
 R="redis-cli -p $RP"
+ACL_ARGS=() U_GW= U_WK= U_CTL=
+if [ -n "${ACL:-}" ]; then
+    FLEET_REDIS_ADMIN_PASSWORD=adminpw FLEET_REDIS_GATEWAY_PASSWORD=gwpw \
+        FLEET_REDIS_WORKER_PASSWORD=wkpw FLEET_REDIS_CTL_PASSWORD=ctlpw \
+        deploy/redis-acl.sh >"$D/users.acl" || die "deploy/redis-acl.sh failed"
+    ACL_ARGS=(--aclfile "$D/users.acl")
+    U_GW=fleet-gateway:gwpw@ U_WK=fleet-worker:wkpw@ U_CTL=fleet-ctl:ctlpw@
+    R="$R --no-auth-warning --user fleet-admin --pass adminpw"
+fi
+redis-server --port "$RP" --save '' --appendonly no --maxmemory-policy noeviction \
+    --dir "$D" --daemonize yes --logfile "$D/redis.log" "${ACL_ARGS[@]}" ||
+    die "redis-server did not start"
 for _ in $(seq 50); do $R ping >/dev/null 2>&1 && break; sleep 0.1; done
 # shellcheck disable=SC2086 # TENANT_ARGS is a list of options
-KEY=$(FLEET_REDIS_URL=redis://127.0.0.1:$RP "$B/fleetctl" tenant add bench --admin ${TENANT_ARGS:-} |
+KEY=$(FLEET_REDIS_URL=redis://${U_CTL}127.0.0.1:$RP "$B/fleetctl" tenant add bench --admin ${TENANT_ARGS:-} |
     awk '/api key/{print $3}')
 [ -n "$KEY" ] || die "fleetctl tenant add gave no key"
-env -i PATH="$PATH" FLEET_REDIS_URL=redis://127.0.0.1:$RP FLEET_LISTEN=127.0.0.1:$GP \
+env -i PATH="$PATH" FLEET_REDIS_URL=redis://${U_GW}127.0.0.1:$RP FLEET_LISTEN=127.0.0.1:$GP \
     FLEET_MODELS=echo "$B/fleet-gateway" >"$D/gateway.log" 2>&1 &
 GW=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$GP/readyz" >/dev/null && break; sleep 0.1; done
@@ -74,7 +86,7 @@ stats
 
 $R config resetstat >/dev/null
 perf_start /tmp/perf.drain
-env -i PATH="$PATH" FLEET_REDIS_URL=redis://127.0.0.1:$RP "$B/fleet-worker" --model echo \
+env -i PATH="$PATH" FLEET_REDIS_URL=redis://${U_WK}127.0.0.1:$RP "$B/fleet-worker" --model echo \
     >"$D/worker.log" 2>&1 &
 WK=$!
 t0=$(date +%s.%N)
@@ -89,4 +101,5 @@ perf_stop
 echo "drain: $(echo "$N/($t1-$t0)" | bc -l | cut -c1-7) jobs/s  cpu/job $(per_job "$c2-$c1") us (incl idle)"
 stats
 sleep 0.5
+[ -n "${ACL:-}" ] && echo "ACL LOG entries (refusals): $($R acl log | grep -c '^reason$')"
 echo "finished: mem/job $((($(mem) - m0) / N)) B"
