@@ -66,13 +66,16 @@ fi
 say() { printf 'local.sh: %s\n' "$*"; }
 die() { printf 'local.sh: %s\n' "$*" >&2; exit 1; }
 
-# pid_matches PID BINARY: true when PID is alive and runs BINARY (so a stale pidfile whose
-# pid was reused by another program is never killed).
+# pid_matches PID BINARY: true when PID is alive, runs BINARY and was started by local.sh
+# for this state directory: its environment holds LOCAL_SH_RUN=$RUN. A stale pidfile
+# whose pid was reused, by another program or by another fleet-gateway (a test's, a
+# second checkout's), is never signalled.
 pid_matches() {
   local pid=$1 bin=$2
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$bin"
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$bin" || return 1
+  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF -- "LOCAL_SH_RUN=$RUN"
 }
 
 # STOP_MARGIN_S: what a process may take past its drain timeout to exit: a worker hands
@@ -245,7 +248,7 @@ start_one() {
   local name=$1 bin=$2 args=$3
   local -a argv
   read -r -a argv <<<"$args"
-  local -a envs=("FLEET_REDIS_URL=redis://127.0.0.1:$REDIS_PORT")
+  local -a envs=("FLEET_REDIS_URL=redis://127.0.0.1:$REDIS_PORT" "LOCAL_SH_RUN=$RUN")
   if [[ "$bin" == fleet-gateway ]]; then
     # Webhooks: a secret made once and kept in .fleet-local/, and receivers on this
     # machine allowed (the SSRF guard refuses loopback otherwise).

@@ -27,12 +27,14 @@ echo started >"$FAKE_MARKER.started"
 while :; do sleep 0.2; done
 EOS
 chmod +x "$tmp/bin/fleet-worker"
+cp "$tmp/bin/fleet-worker" "$tmp/bin/fleet-gateway"
 
 start_fake() { # NAME DRAIN_S [ENV...]
   local name=$1 drain=$2
   shift 2
-  setsid env -u FLEET_DRAIN_TIMEOUT "$@" FAKE_DRAIN_S="$drain" FAKE_MARKER="$tmp/$name" \
-    "$tmp/bin/fleet-worker" >>"$tmp/fakes.log" 2>&1 </dev/null &
+  setsid env -u FLEET_DRAIN_TIMEOUT LOCAL_SH_RUN="$tmp/state/run" "$@" FAKE_DRAIN_S="$drain" \
+    FAKE_MARKER="$tmp/$name" \
+    "$tmp/bin/${FAKE_BIN:-fleet-worker}" >>"$tmp/fakes.log" 2>&1 </dev/null &
   pids+=($!)
   disown $! # local.sh kills one of them: no job-control report of it
   echo $! >"$tmp/state/run/$name.pid"
@@ -42,6 +44,9 @@ start_fake() { # NAME DRAIN_S [ENV...]
 
 start_fake worker-echo 18
 start_fake worker-sleep 1000 FLEET_DRAIN_TIMEOUT=1
+# gateway.pid names a live fleet-gateway that local.sh did not start for this state
+# directory (a stale pidfile whose pid a test's gateway reused): left alone.
+FAKE_BIN=fleet-gateway start_fake gateway 0 LOCAL_SH_RUN=/elsewhere/run
 FLEET_LOCAL_STATE="$tmp/state" "$src/deploy/local.sh" stop >"$tmp/stop.log" 2>&1 ||
   fail "local.sh stop failed"
 
@@ -55,6 +60,9 @@ kill -0 "${pids[1]}" 2>/dev/null && fail "the stuck worker still runs after stop
 [[ -f "$tmp/worker-sleep" ]] && fail "the stuck worker says it drained"
 grep -q "pid ${pids[1]}) did not exit within its drain timeout" "$tmp/stop.log" ||
   fail "stop did not say it killed the stuck worker"
+# The gateway started for another state directory was not signalled.
+[[ -f "$tmp/gateway" ]] && fail "stop signalled a fleet-gateway it did not start"
+kill -0 "${pids[2]}" 2>/dev/null || fail "the other fleet-gateway is gone"
 # Both pidfiles are gone.
 [[ -e "$tmp/state/run/worker-echo.pid" || -e "$tmp/state/run/worker-sleep.pid" ]] &&
   fail "pidfiles left behind"
