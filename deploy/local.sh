@@ -122,6 +122,11 @@ stop_pidfiles() {
       files+=("$file") bins+=("$bin") pids+=("$pid") deadlines+=($((SECONDS + grace)))
       say "stopping $(basename "$file" .pid) (pid $pid): waiting up to $grace s for its drain"
     else
+      # A live process of that name not started here (or by a local.sh from before
+      # LOCAL_SH_RUN): said, never signalled.
+      if [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$bin"; then
+        say "pid $pid in $(basename "$file") runs $bin but was not started by this local.sh: not stopping it"
+      fi
       rm -f "$file"
     fi
   done
