@@ -106,6 +106,19 @@ print_timings() {
   for t in "${TIMINGS[@]}"; do printf '  %s\n' "$t"; done
   printf '  %-40s %4d s\n' "total" $((SECONDS - T0))
 }
+# logged NAME COMMAND...: runs COMMAND with its output in $CACHE/logs/NAME.log (a build's
+# hundreds of lines); on failure shows the last 60 lines and returns its status.
+logged() {
+  local name=$1 rc=0
+  shift
+  mkdir -p "$CACHE/logs"
+  "$@" >"$CACHE/logs/$name.log" 2>&1 || rc=$?
+  if ((rc)); then
+    printf '\n--- the last 60 lines of %s ---\n' "$CACHE/logs/$name.log" >&2
+    tail -n 60 "$CACHE/logs/$name.log" >&2
+  fi
+  return "$rc"
+}
 fail() {
   printf 'containers.sh: FAIL: %s\n' "$*" >&2
   show_logs
@@ -164,9 +177,9 @@ make_base() {
   if [[ ! -s "$CACHE/rootfs.tar" ]]; then
     say "making the Debian 12 base with mmdebstrap ($MIRROR)"
     rm -f "$CACHE/rootfs.tar.part"
-    mmdebstrap --variant=minbase --format=tar bookworm "$CACHE/rootfs.tar.part" \
+    logged mmdebstrap mmdebstrap --variant=minbase --format=tar bookworm "$CACHE/rootfs.tar.part" \
       "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" \
-      "deb $SECURITY bookworm-security main"
+      "deb $SECURITY bookworm-security main" || fail "mmdebstrap failed"
     mv "$CACHE/rootfs.tar.part" "$CACHE/rootfs.tar"
   fi
   podman import --message "Debian 12 minbase made by deploy/containers.sh with mmdebstrap" \
@@ -224,6 +237,8 @@ C_REDIS="$RUN_ID-redis"
 C_GATEWAY="$RUN_ID-gateway"
 C_WORKER="$RUN_ID-worker-echo"
 C_EMBED="$RUN_ID-worker-embed"
+C_PLUGIN="$RUN_ID-worker-bytes"
+PLUGIN_IMAGE=localhost/fleet-worker-bytes:$TAG
 BUILD_IMAGE=localhost/fleet-worker-build:$TAG
 MODEL_DIR=""
 STARTED=0
@@ -231,7 +246,7 @@ STARTED=0
 show_logs() {
   ((STARTED)) || return 0
   local c
-  for c in "$C_REDIS" "$C_GATEWAY" "$C_WORKER" "$C_EMBED"; do
+  for c in "$C_REDIS" "$C_GATEWAY" "$C_WORKER" "$C_EMBED" "$C_PLUGIN"; do
     podman container exists "$c" 2>/dev/null || continue
     printf '\n--- podman logs %s (last 30 lines) ---\n' "$c" >&2
     podman logs --tail 30 "$c" >&2 2>&1 || true
@@ -266,9 +281,11 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # canon_json: stdin's JSON with sorted keys on one line; fails on anything not JSON.
 canon_json() { jq -cS . 2>/dev/null; }
 
-# prun: podman run, without the two errors it logs for an image with a HEALTHCHECK where
-# no systemd runs its timer (the check is run by hand below: podman healthcheck run).
-prun() { podman run "$@" 2> >(grep -v 'unable to get systemd connection' >&2); }
+# prun: podman run, without the noise of a machine with no systemd and no syslog: the
+# errors podman logs for an image with a HEALTHCHECK whose timer it cannot start (the
+# check is run by hand below: podman healthcheck run), and conmon's "failed to connect to
+# syslog" when a container exits.
+prun() { podman run "$@" 2> >(grep -v -e 'unable to get systemd connection' -e 'failed to connect to syslog' >&2); }
 
 # http METHOD PATH [curl args...]: prints the body, then a line with the status.
 http() {
@@ -283,8 +300,8 @@ http() {
 # compiled in the CPU worker's build stage (which has the compiler and the sources), so
 # nothing but podman is needed here. No real model's weights are available on this machine.
 make_tiny_model() {
-  podman build --format docker --layers --target build --build-arg "BASE=$BASE_IMAGE" \
-    -f "$SRC/deploy/Containerfile.worker" -t "$BUILD_IMAGE" "$SRC" >/dev/null ||
+  logged build-worker-stage podman build --format docker --layers --target build \
+    --build-arg "BASE=$BASE_IMAGE" -f "$SRC/deploy/Containerfile.worker" -t "$BUILD_IMAGE" "$SRC" ||
     fail "building the worker's build stage failed"
   MODEL_DIR=$(mktemp -d /var/tmp/fleet-containers-model.XXXXXX)
   podman run --rm -v "$MODEL_DIR:/out" "$BUILD_IMAGE" sh -c '
@@ -423,6 +440,41 @@ smoke() {
     <<<"$result")" == '[32,2,[32,32]]' ]] ||
     fail "the embed job's result is not 2 vectors of 32: $(jq -c .result <<<"$result" | head -c 300)"
   say "an embed job succeeded on the CPU worker image: 2 texts, 2 vectors of 32 (the tiny model)"
+
+  # A plug-in built FROM the worker image with its fleet-plugin.pc (docs/containers.md
+  # shows this Containerfile): examples/plugin/bytes.c, which answers {"bytes": N}.
+  logged build-plugin podman build --format docker --layers --build-arg "WORKER=$WORKER_IMAGE" \
+    -t "$PLUGIN_IMAGE" -f - "$SRC/examples/plugin" <<'EOF' || fail "building a plug-in FROM $WORKER_IMAGE failed"
+ARG WORKER
+FROM ${WORKER} AS build
+USER root
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+COPY bytes.c /tmp/
+RUN cc -shared -fPIC -O2 $(pkg-config --cflags fleet-plugin) -o /tmp/libfleet_model_bytes.so /tmp/bytes.c
+
+FROM ${WORKER}
+COPY --from=build /tmp/libfleet_model_bytes.so /plugins/
+CMD ["--model-plugin", "/plugins/libfleet_model_bytes.so"]
+EOF
+  prun -d "${labels[@]}" --name "$C_PLUGIN" --network "$NET" -e FLEET_REDIS_URL=$redis_url \
+    "$PLUGIN_IMAGE" >/dev/null
+  deadline=$((SECONDS + 30))
+  until [[ "$(http GET /v1/models | sed '$d' |
+    jq -r '.models[] | select(.name == "bytes") | .workers' 2>/dev/null)" == 1 ]]; do
+    [[ "$(podman inspect -f '{{.State.Running}}' "$C_PLUGIN" 2>/dev/null)" == true ]] ||
+      fail "the plug-in worker exited"
+    ((SECONDS < deadline)) || fail "GET /v1/models shows no live bytes worker after 30 s"
+    sleep 0.2
+  done
+  # {"text": "hello"} is 12 bytes of msgpack: fixmap, fixstr "text", fixstr "hello"
+  out=$(http POST /v1/jobs -H 'Content-Type: application/json' -H 'Prefer: wait=30' \
+    -d '{"model":"bytes","input":{"text":"hello"}}') || fail "POST /v1/jobs (bytes): curl failed"
+  result=$(sed '$d' <<<"$out")
+  [[ "$(jq -c '[.status, .result.bytes]' <<<"$result")" == '["succeeded",12]' ]] ||
+    fail "the plug-in's job did not answer {\"bytes\": 12}: $result"
+  say "a plug-in built FROM the worker image ran its job: {\"bytes\": 12}"
 }
 
 # --- deploy/compose.yaml, for real --------------------------------------------------------
@@ -482,12 +534,19 @@ compose_check() {
 CUDA_DEVEL_IMAGE=localhost/fleet-cuda-devel:$TAG
 CUDA_RUNTIME_IMAGE=localhost/fleet-cuda-runtime:$TAG
 GPU_IMAGE=localhost/fleet-worker-gpu:$TAG
+GPU_DANGLING_BEFORE=""
 gpu_cleanup() {
   ((KEEP)) && return 0
   podman rmi -f "$GPU_IMAGE" "$CUDA_DEVEL_IMAGE" "$CUDA_RUNTIME_IMAGE" >/dev/null 2>&1 || true
-  podman image prune -f >/dev/null 2>&1 || true
+  # and the untagged build stage this check left (about 3.5 GB), no other dangling image
+  local id
+  for id in $(comm -13 <(printf '%s\n' "$GPU_DANGLING_BEFORE") \
+    <(podman images -q --no-trunc --filter dangling=true | sort -u)); do
+    podman rmi -f "$id" >/dev/null 2>&1 || true
+  done
 }
 gpu_check() {
+  GPU_DANGLING_BEFORE=$(podman images -q --no-trunc --filter dangling=true | sort -u)
   local cuda="${FLEET_CUDA_HOME:-$(readlink -f /usr/local/cuda 2>/dev/null || true)}"
   [[ -x "$cuda/bin/nvcc" ]] || fail "--gpu: no CUDA toolkit at ${cuda:-/usr/local/cuda} (set FLEET_CUDA_HOME)"
   local libdir=$cuda/lib64
@@ -534,7 +593,7 @@ gpu_check() {
     buildah rm "$c" >/dev/null
   fi
   say "CUDA bases: $CUDA_DEVEL_IMAGE ($(podman image inspect -f '{{.Size}}' "$CUDA_DEVEL_IMAGE" | numfmt --to=si)), $CUDA_RUNTIME_IMAGE ($(podman image inspect -f '{{.Size}}' "$CUDA_RUNTIME_IMAGE" | numfmt --to=si))"
-  podman build --format docker --layers --build-arg "CUDA_DEVEL=$CUDA_DEVEL_IMAGE" \
+  logged build-worker-gpu podman build --format docker --layers --build-arg "CUDA_DEVEL=$CUDA_DEVEL_IMAGE" \
     --build-arg "CUDA_RUNTIME=$CUDA_RUNTIME_IMAGE" -f "$SRC/deploy/Containerfile.worker-gpu" \
     -t "$GPU_IMAGE" "$SRC" || fail "building $GPU_IMAGE failed"
   say "built $GPU_IMAGE ($(podman image inspect -f '{{.Size}}' "$GPU_IMAGE" | numfmt --to=si)): nvcc compiled the CUDA backend, cuDNN found"
@@ -566,7 +625,8 @@ if ((DOWN || CLEAN)); then
     say "removed the containers of earlier --keep runs"
     exit 0
   fi
-  podman rmi -f "$GATEWAY_IMAGE" "$WORKER_IMAGE" "$REDIS_IMAGE" "$BASE_IMAGE" >/dev/null 2>&1 || true
+  podman rmi -f "$GATEWAY_IMAGE" "$WORKER_IMAGE" "$REDIS_IMAGE" "$PLUGIN_IMAGE" "$BUILD_IMAGE" \
+    "$BASE_IMAGE" >/dev/null 2>&1 || true
   podman image prune -f >/dev/null 2>&1 || true
   rm -rf "$CACHE"
   say "removed the smoke containers, the images, the base and $CACHE"
@@ -581,11 +641,11 @@ write_containers_conf
 make_base
 step "build $GATEWAY_IMAGE"
 prepare_source
-build_image deploy/Containerfile.gateway "$GATEWAY_IMAGE" || fail "building $GATEWAY_IMAGE failed"
+logged build-gateway build_image deploy/Containerfile.gateway "$GATEWAY_IMAGE" || fail "building $GATEWAY_IMAGE failed"
 step "build $WORKER_IMAGE"
-build_image deploy/Containerfile.worker "$WORKER_IMAGE" || fail "building $WORKER_IMAGE failed"
+logged build-worker build_image deploy/Containerfile.worker "$WORKER_IMAGE" || fail "building $WORKER_IMAGE failed"
 step "build $REDIS_IMAGE"
-build_redis_image || fail "building $REDIS_IMAGE failed"
+logged build-redis build_redis_image || fail "building $REDIS_IMAGE failed"
 step "smoke test"
 smoke
 step "deploy/compose.yaml (podman-compose)"
