@@ -9,6 +9,7 @@
  * and no NOPERM in any log; each user is refused what it has no business doing; a wrong
  * password makes each program say so and wait rather than run half-broken. */
 #include <dirent.h>
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,34 +248,46 @@ static void expect_no_noperm(tl_proc *p) {
  * the scripts a program runs are those whose builder (fleet_state_<name>) its sources
  * call, the commands those in the script as sent (lib.lua's helpers included). A command
  * added to a script without the rules following fails here, before any Redis refuses it. */
+/* The three programs: their source directory and Redis user. */
+static const struct {
+    const char *dir, *user;
+} progs[] = {{"gateway", "fleet-gateway"}, {"worker", "fleet-worker"}, {"cli", "fleet-ctl"}};
+
+/* The .c files of a source directory, concatenated (harness-owned). */
+static const char *program_source(const char *subdir) {
+    const char *dir = tl_printf("%s/%s", TEST_SOURCE_DIR, subdir);
+    DIR *d = opendir(dir);
+    ASSERT_NOT_NULL(d);
+    const char *src = "";
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n < 3 || strcmp(e->d_name + n - 2, ".c") != 0) continue;
+        char *text = tl_read_file(tl_printf("%s/%s", dir, e->d_name), NULL);
+        ASSERT_NOT_NULL(text);
+        src = tl_printf("%s\n%s", src, text);
+    }
+    closedir(d);
+    return src;
+}
+
+/* Whether a program's sources build the script's command (call fleet_state_<name>). */
+static bool runs_script(const char *src, const char *name) {
+    return strstr(src, tl_printf("fleet_state_%s(", name)) != NULL;
+}
+
 TL_TEST(rules_allow_every_command_of_the_scripts_each_program_runs) {
     const char *acl = render_acl("fleet");
-    static const struct {
-        const char *dir, *user;
-    } progs[] = {{"gateway", "fleet-gateway"}, {"worker", "fleet-worker"}, {"cli", "fleet-ctl"}};
     /* Commands whose subcommand is what a rule names. */
     static const char *const with_sub[] = {"xinfo",  "xgroup", "script", "client",
                                            "config", "object", "memory", NULL};
     int checked = 0;
     for (size_t p = 0; p < TL_COUNT(progs); p++) {
         const char *line = user_line(acl, progs[p].user);
-        /* The program's sources, concatenated. */
-        const char *dir = tl_printf("%s/%s", TEST_SOURCE_DIR, progs[p].dir);
-        DIR *d = opendir(dir);
-        ASSERT_NOT_NULL(d);
-        const char *src = "";
-        for (struct dirent *e; (e = readdir(d));) {
-            size_t n = strlen(e->d_name);
-            if (n < 3 || strcmp(e->d_name + n - 2, ".c") != 0) continue;
-            char *text = tl_read_file(tl_printf("%s/%s", dir, e->d_name), NULL);
-            ASSERT_NOT_NULL(text);
-            src = tl_printf("%s\n%s", src, text);
-        }
-        closedir(d);
+        const char *src = program_source(progs[p].dir);
         int scripts = 0;
         for (int id = 0; id < FLEET_SCRIPT_COUNT; id++) {
             const fleet_script *s = fleet_script_get((fleet_script_id)id);
-            if (!strstr(src, tl_printf("fleet_state_%s(", s->name))) continue;
+            if (!runs_script(src, s->name)) continue;
             scripts++;
             for (const char *q = s->source; (q = strstr(q, "redis.")); q++) {
                 const char *call = q + 6;
@@ -310,6 +323,171 @@ TL_TEST(rules_allow_every_command_of_the_scripts_each_program_runs) {
         ASSERT_GT_INT(scripts, 0);
     }
     ASSERT_GT_INT(checked, 100);
+}
+
+/* A key of each kind that keys.c spells (fleet_key_<name>), and whether it is a pub/sub
+ * channel. A prefix key stands for a key under it. */
+typedef struct key_sample {
+    const char *name;
+    const char *key;
+    bool channel;
+} key_sample;
+
+#define K(name, expr) \
+    { name, tl_printf("%s", (expr).s), false }
+#define KP(name, expr)           \
+    {                            \
+        name,                    \
+            tl_printf("%s"       \
+                      "x",       \
+                      (expr).s), \
+            false                \
+    }
+#define CH(name, expr)           \
+    {                            \
+        name,                    \
+            tl_printf("%s"       \
+                      "x",       \
+                      (expr).s), \
+            true                 \
+    }
+
+static const key_sample *key_samples(const fleet_keys *k, size_t *n) {
+    const char *id = "01M95MCDEBH49W67X8F9DKTGNB";
+    const key_sample all[] = {
+        K("job", fleet_key_job(k, id)),
+        KP("job_prefix", fleet_key_job_prefix(k)),
+        K("result", fleet_key_result(k, id)),
+        K("gone", fleet_key_gone(k, id)),
+        KP("gone_prefix", fleet_key_gone_prefix(k)),
+        K("kept", fleet_key_kept(k, "acme")),
+        K("kept_bytes", fleet_key_kept_bytes(k, "acme")),
+        KP("kept_prefix", fleet_key_kept_prefix(k)),
+        K("stream", fleet_key_stream(k, "echo")),
+        K("queues", fleet_key_queues(k)),
+        K("stats", fleet_key_stats(k)),
+        K("index", fleet_key_index(k, "acme")),
+        K("workers", fleet_key_workers(k)),
+        K("worker", fleet_key_worker(k, "w1")),
+        KP("worker_prefix", fleet_key_worker_prefix(k)),
+        {"events", tl_printf("%s", fleet_key_events(k).s), true},
+        K("models", fleet_key_models(k)),
+        K("entries", fleet_key_entries(k, "echo")),
+        K("delayed", fleet_key_delayed(k, "echo")),
+        K("dlq", fleet_key_dlq(k)),
+        {"control", tl_printf("%s", fleet_key_control(k, "w1").s), true},
+        CH("control_prefix", fleet_key_control_prefix(k)),
+        K("tenants", fleet_key_tenants(k)),
+        K("tenant", fleet_key_tenant(k, "acme")),
+        KP("tenant_prefix", fleet_key_tenant_prefix(k)),
+        K("tenant_keys", fleet_key_tenant_keys(k, "acme")),
+        K("tenant_active", fleet_key_tenant_active(k, "acme")),
+        KP("active_prefix", fleet_key_active_prefix(k)),
+        K("tenant_bucket", fleet_key_tenant_bucket(k, "acme")),
+        K("apikey", fleet_key_apikey(k, "ab12")),
+        K("idempotency", fleet_key_idempotency(k, "acme", "ab12")),
+        K("waiting", fleet_key_waiting(k, "echo")),
+        K("wait", fleet_key_wait(k, "echo", "acme", 1)),
+        KP("wait_prefix", fleet_key_wait_prefix(k)),
+        K("webhooks", fleet_key_webhooks(k)),
+        K("delivery", fleet_key_delivery(k, "msg_1")),
+        KP("delivery_prefix", fleet_key_delivery_prefix(k)),
+        K("webhook_retry", fleet_key_webhook_retry(k)),
+        K("webhook_dlq", fleet_key_webhook_dlq(k)),
+        K("metrics", fleet_key_metrics(k, "echo")),
+        KP("metrics_prefix", fleet_key_metrics_prefix(k)),
+    };
+    key_sample *out = tl_alloc(sizeof all);
+    memcpy(out, all, sizeof all);
+    *n = TL_COUNT(all);
+    return out;
+}
+
+/* The fleet_key_<name> calls in text, each name once, into names (n of them). */
+static void key_names_in(const char *text, const char **names, size_t *n, size_t max) {
+    for (const char *q = text; (q = strstr(q, "fleet_key_")); q++) {
+        const char *b = q + strlen("fleet_key_"), *e = b;
+        while ((*e >= 'a' && *e <= 'z') || *e == '_') e++;
+        if (*e != '(' || e == b) continue;
+        const char *name = tl_printf("%.*s", (int)(e - b), b);
+        if (strcmp(name, "init") == 0) continue;
+        bool seen = false;
+        for (size_t i = 0; i < *n && !seen; i++) seen = strcmp(names[i], name) == 0;
+        if (seen) continue;
+        if (*n == max) FAILF("more than %zu key kinds", max);
+        names[(*n)++] = name;
+    }
+}
+
+/* The body of a state builder, fleet_state_<name>(const fleet_keys ...) { ... }. */
+static const char *builder_body(const char *state_c, const char *name) {
+    const char *def = strstr(state_c, tl_printf("fleet_state_%s(const fleet_keys", name));
+    if (!def) FAILF("shared/src/state.c defines no fleet_state_%s(const fleet_keys *, ...)", name);
+    const char *end = strstr(def, "\n}\n");
+    ASSERT_NOT_NULL(end);
+    return tl_printf("%.*s", (int)(end - def), def);
+}
+
+/* Each program's user reaches every kind of key and channel it names: the keys its own
+ * sources spell, those it hands to the scripts it runs (the builders in state.c), and
+ * those the scripts find in what they read (a wait list's stem on the waiting list, a
+ * job's Idempotency-Key record in its hash). A key kind added to a worker's script
+ * without the worker's key patterns following fails here. */
+TL_TEST(rules_give_each_program_every_key_it_names) {
+    const char *acl = render_acl("fleet");
+    fleet_keys k;
+    ASSERT_EQ_INT(fleet_keys_init(&k, "fleet"), 0);
+    size_t nsamples;
+    const key_sample *samples = key_samples(&k, &nsamples);
+    char *state_c = tl_read_file(TEST_SOURCE_DIR "/shared/src/state.c", NULL);
+    char *tenant_c = tl_read_file(TEST_SOURCE_DIR "/shared/src/tenant.c", NULL);
+    ASSERT_NOT_NULL(state_c);
+    ASSERT_NOT_NULL(tenant_c);
+    /* Keys the scripts reach through what they read: (named, then also reached). */
+    static const char *const derived[][2] = {{"waiting", "wait"},
+                                             {"job", "idempotency"},
+                                             {"job_prefix", "idempotency"}};
+    for (size_t p = 0; p < TL_COUNT(progs); p++) {
+        const char *line = user_line(acl, progs[p].user);
+        const char *src = program_source(progs[p].dir);
+        const char *names[64];
+        size_t n = 0;
+        key_names_in(src, names, &n, TL_COUNT(names));
+        if (strstr(src, "fleet_tenant_cmd_")) key_names_in(tenant_c, names, &n, TL_COUNT(names));
+        for (int id = 0; id < FLEET_SCRIPT_COUNT; id++) {
+            const fleet_script *s = fleet_script_get((fleet_script_id)id);
+            if (runs_script(src, s->name))
+                key_names_in(builder_body(state_c, s->name), names, &n, TL_COUNT(names));
+        }
+        for (size_t d = 0; d < TL_COUNT(derived); d++)
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(names[i], derived[d][0]) == 0) {
+                    key_names_in(tl_printf("fleet_key_%s(", derived[d][1]), names, &n,
+                                 TL_COUNT(names));
+                    break;
+                }
+        for (size_t i = 0; i < n; i++) {
+            const key_sample *ks = NULL;
+            for (size_t j = 0; j < nsamples && !ks; j++)
+                if (strcmp(samples[j].name, names[i]) == 0) ks = &samples[j];
+            if (!ks)
+                FAILF("%s names fleet_key_%s, which this test has no sample of: add one to "
+                      "key_samples",
+                      progs[p].dir, names[i]);
+            /* The user's key (~) or channel (&) patterns. */
+            bool ok = false;
+            char *words = tl_printf("%s", line);
+            for (char *save = NULL, *w = strtok_r(words, " ", &save); w && !ok;
+                 w = strtok_r(NULL, " ", &save))
+                if (*w == (ks->channel ? '&' : '~')) ok = fnmatch(w + 1, ks->key, 0) == 0;
+            if (!ok)
+                FAILF("%s reaches %s %s (fleet_key_%s), which deploy/redis-users.acl does not "
+                      "give %s",
+                      progs[p].dir, ks->channel ? "channel" : "key", ks->key, names[i],
+                      progs[p].user);
+        }
+        tl_log("%s: %zu kinds of key", progs[p].dir, n);
+    }
 }
 
 /* The whole lifecycle through the three users: nothing refused anywhere. */
@@ -505,7 +683,7 @@ TL_TEST(each_user_is_refused_what_it_does_not_need) {
         redisContext *c = connect_as(r, users[i].user, users[i].pw);
         tl_log("%s", users[i].user);
         /* What it may: a key and a channel of its fleet. */
-        redisReply *ok = redisCommand(c, "HSET {%s}:acltest f 1", prefix);
+        redisReply *ok = redisCommand(c, "HSET {%s}:job:acltest f 1", prefix);
         ASSERT_TRUE(ok && ok->type == REDIS_REPLY_INTEGER);
         freeReplyObject(ok);
         ok = redisCommand(c, "PUBLISH {%s}:events hello", prefix);
@@ -541,7 +719,7 @@ TL_TEST(each_user_is_refused_what_it_does_not_need) {
     } links[] = {{"fleet-replica", REPLICA_PW}, {"fleet-sentinel", SENTINEL_PW}};
     for (size_t i = 0; i < TL_COUNT(links); i++) {
         redisContext *c = connect_as(r, links[i].user, links[i].pw);
-        ASSERT_STR_CONTAINS(refused(c, "HGET {%s}:acltest f", prefix), "NOPERM");
+        ASSERT_STR_CONTAINS(refused(c, "HGET {%s}:job:acltest f", prefix), "NOPERM");
         ASSERT_STR_CONTAINS(refused(c, "EVAL %s 0", "return 1"), "NOPERM");
         ASSERT_STR_CONTAINS(refused(c, "FLUSHALL"), "NOPERM");
         ASSERT_STR_CONTAINS(refused(c, "KEYS *"), "NOPERM");
@@ -553,11 +731,21 @@ TL_TEST(each_user_is_refused_what_it_does_not_need) {
     redisContext *w = connect_as(r, "fleet-worker", WORKER_PW);
     ASSERT_STR_CONTAINS(refused(w, "SCRIPT LOAD %s", "return 1"), "NOPERM");
     ASSERT_STR_CONTAINS(refused(w, "WAIT 0 0"), "NOPERM");
+    /* Nor reach a tenant's record (its webhook secret), API keys, rate bucket or index:
+     * model code runs with the worker's rights. */
+    tl_redis_cmd(admin, "HSET {%s}:tenant:acme webhook_secret whsec_x", prefix);
+    ASSERT_STR_CONTAINS(refused(w, "HGET {%s}:tenant:acme webhook_secret", prefix), "NOPERM");
+    ASSERT_STR_CONTAINS(refused(w, "HGET {%s}:apikey:ab12 tenant", prefix), "NOPERM");
+    ASSERT_STR_CONTAINS(refused(w, "HGET {%s}:tenant:acme:bucket tokens", prefix), "NOPERM");
+    ASSERT_STR_CONTAINS(refused(w, "XLEN {%s}:tenant:acme:submits", prefix), "NOPERM");
+    const char *e3 = refused(w, "EVAL %s 1 {%s}:tenant:acme",
+                             "return redis.call('HGET', KEYS[1], 'webhook_secret')", prefix);
+    if (!acl_refusal(e3)) FAILF("a script's HGET of a tenant record: %s", e3);
     /* Without AUTH a connection is the default user, which is off. */
     redisContext *anon = redisConnect("127.0.0.1", r->port);
     ASSERT_TRUE(anon && !anon->err);
     tl_defer((void (*)(void *))redisFree, anon);
-    ASSERT_STR_CONTAINS(refused(anon, "GET {%s}:acltest", prefix), "NOAUTH");
+    ASSERT_STR_CONTAINS(refused(anon, "GET {%s}:job:acltest", prefix), "NOAUTH");
     /* The refusals are what ACL LOG records: the lifecycle case's empty log means
      * something. The outside key is untouched. */
     ASSERT_GT_INT(acl_log(admin, false), 10);
@@ -741,6 +929,7 @@ TL_TEST(sentinel_failover_runs_with_least_privilege_users) {
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(rules_allow_every_command_of_the_scripts_each_program_runs),
+        TL_CASE(rules_give_each_program_every_key_it_names),
         TL_CASE(lifecycle_runs_with_least_privilege_users),
         TL_CASE(each_user_is_refused_what_it_does_not_need),
         TL_CASE(a_wrong_password_is_said_and_waited_out),
