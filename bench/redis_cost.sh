@@ -39,8 +39,8 @@ trap cleanup EXIT
 R="redis-cli -p $RP"
 ACL_ARGS=() U_GW= U_WK= U_CTL=
 if [ -n "${ACL:-}" ]; then
-    FLEET_REDIS_ADMIN_PASSWORD=adminpw FLEET_REDIS_GATEWAY_PASSWORD=gwpw \
-        FLEET_REDIS_WORKER_PASSWORD=wkpw FLEET_REDIS_CTL_PASSWORD=ctlpw \
+    FLEET_ACL_ADMIN_PASSWORD=adminpw FLEET_ACL_GATEWAY_PASSWORD=gwpw \
+        FLEET_ACL_WORKER_PASSWORD=wkpw FLEET_ACL_CTL_PASSWORD=ctlpw \
         deploy/redis-acl.sh >"$D/users.acl" || die "deploy/redis-acl.sh failed"
     ACL_ARGS=(--aclfile "$D/users.acl")
     U_GW=fleet-gateway:gwpw@ U_WK=fleet-worker:wkpw@ U_CTL=fleet-ctl:ctlpw@

@@ -10,12 +10,12 @@
 #   deploy/redis-acl.sh [--setuser] FILE       another template than deploy/redis-users.acl
 #
 # Environment (a password is any string; only its SHA-256 is written out):
-#   FLEET_REDIS_ADMIN_PASSWORD     fleet-admin (operators: everything)        required
-#   FLEET_REDIS_GATEWAY_PASSWORD   fleet-gateway                              required
-#   FLEET_REDIS_WORKER_PASSWORD    fleet-worker                               required
-#   FLEET_REDIS_CTL_PASSWORD       fleet-ctl (fleetctl)                       required
-#   FLEET_REDIS_REPLICA_PASSWORD   fleet-replica (masteruser of replicas)     optional
-#   FLEET_REDIS_SENTINEL_PASSWORD  fleet-sentinel (Sentinel's auth-user)      optional
+#   FLEET_ACL_ADMIN_PASSWORD     fleet-admin (operators: everything)        required
+#   FLEET_ACL_GATEWAY_PASSWORD   fleet-gateway                              required
+#   FLEET_ACL_WORKER_PASSWORD    fleet-worker                               required
+#   FLEET_ACL_CTL_PASSWORD       fleet-ctl (fleetctl)                       required
+#   FLEET_ACL_REPLICA_PASSWORD   fleet-replica (masteruser of replicas)     optional
+#   FLEET_ACL_SENTINEL_PASSWORD  fleet-sentinel (Sentinel's auth-user)      optional
 #   FLEET_PREFIX                   the fleet's key prefix (default fleet)
 # A user whose optional password is unset is left out. Exit 2 on a missing required
 # password, a bad prefix or a placeholder the template does not explain.
@@ -43,7 +43,7 @@ fi
 # NAME=sha256 lines for awk; the passwords themselves never reach a file or a command line.
 hashes=""
 for name in ADMIN GATEWAY WORKER CTL REPLICA SENTINEL; do
-  var="FLEET_REDIS_${name}_PASSWORD"
+  var="FLEET_ACL_${name}_PASSWORD"
   pw="${!var:-}"
   if [[ -z "$pw" ]]; then
     case "$name" in

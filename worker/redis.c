@@ -65,10 +65,15 @@ int wk_redis_ensure(wk_redis *r) {
         r->backoff_ms = BACKOFF_MIN_MS;
         return 0;
     }
-    /* One warning per outage; the retries that follow are debug noise. */
+    /* One line per outage; the retries that follow are debug noise. A refused AUTH or
+     * SELECT is a configuration error, said as one. */
     char target[400];
     fleet_redis_target_describe(r->target, target, sizeof target);
-    fleet_log(r->down_logged ? FLEET_LOG_DEBUG : FLEET_LOG_WARN, "redis unreachable, retrying",
+    bool refused = strncmp(why, "AUTH:", 5) == 0 || strncmp(why, "SELECT:", 7) == 0;
+    fleet_log(r->down_logged ? FLEET_LOG_DEBUG : refused ? FLEET_LOG_ERROR : FLEET_LOG_WARN,
+              refused ? "redis refused the login of FLEET_REDIS_URL (user, password or "
+                        "database): retrying"
+                      : "redis unreachable, retrying",
               "conn", r->role, "redis", target, "error", why, NULL);
     r->down_logged = true;
     r->next_try_mono = now + r->backoff_ms;

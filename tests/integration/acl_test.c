@@ -35,9 +35,9 @@
 static const char *render_acl(const char *prefix) {
     const char *script = TEST_SOURCE_DIR "/deploy/redis-acl.sh";
     const char *env[] = {
-        "FLEET_REDIS_ADMIN_PASSWORD=" ADMIN_PW,     "FLEET_REDIS_GATEWAY_PASSWORD=" GATEWAY_PW,
-        "FLEET_REDIS_WORKER_PASSWORD=" WORKER_PW,   "FLEET_REDIS_CTL_PASSWORD=" CTL_PW,
-        "FLEET_REDIS_REPLICA_PASSWORD=" REPLICA_PW, "FLEET_REDIS_SENTINEL_PASSWORD=" SENTINEL_PW,
+        "FLEET_ACL_ADMIN_PASSWORD=" ADMIN_PW,     "FLEET_ACL_GATEWAY_PASSWORD=" GATEWAY_PW,
+        "FLEET_ACL_WORKER_PASSWORD=" WORKER_PW,   "FLEET_ACL_CTL_PASSWORD=" CTL_PW,
+        "FLEET_ACL_REPLICA_PASSWORD=" REPLICA_PW, "FLEET_ACL_SENTINEL_PASSWORD=" SENTINEL_PW,
         tl_printf("FLEET_PREFIX=%s", prefix),       NULL};
     tl_cmd_result r = tl_run_cmd("redis-acl", script, TL_ARGS(script), env, 10000);
     tl_expect_exit(&r, 0);
