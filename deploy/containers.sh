@@ -353,7 +353,7 @@ smoke() {
   [[ -n "$API_KEY" ]] || fail "fleetctl tenant add (in $GATEWAY_IMAGE) printed no API key"
   say "tenant smoke made with the gateway image's fleetctl"
 
-  prun -d "${labels[@]}" --name "$C_GATEWAY" --network "$NET" \
+  prun -d --read-only "${labels[@]}" --name "$C_GATEWAY" --network "$NET" \
     -p "127.0.0.1:$PORT:8080" -e FLEET_REDIS_URL=$redis_url "$GATEWAY_IMAGE" >/dev/null
   deadline=$((SECONDS + 30))
   until curl -fsS --max-time 2 -o /dev/null "$URL/readyz" 2>/dev/null; do
@@ -364,10 +364,11 @@ smoke() {
   done
   say "gateway ready on $URL"
 
-  prun -d "${labels[@]}" --name "$C_WORKER" --network "$NET" \
+  prun -d --read-only "${labels[@]}" --name "$C_WORKER" --network "$NET" \
     -e FLEET_REDIS_URL=$redis_url -e FLEET_WORKER_NAME=smoke-echo "$WORKER_IMAGE" --model echo >/dev/null
 
-  # The images' own promises: a non-root numeric user, and the gateway's HEALTHCHECK.
+  # The images' own promises: a non-root numeric user, and the gateway's HEALTHCHECK. (The
+  # fleet containers run with --read-only, as Kubernetes' readOnlyRootFilesystem would.)
   local uid
   for c in "$C_GATEWAY" "$C_WORKER"; do
     uid=$(podman exec "$c" id -u)
@@ -375,7 +376,7 @@ smoke() {
   done
   # (podman runs health checks on a timer only under systemd; `healthcheck run` runs one)
   podman healthcheck run "$C_GATEWAY" >/dev/null 2>&1 || fail "the gateway's HEALTHCHECK failed"
-  say "both run as uid 10001; the gateway's HEALTHCHECK passes"
+  say "both run as uid 10001 on a read-only root filesystem; the gateway's HEALTHCHECK passes"
 
   # The job, from this machine, through the published port.
   local input='{"hello":"containers","n":[1,2,3]}' out code id status=""
@@ -420,7 +421,7 @@ smoke() {
 
   # The embed model on the CPU worker image: its OpenBLAS module loads and embeds.
   make_tiny_model
-  prun -d "${labels[@]}" --name "$C_EMBED" --network "$NET" -v "$MODEL_DIR:/models/model:ro" \
+  prun -d --read-only "${labels[@]}" --name "$C_EMBED" --network "$NET" -v "$MODEL_DIR:/models/model:ro" \
     -e FLEET_REDIS_URL=$redis_url -e FLEET_CPU_THREADS=2 "$WORKER_IMAGE" \
     --model embed --model-args /models/model >/dev/null
   deadline=$((SECONDS + 30))
@@ -458,7 +459,7 @@ FROM ${WORKER}
 COPY --from=build /tmp/libfleet_model_bytes.so /plugins/
 CMD ["--model-plugin", "/plugins/libfleet_model_bytes.so"]
 EOF
-  prun -d "${labels[@]}" --name "$C_PLUGIN" --network "$NET" -e FLEET_REDIS_URL=$redis_url \
+  prun -d --read-only "${labels[@]}" --name "$C_PLUGIN" --network "$NET" -e FLEET_REDIS_URL=$redis_url \
     "$PLUGIN_IMAGE" >/dev/null
   deadline=$((SECONDS + 30))
   until [[ "$(http GET /v1/models | sed '$d' |
