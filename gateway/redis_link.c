@@ -28,6 +28,7 @@ struct gw_redis_link {
     size_t sq_asked;       /* sentinels asked in this round without an answer */
     bool refusal_logged;   /* a refused AUTH or SELECT was logged: quiet until one succeeds */
     bool lookup_logged;    /* a round of sentinels without an answer was logged */
+    bool down_logged;      /* a failed connect was logged at warn: quiet until up */
     char refused[320];     /* why Redis refused the last setup, or no sentinel answered;
                             * "" once one succeeds */
     long backoff_ms;
@@ -64,6 +65,7 @@ static void set_up(gw_redis_link *l) {
     l->up = true;
     l->refusal_logged = false;
     l->lookup_logged = false;
+    l->down_logged = false;
     l->refused[0] = '\0';
     char addr[300];
     snprintf(addr, sizeof addr, "%s:%d", l->addr.host, l->addr.port);
@@ -158,8 +160,10 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     if (status != REDIS_OK) {
         char addr[300];
         snprintf(addr, sizeof addr, "%s:%d", l->addr.host, l->addr.port);
-        fleet_log(FLEET_LOG_WARN, "redis connect failed", "link", l->name, "addr", addr, "error",
-                  ac->errstr, NULL);
+        /* One warning per outage: a failover retries every half second. */
+        fleet_log(l->down_logged ? FLEET_LOG_DEBUG : FLEET_LOG_WARN, "redis connect failed", "link",
+                  l->name, "addr", addr, "error", ac->errstr, NULL);
+        l->down_logged = true;
         l->ac = NULL; /* hiredis frees the context after this callback */
         ac->data = NULL;
         lost(l);
@@ -173,8 +177,9 @@ static void on_connect(const redisAsyncContext *cac, int status) {
 static void on_disconnect(const redisAsyncContext *ac, int status) {
     gw_redis_link *l = ac->data;
     if (!l) return; /* closed by us: already handled */
-    fleet_log(FLEET_LOG_WARN, "redis disconnected", "link", l->name, "error",
-              status == REDIS_OK ? "closed" : ac->errstr, NULL);
+    /* A connection ended during its setup was logged with its reason already. */
+    fleet_log(l->up ? FLEET_LOG_WARN : FLEET_LOG_DEBUG, "redis disconnected", "link", l->name,
+              "error", status == REDIS_OK ? "closed" : ac->errstr, NULL);
     l->ac = NULL;
     lost(l);
 }
