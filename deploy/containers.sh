@@ -81,8 +81,10 @@ port_in_use() { [[ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]]; }
 if [[ -z "$PORT" ]]; then
   for PORT in $(seq 28080 28180); do port_in_use "$PORT" || break; done
 fi
-[[ "$PORT" =~ ^[0-9]+$ ]] && ((PORT > 0 && PORT < 65536)) ||
-  { printf 'containers.sh: FLEET_CONTAINERS_PORT=%s is not a port\n' "$PORT" >&2; exit 2; }
+if ! [[ "$PORT" =~ ^[0-9]+$ ]] || ((PORT < 1 || PORT > 65535)); then
+  printf 'containers.sh: FLEET_CONTAINERS_PORT=%s is not a port\n' "$PORT" >&2
+  exit 2
+fi
 
 T0=$SECONDS
 STEP_T0=$SECONDS
@@ -254,12 +256,13 @@ show_logs() {
 }
 
 remove_smoke() {
-  local ids nets
-  # by label: this run's, or (--clean) those a --keep run left
-  ids=$(podman ps -a -q --filter "label=$SMOKE_LABEL" ${1:+--filter "label=fleet.containers-run=$1"} 2>/dev/null || true)
-  [[ -n "$ids" ]] && podman rm -f -t 40 $ids >/dev/null 2>&1 || true
-  nets=$(podman network ls -q --filter "label=$SMOKE_LABEL" ${1:+--filter "label=fleet.containers-run=$1"} 2>/dev/null || true)
-  [[ -n "$nets" ]] && podman network rm -f $nets >/dev/null 2>&1 || true
+  local -a filter=(--filter "label=$SMOKE_LABEL") ids nets
+  # this run's (by its id), or, with no argument (--down, --clean), every run's
+  [[ -n "${1:-}" ]] && filter+=(--filter "label=fleet.containers-run=$1")
+  mapfile -t ids < <(podman ps -a -q "${filter[@]}" 2>/dev/null)
+  if ((${#ids[@]})); then podman rm -f -t 40 "${ids[@]}" >/dev/null 2>&1 || true; fi
+  mapfile -t nets < <(podman network ls -q "${filter[@]}" 2>/dev/null)
+  if ((${#nets[@]})); then podman network rm -f "${nets[@]}" >/dev/null 2>&1 || true; fi
 }
 
 cleanup() {
@@ -622,6 +625,8 @@ gpu_check() {
 if ((DOWN || CLEAN)); then
   write_containers_conf
   remove_smoke ""
+  # and the tiny embed models those runs left for their embed workers
+  rm -rf /var/tmp/fleet-containers-model.*
   if ((DOWN)); then
     say "removed the containers of earlier --keep runs"
     exit 0
