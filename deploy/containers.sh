@@ -605,12 +605,14 @@ gpu_check() {
   missing=$(prun --rm --entrypoint sh "$GPU_IMAGE" -c \
     'ldd /usr/local/bin/fleet-worker /usr/local/lib/fleet/*.so | grep "not found"' || true)
   [[ -z "$missing" ]] || fail "$GPU_IMAGE lacks libraries: $missing"
-  # With no GPU the default command (embed, --backend cuda) must load the module (cuDNN,
-  # cuBLAS, the runtime) and stop at the CUDA driver: exit 1, "cuda: no GPU available".
+  # With no GPU the embed worker (the image's FLEET_BACKEND=cuda) must load the module
+  # (cuDNN, cuBLAS, the runtime) and stop at the CUDA driver: exit 1, "cuda: no GPU
+  # available".
   [[ -n "$MODEL_DIR" ]] || make_tiny_model
   local out
   out=$(timeout 60 podman run --rm -v "$MODEL_DIR:/models/model:ro" \
-    -e FLEET_REDIS_URL=redis://127.0.0.1:1 "$GPU_IMAGE" 2>&1 || true)
+    -e FLEET_REDIS_URL=redis://127.0.0.1:1 -e FLEET_MODEL=embed \
+    -e FLEET_MODEL_ARGS=/models/model "$GPU_IMAGE" 2>&1 || true)
   if [[ -e /dev/nvidiactl ]]; then
     say "this machine has an NVIDIA driver; running the image on its GPU needs the NVIDIA container toolkit (not checked here): $out"
   else

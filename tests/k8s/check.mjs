@@ -219,7 +219,7 @@ function checkContracts(objs, label, opts, infoSrc, errors) {
       // fleet-worker's image says CMD ["--model", "echo"] (deploy/Containerfile.worker), and
       // a flag wins over its environment variable: a pod must replace the arguments.
       if (!main.command && !main.args)
-        err(o, "sets neither command nor args: the image's default --model echo would override FLEET_MODEL");
+        err(o, "sets neither command nor args: arguments an image may carry would override FLEET_MODEL");
       else if ((main.args || []).some((a) => /^--model(=|$)/.test(a)))
         err(o, "passes --model in args: FLEET_MODEL is what the checks and the ScaledObject read; set the model there only");
       const drain = Number(envValue(main, "FLEET_DRAIN_TIMEOUT") ?? opts.worker.get("FLEET_DRAIN_TIMEOUT"));
@@ -399,7 +399,7 @@ const BREAKS = [
   ["base/gateway.yaml", "            - name: FLEET_AUTH\n", "            - name: FLEET_MODEL_ARGS\n              value: x\n            - name: FLEET_AUTH\n",
    "FLEET_MODEL_ARGS is not an option of fleet-gateway"],
   ["base/worker-echo.yaml", '          command: ["fleet-worker"]\n', "",
-   "the image's default --model echo would override FLEET_MODEL"],
+   "arguments an image may carry would override FLEET_MODEL"],
   ["base/worker-echo.yaml", "  scaleTargetRef:\n    name: fleet-worker-echo\n", "  scaleTargetRef:\n    name: fleet-worker-ech0\n",
    "scaleTargetRef Deployment/fleet-worker-ech0 is not rendered"],
   ["base/worker-embed.yaml", 'valueLocation: models.#(name=="embed").queue_depth', 'valueLocation: models.#(name=="echo").queue_depth',
