@@ -2,8 +2,7 @@
  * submit, a batch item, a cancel) is held by that many replicas by the time the client
  * reads the answer; when the replicas do not confirm it in time the answer is 503 with
  * Retry-After (the write may or may not survive a failover, and the detail says so);
- * reads never wait for replicas. Real servers: the fleet's Redis and a second
- * redis-server made its replica with REPLICAOF. */
+ * reads never wait for replicas. Real servers: the fleet's Redis and a replica of it. */
 #include <string.h>
 
 #include "testlib.h"
@@ -14,8 +13,8 @@ typedef struct pair {
 } pair;
 
 /* The replica takes writes once the primary streams them to it, which starts with the
- * replica's first acknowledgement after its sync (up to a second after INFO calls it
- * online): a write of the harness's own that WAIT sees confirmed. */
+ * replica's first acknowledgement after its sync (up to a second after its link is up):
+ * a write of the harness's own that WAIT sees confirmed. */
 static bool streaming(void *arg) {
     pair *p = arg;
     redisReply *r = tl_redis_cmd(p->primary, "INFO replication");
@@ -24,14 +23,13 @@ static bool streaming(void *arg) {
     return tl_redis_int(p->primary, "WAIT 1 100") >= 1;
 }
 
-/* Makes replica a replica of primary and waits until their link is up. */
-static void replicate(tl_redis *replica, tl_redis *primary) {
-    /* A first sync waits repl-diskless-sync-delay (5 s) for more replicas to share it. */
+/* A replica of primary (tl_redis_start_replica) that WAIT counts. */
+static tl_redis *replicate(tl_redis *primary) {
+    tl_redis *replica = tl_redis_start_replica(primary);
     pair p = {tl_redis_connect(primary), replica->port};
-    tl_redis_cmd(p.primary, "CONFIG SET repl-diskless-sync-delay 0");
-    tl_redis_cmd(tl_redis_connect(replica), "REPLICAOF 127.0.0.1 %d", primary->port);
     if (!tl_wait_for(streaming, &p, TL_WAIT_MS))
-        FAILF("the replica on port %d did not catch up with port %d", replica->port, primary->port);
+        FAILF("the replica on port %d does not acknowledge writes", replica->port);
+    return replica;
 }
 
 static bool on(redisContext *c, const char *key) { return tl_redis_int(c, "EXISTS %s", key) == 1; }
@@ -43,8 +41,7 @@ static const char *job_key(tl_fleet *f, const char *id) {
 TL_TEST(writes_answer_2xx_once_the_replicas_hold_them) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
         .gateway_env = {"FLEET_REDIS_WAIT_REPLICAS=1", "FLEET_REDIS_WAIT_TIMEOUT_MS=300"}});
-    tl_redis *replica = tl_redis_start(NULL);
-    replicate(replica, f->redis);
+    tl_redis *replica = replicate(f->redis);
     redisContext *rc = tl_redis_connect(replica);
 
     /* Each 2xx is read only after the replica holds the write: checked on the replica
@@ -69,8 +66,7 @@ TL_TEST(writes_answer_2xx_once_the_replicas_hold_them) {
 TL_TEST(without_the_replicas_writes_answer_503_and_reads_still_work) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
         .gateway_env = {"FLEET_REDIS_WAIT_REPLICAS=1", "FLEET_REDIS_WAIT_TIMEOUT_MS=200"}});
-    tl_redis *replica = tl_redis_start(NULL);
-    replicate(replica, f->redis);
+    tl_redis *replica = replicate(f->redis);
     const char *id = tl_job_submit(f, "echo", "{\"n\": 1}");
 
     tl_redis_kill9(replica);
@@ -88,8 +84,7 @@ TL_TEST(without_the_replicas_writes_answer_503_and_reads_still_work) {
     ASSERT_EQ_INT(tl_get(f, "/v1/jobs")->status, 200);
 
     /* A replica back: writes are answered 2xx again. */
-    tl_redis *again = tl_redis_start(NULL);
-    replicate(again, f->redis);
+    replicate(f->redis);
     tl_job_submit(f, "echo", "{\"n\": 3}");
 }
 
