@@ -63,9 +63,11 @@ struct gw_redis {
     gw_op *ops;                          /* in flight, oldest last */
     gw_op *waiting;                      /* refused for now, to be sent again */
     long wait_replicas, wait_timeout_ms; /* FLEET_REDIS_WAIT_REPLICAS (0: off) */
-    gw_op *held;        /* replicated ops answered by Redis, waiting for the next WAIT */
-    bool wait_inflight; /* a WAIT is out on the connection */
-    int unflushed;      /* commands queued since the output buffer was empty or written */
+    gw_op *held;          /* replicated ops answered by Redis, waiting for the next WAIT */
+    int replicas_online;  /* INFO replication's online replicas; -1: not known */
+    gw_op *awaiting_info; /* replicated writes held for a fresh INFO (too few replicas) */
+    bool wait_inflight;   /* a WAIT is out on the connection */
+    int unflushed;        /* commands queued since the output buffer was empty or written */
 };
 
 static void load_scripts(gw_redis *r);
@@ -364,6 +366,46 @@ static gw_op *op_new(gw_redis *r, gw_redis_cb cb, void *arg) {
     return op;
 }
 
+/* ------------------------------------------------------------ too few replicas ---- */
+
+/* With fewer replicas online (INFO replication) than wait_replicas, a replicated write
+ * could only end in a WAIT that runs out (holding the connection, and every command
+ * behind it, that long) and a job that may or may not exist. Such a write is held until
+ * a fresh INFO answers (the count of the last second may be stale: a replica may just
+ * have come), then sent, or refused before anything is written. */
+static bool ask_info(gw_redis *r);
+
+static bool too_few_replicas(const gw_redis *r) {
+    return r->replicas_online >= 0 && r->replicas_online < r->wait_replicas;
+}
+
+static void refuse_write(gw_redis *r, gw_op *op) {
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "NOREPLICAS Redis has %d of the %ld replicas FLEET_REDIS_WAIT_REPLICAS asks for "
+             "online: nothing was written",
+             r->replicas_online < 0 ? 0 : r->replicas_online, r->wait_replicas);
+    redisReply refused = {.type = REDIS_REPLY_ERROR, .str = msg, .len = strlen(msg)};
+    op->cb(&refused, op->arg);
+    op_free(op);
+}
+
+/* A fresh INFO answered (connected) or will not (the connection went: NULL answers). */
+static void settle_awaiting_info(gw_redis *r, bool connected) {
+    gw_op *list = r->awaiting_info;
+    r->awaiting_info = NULL;
+    while (list) {
+        gw_op *op = list;
+        op_unlink(&list, op);
+        if (connected && too_few_replicas(r)) {
+            refuse_write(r, op);
+        } else if (!connected || op_send(op) < 0) {
+            op->cb(NULL, op->arg);
+            op_free(op);
+        }
+    }
+}
+
 /* The scripts whose 2xx tells a client its request is stored: with wait_replicas, their
  * answers wait for the replicas. Reads, and the gateway's own bookkeeping (webhook
  * deliveries, which are retried anyway), do not. */
@@ -385,6 +427,12 @@ int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg) {
     if (!op) return -1;
     op->cmd = cmd;
     op->replicated = r->wait_replicas > 0 && promises_a_write(cmd->script);
+    if (op->replicated && too_few_replicas(r)) {
+        /* Judged on a fresh INFO, not the last second's: a replica may just have come. */
+        op_link(&r->awaiting_info, op);
+        if (!ask_info(r)) settle_awaiting_info(r, false);
+        return 0;
+    }
     if (op_send(op) < 0) {
         op_free(op);
         return -1;
@@ -472,10 +520,7 @@ static void check_policy(gw_redis *r) {
         "policy", r->mem.policy, "host", r->host, NULL);
 }
 
-static void on_info(redisReply *rep, void *arg) {
-    gw_redis *r = arg;
-    r->info_inflight = false;
-    if (!rep) return; /* the connection went: the next connect asks again */
+static void read_info(gw_redis *r, const redisReply *rep) {
     if (rep->type == REDIS_REPLY_STRING) {
         fleet_redis_memory m;
         if (fleet_redis_memory_parse(rep->str, rep->len, &m) == 0) {
@@ -485,6 +530,7 @@ static void on_info(redisReply *rep, void *arg) {
         /* A replica in a full resync loads while its connections stay open. */
         const char *l = strstr(rep->str, "\nloading:");
         r->loading = l && l[9] == '1';
+        r->replicas_online = fleet_redis_replicas_online(rep->str, rep->len);
         r->info_known = true;
         return;
     }
@@ -498,18 +544,29 @@ static void on_info(redisReply *rep, void *arg) {
     r->info_known = true;
 }
 
-static void ask_info(gw_redis *r) {
-    if (!r->ac || r->info_inflight) return;
-    /* memory: used_memory, maxmemory, maxmemory_policy; persistence: loading. */
-    const char *argv[3] = {"INFO", "memory", "persistence"};
-    size_t lens[3] = {4, 6, 11};
-    if (command_raw(r, 3, argv, lens, on_info, r) == 0) r->info_inflight = true;
+static void on_info(redisReply *rep, void *arg) {
+    gw_redis *r = arg;
+    r->info_inflight = false;
+    if (rep) read_info(r, rep); /* else the connection went: the next connect asks again */
+    settle_awaiting_info(r, rep != NULL);
+}
+
+/* Returns whether an INFO is on its way (sent now, or already). */
+static bool ask_info(gw_redis *r) {
+    if (!r->ac) return false;
+    if (r->info_inflight) return true;
+    /* memory: used_memory, maxmemory, maxmemory_policy; persistence: loading;
+     * replication: the replicas online, for FLEET_REDIS_WAIT_REPLICAS. */
+    const char *argv[4] = {"INFO", "memory", "persistence", "replication"};
+    size_t lens[4] = {4, 6, 11, 11};
+    if (command_raw(r, 4, argv, lens, on_info, r) == 0) r->info_inflight = true;
+    return r->info_inflight;
 }
 
 static void on_health_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
-    ask_info(arg);
+    (void)ask_info(arg);
 }
 
 /* ------------------------------------------------------------ connection ------------ */
@@ -578,7 +635,7 @@ static void on_link_up(redisAsyncContext *ac, void *arg) {
     r->ac = ac;
     r->load_retry_ms = GW_REDIS_RETRY_MIN_MS;
     load_scripts(r);
-    ask_info(r);
+    (void)ask_info(r);
 }
 
 /* The connection is gone: forget what it said (the link reconnects). */
@@ -589,6 +646,7 @@ static void on_link_down(void *arg) {
     r->ready = false;
     r->info_known = false;
     r->info_inflight = false;
+    r->replicas_online = -1;
     r->loads_outstanding = 0;
     evtimer_del(r->load_retry_ev);
 }
@@ -615,6 +673,7 @@ gw_redis *gw_redis_new(struct event_base *base, const fleet_redis_target *t, lon
     r->timeout_ms = timeout_ms;
     r->allow_eviction = allow_eviction;
     r->load_retry_ms = GW_REDIS_RETRY_MIN_MS;
+    r->replicas_online = -1;
     r->host = "";
     r->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, r);
     r->load_retry_ev = evtimer_new(base, on_load_retry, r);
@@ -642,6 +701,7 @@ void gw_redis_free(gw_redis *r) {
     r->ac = NULL;
     gw_redis_link_free(link); /* runs pending callbacks with NULL */
     answer_held(r, &r->held, -1);
+    settle_awaiting_info(r, false);
     while (r->waiting) {
         gw_op *op = r->waiting;
         op_unlink(&r->waiting, op);
@@ -663,6 +723,13 @@ void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_prob
     if (e == FLEET_REDIS_TRANSIENT && loading) {
         *p = (gw_redis_problem){GW_PROBLEM_REDIS_LOADING,
                                 "the job store (Redis) is loading its dataset; retry shortly", "1"};
+    } else if (e == FLEET_REDIS_TRANSIENT && rep && strncmp(rep->str, "NOREPLICAS", 10) == 0 &&
+               strstr(rep->str, "nothing was written")) {
+        *p = (gw_redis_problem){GW_PROBLEM_REDIS_UNAVAILABLE,
+                                "the job store has fewer replicas online than "
+                                "FLEET_REDIS_WAIT_REPLICAS asks for: nothing was stored; retry "
+                                "shortly",
+                                "1"};
     } else if (e == FLEET_REDIS_TRANSIENT && rep && strncmp(rep->str, "NOREPLICAS", 10) == 0) {
         *p = (gw_redis_problem){GW_PROBLEM_REDIS_UNAVAILABLE,
                                 "the job store's replicas did not confirm the write in time "

@@ -47,7 +47,9 @@ void gw_redis_free(gw_redis *r);
 /* The answer to a script that tells a client its write is stored (submit, cancel, retry,
  * delete, purge, pause) waits until n replicas hold the write (Redis WAIT, at most
  * timeout_ms, which must be below the command timeout); fewer answer the callback with a
- * NOREPLICAS refusal (503, Retry-After). n = 0 (the default): answered at once. */
+ * NOREPLICAS refusal (503, Retry-After). When INFO replication lists fewer than n
+ * replicas online, such a script is not sent: the callback gets a NOREPLICAS refusal
+ * saying nothing was written. n = 0 (the default): answered at once. */
 void gw_redis_wait_replicas(gw_redis *r, long n, long timeout_ms);
 /* Connected and the scripts loaded: commands can be sent. */
 bool gw_redis_ready(const gw_redis *r);

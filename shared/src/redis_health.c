@@ -66,6 +66,20 @@ int fleet_redis_memory_parse(const char *info, size_t len, fleet_redis_memory *m
     return 0;
 }
 
+int fleet_redis_replicas_online(const char *info, size_t len) {
+    char v[16];
+    if (!info_field(info, len, "connected_slaves", v, sizeof v)) return -1;
+    int n = 0;
+    long listed = strtol(v, NULL, 10);
+    /* slave<i>:ip=...,port=...,state=online,offset=...,lag=... */
+    for (long i = 0; i < listed && i < 1000; i++) {
+        char name[24], line[256];
+        snprintf(name, sizeof name, "slave%ld", i);
+        if (info_field(info, len, name, line, sizeof line) && strstr(line, ",state=online,")) n++;
+    }
+    return n;
+}
+
 bool fleet_redis_policy_evicts(const char *policy) { return strcmp(policy, "noeviction") != 0; }
 
 bool fleet_redis_memory_full(const fleet_redis_memory *m) {

@@ -3,6 +3,8 @@
  * reads the answer; when the replicas do not confirm it in time the answer is 503 with
  * Retry-After (the write may or may not survive a failover, and the detail says so);
  * reads never wait for replicas. Real servers: the fleet's Redis and a replica of it. */
+#include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "testlib.h"
@@ -63,17 +65,25 @@ TL_TEST(writes_answer_2xx_once_the_replicas_hold_them) {
     ASSERT_EQ_STR(st->str, "cancelled");
 }
 
-TL_TEST(without_the_replicas_writes_answer_503_and_reads_still_work) {
+static void resume(void *arg) { kill(*(pid_t *)arg, SIGCONT); }
+
+/* A replica that stops answering (its process paused) stays listed as online until the
+ * primary's repl-timeout: the WAIT runs out, and the write may or may not survive. */
+TL_TEST(a_replica_that_does_not_confirm_makes_writes_503_and_reads_still_work) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
         .gateway_env = {"FLEET_REDIS_WAIT_REPLICAS=1", "FLEET_REDIS_WAIT_TIMEOUT_MS=200"}});
     tl_redis *replica = replicate(f->redis);
     const char *id = tl_job_submit(f, "echo", "{\"n\": 1}");
 
-    tl_redis_kill9(replica);
+    static pid_t paused;
+    paused = replica->proc->pid;
+    if (kill(paused, SIGSTOP) != 0) FAILF("SIGSTOP replica: %s", strerror(errno));
+    tl_defer(resume, &paused);
     tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"echo\", \"input\": {\"n\": 2}}");
     ASSERT_PROBLEM(r, 503);
     ASSERT_EQ_STR(tl_jstr(r->json, "type"), "urn:fleet:problem:redis-unavailable");
     ASSERT_STR_CONTAINS(tl_jstr(r->json, "detail"), "replicas did not confirm");
+    ASSERT_STR_CONTAINS(tl_jstr(r->json, "detail"), "may or may not have been stored");
     ASSERT_TRUE(tl_resp_header(r, "Retry-After") != NULL);
     /* A batch marks each item it could not have confirmed. */
     tl_resp *b = tl_post(f, "/v1/jobs/batch", "{\"jobs\": [{\"model\": \"echo\", \"input\": 1}]}");
@@ -83,9 +93,45 @@ TL_TEST(without_the_replicas_writes_answer_503_and_reads_still_work) {
     ASSERT_EQ_INT(tl_get(f, tl_printf("/v1/jobs/%s", id))->status, 200);
     ASSERT_EQ_INT(tl_get(f, "/v1/jobs")->status, 200);
 
-    /* A replica back: writes are answered 2xx again. */
+    /* The replica answers again: so do the writes. */
+    if (kill(paused, SIGCONT) != 0) FAILF("SIGCONT replica: %s", strerror(errno));
+    ASSERT_EVENTUALLY(tl_post(f, "/v1/jobs", "{\"model\": \"echo\", \"input\": 3}")->status == 202,
+                      TL_WAIT_MS);
+}
+
+static tl_resp *last;
+static bool refused_up_front(void *arg) {
+    last = tl_post(arg, "/v1/jobs", "{\"model\": \"echo\", \"input\": {\"n\": 2}}");
+    return last->status == 503 && strstr(tl_jstr(last->json, "detail"), "nothing was stored");
+}
+
+/* With fewer replicas online than asked for (INFO replication, read every second), a
+ * write is refused before anything is written: no WAIT that can only time out. */
+TL_TEST(with_too_few_replicas_online_writes_are_refused_before_anything_is_written) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .gateway_env = {"FLEET_REDIS_WAIT_REPLICAS=1", "FLEET_REDIS_WAIT_TIMEOUT_MS=500"}});
+    tl_redis *replica = replicate(f->redis);
+    const char *id = tl_job_submit(f, "echo", "{\"n\": 1}");
+
+    tl_redis_kill9(replica);
+    if (!tl_wait_for(refused_up_front, f, TL_WAIT_MS))
+        FAILF("no up-front refusal; last answer %ld: %s", last->status, last->body);
+    ASSERT_TRUE(tl_resp_header(last, "Retry-After") != NULL);
+    size_t jobs = tl_redis_keys(f->rc, tl_printf("{%s}:job:*", f->prefix)).n;
+    tl_redis_cmd(f->rc, "CONFIG RESETSTAT");
+    ASSERT_TRUE(refused_up_front(f));
+    /* Neither the submit script nor a WAIT reached Redis, and no job was made. */
+    redisReply *st = tl_redis_cmd(f->rc, "INFO commandstats");
+    ASSERT_TRUE(strstr(st->str, "cmdstat_wait:") == NULL);
+    ASSERT_TRUE(strstr(st->str, "cmdstat_evalsha:") == NULL);
+    ASSERT_TRUE(strstr(st->str, "cmdstat_eval:") == NULL);
+    ASSERT_EQ_INT(tl_redis_keys(f->rc, tl_printf("{%s}:job:*", f->prefix)).n, jobs);
+    ASSERT_EQ_INT(tl_get(f, tl_printf("/v1/jobs/%s", id))->status, 200);
+
+    /* A replica back: writes are answered 2xx again once the gateway has seen it. */
     replicate(f->redis);
-    tl_job_submit(f, "echo", "{\"n\": 3}");
+    ASSERT_EVENTUALLY(tl_post(f, "/v1/jobs", "{\"model\": \"echo\", \"input\": 3}")->status == 202,
+                      TL_WAIT_MS);
 }
 
 /* Without the setting nothing waits: no WAIT reaches Redis. */
@@ -114,7 +160,8 @@ TL_TEST(a_wait_timeout_at_the_command_timeout_is_refused) {
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(writes_answer_2xx_once_the_replicas_hold_them),
-        TL_CASE(without_the_replicas_writes_answer_503_and_reads_still_work),
+        TL_CASE(a_replica_that_does_not_confirm_makes_writes_503_and_reads_still_work),
+        TL_CASE(with_too_few_replicas_online_writes_are_refused_before_anything_is_written),
         TL_CASE(off_by_default),
         TL_CASE(a_wait_timeout_at_the_command_timeout_is_refused),
     };

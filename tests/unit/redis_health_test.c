@@ -113,6 +113,18 @@ TL_TEST(info_without_a_policy_is_refused) {
     ASSERT_EQ_INT((long long)strlen(m.policy), (long long)sizeof m.policy - 1);
 }
 
+TL_TEST(replicas_online_are_counted) {
+    const char *info = "# Replication\r\nrole:master\r\nconnected_slaves:3\r\n"
+                       "slave0:ip=10.0.0.2,port=6379,state=online,offset=145,lag=0\r\n"
+                       "slave1:ip=10.0.0.3,port=6379,state=wait_bgsave,offset=0,lag=0\r\n"
+                       "slave2:ip=10.0.0.4,port=6379,state=online,offset=140,lag=1\r\n"
+                       "master_failover_state:no-failover\r\n";
+    ASSERT_EQ_INT(fleet_redis_replicas_online(info, strlen(info)), 2);
+    const char *none = "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n";
+    ASSERT_EQ_INT(fleet_redis_replicas_online(none, strlen(none)), 0);
+    ASSERT_EQ_INT(fleet_redis_replicas_online(info_full, strlen(info_full)), -1);
+}
+
 TL_TEST(only_noeviction_keeps_fleets_keys) {
     ASSERT_FALSE(fleet_redis_policy_evicts("noeviction"));
     /* Every key of fleet has a TTL, so the volatile-* policies take them too. */
@@ -134,6 +146,7 @@ int main(int argc, char **argv) {
         TL_CASE(replies_that_are_not_errors_are_ok),
         TL_CASE(info_memory_is_parsed),
         TL_CASE(info_without_a_policy_is_refused),
+        TL_CASE(replicas_online_are_counted),
         TL_CASE(only_noeviction_keeps_fleets_keys),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));

@@ -39,6 +39,9 @@ typedef struct fleet_redis_memory {
 /* Parses the text of INFO (any sections that include "memory"). Returns 0, or -1 when it
  * has no maxmemory_policy line. */
 int fleet_redis_memory_parse(const char *info, size_t len, fleet_redis_memory *m);
+/* The replicas INFO replication lists as online (slave<i>: ... state=online), or -1 when
+ * the text has no replication section. */
+int fleet_redis_replicas_online(const char *info, size_t len);
 /* True when the policy may delete keys to make room: every policy but noeviction. All of
  * fleet's keys have a TTL, so the volatile-* policies evict them too. */
 bool fleet_redis_policy_evicts(const char *policy);
