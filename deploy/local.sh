@@ -72,10 +72,16 @@ die() { printf 'local.sh: %s\n' "$*" >&2; exit 1; }
 # second checkout's), is never signalled.
 pid_matches() {
   local pid=$1 bin=$2
+  pid_runs "$pid" "$bin" || return 1
+  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF -- "LOCAL_SH_RUN=$RUN"
+}
+
+# pid_runs PID BINARY: true when PID is alive and runs BINARY.
+pid_runs() {
+  local pid=$1 bin=$2
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$bin" || return 1
-  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF -- "LOCAL_SH_RUN=$RUN"
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$bin"
 }
 
 # STOP_MARGIN_S: what a process may take past its drain timeout to exit: a worker hands
@@ -158,16 +164,20 @@ stop_fleet() {
 
 redis_answers() { redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
 
-# True when the Redis on REDIS_PORT is the one this script started (its pid is in our
-# pidfile).
+# True when the Redis on REDIS_PORT is the one this script started for this state
+# directory: its pid is in our pidfile, it serves the port, and its data directory is
+# ours. (Redis rewrites its environment for its process title, so LOCAL_SH_RUN cannot
+# mark it as pid_matches marks the fleet processes.)
 redis_is_ours() {
   [[ -f "$REDIS_PIDFILE" ]] || return 1
-  local pid served
+  local pid served dir
   pid=$(cat "$REDIS_PIDFILE" 2>/dev/null || true)
-  pid_matches "$pid" redis-server || return 1
+  pid_runs "$pid" redis-server || return 1
   served=$(redis-cli -p "$REDIS_PORT" info server 2>/dev/null | tr -d '\r' |
     sed -n 's/^process_id://p')
-  [[ "$served" == "$pid" ]]
+  [[ "$served" == "$pid" ]] || return 1
+  dir=$(redis-cli -p "$REDIS_PORT" config get dir 2>/dev/null | sed -n 2p)
+  [[ "$dir" == "$(cd "$REDIS_DIR" 2>/dev/null && pwd -P)" ]]
 }
 
 stop_redis() {
