@@ -11,15 +11,8 @@ set -euo pipefail
 src=$1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fleet-local-start-XXXXXX")
 export FLEET_LOCAL_STATE="$tmp/state"
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "no free port" >&2
-  exit 1
-}
+die() { echo "local_start_test: $*" >&2; exit 1; }
+. "$src/bench/lib.sh" # free_port
 export FLEET_LOCAL_REDIS_PORT FLEET_LISTEN
 FLEET_LOCAL_REDIS_PORT=$(free_port)
 FLEET_LISTEN=127.0.0.1:$(free_port)

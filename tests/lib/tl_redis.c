@@ -171,6 +171,26 @@ static void redis_boot(tl_redis *r, bool require_empty) {
     }
 }
 
+/* Gives r a directory and starts it on a free port, again on another port when the one
+ * it got was taken between tl_free_port and bind; empty: its database must be empty. */
+static void spawn_on_a_free_port(tl_redis *r, bool empty, const char *what) {
+    r->seq = ++redis_seq;
+    snprintf(r->dir, sizeof(r->dir), "%s/redis-%d", tl_tmpdir(), r->seq);
+    if (mkdir(r->dir, 0755) != 0) FAILF("mkdir %s: %s", r->dir, strerror(errno));
+    for (int attempt = 0;; attempt++) {
+        r->port = tl_free_port();
+        redis_spawn(r);
+        redis_boot(r, empty);
+        if (tl_proc_alive(r->proc)) return;
+        char *log = tl_read_file(r->proc->log_path, NULL);
+        bool in_use = log && strstr(log, "in use");
+        if (!in_use || attempt >= 4) {
+            if (log) printf("%s\n", log);
+            FAILF("%s exited at startup: %s", what, tl_proc_describe(r->proc));
+        }
+    }
+}
+
 tl_redis *tl_redis_start(const tl_redis_opts *o) {
     tl_redis *r = tl_xmalloc(sizeof(*r));
     memset(r, 0, sizeof(*r));
@@ -181,22 +201,7 @@ tl_redis *tl_redis_start(const tl_redis_opts *o) {
         snprintf(r->user, sizeof(r->user), "%s", o->user ? o->user : "");
         snprintf(r->password, sizeof(r->password), "%s", o->password);
     }
-    r->seq = ++redis_seq;
-    snprintf(r->dir, sizeof(r->dir), "%s/redis-%d", tl_tmpdir(), r->seq);
-    if (mkdir(r->dir, 0755) != 0) FAILF("mkdir %s: %s", r->dir, strerror(errno));
-    for (int attempt = 0;; attempt++) {
-        r->port = tl_free_port();
-        redis_spawn(r);
-        redis_boot(r, true);
-        if (tl_proc_alive(r->proc)) break;
-        /* It exited: most likely the port was taken between tl_free_port and bind. */
-        char *log = tl_read_file(r->proc->log_path, NULL);
-        bool in_use = log && strstr(log, "in use");
-        if (!in_use || attempt >= 4) {
-            if (log) printf("%s\n", log);
-            FAILF("redis-server exited at startup: %s", tl_proc_describe(r->proc));
-        }
-    }
+    spawn_on_a_free_port(r, true, "redis-server");
     return r;
 }
 
@@ -434,21 +439,7 @@ tl_redis *tl_redis_start_replica(tl_redis *primary) {
     /* A primary waits 5 s (repl-diskless-sync-delay) for more replicas before it starts a
      * full sync; the harness starts them one at a time. */
     tl_redis_cmd(tl_redis_connect(primary), "CONFIG SET repl-diskless-sync-delay 0");
-    r->seq = ++redis_seq;
-    snprintf(r->dir, sizeof(r->dir), "%s/redis-%d", tl_tmpdir(), r->seq);
-    if (mkdir(r->dir, 0755) != 0) FAILF("mkdir %s: %s", r->dir, strerror(errno));
-    for (int attempt = 0;; attempt++) {
-        r->port = tl_free_port();
-        redis_spawn(r);
-        redis_boot(r, false); /* it may hold the primary's data already */
-        if (tl_proc_alive(r->proc)) break;
-        char *log = tl_read_file(r->proc->log_path, NULL);
-        bool in_use = log && strstr(log, "in use");
-        if (!in_use || attempt >= 4) {
-            if (log) printf("%s\n", log);
-            FAILF("replica exited at startup: %s", tl_proc_describe(r->proc));
-        }
-    }
+    spawn_on_a_free_port(r, false, "replica"); /* it may hold the primary's data already */
     if (!tl_wait_for(replica_link_up, r, TL_WAIT_MS) || !tl_proc_alive(r->proc)) {
         const char *info = info_at(r->port, r, "replication");
         FAILF("the replica on port %d is not in sync with port %d (%s); INFO replication:\n%s",
