@@ -26,6 +26,9 @@ PACKAGES=(
   prometheus
   # the Kubernetes manifests' lint (tests/k8s)
   yamllint
+  # the Python client and worker library (clients/python), tested with Debian's
+  # /usr/bin/python3: httpx for HTTP, redis-py for the worker, pytest
+  python3 python3-httpx python3-redis python3-pytest
 )
 # Valkey 8, which the tests run a pass against besides Redis 7 (tests/run.sh), is in
 # bookworm-backports: its packages come from that suite, added to apt's sources if missing.
