@@ -51,7 +51,7 @@ local FIELDS = {'status', 'entry_id', 'queue_seq', 'timeout_s', 'queue_ttl_s', '
 -- in_n
 local IN_AT, IN_READ = 14, INPUT_PARTS_UNCOUNTED
 local LOST_FIELDS = {'lease_until_ms', 'cancel_requested', 'worker', 'max_attempts',
-  'ttl_s', 'tenant', 'webhook_events', 'active', 'tomb_s', 'keep'}
+  'ttl_s', 'tenant', 'webhook_events', 'active', 'tomb_s', 'keep', 'out_n'}
 local started, reclaimed_n, top_seq = 0, 0, ''
 local running_entries, events = {}, {}
 local out = {}
@@ -86,7 +86,7 @@ local function take_over(job, id, entry, st)
   local lf = redis.call('HMGET', job, unpack(LOST_FIELDS))
   if tonumber(lf[1] or '0') > now then return nil, {'skip', 'running under a live lease'} end
   reclaimed_n = reclaimed_n + 1
-  local ended = {lf[5], st[7], lf[6], st[8], lf[7], lf[8], lf[9], lf[10]} -- END_FIELDS
+  local ended = {lf[5], st[7], lf[6], st[8], lf[7], lf[8], lf[9], lf[10], lf[11]} -- END_FIELDS
   if lf[2] == '1' then
     cancel_running(job, stats_key, model, now, channel, id, ended)
     drop_entry(stream_key, group, entries_key, entry)

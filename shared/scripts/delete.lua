@@ -1,5 +1,5 @@
--- delete: a finished job (succeeded, failed or cancelled) and its result are deleted now,
--- before their TTL (DELETE /v1/jobs/{id}?purge=true). Its Idempotency-Key record goes
+-- delete: a finished job (succeeded, failed or cancelled), its result and its partial
+-- outputs are deleted now, before their TTL (DELETE /v1/jobs/{id}?purge=true). Its Idempotency-Key record goes
 -- with it (the key is free again), and its dead-letter entry if it has one. The counters
 -- stay: the job did end in that status (docs/redis.md, "The counters"); only a job's
 -- expiry moves a count, and a finished job holds no count that expiry would move. The
@@ -21,7 +21,7 @@ end
 -- record whose job is gone; the job field says which job it names now).
 if st[3] and redis.call('HGET', st[3], 'job') == id then redis.call('DEL', st[3]) end
 if st[4] then redis.call('XDEL', dlq_key, st[4]) end
-redis.call('DEL', job_key, result_key)
+redis.call('DEL', job_key, result_key, job_key .. OUTPUTS_SUFFIX) -- lib.lua: its outputs
 redis.call('HDEL', gone_key, id)
 -- Wakes the waits and event streams on this job: their next read finds it gone.
 redis.call('PUBLISH', channel, id .. ' deleted')

@@ -37,7 +37,8 @@ for i = FIRST_JOB, #ARGV, 5 do
     out[#out + 1] = 'stale'
   else
     local ttl = end_job(job, stats_key, model, 'running', status, err,
-      now_s, channel, id, {st[4], st[5], st[6], st[7], st[8], st[9], st[10], st[11]}, true, events, #result)
+      now_s, channel, id, {st[4], st[5], st[6], st[7], st[8], st[9], st[10], st[11],
+        st[12]}, true, events, #result)
     counts[status] = (counts[status] or 0) + 1
     if result ~= '' then redis.call('SET', job .. result_suffix, result, 'EX', ttl) end
     if st[3] and st[3] ~= '' then entries[#entries + 1] = st[3] end

@@ -272,11 +272,18 @@ local function webhook_event(job, kind, etype, id, now, w)
   redis.call('PUBLISH', hooks.channel, id .. ' webhook')
 end
 
+--- OUTPUTS_SUFFIX
+-- A job's partial outputs (emit.lua) are the list "<job key>:outputs" (keys.h's
+-- FLEET_KEY_OUTPUTS_SUFFIX spells the same suffix); the job hash counts them in field
+-- out_n and their bytes in out_bytes. The scripts that end, delete, evict or retry a job
+-- build the key from the job's key, so a job without outputs costs them nothing.
+local OUTPUTS_SUFFIX = ':outputs'
+
 --- END_FIELDS
 -- The fields of a job that end_job needs, in this order: a caller that reads the job
 -- anyway reads these with it (HMGET) and passes them as f, saving the reads.
 local END_FIELDS = {'ttl_s', 'idem_key', 'tenant', 'webhook', 'webhook_events', 'active',
-  'tomb_s', 'keep'}
+  'tomb_s', 'keep', 'out_n'}
 
 --- KEPT_BYTES_SUFFIX keep_finished
 -- A tenant with max_finished or max_bytes (docs/api.md, "Storage limits") has a kept list
@@ -329,6 +336,8 @@ local function end_job(job, stats, model, from, status, err, now, channel, id, f
   -- Only a queued job may wait for a retry; a claim deletes retry_at_ms when it starts one.
   if from == 'queued' then redis.call('HDEL', job, 'retry_at_ms') end
   expire_job(job, ttl, f[2])
+  -- Its partial outputs (field out_n: it emitted some) live as long as its hash.
+  if f[9] then redis.call('EXPIRE', job .. OUTPUTS_SUFFIX, ttl) end
   local tomb = f[7] or DEFAULT_TOMB_S
   if hooks.gone_prefix and tomb ~= '0' then
     -- The times are the same for every job of a call with the same ttl_s and tomb_s:

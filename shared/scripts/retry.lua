@@ -1,11 +1,12 @@
 -- retry: failed | cancelled -> queued under the same id, as if submitted again: POST
 -- /v1/jobs/{id}/retry (a tenant's own job) and fleetctl dlq retry (dead_only: only a job
 -- on the dead-letter stream). The attempts start over and what the earlier run left goes
--- (progress, error, last_error, the lease, finished_ms, the result); the job joins its
--- model's queue the way a submit does (the stream, or its tenant's wait list of its rank
--- when the tenant has a backlog or enough entries wait: lib.lua's enqueue) and its keys
--- get the queue TTL again. Its dead-letter entry, if any, is deleted. A succeeded job is
--- not retried (its result stands: submit it again), nor a queued or running one.
+-- (progress, error, last_error, the lease, finished_ms, the result, the partial outputs);
+-- the job joins its model's queue the way a submit does (the stream, or its tenant's wait
+-- list of its rank when the tenant has a backlog or enough entries wait: lib.lua's
+-- enqueue) and its keys get the queue TTL again. Its dead-letter entry, if any, is
+-- deleted. A succeeded job is not retried (its result stands: submit it again), nor a
+-- queued or running one.
 -- The counters move the job from its final status to queued; submitted stays (it is the
 -- same job), so submitted = queued + running + succeeded + failed + cancelled + expired
 -- holds throughout.
@@ -53,8 +54,8 @@ redis.call('HINCRBY', stats_key, model .. ':' .. status, -1)
 redis.call('HDEL', job_key, 'attempts', 'error', 'last_error', 'finished_ms', 'started_ms',
   'worker', 'lease', 'lease_until_ms', 'cancel_requested', 'retry_at_ms', 'entry_id',
   'dead_lettered', 'dlq_entry', 'progress_percent', 'progress_message', 'progress_done',
-  'progress_total', 'active')
-redis.call('DEL', result_key)
+  'progress_total', 'active', 'out_n', 'out_bytes', 'out_hook_ms')
+redis.call('DEL', result_key, job_key .. OUTPUTS_SUFFIX) -- its partial outputs go too
 redis.call('HDEL', gone_key, id)
 if st[6] then redis.call('XDEL', dlq_key, st[6]) end
 if st[5] == '1' then redis.call('HINCRBY', stats_key, model .. ':dlq_retried', 1) end

@@ -96,7 +96,7 @@ if tokens then
 end
 -- Storage limits (docs/api.md, "Storage limits"): while the tenant's finished jobs are
 -- more than max_finished or hold more than max_bytes, the oldest go (their hash, result,
--- Idempotency-Key record and tombstone; counted per model in <model>:evicted). An entry
+-- partial outputs, Idempotency-Key record and tombstone; counted per model in <model>:evicted). An entry
 -- whose job no longer ended at that moment (retried since, deleted, expired) is dropped
 -- without touching the job. At most EVICT_MAX entries per submit bound the script's time
 -- after a limit was lowered: the next submits go on.
@@ -116,7 +116,7 @@ if finished_max > 0 or bytes_max > 0 then
       local h = redis.call('HMGET', jk, 'status', 'finished_ms', 'model', 'idem_key')
       if h[2] == ems and (h[1] == 'succeeded' or h[1] == 'failed' or h[1] == 'cancelled') then
         if h[4] and redis.call('HGET', h[4], 'job') == eid then redis.call('DEL', h[4]) end
-        redis.call('DEL', jk, jk .. result_suffix)
+        redis.call('DEL', jk, jk .. result_suffix, jk .. OUTPUTS_SUFFIX)
         redis.call('HDEL', gone_prefix .. string.sub(eid, 1, GONE_BUCKET), eid)
         redis.call('HINCRBY', stats_key, h[3] .. ':evicted', 1)
       end

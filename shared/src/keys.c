@@ -69,6 +69,11 @@ fleet_key fleet_key_result(const fleet_keys *k, const char *id) {
     snprintf(out.s, sizeof out.s, "%s:job:%s" FLEET_KEY_RESULT_SUFFIX, k->tag, id);
     return out;
 }
+fleet_key fleet_key_outputs(const fleet_keys *k, const char *id) {
+    fleet_key out;
+    snprintf(out.s, sizeof out.s, "%s:job:%s" FLEET_KEY_OUTPUTS_SUFFIX, k->tag, id);
+    return out;
+}
 fleet_key fleet_key_stream(const fleet_keys *k, const char *model) {
     return key2(k, "stream", model, NULL);
 }

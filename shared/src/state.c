@@ -356,6 +356,81 @@ fleet_progress_outcome fleet_state_progress_reply(const redisReply *r) {
     return FLEET_PROGRESS_ERROR;
 }
 
+void fleet_state_emit(const fleet_keys *k, const fleet_emit *e, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_EMIT, 3);
+    cmd_key(c, fleet_key_job(k, e->id));
+    cmd_key(c, fleet_key_outputs(k, e->id));
+    cmd_key(c, fleet_key_webhooks(k));
+    cmd_str(c, e->token);
+    cmd_ref(c, e->output, e->output ? e->output_len : 0);
+    cmd_long(c, e->max_outputs > 0 ? e->max_outputs : 0);
+    cmd_fmt(c, "%lld", e->max_bytes > 0 ? e->max_bytes : 0);
+    cmd_key(c, fleet_key_events(k));
+    cmd_str(c, e->id);
+    cmd_key(c, fleet_key_delivery_prefix(k));
+    cmd_long(c, e->webhook_throttle_ms > 0 ? e->webhook_throttle_ms : 0);
+}
+
+fleet_emit_outcome fleet_state_emit_reply(const redisReply *r, fleet_emitted *out) {
+    memset(out, 0, sizeof *out);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return FLEET_EMIT_ERROR;
+    const redisReply *tag = r->element[0];
+    if (str_eq(tag, "stale") && r->elements == 1) return FLEET_EMIT_STALE;
+    if ((str_eq(tag, "ok") || str_eq(tag, "cancel")) && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER) {
+        out->index = r->element[1]->integer;
+        return str_eq(tag, "ok") ? FLEET_EMIT_OK : FLEET_EMIT_CANCEL;
+    }
+    if (str_eq(tag, "limit") && r->elements == 3 && is_str(r->element[1])) {
+        out->limit = r->element[1]->str;
+        out->limit_value = reply_int(r->element[2]);
+        return FLEET_EMIT_LIMIT;
+    }
+    return FLEET_EMIT_ERROR;
+}
+
+void fleet_state_outputs(const fleet_keys *k, const char *id, const char *tenant, long long after,
+                         long limit, fleet_cmd *c) {
+    cmd_start(c, FLEET_SCRIPT_OUTPUTS, 3);
+    cmd_key(c, fleet_key_job(k, id));
+    cmd_key(c, fleet_key_outputs(k, id));
+    cmd_key(c, fleet_key_gone(k, id));
+    cmd_str(c, tenant);
+    cmd_str(c, id);
+    cmd_fmt(c, "%lld", after > 0 ? after : 0);
+    cmd_long(c, limit > 0 ? limit : 1);
+}
+
+int fleet_state_outputs_reply(const redisReply *r, fleet_outputs_page *out) {
+    memset(out, 0, sizeof *out);
+    if (!r || r->type != REDIS_REPLY_ARRAY) return -1;
+    if (r->elements == 0 || fleet_state_get_gone(r, NULL)) return 0;
+    if (r->elements != 4 || !str_eq(r->element[0], "ok") || !is_str(r->element[1]) ||
+        r->element[2]->type != REDIS_REPLY_INTEGER || r->element[3]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (size_t i = 0; i < r->element[3]->elements; i++)
+        if (!is_str(r->element[3]->element[i])) return -1;
+    out->status = r->element[1]->str;
+    out->count = r->element[2]->integer;
+    out->page = r->element[3];
+    return 1;
+}
+
+int fleet_output_entry(const redisReply *e, long *attempt, const char **output, size_t *len) {
+    if (!is_str(e)) return -1;
+    const char *sp = memchr(e->str, ' ', e->len);
+    if (!sp || sp == e->str) return -1;
+    long a = 0;
+    for (const char *p = e->str; p < sp; p++) {
+        if (*p < '0' || *p > '9' || a > 1000000) return -1;
+        a = a * 10 + (*p - '0');
+    }
+    *attempt = a;
+    *output = sp + 1;
+    *len = e->len - (size_t)(sp + 1 - e->str);
+    return 0;
+}
+
 size_t fleet_state_finish(const fleet_keys *k, const fleet_finish *f, size_t n, fleet_cmd *c) {
     cmd_start(c, FLEET_SCRIPT_FINISH, 4);
     cmd_key(c, fleet_key_stream(k, f->model));
@@ -662,7 +737,7 @@ void fleet_job_view_init(fleet_job_view *v) {
     memset(v, 0, sizeof *v);
     v->created_ms = v->started_ms = v->finished_ms = v->updated_ms = v->retry_at_ms = -1;
     v->attempts = v->max_attempts = v->timeout_s = v->ttl_s = -1;
-    v->progress_done = v->progress_total = -1;
+    v->progress_done = v->progress_total = v->outputs = -1;
     v->webhook_attempts = v->webhook_last_status = -1;
     v->progress_percent = -1;
 }
@@ -711,6 +786,7 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
             {"ttl_s", offsetof(fleet_job_view, ttl_s)},
             {"progress_done", offsetof(fleet_job_view, progress_done)},
             {"progress_total", offsetof(fleet_job_view, progress_total)},
+            {"out_n", offsetof(fleet_job_view, outputs)},
         };
         bool found = false;
         for (size_t j = 0; !found && j < sizeof strs / sizeof *strs; j++)
@@ -737,6 +813,7 @@ int fleet_job_view_from_fields(const redisReply *f, fleet_job_view *v) {
     if (v->timeout_s < 0) v->timeout_s = FLEET_JOB_DEFAULT_TIMEOUT_S;
     if (v->ttl_s < 0) v->ttl_s = FLEET_JOB_DEFAULT_TTL_S;
     if (v->updated_ms < 0) v->updated_ms = v->created_ms;
+    if (v->outputs < 0) v->outputs = 0;
     if (!v->request_id) {
         snprintf(v->made_request_id, sizeof v->made_request_id, "%s%.*s", FLEET_REQUEST_ID_PREFIX,
                  FLEET_ID_LEN, v->id);

@@ -299,6 +299,23 @@ static size_t build_metrics(size_t n, fleet_cmd *c) {
     return n;
 }
 
+static size_t build_emit(size_t n, fleet_cmd *c) {
+    fleet_emit e = {.id = ID,
+                    .token = "t1",
+                    .output = "\x81\xa1p\x01",
+                    .output_len = 4,
+                    .max_outputs = 1000,
+                    .max_bytes = 1048576,
+                    .webhook_throttle_ms = 1000};
+    fleet_state_emit(&keys, &e, c);
+    return n;
+}
+
+static size_t build_outputs(size_t n, fleet_cmd *c) {
+    fleet_state_outputs(&keys, ID, "acme", 0, 100, c);
+    return n;
+}
+
 /* One builder per script of scripts.def: a script added there without one here fails. */
 static const build_fn builders[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_SUBMIT] = build_submit,
@@ -322,6 +339,8 @@ static const build_fn builders[FLEET_SCRIPT_COUNT] = {
     [FLEET_SCRIPT_FEED] = build_feed,
     [FLEET_SCRIPT_AUTH] = build_auth,
     [FLEET_SCRIPT_METRICS] = build_metrics,
+    [FLEET_SCRIPT_EMIT] = build_emit,
+    [FLEET_SCRIPT_OUTPUTS] = build_outputs,
 };
 
 /* Checks one built command against the header: EVALSHA of this script, numkeys, that

@@ -41,6 +41,12 @@ fleet_key fleet_key_job_prefix(const fleet_keys *k);
  * fleet's hash tag. */
 #define FLEET_KEY_RESULT_SUFFIX ":result"
 fleet_key fleet_key_result(const fleet_keys *k, const char *id); /* string, msgpack */
+/* A job's partial outputs (emit.lua, docs/protocol.md "Partial outputs"): a list of
+ * "<attempt> <msgpack>" entries in emit order, living as long as the job hash. The scripts
+ * that end, delete, evict or retry a job build it from the job key and this suffix
+ * (lib.lua's OUTPUTS_SUFFIX spells it too). */
+#define FLEET_KEY_OUTPUTS_SUFFIX ":outputs"
+fleet_key fleet_key_outputs(const fleet_keys *k, const char *id); /* list */
 /* A job's tombstone: "<expired_at_ms> <status> <tenant>" from the moment its keys get their
  * final TTL until a while (FLEET_TOMBSTONE_S) after they expire, so that its id answers 410
  * Gone instead of 404 (lib.lua's end_job writes it; get.lua reads it). */

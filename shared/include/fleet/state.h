@@ -227,6 +227,52 @@ void fleet_state_progress(const fleet_keys *k, const fleet_progress *p, fleet_cm
 /* Reads a progress or a renew reply. */
 fleet_progress_outcome fleet_state_progress_reply(const redisReply *r);
 
+/* ------------------------------------------------------------------ emit ------------ */
+
+/* Partial outputs (emit.lua, docs/protocol.md "Partial outputs"): a running job's output
+ * appended to its outputs list, in order, under its lease, within the per-job limits. */
+typedef struct fleet_emit {
+    const char *id;
+    const char *token;
+    const char *output; /* msgpack */
+    size_t output_len;
+    long max_outputs;      /* most outputs per job (FLEET_MAX_OUTPUTS) */
+    long long max_bytes;   /* most bytes of outputs per job (FLEET_MAX_OUTPUT_BYTES) */
+    long webhook_throttle_ms; /* at most one job.output webhook per job per this */
+} fleet_emit;
+
+typedef enum fleet_emit_outcome {
+    FLEET_EMIT_OK = 0,
+    FLEET_EMIT_CANCEL, /* stored, and a cancel was requested: stop the job */
+    FLEET_EMIT_STALE,  /* this token no longer holds the job: nothing written, stop */
+    FLEET_EMIT_LIMIT,  /* refused (a per-job limit), nothing written; the job goes on */
+    FLEET_EMIT_ERROR,
+} fleet_emit_outcome;
+
+typedef struct fleet_emitted {
+    long long index;   /* OK, CANCEL: the output's index (0 for the job's first) */
+    const char *limit; /* LIMIT: "count" or "bytes" (points into the reply) */
+    long long limit_value;
+} fleet_emitted;
+
+void fleet_state_emit(const fleet_keys *k, const fleet_emit *e, fleet_cmd *c);
+fleet_emit_outcome fleet_state_emit_reply(const redisReply *r, fleet_emitted *out);
+
+/* A page of a job's outputs (outputs.lua): those from index `after` on, at most limit. */
+void fleet_state_outputs(const fleet_keys *k, const char *id, const char *tenant, long long after,
+                         long limit, fleet_cmd *c);
+typedef struct fleet_outputs_page {
+    const char *status;     /* the job's, points into the reply */
+    long long count;        /* outputs the job emitted in all */
+    const redisReply *page; /* array of entries: fleet_output_entry() reads each */
+} fleet_outputs_page;
+/* Returns 1 and fills out, 0 when the job is missing or another tenant's (or only its
+ * tombstone is left: fleet_state_get_gone reads that reply), -1 on error. */
+int fleet_state_outputs_reply(const redisReply *r, fleet_outputs_page *out);
+/* Splits a stored entry "<attempt> <msgpack>": returns 0 and sets *attempt and the
+ * output (pointing into e), or -1 when e is not an entry. */
+int fleet_output_entry(const redisReply *e, long *attempt, const char **output, size_t *len);
+
 /* ------------------------------------------------------------------ finish ---------- */
 
 typedef struct fleet_finish {
@@ -434,6 +480,7 @@ typedef struct fleet_job_view {
     long long retry_at_ms; /* queued for a retry: when it may start; else -1 */
     long long attempts, max_attempts, timeout_s, ttl_s;
     long long progress_done, progress_total;
+    long long outputs;       /* partial outputs emitted (field out_n; 0 when none) */
     double progress_percent; /* < 0 when no progress yet */
     bool cancel_requested;
     bool dead_lettered;
