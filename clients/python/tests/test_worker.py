@@ -1,0 +1,232 @@
+"""fleet.worker against a live fleet: the handler API (outputs, ctx.fail, Retryable, errors,
+progress, bytes), registration, heartbeats and metrics reports, and that the library's
+script texts and key names are the ones the C gateway and worker use (checked in the
+Redis they wrote)."""
+import os
+import threading
+import time
+
+import httpx
+import pytest
+import redis
+
+from conftest import FleetStack, wait_for
+from fleet.worker import Retryable, Worker, msgpack, scripts
+from fleet.worker.keys import Keys, PROTOCOL_VERSION
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """The conftest stack (C echo and sleep workers), its gateway accepting every registered
+    model (no FLEET_MODELS allowlist), as a Python worker's registration needs."""
+    s = FleetStack(gateway_env={"FLEET_MODELS": ""})
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def rds(stack):
+    r = redis.Redis.from_url(stack.redis_url)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    c = httpx.Client(base_url=stack.url, timeout=30,
+                     headers={"Authorization": "Bearer " + stack.api_key})
+    yield c
+    c.close()
+
+
+def submit(api, model, inp, **kw):
+    r = api.post("/v1/jobs", json=dict(model=model, input=inp, **kw))
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def wait_job(api, jid, statuses=("succeeded", "failed", "cancelled"), timeout_s=30):
+    got = {}
+
+    def done():
+        got["j"] = api.get(f"/v1/jobs/{jid}").json()
+        return got["j"]["status"] in statuses
+    wait_for(done, timeout_s, f"job {jid} in {statuses}")
+    return got["j"]
+
+
+class Running:
+    """A fleet.worker.Worker serving on a thread of the test process."""
+
+    def __init__(self, stack, model, handler, **kw):
+        kw.setdefault("max_delay_ms", 0)
+        kw.setdefault("drain_timeout_s", 2)
+        self.w = Worker(model, handler, redis_url=stack.redis_url, **kw)
+        self.t = threading.Thread(target=self.w.serve, kwargs={"install_signals": False},
+                                  daemon=True)
+
+    def __enter__(self):
+        self.t.start()
+        return self.w
+
+    def __exit__(self, *exc):
+        self.w.stop()
+        self.t.join(15)
+        assert not self.t.is_alive(), "the worker did not stop"
+
+
+def model_accepted(api, model):
+    r = api.post("/v1/jobs", json={"model": model, "input": 0}, headers={"Prefer": "wait=0"})
+    if r.status_code == 202:
+        return r.json()["id"]
+    assert r.status_code == 422, r.text
+    return None
+
+
+def test_registers_its_model_heartbeats_and_reports_metrics(stack, rds, api):
+    ids = []
+    with Running(stack, "py-reg", lambda xs, ctx: xs, name="py-reg-1", max_batch=4) as w:
+        # A model the gateway does not list (FLEET_MODELS): accepted once registered.
+        wait_for(lambda: rds.hexists("{fleet}:worker:py-reg-1", "model"), 10, "heartbeat")
+        h = {k.decode(): v.decode() for k, v in rds.hgetall("{fleet}:worker:py-reg-1").items()}
+        assert h["model"] == "py-reg" and h["protocol"] == str(PROTOCOL_VERSION), h
+        assert h["max_batch"] == "4" and h["pid"] == str(os.getpid()), h
+        assert 0 < rds.ttl("{fleet}:worker:py-reg-1") <= 30
+        assert rds.zscore("{fleet}:workers", "py-reg-1") is not None
+        assert b"worker py-reg-1 on" in rds.hget("{fleet}:models", "py-reg")
+
+        def accepted():
+            jid = model_accepted(api, "py-reg")
+            if jid:
+                ids.append(jid)
+            return bool(jid)
+        wait_for(accepted, 10, "the gateway to accept the registered model")
+        assert wait_job(api, ids[0])["status"] == "succeeded"
+        assert w.name == "py-reg-1"
+    # Deregistered on the way out; the model's record stays, and the metrics report landed.
+    assert not rds.exists("{fleet}:worker:py-reg-1")
+    assert rds.zscore("{fleet}:workers", "py-reg-1") is None
+    assert rds.hexists("{fleet}:models", "py-reg")
+    m = {k.decode(): int(v) for k, v in rds.hgetall("{fleet}:metrics:py-reg").items()}
+    assert m["batch:count"] == 1 and m["run:count"] == 1 and m["wait:count"] == 1, m
+    assert m["batch:1"] == 1, m
+    assert 0 < rds.ttl("{fleet}:metrics:py-reg") <= 604800
+
+
+def test_outputs_fail_one_and_bytes(stack, rds, api):
+    def handler(inputs, ctx):
+        out = []
+        for i, x in enumerate(inputs):
+            if x == "bad":
+                ctx.fail(i, "bad input %d" % i)
+                out.append(None)
+            elif x == "bytes":
+                out.append(b"\x00\xffraw")
+            elif x == "set":
+                out.append({1, 2})  # not serialisable: that job fails
+            else:
+                out.append({"got": x, "attempt": ctx.attempts[i], "id": ctx.job_ids[i]})
+        return out
+    rds.hsetnx("{fleet}:models", "py-out", "{}")
+    rds.publish("{fleet}:events", "models py-out")
+    wait_for(lambda: model_accepted(api, "py-out") is not None, 10, "model accepted")
+    ids = [submit(api, "py-out", x) for x in ("good", "bad", "bytes", "set")]
+    with Running(stack, "py-out", handler, max_batch=8):
+        jobs = [wait_job(api, jid) for jid in ids]
+    assert jobs[0]["status"] == "succeeded"
+    assert api.get(f"/v1/jobs/{ids[0]}/result").json() == {"got": "good", "attempt": 1,
+                                                           "id": ids[0]}
+    assert jobs[1]["status"] == "failed" and "bad input" in jobs[1]["error"], jobs[1]
+    assert jobs[2]["status"] == "succeeded"
+    assert msgpack.unpackb(rds.get("{fleet}:job:%s:result" % ids[2])) == b"\x00\xffraw"
+    assert jobs[3]["status"] == "failed" and "not serialisable" in jobs[3]["error"], jobs[3]
+
+
+def test_exception_fails_the_batch_and_wrong_count_fails(stack, rds, api):
+    calls = []
+
+    def handler(inputs, ctx):
+        calls.append(len(inputs))
+        if inputs[0] == "raise":
+            raise ValueError("the model broke")
+        return []  # one output per input is required
+    rds.hsetnx("{fleet}:models", "py-err", "{}")
+    rds.publish("{fleet}:events", "models py-err")
+    wait_for(lambda: model_accepted(api, "py-err") is not None, 10, "model accepted")
+    a = submit(api, "py-err", "raise")
+    with Running(stack, "py-err", handler, max_batch=1):
+        j = wait_job(api, a)
+        assert j["status"] == "failed" and j["error"] == "the model broke", j
+        b = submit(api, "py-err", "count")
+        j = wait_job(api, b)
+        assert j["status"] == "failed" and "0 outputs for 1 inputs" in j["error"], j
+
+
+def test_retryable_requeues_with_backoff_then_dead_letters(stack, rds, api):
+    seen = []
+
+    def handler(inputs, ctx):
+        seen.append((ctx.job_ids[0], ctx.attempts[0]))
+        raise Retryable("GPU busy")
+    rds.hsetnx("{fleet}:models", "py-retry", "{}")
+    rds.publish("{fleet}:events", "models py-retry")
+    wait_for(lambda: model_accepted(api, "py-retry") is not None, 10, "model accepted")
+    jid = submit(api, "py-retry", 1, max_attempts=3)
+    with Running(stack, "py-retry", handler, max_batch=1, retry_base_ms=50, retry_max_ms=80):
+        j = wait_job(api, jid)
+    assert j["status"] == "failed" and "GPU busy" in j["error"], j
+    assert [a for i, a in seen if i == jid] == [1, 2, 3], seen
+    assert [e for e in rds.xrange("{fleet}:dlq") if e[1].get(b"job") == jid.encode()]
+
+
+def test_progress_is_throttled_but_the_last_step_written(stack, rds, api):
+    writes = []
+
+    def handler(inputs, ctx):
+        for i in range(len(inputs)):
+            for s in range(1, 51):
+                ctx.progress(i, s, 50, "page %d" % s)
+                time.sleep(0.002)
+                writes.append(rds.hget("{fleet}:job:%s" % ctx.job_ids[i], "progress_done"))
+        return inputs
+    rds.hsetnx("{fleet}:models", "py-prog", "{}")
+    rds.publish("{fleet}:events", "models py-prog")
+    wait_for(lambda: model_accepted(api, "py-prog") is not None, 10, "model accepted")
+    jid = submit(api, "py-prog", "x")
+    with Running(stack, "py-prog", handler, progress_interval_ms=10000):
+        j = wait_job(api, jid)
+    assert j["status"] == "succeeded"
+    assert j["progress"] == {"percent": 100, "message": "page 50", "done": 50, "total": 50}, j
+    # Written at the first step, then not again (the interval is 10 s) until the last.
+    assert writes[-50:] == [b"1"] * 49 + [b"50"], writes
+
+
+def test_scripts_and_keys_are_the_c_programs(stack, rds, api):
+    """The C gateway and worker (echo, sleep) of the stack ran jobs: every script text
+    the library would send is already in Redis' cache under the same SHA-1, and the keys
+    the C programs wrote are where Keys names them."""
+    rds.script_flush()  # what the Python workers of the other cases loaded goes
+    jid = submit(api, "echo", {"k": "v"})
+    assert wait_job(api, jid)["status"] == "succeeded"
+    sl = submit(api, "sleep", {"ms": 1500, "steps": 1})
+    wait_job(api, sl, statuses=("running",))
+    k = Keys("fleet")
+    names = ["submit", "claim", "finish", "feed", "promote", "get", "renew"]
+    wait_for(lambda: all(rds.script_exists(*[scripts.get(n).sha for n in names])), 10,
+             "the C programs' scripts")
+    assert wait_job(api, sl)["status"] == "succeeded"
+    assert rds.type(k.job(jid)) == b"hash"
+    assert rds.type(k.result(jid)) == b"string"
+    assert rds.hget(k.gone(jid), jid).split()[2] == b"succeeded"
+    assert rds.type(k.stream("echo")) == b"stream"
+    assert rds.type(k.entries("echo")) == b"hash"
+    assert rds.hexists(k.queues(), "echo:seq")
+    assert rds.hexists(k.stats(), "echo:succeeded")
+    assert rds.hexists(k.models(), "echo")
+    c_workers = [n.decode() for n in rds.zrange(k.workers(), 0, -1)]
+    assert c_workers and all(rds.type(k.worker(n)) == b"hash" for n in c_workers)
+    chans = {c.decode() for c in rds.pubsub_channels()}
+    assert k.events() in chans
+    assert {k.control(n) for n in c_workers} <= chans
+    assert k.job_prefix() + jid == k.job(jid)
+    assert k.gone_prefix() + jid[:7] == k.gone(jid)
