@@ -214,12 +214,13 @@ def test_scripts_and_keys_are_the_c_programs(stack, rds, api):
     names = ["submit", "claim", "finish", "feed", "promote", "get", "renew"]
     wait_for(lambda: all(rds.script_exists(*[scripts.get(n).sha for n in names])), 10,
              "the C programs' scripts")
+    assert rds.hget(k.job(sl), "status") == b"running"
+    assert rds.type(k.entries("sleep")) == b"hash"  # the running job's entry
     assert wait_job(api, sl)["status"] == "succeeded"
     assert rds.type(k.job(jid)) == b"hash"
     assert rds.type(k.result(jid)) == b"string"
     assert rds.hget(k.gone(jid), jid).split()[2] == b"succeeded"
     assert rds.type(k.stream("echo")) == b"stream"
-    assert rds.type(k.entries("echo")) == b"hash"
     assert rds.hexists(k.queues(), "echo:seq")
     assert rds.hexists(k.stats(), "echo:succeeded")
     assert rds.hexists(k.models(), "echo")
