@@ -337,6 +337,13 @@ def read_timeout(base: Optional[float], req: Request) -> Optional[httpx.Timeout]
     return httpx.Timeout(base + req.hold_s)
 
 
+def is_file_result(value: Any) -> bool:
+    """Whether a result is a file (a map of exactly content_type and bytes, and maybe
+    filename), which GET .../result sends as itself rather than as JSON."""
+    return (isinstance(value, dict) and {"content_type", "bytes"} <= value.keys()
+            <= {"content_type", "bytes", "filename"})
+
+
 def job_error(job: Dict[str, Any]) -> FleetError:
     """The error a job that did not succeed ended with, for Job.wait."""
     from .errors import JobCancelled, JobFailed

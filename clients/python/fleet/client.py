@@ -232,6 +232,7 @@ class Client:
     def _result_of(self, job: Dict[str, Any]) -> Union[Any, FileResult]:
         if job.get("status") != "succeeded":
             raise _http.job_error(job)
-        if "result" in job:
+        # a file comes as itself from GET .../result, not as the JSON of its bytes
+        if "result" in job and not _http.is_file_result(job["result"]):
             return job["result"]
         return self.result(job["id"])

@@ -100,6 +100,11 @@ def test_cancel_retry_and_job_errors(fleet_stack):
             await idle.cancel()
             with pytest.raises(fleet.NotFound):
                 [e async for e in c.events("0" * 26)]
+            ok = await c.submit("echo", {})
+            await ok.wait(30)
+            assert (await c.purge(ok.id))["deleted"] is True
+            with pytest.raises(fleet.NotFound):
+                await ok.status()
     run(main())
 
 

@@ -171,11 +171,37 @@ def test_a_file_result_downloads_as_a_file(fleet_stack):
     assert r.status_code == 202, r.text
     with client(fleet_stack) as c:
         jid = r.json()["id"]
-        c.wait(jid, 30)
+        assert c.wait(jid, 30)["result"]["bytes"] == "YSxiCjE="  # the JSON: base64
         res = c.result(jid)
+        job = fleet.Job(c, {"id": jid})
+        assert job.wait(30) == res  # Job.wait gives the file too
     assert isinstance(res, fleet.FileResult)
     assert res.content == b"a,b\n1" and res.filename == "out.csv"
     assert res.content_type.startswith("text/csv")
+
+
+def test_purge_deletes_a_finished_job(fleet_stack):
+    with client(fleet_stack, retry=NO_RETRY) as c:
+        job = c.submit("echo", {"p": 1})
+        job.wait(30)
+        assert c.purge(job.id) == {"id": job.id, "status": "succeeded", "deleted": True}
+        with pytest.raises(fleet.NotFound):
+            job.status()
+        running = c.submit("sleep", {"ms": 30000})
+        with pytest.raises(fleet.Conflict) as ei:
+            c.purge(running.id)
+        assert ei.value.slug == "job-not-finished"
+        running.cancel()
+
+
+def test_sse_parser_follows_the_event_stream_format():
+    p = fleet._http.SSEParser()
+    lines = ["retry: 2000", "", ": ping", "id: 7", "event: progress", 'data: {"a":', "data: 1}",
+             "", "data:plain", "data", "", "event: x", "id: 8", "", "data: {bad json\r", ""]
+    evs = [e for e in map(p.feed, lines) if e is not None]
+    assert p.retry_ms == 2000
+    assert [(e.event, e.data, e.id) for e in evs] == [
+        ("progress", {"a": 1}, "7"), ("message", "plain\n", "7"), ("message", "{bad json", "8")]
 
 
 def test_errors_are_typed_by_problem_type(fleet_stack):
