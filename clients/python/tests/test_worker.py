@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from conftest import FleetStack, wait_for
-from fleet.worker import Retryable, Worker, msgpack, scripts
+from fleet.worker import OutputRefused, Retryable, Worker, msgpack, scripts
 from fleet.worker.keys import Keys, PROTOCOL_VERSION
 
 
@@ -231,3 +231,34 @@ def test_scripts_and_keys_are_the_c_programs(stack, rds, api):
     assert {k.control(n) for n in c_workers} <= chans
     assert k.job_prefix() + jid == k.job(jid)
     assert k.gone_prefix() + jid[:7] == k.gone(jid)
+
+
+def test_emit_stores_partial_outputs_in_order_within_the_limits(stack, rds, api):
+    got = []
+
+    def handler(inputs, ctx):
+        for i, x in enumerate(inputs):
+            r = [ctx.emit(i, {"page": 1}), ctx.emit(i, b"page 2")]
+            try:
+                ctx.emit(i, "one too many")
+            except OutputRefused as e:
+                r.append(str(e))
+            try:
+                ctx.emit(i, {1, 2})
+            except OutputRefused as e:
+                r.append(str(e))
+            got.append(r)
+        return inputs
+    rds.hsetnx("{fleet}:models", "py-emit", "{}")
+    rds.publish("{fleet}:events", "models py-emit")
+    wait_for(lambda: model_accepted(api, "py-emit") is not None, 10, "model accepted")
+    jid = submit(api, "py-emit", "doc")
+    with Running(stack, "py-emit", handler, max_batch=1, max_outputs=2):
+        assert wait_job(api, jid)["status"] == "succeeded"
+    mine = [r for r in got if len(r) == 4]
+    assert mine and mine[-1][:2] == [True, True], got
+    assert "already has 2 outputs" in mine[-1][2] and "not serialisable" in mine[-1][3], got
+    stored = rds.lrange(Keys("fleet").outputs(jid), 0, -1)
+    assert [msgpack.unpackb(e.split(b" ", 1)[1]) for e in stored] == [{"page": 1}, b"page 2"]
+    assert all(e.startswith(b"1 ") for e in stored)  # the attempt that emitted them
+    assert rds.hget(Keys("fleet").job(jid), "out_n") == b"2"

@@ -10,6 +10,6 @@
 docs/python.md ("Worker") says what it does at each limit; docs/protocol.md is the
 protocol it speaks.
 """
-from .serve import Context, Retryable, Worker, serve
+from .serve import Context, OutputRefused, Retryable, Worker, serve
 
-__all__ = ["serve", "Retryable", "Context", "Worker"]
+__all__ = ["serve", "Retryable", "OutputRefused", "Context", "Worker"]

@@ -50,6 +50,10 @@ class Keys:
     def result(self, job_id):
         return self._k("job", job_id) + RESULT_SUFFIX
 
+    def outputs(self, job_id):
+        """The job's partial outputs (emit.lua): a list of "<attempt> <msgpack>"."""
+        return self._k("job", job_id, "outputs")
+
     def gone(self, job_id):
         return self._k("gone", job_id[:GONE_BUCKET_LEN])
 

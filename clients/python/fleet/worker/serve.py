@@ -64,6 +64,12 @@ _RUN_LE = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 6000
 _BATCH_LE = tuple(1 << i for i in range(20))
 
 
+class OutputRefused(Exception):
+    """Raised by ctx.emit when an output was not stored: over the job's limits
+    (max_outputs, max_output_bytes), not serialisable, or Redis refused or was unreachable.
+    The job goes on and may still finish."""
+
+
 class Retryable(Exception):
     """Raised by a handler for a transient failure: every job of the batch is requeued with
     a backoff (retry_base_ms x 2^(attempt-1), at most retry_max_ms, jittered down to half)
@@ -169,8 +175,8 @@ class _Job:
 
 
 class Context:
-    """What a handler gets with its inputs: `ctx.progress`, `ctx.cancelled`, `ctx.fail`,
-    and per job `ctx.job_ids`, `ctx.attempts`."""
+    """What a handler gets with its inputs: `ctx.progress`, `ctx.emit`, `ctx.cancelled`,
+    `ctx.fail`, and per job `ctx.job_ids`, `ctx.attempts`."""
 
     def __init__(self, worker, jobs):
         self._w = worker
@@ -213,6 +219,21 @@ class Context:
         self._w._write_progress(j, p)
         return not self.cancelled(index)
 
+    def emit(self, index, output):
+        """Stores one partial output of job `index` at once, after the job's earlier ones
+        (docs/protocol.md, "emit"): clients read it while the job runs. Returns True when
+        stored and the job goes on, False when the job should stop (a cancel was requested:
+        the output was stored; or the lease was lost: it was not). Raises OutputRefused
+        when it was not stored and the job goes on."""
+        j = self._job(index)
+        if self.cancelled(index):
+            return False
+        try:
+            data = msgpack.packb(output)
+        except (msgpack.MsgpackError, UnicodeEncodeError) as e:
+            raise OutputRefused("output not stored: not serialisable: %s" % e) from None
+        return self._w._emit(j, data)
+
     def fail(self, index, message, retryable=False):
         """Fails job `index` with `message`, whatever output is returned for it: for good,
         or with retryable=True requeued with the backoff (as Retryable, for one job)."""
@@ -226,6 +247,7 @@ class Worker:
                  lease_ms=30000, prefix="fleet", name=None, drain_timeout_s=25.0,
                  timeout_s=0, retry_base_ms=1000, retry_max_ms=60000, ready_target=8,
                  dlq_cap=10000, progress_interval_ms=200, consumer_idle_ms=600000,
+                 max_outputs=1000, max_output_bytes=1048576, output_webhook_ms=1000,
                  backend="python"):
         if not fkeys.valid_model(model):
             raise ValueError("model must be 1..64 characters of [a-z0-9_-]: %r" % (model,))
@@ -257,13 +279,17 @@ class Worker:
         self.progress_interval_ms = int(progress_interval_ms)
         self.consumer_idle_ms = int(consumer_idle_ms)
         self.backend = backend
+        self.max_outputs = int(max_outputs)
+        self.max_output_bytes = int(max_output_bytes)
+        self.output_webhook_ms = int(output_webhook_ms)
         # One pool: redis-py hands each thread its own connection per command.
         self.r = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5,
                                       health_check_interval=0)
         self.redis_url = redis_url
         self.stream = self.keys.stream(model)
         self.s = {n: scripts.get(n) for n in
-                  ("claim", "renew", "progress", "finish", "requeue", "promote", "feed", "recover")}
+                  ("claim", "renew", "progress", "emit", "finish", "requeue", "promote", "feed",
+                   "recover")}
         self._mu = threading.Lock()
         self._running = []  # jobs whose final write has no answer yet (renewed by the keeper)
         self._by_id = {}
@@ -677,6 +703,32 @@ class Worker:
         j.pending_progress = None
         self._lease_reply(j, rep)
 
+    def _emit(self, j, data):
+        k = self.keys
+        try:
+            rep = self.s["emit"](self.r, [k.job(j.id), k.outputs(j.id), k.webhooks()],
+                                 [j.token, data, self.max_outputs, self.max_output_bytes,
+                                  k.events(), j.id, k.delivery_prefix(), self.output_webhook_ms])
+        except redis.exceptions.ResponseError as e:
+            if not _refused(e):
+                log.error("emit script failed for job %s: %s", j.id, e)
+            raise OutputRefused("output not stored: redis answered %s" % e) from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            raise OutputRefused("output not stored: redis unreachable") from None
+        tag = _text(rep[0]) if isinstance(rep, list) and rep else ""
+        if tag == "ok":
+            return True
+        if tag in ("cancel", "stale"):
+            self._lease_reply(j, tag)
+            return False
+        if tag == "limit" and len(rep) == 3:
+            if _text(rep[1]) == "count":
+                raise OutputRefused("output not stored: the job already has %s outputs, the "
+                                    "most one job may emit (max_outputs)" % _text(rep[2]))
+            raise OutputRefused("output not stored: its %d bytes would take the job's outputs "
+                                "past %s bytes (max_output_bytes)" % (len(data), _text(rep[2])))
+        raise OutputRefused("output not stored: unexpected reply %r" % (rep,))
+
     def _lease_reply(self, j, rep):
         tag = _text(rep)
         if tag == "cancel":
@@ -926,7 +978,8 @@ def serve(model, handler, *, redis_url, max_batch=8, max_delay_ms=5, lease_ms=30
 
     Options (the C worker's defaults): drain_timeout_s=25, timeout_s=0 (a job without its
     own timeout_s has none), retry_base_ms=1000, retry_max_ms=60000, ready_target=8,
-    dlq_cap=10000, progress_interval_ms=200, consumer_idle_ms=600000, backend="python".
+    dlq_cap=10000, progress_interval_ms=200, consumer_idle_ms=600000, max_outputs=1000,
+    max_output_bytes=1048576, output_webhook_ms=1000, backend="python".
     """
     w = Worker(model, handler, redis_url=redis_url, max_batch=max_batch,
                max_delay_ms=max_delay_ms, lease_ms=lease_ms, prefix=prefix, name=name, **options)
