@@ -2,7 +2,10 @@
 progress, bytes), registration, heartbeats and metrics reports, and that the library's
 script texts and key names are the ones the C gateway and worker use (checked in the
 Redis they wrote)."""
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -262,3 +265,36 @@ def test_emit_stores_partial_outputs_in_order_within_the_limits(stack, rds, api)
     assert [msgpack.unpackb(e.split(b" ", 1)[1]) for e in stored] == [{"page": 1}, b"page 2"]
     assert all(e.startswith(b"1 ") for e in stored)  # the attempt that emitted them
     assert rds.hget(Keys("fleet").job(jid), "out_n") == b"2"
+
+
+def test_wordstats_example_worker_and_client(stack, rds, api, tmp_path):
+    """examples/python: the worker serves "wordstats"; the client script sends two files in
+    one job and prints their statistics; each page was emitted as a partial output."""
+    ex = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                      "examples", "python")
+    stack.start_process("worker-py-wordstats", [sys.executable, "-u",
+                        os.path.join(ex, "wordstats_worker.py")])
+    a = tmp_path / "a.txt"
+    a.write_text("the cat sat\non the mat\n\fthe end\n")
+    b = tmp_path / "b.txt"
+    b.write_text("".join("line %d of élan, l'été\n" % n for n in range(5)))
+    wait_for(lambda: rds.hexists("{fleet}:models", "wordstats"), 20, "wordstats registered")
+    env = dict(os.environ, FLEET_API_KEY=stack.api_key)
+    out = subprocess.run([sys.executable, os.path.join(ex, "wordstats_client.py"), "--url",
+                          stack.url, "--page-lines", "2", str(a), str(b)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    files = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [f["name"] for f in files] == ["a.txt", "b.txt"]
+    assert files[0]["pages"] == 2 and files[0]["words"] == 8 and files[0]["unique"] == 6
+    assert files[0]["top"][0] == ["the", 3]
+    assert files[1]["pages"] == 3 and files[1]["lines"] == 5
+    assert ["élan", 5] in files[1]["top"] and ["l'été", 5] in files[1]["top"], files[1]
+    # Each page was emitted while the job ran: 2 + 3 partial outputs, in order.
+    jid = [j["id"] for j in api.get("/v1/jobs", params={"model": "wordstats"}).json()["jobs"]]
+    assert len(jid) == 1, jid
+    pages = [msgpack.unpackb(e.split(b" ", 1)[1])
+             for e in rds.lrange(Keys("fleet").outputs(jid[0]), 0, -1)]
+    assert [(p["file"], p["page"]) for p in pages] == \
+        [("a.txt", 1), ("a.txt", 2), ("b.txt", 1), ("b.txt", 2), ("b.txt", 3)]
+    assert pages[0]["words"] == 6 and pages[1]["top"] == [["the", 1], ["end", 1]]
