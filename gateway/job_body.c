@@ -144,9 +144,10 @@ static int int_field(json_t *o, const char *name, long min, long max, long *out,
 }
 
 /* Reads "webhook" (a URL string) and "webhook_events" (a subset of running, progress,
- * completed; default ["completed"]). */
+ * output, completed; default ["completed"]). */
 static int webhook_fields(json_t *root, gw_job_request *out, gw_problem *p) {
-    static const char *const kinds[] = {"running", "progress", "completed"};
+    static const char *const kinds[] = {"running", "progress", "output", "completed"};
+    enum { NKINDS = sizeof kinds / sizeof *kinds };
     json_t *url = json_object_get(root, "webhook");
     json_t *events = json_object_get(root, "webhook_events");
     if (events && !url)
@@ -155,27 +156,27 @@ static int webhook_fields(json_t *root, gw_job_request *out, gw_problem *p) {
     if (!json_is_string(url))
         return BAD(p, "field 'webhook' must be a string (an http:// or https:// URL), got %s",
                    json_type_name(url));
-    bool want[3] = {false, false, true};
+    bool want[NKINDS] = {false, false, false, true};
     if (events) {
         if (!json_is_array(events) || json_array_size(events) == 0)
             return BAD(p, "field 'webhook_events' must be a non-empty array of running, "
-                          "progress, completed");
-        want[2] = false;
+                          "progress, output, completed");
+        want[NKINDS - 1] = false;
         size_t i;
         json_t *e;
         json_array_foreach(events, i, e) {
             bool ok = false;
-            for (size_t k = 0; json_is_string(e) && k < 3; k++)
+            for (size_t k = 0; json_is_string(e) && k < NKINDS; k++)
                 if (strcmp(json_string_value(e), kinds[k]) == 0) want[k] = ok = true;
             if (!ok)
                 return INVALID(p,
                                "webhook_events[%zu] must be one of running, progress, "
-                               "completed",
+                               "output, completed",
                                i);
         }
     }
     out->webhook_events[0] = '\0';
-    for (size_t k = 0; k < 3; k++) {
+    for (size_t k = 0; k < NKINDS; k++) {
         if (!want[k]) continue;
         if (out->webhook_events[0]) strcat(out->webhook_events, ",");
         strcat(out->webhook_events, kinds[k]);

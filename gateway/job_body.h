@@ -28,7 +28,7 @@ typedef struct gw_job_request {
     long queue_ttl_s;        /* 0: the gateway's FLEET_QUEUE_TTL */
     char *metadata_json;     /* compact JSON, malloc'd, or NULL */
     char *webhook;           /* URL as given, malloc'd, or NULL (checked by the caller: ssrf.h) */
-    char webhook_events[32]; /* "running,progress,completed" subset, in that order */
+    char webhook_events[40]; /* "running,progress,output,completed" subset, in that order */
 } gw_job_request;
 
 #define GW_TIMEOUT_MAX 86400L

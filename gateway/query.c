@@ -82,6 +82,7 @@ static const struct {
     {"GET", "/v1/jobs", "status,model,cursor,limit,tenant,since,until"},
     {"GET", "/v1/jobs/{id}", "wait"},
     {"DELETE", "/v1/jobs/{id}", "purge"},
+    {"GET", "/v1/jobs/{id}/outputs", "after,limit"},
 };
 
 const char *gw_query_params_of(const char *method, const char *route) {

@@ -20,6 +20,7 @@ typedef enum route_kind {
     R_JOB_RESULT,
     R_JOB_EVENTS,
     R_JOB_RETRY,
+    R_JOB_OUTPUTS,
     R_MODEL_PAUSE,
     R_MODEL_RESUME,
     R_MODEL_PURGE,
@@ -48,6 +49,7 @@ static const route routes[] = {
     {htp_method_GET, R_JOB_RESULT, "/v1/jobs/{id}/result", NULL, gw_jobs_result},
     {htp_method_GET, R_JOB_EVENTS, "/v1/jobs/{id}/events", NULL, gw_sse_start},
     {htp_method_POST, R_JOB_RETRY, "/v1/jobs/{id}/retry", NULL, gw_jobs_retry},
+    {htp_method_GET, R_JOB_OUTPUTS, "/v1/jobs/{id}/outputs", NULL, gw_jobs_outputs},
     {htp_method_POST, R_MODEL_PAUSE, "/v1/models/{model}/pause", NULL, gw_models_pause},
     {htp_method_POST, R_MODEL_RESUME, "/v1/models/{model}/resume", NULL, gw_models_resume},
     {htp_method_POST, R_MODEL_PURGE, "/v1/models/{model}/purge", NULL, gw_models_purge},
@@ -74,8 +76,8 @@ static int match_model_path(const char *path, char *name, size_t len) {
     return kind;
 }
 
-/* Splits "/v1/jobs/{id}", "/v1/jobs/{id}/result", "/v1/jobs/{id}/events" and
- * "/v1/jobs/{id}/retry". Returns the kind, or -1. */
+/* Splits "/v1/jobs/{id}", "/v1/jobs/{id}/result", "/v1/jobs/{id}/events",
+ * "/v1/jobs/{id}/retry" and "/v1/jobs/{id}/outputs". Returns the kind, or -1. */
 static int match_job_path(const char *path, char *id, size_t idlen) {
     static const char pre[] = "/v1/jobs/";
     if (strncmp(path, pre, sizeof pre - 1) != 0) return -1;
@@ -90,6 +92,7 @@ static int match_job_path(const char *path, char *id, size_t idlen) {
     if (strcmp(slash, "/result") == 0) return R_JOB_RESULT;
     if (strcmp(slash, "/events") == 0) return R_JOB_EVENTS;
     if (strcmp(slash, "/retry") == 0) return R_JOB_RETRY;
+    if (strcmp(slash, "/outputs") == 0) return R_JOB_OUTPUTS;
     return -1;
 }
 

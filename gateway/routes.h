@@ -28,6 +28,8 @@ void gw_models_purge(gw_req *r, const char *model);
 void gw_jobs_retry(gw_req *r, const char *id);
 void gw_jobs_delete(gw_req *r, const char *id);
 bool gw_jobs_purge_wanted(gw_req *r, bool *purge);
+/* GET /v1/jobs/{id}/outputs: a page of the job's partial outputs (outputs.c). */
+void gw_jobs_outputs(gw_req *r, const char *id);
 
 /* The ids a submit command refers to (they must live until it is sent). */
 typedef struct gw_submit_ids {

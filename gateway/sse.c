@@ -3,10 +3,17 @@
  *   event: state      the job as it is when the stream opens (always first)
  *   event: status     its status changed (queued again, running)
  *   event: progress   its progress changed
+ *   event: output     a partial output: {"index", "attempt", "output"} as an item of
+ *                     GET /v1/jobs/{id}/outputs (outputs.c), every one in index order,
+ *                     from the first (those stored before the stream opened included)
  *   event: final      it ended (succeeded, failed, cancelled); then the stream closes
  *
- * Each event's data is the job object of GET /v1/jobs/{id} on one line. Comment lines
- * (": ping") go out every FLEET_SSE_HEARTBEAT_S seconds so proxies keep the stream open.
+ * Each other event's data is the job object of GET /v1/jobs/{id} on one line. Outputs
+ * are read with outputs.lua, a page at a time, when a read of the job shows more of them
+ * (field out_n) than were sent; the final event waits until they are all sent, so a
+ * client that saw `final` saw every output (but for one that stopped reading: below).
+ * Comment lines (": ping") go out every FLEET_SSE_HEARTBEAT_S seconds so proxies keep the
+ * stream open.
  *
  * The stream watches its job (watch.h): it reads the job again on each wake-up and on the
  * safety tick, so a dropped message delays an event but does not lose the final one. A
@@ -19,8 +26,10 @@
  * FLEET_MAX_CONN_OUTPUT: while the connection's unsent output is over that cap, progress
  * and status events and heartbeats are not written (and not remembered as sent), so once
  * the client reads again the next read sends the job as it is then. Every event carries
- * the whole job, so a skipped one loses nothing but an intermediate step. The final
- * event is always written: the stream ends with it.
+ * the whole job, so a skipped one loses nothing but an intermediate step. Outputs are not
+ * read while it is over the cap either; a job that ends then gets its final event without
+ * the outputs not sent yet (GET .../outputs?after=N has them). The final event is always
+ * written: the stream ends with it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +40,7 @@
 #include "fleet/log.h"
 #include "fleet/state.h"
 #include "gone.h"
+#include "outputs.h"
 #include "redis.h"
 #include "routes.h"
 #include "watch.h"
@@ -48,6 +58,9 @@ typedef struct gw_sse {
     double last_percent;
     long long last_done;
     char last_message[208];
+    long long out_sent; /* outputs sent: the next one's index */
+    bool out_reading;   /* an outputs read is in flight */
+    fleet_cmd out_cmd;  /* that read */
 } gw_sse;
 
 static void sse_free(gw_sse *s) {
@@ -61,7 +74,7 @@ static void on_fini(void *arg) {
     gw_sse *s = arg;
     s->r = NULL;
     gw_watch_stop(&s->watch);
-    if (!gw_watch_reading(&s->watch)) sse_free(s);
+    if (!gw_watch_reading(&s->watch) && !s->out_reading) sse_free(s);
 }
 
 /* True while the client has not taken what was written (over FLEET_MAX_CONN_OUTPUT). */
@@ -115,12 +128,47 @@ static void start_stream(gw_sse *s) {
     send_text(s, "retry: 2000\n\n", 13);
 }
 
+/* An outputs read came back: one `output` event per output, then the job is read again
+ * (more outputs, or the final event that waited for them). */
+static void on_outputs(redisReply *rep, void *arg) {
+    gw_sse *s = arg;
+    s->out_reading = false;
+    if (!s->r) { /* the client left while we read */
+        if (!gw_watch_reading(&s->watch)) sse_free(s);
+        return;
+    }
+    fleet_outputs_page p;
+    if (s->ended || !rep || fleet_state_outputs_reply(rep, &p) <= 0)
+        return; /* the tick reads again */
+    for (size_t i = 0; i < p.page->elements; i++) {
+        char err[160];
+        json_t *o = gw_output_json(s->out_sent, p.page->element[i], err, sizeof err);
+        if (!o) {
+            fleet_log(FLEET_LOG_WARN, "sse: output not sent", "job_id", s->id, "error", err, NULL);
+            o = json_pack("{s:I, s:s}", "index", (json_int_t)s->out_sent, "error", err);
+        }
+        s->out_sent++;
+        if (o) send_event(s, "output", o);
+    }
+    gw_watch_read(&s->watch);
+}
+
+/* Reads the next page of outputs from s->out_sent on. */
+static void read_outputs(gw_sse *s) {
+    if (s->out_reading) return;
+    fleet_state_outputs(&s->g->keys, s->id, s->watch.tenant, s->out_sent, GW_OUTPUTS_PAGE_MAX,
+                        &s->out_cmd);
+    s->out_reading = true;
+    if (gw_redis_script(s->g->redis, &s->out_cmd, on_outputs, s) < 0)
+        s->out_reading = false; /* Redis not ready: the tick reads the job again */
+}
+
 /* Each read of the job: the first answers the request (an error, or the stream's
  * start); then an event when something changed, the final one, or the end. */
 static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job_view *v) {
     gw_sse *s = arg;
-    if (!s->r) { /* the client left while we read */
-        sse_free(s);
+    if (!s->r) {                          /* the client left while we read */
+        if (!s->out_reading) sse_free(s); /* else on_outputs frees it */
         return false;
     }
     if (!s->started) {
@@ -139,8 +187,13 @@ static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job
     }
     fleet_status st = fleet_status_from_string(v->status);
     bool final = fleet_status_is_final(st);
+    /* Outputs not sent yet go first; the final event waits for them, unless the client
+     * does not read (then it ends without them: GET .../outputs?after=N has them). */
+    bool outputs_due = v->outputs > s->out_sent && !backed_up(s);
+    if (outputs_due) read_outputs(s);
     const char *event = NULL;
     if (s->seq == 0) event = "state";
+    else if (outputs_due && final) return true; /* on_outputs reads the job again */
     else if (strcmp(v->status, s->last_status) != 0) event = final ? "final" : "status";
     else if (v->progress_percent != s->last_percent || v->progress_done != s->last_done ||
              strcmp(v->progress_message ? v->progress_message : "", s->last_message) != 0)
@@ -154,6 +207,7 @@ static bool on_read(void *arg, const redisReply *rep, int found, const fleet_job
                  v->progress_message ? v->progress_message : "");
         send_event(s, event, gw_auth_job_json(s->r, v));
     }
+    if (final && outputs_due) return true; /* the state event went first; then outputs */
     if (final) {
         if (strcmp(event ? event : "", "final") != 0)
             send_event(s, "final", gw_auth_job_json(s->r, v));

@@ -1,7 +1,8 @@
 /* batch_run.c: one batch of claimed jobs through the model ABI (model.h), then each job's
  * final write. The model's callbacks land here: progress is rate-limited per job and
- * written with fleet_state_progress, whose answer (cancel requested, lease lost) turns into
- * stop bits the model sees on its next callback. What a job's outcome means for Redis is
+ * written with fleet_state_progress, a partial output is written at once with
+ * fleet_state_emit; their answers (cancel requested, lease lost) turn into stop bits the
+ * model sees on its next callback. What a job's outcome means for Redis is
  * decided in one pure function, wk_disposition_of. */
 #include <limits.h>
 #include <stdio.h>
@@ -211,6 +212,82 @@ static int cb_progress(const fleet_model_ctx *ctx, size_t i, double percent, con
     }
     freeReplyObject(rep);
     return atomic_load(&j->stop) != 0;
+}
+
+/* cb_emit stores one partial output of job i at once (emit.lua): no rate limit and no
+ * retry, unlike progress, so the model learns at its call whether the output was kept. */
+static int cb_emit(const fleet_model_ctx *ctx, size_t i, const char *output, size_t len, char *err,
+                   size_t errlen) {
+    run_state *rs = ctx->opaque;
+    wk_worker *w = rs->w;
+    char tmp[1];
+    if (!err || errlen == 0) {
+        err = tmp;
+        errlen = sizeof tmp;
+    }
+    err[0] = '\0';
+    if (i >= rs->n) {
+        snprintf(err, errlen, "no job %zu in this batch", i);
+        return FLEET_MODEL_EMIT_STOP;
+    }
+    wk_job *j = &rs->jobs[i];
+    if (check_job(rs, i)) return FLEET_MODEL_EMIT_STOP;
+    if (!output || len == 0) {
+        snprintf(err, errlen, "an output is one msgpack value; this one is empty");
+        return FLEET_MODEL_EMIT_REFUSED;
+    }
+    fleet_emit e = {.id = j->e.job_id,
+                    .token = j->token,
+                    .output = output,
+                    .output_len = len,
+                    .max_outputs = w->cfg.max_outputs,
+                    .max_bytes = w->cfg.max_output_bytes,
+                    .webhook_throttle_ms = w->cfg.output_webhook_ms};
+    fleet_cmd cmd;
+    fleet_state_emit(&w->keys, &e, &cmd);
+    wk_redis_ensure(&w->rd);
+    redisReply *rep = wk_redis_script(&w->rd, &cmd);
+    if (!rep) {
+        snprintf(err, errlen, "output not stored: redis unreachable");
+        return FLEET_MODEL_EMIT_REFUSED;
+    }
+    fleet_emitted out;
+    int rc = FLEET_MODEL_EMIT_REFUSED;
+    switch (fleet_state_emit_reply(rep, &out)) {
+    case FLEET_EMIT_OK: rc = FLEET_MODEL_EMIT_OK; break;
+    case FLEET_EMIT_CANCEL:
+        atomic_fetch_or(&j->stop, WK_STOP_CANCEL);
+        fleet_log(FLEET_LOG_INFO, "cancel requested: stopping the job", "job_id", j->e.job_id,
+                  NULL);
+        rc = FLEET_MODEL_EMIT_STOP;
+        break;
+    case FLEET_EMIT_STALE:
+        atomic_fetch_or(&j->stop, WK_STOP_STALE);
+        fleet_log(FLEET_LOG_WARN, "lease lost: stopping the job", "job_id", j->e.job_id, NULL);
+        rc = FLEET_MODEL_EMIT_STOP;
+        break;
+    case FLEET_EMIT_LIMIT:
+        if (strcmp(out.limit, "count") == 0)
+            snprintf(err, errlen,
+                     "output not stored: the job already has %lld outputs, the most one job may "
+                     "emit (FLEET_MAX_OUTPUTS)",
+                     out.limit_value);
+        else
+            snprintf(err, errlen,
+                     "output not stored: its %zu bytes would take the job's outputs past %lld "
+                     "bytes (FLEET_MAX_OUTPUT_BYTES)",
+                     len, out.limit_value);
+        break;
+    case FLEET_EMIT_ERROR:
+        snprintf(err, errlen, "output not stored: redis answered %.200s",
+                 rep->type == REDIS_REPLY_ERROR ? rep->str : "an unexpected reply");
+        if (!wk_reply_refused(rep))
+            fleet_log(FLEET_LOG_ERROR, "emit script failed", "job_id", j->e.job_id, "error",
+                      rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply", NULL);
+        break;
+    }
+    freeReplyObject(rep);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- final writes ----- */
@@ -483,7 +560,8 @@ void wk_batch_run(wk_worker *w, wk_job *jobs, size_t n) {
     fleet_model_job *mj = calloc(n, sizeof *mj);
     pending_write *pw = calloc(n, sizeof *pw);
     run_state rs = {.w = w, .jobs = jobs, .n = n};
-    fleet_model_ctx ctx = {.progress = cb_progress, .cancelled = cb_cancelled, .opaque = &rs};
+    fleet_model_ctx ctx = {
+        .progress = cb_progress, .cancelled = cb_cancelled, .opaque = &rs, .emit = cb_emit};
     size_t npw = 0;
     long long batch_start = wk_mono_ms();
 

@@ -31,9 +31,23 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define FLEET_MODEL_ABI_VERSION 1
+/* Version 2 added ctx->emit (partial outputs) at the end of fleet_model_ctx: a worker of
+ * version 2 loads plug-ins of version 1 and 2 alike (the ctx it passes is a version 1 ctx
+ * with one more member), a worker of version 1 refuses a plug-in of version 2. A plug-in
+ * that sets .abi_version = FLEET_MODEL_ABI_VERSION (2) may call ctx->emit; one that must
+ * also load in version 1 workers sets .abi_version = 1 and never reads ctx->emit, which a
+ * version 1 worker's ctx does not have (docs/models.md, "Partial outputs"). */
+#define FLEET_MODEL_ABI_VERSION 2
+#define FLEET_MODEL_ABI_VERSION_MIN 1 /* the oldest version this worker loads */
 #define FLEET_MODEL_SYMBOL "fleet_model_v1"
 #define FLEET_MODEL_ERROR_MAX 512
+
+/* What ctx->emit answers: OK, stored (clients can read it now); STOP, stored or not, the
+ * job must stop now (as for a nonzero progress()); REFUSED, not stored (a per-job limit,
+ * an empty output, Redis unreachable or refusing writes): err says why; the job goes on. */
+#define FLEET_MODEL_EMIT_OK 0
+#define FLEET_MODEL_EMIT_STOP 1
+#define FLEET_MODEL_EMIT_REFUSED 2
 
 /* What a model did with one job; it sets exactly one of these per job. */
 #define FLEET_MODEL_PENDING 0 /* untouched: the worker fails the job ("model gave no result") */
@@ -70,6 +84,18 @@ struct fleet_model_ctx {
      * Models with long steps call it between them. */
     int (*cancelled)(const fleet_model_ctx *ctx, size_t job_index);
     void *opaque; /* the worker's own; models leave it alone */
+    /* ABI version 2 (a plug-in of version 1 MUST NOT read it). Emits a partial output of
+     * jobs[job_index]: one msgpack value of len bytes (like a result), copied before the
+     * call returns and stored after the job's earlier outputs; clients read it at once
+     * (GET /v1/jobs/{id}/outputs, SSE `output` events). Written at once, not
+     * rate-limited: emit pages or chunks, not every token. Returns FLEET_MODEL_EMIT_OK,
+     * FLEET_MODEL_EMIT_STOP (then set outcome FLEET_MODEL_STOPPED and move on) or
+     * FLEET_MODEL_EMIT_REFUSED with a NUL-terminated reason in err (when errlen > 0):
+     * the job's outputs are at the worker's FLEET_MAX_OUTPUTS count or would pass its
+     * FLEET_MAX_OUTPUT_BYTES, or Redis did not take it; the job itself may go on and
+     * finish. */
+    int (*emit)(const fleet_model_ctx *ctx, size_t job_index, const char *output, size_t len,
+                char *err, size_t errlen);
 };
 
 typedef struct fleet_model {

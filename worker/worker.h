@@ -50,9 +50,12 @@ typedef struct wk_config {
     long retry_base_ms;
     long retry_max_ms;
     long dlq_cap;
-    long consumer_idle_ms; /* a consumer idle this long with nothing pending is removed */
-    long ready_target;     /* fair share: entries kept ready on the stream (feed.lua) */
-    bool allow_eviction;   /* run on a Redis whose maxmemory-policy evicts keys */
+    long max_outputs;       /* partial outputs: most per job (emit.lua) */
+    long max_output_bytes;  /* partial outputs: most bytes of them per job */
+    long output_webhook_ms; /* at most one job.output webhook per job per this */
+    long consumer_idle_ms;  /* a consumer idle this long with nothing pending is removed */
+    long ready_target;      /* fair share: entries kept ready on the stream (feed.lua) */
+    bool allow_eviction;    /* run on a Redis whose maxmemory-policy evicts keys */
 } wk_config;
 
 /* ---------------------------------------------------------------- rate-limited logs  */

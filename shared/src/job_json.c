@@ -123,6 +123,9 @@ json_t *fleet_job_to_json(const fleet_job_view *v) {
         }
         json_object_set_new(o, "progress", p);
     }
+    /* Partial outputs emitted so far (GET /v1/jobs/{id}/outputs reads them); absent
+     * when none. */
+    if (v->outputs > 0) json_object_set_new(o, "outputs", json_integer(v->outputs));
     if (v->attempts >= 0) json_object_set_new(o, "attempts", json_integer(v->attempts));
     if (v->max_attempts >= 0) json_object_set_new(o, "max_attempts", json_integer(v->max_attempts));
     if (v->status && strcmp(v->status, "queued") == 0) set_time(o, "retry_at", v->retry_at_ms);

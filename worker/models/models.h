@@ -40,6 +40,7 @@ typedef struct wk_sleep_input {
     bool crash;         /* "crash": true: the worker process dies (SIGKILL) after sleeping */
     bool ignore_stop;   /* "ignore_stop": true: one uninterruptible sleep, no callbacks (a
                        * model stuck in a long call) */
+    bool emit;          /* "emit": true: one partial output {"step": i, "of": K} per step */
     char fail_msg[FLEET_MODEL_ERROR_MAX];
 } wk_sleep_input;
 
@@ -48,7 +49,8 @@ typedef struct wk_sleep_input {
  *    "retryable": bool (optional, only with "fail"),
  *    "fail_attempts": N (optional, only with "fail": fail attempts 1..N, then succeed),
  *    "crash": bool (optional: kill the worker process, for crash-recovery tests),
- *    "ignore_stop": bool (optional: never call back, like a model stuck in one call)}
+ *    "ignore_stop": bool (optional: never call back, like a model stuck in one call),
+ *    "emit": bool (optional: emit a partial output {"step": i, "of": K} at each step)}
  * Returns 0, or -1 with a message naming the field in err ("input.ms must be a
  * non-negative integer"). Unknown fields are refused so that typos do not pass. */
 int wk_sleep_parse(const char *buf, size_t len, wk_sleep_input *out, char *err, size_t errlen);

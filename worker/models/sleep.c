@@ -12,8 +12,12 @@
  *                                            out-of-memory kill or a segfault would
  *   {"ms": 5000, "ignore_stop": true}        sleeps in one piece without callbacks: cancel
  *                                            and timeout cannot stop it (a stuck model)
+ *   {"ms": 1000, "steps": 4, "emit": true}   also emits a partial output {"step": i, "of": 4}
+ *                                            at each step (ctx->emit, model.h)
  *
- * Output: {"slept_ms": N, "steps": K}. Used by load tests, the cancel/lease/retry tests
+ * Output: {"slept_ms": N, "steps": K}; with "emit", also "emitted" (outputs stored),
+ * "refused" (emits the worker refused: a per-job limit) and "emit_error" (the last
+ * refusal's reason, "" when none), so a client sees what its limits did. Used by load tests, the cancel/lease/retry tests
  * and demos. A batch runs its jobs side by side, as a GPU batch would: the batch takes as
  * long as its longest job, and each job reports its own steps on its own schedule. It
  * checks cancelled() at least every SLICE_MS, so a cancel stops it within one slice even
@@ -119,6 +123,12 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
                 return -1;
             }
             in->crash = v->via.boolean;
+        } else if (key_is(k, "emit")) {
+            if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+                snprintf(err, errlen, "input.emit must be true or false");
+                return -1;
+            }
+            in->emit = v->via.boolean;
         } else if (key_is(k, "retryable")) {
             if (v->type != MSGPACK_OBJECT_BOOLEAN) {
                 snprintf(err, errlen, "input.retryable must be true or false");
@@ -129,7 +139,7 @@ static int parse_map(const msgpack_object *o, wk_sleep_input *in, char *err, siz
         } else {
             snprintf(
                 err, errlen,
-                "input has an unknown field \"%.*s\" (known: ms, steps, fail, retryable, fail_attempts, crash, ignore_stop)",
+                "input has an unknown field \"%.*s\" (known: ms, steps, fail, retryable, fail_attempts, crash, ignore_stop, emit)",
                 (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr);
             return -1;
         }
@@ -199,7 +209,61 @@ typedef struct sleep_job {
     wk_sleep_input in;
     long next_step; /* the next step to report, 1..in.steps */
     int active;
+    long emitted, refused;                  /* with "emit": outputs stored, emits refused */
+    char emit_error[FLEET_MODEL_ERROR_MAX]; /* the last refusal's reason */
 } sleep_job;
+
+/* pack_emit_output packs the output of a job that emitted: the plain output's two fields
+ * and what its emits came to. Returns 0, or -1 (out of memory). */
+static int pack_emit_output(const sleep_job *j, char **out, size_t *len) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    size_t elen = strlen(j->emit_error);
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (msgpack_pack_map(&pk, 5) || msgpack_pack_str_with_body(&pk, "slept_ms", 8) ||
+        msgpack_pack_int64(&pk, j->in.ms) || msgpack_pack_str_with_body(&pk, "steps", 5) ||
+        msgpack_pack_int64(&pk, j->in.steps) || msgpack_pack_str_with_body(&pk, "emitted", 7) ||
+        msgpack_pack_int64(&pk, j->emitted) || msgpack_pack_str_with_body(&pk, "refused", 7) ||
+        msgpack_pack_int64(&pk, j->refused) || msgpack_pack_str_with_body(&pk, "emit_error", 10) ||
+        msgpack_pack_str_with_body(&pk, j->emit_error, elen)) {
+        msgpack_sbuffer_destroy(&sb);
+        return -1;
+    }
+    *len = sb.size;
+    *out = msgpack_sbuffer_release(&sb);
+    return *out ? 0 : -1;
+}
+
+/* emit_step emits step s of job i as {"step": s, "of": steps}. Returns nonzero when the
+ * job must stop (the worker said so). A refused emit is counted and remembered; the job
+ * goes on, as the ABI allows. */
+static int emit_step(const fleet_model_ctx *ctx, size_t i, sleep_job *j, long s) {
+    unsigned char buf[32];
+    size_t n = 0;
+    buf[n++] = 0x82; /* a map of two */
+    buf[n++] = 0xa4;
+    memcpy(buf + n, "step", 4);
+    n += 4;
+    buf[n++] = 0xd3; /* int 64 */
+    for (int b = 7; b >= 0; b--) buf[n++] = (unsigned char)((unsigned long long)s >> (8 * b));
+    buf[n++] = 0xa2;
+    memcpy(buf + n, "of", 2);
+    n += 2;
+    buf[n++] = 0xd3;
+    for (int b = 7; b >= 0; b--)
+        buf[n++] = (unsigned char)((unsigned long long)j->in.steps >> (8 * b));
+    char err[FLEET_MODEL_ERROR_MAX] = "";
+    switch (ctx->emit(ctx, i, (const char *)buf, n, err, sizeof err)) {
+    case FLEET_MODEL_EMIT_OK: j->emitted++; return 0;
+    case FLEET_MODEL_EMIT_REFUSED:
+        j->refused++;
+        snprintf(j->emit_error, sizeof j->emit_error, "%s", err);
+        return 0;
+    default: return 1;
+    }
+}
 
 static long mono_ms(void) {
     struct timespec ts;
@@ -234,7 +298,8 @@ static void finish_one(fleet_model_job *mj, const sleep_job *j) {
         fleet_model_job_fail(mj, j->in.retryable, "%s", j->in.fail_msg);
         return;
     }
-    if (wk_sleep_output(j->in.ms, j->in.steps, &mj->output, &mj->output_len) < 0) {
+    if ((j->in.emit ? pack_emit_output(j, &mj->output, &mj->output_len)
+                    : wk_sleep_output(j->in.ms, j->in.steps, &mj->output, &mj->output_len)) < 0) {
         fleet_model_job_fail(mj, 1, "out of memory packing the output");
         return;
     }
@@ -303,7 +368,8 @@ static void sleep_run_batch(void *state, fleet_model_job *jobs, size_t n,
                 long s = j->next_step++;
                 snprintf(msg, sizeof msg, "step %ld of %ld", s, j->in.steps);
                 if (ctx->progress(ctx, i, 100.0 * (double)s / (double)j->in.steps, msg, s,
-                                  j->in.steps)) {
+                                  j->in.steps) ||
+                    (j->in.emit && emit_step(ctx, i, j, s))) {
                     jobs[i].outcome = FLEET_MODEL_STOPPED;
                     j->active = 0;
                     active--;
