@@ -76,9 +76,17 @@ def stats(r, model):
             if k.decode().startswith(model + ":")}
 
 
+def registered(stack):
+    """The stack with echo and sleep registered, so that the gateway takes their jobs
+    before a worker of either kind has announced itself."""
+    for m in ("echo", "sleep"):
+        stack.fleetctl("model", "add", m)
+    return stack
+
+
 @pytest.fixture
 def stack(make_fleet_stack):
-    return make_fleet_stack(workers=[])
+    return registered(make_fleet_stack(workers=[]))
 
 
 @pytest.fixture
@@ -201,7 +209,7 @@ def test_sigterm_drains_then_hands_back(stack, rds, impl):
 @pytest.mark.parametrize("impl", WORKERS)
 def test_fair_share_between_tenants(make_fleet_stack, impl):
     # A small ready target, so that the stream holds few jobs ahead of the wait lists.
-    stack = make_fleet_stack(workers=[], gateway_env={"FLEET_READY_TARGET": "2"})
+    stack = registered(make_fleet_stack(workers=[], gateway_env={"FLEET_READY_TARGET": "2"}))
     other = stack.fleetctl_json("tenant", "add", "other")["api_key"]
     a, b = Api(stack), Api(stack, other)
     # Tenant a queues a backlog before any worker runs; b's few jobs come after it.
