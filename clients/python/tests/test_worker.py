@@ -298,3 +298,18 @@ def test_wordstats_example_worker_and_client(stack, rds, api, tmp_path):
     assert [(p["file"], p["page"]) for p in pages] == \
         [("a.txt", 1), ("a.txt", 2), ("b.txt", 1), ("b.txt", 2), ("b.txt", 3)]
     assert pages[0]["words"] == 6 and pages[1]["top"] == [["the", 1], ["end", 1]]
+
+
+def test_timeout_stops_the_job_at_its_next_check(stack, rds, api):
+    def handler(inputs, ctx):
+        while not ctx.cancelled(0):
+            time.sleep(0.02)
+        return inputs  # ignored: the job was told to stop
+    rds.hsetnx("{fleet}:models", "py-slow", "{}")
+    rds.publish("{fleet}:events", "models py-slow")
+    wait_for(lambda: model_accepted(api, "py-slow") is not None, 10, "model accepted")
+    jid = submit(api, "py-slow", "x", timeout_s=1)
+    with Running(stack, "py-slow", handler, max_batch=1, timeout_s=1):
+        j = wait_job(api, jid)
+    assert j["status"] == "failed", j
+    assert j["error"] == "the job ran longer than its timeout_s of 1 seconds", j

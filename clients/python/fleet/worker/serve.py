@@ -111,6 +111,11 @@ def _is_error(rep):
     return isinstance(rep, Exception)
 
 
+def _timeout_error(j):
+    # The C worker's text (worker/batch_run.c), so a job reads the same from either worker.
+    return "the job ran longer than its timeout_s of %d seconds" % int(j.timeout_s)
+
+
 class _Hist:
     def __init__(self, bounds):
         self.bounds = bounds
@@ -650,12 +655,11 @@ class Worker:
                 finishes.append((j, "failed", b"", j.failed))
             elif not done:
                 if j.timed_out:
-                    finishes.append((j, "failed", b"", "timed out after %g s (the model did "
-                                     "not stop)" % j.timeout_s))
+                    finishes.append((j, "failed", b"", _timeout_error(j)))
                 else:
                     requeues.append((j, "handback", ""))  # drain time over
             elif j.timed_out:
-                finishes.append((j, "failed", b"", "timed out after %g s" % j.timeout_s))
+                finishes.append((j, "failed", b"", _timeout_error(j)))
             elif j.cancel and j.seen_cancel:
                 finishes.append((j, "cancelled", b"", "cancelled by the client while running"))
             elif self._drain_expired and j.seen_cancel and "outputs" not in result:
