@@ -141,6 +141,10 @@ class FleetStack:
             t = self.fleetctl_json("tenant", "add", "tenant")
             self.api_key = t["api_key"]
             self.tenant_webhook_secret = t["webhook_secret"]
+            # echo and sleep are accepted before (or without) their workers; idle has none,
+            # so its jobs stay queued (the quota, queue-full and 425 cases)
+            for m in ("echo", "sleep", "idle"):
+                self.fleetctl("model", "add", m)
             self.gateway = self.start_gateway(gateway_env or {})
             for m in workers:
                 self.start_worker(m)
@@ -189,12 +193,13 @@ class FleetStack:
 
     def start_gateway(self, env: Dict[str, str]) -> Proc:
         """Starts a gateway on a free port (API keys on, webhooks signed with
-        webhook_secret and allowed to loopback); sets ``url`` to it."""
+        webhook_secret and allowed to loopback, every registered model accepted: the
+        registered echo, sleep and ``idle``, which no worker serves); sets ``url`` to it."""
         for _ in range(3):
             port = free_port()
             e = {"FLEET_LISTEN": f"127.0.0.1:{port}", "FLEET_AUTH": "on",
                  "FLEET_WEBHOOK_SECRET": self.webhook_secret,
-                 "FLEET_WEBHOOK_ALLOW": "127.0.0.0/8", "FLEET_MODELS": "echo,sleep,idle"}
+                 "FLEET_WEBHOOK_ALLOW": "127.0.0.0/8"}
             e.update(env)
             p = self.start_process("gateway", [os.path.join(self.bin, "fleet-gateway")], e)
             url = f"http://127.0.0.1:{port}"

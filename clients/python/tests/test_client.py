@@ -400,3 +400,32 @@ def test_docs_examples_run(fleet_stack):
     assert "{'slept_ms': 300, 'steps': 3}" in outs[0]
     assert "[('a.txt', 7), ('b.txt', 5)]" in outs[0]
     assert "[{'n': 0}, {'n': 1}, {'n': 2}]" in outs[1] and "final" in outs[1]
+
+
+def test_example_submit_files_with_the_python_wordstats_worker(fleet_stack, tmp_path):
+    """The same example against a model written in Python (examples/python/
+    wordstats_worker.py, served by fleet.worker): per-file statistics."""
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
+    w = fleet_stack.start_process("worker-py-wordstats", [
+        sys.executable, "-u", os.path.join(root, "examples", "python", "wordstats_worker.py")])
+    fleet_stack.fleetctl("model", "add", "wordstats")  # accepted before the worker is up
+    wait_for(lambda: "wordstats" in [m["name"] for m in httpx.get(
+        fleet_stack.url + "/v1/models", headers={"Authorization": "Bearer " + fleet_stack.api_key}
+    ).json()["models"]], what="the gateway to accept wordstats")
+    (tmp_path / "a.txt").write_text("the cat sat\non the mat\n")
+    (tmp_path / "b.txt").write_text("one\ftwo two\n")
+    env = dict(os.environ, FLEET_API_KEY=fleet_stack.api_key,
+               PYTHONPATH=os.path.join(root, "clients", "python"))
+    r = subprocess.run([sys.executable, os.path.join(root, "examples", "python", "submit_files.py"),
+                        "--url", fleet_stack.url, "--timeout", "30", "wordstats",
+                        str(tmp_path / "a.txt"), str(tmp_path / "b.txt")],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr + w.log()[-2000:]
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [(x["file"], x["result"]["words"], x["result"]["pages"]) for x in lines] == \
+        [("a.txt", 6, 1), ("b.txt", 3, 2)]
+    assert lines[0]["result"]["top"][0] == ["the", 2]
