@@ -313,3 +313,31 @@ def test_timeout_stops_the_job_at_its_next_check(stack, rds, api):
         j = wait_job(api, jid)
     assert j["status"] == "failed", j
     assert j["error"] == "the job ran longer than its timeout_s of 1 seconds", j
+
+
+def test_docs_worker_example_runs(stack, rds, api, tmp_path):
+    """docs/python.md's worker block, run as written: a worker process for model "upper"."""
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "docs",
+                       "python.md")
+    with open(doc, encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("\n## Worker\n"):]
+    block = section[section.index("```python\n") + 10:]
+    block = block[:block.index("```\n")]
+    script = tmp_path / "worker.py"
+    script.write_text(block)
+    stack.start_process("worker-py-doc", [sys.executable, "-u", str(script)],
+                        {"PYTHONPATH": os.path.join(os.path.dirname(__file__), "..")})
+    wait_for(lambda: rds.hexists("{fleet}:models", "upper"), 20, "model upper registered")
+    wait_for(lambda: model_accepted(api, "upper") is not None, 10, "model accepted")
+    ok = submit(api, "upper", "hello big world")
+    bad = submit(api, "upper", {"not": "text"})
+    assert wait_job(api, ok)["status"] == "succeeded"
+    assert api.get(f"/v1/jobs/{ok}/result").json() == {"words": 3}
+    stored = rds.lrange(Keys("fleet").outputs(ok), 0, -1)
+    assert [msgpack.unpackb(e.split(b" ", 1)[1])["upper"] for e in stored] == \
+        ["HELLO", "BIG", "WORLD"]
+    j = wait_job(api, bad)
+    assert j["status"] == "failed" and j["error"] == "input must be a text", j
+    j = wait_job(api, ok)
+    assert j["progress"]["message"] == "word 3 of 3", j
