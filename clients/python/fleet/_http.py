@@ -72,7 +72,7 @@ def new_idempotency_key() -> str:
     return "py-" + secrets.token_urlsafe(24)
 
 
-def _file_part(spec: FileSpec, index: int) -> Tuple[str, Any, str]:
+def file_part(spec: FileSpec, index: int) -> Tuple[str, Any, str]:
     """(name, content, content type) of one file to upload."""
     ctype = "application/octet-stream"
     if isinstance(spec, tuple):
@@ -118,7 +118,7 @@ def submit_request(model: str, input: Any, *, files: Optional[Iterable[FileSpec]
         body = {"model": model, "input": input}
         body.update(opts)
         return Request("POST", "/v1/jobs", headers=headers, json=body, hold_s=hold)
-    parts = [("files", _file_part(f, i)) for i, f in enumerate(files)]
+    parts = [("files", file_part(f, i)) for i, f in enumerate(files)]
     form = {"model": model}
     if input is not None:
         form["input"] = json.dumps(input)
@@ -164,6 +164,20 @@ def wait_round(deadline: float, max_wait_s: int) -> int:
     """Seconds of ``Prefer: wait`` for the next round: what is left, at most max_wait_s."""
     left = deadline - time.monotonic()
     return max(0, min(max_wait_s, int(math.ceil(left))))
+
+
+_MAX_WAIT = re.compile(r"from 0 to (\d+) \(FLEET_MAX_WAIT_S\)")
+
+
+def gateway_max_wait(err: FleetError, asked: int) -> Optional[int]:
+    """The gateway's FLEET_MAX_WAIT_S when err refused a wait longer than it (400
+    invalid-wait names it), so the next round can ask for that; None otherwise."""
+    if err.slug != "invalid-wait":
+        return None
+    m = _MAX_WAIT.search(err.detail)
+    if not m or int(m.group(1)) >= asked:
+        return None
+    return int(m.group(1))
 
 
 def retry_after_s(resp: httpx.Response) -> Optional[float]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, AsyncIterator, Dict, Iterable, List, Optional, Union
 
 import httpx
 
 from . import _http
 from ._http import Event, FileResult, FileSpec, Request, RetryPolicy
-from .errors import WaitTimeout
+from .errors import BadRequest, WaitTimeout
 
 
 class AsyncJob:
@@ -104,6 +104,20 @@ class AsyncClient:
         resp = await self._send(req)
         return _http.read_json(resp)
 
+    async def _waited(self, make: Callable[[int], Request], deadline: float) -> Any:
+        """One long-poll round: make(N) is the request with Prefer: wait=N. A gateway
+        whose FLEET_MAX_WAIT_S is below max_wait_s refuses it (400, nothing done): the
+        round is asked again with its bound, which later rounds keep."""
+        while True:
+            asked = _http.wait_round(deadline, self.max_wait_s)
+            try:
+                return await self._json(make(asked))
+            except BadRequest as e:
+                n = _http.gateway_max_wait(e, asked)
+                if n is None:
+                    raise
+                self.max_wait_s = n
+
     # ------------------------------------------------------------------- the API -----
 
     async def submit(self, model: str, input: Any = None, *,
@@ -131,8 +145,7 @@ class AsyncClient:
         """Waits until the job ends (long-polling with Prefer: wait); see Client.wait."""
         deadline = time.monotonic() + timeout
         while True:
-            job = await self._json(_http.status_request(
-                job_id, _http.wait_round(deadline, self.max_wait_s)))
+            job = await self._waited(lambda n: _http.status_request(job_id, n), deadline)
             if job.get("status") in _http.TERMINAL:
                 return job
             if time.monotonic() >= deadline:
@@ -199,9 +212,11 @@ class AsyncClient:
         deadline = time.monotonic() + timeout
         if kw.get("files") is None and input is None:
             raise ValueError("input is required (any JSON value) unless files are given")
-        req = _http.submit_request(model, input,
-                                   wait_s=_http.wait_round(deadline, self.max_wait_s), **kw)
-        job = await self._json(req)
+        key = kw.pop("idempotency_key", None) or _http.new_idempotency_key()
+        if kw.get("files") is not None:  # read once: the request may be built twice
+            kw["files"] = [_http.file_part(f, i) for i, f in enumerate(kw["files"])]
+        job = await self._waited(lambda n: _http.submit_request(
+            model, input, wait_s=n, idempotency_key=key, **kw), deadline)
         if job.get("status") not in _http.TERMINAL:
             job = await self.wait(job["id"], max(0.0, deadline - time.monotonic()))
         return await self._result_of(job)

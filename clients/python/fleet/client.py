@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 import httpx
 
 from . import _http
 from ._http import Event, FileResult, FileSpec, Request, RetryPolicy
-from .errors import WaitTimeout
+from .errors import BadRequest, WaitTimeout
 
 
 class Job:
@@ -108,6 +108,20 @@ class Client:
     def _json(self, req: Request) -> Any:
         return _http.read_json(self._send(req))
 
+    def _waited(self, make: Callable[[int], Request], deadline: float) -> Any:
+        """One long-poll round: make(N) is the request with Prefer: wait=N. A gateway
+        whose FLEET_MAX_WAIT_S is below max_wait_s refuses it (400, nothing done): the
+        round is asked again with its bound, which later rounds keep."""
+        while True:
+            asked = _http.wait_round(deadline, self.max_wait_s)
+            try:
+                return self._json(make(asked))
+            except BadRequest as e:
+                n = _http.gateway_max_wait(e, asked)
+                if n is None:
+                    raise
+                self.max_wait_s = n
+
     # ------------------------------------------------------------------- the API -----
 
     def submit(self, model: str, input: Any = None, *, files: Optional[Iterable[FileSpec]] = None,
@@ -151,8 +165,7 @@ class Client:
         """
         deadline = time.monotonic() + timeout
         while True:
-            job = self._json(_http.status_request(job_id, _http.wait_round(deadline,
-                                                                           self.max_wait_s)))
+            job = self._waited(lambda n: _http.status_request(job_id, n), deadline)
             if job.get("status") in _http.TERMINAL:
                 return job
             if time.monotonic() >= deadline:
@@ -222,9 +235,11 @@ class Client:
         deadline = time.monotonic() + timeout
         if kw.get("files") is None and input is None:
             raise ValueError("input is required (any JSON value) unless files are given")
-        req = _http.submit_request(model, input,
-                                   wait_s=_http.wait_round(deadline, self.max_wait_s), **kw)
-        job = self._json(req)
+        key = kw.pop("idempotency_key", None) or _http.new_idempotency_key()
+        if kw.get("files") is not None:  # read once: the request may be built twice
+            kw["files"] = [_http.file_part(f, i) for i, f in enumerate(kw["files"])]
+        job = self._waited(lambda n: _http.submit_request(
+            model, input, wait_s=n, idempotency_key=key, **kw), deadline)
         if job.get("status") not in _http.TERMINAL:
             job = self.wait(job["id"], max(0.0, deadline - time.monotonic()))
         return self._result_of(job)

@@ -54,6 +54,27 @@ def test_wait_long_polls_in_rounds(fleet_stack):
     assert all(g[4].get("preference-applied") == "wait=1" for g in gets)
 
 
+def test_a_gateway_with_a_lower_max_wait_is_followed(make_fleet_stack):
+    s = make_fleet_stack(gateway_env={"FLEET_MAX_WAIT_S": "1"})
+    rec = Recorder()
+    with fleet.Client(s.url, s.api_key, transport=RecordingTransport(rec)) as c:
+        assert c.submit_and_wait("sleep", {"ms": 2500}, timeout=30)["slept_ms"] == 2500
+        assert c.max_wait_s == 1
+        assert len(list(c.list())) == 1  # the refused submit made nothing
+    posts, gets = rec.sent("POST"), rec.sent("GET", "/v1/jobs/")
+    assert [(p[2]["prefer"], p[3]) for p in posts] == [("wait=30", 400), ("wait=1", 202)]
+    assert posts[0][2]["idempotency-key"] == posts[1][2]["idempotency-key"]
+    assert gets and all(g[2]["prefer"] == "wait=1" for g in gets)
+
+    async def main():
+        async with fleet.AsyncClient(s.url, s.api_key) as ac:
+            job = await ac.submit("sleep", {"ms": 1500})
+            assert (await ac.wait(job.id, 30))["status"] == "succeeded"
+            assert ac.max_wait_s == 1
+    import asyncio
+    asyncio.run(main())
+
+
 def test_wait_timeout_raises_with_the_job(fleet_stack):
     with client(fleet_stack) as c:
         job = c.submit("sleep", {"ms": 20000})
