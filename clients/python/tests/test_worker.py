@@ -204,6 +204,23 @@ def test_progress_is_throttled_but_the_last_step_written(stack, rds, api):
     assert writes[-50:] == [b"1"] * 49 + [b"50"], writes
 
 
+def test_every_script_text_is_the_builds():
+    """Each script of shared/scripts/scripts.def, assembled by the library, is byte for
+    byte what embed.cmake generated for the C programs of the build under test."""
+    from conftest import bin_dir
+    path = os.path.join(bin_dir(), "..", "shared", "scripts_embedded.c")
+    with open(path) as f:
+        generated = f.read()
+    import re
+    found = re.findall(r"fleet_script_src_(\w+)\[\] = \{([^}]*)\}", generated)
+    with open(os.path.join(scripts.SCRIPTS_DIR, "scripts.def")) as f:
+        listed = re.findall(r"^FLEET_SCRIPT\((\w+),", f.read(), re.M)
+    assert sorted(n for n, _ in found) == sorted(listed) and len(listed) > 20
+    for name, body in found:
+        c_text = bytes(int(x, 16) for x in body.split(",") if x.strip())[:-1]  # no NUL
+        assert scripts.Script(name).source == c_text, name
+
+
 def test_scripts_and_keys_are_the_c_programs(stack, rds, api):
     """The C gateway and worker (echo, sleep) of the stack ran jobs: every script text
     the library would send is already in Redis' cache under the same SHA-1, and the keys
