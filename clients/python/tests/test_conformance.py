@@ -223,3 +223,21 @@ def test_fair_share_between_tenants(make_fleet_stack, impl):
     assert done_a <= 12, done_a
     for jid in backlog:
         a.wait(jid)
+
+
+@pytest.mark.parametrize("impl", WORKERS)
+def test_a_job_longer_than_its_lease_keeps_it(stack, rds, impl):
+    """Renewal while the model runs: with a second worker ready to take over, a job of
+    three leases runs once, on its first worker."""
+    lease = {"FLEET_LEASE_MS": "1000"}
+    start(stack, impl, "sleep", lease)
+    ready(stack, rds, "sleep")
+    api = Api(stack)
+    jid = api.submit("sleep", {"ms": 3500, "steps": 2})
+    first = api.wait(jid, statuses=("running",))["worker"]
+    start(stack, impl, "sleep", lease)
+    ready(stack, rds, "sleep", 2)
+    j = api.wait(jid, timeout_s=30)
+    assert j["status"] == "succeeded" and j["attempts"] == 1 and j["worker"] == first, j
+    s = stats(rds, "sleep")
+    assert s.get("succeeded") == 1 and not s.get("retried"), s
