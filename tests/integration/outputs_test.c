@@ -271,6 +271,36 @@ TL_TEST(emit_under_a_lost_lease_is_stale) {
     ASSERT_EQ_INT(tl_jint(o, "output.p"), 1);
 }
 
+/* A plug-in built before ctx->emit (ABI version 1) still loads and runs; one of version 2
+ * emits through the same worker. */
+TL_TEST(plugins_of_abi_1_and_2_both_run) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_MODELS=abi1,abi2"}});
+    const char *path = tl_bin_path("fleet-worker");
+    for (int v = 1; v <= 2; v++) {
+        const char *argv[] = {path, "--model-plugin",
+                              tl_printf("%s/../lib/libfleet_model_abi%d.so", tl_bin_dir(), v),
+                              NULL};
+        const char *env[] = {tl_printf("FLEET_REDIS_URL=%s", f->redis->url),
+                             tl_printf("FLEET_PREFIX=%s", f->prefix), "FLEET_MAX_DELAY_MS=0", NULL};
+        tl_spawn(&(tl_spawn_opts){.name = tl_printf("worker-abi%d", v),
+                                  .path = path,
+                                  .argv = argv,
+                                  .env = env,
+                                  .checked = true});
+    }
+    const char *id1 = tl_job_submit(f, "abi1", "{\"a\": 1}");
+    const char *id2 = tl_job_submit(f, "abi2", "{\"a\": 1}");
+    tl_job_wait_status(f, id1, "succeeded", TL_WAIT_MS);
+    tl_job_wait_status(f, id2, "succeeded", TL_WAIT_MS);
+    ASSERT_EQ_INT(tl_jint(job_result(f, id1), "abi"), 1);
+    ASSERT_EQ_INT(tl_jint(job_result(f, id2), "abi"), 2);
+    ASSERT_EQ_INT(tl_jint(outputs_page(f, id1, ""), "count"), 0);
+    json_t *page = outputs_page(f, id2, "");
+    ASSERT_EQ_INT(tl_jint(page, "count"), 1);
+    /* {"a": 1} is 4 bytes of msgpack. */
+    ASSERT_EQ_INT(tl_jint(json_array_get(tl_jget(page, "outputs"), 0), "output.n"), 4);
+}
+
 TL_TEST(bad_queries_answer_400) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     const char *id = tl_job_submit(f, "sleep", emit_input(10, 1));
@@ -309,6 +339,7 @@ int main(int argc, char **argv) {
         TL_CASE(sse_sends_every_output_before_final),
         TL_CASE(job_output_webhooks_are_throttled),
         TL_CASE(emit_under_a_lost_lease_is_stale),
+        TL_CASE(plugins_of_abi_1_and_2_both_run),
         TL_CASE(bad_queries_answer_400),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
