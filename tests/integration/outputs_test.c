@@ -135,6 +135,37 @@ TL_TEST(outputs_live_and_go_with_the_job) {
     ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/outputs", id)), 404);
 }
 
+/* A tenant's storage limit (max_finished) evicts its oldest finished job: its outputs go
+ * with it. */
+TL_TEST(eviction_takes_the_outputs_too) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"sleep"}, .gateway_env = {"FLEET_AUTH=on", "FLEET_AUTH_CACHE_MS=0"}});
+    const char *hex = tl_sha256_hex("key-acme");
+    tl_redis_cmd(f->rc, "SADD {%s}:tenants acme", f->prefix);
+    tl_redis_cmd(f->rc, "HSET {%s}:tenant:acme name acme created_ms 1 max_finished 1", f->prefix);
+    tl_redis_cmd(f->rc, "HSET {%s}:apikey:%s tenant acme role user", f->prefix, hex);
+    tl_redis_cmd(f->rc, "SADD {%s}:tenant:acme:keys %s", f->prefix, hex);
+    const char *ids[2];
+    for (int i = 0; i < 2; i++) {
+        tl_req req = {.method = "POST",
+                      .body = tl_printf("{\"model\":\"sleep\",\"input\":%s}", emit_input(50, 2))};
+        req.headers[0] = "Authorization: Bearer key-acme";
+        tl_resp *r = tl_request(f, "/v1/jobs", req);
+        ASSERT_HTTP_STATUS(r, 202);
+        ids[i] = tl_jstr(r->json, "id");
+        ASSERT_EVENTUALLY(tl_redis_int(f->rc, "LLEN {%s}:kept:acme", f->prefix) == i + 1,
+                          TL_WAIT_MS);
+        ASSERT_EQ_INT(tl_redis_int(f->rc, "LLEN {%s}:job:%s:outputs", f->prefix, ids[i]), 2);
+    }
+    /* Over max_finished 1: the next submit evicts the older of the two. */
+    tl_req req = {.method = "POST", .body = "{\"model\":\"sleep\",\"input\":{\"ms\":1}}"};
+    req.headers[0] = "Authorization: Bearer key-acme";
+    ASSERT_HTTP_STATUS(tl_request(f, "/v1/jobs", req), 202);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:job:%s", f->prefix, ids[0]), 0);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS {%s}:job:%s:outputs", f->prefix, ids[0]), 0);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "LLEN {%s}:job:%s:outputs", f->prefix, ids[1]), 2);
+}
+
 TL_TEST(retry_drops_the_earlier_outputs) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}});
     /* Fails in its last step: it emitted the two before it. */
@@ -335,6 +366,7 @@ int main(int argc, char **argv) {
         TL_CASE(count_limit_refuses_an_emit_and_the_job_goes_on),
         TL_CASE(byte_limit_refuses_an_emit_and_the_job_goes_on),
         TL_CASE(outputs_live_and_go_with_the_job),
+        TL_CASE(eviction_takes_the_outputs_too),
         TL_CASE(retry_drops_the_earlier_outputs),
         TL_CASE(sse_sends_every_output_before_final),
         TL_CASE(job_output_webhooks_are_throttled),
