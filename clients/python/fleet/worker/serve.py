@@ -366,6 +366,10 @@ class Worker:
                     log.warning("Redis connection lost (%s); reconnecting", e)
                     self._group_ok = False
                     time.sleep(ERROR_PAUSE_S)
+                except redis.exceptions.ResponseError as e:
+                    # A stream command refused (an XACK of a bad entry, ...): what it left
+                    # pending is taken over after a lease; do not loop on it at once.
+                    self._stream_error("a Redis command", e)
         finally:
             self._quit.set()
             keeper.join(timeout=10)
@@ -839,6 +843,8 @@ class Worker:
             except (redis.exceptions.RedisError, OSError) as e:
                 log.warning("keeper: %s", e)
                 self._registered = False  # register again on the next connection
+            except Exception:  # noqa: BLE001 - the leases depend on this thread going on
+                log.exception("keeper: unexpected error")
             self._quit.wait(renew_every)
 
     def _renew_all(self):
