@@ -135,6 +135,32 @@ TL_TEST(outputs_live_and_go_with_the_job) {
     ASSERT_PROBLEM(tl_get(f, tl_printf("/v1/jobs/%s/outputs", id)), 404);
 }
 
+/* A worker killed mid-job leaves its outputs; the worker that takes the job over after the
+ * lease ends it (out of attempts) and gives them the job's result TTL with its hash. */
+TL_TEST(a_lost_workers_outputs_end_with_the_job) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.worker_env = {"FLEET_LEASE_MS=1000"}});
+    tl_proc *w1 = tl_fleet_add_worker(f, "sleep");
+    tl_proc_expect_kill9(w1); /* the crash input kills it with SIGKILL */
+    tl_resp *r = tl_post(f, "/v1/jobs",
+                         "{\"model\":\"sleep\",\"max_attempts\":1,\"ttl_s\":600,"
+                         "\"input\":{\"ms\":100,\"steps\":2,\"emit\":true,\"crash\":true}}");
+    ASSERT_HTTP_STATUS(r, 202);
+    const char *id = tl_jstr(r->json, "id");
+    ASSERT_TRUE(tl_proc_wait(w1, TL_WAIT_MS));
+    json_t *page = outputs_page(f, id, "");
+    ASSERT_EQ_INT(tl_jint(page, "count"), 2);
+    ASSERT_EQ_STR(tl_jstr(page, "status"), "running");
+    ASSERT_EQ_INT(tl_jint(json_array_get(tl_jget(page, "outputs"), 1), "attempt"), 1);
+    /* While running, the list has the job hash's queue TTL (a day by default). */
+    ASSERT_GT_INT(tl_redis_int(f->rc, "TTL {%s}:job:%s:outputs", f->prefix, id), 3600);
+    tl_fleet_add_worker(f, "sleep");
+    tl_job_wait_status(f, id, "failed", TL_WAIT_MS);
+    long long job_ttl = tl_redis_int(f->rc, "TTL {%s}:job:%s", f->prefix, id);
+    ASSERT_LE_INT(job_ttl, 600);
+    ASSERT_EQ_INT(tl_redis_int(f->rc, "TTL {%s}:job:%s:outputs", f->prefix, id), job_ttl);
+    ASSERT_EQ_INT(tl_jint(outputs_page(f, id, ""), "count"), 2);
+}
+
 /* A tenant's storage limit (max_finished) evicts its oldest finished job: its outputs go
  * with it. */
 TL_TEST(eviction_takes_the_outputs_too) {
@@ -366,6 +392,7 @@ int main(int argc, char **argv) {
         TL_CASE(count_limit_refuses_an_emit_and_the_job_goes_on),
         TL_CASE(byte_limit_refuses_an_emit_and_the_job_goes_on),
         TL_CASE(outputs_live_and_go_with_the_job),
+        TL_CASE(a_lost_workers_outputs_end_with_the_job),
         TL_CASE(eviction_takes_the_outputs_too),
         TL_CASE(retry_drops_the_earlier_outputs),
         TL_CASE(sse_sends_every_output_before_final),
