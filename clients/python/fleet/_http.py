@@ -61,7 +61,7 @@ class Request:
     json: Any = None
     data: Optional[Dict[str, str]] = None
     files: Optional[List[Tuple[str, Tuple[str, Any, str]]]] = None
-    #: whether repeating it cannot do twice what it asks (reads, cancels, keyed submits)
+    #: whether sending it twice has the effect and the answer of once (reads, keyed submits)
     idempotent: bool = True
     #: seconds the gateway may hold the answer (Prefer: wait), added to the read timeout
     hold_s: float = 0.0
@@ -244,10 +244,28 @@ def _disposition_filename(cd: str) -> Optional[str]:
     return None
 
 
+#: 429 / 503 problem types whose request changed nothing, so that any request may be sent
+#: again; redis-unavailable may come after a write was done (docs/api.md), so after it only
+#: requests that are safe to repeat are (reads, and submits by their Idempotency-Key)
+WROTE_NOTHING = frozenset({"queue-full", "rate-limited", "too-many-active-jobs", "redis-full",
+                           "redis-loading", "too-many-connections"})
+
+
+def problem_slug(resp: httpx.Response) -> str:
+    """The problem type of an answer without its prefix ('' when it has none or its body
+    was not read)."""
+    try:
+        t = resp.json().get("type", "")
+    except (httpx.ResponseNotRead, ValueError, AttributeError):
+        return ""
+    prefix = "urn:fleet:problem:"
+    return t[len(prefix):] if isinstance(t, str) and t.startswith(prefix) else ""
+
+
 class RetryPolicy:
-    """When to send a request again: after 429 and 503 (which wrote nothing, or, for a
-    keyed submit, are safe to repeat) and, for idempotent requests, after a connection that
-    failed or broke. Each wait is at least the answer's Retry-After, else an exponential
+    """When to send a request again: after a 429 or 503 that changed nothing
+    (WROTE_NOTHING), and for requests that are safe to repeat (reads, keyed submits) after
+    any 429 or 503 and after a connection that failed or broke. Each wait is at least the answer's Retry-After, else an exponential
     backoff, times a random factor in [1, 1 + jitter) so that many clients refused at once
     do not come back at once; bounded by ``max_retries`` and ``max_retry_s`` in all."""
 
@@ -270,7 +288,7 @@ class RetryPolicy:
         if resp is not None:
             if resp.status_code not in (429, 503):
                 return None
-            if not req.idempotent:
+            if not req.idempotent and problem_slug(resp) not in WROTE_NOTHING:
                 return None
             floor = retry_after_s(resp) or 0.0
         elif exc is not None:

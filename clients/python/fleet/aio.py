@@ -179,16 +179,17 @@ class AsyncClient:
 
     async def cancel(self, job_id: str) -> Dict[str, Any]:
         """Cancels a queued or running job; see Client.cancel."""
-        return await self._json(Request("DELETE", _http.job_path(job_id)))
+        return await self._json(Request("DELETE", _http.job_path(job_id), idempotent=False))
 
     async def purge(self, job_id: str) -> Dict[str, Any]:
         """Deletes a finished job and its result now."""
         return await self._json(Request("DELETE", _http.job_path(job_id),
-                                        params={"purge": "true"}))
+                                        params={"purge": "true"}, idempotent=False))
 
     async def retry(self, job_id: str) -> AsyncJob:
         """Runs a failed or cancelled job again under its id."""
-        return AsyncJob(self, await self._json(Request("POST", _http.job_path(job_id, "/retry"))))
+        req = Request("POST", _http.job_path(job_id, "/retry"), idempotent=False)
+        return AsyncJob(self, await self._json(req))
 
     async def list(self, *, status: Union[None, str, Iterable[str]] = None,
                    model: Optional[str] = None, limit: Optional[int] = None,

@@ -148,8 +148,8 @@ class Client:
     def submit_batch(self, jobs: List[Dict[str, Any]]) -> Dict[str, Any]:
         """Submits up to 1,000 jobs at once (``POST /v1/jobs/batch``): each item a dict of
         submit fields (``model``, ``input``, ...). Returns the answer: ``jobs`` (per item,
-        the job or its ``error``), ``accepted``, ``refused``. Not retried (items have no
-        Idempotency-Key)."""
+        the job or its ``error``), ``accepted``, ``refused``. Sent again only after a 429 or
+        503 that changed nothing (its items have no Idempotency-Key)."""
         return self._json(_http.batch_request(jobs))
 
     def status(self, job_id: str) -> Dict[str, Any]:
@@ -201,15 +201,17 @@ class Client:
     def cancel(self, job_id: str) -> Dict[str, Any]:
         """Cancels a queued or running job (``DELETE /v1/jobs/{id}``); Conflict once it
         finished."""
-        return self._json(Request("DELETE", _http.job_path(job_id)))
+        return self._json(Request("DELETE", _http.job_path(job_id), idempotent=False))
 
     def purge(self, job_id: str) -> Dict[str, Any]:
         """Deletes a finished job and its result now (``DELETE ...?purge=true``)."""
-        return self._json(Request("DELETE", _http.job_path(job_id), params={"purge": "true"}))
+        return self._json(Request("DELETE", _http.job_path(job_id), params={"purge": "true"},
+                                  idempotent=False))
 
     def retry(self, job_id: str) -> Job:
         """Runs a failed or cancelled job again under its id (``POST .../retry``)."""
-        return Job(self, self._json(Request("POST", _http.job_path(job_id, "/retry"))))
+        req = Request("POST", _http.job_path(job_id, "/retry"), idempotent=False)
+        return Job(self, self._json(req))
 
     def list(self, *, status: Union[None, str, Iterable[str]] = None,
              model: Optional[str] = None, limit: Optional[int] = None,

@@ -158,8 +158,12 @@ def test_a_full_queue_is_retried_after_retry_after(make_fleet_stack):
                                                              max_retry_s=60)) as c:
             first = await c.submit("idle", {})
             task = asyncio.ensure_future(c.submit("idle", {"n": 2}))
-            while not any(p[3] == 503 for p in rec.sent("POST")):
+            for _ in range(1000):
+                if any(p[3] == 503 for p in rec.sent("POST")):
+                    break
                 await asyncio.sleep(0.02)
+            else:
+                pytest.fail("no 503 within 20 s")
             await first.cancel()
             second = await task
             return [j["id"] async for j in c.list(status="queued")], second

@@ -372,6 +372,21 @@ def test_a_connection_failure_is_retried_with_the_same_key(fleet_stack):
     with client(fleet_stack, rec, retry=NO_RETRY) as c:
         with pytest.raises(fleet.TransportError):
             c.status(job.id)
+    # a cancel, a retry or a batch that may have been done is not sent again: a second
+    # cancel of a job the first one ended would answer 409
+    with client(fleet_stack) as c:
+        running = c.submit("sleep", {"ms": 30000})
+    for call in ("cancel", "retry", "batch"):
+        rec = Recorder(fail_first=1)
+        with client(fleet_stack, rec) as c:
+            with pytest.raises(fleet.TransportError):
+                if call == "batch":
+                    c.submit_batch([{"model": "echo", "input": {}}])
+                else:
+                    getattr(c, call)(running.id)
+        assert len(rec.calls) == 1
+    with client(fleet_stack) as c:
+        c.cancel(running.id)
 
 
 def test_example_submit_files(fleet_stack, tmp_path):
