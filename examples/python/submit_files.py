@@ -49,7 +49,9 @@ def main(argv: list[str]) -> int:
             print(f"job {e.job.get('id')} not done after {a.timeout} s", file=sys.stderr)
             return 1
 
-    per_file = (result.get("results") or result.get("files") or []) if isinstance(result, dict) else []
+    per_file = []
+    if isinstance(result, dict):
+        per_file = result.get("results") or result.get("files") or []
     if len(per_file) != len(files):
         print(f"the model answered {len(per_file)} results for {len(files)} files: "
               f"{json.dumps(result)[:500]}", file=sys.stderr)

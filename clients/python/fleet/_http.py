@@ -265,9 +265,10 @@ def problem_slug(resp: httpx.Response) -> str:
 class RetryPolicy:
     """When to send a request again: after a 429 or 503 that changed nothing
     (WROTE_NOTHING), and for requests that are safe to repeat (reads, keyed submits) after
-    any 429 or 503 and after a connection that failed or broke. Each wait is at least the answer's Retry-After, else an exponential
-    backoff, times a random factor in [1, 1 + jitter) so that many clients refused at once
-    do not come back at once; bounded by ``max_retries`` and ``max_retry_s`` in all."""
+    any 429 or 503 and after a connection that failed or broke. Each wait is at least the
+    answer's Retry-After, else an exponential backoff, times a random factor in
+    [1, 1 + jitter) so that many clients refused at once do not come back at once; bounded
+    by ``max_retries`` and ``max_retry_s`` in all."""
 
     def __init__(self, max_retries: int = 4, max_retry_s: float = 30.0, backoff_s: float = 0.5,
                  max_backoff_s: float = 10.0, jitter: float = 0.25,

@@ -4,7 +4,6 @@ client returned."""
 from __future__ import annotations
 
 import signal
-import struct
 import threading
 
 import httpx
