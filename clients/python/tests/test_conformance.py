@@ -186,7 +186,7 @@ def test_retries_then_dead_letter(stack, rds, impl):
 
 @pytest.mark.parametrize("impl", WORKERS)
 def test_sigterm_drains_then_hands_back(stack, rds, impl):
-    w = start(stack, impl, "sleep", {"FLEET_DRAIN_TIMEOUT": "1", "FLEET_MAX_BATCH": "1"})
+    w = start(stack, impl, "sleep", {"FLEET_DRAIN_TIMEOUT": "3", "FLEET_MAX_BATCH": "1"})
     ready(stack, rds, "sleep")
     api = Api(stack)
     short = api.submit("sleep", {"ms": 300})
@@ -194,7 +194,7 @@ def test_sigterm_drains_then_hands_back(stack, rds, impl):
     w.signal(signal.SIGTERM)
     assert w.p.wait(20) == 0
     assert api.job(short)["status"] == "succeeded"  # finished within the drain time
-    w2 = start(stack, impl, "sleep", {"FLEET_DRAIN_TIMEOUT": "1", "FLEET_MAX_BATCH": "1"})
+    w2 = start(stack, impl, "sleep", {"FLEET_DRAIN_TIMEOUT": "3", "FLEET_MAX_BATCH": "1"})
     ready(stack, rds, "sleep")
     long = api.submit("sleep", {"ms": 60000, "steps": 600})
     api.wait(long, statuses=("running",))
