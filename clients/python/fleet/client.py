@@ -63,7 +63,8 @@ class Client:
         self.retry_policy = retry if retry is not None else RetryPolicy()
         self.max_wait_s = max_wait_s
         self._http = httpx.Client(base_url=self.url, headers=_http.auth_headers(api_key),
-                                  timeout=timeout, transport=transport)
+                                  timeout=timeout,
+                                  transport=transport or _http.sync_transport())
 
     def close(self) -> None:
         """Closes the connections."""

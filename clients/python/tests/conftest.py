@@ -290,6 +290,9 @@ class RecordingTransport(httpx.HTTPTransport):
     def __init__(self, rec: Recorder) -> None:
         super().__init__()
         self.rec = rec
+        # as the client's own transport (fleet._http.sync_transport)
+        import fleet._http
+        fleet._http.tcp_nodelay(self)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.rec.before(request)

@@ -26,6 +26,30 @@ def test_submit_and_wait_returns_the_result(fleet_stack):
         assert c.submit_and_wait("echo", {"hello": "world"}, timeout=30) == {"hello": "world"}
 
 
+def test_the_sync_client_sets_tcp_nodelay(fleet_stack):
+    """Without TCP_NODELAY a POST's body waits for the gateway's delayed ACK of its headers
+    (40 ms a submit). Checked on the client's own connection, found in /proc/self/fd."""
+    import os
+    import socket
+    port = int(fleet_stack.url.rsplit(":", 1)[1])
+    with fleet.Client(fleet_stack.url, fleet_stack.api_key) as c:
+        c.submit("echo", {})
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                s = socket.socket(fileno=os.dup(int(fd)))
+            except OSError:
+                continue
+            try:
+                if s.family == socket.AF_INET and s.getpeername()[1] == port:
+                    found.append(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            except OSError:
+                pass
+            finally:
+                s.close()
+    assert found and all(found), found
+
+
 def test_job_status_wait_result(fleet_stack):
     with client(fleet_stack) as c:
         job = c.submit("echo", {"n": 1}, priority="high", metadata={"team": "docs"}, ttl_s=600)
