@@ -358,3 +358,21 @@ def test_docs_worker_example_runs(stack, rds, api, tmp_path):
     assert j["status"] == "failed" and j["error"] == "input must be a text", j
     j = wait_job(api, ok)
     assert j["progress"]["message"] == "word 3 of 3", j
+
+
+def test_claims_nothing_while_redis_may_evict(stack, rds, api, caplog):
+    """An evicting maxmemory-policy would delete jobs of a full Redis: the worker claims
+    nothing until the policy is noeviction (unless allow_eviction)."""
+    rds.hsetnx("{fleet}:models", "py-evict", "{}")
+    rds.publish("{fleet}:events", "models py-evict")
+    wait_for(lambda: model_accepted(api, "py-evict") is not None, 10, "model accepted")
+    jid = submit(api, "py-evict", "x")
+    rds.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with Running(stack, "py-evict", lambda xs, ctx: xs):
+            wait_for(lambda: "claiming nothing" in caplog.text, 10, "the policy error")
+            assert api.get(f"/v1/jobs/{jid}").json()["status"] == "queued"
+            rds.config_set("maxmemory-policy", "noeviction")
+            assert wait_job(api, jid)["status"] == "succeeded"
+    finally:
+        rds.config_set("maxmemory-policy", "noeviction")

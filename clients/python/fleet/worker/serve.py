@@ -47,6 +47,9 @@ CONTROL_WAIT_S = 2.0
 READ_BLOCK_MS = 1000
 ERROR_PAUSE_S = 1.0
 TIMEOUT_GRACE_MS = 5000
+HEALTH_LOOK_MS = 10000  # INFO memory while claims are allowed (worker/health.c)
+HELD_LOOK_MS = 1000  # while claims are held
+POLICY_LOG_MS = 60000
 PROGRESS_MESSAGE_MAX = 200
 FINISH_ERROR_MAX = 4096
 REQUEUE_ERROR_MAX = 300
@@ -253,7 +256,7 @@ class Worker:
                  timeout_s=0, retry_base_ms=1000, retry_max_ms=60000, ready_target=8,
                  dlq_cap=10000, progress_interval_ms=200, consumer_idle_ms=600000,
                  max_outputs=1000, max_output_bytes=1048576, output_webhook_ms=1000,
-                 backend="python"):
+                 allow_eviction=False, backend="python"):
         if not fkeys.valid_model(model):
             raise ValueError("model must be 1..64 characters of [a-z0-9_-]: %r" % (model,))
         if not callable(handler):
@@ -287,6 +290,12 @@ class Worker:
         self.max_outputs = int(max_outputs)
         self.max_output_bytes = int(max_output_bytes)
         self.output_webhook_ms = int(output_webhook_ms)
+        self.allow_eviction = bool(allow_eviction)
+        self._next_look = 0
+        self._held = False
+        self._policy = None
+        self._policy_logged = 0
+        self._full = False
         # One pool: redis-py hands each thread its own connection per command.
         self.r = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5,
                                       health_check_interval=0)
@@ -365,6 +374,7 @@ class Worker:
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
                     log.warning("Redis connection lost (%s); reconnecting", e)
                     self._group_ok = False
+                    self._next_look = 0  # a new server may have another policy: look again
                     time.sleep(ERROR_PAUSE_S)
                 except redis.exceptions.ResponseError as e:
                     # A stream command refused (an XACK of a bad entry, ...): what it left
@@ -399,6 +409,9 @@ class Worker:
                 self._stream_error("XGROUP CREATE", e)
                 return
         self._promote()
+        if not self._may_claim():
+            time.sleep(HELD_LOOK_MS / 1000.0)
+            return
         named = self._reclaim()
         jobs = self._claim(named, self.max_batch - len(named))
         if not jobs and not self._stop_reading.is_set() and self._group_ok:
@@ -417,6 +430,48 @@ class Worker:
         if jobs:
             self._last_full = len(jobs) >= self.max_batch
             self._run_batch(jobs)
+
+    def _may_claim(self):
+        """False while Redis' maxmemory-policy evicts keys (every fleet key has a TTL, so a
+        volatile policy deletes jobs too) and allow_eviction is off, or while Redis is full
+        (a claimed job could not be finished). INFO memory, as the C worker reads it: every
+        10 s, every second while claims are held."""
+        now = _mono_ms()
+        if now < self._next_look:
+            return not self._held
+        info = self.r.info("memory")
+        policy = info.get("maxmemory_policy")
+        if policy is None:
+            self._held = False  # cannot tell: run, as the C worker does
+            self._next_look = now + HEALTH_LOOK_MS
+            return True
+        policy = _text(policy)
+        evicts = policy != "noeviction"
+        if policy != self._policy:
+            self._policy_logged = 0
+            if not evicts and self._policy is not None:
+                log.info("redis maxmemory-policy is now noeviction")
+            self._policy = policy
+        if evicts and (not self._policy_logged or now - self._policy_logged >= POLICY_LOG_MS):
+            self._policy_logged = now
+            if self.allow_eviction:
+                log.warning("redis maxmemory-policy %s evicts keys: a full Redis will delete "
+                            "jobs and their inputs (allow_eviction is on)", policy)
+            else:
+                log.error("redis maxmemory-policy %s evicts keys: a full Redis would delete "
+                          "jobs and their inputs; set maxmemory-policy noeviction (or "
+                          "allow_eviction=True to accept it); claiming nothing", policy)
+        maxmem, used = int(info.get("maxmemory", 0)), int(info.get("used_memory", 0))
+        full = maxmem > 0 and used >= maxmem
+        if full and not self._full:
+            log.warning("redis is full (used_memory %d at maxmemory %d): taking no new jobs",
+                        used, maxmem)
+        elif self._full and not full:
+            log.info("redis has room again: taking jobs")
+        self._full = full
+        self._held = full or (evicts and not self.allow_eviction)
+        self._next_look = now + (HELD_LOOK_MS if self._held else HEALTH_LOOK_MS)
+        return not self._held
 
     def _promote(self):
         now = _mono_ms()
@@ -989,7 +1044,7 @@ def serve(model, handler, *, redis_url, max_batch=8, max_delay_ms=5, lease_ms=30
     Options (the C worker's defaults): drain_timeout_s=25, timeout_s=0 (a job without its
     own timeout_s has none), retry_base_ms=1000, retry_max_ms=60000, ready_target=8,
     dlq_cap=10000, progress_interval_ms=200, consumer_idle_ms=600000, max_outputs=1000,
-    max_output_bytes=1048576, output_webhook_ms=1000, backend="python".
+    max_output_bytes=1048576, output_webhook_ms=1000, allow_eviction=False, backend="python".
     """
     w = Worker(model, handler, redis_url=redis_url, max_batch=max_batch,
                max_delay_ms=max_delay_ms, lease_ms=lease_ms, prefix=prefix, name=name, **options)
