@@ -147,6 +147,13 @@ def status_request(job_id: str, wait_s: Optional[int] = None) -> Request:
     return r
 
 
+def result_request(job_id: str, msgpack: bool = False) -> Request:
+    r = Request("GET", job_path(job_id, "/result"))
+    if msgpack:
+        r.headers["Accept"] = "application/msgpack"
+    return r
+
+
 def list_request(*, status: Union[None, str, Iterable[str]] = None, model: Optional[str] = None,
                  limit: Optional[int] = None, since: Optional[str] = None,
                  until: Optional[str] = None, tenant: Optional[str] = None,
@@ -218,12 +225,16 @@ def read_json(resp: httpx.Response) -> Any:
 
 
 def read_result(resp: httpx.Response) -> Union[Any, FileResult]:
-    """GET .../result: the model's output as JSON, or a FileResult for a file result (any
-    other content type: the body as sent, its type and the Content-Disposition file name)."""
+    """GET .../result: the model's output as JSON, the msgpack bytes when they were asked
+    for, or a FileResult for a file result (any other content type: the body as sent, its
+    type and the Content-Disposition file name)."""
     raise_for_problem(resp)
     ctype = resp.headers.get("content-type", "")
-    if ctype.split(";")[0].strip().lower() == "application/json":
+    media = ctype.split(";")[0].strip().lower()
+    if media == "application/json":
         return resp.json()
+    if media == "application/msgpack":
+        return resp.content
     return FileResult(resp.content, ctype, _disposition_filename(
         resp.headers.get("content-disposition", "")))
 

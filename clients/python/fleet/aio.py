@@ -152,9 +152,9 @@ class AsyncClient:
                 raise WaitTimeout(f"job {job_id} still {job.get('status')} after {timeout} s",
                                   job)
 
-    async def result(self, job_id: str) -> Union[Any, FileResult]:
+    async def result(self, job_id: str, *, msgpack: bool = False) -> Union[Any, FileResult]:
         """The job's result; see Client.result."""
-        resp = await self._send(Request("GET", _http.job_path(job_id, "/result")))
+        resp = await self._send(_http.result_request(job_id, msgpack))
         return _http.read_result(resp)
 
     async def events(self, job_id: str) -> AsyncIterator[Event]:

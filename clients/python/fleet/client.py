@@ -173,11 +173,13 @@ class Client:
                 raise WaitTimeout(f"job {job_id} still {job.get('status')} after {timeout} s",
                                   job)
 
-    def result(self, job_id: str) -> Union[Any, FileResult]:
+    def result(self, job_id: str, *, msgpack: bool = False) -> Union[Any, FileResult]:
         """The job's result (``GET .../result``): the JSON value, or a FileResult when the
-        model returned a file. NotReady while queued or running; JobFailed / JobCancelled
-        for a job that did not succeed; Gone once it expired."""
-        return _http.read_result(self._send(Request("GET", _http.job_path(job_id, "/result"))))
+        model returned a file. With ``msgpack=True``, the stored msgpack bytes as they are
+        (float32 arrays as ``bin``: docs/api.md, "Result formats"). NotReady while queued
+        or running; JobFailed / JobCancelled for a job that did not succeed; Gone once it
+        expired."""
+        return _http.read_result(self._send(_http.result_request(job_id, msgpack)))
 
     def events(self, job_id: str) -> Iterator[Event]:
         """The job's Server-Sent Events until it ends: ``state`` first, then ``status``,

@@ -32,6 +32,7 @@ def test_submit_wait_status_result(fleet_stack):
             assert st["status"] == "succeeded" and st["metadata"] == {"k": "v"}
             assert await c.status(job.id) == st
             assert await job.result() == {"n": 2} == await c.result(job.id)
+            assert await c.result(job.id, msgpack=True) == b"\x81\xa1n\x02"
             done = await c.wait(job.id, 5)
             assert done["result"] == {"n": 2}
     run(main())

@@ -61,6 +61,7 @@ def test_job_status_wait_result(fleet_stack):
         assert st["metadata"] == {"team": "docs"} and st["ttl_s"] == 600
         assert c.status(job.id) == st
         assert job.result() == {"n": 1} == c.result(job.id)
+        assert c.result(job.id, msgpack=True) == b"\x81\xa1n\x01"  # as stored
 
 
 def test_wait_long_polls_in_rounds(fleet_stack):
