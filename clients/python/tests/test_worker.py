@@ -376,3 +376,17 @@ def test_claims_nothing_while_redis_may_evict(stack, rds, api, caplog):
             assert wait_job(api, jid)["status"] == "succeeded"
     finally:
         rds.config_set("maxmemory-policy", "noeviction")
+
+
+def test_a_long_error_is_cut_as_the_c_worker_cuts_it(stack, rds, api):
+    """An error message is cut to 511 bytes (the C model ABI's 512 with its NUL) on a
+    UTF-8 boundary: 'é' is two bytes, so 300 of them keep 255."""
+    def handler(inputs, ctx):
+        raise RuntimeError("é" * 300)
+    rds.hsetnx("{fleet}:models", "py-long", "{}")
+    rds.publish("{fleet}:events", "models py-long")
+    wait_for(lambda: model_accepted(api, "py-long") is not None, 10, "model accepted")
+    jid = submit(api, "py-long", "x")
+    with Running(stack, "py-long", handler):
+        j = wait_job(api, jid)
+    assert j["status"] == "failed" and j["error"] == "é" * 255, j
