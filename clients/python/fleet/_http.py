@@ -295,7 +295,8 @@ class RetryPolicy:
     def delay(self, req: Request, attempt: int, started: float,
               resp: Optional[httpx.Response] = None,
               exc: Optional[BaseException] = None) -> Optional[float]:
-        """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 0),
+        or None to give up. ``started``: time.monotonic() of the first failure."""
         if attempt >= self.max_retries:
             return None
         if resp is not None:

@@ -81,18 +81,23 @@ class AsyncClient:
 
     async def _send(self, req: Request, stream: bool = False,
                     timeout: Optional[httpx.Timeout] = None) -> httpx.Response:
-        started = time.monotonic()
+        # the retry budget runs from the first failure, not from a long poll's start
+        started: Optional[float] = None
         attempt = 0
         while True:
             try:
                 resp = await self._http.send(self._build(req, timeout), stream=stream)
             except httpx.TransportError as e:
+                started = started or time.monotonic()
                 d = self.retry_policy.delay(req, attempt, started, exc=e)
                 if d is None:
                     raise _http.transport_error(req, e) from e
                 await asyncio.sleep(d)
                 attempt += 1
                 continue
+            if resp.status_code not in (429, 503):
+                return resp
+            started = started or time.monotonic()
             d = self.retry_policy.delay(req, attempt, started, resp=resp)
             if d is None:
                 return resp

@@ -87,18 +87,23 @@ class Client:
     def _send(self, req: Request, stream: bool = False,
               timeout: Optional[httpx.Timeout] = None) -> httpx.Response:
         """Sends req, again after 429/503 or a broken connection as the policy allows."""
-        started = time.monotonic()
+        # the retry budget runs from the first failure, not from a long poll's start
+        started: Optional[float] = None
         attempt = 0
         while True:
             try:
                 resp = self._http.send(self._build(req, timeout), stream=stream)
             except httpx.TransportError as e:
+                started = started or time.monotonic()
                 d = self.retry_policy.delay(req, attempt, started, exc=e)
                 if d is None:
                     raise _http.transport_error(req, e) from e
                 time.sleep(d)
                 attempt += 1
                 continue
+            if resp.status_code not in (429, 503):
+                return resp
+            started = started or time.monotonic()
             d = self.retry_policy.delay(req, attempt, started, resp=resp)
             if d is None:
                 return resp
