@@ -439,9 +439,18 @@ class Worker:
         now = _mono_ms()
         if now < self._next_look:
             return not self._held
-        info = self.r.info("memory")
+        try:
+            info = self.r.info("memory")
+        except redis.exceptions.ResponseError as e:
+            if _refused(e):
+                raise  # the loop pauses and looks again
+            info = {}  # not allowed to look (an ACL): run, as the C worker does
         policy = info.get("maxmemory_policy")
         if policy is None:
+            if self._policy is None:
+                log.warning("INFO memory shows no maxmemory_policy; cannot check that Redis "
+                            "keeps jobs when it is full")
+                self._policy = ""
             self._held = False  # cannot tell: run, as the C worker does
             self._next_look = now + HEALTH_LOOK_MS
             return True
