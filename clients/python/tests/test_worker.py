@@ -390,3 +390,43 @@ def test_a_long_error_is_cut_as_the_c_worker_cuts_it(stack, rds, api):
     with Running(stack, "py-long", handler):
         j = wait_job(api, jid)
     assert j["status"] == "failed" and j["error"] == "é" * 255, j
+
+
+def test_runs_as_the_least_privilege_worker_user(stack, rds, api, caplog):
+    """The Redis user deploy/redis-users.acl gives workers (rendered by deploy/redis-acl.sh)
+    is enough for the library: claim, progress, finish, heartbeat, metrics, deregistering;
+    nothing it sends is refused."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
+    env = dict(os.environ, FLEET_ACL_ADMIN_PASSWORD="a", FLEET_ACL_GATEWAY_PASSWORD="g",
+               FLEET_ACL_WORKER_PASSWORD="w-pw", FLEET_ACL_CTL_PASSWORD="c", FLEET_PREFIX="fleet")
+    out = subprocess.run([os.path.join(root, "deploy", "redis-acl.sh"), "--setuser"], env=env,
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    line = [x for x in out.splitlines() if x.startswith("ACL SETUSER fleet-worker ")]
+    assert len(line) == 1, out
+    rds.execute_command(*line[0].split())  # only this user: the stack's others stay as they are
+    rds.hsetnx("{fleet}:models", "py-acl", "{}")
+    rds.publish("{fleet}:events", "models py-acl")
+    wait_for(lambda: model_accepted(api, "py-acl") is not None, 10, "model accepted")
+    jid = submit(api, "py-acl", "x")
+
+    def handler(inputs, ctx):
+        for i in range(len(inputs)):
+            ctx.progress(i, 1, 1, "done")
+        return inputs
+    url = stack.redis_url.replace("redis://", "redis://fleet-worker:w-pw@")
+    w = Worker("py-acl", handler, redis_url=url, name="py-acl-1", max_delay_ms=0,
+               drain_timeout_s=2)
+    t = threading.Thread(target=w.serve, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    try:
+        j = wait_job(api, jid)
+        assert j["status"] == "succeeded" and j["progress"]["message"] == "done", j
+        wait_for(lambda: rds.exists("{fleet}:worker:py-acl-1"), 10, "heartbeat")
+    finally:
+        w.stop()
+        t.join(15)
+    assert not t.is_alive()
+    assert not rds.exists("{fleet}:worker:py-acl-1")
+    assert rds.hexists("{fleet}:metrics:py-acl", "batch:count")
+    for refusal in ("NOPERM", "no permissions", "can't run this command"):
+        assert refusal not in caplog.text, caplog.text
