@@ -449,9 +449,21 @@ def test_docs_examples_run(fleet_stack):
     assert len(blocks) == 3
     env = dict(os.environ, FLEET_URL=fleet_stack.url, FLEET_API_KEY=fleet_stack.api_key,
                PYTHONPATH=os.path.join(root, "clients", "python"))
+    # the receiver of "Webhooks" gets a real delivery
+    blocks[2] = blocks[2].replace("SECRET", repr(fleet_stack.tenant_webhook_secret)) + """
+import http.server, threading, fleet, os
+srv = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+srv.timeout = 30
+t = threading.Thread(target=srv.handle_request)
+t.start()
+with fleet.Client(os.environ["FLEET_URL"], os.environ["FLEET_API_KEY"]) as c:
+    job = c.submit("echo", {}, webhook=f"http://127.0.0.1:{srv.server_address[1]}/hook")
+    job.wait(30)
+t.join()
+print("job", job.id)
+"""
     outs = []
     for code in blocks:
-        code = code.replace("SECRET", repr(fleet_stack.tenant_webhook_secret))
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == 0, f"{code}\n{r.stderr}"
@@ -460,6 +472,8 @@ def test_docs_examples_run(fleet_stack):
     assert "{'slept_ms': 300, 'steps': 3}" in outs[0]
     assert "[('a.txt', 7), ('b.txt', 5)]" in outs[0]
     assert "[{'n': 0}, {'n': 1}, {'n': 2}]" in outs[1] and "final" in outs[1]
+    job_id = outs[2].split("job ", 1)[1].strip()
+    assert f"job.succeeded {job_id}" in outs[2]
 
 
 def test_example_submit_files_with_the_python_wordstats_worker(fleet_stack, tmp_path):
