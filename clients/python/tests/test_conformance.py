@@ -241,3 +241,41 @@ def test_a_job_longer_than_its_lease_keeps_it(stack, rds, impl):
     assert j["status"] == "succeeded" and j["attempts"] == 1 and j["worker"] == first, j
     s = stats(rds, "sleep")
     assert s.get("succeeded") == 1 and not s.get("retried"), s
+
+
+@pytest.mark.parametrize("impl", WORKERS)
+def test_redis_restart_without_persistence(stack, rds, impl):
+    """Redis comes back empty on the same port: the worker reconnects, makes its consumer
+    group and registers its model again, and takes new jobs."""
+    start(stack, impl, "echo")
+    ready(stack, rds, "echo")
+    port = stack.redis_url.rsplit(":", 1)[1]
+    old = stack.redis
+    stack.procs.remove(old)
+    old.stop()
+    new = stack.start_process("redis", ["redis-server", "--port", port, "--bind", "127.0.0.1",
+                                        "--save", "", "--appendonly", "no", "--dir", stack.dir])
+    stack.procs.insert(0, stack.procs.pop())  # stopped last, after the gateway and workers
+    stack.redis = new
+    r2 = redis.Redis.from_url(stack.redis_url)
+
+    def up():
+        try:
+            return r2.ping()
+        except redis.exceptions.ConnectionError:
+            return False
+    wait_for(up, 20, "the new redis-server")
+    key = stack.fleetctl_json("tenant", "add", "after")["api_key"]
+    wait_for(lambda: r2.hexists("{fleet}:models", "echo"), 30, "the model registered again")
+    api = Api(stack, key)
+    got = {}
+
+    def submitted():
+        r = api.h.post("/v1/jobs", json={"model": "echo", "input": {"after": "restart"}})
+        got["r"] = r
+        return r.status_code == 202
+    wait_for(submitted, 30, "the gateway to take jobs again")
+    jid = got["r"].json()["id"]
+    assert api.wait(jid, timeout_s=30)["status"] == "succeeded"
+    assert api.result(jid) == {"after": "restart"}
+    r2.close()

@@ -300,6 +300,17 @@ class Worker:
         self.r = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5,
                                       health_check_interval=0)
         self.redis_url = redis_url
+        # The pool reconnects by itself (a connection the server closed is replaced when
+        # taken), so "after each reconnect" (docs/protocol.md: the consumer group, the
+        # model's registration, the health look) is told by a count of connects.
+        self._conn_epoch = 0
+        make = self.r.connection_pool.make_connection
+
+        def make_connection():
+            c = make()
+            c.register_connect_callback(self._on_connect)
+            return c
+        self.r.connection_pool.make_connection = make_connection
         self.stream = self.keys.stream(model)
         self.s = {n: scripts.get(n) for n in
                   ("claim", "renew", "progress", "emit", "finish", "requeue", "promote", "feed",
@@ -313,6 +324,7 @@ class Worker:
         self._drain_deadline = None
         self._drain_expired = False
         self._group_ok = False
+        self._group_epoch = -1
         self._cursor = "0-0"
         self._next_promote = 0
         self._next_reclaim = 0
@@ -320,12 +332,15 @@ class Worker:
         self._jobs_done = 0
         self._busy = False
         self._started_ms = int(time.time() * 1000)
-        self._registered = False
+        self._registered = -1  # the connect count it last registered at
         self._wait_h, self._run_h, self._batch_h = _Hist(_WAIT_LE), _Hist(_RUN_LE), _Hist(_BATCH_LE)
         self._last_full = False
         self._subscribed = threading.Event()
 
     # ------------------------------------------------------------------ redis helpers
+
+    def _on_connect(self, conn):
+        self._conn_epoch += 1
 
     def _pause_refused(self, what, err):
         self._backoff_s = min(max(self._backoff_s * 2, BACKOFF_MIN_S), BACKOFF_MAX_S)
@@ -342,6 +357,7 @@ class Worker:
             if not str(e).startswith("BUSYGROUP"):
                 raise
         self._group_ok = True
+        self._group_epoch = self._conn_epoch
 
     def _stream_error(self, what, e):
         if isinstance(e, redis.exceptions.ResponseError) and str(e).startswith("NOGROUP"):
@@ -402,6 +418,9 @@ class Worker:
         self._stop_reading.set()
 
     def _turn(self):
+        if self._group_epoch != self._conn_epoch:
+            self._group_ok = False  # a new connection: maybe a server restarted empty
+            self._next_look = 0
         if not self._group_ok:
             try:
                 self._ensure_group()
@@ -906,7 +925,7 @@ class Worker:
                     next_sweep = now + min(self.consumer_idle_ms / 2000.0, 60.0)
             except (redis.exceptions.RedisError, OSError) as e:
                 log.warning("keeper: %s", e)
-                self._registered = False  # register again on the next connection
+                self._registered = -1  # register again on the next connection
             except Exception:  # noqa: BLE001 - the leases depend on this thread going on
                 log.exception("keeper: unexpected error")
             self._quit.wait(renew_every)
@@ -933,12 +952,13 @@ class Worker:
         try:
             sec, usec = self.r.time()
             now_ms = int(sec) * 1000 + int(usec) // 1000
-            if not self._registered:
+            epoch = self._conn_epoch
+            if self._registered != epoch:
                 rec = json.dumps({"created_ms": now_ms, "registered_by": "worker %s on %s" %
                                   (self.name, self.host)}, separators=(",", ":"))
                 if self.r.hsetnx(k.models(), self.model, rec):
                     self.r.publish(k.events(), "models " + self.model)
-                self._registered = True
+                self._registered = epoch  # once per connection, as the C worker
             p = self.r.pipeline(transaction=False)
             p.zadd(k.workers(), {self.name: now_ms})
             p.hset(k.worker(self.name), mapping={
@@ -950,7 +970,8 @@ class Worker:
             p.zremrangebyscore(k.workers(), "-inf", now_ms - WORKER_GONE_MS)
             reps = p.execute(raise_on_error=False)
         except redis.exceptions.ResponseError as e:
-            self._registered = self._registered and not _refused(e)
+            if _refused(e):
+                self._registered = -1  # a refused HSETNX is tried at the next heartbeat
             log.warning("heartbeat refused: %s", e)
             return False
         bad = [r for r in reps if _is_error(r)]
