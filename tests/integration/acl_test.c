@@ -358,6 +358,7 @@ static const key_sample *key_samples(const fleet_keys *k, size_t *n) {
         K("job", fleet_key_job(k, id)),
         KP("job_prefix", fleet_key_job_prefix(k)),
         K("result", fleet_key_result(k, id)),
+        K("outputs", fleet_key_outputs(k, id)),
         K("gone", fleet_key_gone(k, id)),
         KP("gone_prefix", fleet_key_gone_prefix(k)),
         K("kept", fleet_key_kept(k, "acme")),
