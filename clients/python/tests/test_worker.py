@@ -394,8 +394,8 @@ def test_a_long_error_is_cut_as_the_c_worker_cuts_it(stack, rds, api):
 
 def test_runs_as_the_least_privilege_worker_user(stack, rds, api, caplog):
     """The Redis user deploy/redis-users.acl gives workers (rendered by deploy/redis-acl.sh)
-    is enough for the library: claim, progress, finish, heartbeat, metrics, deregistering;
-    nothing it sends is refused."""
+    is enough for the library: claim, progress, emit, finish, heartbeat, metrics,
+    deregistering; nothing it sends is refused."""
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
     env = dict(os.environ, FLEET_ACL_ADMIN_PASSWORD="a", FLEET_ACL_GATEWAY_PASSWORD="g",
                FLEET_ACL_WORKER_PASSWORD="w-pw", FLEET_ACL_CTL_PASSWORD="c", FLEET_PREFIX="fleet")
@@ -411,6 +411,7 @@ def test_runs_as_the_least_privilege_worker_user(stack, rds, api, caplog):
 
     def handler(inputs, ctx):
         for i in range(len(inputs)):
+            assert ctx.emit(i, {"part": 1})
             ctx.progress(i, 1, 1, "done")
         return inputs
     url = stack.redis_url.replace("redis://", "redis://fleet-worker:w-pw@")
@@ -421,6 +422,7 @@ def test_runs_as_the_least_privilege_worker_user(stack, rds, api, caplog):
     try:
         j = wait_job(api, jid)
         assert j["status"] == "succeeded" and j["progress"]["message"] == "done", j
+        assert rds.llen("{fleet}:job:%s:outputs" % jid) == 1
         wait_for(lambda: rds.exists("{fleet}:worker:py-acl-1"), 10, "heartbeat")
     finally:
         w.stop()
