@@ -147,6 +147,13 @@ def status_request(job_id: str, wait_s: Optional[int] = None) -> Request:
     return r
 
 
+def outputs_request(job_id: str, after: int = 0, limit: Optional[int] = None) -> Request:
+    params = {"after": str(int(after))}
+    if limit is not None:
+        params["limit"] = str(int(limit))
+    return Request("GET", job_path(job_id) + "/outputs", params=params)
+
+
 def result_request(job_id: str, msgpack: bool = False) -> Request:
     r = Request("GET", job_path(job_id, "/result"))
     if msgpack:

@@ -38,6 +38,10 @@ class AsyncJob:
         """The result (``GET .../result``); NotReady while the job runs."""
         return await self.client.result(self.id)
 
+    def outputs(self, after: int = 0) -> AsyncIterator[Dict[str, Any]]:
+        """The partial outputs stored so far, from index ``after`` on (AsyncClient.outputs)."""
+        return self.client.outputs(self.id, after)
+
     async def cancel(self) -> Dict[str, Any]:
         """Cancels the job."""
         return await self.client.cancel(self.id)
@@ -181,6 +185,18 @@ class AsyncClient:
                 yield ev
         finally:
             await resp.aclose()
+
+    async def outputs(self, job_id: str, after: int = 0, *,
+                      page: Optional[int] = None) -> AsyncIterator[Dict[str, Any]]:
+        """The job's partial outputs stored so far, from index ``after`` on, in order
+        (Client.outputs)."""
+        while True:
+            page_ = await self._json(_http.outputs_request(job_id, after, page))
+            for o in page_["outputs"]:
+                yield o
+            if not page_["outputs"] or page_["next"] >= page_["count"]:
+                return
+            after = page_["next"]
 
     async def cancel(self, job_id: str) -> Dict[str, Any]:
         """Cancels a queued or running job; see Client.cancel."""

@@ -35,6 +35,10 @@ class Job:
         """The result (``GET .../result``); NotReady while the job runs."""
         return self.client.result(self.id)
 
+    def outputs(self, after: int = 0) -> Iterator[Dict[str, Any]]:
+        """The partial outputs stored so far, from index ``after`` on (Client.outputs)."""
+        return self.client.outputs(self.id, after)
+
     def cancel(self) -> Dict[str, Any]:
         """Cancels the job (queued: never runs; running: stops at its next step)."""
         return self.client.cancel(self.id)
@@ -205,6 +209,19 @@ class Client:
                 yield ev
         finally:
             resp.close()
+
+    def outputs(self, job_id: str, after: int = 0, *,
+                page: Optional[int] = None) -> Iterator[Dict[str, Any]]:
+        """The job's partial outputs stored so far, from index ``after`` on, in order:
+        each ``{"index", "attempt", "output"}`` (``GET /v1/jobs/{id}/outputs?after=N``,
+        read page by page). Iterate again from the last index + 1 for later ones, or
+        follow ``events()``, whose ``output`` events carry them as they come."""
+        while True:
+            page_ = self._json(_http.outputs_request(job_id, after, page))
+            yield from page_["outputs"]
+            if not page_["outputs"] or page_["next"] >= page_["count"]:
+                return
+            after = page_["next"]
 
     def cancel(self, job_id: str) -> Dict[str, Any]:
         """Cancels a queued or running job (``DELETE /v1/jobs/{id}``); Conflict once it

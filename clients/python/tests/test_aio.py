@@ -51,6 +51,17 @@ def test_wait_long_polls_in_rounds(fleet_stack):
     assert len(gets) >= 2 and all(g[2].get("prefer") == "wait=1" for g in gets)
 
 
+def test_outputs_async_iterator(fleet_stack):
+    async def go():
+        async with aclient(fleet_stack) as ac:
+            job = await ac.submit("sleep", {"ms": 100, "steps": 3, "emit": True})
+            await job.wait(30)
+            got = [o["output"]["step"] async for o in ac.outputs(job.id, page=1)]
+            assert got == [1, 2, 3]
+            assert [o["index"] async for o in job.outputs(2)] == [2]
+    run(go())
+
+
 def test_wait_timeout(fleet_stack):
     async def main():
         async with aclient(fleet_stack) as c:

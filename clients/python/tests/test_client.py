@@ -121,6 +121,23 @@ def test_events_iterate_the_sse_stream(fleet_stack):
     assert "progress" in names or "status" in names
 
 
+def test_outputs_are_read_in_order_page_by_page(fleet_stack):
+    rec = Recorder()
+    with client(fleet_stack, rec) as c:
+        job = c.submit("sleep", {"ms": 100, "steps": 5, "emit": True})
+        job.wait(30)
+        assert [o["output"] for o in c.outputs(job.id)] == [
+            {"step": i, "of": 5} for i in range(1, 6)]
+        del rec.calls[:]
+        assert [o["index"] for o in c.outputs(job.id, 2, page=2)] == [2, 3, 4]
+        # pages of two from index 2 (2-3, then 4), and no third read after the last
+        assert [call[1].endswith("/outputs") for call in rec.calls] == [True, True]
+        assert [o["index"] for o in job.outputs(4)] == [4]
+        assert list(c.outputs(job.id, 5)) == []
+        with pytest.raises(fleet.NotFound):
+            list(c.outputs("01M95MCDEBH49W67X8F9DKTGNB"))
+
+
 def test_events_of_an_unknown_job_raise_not_found(fleet_stack):
     with client(fleet_stack) as c:
         with pytest.raises(fleet.NotFound):
