@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import FleetStack, wait_for
+from conftest import FleetStack, free_port, wait_for
 from fleet.worker import OutputRefused, Retryable, Worker, msgpack, scripts
 from fleet.worker.keys import Keys, PROTOCOL_VERSION
 
@@ -390,6 +390,54 @@ def test_a_long_error_is_cut_as_the_c_worker_cuts_it(stack, rds, api):
     with Running(stack, "py-long", handler):
         j = wait_job(api, jid)
     assert j["status"] == "failed" and j["error"] == "é" * 255, j
+
+
+def test_finds_its_redis_through_sentinel(stack, rds, api, tmp_path):
+    """With sentinels the worker asks them for the primary (the stack's Redis here, with a
+    replica, watched by a sentinel under the name "fleetpy") and ignores redis_url's host:
+    a job of its model succeeds although redis_url names a port nothing listens on."""
+    server = os.environ.get("FLEET_TEST_REDIS_SERVER", "redis-server")
+    primary_port = int(stack.redis_url.rsplit(":", 1)[1])
+    replica_port, sentinel_port = free_port(), free_port()
+    stack.start_process("replica", [server, "--port", str(replica_port), "--bind", "127.0.0.1",
+                                    "--save", "", "--dir", str(tmp_path),
+                                    "--replicaof", "127.0.0.1", str(primary_port)])
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text("port %d\nbind 127.0.0.1\ndir %s\n"
+                    "sentinel monitor fleetpy 127.0.0.1 %d 1\n" % (sentinel_port, tmp_path,
+                                                                   primary_port))
+    stack.start_process("sentinel", [server, str(conf), "--sentinel"])
+    s = redis.Redis(port=sentinel_port)
+    wait_for(lambda: _sentinel_names(s, primary_port), 20, "the sentinel names the primary")
+    rds.hsetnx("{fleet}:models", "py-sentinel", "{}")
+    rds.publish("{fleet}:events", "models py-sentinel")
+    wait_for(lambda: model_accepted(api, "py-sentinel") is not None, 10, "model accepted")
+    jid = submit(api, "py-sentinel", "via sentinel")
+    dead = "redis://127.0.0.1:%d" % free_port()
+    w = Worker("py-sentinel", lambda inputs, ctx: inputs, redis_url=dead,
+               sentinels="127.0.0.1:%d" % sentinel_port, sentinel_master="fleetpy",
+               name="py-sentinel-1", max_delay_ms=0, drain_timeout_s=2)
+    t = threading.Thread(target=w.serve, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    try:
+        j = wait_job(api, jid)
+        assert j["status"] == "succeeded" and j["worker"] == "py-sentinel-1", j
+    finally:
+        w.stop()
+        t.join(15)
+    assert not t.is_alive()
+    s.close()
+    with pytest.raises(ValueError):
+        Worker("py-sentinel", lambda i, c: i, redis_url=dead, sentinels="nohostport",
+               sentinel_master="fleetpy")
+
+
+def _sentinel_names(s, port):
+    try:
+        addr = s.execute_command("SENTINEL", "get-master-addr-by-name", "fleetpy")
+    except redis.RedisError:
+        return False
+    return addr is not None and int(addr[1]) == port
 
 
 def test_runs_as_the_least_privilege_worker_user(stack, rds, api, caplog):

@@ -28,6 +28,8 @@ import threading
 import time
 
 import redis
+import redis.connection
+import redis.sentinel
 
 from . import keys as fkeys
 from . import msgpack
@@ -250,13 +252,50 @@ class Context:
         j.retryable = bool(retryable)
 
 
+def _connect(redis_url, sentinels=None, sentinel_master=None, sentinel_password=None):
+    """The worker's client: redis_url's server, or, with sentinels ("host:port,..." or a
+    list of (host, port); default FLEET_REDIS_SENTINELS, FLEET_REDIS_SENTINEL_MASTER and
+    FLEET_REDIS_SENTINEL_PASSWORD, as the C programs read them), the primary they name,
+    with redis_url's user, password and database (its host is then not used).
+    redis-py's Sentinel pool asks the sentinels again at every new connection, and drops a
+    connection whose server answers READONLY (a primary demoted while alive)."""
+    if sentinels is None:
+        sentinels = os.environ.get("FLEET_REDIS_SENTINELS", "")
+    if sentinel_master is None:
+        sentinel_master = os.environ.get("FLEET_REDIS_SENTINEL_MASTER", "")
+    if sentinel_password is None:
+        sentinel_password = os.environ.get("FLEET_REDIS_SENTINEL_PASSWORD", "")
+    timeouts = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    if not sentinels:
+        if sentinel_master:
+            raise ValueError("sentinel_master without sentinels")
+        return redis.Redis.from_url(redis_url, health_check_interval=0, **timeouts)
+    if not sentinel_master:
+        raise ValueError("sentinels without sentinel_master (FLEET_REDIS_SENTINEL_MASTER)")
+    if isinstance(sentinels, str):
+        hosts = []
+        for item in sentinels.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError("sentinel %r is not host:port" % (item,))
+            hosts.append((host, int(port)))
+    else:
+        hosts = [(h, int(p)) for h, p in sentinels]
+    url = redis.connection.parse_url(redis_url)
+    s = redis.sentinel.Sentinel(
+        hosts, sentinel_kwargs={"password": sentinel_password or None, **timeouts}, **timeouts)
+    return s.master_for(sentinel_master, username=url.get("username"),
+                        password=url.get("password"), db=url.get("db", 0), **timeouts)
+
+
 class Worker:
     def __init__(self, model, handler, *, redis_url, max_batch=8, max_delay_ms=5,
                  lease_ms=30000, prefix="fleet", name=None, drain_timeout_s=25.0,
                  timeout_s=0, retry_base_ms=1000, retry_max_ms=60000, ready_target=8,
                  dlq_cap=10000, progress_interval_ms=200, consumer_idle_ms=600000,
                  max_outputs=1000, max_output_bytes=1048576, output_webhook_ms=1000,
-                 allow_eviction=False, backend="python"):
+                 allow_eviction=False, backend="python", sentinels=None, sentinel_master=None,
+                 sentinel_password=None):
         if not fkeys.valid_model(model):
             raise ValueError("model must be 1..64 characters of [a-z0-9_-]: %r" % (model,))
         if not callable(handler):
@@ -297,8 +336,7 @@ class Worker:
         self._policy_logged = 0
         self._full = False
         # One pool: redis-py hands each thread its own connection per command.
-        self.r = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5,
-                                      health_check_interval=0)
+        self.r = _connect(redis_url, sentinels, sentinel_master, sentinel_password)
         self.redis_url = redis_url
         # The pool reconnects by itself (a connection the server closed is replaced when
         # taken), so "after each reconnect" (docs/protocol.md: the consumer group, the
@@ -1074,7 +1112,10 @@ def serve(model, handler, *, redis_url, max_batch=8, max_delay_ms=5, lease_ms=30
     Options (the C worker's defaults): drain_timeout_s=25, timeout_s=0 (a job without its
     own timeout_s has none), retry_base_ms=1000, retry_max_ms=60000, ready_target=8,
     dlq_cap=10000, progress_interval_ms=200, consumer_idle_ms=600000, max_outputs=1000,
-    max_output_bytes=1048576, output_webhook_ms=1000, allow_eviction=False, backend="python".
+    max_output_bytes=1048576, output_webhook_ms=1000, allow_eviction=False, backend="python",
+    sentinels, sentinel_master, sentinel_password (default: FLEET_REDIS_SENTINELS,
+    FLEET_REDIS_SENTINEL_MASTER, FLEET_REDIS_SENTINEL_PASSWORD; with sentinels the primary
+    they name is used, with redis_url's credentials and database).
     """
     w = Worker(model, handler, redis_url=redis_url, max_batch=max_batch,
                max_delay_ms=max_delay_ms, lease_ms=lease_ms, prefix=prefix, name=name, **options)
