@@ -12,17 +12,7 @@
 local job_key, queues_key, gone_key = KEYS[1], KEYS[2], KEYS[3]
 local tenant, id = ARGV[1], ARGV[2]
 local f = redis.call('HGETALL', job_key)
-if #f == 0 then
-  -- "<expired_at_ms> <gone_at_ms> <status> <tenant>"; the tenant last, as the rest of the
-  -- text. Its bucket may outlive it (it lives as long as its longest tombstone).
-  local g = gone_key and redis.call('HGET', gone_key, id)
-  if not g then return {} end
-  local at, gone_at, status, owner = string.match(g, '^(%d+) (%d+) (%S+) (.*)$')
-  if not at or (tenant ~= '*' and owner ~= tenant) or now_ms() >= tonumber(gone_at) then
-    return {}
-  end
-  return {'gone', at, status}
-end
+if #f == 0 then return gone_answer(gone_key, id, tenant) end
 f = job_fields(f, id)
 local status, owner, model, seq, retry_at
 for i = 1, #f, 2 do

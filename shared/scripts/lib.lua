@@ -402,3 +402,19 @@ local function fail_dead(job, stats, dlq, cap, model, id, err, now, channel, f)
   end_job(job, stats, model, 'running', 'failed', err, now, channel, id, f)
   dead_letter(dlq, cap, job, stats, model, id, err, now)
 end
+
+--- gone_answer
+-- The answer for a job whose hash is gone (get, outputs): its tombstone, field <id> of
+-- gone_key, "<expired_at_ms> <gone_at_ms> <status> <tenant>" (the tenant last, as the
+-- rest of the text), as {'gone', expired_at_ms, status} while it lasts and the tenant may
+-- see it ('*': any), else {}. Its bucket may outlive it (it lives as long as its longest
+-- tombstone).
+local function gone_answer(gone_key, id, tenant)
+  local g = gone_key and redis.call('HGET', gone_key, id)
+  if not g then return {} end
+  local at, gone_at, status, owner = string.match(g, '^(%d+) (%d+) (%S+) (.*)$')
+  if not at or (tenant ~= '*' and owner ~= tenant) or now_ms() >= tonumber(gone_at) then
+    return {}
+  end
+  return {'gone', at, status}
+end

@@ -11,15 +11,7 @@
 local job_key, outputs_key, gone_key = KEYS[1], KEYS[2], KEYS[3]
 local tenant, id, after, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local st = redis.call('HMGET', job_key, 'status', 'tenant', 'out_n')
-if not st[1] then
-  local g = redis.call('HGET', gone_key, id)
-  if not g then return {} end
-  local at, gone_at, status, owner = string.match(g, '^(%d+) (%d+) (%S+) (.*)$')
-  if not at or (tenant ~= '*' and owner ~= tenant) or now_ms() >= tonumber(gone_at) then
-    return {}
-  end
-  return {'gone', at, status}
-end
+if not st[1] then return gone_answer(gone_key, id, tenant) end
 if tenant ~= '*' and st[2] ~= tenant then return {} end
 local n = tonumber(st[3] or '0')
 local page = {}
