@@ -177,9 +177,16 @@ static void spawn_on_a_free_port(tl_redis *r, bool empty, const char *what) {
     r->seq = ++redis_seq;
     snprintf(r->dir, sizeof(r->dir), "%s/redis-%d", tl_tmpdir(), r->seq);
     if (mkdir(r->dir, 0755) != 0) FAILF("mkdir %s: %s", r->dir, strerror(errno));
+    bool cluster = false;
+    for (const char *const *a = r->extra_args; a && *a; a++)
+        if (strcmp(*a, "--cluster-enabled") == 0) cluster = true;
     for (int attempt = 0;; attempt++) {
         r->port = tl_free_port();
-        redis_spawn(r);
+        /* A cluster node's bus listens on port + 10000 unless told otherwise, which an
+         * ephemeral port above 55535 cannot have: a free port of its own. */
+        if (cluster)
+            redis_spawn_args(r, TL_ARGS("--cluster-port", tl_printf("%d", tl_free_port())));
+        else redis_spawn(r);
         redis_boot(r, empty);
         if (tl_proc_alive(r->proc)) return;
         char *log = tl_read_file(r->proc->log_path, NULL);
