@@ -116,8 +116,8 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
     long step = WAIT_STEP_MIN_MS;
     bool told = false;
     redisContext *c;
-    while (!(c = fleet_redis_connect_sync(&t, 5000, 5000, NULL, 0, err, sizeof err))) {
-        bool refused = strncmp(err, "AUTH", 4) == 0 || strncmp(err, "SELECT", 6) == 0;
+    bool refused;
+    while (!(c = fleet_redis_connect_sync(&t, 5000, 5000, NULL, 0, &refused, err, sizeof err))) {
         if (!t.nsentinels || refused ||
             fleet_now_ms() - start + (uint64_t)step > (uint64_t)wait_ms) {
             char where[400];

@@ -43,8 +43,8 @@ void wk_redis_lost(wk_redis *r) {
 static void drop_if_demoted(wk_redis *r, const redisReply *rep) {
     if (!r->c || !rep || rep->type != REDIS_REPLY_ERROR || strncmp(rep->str, "READONLY", 8) != 0)
         return;
-    fleet_log(FLEET_LOG_WARN, "redis answered READONLY: finding the primary again", "conn",
-              r->role, NULL);
+    fleet_log(FLEET_LOG_WARN, "redis answered READONLY: finding the primary again", "conn", r->role,
+              NULL);
     wk_redis_close(r);
     r->next_try_mono = wk_mono_ms() + r->backoff_ms;
 }
@@ -56,8 +56,9 @@ int wk_redis_ensure(wk_redis *r) {
     if (r->c) return 0;
     long long now = wk_mono_ms();
     if (now < r->next_try_mono) return -1;
-    r->c = fleet_redis_connect_sync(r->target, CONNECT_TIMEOUT_MS, r->timeout_ms, addr,
-                                    sizeof addr, why, sizeof why);
+    bool refused;
+    r->c = fleet_redis_connect_sync(r->target, CONNECT_TIMEOUT_MS, r->timeout_ms, addr, sizeof addr,
+                                    &refused, why, sizeof why);
     if (r->c) {
         fleet_log(FLEET_LOG_INFO, "redis connected", "conn", r->role, "addr", addr, NULL);
         r->down_logged = false;
@@ -69,8 +70,9 @@ int wk_redis_ensure(wk_redis *r) {
      * SELECT is a configuration error, said as one. */
     char target[400];
     fleet_redis_target_describe(r->target, target, sizeof target);
-    bool refused = strncmp(why, "AUTH:", 5) == 0 || strncmp(why, "SELECT:", 7) == 0;
-    fleet_log(r->down_logged ? FLEET_LOG_DEBUG : refused ? FLEET_LOG_ERROR : FLEET_LOG_WARN,
+    fleet_log(r->down_logged ? FLEET_LOG_DEBUG
+              : refused      ? FLEET_LOG_ERROR
+                             : FLEET_LOG_WARN,
               refused ? "redis refused the login of FLEET_REDIS_URL (user, password or "
                         "database): retrying"
                       : "redis unreachable, retrying",

@@ -238,8 +238,10 @@ static int setup_cmd(redisContext *c, const char *step, int argc, const char **a
 }
 
 redisContext *fleet_redis_connect_sync(const fleet_redis_target *t, long connect_ms, long io_ms,
-                                       char *where, size_t wherelen, char *why, size_t whylen) {
+                                       char *where, size_t wherelen, bool *refused, char *why,
+                                       size_t whylen) {
     fleet_redis_addr a;
+    if (refused) *refused = false;
     if (fleet_redis_primary_sync(t, &a, why, whylen) < 0) return NULL;
     if (where) snprintf(where, wherelen, "%s:%d", a.host, a.port);
     redisContext *c = redisConnectWithTimeout(a.host, a.port, ms_tv(connect_ms));
@@ -256,13 +258,13 @@ redisContext *fleet_redis_connect_sync(const fleet_redis_target *t, long connect
     const char *argv[3];
     size_t lens[3];
     int n = fleet_redis_auth_argv(t, argv, lens);
-    if (n && setup_cmd(c, "AUTH", n, argv, lens, NULL, why, whylen) < 0) goto err;
+    if (n && setup_cmd(c, "AUTH", n, argv, lens, NULL, why, whylen) < 0) goto login;
     if (t->db) {
         char db[8];
         snprintf(db, sizeof db, "%d", t->db);
         const char *sel[] = {"SELECT", db};
         if (setup_cmd(c, "SELECT", 2, sel, (size_t[]){6, strlen(db)}, NULL, why, whylen) < 0)
-            goto err;
+            goto login;
     }
     if (t->nsentinels) {
         redisReply *rep = NULL;
@@ -273,6 +275,9 @@ redisContext *fleet_redis_connect_sync(const fleet_redis_target *t, long connect
         if (rc < 0) goto err;
     }
     return c;
+login:
+    /* A refusal is an answer; a lost connection (no answer) is an outage. */
+    if (refused && c->err == 0) *refused = true;
 err:
     redisFree(c);
     return NULL;

@@ -114,8 +114,11 @@ int fleet_redis_primary_sync(const fleet_redis_target *t, fleet_redis_addr *a, c
 /* Blocking: finds the primary, connects (connect_ms), sets the socket timeout io_ms, turns
  * TCP keepalive on, sends AUTH, SELECT and (with sentinels) checks ROLE. Returns the
  * context and writes "host:port" into where (when not NULL), or NULL with why (which
- * names the step and Redis' answer: "AUTH: WRONGPASS ..."). */
+ * names the step and Redis' answer: "AUTH: WRONGPASS ..."); *refused (when not NULL) then
+ * says whether Redis refused the login (AUTH or SELECT: a configuration error, not an
+ * outage). */
 redisContext *fleet_redis_connect_sync(const fleet_redis_target *t, long connect_ms, long io_ms,
-                                       char *where, size_t wherelen, char *why, size_t whylen);
+                                       char *where, size_t wherelen, bool *refused, char *why,
+                                       size_t whylen);
 
 #endif
