@@ -17,6 +17,12 @@ int fleet_keys_init(fleet_keys *k, const char *prefix) {
     return 0;
 }
 
+int fleet_keys_init_tag(fleet_keys *k, const char *prefix, long tag) {
+    if (fleet_keys_init(k, prefix) < 0) return -1;
+    if (tag >= 0) snprintf(k->tag, sizeof k->tag, "{%s:%ld}", prefix, tag);
+    return 0;
+}
+
 /* Appends s to out at *n, as far as it fits (the caller's names keep keys below
  * FLEET_KEY_MAX). Plain copies: a gateway spells about a dozen keys per submit, and
  * snprintf's format parsing showed in its profile. */
@@ -87,6 +93,7 @@ fleet_key fleet_key_worker(const fleet_keys *k, const char *name) {
     return key2(k, "worker", name, NULL);
 }
 fleet_key fleet_key_events(const fleet_keys *k) { return key2(k, "events", NULL, NULL); }
+fleet_key fleet_key_shards(const fleet_keys *k) { return key2(k, "shards", NULL, NULL); }
 fleet_key fleet_key_models(const fleet_keys *k) { return key2(k, "models", NULL, NULL); }
 fleet_key fleet_key_worker_prefix(const fleet_keys *k) { return key2(k, "worker", "", NULL); }
 fleet_key fleet_key_entries(const fleet_keys *k, const char *model) {

@@ -20,12 +20,15 @@
 #define FLEET_PROTOCOL_VERSION 5
 
 typedef struct fleet_keys {
-    char tag[FLEET_PREFIX_MAX + 3]; /* "{prefix}" */
+    char tag[FLEET_PREFIX_MAX + 16]; /* "{prefix}", or "{prefix:N}" for a shard (shards.h) */
 } fleet_keys;
 
 /* Sets up the key builder. The prefix is 1..32 characters of [A-Za-z0-9_.-].
  * Returns 0, or -1 when the prefix is not valid. */
 int fleet_keys_init(fleet_keys *k, const char *prefix);
+/* The key builder of shard tag N, "{prefix:N}" (shards.h); N < 0 is "{prefix}" as above.
+ * Returns 0, or -1 when the prefix is not valid. */
+int fleet_keys_init_tag(fleet_keys *k, const char *prefix, long tag);
 
 typedef struct fleet_key {
     char s[FLEET_KEY_MAX];
@@ -72,6 +75,8 @@ fleet_key fleet_key_workers(const fleet_keys *k);                   /* zset of h
 fleet_key fleet_key_worker(const fleet_keys *k, const char *name);  /* hash, TTL: heartbeat */
 fleet_key fleet_key_worker_prefix(const fleet_keys *k);             /* "{prefix}:worker:" */
 fleet_key fleet_key_events(const fleet_keys *k);                    /* pub/sub channel */
+/* The shard table (shards.h), a string on the control tag. */
+fleet_key fleet_key_shards(const fleet_keys *k);
 /* The models the fleet serves (docs/redis.md): field <model>, value a JSON record
  * {"created_ms", "registered_by", "description"}. Written by a worker's start (HSETNX) and
  * fleetctl model; read by gateways, which accept jobs for the models named there. */
