@@ -94,6 +94,27 @@ static int parse_url(fleet_redis_target *t, const char *url, char *err, size_t e
     return 0;
 }
 
+/* Reads "host:port,host:port,..." into out[0..max), counting them in *n; `what` names an
+ * item in the reasons. */
+static int parse_list(const char *s, int default_port, fleet_redis_addr *out, size_t max,
+                      size_t *n_out, const char *what, char *err, size_t errlen) {
+    size_t count = 0;
+    while (*s) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        while (n && *s == ' ') s++, n--;
+        while (n && s[n - 1] == ' ') n--;
+        if (count == max) return fleet_err(err, errlen, "more than %zu %ss", max, what);
+        if (parse_hostport(s, n, default_port, &out[count]) < 0)
+            return fleet_err(err, errlen, "%s '%.*s' is not host:port", what, (int)n, s);
+        count++;
+        if (!comma) break;
+        s = comma + 1;
+    }
+    *n_out = count;
+    return 0;
+}
+
 int fleet_redis_target_parse(fleet_redis_target *t, const fleet_redis_settings *set, char *err,
                              size_t errlen) {
     const char *url = set->url, *sentinels = set->sentinels, *master = set->master;
@@ -104,25 +125,27 @@ int fleet_redis_target_parse(fleet_redis_target *t, const fleet_redis_settings *
     if (have_s != have_m)
         return fleet_err(err, errlen,
                          "FLEET_REDIS_SENTINELS and FLEET_REDIS_SENTINEL_MASTER go together");
+    if (set->cluster && *set->cluster) {
+        /* A cluster's masters fail over by themselves (their replicas take over): no
+         * sentinels; and it has one database. */
+        if (have_s)
+            return fleet_err(err, errlen,
+                             "FLEET_REDIS_CLUSTER and FLEET_REDIS_SENTINELS exclude each other");
+        if (t->db != 0)
+            return fleet_err(err, errlen, "a Redis Cluster has database 0 only, not %d", t->db);
+        if (parse_list(set->cluster, 6379, t->seeds, FLEET_CLUSTER_SEEDS_MAX, &t->nseeds, "seed",
+                       err, errlen) < 0)
+            return -1;
+        return 0;
+    }
     if (!have_s) return 0;
     const char *pw = set->sentinel_password ? set->sentinel_password : "";
     if (strlen(pw) >= sizeof t->sentinel_password)
         return fleet_err(err, errlen, "FLEET_REDIS_SENTINEL_PASSWORD is too long");
     strcpy(t->sentinel_password, pw);
-    const char *s = sentinels;
-    while (*s) {
-        const char *comma = strchr(s, ',');
-        size_t n = comma ? (size_t)(comma - s) : strlen(s);
-        while (n && *s == ' ') s++, n--;
-        while (n && s[n - 1] == ' ') n--;
-        if (t->nsentinels == FLEET_SENTINELS_MAX)
-            return fleet_err(err, errlen, "more than %d sentinels", FLEET_SENTINELS_MAX);
-        if (parse_hostport(s, n, 26379, &t->sentinels[t->nsentinels]) < 0)
-            return fleet_err(err, errlen, "sentinel '%.*s' is not host:port", (int)n, s);
-        t->nsentinels++;
-        if (!comma) break;
-        s = comma + 1;
-    }
+    if (parse_list(sentinels, 26379, t->sentinels, FLEET_SENTINELS_MAX, &t->nsentinels, "sentinel",
+                   err, errlen) < 0)
+        return -1;
     size_t mlen = strlen(master);
     if (mlen >= sizeof t->master || strpbrk(master, " \t\r\n\"'"))
         return fleet_err(err, errlen, "sentinel master name '%s' is not valid", master);
@@ -133,6 +156,15 @@ int fleet_redis_target_parse(fleet_redis_target *t, const fleet_redis_settings *
 void fleet_redis_target_describe(const fleet_redis_target *t, char *buf, size_t len) {
     char cred[160] = "";
     if (t->auth) snprintf(cred, sizeof cred, "%s:***@", t->user);
+    if (t->nseeds) {
+        size_t o = (size_t)snprintf(buf, len, "cluster via ");
+        for (size_t i = 0; i < t->nseeds && o < len; i++)
+            o += (size_t)snprintf(buf + o, len - o, "%s%s:%d", i ? "," : "", t->seeds[i].host,
+                                  t->seeds[i].port);
+        if (o < len && t->auth)
+            snprintf(buf + o, len - o, " (user %s)", t->user[0] ? t->user : "default");
+        return;
+    }
     if (!t->nsentinels) {
         snprintf(buf, len, "redis://%s%s:%d/%d", cred, t->addr.host, t->addr.port, t->db);
         return;

@@ -76,7 +76,7 @@ TL_TEST(positionals_are_kept) {
 
 static int url(fleet_redis_target *t, const char *u) {
     char err[200];
-    return fleet_redis_target_parse(t, &(fleet_redis_settings){.url = u}, err, sizeof err);
+    return fleet_redis_target_parse(t, &(fleet_redis_settings){.url = u, NULL}, err, sizeof err);
 }
 
 TL_TEST(redis_urls) {
@@ -132,7 +132,7 @@ TL_TEST(redis_sentinels) {
     ASSERT_EQ_INT(fleet_redis_target_parse(&t,
                                            &(fleet_redis_settings){"redis://:pw@ignored/1",
                                                                    "s1:26380, s2 ,10.0.0.3:26381",
-                                                                   "fleet", NULL},
+                                                                   "fleet", NULL, NULL},
                                            err, sizeof err),
                   0);
     ASSERT_EQ_INT((int)t.nsentinels, 3);
@@ -144,26 +144,58 @@ TL_TEST(redis_sentinels) {
     ASSERT_EQ_STR(d, "sentinel master fleet via s1:26380,s2:26379,10.0.0.3:26381 (db 1, user "
                      "default)");
     ASSERT_EQ_INT(fleet_redis_target_parse(&t,
-                                           &(fleet_redis_settings){"redis://h", "s1:1", NULL, NULL},
-                                           err, sizeof err),
-                  -1);
-    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
-                                           &(fleet_redis_settings){"redis://h", NULL, "m", NULL},
-                                           err, sizeof err),
-                  -1);
-    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
-                                           &(fleet_redis_settings){"redis://h", "s1:1,,s2", "m",
+                                           &(fleet_redis_settings){"redis://h", "s1:1", NULL, NULL,
                                                                    NULL},
                                            err, sizeof err),
                   -1);
     ASSERT_EQ_INT(fleet_redis_target_parse(&t,
-                                           &(fleet_redis_settings){"redis://h", "s1:x", "m", NULL},
+                                           &(fleet_redis_settings){"redis://h", NULL, "m", NULL,
+                                                                   NULL},
                                            err, sizeof err),
                   -1);
     ASSERT_EQ_INT(fleet_redis_target_parse(&t,
-                                           &(fleet_redis_settings){"redis://h", "s1", "m m", NULL},
+                                           &(fleet_redis_settings){"redis://h", "s1:1,,s2", "m",
+                                                                   NULL, NULL},
                                            err, sizeof err),
                   -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
+                                           &(fleet_redis_settings){"redis://h", "s1:x", "m", NULL,
+                                                                   NULL},
+                                           err, sizeof err),
+                  -1);
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t,
+                                           &(fleet_redis_settings){"redis://h", "s1", "m m", NULL,
+                                                                   NULL},
+                                           err, sizeof err),
+                  -1);
+}
+
+TL_TEST(redis_cluster_seeds) {
+    fleet_redis_target t;
+    char err[200];
+    fleet_redis_settings set = {"redis://u:pw@ignored", "", "", NULL, "n1:7001, n2 ,10.0.0.3:7003"};
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, &set, err, sizeof err), 0);
+    ASSERT_EQ_INT((int)t.nseeds, 3);
+    ASSERT_EQ_INT((int)t.nsentinels, 0);
+    ASSERT_EQ_STR(t.seeds[1].host, "n2");
+    ASSERT_EQ_INT(t.seeds[1].port, 6379);
+    ASSERT_EQ_INT(t.seeds[2].port, 7003);
+    ASSERT_TRUE(t.auth);
+    char d[200];
+    fleet_redis_target_describe(&t, d, sizeof d);
+    ASSERT_EQ_STR(d, "cluster via n1:7001,n2:6379,10.0.0.3:7003 (user u)");
+    set.url = "redis://h/2"; /* a cluster has database 0 only */
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, &set, err, sizeof err), -1);
+    ASSERT_TRUE(strstr(err, "database 0") != NULL);
+    set.url = "redis://h";
+    set.sentinels = "s1:1";
+    set.master = "m";
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, &set, err, sizeof err), -1);
+    set.sentinels = set.master = "";
+    set.cluster = "n1:7001,,n2";
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, &set, err, sizeof err), -1);
+    set.cluster = "n1:x";
+    ASSERT_EQ_INT(fleet_redis_target_parse(&t, &set, err, sizeof err), -1);
 }
 
 /* A message longer than the caller's buffer is cut at a UTF-8 character boundary
@@ -186,7 +218,7 @@ int main(int argc, char **argv) {
         TL_CASE(defaults_env_flags_in_order), TL_CASE(errors_name_the_problem),
         TL_CASE(positionals_are_kept),        TL_CASE(redis_urls),
         TL_CASE(redis_url_credentials),       TL_CASE(redis_sentinels),
-        TL_CASE(a_cut_message_stays_utf8),
+        TL_CASE(redis_cluster_seeds),         TL_CASE(a_cut_message_stays_utf8),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

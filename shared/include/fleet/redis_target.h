@@ -7,6 +7,9 @@
  *   FLEET_REDIS_SENTINELS        host:port,host:port,...   (optional)
  *   FLEET_REDIS_SENTINEL_MASTER  the name the sentinels monitor (with the above)
  *   FLEET_REDIS_SENTINEL_PASSWORD the sentinels' own password (requirepass), if any
+ *   FLEET_REDIS_CLUSTER          host:port,host:port,...   (optional: seed nodes of a
+ *                                Redis Cluster; the URL's host is then unused, its
+ *                                credentials are sent to every node, its db must be 0)
  *
  * FLEET_REDIS_OPTIONS is their rows in a program's option table (config.h), so the three
  * programs spell and document them once.
@@ -29,6 +32,7 @@
 #include "fleet/config.h"
 
 #define FLEET_SENTINELS_MAX 9
+#define FLEET_CLUSTER_SEEDS_MAX 16
 #define FLEET_REDIS_HOST_MAX 256
 /* A lookup asks each sentinel for at most this long (connect and answer). */
 #define FLEET_SENTINEL_TIMEOUT_MS 1000
@@ -39,6 +43,7 @@ typedef struct fleet_redis_settings {
     const char *sentinels; /* "" or "host:port,..." */
     const char *master;
     const char *sentinel_password;
+    const char *cluster; /* "" or "host:port,..." */
 } fleet_redis_settings;
 
 /* The option-table rows of a fleet_redis_settings *s. */
@@ -67,10 +72,18 @@ typedef struct fleet_redis_settings {
          &(s)->master,                                                                      \
          0,                                                                                 \
          0},                                                                                \
+        {"redis-sentinel-password",                                                         \
+         "FLEET_REDIS_SENTINEL_PASSWORD",                                                   \
+         FLEET_OPT_STR,                                                                     \
+         "",                                                                                \
+         "the sentinels' password (their requirepass), if they have one",                   \
+         &(s)->sentinel_password,                                                           \
+         0,                                                                                 \
+         0},                                                                                \
     {                                                                                       \
-        "redis-sentinel-password", "FLEET_REDIS_SENTINEL_PASSWORD", FLEET_OPT_STR, "",      \
-            "the sentinels' password (their requirepass), if they have one",                \
-            &(s)->sentinel_password, 0, 0                                                   \
+        "redis-cluster", "FLEET_REDIS_CLUSTER", FLEET_OPT_STR, "",                          \
+            "seed nodes of a Redis Cluster (host:port,...; the URL's host is then unused)", \
+            &(s)->cluster, 0, 0                                                             \
     }
 
 typedef struct fleet_redis_addr {
@@ -88,6 +101,8 @@ typedef struct fleet_redis_target {
     fleet_redis_addr sentinels[FLEET_SENTINELS_MAX];
     char master[128];
     char sentinel_password[256]; /* "" : the sentinels need no AUTH */
+    size_t nseeds;               /* > 0: a Redis Cluster, found through these nodes */
+    fleet_redis_addr seeds[FLEET_CLUSTER_SEEDS_MAX];
 } fleet_redis_target;
 
 /* Fills t from the settings (sentinels and master may be NULL or ""; both or neither).
@@ -95,7 +110,8 @@ typedef struct fleet_redis_target {
 int fleet_redis_target_parse(fleet_redis_target *t, const fleet_redis_settings *s, char *err,
                              size_t errlen);
 
-/* "redis://user:***@host:port/db" or "sentinel master NAME via h:p,h:p (db N, user U)". */
+/* "redis://user:***@host:port/db", "sentinel master NAME via h:p,h:p (db N, user U)" or
+ * "cluster via h:p,h:p (user U)". */
 void fleet_redis_target_describe(const fleet_redis_target *t, char *buf, size_t len);
 
 /* The AUTH command for t in argv/lens (2 or 3 words); 0 when t has no credentials. */
