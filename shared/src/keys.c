@@ -14,6 +14,7 @@ int fleet_keys_init(fleet_keys *k, const char *prefix) {
         if (!ok) return -1;
     }
     snprintf(k->tag, sizeof k->tag, "{%s}", prefix);
+    snprintf(k->control, sizeof k->control, "{%s}", prefix);
     return 0;
 }
 
@@ -33,10 +34,10 @@ static void key_add(fleet_key *out, size_t *n, const char *s) {
     *n += len;
 }
 
-static fleet_key key2(const fleet_keys *k, const char *a, const char *b, const char *c) {
+static fleet_key key_in(const char *tag, const char *a, const char *b, const char *c) {
     fleet_key out;
     size_t n = 0;
-    key_add(&out, &n, k->tag);
+    key_add(&out, &n, tag);
     key_add(&out, &n, ":");
     key_add(&out, &n, a);
     if (b) {
@@ -49,6 +50,14 @@ static fleet_key key2(const fleet_keys *k, const char *a, const char *b, const c
     }
     out.s[n] = '\0';
     return out;
+}
+
+/* A key of the builder's shard, and one of the fleet's control keys (keys.h). */
+static fleet_key key2(const fleet_keys *k, const char *a, const char *b, const char *c) {
+    return key_in(k->tag, a, b, c);
+}
+static fleet_key keyc(const fleet_keys *k, const char *a, const char *b, const char *c) {
+    return key_in(k->control, a, b, c);
 }
 
 fleet_key fleet_key_job(const fleet_keys *k, const char *id) { return key2(k, "job", id, NULL); }
@@ -88,14 +97,14 @@ fleet_key fleet_key_stats(const fleet_keys *k) { return key2(k, "stats", NULL, N
 fleet_key fleet_key_index(const fleet_keys *k, const char *tenant) {
     return key2(k, "tenant", tenant, "submits");
 }
-fleet_key fleet_key_workers(const fleet_keys *k) { return key2(k, "workers", NULL, NULL); }
+fleet_key fleet_key_workers(const fleet_keys *k) { return keyc(k, "workers", NULL, NULL); }
 fleet_key fleet_key_worker(const fleet_keys *k, const char *name) {
-    return key2(k, "worker", name, NULL);
+    return keyc(k, "worker", name, NULL);
 }
-fleet_key fleet_key_events(const fleet_keys *k) { return key2(k, "events", NULL, NULL); }
-fleet_key fleet_key_shards(const fleet_keys *k) { return key2(k, "shards", NULL, NULL); }
-fleet_key fleet_key_models(const fleet_keys *k) { return key2(k, "models", NULL, NULL); }
-fleet_key fleet_key_worker_prefix(const fleet_keys *k) { return key2(k, "worker", "", NULL); }
+fleet_key fleet_key_events(const fleet_keys *k) { return keyc(k, "events", NULL, NULL); }
+fleet_key fleet_key_shards(const fleet_keys *k) { return keyc(k, "shards", NULL, NULL); }
+fleet_key fleet_key_models(const fleet_keys *k) { return keyc(k, "models", NULL, NULL); }
+fleet_key fleet_key_worker_prefix(const fleet_keys *k) { return keyc(k, "worker", "", NULL); }
 fleet_key fleet_key_entries(const fleet_keys *k, const char *model) {
     return key2(k, "entries", model, NULL);
 }
@@ -104,9 +113,9 @@ fleet_key fleet_key_delayed(const fleet_keys *k, const char *model) {
 }
 fleet_key fleet_key_dlq(const fleet_keys *k) { return key2(k, "dlq", NULL, NULL); }
 fleet_key fleet_key_control(const fleet_keys *k, const char *worker) {
-    return key2(k, "control", worker, NULL);
+    return keyc(k, "control", worker, NULL);
 }
-fleet_key fleet_key_control_prefix(const fleet_keys *k) { return key2(k, "control", "", NULL); }
+fleet_key fleet_key_control_prefix(const fleet_keys *k) { return keyc(k, "control", "", NULL); }
 fleet_key fleet_key_webhooks(const fleet_keys *k) { return key2(k, "webhooks", NULL, NULL); }
 fleet_key fleet_key_delivery(const fleet_keys *k, const char *msg) {
     return key2(k, "delivery", msg, NULL);
@@ -116,13 +125,14 @@ fleet_key fleet_key_webhook_retry(const fleet_keys *k) {
     return key2(k, "webhook_retry", NULL, NULL);
 }
 fleet_key fleet_key_webhook_dlq(const fleet_keys *k) { return key2(k, "webhook_dlq", NULL, NULL); }
-fleet_key fleet_key_tenants(const fleet_keys *k) { return key2(k, "tenants", NULL, NULL); }
+fleet_key fleet_key_tenants(const fleet_keys *k) { return keyc(k, "tenants", NULL, NULL); }
 fleet_key fleet_key_tenant(const fleet_keys *k, const char *t) {
-    return key2(k, "tenant", t, NULL);
+    return keyc(k, "tenant", t, NULL);
 }
-fleet_key fleet_key_tenant_prefix(const fleet_keys *k) { return key2(k, "tenant", "", NULL); }
+fleet_key fleet_key_tenant_prefix(const fleet_keys *k) { return keyc(k, "tenant", "", NULL); }
+fleet_key fleet_key_index_prefix(const fleet_keys *k) { return key2(k, "tenant", "", NULL); }
 fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t) {
-    return key2(k, "tenant", t, "keys");
+    return keyc(k, "tenant", t, "keys");
 }
 fleet_key fleet_key_tenant_active(const fleet_keys *k, const char *t) {
     return key2(k, "active", t, NULL);
@@ -132,7 +142,7 @@ fleet_key fleet_key_tenant_bucket(const fleet_keys *k, const char *t) {
     return key2(k, "tenant", t, "bucket");
 }
 fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash) {
-    return key2(k, "apikey", hash, NULL);
+    return keyc(k, "apikey", hash, NULL);
 }
 fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash) {
     return key2(k, "idem", t, hash);
@@ -152,6 +162,6 @@ fleet_key fleet_key_wait(const fleet_keys *k, const char *model, const char *ten
 }
 fleet_key fleet_key_wait_prefix(const fleet_keys *k) { return key2(k, "wait", "", NULL); }
 fleet_key fleet_key_metrics(const fleet_keys *k, const char *model) {
-    return key2(k, "metrics", model, NULL);
+    return keyc(k, "metrics", model, NULL);
 }
-fleet_key fleet_key_metrics_prefix(const fleet_keys *k) { return key2(k, "metrics", "", NULL); }
+fleet_key fleet_key_metrics_prefix(const fleet_keys *k) { return keyc(k, "metrics", "", NULL); }

@@ -866,7 +866,7 @@ void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd 
     cmd_str(c, q->tenant);
     /* Every tenant's list builds each index key as prefix, name, suffix: the two parts
      * around the name of fleet_key_index, which spells it. */
-    fleet_key prefix = fleet_key_tenant_prefix(k), empty = fleet_key_index(k, "");
+    fleet_key prefix = fleet_key_index_prefix(k), empty = fleet_key_index(k, "");
     cmd_key(c, prefix);
     cmd_copy(c, empty.s + strlen(prefix.s), strlen(empty.s) - strlen(prefix.s));
     cmd_str(c, own);

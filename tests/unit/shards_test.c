@@ -40,6 +40,24 @@ TL_TEST(table_text_round_trips) {
     ASSERT_EQ_STR(s.shard[1].keys.tag, "{fleet:5}");
     ASSERT_EQ_STR(s.shard[2].keys.tag, "{fleet:9}");
     ASSERT_TRUE(s.shard[2].draining);
+    /* A shard's builder names its own keys on its tag and the fleet's global ones on the
+     * control tag. */
+    const fleet_keys *k = &s.shard[1].keys;
+    ASSERT_EQ_STR(fleet_key_job(k, "1X").s, "{fleet:5}:job:1X");
+    ASSERT_EQ_STR(fleet_key_stream(k, "m").s, "{fleet:5}:stream:m");
+    ASSERT_EQ_STR(fleet_key_index(k, "acme").s, "{fleet:5}:tenant:acme:submits");
+    ASSERT_EQ_STR(fleet_key_index_prefix(k).s, "{fleet:5}:tenant:");
+    ASSERT_EQ_STR(fleet_key_tenant_bucket(k, "acme").s, "{fleet:5}:tenant:acme:bucket");
+    ASSERT_EQ_STR(fleet_key_webhooks(k).s, "{fleet:5}:webhooks");
+    ASSERT_EQ_STR(fleet_key_events(k).s, "{fleet}:events");
+    ASSERT_EQ_STR(fleet_key_models(k).s, "{fleet}:models");
+    ASSERT_EQ_STR(fleet_key_tenant(k, "acme").s, "{fleet}:tenant:acme");
+    ASSERT_EQ_STR(fleet_key_tenant_prefix(k).s, "{fleet}:tenant:");
+    ASSERT_EQ_STR(fleet_key_apikey(k, "ab").s, "{fleet}:apikey:ab");
+    ASSERT_EQ_STR(fleet_key_workers(k).s, "{fleet}:workers");
+    ASSERT_EQ_STR(fleet_key_control(k, "w1").s, "{fleet}:control:w1");
+    ASSERT_EQ_STR(fleet_key_metrics(k, "m").s, "{fleet}:metrics:m");
+    ASSERT_EQ_STR(fleet_key_shards(k).s, "{fleet}:shards");
     char text[FLEET_SHARDS_TEXT_MAX];
     ASSERT_TRUE(fleet_shards_format(&s, text, sizeof text) > 0);
     ASSERT_EQ_STR(text, "0:-:active 1:5:active 2:9:draining");

@@ -19,8 +19,15 @@
  * its registration hash. Bumped by a change an older worker or gateway would misread. */
 #define FLEET_PROTOCOL_VERSION 5
 
+/* A key builder names the keys of one shard (shards.h): its tag is "{prefix}" (shard 0,
+ * the layout of a fleet with one shard) or "{prefix:N}". The fleet's global keys (marked
+ * "control" below: tenants, API keys, models, workers, channels, metrics, the shard table)
+ * always take the control tag "{prefix}", whichever shard's builder spells them, so a
+ * script's builder given a job's shard names that shard's keys and the one events
+ * channel. */
 typedef struct fleet_keys {
-    char tag[FLEET_PREFIX_MAX + 16]; /* "{prefix}", or "{prefix:N}" for a shard (shards.h) */
+    char tag[FLEET_PREFIX_MAX + 16];    /* "{prefix}", or "{prefix:N}" for a shard */
+    char control[FLEET_PREFIX_MAX + 3]; /* "{prefix}" */
 } fleet_keys;
 
 /* Sets up the key builder. The prefix is 1..32 characters of [A-Za-z0-9_.-].
@@ -71,16 +78,16 @@ fleet_key fleet_key_stream(const fleet_keys *k, const char *model);      /* stre
 fleet_key fleet_key_queues(const fleet_keys *k); /* hash: <model>:seq, <model>:head */
 fleet_key fleet_key_stats(const fleet_keys *k);  /* hash: <model>:<counter> */
 fleet_key fleet_key_index(const fleet_keys *k, const char *tenant); /* stream: j = job id */
-fleet_key fleet_key_workers(const fleet_keys *k);                   /* zset of heartbeats */
-fleet_key fleet_key_worker(const fleet_keys *k, const char *name);  /* hash, TTL: heartbeat */
+fleet_key fleet_key_workers(const fleet_keys *k);                   /* control zset of heartbeats */
+fleet_key fleet_key_worker(const fleet_keys *k, const char *name);  /* control hash, TTL */
 fleet_key fleet_key_worker_prefix(const fleet_keys *k);             /* "{prefix}:worker:" */
-fleet_key fleet_key_events(const fleet_keys *k);                    /* pub/sub channel */
-/* The shard table (shards.h), a string on the control tag. */
+fleet_key fleet_key_events(const fleet_keys *k);                    /* control pub/sub channel */
+/* The shard table (shards.h), a control string. */
 fleet_key fleet_key_shards(const fleet_keys *k);
 /* The models the fleet serves (docs/redis.md): field <model>, value a JSON record
  * {"created_ms", "registered_by", "description"}. Written by a worker's start (HSETNX) and
  * fleetctl model; read by gateways, which accept jobs for the models named there. */
-fleet_key fleet_key_models(const fleet_keys *k); /* hash: model -> record */
+fleet_key fleet_key_models(const fleet_keys *k); /* control hash: model -> record */
 /* A line "models <model>" on the events channel says that the model's record was added or
  * removed, so gateways read the records again. Its first word is no job id: readers skip
  * such lines (docs/protocol.md, "Events"). */
@@ -91,19 +98,21 @@ fleet_key fleet_key_entries(const fleet_keys *k,
 fleet_key fleet_key_delayed(const fleet_keys *k,
                             const char *model); /* zset: job id by retry time */
 fleet_key fleet_key_dlq(const fleet_keys *k);   /* stream: dead-lettered jobs */
-fleet_key fleet_key_control(const fleet_keys *k, const char *worker); /* pub/sub: "cancel <id>" */
+fleet_key fleet_key_control(const fleet_keys *k, const char *worker); /* control pub/sub */
 fleet_key fleet_key_control_prefix(const fleet_keys *k);              /* "{prefix}:control:" */
 /* Tenants and API keys (docs/security.md): */
-fleet_key fleet_key_tenants(const fleet_keys *k);               /* set: tenant names */
-fleet_key fleet_key_tenant(const fleet_keys *k, const char *t); /* hash: the tenant's settings */
-fleet_key fleet_key_tenant_prefix(const fleet_keys *k);         /* "{prefix}:tenant:" */
-fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t); /* set: its key hashes */
+fleet_key fleet_key_tenants(const fleet_keys *k);               /* control set: tenant names */
+fleet_key fleet_key_tenant(const fleet_keys *k, const char *t); /* control hash: settings */
+fleet_key fleet_key_tenant_prefix(const fleet_keys *k);         /* control "{prefix}:tenant:" */
+fleet_key fleet_key_tenant_keys(const fleet_keys *k, const char *t); /* control set: key hashes */
+/* "{tag}:tenant:": what fleet_key_index puts before the tenant's name, on the shard's tag. */
+fleet_key fleet_key_index_prefix(const fleet_keys *k);
 fleet_key fleet_key_tenant_active(const fleet_keys *k,
                                   const char *t);       /* zset: queued+running ids */
 fleet_key fleet_key_active_prefix(const fleet_keys *k); /* "{prefix}:active:" */
 fleet_key fleet_key_tenant_bucket(const fleet_keys *k,
                                   const char *t);                  /* hash: submit rate bucket */
-fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash); /* hash: tenant, role */
+fleet_key fleet_key_apikey(const fleet_keys *k, const char *hash); /* control hash: tenant, role */
 fleet_key fleet_key_idempotency(const fleet_keys *k, const char *t, const char *hash); /* hash */
 /* Fair share (feed.lua): the tenants with jobs waiting for a model, and their wait lists.
  * A tenant's waiting jobs for a model are in three lists of job ids, one per priority rank
@@ -127,7 +136,7 @@ fleet_key fleet_key_webhook_retry(const fleet_keys *k);             /* zset: msg
 fleet_key fleet_key_webhook_dlq(const fleet_keys *k);               /* stream: failed deliveries */
 /* Metrics (docs/metrics.md): the histograms a model's workers report (job wait and run
  * times, batch sizes), as bucket counts added by each worker every few seconds. */
-fleet_key fleet_key_metrics(const fleet_keys *k, const char *model); /* hash, TTL: counts */
+fleet_key fleet_key_metrics(const fleet_keys *k, const char *model); /* control hash, TTL */
 fleet_key fleet_key_metrics_prefix(const fleet_keys *k);             /* "{prefix}:metrics:" */
 
 #endif
