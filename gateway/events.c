@@ -8,6 +8,7 @@
 
 #include "fleet/config.h"
 #include "fleet/log.h"
+#include "fleet/shards.h"
 #include "fleet/state.h"
 #include "redis_link.h"
 
@@ -20,6 +21,8 @@ struct gw_events {
     gw_waiter *any;       /* waiters of every event */
     gw_wake_cb on_models; /* a model's record changed (models.h), and on every subscribe */
     void *on_models_arg;
+    gw_wake_cb on_shards; /* the shard table changed (gateway/shards.h), and on every subscribe */
+    void *on_shards_arg;
 };
 
 /* ------------------------------------------------------------ waiters --------------- */
@@ -83,6 +86,11 @@ static void wake_event(gw_events *e, const fleet_event *ev) {
         e->on_models(e->on_models_arg);
         return;
     }
+    if (ev->id_len == sizeof FLEET_EVENT_SHARDS - 1 &&
+        memcmp(ev->id, FLEET_EVENT_SHARDS, ev->id_len) == 0) {
+        if (e->on_shards) e->on_shards(e->on_shards_arg);
+        return;
+    }
     if (ev->id_len != FLEET_ID_LEN) return;
     char id[FLEET_ID_LEN + 1];
     memcpy(id, ev->id, FLEET_ID_LEN);
@@ -111,6 +119,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
         fleet_log(FLEET_LOG_INFO, "subscribed to job events", "channel", e->channel, NULL);
         gw_events_wake_all(e); /* anything may have happened while we were away */
         if (e->on_models) e->on_models(e->on_models_arg);
+        if (e->on_shards) e->on_shards(e->on_shards_arg);
         return;
     }
     if (strcmp(kind, "message") != 0 || r->element[2]->type != REDIS_REPLY_STRING) return;
@@ -153,6 +162,11 @@ gw_events *gw_events_new(struct event_base *base, const fleet_redis_target *t,
 void gw_events_on_models(gw_events *e, gw_wake_cb cb, void *arg) {
     e->on_models = cb;
     e->on_models_arg = arg;
+}
+
+void gw_events_on_shards(gw_events *e, gw_wake_cb cb, void *arg) {
+    e->on_shards = cb;
+    e->on_shards_arg = arg;
 }
 
 void gw_events_free(gw_events *e) {

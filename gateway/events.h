@@ -47,5 +47,8 @@ void gw_events_wake_all(gw_events *e);
 /* cb(arg) runs on a line "models <name>" (FLEET_EVENT_MODELS: a model's record was added
  * or removed) and after every (re)subscribe, when a message may have been missed. */
 void gw_events_on_models(gw_events *e, gw_wake_cb cb, void *arg);
+/* cb(arg) runs on a line "shards" (FLEET_EVENT_SHARDS: the shard table changed) and after
+ * every (re)subscribe. */
+void gw_events_on_shards(gw_events *e, gw_wake_cb cb, void *arg);
 
 #endif
