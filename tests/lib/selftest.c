@@ -486,6 +486,49 @@ TL_TEST(receiver_refuses_chunked_and_garbage) {
     ASSERT_EQ_INT(tl_receiver_get(rx, 0)->body_len, 200000);
 }
 
+/* The cluster harness: 3 masters + 3 replicas, a slot moved in two steps (ASK while it is
+ * half-migrated, then MOVED for good), a master killed and its replica serving its keys. */
+TL_TEST(cluster_moves_a_slot_and_fails_over) {
+    tl_cluster *cl = tl_cluster_start(3, 1, 1000);
+    ASSERT_EQ_INT(cl->n, 6);
+    int m[TL_CLUSTER_MAX_NODES];
+    ASSERT_EQ_INT(tl_cluster_masters(cl, m), 3);
+    ASSERT_STR_CONTAINS(tl_cluster_seeds(cl), tl_printf("127.0.0.1:%d", cl->node[5]->port));
+    /* 50 keys of one tag on its master, then written with WAIT so the replica has them */
+    const char *tag = "{sf}";
+    int slot = tl_cluster_key_slot(cl, tag);
+    int src = tl_cluster_master_of_key(cl, tag);
+    redisContext *c = tl_cluster_conn(cl, src);
+    for (int i = 0; i < 50; i++) tl_redis_cmd(c, "SET %s:%d v%d", tag, i, i);
+    ASSERT_EQ_INT(tl_redis_int(c, "WAIT 1 5000"), 1);
+    ASSERT_EQ_INT(tl_cluster_dbsize(cl, src), 50);
+    int dst = m[0] == src ? m[1] : m[0];
+    /* half-migrated: 20 keys moved; the source sends a client on with ASK for those */
+    tl_cluster_move_slot_begin(cl, slot, dst, 20);
+    ASSERT_EQ_INT(tl_cluster_dbsize(cl, dst), 20);
+    redisReply *k = tl_redis_cmd(tl_cluster_conn(cl, dst), "CLUSTER GETKEYSINSLOT %d 1", slot);
+    ASSERT_EQ_INT(k->elements, 1);
+    redisReply *ask = tl_redis_cmd_allow_error(c, "GET %s", k->element[0]->str);
+    ASSERT_EQ_INT(ask->type, REDIS_REPLY_ERROR);
+    ASSERT_STR_CONTAINS(ask->str, tl_printf("ASK %d 127.0.0.1:%d", slot, cl->node[dst]->port));
+    tl_cluster_move_slot_finish(cl, slot, dst);
+    ASSERT_EQ_INT(tl_cluster_master_of_slot(cl, slot), dst);
+    ASSERT_EQ_INT(tl_cluster_dbsize(cl, dst), 50);
+    ASSERT_EQ_INT(tl_cluster_dbsize(cl, src), 0);
+    redisReply *mv = tl_redis_cmd_allow_error(c, "GET %s:7", tag);
+    ASSERT_STR_CONTAINS(mv->str, tl_printf("MOVED %d 127.0.0.1:%d", slot, cl->node[dst]->port));
+    ASSERT_EQ_STR(tl_redis_cmd(tl_cluster_conn(cl, dst), "GET %s:7", tag)->str, "v7");
+    /* kill -9 of that master: its replica takes the slot over with every key */
+    ASSERT_EQ_INT(tl_redis_int(tl_cluster_conn(cl, dst), "WAIT 1 5000"), 1);
+    int now = tl_cluster_kill_master(cl, dst);
+    ASSERT_NE_INT(now, dst);
+    ASSERT_TRUE(cl->dead[dst]);
+    ASSERT_EQ_INT(tl_cluster_master_of_slot(cl, slot), now);
+    ASSERT_EQ_STR(tl_redis_cmd(tl_cluster_conn_of_key(cl, tag), "GET %s:49", tag)->str, "v49");
+    ASSERT_EQ_INT(tl_cluster_dbsize(cl, now), 50);
+    ASSERT_EQ_INT(tl_cluster_masters(cl, m), 3);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(assertions_and_json_paths),
@@ -503,6 +546,7 @@ int main(int argc, char **argv) {
         TL_CASE(sentinels_promote_the_replica_after_kill9),
         TL_CASE(redis_with_requirepass),
         TL_CASE(redis_with_an_acl_user),
+        TL_CASE(cluster_moves_a_slot_and_fails_over),
         TL_CASE(receiver_records_a_post),
         TL_CASE(receiver_answers_from_its_script),
         TL_CASE(receiver_delay_holds_the_answer_and_stop_ends_it),

@@ -373,6 +373,61 @@ int tl_sentinels_primary_port(const tl_sentinels *s);
  * what each sentinel names. */
 int tl_sentinels_wait_failover(const tl_sentinels *s, int old_port, int deadline_ms);
 
+/* ------------------------------------------------------------ Redis Cluster --------- */
+
+#define TL_CLUSTER_MAX_NODES 16
+#define TL_CLUSTER_SLOTS 16384
+
+/* A Redis Cluster on loopback (tl_cluster.c). Nodes are numbered 0..n-1 in the order they
+ * were started; `redis-cli --cluster create` makes the first `masters` of them masters
+ * and gives each its replicas. Roles change when a master is killed: ask
+ * tl_cluster_masters / tl_cluster_master_of_key, never assume. Nodes have no password. */
+typedef struct tl_cluster {
+    int n, nmasters;
+    tl_redis *node[TL_CLUSTER_MAX_NODES];
+    redisContext *c[TL_CLUSTER_MAX_NODES]; /* sync, per node (use tl_cluster_conn) */
+    char id[TL_CLUSTER_MAX_NODES][48];     /* CLUSTER MYID */
+    bool dead[TL_CLUSTER_MAX_NODES];       /* killed by tl_cluster_kill_master */
+    char seeds[TL_CLUSTER_MAX_NODES * 24]; /* "127.0.0.1:p1,127.0.0.1:p2,..." */
+    int moving_slot, moving_from;          /* a slot left half-migrated, or -1 */
+} tl_cluster;
+
+/* Starts masters x (1 + replicas_per_master) nodes (--cluster-enabled yes, the given
+ * --cluster-node-timeout, 0: 3000 ms; --cluster-replica-validity-factor 0), joins them
+ * with `redis-cli --cluster create ... --cluster-replicas R --cluster-yes`, and returns
+ * once every node says cluster_state:ok, knows every other node, and every replica's link
+ * is up and in sync. At least 3 masters. Stopped when the case ends. */
+tl_cluster *tl_cluster_start(int masters, int replicas_per_master, int node_timeout_ms);
+/* The FLEET_REDIS_CLUSTER value: every node, "127.0.0.1:p1,127.0.0.1:p2,...". */
+const char *tl_cluster_seeds(const tl_cluster *cl);
+/* Node i's sync connection; fails the case when i was killed. */
+redisContext *tl_cluster_conn(tl_cluster *cl, int i);
+/* CLUSTER KEYSLOT of key; the node index of the master that serves a slot or key now (as
+ * the first live node that names a live master says); that master's connection. */
+int tl_cluster_key_slot(tl_cluster *cl, const char *key);
+int tl_cluster_master_of_slot(tl_cluster *cl, int slot);
+int tl_cluster_master_of_key(tl_cluster *cl, const char *key);
+redisContext *tl_cluster_conn_of_key(tl_cluster *cl, const char *key);
+/* The live nodes that answer ROLE master, written to out (TL_CLUSTER_MAX_NODES room);
+ * returns how many. */
+int tl_cluster_masters(tl_cluster *cl, int *out);
+/* The node index of the node listening on port, or -1. */
+int tl_cluster_node_of_port(const tl_cluster *cl, int port);
+/* DBSIZE of node i. */
+long long tl_cluster_dbsize(tl_cluster *cl, int i);
+/* kill -9 of master i; waits until every live node names one of its replicas as the
+ * master of its slots, that replica answers ROLE master and the cluster is ok again.
+ * Returns the new master's node index. */
+int tl_cluster_kill_master(tl_cluster *cl, int i);
+/* Moves slot to master `to`, as `redis-cli --cluster reshard` does: IMPORTING on `to`,
+ * MIGRATING on the owner, MIGRATE of its keys in batches of 100, then SETSLOT NODE on
+ * `to`, the old owner and every other master; returns once the cluster is ok.
+ * _begin stops after the first `keys` keys (-1: all of them, 0: none) and leaves the slot
+ * half-migrated: the old owner answers ASK for keys it no longer has, until _finish. */
+void tl_cluster_move_slot(tl_cluster *cl, int slot, int to);
+void tl_cluster_move_slot_begin(tl_cluster *cl, int slot, int to, long keys);
+void tl_cluster_move_slot_finish(tl_cluster *cl, int slot, int to);
+
 /* ------------------------------------------------------------ HTTP ------------------ */
 
 typedef struct tl_header {
@@ -465,6 +520,13 @@ typedef struct tl_fleet_opts {
     const char *worker_env[16];          /* extra "NAME=value" for every worker */
     bool appendonly;                     /* Redis with AOF */
     const char *prefix;                  /* default: a fresh "t<random>" */
+    const char *shards; /* the shard table's text ("0:-:active 1:1:active"), SET at
+                           {prefix}:shards before the gateway starts; NULL: none */
+    /* cluster_masters > 0: a Redis Cluster of that many masters (>= 3) with
+     * cluster_replicas each (tl_cluster_start; node timeout cluster_node_timeout_ms, 0:
+     * 3000) instead of one Redis; the gateway, workers and tl_fleet_ctl_opts get
+     * FLEET_REDIS_CLUSTER (every node) beside FLEET_REDIS_URL (the control tag's master). */
+    int cluster_masters, cluster_replicas, cluster_node_timeout_ms;
 } tl_fleet_opts;
 
 typedef struct tl_fleet {
@@ -476,7 +538,9 @@ typedef struct tl_fleet {
     char url[64]; /* http://127.0.0.1:<port> */
     char prefix[40];
     tl_fleet_opts opts;
-    redisContext *rc; /* a sync connection to the fleet's Redis */
+    redisContext *rc; /* a sync connection to the fleet's Redis (on a cluster: to the
+                         master of the control tag "{prefix}" when the fleet started) */
+    tl_cluster *cluster; /* NULL unless opts.cluster_masters */
 } tl_fleet;
 
 /* Starts Redis, the gateway (waiting until GET /readyz answers 200) and the workers.
@@ -490,6 +554,16 @@ void tl_fleet_start_gateway(tl_fleet *f);
  * FLEET_MAX_DELAY_MS=0, FLEET_DRAIN_TIMEOUT=2, each replaced by an entry of opts.worker_env with
  * the same name, plus the rest of opts.worker_env. Returns it. */
 tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model);
+
+/* A connection that serves key: f->rc on one Redis, the key's master on a cluster. */
+redisContext *tl_fleet_conn_of_key(tl_fleet *f, const char *key);
+/* The hash tags of the shards in the fleet's shard table ({prefix}:shards), in its order:
+ * "{prefix}" for shard 0, "{prefix:N}" for shard k with tag N; just "{prefix}" without a
+ * table. Returns how many (harness-owned strings, at most 32). */
+int tl_fleet_shard_tags(tl_fleet *f, const char **tags);
+/* fleetctl's options that reach this fleet's Redis: --redis-url, --prefix and, on a
+ * cluster, --redis-cluster (NULL-terminated, harness-owned; the `pre` of tl_fleetctl). */
+const char *const *tl_fleet_ctl_opts(tl_fleet *f);
 
 /* Requests against the fleet's gateway. path starts with "/". */
 tl_resp *tl_get(tl_fleet *f, const char *path);
@@ -508,7 +582,8 @@ json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int de
 /* True for succeeded, failed, cancelled. */
 bool tl_status_is_final(const char *s);
 /* A model's counter as stored in Redis ({prefix}:stats field "<model>:<counter>", e.g.
- * "sleep", "succeeded"), 0 when absent. */
+ * "sleep", "succeeded"), summed over the shards of the table (tl_fleet_shard_tags); 0
+ * when absent. */
 long long tl_stat(tl_fleet *f, const char *model, const char *counter);
 
 /* ------------------------------------------------------------ webhook receiver ------ */

@@ -43,6 +43,12 @@ static void env_merge(const char **out, int max, const char *const *defaults,
     out[n] = NULL;
 }
 
+/* FLEET_REDIS_CLUSTER=<every node> on a cluster; NULL (the end of a list) otherwise, so
+ * it is the last default. */
+static const char *cluster_env(tl_fleet *f) {
+    return f->cluster ? tl_printf("FLEET_REDIS_CLUSTER=%s", tl_cluster_seeds(f->cluster)) : NULL;
+}
+
 typedef struct ready_probe {
     tl_fleet *f;
     tl_proc *p;
@@ -77,6 +83,7 @@ void tl_fleet_start_gateway(tl_fleet *f) {
              * none registered) yet; models_test sets FLEET_MODELS= (none: the models
              * registered in Redis). */
             "FLEET_MODELS=echo,sleep",
+            cluster_env(f),
             NULL,
         };
         const char *env[40];
@@ -121,6 +128,7 @@ tl_proc *tl_fleet_add_worker(tl_fleet *f, const char *model) {
         /* A worker stopped while a job runs hands it back after this grace period; the
          * harness allows 10 s for a SIGTERM to take effect. */
         "FLEET_DRAIN_TIMEOUT=2",
+        cluster_env(f),
         NULL,
     };
     const char *env[40];
@@ -147,8 +155,17 @@ tl_fleet *tl_fleet_start(const tl_fleet_opts *o) {
     else
         snprintf(f->prefix, sizeof(f->prefix), "t%x%x", (unsigned)getpid() & 0xffffu,
                  (unsigned)(tl_now_ms() & 0xffffu));
-    f->redis = tl_redis_start(&(tl_redis_opts){.appendonly = f->opts.appendonly});
-    f->rc = tl_redis_connect(f->redis);
+    if (f->opts.cluster_masters > 0) {
+        f->cluster = tl_cluster_start(f->opts.cluster_masters, f->opts.cluster_replicas,
+                                      f->opts.cluster_node_timeout_ms);
+        int control = tl_cluster_master_of_key(f->cluster, tl_printf("{%s}", f->prefix));
+        f->redis = f->cluster->node[control];
+        f->rc = tl_cluster_conn(f->cluster, control);
+    } else {
+        f->redis = tl_redis_start(&(tl_redis_opts){.appendonly = f->opts.appendonly});
+        f->rc = tl_redis_connect(f->redis);
+    }
+    if (f->opts.shards) tl_redis_cmd(f->rc, "SET {%s}:shards %s", f->prefix, f->opts.shards);
     tl_fleet_start_gateway(f);
     for (int i = 0; i < TL_MAX_WORKERS && f->opts.workers[i]; i++)
         tl_fleet_add_worker(f, f->opts.workers[i]);
@@ -198,8 +215,56 @@ bool tl_status_is_final(const char *s) {
 }
 
 long long tl_stat(tl_fleet *f, const char *model, const char *counter) {
-    redisReply *r = tl_redis_cmd(f->rc, "HGET {%s}:stats %s:%s", f->prefix, model, counter);
-    return r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    const char *tags[32];
+    int n = tl_fleet_shard_tags(f, tags);
+    long long sum = 0;
+    for (int i = 0; i < n; i++) {
+        const char *key = tl_printf("%s:stats", tags[i]);
+        redisReply *r =
+            tl_redis_cmd(tl_fleet_conn_of_key(f, key), "HGET %s %s:%s", key, model, counter);
+        if (r->type == REDIS_REPLY_STRING) sum += atoll(r->str);
+    }
+    return sum;
+}
+
+/* ------------------------------------------------------------ shards and cluster ---- */
+
+redisContext *tl_fleet_conn_of_key(tl_fleet *f, const char *key) {
+    return f->cluster ? tl_cluster_conn_of_key(f->cluster, key) : f->rc;
+}
+
+int tl_fleet_shard_tags(tl_fleet *f, const char **tags) {
+    const char *key = tl_printf("{%s}:shards", f->prefix);
+    redisReply *r = tl_redis_cmd(tl_fleet_conn_of_key(f, key), "GET %s", key);
+    if (r->type != REDIS_REPLY_STRING) {
+        tags[0] = tl_printf("{%s}", f->prefix);
+        return 1;
+    }
+    /* entries "k:N:state" separated by spaces (shared/include/fleet/shards.h) */
+    int n = 0;
+    char *text = tl_printf("%s", r->str);
+    for (char *save = NULL, *e = strtok_r(text, " ", &save); e; e = strtok_r(NULL, " ", &save)) {
+        int k = -1;
+        char tag[32] = "";
+        if (sscanf(e, "%d:%31[^:]:", &k, tag) != 2 || n >= 32)
+            FAILF("shard table %s: cannot read entry \"%s\" of \"%s\"", key, e, r->str);
+        tags[n++] = k == 0 ? tl_printf("{%s}", f->prefix) : tl_printf("{%s:%s}", f->prefix, tag);
+    }
+    return n;
+}
+
+const char *const *tl_fleet_ctl_opts(tl_fleet *f) {
+    const char **v = tl_alloc(8 * sizeof(char *));
+    int n = 0;
+    v[n++] = "--redis-url";
+    v[n++] = f->redis->url;
+    v[n++] = "--prefix";
+    v[n++] = f->prefix;
+    if (f->cluster) {
+        v[n++] = "--redis-cluster";
+        v[n++] = tl_cluster_seeds(f->cluster);
+    }
+    return v;
 }
 
 json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int deadline_ms) {
