@@ -72,6 +72,7 @@ extern const ctl_command ctl_cmd_stats;
 extern const ctl_command ctl_cmd_dlq;
 extern const ctl_command ctl_cmd_tenant;
 extern const ctl_command ctl_cmd_model;
+extern const ctl_command ctl_cmd_shards;
 
 /* GET /v1/jobs/ID (cmd_status.c). Returns 0 and a new reference in *job; otherwise prints
  * why on stderr and returns CTL_EXIT_FAIL (404 included). With raw, the body is also

@@ -6,7 +6,12 @@
  * on the capped stream "{prefix}:dlq" (shared/scripts/lib.lua dead_letter) with the fields
  * job, model, tenant, attempts, error, failed_ms; the hash's dlq_entry names that entry.
  *
- *   list   XREVRANGE, newest first.
+ * Each shard of the fleet (fleet/shards.h) has its own dead-letter stream, with the jobs
+ * of that shard: a job id names its shard, so show and retry of a job go to that shard's
+ * keys; list and retry --all cover every shard of the table.
+ *
+ *   list   XREVRANGE of every shard's stream, merged newest first by entry id (the time
+ *          the job failed), the --limit newest of them all.
  *   show   the entry (found through the job hash's dlq_entry, by scanning the stream when
  *          the hash has expired, or by its own id) and the job hash as it is now.
  *   retry  the retry script (state.h, shared/scripts/retry.lua, the one POST
@@ -21,6 +26,7 @@
 
 #include "cli.h"
 #include "fleet/job.h"
+#include "fleet/shards.h"
 #include "fleet/job_json.h"
 #include "redis_conn.h"
 #include "render.h"
@@ -165,7 +171,8 @@ static void error_cell(char out[DLQ_ERROR_COLS + 1], const char *err) {
     if (n < strlen(err)) strcat(out, "...");
 }
 
-static void print_list_table(const json_t *entries) {
+static void print_list_table(const json_t *entries, bool with_shard) {
+    if (with_shard) printf("%-5s  ", "SHARD");
     printf("%-15s  %-26s  %-12s  %-12s  %8s  %-24s  %s\n", "DLQ ENTRY", "JOB", "MODEL", "TENANT",
            "ATTEMPTS", "FAILED AT", "ERROR");
     size_t i;
@@ -174,39 +181,94 @@ static void print_list_table(const json_t *entries) {
         char err[DLQ_ERROR_COLS + 1];
         error_cell(err, ctl_jstr(e, "error"));
         const char *at = json_string_value(json_object_get(e, "failed_at"));
+        if (with_shard) printf("%-5lld  ", (long long)json_integer_value(json_object_get(e, "shard")));
         printf("%-15s  %-26s  %-12s  %-12s  %8lld  %-24s  %s\n", ctl_jstr(e, "entry"),
                ctl_jstr(e, "job"), ctl_jstr(e, "model"), ctl_jstr(e, "tenant"),
                (long long)json_integer_value(json_object_get(e, "attempts")), at ? at : "-", err);
     }
 }
 
-/* After a full page: says on stderr how many entries the stream holds in all. */
-static void print_more_hint(redisContext *c, const fleet_keys *k, size_t shown) {
-    fleet_key dlq = fleet_key_dlq(k);
-    const char *argv[] = {"XLEN", dlq.s};
-    redisReply *r = ctl_redis_cmd_ok(c, "XLEN", 2, argv);
-    if (r && r->type == REDIS_REPLY_INTEGER && (size_t)r->integer > shown)
+/* After a full page: says on stderr how many entries the streams hold in all. */
+static void print_more_hint(redisContext *c, const fleet_shards *s, size_t shown) {
+    long long total = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        fleet_key dlq = fleet_key_dlq(&s->shard[s->all[i]].keys);
+        const char *argv[] = {"XLEN", dlq.s};
+        redisReply *r = ctl_redis_cmd_ok(c, "XLEN", 2, argv);
+        if (r && r->type == REDIS_REPLY_INTEGER) total += r->integer;
+        freeReplyObject(r);
+        if (!r) return;
+    }
+    if (total > (long long)shown)
         fprintf(stderr, "(showing the newest %zu of %lld entries; --limit N shows more)\n", shown,
-                (long long)r->integer);
-    freeReplyObject(r);
+                total);
 }
 
-static int dlq_list(redisContext *c, const fleet_keys *k, const ctl_globals *g) {
-    redisReply *r = dlq_range(c, k, "XREVRANGE", "+", "-", opt_limit);
-    if (!r) return CTL_EXIT_FAIL;
-    json_t *entries = json_array();
-    for (size_t i = 0; i < r->elements; i++) {
-        json_t *e = entry_json(r->element[i]);
-        if (e) json_array_append_new(entries, e);
+/* Compares stream entry ids "<ms>-<seq>" as numbers. */
+static int entry_id_cmp(const char *a, const char *b) {
+    unsigned long long am = 0, as = 0, bm = 0, bs = 0;
+    sscanf(a, "%llu-%llu", &am, &as);
+    sscanf(b, "%llu-%llu", &bm, &bs);
+    if (am != bm) return am < bm ? -1 : 1;
+    return as < bs ? -1 : as > bs;
+}
+
+/* Newest first: by entry id (each shard's entries are ids of its own Redis clock), then
+ * by shard. */
+static int newest_first(const void *pa, const void *pb) {
+    const json_t *a = *(const json_t *const *)pa, *b = *(const json_t *const *)pb;
+    int c = entry_id_cmp(ctl_jstr(b, "entry"), ctl_jstr(a, "entry"));
+    if (c) return c;
+    json_int_t ka = json_integer_value(json_object_get(a, "shard"));
+    json_int_t kb = json_integer_value(json_object_get(b, "shard"));
+    return ka < kb ? -1 : ka > kb;
+}
+
+static int dlq_list(redisContext *c, const fleet_shards *s, const ctl_globals *g) {
+    /* The newest opt_limit of each shard hold the newest opt_limit of all. */
+    size_t cap = (size_t)opt_limit * s->n, n = 0;
+    json_t **all = calloc(cap ? cap : 1, sizeof *all);
+    if (!all) {
+        ctl_error("out of memory");
+        return CTL_EXIT_FAIL;
     }
-    bool full = r->elements == (size_t)opt_limit;
-    freeReplyObject(r);
-    if (g->json) ctl_render_json(stdout, entries);
-    else if (json_array_size(entries) == 0) puts("the dead-letter stream is empty");
-    else print_list_table(entries);
-    if (full && !g->json) print_more_hint(c, k, json_array_size(entries));
+    bool full = false;
+    int rc = CTL_EXIT_OK;
+    for (size_t i = 0; i < s->n && rc == CTL_EXIT_OK; i++) {
+        int k = s->all[i];
+        redisReply *r = dlq_range(c, &s->shard[k].keys, "XREVRANGE", "+", "-", opt_limit);
+        if (!r) {
+            rc = CTL_EXIT_FAIL;
+            break;
+        }
+        for (size_t j = 0; j < r->elements && n < cap; j++) {
+            json_t *e = entry_json(r->element[j]);
+            if (!e) continue;
+            json_object_set_new(e, "shard", json_integer(k));
+            all[n++] = e;
+        }
+        full |= r->elements == (size_t)opt_limit;
+        freeReplyObject(r);
+    }
+    qsort(all, n, sizeof *all, newest_first);
+    json_t *entries = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (i < (size_t)opt_limit) json_array_append(entries, all[i]);
+        json_decref(all[i]);
+    }
+    free(all);
+    full |= n > (size_t)opt_limit;
+    if (rc != CTL_EXIT_OK) {
+    } else if (g->json) {
+        ctl_render_json(stdout, entries);
+    } else if (json_array_size(entries) == 0) {
+        puts(s->n > 1 ? "the dead-letter streams are empty" : "the dead-letter stream is empty");
+    } else {
+        print_list_table(entries, s->n > 1);
+    }
+    if (rc == CTL_EXIT_OK && full && !g->json) print_more_hint(c, s, json_array_size(entries));
     json_decref(entries);
-    return CTL_EXIT_OK;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ show ---------------- */
@@ -333,10 +395,48 @@ static int show_lookup(redisContext *c, const fleet_keys *k, const ctl_globals *
     return rc;
 }
 
-static int dlq_show(redisContext *c, const fleet_keys *k, const ctl_globals *g, const char *arg) {
+/* The shard whose dead-letter stream holds entry: its k, or -1 when none does (said on
+ * stderr), -2 after a Redis error or when several streams hold an entry of that id (each
+ * shard's Redis clock numbers its own entries). With one shard, that shard. */
+static int shard_of_entry(redisContext *c, const fleet_shards *s, const char *entry) {
+    if (s->n == 1) return s->all[0];
+    int found = -1;
+    for (size_t i = 0; i < s->n; i++) {
+        json_t *e = NULL;
+        int r = entry_by_id(c, &s->shard[s->all[i]].keys, entry, &e);
+        json_decref(e);
+        if (r < 0) return -2;
+        if (r == 0) continue;
+        if (found >= 0) {
+            ctl_error("shards %d and %d both hold a dead-letter entry %s: name the job id "
+                      "instead (fleetctl dlq list shows both)",
+                      found, s->all[i], entry);
+            return -2;
+        }
+        found = s->all[i];
+    }
+    if (found < 0) ctl_error("no entry %s on the dead-letter stream of any shard", entry);
+    return found;
+}
+
+static int dlq_show(redisContext *c, const fleet_shards *s, const ctl_globals *g, const char *arg) {
+    int shard;
+    if (fleet_job_id_valid(arg)) {
+        shard = fleet_shards_of_id(s, arg);
+        if (shard < 0) {
+            ctl_error("no dead-letter entry for job %s under prefix '%s' (its first character "
+                      "names no shard of this fleet: fleetctl shards show)",
+                      arg, g->prefix);
+            return CTL_EXIT_FAIL;
+        }
+    } else if ((shard = shard_of_entry(c, s, arg)) < 0) {
+        return CTL_EXIT_FAIL;
+    }
+    const fleet_keys *k = &s->shard[shard].keys;
     json_t *doc = NULL;
     int rc = show_lookup(c, k, g, arg, &doc);
     if (rc != 0) return rc;
+    json_object_set_new(doc, "shard", json_integer(shard));
     if (g->json) ctl_render_json(stdout, doc);
     else print_show(doc, fleet_key_dlq(k).s);
     json_decref(doc);
@@ -434,6 +534,10 @@ static retry_outcome run_retry(redisContext *c, const fleet_keys *k, const char 
 
 static retry_outcome retry_one(redisContext *c, const fleet_keys *k, const char *id, json_t *rep,
                                bool quiet) {
+    if (!k) { /* the id names no shard of this fleet */
+        report(rep, quiet, id, &(retry_result){.outcome = "not_found"});
+        return RETRY_FAILED;
+    }
     char tenant[FLEET_TENANT_MAX + 1];
     int found = job_tenant(c, k, id, tenant);
     if (found < 0) return RETRY_ABORT;
@@ -473,15 +577,16 @@ static int retry_page(redisContext *c, const fleet_keys *k, const redisReply *pa
     return 0;
 }
 
-static int dlq_retry_all(redisContext *c, const fleet_keys *k, const ctl_globals *g) {
+/* Retries the jobs of one shard's stream, up to the entry that was its newest when this
+ * started. Returns CTL_EXIT_OK, or CTL_EXIT_FAIL when Redis failed. */
+static int retry_shard(redisContext *c, const fleet_keys *k, json_t *rep, long *queued,
+                       long *seen) {
     char last[DLQ_ENTRY_ID_MAX], start[DLQ_ENTRY_ID_MAX + 2] = "-";
     if (newest_entry(c, k, last) < 0) return CTL_EXIT_FAIL;
-    json_t *rep = g->json ? json_array() : NULL;
-    long queued = 0, seen = 0;
     int rc = CTL_EXIT_OK;
     while (last[0]) {
         redisReply *page = dlq_range(c, k, "XRANGE", start, last, DLQ_PAGE);
-        if (!page || retry_page(c, k, page, rep, &queued, &seen) < 0) {
+        if (!page || retry_page(c, k, page, rep, queued, seen) < 0) {
             freeReplyObject(page);
             rc = CTL_EXIT_FAIL;
             break;
@@ -492,6 +597,15 @@ static int dlq_retry_all(redisContext *c, const fleet_keys *k, const ctl_globals
         freeReplyObject(page);
         if (!more) break;
     }
+    return rc;
+}
+
+static int dlq_retry_all(redisContext *c, const fleet_shards *s, const ctl_globals *g) {
+    json_t *rep = g->json ? json_array() : NULL;
+    long queued = 0, seen = 0;
+    int rc = CTL_EXIT_OK;
+    for (size_t i = 0; i < s->n && rc == CTL_EXIT_OK; i++)
+        rc = retry_shard(c, &s->shard[s->all[i]].keys, rep, &queued, &seen);
     if (rep) ctl_render_json(stdout, rep);
     else if (seen == 0 && rc == CTL_EXIT_OK)
         puts("the dead-letter stream is empty; nothing to retry");
@@ -501,12 +615,12 @@ static int dlq_retry_all(redisContext *c, const fleet_keys *k, const ctl_globals
     return rc == CTL_EXIT_OK && queued == seen ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }
 
-static int dlq_retry_ids(redisContext *c, const fleet_keys *k, const ctl_globals *g, int n,
+static int dlq_retry_ids(redisContext *c, const fleet_shards *s, const ctl_globals *g, int n,
                          char **ids) {
     json_t *rep = g->json ? json_array() : NULL;
     int queued = 0, rc = CTL_EXIT_OK;
     for (int i = 0; i < n; i++) {
-        retry_outcome o = retry_one(c, k, ids[i], rep, false);
+        retry_outcome o = retry_one(c, fleet_shards_keys_of_id(s, ids[i]), ids[i], rep, false);
         if (o == RETRY_ABORT) {
             rc = CTL_EXIT_FAIL;
             break;
@@ -557,11 +671,13 @@ static int dlq_run(const ctl_globals *g, int argc, char **argv) {
     fleet_keys keys;
     redisContext *c = ctl_redis_open(g, &keys, &rc);
     if (!c) return rc;
-    if (strcmp(sub, "list") == 0) rc = dlq_list(c, &keys, g);
-    else if (strcmp(sub, "show") == 0) rc = dlq_show(c, &keys, g, argv[1]);
-    else if (opt_all) rc = dlq_retry_all(c, &keys, g);
-    else rc = dlq_retry_ids(c, &keys, g, argc - 1, argv + 1);
-    redisFree(c);
+    fleet_shards s;
+    if (ctl_redis_shards(c, g, &s) < 0) rc = CTL_EXIT_FAIL;
+    else if (strcmp(sub, "list") == 0) rc = dlq_list(c, &s, g);
+    else if (strcmp(sub, "show") == 0) rc = dlq_show(c, &s, g, argv[1]);
+    else if (opt_all) rc = dlq_retry_all(c, &s, g);
+    else rc = dlq_retry_ids(c, &s, g, argc - 1, argv + 1);
+    ctl_redis_close(c);
     return rc;
 }
 

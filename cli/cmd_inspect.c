@@ -4,6 +4,9 @@
  * queued?"). It bypasses the gateway (and tenant checks), so it needs the Redis URL. It
  * only reads: TYPE, PTTL, HGETALL, GET, XRANGE, XPENDING, XINFO GROUPS.
  *
+ * The job's keys are those of its shard (fleet/shards.h): the id's first character names
+ * it, and the shard table says which hash tag that shard has.
+ *
  * Everything is first gathered into one JSON document, then printed either as text or
  * (--json) as is, so both outputs always show the same facts.
  */
@@ -330,7 +333,21 @@ static int inspect_run(const ctl_globals *g, int argc, char **argv) {
     redisContext *c = ctl_redis_open(g, &keys, &rc);
     if (!c) return rc;
     rc = CTL_EXIT_FAIL;
-    json_t *doc = json_pack("{s:s,s:[]}", "id", id, "keys");
+    fleet_shards shards;
+    if (ctl_redis_shards(c, g, &shards) < 0) {
+        ctl_redis_close(c);
+        return CTL_EXIT_FAIL;
+    }
+    int shard = fleet_shards_of_id(&shards, id);
+    if (shard < 0) {
+        ctl_error("no job %s under prefix '%s': its first character names no shard of this "
+                  "fleet (fleetctl shards show lists them)",
+                  id, g->prefix);
+        ctl_redis_close(c);
+        return CTL_EXIT_FAIL;
+    }
+    keys = shards.shard[shard].keys;
+    json_t *doc = json_pack("{s:s,s:i,s:s,s:[]}", "id", id, "shard", shard, "tag", keys.tag, "keys");
     json_t *list = json_object_get(doc, "keys");
 
     fleet_key names[2] = {fleet_key_job(&keys, id), fleet_key_result(&keys, id)};
@@ -359,6 +376,7 @@ static int inspect_run(const ctl_globals *g, int argc, char **argv) {
     } else {
         size_t i;
         json_t *k;
+        if (shards.n > 1) printf("shard %d (%s)\n\n", shard, keys.tag);
         json_array_foreach(list, i, k) print_key(k);
         json_t *s = json_object_get(doc, "stream");
         if (s) print_stream(s);
@@ -371,7 +389,7 @@ static int inspect_run(const ctl_globals *g, int argc, char **argv) {
     }
 out:
     json_decref(doc);
-    redisFree(c);
+    ctl_redis_close(c);
     return rc;
 }
 

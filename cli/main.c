@@ -22,7 +22,7 @@ static const fleet_option global_opts[] = {
      "API key, sent as 'Authorization: Bearer KEY' (nothing is sent when empty)", &G.api_key, 0, 0},
     FLEET_REDIS_OPTIONS(&G.redis),
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
-     "key prefix of the fleet (inspect, dlq, tenant, model)", &G.prefix, 0, 0},
+     "key prefix of the fleet (inspect, dlq, tenant, model, shards)", &G.prefix, 0, 0},
     {"redis-wait", "FLEETCTL_REDIS_WAIT", FLEET_OPT_INT, "10",
      "inspect, dlq, tenant, model: seconds to wait out a Redis that is loading its dataset, busy or "
      "failing over, before giving up",
@@ -42,6 +42,7 @@ static const fleet_option global_opts[] = {
 static const ctl_command *const commands[] = {
     &ctl_cmd_submit,  &ctl_cmd_status, &ctl_cmd_wait, &ctl_cmd_cancel, &ctl_cmd_list,
     &ctl_cmd_inspect, &ctl_cmd_stats,  &ctl_cmd_dlq,  &ctl_cmd_tenant, &ctl_cmd_model,
+    &ctl_cmd_shards,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -146,6 +146,10 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
     return c;
 }
 
+void ctl_redis_close(redisContext *c) {
+    if (c) redisFree(c);
+}
+
 redisReply *ctl_redis_cmd(redisContext *c, int argc, const char *const *argv) {
     size_t lens[16];
     if (argc > 16) return NULL;
@@ -187,4 +191,27 @@ const char *ctl_redis_field(const redisReply *fields, const char *field) {
             return v->str;
     }
     return NULL;
+}
+
+int ctl_redis_shards(redisContext *c, const ctl_globals *g, fleet_shards *s) {
+    if (fleet_shards_init(s, g->prefix) < 0) {
+        ctl_error("--prefix '%s' is not valid", g->prefix);
+        return -1;
+    }
+    fleet_key key = fleet_key_shards(&s->control);
+    const char *argv[] = {"GET", key.s};
+    redisReply *r = ctl_redis_cmd_ok(c, "GET", 2, argv);
+    if (!r) return -1;
+    char why[200];
+    int rc = 0;
+    if (r->type == REDIS_REPLY_STRING &&
+        (r->len > FLEET_SHARDS_TEXT_MAX || fleet_shards_parse(s, r->str, why, sizeof why) < 0)) {
+        if (r->len > FLEET_SHARDS_TEXT_MAX) snprintf(why, sizeof why, "%zu bytes", r->len);
+        ctl_error("the shard table at %s does not parse (%s); fix it with redis-cli SET or "
+                  "fleetctl shards",
+                  key.s, why);
+        rc = -1;
+    }
+    freeReplyObject(r);
+    return rc;
 }

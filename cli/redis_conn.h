@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "fleet/keys.h"
+#include "fleet/shards.h"
 #include "fleet/state.h"
 
 /* Checks --prefix and --redis-url, connects (5 s timeouts), selects the URL's database,
@@ -24,6 +25,9 @@
  * remains, and an OOM refusal (Redis full: nothing was written), is explained on
  * stderr as well. */
 redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc);
+
+/* Closes what ctl_redis_open opened. */
+void ctl_redis_close(redisContext *c);
 
 /* Sends one command given as NUL-terminated strings. Returns the reply (caller frees it
  * with freeReplyObject), or NULL when the connection failed. An error reply is returned
@@ -42,6 +46,11 @@ redisReply *ctl_redis_script(redisContext *c, fleet_cmd *cmd);
 /* Says on stderr what an error reply's text means for the operator when Redis is full
  * (OOM) or still refuses commands for now; nothing for other errors. */
 void ctl_redis_explain(const char *error);
+
+/* Reads the fleet's shard table (fleet/shards.h; absent: one shard, 0) into s for
+ * --prefix. Returns 0, or -1 after printing why (a Redis error, a table that does not
+ * parse: the commands that span shards then refuse to guess). */
+int ctl_redis_shards(redisContext *c, const ctl_globals *g, fleet_shards *s);
 
 /* The value of field in a flat field/value array (HGETALL's or a stream entry's shape),
  * or NULL when absent. */

@@ -1,0 +1,363 @@
+/* fleetctl_shards_test.c: `fleetctl shards` and fleetctl's Redis-direct commands (dlq,
+ * inspect, model) over a fleet of several shards (fleet/shards.h, docs/cli.md "Shards"),
+ * against a real Redis. Jobs are put on a shard by the submit script itself, with that
+ * shard's keys and an id naming it, as a gateway puts them there. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleet/id.h"
+#include "fleet/shards.h"
+#include "fleet/state.h"
+#include "testlib.h"
+
+#define ARGS TL_ARGS
+
+typedef struct env {
+    tl_redis *redis;
+    redisContext *rc;
+    const char *prefix;
+} env;
+
+static env *start(void) {
+    env *e = tl_alloc(sizeof *e);
+    e->redis = tl_redis_start(&(tl_redis_opts){0});
+    e->rc = tl_redis_connect(e->redis);
+    e->prefix = tl_printf("t%llx", (unsigned long long)(tl_now_ms() % 0xffffff));
+    return e;
+}
+
+/* fleetctl --redis-url <Redis> --prefix <prefix> ARGS... */
+static tl_cmd_result ctl(env *e, const char *const *args) {
+    return tl_fleetctl(TL_ARGS("--redis-url", e->redis->url, "--prefix", e->prefix), args);
+}
+
+/* The stored table's text, or "(none)". */
+static const char *table(env *e) {
+    redisReply *r = tl_redis_cmd(e->rc, "GET {%s}:shards", e->prefix);
+    return r->type == REDIS_REPLY_STRING ? tl_printf("%s", r->str) : "(none)";
+}
+
+/* The table as a fleet_shards. */
+static fleet_shards *shards_of(env *e) {
+    fleet_shards *s = tl_alloc(sizeof *s);
+    fleet_shards_init(s, e->prefix);
+    char why[200];
+    const char *t = table(e);
+    if (fleet_shards_parse(s, strcmp(t, "(none)") == 0 ? "" : t, why, sizeof why) < 0)
+        FAILF("the table \"%s\" does not parse: %s", t, why);
+    return s;
+}
+
+/* Sends a state.h script command (EVAL: the test's Redis has no script cached). */
+static redisReply *script(env *e, fleet_cmd *cmd) {
+    fleet_cmd_as_eval(cmd);
+    redisReply *r = tl_redis_cmdargv(e->rc, cmd->argc, cmd->argv);
+    return r;
+}
+
+/* Submits a queued job of model for tenant "default" on shard k, as a gateway would.
+ * Returns its id. */
+static const char *submit_on(env *e, fleet_shards *s, int k, const char *model) {
+    char id[27];
+    fleet_id_new(id);
+    fleet_id_set_shard(id, k);
+    const char *copy = tl_printf("%s", id);
+    fleet_cmd cmd;
+    fleet_state_submit(&s->shard[k].keys,
+                       &(fleet_submit){.id = copy,
+                                       .model = model,
+                                       .tenant = "default",
+                                       .request_id = "test",
+                                       .priority = "normal",
+                                       .metadata_json = "",
+                                       .input = "\x80",
+                                       .input_len = 1,
+                                       .queue_ttl_s = 3600,
+                                       .result_ttl_s = 3600,
+                                       .max_attempts = 3,
+                                       .index_cap = 1000,
+                                       .index_ttl_s = 7200,
+                                       .ready_target = 8,
+                                       .tombstone_s = 60},
+                       &cmd);
+    redisReply *r = script(e, &cmd);
+    if (r->type == REDIS_REPLY_ERROR) FAILF("submit on shard %d: %s", k, r->str);
+    return copy;
+}
+
+/* Cancels a queued job on its shard. */
+static void cancel_on(env *e, fleet_shards *s, const char *id) {
+    fleet_cmd cmd;
+    fleet_state_cancel(fleet_shards_keys_of_id(s, id), id, "default", &cmd);
+    redisReply *r = script(e, &cmd);
+    if (r->type == REDIS_REPLY_ERROR) FAILF("cancel %s: %s", id, r->str);
+}
+
+/* Makes a queued job look as the scripts leave a job that failed for good: ended failed,
+ * marked dead-lettered and recorded on its shard's dead-letter stream (as cli_test's
+ * submit_dead_lettered does on one shard). Returns the entry id. */
+static const char *dead_letter(env *e, fleet_shards *s, const char *id, const char *model) {
+    const char *tag = fleet_shards_keys_of_id(s, id)->tag;
+    redisReply *je = tl_redis_cmd(e->rc, "HGET %s:job:%s entry_id", tag, id);
+    redisReply *seq = tl_redis_cmd(e->rc, "HGET %s:job:%s queue_seq", tag, id);
+    ASSERT_EQ_INT(je->type, REDIS_REPLY_STRING);
+    tl_redis_cmd(e->rc, "HSET %s:queues %s:head %s", tag, model, seq->str);
+    tl_redis_cmd(e->rc, "XDEL %s:stream:%s %s", tag, model, je->str);
+    tl_redis_cmd(e->rc, "HDEL %s:entries:%s %s", tag, model, je->str);
+    tl_redis_cmd(e->rc,
+                 "HSET %s:job:%s status failed attempts 3 finished_ms 1 updated_ms 1 error lost "
+                 "dead_lettered 1",
+                 tag, id);
+    redisReply *x = tl_redis_cmd(e->rc,
+                                 "XADD %s:dlq * job %s model %s tenant default attempts 3 "
+                                 "error lost failed_ms 1",
+                                 tag, id, model);
+    const char *entry = tl_printf("%s", x->str);
+    tl_redis_cmd(e->rc, "HSET %s:job:%s dlq_entry %s", tag, id, entry);
+    tl_redis_cmd(e->rc, "HINCRBY %s:stats %s:queued -1", tag, model);
+    tl_redis_cmd(e->rc, "HINCRBY %s:stats %s:failed 1", tag, model);
+    return entry;
+}
+
+static json_t *json_out(const tl_cmd_result *r) {
+    json_t *j = tl_json(r->out);
+    if (!j) FAILF("not JSON:\n%s\nstderr:\n%s", r->out, r->err);
+    return j;
+}
+
+/* ------------------------------------------------------------ the table ------------- */
+
+TL_TEST(shards_init_add_drain_activate_remove) {
+    env *e = start();
+    /* A fleet without a table has one shard. */
+    tl_cmd_result sh = ctl(e, ARGS("shards", "show", "--json"));
+    tl_expect_exit(&sh, 0);
+    json_t *doc = json_out(&sh);
+    ASSERT_FALSE(json_is_true(tl_jget(doc, "stored")));
+    ASSERT_EQ_INT(json_array_size(tl_jget(doc, "shards")), 1);
+
+    /* Changes are announced on the events channel. */
+    redisContext *sub = tl_redis_connect(e->redis);
+    tl_redis_cmd(sub, "SUBSCRIBE {%s}:events", e->prefix);
+
+    tl_cmd_result r = ctl(e, ARGS("shards", "init", "3"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active");
+    redisReply *msg = NULL;
+    ASSERT_EQ_INT(redisGetReply(sub, (void **)&msg), REDIS_OK);
+    ASSERT_EQ_STR(msg->element[2]->str, "shards");
+    freeReplyObject(msg);
+
+    /* init once only. */
+    r = ctl(e, ARGS("shards", "init", "2"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "exists already");
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active");
+
+    r = ctl(e, ARGS("shards", "add"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active 3:3:active");
+    r = ctl(e, ARGS("shards", "add", "--tag", "7", "--json"));
+    tl_expect_exit(&r, 0);
+    ASSERT_TRUE(json_is_true(tl_jget(json_out(&r), "changed")));
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active 3:3:active 4:7:active");
+    r = ctl(e, ARGS("shards", "add", "--tag", "7"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "tag 7 is shard 4's");
+
+    r = ctl(e, ARGS("shards", "drain", "3"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active 3:3:draining 4:7:active");
+    r = ctl(e, ARGS("shards", "drain", "3", "--json"));
+    tl_expect_exit(&r, 0);
+    ASSERT_FALSE(json_is_true(tl_jget(json_out(&r), "changed")));
+    r = ctl(e, ARGS("shards", "activate", "3"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active 3:3:active 4:7:active");
+
+    /* An active shard is not removed. */
+    r = ctl(e, ARGS("shards", "remove", "3"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "is active: drain it first");
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active 3:3:active 4:7:active");
+    r = ctl(e, ARGS("shards", "drain", "3"));
+    tl_expect_exit(&r, 0);
+    r = ctl(e, ARGS("shards", "remove", "3"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active 4:7:active");
+    /* The freed k is the next one added. */
+    r = ctl(e, ARGS("shards", "add"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active 3:3:active 4:7:active");
+}
+
+TL_TEST(shards_bad_input_writes_nothing) {
+    env *e = start();
+    static const struct {
+        const char *a, *b, *c;
+        int code;
+        const char *says;
+    } bad[] = {
+        {"frobnicate", NULL, NULL, 2, "unknown shards subcommand"},
+        {"drain", "32", NULL, 2, "not a shard number (0..31)"},
+        {"drain", "-1", NULL, 2, "not a shard number"},
+        {"activate", "x", NULL, 2, "not a shard number"},
+        {"remove", NULL, NULL, 2, "takes one argument"},
+        {"init", "0", NULL, 2, "not a number of shards (1..32)"},
+        {"init", "33", NULL, 2, "not a number of shards"},
+        {"show", "1", NULL, 2, "takes no arguments"},
+        {"drain", "1", "--tag=3", 2, "--tag belongs to shards add"},
+        {"add", "--tag", "1000000", 2, "tag"},
+        {"drain", "5", NULL, 1, "no shard 5"},
+        {"drain", "0", NULL, 1, "last active shard"},
+        {"remove", "0", NULL, 1, "control tag"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tl_cmd_result r = ctl(e, (const char *const[]){"shards", bad[i].a, bad[i].b, bad[i].c,
+                                                       NULL});
+        tl_expect_exit(&r, bad[i].code);
+        ASSERT_STR_CONTAINS(r.err, bad[i].says);
+        ASSERT_EQ_STR(table(e), "(none)");
+    }
+    /* With a table: a removal of an active shard, and a table that does not parse. */
+    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, "0:-:active 1:1:active");
+    tl_cmd_result r = ctl(e, ARGS("shards", "remove", "1"));
+    tl_expect_exit(&r, 1);
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active");
+    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, "0:-:active 1:x:active");
+    r = ctl(e, ARGS("shards", "add"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "does not parse");
+    ASSERT_EQ_STR(table(e), "0:-:active 1:x:active");
+    r = ctl(e, ARGS("dlq", "list"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "does not parse");
+}
+
+TL_TEST(shards_remove_is_refused_while_jobs_remain) {
+    env *e = start();
+    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, "0:-:active 1:1:active 2:2:draining");
+    fleet_shards *s = shards_of(e);
+    const char *a = submit_on(e, s, 2, "echo");
+    const char *b = submit_on(e, s, 2, "sleep");
+    submit_on(e, s, 1, "echo");
+    tl_cmd_result r = ctl(e, ARGS("shards", "remove", "2"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "shard 2 still holds 2 queued and 0 running jobs");
+    ASSERT_STR_CONTAINS(r.err, "echo 1 queued, 0 running");
+    ASSERT_STR_CONTAINS(r.err, "sleep 1 queued, 0 running");
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:draining");
+
+    tl_cmd_result sh = ctl(e, ARGS("shards", "show", "--json"));
+    tl_expect_exit(&sh, 0);
+    json_t *doc = json_out(&sh);
+    ASSERT_EQ_INT(json_array_size(tl_jget(doc, "shards")), 3);
+    json_t *s2 = json_array_get(tl_jget(doc, "shards"), 2);
+    ASSERT_EQ_STR(tl_jstr(s2, "tag"), tl_printf("{%s:2}", e->prefix));
+    ASSERT_EQ_STR(tl_jstr(s2, "state"), "draining");
+    ASSERT_EQ_INT(tl_jint(s2, "queued"), 2);
+    ASSERT_EQ_INT(tl_jint(s2, "models.echo.stream"), 1);
+    ASSERT_EQ_INT(tl_jint(json_array_get(tl_jget(doc, "shards"), 1), "models.echo.queued"), 1);
+    ASSERT_EQ_INT(tl_jint(json_array_get(tl_jget(doc, "shards"), 0), "queued"), 0);
+
+    cancel_on(e, s, a);
+    cancel_on(e, s, b);
+    r = ctl(e, ARGS("shards", "remove", "2"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active");
+}
+
+/* ------------------------------------------------------------ commands over shards -- */
+
+TL_TEST(dlq_spans_every_shard) {
+    env *e = start();
+    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, "0:-:active 1:1:active 2:2:active");
+    fleet_shards *s = shards_of(e);
+    const char *ids[3], *entries[3];
+    for (int k = 0; k < 3; k++) {
+        ids[k] = submit_on(e, s, k, "sleep");
+        entries[k] = dead_letter(e, s, ids[k], "sleep");
+    }
+    /* list: every shard's entries, newest first. */
+    tl_cmd_result l = ctl(e, ARGS("dlq", "list", "--json"));
+    tl_expect_exit(&l, 0);
+    json_t *list = json_out(&l);
+    ASSERT_EQ_INT(json_array_size(list), 3);
+    for (int i = 0; i < 3; i++) {
+        json_t *o = json_array_get(list, (size_t)i);
+        int k = (int)tl_jint(o, "shard");
+        ASSERT_EQ_STR(tl_jstr(o, "job"), ids[k]);
+        ASSERT_EQ_STR(tl_jstr(o, "entry"), entries[k]);
+        if (i > 0)
+            ASSERT_TRUE(strcmp(tl_jstr(json_array_get(list, (size_t)i - 1), "entry"),
+                               tl_jstr(o, "entry")) >= 0);
+    }
+    l = ctl(e, ARGS("dlq", "list", "--limit", "2", "--json"));
+    tl_expect_exit(&l, 0);
+    ASSERT_EQ_INT(json_array_size(json_out(&l)), 2);
+
+    /* show: by job id on its shard, and by entry id found on its shard. */
+    tl_cmd_result sh = ctl(e, ARGS("dlq", "show", ids[2], "--json"));
+    tl_expect_exit(&sh, 0);
+    ASSERT_EQ_INT(tl_jint(json_out(&sh), "shard"), 2);
+    ASSERT_EQ_STR(tl_jstr(json_out(&sh), "entry"), entries[2]);
+    sh = ctl(e, ARGS("dlq", "show", ids[1]));
+    tl_expect_exit(&sh, 0);
+    ASSERT_STR_CONTAINS(sh.out, tl_printf("{%s:1}:dlq", e->prefix));
+
+    /* retry: one job on shard 1, then --all the others. */
+    tl_cmd_result r = ctl(e, ARGS("dlq", "retry", ids[1]));
+    tl_expect_exit(&r, 0);
+    redisReply *st = tl_redis_cmd(e->rc, "HGET %s:job:%s status", s->shard[1].keys.tag, ids[1]);
+    ASSERT_EQ_STR(st->str, "queued");
+    r = ctl(e, ARGS("dlq", "retry", "--all", "--json"));
+    tl_expect_exit(&r, 0);
+    json_t *rep = json_out(&r);
+    ASSERT_EQ_INT(json_array_size(rep), 2);
+    for (int k = 0; k < 3; k++)
+        ASSERT_EQ_INT(tl_redis_int(e->rc, "XLEN %s:dlq", s->shard[k].keys.tag), 0);
+    ASSERT_EQ_STR(tl_redis_cmd(e->rc, "HGET %s:stats sleep:queued", s->shard[2].keys.tag)->str,
+                  "1");
+
+    /* An id naming no shard of the table. */
+    r = ctl(e, ARGS("dlq", "retry", "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.out, "not found");
+}
+
+TL_TEST(inspect_reads_the_job_on_its_shard) {
+    env *e = start();
+    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, "0:-:active 1:1:active 2:5:active");
+    fleet_shards *s = shards_of(e);
+    const char *id = submit_on(e, s, 2, "echo");
+    tl_cmd_result r = ctl(e, ARGS("inspect", id, "--json"));
+    tl_expect_exit(&r, 0);
+    json_t *doc = json_out(&r);
+    ASSERT_EQ_INT(tl_jint(doc, "shard"), 2);
+    ASSERT_EQ_STR(tl_jstr(json_array_get(tl_jget(doc, "keys"), 0), "name"),
+                  tl_printf("{%s:5}:job:%s", e->prefix, id));
+    ASSERT_EQ_STR(tl_jstr(json_array_get(tl_jget(doc, "keys"), 0), "fields.status"), "queued");
+    ASSERT_EQ_STR(tl_jstr(doc, "stream.state"), "undelivered");
+    r = ctl(e, ARGS("inspect", id));
+    tl_expect_exit(&r, 0);
+    ASSERT_STR_CONTAINS(r.out, tl_printf("shard 2 ({%s:5})", e->prefix));
+    /* Shard 3 is not in the table. */
+    char other[27];
+    memcpy(other, id, 27);
+    fleet_id_set_shard(other, 3);
+    r = ctl(e, ARGS("inspect", other));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "names no shard of this fleet");
+}
+
+int main(int argc, char **argv) {
+    static const tl_case cases[] = {
+        TL_CASE(shards_init_add_drain_activate_remove),
+        TL_CASE(shards_bad_input_writes_nothing),
+        TL_CASE(shards_remove_is_refused_while_jobs_remain),
+        TL_CASE(dlq_spans_every_shard),
+        TL_CASE(inspect_reads_the_job_on_its_shard),
+    };
+    return tl_main(argc, argv, cases, TL_COUNT(cases));
+}
