@@ -285,6 +285,21 @@ static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals 
  * POST /v1/models/{model}/pause|resume runs it. */
 static int pause_or_resume(redisContext *c, const fleet_keys *k, const ctl_globals *g,
                            const char *name, bool pause) {
+    /* The pause mark lives with the model's streams (pause.lua); whether the model is
+     * registered is its record's. */
+    fleet_key models = fleet_key_models(k);
+    redisReply *has = redisCommand(c, "HEXISTS %s %s", models.s, name);
+    if (!has || has->type != REDIS_REPLY_INTEGER) {
+        ctl_error("model %s: %s", name, has && has->str ? has->str : "Redis did not answer");
+        if (has) freeReplyObject(has);
+        return CTL_EXIT_FAIL;
+    }
+    bool registered = has->integer == 1;
+    freeReplyObject(has);
+    if (!registered) {
+        ctl_error("model %s is not registered (fleetctl model add %s)", name, name);
+        return CTL_EXIT_FAIL;
+    }
     fleet_cmd cmd;
     fleet_state_pause(k, name, pause, &cmd);
     redisReply *r = ctl_redis_script(c, &cmd);
@@ -294,10 +309,6 @@ static int pause_or_resume(redisContext *c, const fleet_keys *k, const ctl_globa
     freeReplyObject(r);
     if (found < 0) {
         ctl_error("model %s: unexpected answer from the pause script", name);
-        return CTL_EXIT_FAIL;
-    }
-    if (found == 0) {
-        ctl_error("model %s is not registered (fleetctl model add %s)", name, name);
         return CTL_EXIT_FAIL;
     }
     if (g->json) {

@@ -81,6 +81,7 @@ HASHES="$hashes" PREFIX="$prefix" MODE="$mode" awk '
       return
     }
     gsub(/\{fleet\}/, "{" ENVIRON["PREFIX"] "}", line)
+    gsub(/\{fleet:/, "{" ENVIRON["PREFIX"] ":", line)
     if (ENVIRON["MODE"] == "setuser") {
       out = "ACL SETUSER " substr(line, 6)
       split(line, w, " ")

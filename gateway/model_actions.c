@@ -8,6 +8,7 @@
 
 #include "fleet/log.h"
 #include "fleet/state.h"
+#include "models.h"
 #include "redis.h"
 #include "routes.h"
 
@@ -105,11 +106,6 @@ static void on_paused(redisReply *rep, void *arg) {
         gw_reply_redis_error(r, "send", NULL);
     } else if (found < 0) {
         gw_reply_redis_error(r, c->pause ? "pause" : "resume", rep);
-    } else if (found == 0) {
-        gw_reply_problem(r, GW_PROBLEM_NOT_FOUND,
-                         "no model '%s' is registered (fleetctl model add %s, or start a worker "
-                         "that serves it)",
-                         c->model, c->model);
     } else {
         fleet_log(FLEET_LOG_INFO, c->pause ? "model paused" : "model resumed", "model", c->model,
                   "request_id", r->request_id, NULL);
@@ -124,6 +120,16 @@ static void on_paused(redisReply *rep, void *arg) {
 static void pause_or_resume(gw_req *r, const char *model, bool pause) {
     model_call *c = model_call_new(r, model);
     if (!c) return;
+    /* The pause mark lives on the model's shards (pause.lua); whether the model is
+     * registered is the models hash's, which this gateway keeps read (models.h). */
+    if (!gw_models_record(r->g->models, model)) {
+        gw_reply_problem(r, GW_PROBLEM_NOT_FOUND,
+                         "no model '%s' is registered (fleetctl model add %s, or start a worker "
+                         "that serves it)",
+                         model, model);
+        free(c);
+        return;
+    }
     c->pause = pause;
     fleet_state_pause(&r->g->keys, c->model, pause, &c->cmd);
     model_send(c, on_paused);

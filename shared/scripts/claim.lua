@@ -9,7 +9,8 @@
 -- here. What every job of the batch shares is done once: the clock, the queue head, the
 -- queued -> running counters, the entries hash update, the "running" event (one message).
 -- KEYS: 1 model stream, 2 queues hash, 3 stats hash, 4 entries hash, 5 dead-letter stream,
---       6 webhook task stream, 7 models hash (a paused model: nothing is claimed)
+--       6 webhook task stream (a model paused on this shard, <model>:paused_ms in the
+--       queues hash: nothing is claimed)
 -- ARGV: 1 group, 2 worker, 3 lease_ms, 4 model, 5 events channel, 6 dead-letter cap,
 --       7 webhook delivery key prefix, 8 active set key prefix, 9 job key prefix
 --       ("{fleet}:job:"), 10 tombstone key prefix ("{fleet}:gone:"), 11 kept list key
@@ -26,11 +27,10 @@ local group, worker, lease_ms, model = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV
 local channel, dlq_cap, delivery_prefix, active_prefix = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local job_prefix = ARGV[9]
 local FIRST_ENTRY = 12 -- the ARGV index of the first entry's three
--- A model an operator paused (pause.lua: paused_ms in its record) claims nothing: each
--- named entry stays pending with its job queued (a resume gives it a fresh entry), and
--- no new entry is read. The record is compact JSON, where '"paused_ms":' can only be a key.
-local record = redis.call('HGET', KEYS[7], model)
-if record and string.find(record, '"paused_ms":', 1, true) then
+-- A model an operator paused (pause.lua: <model>:paused_ms in the queues hash) claims
+-- nothing: each named entry stays pending with its job queued (a resume gives it a fresh
+-- entry), and no new entry is read.
+if redis.call('HEXISTS', KEYS[2], model .. ':paused_ms') == 1 then
   local skipped = {}
   for i = FIRST_ENTRY, #ARGV, 3 do
     if ARGV[i] ~= '' then skipped[#skipped + 1] = {'skip', 'model paused'} end

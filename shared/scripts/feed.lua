@@ -10,14 +10,14 @@
 -- A waiting list entry that does not end in ':' names a wait set of protocol 2 (a sorted
 -- set scored rank * 2^40 + seq), left by an older gateway: it is drained with ZPOPMIN, so
 -- no job queued before an upgrade is stranded.
--- KEYS: 1 model stream, 2 waiting list, 3 entries hash, 4 models hash
+-- KEYS: 1 model stream, 2 waiting list, 3 entries hash, 4 queues hash
 -- ARGV: 1 target, 2 group, 3 model
 -- Returns how many jobs went onto the stream: none while the model is paused (pause.lua:
--- paused_ms in its record), so its jobs wait in their tenants' lists, in fair-share order.
+-- <model>:paused_ms in the queues hash), so its jobs wait in their tenants' lists, in
+-- fair-share order.
 local stream_key, waiting_key, entries_key = KEYS[1], KEYS[2], KEYS[3]
 local target, group = tonumber(ARGV[1]), ARGV[2]
-local record = redis.call('HGET', KEYS[4], ARGV[3])
-if record and string.find(record, '"paused_ms":', 1, true) then return 0 end
+if redis.call('HEXISTS', KEYS[4], ARGV[3] .. ':paused_ms') == 1 then return 0 end
 local RANKS = {'0', '1', '2'}
 -- Takes up to `take` ids of one tenant, in its order. Returns them, and whether its lists
 -- (or old set) are now empty: then it held fewer than `take`.

@@ -1,36 +1,31 @@
--- pause: an operator pauses or resumes a model (POST /v1/models/{model}/pause|resume).
--- While a model is paused its jobs still queue, but no worker takes one: its record in the
--- models hash holds paused_ms (when it was paused), and claim.lua then claims nothing of
--- the model (an entry a worker read meanwhile stays pending, its job queued) while feed.lua
--- moves nothing from the wait lists. Resuming deletes paused_ms and gives each job left
--- pending that way a fresh stream entry, so workers read it at once (rather than take it
--- over a lease later). Running jobs are not touched by either. Gateways are told on the
--- events channel ("models <model>") and read the records again.
--- KEYS: 1 models hash, 2 model stream, 3 entries hash
+-- pause: an operator pauses or resumes a model (POST /v1/models/{model}/pause|resume) on
+-- one shard (shards.h: the caller runs it on every shard, after checking that the model is
+-- registered). While a model is paused its jobs still queue, but no worker takes one: the
+-- shard's queues hash holds <model>:paused_ms (when it was paused), and claim.lua then
+-- claims nothing of the model (an entry a worker read meanwhile stays pending, its job
+-- queued) while feed.lua moves nothing from the wait lists. The mark lives with the shard's
+-- streams, so a claim or a feed reads it in its own slot. Resuming deletes it and gives
+-- each job left pending that way a fresh stream entry, so workers read it at once (rather
+-- than take it over a lease later). Running jobs are not touched by either. Gateways are
+-- told on the events channel ("models <model>") and read the models again.
+-- KEYS: 1 queues hash, 2 model stream, 3 entries hash
 -- ARGV: 1 model, 2 action ("pause" | "resume"), 3 group, 4 events channel, 5 job key prefix
 --       ("{fleet}:job:"), 6 most pending entries a resume looks at
--- Returns {'ok', paused_ms (0: not paused now), requeued} | {'missing'} (no record: the
---       model is not registered)
-local models_key, stream_key, entries_key = KEYS[1], KEYS[2], KEYS[3]
+-- Returns {'ok', paused_ms (0: not paused now), requeued}
+local queues_key, stream_key, entries_key = KEYS[1], KEYS[2], KEYS[3]
 local model, action, group, channel, job_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local budget = tonumber(ARGV[6])
-local text = redis.call('HGET', models_key, model)
-if not text then return {'missing'} end
--- The record is a JSON object (fleet/model_record.h); any other value reads as one without
--- fields, as every reader takes it.
-local ok, rec = pcall(cjson.decode, text)
-if not ok or type(rec) ~= 'table' then rec = {} end
+local field = model .. ':paused_ms'
+local paused_ms = redis.call('HGET', queues_key, field)
 local requeued = 0
 if action == 'pause' then
-  if not rec.paused_ms then
-    rec.paused_ms = now_ms()
-    redis.call('HSET', models_key, model, cjson.encode(rec))
+  if not paused_ms then
+    paused_ms = string.format('%d', now_ms())
+    redis.call('HSET', queues_key, field, paused_ms)
   end
 else
-  if rec.paused_ms then
-    rec.paused_ms = nil
-    redis.call('HSET', models_key, model, cjson.encode(rec))
-  end
+  paused_ms = nil
+  redis.call('HDEL', queues_key, field)
   -- Entries read while paused and left pending: each job still queued gets a new entry.
   local pending = redis.pcall('XPENDING', stream_key, group, '-', '+', budget)
   if type(pending) == 'table' and not pending.err then
@@ -52,4 +47,4 @@ else
   end
 end
 redis.call('PUBLISH', channel, 'models ' .. model)
-return {'ok', rec.paused_ms or 0, requeued}
+return {'ok', tonumber(paused_ms or '0'), requeued}

@@ -217,7 +217,7 @@ void fleet_state_feed(const fleet_keys *k, const char *model, long target, fleet
     cmd_key(c, fleet_key_stream(k, model));
     cmd_key(c, fleet_key_waiting(k, model));
     cmd_key(c, fleet_key_entries(k, model));
-    cmd_key(c, fleet_key_models(k)); /* a paused model is not fed */
+    cmd_key(c, fleet_key_queues(k)); /* a paused model is not fed */
     cmd_fmt(c, "%ld", target);
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, model);
@@ -243,14 +243,13 @@ int fleet_state_auth_reply(const redisReply *r, const char **tenant, const char 
 }
 
 size_t fleet_state_claim(const fleet_keys *k, const fleet_claim *cl, size_t n, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_CLAIM, 7);
+    cmd_start(c, FLEET_SCRIPT_CLAIM, 6);
     cmd_key(c, fleet_key_stream(k, cl->model));
     cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_entries(k, cl->model));
     cmd_key(c, fleet_key_dlq(k));
     cmd_key(c, fleet_key_webhooks(k));
-    cmd_key(c, fleet_key_models(k)); /* a paused model claims nothing */
     cmd_str(c, FLEET_GROUP);
     cmd_str(c, cl->worker);
     cmd_fmt(c, "%ld", cl->lease_ms);
@@ -645,7 +644,7 @@ int fleet_state_purge_reply(const redisReply *r, long long *cancelled, const cha
 
 void fleet_state_pause(const fleet_keys *k, const char *model, bool pause, fleet_cmd *c) {
     cmd_start(c, FLEET_SCRIPT_PAUSE, 3);
-    cmd_key(c, fleet_key_models(k));
+    cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_stream(k, model));
     cmd_key(c, fleet_key_entries(k, model));
     cmd_str(c, model);
@@ -659,7 +658,6 @@ void fleet_state_pause(const fleet_keys *k, const char *model, bool pause, fleet
 int fleet_state_pause_reply(const redisReply *r, long long *paused_ms, long long *requeued) {
     *paused_ms = *requeued = 0;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return -1;
-    if (str_eq(r->element[0], "missing") && r->elements == 1) return 0;
     if (!str_eq(r->element[0], "ok") || r->elements != 3) return -1;
     *paused_ms = reply_int(r->element[1]);
     *requeued = reply_int(r->element[2]);
@@ -886,10 +884,11 @@ int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const c
 }
 
 void fleet_state_models(const fleet_keys *k, bool with_stats, fleet_cmd *c) {
-    cmd_start(c, FLEET_SCRIPT_MODELS, 3);
+    cmd_start(c, FLEET_SCRIPT_MODELS, 4);
     cmd_key(c, fleet_key_workers(k));
     cmd_key(c, fleet_key_stats(k));
     cmd_key(c, fleet_key_models(k));
+    cmd_key(c, fleet_key_queues(k));
     cmd_key(c, fleet_key_worker_prefix(k));
     cmd_str(c, with_stats ? "1" : "0");
 }

@@ -397,6 +397,8 @@ static const key_sample *key_samples(const fleet_keys *k, size_t *n) {
         K("webhook_dlq", fleet_key_webhook_dlq(k)),
         K("metrics", fleet_key_metrics(k, "echo")),
         KP("metrics_prefix", fleet_key_metrics_prefix(k)),
+        KP("index_prefix", fleet_key_index_prefix(k)),
+        K("shards", fleet_key_shards(k)),
     };
     key_sample *out = tl_alloc(sizeof all);
     memcpy(out, all, sizeof all);
@@ -429,15 +431,22 @@ static const char *builder_body(const char *state_c, const char *name) {
     return tl_printf("%.*s", (int)(end - def), def);
 }
 
+static void check_rules_on_shard(long tag);
+
 /* Each program's user reaches every kind of key and channel it names: the keys its own
  * sources spell, those it hands to the scripts it runs (the builders in state.c), and
  * those the scripts find in what they read (a wait list's stem on the waiting list, a
  * job's Idempotency-Key record in its hash). A key kind added to a worker's script
- * without the worker's key patterns following fails here. */
+ * without the worker's key patterns following fails here. Checked for shard 0's keys
+ * ("{fleet}") and for another shard's ("{fleet:7}": docs/scaling.md). */
 TL_TEST(rules_give_each_program_every_key_it_names) {
+    for (int shard = 0; shard < 2; shard++) check_rules_on_shard(shard ? 7 : -1);
+}
+
+static void check_rules_on_shard(long tag) {
     const char *acl = render_acl("fleet");
     fleet_keys k;
-    ASSERT_EQ_INT(fleet_keys_init(&k, "fleet"), 0);
+    ASSERT_EQ_INT(fleet_keys_init_tag(&k, "fleet", tag), 0);
     size_t nsamples;
     const key_sample *samples = key_samples(&k, &nsamples);
     char *state_c = tl_read_file(TEST_SOURCE_DIR "/shared/src/state.c", NULL);
@@ -487,7 +496,7 @@ TL_TEST(rules_give_each_program_every_key_it_names) {
                       progs[p].dir, ks->channel ? "channel" : "key", ks->key, names[i],
                       progs[p].user);
         }
-        tl_log("%s: %zu kinds of key", progs[p].dir, n);
+        tl_log("%s: %zu kinds of key on %s", progs[p].dir, n, k.tag);
     }
 }
 

@@ -234,13 +234,13 @@ TL_TEST(models_lists_configured_models_with_workers_and_depth) {
     ASSERT_EQ_INT(tl_jint(sleep, "running"), 0);
 
     /* The worker announces the protocol version it speaks in its registration hash
-     * (docs/protocol.md: FLEET_PROTOCOL_VERSION, 5 in this release). */
+     * (docs/protocol.md: FLEET_PROTOCOL_VERSION, 6 in this release). */
     redisReply *workers = tl_redis_cmd(f->rc, "ZRANGE {%s}:workers 0 -1", f->prefix);
     ASSERT_TRUE(workers->type == REDIS_REPLY_ARRAY && workers->elements == 1);
     redisReply *proto = tl_redis_cmd(f->rc, "HGET {%s}:worker:%s protocol", f->prefix,
                                      workers->element[0]->str);
     ASSERT_TRUE(proto->type == REDIS_REPLY_STRING);
-    ASSERT_EQ_STR(proto->str, "5");
+    ASSERT_EQ_STR(proto->str, "6");
 }
 
 /* ------------------------------------------------------------ stats ----------------- */

@@ -17,7 +17,7 @@
 #define FLEET_WEBHOOK_GROUP "gateways" /* the consumer group on the webhook task stream */
 /* The worker protocol's version (docs/protocol.md): a worker writes it in field `protocol` of
  * its registration hash. Bumped by a change an older worker or gateway would misread. */
-#define FLEET_PROTOCOL_VERSION 5
+#define FLEET_PROTOCOL_VERSION 6
 
 /* A key builder names the keys of one shard (shards.h): its tag is "{prefix}" (shard 0,
  * the layout of a fleet with one shard) or "{prefix:N}". The fleet's global keys (marked

@@ -401,11 +401,12 @@ void fleet_state_purge(const fleet_keys *k, const char *model, const char *curso
 int fleet_state_purge_reply(const redisReply *r, long long *cancelled, const char **cursor,
                             bool *more);
 
-/* Pauses (pause true) or resumes a model (pause.lua): while paused its jobs queue and no
- * worker claims one. */
+/* Pauses (pause true) or resumes a model on the shard of k (pause.lua): while paused its
+ * jobs queue there and no worker claims one. The caller checks that the model is
+ * registered, and runs it on every shard. */
 void fleet_state_pause(const fleet_keys *k, const char *model, bool pause, fleet_cmd *c);
 /* Returns 1 with *paused_ms (0 once resumed) and *requeued (entries a resume gave a fresh
- * stream entry), 0 when the model has no record (not registered), -1 on an error reply. */
+ * stream entry), -1 on an error reply. */
 int fleet_state_pause_reply(const redisReply *r, long long *paused_ms, long long *requeued);
 
 /* ------------------------------------------------------------------ events ---------- */

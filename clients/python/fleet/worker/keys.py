@@ -6,7 +6,7 @@ in a live Redis.
 """
 import re
 
-PROTOCOL_VERSION = 5  # FLEET_PROTOCOL_VERSION, shared/include/fleet/keys.h
+PROTOCOL_VERSION = 6  # FLEET_PROTOCOL_VERSION, shared/include/fleet/keys.h
 GROUP = "workers"  # FLEET_GROUP: the consumer group on every model stream
 RESULT_SUFFIX = ":result"  # FLEET_KEY_RESULT_SUFFIX
 GONE_BUCKET_LEN = 7  # FLEET_GONE_BUCKET_LEN

@@ -629,8 +629,7 @@ class Worker:
 
     def _claim_cmd(self, slots):
         k = self.keys
-        keys = [self.stream, k.queues(), k.stats(), k.entries(self.model), k.dlq(), k.webhooks(),
-                k.models()]
+        keys = [self.stream, k.queues(), k.stats(), k.entries(self.model), k.dlq(), k.webhooks()]
         args = [fkeys.GROUP, self.name, self.lease_ms, self.model, k.events(), self.dlq_cap,
                 k.delivery_prefix(), k.active_prefix(), k.job_prefix(), k.gone_prefix(),
                 k.kept_prefix()]
@@ -651,7 +650,7 @@ class Worker:
         while True:
             calls = []
             if read_slots > 0:
-                feed_keys = [self.stream, k.waiting(self.model), k.entries(self.model), k.models()]
+                feed_keys = [self.stream, k.waiting(self.model), k.entries(self.model), k.queues()]
                 feed_args = [max(self.max_batch, self.ready_target), fkeys.GROUP, self.model]
                 calls.append((self.s["feed"], feed_keys, feed_args))
             calls.append(self._claim_cmd(slots))
