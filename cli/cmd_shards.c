@@ -8,6 +8,12 @@
  * events channel makes gateways load the table at once; workers load it again every
  * keeper tick anyway, so a lost PUBLISH only delays them.
  *
+ * On a Redis Cluster (--redis-cluster) a shard's tag is chosen for the master it should
+ * live on: init puts shard 0 where "{prefix}" is and shards 1.. on the other masters in
+ * turn (then round-robin), add puts the new shard on the master holding the fewest; each
+ * takes the smallest free N whose "{prefix:N}" hashes to a slot of that master. A later
+ * resharding may move a tag elsewhere: show says where each shard lives now.
+ *
  * A shard is removed only when it drains and its counters say no job of any model is
  * queued or running on it: its finished jobs then stop being served (their ids name a
  * shard the fleet no longer has) and its keys expire by their TTLs.
@@ -17,6 +23,7 @@
 #include <string.h>
 
 #include "fleet/job.h"
+#include "fleet/redis_router.h"
 #include "fleet/shards.h"
 #include "redis_conn.h"
 #include "render.h"
@@ -35,7 +42,7 @@ static const fleet_option shards_opts[] = {
 
 static const ctl_subcommand shards_subs[] = {
     {"show", "", "the shard table: per shard its tag, state, node, queued/running jobs"},
-    {"init", "N", "write a table of N shards (1..32) when none exists"},
+    {"init", "N", "write a table of N shards (1..8) when none exists"},
     {"add", "[--tag N]", "add an active shard (new jobs may go there at once)"},
     {"drain", "K", "shard K takes no new job (workers still serve it)"},
     {"activate", "K", "shard K takes new jobs again"},
@@ -123,9 +130,88 @@ static int shard_counts(redisContext *c, const fleet_shards *s, int k, json_t **
     return 0;
 }
 
+/* ------------------------------------------------------------------ tags ---------------- */
+
+/* The smallest tag number >= 1 that no shard of s uses. */
+static long free_tag(const fleet_shards *s, long from) {
+    for (long tag = from < 1 ? 1 : from;; tag++) {
+        bool used = false;
+        for (size_t i = 0; i < s->n && !used; i++)
+            used = s->all[i] > 0 && s->shard[s->all[i]].tag == tag;
+        if (!used) return tag;
+    }
+}
+
+/* How many shards ids can name: shard k's ids start with k's Crockford digit, and the job
+ * id validator (fleet/job.h) takes only the first characters a ULID's time can start with;
+ * a shard whose ids it refused would get jobs no route could address. */
+static int shards_limit(void) {
+    int n = 0;
+    char id[27] = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    while (n < FLEET_SHARDS_MAX) {
+        fleet_id_set_shard(id, n);
+        if (!fleet_job_id_valid(id)) break;
+        n++;
+    }
+    return n;
+}
+
+/* The smallest k >= 1 that the table does not use, or -1 when every k ids can name is. */
+static int free_k(const fleet_shards *s) {
+    for (int k = 1; k < shards_limit(); k++)
+        if (!s->shard[k].used) return k;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ cluster ------------- */
+
+/* The masters of the slot map, in map order (the router's node order), as indexes. */
+typedef struct masters {
+    const fleet_slot_map *map;
+    int n;
+    fleet_redis_addr addr[FLEET_ROUTER_NODES_MAX];
+} masters;
+
+static int masters_load(masters *m) {
+    m->n = 0;
+    if (!(m->map = ctl_redis_slot_map())) return -1;
+    for (size_t i = 0; i < m->map->n && m->n < FLEET_ROUTER_NODES_MAX; i++) {
+        const fleet_redis_addr *a = &m->map->ranges[i].master;
+        int j = 0;
+        while (j < m->n && !(m->addr[j].port == a->port && strcmp(m->addr[j].host, a->host) == 0))
+            j++;
+        if (j == m->n) m->addr[m->n++] = *a;
+    }
+    return 0;
+}
+
+/* The index of the master that serves slot, or -1. */
+static int master_of_slot(const masters *m, int slot) {
+    const fleet_redis_addr *a = fleet_slot_map_master(m->map, slot);
+    for (int j = 0; a && j < m->n; j++)
+        if (m->addr[j].port == a->port && strcmp(m->addr[j].host, a->host) == 0) return j;
+    return -1;
+}
+
+static int master_of_tag(const masters *m, const char *tag) {
+    return master_of_slot(m, fleet_key_slot(tag, strlen(tag)));
+}
+
+/* The smallest tag number >= 1 that no shard of s uses and whose tag lands on master. */
+static long free_tag_on(const fleet_shards *s, const masters *m, int master) {
+    for (long tag = 1; tag <= SHARDS_TAG_MAX; tag = free_tag(s, tag + 1)) {
+        tag = free_tag(s, tag);
+        char key[FLEET_PREFIX_MAX + 24];
+        snprintf(key, sizeof key, "{%s:%ld}", s->prefix, tag);
+        if (master_of_tag(m, key) == master) return tag;
+    }
+    return -1;
+}
+
 /* ------------------------------------------------------------------ show ---------------- */
 
-static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s) {
+static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s,
+                       const masters *m) {
     char text[FLEET_SHARDS_TEXT_MAX + 1];
     int found = read_text(c, s, text, sizeof text);
     if (found < 0) return CTL_EXIT_FAIL;
@@ -152,6 +238,8 @@ static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s) {
                               "state", sh->draining ? "draining" : "active", "queued",
                               (json_int_t)q, "running", (json_int_t)r, "models", models);
         json_object_set_new(o, "tag_number", k == 0 ? json_null() : json_integer(sh->tag));
+        int at = m ? master_of_tag(m, sh->keys.tag) : -1;
+        json_object_set_new(o, "node", at < 0 ? json_null() : json_sprintf("%s:%d", m->addr[at].host, m->addr[at].port));
         json_array_append_new(list, o);
     }
     if (rc == CTL_EXIT_OK && g->json) {
@@ -159,21 +247,23 @@ static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s) {
     } else if (rc == CTL_EXIT_OK) {
         printf("shard table %s: %s\n\n", fleet_key_shards(&s->control).s,
                found ? text : "none stored (one shard, 0)");
-        printf("%-3s %-24s %-9s %8s %8s  %s\n", "K", "TAG", "STATE", "QUEUED", "RUNNING",
-               "MODEL QUEUED/RUNNING/STREAM");
+        printf("%-3s %-24s %-9s %-21s %8s %8s  %s\n", "K", "TAG", "STATE", "NODE", "QUEUED",
+               "RUNNING", "MODEL QUEUED/RUNNING/STREAM");
         size_t i;
         json_t *o;
         json_array_foreach(list, i, o) {
-            printf("%-3lld %-24s %-9s %8lld %8lld ", json_integer_value(json_object_get(o, "k")),
-                   ctl_jstr(o, "tag"), ctl_jstr(o, "state"),
+            printf("%-3lld %-24s %-9s %-21s %8lld %8lld ",
+                   json_integer_value(json_object_get(o, "k")), ctl_jstr(o, "tag"),
+                   ctl_jstr(o, "state"), m ? ctl_jstr(o, "node") : "-",
                    json_integer_value(json_object_get(o, "queued")),
                    json_integer_value(json_object_get(o, "running")));
             const char *model;
-            json_t *m;
-            json_object_foreach(json_object_get(o, "models"), model, m)
-                printf(" %s %lld/%lld/%lld", model, json_integer_value(json_object_get(m, "queued")),
-                       json_integer_value(json_object_get(m, "running")),
-                       json_integer_value(json_object_get(m, "stream")));
+            json_t *mc;
+            json_object_foreach(json_object_get(o, "models"), model, mc)
+                printf(" %s %lld/%lld/%lld", model,
+                       json_integer_value(json_object_get(mc, "queued")),
+                       json_integer_value(json_object_get(mc, "running")),
+                       json_integer_value(json_object_get(mc, "stream")));
             putchar('\n');
         }
     }
@@ -199,6 +289,7 @@ static int watch(redisContext *c, const char *verb, const char *key) {
 /* MULTI, SET key text, EXEC. Returns 1 when it committed, 0 when a change of the watched
  * key aborted it, -1 after printing an error. */
 static int exec_set(redisContext *c, const char *key, const char *text) {
+    if (!(c = ctl_redis_conn_for(c, key))) return -1;
     const char *set[] = {"SET", key, text};
     size_t lens[] = {3, strlen(key), strlen(text)};
     if (redisAppendCommand(c, "MULTI") != REDIS_OK ||
@@ -303,30 +394,17 @@ static int report(redisContext *c, const ctl_globals *g, const fleet_shards *s, 
     return CTL_EXIT_OK;
 }
 
-/* ------------------------------------------------------------------ tags ---------------- */
-
-/* The smallest tag number >= 1 that no shard of s uses. */
-static long free_tag(const fleet_shards *s, long from) {
-    for (long tag = from < 1 ? 1 : from;; tag++) {
-        bool used = false;
-        for (size_t i = 0; i < s->n && !used; i++)
-            used = s->all[i] > 0 && s->shard[s->all[i]].tag == tag;
-        if (!used) return tag;
-    }
-}
-
-/* The smallest k >= 1 that the table does not use, or -1 when all 32 are. */
-static int free_k(const fleet_shards *s) {
-    for (int k = 1; k < FLEET_SHARDS_MAX; k++)
-        if (!s->shard[k].used) return k;
-    return -1;
-}
-
 /* ------------------------------------------------------------------ init ---------------- */
+
+typedef struct init_arg {
+    long n;
+    const masters *m; /* NULL without a cluster */
+} init_arg;
 
 static int change_init(fleet_shards *s, bool stored, void *arg, const char **note) {
     (void)note;
-    long n = *(const long *)arg;
+    const init_arg *a = arg;
+    long n = a->n;
     if (stored) {
         char text[FLEET_SHARDS_TEXT_MAX + 1];
         fleet_shards_format(s, text, sizeof text);
@@ -335,16 +413,50 @@ static int change_init(fleet_shards *s, bool stored, void *arg, const char **not
                   text);
         return -1;
     }
-    for (int k = 1; k < n; k++) fleet_shards_add(s, k, free_tag(s, k));
+    if (!a->m) {
+        for (int k = 1; k < n; k++) fleet_shards_add(s, k, free_tag(s, k));
+        return 1;
+    }
+    /* Shard 0 stays where "{prefix}" is; the others go to the other masters first. */
+    int home = master_of_tag(a->m, s->control.tag), nm = a->m->n;
+    if (home < 0) {
+        ctl_error("no master serves the slot of %s (is the cluster complete?)", s->control.tag);
+        return -1;
+    }
+    for (int k = 1; k < n; k++) {
+        int master = (home + k) % nm;
+        long tag = free_tag_on(s, a->m, master);
+        if (tag < 0 || fleet_shards_add(s, k, tag) < 0) {
+            ctl_error("no free tag for shard %d on master %s:%d", k, a->m->addr[master].host,
+                      a->m->addr[master].port);
+            return -1;
+        }
+    }
     return 1;
 }
 
 /* ------------------------------------------------------------------ add ----------------- */
 
 typedef struct add_arg {
-    long tag; /* -1: pick one */
-    int k;    /* out: the shard added */
+    long tag;         /* -1: pick one */
+    const masters *m; /* NULL without a cluster */
+    int k;            /* out: the shard added */
 } add_arg;
+
+/* On a cluster: the master that holds the fewest shards of s now (the first such in map
+ * order), or -1 after printing why. */
+static int emptiest_master(const fleet_shards *s, const masters *m) {
+    int count[FLEET_ROUTER_NODES_MAX] = {0};
+    for (size_t i = 0; i < s->n; i++) {
+        int j = master_of_tag(m, s->shard[s->all[i]].keys.tag);
+        if (j >= 0) count[j]++;
+    }
+    int best = -1;
+    for (int j = 0; j < m->n; j++)
+        if (best < 0 || count[j] < count[best]) best = j;
+    if (best < 0) ctl_error("the cluster's slot map names no master");
+    return best;
+}
 
 static int change_add(fleet_shards *s, bool stored, void *arg, const char **note) {
     (void)stored;
@@ -352,10 +464,20 @@ static int change_add(fleet_shards *s, bool stored, void *arg, const char **note
     add_arg *a = arg;
     int k = free_k(s);
     if (k < 0) {
-        ctl_error("the table has %d shards already, the most an id can name", FLEET_SHARDS_MAX);
+        ctl_error("the table has %d shards already, the most a job id can name", shards_limit());
         return -1;
     }
-    long tag = a->tag >= 0 ? a->tag : free_tag(s, k);
+    long tag = a->tag;
+    if (tag < 0 && !a->m) tag = free_tag(s, k);
+    if (tag < 0) {
+        int master = emptiest_master(s, a->m);
+        if (master < 0) return -1;
+        if ((tag = free_tag_on(s, a->m, master)) < 0) {
+            ctl_error("no free tag on master %s:%d", a->m->addr[master].host,
+                      a->m->addr[master].port);
+            return -1;
+        }
+    }
     for (size_t i = 0; i < s->n; i++)
         if (s->all[i] > 0 && s->shard[s->all[i]].tag == tag) {
             ctl_error("tag %ld is shard %d's already", tag, s->all[i]);
@@ -504,9 +626,9 @@ static int shards_run(const ctl_globals *g, int argc, char **argv) {
     if (is_init) {
         char *end;
         n = strtol(argv[1], &end, 10);
-        if (!*argv[1] || *end || n < 1 || n > FLEET_SHARDS_MAX)
+        if (!*argv[1] || *end || n < 1 || n > shards_limit())
             return ctl_usage_error("shards", "init N", "'%.32s' is not a number of shards (1..%d)",
-                                   argv[1], FLEET_SHARDS_MAX);
+                                   argv[1], shards_limit());
     } else if (!is_show && !is_add && (k = parse_k(sub, argv[1])) < 0) {
         return CTL_EXIT_USAGE;
     }
@@ -517,16 +639,25 @@ static int shards_run(const ctl_globals *g, int argc, char **argv) {
     if (!c) return rc;
     fleet_shards s;
     fleet_shards_init(&s, g->prefix);
+    masters m, *mp = NULL;
+    if (ctl_redis_clustered() && (is_init || is_add || is_show)) {
+        if (masters_load(&m) < 0) {
+            ctl_redis_close(c);
+            return CTL_EXIT_FAIL;
+        }
+        mp = &m;
+    }
     bool changed = false;
     const char *note = NULL;
     char what[128];
     if (is_show) {
-        rc = shards_show(c, g, &s);
+        rc = shards_show(c, g, &s, mp);
     } else if (is_init) {
-        rc = change_table(c, &s, change_init, &n, &changed, &note);
+        init_arg a = {.n = n, .m = mp};
+        rc = change_table(c, &s, change_init, &a, &changed, &note);
         snprintf(what, sizeof what, "wrote a table of %ld shard%s", n, n == 1 ? "" : "s");
     } else if (is_add) {
-        add_arg a = {.tag = opt_tag, .k = -1};
+        add_arg a = {.tag = opt_tag, .m = mp, .k = -1};
         rc = change_table(c, &s, change_add, &a, &changed, &note);
         snprintf(what, sizeof what, "added shard %d (tag %s)", a.k,
                  a.k > 0 ? s.shard[a.k].keys.tag : "-");

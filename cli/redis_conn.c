@@ -7,6 +7,7 @@
 
 #include "fleet/id.h"
 #include "fleet/redis_health.h"
+#include "fleet/redis_router.h"
 #include "fleet/redis_target.h"
 
 #define WAIT_STEP_MIN_MS 50
@@ -15,8 +16,23 @@
 /* --redis-wait of this run, in ms (ctl_redis_open sets it). */
 static long wait_ms = 10000;
 
+/* On a Redis Cluster (--redis-cluster), every command goes through this router to the
+ * master of its key's slot, following MOVED and ASK (fleet/redis_router.h); the context
+ * that ctl_redis_open returns is then the control tag's master, for the pipelines
+ * (MULTI/EXEC) that change control keys. Without a cluster the router is not used: one
+ * connection, as before. fleetctl runs one command per process, so one router. */
+static fleet_router router;
+static bool clustered;
+
 static void print_conn_error(const redisContext *c) {
-    ctl_error("redis: %s", c->errstr[0] ? c->errstr : "connection lost");
+    if (clustered) ctl_error("redis: %s", router.why[0] ? router.why : "connection lost");
+    else ctl_error("redis: %s", c->errstr[0] ? c->errstr : "connection lost");
+}
+
+/* One command: on the one connection, or routed by its key on a cluster. */
+static redisReply *send_once(redisContext *c, int argc, const char **argv, const size_t *lens) {
+    if (clustered) return fleet_router_cmd(&router, argc, argv, lens);
+    return redisCommandArgv(c, argc, argv, lens);
 }
 
 static void sleep_ms(long ms) {
@@ -49,7 +65,7 @@ static redisReply *send_waiting(redisContext *c, int argc, const char **argv, co
     long step = WAIT_STEP_MIN_MS;
     bool told = false;
     for (;;) {
-        redisReply *r = redisCommandArgv(c, argc, argv, lens);
+        redisReply *r = send_once(c, argc, argv, lens);
         if (!r || fleet_redis_err_of(r) != FLEET_REDIS_TRANSIENT) return r;
         if (fleet_now_ms() - start + (uint64_t)step > (uint64_t)wait_ms) return r;
         if (!told) {
@@ -116,18 +132,31 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
     long step = WAIT_STEP_MIN_MS;
     bool told = false;
     redisContext *c;
-    bool refused;
-    while (!(c = fleet_redis_connect_sync(&t, 5000, 5000, NULL, 0, &refused, err, sizeof err))) {
-        if (!t.nsentinels || refused ||
+    bool refused = false;
+    clustered = t.nseeds > 0;
+    if (clustered) fleet_router_init(&router, &t, 5000, 5000);
+    for (;;) {
+        if (clustered) {
+            c = fleet_router_node_for_key(&router, keys->tag, strlen(keys->tag));
+            refused = router.refused;
+            if (!c) snprintf(err, sizeof err, "%.299s", router.why);
+        } else {
+            c = fleet_redis_connect_sync(&t, 5000, 5000, NULL, 0, &refused, err, sizeof err);
+        }
+        if (c) break;
+        /* A cluster in failover has no master for some slots for a while: waited out too. */
+        if ((!t.nsentinels && !clustered) || refused ||
             fleet_now_ms() - start + (uint64_t)step > (uint64_t)wait_ms) {
             char where[400];
             fleet_redis_target_describe(&t, where, sizeof where);
             ctl_error("cannot connect to Redis (%s): %s", where, err);
+            if (clustered) fleet_router_close(&router);
+            clustered = false;
             return NULL;
         }
         if (!told) {
-            ctl_error("redis: %s: waiting up to %ld s for the sentinels' primary", err,
-                      wait_ms / 1000);
+            ctl_error("redis: %s: waiting up to %ld s for the %s", err, wait_ms / 1000,
+                      clustered ? "cluster's master of the control tag" : "sentinels' primary");
             told = true;
         }
         sleep_ms(step);
@@ -138,7 +167,7 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
     redisReply *p = ctl_redis_cmd_ok(c, "PING", 1, ping);
     if (!p || check_policy(c, g) < 0) {
         if (p) freeReplyObject(p);
-        redisFree(c);
+        ctl_redis_close(c);
         return NULL;
     }
     freeReplyObject(p);
@@ -147,7 +176,30 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc) {
 }
 
 void ctl_redis_close(redisContext *c) {
-    if (c) redisFree(c);
+    if (clustered) {
+        fleet_router_close(&router); /* c is one of its connections */
+        clustered = false;
+    } else if (c) {
+        redisFree(c);
+    }
+}
+
+redisContext *ctl_redis_conn_for(redisContext *c, const char *key) {
+    if (!clustered) return c;
+    redisContext *n = fleet_router_node_for_key(&router, key, strlen(key));
+    if (!n) ctl_error("redis: %s", router.why);
+    return n;
+}
+
+bool ctl_redis_clustered(void) { return clustered; }
+
+const fleet_slot_map *ctl_redis_slot_map(void) {
+    if (!clustered) return NULL;
+    if (router.stale && fleet_router_refresh(&router) < 0) {
+        ctl_error("redis: %s", router.why);
+        return NULL;
+    }
+    return &router.map;
 }
 
 redisReply *ctl_redis_cmd(redisContext *c, int argc, const char *const *argv) {

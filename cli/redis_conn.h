@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cli.h"
+#include "fleet/cluster.h"
 #include "fleet/keys.h"
 #include "fleet/shards.h"
 #include "fleet/state.h"
@@ -28,6 +29,19 @@ redisContext *ctl_redis_open(const ctl_globals *g, fleet_keys *keys, int *rc);
 
 /* Closes what ctl_redis_open opened. */
 void ctl_redis_close(redisContext *c);
+
+/* On a Redis Cluster (--redis-cluster / FLEET_REDIS_CLUSTER) ctl_redis_cmd and
+ * ctl_redis_script send each command to the master of its key's slot, following MOVED and
+ * ASK (fleet/redis_router.h), whatever context they are given; the context ctl_redis_open
+ * returns is the control tag's master. A pipeline sent on a context directly (MULTI/EXEC)
+ * takes its node from here: the connection of the master of key's slot (c itself without
+ * a cluster), or NULL after printing why. */
+redisContext *ctl_redis_conn_for(redisContext *c, const char *key);
+/* True when this run talks to a Redis Cluster. */
+bool ctl_redis_clustered(void);
+/* The cluster's slot map (read again when stale), or NULL without a cluster or after
+ * printing why it could not be read. */
+const fleet_slot_map *ctl_redis_slot_map(void);
 
 /* Sends one command given as NUL-terminated strings. Returns the reply (caller frees it
  * with freeReplyObject), or NULL when the connection failed. An error reply is returned

@@ -14,8 +14,9 @@
 #define ARGS TL_ARGS
 
 typedef struct env {
-    tl_redis *redis;
-    redisContext *rc;
+    tl_redis *redis;     /* one Redis, or */
+    tl_cluster *cluster; /* a cluster */
+    redisContext *rc;    /* one Redis: its connection */
     const char *prefix;
 } env;
 
@@ -27,14 +28,30 @@ static env *start(void) {
     return e;
 }
 
-/* fleetctl --redis-url <Redis> --prefix <prefix> ARGS... */
+static env *start_cluster(void) {
+    env *e = tl_alloc(sizeof *e);
+    e->cluster = tl_cluster_start(3, 0, 0);
+    e->prefix = tl_printf("t%llx", (unsigned long long)(tl_now_ms() % 0xffffff));
+    return e;
+}
+
+/* The connection that holds the keys of hash tag tag ("{p}" or "{p:N}"). */
+static redisContext *conn(env *e, const char *tag) {
+    return e->cluster ? tl_cluster_conn_of_key(e->cluster, tag) : e->rc;
+}
+
+/* fleetctl --redis-url <Redis> (or --redis-cluster <seeds>) --prefix <prefix> ARGS... */
 static tl_cmd_result ctl(env *e, const char *const *args) {
+    if (e->cluster)
+        return tl_fleetctl(
+            TL_ARGS("--redis-cluster", tl_cluster_seeds(e->cluster), "--prefix", e->prefix), args);
     return tl_fleetctl(TL_ARGS("--redis-url", e->redis->url, "--prefix", e->prefix), args);
 }
 
 /* The stored table's text, or "(none)". */
 static const char *table(env *e) {
-    redisReply *r = tl_redis_cmd(e->rc, "GET {%s}:shards", e->prefix);
+    const char *tag = tl_printf("{%s}", e->prefix);
+    redisReply *r = tl_redis_cmd(conn(e, tag), "GET {%s}:shards", e->prefix);
     return r->type == REDIS_REPLY_STRING ? tl_printf("%s", r->str) : "(none)";
 }
 
@@ -50,10 +67,9 @@ static fleet_shards *shards_of(env *e) {
 }
 
 /* Sends a state.h script command (EVAL: the test's Redis has no script cached). */
-static redisReply *script(env *e, fleet_cmd *cmd) {
+static redisReply *script(env *e, const char *tag, fleet_cmd *cmd) {
     fleet_cmd_as_eval(cmd);
-    redisReply *r = tl_redis_cmdargv(e->rc, cmd->argc, cmd->argv);
-    return r;
+    return tl_redis_cmdargv(conn(e, tag), cmd->argc, cmd->argv);
 }
 
 /* Submits a queued job of model for tenant "default" on shard k, as a gateway would.
@@ -81,7 +97,7 @@ static const char *submit_on(env *e, fleet_shards *s, int k, const char *model) 
                                        .ready_target = 8,
                                        .tombstone_s = 60},
                        &cmd);
-    redisReply *r = script(e, &cmd);
+    redisReply *r = script(e, s->shard[k].keys.tag, &cmd);
     if (r->type == REDIS_REPLY_ERROR) FAILF("submit on shard %d: %s", k, r->str);
     return copy;
 }
@@ -89,8 +105,9 @@ static const char *submit_on(env *e, fleet_shards *s, int k, const char *model) 
 /* Cancels a queued job on its shard. */
 static void cancel_on(env *e, fleet_shards *s, const char *id) {
     fleet_cmd cmd;
-    fleet_state_cancel(fleet_shards_keys_of_id(s, id), id, "default", &cmd);
-    redisReply *r = script(e, &cmd);
+    const fleet_keys *k = fleet_shards_keys_of_id(s, id);
+    fleet_state_cancel(k, id, "default", &cmd);
+    redisReply *r = script(e, k->tag, &cmd);
     if (r->type == REDIS_REPLY_ERROR) FAILF("cancel %s: %s", id, r->str);
 }
 
@@ -99,24 +116,25 @@ static void cancel_on(env *e, fleet_shards *s, const char *id) {
  * submit_dead_lettered does on one shard). Returns the entry id. */
 static const char *dead_letter(env *e, fleet_shards *s, const char *id, const char *model) {
     const char *tag = fleet_shards_keys_of_id(s, id)->tag;
-    redisReply *je = tl_redis_cmd(e->rc, "HGET %s:job:%s entry_id", tag, id);
-    redisReply *seq = tl_redis_cmd(e->rc, "HGET %s:job:%s queue_seq", tag, id);
+    redisContext *rc = conn(e, tag);
+    redisReply *je = tl_redis_cmd(rc, "HGET %s:job:%s entry_id", tag, id);
+    redisReply *seq = tl_redis_cmd(rc, "HGET %s:job:%s queue_seq", tag, id);
     ASSERT_EQ_INT(je->type, REDIS_REPLY_STRING);
-    tl_redis_cmd(e->rc, "HSET %s:queues %s:head %s", tag, model, seq->str);
-    tl_redis_cmd(e->rc, "XDEL %s:stream:%s %s", tag, model, je->str);
-    tl_redis_cmd(e->rc, "HDEL %s:entries:%s %s", tag, model, je->str);
-    tl_redis_cmd(e->rc,
+    tl_redis_cmd(rc, "HSET %s:queues %s:head %s", tag, model, seq->str);
+    tl_redis_cmd(rc, "XDEL %s:stream:%s %s", tag, model, je->str);
+    tl_redis_cmd(rc, "HDEL %s:entries:%s %s", tag, model, je->str);
+    tl_redis_cmd(rc,
                  "HSET %s:job:%s status failed attempts 3 finished_ms 1 updated_ms 1 error lost "
                  "dead_lettered 1",
                  tag, id);
-    redisReply *x = tl_redis_cmd(e->rc,
+    redisReply *x = tl_redis_cmd(rc,
                                  "XADD %s:dlq * job %s model %s tenant default attempts 3 "
                                  "error lost failed_ms 1",
                                  tag, id, model);
     const char *entry = tl_printf("%s", x->str);
-    tl_redis_cmd(e->rc, "HSET %s:job:%s dlq_entry %s", tag, id, entry);
-    tl_redis_cmd(e->rc, "HINCRBY %s:stats %s:queued -1", tag, model);
-    tl_redis_cmd(e->rc, "HINCRBY %s:stats %s:failed 1", tag, model);
+    tl_redis_cmd(rc, "HSET %s:job:%s dlq_entry %s", tag, id, entry);
+    tl_redis_cmd(rc, "HINCRBY %s:stats %s:queued -1", tag, model);
+    tl_redis_cmd(rc, "HINCRBY %s:stats %s:failed 1", tag, model);
     return entry;
 }
 
@@ -204,8 +222,8 @@ TL_TEST(shards_bad_input_writes_nothing) {
         {"drain", "-1", NULL, 2, "not a shard number"},
         {"activate", "x", NULL, 2, "not a shard number"},
         {"remove", NULL, NULL, 2, "takes one argument"},
-        {"init", "0", NULL, 2, "not a number of shards (1..32)"},
-        {"init", "33", NULL, 2, "not a number of shards"},
+        {"init", "0", NULL, 2, "not a number of shards (1..8)"},
+        {"init", "9", NULL, 2, "not a number of shards"},
         {"show", "1", NULL, 2, "takes no arguments"},
         {"drain", "1", "--tag=3", 2, "--tag belongs to shards add"},
         {"add", "--tag", "1000000", 2, "tag"},
@@ -270,9 +288,9 @@ TL_TEST(shards_remove_is_refused_while_jobs_remain) {
 
 /* ------------------------------------------------------------ commands over shards -- */
 
-TL_TEST(dlq_spans_every_shard) {
-    env *e = start();
-    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, "0:-:active 1:1:active 2:2:active");
+/* dlq list, show and retry over shards 0, 1 and 2 of the table, with a dead-lettered job on
+ * each. */
+static void dlq_over_three_shards(env *e) {
     fleet_shards *s = shards_of(e);
     const char *ids[3], *entries[3];
     for (int k = 0; k < 3; k++) {
@@ -304,26 +322,34 @@ TL_TEST(dlq_spans_every_shard) {
     ASSERT_EQ_STR(tl_jstr(json_out(&sh), "entry"), entries[2]);
     sh = ctl(e, ARGS("dlq", "show", ids[1]));
     tl_expect_exit(&sh, 0);
-    ASSERT_STR_CONTAINS(sh.out, tl_printf("{%s:1}:dlq", e->prefix));
+    ASSERT_STR_CONTAINS(sh.out, tl_printf("%s:dlq", s->shard[1].keys.tag));
 
     /* retry: one job on shard 1, then --all the others. */
     tl_cmd_result r = ctl(e, ARGS("dlq", "retry", ids[1]));
     tl_expect_exit(&r, 0);
-    redisReply *st = tl_redis_cmd(e->rc, "HGET %s:job:%s status", s->shard[1].keys.tag, ids[1]);
+    const char *t1 = s->shard[1].keys.tag, *t2 = s->shard[2].keys.tag;
+    redisReply *st = tl_redis_cmd(conn(e, t1), "HGET %s:job:%s status", t1, ids[1]);
     ASSERT_EQ_STR(st->str, "queued");
     r = ctl(e, ARGS("dlq", "retry", "--all", "--json"));
     tl_expect_exit(&r, 0);
     json_t *rep = json_out(&r);
     ASSERT_EQ_INT(json_array_size(rep), 2);
     for (int k = 0; k < 3; k++)
-        ASSERT_EQ_INT(tl_redis_int(e->rc, "XLEN %s:dlq", s->shard[k].keys.tag), 0);
-    ASSERT_EQ_STR(tl_redis_cmd(e->rc, "HGET %s:stats sleep:queued", s->shard[2].keys.tag)->str,
-                  "1");
+        ASSERT_EQ_INT(tl_redis_int(conn(e, s->shard[k].keys.tag), "XLEN %s:dlq",
+                                   s->shard[k].keys.tag),
+                      0);
+    ASSERT_EQ_STR(tl_redis_cmd(conn(e, t2), "HGET %s:stats sleep:queued", t2)->str, "1");
 
     /* An id naming no shard of the table. */
     r = ctl(e, ARGS("dlq", "retry", "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"));
     tl_expect_exit(&r, 1);
     ASSERT_STR_CONTAINS(r.out, "not found");
+}
+
+TL_TEST(dlq_spans_every_shard) {
+    env *e = start();
+    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, "0:-:active 1:1:active 2:2:active");
+    dlq_over_three_shards(e);
 }
 
 TL_TEST(inspect_reads_the_job_on_its_shard) {
@@ -351,6 +377,68 @@ TL_TEST(inspect_reads_the_job_on_its_shard) {
     ASSERT_STR_CONTAINS(r.err, "names no shard of this fleet");
 }
 
+/* ------------------------------------------------------------ a cluster ------------ */
+
+/* The cluster node index of the master of shard k's tag, as fleetctl shards show --json
+ * names it ("127.0.0.1:port"). */
+static int shown_node(env *e, const json_t *doc, int k) {
+    const char *node = tl_jstr(json_array_get(tl_jget(doc, "shards"), (size_t)k), "node");
+    ASSERT_NOT_NULL(node);
+    const char *colon = strrchr(node, ':');
+    ASSERT_NOT_NULL(colon);
+    return tl_cluster_node_of_port(e->cluster, atoi(colon + 1));
+}
+
+TL_TEST(cluster_tags_land_on_every_master) {
+    env *e = start_cluster();
+    tl_cmd_result r = ctl(e, ARGS("shards", "init", "3"));
+    tl_expect_exit(&r, 0);
+    fleet_shards *s = shards_of(e);
+    ASSERT_EQ_INT(s->n, 3);
+    /* Shard 0 is where "{prefix}" is; 1 and 2 on the two other masters. */
+    int m0 = tl_cluster_master_of_key(e->cluster, s->shard[0].keys.tag);
+    int m1 = tl_cluster_master_of_key(e->cluster, s->shard[1].keys.tag);
+    int m2 = tl_cluster_master_of_key(e->cluster, s->shard[2].keys.tag);
+    ASSERT_TRUE(m0 != m1 && m1 != m2 && m0 != m2);
+
+    /* A fourth shard goes to a master holding one; show names each shard's master. */
+    r = ctl(e, ARGS("shards", "add"));
+    tl_expect_exit(&r, 0);
+    s = shards_of(e);
+    ASSERT_EQ_INT(s->n, 4);
+    int m3 = tl_cluster_master_of_key(e->cluster, s->shard[3].keys.tag);
+    ASSERT_TRUE(m3 == m0 || m3 == m1 || m3 == m2);
+    tl_cmd_result sh = ctl(e, ARGS("shards", "show", "--json"));
+    tl_expect_exit(&sh, 0);
+    json_t *doc = json_out(&sh);
+    ASSERT_EQ_INT(shown_node(e, doc, 0), m0);
+    ASSERT_EQ_INT(shown_node(e, doc, 1), m1);
+    ASSERT_EQ_INT(shown_node(e, doc, 2), m2);
+    ASSERT_EQ_INT(shown_node(e, doc, 3), m3);
+    /* --tag puts it where that tag hashes. */
+    r = ctl(e, ARGS("shards", "add", "--tag", "1000"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_INT(shards_of(e)->shard[4].tag, 1000);
+
+    /* Commands over shards on three masters. */
+    dlq_over_three_shards(e);
+    const char *id = submit_on(e, s, 2, "echo");
+    r = ctl(e, ARGS("inspect", id, "--json"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(tl_jstr(json_array_get(tl_jget(json_out(&r), "keys"), 0), "fields.status"),
+                  "queued");
+    r = ctl(e, ARGS("shards", "drain", "2"));
+    tl_expect_exit(&r, 0);
+    r = ctl(e, ARGS("shards", "remove", "2"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "echo 1 queued, 0 running");
+    cancel_on(e, s, id);
+    /* The retried dead-lettered job of dlq_over_three_shards is still queued there. */
+    r = ctl(e, ARGS("shards", "remove", "2"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "sleep 1 queued, 0 running");
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(shards_init_add_drain_activate_remove),
@@ -358,6 +446,7 @@ int main(int argc, char **argv) {
         TL_CASE(shards_remove_is_refused_while_jobs_remain),
         TL_CASE(dlq_spans_every_shard),
         TL_CASE(inspect_reads_the_job_on_its_shard),
+        TL_CASE(cluster_tags_land_on_every_master),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
