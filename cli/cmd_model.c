@@ -9,8 +9,13 @@
  * its model by itself. Each change is announced on the events channel (a line
  * "models <name>"), which makes every gateway read the records again at once.
  *
+ * A fleet of several shards (fleet/shards.h) keeps each model's queue and counters on
+ * every shard: list and remove sum the counters over the shards of the table, pause,
+ * resume and purge run their script on each shard (the pause mark lives in each shard's
+ * queues hash); the records, workers and the events channel are control keys.
+ *
  * Subcommands are the rows of MODEL_SUBCOMMANDS: a new one is a row and its function
- * model_<name>(c, keys, g, argv), which gets the subcommand's own arguments, checked for
+ * model_<name>(c, shards, g, argv), which gets the subcommand's own arguments, checked for
  * their count (and each name for its form) before Redis is contacted.
  */
 #include <stdio.h>
@@ -69,11 +74,57 @@ static long live_workers(const redisReply *workers, const char *model) {
     return n;
 }
 
-static long long counter(const redisReply *stats, const char *model, const char *name) {
+/* What the models script read on the control tag, and every shard's stats hash. */
+typedef struct model_read {
+    redisReply *models; /* the script's reply: owns workers, records and shard 0's stats */
+    const redisReply *workers, *records;
+    const redisReply *stats[FLEET_SHARDS_MAX]; /* one per shard of the table */
+    redisReply *own[FLEET_SHARDS_MAX];         /* those read apart (shards k > 0) */
+    size_t nstats;
+} model_read;
+
+static void model_read_free(model_read *m) {
+    freeReplyObject(m->models);
+    for (size_t i = 0; i < m->nstats; i++) freeReplyObject(m->own[i]);
+    memset(m, 0, sizeof *m);
+}
+
+/* Reads the records, live workers and shard 0's counters in one script, then the stats
+ * hash of every other shard. Returns 0, or -1 after printing why. */
+static int read_all(redisContext *c, const fleet_shards *s, model_read *m) {
+    memset(m, 0, sizeof *m);
+    const redisReply *stats0;
+    if (!(m->models = read_models(c, &s->control, &m->workers, &stats0, &m->records))) return -1;
+    for (size_t i = 0; i < s->n; i++) {
+        int k = s->all[i];
+        if (k == 0) {
+            m->stats[m->nstats++] = stats0;
+            continue;
+        }
+        fleet_key st = fleet_key_stats(&s->shard[k].keys);
+        redisReply *r = ctl_redis_cmd_ok(c, "HGETALL", 2, (const char *const[]){"HGETALL", st.s});
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            if (r) ctl_error("redis: HGETALL %s: unexpected reply", st.s);
+            freeReplyObject(r);
+            model_read_free(m);
+            return -1;
+        }
+        m->own[m->nstats] = r;
+        m->stats[m->nstats++] = r;
+    }
+    return 0;
+}
+
+/* A model's counter summed over the shards. */
+static long long counter(const model_read *m, const char *model, const char *name) {
     char field[FLEET_MODEL_MAX + 32];
     snprintf(field, sizeof field, "%s:%s", model, name);
-    const char *v = ctl_redis_field(stats, field);
-    return v ? strtoll(v, NULL, 10) : 0;
+    long long sum = 0;
+    for (size_t i = 0; i < m->nstats; i++) {
+        const char *v = ctl_redis_field(m->stats[i], field);
+        sum += v ? strtoll(v, NULL, 10) : 0;
+    }
+    return sum;
 }
 
 /* The record of a model as a JSON object (an empty one for a value that is not). */
@@ -86,6 +137,7 @@ static json_t *record_json(const char *text, size_t len) {
 
 /* Announces a changed record: gateways read the records again at once. */
 static void announce(redisContext *c, const fleet_keys *k, const char *model) {
+    /* One events channel for the fleet: the control tag's. */
     char line[sizeof FLEET_EVENT_MODELS + FLEET_MODEL_MAX + 1];
     snprintf(line, sizeof line, FLEET_EVENT_MODELS " %s", model);
     fleet_key ch = fleet_key_events(k);
@@ -112,7 +164,8 @@ static void format_ms(char *out, size_t len, const json_t *ms) {
 
 /* ------------------------------------------------------------------ add ----------------- */
 
-static int model_add(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
+static int model_add(redisContext *c, const fleet_shards *s, const ctl_globals *g, char **argv) {
+    const fleet_keys *k = &s->control;
     const char *name = argv[0];
     long long now = ctl_redis_now_ms(c);
     if (now < 0) return CTL_EXIT_FAIL;
@@ -159,8 +212,8 @@ static int model_add(redisContext *c, const fleet_keys *k, const ctl_globals *g,
 
 /* One object per model: the registered ones, then those only live workers serve (a
  * worker of a release before registration, or a record removed while it runs). */
-static json_t *model_list(const redisReply *workers, const redisReply *stats,
-                          const redisReply *records) {
+static json_t *model_list(const model_read *m) {
+    const redisReply *workers = m->workers, *records = m->records;
     json_t *list = json_array(), *seen = json_object();
     for (size_t i = 0; i + 1 < records->elements; i += 2) {
         const char *name = records->element[i]->str;
@@ -184,19 +237,19 @@ static json_t *model_list(const redisReply *workers, const redisReply *stats,
     json_array_foreach(list, i, o) {
         const char *name = ctl_jstr(o, "name");
         json_object_set_new(o, "workers", json_integer(live_workers(workers, name)));
-        json_object_set_new(o, "queued", json_integer(counter(stats, name, "queued")));
-        json_object_set_new(o, "running", json_integer(counter(stats, name, "running")));
+        json_object_set_new(o, "queued", json_integer(counter(m, name, "queued")));
+        json_object_set_new(o, "running", json_integer(counter(m, name, "running")));
     }
     return list;
 }
 
-static int model_list_cmd(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
+static int model_list_cmd(redisContext *c, const fleet_shards *s, const ctl_globals *g,
+                          char **argv) {
     (void)argv;
-    const redisReply *workers, *stats, *records;
-    redisReply *r = read_models(c, k, &workers, &stats, &records);
-    if (!r) return CTL_EXIT_FAIL;
-    json_t *list = model_list(workers, stats, records);
-    freeReplyObject(r);
+    model_read m;
+    if (read_all(c, s, &m) < 0) return CTL_EXIT_FAIL;
+    json_t *list = model_list(&m);
+    model_read_free(&m);
     if (g->json) {
         ctl_render_json(stdout, list);
     } else if (json_array_size(list) == 0) {
@@ -227,15 +280,17 @@ static int model_list_cmd(redisContext *c, const fleet_keys *k, const ctl_global
 
 /* ------------------------------------------------------------------ remove -------------- */
 
-static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
+static int model_remove(redisContext *c, const fleet_shards *s, const ctl_globals *g,
+                        char **argv) {
+    const fleet_keys *k = &s->control;
     const char *name = argv[0];
-    const redisReply *workers, *stats, *records;
-    redisReply *r = read_models(c, k, &workers, &stats, &records);
-    if (!r) return CTL_EXIT_FAIL;
-    bool registered = ctl_redis_field(records, name) != NULL;
-    long live = live_workers(workers, name);
-    long long queued = counter(stats, name, "queued"), running = counter(stats, name, "running");
-    freeReplyObject(r);
+    model_read m;
+    if (read_all(c, s, &m) < 0) return CTL_EXIT_FAIL;
+    bool registered = ctl_redis_field(m.records, name) != NULL;
+    long live = live_workers(m.workers, name);
+    long long queued = counter(&m, name, "queued"), running = counter(&m, name, "running");
+    model_read_free(&m);
+    redisReply *r;
     if (!registered) {
         ctl_error("no model %s is registered under prefix '%s' (fleetctl model list shows them)",
                   name, g->prefix);
@@ -281,35 +336,41 @@ static int model_remove(redisContext *c, const fleet_keys *k, const ctl_globals 
 
 /* ------------------------------------------------------------------ steering ------------ */
 
-/* model pause|resume NAME: the pause script (state.h; shared/scripts/pause.lua), as
- * POST /v1/models/{model}/pause|resume runs it. */
-static int pause_or_resume(redisContext *c, const fleet_keys *k, const ctl_globals *g,
+/* model pause|resume NAME: the pause script (state.h; shared/scripts/pause.lua) on every
+ * shard, as POST /v1/models/{model}/pause|resume runs it. A failure part way leaves the
+ * shards before it changed: running the command again finishes it (each step is
+ * idempotent). */
+static int pause_or_resume(redisContext *c, const fleet_shards *s, const ctl_globals *g,
                            const char *name, bool pause) {
-    /* The pause mark lives with the model's streams (pause.lua); whether the model is
-     * registered is its record's. */
-    fleet_key models = fleet_key_models(k);
-    redisReply *has = redisCommand(c, "HEXISTS %s %s", models.s, name);
-    if (!has || has->type != REDIS_REPLY_INTEGER) {
-        ctl_error("model %s: %s", name, has && has->str ? has->str : "Redis did not answer");
-        if (has) freeReplyObject(has);
-        return CTL_EXIT_FAIL;
-    }
-    bool registered = has->integer == 1;
+    /* The pause mark lives with the model's streams on each shard (pause.lua); whether
+     * the model is registered is its record's, a control key. */
+    fleet_key models = fleet_key_models(&s->control);
+    redisReply *has =
+        ctl_redis_cmd_ok(c, "HEXISTS", 3, (const char *const[]){"HEXISTS", models.s, name});
+    if (!has) return CTL_EXIT_FAIL;
+    bool registered = has->type == REDIS_REPLY_INTEGER && has->integer == 1;
     freeReplyObject(has);
     if (!registered) {
         ctl_error("model %s is not registered (fleetctl model add %s)", name, name);
         return CTL_EXIT_FAIL;
     }
-    fleet_cmd cmd;
-    fleet_state_pause(k, name, pause, &cmd);
-    redisReply *r = ctl_redis_script(c, &cmd);
-    if (!r) return CTL_EXIT_FAIL;
     long long paused_ms = 0, requeued = 0;
-    int found = fleet_state_pause_reply(r, &paused_ms, &requeued);
-    freeReplyObject(r);
-    if (found < 0) {
-        ctl_error("model %s: unexpected answer from the pause script", name);
-        return CTL_EXIT_FAIL;
+    for (size_t i = 0; i < s->n; i++) {
+        int k = s->all[i];
+        fleet_cmd cmd;
+        fleet_state_pause(&s->shard[k].keys, name, pause, &cmd);
+        redisReply *r = ctl_redis_script(c, &cmd);
+        if (!r) return CTL_EXIT_FAIL;
+        long long p = 0, q = 0;
+        int found = fleet_state_pause_reply(r, &p, &q);
+        freeReplyObject(r);
+        if (found < 0) {
+            ctl_error("model %s: unexpected answer from the pause script on shard %d", name, k);
+            return CTL_EXIT_FAIL;
+        }
+        /* The earliest mark: when the model was first paused on any shard. */
+        if (p > 0 && (paused_ms == 0 || p < paused_ms)) paused_ms = p;
+        requeued += q;
     }
     if (g->json) {
         json_t *o = json_pack("{s:s, s:b}", "model", name, "paused", paused_ms > 0);
@@ -329,36 +390,43 @@ static int pause_or_resume(redisContext *c, const fleet_keys *k, const ctl_globa
     return CTL_EXIT_OK;
 }
 
-static int model_pause(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
-    return pause_or_resume(c, k, g, argv[0], true);
+static int model_pause(redisContext *c, const fleet_shards *s, const ctl_globals *g, char **argv) {
+    return pause_or_resume(c, s, g, argv[0], true);
 }
 
-static int model_resume(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
-    return pause_or_resume(c, k, g, argv[0], false);
+static int model_resume(redisContext *c, const fleet_shards *s, const ctl_globals *g,
+                        char **argv) {
+    return pause_or_resume(c, s, g, argv[0], false);
 }
 
-/* model purge NAME: the purge script (shared/scripts/purge.lua) until the queue is empty,
- * 250 jobs a call, as POST /v1/models/{model}/purge runs it. */
-static int model_purge(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv) {
+/* model purge NAME: the purge script (shared/scripts/purge.lua) on each shard until its
+ * queue is empty, 250 jobs a call, as POST /v1/models/{model}/purge runs it. */
+static int model_purge(redisContext *c, const fleet_shards *s, const ctl_globals *g,
+                       char **argv) {
     const char *name = argv[0];
-    char cursor[48] = "";
     long long total = 0;
-    for (bool more = true; more;) {
-        fleet_cmd cmd;
-        fleet_state_purge(k, name, cursor, 250, &cmd);
-        redisReply *r = ctl_redis_script(c, &cmd);
-        if (!r) return CTL_EXIT_FAIL;
-        long long n = 0;
-        const char *next = "";
-        if (fleet_state_purge_reply(r, &n, &next, &more) < 0 || strlen(next) >= sizeof cursor) {
+    for (size_t i = 0; i < s->n; i++) {
+        const fleet_keys *k = &s->shard[s->all[i]].keys;
+        char cursor[48] = "";
+        for (bool more = true; more;) {
+            fleet_cmd cmd;
+            fleet_state_purge(k, name, cursor, 250, &cmd);
+            redisReply *r = ctl_redis_script(c, &cmd);
+            if (!r) return CTL_EXIT_FAIL;
+            long long n = 0;
+            const char *next = "";
+            if (fleet_state_purge_reply(r, &n, &next, &more) < 0 ||
+                strlen(next) >= sizeof cursor) {
+                freeReplyObject(r);
+                ctl_error("model %s: unexpected answer from the purge script (%lld cancelled so "
+                          "far)",
+                          name, total);
+                return CTL_EXIT_FAIL;
+            }
+            snprintf(cursor, sizeof cursor, "%s", next);
+            total += n;
             freeReplyObject(r);
-            ctl_error("model %s: unexpected answer from the purge script (%lld cancelled so far)",
-                      name, total);
-            return CTL_EXIT_FAIL;
         }
-        snprintf(cursor, sizeof cursor, "%s", next);
-        total += n;
-        freeReplyObject(r);
     }
     if (g->json) {
         json_t *o = json_pack("{s:s, s:I}", "model", name, "cancelled", (json_int_t)total);
@@ -372,7 +440,8 @@ static int model_purge(redisContext *c, const fleet_keys *k, const ctl_globals *
 
 /* ------------------------------------------------------------------ command ------------- */
 
-typedef int (*model_fn)(redisContext *c, const fleet_keys *k, const ctl_globals *g, char **argv);
+typedef int (*model_fn)(redisContext *c, const fleet_shards *s, const ctl_globals *g,
+                        char **argv);
 
 /* X(name, function, arguments, takes a model name, summary) */
 #define MODEL_SUBCOMMANDS(X)                                                                 \
@@ -450,8 +519,9 @@ static int model_run(const ctl_globals *g, int argc, char **argv) {
     int rc;
     redisContext *c = ctl_redis_open(g, &keys, &rc);
     if (!c) return rc;
-    rc = s->run(c, &keys, g, argv + 1);
-    redisFree(c);
+    fleet_shards shards;
+    rc = ctl_redis_shards(c, g, &shards) < 0 ? CTL_EXIT_FAIL : s->run(c, &shards, g, argv + 1);
+    ctl_redis_close(c);
     return rc;
 }
 

@@ -289,6 +289,6 @@ int ctl_tenant_run(const ctl_globals *g, int argc, char **argv) {
     case CTL_TENANT_ROTATE_SECRET: rc = tenant_rotate_secret(c, &keys, g, a.name); break;
     default: rc = tenant_revoke(c, &keys, g, a.name); break;
     }
-    redisFree(c);
+    ctl_redis_close(c);
     return rc;
 }

@@ -377,6 +377,54 @@ TL_TEST(inspect_reads_the_job_on_its_shard) {
     ASSERT_STR_CONTAINS(r.err, "names no shard of this fleet");
 }
 
+/* model list, remove, pause, resume and purge over shards 0, 1 and 2 of the table, with
+ * k + 1 queued jobs of model echo on shard k. */
+static void models_over_three_shards(env *e) {
+    fleet_shards *s = shards_of(e);
+    tl_cmd_result r = ctl(e, ARGS("model", "add", "echo"));
+    tl_expect_exit(&r, 0);
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j <= k; j++) submit_on(e, s, k, "echo");
+    r = ctl(e, ARGS("model", "list", "--json"));
+    tl_expect_exit(&r, 0);
+    json_t *list = json_out(&r);
+    ASSERT_EQ_STR(tl_jstr(json_array_get(list, 0), "name"), "echo");
+    ASSERT_EQ_INT(tl_jint(json_array_get(list, 0), "queued"), 6);
+    r = ctl(e, ARGS("model", "remove", "echo"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "6 queued and 0 running");
+
+    r = ctl(e, ARGS("model", "pause", "echo", "--json"));
+    tl_expect_exit(&r, 0);
+    ASSERT_TRUE(json_is_true(tl_jget(json_out(&r), "paused")));
+    for (int k = 0; k < 3; k++) {
+        const char *tag = s->shard[k].keys.tag;
+        redisReply *m = tl_redis_cmd(conn(e, tag), "HGET %s:queues echo:paused_ms", tag);
+        if (m->type != REDIS_REPLY_STRING) FAILF("shard %d has no pause mark", k);
+    }
+    r = ctl(e, ARGS("model", "resume", "echo"));
+    tl_expect_exit(&r, 0);
+    for (int k = 0; k < 3; k++) {
+        const char *tag = s->shard[k].keys.tag;
+        ASSERT_EQ_INT(tl_redis_int(conn(e, tag), "HEXISTS %s:queues echo:paused_ms", tag), 0);
+    }
+    r = ctl(e, ARGS("model", "purge", "echo", "--json"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_INT(tl_jint(json_out(&r), "cancelled"), 6);
+    for (int k = 0; k < 3; k++) {
+        const char *tag = s->shard[k].keys.tag;
+        ASSERT_EQ_STR(tl_redis_cmd(conn(e, tag), "HGET %s:stats echo:queued", tag)->str, "0");
+    }
+    r = ctl(e, ARGS("model", "remove", "echo"));
+    tl_expect_exit(&r, 0);
+}
+
+TL_TEST(models_span_every_shard) {
+    env *e = start();
+    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, "0:-:active 1:1:active 2:2:active");
+    models_over_three_shards(e);
+}
+
 /* ------------------------------------------------------------ a cluster ------------ */
 
 /* The cluster node index of the master of shard k's tag, as fleetctl shards show --json
@@ -422,6 +470,7 @@ TL_TEST(cluster_tags_land_on_every_master) {
 
     /* Commands over shards on three masters. */
     dlq_over_three_shards(e);
+    models_over_three_shards(e);
     const char *id = submit_on(e, s, 2, "echo");
     r = ctl(e, ARGS("inspect", id, "--json"));
     tl_expect_exit(&r, 0);
@@ -446,6 +495,7 @@ int main(int argc, char **argv) {
         TL_CASE(shards_remove_is_refused_while_jobs_remain),
         TL_CASE(dlq_spans_every_shard),
         TL_CASE(inspect_reads_the_job_on_its_shard),
+        TL_CASE(models_span_every_shard),
         TL_CASE(cluster_tags_land_on_every_master),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
