@@ -14,6 +14,7 @@
 #include "fleet/job.h"
 #include "fleet/keys.h"
 #include "fleet/redis_target.h"
+#include "fleet/shards.h"
 
 typedef struct gw_config {
     const char *listen;         /* host:port */
@@ -56,6 +57,8 @@ typedef struct gw_config {
     long webhook_claim_ms; /* a delivery pending this long is taken over */
     long webhook_max_inflight;
     long webhook_dlq_cap;
+    long shards; /* FLEET_SHARDS: shards of a table this gateway writes when none exists
+                  * (shards.h); 0: not set (1, or one per master on a cluster) */
 } gw_config;
 
 /* Who a request comes from (auth.h): its tenant, role and the tenant's limits. */
@@ -77,12 +80,15 @@ typedef struct gw_conn gw_conn;
 typedef struct gw_events gw_events;
 typedef struct gw_webhooks gw_webhooks;
 typedef struct gw_models gw_models;
+typedef struct gw_shard_table gw_shard_table;
 
 typedef struct gw {
     struct event_base *base;
     evhtp_t *htp;
     gw_config cfg;
-    fleet_keys keys;
+    fleet_keys keys;     /* the control tag's: tenants, API keys, models, events (shards.h) */
+    fleet_shards shards; /* the shard table in use; a job's keys: fleet_shards_keys_of_id */
+    gw_shard_table *shard_table; /* reads it (gateway/shards.h) */
     fleet_redis_target redis_target; /* cfg.redis, parsed */
     gw_redis *redis;
     gw_events *events; /* the subscription that wakes waits and SSE streams */

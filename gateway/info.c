@@ -7,6 +7,7 @@
 #include "fleet/log.h"
 #include "fleet/state.h"
 #include "models.h"
+#include "shards.h"
 #include "redis.h"
 #include "routes.h"
 
@@ -19,6 +20,7 @@ void gw_info_readyz(gw_req *r) {
     /* Until then a registered model would be refused (models.h). */
     if (!reason && !gw_models_loaded(r->g->models))
         reason = "the registered models have not been read from Redis yet";
+    if (!reason) reason = gw_shards_unready(r->g->shard_table); /* shards.h */
     if (!reason) gw_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
     else gw_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "not ready", "reason", reason));
 }

@@ -21,17 +21,21 @@ typedef struct action_call {
     gw_req *r;
     fleet_cmd cmd;
     char id[FLEET_ID_LEN + 1];
+    fleet_keys keys; /* the job's shard's (shards.h) */
     char owner[FLEET_TENANT_MAX + 1]; /* an admin's retry: the job's tenant */
     int status; /* the HTTP status of the job object that answers at the end */
 } action_call;
 
 static action_call *action_new(gw_req *r, const char *id) {
+    const fleet_keys *jk = gw_job_keys(r, id);
+    if (!jk) return NULL; /* answered 404 */
     action_call *c = calloc(1, sizeof *c);
     if (!c) {
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return NULL;
     }
     c->r = r;
+    c->keys = *jk;
     snprintf(c->id, sizeof c->id, "%s", id);
     return c;
 }
@@ -103,7 +107,7 @@ static void on_retried(redisReply *rep, void *arg) {
         snprintf(loc, sizeof loc, "/v1/jobs/%s", c->id);
         gw_add_header(r, "Location", loc);
         c->status = 202;
-        fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
+        fleet_state_get(&c->keys, c->id, gw_auth_job_scope(r), &c->cmd);
         action_send(c, on_job);
         return;
     }
@@ -114,17 +118,30 @@ static void on_retried(redisReply *rep, void *arg) {
 static void retry_as(action_call *c, const char *owner, long max_active) {
     gw_req *r = c->r;
     gw *g = r->g;
+    /* The job's shard enforces its share of each limit (shards.h), as at submit. */
+    int k = fleet_shards_of_id(&g->shards, c->id);
+    long share_active = (long)gw_shard_share(g, k, max_active, owner);
+    long share_queue = (long)gw_shard_share(g, k, g->cfg.max_queue, NULL);
+    if ((max_active > 0 && share_active == 0) || (g->cfg.max_queue > 0 && share_queue == 0)) {
+        gw_add_header(r, "Retry-After", "1");
+        gw_reply_problem(r, max_active > 0 && share_active == 0 ? GW_PROBLEM_TOO_MANY_ACTIVE_JOBS
+                                                                 : GW_PROBLEM_QUEUE_FULL,
+                         "the job's shard has no share of your tenant's limit (a limit below "
+                         "the number of shards); retry later");
+        free(c);
+        return;
+    }
     fleet_retry rt = {
         .id = c->id,
         .tenant = owner,
         .ready_target = g->cfg.ready_target,
-        .max_active = max_active,
-        .max_queue = g->cfg.max_queue,
+        .max_active = share_active,
+        .max_queue = share_queue,
         .dead_only = false,
         /* What a submit gives the index: it must outlive any job it names. */
         .index_ttl_s = gw_index_ttl(g),
     };
-    fleet_state_retry(&g->keys, &rt, &c->cmd);
+    fleet_state_retry(&c->keys, &rt, &c->cmd);
     action_send(c, on_retried);
 }
 
@@ -155,7 +172,7 @@ void gw_jobs_retry(gw_req *r, const char *id) {
         retry_as(c, r->who.tenant, r->who.max_active);
         return;
     }
-    fleet_state_get(&r->g->keys, c->id, FLEET_TENANT_ANY, &c->cmd);
+    fleet_state_get(&c->keys, c->id, FLEET_TENANT_ANY, &c->cmd);
     action_send(c, on_owner);
 }
 
@@ -203,6 +220,6 @@ bool gw_jobs_purge_wanted(gw_req *r, bool *purge) {
 void gw_jobs_delete(gw_req *r, const char *id) {
     action_call *c = action_new(r, id);
     if (!c) return;
-    fleet_state_delete(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
+    fleet_state_delete(&c->keys, c->id, gw_auth_job_scope(r), &c->cmd);
     action_send(c, on_deleted);
 }

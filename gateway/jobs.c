@@ -23,6 +23,7 @@
 #include "gone.h"
 #include "job_body.h"
 #include "models.h"
+#include "shards.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define GW_ASAN 1
@@ -138,7 +139,13 @@ static void on_submitted(redisReply *rep, void *arg) {
     if (!rep) {
         gw_reply_redis_error(r, "send", NULL);
     } else if (o == FLEET_SUBMIT_LIMIT) {
-        reply_limit(r, &out);
+        /* That shard is at its share of the limit: the next one may not be (shards.h). */
+        if (gw_place_next(r->g, &c->ids.place, &out, &c->cmd) == 0) {
+            snprintf(c->id, sizeof c->id, "%s", c->ids.id); /* it names the shard now */
+            send_or_reply(c, on_submitted);
+            return;
+        }
+        reply_limit(r, &c->ids.place.best);
     } else if (o == FLEET_SUBMIT_CONFLICT) {
         gw_reply_problem(r, GW_PROBLEM_IDEMPOTENCY_KEY_REUSED,
                          "this Idempotency-Key was already used with a different request; use "
@@ -150,18 +157,20 @@ static void on_submitted(redisReply *rep, void *arg) {
         snprintf(loc, sizeof loc, "/v1/jobs/%s", c->id);
         gw_add_header(r, "Location", loc);
         gw_add_header(r, "Idempotent-Replayed", "true");
+        const fleet_keys *jk;
         if (c->wait_s > 0) {
             gw_wait_start(r, c->id, c->wait_s, 202);
-        } else {
+        } else if ((jk = gw_job_keys(r, c->id))) {
             c->cancel = FLEET_CANCEL_ERROR;
             c->replay = true;
-            fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
+            fleet_state_get(jk, c->id, gw_auth_job_scope(r), &c->cmd);
             send_or_reply(c, on_got);
             return;
         }
     } else if (o != FLEET_SUBMIT_QUEUED) {
         reply_internal(r, "submit", rep);
     } else {
+        gw_place_note(r->g, &c->ids.place, pos);
         fleet_job_view v;
         fleet_job_view_init(&v);
         v.id = c->id;
@@ -290,6 +299,17 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
                  "reachable?); try again shortly");
         return -1;
     }
+    if (!gw_shards_loaded(g->shard_table)) {
+        /* The job's shard cannot be chosen yet (shards.h). */
+        gw_add_header(r, "Retry-After", "1");
+        *p = (gw_problem){.status = 503,
+                          .slug = "redis-unavailable",
+                          .title = "Service unavailable"};
+        snprintf(p->detail, sizeof p->detail,
+                 "this gateway has not read the shard table from Redis yet (is Redis "
+                 "reachable?); try again shortly");
+        return -1;
+    }
     if (gw_models_check(g->models, jr->model, p) < 0) return -1;
     if (jr->webhook && webhook_problem(r, jr->webhook, p) < 0) return -1;
     long max_attempts = jr->max_attempts > 0 ? jr->max_attempts : g->cfg.max_attempts;
@@ -350,7 +370,23 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
         .max_finished = r->who.max_finished,
         .max_bytes = r->who.max_bytes,
     };
-    fleet_state_submit(&g->keys, &s, cmd);
+    fleet_submitted refusal;
+    if (gw_place_first(g, &ids->place, &s, ids->id, request_id[0] ? NULL : r->request_id, cmd,
+                       &refusal) < 0) {
+        /* No shard holds a share of one of the limits (a limit below the number of shards,
+         * and an Idempotency-Key whose shard has none): refused as that limit would be. */
+        gw_problem_id id = strcmp(refusal.limit, "queue") == 0  ? GW_PROBLEM_QUEUE_FULL
+                           : strcmp(refusal.limit, "rate") == 0 ? GW_PROBLEM_RATE_LIMITED
+                                                                : GW_PROBLEM_TOO_MANY_ACTIVE_JOBS;
+        const gw_problem_type *t = gw_problem_type_of(id);
+        gw_add_header(r, "Retry-After", "1");
+        *p = (gw_problem){.status = t->status, .slug = t->slug, .title = t->title};
+        snprintf(p->detail, sizeof p->detail,
+                 "your tenant's %s limit is smaller than the number of shards, and the shard "
+                 "this submit may go to has no share of it; retry later",
+                 refusal.limit);
+        return -1;
+    }
     return 0;
 }
 
@@ -430,10 +466,12 @@ void gw_jobs_get(gw_req *r, const char *id) {
         gw_wait_start(r, id, wait_s, 200);
         return;
     }
+    const fleet_keys *jk = gw_job_keys(r, id);
+    if (!jk) return;
     job_call *c = start_job_call(r, id);
     if (!c) return;
     c->cancel = FLEET_CANCEL_ERROR;
-    fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
+    fleet_state_get(jk, c->id, gw_auth_job_scope(r), &c->cmd);
     send_or_reply(c, on_got);
 }
 
@@ -529,7 +567,14 @@ static void on_result_status(redisReply *rep, void *arg) {
     }
     /* A large result is sent as the client reads it (out_stream.h); a small one, and
      * one that cannot be streamed, comes back whole to on_result_blob. */
-    fleet_key k = fleet_key_result(&r->g->keys, c->id);
+    /* The table read meanwhile may have dropped the job's shard (only by hand). */
+    const fleet_keys *jk = fleet_shards_keys_of_id(&r->g->shards, c->id);
+    if (!jk) {
+        reply_not_found(r, c->id);
+        call_free(c);
+        return;
+    }
+    fleet_key k = fleet_key_result(jk, c->id);
     gw_result_stream(r, &(gw_stream_opts){.key = k.s,
                                           .job_id = c->id,
                                           .want_msgpack = c->want_msgpack,
@@ -541,11 +586,13 @@ static void on_result_status(redisReply *rep, void *arg) {
 }
 
 void gw_jobs_result(gw_req *r, const char *id) {
+    const fleet_keys *jk = gw_job_keys(r, id);
+    if (!jk) return;
     job_call *c = start_job_call(r, id);
     if (!c) return;
     const char *accept = gw_header(r, "Accept");
     c->want_msgpack = accept && strstr(accept, "application/msgpack") != NULL;
-    fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
+    fleet_state_get(jk, c->id, gw_auth_job_scope(r), &c->cmd);
     send_or_reply(c, on_result_status);
 }
 
@@ -571,9 +618,13 @@ static void on_cancelled(redisReply *rep, void *arg) {
         c->cancel = o;
         fleet_log(FLEET_LOG_INFO, o == FLEET_CANCEL_DONE ? "job cancelled" : "job cancel requested",
                   "job_id", c->id, "request_id", r->request_id, NULL);
-        fleet_state_get(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
-        send_or_reply(c, on_got);
-        return;
+        const fleet_keys *jk = fleet_shards_keys_of_id(&r->g->shards, c->id);
+        if (jk) {
+            fleet_state_get(jk, c->id, gw_auth_job_scope(r), &c->cmd);
+            send_or_reply(c, on_got);
+            return;
+        }
+        reply_not_found(r, c->id); /* its shard left the table meanwhile (only by hand) */
     }
     call_free(c);
 }
@@ -585,8 +636,10 @@ void gw_jobs_cancel(gw_req *r, const char *id) {
         gw_jobs_delete(r, id);
         return;
     }
+    const fleet_keys *jk = gw_job_keys(r, id);
+    if (!jk) return;
     job_call *c = start_job_call(r, id);
     if (!c) return;
-    fleet_state_cancel(&r->g->keys, c->id, gw_auth_job_scope(r), &c->cmd);
+    fleet_state_cancel(jk, c->id, gw_auth_job_scope(r), &c->cmd);
     send_or_reply(c, on_cancelled);
 }

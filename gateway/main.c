@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "events.h"
 #include "models.h"
+#include "shards.h"
 #include "webhooks.h"
 #include "redis.h"
 #include "job_body.h"
@@ -35,6 +36,9 @@ static const fleet_option options[] = {
      &G.cfg.redis_wait_timeout_ms, 1, 60000},
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix; every key starts with {prefix}",
      &G.cfg.prefix, 0, 0},
+    {"shards", "FLEET_SHARDS", FLEET_OPT_INT, "0",
+     "shards (hash tags) of the table this gateway writes at start when Redis has none (docs/scaling.md, \"Shards and quotas\"); 0: one, or one per master on a Redis Cluster",
+     &G.cfg.shards, 0, GW_SHARDS_WRITE_MAX},
     {"models", "FLEET_MODELS", FLEET_OPT_STR, "",
      "comma-separated allowlist: jobs are accepted for exactly these models, registered or not; empty: for every model registered in Redis (fleetctl model add, or a worker's start) or served by a live worker",
      &G.cfg.models, 0, 0},
@@ -213,6 +217,7 @@ int main(int argc, char **argv) {
                 "fleet-gateway: FLEET_PREFIX must be 1-32 characters of A-Z a-z 0-9 _ . -\n");
         return 2;
     }
+    fleet_shards_init(&G.shards, G.cfg.prefix); /* shard 0 until the table is read */
     if (fleet_redis_target_parse(&G.redis_target, &G.cfg.redis, err, sizeof err) < 0) {
         fprintf(stderr, "fleet-gateway: FLEET_REDIS_URL: %s\n", err);
         return 2;
@@ -263,10 +268,13 @@ int main(int argc, char **argv) {
         rc = 2;
         goto out;
     }
+    G.shard_table = gw_shards_new(&G, G.cfg.shards);
+    if (!G.shard_table) goto out;
     G.auth = gw_auth_new(G.cfg.auth_cache_ms);
     fleet_key events_channel = fleet_key_events(&G.keys);
     G.events = gw_events_new(G.base, &G.redis_target, events_channel.s);
     if (G.events) gw_events_on_models(G.events, gw_models_wake, G.models);
+    if (G.events) gw_events_on_shards(G.events, gw_shards_wake, G.shard_table);
     if (G.events) {
         G.webhooks = gw_webhooks_new(&G, err, sizeof err);
         if (!G.webhooks) {
@@ -311,6 +319,7 @@ out:
     gw_events_free(G.events);
     G.events = NULL;
     gw_models_free(G.models); /* after Redis: its read in flight was answered there */
+    gw_shards_free(G.shard_table); /* the same */
     gw_webhooks_free(G.webhooks);
     gw_auth_free(G.auth);
     if (G.htp) evhtp_free(G.htp);

@@ -109,6 +109,8 @@ void gw_jobs_outputs(gw_req *r, const char *id) {
     if (number_param(r, "after", 0, AFTER_MAX, 0, &after) < 0 ||
         number_param(r, "limit", 1, GW_OUTPUTS_PAGE_MAX, GW_OUTPUTS_PAGE_MAX, &limit) < 0)
         return;
+    const fleet_keys *jk = gw_job_keys(r, id);
+    if (!jk) return;
     outputs_call *c = calloc(1, sizeof *c);
     if (!c) {
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
@@ -117,6 +119,6 @@ void gw_jobs_outputs(gw_req *r, const char *id) {
     c->r = r;
     c->after = after;
     snprintf(c->id, sizeof c->id, "%s", id);
-    fleet_state_outputs(&r->g->keys, c->id, gw_auth_job_scope(r), after, (long)limit, &c->cmd);
+    fleet_state_outputs(jk, c->id, gw_auth_job_scope(r), after, (long)limit, &c->cmd);
     gw_send_script(r, &c->cmd, on_outputs, c, free);
 }

@@ -4,6 +4,7 @@
 
 #include "fleet/state.h"
 #include "http.h"
+#include "shards.h"
 
 /* The libevhtp handler for every request: checks size guards, then dispatches. */
 void gw_route(evhtp_request_t *req, void *arg);
@@ -31,9 +32,11 @@ bool gw_jobs_purge_wanted(gw_req *r, bool *purge);
 /* GET /v1/jobs/{id}/outputs: a page of the job's partial outputs (outputs.c). */
 void gw_jobs_outputs(gw_req *r, const char *id);
 
-/* The ids a submit command refers to (they must live until it is sent). */
+/* The ids a submit command refers to (they must live until it is sent), and its shard
+ * (shards.h: a limit's refusal on one shard is tried on the next). */
 typedef struct gw_submit_ids {
     char id[FLEET_ID_LEN + 1];
+    gw_place place;
 } gw_submit_ids;
 
 struct gw_job_request;

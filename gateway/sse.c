@@ -156,7 +156,7 @@ static void on_outputs(redisReply *rep, void *arg) {
 /* Reads the next page of outputs from s->out_sent on. */
 static void read_outputs(gw_sse *s) {
     if (s->out_reading) return;
-    fleet_state_outputs(&s->g->keys, s->id, s->watch.tenant, s->out_sent, GW_OUTPUTS_PAGE_MAX,
+    fleet_state_outputs(&s->watch.keys, s->id, s->watch.tenant, s->out_sent, GW_OUTPUTS_PAGE_MAX,
                         &s->out_cmd);
     s->out_reading = true;
     if (gw_redis_script(s->g->redis, &s->out_cmd, on_outputs, s) < 0)
@@ -233,6 +233,7 @@ void gw_sse_start(gw_req *r, const char *id) {
      * that goes away is noticed at once, as when the key came from the cache. */
     gw_resume(r);
     gw *g = r->g;
+    if (!gw_job_keys(r, id)) return; /* answered 404 */
     gw_sse *s = calloc(1, sizeof *s);
     if (!s) {
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");

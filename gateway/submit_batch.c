@@ -89,15 +89,22 @@ static void on_item(redisReply *rep, void *arg) {
     if (!rep) {
         it->outcome = item_redis_error(b, NULL);
     } else if (o == FLEET_SUBMIT_QUEUED) {
+        gw_place_note(b->r->g, &it->ids.place, out.queue_position);
         it->outcome = json_pack("{s:s, s:s, s:I}", "id", it->ids.id, "status", "queued",
                                 "queue_position", (json_int_t)out.queue_position);
         /* As POST /v1/jobs says it (models.h), per item. */
         if (it->outcome && gw_models_live_workers(b->r->g->models, it->jr.model) == 0)
             json_object_set_new(it->outcome, "no_worker", json_true());
+    } else if (o == FLEET_SUBMIT_LIMIT &&
+               gw_place_next(b->r->g, &it->ids.place, &out, &it->cmd) == 0) {
+        /* That shard is at its share of the limit: the next one may not be (shards.h). */
+        if (gw_redis_script(b->r->g->redis, &it->cmd, on_item, it) == 0) return;
+        it->outcome = item_redis_error(b, NULL);
     } else if (o == FLEET_SUBMIT_LIMIT) {
-        bool queue = strcmp(out.limit, "queue") == 0;
-        it->outcome = item_error(queue                            ? GW_PROBLEM_QUEUE_FULL
-                                 : strcmp(out.limit, "rate") == 0 ? GW_PROBLEM_RATE_LIMITED
+        const fleet_submitted *best = &it->ids.place.best;
+        bool queue = strcmp(best->limit, "queue") == 0;
+        it->outcome = item_error(queue                              ? GW_PROBLEM_QUEUE_FULL
+                                 : strcmp(best->limit, "rate") == 0 ? GW_PROBLEM_RATE_LIMITED
                                                                   : GW_PROBLEM_TOO_MANY_ACTIVE_JOBS,
                                  queue ? "the model's queue is full"
                                        : "over your tenant's limit; retry later");

@@ -101,7 +101,7 @@ static void result_taken(void *arg) { wait_free(arg); }
 /* Reads the result of a succeeded job. A large one is streamed (out_stream.h) after the
  * job object, written as on_result writes it; a small one comes back to on_result. */
 static void read_result(gw_wait *wt) {
-    fleet_key k = fleet_key_result(&wt->g->keys, wt->id);
+    fleet_key k = fleet_key_result(&wt->watch.keys, wt->id);
     char *jt = wt->job ? json_dumps(wt->job, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     size_t jn = jt ? strlen(jt) : 0;
     char *prefix = jn >= 2 && jt[jn - 1] == '}' ? malloc(jn + 16) : NULL;
@@ -168,6 +168,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
 
 void gw_wait_start(gw_req *r, const char *id, long secs, int timeout_status) {
     gw *g = r->g;
+    if (!gw_job_keys(r, id)) return; /* answered 404 */
     gw_wait *wt = calloc(1, sizeof *wt);
     if (!wt) {
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");

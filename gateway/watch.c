@@ -21,7 +21,7 @@ void gw_watch_read(gw_watch *w) {
         return;
     }
     w->again = false;
-    fleet_state_get(&w->g->keys, w->id, w->tenant, &w->cmd);
+    fleet_state_get(&w->keys, w->id, w->tenant, &w->cmd);
     w->reading = true;
     if (gw_redis_script(w->g->redis, &w->cmd, on_read, w) < 0) on_read(NULL, w);
 }
@@ -38,6 +38,10 @@ int gw_watch_start(gw_watch *w, gw *g, const char *id, const char *tenant, gw_wa
                    void *arg) {
     *w = (gw_watch){.g = g, .cb = cb, .arg = arg};
     snprintf(w->id, sizeof w->id, "%s", id);
+    /* The owners checked that the id names a shard (gw_job_keys); were it dropped from the
+     * table since, shard 0's keys read the job as missing (404). */
+    const fleet_keys *jk = fleet_shards_keys_of_id(&g->shards, id);
+    w->keys = jk ? *jk : g->shards.shard[0].keys;
     snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
     w->safety = event_new(g->base, -1, EV_PERSIST, on_tick, w);
     if (!w->safety) {

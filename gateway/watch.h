@@ -38,6 +38,7 @@ typedef bool (*gw_watch_cb)(void *arg, const redisReply *rep, int found, const f
 typedef struct gw_watch {
     gw *g;
     char id[FLEET_ID_LEN + 1];
+    fleet_keys keys; /* the job's shard's (shards.h) */
     char tenant[FLEET_TENANT_MAX + 1];
     gw_watch_cb cb;
     void *arg;
