@@ -194,6 +194,42 @@ TL_TEST(burst_is_exact_across_shards) {
     for (int k = 0; k < 3; k++) ASSERT_TRUE(per[k] == 2 || per[k] == 3);
 }
 
+TL_TEST(batch_items_spread_and_share_the_limits) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = TABLE3, .gateway_env = {AUTH_ON}});
+    add_tenant(f, "open", "fk_open", "");
+    add_tenant(f, "five", "fk_five", "max_active 5");
+    char *items = tl_printf("{\"model\": \"echo\", \"input\": 0}");
+    for (int i = 1; i < 30; i++) items = tl_printf("%s, {\"model\": \"echo\", \"input\": %d}", items, i);
+    tl_resp *r = at(f->url, "fk_open", "POST", "/v1/jobs/batch", tl_printf("{\"jobs\": [%s]}", items),
+                    NULL);
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_INT(tl_jint(r->json, "accepted"), 30);
+    bool seen[3] = {false, false, false};
+    for (int i = 0; i < 30; i++) {
+        const char *id = tl_jstr(json_array_get(tl_jget(r->json, "jobs"), (size_t)i), "id");
+        ASSERT_NOT_NULL(id);
+        ASSERT_TRUE(id[0] >= '0' && id[0] <= '2');
+        ASSERT_TRUE(job_stored(f, id));
+        seen[id[0] - '0'] = true;
+    }
+    ASSERT_TRUE(seen[0] && seen[1] && seen[2]);
+    /* Eight items under max_active 5: an item refused by its shard's share is tried on the
+     * others, so exactly five are accepted. */
+    items = tl_printf("{\"model\": \"echo\", \"input\": 0}");
+    for (int i = 1; i < 8; i++) items = tl_printf("%s, {\"model\": \"echo\", \"input\": %d}", items, i);
+    r = at(f->url, "fk_five", "POST", "/v1/jobs/batch", tl_printf("{\"jobs\": [%s]}", items), NULL);
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_INT(tl_jint(r->json, "accepted"), 5);
+    ASSERT_EQ_INT(tl_jint(r->json, "refused"), 3);
+    for (int i = 0; i < 8; i++) {
+        const json_t *item = json_array_get(tl_jget(r->json, "jobs"), (size_t)i);
+        const char *id = tl_jstr(item, "id");
+        if (id) ASSERT_TRUE(job_stored(f, id));
+        else ASSERT_EQ_INT(tl_jint(item, "error.status"), 429);
+    }
+    ASSERT_EQ_INT(active_on(f, "five", 0) + active_on(f, "five", 1) + active_on(f, "five", 2), 5);
+}
+
 TL_TEST(idempotency_key_gives_one_job_through_two_gateways) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = TABLE3});
     const char *first = tl_printf("%s", f->url);
@@ -269,6 +305,7 @@ int main(int argc, char **argv) {
         TL_CASE(jobs_spread_over_the_shards_and_every_route_finds_them),
         TL_CASE(max_active_is_exact_across_shards),
         TL_CASE(burst_is_exact_across_shards),
+        TL_CASE(batch_items_spread_and_share_the_limits),
         TL_CASE(idempotency_key_gives_one_job_through_two_gateways),
         TL_CASE(fleet_shards_writes_the_table_and_later_gateways_take_it),
         TL_CASE(table_change_is_read_on_the_event_and_a_bad_one_is_refused),
