@@ -159,7 +159,7 @@ int fleet_shards_set_draining(fleet_shards *s, int k, bool draining) {
 
 int fleet_shards_of_id(const fleet_shards *s, const char *id) {
     int k = id ? digit_of(id[0]) : -1;
-    return k >= 0 && s->shard[k].used ? k : -1;
+    return k >= 0 && k < FLEET_SHARDS_MAX && s->shard[k].used ? k : -1;
 }
 
 const fleet_keys *fleet_shards_keys_of_id(const fleet_shards *s, const char *id) {

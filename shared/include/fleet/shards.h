@@ -10,9 +10,11 @@
  * webhook streams. Shard k > 0 has the tag "{prefix:N}", N its tag number, chosen when
  * the shard was made so that the tag lands on a given master (fleet_shards_pick_tags).
  *
- * A job id carries its shard: the id's first character is the shard number k (0..31) as
- * a Crockford base32 digit. A ULID's first character is '0' until the year 3084, so every
- * id made before shards existed names shard 0, where its keys are. Within a shard ids
+ * A job id carries its shard: the id's first character is the shard number k (0..7). A
+ * ULID's first character holds the top 3 bits of its 48-bit time, '0' until the year 3084,
+ * so every id made before shards existed names shard 0, where its keys are, and ids stay
+ * valid ULIDs (first character at most '7', as fleet_job_id_valid and ULID libraries
+ * require): hence at most 8 shards (docs/scaling.md). Within a shard ids
  * still sort by creation time; across shards, compare from the second character
  * (fleet_id_cmp_time).
  *
@@ -32,7 +34,7 @@
 
 #include "fleet/keys.h"
 
-#define FLEET_SHARDS_MAX 32 /* one Crockford digit in the id */
+#define FLEET_SHARDS_MAX 8 /* the id's first character, 0..7 */
 #define FLEET_SHARDS_TEXT_MAX (FLEET_SHARDS_MAX * 24)
 /* The line on the events channel (keys.h fleet_key_events) that says the table changed:
  * readers load it again. */
@@ -60,7 +62,7 @@ int fleet_shards_init(fleet_shards *s, const char *prefix);
 
 /* Reads the table's text (NULL or "": one shard) into s, whose control tag is already set
  * by fleet_shards_init. Returns 0, or -1 with why (s is then unchanged). A valid table has
- * at least one active shard, no k twice, k in 0..31, and N >= 0 for k > 0. */
+ * at least one active shard, no k twice, k in 0..7, and N >= 0 for k > 0. */
 int fleet_shards_parse(fleet_shards *s, const char *text, char *why, size_t whylen);
 
 /* Writes s as the table's text (ascending k). Returns the length, or -1 if it does not fit. */
