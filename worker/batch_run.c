@@ -131,7 +131,7 @@ static redisReply *send_progress(wk_worker *w, wk_job *j) {
                         .done = j->unsent_done,
                         .total = j->unsent_total};
     fleet_cmd cmd;
-    fleet_state_progress(&w->keys, &p, &cmd);
+    fleet_state_progress(j->keys, &p, &cmd);
     redisReply *rep = wk_redis_script(&w->rd, &cmd);
     if (rep && !wk_reply_refused(rep)) j->unsent = false;
     return rep;
@@ -244,7 +244,7 @@ static int cb_emit(const fleet_model_ctx *ctx, size_t i, const char *output, siz
                     .max_bytes = w->cfg.max_output_bytes,
                     .webhook_throttle_ms = w->cfg.output_webhook_ms};
     fleet_cmd cmd;
-    fleet_state_emit(&w->keys, &e, &cmd);
+    fleet_state_emit(j->keys, &e, &cmd);
     wk_redis_ensure(&w->rd);
     redisReply *rep = wk_redis_script(&w->rd, &cmd);
     if (!rep) {
@@ -302,26 +302,41 @@ typedef struct pending_write {
     char err[FLEET_MODEL_ERROR_MAX];
 } pending_write;
 
-/* build_writes builds the commands of pw[0..n): the finishes in one command (finish.lua
- * takes a batch) unless they are too many for one, each requeue in its own. Command c
- * holds per[c] writes, whose indexes in pw are idx[first[c]..first[c] + per[c]); finish
- * says which kind it is. Returns how many commands. */
-static size_t build_writes(wk_worker *w, pending_write *pw, size_t n, fleet_finish *fs, size_t *idx,
-                           fleet_cmd *cmds, size_t *first, size_t *per, bool *finish) {
+/* build_writes builds the commands of pw[0..n): the finishes of each shard's jobs in one
+ * command (finish.lua takes a batch; a script touches one shard's keys) unless they are
+ * too many for one, each requeue in its own. Command c holds per[c] writes, whose indexes
+ * in pw are idx[first[c]..first[c] + per[c]); finish says which kind it is. Returns how
+ * many commands. */
+static size_t build_writes(const wk_job *jobs, pending_write *pw, size_t n, fleet_finish *fs,
+                           size_t *idx, fleet_cmd *cmds, size_t *first, size_t *per,
+                           bool *finish) {
     size_t nf = 0, nc = 0;
     for (size_t i = 0; i < n; i++) {
         /* A copy's message must point at its own buffer, not at the slot it came from. */
         pw[i].f.error = pw[i].err;
         pw[i].rq.error = pw[i].err;
-        if (!pw[i].requeue) {
-            fs[nf] = pw[i].f;
-            idx[nf++] = i;
-        }
+    }
+    /* The finishes grouped by shard, in the order of their first job (a batch claimed
+     * shard after shard already is). */
+    bool *taken = finish; /* finish[] is written below, after its last use here */
+    for (size_t i = 0; i < n; i++) taken[i] = pw[i].requeue;
+    for (size_t i = 0; i < n; i++) {
+        if (taken[i]) continue;
+        const fleet_keys *keys = jobs[pw[i].job].keys;
+        for (size_t j = i; j < n; j++)
+            if (!taken[j] && jobs[pw[j].job].keys == keys) {
+                taken[j] = true;
+                fs[nf] = pw[j].f;
+                idx[nf++] = j;
+            }
     }
     for (size_t i = 0; i < nf; nc++) {
+        const fleet_keys *keys = jobs[pw[idx[i]].job].keys;
+        size_t same = 1;
+        while (i + same < nf && jobs[pw[idx[i + same]].job].keys == keys) same++;
         first[nc] = i;
         finish[nc] = true;
-        per[nc] = fleet_state_finish(&w->keys, &fs[i], nf - i, &cmds[nc]);
+        per[nc] = fleet_state_finish(keys, &fs[i], same, &cmds[nc]);
         i += per[nc];
     }
     for (size_t i = 0, at = nf; i < n; i++)
@@ -330,7 +345,7 @@ static size_t build_writes(wk_worker *w, pending_write *pw, size_t n, fleet_fini
             first[nc] = at++;
             finish[nc] = false;
             per[nc] = 1;
-            fleet_state_requeue(&w->keys, &pw[i].rq, &cmds[nc++]);
+            fleet_state_requeue(jobs[pw[i].job].keys, &pw[i].rq, &cmds[nc++]);
         }
     return nc;
 }
@@ -489,7 +504,7 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n) {
         if (unsent < 0) continue;
         size_t keep = 0, refused = 0;
         if (unsent == 0) {
-            size_t nc = build_writes(w, pw, left, fs, idx, cmds, first, per, finish);
+            size_t nc = build_writes(jobs, pw, left, fs, idx, cmds, first, per, finish);
             size_t na = first_send ? wk_ahead_build(w, cmds + nc) : 0;
             first_send = false;
             wk_redis_scripts(&w->rd, cmds, nc + na, reps);

@@ -52,6 +52,7 @@
 #define TIMEOUT_GRACE_MS 5000LL
 
 typedef struct watched {
+    fleet_keys keys; /* the job's shard's */
     char id[FLEET_ID_LEN + 1];
     char token[WK_TOKEN_LEN + 1];
     long long deadline_mono; /* when the keeper ends the job itself (timeout); 0: never */
@@ -155,28 +156,41 @@ static bool write_heartbeat(wk_worker *w, wk_redis *rd, wk_ratelog *rl) {
     return refused;
 }
 
+/* The model's stream on each shard as last loaded by the main thread, into out[]. */
+static size_t shard_streams(wk_worker *w, fleet_key *out) {
+    pthread_mutex_lock(&w->mu);
+    size_t n = w->nshard_keys;
+    for (size_t i = 0; i < n; i++) out[i] = fleet_key_stream(&w->shard_keys[i], w->cfg.model);
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
 static void deregister(wk_worker *w, wk_redis *rd) {
     fleet_key wkeys = fleet_key_workers(&w->keys);
     fleet_key me = fleet_key_worker(&w->keys, w->cfg.name);
+    fleet_key streams[FLEET_SHARDS_MAX];
     redisReply *r;
 
     if (wk_redis_ensure(rd) < 0) return; /* the entries expire by themselves */
     if ((r = wk_redis_cmdf(rd, "ZREM %s %s", wkeys.s, w->cfg.name))) freeReplyObject(r);
     if ((r = wk_redis_cmdf(rd, "DEL %s", me.s))) freeReplyObject(r);
-    /* Leave the group only with nothing pending: DELCONSUMER drops pending entries,
-     * and those are jobs handed back for another worker to reclaim. */
-    r = wk_redis_cmdf(rd, "XPENDING %s %s - + 1 %s", w->stream.s, FLEET_GROUP, w->cfg.name);
-    bool none = r && r->type == REDIS_REPLY_ARRAY && r->elements == 0;
-    if (r) freeReplyObject(r);
-    if (none && (r = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", w->stream.s, FLEET_GROUP,
-                                   w->cfg.name)))
-        freeReplyObject(r);
+    /* Leave each shard's group only with nothing pending there: DELCONSUMER drops pending
+     * entries, and those are jobs handed back for another worker to reclaim. */
+    size_t ns = shard_streams(w, streams);
+    for (size_t i = 0; i < ns; i++) {
+        r = wk_redis_cmdf(rd, "XPENDING %s %s - + 1 %s", streams[i].s, FLEET_GROUP, w->cfg.name);
+        bool none = r && r->type == REDIS_REPLY_ARRAY && r->elements == 0;
+        if (r) freeReplyObject(r);
+        if (none && (r = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", streams[i].s,
+                                       FLEET_GROUP, w->cfg.name)))
+            freeReplyObject(r);
+    }
 }
 
-/* sweep_consumers deletes consumers idle for consumer_idle_ms with nothing pending: live
- * workers read every second, so these are workers that died. */
-static void sweep_consumers(wk_worker *w, wk_redis *rd) {
-    redisReply *r = wk_redis_cmdf(rd, "XINFO CONSUMERS %s %s", w->stream.s, FLEET_GROUP);
+/* sweep_stream deletes the consumers of one stream's group idle for consumer_idle_ms
+ * with nothing pending: live workers read every second, so these are workers that died. */
+static void sweep_stream(wk_worker *w, wk_redis *rd, const fleet_key *stream) {
+    redisReply *r = wk_redis_cmdf(rd, "XINFO CONSUMERS %s %s", stream->s, FLEET_GROUP);
     if (!r) return;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const redisReply *c = r->element[i];
@@ -194,7 +208,7 @@ static void sweep_consumers(wk_worker *w, wk_redis *rd) {
         if (!name || pending != 0 || idle < w->cfg.consumer_idle_ms ||
             strcmp(name, w->cfg.name) == 0)
             continue;
-        redisReply *d = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", w->stream.s, FLEET_GROUP,
+        redisReply *d = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", stream->s, FLEET_GROUP,
                                       name);
         if (!d) break;
         fleet_log(FLEET_LOG_INFO, "removed an idle consumer with nothing pending", "consumer", name,
@@ -202,6 +216,13 @@ static void sweep_consumers(wk_worker *w, wk_redis *rd) {
         freeReplyObject(d);
     }
     freeReplyObject(r);
+}
+
+/* sweep_consumers tidies the group on every shard's stream. */
+static void sweep_consumers(wk_worker *w, wk_redis *rd) {
+    fleet_key streams[FLEET_SHARDS_MAX];
+    size_t ns = shard_streams(w, streams);
+    for (size_t i = 0; i < ns && rd->c; i++) sweep_stream(w, rd, &streams[i]);
 }
 
 /* ---------------------------------------------------------------- watching --------- */
@@ -218,7 +239,7 @@ static void renew_leases(wk_worker *w, wk_redis *rd, watched *ws, size_t n, flee
                           .token = ws[i].token,
                           .worker = w->cfg.name,
                           .lease_ms = w->cfg.lease_ms};
-        fleet_state_renew(&w->keys, &rn, &cmds[i]);
+        fleet_state_renew(&ws[i].keys, &rn, &cmds[i]);
     }
     wk_redis_scripts(rd, cmds, n, reps);
     for (size_t i = 0; i < n; i++) {
@@ -266,7 +287,7 @@ static void end_overdue_jobs(wk_worker *w, wk_redis *rd, watched *ws, size_t n) 
                           .status = FLEET_STATUS_FAILED,
                           .error = err};
         fleet_cmd cmd;
-        fleet_state_finish(&w->keys, &f, 1, &cmd);
+        fleet_state_finish(&ws[i].keys, &f, 1, &cmd);
         redisReply *r = wk_redis_script(rd, &cmd);
         if (!r) return; /* the connection went: try again at the next look */
         fleet_finish_outcome fr = fleet_state_finish_reply(r);
@@ -380,6 +401,7 @@ static void *keeper_main(void *arg) {
         bool writing = w->batch_writing;
         for (size_t i = 0; i < n; i++) {
             const wk_job *j = &w->batch[i];
+            ws[i].keys = *j->keys;
             memcpy(ws[i].id, j->e.job_id, sizeof ws[i].id);
             memcpy(ws[i].token, j->token, sizeof ws[i].token);
             ws[i].timeout_s = j->claimed.timeout_s;

@@ -26,6 +26,7 @@
 #include "fleet/job.h"
 #include "fleet/keys.h"
 #include "fleet/redis_health.h"
+#include "fleet/shards.h"
 #include "fleet/state.h"
 #include "model.h"
 #include "redis.h"
@@ -111,10 +112,14 @@ typedef struct wk_entry {
     char job_id[FLEET_ID_LEN + 1];
 } wk_entry;
 
-/* One claimed job of the current batch. Owned by the main thread; the keeper reads id and
- * token (which do not change while the batch runs) and ORs bits into stop. */
+/* One claimed job of the current batch. Owned by the main thread; the keeper reads id,
+ * token and keys (which do not change while the batch runs) and ORs bits into stop. */
 typedef struct wk_job {
     wk_entry e;
+    /* The keys of the job's shard (w->shards.shard[k].keys): every script call of the job
+     * goes there. The table is reloaded only between batches, so this stays valid while
+     * the batch runs. */
+    const fleet_keys *keys;
     char token[WK_TOKEN_LEN + 1];
     /* The claim command's reply, which holds the input bytes that claimed.input points
      * to: set on the first job that command claimed (NULL on the others), freed after
@@ -153,6 +158,29 @@ typedef struct wk_metrics {
     long long next_flush_mono;
 } wk_metrics;
 
+/* ---------------------------------------------------------------- shards ----------- */
+
+/* The worker reads its model's stream on every shard of the table (shards.h), which the
+ * main thread loads at start and again every WK_SHARDS_RELOAD_MS, between batches. */
+#define WK_SHARDS_RELOAD_MS 2000L
+/* Idle with several shards, the main thread blocks on one shard's stream at a time for
+ * this long, rotating (a read cannot block on streams of several hash tags of a cluster):
+ * an entry on any shard is seen within about WK_SLICE_MS x (shards - 1), plus Redis'
+ * BLOCK precision (its server cron, 100 ms at hz 10). One shard blocks for 1 s as
+ * before. */
+#define WK_SLICE_MS 50L
+
+/* What the main thread keeps per shard it reads. */
+typedef struct wk_shard {
+    bool used;                  /* k is in the table */
+    const fleet_keys *keys;     /* &w->shards.shard[k].keys */
+    fleet_key stream;           /* the model's stream there */
+    unsigned long group_epoch;  /* rd.epoch when its consumer group was last ensured */
+    char reclaim_cursor[WK_ENTRY_ID_MAX];
+    long long next_reclaim_mono;
+    long long next_promote_mono;
+} wk_shard;
+
 /* ---------------------------------------------------------------- worker ----------- */
 
 typedef struct wk_worker {
@@ -166,12 +194,15 @@ typedef struct wk_worker {
     size_t max_batch; /* cfg.max_batch, lowered to the model's own limit */
     long long started_ms;
 
-    fleet_redis_target redis;  /* cfg.redis, parsed */
-    wk_redis rd;               /* the main thread's connection */
-    unsigned long group_epoch; /* rd.epoch when the consumer group was last ensured */
-    char reclaim_cursor[WK_ENTRY_ID_MAX];
-    long long next_reclaim_mono;
-    long long next_promote_mono;
+    fleet_redis_target redis; /* cfg.redis, parsed */
+    wk_redis rd;              /* the main thread's connection */
+    /* The shard table and the state of each shard read, by k (main thread). */
+    fleet_shards shards;
+    char shards_text[FLEET_SHARDS_TEXT_MAX + 1]; /* the table as last loaded ("": none) */
+    long long next_shards_mono;
+    wk_shard sh[FLEET_SHARDS_MAX];
+    size_t rot;      /* the shard a turn starts with: all[rot % n], one more each turn */
+    int ahead_shard; /* the k of the claim sent ahead (w->ahead) */
     bool ran_full_batch; /* the last turn ran a full batch: the worker is under load */
     /* The claim sent ahead with the last batch's final writes (loop.c, wk_ahead_build):
      * its reply, for the next turn (NULL: none), and the tokens of its ahead_n read slots
@@ -189,6 +220,9 @@ typedef struct wk_worker {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     wk_job *batch; /* the running batch, NULL between batches (under mu) */
+    /* Every shard's keys as last loaded, for the keeper's per-shard chores (under mu). */
+    fleet_keys shard_keys[FLEET_SHARDS_MAX];
+    size_t nshard_keys;
     size_t nbatch;
     /* The model is done with the batch and its results are being written: the keeper
      * still renews the leases (a finish refused by a full Redis is retried until it
