@@ -190,15 +190,15 @@ static void process_series(FILE *f) {
 
 /* ------------------------------------------------------------ fleet-wide series ----- */
 
-/* The per-model numbers of one scrape. */
+/* The per-model numbers of one scrape, summed over the shards (shards.h). */
 typedef struct model_row {
-    const char *name;
+    char name[FLEET_MODEL_MAX + 1];
     long long queued, running, submitted;
     long long finished[4]; /* succeeded, failed, cancelled, expired */
     long long events[6]; /* retried, handed_back, reclaimed, dead_lettered, dlq_retried, evicted */
     long long oldest_created_ms; /* -1: nothing waits */
     long busy, idle;
-    const redisReply *hist; /* HGETALL of its metrics hash, or NULL */
+    const redisReply *hist; /* HGETALL of its metrics hash (a control key), or NULL */
 } model_row;
 
 static const char *const finished_names[4] = {"succeeded", "failed", "cancelled", "expired"};
@@ -210,7 +210,7 @@ typedef struct model_table {
     size_t n, cap;
 } model_table;
 
-/* The row of model name (a string that outlives the table), added when new. */
+/* The row of model name, added when new. */
 static model_row *row_of(model_table *t, const char *name, size_t len) {
     for (size_t i = 0; i < t->n; i++)
         if (strlen(t->rows[i].name) == len && memcmp(t->rows[i].name, name, len) == 0)
@@ -225,7 +225,7 @@ static model_row *row_of(model_table *t, const char *name, size_t len) {
     }
     model_row *r = &t->rows[t->n++];
     memset(r, 0, sizeof *r);
-    r->name = name;
+    memcpy(r->name, name, len);
     r->oldest_created_ms = -1;
     return r;
 }
@@ -234,8 +234,8 @@ static bool is_str(const redisReply *r) {
     return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
 }
 
-/* Reads the stats hash's "<model>:<counter>" fields into the rows of the table: the
- * script names every model of the stats hash, so each has its row already. */
+/* Adds the stats hash's "<model>:<counter>" fields to the rows of the table: the script
+ * names every model of the stats hash, so each has its row already. */
 static void read_stats(model_table *t, const redisReply *stats) {
     for (size_t i = 0; i + 1 < stats->elements; i += 2) {
         const redisReply *f = stats->element[i], *v = stats->element[i + 1];
@@ -250,13 +250,13 @@ static void read_stats(model_table *t, const redisReply *stats) {
         if (!r) continue;
         const char *c = colon + 1;
         long long n = strtoll(v->str, NULL, 10);
-        if (strcmp(c, "queued") == 0) r->queued = n;
-        else if (strcmp(c, "running") == 0) r->running = n;
-        else if (strcmp(c, "submitted") == 0) r->submitted = n;
+        if (strcmp(c, "queued") == 0) r->queued += n;
+        else if (strcmp(c, "running") == 0) r->running += n;
+        else if (strcmp(c, "submitted") == 0) r->submitted += n;
         for (size_t k = 0; k < 4; k++)
-            if (strcmp(c, finished_names[k]) == 0) r->finished[k] = n;
+            if (strcmp(c, finished_names[k]) == 0) r->finished[k] += n;
         for (size_t k = 0; k < 6; k++)
-            if (strcmp(c, event_names[k]) == 0) r->events[k] = n;
+            if (strcmp(c, event_names[k]) == 0) r->events[k] += n;
     }
 }
 
@@ -395,19 +395,64 @@ static void fleet_series(FILE *f, const model_table *t, long long now_ms) {
 
 /* ------------------------------------------------------------ the scrape ------------ */
 
+/* One scrape: with several shards, every shard but 0 is read first (its counters and
+ * queues, metrics.lua's shard-only form) and summed into t; then the control call (shard 0's
+ * counters and queues, the workers, the histograms) completes it and answers, since the
+ * histograms are read from its reply. One shard: the control call alone, as always. */
 typedef struct scrape {
     gw_req *r;
     fleet_cmd cmd;
+    model_table t;
+    fleet_cmd *shard_cmds; /* one per shard but 0 */
+    size_t pending;
+    bool failed; /* a shard's call failed: the fleet-wide series are left out */
 } scrape;
 
-/* Answers with the per-process series, and the fleet-wide ones from rep when it is a
- * metrics reply. */
-static void answer(gw_req *r, const redisReply *rep) {
+static void scrape_free(scrape *s) {
+    free(s->t.rows);
+    free(s->shard_cmds);
+    free(s);
+}
+
+/* Adds one shard's (or the control call's) metrics reply to the table. */
+static void add_reply(model_table *t, const fleet_metrics_reply *mr) {
+    /* Every model the shard has counted, then those only a live worker names. */
+    for (size_t i = 0; i < mr->models->elements; i++) {
+        const redisReply *m = mr->models->element[i];
+        if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 || !is_str(m->element[0])) continue;
+        model_row *row = row_of(t, m->element[0]->str, m->element[0]->len);
+        if (!row) continue;
+        if (is_str(m->element[1]) && m->element[1]->len > 0) {
+            long long oldest = strtoll(m->element[1]->str, NULL, 10);
+            if (row->oldest_created_ms < 0 || oldest < row->oldest_created_ms)
+                row->oldest_created_ms = oldest;
+        }
+        if (m->element[2]->type == REDIS_REPLY_ARRAY && m->element[2]->elements > 0)
+            row->hist = m->element[2];
+    }
+    read_stats(t, mr->stats);
+    for (size_t i = 0; i < mr->workers->elements; i++) {
+        const redisReply *w = mr->workers->element[i];
+        if (w->type != REDIS_REPLY_ARRAY || w->elements != 2 || !is_str(w->element[0]) ||
+            !is_str(w->element[1]))
+            continue;
+        model_row *row = row_of(t, w->element[0]->str, w->element[0]->len);
+        if (!row) continue;
+        if (strcmp(w->element[1]->str, "1") == 0) row->busy++;
+        else row->idle++;
+    }
+}
+
+/* Answers with the per-process series, and the fleet-wide ones from rep (the control
+ * call's) when it is a metrics reply and every shard was read. */
+static void answer(scrape *s, const redisReply *rep) {
+    gw_req *r = s->r;
     fleet_metrics_reply mr;
     bool up = rep && fleet_state_metrics_reply(rep, &mr) == 0;
     if (rep && !up)
         fleet_log(FLEET_LOG_ERROR, "metrics script failed", "error",
                   rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply", NULL);
+    up = up && !s->failed;
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -415,38 +460,15 @@ static void answer(gw_req *r, const redisReply *rep) {
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
         return;
     }
-    model_table t = {0};
     if (up) {
-        /* Every model the fleet has counted, then those only a live worker names. */
-        for (size_t i = 0; i < mr.models->elements; i++) {
-            const redisReply *m = mr.models->element[i];
-            if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 || !is_str(m->element[0]))
-                continue;
-            model_row *row = row_of(&t, m->element[0]->str, m->element[0]->len);
-            if (!row) continue;
-            if (is_str(m->element[1]) && m->element[1]->len > 0)
-                row->oldest_created_ms = strtoll(m->element[1]->str, NULL, 10);
-            if (m->element[2]->type == REDIS_REPLY_ARRAY) row->hist = m->element[2];
-        }
-        read_stats(&t, mr.stats);
-        for (size_t i = 0; i < mr.workers->elements; i++) {
-            const redisReply *w = mr.workers->element[i];
-            if (w->type != REDIS_REPLY_ARRAY || w->elements != 2 || !is_str(w->element[0]) ||
-                !is_str(w->element[1]))
-                continue;
-            model_row *row = row_of(&t, w->element[0]->str, w->element[0]->len);
-            if (!row) continue;
-            if (strcmp(w->element[1]->str, "1") == 0) row->busy++;
-            else row->idle++;
-        }
-        fleet_series(f, &t, mr.now_ms);
+        add_reply(&s->t, &mr);
+        fleet_series(f, &s->t, mr.now_ms);
     }
     process_series(f);
     family(f, "fleet_redis_up", "gauge",
-           "1 when this scrape read the fleet's state from Redis, else 0 (the fleet-wide "
-           "series are then missing).");
+           "1 when this scrape read the fleet's state from Redis (every shard), else 0 (the "
+           "fleet-wide series are then missing).");
     fprintf(f, "fleet_redis_up %d\n", up ? 1 : 0);
-    free(t.rows);
     if (fclose(f) != 0 || !text) {
         free(text);
         gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
@@ -458,9 +480,45 @@ static void answer(gw_req *r, const redisReply *rep) {
 
 static void on_metrics(redisReply *rep, void *arg) {
     scrape *s = arg;
+    answer(s, rep);
+    scrape_free(s);
+}
+
+static void send_control(scrape *s) {
     gw_req *r = s->r;
-    free(s);
-    answer(r, rep);
+    fleet_state_metrics(&r->g->keys, SCRAPE_SCAN, SCRAPE_TENANTS, &s->cmd);
+    if (gw_redis_script(r->g->redis, &s->cmd, on_metrics, s) < 0) {
+        answer(s, NULL); /* Redis not ready: this process's series, and fleet_redis_up 0 */
+        scrape_free(s);
+        return;
+    }
+    if (!r->paused) gw_pause(r);
+}
+
+static void shard_done(scrape *s) {
+    if (--s->pending > 0) return;
+    if (s->failed) {
+        answer(s, NULL);
+        scrape_free(s);
+        return;
+    }
+    send_control(s);
+}
+
+static void on_shard_metrics(redisReply *rep, void *arg) {
+    scrape *s = arg;
+    fleet_metrics_reply mr;
+    if (!s->failed && rep && fleet_state_metrics_reply(rep, &mr) == 0) {
+        add_reply(&s->t, &mr);
+    } else if (!s->failed) {
+        fleet_log(FLEET_LOG_ERROR, "metrics script failed on a shard", "error",
+                  rep && rep->type == REDIS_REPLY_ERROR ? rep->str
+                  : rep                                 ? "unexpected reply"
+                                                        : "redis unavailable",
+                  NULL);
+        s->failed = true;
+    }
+    shard_done(s);
 }
 
 void gw_metrics_scrape(gw_req *r) {
@@ -470,11 +528,28 @@ void gw_metrics_scrape(gw_req *r) {
         return;
     }
     s->r = r;
-    fleet_state_metrics(&r->g->keys, SCRAPE_SCAN, SCRAPE_TENANTS, &s->cmd);
-    if (gw_redis_script(r->g->redis, &s->cmd, on_metrics, s) < 0) {
-        free(s);
-        answer(r, NULL); /* Redis not ready: this process's series, and fleet_redis_up 0 */
+    const fleet_shards *sh = &r->g->shards;
+    if (sh->n == 1 && sh->all[0] == 0) {
+        send_control(s);
         return;
     }
-    gw_pause(r);
+    if (!(s->shard_cmds = calloc(sh->n, sizeof *s->shard_cmds))) {
+        free(s);
+        gw_reply_problem(r, GW_PROBLEM_INTERNAL, "out of memory");
+        return;
+    }
+    s->pending = 1; /* this function: the control call goes after every shard answered */
+    for (size_t i = 0; i < sh->n; i++) {
+        int k = sh->all[i];
+        if (k == 0) continue; /* the control call reads shard 0 */
+        fleet_state_metrics_of(&sh->shard[k].keys, true, SCRAPE_SCAN, SCRAPE_TENANTS,
+                               &s->shard_cmds[i]);
+        s->pending++;
+        if (gw_redis_script(r->g->redis, &s->shard_cmds[i], on_shard_metrics, s) < 0) {
+            s->pending--;
+            s->failed = true;
+        }
+    }
+    if (!r->paused) gw_pause(r);
+    shard_done(s);
 }

@@ -1,7 +1,9 @@
 /* model_actions.c: an operator steers a model's queue (admin API key): POST
  * /v1/models/{model}/purge cancels every queued job of the model (purge.lua, called again
  * while it has more); /pause and /resume stop and restart workers taking its jobs, which
- * still queue meanwhile (pause.lua, claim.lua, feed.lua). docs/api.md, "Steering a model". */
+ * still queue meanwhile (pause.lua, claim.lua, feed.lua). docs/api.md, "Steering a model".
+ * A model's queue lives on every shard of the table (shards.h): each action runs on one
+ * shard after the other (each shard's keys its own calls), and answers once all are done. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,17 @@ typedef struct model_call {
     char cursor[48]; /* purge: the stream entry id the last call looked at */
     long long cancelled;
     bool pause;
+    size_t shard;         /* the index in the table's all[] of the shard being worked on */
+    long long paused_ms;  /* pause: the first shard's mark */
+    long long requeued;   /* resume: summed over the shards */
 } model_call;
+
+/* The keys of the shard being worked on, or NULL when every shard is done. The table may
+ * change meanwhile: its all[] as it is at each step is walked. */
+static const fleet_keys *model_shard(const model_call *c) {
+    const fleet_shards *sh = &c->r->g->shards;
+    return c->shard < sh->n ? &sh->shard[sh->all[c->shard]].keys : NULL;
+}
 
 /* A new call for r's model, or NULL after answering: 403 without an admin key, 404 for a
  * path segment that cannot be a model name. */
@@ -73,7 +85,13 @@ static void on_purged(redisReply *rep, void *arg) {
         if (more && strlen(cursor) < sizeof c->cursor) {
             /* The next part of the queue: a new command (the reply is freed after this). */
             snprintf(c->cursor, sizeof c->cursor, "%s", cursor);
-            fleet_state_purge(&r->g->keys, c->model, c->cursor, PURGE_BUDGET, &c->cmd);
+        } else {
+            c->cursor[0] = '\0'; /* this shard's queue is done: the next shard's */
+            c->shard++;
+        }
+        const fleet_keys *k = model_shard(c);
+        if (k) {
+            fleet_state_purge(k, c->model, c->cursor, PURGE_BUDGET, &c->cmd);
             model_send(c, on_purged);
             return;
         }
@@ -91,7 +109,7 @@ static void on_purged(redisReply *rep, void *arg) {
 void gw_models_purge(gw_req *r, const char *model) {
     model_call *c = model_call_new(r, model);
     if (!c) return;
-    fleet_state_purge(&r->g->keys, c->model, "", PURGE_BUDGET, &c->cmd);
+    fleet_state_purge(model_shard(c), c->model, "", PURGE_BUDGET, &c->cmd);
     model_send(c, on_purged);
 }
 
@@ -107,6 +125,17 @@ static void on_paused(redisReply *rep, void *arg) {
     } else if (found < 0) {
         gw_reply_redis_error(r, c->pause ? "pause" : "resume", rep);
     } else {
+        if (c->shard == 0) c->paused_ms = paused_ms;
+        c->requeued += requeued;
+        c->shard++;
+        const fleet_keys *k = model_shard(c);
+        if (k) { /* the next shard (the reply is freed after this) */
+            fleet_state_pause(k, c->model, c->pause, &c->cmd);
+            model_send(c, on_paused);
+            return;
+        }
+        paused_ms = c->paused_ms;
+        requeued = c->requeued;
         fleet_log(FLEET_LOG_INFO, c->pause ? "model paused" : "model resumed", "model", c->model,
                   "request_id", r->request_id, NULL);
         json_t *o = json_pack("{s:s, s:b}", "model", c->model, "paused", paused_ms > 0);
@@ -131,7 +160,7 @@ static void pause_or_resume(gw_req *r, const char *model, bool pause) {
         return;
     }
     c->pause = pause;
-    fleet_state_pause(&r->g->keys, c->model, pause, &c->cmd);
+    fleet_state_pause(model_shard(c), c->model, pause, &c->cmd);
     model_send(c, on_paused);
 }
 

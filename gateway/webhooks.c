@@ -17,6 +17,7 @@
 #include "fleet/job_json.h"
 #include "fleet/log.h"
 #include "fleet/redis_health.h"
+#include "fleet/shards.h"
 #include "fleet/state.h"
 #include "fleet/tenant.h"
 #include "metrics.h"
@@ -38,13 +39,28 @@
 #define GW_WEBHOOK_SICK_MS 1000 /* task reads paused after Redis refused one for now */
 #define RETRY_AFTER_MAX_S 86400L
 
+/* One shard's task stream, retry set and dead-letter stream (shards.h): a gateway reads
+ * every shard of the table, each with its own group state and promote timer. */
+typedef struct wh_shard {
+    struct gw_webhooks *wh;
+    int k;
+    bool group_ok;
+    bool reading;    /* a task read (or the group's creation) in flight */
+    bool read_again; /* woken while a read was in flight: read once more after it */
+    long reserved;   /* the COUNT of the read in flight (room taken from max_inflight) */
+    struct event *promote_ev; /* armed for the earliest known due retry; NULL: not made yet */
+    fleet_cmd promote_cmd;
+    bool promoting, reading_head;
+    long long promote_at_ms;    /* when promote_ev fires (0: not armed) */
+    long long promote_floor_ms; /* no promote before this (after one that found none due) */
+} wh_shard;
+
 struct gw_webhooks {
     gw *g;
     gw_curl *curl;
     struct evdns_base *dns;
-    struct event *safety_ev;  /* the slow tick (SAFETY_MS) */
-    struct event *read_ev;    /* a task read put off: room freed, Redis sick until then */
-    struct event *promote_ev; /* armed for the earliest known due retry */
+    struct event *safety_ev; /* the slow tick (SAFETY_MS) */
+    struct event *read_ev;   /* a task read put off: room freed, Redis sick until then */
     struct event *reclaim_ev;
     gw_waiter any; /* "<id> webhook" messages wake the task read */
     unsigned char key[GW_WHSEC_KEY_MAX];
@@ -53,23 +69,22 @@ struct gw_webhooks {
     long schedule_ms[GW_WEBHOOK_SCHEDULE_MAX];
     int attempts_max;
     char consumer[64];
-    bool reading, stopped, group_ok;
-    bool read_again;       /* woken while a read was in flight: read once more after it */
+    bool stopped;
     bool want_room;        /* a read was put off for lack of room: read when a delivery ends */
     size_t inflight;       /* deliveries between their task read and their settle */
+    long reserved;         /* the COUNTs of the task reads in flight, over the shards */
     struct delivery *live; /* those deliveries, for refresh_claims */
     struct event *refresh_ev;
-    fleet_cmd promote_cmd;
-    bool promoting, reading_head;
-    long long promote_at_ms;    /* when promote_ev fires (0: not armed) */
-    long long promote_floor_ms; /* no promote before this (after one that found none due) */
-    uint64_t sick_until_ms;     /* Redis refused the task read (full, loading): wait till then */
+    uint64_t sick_until_ms; /* Redis refused the task read (full, loading): wait till then */
+    wh_shard shard[FLEET_SHARDS_MAX]; /* by shard number */
 };
 
 /* One delivery attempt, from the task read to the settle. */
 typedef struct delivery {
     gw_webhooks *wh;
     struct delivery *prev, *next; /* in wh->live */
+    int k;           /* the shard whose task stream named it: its job's, and its keys' */
+    fleet_keys keys; /* that shard's (kept: the table may change while it runs) */
     char entry_id[48];
     char msg[96];
     char job_id[FLEET_ID_LEN + 1];
@@ -90,8 +105,22 @@ typedef struct delivery {
     long long due_ms;              /* its retry time */
 } delivery;
 
-static void arm_promote(gw_webhooks *wh, long long due_ms);
+static void arm_promote(wh_shard *s, long long due_ms);
 static void read_soon(gw_webhooks *wh, long delay_ms);
+
+/* The shard k of the table in use, or NULL when the table has none (it was removed). */
+static wh_shard *shard_of(gw_webhooks *wh, int k) {
+    const fleet_shards *sh = &wh->g->shards;
+    if (k < 0 || k >= FLEET_SHARDS_MAX || !sh->shard[k].used) return NULL;
+    wh_shard *s = &wh->shard[k];
+    s->wh = wh;
+    s->k = k;
+    return s;
+}
+
+static const fleet_keys *shard_keys(const wh_shard *s) {
+    return &s->wh->g->shards.shard[s->k].keys;
+}
 
 /* ------------------------------------------------------------ settings -------------- */
 
@@ -150,8 +179,10 @@ static void on_settled(redisReply *rep, void *arg) {
                   "it ran (it was pending longer than FLEET_WEBHOOK_CLAIM_MS)",
                   "webhook_id", d->msg, NULL);
     else if (rep->type == REDIS_REPLY_INTEGER && rep->integer > 0 &&
-             d->outcome == FLEET_WEBHOOK_RETRY && !d->wh->stopped)
-        arm_promote(d->wh, d->due_ms); /* this gateway promotes its own retry when due */
+             d->outcome == FLEET_WEBHOOK_RETRY && !d->wh->stopped) {
+        wh_shard *s = shard_of(d->wh, d->k);
+        if (s) arm_promote(s, d->due_ms); /* this gateway promotes its own retry when due */
+    }
     delivery_free(d);
 }
 
@@ -187,7 +218,7 @@ static void settle(delivery *d, fleet_webhook_outcome outcome, long long due_ms,
         .dlq_cap = wh->g->cfg.webhook_dlq_cap,
         .consumer = wh->consumer,
     };
-    fleet_state_webhook_settle(&wh->g->keys, &ws, &d->cmd);
+    fleet_state_webhook_settle(&d->keys, &ws, &d->cmd);
     if (gw_redis_script(wh->g->redis, &d->cmd, on_settled, d) < 0) {
         fleet_log(FLEET_LOG_WARN,
                   "webhook outcome not recorded (redis unavailable); the task "
@@ -380,7 +411,7 @@ static void after_secret(delivery *d) {
         check_and_post(d);
         return;
     }
-    fleet_state_get(&wh->g->keys, d->job_id, d->tenant, &d->cmd);
+    fleet_state_get(&d->keys, d->job_id, d->tenant, &d->cmd);
     if (gw_redis_script(wh->g->redis, &d->cmd, on_job, d) < 0) delivery_free(d);
 }
 
@@ -447,7 +478,8 @@ static void on_delivery(redisReply *rep, void *arg) {
 
 /* ------------------------------------------------------------ reading tasks --------- */
 
-static void start_delivery(gw_webhooks *wh, const char *entry_id, const redisReply *fields) {
+static void start_delivery(wh_shard *s, const char *entry_id, const redisReply *fields) {
+    gw_webhooks *wh = s->wh;
     const char *msg = NULL;
     for (size_t k = 0; fields && fields->type == REDIS_REPLY_ARRAY && k + 1 < fields->elements;
          k += 2)
@@ -456,13 +488,15 @@ static void start_delivery(gw_webhooks *wh, const char *entry_id, const redisRep
     delivery *d = calloc(1, sizeof *d);
     if (!d) return; /* stays pending: taken over later */
     d->wh = wh;
+    d->k = s->k;
+    d->keys = *shard_keys(s);
     wh->inflight++;
     d->next = wh->live;
     if (wh->live) wh->live->prev = d;
     wh->live = d;
     snprintf(d->entry_id, sizeof d->entry_id, "%s", entry_id);
     snprintf(d->msg, sizeof d->msg, "%s", msg ? msg : "");
-    fleet_key dk = fleet_key_delivery(&wh->g->keys, d->msg[0] ? d->msg : "-");
+    fleet_key dk = fleet_key_delivery(&d->keys, d->msg[0] ? d->msg : "-");
     const char *argv[2] = {"HGETALL", dk.s};
     size_t lens[2] = {7, strlen(dk.s)};
     if (gw_redis_command(wh->g->redis, 2, argv, lens, on_delivery, d) < 0) delivery_free(d);
@@ -470,24 +504,39 @@ static void start_delivery(gw_webhooks *wh, const char *entry_id, const redisRep
 
 /* Entries of XREADGROUP ([[stream, [[id, fields], ...]]]) or XAUTOCLAIM ([cursor, [[id,
  * fields], ...], deleted]). */
-static void take_entries(gw_webhooks *wh, const redisReply *list) {
+static void take_entries(wh_shard *s, const redisReply *list) {
     for (size_t i = 0; list && list->type == REDIS_REPLY_ARRAY && i < list->elements; i++) {
         const redisReply *e = list->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !e->element[0]->str) continue;
-        start_delivery(wh, e->element[0]->str, e->element[1]);
+        start_delivery(s, e->element[0]->str, e->element[1]);
     }
 }
 
 static void read_tasks(gw_webhooks *wh);
+static void read_shard(wh_shard *s);
+
+/* A task read answered: its room is free again (the deliveries it started hold theirs),
+ * for a read put off for lack of it. */
+static void read_done(wh_shard *s) {
+    gw_webhooks *wh = s->wh;
+    s->reading = false;
+    wh->reserved -= s->reserved;
+    s->reserved = 0;
+    if (wh->want_room && !wh->stopped) {
+        wh->want_room = false;
+        read_soon(wh, 0);
+    }
+}
 
 static void on_read(redisReply *rep, void *arg) {
-    gw_webhooks *wh = arg;
-    wh->reading = false;
+    wh_shard *s = arg;
+    gw_webhooks *wh = s->wh;
+    read_done(s);
     if (!rep || wh->stopped) return;
     if (rep->type == REDIS_REPLY_ERROR) {
         fleet_redis_err e = fleet_redis_err_of(rep);
         if (strncmp(rep->str, "NOGROUP", 7) == 0) {
-            wh->group_ok = false; /* the stream was deleted: create the group again */
+            s->group_ok = false; /* the stream was deleted: create the group again */
             read_soon(wh, 0);
         } else if (e == FLEET_REDIS_OOM || e == FLEET_REDIS_TRANSIENT) {
             /* XREADGROUP writes the pending list: a full or loading Redis refuses it. Wake
@@ -507,71 +556,88 @@ static void on_read(redisReply *rep, void *arg) {
         rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2) {
         const redisReply *list = rep->element[0]->element[1];
         got = list->type == REDIS_REPLY_ARRAY ? list->elements : 0;
-        take_entries(wh, list);
+        take_entries(s, list);
     }
     /* A full batch may have left more on the stream, and a wake-up that came while this
      * read was in flight may be for an entry it did not see: read once more. */
-    if (got > 0 || wh->read_again) {
-        wh->read_again = false;
-        read_tasks(wh);
+    if (got > 0 || s->read_again) {
+        s->read_again = false;
+        read_shard(s);
     }
 }
 
 static void on_group(redisReply *rep, void *arg) {
-    gw_webhooks *wh = arg;
-    wh->reading = false;
+    wh_shard *s = arg;
+    read_done(s);
     if (rep && (rep->type == REDIS_REPLY_STATUS ||
                 (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) == 0))) {
-        wh->group_ok = true;
-        read_tasks(wh); /* the tasks queued before the group existed */
+        s->group_ok = true;
+        read_shard(s); /* the tasks queued before the group existed */
     }
 }
 
-/* Reads new tasks (XREADGROUP without BLOCK: a blocking read on the shared async link
- * would hold up every other command behind it). Called on a wake-up, never on a timer of
- * its own but the safety tick. */
-static void read_tasks(gw_webhooks *wh) {
+/* Reads new tasks of one shard (XREADGROUP without BLOCK: a blocking read on the shared
+ * async link would hold up every other command behind it). Called on a wake-up, never on
+ * a timer of its own but the safety tick. The reads of all shards together ask for no more
+ * than the room left (FLEET_WEBHOOK_MAX_INFLIGHT), each for at most its share of it, so that
+ * one shard's backlog leaves room for the others'. */
+static void read_shard(wh_shard *s) {
+    gw_webhooks *wh = s->wh;
     gw *g = wh->g;
-    if (wh->stopped || g->draining) return;
+    if (wh->stopped || g->draining || !g->shards.shard[s->k].used) return;
     if (!gw_redis_ready(g->redis)) {
         /* Looks at the link again in a second (no command is sent while it is down). */
         read_soon(wh, GW_WEBHOOK_SICK_MS);
         return;
     }
-    if (wh->reading) {
-        wh->read_again = true;
+    if (s->reading) {
+        s->read_again = true;
         return;
     }
     if (fleet_now_ms() < wh->sick_until_ms) {
         read_soon(wh, (long)(wh->sick_until_ms - fleet_now_ms()));
         return;
     }
-    long room = g->cfg.webhook_max_inflight - (long)wh->inflight;
+    long room = g->cfg.webhook_max_inflight - (long)wh->inflight - wh->reserved;
     if (room <= 0) {
         wh->want_room = true;
         return;
     }
-    fleet_key tasks = fleet_key_webhooks(&g->keys);
+    long share = g->cfg.webhook_max_inflight / (long)(g->shards.n ? g->shards.n : 1);
+    if (share < 1) share = 1;
+    if (room > share) room = share;
+    fleet_key tasks = fleet_key_webhooks(shard_keys(s));
     char count[24];
     snprintf(count, sizeof count, "%ld", room);
-    wh->reading = true;
-    wh->read_again = false;
+    s->reading = true;
+    s->read_again = false;
     int rc;
-    if (!wh->group_ok) {
+    if (!s->group_ok) {
         /* From "0": tasks queued before any gateway ran are delivered too. */
         const char *argv[] = {"XGROUP", "CREATE", tasks.s, FLEET_WEBHOOK_GROUP, "0", "MKSTREAM"};
         size_t lens[6];
         for (int i = 0; i < 6; i++) lens[i] = strlen(argv[i]);
-        rc = gw_redis_command(g->redis, 6, argv, lens, on_group, wh);
+        rc = gw_redis_command(g->redis, 6, argv, lens, on_group, s);
     } else {
         const char *argv[] = {"XREADGROUP", "GROUP", FLEET_WEBHOOK_GROUP,
                               wh->consumer, "COUNT", count,
                               "STREAMS",    tasks.s, ">"};
         size_t lens[9];
         for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
-        rc = gw_redis_command(g->redis, 9, argv, lens, on_read, wh);
+        s->reserved = room;
+        wh->reserved += room;
+        rc = gw_redis_command(g->redis, 9, argv, lens, on_read, s);
     }
-    if (rc < 0) wh->reading = false;
+    if (rc < 0) read_done(s);
+}
+
+/* Reads new tasks of every shard of the table. */
+static void read_tasks(gw_webhooks *wh) {
+    const fleet_shards *sh = &wh->g->shards;
+    for (size_t i = 0; i < sh->n && !wh->stopped; i++) {
+        wh_shard *s = shard_of(wh, sh->all[i]);
+        if (s) read_shard(s);
+    }
 }
 
 static void on_read_timer(evutil_socket_t fd, short what, void *arg) {
@@ -587,12 +653,14 @@ static void read_soon(gw_webhooks *wh, long delay_ms) {
     evtimer_add(wh->read_ev, &tv);
 }
 
+/* A wake-up ("<id> webhook") does not say the shard's stream: every shard is read (one
+ * XREADGROUP each, none with one shard more than before). */
 static void on_wake(void *arg) { read_tasks(arg); }
 
 /* Keeps this gateway's deliveries in flight owned by it and fresh (XCLAIM with min-idle 0
  * resets their idle time), so no other gateway takes over a delivery that is merely slow;
  * only a gateway that stops refreshing (it died) loses its tasks after
- * FLEET_WEBHOOK_CLAIM_MS. */
+ * FLEET_WEBHOOK_CLAIM_MS. One XCLAIM per shard that has deliveries in flight. */
 static void on_refreshed(redisReply *rep, void *arg) {
     (void)rep;
     (void)arg;
@@ -604,35 +672,43 @@ static void on_refresh_tick(evutil_socket_t fd, short what, void *arg) {
     gw_webhooks *wh = arg;
     if (wh->stopped || !wh->live || !gw_redis_ready(wh->g->redis)) return;
     enum { MAX_IDS = 256 };
-    const char *argv[6 + MAX_IDS + 1];
-    size_t lens[6 + MAX_IDS + 1];
-    fleet_key tasks = fleet_key_webhooks(&wh->g->keys);
-    int n = 0;
-    argv[n++] = "XCLAIM";
-    argv[n++] = tasks.s;
-    argv[n++] = FLEET_WEBHOOK_GROUP;
-    argv[n++] = wh->consumer;
-    argv[n++] = "0";
-    for (delivery *d = wh->live; d && n < 5 + MAX_IDS; d = d->next) argv[n++] = d->entry_id;
-    argv[n++] = "JUSTID";
-    for (int i = 0; i < n; i++) lens[i] = strlen(argv[i]);
-    gw_redis_command(wh->g->redis, n, argv, lens, on_refreshed, wh);
+    bool done[FLEET_SHARDS_MAX] = {false};
+    for (delivery *first = wh->live; first; first = first->next) {
+        if (done[first->k]) continue;
+        done[first->k] = true;
+        const char *argv[6 + MAX_IDS + 1];
+        size_t lens[6 + MAX_IDS + 1];
+        fleet_key tasks = fleet_key_webhooks(&first->keys);
+        int n = 0;
+        argv[n++] = "XCLAIM";
+        argv[n++] = tasks.s;
+        argv[n++] = FLEET_WEBHOOK_GROUP;
+        argv[n++] = wh->consumer;
+        argv[n++] = "0";
+        for (delivery *d = first; d && n < 5 + MAX_IDS; d = d->next)
+            if (d->k == first->k) argv[n++] = d->entry_id;
+        argv[n++] = "JUSTID";
+        for (int i = 0; i < n; i++) lens[i] = strlen(argv[i]);
+        gw_redis_command(wh->g->redis, n, argv, lens, on_refreshed, wh);
+    }
 }
 
 /* Deliveries another gateway started and never settled (it died) are taken over once
- * pending for FLEET_WEBHOOK_CLAIM_MS. */
+ * pending for FLEET_WEBHOOK_CLAIM_MS, on every shard. */
 static void on_reclaimed(redisReply *rep, void *arg) {
-    gw_webhooks *wh = arg;
+    wh_shard *s = arg;
+    gw_webhooks *wh = s->wh;
     if (!rep || wh->stopped || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) return;
     size_t before = wh->inflight;
-    take_entries(wh, rep->element[1]);
+    take_entries(s, rep->element[1]);
     if (wh->inflight > before) {
-        char n[24];
+        char n[24], k[8];
         snprintf(n, sizeof n, "%zu", wh->inflight - before);
+        snprintf(k, sizeof k, "%d", s->k);
         fleet_log(FLEET_LOG_WARN,
                   "took over webhook deliveries of a gateway that stopped "
                   "refreshing them (it died)",
-                  "deliveries", n, NULL);
+                  "deliveries", n, "shard", k, NULL);
     }
 }
 
@@ -641,84 +717,98 @@ static void on_reclaim_tick(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     gw_webhooks *wh = arg;
     gw *g = wh->g;
-    if (wh->stopped || !wh->group_ok || g->draining || !gw_redis_ready(g->redis)) return;
-    long room = g->cfg.webhook_max_inflight - (long)wh->inflight;
-    if (room <= 0) return;
-    fleet_key tasks = fleet_key_webhooks(&g->keys);
-    char idle[24], count[24];
-    snprintf(idle, sizeof idle, "%ld", g->cfg.webhook_claim_ms);
-    snprintf(count, sizeof count, "%ld", room);
-    const char *argv[] = {"XAUTOCLAIM", tasks.s, FLEET_WEBHOOK_GROUP, wh->consumer, idle, "0-0",
-                          "COUNT",      count};
-    size_t lens[8];
-    for (int i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
-    gw_redis_command(g->redis, 8, argv, lens, on_reclaimed, wh);
+    if (wh->stopped || g->draining || !gw_redis_ready(g->redis)) return;
+    const fleet_shards *sh = &g->shards;
+    for (size_t i = 0; i < sh->n; i++) {
+        wh_shard *s = shard_of(wh, sh->all[i]);
+        long room = g->cfg.webhook_max_inflight - (long)wh->inflight - wh->reserved;
+        if (!s || !s->group_ok) continue;
+        if (room <= 0) return;
+        fleet_key tasks = fleet_key_webhooks(shard_keys(s));
+        char idle[24], count[24];
+        snprintf(idle, sizeof idle, "%ld", g->cfg.webhook_claim_ms);
+        snprintf(count, sizeof count, "%ld", room);
+        const char *argv[] = {"XAUTOCLAIM", tasks.s, FLEET_WEBHOOK_GROUP, wh->consumer, idle,
+                              "0-0",        "COUNT", count};
+        size_t lens[8];
+        for (int j = 0; j < 8; j++) lens[j] = strlen(argv[j]);
+        gw_redis_command(g->redis, 8, argv, lens, on_reclaimed, s);
+    }
 }
 
 /* ------------------------------------------------------------ due retries ----------- */
 
-/* Arms the promote timer for due_ms unless it is armed for an earlier time already. */
-static void arm_promote(gw_webhooks *wh, long long due_ms) {
+static void on_promote_timer(evutil_socket_t fd, short what, void *arg);
+
+/* Arms shard s's promote timer for due_ms unless it is armed for an earlier time already. */
+static void arm_promote(wh_shard *s, long long due_ms) {
+    gw_webhooks *wh = s->wh;
     if (wh->stopped) return;
-    if (due_ms < wh->promote_floor_ms) due_ms = wh->promote_floor_ms;
-    if (wh->promote_at_ms && wh->promote_at_ms <= due_ms && evtimer_pending(wh->promote_ev, NULL))
+    if (!s->promote_ev && !(s->promote_ev = evtimer_new(wh->g->base, on_promote_timer, s)))
+        return; /* out of memory: the safety tick reads the head again */
+    if (due_ms < s->promote_floor_ms) due_ms = s->promote_floor_ms;
+    if (s->promote_at_ms && s->promote_at_ms <= due_ms && evtimer_pending(s->promote_ev, NULL))
         return;
     long long delay = due_ms - (long long)fleet_now_ms();
     if (delay < 0) delay = 0;
     struct timeval tv = {(long)(delay / 1000), (long)(delay % 1000) * 1000};
-    wh->promote_at_ms = due_ms;
-    evtimer_add(wh->promote_ev, &tv);
+    s->promote_at_ms = due_ms;
+    evtimer_add(s->promote_ev, &tv);
 }
 
 /* The retry schedule's first entry: ZRANGE <set> 0 0 WITHSCORES -> [msg, due_ms]. */
 static void on_head(redisReply *rep, void *arg) {
-    gw_webhooks *wh = arg;
-    wh->reading_head = false;
-    if (!rep || wh->stopped || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+    wh_shard *s = arg;
+    s->reading_head = false;
+    if (!rep || s->wh->stopped || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         !rep->element[1]->str)
         return; /* nothing scheduled (or Redis away: the safety tick asks again) */
-    arm_promote(wh, strtoll(rep->element[1]->str, NULL, 10));
+    arm_promote(s, strtoll(rep->element[1]->str, NULL, 10));
 }
 
-static void read_head(gw_webhooks *wh) {
-    if (wh->stopped || wh->reading_head || !gw_redis_ready(wh->g->redis)) return;
-    fleet_key retry = fleet_key_webhook_retry(&wh->g->keys);
+static void read_head(wh_shard *s) {
+    gw_webhooks *wh = s->wh;
+    if (wh->stopped || s->reading_head || !gw_redis_ready(wh->g->redis) ||
+        !wh->g->shards.shard[s->k].used)
+        return;
+    fleet_key retry = fleet_key_webhook_retry(shard_keys(s));
     const char *argv[] = {"ZRANGE", retry.s, "0", "0", "WITHSCORES"};
     size_t lens[5];
     for (int i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
-    wh->reading_head = true;
-    if (gw_redis_command(wh->g->redis, 5, argv, lens, on_head, wh) < 0) wh->reading_head = false;
+    s->reading_head = true;
+    if (gw_redis_command(wh->g->redis, 5, argv, lens, on_head, s) < 0) s->reading_head = false;
 }
 
 static void on_promoted(redisReply *rep, void *arg) {
-    gw_webhooks *wh = arg;
-    wh->promoting = false;
-    if (!rep || wh->stopped || rep->type != REDIS_REPLY_INTEGER) return;
-    if (rep->integer > 0) read_tasks(wh);
+    wh_shard *s = arg;
+    s->promoting = false;
+    if (!rep || s->wh->stopped || rep->type != REDIS_REPLY_INTEGER) return;
+    if (rep->integer > 0) read_shard(s);
     if (rep->integer >= PROMOTE_MAX) {
-        arm_promote(wh, 0); /* more may be due at once */
+        arm_promote(s, 0); /* more may be due at once */
     } else if (rep->integer == 0) {
         /* Nothing due: another gateway promoted it, or it is due here but not yet on
          * the Redis clock. The head is read again, and promoted no sooner than
          * PROMOTE_SKEW_MS from now, so a clock skew cannot make a tight loop. */
-        wh->promote_floor_ms = (long long)fleet_now_ms() + PROMOTE_SKEW_MS;
-        read_head(wh);
+        s->promote_floor_ms = (long long)fleet_now_ms() + PROMOTE_SKEW_MS;
+        read_head(s);
     } else {
-        wh->promote_floor_ms = 0;
-        read_head(wh); /* the next one due */
+        s->promote_floor_ms = 0;
+        read_head(s); /* the next one due */
     }
 }
 
 static void on_promote_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
-    gw_webhooks *wh = arg;
-    wh->promote_at_ms = 0;
-    if (wh->stopped || wh->promoting) return;
+    wh_shard *s = arg;
+    gw_webhooks *wh = s->wh;
+    s->promote_at_ms = 0;
+    if (wh->stopped || s->promoting || !wh->g->shards.shard[s->k].used) return;
     if (!gw_redis_ready(wh->g->redis)) return; /* the safety tick reads the head again */
-    fleet_state_webhook_promote(&wh->g->keys, PROMOTE_MAX, &wh->promote_cmd);
-    wh->promoting = true;
-    if (gw_redis_script(wh->g->redis, &wh->promote_cmd, on_promoted, wh) < 0) wh->promoting = false;
+    fleet_state_webhook_promote(shard_keys(s), PROMOTE_MAX, &s->promote_cmd);
+    s->promoting = true;
+    if (gw_redis_script(wh->g->redis, &s->promote_cmd, on_promoted, s) < 0) s->promoting = false;
 }
 
 static void arm_safety(gw_webhooks *wh) {
@@ -736,8 +826,12 @@ static void on_safety_tick(evutil_socket_t fd, short what, void *arg) {
     if (wh->stopped) return;
     read_tasks(wh);
     /* Retries scheduled by another gateway (which may have died since) are seen here; an
-     * earlier one than the timer's moves it sooner. */
-    read_head(wh);
+     * earlier one than the timer's moves it sooner. Every shard's, as the table says now. */
+    const fleet_shards *sh = &wh->g->shards;
+    for (size_t i = 0; i < sh->n; i++) {
+        wh_shard *s = shard_of(wh, sh->all[i]);
+        if (s) read_head(s);
+    }
     arm_safety(wh);
 }
 
@@ -768,11 +862,10 @@ gw_webhooks *gw_webhooks_new(gw *g, char *err, size_t errlen) {
     if (wh->dns) evdns_base_load_hosts(wh->dns, NULL);
     wh->safety_ev = evtimer_new(g->base, on_safety_tick, wh);
     wh->read_ev = evtimer_new(g->base, on_read_timer, wh);
-    wh->promote_ev = evtimer_new(g->base, on_promote_timer, wh);
     wh->reclaim_ev = event_new(g->base, -1, EV_PERSIST, on_reclaim_tick, wh);
     wh->refresh_ev = event_new(g->base, -1, EV_PERSIST, on_refresh_tick, wh);
-    if (!wh->curl || !wh->dns || !wh->safety_ev || !wh->read_ev || !wh->promote_ev ||
-        !wh->reclaim_ev || !wh->refresh_ev) {
+    if (!wh->curl || !wh->dns || !wh->safety_ev || !wh->read_ev || !wh->reclaim_ev ||
+        !wh->refresh_ev) {
         snprintf(err, errlen, "cannot set up webhook delivery (out of memory)");
         goto fail;
     }
@@ -798,7 +891,8 @@ void gw_webhooks_stop(gw_webhooks *wh) {
     if (wh->g->events) gw_events_unwatch(wh->g->events, &wh->any);
     if (wh->safety_ev) event_del(wh->safety_ev);
     if (wh->read_ev) event_del(wh->read_ev);
-    if (wh->promote_ev) event_del(wh->promote_ev);
+    for (int k = 0; k < FLEET_SHARDS_MAX; k++)
+        if (wh->shard[k].promote_ev) event_del(wh->shard[k].promote_ev);
     if (wh->reclaim_ev) event_del(wh->reclaim_ev);
     if (wh->refresh_ev) event_del(wh->refresh_ev);
     /* Aborted transfers and cancelled lookups call back now and free their deliveries. */
@@ -812,7 +906,8 @@ void gw_webhooks_free(gw_webhooks *wh) {
     if (!wh) return;
     if (wh->safety_ev) event_free(wh->safety_ev);
     if (wh->read_ev) event_free(wh->read_ev);
-    if (wh->promote_ev) event_free(wh->promote_ev);
+    for (int k = 0; k < FLEET_SHARDS_MAX; k++)
+        if (wh->shard[k].promote_ev) event_free(wh->shard[k].promote_ev);
     if (wh->reclaim_ev) event_free(wh->reclaim_ev);
     if (wh->refresh_ev) event_free(wh->refresh_ev);
     free(wh);

@@ -16,6 +16,14 @@
  *      | failed (410, other 4xx, refused by the SSRF guard, or no attempts left: the
  *      webhook dead-letter stream)
  * Retries wait in {prefix}:webhook_retry; every gateway puts due ones back on the stream.
+ *
+ * Shards (shards.h): the task stream, the delivery hashes, the retry set and the webhook
+ * dead-letter stream are keys of the job's shard, written by the script that ended the
+ * job there. A gateway reads the task stream of every shard of its table (the same group
+ * on each), and works on a delivery with the keys of the shard it read it from, which is
+ * also the shard its message id names: "msg_<job id>_<n>", the job id's first character
+ * being the shard's number. Retries wait and are promoted on that shard. With one shard
+ * this is the one stream it always was.
  */
 #ifndef GW_WEBHOOKS_H
 #define GW_WEBHOOKS_H

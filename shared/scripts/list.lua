@@ -11,11 +11,16 @@
 --       9 tenant index key suffix (":submits"), 10 the caller's own tenant, 11 since, 12
 --       until ("" or ms since the epoch: only jobs submitted from since to until, both
 --       included, by the index entry ids; a cursor goes on below its entry, still above
---       since)
+--       since), 13 entries ("1": each job's fields end with the pair index_entry, the id of
+--       the index entry that named it, by which a list merged across shards orders and
+--       goes on; "": not), 14 tenants ("": the members of KEYS 3; else the tenants of
+--       every tenant's list, separated by spaces, read by the caller from the control
+--       tenants set: on a shard other than the control one KEYS 3 is then a key of the
+--       shard's own slot, not read)
 -- Returns {{fields...}, next_cursor ("" when the end was reached)}: each job's fields as
 -- get.lua answers them (led by id; a field that holds its default absent), and for a
 -- queued job in the queue (not waiting for a retry) a last field queue_position, the
--- number get.lua answers beside the fields
+-- number get.lua answers beside the fields (then index_entry when ARGV 13 asks for it)
 --
 -- The index is a stream of {j = job id} entries in submit order (submit.lua); the cursor
 -- is the id of the last entry a page looked at, and the next page starts just below it
@@ -31,6 +36,7 @@ local budget, job_prefix, tenant = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 -- millisecond as the lower bound and the last as the upper one, so both are included.
 local since = ARGV[11] ~= '' and ARGV[11] or '-'
 local until_id = ARGV[12] ~= '' and ARGV[12] or '+'
+local with_entries = ARGV[13] == '1'
 local out = {}
 local last = ''
 local exhausted = false
@@ -51,9 +57,9 @@ local function queue_position(model, seq)
   if pos < 1 then pos = 1 end
   return pos
 end
--- Adds job id, named by owner's index, to the page when it still exists, is owner's and
--- matches the filters.
-local function look(id, owner)
+-- Adds job id, named by owner's index entry entry_id, to the page when it still exists, is
+-- owner's and matches the filters.
+local function look(id, owner, entry_id)
   local key = job_prefix .. id
   local f = {}
   if not filtered then
@@ -83,6 +89,10 @@ local function look(id, owner)
       jf[#jf + 1] = 'queue_position'
       jf[#jf + 1] = string.format('%d', queue_position(model, seq))
     end
+    if with_entries then
+      jf[#jf + 1] = 'index_entry'
+      jf[#jf + 1] = entry_id
+    end
     out[#out + 1] = jf
   end
 end
@@ -101,7 +111,7 @@ if tenant ~= '*' then
       budget = budget - 1
       last = e[1]
       -- e[2] is the entry's field list: {'j', id}.
-      look(e[2][2], tenant)
+      look(e[2][2], tenant, e[1])
       if #out >= limit then break end
     end
     if #entries < n and #out < limit then exhausted = true break end
@@ -119,7 +129,12 @@ end
 -- it (at first a share of the page, then twice as many per read, up to 100), kept in a
 -- binary heap by its buffer's first entry, so each entry taken costs O(log tenants).
 local index_prefix, index_suffix, own = ARGV[8], ARGV[9], ARGV[10]
-local names = redis.call('SMEMBERS', tenants_key)
+local names = {}
+if ARGV[14] and ARGV[14] ~= '' then
+  for t in string.gmatch(ARGV[14], '[^ ]+') do names[#names + 1] = t end
+else
+  names = redis.call('SMEMBERS', tenants_key)
+end
 local seen = {}
 local tenants = {}
 for _, t in ipairs(names) do
@@ -192,7 +207,7 @@ while #out < limit and budget > 0 and #heap > 0 do
   local e = s.buf[s.i]
   budget = budget - 1
   last, last_ms, last_n, last_t = e[1], s.ms, s.n, s.t
-  look(e[2][2], s.t)
+  look(e[2][2], s.t, e[1])
   s.i = s.i + 1
   if not fill(s) then
     heap[1] = heap[#heap]

@@ -6,7 +6,10 @@
 --       3 waiting list prefix ("{fleet}:waiting:"), 4 delayed set prefix
 --       ("{fleet}:delayed:"), 5 job key prefix ("{fleet}:job:"), 6 metrics hash prefix
 --       ("{fleet}:metrics:"), 7 the workers' consumer group, 8 most ids read per place
---       (stream, delayed set), 9 most tenants looked at per model
+--       (stream, delayed set), 9 most tenants looked at per model, 10 shard only ("1": a
+--       shard other than the control one, shards.h: only its counters and queues are read,
+--       KEYS 1 and 3 are then its stats hash again, not read, and the reply has no workers,
+--       models only from the stats hash and no histograms; "": the control shard, all)
 -- Returns {now_ms, workers, stats, models}: now_ms as text (Redis' clock); workers
 --       {{model, busy 0|1}, ...} of the live workers (their registration exists); stats
 --       the stats hash (HGETALL shape); models {{model, oldest_created_ms ('' when no job
@@ -23,12 +26,15 @@ local workers_key, stats_key, models_key = KEYS[1], KEYS[2], KEYS[3]
 local worker_prefix, stream_prefix, waiting_prefix = ARGV[1], ARGV[2], ARGV[3]
 local delayed_prefix, job_prefix, metrics_prefix = ARGV[4], ARGV[5], ARGV[6]
 local group, scan, tenants_max = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
+local shard_only = ARGV[10] == '1'
 local now = now_ms()
 
 local workers = {}
-for _, name in ipairs(redis.call('ZRANGE', workers_key, 0, -1)) do
-  local w = redis.call('HMGET', worker_prefix .. name, 'model', 'busy')
-  if w[1] then workers[#workers + 1] = {w[1], w[2] or '0'} end
+if not shard_only then
+  for _, name in ipairs(redis.call('ZRANGE', workers_key, 0, -1)) do
+    local w = redis.call('HMGET', worker_prefix .. name, 'model', 'busy')
+    if w[1] then workers[#workers + 1] = {w[1], w[2] or '0'} end
+  end
 end
 
 local stats = redis.call('HGETALL', stats_key)
@@ -81,7 +87,7 @@ local function due_retries(model)
   end
 end
 
-local names = redis.call('HKEYS', models_key)
+local names = shard_only and {} or redis.call('HKEYS', models_key)
 for i = 1, #stats, 2 do names[#names + 1] = string.match(stats[i], '^(.*):[^:]*$') end
 local models, seen = {}, {}
 for _, model in ipairs(names) do
@@ -92,7 +98,7 @@ for _, model in ipairs(names) do
     wait_lists(model)
     due_retries(model)
     models[#models + 1] = {model, oldest and string.format('%d', oldest) or '',
-      redis.call('HGETALL', metrics_prefix .. model)}
+      shard_only and {} or redis.call('HGETALL', metrics_prefix .. model)}
   end
 end
 

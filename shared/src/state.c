@@ -854,7 +854,9 @@ void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd 
     cmd_start(c, FLEET_SCRIPT_LIST, 3);
     cmd_key(c, fleet_key_index(k, any ? own : q->tenant));
     cmd_key(c, fleet_key_queues(k));
-    cmd_key(c, fleet_key_tenants(k));
+    /* With the tenants named in ARGV the set is not read: a key of the shard's own slot
+     * stands in its place (list.lua). */
+    cmd_key(c, q->tenants ? fleet_key_queues(k) : fleet_key_tenants(k));
     cmd_str(c, q->cursor);
     cmd_fmt(c, "%ld", q->limit);
     cmd_str(c, q->status);
@@ -872,6 +874,8 @@ void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd 
     else cmd_str(c, "");
     if (q->until_ms > 0) cmd_fmt(c, "%lld", q->until_ms);
     else cmd_str(c, "");
+    cmd_str(c, q->entries ? "1" : "");
+    cmd_str(c, q->tenants ? q->tenants : "");
 }
 
 int fleet_state_list_reply(const redisReply *r, const redisReply **jobs, const char **next_cursor) {
@@ -917,10 +921,17 @@ int fleet_state_models_reply(const redisReply *r, const redisReply **workers,
 }
 
 void fleet_state_metrics(const fleet_keys *k, long scan, long tenants_max, fleet_cmd *c) {
+    fleet_state_metrics_of(k, false, scan, tenants_max, c);
+}
+
+void fleet_state_metrics_of(const fleet_keys *k, bool shard_only, long scan, long tenants_max,
+                            fleet_cmd *c) {
     cmd_start(c, FLEET_SCRIPT_METRICS, 3);
-    cmd_key(c, fleet_key_workers(k));
+    /* A shard other than the control one reads no control key: its stats hash stands in
+     * the place of the workers and models keys, so the call stays in its slot. */
+    cmd_key(c, shard_only ? fleet_key_stats(k) : fleet_key_workers(k));
     cmd_key(c, fleet_key_stats(k));
-    cmd_key(c, fleet_key_models(k));
+    cmd_key(c, shard_only ? fleet_key_stats(k) : fleet_key_models(k));
     /* Per-model keys are built by the script from these prefixes and the model names it
      * reads from the models and stats hashes, all within the fleet's hash tag. */
     cmd_key(c, fleet_key_worker_prefix(k));
@@ -932,6 +943,7 @@ void fleet_state_metrics(const fleet_keys *k, long scan, long tenants_max, fleet
     cmd_str(c, FLEET_GROUP);
     cmd_long(c, scan > 0 ? scan : 1);
     cmd_long(c, tenants_max > 0 ? tenants_max : 1);
+    cmd_str(c, shard_only ? "1" : "");
 }
 
 int fleet_state_metrics_reply(const redisReply *r, fleet_metrics_reply *out) {

@@ -526,6 +526,12 @@ typedef struct fleet_list_query {
     /* Only jobs submitted from since_ms to until_ms, both included (ms since the epoch, by
      * Redis' clock: the index entry ids); 0 (or less) for no bound. */
     long long since_ms, until_ms;
+    /* A list merged across shards (gateway/job_list.c): each job's fields end with its
+     * index_entry (list.lua), and every tenant's list takes the tenants from `tenants`
+     * (names separated by spaces, read from the control tenants set) rather than from that
+     * set, so that a shard's call touches only the shard's slot. false/NULL: as one shard. */
+    bool entries;
+    const char *tenants;
 } fleet_list_query;
 
 void fleet_state_list(const fleet_keys *k, const fleet_list_query *q, fleet_cmd *c);
@@ -549,6 +555,11 @@ int fleet_state_models_reply(const redisReply *r, const redisReply **workers,
  * the histograms its workers report. scan: most ids read per place a job waits (stream,
  * due retries); tenants_max: most tenants' wait lists looked at per model. */
 void fleet_state_metrics(const fleet_keys *k, long scan, long tenants_max, fleet_cmd *c);
+/* The same for one shard of several (shards.h): shard_only for a shard other than the
+ * control one reads only that shard's counters and queues (no workers, no histograms), so
+ * that the call touches its slot alone; the caller sums the shards. */
+void fleet_state_metrics_of(const fleet_keys *k, bool shard_only, long scan, long tenants_max,
+                            fleet_cmd *c);
 
 typedef struct fleet_metrics_reply {
     long long now_ms;          /* Redis' clock */
