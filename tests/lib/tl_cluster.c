@@ -240,14 +240,15 @@ int tl_cluster_kill_master(tl_cluster *cl, int i) {
     if (slot < 0) FAILF("cluster node %d (port %d) is no master of any slot", i, cl->node[i]->port);
     tl_log("kill -9 of cluster master %d (port %d, slot %d among its own)", i, cl->node[i]->port,
            slot);
+    int64_t t0 = tl_now_ms();
     tl_redis_kill9(cl->node[i]);
     cl->dead[i] = true;
     takeover t = {.cl = cl, .killed = i, .slot = slot, .new_master = -1};
     if (!tl_wait_for(taken_over, &t, TL_WAIT_MS))
         FAILF("no replica took over from killed master %d (port %d) within %d ms", i,
               cl->node[i]->port, TL_WAIT_MS);
-    tl_log("node %d (port %d) is the master of slot %d now", t.new_master,
-           cl->node[t.new_master]->port, slot);
+    tl_log("node %d (port %d) is the master of slot %d now, %lld ms after the kill",
+           t.new_master, cl->node[t.new_master]->port, slot, (long long)(tl_now_ms() - t0));
     return t.new_master;
 }
 
