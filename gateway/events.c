@@ -10,6 +10,7 @@
 #include "fleet/log.h"
 #include "fleet/shards.h"
 #include "fleet/state.h"
+#include "redis.h"
 #include "redis_link.h"
 
 #define BUCKETS 1024u
@@ -20,6 +21,8 @@ struct gw_events {
     gw_waiter *buckets[BUCKETS];
     gw_waiter *any;       /* waiters of every event */
     gw_wake_cb on_models; /* a model's record changed (models.h), and on every subscribe */
+    gw_redis *redis;      /* on a cluster: names the master to subscribe on */
+    unsigned picks;       /* connects so far: the next one tries the next master */
     void *on_models_arg;
     gw_wake_cb on_shards; /* the shard table changed (gateway/shards.h), and on every subscribe */
     void *on_shards_arg;
@@ -144,14 +147,24 @@ static void on_link_down(void *arg) {
     fleet_log(FLEET_LOG_WARN, "events: subscription lost", NULL);
 }
 
-gw_events *gw_events_new(struct event_base *base, const fleet_redis_target *t,
+/* On a cluster, each connect goes to the next usable master (a lost one is passed over
+ * once the command side has seen it go). */
+static bool pick_node(fleet_redis_addr *a, void *arg) {
+    gw_events *e = arg;
+    return gw_redis_pick_node(e->redis, e->picks++, a);
+}
+
+gw_events *gw_events_new(struct event_base *base, const fleet_redis_target *t, gw_redis *redis,
                          const char *channel) {
     gw_events *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     snprintf(e->channel, sizeof e->channel, "%s", channel);
-    e->link =
-        gw_redis_link_new(base, t, "events",
-                          &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down, .arg = e});
+    e->redis = redis;
+    e->link = gw_redis_link_new(base, t, "events",
+                                &(gw_redis_link_cbs){.up = on_link_up,
+                                                     .down = on_link_down,
+                                                     .pick = t->nseeds ? pick_node : NULL,
+                                                     .arg = e});
     if (!e->link) {
         free(e);
         return NULL;

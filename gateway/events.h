@@ -34,7 +34,10 @@ typedef struct gw_waiter {
     struct gw_waiter *prev, *next;
 } gw_waiter;
 
-gw_events *gw_events_new(struct event_base *base, const fleet_redis_target *t,
+/* On a Redis Cluster (t's seeds) the subscription is made on any master that redis (the
+ * command side) finds usable, another one at each reconnect: a PUBLISH on any node of a
+ * cluster reaches the subscribers of every node. */
+gw_events *gw_events_new(struct event_base *base, const fleet_redis_target *t, gw_redis *redis,
                          const char *channel);
 void gw_events_free(gw_events *e);
 

@@ -272,7 +272,7 @@ int main(int argc, char **argv) {
     if (!G.shard_table) goto out;
     G.auth = gw_auth_new(G.cfg.auth_cache_ms);
     fleet_key events_channel = fleet_key_events(&G.keys);
-    G.events = gw_events_new(G.base, &G.redis_target, events_channel.s);
+    G.events = gw_events_new(G.base, &G.redis_target, G.redis, events_channel.s);
     if (G.events) gw_events_on_models(G.events, gw_models_wake, G.models);
     if (G.events) gw_events_on_shards(G.events, gw_shards_wake, G.shard_table);
     if (G.events) {

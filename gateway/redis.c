@@ -10,11 +10,17 @@
 #include "fleet/log.h"
 #include "fleet/redis_health.h"
 #include "redis_link.h"
+#include "router.h"
+
+/* One connection to one Redis: without FLEET_REDIS_CLUSTER the gateway's only one, on a
+ * cluster one per master (router.h). Its scripts, health, in-flight commands and WAITs are
+ * its own: a WAIT counts the replicas of the node that took the write. */
+typedef struct gw_node gw_node;
 
 /* One command in flight, or waiting to be sent again after a transient refusal. Linked
  * so that a stalled server can be detected and every op answered at shutdown. */
 typedef struct gw_op {
-    struct gw_redis *r;
+    struct gw_node *r;
     fleet_cmd *cmd;  /* a state script, or NULL */
     char *formatted; /* a plain command as RESP, kept for sending again */
     size_t formatted_len;
@@ -26,6 +32,9 @@ typedef struct gw_op {
     bool retried;     /* NOSCRIPT: sent again as EVAL */
     bool replicated;  /* answered only once wait_replicas replicas hold its write */
     bool once;        /* never sent again (a WAIT: on another connection it means nothing) */
+    bool asking;      /* an ASK named its node: ASKING goes before it there, once */
+    int redirects;    /* MOVED and ASK followed so far */
+    int slot;         /* its first key's slot on a cluster; -1: keyless, or no cluster */
     redisReply *held; /* replicated: its reply, kept until the WAIT that covers it answers */
     struct event *retry_ev;
     struct gw_op *prev, *next;
@@ -33,11 +42,14 @@ typedef struct gw_op {
 
 /* One SCRIPT LOAD in flight: its reply needs both. */
 typedef struct gw_load {
-    struct gw_redis *r;
+    struct gw_node *r;
     const fleet_script *s;
 } gw_load;
 
-struct gw_redis {
+struct gw_node {
+    gw_redis *g;          /* the owner: the gateway's one gw_redis */
+    fleet_redis_target t; /* this node's address, the URL's credentials (the link's) */
+    char where[300];      /* on a cluster "host:port" for logs and health */
     struct event_base *base;
     gw_redis_link *link;
     redisAsyncContext *ac; /* the link's context while it is up, else NULL */
@@ -70,7 +82,27 @@ struct gw_redis {
     int unflushed;        /* commands queued since the output buffer was empty or written */
 };
 
-static void load_scripts(gw_redis *r);
+/* The commands' side: one node without a cluster (the hot path reads g->one and goes on
+ * as before), or a router and its nodes. */
+struct gw_redis {
+    gw_node *one;      /* without FLEET_REDIS_CLUSTER: the only node; NULL on a cluster */
+    gw_router *router; /* on a cluster, else NULL */
+    struct event_base *base;
+    const fleet_redis_target *t;
+    long timeout_ms;
+    bool allow_eviction;
+    long wait_replicas, wait_timeout_ms;
+    bool closing; /* gw_redis_free runs: nothing is routed any more */
+};
+
+/* A command redirected more often than this without a retry delay in between (a slot
+ * moving back and forth) is answered with the redirection (a 500): a resharding moves a
+ * slot once. An ASK whose node answers TRYAGAIN (a multi-key script meeting a slot half
+ * migrated) waits the retry delay and starts from the map again. */
+#define GW_REDIS_REDIRECTS_MAX 5
+
+static void load_scripts(gw_node *r);
+static gw_node *cluster_node(gw_redis *g, int slot);
 
 /* ------------------------------------------------------------ ops ------------------- */
 
@@ -97,7 +129,7 @@ static void op_free(gw_op *op) {
 
 static int op_send(gw_op *op);
 
-static void note_oom(gw_redis *r) {
+static void note_oom(gw_node *r) {
     uint64_t now = fleet_now_ms();
     r->oom_until_ms = now + GW_REDIS_OOM_HOLD_MS;
     if (now - r->oom_logged_ms >= 10000 || r->oom_logged_ms == 0) {
@@ -112,8 +144,16 @@ static void on_op_retry(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     gw_op *op = arg;
-    gw_redis *r = op->r;
+    gw_node *r = op->r;
     op_unlink(&r->waiting, op);
+    if (op->slot >= 0) {
+        /* On a cluster its slot may have moved meanwhile (MOVED, a failover): the map,
+         * refreshed since, says where it goes now. */
+        gw_node *to = cluster_node(r->g, op->slot);
+        op->asking = false;
+        op->redirects = 0; /* only redirections without a delay between them loop */
+        if (to) op->r = r = to;
+    }
     if (!r->ready || op_send(op) < 0) {
         op->cb(NULL, op->arg);
         op_free(op);
@@ -122,7 +162,7 @@ static void on_op_retry(evutil_socket_t fd, short what, void *arg) {
 
 /* A transient refusal: sends op again later when the budget allows. */
 static bool op_retry_later(gw_op *op) {
-    gw_redis *r = op->r;
+    gw_node *r = op->r;
     long delay = GW_REDIS_RETRY_MIN_MS << (op->tries < 3 ? op->tries : 3);
     if (delay > GW_REDIS_RETRY_MAX_MS) delay = GW_REDIS_RETRY_MAX_MS;
     if (fleet_now_ms() + (uint64_t)delay - op->first_ms >= (uint64_t)r->timeout_ms) return false;
@@ -149,7 +189,7 @@ static bool op_retry_later(gw_op *op) {
  * again (op->once), and when the connection goes, the writes still held are answered
  * as a Redis failure (503): they may or may not survive, as any write whose answer was
  * lost. */
-static void send_wait(gw_redis *r);
+static void send_wait(gw_node *r);
 
 static redisReply *reply_copy(const redisReply *rep) {
     redisReply *c = calloc(1, sizeof *c);
@@ -176,7 +216,7 @@ err:
 
 /* Answers the ops of list: with their held replies when acked reaches wait_replicas,
  * else (acked < 0: no answer) with a refusal worth retrying. */
-static void answer_held(gw_redis *r, gw_op **list, long long acked) {
+static void answer_held(gw_node *r, gw_op **list, long long acked) {
     char msg[200];
     snprintf(msg, sizeof msg,
              "NOREPLICAS %lld of the %ld replicas FLEET_REDIS_WAIT_REPLICAS asks for confirmed "
@@ -192,13 +232,13 @@ static void answer_held(gw_redis *r, gw_op **list, long long acked) {
 }
 
 typedef struct gw_wait {
-    gw_redis *r;
+    gw_node *r;
     gw_op *ops; /* the writes this WAIT covers */
 } gw_wait;
 
 static void on_wait(redisReply *rep, void *arg) {
     gw_wait *w = arg;
-    gw_redis *r = w->r;
+    gw_node *r = w->r;
     r->wait_inflight = false;
     long long acked = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
     if (rep && rep->type == REDIS_REPLY_ERROR)
@@ -209,10 +249,10 @@ static void on_wait(redisReply *rep, void *arg) {
     else send_wait(r);
 }
 
-static int command_raw(gw_redis *r, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
-                       void *arg);
+static int command_raw(gw_node *r, int slot, int argc, const char **argv, const size_t *lens,
+                       gw_redis_cb cb, void *arg);
 
-static void send_wait(gw_redis *r) {
+static void send_wait(gw_node *r) {
     if (r->wait_inflight || !r->held) return;
     gw_wait *w = calloc(1, sizeof *w);
     char n[24], t[24];
@@ -220,7 +260,7 @@ static void send_wait(gw_redis *r) {
     snprintf(t, sizeof t, "%ld", r->wait_timeout_ms);
     const char *argv[] = {"WAIT", n, t};
     size_t lens[] = {4, strlen(n), strlen(t)};
-    if (!w || command_raw(r, 3, argv, lens, on_wait, w) < 0) {
+    if (!w || command_raw(r, -1, 3, argv, lens, on_wait, w) < 0) {
         free(w);
         answer_held(r, &r->held, -1);
         return;
@@ -232,14 +272,50 @@ static void send_wait(gw_redis *r) {
     r->wait_inflight = true;
 }
 
+/* A MOVED or ASK (on a cluster): the command goes to the node named, at once when that
+ * node is usable, else after the retry delay to where the map says then. A MOVED also
+ * asks for the map again (coalesced: a resharding answers many MOVED at once). Returns
+ * whether op is on its way. */
+static bool op_redirect(gw_op *op, fleet_redirect red, int slot, const fleet_redis_addr *to) {
+    gw_redis *g = op->r->g;
+    gw_router_counts *c = gw_router_counters(g->router);
+    op->redirects++;
+    op->slot = slot;
+    if (red == FLEET_REDIRECT_MOVED) {
+        c->moved++;
+        gw_router_refresh(g->router);
+    } else {
+        c->asked++;
+    }
+    char addr[300];
+    snprintf(addr, sizeof addr, "%s:%d", to->host, to->port);
+    fleet_log(FLEET_LOG_DEBUG,
+              red == FLEET_REDIRECT_MOVED ? "redis: MOVED followed" : "redis: ASK followed", "to",
+              addr, NULL);
+    gw_node *n = g->closing ? NULL : gw_router_node_at(g->router, to);
+    if (n && n->ready) {
+        op->r = n;
+        op->asking = red == FLEET_REDIRECT_ASK;
+        return op_send(op) == 0;
+    }
+    return op_retry_later(op);
+}
+
 static void op_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     gw_op *op = privdata;
-    gw_redis *r = op->r;
+    gw_node *r = op->r;
     redisReply *rep = reply;
     op_unlink(&r->ops, op);
     fleet_redis_err e = fleet_redis_err_of(rep);
+    fleet_redirect red = FLEET_REDIRECT_NONE;
+    int slot;
+    fleet_redis_addr to;
     if (op->once) {
         /* as it is */
+    } else if (r->g->router && op->redirects < GW_REDIS_REDIRECTS_MAX &&
+               (red = fleet_redirect_of(rep, &slot, &to)) != FLEET_REDIRECT_NONE) {
+        if (op_redirect(op, red, slot, &to)) return;
+        rep = NULL; /* not sent: answered as a Redis failure */
     } else if (e == FLEET_REDIS_NOSCRIPT && op->cmd && !op->retried) {
         /* The server lost its script cache (restart, SCRIPT FLUSH): send the source. */
         op->retried = true;
@@ -324,7 +400,7 @@ static long long resp_format(const fleet_cmd *cmd, char **out) {
  * doing that here would run callbacks under the caller's feet, or free the context inside
  * one of its own callbacks (a NOSCRIPT reply sends again from one). A full socket
  * (EAGAIN) leaves the rest for the write event. */
-static void flush_early(gw_redis *r) {
+static void flush_early(gw_node *r) {
     redisAsyncContext *ac = r->ac;
     redisContext *c = &ac->c;
     int done = 0;
@@ -338,11 +414,18 @@ static void flush_early(gw_redis *r) {
 
 /* Sends an op's command (again, after NOSCRIPT or a transient refusal). */
 static int op_send(gw_op *op) {
-    gw_redis *r = op->r;
+    gw_node *r = op->r;
     if (!r->ac) return -1;
     /* An empty buffer was written by the loop: count from there. */
     if (sdslen(r->ac->c.obuf) == 0) r->unflushed = 0;
     int rc;
+    if (op->asking) {
+        /* The slot is being imported here: ASKING lets the next command in, once. */
+        op->asking = false;
+        static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+        if (redisAsyncFormattedCommand(r->ac, NULL, NULL, asking, sizeof asking - 1) != REDIS_OK)
+            return -1;
+    }
     if (op->cmd) {
         char *text;
         long long n = resp_format(op->cmd, &text);
@@ -359,10 +442,10 @@ static int op_send(gw_op *op) {
     return 0;
 }
 
-static gw_op *op_new(gw_redis *r, gw_redis_cb cb, void *arg) {
+static gw_op *op_new(gw_node *r, gw_redis_cb cb, void *arg) {
     gw_op *op = calloc(1, sizeof *op);
     if (!op) return NULL;
-    *op = (gw_op){.r = r, .cb = cb, .arg = arg, .first_ms = fleet_now_ms()};
+    *op = (gw_op){.r = r, .cb = cb, .arg = arg, .first_ms = fleet_now_ms(), .slot = -1};
     return op;
 }
 
@@ -373,13 +456,13 @@ static gw_op *op_new(gw_redis *r, gw_redis_cb cb, void *arg) {
  * behind it, that long) and a job that may or may not exist. Such a write is held until
  * a fresh INFO answers (the count of the last second may be stale: a replica may just
  * have come), then sent, or refused before anything is written. */
-static bool ask_info(gw_redis *r);
+static bool ask_info(gw_node *r);
 
-static bool too_few_replicas(const gw_redis *r) {
+static bool too_few_replicas(const gw_node *r) {
     return r->replicas_online >= 0 && r->replicas_online < r->wait_replicas;
 }
 
-static void refuse_write(gw_redis *r, gw_op *op) {
+static void refuse_write(gw_node *r, gw_op *op) {
     char msg[200];
     snprintf(msg, sizeof msg,
              "NOREPLICAS Redis has %d of the %ld replicas FLEET_REDIS_WAIT_REPLICAS asks for "
@@ -391,7 +474,7 @@ static void refuse_write(gw_redis *r, gw_op *op) {
 }
 
 /* A fresh INFO answered (connected) or will not (the connection went: NULL answers). */
-static void settle_awaiting_info(gw_redis *r, bool connected) {
+static void settle_awaiting_info(gw_node *r, bool connected) {
     gw_op *list = r->awaiting_info;
     r->awaiting_info = NULL;
     while (list) {
@@ -421,11 +504,32 @@ static bool promises_a_write(fleet_script_id s) {
     }
 }
 
-int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg) {
+/* The node that takes a command of slot on a cluster (slot -1: keyless, any usable
+ * master of the map); NULL when none can (no map yet, its master unknown, shutting down). */
+static gw_node *cluster_node(gw_redis *g, int slot) {
+    if (g->closing || !g->router) return NULL;
+    if (slot >= 0) return gw_router_node_of_slot(g->router, slot);
+    size_t n = gw_router_count(g->router);
+    for (size_t i = 0; i < n; i++) {
+        bool in_map;
+        gw_node *r = gw_router_node(g->router, i, &in_map, NULL);
+        if (in_map && r->ready) return r;
+    }
+    return NULL;
+}
+
+int gw_redis_script(gw_redis *g, fleet_cmd *cmd, gw_redis_cb cb, void *arg) {
+    gw_node *r = g->one;
+    int slot = -1;
+    if (!r) {
+        slot = gw_cmd_slot(cmd->argc, cmd->argv, cmd->argvlen);
+        if (!(r = cluster_node(g, slot))) return -1;
+    }
     if (!r->ready) return -1;
     gw_op *op = op_new(r, cb, arg);
     if (!op) return -1;
     op->cmd = cmd;
+    op->slot = slot;
     op->replicated = r->wait_replicas > 0 && promises_a_write(cmd->script);
     if (op->replicated && too_few_replicas(r)) {
         /* Judged on a fresh INFO, not the last second's: a replica may just have come. */
@@ -441,12 +545,13 @@ int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg) {
 }
 
 /* Sends a plain command on the connection whether or not the scripts are loaded (the
- * health probe). */
-static int command_raw(gw_redis *r, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
-                       void *arg) {
+ * health probe). slot: as gw_op's. */
+static int command_raw(gw_node *r, int slot, int argc, const char **argv, const size_t *lens,
+                       gw_redis_cb cb, void *arg) {
     if (!r->ac) return -1;
     gw_op *op = op_new(r, cb, arg);
     if (!op) return -1;
+    op->slot = slot;
     long long n = redisFormatCommandArgv(&op->formatted, argc, argv, lens);
     if (n < 0) {
         op_free(op);
@@ -460,20 +565,53 @@ static int command_raw(gw_redis *r, int argc, const char **argv, const size_t *l
     return 0;
 }
 
-int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
+int gw_redis_command(gw_redis *g, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
                      void *arg) {
+    gw_node *r = g->one;
+    int slot = -1;
+    if (!r) {
+        slot = gw_cmd_slot(argc, argv, lens);
+        if (!(r = cluster_node(g, slot))) return -1;
+    }
     if (!r->ready) return -1;
-    return command_raw(r, argc, argv, lens, cb, arg);
+    return command_raw(r, slot, argc, argv, lens, cb, arg);
 }
 
-bool gw_redis_ready(const gw_redis *r) { return r->ready; }
-
-void gw_redis_wait_replicas(gw_redis *r, long n, long timeout_ms) {
-    r->wait_replicas = n;
-    r->wait_timeout_ms = timeout_ms;
+/* Every master of the map connected with its scripts loaded. */
+static bool nodes_ready(const gw_redis *g) {
+    size_t n = gw_router_count(g->router);
+    for (size_t i = 0; i < n; i++) {
+        bool in_map;
+        const gw_node *r = gw_router_node(g->router, i, &in_map, NULL);
+        if (in_map && !r->ready) return false;
+    }
+    return n > 0;
 }
 
-const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
+static bool router_settled(void *arg) { return nodes_ready(arg); }
+
+bool gw_redis_ready(const gw_redis *g) {
+    if (g->one) return g->one->ready;
+    char buf[8];
+    return !g->closing && !gw_router_problem(g->router, buf, sizeof buf) && nodes_ready(g);
+}
+
+void gw_redis_wait_replicas(gw_redis *g, long n, long timeout_ms) {
+    g->wait_replicas = n;
+    g->wait_timeout_ms = timeout_ms;
+    if (g->one) {
+        g->one->wait_replicas = n;
+        g->one->wait_timeout_ms = timeout_ms;
+        return;
+    }
+    for (size_t i = 0; i < gw_router_count(g->router); i++) {
+        gw_node *r = gw_router_node(g->router, i, NULL, NULL);
+        r->wait_replicas = n;
+        r->wait_timeout_ms = timeout_ms;
+    }
+}
+
+static const char *node_health(const gw_node *r, char *buf, size_t len) {
     const char *refusal = r->ac ? NULL : gw_redis_link_refusal(r->link);
     if (refusal) snprintf(buf, len, "%s", refusal);
     else if (!r->ac) snprintf(buf, len, "Redis is not reachable");
@@ -499,9 +637,39 @@ const char *gw_redis_health(const gw_redis *r, char *buf, size_t len) {
     return buf;
 }
 
+/* On a cluster: the map must cover every slot, and every master of it be healthy; the
+ * first that is not is named. */
+const char *gw_redis_health(const gw_redis *g, char *buf, size_t len) {
+    if (g->one) return node_health(g->one, buf, len);
+    if (gw_router_problem(g->router, buf, len)) return buf;
+    size_t n = gw_router_count(g->router);
+    for (size_t i = 0; i < n; i++) {
+        bool in_map;
+        const fleet_redis_addr *a;
+        const gw_node *r = gw_router_node(g->router, i, &in_map, &a);
+        char why[256];
+        if (in_map && node_health(r, why, sizeof why)) {
+            snprintf(buf, len, "Redis Cluster master %s:%d: %s", a->host, a->port, why);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+/* Whether Redis (on a cluster: one of the masters) said it is loading its dataset. */
+static bool loading_of(const gw_redis *g) {
+    if (g->one) return g->one->loading;
+    for (size_t i = 0; i < gw_router_count(g->router); i++) {
+        bool in_map;
+        const gw_node *r = gw_router_node(g->router, i, &in_map, NULL);
+        if (in_map && r->loading) return true;
+    }
+    return false;
+}
+
 /* ------------------------------------------------------------ health ---------------- */
 
-static void check_policy(gw_redis *r) {
+static void check_policy(gw_node *r) {
     if (!fleet_redis_policy_evicts(r->mem.policy) || !r->mem.policy[0]) {
         r->evict_logged[0] = '\0';
         return;
@@ -520,7 +688,7 @@ static void check_policy(gw_redis *r) {
         "policy", r->mem.policy, "host", r->host, NULL);
 }
 
-static void read_info(gw_redis *r, const redisReply *rep) {
+static void read_info(gw_node *r, const redisReply *rep) {
     if (rep->type == REDIS_REPLY_STRING) {
         fleet_redis_memory m;
         if (fleet_redis_memory_parse(rep->str, rep->len, &m) == 0) {
@@ -545,21 +713,21 @@ static void read_info(gw_redis *r, const redisReply *rep) {
 }
 
 static void on_info(redisReply *rep, void *arg) {
-    gw_redis *r = arg;
+    gw_node *r = arg;
     r->info_inflight = false;
     if (rep) read_info(r, rep); /* else the connection went: the next connect asks again */
     settle_awaiting_info(r, rep != NULL);
 }
 
 /* Returns whether an INFO is on its way (sent now, or already). */
-static bool ask_info(gw_redis *r) {
+static bool ask_info(gw_node *r) {
     if (!r->ac) return false;
     if (r->info_inflight) return true;
     /* memory: used_memory, maxmemory, maxmemory_policy; persistence: loading;
      * replication: the replicas online, for FLEET_REDIS_WAIT_REPLICAS. */
     const char *argv[4] = {"INFO", "memory", "persistence", "replication"};
     size_t lens[4] = {4, 6, 11, 11};
-    if (command_raw(r, 4, argv, lens, on_info, r) == 0) r->info_inflight = true;
+    if (command_raw(r, -1, 4, argv, lens, on_info, r) == 0) r->info_inflight = true;
     return r->info_inflight;
 }
 
@@ -573,7 +741,7 @@ static void on_health_timer(evutil_socket_t fd, short what, void *arg) {
 
 static void on_script_loaded(redisAsyncContext *ac, void *reply, void *privdata) {
     const gw_load *ld = privdata;
-    gw_redis *r = ld->r;
+    gw_node *r = ld->r;
     const fleet_script *s = ld->s;
     redisReply *rep = reply;
     if (!rep || ac != r->ac) return; /* the connection went: on_link_down takes over */
@@ -604,7 +772,7 @@ static void on_script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
     fleet_log(FLEET_LOG_INFO, "redis ready", "host", r->host, NULL);
 }
 
-static void load_scripts(gw_redis *r) {
+static void load_scripts(gw_node *r) {
     if (!r->ac) return;
     r->loads_outstanding = 0;
     r->loads_failed = false;
@@ -631,7 +799,7 @@ static void on_load_retry(evutil_socket_t fd, short what, void *arg) {
 
 /* The link is connected on its database: load the scripts, read the health. */
 static void on_link_up(redisAsyncContext *ac, void *arg) {
-    gw_redis *r = arg;
+    gw_node *r = arg;
     r->ac = ac;
     r->load_retry_ms = GW_REDIS_RETRY_MIN_MS;
     load_scripts(r);
@@ -640,7 +808,7 @@ static void on_link_up(redisAsyncContext *ac, void *arg) {
 
 /* The connection is gone: forget what it said (the link reconnects). */
 static void on_link_down(void *arg) {
-    gw_redis *r = arg;
+    gw_node *r = arg;
     answer_held(r, &r->held, -1); /* written on the connection that went */
     r->ac = NULL;
     r->ready = false;
@@ -649,6 +817,8 @@ static void on_link_down(void *arg) {
     r->replicas_online = -1;
     r->loads_outstanding = 0;
     evtimer_del(r->load_retry_ev);
+    /* On a cluster a lost master is often a failover: its replica may hold its slots now. */
+    if (r->g->router && !r->g->closing) gw_router_refresh(r->g->router);
 }
 
 /* A server that accepts commands but does not answer (paused, swapped out, a network
@@ -657,7 +827,7 @@ static void on_link_down(void *arg) {
 static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
-    gw_redis *r = arg;
+    gw_node *r = arg;
     if (!r->ac || !r->ops) return;
     gw_op *oldest = r->ops;
     while (oldest->next) oldest = oldest->next;
@@ -665,36 +835,83 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
         gw_redis_link_close(r->link, "not answering: dropping the connection");
 }
 
-gw_redis *gw_redis_new(struct event_base *base, const fleet_redis_target *t, long timeout_ms,
-                       bool allow_eviction) {
-    gw_redis *r = calloc(1, sizeof *r);
+static void node_free(gw_node *r);
+
+/* A node on t (copied: the link keeps a pointer to it), connecting at once. */
+static gw_node *node_new(gw_redis *g, const fleet_redis_target *t) {
+    gw_node *r = calloc(1, sizeof *r);
     if (!r) return NULL;
-    r->base = base;
-    r->timeout_ms = timeout_ms;
-    r->allow_eviction = allow_eviction;
+    r->g = g;
+    r->t = *t;
+    r->base = g->base;
+    r->timeout_ms = g->timeout_ms;
+    r->allow_eviction = g->allow_eviction;
+    r->wait_replicas = g->wait_replicas;
+    r->wait_timeout_ms = g->wait_timeout_ms;
     r->load_retry_ms = GW_REDIS_RETRY_MIN_MS;
     r->replicas_online = -1;
     r->host = "";
-    r->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, r);
-    r->load_retry_ev = evtimer_new(base, on_load_retry, r);
-    r->health_ev = event_new(base, -1, EV_PERSIST, on_health_timer, r);
+    r->watchdog_ev = event_new(g->base, -1, EV_PERSIST, on_watchdog, r);
+    r->load_retry_ev = evtimer_new(g->base, on_load_retry, r);
+    r->health_ev = event_new(g->base, -1, EV_PERSIST, on_health_timer, r);
     if (!r->watchdog_ev || !r->load_retry_ev || !r->health_ev) goto err;
     struct timeval tick = {0, 250000};
     evtimer_add(r->watchdog_ev, &tick);
     struct timeval health = {GW_REDIS_HEALTH_MS / 1000, (GW_REDIS_HEALTH_MS % 1000) * 1000};
     evtimer_add(r->health_ev, &health);
     r->link =
-        gw_redis_link_new(base, t, "redis",
+        gw_redis_link_new(g->base, &r->t, "redis",
                           &(gw_redis_link_cbs){.up = on_link_up, .down = on_link_down, .arg = r});
     if (!r->link) goto err;
     r->host = gw_redis_link_host(r->link);
+    if (g->router) {
+        snprintf(r->where, sizeof r->where, "%s:%d", t->addr.host, t->addr.port);
+        r->host = r->where;
+    }
     return r;
 err:
-    gw_redis_free(r);
+    node_free(r);
     return NULL;
 }
 
-void gw_redis_free(gw_redis *r) {
+/* A master of the cluster: its own address, the URL's credentials, db 0 (no SELECT). */
+static void *router_node_new(const fleet_redis_addr *a, void *arg) {
+    gw_redis *g = arg;
+    fleet_redis_target t = *g->t;
+    t.addr = *a;
+    t.db = 0;
+    t.nsentinels = 0;
+    t.nseeds = 0;
+    char addr[300];
+    snprintf(addr, sizeof addr, "%s:%d", a->host, a->port);
+    fleet_log(FLEET_LOG_INFO, "redis cluster: connecting to a master", "addr", addr, NULL);
+    return node_new(g, &t);
+}
+
+gw_redis *gw_redis_new(struct event_base *base, const fleet_redis_target *t, long timeout_ms,
+                       bool allow_eviction) {
+    gw_redis *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->base = base;
+    g->t = t;
+    g->timeout_ms = timeout_ms;
+    g->allow_eviction = allow_eviction;
+    if (t->nseeds) {
+        g->router = gw_router_new(base, t,
+                                  &(gw_router_cbs){.node_new = router_node_new,
+                                                   .settled = router_settled,
+                                                   .arg = g});
+        if (!g->router) goto err;
+    } else if (!(g->one = node_new(g, t))) {
+        goto err;
+    }
+    return g;
+err:
+    gw_redis_free(g);
+    return NULL;
+}
+
+static void node_free(gw_node *r) {
     if (!r) return;
     gw_redis_link *link = r->link;
     r->link = NULL;
@@ -714,12 +931,63 @@ void gw_redis_free(gw_redis *r) {
     free(r);
 }
 
+void gw_redis_free(gw_redis *g) {
+    if (!g) return;
+    g->closing = true;
+    node_free(g->one);
+    g->one = NULL;
+    if (g->router) {
+        /* Every node's callbacks first (nothing routes any more): then the router. */
+        for (size_t i = 0; i < gw_router_count(g->router); i++)
+            node_free(gw_router_node(g->router, i, NULL, NULL));
+        gw_router_free(g->router);
+    }
+    free(g);
+}
+
+/* MOVED and ASK redirections followed and slot maps loaded; zeros without a cluster. */
+void gw_redis_cluster_counts(const gw_redis *g, unsigned long long *moved,
+                             unsigned long long *asked, unsigned long long *maps) {
+    const gw_router_counts *c = g->router ? gw_router_counters(g->router) : NULL;
+    *moved = c ? c->moved : 0;
+    *asked = c ? c->asked : 0;
+    *maps = c ? c->maps : 0;
+}
+
+/* The address of a usable master for a connection of its own (the events subscription):
+ * the i-th (mod their number) of the masters of the map that are ready, else of the
+ * seeds. False without a cluster. */
+bool gw_redis_pick_node(const gw_redis *g, unsigned i, fleet_redis_addr *a) {
+    if (!g || !g->router || g->closing) return false;
+    size_t n = gw_router_count(g->router), ready = 0;
+    for (size_t k = 0; k < n; k++) {
+        bool in_map;
+        const gw_node *r = gw_router_node(g->router, k, &in_map, NULL);
+        ready += in_map && r->ready;
+    }
+    if (ready == 0) {
+        *a = g->t->seeds[i % g->t->nseeds];
+        return true;
+    }
+    size_t want = i % ready;
+    for (size_t k = 0; k < n; k++) {
+        bool in_map;
+        const fleet_redis_addr *addr;
+        const gw_node *r = gw_router_node(g->router, k, &in_map, &addr);
+        if (in_map && r->ready && want-- == 0) {
+            *a = *addr;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ------------------------------------------------------------ answers --------------- */
 
-void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_problem *p) {
+void gw_redis_problem_of(const gw_redis *g, const redisReply *rep, gw_redis_problem *p) {
     fleet_redis_err e = rep ? fleet_redis_err_of(rep) : FLEET_REDIS_TRANSIENT;
     bool loading = rep ? e == FLEET_REDIS_TRANSIENT && strncmp(rep->str, "LOADING", 7) == 0
-                       : r && r->loading;
+                       : g && loading_of(g);
     if (e == FLEET_REDIS_TRANSIENT && loading) {
         *p = (gw_redis_problem){GW_PROBLEM_REDIS_LOADING,
                                 "the job store (Redis) is loading its dataset; retry shortly", "1"};

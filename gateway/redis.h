@@ -21,6 +21,14 @@
  * GW_REDIS_HEALTH_MS on the same connection; an evicting policy is logged as an error at
  * connect, when it changes, and at most once a minute (docs/reliability.md, "A sick
  * Redis").
+ *
+ * On a Redis Cluster (FLEET_REDIS_CLUSTER: the target's seeds) there is one such link per
+ * master, each with its own scripts, health, watchdog and WAIT, and a router (router.h)
+ * that sends a command to the master of its first key's slot; a MOVED sends it to the node
+ * named (and reloads the map), an ASK sends ASKING and then it there, once; a lost master
+ * reloads the map. Ready, and healthy, when the map covers every slot and every master of
+ * it is: gw_redis_health names the first master that is not. A command whose master is
+ * usable is sent even when another is not. docs/redis.md, "Redis Cluster: routing".
  */
 #ifndef GW_REDIS_H
 #define GW_REDIS_H
@@ -51,7 +59,8 @@ void gw_redis_free(gw_redis *r);
  * replicas online, such a script is not sent: the callback gets a NOREPLICAS refusal
  * saying nothing was written. n = 0 (the default): answered at once. */
 void gw_redis_wait_replicas(gw_redis *r, long n, long timeout_ms);
-/* Connected and the scripts loaded: commands can be sent. */
+/* Connected and the scripts loaded (on a cluster: on every master of a complete map):
+ * commands can be sent. */
 bool gw_redis_ready(const gw_redis *r);
 /* NULL when Redis is healthy (see above); otherwise why not, written into buf. */
 const char *gw_redis_health(const gw_redis *r, char *buf, size_t len);
@@ -63,6 +72,15 @@ int gw_redis_script(gw_redis *r, fleet_cmd *cmd, gw_redis_cb cb, void *arg);
 /* Sends a plain command; argv is copied. Same contract as above. */
 int gw_redis_command(gw_redis *r, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
                      void *arg);
+
+/* On a cluster: MOVED and ASK redirections followed and slot maps loaded since the start
+ * (logged at debug as they happen); zeros without one. */
+void gw_redis_cluster_counts(const gw_redis *g, unsigned long long *moved,
+                             unsigned long long *asked, unsigned long long *maps);
+/* On a cluster: a master for a connection of its own (the events subscription), the i-th
+ * of the usable masters of the map, else of the seeds, so that successive i go round them.
+ * False without a cluster. */
+bool gw_redis_pick_node(const gw_redis *g, unsigned i, fleet_redis_addr *a);
 
 /* How a failed Redis command is answered: 503 + Retry-After for a refusal worth retrying
  * (redis-loading, redis-unavailable or redis-full), else 500 internal; the status, slug

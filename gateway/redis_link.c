@@ -277,6 +277,7 @@ static void sentinel_ask(gw_redis_link *l) {
 }
 
 static void start_connect(gw_redis_link *l) {
+    if (l->cbs.pick) (void)l->cbs.pick(&l->addr, l->cbs.arg);
     if (!l->t->nsentinels) {
         connect_primary(l);
         return;

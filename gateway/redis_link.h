@@ -55,6 +55,9 @@ typedef struct gw_redis_link_cbs {
     /* The connection of the last up() is gone; the link reconnects after its backoff.
      * Replies pending on it have run (or run now) with NULL. */
     void (*down)(void *arg);
+    /* Optional: the address of each connect (else the URL's, or the sentinels'): on a
+     * Redis Cluster the events link goes round its masters. False: the last address. */
+    bool (*pick)(fleet_redis_addr *a, void *arg);
     void *arg;
 } gw_redis_link_cbs;
 

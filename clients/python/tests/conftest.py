@@ -122,12 +122,13 @@ class FleetStack:
     ``tenant_webhook_secret`` (that tenant's: it signs the webhooks of its jobs),
     ``admin_key`` (an admin tenant's), ``webhook_secret`` (the gateway's
     FLEET_WEBHOOK_SECRET), ``redis_url``, ``prefix``, ``dir`` (temporary directory),
-    ``redis`` and ``gateway`` (their Procs).
+    ``redis`` and ``gateway`` (their Procs). With ``shards`` > 1 the fleet is spread over
+    that many shards (``fleetctl shards init``, before the gateway starts).
     """
 
     def __init__(self, gateway_env: Optional[Dict[str, str]] = None,
                  workers: Sequence[str] = ("echo", "sleep"),
-                 worker_env: Optional[Dict[str, str]] = None) -> None:
+                 worker_env: Optional[Dict[str, str]] = None, shards: int = 1) -> None:
         self.bin = bin_dir()
         self.dir = tempfile.mkdtemp(prefix="fleet-pytest-")
         self.prefix = "fleet"
@@ -145,6 +146,8 @@ class FleetStack:
             # so its jobs stay queued (the quota, queue-full and 425 cases)
             for m in ("echo", "sleep", "idle"):
                 self.fleetctl("model", "add", m)
+            if shards > 1:
+                self.fleetctl("shards", "init", str(shards))
             self.gateway = self.start_gateway(gateway_env or {})
             for m in workers:
                 self.start_worker(m)

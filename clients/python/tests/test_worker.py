@@ -480,3 +480,44 @@ def test_runs_as_the_least_privilege_worker_user(stack, rds, api, caplog):
     assert rds.hexists("{fleet}:metrics:py-acl", "batch:count")
     for refusal in ("NOPERM", "no permissions", "can't run this command"):
         assert refusal not in caplog.text, caplog.text
+
+
+def test_serves_every_shard_of_the_table(make_fleet_stack):
+    """A fleet of three shards (fleetctl shards init 3): the gateway spreads jobs over them
+    (an id's first character names its shard), the worker finishes every one on its shard;
+    a shard added while it runs is served once the worker reads the table again."""
+    s = make_fleet_stack(shards=3, workers=[], gateway_env={"FLEET_MODELS": ""})
+    r = redis.Redis.from_url(s.redis_url)
+    api = httpx.Client(base_url=s.url, timeout=30, headers={"Authorization": "Bearer " + s.api_key})
+    try:
+        with Running(s, "py-shards", lambda xs, ctx: [{"got": x} for x in xs],
+                     name="py-shards-1", max_batch=4):
+            first = []
+            wait_for(lambda: (first.append(model_accepted(api, "py-shards")) or first[-1]), 10,
+                     "the gateway to accept the registered model")
+            ids = [i for i in first if i] + [submit(api, "py-shards", n) for n in range(40)]
+            assert {i[0] for i in ids} == {"0", "1", "2"}, ids
+            for jid in ids:
+                j = wait_job(api, jid)
+                assert j["status"] == "succeeded", j
+            for n in range(3):
+                tag = "{fleet}" if n == 0 else "{fleet:%d}" % n
+                done = int(r.hget(tag + ":stats", "py-shards:succeeded") or 0)
+                assert done == sum(1 for i in ids if i[0] == str(n)) and done > 0, (n, done)
+                assert r.hget(tag + ":job:" + [i for i in ids if i[0] == str(n)][0],
+                              "worker") == b"py-shards-1"
+
+            s.fleetctl("shards", "add")
+            on3 = []
+
+            def one_on_shard_3():
+                jid = submit(api, "py-shards", "late")
+                on3.append(jid)
+                return jid[0] == "3"
+            wait_for(one_on_shard_3, 20, "a job on shard 3")
+            for jid in on3:
+                assert wait_job(api, jid)["status"] == "succeeded"
+            assert r.xinfo_groups("{fleet:3}:stream:py-shards")[0]["name"] == b"workers"
+    finally:
+        api.close()
+        r.close()

@@ -14,6 +14,16 @@ batch_run.c, keeper.c, control.c, health.c):
   every 5 s, and deletes long-idle consumers with nothing pending;
 - the control thread listens on `{prefix}:control:<name>` for `cancel <id>`.
 
+A fleet spread over shards (shared/include/fleet/shards.h: the table at "{prefix}:shards",
+read again every 2 s) is served on every shard of the table, as the C worker serves it:
+a consumer group on each shard's stream of the model, each turn starting at the next shard
+(so that none starves behind another's backlog), a batch filled from several shards, and
+every script of a job sent with the keys of the shard its id names (its first character).
+Idle, one XREADGROUP blocks on every shard's stream at once on one Redis; on a Redis
+Cluster (cluster=, FLEET_REDIS_CLUSTER: redis-py's RedisCluster) the streams live on
+different nodes, so it blocks on one shard at a time for READ_SLICE_MS, rotating.
+Registration, heartbeats, metrics and the control channel use the control keys.
+
 Results are written with one `finish` per batch; a Retryable error requeues each job with
 the C worker's backoff; SIGTERM or SIGINT stops reading, lets the batch finish for
 drain_timeout_s, hands back what still runs and deregisters.
@@ -28,6 +38,7 @@ import threading
 import time
 
 import redis
+import redis.cluster
 import redis.connection
 import redis.sentinel
 
@@ -47,6 +58,8 @@ METRICS_FLUSH_MS = 5000
 METRICS_TTL_S = 604800
 CONTROL_WAIT_S = 2.0
 READ_BLOCK_MS = 1000
+READ_SLICE_MS = 100  # a cluster of several shards: each shard's blocking read, in turn
+SHARDS_RELOAD_MS = 2000  # the shard table read again (the C worker: every keeper tick)
 ERROR_PAUSE_S = 1.0
 TIMEOUT_GRACE_MS = 5000
 HEALTH_LOOK_MS = 10000  # INFO memory while claims are allowed (worker/health.c)
@@ -161,7 +174,8 @@ class _Hist:
 class _Job:
     """One claimed job of the running batch."""
 
-    def __init__(self, entry_id, job_id, token, reply, default_timeout_s):
+    def __init__(self, sh, entry_id, job_id, token, reply, default_timeout_s):
+        self.sh = sh  # the _Shard it was claimed on: every script of the job goes there
         self.entry_id = entry_id
         self.id = job_id
         self.token = token
@@ -182,6 +196,21 @@ class _Job:
         self.ended = False  # the final write has an answer
         self.last_progress_mono = None
         self.pending_progress = None  # progress Redis refused, sent before the finish
+
+
+class _Shard:
+    """One shard of the table as this worker serves it: its keys, its stream of the model
+    and the state of its consumer group."""
+
+    def __init__(self, k, keys, model):
+        self.k = k
+        self.keys = keys
+        self.stream = keys.stream(model)
+        self.group_ok = False
+        self.group_epoch = -1
+        self.cursor = "0-0"  # XAUTOCLAIM's
+        self.next_promote = 0
+        self.next_reclaim = 0
 
 
 class Context:
@@ -252,8 +281,24 @@ class Context:
         j.retryable = bool(retryable)
 
 
-def _connect(redis_url, sentinels=None, sentinel_master=None, sentinel_password=None):
-    """The worker's client: redis_url's server, or, with sentinels ("host:port,..." or a
+def _cluster_nodes(cluster):
+    if isinstance(cluster, str):
+        nodes = []
+        for item in cluster.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError("cluster node %r is not host:port" % (item,))
+            nodes.append((host, int(port)))
+        return nodes
+    return [(h, int(p)) for h, p in cluster]
+
+
+def _connect(redis_url, sentinels=None, sentinel_master=None, sentinel_password=None,
+             cluster=None):
+    """The worker's client: with cluster (seed nodes "host:port,..." or a list of
+    (host, port); default FLEET_REDIS_CLUSTER), a RedisCluster with redis_url's user and
+    password (its host is then not used, its database must be 0); else redis_url's
+    server, or, with sentinels ("host:port,..." or a
     list of (host, port); default FLEET_REDIS_SENTINELS, FLEET_REDIS_SENTINEL_MASTER and
     FLEET_REDIS_SENTINEL_PASSWORD, as the C programs read them), the primary they name,
     with redis_url's user, password and database (its host is then not used).
@@ -265,7 +310,18 @@ def _connect(redis_url, sentinels=None, sentinel_master=None, sentinel_password=
         sentinel_master = os.environ.get("FLEET_REDIS_SENTINEL_MASTER", "")
     if sentinel_password is None:
         sentinel_password = os.environ.get("FLEET_REDIS_SENTINEL_PASSWORD", "")
+    if cluster is None:
+        cluster = os.environ.get("FLEET_REDIS_CLUSTER", "")
     timeouts = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    if cluster:
+        if sentinels:
+            raise ValueError("a cluster has no sentinels: give cluster or sentinels, not both")
+        url = redis.connection.parse_url(redis_url)
+        if int(url.get("db", 0) or 0) != 0:
+            raise ValueError("a Redis Cluster has database 0 only: %s names another" % redis_url)
+        nodes = [redis.cluster.ClusterNode(h, p) for h, p in _cluster_nodes(cluster)]
+        return redis.cluster.RedisCluster(startup_nodes=nodes, username=url.get("username"),
+                                          password=url.get("password"), **timeouts)
     if not sentinels:
         if sentinel_master:
             raise ValueError("sentinel_master without sentinels")
@@ -295,7 +351,7 @@ class Worker:
                  dlq_cap=10000, progress_interval_ms=200, consumer_idle_ms=600000,
                  max_outputs=1000, max_output_bytes=1048576, output_webhook_ms=1000,
                  allow_eviction=False, backend="python", sentinels=None, sentinel_master=None,
-                 sentinel_password=None):
+                 sentinel_password=None, cluster=None):
         if not fkeys.valid_model(model):
             raise ValueError("model must be 1..64 characters of [a-z0-9_-]: %r" % (model,))
         if not callable(handler):
@@ -336,20 +392,30 @@ class Worker:
         self._policy_logged = 0
         self._full = False
         # One pool: redis-py hands each thread its own connection per command.
-        self.r = _connect(redis_url, sentinels, sentinel_master, sentinel_password)
+        self.r = _connect(redis_url, sentinels, sentinel_master, sentinel_password, cluster)
+        self.clustered = isinstance(self.r, redis.cluster.RedisCluster)
         self.redis_url = redis_url
         # The pool reconnects by itself (a connection the server closed is replaced when
         # taken), so "after each reconnect" (docs/protocol.md: the consumer group, the
-        # model's registration, the health look) is told by a count of connects.
+        # model's registration, the health look) is told by a count of connects. A
+        # cluster's pools are per node: there a lost connection (an error the loop sees)
+        # redoes them instead.
         self._conn_epoch = 0
-        make = self.r.connection_pool.make_connection
+        if not self.clustered:
+            make = self.r.connection_pool.make_connection
 
-        def make_connection():
-            c = make()
-            c.register_connect_callback(self._on_connect)
-            return c
-        self.r.connection_pool.make_connection = make_connection
-        self.stream = self.keys.stream(model)
+            def make_connection():
+                c = make()
+                c.register_connect_callback(self._on_connect)
+                return c
+            self.r.connection_pool.make_connection = make_connection
+        # The shards served (by k), in ascending k; shard 0 alone until the table is read.
+        self._shards = {0: _Shard(0, self.keys, model)}
+        self._order = [0]
+        self._rr = 0  # the shard the next turn starts at
+        self._next_table = 0
+        self._table_text = None
+        self.stream = self.keys.stream(model)  # shard 0's
         self.s = {n: scripts.get(n) for n in
                   ("claim", "renew", "progress", "emit", "finish", "requeue", "promote", "feed",
                    "recover")}
@@ -361,11 +427,6 @@ class Worker:
         self._signals = 0
         self._drain_deadline = None
         self._drain_expired = False
-        self._group_ok = False
-        self._group_epoch = -1
-        self._cursor = "0-0"
-        self._next_promote = 0
-        self._next_reclaim = 0
         self._backoff_s = 0.0
         self._jobs_done = 0
         self._busy = False
@@ -388,19 +449,27 @@ class Worker:
     def _ok(self):
         self._backoff_s = 0.0
 
-    def _ensure_group(self):
+    def _ensure_group(self, sh):
         try:
-            self.r.xgroup_create(self.stream, fkeys.GROUP, id="0", mkstream=True)
+            self.r.xgroup_create(sh.stream, fkeys.GROUP, id="0", mkstream=True)
         except redis.exceptions.ResponseError as e:
             if not str(e).startswith("BUSYGROUP"):
                 raise
-        self._group_ok = True
-        self._group_epoch = self._conn_epoch
+        sh.group_ok = True
+        sh.group_epoch = self._conn_epoch
 
-    def _stream_error(self, what, e):
+    def _groups_lost(self):
+        for sh in self._shards.values():
+            sh.group_ok = False
+
+    def _stream_error(self, what, e, sh=None):
         if isinstance(e, redis.exceptions.ResponseError) and str(e).startswith("NOGROUP"):
-            log.warning("consumer group missing; recreating it (%s)", self.stream)
-            self._group_ok = False
+            log.warning("consumer group missing; recreating it (%s)",
+                        sh.stream if sh else "every shard's stream")
+            if sh:
+                sh.group_ok = False
+            else:
+                self._groups_lost()
         elif _refused(e):
             self._pause_refused(what, e)
         else:
@@ -427,7 +496,9 @@ class Worker:
                     self._turn()
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
                     log.warning("Redis connection lost (%s); reconnecting", e)
-                    self._group_ok = False
+                    self._groups_lost()
+                    if self.clustered:
+                        self._registered = -1  # a node may have restarted empty
                     self._next_look = 0  # a new server may have another policy: look again
                     time.sleep(ERROR_PAUSE_S)
                 except redis.exceptions.ResponseError as e:
@@ -455,35 +526,94 @@ class Worker:
             self._drain_deadline = time.monotonic()  # a second signal ends the drain at once
         self._stop_reading.set()
 
+    def _load_shards(self):
+        """Reads the shard table again (every SHARDS_RELOAD_MS): shards new to the table are
+        served from now on, those it no longer names are left (a shard is removed only
+        once it holds no queued or running job). A table that does not parse keeps the
+        shards served so far."""
+        now = _mono_ms()
+        if now < self._next_table:
+            return
+        self._next_table = now + SHARDS_RELOAD_MS
+        try:
+            text = self.r.get(self.keys.shards())
+        except redis.exceptions.ResponseError as e:
+            # Refused for now, or not allowed (an ACL without the key): serve the shards
+            # known so far and read it again later.
+            log.warning("reading the shard table %s was refused: %s", self.keys.shards(), e)
+            return
+        text = _text(text) if text is not None else ""
+        if text == self._table_text:
+            return
+        try:
+            table = fkeys.parse_shards(text, self.keys.prefix)
+        except ValueError as e:
+            if self._table_text is not None or text:
+                log.error("the shard table %s does not parse (%s): %r; serving the shards "
+                          "read before", self.keys.shards(), e, text)
+            self._table_text = text
+            return
+        shards = {}
+        for k, (keys, _) in table.items():
+            old = self._shards.get(k)
+            shards[k] = old if old is not None and old.keys.tag == keys.tag else \
+                _Shard(k, keys, self.model)
+        if sorted(shards) != self._order:
+            log.info("serving shards %s", " ".join(shards[k].keys.tag for k in sorted(shards)))
+        self._shards = shards
+        self._order = sorted(shards)
+        self._table_text = text
+
+    def _turn_order(self):
+        """The shards, starting at the next one each turn."""
+        n = len(self._order)
+        start = self._rr % n
+        self._rr += 1
+        return [self._shards[k] for k in self._order[start:] + self._order[:start]]
+
     def _turn(self):
-        if self._group_epoch != self._conn_epoch:
-            self._group_ok = False  # a new connection: maybe a server restarted empty
-            self._next_look = 0
-        if not self._group_ok:
-            try:
-                self._ensure_group()
-            except redis.exceptions.ResponseError as e:
-                self._stream_error("XGROUP CREATE", e)
-                return
-        self._promote()
+        self._load_shards()
+        for sh in self._shards.values():
+            if sh.group_epoch != self._conn_epoch:
+                sh.group_ok = False  # a new connection: maybe a server restarted empty
+                self._next_look = 0
+        for sh in self._shards.values():
+            if not sh.group_ok:
+                try:
+                    self._ensure_group(sh)
+                except redis.exceptions.ResponseError as e:
+                    self._stream_error("XGROUP CREATE", e, sh)  # the others still serve
+        for sh in self._shards.values():
+            self._promote(sh)
         if not self._may_claim():
             time.sleep(HELD_LOOK_MS / 1000.0)
             return
-        named = self._reclaim()
-        jobs = self._claim(named, self.max_batch - len(named))
-        if not jobs and not self._stop_reading.is_set() and self._group_ok:
-            entries = self._xread(READ_BLOCK_MS)
-            if entries:
-                jobs = self._claim(entries, 0)
-                if self._stop_reading.is_set():
-                    # Read just as the stop came: hand them back at once rather than leave
-                    # them pending on this consumer for a lease.
-                    self._write_outcomes([], [(j, "handback", "") for j in jobs])
-                    return
+        order = [sh for sh in self._turn_order() if sh.group_ok]
+        if not order:
+            return
+        jobs = []
+        for sh in order:
+            room = self.max_batch - len(jobs)
+            if room <= 0:
+                break
+            named = self._reclaim(sh, room)
+            jobs += self._claim(sh, named, room - len(named))
+        if not jobs and not self._stop_reading.is_set():
+            for sh, entries in self._xread(order):
+                jobs += self._claim(sh, entries, 0)
+            if jobs and self._stop_reading.is_set():
+                # Read just as the stop came: hand them back at once rather than leave
+                # them pending on this consumer for a lease.
+                self._write_outcomes([], [(j, "handback", "") for j in jobs])
+                return
         elif jobs and self._last_full and len(jobs) < self.max_batch and self.max_delay_ms > 0:
             # Under load a fuller batch is worth a few milliseconds (docs/protocol.md).
             time.sleep(self.max_delay_ms / 1000.0)
-            jobs += self._claim([], self.max_batch - len(jobs))
+            for sh in order:
+                room = self.max_batch - len(jobs)
+                if room <= 0:
+                    break
+                jobs += self._claim(sh, [], room)
         if jobs:
             self._last_full = len(jobs) >= self.max_batch
             self._run_batch(jobs)
@@ -497,7 +627,7 @@ class Worker:
         if now < self._next_look:
             return not self._held
         try:
-            info = self.r.info("memory")
+            info = self._memory_info()
         except redis.exceptions.ResponseError as e:
             if _refused(e):
                 raise  # the loop pauses and looks again
@@ -539,44 +669,68 @@ class Worker:
         self._next_look = now + (HELD_LOOK_MS if self._held else HEALTH_LOOK_MS)
         return not self._held
 
-    def _promote(self):
+    def _memory_info(self):
+        """INFO memory of the Redis, or on a cluster of its masters folded into one: the
+        first evicting policy found, and the fullest master's use of its maxmemory (a job
+        on any shard may need a write there)."""
+        if not self.clustered:
+            return self.r.info("memory")
+        infos = self.r.info("memory", target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+        if isinstance(infos, dict) and "maxmemory_policy" in infos:
+            return infos
+        out = {}
+        for info in (infos or {}).values():
+            if not isinstance(info, dict) or "maxmemory_policy" not in info:
+                continue
+            policy = _text(info["maxmemory_policy"])
+            if "maxmemory_policy" not in out or policy != "noeviction":
+                out["maxmemory_policy"] = policy
+            maxmem, used = int(info.get("maxmemory", 0)), int(info.get("used_memory", 0))
+            if maxmem > 0 and ("maxmemory" not in out or used - maxmem > out["used_memory"] -
+                               out["maxmemory"] or not out["maxmemory"]):
+                out["maxmemory"], out["used_memory"] = maxmem, used
+            out.setdefault("maxmemory", 0)
+            out.setdefault("used_memory", 0)
+        return out
+
+    def _promote(self, sh):
         now = _mono_ms()
-        if now < self._next_promote:
+        if now < sh.next_promote:
             return
-        self._next_promote = now + PROMOTE_MS
-        k = self.keys
+        sh.next_promote = now + PROMOTE_MS
+        k = sh.keys
         try:
-            self.s["promote"](self.r, [k.delayed(self.model), self.stream, k.queues(),
+            self.s["promote"](self.r, [k.delayed(self.model), sh.stream, k.queues(),
                                        k.entries(self.model), k.stats()],
                               [self.model, PROMOTE_MAX, k.job_prefix()])
         except redis.exceptions.ResponseError as e:
             if not _refused(e):
                 log.error("promote script failed: %s", e)
 
-    def _reclaim(self):
+    def _reclaim(self, sh, count):
         now = _mono_ms()
-        if now < self._next_reclaim:
+        if now < sh.next_reclaim:
             return []
-        self._next_reclaim = now + min(max(self.lease_ms // 4, 1000), 5000)
+        sh.next_reclaim = now + min(max(self.lease_ms // 4, 1000), 5000)
         try:
-            rep = self.r.execute_command("XAUTOCLAIM", self.stream, fkeys.GROUP, self.name,
-                                         self.lease_ms, self._cursor, "COUNT", self.max_batch)
+            rep = self.r.execute_command("XAUTOCLAIM", sh.stream, fkeys.GROUP, self.name,
+                                         self.lease_ms, sh.cursor, "COUNT", count)
         except redis.exceptions.ResponseError as e:
-            self._stream_error("XAUTOCLAIM", e)
+            self._stream_error("XAUTOCLAIM", e, sh)
             return []
         if not isinstance(rep, list) or len(rep) < 2:
             return []
-        self._cursor = _text(rep[0])
-        out = self._entries(rep[1])
+        sh.cursor = _text(rep[0])
+        out = self._entries(sh, rep[1])
         for deleted in (rep[2] if len(rep) >= 3 and isinstance(rep[2], list) else []):
-            self._recover(_text(deleted))
+            self._recover(sh, _text(deleted))
         return out
 
-    def _recover(self, entry_id):
-        k = self.keys
+    def _recover(self, sh, entry_id):
+        k = sh.keys
         while True:
             try:
-                rep = self.s["recover"](self.r, [k.entries(self.model), self.stream, k.queues(),
+                rep = self.s["recover"](self.r, [k.entries(self.model), sh.stream, k.queues(),
                                                  k.stats()], [entry_id, self.model, k.job_prefix()])
                 log.warning("a pending stream entry was deleted by hand: %s",
                             [_text(x) for x in rep] if isinstance(rep, list) else rep)
@@ -588,8 +742,9 @@ class Worker:
                     return
                 self._pause_refused("recover", e)
 
-    def _entries(self, arr):
-        """[(entry id, job id)] of XREADGROUP / XAUTOCLAIM entries; drops invalid ones."""
+    def _entries(self, sh, arr):
+        """[(entry id, job id)] of XREADGROUP / XAUTOCLAIM entries of shard sh's stream;
+        drops invalid ones."""
         out = []
         for e in arr or []:
             if not isinstance(e, (list, tuple)) or len(e) != 2 or e[0] is None:
@@ -606,30 +761,44 @@ class Worker:
             job = _text(job) if job is not None else None
             if not fkeys.valid_job_id(job):
                 log.warning("stream entry without a valid job id dropped: %s", entry_id)
-                self.r.xack(self.stream, fkeys.GROUP, entry_id)
-                self.r.xdel(self.stream, entry_id)
+                self.r.xack(sh.stream, fkeys.GROUP, entry_id)
+                self.r.xdel(sh.stream, entry_id)
                 continue
             out.append((entry_id, job))
         return out
 
-    def _xread(self, block_ms):
+    def _xread(self, order):
+        """Blocks for new entries: [(shard, [(entry id, job id)])]. On one Redis one
+        XREADGROUP waits on every shard's stream (READ_BLOCK_MS); on a cluster of several
+        shards it waits on the first of this turn's order for READ_SLICE_MS (the next turn
+        starts at the next shard)."""
+        if self.clustered and len(order) > 1:
+            order, block_ms = order[:1], READ_SLICE_MS
+        else:
+            block_ms = READ_BLOCK_MS
+        args = ["XREADGROUP", "GROUP", fkeys.GROUP, self.name, "COUNT", self.max_batch, "BLOCK",
+                block_ms, "STREAMS"] + [sh.stream for sh in order] + [">"] * len(order)
         try:
-            rep = self.r.execute_command("XREADGROUP", "GROUP", fkeys.GROUP, self.name, "COUNT",
-                                         self.max_batch, "BLOCK", block_ms, "STREAMS",
-                                         self.stream, ">")
+            rep = self.r.execute_command(*args)
         except redis.exceptions.ResponseError as e:
-            self._stream_error("XREADGROUP", e)
+            self._stream_error("XREADGROUP", e, order[0] if len(order) == 1 else None)
             return []
         if not rep:
             return []
-        first = rep[0]
-        if isinstance(rep, dict):  # RESP3 clients answer a map
-            first = list(rep.items())[0]
-        return self._entries(first[1])
+        items = list(rep.items()) if isinstance(rep, dict) else rep  # RESP3 answers a map
+        by_stream = {sh.stream: sh for sh in order}
+        out = []
+        for item in items:
+            sh = by_stream.get(_text(item[0]))
+            if sh is not None:
+                entries = self._entries(sh, item[1])
+                if entries:
+                    out.append((sh, entries))
+        return out
 
-    def _claim_cmd(self, slots):
-        k = self.keys
-        keys = [self.stream, k.queues(), k.stats(), k.entries(self.model), k.dlq(), k.webhooks()]
+    def _claim_cmd(self, sh, slots):
+        k = sh.keys
+        keys = [sh.stream, k.queues(), k.stats(), k.entries(self.model), k.dlq(), k.webhooks()]
         args = [fkeys.GROUP, self.name, self.lease_ms, self.model, k.events(), self.dlq_cap,
                 k.delivery_prefix(), k.active_prefix(), k.job_prefix(), k.gone_prefix(),
                 k.kept_prefix()]
@@ -637,23 +806,24 @@ class Worker:
             args += [entry_id, job_id, token]
         return (self.s["claim"], keys, args)
 
-    def _claim(self, named, read_slots):
-        """Claims the named entries and up to read_slots new ones (after a feed), sending
-        again with the same tokens what Redis refused for now. Returns the jobs to run."""
+    def _claim(self, sh, named, read_slots):
+        """Claims the named entries of shard sh and up to read_slots new ones there (after a
+        feed), sending again with the same tokens what Redis refused for now. Returns the
+        jobs to run."""
         if self._stop_reading.is_set():
             read_slots = 0  # a stopping worker reads nothing new; taken-over ones still run
         slots = [(e, j, os.urandom(16).hex()) for e, j in named]
         slots += [("", "", os.urandom(16).hex()) for _ in range(max(read_slots, 0))]
         if not slots:
             return []
-        k = self.keys
+        k = sh.keys
         while True:
             calls = []
             if read_slots > 0:
-                feed_keys = [self.stream, k.waiting(self.model), k.entries(self.model), k.queues()]
+                feed_keys = [sh.stream, k.waiting(self.model), k.entries(self.model), k.queues()]
                 feed_args = [max(self.max_batch, self.ready_target), fkeys.GROUP, self.model]
                 calls.append((self.s["feed"], feed_keys, feed_args))
-            calls.append(self._claim_cmd(slots))
+            calls.append(self._claim_cmd(sh, slots))
             replies = scripts.run_pipeline(self.r, calls)
             if read_slots > 0 and _is_error(replies[0]) and not _refused(replies[0]):
                 log.error("feed script failed: %s", replies[0])
@@ -666,13 +836,13 @@ class Worker:
             self._ok()
             break
         if _is_error(rep):
-            self._stream_error("claim", rep)
+            self._stream_error("claim", rep, sh)
             return []
         jobs = []
         nnamed = len(named)
         for i, (entry_id, job_id, token) in enumerate(slots[:nnamed]):
             if i < len(rep):
-                self._claim_one(entry_id, job_id, token, rep[i], jobs)
+                self._claim_one(sh, entry_id, job_id, token, rep[i], jobs)
         for i in range(nnamed, len(rep)):
             item = rep[i]
             if not isinstance(item, list) or len(item) != 3:
@@ -682,16 +852,16 @@ class Worker:
             if not job_id:
                 log.warning("stream entry without a valid job id dropped: %s", entry_id)
                 continue
-            self._claim_one(entry_id, job_id, slots[i][2], item[2], jobs)
+            self._claim_one(sh, entry_id, job_id, slots[i][2], item[2], jobs)
         return jobs
 
-    def _claim_one(self, entry_id, job_id, token, rep, jobs):
+    def _claim_one(self, sh, entry_id, job_id, token, rep, jobs):
         if not isinstance(rep, list) or not rep:
             log.error("claim reply for job %s of an unexpected shape", job_id)
             return
         tag = _text(rep[0])
         if tag == "ok" and len(rep) == 7:
-            j = _Job(entry_id, job_id, token, rep, self.timeout_s)
+            j = _Job(sh, entry_id, job_id, token, rep, self.timeout_s)
             if j.reclaimed:
                 log.warning("took over job %s whose worker was lost (attempt %d)", job_id,
                             j.attempts)
@@ -812,7 +982,7 @@ class Worker:
                     self._wait_h.observe(j.started_ms - j.created_ms)
 
     def _write_progress(self, j, p):
-        k = self.keys
+        k = j.sh.keys
         if j.stale or j.ended:
             return
         try:
@@ -832,7 +1002,7 @@ class Worker:
         self._lease_reply(j, rep)
 
     def _emit(self, j, data):
-        k = self.keys
+        k = j.sh.keys
         try:
             rep = self.s["emit"](self.r, [k.job(j.id), k.outputs(j.id), k.webhooks()],
                                  [j.token, data, self.max_outputs, self.max_output_bytes,
@@ -873,15 +1043,21 @@ class Worker:
         return self._drain_deadline is not None and time.monotonic() >= self._drain_deadline + 5
 
     def _write_outcomes(self, finishes, requeues):
-        k = self.keys
         for j, _, _, _ in finishes:
             if j.pending_progress and not j.stale:
                 self._write_progress(j, j.pending_progress)
-        for at in range(0, len(finishes), FINISH_MAX_JOBS):
-            part = [f for f in finishes[at:at + FINISH_MAX_JOBS] if not f[0].stale]
+        # One finish call writes jobs of one shard: a batch from several is split by shard.
+        by_shard = {}
+        for f in finishes:
+            by_shard.setdefault(f[0].sh.k, []).append(f)
+        parts = [(fs[0][0].sh, fs[at:at + FINISH_MAX_JOBS]) for fs in by_shard.values()
+                 for at in range(0, len(fs), FINISH_MAX_JOBS)]
+        for sh, part in parts:
+            k = sh.keys
+            part = [f for f in part if not f[0].stale]
             if not part:
                 continue
-            keys = [self.stream, k.stats(), k.entries(self.model), k.webhooks()]
+            keys = [sh.stream, k.stats(), k.entries(self.model), k.webhooks()]
             args = [fkeys.GROUP, self.model, k.events(), k.delivery_prefix(), k.active_prefix(),
                     k.job_prefix(), fkeys.RESULT_SUFFIX, k.gone_prefix(), k.kept_prefix()]
             for j, status, data, err in part:
@@ -907,7 +1083,8 @@ class Worker:
                 d = self.retry_base_ms * (2 ** max(j.attempts - 1, 0))
                 d = min(d, self.retry_max_ms)
                 delay = int(d - random.random() * d / 2)
-            keys = [k.job(j.id), self.stream, k.delayed(self.model), k.stats(),
+            k = j.sh.keys
+            keys = [k.job(j.id), j.sh.stream, k.delayed(self.model), k.stats(),
                     k.entries(self.model), k.dlq(), k.webhooks()]
             args = [j.token, delay, kind, _utf8_cut(err, REQUEUE_ERROR_MAX), fkeys.GROUP,
                     self.model, k.events(), j.id, self.dlq_cap, k.delivery_prefix(),
@@ -972,8 +1149,7 @@ class Worker:
             jobs = [j for j in self._running if not j.ended and not j.stale]
         if not jobs:
             return
-        k = self.keys
-        calls = [(self.s["renew"], [k.job(j.id), self.stream],
+        calls = [(self.s["renew"], [j.sh.keys.job(j.id), j.sh.stream],
                   [j.token, self.lease_ms, fkeys.GROUP, self.name]) for j in jobs]
         for j, rep in zip(jobs, scripts.run_pipeline(self.r, calls)):
             if _is_error(rep):
@@ -1027,7 +1203,8 @@ class Worker:
         fields = snap[0].fields("wait", True) + snap[1].fields("run", True) + \
             snap[2].fields("batch", False)
         try:
-            p = self.r.pipeline(transaction=True)
+            # MULTI (all or nothing); a cluster's pipeline has none: the hash is one key.
+            p = self.r.pipeline(transaction=not self.clustered)
             for f, n in fields:
                 p.hincrby(key, f, n)
             p.expire(key, METRICS_TTL_S)
@@ -1043,27 +1220,29 @@ class Worker:
             pass  # it may have landed: dropped rather than counted twice
 
     def _sweep_consumers(self):
-        try:
-            consumers = self.r.xinfo_consumers(self.stream, fkeys.GROUP)
-        except redis.exceptions.ResponseError:
-            return
-        for c in consumers:
-            name = _text(c.get("name", b""))
-            if name == self.name or c.get("pending", 1) != 0 or \
-                    c.get("idle", 0) < self.consumer_idle_ms:
+        for sh in list(self._shards.values()):
+            try:
+                consumers = self.r.xinfo_consumers(sh.stream, fkeys.GROUP)
+            except redis.exceptions.ResponseError:
                 continue
-            self.r.xgroup_delconsumer(self.stream, fkeys.GROUP, name)
-            log.info("removed an idle consumer with nothing pending: %s", name)
+            for c in consumers:
+                name = _text(c.get("name", b""))
+                if name == self.name or c.get("pending", 1) != 0 or \
+                        c.get("idle", 0) < self.consumer_idle_ms:
+                    continue
+                self.r.xgroup_delconsumer(sh.stream, fkeys.GROUP, name)
+                log.info("removed an idle consumer with nothing pending: %s", name)
 
     def _deregister(self):
         k = self.keys
         try:
             self.r.zrem(k.workers(), self.name)
             self.r.delete(k.worker(self.name))
-            pending = self.r.xpending_range(self.stream, fkeys.GROUP, min="-", max="+", count=1,
-                                            consumername=self.name)
-            if not pending:
-                self.r.xgroup_delconsumer(self.stream, fkeys.GROUP, self.name)
+            for sh in list(self._shards.values()):
+                pending = self.r.xpending_range(sh.stream, fkeys.GROUP, min="-", max="+",
+                                                count=1, consumername=self.name)
+                if not pending:
+                    self.r.xgroup_delconsumer(sh.stream, fkeys.GROUP, self.name)
         except redis.exceptions.RedisError as e:
             log.warning("deregistering failed: %s", e)
 
@@ -1108,7 +1287,8 @@ def serve(model, handler, *, redis_url, max_batch=8, max_delay_ms=5, lease_ms=30
           prefix="fleet", name=None, install_signals=True, **options):
     """Runs `handler(inputs, ctx) -> outputs` for the jobs of `model` until SIGTERM/SIGINT.
 
-    Options (the C worker's defaults): drain_timeout_s=25, timeout_s=0 (a job without its
+    Options (the C worker's defaults): cluster (seed nodes "host:port,..." of a Redis
+    Cluster; default FLEET_REDIS_CLUSTER), drain_timeout_s=25, timeout_s=0 (a job without its
     own timeout_s has none), retry_base_ms=1000, retry_max_ms=60000, ready_target=8,
     dlq_cap=10000, progress_interval_ms=200, consumer_idle_ms=600000, max_outputs=1000,
     max_output_bytes=1048576, output_webhook_ms=1000, allow_eviction=False, backend="python",
