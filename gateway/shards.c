@@ -110,7 +110,7 @@ static void send_set(gw_shard_table *t, const fleet_shards *s) {
 static void write_plain(gw_shard_table *t) {
     fleet_shards s;
     fleet_shards_init(&s, t->g->shards.prefix);
-    for (int k = 1; k < t->want && k < GW_SHARDS_WRITE_MAX; k++) fleet_shards_add(&s, k, k);
+    for (int k = 1; k < t->want && k < FLEET_SHARDS_MAX; k++) fleet_shards_add(&s, k, k);
     send_set(t, &s);
 }
 
@@ -176,7 +176,7 @@ static void on_slots(redisReply *rep, void *arg) {
     for (int m = 0; m < ms.n; m++)
         if (m != home) order[norder++] = m;
     if (home >= 0) order[norder++] = home;
-    for (int k = 1; k < n && k < GW_SHARDS_WRITE_MAX && norder > 0; k++) {
+    for (int k = 1; k < n && k < FLEET_SHARDS_MAX && norder > 0; k++) {
         long tag = tag_on(&s, &ms, order[(k - 1) % norder]);
         if (tag < 0 || fleet_shards_add(&s, k, tag) < 0) break;
     }

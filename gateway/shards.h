@@ -8,7 +8,7 @@
  *     every resubscribe (a line may have been missed).
  * When the key is absent and this gateway was started with FLEET_SHARDS > 1, or runs on a
  * Redis Cluster (FLEET_REDIS_CLUSTER; FLEET_SHARDS unset or 0 there means one shard per
- * master, at most GW_SHARDS_WRITE_MAX), it writes a table with SET NX and then reads what
+ * master, at most FLEET_SHARDS_MAX), it writes a table with SET NX and then reads what
  * is there: the first writer wins, so gateways that start together agree. Tags: without a cluster shard k has tag k;
  * on a cluster fleet_shards_pick_tags over the CLUSTER SLOTS map (shard 0 stays on the
  * master of "{prefix}", shards 1.. go to the others, then round-robin). Absent and no
@@ -41,10 +41,6 @@
 #include "gateway.h"
 
 #define GW_SHARDS_RETRY_MS 100    /* a failed read's first retry (doubling) */
-/* The most shards a table this gateway writes has: a job id's first character is also
- * the top of its time and fleet_job_id_valid takes only '0'..'7' there, so the ids of
- * shards 8..31 would not be accepted back by any route. */
-#define GW_SHARDS_WRITE_MAX 8
 #define GW_SHARDS_RETRY_MAX_MS 2000
 
 typedef struct gw_shard_table gw_shard_table;

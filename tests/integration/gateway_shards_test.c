@@ -4,8 +4,9 @@
  * job's shard's keys; a tenant's limits enforced as shares that add up to the limit, with
  * a refused submit tried on the other shards; Idempotency-Key on one shard.
  *
- * One Redis here (shards are hash tags; a cluster places them on masters). No worker
- * serves these jobs: the workers route by shard on their own (fleet-worker). */
+ * One Redis here (shards are hash tags; a cluster places them on masters). Only
+ * a_worker_finishes_jobs_on_every_shard runs a worker (fleet-worker serves every shard of
+ * the table); the other cases look at queued jobs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,27 @@ TL_TEST(idempotency_key_gives_one_job_through_two_gateways) {
     ASSERT_EQ_INT(tl_stat(f, "echo", "submitted"), 12);
 }
 
+TL_TEST(a_worker_finishes_jobs_on_every_shard) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = TABLE3, .workers = {"echo"}});
+    const char *ids[3];
+    one_per_shard(f, ids);
+    for (int k = 0; k < 3; k++) {
+        tl_job_wait_status(f, ids[k], "succeeded", TL_WAIT_MS);
+        tl_resp *r = tl_get(f, tl_printf("/v1/jobs/%s/result", ids[k]));
+        ASSERT_HTTP_STATUS(r, 200);
+    }
+    /* Prefer: wait answers with the result of a job on any shard. */
+    for (int i = 0; i < 12; i++) {
+        tl_resp *r = tl_request(f, "/v1/jobs",
+                                (tl_req){.method = "POST",
+                                         .body = tl_printf("{\"model\": \"echo\", \"input\": %d}", i),
+                                         .headers = {"Prefer: wait=20"}});
+        ASSERT_HTTP_STATUS(r, 200);
+        ASSERT_EQ_STR(tl_jstr(r->json, "status"), "succeeded");
+        ASSERT_EQ_INT(tl_jint(r->json, "result"), i);
+    }
+}
+
 TL_TEST(fleet_shards_writes_the_table_and_later_gateways_take_it) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {"FLEET_SHARDS=3"}});
     redisReply *t = tl_redis_cmd(f->rc, "GET {%s}:shards", f->prefix);
@@ -307,6 +329,7 @@ int main(int argc, char **argv) {
         TL_CASE(burst_is_exact_across_shards),
         TL_CASE(batch_items_spread_and_share_the_limits),
         TL_CASE(idempotency_key_gives_one_job_through_two_gateways),
+        TL_CASE(a_worker_finishes_jobs_on_every_shard),
         TL_CASE(fleet_shards_writes_the_table_and_later_gateways_take_it),
         TL_CASE(table_change_is_read_on_the_event_and_a_bad_one_is_refused),
     };
