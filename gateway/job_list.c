@@ -158,9 +158,9 @@ static const char *parse_entry(const char *s, unsigned long long *ms, unsigned l
 /* A cursor of GET /v1/jobs is the id "<ms>-<n>" of an entry of the tenant's index
  * (list.lua): two decimal numbers that fit 64 bits, not "0-0" (below every entry, and
  * XREVRANGE refuses "(0-0"); over several shards followed by ':' and the shard's number
- * (0..31). In every tenant's list (all) then maybe '.' and the entry's tenant. Anything
- * else would reach Redis as a range it refuses. Fills *at (k 0 when the cursor names no
- * shard: a cursor of a fleet that had one shard). */
+ * (below FLEET_SHARDS_MAX). In every tenant's list (all) then maybe '.' and the entry's
+ * tenant. Anything else would reach Redis as a range it refuses. Fills *at (k 0 when the
+ * cursor names no shard: a cursor of a fleet that had one shard). */
 static bool list_cursor_parse(const char *s, bool all, list_pos *at) {
     memset(at, 0, sizeof *at);
     s = parse_entry(s, &at->ms, &at->n);

@@ -4,8 +4,9 @@
  * purge and pause, and webhook deliveries from every shard's task stream.
  *
  * One Redis with the table "0:-:active 1:1:active 2:2:active" written before the gateway
- * starts; the gateway places submits on the three shards. No worker runs, so every job
- * stays where the test put it (finished jobs are made by cancelling). */
+ * starts, and a Redis Cluster of three masters on which the gateway writes the table (one
+ * shard per master); the gateway places submits on the three shards. No worker runs, so
+ * every job stays where the test put it (finished jobs are made by cancelling). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,7 +128,8 @@ static order_key order_of(tl_fleet *f, const char *id, const char *tenant) {
     int ntags = tl_fleet_shard_tags(f, tags);
     int k = id[0] - '0';
     ASSERT_TRUE(k >= 0 && k < ntags);
-    redisReply *r = tl_redis_cmd(f->rc, "XRANGE %s:tenant:%s:submits - +", tags[k], tenant);
+    const char *index = tl_printf("%s:tenant:%s:submits", tags[k], tenant);
+    redisReply *r = tl_redis_cmd(tl_fleet_conn_of_key(f, index), "XRANGE %s - +", index);
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
         if (e->element[1]->elements == 2 && strcmp(e->element[1]->element[1]->str, id) == 0) {
@@ -232,7 +234,7 @@ TL_TEST(list_merges_every_shard_exactly_once) {
     const char *cursor = tl_jstr(r->json, "next_cursor");
     ASSERT_NOT_NULL(cursor);
     tl_log("a cursor over three shards: %s", cursor);
-    static const char *const bad[] = {"1-1:32", "1-1:", "1-1:x", "1-1:1:1", "1-1:1.acme",
+    static const char *const bad[] = {"1-1:8", "1-1:32", "1-1:", "1-1:x", "1-1:1:1", "1-1:1.acme",
                                       "0-0:1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         ASSERT_PROBLEM(as(f, "fk_acme", "GET", tl_printf("/v1/jobs?cursor=%s", tl_urlencode(bad[i])),
@@ -301,7 +303,14 @@ TL_TEST(stats_models_and_metrics_sum_over_shards) {
 /* ------------------------------------------------------------ model actions ---------- */
 
 static bool paused_on(tl_fleet *f, const char *tag, const char *model) {
-    return tl_redis_int(f->rc, "HEXISTS %s:queues %s:paused_ms", tag, model) == 1;
+    const char *queues = tl_printf("%s:queues", tag);
+    return tl_redis_int(tl_fleet_conn_of_key(f, queues), "HEXISTS %s %s:paused_ms", queues,
+                        model) == 1;
+}
+
+/* A key's integer answer on the node that holds it. */
+static long long key_int(tl_fleet *f, const char *cmd, const char *key) {
+    return tl_redis_int(tl_fleet_conn_of_key(f, key), "%s %s", cmd, key);
 }
 
 TL_TEST(purge_and_pause_reach_every_shard) {
@@ -409,10 +418,87 @@ TL_TEST(webhooks_of_every_shard_delivered_once_from_two_gateways) {
     const char *tags[32];
     ASSERT_EQ_INT(tl_fleet_shard_tags(f, tags), 3);
     for (int k = 0; k < 3; k++) {
-        ASSERT_EVENTUALLY(tl_redis_int(f->rc, "XLEN %s:webhooks", tags[k]) == 0, TL_WAIT_MS);
-        ASSERT_EQ_INT(tl_redis_int(f->rc, "ZCARD %s:webhook_retry", tags[k]), 0);
-        ASSERT_EQ_INT(tl_redis_int(f->rc, "EXISTS %s:webhook_dlq", tags[k]), 0);
+        ASSERT_EVENTUALLY(key_int(f, "XLEN", tl_printf("%s:webhooks", tags[k])) == 0, TL_WAIT_MS);
+        ASSERT_EQ_INT(key_int(f, "ZCARD", tl_printf("%s:webhook_retry", tags[k])), 0);
+        ASSERT_EQ_INT(key_int(f, "EXISTS", tl_printf("%s:webhook_dlq", tags[k])), 0);
     }
+}
+
+/* ------------------------------------------------------------ a cluster ------------- */
+
+/* Three masters, the table written by the gateway (a shard on each master): every read
+ * spans the masters, each shard's call going to the master of its tag. */
+TL_TEST(reads_span_the_masters_of_a_cluster) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .cluster_masters = 3,
+        .gateway_env = {AUTH_ON, HOOK_ENV, "FLEET_WEBHOOK_SCHEDULE=0,0.3,0.3"}});
+    const char *tags[32];
+    ASSERT_EQ_INT(tl_fleet_shard_tags(f, tags), 3);
+    int masters[3];
+    for (int k = 0; k < 3; k++) {
+        masters[k] = tl_cluster_master_of_key(f->cluster, tags[k]);
+        tl_log("shard %d: %s on master %d", k, tags[k], masters[k]);
+    }
+    add_tenant(f, "acme", "fk_acme", "tenant", "max_active 1000");
+    add_tenant(f, "beta", "fk_beta", "tenant", "");
+    add_tenant(f, "ops", "fk_ops", "admin", "");
+    tl_receiver *rx = tl_receiver_start(0);
+    enum { N = 18, B = 4 };
+    const char *ids[N], *b[B], *both[N + B];
+    for (int i = 0; i < N; i++) {
+        ids[i] = submit_as(f, "fk_acme",
+                           tl_printf("{\"model\":\"echo\",\"input\":{\"i\":%d},\"webhook\":\"%s\"}",
+                                     i, tl_receiver_url(rx, "/hook")));
+        both[i] = ids[i];
+    }
+    for (int i = 0; i < B; i++) {
+        b[i] = submit_as(f, "fk_beta", "{\"model\":\"sleep\",\"input\":{\"ms\":1}}");
+        both[N + i] = b[i];
+    }
+    assert_on_every_shard(ids, N);
+
+    page_walk w;
+    walk(f, "fk_acme", "", 4, &w);
+    assert_exactly(f, &w, ids, N, "acme", "acme's list on a cluster, limit 4");
+    walk(f, "fk_ops", "", 5, &w);
+    assert_exactly(f, &w, both, N + B, NULL, "every tenant's list on a cluster, limit 5");
+
+    tl_resp *r = as(f, "fk_ops", "GET", "/v1/stats", NULL);
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_INT(tl_jint(r->json, "models.echo.queued"), N);
+    ASSERT_EQ_INT(tl_jint(r->json, "totals.submitted"), N + B);
+    r = as(f, "fk_acme", "GET", "/v1/stats", NULL);
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_INT(tl_jint(r->json, "tenant.active"), N);
+    r = tl_get(f, "/metrics");
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_STR_CONTAINS(r->body, "\nfleet_redis_up 1\n");
+    ASSERT_EQ_INT((long long)metric(r->body, "fleet_queue_depth", "echo"), N);
+    ASSERT_EQ_INT((long long)metric(r->body, "fleet_queue_depth", "sleep"), B);
+
+    /* Pause and resume reach the queues hash of every shard, on its master. */
+    tl_redis_cmd(f->rc, "HSET {%s}:models echo {\"created_ms\":1}", f->prefix);
+    tl_redis_cmd(f->rc, "PUBLISH {%s}:events %s", f->prefix, "models echo");
+    ASSERT_EVENTUALLY(as(f, "fk_ops", "POST", "/v1/models/echo/pause", "{}")->status == 200,
+                      TL_WAIT_MS);
+    for (int k = 0; k < 3; k++)
+        if (!paused_on(f, tags[k], "echo")) FAILF("echo is not paused on shard %s", tags[k]);
+    ASSERT_HTTP_STATUS(as(f, "fk_ops", "POST", "/v1/models/echo/resume", "{}"), 200);
+    for (int k = 0; k < 3; k++)
+        if (paused_on(f, tags[k], "echo")) FAILF("echo is still paused on shard %s", tags[k]);
+
+    /* Purge ends every queued echo job; each job's webhook comes from its shard's stream. */
+    r = as(f, "fk_ops", "POST", "/v1/models/echo/purge", "{}");
+    ASSERT_HTTP_STATUS(r, 200);
+    ASSERT_EQ_INT(tl_jint(r->json, "cancelled"), N);
+    ok_wait ow = {rx, N};
+    if (!tl_wait_for(enough_ok, &ow, TL_WAIT_MS))
+        FAILF("%zu of %d deliveries answered 200", answered_ok(rx), N);
+    ASSERT_FALSE(tl_receiver_wait_count(rx, N + 1, 1000));
+    for (int k = 0; k < 3; k++)
+        ASSERT_EVENTUALLY(key_int(f, "XLEN", tl_printf("%s:webhooks", tags[k])) == 0, TL_WAIT_MS);
+    ASSERT_EQ_INT(tl_stat(f, "echo", "queued"), 0);
+    ASSERT_EQ_INT(tl_stat(f, "echo", "cancelled"), N);
 }
 
 int main(int argc, char **argv) {
@@ -421,6 +507,7 @@ int main(int argc, char **argv) {
         TL_CASE(stats_models_and_metrics_sum_over_shards),
         TL_CASE(purge_and_pause_reach_every_shard),
         TL_CASE(webhooks_of_every_shard_delivered_once_from_two_gateways),
+        TL_CASE(reads_span_the_masters_of_a_cluster),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
