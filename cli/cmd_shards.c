@@ -142,23 +142,9 @@ static long free_tag(const fleet_shards *s, long from) {
     }
 }
 
-/* How many shards ids can name: shard k's ids start with k's Crockford digit, and the job
- * id validator (fleet/job.h) takes only the first characters a ULID's time can start with;
- * a shard whose ids it refused would get jobs no route could address. */
-static int shards_limit(void) {
-    int n = 0;
-    char id[27] = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
-    while (n < FLEET_SHARDS_MAX) {
-        fleet_id_set_shard(id, n);
-        if (!fleet_job_id_valid(id)) break;
-        n++;
-    }
-    return n;
-}
-
-/* The smallest k >= 1 that the table does not use, or -1 when every k ids can name is. */
+/* The smallest k >= 1 that the table does not use, or -1 when every k an id can name is. */
 static int free_k(const fleet_shards *s) {
-    for (int k = 1; k < shards_limit(); k++)
+    for (int k = 1; k < FLEET_SHARDS_MAX; k++)
         if (!s->shard[k].used) return k;
     return -1;
 }
@@ -464,7 +450,7 @@ static int change_add(fleet_shards *s, bool stored, void *arg, const char **note
     add_arg *a = arg;
     int k = free_k(s);
     if (k < 0) {
-        ctl_error("the table has %d shards already, the most a job id can name", shards_limit());
+        ctl_error("the table has %d shards already, the most a job id can name", FLEET_SHARDS_MAX);
         return -1;
     }
     long tag = a->tag;
@@ -590,7 +576,7 @@ static int change_remove(fleet_shards *s, bool stored, void *arg, const char **n
 
 /* ------------------------------------------------------------------ command ------------- */
 
-/* Reads K (0..31). Returns it, or -1 after printing a usage error. */
+/* Reads K (0..7). Returns it, or -1 after printing a usage error. */
 static int parse_k(const char *sub, const char *arg) {
     char *end;
     long k = strtol(arg, &end, 10);
@@ -626,9 +612,9 @@ static int shards_run(const ctl_globals *g, int argc, char **argv) {
     if (is_init) {
         char *end;
         n = strtol(argv[1], &end, 10);
-        if (!*argv[1] || *end || n < 1 || n > shards_limit())
+        if (!*argv[1] || *end || n < 1 || n > FLEET_SHARDS_MAX)
             return ctl_usage_error("shards", "init N", "'%.32s' is not a number of shards (1..%d)",
-                                   argv[1], shards_limit());
+                                   argv[1], FLEET_SHARDS_MAX);
     } else if (!is_show && !is_add && (k = parse_k(sub, argv[1])) < 0) {
         return CTL_EXIT_USAGE;
     }

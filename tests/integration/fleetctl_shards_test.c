@@ -218,7 +218,7 @@ TL_TEST(shards_bad_input_writes_nothing) {
         const char *says;
     } bad[] = {
         {"frobnicate", NULL, NULL, 2, "unknown shards subcommand"},
-        {"drain", "32", NULL, 2, "not a shard number (0..31)"},
+        {"drain", "8", NULL, 2, "not a shard number (0..7)"},
         {"drain", "-1", NULL, 2, "not a shard number"},
         {"activate", "x", NULL, 2, "not a shard number"},
         {"remove", NULL, NULL, 2, "takes one argument"},
@@ -251,6 +251,14 @@ TL_TEST(shards_bad_input_writes_nothing) {
     r = ctl(e, ARGS("dlq", "list"));
     tl_expect_exit(&r, 1);
     ASSERT_STR_CONTAINS(r.err, "does not parse");
+    /* Eight shards are all a job id can name. */
+    const char *eight = "0:-:active 1:1:active 2:2:active 3:3:active 4:4:active 5:5:active "
+                        "6:6:active 7:7:active";
+    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, eight);
+    r = ctl(e, ARGS("shards", "add"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "8 shards already");
+    ASSERT_EQ_STR(table(e), eight);
 }
 
 TL_TEST(shards_remove_is_refused_while_jobs_remain) {

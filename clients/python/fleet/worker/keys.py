@@ -31,7 +31,7 @@ def valid_job_id(job_id):
 
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-SHARDS_MAX = 32  # FLEET_SHARDS_MAX: one Crockford digit of the job id
+SHARDS_MAX = 8  # FLEET_SHARDS_MAX: the id's first character, 0..7 (a valid ULID)
 
 
 class Keys:
