@@ -4,7 +4,8 @@
  * job's shard's keys; a tenant's limits enforced as shares that add up to the limit, with
  * a refused submit tried on the other shards; Idempotency-Key on one shard.
  *
- * One Redis here (shards are hash tags; a cluster places them on masters). Only
+ * One Redis here (shards are hash tags), but for one case on a loopback Redis Cluster of
+ * three masters (the gateway places the shards on them). Only
  * a_worker_finishes_jobs_on_every_shard runs a worker (fleet-worker serves every shard of
  * the table); the other cases look at queued jobs. */
 #include <stdio.h>
@@ -294,6 +295,40 @@ TL_TEST(fleet_shards_writes_the_table_and_later_gateways_take_it) {
     }
 }
 
+TL_TEST(on_a_cluster_more_shards_than_masters_keep_the_limits_exact) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.cluster_masters = 3,
+                                                  .gateway_env = {AUTH_ON, "FLEET_SHARDS=5"}});
+    const char *first = tl_printf("%s", f->url);
+    tl_fleet_start_gateway(f); /* finds the table the first one wrote */
+    const char *tags[32];
+    ASSERT_EQ_INT(tl_fleet_shard_tags(f, tags), 5);
+    /* Shards 1 and 2 on the two masters shard 0 is not on, then round-robin: shard 3 beside
+     * shard 0, shard 4 beside shard 1. */
+    int m[5];
+    for (int k = 0; k < 5; k++) m[k] = tl_cluster_master_of_key(f->cluster, tags[k]);
+    ASSERT_TRUE(m[0] != m[1] && m[1] != m[2] && m[0] != m[2]);
+    ASSERT_EQ_INT(m[3], m[0]);
+    ASSERT_EQ_INT(m[4], m[1]);
+    add_tenant(f, "seven", "fk_seven", "max_active 7");
+    const char *bases[2] = {first, f->url};
+    for (int i = 0; i < 7; i++)
+        ASSERT_HTTP_STATUS(at(bases[i % 2], "fk_seven", "POST", "/v1/jobs",
+                              "{\"model\": \"echo\", \"input\": 1}", NULL),
+                           202);
+    ASSERT_PROBLEM(at(bases[1], "fk_seven", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}",
+                      NULL),
+                   429);
+    /* Shares of 7 over 5 shards: 2, 2, 1, 1, 1, each on its shard's master. */
+    long long sum = 0;
+    for (int k = 0; k < 5; k++) {
+        const char *key = tl_printf("%s:active:seven", tags[k]);
+        long long a = tl_redis_int(tl_fleet_conn_of_key(f, key), "ZCARD %s", key);
+        ASSERT_TRUE(a == 1 || a == 2);
+        sum += a;
+    }
+    ASSERT_EQ_INT(sum, 7);
+}
+
 TL_TEST(table_change_is_read_on_the_event_and_a_bad_one_is_refused) {
     tl_fleet *f = tl_fleet_start(NULL); /* no table: one shard */
     for (int i = 0; i < 10; i++) ASSERT_EQ_INT(tl_job_submit(f, "echo", "1")[0], '0');
@@ -331,6 +366,7 @@ int main(int argc, char **argv) {
         TL_CASE(idempotency_key_gives_one_job_through_two_gateways),
         TL_CASE(a_worker_finishes_jobs_on_every_shard),
         TL_CASE(fleet_shards_writes_the_table_and_later_gateways_take_it),
+        TL_CASE(on_a_cluster_more_shards_than_masters_keep_the_limits_exact),
         TL_CASE(table_change_is_read_on_the_event_and_a_bad_one_is_refused),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
