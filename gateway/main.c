@@ -37,7 +37,7 @@ static const fleet_option options[] = {
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet", "key prefix; every key starts with {prefix}",
      &G.cfg.prefix, 0, 0},
     {"shards", "FLEET_SHARDS", FLEET_OPT_INT, "0",
-     "shards (hash tags) of the table this gateway writes at start when Redis has none (docs/scaling.md, \"Shards and quotas\"); 0: one, or one per master on a Redis Cluster",
+     "shards (hash tags) of the table this gateway writes at start when Redis has none (docs/api.md, \"Shards and quotas\"); 0: one, or one per master on a Redis Cluster",
      &G.cfg.shards, 0, FLEET_SHARDS_MAX},
     {"models", "FLEET_MODELS", FLEET_OPT_STR, "",
      "comma-separated allowlist: jobs are accepted for exactly these models, registered or not; empty: for every model registered in Redis (fleetctl model add, or a worker's start) or served by a live worker",

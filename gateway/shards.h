@@ -1,5 +1,5 @@
 /* shards.h: the gateway's copy of the shard table, and where a submit goes
- * (shared/include/fleet/shards.h has the model; docs/scaling.md "Shards and quotas").
+ * (shared/include/fleet/shards.h has the model; docs/api.md "Shards and quotas"; docs/scaling.md).
  *
  * The table: g->shards holds the last table read from "{prefix}:shards". It is read
  *   - when the Redis link first becomes usable (retried with backoff, like models.h, until
