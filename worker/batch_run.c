@@ -502,7 +502,7 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n) {
         char why[256] = "";
         int unsent = send_unsent(w, jobs, pw, left, why, sizeof why);
         if (unsent < 0) continue;
-        size_t keep = 0, refused = 0;
+        size_t keep = 0, refused = 0, lost = 0;
         if (unsent == 0) {
             size_t nc = build_writes(jobs, pw, left, fs, idx, cmds, first, per, finish);
             size_t na = first_send ? wk_ahead_build(w, cmds + nc) : 0;
@@ -511,6 +511,7 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n) {
             if (na) wk_ahead_keep(w, reps + nc);
             for (size_t c = 0; c < nc; c++) {
                 bool again = !reps[c]; /* lost with the connection: send again */
+                lost += !reps[c];
                 if (reps[c] && wk_reply_refused(reps[c])) {
                     snprintf(why, sizeof why, "%s", reps[c]->str);
                     again = true; /* nothing was written: send again */
@@ -538,7 +539,9 @@ static void write_all(wk_worker *w, wk_job *jobs, pending_write *pw, size_t n) {
             memcpy(pw, kept, keep * sizeof *pw);
             left = keep;
         }
-        if (unsent == 0 && refused == 0) {
+        /* On a cluster a lost master fails only its shards' writes while the others go
+         * on: they are resent after a pause, until its replica has taken over. */
+        if (unsent == 0 && refused == 0 && (lost == 0 || !w->rd.rt.cluster)) {
             pause_ms = 0;
             continue;
         }

@@ -55,7 +55,7 @@ static void on_message(wk_worker *w, const redisReply *r) {
  * script refuses SUBSCRIBE too, and the next try must not come at once). */
 static int subscribe(wk_worker *w, wk_redis *rd, wk_ratelog *rl) {
     fleet_key ch = fleet_key_control(&w->keys, w->cfg.name);
-    redisReply *r = wk_redis_cmdf(rd, "SUBSCRIBE %s", ch.s);
+    redisReply *r = wk_redis_cmdf(rd, NULL, "SUBSCRIBE %s", ch.s);
     if (!r) return -1;
     if (r->type == REDIS_REPLY_ERROR) {
         long count;
@@ -79,7 +79,8 @@ static void *control_main(void *arg) {
     unsigned long subscribed_epoch = 0;
     wk_ratelog refused_log = {0};
 
-    if (wk_redis_init(&rd, &w->redis, "control", CONTROL_TIMEOUT_MS) < 0) return NULL;
+    if (wk_redis_init(&rd, &w->redis, "control", CONTROL_TIMEOUT_MS,
+                      fleet_key_shards(&w->keys).s) < 0) return NULL;
     while (!atomic_load(&w->control_quit)) {
         if (wk_redis_ensure(&rd) < 0) {
             long wait = wk_redis_retry_in_ms(&rd);

@@ -56,7 +56,7 @@ static void log_policy(wk_worker *w, long long now) {
 static void look(wk_worker *w, long long now) {
     wk_health *h = &w->health;
     bool was_full = h->full;
-    redisReply *r = wk_redis_cmdf(&w->rd, "INFO memory");
+    redisReply *r = wk_redis_cmdf(&w->rd, NULL, "INFO memory");
 
     h->epoch = w->rd.epoch;
     if (!r) return; /* connection lost: the next turn reconnects, and looks again */

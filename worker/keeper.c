@@ -102,7 +102,7 @@ static void register_model(wk_worker *w, wk_redis *rd, long long now) {
     char *rec = fleet_model_record(now, by, NULL);
     if (!rec) return; /* out of memory: tried again at the next heartbeat */
     fleet_key models = fleet_key_models(&w->keys);
-    redisReply *r = wk_redis_cmdf(rd, "HSETNX %s %s %s", models.s, w->cfg.model, rec);
+    redisReply *r = wk_redis_cmdf(rd, models.s, "HSETNX %s %s %s", models.s, w->cfg.model, rec);
     free(rec);
     if (!r) return;
     bool added = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
@@ -118,7 +118,7 @@ static void register_model(wk_worker *w, wk_redis *rd, long long now) {
     fleet_key events = fleet_key_events(&w->keys);
     char line[sizeof FLEET_EVENT_MODELS + FLEET_MODEL_MAX + 1];
     snprintf(line, sizeof line, FLEET_EVENT_MODELS " %s", w->cfg.model);
-    if ((r = wk_redis_cmdf(rd, "PUBLISH %s %s", events.s, line))) freeReplyObject(r);
+    if ((r = wk_redis_cmdf(rd, NULL, "PUBLISH %s %s", events.s, line))) freeReplyObject(r);
 }
 
 /* write_heartbeat registers this worker (and its model, once per connection). Returns
@@ -172,16 +172,16 @@ static void deregister(wk_worker *w, wk_redis *rd) {
     redisReply *r;
 
     if (wk_redis_ensure(rd) < 0) return; /* the entries expire by themselves */
-    if ((r = wk_redis_cmdf(rd, "ZREM %s %s", wkeys.s, w->cfg.name))) freeReplyObject(r);
-    if ((r = wk_redis_cmdf(rd, "DEL %s", me.s))) freeReplyObject(r);
+    if ((r = wk_redis_cmdf(rd, wkeys.s, "ZREM %s %s", wkeys.s, w->cfg.name))) freeReplyObject(r);
+    if ((r = wk_redis_cmdf(rd, me.s, "DEL %s", me.s))) freeReplyObject(r);
     /* Leave each shard's group only with nothing pending there: DELCONSUMER drops pending
      * entries, and those are jobs handed back for another worker to reclaim. */
     size_t ns = shard_streams(w, streams);
     for (size_t i = 0; i < ns; i++) {
-        r = wk_redis_cmdf(rd, "XPENDING %s %s - + 1 %s", streams[i].s, FLEET_GROUP, w->cfg.name);
+        r = wk_redis_cmdf(rd, streams[i].s, "XPENDING %s %s - + 1 %s", streams[i].s, FLEET_GROUP, w->cfg.name);
         bool none = r && r->type == REDIS_REPLY_ARRAY && r->elements == 0;
         if (r) freeReplyObject(r);
-        if (none && (r = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", streams[i].s,
+        if (none && (r = wk_redis_cmdf(rd, streams[i].s, "XGROUP DELCONSUMER %s %s %s", streams[i].s,
                                        FLEET_GROUP, w->cfg.name)))
             freeReplyObject(r);
     }
@@ -190,7 +190,7 @@ static void deregister(wk_worker *w, wk_redis *rd) {
 /* sweep_stream deletes the consumers of one stream's group idle for consumer_idle_ms
  * with nothing pending: live workers read every second, so these are workers that died. */
 static void sweep_stream(wk_worker *w, wk_redis *rd, const fleet_key *stream) {
-    redisReply *r = wk_redis_cmdf(rd, "XINFO CONSUMERS %s %s", stream->s, FLEET_GROUP);
+    redisReply *r = wk_redis_cmdf(rd, stream->s, "XINFO CONSUMERS %s %s", stream->s, FLEET_GROUP);
     if (!r) return;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const redisReply *c = r->element[i];
@@ -208,7 +208,7 @@ static void sweep_stream(wk_worker *w, wk_redis *rd, const fleet_key *stream) {
         if (!name || pending != 0 || idle < w->cfg.consumer_idle_ms ||
             strcmp(name, w->cfg.name) == 0)
             continue;
-        redisReply *d = wk_redis_cmdf(rd, "XGROUP DELCONSUMER %s %s %s", stream->s, FLEET_GROUP,
+        redisReply *d = wk_redis_cmdf(rd, stream->s, "XGROUP DELCONSUMER %s %s %s", stream->s, FLEET_GROUP,
                                       name);
         if (!d) break;
         fleet_log(FLEET_LOG_INFO, "removed an idle consumer with nothing pending", "consumer", name,
@@ -369,7 +369,7 @@ static void *keeper_main(void *arg) {
     long watch_ms = watch_interval_ms(w);
 
     if (!ws || !cmds || !reps ||
-        wk_redis_init(&rd, &w->redis, "keeper", KEEPER_TIMEOUT_MS) < 0) {
+        wk_redis_init(&rd, &w->redis, "keeper", KEEPER_TIMEOUT_MS, fleet_key_shards(&w->keys).s) < 0) {
         fleet_log(FLEET_LOG_ERROR, "keeper thread cannot start; no heartbeats", NULL);
         free(ws);
         free(cmds);

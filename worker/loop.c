@@ -51,9 +51,9 @@ static bool is_str(const redisReply *r) {
 static void ack_bad_entry(wk_worker *w, wk_shard *sh, const char *entry_id) {
     fleet_log(FLEET_LOG_WARN, "stream entry without a valid job id dropped", "entry_id", entry_id,
               NULL);
-    redisReply *r = wk_redis_cmdf(&w->rd, "XACK %s %s %s", sh->stream.s, FLEET_GROUP, entry_id);
+    redisReply *r = wk_redis_cmdf(&w->rd, sh->stream.s, "XACK %s %s %s", sh->stream.s, FLEET_GROUP, entry_id);
     if (r) freeReplyObject(r);
-    r = wk_redis_cmdf(&w->rd, "XDEL %s %s", sh->stream.s, entry_id);
+    r = wk_redis_cmdf(&w->rd, sh->stream.s, "XDEL %s %s", sh->stream.s, entry_id);
     if (r) freeReplyObject(r);
 }
 
@@ -87,7 +87,7 @@ static void take_entries(wk_worker *w, wk_shard *sh, const redisReply *arr, wk_e
 /* ensure_group creates the consumer group (and the stream) unless it exists. Redone after
  * each reconnect, since a restarted server without persistence has neither. */
 static int ensure_group(wk_worker *w, wk_shard *sh) {
-    redisReply *r = wk_redis_cmdf(&w->rd, "XGROUP CREATE %s %s 0 MKSTREAM", sh->stream.s,
+    redisReply *r = wk_redis_cmdf(&w->rd, sh->stream.s, "XGROUP CREATE %s %s 0 MKSTREAM", sh->stream.s,
                                   FLEET_GROUP);
     if (!r) return -1;
     int rc = 0;
@@ -103,20 +103,33 @@ static int ensure_group(wk_worker *w, wk_shard *sh) {
     return rc;
 }
 
-/* groups_ready: every shard read has its consumer group on the current connection. */
-static bool groups_ready(const wk_worker *w) {
+/* any_group_ready: some shard read has its consumer group on the current connection. */
+static bool any_group_ready(const wk_worker *w) {
     for (size_t i = 0; i < w->shards.n; i++)
-        if (w->sh[w->shards.all[i]].group_epoch != w->rd.epoch) return false;
-    return true;
+        if (w->sh[w->shards.all[i]].group_epoch == w->rd.epoch) return true;
+    return false;
 }
 
-/* ensure_groups makes the groups that are missing. Returns 0, or -1 when one failed. */
+
+/* ensure_groups makes the groups that are missing. With one shard, returns -1 when it
+ * failed. With several, a shard whose group failed (its master is down on a cluster) is
+ * tried again a second later and the others are read meanwhile: -1 only when no shard
+ * has its group. */
 static int ensure_groups(wk_worker *w) {
+    size_t ready = 0;
+    long long now = wk_mono_ms();
     for (size_t i = 0; i < w->shards.n; i++) {
         wk_shard *sh = &w->sh[w->shards.all[i]];
-        if (sh->group_epoch != w->rd.epoch && ensure_group(w, sh) < 0) return -1;
+        if (sh->group_epoch == w->rd.epoch) {
+            ready++;
+            continue;
+        }
+        if (w->shards.n > 1 && now < sh->group_retry_mono) continue;
+        if (ensure_group(w, sh) == 0) ready++;
+        else sh->group_retry_mono = now + ERROR_PAUSE_MS;
+        if (!w->rd.c) return -1;
     }
-    return 0;
+    return ready > 0 ? 0 : -1;
 }
 
 /* reply_failed logs an error reply of a stream command and arranges what fixes it.
@@ -194,7 +207,7 @@ static void reclaim(wk_worker *w, wk_shard *sh, wk_entry *out, size_t *n, size_t
     every = every < 1000 ? 1000 : every > 5000 ? 5000 : every;
     sh->next_reclaim_mono = now + every;
 
-    redisReply *r = wk_redis_cmdf(&w->rd, "XAUTOCLAIM %s %s %s %ld %s COUNT %lu", sh->stream.s,
+    redisReply *r = wk_redis_cmdf(&w->rd, sh->stream.s, "XAUTOCLAIM %s %s %s %ld %s COUNT %lu", sh->stream.s,
                                   FLEET_GROUP, w->cfg.name, w->cfg.lease_ms, sh->reclaim_cursor,
                                   (unsigned long)(max - *n)); /* hiredis knows no %zu */
     if (!r) return;
@@ -221,10 +234,10 @@ static int xread(wk_worker *w, wk_shard *sh, wk_entry *out, size_t *n, size_t ma
     /* Two formats: a %s that expands to "BLOCK n" would be sent as one argument. */
     unsigned long count = (unsigned long)(max - *n);
     redisReply *r = block_ms >= 0
-                        ? wk_redis_cmdf(&w->rd,
+                        ? wk_redis_cmdf(&w->rd, sh->stream.s,
                                         "XREADGROUP GROUP %s %s COUNT %lu BLOCK %ld STREAMS %s >",
                                         FLEET_GROUP, w->cfg.name, count, block_ms, sh->stream.s)
-                        : wk_redis_cmdf(&w->rd, "XREADGROUP GROUP %s %s COUNT %lu STREAMS %s >",
+                        : wk_redis_cmdf(&w->rd, sh->stream.s, "XREADGROUP GROUP %s %s COUNT %lu STREAMS %s >",
                                         FLEET_GROUP, w->cfg.name, count, sh->stream.s);
     if (!r) return -1;
     if (reply_failed(w, sh, r, "XREADGROUP failed")) {
@@ -523,7 +536,7 @@ static void load_shards(wk_worker *w) {
     if (now < w->next_shards_mono) return;
     w->next_shards_mono = now + WK_SHARDS_RELOAD_MS;
     fleet_key key = fleet_key_shards(&w->keys);
-    redisReply *r = wk_redis_cmdf(&w->rd, "GET %s", key.s);
+    redisReply *r = wk_redis_cmdf(&w->rd, key.s, "GET %s", key.s);
     if (!r) return;
     if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL) {
         if (!wk_health_refused(w, r, "shard table"))
@@ -623,6 +636,7 @@ static void claim_round(wk_worker *w, size_t skip, wk_entry *entries, wk_job *jo
     size_t ns = w->shards.n;
     for (size_t i = skip; i < ns && *nread < w->max_batch; i++) {
         wk_shard *sh = &w->sh[w->shards.all[(w->rot + i) % ns]];
+        if (sh->group_epoch != w->rd.epoch) continue; /* made again first (the loop) */
         size_t m = 0;
         if (entries) reclaim(w, sh, entries, &m, w->max_batch - *nread);
         claim_all(w, sh, entries, m, w->max_batch - *nread - m, jobs, k, nread);
@@ -654,11 +668,17 @@ static void fill(wk_worker *w, wk_job *jobs, size_t *k, size_t *n) {
 static void idle_read(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *k, size_t *n) {
     size_t ns = w->shards.n;
     long long until = wk_mono_ms() + READ_BLOCK_MS;
+    if (!any_group_ready(w)) return; /* the loop makes the groups first */
     for (size_t i = 0; !wk_stopping(w); i++) {
         wk_shard *sh = &w->sh[w->shards.all[(w->rot + i) % ns]];
         size_t m = 0;
-        if (xread(w, sh, entries, &m, w->max_batch, ns == 1 ? READ_BLOCK_MS : WK_SLICE_MS) < 0)
+        if (sh->group_epoch != w->rd.epoch) continue; /* another one is ready */
+        if (xread(w, sh, entries, &m, w->max_batch, ns == 1 ? READ_BLOCK_MS : WK_SLICE_MS) < 0) {
+            /* Several shards on a cluster: one master may be down while the others serve;
+             * a pause keeps this from spinning until its replica took over. */
+            if (ns > 1) wk_sleep_ms(WK_SLICE_MS);
             return;
+        }
         if (m > 0) {
             claim_all(w, sh, entries, m, 0, jobs, k, n);
             return;
@@ -687,8 +707,8 @@ static size_t take(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *n) {
         claim_round(w, 0, entries, jobs, &k, n);
     }
     if (*n == 0) {
-        if (!groups_ready(w)) return k; /* a claim found no group: the next turn makes it */
-        /* Nothing there: the first entry that comes starts a batch at once. */
+        /* Nothing there: the first entry that comes starts a batch at once (a shard whose
+         * claim found no group is made again by the next turn first). */
         idle_read(w, entries, jobs, &k, n);
     } else if (w->ran_full_batch && *n < w->max_batch && w->cfg.max_delay_ms > 0) {
         fill(w, jobs, &k, n);

@@ -200,7 +200,7 @@ static int worker_init(wk_worker *w, char *name_buf, size_t name_len, char *err,
         goto err;
     }
     if (fleet_redis_target_parse(&w->redis, &w->cfg.redis, err, errlen) < 0) goto err;
-    wk_redis_init(&w->rd, &w->redis, "main", MAIN_TIMEOUT_MS);
+    wk_redis_init(&w->rd, &w->redis, "main", MAIN_TIMEOUT_MS, fleet_key_shards(&w->keys).s);
     w->stream = fleet_key_stream(&w->keys, w->cfg.model);
     fit_batch(w);
 

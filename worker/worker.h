@@ -176,6 +176,7 @@ typedef struct wk_shard {
     const fleet_keys *keys;     /* &w->shards.shard[k].keys */
     fleet_key stream;           /* the model's stream there */
     unsigned long group_epoch;  /* rd.epoch when its consumer group was last ensured */
+    long long group_retry_mono; /* several shards: when a failed group is tried again */
     char reclaim_cursor[WK_ENTRY_ID_MAX];
     long long next_reclaim_mono;
     long long next_promote_mono;

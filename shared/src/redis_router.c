@@ -331,11 +331,16 @@ redisReply *fleet_router_cmd(fleet_router *r, int argc, const char **argv, const
 }
 
 redisReply *fleet_router_cmdf(fleet_router *r, const char *key, const char *fmt, ...) {
-    char *buf = NULL;
     va_list ap;
     va_start(ap, fmt);
-    int len = redisvFormatCommand(&buf, fmt, ap);
+    redisReply *rep = fleet_router_vcmdf(r, key, fmt, ap);
     va_end(ap);
+    return rep;
+}
+
+redisReply *fleet_router_vcmdf(fleet_router *r, const char *key, const char *fmt, va_list ap) {
+    char *buf = NULL;
+    int len = redisvFormatCommand(&buf, fmt, ap);
     if (len < 0) {
         fleet_err(r->why, sizeof r->why, "bad command format or out of memory");
         return NULL;

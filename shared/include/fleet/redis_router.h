@@ -34,6 +34,7 @@
 #define FLEET_REDIS_ROUTER_H
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -95,6 +96,7 @@ int fleet_router_cmd_key(int argc, const char **argv, const size_t *lens, const 
 redisReply *fleet_router_cmd(fleet_router *r, int argc, const char **argv, const size_t *lens);
 /* The same with a hiredis format, routed by key (NULL: any master). */
 redisReply *fleet_router_cmdf(fleet_router *r, const char *key, const char *fmt, ...);
+redisReply *fleet_router_vcmdf(fleet_router *r, const char *key, const char *fmt, va_list ap);
 
 /* For a reply the caller got on a connection of the router outside fleet_router_cmd (a
  * pipeline): a MOVED or READONLY marks the map stale, so the next routing reads it again.
