@@ -592,8 +592,7 @@ static bool router_settled(void *arg) { return nodes_ready(arg); }
 
 bool gw_redis_ready(const gw_redis *g) {
     if (g->one) return g->one->ready;
-    char buf[8];
-    return !g->closing && !gw_router_problem(g->router, buf, sizeof buf) && nodes_ready(g);
+    return !g->closing && gw_router_complete(g->router) && nodes_ready(g);
 }
 
 void gw_redis_wait_replicas(gw_redis *g, long n, long timeout_ms) {

@@ -1,7 +1,8 @@
 /* redis_link.h: one reconnecting async Redis connection on the gateway's loop (hiredis).
  *
- * The gateway holds two: the command link (redis.c: scripts, commands, health) and the
- * events link (events.c: SUBSCRIBE). Both need the same connection handling, kept here:
+ * The gateway holds a command link (redis.c: scripts, commands, health; on a Redis
+ * Cluster one per master, router.h) and the events link (events.c: SUBSCRIBE). All need
+ * the same connection handling, kept here:
  *
  *   [sentinels: ask one after the other for the primary's address]
  *      │ none answers: backoff

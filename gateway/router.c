@@ -90,16 +90,24 @@ void *gw_router_node(const gw_router *ro, size_t i, bool *in_map, const fleet_re
 
 gw_router_counts *gw_router_counters(gw_router *ro) { return &ro->counts; }
 
+/* The first slot the map in hand gives no master, or -1 when it covers them all. */
+static int first_uncovered(const gw_router *ro) {
+    int next = 0;
+    for (size_t i = 0; i < ro->map.n && ro->map.ranges[i].first == next; i++)
+        next = ro->map.ranges[i].last + 1;
+    return next == FLEET_CLUSTER_SLOTS ? -1 : next;
+}
+
+bool gw_router_complete(const gw_router *ro) { return ro->mapped && first_uncovered(ro) < 0; }
+
 const char *gw_router_problem(const gw_router *ro, char *buf, size_t len) {
     if (!ro->mapped) {
         snprintf(buf, len, "%s",
                  ro->why[0] ? ro->why : "the cluster's slot map (CLUSTER SLOTS) is not read yet");
         return buf;
     }
-    int next = 0;
-    for (size_t i = 0; i < ro->map.n && ro->map.ranges[i].first == next; i++)
-        next = ro->map.ranges[i].last + 1;
-    if (next == FLEET_CLUSTER_SLOTS) return NULL;
+    int next = first_uncovered(ro);
+    if (next < 0) return NULL;
     snprintf(buf, len, "the Redis Cluster has no master for slot %d (cluster_state is not ok)",
              next);
     return buf;
@@ -261,9 +269,7 @@ static void on_check(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     gw_router *ro = arg;
-    char buf[8];
-    if (!ro->mapped || gw_router_problem(ro, buf, sizeof buf) || !ro->cbs.settled(ro->cbs.arg))
-        gw_router_refresh(ro);
+    if (!gw_router_complete(ro) || !ro->cbs.settled(ro->cbs.arg)) gw_router_refresh(ro);
 }
 
 /* ------------------------------------------------------------ commands ------------- */

@@ -55,6 +55,8 @@ void *gw_router_node_at(gw_router *ro, const fleet_redis_addr *a);
  * the current map (a node that no longer is stays: it may be a master again). */
 size_t gw_router_count(const gw_router *ro);
 void *gw_router_node(const gw_router *ro, size_t i, bool *in_map, const fleet_redis_addr **addr);
+/* Whether a map is in hand and gives every slot a master. */
+bool gw_router_complete(const gw_router *ro);
 /* NULL when the map in hand covers every slot; else why not (no map: why no node gave
  * one), written into buf. */
 const char *gw_router_problem(const gw_router *ro, char *buf, size_t len);
