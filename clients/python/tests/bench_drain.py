@@ -1,10 +1,12 @@
 """How fast a Python worker drains echo jobs next to the C worker (docs/python.md, "Worker").
 
-    FLEET_BIN_DIR=build-xxx/bin /usr/bin/python3 clients/python/tests/bench_drain.py [jobs]
+    FLEET_BIN_DIR=build-xxx/bin /usr/bin/python3 clients/python/tests/bench_drain.py [jobs] [shards]
 
 Starts the conftest stack without workers, queues `jobs` echo jobs (200-byte input,
 POST /v1/jobs/batch) with no worker running, then starts one worker and times until the
-stats hash counts them all succeeded; once per worker kind, each on a fresh stack.
+stats hashes count them all succeeded; once per worker kind, each on a fresh stack. With
+`shards` > 1 the fleet is spread over that many shards (fleetctl shards init), the batch
+submit spreading the jobs over them.
 """
 import os
 import sys
@@ -19,8 +21,8 @@ from conftest import FleetStack  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run(kind, n, batch):
-    s = FleetStack(workers=[])
+def run(kind, n, batch, shards=1):
+    s = FleetStack(workers=[], shards=shards)
     try:
         s.fleetctl("model", "add", "echo")  # jobs are queued before the worker starts
         c = httpx.Client(base_url=s.url, timeout=60,
@@ -37,15 +39,18 @@ def run(kind, n, batch):
         else:
             s.start_process("worker-py-echo", [sys.executable, os.path.join(HERE, "py_models.py"),
                                                "echo"], env)
-        while int(r.hget("{fleet}:stats", "echo:succeeded") or 0) < n:
+        stats = ["{fleet}:stats"] + ["{fleet:%d}:stats" % k for k in range(1, shards)]
+        while sum(int(r.hget(k, "echo:succeeded") or 0) for k in stats) < n:
             time.sleep(0.05)
         dt = time.monotonic() - t0
-        print("%-6s max_batch %-3d %d jobs in %.2f s: %.0f jobs/s" % (kind, batch, n, dt, n / dt))
+        print("%-6s max_batch %-3d shards %d: %d jobs in %.2f s: %.0f jobs/s"
+              % (kind, batch, shards, n, dt, n / dt))
     finally:
         s.stop()
 
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    shards = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     for kind, batch in (("c", 8), ("python", 8), ("c", 32), ("python", 32)):
-        run(kind, n, batch)
+        run(kind, n, batch, shards)
