@@ -88,7 +88,7 @@ typedef struct gw {
     gw_config cfg;
     fleet_keys keys;     /* the control tag's: tenants, API keys, models, events (shards.h) */
     fleet_shards shards; /* the shard table in use; a job's keys: fleet_shards_keys_of_id */
-    gw_shard_table *shard_table; /* reads it (gateway/shards.h) */
+    gw_shard_table *shard_table;     /* reads it (gateway/shards.h) */
     fleet_redis_target redis_target; /* cfg.redis, parsed */
     gw_redis *redis;
     gw_events *events; /* the subscription that wakes waits and SSE streams */

@@ -21,7 +21,7 @@ typedef struct action_call {
     gw_req *r;
     fleet_cmd cmd;
     char id[FLEET_ID_LEN + 1];
-    fleet_keys keys; /* the job's shard's (shards.h) */
+    fleet_keys keys;                  /* the job's shard's (shards.h) */
     char owner[FLEET_TENANT_MAX + 1]; /* an admin's retry: the job's tenant */
     int status; /* the HTTP status of the job object that answers at the end */
 } action_call;
@@ -124,8 +124,9 @@ static void retry_as(action_call *c, const char *owner, long max_active) {
     long share_queue = (long)gw_shard_share(g, k, g->cfg.max_queue, NULL);
     if ((max_active > 0 && share_active == 0) || (g->cfg.max_queue > 0 && share_queue == 0)) {
         gw_add_header(r, "Retry-After", "1");
-        gw_reply_problem(r, max_active > 0 && share_active == 0 ? GW_PROBLEM_TOO_MANY_ACTIVE_JOBS
-                                                                 : GW_PROBLEM_QUEUE_FULL,
+        gw_reply_problem(r,
+                         max_active > 0 && share_active == 0 ? GW_PROBLEM_TOO_MANY_ACTIVE_JOBS
+                                                             : GW_PROBLEM_QUEUE_FULL,
                          "the job's shard has no share of your tenant's limit (a limit below "
                          "the number of shards); retry later");
         free(c);

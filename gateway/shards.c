@@ -28,10 +28,10 @@ struct gw_shard_table {
     long want; /* FLEET_SHARDS; 0: not set */
     bool loaded;
     bool reading, again;
-    char bad[512];      /* the last table read did not parse: why */
-    long retry_ms;      /* the wait before a failed read is tried again (backs off) */
+    char bad[512]; /* the last table read did not parse: why */
+    long retry_ms; /* the wait before a failed read is tried again (backs off) */
     struct event *timer;
-    uint64_t rand;      /* xorshift state: the two random shards of a submit */
+    uint64_t rand; /* xorshift state: the two random shards of a submit */
     model_load loads[LOAD_SLOTS];
 };
 
@@ -83,8 +83,8 @@ static void on_set(redisReply *rep, void *arg) {
     gw_shard_table *t = arg;
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         if (rep)
-            fleet_log(FLEET_LOG_WARN, "shard table: writing it was refused; trying again",
-                      "reply", rep->str, NULL);
+            fleet_log(FLEET_LOG_WARN, "shard table: writing it was refused; trying again", "reply",
+                      rep->str, NULL);
         t->reading = false;
         retry_later(t);
         return;
@@ -154,8 +154,8 @@ static void on_slots(redisReply *rep, void *arg) {
     gw_shard_table *t = arg;
     fleet_slot_map map = {0};
     char why[256] = "no reply";
-    if (!rep || fleet_slot_map_parse(rep, t->g->redis_target.seeds[0].host, &map, why,
-                                     sizeof why) < 0 ||
+    if (!rep ||
+        fleet_slot_map_parse(rep, t->g->redis_target.seeds[0].host, &map, why, sizeof why) < 0 ||
         !fleet_slot_map_complete(&map)) {
         fleet_log(FLEET_LOG_WARN, "shard table: no complete slot map yet; trying again", "error",
                   rep ? why : "no reply", NULL);

@@ -1,5 +1,6 @@
 /* shards.h: the gateway's copy of the shard table, and where a submit goes
- * (shared/include/fleet/shards.h has the model; docs/api.md "Shards and quotas"; docs/scaling.md).
+ * (shared/include/fleet/shards.h has the model; docs/api.md "Shards and quotas" the rules;
+ * docs/scaling.md the rest).
  *
  * The table: g->shards holds the last table read from "{prefix}:shards". It is read
  *   - when the Redis link first becomes usable (retried with backoff, like models.h, until
@@ -40,7 +41,7 @@
 #include "fleet/state.h"
 #include "gateway.h"
 
-#define GW_SHARDS_RETRY_MS 100    /* a failed read's first retry (doubling) */
+#define GW_SHARDS_RETRY_MS 100 /* a failed read's first retry (doubling) */
 #define GW_SHARDS_RETRY_MAX_MS 2000
 
 typedef struct gw_shard_table gw_shard_table;
@@ -72,18 +73,18 @@ long long gw_shard_share(const gw *g, int k, long long total, const char *tenant
 
 /* Where one submit is being tried. Lives beside its command (jobs.c, submit_batch.c). */
 typedef struct gw_place {
-    fleet_submit s;          /* the submit with the tenant's whole limits */
-    char *id;                /* the job id s->id points to: its first character names k */
-    const char *rid;         /* NULL, or the request's id when the job stores none because
+    fleet_submit s;       /* the submit with the tenant's whole limits */
+    char *id;             /* the job id s->id points to: its first character names k */
+    const char *rid;      /* NULL, or the request's id when the job stores none because
                               * its id is the request id's ULID (jobs.c): a job placed on
                               * another shard than 0 then stores it, its id no longer
                               * spelling it */
-    int k;                   /* the shard the command in flight was built for */
-    int first;               /* index in active[] of the first shard tried */
-    int tried;               /* how many of active[] were looked at */
-    bool only;               /* Idempotency-Key: its one shard */
-    bool refused;            /* a limit refused on some shard: best holds the answer */
-    fleet_submitted best;    /* of the refusals, the one with the smallest retry_after */
+    int k;                /* the shard the command in flight was built for */
+    int first;            /* index in active[] of the first shard tried */
+    int tried;            /* how many of active[] were looked at */
+    bool only;            /* Idempotency-Key: its one shard */
+    bool refused;         /* a limit refused on some shard: best holds the answer */
+    fleet_submitted best; /* of the refusals, the one with the smallest retry_after */
 } gw_place;
 
 /* Picks the first shard of a submit s (s->id == id, a fresh id; s->idem_hash its key's

@@ -103,9 +103,10 @@ static void on_item(redisReply *rep, void *arg) {
     } else if (o == FLEET_SUBMIT_LIMIT) {
         const fleet_submitted *best = &it->ids.place.best;
         bool queue = strcmp(best->limit, "queue") == 0;
-        it->outcome = item_error(queue                              ? GW_PROBLEM_QUEUE_FULL
-                                 : strcmp(best->limit, "rate") == 0 ? GW_PROBLEM_RATE_LIMITED
-                                                                  : GW_PROBLEM_TOO_MANY_ACTIVE_JOBS,
+        it->outcome = item_error(queue ? GW_PROBLEM_QUEUE_FULL
+                                 : strcmp(best->limit, "rate") == 0
+                                     ? GW_PROBLEM_RATE_LIMITED
+                                     : GW_PROBLEM_TOO_MANY_ACTIVE_JOBS,
                                  queue ? "the model's queue is full"
                                        : "over your tenant's limit; retry later");
     } else {

@@ -79,7 +79,8 @@ TL_TEST(jobs_spread_over_the_shards_and_every_route_finds_them) {
     for (int k = 0; k < 3; k++) ASSERT_GE_INT(per[k], 10);
     /* Each shard's own keys hold its jobs: the model's stream and the tenant's index. */
     for (int k = 0; k < 3; k++) {
-        const char *tag = k == 0 ? tl_printf("{%s}", f->prefix) : tl_printf("{%s:%d}", f->prefix, k);
+        const char *tag = k == 0 ? tl_printf("{%s}", f->prefix)
+                                 : tl_printf("{%s:%d}", f->prefix, k);
         ASSERT_EQ_INT(tl_redis_int(f->rc, "XLEN %s:stream:echo", tag) +
                           tl_redis_int(f->rc, "LLEN %s:wait:echo:default:1", tag),
                       per[k]);
@@ -155,7 +156,8 @@ TL_TEST(max_active_is_exact_across_shards) {
             ASSERT_HTTP_STATUS(r, 202);
             last = tl_jstr(r->json, "id");
         }
-        tl_resp *r = at(f->url, key, "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}", NULL);
+        tl_resp *r = at(f->url, key, "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}",
+                        NULL);
         ASSERT_STR_CONTAINS(ASSERT_PROBLEM(r, 429), "jobs queued or running");
         ASSERT_NOT_NULL(tl_resp_header(r, "Retry-After"));
         /* Each shard holds its share, and the shares add up to the limit. */
@@ -171,10 +173,12 @@ TL_TEST(max_active_is_exact_across_shards) {
         /* One ends: there is room for exactly one more. */
         ASSERT_HTTP_STATUS(at(f->url, key, "DELETE", tl_printf("/v1/jobs/%s", last), NULL, NULL),
                            200);
-        ASSERT_HTTP_STATUS(
-            at(f->url, key, "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 2}", NULL), 202);
-        ASSERT_PROBLEM(
-            at(f->url, key, "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 3}", NULL), 429);
+        ASSERT_HTTP_STATUS(at(f->url, key, "POST", "/v1/jobs",
+                              "{\"model\": \"echo\", \"input\": 2}", NULL),
+                           202);
+        ASSERT_PROBLEM(at(f->url, key, "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 3}",
+                          NULL),
+                       429);
     }
 }
 
@@ -184,8 +188,8 @@ TL_TEST(burst_is_exact_across_shards) {
     add_tenant(f, "slow", "fk_slow", "rate 0.001 burst 8");
     int per[3] = {0, 0, 0};
     for (int i = 0; i < 8; i++) {
-        tl_resp *r = at(f->url, "fk_slow", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}",
-                        NULL);
+        tl_resp *r = at(f->url, "fk_slow", "POST", "/v1/jobs",
+                        "{\"model\": \"echo\", \"input\": 1}", NULL);
         ASSERT_HTTP_STATUS(r, 202);
         per[tl_jstr(r->json, "id")[0] - '0']++;
     }
@@ -201,9 +205,10 @@ TL_TEST(batch_items_spread_and_share_the_limits) {
     add_tenant(f, "open", "fk_open", "");
     add_tenant(f, "five", "fk_five", "max_active 5");
     char *items = tl_printf("{\"model\": \"echo\", \"input\": 0}");
-    for (int i = 1; i < 30; i++) items = tl_printf("%s, {\"model\": \"echo\", \"input\": %d}", items, i);
-    tl_resp *r = at(f->url, "fk_open", "POST", "/v1/jobs/batch", tl_printf("{\"jobs\": [%s]}", items),
-                    NULL);
+    for (int i = 1; i < 30; i++)
+        items = tl_printf("%s, {\"model\": \"echo\", \"input\": %d}", items, i);
+    tl_resp *r = at(f->url, "fk_open", "POST", "/v1/jobs/batch",
+                    tl_printf("{\"jobs\": [%s]}", items), NULL);
     ASSERT_HTTP_STATUS(r, 200);
     ASSERT_EQ_INT(tl_jint(r->json, "accepted"), 30);
     bool seen[3] = {false, false, false};
@@ -218,7 +223,8 @@ TL_TEST(batch_items_spread_and_share_the_limits) {
     /* Eight items under max_active 5: an item refused by its shard's share is tried on the
      * others, so exactly five are accepted. */
     items = tl_printf("{\"model\": \"echo\", \"input\": 0}");
-    for (int i = 1; i < 8; i++) items = tl_printf("%s, {\"model\": \"echo\", \"input\": %d}", items, i);
+    for (int i = 1; i < 8; i++)
+        items = tl_printf("%s, {\"model\": \"echo\", \"input\": %d}", items, i);
     r = at(f->url, "fk_five", "POST", "/v1/jobs/batch", tl_printf("{\"jobs\": [%s]}", items), NULL);
     ASSERT_HTTP_STATUS(r, 200);
     ASSERT_EQ_INT(tl_jint(r->json, "accepted"), 5);
@@ -268,10 +274,11 @@ TL_TEST(a_worker_finishes_jobs_on_every_shard) {
     }
     /* Prefer: wait answers with the result of a job on any shard. */
     for (int i = 0; i < 12; i++) {
-        tl_resp *r = tl_request(f, "/v1/jobs",
-                                (tl_req){.method = "POST",
-                                         .body = tl_printf("{\"model\": \"echo\", \"input\": %d}", i),
-                                         .headers = {"Prefer: wait=20"}});
+        tl_resp *r =
+            tl_request(f, "/v1/jobs",
+                       (tl_req){.method = "POST",
+                                .body = tl_printf("{\"model\": \"echo\", \"input\": %d}", i),
+                                .headers = {"Prefer: wait=20"}});
         ASSERT_HTTP_STATUS(r, 200);
         ASSERT_EQ_STR(tl_jstr(r->json, "status"), "succeeded");
         ASSERT_EQ_INT(tl_jint(r->json, "result"), i);
@@ -315,8 +322,8 @@ TL_TEST(on_a_cluster_more_shards_than_masters_keep_the_limits_exact) {
         ASSERT_HTTP_STATUS(at(bases[i % 2], "fk_seven", "POST", "/v1/jobs",
                               "{\"model\": \"echo\", \"input\": 1}", NULL),
                            202);
-    ASSERT_PROBLEM(at(bases[1], "fk_seven", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}",
-                      NULL),
+    ASSERT_PROBLEM(at(bases[1], "fk_seven", "POST", "/v1/jobs",
+                      "{\"model\": \"echo\", \"input\": 1}", NULL),
                    429);
     /* Shares of 7 over 5 shards: 2, 2, 1, 1, 1, each on its shard's master. */
     long long sum = 0;
