@@ -105,6 +105,20 @@ class Proc:
         return self.p.returncode
 
 
+def _redis_ask(port: int, command: bytes) -> bytes:
+    """One inline command's raw answer (b"" when the server does not answer)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(command + b"\r\n")
+            return s.recv(65536)
+    except OSError:
+        return b""
+
+
+def _redis_ping(port: int) -> bool:
+    return _redis_ask(port, b"PING").startswith(b"+PONG")
+
+
 def _http_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
@@ -123,21 +137,29 @@ class FleetStack:
     ``admin_key`` (an admin tenant's), ``webhook_secret`` (the gateway's
     FLEET_WEBHOOK_SECRET), ``redis_url``, ``prefix``, ``dir`` (temporary directory),
     ``redis`` and ``gateway`` (their Procs). With ``shards`` > 1 the fleet is spread over
-    that many shards (``fleetctl shards init``, before the gateway starts).
+    that many shards (``fleetctl shards init``, before the gateway starts). With
+    ``cluster_masters`` (>= 3) Redis is a loopback Redis Cluster of that many masters
+    without replicas: ``cluster`` holds its nodes ("127.0.0.1:p,..."), given to every
+    process as FLEET_REDIS_CLUSTER, and ``redis_url`` names its first node.
     """
 
     def __init__(self, gateway_env: Optional[Dict[str, str]] = None,
                  workers: Sequence[str] = ("echo", "sleep"),
-                 worker_env: Optional[Dict[str, str]] = None, shards: int = 1) -> None:
+                 worker_env: Optional[Dict[str, str]] = None, shards: int = 1,
+                 cluster_masters: int = 0) -> None:
         self.bin = bin_dir()
         self.dir = tempfile.mkdtemp(prefix="fleet-pytest-")
         self.prefix = "fleet"
         self.redis_url = ""
+        self.cluster = ""
         self.procs: List[Proc] = []
         self.worker_env = dict(worker_env or {})
         self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         try:
-            self._start_redis()
+            if cluster_masters:
+                self._start_cluster(cluster_masters)
+            else:
+                self._start_redis()
             self.admin_key = self.fleetctl_json("tenant", "add", "ops", "--admin")["api_key"]
             t = self.fleetctl_json("tenant", "add", "tenant")
             self.api_key = t["api_key"]
@@ -162,7 +184,8 @@ class FleetStack:
         """Starts any process (a Python worker...) with the stack's FLEET_REDIS_URL and
         FLEET_PREFIX in its environment, plus env; it is stopped with the stack."""
         e = dict(os.environ)
-        e.update({"FLEET_REDIS_URL": self.redis_url, "FLEET_PREFIX": self.prefix})
+        e.update({"FLEET_REDIS_URL": self.redis_url, "FLEET_PREFIX": self.prefix,
+                  "FLEET_REDIS_CLUSTER": self.cluster})
         e.update(env or {})
         p = Proc(f"{name}-{len(self.procs)}", argv, e, self.dir)
         self.procs.append(p)
@@ -193,6 +216,34 @@ class FleetStack:
             if p.alive():
                 return
         pytest.fail(f"redis-server did not start: {p.log()[-2000:]}")
+
+    def _start_cluster(self, masters: int) -> None:
+        server = os.environ.get("FLEET_TEST_REDIS_SERVER", "redis-server")
+        if not shutil.which(server) or not shutil.which("redis-cli"):
+            pytest.fail(f"{server} or redis-cli not found on PATH")
+        nodes = []
+        for i in range(masters):
+            port, bus = free_port(), free_port()
+            d = os.path.join(self.dir, f"node-{i}")
+            os.makedirs(d)
+            p = self.start_process(f"redis-node{i}", [
+                server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", d, "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000",
+                "--cluster-port", str(bus)])
+            nodes.append((p, port))
+        for p, port in nodes:
+            wait_for(lambda: _redis_ping(port) or not p.alive(), what="a cluster node")
+            if not p.alive():
+                pytest.fail(f"a cluster node did not start: {p.log()[-2000:]}")
+        addrs = [f"127.0.0.1:{port}" for _, port in nodes]
+        subprocess.run(["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        wait_for(lambda: all(b"cluster_state:ok" in _redis_ask(port, b"CLUSTER INFO")
+                             for _, port in nodes), what="cluster_state:ok on every node")
+        self.redis = nodes[0][0]
+        self.redis_url = f"redis://127.0.0.1:{nodes[0][1]}"
+        self.cluster = ",".join(addrs)
 
     def start_gateway(self, env: Dict[str, str]) -> Proc:
         """Starts a gateway on a free port (API keys on, webhooks signed with
@@ -227,7 +278,8 @@ class FleetStack:
 
     def fleetctl(self, *args: str) -> subprocess.CompletedProcess:
         """Runs fleetctl on the stack's Redis; fails the test when it exits non-zero."""
-        e = dict(os.environ, FLEET_REDIS_URL=self.redis_url, FLEET_PREFIX=self.prefix)
+        e = dict(os.environ, FLEET_REDIS_URL=self.redis_url, FLEET_PREFIX=self.prefix,
+                 FLEET_REDIS_CLUSTER=self.cluster)
         r = subprocess.run([os.path.join(self.bin, "fleetctl"), *args], env=e,
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:

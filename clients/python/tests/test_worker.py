@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 import redis
+import redis.cluster
 
 from conftest import FleetStack, free_port, wait_for
 from fleet.worker import OutputRefused, Retryable, Worker, msgpack, scripts
@@ -521,3 +522,36 @@ def test_serves_every_shard_of_the_table(make_fleet_stack):
     finally:
         api.close()
         r.close()
+
+
+def test_serves_every_shard_on_a_cluster(make_fleet_stack):
+    """On a Redis Cluster of three masters the gateway writes a table of one shard per
+    master; the worker (cluster=, redis-py's RedisCluster) finishes jobs on all three,
+    registers and heartbeats on the control tag's master."""
+    s = make_fleet_stack(cluster_masters=3, workers=[], gateway_env={"FLEET_MODELS": ""})
+    host, port = s.cluster.split(",")[0].split(":")
+    rc = redis.cluster.RedisCluster(host=host, port=int(port))
+    api = httpx.Client(base_url=s.url, timeout=30, headers={"Authorization": "Bearer " + s.api_key})
+    try:
+        table = rc.get("{fleet}:shards").decode()
+        tags = ["{fleet}"] + ["{fleet:%s}" % e.split(":")[1] for e in table.split()[1:]]
+        assert len(tags) == 3, table
+        masters = {rc.get_node_from_key(t).name for t in tags}
+        assert len(masters) == 3, (table, masters)
+        with Running(s, "py-cluster", lambda xs, ctx: [{"got": x} for x in xs],
+                     name="py-cluster-1", max_batch=4, cluster=s.cluster):
+            first = []
+            wait_for(lambda: (first.append(model_accepted(api, "py-cluster")) or first[-1]), 10,
+                     "the gateway to accept the registered model")
+            ids = [i for i in first if i] + [submit(api, "py-cluster", n) for n in range(30)]
+            assert {i[0] for i in ids} == {"0", "1", "2"}, ids
+            for jid in ids:
+                assert wait_job(api, jid)["status"] == "succeeded"
+            for n, tag in enumerate(tags):
+                done = int(rc.hget(tag + ":stats", "py-cluster:succeeded") or 0)
+                assert done == sum(1 for i in ids if i[0] == str(n)) and done > 0, (n, done)
+            assert rc.hget("{fleet}:worker:py-cluster-1", "model") == b"py-cluster"
+        assert not rc.exists("{fleet}:worker:py-cluster-1")
+    finally:
+        api.close()
+        rc.close()

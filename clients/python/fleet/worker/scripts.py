@@ -12,6 +12,7 @@ import os
 import re
 
 import redis
+import redis.cluster
 
 SCRIPTS_DIR = os.environ.get("FLEET_SCRIPTS_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "scripts")
@@ -112,7 +113,18 @@ class Script:
 def run_pipeline(r, calls):
     """Sends calls [(Script, keys, args), ...] as one pipeline (no MULTI) and returns their
     replies, an exception object in place of an error reply. A call answered NOSCRIPT is
-    sent again as EVAL, in order, after the pipeline."""
+    sent again as EVAL, in order, after the pipeline.
+
+    redis-py's cluster pipeline refuses scripts, so on a RedisCluster the calls are sent one
+    after the other (each routed by its first key), with the same replies."""
+    if isinstance(r, redis.cluster.RedisCluster):
+        replies = []
+        for s, keys, args in calls:
+            try:
+                replies.append(s(r, keys, args))
+            except redis.exceptions.ResponseError as e:
+                replies.append(e)
+        return replies
     pipe = r.pipeline(transaction=False)
     for s, keys, args in calls:
         s.queue(pipe, keys, args)
