@@ -82,14 +82,16 @@ static int shard_counts(redisContext *c, const fleet_shards *s, int k, json_t **
     fleet_key stats = fleet_key_stats(keys), models = fleet_key_models(&s->control);
     redisReply *st = ctl_redis_cmd_ok(c, "HGETALL", 2, (const char *const[]){"HGETALL", stats.s});
     if (!st) return -1;
+    /* HGETALL rather than HKEYS: the records are small, and fleetctl's ACL user
+     * (deploy/redis-users.acl) reads hashes so. */
     redisReply *names =
-        ctl_redis_cmd_ok(c, "HKEYS", 2, (const char *const[]){"HKEYS", models.s});
+        ctl_redis_cmd_ok(c, "HGETALL", 2, (const char *const[]){"HGETALL", models.s});
     if (!names) {
         freeReplyObject(st);
         return -1;
     }
     json_t *o = json_object();
-    for (size_t i = 0; names->type == REDIS_REPLY_ARRAY && i < names->elements; i++)
+    for (size_t i = 0; names->type == REDIS_REPLY_ARRAY && i + 1 < names->elements; i += 2)
         if (fleet_model_name_valid(names->element[i]->str))
             json_object_set_new(o, names->element[i]->str, json_object());
     for (size_t i = 0; st->type == REDIS_REPLY_ARRAY && i + 1 < st->elements; i += 2) {
@@ -264,9 +266,11 @@ static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s,
  * why it is refused. */
 typedef int (*shards_change_fn)(fleet_shards *s, bool stored, void *arg, const char **note);
 
-/* Sends WATCH, or UNWATCH: their replies are plain "OK". Returns 0, or -1 after printing. */
-static int watch(redisContext *c, const char *verb, const char *key) {
-    redisReply *r = ctl_redis_cmd_ok(c, verb, key ? 2 : 1, (const char *const[]){verb, key});
+/* Sends WATCH key. Returns 0, or -1 after printing. A WATCH left when a change is refused
+ * needs no UNWATCH: nothing is sent under it but reads, and it ends with the connection,
+ * which this run closes. */
+static int watch(redisContext *c, const char *key) {
+    redisReply *r = ctl_redis_cmd_ok(c, "WATCH", 2, (const char *const[]){"WATCH", key});
     if (!r) return -1;
     freeReplyObject(r);
     return 0;
@@ -329,7 +333,7 @@ static int change_table(redisContext *c, fleet_shards *s, shards_change_fn fn, v
     *changed = false;
     *note = NULL;
     for (int tries = 0; tries < SHARDS_CHANGE_TRIES; tries++) {
-        if (watch(c, "WATCH", key.s) < 0) return CTL_EXIT_FAIL;
+        if (watch(c, key.s) < 0) return CTL_EXIT_FAIL;
         char text[FLEET_SHARDS_TEXT_MAX + 1], why[200];
         int found = read_text(c, s, text, sizeof text);
         if (found >= 0 && fleet_shards_parse(s, text, why, sizeof why) < 0) {
@@ -338,13 +342,9 @@ static int change_table(redisContext *c, fleet_shards *s, shards_change_fn fn, v
             found = -1;
         }
         int act = found < 0 ? -1 : fn(s, found == 1, arg, note);
-        if (act <= 0) {
-            watch(c, "UNWATCH", NULL);
-            return act < 0 ? CTL_EXIT_FAIL : 0;
-        }
+        if (act <= 0) return act < 0 ? CTL_EXIT_FAIL : 0;
         char out[FLEET_SHARDS_TEXT_MAX + 1];
         if (fleet_shards_format(s, out, sizeof out) < 0) {
-            watch(c, "UNWATCH", NULL);
             ctl_error("the new shard table does not fit in %d bytes", FLEET_SHARDS_TEXT_MAX);
             return CTL_EXIT_FAIL;
         }

@@ -433,6 +433,78 @@ TL_TEST(models_span_every_shard) {
     models_over_three_shards(e);
 }
 
+/* ------------------------------------------------------------ least privilege ------ */
+
+/* Where text holds a refusal by Redis' ACL (NOPERM, or a script's), or NULL. */
+static const char *acl_refusal(const char *text) {
+    static const char *const marks[] = {"NOPERM", "user executing the script can't", "ACL failure"};
+    for (size_t i = 0; i < TL_COUNT(marks); i++)
+        if (strstr(text, marks[i])) return marks[i];
+    return NULL;
+}
+
+TL_TEST(shards_and_commands_over_shards_as_the_ctl_user) {
+    /* The fleet-ctl user of deploy/redis-users.acl, rendered by deploy/redis-acl.sh, is
+     * enough for every shards subcommand and the commands that span shards. */
+    env *e = start();
+    const char *script = TEST_SOURCE_DIR "/deploy/redis-acl.sh";
+    const char *pfx = tl_printf("FLEET_PREFIX=%s", e->prefix);
+    tl_cmd_result out = tl_run_cmd(
+        "redis-acl", script, TL_ARGS(script, "--setuser"),
+        (const char *const[]){"FLEET_ACL_ADMIN_PASSWORD=a", "FLEET_ACL_GATEWAY_PASSWORD=g",
+                              "FLEET_ACL_WORKER_PASSWORD=w", "FLEET_ACL_CTL_PASSWORD=ctlpw",
+                              pfx, NULL},
+        30000);
+    tl_expect_exit(&out, 0);
+    const char *line = strstr(out.out, "ACL SETUSER fleet-ctl ");
+    ASSERT_NOT_NULL(line);
+    char *rule = tl_printf("%s", line);
+    char *nl = strchr(rule, '\n');
+    if (nl) *nl = '\0';
+    /* Split on spaces: the rule's words have none inside. */
+    const char *argv[128];
+    int argc = 0;
+    for (char *save = NULL, *w = strtok_r(rule, " ", &save); w && argc < 128;
+         w = strtok_r(NULL, " ", &save))
+        argv[argc++] = w;
+    redisReply *ok = tl_redis_cmdargv(e->rc, argc, argv);
+    ASSERT_EQ_INT(ok->type, REDIS_REPLY_STATUS);
+    const char *url = tl_printf("redis://fleet-ctl:ctlpw@127.0.0.1:%d", e->redis->port);
+
+    static const char *const runs[][4] = {
+        {"shards", "init", "3", NULL}, {"shards", "add", NULL, NULL},
+        {"shards", "drain", "3", NULL}, {"shards", "activate", "3", NULL},
+        {"shards", "drain", "3", NULL}, {"shards", "remove", "3", NULL},
+        {"shards", "show", NULL, NULL}, {"model", "add", "echo", NULL},
+    };
+    for (size_t i = 0; i < TL_COUNT(runs); i++) {
+        tl_cmd_result r = tl_fleetctl(TL_ARGS("--redis-url", url, "--prefix", e->prefix), runs[i]);
+        if (acl_refusal(r.err) || acl_refusal(r.out))
+            FAILF("fleetctl %s %s was refused by the ACL: %s", runs[i][0], runs[i][1], r.err);
+        tl_expect_exit(&r, 0);
+    }
+    fleet_shards *s = shards_of(e);
+    ASSERT_EQ_INT(s->n, 3);
+    const char *ids[3];
+    for (int k = 0; k < 3; k++) {
+        ids[k] = submit_on(e, s, k, "echo");
+        dead_letter(e, s, submit_on(e, s, k, "echo"), "echo");
+    }
+    const char *const *more[] = {
+        ARGS("dlq", "list"),          ARGS("dlq", "show", ids[2]),
+        ARGS("dlq", "retry", "--all"), ARGS("inspect", ids[1]),
+        ARGS("model", "list"),        ARGS("model", "pause", "echo"),
+        ARGS("model", "resume", "echo"), ARGS("model", "purge", "echo"),
+    };
+    for (size_t i = 0; i < TL_COUNT(more); i++) {
+        tl_cmd_result r = tl_fleetctl(TL_ARGS("--redis-url", url, "--prefix", e->prefix), more[i]);
+        if (acl_refusal(r.err) || acl_refusal(r.out))
+            FAILF("fleetctl %s %s was refused by the ACL: %s", more[i][0], more[i][1], r.err);
+        /* dlq show of a job that is not dead-lettered exits 1; the rest succeed. */
+        tl_expect_exit(&r, i == 1 ? 1 : 0);
+    }
+}
+
 /* ------------------------------------------------------------ a cluster ------------ */
 
 /* The cluster node index of the master of shard k's tag, as fleetctl shards show --json
@@ -504,6 +576,7 @@ int main(int argc, char **argv) {
         TL_CASE(dlq_spans_every_shard),
         TL_CASE(inspect_reads_the_job_on_its_shard),
         TL_CASE(models_span_every_shard),
+        TL_CASE(shards_and_commands_over_shards_as_the_ctl_user),
         TL_CASE(cluster_tags_land_on_every_master),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
