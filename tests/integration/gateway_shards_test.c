@@ -238,6 +238,32 @@ TL_TEST(batch_items_spread_and_share_the_limits) {
     ASSERT_EQ_INT(active_on(f, "five", 0) + active_on(f, "five", 1) + active_on(f, "five", 2), 5);
 }
 
+TL_TEST(storage_limits_are_ceil_of_the_total_per_shard) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .shards = TABLE3, .gateway_env = {AUTH_ON}, .workers = {"echo"}});
+    add_tenant(f, "keep", "fk_keep", "max_finished 4");
+    for (int i = 0; i < 30; i++)
+        ASSERT_HTTP_STATUS(at(f->url, "fk_keep", "POST", "/v1/jobs",
+                              "{\"model\": \"echo\", \"input\": 1}", NULL),
+                           202);
+    ASSERT_EVENTUALLY(tl_stat(f, "echo", "succeeded") == 30, TL_WAIT_MS);
+    tl_proc_stop(f->workers[0], 5000); /* what comes next stays queued */
+    /* A submit on each shard evicts that shard's oldest finished jobs down to its share of
+     * max_finished 4 over 3 shards: ceil(4 / 3) = 2. */
+    bool hit[3] = {false, false, false};
+    for (int i = 0; i < 300 && !(hit[0] && hit[1] && hit[2]); i++) {
+        tl_resp *r = at(f->url, "fk_keep", "POST", "/v1/jobs",
+                        "{\"model\": \"echo\", \"input\": 1}", NULL);
+        ASSERT_HTTP_STATUS(r, 202);
+        hit[tl_jstr(r->json, "id")[0] - '0'] = true;
+    }
+    for (int k = 0; k < 3; k++) {
+        const char *tag = k == 0 ? tl_printf("{%s}", f->prefix)
+                                 : tl_printf("{%s:%d}", f->prefix, k);
+        ASSERT_EQ_INT(tl_redis_int(f->rc, "LLEN %s:kept:keep", tag), 2);
+    }
+}
+
 TL_TEST(idempotency_key_gives_one_job_through_two_gateways) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = TABLE3});
     const char *first = tl_printf("%s", f->url);
@@ -370,6 +396,7 @@ int main(int argc, char **argv) {
         TL_CASE(max_active_is_exact_across_shards),
         TL_CASE(burst_is_exact_across_shards),
         TL_CASE(batch_items_spread_and_share_the_limits),
+        TL_CASE(storage_limits_are_ceil_of_the_total_per_shard),
         TL_CASE(idempotency_key_gives_one_job_through_two_gateways),
         TL_CASE(a_worker_finishes_jobs_on_every_shard),
         TL_CASE(fleet_shards_writes_the_table_and_later_gateways_take_it),
