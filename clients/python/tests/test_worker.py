@@ -555,3 +555,47 @@ def test_serves_every_shard_on_a_cluster(make_fleet_stack):
     finally:
         api.close()
         rc.close()
+
+
+def test_no_shard_starves_behind_another_shards_backlog(make_fleet_stack):
+    """A backlog on shard 0 (queued while shards 1 and 2 drained) does not hold back the few
+    jobs on shards 1 and 2: each turn starts at the next shard, so they run among the
+    backlog's first batches."""
+    s = make_fleet_stack(shards=3, workers=[], gateway_env={"FLEET_MODELS": ""})
+    s.fleetctl("model", "add", "py-fair")
+    api = httpx.Client(base_url=s.url, timeout=30, headers={"Authorization": "Bearer " + s.api_key})
+    try:
+        s.fleetctl("shards", "drain", "1")
+        s.fleetctl("shards", "drain", "2")
+        run = []  # submits in a row that landed on shard 0: the gateway has the new table
+
+        def on_zero():
+            run.append(submit(api, "py-fair", "backlog")[0] == "0")
+            return len(run) >= 5 and all(run[-5:])
+        wait_for(on_zero, 10, "the gateway to put new jobs on shard 0 only")
+        backlog = [submit(api, "py-fair", "backlog") for _ in range(100)]
+        assert {i[0] for i in backlog} == {"0"}
+        s.fleetctl("shards", "activate", "1")
+        s.fleetctl("shards", "activate", "2")
+        few = []
+
+        def elsewhere():
+            jid = submit(api, "py-fair", "few")
+            if jid[0] != "0":
+                few.append(jid)
+            return len(few) >= 4
+        wait_for(elsewhere, 10, "jobs on shards 1 and 2")
+        order = []
+
+        def handler(xs, ctx):
+            order.extend(ctx.job_ids)
+            time.sleep(0.01)
+            return xs
+        with Running(s, "py-fair", handler, name="py-fair-1", max_batch=2):
+            for jid in few:
+                assert wait_job(api, jid)["status"] == "succeeded"
+        # The backlog had 100+ jobs; the others ran within its first batches.
+        last = max(order.index(j) for j in few)
+        assert last < 30, (last, len(order))
+    finally:
+        api.close()
