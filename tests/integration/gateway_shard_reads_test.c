@@ -358,6 +358,11 @@ static tl_fleet *second_gateway(tl_fleet *f) {
     return g2;
 }
 
+static void wait_requests_n(tl_receiver *rx, size_t n) {
+    if (!tl_receiver_wait_count(rx, n, TL_WAIT_MS))
+        FAILF("the receiver got %zu request(s), not %zu", tl_receiver_count(rx), n);
+}
+
 typedef struct ok_wait {
     tl_receiver *rx;
     size_t n;
@@ -379,8 +384,9 @@ TL_TEST(webhooks_of_every_shard_delivered_once_from_two_gateways) {
         .shards = SHARDS3, .gateway_env = {HOOK_ENV, "FLEET_WEBHOOK_SCHEDULE=0,0.3,0.3,0.3"}});
     tl_fleet *g2 = second_gateway(f);
     tl_receiver *rx = tl_receiver_start(0);
-    /* The first deliveries fail: their retries wait and are promoted on their shards. */
-    for (int i = 0; i < 6; i++) tl_receiver_respond(rx, 503, NULL, 0);
+    /* The first deliveries fail: their retries wait (3 s, the receiver's Retry-After) and
+     * are promoted on their shards. */
+    for (int i = 0; i < 6; i++) tl_receiver_respond(rx, 503, "Retry-After: 3", 0);
     enum { N = 24 };
     const char *ids[N];
     for (int i = 0; i < N; i++)
@@ -391,6 +397,26 @@ TL_TEST(webhooks_of_every_shard_delivered_once_from_two_gateways) {
     /* Cancelling a queued job ends it: one job.cancelled message each. */
     for (int i = 0; i < N; i++)
         ASSERT_HTTP_STATUS(tl_delete(i % 2 ? f : g2, tl_printf("/v1/jobs/%s", ids[i])), 200);
+    const char *tags[32];
+    ASSERT_EQ_INT(tl_fleet_shard_tags(f, tags), 3);
+    /* Each refused message waits in the retry set of its job's shard, and of no other. */
+    wait_requests_n(rx, 6);
+    for (size_t q = 0; q < 6; q++) {
+        const tl_received *rq = tl_receiver_get(rx, q);
+        ASSERT_EQ_INT(rq->status, 503);
+        const char *msg = tl_received_header(rq, "webhook-id");
+        ASSERT_NOT_NULL(msg);
+        int k = msg[4] - '0'; /* "msg_<job id>_<n>": the job id's first character */
+        ASSERT_TRUE(k >= 0 && k < 3);
+        const char *retry = tl_printf("%s:webhook_retry", tags[k]);
+        ASSERT_EVENTUALLY(tl_redis_cmd(tl_fleet_conn_of_key(f, retry), "ZSCORE %s %s", retry,
+                                       msg)->type == REDIS_REPLY_STRING,
+                          2000);
+        for (int o = 0; o < 3; o++)
+            if (o != k)
+                ASSERT_EQ_INT(tl_redis_cmd(f->rc, "ZSCORE %s:webhook_retry %s", tags[o], msg)->type,
+                              REDIS_REPLY_NIL);
+    }
     ok_wait w = {rx, N};
     if (!tl_wait_for(enough_ok, &w, TL_WAIT_MS))
         FAILF("%zu of %d deliveries answered 200 (of %zu requests)", answered_ok(rx), N,
@@ -415,8 +441,6 @@ TL_TEST(webhooks_of_every_shard_delivered_once_from_two_gateways) {
                           TL_WAIT_MS);
     }
     /* Every shard's task stream and retry set are empty, its dead-letter stream too. */
-    const char *tags[32];
-    ASSERT_EQ_INT(tl_fleet_shard_tags(f, tags), 3);
     for (int k = 0; k < 3; k++) {
         ASSERT_EVENTUALLY(key_int(f, "XLEN", tl_printf("%s:webhooks", tags[k])) == 0, TL_WAIT_MS);
         ASSERT_EQ_INT(key_int(f, "ZCARD", tl_printf("%s:webhook_retry", tags[k])), 0);
