@@ -213,6 +213,7 @@ static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s,
                             fleet_key_shards(&s->control).s, "stored", found == 1, "shards");
     json_t *list = json_object_get(doc, "shards");
     int rc = CTL_EXIT_OK;
+    long long total_q = 0, total_r = 0;
     for (size_t i = 0; i < s->n; i++) {
         int k = s->all[i];
         const fleet_shard *sh = &s->shard[k];
@@ -227,9 +228,15 @@ static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s,
                               (json_int_t)q, "running", (json_int_t)r, "models", models);
         json_object_set_new(o, "tag_number", k == 0 ? json_null() : json_integer(sh->tag));
         int at = m ? master_of_tag(m, sh->keys.tag) : -1;
-        json_object_set_new(o, "node", at < 0 ? json_null() : json_sprintf("%s:%d", m->addr[at].host, m->addr[at].port));
+        json_object_set_new(o, "node", at < 0 ? json_null()
+                                              : json_sprintf("%s:%d", m->addr[at].host,
+                                                             m->addr[at].port));
         json_array_append_new(list, o);
+        total_q += q;
+        total_r += r;
     }
+    json_object_set_new(doc, "total", json_pack("{s:I, s:I}", "queued", (json_int_t)total_q,
+                                                "running", (json_int_t)total_r));
     if (rc == CTL_EXIT_OK && g->json) {
         ctl_render_json(stdout, doc);
     } else if (rc == CTL_EXIT_OK) {
@@ -254,6 +261,7 @@ static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s,
                        json_integer_value(json_object_get(mc, "stream")));
             putchar('\n');
         }
+        printf("%-3s %-24s %-9s %-21s %8lld %8lld\n", "", "total", "", "", total_q, total_r);
     }
     json_decref(doc);
     return rc;

@@ -286,6 +286,7 @@ TL_TEST(shards_remove_is_refused_while_jobs_remain) {
     ASSERT_EQ_INT(tl_jint(s2, "models.echo.stream"), 1);
     ASSERT_EQ_INT(tl_jint(json_array_get(tl_jget(doc, "shards"), 1), "models.echo.queued"), 1);
     ASSERT_EQ_INT(tl_jint(json_array_get(tl_jget(doc, "shards"), 0), "queued"), 0);
+    ASSERT_EQ_INT(tl_jint(doc, "total.queued"), 3);
 
     cancel_on(e, s, a);
     cancel_on(e, s, b);
