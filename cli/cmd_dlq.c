@@ -181,7 +181,8 @@ static void print_list_table(const json_t *entries, bool with_shard) {
         char err[DLQ_ERROR_COLS + 1];
         error_cell(err, ctl_jstr(e, "error"));
         const char *at = json_string_value(json_object_get(e, "failed_at"));
-        if (with_shard) printf("%-5lld  ", (long long)json_integer_value(json_object_get(e, "shard")));
+        if (with_shard)
+            printf("%-5lld  ", (long long)json_integer_value(json_object_get(e, "shard")));
         printf("%-15s  %-26s  %-12s  %-12s  %8lld  %-24s  %s\n", ctl_jstr(e, "entry"),
                ctl_jstr(e, "job"), ctl_jstr(e, "model"), ctl_jstr(e, "tenant"),
                (long long)json_integer_value(json_object_get(e, "attempts")), at ? at : "-", err);

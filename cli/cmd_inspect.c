@@ -347,7 +347,8 @@ static int inspect_run(const ctl_globals *g, int argc, char **argv) {
         return CTL_EXIT_FAIL;
     }
     keys = shards.shard[shard].keys;
-    json_t *doc = json_pack("{s:s,s:i,s:s,s:[]}", "id", id, "shard", shard, "tag", keys.tag, "keys");
+    json_t *doc = json_pack("{s:s,s:i,s:s,s:[]}", "id", id, "shard", shard, "tag", keys.tag,
+                            "keys");
     json_t *list = json_object_get(doc, "keys");
 
     fleet_key names[2] = {fleet_key_job(&keys, id), fleet_key_result(&keys, id)};

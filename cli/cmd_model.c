@@ -280,8 +280,7 @@ static int model_list_cmd(redisContext *c, const fleet_shards *s, const ctl_glob
 
 /* ------------------------------------------------------------------ remove -------------- */
 
-static int model_remove(redisContext *c, const fleet_shards *s, const ctl_globals *g,
-                        char **argv) {
+static int model_remove(redisContext *c, const fleet_shards *s, const ctl_globals *g, char **argv) {
     const fleet_keys *k = &s->control;
     const char *name = argv[0];
     model_read m;
@@ -345,8 +344,8 @@ static int pause_or_resume(redisContext *c, const fleet_shards *s, const ctl_glo
     /* The pause mark lives with the model's streams on each shard (pause.lua); whether
      * the model is registered is its record's, a control key. */
     fleet_key models = fleet_key_models(&s->control);
-    redisReply *has =
-        ctl_redis_cmd_ok(c, "HEXISTS", 3, (const char *const[]){"HEXISTS", models.s, name});
+    redisReply *has = ctl_redis_cmd_ok(c, "HEXISTS", 3,
+                                       (const char *const[]){"HEXISTS", models.s, name});
     if (!has) return CTL_EXIT_FAIL;
     bool registered = has->type == REDIS_REPLY_INTEGER && has->integer == 1;
     freeReplyObject(has);
@@ -394,15 +393,13 @@ static int model_pause(redisContext *c, const fleet_shards *s, const ctl_globals
     return pause_or_resume(c, s, g, argv[0], true);
 }
 
-static int model_resume(redisContext *c, const fleet_shards *s, const ctl_globals *g,
-                        char **argv) {
+static int model_resume(redisContext *c, const fleet_shards *s, const ctl_globals *g, char **argv) {
     return pause_or_resume(c, s, g, argv[0], false);
 }
 
 /* model purge NAME: the purge script (shared/scripts/purge.lua) on each shard until its
  * queue is empty, 250 jobs a call, as POST /v1/models/{model}/purge runs it. */
-static int model_purge(redisContext *c, const fleet_shards *s, const ctl_globals *g,
-                       char **argv) {
+static int model_purge(redisContext *c, const fleet_shards *s, const ctl_globals *g, char **argv) {
     const char *name = argv[0];
     long long total = 0;
     for (size_t i = 0; i < s->n; i++) {
@@ -415,8 +412,7 @@ static int model_purge(redisContext *c, const fleet_shards *s, const ctl_globals
             if (!r) return CTL_EXIT_FAIL;
             long long n = 0;
             const char *next = "";
-            if (fleet_state_purge_reply(r, &n, &next, &more) < 0 ||
-                strlen(next) >= sizeof cursor) {
+            if (fleet_state_purge_reply(r, &n, &next, &more) < 0 || strlen(next) >= sizeof cursor) {
                 freeReplyObject(r);
                 ctl_error("model %s: unexpected answer from the purge script (%lld cancelled so "
                           "far)",
@@ -440,8 +436,7 @@ static int model_purge(redisContext *c, const fleet_shards *s, const ctl_globals
 
 /* ------------------------------------------------------------------ command ------------- */
 
-typedef int (*model_fn)(redisContext *c, const fleet_shards *s, const ctl_globals *g,
-                        char **argv);
+typedef int (*model_fn)(redisContext *c, const fleet_shards *s, const ctl_globals *g, char **argv);
 
 /* X(name, function, arguments, takes a model name, summary) */
 #define MODEL_SUBCOMMANDS(X)                                                                 \

@@ -84,8 +84,8 @@ static int shard_counts(redisContext *c, const fleet_shards *s, int k, json_t **
     if (!st) return -1;
     /* HGETALL rather than HKEYS: the records are small, and fleetctl's ACL user
      * (deploy/redis-users.acl) reads hashes so. */
-    redisReply *names =
-        ctl_redis_cmd_ok(c, "HGETALL", 2, (const char *const[]){"HGETALL", models.s});
+    redisReply *names = ctl_redis_cmd_ok(c, "HGETALL", 2,
+                                         (const char *const[]){"HGETALL", models.s});
     if (!names) {
         freeReplyObject(st);
         return -1;
@@ -124,8 +124,8 @@ static int shard_counts(redisContext *c, const fleet_shards *s, int k, json_t **
             json_decref(o);
             return -1;
         }
-        json_object_set_new(m, "stream", json_integer(x->type == REDIS_REPLY_INTEGER ? x->integer
-                                                                                      : 0));
+        json_object_set_new(m, "stream",
+                            json_integer(x->type == REDIS_REPLY_INTEGER ? x->integer : 0));
         freeReplyObject(x);
     }
     *out = o;
@@ -198,8 +198,7 @@ static long free_tag_on(const fleet_shards *s, const masters *m, int master) {
 
 /* ------------------------------------------------------------------ show ---------------- */
 
-static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s,
-                       const masters *m) {
+static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s, const masters *m) {
     char text[FLEET_SHARDS_TEXT_MAX + 1];
     int found = read_text(c, s, text, sizeof text);
     if (found < 0) return CTL_EXIT_FAIL;
@@ -228,15 +227,16 @@ static int shards_show(redisContext *c, const ctl_globals *g, fleet_shards *s,
                               (json_int_t)q, "running", (json_int_t)r, "models", models);
         json_object_set_new(o, "tag_number", k == 0 ? json_null() : json_integer(sh->tag));
         int at = m ? master_of_tag(m, sh->keys.tag) : -1;
-        json_object_set_new(o, "node", at < 0 ? json_null()
-                                              : json_sprintf("%s:%d", m->addr[at].host,
-                                                             m->addr[at].port));
+        json_object_set_new(o, "node",
+                            at < 0 ? json_null()
+                                   : json_sprintf("%s:%d", m->addr[at].host, m->addr[at].port));
         json_array_append_new(list, o);
         total_q += q;
         total_r += r;
     }
-    json_object_set_new(doc, "total", json_pack("{s:I, s:I}", "queued", (json_int_t)total_q,
-                                                "running", (json_int_t)total_r));
+    json_object_set_new(doc, "total",
+                        json_pack("{s:I, s:I}", "queued", (json_int_t)total_q, "running",
+                                  (json_int_t)total_r));
     if (rc == CTL_EXIT_OK && g->json) {
         ctl_render_json(stdout, doc);
     } else if (rc == CTL_EXIT_OK) {
@@ -322,9 +322,8 @@ static int exec_set(redisContext *c, const char *key, const char *text) {
 /* Announces a changed table on the events channel. */
 static void announce(redisContext *c, const fleet_shards *s) {
     fleet_key ch = fleet_key_events(&s->control);
-    redisReply *r =
-        ctl_redis_cmd_ok(c, "PUBLISH", 3, (const char *const[]){"PUBLISH", ch.s,
-                                                                FLEET_EVENT_SHARDS});
+    redisReply *r = ctl_redis_cmd_ok(c, "PUBLISH", 3,
+                                     (const char *const[]){"PUBLISH", ch.s, FLEET_EVENT_SHARDS});
     if (!r)
         fprintf(stderr, "fleetctl: gateways were not told at once; workers and gateways load the "
                         "table again within a few seconds\n");
@@ -552,8 +551,9 @@ static int change_remove(fleet_shards *s, bool stored, void *arg, const char **n
             long long mq = json_integer_value(json_object_get(m, "queued"));
             long long mr = json_integer_value(json_object_get(m, "running"));
             if ((mq || mr) && n < sizeof detail)
-                n += (size_t)snprintf(detail + n, sizeof detail - n, "%s%s %lld queued, %lld running",
-                                      n ? "; " : "", model, mq, mr);
+                n += (size_t)snprintf(detail + n, sizeof detail - n,
+                                      "%s%s %lld queued, %lld running", n ? "; " : "", model, mq,
+                                      mr);
         }
         ctl_error("shard %d still holds %lld queued and %lld running job%s (%s): not removed; "
                   "run this again once they have ended",
@@ -611,7 +611,10 @@ static int shards_run(const ctl_globals *g, int argc, char **argv) {
                                sub);
     int want = is_show || is_add ? 0 : 1;
     if (nargs != want)
-        return ctl_usage_error("shards", is_show ? "show" : is_add ? "add [--tag N]" : "K",
+        return ctl_usage_error("shards",
+                               is_show  ? "show"
+                               : is_add ? "add [--tag N]"
+                                        : "K",
                                "shards %s takes %s", sub, want ? "one argument" : "no arguments");
     if (opt_tag >= 0 && !is_add)
         return ctl_usage_error("shards", "add [--tag N]", "--tag belongs to shards add");

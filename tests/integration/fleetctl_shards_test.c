@@ -43,8 +43,9 @@ static redisContext *conn(env *e, const char *tag) {
 /* fleetctl --redis-url <Redis> (or --redis-cluster <seeds>) --prefix <prefix> ARGS... */
 static tl_cmd_result ctl(env *e, const char *const *args) {
     if (e->cluster)
-        return tl_fleetctl(
-            TL_ARGS("--redis-cluster", tl_cluster_seeds(e->cluster), "--prefix", e->prefix), args);
+        return tl_fleetctl(TL_ARGS("--redis-cluster", tl_cluster_seeds(e->cluster), "--prefix",
+                                   e->prefix),
+                           args);
     return tl_fleetctl(TL_ARGS("--redis-url", e->redis->url, "--prefix", e->prefix), args);
 }
 
@@ -232,8 +233,8 @@ TL_TEST(shards_bad_input_writes_nothing) {
         {"remove", "0", NULL, 1, "control tag"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        tl_cmd_result r = ctl(e, (const char *const[]){"shards", bad[i].a, bad[i].b, bad[i].c,
-                                                       NULL});
+        tl_cmd_result r = ctl(e,
+                              (const char *const[]){"shards", bad[i].a, bad[i].b, bad[i].c, NULL});
         tl_expect_exit(&r, bad[i].code);
         ASSERT_STR_CONTAINS(r.err, bad[i].says);
         ASSERT_EQ_STR(table(e), "(none)");
@@ -450,12 +451,12 @@ TL_TEST(shards_and_commands_over_shards_as_the_ctl_user) {
     env *e = start();
     const char *script = TEST_SOURCE_DIR "/deploy/redis-acl.sh";
     const char *pfx = tl_printf("FLEET_PREFIX=%s", e->prefix);
-    tl_cmd_result out = tl_run_cmd(
-        "redis-acl", script, TL_ARGS(script, "--setuser"),
-        (const char *const[]){"FLEET_ACL_ADMIN_PASSWORD=a", "FLEET_ACL_GATEWAY_PASSWORD=g",
-                              "FLEET_ACL_WORKER_PASSWORD=w", "FLEET_ACL_CTL_PASSWORD=ctlpw",
-                              pfx, NULL},
-        30000);
+    tl_cmd_result out = tl_run_cmd("redis-acl", script, TL_ARGS(script, "--setuser"),
+                                   (const char *const[]){"FLEET_ACL_ADMIN_PASSWORD=a",
+                                                         "FLEET_ACL_GATEWAY_PASSWORD=g",
+                                                         "FLEET_ACL_WORKER_PASSWORD=w",
+                                                         "FLEET_ACL_CTL_PASSWORD=ctlpw", pfx, NULL},
+                                   30000);
     tl_expect_exit(&out, 0);
     const char *line = strstr(out.out, "ACL SETUSER fleet-ctl ");
     ASSERT_NOT_NULL(line);
@@ -473,7 +474,7 @@ TL_TEST(shards_and_commands_over_shards_as_the_ctl_user) {
     const char *url = tl_printf("redis://fleet-ctl:ctlpw@127.0.0.1:%d", e->redis->port);
 
     static const char *const runs[][4] = {
-        {"shards", "init", "3", NULL}, {"shards", "add", NULL, NULL},
+        {"shards", "init", "3", NULL},  {"shards", "add", NULL, NULL},
         {"shards", "drain", "3", NULL}, {"shards", "activate", "3", NULL},
         {"shards", "drain", "3", NULL}, {"shards", "remove", "3", NULL},
         {"shards", "show", NULL, NULL}, {"model", "add", "echo", NULL},
@@ -492,10 +493,14 @@ TL_TEST(shards_and_commands_over_shards_as_the_ctl_user) {
         dead_letter(e, s, submit_on(e, s, k, "echo"), "echo");
     }
     const char *const *more[] = {
-        ARGS("dlq", "list"),          ARGS("dlq", "show", ids[2]),
-        ARGS("dlq", "retry", "--all"), ARGS("inspect", ids[1]),
-        ARGS("model", "list"),        ARGS("model", "pause", "echo"),
-        ARGS("model", "resume", "echo"), ARGS("model", "purge", "echo"),
+        ARGS("dlq", "list"),
+        ARGS("dlq", "show", ids[2]),
+        ARGS("dlq", "retry", "--all"),
+        ARGS("inspect", ids[1]),
+        ARGS("model", "list"),
+        ARGS("model", "pause", "echo"),
+        ARGS("model", "resume", "echo"),
+        ARGS("model", "purge", "echo"),
     };
     for (size_t i = 0; i < TL_COUNT(more); i++) {
         tl_cmd_result r = tl_fleetctl(TL_ARGS("--redis-url", url, "--prefix", e->prefix), more[i]);
