@@ -45,6 +45,7 @@ one() { # S
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
   local r=(redis-cli -p "$port")
   for _ in $(seq 50); do "${r[@]}" PING >/dev/null 2>&1 && break; sleep 0.1; done
+  "${r[@]}" PING >/dev/null 2>&1 || die "redis-server did not start on port $port ($dir/redis.log)"
   if [[ $s -gt 1 ]]; then
     local table="0:-:active"
     for k in $(seq 1 $((s - 1))); do table+=" $k:$k:active"; done
