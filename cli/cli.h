@@ -30,8 +30,8 @@
  * environment or the option table's defaults (nothing to free). */
 typedef struct ctl_globals {
     const char *url;            /* gateway base URL, no trailing slash needed */
-    fleet_redis_settings redis; /* inspect, dlq, tenant and model only (redis_target.h) */
-    const char *prefix;         /* key prefix, inspect, dlq, tenant and model only */
+    fleet_redis_settings redis; /* inspect, dlq, tenant, model, shards (redis_target.h) */
+    const char *prefix;         /* key prefix, inspect, dlq, tenant, model, shards */
     const char *api_key;        /* "" when none: no Authorization header is sent */
     long timeout_s;             /* wait limit; 0 = forever */
     long redis_wait_s;          /* how long a loading, busy or failing-over Redis is waited out */

@@ -24,12 +24,12 @@ static const fleet_option global_opts[] = {
     {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
      "key prefix of the fleet (inspect, dlq, tenant, model, shards)", &G.prefix, 0, 0},
     {"redis-wait", "FLEETCTL_REDIS_WAIT", FLEET_OPT_INT, "10",
-     "inspect, dlq, tenant, model: seconds to wait out a Redis that is loading its dataset, busy or "
-     "failing over, before giving up",
+     "inspect, dlq, tenant, model, shards: seconds to wait out a Redis that is loading its "
+     "dataset, busy or failing over, before giving up",
      &G.redis_wait_s, 0, 3600},
     {"allow-eviction", "FLEET_ALLOW_EVICTION", FLEET_OPT_STR, "off",
-     "inspect, dlq, tenant, model: on: use a Redis whose maxmemory-policy evicts keys (it loses "
-     "jobs and API keys; off refuses it: set maxmemory-policy noeviction)",
+     "inspect, dlq, tenant, model, shards: on: use a Redis whose maxmemory-policy evicts keys "
+     "(it loses jobs and API keys; off refuses it: set maxmemory-policy noeviction)",
      &G.allow_eviction, 0, 0},
     {"timeout", "FLEETCTL_TIMEOUT", FLEET_OPT_INT, "0",
      "wait: give up after this many seconds and exit 124 (0 = wait forever)", &G.timeout_s, 0,
@@ -40,9 +40,9 @@ static const fleet_option global_opts[] = {
 #define N_GLOBAL (sizeof global_opts / sizeof global_opts[0])
 
 static const ctl_command *const commands[] = {
-    &ctl_cmd_submit,  &ctl_cmd_status, &ctl_cmd_wait, &ctl_cmd_cancel, &ctl_cmd_list,
-    &ctl_cmd_inspect, &ctl_cmd_stats,  &ctl_cmd_dlq,  &ctl_cmd_tenant, &ctl_cmd_model,
-    &ctl_cmd_shards,
+    &ctl_cmd_submit, &ctl_cmd_status,  &ctl_cmd_wait,   &ctl_cmd_cancel,
+    &ctl_cmd_list,   &ctl_cmd_inspect, &ctl_cmd_stats,  &ctl_cmd_dlq,
+    &ctl_cmd_tenant, &ctl_cmd_model,   &ctl_cmd_shards,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
