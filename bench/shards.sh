@@ -21,11 +21,26 @@
 #   ROUNDS (1)           the whole sequence again (figures move run to run on a shared
 #                        machine: compare within a round)
 #   SKIP_SINGLE (0)      1: no one-Redis run
+#   STATS (0)            1: also INFO commandstats per job, summed over the masters
 # Prints figures; never passes or fails on them.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 die() { echo "bench/shards.sh: $*" >&2; exit 1; }
 . bench/lib.sh
+# Ports below the kernel's ephemeral range (32768 on): a port a client connection used a
+# moment ago lingers in TIME-WAIT there, and redis-server cannot bind it.
+free_port() {
+    local p
+    for _ in $(seq 100); do
+        p=$((20000 + RANDOM % 12000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
+            ! ss -tan "sport = :$p" 2>/dev/null | grep -q ":$p "; then
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found"
+}
 [ $# -ge 1 ] || die "usage: bench/shards.sh BUILD_DIR [JOBS]"
 B=$1/bin
 N=${2:-20000}
@@ -97,6 +112,7 @@ lifecycle() {
     table=$(redis_cli_any get '{fleet}:shards')
     sleep 0.3
     local c0=() c1=() c2=() i
+    for i in "${!ports[@]}"; do redis-cli -p "${ports[i]}" config resetstat >/dev/null; done
     for i in "${!ports[@]}"; do c0[i]=$(cpu_of "${ports[i]}"); done
     local out
     out=$("$B/fleet-bench" --url "http://127.0.0.1:$gp" --api-key "$key" --connections 64 \
@@ -136,6 +152,13 @@ lifecycle() {
     printf '%-11s submit %6.0f jobs/s  drain %6.0f jobs/s  Redis CPU us/job: total %5.1f (submit %4.1f)  per master:%s\n' \
         "$name" "$(echo "$N/$secs" | bc -l)" "$(echo "$N/($t1-$t0)" | bc -l)" "$total" "$sub" "$per"
     [ -n "$table" ] && echo "               table: $table"
+    if [ "${STATS:-0}" = 1 ]; then
+        # INFO commandstats summed over the masters, per job (both phases)
+        for i in "${!ports[@]}"; do redis-cli -p "${ports[i]}" info commandstats; done | tr -d '\r' |
+            grep '^cmdstat_' | awk -F'[:=,]' -v n="$N" '{c[$1]+=$3; u[$1]+=$5}
+                END {for (k in c) printf "               %-26s calls/job %6.2f  us/job %6.2f\n", k, c[k]/n, u[k]/n}' |
+            sort -k5 -nr | head -12
+    fi
 }
 
 # Jobs of the echo model in a final state, summed over the shards of the table ($1; empty:

@@ -101,11 +101,22 @@ start_nodes() {
       --cluster-replicas "$REPLICAS" --cluster-yes >"$LOGS/cluster-create.log" 2>&1 ||
       die "redis-cli --cluster create failed ($LOGS/cluster-create.log)"
   fi
-  for _ in $(seq 300); do
-    redis-cli -p "$BASE" cluster info | grep -q 'cluster_state:ok' && return
+  # ok everywhere, and every replica in sync with its master: a submit waits for a replica
+  # (WAIT), and a replica that never synced may not take over from a dead master
+  local ok
+  for _ in $(seq 600); do
+    ok=1
+    for p in "${PORTS[@]}"; do
+      redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' || ok=0
+      if redis-cli -p "$p" role | head -1 | grep -q slave; then
+        redis-cli -p "$p" info replication | tr -d '\r' |
+          grep -q '^master_link_status:up' || ok=0
+      fi
+    done
+    ((ok)) && return
     sleep 0.1
   done
-  die "the cluster is not ok: redis-cli -p $BASE cluster info"
+  die "the cluster is not ok, or a replica not in sync: redis-cli -p $BASE cluster nodes"
 }
 
 stop_fleet() {
