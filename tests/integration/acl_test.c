@@ -413,7 +413,8 @@ static void key_names_in(const char *text, const char **names, size_t *n, size_t
         while ((*e >= 'a' && *e <= 'z') || *e == '_') e++;
         if (*e != '(' || e == b) continue;
         const char *name = tl_printf("%.*s", (int)(e - b), b);
-        if (strcmp(name, "init") == 0) continue;
+        /* fleet_key_init builds no key; fleet_key_slot (cluster.h) hashes one. */
+        if (strcmp(name, "init") == 0 || strcmp(name, "slot") == 0) continue;
         bool seen = false;
         for (size_t i = 0; i < *n && !seen; i++) seen = strcmp(names[i], name) == 0;
         if (seen) continue;
