@@ -574,6 +574,37 @@ TL_TEST(cluster_tags_land_on_every_master) {
     ASSERT_STR_CONTAINS(r.err, "sleep 1 queued, 0 running");
 }
 
+TL_TEST(cluster_commands_follow_a_shard_slot_being_moved) {
+    env *e = start_cluster();
+    tl_cmd_result r = ctl(e, ARGS("shards", "init", "3"));
+    tl_expect_exit(&r, 0);
+    fleet_shards *s = shards_of(e);
+    const char *tag = s->shard[1].keys.tag;
+    const char *id = submit_on(e, s, 1, "echo");
+    int slot = tl_cluster_key_slot(e->cluster, tag),
+        from = tl_cluster_master_of_slot(e->cluster, slot);
+    int masters[TL_CLUSTER_MAX_NODES], nm = tl_cluster_masters(e->cluster, masters), to = -1;
+    for (int i = 0; i < nm && to < 0; i++)
+        if (masters[i] != from) to = masters[i];
+    ASSERT_TRUE(to >= 0);
+    /* Every key moved, the slot still migrating: the old master answers ASK. */
+    tl_cluster_move_slot_begin(e->cluster, slot, to, -1);
+    r = ctl(e, ARGS("inspect", id, "--json"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(tl_jstr(json_array_get(tl_jget(json_out(&r), "keys"), 0), "fields.status"),
+                  "queued");
+    r = ctl(e, ARGS("shards", "show", "--json"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_INT(tl_jint(json_array_get(tl_jget(json_out(&r), "shards"), 1), "queued"), 1);
+    /* The slot moved for good: the old master answers MOVED, show names the new one. */
+    tl_cluster_move_slot_finish(e->cluster, slot, to);
+    r = ctl(e, ARGS("inspect", id, "--json"));
+    tl_expect_exit(&r, 0);
+    r = ctl(e, ARGS("shards", "show", "--json"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_INT(shown_node(e, json_out(&r), 1), to);
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(shards_init_add_drain_activate_remove),
@@ -584,6 +615,7 @@ int main(int argc, char **argv) {
         TL_CASE(models_span_every_shard),
         TL_CASE(shards_and_commands_over_shards_as_the_ctl_user),
         TL_CASE(cluster_tags_land_on_every_master),
+        TL_CASE(cluster_commands_follow_a_shard_slot_being_moved),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
