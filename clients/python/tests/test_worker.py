@@ -585,10 +585,11 @@ def test_no_shard_starves_behind_another_shards_backlog(make_fleet_stack):
                 few.append(jid)
             return len(few) >= 4
         wait_for(elsewhere, 10, "jobs on shards 1 and 2")
-        order = []
+        order, sizes = [], []
 
         def handler(xs, ctx):
             order.extend(ctx.job_ids)
+            sizes.append(len(xs))
             time.sleep(0.01)
             return xs
         with Running(s, "py-fair", handler, name="py-fair-1", max_batch=2):
@@ -597,5 +598,6 @@ def test_no_shard_starves_behind_another_shards_backlog(make_fleet_stack):
         # The backlog had 100+ jobs; the others ran within its first batches.
         last = max(order.index(j) for j in few)
         assert last < 30, (last, len(order))
+        assert max(sizes) <= 2, sizes  # a batch never holds more than max_batch
     finally:
         api.close()

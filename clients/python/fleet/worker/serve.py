@@ -768,15 +768,20 @@ class Worker:
         return out
 
     def _xread(self, order):
-        """Blocks for new entries: [(shard, [(entry id, job id)])]. On one Redis one
-        XREADGROUP waits on every shard's stream (READ_BLOCK_MS); on a cluster of several
-        shards it waits on the first of this turn's order for READ_SLICE_MS (the next turn
-        starts at the next shard)."""
+        """Blocks for new entries: [(shard, [(entry id, job id)])], at most max_batch in
+        all. On one Redis one XREADGROUP waits on every shard's stream (READ_BLOCK_MS; with
+        more shards than max_batch, on the first max_batch of this turn's order); on a
+        cluster of several shards it waits on the first of this turn's order for
+        READ_SLICE_MS (the next turn starts at the next shard)."""
         if self.clustered and len(order) > 1:
             order, block_ms = order[:1], READ_SLICE_MS
         else:
             block_ms = READ_BLOCK_MS
-        args = ["XREADGROUP", "GROUP", fkeys.GROUP, self.name, "COUNT", self.max_batch, "BLOCK",
+        # COUNT is per stream: split max_batch over the streams, so that what one read
+        # returns, all of it claimed at once, is never more than a batch.
+        order = order[:self.max_batch]
+        count = self.max_batch // len(order)
+        args = ["XREADGROUP", "GROUP", fkeys.GROUP, self.name, "COUNT", count, "BLOCK",
                 block_ms, "STREAMS"] + [sh.stream for sh in order] + [">"] * len(order)
         try:
             rep = self.r.execute_command(*args)
