@@ -668,11 +668,14 @@ static void fill(wk_worker *w, wk_job *jobs, size_t *k, size_t *n) {
 static void idle_read(wk_worker *w, wk_entry *entries, wk_job *jobs, size_t *k, size_t *n) {
     size_t ns = w->shards.n;
     long long until = wk_mono_ms() + READ_BLOCK_MS;
-    if (!any_group_ready(w)) return; /* the loop makes the groups first */
     for (size_t i = 0; !wk_stopping(w); i++) {
         wk_shard *sh = &w->sh[w->shards.all[(w->rot + i) % ns]];
         size_t m = 0;
-        if (sh->group_epoch != w->rd.epoch) continue; /* another one is ready */
+        if (sh->group_epoch != w->rd.epoch) {
+            /* A reconnect (on a cluster: any map read) makes every group again first. */
+            if (!any_group_ready(w) || wk_mono_ms() >= until) return;
+            continue; /* another one is ready */
+        }
         if (xread(w, sh, entries, &m, w->max_batch, ns == 1 ? READ_BLOCK_MS : WK_SLICE_MS) < 0) {
             /* Several shards on a cluster: one master may be down while the others serve;
              * a pause keeps this from spinning until its replica took over. */
