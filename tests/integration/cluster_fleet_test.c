@@ -203,6 +203,7 @@ TL_TEST(thousands_of_jobs_spread_over_every_master) {
     check_table_one_shard_per_master(f, tags);
 
     int shard_jobs[32] = {0};
+    const char *an_id[32] = {NULL};
     for (int b = 0; b < JOBS / BATCH; b++) {
         snprintf(f->url, sizeof f->url, "%s", gw[b % 2]);
         tl_resp *r = tl_post(f, "/v1/jobs/batch", batch_body(b * BATCH, BATCH));
@@ -215,6 +216,7 @@ TL_TEST(thousands_of_jobs_spread_over_every_master) {
             /* the id's first character is its shard (a Crockford digit) */
             ASSERT_TRUE(id[0] >= '0' && id[0] < '0' + MASTERS);
             shard_jobs[id[0] - '0']++;
+            an_id[id[0] - '0'] = tl_printf("%s", id);
         }
     }
     tl_log("jobs per shard: %d %d %d", shard_jobs[0], shard_jobs[1], shard_jobs[2]);
@@ -237,6 +239,16 @@ TL_TEST(thousands_of_jobs_spread_over_every_master) {
         snprintf(f->url, sizeof f->url, "%s", gw[g]);
         ASSERT_EQ_INT(tl_jint(tl_get(f, "/v1/stats")->json, "models.echo.succeeded"), JOBS);
         ASSERT_EQ_INT(tl_jint(tl_get(f, "/v1/stats")->json, "models.echo.submitted"), JOBS);
+    }
+    /* fleetctl reads the cluster too: the table with each shard's node, a job of each
+     * shard from its keys */
+    tl_cmd_result show = tl_fleetctl(tl_fleet_ctl_opts(f), TL_ARGS("shards", "show"));
+    tl_expect_exit(&show, 0);
+    for (int k = 0; k < MASTERS; k++) {
+        ASSERT_STR_CONTAINS(show.out, tags[k]);
+        tl_cmd_result in = tl_fleetctl(tl_fleet_ctl_opts(f), TL_ARGS("inspect", an_id[k]));
+        tl_expect_exit(&in, 0);
+        ASSERT_STR_CONTAINS(in.out, tl_printf("%s:job:%s", tags[k], an_id[k]));
     }
     long listed = 0;
     const char *cursor = NULL, *prev = NULL;
