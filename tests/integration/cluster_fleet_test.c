@@ -192,9 +192,8 @@ static const char *batch_body(int first, int count) {
 #define BATCH 500
 
 TL_TEST(thousands_of_jobs_spread_over_every_master) {
-    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo", "echo"},
-                                                  .cluster_masters = MASTERS,
-                                                  .cluster_replicas = 1});
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"echo", "echo"}, .cluster_masters = MASTERS, .cluster_replicas = 1});
     char gw[2][64];
     snprintf(gw[0], sizeof gw[0], "%s", f->url);
     tl_fleet_start_gateway(f);
@@ -254,9 +253,9 @@ TL_TEST(thousands_of_jobs_spread_over_every_master) {
     const char *cursor = NULL, *prev = NULL;
     const char **ids = tl_alloc(sizeof(char *) * (JOBS + 100));
     for (int page = 0; page < JOBS / 100 + 2; page++) {
-        tl_resp *r = tl_get(f, cursor ? tl_printf("/v1/jobs?limit=100&cursor=%s",
-                                                  tl_urlencode(cursor))
-                                      : "/v1/jobs?limit=100");
+        tl_resp *r = tl_get(f, cursor
+                                   ? tl_printf("/v1/jobs?limit=100&cursor=%s", tl_urlencode(cursor))
+                                   : "/v1/jobs?limit=100");
         ASSERT_HTTP_STATUS(r, 200);
         json_t *jobs = tl_jget(r->json, "jobs");
         for (size_t i = 0; i < json_array_size(jobs); i++) {

@@ -520,8 +520,9 @@ typedef struct tl_fleet_opts {
     const char *worker_env[16];          /* extra "NAME=value" for every worker */
     bool appendonly;                     /* Redis with AOF */
     const char *prefix;                  /* default: a fresh "t<random>" */
-    const char *shards; /* the shard table's text ("0:-:active 1:1:active"), SET at
-                           {prefix}:shards before the gateway starts; NULL: none */
+    /* the shard table's text ("0:-:active 1:1:active"), SET at {prefix}:shards before
+     * the gateway starts; NULL: none */
+    const char *shards;
     /* cluster_masters > 0: a Redis Cluster of that many masters (>= 3) with
      * cluster_replicas each (tl_cluster_start; node timeout cluster_node_timeout_ms, 0:
      * 3000) instead of one Redis; the gateway, workers and tl_fleet_ctl_opts get
@@ -538,8 +539,9 @@ typedef struct tl_fleet {
     char url[64]; /* http://127.0.0.1:<port> */
     char prefix[40];
     tl_fleet_opts opts;
-    redisContext *rc; /* a sync connection to the fleet's Redis (on a cluster: to the
-                         master of the control tag "{prefix}" when the fleet started) */
+    /* a sync connection to the fleet's Redis (on a cluster: to the master of the control
+     * tag "{prefix}" when the fleet started) */
+    redisContext *rc;
     tl_cluster *cluster; /* NULL unless opts.cluster_masters */
 } tl_fleet;
 

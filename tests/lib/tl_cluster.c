@@ -180,8 +180,8 @@ tl_cluster *tl_cluster_start(int masters, int replicas_per_master, int node_time
         /* validity factor 0: a replica may always take over, however long its link was
          * down (the harness kills masters on purpose, on a loaded machine). */
         cl->node[i] = tl_redis_start(&(tl_redis_opts){
-            .extra_args = TL_ARGS("--cluster-enabled", "yes", "--cluster-config-file",
-                                  "nodes.conf", "--cluster-node-timeout", timeout,
+            .extra_args = TL_ARGS("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                  "--cluster-node-timeout", timeout,
                                   "--cluster-replica-validity-factor", "0")});
         cl->c[i] = tl_redis_connect(cl->node[i]);
         redisReply *id = tl_redis_cmd(cl->c[i], "CLUSTER MYID");
@@ -247,8 +247,8 @@ int tl_cluster_kill_master(tl_cluster *cl, int i) {
     if (!tl_wait_for(taken_over, &t, TL_WAIT_MS))
         FAILF("no replica took over from killed master %d (port %d) within %d ms", i,
               cl->node[i]->port, TL_WAIT_MS);
-    tl_log("node %d (port %d) is the master of slot %d now, %lld ms after the kill",
-           t.new_master, cl->node[t.new_master]->port, slot, (long long)(tl_now_ms() - t0));
+    tl_log("node %d (port %d) is the master of slot %d now, %lld ms after the kill", t.new_master,
+           cl->node[t.new_master]->port, slot, (long long)(tl_now_ms() - t0));
     return t.new_master;
 }
 
@@ -262,8 +262,8 @@ static long migrate_keys(tl_cluster *cl, int slot, int src, int dst, long max) {
         long want = max < 0 ? MIGRATE_BATCH : max - moved;
         if (want <= 0) return moved;
         if (want > MIGRATE_BATCH) want = MIGRATE_BATCH;
-        redisReply *keys =
-            tl_redis_cmd(tl_cluster_conn(cl, src), "CLUSTER GETKEYSINSLOT %d %ld", slot, want);
+        redisReply *keys = tl_redis_cmd(tl_cluster_conn(cl, src), "CLUSTER GETKEYSINSLOT %d %ld",
+                                        slot, want);
         if (keys->type != REDIS_REPLY_ARRAY) FAILF("CLUSTER GETKEYSINSLOT: not an array");
         if (keys->elements == 0) return moved;
         const char **argv = tl_alloc(sizeof(char *) * (keys->elements + 8));
@@ -297,7 +297,8 @@ void tl_cluster_move_slot_begin(tl_cluster *cl, int slot, int to, long keys) {
 }
 
 void tl_cluster_move_slot_finish(tl_cluster *cl, int slot, int to) {
-    if (cl->moving_slot != slot) FAILF("slot %d is not being moved (tl_cluster_move_slot_begin)", slot);
+    if (cl->moving_slot != slot)
+        FAILF("slot %d is not being moved (tl_cluster_move_slot_begin)", slot);
     int src = cl->moving_from;
     long moved = migrate_keys(cl, slot, src, to, -1);
     /* The destination first, then the source, then every other master: the order
@@ -309,8 +310,7 @@ void tl_cluster_move_slot_finish(tl_cluster *cl, int slot, int to) {
     int nm = tl_cluster_masters(cl, m);
     for (int k = 0; k < nm; k++)
         if (m[k] != to && m[k] != src)
-            tl_redis_cmd(tl_cluster_conn(cl, m[k]), "CLUSTER SETSLOT %d NODE %s", slot,
-                         cl->id[to]);
+            tl_redis_cmd(tl_cluster_conn(cl, m[k]), "CLUSTER SETSLOT %d NODE %s", slot, cl->id[to]);
     cl->moving_slot = -1;
     tl_log("slot %d moved from node %d to node %d (%ld more keys at the end)", slot, src, to,
            moved);

@@ -220,8 +220,8 @@ long long tl_stat(tl_fleet *f, const char *model, const char *counter) {
     long long sum = 0;
     for (int i = 0; i < n; i++) {
         const char *key = tl_printf("%s:stats", tags[i]);
-        redisReply *r =
-            tl_redis_cmd(tl_fleet_conn_of_key(f, key), "HGET %s %s:%s", key, model, counter);
+        redisReply *r = tl_redis_cmd(tl_fleet_conn_of_key(f, key), "HGET %s %s:%s", key, model,
+                                     counter);
         if (r->type == REDIS_REPLY_STRING) sum += atoll(r->str);
     }
     return sum;
