@@ -165,9 +165,9 @@ typedef struct wk_metrics {
 #define WK_SHARDS_RELOAD_MS 2000L
 /* Idle with several shards, the main thread blocks on one shard's stream at a time for
  * this long, rotating (a read cannot block on streams of several hash tags of a cluster):
- * an entry on any shard is seen within about WK_SLICE_MS x (shards - 1), plus Redis'
- * BLOCK precision (its server cron, 100 ms at hz 10). One shard blocks for 1 s as
- * before. */
+ * an entry on any shard is seen within about one slice per other shard, plus the time
+ * Redis takes to end a timed-out BLOCK (measured in docs/protocol.md "Workers and
+ * shards"). One shard blocks for 1 s as before. */
 #define WK_SLICE_MS 50L
 
 /* What the main thread keeps per shard it reads. */

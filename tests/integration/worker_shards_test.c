@@ -9,6 +9,7 @@
  * slot half-migrated (ASK) and a master killed with -9 (its replica takes over) are
  * survived with every job run. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fleet/id.h"
@@ -141,6 +142,26 @@ TL_TEST(a_worker_finishes_jobs_on_every_shard) {
         redisReply *r = tl_redis_cmd(e->f->rc, "HGET %s echo:succeeded", stats.s);
         ASSERT_EQ_STR(r->type == REDIS_REPLY_STRING ? r->str : "(none)", "20");
     }
+    /* An idle worker (blocked on one shard at a time) picks up a lone job on any shard.
+     * How long it took, from the job's created_ms to its started_ms (Redis' clock), is
+     * logged, not asserted: docs/protocol.md "Workers and shards". */
+    long long most[NSHARDS] = {0}, sum[NSHARDS] = {0};
+    int count[NSHARDS] = {0};
+    unsigned lcg = 12345; /* shards in no fixed order: the worker's rotation must not lock
+                           * in step with the test's */
+    for (int round = 0; round < 10 * NSHARDS; round++) {
+        lcg = lcg * 1103515245u + 12345u;
+        int k = (int)((lcg >> 16) % NSHARDS);
+        count[k]++;
+        const char *lone = submit_on(e, k, "echo", "\x80", 1);
+        wait_all(e, &lone, 1, "succeeded");
+        long long ms = atoll(field(e, lone, "started_ms")) - atoll(field(e, lone, "created_ms"));
+        sum[k] += ms;
+        if (ms > most[k]) most[k] = ms;
+    }
+    for (int k = 0; k < NSHARDS; k++)
+        tl_log("idle pickup on shard %d: mean %lld ms, most %lld ms (%d lone jobs)", k,
+               count[k] ? sum[k] / count[k] : 0, most[k], count[k]);
 }
 
 TL_TEST(a_backlog_on_one_shard_starves_no_other) {
