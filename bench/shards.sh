@@ -15,7 +15,9 @@
 #   SHARDS ("1 2 3")     shard counts to run on the cluster (each <= MASTERS; "": no
 #                        cluster, the one-Redis run alone)
 #   MASTERS (3)          masters of the cluster
-#   REPLICAS (0)         replicas per master (their CPU is not counted: reads of nothing)
+#   REPLICAS (0)         replicas per master (their own CPU is not counted; the masters'
+#                        includes feeding them). FLEET_REDIS_WAIT_REPLICAS=1 with REPLICAS=1
+#                        and SKIP_SINGLE=1: submits wait for a replica, as in production
 #   WORKERS (1)          fleet-worker --model echo processes that drain (each serves every
 #                        shard)
 #   ROUNDS (1)           the whole sequence again (figures move run to run on a shared
@@ -211,11 +213,15 @@ for round in $(seq "$ROUNDS"); do
         ok=1
         for p in "${PORTS[@]}"; do
             redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' || ok=0
+            # a replica in sync (with FLEET_REDIS_WAIT_REPLICAS a submit waits for one)
+            if redis-cli -p "$p" role | head -1 | grep -q slave; then
+                redis-cli -p "$p" info replication | tr -d '\r' | grep -q '^master_link_status:up' || ok=0
+            fi
         done
         [ $ok = 1 ] && break
         sleep 0.1
     done
-    [ $ok = 1 ] || die "the cluster did not reach cluster_state:ok"
+    [ $ok = 1 ] || die "the cluster did not reach cluster_state:ok with its replicas in sync"
     MPORTS=()
     for p in "${PORTS[@]}"; do
         redis-cli -p "$p" role | head -1 | grep -q master && MPORTS+=("$p")
