@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "fleet/err.h"
 
@@ -33,6 +34,12 @@ void fleet_router_close(fleet_router *r) {
         r->nnodes = 0;
         r->stale = true;
     }
+}
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static bool same_addr(const fleet_redis_addr *a, const fleet_redis_addr *b) {
@@ -76,8 +83,9 @@ static int apply(fleet_router *r, fleet_slot_map *m) {
         }
         next[n] = (fleet_router_node){.addr = *a};
         for (size_t j = 0; j < r->nnodes; j++)
-            if (r->node[j].c && same_addr(&r->node[j].addr, a)) {
+            if (same_addr(&r->node[j].addr, a)) {
                 next[n].c = r->node[j].c;
+                next[n].down_until_ms = r->node[j].down_until_ms;
                 r->node[j].c = NULL;
             }
         n++;
@@ -129,7 +137,8 @@ int fleet_router_refresh(fleet_router *r) {
     for (size_t i = 0; i < known + r->target.nseeds; i++) {
         const fleet_redis_addr *a =
             i < known ? &r->node[i].addr : &r->target.seeds[i - known];
-        if (i < known && r->node[i].c) continue; /* asked above */
+        if (i < known && (r->node[i].c || mono_ms() < r->node[i].down_until_ms))
+            continue; /* asked above, or down a moment ago */
         redisContext *c = connect_to(r, a);
         if (!c) continue;
         int rc = slots_of(r, c, a->host, &m, &lost);
@@ -149,9 +158,15 @@ int fleet_router_refresh(fleet_router *r) {
 static int ensure(fleet_router *r, size_t i) {
     fleet_router_node *n = &r->node[i];
     if (n->c) return 0;
+    if (r->cluster && mono_ms() < n->down_until_ms)
+        return fleet_err(r->why, sizeof r->why, "%s:%d did not answer a moment ago",
+                         n->addr.host, n->addr.port);
     n->c = connect_to(r, r->cluster ? &n->addr : NULL);
     if (!n->c) {
-        if (r->cluster) r->stale = true; /* the node may be gone: a replica takes over */
+        if (r->cluster) {
+            r->stale = true; /* the node may be gone: a replica takes over */
+            n->down_until_ms = mono_ms() + FLEET_ROUTER_DOWN_MS;
+        }
         return -1;
     }
     if (!r->cluster) snprintf(n->addr.host, sizeof n->addr.host, "%s", n->c->tcp.host);

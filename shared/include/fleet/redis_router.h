@@ -43,10 +43,15 @@
 
 #define FLEET_ROUTER_NODES_MAX 64 /* masters of one cluster */
 #define FLEET_ROUTER_REDIRECTS 5  /* MOVED followed at most this many times per command */
+/* A cluster master that could not be connected to is not tried again for this long: the
+ * commands for its slots fail at once meanwhile, instead of each waiting connect_ms for a
+ * host that is gone, while the commands for the other masters' slots go on. */
+#define FLEET_ROUTER_DOWN_MS 250
 
 typedef struct fleet_router_node {
     fleet_redis_addr addr;
-    redisContext *c; /* NULL until first needed, or after it was lost */
+    redisContext *c;         /* NULL until first needed, or after it was lost */
+    long long down_until_ms; /* cluster: a failed connect; no new try before (monotonic) */
 } fleet_router_node;
 
 typedef struct fleet_router {
