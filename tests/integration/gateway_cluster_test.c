@@ -193,6 +193,15 @@ TL_TEST(a_resharded_slot_is_followed_while_submits_flow) {
 
 /* ------------------------------------------------------------ failover ------------ */
 
+/* The port of the node the events link connected to last (its "redis connected" line). */
+static int last_events_port(const tl_proc *gw) {
+    const char *what = "\"link\":\"events\",\"addr\":\"127.0.0.1:";
+    char *log = tl_read_file(gw->log_path, NULL);
+    const char *last = NULL;
+    for (const char *s = log; s && (s = strstr(s, what)); s += strlen(what)) last = s;
+    return last ? atoi(last + strlen(what)) : -1;
+}
+
 static bool gateway_ready(void *arg) {
     tl_fleet *f = arg;
     char err[200];
@@ -205,7 +214,11 @@ TL_TEST(a_killed_master_is_replaced_without_a_restart_and_loses_no_job) {
     tl_fleet fl = {0}, *f = &fl;
     int slot = fleet_on(f, cl, TL_ARGS("FLEET_REDIS_WAIT_REPLICAS=1"));
     int old = master_of_slot(cl, slot);
+    /* That master first among the seeds: the events subscription starts there. */
+    f->opts.gateway_env[0] = tl_printf("FLEET_REDIS_CLUSTER=127.0.0.1:%d,%s", cl->node[old]->port,
+                                       tl_cluster_seeds(cl));
     tl_fleet_start_gateway(f);
+    ASSERT_EQ_INT(last_events_port(f->gateway), cl->node[old]->port);
 
     enum { MAX = 300 };
     const char *ids[MAX];
@@ -221,6 +234,11 @@ TL_TEST(a_killed_master_is_replaced_without_a_restart_and_loses_no_job) {
      * no replica yet, and FLEET_REDIS_WAIT_REPLICAS=1 is counted on the node that takes
      * the write: a submit is refused with nothing written... */
     ASSERT_WAIT_FOR(gateway_ready, f, TL_WAIT_MS);
+    /* The subscription moved to a live master and subscribed again. */
+    ASSERT_EVENTUALLY(count_in_log(f->gateway, "subscribed to job events") >= 2, TL_WAIT_MS);
+    int events_port = last_events_port(f->gateway);
+    ASSERT_TRUE(events_port != cl->node[old]->port &&
+                tl_cluster_node_of_port(cl, events_port) >= 0);
     tl_resp *alone = tl_post(f, "/v1/jobs", "{\"model\":\"echo\",\"input\":{}}");
     ASSERT_TRUE(strstr(ASSERT_PROBLEM(alone, 503), "replicas") != NULL);
     /* ...until the old master is back, as a replica of the new one. */
