@@ -4,10 +4,11 @@
  *
  *   - thousands of jobs through two gateways and two workers all succeed; every master
  *     holds job keys; the tenant's list (merged over the shards) and the stats are complete;
- *   - kill -9 of a master (replicas, FLEET_REDIS_WAIT_REPLICAS=1) while submits flow:
- *     every job answered 202 ends succeeded, none lost;
+ *   - kill -9 of a master (replicas, FLEET_REDIS_WAIT_REPLICAS=1) while submits flow, a
+ *     shard's and the control tag's: every job answered 202 ends succeeded, none lost;
  *   - the slot of a shard's tag moved to another master while submits flow (half-migrated
- *     first: ASK, then MOVED): every submit is answered 202 and every job succeeds.
+ *     first, then MOVED): every job succeeds, every submit after the move is taken;
+ *   - fleetctl shards add, then drain, while submits flow (docs/scaling.md).
  *
  * The submit streams run on threads of their own with libcurl and their own memory
  * (harness functions are not thread-safe). */
@@ -381,12 +382,66 @@ TL_TEST(a_slot_moved_while_jobs_flow) {
     ASSERT_EQ_INT(scan_count(f, src, tl_printf("%s*", tags[1])), 0);
 }
 
+/* Records [from, to) of the stream: all 202, and how many name shard k. */
+static long on_shard(stream *st, size_t from, size_t to, char k) {
+    long n = 0;
+    for (size_t i = from; i < to; i++) n += st->v[i].status == 202 && st->v[i].id[0] == k;
+    return n;
+}
+
+/* The last n answers of the stream are 202s, none on shard k. */
+static bool last_avoid(stream *st, size_t n, char k) {
+    size_t c = stream_count(st);
+    if (c < n) return false;
+    for (size_t i = c - n; i < c; i++)
+        if (st->v[i].status != 202 || st->v[i].id[0] == k) return false;
+    return true;
+}
+
+/* docs/scaling.md, "Adding shards to a running fleet": fleetctl shards add while submits
+ * flow (the gateway puts jobs on the new shard, the workers serve it), then drain (no new
+ * job there, its jobs still run). */
+TL_TEST(a_shard_added_and_one_drained_while_running) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
+        .workers = {"echo", "echo"},
+        .cluster_masters = MASTERS,
+    });
+    const char *tags[32];
+    check_table_one_shard_per_master(f, tags);
+    stream *st = stream_start(f->url, 20000);
+    stream_wait_more(st, 50);
+    tl_cmd_result add = tl_fleetctl(tl_fleet_ctl_opts(f), TL_ARGS("shards", "add"));
+    tl_expect_exit(&add, 0);
+    ASSERT_EQ_INT(tl_fleet_shard_tags(f, tags), MASTERS + 1);
+    size_t added = stream_count(st);
+    ASSERT_EVENTUALLY(on_shard(st, added, stream_count(st), '3') > 0, TL_WAIT_MS);
+    tl_cmd_result drain = tl_fleetctl(tl_fleet_ctl_opts(f), TL_ARGS("shards", "drain", "1"));
+    tl_expect_exit(&drain, 0);
+    /* once the gateway has read the new table, shard 1 takes no new job */
+    ASSERT_EVENTUALLY(last_avoid(st, 30, '1'), TL_WAIT_MS);
+    size_t drained = stream_count(st);
+    stream_wait_more(st, 60);
+    stream_join(st);
+    ASSERT_EQ_INT(on_shard(st, drained, stream_count(st), '1'), 0);
+    ASSERT_GT_INT(on_shard(st, drained, stream_count(st), '3'), 0);
+    long refused;
+    long ok = stream_check(f, st, &refused);
+    ASSERT_EQ_INT(refused, 0);
+    tl_log("%ld jobs, %ld of them on the new shard, every one succeeded", ok,
+           on_shard(st, 0, stream_count(st), '3'));
+    tl_cmd_result show = tl_fleetctl(tl_fleet_ctl_opts(f), TL_ARGS("shards", "show"));
+    tl_expect_exit(&show, 0);
+    ASSERT_STR_CONTAINS(show.out, tags[3]);
+    ASSERT_STR_CONTAINS(show.out, "draining");
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(thousands_of_jobs_spread_over_every_master),
         TL_CASE(a_master_killed_loses_no_accepted_job),
         TL_CASE(the_control_master_killed_loses_no_accepted_job),
         TL_CASE(a_slot_moved_while_jobs_flow),
+        TL_CASE(a_shard_added_and_one_drained_while_running),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
