@@ -230,10 +230,13 @@ TL_TEST(a_killed_master_is_replaced_without_a_restart_and_loses_no_job) {
     flow flw = {{submitter(f, 0, 200)}, 1};
     ASSERT_EVENTUALLY(count_in_log(flw.p[0], "\n202\n") >= 5, TL_WAIT_MS);
     int now = tl_cluster_kill_master(cl, old);
+    int64_t took_over = tl_now_ms();
     /* The gateway found the promoted replica by itself: ready again. Its new master has
      * no replica yet, and FLEET_REDIS_WAIT_REPLICAS=1 is counted on the node that takes
      * the write: a submit is refused with nothing written... */
     ASSERT_WAIT_FOR(gateway_ready, f, TL_WAIT_MS);
+    tl_log("the gateway was ready %lld ms after the harness saw the replica take over",
+           (long long)(tl_now_ms() - took_over));
     /* The subscription moved to a live master and subscribed again. */
     ASSERT_EVENTUALLY(count_in_log(f->gateway, "subscribed to job events") >= 2, TL_WAIT_MS);
     int events_port = last_events_port(f->gateway);
