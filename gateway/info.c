@@ -81,7 +81,7 @@ static json_t *stats_by_model(const gw *g, const redisReply *stats) {
 
 /* ------------------------------------------------------------ one read per shard ---- */
 
-static fleet_key fleet_key_stats_of(const fleet_keys *k, const char *unused) {
+static fleet_key stats_key_of(const fleet_keys *k, const char *unused) {
     (void)unused;
     return fleet_key_stats(k);
 }
@@ -239,7 +239,7 @@ void gw_info_stats(gw_req *r) {
             c->add = stats_add_shard;
             c->done = stats_done;
             const char *argv[2] = {"HGETALL", NULL};
-            shards_send(c, -1, fleet_key_stats_of, NULL, 2, argv);
+            shards_send(c, -1, stats_key_of, NULL, 2, argv);
         } else {
             char now[32];
             snprintf(now, sizeof now, "%llu", (unsigned long long)fleet_now_ms());
@@ -375,5 +375,5 @@ void gw_info_models(gw_req *r) {
     c->add = stats_add_shard;
     c->done = send_models;
     const char *argv[2] = {"HGETALL", NULL};
-    shards_send(c, 0, fleet_key_stats_of, NULL, 2, argv);
+    shards_send(c, 0, stats_key_of, NULL, 2, argv);
 }
