@@ -4,6 +4,7 @@
  *
  *   - commands go to the master of their slot: the jobs of the one shard land on the
  *     master of "{prefix}"'s slot, which is not the node of FLEET_REDIS_URL;
+ *   - a lost master is named by /readyz while the others' slots are served;
  *   - a resharding of that slot while submits flow: MOVED and ASK followed, every 202
  *     stored on the new owner;
  *   - kill -9 of that master with a replica and FLEET_REDIS_WAIT_REPLICAS=1: the gateway
@@ -83,6 +84,30 @@ TL_TEST(commands_go_to_the_master_of_their_slot) {
                   1);
     tl_resp *ready = tl_get(f, "/readyz");
     ASSERT_HTTP_STATUS(ready, 200);
+}
+
+/* A master without a replica killed: /readyz names it, and the commands of the other
+ * masters' slots are served meanwhile (a cluster-node-timeout of 15 s keeps the cluster
+ * "ok" for the whole case). */
+TL_TEST(a_lost_master_is_named_by_readyz_and_the_others_serve_on) {
+    tl_cluster *cl = tl_cluster_start(3, 0, 15000);
+    tl_fleet fl = {0}, *f = &fl;
+    int slot = fleet_on(f, cl, NULL);
+    int owner = master_of_slot(cl, slot), lost = (owner + 1) % 3;
+    tl_fleet_start_gateway(f);
+    const char *before = tl_job_submit(f, "echo", "{}");
+
+    tl_redis_kill9(cl->node[lost]);
+    cl->dead[lost] = true;
+    const char *want = tl_printf("Redis Cluster master 127.0.0.1:%d: ", cl->node[lost]->port);
+    tl_resp *r = NULL;
+    ASSERT_EVENTUALLY((r = tl_get(f, "/readyz"))->status == 503 && tl_jstr(r->json, "reason") &&
+                          strstr(tl_jstr(r->json, "reason"), want),
+                      TL_WAIT_MS);
+    tl_log("readyz: %s", r->body);
+    const char *after = tl_job_submit(f, "echo", "{}");
+    ASSERT_EQ_STR(tl_jstr(tl_job_get(f, before), "status"), "queued");
+    ASSERT_EQ_STR(tl_jstr(tl_job_get(f, after), "status"), "queued");
 }
 
 /* ------------------------------------------------------------ resharding ---------- */
@@ -346,6 +371,7 @@ TL_TEST(jobs_of_every_shard_go_to_their_masters) {
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(commands_go_to_the_master_of_their_slot),
+        TL_CASE(a_lost_master_is_named_by_readyz_and_the_others_serve_on),
         TL_CASE(a_resharded_slot_is_followed_while_submits_flow),
         TL_CASE(a_killed_master_is_replaced_without_a_restart_and_loses_no_job),
         TL_CASE(a_dead_seed_is_passed_over_and_no_seed_is_not_ready),
