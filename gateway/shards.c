@@ -394,8 +394,13 @@ int gw_place_first(gw *g, gw_place *pl, const fleet_submit *s, char *id, const c
         if (nok > 0) {
             none = NULL;
             size_t a = ok[next_rand(g->shard_table) % nok], b = ok[next_rand(g->shard_table) % nok];
-            model_load *l = load_of(g->shard_table, s->model, false);
+            model_load *l = n > 1 ? load_of(g->shard_table, s->model, true) : NULL;
             pick = l && l->pos[sh->active[b]] < l->pos[sh->active[a]] ? b : a;
+            /* The job is counted on its shard at once, before that shard answers: the
+             * items of a batch (sent together) and concurrent submits otherwise all
+             * compare the same stale positions and herd onto the shard that last answered
+             * lowest. */
+            if (l) l->pos[sh->active[pick]]++;
         } else {
             pick = 0;
         }

@@ -220,6 +220,24 @@ TL_TEST(batch_items_spread_and_share_the_limits) {
         seen[id[0] - '0'] = true;
     }
     ASSERT_TRUE(seen[0] && seen[1] && seen[2]);
+    /* Once the shards answered different queue positions, the items of the next batches
+     * (sent together, before any answer) still spread evenly: each pick counts its job on
+     * its shard at once, rather than all comparing the same stale positions and herding
+     * onto the shard that answered lowest (which took about two thirds of each batch, and
+     * the highest none). */
+    for (int round = 0; round < 3; round++) {
+        r = at(f->url, "fk_open", "POST", "/v1/jobs/batch", tl_printf("{\"jobs\": [%s]}", items),
+               NULL);
+        ASSERT_HTTP_STATUS(r, 200);
+        int per[3] = {0, 0, 0};
+        for (int i = 0; i < 30; i++) {
+            const char *id = tl_jstr(json_array_get(tl_jget(r->json, "jobs"), (size_t)i), "id");
+            ASSERT_NOT_NULL(id);
+            per[id[0] - '0']++;
+        }
+        tl_log("batch %d: %d %d %d per shard", round, per[0], per[1], per[2]);
+        for (int k = 0; k < 3; k++) ASSERT_TRUE(per[k] >= 4 && per[k] <= 16);
+    }
     /* Eight items under max_active 5: an item refused by its shard's share is tried on the
      * others, so exactly five are accepted. */
     items = tl_printf("{\"model\": \"echo\", \"input\": 0}");
