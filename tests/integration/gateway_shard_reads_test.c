@@ -21,24 +21,6 @@
 
 /* ------------------------------------------------------------ helpers --------------- */
 
-/* A tenant in the layout `fleetctl tenant add` writes (control keys, docs/redis.md). */
-static void add_tenant(tl_fleet *f, const char *name, const char *key, const char *role,
-                       const char *settings) {
-    const char *hex = tl_sha256_hex(key);
-    tl_redis_cmd(f->rc, "SADD {%s}:tenants %s", f->prefix, name);
-    tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s name %s created_ms 1", f->prefix, name, name);
-    if (settings && *settings) {
-        char *copy = tl_printf("%s", settings);
-        for (char *save = NULL, *k = strtok_r(copy, " ", &save); k;
-             k = strtok_r(NULL, " ", &save)) {
-            char *v = strtok_r(NULL, " ", &save);
-            tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s %s %s", f->prefix, name, k, v ? v : "");
-        }
-    }
-    tl_redis_cmd(f->rc, "HSET {%s}:apikey:%s tenant %s role %s", f->prefix, hex, name, role);
-    tl_redis_cmd(f->rc, "SADD {%s}:tenant:%s:keys %s", f->prefix, name, hex);
-}
-
 static tl_resp *as(tl_fleet *f, const char *key, const char *method, const char *path,
                    const char *body) {
     tl_req req = {.method = method, .body = body};
@@ -170,7 +152,8 @@ static void assert_exactly(tl_fleet *f, const page_walk *w, const char *const *w
                 FAILF("%s: %s listed twice, at %zu and %zu", what, w->ids[i], j, i);
     }
     for (size_t i = 0; i < nwant; i++)
-        if (!listed(w, want[i])) FAILF("%s: job %s (shard %c) is not listed", what, want[i], want[i][0]);
+        if (!listed(w, want[i]))
+            FAILF("%s: job %s (shard %c) is not listed", what, want[i], want[i][0]);
     if (w->n != nwant) FAILF("%s: %zu jobs listed, want %zu", what, w->n, nwant);
 }
 
@@ -178,9 +161,9 @@ static void assert_exactly(tl_fleet *f, const page_walk *w, const char *const *w
 
 TL_TEST(list_merges_every_shard_exactly_once) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = SHARDS3, .gateway_env = {AUTH_ON}});
-    add_tenant(f, "acme", "fk_acme", "tenant", "");
-    add_tenant(f, "beta", "fk_beta", "tenant", "");
-    add_tenant(f, "ops", "fk_ops", "admin", "");
+    tl_fleet_add_tenant(f, "acme", "fk_acme", "tenant", "");
+    tl_fleet_add_tenant(f, "beta", "fk_beta", "tenant", "");
+    tl_fleet_add_tenant(f, "ops", "fk_ops", "admin", "");
     enum { A = 30, B = 9 };
     const char *a[A], *b[B], *both[A + B];
     for (int i = 0; i < A; i++) {
@@ -204,10 +187,12 @@ TL_TEST(list_merges_every_shard_exactly_once) {
     static const int admin_limits[] = {1, 4, 13, 100};
     for (size_t l = 0; l < sizeof admin_limits / sizeof *admin_limits; l++) {
         walk(f, "fk_ops", "", admin_limits[l], &w);
-        assert_exactly(f, &w, both, A + B, NULL, tl_printf("every tenant's list, limit %d", admin_limits[l]));
+        assert_exactly(f, &w, both, A + B, NULL,
+                       tl_printf("every tenant's list, limit %d", admin_limits[l]));
         for (size_t i = 0; i < w.n; i++) ASSERT_NOT_NULL(w.tenants[i]);
         walk(f, "fk_ops", "tenant=beta", admin_limits[l], &w);
-        assert_exactly(f, &w, b, B, "beta", tl_printf("beta's list by an admin, limit %d", admin_limits[l]));
+        assert_exactly(f, &w, b, B, "beta",
+                       tl_printf("beta's list by an admin, limit %d", admin_limits[l]));
     }
 
     /* Filters across shards: 6 of acme's cancelled (ended on their shards). */
@@ -215,7 +200,8 @@ TL_TEST(list_merges_every_shard_exactly_once) {
     size_t nq = 0;
     for (int i = 0; i < A; i++) {
         if (i % 5 == 0) {
-            ASSERT_HTTP_STATUS(as(f, "fk_acme", "DELETE", tl_printf("/v1/jobs/%s", a[i]), NULL), 200);
+            ASSERT_HTTP_STATUS(as(f, "fk_acme", "DELETE", tl_printf("/v1/jobs/%s", a[i]), NULL),
+                               200);
             cancelled[i / 5] = a[i];
         } else {
             queued[nq++] = a[i];
@@ -234,11 +220,11 @@ TL_TEST(list_merges_every_shard_exactly_once) {
     const char *cursor = tl_jstr(r->json, "next_cursor");
     ASSERT_NOT_NULL(cursor);
     tl_log("a cursor over three shards: %s", cursor);
-    static const char *const bad[] = {"1-1:8", "1-1:32", "1-1:", "1-1:x", "1-1:1:1", "1-1:1.acme",
-                                      "0-0:1"};
+    static const char *const bad[] = {"1-1:8",   "1-1:32",     "1-1:", "1-1:x",
+                                      "1-1:1:1", "1-1:1.acme", "0-0:1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        ASSERT_PROBLEM(as(f, "fk_acme", "GET", tl_printf("/v1/jobs?cursor=%s", tl_urlencode(bad[i])),
-                          NULL),
+        ASSERT_PROBLEM(as(f, "fk_acme", "GET",
+                          tl_printf("/v1/jobs?cursor=%s", tl_urlencode(bad[i])), NULL),
                        400);
     /* A cursor of a one-shard fleet (no shard in it) still pages: below it on every shard. */
     walk(f, "fk_acme", "", 100, &w);
@@ -289,8 +275,8 @@ static double metric(const char *page, const char *name, const char *model) {
 
 TL_TEST(stats_models_and_metrics_sum_over_shards) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = SHARDS3, .gateway_env = {AUTH_ON}});
-    add_tenant(f, "acme", "fk_acme", "tenant", "max_active 1000");
-    add_tenant(f, "ops", "fk_ops", "admin", "");
+    tl_fleet_add_tenant(f, "acme", "fk_acme", "tenant", "max_active 1000");
+    tl_fleet_add_tenant(f, "ops", "fk_ops", "admin", "");
     enum { N = 24 };
     const char *ids[N];
     for (int i = 0; i < N; i++)
@@ -315,8 +301,8 @@ TL_TEST(stats_models_and_metrics_sum_over_shards) {
     ASSERT_HTTP_STATUS(r, 200);
     json_t *echo = NULL, *m;
     size_t i;
-    json_array_foreach(tl_jget(r->json, "models"), i, m)
-        if (strcmp(tl_jstr(m, "name"), "echo") == 0) echo = m;
+    json_array_foreach(tl_jget(r->json, "models"), i,
+                       m) if (strcmp(tl_jstr(m, "name"), "echo") == 0) echo = m;
     if (!echo) FAILF("GET /v1/models lists no echo: %s", r->body);
     ASSERT_EQ_INT(tl_jint(echo, "queue_depth"), N - 4);
 
@@ -325,7 +311,8 @@ TL_TEST(stats_models_and_metrics_sum_over_shards) {
     ASSERT_STR_CONTAINS(r->body, "\nfleet_redis_up 1\n");
     ASSERT_EQ_INT((long long)metric(r->body, "fleet_queue_depth", "echo"), N - 4);
     ASSERT_EQ_INT((long long)metric(r->body, "fleet_jobs_submitted_total", "echo"), N);
-    ASSERT_STR_CONTAINS(r->body, "fleet_jobs_finished_total{model=\"echo\",status=\"cancelled\"} 4\n");
+    ASSERT_STR_CONTAINS(r->body,
+                        "fleet_jobs_finished_total{model=\"echo\",status=\"cancelled\"} 4\n");
     /* The oldest waiting job is found on whichever shard holds it. */
     ASSERT_GE_INT((long long)(metric(r->body, "fleet_queue_oldest_age_seconds", "echo") * 1000), 0);
 }
@@ -421,8 +408,8 @@ TL_TEST(webhooks_of_every_shard_delivered_once_from_two_gateways) {
     const char *ids[N];
     for (int i = 0; i < N; i++)
         ids[i] = submit_as(i % 2 ? g2 : f, NULL,
-                           tl_printf("{\"model\":\"echo\",\"input\":{\"i\":%d},\"webhook\":\"%s\"}", i,
-                                     tl_receiver_url(rx, "/hook")));
+                           tl_printf("{\"model\":\"echo\",\"input\":{\"i\":%d},\"webhook\":\"%s\"}",
+                                     i, tl_receiver_url(rx, "/hook")));
     assert_on_every_shard(ids, N);
     /* Cancelling a queued job ends it: one job.cancelled message each. */
     for (int i = 0; i < N; i++)
@@ -439,8 +426,8 @@ TL_TEST(webhooks_of_every_shard_delivered_once_from_two_gateways) {
         int k = msg[4] - '0'; /* "msg_<job id>_<n>": the job id's first character */
         ASSERT_TRUE(k >= 0 && k < 3);
         const char *retry = tl_printf("%s:webhook_retry", tags[k]);
-        ASSERT_EVENTUALLY(tl_redis_cmd(tl_fleet_conn_of_key(f, retry), "ZSCORE %s %s", retry,
-                                       msg)->type == REDIS_REPLY_STRING,
+        ASSERT_EVENTUALLY(tl_redis_cmd(tl_fleet_conn_of_key(f, retry), "ZSCORE %s %s", retry, msg)
+                                  ->type == REDIS_REPLY_STRING,
                           2000);
         for (int o = 0; o < 3; o++)
             if (o != k)
@@ -493,9 +480,9 @@ TL_TEST(reads_span_the_masters_of_a_cluster) {
         masters[k] = tl_cluster_master_of_key(f->cluster, tags[k]);
         tl_log("shard %d: %s on master %d", k, tags[k], masters[k]);
     }
-    add_tenant(f, "acme", "fk_acme", "tenant", "max_active 1000");
-    add_tenant(f, "beta", "fk_beta", "tenant", "");
-    add_tenant(f, "ops", "fk_ops", "admin", "");
+    tl_fleet_add_tenant(f, "acme", "fk_acme", "tenant", "max_active 1000");
+    tl_fleet_add_tenant(f, "beta", "fk_beta", "tenant", "");
+    tl_fleet_add_tenant(f, "ops", "fk_ops", "admin", "");
     tl_receiver *rx = tl_receiver_start(0);
     enum { N = 18, B = 4 };
     const char *ids[N], *b[B], *both[N + B];

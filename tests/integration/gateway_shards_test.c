@@ -17,19 +17,6 @@
 #define TABLE3 "0:-:active 1:1:active 2:2:active"
 #define AUTH_ON "FLEET_AUTH=on"
 
-static void add_tenant(tl_fleet *f, const char *name, const char *key, const char *settings) {
-    const char *hex = tl_sha256_hex(key);
-    tl_redis_cmd(f->rc, "SADD {%s}:tenants %s", f->prefix, name);
-    tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s name %s created_ms 1", f->prefix, name, name);
-    char *copy = tl_printf("%s", settings);
-    for (char *save = NULL, *k = strtok_r(copy, " ", &save); k; k = strtok_r(NULL, " ", &save)) {
-        char *v = strtok_r(NULL, " ", &save);
-        tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s %s %s", f->prefix, name, k, v ? v : "");
-    }
-    tl_redis_cmd(f->rc, "HSET {%s}:apikey:%s tenant %s role tenant", f->prefix, hex, name);
-    tl_redis_cmd(f->rc, "SADD {%s}:tenant:%s:keys %s", f->prefix, name, hex);
-}
-
 /* A request to the gateway at base (a fleet may run two), with an API key or none. */
 static tl_resp *at(const char *base, const char *key, const char *method, const char *path,
                    const char *body, const char *extra_header) {
@@ -148,7 +135,7 @@ TL_TEST(max_active_is_exact_across_shards) {
     for (size_t t = 0; t < sizeof limits / sizeof *limits; t++) {
         long n = limits[t];
         const char *name = tl_printf("t%ld", n), *key = tl_printf("fk_t%ld", n);
-        add_tenant(f, name, key, tl_printf("max_active %ld", n));
+        tl_fleet_add_tenant(f, name, key, "tenant", tl_printf("max_active %ld", n));
         const char *last = NULL;
         for (long i = 0; i < n; i++) {
             tl_resp *r = at(f->url, key, "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}",
@@ -185,7 +172,7 @@ TL_TEST(max_active_is_exact_across_shards) {
 TL_TEST(burst_is_exact_across_shards) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = TABLE3, .gateway_env = {AUTH_ON}});
     /* A rate so slow that no token comes back while the case runs. */
-    add_tenant(f, "slow", "fk_slow", "rate 0.001 burst 8");
+    tl_fleet_add_tenant(f, "slow", "fk_slow", "tenant", "rate 0.001 burst 8");
     int per[3] = {0, 0, 0};
     for (int i = 0; i < 8; i++) {
         tl_resp *r = at(f->url, "fk_slow", "POST", "/v1/jobs",
@@ -202,8 +189,8 @@ TL_TEST(burst_is_exact_across_shards) {
 
 TL_TEST(batch_items_spread_and_share_the_limits) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = TABLE3, .gateway_env = {AUTH_ON}});
-    add_tenant(f, "open", "fk_open", "");
-    add_tenant(f, "five", "fk_five", "max_active 5");
+    tl_fleet_add_tenant(f, "open", "fk_open", "tenant", "");
+    tl_fleet_add_tenant(f, "five", "fk_five", "tenant", "max_active 5");
     char *items = tl_printf("{\"model\": \"echo\", \"input\": 0}");
     for (int i = 1; i < 30; i++)
         items = tl_printf("%s, {\"model\": \"echo\", \"input\": %d}", items, i);
@@ -259,7 +246,7 @@ TL_TEST(batch_items_spread_and_share_the_limits) {
 TL_TEST(storage_limits_are_ceil_of_the_total_per_shard) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
         .shards = TABLE3, .gateway_env = {AUTH_ON}, .workers = {"echo"}});
-    add_tenant(f, "keep", "fk_keep", "max_finished 4");
+    tl_fleet_add_tenant(f, "keep", "fk_keep", "tenant", "max_finished 4");
     for (int i = 0; i < 30; i++)
         ASSERT_HTTP_STATUS(at(f->url, "fk_keep", "POST", "/v1/jobs",
                               "{\"model\": \"echo\", \"input\": 1}", NULL),
@@ -360,7 +347,7 @@ TL_TEST(on_a_cluster_more_shards_than_masters_keep_the_limits_exact) {
     ASSERT_TRUE(m[0] != m[1] && m[1] != m[2] && m[0] != m[2]);
     ASSERT_EQ_INT(m[3], m[0]);
     ASSERT_EQ_INT(m[4], m[1]);
-    add_tenant(f, "seven", "fk_seven", "max_active 7");
+    tl_fleet_add_tenant(f, "seven", "fk_seven", "tenant", "max_active 7");
     const char *bases[2] = {first, f->url};
     for (int i = 0; i < 7; i++)
         ASSERT_HTTP_STATUS(at(bases[i % 2], "fk_seven", "POST", "/v1/jobs",

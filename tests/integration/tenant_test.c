@@ -12,24 +12,6 @@
 #include <sys/socket.h>
 #include "testlib.h"
 
-static void add_tenant(tl_fleet *f, const char *name, const char *key, const char *role,
-                       const char *settings) {
-    const char *hex = tl_sha256_hex(key);
-    tl_redis_cmd(f->rc, "SADD {%s}:tenants %s", f->prefix, name);
-    tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s name %s created_ms 1", f->prefix, name, name);
-    if (settings && *settings) {
-        /* "field value field value ..." */
-        char *copy = tl_printf("%s", settings);
-        for (char *save = NULL, *k = strtok_r(copy, " ", &save); k;
-             k = strtok_r(NULL, " ", &save)) {
-            char *v = strtok_r(NULL, " ", &save);
-            tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s %s %s", f->prefix, name, k, v ? v : "");
-        }
-    }
-    tl_redis_cmd(f->rc, "HSET {%s}:apikey:%s tenant %s role %s", f->prefix, hex, name, role);
-    tl_redis_cmd(f->rc, "SADD {%s}:tenant:%s:keys %s", f->prefix, name, hex);
-}
-
 /* A request with a key (NULL: none). */
 static tl_resp *as(tl_fleet *f, const char *key, const char *method, const char *path,
                    const char *body) {
@@ -91,7 +73,7 @@ static long long started_ms(tl_fleet *f, const char *id) {
 TL_TEST(api_keys_are_required_on_v1_routes) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
         .workers = {"echo"}, .gateway_env = {AUTH_ON, "FLEET_AUTH_CACHE_MS=300"}});
-    add_tenant(f, "acme", "fk_acme_secret_key_1", "tenant", "");
+    tl_fleet_add_tenant(f, "acme", "fk_acme_secret_key_1", "tenant", "");
     const char *msg = ASSERT_PROBLEM(as(f, NULL, "GET", "/v1/jobs", NULL), 401);
     ASSERT_STR_CONTAINS(msg, "Authorization: Bearer");
     tl_resp *r = as(f, NULL, "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}");
@@ -119,8 +101,8 @@ TL_TEST(api_keys_are_required_on_v1_routes) {
 
 TL_TEST(tenants_never_see_each_others_jobs) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"sleep"}, .gateway_env = {AUTH_ON}});
-    add_tenant(f, "a", "fk_a", "tenant", "");
-    add_tenant(f, "b", "fk_b", "tenant", "");
+    tl_fleet_add_tenant(f, "a", "fk_a", "tenant", "");
+    tl_fleet_add_tenant(f, "b", "fk_b", "tenant", "");
     const char *id = submit_as(f, "fk_a", "sleep", "{\"ms\": 3000, \"steps\": 3}");
     const char *b_own = submit_as(f, "fk_b", "sleep", "{\"ms\": 1}");
     /* Every route answers b exactly as for a job that does not exist. */
@@ -149,14 +131,14 @@ TL_TEST(tenants_never_see_each_others_jobs) {
     ASSERT_HTTP_STATUS(st, 200);
     ASSERT_EQ_STR(tl_jstr(st->json, "tenant.name"), "b");
     ASSERT_NULL(tl_jget(st->json, "models"));
-    add_tenant(f, "ops", "fk_ops", "admin", "");
+    tl_fleet_add_tenant(f, "ops", "fk_ops", "admin", "");
     st = as(f, "fk_ops", "GET", "/v1/stats", NULL);
     ASSERT_NOT_NULL(tl_jget(st->json, "models.sleep"));
 }
 
 TL_TEST(max_active_and_rate_answer_429_and_write_nothing) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {AUTH_ON}}); /* no worker */
-    add_tenant(f, "small", "fk_small", "tenant", "max_active 2");
+    tl_fleet_add_tenant(f, "small", "fk_small", "tenant", "max_active 2");
     submit_as(f, "fk_small", "echo", "1");
     submit_as(f, "fk_small", "echo", "2");
     long long before = job_keys(f);
@@ -173,7 +155,7 @@ TL_TEST(max_active_and_rate_answer_429_and_write_nothing) {
                       TL_WAIT_MS);
 
     /* 1 submit per second, a burst of 2: the third at once is refused. */
-    add_tenant(f, "slow", "fk_slow", "tenant", "rate 1 burst 2");
+    tl_fleet_add_tenant(f, "slow", "fk_slow", "tenant", "rate 1 burst 2");
     submit_as(f, "fk_slow", "echo", "1");
     submit_as(f, "fk_slow", "echo", "2");
     before = job_keys(f);
@@ -187,7 +169,7 @@ TL_TEST(max_active_and_rate_answer_429_and_write_nothing) {
      * balance (the refusal took back what it raised). */
     ASSERT_EQ_INT(echo_unbalanced(f), 0);
     /* Another tenant is not slowed down by it. */
-    add_tenant(f, "other", "fk_other", "tenant", "");
+    tl_fleet_add_tenant(f, "other", "fk_other", "tenant", "");
     for (int i = 0; i < 5; i++) submit_as(f, "fk_other", "echo", "1");
     /* A tenant without max_active has no active set: nothing to count, nothing written
      * (a job of a model no worker serves stays queued while this looks). */
@@ -211,8 +193,8 @@ TL_TEST(full_model_queue_answers_503) {
 
 TL_TEST(idempotency_key_replays_the_same_job) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.workers = {"echo"}, .gateway_env = {AUTH_ON}});
-    add_tenant(f, "a", "fk_a", "tenant", "");
-    add_tenant(f, "b", "fk_b", "tenant", "");
+    tl_fleet_add_tenant(f, "a", "fk_a", "tenant", "");
+    tl_fleet_add_tenant(f, "b", "fk_b", "tenant", "");
     const char *body = "{\"model\": \"echo\", \"input\": {\"invoice\": 42}}";
     tl_req req = {.method = "POST", .body = body};
     req.headers[0] = "Authorization: Bearer fk_a";
@@ -284,7 +266,7 @@ static void wait_succeeded_as_a(tl_fleet *f, const char *id) {
  * replay of a job that no longer exists. */
 TL_TEST(idempotency_key_after_its_job_expired_makes_a_new_job) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {AUTH_ON}});
-    add_tenant(f, "a", "fk_a", "tenant", "");
+    tl_fleet_add_tenant(f, "a", "fk_a", "tenant", "");
     const char *body = "{\"model\": \"echo\", \"input\": {\"invoice\": 7}, \"ttl_s\": 120}";
     tl_req req = {.method = "POST", .body = body};
     req.headers[0] = "Authorization: Bearer fk_a";
@@ -346,8 +328,8 @@ TL_TEST(fair_share_serves_a_small_tenant_behind_a_big_backlog) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.gateway_env = {AUTH_ON, "FLEET_READY_TARGET=4"},
                                                   .worker_env = {"FLEET_MAX_BATCH=4",
                                                                  "FLEET_READY_TARGET=4"}});
-    add_tenant(f, "big", "fk_big", "tenant", "");
-    add_tenant(f, "small", "fk_small", "tenant", "");
+    tl_fleet_add_tenant(f, "big", "fk_big", "tenant", "");
+    tl_fleet_add_tenant(f, "small", "fk_small", "tenant", "");
     enum { A = 200, B = 5 };
     const char *a[A], *b[B];
     for (int i = 0; i < A; i++) a[i] = submit_as(f, "fk_big", "sleep", "{\"ms\": 20}");
@@ -523,7 +505,7 @@ TL_TEST(old_wait_sets_are_drained_after_an_upgrade) {
 TL_TEST(event_stream_after_a_key_lookup_sees_its_client_leave) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){
         .gateway_env = {AUTH_ON, "FLEET_AUTH_CACHE_MS=0", "FLEET_SSE_HEARTBEAT_S=3600"}});
-    add_tenant(f, "acme", "fk_acme_secret_key_1", "tenant", "");
+    tl_fleet_add_tenant(f, "acme", "fk_acme_secret_key_1", "tenant", "");
     const char *id = submit_as(f, "fk_acme_secret_key_1", "echo", "1");
     int fd = tl_tcp_send(f->gateway_port,
                          tl_printf("GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n"

@@ -587,6 +587,11 @@ bool tl_status_is_final(const char *s);
  * "sleep", "succeeded"), summed over the shards of the table (tl_fleet_shard_tags); 0
  * when absent. */
 long long tl_stat(tl_fleet *f, const char *model, const char *counter);
+/* Writes a tenant as `fleetctl tenant add` lays it out (control keys, docs/redis.md): its
+ * name in the tenants set, its settings hash ("field value field value ...", or "" for
+ * none), and API key `key` (stored as its SHA-256) with role "tenant" or "admin". */
+void tl_fleet_add_tenant(tl_fleet *f, const char *name, const char *key, const char *role,
+                         const char *settings);
 
 /* ------------------------------------------------------------ webhook receiver ------ */
 

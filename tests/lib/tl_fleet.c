@@ -304,3 +304,17 @@ json_t *tl_job_wait_status(tl_fleet *f, const char *id, const char *want, int de
         if (step < 40) step *= 2;
     }
 }
+
+void tl_fleet_add_tenant(tl_fleet *f, const char *name, const char *key, const char *role,
+                         const char *settings) {
+    const char *hex = tl_sha256_hex(key);
+    tl_redis_cmd(f->rc, "SADD {%s}:tenants %s", f->prefix, name);
+    tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s name %s created_ms 1", f->prefix, name, name);
+    char *copy = tl_printf("%s", settings ? settings : "");
+    for (char *save = NULL, *k = strtok_r(copy, " ", &save); k; k = strtok_r(NULL, " ", &save)) {
+        char *v = strtok_r(NULL, " ", &save);
+        tl_redis_cmd(f->rc, "HSET {%s}:tenant:%s %s %s", f->prefix, name, k, v ? v : "");
+    }
+    tl_redis_cmd(f->rc, "HSET {%s}:apikey:%s tenant %s role %s", f->prefix, hex, name, role);
+    tl_redis_cmd(f->rc, "SADD {%s}:tenant:%s:keys %s", f->prefix, name, hex);
+}
