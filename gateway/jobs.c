@@ -138,6 +138,12 @@ static void on_submitted(redisReply *rep, void *arg) {
     long long pos = out.queue_position, created = out.created_ms;
     if (!rep) {
         gw_reply_redis_error(r, "send", NULL);
+    } else if (o == FLEET_SUBMIT_ERROR && gw_redis_nothing_written(rep) &&
+               gw_place_elsewhere(r->g, &c->ids.place, &c->cmd) == 0) {
+        /* That shard's master cannot take a write now (and took none): another may. */
+        snprintf(c->id, sizeof c->id, "%s", c->ids.id);
+        send_or_reply(c, on_submitted);
+        return;
     } else if (o == FLEET_SUBMIT_LIMIT) {
         /* That shard is at its share of the limit: the next one may not be (shards.h). */
         if (gw_place_next(r->g, &c->ids.place, &out, &c->cmd) == 0) {

@@ -983,6 +983,11 @@ bool gw_redis_pick_node(const gw_redis *g, unsigned i, fleet_redis_addr *a) {
 
 /* ------------------------------------------------------------ answers --------------- */
 
+bool gw_redis_nothing_written(const redisReply *rep) {
+    return rep && rep->type == REDIS_REPLY_ERROR && rep->str &&
+           strncmp(rep->str, "NOREPLICAS", 10) == 0 && strstr(rep->str, "nothing was written");
+}
+
 void gw_redis_problem_of(const gw_redis *g, const redisReply *rep, gw_redis_problem *p) {
     fleet_redis_err e = rep ? fleet_redis_err_of(rep) : FLEET_REDIS_TRANSIENT;
     bool loading = rep ? e == FLEET_REDIS_TRANSIENT && strncmp(rep->str, "LOADING", 7) == 0
@@ -990,8 +995,7 @@ void gw_redis_problem_of(const gw_redis *g, const redisReply *rep, gw_redis_prob
     if (e == FLEET_REDIS_TRANSIENT && loading) {
         *p = (gw_redis_problem){GW_PROBLEM_REDIS_LOADING,
                                 "the job store (Redis) is loading its dataset; retry shortly", "1"};
-    } else if (e == FLEET_REDIS_TRANSIENT && rep && strncmp(rep->str, "NOREPLICAS", 10) == 0 &&
-               strstr(rep->str, "nothing was written")) {
+    } else if (e == FLEET_REDIS_TRANSIENT && gw_redis_nothing_written(rep)) {
         *p = (gw_redis_problem){GW_PROBLEM_REDIS_UNAVAILABLE,
                                 "the job store has fewer replicas online than "
                                 "FLEET_REDIS_WAIT_REPLICAS asks for: nothing was stored; retry "

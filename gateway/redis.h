@@ -94,6 +94,11 @@ typedef struct gw_redis_problem {
 /* rep is the reply (NULL: no reply, Redis unreachable or not ready). Fills p. */
 void gw_redis_problem_of(const gw_redis *r, const redisReply *rep, gw_redis_problem *p);
 
+/* True for a refusal that says nothing was written: the up-front NOREPLICAS refusal of
+ * FLEET_REDIS_WAIT_REPLICAS (not a WAIT that timed out, after which the write may be
+ * stored). A submit so refused may go to another shard. */
+bool gw_redis_nothing_written(const redisReply *rep);
+
 struct gw_req;
 /* Answers a request whose Redis command failed (rep NULL, an error reply, or a reply of
  * the wrong shape) as gw_redis_problem_of says; `what` names the operation in the log of

@@ -426,6 +426,10 @@ int gw_place_next(gw *g, gw_place *pl, const fleet_submitted *out, fleet_cmd *cm
                                      .limit = limit_name(out->limit)};
         pl->refused = true;
     }
+    return gw_place_elsewhere(g, pl, cmd);
+}
+
+int gw_place_elsewhere(gw *g, gw_place *pl, fleet_cmd *cmd) {
     const fleet_shards *sh = &g->shards;
     size_t n = sh->n_active;
     if (pl->only) return -1;

@@ -96,6 +96,11 @@ int gw_place_first(gw *g, gw_place *pl, const fleet_submit *s, char *id, const c
 /* After a limit refusal `out` of the shard in flight: builds cmd for the next shard to try
  * and returns 0, or returns -1 when none is left (then pl->best is the answer). */
 int gw_place_next(gw *g, gw_place *pl, const fleet_submitted *out, fleet_cmd *cmd);
+/* After the shard in flight refused the submit with nothing written for another reason
+ * (its master has fewer replicas online than FLEET_REDIS_WAIT_REPLICAS asks for, as after
+ * a failover): builds cmd for the next shard to try and returns 0, or -1 when none is left
+ * or the submit may go to one shard only (an Idempotency-Key). */
+int gw_place_elsewhere(gw *g, gw_place *pl, fleet_cmd *cmd);
 /* A queued answer: notes the shard's queue position for the model (the load of the next
  * choice). No-op with one active shard. */
 void gw_place_note(gw *g, const gw_place *pl, long long queue_position);

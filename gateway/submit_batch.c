@@ -95,6 +95,11 @@ static void on_item(redisReply *rep, void *arg) {
         /* As POST /v1/jobs says it (models.h), per item. */
         if (it->outcome && gw_models_live_workers(b->r->g->models, it->jr.model) == 0)
             json_object_set_new(it->outcome, "no_worker", json_true());
+    } else if (o == FLEET_SUBMIT_ERROR && gw_redis_nothing_written(rep) &&
+               gw_place_elsewhere(b->r->g, &it->ids.place, &it->cmd) == 0) {
+        /* That shard's master cannot take a write now (and took none): another may. */
+        if (gw_redis_script(b->r->g->redis, &it->cmd, on_item, it) == 0) return;
+        it->outcome = item_redis_error(b, NULL);
     } else if (o == FLEET_SUBMIT_LIMIT &&
                gw_place_next(b->r->g, &it->ids.place, &out, &it->cmd) == 0) {
         /* That shard is at its share of the limit: the next one may not be (shards.h). */

@@ -326,6 +326,17 @@ static void kill_a_master_while_submitting(int shard) {
     ASSERT_GT_INT(ok, 200);
     /* more only by submits answered 503 after a WAIT that timed out (stored or not) */
     ASSERT_GE_INT(tl_stat(f, "echo", "succeeded"), ok);
+    /* The promoted master has no replica left, so WAIT 1 cannot be met there: a submit
+     * placed on its shard is refused before anything is written, and the gateway places
+     * it on another shard instead, so every submit is taken, none on that shard. */
+    char lost = (char)('0' + shard);
+    for (int i = 0; i < 30; i++) {
+        tl_resp *r = tl_post(f, "/v1/jobs", "{\"model\": \"echo\", \"input\": 1}");
+        ASSERT_HTTP_STATUS(r, 202);
+        const char *id = tl_jstr(r->json, "id");
+        ASSERT_NOT_NULL(id);
+        ASSERT_TRUE(id[0] != lost);
+    }
 }
 
 /* A shard's master that is not the control tag's: the other shards go on meanwhile. */
