@@ -46,7 +46,7 @@ static const ctl_subcommand shards_subs[] = {
     {"add", "[--tag N]", "add an active shard (new jobs may go there at once)"},
     {"drain", "K", "shard K takes no new job (workers still serve it)"},
     {"activate", "K", "shard K takes new jobs again"},
-    {"remove", "K", "forget a draining shard that holds no queued or running job"},
+    {"remove", "K", "forget a draining shard with no queued or running job, no webhook owed"},
 };
 
 /* ------------------------------------------------------------------ reading ------------- */
@@ -484,6 +484,43 @@ static int change_add(fleet_shards *s, bool stored, void *arg, const char **note
     return 1;
 }
 
+/* A model paused on the fleet is paused on each shard (pause.lua: <model>:paused_ms in
+ * the shard's queues hash): the new shard k takes the marks of another shard, so that
+ * workers, which read the table every few seconds, never claim a paused model's jobs
+ * there. Returns CTL_EXIT_OK, or CTL_EXIT_FAIL after printing why (the shard stays added:
+ * `fleetctl model pause` sets the marks on every shard again). */
+static int copy_pause_marks(redisContext *c, const fleet_shards *s, int k) {
+    int from = -1;
+    for (size_t i = 0; i < s->n && from < 0; i++)
+        if (s->all[i] != k) from = s->all[i];
+    if (from < 0) return CTL_EXIT_OK;
+    fleet_key src = fleet_key_queues(&s->shard[from].keys),
+              dst = fleet_key_queues(&s->shard[k].keys);
+    redisReply *h = ctl_redis_cmd_ok(c, "HGETALL", 2, (const char *const[]){"HGETALL", src.s});
+    if (!h) return CTL_EXIT_FAIL;
+    int rc = CTL_EXIT_OK;
+    static const char mark[] = ":paused_ms";
+    for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements && rc == CTL_EXIT_OK;
+         i += 2) {
+        const char *f = h->element[i]->str;
+        size_t n = strlen(f);
+        if (n <= sizeof mark - 1 || strcmp(f + n - (sizeof mark - 1), mark) != 0) continue;
+        redisReply *w = ctl_redis_cmd_ok(c, "HSET", 4,
+                                         (const char *const[]){"HSET", dst.s, f,
+                                                               h->element[i + 1]->str});
+        if (!w) {
+            ctl_error("shard %d was added, but the pause of '%.*s' could not be copied to it: run "
+                      "fleetctl model pause again",
+                      k, (int)(n - (sizeof mark - 1)), f);
+            rc = CTL_EXIT_FAIL;
+        } else {
+            freeReplyObject(w);
+        }
+    }
+    freeReplyObject(h);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ drain, activate ----- */
 
 typedef struct state_arg {
@@ -562,6 +599,24 @@ static int change_remove(fleet_shards *s, bool stored, void *arg, const char **n
         return -1;
     }
     json_decref(models);
+    /* Webhook deliveries still owed for the shard's jobs: its task stream (a settled task
+     * is deleted from it) and its retry set, which gateways stop reading once k is gone. */
+    const fleet_keys *keys = &s->shard[k].keys;
+    fleet_key tasks = fleet_key_webhooks(keys), retry = fleet_key_webhook_retry(keys);
+    redisReply *xl = ctl_redis_cmd_ok(a->c, "XLEN", 2, (const char *const[]){"XLEN", tasks.s});
+    if (!xl) return -1;
+    long long owed = xl->type == REDIS_REPLY_INTEGER ? xl->integer : 0;
+    freeReplyObject(xl);
+    redisReply *zc = ctl_redis_cmd_ok(a->c, "ZCARD", 2, (const char *const[]){"ZCARD", retry.s});
+    if (!zc) return -1;
+    long long retrying = zc->type == REDIS_REPLY_INTEGER ? zc->integer : 0;
+    freeReplyObject(zc);
+    if (owed > 0 || retrying > 0) {
+        ctl_error("shard %d still owes webhook deliveries (%lld task%s on %s, %lld waiting to "
+                  "be retried on %s): not removed; run this again once gateways delivered them",
+                  k, owed, owed == 1 ? "" : "s", tasks.s, retrying, retry.s);
+        return -1;
+    }
     /* The table's text without k, read back (shards.h has no removal: the text is its
      * one writer-neutral form). */
     char text[FLEET_SHARDS_TEXT_MAX + 1], why[200];
@@ -656,6 +711,7 @@ static int shards_run(const ctl_globals *g, int argc, char **argv) {
     } else if (is_add) {
         add_arg a = {.tag = opt_tag, .m = mp, .k = -1};
         rc = change_table(c, &s, change_add, &a, &changed, &note);
+        if (rc == CTL_EXIT_OK && changed) rc = copy_pause_marks(c, &s, a.k);
         snprintf(what, sizeof what, "added shard %d (tag %s)", a.k,
                  a.k > 0 ? s.shard[a.k].keys.tag : "-");
     } else if (is_remove) {

@@ -291,9 +291,50 @@ TL_TEST(shards_remove_is_refused_while_jobs_remain) {
 
     cancel_on(e, s, a);
     cancel_on(e, s, b);
+    /* A webhook delivery still owed for one of its jobs (a task on its stream, or one
+     * waiting to be retried) keeps it too: gateways stop reading a removed shard. */
+    redisReply *task = tl_redis_cmd(e->rc, "XADD {%s:2}:webhooks * msg m1", e->prefix);
+    ASSERT_TRUE(task->type == REDIS_REPLY_STRING);
+    const char *entry = tl_printf("%s", task->str);
+    r = ctl(e, ARGS("shards", "remove", "2"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "shard 2 still owes webhook deliveries (1 task on");
+    tl_redis_cmd(e->rc, "XDEL {%s:2}:webhooks %s", e->prefix, entry);
+    tl_redis_cmd(e->rc, "ZADD {%s:2}:webhook_retry 1 m2", e->prefix);
+    r = ctl(e, ARGS("shards", "remove", "2"));
+    tl_expect_exit(&r, 1);
+    ASSERT_STR_CONTAINS(r.err, "1 waiting to be retried");
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:draining");
+    tl_redis_cmd(e->rc, "DEL {%s:2}:webhook_retry", e->prefix);
     r = ctl(e, ARGS("shards", "remove", "2"));
     tl_expect_exit(&r, 0);
     ASSERT_EQ_STR(table(e), "0:-:active 1:1:active");
+}
+
+/* A shard added while a model is paused starts paused for it: the mark (pause.lua, in each
+ * shard's queues hash) is copied from another shard. */
+TL_TEST(shards_add_keeps_a_paused_model_paused) {
+    env *e = start();
+    tl_redis_cmd(e->rc, "SET {%s}:shards %s", e->prefix, "0:-:active 1:1:active");
+    tl_cmd_result r = ctl(e, ARGS("model", "add", "pm"));
+    tl_expect_exit(&r, 0);
+    r = ctl(e, ARGS("model", "pause", "pm"));
+    tl_expect_exit(&r, 0);
+    /* each shard's mark holds the time its own pause.lua ran: the copy is one of them */
+    redisReply *m0 = tl_redis_cmd(e->rc, "HGET {%s}:queues pm:paused_ms", e->prefix);
+    redisReply *m1 = tl_redis_cmd(e->rc, "HGET {%s:1}:queues pm:paused_ms", e->prefix);
+    ASSERT_TRUE(m0->type == REDIS_REPLY_STRING && m1->type == REDIS_REPLY_STRING);
+    const char *mark0 = tl_printf("%s", m0->str), *mark1 = tl_printf("%s", m1->str);
+    r = ctl(e, ARGS("shards", "add"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_STR(table(e), "0:-:active 1:1:active 2:2:active");
+    redisReply *copied = tl_redis_cmd(e->rc, "HGET {%s:2}:queues pm:paused_ms", e->prefix);
+    ASSERT_TRUE(copied->type == REDIS_REPLY_STRING);
+    ASSERT_TRUE(strcmp(copied->str, mark0) == 0 || strcmp(copied->str, mark1) == 0);
+    /* and resume clears it there as everywhere */
+    r = ctl(e, ARGS("model", "resume", "pm"));
+    tl_expect_exit(&r, 0);
+    ASSERT_EQ_INT(tl_redis_int(e->rc, "HEXISTS {%s:2}:queues pm:paused_ms", e->prefix), 0);
 }
 
 /* ------------------------------------------------------------ commands over shards -- */
@@ -610,6 +651,7 @@ int main(int argc, char **argv) {
         TL_CASE(shards_init_add_drain_activate_remove),
         TL_CASE(shards_bad_input_writes_nothing),
         TL_CASE(shards_remove_is_refused_while_jobs_remain),
+        TL_CASE(shards_add_keeps_a_paused_model_paused),
         TL_CASE(dlq_spans_every_shard),
         TL_CASE(inspect_reads_the_job_on_its_shard),
         TL_CASE(models_span_every_shard),
