@@ -294,26 +294,20 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
                       const char *idem_hash, const char *idem_digest, fleet_cmd *cmd,
                       gw_problem *p) {
     gw *g = r->g;
-    if (!gw_models_allowlist(g->models) && !gw_models_loaded(g->models)) {
-        /* Not "unknown model" (a client would give up): the models are not known yet. */
+    /* Not "unknown model" (a client would give up): what a submit needs from Redis is not
+     * read yet, the models registered there or the shard table (shards.h). */
+    const char *unread = !gw_models_allowlist(g->models) && !gw_models_loaded(g->models)
+                             ? "the models registered in Redis"
+                         : !gw_shards_loaded(g->shard_table) ? "the shard table from Redis"
+                                                             : NULL;
+    if (unread) {
         gw_add_header(r, "Retry-After", "1");
         *p = (gw_problem){.status = 503,
                           .slug = "redis-unavailable",
                           .title = "Service unavailable"};
         snprintf(p->detail, sizeof p->detail,
-                 "this gateway has not read the models registered in Redis yet (is Redis "
-                 "reachable?); try again shortly");
-        return -1;
-    }
-    if (!gw_shards_loaded(g->shard_table)) {
-        /* The job's shard cannot be chosen yet (shards.h). */
-        gw_add_header(r, "Retry-After", "1");
-        *p = (gw_problem){.status = 503,
-                          .slug = "redis-unavailable",
-                          .title = "Service unavailable"};
-        snprintf(p->detail, sizeof p->detail,
-                 "this gateway has not read the shard table from Redis yet (is Redis "
-                 "reachable?); try again shortly");
+                 "this gateway has not read %s yet (is Redis reachable?); try again shortly",
+                 unread);
         return -1;
     }
     if (gw_models_check(g->models, jr->model, p) < 0) return -1;
