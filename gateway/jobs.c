@@ -52,6 +52,14 @@ typedef struct job_call {
     bool replay; /* answering an Idempotency-Key replay */
     char idem_hash[65], idem_digest[65];
     gw_result_file_view file;
+    /* A submit's search for its Idempotency-Key's record over the shards (shards.h):
+     * one read per shard in flight, the shard found (-1: none yet), a read that failed. */
+    struct idem_look {
+        struct job_call *c;
+        int k;
+    } look[FLEET_SHARDS_MAX];
+    int look_pending, look_found;
+    bool look_failed;
 } job_call;
 
 /* Spare job_calls, kept for the next request instead of freed. A job_call is about
@@ -390,6 +398,48 @@ int gw_submit_prepare(gw_req *r, const gw_job_request *jr, gw_submit_ids *ids,
     return 0;
 }
 
+/* The search for an Idempotency-Key's record (shards.h, gw_place_at): one HGET of the
+ * record's job on every shard, sent together; then the submit goes to the shard that holds
+ * it, or, found nowhere, to the key's shard first and on to others as needed. A read that
+ * failed leaves the submit on the key's shard only, as with one shard. */
+static void look_done(job_call *c) {
+    if (c->look_found >= 0) gw_place_at(c->r->g, &c->ids.place, c->look_found, &c->cmd);
+    else if (!c->look_failed) gw_place_unpin(&c->ids.place);
+    snprintf(c->id, sizeof c->id, "%s", c->ids.id);
+    send_or_reply(c, on_submitted);
+}
+
+static void on_look(redisReply *rep, void *arg) {
+    struct idem_look *l = arg;
+    job_call *c = l->c;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) c->look_failed = true;
+    else if (rep->type == REDIS_REPLY_STRING && (c->look_found < 0 || l->k < c->look_found))
+        c->look_found = l->k;
+    if (--c->look_pending == 0) look_done(c);
+}
+
+static void look_for_record(job_call *c) {
+    gw_req *r = c->r;
+    const fleet_shards *sh = &r->g->shards;
+    c->look_found = -1;
+    c->look_failed = false;
+    c->look_pending = 1; /* this function: no answer before every read is sent */
+    for (size_t i = 0; i < sh->n; i++) {
+        int k = sh->all[i];
+        fleet_key key = fleet_key_idempotency(&sh->shard[k].keys, r->who.tenant, c->idem_hash);
+        const char *argv[3] = {"HGET", key.s, "job"};
+        size_t lens[3] = {4, strlen(key.s), 3};
+        c->look[i] = (struct idem_look){c, k};
+        c->look_pending++;
+        if (gw_redis_command(r->g->redis, 3, argv, lens, on_look, &c->look[i]) < 0) {
+            c->look_pending--;
+            c->look_failed = true;
+        }
+    }
+    if (!r->paused) gw_pause(r);
+    if (--c->look_pending == 0) look_done(c);
+}
+
 void gw_jobs_submit(gw_req *r) {
     gw *g = r->g;
     job_call *c = call_new(r);
@@ -426,6 +476,10 @@ void gw_jobs_submit(gw_req *r) {
                           c->idem_hash[0] ? c->idem_digest : NULL, &c->cmd, &p) < 0) {
         call_free(c);
         gw_reply_problem(r, gw_problem_of_slug(p.slug), "%s", p.detail);
+        return;
+    }
+    if (c->idem_hash[0] && g->shards.n > 1) {
+        look_for_record(c);
         return;
     }
     snprintf(c->id, sizeof c->id, "%s", c->ids.id);

@@ -360,6 +360,25 @@ static void build(gw *g, gw_place *pl, size_t i, fleet_cmd *cmd) {
     fleet_state_submit(&sh->shard[k].keys, &x, cmd);
 }
 
+int gw_place_at(gw *g, gw_place *pl, int k, fleet_cmd *cmd) {
+    const fleet_shards *sh = &g->shards;
+    if (k < 0 || k >= FLEET_SHARDS_MAX || !sh->shard[k].used) return -1;
+    pl->only = true;
+    for (size_t i = 0; i < sh->n_active; i++)
+        if (sh->active[i] == k && !zero_share(sh, &pl->s, i)) {
+            build(g, pl, i, cmd);
+            return 0;
+        }
+    pl->k = k;
+    fleet_id_set_shard(pl->id, k);
+    fleet_submit x = pl->s;
+    if (pl->rid && k != 0) x.request_id = pl->rid;
+    fleet_state_submit(&sh->shard[k].keys, &x, cmd);
+    return 0;
+}
+
+void gw_place_unpin(gw_place *pl) { pl->only = false; }
+
 int gw_place_first(gw *g, gw_place *pl, const fleet_submit *s, char *id, const char *rid,
                    fleet_cmd *cmd, fleet_submitted *refusal) {
     const fleet_shards *sh = &g->shards;

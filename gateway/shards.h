@@ -101,6 +101,20 @@ int gw_place_next(gw *g, gw_place *pl, const fleet_submitted *out, fleet_cmd *cm
  * a failover): builds cmd for the next shard to try and returns 0, or -1 when none is left
  * or the submit may go to one shard only (an Idempotency-Key). */
 int gw_place_elsewhere(gw *g, gw_place *pl, fleet_cmd *cmd);
+/* An Idempotency-Key's record can sit on any shard of the table: on the shard its key
+ * maps to now, on another that took the submit when that one refused it, or where the key
+ * mapped before the active set changed. So with more than one shard a submit with a key
+ * first looks for its record on every shard (jobs.c), then: */
+/* ... found on shard k: the submit goes there, and only there (its script replays the
+ * job, or answers the conflict). A shard without a share of a limit, or a draining one,
+ * gets the tenant's whole limits: its script meets the record before any limit, so they
+ * count only for a record whose job had expired (the record expires with its job).
+ * Returns 0, or -1 when k is not in the table (cmd unchanged). */
+int gw_place_at(gw *g, gw_place *pl, int k, fleet_cmd *cmd);
+/* ... found nowhere: the submit goes to the key's shard first, and may go on to the
+ * others as one without a key does (a limit's share, a master that cannot take a write):
+ * a retry then finds the record wherever the job went. */
+void gw_place_unpin(gw_place *pl);
 /* A queued answer: notes the shard's queue position for the model (the load of the next
  * choice). No-op with one active shard. */
 void gw_place_note(gw *g, const gw_place *pl, long long queue_position);

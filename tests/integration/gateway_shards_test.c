@@ -294,6 +294,62 @@ TL_TEST(idempotency_key_gives_one_job_through_two_gateways) {
     ASSERT_EQ_INT(tl_stat(f, "echo", "submitted"), 12);
 }
 
+/* A submit with an Idempotency-Key first looks for its record on every shard: so keyed
+ * submits share a tenant's limit like the others (a key's shard at its share, the submit
+ * goes on to the next), and a retry after the active set changed (a shard added, one
+ * drained: most keys map elsewhere then) still finds its job. */
+TL_TEST(idempotency_keys_find_their_record_on_any_shard) {
+    tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = TABLE3, .gateway_env = {AUTH_ON}});
+    tl_fleet_add_tenant(f, "six", "fk_six", "tenant", "max_active 6");
+    tl_fleet_add_tenant(f, "open", "fk_open", "tenant", "");
+    const char *body = "{\"model\": \"echo\", \"input\": {\"x\": 1}}";
+    /* six keys under max_active 6 (2 per shard): every one is taken, whichever shards the
+     * keys map to; a seventh is refused */
+    for (int i = 0; i < 6; i++)
+        ASSERT_HTTP_STATUS(at(f->url, "fk_six", "POST", "/v1/jobs", body,
+                              tl_printf("Idempotency-Key: six-%d", i)),
+                           202);
+    ASSERT_HTTP_STATUS(at(f->url, "fk_six", "POST", "/v1/jobs", body, "Idempotency-Key: six-6"),
+                       429);
+    /* and each retry is a replay */
+    for (int i = 0; i < 6; i++) {
+        tl_resp *r = at(f->url, "fk_six", "POST", "/v1/jobs", body,
+                        tl_printf("Idempotency-Key: six-%d", i));
+        ASSERT_HTTP_STATUS(r, 202);
+        ASSERT_EQ_STR(tl_resp_header(r, "Idempotent-Replayed"), "true");
+    }
+    const char *ids[12];
+    for (int i = 0; i < 12; i++) {
+        tl_resp *r = at(f->url, "fk_open", "POST", "/v1/jobs", body,
+                        tl_printf("Idempotency-Key: key-%d", i));
+        ASSERT_HTTP_STATUS(r, 202);
+        ids[i] = tl_printf("%s", tl_jstr(r->json, "id"));
+    }
+    /* A shard added and one drained: the keys map over other active shards now. */
+    tl_redis_cmd(f->rc, "SET {%s}:shards %s", f->prefix,
+                 "0:-:active 1:1:draining 2:2:active 3:3:active");
+    tl_redis_cmd(f->rc, "PUBLISH {%s}:events shards", f->prefix);
+    bool on3 = false;
+    for (int i = 0; i < 400 && !on3; i++) {
+        tl_resp *r = at(f->url, "fk_open", "POST", "/v1/jobs", body, NULL);
+        ASSERT_HTTP_STATUS(r, 202);
+        on3 = tl_jstr(r->json, "id")[0] == '3';
+    }
+    ASSERT_TRUE(on3);
+    for (int i = 0; i < 12; i++) {
+        tl_resp *r = at(f->url, "fk_open", "POST", "/v1/jobs", body,
+                        tl_printf("Idempotency-Key: key-%d", i));
+        ASSERT_HTTP_STATUS(r, 202);
+        ASSERT_EQ_STR(tl_jstr(r->json, "id"), ids[i]);
+        ASSERT_EQ_STR(tl_resp_header(r, "Idempotent-Replayed"), "true");
+    }
+    /* the same key with another request is still a conflict, wherever its record is */
+    tl_resp *c = at(f->url, "fk_open", "POST", "/v1/jobs", "{\"model\": \"echo\", \"input\": 2}",
+                    "Idempotency-Key: key-0");
+    ASSERT_HTTP_STATUS(c, 422);
+    ASSERT_STR_CONTAINS(c->body, "idempotency-key-reused");
+}
+
 TL_TEST(a_worker_finishes_jobs_on_every_shard) {
     tl_fleet *f = tl_fleet_start(&(tl_fleet_opts){.shards = TABLE3, .workers = {"echo"}});
     const char *ids[3];
@@ -403,6 +459,7 @@ int main(int argc, char **argv) {
         TL_CASE(batch_items_spread_and_share_the_limits),
         TL_CASE(storage_limits_are_ceil_of_the_total_per_shard),
         TL_CASE(idempotency_key_gives_one_job_through_two_gateways),
+        TL_CASE(idempotency_keys_find_their_record_on_any_shard),
         TL_CASE(a_worker_finishes_jobs_on_every_shard),
         TL_CASE(fleet_shards_writes_the_table_and_later_gateways_take_it),
         TL_CASE(on_a_cluster_more_shards_than_masters_keep_the_limits_exact),
