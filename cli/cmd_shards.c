@@ -29,7 +29,6 @@
 #include "render.h"
 
 #define SHARDS_CHANGE_TRIES 5 /* EXECs aborted by a concurrent change */
-#define SHARDS_TAG_MAX 999999 /* the largest tag number the table takes (shards.c) */
 
 static long opt_tag = -1;
 
@@ -37,7 +36,7 @@ static const fleet_option shards_opts[] = {
     {"tag", NULL, FLEET_OPT_INT, "-1",
      "shards add: the new shard's tag number N of \"{prefix:N}\" (default: the lowest free one; "
      "on a cluster one on the master holding the fewest shards)",
-     &opt_tag, -1, SHARDS_TAG_MAX},
+     &opt_tag, -1, FLEET_SHARD_TAG_MAX},
 };
 
 static const ctl_subcommand shards_subs[] = {
@@ -136,12 +135,7 @@ static int shard_counts(redisContext *c, const fleet_shards *s, int k, json_t **
 
 /* The smallest tag number >= 1 that no shard of s uses. */
 static long free_tag(const fleet_shards *s, long from) {
-    for (long tag = from < 1 ? 1 : from;; tag++) {
-        bool used = false;
-        for (size_t i = 0; i < s->n && !used; i++)
-            used = s->all[i] > 0 && s->shard[s->all[i]].tag == tag;
-        if (!used) return tag;
-    }
+    return fleet_shards_free_tag(s, from, NULL, NULL, 0);
 }
 
 /* The smallest k >= 1 that the table does not use, or -1 when every k an id can name is. */
@@ -186,14 +180,9 @@ static int master_of_tag(const masters *m, const char *tag) {
 }
 
 /* The smallest tag number >= 1 that no shard of s uses and whose tag lands on master. */
+static int master_of_slot_cb(int slot, void *arg) { return master_of_slot(arg, slot); }
 static long free_tag_on(const fleet_shards *s, const masters *m, int master) {
-    for (long tag = 1; tag <= SHARDS_TAG_MAX; tag = free_tag(s, tag + 1)) {
-        tag = free_tag(s, tag);
-        char key[FLEET_PREFIX_MAX + 24];
-        snprintf(key, sizeof key, "{%s:%ld}", s->prefix, tag);
-        if (master_of_tag(m, key) == master) return tag;
-    }
-    return -1;
+    return fleet_shards_free_tag(s, 1, master_of_slot_cb, (void *)m, master);
 }
 
 /* ------------------------------------------------------------------ show ---------------- */
@@ -499,7 +488,7 @@ static int copy_pause_marks(redisContext *c, const fleet_shards *s, int k) {
     redisReply *h = ctl_redis_cmd_ok(c, "HGETALL", 2, (const char *const[]){"HGETALL", src.s});
     if (!h) return CTL_EXIT_FAIL;
     int rc = CTL_EXIT_OK;
-    static const char mark[] = ":paused_ms";
+    static const char mark[] = FLEET_KEY_PAUSED_SUFFIX;
     for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements && rc == CTL_EXIT_OK;
          i += 2) {
         const char *f = h->element[i]->str;

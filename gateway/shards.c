@@ -134,20 +134,6 @@ static int master_of_slot(int slot, void *arg) {
     return a ? master_index(m, a) : -1;
 }
 
-/* The smallest tag N >= 1, unused in s, whose "{prefix:N}" lies on master m; -1 if none
- * below the parser's bound. */
-static long tag_on(const fleet_shards *s, const masters *ms, int m) {
-    for (long tag = 1; tag <= 999999; tag++) {
-        bool used = false;
-        for (size_t i = 0; i < s->n && !used; i++) used = s->shard[s->all[i]].tag == tag;
-        if (used) continue;
-        char key[FLEET_PREFIX_MAX + 24];
-        int len = snprintf(key, sizeof key, "{%s:%ld}", s->prefix, tag);
-        if (master_of_slot(fleet_key_slot(key, (size_t)len), (void *)ms) == m) return tag;
-    }
-    return -1;
-}
-
 /* On a cluster: shard 0 stays where "{prefix}" is; shards 1.. go to the other masters,
  * then round-robin over all of them (shard 0's last). */
 static void on_slots(redisReply *rep, void *arg) {
@@ -177,7 +163,7 @@ static void on_slots(redisReply *rep, void *arg) {
         if (m != home) order[norder++] = m;
     if (home >= 0) order[norder++] = home;
     for (int k = 1; k < n && k < FLEET_SHARDS_MAX && norder > 0; k++) {
-        long tag = tag_on(&s, &ms, order[(k - 1) % norder]);
+        long tag = fleet_shards_free_tag(&s, 1, master_of_slot, &ms, order[(k - 1) % norder]);
         if (tag < 0 || fleet_shards_add(&s, k, tag) < 0) break;
     }
     fleet_slot_map_free(&map);

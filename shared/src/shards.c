@@ -186,18 +186,17 @@ long long fleet_shard_share(long long total, size_t n, size_t i, uint32_t salt) 
     return base + (place < extra ? 1 : 0);
 }
 
-int fleet_shards_pick_tags(const char *prefix, int (*master_of)(int slot, void *arg), void *arg,
-                           int nmasters, long max_tag, long out[]) {
-    for (int m = 0; m < nmasters; m++) out[m] = -1;
-    int left = nmasters;
-    for (long tag = 1; tag <= max_tag && left > 0; tag++) {
-        char key[FLEET_PREFIX_MAX + 24];
-        int len = snprintf(key, sizeof key, "{%s:%ld}", prefix, tag);
-        int m = master_of(fleet_key_slot(key, (size_t)len), arg);
-        if (m >= 0 && m < nmasters && out[m] < 0) {
-            out[m] = tag;
-            left--;
-        }
+long fleet_shards_free_tag(const fleet_shards *s, long from, int (*master_of)(int slot, void *arg),
+                           void *arg, int master) {
+    for (long tag = from < 1 ? 1 : from; tag <= FLEET_SHARD_TAG_MAX; tag++) {
+        bool used = false;
+        for (size_t i = 0; i < s->n && !used; i++)
+            used = s->all[i] > 0 && s->shard[s->all[i]].tag == tag;
+        if (used) continue;
+        if (!master_of) return tag;
+        fleet_keys k;
+        if (fleet_keys_init_tag(&k, s->prefix, tag) < 0) return -1;
+        if (master_of(fleet_key_slot(k.tag, strlen(k.tag)), arg) == master) return tag;
     }
-    return 0;
+    return -1;
 }

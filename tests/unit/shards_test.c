@@ -157,19 +157,24 @@ static int even_master(int slot, void *arg) {
     return slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
 }
 
-TL_TEST(tags_are_picked_one_per_master) {
-    long tags[3];
-    ASSERT_EQ_INT(fleet_shards_pick_tags("fleet", even_master, NULL, 3, 1000, tags), 0);
+TL_TEST(free_tags_skip_the_used_ones_and_land_on_their_master) {
+    fleet_shards s;
+    fleet_shards_init(&s, "fleet");
+    ASSERT_EQ_INT(fleet_shards_parse(&s, "0:-:active 1:1:active 2:2:active", why, sizeof why), 0);
+    ASSERT_EQ_INT((int)fleet_shards_free_tag(&s, 1, NULL, NULL, 0), 3);
+    ASSERT_EQ_INT((int)fleet_shards_free_tag(&s, 5, NULL, NULL, 0), 5);
     for (int m = 0; m < 3; m++) {
-        ASSERT_TRUE(tags[m] >= 1);
+        long tag = fleet_shards_free_tag(&s, 1, even_master, NULL, m);
+        ASSERT_TRUE(tag >= 3);
         char key[40];
-        int len = snprintf(key, sizeof key, "{fleet:%ld}", tags[m]);
+        int len = snprintf(key, sizeof key, "{fleet:%ld}", tag);
         ASSERT_EQ_INT(even_master(fleet_key_slot(key, (size_t)len), NULL), m);
-        for (long t = 1; t < tags[m]; t++) { /* the smallest such tag */
+        for (long t = 3; t < tag; t++) { /* the smallest such tag */
             len = snprintf(key, sizeof key, "{fleet:%ld}", t);
             ASSERT_TRUE(even_master(fleet_key_slot(key, (size_t)len), NULL) != m);
         }
     }
+    ASSERT_EQ_INT((int)fleet_shards_free_tag(&s, 1, even_master, NULL, 7), -1); /* no master 7 */
 }
 
 int main(int argc, char **argv) {
@@ -179,7 +184,7 @@ int main(int argc, char **argv) {
         TL_CASE(bad_tables_are_refused_and_change_nothing),
         TL_CASE(ids_carry_their_shard_and_sort_by_time_across_shards),
         TL_CASE(shares_add_up_to_the_limit),
-        TL_CASE(tags_are_picked_one_per_master),
+        TL_CASE(free_tags_skip_the_used_ones_and_land_on_their_master),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }

@@ -76,6 +76,9 @@ fleet_key fleet_key_kept_bytes(const fleet_keys *k, const char *tenant); /* stri
 fleet_key fleet_key_kept_prefix(const fleet_keys *k);                    /* "{prefix}:kept:" */
 fleet_key fleet_key_stream(const fleet_keys *k, const char *model);      /* stream */
 fleet_key fleet_key_queues(const fleet_keys *k); /* hash: <model>:seq, <model>:head */
+/* The queues hash's field <model>:paused_ms marks a model paused on that shard (pause.lua,
+ * which spells it too, as claim.lua, feed.lua and models.lua do). */
+#define FLEET_KEY_PAUSED_SUFFIX ":paused_ms"
 fleet_key fleet_key_stats(const fleet_keys *k);  /* hash: <model>:<counter> */
 fleet_key fleet_key_index(const fleet_keys *k, const char *tenant); /* stream: j = job id */
 fleet_key fleet_key_workers(const fleet_keys *k);                   /* control zset of heartbeats */

@@ -91,12 +91,14 @@ int fleet_id_cmp_time(const char *a, const char *b);
  * so that small limits do not all land on the same shard. A limit of 0 (none) is 0. */
 long long fleet_shard_share(long long total, size_t n, size_t i, uint32_t salt);
 
-/* Tag numbers for shards on a cluster: for each of nmasters masters (given as the slots
- * master index by a callback), the smallest N >= 1 whose tag
- * "{prefix:N}" hashes to a slot of that master. master_of(slot, arg) returns a master's
- * index (0..nmasters-1) or -1. Writes out[m] for m in 0..nmasters-1 (-1: none found below
- * max_tag). Returns 0. */
-int fleet_shards_pick_tags(const char *prefix, int (*master_of)(int slot, void *arg), void *arg,
-                           int nmasters, long max_tag, long out[]);
+/* The largest tag number a table takes. */
+#define FLEET_SHARD_TAG_MAX 999999
+
+/* The smallest tag number N >= from that no shard of s uses and, when master_of is not
+ * NULL, whose tag "{prefix:N}" hashes to a slot of master `master` (master_of(slot, arg)
+ * says which master holds a slot, -1 for none): how the gateway and fleetctl place a new
+ * shard on a cluster. Returns N, or -1 when none is at most FLEET_SHARD_TAG_MAX. */
+long fleet_shards_free_tag(const fleet_shards *s, long from, int (*master_of)(int slot, void *arg),
+                           void *arg, int master);
 
 #endif
