@@ -11,7 +11,7 @@
  * Redis Cluster (FLEET_REDIS_CLUSTER; FLEET_SHARDS unset or 0 there means one shard per
  * master, at most FLEET_SHARDS_MAX), it writes a table with SET NX and then reads what
  * is there: the first writer wins, so gateways that start together agree. Tags: without a cluster shard k has tag k;
- * on a cluster fleet_shards_pick_tags over the CLUSTER SLOTS map (shard 0 stays on the
+ * on a cluster fleet_shards_free_tag over the CLUSTER SLOTS map (shard 0 stays on the
  * master of "{prefix}", shards 1.. go to the others, then round-robin). Absent and no
  * FLEET_SHARDS: one shard, 0, nothing written. A table that does not parse is logged as an
  * error; the gateway keeps the table it had (none at start: not ready) and /readyz says

@@ -220,7 +220,7 @@ TL_TEST(a_cancel_of_a_running_job_on_shard_2_reaches_the_worker) {
 static tl_cluster *master_cl;
 static int master_ids[TL_CLUSTER_MAX_NODES], nmaster_ids;
 
-/* fleet_shards_pick_tags' view of the masters: index in master_ids. */
+/* fleet_shards_free_tag's view of the masters: index in master_ids. */
 static int master_index(int slot, void *arg) {
     (void)arg;
     int node = tl_cluster_master_of_slot(master_cl, slot);
@@ -242,7 +242,9 @@ static env *start_cluster(int replicas, const char *model, const char *const *wo
     nmaster_ids = tl_cluster_masters(master_cl, master_ids);
     ASSERT_EQ_INT(nmaster_ids, 3);
     long tags[3];
-    fleet_shards_pick_tags(e->f->prefix, master_index, NULL, 3, 100000, tags);
+    fleet_shards none;
+    fleet_shards_init(&none, e->f->prefix);
+    for (int i = 0; i < 3; i++) tags[i] = fleet_shards_free_tag(&none, 1, master_index, NULL, i);
     int control = tl_cluster_master_of_key(master_cl, tl_printf("{%s}", e->f->prefix));
     const char *table = "0:-:active";
     int k = 1;

@@ -8,7 +8,7 @@
  * result, outputs, tombstone, its model's stream and queues there, its tenant's wait
  * lists, submit index, active set and rate bucket there, the shard's dead-letter and
  * webhook streams. Shard k > 0 has the tag "{prefix:N}", N its tag number, chosen when
- * the shard was made so that the tag lands on a given master (fleet_shards_pick_tags).
+ * the shard was made so that the tag lands on a given master (fleet_shards_free_tag).
  *
  * A job id carries its shard: the id's first character is the shard number k (0..7). A
  * ULID's first character holds the top 3 bits of its 48-bit time, '0' until the year 3084,
