@@ -6,8 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* exe_dir writes the running executable's directory to buf; 0, or -1 when unknown. */
-static int exe_dir(char *buf, size_t len) {
+int module_exe_dir(char *buf, size_t len) {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return -1;
@@ -24,7 +23,7 @@ void module_slot_path(const module_slot *s, char *buf, size_t len) {
         snprintf(buf, len, "%s", s->use);
         return;
     }
-    if (exe_dir(dir, sizeof dir) != 0) {
+    if (module_exe_dir(dir, sizeof dir) != 0) {
         snprintf(buf, len, "%s", s->file);
         return;
     }

@@ -20,6 +20,10 @@ typedef struct module_slot {
     char reason[PATH_MAX + 256];
 } module_slot;
 
+/* Writes the running executable's directory to buf; 0, or -1 when unknown (no /proc).
+ * Also where a model looks for the files installed beside fleet (../share/fleet/). */
+int module_exe_dir(char *buf, size_t len);
+
 /* Writes to buf the path s's module is opened from: s->use when set, else s->file in the
  * directory of the running executable (a build tree's bin/), else ../lib/fleet/<file>
  * from there (where cmake --install puts it) when only that one exists; without /proc,

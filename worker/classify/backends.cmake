@@ -1,0 +1,32 @@
+# The classify model's network (cnn.h) and its backends, included by this directory's
+# CMakeLists.txt:
+#   fleet_classify_core  the weights reader (cnn_weights.c) and the backends' modules
+#                        (cnn_backend.c, through worker/embed/module_file.c): what
+#                        fleet-worker links (no OpenBLAS, no CUDA);
+#   fleet_classify_cpu   the CPU forward pass (cnn_cpu.c, OpenBLAS): for the CPU module,
+#                        the CUDA backend's self-check, the tests and fleet-classify-bench;
+#   fleet-classify-cpu   the module fleet-classify-cpu.so, written to bin/;
+#   cuda.cmake           with the CUDA toolkit and cuDNN: the module fleet-classify-cuda.so.
+# The weights (models/classify/model.safetensors) are copied to share/fleet/models/classify/
+# in the build tree and installed there, where the model looks for them beside fleet-worker
+# (../share/fleet/ from its bin/).
+add_library(fleet_classify_core STATIC cnn_backend.c cnn_weights.c)
+target_include_directories(fleet_classify_core PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(fleet_classify_core PUBLIC fleet_embed_core)
+set_target_properties(fleet_classify_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
+
+set(FLEET_CLASSIFY_WEIGHTS ${PROJECT_SOURCE_DIR}/models/classify/model.safetensors)
+configure_file(${FLEET_CLASSIFY_WEIGHTS}
+               ${CMAKE_BINARY_DIR}/share/fleet/models/classify/model.safetensors COPYONLY)
+install(FILES ${FLEET_CLASSIFY_WEIGHTS} DESTINATION share/fleet/models/classify)
+
+if(OPENBLAS_FOUND)
+  add_library(fleet_classify_cpu STATIC cnn_cpu.c)
+  target_link_libraries(fleet_classify_cpu PUBLIC fleet_classify_core PRIVATE PkgConfig::OPENBLAS)
+  set_target_properties(fleet_classify_cpu PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  # bert_backend_module (worker/embed/CMakeLists.txt) makes any backend module the same way.
+  bert_backend_module(fleet-classify-cpu cnn_cpu_module.c fleet_classify_cpu)
+  if(FLEET_HAVE_CUDA AND FLEET_HAVE_CUDNN AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/cuda.cmake)
+    include(${CMAKE_CURRENT_SOURCE_DIR}/cuda.cmake)
+  endif()
+endif()
