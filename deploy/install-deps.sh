@@ -10,6 +10,8 @@ PACKAGES=(
   libjansson-dev libssl-dev
   # the embed model's CPU backend (worker/embed/bert_cpu.c): OpenBLAS's sgemm
   libopenblas-dev
+  # the classify model's PNG decoder (worker/classify/png.c) inflates with zlib
+  zlib1g-dev
   # worker/embed/gen_unicode.py reads /usr/share/unicode/UnicodeData.txt (only to
   # regenerate worker/embed/unicode_tables.c; the build does not need it)
   unicode-data
