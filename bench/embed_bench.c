@@ -2,27 +2,45 @@
  * on its own: no gateway, no Redis, no tokenizer (docs/benchmarks.md, "embed on the CPU").
  *
  *   fleet-embed-bench [--model-dir DIR] [--backend cpu|cuda] [--batches 1,8,64]
- *                     [--tokens 128] [--seconds N]
+ *                     [--tokens 128] [--seconds N] [--dump FILE]
+ *   fleet-embed-bench --write-model DIR
  *
  * Without --model-dir it writes a MiniLM-shaped model with random weights (6 layers,
  * hidden 384, 12 heads, intermediate 1536, vocabulary 30522, 512 positions; the
  * generator of tests/lib/bert_gen.c) into a temporary directory and removes it after.
+ * --write-model DIR writes that model into DIR (created if missing) and keeps it, then
+ * exits: another runtime can load the same weights (bench/onnx/run.sh) and this bench
+ * can reread them with --model-dir.
  * Every sequence is exactly --tokens ids: [CLS], random ids in [1000, vocab), [SEP]. After
  * one warm-up call it times repeated batches of each size for about --seconds each (at
  * least 3 batches), splitting a batch into calls of the backend's max_seqs(), and prints
- * one line per batch size: backend, batch, tokens, sentences/s and the median ms per
- * batch (sentences/s = batch / median).
+ * one line per batch size: backend, batch, tokens, sentences/s, the median ms per batch
+ * (sentences/s = batch / median), the runs, and cpu%: the process's CPU time over the
+ * wall time of those runs (100 per busy core), which shows how many threads really
+ * worked (OpenBLAS's waiting threads spin, and count). With the cpu backend it also
+ * prints OpenBLAS's build configuration and the core type it picked (OPENBLAS_CORETYPE
+ * forces one).
+ *
+ * --dump FILE (after the warm-up, before the timing) embeds 8 of the sequences (fewer
+ * when the largest batch is smaller) in one call, the first whole and each next one
+ * tokens/8 shorter (at least 2 ids), and writes them to FILE as JSON:
+ * {"backend": "cpu", "ids": [[...], ...], "vectors": [[...], ...]}, the vectors printed
+ * with 9 significant digits (a float's exact value). bench/onnx/run.sh feeds the same ids
+ * to ONNX Runtime (padded, with an attention mask) and compares.
  *
  * Exit code: 0 when it ran, 1 when the model or backend could not be used, 2 on misuse.
  */
 #include <errno.h>
 #include <ftw.h>
+#include <cblas.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +57,14 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The process's CPU time (user + system), every thread's. */
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
 static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -49,9 +75,12 @@ static uint64_t splitmix64(uint64_t *state) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: fleet-embed-bench [--model-dir DIR] [--backend %s] [--batches 1,8,64]\n"
-            "                         [--tokens 128] [--seconds 3]\n"
+            "                         [--tokens 128] [--seconds 3] [--dump FILE]\n"
+            "       fleet-embed-bench --write-model DIR\n"
             "Without --model-dir a MiniLM-shaped random model is generated in a temporary\n"
-            "directory. Thread settings: OPENBLAS_NUM_THREADS, FLEET_CPU_THREADS.\n",
+            "directory (--write-model DIR: written there and kept, then exit). --dump FILE\n"
+            "writes 8 sequences' ids and vectors as JSON. Thread settings:\n"
+            "OPENBLAS_NUM_THREADS, FLEET_CPU_THREADS.\n",
             bert_backend_names());
 }
 
@@ -99,6 +128,79 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Writes the MiniLM-shaped random model into the existing directory dir. */
+static int write_minilm(const char *dir) {
+    static const bert_gen_shape minilm = {
+        .hidden = 384,
+        .layers = 6,
+        .heads = 12,
+        .inter = 1536,
+        .vocab = 30522,
+        .max_pos = 512,
+        .max_seq_length = 256,
+    };
+    char err[512] = "";
+    double t0 = now_s();
+    if (bert_gen_write(dir, &minilm, false, "", err, sizeof err) != 0) {
+        fprintf(stderr, "fleet-embed-bench: generating a model: %s\n", err);
+        return -1;
+    }
+    printf("model: MiniLM-shaped random F32 weights in %s (written in %.1f s)\n", dir,
+           now_s() - t0);
+    return 0;
+}
+
+/* --dump: embeds up to 8 of seqs in one call, the i-th cut to tokens - i * (tokens / 8)
+ * ids (at least 2), and writes their ids and vectors to path as JSON. */
+static int dump_vectors(const char *path, const bert_ops *ops, void *m, int32_t *const *seqs,
+                        long nseqs, long tokens, size_t h) {
+    size_t n = nseqs < 8 ? (size_t)nseqs : 8;
+    if (n > ops->max_seqs(m)) n = ops->max_seqs(m);
+    size_t lens[8];
+    for (size_t i = 0; i < n; i++) {
+        long len = tokens - (long)i * (tokens / 8);
+        lens[i] = (size_t)(len < 2 ? 2 : len);
+    }
+    float *out = malloc(n * h * sizeof *out);
+    if (!out) {
+        fprintf(stderr, "fleet-embed-bench: out of memory\n");
+        return -1;
+    }
+    char err[512] = "";
+    if (ops->embed(m, (const int32_t *const *)seqs, lens, n, out, err, sizeof err) != 0) {
+        fprintf(stderr, "fleet-embed-bench: --dump: embed: %s\n", err);
+        free(out);
+        return -1;
+    }
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "fleet-embed-bench: --dump: %s: %s\n", path, strerror(errno));
+        free(out);
+        return -1;
+    }
+    fprintf(f, "{\"backend\": \"%s\", \"ids\": [", ops->name);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%s[", i ? ", " : "");
+        for (size_t j = 0; j < lens[i]; j++) fprintf(f, "%s%ld", j ? ", " : "", (long)seqs[i][j]);
+        fputc(']', f);
+    }
+    fprintf(f, "], \"vectors\": [");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%s[", i ? ", " : "");
+        for (size_t j = 0; j < h; j++) fprintf(f, "%s%.9g", j ? ", " : "", out[i * h + j]);
+        fputc(']', f);
+    }
+    fprintf(f, "]}\n");
+    free(out);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        fprintf(stderr, "fleet-embed-bench: --dump: cannot write %s\n", path);
+        return -1;
+    }
+    printf("dump: %zu sequences' ids and vectors in %s\n", n, path);
+    return 0;
+}
+
 /* Embeds sequences [0, n) in calls of at most max_seqs. */
 static int run_batch(const bert_ops *ops, void *m, const int32_t *const *ids, const size_t *lens,
                      size_t n, size_t max_seqs, float *out, size_t h) {
@@ -114,7 +216,7 @@ static int run_batch(const bert_ops *ops, void *m, const int32_t *const *ids, co
 }
 
 int main(int argc, char **argv) {
-    const char *model_dir = NULL, *backend = "cpu";
+    const char *model_dir = NULL, *backend = "cpu", *write_dir = NULL, *dump = NULL;
     long batches[BENCH_MAX_BATCHES] = {1, 8, 64};
     int nbatches = 3;
     long tokens = 128, seconds = 3;
@@ -124,6 +226,8 @@ int main(int argc, char **argv) {
         {"batches", required_argument, NULL, 'B'},
         {"tokens", required_argument, NULL, 't'},
         {"seconds", required_argument, NULL, 's'},
+        {"write-model", required_argument, NULL, 'w'},
+        {"dump", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -150,13 +254,23 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case 'w': write_dir = optarg; break;
+        case 'd': dump = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc) {
+    if (optind < argc || (write_dir && model_dir)) {
         usage(stderr);
         return 2;
+    }
+    if (write_dir) {
+        if (mkdir(write_dir, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "fleet-embed-bench: cannot create %s: %s\n", write_dir,
+                    strerror(errno));
+            return 1;
+        }
+        return write_minilm(write_dir) == 0 ? 0 : 1;
     }
     const bert_ops *ops = bert_backend(backend);
     if (!ops) {
@@ -176,22 +290,7 @@ int main(int argc, char **argv) {
         }
         made = true;
         model_dir = tmpdir;
-        static const bert_gen_shape minilm = {
-            .hidden = 384,
-            .layers = 6,
-            .heads = 12,
-            .inter = 1536,
-            .vocab = 30522,
-            .max_pos = 512,
-            .max_seq_length = 256,
-        };
-        double t0 = now_s();
-        if (bert_gen_write(tmpdir, &minilm, false, "", err, sizeof err) != 0) {
-            fprintf(stderr, "fleet-embed-bench: generating a model: %s\n", err);
-            goto out;
-        }
-        printf("model: MiniLM-shaped random F32 weights in %s (written in %.1f s)\n", tmpdir,
-               now_s() - t0);
+        if (write_minilm(tmpdir) != 0) goto out;
     } else {
         printf("model: %s\n", model_dir);
     }
@@ -217,6 +316,9 @@ int main(int argc, char **argv) {
         printf("threads: %d (OPENBLAS_NUM_THREADS=%s, FLEET_CPU_THREADS=%s), %ld online CPUs\n",
                bert_cpu_threads(), ob ? ob : "unset", ft ? ft : "unset",
                sysconf(_SC_NPROCESSORS_ONLN));
+        const char *ct = getenv("OPENBLAS_CORETYPE");
+        printf("openblas: %s, core %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
+               openblas_get_corename(), ct ? ct : "unset");
     }
 
     /* The sequences: as many as the largest batch, all different. */
@@ -253,11 +355,12 @@ int main(int argc, char **argv) {
     if (run_batch(ops, m, ids, lens, (size_t)maxb < max_seqs ? (size_t)maxb : max_seqs, max_seqs,
                   out, h) != 0)
         goto done;
-    printf("%-8s %6s %7s %12s %14s %6s\n", "backend", "batch", "tokens", "sentences/s",
-           "ms/batch(med)", "runs");
+    if (dump && dump_vectors(dump, ops, m, seqs, maxb, tokens, h) != 0) goto done;
+    printf("%-8s %6s %7s %12s %14s %6s %5s\n", "backend", "batch", "tokens", "sentences/s",
+           "ms/batch(med)", "runs", "cpu%");
     for (int b = 0; b < nbatches; b++) {
         ntimes = 0;
-        double start = now_s();
+        double start = now_s(), cpu0 = cpu_s();
         do {
             double t = now_s();
             if (run_batch(ops, m, ids, lens, (size_t)batches[b], max_seqs, out, h) != 0) goto done;
@@ -273,11 +376,12 @@ int main(int argc, char **argv) {
             }
             times[ntimes++] = t;
         } while (ntimes < 3 || now_s() - start < (double)seconds);
+        double busy = 100.0 * (cpu_s() - cpu0) / (now_s() - start);
         qsort(times, ntimes, sizeof *times, cmp_double);
         double med = ntimes % 2 ? times[ntimes / 2]
                                 : (times[ntimes / 2 - 1] + times[ntimes / 2]) / 2;
-        printf("%-8s %6ld %7ld %12.1f %14.2f %6zu\n", ops->name, batches[b], tokens,
-               (double)batches[b] / med, med * 1e3, ntimes);
+        printf("%-8s %6ld %7ld %12.1f %14.2f %6zu %5.0f\n", ops->name, batches[b], tokens,
+               (double)batches[b] / med, med * 1e3, ntimes, busy);
         fflush(stdout);
     }
     rc = 0;

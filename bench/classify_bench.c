@@ -1,0 +1,295 @@
+/* classify_bench.c: fleet-classify-bench, the speed of one classify backend (worker/classify/
+ * cnn.h) on its own: no gateway, no Redis, no image decoding (docs/benchmarks.md).
+ *
+ *   fleet-classify-bench [--backend cpu|cuda] [--weights FILE] [--batches 1,8,64,256]
+ *                        [--seconds N] [--dump FILE]
+ *
+ * --weights defaults to models/classify/model.safetensors (relative to the working
+ * directory: run it from the repository root, or name the file). The images are random
+ * bytes (a fixed splitmix64 stream, all different): the network does the same work
+ * whatever the pixels. "cpu" is the CPU backend linked in (cnn_cpu_ops); "cuda" is opened
+ * as fleet-worker opens it (cnn_module_open, the module beside this executable). After one
+ * warm-up call it times repeated batches of each size for about --seconds each (at least
+ * 3 batches), splitting a batch into calls of the backend's max_batch(), and prints one
+ * line per batch size: backend, batch, images/s, the median ms per batch (images/s =
+ * batch / median), the runs, and cpu%: the process's CPU time over the wall time of those
+ * runs (100 per busy core), which shows how many threads really worked.
+ *
+ * --dump FILE (after the warm-up, before the timing) classifies the first 64 images (or
+ * the largest batch, when smaller) and writes them to FILE as JSON: {"backend": "cpu",
+ * "pixels": [[784 bytes], ...], "probs": [[10 floats], ...]}, the probabilities with 9
+ * significant digits (a float's exact value). bench/onnx/run.sh feeds the same pixels to
+ * ONNX Runtime and compares.
+ *
+ * Threads (cpu): FLEET_CPU_THREADS, read when the backend loads (default: the online
+ * CPUs); each of those threads runs OpenBLAS on one thread.
+ *
+ * Exit code: 0 when it ran, 1 when the weights or backend could not be used, 2 on misuse.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cnn.h"
+#include "cnn_cpu.h"
+
+#define BENCH_MAX_BATCHES 32
+#define BENCH_DUMP_IMAGES 64
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The process's CPU time (user + system), every thread's. */
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: fleet-classify-bench [--backend %s] [--weights FILE]\n"
+            "                            [--batches 1,8,64,256] [--seconds 3] [--dump FILE]\n"
+            "--weights defaults to models/classify/model.safetensors. --dump FILE writes 64\n"
+            "images' pixels and probabilities as JSON. Threads: FLEET_CPU_THREADS.\n",
+            cnn_backend_names());
+}
+
+/* Parses "1,8,64" into b[]; returns the count, or -1. */
+static int parse_batches(const char *s, long *b) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 1 || v > 100000 || n == BENCH_MAX_BATCHES) return -1;
+        b[n++] = v;
+        if (*end == ',') end++;
+        else if (*end) return -1;
+        s = end;
+    }
+    return n ? n : -1;
+}
+
+static long parse_long(const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) return -1;
+    return v;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Classifies images [0, n) in calls of at most max_batch. */
+static int run_batch(const cnn_ops *ops, void *m, const unsigned char *pixels, size_t n,
+                     size_t max_batch, float *probs) {
+    char err[512] = "";
+    for (size_t i = 0; i < n; i += max_batch) {
+        size_t k = n - i < max_batch ? n - i : max_batch;
+        if (ops->classify(m, pixels + i * CNN_PIXELS, k, probs + i * CNN_CLASSES, err,
+                          sizeof err) != 0) {
+            fprintf(stderr, "fleet-classify-bench: classify: %s\n", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* --dump: classifies the first n images and writes their pixels and probabilities. */
+static int dump_probs(const char *path, const cnn_ops *ops, void *m, const unsigned char *pixels,
+                      size_t n, size_t max_batch, float *probs) {
+    if (run_batch(ops, m, pixels, n, max_batch, probs) != 0) return -1;
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "fleet-classify-bench: --dump: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "{\"backend\": \"%s\", \"pixels\": [", ops->name);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%s[", i ? ", " : "");
+        for (size_t j = 0; j < CNN_PIXELS; j++)
+            fprintf(f, "%s%u", j ? ", " : "", (unsigned)pixels[i * CNN_PIXELS + j]);
+        fputc(']', f);
+    }
+    fprintf(f, "], \"probs\": [");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%s[", i ? ", " : "");
+        for (size_t j = 0; j < CNN_CLASSES; j++)
+            fprintf(f, "%s%.9g", j ? ", " : "", probs[i * CNN_CLASSES + j]);
+        fputc(']', f);
+    }
+    fprintf(f, "]}\n");
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        fprintf(stderr, "fleet-classify-bench: --dump: cannot write %s\n", path);
+        return -1;
+    }
+    printf("dump: %zu images' pixels and probabilities in %s\n", n, path);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *backend = "cpu", *weights = "models/classify/model.safetensors", *dump = NULL;
+    long batches[BENCH_MAX_BATCHES] = {1, 8, 64, 256};
+    int nbatches = 4;
+    long seconds = 3;
+    static const struct option opts[] = {
+        {"backend", required_argument, NULL, 'b'},
+        {"weights", required_argument, NULL, 'w'},
+        {"batches", required_argument, NULL, 'B'},
+        {"seconds", required_argument, NULL, 's'},
+        {"dump", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': backend = optarg; break;
+        case 'w': weights = optarg; break;
+        case 'B':
+            if ((nbatches = parse_batches(optarg, batches)) < 0) {
+                fprintf(stderr, "fleet-classify-bench: --batches: a list like 1,8,64,256\n");
+                return 2;
+            }
+            break;
+        case 's':
+            if ((seconds = parse_long(optarg, 0, 3600)) < 0) {
+                fprintf(stderr, "fleet-classify-bench: --seconds: an integer in [0, 3600]\n");
+                return 2;
+            }
+            break;
+        case 'd': dump = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    char err[512] = "";
+    const cnn_ops *ops = NULL;
+    if (strcmp(backend, "cpu") == 0) {
+        ops = &cnn_cpu_ops;
+    } else if (strcmp(backend, "cuda") == 0) {
+        const cnn_module *mod = cnn_module_open(backend, err, sizeof err);
+        if (!mod || !mod->present()) {
+            fprintf(stderr, "fleet-classify-bench: backend cuda: %s\n",
+                    mod ? "no GPU is visible" : err);
+            return 1;
+        }
+        ops = mod->ops;
+    } else {
+        fprintf(stderr, "fleet-classify-bench: --backend: one of %s\n", cnn_backend_names());
+        return 2;
+    }
+
+    cnn_weights *w = malloc(sizeof *w);
+    if (!w) {
+        fprintf(stderr, "fleet-classify-bench: out of memory\n");
+        return 1;
+    }
+    if (cnn_weights_load(weights, w, err, sizeof err) != 0) {
+        fprintf(stderr, "fleet-classify-bench: %s\n", err);
+        free(w);
+        return 1;
+    }
+    void *m = NULL;
+    double t0 = now_s();
+    int lrc = ops->load(w, &m, err, sizeof err);
+    free(w);
+    if (lrc != 0) {
+        fprintf(stderr, "fleet-classify-bench: load (%s): %s\n", ops->name, err);
+        return 1;
+    }
+    printf("weights: %s, loaded by the %s backend in %.3f s\n", weights, ops->name, now_s() - t0);
+    if (strcmp(ops->name, "cpu") == 0) {
+        const char *ft = getenv("FLEET_CPU_THREADS");
+        printf("threads: FLEET_CPU_THREADS=%s (unset: one per online CPU), %ld online CPUs\n",
+               ft ? ft : "unset", sysconf(_SC_NPROCESSORS_ONLN));
+    }
+
+    int rc = 1;
+    long maxb = 0;
+    for (int i = 0; i < nbatches; i++) maxb = batches[i] > maxb ? batches[i] : maxb;
+    size_t nimg = (size_t)(maxb > BENCH_DUMP_IMAGES ? maxb : BENCH_DUMP_IMAGES);
+    unsigned char *pixels = malloc(nimg * CNN_PIXELS);
+    float *probs = malloc(nimg * CNN_CLASSES * sizeof *probs);
+    double *times = NULL;
+    size_t ntimes = 0, captimes = 0;
+    if (!pixels || !probs) {
+        fprintf(stderr, "fleet-classify-bench: out of memory\n");
+        goto done;
+    }
+    uint64_t state = 7;
+    for (size_t i = 0; i < nimg * CNN_PIXELS; i++)
+        pixels[i] = (unsigned char)(splitmix64(&state) >> 56);
+    size_t max_batch = ops->max_batch(m);
+
+    /* One warm-up call, then each batch size. */
+    if (run_batch(ops, m, pixels, (size_t)maxb < max_batch ? (size_t)maxb : max_batch, max_batch,
+                  probs) != 0)
+        goto done;
+    if (dump && dump_probs(dump, ops, m, pixels, (size_t)maxb < BENCH_DUMP_IMAGES ? (size_t)maxb
+                                                                                  : BENCH_DUMP_IMAGES,
+                           max_batch, probs) != 0)
+        goto done;
+    printf("%-8s %6s %12s %14s %6s %5s\n", "backend", "batch", "images/s", "ms/batch(med)", "runs",
+           "cpu%");
+    for (int b = 0; b < nbatches; b++) {
+        ntimes = 0;
+        double start = now_s(), cpu0 = cpu_s();
+        do {
+            double t = now_s();
+            if (run_batch(ops, m, pixels, (size_t)batches[b], max_batch, probs) != 0) goto done;
+            t = now_s() - t;
+            if (ntimes == captimes) {
+                captimes = captimes ? 2 * captimes : 64;
+                double *nt = realloc(times, captimes * sizeof *nt);
+                if (!nt) {
+                    fprintf(stderr, "fleet-classify-bench: out of memory\n");
+                    goto done;
+                }
+                times = nt;
+            }
+            times[ntimes++] = t;
+        } while (ntimes < 3 || now_s() - start < (double)seconds);
+        double busy = 100.0 * (cpu_s() - cpu0) / (now_s() - start);
+        qsort(times, ntimes, sizeof *times, cmp_double);
+        double med = ntimes % 2 ? times[ntimes / 2]
+                                : (times[ntimes / 2 - 1] + times[ntimes / 2]) / 2;
+        printf("%-8s %6ld %12.1f %14.3f %6zu %5.0f\n", ops->name, batches[b],
+               (double)batches[b] / med, med * 1e3, ntimes, busy);
+        fflush(stdout);
+    }
+    rc = 0;
+done:
+    free(pixels);
+    free(probs);
+    free(times);
+    ops->free(m);
+    return rc;
+}
