@@ -31,6 +31,9 @@ PACKAGES=(
   # the Python client and worker library (clients/python), tested with Debian's
   # /usr/bin/python3: httpx for HTTP, redis-py for the worker, pytest
   python3 python3-httpx python3-redis python3-pytest
+  # the classify model's accuracy tests read Fashion-MNIST's test images from Debian's
+  # package (/usr/share/datasets/fashion-mnist/); the model's weights are in the repository
+  dataset-fashion-mnist
 )
 # Valkey 8, which the tests run a pass against besides Redis 7 (tests/run.sh), is in
 # bookworm-backports: its packages come from that suite, added to apt's sources if missing.

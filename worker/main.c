@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bert_module.h"
+#include "cnn.h"
 #include "fleet/config.h"
 #include "fleet/id.h"
 #include "fleet/log.h"
@@ -35,7 +36,8 @@ static const char usage[] =
     "Runs the jobs of one model from Redis: reads its stream in the consumer group\n"
     "\"workers\", batches them dynamically, writes progress and results.\n"
     "Built-in models: echo (output = input), sleep ({\"ms\": N, \"steps\": K, \"fail\": \"msg\"}),\n"
-    "embed (sentence embeddings; --model-args MODEL_DIR, docs/models.md).";
+    "embed (sentence embeddings; --model-args MODEL_DIR), classify (Fashion-MNIST images; \n"
+    "--model-args WEIGHTS optional); docs/models.md.";
 
 static int parse_config(wk_config *c, int argc, char **argv) {
     const fleet_option opts[] = {
@@ -43,7 +45,7 @@ static int parse_config(wk_config *c, int argc, char **argv) {
         {"prefix", "FLEET_PREFIX", FLEET_OPT_STR, "fleet",
          "key prefix of this fleet (the gateway's must be the same)", &c->prefix, 0, 0},
         {"model", "FLEET_MODEL", FLEET_OPT_STR, "",
-         "model to serve (required unless --model-plugin): echo|embed|sleep", &c->model, 0, 0},
+         "model to serve (required unless --model-plugin): classify|echo|embed|sleep", &c->model, 0, 0},
         {"model-plugin", "FLEET_MODEL_PLUGIN", FLEET_OPT_STR, "",
          "a model plug-in: a shared object exporting fleet_model_v1 (worker/model.h); "
          "--model may then be left out",
@@ -55,8 +57,8 @@ static int parse_config(wk_config *c, int argc, char **argv) {
          "a GPU is present, else CPU)",
          &c->backend, 0, 0},
         {"cuda-module", "FLEET_CUDA_MODULE", FLEET_OPT_STR, "",
-         "the embed model's CUDA backend, opened only when that model runs on CUDA (default: "
-         "fleet-embed-cuda.so next to fleet-worker, else ../lib/fleet/fleet-embed-cuda.so)",
+         "the served model's CUDA backend module, opened only when it runs on CUDA (default: "
+         "fleet-<model>-cuda.so next to fleet-worker, else ../lib/fleet/ from there)",
          &cuda_module, 0, 0},
         {"max-batch", "FLEET_MAX_BATCH", FLEET_OPT_INT, "32",
          "most jobs run together (1..256; a model's own limit caps it); an idle worker starts "
@@ -271,6 +273,7 @@ int main(int argc, char **argv) {
     }
     fleet_log_init("worker", (fleet_log_level)level);
     bert_module_use("cuda", cuda_module);
+    cnn_module_use("cuda", cuda_module);
 
     /* No SA_RESTART: a signal should cut sleeps short. A peer closing the socket must be
      * an error from write(), not a SIGPIPE that kills the worker. */

@@ -437,17 +437,6 @@ const fleet_model wk_model_embed = {
     .unload = embed_unload,
 };
 
-/* Paths that exist wherever an NVIDIA driver can serve CUDA: the kernel module's /proc
- * entry (also mounted into GPU containers), its control device, WSL2's GPU device. */
-static const char *const nvidia_signs[] = {"/proc/driver/nvidia/version", "/dev/nvidiactl",
-                                           "/dev/dxg"};
-
-static int nvidia_driver_seen(void) {
-    for (size_t i = 0; i < sizeof nvidia_signs / sizeof nvidia_signs[0]; i++)
-        if (access(nvidia_signs[i], F_OK) == 0) return 1;
-    return 0;
-}
-
 /* --backend auto asks this. Opening the CUDA module maps libcudart, cuBLAS and cuDNN (about
  * 150 MB of RSS, kept until exit) only to learn whether a GPU is there, so on a machine
  * with no NVIDIA driver at all the module is not opened. A module file that is not there
@@ -455,7 +444,7 @@ static int nvidia_driver_seen(void) {
 int wk_embed_cuda_present(void) {
     char err[FLEET_MODEL_ERROR_MAX], path[PATH_MAX + 64];
     bert_module_path("cuda", path, sizeof path);
-    if (access(path, F_OK) == 0 && !nvidia_driver_seen()) {
+    if (access(path, F_OK) == 0 && !wk_nvidia_driver_seen()) {
         fleet_log(FLEET_LOG_INFO,
                   "no NVIDIA driver on this machine; the embed model runs on "
                   "the CPU without loading the CUDA module",

@@ -16,6 +16,14 @@ extern const fleet_model wk_model_embed_cuda; /* embed.c: the same on a CUDA GPU
  * logs so; when the module does not open it logs a warning with dlopen's reason. */
 int wk_embed_cuda_present(void);
 extern const fleet_model wk_model_sleep;
+extern const fleet_model wk_model_classify;      /* classify.c: Fashion-MNIST CNN on the CPU */
+extern const fleet_model wk_model_classify_cuda; /* classify.c: the same on cuDNN */
+/* --backend auto's question for classify on CUDA, answered as wk_embed_cuda_present. */
+int wk_classify_cuda_present(void);
+/* Nonzero when this machine shows an NVIDIA driver (/proc/driver/nvidia/version,
+ * /dev/nvidiactl or WSL2's /dev/dxg): without one, --backend auto does not open a CUDA
+ * module (which maps about 150 MB of CUDA libraries) only to learn there is no GPU. */
+int wk_nvidia_driver_seen(void);
 
 /* wk_model_builtin returns the built-in model called name with the given backend ("cpu",
  * "cuda"; "auto" or "" or NULL: the first one whose device is present, CUDA before CPU),
@@ -23,7 +31,7 @@ extern const fleet_model wk_model_sleep;
  * no device for any of them. */
 const fleet_model *wk_model_builtin(const char *name, const char *backend, char *err,
                                     size_t errlen);
-/* The built-in names separated by '|' ("echo|embed|sleep"), for --help and error messages. */
+/* The built-in names separated by '|' ("classify|echo|embed|sleep"), for --help and error messages. */
 const char *wk_model_builtin_names(void);
 
 /* ---------------------------------------------------------------- sleep input ------ */

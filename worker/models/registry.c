@@ -4,6 +4,7 @@
  * present, so the faster backend goes first. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "models.h"
 
@@ -16,6 +17,8 @@ static const builtin builtins[] = {
     {&wk_model_echo, NULL},
     {&wk_model_embed_cuda, wk_embed_cuda_present},
     {&wk_model_embed, NULL},
+    {&wk_model_classify_cuda, wk_classify_cuda_present},
+    {&wk_model_classify, NULL},
     {&wk_model_sleep, NULL},
 };
 
@@ -46,4 +49,15 @@ const fleet_model *wk_model_builtin(const char *name, const char *backend, char 
     return NULL;
 }
 
-const char *wk_model_builtin_names(void) { return "echo|embed|sleep"; }
+const char *wk_model_builtin_names(void) { return "classify|echo|embed|sleep"; }
+
+/* Paths that exist wherever an NVIDIA driver can serve CUDA: the kernel module's /proc
+ * entry (also mounted into GPU containers), its control device, WSL2's GPU device. */
+static const char *const nvidia_signs[] = {"/proc/driver/nvidia/version", "/dev/nvidiactl",
+                                           "/dev/dxg"};
+
+int wk_nvidia_driver_seen(void) {
+    for (size_t i = 0; i < sizeof nvidia_signs / sizeof nvidia_signs[0]; i++)
+        if (access(nvidia_signs[i], F_OK) == 0) return 1;
+    return 0;
+}
