@@ -4,12 +4,14 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_pool.h"
 #include "fleet/err.h"
 #include "safetensors.h"
 
@@ -35,6 +37,20 @@ typedef struct encoder_layer {
     layer_norm attn_norm, out_norm;
 } encoder_layer;
 
+/* A forward pass's working memory, kept from call to call and grown to the largest call
+ * seen (tokens: rows of the packed batch; len: the longest sequence; seqs: sequences). */
+typedef struct scratch {
+    size_t tokens, len, seqs;
+    float *x;      /* [tokens, hidden]: the hidden state */
+    float *qkv;    /* [tokens, 3 hidden] */
+    float *ctx;    /* [tokens, hidden]: attention's output */
+    float *tmp;    /* [tokens, hidden]: a projection before residual + LayerNorm */
+    float *mid;    /* [tokens, intermediate] */
+    float *scores; /* [threads, len, len]: one attention matrix per pool thread */
+    double *sums;  /* [threads, hidden]: pooling sums per pool thread */
+    size_t *start; /* [seqs]: each sequence's first row */
+} scratch;
+
 struct bert_cpu {
     bert_config cfg;
     float *word;     /* [vocab, hidden] */
@@ -42,10 +58,14 @@ struct bert_cpu {
     float *type0;    /* [hidden]: token type 0's row */
     layer_norm emb_norm;
     encoder_layer *layers; /* num_hidden_layers */
+    cpu_pool *pool;
+    /* One forward pass at a time per model: it owns scr and the pool while it runs. */
+    pthread_mutex_t mu;
+    bool mu_init;
+    scratch scr;
 };
 
 /* ------------------------------------------------------------ loading ------------ */
-
 /* Copies tensor prefix+name (already checked for shape and a float dtype) to a new F32
  * array (st_read_f32 converts F16 and BF16); returns NULL with err set. */
 static float *load_tensor(const st_file *st, const char *prefix, const char *name, size_t *count,
@@ -106,27 +126,58 @@ static int layer_norm_load(const st_file *st, const char *prefix, const char *ba
     return (nm->b = load_tensor(st, prefix, name, NULL, err, errlen)) ? 0 : -1;
 }
 
-/* FLEET_CPU_THREADS, when set, becomes OpenBLAS's thread count (process-wide). */
-static int threads_from_env(char *err, size_t errlen) {
+/* OpenBLAS's own thread count before the first load set it to 1: OPENBLAS_NUM_THREADS
+ * when set, else OpenBLAS's default (one per CPU the process may use). */
+static int blas_default_threads = 1;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_single(void) {
+    int n = openblas_get_num_threads();
+    blas_default_threads = n < 1 ? 1 : n > CPU_POOL_MAX_THREADS ? CPU_POOL_MAX_THREADS : n;
+    /* Every product runs inside a pool task, on that task's thread: OpenBLAS threads of its
+     * own would only contend with the pool's for the same cores. */
+    openblas_set_num_threads(1);
+}
+
+/* The threads a forward pass uses: FLEET_CPU_THREADS when set, else OpenBLAS's default.
+ * -1 with err set when FLEET_CPU_THREADS is not an integer in [1, 1024]. */
+static int threads_wanted(int *n, char *err, size_t errlen) {
+    pthread_once(&blas_once, blas_single);
+    *n = blas_default_threads;
     const char *v = getenv("FLEET_CPU_THREADS");
     if (!v || !*v) return 0;
     char *end;
     errno = 0;
-    long n = strtol(v, &end, 10);
-    if (*end || errno || n < 1 || n > 1024)
+    long t = strtol(v, &end, 10);
+    if (*end || errno || t < 1 || t > 1024)
         return fleet_err(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, 1024]", v);
-    openblas_set_num_threads((int)n);
+    *n = (int)t;
     return 0;
 }
 
-int bert_cpu_threads(void) { return openblas_get_num_threads(); }
+int bert_cpu_threads(void) {
+    int n;
+    char err[128];
+    threads_wanted(&n, err, sizeof err);
+    return n;
+}
 
 int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen) {
     *out = NULL;
-    if (threads_from_env(err, errlen) != 0) return -1;
+    int threads;
+    if (threads_wanted(&threads, err, errlen) != 0) return -1;
     st_file *st = NULL;
     bert_cpu *m = calloc(1, sizeof *m);
     if (!m) return fleet_err(err, errlen, "embed: out of memory");
+    if (pthread_mutex_init(&m->mu, NULL) != 0) {
+        free(m);
+        return fleet_err(err, errlen, "embed: cannot create a mutex");
+    }
+    m->mu_init = true;
+    if (!(m->pool = cpu_pool_new(threads))) {
+        fleet_err(err, errlen, "embed: cannot start %d threads: %s", threads, strerror(errno));
+        goto err;
+    }
     if (bert_config_load(dir, &m->cfg, err, errlen) != 0) goto err;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", dir) >= sizeof path) {
@@ -194,6 +245,18 @@ static void layer_norm_free(layer_norm *nm) {
     free(nm->b);
 }
 
+static void scratch_free(scratch *sc) {
+    free(sc->x);
+    free(sc->qkv);
+    free(sc->ctx);
+    free(sc->tmp);
+    free(sc->mid);
+    free(sc->scores);
+    free(sc->sums);
+    free(sc->start);
+    memset(sc, 0, sizeof *sc);
+}
+
 void bert_cpu_free(bert_cpu *m) {
     if (!m) return;
     free(m->word);
@@ -212,37 +275,29 @@ void bert_cpu_free(bert_cpu *m) {
         }
     }
     free(m->layers);
+    cpu_pool_free(m->pool);
+    scratch_free(&m->scr);
+    if (m->mu_init) pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
 /* ------------------------------------------------------------ kernels ------------ */
 
-/* y[t, :] = x[t, :] w^T + b for t < rows: the bias rows, then one sgemm adding to them. */
-static void gemm(const linear *l, const float *x, size_t rows, float *y) {
-    size_t out = (size_t)l->out;
-    for (size_t t = 0; t < rows; t++) memcpy(y + t * out, l->b, out * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, l->out, l->in, 1.0f, x,
-                l->in, l->w, l->in, 1.0f, y, l->out);
+/* The row kernels are compiled three times, for AVX-512, AVX2 and plain x86-64, and the
+ * copy for the CPU is picked at load time. Without FMA contraction (-std=c11 turns it
+ * off) every copy rounds the same, so the copy picked never changes a result. */
+#define BERT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+static inline uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
 }
 
-/* x[t, :] = LayerNorm(x[t, :] + add[t, :]) (add may be NULL), statistics in double. */
-static void add_norm(float *x, const float *add, size_t rows, int h, const layer_norm *nm,
-                     double eps) {
-    for (size_t t = 0; t < rows; t++) {
-        float *xr = x + t * (size_t)h;
-        if (add) {
-            const float *ar = add + t * (size_t)h;
-            for (int j = 0; j < h; j++) xr[j] += ar[j];
-        }
-        double mean = 0;
-        for (int j = 0; j < h; j++) mean += xr[j];
-        mean /= h;
-        double var = 0;
-        for (int j = 0; j < h; j++) var += (xr[j] - mean) * (xr[j] - mean);
-        var /= h;
-        double inv = 1.0 / sqrt(var + eps);
-        for (int j = 0; j < h; j++) xr[j] = (float)((xr[j] - mean) * inv) * nm->w[j] + nm->b[j];
-    }
+static inline float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
 /* erf(x) for GELU as a rational function, x P(x^2) / Q(x^2) on x clamped to [-4, 4]
@@ -252,12 +307,10 @@ static void add_norm(float *x, const float *add, size_t rows, int h, const layer
  * bits (|x| as an integer) because GCC will not if-convert a float compare under the
  * default -ftrapping-math. */
 static inline float erf_approx(float x) {
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
+    uint32_t bits = f2u(x);
     uint32_t mag = bits & 0x7fffffffu;
     mag = mag < 0x40800000u ? mag : 0x40800000u; /* 4.0f */
-    bits = (bits & 0x80000000u) | mag;
-    memcpy(&x, &bits, sizeof x);
+    x = u2f((bits & 0x80000000u) | mag);
     float x2 = x * x;
     float p = -2.72614225801306e-10f;
     p = p * x2 + 2.77068142495902e-08f;
@@ -274,48 +327,271 @@ static inline float erf_approx(float x) {
     return x * p / q;
 }
 
-/* x = GELU(x) = x/2 (1 + erf(x / sqrt 2)) over n values. Cloned for AVX-512 and AVX2,
- * picked at load time by the CPU (no FMA contraction under -std=c11, so every clone
- * rounds the same). */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void gelu(float *x, size_t n) {
+/* exp(x) for softmax, branch-free so that the loop vectorizes (expf is a call per
+ * value): x clamped to |x| <= 87 (on the bits, as in erf_approx), x = n ln2 + f with n
+ * rounded to nearest (the 1.5 * 2^23 trick) and ln2 in two parts (Cody and Waite), so
+ * |f| <= ln2 / 2; e^f by Cephes' degree-7 polynomial for expf; 2^n put into the exponent
+ * bits (|n| <= 126, so no overflow or denormal). Within 1 ulp of exp over [-87, 87]
+ * (0.99 ulp at worst against double exp on a 1e-4 grid); softmax's inputs are <= 0 after the row's
+ * maximum is subtracted, and any below -87 (e^-87 = 1.6e-38) are as good as 0 next to
+ * the maximum's 1. */
+static inline float exp_approx(float x) {
+    uint32_t bits = f2u(x);
+    uint32_t mag = bits & 0x7fffffffu;
+    mag = mag < 0x42ae0000u ? mag : 0x42ae0000u; /* 87.0f */
+    x = u2f((bits & 0x80000000u) | mag);
+    float r = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
+    int32_t n = (int32_t)(f2u(r) - 0x4b400000u);
+    float fn = r - 12582912.0f;
+    float f = x - fn * 0.693359375f;
+    f = f - fn * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * f + 1.3981999507e-3f;
+    p = p * f + 8.3334519073e-3f;
+    p = p * f + 4.1665795894e-2f;
+    p = p * f + 1.6666665459e-1f;
+    p = p * f + 5.0000001201e-1f;
+    float y = p * f * f + f + 1.0f;
+    return y * u2f((uint32_t)(n + 127) << 23);
+}
+
+/* x = GELU(x) = x/2 (1 + erf(x / sqrt 2)) over n values. */
+BERT_CLONES static void gelu(float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752440f));
 }
 
-/* ctx = softmax(q k^T / sqrt(d)) v for one sequence of len tokens, every head. qkv is
- * the sequence's first row of the [tokens, 3 hidden] q|k|v block, ctx its first row of
+/* The number of partial sums a reduction keeps: independent lanes let the compiler
+ * vectorize a sum that a single accumulator would leave one add at a time. */
+#define LANES 16
+
+/* x[0, h) = LayerNorm(x + add) (add may be NULL): mean and variance summed in double
+ * (two passes, the variance around the mean), as the reference does. */
+BERT_CLONES static void norm_row(float *x, const float *add, size_t h, const layer_norm *nm,
+                                 double eps) {
+    if (add)
+        for (size_t j = 0; j < h; j++) x[j] += add[j];
+    double part[LANES] = {0};
+    size_t j = 0;
+    for (; j + LANES <= h; j += LANES)
+        for (size_t k = 0; k < LANES; k++) part[k] += x[j + k];
+    for (; j < h; j++) part[0] += x[j];
+    double mean = 0;
+    for (size_t k = 0; k < LANES; k++) mean += part[k];
+    mean /= (double)h;
+    double vpart[LANES] = {0};
+    for (j = 0; j + LANES <= h; j += LANES)
+        for (size_t k = 0; k < LANES; k++) {
+            double dv = x[j + k] - mean;
+            vpart[k] += dv * dv;
+        }
+    for (; j < h; j++) vpart[0] += (x[j] - mean) * (x[j] - mean);
+    double var = 0;
+    for (size_t k = 0; k < LANES; k++) var += vpart[k];
+    var /= (double)h;
+    double inv = 1.0 / sqrt(var + eps);
+    for (j = 0; j < h; j++) x[j] = (float)((x[j] - mean) * inv) * nm->w[j] + nm->b[j];
+}
+
+/* s[0, n) = softmax(s). The maximum is taken on the bits mapped to integers that sort as
+ * the floats do (an integer max vectorizes; a float compare does not, see erf_approx);
+ * the sum is in LANES partial sums. */
+BERT_CLONES static void softmax_row(float *s, size_t n) {
+    int32_t top = INT32_MIN;
+    for (size_t j = 0; j < n; j++) {
+        int32_t b = (int32_t)f2u(s[j]);
+        int32_t key = b ^ (int32_t)((uint32_t)(b >> 31) >> 1); /* negatives reversed */
+        top = key > top ? key : top;
+    }
+    float max = u2f((uint32_t)(top ^ (int32_t)((uint32_t)(top >> 31) >> 1)));
+    float part[LANES] = {0};
+    size_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (size_t k = 0; k < LANES; k++) {
+            float e = exp_approx(s[j + k] - max);
+            s[j + k] = e;
+            part[k] += e;
+        }
+    for (; j < n; j++) {
+        s[j] = exp_approx(s[j] - max);
+        part[0] += s[j];
+    }
+    float sum = 0;
+    for (size_t k = 0; k < LANES; k++) sum += part[k];
+    float inv = 1.0f / sum;
+    for (j = 0; j < n; j++) s[j] *= inv;
+}
+
+/* y[t, :] = x[t, :] w^T + b for t < rows: the bias rows, then one sgemm adding to them
+ * (OpenBLAS on one thread: the caller is a pool task). */
+static void gemm(const linear *l, const float *x, size_t rows, float *y) {
+    size_t out = (size_t)l->out;
+    for (size_t t = 0; t < rows; t++) memcpy(y + t * out, l->b, out * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, l->out, l->in, 1.0f, x,
+                l->in, l->w, l->in, 1.0f, y, l->out);
+}
+
+/* ctx = softmax(q k^T / sqrt(d)) v for one sequence of len tokens and one head hd. qkv
+ * is the sequence's first row of the [tokens, 3 hidden] q|k|v block, ctx its first row of
  * the [tokens, hidden] output; head hd is columns [hd d, (hd + 1) d) of each part, so
  * each product is one sgemm over strided rows (lda 3 hidden). Only this sequence's
  * tokens are keys, so no mask is needed. scores holds len x len floats. */
-static void attention(const float *qkv, float *ctx, size_t len, int h, int heads, float *scores) {
-    int d = h / heads, n = (int)len, ld = 3 * h;
+static void attention_head(const float *qkv, float *ctx, size_t len, int h, int d, int hd,
+                           float *scores) {
+    int n = (int)len, ld = 3 * h;
     float scale = 1.0f / sqrtf((float)d);
-    for (int hd = 0; hd < heads; hd++) {
-        const float *q = qkv + (size_t)hd * (size_t)d;
-        const float *k = q + h, *v = q + 2 * h;
-        /* scores = scale q k^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, scale, q, ld, k, ld, 0.0f,
-                    scores, n);
-        for (size_t i = 0; i < len; i++) {
-            float *si = scores + i * len;
-            float max = -INFINITY;
-            for (size_t j = 0; j < len; j++)
-                if (si[j] > max) max = si[j];
-            float sum = 0;
-            for (size_t j = 0; j < len; j++) {
-                si[j] = expf(si[j] - max);
-                sum += si[j];
-            }
-            float inv = 1.0f / sum;
-            for (size_t j = 0; j < len; j++) si[j] *= inv;
-        }
-        /* ctx = p v */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, n, 1.0f, scores, n, v, ld,
-                    0.0f, ctx + (size_t)hd * (size_t)d, h);
-    }
+    const float *q = qkv + (size_t)hd * (size_t)d;
+    const float *k = q + h, *v = q + 2 * h;
+    /* scores = scale q k^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, scale, q, ld, k, ld, 0.0f,
+                scores, n);
+    for (size_t i = 0; i < len; i++) softmax_row(scores + i * len, len);
+    /* ctx = p v */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, n, 1.0f, scores, n, v, ld, 0.0f,
+                ctx + (size_t)hd * (size_t)d, h);
 }
 
 /* ------------------------------------------------------------ the forward pass --- */
+
+/* One forward pass, as the pool's tasks see it. Row tasks take `chunk` consecutive rows
+ * of the packed batch each; attention tasks one (sequence, head); pooling tasks one
+ * sequence. */
+typedef struct pass {
+    const bert_cpu *m;
+    scratch *sc;
+    const int32_t *const *ids;
+    const size_t *lens;
+    size_t n, total, chunk, h;
+    float *out;
+    /* The step that linear_task runs: y = in lin^T + b, then the epilogue on y's rows. */
+    const linear *lin;
+    const float *in;
+    float *y;
+    enum { EPI_NONE, EPI_GELU, EPI_ADD_NORM } epi;
+    const layer_norm *nm; /* EPI_ADD_NORM: x = LayerNorm(x + y) */
+} pass;
+
+/* Rows [*r0, *r1) of row task t; false when it has none. */
+static bool task_rows(const pass *p, size_t t, size_t *r0, size_t *r1) {
+    *r0 = t * p->chunk;
+    *r1 = *r0 + p->chunk < p->total ? *r0 + p->chunk : p->total;
+    return *r0 < *r1;
+}
+
+/* The sequence that packed row `row` belongs to (start is ascending). */
+static size_t seq_of(const pass *p, size_t row) {
+    size_t lo = 0, hi = p->n; /* start[lo] <= row < start[hi] (start[n] = total) */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->sc->start[mid] <= row) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Word + position + token type 0 embeddings, then LayerNorm. */
+static void embed_task(void *arg, size_t t, int thread) {
+    const pass *p = arg;
+    const bert_cpu *m = p->m;
+    size_t r0, r1, h = p->h;
+    if (!task_rows(p, t, &r0, &r1)) return;
+    size_t s = seq_of(p, r0);
+    for (size_t row = r0; row < r1; row++) {
+        while (s + 1 < p->n && p->sc->start[s + 1] <= row) s++;
+        size_t i = row - p->sc->start[s];
+        const float *we = m->word + (size_t)p->ids[s][i] * h;
+        const float *pe = m->position + i * h;
+        float *xr = p->sc->x + row * h;
+        for (size_t j = 0; j < h; j++) xr[j] = we[j] + pe[j] + m->type0[j];
+        norm_row(xr, NULL, h, &m->emb_norm, m->cfg.layer_norm_eps);
+    }
+}
+
+/* One linear layer on a block of rows and its epilogue on the rows still in cache. */
+static void linear_task(void *arg, size_t t, int thread) {
+    const pass *p = arg;
+    size_t r0, r1;
+    if (!task_rows(p, t, &r0, &r1)) return;
+    size_t in = (size_t)p->lin->in, out = (size_t)p->lin->out, rows = r1 - r0;
+    float *y = p->y + r0 * out;
+    gemm(p->lin, p->in + r0 * in, rows, y);
+    if (p->epi == EPI_GELU) {
+        gelu(y, rows * out);
+    } else if (p->epi == EPI_ADD_NORM) {
+        for (size_t r = 0; r < rows; r++)
+            norm_row(p->sc->x + (r0 + r) * p->h, y + r * out, p->h, p->nm,
+                     p->m->cfg.layer_norm_eps);
+    }
+}
+
+static void attention_task(void *arg, size_t t, int thread) {
+    const pass *p = arg;
+    int heads = p->m->cfg.num_attention_heads, hh = (int)p->h;
+    size_t s = t / (size_t)heads, start = p->sc->start[s];
+    attention_head(p->sc->qkv + start * 3 * p->h, p->sc->ctx + start * p->h, p->lens[s], hh,
+                   hh / heads, (int)(t % (size_t)heads),
+                   p->sc->scores + (size_t)thread * p->sc->len * p->sc->len);
+}
+
+/* Mean over sequence t's tokens, then L2 (sums in double, each in token order). */
+static void pool_task(void *arg, size_t t, int thread) {
+    const pass *p = arg;
+    size_t h = p->h, len = p->lens[t];
+    const float *x = p->sc->x + p->sc->start[t] * h;
+    double *sum = p->sc->sums + (size_t)thread * h;
+    float *o = p->out + t * h;
+    for (size_t j = 0; j < h; j++) sum[j] = 0;
+    for (size_t i = 0; i < len; i++)
+        for (size_t j = 0; j < h; j++) sum[j] += x[i * h + j];
+    double norm2 = 0;
+    for (size_t j = 0; j < h; j++) {
+        o[j] = (float)(sum[j] / (double)len);
+        norm2 += (double)o[j] * o[j];
+    }
+    if (p->m->cfg.normalize) {
+        double norm = sqrt(norm2);
+        if (norm < 1e-12) norm = 1e-12;
+        for (size_t j = 0; j < h; j++) o[j] = (float)(o[j] / norm);
+    }
+}
+
+/* Grows *a to n elements of size sz when it holds fewer (have); false when out of
+ * memory (*a is then unchanged and still owned by the scratch). */
+static bool grow(void *a, size_t n, size_t sz) {
+    void **pa = a;
+    void *na = realloc(*pa, (n ? n : 1) * sz);
+    if (!na) return false;
+    *pa = na;
+    return true;
+}
+
+/* Makes the scratch big enough for total tokens, sequences up to len tokens and n
+ * sequences; -1 when out of memory (the scratch keeps its old, smaller buffers). */
+static int scratch_fit(scratch *sc, const bert_config *c, int threads, size_t total, size_t len,
+                       size_t n) {
+    size_t h = (size_t)c->hidden_size, inter = (size_t)c->intermediate_size;
+    if (total > sc->tokens) {
+        if (!grow(&sc->x, total * h, sizeof(float)) || !grow(&sc->qkv, total * 3 * h, sizeof(float)) ||
+            !grow(&sc->ctx, total * h, sizeof(float)) || !grow(&sc->tmp, total * h, sizeof(float)) ||
+            !grow(&sc->mid, total * inter, sizeof(float)))
+            return -1;
+        sc->tokens = total;
+    }
+    if (len > sc->len) {
+        if (!grow(&sc->scores, (size_t)threads * len * len, sizeof(float))) return -1;
+        sc->len = len;
+    }
+    if (n + 1 > sc->seqs) {
+        if (!grow(&sc->start, n + 1, sizeof(size_t))) return -1;
+        sc->seqs = n + 1;
+    }
+    if (!sc->sums && !grow(&sc->sums, (size_t)threads * h, sizeof(double))) return -1;
+    return 0;
+}
+
+/* Rows per row task: the rows split evenly over the threads, each task at least
+ * MIN_TASK_ROWS rows (a product of fewer rows wastes most of a BLAS kernel's work). */
+#define MIN_TASK_ROWS 16
 
 int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens, size_t n, float *out,
                    char *err, size_t errlen) {
@@ -335,79 +611,48 @@ int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens, s
         total += lens[s];
         if (lens[s] > maxlen) maxlen = lens[s];
     }
-
-    /* Scratch: x, ctx, tmp [total, hidden]; qkv [total, 3 hidden]; mid [total,
-     * intermediate]; scores [maxlen, maxlen]. */
     if (total > SIZE_MAX / sizeof(float) / (inter > 3 * h ? inter : 3 * h) ||
-        total > (size_t)INT32_MAX)
+        total > (size_t)INT32_MAX || n > SIZE_MAX / sizeof(size_t) - 1)
         return fleet_err(err, errlen, "embed: %zu tokens is too many", total);
-    float *x = malloc(total * h * sizeof *x);
-    float *qkv = malloc(total * 3 * h * sizeof *qkv);
-    float *ctx = malloc(total * h * sizeof *ctx);
-    float *tmp = malloc(total * h * sizeof *tmp);
-    float *mid = malloc(total * inter * sizeof *mid);
-    float *scores = malloc(maxlen * maxlen * sizeof *scores);
-    int rc = -1;
-    if (!x || !qkv || !ctx || !tmp || !mid || !scores) {
+
+    pthread_mutex_lock(&m->mu);
+    int threads = cpu_pool_threads(m->pool), rc = -1;
+    scratch *sc = &m->scr;
+    if (scratch_fit(sc, c, threads, total, maxlen, n) != 0) {
         fleet_err(err, errlen, "embed: out of memory for %zu tokens", total);
         goto out;
     }
+    /* Sequence s occupies packed rows [start[s], start[s] + lens[s]). */
+    sc->start[0] = 0;
+    for (size_t s = 0; s < n; s++) sc->start[s + 1] = sc->start[s] + lens[s];
 
-    /* Embeddings, packed: sequence s occupies rows [start_s, start_s + lens[s]). */
-    size_t row = 0;
-    for (size_t s = 0; s < n; s++) {
-        for (size_t i = 0; i < lens[s]; i++, row++) {
-            const float *we = m->word + (size_t)ids[s][i] * h;
-            const float *pe = m->position + i * h;
-            float *xr = x + row * h;
-            for (size_t j = 0; j < h; j++) xr[j] = we[j] + pe[j] + m->type0[j];
-        }
-    }
-    add_norm(x, NULL, total, (int)h, &m->emb_norm, c->layer_norm_eps);
+    size_t row_tasks = (total + MIN_TASK_ROWS - 1) / MIN_TASK_ROWS;
+    if (row_tasks > (size_t)threads) row_tasks = (size_t)threads;
+    pass p = {.m = m, .sc = sc, .ids = ids, .lens = lens, .n = n, .total = total, .h = h,
+              .out = out};
+    p.chunk = (total + row_tasks - 1) / row_tasks;
+    row_tasks = (total + p.chunk - 1) / p.chunk;
+    size_t heads = (size_t)c->num_attention_heads;
 
+    cpu_pool_run(m->pool, row_tasks, embed_task, &p);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const encoder_layer *ly = &m->layers[l];
-        gemm(&ly->qkv, x, total, qkv);
-        size_t start = 0;
-        for (size_t s = 0; s < n; s++) {
-            attention(qkv + start * 3 * h, ctx + start * h, lens[s], (int)h, c->num_attention_heads,
-                      scores);
-            start += lens[s];
-        }
-        gemm(&ly->attn_out, ctx, total, tmp);
-        add_norm(x, tmp, total, (int)h, &ly->attn_norm, c->layer_norm_eps);
-        gemm(&ly->inter, x, total, mid);
-        gelu(mid, total * inter);
-        gemm(&ly->out, mid, total, tmp);
-        add_norm(x, tmp, total, (int)h, &ly->out_norm, c->layer_norm_eps);
+        p.lin = &ly->qkv, p.in = sc->x, p.y = sc->qkv, p.epi = EPI_NONE;
+        cpu_pool_run(m->pool, row_tasks, linear_task, &p);
+        cpu_pool_run(m->pool, n * heads, attention_task, &p);
+        p.lin = &ly->attn_out, p.in = sc->ctx, p.y = sc->tmp, p.epi = EPI_ADD_NORM;
+        p.nm = &ly->attn_norm;
+        cpu_pool_run(m->pool, row_tasks, linear_task, &p);
+        p.lin = &ly->inter, p.in = sc->x, p.y = sc->mid, p.epi = EPI_GELU;
+        cpu_pool_run(m->pool, row_tasks, linear_task, &p);
+        p.lin = &ly->out, p.in = sc->mid, p.y = sc->tmp, p.epi = EPI_ADD_NORM;
+        p.nm = &ly->out_norm;
+        cpu_pool_run(m->pool, row_tasks, linear_task, &p);
     }
-
-    /* Mean over each sequence's tokens, then L2 (sums in double). */
-    size_t start = 0;
-    for (size_t s = 0; s < n; s++) {
-        float *o = out + s * h;
-        double norm2 = 0;
-        for (size_t j = 0; j < h; j++) {
-            double sum = 0;
-            for (size_t i = 0; i < lens[s]; i++) sum += x[(start + i) * h + j];
-            o[j] = (float)(sum / (double)lens[s]);
-            norm2 += (double)o[j] * o[j];
-        }
-        if (c->normalize) {
-            double norm = sqrt(norm2);
-            if (norm < 1e-12) norm = 1e-12;
-            for (size_t j = 0; j < h; j++) o[j] = (float)(o[j] / norm);
-        }
-        start += lens[s];
-    }
+    cpu_pool_run(m->pool, n, pool_task, &p);
     rc = 0;
 out:
-    free(x);
-    free(qkv);
-    free(ctx);
-    free(tmp);
-    free(mid);
-    free(scores);
+    pthread_mutex_unlock(&m->mu);
     return rc;
 }
 

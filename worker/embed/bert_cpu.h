@@ -11,29 +11,36 @@
  * torch; tests/unit/bert_cpu_test.c holds it to 1e-4 relative); other backends implement
  * the same three functions.
  *
- * Products: every linear layer is one cblas_sgemm over all the call's tokens (query, key
- * and value stacked into one); attention is two sgemms per sequence and head (scores =
- * q k^T, ctx = p v) on strided views of the packed rows. Softmax, GELU and pooling are
- * plain loops; LayerNorm and pooling statistics are summed in double.
+ * Products: every linear layer is one cblas_sgemm per block of rows (query, key and value
+ * stacked into one layer); attention is two sgemms per sequence and head (scores =
+ * q k^T, ctx = p v) on strided views of the packed rows. Softmax, GELU, LayerNorm and
+ * pooling are row loops written to vectorize (exp and erf as branch-free polynomials);
+ * LayerNorm and pooling statistics are summed in double.
  *
  * Batches: the sequences of one call are packed end to end (no padding rows at all), and
  * attention runs per sequence over its own tokens, so no sequence sees another's. A
  * sequence's vector alone and in any batch agrees within 1e-6 relative (not bit for bit:
- * OpenBLAS may block or split a product differently for a different number of rows).
+ * OpenBLAS may block a product differently for a different number of rows).
  *
- * Threads: OpenBLAS's own pool, sized by OPENBLAS_NUM_THREADS (read at process start;
- * default one per online CPU), or by FLEET_CPU_THREADS=N, which bert_cpu_load
- * applies with openblas_set_num_threads (process-wide; a value outside [1, 1024] fails
- * the load).
+ * Threads: the model's own pool (cpu_pool.h) of FLEET_CPU_THREADS threads (the caller's
+ * included; a value outside [1, 1024] fails the load), or, without it, of OpenBLAS's
+ * default count: OPENBLAS_NUM_THREADS when set, else one per CPU the process may use.
+ * Each linear layer is split by blocks of rows, each block's bias, GELU or residual +
+ * LayerNorm done by the same thread while its rows are in cache; attention by (sequence,
+ * head); the embeddings by rows; pooling by sequence. OpenBLAS itself runs on one thread
+ * (openblas_set_num_threads(1) at the first load, process-wide), inside the pool's tasks,
+ * so the cores are never oversubscribed. Between calls the pool's threads sleep.
  *
  * Errors: 0 or -1; on -1 `err` holds a one-line message (errlen bytes, truncated as
  * snprintf does), e.g. "config.json: cannot read: ..." or "safetensors: DIR/model.
  * safetensors: ...", "embed: sequence 3: id 40000 outside the vocabulary (30522)".
  *
  * Ownership: a bert_cpu owns F32 copies of every weight (converted from F32, F16
- * or BF16 once at load; linear weights kept [out, in] as in the checkpoint); the safetensors
- * mapping is closed before bert_cpu_load returns. bert_cpu_embed allocates
- * its scratch per call and only reads the model, so threads may share one model.
+ * or BF16 once at load; linear weights kept [out, in] as in the checkpoint), its thread
+ * pool, and its scratch memory, which grows to the largest call seen and is kept until
+ * bert_cpu_free; the safetensors mapping is closed before bert_cpu_load returns. Threads
+ * may share one model: bert_cpu_embed takes the model's mutex, so calls run one at a
+ * time, each with all the pool's threads.
  */
 #ifndef EMBED_BERT_CPU_H
 #define EMBED_BERT_CPU_H
@@ -67,8 +74,8 @@ const bert_config *bert_cpu_config(const bert_cpu *m);
 int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens, size_t n, float *out,
                    char *err, size_t errlen);
 
-/* The threads OpenBLAS uses for one product now (after FLEET_CPU_THREADS, if a load
- * applied it). */
+/* The threads a model loaded now would use for its forward pass (FLEET_CPU_THREADS, or
+ * OpenBLAS's default count as above). */
 int bert_cpu_threads(void);
 
 /* Accepts NULL. */
