@@ -2,7 +2,7 @@
 # local.sh: a whole fleet on this machine, for trying it out.
 #
 #   ./deploy/local.sh          install deps, build (release) into build/, start Redis (AOF),
-#                              fleet-gateway, an echo worker and a sleep worker
+#                              fleet-gateway, an echo, a sleep and a classify worker
 #   ./deploy/local.sh stop     stop them all (by pidfile)
 #   ./deploy/local.sh status   show what runs
 #
@@ -50,6 +50,7 @@ PROCS=(
   "gateway:fleet-gateway:"
   "worker-echo:fleet-worker:--model echo"
   "worker-sleep:fleet-worker:--model sleep"
+  "worker-classify:fleet-worker:--model classify"
 )
 # What stop looks for: also the embed worker of an earlier run with FLEET_EMBED_MODEL.
 STOP_PROCS=("${PROCS[@]}" "worker-embed:fleet-worker:")
@@ -243,6 +244,7 @@ build() {
   # (docs/models.md, "Backend modules"): fleet-embed-cpu.so always, fleet-embed-cuda.so
   # where the build found nvcc.
   [[ -f build/bin/fleet-embed-cpu.so ]] || die "build/bin/fleet-embed-cpu.so was not built"
+  [[ -f build/bin/fleet-classify-cpu.so ]] || die "build/bin/fleet-classify-cpu.so was not built"
 }
 
 # webhook_secret prints the local fleet's webhook secret (whsec_ + 32 random bytes in
@@ -359,6 +361,11 @@ Wait for the result in one call, or follow a job live:
   curl -s -X POST $URL/v1/jobs -H 'Content-Type: application/json' -H 'Prefer: wait=30' \\
        -d '{"model":"echo","input":{"hello":"world"}}'
   curl -N $URL/v1/jobs/<id>/events
+
+Classify an image (a 28x28 garment, light on black; examples/classify/ has four):
+
+  curl -s -X POST $URL/v1/jobs -H 'Prefer: wait=10' \\
+       -F model=classify -F file=@examples/classify/sneaker.png
 
 Webhooks are signed with the secret in ${STATE#"$ROOT"/}/webhook_secret (docs/webhooks.md).
 EOT

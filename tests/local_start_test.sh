@@ -48,8 +48,15 @@ done
 [[ "$(curl -sf "$url/v1/jobs/$id/result")" == '{"hello":"local"}' ]] ||
   fail "the result is not the input"
 
+# The classify worker, on the example image the printed usage names.
+out=$(curl -sf -X POST "$url/v1/jobs" -H 'Prefer: wait=20' -F model=classify \
+      -F "file=@$src/examples/classify/sneaker.png") || fail "the classify submit failed"
+grep -q '"label":"Sneaker"' <<<"$out" || fail "the sneaker was not classified as one: $out"
+grep -q 'file=@examples/classify/sneaker.png' "$tmp/local.log" ||
+  fail "local.sh does not print how to classify an image"
+
 "$src/deploy/local.sh" status >"$tmp/status.log" 2>&1 || fail "local.sh status failed"
-for name in redis-server gateway worker-echo worker-sleep; do
+for name in redis-server gateway worker-echo worker-sleep worker-classify; do
   grep -q "$name: running" "$tmp/status.log" ||
     fail "status does not say $name runs: $(cat "$tmp/status.log")"
 done
