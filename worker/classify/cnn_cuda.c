@@ -33,6 +33,8 @@ typedef struct conv_layer {
     const char *name;      /* "conv1", "conv2" */
     int in_c, out_c, side; /* channels in and out; the side, the same in and out */
     const float *w, *b;    /* device: [out_c][in_c][3][3], [out_c] */
+    const float *in;       /* device: its input, [B][in_c][side][side] (x or p1) */
+    float *out;            /* device: its output with bias and ReLU (c1 or c2) */
     cudnnFilterDescriptor_t w_desc;
     cudnnConvolutionDescriptor_t desc;
     cudnnTensorDescriptor_t bias_desc;         /* 1 x out_c x 1 x 1 */
@@ -299,6 +301,10 @@ static int alloc_work(cnn_cuda *m, char *err, size_t errlen) {
         *dst[i] = p;
         p += round_up(sizes[i]);
     }
+    m->conv[0].in = m->x;
+    m->conv[0].out = m->c1;
+    m->conv[1].in = m->p1;
+    m->conv[1].out = m->c2;
     if (cuda_check(cudaMalloc((void **)&m->dpix, B * CNN_PIXELS), "allocating the pixel buffer",
                    err, errlen) != 0 ||
         cuda_check(cudaMallocHost((void **)&m->hpix, B * CNN_PIXELS),
@@ -345,11 +351,29 @@ static int fits_every_batch(cnn_cuda *m, conv_layer *c, cudnnConvolutionFwdAlgo_
     return 0;
 }
 
+/* Makes the convolutions' workspace at least size bytes (what it held is not kept). */
+static int grow_workspace(cnn_cuda *m, size_t size, char *err, size_t errlen) {
+    if (size <= m->conv_ws_size) return 0;
+    if (m->conv_ws) cudaFree(m->conv_ws);
+    m->conv_ws = NULL;
+    m->conv_ws_size = 0;
+    if (cuda_check(cudaMalloc(&m->conv_ws, size), "allocating the convolutions' workspace", err,
+                   errlen) != 0)
+        return -1;
+    m->conv_ws_size = size;
+    return 0;
+}
+
+static int conv_bias_relu(cnn_cuda *m, const conv_layer *c, char *err, size_t errlen);
+
 /* Picks conv's algorithm: cuDNN's heuristic order for max_batch images
  * (cudnnGetConvolutionForwardAlgorithm_v7), keeping the first that cuDNN supports here,
  * is neither FFT-based nor the non-fused Winograd (their transforms round more coarsely
- * than the 1e-5 check allows for), runs in float32 unless TF32 was asked for, and takes
- * every batch size 1..max_batch within CNN_CUDA_WORKSPACE_LIMIT bytes of workspace. */
+ * than the 1e-5 check allows for), runs in float32 unless TF32 was asked for, takes every
+ * batch size 1..max_batch within CNN_CUDA_WORKSPACE_LIMIT bytes of workspace, and runs:
+ * one trial at max_batch and at one image, as classify will call it (fused or not), for
+ * cuDNN may refuse a combination only when it is called (the fused call supports fewer
+ * than the plain convolution). The trials' output is overwritten by every call. */
 static int choose_algorithm(cnn_cuda *m, conv_layer *c, char *err, size_t errlen) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int got = 0;
@@ -376,27 +400,40 @@ static int choose_algorithm(cnn_cuda *m, conv_layer *c, char *err, size_t errlen
         cudnnMathType_t math = m->math == MATH_FP32 ? CUDNN_FMA_MATH : p->mathType;
         size_t ws;
         if (fits_every_batch(m, c, p->algo, math, &ws, why, sizeof why) != 0) continue;
+        if (grow_workspace(m, ws, err, errlen) != 0) return -1;
         c->algo = p->algo;
         c->algo_math = math;
         c->ws_need = ws;
-        return 0;
+        if (set_batch(m, m->max_batch, err, errlen) != 0) return -1;
+        int refused = conv_bias_relu(m, c, why, sizeof why) != 0;
+        if (!refused) {
+            if (set_batch(m, 1, err, errlen) != 0) return -1;
+            refused = conv_bias_relu(m, c, why, sizeof why) != 0;
+        }
+        /* what cuDNN queued must finish: an error there is no refusal but a failure */
+        if (cuda_check(cudaStreamSynchronize(m->stream), "trying a convolution algorithm", err,
+                       errlen) != 0)
+            return -1;
+        if (!refused) return 0;
     }
-    return fleet_err(err, errlen,
-                     "cuda: cuDNN offers no usable algorithm for %s (math %s, %d rated%s%s)",
-                     c->name, m->math == MATH_FP32 ? "fp32" : "tf32", got, why[0] ? "; " : "", why);
+    return fleet_err(
+        err, errlen,
+        "cuda: cuDNN offers no usable algorithm for %s (math %s, conv %s, %d rated%s%s)", c->name,
+        m->math == MATH_FP32 ? "fp32" : "tf32", m->fused ? "fused" : "separate", got,
+        why[0] ? "; the last refusal: " : "", why);
 }
 
+/* Both convolutions' algorithms, then the workspace: exactly what the larger needs. */
 static int choose_algorithms(cnn_cuda *m, char *err, size_t errlen) {
     if (choose_algorithm(m, &m->conv[0], err, errlen) != 0 ||
         choose_algorithm(m, &m->conv[1], err, errlen) != 0)
         return -1;
-    m->conv_ws_size = m->conv[0].ws_need > m->conv[1].ws_need ? m->conv[0].ws_need
-                                                              : m->conv[1].ws_need;
-    if (m->conv_ws_size > 0 &&
-        cuda_check(cudaMalloc(&m->conv_ws, m->conv_ws_size),
-                   "allocating the convolutions' workspace", err, errlen) != 0)
-        return -1;
-    return 0;
+    size_t need = m->conv[0].ws_need > m->conv[1].ws_need ? m->conv[0].ws_need : m->conv[1].ws_need;
+    if (need == m->conv_ws_size) return 0;
+    if (m->conv_ws) cudaFree(m->conv_ws);
+    m->conv_ws = NULL;
+    m->conv_ws_size = 0;
+    return grow_workspace(m, need, err, errlen);
 }
 
 static void ops_free(void *model) {
@@ -611,27 +648,26 @@ fail:
 
 /* ------------------------------------------------------------ the forward pass --- */
 
-/* conv's convolution, bias and ReLU from in to out (descriptors already set for the
- * call's batch). */
-static int conv_bias_relu(cnn_cuda *m, const conv_layer *c, const float *in, float *out, char *err,
-                          size_t errlen) {
+/* conv's convolution, bias and ReLU from its input to its output (descriptors already set
+ * for the call's batch). */
+static int conv_bias_relu(cnn_cuda *m, const conv_layer *c, char *err, size_t errlen) {
     const float one = 1.0f, zero = 0.0f;
     if (m->fused)
-        return dnn_check(cudnnConvolutionBiasActivationForward(m->dnn, &one, c->in_desc, in,
+        return dnn_check(cudnnConvolutionBiasActivationForward(m->dnn, &one, c->in_desc, c->in,
                                                                c->w_desc, c->w, c->desc, c->algo,
                                                                m->conv_ws, m->conv_ws_size, &zero,
                                                                c->out_desc, m->zero, c->bias_desc,
-                                                               c->b, m->relu, c->out_desc, out),
+                                                               c->b, m->relu, c->out_desc, c->out),
                          c->name, err, errlen);
     /* beta = 0: out is written, not read (its poison does not leak in) */
-    if (dnn_check(cudnnConvolutionForward(m->dnn, &one, c->in_desc, in, c->w_desc, c->w, c->desc,
+    if (dnn_check(cudnnConvolutionForward(m->dnn, &one, c->in_desc, c->in, c->w_desc, c->w, c->desc,
                                           c->algo, m->conv_ws, m->conv_ws_size, &zero, c->out_desc,
-                                          out),
+                                          c->out),
                   c->name, err, errlen) != 0 ||
-        dnn_check(cudnnAddTensor(m->dnn, &one, c->bias_desc, c->b, &one, c->out_desc, out),
+        dnn_check(cudnnAddTensor(m->dnn, &one, c->bias_desc, c->b, &one, c->out_desc, c->out),
                   "adding a convolution's bias", err, errlen) != 0 ||
-        dnn_check(cudnnActivationForward(m->dnn, m->relu, &one, c->out_desc, out, &zero,
-                                         c->out_desc, out),
+        dnn_check(cudnnActivationForward(m->dnn, m->relu, &one, c->out_desc, c->out, &zero,
+                                         c->out_desc, c->out),
                   "ReLU", err, errlen) != 0)
         return -1;
     return 0;
@@ -655,11 +691,11 @@ static int forward(cnn_cuda *m, const unsigned char *pixels, size_t n, float *pr
                    "copying the pixels to the GPU", err, errlen) != 0 ||
         cuda_check((cudaError_t)cnk_bytes_to_unit(m->dpix, (long)(n * CNN_PIXELS), m->x, m->stream),
                    "pixels to floats", err, errlen) != 0 ||
-        conv_bias_relu(m, &m->conv[0], m->x, m->c1, err, errlen) != 0 ||
+        conv_bias_relu(m, &m->conv[0], err, errlen) != 0 ||
         dnn_check(cudnnPoolingForward(m->dnn, m->pool, &one, m->conv[0].out_desc, m->c1, &zero,
                                       m->p1_desc, m->p1),
                   "pooling after conv1", err, errlen) != 0 ||
-        conv_bias_relu(m, &m->conv[1], m->p1, m->c2, err, errlen) != 0 ||
+        conv_bias_relu(m, &m->conv[1], err, errlen) != 0 ||
         dnn_check(cudnnPoolingForward(m->dnn, m->pool, &one, m->conv[1].out_desc, m->c2, &zero,
                                       m->p2_desc, m->p2),
                   "pooling after conv2", err, errlen) != 0)

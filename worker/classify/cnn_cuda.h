@@ -14,8 +14,10 @@
  *     (cudnnGetConvolutionForwardAlgorithm_v7: the fastest by cuDNN's heuristics among
  *     those that are float32-exact in the chosen math mode, need at most
  *     CNN_CUDA_WORKSPACE_LIMIT bytes of workspace, and are not FFT-based, whose rounding
- *     is coarser), checks that algorithm takes every batch size 1..CNN_CUDA_MAX_BATCH and
- *     allocates the largest workspace any of them needs, once;
+ *     is coarser), that takes every batch size 1..CNN_CUDA_MAX_BATCH and runs when tried
+ *     (at the largest batch and at one image, fused or not as classify calls it; cuDNN
+ *     may refuse a combination only when called: the next algorithm is tried then), and
+ *     allocates the largest workspace the two chosen need, once;
  *   - allocates every buffer for CNN_CUDA_MAX_BATCH images, plus pinned host buffers for
  *     the pixels and the probabilities, so classify allocates nothing;
  *   - checks itself: a batch of fixed pseudo-random images (with the all-black and the
