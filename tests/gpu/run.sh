@@ -28,7 +28,7 @@
 # 5. fleet-classify-check: cuDNN against the CPU backend on random images, batches of 1,
 #    2, 7, 63, 64, 65, 1024 images and random sizes, buffers poisoned with NaN before every
 #    call, fused and separate convolutions in float32 (limit 1e-5 absolute on each
-#    probability, the same class) and the opt-in tf32 (1e-3); it prints the convolution
+#    probability, the same class) and the opt-in tf32 (1e-2); it prints the convolution
 #    algorithms cuDNN was given.
 # 6. tests/gpu/torch_classify.py: fleet's probabilities against PyTorch in float64 on the
 #    same weights (limit 1e-5), and PyTorch's images/s at batch 1, 8, 64, 256, 1024 in
