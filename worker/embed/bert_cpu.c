@@ -17,10 +17,12 @@
 
 /* ------------------------------------------------------------ the model ---------- */
 
-/* A linear layer: w is [out, in], the checkpoint's layout (y = x w^T + b is one
- * cblas_sgemm with CblasTrans on w). */
+/* A linear layer y = x w^T + b. On a CPU with AVX-512 the weights are kept only packed
+ * for the product kernel below (wp: see pack_weights); elsewhere as w, [out, in], the
+ * checkpoint's layout, for one cblas_sgemm with CblasTrans on w. */
 typedef struct linear {
     float *w;
+    float *wp;
     float *b;
     int in, out;
 } linear;
@@ -48,6 +50,9 @@ typedef struct scratch {
     float *mid;    /* [tokens, intermediate] */
     float *scores; /* [threads, len, len]: one attention matrix per pool thread */
     double *sums;  /* [threads, hidden]: pooling sums per pool thread */
+    float *kv;     /* [threads, kv_floats]: attention's packed keys and values (the packed
+                    * product only), 64-byte aligned */
+    size_t kv_floats;
     size_t *start; /* [seqs]: each sequence's first row */
 } scratch;
 
@@ -64,6 +69,123 @@ struct bert_cpu {
     bool mu_init;
     scratch scr;
 };
+
+/* ------------------------------------------------------------ the packed product -- */
+
+/* On x86-64 CPUs with AVX-512 the linear layers run on our own kernel rather than
+ * OpenBLAS: the weights are packed once at load into the order the kernel reads them,
+ * and the bias is added as the results are stored, so a product copies neither weights
+ * nor bias per call (OpenBLAS repacks both operands of every call). Built with
+ * -DBERT_CPU_NO_AVX512 (to test the other path on such a CPU) or elsewhere, every
+ * product is OpenBLAS's.
+ *
+ * Layout: the out columns in panels of PANEL (two 16-float registers); panel p holds, for
+ * each k in [0, in), w[p PANEL + c][k] for c in [0, PANEL) contiguously, columns past
+ * `out` zero; the kernel reads it sequentially, and broadcasts the other operand's values
+ * straight from its rows. A block of MR rows by one panel keeps its 2 MR sums in registers over the whole of k, in order
+ * k = 0, 1, ... (one FMA each), and adds the bias last: a row's result does not depend on
+ * which rows share its block or its task, so a sequence alone and in a batch gets the
+ * same bits from these products. */
+#if defined(__x86_64__) && !defined(BERT_CPU_NO_AVX512)
+#define BERT_PACKED 1
+#include <immintrin.h>
+#endif
+
+#define PANEL 32
+#define MR 8
+/* Rows a linear task multiplies at a time: the block's input rows (BLOCK_ROWS x in
+ * floats), the panel being read and the block's results stay in the 1-2 MB L2 caches of
+ * current cores, and the epilogue (GELU, residual + LayerNorm) finds its rows there. */
+#define BLOCK_ROWS 64
+
+static bool packed_on(void) {
+#ifdef BERT_PACKED
+    static int on = -1;
+    if (on < 0) on = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return on;
+#else
+    return false;
+#endif
+}
+
+/* Packs the `out` x `in` matrix w (w[o][k] at w[o * ldo + k * ldk]) into panels at wp
+ * (the layout above: panels x in x PANEL floats). */
+static void pack_panels(const float *w, size_t ldo, size_t ldk, size_t out, size_t in,
+                        float *wp) {
+    for (size_t p = 0; p * PANEL < out; p++)
+        for (size_t k = 0; k < in; k++) {
+            float *dst = wp + (p * in + k) * PANEL;
+            for (size_t c = 0; c < PANEL; c++) {
+                size_t o = p * PANEL + c;
+                dst[c] = o < out ? w[o * ldo + k * ldk] : 0.0f;
+            }
+        }
+}
+
+/* Floats of a packed `out` x `in` matrix, rounded up to whole cache lines. */
+static size_t panels_floats(size_t out, size_t in) {
+    return (out + PANEL - 1) / PANEL * in * PANEL;
+}
+
+/* Packs l->w into l->wp and frees l->w; -1 when out of memory. */
+static int pack_weights(linear *l) {
+    size_t in = (size_t)l->in, out = (size_t)l->out;
+    if (!(l->wp = aligned_alloc(64, panels_floats(out, in) * sizeof(float)))) return -1;
+    pack_panels(l->w, in, 1, out, in, l->wp);
+    free(l->w);
+    l->w = NULL;
+    return 0;
+}
+
+#ifdef BERT_PACKED
+/* c[r][0, cols) = scale (sum over k of a[r][k] wp[k][.]) + bias for r < rows (<= MR): a
+ * is rows rows of `in` floats, lda apart; wp one panel; bias PANEL floats or NULL (none);
+ * m0 and m1 mask the panel's two halves to cols. Rows past `rows` repeat row 0 (their
+ * sums are never stored), so every call runs the same MR-row loop. */
+__attribute__((target("avx512f"))) static void kernel_avx512(const float *a, size_t lda,
+                                                             size_t rows, const float *wp,
+                                                             size_t in, const float *bias,
+                                                             float scale, float *c, size_t ldc,
+                                                             __mmask16 m0, __mmask16 m1) {
+    const float *ar[MR];
+    for (size_t r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * lda;
+    __m512 s0[MR], s1[MR];
+    for (int r = 0; r < MR; r++) s0[r] = s1[r] = _mm512_setzero_ps();
+    for (size_t k = 0; k < in; k++) {
+        __m512 w0 = _mm512_load_ps(wp + k * PANEL), w1 = _mm512_load_ps(wp + k * PANEL + 16);
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(ar[r][k]);
+            s0[r] = _mm512_fmadd_ps(av, w0, s0[r]);
+            s1[r] = _mm512_fmadd_ps(av, w1, s1[r]);
+        }
+    }
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps(), sc = _mm512_set1_ps(scale);
+    if (bias) {
+        b0 = _mm512_maskz_loadu_ps(m0, bias);
+        b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+    for (size_t r = 0; r < rows; r++) {
+        _mm512_mask_storeu_ps(c + r * ldc, m0, _mm512_add_ps(_mm512_mul_ps(s0[r], sc), b0));
+        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, _mm512_add_ps(_mm512_mul_ps(s1[r], sc), b1));
+    }
+}
+
+/* c[t, 0, out) = scale a[t, :] W^T + b for t < rows: W packed by pack_panels (`in` by
+ * `out`), a rows lda apart, c rows ldc apart, bias `out` floats or NULL. Panel by panel,
+ * so one panel is read from cache by all the rows' blocks. */
+static void gemm_panels(const float *a, size_t lda, size_t rows, const float *wp, size_t in,
+                        size_t out, const float *bias, float scale, float *c, size_t ldc) {
+    for (size_t p = 0; p * PANEL < out; p++) {
+        size_t cols = out - p * PANEL < PANEL ? out - p * PANEL : PANEL;
+        __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xffffu : (1u << cols) - 1);
+        __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xffffu : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
+        for (size_t r0 = 0; r0 < rows; r0 += MR)
+            kernel_avx512(a + r0 * lda, lda, rows - r0 < MR ? rows - r0 : MR, wp + p * in * PANEL,
+                          in, bias ? bias + p * PANEL : NULL, scale, c + r0 * ldc + p * PANEL, ldc,
+                          m0, m1);
+    }
+}
+#endif
 
 /* ------------------------------------------------------------ loading ------------ */
 /* Copies tensor prefix+name (already checked for shape and a float dtype) to a new F32
@@ -223,6 +345,11 @@ int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen) {
             layer_norm_load(st, prefix, n1, &ly->attn_norm, err, errlen) != 0 ||
             layer_norm_load(st, prefix, n2, &ly->out_norm, err, errlen) != 0)
             goto err;
+        if (packed_on() && (pack_weights(&ly->qkv) != 0 || pack_weights(&ly->attn_out) != 0 ||
+                            pack_weights(&ly->inter) != 0 || pack_weights(&ly->out) != 0)) {
+            fleet_err(err, errlen, "embed: out of memory packing layer %d's weights", l);
+            goto err;
+        }
     }
     st_close(st);
     *out = m;
@@ -237,6 +364,7 @@ const bert_config *bert_cpu_config(const bert_cpu *m) { return &m->cfg; }
 
 static void linear_free(linear *l) {
     free(l->w);
+    free(l->wp);
     free(l->b);
 }
 
@@ -253,6 +381,7 @@ static void scratch_free(scratch *sc) {
     free(sc->mid);
     free(sc->scores);
     free(sc->sums);
+    free(sc->kv);
     free(sc->start);
     memset(sc, 0, sizeof *sc);
 }
@@ -422,9 +551,16 @@ BERT_CLONES static void softmax_row(float *s, size_t n) {
     for (j = 0; j < n; j++) s[j] *= inv;
 }
 
-/* y[t, :] = x[t, :] w^T + b for t < rows: the bias rows, then one sgemm adding to them
- * (OpenBLAS on one thread: the caller is a pool task). */
+/* y[t, :] = x[t, :] w^T + b for t < rows: the packed kernel, or the bias rows, then one
+ * sgemm adding to them (OpenBLAS on one thread: the caller is a pool task). */
 static void gemm(const linear *l, const float *x, size_t rows, float *y) {
+#ifdef BERT_PACKED
+    if (l->wp) {
+        gemm_panels(x, (size_t)l->in, rows, l->wp, (size_t)l->in, (size_t)l->out, l->b, 1.0f, y,
+                    (size_t)l->out);
+        return;
+    }
+#endif
     size_t out = (size_t)l->out;
     for (size_t t = 0; t < rows; t++) memcpy(y + t * out, l->b, out * sizeof *y);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, l->out, l->in, 1.0f, x,
@@ -437,11 +573,27 @@ static void gemm(const linear *l, const float *x, size_t rows, float *y) {
  * each product is one sgemm over strided rows (lda 3 hidden). Only this sequence's
  * tokens are keys, so no mask is needed. scores holds len x len floats. */
 static void attention_head(const float *qkv, float *ctx, size_t len, int h, int d, int hd,
-                           float *scores) {
+                           float *scores, float *kv) {
     int n = (int)len, ld = 3 * h;
     float scale = 1.0f / sqrtf((float)d);
     const float *q = qkv + (size_t)hd * (size_t)d;
     const float *k = q + h, *v = q + 2 * h;
+#ifdef BERT_PACKED
+    if (kv) {
+        /* The keys as a len x d "weight" (scores = scale q K^T), the values transposed as a
+         * d x len one (ctx = p V), each packed into this thread's kv. */
+        size_t sd = (size_t)d, sld = (size_t)ld;
+        float *kp = kv, *vp = kv + panels_floats(len, sd);
+        pack_panels(k, sld, 1, len, sd, kp);
+        gemm_panels(q, sld, len, kp, sd, len, NULL, scale, scores, len);
+        for (size_t i = 0; i < len; i++) softmax_row(scores + i * len, len);
+        pack_panels(v, 1, sld, sd, len, vp);
+        gemm_panels(scores, len, len, vp, len, sd, NULL, 1.0f, ctx + (size_t)hd * sd, (size_t)h);
+        return;
+    }
+#else
+    (void)kv;
+#endif
     /* scores = scale q k^T */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, scale, q, ld, k, ld, 0.0f,
                 scores, n);
@@ -507,20 +659,24 @@ static void embed_task(void *arg, size_t t, int thread) {
     }
 }
 
-/* One linear layer on a block of rows and its epilogue on the rows still in cache. */
+/* One linear layer on the task's rows, BLOCK_ROWS at a time, each block's epilogue run
+ * on its rows while they are still in cache. */
 static void linear_task(void *arg, size_t t, int thread) {
     const pass *p = arg;
-    size_t r0, r1;
-    if (!task_rows(p, t, &r0, &r1)) return;
-    size_t in = (size_t)p->lin->in, out = (size_t)p->lin->out, rows = r1 - r0;
-    float *y = p->y + r0 * out;
-    gemm(p->lin, p->in + r0 * in, rows, y);
-    if (p->epi == EPI_GELU) {
-        gelu(y, rows * out);
-    } else if (p->epi == EPI_ADD_NORM) {
-        for (size_t r = 0; r < rows; r++)
-            norm_row(p->sc->x + (r0 + r) * p->h, y + r * out, p->h, p->nm,
-                     p->m->cfg.layer_norm_eps);
+    size_t t0, t1;
+    if (!task_rows(p, t, &t0, &t1)) return;
+    size_t in = (size_t)p->lin->in, out = (size_t)p->lin->out;
+    for (size_t r0 = t0; r0 < t1; r0 += BLOCK_ROWS) {
+        size_t rows = t1 - r0 < BLOCK_ROWS ? t1 - r0 : BLOCK_ROWS;
+        float *y = p->y + r0 * out;
+        gemm(p->lin, p->in + r0 * in, rows, y);
+        if (p->epi == EPI_GELU) {
+            gelu(y, rows * out);
+        } else if (p->epi == EPI_ADD_NORM) {
+            for (size_t r = 0; r < rows; r++)
+                norm_row(p->sc->x + (r0 + r) * p->h, y + r * out, p->h, p->nm,
+                         p->m->cfg.layer_norm_eps);
+        }
     }
 }
 
@@ -530,7 +686,8 @@ static void attention_task(void *arg, size_t t, int thread) {
     size_t s = t / (size_t)heads, start = p->sc->start[s];
     attention_head(p->sc->qkv + start * 3 * p->h, p->sc->ctx + start * p->h, p->lens[s], hh,
                    hh / heads, (int)(t % (size_t)heads),
-                   p->sc->scores + (size_t)thread * p->sc->len * p->sc->len);
+                   p->sc->scores + (size_t)thread * p->sc->len * p->sc->len,
+                   p->sc->kv ? p->sc->kv + (size_t)thread * p->sc->kv_floats : NULL);
 }
 
 /* Mean over sequence t's tokens, then L2 (sums in double, each in token order). */
@@ -579,6 +736,15 @@ static int scratch_fit(scratch *sc, const bert_config *c, int threads, size_t to
     }
     if (len > sc->len) {
         if (!grow(&sc->scores, (size_t)threads * len * len, sizeof(float))) return -1;
+        if (packed_on()) {
+            size_t d = h / (size_t)c->num_attention_heads;
+            size_t kvf = panels_floats(len, d) + panels_floats(d, len);
+            float *kv = aligned_alloc(64, (size_t)threads * kvf * sizeof(float));
+            if (!kv) return -1;
+            free(sc->kv);
+            sc->kv = kv;
+            sc->kv_floats = kvf;
+        }
         sc->len = len;
     }
     if (n + 1 > sc->seqs) {
