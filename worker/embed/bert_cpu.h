@@ -11,16 +11,20 @@
  * torch; tests/unit/bert_cpu_test.c holds it to 1e-4 relative); other backends implement
  * the same three functions.
  *
- * Products: every linear layer is one cblas_sgemm per block of rows (query, key and value
- * stacked into one layer); attention is two sgemms per sequence and head (scores =
- * q k^T, ctx = p v) on strided views of the packed rows. Softmax, GELU, LayerNorm and
- * pooling are row loops written to vectorize (exp and erf as branch-free polynomials);
- * LayerNorm and pooling statistics are summed in double.
+ * Products: every linear layer is one product per block of rows (query, key and value
+ * stacked into one layer); attention is two products per sequence and head (scores =
+ * q k^T, ctx = p v) on strided views of the packed rows. On x86-64 CPUs with AVX-512 they
+ * run on bert_cpu.c's own kernel, the layers' weights packed for it once at load;
+ * elsewhere on OpenBLAS's cblas_sgemm. Softmax, GELU, LayerNorm and pooling are row
+ * loops written to vectorize (exp and erf as branch-free polynomials); LayerNorm and
+ * pooling statistics are summed in double.
  *
  * Batches: the sequences of one call are packed end to end (no padding rows at all), and
  * attention runs per sequence over its own tokens, so no sequence sees another's. A
- * sequence's vector alone and in any batch agrees within 1e-6 relative (not bit for bit:
- * OpenBLAS may block a product differently for a different number of rows).
+ * sequence's vector alone and in any batch, on any number of threads, agrees within 1e-6
+ * relative; with the AVX-512 kernel bit for bit (a row's sums never depend on the other
+ * rows), with OpenBLAS not quite (it may block a product differently for a different
+ * number of rows).
  *
  * Threads: the model's own pool (cpu_pool.h) of FLEET_CPU_THREADS threads (the caller's
  * included; a value outside [1, 1024] fails the load), or, without it, of OpenBLAS's
@@ -36,7 +40,8 @@
  * safetensors: ...", "embed: sequence 3: id 40000 outside the vocabulary (30522)".
  *
  * Ownership: a bert_cpu owns F32 copies of every weight (converted from F32, F16
- * or BF16 once at load; linear weights kept [out, in] as in the checkpoint), its thread
+ * or BF16 once at load; linear weights kept [out, in] as in the checkpoint, or only in
+ * the kernel's packed order where it is used, padded to 32 outputs), its thread
  * pool, and its scratch memory, which grows to the largest call seen and is kept until
  * bert_cpu_free; the safetensors mapping is closed before bert_cpu_load returns. Threads
  * may share one model: bert_cpu_embed takes the model's mutex, so calls run one at a
