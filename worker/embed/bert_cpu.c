@@ -755,9 +755,22 @@ static int scratch_fit(scratch *sc, const bert_config *c, int threads, size_t to
     return 0;
 }
 
-/* Rows per row task: the rows split evenly over the threads, each task at least
- * MIN_TASK_ROWS rows (a product of fewer rows wastes most of a BLAS kernel's work). */
+/* Rows per row task. With OpenBLAS, the rows split evenly over the threads, each task
+ * at least MIN_TASK_ROWS rows: every sgemm call repacks the whole weight matrix, so
+ * fewer, larger calls are cheaper. With the packed kernel, which repacks nothing, tasks
+ * of at most BLOCK_ROWS rows (a multiple of MR), taken from the pool's shared counter,
+ * so a thread slowed by another process on its core does less of the work instead of
+ * holding up the rest. */
 #define MIN_TASK_ROWS 16
+
+static size_t rows_per_task(size_t total, int threads) {
+    size_t per_thread = (total + (size_t)threads - 1) / (size_t)threads;
+    if (packed_on()) {
+        per_thread = (per_thread + MR - 1) / MR * MR;
+        return per_thread < BLOCK_ROWS ? per_thread : BLOCK_ROWS;
+    }
+    return per_thread > MIN_TASK_ROWS ? per_thread : MIN_TASK_ROWS;
+}
 
 int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens, size_t n, float *out,
                    char *err, size_t errlen) {
@@ -792,12 +805,10 @@ int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens, s
     sc->start[0] = 0;
     for (size_t s = 0; s < n; s++) sc->start[s + 1] = sc->start[s] + lens[s];
 
-    size_t row_tasks = (total + MIN_TASK_ROWS - 1) / MIN_TASK_ROWS;
-    if (row_tasks > (size_t)threads) row_tasks = (size_t)threads;
     pass p = {.m = m, .sc = sc, .ids = ids, .lens = lens, .n = n, .total = total, .h = h,
               .out = out};
-    p.chunk = (total + row_tasks - 1) / row_tasks;
-    row_tasks = (total + p.chunk - 1) / p.chunk;
+    p.chunk = rows_per_task(total, threads);
+    size_t row_tasks = (total + p.chunk - 1) / p.chunk;
     size_t heads = (size_t)c->num_attention_heads;
 
     cpu_pool_run(m->pool, row_tasks, embed_task, &p);
