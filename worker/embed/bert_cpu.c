@@ -248,46 +248,53 @@ static int layer_norm_load(const st_file *st, const char *prefix, const char *ba
     return (nm->b = load_tensor(st, prefix, name, NULL, err, errlen)) ? 0 : -1;
 }
 
-/* OpenBLAS's own thread count before the first load set it to 1: OPENBLAS_NUM_THREADS
- * when set, else OpenBLAS's default (one per CPU the process may use). */
-static int blas_default_threads = 1;
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
-static void blas_single(void) {
-    int n = openblas_get_num_threads();
-    blas_default_threads = n < 1 ? 1 : n > CPU_POOL_MAX_THREADS ? CPU_POOL_MAX_THREADS : n;
-    /* Every product runs inside a pool task, on that task's thread: OpenBLAS threads of its
-     * own would only contend with the pool's for the same cores. */
-    openblas_set_num_threads(1);
-}
+/* Every product runs inside a pool task, on that task's thread: OpenBLAS threads of its
+ * own would only contend with the pool's for the same cores. */
+static void blas_single(void) { openblas_set_num_threads(1); }
 
-/* The threads a forward pass uses: FLEET_CPU_THREADS when set, else OpenBLAS's default.
- * -1 with err set when FLEET_CPU_THREADS is not an integer in [1, 1024]. */
-static int threads_wanted(int *n, char *err, size_t errlen) {
-    pthread_once(&blas_once, blas_single);
-    *n = blas_default_threads;
-    const char *v = getenv("FLEET_CPU_THREADS");
+/* An environment variable holding an integer in [1, 1024]: 1 with *n set, 0 when unset
+ * or empty, -1 when it holds anything else. */
+static int env_threads(const char *name, int *n) {
+    const char *v = getenv(name);
     if (!v || !*v) return 0;
     char *end;
     errno = 0;
     long t = strtol(v, &end, 10);
-    if (*end || errno || t < 1 || t > 1024)
-        return fleet_err(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, 1024]", v);
+    if (*end || errno || t < 1 || t > 1024) return -1;
     *n = (int)t;
+    return 1;
+}
+
+/* The threads a forward pass uses: FLEET_CPU_THREADS; else OPENBLAS_NUM_THREADS, which
+ * sized OpenBLAS's own threads before the pool did the work (a value OpenBLAS would not
+ * take is ignored, as OpenBLAS ignores it); else one per CPU the process may use. Read
+ * from the environment each time rather than from OpenBLAS, which a load sets to 1 (and
+ * a backend module holds its own copy of this file). -1 with err set when
+ * FLEET_CPU_THREADS is not an integer in [1, 1024]. */
+static int threads_wanted(int *n, char *err, size_t errlen) {
+    *n = 1;
+    int rc = env_threads("FLEET_CPU_THREADS", n);
+    if (rc < 0)
+        return fleet_err(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, 1024]",
+                         getenv("FLEET_CPU_THREADS"));
+    if (rc == 0 && env_threads("OPENBLAS_NUM_THREADS", n) != 1) *n = cpu_pool_default_threads();
     return 0;
 }
 
 int bert_cpu_threads(void) {
-    int n;
+    int n = 1;
     char err[128];
-    threads_wanted(&n, err, sizeof err);
-    return n;
+    if (threads_wanted(&n, err, sizeof err) == 0) return n;
+    return env_threads("OPENBLAS_NUM_THREADS", &n) == 1 ? n : cpu_pool_default_threads();
 }
 
 int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen) {
     *out = NULL;
-    int threads;
+    int threads = 1;
     if (threads_wanted(&threads, err, errlen) != 0) return -1;
+    pthread_once(&blas_once, blas_single);
     st_file *st = NULL;
     bert_cpu *m = calloc(1, sizeof *m);
     if (!m) return fleet_err(err, errlen, "embed: out of memory");

@@ -27,8 +27,9 @@
  * number of rows).
  *
  * Threads: the model's own pool (cpu_pool.h) of FLEET_CPU_THREADS threads (the caller's
- * included; a value outside [1, 1024] fails the load), or, without it, of OpenBLAS's
- * default count: OPENBLAS_NUM_THREADS when set, else one per CPU the process may use.
+ * included; a value outside [1, 1024] fails the load); without it, OPENBLAS_NUM_THREADS
+ * (as before the pool, when it sized OpenBLAS's threads), else one per CPU the process
+ * may use (its affinity mask).
  * Each linear layer is split by blocks of rows, each block's bias, GELU or residual +
  * LayerNorm done by the same thread while its rows are in cache; attention by (sequence,
  * head); the embeddings by rows; pooling by sequence. OpenBLAS itself runs on one thread
@@ -79,8 +80,8 @@ const bert_config *bert_cpu_config(const bert_cpu *m);
 int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens, size_t n, float *out,
                    char *err, size_t errlen);
 
-/* The threads a model loaded now would use for its forward pass (FLEET_CPU_THREADS, or
- * OpenBLAS's default count as above). */
+/* The threads a model loaded now would use for its forward pass (as above; an invalid
+ * FLEET_CPU_THREADS, which fails a load, counts as unset here). */
 int bert_cpu_threads(void);
 
 /* Accepts NULL. */
