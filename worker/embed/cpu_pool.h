@@ -14,7 +14,8 @@
  *
  * Several threads may call cpu_pool_run on one pool: runs are taken one at a time (a mutex),
  * never interleaved. fn must not call cpu_pool_run on its own pool (it would wait for
- * itself).
+ * itself). A pool does not survive fork(): the child has none of its threads, so only
+ * the process that made a pool may run it.
  *
  * Errors: cpu_pool_new returns NULL when threads is outside [1, CPU_POOL_MAX_THREADS] or a
  * thread cannot be started (errno says why). cpu_pool_free accepts NULL and joins the
