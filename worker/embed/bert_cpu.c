@@ -82,10 +82,10 @@ struct bert_cpu {
  * Layout: the out columns in panels of PANEL (two 16-float registers); panel p holds, for
  * each k in [0, in), w[p PANEL + c][k] for c in [0, PANEL) contiguously, columns past
  * `out` zero; the kernel reads it sequentially, and broadcasts the other operand's values
- * straight from its rows. A block of MR rows by one panel keeps its 2 MR sums in registers over the whole of k, in order
- * k = 0, 1, ... (one FMA each), and adds the bias last: a row's result does not depend on
- * which rows share its block or its task, so a sequence alone and in a batch gets the
- * same bits from these products. */
+ * straight from its rows. A block of MR rows by one panel keeps its 2 MR sums in
+ * registers over the whole of k, in order k = 0, 1, ... (one FMA each), and adds the bias
+ * last: a row's result does not depend on which rows share its block or its task, so a
+ * sequence alone and in a batch gets the same bits from these products. */
 #if defined(__x86_64__) && !defined(BERT_CPU_NO_AVX512)
 #define BERT_PACKED 1
 #include <immintrin.h>
@@ -98,11 +98,11 @@ struct bert_cpu {
  * current cores, and the epilogue (GELU, residual + LayerNorm) finds its rows there. */
 #define BLOCK_ROWS 64
 
+/* Whether this CPU runs the packed kernel (the same answer every time: a load packs the
+ * weights by it, and a forward pass reads them by it). */
 static bool packed_on(void) {
 #ifdef BERT_PACKED
-    static int on = -1;
-    if (on < 0) on = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return on;
+    return __builtin_cpu_supports("avx512f");
 #else
     return false;
 #endif
@@ -188,6 +188,7 @@ static void gemm_panels(const float *a, size_t lda, size_t rows, const float *wp
 #endif
 
 /* ------------------------------------------------------------ loading ------------ */
+
 /* Copies tensor prefix+name (already checked for shape and a float dtype) to a new F32
  * array (st_read_f32 converts F16 and BF16); returns NULL with err set. */
 static float *load_tensor(const st_file *st, const char *prefix, const char *name, size_t *count,
@@ -268,8 +269,8 @@ static int env_threads(const char *name, int *n) {
 }
 
 /* The threads a forward pass uses: FLEET_CPU_THREADS; else OPENBLAS_NUM_THREADS, which
- * sized OpenBLAS's own threads before the pool did the work (a value OpenBLAS would not
- * take is ignored, as OpenBLAS ignores it); else one per CPU the process may use. Read
+ * sized OpenBLAS's own threads before the pool did the work (ignored unless an integer in
+ * [1, 1024]); else one per CPU the process may use. Read
  * from the environment each time rather than from OpenBLAS, which a load sets to 1 (and
  * a backend module holds its own copy of this file). -1 with err set when
  * FLEET_CPU_THREADS is not an integer in [1, 1024]. */
@@ -303,10 +304,6 @@ int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen) {
         return fleet_err(err, errlen, "embed: cannot create a mutex");
     }
     m->mu_init = true;
-    if (!(m->pool = cpu_pool_new(threads))) {
-        fleet_err(err, errlen, "embed: cannot start %d threads: %s", threads, strerror(errno));
-        goto err;
-    }
     if (bert_config_load(dir, &m->cfg, err, errlen) != 0) goto err;
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", dir) >= sizeof path) {
@@ -357,6 +354,10 @@ int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen) {
             fleet_err(err, errlen, "embed: out of memory packing layer %d's weights", l);
             goto err;
         }
+    }
+    if (!(m->pool = cpu_pool_new(threads))) {
+        fleet_err(err, errlen, "embed: cannot start %d threads: %s", threads, strerror(errno));
+        goto err;
     }
     st_close(st);
     *out = m;
