@@ -250,7 +250,12 @@ TL_TEST(faults_are_named) {
  * vector registers, head size 10, intermediate 72) and whose positions allow sequences of
  * 127 and 129 tokens (one either side of a multiple of 8, 16 and 32). */
 static const bert_gen_shape odd_shape = {
-    .hidden = 40, .layers = 2, .heads = 4, .inter = 72, .vocab = 100, .max_pos = 160,
+    .hidden = 40,
+    .layers = 2,
+    .heads = 4,
+    .inter = 72,
+    .vocab = 100,
+    .max_pos = 160,
     .max_seq_length = 160,
 };
 
@@ -352,8 +357,8 @@ static void ref_embed(const ref_model *r, const int32_t *ids, size_t n, float *o
         for (size_t i = 0; i < n * h; i++) x[i] += tmp[i];
         ref_norm(x, n, h, W("attention.output.LayerNorm.weight"),
                  W("attention.output.LayerNorm.bias"), r->eps);
-        ref_linear(x, n, h, W("intermediate.dense.weight"), W("intermediate.dense.bias"),
-                   r->inter, mid);
+        ref_linear(x, n, h, W("intermediate.dense.weight"), W("intermediate.dense.bias"), r->inter,
+                   mid);
         for (size_t i = 0; i < n * r->inter; i++)
             mid[i] = 0.5 * mid[i] * (1.0 + erf(mid[i] / sqrt(2.0)));
         ref_linear(mid, n, r->inter, W("output.dense.weight"), W("output.dense.bias"), h, tmp);
@@ -388,8 +393,11 @@ TL_TEST(odd_lengths_and_threads_match_a_double_reference) {
         }
         ids[s] = seq;
     }
-    ref_model r = {.h = h, .inter = (size_t)odd_shape.inter, .heads = (size_t)odd_shape.heads,
-                   .layers = odd_shape.layers, .eps = 1e-12};
+    ref_model r = {.h = h,
+                   .inter = (size_t)odd_shape.inter,
+                   .heads = (size_t)odd_shape.heads,
+                   .layers = odd_shape.layers,
+                   .eps = 1e-12};
     char err[512] = "";
     if (st_open(tl_printf("%s/model.safetensors", dir), &r.st, err, sizeof err) != 0)
         FAILF("%s", err);

@@ -17,11 +17,11 @@
 enum { MAX_TASKS = 5000, MAX_THREADS = 8 };
 
 typedef struct counts {
-    atomic_int runs[MAX_TASKS];        /* times each task ran */
-    atomic_int busy[MAX_THREADS];      /* tasks running now on each thread index */
+    atomic_int runs[MAX_TASKS];   /* times each task ran */
+    atomic_int busy[MAX_THREADS]; /* tasks running now on each thread index */
     atomic_int per_thread[MAX_THREADS];
-    atomic_int overlaps;               /* a task found its thread index busy */
-    atomic_int bad_thread;             /* a thread index outside [0, threads) */
+    atomic_int overlaps;   /* a task found its thread index busy */
+    atomic_int bad_thread; /* a thread index outside [0, threads) */
     int threads;
 } counts;
 
@@ -46,8 +46,8 @@ static void check_once(cpu_pool *p, size_t ntasks, int rounds) {
     for (int r = 0; r < rounds; r++) cpu_pool_run(p, ntasks, count_task, c);
     for (size_t t = 0; t < ntasks; t++)
         if (atomic_load(&c->runs[t]) != rounds)
-            FAILF("%d threads, %zu tasks: task %zu ran %d times in %d runs", c->threads, ntasks,
-                  t, atomic_load(&c->runs[t]), rounds);
+            FAILF("%d threads, %zu tasks: task %zu ran %d times in %d runs", c->threads, ntasks, t,
+                  atomic_load(&c->runs[t]), rounds);
     for (size_t t = ntasks; t < MAX_TASKS; t++) ASSERT_EQ_INT(atomic_load(&c->runs[t]), 0);
     ASSERT_EQ_INT(atomic_load(&c->overlaps), 0);
     ASSERT_EQ_INT(atomic_load(&c->bad_thread), 0);

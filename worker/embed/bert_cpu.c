@@ -110,8 +110,7 @@ static bool packed_on(void) {
 
 /* Packs the `out` x `in` matrix w (w[o][k] at w[o * ldo + k * ldk]) into panels at wp
  * (the layout above: panels x in x PANEL floats). */
-static void pack_panels(const float *w, size_t ldo, size_t ldk, size_t out, size_t in,
-                        float *wp) {
+static void pack_panels(const float *w, size_t ldo, size_t ldk, size_t out, size_t in, float *wp) {
     for (size_t p = 0; p * PANEL < out; p++)
         for (size_t k = 0; k < in; k++) {
             float *dst = wp + (p * in + k) * PANEL;
@@ -142,11 +141,9 @@ static int pack_weights(linear *l) {
  * is rows rows of `in` floats, lda apart; wp one panel; bias PANEL floats or NULL (none);
  * m0 and m1 mask the panel's two halves to cols. Rows past `rows` repeat row 0 (their
  * sums are never stored), so every call runs the same MR-row loop. */
-__attribute__((target("avx512f"))) static void kernel_avx512(const float *a, size_t lda,
-                                                             size_t rows, const float *wp,
-                                                             size_t in, const float *bias,
-                                                             float scale, float *c, size_t ldc,
-                                                             __mmask16 m0, __mmask16 m1) {
+__attribute__((target("avx512f"))) static void
+kernel_avx512(const float *a, size_t lda, size_t rows, const float *wp, size_t in,
+              const float *bias, float scale, float *c, size_t ldc, __mmask16 m0, __mmask16 m1) {
     const float *ar[MR];
     for (size_t r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * lda;
     __m512 s0[MR], s1[MR];
@@ -469,9 +466,9 @@ static inline float erf_approx(float x) {
  * rounded to nearest (the 1.5 * 2^23 trick) and ln2 in two parts (Cody and Waite), so
  * |f| <= ln2 / 2; e^f by Cephes' degree-7 polynomial for expf; 2^n put into the exponent
  * bits (|n| <= 126, so no overflow or denormal). Within 1 ulp of exp over [-87, 87]
- * (0.99 ulp at worst against double exp on a 1e-4 grid); softmax's inputs are <= 0 after the row's
- * maximum is subtracted, and any below -87 (e^-87 = 1.6e-38) are as good as 0 next to
- * the maximum's 1. */
+ * (0.99 ulp at worst against double exp on a 1e-4 grid); softmax's inputs are <= 0
+ * after the row's maximum is subtracted, and any below -87 (e^-87 = 1.6e-38) are as good
+ * as 0 next to the maximum's 1. */
 static inline float exp_approx(float x) {
     uint32_t bits = f2u(x);
     uint32_t mag = bits & 0x7fffffffu;
@@ -603,8 +600,8 @@ static void attention_head(const float *qkv, float *ctx, size_t len, int h, int 
     (void)kv;
 #endif
     /* scores = scale q k^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, scale, q, ld, k, ld, 0.0f,
-                scores, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, scale, q, ld, k, ld, 0.0f, scores,
+                n);
     for (size_t i = 0; i < len; i++) softmax_row(scores + i * len, len);
     /* ctx = p v */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, n, 1.0f, scores, n, v, ld, 0.0f,
@@ -736,8 +733,10 @@ static int scratch_fit(scratch *sc, const bert_config *c, int threads, size_t to
                        size_t n) {
     size_t h = (size_t)c->hidden_size, inter = (size_t)c->intermediate_size;
     if (total > sc->tokens) {
-        if (!grow(&sc->x, total * h, sizeof(float)) || !grow(&sc->qkv, total * 3 * h, sizeof(float)) ||
-            !grow(&sc->ctx, total * h, sizeof(float)) || !grow(&sc->tmp, total * h, sizeof(float)) ||
+        if (!grow(&sc->x, total * h, sizeof(float)) ||
+            !grow(&sc->qkv, total * 3 * h, sizeof(float)) ||
+            !grow(&sc->ctx, total * h, sizeof(float)) ||
+            !grow(&sc->tmp, total * h, sizeof(float)) ||
             !grow(&sc->mid, total * inter, sizeof(float)))
             return -1;
         sc->tokens = total;
@@ -813,8 +812,8 @@ int bert_cpu_embed(bert_cpu *m, const int32_t *const *ids, const size_t *lens, s
     sc->start[0] = 0;
     for (size_t s = 0; s < n; s++) sc->start[s + 1] = sc->start[s] + lens[s];
 
-    pass p = {.m = m, .sc = sc, .ids = ids, .lens = lens, .n = n, .total = total, .h = h,
-              .out = out};
+    pass p = {
+        .m = m, .sc = sc, .ids = ids, .lens = lens, .n = n, .total = total, .h = h, .out = out};
     p.chunk = rows_per_task(total, threads);
     size_t row_tasks = (total + p.chunk - 1) / p.chunk;
     size_t heads = (size_t)c->num_attention_heads;

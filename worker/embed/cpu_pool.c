@@ -39,9 +39,9 @@ struct cpu_pool {
     cpu_pool_fn fn;
     void *arg;
     size_t ntasks;
-    atomic_size_t next;  /* the next task to take */
-    atomic_int active;   /* pool threads not yet out of the current run */
-    atomic_uint gen;     /* bumped once per run, and once more to stop */
+    atomic_size_t next; /* the next task to take */
+    atomic_int active;  /* pool threads not yet out of the current run */
+    atomic_uint gen;    /* bumped once per run, and once more to stop */
     atomic_bool stop;
 };
 
@@ -119,6 +119,7 @@ cpu_pool *cpu_pool_new(int threads) {
     }
     cpu_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
+    int saved;
     p->nthreads = threads;
     atomic_init(&p->next, 0);
     atomic_init(&p->active, 0);
@@ -143,12 +144,11 @@ cpu_pool *cpu_pool_new(int threads) {
         p->started++;
     }
     return p;
-err: {
-    int e = errno;
+err:
+    saved = errno;
     cpu_pool_free(p);
-    errno = e;
+    errno = saved;
     return NULL;
-}
 }
 
 void cpu_pool_run(cpu_pool *p, size_t ntasks, cpu_pool_fn fn, void *arg) {
