@@ -253,8 +253,8 @@ int main(int argc, char **argv) {
     if (run_batch(ops, m, pixels, (size_t)maxb < max_batch ? (size_t)maxb : max_batch, max_batch,
                   probs) != 0)
         goto done;
-    if (dump && dump_probs(dump, ops, m, pixels, (size_t)maxb < BENCH_DUMP_IMAGES ? (size_t)maxb
-                                                                                  : BENCH_DUMP_IMAGES,
+    if (dump && dump_probs(dump, ops, m, pixels,
+                           (size_t)maxb < BENCH_DUMP_IMAGES ? (size_t)maxb : BENCH_DUMP_IMAGES,
                            max_batch, probs) != 0)
         goto done;
     printf("%-8s %6s %12s %14s %6s %5s\n", "backend", "batch", "images/s", "ms/batch(med)", "runs",
