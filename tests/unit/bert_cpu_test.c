@@ -473,6 +473,24 @@ TL_TEST(cpu_threads_size_the_pool_and_blas_runs_on_one) {
     ASSERT_EQ_INT(count_threads(), loaded - 2);
 }
 
+/* A FLEET_CPU_THREADS that is not an integer in [1, 1024] fails the load, naming it, and
+ * starts no thread. */
+TL_TEST(bad_cpu_threads_fail_the_load) {
+    const char *dir = tl_tiny_bert_write("badthreads", false, "");
+    static const char *bad[] = {"0", "1025", "two", "4x", "-1"};
+    int before = count_threads();
+    for (size_t i = 0; i < TL_COUNT(bad); i++) {
+        char err[512] = "";
+        bert_cpu *m = (bert_cpu *)&err;
+        ASSERT_EQ_INT(setenv("FLEET_CPU_THREADS", bad[i], 1), 0);
+        ASSERT_EQ_INT(bert_cpu_load(dir, &m, err, sizeof err), -1);
+        ASSERT_NULL(m);
+        ASSERT_EQ_STR(err,
+                      tl_printf("FLEET_CPU_THREADS=%s: must be an integer in [1, 1024]", bad[i]));
+        ASSERT_EQ_INT(count_threads(), before);
+    }
+}
+
 int main(int argc, char **argv) {
     static const tl_case cases[] = {
         TL_CASE(f32_matches_torch_reference),
@@ -482,6 +500,7 @@ int main(int argc, char **argv) {
         TL_CASE(faults_are_named),
         TL_CASE(odd_lengths_and_threads_match_a_double_reference),
         TL_CASE(cpu_threads_size_the_pool_and_blas_runs_on_one),
+        TL_CASE(bad_cpu_threads_fail_the_load),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
