@@ -575,7 +575,7 @@ static void gemm(const linear *l, const float *x, size_t rows, float *y) {
 /* ctx = softmax(q k^T / sqrt(d)) v for one sequence of len tokens and one head hd. qkv
  * is the sequence's first row of the [tokens, 3 hidden] q|k|v block, ctx its first row of
  * the [tokens, hidden] output; head hd is columns [hd d, (hd + 1) d) of each part, so
- * each product is one sgemm over strided rows (lda 3 hidden). Only this sequence's
+ * each product reads strided rows (3 hidden apart). Only this sequence's
  * tokens are keys, so no mask is needed. scores holds len x len floats. */
 static void attention_head(const float *qkv, float *ctx, size_t len, int h, int d, int hd,
                            float *scores, float *kv) {
@@ -664,15 +664,17 @@ static void embed_task(void *arg, size_t t, int thread) {
     }
 }
 
-/* One linear layer on the task's rows, BLOCK_ROWS at a time, each block's epilogue run
- * on its rows while they are still in cache. */
+/* One linear layer on the task's rows, each block's epilogue run on its rows while they
+ * are still in cache: blocks of BLOCK_ROWS with the packed kernel, the whole task in one
+ * sgemm with OpenBLAS (which repacks the weights on every call). */
 static void linear_task(void *arg, size_t t, int thread) {
     const pass *p = arg;
     size_t t0, t1;
     if (!task_rows(p, t, &t0, &t1)) return;
     size_t in = (size_t)p->lin->in, out = (size_t)p->lin->out;
-    for (size_t r0 = t0; r0 < t1; r0 += BLOCK_ROWS) {
-        size_t rows = t1 - r0 < BLOCK_ROWS ? t1 - r0 : BLOCK_ROWS;
+    size_t block = p->lin->wp ? BLOCK_ROWS : t1 - t0;
+    for (size_t r0 = t0; r0 < t1; r0 += block) {
+        size_t rows = t1 - r0 < block ? t1 - r0 : block;
         float *y = p->y + r0 * out;
         gemm(p->lin, p->in + r0 * in, rows, y);
         if (p->epi == EPI_GELU) {
