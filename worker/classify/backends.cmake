@@ -3,7 +3,7 @@
 #   fleet_classify_core  the weights reader (cnn_weights.c) and the backends' modules
 #                        (cnn_backend.c, through worker/embed/module_file.c): what
 #                        fleet-worker links (no OpenBLAS, no CUDA);
-#   fleet_classify_cpu   the CPU forward pass (cnn_cpu.c, OpenBLAS): for the CPU module,
+#   fleet_classify_cpu   the CPU forward pass (cnn_cpu.c): for the CPU module,
 #                        the CUDA backend's self-check, the tests and fleet-classify-bench;
 #   fleet-classify-cpu   the module fleet-classify-cpu.so, written to bin/;
 #   cuda.cmake           with the CUDA toolkit and cuDNN: the module fleet-classify-cuda.so.
@@ -20,9 +20,11 @@ configure_file(${FLEET_CLASSIFY_WEIGHTS}
                ${CMAKE_BINARY_DIR}/share/fleet/models/classify/model.safetensors COPYONLY)
 install(FILES ${FLEET_CLASSIFY_WEIGHTS} DESTINATION share/fleet/models/classify)
 
+# cnn_cpu.c needs no BLAS; the guard is for bert_backend_module, which worker/embed defines
+# only with OpenBLAS (where a build without it stops).
 if(OPENBLAS_FOUND)
   add_library(fleet_classify_cpu STATIC cnn_cpu.c)
-  target_link_libraries(fleet_classify_cpu PUBLIC fleet_classify_core PRIVATE PkgConfig::OPENBLAS)
+  target_link_libraries(fleet_classify_cpu PUBLIC fleet_classify_core)
   set_target_properties(fleet_classify_cpu PROPERTIES POSITION_INDEPENDENT_CODE ON)
   # bert_backend_module (worker/embed/CMakeLists.txt) makes any backend module the same way.
   bert_backend_module(fleet-classify-cpu cnn_cpu_module.c fleet_classify_cpu)

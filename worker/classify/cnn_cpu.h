@@ -1,10 +1,11 @@
-/* cnn_cpu.h: the classify network (cnn.h) on the CPU: direct 3x3 convolutions for the
- * first layer, im2col and OpenBLAS's sgemm for the second, the dense layer as one sgemm
- * over the batch. The reference the CUDA backend checks itself against at load.
+/* cnn_cpu.h: the classify network (cnn.h) on the CPU: every layer computed directly,
+ * vectorized across output channels (cnn_cpu.c says how); no BLAS. The reference the
+ * CUDA backend checks itself against at load.
  *
- * Threads: a call splits its images into slices run side by side on the backend's own
- * threads, each slice with OpenBLAS on one thread. FLEET_CPU_THREADS (read at load) sets
- * how many; default: the online CPUs. */
+ * Threads: a call's images run side by side on the backend's own threads (cpu_pool), one
+ * image a task, so an image's probabilities are the same bytes alone, in any batch and on
+ * any number of threads. FLEET_CPU_THREADS (read at load) sets how many; default:
+ * cpu_pool_default_threads(). */
 #ifndef CLASSIFY_CNN_CPU_H
 #define CLASSIFY_CNN_CPU_H
 
