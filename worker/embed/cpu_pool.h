@@ -8,7 +8,7 @@
  * Which thread takes which task, and in what order, is not fixed: tasks must not depend on
  * each other.
  *
- * Idle threads cost nothing: between runs a pool thread spins for a few microseconds (so
+ * Idle threads cost nothing: between runs a pool thread spins for about 50 microseconds (so
  * that the next of a forward pass's back-to-back runs finds it awake), then sleeps on a
  * condition variable until the next run, so a pool between batches holds no core.
  *
