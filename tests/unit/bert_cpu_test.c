@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,6 +474,51 @@ TL_TEST(cpu_threads_size_the_pool_and_blas_runs_on_one) {
     ASSERT_EQ_INT(count_threads(), loaded - 2);
 }
 
+/* Two threads embedding with one model at once (bert_cpu.h: calls take the model's
+ * mutex, the scratch memory being the model's) get what one thread alone gets. */
+typedef struct caller {
+    bert_cpu *m;
+    const int32_t *const *ids;
+    float out[NSEQ * HIDDEN];
+    int failed;
+} caller;
+
+static void *caller_main(void *arg) {
+    caller *c = arg;
+    char err[512];
+    for (int r = 0; r < 50; r++) {
+        float got[NSEQ * HIDDEN];
+        if (bert_cpu_embed(c->m, c->ids, seq_lens, NSEQ, got, err, sizeof err) != 0 ||
+            (r > 0 && rel_diff(got, c->out, NSEQ * HIDDEN) > BATCH_TOL))
+            c->failed++;
+        memcpy(c->out, got, sizeof got);
+    }
+    return NULL;
+}
+
+TL_TEST(two_callers_share_one_model) {
+    ASSERT_EQ_INT(setenv("FLEET_CPU_THREADS", "2", 1), 0);
+    bert_cpu *m = load_ok(tl_tiny_bert_write("shared", false, ""));
+    const int32_t *ids[NSEQ];
+    for (size_t s = 0; s < NSEQ; s++) ids[s] = tiny_seq(s);
+    float alone[NSEQ * HIDDEN];
+    char err[512] = "";
+    ASSERT_EQ_INT(bert_cpu_embed(m, ids, seq_lens, NSEQ, alone, err, sizeof err), 0);
+    caller *c = tl_alloc(2 * sizeof *c);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        c[i].m = m;
+        c[i].ids = ids;
+        ASSERT_EQ_INT(pthread_create(&t[i], NULL, caller_main, &c[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) ASSERT_EQ_INT(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ_INT(c[i].failed, 0);
+        ASSERT_TRUE(rel_diff(c[i].out, alone, NSEQ * HIDDEN) <= BATCH_TOL);
+    }
+    bert_cpu_free(m);
+}
+
 /* A FLEET_CPU_THREADS that is not an integer in [1, 1024] fails the load, naming it, and
  * starts no thread. */
 TL_TEST(bad_cpu_threads_fail_the_load) {
@@ -501,6 +547,7 @@ int main(int argc, char **argv) {
         TL_CASE(odd_lengths_and_threads_match_a_double_reference),
         TL_CASE(cpu_threads_size_the_pool_and_blas_runs_on_one),
         TL_CASE(bad_cpu_threads_fail_the_load),
+        TL_CASE(two_callers_share_one_model),
     };
     return tl_main(argc, argv, cases, TL_COUNT(cases));
 }
