@@ -16,7 +16,6 @@
  * 0.31-0.55x ONNX Runtime's images/s on one thread. docs/benchmarks.md has both.) */
 #include "cnn_cpu.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,20 +191,6 @@ static void image_task(void *arg, size_t task, int thread) {
               c->probs + task * CNN_CLASSES);
 }
 
-static int threads_from_env(int *threads, char *err, size_t errlen) {
-    const char *v = getenv("FLEET_CPU_THREADS");
-    *threads = 0;
-    if (!v || !*v) return 0;
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (*end || errno || n < 1 || n > CPU_POOL_MAX_THREADS)
-        return fleet_err(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, %d]", v,
-                         CPU_POOL_MAX_THREADS);
-    *threads = (int)n;
-    return 0;
-}
-
 static void cpu_free(void *model) {
     cnn_cpu *m = model;
     if (!m) return;
@@ -218,7 +203,7 @@ static void cpu_free(void *model) {
 static int cpu_load(const cnn_weights *w, void **model, char *err, size_t errlen) {
     int want;
     *model = NULL;
-    if (threads_from_env(&want, err, errlen) != 0) return -1;
+    if (cpu_pool_threads_setting(&want, err, errlen) != 0) return -1;
     cnn_cpu *m = calloc(1, sizeof *m);
     if (!m) return fleet_err(err, errlen, "classify: out of memory");
     m->w = aligned_alloc(64, sizeof *m->w);

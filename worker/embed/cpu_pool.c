@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fleet/err.h"
+
 /* How many times a waiting thread polls before it sleeps: about 50 us of PAUSE on a
  * Zen 4 core (26 ns each). Within a forward pass a thread waits only for the run's last
  * tasks to finish elsewhere and for the caller to publish the next run, usually less;
@@ -205,4 +207,18 @@ int cpu_pool_default_threads(void) {
     if (n < 1) n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1) n = 1;
     return n > CPU_POOL_MAX_THREADS ? CPU_POOL_MAX_THREADS : (int)n;
+}
+
+int cpu_pool_threads_setting(int *threads, char *err, size_t errlen) {
+    const char *v = getenv("FLEET_CPU_THREADS");
+    *threads = 0;
+    if (!v || !*v) return 0;
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (*end || errno || n < 1 || n > CPU_POOL_MAX_THREADS)
+        return fleet_err(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, %d]", v,
+                         CPU_POOL_MAX_THREADS);
+    *threads = (int)n;
+    return 0;
 }

@@ -45,4 +45,11 @@ void cpu_pool_free(cpu_pool *p);
  * CPU (sysconf), at least 1, at most CPU_POOL_MAX_THREADS. */
 int cpu_pool_default_threads(void);
 
+/* The pool size the user asked for in FLEET_CPU_THREADS, the one place it is parsed:
+ * 0 with *threads = 0 when it is unset or empty; 0 with *threads set when it is an
+ * integer in [1, CPU_POOL_MAX_THREADS]; -1 with err set ("FLEET_CPU_THREADS=...: must be
+ * an integer in [1, 1024]") when it holds anything else. What an unset value means (one
+ * per CPU, OPENBLAS_NUM_THREADS, ...) is the caller's choice. */
+int cpu_pool_threads_setting(int *threads, char *err, size_t errlen);
+
 #endif
