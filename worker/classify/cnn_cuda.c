@@ -14,6 +14,7 @@
 
 #include "cnn_cpu.h"
 #include "cnn_cuda_kernels.h"
+#include "cuda_util.h"
 #include "fleet/err.h"
 
 #define BLAS_WORKSPACE (32u << 20) /* cuBLAS's workspace, ours: NVIDIA's size for Hopper */
@@ -80,25 +81,7 @@ typedef struct cnn_cuda {
 
 /* ------------------------------------------------------------ errors ------------- */
 
-static int cuda_check(cudaError_t e, const char *what, char *err, size_t errlen) {
-    if (e == cudaSuccess) return 0;
-    return fleet_err(err, errlen, "cuda: %s: %s", what, cudaGetErrorString(e));
-}
-
-static int blas_check(cublasStatus_t s, const char *what, char *err, size_t errlen) {
-    if (s == CUBLAS_STATUS_SUCCESS) return 0;
-    return fleet_err(err, errlen, "cuda: cuBLAS %s: %s", what, cublasGetStatusString(s));
-}
-
-static int dnn_check(cudnnStatus_t s, const char *what, char *err, size_t errlen) {
-    if (s == CUDNN_STATUS_SUCCESS) return 0;
-    return fleet_err(err, errlen, "cuda: cuDNN %s: %s", what, cudnnGetErrorString(s));
-}
-
-int cnn_cuda_present(void) {
-    int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+int cnn_cuda_present(void) { return cuda_gpu_present(); }
 
 static const char *algo_name(cudnnConvolutionFwdAlgo_t a) {
     switch (a) {
@@ -610,23 +593,10 @@ static int ops_load(const cnn_weights *w, void **model, char *err, size_t errlen
     /* The descriptors need no device: made first, their shapes are checked everywhere. */
     if (make_descriptors(m, err, errlen) != 0) goto fail;
 
-    int ndev = 0;
-    cudaError_t ce = cudaGetDeviceCount(&ndev);
-    if (ce != cudaSuccess || ndev == 0) {
-        fleet_err(err, errlen, "cuda: no GPU available (%s); use --backend cpu",
-                  ce != cudaSuccess ? cudaGetErrorString(ce) : "no device");
-        goto fail;
-    }
-    if (cuda_check(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
-                   "creating a stream", err, errlen) != 0 ||
+    if (cuda_need_gpu(err, errlen) != 0 ||
+        cuda_stream_blas_new(&m->stream, &m->blas, &m->blas_ws, BLAS_WORKSPACE, err, errlen) != 0 ||
         dnn_check(cudnnCreate(&m->dnn), "create", err, errlen) != 0 ||
         dnn_check(cudnnSetStream(m->dnn, m->stream), "set stream", err, errlen) != 0 ||
-        blas_check(cublasCreate(&m->blas), "create", err, errlen) != 0 ||
-        blas_check(cublasSetStream(m->blas, m->stream), "set stream", err, errlen) != 0 ||
-        cuda_check(cudaMalloc(&m->blas_ws, BLAS_WORKSPACE), "allocating cuBLAS's workspace", err,
-                   errlen) != 0 ||
-        blas_check(cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WORKSPACE), "set workspace", err,
-                   errlen) != 0 ||
         /* CUBLAS_DEFAULT_MATH keeps sgemm in float32; TF32 only when asked for */
         blas_check(cublasSetMathMode(m->blas, m->math == MATH_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                                    : CUBLAS_DEFAULT_MATH),

@@ -15,6 +15,7 @@
 #endif
 
 #include "bert_kernels.h"
+#include "cuda_util.h"
 #include "fleet/err.h"
 #include "safetensors.h"
 
@@ -72,31 +73,11 @@ typedef struct bert_cuda {
 
 /* ------------------------------------------------------------ errors ------------- */
 
-static int cuda_check(cudaError_t e, const char *what, char *err, size_t errlen) {
-    if (e == cudaSuccess) return 0;
-    return fleet_err(err, errlen, "cuda: %s: %s", what, cudaGetErrorString(e));
-}
-
 static int kernel_check(int e, const char *what, char *err, size_t errlen) {
     return cuda_check((cudaError_t)e, what, err, errlen);
 }
 
-static int blas_check(cublasStatus_t s, const char *what, char *err, size_t errlen) {
-    if (s == CUBLAS_STATUS_SUCCESS) return 0;
-    return fleet_err(err, errlen, "cuda: cuBLAS %s: %s", what, cublasGetStatusString(s));
-}
-
-#ifdef EMBED_HAVE_CUDNN
-static int dnn_check(cudnnStatus_t s, const char *what, char *err, size_t errlen) {
-    if (s == CUDNN_STATUS_SUCCESS) return 0;
-    return fleet_err(err, errlen, "cuda: cuDNN %s: %s", what, cudnnGetErrorString(s));
-}
-#endif
-
-int bert_cuda_present(void) {
-    int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+int bert_cuda_present(void) { return cuda_gpu_present(); }
 
 int bert_cuda_has_cudnn(void) {
 #ifdef EMBED_HAVE_CUDNN
@@ -422,21 +403,8 @@ static int ops_load(const char *dir, void **model, char *err, size_t errlen) {
     const char *poison = getenv("FLEET_EMBED_POISON");
     m->poison = poison && strcmp(poison, "1") == 0;
 
-    int ndev = 0;
-    cudaError_t ce = cudaGetDeviceCount(&ndev);
-    if (ce != cudaSuccess || ndev == 0) {
-        fleet_err(err, errlen, "cuda: no GPU available (%s); use --backend cpu",
-                  ce != cudaSuccess ? cudaGetErrorString(ce) : "no device");
-        goto fail;
-    }
-    if (cuda_check(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking),
-                   "creating a stream", err, errlen) != 0 ||
-        blas_check(cublasCreate(&m->blas), "create", err, errlen) != 0 ||
-        blas_check(cublasSetStream(m->blas, m->stream), "set stream", err, errlen) != 0 ||
-        cuda_check(cudaMalloc(&m->blas_ws, BLAS_WORKSPACE), "allocating cuBLAS's workspace", err,
-                   errlen) != 0 ||
-        blas_check(cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WORKSPACE), "set workspace", err,
-                   errlen) != 0)
+    if (cuda_need_gpu(err, errlen) != 0 ||
+        cuda_stream_blas_new(&m->stream, &m->blas, &m->blas_ws, BLAS_WORKSPACE, err, errlen) != 0)
         goto fail;
 #ifdef EMBED_HAVE_CUDNN
     if (m->softmax_cudnn &&
