@@ -32,36 +32,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "cnn.h"
 #include "cnn_cpu.h"
 
-#define BENCH_MAX_BATCHES 32
 #define BENCH_DUMP_IMAGES 64
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The process's CPU time (user + system), every thread's. */
-static double cpu_s(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -70,35 +47,6 @@ static void usage(FILE *f) {
             "--weights defaults to models/classify/model.safetensors. --dump FILE writes 64\n"
             "images' pixels and probabilities as JSON. Threads: FLEET_CPU_THREADS.\n",
             cnn_backend_names());
-}
-
-/* Parses "1,8,64" into b[]; returns the count, or -1. */
-static int parse_batches(const char *s, long *b) {
-    int n = 0;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > 100000 || n == BENCH_MAX_BATCHES) return -1;
-        b[n++] = v;
-        if (*end == ',') end++;
-        else if (*end) return -1;
-        s = end;
-    }
-    return n ? n : -1;
-}
-
-static long parse_long(const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return -1;
-    return v;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Classifies images [0, n) in calls of at most max_batch. */
@@ -114,6 +62,20 @@ static int run_batch(const cnn_ops *ops, void *m, const unsigned char *pixels, s
         }
     }
     return 0;
+}
+
+/* What bench_time calls: one batch of the first images. */
+typedef struct timed {
+    const cnn_ops *ops;
+    void *m;
+    const unsigned char *pixels;
+    size_t max_batch;
+    float *probs;
+} timed;
+
+static int timed_batch(void *ctx, long batch) {
+    const timed *t = ctx;
+    return run_batch(t->ops, t->m, t->pixels, (size_t)batch, t->max_batch, t->probs);
 }
 
 /* --dump: classifies the first n images and writes their pixels and probabilities. */
@@ -169,13 +131,13 @@ int main(int argc, char **argv) {
         case 'b': backend = optarg; break;
         case 'w': weights = optarg; break;
         case 'B':
-            if ((nbatches = parse_batches(optarg, batches)) < 0) {
+            if ((nbatches = bench_parse_batches(optarg, batches)) < 0) {
                 fprintf(stderr, "fleet-classify-bench: --batches: a list like 1,8,64,256\n");
                 return 2;
             }
             break;
         case 's':
-            if ((seconds = parse_long(optarg, 0, 3600)) < 0) {
+            if ((seconds = bench_parse_long(optarg, 0, 3600)) < 0) {
                 fprintf(stderr, "fleet-classify-bench: --seconds: an integer in [0, 3600]\n");
                 return 2;
             }
@@ -218,14 +180,15 @@ int main(int argc, char **argv) {
         return 1;
     }
     void *m = NULL;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     int lrc = ops->load(w, &m, err, sizeof err);
     free(w);
     if (lrc != 0) {
         fprintf(stderr, "fleet-classify-bench: load (%s): %s\n", ops->name, err);
         return 1;
     }
-    printf("weights: %s, loaded by the %s backend in %.3f s\n", weights, ops->name, now_s() - t0);
+    printf("weights: %s, loaded by the %s backend in %.3f s\n", weights, ops->name,
+           bench_now_s() - t0);
     if (strcmp(ops->name, "cpu") == 0) {
         const char *ft = getenv("FLEET_CPU_THREADS");
         printf("threads: FLEET_CPU_THREADS=%s (unset: one per online CPU), %ld online CPUs\n",
@@ -233,20 +196,17 @@ int main(int argc, char **argv) {
     }
 
     int rc = 1;
-    long maxb = 0;
-    for (int i = 0; i < nbatches; i++) maxb = batches[i] > maxb ? batches[i] : maxb;
+    long maxb = bench_max_batch(batches, nbatches);
     size_t nimg = (size_t)(maxb > BENCH_DUMP_IMAGES ? maxb : BENCH_DUMP_IMAGES);
     unsigned char *pixels = malloc(nimg * CNN_PIXELS);
     float *probs = malloc(nimg * CNN_CLASSES * sizeof *probs);
-    double *times = NULL;
-    size_t ntimes = 0, captimes = 0;
     if (!pixels || !probs) {
         fprintf(stderr, "fleet-classify-bench: out of memory\n");
         goto done;
     }
     uint64_t state = 7;
     for (size_t i = 0; i < nimg * CNN_PIXELS; i++)
-        pixels[i] = (unsigned char)(splitmix64(&state) >> 56);
+        pixels[i] = (unsigned char)(bench_splitmix64(&state) >> 56);
     size_t max_batch = ops->max_batch(m);
 
     /* One warm-up call, then each batch size. */
@@ -259,37 +219,19 @@ int main(int argc, char **argv) {
         goto done;
     printf("%-8s %6s %12s %14s %6s %5s\n", "backend", "batch", "images/s", "ms/batch(med)", "runs",
            "cpu%");
+    timed tm = {.ops = ops, .m = m, .pixels = pixels, .max_batch = max_batch, .probs = probs};
     for (int b = 0; b < nbatches; b++) {
-        ntimes = 0;
-        double start = now_s(), cpu0 = cpu_s();
-        do {
-            double t = now_s();
-            if (run_batch(ops, m, pixels, (size_t)batches[b], max_batch, probs) != 0) goto done;
-            t = now_s() - t;
-            if (ntimes == captimes) {
-                captimes = captimes ? 2 * captimes : 64;
-                double *nt = realloc(times, captimes * sizeof *nt);
-                if (!nt) {
-                    fprintf(stderr, "fleet-classify-bench: out of memory\n");
-                    goto done;
-                }
-                times = nt;
-            }
-            times[ntimes++] = t;
-        } while (ntimes < 3 || now_s() - start < (double)seconds);
-        double busy = 100.0 * (cpu_s() - cpu0) / (now_s() - start);
-        qsort(times, ntimes, sizeof *times, cmp_double);
-        double med = ntimes % 2 ? times[ntimes / 2]
-                                : (times[ntimes / 2 - 1] + times[ntimes / 2]) / 2;
+        bench_timing t;
+        if (bench_time("fleet-classify-bench", timed_batch, &tm, batches[b], seconds, &t) != 0)
+            goto done;
         printf("%-8s %6ld %12.1f %14.3f %6zu %5.0f\n", ops->name, batches[b],
-               (double)batches[b] / med, med * 1e3, ntimes, busy);
+               (double)batches[b] / t.median_s, t.median_s * 1e3, t.runs, t.cpu_pct);
         fflush(stdout);
     }
     rc = 0;
 done:
     free(pixels);
     free(probs);
-    free(times);
     ops->free(m);
     return rc;
 }

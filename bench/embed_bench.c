@@ -39,38 +39,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "bert.h"
 #include "bert_cpu.h"
 #include "bert_gen.h"
 #include "tokenizer.h"
-
-#define BENCH_MAX_BATCHES 32
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The process's CPU time (user + system), every thread's. */
-static double cpu_s(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -82,30 +58,6 @@ static void usage(FILE *f) {
             "writes 8 sequences' ids and vectors as JSON. Thread settings:\n"
             "OPENBLAS_NUM_THREADS, FLEET_CPU_THREADS.\n",
             bert_backend_names());
-}
-
-/* Parses "1,8,64" into b[]; returns the count, or -1. */
-static int parse_batches(const char *s, long *b) {
-    int n = 0;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > 100000 || n == BENCH_MAX_BATCHES) return -1;
-        b[n++] = v;
-        if (*end == ',') end++;
-        else if (*end) return -1;
-        s = end;
-    }
-    return n ? n : -1;
-}
-
-static long parse_long(const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return -1;
-    return v;
 }
 
 /* The id of `token` in dir/vocab.txt (the tokenizer's vocabulary), or fallback. */
@@ -123,11 +75,6 @@ static int rm_entry(const char *path, const struct stat *sb, int type, struct FT
     return remove(path);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Writes the MiniLM-shaped random model into the existing directory dir. */
 static int write_minilm(const char *dir) {
     static const bert_gen_shape minilm = {
@@ -140,13 +87,13 @@ static int write_minilm(const char *dir) {
         .max_seq_length = 256,
     };
     char err[512] = "";
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (bert_gen_write(dir, &minilm, false, "", err, sizeof err) != 0) {
         fprintf(stderr, "fleet-embed-bench: generating a model: %s\n", err);
         return -1;
     }
     printf("model: MiniLM-shaped random F32 weights in %s (written in %.1f s)\n", dir,
-           now_s() - t0);
+           bench_now_s() - t0);
     return 0;
 }
 
@@ -215,6 +162,22 @@ static int run_batch(const bert_ops *ops, void *m, const int32_t *const *ids, co
     return 0;
 }
 
+/* What bench_time calls: one batch of the first sequences. */
+typedef struct timed {
+    const bert_ops *ops;
+    void *m;
+    const int32_t *const *ids;
+    const size_t *lens;
+    size_t max_seqs;
+    float *out;
+    size_t h;
+} timed;
+
+static int timed_batch(void *ctx, long batch) {
+    const timed *t = ctx;
+    return run_batch(t->ops, t->m, t->ids, t->lens, (size_t)batch, t->max_seqs, t->out, t->h);
+}
+
 int main(int argc, char **argv) {
     const char *model_dir = NULL, *backend = "cpu", *write_dir = NULL, *dump = NULL;
     long batches[BENCH_MAX_BATCHES] = {1, 8, 64};
@@ -237,19 +200,19 @@ int main(int argc, char **argv) {
         case 'm': model_dir = optarg; break;
         case 'b': backend = optarg; break;
         case 'B':
-            if ((nbatches = parse_batches(optarg, batches)) < 0) {
+            if ((nbatches = bench_parse_batches(optarg, batches)) < 0) {
                 fprintf(stderr, "fleet-embed-bench: --batches: a list like 1,8,64\n");
                 return 2;
             }
             break;
         case 't':
-            if ((tokens = parse_long(optarg, 2, 1000000)) < 0) {
+            if ((tokens = bench_parse_long(optarg, 2, 1000000)) < 0) {
                 fprintf(stderr, "fleet-embed-bench: --tokens: an integer >= 2\n");
                 return 2;
             }
             break;
         case 's':
-            if ((seconds = parse_long(optarg, 0, 3600)) < 0) {
+            if ((seconds = bench_parse_long(optarg, 0, 3600)) < 0) {
                 fprintf(stderr, "fleet-embed-bench: --seconds: an integer in [0, 3600]\n");
                 return 2;
             }
@@ -296,14 +259,14 @@ int main(int argc, char **argv) {
     }
 
     void *m = NULL;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (ops->load(model_dir, &m, err, sizeof err) != 0) {
         fprintf(stderr, "fleet-embed-bench: load %s: %s\n", model_dir, err);
         goto out;
     }
     const bert_config *cfg = ops->config(m);
     printf("loaded in %.2f s: %d layers, hidden %d, %d heads, intermediate %d, vocab %d\n",
-           now_s() - t0, cfg->num_hidden_layers, cfg->hidden_size, cfg->num_attention_heads,
+           bench_now_s() - t0, cfg->num_hidden_layers, cfg->hidden_size, cfg->num_attention_heads,
            cfg->intermediate_size, cfg->vocab_size);
     if (tokens > cfg->max_position_embeddings) {
         fprintf(stderr, "fleet-embed-bench: --tokens %ld is above the model's %d positions\n",
@@ -322,16 +285,13 @@ int main(int argc, char **argv) {
     }
 
     /* The sequences: as many as the largest batch, all different. */
-    long maxb = 0;
-    for (int i = 0; i < nbatches; i++) maxb = batches[i] > maxb ? batches[i] : maxb;
+    long maxb = bench_max_batch(batches, nbatches);
     size_t h = (size_t)cfg->hidden_size;
     int32_t cls = vocab_id(model_dir, "[CLS]", 2), sep = vocab_id(model_dir, "[SEP]", 3);
     int32_t lo = cfg->vocab_size > 1000 ? 1000 : 0;
     int32_t **seqs = calloc((size_t)maxb, sizeof *seqs);
     size_t *lens = calloc((size_t)maxb, sizeof *lens);
     float *out = malloc((size_t)maxb * h * sizeof *out);
-    double *times = NULL;
-    size_t ntimes = 0, captimes = 0;
     if (!seqs || !lens || !out) {
         fprintf(stderr, "fleet-embed-bench: out of memory\n");
         goto done;
@@ -345,7 +305,8 @@ int main(int argc, char **argv) {
         lens[s] = (size_t)tokens;
         seqs[s][0] = cls;
         for (long j = 1; j < tokens - 1; j++)
-            seqs[s][j] = lo + (int32_t)(splitmix64(&state) % (uint64_t)(cfg->vocab_size - lo));
+            seqs[s][j] = lo +
+                         (int32_t)(bench_splitmix64(&state) % (uint64_t)(cfg->vocab_size - lo));
         seqs[s][tokens - 1] = sep;
     }
     size_t max_seqs = ops->max_seqs(m);
@@ -358,30 +319,14 @@ int main(int argc, char **argv) {
     if (dump && dump_vectors(dump, ops, m, seqs, maxb, tokens, h) != 0) goto done;
     printf("%-8s %6s %7s %12s %14s %6s %5s\n", "backend", "batch", "tokens", "sentences/s",
            "ms/batch(med)", "runs", "cpu%");
+    timed tm = {
+        .ops = ops, .m = m, .ids = ids, .lens = lens, .max_seqs = max_seqs, .out = out, .h = h};
     for (int b = 0; b < nbatches; b++) {
-        ntimes = 0;
-        double start = now_s(), cpu0 = cpu_s();
-        do {
-            double t = now_s();
-            if (run_batch(ops, m, ids, lens, (size_t)batches[b], max_seqs, out, h) != 0) goto done;
-            t = now_s() - t;
-            if (ntimes == captimes) {
-                captimes = captimes ? 2 * captimes : 64;
-                double *nt = realloc(times, captimes * sizeof *nt);
-                if (!nt) {
-                    fprintf(stderr, "fleet-embed-bench: out of memory\n");
-                    goto done;
-                }
-                times = nt;
-            }
-            times[ntimes++] = t;
-        } while (ntimes < 3 || now_s() - start < (double)seconds);
-        double busy = 100.0 * (cpu_s() - cpu0) / (now_s() - start);
-        qsort(times, ntimes, sizeof *times, cmp_double);
-        double med = ntimes % 2 ? times[ntimes / 2]
-                                : (times[ntimes / 2 - 1] + times[ntimes / 2]) / 2;
+        bench_timing t;
+        if (bench_time("fleet-embed-bench", timed_batch, &tm, batches[b], seconds, &t) != 0)
+            goto done;
         printf("%-8s %6ld %7ld %12.1f %14.2f %6zu %5.0f\n", ops->name, batches[b], tokens,
-               (double)batches[b] / med, med * 1e3, ntimes, busy);
+               (double)batches[b] / t.median_s, t.median_s * 1e3, t.runs, t.cpu_pct);
         fflush(stdout);
     }
     rc = 0;
@@ -391,7 +336,6 @@ done:
     free(seqs);
     free(lens);
     free(out);
-    free(times);
     ops->free(m);
 out:
     if (made) nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -1,0 +1,52 @@
+/* bench_util.h: what the model benches (fleet-embed-bench, fleet-classify-bench) measure
+ * the same way: clocks, their random stream, the --batches list and the timing of one
+ * batch size.
+ *
+ * bench_time runs one batch size: after the caller's warm-up, it calls run(ctx, batch)
+ * again and again for about `seconds` (at least 3 calls), and gives the median wall time
+ * of a call, the calls made, and cpu%: the process's CPU time (every thread's, user +
+ * system) over the wall time of those calls, 100 per busy core, which shows how many
+ * threads really worked.
+ */
+#ifndef BENCH_UTIL_H
+#define BENCH_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BENCH_MAX_BATCHES 32
+
+/* CLOCK_MONOTONIC, in seconds. */
+double bench_now_s(void);
+
+/* The process's CPU time (user + system), every thread's, in seconds. */
+double bench_cpu_s(void);
+
+/* The next value of the splitmix64 stream whose state is *state. */
+uint64_t bench_splitmix64(uint64_t *state);
+
+/* Parses a list like "1,8,64" (each in [1, 100000], at most BENCH_MAX_BATCHES) into b[];
+ * returns the count, or -1 (b[] may then be partly written). */
+int bench_parse_batches(const char *s, long *b);
+
+/* s as a whole integer in [lo, hi], or -1. */
+long bench_parse_long(const char *s, long lo, long hi);
+
+/* The largest of b[0..n). */
+long bench_max_batch(const long *b, int n);
+
+typedef struct bench_timing {
+    double median_s; /* the median wall time of one call */
+    size_t runs;     /* the calls timed */
+    double cpu_pct;  /* CPU time over wall time, percent */
+} bench_timing;
+
+/* One call of the batch being timed: 0, or -1 (having printed why) to stop. */
+typedef int (*bench_run_fn)(void *ctx, long batch);
+
+/* Times run(ctx, batch) as described above into *t; returns 0, or -1 when a call failed
+ * or memory ran out ("PROG: out of memory" printed). */
+int bench_time(const char *prog, bench_run_fn run, void *ctx, long batch, long seconds,
+               bench_timing *t);
+
+#endif
