@@ -29,13 +29,13 @@
  * 77 skipped (no CUDA backend in this build, or no GPU).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "cnn.h"
 #include "cnn_cpu.h"
 
@@ -48,30 +48,22 @@
 #define DUMP_IMAGES 16
 
 #ifdef CLASSIFY_HAVE_CUDA
-static uint64_t rng_state;
-
-static uint32_t rnd(uint32_t n) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (uint32_t)(z % n);
-}
 
 /* One random image of a random kind. */
 static void random_image(unsigned char *im) {
-    uint32_t kind = rnd(6);
-    int cx = 4 + (int)rnd(20), cy = 4 + (int)rnd(20), rx = 2 + (int)rnd(12), ry = 2 + (int)rnd(12);
-    int lo = (int)rnd(128), hi = 128 + (int)rnd(128);
+    uint32_t kind = check_rnd(6);
+    int cx = 4 + (int)check_rnd(20), cy = 4 + (int)check_rnd(20), rx = 2 + (int)check_rnd(12),
+        ry = 2 + (int)check_rnd(12);
+    int lo = (int)check_rnd(128), hi = 128 + (int)check_rnd(128);
     for (int y = 0; y < CNN_SIDE; y++)
         for (int x = 0; x < CNN_SIDE; x++) {
             int v = 0;
             switch (kind) {
-            case 0: v = (int)rnd(256); break;
-            case 1: v = rnd(8) == 0 ? (int)rnd(256) : 0; break;
+            case 0: v = (int)check_rnd(256); break;
+            case 1: v = check_rnd(8) == 0 ? (int)check_rnd(256) : 0; break;
             case 2: {
                 double dx = (double)(x - cx) / rx, dy = (double)(y - cy) / ry;
-                v = dx * dx + dy * dy <= 1.0 ? hi - (int)rnd(48) : 0;
+                v = dx * dx + dy * dy <= 1.0 ? hi - (int)check_rnd(48) : 0;
                 break;
             }
             case 3: v = lo + (hi - lo) * (x + 2 * y) / (3 * (CNN_SIDE - 1)); break;
@@ -123,6 +115,19 @@ static int cpu_classify(void *cpu, const unsigned char *px, size_t n, float *pro
     return 0;
 }
 
+/* n rows of cols values as JSON arrays, ", " between rows: the bytes of u8 (comma
+ * between them) when it is given, else the floats of fl with 9 significant digits. */
+static void write_rows(FILE *f, size_t n, size_t cols, const unsigned char *u8, const float *fl) {
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%s[", i ? ", " : "");
+        for (size_t j = 0; j < cols; j++) {
+            if (u8) fprintf(f, "%s%d", j ? "," : "", u8[i * cols + j]);
+            else fprintf(f, "%s%.9g", j ? ", " : "", fl[i * cols + j]);
+        }
+        fprintf(f, "]");
+    }
+}
+
 static int write_dump(const char *path, const unsigned char *px, const float *probs, size_t n) {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -130,19 +135,9 @@ static int write_dump(const char *path, const unsigned char *px, const float *pr
         return -1;
     }
     fprintf(f, "{\"backend\": \"cuda\", \"pixels\": [");
-    for (size_t i = 0; i < n; i++) {
-        fprintf(f, "%s[", i ? ", " : "");
-        for (int j = 0; j < CNN_PIXELS; j++)
-            fprintf(f, "%s%d", j ? "," : "", px[i * CNN_PIXELS + (size_t)j]);
-        fprintf(f, "]");
-    }
+    write_rows(f, n, CNN_PIXELS, px, NULL);
     fprintf(f, "], \"probs\": [");
-    for (size_t i = 0; i < n; i++) {
-        fprintf(f, "%s[", i ? ", " : "");
-        for (int k = 0; k < CNN_CLASSES; k++)
-            fprintf(f, "%s%.9g", k ? ", " : "", probs[i * CNN_CLASSES + (size_t)k]);
-        fprintf(f, "]");
-    }
+    write_rows(f, n, CNN_CLASSES, NULL, probs);
     fprintf(f, "]}\n");
     if (fclose(f) != 0) {
         printf("FAIL: --dump %s: cannot write it\n", path);
@@ -192,7 +187,7 @@ static int check_config(const cnn_weights *w, const char *conv, const char *math
     const int nedges = (int)(sizeof edges / sizeof edges[0]);
     for (int r = 0; r < nedges + rounds + (dump ? 1 : 0); r++) {
         const int dumping = dump && r == nedges + rounds;
-        size_t n = dumping ? DUMP_IMAGES : r < nedges ? edges[r] : 1 + rnd((uint32_t)max);
+        size_t n = dumping ? DUMP_IMAGES : r < nedges ? edges[r] : 1 + check_rnd((uint32_t)max);
         if (n > max) n = max;
         for (size_t i = 0; i < n; i++) random_image(px + i * CNN_PIXELS);
         if (dumping) /* every kind of image in the fixed batch */
@@ -265,41 +260,30 @@ out:
 #endif /* CLASSIFY_HAVE_CUDA */
 
 int main(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"weights", required_argument, NULL, 'w'}, {"rounds", required_argument, NULL, 'r'},
-        {"seed", required_argument, NULL, 's'},    {"dump", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},          {0},
+    check_args a = {
+        .prog = "fleet-classify-check",
+        .model_opt = "weights",
+        .help = "usage: fleet-classify-check [--weights FILE] [--rounds N] [--seed S] [--dump "
+                "FILE]\n(default weights: " CLASSIFY_CHECK_WEIGHTS ")\n",
+        .min_rounds = 0,
+        .rounds_rule = "0 or more",
+        .model = CLASSIFY_CHECK_WEIGHTS,
+        .rounds = 24,
+        .seed = 1,
     };
-    const char *weights = CLASSIFY_CHECK_WEIGHTS, *dump = NULL;
-    int rounds = 24, opt;
-    unsigned long long seed = 1;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'w': weights = optarg; break;
-        case 'r': rounds = atoi(optarg); break;
-        case 's': seed = strtoull(optarg, NULL, 10); break;
-        case 'd': dump = optarg; break;
-        case 'h':
-            printf("usage: fleet-classify-check [--weights FILE] [--rounds N] [--seed S] "
-                   "[--dump FILE]\n(default weights: %s)\n",
-                   CLASSIFY_CHECK_WEIGHTS);
-            return 0;
-        default: return 2;
-        }
-    }
-    if (rounds < 0) {
-        fprintf(stderr, "fleet-classify-check: --rounds must be 0 or more\n");
-        return 2;
-    }
+    int exit_code = check_parse_args(argc, argv, &a);
+    if (exit_code >= 0) return exit_code;
+    const char *weights = a.model, *dump = a.dump;
+    int rounds = a.rounds;
 #ifndef CLASSIFY_HAVE_CUDA
     (void)weights;
     (void)dump;
-    (void)seed;
+    (void)rounds;
     printf("skipped: this build has no classify CUDA backend (no nvcc or no cuDNN when it was "
            "configured)\n");
     return 77;
 #else
-    rng_state = seed;
+    check_rnd_seed(a.seed);
     if (!cnn_cuda_present()) {
         printf("skipped: no GPU visible to the CUDA runtime\n");
         return 77;

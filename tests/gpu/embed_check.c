@@ -25,7 +25,6 @@
  */
 #include <errno.h>
 #include <ftw.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +35,7 @@
 
 #include "bert.h"
 #include "bert_gen.h"
+#include "check_util.h"
 
 #ifdef EMBED_HAVE_CUDA
 #include "bert_cuda.h"
@@ -46,15 +46,6 @@
 #define MAX_BATCH 64
 
 #ifdef EMBED_HAVE_CUDA
-static uint64_t rng_state;
-
-static uint32_t rnd(uint32_t n) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (uint32_t)(z % n);
-}
 
 /* Relative error of a against the reference b (dim values); NaN anywhere gives +inf. */
 static double rel_error(const float *a, const float *b, int dim) {
@@ -118,13 +109,13 @@ static int check_model(const char *dir, const char *label, const char *softmax, 
     for (int r = 0; r < rounds + (dump ? 1 : 0); r++) {
         int dumping = dump && r == rounds;
         /* Batch sizes sweep the edges: 1, the maximum, and random ones between. */
-        size_t n = dumping ? 8 : r == 0 ? 1 : r == 1 ? max_seqs : 1 + rnd((uint32_t)max_seqs);
-        size_t longest = 1 + rnd((uint32_t)n);
+        size_t n = dumping ? 8 : r == 0 ? 1 : r == 1 ? max_seqs : 1 + check_rnd((uint32_t)max_seqs);
+        size_t longest = 1 + check_rnd((uint32_t)n);
         for (size_t s = 0; s < n; s++) {
-            lens[s] = s + 1 == longest ? (size_t)max_len : 1 + rnd((uint32_t)max_len);
+            lens[s] = s + 1 == longest ? (size_t)max_len : 1 + check_rnd((uint32_t)max_len);
             if (dumping) lens[s] = 4 + 16 * s < (size_t)max_len ? 4 + 16 * s : (size_t)max_len;
             for (size_t i = 0; i < lens[s]; i++)
-                ids[s][i] = (int32_t)rnd((uint32_t)cfg->vocab_size);
+                ids[s][i] = (int32_t)check_rnd((uint32_t)cfg->vocab_size);
             if (lens[s] >= 2) { /* [CLS] ... [SEP], as the tokenizer makes them */
                 ids[s][0] = cfg->vocab_size > 101 ? 101 : 0;
                 ids[s][lens[s] - 1] = cfg->vocab_size > 102 ? 102 : 0;
@@ -200,42 +191,28 @@ out:
 #endif /* EMBED_HAVE_CUDA */
 
 int main(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"model-dir", required_argument, NULL, 'm'},
-        {"rounds", required_argument, NULL, 'r'},
-        {"seed", required_argument, NULL, 's'},
-        {"dump", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
+    check_args a = {
+        .prog = "fleet-embed-check",
+        .model_opt = "model-dir",
+        .help = "usage: fleet-embed-check [--model-dir DIR] [--rounds N] [--seed S] [--dump "
+                "FILE]\n",
+        .min_rounds = 2,
+        .rounds_rule = "at least 2",
+        .rounds = 40,
+        .seed = 1,
     };
-    const char *model_dir = NULL, *dump = NULL;
-    int rounds = 40, opt;
-    unsigned long long seed = 1;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': model_dir = optarg; break;
-        case 'r': rounds = atoi(optarg); break;
-        case 's': seed = strtoull(optarg, NULL, 10); break;
-        case 'd': dump = optarg; break;
-        case 'h':
-            printf("usage: fleet-embed-check [--model-dir DIR] [--rounds N] [--seed S] "
-                   "[--dump FILE]\n");
-            return 0;
-        default: return 2;
-        }
-    }
-    if (rounds < 2) {
-        fprintf(stderr, "fleet-embed-check: --rounds must be at least 2\n");
-        return 2;
-    }
+    int exit_code = check_parse_args(argc, argv, &a);
+    if (exit_code >= 0) return exit_code;
+    const char *model_dir = a.model, *dump = a.dump;
+    int rounds = a.rounds;
 #ifndef EMBED_HAVE_CUDA
     (void)model_dir;
     (void)dump;
-    (void)seed;
+    (void)rounds;
     printf("skipped: this build has no CUDA backend (no nvcc when it was configured)\n");
     return 77;
 #else
-    rng_state = seed;
+    check_rnd_seed(a.seed);
     if (!bert_cuda_present()) {
         printf("skipped: no GPU visible to the CUDA runtime\n");
         return 77;
