@@ -21,6 +21,7 @@
 #include "cnn.h"
 #include "cnn_cpu.h"
 #include "testlib.h"
+#include "tl_classify.h"
 #include "tl_fashion.h"
 
 #define SUBSET 1000
@@ -135,21 +136,7 @@ static float *local_probs(const unsigned char *px, size_t n) {
     void *m = NULL;
     ASSERT_EQ_INT(cnn_cpu_ops.load(&w, &m, err, sizeof err), 0);
     tl_defer(model_free, m);
-    float *probs = tl_alloc(n * CNN_CLASSES * sizeof *probs);
-    for (size_t i = 0; i < n; i += CNN_CPU_MAX_BATCH) {
-        size_t k = n - i < CNN_CPU_MAX_BATCH ? n - i : CNN_CPU_MAX_BATCH;
-        ASSERT_EQ_INT(cnn_cpu_ops.classify(m, px + i * CNN_PIXELS, k, probs + i * CNN_CLASSES, err,
-                                           sizeof err),
-                      0);
-    }
-    return probs;
-}
-
-static int argmax(const float *p) {
-    int best = 0;
-    for (int k = 1; k < CNN_CLASSES; k++)
-        if (p[k] > p[best]) best = k;
-    return best;
+    return tl_classify(&cnn_cpu_ops, m, px, n);
 }
 
 /* Checks a succeeded job's result (a job object with "result", or the result itself when
@@ -162,7 +149,7 @@ static int check_result(const json_t *job, const json_t *result, const float *p)
     }
     ASSERT_NOT_NULL(result);
     int cls = (int)tl_jint(result, "class");
-    ASSERT_EQ_INT(cls, argmax(p));
+    ASSERT_EQ_INT(cls, tl_classify_argmax(p));
     ASSERT_EQ_STR(tl_jstr(result, "label"), cnn_labels[cls]);
     json_t *scores = tl_jget(result, "scores");
     ASSERT_EQ_INT((long long)json_array_size(scores), CNN_CLASSES);

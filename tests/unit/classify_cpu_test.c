@@ -18,6 +18,7 @@
 #include "cnn.h"
 #include "cnn_cpu.h"
 #include "testlib.h"
+#include "tl_classify.h"
 #include "tl_fashion.h"
 #include "tl_tiny_bert.h" /* tl_write_file */
 
@@ -51,24 +52,7 @@ static void *model_with_threads(const char *threads) {
 }
 
 static float *classify(void *m, const unsigned char *px, size_t n) {
-    char err[512];
-    float *probs = tl_alloc(n * CNN_CLASSES * sizeof *probs);
-    size_t chunk = cnn_cpu_ops.max_batch(m);
-    for (size_t i = 0; i < n; i += chunk) {
-        size_t k = n - i < chunk ? n - i : chunk;
-        int rc = cnn_cpu_ops.classify(m, px + i * CNN_PIXELS, k, probs + i * CNN_CLASSES, err,
-                                      sizeof err);
-        if (rc != 0) tl_log("classify: %s", err);
-        ASSERT_EQ_INT(rc, 0);
-    }
-    return probs;
-}
-
-static int argmax(const float *p) {
-    int best = 0;
-    for (int k = 1; k < CNN_CLASSES; k++)
-        if (p[k] > p[best]) best = k;
-    return best;
+    return tl_classify(&cnn_cpu_ops, m, px, n);
 }
 
 /* Images: pseudo-random ones (of every kind of pixel statistics: noise, blocks, all
@@ -167,7 +151,7 @@ TL_TEST(matches_the_reference) {
             if (ref[k] > ref[best]) best = k;
         }
         ASSERT_TRUE(fabs(sum - 1.0) < 1e-5);
-        ASSERT_EQ_INT(argmax(probs + i * CNN_CLASSES), best);
+        ASSERT_EQ_INT(tl_classify_argmax(probs + i * CNN_CLASSES), best);
     }
     tl_log("%d images: largest difference from the double-precision reference %.3g", N, worst);
     ASSERT_TRUE(worst < 1e-5);
@@ -205,7 +189,7 @@ TL_TEST(test_set_accuracy_is_at_least_90_percent) {
     float *probs = classify(model_with_threads(NULL), images, n);
     size_t right = 0, per[10] = {0};
     for (size_t i = 0; i < n; i++)
-        if (argmax(probs + i * CNN_CLASSES) == labels[i]) right++, per[labels[i]]++;
+        if (tl_classify_argmax(probs + i * CNN_CLASSES) == labels[i]) right++, per[labels[i]]++;
     tl_log("test accuracy %.2f%% (%zu of %zu); per class: %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu",
            100.0 * (double)right / (double)n, right, n, per[0], per[1], per[2], per[3], per[4],
            per[5], per[6], per[7], per[8], per[9]);
