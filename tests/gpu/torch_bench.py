@@ -20,13 +20,13 @@ Exit: 0, or 1 when the parity check fails.
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import torch
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel
+
+from torch_timing import median_s
 
 
 def load_model(model_dir, attn):
@@ -83,18 +83,7 @@ def bench(model, vocab, batch, tokens, seconds):
     ids = torch.randint(1000, vocab, (batch, tokens), generator=g)
     ids[:, 0], ids[:, -1] = 101, 102
     ids, mask = ids.cuda(), torch.ones_like(ids).cuda()
-    times = []
-    with torch.inference_mode():
-        for _ in range(3):
-            embed(model, ids, mask)
-        torch.cuda.synchronize()
-        end = time.perf_counter() + seconds
-        while len(times) < 5 or time.perf_counter() < end:
-            t0 = time.perf_counter()
-            embed(model, ids, mask)
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    med = median_s(lambda: embed(model, ids, mask), seconds)
     return batch / med, med * 1e3
 
 

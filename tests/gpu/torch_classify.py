@@ -27,14 +27,14 @@ Exit: 0, or 1 when the parity check fails.
 """
 import argparse
 import json
-import statistics
 import struct
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from torch_timing import median_s
 
 SIDE, CLASSES, FEATURES = 28, 10, 32 * 7 * 7
 TOL = 1e-5
@@ -117,18 +117,7 @@ def bench(model, batch, seconds, on_device):
             return model(dev.float() / 255)
         return model(host.cuda().float() / 255).cpu()
 
-    times = []
-    with torch.inference_mode():
-        for _ in range(3):  # warm-up; cudnn.benchmark tries its algorithms here
-            once()
-        torch.cuda.synchronize()
-        end = time.perf_counter() + seconds
-        while len(times) < 5 or time.perf_counter() < end:
-            t0 = time.perf_counter()
-            once()
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    med = median_s(once, seconds)
     return batch / med, med * 1e3
 
 
