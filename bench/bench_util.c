@@ -50,6 +50,26 @@ long bench_parse_long(const char *s, long lo, long hi) {
     return v;
 }
 
+int bench_common_option(bench_opts *o, int c, const char *arg) {
+    switch (c) {
+    case 'b': o->backend = arg; return 1;
+    case 'd': o->dump = arg; return 1;
+    case 'B':
+        if ((o->nbatches = bench_parse_batches(arg, o->batches)) < 0) {
+            fprintf(stderr, "%s: --batches: a list like %s\n", o->prog, o->batches_usage);
+            return -1;
+        }
+        return 1;
+    case 's':
+        if ((o->seconds = bench_parse_long(arg, 0, 3600)) < 0) {
+            fprintf(stderr, "%s: --seconds: an integer in [0, 3600]\n", o->prog);
+            return -1;
+        }
+        return 1;
+    default: return 0;
+    }
+}
+
 long bench_max_batch(const long *b, int n) {
     long max = 0;
     for (int i = 0; i < n; i++) max = b[i] > max ? b[i] : max;

@@ -11,10 +11,35 @@
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 
+#include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define BENCH_MAX_BATCHES 32
+
+/* The options both benches take, for their getopt_long table; bench_common_option
+ * reads them. */
+#define BENCH_COMMON_OPTIONS                                                              \
+    {"backend", required_argument, NULL, 'b'}, {"batches", required_argument, NULL, 'B'}, \
+        {"seconds", required_argument, NULL, 's'}, {                                      \
+        "dump", required_argument, NULL, 'd'                                              \
+    }
+
+typedef struct bench_opts {
+    const char *prog;          /* "fleet-classify-bench", for messages */
+    const char *batches_usage; /* the list --batches' message shows: "1,8,64,256" */
+    /* the defaults, then what the command line said: */
+    const char *backend, *dump;
+    long batches[BENCH_MAX_BATCHES];
+    int nbatches;
+    long seconds; /* about this long for each batch size, in [0, 3600] */
+} bench_opts;
+
+/* Takes getopt_long's answer c, with its argument arg, into o when it is one of
+ * BENCH_COMMON_OPTIONS: 1 when it was, 0 when c is another option, -1 when its value is
+ * bad ("PROG: --batches: a list like ..." or "PROG: --seconds: an integer in [0, 3600]"
+ * printed on stderr; exit 2). */
+int bench_common_option(bench_opts *o, int c, const char *arg);
 
 /* CLOCK_MONOTONIC, in seconds. */
 double bench_now_s(void);

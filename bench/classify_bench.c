@@ -112,41 +112,34 @@ static int dump_probs(const char *path, const cnn_ops *ops, void *m, const unsig
 }
 
 int main(int argc, char **argv) {
-    const char *backend = "cpu", *weights = "models/classify/model.safetensors", *dump = NULL;
-    long batches[BENCH_MAX_BATCHES] = {1, 8, 64, 256};
-    int nbatches = 4;
-    long seconds = 3;
+    const char *weights = "models/classify/model.safetensors";
+    bench_opts o = {.prog = "fleet-classify-bench",
+                    .batches_usage = "1,8,64,256",
+                    .backend = "cpu",
+                    .batches = {1, 8, 64, 256},
+                    .nbatches = 4,
+                    .seconds = 3};
     static const struct option opts[] = {
-        {"backend", required_argument, NULL, 'b'},
+        BENCH_COMMON_OPTIONS,
         {"weights", required_argument, NULL, 'w'},
-        {"batches", required_argument, NULL, 'B'},
-        {"seconds", required_argument, NULL, 's'},
-        {"dump", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int common = bench_common_option(&o, c, optarg);
+        if (common < 0) return 2;
+        if (common) continue;
         switch (c) {
-        case 'b': backend = optarg; break;
         case 'w': weights = optarg; break;
-        case 'B':
-            if ((nbatches = bench_parse_batches(optarg, batches)) < 0) {
-                fprintf(stderr, "fleet-classify-bench: --batches: a list like 1,8,64,256\n");
-                return 2;
-            }
-            break;
-        case 's':
-            if ((seconds = bench_parse_long(optarg, 0, 3600)) < 0) {
-                fprintf(stderr, "fleet-classify-bench: --seconds: an integer in [0, 3600]\n");
-                return 2;
-            }
-            break;
-        case 'd': dump = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
+    const char *backend = o.backend, *dump = o.dump;
+    const long *batches = o.batches;
+    const long seconds = o.seconds;
+    const int nbatches = o.nbatches;
     if (optind < argc) {
         usage(stderr);
         return 2;

@@ -179,50 +179,44 @@ static int timed_batch(void *ctx, long batch) {
 }
 
 int main(int argc, char **argv) {
-    const char *model_dir = NULL, *backend = "cpu", *write_dir = NULL, *dump = NULL;
-    long batches[BENCH_MAX_BATCHES] = {1, 8, 64};
-    int nbatches = 3;
-    long tokens = 128, seconds = 3;
+    const char *model_dir = NULL, *write_dir = NULL;
+    long tokens = 128;
+    bench_opts o = {.prog = "fleet-embed-bench",
+                    .batches_usage = "1,8,64",
+                    .backend = "cpu",
+                    .batches = {1, 8, 64},
+                    .nbatches = 3,
+                    .seconds = 3};
     static const struct option opts[] = {
+        BENCH_COMMON_OPTIONS,
         {"model-dir", required_argument, NULL, 'm'},
-        {"backend", required_argument, NULL, 'b'},
-        {"batches", required_argument, NULL, 'B'},
         {"tokens", required_argument, NULL, 't'},
-        {"seconds", required_argument, NULL, 's'},
         {"write-model", required_argument, NULL, 'w'},
-        {"dump", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int common = bench_common_option(&o, c, optarg);
+        if (common < 0) return 2;
+        if (common) continue;
         switch (c) {
         case 'm': model_dir = optarg; break;
-        case 'b': backend = optarg; break;
-        case 'B':
-            if ((nbatches = bench_parse_batches(optarg, batches)) < 0) {
-                fprintf(stderr, "fleet-embed-bench: --batches: a list like 1,8,64\n");
-                return 2;
-            }
-            break;
         case 't':
             if ((tokens = bench_parse_long(optarg, 2, 1000000)) < 0) {
                 fprintf(stderr, "fleet-embed-bench: --tokens: an integer >= 2\n");
                 return 2;
             }
             break;
-        case 's':
-            if ((seconds = bench_parse_long(optarg, 0, 3600)) < 0) {
-                fprintf(stderr, "fleet-embed-bench: --seconds: an integer in [0, 3600]\n");
-                return 2;
-            }
-            break;
         case 'w': write_dir = optarg; break;
-        case 'd': dump = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
+    const char *backend = o.backend, *dump = o.dump;
+    const long *batches = o.batches;
+    const long seconds = o.seconds;
+    const int nbatches = o.nbatches;
     if (optind < argc || (write_dir && model_dir)) {
         usage(stderr);
         return 2;
