@@ -12,14 +12,8 @@
  * which come from the modules fleet-classify-cpu.so and fleet-classify-cuda.so, opened
  * the first time the model considers that backend: no other model loads them.
  *
- * Input, one image per job (worker/classify/image.h says which images and how they are
- * scaled):
- *   {"image": <bin>}                  msgpack: the file's bytes
- *   {"image": "<base64>"}             JSON: the file's bytes in base64 (standard or URL-safe
- *                                     alphabet, padding optional, whitespace ignored, an
- *                                     optional "data:image/png;base64," prefix)
- *   {"files": [{"bytes": <bin>, ...}]} multipart/form-data with one file part (the gateway
- *                                     builds this from `curl -F model=classify -F file=@x.png`)
+ * Input, one image per job: {"image": <bin or base64>} or a multipart form's one file part
+ * (worker/classify/input.h reads it; image.h says which images and how they are scaled).
  * Output: {"class": 0..9, "label": "T-shirt/top"..., "scores": [10 probabilities]}
  *
  * A batch decodes every job's image (a bad one fails that job alone, permanently, with
@@ -37,15 +31,12 @@
 #include "cnn.h"
 #include "fleet/log.h"
 #include "image.h"
+#include "input.h"
 #include "models.h"
 #include "module_file.h"
 
 _Static_assert(CLS_PIXELS == CNN_PIXELS, "the decoder and the network agree on the image size");
 
-#define SHAPE_ERROR                                                                              \
-    "input must be {\"image\": \"<base64 of a PNG or of 784 raw bytes>\"} (msgpack: bin), or a " \
-    "multipart form with one file part"
-#define MAX_IMAGE_BYTES (32u << 20) /* 32 MiB: a 4096x4096 PNG fits; the body limit comes first */
 
 typedef struct classify_state {
     const cnn_ops *ops;
@@ -115,159 +106,6 @@ static int classify_load_with(const cnn_ops *ops, const char *args, void **state
     return 0;
 }
 
-/* ---------------------------------------------------------------- input ------------ */
-
-static int key_is(const msgpack_object *k, const char *name) {
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
-
-static const msgpack_object *map_get(const msgpack_object *map, const char *name) {
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (key_is(&map->via.map.ptr[i].key, name)) return &map->via.map.ptr[i].val;
-    return NULL;
-}
-
-static int b64_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-}
-
-/* Decodes base64 text (see the file's header for what is accepted) into a new buffer.
- * Returns 0, or -1 with a message in err. */
-static int b64_decode(const char *text, size_t len, unsigned char **out, size_t *outlen, char *err,
-                      size_t errlen) {
-    const char *comma = len > 5 && memcmp(text, "data:", 5) == 0 ? memchr(text, ',', len) : NULL;
-    size_t start = 0;
-    if (comma) {
-        size_t head = (size_t)(comma - text);
-        if (head < 7 || memcmp(comma - 7, ";base64", 7) != 0) {
-            snprintf(err, errlen, "input.image: a data: URL must be base64 (\";base64,\")");
-            return -1;
-        }
-        start = head + 1;
-    }
-    unsigned char *buf = malloc(len / 4 * 3 + 3);
-    if (!buf) {
-        snprintf(err, errlen, "out of memory reading the input");
-        return -1;
-    }
-    size_t n = 0, pads = 0;
-    unsigned acc = 0, bits = 0;
-    for (size_t i = start; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
-        if (c == '=') {
-            pads++;
-            continue;
-        }
-        int v = b64_value(c);
-        if (v < 0 || pads) {
-            if (pads)
-                snprintf(err, errlen, "input.image is not base64: data after the '=' padding");
-            else if (c > 0x20 && c < 0x7f)
-                snprintf(err, errlen,
-                         "input.image is not base64: character %zu is '%c' (expected A-Z, a-z, "
-                         "0-9, + and /, or - and _)",
-                         i, c);
-            else snprintf(err, errlen, "input.image is not base64: byte %zu is 0x%02x", i, c);
-            free(buf);
-            return -1;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[n++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    /* Left-over bits: 0 (complete), 2 or 4 (one or two bytes short of a group, fine);
-     * 6 means a single character after the last full group, which encodes nothing. */
-    if (bits == 6 || pads > 2) {
-        snprintf(err, errlen, "input.image is not base64: it ends in the middle of a byte");
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    *outlen = n;
-    return 0;
-}
-
-/* parse_image finds one job's image bytes and decodes them into pixels. Returns 0, or -1
- * with a message for the user in err. */
-static int parse_image(const fleet_model_job *j, unsigned char *pixels, char *err, size_t errlen) {
-    msgpack_unpacked up;
-    size_t off = 0;
-    unsigned char *owned = NULL;
-    int rc = -1;
-    msgpack_unpacked_init(&up);
-    if (!j->input || j->input_len == 0 ||
-        msgpack_unpack_next(&up, j->input, j->input_len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != j->input_len || up.data.type != MSGPACK_OBJECT_MAP) {
-        snprintf(err, errlen, SHAPE_ERROR);
-        goto out;
-    }
-    const msgpack_object *o = &up.data;
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
-        const msgpack_object *k = &o->via.map.ptr[i].key;
-        if (!key_is(k, "image") && !key_is(k, "files")) {
-            if (k->type == MSGPACK_OBJECT_STR)
-                snprintf(err, errlen, "input: unknown field '%.*s'; " SHAPE_ERROR,
-                         (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr);
-            else snprintf(err, errlen, SHAPE_ERROR);
-            goto out;
-        }
-    }
-    const msgpack_object *image = map_get(o, "image"), *files = map_get(o, "files");
-    const unsigned char *bytes = NULL;
-    size_t len = 0;
-    if (image && files) {
-        snprintf(err, errlen, "input: send the image either as input.image or as a file, not both");
-        goto out;
-    }
-    if (files) {
-        if (files->type != MSGPACK_OBJECT_ARRAY || files->via.array.size != 1) {
-            snprintf(err, errlen, "input: send one image per job (the form has %u file parts)",
-                     files->type == MSGPACK_OBJECT_ARRAY ? files->via.array.size : 0);
-            goto out;
-        }
-        const msgpack_object *f = &files->via.array.ptr[0];
-        const msgpack_object *b = f->type == MSGPACK_OBJECT_MAP ? map_get(f, "bytes") : NULL;
-        if (!b || b->type != MSGPACK_OBJECT_BIN) {
-            snprintf(err, errlen, "input.files[0] must be a file part with its bytes");
-            goto out;
-        }
-        bytes = (const unsigned char *)b->via.bin.ptr;
-        len = b->via.bin.size;
-    } else if (image && image->type == MSGPACK_OBJECT_BIN) {
-        bytes = (const unsigned char *)image->via.bin.ptr;
-        len = image->via.bin.size;
-    } else if (image && image->type == MSGPACK_OBJECT_STR) {
-        if (b64_decode(image->via.str.ptr, image->via.str.size, &owned, &len, err, errlen) != 0)
-            goto out;
-        bytes = owned;
-    } else {
-        snprintf(err, errlen,
-                 image ? "input.image must be a base64 string (or msgpack bin)" : SHAPE_ERROR);
-        goto out;
-    }
-    if (len > MAX_IMAGE_BYTES) {
-        snprintf(err, errlen, "image: %zu bytes; at most %u", len, MAX_IMAGE_BYTES);
-        goto out;
-    }
-    rc = cls_image_decode(bytes ? bytes : (const unsigned char *)"", len, pixels, err, errlen);
-out:
-    free(owned);
-    msgpack_unpacked_destroy(&up);
-    return rc;
-}
-
 /* ---------------------------------------------------------------- output ----------- */
 
 static int pack_output(const float *probs, char **out, size_t *len) {
@@ -316,7 +154,8 @@ static void classify_run_batch(void *state, fleet_model_job *jobs, size_t n,
             jobs[i].outcome = FLEET_MODEL_STOPPED;
             continue;
         }
-        if (parse_image(&jobs[i], pixels + good * CNN_PIXELS, err, sizeof err) != 0) {
+        if (cls_input_decode((const unsigned char *)jobs[i].input, jobs[i].input_len,
+                             pixels + good * CNN_PIXELS, err, sizeof err) != 0) {
             fleet_model_job_fail(&jobs[i], 0, "%s", err);
             continue;
         }
