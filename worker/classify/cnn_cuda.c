@@ -569,26 +569,15 @@ static int ops_load(const cnn_weights *w, void **model, char *err, size_t errlen
     if (!m) return fleet_err(err, errlen, "classify: out of memory");
     m->max_batch = CNN_CUDA_MAX_BATCH;
 
-    const char *math = getenv("FLEET_CLASSIFY_MATH");
-    if (!math || !math[0] || strcmp(math, "fp32") == 0) {
-        m->math = MATH_FP32;
-    } else if (strcmp(math, "tf32") == 0) {
-        m->math = MATH_TF32;
-    } else {
-        fleet_err(err, errlen, "FLEET_CLASSIFY_MATH is '%s', not fp32|tf32", math);
+    /* maths in math_mode's order; the first of each list is the default */
+    static const char *const maths[] = {"fp32", "tf32"}, *const convs[] = {"fused", "separate"};
+    int math, conv;
+    if (cuda_setting("FLEET_CLASSIFY_MATH", maths, 2, &math, err, errlen) != 0 ||
+        cuda_setting("FLEET_CLASSIFY_CONV", convs, 2, &conv, err, errlen) != 0)
         goto fail;
-    }
-    const char *conv = getenv("FLEET_CLASSIFY_CONV");
-    if (!conv || !conv[0] || strcmp(conv, "fused") == 0) {
-        m->fused = 1;
-    } else if (strcmp(conv, "separate") == 0) {
-        m->fused = 0;
-    } else {
-        fleet_err(err, errlen, "FLEET_CLASSIFY_CONV is '%s', not fused|separate", conv);
-        goto fail;
-    }
-    const char *poison = getenv("FLEET_CLASSIFY_POISON");
-    m->poison = poison && strcmp(poison, "1") == 0;
+    m->math = (math_mode)math;
+    m->fused = conv == 0;
+    m->poison = cuda_flag("FLEET_CLASSIFY_POISON");
 
     /* The descriptors need no device: made first, their shapes are checked everywhere. */
     if (make_descriptors(m, err, errlen) != 0) goto fail;

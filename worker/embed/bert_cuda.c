@@ -389,19 +389,11 @@ static int ops_load(const char *dir, void **model, char *err, size_t errlen) {
         fleet_err(err, errlen, "FLEET_EMBED_SOFTMAX is '%s', not own|cudnn", sm);
         goto fail;
     }
-    const char *gm = getenv("FLEET_EMBED_GEMM");
-    if (!gm || !gm[0] || strcmp(gm, "fp32") == 0) {
-        m->gemm = GEMM_FP32;
-    } else if (strcmp(gm, "tf32") == 0) {
-        m->gemm = GEMM_TF32;
-    } else if (strcmp(gm, "3xtf32") == 0) {
-        m->gemm = GEMM_3XTF32;
-    } else {
-        fleet_err(err, errlen, "FLEET_EMBED_GEMM is '%s', not fp32|tf32|3xtf32", gm);
-        goto fail;
-    }
-    const char *poison = getenv("FLEET_EMBED_POISON");
-    m->poison = poison && strcmp(poison, "1") == 0;
+    static const char *const gemms[] = {"fp32", "tf32", "3xtf32"}; /* gemm_mode's order */
+    int gemm;
+    if (cuda_setting("FLEET_EMBED_GEMM", gemms, 3, &gemm, err, errlen) != 0) goto fail;
+    m->gemm = (gemm_mode)gemm;
+    m->poison = cuda_flag("FLEET_EMBED_POISON");
 
     if (cuda_need_gpu(err, errlen) != 0 ||
         cuda_stream_blas_new(&m->stream, &m->blas, &m->blas_ws, BLAS_WORKSPACE, err, errlen) != 0)

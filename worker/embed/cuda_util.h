@@ -1,6 +1,7 @@
 /* cuda_util.h: what the CUDA backends' host code (bert_cuda.c, worker/classify/cnn_cuda.c)
  * does the same way: turning a CUDA, cuBLAS or cuDNN status into fleet's error message,
- * finding a GPU, and setting up the stream and cuBLAS handle each model runs on.
+ * reading their FLEET_* settings, finding a GPU, and setting up the stream and cuBLAS
+ * handle each model runs on.
  *
  * Header-only (static inline): each backend module (fleet-embed-cuda.so,
  * fleet-classify-cuda.so) compiles its own copy and exports none of it. dnn_check is
@@ -16,6 +17,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "fleet/err.h"
 
@@ -35,6 +38,32 @@ static inline int dnn_check(cudnnStatus_t s, const char *what, char *err, size_t
     return fleet_err(err, errlen, "cuda: cuDNN %s: %s", what, cudnnGetErrorString(s));
 }
 #endif
+
+/* A setting that names one of n choices ("fp32", "tf32"): *choice is its index, 0 when
+ * the variable is unset or empty; -1 with "NAME is 'VALUE', not fp32|tf32" when it names
+ * none of them. */
+static inline int cuda_setting(const char *name, const char *const *choices, int n, int *choice,
+                               char *err, size_t errlen) {
+    const char *v = getenv(name);
+    *choice = 0;
+    if (!v || !v[0]) return 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, choices[i]) == 0) {
+            *choice = i;
+            return 0;
+        }
+    char list[128] = "";
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof list; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? "|" : "", choices[i]);
+    return fleet_err(err, errlen, "%s is '%s', not %s", name, v, list);
+}
+
+/* A debugging switch: 1 when the variable is exactly "1", else 0. */
+static inline int cuda_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && strcmp(v, "1") == 0;
+}
 
 /* 1 when the CUDA runtime sees at least one GPU, else 0 (no driver, no device). */
 static inline int cuda_gpu_present(void) {
