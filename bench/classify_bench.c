@@ -22,7 +22,7 @@
  * ONNX Runtime and compares.
  *
  * Threads (cpu): FLEET_CPU_THREADS, read when the backend loads (default: the online
- * CPUs); each of those threads runs OpenBLAS on one thread.
+ * CPUs).
  *
  * Exit code: 0 when it ran, 1 when the weights or backend could not be used, 2 on misuse.
  */
