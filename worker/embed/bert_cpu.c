@@ -719,8 +719,8 @@ static void pool_task(void *arg, size_t t, int thread) {
     }
 }
 
-/* Grows *a to n elements of size sz when it holds fewer (have); false when out of
- * memory (*a is then unchanged and still owned by the scratch). */
+/* Resizes the buffer at *a (a float ** or double ** of the scratch) to n elements of sz
+ * bytes; false when out of memory (*a is then unchanged and still the scratch's). */
 static bool grow(void *a, size_t n, size_t sz) {
     void **pa = a;
     void *na = realloc(*pa, (n ? n : 1) * sz);
