@@ -362,6 +362,19 @@ TL_TEST(unknown_and_repeated_keys) {
     raw(&lng, "\xc0", 1);
     ASSERT_REFUSED(lng, tl_printf("input: unknown field '%.64s'; " SHAPE, longname));
 
+    /* found by fuzz_classify_input: a name's line break went into the message as it was */
+    mp nl = {0};
+    map(&nl, 1);
+    str(&nl, "pic\nture\r\x01\x7f");
+    raw(&nl, "\xc0", 1);
+    ASSERT_REFUSED(nl, "input: unknown field 'pic?ture?\?\?'; " SHAPE);
+    /* 63 ASCII bytes then "é": a cut at 64 bytes would leave half a character */
+    mp utf = {0};
+    map(&utf, 1);
+    str(&utf, tl_printf("%.63s\xc3\xa9", longname));
+    raw(&utf, "\xc0", 1);
+    ASSERT_REFUSED(utf, tl_printf("input: unknown field '%.63s?'; " SHAPE, longname));
+
     mp intkey = {0};
     map(&intkey, 1);
     raw(&intkey, "\x01\xc0", 2);

@@ -167,10 +167,20 @@ static int image_bytes(const msgpack_object *o, const unsigned char **bytes, siz
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *k = &o->via.map.ptr[i].key;
         if (!key_is(k, "image") && !key_is(k, "files")) {
-            if (k->type == MSGPACK_OBJECT_STR)
-                return fleet_err(err, errlen, "input: unknown field '%.*s'; " SHAPE_ERROR,
-                                 (int)(k->via.str.size > 64 ? 64 : k->via.str.size),
-                                 k->via.str.ptr);
+            if (k->type == MSGPACK_OBJECT_STR) {
+                /* The message is one line of valid UTF-8 (it ends up in a JSON problem's
+                 * detail and in logs): the name's first 64 bytes, each byte that is not
+                 * printable ASCII (a line break, a control, a part of a UTF-8 character
+                 * that the cut could split) shown as '?'. */
+                char name[65];
+                size_t n = k->via.str.size > 64 ? 64 : k->via.str.size;
+                for (size_t c = 0; c < n; c++) {
+                    unsigned char ch = (unsigned char)k->via.str.ptr[c];
+                    name[c] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+                }
+                name[n] = '\0';
+                return fleet_err(err, errlen, "input: unknown field '%s'; " SHAPE_ERROR, name);
+            }
             return fleet_err(err, errlen, "input: a field name is not a string; " SHAPE_ERROR);
         }
         /* a second "image" or "files" would be read by no one: refused, not guessed at */
