@@ -252,32 +252,26 @@ static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
  * own would only contend with the pool's for the same cores. */
 static void blas_single(void) { openblas_set_num_threads(1); }
 
-/* An environment variable holding an integer in [1, 1024]: 1 with *n set, 0 when unset
- * or empty, -1 when it holds anything else. */
-static int env_threads(const char *name, int *n) {
-    const char *v = getenv(name);
+/* OPENBLAS_NUM_THREADS when it holds an integer in [1, CPU_POOL_MAX_THREADS], else 0. */
+static int blas_threads_env(void) {
+    const char *v = getenv("OPENBLAS_NUM_THREADS");
     if (!v || !*v) return 0;
     char *end;
     errno = 0;
     long t = strtol(v, &end, 10);
-    if (*end || errno || t < 1 || t > 1024) return -1;
-    *n = (int)t;
-    return 1;
+    return *end || errno || t < 1 || t > CPU_POOL_MAX_THREADS ? 0 : (int)t;
 }
 
-/* The threads a forward pass uses: FLEET_CPU_THREADS; else OPENBLAS_NUM_THREADS, which
- * sized OpenBLAS's own threads before the pool did the work (ignored unless an integer in
- * [1, 1024]); else one per CPU the process may use. Read
- * from the environment each time rather than from OpenBLAS, which a load sets to 1 (and
- * a backend module holds its own copy of this file). -1 with err set when
+/* The threads a forward pass uses: FLEET_CPU_THREADS (cpu_pool_threads_setting, the one
+ * parser); else OPENBLAS_NUM_THREADS, which sized OpenBLAS's own threads before the pool
+ * did the work (ignored unless an integer in [1, 1024]); else one per CPU the process may
+ * use. Read from the environment each time rather than from OpenBLAS, which a load sets
+ * to 1 (and a backend module holds its own copy of this file). -1 with err set when
  * FLEET_CPU_THREADS is not an integer in [1, 1024]. */
 static int threads_wanted(int *n, char *err, size_t errlen) {
-    *n = 1;
-    int rc = env_threads("FLEET_CPU_THREADS", n);
-    if (rc < 0)
-        return fleet_err(err, errlen, "FLEET_CPU_THREADS=%s: must be an integer in [1, 1024]",
-                         getenv("FLEET_CPU_THREADS"));
-    if (rc == 0 && env_threads("OPENBLAS_NUM_THREADS", n) != 1) *n = cpu_pool_default_threads();
+    if (cpu_pool_threads_setting(n, err, errlen) != 0) return -1;
+    if (*n == 0) *n = blas_threads_env();
+    if (*n == 0) *n = cpu_pool_default_threads();
     return 0;
 }
 
@@ -285,7 +279,8 @@ int bert_cpu_threads(void) {
     int n = 1;
     char err[128];
     if (threads_wanted(&n, err, sizeof err) == 0) return n;
-    return env_threads("OPENBLAS_NUM_THREADS", &n) == 1 ? n : cpu_pool_default_threads();
+    n = blas_threads_env();
+    return n ? n : cpu_pool_default_threads();
 }
 
 int bert_cpu_load(const char *dir, bert_cpu **out, char *err, size_t errlen) {

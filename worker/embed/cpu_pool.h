@@ -41,8 +41,9 @@ int cpu_pool_threads(const cpu_pool *p);
 
 void cpu_pool_free(cpu_pool *p);
 
-/* The number of threads a pool should have when the user named none: one per online
- * CPU (sysconf), at least 1, at most CPU_POOL_MAX_THREADS. */
+/* The number of threads a pool should have when the user named none: one per CPU the
+ * process may run on (its affinity mask, so a container's cpuset; the online CPUs when
+ * that cannot be read), at least 1, at most CPU_POOL_MAX_THREADS. */
 int cpu_pool_default_threads(void);
 
 /* The pool size the user asked for in FLEET_CPU_THREADS, the one place it is parsed:
