@@ -461,7 +461,7 @@ TL_TEST(bytes_after_the_map) {
 }
 
 /* Headers that declare more than the input holds: msgpack-c would reserve memory for
- * every entry a map or array header declares (2^32 - 1 map entries: 192 GiB) before
+ * every entry a map or array header declares (2^32 - 1 map entries: 256 GiB, 64 bytes an entry) before
  * finding that the bytes are not there. */
 TL_TEST(huge_declared_sizes) {
     mp m = {0};
