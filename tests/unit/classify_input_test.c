@@ -460,9 +460,9 @@ TL_TEST(bytes_after_the_map) {
     ASSERT_REFUSED(bad, "input is not valid msgpack: byte 0xc1 at offset 7 is no msgpack value");
 }
 
-/* Headers that declare more than the input holds: msgpack-c would reserve memory for
- * every entry a map or array header declares (2^32 - 1 map entries: 256 GiB, 64 bytes an entry) before
- * finding that the bytes are not there. */
+/* Headers that declare more than the input holds: msgpack-c would ask malloc for every
+ * entry a map or array header declares (2^32 - 1 map entries: 256 GiB, 64 bytes an entry)
+ * before finding that the bytes are not there. */
 TL_TEST(huge_declared_sizes) {
     mp m = {0};
     raw(&m, "\xdf\xff\xff\xff\xff", 5);
