@@ -84,15 +84,21 @@ static unsigned char *png(const unsigned char *gray, int w, int h, int channels,
     return out;
 }
 
-/* A multipart form with the model and one file part per (data, len). */
-static tl_resp *submit_multipart(tl_fleet *f, const unsigned char *const *data, const size_t *len,
-                                 int nfiles) {
-    size_t cap = 4096;
+/* A multipart form with the model, an "input" field when input_json is not NULL, and one
+ * file part per (data, len). */
+static tl_resp *submit_multipart(tl_fleet *f, const char *input_json,
+                                 const unsigned char *const *data, const size_t *len, int nfiles) {
+    size_t cap = 4096 + (input_json ? strlen(input_json) : 0);
     for (int i = 0; i < nfiles; i++) cap += len[i];
     char *body = tl_alloc(cap);
     size_t n = (size_t)snprintf(body, cap,
                                 "--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n"
                                 "classify\r\n");
+    if (input_json)
+        n += (size_t)snprintf(body + n, cap - n,
+                              "--XyZ\r\nContent-Disposition: form-data; name=\"input\"\r\n\r\n"
+                              "%s\r\n",
+                              input_json);
     for (int i = 0; i < nfiles; i++) {
         n += (size_t)snprintf(body + n, cap - n,
                               "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; "
@@ -210,7 +216,12 @@ TL_TEST(multipart_msgpack_data_urls_and_larger_pngs) {
     /* multipart, one file part */
     size_t len;
     const unsigned char *p = png(px, CNN_SIDE, CNN_SIDE, 1, &len);
-    tl_resp *r = submit_multipart(f, &p, &len, 1);
+    tl_resp *r = submit_multipart(f, NULL, &p, &len, 1);
+    ASSERT_HTTP_STATUS(r, 200);
+    check_result(r->json, NULL, want);
+
+    /* a form with no file part, the image in its input field */
+    r = submit_multipart(f, tl_printf("{\"image\": \"%s\"}", b64(p, len)), NULL, NULL, 0);
     ASSERT_HTTP_STATUS(r, 200);
     check_result(r->json, NULL, want);
 
@@ -298,7 +309,7 @@ TL_TEST(bad_images_fail_their_job_with_a_clear_message) {
     /* two file parts in one job */
     const unsigned char *two[] = {good, good};
     size_t lens[] = {good_len, good_len};
-    tl_resp *r = submit_multipart(f, two, lens, 2);
+    tl_resp *r = submit_multipart(f, NULL, two, lens, 2);
     ASSERT_HTTP_STATUS(r, 200);
     ASSERT_EQ_STR(tl_jstr(r->json, "status"), "failed");
     ASSERT_STR_CONTAINS(tl_jstr(r->json, "error"), "one image per job");
