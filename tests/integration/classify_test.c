@@ -16,13 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "cnn.h"
 #include "cnn_cpu.h"
 #include "testlib.h"
 #include "tl_classify.h"
 #include "tl_fashion.h"
+#include "tl_png.h"
 
 #define SUBSET 1000
 
@@ -37,50 +37,6 @@ static tl_fleet *start_classify_fleet(void) {
 static const char *b64(const unsigned char *data, size_t len) {
     char *out = tl_alloc(4 * ((len + 2) / 3) + 1);
     EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-    return out;
-}
-
-static void put32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
-}
-
-/* Appends one chunk (length, type, data, CRC) at out + *n. */
-static void chunk(unsigned char *out, size_t *n, const char *type, const unsigned char *data,
-                  size_t len) {
-    put32(out + *n, (uint32_t)len);
-    memcpy(out + *n + 4, type, 4);
-    if (len) memcpy(out + *n + 8, data, len);
-    uLong crc = crc32(0, out + *n + 4, (uInt)(4 + len));
-    put32(out + *n + 8 + len, (uint32_t)crc);
-    *n += 12 + len;
-}
-
-/* A PNG of w x h pixels, gray (channels 1) or RGB (3, each sample the gray value), 8 bits,
- * rows unfiltered. */
-static unsigned char *png(const unsigned char *gray, int w, int h, int channels, size_t *len) {
-    size_t row = 1 + (size_t)w * (size_t)channels, raw_len = row * (size_t)h;
-    unsigned char *raw = tl_alloc(raw_len);
-    for (int y = 0; y < h; y++) {
-        raw[(size_t)y * row] = 0;
-        for (int x = 0; x < w; x++)
-            for (int c = 0; c < channels; c++)
-                raw[(size_t)y * row + 1 + (size_t)x * (size_t)channels + (size_t)c] =
-                    gray[y * w + x];
-    }
-    uLongf zlen = compressBound(raw_len);
-    unsigned char *z = tl_alloc(zlen);
-    ASSERT_EQ_INT(compress2(z, &zlen, raw, raw_len, 6), Z_OK);
-    unsigned char *out = tl_alloc(64 + zlen), ihdr[13];
-    size_t n = 8;
-    memcpy(out, "\x89PNG\r\n\x1a\n", 8);
-    put32(ihdr, (uint32_t)w);
-    put32(ihdr + 4, (uint32_t)h);
-    ihdr[8] = 8, ihdr[9] = channels == 1 ? 0 : 2, ihdr[10] = ihdr[11] = ihdr[12] = 0;
-    chunk(out, &n, "IHDR", ihdr, sizeof ihdr);
-    chunk(out, &n, "IDAT", z, zlen);
-    chunk(out, &n, "IEND", NULL, 0);
-    *len = n;
     return out;
 }
 
@@ -185,7 +141,7 @@ TL_TEST(accuracy_on_a_thousand_test_images_through_the_gateway) {
         const char *data;
         if (i % 2) {
             size_t len;
-            const unsigned char *p = png(px, CNN_SIDE, CNN_SIDE, 1, &len);
+            const unsigned char *p = tl_png_gray8(px, CNN_SIDE, CNN_SIDE, 1, &len);
             data = b64(p, len);
         } else {
             data = b64(px, CNN_PIXELS);
@@ -215,7 +171,7 @@ TL_TEST(multipart_msgpack_data_urls_and_larger_pngs) {
 
     /* multipart, one file part */
     size_t len;
-    const unsigned char *p = png(px, CNN_SIDE, CNN_SIDE, 1, &len);
+    const unsigned char *p = tl_png_gray8(px, CNN_SIDE, CNN_SIDE, 1, &len);
     tl_resp *r = submit_multipart(f, NULL, &p, &len, 1);
     ASSERT_HTTP_STATUS(r, 200);
     check_result(r->json, NULL, want);
@@ -229,7 +185,7 @@ TL_TEST(multipart_msgpack_data_urls_and_larger_pngs) {
     unsigned char *big = tl_alloc(56 * 56);
     for (int y = 0; y < 56; y++)
         for (int x = 0; x < 56; x++) big[y * 56 + x] = px[(y / 2) * CNN_SIDE + x / 2];
-    const unsigned char *pb = png(big, 56, 56, 3, &len);
+    const unsigned char *pb = tl_png_gray8(big, 56, 56, 3, &len);
     check_result(submit_wait_json(f, tl_printf("{\"image\": \"%s\"}", b64(pb, len))), NULL, want);
 
     /* a data: URL with line breaks, as a browser's FileReader or `base64` writes it */
@@ -277,8 +233,8 @@ TL_TEST(bad_images_fail_their_job_with_a_clear_message) {
     tl_fleet *f = start_classify_fleet();
     unsigned char small[10 * 10] = {0}, px[CNN_PIXELS] = {0};
     size_t len, good_len;
-    const unsigned char *tiny = png(small, 10, 10, 1, &len);
-    const unsigned char *good = png(px, CNN_SIDE, CNN_SIDE, 1, &good_len);
+    const unsigned char *tiny = tl_png_gray8(small, 10, 10, 1, &len);
+    const unsigned char *good = tl_png_gray8(px, CNN_SIDE, CNN_SIDE, 1, &good_len);
     unsigned char *bad_crc = tl_alloc(good_len);
     memcpy(bad_crc, good, good_len);
     bad_crc[8 + 8 + 13] ^= 1; /* IHDR's CRC */

@@ -1,8 +1,8 @@
 /* classify_image_test: the classify model's input (worker/classify/image.c and png.c).
  *
- * Every PNG here is written by the small encoder below (zlib's compress2 and crc32), from
- * samples the test chooses, so each decoded pixel is checked against the value the
- * conversion rules of image.h give for it; a few anchors are also written out as numbers.
+ * Every PNG here is written by the harness's small encoder (tl_png.h: zlib's compress2 and
+ * crc32) from samples the test chooses, so each decoded pixel is checked against the value
+ * the conversion rules of image.h give for it; a few anchors are also written out as numbers.
  * Bad files are built chunk by chunk and each one's message is checked word for word,
  * with the output buffer left untouched. */
 #include <stdint.h>
@@ -11,163 +11,16 @@
 #include <zlib.h>
 
 #include "testlib.h"
+#include "tl_png.h"
 #include "image.h"
 #include "png.h"
 
-/* ------------------------------------------------------------ a tiny PNG encoder ---- */
-
-typedef struct buf {
-    unsigned char *p;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        size_t cap = (b->n + n) * 2 + 64;
-        unsigned char *p = tl_alloc(cap);
-        if (b->n) memcpy(p, b->p, b->n);
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-
-static void put32(buf *b, uint32_t v) {
-    unsigned char q[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 8), (unsigned char)v};
-    put(b, q, 4);
-}
-
-static void sig(buf *b) { put(b, "\x89PNG\r\n\x1a\n", 8); }
-
-static void chunk(buf *b, const char *type, const void *d, size_t n) {
-    put32(b, (uint32_t)n);
-    uLong crc = crc32(0L, (const Bytef *)type, 4);
-    if (n) crc = crc32(crc, d, (uInt)n);
-    put(b, type, 4);
-    put(b, d, n);
-    put32(b, (uint32_t)crc);
-}
-
-static const unsigned char *ihdr(uint32_t w, uint32_t h, unsigned depth, unsigned ct, unsigned comp,
-                                 unsigned filt, unsigned il) {
-    unsigned char *p = tl_alloc(13);
-    buf b = {0};
-    put32(&b, w);
-    put32(&b, h);
-    memcpy(p, b.p, 8);
-    p[8] = (unsigned char)depth;
-    p[9] = (unsigned char)ct;
-    p[10] = (unsigned char)comp;
-    p[11] = (unsigned char)filt;
-    p[12] = (unsigned char)il;
-    return p;
-}
-
-/* An image to encode: samples at their bit depth, channels per pixel in PNG order. */
-typedef struct spec {
-    uint32_t w, h;
-    unsigned depth, ct, interlace;
-    const uint16_t *s;
-    int filter; /* 0..4 for every row; -1: row r (of its pass) uses r % 5 */
-    const unsigned char *plte;
-    size_t plte_len;
-    const unsigned char *trns;
-    size_t trns_len;
-} spec;
-
-static const uint8_t adam7[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
-                                    {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
-
-static unsigned chans(unsigned ct) { return ct == 2 ? 3 : ct == 4 ? 2 : ct == 6 ? 4 : 1; }
-
-static unsigned char paeth(int a, int b, int c) {
-    int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
-    return (unsigned char)(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
-}
-
-/* The filtered rows of the image (filter byte first), interlaced when spec says so. */
-static buf raw_rows(const spec *s) {
-    buf out = {0};
-    unsigned nc = chans(s->ct), bits = nc * s->depth, bpp = bits >= 8 ? bits / 8 : 1;
-    int passes = s->interlace ? 7 : 1;
-    for (int p = 0; p < passes; p++) {
-        uint32_t x0 = 0, y0 = 0, dx = 1, dy = 1;
-        if (s->interlace) x0 = adam7[p][0], y0 = adam7[p][1], dx = adam7[p][2], dy = adam7[p][3];
-        uint32_t pw = s->w > x0 ? (s->w - x0 + dx - 1) / dx : 0;
-        uint32_t ph = s->h > y0 ? (s->h - y0 + dy - 1) / dy : 0;
-        if (!pw || !ph) continue;
-        size_t rb = ((size_t)pw * bits + 7) / 8;
-        unsigned char *prev = tl_alloc(rb), *cur = tl_alloc(rb), *f = tl_alloc(rb + 1);
-        for (uint32_t r = 0; r < ph; r++) {
-            uint32_t y = y0 + r * dy;
-            memset(cur, 0, rb);
-            size_t bit = 0;
-            for (uint32_t i = 0; i < pw; i++) {
-                const uint16_t *px = s->s + ((size_t)y * s->w + x0 + i * dx) * nc;
-                for (unsigned c = 0; c < nc; c++) {
-                    unsigned v = px[c];
-                    if (s->depth == 16) {
-                        cur[bit / 8] = (unsigned char)(v >> 8);
-                        cur[bit / 8 + 1] = (unsigned char)v;
-                    } else if (s->depth == 8) {
-                        cur[bit / 8] = (unsigned char)v;
-                    } else {
-                        cur[bit / 8] |= (unsigned char)(v << (8 - s->depth - bit % 8));
-                    }
-                    bit += s->depth;
-                }
-            }
-            int ft = s->filter >= 0 ? s->filter : (int)(r % 5);
-            f[0] = (unsigned char)ft;
-            for (size_t i = 0; i < rb; i++) {
-                int a = i >= bpp ? cur[i - bpp] : 0, b = prev[i], c = i >= bpp ? prev[i - bpp] : 0;
-                int pred = ft == 1   ? a
-                           : ft == 2 ? b
-                           : ft == 3 ? (a + b) / 2
-                           : ft == 4 ? paeth(a, b, c)
-                                     : 0;
-                f[i + 1] = (unsigned char)(cur[i] - pred);
-            }
-            put(&out, f, rb + 1);
-            memcpy(prev, cur, rb);
-        }
-    }
-    return out;
-}
-
-static buf zlib_of(const unsigned char *d, size_t n) {
-    uLongf zn = compressBound(n);
-    buf z = {tl_alloc(zn), 0, zn};
-    if (compress2(z.p, &zn, d, n, 9) != Z_OK) FAILF("compress2 failed");
-    z.n = zn;
-    return z;
-}
-
-static buf png_head(const spec *s) {
-    buf b = {0};
-    sig(&b);
-    chunk(&b, "IHDR", ihdr(s->w, s->h, s->depth, s->ct, 0, 0, s->interlace), 13);
-    if (s->plte) chunk(&b, "PLTE", s->plte, s->plte_len);
-    if (s->trns) chunk(&b, "tRNS", s->trns, s->trns_len);
-    return b;
-}
-
-/* The whole PNG, its zlib stream in one IDAT. */
-static buf png_of(const spec *s) {
-    buf b = png_head(s);
-    buf raw = raw_rows(s);
-    buf z = zlib_of(raw.p, raw.n);
-    chunk(&b, "IDAT", z.p, z.n);
-    chunk(&b, "IEND", NULL, 0);
-    return b;
-}
+/* ------------------------------------------------------------ images to encode ---- */
 
 /* Pseudo-random samples (a fixed LCG), each below 2^depth, or below lim when not 0. */
 static uint16_t *samples(uint32_t w, uint32_t h, unsigned ct, unsigned depth, unsigned lim,
                          uint32_t seed) {
-    size_t n = (size_t)w * h * chans(ct);
+    size_t n = (size_t)w * h * tl_png_channels(ct);
     uint16_t *s = tl_alloc(n * sizeof *s);
     uint32_t x = seed * 2654435761u + 1;
     for (size_t i = 0; i < n; i++) {
@@ -199,8 +52,8 @@ static unsigned luma(unsigned r, unsigned g, unsigned b) {
 static unsigned over_black(unsigned g, unsigned a) { return (g * a + 127) / 255; }
 
 /* image.h's conversion of pixel (x, y) of s. */
-static unsigned want_gray(const spec *s, uint32_t x, uint32_t y) {
-    const uint16_t *p = s->s + ((size_t)y * s->w + x) * chans(s->ct);
+static unsigned want_gray(const tl_png_spec *s, uint32_t x, uint32_t y) {
+    const uint16_t *p = s->s + ((size_t)y * s->w + x) * tl_png_channels(s->ct);
     unsigned d = s->depth;
     switch (s->ct) {
     case 0:
@@ -224,15 +77,15 @@ static unsigned want_gray(const spec *s, uint32_t x, uint32_t y) {
     }
 }
 
-static void decode_ok(const buf *png, unsigned char out[CLS_PIXELS]) {
+static void decode_ok(const tl_bytes *png, unsigned char out[CLS_PIXELS]) {
     char err[256] = "";
     int rc = cls_image_decode(png->p, png->n, out, err, sizeof err);
     if (rc != 0) FAILF("cls_image_decode: %d (%s)", rc, err);
 }
 
 /* A 28x28 spec decodes to exactly its pixels. */
-static void check_28(const spec *s, const char *what) {
-    buf png = png_of(s);
+static void check_28(const tl_png_spec *s, const char *what) {
+    tl_bytes png = tl_png_of(s);
     unsigned char out[CLS_PIXELS];
     decode_ok(&png, out);
     for (uint32_t y = 0; y < CLS_SIDE; y++)
@@ -243,8 +96,8 @@ static void check_28(const spec *s, const char *what) {
 }
 
 /* A spec of each colour type and depth, 28x28, from a seed. */
-static spec spec_28(unsigned ct, unsigned depth, unsigned il, int filter, uint32_t seed) {
-    spec s = {.w = 28, .h = 28, .depth = depth, .ct = ct, .interlace = il, .filter = filter};
+static tl_png_spec spec_28(unsigned ct, unsigned depth, unsigned il, int filter, uint32_t seed) {
+    tl_png_spec s = {.w = 28, .h = 28, .depth = depth, .ct = ct, .interlace = il, .filter = filter};
     if (ct == 3) {
         unsigned n = depth == 8 ? 200 : 1u << depth;
         s.plte = palette(n, seed);
@@ -291,8 +144,8 @@ TL_TEST(conversion_anchors) {
     rgb[4] = 255;                     /* (1,0) green */
     rgb[8] = 255;                     /* (2,0) blue */
     rgb[9] = rgb[10] = rgb[11] = 255; /* (3,0) white */
-    spec s = {.w = 28, .h = 28, .depth = 8, .ct = 2, .s = rgb};
-    buf png = png_of(&s);
+    tl_png_spec s = {.w = 28, .h = 28, .depth = 8, .ct = 2, .s = rgb};
+    tl_bytes png = tl_png_of(&s);
     unsigned char out[CLS_PIXELS];
     decode_ok(&png, out);
     ASSERT_EQ_INT(out[0], 76);
@@ -302,24 +155,24 @@ TL_TEST(conversion_anchors) {
     ASSERT_EQ_INT(out[4], 0);
 
     uint16_t ga[28 * 28 * 2] = {200, 128, 255, 0, 255, 255};
-    spec s4 = {.w = 28, .h = 28, .depth = 8, .ct = 4, .s = ga};
-    png = png_of(&s4);
+    tl_png_spec s4 = {.w = 28, .h = 28, .depth = 8, .ct = 4, .s = ga};
+    png = tl_png_of(&s4);
     decode_ok(&png, out);
     ASSERT_EQ_INT(out[0], 100); /* 200 at alpha 128, over black */
     ASSERT_EQ_INT(out[1], 0);
     ASSERT_EQ_INT(out[2], 255);
 
     uint16_t g16[28 * 28] = {0x1234, 0xffff, 0x00ff};
-    spec s16 = {.w = 28, .h = 28, .depth = 16, .ct = 0, .s = g16};
-    png = png_of(&s16);
+    tl_png_spec s16 = {.w = 28, .h = 28, .depth = 16, .ct = 0, .s = g16};
+    png = tl_png_of(&s16);
     decode_ok(&png, out);
     ASSERT_EQ_INT(out[0], 0x12); /* the high byte */
     ASSERT_EQ_INT(out[1], 255);
     ASSERT_EQ_INT(out[2], 0);
 
     uint16_t g2[28 * 28] = {1, 2, 3};
-    spec s2 = {.w = 28, .h = 28, .depth = 2, .ct = 0, .s = g2};
-    png = png_of(&s2);
+    tl_png_spec s2 = {.w = 28, .h = 28, .depth = 2, .ct = 0, .s = g2};
+    png = tl_png_of(&s2);
     decode_ok(&png, out);
     ASSERT_EQ_INT(out[0], 85);
     ASSERT_EQ_INT(out[1], 170);
@@ -327,8 +180,8 @@ TL_TEST(conversion_anchors) {
 
     unsigned char pl[6] = {10, 20, 30, 255, 255, 255};
     uint16_t idx[28 * 28] = {1, 0};
-    spec s3 = {.w = 28, .h = 28, .depth = 1, .ct = 3, .s = idx, .plte = pl, .plte_len = 6};
-    png = png_of(&s3);
+    tl_png_spec s3 = {.w = 28, .h = 28, .depth = 1, .ct = 3, .s = idx, .plte = pl, .plte_len = 6};
+    png = tl_png_of(&s3);
     decode_ok(&png, out);
     ASSERT_EQ_INT(out[0], 255);
     ASSERT_EQ_INT(out[1], 18); /* (2990 + 11740 + 3420 + 500) / 1000 */
@@ -337,14 +190,14 @@ TL_TEST(conversion_anchors) {
 TL_TEST(gray_depths) {
     const unsigned depths[] = {1, 2, 4, 8, 16};
     for (size_t i = 0; i < 5; i++) {
-        spec s = spec_28(0, depths[i], 0, 0, (uint32_t)i + 1);
+        tl_png_spec s = spec_28(0, depths[i], 0, 0, (uint32_t)i + 1);
         check_28(&s, tl_printf("gray %u-bit", depths[i]));
     }
 }
 
 TL_TEST(rgb_depths) {
     for (unsigned d = 8; d <= 16; d += 8) {
-        spec s = spec_28(2, d, 0, 0, d);
+        tl_png_spec s = spec_28(2, d, 0, 0, d);
         check_28(&s, tl_printf("RGB %u-bit", d));
     }
 }
@@ -352,14 +205,14 @@ TL_TEST(rgb_depths) {
 TL_TEST(palette_depths) {
     const unsigned depths[] = {1, 2, 4, 8};
     for (size_t i = 0; i < 4; i++) {
-        spec s = spec_28(3, depths[i], 0, 0, (uint32_t)i + 11);
+        tl_png_spec s = spec_28(3, depths[i], 0, 0, (uint32_t)i + 11);
         check_28(&s, tl_printf("palette %u-bit", depths[i]));
     }
 }
 
 TL_TEST(alpha_types) {
     for (unsigned d = 8; d <= 16; d += 8) {
-        spec s = spec_28(4, d, 0, 0, d + 3);
+        tl_png_spec s = spec_28(4, d, 0, 0, d + 3);
         check_28(&s, tl_printf("gray+alpha %u-bit", d));
         s = spec_28(6, d, 0, 0, d + 5);
         check_28(&s, tl_printf("RGBA %u-bit", d));
@@ -372,7 +225,7 @@ static const unsigned all_types[][2] = {{0, 1}, {0, 2},  {0, 4},  {0, 8}, {0, 16
 
 TL_TEST(interlaced_every_type) {
     for (size_t i = 0; i < TL_COUNT(all_types); i++) {
-        spec s = spec_28(all_types[i][0], all_types[i][1], 1, -1, (uint32_t)i + 21);
+        tl_png_spec s = spec_28(all_types[i][0], all_types[i][1], 1, -1, (uint32_t)i + 21);
         check_28(&s, tl_printf("interlaced type %u, %u-bit", all_types[i][0], all_types[i][1]));
     }
 }
@@ -400,9 +253,10 @@ TL_TEST(interlaced_small_sizes) {
         for (uint32_t h = 1; h <= 9; h++)
             for (int t = 0; t < 3; t++) {
                 unsigned ct = t == 0 ? 0 : t == 1 ? 2 : 0, depth = t == 0 ? 8 : t == 1 ? 16 : 1;
-                spec s = {.w = w, .h = h, .depth = depth, .ct = ct, .interlace = 1, .filter = -1};
+                tl_png_spec s = {
+                    .w = w, .h = h, .depth = depth, .ct = ct, .interlace = 1, .filter = -1};
                 s.s = samples(w, h, ct, depth, 0, w * 16 + h);
-                buf png = png_of(&s);
+                tl_bytes png = tl_png_of(&s);
                 grid g = {.w = w, .h = h};
                 char err[256] = "";
                 if (cls_png_decode(png.p, png.n, 4096, grid_row, &g, NULL, err, sizeof err) != 0)
@@ -423,14 +277,14 @@ TL_TEST(filter_types) {
     const unsigned types[][2] = {{0, 1}, {0, 8}, {2, 8}, {6, 16}, {3, 4}, {4, 8}};
     for (int f = -1; f <= 4; f++)
         for (size_t i = 0; i < TL_COUNT(types); i++) {
-            spec s = spec_28(types[i][0], types[i][1], 0, f, (uint32_t)(f + 40 + (int)i));
+            tl_png_spec s = spec_28(types[i][0], types[i][1], 0, f, (uint32_t)(f + 40 + (int)i));
             check_28(&s, tl_printf("filter %d, type %u, %u-bit", f, types[i][0], types[i][1]));
         }
 }
 
 /* tRNS where it is well formed; other ancillary chunks anywhere are skipped. */
 TL_TEST(trns_and_ancillary) {
-    spec s = spec_28(3, 4, 0, 0, 7);
+    tl_png_spec s = spec_28(3, 4, 0, 0, 7);
     unsigned char alpha[10] = {0, 255, 128, 40, 200, 1, 2, 3, 250, 100};
     s.trns = alpha;
     s.trns_len = sizeof alpha;
@@ -449,7 +303,7 @@ TL_TEST(trns_and_ancillary) {
     check_28(&s, "gray 2-bit with a tRNS key");
 
     uint16_t *rgb = samples(28, 28, 2, 8, 4, 9); /* few colours, so the key matches often */
-    s = (spec){.w = 28, .h = 28, .depth = 8, .ct = 2, .s = rgb};
+    s = (tl_png_spec){.w = 28, .h = 28, .depth = 8, .ct = 2, .s = rgb};
     unsigned char rkey[6] = {0, (unsigned char)rgb[0], 0, (unsigned char)rgb[1],
                              0, (unsigned char)rgb[2]};
     s.trns = rkey;
@@ -465,26 +319,26 @@ TL_TEST(trns_and_ancillary) {
     check_28(&s, "RGB 16-bit with a tRNS key");
 
     /* tRNS that cannot apply (RGBA; a palette's with more entries than colours) is skipped */
-    spec rgba = spec_28(6, 8, 0, 0, 12);
+    tl_png_spec rgba = spec_28(6, 8, 0, 0, 12);
     unsigned char junk[6] = {1, 2, 3, 4, 5, 6};
-    buf b = png_head(&rgba);
-    chunk(&b, "tRNS", junk, sizeof junk);
-    chunk(&b, "tEXt", "Comment\0made by the test", 24);
-    buf raw = raw_rows(&rgba);
-    buf z = zlib_of(raw.p, raw.n);
-    chunk(&b, "IDAT", z.p, z.n);
-    chunk(&b, "zzZz", "anything", 8);
-    chunk(&b, "IEND", NULL, 0);
+    tl_bytes b = tl_png_head(&rgba);
+    tl_png_chunk(&b, "tRNS", junk, sizeof junk);
+    tl_png_chunk(&b, "tEXt", "Comment\0made by the test", 24);
+    tl_bytes raw = tl_png_rows(&rgba);
+    tl_bytes z = tl_png_zlib(raw.p, raw.n);
+    tl_png_chunk(&b, "IDAT", z.p, z.n);
+    tl_png_chunk(&b, "zzZz", "anything", 8);
+    tl_png_chunk(&b, "IEND", NULL, 0);
     unsigned char out[CLS_PIXELS];
     decode_ok(&b, out);
     for (uint32_t i = 0; i < CLS_PIXELS; i++)
         ASSERT_EQ_INT(out[i], want_gray(&rgba, i % 28, i / 28));
 
-    spec pal = spec_28(3, 1, 0, 0, 13);
+    tl_png_spec pal = spec_28(3, 1, 0, 0, 13);
     unsigned char three[3] = {0, 0, 0};
     pal.trns = three;
     pal.trns_len = 3; /* 2 colours */
-    b = png_of(&pal);
+    b = tl_png_of(&pal);
     decode_ok(&b, out);
     pal.trns = NULL;
     for (uint32_t i = 0; i < CLS_PIXELS; i++)
@@ -493,14 +347,14 @@ TL_TEST(trns_and_ancillary) {
 
 /* The zlib stream split over many IDATs (one byte each), and data after its end. */
 TL_TEST(idat_split_and_trailing_data) {
-    spec s = spec_28(2, 8, 1, -1, 33);
-    buf b = png_head(&s);
-    buf raw = raw_rows(&s);
-    buf z = zlib_of(raw.p, raw.n);
-    for (size_t i = 0; i < z.n; i++) chunk(&b, "IDAT", z.p + i, 1);
-    chunk(&b, "IDAT", "after the stream's end", 22);
-    chunk(&b, "IEND", NULL, 0);
-    put(&b, "bytes after IEND", 16);
+    tl_png_spec s = spec_28(2, 8, 1, -1, 33);
+    tl_bytes b = tl_png_head(&s);
+    tl_bytes raw = tl_png_rows(&s);
+    tl_bytes z = tl_png_zlib(raw.p, raw.n);
+    for (size_t i = 0; i < z.n; i++) tl_png_chunk(&b, "IDAT", z.p + i, 1);
+    tl_png_chunk(&b, "IDAT", "after the stream's end", 22);
+    tl_png_chunk(&b, "IEND", NULL, 0);
+    tl_bytes_put(&b, "bytes after IEND", 16);
     unsigned char out[CLS_PIXELS];
     decode_ok(&b, out);
     for (uint32_t i = 0; i < CLS_PIXELS; i++) ASSERT_EQ_INT(out[i], want_gray(&s, i % 28, i / 28));
@@ -508,14 +362,14 @@ TL_TEST(idat_split_and_trailing_data) {
 
 /* ------------------------------------------------------------ scaling --------------- */
 
-static buf gray8_png(uint32_t w, uint32_t h, const uint16_t *px) {
-    spec s = {.w = w, .h = h, .depth = 8, .ct = 0, .s = px, .filter = -1};
-    return png_of(&s);
+static tl_bytes gray8_png(uint32_t w, uint32_t h, const uint16_t *px) {
+    tl_png_spec s = {.w = w, .h = h, .depth = 8, .ct = 0, .s = px, .filter = -1};
+    return tl_png_of(&s);
 }
 
 TL_TEST(scale_56x56_means) {
     uint16_t *px = samples(56, 56, 0, 8, 0, 56);
-    buf png = gray8_png(56, 56, px);
+    tl_bytes png = gray8_png(56, 56, px);
     unsigned char out[CLS_PIXELS];
     decode_ok(&png, out);
     for (int oy = 0; oy < 28; oy++)
@@ -534,7 +388,7 @@ TL_TEST(scale_56x28_centred) {
         uint32_t w = tall ? 28 : 56, h = tall ? 56 : 28;
         uint16_t *px = samples(w, h, 0, 8, 255, 5 + tall);
         for (size_t i = 0; i < (size_t)w * h; i++) px[i]++; /* 1..255: never black */
-        buf png = gray8_png(w, h, px);
+        tl_bytes png = gray8_png(w, h, px);
         unsigned char out[CLS_PIXELS];
         decode_ok(&png, out);
         for (int y = 0; y < 28; y++)
@@ -571,7 +425,7 @@ TL_TEST(scale_uneven_uniform) {
         uint32_t w = sizes[i][0], h = sizes[i][1], fw = sizes[i][2], fh = sizes[i][3];
         uint16_t *px = tl_alloc((size_t)w * h * sizeof *px);
         for (size_t k = 0; k < (size_t)w * h; k++) px[k] = 201;
-        buf png = gray8_png(w, h, px);
+        tl_bytes png = gray8_png(w, h, px);
         unsigned char out[CLS_PIXELS];
         decode_ok(&png, out);
         uint32_t top = (28 - fh) / 2, left = (28 - fw) / 2;
@@ -594,16 +448,16 @@ typedef struct ck {
     size_t n;
 } ck;
 
-static buf png_chunks(const ck *c) {
-    buf b = {0};
-    sig(&b);
-    for (; c->type; c++) chunk(&b, c->type, c->d, c->n);
+static tl_bytes png_chunks(const ck *c) {
+    tl_bytes b = {0};
+    tl_png_sig(&b);
+    for (; c->type; c++) tl_png_chunk(&b, c->type, c->d, c->n);
     return b;
 }
 
 #define REFUSED(b, want)                              \
     do {                                              \
-        buf tl_b = (b);                               \
+        tl_bytes tl_b = (b);                          \
         ASSERT_EQ_STR(refusal(tl_b.p, tl_b.n), want); \
     } while (0)
 
@@ -616,49 +470,52 @@ TL_TEST(refused_size_and_header) {
     ASSERT_EQ_STR(refusal((const unsigned char *)"\x89PNG\r", 5),
                   "image: PNG is truncated (it ends inside its signature)");
 
-    spec small = {.w = 20, .h = 30, .depth = 8, .ct = 0, .s = samples(20, 30, 0, 8, 0, 1)};
-    REFUSED(png_of(&small), "image: PNG is 20x30; classify needs at least 28 pixels on each side");
+    tl_png_spec small = {.w = 20, .h = 30, .depth = 8, .ct = 0, .s = samples(20, 30, 0, 8, 0, 1)};
+    REFUSED(tl_png_of(&small),
+            "image: PNG is 20x30; classify needs at least 28 pixels on each side");
 
-    buf b = png_chunks((ck[]){{"IHDR", ihdr(5000, 10, 8, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
+    tl_bytes b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(5000, 10, 8, 0, 0, 0, 0), 13},
+                                   {NULL, NULL, 0}});
     REFUSED(b, "image: PNG is 5000x10 pixels; at most 4096 on a side");
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 4097, 8, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 4097, 8, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG is 28x4097 pixels; at most 4096 on a side");
-    b = png_chunks((ck[]){{"IHDR", ihdr(0, 28, 8, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(0, 28, 8, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG is 0x28 pixels; each side must be at least 1");
 
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 8, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 8, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
     b.p[8 + 8 + 13 + 3] ^= 1; /* the CRC's last byte */
     REFUSED(b, "image: PNG: bad CRC in chunk IHDR");
 
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 8, 5, 0, 0, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 8, 5, 0, 0, 0), 13}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: unknown colour type 5");
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 16, 3, 0, 0, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 16, 3, 0, 0, 0), 13}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: bit depth 16 is not allowed for colour type 3 (palette)");
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 4, 2, 0, 0, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 4, 2, 0, 0, 0), 13}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: bit depth 4 is not allowed for colour type 2 (RGB)");
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 3, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 3, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: bit depth 3 is not allowed for colour type 0 (grayscale)");
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 8, 0, 1, 0, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 8, 0, 1, 0, 0), 13}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: unknown compression method 1");
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 8, 0, 0, 1, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 8, 0, 0, 1, 0), 13}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: unknown filter method 1");
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 8, 0, 0, 0, 2), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 8, 0, 0, 0, 2), 13}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: unknown interlace method 2");
 
-    b = png_chunks((ck[]){
-        {"gAMA", "\0\0\0\1", 4}, {"IHDR", ihdr(28, 28, 8, 0, 0, 0, 0), 13}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"gAMA", "\0\0\0\1", 4},
+                          {"IHDR", tl_png_ihdr(28, 28, 8, 0, 0, 0, 0), 13},
+                          {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: the first chunk is gAMA, not IHDR");
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 8, 0, 0, 0, 0), 12}, {NULL, NULL, 0}});
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 8, 0, 0, 0, 0), 12}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: IHDR chunk is 12 bytes, not 13");
 }
 
 TL_TEST(refused_chunks) {
-    const unsigned char *gray = ihdr(28, 28, 8, 0, 0, 0, 0);
-    spec g = spec_28(0, 8, 0, 0, 3);
-    buf graw = raw_rows(&g);
-    buf gz = zlib_of(graw.p, graw.n);
+    const unsigned char *gray = tl_png_ihdr(28, 28, 8, 0, 0, 0, 0);
+    tl_png_spec g = spec_28(0, 8, 0, 0, 3);
+    tl_bytes graw = tl_png_rows(&g);
+    tl_bytes gz = tl_png_zlib(graw.p, graw.n);
 
-    buf b = png_chunks((ck[]){{"IHDR", gray, 13}, {"ID1T", gz.p, gz.n}, {NULL, NULL, 0}});
+    tl_bytes b = png_chunks((ck[]){{"IHDR", gray, 13}, {"ID1T", gz.p, gz.n}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: bad chunk type at byte 37 (not four letters)");
     b = png_chunks((ck[]){{"IHDR", gray, 13}, {"tEXt", "a\0b", 3}, {NULL, NULL, 0}});
     b.p[33] = 0x80; /* tEXt's length: 2^31 + 3 */
@@ -685,10 +542,10 @@ TL_TEST(refused_chunks) {
     REFUSED(b, "image: PNG: IEND chunk is not empty");
 
     /* palettes */
-    spec p = spec_28(3, 2, 0, 0, 4);
-    buf praw = raw_rows(&p);
-    buf pz = zlib_of(praw.p, praw.n);
-    const unsigned char *pal2 = ihdr(28, 28, 2, 3, 0, 0, 0);
+    tl_png_spec p = spec_28(3, 2, 0, 0, 4);
+    tl_bytes praw = tl_png_rows(&p);
+    tl_bytes pz = tl_png_zlib(praw.p, praw.n);
+    const unsigned char *pal2 = tl_png_ihdr(28, 28, 2, 3, 0, 0, 0);
     b = png_chunks((ck[]){
         {"IHDR", pal2, 13}, {"IDAT", pz.p, pz.n}, {"IEND", NULL, 0}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: no PLTE chunk before the image data (a palette image needs one)");
@@ -702,19 +559,19 @@ TL_TEST(refused_chunks) {
     b = png_chunks((ck[]){{"IHDR", gray, 13}, {"PLTE", p.plte, 12}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: PLTE chunk in a grayscale image");
     b = png_chunks((ck[]){
-        {"IHDR", ihdr(28, 28, 8, 4, 0, 0, 0), 13}, {"PLTE", p.plte, 12}, {NULL, NULL, 0}});
+        {"IHDR", tl_png_ihdr(28, 28, 8, 4, 0, 0, 0), 13}, {"PLTE", p.plte, 12}, {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: PLTE chunk in a grayscale with alpha image");
-    spec rgb = spec_28(2, 8, 0, 0, 5);
-    buf rraw = raw_rows(&rgb);
-    buf rz = zlib_of(rraw.p, rraw.n);
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 8, 2, 0, 0, 0), 13},
+    tl_png_spec rgb = spec_28(2, 8, 0, 0, 5);
+    tl_bytes rraw = tl_png_rows(&rgb);
+    tl_bytes rz = tl_png_zlib(rraw.p, rraw.n);
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 8, 2, 0, 0, 0), 13},
                           {"IDAT", rz.p, rz.n},
                           {"PLTE", p.plte, 12},
                           {"IEND", NULL, 0},
                           {NULL, NULL, 0}});
     REFUSED(b, "image: PNG: PLTE chunk after the image data");
     /* an RGB image's suggested palette is fine */
-    b = png_chunks((ck[]){{"IHDR", ihdr(28, 28, 8, 2, 0, 0, 0), 13},
+    b = png_chunks((ck[]){{"IHDR", tl_png_ihdr(28, 28, 8, 2, 0, 0, 0), 13},
                           {"PLTE", p.plte, 12},
                           {"IDAT", rz.p, rz.n},
                           {"IEND", NULL, 0},
@@ -725,16 +582,18 @@ TL_TEST(refused_chunks) {
     /* index 3 with a palette of 3 colours: the first pixel of row 2 */
     uint16_t *idx = samples(28, 28, 3, 2, 3, 6);
     idx[28 + 0] = 3;
-    spec bad = {.w = 28, .h = 28, .depth = 2, .ct = 3, .s = idx, .plte = p.plte, .plte_len = 9};
-    REFUSED(png_of(&bad), "image: PNG: palette index 3 out of range (the palette has 3 colours)");
+    tl_png_spec bad = {
+        .w = 28, .h = 28, .depth = 2, .ct = 3, .s = idx, .plte = p.plte, .plte_len = 9};
+    REFUSED(tl_png_of(&bad),
+            "image: PNG: palette index 3 out of range (the palette has 3 colours)");
 }
 
 /* Chunk types past IHDR cannot hide from the truncation and CRC checks either. */
 TL_TEST(refused_truncated_and_crc) {
-    spec s = spec_28(0, 8, 0, 0, 9);
-    buf png = png_of(&s);
+    tl_png_spec s = spec_28(0, 8, 0, 0, 9);
+    tl_bytes png = tl_png_of(&s);
     /* IDAT's CRC */
-    buf b = png;
+    tl_bytes b = png;
     b.p = tl_alloc(png.n);
     memcpy(b.p, png.p, png.n);
     b.p[b.n - 12 - 1] ^= 0x40;
@@ -749,45 +608,45 @@ TL_TEST(refused_truncated_and_crc) {
     ASSERT_EQ_STR(refusal(png.p, 20), "image: PNG is truncated (it ends inside chunk IHDR)");
 }
 
-static buf gray_with_stream(const spec *s, const unsigned char *z, size_t zn) {
-    buf b = png_head(s);
-    chunk(&b, "IDAT", z, zn);
-    chunk(&b, "IEND", NULL, 0);
+static tl_bytes gray_with_stream(const tl_png_spec *s, const unsigned char *z, size_t zn) {
+    tl_bytes b = tl_png_head(s);
+    tl_png_chunk(&b, "IDAT", z, zn);
+    tl_png_chunk(&b, "IEND", NULL, 0);
     return b;
 }
 
 TL_TEST(refused_image_data) {
-    spec s = spec_28(0, 8, 0, 0, 10);
-    buf raw = raw_rows(&s);
+    tl_png_spec s = spec_28(0, 8, 0, 0, 10);
+    tl_bytes raw = tl_png_rows(&s);
     /* filter type 5 in row 3 */
-    buf r = {0};
-    put(&r, raw.p, raw.n);
+    tl_bytes r = {0};
+    tl_bytes_put(&r, raw.p, raw.n);
     r.p[2 * 29] = 5;
-    buf z = zlib_of(r.p, r.n);
+    tl_bytes z = tl_png_zlib(r.p, r.n);
     REFUSED(gray_with_stream(&s, z.p, z.n), "image: PNG: unknown filter type 5 in row 3");
-    spec si = spec_28(0, 8, 1, 0, 10);
-    buf rawi = raw_rows(&si);
+    tl_png_spec si = spec_28(0, 8, 1, 0, 10);
+    tl_bytes rawi = tl_png_rows(&si);
     rawi.p[0] = 200;
-    z = zlib_of(rawi.p, rawi.n);
+    z = tl_png_zlib(rawi.p, rawi.n);
     REFUSED(gray_with_stream(&si, z.p, z.n),
             "image: PNG: unknown filter type 200 in row 1 of interlace pass 1");
 
     /* rows missing: the stream ends after 27 of 28 */
-    z = zlib_of(raw.p, raw.n - 29);
+    z = tl_png_zlib(raw.p, raw.n - 29);
     REFUSED(gray_with_stream(&s, z.p, z.n),
             "image: PNG: image data ends early (after 27 of 28 rows)");
     rawi.p[0] = 0;
-    z = zlib_of(rawi.p, rawi.n - 1);
+    z = tl_png_zlib(rawi.p, rawi.n - 1);
     REFUSED(gray_with_stream(&si, z.p, z.n),
             "image: PNG: image data ends early (in interlace pass 7 of 7)");
     /* rows missing: IDAT stops mid-stream */
-    z = zlib_of(raw.p, raw.n);
+    z = tl_png_zlib(raw.p, raw.n);
     REFUSED(gray_with_stream(&s, z.p, 2), "image: PNG: image data ends early (after 0 of 28 rows)");
 
     /* the stream's end */
-    z = zlib_of(raw.p, raw.n);
-    buf bad = {0};
-    put(&bad, z.p, z.n);
+    z = tl_png_zlib(raw.p, raw.n);
+    tl_bytes bad = {0};
+    tl_bytes_put(&bad, z.p, z.n);
     bad.p[bad.n - 1] ^= 1;
     REFUSED(gray_with_stream(&s, bad.p, bad.n),
             "image: PNG: image data is corrupt (zlib: incorrect data check)");
@@ -810,12 +669,12 @@ static void count_pixels(void *arg, uint32_t y, uint32_t x0, uint32_t dx, const 
  * It is accepted (the extra data is ignored) after inflating the image's rows and one
  * small buffer of the rest, with no more memory than two rows. */
 TL_TEST(bomb_stops_at_last_row) {
-    spec s = spec_28(0, 8, 0, 0, 11);
-    buf raw = raw_rows(&s);
+    tl_png_spec s = spec_28(0, 8, 0, 0, 11);
+    tl_bytes raw = tl_png_rows(&s);
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     ASSERT_EQ_INT(deflateInit(&zs, 9), Z_OK);
-    buf z = {0};
+    tl_bytes z = {0};
     static unsigned char zeros[1 << 20], zout[1 << 16];
     for (int i = -1; i < 256; i++) {
         zs.next_in = i < 0 ? raw.p : zeros;
@@ -825,12 +684,12 @@ TL_TEST(bomb_stops_at_last_row) {
             zs.next_out = zout;
             zs.avail_out = sizeof zout;
             deflate(&zs, flush);
-            put(&z, zout, sizeof zout - zs.avail_out);
+            tl_bytes_put(&z, zout, sizeof zout - zs.avail_out);
         } while (zs.avail_out == 0);
     }
     deflateEnd(&zs);
     tl_log("the bomb: %zu bytes of zlib stream inflating to %zu", z.n, raw.n + ((size_t)256 << 20));
-    buf png = gray_with_stream(&s, z.p, z.n);
+    tl_bytes png = gray_with_stream(&s, z.p, z.n);
 
     unsigned char out[CLS_PIXELS];
     decode_ok(&png, out);
@@ -850,14 +709,14 @@ TL_TEST(bomb_stops_at_last_row) {
 
 /* Cut a valid PNG at every byte: always a refusal, never a crash. */
 TL_TEST(truncated_every_offset) {
-    spec s = spec_28(6, 16, 1, -1, 12);
-    buf b = png_head(&s);
-    chunk(&b, "tEXt", "Title\0cut everywhere", 20);
-    buf raw = raw_rows(&s);
-    buf z = zlib_of(raw.p, raw.n);
-    chunk(&b, "IDAT", z.p, z.n / 2);
-    chunk(&b, "IDAT", z.p + z.n / 2, z.n - z.n / 2);
-    chunk(&b, "IEND", NULL, 0);
+    tl_png_spec s = spec_28(6, 16, 1, -1, 12);
+    tl_bytes b = tl_png_head(&s);
+    tl_png_chunk(&b, "tEXt", "Title\0cut everywhere", 20);
+    tl_bytes raw = tl_png_rows(&s);
+    tl_bytes z = tl_png_zlib(raw.p, raw.n);
+    tl_png_chunk(&b, "IDAT", z.p, z.n / 2);
+    tl_png_chunk(&b, "IDAT", z.p + z.n / 2, z.n - z.n / 2);
+    tl_png_chunk(&b, "IEND", NULL, 0);
     unsigned char out[CLS_PIXELS];
     decode_ok(&b, out);
     for (size_t k = 0; k < b.n; k++) {

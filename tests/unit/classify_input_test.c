@@ -14,51 +14,35 @@
 #include "fleet/msgpack_wire.h"
 #include "input.h"
 #include "testlib.h"
+#include "tl_png.h"
 
 /* ------------------------------------------------------------ writing inputs -------- */
 
-typedef struct mp {
-    unsigned char *p;
-    size_t n, cap;
-} mp;
-
-static void raw(mp *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        size_t cap = (b->n + n) * 2 + 64;
-        unsigned char *p = tl_alloc(cap);
-        if (b->n) memcpy(p, b->p, b->n);
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-
-static void map(mp *b, uint64_t n) {
+static void map(tl_bytes *b, uint64_t n) {
     unsigned char h[9];
-    raw(b, h, fleet_mp_put_map(h, n));
+    tl_bytes_put(b, h, fleet_mp_put_map(h, n));
 }
 
-static void arr(mp *b, uint64_t n) {
+static void arr(tl_bytes *b, uint64_t n) {
     unsigned char h[9];
-    raw(b, h, fleet_mp_put_array(h, n));
+    tl_bytes_put(b, h, fleet_mp_put_array(h, n));
 }
 
-static void str(mp *b, const char *s) {
+static void str(tl_bytes *b, const char *s) {
     size_t n = strlen(s);
     unsigned char *h = tl_alloc(n + 9);
-    raw(b, h, fleet_mp_put_str(h, s, n));
+    tl_bytes_put(b, h, fleet_mp_put_str(h, s, n));
 }
 
-static void bin(mp *b, const void *d, size_t n) {
+static void bin(tl_bytes *b, const void *d, size_t n) {
     unsigned char h[9];
-    raw(b, h, fleet_mp_put_bin_head(h, n));
-    raw(b, d, n);
+    tl_bytes_put(b, h, fleet_mp_put_bin_head(h, n));
+    tl_bytes_put(b, d, n);
 }
 
 /* {"image": "<text>"} */
-static mp image_str(const char *text) {
-    mp b = {0};
+static tl_bytes image_str(const char *text) {
+    tl_bytes b = {0};
     map(&b, 1);
     str(&b, "image");
     str(&b, text);
@@ -93,7 +77,7 @@ static const unsigned char *raw_image(void) {
 static unsigned char pixels[CLS_PIXELS];
 static char err[512];
 
-static int decode(mp b) {
+static int decode(tl_bytes b) {
     memset(pixels, 0xaa, sizeof pixels);
     snprintf(err, sizeof err, "(none)");
     return cls_input_decode(b.p, b.n, pixels, err, sizeof err);
@@ -135,7 +119,7 @@ static const char *truncated(size_t n) {
 
 TL_TEST(raw_bytes_in_bin_and_base64_agree) {
     const unsigned char *img = raw_image();
-    mp b = {0};
+    tl_bytes b = {0};
     map(&b, 1);
     str(&b, "image");
     bin(&b, img, CLS_PIXELS);
@@ -157,12 +141,12 @@ TL_TEST(raw_bytes_in_bin_and_base64_agree) {
     ASSERT_IMAGE(image_str(url));
 
     /* MIME's 76-character lines with CRLF, spaces and tabs anywhere */
-    mp wrapped = {0};
+    tl_bytes wrapped = {0};
     for (size_t i = 0; i < n; i += 76) {
-        raw(&wrapped, std + i, n - i < 76 ? n - i : 76);
-        raw(&wrapped, i % 152 ? "\r\n" : " \t\n", i % 152 ? 2 : 3);
+        tl_bytes_put(&wrapped, std + i, n - i < 76 ? n - i : 76);
+        tl_bytes_put(&wrapped, i % 152 ? "\r\n" : " \t\n", i % 152 ? 2 : 3);
     }
-    raw(&wrapped, "", 1);
+    tl_bytes_put(&wrapped, "", 1);
     ASSERT_IMAGE(image_str((char *)wrapped.p));
 
     ASSERT_IMAGE(image_str(tl_printf("data:image/png;base64,%s", std)));
@@ -218,13 +202,13 @@ TL_TEST(data_urls) {
 }
 
 TL_TEST(image_bin_or_str) {
-    mp b = {0};
+    tl_bytes b = {0};
     map(&b, 1);
     str(&b, "image");
     bin(&b, "AB", 2);
     ASSERT_REFUSED(b, bytes_msg(2)); /* bin is taken as bytes, not read as base64 */
 
-    mp e = {0};
+    tl_bytes e = {0};
     map(&e, 1);
     str(&e, "image");
     bin(&e, "", 0);
@@ -232,17 +216,17 @@ TL_TEST(image_bin_or_str) {
 
     const unsigned char others[] = {0xc0, 0xc3, 0x05, 0xcb, 0x90, 0x80};
     for (size_t i = 0; i < sizeof others; i++) {
-        mp o = {0};
+        tl_bytes o = {0};
         map(&o, 1);
         str(&o, "image");
-        if (others[i] == 0xcb) raw(&o, "\xcb\0\0\0\0\0\0\0\0", 9);
-        else raw(&o, &others[i], 1);
+        if (others[i] == 0xcb) tl_bytes_put(&o, "\xcb\0\0\0\0\0\0\0\0", 9);
+        else tl_bytes_put(&o, &others[i], 1);
         ASSERT_REFUSED(o, "input.image must be a base64 string (or msgpack bin)");
     }
 }
 
 /* a file part as the gateway writes it: {name, content_type, size, bytes} */
-static void file_part(mp *b, const void *d, size_t n) {
+static void file_part(tl_bytes *b, const void *d, size_t n) {
     map(b, 4);
     str(b, "name");
     str(b, "file");
@@ -250,27 +234,27 @@ static void file_part(mp *b, const void *d, size_t n) {
     str(b, "application/octet-stream");
     str(b, "size");
     unsigned char h[9];
-    raw(b, h, fleet_mp_put_uint(h, n));
+    tl_bytes_put(b, h, fleet_mp_put_uint(h, n));
     str(b, "bytes");
     bin(b, d, n);
 }
 
 TL_TEST(multipart_files) {
     const unsigned char *img = raw_image();
-    mp one = {0};
+    tl_bytes one = {0};
     map(&one, 1);
     str(&one, "files");
     arr(&one, 1);
     file_part(&one, img, CLS_PIXELS);
     ASSERT_IMAGE(one);
 
-    mp none = {0};
+    tl_bytes none = {0};
     map(&none, 1);
     str(&none, "files");
     arr(&none, 0);
     ASSERT_REFUSED(none, "input: send one image per job (the form has 0 file parts)");
 
-    mp two = {0};
+    tl_bytes two = {0};
     map(&two, 1);
     str(&two, "files");
     arr(&two, 2);
@@ -278,7 +262,7 @@ TL_TEST(multipart_files) {
     file_part(&two, img, CLS_PIXELS);
     ASSERT_REFUSED(two, "input: send one image per job (the form has 2 file parts)");
 
-    mp nobytes = {0};
+    tl_bytes nobytes = {0};
     map(&nobytes, 1);
     str(&nobytes, "files");
     arr(&nobytes, 1);
@@ -287,7 +271,7 @@ TL_TEST(multipart_files) {
     str(&nobytes, "file");
     ASSERT_REFUSED(nobytes, "input.files[0] must be a file part with its bytes");
 
-    mp strbytes = {0};
+    tl_bytes strbytes = {0};
     map(&strbytes, 1);
     str(&strbytes, "files");
     arr(&strbytes, 1);
@@ -296,21 +280,21 @@ TL_TEST(multipart_files) {
     str(&strbytes, "QUI=");
     ASSERT_REFUSED(strbytes, "input.files[0] must be a file part with its bytes");
 
-    mp notmap = {0};
+    tl_bytes notmap = {0};
     map(&notmap, 1);
     str(&notmap, "files");
     arr(&notmap, 1);
     bin(&notmap, img, CLS_PIXELS);
     ASSERT_REFUSED(notmap, "input.files[0] must be a file part with its bytes");
 
-    mp empty = {0};
+    tl_bytes empty = {0};
     map(&empty, 1);
     str(&empty, "files");
     arr(&empty, 1);
     file_part(&empty, "", 0);
     ASSERT_REFUSED(empty, "input.files[0] is an empty file");
 
-    mp notarr = {0};
+    tl_bytes notarr = {0};
     map(&notarr, 1);
     str(&notarr, "files");
     str(&notarr, "x.png");
@@ -320,7 +304,7 @@ TL_TEST(multipart_files) {
 TL_TEST(multipart_with_image_in_input) {
     const unsigned char *img = raw_image();
     /* -F input='{"image": "..."}' and no file part: the gateway appends "files": [] */
-    mp b = {0};
+    tl_bytes b = {0};
     map(&b, 2);
     str(&b, "image");
     str(&b, b64(img, CLS_PIXELS));
@@ -328,7 +312,7 @@ TL_TEST(multipart_with_image_in_input) {
     arr(&b, 0);
     ASSERT_IMAGE(b);
 
-    mp both = {0};
+    tl_bytes both = {0};
     map(&both, 2);
     str(&both, "image");
     str(&both, b64(img, CLS_PIXELS));
@@ -339,7 +323,7 @@ TL_TEST(multipart_with_image_in_input) {
 }
 
 TL_TEST(unknown_and_repeated_keys) {
-    mp b = {0};
+    tl_bytes b = {0};
     map(&b, 2);
     str(&b, "image");
     str(&b, "QUI=");
@@ -347,7 +331,7 @@ TL_TEST(unknown_and_repeated_keys) {
     str(&b, "QUI=");
     ASSERT_REFUSED(b, "input: unknown field 'picture'; " SHAPE);
 
-    mp only = {0};
+    tl_bytes only = {0};
     map(&only, 1);
     str(&only, "picture");
     str(&only, "QUI=");
@@ -356,37 +340,37 @@ TL_TEST(unknown_and_repeated_keys) {
     char longname[100];
     memset(longname, 'k', 99);
     longname[99] = '\0';
-    mp lng = {0};
+    tl_bytes lng = {0};
     map(&lng, 1);
     str(&lng, longname);
-    raw(&lng, "\xc0", 1);
+    tl_bytes_put(&lng, "\xc0", 1);
     ASSERT_REFUSED(lng, tl_printf("input: unknown field '%.64s'; " SHAPE, longname));
 
     /* found by fuzz_classify_input: a name's line break went into the message as it was */
-    mp nl = {0};
+    tl_bytes nl = {0};
     map(&nl, 1);
     str(&nl, "pic\nture\r\x01\x7f");
-    raw(&nl, "\xc0", 1);
+    tl_bytes_put(&nl, "\xc0", 1);
     ASSERT_REFUSED(nl, "input: unknown field 'pic?ture?\?\?'; " SHAPE);
     /* 63 ASCII bytes then "é": a cut at 64 bytes would leave half a character */
-    mp utf = {0};
+    tl_bytes utf = {0};
     map(&utf, 1);
     str(&utf, tl_printf("%.63s\xc3\xa9", longname));
-    raw(&utf, "\xc0", 1);
+    tl_bytes_put(&utf, "\xc0", 1);
     ASSERT_REFUSED(utf, tl_printf("input: unknown field '%.63s?'; " SHAPE, longname));
 
-    mp intkey = {0};
+    tl_bytes intkey = {0};
     map(&intkey, 1);
-    raw(&intkey, "\x01\xc0", 2);
+    tl_bytes_put(&intkey, "\x01\xc0", 2);
     ASSERT_REFUSED(intkey, "input: a field name is not a string; " SHAPE);
 
-    mp empty = {0};
+    tl_bytes empty = {0};
     map(&empty, 0);
     ASSERT_REFUSED(empty, SHAPE);
 
     /* the second image would be the one another reader of the map takes */
     const unsigned char *img = raw_image();
-    mp twice = {0};
+    tl_bytes twice = {0};
     map(&twice, 2);
     str(&twice, "image");
     bin(&twice, img, CLS_PIXELS);
@@ -398,8 +382,8 @@ TL_TEST(unknown_and_repeated_keys) {
 TL_TEST(not_a_map) {
     ASSERT_EQ_INT(cls_input_decode(NULL, 0, pixels, err, sizeof err), -1);
     ASSERT_EQ_STR(err, "input is empty; " SHAPE);
-    mp empty = {0};
-    raw(&empty, "", 0);
+    tl_bytes empty = {0};
+    tl_bytes_put(&empty, "", 0);
     memset(pixels, 0xaa, sizeof pixels);
     ASSERT_EQ_INT(cls_input_decode((const unsigned char *)"", 0, pixels, err, sizeof err), -1);
     ASSERT_EQ_STR(err, "input is empty; " SHAPE);
@@ -422,41 +406,41 @@ TL_TEST(not_a_map) {
         {"{\"image\":1}", 11, "an integer"},
     };
     for (size_t i = 0; i < TL_COUNT(v); i++) {
-        mp b = {0};
-        raw(&b, v[i].bytes, v[i].n);
+        tl_bytes b = {0};
+        tl_bytes_put(&b, v[i].bytes, v[i].n);
         ASSERT_REFUSED(b, tl_printf("input is %s, not a map; " SHAPE, v[i].what));
     }
 }
 
 TL_TEST(truncated_at_every_offset) {
     const unsigned char *img = raw_image();
-    mp b = {0};
+    tl_bytes b = {0};
     map(&b, 1);
     str(&b, "files");
     arr(&b, 1);
     file_part(&b, img, CLS_PIXELS);
     ASSERT_IMAGE(b);
     for (size_t n = 1; n < b.n; n++) {
-        mp t = {b.p, n, n};
+        tl_bytes t = {b.p, n, n};
         ASSERT_REFUSED(t, truncated(n));
     }
 }
 
 TL_TEST(bytes_after_the_map) {
     const unsigned char *img = raw_image();
-    mp b = {0};
+    tl_bytes b = {0};
     map(&b, 1);
     str(&b, "image");
     bin(&b, img, CLS_PIXELS);
-    raw(&b, "\xc0", 1);
+    tl_bytes_put(&b, "\xc0", 1);
     ASSERT_REFUSED(b, "input: 1 byte after the map");
-    raw(&b, "\x81\xa1x\xc0", 4);
+    tl_bytes_put(&b, "\x81\xa1x\xc0", 4);
     ASSERT_REFUSED(b, "input: 5 bytes after the map");
 
-    mp bad = {0};
+    tl_bytes bad = {0};
     map(&bad, 1);
     str(&bad, "image");
-    raw(&bad, "\xc1", 1);
+    tl_bytes_put(&bad, "\xc1", 1);
     ASSERT_REFUSED(bad, "input is not valid msgpack: byte 0xc1 at offset 7 is no msgpack value");
 }
 
@@ -464,44 +448,44 @@ TL_TEST(bytes_after_the_map) {
  * entry a map or array header declares (2^32 - 1 map entries: 256 GiB, 64 bytes an entry)
  * before finding that the bytes are not there. */
 TL_TEST(huge_declared_sizes) {
-    mp m = {0};
-    raw(&m, "\xdf\xff\xff\xff\xff", 5);
+    tl_bytes m = {0};
+    tl_bytes_put(&m, "\xdf\xff\xff\xff\xff", 5);
     str(&m, "image");
     str(&m, "QUI=");
     ASSERT_REFUSED(m, truncated(m.n));
 
-    mp a = {0};
+    tl_bytes a = {0};
     map(&a, 1);
     str(&a, "files");
-    raw(&a, "\xdd\x0f\xff\xff\xff", 5);
+    tl_bytes_put(&a, "\xdd\x0f\xff\xff\xff", 5);
     file_part(&a, "x", 1);
     ASSERT_REFUSED(a, truncated(a.n));
 
-    mp inner = {0};
+    tl_bytes inner = {0};
     map(&inner, 1);
     str(&inner, "files");
     arr(&inner, 1);
-    raw(&inner, "\xdf\x0f\xff\xff\xff", 5);
+    tl_bytes_put(&inner, "\xdf\x0f\xff\xff\xff", 5);
     str(&inner, "bytes");
     bin(&inner, "x", 1);
     ASSERT_REFUSED(inner, truncated(inner.n));
 
-    mp bn = {0};
+    tl_bytes bn = {0};
     map(&bn, 1);
     str(&bn, "image");
-    raw(&bn,
-        "\xc6\xff\xff\xff\xff"
-        "abc",
-        8);
+    tl_bytes_put(&bn,
+                 "\xc6\xff\xff\xff\xff"
+                 "abc",
+                 8);
     ASSERT_REFUSED(bn, truncated(bn.n));
 
-    mp s = {0};
+    tl_bytes s = {0};
     map(&s, 1);
     str(&s, "image");
-    raw(&s,
-        "\xdb\x7f\xff\xff\xff"
-        "QUI=",
-        9);
+    tl_bytes_put(&s,
+                 "\xdb\x7f\xff\xff\xff"
+                 "QUI=",
+                 9);
     ASSERT_REFUSED(s, truncated(s.n));
 }
 
@@ -510,7 +494,7 @@ TL_TEST(image_size_limit) {
     unsigned char *big = calloc(1, n);
     ASSERT_NOT_NULL(big);
     tl_defer(free, big);
-    mp b = {0};
+    tl_bytes b = {0};
     map(&b, 1);
     str(&b, "image");
     bin(&b, big, n);
@@ -518,12 +502,12 @@ TL_TEST(image_size_limit) {
 }
 
 /* msgpack-c reads at most 32 nested containers and calls a deeper one out of memory */
-static mp nested(int arrays) {
-    mp b = {0};
+static tl_bytes nested(int arrays) {
+    tl_bytes b = {0};
     map(&b, 1);
     str(&b, "image");
     for (int i = 0; i < arrays; i++) arr(&b, 1);
-    raw(&b, "\xc0", 1);
+    tl_bytes_put(&b, "\xc0", 1);
     return b;
 }
 
