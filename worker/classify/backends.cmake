@@ -31,4 +31,13 @@ if(OPENBLAS_FOUND)
   if(FLEET_HAVE_CUDA AND FLEET_HAVE_CUDNN AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/cuda.cmake)
     include(${CMAKE_CURRENT_SOURCE_DIR}/cuda.cmake)
   endif()
+  # Building the worker builds these modules too, so bin/ holds them (the worker looks for
+  # them next to itself). Here, not in worker/: this directory is added after it.
+  if(TARGET fleet-worker)
+    foreach(m fleet-classify-cpu fleet-classify-cuda)
+      if(TARGET ${m})
+        add_dependencies(fleet-worker ${m})
+      endif()
+    endforeach()
+  endif()
 endif()
