@@ -26,17 +26,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "cnn.h"
-#include "fleet/log.h"
 #include "image.h"
 #include "input.h"
 #include "models.h"
 #include "module_file.h"
 
 _Static_assert(CLS_PIXELS == CNN_PIXELS, "the decoder and the network agree on the image size");
-
 
 typedef struct classify_state {
     const cnn_ops *ops;
@@ -212,25 +209,16 @@ const fleet_model wk_model_classify = {
     .unload = classify_unload,
 };
 
-/* --backend auto asks this: as for embed (wk_embed_cuda_present), the CUDA module (which
- * maps libcudart, cuBLAS and cuDNN) is opened only where an NVIDIA driver is seen. */
+static int classify_cuda_open_present(char *err, size_t errlen) {
+    const cnn_module *m = cnn_module_open("cuda", err, errlen);
+    return m ? m->present() : -1;
+}
+
+/* --backend auto asks this, as it asks embed (wk_cuda_backend_present). */
 int wk_classify_cuda_present(void) {
-    char err[FLEET_MODEL_ERROR_MAX], path[PATH_MAX + 64];
+    char path[PATH_MAX + 64];
     cnn_module_path("cuda", path, sizeof path);
-    if (access(path, F_OK) == 0 && !wk_nvidia_driver_seen()) {
-        fleet_log(FLEET_LOG_INFO,
-                  "no NVIDIA driver on this machine; the classify model runs on the CPU without "
-                  "loading the CUDA module",
-                  NULL);
-        return 0;
-    }
-    const cnn_module *m = cnn_module_open("cuda", err, sizeof err);
-    if (!m) {
-        fleet_log(FLEET_LOG_WARN, "no CUDA backend; the classify model runs on the CPU", "error",
-                  err, NULL);
-        return 0;
-    }
-    return m->present();
+    return wk_cuda_backend_present("classify", path, classify_cuda_open_present);
 }
 
 static int classify_load_cuda(const char *args, void **state, char *err, size_t errlen) {

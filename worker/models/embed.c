@@ -30,12 +30,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bert.h"
 #include "bert_module.h"
 #include "fleet/codec.h"
-#include "fleet/log.h"
 #include "models.h"
 #include "tokenizer.h"
 
@@ -437,27 +435,17 @@ const fleet_model wk_model_embed = {
     .unload = embed_unload,
 };
 
-/* --backend auto asks this. Opening the CUDA module maps libcudart, cuBLAS and cuDNN (about
- * 150 MB of RSS, kept until exit) only to learn whether a GPU is there, so on a machine
- * with no NVIDIA driver at all the module is not opened. A module file that is not there
- * is still "opened": dlopen fails at once, cheaply, and its reason is logged. */
+/* --backend auto asks wk_embed_cuda_present; wk_cuda_backend_present (models.h) decides
+ * whether the module is worth opening at all. */
+static int embed_cuda_open_present(char *err, size_t errlen) {
+    const bert_module *m = bert_module_open("cuda", err, errlen);
+    return m ? m->present() : -1;
+}
+
 int wk_embed_cuda_present(void) {
-    char err[FLEET_MODEL_ERROR_MAX], path[PATH_MAX + 64];
+    char path[PATH_MAX + 64];
     bert_module_path("cuda", path, sizeof path);
-    if (access(path, F_OK) == 0 && !wk_nvidia_driver_seen()) {
-        fleet_log(FLEET_LOG_INFO,
-                  "no NVIDIA driver on this machine; the embed model runs on "
-                  "the CPU without loading the CUDA module",
-                  "looked_for", "/proc/driver/nvidia/version /dev/nvidiactl /dev/dxg", NULL);
-        return 0;
-    }
-    const bert_module *m = bert_module_open("cuda", err, sizeof err);
-    if (!m) {
-        fleet_log(FLEET_LOG_WARN, "no CUDA backend; the embed model runs on the CPU", "error", err,
-                  NULL);
-        return 0;
-    }
-    return m->present();
+    return wk_cuda_backend_present("embed", path, embed_cuda_open_present);
 }
 
 static int embed_load_cuda(const char *args, void **state, char *err, size_t errlen) {

@@ -20,10 +20,14 @@ extern const fleet_model wk_model_classify;      /* classify.c: Fashion-MNIST CN
 extern const fleet_model wk_model_classify_cuda; /* classify.c: the same on cuDNN */
 /* --backend auto's question for classify on CUDA, answered as wk_embed_cuda_present. */
 int wk_classify_cuda_present(void);
-/* Nonzero when this machine shows an NVIDIA driver (/proc/driver/nvidia/version,
- * /dev/nvidiactl or WSL2's /dev/dxg): without one, --backend auto does not open a CUDA
- * module (which maps about 150 MB of CUDA libraries) only to learn there is no GPU. */
-int wk_nvidia_driver_seen(void);
+/* --backend auto's question for model's CUDA module at path, the same for every model:
+ * 0, with a line in the log, when the module file is there but this machine shows no
+ * NVIDIA driver (/proc/driver/nvidia/version, /dev/nvidiactl or WSL2's /dev/dxg): opening
+ * it would map about 150 MB of CUDA libraries only to learn there is no GPU. Otherwise
+ * open_present opens the module (a missing file fails at once, cheaply) and returns its
+ * present(), or -1 with the reason in err, which is logged as a warning and answered 0. */
+int wk_cuda_backend_present(const char *model, const char *path,
+                            int (*open_present)(char *err, size_t errlen));
 
 /* wk_model_builtin returns the built-in model called name with the given backend ("cpu",
  * "cuda"; "auto" or "" or NULL: the first one whose device is present, CUDA before CPU),

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fleet/log.h"
 #include "models.h"
 
 typedef struct builtin {
@@ -14,12 +15,9 @@ typedef struct builtin {
 } builtin;
 
 static const builtin builtins[] = {
-    {&wk_model_echo, NULL},
-    {&wk_model_embed_cuda, wk_embed_cuda_present},
-    {&wk_model_embed, NULL},
-    {&wk_model_classify_cuda, wk_classify_cuda_present},
-    {&wk_model_classify, NULL},
-    {&wk_model_sleep, NULL},
+    {&wk_model_echo, NULL},     {&wk_model_embed_cuda, wk_embed_cuda_present},
+    {&wk_model_embed, NULL},    {&wk_model_classify_cuda, wk_classify_cuda_present},
+    {&wk_model_classify, NULL}, {&wk_model_sleep, NULL},
 };
 
 #define NBUILTINS (sizeof builtins / sizeof builtins[0])
@@ -56,8 +54,29 @@ const char *wk_model_builtin_names(void) { return "classify|echo|embed|sleep"; }
 static const char *const nvidia_signs[] = {"/proc/driver/nvidia/version", "/dev/nvidiactl",
                                            "/dev/dxg"};
 
-int wk_nvidia_driver_seen(void) {
+static int nvidia_driver_seen(void) {
     for (size_t i = 0; i < sizeof nvidia_signs / sizeof nvidia_signs[0]; i++)
         if (access(nvidia_signs[i], F_OK) == 0) return 1;
     return 0;
+}
+
+int wk_cuda_backend_present(const char *model, const char *path,
+                            int (*open_present)(char *err, size_t errlen)) {
+    char msg[160], err[FLEET_MODEL_ERROR_MAX];
+    if (access(path, F_OK) == 0 && !nvidia_driver_seen()) {
+        snprintf(msg, sizeof msg,
+                 "no NVIDIA driver on this machine; the %s model runs on the CPU without loading "
+                 "the CUDA module",
+                 model);
+        fleet_log(FLEET_LOG_INFO, msg, "looked_for",
+                  "/proc/driver/nvidia/version /dev/nvidiactl /dev/dxg", NULL);
+        return 0;
+    }
+    int present = open_present(err, sizeof err);
+    if (present < 0) {
+        snprintf(msg, sizeof msg, "no CUDA backend; the %s model runs on the CPU", model);
+        fleet_log(FLEET_LOG_WARN, msg, "error", err, NULL);
+        return 0;
+    }
+    return present;
 }
