@@ -223,10 +223,12 @@ static int read_head(const unsigned char *p, size_t len, size_t *off, int depth,
                      char *err, size_t errlen) {
     if (*off < len && depth >= FLEET_CODEC_MAX_DEPTH && fleet_mp_is_container(p[*off]))
         return fleet_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
-    unsigned char t = *off < len ? p[*off] : 0;
+    size_t at = *off;
+    unsigned char t = at < len ? p[at] : 0;
     switch (fleet_mp_read_head(p, len, off, h)) {
     case FLEET_MP_OK: return 0;
-    case FLEET_MP_BAD: return fleet_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
+    case FLEET_MP_BAD:
+        return fleet_err(err, errlen, "malformed msgpack data (byte 0x%02x at offset %zu)", t, at);
     default: return fleet_err(err, errlen, "truncated msgpack data");
     }
 }
@@ -244,17 +246,17 @@ static int check_value(const unsigned char *p, size_t len, size_t *off, int dept
     return 0;
 }
 
-json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t errlen) {
-    if (!buf || len == 0) {
-        fleet_err(err, errlen, "empty msgpack data");
-        return NULL;
-    }
+int fleet_msgpack_check(const char *buf, size_t len, char *err, size_t errlen) {
+    if (!buf || len == 0) return fleet_err(err, errlen, "empty msgpack data");
     size_t end = 0;
-    if (check_value((const unsigned char *)buf, len, &end, 0, err, errlen) < 0) return NULL;
-    if (end != len) {
-        fleet_err(err, errlen, "%zu trailing bytes after the msgpack value", len - end);
-        return NULL;
-    }
+    if (check_value((const unsigned char *)buf, len, &end, 0, err, errlen) < 0) return -1;
+    if (end != len)
+        return fleet_err(err, errlen, "%zu trailing bytes after the msgpack value", len - end);
+    return 0;
+}
+
+json_t *fleet_msgpack_to_json(const char *buf, size_t len, char *err, size_t errlen) {
+    if (fleet_msgpack_check(buf, len, err, errlen) < 0) return NULL;
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;

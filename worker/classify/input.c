@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fleet/codec.h"
 #include "fleet/err.h"
 #include "fleet/msgpack_wire.h"
 
@@ -15,51 +16,19 @@
 
 /* ------------------------------------------------------------ msgpack --------------- */
 
-/* msgpack-c keeps the containers it is inside on a fixed stack of this many levels
- * (MSGPACK_EMBED_STACK_SIZE) and answers "out of memory" past it. */
-#define MAX_DEPTH 32
-
-/* Walks the one value input should hold, header by header, so that msgpack-c, which
- * reserves memory for the entries an array or map header declares before it has seen
- * them, is only ever given sizes that the bytes present can back, and no deeper nesting
- * than it reads. Returns 0 when input is exactly one well-formed map, or -1 with the
- * reason. */
+/* Refuses what is not one map before msgpack-c sees it: fleet_msgpack_check (libfleet's
+ * codec, the walk the gateway's codec does too) checks every size a header declares
+ * against the bytes present and the nesting against msgpack-c's stack, because msgpack-c
+ * reserves memory for the entries a header declares before it has seen them. Returns 0,
+ * or -1 with the reason. */
 static int check_msgpack(const unsigned char *p, size_t len, char *err, size_t errlen) {
-    uint64_t left[MAX_DEPTH + 1]; /* values still to read at each open level; [0]: the map */
-    size_t off = 0, depth = 1;
+    char e[160];
     if (len == 0) return fleet_err(err, errlen, "input is empty; " SHAPE_ERROR);
     if (!((p[0] >= 0x80 && p[0] <= 0x8f) || p[0] == 0xde || p[0] == 0xdf))
         return fleet_err(err, errlen, "input is %s, not a map; " SHAPE_ERROR,
                          fleet_mp_type_name(p[0]));
-    left[0] = 1;
-    while (depth > 0) {
-        if (left[depth - 1] == 0) {
-            depth--;
-            continue;
-        }
-        fleet_mp_head h;
-        int rc = fleet_mp_read_head(p, len, &off, &h);
-        if (rc == FLEET_MP_BAD)
-            return fleet_err(err, errlen,
-                             "input is not valid msgpack: byte 0x%02x at offset %zu is no msgpack "
-                             "value",
-                             h.marker, off);
-        if (rc != FLEET_MP_OK)
-            return fleet_err(err, errlen,
-                             "input is not valid msgpack: it ends inside a value (%zu bytes)", len);
-        left[depth - 1]--;
-        /* read_head checked that skip and items fit in what is left: no overflow */
-        off += (size_t)h.skip;
-        if (h.items > 0) {
-            if (depth > MAX_DEPTH)
-                return fleet_err(err, errlen, "input is nested more than %d levels deep",
-                                 MAX_DEPTH);
-            left[depth++] = h.items;
-        }
-    }
-    if (off != len)
-        return fleet_err(err, errlen, "input: %zu byte%s after the map", len - off,
-                         len - off == 1 ? "" : "s");
+    if (fleet_msgpack_check((const char *)p, len, e, sizeof e) != 0)
+        return fleet_err(err, errlen, "input is not valid msgpack: %s", e);
     return 0;
 }
 
