@@ -10,6 +10,7 @@
 #include "fleet/shards.h"
 #include "fleet/state.h"
 #include "testlib.h"
+#include "tl_shard_submit.h"
 
 #define ARGS TL_ARGS
 
@@ -76,28 +77,8 @@ static redisReply *script(env *e, const char *tag, fleet_cmd *cmd) {
 /* Submits a queued job of model for tenant "default" on shard k, as a gateway would.
  * Returns its id. */
 static const char *submit_on(env *e, fleet_shards *s, int k, const char *model) {
-    char id[27];
-    fleet_id_new(id);
-    fleet_id_set_shard(id, k);
-    const char *copy = tl_printf("%s", id);
     fleet_cmd cmd;
-    fleet_state_submit(&s->shard[k].keys,
-                       &(fleet_submit){.id = copy,
-                                       .model = model,
-                                       .tenant = "default",
-                                       .request_id = "test",
-                                       .priority = "normal",
-                                       .metadata_json = "",
-                                       .input = "\x80",
-                                       .input_len = 1,
-                                       .queue_ttl_s = 3600,
-                                       .result_ttl_s = 3600,
-                                       .max_attempts = 3,
-                                       .index_cap = 1000,
-                                       .index_ttl_s = 7200,
-                                       .ready_target = 8,
-                                       .tombstone_s = 60},
-                       &cmd);
+    const char *copy = tl_shard_submit_cmd(&s->shard[k].keys, k, model, "\x80", 1, 1000, &cmd);
     redisReply *r = script(e, s->shard[k].keys.tag, &cmd);
     if (r->type == REDIS_REPLY_ERROR) FAILF("submit on shard %d: %s", k, r->str);
     return copy;

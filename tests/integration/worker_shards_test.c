@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fleet/id.h"
 #include "fleet/shards.h"
 #include "fleet/state.h"
 #include "testlib.h"
+#include "tl_shard_submit.h"
 
 #define TABLE "0:-:active 1:1:active 2:2:active"
 #define NSHARDS 3
@@ -53,28 +53,8 @@ static redisReply *script(env *e, fleet_cmd *cmd) {
 /* Puts a queued job of model with the msgpack input on shard k, as a gateway would.
  * Returns its id. */
 static const char *submit_on(env *e, int k, const char *model, const char *input, size_t len) {
-    char id[27];
-    fleet_id_new(id);
-    fleet_id_set_shard(id, k);
-    const char *copy = tl_printf("%s", id);
     fleet_cmd cmd;
-    fleet_state_submit(&e->s.shard[k].keys,
-                       &(fleet_submit){.id = copy,
-                                       .model = model,
-                                       .tenant = "default",
-                                       .request_id = "test",
-                                       .priority = "normal",
-                                       .metadata_json = "",
-                                       .input = input,
-                                       .input_len = len,
-                                       .queue_ttl_s = 3600,
-                                       .result_ttl_s = 3600,
-                                       .max_attempts = 3,
-                                       .index_cap = 10000,
-                                       .index_ttl_s = 7200,
-                                       .ready_target = 8,
-                                       .tombstone_s = 60},
-                       &cmd);
+    const char *copy = tl_shard_submit_cmd(&e->s.shard[k].keys, k, model, input, len, 10000, &cmd);
     redisReply *r = script(e, &cmd);
     if (r->type == REDIS_REPLY_ERROR) FAILF("submit on shard %d: %s", k, r->str);
     return copy;
