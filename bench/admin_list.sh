@@ -26,10 +26,8 @@ one() { # T
   dir=$(mktemp -d)
   port=$(free_port)
   gwp=$(free_port)
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --daemonize yes \
-    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
+  start_redis "$port" "$dir"
   local r=(redis-cli -p "$port")
-  for _ in $(seq 50); do "${r[@]}" PING >/dev/null 2>&1 && break; sleep 0.1; done
   "${r[@]}" EVAL "
     local T, N = tonumber(ARGV[1]), 100
     for i = 0, T - 1 do

@@ -2,8 +2,8 @@
 # bench/shard_reads.sh: what the gateway's reads that span jobs cost Redis with S shards
 # (docs/api.md "Listing", docs/metrics.md "Over several shards"). Starts a throwaway
 # redis-server (no persistence) and a fleet-gateway from BUILD_DIR/bin on loopback (API
-# keys on: a tenant key and an admin key), writes the shard table "0:-:active 1:1:active
-# ..." when S > 1, submits J echo jobs of the tenant through the gateway (no worker: they
+# keys on: a tenant key and an admin key, made by fleetctl tenant add), writes a table of
+# S shards with fleetctl shards init when S > 1, submits J echo jobs of the tenant through the gateway (no worker: they
 # stay queued, spread over the shards by the gateway), then reads, each after CONFIG
 # RESETSTAT, and prints Redis's time per request (INFO commandstats: the sum of every
 # command's usec, and the calls) for:
@@ -22,11 +22,10 @@ source "$here/lib.sh"
 bin=$1/bin
 jobs=${2:-300}
 shift $(( $# >= 2 ? 2 : 1 ))
-[[ -x $bin/fleet-gateway ]] || die "no $bin/fleet-gateway (build it first)"
+[[ -x $bin/fleet-gateway && -x $bin/fleetctl ]] || die "no $bin/fleet-gateway or fleetctl (build them first)"
 counts=("$@")
 [[ ${#counts[@]} -gt 0 ]] || counts=(1 3)
-tkey=fk_shard_reads_tenant
-akey=fk_shard_reads_admin
+tkey= akey=
 
 # Redis's time (usec) and calls since the last RESETSTAT, over every command but INFO and
 # CONFIG (the bench's own).
@@ -41,23 +40,15 @@ one() { # S
   dir=$(mktemp -d)
   port=$(free_port)
   gwp=$(free_port)
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --daemonize yes \
-    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
-  local r=(redis-cli -p "$port")
-  for _ in $(seq 50); do "${r[@]}" PING >/dev/null 2>&1 && break; sleep 0.1; done
-  "${r[@]}" PING >/dev/null 2>&1 || die "redis-server did not start on port $port ($dir/redis.log)"
+  start_redis "$port" "$dir"
+  local r=(redis-cli -p "$port") ctl=("$bin/fleetctl" --redis-url "redis://127.0.0.1:$port" --prefix m)
+  # The shard table and the two keys through fleetctl, which spells the keys as fleet does.
   if [[ $s -gt 1 ]]; then
-    local table="0:-:active"
-    for k in $(seq 1 $((s - 1))); do table+=" $k:$k:active"; done
-    "${r[@]}" SET "{m}:shards" "$table" >/dev/null
+    "${ctl[@]}" shards init "$s" >/dev/null || die "fleetctl shards init $s failed"
   fi
-  for who in "t0 $tkey tenant" "ops $akey admin"; do
-    set -- $who
-    "${r[@]}" SADD "{m}:tenants" "$1" >/dev/null
-    "${r[@]}" HSET "{m}:tenant:$1" name "$1" created_ms 1 >/dev/null
-    "${r[@]}" HSET "{m}:apikey:$(printf %s "$2" | sha256sum | cut -d' ' -f1)" \
-      tenant "$1" role "$3" >/dev/null
-  done
+  tkey=$("${ctl[@]}" tenant add t0 | awk '/api key/{print $3}')
+  akey=$("${ctl[@]}" tenant add ops --admin | awk '/api key/{print $3}')
+  [[ -n $tkey && -n $akey ]] || die "fleetctl tenant add gave no key"
   FLEET_REDIS_URL="redis://127.0.0.1:$port" FLEET_PREFIX=m FLEET_AUTH=on \
     FLEET_LISTEN="127.0.0.1:$gwp" FLEET_MODELS=echo ASAN_OPTIONS=detect_leaks=0 \
     "$bin/fleet-gateway" >"$dir/gateway.log" 2>&1 &
