@@ -20,24 +20,20 @@ configure_file(${FLEET_CLASSIFY_WEIGHTS}
                ${CMAKE_BINARY_DIR}/share/fleet/models/classify/model.safetensors COPYONLY)
 install(FILES ${FLEET_CLASSIFY_WEIGHTS} DESTINATION share/fleet/models/classify)
 
-# cnn_cpu.c needs no BLAS; the guard is for bert_backend_module, which worker/embed defines
-# only with OpenBLAS (where a build without it stops).
-if(OPENBLAS_FOUND)
-  add_library(fleet_classify_cpu STATIC cnn_cpu.c)
-  target_link_libraries(fleet_classify_cpu PUBLIC fleet_classify_core)
-  set_target_properties(fleet_classify_cpu PROPERTIES POSITION_INDEPENDENT_CODE ON)
-  # bert_backend_module (worker/embed/CMakeLists.txt) makes any backend module the same way.
-  bert_backend_module(fleet-classify-cpu cnn_cpu_module.c fleet_classify_cpu)
-  if(FLEET_HAVE_CUDA AND FLEET_HAVE_CUDNN AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/cuda.cmake)
-    include(${CMAKE_CURRENT_SOURCE_DIR}/cuda.cmake)
-  endif()
-  # Building the worker builds these modules too, so bin/ holds them (the worker looks for
-  # them next to itself). Here, not in worker/: this directory is added after it.
-  if(TARGET fleet-worker)
-    foreach(m fleet-classify-cpu fleet-classify-cuda)
-      if(TARGET ${m})
-        add_dependencies(fleet-worker ${m})
-      endif()
-    endforeach()
-  endif()
+add_library(fleet_classify_cpu STATIC cnn_cpu.c)
+target_link_libraries(fleet_classify_cpu PUBLIC fleet_classify_core)
+set_target_properties(fleet_classify_cpu PROPERTIES POSITION_INDEPENDENT_CODE ON)
+# fleet_backend_module (worker/embed/CMakeLists.txt) makes every backend module the same way.
+fleet_backend_module(fleet-classify-cpu cnn_cpu_module.c fleet_classify_cpu)
+if(FLEET_HAVE_CUDA AND FLEET_HAVE_CUDNN AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/cuda.cmake)
+  include(${CMAKE_CURRENT_SOURCE_DIR}/cuda.cmake)
+endif()
+# Building the worker builds these modules too, so bin/ holds them (the worker looks for
+# them next to itself). Here, not in worker/: this directory is added after it.
+if(TARGET fleet-worker)
+  foreach(m fleet-classify-cpu fleet-classify-cuda)
+    if(TARGET ${m})
+      add_dependencies(fleet-worker ${m})
+    endif()
+  endforeach()
 endif()

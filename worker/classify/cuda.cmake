@@ -5,7 +5,7 @@
 #                         cnn_cuda_kernels.cu (the pixels' bytes to floats); for the
 #                         module, tests/gpu/ (fleet-classify-check) and the benches;
 #   fleet-classify-cuda   the module fleet-classify-cuda.so in bin/ (installed to
-#                         lib/fleet), made by bert_backend_module as the embed model's
+#                         lib/fleet), made by fleet_backend_module as the embed model's
 #                         fleet-embed-cuda.so is: only cnn_module_v1 is exported, the copies
 #                         of the classify and embed code inside stay private to it.
 add_library(fleet_classify_cuda STATIC
@@ -20,5 +20,5 @@ set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/cnn_cuda_kernels.cu
 target_include_directories(fleet_classify_cuda SYSTEM PRIVATE ${CUDNN_INCLUDE_DIR})
 target_link_libraries(fleet_classify_cuda PUBLIC fleet_classify_cpu CUDA::cudart CUDA::cublas
                       ${CUDNN_LIBRARY})
-bert_backend_module(fleet-classify-cuda ${CMAKE_CURRENT_LIST_DIR}/cnn_cuda_module.c
+fleet_backend_module(fleet-classify-cuda ${CMAKE_CURRENT_LIST_DIR}/cnn_cuda_module.c
                     fleet_classify_cuda)
