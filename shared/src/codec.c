@@ -223,12 +223,10 @@ static int read_head(const unsigned char *p, size_t len, size_t *off, int depth,
                      char *err, size_t errlen) {
     if (*off < len && depth >= FLEET_CODEC_MAX_DEPTH && fleet_mp_is_container(p[*off]))
         return fleet_err(err, errlen, "nesting deeper than %d levels", FLEET_CODEC_MAX_DEPTH);
-    size_t at = *off;
-    unsigned char t = at < len ? p[at] : 0;
+    unsigned char t = *off < len ? p[*off] : 0;
     switch (fleet_mp_read_head(p, len, off, h)) {
     case FLEET_MP_OK: return 0;
-    case FLEET_MP_BAD:
-        return fleet_err(err, errlen, "malformed msgpack data (byte 0x%02x at offset %zu)", t, at);
+    case FLEET_MP_BAD: return fleet_err(err, errlen, "malformed msgpack data (byte 0x%02x)", t);
     default: return fleet_err(err, errlen, "truncated msgpack data");
     }
 }

@@ -37,7 +37,7 @@ int fleet_json_to_msgpack(const json_t *j, char **out, size_t *len, char *err, s
  * the bytes present, nested at most FLEET_CODEC_MAX_DEPTH deep, without allocating: after
  * it, msgpack-c can unpack buf without reserving memory for sizes the bytes only claim.
  * Returns 0, or -1 with err: "empty msgpack data", "truncated msgpack data", "malformed
- * msgpack data (byte 0xc1 at offset 7)", "nesting deeper than 32 levels", "5 trailing
+ * msgpack data (byte 0xc1)", "nesting deeper than 32 levels", "5 trailing
  * bytes after the msgpack value". Nothing else is checked (keys, UTF-8, ext types). */
 int fleet_msgpack_check(const char *buf, size_t len, char *err, size_t errlen);
 
